@@ -1,0 +1,155 @@
+"""A private PostgreSQL cluster from the system's binaries: data dir and socket under a state directory."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+SUPERUSER = "eolake"
+DATABASE = "eolake"
+
+
+class PostgresError(RuntimeError):
+    pass
+
+
+def find_bindir() -> Path:
+    """The newest PostgreSQL server installed under /usr/lib/postgresql (Debian/Ubuntu layout), or PATH."""
+    root = Path("/usr/lib/postgresql")
+    versions = sorted((p for p in root.glob("*/bin/initdb")), key=lambda p: int(p.parent.parent.name))
+    if versions:
+        return versions[-1].parent
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    raise PostgresError("PostgreSQL server binaries not found: install postgresql (the ./eolake script does)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class PostgresCluster:
+    """One cluster in `root` (data/, run/ for the socket, password, port and log files)."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root).resolve()
+        self.data = self.root / "data"
+        self.run_dir = self.root / "run"
+        self.log = self.root / "postgres.log"
+        self.bindir = find_bindir()
+
+    # PostgreSQL refuses to run as root: as root, the cluster belongs to the system's postgres user.
+    def _owner(self) -> pwd.struct_passwd | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam("postgres")
+        except KeyError as exc:
+            raise PostgresError("running as root needs the 'postgres' system user (package postgresql)") from exc
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        owner = self._owner()
+        kwargs = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
+        cmd = [str(self.bindir / args[0]), *args[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", **kwargs)
+        if check and proc.returncode != 0:
+            raise PostgresError(f"{' '.join(cmd)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc
+
+    @property
+    def password(self) -> str:
+        return (self.root / "password").read_text().strip()
+
+    @property
+    def port(self) -> int:
+        return int((self.root / "port").read_text())
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data / "PG_VERSION").exists()
+
+    def dsn(self, dbname: str = DATABASE) -> str:
+        return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+
+    def init(self) -> None:
+        if self.initialized:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o755)
+        self.run_dir.mkdir(exist_ok=True)
+        pwfile = self.root / "password"
+        pwfile.write_text(secrets.token_urlsafe(24))
+        pwfile.chmod(0o644 if self._owner() else 0o600)
+        owner = self._owner()
+        for path in (self.root, self.run_dir):
+            if owner:
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--pwfile", str(pwfile),
+                  "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        if owner:
+            pwfile.chmod(0o600)
+            os.chown(pwfile, 0, 0)
+
+    def start(self, port: int | None = None) -> None:
+        """Start on `port`, else on the port used last time if free, else on a free port."""
+        if not self.initialized:
+            self.init()
+        if self.running:
+            return
+        portfile = self.root / "port"
+        if port is None:
+            previous = int(portfile.read_text()) if portfile.exists() else None
+            port = previous if previous and port_is_free(previous) else free_port()
+        elif not port_is_free(port):
+            raise PostgresError(f"port {port} is already in use: choose another one")
+        portfile.write_text(str(port))
+        opts = (f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
+                f"-c shared_buffers=128MB -c fsync=on")
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+    @property
+    def running(self) -> bool:
+        if not self.initialized:
+            return False
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.running:
+            self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def migrate(self) -> str:
+        """Create PostGIS and apply pgstac migrations with pypgstac (idempotent); returns the pgstac version."""
+        from pypgstac.db import PgstacDB
+        from pypgstac.migrate import Migrate
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+        with PgstacDB(dsn=self.dsn()) as db:
+            return Migrate(db).run_migration()
