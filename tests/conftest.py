@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,12 +15,15 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
-def pg(tmp_path_factory) -> PostgresCluster:
-    cluster = PostgresCluster(tmp_path_factory.mktemp("pg"))
+def pg() -> PostgresCluster:
+    # Not under pytest's tmp dir: that is private (0700), and as root the cluster runs as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="eolake-test-pg-"))
+    cluster = PostgresCluster(root)
     cluster.start()
     cluster.migrate()
     yield cluster
     cluster.stop(mode="immediate")
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

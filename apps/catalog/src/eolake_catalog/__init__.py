@@ -1,1 +1,1 @@
-
+"""eolake catalog service."""

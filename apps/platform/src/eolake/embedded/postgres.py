@@ -94,11 +94,22 @@ class PostgresCluster:
     def dsn(self, dbname: str = DATABASE) -> str:
         return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
+    def _check_reachable(self) -> None:
+        owner = self._owner()
+        if not owner:
+            return
+        for parent in self.root.parents:
+            st = parent.stat()
+            if not (st.st_mode & 0o001 or st.st_uid == owner.pw_uid):
+                raise PostgresError(f"{parent} is private (mode {st.st_mode & 0o777:o}): as root the cluster runs as "
+                                    f"the postgres user, which cannot reach {self.root}")
+
     def init(self) -> None:
         if self.initialized:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
+        self._check_reachable()
         self.run_dir.mkdir(exist_ok=True)
         pwfile = self.root / "password"
         pwfile.write_text(secrets.token_urlsafe(24))

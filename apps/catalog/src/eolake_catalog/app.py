@@ -1,0 +1,69 @@
+"""The catalog: stac-fastapi-pgstac with the read extensions, admin-only transactions, behind the service kit."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import attr
+
+from fastapi import Depends, FastAPI
+from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
+from stac_fastapi.pgstac.app import instantiate_api
+from stac_fastapi.pgstac.config import Settings
+from stac_fastapi.pgstac.core import CoreCrudClient
+from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.models.extensions import Extensions
+
+from eolake_catalog.settings import CatalogSettings
+from eolake_kit import install_kit, require_role
+
+LANDING_ID = "eolake-catalog"
+WRITE_ROUTES = [
+    {"path": "/collections", "method": "POST"},
+    {"path": "/collections/{collection_id}", "method": "PUT"},
+    {"path": "/collections/{collection_id}", "method": "PATCH"},
+    {"path": "/collections/{collection_id}", "method": "DELETE"},
+    {"path": "/collections/{collection_id}/items", "method": "POST"},
+    {"path": "/collections/{collection_id}/items/{item_id}", "method": "PUT"},
+    {"path": "/collections/{collection_id}/items/{item_id}", "method": "PATCH"},
+    {"path": "/collections/{collection_id}/items/{item_id}", "method": "DELETE"},
+    {"path": "/collections/{collection_id}/bulk_items", "method": "POST"},
+]
+
+
+@attr.s
+class CatalogClient(CoreCrudClient):
+    landing_page_id: str = attr.ib(default=LANDING_ID)
+
+
+def create_app(settings: CatalogSettings | None = None) -> FastAPI:
+    settings = settings or CatalogSettings()
+    stac_settings = Settings(
+        stac_fastapi_title=settings.title,
+        stac_fastapi_description=settings.description,
+        stac_fastapi_landing_id=LANDING_ID,
+        stac_fastapi_version="0.1.0",
+        enable_transactions_extensions=True,
+        enabled_extensions=None,  # every read extension: query, sort, fields, filter, free text, pagination…
+        cors_origins=["*"],
+    )
+    read = settings.postgres(settings.pool_size - settings.write_pool_size)
+    write = settings.postgres(settings.write_pool_size)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # Pools start empty (min size 0): the service starts, and reports not ready, while Postgres is down.
+        await connect_to_db(app, postgres_settings=read, add_write_connection_pool=True,
+                            write_postgres_settings=write)
+        yield
+        await close_db_connection(app)
+
+    api = instantiate_api(client=CatalogClient, extensions=Extensions(settings=stac_settings), lifespan=lifespan, settings=stac_settings)
+    api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
+    app = api.app
+
+    async def pgstac() -> None:
+        async with app.state.readpool.acquire(timeout=settings.readiness_timeout) as conn:
+            await conn.fetchval("SELECT pgstac.get_version()")
+
+    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=DEFAULT_STATUS_CODES)

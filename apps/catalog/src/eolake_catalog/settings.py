@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+from stac_fastapi.pgstac.config import PostgresSettings
+
+from eolake_kit import ServiceSettings
+
+
+class CatalogSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EOLAKE_CATALOG_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "catalog"
+    root_path: str = "/stac"
+    port: int = 8081
+    database_url: SecretStr = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
+                                    description="postgresql://user:password@host:port/dbname")
+    pool_size: int = Field(8, ge=2, le=100, description="connections per worker: reads plus a quarter for writes")
+    title: str = "eolake catalog"
+    description: str = "STAC API over the eolake data lake"
+
+    @field_validator("database_url")
+    @classmethod
+    def postgres_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+            raise ValueError("database_url must look like postgresql://user:password@host:port/dbname")
+        return value
+
+    def postgres(self, pool_size: int) -> PostgresSettings:
+        parts = urlsplit(self.database_url.get_secret_value())
+        return PostgresSettings(
+            pguser=unquote(parts.username or ""), pgpassword=unquote(parts.password or ""),
+            pghost=parts.hostname, pgport=parts.port or 5432, pgdatabase=parts.path.strip("/"),
+            db_min_conn_size=0, db_max_conn_size=pool_size,
+        )
+
+    @property
+    def write_pool_size(self) -> int:
+        return max(1, self.pool_size // 4)

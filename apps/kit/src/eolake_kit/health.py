@@ -1,0 +1,55 @@
+"""Liveness, readiness and metrics endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from starlette.responses import JSONResponse, Response
+
+from eolake_kit.problems import problem
+
+Check = Callable[[], Awaitable[object]]
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers (never touches a dependency)")
+async def healthz() -> dict:
+    return {"status": "alive"}
+
+
+@router.get("/readyz", summary="Readiness: every dependency answers",
+            responses={503: {"description": "a dependency is down", "content": {"application/problem+json": {}}}})
+async def readyz(request: Request) -> Response:
+    checks: dict[str, Check] = request.app.state.readiness_checks
+    timeout: float = request.app.state.settings.readiness_timeout
+    results = await asyncio.gather(*(_run(check, timeout) for check in checks.values()))
+    report = dict(zip(checks, results))
+    if all(r["status"] == "up" for r in report.values()):
+        return JSONResponse({"status": "ready", "checks": report})
+    down = ", ".join(name for name, r in report.items() if r["status"] != "up")
+    return problem(503, f"not ready: {down} unavailable", checks=report)
+
+
+async def _run(check: Check, timeout: float) -> dict:
+    start = time.perf_counter()
+    try:
+        await asyncio.wait_for(check(), timeout)
+    except TimeoutError:
+        return {"status": "down", "error": f"no answer within {timeout:g} s"}
+    except Exception as exc:  # a readiness check reports any failure, it never raises
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"status": "up", "ms": round((time.perf_counter() - start) * 1000, 1)}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

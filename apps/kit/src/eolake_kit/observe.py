@@ -1,0 +1,83 @@
+"""One ASGI middleware for what every request needs: a request id, a server span, RED metrics, an access log."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import Counter, Gauge, Histogram
+
+from eolake_kit.logs import request_id, trace_id
+
+# Buckets include the SLO thresholds (250 ms search, 500 ms tiles, 1 s and 2.5 s heavier calls).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REQUESTS = Counter("eolake_http_requests", "HTTP requests served",
+                   ["service", "route", "method", "status_class"])
+LATENCY = Histogram("eolake_http_request_duration_seconds", "HTTP request latency",
+                    ["service", "route", "method"], buckets=LATENCY_BUCKETS)
+IN_FLIGHT = Gauge("eolake_http_requests_in_flight", "HTTP requests being served", ["service"],
+                  multiprocess_mode="livesum")
+PROBES = {"/healthz", "/readyz", "/metrics"}
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+access_log = logging.getLogger("eolake.access")
+tracer = trace.get_tracer("eolake_kit")
+
+
+def route_template(scope: dict) -> str:
+    """The matched route's template (low cardinality), never the raw path."""
+    route = scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class ObserveMiddleware:
+    def __init__(self, app, service: str):
+        self.app, self.service = app, service
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        rid = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        rid_token = request_id.set(rid)
+        status = 500
+        start = time.perf_counter()
+        IN_FLIGHT.labels(self.service).inc()
+
+        async def send_with_id(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        method = scope["method"]
+        with tracer.start_as_current_span(f"{method} {scope['path']}", context=propagate.extract(headers),
+                                          kind=SpanKind.SERVER) as span:
+            tid_token = trace_id.set(format(span.get_span_context().trace_id, "032x"))
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                elapsed = time.perf_counter() - start
+                route = route_template(scope)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(Status(StatusCode.ERROR))
+                IN_FLIGHT.labels(self.service).dec()
+                REQUESTS.labels(self.service, route, method, f"{status // 100}xx").inc()
+                LATENCY.labels(self.service, route, method).observe(elapsed)
+                level = logging.DEBUG if route in PROBES and status < 400 else logging.INFO
+                access_log.log(level, "%s %s %s", method, route, status, extra={
+                    "method": method, "route": route, "path": scope["path"], "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": (scope.get("client") or ("", 0))[0]})
+                trace_id.reset(tid_token)
+                request_id.reset(rid_token)

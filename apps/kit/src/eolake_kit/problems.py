@@ -1,0 +1,67 @@
+"""RFC 9457 problem details for every error the service answers."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from eolake_kit.logs import request_id
+
+MEDIA_TYPE = "application/problem+json"
+log = logging.getLogger("eolake.errors")
+
+
+def problem(status: int, detail: str, *, title: str | None = None, headers: dict | None = None,
+            **extra: object) -> Response:
+    body = {
+        "type": "about:blank",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+    if rid := request_id.get():
+        body["request_id"] = rid
+    return Response(orjson.dumps(body, default=str), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _validation_errors(exc: RequestValidationError) -> list[dict]:
+    return [{"location": ".".join(map(str, e.get("loc", ()))), "message": e.get("msg", "")} for e in exc.errors()]
+
+
+def install_problem_handlers(app: FastAPI, status_codes: dict[type[Exception], int] | None = None) -> None:
+    """Turn HTTP errors, validation errors, mapped exceptions and crashes into problem+json."""
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        errors = _validation_errors(exc)
+        summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
+        return problem(400, f"invalid request: {summary}", errors=errors)
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error")
+        return problem(500, "internal error; quote the request id when reporting it")
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(Exception, crash)
+    for exc_type, status in (status_codes or {}).items():
+        app.add_exception_handler(exc_type, _mapped(status))
+
+
+def _mapped(status: int):
+    async def handler(request: Request, exc: Exception) -> Response:
+        if status >= 500:
+            log.error("request failed: %s", exc, exc_info=exc)
+            return problem(status, "internal error; quote the request id when reporting it")
+        return problem(status, str(exc) or HTTPStatus(status).phrase, title=exc.__class__.__name__)
+
+    return handler

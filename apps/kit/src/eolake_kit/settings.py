@@ -1,0 +1,47 @@
+"""Settings every service shares; each service subclasses with its own env prefix (EOLAKE_<SERVICE>_)."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from eolake_kit.auth import AuthConfig
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EOLAKE_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "service"
+    public_url: AnyHttpUrl = Field(
+        AnyHttpUrl("http://127.0.0.1:8080"),
+        description="the platform's public base URL; links are built from it, never from the Host header",
+    )
+    root_path: str = Field("", description="this service's public path prefix, e.g. /stac")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=32)
+    log_level: str = "info"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint for traces; no export when unset")
+    graceful_timeout: float = Field(20, ge=0, description="seconds in-flight requests get on shutdown")
+    readiness_timeout: float = Field(2, gt=0, description="seconds each readiness check may take")
+    auth: AuthConfig = AuthConfig()
+
+    @field_validator("root_path")
+    @classmethod
+    def prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
+            raise ValueError(f"{value!r} is not a path prefix like /stac")
+        return value
+
+    @model_validator(mode="after")
+    def no_path_in_public_url(self) -> ServiceSettings:
+        if self.public_url.path not in (None, "", "/"):
+            raise ValueError("public_url is the platform base URL: put the service prefix in root_path")
+        return self
+
+    @property
+    def service_url(self) -> str:
+        return str(self.public_url).rstrip("/") + self.root_path

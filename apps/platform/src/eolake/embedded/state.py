@@ -1,0 +1,70 @@
+"""The embedded platform's state directory: database, storage, logs, API keys and what is running."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StateDir:
+    root: Path
+
+    @property
+    def postgres(self) -> Path:
+        return self.root / "postgres"
+
+    @property
+    def storage(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def api_keys(self) -> Path:
+        return self.root / "api-keys.json"
+
+    def key_file(self, role: str) -> Path:
+        return self.root / f"{role}.key"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "supervisor.pid"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.root / "runtime.json"
+
+    @property
+    def demo_marker(self) -> Path:
+        return self.root / "demo-loaded"
+
+    def prepare(self) -> None:
+        for path in (self.root, self.storage, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def supervisor_pid(self) -> int | None:
+        """The pid of a live supervisor, or None (a stale pid file is ignored)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            os.kill(pid, 0)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            return None
+        except PermissionError:
+            return pid
+        return pid
+
+    def runtime(self) -> dict:
+        try:
+            return json.loads(self.runtime_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def write_runtime(self, runtime: dict) -> None:
+        tmp = self.runtime_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(runtime, indent=2))
+        os.replace(tmp, self.runtime_file)

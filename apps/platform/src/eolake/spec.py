@@ -1,0 +1,248 @@
+"""The platform spec: one typed model of a deployment, loaded from Pulumi stack files in stacks/.
+
+A stack file is `stacks/Pulumi.<stack>.yaml` holding the platform object under the `eolake:platform` key.
+The embedded runner, the Pulumi program and the Ansible variables all translate this one model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from eolake.paths import STACKS_DIR
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_KEY = "eolake:platform"
+
+ServiceName = Literal["catalog", "tiles", "search", "thesaurus", "downloads", "web"]
+# Services that hold database connections, for the connection budget.
+DATABASE_SERVICES = {"catalog", "tiles", "downloads"}
+QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    cpu_request: str = "100m"
+    cpu_limit: str = "1"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+
+    @field_validator("*")
+    @classmethod
+    def kubernetes_quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 1, 256Mi or 2Gi")
+        return value
+
+
+class Service(Strict):
+    enabled: bool = True
+    path: str = Field(description="public path prefix under the base URL, e.g. /stac; / for the web view")
+    replicas: int = Field(1, ge=1, le=100)
+    workers: int = Field(1, ge=1, le=32, description="server worker processes per replica")
+    pool_size: int = Field(4, ge=1, le=100, description="database connections per worker at most")
+    resources: Resources = Resources()
+
+    @field_validator("path")
+    @classmethod
+    def path_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"/|(/[a-z0-9][a-z0-9-]*)+", value):
+            raise ValueError(f"{value!r} must be / or like /stac (lowercase, no trailing slash)")
+        return value
+
+
+class Database(Strict):
+    embedded: bool = Field(True, description="a private cluster started by the embedded runner")
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="None: a free port (embedded only)")
+    name: str = "eolake"
+    user: str = "eolake"
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    max_connections: int = Field(200, ge=10, description="what Postgres, or the pooler in front, accepts")
+    reserved_connections: int = Field(10, ge=0, description="kept for migrations, ingest and admins")
+
+
+class Storage(Strict):
+    kind: Literal["local", "s3"] = "local"
+    path: str = "data"
+    bucket: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def s3_needs_bucket(self) -> Storage:
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError("storage kind s3 needs a bucket")
+        return self
+
+
+class Auth(Strict):
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    roles_claim: str = "realm_access.roles"
+
+    @model_validator(mode="after")
+    def issuer_needs_audience(self) -> Auth:
+        if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks_url):
+            raise ValueError("oidc_issuer needs oidc_audience and oidc_jwks_url")
+        return self
+
+
+class Observability(Strict):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
+    prometheus: bool = True
+    matomo_url: str | None = None
+    matomo_site_id: int | None = None
+
+
+class Provider(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["stac", "eodag"]
+    url: str | None = None
+    enabled: bool = False
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+
+DEFAULT_PATHS: dict[str, str] = {
+    "catalog": "/stac", "tiles": "/tiles", "search": "/search",
+    "thesaurus": "/thesaurus", "downloads": "/downloads", "web": "/",
+}
+
+
+class Platform(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    base_url: AnyHttpUrl = Field(description="the one public base URL; every service lives under a path prefix")
+    services: dict[ServiceName, Service]
+    database: Database = Database()
+    storage: Storage = Storage()
+    auth: Auth = Auth()
+    observability: Observability = Observability()
+    providers: list[Provider] = []
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def default_paths(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: {"path": DEFAULT_PATHS.get(k, f"/{k}"), **(v or {})} if isinstance(v, dict | None) else v
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def consistent(self) -> Platform:
+        paths: dict[str, str] = {}
+        for name, service in self.enabled_services.items():
+            if service.path in paths:
+                raise ValueError(f"services {paths[service.path]} and {name} share the path {service.path}")
+            paths[service.path] = name
+        if self.base_url.path not in (None, "/"):
+            raise ValueError("base_url must not have a path: services get their prefix from services.<name>.path")
+        used, budget = self.connection_budget()
+        if used > budget:
+            raise ValueError(
+                f"connection budget exceeded: services need {used} database connections "
+                f"(replicas × workers × pool_size) but database.max_connections − reserved_connections is {budget}"
+            )
+        return self
+
+    @property
+    def enabled_services(self) -> dict[str, Service]:
+        return {name: s for name, s in self.services.items() if s.enabled}
+
+    def connection_budget(self) -> tuple[int, int]:
+        used = sum(s.replicas * s.workers * s.pool_size
+                   for name, s in self.enabled_services.items() if name in DATABASE_SERVICES)
+        return used, self.database.max_connections - self.database.reserved_connections
+
+    def service_env(self, service: str) -> dict[str, str]:
+        """The settings a service reads from its environment (EOLAKE_<SERVICE>_*), without secrets or ports."""
+        s, obs, auth = self.services[service], self.observability, self.auth
+        values = {
+            "PUBLIC_URL": str(self.base_url).rstrip("/"),
+            "ROOT_PATH": "" if s.path == "/" else s.path,
+            "WORKERS": s.workers,
+            "POOL_SIZE": s.pool_size,
+            "LOG_LEVEL": obs.log_level,
+            "OTLP_ENDPOINT": obs.otlp_endpoint,
+            "AUTH__OIDC_ISSUER": auth.oidc_issuer,
+            "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
+            "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
+            "AUTH__ROLES_CLAIM": auth.roles_claim,
+        }
+        prefix = f"EOLAKE_{service.upper()}_"
+        return {prefix + k: str(v) for k, v in values.items() if v is not None}
+
+    def public_url(self, service: str) -> str:
+        """The public URL of a service, without a trailing slash (the web view is the base URL itself)."""
+        return str(self.base_url).rstrip("/") + self.services[service].path.rstrip("/")
+
+
+class SpecError(ValueError):
+    """An invalid stack file: names the file, the line, the field and the reason."""
+
+    def __init__(self, file: Path, problems: list[tuple[str, int | None, str]]):
+        self.file, self.problems = file, problems
+        lines = [f"{file}:{line or 1}: {field}: {reason}" for field, line, reason in problems]
+        super().__init__("invalid platform spec\n" + "\n".join(lines))
+
+
+def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Platform:
+    """Load and validate a stack by name (`local`) or by file path."""
+    path = Path(stack_or_file)
+    if path.suffix not in (".yaml", ".yml"):
+        path = stack_file(str(stack_or_file), stacks_dir)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml"))
+        raise SpecError(path, [("stack", None, f"no such stack file (known stacks: {', '.join(known) or 'none'})")])
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SpecError(path, [("yaml", mark.line + 1 if mark else None, str(exc).replace("\n", " "))]) from exc
+    config = (document or {}).get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict) or CONFIG_KEY not in config:
+        raise SpecError(path, [(f"config.{CONFIG_KEY}", None, "missing: the stack file must hold the platform here")])
+    try:
+        return Platform.model_validate(config[CONFIG_KEY])
+    except ValidationError as exc:
+        lines = _line_index(node)
+        problems = []
+        for error in exc.errors():
+            loc = ("config", CONFIG_KEY, *error["loc"])
+            problems.append((".".join(map(str, loc[2:])) or CONFIG_KEY, _nearest_line(lines, loc), error["msg"]))
+        raise SpecError(path, problems) from exc
+
+
+def _line_index(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each YAML path (tuple of keys and indexes) to its 1-based line."""
+    index: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            index[path] = key.start_mark.line + 1
+            index.update(_line_index(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            index[(*prefix, i)] = value.start_mark.line + 1
+            index.update(_line_index(value, (*prefix, i)))
+    return index
+
+
+def _nearest_line(index: dict[tuple, int], loc: tuple) -> int | None:
+    for end in range(len(loc), 0, -1):
+        key = tuple(str(p) if not isinstance(p, int) else p for p in loc[:end])
+        if key in index:
+            return index[key]
+    return None
