@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import attr
+from asyncpg import exceptions as pg_errors
 
 from fastapi import Depends, FastAPI
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
@@ -66,4 +67,6 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         async with app.state.readpool.acquire(timeout=settings.readiness_timeout) as conn:
             await conn.fetchval("SELECT pgstac.get_version()")
 
-    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=DEFAULT_STATUS_CODES)
+    # pgstac raises (P0001) and data errors come from what the client sent, e.g. an unsupported CQL2 operator.
+    status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400}
+    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)

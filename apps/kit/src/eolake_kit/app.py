@@ -17,7 +17,7 @@ from eolake_kit.tracing import configure_tracing
 def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Check] | None = None,
                 status_codes: dict[type[Exception], int] | None = None) -> FastAPI:
     configure_tracing(settings.service_name, settings.otlp_endpoint)
-    app.state.settings = settings
+    app.state.kit_settings = settings
     app.state.readiness_checks = checks or {}
     app.state.authenticator = Authenticator(settings.auth)
     install_problem_handlers(app, status_codes)

@@ -26,7 +26,7 @@ async def healthz() -> dict:
             responses={503: {"description": "a dependency is down", "content": {"application/problem+json": {}}}})
 async def readyz(request: Request) -> Response:
     checks: dict[str, Check] = request.app.state.readiness_checks
-    timeout: float = request.app.state.settings.readiness_timeout
+    timeout: float = request.app.state.kit_settings.readiness_timeout
     results = await asyncio.gather(*(_run(check, timeout) for check in checks.values()))
     report = dict(zip(checks, results))
     if all(r["status"] == "up" for r in report.values()):

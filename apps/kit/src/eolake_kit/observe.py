@@ -12,6 +12,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
 from eolake_kit.logs import request_id, trace_id
+from eolake_kit.problems import problem
 
 # Buckets include the SLO thresholds (250 ms search, 500 ms tiles, 1 s and 2.5 s heavier calls).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -44,14 +45,14 @@ class ObserveMiddleware:
         incoming = headers.get("x-request-id", "")
         rid = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         rid_token = request_id.set(rid)
-        status = 500
+        status, started = 500, False
         start = time.perf_counter()
         IN_FLIGHT.labels(self.service).inc()
 
         async def send_with_id(message):
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
@@ -62,6 +63,14 @@ class ObserveMiddleware:
             tid_token = trace_id.set(format(span.get_span_context().trace_id, "032x"))
             try:
                 await self.app(scope, receive, send_with_id)
+            except Exception as exc:
+                # Handled here, inside the request's context, so the 500 carries its request id and trace.
+                access_log.error("unhandled error", exc_info=exc)
+                span.record_exception(exc)
+                if started:
+                    raise
+                await problem(500, "internal error; quote the request id when reporting it")(
+                    scope, receive, send_with_id)
             finally:
                 elapsed = time.perf_counter() - start
                 route = route_template(scope)

@@ -36,7 +36,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict]:
 
 
 def install_problem_handlers(app: FastAPI, status_codes: dict[type[Exception], int] | None = None) -> None:
-    """Turn HTTP errors, validation errors, mapped exceptions and crashes into problem+json."""
+    """Turn HTTP errors, validation errors and mapped exceptions into problem+json (crashes: ObserveMiddleware)."""
 
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
@@ -46,13 +46,8 @@ def install_problem_handlers(app: FastAPI, status_codes: dict[type[Exception], i
         summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
         return problem(400, f"invalid request: {summary}", errors=errors)
 
-    async def crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error")
-        return problem(500, "internal error; quote the request id when reporting it")
-
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
-    app.add_exception_handler(Exception, crash)
     for exc_type, status in (status_codes or {}).items():
         app.add_exception_handler(exc_type, _mapped(status))
 

@@ -40,7 +40,9 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """No one listens there (connections left in TIME_WAIT don't count: servers bind with SO_REUSEADDR)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -1,0 +1,55 @@
+"""Run eolake processes for tests as they run in production: real processes, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from eolake.embedded.postgres import free_port
+
+
+@contextmanager
+def service_process(module: str, env: dict[str, str], log: Path, probe: str = "/healthz", timeout: float = 60):
+    """Start `python -m module` with env; yields its base URL once `probe` answers; SIGTERM at the end."""
+    port = free_port()
+    prefix = f"EOLAKE_{module.removeprefix('eolake_').upper()}_"
+    full_env = {**os.environ, prefix + "PORT": str(port), prefix + "HOST": "127.0.0.1", **env}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{module} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(url + probe, timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{module} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until(predicate, timeout: float = 30, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)

@@ -1,0 +1,211 @@
+"""The catalog service as it runs: a real process, a real private PostgreSQL + pgstac, real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from eolake.embedded.postgres import PostgresCluster
+from eolake_kit.auth import create_api_key
+from servers import service_process, wait_until
+
+PUBLIC = "https://eolake.example.org"
+PROBLEM = "application/problem+json"
+
+
+def collection(cid: str) -> dict:
+    return {
+        "type": "Collection", "stac_version": "1.0.0", "id": cid, "description": f"test collection {cid}",
+        "license": "CC-BY-4.0", "links": [],
+        "extent": {"spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
+                   "temporal": {"interval": [["2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"]]}},
+    }
+
+
+def item(cid: str, iid: str, cloud: float, day: int) -> dict:
+    x = 1.0 + day / 100
+    return {
+        "type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid, "links": [], "assets": {},
+        "bbox": [x, 43.0, x + 0.1, 43.1],
+        "geometry": {"type": "Polygon", "coordinates": [[[x, 43.0], [x + 0.1, 43.0], [x + 0.1, 43.1],
+                                                          [x, 43.1], [x, 43.0]]]},
+        "properties": {"datetime": f"2023-03-{day:02d}T10:00:00Z", "eo:cloud_cover": cloud, "platform": "demo"},
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    root = Path(tempfile.mkdtemp(prefix="eolake-test-catalog-pg-"))
+    c = PostgresCluster(root)
+    c.start()
+    c.migrate()
+    yield c
+    c.stop(mode="immediate")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("keys") / "api-keys.json"
+    return {"file": str(path), "admin": create_api_key(path, "admin", "admin"),
+            "user": create_api_key(path, "someone", "user")}
+
+
+@pytest.fixture(scope="module")
+def catalog(cluster, keys, tmp_path_factory) -> str:
+    env = {"EOLAKE_CATALOG_DATABASE_URL": cluster.dsn(), "EOLAKE_CATALOG_PUBLIC_URL": PUBLIC,
+           "EOLAKE_CATALOG_ROOT_PATH": "/stac", "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys["file"]}
+    log = tmp_path_factory.mktemp("logs") / "catalog.log"
+    with service_process("eolake_catalog", env, log) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def loaded(catalog, keys) -> str:
+    admin = {"X-API-Key": keys["admin"]}
+    with httpx.Client(base_url=catalog + "/stac", headers=admin) as client:
+        assert client.post("/collections", json=collection("t-optical")).status_code == 201
+        for day in range(1, 11):
+            response = client.post("/collections/t-optical/items", json=item("t-optical", f"t-{day}", day * 10, day))
+            assert response.status_code == 201, response.text
+    return catalog
+
+
+def test_landing_page_links_use_public_url_not_host_header(catalog):
+    hostile = {"Host": "evil.example.com", "X-Forwarded-Host": "evil.example.com", "X-Forwarded-Proto": "http",
+               "Forwarded": "host=evil.example.com;proto=http"}
+    landing = httpx.get(catalog + "/stac/", headers=hostile).json()
+    hrefs = [link["href"] for link in landing["links"]]
+    assert landing["id"] == "eolake-catalog"
+    assert hrefs and all(h.startswith(PUBLIC + "/stac") for h in hrefs), hrefs
+    assert not any("evil" in h for h in hrefs)
+
+
+def test_same_routes_with_or_without_prefix(loaded):
+    direct = httpx.get(loaded + "/collections/t-optical").json()
+    prefixed = httpx.get(loaded + "/stac/collections/t-optical").json()
+    assert direct == prefixed
+    assert {link["rel"]: link["href"] for link in direct["links"]}["self"] == f"{PUBLIC}/stac/collections/t-optical"
+
+
+def test_conformance_lists_read_extensions(catalog):
+    conforms = " ".join(httpx.get(catalog + "/stac/conformance").json()["conformsTo"])
+    for part in ("item-search#filter", "item-search#sort", "item-search#fields", "item-search#query",
+                 "collection-search#free-text", "collection-search", "cql2-json"):
+        assert part in conforms, part
+
+
+def test_cql2_filter_and_sort(loaded):
+    body = {"collections": ["t-optical"], "filter-lang": "cql2-json",
+            "filter": {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 30]},
+            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "desc"}]}
+    features = httpx.post(loaded + "/stac/search", json=body).json()["features"]
+    assert [f["properties"]["eo:cloud_cover"] for f in features] == [30, 20, 10]
+    text = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "filter": "eo:cloud_cover > 80",
+                                                       "filter-lang": "cql2-text"}).json()["features"]
+    assert sorted(f["id"] for f in text) == ["t-10", "t-9"]
+
+
+def test_pagination_and_fields(loaded):
+    page = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "limit": 4,
+                                                      "fields": "-assets,-links"}).json()
+    assert len(page["features"]) == 4 and "assets" not in page["features"][0]
+    nxt = next(link for link in page["links"] if link["rel"] == "next")
+    assert nxt["href"].startswith(PUBLIC + "/stac/search")
+    token = httpx.URL(nxt["href"]).params["token"]
+    second = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "limit": 4,
+                                                        "token": token}).json()
+    assert {f["id"] for f in second["features"]}.isdisjoint({f["id"] for f in page["features"]})
+
+
+def test_free_text_collection_search(loaded):
+    found = httpx.get(loaded + "/stac/collections", params={"q": "t-optical"}).json()["collections"]
+    assert [c["id"] for c in found] == ["t-optical"]
+
+
+def test_queryables(loaded):
+    answer = httpx.get(loaded + "/stac/collections/t-optical/queryables")
+    assert answer.status_code == 200 and "properties" in answer.json()
+
+
+@pytest.mark.parametrize("who, status", [(None, 401), ("user", 403), ("admin", 201)])
+def test_transactions_are_for_admins(catalog, keys, who, status):
+    headers = {"X-API-Key": keys[who]} if who else {}
+    response = httpx.post(catalog + "/stac/collections", json=collection(f"t-tx-{who}"), headers=headers)
+    assert response.status_code == status, response.text
+    if status != 201:
+        assert response.headers["content-type"] == PROBLEM
+        assert response.json()["status"] == status
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_wrong_api_key_is_401(catalog):
+    response = httpx.delete(catalog + "/stac/collections/t-optical", headers={"X-API-Key": "eol_not-a-key"})
+    assert response.status_code == 401 and "invalid API key" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("method, path, body, status", [
+    ("GET", "/stac/collections/missing", None, 404),
+    ("GET", "/stac/collections/t-optical/items/missing", None, 404),
+    ("GET", "/stac/search?limit=lots", None, 400),
+    ("GET", "/stac/search?bbox=1,2,3", None, 400),
+    ("POST", "/stac/search", {"filter": {"op": "nonsense", "args": []}, "filter-lang": "cql2-json"}, 400),
+    ("GET", "/stac/no/such/route", None, 404),
+])
+def test_errors_are_problem_json(loaded, method, path, body, status):
+    response = httpx.request(method, loaded + path, json=body)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["status"] == status and problem["title"] and problem["detail"]
+    assert problem["request_id"] == response.headers["x-request-id"]
+
+
+def test_duplicate_collection_is_409(loaded, keys):
+    response = httpx.post(loaded + "/stac/collections", json=collection("t-optical"),
+                          headers={"X-API-Key": keys["admin"]})
+    assert response.status_code == 409 and response.headers["content-type"] == PROBLEM
+
+
+def test_metrics_use_route_templates(loaded):
+    httpx.get(loaded + "/stac/collections/t-optical/items/t-1")
+    httpx.get(loaded + "/stac/collections/t-optical/items/t-2")
+    text = httpx.get(loaded + "/metrics").text
+    assert ('eolake_http_requests_total{method="GET",route="/collections/{collection_id}/items/{item_id}",'
+            'service="catalog",status_class="2xx"}') in text
+    assert "t-optical" not in text and "t-1" not in text
+    assert 'eolake_http_request_duration_seconds_bucket{le="0.25"' in text
+
+
+def test_request_id_is_propagated(catalog):
+    response = httpx.get(catalog + "/stac/", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    bad = httpx.get(catalog + "/stac/", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert bad.headers["x-request-id"] != "bad id\twith spaces" and len(bad.headers["x-request-id"]) == 32
+
+
+def test_openapi_documents_operations_routes(catalog):
+    paths = httpx.get(catalog + "/stac/api").json()["paths"]
+    assert {"/healthz", "/readyz", "/metrics", "/search", "/collections"} <= set(paths)
+
+
+def test_readiness_follows_postgres_without_restart(catalog, cluster):
+    assert httpx.get(catalog + "/readyz").status_code == 200
+    cluster.stop(mode="fast")
+    try:
+        down = wait_until(lambda: httpx.get(catalog + "/readyz").status_code == 503, timeout=20)
+        assert down
+        answer = httpx.get(catalog + "/readyz")
+        assert answer.headers["content-type"] == PROBLEM
+        assert answer.json()["checks"]["pgstac"]["status"] == "down"
+        assert httpx.get(catalog + "/healthz").status_code == 200
+        assert httpx.get(catalog + "/stac/collections").status_code >= 500
+    finally:
+        cluster.start(port=cluster.port)
+    assert wait_until(lambda: httpx.get(catalog + "/readyz").status_code == 200, timeout=30)
+    assert httpx.get(catalog + "/stac/collections").status_code == 200

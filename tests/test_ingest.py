@@ -1,0 +1,227 @@
+"""`eolake ingest` against the session's real pgstac database."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from eolake.ingest import IngestError, format_report, ingest
+
+
+def query(pg, sql: str, *args):
+    with psycopg.connect(pg.dsn()) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def item_ids(pg, collection: str) -> set[str]:
+    return {row[0] for row in query(pg, "SELECT id FROM pgstac.items WHERE collection = %s", collection)}
+
+
+@pytest.fixture(scope="module")
+def naip_item(shared_data) -> dict:
+    with open(shared_data / "stac/naip/items.ndjson") as f:
+        return json.loads(f.readline())
+
+
+def make_collection(collection_id: str) -> dict:
+    return {
+        "type": "Collection", "stac_version": "1.0.0", "id": collection_id, "description": "ingest test",
+        "license": "CC0-1.0", "links": [],
+        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                   "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}},
+    }
+
+
+def make_item(template: dict, item_id: str, collection: str) -> dict:
+    item = copy.deepcopy(template)
+    item.update(id=item_id, collection=collection, links=[])
+    return item
+
+
+def write_ndjson(path: Path, lines: list) -> Path:
+    path.write_text("\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n")
+    return path
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def test_naip_load_is_fast_and_rerun_is_an_upsert(pg, shared_data, naip_item, tmp_path):
+    sources = [shared_data / "stac/pc-collections", shared_data / "stac/naip/items.ndjson"]
+    report = ingest(sources, pg.dsn())
+    print(f"\nNAIP: {report.items_loaded} items, {report.seconds:.2f} s, {report.items_per_second:.0f}/s")
+    assert report.rejected == [] and not report.refused
+    assert (report.collections_loaded, report.items_loaded) == (3, 1000)
+    assert report.seconds < 10
+    assert query(pg, "SELECT count(*) FROM pgstac.items WHERE collection = 'naip'") == [(1000,)]
+
+    again = ingest(sources, pg.dsn())
+    assert again.rejected == [] and again.items_loaded == 1000
+    assert query(pg, "SELECT count(*) FROM pgstac.items WHERE collection = 'naip'") == [(1000,)]
+
+    changed = copy.deepcopy(naip_item)
+    changed["properties"]["eolake:note"] = "updated"
+    report = ingest([write_ndjson(tmp_path / "changed.ndjson", [changed])], pg.dsn())
+    assert report.items_loaded == 1 and report.rejected == []
+    stored = query(pg, "SELECT pgstac.get_item(%s, 'naip')", changed["id"])[0][0]
+    assert stored["properties"]["eolake:note"] == "updated"
+    assert query(pg, "SELECT count(*) FROM pgstac.items WHERE collection = 'naip'") == [(1000,)]
+
+
+def bad_file(tmp_path: Path, template: dict, collection: str) -> Path:
+    no_geometry = make_item(template, "no-geometry", collection)
+    del no_geometry["geometry"]
+    bad_bbox = make_item(template, "bad-bbox", collection)
+    bad_bbox["bbox"] = [1, 2, 3]
+    no_datetime = make_item(template, "no-datetime", collection)
+    del no_datetime["properties"]["datetime"]
+    write_ndjson(tmp_path / "collection.ndjson", [make_collection(collection)])
+    return write_ndjson(tmp_path / "items.ndjson", [
+        make_item(template, "a", collection),                # 1
+        '{"id": "broken", "type": ',                         # 2
+        no_geometry,                                         # 3
+        bad_bbox,                                            # 4
+        no_datetime,                                         # 5
+        make_item(template, "orphan", unique("nowhere")),    # 6
+        make_item(template, "a", collection),                # 7
+        make_item(template, "b", collection),                # 8
+        make_item(template, "a/b", collection),              # 9
+        "",                                                  # 10
+        make_item(template, "c", collection),                # 11
+    ])
+
+
+EXPECTED_REJECTIONS = {2: "invalid JSON", 3: "geometry", 4: "bbox", 5: "datetime",
+                       6: "is not in the database", 7: "duplicate item id 'a'", 9: "not allowed in ids"}
+
+
+def test_bad_records_are_reported_and_valid_ones_loaded(pg, naip_item, tmp_path):
+    collection = unique("ingest-bad")
+    items_file = bad_file(tmp_path, naip_item, collection)
+    report = ingest([tmp_path], pg.dsn())
+
+    assert not report.refused
+    assert (report.collections_loaded, report.items_loaded) == (1, 3)
+    found = {r.line: r for r in report.rejected}
+    assert set(found) == set(EXPECTED_REJECTIONS)
+    for line, text in EXPECTED_REJECTIONS.items():
+        assert text in found[line].reason, (line, found[line])
+        assert found[line].file == str(items_file.resolve())
+    assert found[7].id == "a" and "items.ndjson:1" in found[7].reason
+    assert item_ids(pg, collection) == {"a", "b", "c"}
+    assert f"items.ndjson:3 [no-geometry]" in format_report(report)
+
+
+def test_strict_mode_writes_nothing_when_anything_is_rejected(pg, naip_item, tmp_path):
+    collection = unique("ingest-strict")
+    bad_file(tmp_path, naip_item, collection)
+    report = ingest([tmp_path], pg.dsn(), strict=True)
+
+    assert report.refused and (report.collections_loaded, report.items_loaded) == (0, 0)
+    assert {r.line for r in report.rejected} == set(EXPECTED_REJECTIONS)
+    assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", collection) == [(0,)]
+    assert item_ids(pg, collection) == set()
+    assert format_report(report).startswith("REFUSED")
+
+
+def test_a_failing_batch_leaves_nothing_of_itself(pg, naip_item, tmp_path):
+    """PostgreSQL's jsonb refuses \\u0000, which only the database notices: batch 2 fails as a whole."""
+    collection = unique("ingest-batch")
+    poisoned = make_item(naip_item, "poisoned", collection)
+    poisoned["properties"]["title"] = "nul\u0000byte"
+    source = write_ndjson(tmp_path / "items.ndjson", [
+        make_collection(collection), make_item(naip_item, "one", collection),
+        make_item(naip_item, "two", collection), poisoned, make_item(naip_item, "four", collection)])
+
+    report = ingest([source], pg.dsn(), batch_size=2)
+    assert report.items_loaded == 2
+    assert {r.id for r in report.rejected} == {"poisoned", "four"}
+    assert all("batch 2" in r.reason for r in report.rejected)
+    assert item_ids(pg, collection) == {"one", "two"}
+
+    strict_collection = unique("ingest-batch-strict")
+    source.write_text(source.read_text().replace(collection, strict_collection))
+    report = ingest([source], pg.dsn(), batch_size=2, strict=True)
+    assert report.refused
+    assert item_ids(pg, strict_collection) == set()
+    assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", strict_collection) == [(0,)]
+
+
+def test_static_catalog_with_relative_links(pg, naip_item, tmp_path):
+    collection = unique("ingest-static")
+    (tmp_path / "coll" / "i1").mkdir(parents=True)
+    (tmp_path / "coll" / "i2").mkdir()
+    catalog = {"type": "Catalog", "stac_version": "1.0.0", "id": "root", "description": "static",
+               "links": [{"rel": "root", "href": "./catalog.json"},
+                         {"rel": "child", "href": "./coll/collection.json"}]}
+    coll = make_collection(collection)
+    coll["links"] = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"},
+                     {"rel": "item", "href": "./i1/i1.json"}, {"rel": "item", "href": "i2/i2.json"},
+                     {"rel": "license", "href": "https://example.com/licence"}]
+    dangling = [{"rel": "item", "href": "./gone/gone.json"},
+                {"rel": "child", "href": "https://example.com/c.json"}]
+    for name in ("i1", "i2"):
+        item = make_item(naip_item, name, collection)
+        item["links"] = [{"rel": "collection", "href": "../collection.json"},
+                         {"rel": "self", "href": f"./{name}.json"}]
+        (tmp_path / "coll" / name / f"{name}.json").write_text(json.dumps(item))
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    (tmp_path / "coll" / "collection.json").write_text(json.dumps(coll))
+
+    report = ingest([tmp_path / "catalog.json"], pg.dsn())
+    assert report.rejected == [] and report.warnings == []
+    assert (report.collections_loaded, report.items_loaded) == (1, 2)
+    assert item_ids(pg, collection) == {"i1", "i2"}
+    stored = query(pg, "SELECT content FROM pgstac.collections WHERE id = %s", collection)[0][0]
+    assert [link["rel"] for link in stored["links"]] == ["license"]
+
+    # The directory form finds catalog.json and reads every file once: no duplicates.
+    assert ingest([tmp_path], pg.dsn()).rejected == []
+
+    # A dangling local link is rejected naming the linking file; remote links are not fetched.
+    catalog["links"] += dangling
+    (tmp_path / "catalog.json").write_text(json.dumps(catalog))
+    report = ingest([tmp_path / "catalog.json"], pg.dsn())
+    assert report.items_loaded == 2
+    [rejection] = report.rejected
+    assert rejection.file == str((tmp_path / "catalog.json").resolve()) and "gone.json" in rejection.reason
+    assert len(report.warnings) == 1 and "https://example.com/c.json" in report.warnings[0]
+
+
+def test_bad_ids_are_rejected(pg, naip_item, tmp_path):
+    collection = unique("ingest-ids")
+    write_ndjson(tmp_path / "a-collections.ndjson", [make_collection(collection), make_collection("bad:id")])
+    ids = ("ok", "x?y", "x#y", "with space", "")
+    features = [make_item(naip_item, item_id, collection) for item_id in ids]
+    (tmp_path / "b-items.json").write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+    report = ingest([tmp_path], pg.dsn())
+    assert report.items_loaded == 1 and report.collections_loaded == 1
+    reasons = {(r.json_path or str(r.line)): r.reason for r in report.rejected}
+    assert "not allowed in ids" in reasons["2"]
+    for index in (1, 2, 3):
+        assert "not allowed in ids" in reasons[f"features[{index}]"]
+    assert "missing id" in reasons["features[4]"]
+    assert item_ids(pg, collection) == {"ok"}
+
+
+def test_missing_source_names_the_path(pg, tmp_path):
+    missing = tmp_path / "nope.ndjson"
+    with pytest.raises(IngestError, match="nope.ndjson"):
+        ingest([missing], pg.dsn())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_source_names_the_path(pg, tmp_path):
+    locked = tmp_path / "locked.json"
+    locked.write_text("{}")
+    locked.chmod(0)
+    with pytest.raises(IngestError, match="locked.json"):
+        ingest([locked], pg.dsn())
