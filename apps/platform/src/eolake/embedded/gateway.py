@@ -23,6 +23,8 @@ from eolake_kit.problems import problem
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
+# Set again by the gateway's own server.
+RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
 log = logging.getLogger("eolake.gateway")
 
 
@@ -41,6 +43,7 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
     async def lifespan(app: Starlette):
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
+            client.headers.clear()  # only what the caller sent: no Accept-Encoding it did not ask for
             app.state.client = client
             yield
 
@@ -75,7 +78,7 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
         except httpx.TransportError as exc:
             log.warning("upstream %s unreachable: %s", upstream, exc)
             return problem(502, f"{upstream_name(path, prefixes)} is unavailable")
-        out_headers = {k: v for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP}
+        out_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROP}
         return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=out_headers,
                                  background=BackgroundTask(response.aclose))
 
@@ -98,6 +101,7 @@ def main() -> None:
     import uvicorn
 
     configure_logging("gateway")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_gateway(json.loads(os.environ["EOLAKE_GATEWAY_ROUTES"]),
                          public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"])
     uvicorn.run(app, host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
