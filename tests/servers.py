@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-
 from eolake.embedded.postgres import free_port
 
 
@@ -53,3 +52,29 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.2):
         if result or time.monotonic() > deadline:
             return result
         time.sleep(interval)
+
+
+@contextmanager
+def served(app, lifespan: str = "on"):
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -6,7 +6,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import stat
 import threading
 import time
@@ -19,20 +18,19 @@ import httpx
 import jwt
 import pydantic
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from fastapi import Depends, FastAPI
-
 from eolake_kit.auth import (
     AuthConfig,
-    AuthError,
     Authenticator,
+    AuthError,
     Principal,
     create_api_key,
     principal,
     require_role,
 )
+from fastapi import Depends, FastAPI
+from servers import served
 
 AUDIENCE = "eolake"
 
@@ -165,21 +163,8 @@ def app(idp: IdP, keys_file: Path) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def http(app: FastAPI) -> Iterator[httpx.Client]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.01)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+    with served(app, lifespan="off") as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
 
 
 def bearer(token: str) -> dict[str, str]:

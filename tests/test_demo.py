@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import rowcol
-from stac_pydantic import Collection, Item
-
 from eolake.demo import generate_hydrology, parse_hydroweb
 from eolake.demo import hydrology as hy
+from rasterio.transform import rowcol
+from stac_pydantic import Collection, Item
 
 
 def _sha256(path: Path) -> str:
@@ -208,5 +207,5 @@ def test_malformed_hydroweb_line_names_file_and_line(tmp_path, bad):
     path = tmp_path / "bad.txt"
     path.write_text("#ID:: X\n#UNIT:: m\n#COL 1 : date (yyyy-mm-dd)\n"
                     "2023-01-01 10:21 140.000 0.10\n\n" + bad + "\n")
-    with pytest.raises(ValueError, match=rf"bad\.txt:6: malformed"):
+    with pytest.raises(ValueError, match=r"bad\.txt:6: malformed"):
         parse_hydroweb(path)

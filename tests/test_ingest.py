@@ -10,7 +10,6 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from eolake.ingest import IngestError, format_report, ingest
 
 
@@ -116,7 +115,7 @@ def test_bad_records_are_reported_and_valid_ones_loaded(pg, naip_item, tmp_path)
         assert found[line].file == str(items_file.resolve())
     assert found[7].id == "a" and "items.ndjson:1" in found[7].reason
     assert item_ids(pg, collection) == {"a", "b", "c"}
-    assert f"items.ndjson:3 [no-geometry]" in format_report(report)
+    assert "items.ndjson:3 [no-geometry]" in format_report(report)
 
 
 def test_strict_mode_writes_nothing_when_anything_is_rejected(pg, naip_item, tmp_path):

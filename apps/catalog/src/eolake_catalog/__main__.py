@@ -1,5 +1,6 @@
-from eolake_catalog.settings import CatalogSettings
 from eolake_kit import serve
+
+from eolake_catalog.settings import CatalogSettings
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 import attr
 from asyncpg import exceptions as pg_errors
-
+from eolake_kit import install_kit, require_role
 from fastapi import Depends, FastAPI
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.pgstac.app import instantiate_api
@@ -16,7 +16,6 @@ from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from eolake_catalog.settings import CatalogSettings
-from eolake_kit import install_kit, require_role
 
 LANDING_ID = "eolake-catalog"
 WRITE_ROUTES = [
@@ -59,7 +58,8 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         yield
         await close_db_connection(app)
 
-    api = instantiate_api(client=CatalogClient, extensions=Extensions(settings=stac_settings), lifespan=lifespan, settings=stac_settings)
+    api = instantiate_api(client=CatalogClient, extensions=Extensions(settings=stac_settings), lifespan=lifespan,
+                          settings=stac_settings)
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
 

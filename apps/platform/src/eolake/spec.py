@@ -11,8 +11,17 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
 from eolake.paths import STACKS_DIR
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_KEY = "eolake:platform"
 

@@ -8,8 +8,8 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
-from functools import lru_cache
+from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +110,7 @@ def _to_metres(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return (lon - BBOX[0]) * M_PER_DEG_LON, (lat - BBOX[1]) * M_PER_DEG_LAT
 
 
-@lru_cache(maxsize=None)
+@cache
 def _course_metres(river: River) -> np.ndarray:
     """The course in local metres, rounded off by Chaikin corner cutting (end points kept)."""
     pts = np.array(river.course, dtype=np.float64)
@@ -250,8 +250,8 @@ def station_series(station: Station) -> list[tuple[datetime, float, float]]:
     """The (time, height m, uncertainty m) rows the generator writes for a station, sorted by time."""
     rng = np.random.default_rng(SEED + sum(map(ord, station.id)))
     base = float(mean_wse(station.river, station.chainage_km))
-    start = datetime(YEAR, 1, 1, tzinfo=timezone.utc)
-    end = datetime(YEAR + 1, 1, 1, tzinfo=timezone.utc)
+    start = datetime(YEAR, 1, 1, tzinfo=UTC)
+    end = datetime(YEAR + 1, 1, 1, tzinfo=UTC)
     passes: list[tuple[datetime, Mission]] = []
     for i, name in enumerate(station.missions):
         mission = MISSIONS[name]
@@ -322,7 +322,7 @@ def parse_hydroweb(path: Path | str) -> tuple[dict[str, str], list[tuple[datetim
                 continue
             try:
                 day, hour, height, unc = line.split()[:4]
-                when = datetime.strptime(f"{day} {hour}", "%Y-%m-%d %H:%M").replace(tzinfo=timezone.utc)
+                when = datetime.strptime(f"{day} {hour}", "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
                 values = float(height), float(unc)
                 if not all(map(math.isfinite, values)):
                     raise ValueError("non-finite value")
@@ -335,7 +335,7 @@ def parse_hydroweb(path: Path | str) -> tuple[dict[str, str], list[tuple[datetim
 # --- STAC --------------------------------------------------------------------------------------------
 
 def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _file_fields(data: bytes) -> dict:
@@ -352,7 +352,7 @@ def _raster_bbox() -> list[float]:
 
 
 def _overpass(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, *OVERPASS, tzinfo=timezone.utc)
+    return datetime(day.year, day.month, day.day, *OVERPASS, tzinfo=UTC)
 
 
 def _wse_band(wse: np.ndarray) -> dict:

@@ -1,0 +1,107 @@
+"""The platform spec: every stack in stacks/ is valid, and invalid stack files say where and why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from eolake.cli import main as cli
+from eolake.paths import STACKS_DIR
+from eolake.spec import SpecError, load_stack
+
+STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "Pulumi.test.yaml"
+    path.write_text(text)
+    return path
+
+
+def platform_yaml(body: str) -> str:
+    indented = "\n".join("    " + line for line in body.strip("\n").splitlines())
+    return f"config:\n  eolake:platform:\n{indented}\n"
+
+
+def test_every_stack_is_valid():
+    assert {"local", "dev", "staging", "prod"} <= set(STACKS)
+    for stack in STACKS:
+        platform = load_stack(stack)
+        used, budget = platform.connection_budget()
+        assert 0 < used <= budget
+        assert platform.services["catalog"].path == "/stac"
+
+
+def test_production_is_highly_available():
+    prod = load_stack("prod")
+    assert all(s.replicas >= 2 for s in prod.enabled_services.values())
+    assert not prod.database.embedded
+
+
+def test_service_environment_translation():
+    env = load_stack("local").service_env("catalog")
+    assert env["EOLAKE_CATALOG_ROOT_PATH"] == "/stac"
+    assert env["EOLAKE_CATALOG_PUBLIC_URL"] == "http://127.0.0.1:8080"
+    assert all(key.startswith("EOLAKE_CATALOG_") for key in env)
+    assert not any("PASSWORD" in key for key in env)
+
+
+def test_errors_name_file_line_and_field(tmp_path):
+    path = write(tmp_path, platform_yaml("""
+name: local
+base_url: http://127.0.0.1:8080
+services:
+  catalog:
+    replicas: 0
+    resources:
+      cpu_limit: lots
+"""))
+    with pytest.raises(SpecError) as info:
+        load_stack(path)
+    text = str(info.value)
+    assert f"{path}:7: services.catalog.replicas: Input should be greater than or equal to 1" in text
+    assert f"{path}:9: services.catalog.resources.cpu_limit:" in text and "Kubernetes quantity" in text
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("name: x\nbase_url: not-a-url\nservices: {}", "base_url"),
+    ("name: x\nbase_url: http://h\nservices: {bogus: {}}", "services.bogus"),
+    ("name: x\nbase_url: http://h\nservices: {catalog: {path: stac/}}", "must be / or like /stac"),
+    ("name: x\nbase_url: http://h\nservices: {catalog: {}, tiles: {path: /stac}}", "share the path /stac"),
+    ("name: x\nbase_url: http://h/sub\nservices: {}", "must not have a path"),
+    ("name: x\nbase_url: http://h\nservices: {catalog: {replicas: 10, workers: 4, pool_size: 10}}",
+     "connection budget exceeded: services need 400"),
+    ("name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3}", "needs a bucket"),
+    ("name: x\nbase_url: http://h\nservices: {}\nauth: {oidc_issuer: https://id}", "oidc_audience"),
+    ("name: x\nbase_url: http://h\nservices: {}\ndatabase: {colour: blue}", "database.colour: Extra inputs"),
+])
+def test_invalid_specs(tmp_path, body, expected):
+    with pytest.raises(SpecError) as info:
+        load_stack(write(tmp_path, platform_yaml(body)))
+    assert expected in str(info.value)
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    path = write(tmp_path, "config:\n  eolake:platform:\n    name: [unclosed\n")
+    with pytest.raises(SpecError) as info:
+        load_stack(path)
+    assert f"{path}:" in str(info.value) and "yaml" in str(info.value)
+
+
+def test_missing_platform_key(tmp_path):
+    with pytest.raises(SpecError, match="config.eolake:platform: missing"):
+        load_stack(write(tmp_path, "config:\n  other:key: 1\n"))
+
+
+def test_unknown_stack_lists_known_ones():
+    with pytest.raises(SpecError, match="known stacks: .*local"):
+        load_stack("nope")
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    assert cli(["validate", "--stack", "local"]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = write(tmp_path, platform_yaml("name: x\nbase_url: http://h\nservices: {catalog: {workers: 0}}"))
+    assert cli(["validate", "--stack", str(bad)]) == 2
+    assert "services.catalog.workers" in capsys.readouterr().err
