@@ -124,7 +124,7 @@ def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
-    from eolake.ingest import format_report, ingest
+    from eolake.ingest import IngestError, format_report, ingest
 
     dsn = args.dsn or os.environ.get("EOLAKE_DATABASE_URL")
     if not dsn:
@@ -133,9 +133,14 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
             err.print("no database: start the platform (`eolake up`) or pass --dsn postgresql://…")
             return 2
         dsn = cluster.dsn()
-    report = ingest(args.paths, dsn, strict=args.strict, batch_size=args.batch_size, progress=sys.stderr.isatty())
-    console.print(format_report(report))
-    return 1 if report.refused else 0
+    try:
+        report = ingest(args.paths, dsn, strict=args.strict, batch_size=args.batch_size,
+                        progress=sys.stderr.isatty())
+    except IngestError as exc:
+        err.print(f"ingest: {exc}", markup=False, highlight=False)
+        return 2
+    print(format_report(report))  # plain: one rejection a line, for grep and CI logs
+    return 1 if report.rejected else 0
 
 
 def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
@@ -166,7 +171,8 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
     sub.add_parser("down", help="stop everything cleanly (the data is kept)").set_defaults(run=cmd_down)
-    ingest = sub.add_parser("ingest", help="load STAC collections and items (ndjson, JSON, static catalogs)")
+    ingest = sub.add_parser("ingest", help="load STAC collections and items (ndjson, JSON, static catalogs); "
+                            "exit 1 when records were rejected")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--strict", action="store_true", help="refuse the whole load if anything is invalid")
     ingest.add_argument("--batch-size", type=int, default=500)
