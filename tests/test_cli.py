@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import psycopg
-
 from eolake.cli import main as cli
 
 

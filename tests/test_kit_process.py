@@ -1,0 +1,89 @@
+"""The kit in a real process: graceful shutdown on SIGTERM, and spans exported over OTLP when configured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+from eolake.embedded.postgres import free_port
+from servers import wait_until
+
+APP = Path(__file__).with_name("kitapp.py")
+
+
+def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    full = {**os.environ, "EOLAKE_PORT": str(port), "EOLAKE_SERVICE_NAME": "kitapp", **env}
+    log = open(tmp_path / "kitapp.log", "wb")
+    proc = subprocess.Popen([sys.executable, str(APP)], env=full, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url + "/healthz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return proc.poll() is not None
+
+    assert wait_until(up, timeout=20) and proc.poll() is None, (tmp_path / "kitapp.log").read_text()
+    return proc, url
+
+
+def test_sigterm_lets_in_flight_requests_finish(tmp_path):
+    proc, url = start(tmp_path)
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(r=httpx.get(url + "/slow?seconds=1.5", timeout=10)))
+    worker.start()
+    time.sleep(0.3)  # let the request reach the handler before the signal
+    proc.send_signal(signal.SIGTERM)
+    worker.join(10)
+    assert result["r"].status_code == 200 and result["r"].json() == {"slept": 1.5}
+    # uvicorn re-raises the signal once shutdown is complete, so the exit status is "killed by SIGTERM".
+    assert proc.wait(10) in (0, -signal.SIGTERM)
+    log = (tmp_path / "kitapp.log").read_text()
+    assert log.index('"message":"Shutting down"') < log.index('"message":"Application shutdown complete."')
+
+
+def test_spans_are_exported_over_otlp_when_configured(tmp_path):
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{collector.server_port}/v1/traces"
+    proc, url = start(tmp_path, EOLAKE_OTLP_ENDPOINT=endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+    try:
+        trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+        httpx.get(url + "/slow?seconds=0", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+        assert wait_until(lambda: received, timeout=10)
+        path, body = received[0]
+        assert path == "/v1/traces"
+        assert bytes.fromhex(trace) in body and b"eolake-kitapp" in body and b"/slow" in body
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        collector.shutdown()
+
+
+def test_no_export_without_endpoint(tmp_path):
+    proc, url = start(tmp_path)
+    try:
+        assert httpx.get(url + "/slow?seconds=0").status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert "otlp" not in (tmp_path / "kitapp.log").read_text().lower()
