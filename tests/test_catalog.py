@@ -8,7 +8,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from eolake.embedded.postgres import PostgresCluster
 from eolake_kit.auth import create_api_key
 from servers import service_process, wait_until
@@ -57,7 +56,7 @@ def keys(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def catalog(cluster, keys, tmp_path_factory) -> str:
-    env = {"EOLAKE_CATALOG_DATABASE_URL": cluster.dsn(), "EOLAKE_CATALOG_PUBLIC_URL": PUBLIC,
+    env = {"EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(), "EOLAKE_CATALOG_PUBLIC_URL": PUBLIC,
            "EOLAKE_CATALOG_ROOT_PATH": "/stac", "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys["file"]}
     log = tmp_path_factory.mktemp("logs") / "catalog.log"
     with service_process("eolake_catalog", env, log) as url:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 SUPERUSER = "eolake"
+APP_USER = "eolake_app"  # what services connect as: pgstac's read and ingest rights, no superuser
 DATABASE = "eolake"
 
 
@@ -96,6 +98,10 @@ class PostgresCluster:
     def dsn(self, dbname: str = DATABASE) -> str:
         return f"postgresql://{SUPERUSER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
 
+    def app_dsn(self) -> str:
+        password = (self.root / "app-password").read_text().strip()
+        return f"postgresql://{APP_USER}:{password}@127.0.0.1:{self.port}/{DATABASE}"
+
     def _check_reachable(self) -> None:
         owner = self._owner()
         if not owner:
@@ -165,4 +171,21 @@ class PostgresCluster:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
             conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
         with PgstacDB(dsn=self.dsn()) as db:
-            return Migrate(db).run_migration()
+            version = Migrate(db).run_migration()
+        self._ensure_app_role()
+        return version
+
+    def _ensure_app_role(self) -> None:
+        pwfile = self.root / "app-password"
+        if not pwfile.exists():
+            pwfile.touch(mode=0o600)
+            pwfile.write_text(secrets.token_urlsafe(24))
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            password = pwfile.read_text().strip()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(psycopg.sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                psycopg.sql.SQL(verb), psycopg.sql.Identifier(APP_USER), psycopg.sql.Literal(password)))
+            conn.execute(psycopg.sql.SQL("GRANT pgstac_ingest TO {}").format(psycopg.sql.Identifier(APP_USER)))
+            conn.execute(psycopg.sql.SQL("ALTER ROLE {} SET search_path = pgstac, public").format(
+                psycopg.sql.Identifier(APP_USER)))

@@ -174,7 +174,7 @@ class Supervisor:
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
             load_demo(self.state, self.cluster.dsn())
-        services = service_children(self.platform, self.state, self.cluster.dsn())
+        services = service_children(self.platform, self.state, self.cluster.app_dsn())
         self.children = [*services, gateway_child(self.platform, self.state, services,
                                                   self.platform.base_url.port or 80)]
         for child in self.children:
