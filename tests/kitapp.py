@@ -3,8 +3,9 @@
 import asyncio
 import sys
 
-from eolake_kit import ServiceSettings, install_kit, serve
 from fastapi import FastAPI
+
+from eolake_kit import ServiceSettings, install_kit, serve
 
 
 def create_app() -> FastAPI:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
 from eolake.embedded.postgres import free_port
 
 

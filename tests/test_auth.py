@@ -20,6 +20,8 @@ import pydantic
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi import Depends, FastAPI
+
 from eolake_kit.auth import (
     AuthConfig,
     Authenticator,
@@ -29,7 +31,6 @@ from eolake_kit.auth import (
     principal,
     require_role,
 )
-from fastapi import Depends, FastAPI
 from servers import served
 
 AUDIENCE = "eolake"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from eolake.embedded.postgres import PostgresCluster
 from eolake_kit.auth import create_api_key
 from servers import service_process, wait_until

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+
 from eolake.cli import main as cli
 
 

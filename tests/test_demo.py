@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from eolake.demo import generate_hydrology, parse_hydroweb
-from eolake.demo import hydrology as hy
 from rasterio.transform import rowcol
 from stac_pydantic import Collection, Item
+
+from eolake.demo import generate_hydrology, parse_hydroweb
+from eolake.demo import hydrology as hy
 
 
 def _sha256(path: Path) -> str:

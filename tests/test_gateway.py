@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from fastapi import FastAPI, Request
+
 from eolake.embedded.gateway import create_gateway
 from eolake.embedded.postgres import free_port
-from fastapi import FastAPI, Request
 from servers import served
 
 PUBLIC = "http://127.0.0.1:8080"

@@ -8,9 +8,10 @@ import logging
 
 import httpx
 import pytest
+from fastapi import FastAPI
+
 from eolake_kit import ServiceSettings, install_kit
 from eolake_kit.logs import JsonFormatter, request_id, trace_id
-from fastapi import FastAPI
 from servers import served
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"

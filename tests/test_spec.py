@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from eolake.cli import main as cli
 from eolake.paths import STACKS_DIR
 from eolake.spec import SpecError, load_stack

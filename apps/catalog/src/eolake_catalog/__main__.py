@@ -1,6 +1,5 @@
-from eolake_kit import serve
-
 from eolake_catalog.settings import CatalogSettings
+from eolake_kit import serve
 
 
 def main() -> None:

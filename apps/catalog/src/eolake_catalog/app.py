@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 
 import attr
 from asyncpg import exceptions as pg_errors
-from eolake_kit import install_kit, require_role
 from fastapi import Depends, FastAPI
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.pgstac.app import instantiate_api
@@ -16,6 +15,7 @@ from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 
 from eolake_catalog.settings import CatalogSettings
+from eolake_kit import install_kit, require_role
 
 LANDING_ID = "eolake-catalog"
 WRITE_ROUTES = [

@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from eolake_kit import ServiceSettings
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 from stac_fastapi.pgstac.config import PostgresSettings
+
+from eolake_kit import ServiceSettings
 
 
 class CatalogSettings(ServiceSettings):

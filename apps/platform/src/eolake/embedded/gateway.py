@@ -12,13 +12,14 @@ import os
 from contextlib import asynccontextmanager
 
 import httpx
-from eolake_kit.logs import configure_logging
-from eolake_kit.problems import problem
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from eolake_kit.logs import configure_logging
+from eolake_kit.problems import problem
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}

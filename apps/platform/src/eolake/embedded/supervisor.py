@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from eolake_kit.auth import create_api_key
-from eolake_kit.logs import configure_logging
 
 from eolake.embedded.postgres import PostgresCluster, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
 from eolake.spec import DATABASE_SERVICES, Platform, load_stack
+from eolake_kit.auth import create_api_key
+from eolake_kit.logs import configure_logging
 
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 120.0
