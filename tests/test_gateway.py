@@ -21,7 +21,8 @@ def echo_app(name: str) -> FastAPI:
         return {"service": name, "path": request.url.path, "query": request.url.query,
                 "host": request.headers.get("host"), "body": (await request.body()).decode(),
                 "forwarded_for": request.headers.get("x-forwarded-for"),
-                "request_id": request.headers.get("x-request-id")}
+                "request_id": request.headers.get("x-request-id"),
+                "traceparent": request.headers.get("traceparent")}
 
     return app
 
@@ -35,10 +36,28 @@ def gateway():
 
 
 def test_prefix_routing_keeps_path_and_query(gateway):
-    answer = httpx.get(gateway + "/stac/collections/x?limit=3", headers={"X-Request-ID": "r-1"}).json()
+    response = httpx.get(gateway + "/stac/collections/x?limit=3", headers={"X-Request-ID": "r-1"})
+    answer = response.json()
     assert answer["service"] == "catalog" and answer["path"] == "/stac/collections/x"
     assert answer["query"] == "limit=3" and answer["request_id"] == "r-1"
+    assert response.headers.get_list("x-request-id") == ["r-1"]
     assert httpx.get(gateway + "/stac").json()["service"] == "catalog"
+
+
+def test_request_id_and_trace_context_reach_the_service(gateway):
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    response = httpx.get(gateway + "/stac/x", headers={"traceparent": f"00-{trace}-b7ad6b7169203331-01"})
+    answer = response.json()
+    assert answer["request_id"] == response.headers["x-request-id"] and len(answer["request_id"]) == 32
+    version, trace_id, parent, flags = answer["traceparent"].split("-")
+    assert trace_id == trace and parent != "b7ad6b7169203331", "the gateway's own span is the parent"
+
+
+def test_gateway_metrics_are_labelled_by_service_prefix(gateway):
+    httpx.get(gateway + "/stac/collections/abc")
+    text = httpx.get(gateway + "/-/metrics").text
+    assert 'route="/stac/{path:path}",service="gateway",status_class="2xx"' in text
+    assert "abc" not in text
 
 
 def test_longest_prefix_wins_and_root_goes_to_web(gateway):
@@ -72,5 +91,6 @@ def test_no_route_without_web_view():
     with served(echo_app("catalog")) as catalog, served(create_gateway({"/stac": catalog}, public_url=PUBLIC)) as url:
         missing = httpx.get(url + "/nope")
         assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["request_id"] == missing.headers["x-request-id"]
         assert httpx.get(url + "/").json()["services"] == {"/stac": PUBLIC + "/stac"}
         assert httpx.get(url + "/-/healthz").status_code == 200

@@ -21,8 +21,9 @@ leaves nothing of itself behind and its items are reported. Loading the same ids
 Loader is used rather than pgstac's `upsert_items` SQL function because it is about 15 times faster (it
 dehydrates items in Python and COPYs them).
 
-Local structural links (self/root/parent/child/item/collection pointing into the source tree) are dropped:
-they mean nothing once served by the API, which makes its own. Records are held in memory between the
+Links with a relation the API builds itself (self, root, parent, child, item(s), collection, queryables,
+next, prev) are dropped, local or remote: they point into the source (a static tree, another API), and the
+catalog makes its own. Other links (license, via, describedby…) are kept. Records are held in memory between the
 validation and the write (fine for a few hundred thousand items; larger loads should be split).
 """
 
@@ -50,7 +51,8 @@ from stac_pydantic import Collection, Item
 from stac_pydantic.shared import validate_bbox
 
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
-STRUCTURAL_RELS = {"self", "root", "parent", "child", "item", "collection"}
+# Relations the API builds itself: copies from the source (another API, a static tree) would mislead users.
+API_RELS = {"self", "root", "parent", "child", "item", "items", "collection", "queryables", "next", "prev"}
 BAD_ID = re.compile(r"[/?#:\\\s\x00-\x1f\x7f]")
 LOOSE_COLLECTION_ERROR = "not fully contained in `Overall BBOX`"
 
@@ -238,12 +240,10 @@ def _check(record: _Record, warnings: list[str]) -> str | None:
     return _id_problem(obj.get("collection"), "collection")
 
 
-def _strip_local_links(obj: dict) -> dict:
+def _strip_api_links(obj: dict) -> dict:
     links = obj.get("links")
     if isinstance(links, list):
-        obj["links"] = [link for link in links if not (
-            isinstance(link, dict) and link.get("rel") in STRUCTURAL_RELS
-            and isinstance(link.get("href"), str) and urlparse(link["href"]).scheme in ("", "file"))]
+        obj["links"] = [link for link in links if not (isinstance(link, dict) and link.get("rel") in API_RELS)]
     return obj
 
 
@@ -265,7 +265,7 @@ def ingest(sources: Sequence[Path], dsn: str, *, strict: bool = False, batch_siz
         if reason := _check(record, report.warnings):
             report.rejected.append(record.reject(reason))
             continue
-        obj = _strip_local_links(record.obj)
+        obj = _strip_api_links(record.obj)
         if obj["type"] == "Collection":
             first = collections.setdefault(obj["id"], record)
             if first is not record and first.obj != obj:

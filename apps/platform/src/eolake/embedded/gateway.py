@@ -12,32 +12,34 @@ import os
 from contextlib import asynccontextmanager
 
 import httpx
+from opentelemetry import propagate
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from eolake_kit.logs import configure_logging
+from eolake_kit.health import metrics_response
+from eolake_kit.logs import configure_logging, request_id
+from eolake_kit.observe import ObserveMiddleware
 from eolake_kit.problems import problem
+from eolake_kit.tracing import configure_tracing
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 # Set again by the gateway's own server.
-RESPONSE_DROP = HOP_BY_HOP | {"date", "server"}
+RESPONSE_DROP = HOP_BY_HOP | {"date", "server", "x-request-id"}
+# The gateway's request id and trace context replace whatever the client sent.
+REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate"}
 log = logging.getLogger("eolake.gateway")
 
 
 def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 60.0,
-                   max_body_bytes: int = 64 * 1024 * 1024) -> Starlette:
+                   max_body_bytes: int = 64 * 1024 * 1024, otlp_endpoint: str | None = None) -> Starlette:
     """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL."""
+    configure_tracing("gateway", otlp_endpoint)
     prefixes = sorted(routes, key=len, reverse=True)
-
-    def upstream_for(path: str) -> str | None:
-        for prefix in prefixes:
-            if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
-                return routes[prefix]
-        return None
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -53,19 +55,28 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
             "services": {p: public_url.rstrip("/") + p for p in sorted(routes) if p != "/"},
         })
 
-    async def proxy(request: Request) -> Response:
+    async def not_mounted(request: Request) -> Response:
+        if request.url.path == "/":
+            return await index(request)
+        return problem(404, f"no service is mounted at {request.url.path}")
+
+    def proxy_to(prefix: str):
+        async def endpoint(request: Request) -> Response:
+            return await proxy(request, prefix, routes[prefix])
+
+        return endpoint
+
+    async def proxy(request: Request, prefix: str, upstream: str) -> Response:
         path = request.url.path
-        upstream = upstream_for(path)
-        if upstream is None:
-            if path == "/":
-                return await index(request)
-            return problem(404, f"no service is mounted at {path}")
         length = int(request.headers.get("content-length") or 0)
         if length > max_body_bytes:
             return problem(413, f"request body of {length} bytes exceeds the {max_body_bytes} byte limit")
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP]
         client_ip = request.client.host if request.client else ""
-        headers.append(("x-forwarded-for", client_ip))
+        headers += [("x-forwarded-for", client_ip), ("x-request-id", request_id.get() or "")]
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        headers += list(carrier.items())
         client: httpx.AsyncClient = request.app.state.client
         upstream_request = client.build_request(
             request.method, upstream + path, params=request.url.query or None, headers=headers,
@@ -74,10 +85,10 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
         try:
             response = await client.send(upstream_request, stream=True)
         except httpx.TimeoutException:
-            return problem(504, f"{upstream_name(path, prefixes)} did not answer in time")
+            return problem(504, f"the service at {prefix} did not answer in time")
         except httpx.TransportError as exc:
             log.warning("upstream %s unreachable: %s", upstream, exc)
-            return problem(502, f"{upstream_name(path, prefixes)} is unavailable")
+            return problem(502, f"the service at {prefix} is unavailable")
         out_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROP}
         return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=out_headers,
                                  background=BackgroundTask(response.aclose))
@@ -85,16 +96,19 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
     async def alive(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
+    async def metrics(request: Request) -> Response:
+        return metrics_response()
+
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    return Starlette(routes=[Route("/-/healthz", alive), Route("/-/readyz", alive),
-                             Route("/{path:path}", proxy, methods=methods)], lifespan=lifespan)
-
-
-def upstream_name(path: str, prefixes: list[str]) -> str:
-    for prefix in prefixes:
-        if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
-            return f"the service at {prefix}"
-    return "the upstream service"
+    table = [Route("/-/healthz", alive), Route("/-/readyz", alive), Route("/-/metrics", metrics)]
+    for prefix in prefixes:  # longest first; the web view's "/" catches the rest
+        base = prefix.rstrip("/")
+        table += [Route(base + "/{path:path}", proxy_to(prefix), methods=methods)]
+        if base:
+            table.append(Route(base, proxy_to(prefix), methods=methods))
+    table.append(Route("/{path:path}", not_mounted, methods=methods))
+    return Starlette(routes=table, lifespan=lifespan,
+                     middleware=[Middleware(ObserveMiddleware, service="gateway")])
 
 
 def main() -> None:
@@ -103,7 +117,8 @@ def main() -> None:
     configure_logging("gateway")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = create_gateway(json.loads(os.environ["EOLAKE_GATEWAY_ROUTES"]),
-                         public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"])
+                         public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"],
+                         otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"))
     uvicorn.run(app, host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
                 port=int(os.environ["EOLAKE_GATEWAY_PORT"]), log_config=None, server_header=False,
                 proxy_headers=False, timeout_graceful_shutdown=20)

@@ -109,6 +109,8 @@ def gateway_child(platform: Platform, state: StateDir, services: list[Child], po
     routes = {platform.services[c.name].path: c.upstream for c in services}
     env = {**os.environ, "EOLAKE_GATEWAY_ROUTES": json.dumps(routes), "EOLAKE_GATEWAY_PORT": str(port),
            "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url)}
+    if platform.observability.otlp_endpoint:
+        env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = platform.observability.otlp_endpoint
     return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
                  f"http://127.0.0.1:{port}")
 
