@@ -7,9 +7,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +150,23 @@ def test_down_then_restart_keeps_the_data(platform: Platform):
     assert marker.read_text() == loaded
     log = (platform.state / "logs" / "supervisor.log").read_text(errors="replace")
     assert log.count("demo data loaded") == 1, platform.log_tail()
+
+
+def test_a_crashed_service_is_restarted(platform: Platform):
+    runtime = json.loads((platform.state / "runtime.json").read_text())
+    old_pid = runtime["services"]["catalog"]["pid"]
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    new_pid = old_pid
+    while time.monotonic() < deadline:
+        new_pid = json.loads((platform.state / "runtime.json").read_text())["services"]["catalog"]["pid"]
+        try:
+            ready = httpx.get(f"{platform.base_url}/stac/readyz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            ready = False
+        if new_pid != old_pid and ready:
+            break
+        time.sleep(0.2)
+    assert new_pid != old_pid, f"the catalog was not restarted\n{platform.log_tail()}"
+    assert httpx.get(f"{platform.base_url}/stac/collections/naip", timeout=10).status_code == 200
+    assert "catalog exited with code -9; restarting" in (platform.state / "logs" / "supervisor.log").read_text()
