@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from eolake.embedded.postgres import PostgresCluster
+from servers import private_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -16,14 +15,8 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def pg() -> PostgresCluster:
-    # Not under pytest's tmp dir: that is private (0700), and as root the cluster runs as the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="eolake-test-pg-"))
-    cluster = PostgresCluster(root)
-    cluster.start()
-    cluster.migrate()
-    yield cluster
-    cluster.stop(mode="immediate")
-    shutil.rmtree(root, ignore_errors=True)
+    with private_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from eolake.embedded.postgres import free_port
+from eolake.embedded.postgres import PostgresCluster, free_port
+
+
+@contextmanager
+def private_cluster(prefix: str = "eolake-test-pg-"):
+    """A migrated PostgreSQL + PostGIS + pgstac cluster in a fresh directory, removed afterwards."""
+    # Not under pytest's tmp dir: that is private (0700), and as root the cluster runs as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    cluster = PostgresCluster(root)
+    try:
+        cluster.start()
+        cluster.migrate()
+        yield cluster
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager

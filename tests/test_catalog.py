@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import httpx
 import pytest
 
-from eolake.embedded.postgres import PostgresCluster
 from eolake_kit.auth import create_api_key
-from servers import service_process, wait_until
+from servers import private_cluster, service_process, wait_until
 
 PUBLIC = "https://eolake.example.org"
 PROBLEM = "application/problem+json"
@@ -39,13 +34,9 @@ def item(cid: str, iid: str, cloud: float, day: int) -> dict:
 
 @pytest.fixture(scope="module")
 def cluster():
-    root = Path(tempfile.mkdtemp(prefix="eolake-test-catalog-pg-"))
-    c = PostgresCluster(root)
-    c.start()
-    c.migrate()
-    yield c
-    c.stop(mode="immediate")
-    shutil.rmtree(root, ignore_errors=True)
+    # Its own cluster: a test stops and restarts it.
+    with private_cluster("eolake-test-catalog-pg-") as c:
+        yield c
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import rasterio
 from rasterio.transform import rowcol
 from stac_pydantic import Collection, Item
 
-from eolake.demo import generate_hydrology, parse_hydroweb
+from eolake.demo import garonne, generate_hydrology, parse_hydroweb
 from eolake.demo import hydrology as hy
 
 
@@ -51,7 +51,7 @@ def test_returns_ndjson_files_collections_first(run):
                      dest / "items-garonne-virtual-stations.ndjson"]
     files = _tree(dest)
     assert len([f for f in files if f.startswith("cog/")]) == 2 * len(hy.RASTER_DATES) == 48
-    assert len([f for f in files if f.startswith("stations/")]) == len(hy.STATIONS) == 6
+    assert len([f for f in files if f.startswith("stations/")]) == len(garonne.STATIONS) == 6
     assert len(files) == 48 + 6 + 3, "no temporary files left behind"
     assert sum(p.stat().st_size for p in files.values()) < 5_000_000
 
@@ -154,7 +154,7 @@ def test_seasonal_high_water_above_late_summer_low(wse_items):
 
 
 def test_hydroweb_series_parse_back_as_intended(station_items):
-    for item, station in zip(station_items, hy.STATIONS, strict=True):
+    for item, station in zip(station_items, garonne.STATIONS, strict=True):
         header, rows = parse_hydroweb(item["assets"]["series"]["href"])
         assert header["ID"] == item["id"] == item["properties"]["station_id"] == station.id
         assert header["BASIN"] == "GARONNE" and header["RIVER"] == item["properties"]["river"]
@@ -175,7 +175,7 @@ def test_hydroweb_series_parse_back_as_intended(station_items):
         assert item["properties"]["end_datetime"] == rows[-1][0].strftime("%Y-%m-%dT%H:%M:%SZ")
 
         lon, lat = item["geometry"]["coordinates"]
-        distance, _ = hy.distance_and_chainage(station.river, np.array(lon), np.array(lat))
+        distance, _ = garonne.distance_and_chainage(station.river, np.array(lon), np.array(lat))
         assert float(distance) < 5.0, "station sits on its river"
 
 
