@@ -27,7 +27,6 @@ import json
 import math
 import os
 import platform
-import random
 import shlex
 import shutil
 import signal
@@ -36,127 +35,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import psycopg
+from load import KINDS, Target, TargetResult, bench_search, percentile, request_mix
+from loaders import ITEMS, bench_ingest, collection_json, load_stock, make_items, reset_collection, sql
 from rich.console import Console
 from rich.table import Table
 
 from eolake.embedded.postgres import PostgresCluster, free_port
 
-DATA = Path("/work/shared/data/stac")
-ITEMS = DATA / "naip" / "items.ndjson"
-COLLECTIONS = DATA / "pc-collections" / "collections.ndjson"
-COLLECTION = "naip"
 STOCK_READ_POOL = 10  # stac_fastapi.pgstac.config.PostgresSettings.db_max_conn_size
-KINDS = ("GET /search", "POST /search bbox+datetime", "POST /search cql2 filter", "GET item")
 
 # Not a terminal (a log, CI): wide enough for the tables rather than rich's default 80 columns.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
-
-
-# --------------------------------------------------------------------------------------------- data
-
-def make_items(source: Path, count: int, out: Path) -> tuple[list[str], list[tuple[list[float], int]]]:
-    """Write `count` items to `out`: the source items, then copies with ids suffixed -r1, -r2…
-
-    Returns the ids written and (bbox, year) of the source items used."""
-    originals = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
-    places = [(obj["bbox"], int(obj["properties"]["datetime"][:4])) for obj in originals[:count]]
-    ids = []
-    with out.open("w") as f:
-        for n in range(count):
-            copy, item = divmod(n, len(originals))
-            obj = json.loads(json.dumps(originals[item])) if copy else originals[item]
-            if copy:
-                obj["id"] = f"{obj['id']}-r{copy}"
-                obj["links"] = [link for link in obj.get("links", []) if link.get("rel") != "self"]
-            ids.append(obj["id"])
-            f.write(json.dumps(obj, separators=(",", ":")) + "\n")
-    return ids, places
-
-
-def collection_json() -> str:
-    for line in COLLECTIONS.read_text().splitlines():
-        if line.strip() and json.loads(line)["id"] == COLLECTION:
-            return line
-    raise SystemExit(f"collection {COLLECTION!r} not in {COLLECTIONS}")
-
-
-def reset_collection(dsn: str, collection: str) -> None:
-    """Delete the collection (pgstac drops its items and partition) and create it again, empty."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pgstac.collections WHERE id = %s", (COLLECTION,)).fetchone():
-            conn.execute("SELECT pgstac.delete_collection(%s)", (COLLECTION,))
-        conn.execute("SELECT pgstac.create_collection(%s::jsonb)", (collection,))
-
-
-def sql(dsn: str, statement: str, params: tuple = ()) -> Any:
-    """Run one statement; the first column of its first row, if it returns rows."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        cur = conn.execute(statement, params)
-        row = cur.fetchone() if cur.description else None
-        return row[0] if row else None
-
-
-def count_items(dsn: str) -> int:
-    return sql(dsn, "SELECT count(*) FROM pgstac.items WHERE collection = %s", (COLLECTION,))
-
-
-# --------------------------------------------------------------------------------------------- ingest
-
-def load_ours(path: Path, dsn: str) -> int:
-    from eolake.ingest import ingest
-
-    report = ingest([path], dsn)
-    if report.rejected or report.refused:
-        raise RuntimeError(f"eolake ingest rejected {len(report.rejected)} record(s): {report.rejected[:3]}")
-    return report.items_loaded
-
-
-def load_stock(path: Path, dsn: str) -> int:
-    from pypgstac.load import Methods
-    from pypgstac.pypgstac import PgstacCLI
-
-    cli = PgstacCLI(dsn=dsn)  # exactly what `pypgstac load items FILE --method upsert --dsn DSN` runs
-    try:
-        cli.load("items", str(path), method=Methods.upsert)
-    finally:
-        cli._db.close()
-    return -1
-
-
-LOADERS = {"eolake ingest": load_ours, "pypgstac load (upsert)": load_stock}
-
-
-def bench_ingest(dsn: str, items_file: Path, n_items: int, runs: int, collection: str) -> dict:
-    results: dict[str, dict[str, list[float]]] = {}
-    names = list(LOADERS)
-    for scenario in ("fresh", "reload"):
-        results[scenario] = {name: [] for name in names}
-        if scenario == "reload":
-            reset_collection(dsn, collection)
-            load_stock(items_file, dsn)  # untimed: the state every reload run starts from
-        for run in range(runs):
-            for name in names if run % 2 == 0 else reversed(names):
-                if scenario == "fresh":
-                    reset_collection(dsn, collection)
-                sql(dsn, "CHECKPOINT")
-                started = time.perf_counter()
-                loaded = LOADERS[name](items_file, dsn)
-                seconds = time.perf_counter() - started
-                found = count_items(dsn)
-                if found != n_items or loaded not in (-1, n_items):
-                    raise RuntimeError(f"{name}: {found} items in the database after loading {n_items}")
-                rate = n_items / seconds
-                results[scenario][name].append(rate)
-                console.print(f"  ingest {scenario:6} run {run + 1}/{runs} {name:24} {seconds:6.2f} s "
-                              f"{rate:8.0f} items/s")
-    return results
 
 
 # --------------------------------------------------------------------------------------------- servers
@@ -205,162 +100,6 @@ def stop_process(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-# --------------------------------------------------------------------------------------------- load
-
-@dataclass(frozen=True)
-class Req:
-    kind: str
-    method: str
-    path: str
-    params: dict | None = None
-    body: dict | None = None
-
-
-def request_mix(count: int, ids: list[str], places: list[tuple[list[float], int]], seed: int = 42) -> list[Req]:
-    """`count` requests, the four kinds in equal shares in a shuffled order; deterministic for a seed.
-
-    `places` are (bbox, year) of the real items: bbox+datetime searches are centred on one of them, so they
-    always find something (the sample covers Alabama sparsely: a random box would often be empty).
-    """
-    rng = random.Random(seed)
-    kinds = [KINDS[i % len(KINDS)] for i in range(count)]
-    rng.shuffle(kinds)
-    out = []
-    for kind in kinds:
-        if kind == "GET /search":
-            out.append(Req(kind, "GET", "/search", params={"collections": COLLECTION, "limit": "10"}))
-        elif kind == "POST /search bbox+datetime":
-            (west, south, east, north), year = rng.choice(places)
-            x, y = (west + east) / 2, (south + north) / 2
-            out.append(Req(kind, "POST", "/search", body={
-                "collections": [COLLECTION],
-                "bbox": [round(x - 0.15, 4), round(y - 0.1, 4), round(x + 0.15, 4), round(y + 0.1, 4)],
-                "datetime": f"{year - 2}-01-01T00:00:00Z/{year + 2}-12-31T23:59:59Z", "limit": 10}))
-        elif kind == "POST /search cql2 filter":
-            gsd = rng.choice([0.3, 0.6, 1.0])
-            out.append(Req(kind, "POST", "/search", body={
-                "collections": [COLLECTION], "limit": 10, "filter-lang": "cql2-json",
-                "filter": {"op": "and", "args": [{"op": "=", "args": [{"property": "naip:state"}, "al"]},
-                                                 {"op": "=", "args": [{"property": "gsd"}, gsd]}]}}))
-        else:
-            out.append(Req(kind, "GET", f"/collections/{COLLECTION}/items/{rng.choice(ids)}"))
-    return out
-
-
-@dataclass
-class Sample:
-    kind: str
-    seconds: float
-    ok: bool
-
-
-@dataclass
-class TargetResult:
-    name: str
-    samples: list[Sample] = field(default_factory=list)
-    busy_seconds: float = 0.0  # sum of the wall time of its measured rounds
-    truncated: bool = False
-    error_examples: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Target:
-    name: str
-    base: str  # URL prefix the request paths are appended to
-    client: httpx.AsyncClient | None = None
-
-
-async def replay(target: Target, reqs: list[Req], concurrency: int, deadline: float,
-                 result: TargetResult | None) -> float:
-    """Send `reqs` with `concurrency` workers; returns the wall time. Bodies are read raw (not decompressed)."""
-    feed = iter(reqs)
-    client = target.client
-
-    async def worker() -> None:
-        for req in feed:
-            if time.monotonic() > deadline:
-                if result is not None:
-                    result.truncated = True
-                return
-            started = time.perf_counter()
-            ok, problem = False, ""
-            try:
-                async with client.stream(req.method, target.base + req.path, params=req.params,
-                                         json=req.body) as response:
-                    async for _ in response.aiter_raw():
-                        pass
-                ok = response.status_code == 200
-                problem = "" if ok else f"{req.kind}: HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                problem = f"{req.kind}: {type(exc).__name__}: {exc}"
-            if result is not None:
-                result.samples.append(Sample(req.kind, time.perf_counter() - started, ok))
-                if problem and len(result.error_examples) < 5:
-                    result.error_examples.append(problem)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = q / 100 * (len(ordered) - 1)
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-async def sanity(targets: list[Target], reqs: list[Req]) -> list[dict]:
-    """One request of each kind on every target: status and number of features, to check they answer alike."""
-    rows = []
-    for kind in KINDS:
-        req = next(r for r in reqs if r.kind == kind)
-        row = {"kind": kind}
-        for target in targets:
-            response = await target.client.request(req.method, target.base + req.path, params=req.params,
-                                                   json=req.body)
-            if response.status_code != 200:
-                row[target.name] = f"HTTP {response.status_code}"
-                continue
-            body = response.json()
-            row[target.name] = len(body["features"]) if "features" in body else body.get("id", "?")[:12]
-        rows.append(row)
-    return rows
-
-
-async def bench_search(targets: list[Target], reqs: list[Req], warmup: list[Req], concurrency: int, rounds: int,
-                       max_seconds: float, accept_encoding: str) -> tuple[list[dict], list[TargetResult]]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    results = {t.name: TargetResult(t.name) for t in targets}
-    async with contextlib.AsyncExitStack() as stack:
-        for target in targets:
-            target.client = await stack.enter_async_context(httpx.AsyncClient(
-                limits=limits, timeout=30, headers={"accept-encoding": accept_encoding}))
-        checks = await sanity(targets, reqs)
-        for target in targets:
-            console.print(f"  warm-up {target.name}: {len(warmup)} requests")
-            await replay(target, warmup, concurrency, time.monotonic() + max_seconds, None)
-        chunk = math.ceil(len(reqs) / rounds)
-        budget = {t.name: max_seconds for t in targets}
-        for r in range(rounds):
-            part = reqs[r * chunk:(r + 1) * chunk]
-            order = targets[r % len(targets):] + targets[:r % len(targets)]
-            for target in order:
-                result = results[target.name]
-                if budget[target.name] <= 0:
-                    result.truncated = True
-                    continue
-                seconds = await replay(target, part, concurrency, time.monotonic() + budget[target.name], result)
-                budget[target.name] -= seconds
-                result.busy_seconds += seconds
-                done = len(result.samples)
-                console.print(f"  round {r + 1}/{rounds} {target.name:28} {len(part)} requests in {seconds:5.2f} s "
-                              f"({len(part) / seconds:6.1f} req/s; {done} so far)")
-    return checks, list(results.values())
 
 
 # --------------------------------------------------------------------------------------------- report
