@@ -7,6 +7,7 @@ import json
 import psycopg
 
 from eolake.cli import main as cli
+from eolake.embedded.postgres import free_port
 
 
 def feature(iid: str, collection: str) -> dict:
@@ -53,3 +54,11 @@ def test_ingest_without_database_says_how_to_get_one(tmp_path, capsys, monkeypat
     monkeypatch.delenv("EOLAKE_DATABASE_URL", raising=False)
     assert cli(["--state-dir", str(tmp_path), "ingest", str(tmp_path / "x.ndjson")]) == 2
     assert "eolake up" in capsys.readouterr().err
+
+
+def test_ingest_with_unreachable_database_is_a_clear_error(tmp_path, capsys):
+    source = tmp_path / "c.ndjson"
+    source.write_text(json.dumps(collection("never")) + "\n")
+    dsn = f"postgresql://nobody:x@127.0.0.1:{free_port()}/none"
+    assert cli(["ingest", "--dsn", dsn, str(source)]) == 2
+    assert "cannot reach the database" in capsys.readouterr().err

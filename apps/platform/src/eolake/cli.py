@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
@@ -138,6 +139,9 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
                         progress=sys.stderr.isatty())
     except IngestError as exc:
         err.print(f"ingest: {exc}", markup=False, highlight=False)
+        return 2
+    except psycopg.OperationalError as exc:
+        err.print(f"ingest: cannot reach the database: {str(exc).strip()}", markup=False, highlight=False)
         return 2
     print(format_report(report))  # plain: one rejection a line, for grep and CI logs
     return 1 if report.rejected else 0
