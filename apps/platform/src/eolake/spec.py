@@ -106,9 +106,19 @@ class Auth(Strict):
 class Observability(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
-    prometheus: bool = True
+    prometheus: bool = Field(True, description="embedded: run Prometheus (Debian package) with eolake's rules")
+    prometheus_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
+    alertmanager: bool = Field(True, description="embedded: run Alertmanager too, when it is installed")
+    alertmanager_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
+    scrape_interval_seconds: int = Field(15, ge=1, le=300)
     matomo_url: str | None = None
     matomo_site_id: int | None = None
+
+    @model_validator(mode="after")
+    def matomo_needs_site(self) -> Observability:
+        if self.matomo_url and self.matomo_site_id is None:
+            raise ValueError("matomo_url needs matomo_site_id")
+        return self
 
 
 class Provider(Strict):
