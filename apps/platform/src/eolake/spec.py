@@ -135,6 +135,92 @@ DEFAULT_PATHS: dict[str, str] = {
 }
 
 
+class Image(Strict):
+    repository: str = Field(pattern=r"^[a-z0-9][a-z0-9./_:-]*[a-z0-9]$", description="registry/name, no tag")
+    tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="an immutable version")
+
+    @field_validator("tag")
+    @classmethod
+    def not_latest(cls, value: str) -> str:
+        if value == "latest":
+            raise ValueError("'latest' is not a version: pin the tag the CI built (e.g. 0.3.1 or a git sha)")
+        return value
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Autoscaling(Strict):
+    max_replicas: int = Field(ge=1, le=100, description="services.<name>.replicas is the minimum")
+    cpu_percent: int = Field(70, ge=10, le=100, description="target average CPU, percent of the request")
+    requests_per_second: float = Field(20, gt=0, description="target per pod (prometheus-adapter metric)")
+
+
+class Ingress(Strict):
+    class_name: str = "nginx"
+    tls_issuer: str = Field("letsencrypt", description="cert-manager ClusterIssuer")
+    tls_secret: str = "eolake-tls"
+    body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (ingress-nginx)")
+    rate_limit_rps: int = Field(50, ge=1, description="requests per second per client IP (ingress-nginx)")
+
+
+class Backup(Strict):
+    destination: str = Field(pattern=r"^s3://[a-z0-9.-]+(/.*)?$", description="s3://bucket/path for base backups+WAL")
+    endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: AWS")
+    credentials_secret: str | None = Field(None, description="Secret with ACCESS_KEY_ID and ACCESS_SECRET_KEY")
+    schedule: str = Field("0 0 2 * * *", description="CNPG cron, with seconds")
+    retention: str = Field("30d", pattern=r"^\d+[dwm]$")
+
+    @model_validator(mode="after")
+    def needs_credentials(self) -> Backup:
+        if not self.credentials_secret:
+            raise ValueError("backups to S3 need credentials_secret: the name of a Secret holding "
+                             "ACCESS_KEY_ID and ACCESS_SECRET_KEY")
+        return self
+
+
+class Postgres(Strict):
+    instances: int = Field(1, ge=1, le=9, description="CloudNativePG instances: 1 primary + replicas")
+    image: Image = Image(repository="ghcr.io/cloudnative-pg/postgis", tag="16-3.4")
+    storage_size: str = Field("10Gi", pattern=QUANTITY.pattern)
+    storage_class: str | None = None
+    backup: Backup | None = None
+
+
+class Pooler(Strict):
+    instances: int = Field(2, ge=1, le=9)
+    max_client_connections: int = Field(1000, ge=10, description="per PgBouncer instance")
+
+
+class Releases(Strict):
+    kube_prometheus_stack: bool = True
+    prometheus_adapter: bool = Field(True, description="serves eolake_http_requests_per_second to the HPAs")
+    jaeger: bool = True
+    matomo: bool = False
+    keycloak: bool = False
+
+
+class KubernetesSecrets(Strict):
+    app_database: str = Field("eolake-app-db", description="basic-auth Secret of the eolake_app role")
+    api_keys: str | None = Field(None, description="Secret with an `api-keys` file for the services")
+    grafana_admin: str = Field("eolake-grafana-admin", description="Secret with admin-user and admin-password")
+
+
+class Kubernetes(Strict):
+    """What only the Kubernetes target needs; everything else comes from the rest of the spec."""
+
+    namespace: str = Field("eolake", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    monitoring_namespace: str = Field("monitoring", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    images: dict[str, Image] = Field({}, description="one per enabled service, plus `migrate`")
+    autoscaling: dict[ServiceName, Autoscaling] = {}
+    ingress: Ingress = Ingress()
+    postgres: Postgres = Postgres()
+    pooler: Pooler = Pooler()
+    releases: Releases = Releases()
+    secrets: KubernetesSecrets = KubernetesSecrets()
+
+
 class Platform(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     base_url: AnyHttpUrl = Field(description="the one public base URL; every service lives under a path prefix")
@@ -144,6 +230,7 @@ class Platform(Strict):
     auth: Auth = Auth()
     observability: Observability = Observability()
     providers: list[Provider] = []
+    kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
 
     @field_validator("services", mode="before")
     @classmethod
@@ -189,6 +276,8 @@ class Platform(Strict):
             "POOL_SIZE": s.pool_size,
             "LOG_LEVEL": obs.log_level,
             "OTLP_ENDPOINT": obs.otlp_endpoint,
+            "MATOMO_URL": obs.matomo_url,
+            "MATOMO_SITE_ID": obs.matomo_site_id,
             "AUTH__OIDC_ISSUER": auth.oidc_issuer,
             "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,

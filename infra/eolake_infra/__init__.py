@@ -1,0 +1,1 @@
+"""eolake on Kubernetes: Pulumi components translating the platform spec (eolake.spec)."""

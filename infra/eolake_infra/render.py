@@ -1,0 +1,127 @@
+"""Run the real Pulumi program without a cluster (pulumi.runtime.set_mocks) and write what it would create.
+
+One YAML file per resource, `<kind>-<name>.yaml` (Helm releases under helm/), with sorted keys and secret values
+replaced by a marker: the same stack always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import yaml
+from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from eolake.spec import load_stack
+
+SECRET = "[secret: kept in the Pulumi state, encrypted]"
+
+
+@dataclass
+class Recorded:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    custom: bool
+    dependencies: list[str]
+    state: dict = field(default_factory=dict)
+
+    @property
+    def manifest(self) -> dict | None:
+        if not self.custom or not self.type.startswith("kubernetes:") or self.type.startswith("kubernetes:helm"):
+            return None
+        return self.state
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}, None
+
+
+class _Monitor(mocks.MockMonitor):
+    """Also keeps what MockResourceArgs leaves out: parent and depends_on."""
+
+    def __init__(self):
+        super().__init__(_Mocks())
+        self.recorded: list[Recorded] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.recorded.append(Recorded(response.urn, request.type, request.name, request.parent, request.custom,
+                                          sorted(request.dependencies), clean(self.resources[response.urn].state)))
+        return response
+
+
+def run(stack: str | Path, config: dict[str, str] | None = None, monitor: _Monitor | None = None) -> list[Recorded]:
+    """Load and check the stack, run the program under mocks, return every resource it registered."""
+    from eolake_infra.program import build
+
+    platform = load_stack(stack)
+    name = Path(stack).name.removeprefix("Pulumi.").removesuffix(".yaml")
+    settings.reset_options(project="eolake", stack=name)
+    pulumi.runtime.set_all_config(config or {}, secret_keys=list(config or {}))
+    monitor = monitor or _Monitor()
+    mocks.set_mocks(_Mocks(), project="eolake", stack=name, preview=False, monitor=monitor)
+    source = stack if isinstance(stack, Path) else f"stacks/Pulumi.{stack}.yaml"
+    _sync_await(run_pulumi_func(lambda: build(platform, source=str(source))))
+    return sorted(monitor.recorded, key=lambda r: r.urn)
+
+
+def clean(value):
+    """Secrets become a marker; whole floats (the wire has only doubles) become ints again."""
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return SECRET
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clean(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def documents(resources: list[Recorded]) -> dict[str, dict]:
+    """Relative file name → document."""
+    files: dict[str, dict] = {}
+    for r in resources:
+        if r.manifest is not None:
+            meta = r.manifest.get("metadata", {})
+            parts = [r.manifest["kind"].lower(), meta.get("namespace"), meta["name"]]
+            file = "-".join(p for p in parts if p) + ".yaml"
+        elif r.type == "kubernetes:helm.sh/v3:Release":
+            file = f"helm/{r.state['name']}.yaml"
+        else:
+            continue
+        if file in files:
+            raise ValueError(f"two resources would render to {file}")
+        files[file] = r.manifest if r.manifest is not None else r.state
+    return dict(sorted(files.items()))
+
+
+def dump(document: dict) -> str:
+    return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=120, allow_unicode=True)
+
+
+def render(stack: str | Path, out: Path) -> list[Path]:
+    """Write the stack's manifests into `out`, replacing what a previous render left there."""
+    files = documents(run(stack))
+    if out.exists():
+        for old in [*out.glob("*.yaml"), *out.glob("helm/*.yaml")]:
+            old.unlink()
+        shutil.rmtree(out / "helm", ignore_errors=True)
+    written = []
+    for name, document in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump(document))
+        written.append(path)
+    return written

@@ -1,0 +1,153 @@
+"""One ComponentResource per service: the same production shape for every eolake service."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from eolake_infra import network, pods
+from eolake_infra.config import APP_ROLE, SERVICES, Context
+
+API_KEYS_DIR = "/etc/eolake/api-keys"
+
+
+class ServiceComponent(pulumi.ComponentResource):
+    """Deployment, Service, ConfigMap, PDB, HPA, NetworkPolicy, ServiceMonitor and ServiceAccount of a service."""
+
+    def __init__(self, ctx: Context, name: str, after: list[pulumi.Resource] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
+        """`after`: what must exist or complete first (the namespace, the migration Job)."""
+        kind = SERVICES[name]
+        super().__init__(f"eolake:service:{kind.component}", name, None, opts)
+        self.ctx, self.name, self.kind = ctx, name, kind
+        self.spec = ctx.services[name]
+        self.labels = ctx.labels(name)
+        child = pulumi.ResourceOptions(parent=self, depends_on=after)
+        self.config = self._config_map(child)
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa", metadata=self._meta(name), automount_service_account_token=False, opts=child)
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment", metadata=self._meta(name, annotations=pods.CHECKOV_SKIPS),
+            spec=self._deployment(account),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config, *(after or [])]))
+        self.service = k8s.core.v1.Service(f"{name}-service", metadata=self._meta(name), spec={
+            "selector": self.labels, "ports": [{"name": "http", "port": kind.port, "target_port": "http"}],
+        }, opts=child)
+        k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=self._meta(name), spec={
+            "max_unavailable": 1, "selector": {"match_labels": self.labels}}, opts=child)
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=self._meta(name),
+                                                   spec=self._autoscaler(), opts=child)
+        k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=self._meta(name),
+                                        spec=self._network_policy(), opts=child)
+        k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+            metadata=self._meta(name), spec={
+                "selector": {"matchLabels": self.labels},
+                "namespaceSelector": {"matchNames": [ctx.namespace]},
+                # The same job and service labels as the embedded Prometheus, so the alerts match everywhere.
+                "endpoints": [{"port": "http", "path": "/metrics",
+                               "interval": f"{ctx.platform.observability.scrape_interval_seconds}s",
+                               "relabelings": [{"targetLabel": "job", "replacement": f"eolake-{name}"},
+                                               {"targetLabel": "service", "replacement": name}]}],
+            }, opts=child)
+        self.register_outputs({})
+
+    def _meta(self, name: str, **extra) -> dict:
+        return {"name": name, "namespace": self.ctx.namespace, "labels": self.labels, **extra}
+
+    @property
+    def env_prefix(self) -> str:
+        return f"EOLAKE_{self.name.upper()}_"
+
+    def config_data(self) -> dict[str, str]:
+        """Platform.service_env (the single translation of the spec) plus where to listen: never a secret."""
+        data = dict(self.ctx.platform.service_env(self.name))
+        data[self.env_prefix + "HOST"] = "0.0.0.0"
+        data[self.env_prefix + "PORT"] = str(self.kind.port)
+        if self.ctx.k8s.secrets.api_keys:
+            data[self.env_prefix + "AUTH__API_KEYS_FILE"] = f"{API_KEYS_DIR}/api-keys"
+        return dict(sorted(data.items()))
+
+    def _config_map(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.ConfigMap:
+        return k8s.core.v1.ConfigMap(f"{self.name}-config", metadata=self._meta(f"{self.name}-config"),
+                                     data=self.config_data(), opts=opts)
+
+    def _env(self) -> list[dict]:
+        """The database password comes from a Secret; the URL is assembled by the kubelet, not stored anywhere."""
+        if not self.kind.database:
+            return []
+        db = self.ctx.platform.database
+        url = f"postgresql://{APP_ROLE}:$(EOLAKE_DATABASE_PASSWORD)@{self.ctx.pooler}:5432/{db.name}"
+        return [{"name": "EOLAKE_DATABASE_PASSWORD", "value_from": {"secret_key_ref": {
+                    "name": self.ctx.k8s.secrets.app_database, "key": "password"}}},
+                {"name": self.env_prefix + "DATABASE_URL", "value": url}]
+
+    def _deployment(self, account: k8s.core.v1.ServiceAccount) -> dict:
+        checksum = hashlib.sha256(json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
+        volumes, mounts = [pods.TMP_VOLUME], [pods.TMP_MOUNT]
+        if self.ctx.k8s.secrets.api_keys:
+            volumes.append({"name": "api-keys", "secret": {"secret_name": self.ctx.k8s.secrets.api_keys}})
+            mounts.append({"name": "api-keys", "mount_path": API_KEYS_DIR, "read_only": True})
+        pod_labels = {**self.labels, **({network.DATABASE_CLIENT: "true"} if self.kind.database else {})}
+        container = {
+            "name": self.name, "image": self.ctx.image(self.name), "image_pull_policy": "IfNotPresent",
+            "ports": [{"name": "http", "container_port": self.kind.port, "protocol": "TCP"}],
+            "env_from": [{"config_map_ref": {"name": f"{self.name}-config"}}], "env": self._env(),
+            "resources": pods.resources(self.spec.resources), "security_context": pods.container_security(),
+            "volume_mounts": mounts, **pods.probes(),
+        }
+        return {
+            "replicas": self.spec.replicas,
+            "selector": {"match_labels": self.labels},
+            "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
+            "template": {
+                "metadata": {"labels": pod_labels, "annotations": {"checksum/config": checksum}},
+                "spec": {
+                    "service_account_name": self.name, "automount_service_account_token": False,
+                    "security_context": pods.pod_security(), "termination_grace_period_seconds": 30,
+                    "topology_spread_constraints": pods.spread(self.labels),
+                    "containers": [container], "volumes": volumes,
+                },
+            },
+        }
+
+    def _autoscaler(self) -> dict:
+        scaling = self.ctx.k8s.autoscaling.get(self.name)
+        cpu, rps = (scaling.cpu_percent, scaling.requests_per_second) if scaling else (70, 20.0)
+        return {
+            "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": self.name},
+            "min_replicas": self.spec.replicas, "max_replicas": self.ctx.max_replicas(self.name),
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {
+                    "type": "Utilization", "average_utilization": cpu}}},
+                {"type": "Pods", "pods": {"metric": {"name": "eolake_http_requests_per_second"}, "target": {
+                    "type": "AverageValue", "average_value": _quantity(rps)}}},
+            ],
+            "behavior": {"scale_down": {"stabilization_window_seconds": 300}},
+        }
+
+    def _network_policy(self) -> dict:
+        ctx, port = self.ctx, self.kind.port
+        egress = []
+        if self.kind.database:
+            egress.append({"to": [network.pods({"cnpg.io/poolerName": ctx.pooler})], "ports": network.tcp(5432)})
+        otlp = ctx.platform.observability.otlp_endpoint
+        if otlp:
+            egress.append({"ports": network.tcp(urlsplit(otlp).port or 4318)})
+        if ctx.platform.auth.oidc_issuer:  # the JWKS of the identity provider
+            egress.append(network.HTTPS_OUT)
+        return {
+            "pod_selector": {"match_labels": self.labels},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [{"from": [network.INGRESS_CONTROLLER, network.prometheus(ctx.k8s.monitoring_namespace)],
+                         "ports": network.tcp(port)}],
+            "egress": egress,
+        }
+
+
+def _quantity(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{int(value * 1000)}m"

@@ -1,0 +1,213 @@
+"""Invariants of the Kubernetes program, for every stack and every enabled service (pulumi set_mocks)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from infra_program import STACKS, config, program, releases, render
+
+from eolake.spec import load_stack
+
+CASES = [(stack, name) for stack in STACKS for name in load_stack(stack).enabled_services]
+
+
+def container(deployment: dict) -> dict:
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_deployment_probes_resources_rollout(stack, name):
+    deployment = program(stack).one("Deployment", name)
+    c = container(deployment)
+    assert c["ports"][0]["name"] == "http"
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    spec = load_stack(stack).services[name].resources
+    assert c["resources"] == {"requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
+                              "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit}}
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    keys = {t["topologyKey"] for t in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_restricted_security_context(stack, name):
+    pod = program(stack).one("Deployment", name)["spec"]["template"]["spec"]
+    c = container(program(stack).one("Deployment", name))
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    tmp = {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
+    assert tmp and all("emptyDir" in v for v in pod["volumes"] if v["name"] in tmp)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_images_are_pinned(stack):
+    p = program(stack)
+    for kind in ("Deployment", "Job"):
+        for workload in p.of_kind(kind):
+            for c in workload["spec"]["template"]["spec"]["containers"]:
+                repository, _, tag = c["image"].rpartition(":")
+                assert repository and "/" not in tag and tag not in ("", "latest"), c["image"]
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_pdb_selects_the_pods(stack, name):
+    p = program(stack)
+    pdb, labels = p.one("PodDisruptionBudget", name), p.one("Deployment", name)["spec"]["template"]["metadata"]
+    assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels["labels"].items()
+    assert p.one("Service", name)["spec"]["selector"].items() <= labels["labels"].items()
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_hpa_on_cpu_and_request_rate(stack, name):
+    platform, hpa = load_stack(stack), program(stack).one("HorizontalPodAutoscaler", name)
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["minReplicas"] == platform.services[name].replicas
+    assert hpa["spec"]["maxReplicas"] == platform.kubernetes.autoscaling[name].max_replicas
+    by_type = {m["type"]: m for m in hpa["spec"]["metrics"]}
+    assert by_type["Resource"]["resource"]["name"] == "cpu"
+    # the adapter serves exactly the metric the HPA asks for, from the kit's own counter
+    assert by_type["Pods"]["pods"]["metric"]["name"] == releases.ADAPTER_RULE["name"]["as"]
+    assert "eolake_http_requests_total" in releases.ADAPTER_RULE["seriesQuery"]
+    adapter = next(r for r in program(stack).resources if r.type.endswith("Release") and
+                   r.state["name"] == "prometheus-adapter")
+    assert adapter.state["values"]["rules"]["custom"] == [releases.ADAPTER_RULE]
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_network_policies(stack, name):
+    p = program(stack)
+    deny = p.one("NetworkPolicy", "default-deny")["spec"]
+    assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny and "egress" not in deny
+    assert p.one("NetworkPolicy", "allow-dns")["spec"]["egress"][0]["ports"][0]["port"] == 53
+    policy = p.one("NetworkPolicy", name)["spec"]
+    port = container(p.one("Deployment", name))["ports"][0]["containerPort"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port}]
+    sources = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rule["from"]]
+    assert sources == ["ingress-nginx", "monitoring"]
+    pooler = load_stack(stack).database.host
+    assert {"to": [{"podSelector": {"matchLabels": {"cnpg.io/poolerName": pooler}}}],
+            "ports": [{"protocol": "TCP", "port": 5432}]} in policy["egress"]
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_service_monitor_scrapes_metrics(stack, name):
+    p = program(stack)
+    monitor = p.one("ServiceMonitor", name)
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= p.one("Service", name)["metadata"]["labels"].items()
+    # The alerts in monitoring/ select jobs named eolake-<service>, as the embedded Prometheus names them.
+    relabel = {r["targetLabel"]: r["replacement"] for r in monitor["spec"]["endpoints"][0]["relabelings"]}
+    assert relabel == {"job": f"eolake-{name}", "service": name}
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_config_map_holds_the_spec_and_no_secret(stack, name):
+    p = program(stack)
+    data = p.one("ConfigMap", f"{name}-config")["data"]
+    assert load_stack(stack).service_env(name).items() <= data.items()
+    for config_map in p.of_kind("ConfigMap"):
+        for value in (config_map.get("data") or {}).values():
+            assert "password" not in value.lower() and "postgresql://" not in value
+    template = p.one("Deployment", name)["spec"]["template"]
+    assert template["metadata"]["annotations"]["checksum/config"] == hashlib.sha256(
+        json.dumps(data, sort_keys=True).encode()).hexdigest()
+    url = next(e for e in container(p.one("Deployment", name))["env"] if e["name"].endswith("_DATABASE_URL"))
+    assert "$(EOLAKE_DATABASE_PASSWORD)" in url["value"]
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_one_component_per_service(stack, name):
+    p = program(stack)
+    deployment = p.recorded("Deployment", name)
+    assert p.type_of(deployment.parent) == f"eolake:service:{name.capitalize()}"
+    children = {r.manifest["kind"] for r in p.resources if r.parent == deployment.parent and r.manifest}
+    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+            "NetworkPolicy", "ServiceMonitor", "ServiceAccount"} <= children
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_migrations_complete_before_the_deployment(stack, name):
+    p = program(stack)
+    (job,) = [r for r in p.resources if r.manifest and r.manifest["kind"] == "Job"]
+    assert job.urn in p.recorded("Deployment", name).dependencies
+    spec = job.manifest["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "OnFailure" and spec["securityContext"]["runAsNonRoot"] is True
+    cluster = p.recorded("Cluster", config.CLUSTER)
+    assert cluster.urn in job.dependencies or cluster.parent in job.dependencies
+
+
+@pytest.mark.parametrize("stack,instances", [("dev", 1), ("staging", 2), ("prod", 3)])
+def test_database_cluster_pooler_backups(stack, instances):
+    p = program(stack)
+    cluster = p.one("Cluster", config.CLUSTER)["spec"]
+    assert cluster["instances"] == instances
+    assert cluster["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://")
+    assert cluster["postgresql"]["parameters"]["max_connections"] == str(load_stack(stack).database.max_connections)
+    assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == config.CLUSTER
+    (backup,) = p.of_kind("ScheduledBackup")
+    assert backup["spec"]["cluster"]["name"] == config.CLUSTER and backup["spec"]["schedule"]
+    assert {"eolake-db-netpol", "eolake-db-pooler-netpol"} <= {n["metadata"]["name"] for n in p.of_kind(
+        "NetworkPolicy")}
+
+
+def test_prod_is_highly_available():
+    platform, p = load_stack("prod"), program("prod")
+    assert all(s.replicas >= 2 for s in platform.enabled_services.values())
+    assert p.one("Pooler", platform.database.host)["spec"]["instances"] >= 2
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_ingress_same_layout_as_locally(stack):
+    platform, p = load_stack(stack), program(stack)
+    ingress = p.one("Ingress", "eolake")
+    host = platform.base_url.host
+    assert ingress["spec"]["tls"] == [{"hosts": [host], "secretName": platform.kubernetes.ingress.tls_secret}]
+    paths = {path["path"]: path["backend"]["service"]["name"] for path in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {s.path: name for name, s in platform.enabled_services.items()}
+    notes = ingress["metadata"]["annotations"]
+    assert notes["cert-manager.io/cluster-issuer"] == platform.kubernetes.ingress.tls_issuer
+    assert notes["nginx.ingress.kubernetes.io/proxy-body-size"] == platform.kubernetes.ingress.body_size
+    assert notes["nginx.ingress.kubernetes.io/limit-rps"] == str(platform.kubernetes.ingress.rate_limit_rps)
+
+
+def test_pulumi_secret_is_never_rendered_in_clear():
+    resources = render.run("dev", config={"eolake:appDatabasePassword": "s3cr3t-hex-value"})
+    secret = next(r.manifest for r in resources if r.manifest and r.manifest["kind"] == "Secret")
+    assert secret["stringData"] == render.SECRET
+    assert "s3cr3t-hex-value" not in "".join(render.dump(d) for d in render.documents(resources).values())
+    assert not [r for r in render.run("dev") if r.manifest and r.manifest["kind"] == "Secret"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_releases_follow_the_spec(stack):
+    on = load_stack(stack).kubernetes.releases
+    names = {r.state["name"] for r in program(stack).resources if r.type == "kubernetes:helm.sh/v3:Release"}
+    wanted = {"kube-prometheus-stack": on.kube_prometheus_stack, "prometheus-adapter": on.prometheus_adapter,
+              "jaeger": on.jaeger, "matomo": on.matomo, "keycloak": on.keycloak}
+    assert names == {name for name, enabled in wanted.items() if enabled}
+
+
+def test_migrate_image_pins_what_uv_lock_pins():
+    import re
+    import tomllib
+
+    from eolake.paths import REPO_ROOT
+
+    locked = {p["name"]: p["version"] for p in tomllib.loads((REPO_ROOT / "uv.lock").read_text())["package"]}
+    dockerfile = (REPO_ROOT / "infra" / "images" / "migrate" / "Dockerfile").read_text()
+    pinned = dict(re.findall(r'"([a-z-]+)\[[a-z]+\]==([0-9.]+)"', dockerfile))
+    assert pinned == {"pypgstac": locked["pypgstac"], "psycopg": locked["psycopg"]}
