@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 import attr
 from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings
@@ -38,6 +39,9 @@ class CatalogClient(CoreCrudClient):
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
+    instrumentor = AsyncPGInstrumentor()  # one per process: queries become child spans of the request's span
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
     stac_settings = Settings(
         stac_fastapi_title=settings.title,
         stac_fastapi_description=settings.description,

@@ -1,12 +1,16 @@
-"""Put the kit on a FastAPI app: public URL pinning, observation, problem+json, health routes, auth."""
+"""Put the kit on a FastAPI app: public URL pinning, observation, problem+json, health routes, auth, analytics."""
 
 from __future__ import annotations
+
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
+from eolake_kit.logs import count_log_messages
+from eolake_kit.matomo import MatomoTracker
 from eolake_kit.observe import ObserveMiddleware
 from eolake_kit.problems import install_problem_handlers
 from eolake_kit.publicurl import PublicUrlMiddleware
@@ -17,11 +21,45 @@ from eolake_kit.tracing import configure_tracing
 def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Check] | None = None,
                 status_codes: dict[type[Exception], int] | None = None) -> FastAPI:
     configure_tracing(settings.service_name, settings.otlp_endpoint)
+    _one_server_span(app)
+    count_log_messages(settings.service_name)
     app.state.kit_settings = settings
     app.state.readiness_checks = checks or {}
     app.state.authenticator = Authenticator(settings.auth)
+    tracker = app.state.matomo = MatomoTracker(settings) if settings.matomo_enabled else None
+    if tracker is not None:
+        _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
     app.include_router(health_router)
-    app.add_middleware(ObserveMiddleware, service=settings.service_name)
+    app.add_middleware(ObserveMiddleware, service=settings.service_name,
+                       on_finished=tracker.track if tracker is not None else None)
     app.add_middleware(PublicUrlMiddleware, public_url=str(settings.public_url), root_path=settings.root_path)
     return app
+
+
+def _one_server_span(app: FastAPI) -> None:
+    """The kit's span (request id, route template, status class) is a request's only SERVER span.
+
+    Recent FastAPI versions start a SERVER span of their own for every request once a tracer provider is set: a
+    childless sibling of the kit's span under the same parent. Its tracing is turned off here; FastAPI keeps the
+    same config dict in its runtime, so this takes effect, and the trace test fails should that ever change.
+    """
+    telemetry = getattr(app, "_telemetry", None)
+    if isinstance(telemetry, dict):
+        telemetry["tracing"] = False
+
+
+def _stop_on_shutdown(app: FastAPI, tracker: MatomoTracker) -> None:
+    """Start the tracker with the app and flush it (bounded by its timeout) after the app's own shutdown."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a):
+        tracker.start()
+        try:
+            async with inner(a) as state:
+                yield state
+        finally:
+            await tracker.aclose()
+
+    app.router.lifespan_context = lifespan

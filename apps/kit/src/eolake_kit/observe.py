@@ -6,12 +6,14 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
 
-from eolake_kit.logs import request_id, trace_id
+from eolake_kit.logs import current_service, request_id, trace_id
 from eolake_kit.problems import problem
 
 # Buckets include the SLO thresholds (250 ms search, 500 ms tiles, 1 s and 2.5 s heavier calls).
@@ -34,9 +36,25 @@ def route_template(scope: dict) -> str:
     return getattr(route, "path", None) or "unmatched"
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A served request, as hooks after the response see it (usage analytics)."""
+
+    service: str
+    method: str
+    route: str  # the route template, or "unmatched"
+    path: str  # the public path, prefix included
+    query: str
+    status: int
+    seconds: float
+    headers: dict[str, str]  # request headers, lower-case names
+    principal: object | None  # the eolake_kit.auth.Principal when the route authenticated the caller
+    request_id: str
+
+
 class ObserveMiddleware:
-    def __init__(self, app, service: str):
-        self.app, self.service = app, service
+    def __init__(self, app, service: str, on_finished: Callable[[Finished], None] | None = None):
+        self.app, self.service, self.on_finished = app, service, on_finished
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -45,6 +63,8 @@ class ObserveMiddleware:
         incoming = headers.get("x-request-id", "")
         rid = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         rid_token = request_id.set(rid)
+        service_token = current_service.set(self.service)
+        state = scope.setdefault("state", {})  # shared with request.state downstream: the principal lands here
         status, started = 500, False
         start = time.perf_counter()
         IN_FLIGHT.labels(self.service).inc()
@@ -88,5 +108,16 @@ class ObserveMiddleware:
                     "method": method, "route": route, "path": scope["path"], "status": status,
                     "duration_ms": round(elapsed * 1000, 2),
                     "client": (scope.get("client") or ("", 0))[0]})
+                if self.on_finished is not None:
+                    self._finished(Finished(
+                        self.service, method, route, scope["path"], scope.get("query_string", b"").decode("latin-1"),
+                        status, elapsed, headers, state.get("principal"), rid))
                 trace_id.reset(tid_token)
+                current_service.reset(service_token)
                 request_id.reset(rid_token)
+
+    def _finished(self, finished: Finished) -> None:
+        try:
+            self.on_finished(finished)
+        except Exception:  # a hook never fails a request that has been served
+            access_log.debug("on_finished hook failed", exc_info=True)

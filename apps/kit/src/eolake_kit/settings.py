@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
@@ -27,6 +27,13 @@ class ServiceSettings(BaseSettings):
     graceful_timeout: float = Field(20, ge=0, description="seconds in-flight requests get on shutdown")
     readiness_timeout: float = Field(2, gt=0, description="seconds each readiness check may take")
     auth: AuthConfig = AuthConfig()
+    matomo_url: AnyHttpUrl | None = Field(
+        None, description="Matomo base URL (…/matomo.php is appended); usage analytics off when unset")
+    matomo_site_id: int | None = Field(None, ge=1, description="Matomo site id; needed with matomo_url")
+    matomo_token: SecretStr | None = Field(
+        None, description="Matomo token_auth, sent in the bulk request body; only when Matomo requires it")
+    matomo_timeout: float = Field(3, gt=0, le=30, description="seconds one tracking request may take")
+    matomo_queue_size: int = Field(1000, ge=1, description="tracking hits held while Matomo is slow; more are dropped")
 
     @field_validator("root_path")
     @classmethod
@@ -41,6 +48,16 @@ class ServiceSettings(BaseSettings):
         if self.public_url.path not in (None, "", "/"):
             raise ValueError("public_url is the platform base URL: put the service prefix in root_path")
         return self
+
+    @model_validator(mode="after")
+    def matomo_needs_site(self) -> ServiceSettings:
+        if self.matomo_url and self.matomo_site_id is None:
+            raise ValueError("matomo_url needs matomo_site_id")
+        return self
+
+    @property
+    def matomo_enabled(self) -> bool:
+        return bool(self.matomo_url and self.matomo_site_id)
 
     @property
     def service_url(self) -> str:

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from opentelemetry import propagate
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.middleware import Middleware
@@ -46,6 +47,7 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client:
             client.headers.clear()  # only what the caller sent: no Accept-Encoding it did not ask for
+            HTTPXClientInstrumentor.instrument_client(client)  # a CLIENT span per upstream call, its traceparent sent
             app.state.client = client
             yield
 
