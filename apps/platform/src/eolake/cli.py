@@ -69,6 +69,8 @@ def print_urls(state: StateDir) -> None:
     for name, service in sorted(runtime["services"].items()):
         if service["url"]:
             console.print(f"  {name:<10} {service['url']}/")
+    for name, component in sorted(runtime.get("monitoring", {}).items()):
+        console.print(f"  {name:<10} {component['url'] + '/' if component['url'] else component['note']}")
     console.print(f"  API keys   {state.key_file('admin')} (admin), {state.key_file('user')} (user): "
                   "send as the X-API-Key header")
     console.print(f"  logs       {state.logs}/")
@@ -94,6 +96,14 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
             except (httpx.HTTPError, ValueError) as exc:
                 state_text = f"unreachable ({type(exc).__name__})"
             rows.append((name, state_text, service["url"] + "/"))
+        for name, component in sorted(runtime.get("monitoring", {}).items()):
+            if component.get("url"):  # monitoring that does not run (not installed, disabled) is not a failure
+                try:
+                    ok = client.get(component["url"] + component["probe"]).status_code == 200
+                    state_text = "ready" if ok else "not ready"
+                except httpx.HTTPError as exc:
+                    state_text = f"unreachable ({type(exc).__name__})"
+                rows.append((name, state_text, component["url"] + "/"))
     if args.json:
         console.print_json(json.dumps({"status": runtime.get("status"), "base_url": base,
                                        "components": {n: {"state": s, "url": u} for n, s, u in rows}}))
@@ -155,6 +165,23 @@ def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
+    """Kubernetes manifests of a stack, from the real Pulumi program run under mocks (infra/, not installed)."""
+    from eolake.paths import REPO_ROOT
+
+    sys.path.insert(0, str(REPO_ROOT / "infra"))
+    from eolake_infra.config import InfraError
+    from eolake_infra.render import render
+
+    try:
+        written = render(args.stack, args.out)
+    except InfraError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        return 2
+    console.print(f"{args.stack}: {len(written)} manifests in {args.out}")
+    return 0
+
+
 def _tail(path: Path, lines: int = 15) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -185,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a stack file")
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)
+    render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster needed)")
+    render.add_argument("--stack", required=True, help="a stack name (stacks/Pulumi.<name>.yaml) or a file")
+    render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced")
+    render.set_defaults(run=cmd_render)
     return p
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
 from eolake.embedded.postgres import PostgresCluster, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
@@ -43,6 +44,7 @@ class Child:
     env: dict[str, str]
     log_path: Path
     upstream: str
+    probe: str = "/readyz"  # readiness path under upstream
     process: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
 
@@ -122,7 +124,7 @@ def wait_ready(children: list[Child], deadline: float) -> None:
             for name, child in list(pending.items()):
                 if child.process and child.process.poll() is not None:
                     raise StartError(f"{name} exited with code {child.process.returncode}: see {child.log_path}")
-                probe = "/-/readyz" if name == "gateway" else "/readyz"
+                probe = "/-/readyz" if name == "gateway" else child.probe
                 try:
                     if client.get(child.upstream + probe).status_code == 200:
                         del pending[name]
@@ -139,14 +141,19 @@ class Supervisor:
         self.stopping = False
         self.children: list[Child] = []
         self.cluster = PostgresCluster(state.postgres)
+        self.monitoring = Monitoring()
 
     def _runtime(self, status: str, **extra) -> None:
         self.state.write_runtime({
             "status": status, "pid": os.getpid(), "stack": self.stack, "base_url": str(self.platform.base_url),
             "database_port": self.cluster.port if self.cluster.running else None,
             "services": {c.name: {"upstream": c.upstream, "pid": c.process.pid if c.process else None,
-                                  "url": self.platform.public_url(c.name) if c.name != "gateway" else None}
+                                  "url": self.platform.public_url(c.name) if c.name in self.platform.services
+                                  else None}
                          for c in self.children},
+            "monitoring": {**{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
+                           **{c.name: {"url": c.url, "probe": c.probe} for c in self.monitoring.components
+                              if c.name in (PROMETHEUS, ALERTMANAGER)}},
             **extra})
 
     def _on_signal(self, signum, frame) -> None:
@@ -177,8 +184,14 @@ class Supervisor:
         if not self.state.demo_marker.exists():
             load_demo(self.state, self.cluster.dsn())
         services = service_children(self.platform, self.state, self.cluster.app_dsn())
-        self.children = [*services, gateway_child(self.platform, self.state, services,
-                                                  self.platform.base_url.port or 80)]
+        gateway = gateway_child(self.platform, self.state, services, self.platform.base_url.port or 80)
+        try:
+            self.monitoring = monitoring_components(self.platform, self.state, {c.name: c.upstream for c in services},
+                                                    gateway.upstream, self.cluster.dsn())
+        except MonitoringError as exc:
+            raise StartError(str(exc)) from exc
+        self.children = [*services, gateway, *(Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log",
+                                                     m.url, m.probe) for m in self.monitoring.components)]
         for child in self.children:
             child.start()
         self._runtime("starting")
@@ -201,15 +214,15 @@ class Supervisor:
         self._runtime("ready")
 
     def _stop(self) -> None:
-        self._runtime("stopping")
-        # Gateway first so no new requests arrive, then services (graceful), then the database.
-        for child in reversed(self.children):
-            child.stop()
-        try:
-            self.cluster.stop()
-        except Exception:
-            log.exception("stopping PostgreSQL failed")
-        self._runtime("stopped")
+        # Monitoring and the gateway first so no new requests arrive, then services (graceful), then the
+        # database. One failure must not leave the others running.
+        steps = [(f"stopping {c.name}", c.stop) for c in reversed(self.children)]
+        steps += [("stopping PostgreSQL", self.cluster.stop), ("recording the stop", lambda: self._runtime("stopped"))]
+        for what, step in [("recording the stop", lambda: self._runtime("stopping")), *steps]:
+            try:
+                step()
+            except Exception:
+                log.exception("%s failed", what)
         self.state.pid_file.unlink(missing_ok=True)
 
 

@@ -1,0 +1,459 @@
+"""Grafana dashboards as code (grafana-foundation-sdk): writes monitoring/dashboards/*.json.
+
+    python monitoring/dashboards/generate.py          # regenerate the JSON
+    python monitoring/dashboards/generate.py --check  # exit 1 when the checked-in JSON differs (CI does this)
+
+Dashboards: the platform overview (SLOs and error budgets), one per service (rate, errors, duration, saturation),
+the database (postgres_exporter), the download queue. Output is deterministic: sorted keys, fixed ids and uids.
+
+Every panel query is proven against a running platform by tests/test_monitoring_e2e.py, except those that cannot
+have data yet (future_reason): on the metrics listed in FUTURE_METRICS, or on a service of the spec that has no
+package yet (its SLO panels). Those panels say so in their description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib.util
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+
+HERE = Path(__file__).resolve().parent
+MONITORING = HERE.parent
+REPO = MONITORING.parent
+
+# Metrics no running service exports yet: panels on them have no data until the service lands (the end-to-end test
+# skips exactly these). Remove a name once its exporter exists.
+FUTURE_METRICS = frozenset({"eolake_download_queue_depth", "eolake_download_jobs_total",
+                            "eolake_download_job_duration_seconds"})
+FUTURE_NOTE = "No data until the downloads service exists: it will export this metric."
+
+# Health probes and scrapes are not user traffic: they are left out of rates, errors and latency.
+NOT_PROBES = 'route!~"/healthz|/readyz|/metrics|/-/.*"'
+RATE = "$__rate_interval"
+DATASOURCE = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TAGS = ["eolake"]
+
+
+@functools.cache
+def spec_services() -> tuple[str, ...]:
+    """Every service the platform spec knows (eolake.spec.ServiceName), built or planned."""
+    if str(REPO / "apps/platform/src") not in sys.path:
+        sys.path.insert(0, str(REPO / "apps/platform/src"))
+    from eolake.spec import ServiceName
+
+    return typing.get_args(ServiceName)
+
+
+@functools.cache
+def services_with_dashboards() -> tuple[str, ...]:
+    """The platform's services that exist in this repository (apps/<name>/src/eolake_<name>), then the gateway.
+
+    A new service gets its dashboard when its package lands (regenerate; the drift test reminds you).
+    """
+    names = [n for n in spec_services() if (REPO / "apps" / n / "src" / f"eolake_{n}").is_dir()]
+    return (*names, "gateway")
+
+
+class Ids:
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last += 1
+        return self.last
+
+
+def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> prometheus.Dataquery:
+    q = prometheus.Dataquery().expr(expr).ref_id(ref)
+    if legend:
+        q = q.legend_format(legend)
+    return q.instant() if instant else q.range()
+
+
+def graph(ids: Ids, title: str, targets: list[prometheus.Dataquery], unit: str = "short", width: int = 12,
+          description: str = "", height: int = 8) -> timeseries.Panel:
+    panel = (timeseries.Panel().id(ids()).title(title).datasource(DATASOURCE).unit(unit).span(width).height(height)
+             .targets(targets))
+    return panel.description(description) if description else panel
+
+
+def single(ids: Ids, title: str, target: prometheus.Dataquery, unit: str = "short", width: int = 6,
+           steps: list[tuple[float | None, str]] | None = None, description: str = "") -> stat.Panel:
+    panel = stat.Panel().id(ids()).title(title).datasource(DATASOURCE).unit(unit).span(width).height(4)
+    panel = panel.with_target(target)
+    if steps:
+        panel = panel.thresholds(dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE)
+                                 .steps([model.Threshold(value=v, color=c) for v, c in steps]))
+    return panel.description(description) if description else panel
+
+
+def base(uid: str, title: str, description: str, tags: list[str]) -> dashboard.Dashboard:
+    return (dashboard.Dashboard(title).uid(uid).description(description).tags([*TAGS, *tags]).editable()
+            .time("now-6h", "now").refresh("30s").timezone("utc").tooltip(model.DashboardCursorSync.CROSSHAIR)
+            .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One dashboard per service: rate, errors, duration, saturation.
+
+
+def service_dashboard(service: str) -> dashboard.Dashboard:
+    ids = Ids()
+    sel = f'service="{service}",{NOT_PROBES}'
+    job = f"eolake-{service}"
+    requests = f"eolake_http_requests_total{{{sel}}}"
+    buckets = f"eolake_http_request_duration_seconds_bucket{{{sel}}}"
+    d = base(f"eolake-service-{service}", f"eolake / service / {service}",
+             f"RED and saturation of the {service} service (job {job}); health probes and scrapes excluded.",
+             ["service", service])
+    d = d.with_row(dashboard.Row("Availability").id(ids()))
+    d = d.with_panel(single(ids, "Instances up", query(f'sum(up{{job="{job}"}})', instant=True), width=6,
+                            steps=[(None, "red"), (1, "green")]))
+    d = d.with_panel(single(ids, "Requests per second", query(f"sum(rate({requests}[{RATE}]))", instant=True),
+                            "reqps", width=6))
+    d = d.with_panel(single(
+        ids, "Server error ratio (5xx)",
+        query(f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
+              f" / sum(rate({requests}[{RATE}]))", instant=True),
+        "percentunit", width=6, steps=[(None, "green"), (0.001, "orange"), (0.01, "red")]))
+    d = d.with_panel(single(
+        ids, "Latency p95",
+        query(f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{RATE}])))", instant=True),
+        "s", width=6, steps=[(None, "green"), (0.25, "orange"), (1, "red")]))
+
+    d = d.with_row(dashboard.Row("Rate and errors").id(ids()))
+    d = d.with_panel(graph(ids, "Requests per second by route",
+                           [query(f"sum by (route, method) (rate({requests}[{RATE}]))", "{{method}} {{route}}")],
+                           "reqps"))
+    d = d.with_panel(graph(ids, "Requests per second by status class",
+                           [query(f"sum by (status_class) (rate({requests}[{RATE}]))", "{{status_class}}")],
+                           "reqps"))
+    d = d.with_panel(graph(
+        ids, "Error ratio",
+        [query(f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
+               f" / sum(rate({requests}[{RATE}]))", "server errors (5xx)", "A"),
+         query(f'(sum(rate(eolake_http_requests_total{{{sel},status_class="4xx"}}[{RATE}])) or vector(0))'
+               f" / sum(rate({requests}[{RATE}]))", "client errors (4xx)", "B")],
+        "percentunit", description="5xx count against the SLOs; 4xx are the clients' mistakes (or a broken link)."))
+    d = d.with_panel(graph(
+        ids, "Server errors by route",
+        [query(f'sum by (route) (rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or '
+               f"(0 * sum by (route) (rate({requests}[{RATE}])))", "{{route}}")],
+        "reqps", description="Every route is listed; 0 when it served no 5xx."))
+
+    d = d.with_row(dashboard.Row("Duration").id(ids()))
+    d = d.with_panel(graph(
+        ids, "Latency percentiles",
+        [query(f"histogram_quantile({q}, sum by (le) (rate({buckets}[{RATE}])))", f"p{round(q * 100)}", ref)
+         for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))],
+        "s", description="From the latency histogram; its buckets include the SLO thresholds (0.25, 0.5, 1, 2.5 s)."))
+    d = d.with_panel(graph(ids, "Latency p95 by route",
+                           [query(f"histogram_quantile(0.95, sum by (le, route) (rate({buckets}[{RATE}])))",
+                                  "{{route}}")], "s"))
+
+    d = d.with_row(dashboard.Row("Saturation").id(ids()))
+    d = d.with_panel(graph(ids, "Requests in flight",
+                           [query(f'sum(eolake_http_requests_in_flight{{service="{service}"}})', "in flight")],
+                           description="Requests being served, probes included: a steady climb means a "
+                                       "dependency is slow or the workers are saturated."))
+    d = d.with_panel(graph(ids, "Scrape duration",
+                           [query(f'max(scrape_duration_seconds{{job="{job}"}})', "scrape")], "s",
+                           description="How long /metrics takes to answer: a slow scrape is an early sign of "
+                                       "an event loop that is blocked."))
+    d = d.with_panel(graph(
+        ids, "Log messages per second by level",
+        [query(f'sum by (level) (rate(eolake_log_messages_total{{service="{service}"}}[{RATE}]))', "{{level}}")],
+        "ops", width=24, description="Counted by the kit's log handler; the EolakeErrorLogRate alert reads the "
+                                     "error and critical rates."))
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Database: postgres_exporter (Debian prometheus-postgres-exporter 0.11 metric names, checked against its output).
+
+
+def database_dashboard() -> dashboard.Dashboard:
+    ids = Ids()
+    pg = 'job="postgres"'
+    d = base("eolake-database", "eolake / database", "PostgreSQL seen by postgres_exporter (job postgres).",
+             ["database", "postgres"])
+    d = d.with_row(dashboard.Row("Health").id(ids()))
+    d = d.with_panel(single(ids, "PostgreSQL up", query(f"min(pg_up{{{pg}}})", instant=True),
+                            steps=[(None, "red"), (1, "green")]))
+    d = d.with_panel(single(
+        ids, "Connections used",
+        query(f"sum(pg_stat_database_numbackends{{{pg}}}) / max(pg_settings_max_connections{{{pg}}})", instant=True),
+        "percentunit", steps=[(None, "green"), (0.75, "orange"), (0.9, "red")],
+        description="Backends against max_connections; the spec's connection budget keeps services below it."))
+    d = d.with_panel(single(ids, "Database size",
+                            query(f'sum(pg_database_size_bytes{{{pg},datname!~"template0|template1"}})',
+                                  instant=True), "bytes"))
+    d = d.with_panel(single(ids, "Longest transaction",
+                            query(f"max(pg_stat_activity_max_tx_duration{{{pg}}})", instant=True), "s",
+                            steps=[(None, "green"), (60, "orange"), (300, "red")]))
+
+    d = d.with_row(dashboard.Row("Connections").id(ids()))
+    d = d.with_panel(graph(ids, "Connections vs max_connections",
+                           [query(f"sum(pg_stat_database_numbackends{{{pg}}})", "connections", "A"),
+                            query(f"max(pg_settings_max_connections{{{pg}}})", "max_connections", "B")]))
+    d = d.with_panel(graph(ids, "Connections by state",
+                           [query(f"sum by (state) (pg_stat_activity_count{{{pg}}})", "{{state}}")]))
+
+    d = d.with_row(dashboard.Row("Activity").id(ids()))
+    d = d.with_panel(graph(
+        ids, "Transactions per second",
+        [query(f"sum by (datname) (rate(pg_stat_database_xact_commit{{{pg}}}[{RATE}]))", "commit {{datname}}", "A"),
+         query(f"sum by (datname) (rate(pg_stat_database_xact_rollback{{{pg}}}[{RATE}]))", "rollback {{datname}}",
+               "B")], "ops"))
+    d = d.with_panel(graph(ids, "Deadlocks",
+                           [query(f"sum by (datname) (increase(pg_stat_database_deadlocks{{{pg}}}[{RATE}]))",
+                                  "{{datname}}")]))
+    d = d.with_panel(graph(
+        ids, "Cache hit ratio",
+        [query(f"sum(rate(pg_stat_database_blks_hit{{{pg}}}[{RATE}])) / (sum(rate(pg_stat_database_blks_hit"
+               f"{{{pg}}}[{RATE}])) + sum(rate(pg_stat_database_blks_read{{{pg}}}[{RATE}])))", "hit ratio")],
+        "percentunit"))
+    d = d.with_panel(graph(ids, "Rows read and written per second",
+                           [query(f"sum(rate(pg_stat_database_tup_fetched{{{pg}}}[{RATE}]))", "fetched", "A"),
+                            query(f"sum(rate(pg_stat_database_tup_inserted{{{pg}}}[{RATE}]))", "inserted", "B"),
+                            query(f"sum(rate(pg_stat_database_tup_updated{{{pg}}}[{RATE}]))", "updated", "C"),
+                            query(f"sum(rate(pg_stat_database_tup_deleted{{{pg}}}[{RATE}]))", "deleted", "D")],
+                           "rowsps"))
+
+    d = d.with_row(dashboard.Row("Size and locks").id(ids()))
+    d = d.with_panel(graph(ids, "Database size",
+                           [query(f'pg_database_size_bytes{{{pg},datname!~"template0|template1"}}', "{{datname}}")],
+                           "bytes"))
+    d = d.with_panel(graph(ids, "Locks by mode",
+                           [query(f"sum by (mode) (pg_locks_count{{{pg}}})", "{{mode}}")]))
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Download queue: metrics of the future downloads service (FUTURE_METRICS).
+
+
+def downloads_dashboard() -> dashboard.Dashboard:
+    ids = Ids()
+    jobs, duration = "eolake_download_jobs_total", "eolake_download_job_duration_seconds_bucket"
+    finished = f'{jobs}{{outcome=~"succeeded|failed"}}'
+    d = base("eolake-downloads", "eolake / download queue",
+             "Orders and downloads: queue depth, throughput, failures and time to ready. " + FUTURE_NOTE,
+             ["downloads"])
+    d = d.with_row(dashboard.Row("Queue").id(ids()))
+    d = d.with_panel(single(ids, "Jobs waiting", query("sum(eolake_download_queue_depth)", instant=True),
+                            steps=[(None, "green"), (100, "orange"), (1000, "red")], width=8, description=FUTURE_NOTE))
+    d = d.with_panel(single(
+        ids, "Job failure ratio (1h)",
+        query(f'(sum(rate({jobs}{{outcome="failed"}}[1h])) or vector(0)) / sum(rate({finished}[1h]))',
+              instant=True),
+        "percentunit", width=8, steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+        description="Failed over finished (succeeded or failed); cancelled jobs count for neither. " + FUTURE_NOTE))
+    d = d.with_panel(single(
+        ids, "Time to ready p95 (1h)",
+        query(f"histogram_quantile(0.95, sum by (le) (rate({duration}[1h])))", instant=True), "s", width=8,
+        steps=[(None, "green"), (300, "orange"), (600, "red")], description=FUTURE_NOTE))
+    d = d.with_panel(graph(ids, "Queue depth", [query("sum(eolake_download_queue_depth)", "waiting")],
+                           description=FUTURE_NOTE))
+    d = d.with_panel(graph(ids, "Jobs finished per second by outcome",
+                           [query(f"sum by (outcome) (rate({jobs}[{RATE}]))", "{{outcome}}")],
+                           "ops", description=FUTURE_NOTE))
+    d = d.with_panel(graph(
+        ids, "Time to ready",
+        [query(f"histogram_quantile({q}, sum by (le) (rate({duration}[{RATE}])))", f"p{round(q * 100)}", ref)
+         for q, ref in ((0.5, "A"), (0.95, "B"))], "s", description=FUTURE_NOTE))
+    return d
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Platform overview: targets, SLOs and error budgets.
+
+
+@functools.cache
+def slo_definitions() -> tuple[dict, object]:
+    """monitoring/slos.yaml through monitoring/generate.py, which owns the SLI queries (one definition of each)."""
+    spec = importlib.util.spec_from_file_location("eolake_monitoring_generate", MONITORING / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load(MONITORING / "slos.yaml"), module
+
+
+def slo_panels(d: dashboard.Dashboard, ids: Ids) -> dashboard.Dashboard:
+    slos, sli = slo_definitions()
+    period = slos["period"]
+    d = d.with_row(dashboard.Row(f"SLOs over {period}").id(ids()))
+    for slo in slos["slos"]:
+        objective, ratio = slo["objective"], sli.error_ratio(slo, period)
+        about = (f"{slo['title']}: objective {objective:.2%} of {slo['events']} over {period} "
+                 f"(monitoring/slos.yaml, {slo['name']}).")
+        d = d.with_panel(single(ids, f"{slo['title']}: SLI over {period}", query(f"1 - ({ratio})", instant=True),
+                                "percentunit", width=4, description=about,
+                                steps=[(None, "red"), (objective, "green")]))
+        d = d.with_panel(single(ids, f"{slo['title']}: error budget left",
+                                query(f"1 - ({ratio}) / (1 - {objective})", instant=True), "percentunit", width=4,
+                                description=f"{about} 100 %: no bad event yet; 0 or less: the budget is spent.",
+                                steps=[(None, "red"), (0, "orange"), (0.5, "green")]))
+    burn = "slo:sli_error:ratio_rate{} / on (slo) (1 - slo:objective:ratio)"
+    d = d.with_panel(graph(
+        ids, "Burn rate by SLO",
+        [query(burn.format(w), f"{{{{slo}}}} {w}", ref) for w, ref in (("1h", "A"), ("6h", "B"))],
+        width=12, description="1 spends exactly the budget over the period; the pages fire at 14.4 (1h and 5m) "
+                             "and 6 (6h and 30m), the ticket at 1 (3d and 6h). From the recording rules."))
+    d = d.with_panel(graph(ids, "Error ratio by SLO (5m)",
+                           [query("slo:sli_error:ratio_rate5m", "{{slo}}")], "percentunit", width=12))
+    return d
+
+
+def overview_dashboard(services: list[str]) -> dashboard.Dashboard:
+    ids = Ids()
+    d = base("eolake-overview", "eolake / platform overview",
+             "Is anyone hurting? Targets up, the SLOs and their error budgets, then traffic per service.",
+             ["overview", "slo"])
+    d = d.with_row(dashboard.Row("Health").id(ids()))
+    d = d.with_panel(single(ids, "Targets down", query("count(up == 0) or vector(0)", instant=True),
+                            steps=[(None, "green"), (1, "red")]))
+    d = d.with_panel(single(ids, "Alerts firing",
+                            query('count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)',
+                                  instant=True),
+                            steps=[(None, "green"), (1, "red")],
+                            description="Watchdog is left out: it always fires, to prove the pipeline works."))
+    d = d.with_panel(single(ids, "Requests per second",
+                            query(f"sum(rate(eolake_http_requests_total{{{NOT_PROBES}}}[{RATE}]))", instant=True),
+                            "reqps"))
+    d = d.with_panel(single(ids, "PostgreSQL up", query('min(pg_up{job="postgres"})', instant=True),
+                            steps=[(None, "red"), (1, "green")]))
+    d = d.with_panel(graph(ids, "Targets up by job", [query("min by (job) (up)", "{{job}}")], width=24, height=6))
+    d = slo_panels(d, ids)
+
+    d = d.with_row(dashboard.Row("Per service").id(ids()))
+    per_service = f'{NOT_PROBES},service=~"{"|".join(services)}"'
+    d = d.with_panel(graph(
+        ids, "Requests per second by service",
+        [query(f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))", "{{service}}")],
+        "reqps", width=8))
+    d = d.with_panel(graph(
+        ids, "Server error ratio by service",
+        [query(f'(sum by (service) (rate(eolake_http_requests_total{{{per_service},status_class="5xx"}}[{RATE}])) '
+               f"or 0 * sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))) / "
+               f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))", "{{service}}")],
+        "percentunit", width=8))
+    d = d.with_panel(graph(
+        ids, "Latency p95 by service",
+        [query(f"histogram_quantile(0.95, sum by (le, service) "
+               f"(rate(eolake_http_request_duration_seconds_bucket{{{per_service}}}[{RATE}])))", "{{service}}")],
+        "s", width=8))
+    return d
+
+
+DASHBOARDS = {
+    "overview": lambda services: overview_dashboard(services),
+    "database": lambda services: database_dashboard(),
+    "downloads": lambda services: downloads_dashboard(),
+}
+
+
+def build_all() -> dict[str, dict]:
+    """File name → dashboard JSON (as plain data)."""
+    services = services_with_dashboards()
+    builders = {f"{name}.json": make(services) for name, make in DASHBOARDS.items()}
+    builders |= {f"service-{name}.json": service_dashboard(name) for name in services}
+    return {name: mark_future(layout(json.loads(json.dumps(b.build(), cls=JSONEncoder))))
+            for name, b in sorted(builders.items())}
+
+
+def mark_future(dashboard_json: dict) -> dict:
+    """Say in the description of each panel that cannot have data yet why (the reason of its first query)."""
+    for panel in dashboard_json.get("panels", []):
+        reasons = [future_reason(t["expr"]) for t in panel.get("targets") or [] if t.get("expr")]
+        if reasons and all(reasons):
+            note = f"No data yet: {reasons[0]}."
+            if FUTURE_NOTE not in panel.get("description", ""):
+                panel["description"] = f"{panel.get('description', '')} {note}".strip()
+    return dashboard_json
+
+
+def layout(dashboard_json: dict) -> dict:
+    """Place the panels left to right in the order they were added, a new line when one does not fit in the 24
+    columns, and each row on a line of its own (the SDK's placement lets a wide panel overflow the grid)."""
+    x = y = height = 0
+    for panel in dashboard_json.get("panels", []):
+        grid = panel["gridPos"]
+        if panel["type"] == "row" or x + grid["w"] > 24:
+            x, y, height = 0, y + height, 0
+        grid["x"], grid["y"] = x, y
+        if panel["type"] == "row":
+            y += grid["h"]
+        else:
+            x, height = x + grid["w"], max(height, grid["h"])
+    return dashboard_json
+
+
+def render(dashboard_json: dict) -> str:
+    return json.dumps(dashboard_json, indent=2, sort_keys=True) + "\n"
+
+
+def future_reason(expr: str) -> str | None:
+    """Why a query (of a panel or a rule) cannot have data yet, or None when it must.
+
+    It reads a metric in FUTURE_METRICS, or selects a service (service="tiles") or an SLO (slo="tile-latency")
+    whose service has no package in this repository yet.
+    """
+    for metric in sorted(FUTURE_METRICS):
+        if re.search(rf"\b{metric}(_bucket|_count|_sum)?\b", expr):
+            return f"reads {metric}, which no service exports yet"
+    missing = set(spec_services()) - set(services_with_dashboards())
+    slos, _ = slo_definitions()
+    missing_slos = {s["name"]: s["service"] for s in slos["slos"] if s["service"] in missing}
+    for label, value in re.findall(r'\b(service|slo)\s*=\s*"([^"]*)"', expr):
+        if label == "service" and value in missing:
+            return f"selects service {value!r}, which does not exist yet"
+        if label == "slo" and value in missing_slos:
+            return f"selects SLO {value!r} of service {missing_slos[value]!r}, which does not exist yet"
+    return None
+
+
+def panel_queries(dashboard_json: dict) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every query of every panel, rows included."""
+    found = []
+    for panel in dashboard_json.get("panels", []):
+        for inner in [panel, *panel.get("panels", [])]:
+            for target in inner.get("targets") or []:
+                if target.get("expr"):
+                    found.append((inner.get("title", ""), target["expr"]))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
+    args = parser.parse_args(argv)
+    expected = {name: render(d) for name, d in build_all().items()}
+    if args.check:
+        stale = sorted(n for n, text in expected.items() if not (HERE / n).exists() or (HERE / n).read_text() != text)
+        extra = sorted(p.name for p in HERE.glob("*.json") if p.name not in expected)
+        for name in stale + extra:
+            print(f"{name}: differs from the generator's output", file=sys.stderr)
+        if stale or extra:
+            print("run python monitoring/dashboards/generate.py", file=sys.stderr)
+            return 1
+        return 0
+    for path in HERE.glob("*.json"):
+        if path.name not in expected:
+            path.unlink()
+    for name, text in expected.items():
+        (HERE / name).write_text(text)
+    print(f"wrote {len(expected)} dashboards to {HERE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
