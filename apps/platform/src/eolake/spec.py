@@ -25,7 +25,7 @@ from eolake.paths import STACKS_DIR
 
 CONFIG_KEY = "eolake:platform"
 
-ServiceName = Literal["catalog", "tiles", "search", "thesaurus", "downloads", "web"]
+ServiceName = Literal["catalog", "tiles", "timeseries", "search", "thesaurus", "downloads", "web"]
 # Services that hold database connections, for the connection budget.
 DATABASE_SERVICES = {"catalog", "tiles", "downloads"}
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
@@ -130,7 +130,7 @@ class Provider(Strict):
 
 
 DEFAULT_PATHS: dict[str, str] = {
-    "catalog": "/stac", "tiles": "/tiles", "search": "/search",
+    "catalog": "/stac", "tiles": "/tiles", "timeseries": "/timeseries", "search": "/search",
     "thesaurus": "/thesaurus", "downloads": "/downloads", "web": "/",
 }
 

@@ -1,0 +1,1 @@
+"""eolake Python client: search, thesaurus, orders and verified, resumable downloads."""

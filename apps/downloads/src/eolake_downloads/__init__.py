@@ -1,0 +1,1 @@
+"""eolake download service: orders, staging workers and resumable downloads."""

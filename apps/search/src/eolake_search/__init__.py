@@ -1,0 +1,1 @@
+"""eolake federated search: a STAC API over several providers, in parallel, with EODAG."""

@@ -1,0 +1,1 @@
+"""eolake thesaurus service: SKOS vocabularies with a Skosmos-compatible API."""

@@ -1,0 +1,1 @@
+"""eolake tile service: titiler-pgstac behind the service kit."""

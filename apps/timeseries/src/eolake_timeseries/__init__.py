@@ -1,0 +1,1 @@
+"""eolake time-series service: hydrology virtual stations and water-level series."""

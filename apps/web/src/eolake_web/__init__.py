@@ -1,0 +1,1 @@
+"""eolake web view: the map, search, items, stations and services pages."""
