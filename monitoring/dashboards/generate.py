@@ -55,12 +55,21 @@ def spec_services() -> tuple[str, ...]:
 
 @functools.cache
 def services_with_dashboards() -> tuple[str, ...]:
-    """The platform's services that exist in this repository (apps/<name>/src/eolake_<name>), then the gateway.
+    """The platform's services that exist in this repository (apps/<name>/src/eolake_<name>/app.py), then the gateway.
 
-    A new service gets its dashboard when its package lands (regenerate; the drift test reminds you).
+    A new service gets its dashboard when its app lands (regenerate; the drift test reminds you).
     """
-    names = [n for n in spec_services() if (REPO / "apps" / n / "src" / f"eolake_{n}").is_dir()]
+    names = [n for n in spec_services() if (REPO / "apps" / n / "src" / f"eolake_{n}" / "app.py").is_file()]
     return (*names, "gateway")
+
+
+@functools.cache
+def locally_running() -> frozenset[str]:
+    """The services the local stack runs: only their queries can be proven against the embedded platform."""
+    from eolake.spec import load_stack
+
+    spec_services()  # puts eolake on sys.path
+    return frozenset(load_stack("local").enabled_services) | {"gateway"}
 
 
 class Ids:
@@ -405,19 +414,19 @@ def future_reason(expr: str) -> str | None:
     """Why a query (of a panel or a rule) cannot have data yet, or None when it must.
 
     It reads a metric in FUTURE_METRICS, or selects a service (service="tiles") or an SLO (slo="tile-latency")
-    whose service has no package in this repository yet.
+    whose service the local stack does not run yet.
     """
     for metric in sorted(FUTURE_METRICS):
         if re.search(rf"\b{metric}(_bucket|_count|_sum)?\b", expr):
             return f"reads {metric}, which no service exports yet"
-    missing = set(spec_services()) - set(services_with_dashboards())
+    missing = set(spec_services()) - locally_running()
     slos, _ = slo_definitions()
     missing_slos = {s["name"]: s["service"] for s in slos["slos"] if s["service"] in missing}
     for label, value in re.findall(r'\b(service|slo)\s*=\s*"([^"]*)"', expr):
         if label == "service" and value in missing:
-            return f"selects service {value!r}, which does not exist yet"
+            return f"selects service {value!r}, which the local stack does not run yet"
         if label == "slo" and value in missing_slos:
-            return f"selects SLO {value!r} of service {missing_slos[value]!r}, which does not exist yet"
+            return f"selects SLO {value!r} of service {missing_slos[value]!r}, which the local stack does not run yet"
     return None
 
 
