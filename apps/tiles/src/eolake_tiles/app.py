@@ -1,0 +1,186 @@
+"""The tile service: titiler-pgstac's factories behind the service kit, reading only allow-listed assets."""
+
+
+import asyncio
+import re
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+import morecantile
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from psycopg import OperationalError
+from psycopg_pool import ConnectionPool, PoolTimeout
+from titiler.core.dependencies import DefaultDependency
+from titiler.core.errors import DEFAULT_STATUS_CODES
+from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
+from titiler.extensions import wmtsExtension
+from titiler.mosaic.errors import MOSAIC_STATUS_CODES
+from titiler.mosaic.extensions.wmts import wmtsExtension as wmtsExtensionMosaic
+from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
+from titiler.pgstac.errors import PGSTAC_STATUS_CODES
+from titiler.pgstac.extensions import searchInfoExtension
+from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
+
+from eolake_kit import install_kit
+from eolake_tiles.cache import ImageMiddleware, RenderedCache
+from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
+from eolake_tiles.settings import TilesSettings
+
+EXPRESSION = re.compile(r"[A-Za-z0-9_\s.+\-*/()<>=!&|,;:?^%~\[\]]*")
+SIZE_PARAMS = ("width", "height", "max_size")
+
+
+def limits_dependency(settings: TilesSettings) -> type[DefaultDependency]:
+    """pgstac's per-tile search bounds, defaulting to (and capped at) the configured ones."""
+
+    @dataclass
+    class MosaicLimits(DefaultDependency):
+        scan_limit: Annotated[int, Query(ge=1, le=settings.mosaic_scan_limit,
+                                         description="items pgstac scans at most")] = settings.mosaic_scan_limit
+        items_limit: Annotated[int, Query(ge=1, le=settings.mosaic_items_limit,
+                                          description="items read at most")] = settings.mosaic_items_limit
+        time_limit: Annotated[int, Query(ge=1, le=settings.mosaic_time_limit,
+                                         description="seconds pgstac may search")] = settings.mosaic_time_limit
+        exitwhenfull: Annotated[bool, Query(description="stop once the tile is covered")] = True
+        skipcovered: Annotated[bool, Query(description="skip items hidden under earlier ones")] = True
+
+    return MosaicLimits
+
+
+def request_guard(settings: TilesSettings):
+    """Bounds on what a request may ask for, checked before anything is read."""
+
+    def guard(request: Request) -> None:
+        query = request.query_params
+        if "url" in query:
+            raise HTTPException(400, "the url parameter is not accepted: this service reads catalogued assets only")
+        for name, value in query.multi_items():
+            if len(value) > settings.max_parameter_length:
+                raise HTTPException(400, f"parameter {name} is longer than {settings.max_parameter_length} characters")
+        for expression in query.getlist("expression"):
+            if len(expression) > settings.max_expression_length:
+                raise HTTPException(400, f"expression longer than {settings.max_expression_length} characters")
+            if not EXPRESSION.fullmatch(expression):
+                raise HTTPException(400, "expression contains characters outside band math")
+        params = {**query, **request.path_params}
+        for name in SIZE_PARAMS:
+            if name in params:
+                _bounded_int(params[name], name, settings.max_image_size)
+        if "tilesize" in params:
+            _bounded_int(params["tilesize"], "tilesize", settings.max_tile_size)
+        if {"z", "x", "y"} <= params.keys():
+            _check_tile(params, settings.max_zoom)
+
+    return guard
+
+
+def _bounded_int(value: str, name: str, upper: int) -> None:
+    try:
+        number = int(value)
+    except ValueError:
+        raise HTTPException(400, f"{name} must be an integer") from None
+    if not 1 <= number <= upper:
+        raise HTTPException(400, f"{name} must be between 1 and {upper}")
+
+
+def _check_tile(params: dict, max_zoom: int) -> None:
+    try:
+        z, x, y = int(params["z"]), int(params["x"]), int(params["y"])
+    except ValueError:
+        raise HTTPException(400, "z, x and y must be integers") from None
+    try:
+        tms = morecantile.tms.get(params.get("tileMatrixSetId", "WebMercatorQuad"))
+    except Exception:
+        return  # an unknown tile matrix set: titiler's own validation answers
+    if not tms.minzoom <= z <= min(tms.maxzoom, max_zoom):
+        raise HTTPException(404, f"zoom {z} is outside {tms.minzoom}..{min(tms.maxzoom, max_zoom)}")
+    matrix = tms.matrix(z)
+    if not (0 <= x < matrix.matrixWidth and 0 <= y < matrix.matrixHeight):
+        raise HTTPException(404, f"tile {z}/{x}/{y} is outside the tile matrix")
+
+
+def create_app(settings: TilesSettings | None = None) -> FastAPI:
+    settings = settings or TilesSettings()
+    configure_gdal()
+    allow = AllowList(settings.storage_path, settings.allowed_prefixes)
+    _, item_reader, mosaic_reader = readers(allow)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        # min_size 0: the service starts, and reports not ready, while Postgres is down.
+        app.state.dbpool = ConnectionPool(
+            conninfo=settings.conninfo, min_size=0, max_size=settings.pool_size, open=True,
+            timeout=settings.pool_timeout, max_idle=300,
+            kwargs={"options": "-c search_path=pgstac,public -c application_name=eolake-tiles", "connect_timeout": 5})
+        try:
+            yield
+        finally:
+            app.state.dbpool.close()
+
+    app = FastAPI(title="eolake tiles", description="Map tiles, previews, point values and statistics of the "
+                  "catalogued rasters (titiler-pgstac)", version="0.1.0", lifespan=lifespan,
+                  openapi_url="/api", docs_url="/api.html")
+    guard = [Depends(request_guard(settings))]
+    limits = limits_dependency(settings)
+
+    def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
+        return MosaicTilerFactory(
+            path_dependency=path_dependency, router_prefix=prefix, dataset_reader=mosaic_reader,
+            assets_accessor_dependency=limits, add_statistics=True, add_viewer=False, add_part=True,
+            add_ogc_maps=False, extensions=[searchInfoExtension(), wmtsExtensionMosaic()])
+
+    searches = mosaic(SearchIdParams, "/searches/{search_id}")
+    app.include_router(searches.router, prefix="/searches/{search_id}", tags=["Registered search mosaic"],
+                       dependencies=guard)
+    add_search_list_route(app, prefix="/searches", tags=["Registered search mosaic"])
+    add_search_register_route(
+        app, prefix="/searches", tags=["Registered search mosaic"],
+        tile_dependencies=[searches.layer_dependency, searches.dataset_dependency,
+                           searches.pixel_selection_dependency, searches.process_dependency,
+                           searches.render_dependency, searches.assets_accessor_dependency,
+                           searches.reader_dependency, searches.backend_dependency])
+
+    collection = mosaic(CollectionIdParams, "/collections/{collection_id}")
+    item = MultiBaseTilerFactory(
+        reader=item_reader, path_dependency=ItemIdParams, router_prefix="/collections/{collection_id}/items/{item_id}",
+        add_viewer=False, extensions=[wmtsExtension()])
+    # Item routes first: /collections/{c}/items/{i}/… must not be taken for a collection mosaic path.
+    app.include_router(item.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["Item"],
+                       dependencies=guard)
+    app.include_router(collection.router, prefix="/collections/{collection_id}", tags=["Collection mosaic"],
+                       dependencies=guard)
+    app.include_router(TMSFactory().router, tags=["Tiling schemes"])
+    app.include_router(AlgorithmFactory().router, tags=["Algorithms"])
+    app.include_router(ColorMapFactory().router, tags=["Colormaps"])
+
+    @app.get("/", tags=["Landing"], summary="What this service offers")
+    def landing() -> dict:
+        base = settings.service_url
+        return {
+            "title": "eolake tiles",
+            "links": [
+                {"rel": "service-desc", "href": f"{base}/api", "type": "application/vnd.oai.openapi+json;version=3.0"},
+                {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
+                {"rel": "item-tilejson", "templated": True, "type": "application/json",
+                 "href": f"{base}/collections/{{collection_id}}/items/{{item_id}}/WebMercatorQuad/tilejson.json"},
+                {"rel": "collection-tilejson", "templated": True, "type": "application/json",
+                 "href": f"{base}/collections/{{collection_id}}/WebMercatorQuad/tilejson.json"},
+                {"rel": "tiling-schemes", "href": f"{base}/tileMatrixSets", "type": "application/json"},
+                {"rel": "colormaps", "href": f"{base}/colorMaps", "type": "application/json"},
+            ],
+        }
+
+    app.add_middleware(ImageMiddleware, max_age=settings.cache_max_age, timeout=settings.request_timeout,
+                       cache=RenderedCache(settings.tile_cache_mb * 1024 * 1024, settings.tile_cache_ttl))
+
+    async def pgstac() -> None:
+        def query() -> None:
+            with app.state.dbpool.connection(timeout=settings.readiness_timeout) as conn:
+                conn.execute("SELECT pgstac.get_version()")
+        await asyncio.to_thread(query)
+
+    status_codes = {**{k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception},
+                    **MOSAIC_STATUS_CODES, **PGSTAC_STATUS_CODES,
+                    AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503}
+    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)

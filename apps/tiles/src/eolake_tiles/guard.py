@@ -1,0 +1,116 @@
+"""What the tile service may read, and how GDAL reads it.
+
+Every asset href is checked against the allow-list before rasterio/GDAL sees it (the check sits in the
+per-asset reader, which both the item and the mosaic endpoints go through), so a STAC item pointing at
+/etc/passwd, http://169.254.169.254/ or a VRT is refused with a 4xx and never opened.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import attr
+import rasterio
+from rasterio.errors import RasterioIOError
+from rio_tiler.io import Reader
+from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
+
+# GDAL configuration, set in the process environment when the app is created (GDAL reads it at each open):
+GDAL_ENV = {
+    # Never list a directory to find sidecar files: one open = one GET, not a listing per COG.
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    # Remote reads only for GeoTIFFs (COGs); any other extension is refused by GDAL's curl layer too.
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
+    # COG tiles sit next to each other: merge adjacent range requests into one.
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
+    "GDAL_HTTP_MULTIPLEX": "YES",
+    "GDAL_HTTP_VERSION": "2",
+    # Keep recently read blocks and headers: tiles of one map view hit the same COG blocks again.
+    "VSI_CACHE": "TRUE",
+    "VSI_CACHE_SIZE": str(64 * 1024 * 1024),
+    "GDAL_CACHEMAX": "256",
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",
+    # No Python code in VRTs, no raw-file bands (file read through a VRT), whatever else happens.
+    "GDAL_VRT_ENABLE_PYTHON": "NO",
+    "GDAL_VRT_ENABLE_RAWRASTERBAND": "NO",
+    # Bounded retries: a failing remote store answers the tile request quickly with an error.
+    "GDAL_HTTP_MAX_RETRY": "1",
+    "GDAL_HTTP_TIMEOUT": "10",
+}
+# GDAL_SKIP=VRT is NOT set: rasterio's own warping (calculate_default_transform, used by every reprojected tile)
+# builds an in-memory VRT and fails with the VRT driver skipped (tested, GDAL 3.10). The equivalent used here:
+# assets open with the GeoTIFF driver only (a VRT, even one renamed .tif, is "not recognized"), .vrt hrefs and
+# vrt:// / /vsi… connection strings are refused by the allow-list before any open.
+ALLOWED_DRIVER = "GTiff"
+
+
+class AssetNotAllowed(Exception):
+    """An asset location outside the allow-list (or of a refused kind): never opened."""
+
+
+def configure_gdal() -> None:
+    os.environ.update(GDAL_ENV)
+
+
+class AllowList:
+    def __init__(self, storage: Path | None, prefixes: list[str]):
+        self.storage = os.path.realpath(storage) if storage else None
+        self.prefixes = list(prefixes)
+
+    def check(self, href: str) -> str:
+        """The href to open, or AssetNotAllowed."""
+        if not isinstance(href, str) or not href or any(c in href for c in "\0\n\r"):
+            raise AssetNotAllowed("asset location is empty or malformed")
+        lowered = href.lower()
+        path_part = urlsplit(href).path.lower() if "://" in href else lowered
+        if lowered.startswith(("/vsi", "vrt:", "gti:", "mem:")) or path_part.endswith(".vrt") or ".vrt" in lowered \
+                or lowered.startswith(("netcdf:", "hdf", "gpkg:", "zarr:")):
+            raise AssetNotAllowed("asset location of a refused kind (VRT, GDAL virtual file system or driver prefix)")
+        if "://" in href:
+            parts = urlsplit(href)
+            if parts.scheme == "file":
+                return self._local(unquote(parts.path))
+            if parts.username or parts.password or parts.query or parts.fragment \
+                    or ".." in unquote(parts.path).split("/"):
+                raise AssetNotAllowed("asset URL with credentials, query, fragment or '..' is not allowed")
+            if any(href.startswith(p) for p in self.prefixes):
+                return href
+            raise AssetNotAllowed("asset location is not on the allow-list of this tile service")
+        return self._local(href)
+
+    def _local(self, path: str) -> str:
+        if self.storage and os.path.isabs(path):
+            real = os.path.realpath(posixpath.normpath(path))
+            if real.startswith(self.storage.rstrip("/") + "/"):
+                return real
+        raise AssetNotAllowed("asset location is not on the allow-list of this tile service")
+
+
+def readers(allow: AllowList) -> tuple[type, type, type]:
+    """(asset reader, item reader, mosaic item reader) bound to one allow-list."""
+
+    @attr.s
+    class GuardedReader(Reader):
+        def __attrs_post_init__(self):
+            if self.dataset is None:
+                href = allow.check(self.input)
+                try:
+                    self.dataset = self._ctx_stack.enter_context(rasterio.open(href, driver=ALLOWED_DRIVER))
+                except RasterioIOError as exc:
+                    if "not recognized" in str(exc) or "supported file format" in str(exc):
+                        raise AssetNotAllowed("asset is not a GeoTIFF/COG") from None
+                    raise
+            super().__attrs_post_init__()
+
+    @attr.s
+    class ItemReader(PgSTACReader):
+        reader: type = attr.ib(default=GuardedReader)
+
+    @attr.s
+    class MosaicItemReader(SimpleSTACReader):
+        reader: type = attr.ib(default=GuardedReader)
+
+    return GuardedReader, ItemReader, MosaicItemReader
