@@ -1,0 +1,106 @@
+*** Settings ***
+Documentation       The web view in a real browser: collections, search with pagination, an item with its tile
+...                 preview, a station's water-level chart and the services page.
+Resource            ../resources/web.resource
+Suite Setup         Start Web Suite
+Suite Teardown      Close All Browsers
+Test Tags           web    readonly
+
+
+*** Test Cases ***
+Page Loads With Its Navigation And Landmarks
+    [Tags]    smoke
+    Go To Page    \#/collections
+    Title Should Be    Collections · eolake
+    Page Should Contain Element    css:header nav a[href="#/search"]
+    Page Should Contain Element    css:main#content
+    Page Should Contain Element    css:section.map-panel[aria-label="Map"]
+    Wait Until Page Contains Element    css:#coll-list li
+    Browser Should Have No Errors
+
+Collections List Shows The Demo Collections
+    [Tags]    demo
+    Require Demo Data
+    Go To Page    \#/collections
+    Wait Until Page Contains Element    css:#coll-list a[href="#/collections/garonne-wse"]
+    Click Link    css:#coll-list a[href="#/collections/garonne-wse"]
+    Wait Until Element Contains    css:main h1    Garonne
+    Page Should Contain    Demo data
+
+Search Shows Results
+    [Tags]    smoke    search
+    Go To Page    \#/search
+    Click Button    id:s-submit
+    Wait Until Page Contains Element    css:#s-results li
+    ${count}=    Count Of    \#s-results li
+    Should Be True    ${count} >= 1
+    Browser Should Have No Errors
+
+Search Pages Through A Collection With Next Links
+    [Tags]    demo    search
+    Require Demo Data
+    Go To Page    \#/search?collections=garonne-wse
+    Wait For Condition    return document.querySelectorAll('#s-results li').length === 20
+    Element Should Be Enabled    id:s-next
+    Click Button    id:s-next
+    Wait For Condition    return document.querySelectorAll('#s-results li').length === 4
+    Element Should Contain    id:s-status    Results 21–24
+    Click Button    id:s-prev
+    Wait For Condition    return document.querySelectorAll('#s-results li').length === 20
+
+Item Page Shows The Tile Preview
+    [Tags]    demo    tiles
+    Require Demo Data
+    Go To Page    \#/search?collections=garonne-wse
+    Wait Until Page Contains Element    css:#s-results li a
+    Click Element    css:#s-results li a
+    Wait Until Page Contains Element    css:#assets
+    Page Should Contain Element    css:#properties
+    Wait For Condition    return Number(document.getElementById('map').dataset.previewTiles || 0) > 0
+    Element Should Contain    id:preview-status    Showing
+    Browser Should Have No Errors
+
+Station Chart Renders
+    [Tags]    demo    timeseries
+    Require Demo Data
+    Go To Page    \#/hydrology
+    Wait Until Page Contains Element    css:#h-list button.station
+    Click Button    css:#h-list button.station
+    Wait Until Page Contains Element    css:#h-chart canvas
+    Wait For Condition    return Number(document.getElementById('h-chart').dataset.points || 0) > 0
+    Element Attribute Value Should Be    css:#h-chart canvas    role    img
+    Browser Should Have No Errors
+
+Services Page Lists Ready Services
+    [Tags]    smoke    services
+    Go To Page    \#/services
+    Wait Until Page Contains Element    css:tr[data-service="catalog"][data-state="ready"]
+    Page Should Contain Element    css:tr[data-service="web"][data-state="ready"]
+    Wait For Condition    return !document.querySelector('#services tr[data-state="checking"]')
+
+Reads Well At Phone Width
+    [Tags]    responsive
+    Set Phone Size
+    TRY
+        Go To Page    \#/collections
+        Wait Until Page Contains Element    css:#coll-list li
+        Element Should Be Visible    css:header nav a[href="#/hydrology"]
+        Element Should Be Visible    id:map
+        ${overflow}=    Execute Javascript    return document.documentElement.scrollWidth > window.innerWidth
+        Should Not Be True    ${overflow}    the page scrolls sideways at ${PHONE_WIDTH} px
+    FINALLY
+        Set Laptop Size
+    END
+
+Keyboard Reaches The Skip Link First
+    [Tags]    a11y
+    Go To    ${BASE}/
+    Page Should Be Ready
+    Press Keys    None    TAB
+    ${focused}=    Execute Javascript    return document.activeElement.className
+    Should Be Equal    ${focused}    skip
+
+Unknown Paths Are Problems Not Pages
+    [Tags]    errors
+    ${resp}=    GET On Session    web    /no-such-page    expected_status=any
+    Response Should Be Problem    ${resp}    404

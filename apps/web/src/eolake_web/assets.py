@@ -1,0 +1,73 @@
+"""Copy the web view's front-end libraries from node_modules (installed by `npm ci` from package-lock.json) into
+the package's static/vendor directory, which is not committed. The bootstrap (`./eolake`) runs this after `npm ci`:
+
+    python -m eolake_web.assets [--node-modules apps/web/node_modules] [--dest DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+APP_DIR = HERE.parents[1]  # apps/web
+# package → files of its dist folder the page loads (the CSP build of MapLibre: its worker is a file, not a blob).
+FILES: dict[str, list[str]] = {
+    "maplibre-gl": ["dist/maplibre-gl-csp.js", "dist/maplibre-gl-csp-worker.js", "dist/maplibre-gl.css",
+                    "LICENSE.txt"],
+    "uplot": ["dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"],
+}
+MANIFEST = "manifest.json"
+
+
+def expected_files() -> list[str]:
+    return [f"{package}/{Path(name).name}" for package, names in FILES.items() for name in names]
+
+
+def build(node_modules: Path, dest: Path) -> dict[str, str]:
+    """Copy the files (atomically per file); returns {package: version}. Raises FileNotFoundError naming what is
+    missing, so that a forgotten `npm ci` is reported rather than served as a blank page."""
+    missing = [str(node_modules / p / n) for p, names in FILES.items() for n in names
+               if not (node_modules / p / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"run `npm ci` in {node_modules.parent}: missing {', '.join(missing)}")
+    versions = {}
+    for package, names in FILES.items():
+        versions[package] = json.loads((node_modules / package / "package.json").read_text())["version"]
+        target = dest / package
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            tmp = target / (Path(name).name + ".tmp")
+            shutil.copyfile(node_modules / package / name, tmp)
+            tmp.replace(target / Path(name).name)
+    (dest / MANIFEST).write_text(json.dumps({"versions": versions, "files": expected_files()}, indent=1) + "\n")
+    return versions
+
+
+def check(dest: Path) -> None:
+    """Raise when a vendor file is missing (the web view's readiness check)."""
+    missing = [name for name in expected_files() if not (dest / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"run `npm ci` in apps/web, then `python -m eolake_web.assets`: {len(missing)} "
+                                f"front-end files missing in {dest} ({', '.join(missing)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="copy the web view's npm libraries into its static directory")
+    p.add_argument("--node-modules", type=Path, default=APP_DIR / "node_modules")
+    p.add_argument("--dest", type=Path, default=HERE / "static" / "vendor")
+    args = p.parse_args(argv)
+    try:
+        versions = build(args.node_modules, args.dest)
+    except (OSError, ValueError) as exc:
+        print(f"eolake_web.assets: {exc}", file=sys.stderr)
+        return 1
+    print("web assets: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + f" -> {args.dest}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from eolake_kit import ServiceSettings
+
+# The platform's default path prefixes (eolake.spec.DEFAULT_PATHS), the web view itself left out.
+DEFAULT_SERVICES: dict[str, str] = {
+    "catalog": "/stac", "tiles": "/tiles", "timeseries": "/timeseries", "search": "/search",
+    "thesaurus": "/thesaurus", "downloads": "/downloads",
+}
+PREFIX = re.compile(r"(/[a-z0-9][a-z0-9-]*)+")
+NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+
+
+class WebSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EOLAKE_WEB_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "web"
+    root_path: str = ""
+    port: int = 8084
+    title: str = "eolake"
+    services: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_SERVICES),
+        description="the platform's services the web view links to and polls, name → path prefix under the same "
+                    "origin (JSON in EOLAKE_WEB_SERVICES), e.g. {\"catalog\": \"/stac\", \"tiles\": \"/tiles\"}")
+    static_dir: Path | None = Field(None, description="the web view's files; None: the ones in this package")
+    vendor_dir: Path | None = Field(None, description="the npm libraries copied by `python -m eolake_web.assets`; "
+                                                      "None: static_dir/vendor")
+    static_max_age: int = Field(31_536_000, ge=0, description="seconds browsers keep versioned static files")
+
+    @field_validator("root_path")
+    @classmethod
+    def at_the_root(cls, value: str) -> str:
+        # The gateway's catch-all "/" is the web view; links in the page are relative to the origin.
+        if value not in ("", "/"):
+            raise ValueError("the web view is served at the base URL itself: root_path must be empty")
+        return ""
+
+    @field_validator("services")
+    @classmethod
+    def service_prefixes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, prefix in value.items():
+            if not NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a service name (lowercase letters, digits, - and _)")
+            if not PREFIX.fullmatch(prefix):
+                raise ValueError(f"services.{name}: {prefix!r} must be a path prefix like /stac (not /, no "
+                                 "trailing slash, no scheme or host: services are reached through the same origin)")
+        if "catalog" not in value:
+            raise ValueError("services must name the catalog: every page of the web view reads it")
+        return value
+
+    @property
+    def static_path(self) -> Path:
+        return self.static_dir or Path(__file__).parent / "static"
+
+    @property
+    def vendor_path(self) -> Path:
+        return self.vendor_dir or self.static_path / "vendor"

@@ -1,0 +1,676 @@
+// eolake web view: a single-page app with hash routes. Every service is reached through the page's own origin.
+import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
+import { drawChart, seriesSummary } from './chart.js';
+import { LakeMap, bboxPolygon } from './map.js';
+
+const main = document.getElementById('content');
+const mapNote = document.getElementById('map-note');
+const toast = document.getElementById('toast');
+const COG = 'image/tiff';
+const PAGE_SIZE = 20;
+let config;
+let map;
+let view = 0; // incremented on every navigation: late answers of a previous page are dropped
+let cleanup = [];
+
+window.eolake = { ready: false, previewTiles: { loaded: 0, failed: 0 }, errors: [] };
+
+// ------------------------------------------------------------------------------------------------ helpers
+
+function svc(name) {
+  const prefix = config.services[name];
+  return prefix === undefined ? null : prefix;
+}
+
+function stac(path) {
+  return `${svc('catalog')}${path}`;
+}
+
+function showToast(message) {
+  toast.textContent = message;
+  toast.hidden = false;
+  clearTimeout(showToast.timer);
+  showToast.timer = setTimeout(() => { toast.hidden = true; }, 8000);
+}
+
+function note(text) {
+  mapNote.textContent = text || '';
+  mapNote.hidden = !text;
+}
+
+function render(html, title) {
+  main.innerHTML = html;
+  document.title = `${title} · ${config.title}`;
+  const heading = main.querySelector('h1');
+  if (heading) {
+    heading.tabIndex = -1;
+    if (render.moveFocus) heading.focus({ preventScroll: true });
+  }
+  main.scrollTop = 0;
+  track(title);
+}
+
+function problemText(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 404 && /no service is mounted/.test(error.message)) return 'this service is not deployed';
+    return error.status ? `${error.status}: ${error.message}` : error.message;
+  }
+  return String(error && error.message ? error.message : error);
+}
+
+function fmtDate(value) {
+  if (!value) return '…';
+  return String(value).slice(0, 10);
+}
+
+function temporal(collection) {
+  const interval = collection.extent?.temporal?.interval?.[0] || [];
+  return `${fmtDate(interval[0])} – ${interval[1] ? fmtDate(interval[1]) : 'ongoing'}`;
+}
+
+function isDemo(collection) {
+  const kw = (collection.keywords || []).map((k) => String(k).toLowerCase());
+  return collection.id.startsWith('garonne') || kw.includes('demo');
+}
+
+const DEMO_NOTE = '<p class="note">Demo data: generated for the local platform, not real measurements.</p>';
+
+function track(title) {
+  const m = config.matomo;
+  if (!m) return;
+  const params = new URLSearchParams({ idsite: m.site_id, rec: '1', apiv: '1', send_image: '0',
+    url: location.href, action_name: title, rand: String(Math.floor(Math.random() * 1e9)),
+    res: `${screen.width}x${screen.height}` });
+  fetch(`${m.tracker_url}?${params}`, { method: 'POST', mode: 'no-cors', keepalive: true, credentials: 'omit' })
+    .catch(() => {});
+}
+
+function syncList(listEl, source) {
+  // List ↔ map: hovering or focusing an entry highlights its footprint, and the other way round.
+  listEl.querySelectorAll('li[data-fid]').forEach((li) => {
+    const id = Number(li.dataset.fid);
+    const on = () => { map.highlight(source, id); mark(listEl, id); };
+    const off = () => { map.highlight(source, null); mark(listEl, null); };
+    li.addEventListener('mouseenter', on);
+    li.addEventListener('mouseleave', off);
+    li.addEventListener('focusin', on);
+    li.addEventListener('focusout', off);
+  });
+  map.hooks.onHover = (src, id) => { if (src === source) mark(listEl, id); };
+}
+
+function mark(listEl, id, scroll = false) {
+  listEl.querySelectorAll('li.hl').forEach((li) => li.classList.remove('hl'));
+  if (id === null || id === undefined) return null;
+  const li = listEl.querySelector(`li[data-fid="${id}"]`);
+  if (li) {
+    li.classList.add('hl');
+    if (scroll) li.scrollIntoView({ block: 'nearest' });
+  }
+  return li;
+}
+
+// ------------------------------------------------------------------------------------------------ collections
+
+async function collectionsPage(v, params) {
+  const q = params.get('q') || '';
+  render(`
+    <h1>Collections</h1>
+    <p class="lead">The datasets of the data lake; their spatial extents are drawn on the map.</p>
+    <form class="search" id="coll-form" role="search">
+      <div class="wide"><label for="coll-q">Filter by text</label>
+        <input id="coll-q" name="q" type="search" value="${h(q)}" placeholder="e.g. water, naip, sentinel"></div>
+      <div><button type="submit">Filter</button></div>
+    </form>
+    <p id="coll-status" class="meta" role="status">Loading collections…</p>
+    <ul class="cards" id="coll-list"></ul>`, 'Collections');
+  document.getElementById('coll-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const value = document.getElementById('coll-q').value.trim();
+    location.hash = `#/collections${query({ q: value })}`;
+  });
+  await map.clear();
+  let body;
+  try {
+    body = await getJSON(stac(`/collections${query({ limit: 100, q })}`));
+  } catch (error) {
+    if (v === view) document.getElementById('coll-status').textContent = `Cannot list collections (${problemText(error)}).`;
+    return;
+  }
+  if (v !== view) return;
+  const list = document.getElementById('coll-list');
+  const collections = body.collections || [];
+  document.getElementById('coll-status').textContent = `${collections.length} collection${collections.length === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}.`;
+  list.innerHTML = collections.map((c, i) => `
+    <li data-fid="${i}">
+      <h2><a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a></h2>
+      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''}</p>
+      <p class="desc">${h((c.description || '').slice(0, 220))}${(c.description || '').length > 220 ? '…' : ''}</p>
+      <div class="actions"><a class="button secondary" href="#/search${query({ collections: c.id })}">Search items<span class="visually-hidden"> of ${h(c.id)}</span></a></div>
+    </li>`).join('');
+  const features = collections.map((c) => bboxPolygon(c.extent?.spatial?.bbox?.[0] || [-180, -90, 180, 90], { id: c.id }));
+  await map.show('extents', features, { maxZoom: 6 });
+  syncList(list, 'extents');
+  map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
+}
+
+async function collectionPage(v, id) {
+  render(`<h1>${h(id)}</h1><p class="meta" role="status">Loading…</p>`, id);
+  await map.clear();
+  let c;
+  try {
+    c = await getJSON(stac(`/collections/${encodeURIComponent(id)}`));
+  } catch (error) {
+    if (v === view) render(`<h1>Collection ${h(id)}</h1><p role="status">Cannot show this collection (${h(problemText(error))}).</p><p><a href="#/collections">All collections</a></p>`, id);
+    return;
+  }
+  if (v !== view) return;
+  const boxes = c.extent?.spatial?.bbox || [];
+  const providers = (c.providers || []).map((p) => (p.url && /^https?:/.test(p.url)
+    ? `<a href="${h(p.url)}" rel="noopener noreferrer">${h(p.name)}</a>` : h(p.name))).join(', ');
+  const stations = id === 'garonne-virtual-stations' && svc('timeseries') !== null;
+  render(`
+    <p class="meta"><a href="#/collections">Collections</a> › ${h(c.id)}</p>
+    <h1>${h(c.title || c.id)}</h1>
+    ${isDemo(c) ? DEMO_NOTE : ''}
+    <p class="desc">${h(c.description || '')}</p>
+    <div class="actions">
+      <a class="button" href="#/search${query({ collections: c.id })}">Search its items</a>
+      ${stations ? '<a class="button secondary" href="#/hydrology">Stations and water levels</a>' : ''}
+    </div>
+    <h2>Extents</h2>
+    <table><tbody>
+      <tr><th scope="row">Temporal</th><td>${h(temporal(c))}</td></tr>
+      ${boxes.map((b, i) => `<tr><th scope="row">Spatial${boxes.length > 1 ? ` ${i + 1}` : ''} (W, S, E, N)</th><td>${b.map((x) => Number(x).toFixed(4)).join(', ')}</td></tr>`).join('')}
+    </tbody></table>
+    <h2>About</h2>
+    <table><tbody>
+      <tr><th scope="row">Identifier</th><td>${h(c.id)}</td></tr>
+      <tr><th scope="row">License</th><td>${h(c.license || '–')}</td></tr>
+      <tr><th scope="row">Keywords</th><td>${h((c.keywords || []).join(', ') || '–')}</td></tr>
+      <tr><th scope="row">Providers</th><td>${providers || '–'}</td></tr>
+      <tr><th scope="row">STAC</th><td><a href="${h(stac(`/collections/${encodeURIComponent(c.id)}`))}">JSON</a></td></tr>
+    </tbody></table>`, c.title || c.id);
+  await map.show('extents', boxes.slice(0, 1).map((b) => bboxPolygon(b)), { maxZoom: 8 });
+}
+
+// ------------------------------------------------------------------------------------------------ search
+
+async function searchPage(v, params) {
+  const p = (k) => params.get(k) || '';
+  render(`
+    <h1>Search</h1>
+    <p class="lead">Items by map extent, date range and free text. Footprints are drawn on the map.</p>
+    <form class="search" id="search-form" role="search" aria-label="Item search">
+      <div class="wide"><label for="s-q">Free text</label>
+        <input id="s-q" name="q" type="search" value="${h(p('q'))}" placeholder="e.g. garonne, water"></div>
+      <div class="wide"><label for="s-coll">Collection</label>
+        <select id="s-coll" name="collections"><option value="">All collections</option></select></div>
+      <div><label for="s-start">From</label><input id="s-start" name="start" type="date" value="${h(p('start'))}"></div>
+      <div><label for="s-end">To</label><input id="s-end" name="end" type="date" value="${h(p('end'))}"></div>
+      <div class="wide"><label class="check"><input id="s-bbox" name="usebbox" type="checkbox" ${p('bbox') ? 'checked' : ''}> Only in the map's current extent</label></div>
+      <div><button type="submit" id="s-submit">Search</button></div>
+    </form>
+    <p id="s-status" class="meta" role="status"></p>
+    <ul class="results" id="s-results" aria-label="Search results"></ul>
+    <div class="pager" id="s-pager" hidden>
+      <button type="button" class="secondary" id="s-prev">Previous page</button>
+      <span id="s-page" class="meta"></span>
+      <button type="button" class="secondary" id="s-next">Next page</button>
+    </div>`, 'Search');
+  await map.clear();
+  const select = document.getElementById('s-coll');
+  getJSON(stac('/collections?limit=100')).then((body) => {
+    if (v !== view) return;
+    for (const c of body.collections || []) {
+      const option = new Option(c.title ? `${c.title} (${c.id})` : c.id, c.id);
+      select.add(option);
+    }
+    select.value = p('collections');
+  }).catch((error) => showToast(`Cannot list collections: ${problemText(error)}`));
+
+  const state = { pages: [], index: -1 };
+  const form = document.getElementById('search-form');
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const values = {
+      q: document.getElementById('s-q').value.trim(),
+      collections: select.value,
+      start: document.getElementById('s-start').value,
+      end: document.getElementById('s-end').value,
+      bbox: document.getElementById('s-bbox').checked ? (map.bbox() || []).join(',') : '',
+    };
+    if (values.start && values.end && values.start > values.end) {
+      document.getElementById('s-status').textContent = 'The start date is after the end date.';
+      return;
+    }
+    history.replaceState(null, '', `#/search${query(values)}`);
+    state.pages = []; state.index = -1;
+    runSearch(v, state, firstPageUrl(values));
+  });
+  document.getElementById('s-next').addEventListener('click', () => {
+    const page = state.pages[state.index];
+    if (page && page.next) runSearch(v, state, page.next);
+  });
+  document.getElementById('s-prev').addEventListener('click', () => {
+    if (state.index > 0) {
+      state.index -= 1;
+      showResults(v, state);
+    }
+  });
+  if (['q', 'collections', 'start', 'end', 'bbox'].some((k) => p(k))) {
+    runSearch(v, state, firstPageUrl({ q: p('q'), collections: p('collections'), start: p('start'), end: p('end'), bbox: p('bbox') }));
+  }
+}
+
+function firstPageUrl(values) {
+  let datetime = '';
+  if (values.start || values.end) {
+    datetime = `${values.start ? `${values.start}T00:00:00Z` : '..'}/${values.end ? `${values.end}T23:59:59Z` : '..'}`;
+  }
+  return stac(`/search${query({ q: values.q, collections: values.collections, datetime, bbox: values.bbox, limit: PAGE_SIZE })}`);
+}
+
+async function runSearch(v, state, url) {
+  const status = document.getElementById('s-status');
+  const button = document.getElementById('s-submit');
+  status.textContent = 'Searching…';
+  button.disabled = true;
+  let body;
+  try {
+    body = await getJSON(url);
+  } catch (error) {
+    if (v === view) {
+      status.textContent = `Search failed (${problemText(error)}).`;
+      button.disabled = false;
+    }
+    return;
+  }
+  if (v !== view) return;
+  button.disabled = false;
+  const next = (body.links || []).find((l) => l.rel === 'next' && (!l.method || l.method === 'GET'));
+  state.pages = state.pages.slice(0, state.index + 1);
+  state.pages.push({ features: body.features || [], next: next ? sameOrigin(next.href) : null,
+    matched: body.numberMatched ?? body.context?.matched });
+  state.index = state.pages.length - 1;
+  showResults(v, state);
+}
+
+async function showResults(v, state) {
+  const page = state.pages[state.index];
+  const list = document.getElementById('s-results');
+  const status = document.getElementById('s-status');
+  const first = state.index * PAGE_SIZE + 1;
+  const n = page.features.length;
+  status.textContent = n
+    ? `Results ${first}–${first + n - 1}${page.matched !== undefined ? ` of ${page.matched}` : ''}${page.next ? '' : ' (last page)'}.`
+    : 'No item matches.';
+  list.innerHTML = page.features.map((f, i) => `
+    <li data-fid="${i}">
+      <h2><a href="#/items/${encodeURIComponent(f.collection)}/${encodeURIComponent(f.id)}">${h(f.properties?.title || f.id)}</a></h2>
+      <p class="meta">${h(f.collection)} · ${h(fmtDate(f.properties?.datetime || f.properties?.start_datetime))}${f.collection?.startsWith('garonne') ? ' · demo data' : ''}</p>
+    </li>`).join('');
+  document.getElementById('s-pager').hidden = !(page.next || state.index > 0);
+  document.getElementById('s-prev').disabled = state.index === 0;
+  document.getElementById('s-next').disabled = !page.next;
+  document.getElementById('s-page').textContent = `Page ${state.index + 1}`;
+  const keepView = document.getElementById('s-bbox').checked;
+  await map.show('footprints', page.features.filter((f) => f.geometry), { fit: !keepView, maxZoom: 10 });
+  if (v !== view) return;
+  syncList(list, 'footprints');
+  map.hooks.onClick = (src, id) => {
+    if (src !== 'footprints') return;
+    map.highlight('footprints', id);
+    const li = mark(list, id, true);
+    if (li) li.querySelector('a').focus({ preventScroll: true });
+  };
+  list.dataset.count = String(n);
+}
+
+// ------------------------------------------------------------------------------------------------ item
+
+function previewable(asset) {
+  if (!asset || !String(asset.type || '').startsWith(COG)) return false;
+  const href = String(asset.href || '');
+  // Assets on the platform's storage (a path) or served by this origin; others live where our tile service
+  // does not read (e.g. NAIP on Azure storage): no preview for them.
+  if (/^[a-z][a-z0-9+.-]*:/i.test(href)) return href.startsWith(`${location.origin}/`) || href.startsWith('file:');
+  return true;
+}
+
+function rendering(asset) {
+  const band = (asset['raster:bands'] || [])[0] || {};
+  const st = band.statistics;
+  if (st && Number.isFinite(st.minimum) && Number.isFinite(st.maximum) && st.maximum > st.minimum) {
+    return { rescale: `${st.minimum},${st.maximum}`, colormap: 'viridis', min: st.minimum, max: st.maximum, unit: band.unit || '' };
+  }
+  if (band.data_type === 'uint8') return { rescale: '0,1', colormap: 'blues', min: 0, max: 1, unit: '' };
+  return { rescale: '', colormap: 'viridis', min: null, max: null, unit: band.unit || '' };
+}
+
+function downloadCell(asset) {
+  const href = String(asset.href || '');
+  if (/^https?:\/\//i.test(href)) {
+    const external = !href.startsWith(`${location.origin}/`);
+    return `<a href="${h(href)}" download${external ? ' rel="noopener noreferrer"' : ''}>Download</a>${external ? ' <span class="meta">(provider storage)</span>' : ''}`;
+  }
+  return `<span class="meta">on the platform's storage: <code>${h(href)}</code></span>`;
+}
+
+function propertyValue(value) {
+  if (value === null || value === undefined) return '–';
+  if (typeof value === 'object') return `<code>${h(JSON.stringify(value))}</code>`;
+  return h(value);
+}
+
+async function itemPage(v, collection, id) {
+  render(`<h1>${h(id)}</h1><p class="meta" role="status">Loading…</p>`, id);
+  await map.clear();
+  let item;
+  try {
+    item = await getJSON(stac(`/collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`));
+  } catch (error) {
+    if (v === view) render(`<h1>Item ${h(id)}</h1><p role="status">Cannot show this item (${h(problemText(error))}).</p>`, id);
+    return;
+  }
+  if (v !== view) return;
+  const assets = Object.entries(item.assets || {});
+  const previews = assets.filter(([, a]) => previewable(a));
+  const props = Object.entries(item.properties || {}).sort(([a], [b]) => a.localeCompare(b));
+  render(`
+    <p class="meta"><a href="#/collections">Collections</a> › <a href="#/collections/${encodeURIComponent(collection)}">${h(collection)}</a> › ${h(id)}</p>
+    <h1>${h(item.properties?.title || item.id)}</h1>
+    ${collection.startsWith('garonne') ? DEMO_NOTE : ''}
+    <h2>Preview</h2>
+    <div id="preview-box">${previews.length ? `
+      <label for="preview-asset">Asset shown on the map</label>
+      <select id="preview-asset">${previews.map(([k, a]) => `<option value="${h(k)}">${h(a.title || k)}</option>`).join('')}</select>
+      <p id="preview-status" class="meta" role="status">Loading the preview…</p>
+      <div class="legend" id="preview-legend" hidden><span id="legend-min"></span><span class="ramp" role="img" aria-label="colour scale"></span><span id="legend-max"></span></div>`
+    : '<p id="preview-status" class="meta" role="status">No preview: this item has no cloud-optimised GeoTIFF on the platform\'s storage.</p>'}
+    </div>
+    <h2>Assets</h2>
+    <table id="assets"><thead><tr><th scope="col">Asset</th><th scope="col">Type</th><th scope="col">Download</th></tr></thead><tbody>
+      ${assets.map(([k, a]) => `<tr><td>${h(a.title || k)}<br><span class="meta">${h(k)}${a.roles ? ` · ${h(a.roles.join(', '))}` : ''}</span></td><td>${h(a.type || '–')}</td><td>${downloadCell(a)}</td></tr>`).join('')}
+    </tbody></table>
+    <h2>Properties</h2>
+    <table id="properties"><tbody>
+      <tr><th scope="row">id</th><td>${h(item.id)}</td></tr>
+      <tr><th scope="row">collection</th><td>${h(item.collection)}</td></tr>
+      ${props.map(([k, val]) => `<tr><th scope="row">${h(k)}</th><td>${propertyValue(val)}</td></tr>`).join('')}
+      <tr><th scope="row">bbox</th><td>${h((item.bbox || []).map((x) => Number(x).toFixed(5)).join(', '))}</td></tr>
+    </tbody></table>
+    <p><a href="${h(stac(`/collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`))}">STAC JSON</a></p>`,
+  item.properties?.title || item.id);
+  await map.show('footprints', item.geometry ? [item] : [], { maxZoom: 12 });
+  if (previews.length) {
+    const select = document.getElementById('preview-asset');
+    select.addEventListener('change', () => showPreview(v, item, select.value));
+    showPreview(v, item, previews[0][0]);
+  } else {
+    note('No preview for this item');
+  }
+}
+
+async function showPreview(v, item, key) {
+  const status = document.getElementById('preview-status');
+  const tiles = svc('tiles');
+  if (tiles === null) {
+    status.textContent = 'No preview: the tile service is not part of this platform.';
+    return;
+  }
+  const r = rendering(item.assets[key]);
+  const url = `${tiles}/collections/${encodeURIComponent(item.collection)}/items/${encodeURIComponent(item.id)}`
+    + `/WebMercatorQuad/tilejson.json${query({ assets: key, rescale: r.rescale, colormap_name: r.colormap })}`;
+  let tilejson;
+  try {
+    tilejson = await getJSON(url);
+  } catch (error) {
+    if (v === view) {
+      status.textContent = `Preview unavailable (${problemText(error)}).`;
+      note('Preview unavailable');
+    }
+    return;
+  }
+  if (v !== view) return;
+  const tileUrls = (tilejson.tiles || []).map(sameOrigin);
+  await map.preview({ ...tilejson, tiles: tileUrls });
+  status.textContent = `Showing “${item.assets[key].title || key}” from the tile service.`;
+  status.dataset.asset = key;
+  const legend = document.getElementById('preview-legend');
+  if (r.min !== null) {
+    document.getElementById('legend-min').textContent = `${r.min}${r.unit ? ` ${r.unit}` : ''}`;
+    document.getElementById('legend-max').textContent = `${r.max}${r.unit ? ` ${r.unit}` : ''}`;
+    legend.hidden = false;
+  }
+  note(`Preview: ${item.assets[key].title || key}`);
+}
+
+// ------------------------------------------------------------------------------------------------ hydrology
+
+async function hydrologyPage(v, stationId) {
+  render(`
+    <h1>Hydrology</h1>
+    <p class="lead">Virtual stations: water levels of rivers measured by satellite altimetry. Choose a station on the map or in the list.</p>
+    ${DEMO_NOTE}
+    <p id="h-status" class="meta" role="status">Loading stations…</p>
+    <ul class="cards" id="h-list" aria-label="Stations"></ul>
+    <section id="h-station" aria-labelledby="h-title" hidden>
+      <h2 id="h-title"></h2>
+      <p id="h-meta" class="meta"></p>
+      <form class="range" id="h-range" aria-label="Date range">
+        <div><label for="h-start">From</label><input id="h-start" type="date"></div>
+        <div><label for="h-end">To</label><input id="h-end" type="date"></div>
+        <div><button type="submit">Show</button></div>
+      </form>
+      <p id="h-chart-status" class="meta" role="status"></p>
+      <div class="chart" id="h-chart"></div>
+      <p><a id="h-csv" href="#">Download the series (CSV)</a></p>
+    </section>`, 'Hydrology');
+  await map.clear();
+  const prefix = svc('timeseries');
+  const status = document.getElementById('h-status');
+  if (prefix === null) {
+    status.textContent = 'The time-series service is not part of this platform.';
+    return;
+  }
+  let body;
+  try {
+    body = await getJSON(`${prefix}/stations`);
+  } catch (error) {
+    if (v === view) status.textContent = `Cannot list the stations (${problemText(error)}).`;
+    return;
+  }
+  if (v !== view) return;
+  const stations = (body.features || []).map((f) => ({ ...f, sid: String(f.id ?? f.properties?.id) }));
+  status.textContent = `${stations.length} station${stations.length === 1 ? '' : 's'}.`;
+  const list = document.getElementById('h-list');
+  list.innerHTML = stations.map((s, i) => `
+    <li data-fid="${i}">
+      <h2><button type="button" class="secondary station" data-station="${h(s.sid)}">${h(s.properties?.name || s.sid)}</button></h2>
+      <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(fmtDate(s.properties?.start))} – ${h(fmtDate(s.properties?.end))}</p>
+    </li>`).join('');
+  await map.show('stations', stations, { maxZoom: 9 });
+  syncList(list, 'stations');
+  const open = (i) => {
+    const s = stations[i];
+    if (!s) return;
+    history.replaceState(null, '', `#/hydrology/${encodeURIComponent(s.sid)}`);
+    map.highlight('stations', i);
+    mark(list, i);
+    openStation(v, s);
+  };
+  list.querySelectorAll('button.station').forEach((b, i) => b.addEventListener('click', () => open(i)));
+  map.hooks.onClick = (src, id) => { if (src === 'stations') open(id); };
+  if (stationId) {
+    const i = stations.findIndex((s) => s.sid === stationId);
+    if (i >= 0) open(i);
+    else status.textContent = `No station ${stationId}; ${stations.length} stations listed.`;
+  }
+}
+
+async function openStation(v, station) {
+  const section = document.getElementById('h-station');
+  const p = station.properties || {};
+  section.hidden = false;
+  document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
+  document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
+  const start = document.getElementById('h-start');
+  const end = document.getElementById('h-end');
+  start.value = fmtDate(p.start) === '…' ? '' : fmtDate(p.start);
+  end.value = fmtDate(p.end) === '…' ? '' : fmtDate(p.end);
+  start.min = end.min = start.value;
+  start.max = end.max = end.value;
+  const form = document.getElementById('h-range');
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    loadSeries(v, station, start.value, end.value);
+  };
+  await loadSeries(v, station, start.value, end.value);
+  section.scrollIntoView({ block: 'nearest' });
+}
+
+async function loadSeries(v, station, start, end) {
+  const status = document.getElementById('h-chart-status');
+  const chart = document.getElementById('h-chart');
+  if (start && end && start > end) {
+    status.textContent = 'The start date is after the end date.';
+    return;
+  }
+  const base = station.properties?.series_url ? sameOrigin(station.properties.series_url).split('?')[0]
+    : `${svc('timeseries')}/stations/${encodeURIComponent(station.sid)}/series`;
+  document.getElementById('h-csv').href = `${base}${query({ start, end, format: 'csv' })}`;
+  status.textContent = 'Loading the series…';
+  let series;
+  try {
+    series = await getJSON(`${base}${query({ start, end, format: 'json' })}`);
+  } catch (error) {
+    if (v === view) status.textContent = `Cannot load the series (${problemText(error)}).`;
+    return;
+  }
+  if (v !== view) return;
+  const s = seriesSummary(series.points || []);
+  status.textContent = s ? `${s.count} measurements, ${s.min.toFixed(2)} to ${s.max.toFixed(2)} ${series.unit || ''}; the band is ± the uncertainty.`
+    : 'No measurement in this date range.';
+  drawChart(chart, { ...series, station: station.properties?.name || station.sid, points: series.points || [] },
+    chart.clientWidth || main.clientWidth - 40);
+}
+
+// ------------------------------------------------------------------------------------------------ services
+
+async function servicesPage(v) {
+  const names = Object.keys(config.services);
+  render(`
+    <h1>Services</h1>
+    <p class="lead">The platform's services and their live readiness, checked every 15 seconds.</p>
+    <table id="services"><thead><tr><th scope="col">Service</th><th scope="col">Path</th><th scope="col">State</th></tr></thead>
+    <tbody>${names.map((n) => `<tr data-service="${h(n)}" data-state="checking"><td>${h(n === 'web' ? 'web view' : n)}</td>
+      <td><a href="${h(config.services[n] || '/')}${n === 'web' ? '' : '/'}">${h(config.services[n] || '/')}</a></td>
+      <td><span class="badge checking">checking</span> <span class="meta detail"></span></td></tr>`).join('')}</tbody></table>
+    <p class="actions"><button type="button" id="svc-refresh" class="secondary">Check now</button></p>
+    <p id="svc-status" class="meta" role="status"></p>`, 'Services');
+  await map.clear();
+  note('');
+  const check = async () => {
+    await Promise.all(names.map((n) => checkService(v, n)));
+    if (v === view) document.getElementById('svc-status').textContent = `Checked at ${new Date().toLocaleTimeString()}.`;
+  };
+  document.getElementById('svc-refresh').addEventListener('click', check);
+  const timer = setInterval(check, 15000);
+  cleanup.push(() => clearInterval(timer));
+  check();
+}
+
+async function checkService(v, name) {
+  const url = `${config.services[name]}/readyz`;
+  const controller = new AbortController();
+  const timeout = setTimeout(() => controller.abort(), 8000);
+  let state; let detail = '';
+  const started = performance.now();
+  try {
+    const response = await fetch(url, { headers: { Accept: 'application/json' }, signal: controller.signal, cache: 'no-store' });
+    let body = null;
+    try { body = await response.json(); } catch { body = null; }
+    if (response.ok) {
+      state = 'ready';
+      detail = `${Math.round(performance.now() - started)} ms`;
+    } else if (response.status === 404) {
+      state = 'not-deployed';
+      detail = '';
+    } else if (response.status === 503 && body && /not ready/.test(body.detail || '')) {
+      state = 'not-ready';
+      detail = body.detail;
+    } else {
+      state = 'unreachable';
+      detail = (body && body.detail) || `HTTP ${response.status}`;
+    }
+  } catch (error) {
+    state = 'unreachable';
+    detail = error.name === 'AbortError' ? 'no answer within 8 s' : error.message;
+  } finally {
+    clearTimeout(timeout);
+  }
+  if (v !== view) return;
+  const row = document.querySelector(`tr[data-service="${name}"]`);
+  if (!row) return;
+  row.dataset.state = state;
+  const badge = row.querySelector('.badge');
+  badge.className = `badge ${state}`;
+  badge.textContent = state.replace('-', ' ');
+  row.querySelector('.detail').textContent = detail;
+}
+
+// ------------------------------------------------------------------------------------------------ router
+
+async function route() {
+  view += 1;
+  const v = view;
+  cleanup.forEach((fn) => fn());
+  cleanup = [];
+  map.hooks.onHover = null;
+  map.hooks.onClick = null;
+  note('');
+  const hash = location.hash.replace(/^#/, '') || '/collections';
+  const [path, search = ''] = hash.split('?');
+  const params = new URLSearchParams(search);
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const section = parts[0] || 'collections';
+  document.querySelectorAll('nav a[data-nav]').forEach((a) => {
+    if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
+    else a.removeAttribute('aria-current');
+  });
+  try {
+    if (section === 'collections' && parts.length === 1) await collectionsPage(v, params);
+    else if (section === 'collections' && parts.length === 2) await collectionPage(v, parts[1]);
+    else if (section === 'search') await searchPage(v, params);
+    else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
+    else if (section === 'hydrology') await hydrologyPage(v, parts[1]);
+    else if (section === 'services') await servicesPage(v);
+    else {
+      render(`<h1>Page not found</h1><p>There is no page “${h(hash)}”. <a href="#/collections">Collections</a></p>`, 'Not found');
+      await map.clear();
+    }
+  } catch (error) {
+    window.eolake.errors.push(String(error));
+    showToast(`Something went wrong: ${problemText(error)}`);
+  }
+  render.moveFocus = true;
+}
+
+async function start() {
+  try {
+    config = await getJSON('/config.json');
+  } catch (error) {
+    main.innerHTML = `<h1>eolake</h1><p role="alert">The web view's configuration did not load (${h(problemText(error))}).</p>`;
+    return;
+  }
+  map = new LakeMap(document.getElementById('map'), config.static);
+  if (!map.available) note('The map is not available in this browser.');
+  window.eolake.map = map;
+  window.addEventListener('hashchange', route);
+  await route();
+  window.eolake.ready = true;
+  document.body.dataset.ready = 'true';
+}
+
+start();

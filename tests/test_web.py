@@ -1,0 +1,212 @@
+"""The web view's server: the page, its configuration and files, cache headers, CSP, and 404s for the rest."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from eolake_web import assets
+from eolake_web.app import create_app
+from eolake_web.settings import DEFAULT_SERVICES, WebSettings
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from servers import service_process, wait_until
+
+PACKAGE_STATIC = Path(assets.__file__).parent / "static"
+
+
+@pytest.fixture(scope="module")
+def vendor(tmp_path_factory) -> Path:
+    """Vendor files: the real ones when the bootstrap built them, else stand-ins (the browser tests use the real)."""
+    real = PACKAGE_STATIC / "vendor"
+    try:
+        assets.check(real)
+        return real
+    except FileNotFoundError:
+        fake = tmp_path_factory.mktemp("vendor")
+        for name in assets.expected_files():
+            (fake / name).parent.mkdir(parents=True, exist_ok=True)
+            (fake / name).write_text("/* stand-in */\n")
+        return fake
+
+
+@pytest.fixture(scope="module")
+def client(vendor) -> TestClient:
+    with TestClient(create_app(WebSettings(vendor_dir=vendor))) as c:
+        yield c
+
+
+def static_urls(html: str) -> list[str]:
+    return re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
+
+
+def assert_problem(resp: httpx.Response, status: int) -> dict:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = resp.json()
+    assert body["status"] == status and body["detail"] and body["title"]
+    assert body["request_id"] == resp.headers["x-request-id"]
+    return body
+
+
+def test_index_is_the_page_with_a_strict_csp(client):
+    resp = client.get("/")
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("text/html")
+    csp = dict(part.strip().split(" ", 1) for part in resp.headers["content-security-policy"].split(";"))
+    assert csp["default-src"] == "'none'"
+    assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'" and csp["connect-src"] == "'self'"
+    assert csp["frame-ancestors"] == "'none'" and csp["base-uri"] == "'none'"
+    assert "http" not in resp.headers["content-security-policy"], "no external origin without Matomo"
+    assert resp.headers["cache-control"] == "no-cache"
+    assert resp.headers["x-content-type-options"] == "nosniff"
+    html = resp.text
+    assert "<main" in html and "<nav" in html and 'lang="en"' in html
+    assert "{{" not in html, "template placeholders left in the page"
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>\s*\S", html), "no inline script (CSP)"
+    assert not re.search(r"https?://", html), "the page loads nothing from another origin"
+    assert client.get("/index.html").text == html
+
+
+def test_every_file_the_page_loads_is_served_and_cached_for_a_year(client):
+    html = client.get("/").text
+    urls = static_urls(html)
+    assert len(urls) >= 6
+    assert any("maplibre-gl-csp.js" in u for u in urls) and any("uPlot" in u for u in urls)
+    assert any(u.endswith("/js/main.js") for u in urls)
+    for url in urls:
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert resp.headers["cache-control"] == "public, max-age=31536000, immutable", url
+        assert resp.headers["etag"], url
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        if url.endswith(".js"):
+            assert resp.headers["content-type"].startswith("text/javascript")
+        if url.endswith(".css"):
+            assert resp.headers["content-type"].startswith("text/css")
+        again = client.get(url, headers={"If-None-Match": resp.headers["etag"]})
+        assert again.status_code == 304 and not again.content
+
+
+def test_modules_imported_by_main_are_served(client):
+    build = client.get("/config.json").json()["build"]
+    main = client.get(f"/static/{build}/js/main.js").text
+    for module in re.findall(r"from '\./([a-z]+\.js)'", main):
+        assert client.get(f"/static/{build}/js/{module}").status_code == 200, module
+
+
+def test_another_build_is_served_without_long_caching(client):
+    resp = client.get("/static/0123456789ab/css/app.css")
+    assert resp.status_code == 200
+    assert resp.headers["cache-control"] == "no-cache"
+
+
+def test_config_names_the_services_and_no_matomo_by_default(client):
+    resp = client.get("/config.json")
+    assert resp.status_code == 200 and resp.headers["cache-control"] == "no-cache"
+    config = resp.json()
+    assert config["services"] == {"web": "", **DEFAULT_SERVICES}
+    assert config["matomo"] is None
+    assert config["static"] == f"/static/{config['build']}"
+
+
+@pytest.mark.parametrize("path", [
+    "/nope", "/stac-typo/collections", "/api/v1/items", "/static/x", "/static/abc/../../settings.py",
+    "/static/abc/%2e%2e/%2e%2e/app.py", "/static/abc/index.html", "/static/abc/js/missing.js",
+    "/static/abc/vendor/manifest.json.tmp", "/favicon.ico", "/collections", "/config.json/x",
+])
+def test_unknown_paths_are_problem_404s(client, path):
+    assert_problem(client.get(path), 404)
+
+
+def test_no_html_for_unknown_paths_even_when_a_browser_asks(client):
+    resp = client.get("/search/unknown", headers={"Accept": "text/html"})
+    assert_problem(resp, 404)
+
+
+def test_wrong_method_is_a_problem(client):
+    assert_problem(client.post("/", content=b"x"), 405)
+
+
+def test_readiness_reports_missing_front_end_assets(tmp_path):
+    with TestClient(create_app(WebSettings(vendor_dir=tmp_path / "empty"))) as c:
+        assert c.get("/healthz").status_code == 200
+        body = assert_problem(c.get("/readyz"), 503)
+        assert body["checks"]["assets"]["status"] == "down"
+        assert "npm ci" in body["checks"]["assets"]["error"]
+        assert c.get("/").status_code == 200, "the page itself is still served"
+
+
+def test_matomo_page_tracking_when_configured(vendor):
+    settings = WebSettings(vendor_dir=vendor, matomo_url="https://stats.example.org/", matomo_site_id=7)
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/config.json").json()["matomo"] == {"tracker_url": "https://stats.example.org/matomo.php",
+                                                          "site_id": 7}
+        csp = c.get("/").headers["content-security-policy"]
+        assert "connect-src 'self' https://stats.example.org" in csp
+        assert "script-src 'self';" in csp, "the tracker is our code: no script from Matomo's origin"
+
+
+def test_services_come_from_the_setting(vendor, monkeypatch):
+    monkeypatch.setenv("EOLAKE_WEB_SERVICES", json.dumps({"catalog": "/stac", "tiles": "/maps"}))
+    with TestClient(create_app(WebSettings(vendor_dir=vendor))) as c:
+        assert c.get("/config.json").json()["services"] == {"web": "", "catalog": "/stac", "tiles": "/maps"}
+
+
+@pytest.mark.parametrize("services,reason", [
+    ({"catalog": "http://evil.example.org/stac"}, "path prefix"),
+    ({"catalog": "/"}, "path prefix"),
+    ({"catalog": "/stac/"}, "path prefix"),
+    ({"tiles": "/tiles"}, "catalog"),
+    ({"Catalog!": "/stac", "catalog": "/stac"}, "service name"),
+])
+def test_impossible_services_are_rejected(services, reason):
+    with pytest.raises(ValidationError, match=reason):
+        WebSettings(services=services)
+
+
+def test_root_path_must_be_the_base_url():
+    with pytest.raises(ValidationError, match="root_path"):
+        WebSettings(root_path="/web")
+
+
+def test_assets_build_copies_from_node_modules_and_names_what_is_missing(tmp_path):
+    modules = tmp_path / "node_modules"
+    with pytest.raises(FileNotFoundError, match="npm ci"):
+        assets.build(modules, tmp_path / "out")
+    for package, names in assets.FILES.items():
+        (modules / package).mkdir(parents=True)
+        (modules / package / "package.json").write_text(json.dumps({"version": "9.9.9"}))
+        for name in names:
+            (modules / package / name).parent.mkdir(parents=True, exist_ok=True)
+            (modules / package / name).write_text(name)
+    assert assets.build(modules, tmp_path / "out") == {p: "9.9.9" for p in assets.FILES}
+    assets.check(tmp_path / "out")
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_lockfile_pins_the_libraries_the_build_copies():
+    app_dir = assets.APP_DIR
+    lock = json.loads((app_dir / "package-lock.json").read_text())
+    for package in assets.FILES:
+        entry = lock["packages"][f"node_modules/{package}"]
+        assert entry["version"] and entry["integrity"].startswith("sha512-"), package
+
+
+def test_served_as_a_process_behind_its_settings(tmp_path, vendor):
+    env = {"EOLAKE_WEB_VENDOR_DIR": str(vendor), "EOLAKE_WEB_SERVICES": json.dumps({"catalog": "/stac"})}
+    with service_process("eolake_web", env, tmp_path / "web.log", probe="/readyz") as url:
+        assert wait_until(lambda: httpx.get(url + "/readyz").status_code == 200)
+        assert "text/html" in httpx.get(url + "/").headers["content-type"]
+        assert httpx.get(url + "/config.json").json()["services"] == {"web": "", "catalog": "/stac"}
+
+
+def test_static_dir_is_self_contained():
+    # The committed app files the page needs (vendor/ is built): nothing refers to a CDN.
+    for path in (PACKAGE_STATIC / "js").glob("*.js"):
+        text = path.read_text()
+        assert not re.search(r"https?://(?!registry)", text), f"{path.name} refers to another origin"

@@ -1,0 +1,240 @@
+"""The web view end to end: the embedded platform (`eolake up`) driven by the system's headless Chromium.
+
+Loads the page, searches, opens a garonne-wse item and checks its tile preview was drawn from tiles the tile
+service answered with 200, opens a station's chart, checks the services page, and fails on any console error.
+Screenshots at laptop and phone widths are left in results/screenshots/ as test artefacts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from eolake.embedded.postgres import free_port
+from servers import wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "results" / "screenshots"
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+LAPTOP, PHONE = (1366, 768), (390, 844)
+ITEM = "garonne-wse-2023-01-01"
+WAIT = 60
+
+pytestmark = [
+    pytest.mark.slow, pytest.mark.timeout(900),
+    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+                       reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)"),
+]
+
+
+@dataclass
+class Platform:
+    state: Path
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        env = {**os.environ, "EOLAKE_STATE_DIR": str(self.state), "COLUMNS": "200", "NO_COLOR": "1"}
+        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def platform() -> Platform:
+    # Not under pytest's tmp_path: as root the cluster runs as the postgres user, which cannot reach it.
+    root = Path(tempfile.mkdtemp(prefix="eolake-web-browser-"))
+    root.chmod(0o755)
+    running = Platform(state=root / "state", port=free_port())
+    try:
+        up = running.cli("up", "--port", str(running.port))
+        assert up.returncode == 0, f"eolake up failed:\n{up.stdout}\n{up.stderr}"
+        yield running
+    finally:
+        down = running.cli("down", timeout=180)
+        if down.returncode == 0:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def ready(base: str, prefix: str) -> None:
+    """Wait for a service the page needs; a clear failure when the local stack does not run it."""
+    def answer() -> int:
+        try:
+            return httpx.get(f"{base}{prefix}/readyz", timeout=5).status_code
+        except httpx.TransportError:
+            return 0
+    status = wait_until(lambda: answer() in (200, 404), timeout=120, interval=1) and answer()
+    assert status != 404, f"no service is mounted at {prefix}: enable it in stacks/Pulumi.local.yaml"
+    assert status == 200, f"{prefix} is not ready ({status})"
+
+
+@pytest.fixture(scope="module")
+def browser(platform):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="eolake-chromium-")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--use-angle=swiftshader", "--enable-unsafe-swiftshader", f"--user-data-dir={profile}",
+                f"--window-size={LAPTOP[0]},{LAPTOP[1]}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(WAIT)
+    try:
+        viewport(driver, *LAPTOP)
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def viewport(driver, width: int, height: int) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+
+
+def until(driver, script: str, message: str, timeout: float = WAIT):
+    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script), message)
+
+
+def open_route(driver, base: str, route: str) -> None:
+    driver.get(f"{base}/{route}")
+    until(driver, "return document.body.dataset.ready === 'true'", f"{route} did not load")
+
+
+def shot(driver, name: str) -> Path:
+    until(driver, "const m = window.eolake.map.map; return !m || (m.loaded() && m.areTilesLoaded())",
+          f"the map did not finish drawing for {name}")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000, f"{path} looks empty"
+    return path
+
+
+def console_errors(driver) -> list[str]:
+    # The services page probes every service's /readyz: one that is not deployed answers 404, which Chromium logs.
+    return [e["message"] for e in driver.get_log("browser")
+            if e["level"] == "SEVERE" and "/readyz" not in e["message"]]
+
+
+def test_search_item_preview_station_chart_and_services(platform, browser):
+    base = platform.base_url
+    ready(base, "")
+    ready(base, "/stac")
+    browser.get_log("browser")  # start clean
+
+    open_route(browser, base, "#/collections")
+    until(browser, "return document.querySelectorAll('#coll-list li').length >= 5", "collections not listed")
+    shot(browser, "laptop-collections")
+
+    # Search: free text + collection; footprints on the map, list synced, next-link pagination.
+    open_route(browser, base, "#/search")
+    until(browser, "return document.querySelectorAll('#s-coll option').length > 1", "collections not in the form")
+    browser.find_element(By.ID, "s-q").send_keys("garonne")
+    browser.execute_script("document.getElementById('s-coll').value = 'garonne-wse'")
+    browser.find_element(By.ID, "s-submit").click()
+    until(browser, "return document.querySelectorAll('#s-results li').length === 20", "no search results")
+    assert "Results 1–20" in browser.find_element(By.ID, "s-status").text
+    drawn = browser.execute_script("return window.eolake.map.map.getSource('footprints')._data.features.length")
+    assert drawn == 20, "every result has its footprint on the map"
+    first = browser.find_element(By.CSS_SELECTOR, "#s-results li a")
+    first.send_keys(Keys.NULL)  # keyboard focus on the first result highlights its footprint
+    until(browser, "return document.querySelector('#s-results li.hl') !== null", "focus does not highlight")
+    shot(browser, "laptop-search")
+    browser.find_element(By.ID, "s-next").click()
+    until(browser, "return document.querySelectorAll('#s-results li').length === 4", "next page not shown")
+
+    # Item: properties, assets, and the tile preview drawn from tiles the tile service served.
+    ready(base, "/tiles")
+    open_route(browser, base, f"#/items/garonne-wse/{ITEM}")
+    until(browser, "return document.querySelector('#properties') !== null", "item page not shown")
+    until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+          "no preview tile was drawn")
+    tiles = browser.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/tiles/collections/')"
+        " && e.name.includes('/tiles/WebMercatorQuad/')).map(e => [e.name, e.responseStatus])")
+    assert tiles and all(status == 200 for _, status in tiles), tiles
+    assert httpx.get(tiles[0][0], timeout=30).headers["content-type"].startswith("image/")
+    assert browser.execute_script("return window.eolake.previewTiles.failed") == 0
+    shot(browser, "laptop-item-preview")
+
+    # Hydrology: the stations on the map, a click on one draws its chart with the uncertainty band.
+    ready(base, "/timeseries")
+    open_route(browser, base, "#/hydrology")
+    until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "stations missing")
+    assert browser.execute_script("return window.eolake.map.map.getSource('stations')._data.features.length") == 6
+    browser.find_element(By.CSS_SELECTOR, "#h-list button.station").click()
+    until(browser, "return Number(document.getElementById('h-chart').dataset.points || 0) > 10", "no chart")
+    assert browser.find_element(By.CSS_SELECTOR, "#h-chart canvas").get_attribute("aria-label")
+    full = int(browser.find_element(By.ID, "h-chart").get_attribute("data-points"))
+    start = browser.find_element(By.ID, "h-start")
+    browser.execute_script("arguments[0].value = '2023-06-01'", start)
+    browser.find_element(By.CSS_SELECTOR, "#h-range button").click()
+    until(browser, f"return Number(document.getElementById('h-chart').dataset.points) < {full}",
+          "the date range did not narrow the series")
+    shot(browser, "laptop-station-chart")
+
+    # Services: live readiness through the same origin.
+    open_route(browser, base, "#/services")
+    until(browser, "return !document.querySelector('#services tr[data-state=\"checking\"]')", "checks hang")
+    states = browser.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll('#services tr')].slice(1)"
+        ".map(r => [r.dataset.service, r.dataset.state]))")
+    assert states["web"] == states["catalog"] == states["tiles"] == states["timeseries"] == "ready", states
+    shot(browser, "laptop-services")
+
+    assert console_errors(browser) == []
+
+
+def test_phone_width(platform, browser):
+    base = platform.base_url
+    viewport(browser, *PHONE)
+    try:
+        browser.get_log("browser")
+        open_route(browser, base, "#/collections")
+        until(browser, "return document.querySelectorAll('#coll-list li').length >= 5", "collections not listed")
+        assert not browser.execute_script("return document.documentElement.scrollWidth > window.innerWidth")
+        shot(browser, "phone-collections")
+        open_route(browser, base, f"#/items/garonne-wse/{ITEM}")
+        until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+              "no preview tile was drawn")
+        shot(browser, "phone-item-preview")
+        open_route(browser, base, "#/hydrology")
+        until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "no stations")
+        browser.find_element(By.CSS_SELECTOR, "#h-list button.station").click()
+        until(browser, "return Number(document.getElementById('h-chart').dataset.points || 0) > 10", "no chart")
+        browser.execute_script("document.getElementById('h-station').scrollIntoView()")
+        shot(browser, "phone-station-chart")
+        assert console_errors(browser) == []
+    finally:
+        viewport(browser, *LAPTOP)
+
+
+def test_naip_item_says_no_preview(platform, browser):
+    base = platform.base_url
+    search = httpx.get(f"{base}/stac/search", params={"collections": "naip", "limit": 1}, timeout=30).json()
+    naip = search["features"][0]["id"]
+    browser.get_log("browser")
+    open_route(browser, base, f"#/items/naip/{naip}")
+    until(browser, "return document.getElementById('preview-status') !== null", "item page not shown")
+    assert browser.find_element(By.ID, "preview-status").text.startswith("No preview")
+    links = browser.find_elements(By.CSS_SELECTOR, "#assets a[download]")
+    assert links, "external assets have download links"
+    assert console_errors(browser) == []
