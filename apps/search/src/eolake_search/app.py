@@ -1,0 +1,432 @@
+"""Federated search: a STAC API over the local catalog and the configured providers, queried in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import FastAPI, HTTPException, Request
+
+from eolake_kit import install_kit
+from eolake_search.federation import (
+    BACKENDS,
+    BadToken,
+    ProviderRun,
+    decode_token,
+    encode_token,
+    fetch,
+    fingerprint,
+    merge,
+    next_state,
+)
+from eolake_search.providers import make_provider
+from eolake_search.settings import SearchSettings
+
+try:  # the CQL2 parser comes with the dev/catalog environment; without it filters are forwarded unchecked
+    import cql2
+except ImportError:  # pragma: no cover - exercised by the image build check
+    cql2 = None
+
+log = logging.getLogger(__name__)
+CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0/core",
+    "https://api.stacspec.org/v1.0.0/item-search",
+    "https://api.stacspec.org/v1.0.0/ogcapi-features",
+    "https://api.stacspec.org/v1.0.0-rc.1/item-search#free-text",
+    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+]
+SEARCH_KEYS = {"collections", "ids", "bbox", "intersects", "datetime", "limit", "q", "filter", "filter-lang",
+               "filter_lang", "token", "providers", "expand", "lang", "depth"}
+
+
+def create_app(settings: SearchSettings | None = None) -> FastAPI:
+    settings = settings or SearchSettings()
+    configs = settings.all_providers()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async with httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(120, connect=5),
+                                     limits=httpx.Limits(max_connections=100)) as client:
+            app.state.client = client
+            app.state.providers = {c.name: make_provider(c, client, settings.storage_path) for c in configs}
+            yield
+
+    app = FastAPI(title="eolake federated search", version="0.1.0", lifespan=lifespan,
+                  description="One STAC API over several providers, queried in parallel, with thesaurus expansion")
+    timeouts = {c.name: c.timeout_seconds for c in configs}
+    restrict = {c.name: c.collections for c in configs}
+    free_text = {c.name: c.free_text for c in configs}
+    base = settings.service_url
+
+    def providers() -> dict:
+        return app.state.providers
+
+    @app.get("/")
+    async def landing():
+        return {"type": "Catalog", "stac_version": "1.0.0", "id": "eolake-search", "title": "eolake federated search",
+                "description": "STAC API over " + ", ".join(c.name for c in configs), "conformsTo": CONFORMANCE,
+                "providers": [{"name": c.name, "kind": c.kind, "timeout_seconds": c.timeout_seconds} for c in configs],
+                "links": [
+                    {"rel": "self", "type": "application/json", "href": f"{base}/"},
+                    {"rel": "root", "type": "application/json", "href": f"{base}/"},
+                    {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
+                    {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+                    {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "GET"},
+                    {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "POST"},
+                    {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
+                     "href": f"{base}/queryables"},
+                    {"rel": "service-desc", "type": "application/vnd.oai.openapi+json;version=3.0",
+                     "href": f"{base}/openapi.json"}]}
+
+    @app.get("/conformance")
+    async def conformance():
+        return {"conformsTo": CONFORMANCE}
+
+    async def gather(path: str, params: dict | None = None, only: list[str] | None = None) -> tuple[dict, dict]:
+        async def one(name: str):
+            start = time.perf_counter()
+            try:
+                data = await asyncio.wait_for(providers()[name].get(path, params), timeouts[name])
+                return name, data, {"status": "ok", "ms": round((time.perf_counter() - start) * 1000, 1)}
+            except TimeoutError:
+                status = {"status": "timeout", "error": f"no answer within {timeouts[name]:g} s"}
+            except Exception as exc:
+                status = {"status": "error", "error": str(exc)[:300]}
+            return name, None, {**status, "ms": round((time.perf_counter() - start) * 1000, 1)}
+        results = await asyncio.gather(*(one(n) for n in (only or providers())))
+        return {n: d for n, d, _ in results}, {n: s for n, _, s in results}
+
+    @app.get("/collections")
+    async def collections():
+        answers, status = await gather("/collections", {"limit": 1000})
+        merged: dict[str, dict] = {}
+        for name, data in answers.items():
+            for col in (data or {}).get("collections", []):
+                if restrict[name] and col.get("id") not in restrict[name]:
+                    continue
+                entry = merged.setdefault(col.get("id"), {**col, BACKENDS: []})
+                entry[BACKENDS].append(name)
+            if name in status and status[name]["status"] == "ok":
+                status[name]["count"] = sum(1 for c in merged.values() if name in c[BACKENDS])
+        cols = [_collection_links(c, base) for c in sorted(merged.values(), key=lambda c: c["id"])]
+        return {"collections": cols, "links": [{"rel": "self", "href": f"{base}/collections"},
+                                               {"rel": "root", "href": f"{base}/"}],
+                "numberReturned": len(cols), "federation": status}
+
+    @app.get("/collections/{collection_id}")
+    async def collection(collection_id: str):
+        only = [n for n in providers() if not restrict[n] or collection_id in restrict[n]]
+        answers, status = await gather(f"/collections/{collection_id}", only=only)
+        found = [(n, d) for n, d in answers.items() if d]
+        if not found:
+            raise HTTPException(404, f"no provider has the collection {collection_id!r}")
+        return {**_collection_links({**found[0][1], BACKENDS: [n for n, _ in found]}, base), "federation": status}
+
+    @app.get("/collections/{collection_id}/items")
+    async def items(collection_id: str, request: Request):
+        params = _query_params(request)
+        params["collections"] = [collection_id]
+        return await run_search(params, request, method="GET", path=f"/collections/{collection_id}/items")
+
+    @app.get("/queryables")
+    async def queryables():
+        answers, status = await gather("/queryables")
+        props: dict[str, Any] = {}
+        for data in answers.values():
+            props.update({k: v for k, v in ((data or {}).get("properties") or {}).items() if k not in props})
+        return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": f"{base}/queryables",
+                "type": "object", "title": "Queryables of every provider", "properties": props,
+                "additionalProperties": True, "federation": status}
+
+    @app.get("/search")
+    async def search_get(request: Request):
+        return await run_search(_query_params(request), request, method="GET", path="/search")
+
+    @app.post("/search")
+    async def search_post(request: Request):
+        try:
+            body = await request.json()
+        except ValueError as exc:
+            raise HTTPException(400, "the request body is not JSON") from exc
+        if not isinstance(body, dict):
+            raise HTTPException(400, "the request body must be a JSON object")
+        return await run_search(body, request, method="POST", path="/search")
+
+    async def expand(q: list[str], lang: str | None, depth: int) -> tuple[list[str], dict]:
+        text = " ".join(q)
+        try:
+            query = {"q": text, "depth": depth, **({"lang": lang} if lang else {})}
+            response = await app.state.client.get(f"{settings.thesaurus}/expand", params=query,
+                                                  timeout=settings.thesaurus_timeout_seconds)
+            response.raise_for_status()
+            data = response.json()
+        except Exception as exc:
+            log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
+            return q, {"applied": False, "error": f"thesaurus unavailable, searched without expansion: "
+                                                  f"{type(exc).__name__}"}
+        terms = list(dict.fromkeys([*q, *data.get("terms", [])]))
+        return terms, {"applied": True, "depth": depth, "terms": terms,
+                       "concepts": [{k: c.get(k) for k in ("uri", "vocab", "prefLabel", "depth")}
+                                    for c in data.get("concepts", [])]}
+
+    async def run_search(params: dict, request: Request, method: str, path: str) -> dict:
+        unknown = set(params) - SEARCH_KEYS - {"sortby", "fields", "query"}
+        if unknown:
+            raise HTTPException(400, f"unknown search parameters: {', '.join(sorted(unknown))}")
+        limit = _int(params.get("limit", settings.default_limit), "limit")
+        if not 1 <= limit <= settings.max_limit:
+            raise HTTPException(400, f"limit must be between 1 and {settings.max_limit}")
+        wanted = _list(params.get("providers"))
+        bad = [p for p in wanted if p not in providers()]
+        if bad:
+            raise HTTPException(400, f"unknown provider(s): {', '.join(bad)}; known: {', '.join(providers())}")
+        body: dict[str, Any] = {}
+        if params.get("collections"):
+            body["collections"] = _list(params["collections"])
+        if params.get("ids"):
+            body["ids"] = _list(params["ids"])
+        if params.get("bbox") is not None:
+            body["bbox"] = _bbox(params["bbox"])
+        if params.get("intersects") is not None:
+            if not isinstance(params["intersects"], dict) or "type" not in params["intersects"]:
+                raise HTTPException(400, "intersects must be a GeoJSON geometry")
+            body["intersects"] = params["intersects"]
+        if params.get("datetime"):
+            body["datetime"] = _datetime(params["datetime"])
+        if params.get("filter") is not None:
+            body["filter"], body["filter-lang"] = _cql2(params["filter"],
+                                                         params.get("filter-lang") or params.get("filter_lang"))
+        for key in ("sortby", "fields", "query"):
+            if params.get(key) is not None:
+                raise HTTPException(400, f"{key} is not supported by the federated search")
+        q = _list(params.get("q"))
+        do_expand = str(params.get("expand", "true")).lower() not in ("false", "0", "no")
+        depth = _int(params.get("depth", settings.expansion_depth), "depth")
+        if not 0 <= depth <= 3:
+            raise HTTPException(400, "depth must be between 0 and 3")
+        lang = params.get("lang")
+        query_id = fingerprint({**body, "q": q, "expand": do_expand, "providers": wanted, "depth": depth})
+        previous: dict = {"p": {}}
+        if params.get("token"):
+            try:
+                previous = decode_token(str(params["token"]))
+            except BadToken as exc:
+                raise HTTPException(400, str(exc)) from exc
+            if previous.get("q") != query_id:
+                raise HTTPException(400, "the page token belongs to another search")
+        expansion: dict = {"applied": False}
+        if q:
+            terms, expansion = (await expand(q, lang, depth)) if do_expand else (q, {"applied": False,
+                                                                                      "reason": "expand=false"})
+            body["q"] = terms
+
+        names = [n for n in providers() if not wanted or n in wanted]
+        skipped: dict[str, dict] = {}
+        tasks = []
+        for name in names:
+            entry = previous["p"].get(name, {})
+            if entry.get("done") or entry.get("failed"):
+                skipped[name] = {"status": "skipped", "count": 0, "ms": 0,
+                                 "reason": "finished" if entry.get("done") else "failed on an earlier page"}
+                continue
+            provider_body = provider_query(body, free_text[name])
+            if restrict[name]:
+                cols = [c for c in body.get("collections", restrict[name]) if c in restrict[name]]
+                if not cols:
+                    skipped[name] = {"status": "skipped", "count": 0, "ms": 0, "reason": "collections not served"}
+                    continue
+                provider_body["collections"] = cols
+            tasks.append(fetch(providers()[name], provider_body, entry.get("c"), entry.get("s", 0), limit,
+                               settings.provider_page_max, timeouts[name]))
+        runs: list[ProviderRun] = list(await asyncio.gather(*tasks))
+        if runs and all(r.status == "error" and r.http_status == 400 for r in runs):
+            raise HTTPException(400, "every provider refused the search: " + runs[0].error)
+        features = merge(runs, limit)
+        state = next_state(runs, {"p": {**previous["p"], **{n: {"done": True} for n, s in skipped.items()
+                                                              if s["reason"] != "failed on an earlier page"}}},
+                           query_id)
+        federation = {**{r.name: r.report() for r in runs}, **skipped}
+        ok = [r for r in runs if r.status == "ok" and r.page]
+        # Exact only for one provider that counted (pgstac counts only with its `context` setting on); otherwise
+        # the sum of what each provider reported, or at least what it has shown so far (+1 when it has more).
+        exact = len(runs) == len(ok) == 1 and ok[0].page.matched is not None and not previous["p"]
+        number_matched = sum(r.estimate() for r in ok) if ok else None
+        for feature in features:
+            _item_links(feature, base)
+        links = [{"rel": "root", "type": "application/json", "href": f"{base}/"}]
+        self_params = {k: _param(v) for k, v in params.items() if k != "token"}
+        links.append({"rel": "self", "type": "application/geo+json", "href": f"{base}{path}?{urlencode(self_params)}"
+                      if method == "GET" else f"{base}{path}"})
+        if state is not None:
+            token = encode_token(state)
+            if method == "GET":
+                links.append({"rel": "next", "type": "application/geo+json", "method": "GET",
+                              "href": f"{base}{path}?{urlencode({**self_params, 'token': token})}"})
+            else:
+                links.append({"rel": "next", "type": "application/geo+json", "method": "POST", "merge": True,
+                              "href": f"{base}{path}", "body": {**params, "token": token}})
+        out = {"type": "FeatureCollection", "features": features, "links": links, "numberReturned": len(features),
+               "context": {"returned": len(features), "limit": limit, "matched": number_matched,
+                           "matched_estimate": not exact},
+               "federation": federation, "expansion": expansion}
+        if number_matched is not None:
+            out["numberMatched"] = number_matched
+        return out
+
+    async def ready_local() -> None:
+        local = providers()[settings.local_provider]
+        await asyncio.wait_for(local.get("/conformance"), settings.readiness_timeout)
+
+    return install_kit(app, settings, checks={"local-catalog": ready_local})
+
+
+def provider_query(body: dict, mode: str) -> dict:
+    """The search body for one provider: `q` as the free-text parameter (quoted phrases), or as a CQL2 filter."""
+    out = dict(body)
+    terms = out.pop("q", None)
+    if not terms:
+        return out
+    if mode == "q":
+        out["q"] = [f'"{t}"' if " " in t else t for t in terms]
+        return out
+    keywords = list(dict.fromkeys([*terms, *(t.lower() for t in terms)]))
+    ors: list[dict] = [{"op": "a_overlaps", "args": [{"property": "keywords"}, keywords]}]
+    for term in terms:
+        pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        for prop in ("title", "description"):
+            ors.append({"op": "like", "args": [_fold({"property": prop}), _fold(pattern)]})
+    text = {"op": "or", "args": ors}
+    out["filter"] = {"op": "and", "args": [out["filter"], text]} if out.get("filter") else text
+    out["filter-lang"] = "cql2-json"
+    return out
+
+
+def _fold(arg: Any) -> dict:
+    return {"op": "accenti", "args": [{"op": "casei", "args": [arg]}]}
+
+
+def _query_params(request: Request) -> dict:
+    out: dict[str, Any] = {}
+    for key in request.query_params:
+        values = request.query_params.getlist(key)
+        out[key] = values[0] if len(values) == 1 else ",".join(values)
+    return out
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    raise HTTPException(400, f"expected a list of strings, got {value!r}")
+
+
+def _int(value: Any, name: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(400, f"{name} must be an integer") from exc
+
+
+def _bbox(value: Any) -> list[float]:
+    try:
+        box = [float(v) for v in (value.split(",") if isinstance(value, str) else value)]
+    except (TypeError, ValueError) as exc:
+        raise HTTPException(400, "bbox must be 4 or 6 numbers") from exc
+    if len(box) not in (4, 6):
+        raise HTTPException(400, "bbox must be 4 or 6 numbers")
+    half = len(box) // 2
+    west, south, east, north = box[0], box[1], box[half], box[half + 1]
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= 90 and -90 <= north <= 90):
+        raise HTTPException(400, "bbox out of range: longitudes within [-180, 180], latitudes within [-90, 90]")
+    if south > north:
+        raise HTTPException(400, "bbox: the southern latitude is above the northern one")
+    return box
+
+
+def _datetime(value: Any) -> str:
+    if not isinstance(value, str):
+        raise HTTPException(400, "datetime must be an RFC 3339 instant or interval")
+    parts = value.split("/")
+    if len(parts) > 2 or all(p in ("", "..") for p in parts):
+        raise HTTPException(400, f"datetime {value!r} is not an RFC 3339 instant or interval")
+    for part in parts:
+        if part in ("", ".."):
+            continue
+        try:
+            datetime.fromisoformat(part.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise HTTPException(400, f"datetime {part!r} is not RFC 3339") from exc
+    return value
+
+
+def _cql2(value: Any, lang: str | None) -> tuple[dict, str]:
+    """Parse the filter with cql2 (text or JSON) and forward it as CQL2 JSON; a syntax error is the client's."""
+    if lang not in (None, "cql2-text", "cql2-json"):
+        raise HTTPException(400, f"filter-lang must be cql2-text or cql2-json, not {lang!r}")
+    if cql2 is None:  # no parser installed: forward as given; a provider's 400 becomes ours when all refuse
+        if isinstance(value, dict):
+            return value, "cql2-json"
+        if lang == "cql2-json":
+            try:
+                return json.loads(value), "cql2-json"
+            except ValueError as exc:
+                raise HTTPException(400, "invalid CQL2 filter: not JSON") from exc
+        raise HTTPException(400, "cql2-text filters need the CQL2 parser, which this deployment lacks: "
+                                 "send the filter as cql2-json")
+    try:
+        if isinstance(value, dict) or lang == "cql2-json":
+            expr = cql2.parse_json(value if isinstance(value, str) else json.dumps(value))
+        else:
+            expr = cql2.parse_text(str(value))
+        expr.validate()
+        return expr.to_json(), "cql2-json"
+    except HTTPException:
+        raise
+    except Exception as exc:
+        raise HTTPException(400, f"invalid CQL2 filter: {str(exc).strip()[:500]}") from exc
+
+
+def _collection_links(col: dict, base: str) -> dict:
+    cid = col.get("id")
+    links = [link for link in col.get("links", []) if link.get("rel") not in ("self", "root", "parent", "items")]
+    return {**col, "links": [*links, {"rel": "self", "href": f"{base}/collections/{cid}"},
+                             {"rel": "root", "href": f"{base}/"},
+                             {"rel": "items", "href": f"{base}/collections/{cid}/items"}]}
+
+
+def _item_links(item: dict, base: str) -> None:
+    """Keep the provider's own self link as `via`; root/parent/collection point into the federated API."""
+    links = []
+    for link in item.get("links", []):
+        if link.get("rel") == "self":
+            links.append({**link, "rel": "via"})
+        elif link.get("rel") not in ("root", "parent", "collection"):
+            links.append(link)
+    collection = item.get("collection")
+    links += [{"rel": "root", "href": f"{base}/"}]
+    if collection:
+        links += [{"rel": "collection", "href": f"{base}/collections/{collection}"},
+                  {"rel": "parent", "href": f"{base}/collections/{collection}"}]
+    item["links"] = links

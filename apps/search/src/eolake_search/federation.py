@@ -1,0 +1,177 @@
+"""Parallel search across providers, merged in one order, duplicates collapsed, with an opaque page token.
+
+Order: datetime descending, then id descending (pgstac's default, so a provider's own stream is already in merge
+order). The merge only emits an item while every provider that may still have results has a buffered item, so
+the merged stream is in order and each provider's stream is consumed from its head: every result exactly once.
+The token records, per provider, the cursor of the page the merge stopped in and how many of its items were used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from eolake_search.providers import Page, ProviderError
+
+BACKENDS = "federation:backends"
+
+
+class BadToken(ValueError):
+    pass
+
+
+def encode_token(state: dict) -> str:
+    raw = zlib.compress(json.dumps(state, separators=(",", ":")).encode())
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> dict:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        state = json.loads(zlib.decompress(raw))
+        if not isinstance(state, dict) or not isinstance(state.get("p"), dict):
+            raise ValueError
+        return state
+    except Exception as exc:
+        raise BadToken("the page token is not valid") from exc
+
+
+def fingerprint(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def sort_key(item: dict) -> tuple:
+    props = item.get("properties") or {}
+    value = props.get("datetime") or props.get("start_datetime") or ""
+    try:
+        ts = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        ts = float("-inf")
+    return (-ts, _desc(str(item.get("id", ""))))
+
+
+def _desc(text: str) -> tuple:
+    return tuple(-ord(c) for c in text) + (1,)  # descending string order; a prefix sorts after longer strings
+
+
+def identity(item: dict) -> tuple:
+    return (item.get("collection"), item.get("id"))
+
+
+@dataclass
+class ProviderRun:
+    name: str
+    status: str = "ok"
+    ms: float = 0.0
+    error: str | None = None
+    http_status: int | None = None
+    page: Page | None = None
+    cursor: dict | None = None
+    skip: int = 0
+    used: int = 0
+
+    def estimate(self) -> int:
+        seen = self.skip + len(self.page.items) + (1 if self.page.next else 0) if self.page else 0
+        return max(self.page.matched or 0, seen) if self.page else 0
+
+    def report(self) -> dict:
+        out: dict = {"status": self.status, "ms": round(self.ms, 1),
+                     "count": self.used if self.status == "ok" else 0}
+        if self.page is not None and self.page.matched is not None:
+            out["matched"] = self.page.matched
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+async def fetch(provider, body: dict, cursor: dict | None, skip: int, limit: int, page_max: int,
+                timeout: float) -> ProviderRun:
+    """Fetch the provider's items from (cursor, skip), enough for a page of `limit`, within `timeout`."""
+    run = ProviderRun(provider.name, cursor=cursor, skip=skip)
+    start = time.perf_counter()
+    try:
+        async def walk():
+            nonlocal cursor, skip
+            while True:
+                page = await provider.search(body, cursor, min(skip + limit, page_max))
+                if not page.items:
+                    page.next = None  # an empty page ends the stream, whatever its links say
+                if skip >= len(page.items) and page.next and page.items:
+                    skip -= len(page.items)
+                    cursor = page.next
+                    continue
+                return page
+        run.page = await asyncio.wait_for(walk(), timeout)
+        run.cursor, run.skip = cursor, skip
+    except TimeoutError:
+        run.status, run.error = "timeout", f"no answer within {timeout:g} s"
+    except ProviderError as exc:
+        run.status, run.error, run.http_status = "error", str(exc), exc.status
+    except Exception as exc:  # connection refused, DNS, bad JSON…: a provider's fault, never the search's
+        run.status, run.error = "error", f"{type(exc).__name__}: {exc}"[:300]
+    run.ms = (time.perf_counter() - start) * 1000
+    return run
+
+
+def merge(runs: list[ProviderRun], limit: int) -> list[dict]:
+    buffers = {r.name: list(r.page.items[r.skip:]) if r.status == "ok" and r.page else [] for r in runs}
+    more = {r.name: bool(r.status == "ok" and r.page and r.page.next) for r in runs}
+    by_name = {r.name: r for r in runs}
+    out: list[dict] = []
+    seen: dict[tuple, dict] = {}
+
+    def take(name: str) -> None:
+        item = buffers[name].pop(0)
+        by_name[name].used += 1
+        key = identity(item)
+        if key in seen:
+            backends = seen[key].setdefault("properties", {}).setdefault(BACKENDS, [])
+            if name not in backends:
+                backends.append(name)
+            return
+        item.setdefault("properties", {})[BACKENDS] = [name]
+        seen[key] = item
+        out.append(item)
+
+    while True:
+        if any(not buf and more[name] for name, buf in buffers.items()):
+            break  # a provider might still have an earlier item: stop here, resume from the token
+        heads = [(sort_key(buf[0]), name) for name, buf in buffers.items() if buf]
+        if not heads:
+            break
+        _, name = min(heads)
+        if len(out) >= limit and identity(buffers[name][0]) not in seen:
+            break
+        take(name)
+    for name, buf in buffers.items():  # copies of items already emitted: consume them now, never on a later page
+        while buf and identity(buf[0]) in seen:
+            take(name)
+    return out
+
+
+def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | None:
+    """The token state after this page, or None when every provider's stream is finished."""
+    state: dict = {"q": query, "p": {}}
+    active = False
+    for run in runs:
+        if run.status != "ok" or run.page is None:
+            state["p"][run.name] = {"failed": True}
+            continue
+        consumed = run.skip + run.used
+        if consumed >= len(run.page.items):
+            if run.page.next is None:
+                state["p"][run.name] = {"done": True}
+                continue
+            state["p"][run.name] = {"c": run.page.next, "s": 0}
+        else:
+            state["p"][run.name] = {"c": run.cursor, "s": consumed}
+        active = True
+    for name, entry in previous.get("p", {}).items():  # providers finished or failed on an earlier page
+        state["p"].setdefault(name, entry)
+    return state if active else None

@@ -1,0 +1,214 @@
+"""Read-side of the thesaurus index: Skosmos-style lookups, search, autocomplete and query expansion."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+
+from eolake_thesaurus.store import connect, glob_pattern, normalise
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Thesaurus:
+    """One read-only SQLite connection per thread over the index file."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = Path(db_path)
+        self._local = threading.local()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = connect(self.db_path, readonly=True)
+        return conn
+
+    def _all(self, sql: str, *args) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, args).fetchall()
+
+    # vocabularies -------------------------------------------------------------------------------------------
+    def vocabularies(self) -> list[dict]:
+        out = []
+        for row in self._all("SELECT * FROM vocabularies ORDER BY id"):
+            langs = [r[0] for r in self._all("SELECT DISTINCT lang FROM labels WHERE vocab = ? ORDER BY 1", row["id"])]
+            count = self._all("SELECT count(*) FROM concepts WHERE vocab = ?", row["id"])[0][0]
+            out.append({"uri": row["scheme"] or row["id"], "id": row["id"], "title": row["title"],
+                        "attribution": row["attribution"], "languages": langs, "conceptCount": count,
+                        "sources": json.loads(row["sources"])})
+        return out
+
+    def vocabulary(self, vocab: str) -> dict:
+        for v in self.vocabularies():
+            if v["id"] == vocab:
+                return v
+        raise NotFound(f"unknown vocabulary {vocab!r}")
+
+    def check_vocab(self, vocab: str) -> None:
+        if not self._all("SELECT 1 FROM vocabularies WHERE id = ?", vocab):
+            raise NotFound(f"unknown vocabulary {vocab!r}")
+
+    def check_concept(self, vocab: str, uri: str) -> None:
+        self.check_vocab(vocab)
+        if not self._all("SELECT 1 FROM concepts WHERE vocab = ? AND uri = ?", vocab, uri):
+            raise NotFound(f"no concept {uri!r} in vocabulary {vocab!r}")
+
+    # labels ---------------------------------------------------------------------------------------------------
+    def pref_label(self, vocab: str, uri: str, lang: str | None) -> str | None:
+        rows = self._all("SELECT lang, text FROM labels WHERE vocab = ? AND uri = ? AND kind = 'pref'", vocab, uri)
+        by_lang = {r["lang"]: r["text"] for r in rows}
+        return by_lang.get(lang or "en") or by_lang.get("en") or (next(iter(by_lang.values())) if by_lang else None)
+
+    def labels(self, vocab: str, uri: str) -> dict[str, dict]:
+        out: dict[str, dict] = {"prefLabel": {}, "altLabel": {}, "hiddenLabel": {}}
+        for r in self._all("SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? ORDER BY lang, text",
+                           vocab, uri):
+            key = {"pref": "prefLabel", "alt": "altLabel", "hidden": "hiddenLabel"}[r["kind"]]
+            if key == "prefLabel":
+                out[key][r["lang"]] = r["text"]
+            else:
+                out[key].setdefault(r["lang"], []).append(r["text"])
+        return out
+
+    def concept(self, vocab: str, uri: str, lang: str | None) -> dict:
+        self.check_concept(vocab, uri)
+        labels = self.labels(vocab, uri)
+        notes: dict[str, dict[str, str]] = {}
+        for r in self._all("SELECT kind, lang, text FROM notes WHERE vocab = ? AND uri = ?", vocab, uri):
+            notes.setdefault(r["kind"], {})[r["lang"]] = r["text"]
+        top = self._all("SELECT top FROM concepts WHERE vocab = ? AND uri = ?", vocab, uri)[0][0]
+        return {"uri": uri, "type": "skos:Concept", "vocab": vocab, "topConcept": bool(top),
+                "prefLabel": self.pref_label(vocab, uri, lang), **labels, **notes,
+                **{rel: self._related(vocab, uri, rel, lang) for rel in ("broader", "narrower", "related")}}
+
+    def _related(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict]:
+        rows = self._all("SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = ?", vocab, uri, rel)
+        items = [{"uri": r[0], "prefLabel": self.pref_label(vocab, r[0], lang)} for r in rows]
+        return sorted(items, key=lambda i: ((i["prefLabel"] or "").casefold(), i["uri"]))
+
+    def relation(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict]:
+        self.check_concept(vocab, uri)
+        return self._related(vocab, uri, rel, lang)
+
+    def has_children(self, vocab: str, uri: str) -> bool:
+        return bool(self._all("SELECT 1 FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower' LIMIT 1",
+                              vocab, uri))
+
+    def transitive(self, vocab: str, uri: str, rel: str, lang: str | None, limit: int = 1000) -> dict[str, dict]:
+        """Skosmos' broaderTransitive/narrowerTransitive: every concept reached, with its direct links."""
+        self.check_concept(vocab, uri)
+        out: dict[str, dict] = {}
+        frontier = [uri]
+        while frontier and len(out) < limit:
+            nxt = []
+            for u in frontier:
+                if u in out:
+                    continue
+                links = [r[0] for r in self._all("SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = ?",
+                                                 vocab, u, rel)]
+                out[u] = {"uri": u, "prefLabel": self.pref_label(vocab, u, lang), rel: sorted(links)}
+                nxt.extend(links)
+            frontier = nxt
+        return out
+
+    def hierarchy(self, vocab: str, uri: str, lang: str | None) -> dict[str, dict]:
+        chain = self.transitive(vocab, uri, "broader", lang)
+        for u, node in chain.items():
+            node["hasChildren"] = self.has_children(vocab, u)
+            node["narrower"] = [{"uri": n["uri"], "label": n["prefLabel"],
+                                 "hasChildren": self.has_children(vocab, n["uri"])}
+                                for n in self._related(vocab, u, "narrower", lang)]
+            if not node["broader"]:
+                node["top"] = vocab
+        return chain
+
+    def top_concepts(self, vocab: str, lang: str | None) -> list[dict]:
+        self.check_vocab(vocab)
+        rows = self._all("SELECT uri FROM concepts WHERE vocab = ? AND top = 1", vocab)
+        if not rows:  # no declared top concepts: those without a broader concept
+            rows = self._all("SELECT uri FROM concepts c WHERE vocab = ? AND NOT EXISTS (SELECT 1 FROM relations r "
+                             "WHERE r.vocab = c.vocab AND r.uri = c.uri AND r.rel = 'broader')", vocab)
+        items = [{"uri": r[0], "label": self.pref_label(vocab, r[0], lang), "topConceptOf": vocab,
+                  "hasChildren": self.has_children(vocab, r[0])} for r in rows]
+        return sorted(items, key=lambda i: ((i["label"] or "").casefold(), i["uri"]))
+
+    # search ---------------------------------------------------------------------------------------------------
+    def search(self, query: str, lang: str | None = None, vocab: str | None = None, limit: int = 50,
+               offset: int = 0, prefix: bool = False) -> list[dict]:
+        """Labels matching `query` (`*` wildcards; exact otherwise, or a prefix with prefix=True), case and accent
+        insensitive, preferred labels first; one result per concept."""
+        pattern = glob_pattern(query) + ("*" if prefix and not query.endswith("*") else "")
+        sql = ("SELECT vocab, uri, kind, lang, text FROM labels WHERE norm GLOB ?"
+               + (" AND lang = ?" if lang else "") + (" AND vocab = ?" if vocab else "")
+               + " ORDER BY CASE kind WHEN 'pref' THEN 0 WHEN 'alt' THEN 1 ELSE 2 END, length(norm), norm, uri")
+        args = [pattern] + ([lang] if lang else []) + ([vocab] if vocab else [])
+        seen: dict[tuple[str, str], dict] = {}
+        for r in self.conn.execute(sql, args):
+            key = (r["vocab"], r["uri"])
+            if key in seen:
+                continue
+            result = {"uri": r["uri"], "type": ["skos:Concept"], "vocab": r["vocab"], "lang": r["lang"] or lang,
+                      "prefLabel": self.pref_label(r["vocab"], r["uri"], r["lang"] or lang)}
+            if r["kind"] == "alt":
+                result["altLabel"] = r["text"]
+            elif r["kind"] == "hidden":
+                result["hiddenLabel"] = r["text"]
+            seen[key] = result
+            if len(seen) >= offset + limit:
+                break
+        return list(seen.values())[offset:offset + limit]
+
+    def lookup(self, vocab: str, label: str, lang: str | None) -> list[dict]:
+        self.check_vocab(vocab)
+        sql = ("SELECT uri, kind, lang, text FROM labels WHERE vocab = ? AND norm = ?"
+               + (" AND lang = ?" if lang else ""))
+        rows = self.conn.execute(sql, [vocab, normalise(label)] + ([lang] if lang else [])).fetchall()
+        out: dict[str, dict] = {}
+        for r in sorted(rows, key=lambda r: r["kind"] != "pref"):
+            out.setdefault(r["uri"], {"uri": r["uri"], "vocab": vocab, "lang": r["lang"],
+                                      "prefLabel": self.pref_label(vocab, r["uri"], r["lang"]),
+                                      "matchedLabel": r["text"], "matchedKind": r["kind"]})
+        return list(out.values())
+
+    # expansion ------------------------------------------------------------------------------------------------
+    def expand(self, q: str, lang: str | None = None, depth: int = 1, vocab: str | None = None,
+               max_terms: int = 50) -> dict:
+        """Concepts whose label equals `q` (or, failing that, one of its words), their narrower concepts down to
+        `depth`, and every preferred and alternative label of those in every language."""
+        text = " ".join(q.split())
+        matches = self._match(text, vocab)
+        if not matches:
+            for word in dict.fromkeys(text.split()):
+                matches += [m for m in self._match(word, vocab) if m not in matches]
+        concepts: dict[tuple[str, str], int] = {}
+        frontier = [(v, u) for v, u in matches]
+        for level in range(depth + 1):
+            nxt = []
+            for key in frontier:
+                if key in concepts:
+                    continue
+                concepts[key] = level
+                if level < depth:
+                    nxt += [(key[0], r[0]) for r in self._all(
+                        "SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower'", *key)]
+            frontier = nxt
+        terms: dict[str, None] = {text: None}
+        described = []
+        for (v, u), level in concepts.items():
+            rows = self._all("SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? AND kind != 'hidden' "
+                             "ORDER BY kind DESC, lang != ?, lang, text", v, u, lang or "en")
+            used = [r["text"] for r in rows if len(r["text"]) > 2]  # skip codes such as INSPIRE's "hy"
+            for t in used:
+                if len(terms) < max_terms:
+                    terms.setdefault(t, None)
+            described.append({"uri": u, "vocab": v, "depth": level, "prefLabel": self.pref_label(v, u, lang),
+                              "labels": used})
+        return {"query": q, "lang": lang, "depth": depth, "concepts": described, "terms": list(terms)}
+
+    def _match(self, text: str, vocab: str | None) -> list[tuple[str, str]]:
+        sql = "SELECT DISTINCT vocab, uri FROM labels WHERE norm = ?" + (" AND vocab = ?" if vocab else "")
+        return [(r[0], r[1]) for r in self.conn.execute(sql, [normalise(text)] + ([vocab] if vocab else []))]

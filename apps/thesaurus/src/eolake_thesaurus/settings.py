@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from eolake_kit import ServiceSettings
+
+
+class ThesaurusSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EOLAKE_THESAURUS_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "thesaurus"
+    root_path: str = "/thesaurus"
+    port: int = 8085
+    storage_path: Path = Field(Path("data"), description="the platform's storage folder; the index is thesaurus/")
+    index_file: Path | None = Field(None, description="the SQLite index; default <storage_path>/thesaurus/index.sqlite")
+    max_limit: int = Field(200, ge=1, le=10000, description="largest page a search or autocomplete returns")
+    max_depth: int = Field(3, ge=0, le=10, description="deepest narrower expansion a client may ask for")
+
+    @property
+    def index_path(self) -> Path:
+        return self.index_file or index_path(self.storage_path)
+
+
+def index_path(storage: Path) -> Path:
+    return Path(storage) / "thesaurus" / "index.sqlite"

@@ -1,0 +1,309 @@
+"""Federated search against real STAC APIs on loopback: two catalog processes on their own pgstac databases
+(overlapping items), a proxy that delays beyond its provider's timeout, one that answers 500, and the thesaurus."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from unittest import mock
+
+import httpx
+import psycopg
+import pytest
+from eolake_search.app import create_app
+from eolake_search.settings import ProviderConfig, SearchSettings
+from eolake_thesaurus.app import create_app as thesaurus_app
+from eolake_thesaurus.settings import ThesaurusSettings
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import servers
+from eolake.ingest import ingest
+from servers import served, service_process
+
+SQUARE = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.5, 43.0], [1.5, 43.5], [1.0, 43.5], [1.0, 43.0]]]}
+
+
+def collection(cid: str) -> dict:
+    return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "description": cid, "license": "CC-BY-4.0",
+            "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                                    "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
+
+
+def item(iid: str, day: int, title: str = "water level", keywords: list[str] | None = None, cid: str = "floods"):
+    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid, "geometry": SQUARE,
+            "bbox": [1.0, 43.0, 1.5, 43.5], "links": [], "assets": {},
+            "properties": {"datetime": f"2023-01-{day:02d}T10:00:00Z", "title": title,
+                           "keywords": keywords or ["gauge"]}}
+
+
+# alpha: f00..f14 and an item tagged only with a narrower term of "hydrologic cycle" (low flow);
+# beta: f10..f19 (f10..f14 duplicate alpha's), g00..g04, and an item tagged only with the English "flooding".
+ALPHA = [item(f"f{i:02d}", i + 1) for i in range(15)] + [item("x-lowflow", 28, "Summer at Toulouse", ["low flow"])]
+BETA = ([item(f"f{i:02d}", i + 1) for i in range(10, 20)] + [item(f"g{i:02d}", i + 3) for i in range(5)]
+        + [item("x-flooding", 27, "Garonne in spate", ["flooding"])])
+UNIQUE = {i["id"] for i in ALPHA + BETA}
+
+
+def write_ndjson(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def databases(pg, tmp_path_factory):
+    """Two pgstac databases in the session cluster: one migrated template, copied (fast) twice."""
+    from pypgstac.db import PgstacDB
+    from pypgstac.migrate import Migrate
+
+    names = ["fed_template", "fed_alpha", "fed_beta"]
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for name in reversed(names):
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute("CREATE DATABASE fed_template")
+    with psycopg.connect(pg.dsn("fed_template"), autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+        conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+    with PgstacDB(dsn=pg.dsn("fed_template")) as db:
+        Migrate(db).run_migration()
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        for name in names[1:]:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE fed_template")
+    folder = tmp_path_factory.mktemp("fed-data")  # read by ingest in this process: pytest's tmp is fine
+    for name, items in (("fed_alpha", ALPHA), ("fed_beta", BETA)):
+        report = ingest([write_ndjson(folder / f"{name}.ndjson", [collection("floods"), *items])], pg.dsn(name))
+        assert not report.rejected, report.rejected
+    yield {n: pg.dsn(n) for n in names[1:]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def catalogs(databases, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("fed-logs")
+    with ExitStack() as stack:
+        urls = {name: stack.enter_context(catalog_process(databases[f"fed_{name}"], logs / f"{name}.log"))
+                for name in ("alpha", "beta")}
+        yield urls
+
+
+@contextmanager
+def catalog_process(dsn: str, log: Path):
+    """A catalog whose public URL is its own address (its next links must point at itself here)."""
+    port = free_port()
+    env = {"EOLAKE_CATALOG_DATABASE_URL": dsn, "EOLAKE_CATALOG_PUBLIC_URL": f"http://127.0.0.1:{port}",
+           "EOLAKE_CATALOG_ROOT_PATH": ""}
+    with mock.patch.object(servers, "free_port", lambda: port), service_process("eolake_catalog", env, log) as url:
+        yield url
+
+
+def proxy(upstream: str, delay: float = 0.0, fail: bool = False) -> Starlette:
+    async def forward(request: Request) -> Response:
+        if fail:
+            return JSONResponse({"detail": "provider exploded"}, status_code=500)
+        body = await request.body()
+        await asyncio.sleep(delay)
+        async with httpx.AsyncClient() as client:
+            r = await client.request(request.method, upstream + request.url.path, params=request.query_params,
+                                     content=body, headers={"content-type": "application/json"})
+        return Response(r.content, r.status_code, media_type="application/json")
+    return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
+
+
+@pytest.fixture(scope="module")
+def thesaurus(thesaurus_storage):
+    with served(thesaurus_app(ThesaurusSettings(storage_path=thesaurus_storage, root_path=""))) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def search(catalogs, thesaurus, tmp_path_factory):
+    with served(proxy(catalogs["beta"], delay=5)) as slow, served(proxy(catalogs["beta"], fail=True)) as broken:
+        settings = SearchSettings(
+            catalog_url=catalogs["alpha"], local_provider="alpha", thesaurus_url=thesaurus, root_path="/search",
+            storage_path=tmp_path_factory.mktemp("search"), max_limit=50,
+            providers=[ProviderConfig(name="beta", url=catalogs["beta"], timeout_seconds=20, free_text="filter"),
+                       ProviderConfig(name="slow", url=slow, timeout_seconds=0.5, free_text="filter"),
+                       ProviderConfig(name="broken", url=broken, timeout_seconds=5)])
+        with TestClient(create_app(settings)) as client:
+            yield client
+
+
+def problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()
+
+
+def walk(search, first: dict, method: str = "POST") -> list[dict]:
+    pages, body = [], first
+    url = "/search/search"
+    response = search.post(url, json=body) if method == "POST" else search.get(url, params=body)
+    while True:
+        assert response.status_code == 200, response.text
+        page = response.json()
+        pages.append(page)
+        nxt = [link for link in page["links"] if link["rel"] == "next"]
+        if not nxt or len(pages) > 50:
+            return pages
+        if method == "POST":
+            response = search.post("/search/search", json={**body, **nxt[0]["body"]})
+        else:
+            response = search.get(nxt[0]["href"].removeprefix("http://127.0.0.1:8080"))
+
+
+def test_merge_statuses_and_duplicates(search):
+    page = search.post("/search/search", json={"collections": ["floods"], "limit": 50}).json()
+    fed = page["federation"]
+    assert fed["alpha"]["status"] == "ok" and fed["beta"]["status"] == "ok"
+    assert fed["slow"]["status"] == "timeout" and fed["slow"]["ms"] < 4000
+    assert fed["broken"]["status"] == "error" and "500" in fed["broken"]["error"]
+    ids = [f["id"] for f in page["features"]]
+    assert len(ids) == len(set(ids)) == len(UNIQUE)
+    by_id = {f["id"]: f for f in page["features"]}
+    assert sorted(by_id["f12"]["properties"]["federation:backends"]) == ["alpha", "beta"]
+    assert by_id["g01"]["properties"]["federation:backends"] == ["beta"]
+    times = [f["properties"]["datetime"] for f in page["features"]]
+    assert times == sorted(times, reverse=True)
+    assert page["context"]["matched_estimate"] is True and page["numberMatched"] >= len(UNIQUE)
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_pagination_walks_every_result_exactly_once(search, method):
+    pages = walk(search, {"collections": "floods" if method == "GET" else ["floods"], "limit": 4,
+                          "providers": "alpha,beta" if method == "GET" else ["alpha", "beta"]}, method)
+    ids = [f["id"] for p in pages for f in p["features"]]
+    assert sorted(ids) == sorted(UNIQUE) and len(ids) == len(set(ids))
+    times = [f["properties"]["datetime"] for p in pages for f in p["features"]]
+    assert times == sorted(times, reverse=True)
+    assert len(pages) >= len(UNIQUE) // 4
+
+
+def test_provider_filter_and_items_route(search):
+    page = search.get("/search/search", params={"providers": "beta", "limit": 50}).json()
+    assert set(page["federation"]) == {"beta"} and len(page["features"]) == len(BETA)
+    assert page["numberMatched"] == len(BETA)  # pgstac does not count (context off): what it has shown
+    items = search.get("/collections/floods/items", params={"providers": "alpha", "limit": 2}).json()
+    assert [f["id"] for f in items["features"]] == ["x-lowflow", "f14"]
+    cols = search.get("/collections").json()
+    assert [c["id"] for c in cols["collections"]] == ["floods"]
+    assert sorted(cols["collections"][0]["federation:backends"]) == ["alpha", "beta"]
+    assert search.get("/queryables").json()["properties"]
+    assert "https://api.stacspec.org/v1.0.0/item-search" in search.get("/conformance").json()["conformsTo"]
+
+
+def test_expansion_finds_narrower_and_translated_terms(search):
+    narrower = search.post("/search/search", json={"q": ["hydrologic cycle"], "providers": ["alpha", "beta"]}).json()
+    assert "x-lowflow" in [f["id"] for f in narrower["features"]]
+    assert narrower["expansion"]["applied"] and "low flow" in narrower["expansion"]["terms"]
+    french = search.get("/search/search", params={"q": "inondation", "lang": "fr", "providers": "alpha,beta"}).json()
+    assert [f["id"] for f in french["features"]] == ["x-flooding"]
+    assert "flooding" in french["expansion"]["terms"]
+    off = search.get("/search/search", params={"q": "inondation", "expand": "false", "providers": "alpha,beta"}).json()
+    assert off["features"] == [] and off["expansion"]["applied"] is False
+
+
+def test_thesaurus_down_searches_unexpanded(catalogs, tmp_path):
+    settings = SearchSettings(catalog_url=catalogs["alpha"], local_provider="alpha",
+                              thesaurus_url=f"http://127.0.0.1:{free_port()}", storage_path=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        page = client.get("/search/search", params={"q": "low flow"}).json()
+    assert [f["id"] for f in page["features"]] == ["x-lowflow"]
+    assert page["expansion"]["applied"] is False and "unavailable" in page["expansion"]["error"]
+
+
+def test_bad_inputs_are_400_problems(search):
+    assert "unknown provider" in problem(search.get("/search/search", params={"providers": "nope"}), 400)["detail"]
+    assert "CQL2" in problem(search.get("/search/search", params={"filter": "id = = 'x'"}), 400)["detail"]
+    nonsense = {"filter": {"op": "=", "args": "nonsense"}, "filter-lang": "cql2-json"}
+    problem(search.post("/search/search", json=nonsense), 400)
+    assert "range" in problem(search.get("/search/search", params={"bbox": "-200,0,10,10"}), 400)["detail"]
+    problem(search.get("/search/search", params={"bbox": "1,2,3"}), 400)
+    assert "limit" in problem(search.get("/search/search", params={"limit": 51}), 400)["detail"]
+    problem(search.get("/search/search", params={"limit": 0}), 400)
+    problem(search.get("/search/search", params={"datetime": "yesterday"}), 400)
+    problem(search.get("/search/search", params={"token": "garbage"}), 400)
+    problem(search.post("/search/search", content=b"{not json", headers={"content-type": "application/json"}), 400)
+    first = search.get("/search/search", params={"limit": 2, "providers": "alpha"}).json()
+    token = [link for link in first["links"] if link["rel"] == "next"][0]["href"].split("token=")[1]
+    assert "another search" in problem(search.get("/search/search", params={"limit": 2, "token": token}), 400)["detail"]
+    problem(search.get("/collections/nope"), 404)
+
+
+def test_valid_cql2_is_forwarded(search):
+    page = search.get("/search/search", params={"filter": "id = 'g02'", "providers": "alpha,beta"}).json()
+    assert [f["id"] for f in page["features"]] == ["g02"]
+
+
+def test_without_a_cql2_parser_json_filters_are_forwarded(search, monkeypatch):
+    import eolake_search.app
+
+    monkeypatch.setattr(eolake_search.app, "cql2", None)
+    assert "cql2-json" in problem(search.get("/search/search", params={"filter": "id = 'x'"}), 400)["detail"]
+    nonsense = {"filter": {"op": "nonsense", "args": []}, "filter-lang": "cql2-json", "providers": ["alpha", "beta"]}
+    assert "every provider refused" in problem(search.post("/search/search", json=nonsense), 400)["detail"]
+    good = search.post("/search/search", json={
+        "filter": {"op": "=", "args": [{"property": "id"}, "x-lowflow"]}, "q": ["low flow"],
+        "providers": ["alpha", "beta"], "expand": False}).json()
+    assert [f["id"] for f in good["features"]] == ["x-lowflow"]
+
+
+def test_eodag_runs_offline_and_searches_a_loopback_stac_api(catalogs, tmp_path, monkeypatch):
+    """EODAG with our custom StacSearch provider: nothing but loopback is contacted, at start or in a search."""
+    real_connect = socket.socket.connect
+    contacted: list = []
+
+    def guarded(sock, address):
+        contacted.append(address)
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"test: {address} is not loopback")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    from eolake_search.providers import offline_gateway
+
+    dag = offline_gateway(tmp_path / "eodag", [], {"alpha": catalogs["alpha"]})
+    result = dag.search(provider="alpha", collection="floods", items_per_page=5)
+    assert len(result) == 5
+    assert all(a[0] in ("127.0.0.1", "::1") for a in contacted if isinstance(a, tuple)), contacted
+
+
+def test_settings_from_the_platform_spec(monkeypatch):
+    from pydantic import ValidationError
+
+    from eolake.spec import load_stack
+
+    env = load_stack("local").service_env("search")
+    providers = json.loads(env["EOLAKE_SEARCH_PROVIDERS"])
+    assert [p["name"] for p in providers] == ["hydrology"]  # enabled ones only
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = SearchSettings()
+    names = {p.name: p for p in settings.all_providers()}
+    assert list(names) == ["local", "hydrology"]
+    assert names["hydrology"].url == "http://127.0.0.1:8080/stac" and names["hydrology"].collections
+    assert names["local"].free_text == "filter" and settings.thesaurus == "http://127.0.0.1:8080/thesaurus"
+    with pytest.raises(ValidationError, match="unique"):
+        SearchSettings(providers=[ProviderConfig(name="local", url="http://x")])
+    with pytest.raises(ValidationError, match="needs a url"):
+        ProviderConfig(name="x", kind="stac")
+
+
+def test_page_tokens_are_opaque_and_checked():
+    from eolake_search.federation import BadToken, decode_token, encode_token
+
+    state = {"q": "abc", "p": {"local": {"c": {"body": {"token": "next:x"}}, "s": 3}}}
+    assert decode_token(encode_token(state)) == state
+    for bad in ("", "abc", encode_token({"no": "providers"})):
+        with pytest.raises(BadToken):
+            decode_token(bad)

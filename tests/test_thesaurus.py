@@ -1,0 +1,140 @@
+"""Thesaurus: the SKOS index (import, idempotence, malformed files) and the Skosmos-compatible API on real GEMET."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+
+import pytest
+from eolake_thesaurus.app import create_app
+from eolake_thesaurus.settings import ThesaurusSettings, index_path
+from eolake_thesaurus.store import RdfImportError, content_hash, import_file
+from fastapi.testclient import TestClient
+
+FLOOD = "http://www.eionet.europa.eu/gemet/concept/3298"
+FLOODING = "http://www.eionet.europa.eu/gemet/concept/3301"
+HYDROLOGIC_CYCLE = "http://www.eionet.europa.eu/gemet/concept/4116"
+HYDROGRAPHY = "http://rdfdata.eionet.europa.eu/inspirethemes/themes/8"
+
+
+@pytest.fixture(scope="module")
+def client(thesaurus_storage):
+    with TestClient(create_app(ThesaurusSettings(storage_path=thesaurus_storage))) as c:
+        yield c
+
+
+def problem(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    return response.json()
+
+
+def test_vocabularies_are_bilingual_and_attributed(client):
+    vocabs = {v["id"]: v for v in client.get("/rest/v1/vocabularies").json()["vocabularies"]}
+    assert set(vocabs) == {"gemet", "inspire"}
+    assert vocabs["gemet"]["languages"] == ["en", "fr"] and vocabs["gemet"]["conceptCount"] == 5520
+    assert "European Environment Agency" in vocabs["gemet"]["attribution"]
+    assert "European Commission" in vocabs["inspire"]["attribution"]
+    assert len(vocabs["inspire"]["languages"]) >= 23 and vocabs["inspire"]["conceptCount"] == 34
+
+
+def test_bilingual_lookup_french_to_english_and_back(client):
+    fr = client.get("/rest/v1/gemet/lookup", params={"label": "Inondation", "lang": "fr"}).json()["result"]
+    assert [r["uri"] for r in fr] == [FLOODING]
+    label = client.get("/rest/v1/gemet/label", params={"uri": FLOODING, "lang": "en"}).json()
+    assert label["prefLabel"] == "flooding" and label["prefLabels"] == {"en": "flooding", "fr": "inondation"}
+    en = client.get("/rest/v1/search", params={"query": "flood", "lang": "en"}).json()["results"]
+    assert en[0]["uri"] == FLOOD
+    assert client.get("/rest/v1/gemet/label", params={"uri": FLOOD, "lang": "fr"}).json()["prefLabel"] == "crue"
+
+
+def test_transitive_narrower_on_a_real_gemet_branch(client):
+    direct = client.get("/rest/v1/gemet/narrower", params={"uri": HYDROLOGIC_CYCLE, "lang": "en"}).json()["narrower"]
+    assert FLOOD in [n["uri"] for n in direct]
+    transitive = client.get("/rest/v1/gemet/narrowerTransitive", params={"uri": HYDROLOGIC_CYCLE}).json()
+    reached = transitive["narrowerTransitive"]
+    # flood's own narrower concepts (flash flood …) are two levels down
+    assert FLOOD in reached and "http://www.eionet.europa.eu/gemet/concept/15170" in reached
+    broader = client.get("/rest/v1/gemet/broaderTransitive", params={"uri": FLOOD}).json()["broaderTransitive"]
+    assert HYDROLOGIC_CYCLE in broader
+    hierarchy = client.get("/rest/v1/gemet/hierarchy", params={"uri": FLOOD}).json()["broaderTransitive"]
+    assert hierarchy[FLOOD]["hasChildren"] is True
+
+
+def test_search_by_alt_label_wildcard_and_autocomplete(client):
+    alt = client.get("/rest/v1/inspire/search", params={"query": "HY"}).json()["results"]
+    assert alt[0]["uri"] == HYDROGRAPHY and alt[0]["altLabel"] == "hy"
+    wild = client.get("/rest/v1/search", params={"query": "inond*", "lang": "fr"}).json()["results"]
+    assert FLOODING in [r["uri"] for r in wild]
+    assert all(r["lang"] == "fr" for r in wild)
+    mid = client.get("/rest/v1/gemet/search", params={"query": "*hydrolog*", "maxhits": 5}).json()["results"]
+    assert len(mid) == 5
+    auto = client.get("/autocomplete", params={"q": "hydrog", "lang": "fr", "limit": 5}).json()["suggestions"]
+    assert auto and all(s["label"].lower().startswith("hydrog") for s in auto)
+    assert client.get("/rest/v1/gemet/topConcepts").json()["topconcepts"]
+
+
+def test_expansion_reports_concepts_and_terms(client):
+    body = client.get("/expand", params={"q": "inondation"}).json()
+    assert "flooding" in body["terms"] and "coastal flooding" in body["terms"]
+    assert {c["uri"] for c in body["concepts"]} >= {FLOODING}
+    assert client.get("/expand", params={"q": "inondation", "depth": 0}).json()["terms"] == ["inondation", "flooding"]
+    assert client.get("/expand", params={"q": "no such words here"}).json()["concepts"] == []
+
+
+def test_unknown_things_and_bad_parameters(client):
+    assert "no concept" in problem(client.get("/rest/v1/gemet/data", params={"uri": "http://x/none"}), 404)["detail"]
+    problem(client.get("/rest/v1/nope/topConcepts"), 404)
+    problem(client.get("/rest/v1/gemet/broader", params={"uri": "http://x/none"}), 404)
+    problem(client.get("/rest/v1/gemet/lookup", params={"label": "zzzz-not-a-label"}), 404)
+    status = client.get("/rest/v1/search").status_code
+    assert status in (400, 422)
+    problem(client.get("/rest/v1/search", params={"query": "a*", "maxhits": 100000}), 400)
+    problem(client.get("/expand", params={"q": "flood", "depth": 99}), 400)
+    assert client.get("/rest/v1/search", params={"query": "flood", "lang": "not a language!"}).status_code in (400, 422)
+
+
+def test_malformed_rdf_names_the_position_and_changes_nothing(thesaurus_storage, tmp_path, shared_data):
+    db = tmp_path / "index.sqlite"
+    shutil.copy(index_path(thesaurus_storage), db)
+    before = content_hash(sqlite3.connect(db), "gemet")
+    bad = tmp_path / "broken.rdf"
+    text = (shared_data / "thesauri" / "inspire-theme.rdf").read_text()
+    bad.write_text(text[: len(text) // 2] + "<skos:Concept rdf:about=>" + text[len(text) // 2:])
+    with pytest.raises(RdfImportError) as err:
+        import_file(db, bad, "gemet")
+    assert "line" in str(err.value) and "broken.rdf" in str(err.value)
+    bad_ttl = tmp_path / "broken.ttl"
+    bad_ttl.write_text("@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n<http://x/a> a skos:Concept ;\n"
+                       "  skos:prefLabel 'a'@en ;;; oops\n")
+    with pytest.raises(RdfImportError, match="line 3|position|line"):
+        import_file(db, bad_ttl, "gemet")
+    assert content_hash(sqlite3.connect(db), "gemet") == before
+
+
+def test_reimport_changes_nothing_and_turtle_imports(thesaurus_storage, tmp_path, shared_data):
+    db = tmp_path / "index.sqlite"
+    shutil.copy(index_path(thesaurus_storage), db)
+    before = content_hash(sqlite3.connect(db), "inspire")
+    report = import_file(db, shared_data / "thesauri" / "inspire-theme.rdf", "inspire")
+    assert report.added == {"concepts": 0, "labels": 0, "relations": 0, "notes": 0}
+    assert report.content_hash == before
+    ttl = tmp_path / "tiny.ttl"
+    ttl.write_text("@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n"
+                   "<http://x/water> a skos:Concept ; skos:prefLabel 'water'@en, 'eau'@fr ; skos:altLabel 'H2O'@en ;"
+                   " skos:narrower <http://x/river> .\n"
+                   "<http://x/river> a skos:Concept ; skos:prefLabel 'river'@en .\n")
+    first = import_file(db, ttl, "tiny")
+    assert first.concepts == 2 and first.added["relations"] == 2  # narrower and its inverse broader
+    assert import_file(db, ttl, "tiny").content_hash == first.content_hash
+
+
+def test_cli_import(tmp_path, shared_data):
+    from eolake.cli import main
+
+    rdf = str(shared_data / "thesauri" / "inspire-theme.rdf")
+    assert main(["--state-dir", str(tmp_path), "thesaurus", "import", rdf,
+                 "--vocabulary", "inspire"]) == 0
+    bad = tmp_path / "bad.rdf"
+    bad.write_text("<rdf:RDF")
+    assert main(["--state-dir", str(tmp_path), "thesaurus", "import", str(bad)]) == 2
