@@ -1,1 +1,17 @@
-"""eolake Python client: search, thesaurus, orders and verified, resumable downloads."""
+"""eolake Python client: search, thesaurus lookups, orders, and verified, resumable downloads."""
+
+from eolake_client.auth import ApiKey, BearerToken, ClientCredentials
+from eolake_client.client import Client, FileResult
+from eolake_client.errors import (
+                                  ChecksumMismatch,
+                                  EolakeError,
+                                  Forbidden,
+                                  Interrupted,
+                                  NotFound,
+                                  OrderFailed,
+                                  QuotaExceeded,
+                                  Unauthorized,
+)
+
+__all__ = ["ApiKey", "BearerToken", "ChecksumMismatch", "Client", "ClientCredentials", "EolakeError", "FileResult",
+           "Forbidden", "Interrupted", "NotFound", "OrderFailed", "QuotaExceeded", "Unauthorized"]

@@ -1,0 +1,288 @@
+"""The eolake client: search (pystac-client), thesaurus lookups, orders, verified and resumable downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from eolake_client.auth import ApiKey, BearerToken, ClientCredentials
+from eolake_client.errors import (
+    ChecksumMismatch,
+    EolakeError,
+    Interrupted,
+    OrderFailed,
+    QuotaExceeded,
+    raise_for_problem,
+)
+
+CHUNK = 1024 * 1024
+FINAL = ("succeeded", "failed", "canceled")
+
+
+@dataclass
+class FileResult:
+    name: str
+    path: Path
+    size: int
+    transferred: int  # bytes received over the network in this run
+    skipped: bool  # already present and verified
+
+
+def sha256_file(path: Path, limit: int | None = None) -> hashlib._Hash:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        left = limit
+        while True:
+            chunk = f.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+    return digest
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, EolakeError) and not isinstance(exc, QuotaExceeded) and exc.status >= 500
+
+
+class Client:
+    """`base_url` is the platform's base URL (services under /stac, /downloads, /thesaurus, /search).
+
+    Credentials: `api_key`, a `token`, or `credentials` (a ClientCredentials for service accounts)."""
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, token: str | None = None,
+                 credentials: ClientCredentials | None = None, timeout: float = 60.0,
+                 retries: int = 5, backoff: float = 0.5):
+        self.base_url = base_url.rstrip("/")
+        auth: httpx.Auth | None = None
+        if api_key:
+            auth = ApiKey(api_key)
+        elif token:
+            auth = BearerToken(token)
+        elif credentials:
+            auth = credentials
+        self.auth = auth
+        self.retries, self.backoff = retries, backoff
+        self.http = httpx.Client(base_url=self.base_url, auth=auth, timeout=timeout,
+                                 headers={"User-Agent": "eolake-client/0.1"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _retrying(self) -> Retrying:
+        return Retrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(self.retries),
+                        wait=wait_exponential(multiplier=self.backoff, max=30), reraise=True)
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        for attempt in self._retrying():
+            with attempt:
+                resp = self.http.request(method, path, **kwargs)
+                raise_for_problem(resp)
+                return resp
+        raise AssertionError("unreachable")
+
+    def _auth_headers(self) -> dict[str, str]:
+        if isinstance(self.auth, ApiKey):
+            return {"X-API-Key": self.auth.key}
+        if isinstance(self.auth, BearerToken):
+            return {"Authorization": f"Bearer {self.auth.token}"}
+        if isinstance(self.auth, ClientCredentials):
+            return {"Authorization": f"Bearer {self.auth.token()}"}
+        return {}
+
+    # ------------------------------------------------------------------ search
+
+    def catalog(self, path: str = "/stac"):
+        """A pystac_client.Client on the platform's catalog (or, with path="/search", the federated search)."""
+        import pystac_client
+
+        return pystac_client.Client.open(self.base_url + path, headers=self._auth_headers())
+
+    def search(self, **kwargs) -> Any:
+        """pystac_client's ItemSearch on the catalog: collections=, bbox=, datetime=, query=, filter=, max_items=…"""
+        return self.catalog().search(**kwargs)
+
+    def federated_search(self, **kwargs) -> Any:
+        """The same search across the configured providers (the federated search service)."""
+        return self.catalog("/search").search(**kwargs)
+
+    # ------------------------------------------------------------------ thesaurus
+
+    def thesaurus_search(self, query: str, lang: str | None = None, vocab: str | None = None) -> list[dict]:
+        params = {"query": query, **({"lang": lang} if lang else {}), **({"vocab": vocab} if vocab else {})}
+        return self.request("GET", "/thesaurus/rest/v1/search", params=params).json().get("results", [])
+
+    def thesaurus_expand(self, q: str, lang: str | None = None, depth: int = 1) -> dict:
+        params = {"q": q, "depth": depth, **({"lang": lang} if lang else {})}
+        return self.request("GET", "/thesaurus/expand", params=params).json()
+
+    # ------------------------------------------------------------------ orders
+
+    def order(self, items: list[tuple[str, str]] | None = None, assets: list[str] | None = None,
+              search: dict | None = None) -> dict:
+        """Order items ((collection, item id) pairs) and/or the result of a STAC search body."""
+        body: dict[str, Any] = {"items": [{"collection": c, "id": i, **({"assets": assets} if assets else {})}
+                                          for c, i in items or []]}
+        if search is not None:
+            body["search"] = search
+            if assets:
+                body["assets"] = assets
+        return self.request("POST", "/downloads/orders", json=body).json()
+
+    def status(self, order_id: str) -> dict:
+        return self.request("GET", f"/downloads/orders/{order_id}").json()
+
+    def orders(self, limit: int = 20) -> Iterator[dict]:
+        url: str | None = f"/downloads/orders?limit={limit}"
+        while url:
+            page = self.request("GET", url).json()
+            yield from page["orders"]
+            url = next((link["href"] for link in page.get("links", []) if link.get("rel") == "next"), None)
+
+    def cancel(self, order_id: str) -> dict:
+        return self.request("POST", f"/downloads/orders/{order_id}/cancel").json()
+
+    def wait(self, order_id: str, timeout: float | None = None, interval: float = 0.5, max_interval: float = 15,
+             on_update: Callable[[dict], None] | None = None) -> dict:
+        """Poll until the order is final (backoff from `interval` to `max_interval`); raises TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            order = self.status(order_id)
+            if on_update:
+                on_update(order)
+            if order["status"] in FINAL:
+                return order
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"order {order_id} still {order['status']} after {timeout} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, max_interval)
+
+    # ------------------------------------------------------------------ downloads
+
+    def download(self, order: dict | str, dest: str | Path, *, parallel: int = 4, progress: bool = True,
+                 max_bytes: int | None = None, strict: bool = True) -> list[FileResult]:
+        """Download the order's ready files into dest: resumes .part files, verifies checksums, skips files
+        already present and verified. `max_bytes` stops each transfer after that many bytes (Interrupted; for
+        tests and for bounded sessions). With `strict`, a failed or canceled order raises OrderFailed."""
+        if isinstance(order, str):
+            order = self.status(order)
+        if strict and order["status"] in ("failed", "canceled"):
+            raise OrderFailed(409, f"order {order['id']} {order['status']}: {order.get('reason')}",
+                              {"files": [f for f in order["files"] if f["state"] != "ready"]})
+        dest = Path(dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        files = [f for f in order["files"] if f["state"] == "ready"]
+        bar = _Progress(progress)
+        with bar, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            futures = [pool.submit(self.download_file, f, dest, bar.task(f["name"], f.get("size")), max_bytes)
+                       for f in files]
+            return [fut.result() for fut in futures]
+
+    def download_file(self, file: dict, dest: Path, advance: Callable[[int], None] | None = None,
+                      max_bytes: int | None = None) -> FileResult:
+        name = Path(file["name"]).name  # never a path from the server
+        target, part = Path(dest) / name, Path(dest) / (name + ".part")
+        checksum = (file.get("checksum") or "").lower()
+        expected = checksum[4:] if checksum.startswith("1220") else None
+        advance = advance or (lambda n: None)
+        if target.exists() and expected and sha256_file(target).hexdigest() == expected:
+            advance(target.stat().st_size)
+            return FileResult(name, target, target.stat().st_size, 0, True)
+        transferred = 0
+        if part.exists():
+            advance(part.stat().st_size)
+        for attempt in self._retrying():
+            with attempt:
+                transferred += self._transfer(file, part, expected, advance, None if max_bytes is None
+                                              else max_bytes - transferred)
+        digest = sha256_file(part).hexdigest()
+        if expected and digest != expected:
+            part.unlink(missing_ok=True)
+            raise ChecksumMismatch(0, f"{name}: expected sha-256 {expected}, got {digest}")
+        os.replace(part, target)
+        return FileResult(name, target, target.stat().st_size, transferred, False)
+
+    def _transfer(self, file: dict, part: Path, expected: str | None, advance, budget: int | None) -> int:
+        offset = part.stat().st_size if part.exists() else 0
+        headers = {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if expected:
+                headers["If-Range"] = f'"{expected}"'
+        got = 0
+        with self.http.stream("GET", file["href"], headers=headers) as resp:
+            if resp.status_code == 416:  # the .part is already whole (or longer): check it, else start again
+                resp.read()
+                size = file.get("size")
+                if size is not None and offset > size:
+                    part.unlink()
+                return 0
+            if resp.status_code >= 400:
+                resp.read()
+            raise_for_problem(resp)
+            mode = "ab" if resp.status_code == 206 else "wb"
+            if mode == "wb" and offset:
+                advance(-offset)  # the server sent the whole file: the partial copy is replaced
+            with open(part, mode) as out:
+                for chunk in resp.iter_bytes(CHUNK):
+                    if budget is not None and got + len(chunk) >= budget:
+                        out.write(chunk[: budget - got])
+                        advance(budget - got)
+                        raise Interrupted(f"{part.name}: stopped after {budget} bytes")
+                    out.write(chunk)
+                    got += len(chunk)
+                    advance(len(chunk))
+        return got
+
+
+class _Progress:
+    """rich progress bars (one per file), or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.progress = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn())
+
+    def __enter__(self):
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress:
+            self.progress.stop()
+
+    def task(self, name: str, total: int | None) -> Callable[[int], None]:
+        if not self.progress:
+            return lambda n: None
+        tid = self.progress.add_task(name, total=total)
+        return lambda n: self.progress.advance(tid, n)

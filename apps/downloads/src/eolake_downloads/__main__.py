@@ -1,0 +1,10 @@
+from eolake_downloads.settings import DownloadsSettings
+from eolake_kit import serve
+
+
+def main() -> None:
+    serve("eolake_downloads.app:create_app", DownloadsSettings())
+
+
+if __name__ == "__main__":
+    main()

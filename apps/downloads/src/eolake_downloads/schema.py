@@ -1,0 +1,84 @@
+"""The download service's tables and the procrastinate job queue, both in the ``downloads`` schema.
+
+`migrate(superuser_dsn, app_role)` is idempotent; it runs as a superuser (the embedded PostgresCluster.migrate, or
+`python -m eolake_downloads.schema <dsn>` as a migration step on Kubernetes) and leaves the app role owning the
+schema, so services and workers need no more rights than their own schema.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import procrastinate
+import psycopg
+from procrastinate.schema import SchemaManager
+from psycopg import sql
+
+SCHEMA = "downloads"
+QUEUE = "downloads"
+SEARCH_PATH = f"-c search_path={SCHEMA}"
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS orders (
+    id uuid PRIMARY KEY,
+    owner text NOT NULL,
+    status text NOT NULL CHECK (status IN ('orderable', 'ordered', 'succeeded', 'failed', 'canceled')),
+    created timestamptz NOT NULL DEFAULT now(),
+    updated timestamptz NOT NULL DEFAULT now(),
+    finished timestamptz,
+    reason text,
+    request jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_owner_created ON orders (owner, created DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_open ON orders (owner) WHERE status IN ('orderable', 'ordered');
+CREATE TABLE IF NOT EXISTS files (
+    id uuid PRIMARY KEY,
+    order_id uuid NOT NULL REFERENCES orders (id) ON DELETE CASCADE,
+    position int NOT NULL,
+    collection text NOT NULL,
+    item text NOT NULL,
+    asset text NOT NULL,
+    name text NOT NULL,
+    href text NOT NULL,
+    media_type text,
+    expected_checksum text,
+    expected_size bigint,
+    state text NOT NULL CHECK (state IN ('queued', 'staging', 'ready', 'failed', 'canceled', 'expired')),
+    reason text,
+    attempts int NOT NULL DEFAULT 0,
+    size bigint,
+    checksum text,
+    location text,
+    staged_at timestamptz,
+    expires_at timestamptz,
+    updated timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS files_order ON files (order_id, position);
+CREATE INDEX IF NOT EXISTS files_pending ON files (state) WHERE state IN ('queued', 'staging');
+CREATE INDEX IF NOT EXISTS files_expiry ON files (expires_at) WHERE state = 'ready';
+"""
+
+
+def migrate(dsn: str, app_role: str = "eolake_app") -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+            sql.Identifier(SCHEMA), sql.Identifier(app_role)))
+        with conn.transaction():
+            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_role)))
+            conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(SCHEMA)))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_downloads.migrate'))")
+            conn.execute(TABLES)
+            present = conn.execute("SELECT to_regclass(%s)", (f"{SCHEMA}.procrastinate_jobs",)).fetchone()[0]
+            if present is None:
+                conn.execute(SchemaManager.get_schema())
+
+
+def job_app(dsn: str, pool_size: int = 2) -> procrastinate.App:
+    """The procrastinate app (not opened) on the downloads schema; tasks are registered by the worker module."""
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": SEARCH_PATH},
+                                               min_size=1, max_size=pool_size)
+    return procrastinate.App(connector=connector)
+
+
+if __name__ == "__main__":
+    migrate(sys.argv[1], *sys.argv[2:3])

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from eolake_kit import ServiceSettings
+
+
+class DownloadsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="EOLAKE_DOWNLOADS_", env_nested_delimiter="__", extra="ignore")
+
+    service_name: str = "downloads"
+    root_path: str = "/downloads"
+    port: int = 8087
+    database_url: SecretStr = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
+                                    description="postgresql://user:password@host:port/dbname")
+    pool_size: int = Field(4, ge=2, le=100, description="database connections per process")
+    catalog_url: str | None = Field(None, description="STAC API used to resolve items; None: {public_url}/stac")
+
+    # Storage: where staged files are published (the platform spec's storage kind).
+    storage_kind: str = Field("local", pattern="^(local|s3)$")
+    storage_path: Path = Field(Path("data"), description="local storage root; staging lives in <path>/staging")
+    s3_bucket: str | None = None
+    s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: AWS")
+    s3_region: str | None = None
+    s3_prefix: str = "staging/"
+
+    # Sources: what workers may fetch.
+    allowed_paths: list[Path] = Field(default_factory=list,
+                                      description="local roots files may come from; empty: storage_path")
+    allowed_hosts: list[str] = Field(default_factory=list, description="HTTP(S) hosts (host or host:port)")
+    allowed_buckets: list[str] = Field(default_factory=list, description="s3://bucket/… sources")
+    source_s3_endpoint: str | None = Field(None, description="endpoint for s3:// sources; None: s3_endpoint")
+    eodag_enabled: bool = Field(False, description="EODAG provider downloads (not configured in this release)")
+    source_timeout: float = Field(30, gt=0, le=600)
+    transient_attempts: int = Field(5, ge=1, le=20, description="tries for a transient source error")
+    retry_base_seconds: float = Field(0.5, ge=0, le=60, description="first backoff; doubles each try")
+
+    # Lifecycle and limits.
+    expiry_seconds: float = Field(7 * 86400, gt=0, description="staged files are deleted this long after ready")
+    maintenance_interval: float = Field(5, gt=0, le=600, description="seconds between reclaim/expiry sweeps")
+    stalled_seconds: float = Field(30, gt=0, description="a worker without heartbeat this long is dead")
+    heartbeat_seconds: float = Field(5, gt=0)
+    quota_bytes: int = Field(50 * 1024**3, ge=0, description="bytes a user may order per quota period")
+    quota_period_seconds: int = Field(86400, gt=0)
+    quota_concurrent_orders: int = Field(10, ge=1, description="orders a user may have in progress")
+    max_items: int = Field(500, ge=1, le=10000, description="files per order")
+    worker_concurrency: int = Field(2, ge=1, le=64)
+    worker_metrics_port: int = Field(0, ge=0, le=65535, description="worker /metrics port; 0: none")
+
+    @field_validator("database_url")
+    @classmethod
+    def postgres_url(cls, value: SecretStr) -> SecretStr:
+        parts = urlsplit(value.get_secret_value())
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+            raise ValueError("database_url must look like postgresql://user:password@host:port/dbname")
+        return value
+
+    @model_validator(mode="after")
+    def s3_needs_bucket(self) -> DownloadsSettings:
+        if self.storage_kind == "s3" and not self.s3_bucket:
+            raise ValueError("storage_kind s3 needs s3_bucket")
+        if self.heartbeat_seconds >= self.stalled_seconds:
+            raise ValueError("heartbeat_seconds must be shorter than stalled_seconds")
+        return self
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url.get_secret_value()
+
+    @property
+    def catalog(self) -> str:
+        return (self.catalog_url or str(self.public_url).rstrip("/") + "/stac").rstrip("/")
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.storage_path.resolve() / "staging"
+
+    @property
+    def source_roots(self) -> list[Path]:
+        return [p.resolve() for p in (self.allowed_paths or [self.storage_path])]

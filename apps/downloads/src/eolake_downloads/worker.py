@@ -1,0 +1,252 @@
+"""Download workers: procrastinate jobs that stage one file each, plus a maintenance loop (stalled jobs, lost
+jobs, expiry, temporary files). Run with `python -m eolake_downloads.worker`; any number of them, on any host."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import procrastinate
+import psycopg
+import psycopg_pool
+from prometheus_client import start_http_server
+from psycopg.rows import dict_row
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from eolake_downloads import metrics
+from eolake_downloads.schema import QUEUE, SEARCH_PATH, job_app
+from eolake_downloads.settings import DownloadsSettings
+from eolake_downloads.sources import SourceError, Staging, TransientError, check_multihash, fetch, resolve
+from eolake_kit.logs import configure_logging
+
+log = logging.getLogger("eolake.downloads.worker")
+TASK = "eolake_downloads.stage_file"
+FINAL_FILE_STATES = ("ready", "failed", "canceled", "expired")
+
+
+def file_lock(file_id: str) -> str:
+    return f"file:{file_id}"
+
+
+async def defer_file(app: procrastinate.App, file_id: str) -> None:
+    """Queue the staging of one file; a second request while one waits is a no-op (queueing lock)."""
+    try:
+        await app.configure_task(TASK, queue=QUEUE, lock=file_lock(file_id),
+                                 queueing_lock=file_lock(file_id)).defer_async(file_id=file_id)
+    except procrastinate.exceptions.AlreadyEnqueued:
+        pass
+
+
+def finish_order(conn: psycopg.Connection, order_id: str) -> str | None:
+    """Close the order when all its files are final; returns the outcome when this call closed it."""
+    with conn.transaction():
+        order = conn.execute("SELECT status, created FROM orders WHERE id = %s FOR UPDATE", (order_id,)).fetchone()
+        if not order or order["status"] != "ordered":
+            return None
+        counts = {r["state"]: r["n"] for r in conn.execute(
+            "SELECT state, count(*) AS n FROM files WHERE order_id = %s GROUP BY state", (order_id,))}
+        if any(s not in FINAL_FILE_STATES for s in counts):
+            return None
+        failed = counts.get("failed", 0)
+        outcome = "failed" if failed else "succeeded"
+        reason = f"{failed} of {sum(counts.values())} files failed" if failed else None
+        conn.execute("UPDATE orders SET status = %s, reason = %s, finished = now(), updated = now() WHERE id = %s",
+                     (outcome, reason, order_id))
+    metrics.JOBS.labels(metrics.SERVICE, outcome).inc()
+    if outcome == "succeeded":
+        metrics.JOB_DURATION.labels(metrics.SERVICE).observe(
+            (datetime.now(UTC) - order["created"]).total_seconds())
+    return outcome
+
+
+class Stager:
+    def __init__(self, settings: DownloadsSettings):
+        self.settings = settings
+        self.staging = Staging(settings)
+        self.pool = psycopg_pool.ConnectionPool(settings.dsn, min_size=0, max_size=max(2, settings.worker_concurrency),
+                                                kwargs={"options": SEARCH_PATH, "row_factory": dict_row},
+                                                open=False)
+
+    def claim(self, file_id: str) -> dict | None:
+        with self.pool.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT f.*, o.status AS order_status FROM files f JOIN orders o ON o.id = f.order_id "
+                "WHERE f.id = %s FOR UPDATE OF f SKIP LOCKED", (file_id,)).fetchone()
+            if not row or row["state"] not in ("queued", "staging") or row["order_status"] != "ordered":
+                return None
+            conn.execute("UPDATE files SET state = 'staging', attempts = attempts + 1, updated = now() "
+                         "WHERE id = %s", (file_id,))
+            return row
+
+    def alive(self, file_id: str) -> bool:
+        with self.pool.connection() as conn:
+            row = conn.execute("SELECT state FROM files WHERE id = %s", (file_id,)).fetchone()
+            return bool(row) and row["state"] == "staging"
+
+    def stage(self, file_id: str) -> None:
+        row = self.claim(file_id)
+        if row is None:
+            return
+        order_id = str(row["order_id"])
+        tmp = self.staging.temp_path(file_id)
+        started = time.monotonic()
+        try:
+            source = resolve(row["href"], self.settings)
+            retrying = Retrying(
+                retry=retry_if_exception_type(TransientError),
+                stop=stop_after_attempt(self.settings.transient_attempts),
+                wait=wait_exponential(multiplier=self.settings.retry_base_seconds, max=60),
+                reraise=True,
+                before_sleep=lambda rs: log.warning("transient source error, retrying", extra={
+                    "file": file_id, "attempt": rs.attempt_number, "error": str(rs.outcome.exception())}))
+            sha, size = retrying(fetch, source, tmp, self.settings, lambda: self.alive(file_id))
+            check_multihash(row["expected_checksum"], sha)
+            with self.pool.connection() as conn, conn.transaction():
+                # Publish only while the file is still ours and wanted: a canceled order publishes nothing.
+                current = conn.execute("SELECT state FROM files WHERE id = %s FOR UPDATE", (file_id,)).fetchone()
+                if not current or current["state"] != "staging":
+                    return
+                location = self.staging.publish(tmp, order_id, file_id)
+                expires = datetime.now(UTC) + timedelta(seconds=self.settings.expiry_seconds)
+                conn.execute("UPDATE files SET state = 'ready', checksum = %s, size = %s, location = %s, "
+                             "staged_at = now(), expires_at = %s, reason = NULL, updated = now() WHERE id = %s",
+                             ("1220" + sha, size, location, expires, file_id))
+            metrics.BYTES_STAGED.labels(metrics.SERVICE).inc(size)
+            metrics.FILES.labels(metrics.SERVICE, "succeeded").inc()
+            log.info("file staged", extra={"file": file_id, "order": order_id, "bytes": size,
+                                           "seconds": round(time.monotonic() - started, 3)})
+        except (SourceError, TransientError) as e:
+            reason = str(e) if isinstance(e, SourceError) else f"source kept failing: {e}"
+            self._fail(file_id, reason)
+        except Exception as e:  # an unexpected error is reported too: never a file stuck in 'staging'
+            log.exception("staging failed", extra={"file": file_id})
+            self._fail(file_id, f"internal error: {e.__class__.__name__}")
+        finally:
+            tmp.unlink(missing_ok=True)
+        with self.pool.connection() as conn:
+            finish_order(conn, order_id)
+
+    def _fail(self, file_id: str, reason: str) -> None:
+        log.error("file failed: %s", reason, extra={"file": file_id})
+        metrics.FILES.labels(metrics.SERVICE, "failed").inc()
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE files SET state = 'failed', reason = %s, updated = now() "
+                         "WHERE id = %s AND state = 'staging'", (reason, file_id))
+
+
+def build(settings: DownloadsSettings) -> tuple[procrastinate.App, Stager]:
+    app = job_app(settings.dsn, pool_size=2)
+    stager = Stager(settings)
+
+    @app.task(name=TASK, queue=QUEUE)
+    def stage_file(file_id: str) -> None:  # sync: procrastinate runs it in a thread
+        stager.stage(file_id)
+
+    return app, stager
+
+
+async def maintenance(app: procrastinate.App, stager: Stager, settings: DownloadsSettings) -> None:
+    """One sweep: requeue jobs of dead workers, queue files that lost their job, expire old files."""
+    for job in await app.job_manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=settings.stalled_seconds):
+        log.warning("retrying a stalled job", extra={"job": job.id, "lock": job.lock})
+        await app.job_manager.retry_job(job)
+
+    def sweep() -> tuple[list[str], int]:
+        with stager.pool.connection() as conn:
+            lost = [str(r["id"]) for r in conn.execute(
+                "SELECT f.id FROM files f JOIN orders o ON o.id = f.order_id "
+                "WHERE f.state IN ('queued', 'staging') AND o.status = 'ordered' "
+                "AND f.updated < now() - make_interval(secs => %s) AND NOT EXISTS ("
+                "  SELECT 1 FROM procrastinate_jobs j WHERE j.lock = 'file:' || f.id::text "
+                "  AND j.status IN ('todo', 'doing'))", (settings.stalled_seconds,))]
+            expired = conn.execute(
+                "UPDATE files SET state = 'expired', updated = now() WHERE state = 'ready' AND expires_at < now() "
+                "RETURNING location").fetchall()
+        for row in expired:
+            try:
+                stager.staging.remove(row["location"])
+            except Exception:
+                log.warning("could not remove an expired file", extra={"location": row["location"]}, exc_info=True)
+        _remove_old_temporaries(stager.staging.tmp_dir, settings.stalled_seconds * 4)
+        if expired:
+            log.info("expired files removed", extra={"count": len(expired)})
+        return lost, len(expired)
+
+    lost, _ = await asyncio.to_thread(sweep)
+    for file_id in lost:
+        log.warning("requeueing a file without a job", extra={"file": file_id})
+        await defer_file(app, file_id)
+
+
+def _remove_old_temporaries(tmp_dir: Path, older_than: float) -> None:
+    if not tmp_dir.is_dir():
+        return
+    limit = time.time() - older_than
+    for path in tmp_dir.glob("*.part"):
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+        except OSError:
+            pass
+
+
+async def run(settings: DownloadsSettings) -> None:
+    app, stager = build(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stager.pool.open(wait=False)
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            async with app.open_async():
+                worker = asyncio.create_task(app.run_worker_async(
+                    queues=[QUEUE], name=name, concurrency=settings.worker_concurrency, wait=True,
+                    install_signal_handlers=False, update_heartbeat_interval=settings.heartbeat_seconds,
+                    stalled_worker_timeout=settings.stalled_seconds, shutdown_graceful_timeout=30,
+                    fetch_job_polling_interval=2.0))
+                log.info("worker started", extra={"worker": name})
+                while not stop.is_set() and not worker.done():
+                    try:
+                        await maintenance(app, stager, settings)
+                        delay = 1.0
+                    except Exception as e:
+                        log.warning("maintenance failed: %s", e)
+                    try:
+                        await asyncio.wait_for(stop.wait(), settings.maintenance_interval)
+                    except TimeoutError:
+                        pass
+                worker.cancel()  # procrastinate stops gracefully on cancellation: running jobs finish first
+                try:
+                    await worker
+                except (asyncio.CancelledError, Exception) as e:
+                    if not stop.is_set():
+                        raise RuntimeError(f"worker stopped: {e!r}") from e
+        except Exception as e:  # Postgres went away: reconnect with backoff, jobs stay in the queue
+            log.warning("worker loop failed, reconnecting in %.0f s: %s", delay, e)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, 30)
+    stager.pool.close()
+
+
+def main() -> None:
+    settings = DownloadsSettings()
+    configure_logging("downloads-worker", settings.log_level)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+    asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    main()
