@@ -24,3 +24,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"sample data not found at {SHARED_DATA}: shared/ must sit beside the checkout")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def thesaurus_storage(shared_data) -> Path:
+    """A storage folder whose thesaurus index holds GEMET (en + fr) and the INSPIRE themes, built once."""
+    import shutil
+    import tempfile
+
+    from eolake_thesaurus.demo import load_demo_vocabularies
+
+    storage = Path(tempfile.mkdtemp(prefix="eolake-test-thesaurus-"))
+    load_demo_vocabularies(storage, shared_data / "thesauri")
+    yield storage
+    shutil.rmtree(storage, ignore_errors=True)

@@ -113,13 +113,15 @@ def test_every_query_parses(generator, dashboards, tmp_path):
 
 
 def test_future_metrics_are_declared_in_one_place(generator, dashboards):
+    # The download service and its workers export the queue metrics now: none of its panels waits for them.
+    assert not generator.FUTURE_METRICS
     downloads = generator.panel_queries(dashboards["downloads.json"])
-    assert downloads and all(generator.future_reason(expr) for _, expr in downloads)
+    assert downloads and not any(generator.future_reason(expr) for _, expr in downloads)
     for name in ("database.json", *(n for n in dashboards if n.startswith("service-"))):
         for title, expr in generator.panel_queries(dashboards[name]):
             assert generator.future_reason(expr) is None, f"{name}: {title} is marked future"
     panels = [p for p in dashboards["downloads.json"]["panels"] if p["type"] != "row"]
-    assert all(generator.FUTURE_NOTE in p["description"] for p in panels)
+    assert panels and not any(generator.FUTURE_NOTE in p.get("description", "") for p in panels)
 
 
 def test_json_is_deterministic(generator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,13 @@ def test_service_environment_translation():
     assert env["EOLAKE_CATALOG_PUBLIC_URL"] == "http://127.0.0.1:8080"
     assert all(key.startswith("EOLAKE_CATALOG_") for key in env)
     assert not any("PASSWORD" in key for key in env)
+
+
+def test_web_view_polls_exactly_the_enabled_services():
+    platform = load_stack("local")
+    services = json.loads(platform.service_env("web")["EOLAKE_WEB_SERVICES"])
+    expected = {n: s.path for n, s in platform.enabled_services.items() if n != "web"}
+    assert services == expected and services["catalog"] == "/stac"
 
 
 def test_errors_name_file_line_and_field(tmp_path):

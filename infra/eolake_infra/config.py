@@ -24,10 +24,18 @@ class Kind:
     component: str  # the type token suffix, eolake:service:<component>
     port: int
     database: bool
+    worker: str | None = None  # module of the service's job workers: a second Deployment, scaled on queue depth
+    schema: str | None = None  # module whose migrate() creates the service's own schema (a Job, after pgstac's)
 
 
 SERVICES: dict[str, Kind] = {
     "catalog": Kind("Catalog", 8081, database=True),
+    "tiles": Kind("Tiles", 8082, database=True),
+    "timeseries": Kind("Timeseries", 8083, database=False),
+    "downloads": Kind("Downloads", 8087, database=True, worker="eolake_downloads.worker",
+                      schema="eolake_downloads.schema"),
+    "web": Kind("Web", 8084, database=False),
+    "search": Kind("Search", 8086, database=False),
 }
 
 

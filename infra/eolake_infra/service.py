@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
-from eolake_infra import network, pods
+from eolake_infra import network, pods, workers
 from eolake_infra.config import APP_ROLE, SERVICES, Context
 
 API_KEYS_DIR = "/etc/eolake/api-keys"
@@ -26,6 +26,8 @@ class ServiceComponent(pulumi.ComponentResource):
         self.ctx, self.name, self.kind = ctx, name, kind
         self.spec = ctx.services[name]
         self.labels = ctx.labels(name)
+        if kind.schema:  # the service's own tables: created before its pods roll out
+            after = [*(after or []), workers.schema_job(self, pulumi.ResourceOptions(parent=self, depends_on=after))]
         child = pulumi.ResourceOptions(parent=self, depends_on=after)
         self.config = self._config_map(child)
         account = k8s.core.v1.ServiceAccount(
@@ -54,6 +56,8 @@ class ServiceComponent(pulumi.ComponentResource):
                                "relabelings": [{"targetLabel": "job", "replacement": f"eolake-{name}"},
                                                {"targetLabel": "service", "replacement": name}]}],
             }, opts=child)
+        if kind.worker:
+            workers.worker(self, pulumi.ResourceOptions(parent=self, depends_on=[self.config, account, *(after or [])]))
         self.register_outputs({})
 
     def _meta(self, name: str, **extra) -> dict:

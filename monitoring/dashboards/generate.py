@@ -32,8 +32,7 @@ REPO = MONITORING.parent
 
 # Metrics no running service exports yet: panels on them have no data until the service lands (the end-to-end test
 # skips exactly these). Remove a name once its exporter exists.
-FUTURE_METRICS = frozenset({"eolake_download_queue_depth", "eolake_download_jobs_total",
-                            "eolake_download_job_duration_seconds"})
+FUTURE_METRICS: frozenset[str] = frozenset()  # every metric the dashboards use is exported now
 FUTURE_NOTE = "No data until the downloads service exists: it will export this metric."
 
 # Health probes and scrapes are not user traffic: they are left out of rates, errors and latency.
@@ -248,7 +247,7 @@ def database_dashboard() -> dashboard.Dashboard:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Download queue: metrics of the future downloads service (FUTURE_METRICS).
+# Download queue: the download service and its workers.
 
 
 def downloads_dashboard() -> dashboard.Dashboard:
@@ -256,30 +255,29 @@ def downloads_dashboard() -> dashboard.Dashboard:
     jobs, duration = "eolake_download_jobs_total", "eolake_download_job_duration_seconds_bucket"
     finished = f'{jobs}{{outcome=~"succeeded|failed"}}'
     d = base("eolake-downloads", "eolake / download queue",
-             "Orders and downloads: queue depth, throughput, failures and time to ready. " + FUTURE_NOTE,
+             "Orders and downloads: queue depth, throughput, failures and time to ready.",
              ["downloads"])
     d = d.with_row(dashboard.Row("Queue").id(ids()))
     d = d.with_panel(single(ids, "Jobs waiting", query("sum(eolake_download_queue_depth)", instant=True),
-                            steps=[(None, "green"), (100, "orange"), (1000, "red")], width=8, description=FUTURE_NOTE))
+                            steps=[(None, "green"), (100, "orange"), (1000, "red")], width=8))
     d = d.with_panel(single(
         ids, "Job failure ratio (1h)",
         query(f'(sum(rate({jobs}{{outcome="failed"}}[1h])) or vector(0)) / sum(rate({finished}[1h]))',
               instant=True),
         "percentunit", width=8, steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
-        description="Failed over finished (succeeded or failed); cancelled jobs count for neither. " + FUTURE_NOTE))
+        description="Failed over finished (succeeded or failed); cancelled jobs count for neither."))
     d = d.with_panel(single(
         ids, "Time to ready p95 (1h)",
         query(f"histogram_quantile(0.95, sum by (le) (rate({duration}[1h])))", instant=True), "s", width=8,
-        steps=[(None, "green"), (300, "orange"), (600, "red")], description=FUTURE_NOTE))
-    d = d.with_panel(graph(ids, "Queue depth", [query("sum(eolake_download_queue_depth)", "waiting")],
-                           description=FUTURE_NOTE))
+        steps=[(None, "green"), (300, "orange"), (600, "red")]))
+    d = d.with_panel(graph(ids, "Queue depth", [query("sum(eolake_download_queue_depth)", "waiting")]))
     d = d.with_panel(graph(ids, "Jobs finished per second by outcome",
                            [query(f"sum by (outcome) (rate({jobs}[{RATE}]))", "{{outcome}}")],
-                           "ops", description=FUTURE_NOTE))
+                           "ops"))
     d = d.with_panel(graph(
         ids, "Time to ready",
         [query(f"histogram_quantile({q}, sum by (le) (rate({duration}[{RATE}])))", f"p{round(q * 100)}", ref)
-         for q, ref in ((0.5, "A"), (0.95, "B"))], "s", description=FUTURE_NOTE))
+         for q, ref in ((0.5, "A"), (0.95, "B"))], "s"))
     return d
 
 

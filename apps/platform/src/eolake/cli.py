@@ -157,6 +157,20 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
+    from eolake_thesaurus.demo import import_vocabulary
+    from eolake_thesaurus.store import RdfImportError
+
+    try:
+        report = import_vocabulary(state.storage, args.file, args.vocabulary, args.title)
+    except RdfImportError as exc:
+        err.print(f"thesaurus import: {exc}", markup=False, highlight=False)
+        return 2
+    print(f"{report.vocabulary}: {report.concepts} concepts, {report.labels} labels, {report.relations} relations "
+          f"(added {report.added}); content hash {report.content_hash[:16]}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
     platform = load_stack(args.stack)
     used, budget = platform.connection_budget()
@@ -209,6 +223,13 @@ def parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-size", type=int, default=500)
     ingest.add_argument("--dsn", help="default: the running local platform's database")
     ingest.set_defaults(run=cmd_ingest)
+    thesaurus = sub.add_parser("thesaurus", help="manage the thesaurus index")
+    thesaurus_sub = thesaurus.add_subparsers(dest="thesaurus_command", required=True)
+    imp = thesaurus_sub.add_parser("import", help="add a SKOS file (RDF/XML or Turtle) to a vocabulary")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--vocabulary", help="vocabulary id (default: the file name); same id = same vocabulary")
+    imp.add_argument("--title")
+    imp.set_defaults(run=cmd_thesaurus)
     validate = sub.add_parser("validate", help="check a stack file")
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)

@@ -6,6 +6,7 @@ The embedded runner, the Pulumi program and the Ansible variables all translate 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Literal
@@ -127,6 +128,8 @@ class Provider(Strict):
     url: str | None = None
     enabled: bool = False
     timeout_seconds: float = Field(10, gt=0, le=120)
+    collections: list[str] = Field([], description="search only these collections of the provider (empty: all)")
+    free_text: Literal["q", "filter"] = Field("q", description="send free text as `q`, or as a CQL2 filter")
 
 
 DEFAULT_PATHS: dict[str, str] = {
@@ -283,6 +286,13 @@ class Platform(Strict):
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
             "AUTH__ROLES_CLAIM": auth.roles_claim,
         }
+        if service == "downloads":  # staged files go to the spec's storage (local: STORAGE_PATH, set per target)
+            values |= {"STORAGE_KIND": self.storage.kind, "S3_BUCKET": self.storage.bucket,
+                       "S3_ENDPOINT": self.storage.endpoint, "S3_REGION": self.storage.region}
+        if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
+            values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
+        if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
+            values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
         prefix = f"EOLAKE_{service.upper()}_"
         return {prefix + k: str(v) for k, v in values.items() if v is not None}
 

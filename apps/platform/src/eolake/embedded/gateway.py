@@ -29,8 +29,9 @@ from eolake_kit.tracing import configure_tracing
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
-# Set again by the gateway's own server.
-RESPONSE_DROP = HOP_BY_HOP | {"date", "server", "x-request-id"}
+# Set again by the gateway's own server. An upstream Content-Length is kept: the body is relayed raw (byte for
+# byte), and download clients need the length for progress and resume.
+RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server", "x-request-id"}
 # The gateway's request id and trace context replace whatever the client sent.
 REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate"}
 log = logging.getLogger("eolake.gateway")

@@ -17,6 +17,7 @@ import psycopg.sql
 SUPERUSER = "eolake"
 APP_USER = "eolake_app"  # what services connect as: pgstac's read and ingest rights, no superuser
 DATABASE = "eolake"
+SERVICE_MIGRATIONS = ("eolake_downloads.schema",)
 
 
 class PostgresError(RuntimeError):
@@ -173,7 +174,17 @@ class PostgresCluster:
         with PgstacDB(dsn=self.dsn()) as db:
             version = Migrate(db).run_migration()
         self._ensure_app_role()
+        self._migrate_services()
         return version
+
+    def _migrate_services(self) -> None:
+        """Services with their own schema (module → migrate(superuser_dsn, app_role)), when installed."""
+        import importlib
+        import importlib.util
+
+        for module in SERVICE_MIGRATIONS:
+            if importlib.util.find_spec(module.partition(".")[0]) is not None:
+                importlib.import_module(module).migrate(self.dsn(), APP_USER)
 
     def _ensure_app_role(self) -> None:
         pwfile = self.root / "app-password"

@@ -30,6 +30,9 @@ from eolake_kit.logs import configure_logging
 
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 120.0
+# Processes that come with a service and serve no route (its job workers): module run with the service's env and
+# a metrics port of their own (EOLAKE_<NAME>_WORKER_METRICS_PORT), which is also their probe.
+SERVICE_WORKERS = {"downloads": "eolake_downloads.worker"}
 STOP_TIMEOUT = 30.0
 
 
@@ -90,6 +93,15 @@ def load_demo(state: StateDir, dsn: str) -> None:
                                              "items": report.items_loaded}))
 
 
+def load_thesauri(state: StateDir) -> None:
+    """GEMET (en + fr) and INSPIRE themes into the thesaurus index, once: the service itself only reads it."""
+    from eolake_thesaurus.demo import load_demo_vocabularies
+
+    reports = load_demo_vocabularies(state.storage, SHARED_DATA / "thesauri")
+    if reports:
+        log.info("demo vocabularies loaded", extra={"vocabularies": [r.vocabulary for r in reports]})
+
+
 def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Child]:
     children = []
     for name in platform.enabled_services:
@@ -104,11 +116,16 @@ def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Chil
             env[prefix + "DATABASE_URL"] = dsn
         children.append(Child(name, [sys.executable, "-m", module], env, state.logs / f"{name}.log",
                               f"http://127.0.0.1:{port}"))
+        if name in SERVICE_WORKERS:
+            metrics_port = free_port()
+            children.append(Child(f"{name}-worker", [sys.executable, "-m", SERVICE_WORKERS[name]],
+                                  {**env, prefix + "WORKER_METRICS_PORT": str(metrics_port)},
+                                  state.logs / f"{name}-worker.log", f"http://127.0.0.1:{metrics_port}", "/metrics"))
     return children
 
 
 def gateway_child(platform: Platform, state: StateDir, services: list[Child], port: int) -> Child:
-    routes = {platform.services[c.name].path: c.upstream for c in services}
+    routes = {platform.services[c.name].path: c.upstream for c in services if c.name in platform.services}
     env = {**os.environ, "EOLAKE_GATEWAY_ROUTES": json.dumps(routes), "EOLAKE_GATEWAY_PORT": str(port),
            "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url)}
     if platform.observability.otlp_endpoint:
@@ -183,6 +200,8 @@ class Supervisor:
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
             load_demo(self.state, self.cluster.dsn())
+        if "thesaurus" in self.platform.enabled_services:
+            load_thesauri(self.state)
         services = service_children(self.platform, self.state, self.cluster.app_dsn())
         gateway = gateway_child(self.platform, self.state, services, self.platform.base_url.port or 80)
         try:
