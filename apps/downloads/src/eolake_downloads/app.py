@@ -27,13 +27,13 @@ from eolake_downloads import metrics
 from eolake_downloads.schema import SEARCH_PATH, job_app
 from eolake_downloads.settings import DownloadsSettings
 from eolake_downloads.sources import SourceError, resolve
+from eolake_downloads.streaming import local_body, parse_range, s3_body
 from eolake_downloads.worker import defer_file
 from eolake_kit import Principal, install_kit, problem, require_role
 
 log = logging.getLogger("eolake.downloads")
 User = Annotated[Principal, Depends(require_role("user"))]
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-STREAM_CHUNK = 256 * 1024
 OPEN = ("orderable", "ordered")
 
 
@@ -142,31 +142,6 @@ def _order_doc(order: dict, files: list[dict], base: str) -> dict:
         } for f in files],
         "links": [{"rel": "self", "href": f"{base}/orders/{order['id']}", "type": "application/json"}],
     }
-
-
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
-    """(start, end inclusive) for one satisfiable range; None: serve everything; "bad": 416."""
-    if not header:
-        return None
-    unit, _, spec = header.partition("=")
-    if unit.strip().lower() != "bytes" or "," in spec:
-        return None  # other units or several ranges: the whole file (RFC 9110 lets a server ignore Range)
-    first, dash, last = spec.strip().partition("-")
-    if not dash:
-        return "bad"
-    try:
-        if first == "":
-            n = int(last)
-            if n <= 0:
-                return "bad"
-            return (max(0, size - n), size - 1) if size else "bad"
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
-        return "bad"
-    if start < 0 or start >= size or end < start:
-        return "bad"
-    return start, min(end, size - 1)
 
 
 def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
@@ -405,7 +380,7 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
         media = f["media_type"] or "application/octet-stream"
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers=headers)
-        wanted = _parse_range(request.headers.get("range"), size)
+        wanted = parse_range(request.headers.get("range"), size)
         if_range = request.headers.get("if-range")
         if if_range and if_range != etag and if_range != headers["Last-Modified"]:
             wanted = None  # the file changed since the client's partial copy: send it whole
@@ -421,8 +396,8 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         if request.method == "HEAD":
             return Response(status_code=status, headers=headers, media_type=media)
-        body = _local_body(f["location"], start, length) if settings.storage_kind == "local" \
-            else _s3_body(settings, f["location"], start, end, length)
+        body = local_body(f["location"], start, length) if settings.storage_kind == "local" \
+            else s3_body(settings, f["location"], start, end, length)
         return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
 
     async def database() -> None:
@@ -437,39 +412,3 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
                 status_codes={psycopg.OperationalError: 503, psycopg_pool.PoolTimeout: 503})
     app.add_exception_handler(QuotaExceeded, quota_exceeded)
     return app
-
-
-async def _local_body(location: str, start: int, length: int):
-    def read(f, n):
-        return f.read(n)
-
-    f = await asyncio.to_thread(open, location, "rb")
-    try:
-        await asyncio.to_thread(f.seek, start)
-        left = length
-        while left > 0:
-            chunk = await asyncio.to_thread(read, f, min(STREAM_CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            metrics.BYTES_SERVED.labels(metrics.SERVICE).inc(len(chunk))
-            yield chunk
-    finally:
-        await asyncio.to_thread(f.close)
-
-
-async def _s3_body(settings: DownloadsSettings, key: str, start: int, end: int, length: int):
-    from eolake_downloads.sources import s3_client
-
-    if length == 0:
-        return
-    client = s3_client(settings, settings.s3_endpoint)
-    obj = await asyncio.to_thread(client.get_object, Bucket=settings.s3_bucket, Key=key, Range=f"bytes={start}-{end}")
-    body = obj["Body"]
-    try:
-        while chunk := await asyncio.to_thread(body.read, STREAM_CHUNK):
-            metrics.BYTES_SERVED.labels(metrics.SERVICE).inc(len(chunk))
-            yield chunk
-    finally:
-        body.close()
-
