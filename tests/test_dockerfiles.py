@@ -47,7 +47,15 @@ DEV_DISTRIBUTIONS = re.compile(r"^(pytest(-.*)?|robotframework(-.*)?|ruff|mypy|c
 # ----------------------------------------------------------------------------------------------------------
 
 def test_every_service_with_an_entry_point_has_a_dockerfile():
-    assert (ROOT / "apps/catalog/Dockerfile") in DOCKERFILES
+    services = {p.parents[2].name for p in ROOT.glob("apps/*/src/eolake_*/__main__.py")}
+    assert services >= {"catalog", "tiles", "downloads", "web"}
+    assert {p.parent.name for p in DOCKERFILES} >= services
+
+
+def test_generated_dockerfiles_match_their_template():
+    result = subprocess.run([sys.executable, str(ROOT / "infra/images/dockerfiles.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.fixture(params=DOCKERFILES, ids=IDS)
