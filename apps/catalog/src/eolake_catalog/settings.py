@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from stac_fastapi.pgstac.config import PostgresSettings
 
 from eolake_kit import ServiceSettings
+from eolake_kit.settings import PostgresUrl
 
 
 class CatalogSettings(ServiceSettings):
@@ -15,19 +16,11 @@ class CatalogSettings(ServiceSettings):
     service_name: str = "catalog"
     root_path: str = "/stac"
     port: int = 8081
-    database_url: SecretStr = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
+    database_url: PostgresUrl = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname")
     pool_size: int = Field(8, ge=2, le=100, description="connections per worker: reads plus a quarter for writes")
     title: str = "eolake catalog"
     description: str = "STAC API over the eolake data lake"
-
-    @field_validator("database_url")
-    @classmethod
-    def postgres_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
-            raise ValueError("database_url must look like postgresql://user:password@host:port/dbname")
-        return value
 
     def postgres(self, pool_size: int) -> PostgresSettings:
         parts = urlsplit(self.database_url.get_secret_value())

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
+from eolake_kit.settings import PostgresUrl
 
 
 class DownloadsSettings(ServiceSettings):
@@ -15,7 +15,7 @@ class DownloadsSettings(ServiceSettings):
     service_name: str = "downloads"
     root_path: str = "/downloads"
     port: int = 8087
-    database_url: SecretStr = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
+    database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname")
     pool_size: int = Field(4, ge=2, le=100, description="database connections per process")
     catalog_url: str | None = Field(None, description="STAC API used to resolve items; None: {public_url}/stac")
@@ -50,14 +50,6 @@ class DownloadsSettings(ServiceSettings):
     max_items: int = Field(500, ge=1, le=10000, description="files per order")
     worker_concurrency: int = Field(2, ge=1, le=64)
     worker_metrics_port: int = Field(0, ge=0, le=65535, description="worker /metrics port; 0: none")
-
-    @field_validator("database_url")
-    @classmethod
-    def postgres_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
-            raise ValueError("database_url must look like postgresql://user:password@host:port/dbname")
-        return value
 
     @model_validator(mode="after")
     def s3_needs_bucket(self) -> DownloadsSettings:

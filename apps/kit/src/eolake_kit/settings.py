@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
+from urllib.parse import urlsplit
 
-from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
+
+
+def _postgres_url(value: SecretStr) -> SecretStr:
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise ValueError("database_url must look like postgresql://user:password@host:port/dbname")
+    return value
+
+
+# A database URL setting of the services that hold one; a secret, so it never appears in logs or reprs.
+PostgresUrl = Annotated[SecretStr, AfterValidator(_postgres_url)]
 
 
 class ServiceSettings(BaseSettings):

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
+from eolake_kit.settings import PostgresUrl
 
 REMOTE_SCHEMES = ("s3", "gs", "az", "https", "http")
 
@@ -19,7 +20,7 @@ class TilesSettings(ServiceSettings):
     service_name: str = "tiles"
     root_path: str = "/tiles"
     port: int = 8082
-    database_url: SecretStr = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
+    database_url: PostgresUrl = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname (app role)")
     pool_size: int = Field(4, ge=1, le=100, description="database connections per worker")
     pool_timeout: float = Field(3, gt=0, le=60, description="seconds a request waits for a database connection")
@@ -39,14 +40,6 @@ class TilesSettings(ServiceSettings):
     mosaic_time_limit: int = Field(3, ge=1, le=60, description="seconds pgstac may search for one mosaic tile")
     request_timeout: float = Field(20, gt=0, le=300,
                                    description="seconds an image request may take before a 504 problem")
-
-    @field_validator("database_url")
-    @classmethod
-    def postgres_url(cls, value: SecretStr) -> SecretStr:
-        parts = urlsplit(value.get_secret_value())
-        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
-            raise ValueError("database_url must look like postgresql://user:password@host:port/dbname")
-        return value
 
     @field_validator("allowed_prefixes")
     @classmethod
