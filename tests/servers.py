@@ -32,11 +32,18 @@ def private_cluster(prefix: str = "eolake-test-pg-"):
 
 
 @contextmanager
-def service_process(module: str, env: dict[str, str], log: Path, probe: str = "/healthz", timeout: float = 60):
-    """Start `python -m module` with env; yields its base URL once `probe` answers; SIGTERM at the end."""
+def service_process(module: str, env: dict[str, str], log: Path, probe: str = "/healthz", timeout: float = 60,
+                    own_public_url: bool = False):
+    """Start `python -m module` with env; yields its base URL once `probe` answers; SIGTERM at the end.
+
+    `own_public_url`: the service's public URL is its own address, so the links it builds can be followed.
+    """
     port = free_port()
     prefix = f"EOLAKE_{module.removeprefix('eolake_').upper()}_"
-    full_env = {**os.environ, prefix + "PORT": str(port), prefix + "HOST": "127.0.0.1", **env}
+    full_env = {**os.environ, prefix + "PORT": str(port), prefix + "HOST": "127.0.0.1"}
+    if own_public_url:
+        full_env[prefix + "PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+    full_env.update(env)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

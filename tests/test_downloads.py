@@ -13,7 +13,6 @@ import sys
 import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from eolake.demo import generate_hydrology
 from eolake.embedded.postgres import free_port
 from eolake.ingest import ingest
 from eolake_kit.auth import create_api_key
-from servers import private_cluster, wait_until
+from servers import private_cluster, service_process, wait_until
 
 PROBLEM = "application/problem+json"
 COLLECTION = "dl-test"
@@ -92,36 +91,8 @@ class Source:
         return f"http://{self.host}/{name}"
 
 
-@contextmanager
-def own_service(module: str, env: dict[str, str], log: Path):
-    """Like servers.service_process, but the service's public URL is its own address (links must work)."""
-    port = free_port()
-    prefix = f"EOLAKE_{module.removeprefix('eolake_').upper()}_"
-    url = f"http://127.0.0.1:{port}"
-    env = {prefix + "PORT": str(port), prefix + "HOST": "127.0.0.1", prefix + "PUBLIC_URL": url, **env}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env},
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        def up():
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                return httpx.get(url + "/healthz", timeout=1).status_code == 200
-            except httpx.TransportError:
-                return False
-        assert wait_until(up, 60, 0.1), log.read_text()[-3000:]
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def downloads_service(env: dict[str, str], log: Path):
-    return own_service("eolake_downloads", env, log)
+    return service_process("eolake_downloads", env, log, own_public_url=True)
 
 
 def stac_item(iid: str, assets: dict) -> dict:
@@ -209,9 +180,10 @@ def world():
                     ("alice", "bob", "quota", "faults", "pgfault", "s3user")}
             logs = root / "logs"
             logs.mkdir()
-            with own_service("eolake_catalog", {
+            with service_process("eolake_catalog", {
                     "EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(),
-                    "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": str(keys_file)}, logs / "catalog.log") as catalog:
+                    "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": str(keys_file)}, logs / "catalog.log",
+                    own_public_url=True) as catalog:
                 env = {"EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(),
                        "EOLAKE_DOWNLOADS_CATALOG_URL": catalog,
                        "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage),
