@@ -161,7 +161,7 @@ def main() -> int:
             "EOLAKE_CATALOG_LOG_LEVEL": "warning"})
         base = f"http://127.0.0.1:{dport}"
         env = {"EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(), "EOLAKE_DOWNLOADS_PORT": str(dport),
-               "EOLAKE_DOWNLOADS_PUBLIC_URL": base, "EOLAKE_DOWNLOADS_CATALOG_URL": f"http://127.0.0.1:{cport}",
+               "EOLAKE_DOWNLOADS_PUBLIC_URL": base, "EOLAKE_DOWNLOADS_PEERS": json.dumps({"catalog": {"url": f"http://127.0.0.1:{cport}/stac"}}),
                "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage), "EOLAKE_DOWNLOADS_AUTH__API_KEYS_FILE": str(keys),
                "EOLAKE_DOWNLOADS_QUOTA_CONCURRENT_ORDERS": "100000", "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning",
                "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1 << 50), "EOLAKE_DOWNLOADS_MAINTENANCE_INTERVAL": "2"}

@@ -105,7 +105,8 @@ def main() -> int:
             build_s = time.perf_counter() - start
             thesaurus = stack.enter_context(served(thesaurus_app(ThesaurusSettings(storage_path=work, root_path=""))))
             settings = SearchSettings(
-                catalog_url=proxies[0], local_provider="p0", thesaurus_url=thesaurus, storage_path=work,
+                peers={"catalog": {"url": proxies[0]}, "thesaurus": {"url": thesaurus}}, local_provider="p0",
+                storage_path=work,
                 root_path="", providers=[ProviderConfig(name=f"p{i}", url=u, timeout_seconds=30, free_text="filter")
                                          for i, u in enumerate(proxies[1:], 1)])
             search = stack.enter_context(served(create_app(settings)))

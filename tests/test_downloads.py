@@ -185,7 +185,7 @@ def world():
                     "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": str(keys_file)}, logs / "catalog.log",
                     own_public_url=True) as catalog:
                 env = {"EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(),
-                       "EOLAKE_DOWNLOADS_CATALOG_URL": catalog,
+                       "EOLAKE_DOWNLOADS_PEERS": json.dumps({"catalog": {"url": catalog}}),
                        "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage),
                        "EOLAKE_DOWNLOADS_AUTH__API_KEYS_FILE": str(keys_file),
                        "EOLAKE_DOWNLOADS_ALLOWED_HOSTS": json.dumps([source.host]),

@@ -258,7 +258,7 @@ def test_a_stopped_service_makes_its_down_alert_pending(running: Running):
         config = yaml.safe_load(config_file.read_text())
         config["rule_files"].append(str(extra))
         config_file.write_text(yaml.safe_dump(config))
-        assert httpx.post(f"{prometheus}/-/reload", timeout=10).status_code == 200
+        os.kill(running.runtime()["services"]["prometheus"]["pid"], signal.SIGHUP)  # no lifecycle API: a signal
 
     pid = running.runtime()["services"]["catalog"]["pid"]
     # Paused, not killed: the supervisor restarts a service that exits, but a paused one only stops answering.
@@ -318,3 +318,11 @@ def test_down_stops_monitoring_and_a_restart_keeps_the_history(running: Running)
     history = httpx.get(f"{running.prometheus}/api/v1/query", timeout=10,
                         params={"query": 'up{job="eolake-catalog"}', "time": f"{scraped_at:.3f}"}).json()
     assert history["data"]["result"], f"the samples from before the restart are gone: {history}"
+
+
+def test_prometheus_lifecycle_api_is_off(running: Running):
+    """No HTTP caller (a service tricked into a request included) can stop or reload Prometheus."""
+    for action in ("quit", "reload"):
+        answer = httpx.post(f"{running.prometheus}/-/{action}", timeout=10)
+        assert answer.status_code == 403 and "not enabled" in answer.text.lower(), answer.text
+    assert httpx.get(f"{running.prometheus}/-/ready", timeout=10).status_code == 200

@@ -130,7 +130,8 @@ def thesaurus(thesaurus_storage):
 def search(catalogs, thesaurus, tmp_path_factory):
     with served(proxy(catalogs["beta"], delay=5)) as slow, served(proxy(catalogs["beta"], fail=True)) as broken:
         settings = SearchSettings(
-            catalog_url=catalogs["alpha"], local_provider="alpha", thesaurus_url=thesaurus, root_path="/search",
+            peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": thesaurus}}, local_provider="alpha",
+            root_path="/search",
             storage_path=tmp_path_factory.mktemp("search"), max_limit=50,
             providers=[ProviderConfig(name="beta", url=catalogs["beta"], timeout_seconds=20, free_text="filter"),
                        ProviderConfig(name="slow", url=slow, timeout_seconds=0.5, free_text="filter"),
@@ -214,8 +215,9 @@ def test_expansion_finds_narrower_and_translated_terms(search):
 
 
 def test_thesaurus_down_searches_unexpanded(catalogs, tmp_path):
-    settings = SearchSettings(catalog_url=catalogs["alpha"], local_provider="alpha",
-                              thesaurus_url=f"http://127.0.0.1:{free_port()}", storage_path=tmp_path)
+    settings = SearchSettings(peers={"catalog": {"url": catalogs["alpha"]},
+                                     "thesaurus": {"url": f"http://127.0.0.1:{free_port()}"}},
+                              local_provider="alpha", storage_path=tmp_path)
     with TestClient(create_app(settings)) as client:
         page = client.get("/search/search", params={"q": "low flow"}).json()
     assert [f["id"] for f in page["features"]] == ["x-lowflow"]
@@ -298,12 +300,3 @@ def test_settings_from_the_platform_spec(monkeypatch):
     with pytest.raises(ValidationError, match="needs a url"):
         ProviderConfig(name="x", kind="stac")
 
-
-def test_page_tokens_are_opaque_and_checked():
-    from eolake_search.federation import BadToken, decode_token, encode_token
-
-    state = {"q": "abc", "p": {"local": {"c": {"body": {"token": "next:x"}}, "s": 3}}}
-    assert decode_token(encode_token(state)) == state
-    for bad in ("", "abc", encode_token({"no": "providers"})):
-        with pytest.raises(BadToken):
-            decode_token(bad)

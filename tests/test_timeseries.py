@@ -27,6 +27,10 @@ PROBLEM = "application/problem+json"
 COLL = "garonne-virtual-stations"
 
 
+def peers(catalog: str) -> str:
+    return json.dumps({"catalog": {"url": catalog + "/stac"}})
+
+
 def fake_catalog(items: list[dict], page: int = 3) -> Starlette:
     async def landing(request: Request):
         return JSONResponse({"type": "Catalog", "id": "fake", "links": []})
@@ -63,7 +67,7 @@ def demo(tmp_path_factory):
 def service(demo, tmp_path_factory):
     root, items, bad = demo
     with served(fake_catalog(items + bad)) as catalog:
-        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_CATALOG_URL": catalog + "/stac",
+        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
                "EOLAKE_TIMESERIES_STORAGE_PATH": str(root)}
         with service_process("eolake_timeseries", env, tmp_path_factory.mktemp("logs") / "ts.log") as url:
             yield url + "/timeseries", items
@@ -168,7 +172,7 @@ def test_catalog_down_means_not_ready_and_503(demo, tmp_path):
     catalog_server = served(fake_catalog(items))
     catalog = catalog_server.__enter__()
     try:
-        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_CATALOG_URL": catalog + "/stac",
+        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
                "EOLAKE_TIMESERIES_STORAGE_PATH": str(root), "EOLAKE_TIMESERIES_CACHE_TTL": "0"}
         with service_process("eolake_timeseries", env, tmp_path / "ts.log") as url:
             assert httpx.get(url + "/readyz").json()["status"] == "ready"

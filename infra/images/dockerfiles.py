@@ -33,7 +33,7 @@ SERVICES: dict[str, dict] = {
         "summary": "eolake timeseries image (hydrology virtual stations and water-level series behind the service kit).",
         "label": "eolake time-series service: hydrology virtual stations and water-level series",
         "usage": ["docker run --read-only --tmpfs /tmp -p 8083:8083 \\",
-                  "    -e EOLAKE_TIMESERIES_CATALOG_URL=http://catalog:8081/stac \\",
+                  "    -e EOLAKE_TIMESERIES_PEERS='{\"catalog\": {\"url\": \"http://catalog:8081/stac\"}}' \\",
                   "    -e EOLAKE_TIMESERIES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-timeseries"],
     },
     "thesaurus": {
@@ -53,8 +53,9 @@ SERVICES: dict[str, dict] = {
         "label": "eolake federated search: a STAC API over several providers, in parallel, with EODAG",
         "env": {"STORAGE_PATH": "/tmp"},
         "usage": ["docker run --read-only --tmpfs /tmp -p 8086:8086 \\",
-                  "    -e EOLAKE_SEARCH_CATALOG_URL=http://catalog:8081/stac \\",
-                  "    -e EOLAKE_SEARCH_THESAURUS_URL=http://thesaurus:8085/thesaurus eolake-search"],
+                  "    -e EOLAKE_SEARCH_TOKEN_KEY=\"$(cat signing.key)\" \\",
+                  "    -e EOLAKE_SEARCH_PEERS='{\"catalog\": {\"url\": \"http://catalog:8081/stac\"}, \\",
+                  "                           \"thesaurus\": {\"url\": \"http://thesaurus:8085/thesaurus\"}}' eolake-search"],
     },
     "downloads": {
         "port": 8087,

@@ -30,6 +30,8 @@ from eolake_downloads.sources import SourceError, resolve
 from eolake_downloads.streaming import local_body, parse_range, s3_body
 from eolake_downloads.worker import defer_file
 from eolake_kit import Principal, install_kit, problem, require_role
+from eolake_kit.outbound import async_client
+from eolake_kit.refs import StacId, segment
 
 log = logging.getLogger("eolake.downloads")
 User = Annotated[Principal, Depends(require_role("user"))]
@@ -39,8 +41,8 @@ OPEN = ("orderable", "ordered")
 
 class ItemRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    collection: str = Field(min_length=1, max_length=256)
-    id: str = Field(min_length=1, max_length=256)
+    collection: StacId
+    id: StacId
     assets: list[str] | None = Field(None, max_length=100, description="asset keys; None: the data assets")
 
 
@@ -81,12 +83,13 @@ def _data_assets(item: dict, keys: list[str] | None) -> list[tuple[str, dict]]:
 
 class Catalog:
     def __init__(self, settings: DownloadsSettings):
-        self.url = settings.catalog
-        self.client = httpx.AsyncClient(timeout=settings.source_timeout)
+        self.peer = settings.catalog
+        self.url = self.peer.url
+        self.client = async_client([self.url], timeout=settings.source_timeout)
 
     async def item(self, collection: str, item_id: str) -> dict:
         try:
-            resp = await self.client.get(f"{self.url}/collections/{collection}/items/{item_id}")
+            resp = await self.client.get(f"{self.url}/collections/{segment(collection)}/items/{segment(item_id)}")
         except httpx.TransportError as e:
             raise HTTPException(503, f"catalog unreachable: {e.__class__.__name__}") from None
         if resp.status_code == 404:
@@ -96,7 +99,10 @@ class Catalog:
         return resp.json()
 
     async def search(self, body: dict, limit: int) -> list[dict]:
-        body = {**body, "limit": min(int(body.get("limit") or 100), 100)}
+        page = body.get("limit") or 100
+        if not isinstance(page, int) or isinstance(page, bool) or page < 1:
+            raise HTTPException(400, "search.limit must be a positive integer")
+        body = {**body, "limit": min(page, 100)}
         items: list[dict] = []
         url, method = f"{self.url}/search", "POST"
         while url and len(items) < limit:
@@ -113,7 +119,7 @@ class Catalog:
             nxt = next((link for link in page.get("links", []) if link.get("rel") == "next"), None)
             url = None
             if nxt:
-                url, method = nxt["href"], nxt.get("method", "GET")
+                url, method = self.peer.internal(str(nxt.get("href"))), nxt.get("method", "GET")
                 if method == "POST":
                     body = nxt.get("body") or body
         if len(items) > limit:

@@ -6,7 +6,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
-from eolake_kit.settings import PostgresUrl
+from eolake_kit.settings import Peer, PostgresUrl
 
 
 class DownloadsSettings(ServiceSettings):
@@ -18,7 +18,6 @@ class DownloadsSettings(ServiceSettings):
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname")
     pool_size: int = Field(4, ge=2, le=100, description="database connections per process")
-    catalog_url: str | None = Field(None, description="STAC API used to resolve items; None: {public_url}/stac")
 
     # Storage: where staged files are published (the platform spec's storage kind).
     storage_kind: str = Field("local", pattern="^(local|s3)$")
@@ -64,8 +63,14 @@ class DownloadsSettings(ServiceSettings):
         return self.database_url.get_secret_value()
 
     @property
-    def catalog(self) -> str:
-        return (self.catalog_url or str(self.public_url).rstrip("/") + "/stac").rstrip("/")
+    def catalog(self) -> Peer:
+        """The STAC API items are resolved in (the `catalog` peer)."""
+        return self.peer("catalog", "/stac")
+
+    @property
+    def source_destinations(self) -> list[str]:
+        """The allow-listed HTTP hosts as outbound destinations (either scheme)."""
+        return [f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")]
 
     @property
     def staging_dir(self) -> Path:

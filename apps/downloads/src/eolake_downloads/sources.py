@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from eolake_downloads.settings import DownloadsSettings
+from eolake_kit import outbound
 
 CHUNK = 1024 * 1024
 SHA256_MULTIHASH = "1220"
@@ -96,7 +97,7 @@ def _chunks(source: Source, settings: DownloadsSettings) -> Iterator[bytes]:
         return
     if source.kind == "http":
         try:
-            with httpx.Client(timeout=settings.source_timeout, follow_redirects=False) as client, \
+            with outbound.client(settings.source_destinations, timeout=settings.source_timeout) as client, \
                     client.stream("GET", source.location) as resp:
                 if resp.status_code >= 500 or resp.status_code in (408, 429):
                     raise TransientError(f"source answered {resp.status_code}")

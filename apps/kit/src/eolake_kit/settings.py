@@ -6,7 +6,7 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AnyHttpUrl, Field, SecretStr, field_validator, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
@@ -21,6 +21,52 @@ def _postgres_url(value: SecretStr) -> SecretStr:
 
 # A database URL setting of the services that hold one; a secret, so it never appears in logs or reprs.
 PostgresUrl = Annotated[SecretStr, AfterValidator(_postgres_url)]
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username or parts.password:
+        raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or fragment")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class Peer(BaseModel):
+    """Another platform service this one calls: where to reach it, and the public URL its own links use."""
+
+    url: HttpUrl = Field(description="internal address, path prefix included (e.g. http://catalog:8081/stac)")
+    public_url: HttpUrl | None = Field(None, description="its public URL (base URL + prefix); links carry it")
+
+    def internal(self, href: str) -> str | None:
+        """`href` rewritten onto the internal address when it points below the peer (internal or public URL),
+        else None: a link elsewhere is never followed."""
+        for base in filter(None, (self.url, self.public_url)):
+            rest = below(href, base)
+            if rest is not None:
+                return self.url + rest
+        return None
+
+
+def below(href: str, base: str) -> str | None:
+    """What follows `base` in `href` (path rest, query), or None when `href` is not below `base` (same scheme, host,
+    port and path prefix; no dot segments)."""
+    try:
+        target, root = urlsplit(href), urlsplit(base)
+        same_origin = (target.scheme, target.hostname, target.port) == (root.scheme, root.hostname, root.port)
+    except ValueError:
+        return None
+    prefix = root.path.rstrip("/")
+    if not same_origin or target.username or target.password or target.fragment:
+        return None
+    if not (target.path == prefix or target.path.startswith(prefix + "/")):
+        return None
+    rest = target.path[len(prefix):]
+    if any(segment in (".", "..") for segment in rest.split("/")) or "%2e" in rest.lower() or "%2f" in rest.lower():
+        return None
+    return rest + (f"?{target.query}" if target.query else "")
 
 
 class ServiceSettings(BaseSettings):
@@ -40,6 +86,9 @@ class ServiceSettings(BaseSettings):
     graceful_timeout: float = Field(20, ge=0, description="seconds in-flight requests get on shutdown")
     readiness_timeout: float = Field(2, gt=0, description="seconds each readiness check may take")
     auth: AuthConfig = AuthConfig()
+    peers: dict[str, Peer] = Field(
+        {}, description="the platform services this one calls, by name (JSON), at the internal addresses the "
+                        "deployment target derives; a peer not named here is reached through the public URL")
     matomo_url: AnyHttpUrl | None = Field(
         None, description="Matomo base URL (…/matomo.php is appended); usage analytics off when unset")
     matomo_site_id: int | None = Field(None, ge=1, description="Matomo site id; needed with matomo_url")
@@ -71,6 +120,13 @@ class ServiceSettings(BaseSettings):
     @property
     def matomo_enabled(self) -> bool:
         return bool(self.matomo_url and self.matomo_site_id)
+
+    def peer(self, name: str, default_path: str) -> Peer:
+        """A peer service: as configured, or (a service run on its own) through the public base URL."""
+        if name in self.peers:
+            return self.peers[name]
+        public = str(self.public_url).rstrip("/") + default_path
+        return Peer(url=public, public_url=public)
 
     @property
     def service_url(self) -> str:

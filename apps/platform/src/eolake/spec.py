@@ -269,8 +269,11 @@ class Platform(Strict):
                    for name, s in self.enabled_services.items() if name in DATABASE_SERVICES)
         return used, self.database.max_connections - self.database.reserved_connections
 
-    def service_env(self, service: str) -> dict[str, str]:
-        """The settings a service reads from its environment (EOLAKE_<SERVICE>_*), without secrets or ports."""
+    def service_env(self, service: str, origins: dict[str, str] | None = None) -> dict[str, str]:
+        """The settings a service reads from its environment (EOLAKE_<SERVICE>_*), without secrets or ports.
+
+        `origins`: where the target runs each service (scheme://host:port); the services it calls are then reached
+        there (PEERS), never through the public base URL."""
         s, obs, auth = self.services[service], self.observability, self.auth
         values = {
             "PUBLIC_URL": str(self.base_url).rstrip("/"),
@@ -293,8 +296,16 @@ class Platform(Strict):
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
             values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
+        if origins:
+            values["PEERS"] = json.dumps(self.peers(service, origins), sort_keys=True)
         prefix = f"EOLAKE_{service.upper()}_"
         return {prefix + k: str(v) for k, v in values.items() if v is not None}
+
+    def peers(self, service: str, origins: dict[str, str]) -> dict[str, dict[str, str]]:
+        """The other enabled services as `service` reaches them: internal address and public URL."""
+        return {name: {"url": origins[name].rstrip("/") + self.services[name].path.rstrip("/"),
+                       "public_url": self.public_url(name)}
+                for name in self.enabled_services if name != service and name in origins}
 
     def public_url(self, service: str) -> str:
         """The public URL of a service, without a trailing slash (the web view is the base URL itself)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 import time
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,6 +16,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request
 
 from eolake_kit import install_kit
+from eolake_kit.outbound import async_client
 from eolake_search.federation import (
     BACKENDS,
     BadToken,
@@ -26,7 +28,7 @@ from eolake_search.federation import (
     merge,
     next_state,
 )
-from eolake_search.providers import make_provider
+from eolake_search.providers import describe, make_provider
 from eolake_search.settings import SearchSettings
 
 try:  # the CQL2 parser comes with the dev/catalog environment; without it filters are forwarded unchecked
@@ -53,11 +55,12 @@ SEARCH_KEYS = {"collections", "ids", "bbox", "intersects", "datetime", "limit", 
 def create_app(settings: SearchSettings | None = None) -> FastAPI:
     settings = settings or SearchSettings()
     configs = settings.all_providers()
+    token_key = settings.token_key.get_secret_value().encode() if settings.token_key else secrets.token_bytes(32)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with httpx.AsyncClient(follow_redirects=True, timeout=httpx.Timeout(120, connect=5),
-                                     limits=httpx.Limits(max_connections=100)) as client:
+        async with async_client(settings.destinations(), follow_redirects=True,
+                                timeout=httpx.Timeout(120, connect=5)) as client:
             app.state.client = client
             app.state.providers = {c.name: make_provider(c, client, settings.storage_path) for c in configs}
             yield
@@ -102,7 +105,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             except TimeoutError:
                 status = {"status": "timeout", "error": f"no answer within {timeouts[name]:g} s"}
             except Exception as exc:
-                status = {"status": "error", "error": str(exc)[:300]}
+                status = {"status": "error", "error": describe(exc)}
             return name, None, {**status, "ms": round((time.perf_counter() - start) * 1000, 1)}
         results = await asyncio.gather(*(one(n) for n in (only or providers())))
         return {n: d for n, d, _ in results}, {n: s for n, _, s in results}
@@ -220,7 +223,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         previous: dict = {"p": {}}
         if params.get("token"):
             try:
-                previous = decode_token(str(params["token"]))
+                previous = decode_token(str(params["token"]), token_key)
             except BadToken as exc:
                 raise HTTPException(400, str(exc)) from exc
             if previous.get("q") != query_id:
@@ -269,7 +272,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         links.append({"rel": "self", "type": "application/geo+json", "href": f"{base}{path}?{urlencode(self_params)}"
                       if method == "GET" else f"{base}{path}"})
         if state is not None:
-            token = encode_token(state)
+            token = encode_token(state, token_key)
             if method == "GET":
                 links.append({"rel": "next", "type": "application/geo+json", "method": "GET",
                               "href": f"{base}{path}?{urlencode({**self_params, 'token': token})}"})

@@ -4,6 +4,8 @@ Order: datetime descending, then id descending (pgstac's default, so a provider'
 order). The merge only emits an item while every provider that may still have results has a buffered item, so
 the merged stream is in order and each provider's stream is consumed from its head: every result exactly once.
 The token records, per provider, the cursor of the page the merge stopped in and how many of its items were used.
+It is signed (HMAC-SHA256 with the platform's signing key): a token the service did not issue is refused before
+anything in it is read, so a caller can never choose what the service fetches.
 """
 
 from __future__ import annotations
@@ -11,31 +13,51 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import hmac
 import json
 import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from eolake_search.providers import Page, ProviderError
+from eolake_search.providers import Page, ProviderError, describe
 
 BACKENDS = "federation:backends"
+MAX_TOKEN = 16_384  # characters; a token holds one cursor per provider
+MAX_STATE = 262_144  # bytes of decompressed state
 
 
 class BadToken(ValueError):
     pass
 
 
-def encode_token(state: dict) -> str:
-    raw = zlib.compress(json.dumps(state, separators=(",", ":")).encode())
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_token(token: str) -> dict:
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(key: bytes, payload: str) -> str:
+    return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
+
+
+def encode_token(state: dict, key: bytes) -> str:
+    payload = _b64(zlib.compress(json.dumps(state, separators=(",", ":")).encode()))
+    return f"{payload}.{_mac(key, payload)}"
+
+
+def decode_token(token: str, key: bytes) -> dict:
+    """The state of a token this service signed; BadToken for anything else, before any of it is parsed."""
+    payload, _, mac = token.partition(".")
+    if len(token) > MAX_TOKEN or not hmac.compare_digest(mac, _mac(key, payload)):
+        raise BadToken("the page token is not valid (not issued by this service, or altered)")
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        state = json.loads(zlib.decompress(raw))
-        if not isinstance(state, dict) or not isinstance(state.get("p"), dict):
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(_unb64(payload), MAX_STATE)
+        state = json.loads(raw)
+        if inflater.unconsumed_tail or not isinstance(state, dict) or not isinstance(state.get("p"), dict):
             raise ValueError
         return state
     except Exception as exc:
@@ -112,9 +134,9 @@ async def fetch(provider, body: dict, cursor: dict | None, skip: int, limit: int
     except TimeoutError:
         run.status, run.error = "timeout", f"no answer within {timeout:g} s"
     except ProviderError as exc:
-        run.status, run.error, run.http_status = "error", str(exc), exc.status
+        run.status, run.error, run.http_status = "error", describe(exc), exc.status
     except Exception as exc:  # connection refused, DNS, bad JSON…: a provider's fault, never the search's
-        run.status, run.error = "error", f"{type(exc).__name__}: {exc}"[:300]
+        run.status, run.error = "error", describe(exc)
     run.ms = (time.perf_counter() - start) * 1000
     return run
 

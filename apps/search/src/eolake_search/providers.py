@@ -1,7 +1,9 @@
 """Provider access: STAC APIs over httpx (async, one timeout each), EODAG built-in providers through EODAG.
 
-A cursor is where a provider's result stream resumes: None (the start) or the provider's own `next` link
-(a GET href, or a POST body to merge into the search body).
+A cursor is where a provider's result stream resumes: None (the start) or the provider's own `next` link (a GET
+href, or a POST body to merge into the search body), kept relative to the provider's root. A next link that points
+anywhere but below that root ends the stream with an error: nothing but the configured root is ever called.
+Upstream error bodies are logged, never returned to the caller.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
+from eolake_kit.outbound import DestinationRefused
+from eolake_kit.settings import Peer
 from eolake_search.settings import ProviderConfig
 
 log = logging.getLogger(__name__)
@@ -34,14 +38,24 @@ class Page:
     extra: dict = field(default_factory=dict)
 
 
+def describe(exc: BaseException) -> str:
+    """What a caller may learn of a failed provider call: the kind of failure, never an address or a body."""
+    if isinstance(exc, ProviderError):
+        return str(exc)
+    if isinstance(exc, DestinationRefused):
+        return "refused: not a configured destination"
+    return type(exc).__name__
+
+
 class StacProvider:
     def __init__(self, config: ProviderConfig, client: httpx.AsyncClient):
         self.config, self.client = config, client
         self.name, self.url = config.name, (config.url or "").rstrip("/")
+        self.root = Peer(url=self.url, public_url=config.public_url)
 
     async def search(self, body: dict, cursor: dict | None, limit: int) -> Page:
         if cursor and "href" in cursor:
-            parts = urlsplit(cursor["href"])
+            parts = urlsplit(self.url + cursor["href"])
             query = [(k, v) for k, v in parse_qsl(parts.query) if k != "limit"] + [("limit", str(limit))]
             response = await self.client.get(urlunsplit(parts._replace(query=urlencode(query))))
         else:
@@ -49,10 +63,24 @@ class StacProvider:
             if cursor and "body" in cursor:
                 payload = {**payload, **cursor["body"]} if cursor.get("merge", True) else {**cursor["body"],
                                                                                            "limit": limit}
-            href = cursor.get("post") if cursor and cursor.get("post") else f"{self.url}/search"
-            response = await self.client.post(href, json=payload)
+            response = await self.client.post(self.url + (cursor or {}).get("post", "/search"), json=payload)
         data = self._json(response)
-        return Page(data.get("features") or [], _next_cursor(data), _matched(data))
+        return Page(data.get("features") or [], self._next_cursor(data), _matched(data))
+
+    def _next_cursor(self, data: dict) -> dict | None:
+        for link in data.get("links") or []:
+            if not isinstance(link, dict) or link.get("rel") != "next":
+                continue
+            rest = self.root.internal(str(link.get("href") or ""))
+            if rest is None:
+                log.warning("provider next link outside its root", extra={"provider": self.name})
+                raise ProviderError("the provider's next link points outside its root")
+            rest = rest[len(self.url):]
+            if (link.get("method") or "GET").upper() == "POST":
+                body = link.get("body") if isinstance(link.get("body"), dict) else {}
+                return {"body": body, "merge": bool(link.get("merge", False)), "post": rest.split("?", 1)[0]}
+            return {"href": rest}
+        return None
 
     async def get(self, path: str, params: dict | None = None) -> dict | None:
         response = await self.client.get(f"{self.url}{path}", params=params)
@@ -62,13 +90,9 @@ class StacProvider:
 
     def _json(self, response: httpx.Response) -> dict:
         if response.status_code >= 400:
-            detail = response.text[:300]
-            try:
-                body = response.json()
-                detail = body.get("detail") or body.get("description") or body.get("title") or detail
-            except ValueError:
-                pass
-            raise ProviderError(f"HTTP {response.status_code}: {detail}", response.status_code)
+            log.warning("provider error", extra={"provider": self.name, "status": response.status_code,
+                                                 "body": response.text[:300]})
+            raise ProviderError(f"the provider answered HTTP {response.status_code}", response.status_code)
         try:
             data = response.json()
         except ValueError as exc:
@@ -76,17 +100,6 @@ class StacProvider:
         if not isinstance(data, dict):
             raise ProviderError("the provider answered JSON that is not an object")
         return data
-
-
-def _next_cursor(data: dict) -> dict | None:
-    for link in data.get("links") or []:
-        if link.get("rel") != "next":
-            continue
-        if (link.get("method") or "GET").upper() == "POST":
-            return {"body": link.get("body") or {}, "merge": bool(link.get("merge", False)),
-                    "post": link.get("href")}
-        return {"href": link["href"]}
-    return None
 
 
 def _matched(data: dict) -> int | None:

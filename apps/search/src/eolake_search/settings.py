@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
@@ -19,6 +18,8 @@ class ProviderConfig(BaseModel):
     enabled: bool = True
     timeout_seconds: float = Field(10, gt=0, le=120)
     collections: list[str] = Field([], description="only these collections of the provider (empty: all)")
+    public_url: str | None = Field(None, description="set by the service: the public URL of a platform service "
+                                                     "reached at `url`; its next links are followed internally")
     free_text: Literal["q", "filter"] = Field(
         "q", description="how `q` reaches the provider: the free-text `q` parameter, or a CQL2 filter over keywords, "
                          "title and description (for APIs without item free text, such as stac-fastapi-pgstac)")
@@ -37,24 +38,18 @@ class SearchSettings(ServiceSettings):
     root_path: str = "/search"
     port: int = 8086
     storage_path: Path = Field(Path("data"), description="the platform's storage folder (EODAG's config goes here)")
-    catalog_url: str | None = Field(None, description="the local catalog; default <public_url>/stac")
     local_provider: str = Field("local", pattern=r"^[a-z0-9][a-z0-9_-]*$",
                                 description="the local catalog's provider name ('' would not be valid)")
     local_timeout_seconds: float = Field(10, gt=0, le=120)
     providers: list[ProviderConfig] = Field([], description="other providers (the local catalog is always one)")
-    thesaurus_url: str | None = Field(None, description="the thesaurus service; default <public_url>/thesaurus")
     thesaurus_timeout_seconds: float = Field(2, gt=0, le=30)
     expansion_depth: int = Field(1, ge=0, le=3, description="narrower levels added to a free-text query")
     default_limit: int = Field(10, ge=1)
     max_limit: int = Field(100, ge=1, le=1000)
     provider_page_max: int = Field(1000, ge=10, description="largest page asked of a provider")
-
-    @field_validator("catalog_url", "thesaurus_url")
-    @classmethod
-    def http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/") if value else value
+    token_key: SecretStr | None = Field(
+        None, min_length=32, description="HMAC key of the page tokens (the platform's signing secret); unset: a "
+                                         "random key per process, so tokens do not survive a restart")
 
     @model_validator(mode="after")
     def consistent(self) -> SearchSettings:
@@ -64,6 +59,8 @@ class SearchSettings(ServiceSettings):
             raise ValueError(f"provider names must be unique: {', '.join(sorted(duplicates))} repeated")
         if self.default_limit > self.max_limit:
             raise ValueError("default_limit must not exceed max_limit")
+        if self.workers > 1 and self.token_key is None:
+            raise ValueError("token_key is needed with several workers: each must accept the others' page tokens")
         return self
 
     @property
@@ -71,15 +68,26 @@ class SearchSettings(ServiceSettings):
         return str(self.public_url).rstrip("/")
 
     def all_providers(self) -> list[ProviderConfig]:
-        local = ProviderConfig(name=self.local_provider, kind="stac", url=self.catalog_url or f"{self.base}/stac",
+        catalog = self.peer("catalog", "/stac")
+        local = ProviderConfig(name=self.local_provider, kind="stac", url=catalog.url, public_url=catalog.public_url,
                                timeout_seconds=self.local_timeout_seconds, free_text="filter")
-        out = [local]
-        for p in self.providers:
-            if p.enabled:
-                url = f"{self.base}{p.url}" if p.url and p.url.startswith("/") else p.url
-                out.append(p.model_copy(update={"url": url.rstrip("/") if url else url}))
-        return out
+        return [local, *(self._located(p) for p in self.providers if p.enabled)]
+
+    def _located(self, provider: ProviderConfig) -> ProviderConfig:
+        """A path (/stac) is relative to the public URL; a platform service there is reached internally."""
+        if not provider.url or not provider.url.startswith("/"):
+            return provider.model_copy(update={"url": provider.url.rstrip("/") if provider.url else None})
+        public = f"{self.base}{provider.url}".rstrip("/")
+        for peer in self.peers.values():
+            internal = peer.internal(public)
+            if internal is not None:
+                return provider.model_copy(update={"url": internal.rstrip("/"), "public_url": public})
+        return provider.model_copy(update={"url": public})
 
     @property
     def thesaurus(self) -> str:
-        return self.thesaurus_url or f"{self.base}/thesaurus"
+        return self.peer("thesaurus", "/thesaurus").url
+
+    def destinations(self) -> list[str]:
+        """Everything this service may call: the providers' roots and the thesaurus."""
+        return [*(p.url for p in self.all_providers() if p.kind == "stac" and p.url), self.thesaurus]

@@ -20,6 +20,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from eolake_kit import install_kit
+from eolake_kit.outbound import async_client
 from eolake_timeseries.hydroweb import Measurement, parse_hydroweb
 from eolake_timeseries.settings import TimeseriesSettings
 
@@ -51,7 +52,8 @@ class Stations:
             return self.items
 
     async def _fetch(self) -> dict[str, dict]:
-        url: str | None = f"{self.settings.catalog}/collections/{self.settings.stations_collection}/items?limit=500"
+        catalog = self.settings.catalog
+        url: str | None = f"{catalog.url}/collections/{self.settings.stations_collection}/items?limit=500"
         items: dict[str, dict] = {}
         for _ in range(self.settings.max_pages):
             if url is None:
@@ -71,7 +73,7 @@ class Stations:
                         items[feature["id"]] = feature
             except (ValueError, KeyError, AttributeError, TypeError):
                 raise CatalogUnavailable("catalog answered something that is not a STAC item collection") from None
-            url = next((link.get("href") for link in page.get("links", [])
+            url = next((catalog.internal(str(link.get("href"))) for link in page.get("links", [])
                         if link.get("rel") == "next" and link.get("method", "GET") == "GET"), None)
         return items
 
@@ -126,8 +128,8 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with httpx.AsyncClient(timeout=settings.catalog_timeout, follow_redirects=False,
-                                     headers={"Accept": "application/geo+json, application/json"}) as client:
+        async with async_client([settings.catalog.url], timeout=settings.catalog_timeout,
+                                headers={"Accept": "application/geo+json, application/json"}) as client:
             app.state.stations = Stations(settings, client)
             app.state.http = client
             yield
@@ -213,7 +215,7 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
                                         for m in rows]})
 
     async def catalog() -> None:
-        response = await app.state.http.get(f"{settings.catalog}/")
+        response = await app.state.http.get(f"{settings.catalog.url}/")
         if response.status_code != 200:
             raise CatalogUnavailable(f"catalog answered {response.status_code}")
 

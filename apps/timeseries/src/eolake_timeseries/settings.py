@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
+from eolake_kit.settings import Peer
 
 
 class TimeseriesSettings(ServiceSettings):
@@ -16,8 +17,6 @@ class TimeseriesSettings(ServiceSettings):
     service_name: str = "timeseries"
     root_path: str = "/timeseries"
     port: int = 8083
-    catalog_url: AnyHttpUrl | None = Field(
-        None, description="STAC API the stations come from; default {public_url}/stac (through the gateway)")
     stations_collection: str = Field("garonne-virtual-stations", pattern=r"^[A-Za-z0-9._-]+$")
     storage_path: Path | None = Field(None, description="series files are read only below this directory")
     cache_ttl: float = Field(30, ge=0, le=3600, description="seconds the station list from the catalog is kept")
@@ -25,5 +24,6 @@ class TimeseriesSettings(ServiceSettings):
     max_pages: int = Field(20, ge=1, le=1000, description="catalog pages read at most for the station list")
 
     @property
-    def catalog(self) -> str:
-        return str(self.catalog_url or f"{str(self.public_url).rstrip('/')}/stac").rstrip("/")
+    def catalog(self) -> Peer:
+        """The STAC API the stations come from (the `catalog` peer)."""
+        return self.peer("catalog", "/stac")

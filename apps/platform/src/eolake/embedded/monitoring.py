@@ -2,8 +2,9 @@
 
 They run as supervisor children like the services, from the system's binaries (Debian packages prometheus,
 prometheus-alertmanager, prometheus-postgres-exporter). Prometheus scrapes every service, the gateway, the exporter,
-Alertmanager and itself, and loads monitoring/rules/*.yaml and monitoring/alerts/*.yaml by absolute path (so
-`curl -X POST <prometheus>/-/reload` picks up edited rules). alerts/kubernetes.yaml holds alerts about pods and
+Alertmanager and itself, and loads monitoring/rules/*.yaml and monitoring/alerts/*.yaml by absolute path (so a
+SIGHUP to Prometheus picks up edited rules; its lifecycle API stays off, so no HTTP caller can stop or reload it).
+alerts/kubernetes.yaml holds alerts about pods and
 nodes that cannot evaluate here, and is not loaded. The TSDB lives in the state directory and survives restarts.
 """
 
@@ -197,7 +198,7 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
     components.append(Component(
         PROMETHEUS, [prometheus_bin, f"--config.file={config_file}", f"--storage.tsdb.path={root / 'data'}",
                      f"--storage.tsdb.retention.time={RETENTION}", f"--web.listen-address={address}",
-                     f"--web.external-url=http://{address}/", "--web.enable-lifecycle",
+                     f"--web.external-url=http://{address}/",
                      # Firing alerts are re-sent this often (default 1m): the first send can miss an Alertmanager
                      # that starts at the same moment, and locally nobody should wait a minute for it.
                      f"--rules.alert.resend-delay={min(60, max(5, obs.scrape_interval_seconds))}s"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,14 @@ class StateDir:
 
     def key_file(self, role: str) -> Path:
         return self.root / f"{role}.key"
+
+    def signing_key(self) -> str:
+        """The platform's signing secret (page tokens), created once, kept 0600 in the state directory only."""
+        path = self.root / "signing.key"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip()
 
     @property
     def pid_file(self) -> Path:

@@ -104,14 +104,19 @@ def load_thesauri(state: StateDir) -> None:
 
 def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Child]:
     children = []
+    ports = {name: free_port() for name in platform.enabled_services}
+    origins = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     for name in platform.enabled_services:
         module = f"eolake_{name}"
         if importlib.util.find_spec(module) is None:
             raise StartError(f"service {name!r} is enabled in the stack but its package eolake-{name} is not installed")
-        port = free_port()
+        port = ports[name]
         prefix = f"EOLAKE_{name.upper()}_"
-        env = {**os.environ, **platform.service_env(name), prefix + "HOST": "127.0.0.1", prefix + "PORT": str(port),
-               prefix + "AUTH__API_KEYS_FILE": str(state.api_keys), prefix + "STORAGE_PATH": str(state.storage)}
+        env = {**os.environ, **platform.service_env(name, origins), prefix + "HOST": "127.0.0.1",
+               prefix + "PORT": str(port), prefix + "AUTH__API_KEYS_FILE": str(state.api_keys),
+               prefix + "STORAGE_PATH": str(state.storage)}
+        if name == "search":  # signs its page tokens
+            env[prefix + "TOKEN_KEY"] = state.signing_key()
         if name in DATABASE_SERVICES:
             env[prefix + "DATABASE_URL"] = dsn
         children.append(Child(name, [sys.executable, "-m", module], env, state.logs / f"{name}.log",

@@ -1,0 +1,111 @@
+"""Every outgoing HTTP request of a service goes through one client that reaches only configured destinations.
+
+A destination is a URL prefix (scheme, host, port and path): a peer service's internal address, a search provider's
+root, an allow-listed storage host. Each request, redirects included (httpx sends every hop through the transport),
+is checked before a connection is opened; anything else raises `DestinationRefused`, a transport error, so callers
+treat it like an unreachable upstream. The client propagates the W3C trace context of the current span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class DestinationRefused(httpx.TransportError):
+    """The request's URL is not below any configured destination."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    scheme: str
+    host: str
+    port: int
+    path: str  # prefix without a trailing slash; "" admits every path on the origin
+
+    @classmethod
+    def parse(cls, url: str) -> Destination:
+        parsed = httpx.URL(url)
+        if parsed.scheme not in DEFAULT_PORTS or not parsed.host:
+            raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        if parsed.userinfo or parsed.query or parsed.fragment:
+            raise ValueError(f"{url!r}: a destination has no credentials, query or fragment")
+        return cls(parsed.scheme, parsed.host.lower(), _port(parsed), parsed.path.rstrip("/"))
+
+    def admits(self, url: httpx.URL) -> bool:
+        if (url.scheme, url.host.lower(), _port(url)) != (self.scheme, self.host, self.port):
+            return False
+        path = url.path
+        return not self.path or path == self.path or path.startswith(self.path + "/")
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}{self.path}"
+
+
+def _port(url: httpx.URL) -> int:
+    return url.port or DEFAULT_PORTS.get(url.scheme, 0)
+
+
+class Egress:
+    """The destinations one service may call."""
+
+    def __init__(self, destinations: Iterable[str]):
+        self.destinations = tuple(dict.fromkeys(Destination.parse(d) for d in destinations))
+
+    def admits(self, url: httpx.URL | str) -> bool:
+        url = httpx.URL(url) if isinstance(url, str) else url
+        if url.userinfo or any(segment in (".", "..") for segment in url.path.split("/")):
+            return False
+        return any(d.admits(url) for d in self.destinations)
+
+    def check(self, request: httpx.Request) -> None:
+        if not self.admits(request.url):
+            raise DestinationRefused(f"{request.url.scheme}://{request.url.host}{request.url.path} is not a "
+                                     "configured destination", request=request)
+
+
+class _GuardedAsync(httpx.AsyncBaseTransport):
+    def __init__(self, egress: Egress, inner: httpx.AsyncBaseTransport):
+        self.egress, self.inner = egress, inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.egress.check(request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Guarded(httpx.BaseTransport):
+    def __init__(self, egress: Egress, inner: httpx.BaseTransport):
+        self.egress, self.inner = egress, inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.egress.check(request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def async_client(destinations: Iterable[str] | Egress, *, limits: httpx.Limits | None = None,
+                 **kwargs) -> httpx.AsyncClient:
+    """An httpx.AsyncClient restricted to `destinations`, with trace propagation."""
+    egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
+    inner = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits(max_connections=100))
+    client = httpx.AsyncClient(transport=_GuardedAsync(egress, inner), **kwargs)
+    HTTPXClientInstrumentor.instrument_client(client)
+    return client
+
+
+def client(destinations: Iterable[str] | Egress, **kwargs) -> httpx.Client:
+    """The synchronous twin of `async_client` (worker processes)."""
+    egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
+    out = httpx.Client(transport=_Guarded(egress, httpx.HTTPTransport()), **kwargs)
+    HTTPXClientInstrumentor.instrument_client(out)
+    return out
