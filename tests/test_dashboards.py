@@ -119,9 +119,48 @@ def test_future_metrics_are_declared_in_one_place(generator, dashboards):
     assert downloads and not any(generator.future_reason(expr) for _, expr in downloads)
     for name in ("database.json", *(n for n in dashboards if n.startswith("service-"))):
         for title, expr in generator.panel_queries(dashboards[name]):
-            assert generator.future_reason(expr) is None, f"{name}: {title} is marked future"
+            # The database's Kubernetes-only queries (CloudNativePG, kubelet) have no data locally, by design.
+            reason = generator.future_reason(expr)
+            assert reason in (None, generator.kubernetes_only_reason(expr)), f"{name}: {title} is marked future"
     panels = [p for p in dashboards["downloads.json"]["panels"] if p["type"] != "row"]
     assert panels and not any(generator.FUTURE_NOTE in p.get("description", "") for p in panels)
+
+
+def test_database_dashboard_works_on_both_targets(generator, dashboards):
+    """Every panel reads CloudNativePG's metrics (Kubernetes) and, unless it is Kubernetes only, postgres_exporter's
+    (embedded, on-premise): no panel is blank on one of the targets."""
+    panels = [p for p in dashboards["database.json"]["panels"] if p["type"] != "row"]
+    kubernetes_only = set()
+    for panel in panels:
+        exprs = [t["expr"] for t in panel["targets"]]
+        metrics = {m for expr in exprs for m in generator.SELECTED_METRIC.findall(expr)}
+        assert metrics & generator.KUBERNETES_METRICS, f"{panel['title']}: no query for Kubernetes (CloudNativePG)"
+        if all(generator.kubernetes_only_reason(expr) for expr in exprs):
+            kubernetes_only.add(panel["title"])
+            assert "Kubernetes only: reads " in panel["description"], panel["title"]
+        else:
+            assert any(m.startswith("pg_") for m in metrics), f"{panel['title']}: no query for postgres_exporter"
+    assert {"Last successful backup", "Last backup failed", "Last WAL archived", "WAL archiving",
+            "Replication lag", "Volume space used"} <= kubernetes_only
+    assert "PostgreSQL up" not in kubernetes_only
+
+
+def test_kubernetes_metrics_are_declared_and_selected(generator, dashboards):
+    """The CloudNativePG, kubelet and kube-state-metrics names the dashboards read are in KUBERNETES_METRICS (the
+    names those exporters export), each with a label selector, which is how kubernetes_only_reason finds them."""
+    for name, dashboard in dashboards.items():
+        for title, expr in generator.panel_queries(dashboard):
+            names = set(generator.KUBERNETES_PREFIXES.findall(expr))
+            assert names <= generator.KUBERNETES_METRICS, (name, title, names - generator.KUBERNETES_METRICS)
+            assert names <= set(generator.SELECTED_METRIC.findall(expr)), (name, title)
+
+
+def test_kubernetes_only_queries_are_told_apart(generator):
+    cnpg = 'min(cnpg_collector_up{namespace=~"eolake.*"})'
+    assert "only the Kubernetes target" in generator.future_reason(cnpg)
+    assert generator.future_reason(generator.either('min(pg_up{job="postgres"})', cnpg)) is None
+    assert generator.kubernetes_only_reason('sum(rate(eolake_http_requests_total{service="catalog"}[5m]))') is None
+    assert generator.kubernetes_only_reason("vector(1)") is None
 
 
 def test_json_is_deterministic(generator):

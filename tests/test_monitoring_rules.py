@@ -122,6 +122,49 @@ def test_every_alert_is_unit_tested_firing_and_not_firing():
     assert {p.resolve() for p in MONITORING.glob("alerts/*.yaml")} <= covered_files
 
 
+def dashboards_generator():
+    """monitoring/dashboards/generate.py, which declares the metrics only the Kubernetes target exports."""
+    spec = importlib.util.spec_from_file_location("monitoring_dashboards", MONITORING / "dashboards" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_target_specific_metrics_are_in_the_right_files():
+    """CloudNativePG, kubelet and kube-state-metrics exist on Kubernetes only: rules on them belong in the files the
+    embedded Prometheus does not load (alerts/kubernetes.yaml), and use names those exporters export. Conversely
+    postgres_exporter's pg_* do not exist on Kubernetes: a rule there on them could never fire."""
+    from eolake.embedded.monitoring import rule_files as embedded_rule_files
+
+    dashboards = dashboards_generator()
+    loaded = set(embedded_rule_files(MONITORING))
+    assert loaded and MONITORING / "alerts" / "kubernetes.yaml" not in loaded
+    for path in RULE_FILES:
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                where, expr = f"{path.name}: {rule.get('alert') or rule.get('record')}", rule["expr"]
+                kubernetes = set(dashboards.KUBERNETES_PREFIXES.findall(expr))
+                assert kubernetes <= dashboards.KUBERNETES_METRICS, (where, kubernetes - dashboards.KUBERNETES_METRICS)
+                if path.resolve() in loaded:
+                    assert not kubernetes, f"{where} reads {kubernetes}: the embedded Prometheus loads this file"
+                else:
+                    assert not re.findall(r"\bpg_\w+", expr), f"{where}: postgres_exporter's metrics on Kubernetes"
+
+
+def test_postgres_alerts_exist_on_both_targets():
+    """Each PostgreSQL alert on postgres_exporter (embedded, on-premise) has a rule on CloudNativePG's metrics
+    (Kubernetes) under the same name, severity and runbook: PostgresDown must be able to fire on every target."""
+    by_file: dict[str, dict[str, dict]] = {}
+    for path, rule in alerts():
+        by_file.setdefault(path.name, {})[rule["alert"]] = rule
+    exporter, kubernetes = by_file["postgres.yaml"], by_file["kubernetes.yaml"]
+    assert {"PostgresDown", "PostgresConnectionsNearLimit", "PostgresReplicationLag"} <= set(exporter)
+    for name, rule in exporter.items():
+        assert name in kubernetes, f"{name} has no CloudNativePG rule in alerts/kubernetes.yaml"
+        assert "cnpg_" in kubernetes[name]["expr"], name
+        assert kubernetes[name]["labels"] == rule["labels"], name
+
+
 def test_amtool_check_config():
     result = run(binary("amtool", "prometheus-alertmanager"), "check-config", str(ALERTMANAGER_CONFIG))
     assert result.returncode == 0, result.stdout + result.stderr
