@@ -1,18 +1,25 @@
 """The time-series service as it runs: a real process reading stations from a STAC API over HTTP and the demo
-hydroweb files from storage. The STAC API here is a small stand-in serving the generated station items (paged);
-the whole-platform acceptance suite runs it against the real catalog."""
+hydroweb files from storage, a local directory or an S3 bucket (moto's S3 server on loopback). The STAC API here is a
+small stand-in serving the generated station items (paged); the whole-platform acceptance suite runs it against the
+real catalog."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import subprocess
+import sys
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from eolake_timeseries.hydroweb import parse_hydroweb
+from eolake_timeseries.hydroweb import parse_hydroweb, parse_hydroweb_bytes
+from eolake_timeseries.settings import TimeseriesSettings
+from eolake_timeseries.store import LocalSeries, S3Series, series_store
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -20,7 +27,8 @@ from starlette.routing import Route
 
 from eolake.demo import generate_hydrology
 from eolake.demo.hydroweb import format_hydroweb
-from servers import served, service_process
+from eolake.embedded.postgres import free_port
+from servers import served, service_process, wait_until
 
 PUBLIC = "https://eolake.example.org"
 PROBLEM = "application/problem+json"
@@ -188,3 +196,218 @@ def test_catalog_down_means_not_ready_and_503(demo, tmp_path):
     finally:
         if catalog_server is not None:
             catalog_server.__exit__(None, None, None)
+
+
+# ---------------------------------------------------------------- S3 storage (a real S3-compatible server on loopback)
+
+BUCKET = "eolake-storage"
+OTHER_BUCKET = "not-the-storage"
+CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+MAX_BYTES = 4096  # the demo series are ~1.5 kB
+
+
+@contextmanager
+def moto_server(log: Path):
+    """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
+        except httpx.TransportError:
+            return False
+    try:
+        assert wait_until(up, 60, 0.2), "moto server did not start"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def s3_client(endpoint: str):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                        aws_secret_access_key="testing")
+
+
+def station_at(item: dict, sid: str, href: str) -> dict:
+    return dict(item, id=sid, assets={"series": {"href": href, "type": "text/plain"}})
+
+
+def big_series(text: str) -> str:
+    """A well-formed series larger than MAX_BYTES: the demo file with its data lines repeated."""
+    data = [line for line in text.splitlines() if line and not line.startswith("#")]
+    big = text + "\n".join(data * (MAX_BYTES // len("\n".join(data)) + 2)) + "\n"
+    assert len(big.encode()) > MAX_BYTES and parse_hydroweb_bytes(big.encode(), "big")[1]
+    return big
+
+
+def s3_env(catalog: str, endpoint: str, root: Path) -> dict[str, str]:
+    # storage_path is set too: a local href must be refused because storage is s3, not for want of a directory.
+    return {**CREDS, "EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
+            "EOLAKE_TIMESERIES_STORAGE_KIND": "s3", "EOLAKE_TIMESERIES_S3_BUCKET": BUCKET,
+            "EOLAKE_TIMESERIES_S3_ENDPOINT": endpoint, "EOLAKE_TIMESERIES_S3_REGION": "us-east-1",
+            "EOLAKE_TIMESERIES_STORAGE_PATH": str(root), "EOLAKE_TIMESERIES_MAX_SERIES_BYTES": str(MAX_BYTES)}
+
+
+@pytest.fixture(scope="module")
+def s3_world(demo, tmp_path_factory):
+    """moto with the demo series uploaded to the storage bucket, a catalog whose stations point there (and a few
+    elsewhere), and the service reading from S3."""
+    root, items, _ = demo
+    logs = tmp_path_factory.mktemp("s3logs")
+    with moto_server(logs / "moto.log") as endpoint:
+        s3 = s3_client(endpoint)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.create_bucket(Bucket=OTHER_BUCKET)
+        stations = []
+        for item in items:
+            key = f"series/{item['id']}.txt"
+            s3.put_object(Bucket=BUCKET, Key=key, Body=Path(item["assets"]["series"]["href"]).read_bytes())
+            stations.append(station_at(item, item["id"], f"s3://{BUCKET}/{key}"))
+        text = Path(items[0]["assets"]["series"]["href"]).read_text()
+        # Objects that would be served were the allow-list, the bound or the parser missing.
+        s3.put_object(Bucket=OTHER_BUCKET, Key="series/x.txt", Body=text.encode())
+        s3.put_object(Bucket=BUCKET, Key="series/../escaped.txt", Body=text.encode())
+        s3.put_object(Bucket=BUCKET, Key="series/big.txt", Body=big_series(text).encode())
+        s3.put_object(Bucket=BUCKET, Key="series/bad.txt", Body=b"2023-01-01 10:00 not-a-number 0.1\n")
+        s3.put_object(Bucket=BUCKET, Key="series/changing.txt", Body=text.encode())
+        extra = {"OTHER_BUCKET": f"s3://{OTHER_BUCKET}/series/x.txt",
+                 "DOTDOT": f"s3://{BUCKET}/series/../escaped.txt",
+                 "LOCAL_PATH": items[0]["assets"]["series"]["href"],
+                 "MISSING": f"s3://{BUCKET}/series/missing.txt",
+                 "BIG": f"s3://{BUCKET}/series/big.txt",
+                 "MALFORMED": f"s3://{BUCKET}/series/bad.txt",
+                 "CHANGING": f"s3://{BUCKET}/series/changing.txt"}
+        stations += [station_at(items[0], sid, href) for sid, href in extra.items()]
+        with served(fake_catalog(stations)) as catalog, \
+                service_process("eolake_timeseries", s3_env(catalog, endpoint, root), logs / "ts.log") as url:
+            yield {"url": url + "/timeseries", "items": items, "s3": s3, "endpoint": endpoint}
+
+
+def points(body: dict) -> list[tuple[str, float, float]]:
+    return [(p["time"], p["height"], p["uncertainty"]) for p in body["points"]]
+
+
+def expected_points(text: str) -> list[tuple[str, float, float]]:
+    rows = []
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            day, hour, height, uncertainty = line.split()
+            rows.append((f"{day}T{hour}:00Z", float(height), float(uncertainty)))
+    return rows
+
+
+def test_s3_series_json_and_csv(s3_world):
+    url, items = s3_world["url"], s3_world["items"]
+    ready = httpx.get(url + "/readyz").json()
+    assert ready["status"] == "ready" and ready["checks"]["storage"]["status"] == "up"
+    for item in items:
+        text = s3_world["s3"].get_object(Bucket=BUCKET, Key=f"series/{item['id']}.txt")["Body"].read().decode()
+        body = httpx.get(f"{url}/stations/{item['id']}/series").json()
+        assert body["station"] == item["id"] and body["unit"] == "m"
+        assert points(body) == expected_points(text) != []
+        response = httpx.get(f"{url}/stations/{item['id']}/series?format=csv")
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+        table = list(csv.reader(io.StringIO(response.text)))
+        assert table[0] == ["time", "height_m", "uncertainty_m"]
+        assert [(t, float(h), float(u)) for t, h, u in table[1:]] == expected_points(text)
+
+
+def test_s3_reads_only_the_storage_bucket(s3_world):
+    url, s3 = s3_world["url"], s3_world["s3"]
+    # The refused objects exist and are well-formed: only the allow-list keeps them out.
+    assert s3.get_object(Bucket=OTHER_BUCKET, Key="series/x.txt")["ContentLength"] > 0
+    assert s3.get_object(Bucket=BUCKET, Key="series/../escaped.txt")["ContentLength"] > 0
+    assert Path(s3_world["items"][0]["assets"]["series"]["href"]).is_file()
+    for sid in ("OTHER_BUCKET", "DOTDOT", "LOCAL_PATH"):
+        body = problem(httpx.get(f"{url}/stations/{sid}/series"), 404)
+        assert "not in this platform's storage" in body["detail"], (sid, body)
+    assert "missing" in problem(httpx.get(f"{url}/stations/MISSING/series"), 404)["detail"]
+
+
+def test_s3_too_large_and_malformed_objects_are_502(s3_world):
+    url = s3_world["url"]
+    assert "too large" in problem(httpx.get(f"{url}/stations/BIG/series"), 502)["detail"]
+    assert "malformed" in problem(httpx.get(f"{url}/stations/MALFORMED/series"), 502)["detail"]
+
+
+def test_s3_replaced_object_is_served_anew(s3_world):
+    url, s3, items = s3_world["url"], s3_world["s3"], s3_world["items"]
+    before = s3.head_object(Bucket=BUCKET, Key="series/changing.txt")["ETag"]
+    first = points(httpx.get(f"{url}/stations/CHANGING/series").json())
+    assert first == expected_points(Path(items[0]["assets"]["series"]["href"]).read_text())
+    assert points(httpx.get(f"{url}/stations/CHANGING/series").json()) == first  # served again (cached)
+    replacement = Path(items[1]["assets"]["series"]["href"]).read_text()
+    s3.put_object(Bucket=BUCKET, Key="series/changing.txt", Body=replacement.encode())
+    assert s3.head_object(Bucket=BUCKET, Key="series/changing.txt")["ETag"] != before
+    second = points(httpx.get(f"{url}/stations/CHANGING/series").json())
+    assert second == expected_points(replacement) and second != first
+
+
+def test_s3_store_parses_an_unchanged_object_once(s3_world, monkeypatch):
+    from eolake_timeseries import store as store_module
+
+    for name, value in CREDS.items():
+        monkeypatch.setenv(name, value)
+    parsed = []
+
+    def counting(data: bytes, source: str):
+        parsed.append(source)
+        return parse_hydroweb_bytes(data, source)
+
+    monkeypatch.setattr(store_module, "parse_hydroweb_bytes", counting)
+    s3 = s3_world["s3"]
+    s3.put_object(Bucket=BUCKET, Key="unit/one.txt", Body=Path(s3_world["items"][2]["assets"]["series"]["href"])
+                  .read_bytes())
+    settings = TimeseriesSettings(storage_kind="s3", s3_bucket=BUCKET, s3_endpoint=s3_world["endpoint"])
+    store = series_store(settings)
+    assert isinstance(store, S3Series)
+    href = f"s3://{BUCKET}/unit/one.txt"
+    rows = store.read(href, "ONE")
+    assert store.read(href, "ONE") is rows and len(parsed) == 1  # 304 Not Modified: the parsed series again
+    s3.put_object(Bucket=BUCKET, Key="unit/one.txt", Body=Path(s3_world["items"][3]["assets"]["series"]["href"])
+                  .read_bytes())
+    assert store.read(href, "ONE") != rows and len(parsed) == 2
+
+
+def test_s3_settings_are_validated():
+    assert TimeseriesSettings(storage_kind="s3", s3_bucket=BUCKET).s3_bucket == BUCKET
+    with pytest.raises(ValidationError, match="needs s3_bucket"):
+        TimeseriesSettings(storage_kind="s3")
+    with pytest.raises(ValidationError, match="storage_kind"):
+        TimeseriesSettings(storage_kind="gcs")
+    with pytest.raises(ValidationError, match="s3_endpoint"):
+        TimeseriesSettings(storage_kind="s3", s3_bucket=BUCKET, s3_endpoint="minio:9000")
+    assert isinstance(series_store(TimeseriesSettings()), LocalSeries)
+
+
+def test_s3_down_means_not_ready_and_503(demo, tmp_path):
+    root, items, _ = demo
+    sid = items[0]["id"]
+    moto = moto_server(tmp_path / "moto.log")
+    endpoint = moto.__enter__()
+    try:
+        s3 = s3_client(endpoint)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_object(Bucket=BUCKET, Key="s.txt", Body=Path(items[0]["assets"]["series"]["href"]).read_bytes())
+        with served(fake_catalog([station_at(items[0], sid, f"s3://{BUCKET}/s.txt")])) as catalog, \
+                service_process("eolake_timeseries", s3_env(catalog, endpoint, root), tmp_path / "ts.log") as url:
+            url += "/timeseries"
+            assert httpx.get(url + "/readyz").json()["status"] == "ready"
+            assert httpx.get(f"{url}/stations/{sid}/series").status_code == 200
+            moto.__exit__(None, None, None)
+            moto = None
+            body = problem(httpx.get(url + "/readyz", timeout=10), 503)
+            assert body["checks"]["storage"]["status"] == "down" and body["checks"]["catalog"]["status"] == "up"
+            response = httpx.get(f"{url}/stations/{sid}/series", timeout=20)
+            assert "storage" in problem(response, 503)["detail"] and response.headers["retry-after"] == "10"
+            assert httpx.get(url + "/healthz").status_code == 200
+    finally:
+        if moto is not None:
+            moto.__exit__(None, None, None)

@@ -1,7 +1,8 @@
 """Hydrology virtual stations and their water-level series.
 
 Stations are STAC items of the catalog (read over HTTP, kept briefly); a station's series is the hydroweb text
-file its `series` asset points at, read only when it lies below the storage directory.
+its `series` asset points at, read only from the platform's storage: a file below the storage directory, or (storage
+kind s3) an object of the storage bucket (eolake_timeseries.store).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import os
 import time
 from contextlib import asynccontextmanager
 from datetime import date
@@ -21,8 +21,9 @@ from starlette.responses import JSONResponse, Response
 
 from eolake_kit import install_kit
 from eolake_kit.outbound import async_client
-from eolake_timeseries.hydroweb import Measurement, parse_hydroweb
+from eolake_timeseries.hydroweb import Measurement
 from eolake_timeseries.settings import TimeseriesSettings
+from eolake_timeseries.store import S3Series, SeriesError, SeriesStore, series_store
 
 GEOJSON = "application/geo+json"
 STATION_ID = r"^[A-Za-z0-9._-]{1,100}$"
@@ -78,34 +79,6 @@ class Stations:
         return items
 
 
-class SeriesFiles:
-    """Parsed series, re-read when the file changes; only files below the storage directory."""
-
-    def __init__(self, storage: os.PathLike | None):
-        self.root = os.path.realpath(storage) if storage else None
-        self.parsed: dict[str, tuple[tuple[int, int], list[Measurement]]] = {}
-
-    def read(self, href: str, station: str) -> list[Measurement]:
-        path = href.removeprefix("file://") if isinstance(href, str) else ""
-        real = os.path.realpath(path) if path and os.path.isabs(path) else None
-        if not (self.root and real and real.startswith(self.root.rstrip("/") + "/")):
-            raise HTTPException(404, f"the series of station {station} is not in this platform's storage")
-        try:
-            stat = os.stat(real)
-            key = (stat.st_mtime_ns, stat.st_size)
-            cached = self.parsed.get(real)
-            if cached and cached[0] == key:
-                return cached[1]
-            _, rows = parse_hydroweb(real)
-        except FileNotFoundError:
-            raise HTTPException(404, f"the series file of station {station} is missing") from None
-        except ValueError as exc:
-            raise HTTPException(502, f"the series file of station {station} is malformed: "
-                                     f"{str(exc).split(': ', 1)[-1]}") from None
-        self.parsed[real] = (key, rows)
-        return rows
-
-
 def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
     if value is None:
         return None
@@ -118,13 +91,22 @@ def _bbox(value: str | None) -> tuple[float, float, float, float] | None:
     return minx, miny, maxx, maxy
 
 
+async def read_series(store: SeriesStore, href: object, station: str) -> list[Measurement]:
+    """The station's measurements, read in a thread (files and S3 calls block); a SeriesError becomes its problem."""
+    try:
+        return await asyncio.to_thread(store.read, href, station)
+    except SeriesError as exc:
+        headers = {"Retry-After": "10"} if exc.status == 503 else None
+        raise HTTPException(exc.status, str(exc), headers=headers) from None
+
+
 def _iso(when) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
     settings = settings or TimeseriesSettings()
-    files = SeriesFiles(settings.storage_path)
+    store = series_store(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -199,7 +181,7 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
             raise HTTPException(400, "start is after end")
         item = await station(request, station_id)
         href = item.get("assets", {}).get("series", {}).get("href")
-        rows = await asyncio.to_thread(files.read, href, station_id)
+        rows = await read_series(store, href, station_id)
         rows = [m for m in rows if (start is None or m.time.date() >= start) and (end is None or m.time.date() <= end)]
         wants_csv = format == "csv" or (format is None and "text/csv" in request.headers.get("accept", ""))
         if wants_csv:
@@ -219,4 +201,10 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
         if response.status_code != 200:
             raise CatalogUnavailable(f"catalog answered {response.status_code}")
 
-    return install_kit(app, settings, checks={"catalog": catalog}, status_codes={CatalogUnavailable: 503})
+    checks = {"catalog": catalog}
+    if isinstance(store, S3Series):
+        async def storage() -> None:
+            await asyncio.to_thread(store.ready)
+
+        checks["storage"] = storage
+    return install_kit(app, settings, checks=checks, status_codes={CatalogUnavailable: 503})
