@@ -1,0 +1,177 @@
+"""The Helm releases (infra/eolake_infra/releases.py), run in isolation under Pulumi mocks.
+
+releases() is called on its own (not through the whole program), with a Context built from each real stack and
+from variants of it, and a mock monitor that also records what MockResourceArgs leaves out: depends_on.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pytest
+import yaml
+from pulumi.runtime import mocks, settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from eolake_infra import config, releases
+from eolake_spec import STACKS_DIR, Platform, load_stack
+
+STACKS = ["dev", "staging", "prod"]
+KPS = "kube-prometheus-stack"
+ALERTMANAGER = STACKS_DIR.parent / "monitoring" / "alertmanager" / "alertmanager.yml"
+
+
+@dataclass
+class Registered:
+    urn: str
+    type: str
+    name: str
+    dependencies: list[str]
+    inputs: dict
+
+
+@dataclass
+class Run:
+    resources: list[Registered]
+    crd_urns: list[str]  # URNs of what releases() returned in monitoring_crds
+
+    def releases(self) -> dict[str, Registered]:
+        return {r.inputs["name"]: r for r in self.resources if r.type == "kubernetes:helm.sh/v3:Release"}
+
+    def of_kind(self, kind: str) -> list[Registered]:
+        return [r for r in self.resources if r.inputs.get("kind") == kind]
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}, None
+
+
+class _Monitor(mocks.MockMonitor):
+    def __init__(self):
+        super().__init__(_Mocks())
+        self.registered: list[Registered] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.registered.append(Registered(response.urn, request.type, request.name,
+                                              sorted(request.dependencies),
+                                              _whole(self.resources[response.urn].state)))
+        return response
+
+
+def _whole(value):
+    """The wire has only doubles: whole floats become ints again."""
+    if isinstance(value, dict):
+        return {k: _whole(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole(v) for v in value]
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def run_releases(platform: Platform) -> Run:
+    ctx = config.Context(platform, platform.kubernetes, "test")  # no resolve(): only releases() is under test
+    settings.reset_options(project="eolake", stack="test")
+    pulumi.runtime.set_all_config({}, secret_keys=[])
+    monitor = _Monitor()
+    mocks.set_mocks(_Mocks(), project="eolake", stack="test", preview=False, monitor=monitor)
+    urns: list[str] = []
+
+    def program():
+        result = releases.releases(ctx, pulumi.ResourceOptions())
+        assert isinstance(result, releases.Releases)
+        for resource in result.monitoring_crds:
+            resource.urn.apply(urns.append)
+
+    _sync_await(run_pulumi_func(program))
+    return Run(monitor.registered, urns)
+
+
+def with_releases(platform: Platform, **toggles: bool) -> Platform:
+    k8s = platform.kubernetes
+    changed = k8s.model_copy(update={"releases": k8s.releases.model_copy(update=toggles)})
+    return platform.model_copy(update={"kubernetes": changed})
+
+
+ALL_ON = {"kube_prometheus_stack": True, "prometheus_adapter": True, "jaeger": True, "matomo": True,
+          "keycloak": True}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_monitoring_resources_wait_for_the_release_with_their_crds(stack):
+    platform = load_stack(stack)
+    assert platform.kubernetes.releases.kube_prometheus_stack, "the stacks deploy kube-prometheus-stack"
+    run = run_releases(platform)
+    kps = run.releases()[KPS]
+    assert run.crd_urns == [kps.urn]
+    rules = run.of_kind("PrometheusRule")
+    assert rules, "monitoring/ holds rule files"
+    assert {r.name for r in rules} == set(releases.rule_files())
+    for rule in rules:
+        assert kps.urn in rule.dependencies, f"PrometheusRule {rule.name} does not wait for {KPS}"
+    # the dashboards go into the namespace the release creates
+    dashboards = [r for r in run.of_kind("ConfigMap") if r.inputs["metadata"]["labels"].get("grafana_dashboard")]
+    assert {d.name for d in dashboards} == set(releases.dashboards()) and dashboards
+    for dashboard in dashboards:
+        assert kps.urn in dashboard.dependencies, f"ConfigMap {dashboard.name} does not wait for {KPS}"
+
+
+def test_without_kube_prometheus_stack_there_is_nothing_to_wait_for():
+    run = run_releases(with_releases(load_stack("prod"), kube_prometheus_stack=False))
+    assert KPS not in run.releases()
+    assert run.crd_urns == []
+    assert not run.of_kind("PrometheusRule") and not run.of_kind("ConfigMap")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_adapter_serves_the_download_queue_depth_as_an_external_metric(stack):
+    platform = load_stack(stack)
+    rules = run_releases(platform).releases()["prometheus-adapter"].inputs["values"]["rules"]
+    assert rules["custom"] == [releases.ADAPTER_RULE]  # the request-rate rule stays
+    external = {r["name"]["as"]: r for r in rules.get("external", [])}
+    queue = platform.manifest("downloads").worker.queue_metric  # what the worker HPA scales on
+    assert queue == "eolake_download_queue_depth"
+    assert queue in external, f"no prometheus-adapter external rule serves {queue}"
+    rule = external[queue]
+    assert re.search(rule["name"]["matches"], queue) and rule["seriesQuery"].startswith(queue + "{")
+    assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
+    assert rule["resources"].get("namespaced", True) is True  # the HPA's namespace is added to the query
+    assert rule["metricsQuery"].startswith("max") and "<<.LabelMatchers>>" in rule["metricsQuery"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_alertmanager_routes_are_the_projects(stack):
+    values = run_releases(load_stack(stack)).releases()[KPS].inputs["values"]
+    wanted = yaml.safe_load(ALERTMANAGER.read_text())
+    assert values["alertmanager"]["config"] == wanted
+    assert [r["name"] for r in values["alertmanager"]["config"]["receivers"]] == ["page", "ticket", "heartbeat"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_release_uses_bitnami_and_matomo_keycloak_are_external(stack):
+    for platform in (load_stack(stack), with_releases(load_stack(stack), **ALL_ON)):
+        found = run_releases(platform).releases()
+        for name, release in found.items():
+            assert "bitnami" not in release.inputs["repositoryOpts"]["repo"], name
+            assert re.fullmatch(r"\d+\.\d+\.\d+", release.inputs["version"]), (name, release.inputs["version"])
+        on = platform.kubernetes.releases
+        assert set(found) == {name for name, enabled in {KPS: on.kube_prometheus_stack, "jaeger": on.jaeger,
+                                                         "prometheus-adapter": on.prometheus_adapter}.items()
+                              if enabled}
+
+
+def test_infra_depends_on_the_spec_not_the_platform_package():
+    tree = ast.parse(inspect.getsource(releases))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {m for m in imported if m == "eolake" or m.startswith("eolake.")}, imported
+    assert releases.MONITORING == STACKS_DIR.parent / "monitoring"
