@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 
 from eolake.paths import REPO_ROOT
+from eolake_infra import config, releases, render
+from eolake_spec import load_stack
 
-sys.path.insert(0, str(REPO_ROOT / "infra"))
-
-from eolake_infra import config, releases, render  # noqa: E402
-
-__all__ = ["config", "releases", "render"]  # re-exported: infra/ is not an installed package
+__all__ = ["config", "releases", "render"]
 
 STACKS = ["dev", "staging", "prod"]
 RENDERED = REPO_ROOT / "infra" / "rendered"
 
 
 class Program:
-    def __init__(self, resources: list[render.Recorded]):
+    def __init__(self, stack: str, resources: list[render.Recorded]):
         self.resources = resources
         self.by_urn = {r.urn: r for r in resources}
+        self.context = config.resolve(load_stack(stack), stack)
 
     def of_kind(self, kind: str) -> list[dict]:
         return [r.manifest for r in self.resources if r.manifest and r.manifest["kind"] == kind]
@@ -41,7 +39,7 @@ class Program:
 
 @functools.cache
 def program(stack: str) -> Program:
-    return Program(render.run(stack))
+    return Program(stack, render.run(stack))
 
 
 @functools.cache

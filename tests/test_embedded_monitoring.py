@@ -23,7 +23,7 @@ from eolake.embedded.monitoring import (
     rule_files,
 )
 from eolake.embedded.state import StateDir
-from eolake.spec import load_stack
+from eolake_spec import load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = {"catalog": "http://127.0.0.1:8101"}

@@ -9,8 +9,9 @@ from infra_program import Program, render, write_stack
 def test_downloads_schema_job_and_workers(tmp_path):
     def edit(p):
         p["services"]["downloads"] = {"replicas": 1, "pool_size": 4}
-        p["kubernetes"].setdefault("autoscaling", {})["downloads"] = {"max_replicas": 4}
-    program = Program(render.run(write_stack(tmp_path, "staging", edit)))
+        p["kubernetes"].setdefault("autoscaling", {})["downloads-worker"] = {"max_replicas": 4}
+    stack = write_stack(tmp_path, "staging", edit)
+    program = Program(str(stack), render.run(stack))
     api = program.one("Deployment", "downloads")
     worker = program.one("Deployment", "downloads-worker")
     (c,) = worker["spec"]["template"]["spec"]["containers"]

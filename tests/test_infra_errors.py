@@ -6,7 +6,7 @@ import pytest
 from infra_program import config, render, write_stack
 
 from eolake.cli import main
-from eolake.spec import SpecError
+from eolake_spec import SpecError
 
 
 def refused(path, error=config.InfraError) -> str:
@@ -22,7 +22,9 @@ def test_impossible_connection_budget_against_postgres(tmp_path):
         p["kubernetes"]["autoscaling"]["catalog"]["max_replicas"] = 40
     message = refused(write_stack(tmp_path, "prod", edit))
     assert "connection budget" in message and "(autoscaling.max_replicas + 1 surge)" in message
-    assert "820 connections" in message and "is 390" in message  # (40 + 1) × 4 workers × 5
+    # catalog (40 + 1) × 4 workers × 5 = 820, tiles (4 + 1) × 2 × 4 = 40, downloads (2 + 1) × 1 × 4 = 12, and its
+    # job workers (4 + 1) × (4 connections + 4 jobs) = 40
+    assert "912 connections" in message and "is 390" in message
 
 
 def test_impossible_connection_budget_against_the_pooler(tmp_path):
@@ -45,11 +47,11 @@ def test_unknown_service_name(tmp_path):
     assert "services.tilez" in message
 
 
-def test_enabled_service_without_component(tmp_path):
+def test_autoscaling_of_a_worker_that_does_not_exist(tmp_path):
     def edit(p):
-        p["services"]["thesaurus"] = {"replicas": 1}
+        p["kubernetes"]["autoscaling"]["web-worker"] = {"max_replicas": 2}
     message = refused(write_stack(tmp_path, "dev", edit))
-    assert "services.thesaurus: enabled, but eolake has no Kubernetes component for it yet" in message
+    assert "kubernetes.autoscaling.web-worker: no such service or worker" in message
     assert "Pulumi.dev-edited.yaml" in message
 
 

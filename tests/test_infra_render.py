@@ -14,7 +14,7 @@ from infra_program import RENDERED, STACKS, render, rendered
 from eolake.cli import main
 
 # The Kubernetes versions we support; the schemas ship with kubernetes-validate.
-VERSIONS = ["1.29.0", "1.30.0", "1.31.0"]
+VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]  # the minors the Kubernetes project supports (late 2026)
 # Custom resources have no schema in kubernetes-validate: only their envelope is checked.
 CUSTOM_GROUPS = ("postgresql.cnpg.io/", "monitoring.coreos.com/")
 

@@ -16,11 +16,11 @@ import pytest
 from fastapi import Depends, FastAPI, Request
 
 from eolake.embedded.postgres import free_port
-from eolake.spec import load_stack
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import Principal, ServiceSettings, install_kit, principal
 from eolake_kit.auth import create_api_key
 from eolake_kit.matomo import page_view_config, visitor_hash
+from eolake_spec import load_stack
 from servers import served, wait_until
 
 PUBLIC = "https://eolake.example.org"

@@ -283,7 +283,7 @@ def test_eodag_runs_offline_and_searches_a_loopback_stac_api(catalogs, tmp_path,
 def test_settings_from_the_platform_spec(monkeypatch):
     from pydantic import ValidationError
 
-    from eolake.spec import load_stack
+    from eolake_spec import load_stack
 
     env = load_stack("local").service_env("search")
     providers = json.loads(env["EOLAKE_SEARCH_PROVIDERS"])

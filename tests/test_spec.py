@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from eolake.cli import main as cli
-from eolake.paths import STACKS_DIR
-from eolake.spec import SpecError, load_stack
+from eolake_spec import STACKS_DIR, SpecError, load_stack
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 

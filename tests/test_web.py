@@ -10,7 +10,7 @@ import httpx
 import pytest
 from eolake_web import assets
 from eolake_web.app import create_app
-from eolake_web.settings import DEFAULT_SERVICES, WebSettings
+from eolake_web.settings import WebSettings, default_services
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -109,7 +109,7 @@ def test_config_names_the_services_and_no_matomo_by_default(client):
     resp = client.get("/config.json")
     assert resp.status_code == 200 and resp.headers["cache-control"] == "no-cache"
     config = resp.json()
-    assert config["services"] == {"web": "", **DEFAULT_SERVICES}
+    assert config["services"] == {"web": "", **default_services()}
     assert config["matomo"] is None
     assert config["static"] == f"/static/{config['build']}"
 

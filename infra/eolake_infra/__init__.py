@@ -1,1 +1,1 @@
-"""eolake on Kubernetes: Pulumi components translating the platform spec (eolake.spec)."""
+"""eolake on Kubernetes: Pulumi components translating the platform spec (eolake_spec)."""

@@ -5,38 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from eolake.spec import DATABASE_SERVICES, Kubernetes, Platform, Service
+from eolake_spec import Kubernetes, Platform, Service, ServiceManifest
 
 APP_ROLE = "eolake_app"  # what services connect as (pgstac_ingest), as in the embedded runner
 CLUSTER = "eolake-db"  # the CloudNativePG Cluster; its Services are eolake-db-rw/-ro/-r
+INSTANCES = {"cnpg.io/cluster": CLUSTER, "cnpg.io/podRole": "instance"}  # its database pods (not the pooler's)
 RUN_AS = 10001  # the uid/gid the images create (apps/*/Dockerfile)
 SURGE = 1  # extra pod per Deployment during a rolling update
 
 
 class InfraError(ValueError):
     """A spec the Kubernetes target cannot deploy; raised before any resource is created."""
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What the platform knows about a service image: adding a service to Kubernetes is one line in SERVICES."""
-
-    component: str  # the type token suffix, eolake:service:<component>
-    port: int
-    database: bool
-    worker: str | None = None  # module of the service's job workers: a second Deployment, scaled on queue depth
-    schema: str | None = None  # module whose migrate() creates the service's own schema (a Job, after pgstac's)
-
-
-SERVICES: dict[str, Kind] = {
-    "catalog": Kind("Catalog", 8081, database=True),
-    "tiles": Kind("Tiles", 8082, database=True),
-    "timeseries": Kind("Timeseries", 8083, database=False),
-    "downloads": Kind("Downloads", 8087, database=True, worker="eolake_downloads.worker",
-                      schema="eolake_downloads.schema"),
-    "web": Kind("Web", 8084, database=False),
-    "search": Kind("Search", 8086, database=False),
-}
 
 
 @dataclass(frozen=True)
@@ -61,15 +40,30 @@ class Context:
     def services(self) -> dict[str, Service]:
         return self.platform.enabled_services
 
+    def manifest(self, name: str) -> ServiceManifest:
+        return self.platform.manifest(name)
+
     def image(self, name: str) -> str:
         return self.k8s.images[name].ref
+
+    def cluster_address(self, name: str) -> str:
+        """A service's in-cluster origin: its Service's DNS name and port."""
+        return f"http://{name}.{self.namespace}.svc.cluster.local:{self.manifest(name).port}"
+
+    @property
+    def origins(self) -> dict[str, str]:
+        return {name: self.cluster_address(name) for name in self.services}
 
     def labels(self, name: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "eolake"}
 
     def max_replicas(self, name: str) -> int:
+        """`name` is a service, or `<service>-worker` for its job workers."""
         scaling = self.k8s.autoscaling.get(name)
-        return scaling.max_replicas if scaling else self.services[name].replicas
+        if scaling:
+            return scaling.max_replicas
+        service = self.services[name.removesuffix("-worker")]
+        return service.worker_replicas if name.endswith("-worker") else service.replicas
 
 
 def resolve(platform: Platform, source: str) -> Context:
@@ -81,23 +75,30 @@ def resolve(platform: Platform, source: str) -> Context:
         raise InfraError(f"{source}: database.embedded: must be false on Kubernetes (CloudNativePG runs it)")
     ctx = Context(platform, k8s, source)
     problems = []
-    for name, service in ctx.services.items():
-        if name not in SERVICES:
-            problems.append(f"services.{name}: enabled, but eolake has no Kubernetes component for it yet "
-                            f"(known: {', '.join(sorted(SERVICES))}); set services.{name}.enabled: false")
-        elif name not in k8s.images:
+    known = platform.services
+    for name in ctx.services:
+        if name not in k8s.images:
             problems.append(f"kubernetes.images.{name}: missing: service {name} is enabled and needs an image")
-        scaling = k8s.autoscaling.get(name)
-        if scaling and scaling.max_replicas < service.replicas:
-            problems.append(f"kubernetes.autoscaling.{name}.max_replicas: {scaling.max_replicas} is below "
-                            f"services.{name}.replicas ({service.replicas})")
-    if any(SERVICES[n].database for n in ctx.services if n in SERVICES) and "migrate" not in k8s.images:
+    for name, scaling in k8s.autoscaling.items():
+        service = known.get(name.removesuffix("-worker"))
+        if service is None or (name.endswith("-worker") and not ctx.manifest(name.removesuffix("-worker")).worker):
+            problems.append(f"kubernetes.autoscaling.{name}: no such service or worker")
+            continue
+        floor = service.worker_replicas if name.endswith("-worker") else service.replicas
+        if scaling.max_replicas < floor:
+            problems.append(f"kubernetes.autoscaling.{name}.max_replicas: {scaling.max_replicas} is below the "
+                            f"replicas of services.{name.removesuffix('-worker')} ({floor})")
+    if any(ctx.manifest(n).database for n in ctx.services) and "migrate" not in k8s.images:
         problems.append("kubernetes.images.migrate: missing: the pgstac migration Job needs the image built from "
                         "infra/images/migrate")
-    unknown = sorted(set(k8s.images) - set(SERVICES) - {"migrate"})
+    unknown = sorted(set(k8s.images) - set(known) - {"migrate"})
     if unknown:
         problems.append(f"kubernetes.images: unknown {', '.join(unknown)} (known: "
-                        f"{', '.join(sorted([*SERVICES, 'migrate']))})")
+                        f"{', '.join(sorted([*known, 'migrate']))})")
+    if platform.storage.kind == "s3" and not k8s.secrets.storage and any(
+            "storage" in ctx.manifest(n).secrets for n in ctx.services):
+        problems.append("kubernetes.secrets.storage: missing: storage is s3 and services read it; name the Secret "
+                        "holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
     problems += connection_budget(ctx)
     if problems:
         raise InfraError(f"{source}: cannot deploy to Kubernetes:\n  " + "\n  ".join(problems))
@@ -106,8 +107,9 @@ def resolve(platform: Platform, source: str) -> Context:
 
 def peak_connections(ctx: Context) -> int:
     """Client connections at the worst moment: every service at its HPA maximum, mid rolling update."""
-    return sum((ctx.max_replicas(name) + SURGE) * s.workers * s.pool_size
-               for name, s in ctx.services.items() if name in DATABASE_SERVICES)
+    return sum(ctx.platform.connections(name, ctx.max_replicas(name) + SURGE,
+                                        ctx.max_replicas(f"{name}-worker") + SURGE if ctx.manifest(name).worker else 0)
+               for name in ctx.services)
 
 
 def connection_budget(ctx: Context) -> list[str]:
@@ -117,7 +119,7 @@ def connection_budget(ctx: Context) -> list[str]:
     server = db.max_connections - db.reserved_connections
     pooler = ctx.k8s.pooler
     clients = pooler.max_client_connections * max(1, pooler.instances - 1)
-    formula = "(autoscaling.max_replicas + 1 surge) × workers × pool_size"
+    formula = "(autoscaling.max_replicas + 1 surge) × workers × pool_size, plus job workers"
     problems = []
     if peak > server:
         problems.append(f"connection budget: services may open {peak} connections ({formula}) but "

@@ -6,7 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from eolake_infra import network
-from eolake_infra.config import APP_ROLE, CLUSTER, Context
+from eolake_infra.config import APP_ROLE, CLUSTER, INSTANCES, Context
 
 OPERATOR = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "cnpg-system"}}}
 MIGRATE_LABELS = {"app.kubernetes.io/name": "migrate", "app.kubernetes.io/part-of": "eolake"}
@@ -80,24 +80,27 @@ def cluster_spec(ctx: Context) -> dict:
 
 
 def network_policies(ctx: Context) -> dict[str, dict]:
-    cluster, pooler = {"cnpg.io/cluster": CLUSTER}, {"cnpg.io/poolerName": ctx.pooler}
+    # Pooler pods carry cnpg.io/cluster too: the instances' policy selects instances only.
+    instances = INSTANCES
+    pooler = {"cnpg.io/poolerName": ctx.pooler}
+    api_and_storage = network.outside(443, 6443)  # the Kubernetes API (the instance manager) and S3 backups
     prometheus = network.prometheus(ctx.k8s.monitoring_namespace)
     clients = network.pods({network.DATABASE_CLIENT: "true"})
     return {
         f"{CLUSTER}-netpol": {
-            "pod_selector": {"match_labels": cluster}, "policy_types": ["Ingress", "Egress"],
+            "pod_selector": {"match_labels": instances}, "policy_types": ["Ingress", "Egress"],
             "ingress": [
-                {"from": [network.pods(pooler), network.pods(cluster), network.pods(MIGRATE_LABELS)],
+                {"from": [network.pods(pooler), network.pods(instances), network.pods(MIGRATE_LABELS)],
                  "ports": network.tcp(5432)},
                 {"from": [OPERATOR], "ports": network.tcp(8000, 5432)},
                 {"from": [prometheus], "ports": network.tcp(9187)},
             ],
-            "egress": [{"to": [network.pods(cluster)], "ports": network.tcp(5432, 8000)}, network.HTTPS_OUT],
+            "egress": [{"to": [network.pods(instances)], "ports": network.tcp(5432, 8000)}, api_and_storage],
         },
         f"{ctx.pooler}-netpol": {
             "pod_selector": {"match_labels": pooler}, "policy_types": ["Ingress", "Egress"],
             "ingress": [{"from": [clients], "ports": network.tcp(5432)},
                         {"from": [prometheus], "ports": network.tcp(9127)}],
-            "egress": [{"to": [network.pods(cluster)], "ports": network.tcp(5432)}, network.HTTPS_OUT],
+            "egress": [{"to": [network.pods(instances)], "ports": network.tcp(5432)}, api_and_storage],
         },
     }

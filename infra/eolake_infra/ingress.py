@@ -9,7 +9,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from eolake_infra.config import SERVICES, Context
+from eolake_infra.config import Context
 
 
 def ingress(ctx: Context, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
@@ -17,7 +17,7 @@ def ingress(ctx: Context, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ing
     # Longest prefix first, so that the web view's "/" is the fallback (nginx matches longest anyway).
     names = sorted(ctx.services, key=lambda n: (-len(ctx.services[n].path), n))
     paths = [{"path": ctx.services[n].path, "path_type": "Prefix",
-              "backend": {"service": {"name": n, "port": {"name": "http"}}}} for n in names if n in SERVICES]
+              "backend": {"service": {"name": n, "port": {"name": "http"}}}} for n in names]
     return k8s.networking.v1.Ingress("ingress", metadata={
         "name": "eolake", "namespace": ctx.namespace, "labels": {"app.kubernetes.io/part-of": "eolake"},
         "annotations": {

@@ -1,6 +1,10 @@
-"""NetworkPolicy peers: who may talk to whom. The namespace denies everything else (see program.py)."""
+"""NetworkPolicies: who may talk to whom. The namespace denies everything else (see program.py); each service
+allows exactly the manifests' `calls` graph plus the platform's fixed flows (ingress, Prometheus scrape, DNS, the
+database pooler, storage, external providers, the trace collector, the identity provider)."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit
 
 INGRESS_CONTROLLER = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
                       "pod_selector": {"match_labels": {"app.kubernetes.io/name": "ingress-nginx"}}}
@@ -20,5 +24,65 @@ def tcp(*ports: int | str) -> list[dict]:
     return [{"protocol": "TCP", "port": p} for p in ports]
 
 
-# The Kubernetes API and S3 are outside the pod network: allow HTTPS out, and the API server's usual port.
-HTTPS_OUT = {"to": [{"ip_block": {"cidr": "0.0.0.0/0"}}], "ports": tcp(443, 6443)}
+# Outside the pod network (S3, providers, the identity provider), never the cloud's metadata service.
+OUTSIDE = {"ip_block": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}
+
+
+def outside(*ports: int) -> dict:
+    return {"to": [OUTSIDE], "ports": tcp(*sorted(set(ports)))}
+
+
+def url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def service_policy(ctx, name: str, labels: dict[str, str]) -> dict:
+    m = ctx.manifest(name)
+    callers = [ctx.labels(other) for other in sorted(ctx.services) if name in ctx.manifest(other).calls]
+    ingress = [{"from": [INGRESS_CONTROLLER, prometheus(ctx.k8s.monitoring_namespace)], "ports": tcp(m.port)}]
+    if callers:
+        ingress.append({"from": [pods(c) for c in callers], "ports": tcp(m.port)})
+    egress = [{"to": [pods(ctx.labels(callee))], "ports": tcp(ctx.manifest(callee).port)}
+              for callee in m.calls if callee in ctx.services]
+    if m.database:
+        egress.append(database(ctx))
+    egress += fixed_egress(ctx, name)
+    return {"pod_selector": {"match_labels": labels}, "policy_types": ["Ingress", "Egress"],
+            "ingress": ingress, "egress": egress}
+
+
+def database(ctx) -> dict:
+    return {"to": [pods({"cnpg.io/poolerName": ctx.pooler})], "ports": tcp(5432)}
+
+
+def fixed_egress(ctx, name: str) -> list[dict]:
+    """Flows out of the namespace a service needs: traces, storage, providers, the identity provider."""
+    platform, m, rules = ctx.platform, ctx.manifest(name), []
+    otlp = platform.observability.otlp_endpoint
+    if otlp:
+        rules.append(collector(otlp, ctx.namespace))
+    ports = []
+    if "storage" in m.secrets and platform.storage.kind == "s3":
+        ports.append(url_port(platform.storage.endpoint or "https://s3.amazonaws.com"))
+    if name == "search":
+        ports += [url_port(p.url) for p in platform.providers if p.enabled and p.url and "://" in p.url]
+    if platform.auth.oidc_issuer:  # the JWKS of the identity provider
+        ports.append(url_port(platform.auth.oidc_jwks_url or platform.auth.oidc_issuer))
+    if ports:
+        rules.append(outside(*ports))
+    return rules
+
+
+def collector(otlp: str, namespace: str) -> dict:
+    """The trace collector: `<service>.<namespace>[.svc…]` is a Service in that namespace; anything else is
+    outside the cluster."""
+    labels = (urlsplit(otlp).hostname or "").split(".")
+    port = url_port(otlp)
+    if len(labels) >= 2 and (len(labels) == 2 or labels[2] == "svc"):
+        return {"to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": labels[1]}}}],
+                "ports": tcp(port)}
+    if len(labels) == 1:
+        return {"to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": namespace}}}],
+                "ports": tcp(port)}
+    return outside(port)

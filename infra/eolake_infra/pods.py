@@ -20,14 +20,14 @@ def container_security() -> dict:
             "capabilities": {"drop": ["ALL"]}, "seccomp_profile": {"type": "RuntimeDefault"}}
 
 
-def probes(port: str = "http") -> dict:
-    """Liveness never touches a dependency (/healthz); readiness does (/readyz); startup covers slow starts."""
+def probes(port: str = "http", liveness: str = "/healthz", readiness: str = "/readyz") -> dict:
+    """Liveness never touches a dependency; readiness does; startup covers slow starts (the manifest's paths)."""
     def get(path: str, **timing) -> dict:
         return {"http_get": {"path": path, "port": port}, "timeout_seconds": 3, **timing}
     return {
-        "startup_probe": get("/healthz", period_seconds=2, failure_threshold=60),
-        "readiness_probe": get("/readyz", period_seconds=10, failure_threshold=3),
-        "liveness_probe": get("/healthz", period_seconds=10, failure_threshold=3),
+        "startup_probe": get(liveness, period_seconds=2, failure_threshold=60),
+        "readiness_probe": get(readiness, period_seconds=10, failure_threshold=3),
+        "liveness_probe": get(liveness, period_seconds=10, failure_threshold=3),
     }
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from eolake.spec import Platform
 from eolake_infra import network
-from eolake_infra.config import SERVICES, Context, resolve
+from eolake_infra.config import Context, resolve
 from eolake_infra.database import Database
 from eolake_infra.ingress import ingress
 from eolake_infra.migrations import Migrations
 from eolake_infra.releases import releases
 from eolake_infra.service import ServiceComponent
+from eolake_spec import Platform
 
 
 def build(platform: Platform, source: str = "the stack file") -> Context:
@@ -24,14 +24,14 @@ def build(platform: Platform, source: str = "the stack file") -> Context:
     inside = pulumi.ResourceOptions(depends_on=[namespace])
     _namespace_policies(ctx, inside)
     _app_database_secret(ctx, inside)
-    database = Database(ctx, after=[namespace])
+    installed = releases(ctx, pulumi.ResourceOptions())
+    database = Database(ctx, after=[namespace, *installed.monitoring_crds])  # its PodMonitor needs the CRD
     after: list[pulumi.Resource] = [namespace]
-    if any(SERVICES[name].database for name in ctx.services):
+    if any(ctx.manifest(name).database for name in ctx.services):
         after.append(Migrations(ctx, after=[namespace, database.cluster]).job)
     for name in sorted(ctx.services):
-        ServiceComponent(ctx, name, after=after)
+        ServiceComponent(ctx, name, after=after, monitoring_crds=installed.monitoring_crds)
     ingress(ctx, inside)
-    releases(ctx, pulumi.ResourceOptions())
     return ctx
 
 

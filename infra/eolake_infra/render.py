@@ -16,7 +16,7 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from eolake.spec import load_stack
+from eolake_spec import load_stack
 
 SECRET = "[secret: kept in the Pulumi state, encrypted]"
 

@@ -4,40 +4,43 @@ from __future__ import annotations
 
 import hashlib
 import json
-from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from eolake_infra import network, pods, workers
-from eolake_infra.config import APP_ROLE, SERVICES, Context
+from eolake_infra.config import APP_ROLE, Context
 
 API_KEYS_DIR = "/etc/eolake/api-keys"
+DATA_DIR = "/var/lib/eolake"  # a service's own read-only data, prepared by an init container (thesaurus index)
 
 
 class ServiceComponent(pulumi.ComponentResource):
     """Deployment, Service, ConfigMap, PDB, HPA, NetworkPolicy, ServiceMonitor and ServiceAccount of a service."""
 
     def __init__(self, ctx: Context, name: str, after: list[pulumi.Resource] | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
-        """`after`: what must exist or complete first (the namespace, the migration Job)."""
-        kind = SERVICES[name]
-        super().__init__(f"eolake:service:{kind.component}", name, None, opts)
-        self.ctx, self.name, self.kind = ctx, name, kind
+                 opts: pulumi.ResourceOptions | None = None, monitoring_crds: list[pulumi.Resource] | None = None):
+        """`after`: what must exist or complete first (the namespace, the migration Job); `monitoring_crds`: what
+        installs the ServiceMonitor/PodMonitor CRDs (the monitoring release)."""
+        manifest = ctx.manifest(name)
+        super().__init__(f"eolake:service:{manifest.title}", name, None, opts)
+        self.ctx, self.name, self.manifest = ctx, name, manifest
         self.spec = ctx.services[name]
         self.labels = ctx.labels(name)
-        if kind.schema:  # the service's own tables: created before its pods roll out
+        if manifest.schema:  # the service's own tables: created before its pods roll out
             after = [*(after or []), workers.schema_job(self, pulumi.ResourceOptions(parent=self, depends_on=after))]
         child = pulumi.ResourceOptions(parent=self, depends_on=after)
         self.config = self._config_map(child)
         account = k8s.core.v1.ServiceAccount(
             f"{name}-sa", metadata=self._meta(name), automount_service_account_token=False, opts=child)
+        # The HPA owns the replica count once the Deployment exists: `pulumi up` never resets it.
         self.deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment", metadata=self._meta(name, annotations=pods.CHECKOV_SKIPS),
             spec=self._deployment(account),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config, *(after or [])]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.config, *(after or [])],
+                                        ignore_changes=["spec.replicas"]))
         self.service = k8s.core.v1.Service(f"{name}-service", metadata=self._meta(name), spec={
-            "selector": self.labels, "ports": [{"name": "http", "port": kind.port, "target_port": "http"}],
+            "selector": self.labels, "ports": [{"name": "http", "port": manifest.port, "target_port": "http"}],
         }, opts=child)
         k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=self._meta(name), spec={
             "max_unavailable": 1, "selector": {"match_labels": self.labels}}, opts=child)
@@ -55,9 +58,10 @@ class ServiceComponent(pulumi.ComponentResource):
                                "interval": f"{ctx.platform.observability.scrape_interval_seconds}s",
                                "relabelings": [{"targetLabel": "job", "replacement": f"eolake-{name}"},
                                                {"targetLabel": "service", "replacement": name}]}],
-            }, opts=child)
-        if kind.worker:
-            workers.worker(self, pulumi.ResourceOptions(parent=self, depends_on=[self.config, account, *(after or [])]))
+            }, opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=monitoring_crds or [])))
+        if manifest.worker:
+            workers.worker(self, pulumi.ResourceOptions(parent=self, depends_on=[self.config, account, *(after or [])]),
+                           monitoring_crds or [])
         self.register_outputs({})
 
     def _meta(self, name: str, **extra) -> dict:
@@ -68,12 +72,15 @@ class ServiceComponent(pulumi.ComponentResource):
         return f"EOLAKE_{self.name.upper()}_"
 
     def config_data(self) -> dict[str, str]:
-        """Platform.service_env (the single translation of the spec) plus where to listen: never a secret."""
-        data = dict(self.ctx.platform.service_env(self.name))
+        """Platform.service_env (the single translation of the spec, peers at their cluster DNS names) plus where
+        to listen: never a secret."""
+        data = dict(self.ctx.platform.service_env(self.name, self.ctx.origins))
         data[self.env_prefix + "HOST"] = "0.0.0.0"
-        data[self.env_prefix + "PORT"] = str(self.kind.port)
+        data[self.env_prefix + "PORT"] = str(self.manifest.port)
         if self.ctx.k8s.secrets.api_keys:
             data[self.env_prefix + "AUTH__API_KEYS_FILE"] = f"{API_KEYS_DIR}/api-keys"
+        if self.manifest.prepare:
+            data[self.env_prefix + "STORAGE_PATH"] = DATA_DIR
         return dict(sorted(data.items()))
 
     def _config_map(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.ConfigMap:
@@ -81,14 +88,19 @@ class ServiceComponent(pulumi.ComponentResource):
                                      data=self.config_data(), opts=opts)
 
     def _env(self) -> list[dict]:
-        """The database password comes from a Secret; the URL is assembled by the kubelet, not stored anywhere."""
-        if not self.kind.database:
-            return []
-        db = self.ctx.platform.database
-        url = f"postgresql://{APP_ROLE}:$(EOLAKE_DATABASE_PASSWORD)@{self.ctx.pooler}:5432/{db.name}"
-        return [{"name": "EOLAKE_DATABASE_PASSWORD", "value_from": {"secret_key_ref": {
-                    "name": self.ctx.k8s.secrets.app_database, "key": "password"}}},
-                {"name": self.env_prefix + "DATABASE_URL", "value": url}]
+        """Secrets come from Secrets, by reference: the database password (the URL is assembled by the kubelet,
+        stored nowhere), the signing key, the storage credentials."""
+        secrets, env = self.ctx.k8s.secrets, []
+        if self.manifest.database:
+            db = self.ctx.platform.database
+            url = f"postgresql://{APP_ROLE}:$(EOLAKE_DATABASE_PASSWORD)@{self.ctx.pooler}:5432/{db.name}"
+            env += [_secret("EOLAKE_DATABASE_PASSWORD", secrets.app_database, "password"),
+                    {"name": self.env_prefix + "DATABASE_URL", "value": url}]
+        if "signing" in self.manifest.secrets:
+            env.append(_secret(self.env_prefix + "TOKEN_KEY", secrets.signing, "signing-key"))
+        if "storage" in self.manifest.secrets and secrets.storage:
+            env += [_secret(key, secrets.storage, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        return env
 
     def _deployment(self, account: k8s.core.v1.ServiceAccount) -> dict:
         checksum = hashlib.sha256(json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
@@ -96,14 +108,22 @@ class ServiceComponent(pulumi.ComponentResource):
         if self.ctx.k8s.secrets.api_keys:
             volumes.append({"name": "api-keys", "secret": {"secret_name": self.ctx.k8s.secrets.api_keys}})
             mounts.append({"name": "api-keys", "mount_path": API_KEYS_DIR, "read_only": True})
-        pod_labels = {**self.labels, **({network.DATABASE_CLIENT: "true"} if self.kind.database else {})}
+        pod_labels = {**self.labels, **({network.DATABASE_CLIENT: "true"} if self.manifest.database else {})}
         container = {
             "name": self.name, "image": self.ctx.image(self.name), "image_pull_policy": "IfNotPresent",
-            "ports": [{"name": "http", "container_port": self.kind.port, "protocol": "TCP"}],
+            "ports": [{"name": "http", "container_port": self.manifest.port, "protocol": "TCP"}],
             "env_from": [{"config_map_ref": {"name": f"{self.name}-config"}}], "env": self._env(),
             "resources": pods.resources(self.spec.resources), "security_context": pods.container_security(),
-            "volume_mounts": mounts, **pods.probes(),
+            "volume_mounts": mounts, **pods.probes("http", self.manifest.liveness, self.manifest.readiness),
         }
+        init = []
+        if self.manifest.prepare:  # read-only data built at start, into a volume the server mounts read-only
+            volumes.append({"name": "data", "empty_dir": {"size_limit": "1Gi"}})
+            container["volume_mounts"] = [*mounts, {"name": "data", "mount_path": DATA_DIR, "read_only": True}]
+            init.append({**{k: container[k] for k in ("image", "image_pull_policy", "env_from", "env", "resources",
+                                                     "security_context")},
+                         "name": "prepare", "command": ["/app/.venv/bin/python", "-m", self.manifest.prepare],
+                         "volume_mounts": [*mounts, {"name": "data", "mount_path": DATA_DIR}]})
         return {
             "replicas": self.spec.replicas,
             "selector": {"match_labels": self.labels},
@@ -114,7 +134,7 @@ class ServiceComponent(pulumi.ComponentResource):
                     "service_account_name": self.name, "automount_service_account_token": False,
                     "security_context": pods.pod_security(), "termination_grace_period_seconds": 30,
                     "topology_spread_constraints": pods.spread(self.labels),
-                    "containers": [container], "volumes": volumes,
+                    "init_containers": init, "containers": [container], "volumes": volumes,
                 },
             },
         }
@@ -135,22 +155,11 @@ class ServiceComponent(pulumi.ComponentResource):
         }
 
     def _network_policy(self) -> dict:
-        ctx, port = self.ctx, self.kind.port
-        egress = []
-        if self.kind.database:
-            egress.append({"to": [network.pods({"cnpg.io/poolerName": ctx.pooler})], "ports": network.tcp(5432)})
-        otlp = ctx.platform.observability.otlp_endpoint
-        if otlp:
-            egress.append({"ports": network.tcp(urlsplit(otlp).port or 4318)})
-        if ctx.platform.auth.oidc_issuer:  # the JWKS of the identity provider
-            egress.append(network.HTTPS_OUT)
-        return {
-            "pod_selector": {"match_labels": self.labels},
-            "policy_types": ["Ingress", "Egress"],
-            "ingress": [{"from": [network.INGRESS_CONTROLLER, network.prometheus(ctx.k8s.monitoring_namespace)],
-                         "ports": network.tcp(port)}],
-            "egress": egress,
-        }
+        return network.service_policy(self.ctx, self.name, self.labels)
+
+
+def _secret(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "value_from": {"secret_key_ref": {"name": secret, "key": key}}}
 
 
 def _quantity(value: float) -> str:

@@ -19,7 +19,6 @@ from eolake_infra import network, pods
 from eolake_infra.config import APP_ROLE, CLUSTER
 from eolake_infra.database import MIGRATE_LABELS
 
-METRICS_PORT = 9090
 SCRATCH = "/var/lib/eolake"  # staging area for files being fetched and verified
 SCRATCH_SIZE = "20Gi"
 FILES_PER_WORKER = "10"
@@ -45,7 +44,7 @@ def schema_job(component, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
             "security_context": pods.pod_security(),
             "containers": [{
                 "name": "schema", "image": image, "image_pull_policy": "IfNotPresent", "env": env,
-                "command": ["/app/.venv/bin/python", "-m", component.kind.schema, "", APP_ROLE],
+                "command": ["/app/.venv/bin/python", "-m", component.manifest.schema, "", APP_ROLE],
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"cpu": "1", "memory": "512Mi"}},
                 "security_context": pods.container_security(), "volume_mounts": [pods.TMP_MOUNT],
@@ -55,22 +54,23 @@ def schema_job(component, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
     }, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(delete_before_replace=True)))
 
 
-def worker(component, opts: pulumi.ResourceOptions) -> None:
-    ctx, name = component.ctx, f"{component.name}-worker"
+def worker(component, opts: pulumi.ResourceOptions, monitoring_crds: list[pulumi.Resource]) -> None:
+    ctx, name, port = component.ctx, f"{component.name}-worker", component.manifest.worker.metrics_port
     labels = ctx.labels(name)
     meta = {"name": name, "namespace": ctx.namespace, "labels": labels}
-    env = [*component._env(), {"name": component.env_prefix + "WORKER_METRICS_PORT", "value": str(METRICS_PORT)},
+    env = [*component._env(), {"name": component.env_prefix + "WORKER_METRICS_PORT", "value": str(port)},
            {"name": component.env_prefix + "STORAGE_PATH", "value": SCRATCH}]
     container = {
         "name": "worker", "image": ctx.image(component.name), "image_pull_policy": "IfNotPresent",
-        "command": ["/app/.venv/bin/python", "-m", component.kind.worker],
-        "ports": [{"name": "metrics", "container_port": METRICS_PORT, "protocol": "TCP"}],
+        "command": ["/app/.venv/bin/python", "-m", component.manifest.worker.module],
+        "ports": [{"name": "metrics", "container_port": port, "protocol": "TCP"}],
         "env_from": [{"config_map_ref": {"name": f"{component.name}-config"}}], "env": env,
         "resources": pods.resources(component.spec.resources), "security_context": pods.container_security(),
         "volume_mounts": [pods.TMP_MOUNT, {"name": "scratch", "mount_path": SCRATCH}], **pods.probes("metrics"),
     }
+    replicas = max(1, component.spec.worker_replicas)
     k8s.apps.v1.Deployment(f"{name}-deployment", metadata={**meta, "annotations": pods.CHECKOV_SKIPS}, spec={
-        "replicas": component.spec.replicas, "selector": {"match_labels": labels},
+        "replicas": replicas, "selector": {"match_labels": labels},
         "strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 0, "max_surge": 1}},
         "template": {
             "metadata": {"labels": {**labels, network.DATABASE_CLIENT: "true"}},
@@ -83,15 +83,15 @@ def worker(component, opts: pulumi.ResourceOptions) -> None:
                 "volumes": [pods.TMP_VOLUME, {"name": "scratch", "empty_dir": {"size_limit": SCRATCH_SIZE}}],
             },
         },
-    }, opts=opts)
+    }, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])))
     k8s.policy.v1.PodDisruptionBudget(f"{name}-pdb", metadata=meta, spec={
         "max_unavailable": 1, "selector": {"match_labels": labels}}, opts=opts)
     k8s.autoscaling.v2.HorizontalPodAutoscaler(f"{name}-hpa", metadata=meta, spec={
         "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": name},
-        "min_replicas": component.spec.replicas, "max_replicas": ctx.max_replicas(component.name),
+        "min_replicas": replicas, "max_replicas": max(replicas, ctx.max_replicas(name)),
         "metrics": [
             {"type": "External", "external": {
-                "metric": {"name": "eolake_download_queue_depth", "selector": {"match_labels": {
+                "metric": {"name": component.manifest.worker.queue_metric, "selector": {"match_labels": {
                     "service": component.name}}},
                 "target": {"type": "AverageValue", "average_value": FILES_PER_WORKER}}},
             {"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -99,11 +99,11 @@ def worker(component, opts: pulumi.ResourceOptions) -> None:
         ],
         "behavior": {"scale_down": {"stabilization_window_seconds": 600}},
     }, opts=opts)
-    egress = [{"to": [network.pods({"cnpg.io/poolerName": ctx.pooler})], "ports": network.tcp(5432)},
-              network.HTTPS_OUT]  # S3 storage and HTTPS sources
+    # The pooler, S3 storage and allow-listed HTTPS sources, the trace collector.
+    egress = [network.database(ctx), network.outside(443), *network.fixed_egress(ctx, component.name)]
     k8s.networking.v1.NetworkPolicy(f"{name}-netpol", metadata=meta, spec={
         "pod_selector": {"match_labels": labels}, "policy_types": ["Ingress", "Egress"],
-        "ingress": [{"from": [network.prometheus(ctx.k8s.monitoring_namespace)], "ports": network.tcp(METRICS_PORT)}],
+        "ingress": [{"from": [network.prometheus(ctx.k8s.monitoring_namespace)], "ports": network.tcp(port)}],
         "egress": egress,
     }, opts=opts)
     k8s.apiextensions.CustomResource(
@@ -113,4 +113,4 @@ def worker(component, opts: pulumi.ResourceOptions) -> None:
                                      "interval": f"{ctx.platform.observability.scrape_interval_seconds}s",
                                      "relabelings": [{"targetLabel": "job", "replacement": f"eolake-{name}"},
                                                      {"targetLabel": "service", "replacement": component.name}]}],
-        }, opts=opts)
+        }, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=monitoring_crds)))

@@ -10,18 +10,18 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from eolake_spec import manifest
+
 REPO = Path(__file__).resolve().parents[2]
 
 SERVICES: dict[str, dict] = {
     "catalog": {
-        "port": 8081,
         "summary": "eolake catalog image (stac-fastapi-pgstac behind the eolake service kit).",
         "label": "eolake catalog service: STAC API over the eolake data lake",
         "usage": ["docker run --read-only --tmpfs /tmp -p 8081:8081 \\",
                   "    -e EOLAKE_CATALOG_DATABASE_URL=postgresql://user:password@host:5432/eolake eolake-catalog"],
     },
     "tiles": {
-        "port": 8082,
         "summary": "eolake tiles image (titiler-pgstac map tiles, previews and statistics behind the eolake service kit).",
         "label": "eolake tile service: titiler-pgstac map tiles, previews and statistics of the catalogued rasters",
         "usage": ["docker run --read-only --tmpfs /tmp -p 8082:8082 \\",
@@ -29,7 +29,6 @@ SERVICES: dict[str, dict] = {
                   "    -e EOLAKE_TILES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-tiles"],
     },
     "timeseries": {
-        "port": 8083,
         "summary": "eolake timeseries image (hydrology virtual stations and water-level series behind the service kit).",
         "label": "eolake time-series service: hydrology virtual stations and water-level series",
         "usage": ["docker run --read-only --tmpfs /tmp -p 8083:8083 \\",
@@ -37,7 +36,6 @@ SERVICES: dict[str, dict] = {
                   "    -e EOLAKE_TIMESERIES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-timeseries"],
     },
     "thesaurus": {
-        "port": 8085,
         "summary": "eolake thesaurus image (SKOS vocabularies in an embedded SQLite index, Skosmos-compatible REST API).",
         "label": "eolake thesaurus service: SKOS vocabularies with a Skosmos-compatible API",
         "env": {"STORAGE_PATH": "/data"},
@@ -48,7 +46,6 @@ SERVICES: dict[str, dict] = {
                   "(a job): the service only reads it."],
     },
     "search": {
-        "port": 8086,
         "summary": "eolake federated search image (STAC API over several providers, queried in parallel; EODAG offline).",
         "label": "eolake federated search: a STAC API over several providers, in parallel, with EODAG",
         "env": {"STORAGE_PATH": "/tmp"},
@@ -58,7 +55,6 @@ SERVICES: dict[str, dict] = {
                   "                           \"thesaurus\": {\"url\": \"http://thesaurus:8085/thesaurus\"}}' eolake-search"],
     },
     "downloads": {
-        "port": 8087,
         "summary": "eolake download service image: the orders API, and (same image, another command) the staging workers.",
         "label": "eolake download service: orders, staging workers, resumable downloads",
         "usage": ["docker run --read-only --tmpfs /tmp -v /srv/eolake:/data -p 8087:8087 \\",
@@ -109,6 +105,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \\
     uv sync --frozen --package eolake-{name} --no-dev --no-editable --no-install-workspace
 
 # Then the two workspace packages the service needs, installed as real wheels (no editable links to /app/apps).
+COPY apps/spec/src apps/spec/src
 COPY apps/kit/src apps/kit/src
 COPY apps/{name}/src apps/{name}/src
 RUN --mount=type=cache,target=/root/.cache/uv \\
@@ -150,8 +147,10 @@ ENTRYPOINT ["/app/.venv/bin/python", "-m", "eolake_{name}"]
 
 
 def members() -> str:
-    names = ["kit"] + sorted(p.parent.name for p in REPO.glob("apps/*/pyproject.toml") if p.parent.name != "kit")
-    return "".join(f"COPY apps/{n}/pyproject.toml apps/{n}/pyproject.toml\n" for n in names)
+    """Every workspace member's pyproject (uv checks the whole workspace), the kit first."""
+    names = ["apps/kit"] + sorted(str(p.parent.relative_to(REPO)) for p in REPO.glob("apps/*/pyproject.toml")
+                                  if p.parent.name != "kit") + ["infra"]
+    return "".join(f"COPY {n}/pyproject.toml {n}/pyproject.toml\n" for n in names)
 
 
 def render(name: str) -> str:
@@ -159,7 +158,7 @@ def render(name: str) -> str:
     usage = "".join(f"#   {line}\n" if line else "#\n" for line in s["usage"])
     env = "".join(f"    EOLAKE_{name.upper()}_{key}={value} \\\n" for key, value in s.get("env", {}).items())
     return TEMPLATE.format(summary="# " + s["summary"], usage=usage, members=members(), label=s["label"],
-                           port=s["port"], name=name, NAME=name.upper(), env=env)
+                           port=manifest(name).port, name=name, NAME=name.upper(), env=env)
 
 
 def main(argv: list[str]) -> int:

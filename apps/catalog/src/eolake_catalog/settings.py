@@ -6,6 +6,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 from stac_fastapi.pgstac.config import PostgresSettings
 
+from eolake_catalog.manifest import MANIFEST
 from eolake_kit import ServiceSettings
 from eolake_kit.settings import PostgresUrl
 
@@ -13,9 +14,9 @@ from eolake_kit.settings import PostgresUrl
 class CatalogSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_CATALOG_", env_nested_delimiter="__", extra="ignore")
 
-    service_name: str = "catalog"
-    root_path: str = "/stac"
-    port: int = 8081
+    service_name: str = MANIFEST.name
+    root_path: str = MANIFEST.path
+    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname")
     pool_size: int = Field(8, ge=2, le=100, description="connections per worker: reads plus a quarter for writes")

@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from eolake_downloads.manifest import MANIFEST
 from eolake_kit import ServiceSettings
 from eolake_kit.settings import Peer, PostgresUrl
 
@@ -12,9 +13,9 @@ from eolake_kit.settings import Peer, PostgresUrl
 class DownloadsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_DOWNLOADS_", env_nested_delimiter="__", extra="ignore")
 
-    service_name: str = "downloads"
-    root_path: str = "/downloads"
-    port: int = 8087
+    service_name: str = MANIFEST.name
+    root_path: str = MANIFEST.path
+    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname")
     pool_size: int = Field(4, ge=2, le=100, description="database connections per process")

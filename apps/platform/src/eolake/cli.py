@@ -19,7 +19,7 @@ from rich.table import Table
 from eolake.embedded.postgres import PostgresCluster, free_port, port_is_free
 from eolake.embedded.state import StateDir
 from eolake.paths import default_state_dir
-from eolake.spec import SpecError, load_stack
+from eolake_spec import SpecError, load_stack
 
 console = Console()
 err = Console(stderr=True)
@@ -180,10 +180,7 @@ def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
-    """Kubernetes manifests of a stack, from the real Pulumi program run under mocks (infra/, not installed)."""
-    from eolake.paths import REPO_ROOT
-
-    sys.path.insert(0, str(REPO_ROOT / "infra"))
+    """Kubernetes manifests of a stack, from the real Pulumi program (eolake_infra) run under mocks."""
     from eolake_infra.config import InfraError
     from eolake_infra.render import render
 

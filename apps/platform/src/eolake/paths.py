@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
-STACKS_DIR = REPO_ROOT / "stacks"
 SHARED_DATA = Path(os.environ.get("EOLAKE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 

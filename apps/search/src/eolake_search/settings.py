@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
+from eolake_search.manifest import MANIFEST
 
 
 class ProviderConfig(BaseModel):
@@ -34,9 +35,9 @@ class ProviderConfig(BaseModel):
 class SearchSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_SEARCH_", env_nested_delimiter="__", extra="ignore")
 
-    service_name: str = "search"
-    root_path: str = "/search"
-    port: int = 8086
+    service_name: str = MANIFEST.name
+    root_path: str = MANIFEST.path
+    port: int = MANIFEST.port
     storage_path: Path = Field(Path("data"), description="the platform's storage folder (EODAG's config goes here)")
     local_provider: str = Field("local", pattern=r"^[a-z0-9][a-z0-9_-]*$",
                                 description="the local catalog's provider name ('' would not be valid)")

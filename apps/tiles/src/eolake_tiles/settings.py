@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
 from eolake_kit.settings import PostgresUrl
+from eolake_tiles.manifest import MANIFEST
 
 REMOTE_SCHEMES = ("s3", "gs", "az", "https", "http")
 
@@ -17,9 +18,9 @@ REMOTE_SCHEMES = ("s3", "gs", "az", "https", "http")
 class TilesSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_TILES_", env_nested_delimiter="__", extra="ignore")
 
-    service_name: str = "tiles"
-    root_path: str = "/tiles"
-    port: int = 8082
+    service_name: str = MANIFEST.name
+    root_path: str = MANIFEST.path
+    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
                                     description="postgresql://user:password@host:port/dbname (app role)")
     pool_size: int = Field(4, ge=1, le=100, description="database connections per worker")

@@ -4,24 +4,44 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
-from eolake_kit.settings import Peer
+from eolake_kit.settings import HttpUrl, Peer
+from eolake_timeseries.manifest import MANIFEST
 
 
 class TimeseriesSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_TIMESERIES_", env_nested_delimiter="__", extra="ignore")
 
-    service_name: str = "timeseries"
-    root_path: str = "/timeseries"
-    port: int = 8083
+    service_name: str = MANIFEST.name
+    root_path: str = MANIFEST.path
+    port: int = MANIFEST.port
     stations_collection: str = Field("garonne-virtual-stations", pattern=r"^[A-Za-z0-9._-]+$")
+
+    # Storage: where series are read from (the platform spec's storage kind). Credentials for S3 come from the
+    # standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment variables, never from these settings.
+    storage_kind: str = Field("local", pattern="^(local|s3)$", description="local: files below storage_path; "
+                              "s3: objects of s3_bucket (s3://<bucket>/<key> asset hrefs)")
     storage_path: Path | None = Field(None, description="series files are read only below this directory")
+    s3_bucket: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{3,255}$",
+                                  description="the only bucket series are read from (storage_kind s3)")
+    s3_endpoint: HttpUrl | None = Field(None, description="S3-compatible endpoint URL; None: AWS")
+    s3_region: str | None = None
+    s3_timeout: float = Field(5, gt=0, le=60, description="seconds an S3 connection or read may take")
+    max_series_bytes: int = Field(8 * 1024**2, ge=1024, le=256 * 1024**2,
+                                  description="largest series object read from S3; larger ones are refused (502)")
+
     cache_ttl: float = Field(30, ge=0, le=3600, description="seconds the station list from the catalog is kept")
     catalog_timeout: float = Field(5, gt=0, le=60, description="seconds one catalog request may take")
     max_pages: int = Field(20, ge=1, le=1000, description="catalog pages read at most for the station list")
+
+    @model_validator(mode="after")
+    def s3_needs_bucket(self) -> TimeseriesSettings:
+        if self.storage_kind == "s3" and not self.s3_bucket:
+            raise ValueError("storage_kind s3 needs s3_bucket")
+        return self
 
     @property
     def catalog(self) -> Peer:

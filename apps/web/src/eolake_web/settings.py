@@ -7,12 +7,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
+from eolake_spec import manifests
+from eolake_web.manifest import MANIFEST
 
-# The platform's default path prefixes (eolake.spec.DEFAULT_PATHS), the web view itself left out.
-DEFAULT_SERVICES: dict[str, str] = {
-    "catalog": "/stac", "tiles": "/tiles", "timeseries": "/timeseries", "search": "/search",
-    "thesaurus": "/thesaurus", "downloads": "/downloads",
-}
+
+def default_services() -> dict[str, str]:
+    """Every installed service at its default prefix (their manifests), the web view itself left out."""
+    return {m.name: m.path for m in manifests().values() if m.path != "/"}
+
 PREFIX = re.compile(r"(/[a-z0-9][a-z0-9-]*)+")
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
@@ -20,12 +22,12 @@ NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 class WebSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_WEB_", env_nested_delimiter="__", extra="ignore")
 
-    service_name: str = "web"
+    service_name: str = MANIFEST.name
     root_path: str = ""
-    port: int = 8084
+    port: int = MANIFEST.port
     title: str = "eolake"
     services: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_SERVICES),
+        default_factory=default_services,
         description="the platform's services the web view links to and polls, name → path prefix under the same "
                     "origin (JSON in EOLAKE_WEB_SERVICES), e.g. {\"catalog\": \"/stac\", \"tiles\": \"/tiles\"}")
     static_dir: Path | None = Field(None, description="the web view's files; None: the ones in this package")

@@ -21,7 +21,7 @@ import yaml
 from eolake.embedded.postgres import free_port, port_is_free
 from eolake.embedded.state import StateDir
 from eolake.paths import REPO_ROOT
-from eolake.spec import Platform
+from eolake_spec import Platform
 
 log = logging.getLogger("eolake.monitoring")
 

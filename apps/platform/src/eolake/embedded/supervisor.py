@@ -24,15 +24,12 @@ from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, Mon
 from eolake.embedded.postgres import PostgresCluster, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
-from eolake.spec import DATABASE_SERVICES, Platform, load_stack
 from eolake_kit.auth import create_api_key
 from eolake_kit.logs import configure_logging
+from eolake_spec import Platform, load_stack
 
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 120.0
-# Processes that come with a service and serve no route (its job workers): module run with the service's env and
-# a metrics port of their own (EOLAKE_<NAME>_WORKER_METRICS_PORT), which is also their probe.
-SERVICE_WORKERS = {"downloads": "eolake_downloads.worker"}
 STOP_TIMEOUT = 30.0
 
 
@@ -107,25 +104,27 @@ def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Chil
     ports = {name: free_port() for name in platform.enabled_services}
     origins = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     for name in platform.enabled_services:
-        module = f"eolake_{name}"
-        if importlib.util.find_spec(module) is None:
-            raise StartError(f"service {name!r} is enabled in the stack but its package eolake-{name} is not installed")
-        port = ports[name]
-        prefix = f"EOLAKE_{name.upper()}_"
+        m = platform.manifest(name)
+        if importlib.util.find_spec(m.module) is None:
+            raise StartError(f"service {name!r} is enabled in the stack but its package is not installed")
+        prefix, port = m.env_prefix, ports[name]
         env = {**os.environ, **platform.service_env(name, origins), prefix + "HOST": "127.0.0.1",
                prefix + "PORT": str(port), prefix + "AUTH__API_KEYS_FILE": str(state.api_keys),
                prefix + "STORAGE_PATH": str(state.storage)}
-        if name == "search":  # signs its page tokens
+        if "signing" in m.secrets:
             env[prefix + "TOKEN_KEY"] = state.signing_key()
-        if name in DATABASE_SERVICES:
+        if m.database:
             env[prefix + "DATABASE_URL"] = dsn
-        children.append(Child(name, [sys.executable, "-m", module], env, state.logs / f"{name}.log",
-                              f"http://127.0.0.1:{port}"))
-        if name in SERVICE_WORKERS:
-            metrics_port = free_port()
-            children.append(Child(f"{name}-worker", [sys.executable, "-m", SERVICE_WORKERS[name]],
-                                  {**env, prefix + "WORKER_METRICS_PORT": str(metrics_port)},
-                                  state.logs / f"{name}-worker.log", f"http://127.0.0.1:{metrics_port}", "/metrics"))
+        children.append(Child(name, [sys.executable, "-m", m.module], env, state.logs / f"{name}.log",
+                              f"http://127.0.0.1:{port}", m.readiness))
+        if m.worker:
+            for index in range(platform.services[name].worker_replicas):
+                metrics_port = free_port()
+                suffix = "" if index == 0 else f"-{index + 1}"
+                children.append(Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module],
+                                      {**env, prefix + "WORKER_METRICS_PORT": str(metrics_port)},
+                                      state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}",
+                                      "/metrics"))
     return children
 
 

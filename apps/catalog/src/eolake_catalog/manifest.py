@@ -1,0 +1,13 @@
+"""The catalog service's manifest: what the platform and every deployment target know of it."""
+
+from eolake_spec.manifest import ServiceManifest
+
+MANIFEST = ServiceManifest(
+    name="catalog",
+    title="Catalog",
+    summary="STAC API over pgstac: item and collection search, transactions for admins",
+    path="/stac",
+    port=8081,
+    settings="eolake_catalog.settings:CatalogSettings",
+    database=True,
+)

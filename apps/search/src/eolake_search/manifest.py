@@ -1,0 +1,14 @@
+"""The search service's manifest: what the platform and every deployment target know of it."""
+
+from eolake_spec.manifest import ServiceManifest
+
+MANIFEST = ServiceManifest(
+    name="search",
+    title="Search",
+    summary="federated STAC search over the catalog and external providers",
+    path="/search",
+    port=8086,
+    settings="eolake_search.settings:SearchSettings",
+    calls=("catalog", "thesaurus"),
+    secrets=("signing",),
+)

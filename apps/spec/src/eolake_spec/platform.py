@@ -1,0 +1,409 @@
+"""The platform spec: one typed model of a deployment, loaded from Pulumi stack files in stacks/.
+
+A stack file is `stacks/Pulumi.<stack>.yaml` holding the platform object under the `eolake:platform` key.
+The embedded runner, the Pulumi program and the Ansible variables all translate this one model; what each service
+is (default path, port, database use, calls…) comes from its manifest (eolake_spec.manifest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from eolake_spec.manifest import ServiceManifest, manifest, manifests
+
+# The repository's stacks/ (the package is installed from the workspace, editable); EOLAKE_STACKS_DIR overrides.
+STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
+CONFIG_KEY = "eolake:platform"
+QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+
+
+def _installed(name: str) -> str:
+    known = manifests()
+    if name not in known:
+        raise ValueError(f"no service {name!r} is installed (known: {', '.join(known)})")
+    return name
+
+
+ServiceName = Annotated[str, AfterValidator(_installed)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(Strict):
+    cpu_request: str = "100m"
+    cpu_limit: str = "1"
+    memory_request: str = "256Mi"
+    memory_limit: str = "512Mi"
+
+    @field_validator("*")
+    @classmethod
+    def kubernetes_quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 1, 256Mi or 2Gi")
+        return value
+
+
+class Service(Strict):
+    enabled: bool = True
+    path: str = Field(description="public path prefix under the base URL, e.g. /stac; / for the web view")
+    replicas: int = Field(1, ge=1, le=100)
+    workers: int = Field(1, ge=1, le=32, description="server worker processes per replica")
+    pool_size: int = Field(4, ge=1, le=100, description="database connections per worker at most")
+    resources: Resources = Resources()
+    worker_replicas: int = Field(1, ge=0, le=100, description="job worker processes (services with a worker)")
+    worker_concurrency: int = Field(2, ge=1, le=64, description="jobs one worker process runs at once")
+
+    @field_validator("path")
+    @classmethod
+    def path_prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"/|(/[a-z0-9][a-z0-9-]*)+", value):
+            raise ValueError(f"{value!r} must be / or like /stac (lowercase, no trailing slash)")
+        return value
+
+
+class Database(Strict):
+    embedded: bool = Field(True, description="a private cluster started by the embedded runner")
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="None: a free port (embedded only)")
+    name: str = "eolake"
+    user: str = "eolake"
+    password_env: str | None = Field(None, description="environment variable holding the password")
+    max_connections: int = Field(200, ge=10, description="what Postgres, or the pooler in front, accepts")
+    reserved_connections: int = Field(10, ge=0, description="kept for migrations, ingest and admins")
+
+
+class Storage(Strict):
+    kind: Literal["local", "s3"] = "local"
+    path: str = "data"
+    bucket: str | None = None
+    endpoint: str | None = None
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def s3_needs_bucket(self) -> Storage:
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError("storage kind s3 needs a bucket")
+        return self
+
+
+class Auth(Strict):
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    roles_claim: str = "realm_access.roles"
+
+    @model_validator(mode="after")
+    def issuer_needs_audience(self) -> Auth:
+        if self.oidc_issuer and not (self.oidc_audience and self.oidc_jwks_url):
+            raise ValueError("oidc_issuer needs oidc_audience and oidc_jwks_url")
+        return self
+
+
+class Observability(Strict):
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
+    prometheus: bool = Field(True, description="embedded: run Prometheus (Debian package) with eolake's rules")
+    prometheus_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
+    alertmanager: bool = Field(True, description="embedded: run Alertmanager too, when it is installed")
+    alertmanager_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
+    scrape_interval_seconds: int = Field(15, ge=1, le=300)
+    matomo_url: str | None = None
+    matomo_site_id: int | None = None
+
+    @model_validator(mode="after")
+    def matomo_needs_site(self) -> Observability:
+        if self.matomo_url and self.matomo_site_id is None:
+            raise ValueError("matomo_url needs matomo_site_id")
+        return self
+
+
+class Provider(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    kind: Literal["stac", "eodag"]
+    url: str | None = None
+    enabled: bool = False
+    timeout_seconds: float = Field(10, gt=0, le=120)
+    collections: list[str] = Field([], description="search only these collections of the provider (empty: all)")
+    free_text: Literal["q", "filter"] = Field("q", description="send free text as `q`, or as a CQL2 filter")
+
+
+class Image(Strict):
+    repository: str = Field(pattern=r"^[a-z0-9][a-z0-9./_:-]*[a-z0-9]$", description="registry/name, no tag")
+    tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="an immutable version")
+
+    @field_validator("tag")
+    @classmethod
+    def not_latest(cls, value: str) -> str:
+        if value == "latest":
+            raise ValueError("'latest' is not a version: pin the tag the CI built (e.g. 0.3.1 or a git sha)")
+        return value
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Autoscaling(Strict):
+    max_replicas: int = Field(ge=1, le=100, description="services.<name>.replicas is the minimum")
+    cpu_percent: int = Field(70, ge=10, le=100, description="target average CPU, percent of the request")
+    requests_per_second: float = Field(20, gt=0, description="target per pod (prometheus-adapter metric)")
+
+
+class Ingress(Strict):
+    class_name: str = "nginx"
+    tls_issuer: str = Field("letsencrypt", description="cert-manager ClusterIssuer")
+    tls_secret: str = "eolake-tls"
+    body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (ingress-nginx)")
+    rate_limit_rps: int = Field(50, ge=1, description="requests per second per client IP (ingress-nginx)")
+
+
+class Backup(Strict):
+    destination: str = Field(pattern=r"^s3://[a-z0-9.-]+(/.*)?$", description="s3://bucket/path for base backups+WAL")
+    endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: AWS")
+    credentials_secret: str | None = Field(None, description="Secret with ACCESS_KEY_ID and ACCESS_SECRET_KEY")
+    schedule: str = Field("0 0 2 * * *", description="CNPG cron, with seconds")
+    retention: str = Field("30d", pattern=r"^\d+[dwm]$")
+
+    @model_validator(mode="after")
+    def needs_credentials(self) -> Backup:
+        if not self.credentials_secret:
+            raise ValueError("backups to S3 need credentials_secret: the name of a Secret holding "
+                             "ACCESS_KEY_ID and ACCESS_SECRET_KEY")
+        return self
+
+
+class Postgres(Strict):
+    instances: int = Field(1, ge=1, le=9, description="CloudNativePG instances: 1 primary + replicas")
+    image: Image = Image(repository="ghcr.io/cloudnative-pg/postgis", tag="16-3.4")
+    storage_size: str = Field("10Gi", pattern=QUANTITY.pattern)
+    storage_class: str | None = None
+    backup: Backup | None = None
+
+
+class Pooler(Strict):
+    instances: int = Field(2, ge=1, le=9)
+    max_client_connections: int = Field(1000, ge=10, description="per PgBouncer instance")
+
+
+class Releases(Strict):
+    kube_prometheus_stack: bool = True
+    prometheus_adapter: bool = Field(True, description="serves eolake_http_requests_per_second to the HPAs")
+    jaeger: bool = True
+    matomo: bool = False
+    keycloak: bool = False
+
+
+class KubernetesSecrets(Strict):
+    app_database: str = Field("eolake-app-db", description="basic-auth Secret of the eolake_app role")
+    api_keys: str | None = Field(None, description="Secret with an `api-keys` file for the services")
+    grafana_admin: str = Field("eolake-grafana-admin", description="Secret with admin-user and admin-password")
+    signing: str = Field("eolake-signing", description="Secret with `signing-key`: the platform's HMAC key "
+                                                        "(federated search page tokens), at least 32 characters")
+    storage: str | None = Field(None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the "
+                                                  "storage bucket; needed when storage is s3")
+
+
+class Kubernetes(Strict):
+    """What only the Kubernetes target needs; everything else comes from the rest of the spec."""
+
+    namespace: str = Field("eolake", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    monitoring_namespace: str = Field("monitoring", pattern=r"^[a-z0-9][a-z0-9-]*$")
+    images: dict[str, Image] = Field({}, description="one per enabled service, plus `migrate`")
+    autoscaling: dict[str, Autoscaling] = Field({}, description="by service name; `<name>-worker` for workers")
+    ingress: Ingress = Ingress()
+    postgres: Postgres = Postgres()
+    pooler: Pooler = Pooler()
+    releases: Releases = Releases()
+    secrets: KubernetesSecrets = KubernetesSecrets()
+
+
+class Platform(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    base_url: AnyHttpUrl = Field(description="the one public base URL; every service lives under a path prefix")
+    services: dict[ServiceName, Service] = Field(description="by service name (an installed service manifest)")
+    database: Database = Database()
+    storage: Storage = Storage()
+    auth: Auth = Auth()
+    observability: Observability = Observability()
+    providers: list[Provider] = []
+    kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def default_paths(cls, value: object) -> object:
+        if isinstance(value, dict):
+            known = manifests()
+            return {k: {"path": known[k].path, **(v or {})} if k in known and isinstance(v, dict | None) else v
+                    for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def consistent(self) -> Platform:
+        missing = sorted({f"{name} → {call}" for name in self.enabled_services for call in manifest(name).calls
+                          if call not in self.enabled_services})
+        if missing:
+            raise ValueError(f"enabled services call services that are not enabled: {', '.join(missing)}")
+        paths: dict[str, str] = {}
+        for name, service in self.enabled_services.items():
+            if service.path in paths:
+                raise ValueError(f"services {paths[service.path]} and {name} share the path {service.path}")
+            paths[service.path] = name
+        if self.base_url.path not in (None, "/"):
+            raise ValueError("base_url must not have a path: services get their prefix from services.<name>.path")
+        used, budget = self.connection_budget()
+        if used > budget:
+            raise ValueError(
+                f"connection budget exceeded: services need {used} database connections "
+                f"(replicas × workers × pool_size) but database.max_connections − reserved_connections is {budget}"
+            )
+        return self
+
+    @property
+    def enabled_services(self) -> dict[str, Service]:
+        return {name: s for name, s in self.services.items() if s.enabled}
+
+    def connection_budget(self) -> tuple[int, int]:
+        used = sum(self.connections(name, s.replicas, s.worker_replicas) for name, s in self.enabled_services.items())
+        return used, self.database.max_connections - self.database.reserved_connections
+
+    def connections(self, service: str, replicas: int, worker_replicas: int) -> int:
+        """Database connections of a service at these replica counts: servers, plus its job workers."""
+        m, s = manifest(service), self.services[service]
+        if not m.database:
+            return 0
+        workers = worker_replicas * m.worker.connections(s.worker_concurrency) if m.worker else 0
+        return replicas * s.workers * s.pool_size + workers
+
+    def manifest(self, service: str) -> ServiceManifest:
+        return manifest(service)
+
+    def service_env(self, service: str, origins: dict[str, str] | None = None) -> dict[str, str]:
+        """The settings a service reads from its environment (EOLAKE_<SERVICE>_*), without secrets or ports.
+
+        `origins`: where the target runs each service (scheme://host:port); the services it calls are then reached
+        there (PEERS), never through the public base URL."""
+        s, obs, auth = self.services[service], self.observability, self.auth
+        values = {
+            "PUBLIC_URL": str(self.base_url).rstrip("/"),
+            "ROOT_PATH": "" if s.path == "/" else s.path,
+            "WORKERS": s.workers,
+            "POOL_SIZE": s.pool_size,
+            "LOG_LEVEL": obs.log_level,
+            "OTLP_ENDPOINT": obs.otlp_endpoint,
+            "MATOMO_URL": obs.matomo_url,
+            "MATOMO_SITE_ID": obs.matomo_site_id,
+            "AUTH__OIDC_ISSUER": auth.oidc_issuer,
+            "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
+            "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
+            "AUTH__ROLES_CLAIM": auth.roles_claim,
+        }
+        m = manifest(service)
+        if m.storage != "none":  # the spec's storage (a local STORAGE_PATH is set per target)
+            values |= {"STORAGE_KIND": self.storage.kind, "S3_BUCKET": self.storage.bucket,
+                       "S3_ENDPOINT": self.storage.endpoint, "S3_REGION": self.storage.region}
+            if self.storage.kind == "s3":  # what a reader may open there (the tiles' allow-list)
+                values["ALLOWED_PREFIXES"] = json.dumps([f"s3://{self.storage.bucket}/"])
+        if m.worker:
+            values["WORKER_CONCURRENCY"] = s.worker_concurrency
+        if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
+            values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
+        if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
+            values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
+        if origins:
+            values["PEERS"] = json.dumps(self.peers(service, origins), sort_keys=True)
+        prefix = f"EOLAKE_{service.upper()}_"
+        return {prefix + k: str(v) for k, v in values.items() if v is not None}
+
+    def peers(self, service: str, origins: dict[str, str]) -> dict[str, dict[str, str]]:
+        """The enabled services `service` calls (its manifest's `calls`) as it reaches them: the internal address
+        (`origins`: scheme://host:port of each service, from the target) and the public URL its links carry."""
+        return {name: {"url": origins[name].rstrip("/") + self.services[name].path.rstrip("/"),
+                       "public_url": self.public_url(name)}
+                for name in manifest(service).calls if name in self.enabled_services}
+
+    def public_url(self, service: str) -> str:
+        """The public URL of a service, without a trailing slash (the web view is the base URL itself)."""
+        return str(self.base_url).rstrip("/") + self.services[service].path.rstrip("/")
+
+
+class SpecError(ValueError):
+    """An invalid stack file: names the file, the line, the field and the reason."""
+
+    def __init__(self, file: Path, problems: list[tuple[str, int | None, str]]):
+        self.file, self.problems = file, problems
+        lines = [f"{file}:{line or 1}: {field}: {reason}" for field, line, reason in problems]
+        super().__init__("invalid platform spec\n" + "\n".join(lines))
+
+
+def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
+    return stacks_dir / f"Pulumi.{stack}.yaml"
+
+
+def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Platform:
+    """Load and validate a stack by name (`local`) or by file path."""
+    path = Path(stack_or_file)
+    if path.suffix not in (".yaml", ".yml"):
+        path = stack_file(str(stack_or_file), stacks_dir)
+    if not path.is_file():
+        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml"))
+        raise SpecError(path, [("stack", None, f"no such stack file (known stacks: {', '.join(known) or 'none'})")])
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SpecError(path, [("yaml", mark.line + 1 if mark else None, str(exc).replace("\n", " "))]) from exc
+    config = (document or {}).get("config") if isinstance(document, dict) else None
+    if not isinstance(config, dict) or CONFIG_KEY not in config:
+        raise SpecError(path, [(f"config.{CONFIG_KEY}", None, "missing: the stack file must hold the platform here")])
+    try:
+        return Platform.model_validate(config[CONFIG_KEY])
+    except ValidationError as exc:
+        lines = _line_index(node)
+        problems = []
+        for error in exc.errors():
+            loc = ("config", CONFIG_KEY, *error["loc"])
+            problems.append((".".join(map(str, loc[2:])) or CONFIG_KEY, _nearest_line(lines, loc), error["msg"]))
+        raise SpecError(path, problems) from exc
+
+
+def _line_index(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
+    """Map each YAML path (tuple of keys and indexes) to its 1-based line."""
+    index: dict[tuple, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = (*prefix, key.value)
+            index[path] = key.start_mark.line + 1
+            index.update(_line_index(value, path))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            index[(*prefix, i)] = value.start_mark.line + 1
+            index.update(_line_index(value, (*prefix, i)))
+    return index
+
+
+def _nearest_line(index: dict[tuple, int], loc: tuple) -> int | None:
+    for end in range(len(loc), 0, -1):
+        key = tuple(str(p) if not isinstance(p, int) else p for p in loc[:end])
+        if key in index:
+            return index[key]
+    return None

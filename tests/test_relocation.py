@@ -1,0 +1,45 @@
+"""Moving every prefix in a stack moves every caller: the peers each service is given (embedded and Kubernetes), the
+web view's links, the ingress. Nothing anywhere still says /stac once the catalog lives at /x-catalog."""
+
+from __future__ import annotations
+
+import json
+
+from infra_program import Program, render, write_stack
+
+from eolake_spec import load_stack, manifests
+
+
+def moved(platform: dict) -> None:
+    for name, manifest in manifests().items():
+        if manifest.path != "/":
+            platform["services"].setdefault(name, {})["path"] = f"/x-{name}"
+
+
+def test_embedded_peers_follow_moved_prefixes(tmp_path):
+    platform = load_stack(write_stack(tmp_path, "dev", moved))
+    origins = {name: f"http://127.0.0.1:{9000 + i}" for i, name in enumerate(platform.enabled_services)}
+    for name in platform.enabled_services:
+        env = platform.service_env(name, origins)
+        peers = json.loads(env.get(f"EOLAKE_{name.upper()}_PEERS", "{}"))
+        assert sorted(peers) == sorted(manifests()[name].calls)
+        for callee, peer in peers.items():
+            assert peer["url"] == f"{origins[callee]}/x-{callee}"
+            assert peer["public_url"] == f"https://eolake.dev.example.org/x-{callee}"
+        assert env[f"EOLAKE_{name.upper()}_ROOT_PATH"] == ("" if name == "web" else f"/x-{name}")
+    links = json.loads(platform.service_env("web")["EOLAKE_WEB_SERVICES"])
+    assert links == {name: f"/x-{name}" for name in platform.enabled_services if name != "web"}
+
+
+def test_kubernetes_render_follows_moved_prefixes(tmp_path):
+    stack = write_stack(tmp_path, "prod", moved)
+    program = Program(str(stack), render.run(stack))
+    search = json.loads(program.one("ConfigMap", "search-config")["data"]["EOLAKE_SEARCH_PEERS"])
+    assert search["catalog"]["url"] == "http://catalog.eolake.svc.cluster.local:8081/x-catalog"
+    assert search["thesaurus"]["url"] == "http://thesaurus.eolake.svc.cluster.local:8085/x-thesaurus"
+    paths = {p["path"]: p["backend"]["service"]["name"]
+             for p in program.one("Ingress", "eolake")["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {**{f"/x-{n}": n for n in program.context.services if n != "web"}, "/": "web"}
+    for config_map in program.of_kind("ConfigMap"):
+        if config_map["metadata"]["name"].endswith("-config"):
+            assert '/stac"' not in json.dumps(config_map["data"]), config_map["metadata"]["name"]
