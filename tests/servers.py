@@ -103,3 +103,26 @@ def served(app, lifespan: str = "on"):
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def moto_server(log: Path):
+    """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
+    port = free_port()
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert wait_until(lambda: _answers(url + "/moto-api/"), 60), f"moto server did not start: see {log}"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.TransportError:
+        return False

@@ -22,10 +22,9 @@ import pytest
 from eolake_client import Client, Interrupted, NotFound, QuotaExceeded, Unauthorized
 
 from eolake.demo import generate_hydrology
-from eolake.embedded.postgres import free_port
 from eolake.ingest import ingest
 from eolake_kit.auth import create_api_key
-from servers import private_cluster, service_process, wait_until
+from servers import moto_server, private_cluster, service_process, wait_until
 
 PROBLEM = "application/problem+json"
 COLLECTION = "dl-test"
@@ -502,23 +501,8 @@ def test_postgres_restart_loses_no_order(world):
 
 @pytest.fixture(scope="module")
 def moto(world):
-    port = free_port()
-    log = open(world["logs"] / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
-        except httpx.TransportError:
-            return False
-    try:
-        assert wait_until(up, 60, 0.2), "moto server did not start"
+    with moto_server(world["logs"] / "moto.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def test_s3_source_and_s3_staging(world, moto, tmp_path, monkeypatch):

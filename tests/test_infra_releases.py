@@ -14,11 +14,8 @@ from dataclasses import dataclass
 import pulumi
 import pytest
 import yaml
-from pulumi.runtime import mocks, settings
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
-from eolake_infra import config, releases
+from eolake_infra import config, releases, render
 from eolake_spec import STACKS_DIR, Platform, load_stack
 
 STACKS = ["dev", "staging", "prod"]
@@ -27,63 +24,19 @@ ALERTMANAGER = STACKS_DIR.parent / "monitoring" / "alertmanager" / "alertmanager
 
 
 @dataclass
-class Registered:
-    urn: str
-    type: str
-    name: str
-    dependencies: list[str]
-    inputs: dict
-
-
-@dataclass
 class Run:
-    resources: list[Registered]
+    resources: list[render.Recorded]
     crd_urns: list[str]  # URNs of what releases() returned in monitoring_crds
 
-    def releases(self) -> dict[str, Registered]:
-        return {r.inputs["name"]: r for r in self.resources if r.type == "kubernetes:helm.sh/v3:Release"}
+    def releases(self) -> dict[str, render.Recorded]:
+        return {r.state["name"]: r for r in self.resources if r.type == "kubernetes:helm.sh/v3:Release"}
 
-    def of_kind(self, kind: str) -> list[Registered]:
-        return [r for r in self.resources if r.inputs.get("kind") == kind]
-
-
-class _Mocks(pulumi.runtime.Mocks):
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
-
-
-class _Monitor(mocks.MockMonitor):
-    def __init__(self):
-        super().__init__(_Mocks())
-        self.registered: list[Registered] = []
-
-    def RegisterResource(self, request):
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            self.registered.append(Registered(response.urn, request.type, request.name,
-                                              sorted(request.dependencies),
-                                              _whole(self.resources[response.urn].state)))
-        return response
-
-
-def _whole(value):
-    """The wire has only doubles: whole floats become ints again."""
-    if isinstance(value, dict):
-        return {k: _whole(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole(v) for v in value]
-    return int(value) if isinstance(value, float) and value.is_integer() else value
+    def of_kind(self, kind: str) -> list[render.Recorded]:
+        return [r for r in self.resources if r.state.get("kind") == kind]
 
 
 def run_releases(platform: Platform) -> Run:
     ctx = config.Context(platform, platform.kubernetes, "test")  # no resolve(): only releases() is under test
-    settings.reset_options(project="eolake", stack="test")
-    pulumi.runtime.set_all_config({}, secret_keys=[])
-    monitor = _Monitor()
-    mocks.set_mocks(_Mocks(), project="eolake", stack="test", preview=False, monitor=monitor)
     urns: list[str] = []
 
     def program():
@@ -92,8 +45,7 @@ def run_releases(platform: Platform) -> Run:
         for resource in result.monitoring_crds:
             resource.urn.apply(urns.append)
 
-    _sync_await(run_pulumi_func(program))
-    return Run(monitor.registered, urns)
+    return Run(render.record("test", program), urns)
 
 
 def with_releases(platform: Platform, **toggles: bool) -> Platform:
@@ -119,7 +71,7 @@ def test_monitoring_resources_wait_for_the_release_with_their_crds(stack):
     for rule in rules:
         assert kps.urn in rule.dependencies, f"PrometheusRule {rule.name} does not wait for {KPS}"
     # the dashboards go into the namespace the release creates
-    dashboards = [r for r in run.of_kind("ConfigMap") if r.inputs["metadata"]["labels"].get("grafana_dashboard")]
+    dashboards = [r for r in run.of_kind("ConfigMap") if r.state["metadata"]["labels"].get("grafana_dashboard")]
     assert {d.name for d in dashboards} == set(releases.dashboards()) and dashboards
     for dashboard in dashboards:
         assert kps.urn in dashboard.dependencies, f"ConfigMap {dashboard.name} does not wait for {KPS}"
@@ -135,7 +87,7 @@ def test_without_kube_prometheus_stack_there_is_nothing_to_wait_for():
 @pytest.mark.parametrize("stack", STACKS)
 def test_adapter_serves_the_download_queue_depth_as_an_external_metric(stack):
     platform = load_stack(stack)
-    rules = run_releases(platform).releases()["prometheus-adapter"].inputs["values"]["rules"]
+    rules = run_releases(platform).releases()["prometheus-adapter"].state["values"]["rules"]
     assert rules["custom"] == [releases.ADAPTER_RULE]  # the request-rate rule stays
     external = {r["name"]["as"]: r for r in rules.get("external", [])}
     queue = platform.manifest("downloads").worker.queue_metric  # what the worker HPA scales on
@@ -150,7 +102,7 @@ def test_adapter_serves_the_download_queue_depth_as_an_external_metric(stack):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_alertmanager_routes_are_the_projects(stack):
-    values = run_releases(load_stack(stack)).releases()[KPS].inputs["values"]
+    values = run_releases(load_stack(stack)).releases()[KPS].state["values"]
     wanted = yaml.safe_load(ALERTMANAGER.read_text())
     assert values["alertmanager"]["config"] == wanted
     assert [r["name"] for r in values["alertmanager"]["config"]["receivers"]] == ["page", "ticket", "heartbeat"]
@@ -161,8 +113,8 @@ def test_no_release_uses_bitnami_and_matomo_keycloak_are_external(stack):
     for platform in (load_stack(stack), with_releases(load_stack(stack), **ALL_ON)):
         found = run_releases(platform).releases()
         for name, release in found.items():
-            assert "bitnami" not in release.inputs["repositoryOpts"]["repo"], name
-            assert re.fullmatch(r"\d+\.\d+\.\d+", release.inputs["version"]), (name, release.inputs["version"])
+            assert "bitnami" not in release.state["repositoryOpts"]["repo"], name
+            assert re.fullmatch(r"\d+\.\d+\.\d+", release.state["version"]), (name, release.state["version"])
         on = platform.kubernetes.releases
         assert set(found) == {name for name, enabled in {KPS: on.kube_prometheus_stack, "jaeger": on.jaeger,
                                                          "prometheus-adapter": on.prometheus_adapter}.items()

@@ -8,9 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -27,8 +24,7 @@ from starlette.routing import Route
 
 from eolake.demo import generate_hydrology
 from eolake.demo.hydroweb import format_hydroweb
-from eolake.embedded.postgres import free_port
-from servers import served, service_process, wait_until
+from servers import moto_server, served, service_process
 
 PUBLIC = "https://eolake.example.org"
 PROBLEM = "application/problem+json"
@@ -204,28 +200,6 @@ BUCKET = "eolake-storage"
 OTHER_BUCKET = "not-the-storage"
 CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 MAX_BYTES = 4096  # the demo series are ~1.5 kB
-
-
-@contextmanager
-def moto_server(log: Path):
-    """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            return httpx.get(url + "/moto-api/", timeout=1).status_code < 500
-        except httpx.TransportError:
-            return False
-    try:
-        assert wait_until(up, 60, 0.2), "moto server did not start"
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def s3_client(endpoint: str):

@@ -6,6 +6,7 @@ replaced by a marker: the same stack always gives the same bytes.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,12 +68,23 @@ def run(stack: str | Path, config: dict[str, str] | None = None, monitor: _Monit
 
     platform = load_stack(stack)
     name = Path(stack).name.removeprefix("Pulumi.").removesuffix(".yaml")
-    settings.reset_options(project="eolake", stack=name)
+    source = stack if isinstance(stack, Path) else f"stacks/Pulumi.{stack}.yaml"
+    return record(name, lambda: build(platform, source=str(source)), config, monitor)
+
+
+def record(stack: str, program, config: dict[str, str] | None = None,
+           monitor: _Monitor | None = None) -> list[Recorded]:
+    """Run `program` (any function declaring resources) under mocks as stack `stack`; every resource it
+    registered, by URN."""
+    try:  # Pulumi runs on the thread's current loop; an earlier asyncio.run() in this process leaves none
+        asyncio.get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+    settings.reset_options(project="eolake", stack=stack)
     pulumi.runtime.set_all_config(config or {}, secret_keys=list(config or {}))
     monitor = monitor or _Monitor()
-    mocks.set_mocks(_Mocks(), project="eolake", stack=name, preview=False, monitor=monitor)
-    source = stack if isinstance(stack, Path) else f"stacks/Pulumi.{stack}.yaml"
-    _sync_await(run_pulumi_func(lambda: build(platform, source=str(source))))
+    mocks.set_mocks(_Mocks(), project="eolake", stack=stack, preview=False, monitor=monitor)
+    _sync_await(run_pulumi_func(program))
     return sorted(monitor.recorded, key=lambda r: r.urn)
 
 

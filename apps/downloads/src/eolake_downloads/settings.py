@@ -66,7 +66,7 @@ class DownloadsSettings(ServiceSettings):
     @property
     def catalog(self) -> Peer:
         """The STAC API items are resolved in (the `catalog` peer)."""
-        return self.peer("catalog", "/stac")
+        return self.peer("catalog")
 
     @property
     def source_destinations(self) -> list[str]:

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, SecretStr, fi
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
+from eolake_spec import manifest
 
 
 def _postgres_url(value: SecretStr) -> SecretStr:
@@ -121,11 +122,12 @@ class ServiceSettings(BaseSettings):
     def matomo_enabled(self) -> bool:
         return bool(self.matomo_url and self.matomo_site_id)
 
-    def peer(self, name: str, default_path: str) -> Peer:
-        """A peer service: as configured, or (a service run on its own) through the public base URL."""
+    def peer(self, name: str) -> Peer:
+        """A peer service: as configured, or (a service run on its own) through the public base URL at the peer's
+        default prefix (its manifest)."""
         if name in self.peers:
             return self.peers[name]
-        public = str(self.public_url).rstrip("/") + default_path
+        public = str(self.public_url).rstrip("/") + manifest(name).path
         return Peer(url=public, public_url=public)
 
     @property

@@ -69,7 +69,7 @@ class SearchSettings(ServiceSettings):
         return str(self.public_url).rstrip("/")
 
     def all_providers(self) -> list[ProviderConfig]:
-        catalog = self.peer("catalog", "/stac")
+        catalog = self.peer("catalog")
         local = ProviderConfig(name=self.local_provider, kind="stac", url=catalog.url, public_url=catalog.public_url,
                                timeout_seconds=self.local_timeout_seconds, free_text="filter")
         return [local, *(self._located(p) for p in self.providers if p.enabled)]
@@ -87,7 +87,7 @@ class SearchSettings(ServiceSettings):
 
     @property
     def thesaurus(self) -> str:
-        return self.peer("thesaurus", "/thesaurus").url
+        return self.peer("thesaurus").url
 
     def destinations(self) -> list[str]:
         """Everything this service may call: the providers' roots and the thesaurus."""

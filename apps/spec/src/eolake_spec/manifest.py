@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Literal
 
@@ -48,7 +48,6 @@ class ServiceManifest:
     secrets: tuple[str, ...] = ()  # platform secrets it reads: "signing" (page tokens), "storage" (S3 keys)
     liveness: str = "/healthz"  # touches no dependency
     readiness: str = "/readyz"  # its dependencies answer
-    extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):

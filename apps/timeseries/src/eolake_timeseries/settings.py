@@ -46,4 +46,4 @@ class TimeseriesSettings(ServiceSettings):
     @property
     def catalog(self) -> Peer:
         """The STAC API the stations come from (the `catalog` peer)."""
-        return self.peer("catalog", "/stac")
+        return self.peer("catalog")
