@@ -108,6 +108,18 @@ def test_alertmanager_routes_are_the_projects(stack):
     assert [r["name"] for r in values["alertmanager"]["config"]["receivers"]] == ["page", "ticket", "heartbeat"]
 
 
+def test_the_stacks_receivers_and_retention_reach_the_chart():
+    platform = load_stack("prod")
+    obs = type(platform.observability).model_validate({
+        **platform.observability.model_dump(), "retention": "30d", "retention_size": "50GB",
+        "receivers": {"page": [{"webhook": "https://pager.example.org/hook"}]}})
+    values = run_releases(platform.model_copy(update={"observability": obs})).releases()[KPS].state["values"]
+    spec = values["prometheus"]["prometheusSpec"]
+    assert (spec["retention"], spec["retentionSize"]) == ("30d", "50GB")
+    page = next(r for r in values["alertmanager"]["config"]["receivers"] if r["name"] == "page")
+    assert page["webhook_configs"] == [{"url": "https://pager.example.org/hook", "send_resolved": True}]
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_no_release_uses_bitnami_and_matomo_keycloak_are_external(stack):
     for platform in (load_stack(stack), with_releases(load_stack(stack), **ALL_ON)):

@@ -291,6 +291,14 @@ def test_watchdog_reaches_alertmanager(running: Running):
 
     wait_for("Watchdog received by Alertmanager", watchdog, 30)
 
+    def sent_to_the_heartbeat():
+        listed = running.cli("alerts", "--json", "--last", "50")
+        assert listed.returncode == 0, listed.stderr
+        return [n for n in json.loads(listed.stdout) if n["receiver"] == "heartbeat"
+                and any(a["alertname"] == "Watchdog" for a in n["alerts"])]
+
+    wait_for("Watchdog notification in the local outbox (`eolake alerts`)", sent_to_the_heartbeat, 30)
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -37,6 +37,7 @@ import yaml
 
 from eolake_infra.config import Context
 from eolake_spec import STACKS_DIR
+from eolake_spec.alerting import alertmanager_config
 
 MONITORING = STACKS_DIR.parent / "monitoring"
 PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
@@ -89,7 +90,7 @@ def dashboards(root: Path = MONITORING) -> dict[str, str]:
     return found
 
 
-def alertmanager_config(root: Path = MONITORING) -> dict | None:
+def alertmanager_routes(root: Path = MONITORING) -> dict | None:
     """monitoring/alertmanager/alertmanager.yml, parsed; None without it (the chart's default config applies)."""
     path = root / "alertmanager" / "alertmanager.yml"
     if not path.is_file():
@@ -126,15 +127,16 @@ def releases(ctx: Context, opts: pulumi.ResourceOptions) -> Releases:
         values: dict = {
             "prometheus": {"prometheusSpec": {  # pick up eolake's ServiceMonitors and rules without Helm labels
                 "serviceMonitorSelectorNilUsesHelmValues": False, "podMonitorSelectorNilUsesHelmValues": False,
-                "ruleSelectorNilUsesHelmValues": False, "retention": "15d"}},
+                "ruleSelectorNilUsesHelmValues": False, "retention": ctx.platform.observability.retention,
+                "retentionSize": ctx.platform.observability.retention_size}},
             "grafana": {"admin": {"existingSecret": ctx.k8s.secrets.grafana_admin,
                                   "userKey": "admin-user", "passwordKey": "admin-password"},
                         "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard",
                                                    "searchNamespace": ns}}},
         }
-        routes = alertmanager_config()
+        routes = alertmanager_routes()
         if routes is not None:
-            values["alertmanager"] = {"config": routes}
+            values["alertmanager"] = {"config": alertmanager_config(routes, ctx.platform.observability)}
         stack = release(KUBE_PROMETHEUS_STACK, KUBE_PROMETHEUS_STACK, "65.8.1", PROMETHEUS_COMMUNITY, values)
         result.monitoring_crds.append(stack)
         # The CRDs and the namespace come with the release: the rules and dashboards wait for it.

@@ -134,6 +134,27 @@ def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
+def cmd_alerts(args: argparse.Namespace, state: StateDir) -> int:
+    from eolake.embedded.outbox import read
+
+    outbox = state.root / "alertmanager" / "outbox.jsonl"
+    entries = read(outbox, args.last)
+    if args.json:
+        console.print_json(json.dumps(entries))
+        return 0
+    if not entries:
+        console.print(f"no notification yet ({outbox})")
+        return 0
+    table = Table(title="notifications Alertmanager sent (to the stack's receivers and this outbox)")
+    for column in ("received", "receiver", "status", "alerts"):
+        table.add_column(column)
+    for entry in entries:
+        alerts = ", ".join(f"{a['alertname']}[{a.get('service') or '-'}]" for a in entry["alerts"])
+        table.add_row(entry["received_at"], entry["receiver"], str(entry["status"]), alerts)
+    console.print(table)
+    return 0
+
+
 def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
     from eolake.ingest import IngestError, format_report, ingest
 
@@ -213,6 +234,11 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
     sub.add_parser("down", help="stop everything cleanly (the data is kept)").set_defaults(run=cmd_down)
+    alerts = sub.add_parser("alerts", help="the newest notifications Alertmanager sent (the local outbox)")
+    alerts.add_argument("--last", type=int, default=20, choices=range(1, 1001), metavar="N",
+                        help="how many (1-1000, default 20)")
+    alerts.add_argument("--json", action="store_true")
+    alerts.set_defaults(run=cmd_alerts)
     ingest = sub.add_parser("ingest", help="load STAC collections and items (ndjson, JSON, static catalogs); "
                             "exit 1 when records were rejected")
     ingest.add_argument("paths", nargs="+", type=Path)

@@ -117,6 +117,39 @@ class Auth(Strict):
         return self
 
 
+class Notifier(Strict):
+    """Where a receiver's notifications go: exactly one of a webhook URL or an e-mail address."""
+
+    webhook: AnyHttpUrl | None = None
+    email: str | None = Field(None, pattern=r"^[^@\s]+@[^@\s]+$")
+
+    @model_validator(mode="after")
+    def exactly_one(self) -> Notifier:
+        if (self.webhook is None) == (self.email is None):
+            raise ValueError("a notifier is either {webhook: URL} or {email: address}")
+        return self
+
+
+class Smtp(Strict):
+    smarthost: str = Field(pattern=r"^[^:\s]+:\d+$", description="host:port of the mail relay")
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+
+
+class Receivers(Strict):
+    """Alertmanager's receivers by name (routes in monitoring/alertmanager/alertmanager.yml); empty: nothing sent."""
+
+    page: list[Notifier] = Field(default_factory=list, description="someone must act now")
+    ticket: list[Notifier] = Field(default_factory=list, description="someone must act within working hours")
+    heartbeat: list[Notifier] = Field(default_factory=list, description="the Watchdog's dead man's switch")
+    smtp: Smtp | None = None
+
+    @model_validator(mode="after")
+    def email_needs_smtp(self) -> Receivers:
+        if self.smtp is None and any(n.email for n in (*self.page, *self.ticket, *self.heartbeat)):
+            raise ValueError("an e-mail notifier needs receivers.smtp (smarthost and sender)")
+        return self
+
+
 class Observability(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
@@ -125,6 +158,10 @@ class Observability(Strict):
     alertmanager: bool = Field(True, description="embedded: run Alertmanager too, when it is installed")
     alertmanager_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
     scrape_interval_seconds: int = Field(15, ge=1, le=300)
+    retention: str = Field("15d", pattern=r"^\d+[hdwy]$", description="Prometheus keeps samples this long")
+    retention_size: str = Field("2GB", pattern=r"^\d+(MB|GB|TB)$",
+                                description="and at most this much disk (the oldest blocks go first)")
+    receivers: Receivers = Field(default_factory=Receivers)
     matomo_url: str | None = None
     matomo_site_id: int | None = None
 
