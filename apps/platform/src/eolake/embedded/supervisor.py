@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
-from eolake.embedded.postgres import PostgresCluster, free_port
+from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
 from eolake_kit.auth import create_api_key
@@ -191,7 +191,7 @@ class Supervisor:
             log.info("platform ready", extra={"base_url": str(self.platform.base_url)})
             self._watch()
             return 0
-        except StartError as exc:
+        except (StartError, PostgresError) as exc:
             log.error("start failed: %s", exc)
             self._runtime("failed", error=str(exc))
             return 1
@@ -199,7 +199,7 @@ class Supervisor:
             self._stop()
 
     def _start(self) -> None:
-        self.cluster.start()
+        self.cluster.start(self.platform.database.port)  # None: the port of last time if free, else a free one
         self.cluster.migrate()
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
