@@ -31,6 +31,8 @@ from eolake_spec.manifest import ServiceManifest, manifest, manifests
 STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
 CONFIG_KEY = "eolake:platform"
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+MIN_MEMORY_LIMIT = 64 * 2**20
+QUANTITY_FACTORS = {"m": 0.001, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
 def _installed(name: str) -> str:
@@ -51,7 +53,8 @@ class Resources(Strict):
     cpu_request: str = "100m"
     cpu_limit: str = "1"
     memory_request: str = "256Mi"
-    memory_limit: str = "512Mi"
+    memory_limit: str = Field("1Gi", description="the bound of one replica (with its worker processes) in every "
+                                                 "target: container limit, systemd MemoryMax, embedded cgroup")
 
     @field_validator("*")
     @classmethod
@@ -59,6 +62,17 @@ class Resources(Strict):
         if not QUANTITY.match(value):
             raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 1, 256Mi or 2Gi")
         return value
+
+    @model_validator(mode="after")
+    def memory_limit_runs_a_service(self) -> Resources:
+        if self.memory_limit_bytes < MIN_MEMORY_LIMIT:
+            raise ValueError(f"memory_limit {self.memory_limit!r} is below 64Mi: no service starts in that")
+        return self
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        number, unit = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit).groups()
+        return int(float(number) * QUANTITY_FACTORS[unit])
 
 
 class Service(Strict):
