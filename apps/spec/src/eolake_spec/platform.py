@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
@@ -75,6 +76,14 @@ class Resources(Strict):
         return int(float(number) * QUANTITY_FACTORS[unit])
 
 
+class RateLimit(Strict):
+    """Requests one user (or, anonymous, one client address) may send to a service's expensive routes (its
+    manifest's rate_limited): a token bucket per service process, refilled at requests_per_second up to burst."""
+
+    requests_per_second: float = Field(gt=0, le=100_000)
+    burst: int = Field(ge=1, le=1_000_000, description="requests at once after a quiet while")
+
+
 class Service(Strict):
     enabled: bool = True
     path: str = Field(description="public path prefix under the base URL, e.g. /stac; / for the web view")
@@ -84,6 +93,7 @@ class Service(Strict):
     resources: Resources = Resources()
     worker_replicas: int = Field(1, ge=0, le=100, description="job worker processes (services with a worker)")
     worker_concurrency: int = Field(2, ge=1, le=64, description="jobs one worker process runs at once")
+    rate_limit: RateLimit | None = Field(None, description="None: the service manifest's default")
 
     @field_validator("path")
     @classmethod
@@ -258,6 +268,10 @@ class Platform(Strict):
     auth: Auth = Auth()
     observability: Observability = Observability()
     providers: list[Provider] = []
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        ["127.0.0.0/8", "::1/128"],
+        description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
+                    "services calling each other); a request from one of them without it is the platform's own call")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
 
     @field_validator("services", mode="before")
@@ -328,8 +342,12 @@ class Platform(Strict):
             "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
             "AUTH__ROLES_CLAIM": auth.roles_claim,
+            "TRUSTED_PROXIES": json.dumps([str(network) for network in self.trusted_proxies]),
         }
         m = manifest(service)
+        if m.rate_limited:
+            rate = s.rate_limit or RateLimit(requests_per_second=m.rate_limit[0], burst=m.rate_limit[1])
+            values |= {"RATE_LIMIT__REQUESTS_PER_SECOND": rate.requests_per_second, "RATE_LIMIT__BURST": rate.burst}
         if m.storage != "none":  # the spec's storage (a local STORAGE_PATH is set per target)
             values |= {"STORAGE_KIND": self.storage.kind, "S3_BUCKET": self.storage.bucket,
                        "S3_ENDPOINT": self.storage.endpoint, "S3_REGION": self.storage.region}
