@@ -8,6 +8,7 @@ restart loop (`Supervisor.watch`) runs it, under the mechanism the machine allow
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -126,6 +127,19 @@ def test_cgroups_made_for_a_supervisor_are_removed(tmp_path):
     assert (limits.root / "one").is_dir()
     limits.release()
     assert not limits.root.exists()
+
+
+def test_cgroups_left_by_a_killed_supervisor_are_removed_at_the_next_start():
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = MemoryLimits.detect(f"eolake-{int(gone.stdout)}")  # as if that supervisor had been killed
+    if left.mechanism == "rlimit":
+        pytest.skip("no writable memory cgroup here")
+    left.preexec("catalog", 100 * MiB)
+    ours = MemoryLimits.detect(f"eolake-test-{os.getpid()}-stale")
+    try:
+        assert not left.root.exists()
+    finally:
+        ours.release()
 
 
 def test_the_spec_bound_is_every_target_s(tmp_path):

@@ -39,6 +39,7 @@ class MemoryLimits:
     def detect(cls, tag: str) -> MemoryLimits:
         """cgroups when the supervisor may create them (under its own cgroup, named `tag`), else rlimits."""
         for version, parent in _memory_cgroups():
+            _remove_stale(parent)
             root = parent / tag
             try:
                 root.mkdir(exist_ok=True)
@@ -102,6 +103,14 @@ def _memory_cgroups() -> list[tuple[int, Path]]:
             elif "memory" in controllers.split(",") and fstype == "cgroup" and "memory" in options.split(","):
                 found.append((1, Path(mountpoint + path)))
     return [(version, directory) for version, directory in found if os.access(directory, os.W_OK)]
+
+
+def _remove_stale(parent: Path) -> None:
+    """Empty cgroups left by supervisors that were killed (eolake-<pid> of a pid that is gone)."""
+    for root in parent.glob("eolake-*"):
+        pid = root.name.removeprefix("eolake-")
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            MemoryLimits(root).release()
 
 
 def _read(path: Path) -> str:
