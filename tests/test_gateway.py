@@ -31,7 +31,8 @@ def echo_app(name: str) -> FastAPI:
 def gateway():
     with served(echo_app("catalog")) as catalog, served(echo_app("web")) as web:
         routes = {"/stac": catalog, "/": web, "/tiles": f"http://127.0.0.1:{free_port()}"}
-        with served(create_gateway(routes, public_url=PUBLIC, timeout=5, max_body_bytes=1000)) as url:
+        with served(create_gateway(routes, public_url=PUBLIC, timeout=5, max_body_bytes=1000),
+                    proxy_headers=False) as url:
             yield url
 
 
@@ -68,6 +69,11 @@ def test_longest_prefix_wins_and_root_goes_to_web(gateway):
 def test_host_header_is_not_forwarded(gateway):
     answer = httpx.get(gateway + "/stac/", headers={"Host": "evil.example.com"}).json()
     assert answer["host"] != "evil.example.com"
+    assert answer["forwarded_for"] == "127.0.0.1"
+
+
+def test_the_client_address_is_the_one_the_gateway_saw(gateway):
+    answer = httpx.get(gateway + "/stac/", headers={"X-Forwarded-For": "192.0.2.99"}).json()
     assert answer["forwarded_for"] == "127.0.0.1"
 
 

@@ -10,4 +10,5 @@ MANIFEST = ServiceManifest(
     port=8081,
     settings="eolake_catalog.settings:CatalogSettings",
     database=True,
+    rate_limited=(r"(GET|POST) /search$", r"GET /collections/[^/]+/items$"),
 )

@@ -31,6 +31,7 @@ from eolake_downloads.streaming import local_body, parse_range, s3_body
 from eolake_downloads.worker import defer_file
 from eolake_kit import Principal, install_kit, problem, require_role
 from eolake_kit.outbound import async_client
+from eolake_kit.ratelimit import QuotaExceeded
 from eolake_kit.refs import StacId, segment
 
 log = logging.getLogger("eolake.downloads")
@@ -57,12 +58,6 @@ class OrderRequest(BaseModel):
         if not self.items and self.search is None:
             raise ValueError("give items or a search")
         return self
-
-
-class QuotaExceeded(Exception):
-    def __init__(self, limit: str, detail: str, reset: datetime, retry_after: int):
-        super().__init__(detail)
-        self.limit, self.detail, self.reset, self.retry_after = limit, detail, reset, retry_after
 
 
 def _file_name(item: str, asset: str, href: str) -> str:
@@ -410,11 +405,6 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
         async with pool.connection(timeout=settings.readiness_timeout) as conn:
             await conn.execute("SELECT 1 FROM orders LIMIT 1")
 
-    async def quota_exceeded(request: Request, exc: QuotaExceeded) -> Response:
-        return problem(429, exc.detail, title="Quota exceeded", limit=exc.limit, reset=exc.reset.isoformat(),
-                       headers={"Retry-After": str(exc.retry_after)})
-
-    install_kit(app, settings, checks={"database": database},
+    install_kit(app, settings, checks={"database": database},  # it answers QuotaExceeded too
                 status_codes={psycopg.OperationalError: 503, psycopg_pool.PoolTimeout: 503})
-    app.add_exception_handler(QuotaExceeded, quota_exceeded)
     return app

@@ -15,4 +15,6 @@ MANIFEST = ServiceManifest(
     calls=("catalog",),
     storage="write",
     secrets=("storage",),
+    rate_limited=(r"POST /orders$",),
+    rate_limit=(2, 20),  # orders also have quotas (bytes, concurrent orders); this bounds the rate of asking
 )

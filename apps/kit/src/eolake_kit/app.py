@@ -14,8 +14,10 @@ from eolake_kit.matomo import MatomoTracker
 from eolake_kit.observe import ObserveMiddleware
 from eolake_kit.problems import install_problem_handlers
 from eolake_kit.publicurl import PublicUrlMiddleware
+from eolake_kit.ratelimit import QuotaExceeded, RateLimitMiddleware, TrustedProxies, quota_problem
 from eolake_kit.settings import ServiceSettings
 from eolake_kit.tracing import configure_tracing
+from eolake_spec.manifest import ServiceManifest, manifests
 
 
 def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Check] | None = None,
@@ -30,11 +32,27 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     if tracker is not None:
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
+    app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
     app.include_router(health_router)
+    _limit_rates(app, settings)
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)
     app.add_middleware(PublicUrlMiddleware, public_url=str(settings.public_url), root_path=settings.root_path)
     return app
+
+
+def _limit_rates(app: FastAPI, settings: ServiceSettings) -> None:
+    """Token buckets on the expensive routes (the manifest's, unless settings name them), inside the observation
+    (429s are counted) and the public URL pinning (which hands over the forwarded addresses)."""
+    known = manifests().get(settings.service_name)
+    limits = settings.rate_limit
+    routes = limits.routes if limits.routes is not None else (known.rate_limited if known else ())
+    if not routes:
+        return
+    default_rate, default_burst = (known or ServiceManifest).rate_limit
+    app.add_middleware(RateLimitMiddleware, routes=routes, rate=limits.requests_per_second or default_rate,
+                       burst=limits.burst or default_burst, root_path=settings.root_path,
+                       proxies=TrustedProxies(settings.trusted_proxies), authenticator=app.state.authenticator)
 
 
 def _one_server_span(app: FastAPI) -> None:

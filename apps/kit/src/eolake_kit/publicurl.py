@@ -23,6 +23,9 @@ class PublicUrlMiddleware:
             scope = dict(scope)
             scope["scheme"] = self.scheme if scope["type"] == "http" else ("wss" if self.scheme == "https" else "ws")
             scope["server"] = self.server
+            # Believed only from trusted proxies, and only by the rate limiter (eolake_kit.ratelimit).
+            scope["eolake.forwarded_for"] = [v.decode("latin-1") for k, v in scope["headers"]
+                                             if k == b"x-forwarded-for"]
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in UNTRUSTED] + [(b"host", self.netloc)]
             path = scope["path"]
             if self.root_path and not (path == self.root_path or path.startswith(self.root_path + "/")):

@@ -6,7 +6,16 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
@@ -70,6 +79,24 @@ def below(href: str, base: str) -> str | None:
     return rest + (f"?{target.query}" if target.query else "")
 
 
+class RateLimitSettings(BaseModel):
+    """Token buckets per user (or client address) on the expensive routes; unset values: the manifest's."""
+
+    requests_per_second: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
+    routes: list[str] | None = Field(None, description='patterns of "METHOD /path" (below the prefix) to limit')
+
+    @field_validator("routes")
+    @classmethod
+    def patterns(cls, value: list[str] | None) -> list[str] | None:
+        for pattern in value or []:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return value
+
+
 class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_", env_nested_delimiter="__", extra="ignore")
 
@@ -87,6 +114,9 @@ class ServiceSettings(BaseSettings):
     graceful_timeout: float = Field(20, ge=0, description="seconds in-flight requests get on shutdown")
     readiness_timeout: float = Field(2, gt=0, description="seconds each readiness check may take")
     auth: AuthConfig = AuthConfig()
+    rate_limit: RateLimitSettings = RateLimitSettings()
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        ["127.0.0.0/8", "::1/128"], description="peers whose X-Forwarded-For is believed (JSON list of networks)")
     peers: dict[str, Peer] = Field(
         {}, description="the platform services this one calls, by name (JSON), at the internal addresses the "
                         "deployment target derives; a peer not named here is reached through the public URL")

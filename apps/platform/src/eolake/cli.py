@@ -1,4 +1,7 @@
-"""The `eolake` command: up, status, down, ingest, validate."""
+"""The `eolake` command: up, status, down, ingest, validate.
+
+Each command imports what it needs: `eolake --help` or `eolake status` on a stopped platform answers at once.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
-import psycopg
 from rich.console import Console
-from rich.table import Table
 
-from eolake.embedded.postgres import PostgresCluster, free_port, port_is_free
 from eolake.embedded.state import StateDir
 from eolake.paths import default_state_dir
-from eolake_spec import SpecError, load_stack
 
 console = Console()
 err = Console(stderr=True)
@@ -27,6 +25,9 @@ START_TIMEOUT = 900.0
 
 
 def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
+    from eolake.embedded.postgres import free_port, port_is_free
+    from eolake_spec import load_stack
+
     if pid := state.supervisor_pid():
         base = state.runtime().get("base_url", "?")
         console.print(f"eolake is already running (pid {pid}) at {base}: `eolake status` shows it, `eolake down` "
@@ -83,6 +84,11 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     if not pid:
         console.print("eolake is not running: `eolake up` starts it.")
         return 3
+    import httpx
+    from rich.table import Table
+
+    from eolake.embedded.postgres import PostgresCluster
+
     base = runtime.get("base_url", "").rstrip("/")
     rows = [("database", "ready" if PostgresCluster(state.postgres).running else "down",
              f"127.0.0.1:{runtime.get('database_port')}")]
@@ -156,6 +162,9 @@ def cmd_alerts(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
+    import psycopg
+
+    from eolake.embedded.postgres import PostgresCluster
     from eolake.ingest import IngestError, format_report, ingest
 
     dsn = args.dsn or os.environ.get("EOLAKE_DATABASE_URL")
@@ -193,6 +202,8 @@ def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
+    from eolake_spec import load_stack
+
     platform = load_stack(args.stack)
     used, budget = platform.connection_budget()
     console.print(f"{args.stack}: valid; services {', '.join(platform.enabled_services)}; "
@@ -268,9 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     state = StateDir((args.state_dir or default_state_dir()).resolve())
     try:
         return args.run(args, state)
-    except SpecError as exc:
+    except Exception as exc:
+        if not _is_spec_error(exc):
+            raise
         err.print(str(exc), markup=False, highlight=False)
         return 2
+
+
+def _is_spec_error(exc: Exception) -> bool:
+    """Only a command that loaded a stack, and so imported eolake_spec, can raise its SpecError."""
+    spec = sys.modules.get("eolake_spec")
+    return spec is not None and isinstance(exc, spec.SpecError)
 
 
 if __name__ == "__main__":

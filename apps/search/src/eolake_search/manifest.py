@@ -11,4 +11,5 @@ MANIFEST = ServiceManifest(
     settings="eolake_search.settings:SearchSettings",
     calls=("catalog", "thesaurus"),
     secrets=("signing",),
+    rate_limited=(r"(GET|POST) /search$", r"GET /collections/[^/]+/items$"),
 )

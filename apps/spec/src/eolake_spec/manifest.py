@@ -48,12 +48,18 @@ class ServiceManifest:
     secrets: tuple[str, ...] = ()  # platform secrets it reads: "signing" (page tokens), "storage" (S3 keys)
     liveness: str = "/healthz"  # touches no dependency
     readiness: str = "/readyz"  # its dependencies answer
+    # Expensive routes, rate-limited per user or client address: regular expressions matched at the start of
+    # "METHOD /path" (the path below the service's prefix), e.g. r"(GET|POST) /search$".
+    rate_limited: tuple[str, ...] = ()
+    rate_limit: tuple[float, int] = (20, 60)  # default (requests per second, burst) for those; the spec may change it
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):
             raise ValueError(f"service name {self.name!r}: lowercase letters and digits")
         if not PATH.fullmatch(self.path):
             raise ValueError(f"service {self.name}: path {self.path!r} is not / or like /stac")
+        for pattern in self.rate_limited:
+            re.compile(pattern)
 
     @property
     def module(self) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     ValidationError,
     field_validator,
     model_validator,
@@ -31,6 +32,8 @@ from eolake_spec.manifest import ServiceManifest, manifest, manifests
 STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
 CONFIG_KEY = "eolake:platform"
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+MIN_MEMORY_LIMIT = 64 * 2**20
+QUANTITY_FACTORS = {"m": 0.001, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
 def _installed(name: str) -> str:
@@ -51,7 +54,8 @@ class Resources(Strict):
     cpu_request: str = "100m"
     cpu_limit: str = "1"
     memory_request: str = "256Mi"
-    memory_limit: str = "512Mi"
+    memory_limit: str = Field("1Gi", description="the bound of one replica (with its worker processes) in every "
+                                                 "target: container limit, systemd MemoryMax, embedded cgroup")
 
     @field_validator("*")
     @classmethod
@@ -59,6 +63,25 @@ class Resources(Strict):
         if not QUANTITY.match(value):
             raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 1, 256Mi or 2Gi")
         return value
+
+    @model_validator(mode="after")
+    def memory_limit_runs_a_service(self) -> Resources:
+        if self.memory_limit_bytes < MIN_MEMORY_LIMIT:
+            raise ValueError(f"memory_limit {self.memory_limit!r} is below 64Mi: no service starts in that")
+        return self
+
+    @property
+    def memory_limit_bytes(self) -> int:
+        number, unit = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit).groups()
+        return int(float(number) * QUANTITY_FACTORS[unit])
+
+
+class RateLimit(Strict):
+    """Requests one user (or, anonymous, one client address) may send to a service's expensive routes (its
+    manifest's rate_limited): a token bucket per service process, refilled at requests_per_second up to burst."""
+
+    requests_per_second: float = Field(gt=0, le=100_000)
+    burst: int = Field(ge=1, le=1_000_000, description="requests at once after a quiet while")
 
 
 class Service(Strict):
@@ -70,6 +93,7 @@ class Service(Strict):
     resources: Resources = Resources()
     worker_replicas: int = Field(1, ge=0, le=100, description="job worker processes (services with a worker)")
     worker_concurrency: int = Field(2, ge=1, le=64, description="jobs one worker process runs at once")
+    rate_limit: RateLimit | None = Field(None, description="None: the service manifest's default")
 
     @field_validator("path")
     @classmethod
@@ -281,6 +305,10 @@ class Platform(Strict):
     auth: Auth = Auth()
     observability: Observability = Observability()
     providers: list[Provider] = []
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        ["127.0.0.0/8", "::1/128"],
+        description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
+                    "services calling each other); a request from one of them without it is the platform's own call")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
 
     @field_validator("services", mode="before")
@@ -351,8 +379,12 @@ class Platform(Strict):
             "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
             "AUTH__ROLES_CLAIM": auth.roles_claim,
+            "TRUSTED_PROXIES": json.dumps([str(network) for network in self.trusted_proxies]),
         }
         m = manifest(service)
+        if m.rate_limited:
+            rate = s.rate_limit or RateLimit(requests_per_second=m.rate_limit[0], burst=m.rate_limit[1])
+            values |= {"RATE_LIMIT__REQUESTS_PER_SECOND": rate.requests_per_second, "RATE_LIMIT__BURST": rate.burst}
         if m.storage != "none":  # the spec's storage (a local STORAGE_PATH is set per target)
             values |= {"STORAGE_KIND": self.storage.kind, "S3_BUCKET": self.storage.bucket,
                        "S3_ENDPOINT": self.storage.endpoint, "S3_REGION": self.storage.region}

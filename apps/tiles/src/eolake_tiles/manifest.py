@@ -12,4 +12,7 @@ MANIFEST = ServiceManifest(
     database=True,
     storage="read",
     secrets=("storage",),
+    # Everything that reads rasters or the database; a map view asks for dozens of tiles at once.
+    rate_limited=(r"(GET|POST) /(collections|searches)/",),
+    rate_limit=(50, 200),
 )

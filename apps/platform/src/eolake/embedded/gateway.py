@@ -32,8 +32,9 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 # Set again by the gateway's own server. An upstream Content-Length is kept: the body is relayed raw (byte for
 # byte), and download clients need the length for progress and resume.
 RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server", "x-request-id"}
-# The gateway's request id and trace context replace whatever the client sent.
-REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate"}
+# The gateway's request id, trace context and client address replace whatever the client sent: it is the edge, so
+# the address it saw is the only one a service may believe (the rate limits key on it).
+REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate", "x-forwarded-for"}
 log = logging.getLogger("eolake.gateway")
 
 

@@ -144,7 +144,8 @@ class PostgresCluster:
             previous = int(portfile.read_text()) if portfile.exists() else None
             port = previous if previous and port_is_free(previous) else free_port()
         elif not port_is_free(port):
-            raise PostgresError(f"port {port} is already in use: choose another one")
+            raise PostgresError(f"port {port} for PostgreSQL (database.port) is already in use, perhaps by another "
+                                "cluster: choose another port, or leave database.port unset for a free one")
         portfile.write_text(str(port))
         opts = (f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
                 f"-c shared_buffers=128MB -c fsync=on")

@@ -1,7 +1,8 @@
 """The embedded target: one supervisor process runs PostgreSQL, every enabled service and the gateway.
 
 `eolake up` starts it in the background; SIGTERM (`eolake down`) stops the children gracefully and then
-PostgreSQL. A crashed service is restarted with backoff.
+PostgreSQL. A crashed service is restarted with backoff. Each service process (with its workers) is held to its
+spec's resources.memory_limit by the kernel (eolake.embedded.limits), so one runaway cannot take the machine.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import httpx
 
+from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
-from eolake.embedded.postgres import PostgresCluster, free_port
+from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
 from eolake_kit.auth import create_api_key
@@ -31,6 +33,7 @@ from eolake_spec import Platform, load_stack
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
+GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 
 
 class StartError(RuntimeError):
@@ -45,13 +48,15 @@ class Child:
     log_path: Path
     upstream: str
     probe: str = "/readyz"  # readiness path under upstream
+    memory_limit: int | None = None  # bytes, for the process and the processes it starts
     process: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
 
-    def start(self) -> None:
+    def start(self, limits: MemoryLimits) -> None:
+        bound = limits.preexec(self.name, self.memory_limit) if self.memory_limit else None
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, preexec_fn=bound)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         if self.process and self.process.poll() is None:
@@ -115,8 +120,9 @@ def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Chil
             env[prefix + "TOKEN_KEY"] = state.signing_key()
         if m.database:
             env[prefix + "DATABASE_URL"] = dsn
+        memory_limit = platform.services[name].resources.memory_limit_bytes  # per replica, workers included
         children.append(Child(name, [sys.executable, "-m", m.module], env, state.logs / f"{name}.log",
-                              f"http://127.0.0.1:{port}", m.readiness))
+                              f"http://127.0.0.1:{port}", m.readiness, memory_limit))
         if m.worker:
             for index in range(platform.services[name].worker_replicas):
                 metrics_port = free_port()
@@ -124,7 +130,7 @@ def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Chil
                 children.append(Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module],
                                       {**env, prefix + "WORKER_METRICS_PORT": str(metrics_port)},
                                       state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}",
-                                      "/metrics"))
+                                      "/metrics", memory_limit))
     return children
 
 
@@ -135,7 +141,7 @@ def gateway_child(platform: Platform, state: StateDir, services: list[Child], po
     if platform.observability.otlp_endpoint:
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = platform.observability.otlp_endpoint
     return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
-                 f"http://127.0.0.1:{port}")
+                 f"http://127.0.0.1:{port}", memory_limit=GATEWAY_MEMORY_LIMIT)
 
 
 def wait_ready(children: list[Child], deadline: float) -> None:
@@ -163,6 +169,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.cluster = PostgresCluster(state.postgres)
         self.monitoring = Monitoring()
+        self.limits = MemoryLimits()
 
     def _runtime(self, status: str, **extra) -> None:
         self.state.write_runtime({
@@ -170,8 +177,9 @@ class Supervisor:
             "database_port": self.cluster.port if self.cluster.running else None,
             "services": {c.name: {"upstream": c.upstream, "pid": c.process.pid if c.process else None,
                                   "url": self.platform.public_url(c.name) if c.name in self.platform.services
-                                  else None}
+                                  else None, "memory_limit": c.memory_limit}
                          for c in self.children},
+            "memory_bound": self.limits.mechanism,
             "monitoring": {**{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
                            **{c.name: {"url": c.url, "probe": c.probe} for c in self.monitoring.components
                               if c.name in (PROMETHEUS, ALERTMANAGER)}},
@@ -189,9 +197,9 @@ class Supervisor:
             self._start()
             self._runtime("ready")
             log.info("platform ready", extra={"base_url": str(self.platform.base_url)})
-            self._watch()
+            self.watch()
             return 0
-        except StartError as exc:
+        except (StartError, PostgresError) as exc:
             log.error("start failed: %s", exc)
             self._runtime("failed", error=str(exc))
             return 1
@@ -199,7 +207,7 @@ class Supervisor:
             self._stop()
 
     def _start(self) -> None:
-        self.cluster.start()
+        self.cluster.start(self.platform.database.port)  # None: the port of last time if free, else a free one
         self.cluster.migrate()
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
@@ -215,12 +223,15 @@ class Supervisor:
             raise StartError(str(exc)) from exc
         self.children = [*services, gateway, *(Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log",
                                                      m.url, m.probe) for m in self.monitoring.components)]
+        self.limits = MemoryLimits.detect(f"eolake-{os.getpid()}")
+        log.info("memory bounds by %s", self.limits.mechanism)
         for child in self.children:
-            child.start()
+            child.start(self.limits)
         self._runtime("starting")
         wait_ready(self.children, time.monotonic() + READY_TIMEOUT)
 
-    def _watch(self) -> None:
+    def watch(self) -> None:
+        """Restart every child that exits, until the supervisor is told to stop."""
         while not self.stopping:
             for child in self.children:
                 if child.process and child.process.poll() is not None and not self.stopping:
@@ -231,16 +242,18 @@ class Supervisor:
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < 60] + [now]
         log.warning("%s exited with code %s; restarting", child.name, child.process.returncode,
-                    extra={"restarts_last_minute": len(child.restarts)})
+                    extra={"restarts_last_minute": len(child.restarts), "memory_limit": child.memory_limit,
+                           "oom_kills": self.limits.oom_kills(child.name)})
         time.sleep(min(2 ** (len(child.restarts) - 1), 30) * 0.5)
-        child.start()
+        child.start(self.limits)
         self._runtime("ready")
 
     def _stop(self) -> None:
         # Monitoring and the gateway first so no new requests arrive, then services (graceful), then the
         # database. One failure must not leave the others running.
         steps = [(f"stopping {c.name}", c.stop) for c in reversed(self.children)]
-        steps += [("stopping PostgreSQL", self.cluster.stop), ("recording the stop", lambda: self._runtime("stopped"))]
+        steps += [("removing the memory cgroups", self.limits.release), ("stopping PostgreSQL", self.cluster.stop),
+                  ("recording the stop", lambda: self._runtime("stopped"))]
         for what, step in [("recording the stop", lambda: self._runtime("stopping")), *steps]:
             try:
                 step()
