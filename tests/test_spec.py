@@ -112,3 +112,23 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     bad = write(tmp_path, platform_yaml("name: x\nbase_url: http://h\nservices: {catalog: {workers: 0}}"))
     assert cli(["validate", "--stack", str(bad)]) == 2
     assert "services.catalog.workers" in capsys.readouterr().err
+
+
+def test_limits_reach_each_service_with_its_overrides(tmp_path):
+    from eolake_spec import Limits
+
+    platform = load_stack("local")
+    tiles = Limits.model_validate_json(platform.service_env("tiles")["EOLAKE_TILES_LIMITS"])
+    catalog = Limits.model_validate_json(platform.service_env("catalog")["EOLAKE_CATALOG_LIMITS"])
+    assert tiles.body_bytes == 65536 and catalog.body_bytes == platform.limits.body_bytes == 1024 * 1024
+    assert catalog.postgres_options()["statement_timeout"] == "20000"
+
+
+def test_bad_limits_are_named(tmp_path):
+    base = "name: local\nbase_url: http://127.0.0.1:8080\nservices:\n  catalog:\n    limits: {%s}\n"
+    with pytest.raises(SpecError) as unknown:
+        load_stack(write(tmp_path, platform_yaml(base % "body_size: 10")))
+    assert "unknown limits: body_size" in str(unknown.value)
+    with pytest.raises(SpecError) as budget:
+        load_stack(write(tmp_path, platform_yaml(base % "statement_seconds: 60")))
+    assert "services.catalog.limits" in str(budget.value) and "below request_seconds" in str(budget.value)

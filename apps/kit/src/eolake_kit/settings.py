@@ -10,7 +10,7 @@ from pydantic import AfterValidator, AnyHttpUrl, BaseModel, Field, SecretStr, fi
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
-from eolake_spec import manifest
+from eolake_spec import Limits, manifest
 
 
 def _postgres_url(value: SecretStr) -> SecretStr:
@@ -87,6 +87,7 @@ class ServiceSettings(BaseSettings):
     graceful_timeout: float = Field(20, ge=0, description="seconds in-flight requests get on shutdown")
     readiness_timeout: float = Field(2, gt=0, description="seconds each readiness check may take")
     auth: AuthConfig = AuthConfig()
+    limits: Limits = Field(Limits(), description="request and database bounds (the spec's limits, as JSON)")
     peers: dict[str, Peer] = Field(
         {}, description="the platform services this one calls, by name (JSON), at the internal addresses the "
                         "deployment target derives; a peer not named here is reached through the public URL")

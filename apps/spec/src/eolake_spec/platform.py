@@ -61,6 +61,52 @@ class Resources(Strict):
         return value
 
 
+class Limits(Strict):
+    """Bounds on every request a service accepts and on its database statements (eolake_kit.bounds enforces them).
+
+    `limits` of the platform are every service's defaults; `services.<name>.limits` overrides single fields."""
+
+    body_bytes: int = Field(1024 * 1024, ge=1024, description="largest request body, chunked bodies included")
+    path_bytes: int = Field(2048, ge=256, description="longest URL path (raw, percent-escapes included)")
+    query_bytes: int = Field(8192, ge=256, description="longest query string")
+    header_count: int = Field(64, ge=8, description="most request header fields")
+    header_bytes: int = Field(16384, ge=1024, description="largest sum of request header names and values")
+    request_seconds: float = Field(30, gt=0, le=600, description="time budget until the response starts")
+    body_idle_seconds: float = Field(10, gt=0, le=300, description="longest wait for the next piece of a body")
+    json_depth: int = Field(32, ge=4, le=256, description="deepest nesting of a JSON body or parameter")
+    json_nodes: int = Field(200_000, ge=100, description="most values in a JSON body or parameter")
+    cql2_length: int = Field(20_000, ge=100, description="longest CQL2 filter (characters of text or JSON)")
+    cql2_depth: int = Field(16, ge=2, le=128, description="deepest nesting of CQL2 expressions")
+    cql2_nodes: int = Field(4000, ge=10, description="most CQL2 tokens (text) or JSON values (JSON)")
+    geometry_vertices: int = Field(10_000, ge=4, description="most positions in one GeoJSON geometry")
+    q_terms: int = Field(20, ge=1, le=1000, description="most free-text terms in `q`")
+    q_length: int = Field(1000, ge=10, description="longest free-text `q` (characters)")
+    statement_seconds: float = Field(20, gt=0, le=3600, description="PostgreSQL statement_timeout of the service")
+    idle_in_transaction_seconds: float = Field(
+        60, gt=0, le=3600, description="PostgreSQL idle_in_transaction_session_timeout of the service")
+    lock_seconds: float = Field(10, gt=0, le=3600, description="PostgreSQL lock_timeout of the service")
+
+    @model_validator(mode="after")
+    def statement_within_request(self) -> Limits:
+        if self.statement_seconds >= self.request_seconds:
+            raise ValueError("statement_seconds must be below request_seconds: the database cancels a statement "
+                             "before the request's time budget runs out")
+        return self
+
+    def postgres_options(self) -> dict[str, str]:
+        """The session settings a service's database connections carry (milliseconds)."""
+        return {"statement_timeout": str(round(self.statement_seconds * 1000)),
+                "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_seconds * 1000)),
+                "lock_timeout": str(round(self.lock_seconds * 1000))}
+
+
+def _limit_names(value: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(value) - set(Limits.model_fields))
+    if unknown:
+        raise ValueError(f"unknown limits: {', '.join(unknown)} (known: {', '.join(Limits.model_fields)})")
+    return value
+
+
 class Service(Strict):
     enabled: bool = True
     path: str = Field(description="public path prefix under the base URL, e.g. /stac; / for the web view")
@@ -70,6 +116,8 @@ class Service(Strict):
     resources: Resources = Resources()
     worker_replicas: int = Field(1, ge=0, le=100, description="job worker processes (services with a worker)")
     worker_concurrency: int = Field(2, ge=1, le=64, description="jobs one worker process runs at once")
+    limits: Annotated[dict[str, float], AfterValidator(_limit_names)] = Field(
+        {}, description="overrides of the platform's limits for this service, by field")
 
     @field_validator("path")
     @classmethod
@@ -244,6 +292,7 @@ class Platform(Strict):
     auth: Auth = Auth()
     observability: Observability = Observability()
     providers: list[Provider] = []
+    limits: Limits = Field(Limits(), description="request and database bounds of every service (overridable)")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
 
     @field_validator("services", mode="before")
@@ -268,6 +317,12 @@ class Platform(Strict):
             paths[service.path] = name
         if self.base_url.path not in (None, "/"):
             raise ValueError("base_url must not have a path: services get their prefix from services.<name>.path")
+        for name in self.enabled_services:
+            try:
+                self.limits_of(name)
+            except ValidationError as exc:
+                reasons = "; ".join(e["msg"] for e in exc.errors())
+                raise ValueError(f"services.{name}.limits: {reasons}") from None
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -279,6 +334,10 @@ class Platform(Strict):
     @property
     def enabled_services(self) -> dict[str, Service]:
         return {name: s for name, s in self.services.items() if s.enabled}
+
+    def limits_of(self, service: str) -> Limits:
+        """The platform's limits with the service's overrides."""
+        return Limits.model_validate({**self.limits.model_dump(), **self.services[service].limits})
 
     def connection_budget(self) -> tuple[int, int]:
         used = sum(self.connections(name, s.replicas, s.worker_replicas) for name, s in self.enabled_services.items())
@@ -314,6 +373,7 @@ class Platform(Strict):
             "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
             "AUTH__ROLES_CLAIM": auth.roles_claim,
+            "LIMITS": self.limits_of(service).model_dump_json(),
         }
         m = manifest(service)
         if m.storage != "none":  # the spec's storage (a local STORAGE_PATH is set per target)
