@@ -132,3 +132,18 @@ def test_bad_limits_are_named(tmp_path):
     with pytest.raises(SpecError) as budget:
         load_stack(write(tmp_path, platform_yaml(base % "statement_seconds: 60")))
     assert "services.catalog.limits" in str(budget.value) and "below request_seconds" in str(budget.value)
+
+
+def test_recursive_and_exploding_yaml_aliases_are_one_line_errors(tmp_path):
+    recursive = write(tmp_path, "config:\n  eolake:platform: &a\n    name: x\n    services: {catalog: *a}\n")
+    with pytest.raises(SpecError) as loop:
+        load_stack(recursive)
+    assert "recursive YAML structure" in str(loop.value)
+    laughs = ["config:", "  eolake:platform:", "    a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    laughs += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(SpecError) as laughing:
+        load_stack(write(tmp_path, "\n".join(laughs) + "\n"))
+    assert "expands to more than 100000 nodes" in str(laughing.value)
+    shared = "config:\n  eolake:platform:\n    name: x\n    base_url: http://127.0.0.1:8080\n" \
+             "    services: {catalog: &s {workers: 1}, search: *s, thesaurus: *s}\n"
+    assert load_stack(write(tmp_path, shared)).services["search"].workers == 1  # a shared node is no loop

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
-from eolake_kit.bounds import BoundsMiddleware
+from eolake_kit.bounds import BoundsMiddleware, install_database_handlers
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
 from eolake_kit.logs import count_log_messages
@@ -32,6 +32,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     if tracker is not None:
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
+    install_database_handlers(app, settings.limits)
     app.include_router(health_router)
     app.add_middleware(BoundsMiddleware, limits=settings.limits)  # inside: its refusals are observed and logged
     app.add_middleware(ObserveMiddleware, service=settings.service_name,

@@ -202,6 +202,44 @@ def check_head(scope: dict, limits: Limits) -> None:
         check_search(params, limits)
 
 
+# --- the database's bounds -------------------------------------------------------------------------------------
+
+def database_timeouts() -> dict[str, tuple[type[Exception], ...]]:
+    """The drivers' exceptions for a statement cancelled at statement_timeout and a lock not granted within
+    lock_timeout, for the drivers installed."""
+    found: dict[str, list[type[Exception]]] = {"statement": [], "lock": []}
+    try:
+        from asyncpg import exceptions as asyncpg_errors
+        found["statement"].append(asyncpg_errors.QueryCanceledError)
+        found["lock"].append(asyncpg_errors.LockNotAvailableError)
+    except ImportError:
+        pass
+    try:
+        from psycopg import errors as psycopg_errors
+        found["statement"].append(psycopg_errors.QueryCanceled)
+        found["lock"].append(psycopg_errors.LockNotAvailable)
+    except ImportError:
+        pass
+    return {kind: tuple(types) for kind, types in found.items()}
+
+
+def install_database_handlers(app, limits: Limits) -> None:
+    """A statement past statement_timeout → 504, a lock not granted within lock_timeout → 503 (Retry-After); the
+    connection goes back to its pool, healthy."""
+    async def statement(request, exc):
+        return problem(504, f"database statement exceeded the {limits.statement_seconds:g} s statement timeout")
+
+    async def lock(request, exc):
+        return problem(503, f"a database lock was not granted within {limits.lock_seconds:g} s",
+                       headers={"Retry-After": str(max(1, round(limits.lock_seconds)))})
+
+    timeouts = database_timeouts()
+    for exc_type in timeouts["statement"]:
+        app.add_exception_handler(exc_type, statement)
+    for exc_type in timeouts["lock"]:
+        app.add_exception_handler(exc_type, lock)
+
+
 # --- the middleware -----------------------------------------------------------------------------------------------
 
 class BoundsMiddleware:

@@ -131,6 +131,11 @@ class ServiceSettings(BaseSettings):
         public = str(self.public_url).rstrip("/") + manifest(name).path
         return Peer(url=public, public_url=public)
 
+    def postgres_options(self) -> str:
+        """libpq `options` of this service's database sessions: its statement, idle-in-transaction and lock
+        timeouts (the spec's limits)."""
+        return " ".join(f"-c {name}={value}" for name, value in self.limits.postgres_options().items())
+
     @property
     def service_url(self) -> str:
         return str(self.public_url).rstrip("/") + self.root_path

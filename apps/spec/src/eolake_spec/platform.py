@@ -30,6 +30,8 @@ from eolake_spec.manifest import ServiceManifest, manifest, manifests
 # The repository's stacks/ (the package is installed from the workspace, editable); EOLAKE_STACKS_DIR overrides.
 STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
 CONFIG_KEY = "eolake:platform"
+MAX_STACK_BYTES = 1024 * 1024
+MAX_STACK_NODES = 100_000  # after aliases are expanded
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 
 
@@ -425,9 +427,12 @@ def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Plat
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml"))
         raise SpecError(path, [("stack", None, f"no such stack file (known stacks: {', '.join(known) or 'none'})")])
+    if path.stat().st_size > MAX_STACK_BYTES:
+        raise SpecError(path, [("stack", None, f"larger than {MAX_STACK_BYTES} bytes: not a stack file")])
     text = path.read_text()
     try:
         node = yaml.compose(text)
+        _check_expansion(path, node)
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -444,6 +449,32 @@ def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Plat
             loc = ("config", CONFIG_KEY, *error["loc"])
             problems.append((".".join(map(str, loc[2:])) or CONFIG_KEY, _nearest_line(lines, loc), error["msg"]))
         raise SpecError(path, problems) from exc
+
+
+def _check_expansion(path: Path, root: yaml.Node | None) -> None:
+    """Refuse YAML whose aliases loop back into themselves or expand past MAX_STACK_NODES ("billion laughs"):
+    both would make everything that walks the document (validation, the line index) recurse or run forever."""
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+    open_nodes: set[int] = set()
+    visited = 0
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            open_nodes.discard(id(node))
+            continue
+        if id(node) in open_nodes:
+            raise SpecError(path, [("yaml", node.start_mark.line + 1, "an alias refers to a node that contains it "
+                                                                       "(a recursive YAML structure)")])
+        visited += 1
+        if visited > MAX_STACK_NODES:
+            raise SpecError(path, [("yaml", None, f"the document expands to more than {MAX_STACK_NODES} nodes "
+                                                  "(aliases repeated over and over)")])
+        children = [v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        if children:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
 
 
 def _line_index(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:

@@ -112,7 +112,8 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
         app.state.dbpool = ConnectionPool(
             conninfo=settings.conninfo, min_size=0, max_size=settings.pool_size, open=True,
             timeout=settings.pool_timeout, max_idle=300,
-            kwargs={"options": "-c search_path=pgstac,public -c application_name=eolake-tiles", "connect_timeout": 5})
+            kwargs={"options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
+                               f"{settings.postgres_options()}", "connect_timeout": 5})
         try:
             yield
         finally:

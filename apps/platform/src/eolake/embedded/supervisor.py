@@ -201,6 +201,7 @@ class Supervisor:
     def _start(self) -> None:
         self.cluster.start()
         self.cluster.migrate()
+        self.cluster.bound_app_role(self.platform.limits.postgres_options())
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
             load_demo(self.state, self.cluster.dsn())
