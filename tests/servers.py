@@ -80,8 +80,9 @@ def wait_until(predicate, timeout: float = 30, interval: float = 0.2):
 
 
 @contextmanager
-def served(app, lifespan: str = "on"):
-    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL."""
+def served(app, lifespan: str = "on", **options):
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread; yields its base URL. `options`: more
+    uvicorn settings."""
     import socket
     import threading
 
@@ -90,7 +91,7 @@ def served(app, lifespan: str = "on"):
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan, log_config=None, **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

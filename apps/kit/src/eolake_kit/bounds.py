@@ -180,7 +180,7 @@ def check_body(document: object, limits: Limits) -> None:
             check_geometry(node, limits)
 
 
-def check_head(scope: dict, limits: Limits) -> None:
+def check_head(scope: dict, limits: Limits, inspect: bool = True) -> None:
     """Path, query string and headers, before the application sees the request."""
     if len(scope.get("raw_path") or scope["path"].encode()) > limits.path_bytes:
         raise OutOfBounds(414, f"request path exceeds {limits.path_bytes} bytes")
@@ -195,7 +195,7 @@ def check_head(scope: dict, limits: Limits) -> None:
     length = dict(headers).get(b"content-length")
     if length is not None and length.isdigit() and int(length) > limits.body_bytes:
         raise OutOfBounds(413, f"request body exceeds {limits.body_bytes} bytes")
-    if query:
+    if query and inspect:
         params: dict[str, str] = {}
         for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             params.setdefault(key, value)
@@ -243,16 +243,19 @@ def install_database_handlers(app, limits: Limits) -> None:
 # --- the middleware -----------------------------------------------------------------------------------------------
 
 class BoundsMiddleware:
-    def __init__(self, app, limits: Limits):
-        self.app, self.limits = app, limits
+    """`inspect`: also check what a request carries (JSON, CQL2, geometries, q); off at the edge, where only sizes
+    and times are bounded and each service inspects its own requests."""
+
+    def __init__(self, app, limits: Limits, inspect: bool = True):
+        self.app, self.limits, self.inspect = app, limits, inspect
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
-            check_head(scope, self.limits)
+            check_head(scope, self.limits, self.inspect)
             body = _BoundedBody(receive, self.limits)
-            if _is_json(scope) and scope["method"] in ("POST", "PUT", "PATCH"):
+            if self.inspect and _is_json(scope) and scope["method"] in ("POST", "PUT", "PATCH"):
                 raw = await body.read_all()
                 if raw.strip():
                     check_body(check_json_text(raw, self.limits, "request body"), self.limits)

@@ -74,7 +74,9 @@ class Limits(Strict):
     header_count: int = Field(64, ge=8, description="most request header fields")
     header_bytes: int = Field(16384, ge=1024, description="largest sum of request header names and values")
     request_seconds: float = Field(30, gt=0, le=600, description="time budget until the response starts")
+    header_seconds: float = Field(10, gt=0, le=300, description="longest a client may take to send its headers")
     body_idle_seconds: float = Field(10, gt=0, le=300, description="longest wait for the next piece of a body")
+    connections: int = Field(1000, ge=1, description="open connections per server process; more get 503")
     json_depth: int = Field(32, ge=4, le=256, description="deepest nesting of a JSON body or parameter")
     json_nodes: int = Field(200_000, ge=100, description="most values in a JSON body or parameter")
     cql2_length: int = Field(20_000, ge=100, description="longest CQL2 filter (characters of text or JSON)")
@@ -340,6 +342,14 @@ class Platform(Strict):
     def limits_of(self, service: str) -> Limits:
         """The platform's limits with the service's overrides."""
         return Limits.model_validate({**self.limits.model_dump(), **self.services[service].limits})
+
+    def edge_limits(self) -> Limits:
+        """What the edge (the gateway) lets through: the largest of every enabled service's limits, and a time
+        budget past theirs, so each service's own bound answers first."""
+        each = [self.limits_of(name).model_dump() for name in self.enabled_services] or [self.limits.model_dump()]
+        widest = {field: max(limits[field] for limits in each) for field in Limits.model_fields}
+        return Limits.model_validate({**widest, "request_seconds": min(600, widest["request_seconds"] + 10),
+                                      "connections": self.limits.connections})
 
     def connection_budget(self) -> tuple[int, int]:
         used = sum(self.connections(name, s.replicas, s.worker_replicas) for name, s in self.enabled_services.items())
