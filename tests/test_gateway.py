@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 
 from eolake.embedded.gateway import create_gateway
 from eolake.embedded.postgres import free_port
+from eolake_kit.server import connection_options
+from eolake_spec import Limits
 from servers import served
 
 PUBLIC = "http://127.0.0.1:8080"
@@ -18,7 +23,8 @@ def echo_app(name: str) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
     async def echo(path: str, request: Request) -> dict:
-        return {"service": name, "path": request.url.path, "query": request.url.query,
+        return {"service": name, "path": request.url.path, "raw_path": request.scope["raw_path"].decode(),
+                "query": request.url.query,
                 "host": request.headers.get("host"), "body": (await request.body()).decode(),
                 "forwarded_for": request.headers.get("x-forwarded-for"),
                 "request_id": request.headers.get("x-request-id"),
@@ -31,8 +37,8 @@ def echo_app(name: str) -> FastAPI:
 def gateway():
     with served(echo_app("catalog")) as catalog, served(echo_app("web")) as web:
         routes = {"/stac": catalog, "/": web, "/tiles": f"http://127.0.0.1:{free_port()}"}
-        with served(create_gateway(routes, public_url=PUBLIC, timeout=5, max_body_bytes=1000),
-                    proxy_headers=False) as url:
+        limits = Limits(body_bytes=1024, request_seconds=5, statement_seconds=1)
+        with served(create_gateway(routes, public_url=PUBLIC, timeout=5, limits=limits), proxy_headers=False) as url:
             yield url
 
 
@@ -85,6 +91,23 @@ def test_bodies_are_forwarded(gateway):
 def test_body_over_limit_is_413(gateway):
     response = httpx.post(gateway + "/stac/search", content=b"x" * 2000)
     assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
+    chunked = httpx.post(gateway + "/stac/search", content=(b"x" * 512 for _ in range(100)))
+    assert chunked.status_code == 413 and "exceeds 1024 bytes" in chunked.json()["detail"]
+
+
+def test_control_characters_in_the_path_are_400(gateway):
+    response = httpx.get(gateway + "/stac/x%1A")
+    assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
+    assert "control character" in response.json()["detail"]
+
+
+def test_the_raw_path_is_forwarded(gateway):
+    answer = httpx.get(gateway + "/stac/collections/a%2Fb/items?x=%2F").json()
+    assert answer["path"] == "/stac/collections/a/b/items"  # decoded by the service, once
+    assert answer["raw_path"] == "/stac/collections/a%2Fb/items"
+    assert answer["query"] == "x=%2F"
+    echo = httpx.get(gateway + "/stac/raw%2Fpath")
+    assert echo.status_code == 200 and echo.json()["service"] == "catalog"
 
 
 def test_upstream_down_is_502_problem(gateway):
@@ -100,3 +123,55 @@ def test_no_route_without_web_view():
         assert missing.json()["request_id"] == missing.headers["x-request-id"]
         assert httpx.get(url + "/").json()["services"] == {"/stac": PUBLIC + "/stac"}
         assert httpx.get(url + "/-/healthz").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def strict_gateway():
+    limits = Limits(header_seconds=1, body_idle_seconds=0.5, request_seconds=5, statement_seconds=1, connections=50)
+    with served(echo_app("catalog")) as catalog:
+        app = create_gateway({"/stac": catalog}, public_url=PUBLIC, timeout=5, limits=limits)
+        with served(app, **connection_options(limits)) as url:
+            yield url
+
+
+def trickle(url: str, slowly: bytes, pause: float, sockets: int = 8, at_once: bytes = b"") -> list[bytes]:
+    """Open `sockets` connections sending `at_once`, then `slowly` a byte at a time; what each got back when its
+    server closed it (a closed connection reads b"" or a reset). Every socket gives up after 10 s."""
+    host, port = url.removeprefix("http://").split(":")
+    conns = [socket.create_connection((host, int(port)), timeout=10) for _ in range(sockets)]
+    for conn in conns:
+        conn.sendall(at_once)
+    answers: list[bytes | None] = [None] * sockets
+    deadline = time.monotonic() + 10
+    for byte in slowly:
+        for i, conn in enumerate(conns):
+            if answers[i] is None:
+                try:
+                    conn.sendall(bytes([byte]))
+                    conn.setblocking(False)
+                    try:
+                        answers[i] = conn.recv(4096) or b"closed"
+                    except BlockingIOError:
+                        pass
+                    conn.setblocking(True)
+                except OSError:
+                    answers[i] = b"reset"
+        if all(a is not None for a in answers) or time.monotonic() > deadline:
+            break
+        time.sleep(pause)
+    for conn in conns:
+        conn.close()
+    return [a or b"still open" for a in answers]
+
+
+def test_slow_headers_are_cut_at_the_header_deadline(strict_gateway):
+    head = b"GET /stac/x HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-Pad-%d: y\r\n" % i for i in range(40)) + b"\r\n"
+    answers = trickle(strict_gateway, head, pause=0.1)
+    assert all(a.startswith(b"HTTP/1.1 408") or a in (b"closed", b"reset") for a in answers), answers
+    assert httpx.get(strict_gateway + "/stac/x").status_code == 200  # others are served meanwhile
+
+
+def test_slow_bodies_get_408(strict_gateway):
+    head = b"POST /stac/x HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n"
+    answers = trickle(strict_gateway, b"x" * 200, pause=1, sockets=4, at_once=head)
+    assert all(b" 408 " in a and b"stalled" in a for a in answers), answers

@@ -227,3 +227,29 @@ def test_unreadable_source_names_the_path(pg, tmp_path):
     locked.chmod(0)
     with pytest.raises(IngestError, match="locked.json"):
         ingest([locked], pg.dsn())
+
+
+def test_a_lock_held_elsewhere_stops_the_load_at_lock_timeout(pg, naip_item, tmp_path, capsys):
+    from eolake.cli import main as cli
+
+    collection = unique("ingest-locked")
+    source = write_ndjson(tmp_path / "locked.ndjson", [make_collection(collection),
+                                                       make_item(naip_item, "x1", collection)])
+    with psycopg.connect(pg.dsn()) as holder:
+        holder.execute("LOCK TABLE pgstac.collections IN ACCESS EXCLUSIVE MODE")  # held until the block ends
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            ingest([source], pg.dsn(), lock_seconds=0.5)
+        code = cli(["ingest", str(source), "--dsn", pg.dsn(), "--lock-timeout", "0.5"])
+        holder.rollback()
+    assert code == 2
+    message = capsys.readouterr().err
+    assert "lock was not granted within 0.5 s" in message and "Traceback" not in message
+    assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", collection) == [(0,)]
+
+
+def test_batch_size_zero_is_a_one_line_error(capsys):
+    from eolake.cli import main as cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli(["ingest", "x.ndjson", "--batch-size", "0"])
+    assert exit_.value.code == 2 and "--batch-size: must be at least 1, not 0" in capsys.readouterr().err

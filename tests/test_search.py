@@ -231,7 +231,7 @@ def test_bad_inputs_are_400_problems(search):
     problem(search.post("/search/search", json=nonsense), 400)
     assert "range" in problem(search.get("/search/search", params={"bbox": "-200,0,10,10"}), 400)["detail"]
     problem(search.get("/search/search", params={"bbox": "1,2,3"}), 400)
-    assert "limit" in problem(search.get("/search/search", params={"limit": 51}), 400)["detail"]
+    assert search.get("/search/search", params={"limit": 51}).json()["context"]["limit"] == 50  # capped
     problem(search.get("/search/search", params={"limit": 0}), 400)
     problem(search.get("/search/search", params={"datetime": "yesterday"}), 400)
     problem(search.get("/search/search", params={"token": "garbage"}), 400)
@@ -300,3 +300,15 @@ def test_settings_from_the_platform_spec(monkeypatch):
     with pytest.raises(ValidationError, match="needs a url"):
         ProviderConfig(name="x", kind="stac")
 
+
+
+def test_hostile_filters_and_q_are_refused_on_entry(search):
+    deep = "NOT (" * 10_000 + "id = 'x'" + ")" * 10_000
+    assert "CQL2 filter" in problem(search.post("/search/search", json={"filter": deep, "filter-lang": "cql2-text"}),
+                                    400)["detail"]
+    deep_json = '{"op":"not","args":[' * 10_000 + '{"op":"=","args":[{"property":"id"},"x"]}' + "]}" * 10_000
+    response = search.post("/search/search", content=f'{{"filter": {deep_json}}}',
+                           headers={"content-type": "application/json"})
+    assert "nesting exceeds" in problem(response, 400)["detail"]
+    terms = ",".join(f"t{i}" for i in range(3000))
+    assert "q exceeds 20 terms" in problem(search.post("/search/search", json={"q": terms}), 400)["detail"]

@@ -112,3 +112,38 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     bad = write(tmp_path, platform_yaml("name: x\nbase_url: http://h\nservices: {catalog: {workers: 0}}"))
     assert cli(["validate", "--stack", str(bad)]) == 2
     assert "services.catalog.workers" in capsys.readouterr().err
+
+
+def test_limits_reach_each_service_with_its_overrides(tmp_path):
+    from eolake_spec import Limits
+
+    platform = load_stack("local")
+    tiles = Limits.model_validate_json(platform.service_env("tiles")["EOLAKE_TILES_LIMITS"])
+    catalog = Limits.model_validate_json(platform.service_env("catalog")["EOLAKE_CATALOG_LIMITS"])
+    assert tiles.body_bytes == 65536 and catalog.body_bytes == platform.limits.body_bytes == 1024 * 1024
+    assert catalog.postgres_options()["statement_timeout"] == "20000"
+
+
+def test_bad_limits_are_named(tmp_path):
+    base = "name: local\nbase_url: http://127.0.0.1:8080\nservices:\n  catalog:\n    limits: {%s}\n"
+    with pytest.raises(SpecError) as unknown:
+        load_stack(write(tmp_path, platform_yaml(base % "body_size: 10")))
+    assert "unknown limits: body_size" in str(unknown.value)
+    with pytest.raises(SpecError) as budget:
+        load_stack(write(tmp_path, platform_yaml(base % "statement_seconds: 60")))
+    assert "services.catalog.limits" in str(budget.value) and "below request_seconds" in str(budget.value)
+
+
+def test_recursive_and_exploding_yaml_aliases_are_one_line_errors(tmp_path):
+    recursive = write(tmp_path, "config:\n  eolake:platform: &a\n    name: x\n    services: {catalog: *a}\n")
+    with pytest.raises(SpecError) as loop:
+        load_stack(recursive)
+    assert "recursive YAML structure" in str(loop.value)
+    laughs = ["config:", "  eolake:platform:", "    a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    laughs += [f"    a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    with pytest.raises(SpecError) as laughing:
+        load_stack(write(tmp_path, "\n".join(laughs) + "\n"))
+    assert "expands to more than 100000 nodes" in str(laughing.value)
+    shared = "config:\n  eolake:platform:\n    name: x\n    base_url: http://127.0.0.1:8080\n" \
+             "    services: {catalog: &s {workers: 1}, search: *s, thesaurus: *s}\n"
+    assert load_stack(write(tmp_path, shared)).services["search"].workers == 1  # a shared node is no loop

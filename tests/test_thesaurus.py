@@ -138,3 +138,14 @@ def test_cli_import(tmp_path, shared_data):
     bad = tmp_path / "bad.rdf"
     bad.write_text("<rdf:RDF")
     assert main(["--state-dir", str(tmp_path), "thesaurus", "import", str(bad)]) == 2
+
+
+def test_billion_laughs_is_refused_before_parsing(tmp_path):
+    entities = ['<!ENTITY l0 "lol">'] + [f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)]
+    laughs = tmp_path / "laughs.rdf"
+    laughs.write_text('<?xml version="1.0"?>\n<!DOCTYPE rdf:RDF [\n' + "\n".join(entities) + "\n]>\n"
+                      '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+                      'xmlns:skos="http://www.w3.org/2004/02/skos/core#"><skos:Concept rdf:about="http://x/1">'
+                      "<skos:prefLabel>&l9;</skos:prefLabel></skos:Concept></rdf:RDF>")
+    with pytest.raises(RdfImportError, match="declares the XML entity 'l0'"):
+        import_file(tmp_path / "index.sqlite", laughs, "laughs")

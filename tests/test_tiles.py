@@ -201,3 +201,22 @@ def test_starts_and_reports_not_ready_without_postgres(tmp_path):
         assert body["checks"]["pgstac"]["status"] == "down"
         r = httpx.get(f"{url}/collections/{COLL}/items/{ITEM}/tiles/WebMercatorQuad/{Z}/{X}/{Y}.png?{WSE}", timeout=30)
         assert r.status_code == 503 and r.headers["content-type"].startswith(PROBLEM)
+
+
+def test_expression_bombs_are_refused(tiles):
+    base = f"{tiles}/collections/{COLL}/items/{ITEM}/tiles/WebMercatorQuad/{Z}/{X}/{Y}.png?expression="
+    assert "nesting exceeds 8" in problem(httpx.get(base + "(" * 20 + "wse" + ")" * 20), 400)["detail"]
+    assert "more than 8 bands" in problem(httpx.get(base + ";".join(["wse"] * 20)), 400)["detail"]
+    assert "exceeds 64 terms" in problem(httpx.get(base + "*".join(["wse"] * 40)), 400)["detail"]
+
+
+def test_feature_statistics_read_at_most_max_part_size(tiles):
+    europe = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[
+        [-10, 36], [30, 36], [30, 60], [-10, 60], [-10, 36]]]}}
+    started = time.monotonic()
+    response = httpx.post(f"{tiles}/collections/{COLL}/items/{ITEM}/statistics?assets=wse", json=europe, timeout=60)
+    assert response.status_code == 200, response.text
+    stats = response.json()["properties"]["statistics"]
+    band = next(iter(stats.values()))
+    assert band["valid_pixels"] + band["masked_pixels"] <= 1024 * 1024  # the default max_part_size
+    assert time.monotonic() - started < 15 + 5  # within the service's request budget (generous)

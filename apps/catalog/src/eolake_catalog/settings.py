@@ -4,7 +4,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
-from stac_fastapi.pgstac.config import PostgresSettings
+from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 
 from eolake_catalog.manifest import MANIFEST
 from eolake_kit import ServiceSettings
@@ -29,6 +29,7 @@ class CatalogSettings(ServiceSettings):
             pguser=unquote(parts.username or ""), pgpassword=unquote(parts.password or ""),
             pghost=parts.hostname, pgport=parts.port or 5432, pgdatabase=parts.path.strip("/"),
             db_min_conn_size=0, db_max_conn_size=pool_size,
+            server_settings=ServerSettings(application_name="eolake-catalog", **self.limits.postgres_options()),
         )
 
     @property

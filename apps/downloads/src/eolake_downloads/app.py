@@ -148,7 +148,8 @@ def _order_doc(order: dict, files: list[dict], base: str) -> dict:
 def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
     settings = settings or DownloadsSettings()
     pool = psycopg_pool.AsyncConnectionPool(settings.dsn, min_size=0, max_size=max(2, settings.pool_size - 1),
-                                            kwargs={"options": SEARCH_PATH, "row_factory": dict_row},
+                                            kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}",
+                                                    "row_factory": dict_row},
                                             open=False, timeout=10)
     jobs = job_app(settings.dsn, pool_size=2)
     catalog = Catalog(settings)

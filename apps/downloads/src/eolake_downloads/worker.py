@@ -70,7 +70,8 @@ class Stager:
         self.settings = settings
         self.staging = Staging(settings)
         self.pool = psycopg_pool.ConnectionPool(settings.dsn, min_size=0, max_size=max(2, settings.worker_concurrency),
-                                                kwargs={"options": SEARCH_PATH, "row_factory": dict_row},
+                                                kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}",
+                                                        "row_factory": dict_row},
                                                 open=False)
 
     def claim(self, file_id: str) -> dict | None:

@@ -1,4 +1,5 @@
-"""Put the kit on a FastAPI app: public URL pinning, observation, problem+json, health routes, auth, analytics."""
+"""Put the kit on a FastAPI app: public URL pinning, observation, request bounds, problem+json, health routes, auth,
+analytics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
+from eolake_kit.bounds import BoundsMiddleware, install_database_handlers
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
 from eolake_kit.logs import count_log_messages
@@ -32,9 +34,11 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     if tracker is not None:
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
+    install_database_handlers(app, settings.limits)
     app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
     app.include_router(health_router)
     _limit_rates(app, settings)
+    app.add_middleware(BoundsMiddleware, limits=settings.limits)  # inside: its refusals are observed and logged
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)
     app.add_middleware(PublicUrlMiddleware, public_url=str(settings.public_url), root_path=settings.root_path)

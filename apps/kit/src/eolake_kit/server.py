@@ -1,4 +1,5 @@
-"""Run a service with uvicorn: JSON logs, graceful shutdown, multi-process metrics when there are workers."""
+"""Run a service with uvicorn: JSON logs, graceful shutdown, multi-process metrics when there are workers, and the
+connection-level bounds of the spec's limits (slow clients, open connections, header size)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,70 @@ import os
 import tempfile
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eolake_kit.logs import configure_logging
 from eolake_kit.settings import ServiceSettings
+from eolake_spec import Limits
+
+KEEP_ALIVE_SECONDS = 5
+TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+
+
+def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol with a deadline on each request's head: a client that sends its request line and
+    headers slower than `seconds` (a byte at a time, "slowloris") gets a 408 and its connection closed. uvicorn
+    itself only times out idle keep-alive connections. (Slow bodies: eolake_kit.bounds, per piece of body.)"""
+
+    class HeaderDeadline(H11Protocol):
+        deadline = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            cycle = self.cycle
+            super().data_received(data)
+            if self.cycle is not cycle:  # a complete head was parsed: a request is under way
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self.deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _too_slow(self) -> None:
+            self.deadline = None
+            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+                self.transport.write(TOO_SLOW)
+                self.transport.close()
+
+    return HeaderDeadline
+
+
+def connection_options(limits: Limits) -> dict:
+    """uvicorn options bounding connections: slow heads, idle keep-alives, open connections, head size."""
+    return {
+        "http": header_deadline_protocol(limits.header_seconds),
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "limit_concurrency": limits.connections,
+        # h11 refuses a larger head outright (400); below it, the bounds middleware answers 414/431 naming the bound
+        "h11_max_incomplete_event_size": limits.path_bytes + limits.query_bytes + limits.header_bytes + 1024,
+    }
 
 
 def serve(factory: str, settings: ServiceSettings) -> None:
@@ -28,4 +90,5 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         server_header=False,
         timeout_graceful_shutdown=settings.graceful_timeout,
         lifespan="on",
+        **connection_options(settings.limits),
     )

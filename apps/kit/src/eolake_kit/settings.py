@@ -19,7 +19,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
-from eolake_spec import manifest
+from eolake_spec import Limits, manifest
 
 
 def _postgres_url(value: SecretStr) -> SecretStr:
@@ -117,6 +117,7 @@ class ServiceSettings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"], description="peers whose X-Forwarded-For is believed (JSON list of networks)")
+    limits: Limits = Field(Limits(), description="request and database bounds (the spec's limits, as JSON)")
     peers: dict[str, Peer] = Field(
         {}, description="the platform services this one calls, by name (JSON), at the internal addresses the "
                         "deployment target derives; a peer not named here is reached through the public URL")
@@ -159,6 +160,11 @@ class ServiceSettings(BaseSettings):
             return self.peers[name]
         public = str(self.public_url).rstrip("/") + manifest(name).path
         return Peer(url=public, public_url=public)
+
+    def postgres_options(self) -> str:
+        """libpq `options` of this service's database sessions: its statement, idle-in-transaction and lock
+        timeouts (the spec's limits)."""
+        return " ".join(f"-c {name}={value}" for name, value in self.limits.postgres_options().items())
 
     @property
     def service_url(self) -> str:

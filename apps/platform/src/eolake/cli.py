@@ -141,6 +141,8 @@ def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, state: StateDir) -> int:
+    from rich.table import Table
+
     from eolake.embedded.outbox import read
 
     outbox = state.root / "alertmanager" / "outbox.jsonl"
@@ -176,9 +178,13 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
         dsn = cluster.dsn()
     try:
         report = ingest(args.paths, dsn, strict=args.strict, batch_size=args.batch_size,
-                        progress=sys.stderr.isatty())
+                        progress=sys.stderr.isatty(), lock_seconds=args.lock_timeout)
     except IngestError as exc:
         err.print(f"ingest: {exc}", markup=False, highlight=False)
+        return 2
+    except psycopg.errors.LockNotAvailable:
+        err.print(f"ingest: a database lock was not granted within {args.lock_timeout:g} s (another session holds "
+                  "it); stopped, batches written before stay (run again: loads are idempotent)", markup=False)
         return 2
     except psycopg.OperationalError as exc:
         err.print(f"ingest: cannot reach the database: {str(exc).strip()}", markup=False, highlight=False)
@@ -232,6 +238,19 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def _at_least(lowest: float, kind: type):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value >= lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest:g}, not {text}")
+        return value
+
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eolake", description="eolake: an Earth-observation data lake platform")
     p.add_argument("--state-dir", type=Path, default=None, help="default: $EOLAKE_STATE_DIR or ./.eolake")
@@ -254,7 +273,9 @@ def parser() -> argparse.ArgumentParser:
                             "exit 1 when records were rejected")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--strict", action="store_true", help="refuse the whole load if anything is invalid")
-    ingest.add_argument("--batch-size", type=int, default=500)
+    ingest.add_argument("--batch-size", type=_at_least(1, int), default=500, help="items per transaction")
+    ingest.add_argument("--lock-timeout", type=_at_least(0.001, float), default=30, metavar="SECONDS",
+                        help="longest wait for a database lock before the load stops (default 30)")
     ingest.add_argument("--dsn", help="default: the running local platform's database")
     ingest.set_defaults(run=cmd_ingest)
     thesaurus = sub.add_parser("thesaurus", help="manage the thesaurus index")

@@ -253,7 +253,7 @@ def _existing_collections(conn: psycopg.Connection, ids: set[str]) -> set[str]:
 
 
 def ingest(sources: Sequence[Path], dsn: str, *, strict: bool = False, batch_size: int = 500,
-           progress: bool = False) -> IngestReport:
+           progress: bool = False, lock_seconds: float = 30) -> IngestReport:
     """Validate every record of `sources`, then upsert collections and items into pgstac (see module doc)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -280,6 +280,9 @@ def ingest(sources: Sequence[Path], dsn: str, *, strict: bool = False, batch_siz
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET search_path TO pgstac, public")  # pypgstac's Loader names pgstac objects unqualified
+        # A lock held elsewhere (a long transaction, a stuck backend) fails the load instead of hanging it.
+        conn.execute(psycopg.sql.SQL("SET lock_timeout = {}").format(
+            psycopg.sql.Literal(f"{round(lock_seconds * 1000)}ms")))
         needed = {collection for collection, _ in items} - set(collections)
         known = set(collections) | _existing_collections(conn, needed)
         for key, record in list(items.items()):
@@ -348,6 +351,8 @@ def _atomic(conn: psycopg.Connection, report: IngestReport, records: list[_Recor
             if conn.info.transaction_status == TransactionStatus.INERROR:
                 raise psycopg.errors.InFailedSqlTransaction("transaction aborted by an earlier error")
         return True
+    except psycopg.errors.LockNotAvailable:
+        raise  # not the data's fault: the whole load stops (batches already written stay, upserts are idempotent)
     # pypgstac raises plain Exception for data it cannot convert (geometry, datetimes).
     except Exception as exc:  # noqa: BLE001
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -178,7 +178,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
             return q, {"applied": False, "error": f"thesaurus unavailable, searched without expansion: "
                                                   f"{type(exc).__name__}"}
-        terms = list(dict.fromkeys([*q, *data.get("terms", [])]))
+        # Capped: each term becomes clauses of the providers' filters, which have their own bounds.
+        terms = list(dict.fromkeys([*q, *data.get("terms", [])]))[:max(len(q), settings.max_expanded_terms)]
         return terms, {"applied": True, "depth": depth, "terms": terms,
                        "concepts": [{k: c.get(k) for k in ("uri", "vocab", "prefLabel", "depth")}
                                     for c in data.get("concepts", [])]}
@@ -188,8 +189,9 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         if unknown:
             raise HTTPException(400, f"unknown search parameters: {', '.join(sorted(unknown))}")
         limit = _int(params.get("limit", settings.default_limit), "limit")
-        if not 1 <= limit <= settings.max_limit:
-            raise HTTPException(400, f"limit must be between 1 and {settings.max_limit}")
+        if limit < 1:
+            raise HTTPException(400, "limit must be at least 1")
+        limit = min(limit, settings.max_limit)  # as STAC APIs do (the catalog too): a larger limit is capped
         wanted = _list(params.get("providers"))
         bad = [p for p in wanted if p not in providers()]
         if bad:

@@ -45,8 +45,9 @@ class SearchSettings(ServiceSettings):
     providers: list[ProviderConfig] = Field([], description="other providers (the local catalog is always one)")
     thesaurus_timeout_seconds: float = Field(2, gt=0, le=30)
     expansion_depth: int = Field(1, ge=0, le=3, description="narrower levels added to a free-text query")
+    max_expanded_terms: int = Field(30, ge=1, le=200, description="most terms a free-text query expands to")
     default_limit: int = Field(10, ge=1)
-    max_limit: int = Field(100, ge=1, le=1000)
+    max_limit: int = Field(100, ge=1, le=1000, description="a larger limit is capped to it")
     provider_page_max: int = Field(1000, ge=10, description="largest page asked of a provider")
     token_key: SecretStr | None = Field(
         None, min_length=32, description="HMAC key of the page tokens (the platform's signing secret); unset: a "

@@ -31,6 +31,8 @@ from eolake_spec.manifest import ServiceManifest, manifest, manifests
 # The repository's stacks/ (the package is installed from the workspace, editable); EOLAKE_STACKS_DIR overrides.
 STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
 CONFIG_KEY = "eolake:platform"
+MAX_STACK_BYTES = 1024 * 1024
+MAX_STACK_NODES = 100_000  # after aliases are expanded
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 MIN_MEMORY_LIMIT = 64 * 2**20
 QUANTITY_FACTORS = {"m": 0.001, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -84,6 +86,54 @@ class RateLimit(Strict):
     burst: int = Field(ge=1, le=1_000_000, description="requests at once after a quiet while")
 
 
+class Limits(Strict):
+    """Bounds on every request a service accepts and on its database statements (eolake_kit.bounds enforces them).
+
+    `limits` of the platform are every service's defaults; `services.<name>.limits` overrides single fields."""
+
+    body_bytes: int = Field(1024 * 1024, ge=1024, description="largest request body, chunked bodies included")
+    path_bytes: int = Field(2048, ge=256, description="longest URL path (raw, percent-escapes included)")
+    query_bytes: int = Field(8192, ge=256, description="longest query string")
+    header_count: int = Field(64, ge=8, description="most request header fields")
+    header_bytes: int = Field(16384, ge=1024, description="largest sum of request header names and values")
+    request_seconds: float = Field(30, gt=0, le=600, description="time budget until the response starts")
+    header_seconds: float = Field(10, gt=0, le=300, description="longest a client may take to send its headers")
+    body_idle_seconds: float = Field(10, gt=0, le=300, description="longest wait for the next piece of a body")
+    connections: int = Field(1000, ge=1, description="open connections per server process; more get 503")
+    json_depth: int = Field(32, ge=4, le=256, description="deepest nesting of a JSON body or parameter")
+    json_nodes: int = Field(200_000, ge=100, description="most values in a JSON body or parameter")
+    cql2_length: int = Field(20_000, ge=100, description="longest CQL2 filter (characters of text or JSON)")
+    cql2_depth: int = Field(16, ge=2, le=128, description="deepest nesting of CQL2 expressions")
+    cql2_nodes: int = Field(4000, ge=10, description="most CQL2 tokens (text) or JSON values (JSON)")
+    geometry_vertices: int = Field(10_000, ge=4, description="most positions in one GeoJSON geometry")
+    q_terms: int = Field(20, ge=1, le=1000, description="most free-text terms in `q`")
+    q_length: int = Field(1000, ge=10, description="longest free-text `q` (characters)")
+    statement_seconds: float = Field(20, gt=0, le=3600, description="PostgreSQL statement_timeout of the service")
+    idle_in_transaction_seconds: float = Field(
+        60, gt=0, le=3600, description="PostgreSQL idle_in_transaction_session_timeout of the service")
+    lock_seconds: float = Field(10, gt=0, le=3600, description="PostgreSQL lock_timeout of the service")
+
+    @model_validator(mode="after")
+    def statement_within_request(self) -> Limits:
+        if self.statement_seconds >= self.request_seconds:
+            raise ValueError("statement_seconds must be below request_seconds: the database cancels a statement "
+                             "before the request's time budget runs out")
+        return self
+
+    def postgres_options(self) -> dict[str, str]:
+        """The session settings a service's database connections carry (milliseconds)."""
+        return {"statement_timeout": str(round(self.statement_seconds * 1000)),
+                "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_seconds * 1000)),
+                "lock_timeout": str(round(self.lock_seconds * 1000))}
+
+
+def _limit_names(value: dict[str, float]) -> dict[str, float]:
+    unknown = sorted(set(value) - set(Limits.model_fields))
+    if unknown:
+        raise ValueError(f"unknown limits: {', '.join(unknown)} (known: {', '.join(Limits.model_fields)})")
+    return value
+
+
 class Service(Strict):
     enabled: bool = True
     path: str = Field(description="public path prefix under the base URL, e.g. /stac; / for the web view")
@@ -94,6 +144,8 @@ class Service(Strict):
     worker_replicas: int = Field(1, ge=0, le=100, description="job worker processes (services with a worker)")
     worker_concurrency: int = Field(2, ge=1, le=64, description="jobs one worker process runs at once")
     rate_limit: RateLimit | None = Field(None, description="None: the service manifest's default")
+    limits: Annotated[dict[str, float], AfterValidator(_limit_names)] = Field(
+        {}, description="overrides of the platform's limits for this service, by field")
 
     @field_validator("path")
     @classmethod
@@ -309,6 +361,7 @@ class Platform(Strict):
         ["127.0.0.0/8", "::1/128"],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
                     "services calling each other); a request from one of them without it is the platform's own call")
+    limits: Limits = Field(Limits(), description="request and database bounds of every service (overridable)")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
 
     @field_validator("services", mode="before")
@@ -333,6 +386,12 @@ class Platform(Strict):
             paths[service.path] = name
         if self.base_url.path not in (None, "/"):
             raise ValueError("base_url must not have a path: services get their prefix from services.<name>.path")
+        for name in self.enabled_services:
+            try:
+                self.limits_of(name)
+            except ValidationError as exc:
+                reasons = "; ".join(e["msg"] for e in exc.errors())
+                raise ValueError(f"services.{name}.limits: {reasons}") from None
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -344,6 +403,18 @@ class Platform(Strict):
     @property
     def enabled_services(self) -> dict[str, Service]:
         return {name: s for name, s in self.services.items() if s.enabled}
+
+    def limits_of(self, service: str) -> Limits:
+        """The platform's limits with the service's overrides."""
+        return Limits.model_validate({**self.limits.model_dump(), **self.services[service].limits})
+
+    def edge_limits(self) -> Limits:
+        """What the edge (the gateway) lets through: the largest of every enabled service's limits, and a time
+        budget past theirs, so each service's own bound answers first."""
+        each = [self.limits_of(name).model_dump() for name in self.enabled_services] or [self.limits.model_dump()]
+        widest = {field: max(limits[field] for limits in each) for field in Limits.model_fields}
+        return Limits.model_validate({**widest, "request_seconds": min(600, widest["request_seconds"] + 10),
+                                      "connections": self.limits.connections})
 
     def connection_budget(self) -> tuple[int, int]:
         used = sum(self.connections(name, s.replicas, s.worker_replicas) for name, s in self.enabled_services.items())
@@ -380,6 +451,7 @@ class Platform(Strict):
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
             "AUTH__ROLES_CLAIM": auth.roles_claim,
             "TRUSTED_PROXIES": json.dumps([str(network) for network in self.trusted_proxies]),
+            "LIMITS": self.limits_of(service).model_dump_json(),
         }
         m = manifest(service)
         if m.rate_limited:
@@ -434,9 +506,12 @@ def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Plat
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml"))
         raise SpecError(path, [("stack", None, f"no such stack file (known stacks: {', '.join(known) or 'none'})")])
+    if path.stat().st_size > MAX_STACK_BYTES:
+        raise SpecError(path, [("stack", None, f"larger than {MAX_STACK_BYTES} bytes: not a stack file")])
     text = path.read_text()
     try:
         node = yaml.compose(text)
+        _check_expansion(path, node)
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -453,6 +528,32 @@ def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Plat
             loc = ("config", CONFIG_KEY, *error["loc"])
             problems.append((".".join(map(str, loc[2:])) or CONFIG_KEY, _nearest_line(lines, loc), error["msg"]))
         raise SpecError(path, problems) from exc
+
+
+def _check_expansion(path: Path, root: yaml.Node | None) -> None:
+    """Refuse YAML whose aliases loop back into themselves or expand past MAX_STACK_NODES ("billion laughs"):
+    both would make everything that walks the document (validation, the line index) recurse or run forever."""
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
+    open_nodes: set[int] = set()
+    visited = 0
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            open_nodes.discard(id(node))
+            continue
+        if id(node) in open_nodes:
+            raise SpecError(path, [("yaml", node.start_mark.line + 1, "an alias refers to a node that contains it "
+                                                                       "(a recursive YAML structure)")])
+        visited += 1
+        if visited > MAX_STACK_NODES:
+            raise SpecError(path, [("yaml", None, f"the document expands to more than {MAX_STACK_NODES} nodes "
+                                                  "(aliases repeated over and over)")])
+        children = [v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else \
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        if children:
+            open_nodes.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children)
 
 
 def _line_index(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pyexpat
 import re
 import sqlite3
 import unicodedata
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SKOS = "http://www.w3.org/2004/02/skos/core#"
+MAX_FILE_BYTES = 256 * 1024 * 1024  # GEMET, the largest vocabulary loaded, is 3 MB per language
 LABEL_KINDS = {"prefLabel": "pref", "altLabel": "alt", "hiddenLabel": "hidden"}
 NOTE_KINDS = ("definition", "scopeNote")
 ATTRIBUTION = {
@@ -69,6 +71,33 @@ class Parsed:
     title: str | None = None
 
 
+class _Prolog(Exception):
+    """The root element was reached: the document type declaration is behind."""
+
+
+def _refuse_entity_declarations(path: Path) -> None:
+    """XML entities declared in the document type can expand a 1 kB file into gigabytes ("billion laughs"):
+    the prolog is read with expat, before the root element, and a declaration refuses the file."""
+    parser = pyexpat.ParserCreate()
+
+    def entity(name, *rest):
+        raise RdfImportError(f"{path}: declares the XML entity {name!r}; entity declarations are not accepted "
+                             "(they can expand without bound)")
+
+    def root(*args):
+        raise _Prolog
+
+    parser.EntityDeclHandler = entity
+    parser.StartElementHandler = root
+    try:
+        with open(path, "rb") as source:
+            while chunk := source.read(64 * 1024):
+                parser.Parse(chunk, False)
+            parser.Parse(b"", True)
+    except (_Prolog, pyexpat.ExpatError):
+        return  # the root element, or malformed XML: rdflib's parser reports the position
+
+
 def parse(path: Path) -> Parsed:
     """Parse a SKOS file (RDF/XML or Turtle, by suffix; other suffixes are tried as RDF/XML)."""
     import rdflib
@@ -78,6 +107,10 @@ def parse(path: Path) -> Parsed:
     if not path.is_file():
         raise RdfImportError(f"{path}: no such file")
     fmt = {".ttl": "turtle", ".n3": "n3", ".nt": "nt", ".jsonld": "json-ld"}.get(path.suffix.lower(), "xml")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise RdfImportError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB")
+    if fmt == "xml":
+        _refuse_entity_declarations(path)
     graph = rdflib.Graph()
     try:
         graph.parse(str(path), format=fmt)

@@ -11,6 +11,7 @@ import morecantile
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from psycopg import OperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import Field
 from titiler.core.dependencies import DefaultDependency
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
@@ -28,6 +29,7 @@ from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, reade
 from eolake_tiles.settings import TilesSettings
 
 EXPRESSION = re.compile(r"[A-Za-z0-9_\s.+\-*/()<>=!&|,;:?^%~\[\]]*")
+EXPRESSION_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d*)?|\*\*|\S")
 SIZE_PARAMS = ("width", "height", "max_size")
 
 
@@ -48,6 +50,42 @@ def limits_dependency(settings: TilesSettings) -> type[DefaultDependency]:
     return MosaicLimits
 
 
+def part_size_dependency(settings: TilesSettings) -> type[DefaultDependency]:
+    """Sizes of bbox/feature images and feature statistics: titiler reads them at full resolution unless told; here
+    they default to max_part_size (an explicit size stays capped by the guard's max_image_size)."""
+
+    @dataclass
+    class BoundedPartParams(DefaultDependency):
+        # Field, not Query: titiler passes these as query or as path parameters ({width}x{height}).
+        max_size: Annotated[int | None, Field(description="Maximum image size to read onto.")] = \
+            settings.max_part_size
+        height: Annotated[int | None, Field(description="Force output image height.")] = None
+        width: Annotated[int | None, Field(description="Force output image width.")] = None
+
+        def __post_init__(self):
+            if self.width or self.height:
+                self.max_size = None
+
+    return BoundedPartParams
+
+
+def check_expression(expression: str, settings: TilesSettings) -> None:
+    """Band math bounded in length, characters, bands produced (`;`), nesting and terms, before numexpr sees it."""
+    if len(expression) > settings.max_expression_length:
+        raise HTTPException(400, f"expression longer than {settings.max_expression_length} characters")
+    if not EXPRESSION.fullmatch(expression):
+        raise HTTPException(400, "expression contains characters outside band math")
+    if expression.count(";") + 1 > settings.max_expression_bands:
+        raise HTTPException(400, f"expression produces more than {settings.max_expression_bands} bands")
+    depth = 0
+    for char in expression:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth > settings.max_expression_depth:
+            raise HTTPException(400, f"expression nesting exceeds {settings.max_expression_depth} levels")
+    if len(EXPRESSION_TOKEN.findall(expression)) > settings.max_expression_terms:
+        raise HTTPException(400, f"expression exceeds {settings.max_expression_terms} terms")
+
+
 def request_guard(settings: TilesSettings):
     """Bounds on what a request may ask for, checked before anything is read."""
 
@@ -59,10 +97,7 @@ def request_guard(settings: TilesSettings):
             if len(value) > settings.max_parameter_length:
                 raise HTTPException(400, f"parameter {name} is longer than {settings.max_parameter_length} characters")
         for expression in query.getlist("expression"):
-            if len(expression) > settings.max_expression_length:
-                raise HTTPException(400, f"expression longer than {settings.max_expression_length} characters")
-            if not EXPRESSION.fullmatch(expression):
-                raise HTTPException(400, "expression contains characters outside band math")
+            check_expression(expression, settings)
         params = {**query, **request.path_params}
         for name in SIZE_PARAMS:
             if name in params:
@@ -112,7 +147,8 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
         app.state.dbpool = ConnectionPool(
             conninfo=settings.conninfo, min_size=0, max_size=settings.pool_size, open=True,
             timeout=settings.pool_timeout, max_idle=300,
-            kwargs={"options": "-c search_path=pgstac,public -c application_name=eolake-tiles", "connect_timeout": 5})
+            kwargs={"options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
+                               f"{settings.postgres_options()}", "connect_timeout": 5})
         try:
             yield
         finally:
@@ -123,10 +159,12 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
                   openapi_url="/api", docs_url="/api.html")
     guard = [Depends(request_guard(settings))]
     limits = limits_dependency(settings)
+    part_sizes = part_size_dependency(settings)
 
     def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
         return MosaicTilerFactory(
             path_dependency=path_dependency, router_prefix=prefix, dataset_reader=mosaic_reader,
+            img_part_dependency=part_sizes,
             assets_accessor_dependency=limits, add_statistics=True, add_viewer=False, add_part=True,
             add_ogc_maps=False, extensions=[searchInfoExtension(), wmtsExtensionMosaic()])
 
@@ -144,7 +182,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
     collection = mosaic(CollectionIdParams, "/collections/{collection_id}")
     item = MultiBaseTilerFactory(
         reader=item_reader, path_dependency=ItemIdParams, router_prefix="/collections/{collection_id}/items/{item_id}",
-        add_viewer=False, extensions=[wmtsExtension()])
+        img_part_dependency=part_sizes, add_viewer=False, extensions=[wmtsExtension()])
     # Item routes first: /collections/{c}/items/{i}/… must not be taken for a collection mosaic path.
     app.include_router(item.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["Item"],
                        dependencies=guard)

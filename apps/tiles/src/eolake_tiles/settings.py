@@ -35,6 +35,11 @@ class TilesSettings(ServiceSettings):
     max_image_size: int = Field(2048, ge=64, le=8192, description="largest width/height/max_size of an image")
     max_tile_size: int = Field(1024, ge=64, le=4096, description="largest tilesize")
     max_expression_length: int = Field(256, ge=8, le=4096)
+    max_expression_bands: int = Field(8, ge=1, le=64, description="most bands one expression produces (`;`)")
+    max_expression_depth: int = Field(8, ge=1, le=64, description="deepest parenthesis nesting of an expression")
+    max_expression_terms: int = Field(64, ge=4, le=1024, description="most tokens in an expression")
+    max_part_size: int = Field(1024, ge=64, le=8192,
+                               description="default size of bbox/feature images and feature statistics")
     max_parameter_length: int = Field(2048, ge=64, description="longest accepted query parameter value")
     mosaic_items_limit: int = Field(20, ge=1, le=500, description="items read at most for one mosaic tile")
     mosaic_scan_limit: int = Field(1000, ge=1, le=100_000, description="items pgstac scans at most per tile")

@@ -1,7 +1,9 @@
 """The local gateway: one base URL, one path prefix per service, like the Kubernetes ingress and the on-prem proxy.
 
-Paths are forwarded unchanged (services know their own prefix); the Host header is not forwarded, so services
-build links only from their configured public URL.
+Paths are forwarded unchanged, as received (raw: an escaped %2F stays escaped), and services know their own prefix;
+the Host header is not forwarded, so services build links only from their configured public URL. Sizes, times and
+connections are bounded here too (the edge limits: the widest of the services'); each service inspects its own
+requests.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from contextlib import asynccontextmanager
 
 import httpx
@@ -21,11 +24,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from eolake_kit.bounds import BoundsMiddleware
 from eolake_kit.health import metrics_response
 from eolake_kit.logs import configure_logging, request_id
 from eolake_kit.observe import ObserveMiddleware
 from eolake_kit.problems import problem
+from eolake_kit.server import connection_options
 from eolake_kit.tracing import configure_tracing
+from eolake_spec import Limits
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
@@ -36,11 +42,14 @@ RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server", "x-reques
 # the address it saw is the only one a service may believe (the rate limits key on it).
 REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate", "x-forwarded-for"}
 log = logging.getLogger("eolake.gateway")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]|%[01][0-9a-f]|%7f", re.I)  # raw or percent-escaped
+DEFAULT_LIMITS = Limits(body_bytes=64 * 1024 * 1024, request_seconds=70)
 
 
 def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 60.0,
-                   max_body_bytes: int = 64 * 1024 * 1024, otlp_endpoint: str | None = None) -> Starlette:
-    """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL."""
+                   limits: Limits = DEFAULT_LIMITS, otlp_endpoint: str | None = None) -> Starlette:
+    """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL; `timeout` bounds each
+    upstream read, `limits` what a client may send and how long the answer may take to start."""
     configure_tracing("gateway", otlp_endpoint)
     prefixes = sorted(routes, key=len, reverse=True)
 
@@ -71,10 +80,10 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
         return endpoint
 
     async def proxy(request: Request, prefix: str, upstream: str) -> Response:
-        path = request.url.path
+        path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        if CONTROL.search(path):
+            return problem(400, "the request path contains a control character")
         length = int(request.headers.get("content-length") or 0)
-        if length > max_body_bytes:
-            return problem(413, f"request body of {length} bytes exceeds the {max_body_bytes} byte limit")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP]
         client_ip = request.client.host if request.client else ""
         headers += [("x-forwarded-for", client_ip), ("x-request-id", request_id.get() or "")]
@@ -82,10 +91,14 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
         propagate.inject(carrier)
         headers += list(carrier.items())
         client: httpx.AsyncClient = request.app.state.client
-        upstream_request = client.build_request(
-            request.method, upstream + path, params=request.url.query or None, headers=headers,
-            content=request.stream() if length or "transfer-encoding" in request.headers else None,
-        )
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        try:
+            upstream_request = client.build_request(
+                request.method, upstream + path + (f"?{query}" if query else ""), headers=headers,
+                content=request.stream() if length or "transfer-encoding" in request.headers else None,
+            )
+        except httpx.InvalidURL:
+            return problem(400, "the request path or query is not a valid URL")
         try:
             response = await client.send(upstream_request, stream=True)
         except httpx.TimeoutException:
@@ -112,7 +125,8 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
             table.append(Route(base, proxy_to(prefix), methods=methods))
     table.append(Route("/{path:path}", not_mounted, methods=methods))
     return Starlette(routes=table, lifespan=lifespan,
-                     middleware=[Middleware(ObserveMiddleware, service="gateway")])
+                     middleware=[Middleware(ObserveMiddleware, service="gateway"),
+                                 Middleware(BoundsMiddleware, limits=limits, inspect=False)])
 
 
 def main() -> None:
@@ -120,12 +134,14 @@ def main() -> None:
 
     configure_logging("gateway")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    limits = Limits.model_validate_json(os.environ["EOLAKE_GATEWAY_LIMITS"]) \
+        if "EOLAKE_GATEWAY_LIMITS" in os.environ else DEFAULT_LIMITS
     app = create_gateway(json.loads(os.environ["EOLAKE_GATEWAY_ROUTES"]),
-                         public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"],
-                         otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"))
+                         public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"], limits=limits,
+                         timeout=limits.request_seconds, otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"))
     uvicorn.run(app, host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
                 port=int(os.environ["EOLAKE_GATEWAY_PORT"]), log_config=None, server_header=False,
-                proxy_headers=False, timeout_graceful_shutdown=20)
+                proxy_headers=False, timeout_graceful_shutdown=20, **connection_options(limits))
 
 
 if __name__ == "__main__":

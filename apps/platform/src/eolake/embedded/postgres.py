@@ -187,6 +187,14 @@ class PostgresCluster:
             if importlib.util.find_spec(module.partition(".")[0]) is not None:
                 importlib.import_module(module).migrate(self.dsn(), APP_USER)
 
+    def bound_app_role(self, options: dict[str, str]) -> None:
+        """Session defaults of the services' role (statement, idle-in-transaction and lock timeouts): a backstop
+        for connections that do not set their own (each service sets its spec limits on its connections)."""
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            for name, value in sorted(options.items()):
+                conn.execute(psycopg.sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                    psycopg.sql.Identifier(APP_USER), psycopg.sql.Identifier(name), psycopg.sql.Literal(value)))
+
     def _ensure_app_role(self) -> None:
         pwfile = self.root / "app-password"
         if not pwfile.exists():

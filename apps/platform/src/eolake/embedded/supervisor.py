@@ -137,7 +137,8 @@ def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Chil
 def gateway_child(platform: Platform, state: StateDir, services: list[Child], port: int) -> Child:
     routes = {platform.services[c.name].path: c.upstream for c in services if c.name in platform.services}
     env = {**os.environ, "EOLAKE_GATEWAY_ROUTES": json.dumps(routes), "EOLAKE_GATEWAY_PORT": str(port),
-           "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url)}
+           "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url),
+           "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json()}
     if platform.observability.otlp_endpoint:
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = platform.observability.otlp_endpoint
     return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
@@ -209,6 +210,7 @@ class Supervisor:
     def _start(self) -> None:
         self.cluster.start(self.platform.database.port)  # None: the port of last time if free, else a free one
         self.cluster.migrate()
+        self.cluster.bound_app_role(self.platform.limits.postgres_options())
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
             load_demo(self.state, self.cluster.dsn())
