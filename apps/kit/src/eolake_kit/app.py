@@ -7,6 +7,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
+from eolake_kit.bodies import JsonObjectMiddleware
+from eolake_kit.contract import install_contract
+from eolake_kit.headers import install_headers
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
 from eolake_kit.logs import count_log_messages
@@ -31,8 +34,11 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
     app.include_router(health_router)
+    install_contract(app, settings)
+    app.add_middleware(JsonObjectMiddleware)
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)
+    install_headers(app, https=settings.public_url.scheme == "https", cors_origins=settings.cors_origins)
     app.add_middleware(PublicUrlMiddleware, public_url=str(settings.public_url), root_path=settings.root_path)
     return app
 

@@ -1,6 +1,6 @@
 """The search service's manifest: what the platform and every deployment target know of it."""
 
-from eolake_spec.manifest import ServiceManifest
+from eolake_spec.manifest import PublicRoute, ServiceManifest
 
 MANIFEST = ServiceManifest(
     name="search",
@@ -11,4 +11,5 @@ MANIFEST = ServiceManifest(
     settings="eolake_search.settings:SearchSettings",
     calls=("catalog", "thesaurus"),
     secrets=("signing",),
+    public_routes=(PublicRoute("POST", "/search", "federated STAC item search over POST: a read"),),
 )

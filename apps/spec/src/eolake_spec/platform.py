@@ -242,6 +242,8 @@ class Platform(Strict):
     database: Database = Database()
     storage: Storage = Storage()
     auth: Auth = Auth()
+    cors_origins: list[str] = Field(["*"], description="origins whose pages may call the services ([\"*\"]: any "
+                                                      "page, for open data; never with credentials)")
     observability: Observability = Observability()
     providers: list[Provider] = []
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
@@ -314,6 +316,7 @@ class Platform(Strict):
             "AUTH__OIDC_AUDIENCE": auth.oidc_audience,
             "AUTH__OIDC_JWKS_URL": auth.oidc_jwks_url,
             "AUTH__ROLES_CLAIM": auth.roles_claim,
+            "CORS_ORIGINS": json.dumps(self.cors_origins),
         }
         m = manifest(service)
         if m.storage != "none":  # the spec's storage (a local STORAGE_PATH is set per target)

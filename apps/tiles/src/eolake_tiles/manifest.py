@@ -1,6 +1,6 @@
 """The tiles service's manifest: what the platform and every deployment target know of it."""
 
-from eolake_spec.manifest import ServiceManifest
+from eolake_spec.manifest import PublicRoute, ServiceManifest
 
 MANIFEST = ServiceManifest(
     name="tiles",
@@ -12,4 +12,9 @@ MANIFEST = ServiceManifest(
     database=True,
     storage="read",
     secrets=("storage",),
+    openapi="/api",
+    public_routes=(
+        PublicRoute("POST", "*/statistics", "statistics of the pixels under a GeoJSON sent in the body: a read"),
+        PublicRoute("POST", "*/feature*", "an image of the pixels under a GeoJSON sent in the body: a read"),
+    ),
 )
