@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from eolake_kit import install_kit
 from eolake_kit.outbound import async_client
+from eolake_kit.refs import segment
 from eolake_timeseries.hydroweb import Measurement
 from eolake_timeseries.settings import TimeseriesSettings
 from eolake_timeseries.store import S3Series, SeriesError, SeriesStore, series_store
@@ -129,7 +130,7 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
                 "name": props.get("title") or sid, "river": props.get("river"), "basin": props.get("basin"),
                 "start": props.get("start_datetime"), "end": props.get("end_datetime"),
                 "count": props.get("measurements"), "unit": props.get("unit", "m"),
-                "series_url": f"{settings.service_url}/stations/{sid}/series",
+                "series_url": f"{settings.service_url}/stations/{segment(sid)}/series",
             },
         }
 
