@@ -97,6 +97,13 @@ def test_a_json_body_that_is_not_an_object_is_a_400(service, body):
     assert response.json()["detail"] == "the request body must be a JSON object"
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_a_body_that_is_not_json_is_a_415(service, content_type):
+    response = httpx.post(f"{service}/search", content=b"name=x", headers={"Content-Type": content_type})
+    assert response.status_code == 415 and response.headers["content-type"] == PROBLEM
+    assert content_type in response.json()["detail"]
+
+
 def test_a_json_object_arriving_in_pieces_reaches_the_route(service):
     def pieces():
         yield b"  \n"
@@ -122,7 +129,7 @@ def test_the_openapi_document_tells_the_truth(service):
     assert read["responses"]["404"]["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
     assert "security" not in read
     write = doc["paths"]["/things"]["post"]
-    assert sorted(write["responses"]) == ["200", "400", "401", "403", "413", "503", "504"]
+    assert sorted(write["responses"]) == ["200", "400", "401", "403", "413", "415", "503", "504"]
     assert write["security"] == [{"apiKey": []}] and write["x-eolake-role"] == "user"
     public = doc["paths"]["/search"]["post"]
     assert "security" not in public and "read" in public["x-eolake-public"]

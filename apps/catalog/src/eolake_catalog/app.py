@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attr
+import jsonpatch
 from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
@@ -92,5 +93,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
             await conn.fetchval("SELECT pgstac.get_version()")
 
     # pgstac raises (P0001) and data errors come from what the client sent, e.g. an unsupported CQL2 operator.
-    status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400}
+    # A JSON patch that does not apply to the document as it is (a missing member, a failed test) is the client's.
+    status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400,
+                    jsonpatch.JsonPatchException: 400, jsonpatch.JsonPointerException: 400}
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
-from eolake_kit.bodies import JsonObjectMiddleware
+from eolake_kit.bodies import JsonBodyMiddleware
 from eolake_kit.contract import install_contract
 from eolake_kit.headers import install_headers
 from eolake_kit.health import Check
@@ -35,7 +35,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     install_problem_handlers(app, status_codes)
     app.include_router(health_router)
     install_contract(app, settings)
-    app.add_middleware(JsonObjectMiddleware)
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)
     install_headers(app, https=settings.public_url.scheme == "https", cors_origins=settings.cors_origins)

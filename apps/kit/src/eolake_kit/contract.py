@@ -1,7 +1,7 @@
 """The OpenAPI document tells the truth: the errors a route really answers, as problem+json, and who may call it.
 
 Applied once to every service's document: FastAPI's 422 goes (the kit answers invalid requests with 400), each
-operation lists 400/401/403/404/413/503/504 as they apply, routes behind a role carry the security schemes and the
+operation lists 400/401/403/404/413/415/503/504 as they apply, routes behind a role carry the security schemes and the
 role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason their manifest gives
 (`x-eolake-public`).
 """
@@ -37,6 +37,7 @@ REASONS = {
     "403": "the caller lacks the role this route needs",
     "404": "nothing found at this path",
     "413": "the request body is too large",
+    "415": "the request body is not JSON",
     "503": "a dependency is unavailable; retry later",
     "504": "the request took longer than its time budget",
 }
@@ -93,7 +94,7 @@ def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str
     if any(p.get("in") == "path" for p in parameters):
         codes.append("404")
     if "requestBody" in operation:
-        codes.append("413")
+        codes += ["413", "415"]
     if checks_credentials or role:
         codes.append("401")
     if role:

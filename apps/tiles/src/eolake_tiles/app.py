@@ -14,6 +14,7 @@ from fastapi.dependencies.utils import get_parameterless_sub_dependant
 from fastapi.routing import APIRoute
 from psycopg import OperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
+from pydantic import ValidationError
 from titiler.core.dependencies import DefaultDependency
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
@@ -244,5 +245,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
                     **MOSAIC_STATUS_CODES, **PGSTAC_STATUS_CODES,
                     AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503,
                     # raised by titiler-pgstac for a DataError of pgstac: the search or id the client sent
-                    BackendError: 400, ReadOnlyPgSTACError: 503}
+                    BackendError: 400, ReadOnlyPgSTACError: 503,
+                    # titiler-pgstac's own parameter checks (a CQL2 filter) raise it outside request validation
+                    ValidationError: 400}
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)
