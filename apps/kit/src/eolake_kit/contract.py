@@ -8,6 +8,7 @@ role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from fastapi import FastAPI, routing
@@ -19,6 +20,7 @@ from eolake_kit.settings import ServiceSettings
 from eolake_spec import manifests
 
 READS = {"GET", "HEAD", "OPTIONS"}
+PATH_PARAMETER = re.compile(r"{([^}:]+)}")
 OPERATIONAL = {"/healthz", "/metrics"}  # answer without touching anything: only what they say
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PROBLEM_SCHEMA = {
@@ -70,11 +72,14 @@ def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> Non
             if method.upper() not in READS | {"POST", "PUT", "PATCH", "DELETE"}:
                 continue
             checks, role = guards.get((path, method.upper()), (False, None))
+            _declare_path_parameters(path, operation)
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)
             for code in _error_codes(path, operation, checks, role):
                 responses.setdefault(code, {"description": REASONS[code]})
-                responses[code]["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:  # every error is a problem, those a route declares too
+                    response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
             if role:
                 operation["security"] = schemes
                 operation["x-eolake-role"] = role
@@ -82,6 +87,15 @@ def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> Non
                 operation["x-eolake-public"] = public.reason
     for unused in ("HTTPValidationError", "ValidationError"):  # only FastAPI's 422 referred to them
         components["schemas"].pop(unused, None)
+
+
+def _declare_path_parameters(path: str, operation: dict) -> None:
+    """Every {name} of the path template is a declared parameter (stac-fastapi leaves some out)."""
+    declared = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "path"}
+    for name in PATH_PARAMETER.findall(path):
+        if name not in declared:
+            operation.setdefault("parameters", []).append(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
 
 
 def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str | None) -> list[str]:

@@ -157,7 +157,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     async def search_get(request: Request):
         return await run_search(_query_params(request), request, method="GET", path="/search")
 
-    @app.post("/search")
+    @app.post("/search", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "description": "a STAC item search (collections, bbox, datetime, q, filter…)"}}}}})
     async def search_post(request: Request):
         try:
             body = await request.json()
