@@ -118,6 +118,53 @@ def test_free_text_collection_search(loaded):
     assert [c["id"] for c in found] == ["t-optical"]
 
 
+@pytest.mark.parametrize("q", ["(water", "'water", "x:y", "water!", "sea & sun", "garonne été",
+                               "rivière garonne, l'eau", '"t-optical', "a & b | !c <-> d", "back\\slash",
+                               "@QUOTE@1@QUOTE@"])
+@pytest.mark.parametrize("where", ["/stac/collections", "/stac/search", "/stac/collections/t-optical/items"])
+def test_free_text_with_tsquery_syntax_is_searched_not_crashed(loaded, q, where):
+    response = httpx.get(loaded + where, params={"q": q})
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("q", ["(", "!&|", "AND", "  ,  "])
+def test_free_text_without_a_word_is_a_400(loaded, q):
+    response = httpx.get(loaded + "/stac/collections", params={"q": q})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+    assert "no word" in response.json()["detail"]
+
+
+def test_free_text_alternatives_and_phrases_still_match(loaded):
+    def ids(q: str) -> list[str]:
+        return [c["id"] for c in httpx.get(loaded + "/stac/collections", params={"q": q}).json()["collections"]]
+
+    assert ids("nothing-like-it, t-optical") == ["t-optical"]
+    assert ids('"test collection" OR zzz') == ["t-optical"]
+    assert ids("collection été") == []  # every word must appear
+    posted = httpx.post(loaded + "/stac/search", json={"collections": ["t-optical"], "q": ["(", "x:y"]})
+    assert posted.status_code == 200, posted.text
+
+
+@pytest.mark.parametrize("where, param", [
+    ("/stac/search", "intersects=P"), ("/stac/search", "intersects=[1,2]"),
+    *[(where, param) for where in ("/stac/search", "/stac/collections", "/stac/collections/t-optical/items")
+      for param in ("query=x", "query=[1]", "query=%7B")],
+])
+def test_json_query_parameters_that_are_not_objects_are_a_400(loaded, where, param):
+    response = httpx.get(f"{loaded}{where}?{param}")
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM and "must be a JSON object" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("body", ["null", "[]", '"A"', "0"])
+@pytest.mark.parametrize("method, path", [("POST", "/stac/search"), ("POST", "/stac/collections"),
+                                          ("PUT", "/stac/collections/t-optical")])
+def test_json_bodies_that_are_not_objects_are_a_400(loaded, keys, body, method, path):
+    response = httpx.request(method, loaded + path, content=body, headers={
+        "Content-Type": "application/json", "X-API-Key": keys["admin"]})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+
+
 def test_queryables(loaded):
     answer = httpx.get(loaded + "/stac/collections/t-optical/queryables")
     assert answer.status_code == 200 and "properties" in answer.json()

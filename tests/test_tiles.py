@@ -14,6 +14,7 @@ from rasterio.io import MemoryFile
 
 from eolake.demo import generate_hydrology
 from eolake.ingest import ingest
+from eolake_kit.auth import create_api_key
 from servers import private_cluster, service_process
 
 PUBLIC = "https://eolake.example.org"
@@ -70,8 +71,16 @@ def loaded(cluster, storage):
 
 
 @pytest.fixture(scope="module")
-def tiles(cluster, loaded, tmp_path_factory):
+def keys(tmp_path_factory) -> dict[str, str]:
+    path = tmp_path_factory.mktemp("keys") / "api-keys.json"
+    return {"file": str(path), "admin": create_api_key(path, "admin", "admin"),
+            "user": create_api_key(path, "someone", "user")}
+
+
+@pytest.fixture(scope="module")
+def tiles(cluster, loaded, keys, tmp_path_factory):
     env = {"EOLAKE_TILES_DATABASE_URL": cluster.app_dsn(), "EOLAKE_TILES_PUBLIC_URL": PUBLIC,
+           "EOLAKE_TILES_AUTH__API_KEYS_FILE": keys["file"],
            "EOLAKE_TILES_STORAGE_PATH": str(loaded / "demo"), "EOLAKE_TILES_MOSAIC_TIME_LIMIT": "2",
            "EOLAKE_TILES_REQUEST_TIMEOUT": "15"}
     log = tmp_path_factory.mktemp("logs") / "tiles.log"
@@ -125,13 +134,49 @@ def test_collection_mosaic_tile_tilejson_wmts(tiles):
     assert wmts.status_code == 200 and b"<Capabilities" in wmts.content and PUBLIC.encode() in wmts.content
 
 
-def test_registered_search_mosaic(tiles):
-    r = httpx.post(f"{tiles}/searches/register", json={"collections": [COLL], "datetime": "2023-03-01T00:00:00Z/.."})
+def test_registered_search_mosaic(tiles, keys):
+    search_body = {"collections": [COLL], "datetime": "2023-03-01T00:00:00Z/.."}
+    problem(httpx.post(f"{tiles}/searches/register", json=search_body), 401)  # a write: users only
+    r = httpx.post(f"{tiles}/searches/register", json=search_body, headers={"X-API-Key": keys["user"]})
     assert r.status_code == 200, r.text
     search = r.json()["id"]
     tile = httpx.get(f"{tiles}/searches/{search}/tiles/WebMercatorQuad/{Z}/{X}/{Y}.png?{WSE}", timeout=30)
     assert tile.status_code == 200 and decode(tile.content).shape == (4, 256, 256)
     problem(httpx.get(f"{tiles}/searches/{'0' * 32}/tiles/WebMercatorQuad/{Z}/{X}/{Y}.png?{WSE}"), 404)
+
+
+def test_only_admins_list_registered_searches(tiles, keys):
+    for path in ("/searches/", "/searches/list"):
+        problem(httpx.get(tiles + path), 401)
+        problem(httpx.get(tiles + path, headers={"X-API-Key": keys["user"]}), 403)
+        listed = httpx.get(tiles + path, headers={"X-API-Key": keys["admin"]})
+        assert listed.status_code == 200 and "searches" in listed.json()
+    problem(httpx.get(f"{tiles}/searches/list?offset=9223372036854775808", headers={"X-API-Key": keys["admin"]}), 400)
+
+
+@pytest.mark.parametrize("body", [
+    {"collections": [COLL], "datetime": "notadate"}, {"collections": [COLL], "datetime": "2023-13-01T00:00:00Z"},
+    {"collections": [COLL], "datetime": "../.."}, {"collections": [COLL], "datetime": "a/b/c"},
+])
+def test_a_search_with_a_bad_datetime_is_not_registered(tiles, keys, body):
+    problem(httpx.post(f"{tiles}/searches/register", json=body, headers={"X-API-Key": keys["user"]}), 400)
+
+
+NO_GEOMETRY = {"type": "Feature", "geometry": None, "properties": {}}
+
+
+@pytest.mark.parametrize("path, body", [
+    ("statistics", NO_GEOMETRY), ("statistics", {"type": "FeatureCollection", "features": [NO_GEOMETRY]}),
+    ("feature", NO_GEOMETRY), ("feature.png", NO_GEOMETRY), ("feature/64x64.png", NO_GEOMETRY),
+])
+@pytest.mark.parametrize("owner", [f"collections/{COLL}", f"collections/{COLL}/items/{ITEM}"])
+def test_features_without_geometry_are_a_400(tiles, path, body, owner):
+    problem(httpx.post(f"{tiles}/{owner}/{path}?assets=wse", json=body, timeout=30), 400)
+
+
+@pytest.mark.parametrize("query", ["f=png&width=-1", "f=npy&height=0", "f=png&width=100000"])
+def test_colormap_images_are_bounded(tiles, query):
+    problem(httpx.get(f"{tiles}/colorMaps/viridis?{query}"), 400)
 
 
 def test_point_statistics_colormaps(tiles):

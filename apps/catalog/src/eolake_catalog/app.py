@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from typing import Any
 
 import attr
+import jsonpatch
 from asyncpg import exceptions as pg_errors
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
 from stac_fastapi.pgstac.app import instantiate_api
@@ -14,7 +16,9 @@ from stac_fastapi.pgstac.config import Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
+from starlette.middleware.cors import CORSMiddleware
 
+from eolake_catalog.inputs import checked, free_text
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import install_kit, require_role
 
@@ -34,7 +38,23 @@ WRITE_ROUTES = [
 
 @attr.s
 class CatalogClient(CoreCrudClient):
+    """stac-fastapi-pgstac's client with the client's input checked first (eolake_catalog.inputs)."""
+
     landing_page_id: str = attr.ib(default=LANDING_ID)
+
+    async def all_collections(self, request: Request, **kwargs: Any):
+        return await super().all_collections(request, **checked(kwargs))
+
+    async def item_collection(self, collection_id: str, request: Request, **kwargs: Any):
+        return await super().item_collection(collection_id, request, **checked(kwargs))
+
+    async def get_search(self, request: Request, **kwargs: Any):
+        return await super().get_search(request, **checked(kwargs))
+
+    async def post_search(self, search_request: Any, request: Request, **kwargs: Any):
+        if getattr(search_request, "q", None):
+            search_request = search_request.model_copy(update={"q": free_text(search_request.q)})
+        return await super().post_search(search_request, request, **kwargs)
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
@@ -49,7 +69,6 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         stac_fastapi_version="0.1.0",
         enable_transactions_extensions=True,
         enabled_extensions=None,  # every read extension: query, sort, fields, filter, free text, pagination…
-        cors_origins=["*"],
     )
     read = settings.postgres(settings.pool_size - settings.write_pool_size)
     write = settings.postgres(settings.write_pool_size)
@@ -66,11 +85,15 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                           settings=stac_settings)
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
+    # CORS is the kit's, from the spec: stac-fastapi's own (any origin, its header list) would answer first.
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
 
     async def pgstac() -> None:
         async with app.state.readpool.acquire(timeout=settings.readiness_timeout) as conn:
             await conn.fetchval("SELECT pgstac.get_version()")
 
     # pgstac raises (P0001) and data errors come from what the client sent, e.g. an unsupported CQL2 operator.
-    status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400}
+    # A JSON patch that does not apply to the document as it is (a missing member, a failed test) is the client's.
+    status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400,
+                    jsonpatch.JsonPatchException: 400, jsonpatch.JsonPointerException: 400}
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)

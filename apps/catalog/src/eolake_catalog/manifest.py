@@ -1,6 +1,6 @@
 """The catalog service's manifest: what the platform and every deployment target know of it."""
 
-from eolake_spec.manifest import ServiceManifest
+from eolake_spec.manifest import PublicRoute, ServiceManifest
 
 MANIFEST = ServiceManifest(
     name="catalog",
@@ -11,4 +11,6 @@ MANIFEST = ServiceManifest(
     settings="eolake_catalog.settings:CatalogSettings",
     database=True,
     rate_limited=(r"(GET|POST) /search$", r"GET /collections/[^/]+/items$"),
+    openapi="/api",
+    public_routes=(PublicRoute("POST", "/search", "STAC item search over POST (long filters): a read"),),
 )

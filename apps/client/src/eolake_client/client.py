@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
@@ -148,7 +149,7 @@ class Client:
         return self.request("POST", "/downloads/orders", json=body).json()
 
     def status(self, order_id: str) -> dict:
-        return self.request("GET", f"/downloads/orders/{order_id}").json()
+        return self.request("GET", f"/downloads/orders/{quote(order_id, safe='')}").json()
 
     def orders(self, limit: int = 20) -> Iterator[dict]:
         url: str | None = f"/downloads/orders?limit={limit}"
@@ -158,7 +159,7 @@ class Client:
             url = next((link["href"] for link in page.get("links", []) if link.get("rel") == "next"), None)
 
     def cancel(self, order_id: str) -> dict:
-        return self.request("POST", f"/downloads/orders/{order_id}/cancel").json()
+        return self.request("POST", f"/downloads/orders/{quote(order_id, safe='')}/cancel").json()
 
     def wait(self, order_id: str, timeout: float | None = None, interval: float = 0.5, max_interval: float = 15,
              on_update: Callable[[dict], None] | None = None) -> dict:

@@ -228,7 +228,9 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
                 f"{settings.quota_period_seconds} s, this order adds {new_bytes}, the limit is "
                 f"{settings.quota_bytes}", reset, retry)
 
-    @app.post("/orders", status_code=201, summary="Order items or the result of a search")
+    @app.post("/orders", status_code=201, summary="Order items or the result of a search", responses={
+        429: {"description": "a quota of the caller is exceeded (Retry-After says when to retry)"},
+        502: {"description": "the catalog answered something unexpected"}})
     async def create_order(body: OrderRequest, who: User, request: Request) -> Response:
         items: list[tuple[dict, list[str] | None]] = []
         for ref in body.items:
@@ -351,7 +353,10 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
         return await cancel(order_id, who)
 
     @app.api_route("/orders/{order_id}/files/{file_id}", methods=["GET", "HEAD"],
-                   summary="Download a staged file (HTTP Range supported)")
+                   summary="Download a staged file (HTTP Range supported)", responses={
+                       206: {"description": "the requested range"}, 304: {"description": "not modified"},
+                       409: {"description": "the file is not staged yet"}, 410: {"description": "the file expired"},
+                       416: {"description": "the range is outside the file"}})
     async def download(order_id: str, file_id: str, who: User, request: Request) -> Response:
         await load_order(order_id, who)
         try:

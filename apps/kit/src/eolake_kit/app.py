@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
+from eolake_kit.bodies import JsonBodyMiddleware
 from eolake_kit.bounds import BoundsMiddleware, install_database_handlers
+from eolake_kit.contract import install_contract
+from eolake_kit.headers import install_headers
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
 from eolake_kit.logs import count_log_messages
@@ -37,10 +40,13 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     install_database_handlers(app, settings.limits)
     app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
     app.include_router(health_router)
+    install_contract(app, settings)
+    app.add_middleware(JsonBodyMiddleware)  # innermost: bodies reach it already bounded
     _limit_rates(app, settings)
     app.add_middleware(BoundsMiddleware, limits=settings.limits)  # inside: its refusals are observed and logged
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)
+    install_headers(app, https=settings.public_url.scheme == "https", cors_origins=settings.cors_origins)
     app.add_middleware(PublicUrlMiddleware, public_url=str(settings.public_url), root_path=settings.root_path)
     return app
 

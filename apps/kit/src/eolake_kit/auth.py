@@ -384,4 +384,5 @@ def require_role(role: str) -> Callable[..., Principal]:
         raise AuthError(403, f"requires role '{role}'", "insufficient_scope").to_http()
 
     dependency.__name__ = f"require_{role}"
+    dependency.eolake_role = role  # read by the OpenAPI contract (eolake_kit.contract) to document the route
     return dependency

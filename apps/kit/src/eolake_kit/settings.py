@@ -118,6 +118,9 @@ class ServiceSettings(BaseSettings):
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"], description="peers whose X-Forwarded-For is believed (JSON list of networks)")
     limits: Limits = Field(Limits(), description="request and database bounds (the spec's limits, as JSON)")
+    cors_origins: list[str] = Field(
+        ["*"], description="origins whose pages may call this service (JSON list; [\"*\"]: any, [] : none); never "
+                           "with credentials")
     peers: dict[str, Peer] = Field(
         {}, description="the platform services this one calls, by name (JSON), at the internal addresses the "
                         "deployment target derives; a peer not named here is reached through the public URL")
@@ -136,6 +139,16 @@ class ServiceSettings(BaseSettings):
         if value and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", value):
             raise ValueError(f"{value!r} is not a path prefix like /stac")
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def origins(cls, values: list[str]) -> list[str]:
+        for value in values:
+            parts = urlsplit(value)
+            if value != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
+                                 or value.rstrip("/") != f"{parts.scheme}://{parts.netloc}"):
+                raise ValueError(f"{value!r} is not * or an origin like https://maps.example.org")
+        return [v.rstrip("/") for v in values]
 
     @model_validator(mode="after")
     def no_path_in_public_url(self) -> ServiceSettings:

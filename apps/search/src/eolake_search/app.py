@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Request
 
 from eolake_kit import install_kit
 from eolake_kit.outbound import async_client
+from eolake_kit.refs import StacId, segment
 from eolake_search.federation import (
     BACKENDS,
     BadToken,
@@ -128,19 +129,19 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                 "numberReturned": len(cols), "federation": status}
 
     @app.get("/collections/{collection_id}")
-    async def collection(collection_id: str):
+    async def collection(collection_id: StacId):
         only = [n for n in providers() if not restrict[n] or collection_id in restrict[n]]
-        answers, status = await gather(f"/collections/{collection_id}", only=only)
+        answers, status = await gather(f"/collections/{segment(collection_id)}", only=only)
         found = [(n, d) for n, d in answers.items() if d]
         if not found:
             raise HTTPException(404, f"no provider has the collection {collection_id!r}")
         return {**_collection_links({**found[0][1], BACKENDS: [n for n, _ in found]}, base), "federation": status}
 
     @app.get("/collections/{collection_id}/items")
-    async def items(collection_id: str, request: Request):
+    async def items(collection_id: StacId, request: Request):
         params = _query_params(request)
         params["collections"] = [collection_id]
-        return await run_search(params, request, method="GET", path=f"/collections/{collection_id}/items")
+        return await run_search(params, request, method="GET", path=f"/collections/{segment(collection_id)}/items")
 
     @app.get("/queryables")
     async def queryables():
@@ -156,7 +157,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     async def search_get(request: Request):
         return await run_search(_query_params(request), request, method="GET", path="/search")
 
-    @app.post("/search")
+    @app.post("/search", openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"type": "object", "description": "a STAC item search (collections, bbox, datetime, q, filter…)"}}}}})
     async def search_post(request: Request):
         try:
             body = await request.json()
@@ -414,7 +416,7 @@ def _cql2(value: Any, lang: str | None) -> tuple[dict, str]:
 
 
 def _collection_links(col: dict, base: str) -> dict:
-    cid = col.get("id")
+    cid = segment(str(col.get("id")))
     links = [link for link in col.get("links", []) if link.get("rel") not in ("self", "root", "parent", "items")]
     return {**col, "links": [*links, {"rel": "self", "href": f"{base}/collections/{cid}"},
                              {"rel": "root", "href": f"{base}/"},
@@ -432,6 +434,6 @@ def _item_links(item: dict, base: str) -> None:
     collection = item.get("collection")
     links += [{"rel": "root", "href": f"{base}/"}]
     if collection:
-        links += [{"rel": "collection", "href": f"{base}/collections/{collection}"},
-                  {"rel": "parent", "href": f"{base}/collections/{collection}"}]
+        href = f"{base}/collections/{segment(str(collection))}"
+        links += [{"rel": "collection", "href": href}, {"rel": "parent", "href": href}]
     item["links"] = links

@@ -1,6 +1,6 @@
 """The search service's manifest: what the platform and every deployment target know of it."""
 
-from eolake_spec.manifest import ServiceManifest
+from eolake_spec.manifest import PublicRoute, ServiceManifest
 
 MANIFEST = ServiceManifest(
     name="search",
@@ -12,4 +12,5 @@ MANIFEST = ServiceManifest(
     calls=("catalog", "thesaurus"),
     secrets=("signing",),
     rate_limited=(r"(GET|POST) /search$", r"GET /collections/[^/]+/items$"),
+    public_routes=(PublicRoute("POST", "/search", "federated STAC item search over POST: a read"),),
 )

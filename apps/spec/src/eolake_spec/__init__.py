@@ -1,8 +1,9 @@
 """The platform spec (stacks/Pulumi.<stack>.yaml) and the service manifests: the bottom of eolake, imported by the
 embedded runner, the Kubernetes program and the on-premise inventory alike."""
 
-from eolake_spec.manifest import ServiceManifest, Worker, manifest, manifests
+from eolake_spec.manifest import PublicRoute, ServiceManifest, Worker, manifest, manifests
 from eolake_spec.platform import STACKS_DIR, Kubernetes, Limits, Platform, Service, SpecError, load_stack, stack_file
 
-__all__ = ["STACKS_DIR", "Kubernetes", "Limits", "Platform", "Service", "ServiceManifest", "SpecError", "Worker",
+__all__ = ["STACKS_DIR", "Kubernetes", "Limits", "Platform", "PublicRoute", "Service", "ServiceManifest", "SpecError",
+           "Worker",
            "load_stack", "manifest", "manifests", "stack_file"]

@@ -6,6 +6,7 @@ policies all read the manifests; nothing restates them.
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import importlib
 import re
@@ -32,6 +33,21 @@ class Worker:
 
 
 @dataclass(frozen=True)
+class PublicRoute:
+    """A route whose method is not GET yet is open to anonymous callers on purpose (a read sent over POST).
+
+    Every other non-GET route needs a role; the write-inventory test holds each service to this list.
+    """
+
+    method: str
+    path: str  # the route template below the service prefix; `*` matches any run of characters
+    reason: str
+
+    def matches(self, method: str, path: str) -> bool:
+        return method.upper() == self.method.upper() and fnmatch.fnmatchcase(path, self.path)
+
+
+@dataclass(frozen=True)
 class ServiceManifest:
     name: str
     title: str  # the Kubernetes component: eolake:service:<title>
@@ -46,6 +62,8 @@ class ServiceManifest:
     calls: tuple[str, ...] = ()  # the platform services it sends requests to, by name
     storage: Literal["none", "read", "write"] = "none"  # the platform's storage (local path or bucket)
     secrets: tuple[str, ...] = ()  # platform secrets it reads: "signing" (page tokens), "storage" (S3 keys)
+    openapi: str | None = "/openapi.json"  # where it serves its OpenAPI document, below its prefix
+    public_routes: tuple[PublicRoute, ...] = ()  # non-GET routes open to anyone, each with its reason
     liveness: str = "/healthz"  # touches no dependency
     readiness: str = "/readyz"  # its dependencies answer
     # Expensive routes, rate-limited per user or client address: regular expressions matched at the start of
@@ -69,6 +87,9 @@ class ServiceManifest:
     @property
     def env_prefix(self) -> str:
         return f"EOLAKE_{self.name.upper()}_"
+
+    def public_route(self, method: str, path: str) -> PublicRoute | None:
+        return next((r for r in self.public_routes if r.matches(method, path)), None)
 
     def settings_class(self) -> type:
         module, _, attr = self.settings.partition(":")

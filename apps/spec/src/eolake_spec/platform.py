@@ -355,6 +355,8 @@ class Platform(Strict):
     database: Database = Database()
     storage: Storage = Storage()
     auth: Auth = Auth()
+    cors_origins: list[str] = Field(["*"], description="origins whose pages may call the services ([\"*\"]: any "
+                                                      "page, for open data; never with credentials)")
     observability: Observability = Observability()
     providers: list[Provider] = []
     trusted_proxies: list[IPvAnyNetwork] = Field(
@@ -452,6 +454,7 @@ class Platform(Strict):
             "AUTH__ROLES_CLAIM": auth.roles_claim,
             "TRUSTED_PROXIES": json.dumps([str(network) for network in self.trusted_proxies]),
             "LIMITS": self.limits_of(service).model_dump_json(),
+            "CORS_ORIGINS": json.dumps(self.cors_origins),
         }
         m = manifest(service)
         if m.rate_limited:

@@ -14,6 +14,7 @@ from eolake_thesaurus.settings import ThesaurusSettings
 CONTEXT = {"skos": "http://www.w3.org/2004/02/skos/core#", "uri": "@id", "type": "@type"}
 Lang = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="language code")]
 Uri = Annotated[str, Query(min_length=1, max_length=2000)]
+UNKNOWN_VOCABULARY = {404: {"description": "the vocabulary named in `vocab` does not exist"}}
 
 
 def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
@@ -51,7 +52,7 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
     async def vocabularies(lang: Lang = None):
         return {"@context": CONTEXT, "uri": "", "vocabularies": await call(thesaurus.vocabularies)}
 
-    @rest.get("/search")
+    @rest.get("/search", responses=UNKNOWN_VOCABULARY)
     async def search(query: Annotated[str, Query(min_length=1, max_length=200)], lang: Lang = None,
                      vocab: str | None = None, maxhits: Annotated[int, Query(ge=1)] = 50,
                      offset: Annotated[int, Query(ge=0)] = 0):
@@ -121,7 +122,7 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
 
     app.include_router(rest)
 
-    @app.get("/autocomplete", summary="labels starting with q, for search boxes")
+    @app.get("/autocomplete", summary="labels starting with q, for search boxes", responses=UNKNOWN_VOCABULARY)
     async def autocomplete(q: Annotated[str, Query(min_length=1, max_length=100)], lang: Lang = None,
                            vocab: str | None = None, limit: Annotated[int, Query(ge=1)] = 10):
         if vocab:
@@ -130,7 +131,8 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
         return {"q": q, "suggestions": [{"label": h.get("altLabel") or h["prefLabel"], "prefLabel": h["prefLabel"],
                                          "uri": h["uri"], "vocab": h["vocab"], "lang": h["lang"]} for h in hits]}
 
-    @app.get("/expand", summary="query expansion: the concepts a free-text query matches and the terms to search")
+    @app.get("/expand", summary="query expansion: the concepts a free-text query matches and the terms to search",
+             responses=UNKNOWN_VOCABULARY)
     async def expand(q: Annotated[str, Query(min_length=1, max_length=200)], lang: Lang = None,
                      depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None):
         if depth > settings.max_depth:

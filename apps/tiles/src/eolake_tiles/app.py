@@ -5,25 +5,28 @@ import asyncio
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import morecantile
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.dependencies.utils import get_parameterless_sub_dependant
+from fastapi.routing import APIRoute
 from psycopg import OperationalError
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import Field
+from pydantic import Field, ValidationError
 from titiler.core.dependencies import DefaultDependency
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
 from titiler.extensions import wmtsExtension
 from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.extensions.wmts import wmtsExtension as wmtsExtensionMosaic
-from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
-from titiler.pgstac.errors import PGSTAC_STATUS_CODES
+from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams, SearchParams
+from titiler.pgstac.errors import PGSTAC_STATUS_CODES, BackendError, ReadOnlyPgSTACError
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
 
-from eolake_kit import install_kit
+from eolake_kit import install_kit, require_role
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
 from eolake_tiles.settings import TilesSettings
@@ -31,6 +34,7 @@ from eolake_tiles.settings import TilesSettings
 EXPRESSION = re.compile(r"[A-Za-z0-9_\s.+\-*/()<>=!&|,;:?^%~\[\]]*")
 EXPRESSION_TOKEN = re.compile(r"[A-Za-z_]\w*|\d+(?:\.\d*)?|\*\*|\S")
 SIZE_PARAMS = ("width", "height", "max_size")
+MAX_BIGINT = 2**63 - 1
 
 
 def limits_dependency(settings: TilesSettings) -> type[DefaultDependency]:
@@ -135,6 +139,57 @@ def _check_tile(params: dict, max_zoom: int) -> None:
         raise HTTPException(404, f"tile {z}/{x}/{y} is outside the tile matrix")
 
 
+def checked_search(search_query=Depends(SearchParams)):
+    """A search to register, its datetime checked before pgstac sees it (pgstac answers a bad one with an error)."""
+    search, _ = search_query
+    if search.datetime:
+        _check_datetime(search.datetime)
+    return search_query
+
+
+def _check_datetime(value: str) -> None:
+    parts = value.split("/")
+    if len(parts) > 2 or all(p in ("", "..") for p in parts):
+        raise HTTPException(400, f"datetime {value!r} is not an RFC 3339 instant or interval")
+    for part in parts:
+        if part in ("", ".."):
+            continue
+        try:
+            datetime.fromisoformat(part.replace("z", "Z").replace("Z", "+00:00"))
+        except ValueError:
+            raise HTTPException(400, f"datetime {part!r} is not RFC 3339") from None
+
+
+def bounded_offset(request: Request) -> None:
+    """The search list's offset goes into SQL as a bigint: a larger one is the client's error, not PostgreSQL's."""
+    offset = request.query_params.get("offset")
+    if offset and offset.lstrip("+").isdigit() and int(offset) > MAX_BIGINT:
+        raise HTTPException(400, f"offset must be at most {MAX_BIGINT}")
+
+
+async def features_with_geometry(request: Request) -> None:
+    """A GeoJSON body (statistics, feature images) whose features all have a geometry."""
+    if request.method != "POST" or not request.headers.get("content-type", "").startswith("application/"):
+        return
+    try:
+        body = await request.json()
+    except ValueError:
+        return  # the route's own parsing answers
+    features = body.get("features") if isinstance(body, dict) and body.get("type") == "FeatureCollection" \
+        else [body]
+    if isinstance(features, list) and any(isinstance(f, dict) and not isinstance(f.get("geometry"), dict)
+                                          for f in features):
+        raise HTTPException(400, "every feature needs a geometry")
+
+
+def _require(app: FastAPI, path: str, method: str, role: str, extra: list | None = None) -> None:
+    """Put a role (and further checks) in front of a route titiler-pgstac added to the app."""
+    route = next(r for r in app.router.routes if isinstance(r, APIRoute) and r.path == path and method in r.methods)
+    for depends in [Depends(require_role(role)), *(extra or [])][::-1]:
+        route.dependant.dependencies.insert(0, get_parameterless_sub_dependant(depends=depends, path=path))
+        route.dependencies.append(depends)
+
+
 def create_app(settings: TilesSettings | None = None) -> FastAPI:
     settings = settings or TilesSettings()
     configure_gdal()
@@ -157,7 +212,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
     app = FastAPI(title="eolake tiles", description="Map tiles, previews, point values and statistics of the "
                   "catalogued rasters (titiler-pgstac)", version="0.1.0", lifespan=lifespan,
                   openapi_url="/api", docs_url="/api.html")
-    guard = [Depends(request_guard(settings))]
+    guard = [Depends(request_guard(settings)), Depends(features_with_geometry)]
     limits = limits_dependency(settings)
     part_sizes = part_size_dependency(settings)
 
@@ -173,7 +228,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
                        dependencies=guard)
     add_search_list_route(app, prefix="/searches", tags=["Registered search mosaic"])
     add_search_register_route(
-        app, prefix="/searches", tags=["Registered search mosaic"],
+        app, prefix="/searches", tags=["Registered search mosaic"], search_dependency=checked_search,
         tile_dependencies=[searches.layer_dependency, searches.dataset_dependency,
                            searches.pixel_selection_dependency, searches.process_dependency,
                            searches.render_dependency, searches.assets_accessor_dependency,
@@ -190,7 +245,12 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
                        dependencies=guard)
     app.include_router(TMSFactory().router, tags=["Tiling schemes"])
     app.include_router(AlgorithmFactory().router, tags=["Algorithms"])
-    app.include_router(ColorMapFactory().router, tags=["Colormaps"])
+    app.include_router(ColorMapFactory().router, tags=["Colormaps"], dependencies=guard)
+    # Registering writes to the database: users only. Registered searches are content-addressed (one row for
+    # everyone who registers the same search), so a list of "one's own" has no meaning: listing is for admins.
+    for path in ("/searches/", "/searches/list"):
+        _require(app, path, "GET", "admin", [Depends(bounded_offset)])
+    _require(app, "/searches/register", "POST", "user")
 
     @app.get("/", tags=["Landing"], summary="What this service offers")
     def landing() -> dict:
@@ -220,5 +280,9 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
 
     status_codes = {**{k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception},
                     **MOSAIC_STATUS_CODES, **PGSTAC_STATUS_CODES,
-                    AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503}
+                    AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503,
+                    # raised by titiler-pgstac for a DataError of pgstac: the search or id the client sent
+                    BackendError: 400, ReadOnlyPgSTACError: 503,
+                    # titiler-pgstac's own parameter checks (a CQL2 filter) raise it outside request validation
+                    ValidationError: 400}
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)

@@ -1,6 +1,6 @@
 """The tiles service's manifest: what the platform and every deployment target know of it."""
 
-from eolake_spec.manifest import ServiceManifest
+from eolake_spec.manifest import PublicRoute, ServiceManifest
 
 MANIFEST = ServiceManifest(
     name="tiles",
@@ -15,4 +15,9 @@ MANIFEST = ServiceManifest(
     # Everything that reads rasters or the database; a map view asks for dozens of tiles at once.
     rate_limited=(r"(GET|POST) /(collections|searches)/",),
     rate_limit=(50, 200),
+    openapi="/api",
+    public_routes=(
+        PublicRoute("POST", "*/statistics", "statistics of the pixels under a GeoJSON sent in the body: a read"),
+        PublicRoute("POST", "*/feature*", "an image of the pixels under a GeoJSON sent in the body: a read"),
+    ),
 )

@@ -21,12 +21,17 @@ from starlette.responses import JSONResponse, Response
 
 from eolake_kit import install_kit
 from eolake_kit.outbound import async_client
+from eolake_kit.refs import segment
 from eolake_timeseries.hydroweb import Measurement
 from eolake_timeseries.settings import TimeseriesSettings
 from eolake_timeseries.store import S3Series, SeriesError, SeriesStore, series_store
 
 GEOJSON = "application/geo+json"
 STATION_ID = r"^[A-Za-z0-9._-]{1,100}$"
+
+
+class GeoJSONResponse(JSONResponse):
+    media_type = GEOJSON
 
 
 class CatalogUnavailable(Exception):
@@ -129,7 +134,7 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
                 "name": props.get("title") or sid, "river": props.get("river"), "basin": props.get("basin"),
                 "start": props.get("start_datetime"), "end": props.get("end_datetime"),
                 "count": props.get("measurements"), "unit": props.get("unit", "m"),
-                "series_url": f"{settings.service_url}/stations/{sid}/series",
+                "series_url": f"{settings.service_url}/stations/{segment(sid)}/series",
             },
         }
 
@@ -153,7 +158,8 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
             {"rel": "service-desc", "href": f"{base}/api", "type": "application/vnd.oai.openapi+json;version=3.0"},
             {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"}]}
 
-    @app.get("/stations", tags=["Stations"], summary="Virtual stations as GeoJSON, optionally within a bbox")
+    @app.get("/stations", tags=["Stations"], summary="Virtual stations as GeoJSON, optionally within a bbox",
+             response_class=GeoJSONResponse)
     async def stations(request: Request, bbox: Annotated[str | None, Query(
             description="minx,miny,maxx,maxy (WGS84)", max_length=200)] = None) -> Response:
         box = _bbox(bbox)
@@ -163,12 +169,12 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
             if box is None or (box[0] <= lon <= box[2] and box[1] <= lat <= box[3]):
                 features.append(feature(item))
         features.sort(key=lambda f: f["id"])
-        return JSONResponse({"type": "FeatureCollection", "features": features, "numberReturned": len(features)},
-                            media_type=GEOJSON)
+        return GeoJSONResponse({"type": "FeatureCollection", "features": features, "numberReturned": len(features)})
 
-    @app.get("/stations/{station_id}", tags=["Stations"], summary="One virtual station")
+    @app.get("/stations/{station_id}", tags=["Stations"], summary="One virtual station",
+             response_class=GeoJSONResponse)
     async def one_station(request: Request, station_id: Annotated[str, Path(pattern=STATION_ID)]) -> Response:
-        return JSONResponse(feature(await station(request, station_id)), media_type=GEOJSON)
+        return GeoJSONResponse(feature(await station(request, station_id)))
 
     @app.get("/stations/{station_id}/series", tags=["Stations"],
              summary="Water-level series (m above EGM2008) with uncertainty, as JSON or CSV",

@@ -12,4 +12,5 @@ MANIFEST = ServiceManifest(
     calls=("catalog",),
     storage="read",
     secrets=("storage",),
+    openapi="/api",
 )

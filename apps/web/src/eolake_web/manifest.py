@@ -9,4 +9,5 @@ MANIFEST = ServiceManifest(
     path="/",
     port=8084,
     settings="eolake_web.settings:WebSettings",
+    openapi=None,  # a page and its files: no API
 )

@@ -1,0 +1,59 @@
+"""Request bodies are JSON, and JSON bodies are objects, for every service.
+
+`null`, `[]`, `"A"` or `0` sent to a JSON endpoint is a 400; a body in another media type (a form, plain text) is
+a 415: no eolake route reads anything but JSON. Only the first significant byte is looked at, before the route
+reads the body: nothing is buffered beyond the chunks that precede it, and the route's own parser judges the rest.
+"""
+
+from __future__ import annotations
+
+from eolake_kit.problems import problem
+
+WHITESPACE = b" \t\r\n"
+WRITES = {"POST", "PUT", "PATCH"}
+NOT_OBJECTS = {"application/json-patch+json"}  # RFC 6902: a list of operations
+
+
+def _media_type(scope) -> str:
+    content_type = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"content-type"), "")
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _is_json(media: str) -> bool:
+    return not media or media == "application/json" or media.endswith("+json")
+
+
+class JsonBodyMiddleware:
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in WRITES:
+            return await self.app(scope, receive, send)
+        seen, first = await _first_byte(receive)
+        media = _media_type(scope)
+        if first is not None and not _is_json(media):
+            return await problem(415, f"request bodies are JSON (application/json), not {media}")(
+                scope, receive, send)
+        if first is not None and first != b"{" and media not in NOT_OBJECTS:
+            return await problem(400, "the request body must be a JSON object")(scope, receive, send)
+
+        async def replay():
+            return seen.pop(0) if seen else await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _first_byte(receive) -> tuple[list[dict], bytes | None]:
+    """The messages read up to the body's first significant byte (to be replayed), and that byte (None: empty)."""
+    seen: list[dict] = []
+    while True:
+        message = await receive()
+        seen.append(message)
+        if message["type"] != "http.request":
+            return seen, None
+        body = message.get("body", b"").lstrip(WHITESPACE)
+        if body:
+            return seen, body[:1]
+        if not message.get("more_body", False):
+            return seen, None

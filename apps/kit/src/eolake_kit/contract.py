@@ -1,0 +1,148 @@
+"""The OpenAPI document tells the truth: the errors a route really answers, as problem+json, and who may call it.
+
+Applied once to every service's document: FastAPI's 422 goes (the kit answers invalid requests with 400), each
+operation lists 400/401/403/404/413/415/503/504 as they apply, routes behind a role carry the security schemes and the
+role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason their manifest gives
+(`x-eolake-public`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from fastapi import FastAPI, routing
+from fastapi.openapi.utils import _get_api_route_for_openapi
+
+from eolake_kit.auth import principal
+from eolake_kit.problems import MEDIA_TYPE
+from eolake_kit.settings import ServiceSettings
+from eolake_spec import manifests
+
+READS = {"GET", "HEAD", "OPTIONS"}
+PATH_PARAMETER = re.compile(r"{([^}:]+)}")
+OPERATIONAL = {"/healthz", "/metrics"}  # answer without touching anything: only what they say
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "request_id": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["type", "title", "status"],
+}
+REASONS = {
+    "400": "the request is invalid (a parameter, the body, or a bound it exceeds)",
+    "401": "no credentials, or credentials that are not valid",
+    "403": "the caller lacks the role this route needs",
+    "404": "nothing found at this path",
+    "413": "the request body is too large",
+    "415": "the request body is not JSON",
+    "503": "a dependency is unavailable; retry later",
+    "504": "the request took longer than its time budget",
+}
+
+
+def install_contract(app: FastAPI, settings: ServiceSettings) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if getattr(app.state, "contract_applied", False):
+            return app.openapi_schema
+        schema = generate()
+        apply_contract(schema, app, settings)
+        app.state.contract_applied = True
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
+
+
+def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> None:
+    guards = dict(_guards(app))
+    own = manifests().get(settings.service_name)
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components["securitySchemes"] = _security_schemes(settings)
+    schemes = [{name: []} for name in components["securitySchemes"]]
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            if method.upper() not in READS | {"POST", "PUT", "PATCH", "DELETE"}:
+                continue
+            checks, role = guards.get((path, method.upper()), (False, None))
+            _declare_path_parameters(path, operation)
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            for code in _error_codes(path, operation, checks, role):
+                responses.setdefault(code, {"description": REASONS[code]})
+            for code, response in responses.items():
+                if code.isdigit() and int(code) >= 400:  # every error is a problem, those a route declares too
+                    response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
+            if role:
+                operation["security"] = schemes
+                operation["x-eolake-role"] = role
+            elif method.upper() not in READS and own and (public := own.public_route(method, path)):
+                operation["x-eolake-public"] = public.reason
+    for unused in ("HTTPValidationError", "ValidationError"):  # only FastAPI's 422 referred to them
+        components["schemas"].pop(unused, None)
+
+
+def _declare_path_parameters(path: str, operation: dict) -> None:
+    """Every {name} of the path template is a declared parameter (stac-fastapi leaves some out)."""
+    declared = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "path"}
+    for name in PATH_PARAMETER.findall(path):
+        if name not in declared:
+            operation.setdefault("parameters", []).append(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+
+
+def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str | None) -> list[str]:
+    if path in OPERATIONAL:
+        return []
+    codes = ["503", "504"]
+    parameters = operation.get("parameters") or []
+    if parameters or "requestBody" in operation:
+        codes.append("400")
+    if any(p.get("in") == "path" for p in parameters):
+        codes.append("404")
+    if "requestBody" in operation:
+        codes += ["413", "415"]
+    if checks_credentials or role:
+        codes.append("401")
+    if role:
+        codes.append("403")
+    return sorted(codes)
+
+
+def _guards(app: FastAPI) -> Iterator[tuple[tuple[str, str], tuple[bool, str | None]]]:
+    """(path, method) → (whether the route reads credentials, the role it requires or None)."""
+    for context in routing.iter_route_contexts(app.routes):
+        route = _get_api_route_for_openapi(context)
+        if route is None:
+            continue
+        calls = list(_calls(route.dependant))
+        role = next((c.eolake_role for c in calls if hasattr(c, "eolake_role")), None)
+        checks = role is not None or principal in calls
+        for method in route.methods:
+            yield (route.path_format, method), (checks, role)
+
+
+def _calls(dependant) -> Iterator[object]:
+    for dependency in dependant.dependencies:
+        yield dependency.call
+        yield from _calls(dependency)
+
+
+def _security_schemes(settings: ServiceSettings) -> dict:
+    schemes: dict[str, dict] = {
+        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                   "description": "a service-account key (eolake_kit.auth API keys)"},
+    }
+    if settings.auth.oidc_issuer:
+        schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                             "description": "an access token of the OIDC provider"}
+        schemes["oidc"] = {"type": "openIdConnect", "openIdConnectUrl":
+                           settings.auth.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration"}
+    return schemes
