@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import tempfile
 from pathlib import Path
 
 from eolake.paths import REPO_ROOT
@@ -57,3 +58,23 @@ def write_stack(directory: Path, name: str, edit) -> Path:
     path = directory / f"Pulumi.{name}-edited.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+RECOVERY_TARGET = "2026-01-31T10:41:00+00:00"
+
+
+def recovering(platform: dict) -> None:
+    """prod after a bad ingest: a new cluster, restored from eolake-db's backups up to a minute before it."""
+    platform["kubernetes"]["postgres"] |= {"cluster_name": "eolake-db-2",
+                                           "recovery": {"source": "eolake-db", "target_time": RECOVERY_TARGET}}
+
+
+# Stacks the tests derive from the committed ones: label → (stack, edit of its platform).
+VARIANTS = {"prod-recovery": ("prod", recovering)}
+
+
+@functools.cache
+def variant(label: str) -> str:
+    """The stack file of a variant, written once per test session."""
+    stack, edit = VARIANTS[label]
+    return str(write_stack(Path(tempfile.mkdtemp(prefix=f"eolake-{label}-")), stack, edit))

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from infra_program import STACKS, config, program, releases, render
+from infra_program import STACKS, program, releases, render
 
 from eolake_spec import load_stack
 
@@ -163,20 +163,21 @@ def test_migrations_complete_before_the_deployment(stack, name):
     assert job.urn in p.recorded("Deployment", name).dependencies
     spec = job.manifest["spec"]["template"]["spec"]
     assert spec["restartPolicy"] == "OnFailure" and spec["securityContext"]["runAsNonRoot"] is True
-    cluster = p.recorded("Cluster", config.CLUSTER)
+    cluster = p.recorded("Cluster", p.context.cluster)
     assert cluster.urn in job.dependencies or cluster.parent in job.dependencies
 
 
 @pytest.mark.parametrize("stack,instances", [("dev", 1), ("staging", 2), ("prod", 3)])
 def test_database_cluster_pooler_backups(stack, instances):
     p = program(stack)
-    cluster = p.one("Cluster", config.CLUSTER)["spec"]
+    name = load_stack(stack).kubernetes.postgres.cluster_name
+    cluster = p.one("Cluster", name)["spec"]
     assert cluster["instances"] == instances
     assert cluster["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://")
     assert cluster["postgresql"]["parameters"]["max_connections"] == str(load_stack(stack).database.max_connections)
-    assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == config.CLUSTER
+    assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == name
     (backup,) = p.of_kind("ScheduledBackup")
-    assert backup["spec"]["cluster"]["name"] == config.CLUSTER and backup["spec"]["schedule"]
+    assert backup["spec"]["cluster"]["name"] == name and backup["spec"]["schedule"]
     assert {"eolake-db-netpol", "eolake-db-pooler-netpol"} <= {n["metadata"]["name"] for n in p.of_kind(
         "NetworkPolicy")}
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import netpol
 import pytest
 import yaml
-from infra_program import STACKS, program, rendered
+from infra_program import STACKS, program, rendered, variant
 
 METADATA = netpol.ip("169.254.169.254/32", ("TCP", 80), ("TCP", 443), name="metadata")
 OUTSIDE = (netpol.INGRESS_NGINX, netpol.PROMETHEUS, netpol.KUBE_DNS, netpol.CNPG_OPERATOR, netpol.INTERNET,
@@ -47,14 +47,18 @@ def allowed(stack: str) -> set[tuple[str, str, int]]:
             and not (dst == ctx.pooler and port != 5432)}  # the pooler's metrics port: scraped, not needed here
 
 
-@pytest.mark.parametrize("stack", STACKS)
+# The committed stacks, and prod recovering into a new database cluster (test_infra_recovery.py).
+ALL = [*STACKS, pytest.param(variant("prod-recovery"), id="prod-recovery")]
+
+
+@pytest.mark.parametrize("stack", ALL)
 def test_allowed_flows_equal_the_needed_graph(stack):
     want, have = needed(stack), allowed(stack)
     assert not want - have, f"needed but blocked: {sorted(want - have)}"
     assert not have - want, f"allowed but not needed: {sorted(have - want)}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL)
 def test_services_never_reach_the_metadata_service_or_each_other_unasked(stack):
     found = netpol.flows(manifests(stack), extra=OUTSIDE)
     ctx = program(stack).context

@@ -16,7 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from eolake_infra import network, pods
-from eolake_infra.config import APP_ROLE, CLUSTER
+from eolake_infra.config import APP_ROLE
 from eolake_infra.database import MIGRATE_LABELS
 
 SCRATCH = "/var/lib/eolake"  # staging area for files being fetched and verified
@@ -27,9 +27,9 @@ FILES_PER_WORKER = "10"
 def schema_job(component, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
     ctx, image = component.ctx, component.ctx.image(component.name)
     name = f"{component.name}-schema-" + hashlib.sha256(image.encode()).hexdigest()[:10]
-    superuser = f"{CLUSTER}-superuser"
+    superuser = f"{ctx.cluster}-superuser"
     env = [
-        {"name": "PGHOST", "value": f"{CLUSTER}-rw"}, {"name": "PGPORT", "value": "5432"},
+        {"name": "PGHOST", "value": f"{ctx.cluster}-rw"}, {"name": "PGPORT", "value": "5432"},
         {"name": "PGDATABASE", "value": ctx.platform.database.name},
         {"name": "PGUSER", "value_from": {"secret_key_ref": {"name": superuser, "key": "username"}}},
         {"name": "PGPASSWORD", "value_from": {"secret_key_ref": {"name": superuser, "key": "password"}}},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -31,6 +32,7 @@ from eolake_spec.manifest import ServiceManifest, manifest, manifests
 STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
 CONFIG_KEY = "eolake:platform"
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
+DNS_LABEL = r"^[a-z]([a-z0-9-]{0,48}[a-z0-9])?$"
 
 
 def _installed(name: str) -> str:
@@ -190,12 +192,54 @@ class Backup(Strict):
         return self
 
 
+class Recovery(Strict):
+    """Bootstrap the cluster from the object-store backups of another one (point-in-time recovery)."""
+
+    source: str = Field(pattern=DNS_LABEL, description="the cluster whose base backups and WAL archive to restore")
+    target_time: datetime | None = Field(None, description="replay WAL up to this moment (with a time zone); "
+                                                           "None: up to the end of the archive")
+    destination: str | None = Field(None, pattern=r"^s3://[a-z0-9.-]+(/.*)?$",
+                                    description="where the source archived (its backup.destination); None: the same "
+                                                "as this stack's backup.destination")
+    endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: backup.endpoint")
+    credentials_secret: str | None = Field(None, description="None: backup.credentials_secret")
+
+    @field_validator("target_time")
+    @classmethod
+    def with_time_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("target_time needs a time zone, e.g. 2026-01-31T10:41:00+00:00")
+        return value
+
+
 class Postgres(Strict):
+    cluster_name: str = Field("eolake-db", pattern=DNS_LABEL, description="the CloudNativePG Cluster; its Services "
+                                                                         "are <name>-rw/-ro/-r. A recovery is a "
+                                                                         "new name with `recovery`")
     instances: int = Field(1, ge=1, le=9, description="CloudNativePG instances: 1 primary + replicas")
     image: Image = Image(repository="ghcr.io/cloudnative-pg/postgis", tag="16-3.4")
     storage_size: str = Field("10Gi", pattern=QUANTITY.pattern)
     storage_class: str | None = None
     backup: Backup | None = None
+    recovery: Recovery | None = None
+
+    @model_validator(mode="after")
+    def recovery_from_elsewhere(self) -> Postgres:
+        if self.recovery is None:
+            return self
+        if self.recovery.source == self.cluster_name:
+            raise ValueError(f"recovery.source is {self.cluster_name!r}, the cluster itself: recover into a new "
+                             "cluster_name (e.g. eolake-db-2), so that it never writes into the archive it restores")
+        if not self.backup and not (self.recovery.destination and self.recovery.credentials_secret):
+            raise ValueError("recovery needs to know where the source's backups are: set backup (the same "
+                             "destination) or recovery.destination and recovery.credentials_secret")
+        return self
+
+    def recovery_store(self) -> dict[str, str | None]:
+        """Where the recovery reads the source's backups: its own fields, else this stack's backup's."""
+        r, b = self.recovery, self.backup
+        return {"destination": r.destination or b.destination, "endpoint": r.endpoint or (b and b.endpoint),
+                "credentials_secret": r.credentials_secret or b.credentials_secret}
 
 
 class Pooler(Strict):
