@@ -69,8 +69,23 @@ def recovering(platform: dict) -> None:
                                            "recovery": {"source": "eolake-db", "target_time": RECOVERY_TARGET}}
 
 
+def own_gateway(platform: dict) -> None:
+    """prod behind Gateway API: its own Gateway (Envoy Gateway's class), proxies in envoy-gateway-system."""
+    platform["kubernetes"]["ingress"] |= {"kind": "gateway", "gateway": {"class_name": "eg"},
+                                          "controller_namespace": "envoy-gateway-system"}
+
+
+def shared_gateway(platform: dict) -> None:
+    """staging attached to a Gateway another team runs (Istio's ingress gateway pods in istio-ingress)."""
+    platform["kubernetes"]["ingress"] = {"kind": "gateway",
+                                         "gateway": {"name": "public", "namespace": "gateways", "section": "https"},
+                                         "controller_namespace": "istio-ingress",
+                                         "controller_labels": {"istio": "ingressgateway"}}
+
+
 # Stacks the tests derive from the committed ones: label → (stack, edit of its platform).
-VARIANTS = {"prod-recovery": ("prod", recovering)}
+VARIANTS = {"prod-recovery": ("prod", recovering), "prod-gateway": ("prod", own_gateway),
+            "staging-shared-gateway": ("staging", shared_gateway)}
 
 
 @functools.cache

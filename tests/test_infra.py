@@ -96,7 +96,7 @@ def test_network_policies(stack, name):
     rule, *callers = policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": port}]
     sources = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rule["from"]]
-    assert sources == ["ingress-nginx", "monitoring"]
+    assert sources == [load_stack(stack).kubernetes.ingress.proxy_namespace, "monitoring"]
     ctx = p.context
     calling = sorted(n for n in ctx.services if name in ctx.manifest(n).calls)
     assert [peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]

@@ -169,12 +169,48 @@ class Autoscaling(Strict):
     requests_per_second: float = Field(20, gt=0, description="target per pod (prometheus-adapter metric)")
 
 
+class Gateway(Strict):
+    """Gateway API: the Gateway the platform's HTTPRoute attaches to."""
+
+    name: str = Field("eolake", pattern=DNS_LABEL)
+    namespace: str | None = Field(None, pattern=DNS_LABEL, description="None: the stack's namespace")
+    class_name: str | None = Field(None, description="create this Gateway, of this GatewayClass (HTTPS for the base "
+                                                     "URL's host, HTTP redirected); None: attach to an existing "
+                                                     "Gateway, whose owner runs TLS and admits our namespace")
+    section: str | None = Field(None, description="the listener of an existing Gateway to attach to")
+
+
 class Ingress(Strict):
-    class_name: str = "nginx"
+    kind: Literal["nginx", "gateway"] = Field("nginx", description="an Ingress for ingress-nginx, or a Gateway API "
+                                                                   "HTTPRoute (+ Gateway)")
+    class_name: str = Field("nginx", description="IngressClass (kind nginx)")
     tls_issuer: str = Field("letsencrypt", description="cert-manager ClusterIssuer")
     tls_secret: str = "eolake-tls"
     body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (ingress-nginx)")
     rate_limit_rps: int = Field(50, ge=1, description="requests per second per client IP (ingress-nginx)")
+    gateway: Gateway = Gateway()
+    controller_namespace: str | None = Field(None, pattern=DNS_LABEL, description="where the proxy pods that "
+                                             "forward to the services run; None: ingress-nginx (kind nginx)")
+    controller_labels: dict[str, str] | None = Field(None, description="labels of those pods; None: "
+                                                     "app.kubernetes.io/name=ingress-nginx (kind nginx), every pod "
+                                                     "of controller_namespace (kind gateway)")
+
+    @model_validator(mode="after")
+    def gateway_needs_its_proxies(self) -> Ingress:
+        if self.kind == "gateway" and not self.controller_namespace:
+            raise ValueError("kind gateway needs controller_namespace: the namespace of the Gateway's proxy pods "
+                             "(e.g. envoy-gateway-system), which the NetworkPolicies admit")
+        return self
+
+    @property
+    def proxy_namespace(self) -> str:
+        return self.controller_namespace or "ingress-nginx"
+
+    @property
+    def proxy_labels(self) -> dict[str, str]:
+        if self.controller_labels is not None:
+            return self.controller_labels
+        return {"app.kubernetes.io/name": "ingress-nginx"} if self.kind == "nginx" else {}
 
 
 class Backup(Strict):
