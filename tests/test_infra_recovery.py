@@ -55,6 +55,8 @@ def test_cluster_is_retained_and_awaited(recovery):
     assert notes["pulumi.com/waitFor"] == "condition=Ready" and int(notes["pulumi.com/timeoutSeconds"]) >= 3600
     pooler = recovery.recorded("Pooler", "eolake-db-pooler")
     assert resource.urn in pooler.dependencies  # the pooler switches once the restored cluster is Ready
+    # CloudNativePG refuses a new cluster reference on a Pooler: Pulumi replaces it under the same name.
+    assert pooler.replace_on_changes == ["spec.cluster.name"] and pooler.delete_before_replace
 
 
 def test_everything_follows_the_new_name(recovery):

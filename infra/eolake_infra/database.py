@@ -4,7 +4,7 @@ The Cluster is named by the spec (kubernetes.postgres.cluster_name). A point-in-
 new name and `recovery` (the old cluster, a target time) give a new Cluster bootstrapped from the old one's base
 backups and WAL archive (`bootstrap.recovery` from an `externalClusters` entry with the same barmanObjectStore); the
 pooler, the migration Jobs and every NetworkPolicy follow the name. Backups use the in-tree barmanObjectStore of
-the CloudNativePG version the README names (the Barman Cloud plugin replaces it in later versions).
+CloudNativePG 1.29 (deprecated since 1.26, removed in 1.31, where the Barman Cloud plugin replaces it).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ class Database(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
         after = pulumi.ResourceOptions(parent=self, depends_on=[*after, self.cluster])
         server = db.max_connections - db.reserved_connections
+        # CloudNativePG (1.29.2+) refuses to change a Pooler's cluster: after a recovery it is replaced, under the
+        # same name (the Service the services connect to), while the services are scaled down.
+        switch = pulumi.ResourceOptions(replace_on_changes=["spec.cluster.name"], delete_before_replace=True)
         k8s.apiextensions.CustomResource(
             "database-pooler", api_version="postgresql.cnpg.io/v1", kind="Pooler",
             metadata=meta(ctx, ctx.pooler), spec={
@@ -45,7 +48,7 @@ class Database(pulumi.ComponentResource):
                     "default_pool_size": str(max(1, server // ctx.k8s.pooler.instances)),
                 }},
                 "monitoring": {"enablePodMonitor": False},
-            }, opts=after)
+            }, opts=pulumi.ResourceOptions.merge(after, switch))
         if pg.backup:
             k8s.apiextensions.CustomResource(
                 "database-backup", api_version="postgresql.cnpg.io/v1", kind="ScheduledBackup",
