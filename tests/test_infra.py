@@ -230,3 +230,32 @@ def test_migrate_image_pins_what_uv_lock_pins():
     dockerfile = (REPO_ROOT / "infra" / "images" / "migrate" / "Dockerfile").read_text()
     pinned = dict(re.findall(r'"([a-z-]+)\[[a-z]+\]==([0-9.]+)"', dockerfile))
     assert pinned == {"pypgstac": locked["pypgstac"], "psycopg": locked["psycopg"]}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_tiles_reads_the_bucket_through_gdal(stack):
+    """GDAL (titiler's reader) takes its S3 settings from AWS_* variables, not the service's own."""
+    p, storage = program(stack), load_stack(stack).storage
+    data = p.one("ConfigMap", "tiles-config")["data"]
+    host = storage.endpoint.removeprefix("https://")
+    assert {k: v for k, v in data.items() if k.startswith("AWS_")} == {
+        "AWS_S3_ENDPOINT": host, "AWS_HTTPS": "YES", "AWS_VIRTUAL_HOSTING": "FALSE"}
+    env = {e["name"]: e for e in container(p.one("Deployment", "tiles"))["env"]}
+    secret = load_stack(stack).kubernetes.secrets.storage
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+    for other in ("catalog", "timeseries", "downloads"):  # only GDAL readers get GDAL's settings
+        assert not [k for k in p.one("ConfigMap", f"{other}-config")["data"] if k.startswith("AWS_")]
+
+
+def test_gdal_settings_follow_the_storage_section():
+    from eolake_spec.platform import Storage
+
+    assert Storage(kind="s3", bucket="b", endpoint="http://minio:9000", region="eu-west-3").gdal_env() == {
+        "AWS_S3_ENDPOINT": "minio:9000", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+        "AWS_REGION": "eu-west-3"}
+    assert Storage(kind="s3", bucket="b", region="eu-west-3").gdal_env() == {
+        "AWS_VIRTUAL_HOSTING": "TRUE", "AWS_REGION": "eu-west-3"}  # AWS itself
+    assert Storage(kind="local").gdal_env() == {}
+    with pytest.raises(ValueError, match="endpoint"):
+        Storage(kind="s3", bucket="b", endpoint="minio:9000/path")

@@ -46,6 +46,7 @@ class ServiceManifest:
     calls: tuple[str, ...] = ()  # the platform services it sends requests to, by name
     storage: Literal["none", "read", "write"] = "none"  # the platform's storage (local path or bucket)
     secrets: tuple[str, ...] = ()  # platform secrets it reads: "signing" (page tokens), "storage" (S3 keys)
+    gdal: bool = False  # reads the storage through GDAL, which takes its S3 settings from AWS_* variables
     liveness: str = "/healthz"  # touches no dependency
     readiness: str = "/readyz"  # its dependencies answer
 

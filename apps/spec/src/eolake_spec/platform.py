@@ -13,6 +13,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -96,7 +97,8 @@ class Storage(Strict):
     kind: Literal["local", "s3"] = "local"
     path: str = "data"
     bucket: str | None = None
-    endpoint: str | None = None
+    endpoint: str | None = Field(None, pattern=r"^https?://[^/?#]+/?$", description="S3-compatible endpoint "
+                                                                             "URL (scheme://host[:port]); None: AWS")
     region: str | None = None
 
     @model_validator(mode="after")
@@ -104,6 +106,20 @@ class Storage(Strict):
         if self.kind == "s3" and not self.bucket:
             raise ValueError("storage kind s3 needs a bucket")
         return self
+
+    def gdal_env(self) -> dict[str, str]:
+        """GDAL's settings for reading the bucket (/vsis3/, s3:// COGs); the keys come from the storage Secret.
+        An S3-compatible endpoint (MinIO, Ceph…) gets path-style requests; AWS itself, virtual-hosted ones."""
+        if self.kind != "s3":
+            return {}
+        env = {"AWS_VIRTUAL_HOSTING": "TRUE"}
+        if self.endpoint:
+            parts = urlsplit(self.endpoint)
+            env = {"AWS_S3_ENDPOINT": parts.netloc, "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
+                   "AWS_VIRTUAL_HOSTING": "FALSE"}
+        if self.region:
+            env["AWS_REGION"] = self.region
+        return env
 
 
 class Auth(Strict):

@@ -12,4 +12,5 @@ MANIFEST = ServiceManifest(
     database=True,
     storage="read",
     secrets=("storage",),
+    gdal=True,
 )
