@@ -23,9 +23,11 @@ class Worker:
     """Processes that come with a service and serve no route (its job workers)."""
 
     module: str  # run as `python -m module` with the service's settings
-    metrics_port: int  # its /metrics, which is also its probe, in containers and on hosts
+    metrics_port: int  # its /metrics and its probes, in containers and on hosts
     queue_metric: str | None = None  # a gauge of queued jobs: workers scale on it
     base_connections: int = 4  # database connections a worker process holds besides one per running job
+    liveness: str = "/healthz"  # on metrics_port: the process turns (never the database)
+    readiness: str = "/readyz"  # on metrics_port: its job loop runs and reaches the database
 
     def connections(self, concurrency: int) -> int:
         return self.base_connections + concurrency
