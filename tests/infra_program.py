@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import tempfile
 from pathlib import Path
 
 from eolake.paths import REPO_ROOT
@@ -57,3 +58,38 @@ def write_stack(directory: Path, name: str, edit) -> Path:
     path = directory / f"Pulumi.{name}-edited.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+RECOVERY_TARGET = "2026-01-31T10:41:00+00:00"
+
+
+def recovering(platform: dict) -> None:
+    """prod after a bad ingest: a new cluster, restored from eolake-db's backups up to a minute before it."""
+    platform["kubernetes"]["postgres"] |= {"cluster_name": "eolake-db-2",
+                                           "recovery": {"source": "eolake-db", "target_time": RECOVERY_TARGET}}
+
+
+def own_gateway(platform: dict) -> None:
+    """prod behind Gateway API: its own Gateway (Envoy Gateway's class), proxies in envoy-gateway-system."""
+    platform["kubernetes"]["ingress"] |= {"kind": "gateway", "gateway": {"class_name": "eg"},
+                                          "controller_namespace": "envoy-gateway-system"}
+
+
+def shared_gateway(platform: dict) -> None:
+    """staging attached to a Gateway another team runs (Istio's ingress gateway pods in istio-ingress)."""
+    platform["kubernetes"]["ingress"] = {"kind": "gateway",
+                                         "gateway": {"name": "public", "namespace": "gateways", "section": "https"},
+                                         "controller_namespace": "istio-ingress",
+                                         "controller_labels": {"istio": "ingressgateway"}}
+
+
+# Stacks the tests derive from the committed ones: label → (stack, edit of its platform).
+VARIANTS = {"prod-recovery": ("prod", recovering), "prod-gateway": ("prod", own_gateway),
+            "staging-shared-gateway": ("staging", shared_gateway)}
+
+
+@functools.cache
+def variant(label: str) -> str:
+    """The stack file of a variant, written once per test session."""
+    stack, edit = VARIANTS[label]
+    return str(write_stack(Path(tempfile.mkdtemp(prefix=f"eolake-{label}-")), stack, edit))

@@ -20,7 +20,9 @@ Functions
     ``workloads(manifests)``    the Workloads that Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs,
         CronJobs and Pods declare (pod template labels and containerPorts), plus CloudNativePG: a ``Cluster`` X
         gives instance pods (``cnpg.io/cluster: X``, ``cnpg.io/podRole: instance``; TCP 5432 postgresql,
-        9187 metrics, 8000 status) and a ``Pooler`` Y gives PgBouncer pods (``cnpg.io/poolerName: Y``,
+        9187 metrics, 8000 status) and the Job that bootstraps it (``X-initdb``, or ``X-full-recovery`` with
+        ``bootstrap.recovery``: ``cnpg.io/cluster: X``, ``cnpg.io/jobRole``, no port), and a ``Pooler`` Y gives
+        PgBouncer pods (``cnpg.io/poolerName: Y``,
         ``cnpg.io/podRole: pooler`` and, as CloudNativePG >= 1.22 does, ``cnpg.io/cluster: <its cluster>``;
         TCP 5432 pgbouncer, 9127 metrics). Dynamic labels (``cnpg.io/instanceRole``...) are not modelled.
     ``matches(selector, labels)``    a LabelSelector (matchLabels and matchExpressions In, NotIn, Exists,
@@ -132,19 +134,34 @@ def workloads(manifests: Iterable[dict]) -> list[Workload]:
     manifests = list(manifests)
     spaces = {m["metadata"]["name"]: (m["metadata"].get("labels") or {})
               for m in manifests if m.get("kind") == "Namespace" and m.get("apiVersion") == "v1"}
-    found = (_workload(m, spaces) for m in manifests)
-    return [w for w in found if w is not None]
+    return [w for m in manifests for w in _workloads(m, spaces)]
 
 
-def _workload(manifest: dict, spaces: Mapping[str, Mapping[str, str]]) -> Workload | None:
+def _workloads(manifest: dict, spaces: Mapping[str, Mapping[str, str]]) -> list[Workload]:
     cnpg = manifest.get("apiVersion", "").startswith(CNPG_GROUP)
     pod = _cnpg_pod(manifest) if cnpg else _template_pod(manifest)
     if pod is None:
-        return None
+        return []
     labels, ports, names = pod
     meta = manifest["metadata"]
     namespace = meta.get("namespace", "default")
-    return Workload(meta["name"], namespace, labels, ports, names, spaces.get(namespace, {}))
+    found = [Workload(meta["name"], namespace, labels, ports, names, spaces.get(namespace, {}))]
+    job = _cnpg_bootstrap_job(manifest) if cnpg else None
+    if job:
+        found.append(Workload(f"{meta['name']}-{job['cnpg.io/jobRole']}", namespace, job, (), {},
+                              spaces.get(namespace, {})))
+    return found
+
+
+def _cnpg_bootstrap_job(manifest: dict) -> dict[str, str] | None:
+    """The labels of the Job that creates a Cluster's first instance (initdb, or full-recovery from a backup)."""
+    if manifest.get("kind") != "Cluster":
+        return None
+    bootstrap = (manifest.get("spec") or {}).get("bootstrap") or {"initdb": {}}
+    role = "full-recovery" if "recovery" in bootstrap else next(iter(bootstrap))
+    name = manifest["metadata"]["name"]
+    return {"app.kubernetes.io/managed-by": "cloudnative-pg", "cnpg.io/cluster": name, "cnpg.io/jobRole": role,
+            "cnpg.io/instanceName": f"{name}-1"}
 
 
 def _template_pod(manifest: dict) -> tuple[dict, set[Port], dict[str, Port]] | None:

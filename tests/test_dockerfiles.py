@@ -72,7 +72,12 @@ def test_multi_stage(stages):
     assert len(stages) >= 2, "build in one stage, run from a clean second stage"
 
 
-def test_base_images_pinned_to_a_tag(stages):
+def named_contexts(dockerfile: Path) -> set[str]:
+    """The build contexts the header's `docker build` command passes (--build-context NAME=DIR)."""
+    return set(re.findall(r"--build-context ([\w-]+)=", dockerfile.read_text().split("\nFROM ", 1)[0]))
+
+
+def test_base_images_pinned_to_a_tag(dockerfile, stages):
     for stage in stages:
         if stage.image == "scratch" or stage_by_ref(stages, stage.image, stage.index):
             continue
@@ -80,15 +85,15 @@ def test_base_images_pinned_to_a_tag(stages):
     for stage in stages:
         for ins in stage.all("COPY"):
             ref = ins.flags_and_rest()[0].get("from")
-            if ref and not stage_by_ref(stages, ref, stage.index):
+            if ref and not stage_by_ref(stages, ref, stage.index) and ref not in named_contexts(dockerfile):
                 assert image_is_pinned(ref), f"line {ins.line}: COPY --from={ref}: pin a tag or a digest"
 
 
-def test_copy_from_refers_to_an_earlier_stage_or_pinned_image(stages):
+def test_copy_from_refers_to_an_earlier_stage_a_named_context_or_pinned_image(dockerfile, stages):
     for stage in stages:
         for ins in stage.all("COPY"):
             ref = ins.flags_and_rest()[0].get("from")
-            if ref and not stage_by_ref(stages, ref, stage.index):
+            if ref and not stage_by_ref(stages, ref, stage.index) and ref not in named_contexts(dockerfile):
                 assert "/" in ref or ":" in ref, f"line {ins.line}: COPY --from={ref}: no such earlier stage"
 
 
@@ -407,3 +412,57 @@ def test_builder_replay_gives_a_runnable_venv_without_dev_packages(dockerfile, t
 
         unreadable = [p for p in Path(venv).rglob("*") if not p.is_symlink() and not world_readable(p)]
         assert not unreadable, f"not world-readable: {unreadable[:5]}"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The thesaurus image carries its vocabularies where `python -m eolake_thesaurus.prepare` reads them.
+# ----------------------------------------------------------------------------------------------------------
+
+SHARED_THESAURI = ROOT.parent / "shared" / "data" / "thesauri"
+
+
+def _checked_vocabularies(stages: list[Stage]) -> tuple[Stage, list[str], str]:
+    """The stage that checks the vocabularies, the files it takes from the named context, its check command."""
+    checked = stage_by_ref(stages, "vocabularies-checked", len(stages))
+    assert checked is not None, "no stage checks the vocabularies"
+    (take,) = [i for i in checked.all("COPY") if i.flags_and_rest()[0].get("from") == "vocabularies"]
+    (check,) = checked.all("RUN")
+    return checked, take.words()[:-1], check.flags_and_rest()[1]
+
+
+def test_thesaurus_image_carries_the_vocabularies_where_prepare_reads_them(tmp_path):
+    from eolake_thesaurus.demo import DEMO
+    from eolake_thesaurus.prepare import IMAGE_VOCABULARIES
+
+    dockerfile = ROOT / "apps" / "thesaurus" / "Dockerfile"
+    stages = parse_dockerfile(dockerfile)
+    assert "vocabularies" in named_contexts(dockerfile)
+    _, files, check = _checked_vocabularies(stages)
+    assert sorted(files) == sorted(name for name, _, _ in DEMO)
+    copies = [i.words() for i in stages[-1].all("COPY") if i.flags_and_rest()[0].get("from") == "vocabularies-checked"]
+    assert copies == [["/vocabularies", str(IMAGE_VOCABULARIES)]]
+
+    # The build's checksum step, replayed on the project's sample files: they pass, a changed byte does not.
+    image = tmp_path / "image"
+    vocabularies = image / IMAGE_VOCABULARIES.relative_to("/")
+    vocabularies.mkdir(parents=True)
+    for name in files:
+        shutil.copy(SHARED_THESAURI / name, vocabularies / name)
+    replayed = check.replace("/vocabularies", str(vocabularies))
+    assert subprocess.run(["/bin/sh", "-c", replayed], capture_output=True).returncode == 0
+    tampered = tmp_path / "tampered"
+    shutil.copytree(vocabularies, tampered)
+    (tampered / files[0]).write_bytes((tampered / files[0]).read_bytes() + b" ")
+    assert subprocess.run(["/bin/sh", "-c", check.replace("/vocabularies", str(tampered))],
+                          capture_output=True).returncode != 0
+
+    # The init container's command on that layout: the index is filled from the image's files.
+    env = {**os.environ, "EOLAKE_THESAURUS_STORAGE_PATH": str(tmp_path / "data"),
+           "EOLAKE_THESAURUS_VOCABULARIES": str(vocabularies)}
+    prepared = subprocess.run([sys.executable, "-m", "eolake_thesaurus.prepare"], env=env, capture_output=True,
+                              text=True, timeout=300)
+    assert prepared.returncode == 0, prepared.stderr
+    assert "filled; imported gemet, gemet, inspire" in prepared.stdout
+    empty = subprocess.run([sys.executable, "-m", "eolake_thesaurus.prepare", str(tmp_path / "nothing")],
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "no vocabulary file" in empty.stderr

@@ -24,7 +24,7 @@ from eolake_client import Client, Interrupted, NotFound, QuotaExceeded, Unauthor
 from eolake.demo import generate_hydrology
 from eolake.ingest import ingest
 from eolake_kit.auth import create_api_key
-from servers import moto_server, private_cluster, service_process, wait_until
+from servers import free_port, moto_server, private_cluster, service_process, wait_until
 
 PROBLEM = "application/problem+json"
 COLLECTION = "dl-test"
@@ -115,11 +115,12 @@ class Workers:
     def __init__(self, env: dict[str, str], logs: Path):
         self.env, self.logs, self.procs = env, logs, []
 
-    def start(self, n: int = 1) -> list[subprocess.Popen]:
+    def start(self, n: int = 1, extra: dict[str, str] | None = None) -> list[subprocess.Popen]:
         started = []
         for _ in range(n):
             log = open(self.logs / f"worker-{len(self.procs)}.log", "wb")
-            proc = subprocess.Popen([sys.executable, "-m", "eolake_downloads.worker"], env={**os.environ, **self.env},
+            proc = subprocess.Popen([sys.executable, "-m", "eolake_downloads.worker"],
+                                    env={**os.environ, **self.env, **(extra or {})},
                                     stdout=log, stderr=subprocess.STDOUT)
             self.procs.append(proc)
             started.append(proc)
@@ -487,13 +488,24 @@ def test_postgres_restart_loses_no_order(world):
         assert r.status_code == 503 and r.headers["content-type"] == PROBLEM
         assert httpx.get(world["url"] + "/readyz").status_code == 503
         assert httpx.get(world["url"] + "/healthz").status_code == 200
-        [worker] = workers.start(1)  # starts while the database is down: it keeps trying, it does not exit
-        time.sleep(3)
-        assert worker.poll() is None
+        # It starts while the database is down: it keeps trying, it does not exit; alive, but not ready.
+        port = free_port()
+        [worker] = workers.start(1, {"EOLAKE_DOWNLOADS_WORKER_METRICS_PORT": str(port)})
+        probe = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: probe_status(probe + "/healthz") == 200, 90)
+        assert probe_status(probe + "/readyz") == 503 and worker.poll() is None
     finally:
         cluster.start()
+    assert wait_until(lambda: probe_status(probe + "/readyz") == 200, 90), "the worker never became ready"
     done = wait_final(http, placed["id"], timeout=90)
     assert done["status"] == "succeeded" and done["progress"]["ready"] == 2
+
+
+def probe_status(url: str) -> int | None:
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.TransportError:
+        return None
 
 
 # ---------------------------------------------------------------- S3 (a real S3-compatible server on loopback)

@@ -6,7 +6,7 @@ import hashlib
 import json
 
 import pytest
-from infra_program import STACKS, config, program, releases, render
+from infra_program import STACKS, program, releases, render
 
 from eolake_spec import load_stack
 
@@ -96,7 +96,7 @@ def test_network_policies(stack, name):
     rule, *callers = policy["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": port}]
     sources = [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in rule["from"]]
-    assert sources == ["ingress-nginx", "monitoring"]
+    assert sources == [load_stack(stack).kubernetes.ingress.proxy_namespace, "monitoring"]
     ctx = p.context
     calling = sorted(n for n in ctx.services if name in ctx.manifest(n).calls)
     assert [peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
@@ -163,20 +163,21 @@ def test_migrations_complete_before_the_deployment(stack, name):
     assert job.urn in p.recorded("Deployment", name).dependencies
     spec = job.manifest["spec"]["template"]["spec"]
     assert spec["restartPolicy"] == "OnFailure" and spec["securityContext"]["runAsNonRoot"] is True
-    cluster = p.recorded("Cluster", config.CLUSTER)
+    cluster = p.recorded("Cluster", p.context.cluster)
     assert cluster.urn in job.dependencies or cluster.parent in job.dependencies
 
 
 @pytest.mark.parametrize("stack,instances", [("dev", 1), ("staging", 2), ("prod", 3)])
 def test_database_cluster_pooler_backups(stack, instances):
     p = program(stack)
-    cluster = p.one("Cluster", config.CLUSTER)["spec"]
+    name = load_stack(stack).kubernetes.postgres.cluster_name
+    cluster = p.one("Cluster", name)["spec"]
     assert cluster["instances"] == instances
     assert cluster["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://")
     assert cluster["postgresql"]["parameters"]["max_connections"] == str(load_stack(stack).database.max_connections)
-    assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == config.CLUSTER
+    assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == name
     (backup,) = p.of_kind("ScheduledBackup")
-    assert backup["spec"]["cluster"]["name"] == config.CLUSTER and backup["spec"]["schedule"]
+    assert backup["spec"]["cluster"]["name"] == name and backup["spec"]["schedule"]
     assert {"eolake-db-netpol", "eolake-db-pooler-netpol"} <= {n["metadata"]["name"] for n in p.of_kind(
         "NetworkPolicy")}
 
@@ -229,3 +230,32 @@ def test_migrate_image_pins_what_uv_lock_pins():
     dockerfile = (REPO_ROOT / "infra" / "images" / "migrate" / "Dockerfile").read_text()
     pinned = dict(re.findall(r'"([a-z-]+)\[[a-z]+\]==([0-9.]+)"', dockerfile))
     assert pinned == {"pypgstac": locked["pypgstac"], "psycopg": locked["psycopg"]}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_tiles_reads_the_bucket_through_gdal(stack):
+    """GDAL (titiler's reader) takes its S3 settings from AWS_* variables, not the service's own."""
+    p, storage = program(stack), load_stack(stack).storage
+    data = p.one("ConfigMap", "tiles-config")["data"]
+    host = storage.endpoint.removeprefix("https://")
+    assert {k: v for k, v in data.items() if k.startswith("AWS_")} == {
+        "AWS_S3_ENDPOINT": host, "AWS_HTTPS": "YES", "AWS_VIRTUAL_HOSTING": "FALSE"}
+    env = {e["name"]: e for e in container(p.one("Deployment", "tiles"))["env"]}
+    secret = load_stack(stack).kubernetes.secrets.storage
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+    for other in ("catalog", "timeseries", "downloads"):  # only GDAL readers get GDAL's settings
+        assert not [k for k in p.one("ConfigMap", f"{other}-config")["data"] if k.startswith("AWS_")]
+
+
+def test_gdal_settings_follow_the_storage_section():
+    from eolake_spec.platform import Storage
+
+    assert Storage(kind="s3", bucket="b", endpoint="http://minio:9000", region="eu-west-3").gdal_env() == {
+        "AWS_S3_ENDPOINT": "minio:9000", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+        "AWS_REGION": "eu-west-3"}
+    assert Storage(kind="s3", bucket="b", region="eu-west-3").gdal_env() == {
+        "AWS_VIRTUAL_HOSTING": "TRUE", "AWS_REGION": "eu-west-3"}  # AWS itself
+    assert Storage(kind="local").gdal_env() == {}
+    with pytest.raises(ValueError, match="endpoint"):
+        Storage(kind="s3", bucket="b", endpoint="minio:9000/path")

@@ -7,12 +7,20 @@ from __future__ import annotations
 import netpol
 import pytest
 import yaml
-from infra_program import STACKS, program, rendered
+from infra_program import STACKS, VARIANTS, program, rendered, variant
 
 METADATA = netpol.ip("169.254.169.254/32", ("TCP", 80), ("TCP", 443), name="metadata")
-OUTSIDE = (netpol.INGRESS_NGINX, netpol.PROMETHEUS, netpol.KUBE_DNS, netpol.CNPG_OPERATOR, netpol.INTERNET,
-           METADATA)
 STRANGER = netpol.external("stranger", "default", {"app": "anything"})
+
+
+def outside(stack: str) -> tuple:
+    """The pods and addresses around the namespace; `ingress` is the stack's ingress controller or Gateway proxy,
+    and `neighbour` another pod of its namespace (admitted only when the spec names no proxy labels)."""
+    settings = program(stack).context.k8s.ingress
+    proxy = netpol.external("ingress", settings.proxy_namespace, settings.proxy_labels or {"app": "proxy"},
+                            {"http": ("TCP", 8080)})
+    neighbour = netpol.external("neighbour", settings.proxy_namespace, {"app": "neighbour"})
+    return (proxy, neighbour, netpol.PROMETHEUS, netpol.KUBE_DNS, netpol.CNPG_OPERATOR, netpol.INTERNET, METADATA)
 
 
 def manifests(stack: str) -> list[dict]:
@@ -26,7 +34,8 @@ def needed(stack: str) -> set[tuple[str, str, int]]:
     edges: set[tuple[str, str, int]] = set()
     for name in ctx.services:
         m = ctx.manifest(name)
-        edges |= {(caller, name, m.port) for caller in ("ingress-nginx", "prometheus")}
+        callers = ["ingress", "prometheus", *([] if ctx.k8s.ingress.proxy_labels else ["neighbour"])]
+        edges |= {(caller, name, m.port) for caller in callers}
         edges |= {(name, callee, ctx.manifest(callee).port) for callee in m.calls if callee in ctx.services}
         if m.database:
             edges.add((name, pooler, 5432))
@@ -40,25 +49,30 @@ def allowed(stack: str) -> set[tuple[str, str, int]]:
     controller, Prometheus or a stranger pod."""
     ctx = program(stack).context
     ours = {*ctx.services, *(f"{n}-worker" for n in ctx.services if ctx.manifest(n).worker), ctx.pooler}
-    relevant = ours | {"ingress-nginx", "prometheus", "stranger"}
-    found = netpol.flows(manifests(stack), extra=(*OUTSIDE, STRANGER))
+    relevant = ours | {"ingress", "neighbour", "prometheus", "stranger"}
+    found = netpol.flows(manifests(stack), extra=(*outside(stack), STRANGER))
     return {(src, dst, port) for src, dst, protocol, port in found
             if protocol == "TCP" and src in relevant and dst in ours and (src in ours or dst in ours)
             and not (dst == ctx.pooler and port != 5432)}  # the pooler's metrics port: scraped, not needed here
 
 
-@pytest.mark.parametrize("stack", STACKS)
+# The committed stacks, and the variants: prod recovering into a new database cluster (test_infra_recovery.py),
+# behind its own Gateway, staging behind a shared one (test_infra_ingress.py).
+ALL = [*STACKS, *(pytest.param(variant(label), id=label) for label in VARIANTS)]
+
+
+@pytest.mark.parametrize("stack", ALL)
 def test_allowed_flows_equal_the_needed_graph(stack):
     want, have = needed(stack), allowed(stack)
     assert not want - have, f"needed but blocked: {sorted(want - have)}"
     assert not have - want, f"allowed but not needed: {sorted(have - want)}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL)
 def test_services_never_reach_the_metadata_service_or_each_other_unasked(stack):
-    found = netpol.flows(manifests(stack), extra=OUTSIDE)
+    found = netpol.flows(manifests(stack), extra=outside(stack))
     ctx = program(stack).context
-    outsiders = {e.name for e in OUTSIDE}
+    outsiders = {e.name for e in outside(stack)}
     assert not {(s, d) for s, d, _, _ in found if d == "metadata" and s not in outsiders}
     internet = {s for s, d, _, _ in found if d == "internet"}
     external_users = {n for n in ctx.services if {"storage"} & set(ctx.manifest(n).secrets)

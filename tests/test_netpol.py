@@ -218,7 +218,7 @@ def test_workloads_from_manifests():
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"}},
     ]
     found = {w.name: w for w in workloads(manifests)}
-    assert sorted(found) == ["nightly", "pg", "pg-rw", "web"]
+    assert sorted(found) == ["nightly", "pg", "pg-initdb", "pg-rw", "web"]
     web = found["web"]
     assert (web.namespace, web.labels, web.ports) == ("shop", {"app": "web"}, {("TCP", 8080), ("UDP", 53)})
     assert web.port_names == {"http": ("TCP", 8080)}
@@ -228,6 +228,11 @@ def test_workloads_from_manifests():
     assert {("TCP", 5432), ("TCP", 9187)} <= found["pg"].ports
     assert found["pg-rw"].labels["cnpg.io/poolerName"] == "pg-rw" and ("TCP", 5432) in found["pg-rw"].ports
     assert found["pg-rw"].labels["cnpg.io/podRole"] == "pooler"
+    assert found["pg-initdb"].labels["cnpg.io/jobRole"] == "initdb" and not found["pg-initdb"].ports
+    restored = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg2"},
+                "spec": {"bootstrap": {"recovery": {"source": "pg"}}}}
+    job = {w.name: w for w in workloads([restored])}["pg2-full-recovery"]
+    assert job.labels["cnpg.io/cluster"] == "pg2" and job.labels["cnpg.io/jobRole"] == "full-recovery"
 
 
 def test_flows_lists_every_allowed_pair_on_declared_and_probed_ports():

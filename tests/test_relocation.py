@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from infra_program import Program, render, write_stack
+from infra_program import Program, own_gateway, render, write_stack
 
 from eolake_spec import load_stack, manifests
 
@@ -43,3 +43,14 @@ def test_kubernetes_render_follows_moved_prefixes(tmp_path):
     for config_map in program.of_kind("ConfigMap"):
         if config_map["metadata"]["name"].endswith("-config"):
             assert '/stac"' not in json.dumps(config_map["data"]), config_map["metadata"]["name"]
+
+
+def test_gateway_route_follows_moved_prefixes(tmp_path):
+    def moved_behind_gateway(platform: dict) -> None:
+        moved(platform)
+        own_gateway(platform)
+    stack = write_stack(tmp_path, "prod", moved_behind_gateway)
+    program = Program(str(stack), render.run(stack))
+    paths = {rule["matches"][0]["path"]["value"]: rule["backendRefs"][0]["name"]
+             for rule in program.one("HTTPRoute", "eolake")["spec"]["rules"]}
+    assert paths == {**{f"/x-{n}": n for n in program.context.services if n != "web"}, "/": "web"}

@@ -8,8 +8,6 @@ from urllib.parse import urlsplit
 from eolake_spec import Kubernetes, Platform, Service, ServiceManifest
 
 APP_ROLE = "eolake_app"  # what services connect as (pgstac_ingest), as in the embedded runner
-CLUSTER = "eolake-db"  # the CloudNativePG Cluster; its Services are eolake-db-rw/-ro/-r
-INSTANCES = {"cnpg.io/cluster": CLUSTER, "cnpg.io/podRole": "instance"}  # its database pods (not the pooler's)
 RUN_AS = 10001  # the uid/gid the images create (apps/*/Dockerfile)
 SURGE = 1  # extra pod per Deployment during a rolling update
 
@@ -35,6 +33,18 @@ class Context:
     @property
     def pooler(self) -> str:
         return self.platform.database.host
+
+    @property
+    def cluster(self) -> str:
+        """The CloudNativePG Cluster (kubernetes.postgres.cluster_name); its Services are <name>-rw/-ro/-r."""
+        return self.k8s.postgres.cluster_name
+
+    @property
+    def database_pods(self) -> dict:
+        """A selector for the cluster's PostgreSQL pods: its instances and the Jobs that create them (initdb, join,
+        full-recovery; they carry the cluster label too), never its pooler's pods (which carry it as well)."""
+        return {"match_labels": {"cnpg.io/cluster": self.cluster},
+                "match_expressions": [{"key": "cnpg.io/poolerName", "operator": "DoesNotExist"}]}
 
     @property
     def services(self) -> dict[str, Service]:
@@ -99,6 +109,9 @@ def resolve(platform: Platform, source: str) -> Context:
             "storage" in ctx.manifest(n).secrets for n in ctx.services):
         problems.append("kubernetes.secrets.storage: missing: storage is s3 and services read it; name the Secret "
                         "holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if ctx.cluster == ctx.pooler:
+        problems.append(f"kubernetes.postgres.cluster_name: {ctx.cluster!r} is also database.host, the pooler's "
+                        "name; CloudNativePG needs them different")
     problems += connection_budget(ctx)
     if problems:
         raise InfraError(f"{source}: cannot deploy to Kubernetes:\n  " + "\n  ".join(problems))

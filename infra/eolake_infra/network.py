@@ -6,9 +6,17 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-INGRESS_CONTROLLER = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
-                      "pod_selector": {"match_labels": {"app.kubernetes.io/name": "ingress-nginx"}}}
 DATABASE_CLIENT = "eolake.io/database-client"  # pod label the pooler admits
+
+
+def ingress_proxies(ctx) -> dict:
+    """The pods that forward public requests: ingress-nginx's controller, or the Gateway's proxies (the spec's
+    kubernetes.ingress.controller_namespace and controller_labels)."""
+    settings = ctx.k8s.ingress
+    peer: dict = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": settings.proxy_namespace}}}
+    if settings.proxy_labels:
+        peer["pod_selector"] = {"match_labels": settings.proxy_labels}
+    return peer
 
 
 def prometheus(monitoring_namespace: str) -> dict:
@@ -40,7 +48,7 @@ def url_port(url: str) -> int:
 def service_policy(ctx, name: str, labels: dict[str, str]) -> dict:
     m = ctx.manifest(name)
     callers = [ctx.labels(other) for other in sorted(ctx.services) if name in ctx.manifest(other).calls]
-    ingress = [{"from": [INGRESS_CONTROLLER, prometheus(ctx.k8s.monitoring_namespace)], "ports": tcp(m.port)}]
+    ingress = [{"from": [ingress_proxies(ctx), prometheus(ctx.k8s.monitoring_namespace)], "ports": tcp(m.port)}]
     if callers:
         ingress.append({"from": [pods(c) for c in callers], "ports": tcp(m.port)})
     egress = [{"to": [pods(ctx.labels(callee))], "ports": tcp(ctx.manifest(callee).port)}

@@ -31,6 +31,8 @@ class Recorded:
     custom: bool
     dependencies: list[str]
     state: dict = field(default_factory=dict)
+    replace_on_changes: list[str] = field(default_factory=list)
+    delete_before_replace: bool = False
 
     @property
     def manifest(self) -> dict | None:
@@ -48,7 +50,7 @@ class _Mocks(pulumi.runtime.Mocks):
 
 
 class _Monitor(mocks.MockMonitor):
-    """Also keeps what MockResourceArgs leaves out: parent and depends_on."""
+    """Also keeps what MockResourceArgs leaves out: parent, depends_on and the replacement options."""
 
     def __init__(self):
         super().__init__(_Mocks())
@@ -58,7 +60,8 @@ class _Monitor(mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self.recorded.append(Recorded(response.urn, request.type, request.name, request.parent, request.custom,
-                                          sorted(request.dependencies), clean(self.resources[response.urn].state)))
+                                          sorted(request.dependencies), clean(self.resources[response.urn].state),
+                                          list(request.replaceOnChanges), request.deleteBeforeReplace))
         return response
 
 

@@ -73,7 +73,7 @@ class ServiceComponent(pulumi.ComponentResource):
 
     def config_data(self) -> dict[str, str]:
         """Platform.service_env (the single translation of the spec, peers at their cluster DNS names) plus where
-        to listen: never a secret."""
+        to listen and, for a service reading the storage through GDAL, GDAL's S3 settings: never a secret."""
         data = dict(self.ctx.platform.service_env(self.name, self.ctx.origins))
         data[self.env_prefix + "HOST"] = "0.0.0.0"
         data[self.env_prefix + "PORT"] = str(self.manifest.port)
@@ -81,6 +81,8 @@ class ServiceComponent(pulumi.ComponentResource):
             data[self.env_prefix + "AUTH__API_KEYS_FILE"] = f"{API_KEYS_DIR}/api-keys"
         if self.manifest.prepare:
             data[self.env_prefix + "STORAGE_PATH"] = DATA_DIR
+        if self.manifest.gdal:
+            data |= self.ctx.platform.storage.gdal_env()
         return dict(sorted(data.items()))
 
     def _config_map(self, opts: pulumi.ResourceOptions) -> k8s.core.v1.ConfigMap:

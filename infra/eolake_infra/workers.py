@@ -3,7 +3,8 @@
 - The schema Job runs the service's image as the database superuser (like the pgstac migrations, after them):
   `python -m <schema module> "" <app role>` creates the service's own schema, owned by the app role, idempotently.
 - The worker Deployment runs `python -m <worker module>` from the same image and ConfigMap, exports /metrics on its
-  own port (the worker's probes ask it: the process answers), stages files into a scratch volume, and is scaled by an
+  own port, where its probes ask /healthz (the process turns) and /readyz (its job loop reaches the database),
+  stages files into a scratch volume, and is scaled by an
   HPA on the External metric eolake_download_queue_depth (served by prometheus-adapter as max over the service's
   pods): desired workers = queue depth / files per worker.
 """
@@ -16,7 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from eolake_infra import network, pods
-from eolake_infra.config import APP_ROLE, CLUSTER
+from eolake_infra.config import APP_ROLE
 from eolake_infra.database import MIGRATE_LABELS
 
 SCRATCH = "/var/lib/eolake"  # staging area for files being fetched and verified
@@ -27,9 +28,9 @@ FILES_PER_WORKER = "10"
 def schema_job(component, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
     ctx, image = component.ctx, component.ctx.image(component.name)
     name = f"{component.name}-schema-" + hashlib.sha256(image.encode()).hexdigest()[:10]
-    superuser = f"{CLUSTER}-superuser"
+    superuser = f"{ctx.cluster}-superuser"
     env = [
-        {"name": "PGHOST", "value": f"{CLUSTER}-rw"}, {"name": "PGPORT", "value": "5432"},
+        {"name": "PGHOST", "value": f"{ctx.cluster}-rw"}, {"name": "PGPORT", "value": "5432"},
         {"name": "PGDATABASE", "value": ctx.platform.database.name},
         {"name": "PGUSER", "value_from": {"secret_key_ref": {"name": superuser, "key": "username"}}},
         {"name": "PGPASSWORD", "value_from": {"secret_key_ref": {"name": superuser, "key": "password"}}},
@@ -66,7 +67,8 @@ def worker(component, opts: pulumi.ResourceOptions, monitoring_crds: list[pulumi
         "ports": [{"name": "metrics", "container_port": port, "protocol": "TCP"}],
         "env_from": [{"config_map_ref": {"name": f"{component.name}-config"}}], "env": env,
         "resources": pods.resources(component.spec.resources), "security_context": pods.container_security(),
-        "volume_mounts": [pods.TMP_MOUNT, {"name": "scratch", "mount_path": SCRATCH}], **pods.probes("metrics"),
+        "volume_mounts": [pods.TMP_MOUNT, {"name": "scratch", "mount_path": SCRATCH}],
+        **pods.probes("metrics", component.manifest.worker.liveness, component.manifest.worker.readiness),
     }
     replicas = max(1, component.spec.worker_replicas)
     k8s.apps.v1.Deployment(f"{name}-deployment", metadata={**meta, "annotations": pods.CHECKOV_SKIPS}, spec={

@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from eolake_thesaurus.prepare import IMAGE_VOCABULARIES
+
 from eolake_spec import manifest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,11 +41,22 @@ SERVICES: dict[str, dict] = {
         "summary": "eolake thesaurus image (SKOS vocabularies in an embedded SQLite index, Skosmos-compatible REST API).",
         "label": "eolake thesaurus service: SKOS vocabularies with a Skosmos-compatible API",
         "env": {"STORAGE_PATH": "/data"},
-        "usage": ["docker run --read-only --tmpfs /tmp -v thesaurus-data:/data -p 8085:8085 \\",
+        "build": "--build-context vocabularies=../shared/data/thesauri ",
+        "usage": ["docker run --read-only --tmpfs /tmp -v thesaurus-data:/data eolake-thesaurus \\",
+                  "    /app/.venv/bin/python -m eolake_thesaurus.prepare   # once: the index, from the image's files",
+                  "docker run --read-only --tmpfs /tmp -v thesaurus-data:/data:ro -p 8085:8085 \\",
                   "    -e EOLAKE_THESAURUS_STORAGE_PATH=/data eolake-thesaurus",
                   "",
-                  "The index (/data/thesaurus/index.sqlite) is built beforehand with `eolake thesaurus import FILE`",
-                  "(a job): the service only reads it."],
+                  "The vocabularies (GEMET en+fr, EEA; INSPIRE themes, European Commission; public, re-use with",
+                  "attribution) are not in the repository: the build takes them from the named build context",
+                  "`vocabularies` (a directory holding the files below, e.g. downloaded from the EEA and the INSPIRE",
+                  "registry) and refuses any file whose SHA-256 is not the one pinned here."],
+        # Files the image carries for `python -m eolake_thesaurus.prepare` (its default directory), by SHA-256.
+        "data": {"context": "vocabularies", "target": str(IMAGE_VOCABULARIES), "files": {
+            "gemet-en.rdf": "00485117f5a52042eb4e825a54552fa30cbae56c94b7c68f4c88a8cdffcd3aca",
+            "gemet-fr.rdf": "6f7aa7dc68a3d7621a7fc621a5b9170b4bd1f912bdab1bb8f209b9d242ce8b4c",
+            "inspire-theme.rdf": "cdb57c387ca7e669e2d7cce2ba24de7787c7b7dbc3a2bba64464257c84609016",
+        }},
     },
     "search": {
         "summary": "eolake federated search image (STAC API over several providers, queried in parallel; EODAG offline).",
@@ -72,7 +85,7 @@ TEMPLATE = """{summary}
 #
 # The build context is the repository root (the uv workspace), not this directory:
 #
-#   docker build -f apps/{name}/Dockerfile -t eolake-{name} .
+#   docker build {build}-f apps/{name}/Dockerfile -t eolake-{name} .
 #
 # Run it with a read-only root filesystem; the only writable path the service may use is /tmp:
 #
@@ -111,7 +124,7 @@ COPY apps/{name}/src apps/{name}/src
 RUN --mount=type=cache,target=/root/.cache/uv \\
     uv sync --frozen --package eolake-{name} --no-dev --no-editable
 
-# ---------------------------------------------------------------------------------------------------------
+{data_stage}# ---------------------------------------------------------------------------------------------------------
 # Runtime: the same base (the venv's python links to /usr/local/bin/python3.11), no uv, no build tools,
 # no sources; just the venv, owned by root and read-only for the service user.
 # ---------------------------------------------------------------------------------------------------------
@@ -125,7 +138,7 @@ RUN groupadd --system --gid 10001 eolake \\
        --shell /usr/sbin/nologin eolake
 
 COPY --from=builder /app/.venv /app/.venv
-
+{data_copy}
 ENV PATH=/app/.venv/bin:$PATH \\
     PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
@@ -153,12 +166,38 @@ def members() -> str:
     return "".join(f"COPY {n}/pyproject.toml {n}/pyproject.toml\n" for n in names)
 
 
+DATA_STAGE = """# ---------------------------------------------------------------------------------------------------------
+# Data: the files of the build context `{context}` (docker build --build-context {context}=DIR), each checked
+# against its pinned SHA-256; a missing or different file fails the build.
+# ---------------------------------------------------------------------------------------------------------
+FROM python:3.11-slim-bookworm AS {context}-checked
+
+COPY --from={context} {names} /{context}/
+RUN cd /{context} && printf '%s  %s\\n' \\
+{sums}    | sha256sum --check --strict - \\
+    && chmod 0444 /{context}/*
+
+"""
+
+
+def data_stage(data: dict | None) -> tuple[str, str]:
+    """The stage that checks a service's data files, and the COPY that puts them into the runtime image."""
+    if not data:
+        return "", ""
+    context, files = data["context"], data["files"]
+    sums = "".join(f"        {digest} {name} \\\n" for name, digest in files.items())
+    stage = DATA_STAGE.format(context=context, names=" ".join(files), sums=sums)
+    return stage, f"COPY --from={context}-checked /{context} {data['target']}\n"
+
+
 def render(name: str) -> str:
     s = SERVICES[name]
     usage = "".join(f"#   {line}\n" if line else "#\n" for line in s["usage"])
     env = "".join(f"    EOLAKE_{name.upper()}_{key}={value} \\\n" for key, value in s.get("env", {}).items())
+    stage, copy = data_stage(s.get("data"))
     return TEMPLATE.format(summary="# " + s["summary"], usage=usage, members=members(), label=s["label"],
-                           port=manifest(name).port, name=name, NAME=name.upper(), env=env)
+                           port=manifest(name).port, name=name, NAME=name.upper(), env=env,
+                           build=s.get("build", ""), data_stage=stage, data_copy=copy)
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,8 @@
 """Download workers: procrastinate jobs that stage one file each, plus a maintenance loop (stalled jobs, lost
-jobs, expiry, temporary files). Run with `python -m eolake_downloads.worker`; any number of them, on any host."""
+jobs, expiry, temporary files). Run with `python -m eolake_downloads.worker`; any number of them, on any host.
+
+With a metrics port, the worker answers there: /metrics, /healthz (liveness: its event loop turns; never the
+database) and /readyz (readiness: the job loop runs and its last sweep of the database succeeded recently)."""
 
 from __future__ import annotations
 
@@ -8,14 +11,17 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import procrastinate
 import psycopg
 import psycopg_pool
-from prometheus_client import start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.rows import dict_row
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -28,6 +34,59 @@ from eolake_kit.logs import configure_logging
 log = logging.getLogger("eolake.downloads.worker")
 TASK = "eolake_downloads.stage_file"
 FINAL_FILE_STATES = ("ready", "failed", "canceled", "expired")
+
+
+class Health:
+    """What the probes report: `beat` (the event loop turned), `swept` (a maintenance sweep of the database
+    succeeded), `working` (procrastinate's worker is running). Times from `clock` (monotonic seconds)."""
+
+    BEAT_SECONDS = 1.0
+
+    def __init__(self, ready_within: float, alive_within: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.ready_within, self.alive_within, self.clock = ready_within, alive_within, clock
+        self.beat: float | None = None
+        self.swept: float | None = None
+        self.working = False
+
+    def alive(self) -> bool:
+        return self.beat is not None and self.clock() - self.beat <= self.alive_within
+
+    def ready(self) -> bool:
+        return self.working and self.swept is not None and self.clock() - self.swept <= self.ready_within
+
+    async def beating(self) -> None:
+        while True:
+            self.beat = self.clock()
+            await asyncio.sleep(self.BEAT_SECONDS)
+
+
+def serve_probes(health: Health, host: str, port: int) -> ThreadingHTTPServer:
+    """/metrics, /healthz and /readyz on `port`, in a daemon thread."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                ok = health.alive() if path == "/healthz" else health.ready() and health.alive()
+                self._send(200 if ok else 503, b"ok\n" if ok else b"unavailable\n", "text/plain")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:  # probes every few seconds: not worth a log line each
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="probes", daemon=True).start()
+    return server
 
 
 def file_lock(file_id: str) -> str:
@@ -197,8 +256,15 @@ def _remove_old_temporaries(tmp_dir: Path, older_than: float) -> None:
             pass
 
 
-async def run(settings: DownloadsSettings) -> None:
+def health_for(settings: DownloadsSettings) -> Health:
+    """Ready while a sweep succeeded within three maintenance intervals (at least the stalled-worker timeout)."""
+    return Health(ready_within=max(3 * settings.maintenance_interval, settings.stalled_seconds))
+
+
+async def run(settings: DownloadsSettings, health: Health | None = None) -> None:
     app, stager = build(settings)
+    health = health or health_for(settings)
+    beating = asyncio.create_task(health.beating())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -216,8 +282,10 @@ async def run(settings: DownloadsSettings) -> None:
                     fetch_job_polling_interval=2.0))
                 log.info("worker started", extra={"worker": name})
                 while not stop.is_set() and not worker.done():
+                    health.working = True
                     try:
                         await maintenance(app, stager, settings)
+                        health.swept = health.clock()
                         delay = 1.0
                     except Exception as e:
                         log.warning("maintenance failed: %s", e)
@@ -225,6 +293,7 @@ async def run(settings: DownloadsSettings) -> None:
                         await asyncio.wait_for(stop.wait(), settings.maintenance_interval)
                     except TimeoutError:
                         pass
+                health.working = False
                 worker.cancel()  # procrastinate stops gracefully on cancellation: running jobs finish first
                 try:
                     await worker
@@ -238,15 +307,17 @@ async def run(settings: DownloadsSettings) -> None:
             except TimeoutError:
                 pass
             delay = min(delay * 2, 30)
+    beating.cancel()
     stager.pool.close()
 
 
 def main() -> None:
     settings = DownloadsSettings()
     configure_logging("downloads-worker", settings.log_level)
+    health = health_for(settings)
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.host)
-    asyncio.run(run(settings))
+        serve_probes(health, settings.host, settings.worker_metrics_port)
+    asyncio.run(run(settings, health))
 
 
 if __name__ == "__main__":

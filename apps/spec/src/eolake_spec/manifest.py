@@ -24,9 +24,11 @@ class Worker:
     """Processes that come with a service and serve no route (its job workers)."""
 
     module: str  # run as `python -m module` with the service's settings
-    metrics_port: int  # its /metrics, which is also its probe, in containers and on hosts
+    metrics_port: int  # its /metrics and its probes, in containers and on hosts
     queue_metric: str | None = None  # a gauge of queued jobs: workers scale on it
     base_connections: int = 4  # database connections a worker process holds besides one per running job
+    liveness: str = "/healthz"  # on metrics_port: the process turns (never the database)
+    readiness: str = "/readyz"  # on metrics_port: its job loop runs and reaches the database
 
     def connections(self, concurrency: int) -> int:
         return self.base_connections + concurrency
@@ -64,6 +66,7 @@ class ServiceManifest:
     secrets: tuple[str, ...] = ()  # platform secrets it reads: "signing" (page tokens), "storage" (S3 keys)
     openapi: str | None = "/openapi.json"  # where it serves its OpenAPI document, below its prefix
     public_routes: tuple[PublicRoute, ...] = ()  # non-GET routes open to anyone, each with its reason
+    gdal: bool = False  # reads the storage through GDAL, which takes its S3 settings from AWS_* variables
     liveness: str = "/healthz"  # touches no dependency
     readiness: str = "/readyz"  # its dependencies answer
     # Expensive routes, rate-limited per user or client address: regular expressions matched at the start of

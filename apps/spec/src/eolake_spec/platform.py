@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -36,6 +38,7 @@ MAX_STACK_NODES = 100_000  # after aliases are expanded
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 MIN_MEMORY_LIMIT = 64 * 2**20
 QUANTITY_FACTORS = {"m": 0.001, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+DNS_LABEL = r"^[a-z]([a-z0-9-]{0,48}[a-z0-9])?$"
 
 
 def _installed(name: str) -> str:
@@ -170,7 +173,8 @@ class Storage(Strict):
     kind: Literal["local", "s3"] = "local"
     path: str = "data"
     bucket: str | None = None
-    endpoint: str | None = None
+    endpoint: str | None = Field(None, pattern=r"^https?://[^/?#]+/?$", description="S3-compatible endpoint "
+                                                                             "URL (scheme://host[:port]); None: AWS")
     region: str | None = None
 
     @model_validator(mode="after")
@@ -178,6 +182,20 @@ class Storage(Strict):
         if self.kind == "s3" and not self.bucket:
             raise ValueError("storage kind s3 needs a bucket")
         return self
+
+    def gdal_env(self) -> dict[str, str]:
+        """GDAL's settings for reading the bucket (/vsis3/, s3:// COGs); the keys come from the storage Secret.
+        An S3-compatible endpoint (MinIO, Ceph…) gets path-style requests; AWS itself, virtual-hosted ones."""
+        if self.kind != "s3":
+            return {}
+        env = {"AWS_VIRTUAL_HOSTING": "TRUE"}
+        if self.endpoint:
+            parts = urlsplit(self.endpoint)
+            env = {"AWS_S3_ENDPOINT": parts.netloc, "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
+                   "AWS_VIRTUAL_HOSTING": "FALSE"}
+        if self.region:
+            env["AWS_REGION"] = self.region
+        return env
 
 
 class Auth(Strict):
@@ -280,12 +298,48 @@ class Autoscaling(Strict):
     requests_per_second: float = Field(20, gt=0, description="target per pod (prometheus-adapter metric)")
 
 
+class Gateway(Strict):
+    """Gateway API: the Gateway the platform's HTTPRoute attaches to."""
+
+    name: str = Field("eolake", pattern=DNS_LABEL)
+    namespace: str | None = Field(None, pattern=DNS_LABEL, description="None: the stack's namespace")
+    class_name: str | None = Field(None, description="create this Gateway, of this GatewayClass (HTTPS for the base "
+                                                     "URL's host, HTTP redirected); None: attach to an existing "
+                                                     "Gateway, whose owner runs TLS and admits our namespace")
+    section: str | None = Field(None, description="the listener of an existing Gateway to attach to")
+
+
 class Ingress(Strict):
-    class_name: str = "nginx"
+    kind: Literal["nginx", "gateway"] = Field("nginx", description="an Ingress for ingress-nginx, or a Gateway API "
+                                                                   "HTTPRoute (+ Gateway)")
+    class_name: str = Field("nginx", description="IngressClass (kind nginx)")
     tls_issuer: str = Field("letsencrypt", description="cert-manager ClusterIssuer")
     tls_secret: str = "eolake-tls"
     body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (ingress-nginx)")
     rate_limit_rps: int = Field(50, ge=1, description="requests per second per client IP (ingress-nginx)")
+    gateway: Gateway = Gateway()
+    controller_namespace: str | None = Field(None, pattern=DNS_LABEL, description="where the proxy pods that "
+                                             "forward to the services run; None: ingress-nginx (kind nginx)")
+    controller_labels: dict[str, str] | None = Field(None, description="labels of those pods; None: "
+                                                     "app.kubernetes.io/name=ingress-nginx (kind nginx), every pod "
+                                                     "of controller_namespace (kind gateway)")
+
+    @model_validator(mode="after")
+    def gateway_needs_its_proxies(self) -> Ingress:
+        if self.kind == "gateway" and not self.controller_namespace:
+            raise ValueError("kind gateway needs controller_namespace: the namespace of the Gateway's proxy pods "
+                             "(e.g. envoy-gateway-system), which the NetworkPolicies admit")
+        return self
+
+    @property
+    def proxy_namespace(self) -> str:
+        return self.controller_namespace or "ingress-nginx"
+
+    @property
+    def proxy_labels(self) -> dict[str, str]:
+        if self.controller_labels is not None:
+            return self.controller_labels
+        return {"app.kubernetes.io/name": "ingress-nginx"} if self.kind == "nginx" else {}
 
 
 class Backup(Strict):
@@ -303,12 +357,54 @@ class Backup(Strict):
         return self
 
 
+class Recovery(Strict):
+    """Bootstrap the cluster from the object-store backups of another one (point-in-time recovery)."""
+
+    source: str = Field(pattern=DNS_LABEL, description="the cluster whose base backups and WAL archive to restore")
+    target_time: datetime | None = Field(None, description="replay WAL up to this moment (with a time zone); "
+                                                           "None: up to the end of the archive")
+    destination: str | None = Field(None, pattern=r"^s3://[a-z0-9.-]+(/.*)?$",
+                                    description="where the source archived (its backup.destination); None: the same "
+                                                "as this stack's backup.destination")
+    endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: backup.endpoint")
+    credentials_secret: str | None = Field(None, description="None: backup.credentials_secret")
+
+    @field_validator("target_time")
+    @classmethod
+    def with_time_zone(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("target_time needs a time zone, e.g. 2026-01-31T10:41:00+00:00")
+        return value
+
+
 class Postgres(Strict):
+    cluster_name: str = Field("eolake-db", pattern=DNS_LABEL, description="the CloudNativePG Cluster; its Services "
+                                                                         "are <name>-rw/-ro/-r. A recovery is a "
+                                                                         "new name with `recovery`")
     instances: int = Field(1, ge=1, le=9, description="CloudNativePG instances: 1 primary + replicas")
     image: Image = Image(repository="ghcr.io/cloudnative-pg/postgis", tag="16-3.4")
     storage_size: str = Field("10Gi", pattern=QUANTITY.pattern)
     storage_class: str | None = None
     backup: Backup | None = None
+    recovery: Recovery | None = None
+
+    @model_validator(mode="after")
+    def recovery_from_elsewhere(self) -> Postgres:
+        if self.recovery is None:
+            return self
+        if self.recovery.source == self.cluster_name:
+            raise ValueError(f"recovery.source is {self.cluster_name!r}, the cluster itself: recover into a new "
+                             "cluster_name (e.g. eolake-db-2), so that it never writes into the archive it restores")
+        if not self.backup and not (self.recovery.destination and self.recovery.credentials_secret):
+            raise ValueError("recovery needs to know where the source's backups are: set backup (the same "
+                             "destination) or recovery.destination and recovery.credentials_secret")
+        return self
+
+    def recovery_store(self) -> dict[str, str | None]:
+        """Where the recovery reads the source's backups: its own fields, else this stack's backup's."""
+        r, b = self.recovery, self.backup
+        return {"destination": r.destination or b.destination, "endpoint": r.endpoint or (b and b.endpoint),
+                "credentials_secret": r.credentials_secret or b.credentials_secret}
 
 
 class Pooler(Strict):

@@ -14,9 +14,11 @@ from eolake_thesaurus.demo import DEMO, load_demo_vocabularies
 from eolake_thesaurus.settings import ThesaurusSettings, index_path
 from eolake_thesaurus.store import is_empty
 
+IMAGE_VOCABULARIES = Path("/app/vocabularies")  # where the thesaurus image carries them (infra/images/dockerfiles.py)
+
 
 def main(argv: list[str]) -> int:
-    source = Path(argv[0] if argv else os.environ.get("EOLAKE_THESAURUS_VOCABULARIES", "/app/vocabularies"))
+    source = Path(argv[0] if argv else os.environ.get("EOLAKE_THESAURUS_VOCABULARIES", IMAGE_VOCABULARIES))
     storage = ThesaurusSettings().storage_path
     if not any((source / name).is_file() for name, _, _ in DEMO):
         print(f"{source}: no vocabulary file ({', '.join(name for name, _, _ in DEMO)})", file=sys.stderr)

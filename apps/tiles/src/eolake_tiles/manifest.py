@@ -20,4 +20,5 @@ MANIFEST = ServiceManifest(
         PublicRoute("POST", "*/statistics", "statistics of the pixels under a GeoJSON sent in the body: a read"),
         PublicRoute("POST", "*/feature*", "an image of the pixels under a GeoJSON sent in the body: a read"),
     ),
+    gdal=True,
 )

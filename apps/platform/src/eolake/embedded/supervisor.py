@@ -130,7 +130,7 @@ def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Chil
                 children.append(Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module],
                                       {**env, prefix + "WORKER_METRICS_PORT": str(metrics_port)},
                                       state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}",
-                                      "/metrics", memory_limit))
+                                      m.worker.readiness, memory_limit))
     return children
 
 
