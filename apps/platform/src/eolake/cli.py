@@ -163,6 +163,85 @@ def cmd_alerts(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
+def _backups(state: StateDir):
+    from eolake.embedded.backup import Backups
+    from eolake.embedded.postgres import PostgresCluster
+
+    return Backups(PostgresCluster(state.postgres), state.root / "backups")
+
+
+def cmd_backup(args: argparse.Namespace, state: StateDir) -> int:
+    from rich.table import Table
+
+    from eolake.embedded.backup import BackupError
+
+    backups = _backups(state)
+    if not backups.config.exists():
+        err.print("no backups here: `eolake up` configures them (the stack's database.backups, pgBackRest installed)")
+        return 2
+    try:
+        if not args.list:
+            if not backups.cluster.running:
+                err.print("the database is not running: `eolake up` first")
+                return 2
+            with console.status(f"{args.kind} base backup…"):
+                taken = backups.backup(args.kind)
+            console.print(f"backup {taken.label} ({taken.kind}, {taken.size / 2**20:.1f} MiB) ended {taken.stopped}")
+            return 0
+        table = Table(title=f"base backups in {backups.root / 'repo'} (WAL archived continuously)")
+        for column in ("label", "kind", "ended (UTC)", "MiB"):
+            table.add_column(column)
+        for taken in backups.sets():
+            table.add_row(taken.label, taken.kind, taken.stopped.isoformat(), f"{taken.size / 2**20:.1f}")
+        console.print(table)
+        return 0
+    except BackupError as exc:
+        err.print(f"[red]{exc}[/]")
+        return 1
+
+
+def _restore_target(text: str):
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time such as 2026-11-29T23:50:00+00:00") from exc
+
+
+def cmd_restore(args: argparse.Namespace, state: StateDir) -> int:
+    from urllib.parse import urlsplit
+
+    from eolake.embedded.backup import BackupError
+
+    runtime, backups = state.runtime(), _backups(state)
+    if not backups.config.exists():
+        err.print("no backups here: nothing to restore from")
+        return 2
+    try:
+        backups.check_target(args.to)
+    except BackupError as exc:
+        err.print(f"[red]restore refused[/]: {exc}")
+        return 2
+    running = state.supervisor_pid() is not None
+    if running and cmd_down(args, state) != 0:
+        return 1
+    try:
+        seconds = backups.restore(args.to)
+    except BackupError as exc:
+        err.print(f"[red]restore refused[/]: {exc}")
+        if running:
+            console.print("the platform stays stopped: `eolake up` starts it as it was")
+        return 1
+    finally:
+        backups.cluster.stop()
+    console.print(f"database restored to {args.to.isoformat()} in {seconds:.1f} s")
+    if not running:
+        return 0
+    port = urlsplit(runtime.get("base_url", "")).port
+    return cmd_up(argparse.Namespace(stack=runtime.get("stack", "local"), port=port, foreground=False), state)
+
+
 def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
     import psycopg
 
@@ -264,6 +343,15 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
     sub.add_parser("down", help="stop everything cleanly (the data is kept)").set_defaults(run=cmd_down)
+    backup = sub.add_parser("backup", help="take a base backup now (pgBackRest; WAL is archived continuously)")
+    backup.add_argument("--kind", choices=("full", "diff", "incr"), default="full")
+    backup.add_argument("--list", action="store_true", help="list the backups in the repository instead")
+    backup.set_defaults(run=cmd_backup)
+    restore = sub.add_parser("restore", help="bring the database back to a point in time (stops and restarts "
+                                             "a running platform)")
+    restore.add_argument("--to", type=_restore_target, required=True, metavar="TIME",
+                         help="ISO 8601 with a time zone, e.g. 2026-11-29T23:50:00+00:00")
+    restore.set_defaults(run=cmd_restore)
     alerts = sub.add_parser("alerts", help="the newest notifications Alertmanager sent (the local outbox)")
     alerts.add_argument("--last", type=int, default=20, choices=range(1, 1001), metavar="N",
                         help="how many (1-1000, default 20)")

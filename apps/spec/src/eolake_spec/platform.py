@@ -158,6 +158,15 @@ class Service(Strict):
         return value
 
 
+class LocalBackups(Strict):
+    """Backups of a cluster the platform runs itself (embedded; on-premise): pgBackRest, WAL archived continuously."""
+
+    enabled: bool = True
+    every_hours: float = Field(24, gt=0, le=24 * 31, description="a base backup this often")
+    full_every: int = Field(7, ge=1, le=100, description="a full backup every n intervals; differential otherwise")
+    retention_full: int = Field(2, ge=1, le=100, description="full backups kept (with their WAL)")
+
+
 class Database(Strict):
     embedded: bool = Field(True, description="a private cluster started by the embedded runner")
     host: str = "127.0.0.1"
@@ -167,6 +176,7 @@ class Database(Strict):
     password_env: str | None = Field(None, description="environment variable holding the password")
     max_connections: int = Field(200, ge=10, description="what Postgres, or the pooler in front, accepts")
     reserved_connections: int = Field(10, ge=0, description="kept for migrations, ingest and admins")
+    backups: LocalBackups = LocalBackups()
 
 
 class Storage(Strict):

@@ -141,10 +141,12 @@ def _not_installed(name: str) -> str:
 
 
 def monitoring_components(platform: Platform, state: StateDir, services: dict[str, str], gateway: str,
-                          superuser_dsn: str, monitoring_dir: Path = MONITORING_DIR) -> Monitoring:
+                          superuser_dsn: str, backups: str | None = None,
+                          monitoring_dir: Path = MONITORING_DIR) -> Monitoring:
     """The exporter, Prometheus and Alertmanager to start; what does not start is logged and noted with the reason.
 
-    `services` maps each service name to its upstream URL; `gateway` is the gateway's URL.
+    `services` maps each service name to its upstream URL; `gateway` is the gateway's URL; `backups` the
+    host:port of the backup schedule's metrics, when backups run.
     """
     obs = platform.observability
     result = Monitoring()
@@ -159,6 +161,8 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
     targets = [Target(f"eolake-{name}", _address(url), labels=(("service", name),))
                for name, url in sorted(services.items())]
     targets.append(Target("eolake-gateway", _address(gateway), "/-/metrics", labels=(("service", "gateway"),)))
+    if backups:
+        targets.append(Target("backup", backups))
 
     exporter_bin = find_binary(EXPORTER)
     if exporter_bin:

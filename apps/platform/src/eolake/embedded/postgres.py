@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -67,7 +68,7 @@ class PostgresCluster:
         self.bindir = find_bindir()
 
     # PostgreSQL refuses to run as root: as root, the cluster belongs to the system's postgres user.
-    def _owner(self) -> pwd.struct_passwd | None:
+    def owner(self) -> pwd.struct_passwd | None:
         if os.geteuid() != 0:
             return None
         try:
@@ -76,7 +77,7 @@ class PostgresCluster:
             raise PostgresError("running as root needs the 'postgres' system user (package postgresql)") from exc
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        owner = self._owner()
+        owner = self.owner()
         kwargs = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
         cmd = [str(self.bindir / args[0]), *args[1:]]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", **kwargs)
@@ -104,7 +105,7 @@ class PostgresCluster:
         return f"postgresql://{APP_USER}:{password}@127.0.0.1:{self.port}/{DATABASE}"
 
     def _check_reachable(self) -> None:
-        owner = self._owner()
+        owner = self.owner()
         if not owner:
             return
         for parent in self.root.parents:
@@ -122,8 +123,8 @@ class PostgresCluster:
         self.run_dir.mkdir(exist_ok=True)
         pwfile = self.root / "password"
         pwfile.write_text(secrets.token_urlsafe(24))
-        pwfile.chmod(0o644 if self._owner() else 0o600)
-        owner = self._owner()
+        pwfile.chmod(0o644 if self.owner() else 0o600)
+        owner = self.owner()
         for path in (self.root, self.run_dir):
             if owner:
                 os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -133,8 +134,9 @@ class PostgresCluster:
             pwfile.chmod(0o600)
             os.chown(pwfile, 0, 0)
 
-    def start(self, port: int | None = None) -> None:
-        """Start on `port`, else on the port used last time if free, else on a free port."""
+    def start(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
+        """Start on `port`, else on the port used last time if free, else on a free port; `settings`: more server
+        settings (name: value)."""
         if not self.initialized:
             self.init()
         if self.running:
@@ -149,6 +151,8 @@ class PostgresCluster:
         portfile.write_text(str(port))
         opts = (f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
                 f"-c shared_buffers=128MB -c fsync=on")
+        for name, value in (settings or {}).items():
+            opts += f" -c {name}={shlex.quote(value)}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():

@@ -15,12 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
+from eolake.embedded.backup import BackupError, Backups, Schedule
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
@@ -33,6 +35,7 @@ from eolake_spec import Platform, load_stack
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
+BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base backup is due
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 
 
@@ -171,6 +174,17 @@ class Supervisor:
         self.cluster = PostgresCluster(state.postgres)
         self.monitoring = Monitoring()
         self.limits = MemoryLimits()
+        self.backups, self.schedule = self._backups()
+
+    def _backups(self) -> tuple[Backups | None, Schedule | None]:
+        wanted = self.platform.database.backups
+        if not wanted.enabled:
+            return None, None
+        backups = Backups(self.cluster, self.state.root / "backups", retention_full=wanted.retention_full)
+        if not backups.available:
+            log.warning("backups off: pgBackRest is not installed (apt-get install pgbackrest)")
+            return None, None
+        return backups, Schedule(backups, wanted.every_hours, wanted.full_every)
 
     def _runtime(self, status: str, **extra) -> None:
         self.state.write_runtime({
@@ -181,6 +195,7 @@ class Supervisor:
                                   else None, "memory_limit": c.memory_limit}
                          for c in self.children},
             "memory_bound": self.limits.mechanism,
+            "backups": str(self.backups.root) if self.backups else None,
             "monitoring": {**{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
                            **{c.name: {"url": c.url, "probe": c.probe} for c in self.monitoring.components
                               if c.name in (PROMETHEUS, ALERTMANAGER)}},
@@ -208,7 +223,9 @@ class Supervisor:
             self._stop()
 
     def _start(self) -> None:
-        self.cluster.start(self.platform.database.port)  # None: the port of last time if free, else a free one
+        # port None: the port of last time if free, else a free one
+        self.cluster.start(self.platform.database.port, self.backups.archive_settings() if self.backups else None)
+        backup_metrics = self._prepare_backups()
         self.cluster.migrate()
         self.cluster.bound_app_role(self.platform.limits.postgres_options())
         ensure_api_keys(self.state)
@@ -220,7 +237,7 @@ class Supervisor:
         gateway = gateway_child(self.platform, self.state, services, self.platform.base_url.port or 80)
         try:
             self.monitoring = monitoring_components(self.platform, self.state, {c.name: c.upstream for c in services},
-                                                    gateway.upstream, self.cluster.dsn())
+                                                    gateway.upstream, self.cluster.dsn(), backup_metrics)
         except MonitoringError as exc:
             raise StartError(str(exc)) from exc
         self.children = [*services, gateway, *(Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log",
@@ -232,8 +249,28 @@ class Supervisor:
         self._runtime("starting")
         wait_ready(self.children, time.monotonic() + READY_TIMEOUT)
 
+    def _prepare_backups(self) -> str | None:
+        """Configure pgBackRest for this start; returns its metrics address, None without backups."""
+        if not self.backups:
+            return None
+        try:
+            self.backups.configure()
+            self.backups.ensure_stanza()
+        except BackupError as exc:  # the platform runs; the backup alerts say what is wrong
+            log.error("backups not configured: %s", exc)
+        return self.schedule.serve_metrics()
+
+    def _backup_loop(self) -> None:
+        while not self.stopping:
+            self.schedule.tick()
+            deadline = time.monotonic() + BACKUP_CHECK_SECONDS
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.5)
+
     def watch(self) -> None:
         """Restart every child that exits, until the supervisor is told to stop."""
+        if self.schedule:
+            threading.Thread(target=self._backup_loop, name="backups", daemon=True).start()
         while not self.stopping:
             for child in self.children:
                 if child.process and child.process.poll() is not None and not self.stopping:
