@@ -12,10 +12,13 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 import yaml
@@ -125,6 +128,8 @@ def test_bootstrap_and_platform_leave_a_foreign_cluster_alone(foreign, tmp_path)
         assert status.returncode == 0, describe(status)
         assert f"127.0.0.1:{database_port}" in status.stdout
 
+        killed_service_comes_back_within_its_bound(state)
+
         down = eolake(state, "down")
         assert down.returncode == 0, describe(down)
 
@@ -155,6 +160,33 @@ def distribution_clusters() -> list[str]:
         return []
     return sorted(subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout
                   .splitlines())
+
+
+def killed_service_comes_back_within_its_bound(state: Path) -> None:
+    """The catalog runs under its spec memory bound; killed as the kernel kills a process past it (SIGKILL), the
+    supervisor starts it again and it answers /readyz."""
+    runtime = json.loads((state / "runtime.json").read_text())
+    catalog = runtime["services"]["catalog"]
+    assert catalog["memory_limit"] == 2**30  # the spec's default resources.memory_limit, 1Gi
+    if runtime["memory_bound"].startswith("cgroup"):
+        group = next(line.split(":", 2)[2] for line in Path(f"/proc/{catalog['pid']}/cgroup").read_text().splitlines()
+                     if "memory" in line.split(":")[1].split(",") or line.startswith("0::"))
+        assert group.endswith(f"/eolake-{runtime['pid']}/catalog")
+    os.kill(catalog["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while True:
+        restarted = json.loads((state / "runtime.json").read_text())["services"]["catalog"]
+        if restarted["pid"] != catalog["pid"] and _ready(restarted["upstream"] + "/readyz"):
+            break
+        assert time.monotonic() < deadline, "the killed catalog did not come back"
+        time.sleep(0.5)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=3).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def _alive(pid: int) -> bool:
