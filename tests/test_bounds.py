@@ -156,6 +156,19 @@ def test_stalled_body_gets_408(service):
     assert_problem(asyncio.run(send()), 408, "stalled for more than 0.5 s")
 
 
+def test_a_byte_a_second_body_gets_408(service):
+    async def crawl():
+        for _ in range(15):
+            yield b"x"
+            await asyncio.sleep(0.2)  # never idle past body_idle_seconds, but 5 bytes/s
+
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            return await client.post(service + "/echo", content=crawl())
+
+    assert_problem(asyncio.run(send()), 408, "slower than 1024 bytes/s")
+
+
 def test_path_query_and_headers(service):
     assert_problem(httpx.get(service + "/" + "a" * 600), 414, "path exceeds 512 bytes")
     assert_problem(httpx.get(service + "/search", params={"q": "x" * 2000}), 414, "query string exceeds 1024")

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
@@ -36,6 +37,11 @@ class OutOfBounds(ValueError):
     def __init__(self, status: int, detail: str):
         super().__init__(detail)
         self.status, self.detail = status, detail
+
+    def response(self):
+        # The connection stays open: the server drains what is left of a refused body (closing now would reset
+        # the connection before the client read the answer); a client that keeps sending meets the head deadline.
+        return problem(self.status, self.detail)
 
 
 # --- the checks: pure functions, iterative whatever the input ---------------------------------------------------
@@ -263,7 +269,7 @@ class BoundsMiddleware:
             else:
                 receive = body.receive
         except OutOfBounds as exc:
-            return await problem(exc.status, exc.detail)(scope, receive, send)
+            return await exc.response()(scope, receive, send)
         await self._within_budget(scope, receive, send, body)
 
     async def _within_budget(self, scope, receive, send, body: _BoundedBody) -> None:
@@ -278,7 +284,7 @@ class BoundsMiddleware:
             if message["type"] == "http.response.start" and body.refused is not None:
                 replaced = True
                 started.set()
-                return await problem(body.refused.status, body.refused.detail)(scope, receive, send)
+                return await body.refused.response()(scope, receive, send)
             if replaced:
                 return
             if message["type"] == "http.response.start":
@@ -303,7 +309,7 @@ class BoundsMiddleware:
         except Exception:
             if body.refused is None or started.is_set():
                 raise
-            await problem(body.refused.status, body.refused.detail)(scope, receive, send)
+            await body.refused.response()(scope, receive, send)
 
 
 def _forget(task: asyncio.Future) -> None:
@@ -330,12 +336,14 @@ def _replay(raw: bytes, receive):
 
 
 class _BoundedBody:
-    """The request body as it streams in: its size counted, each piece awaited at most body_idle_seconds."""
+    """The request body as it streams in: its size counted, each piece awaited at most body_idle_seconds, and,
+    after that long, its average rate at least body_min_rate (a client sending a byte a second is dropped)."""
 
     def __init__(self, receive, limits: Limits):
         self.inner, self.limits = receive, limits
         self.size, self.complete = 0, False
         self.refused: OutOfBounds | None = None
+        self.started = time.monotonic()
 
     async def receive(self):
         if self.complete:
@@ -350,6 +358,12 @@ class _BoundedBody:
             self.complete = not message.get("more_body", False)
             if self.size > self.limits.body_bytes:
                 self.refused = OutOfBounds(413, f"request body exceeds {self.limits.body_bytes} bytes")
+                raise self.refused
+            elapsed = time.monotonic() - self.started
+            if not self.complete and elapsed > self.limits.body_idle_seconds \
+                    and self.size / elapsed < self.limits.body_min_rate:
+                self.refused = OutOfBounds(408, f"request body arrives slower than {self.limits.body_min_rate} "
+                                                "bytes/s")
                 raise self.refused
         else:
             self.complete = True

@@ -76,6 +76,8 @@ class Limits(Strict):
     request_seconds: float = Field(30, gt=0, le=600, description="time budget until the response starts")
     header_seconds: float = Field(10, gt=0, le=300, description="longest a client may take to send its headers")
     body_idle_seconds: float = Field(10, gt=0, le=300, description="longest wait for the next piece of a body")
+    body_min_rate: int = Field(1024, ge=1, description="slowest average body rate (bytes/s) accepted once "
+                                                        "body_idle_seconds have passed (a byte a second is not)")
     connections: int = Field(1000, ge=1, description="open connections per server process; more get 503")
     json_depth: int = Field(32, ge=4, le=256, description="deepest nesting of a JSON body or parameter")
     json_nodes: int = Field(200_000, ge=100, description="most values in a JSON body or parameter")
@@ -348,6 +350,7 @@ class Platform(Strict):
         budget past theirs, so each service's own bound answers first."""
         each = [self.limits_of(name).model_dump() for name in self.enabled_services] or [self.limits.model_dump()]
         widest = {field: max(limits[field] for limits in each) for field in Limits.model_fields}
+        widest["body_min_rate"] = min(limits["body_min_rate"] for limits in each)
         return Limits.model_validate({**widest, "request_seconds": min(600, widest["request_seconds"] + 10),
                                       "connections": self.limits.connections})
 
