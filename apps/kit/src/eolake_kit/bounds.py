@@ -28,6 +28,7 @@ BRACKETS = re.compile(r"[\[\]{}]")
 CQL2_STRING = re.compile(r"'(?:[^']|'')*'", re.S)
 CQL2_PARENS = re.compile(r"[()]")
 CQL2_TOKEN = re.compile(r"[A-Za-z_][\w.:]*|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\S")
+LIMIT_PARAM = re.compile(rb"(?:^|(?<=&))limit=(\d+)")
 GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
 
 
@@ -186,6 +187,24 @@ def check_body(document: object, limits: Limits) -> None:
             check_geometry(node, limits)
 
 
+def cap_limit(scope: dict, limits: Limits) -> None:
+    """A `limit` query parameter above page_size is capped to it (STAC: cap, do not refuse)."""
+    def capped(match: re.Match) -> bytes:
+        return b"limit=%d" % min(int(match.group(1)), limits.page_size)
+
+    scope["query_string"] = LIMIT_PARAM.sub(capped, scope.get("query_string", b""))
+
+
+def cap_body_limit(document: object, raw: bytes, scope: dict, limits: Limits) -> bytes:
+    """The body with a top-level `limit` above page_size capped (and its Content-Length to match)."""
+    limit = document.get("limit") if isinstance(document, dict) else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= limits.page_size:
+        return raw
+    raw = json.dumps({**document, "limit": limits.page_size}).encode()
+    scope["headers"] = [(k, str(len(raw)).encode() if k == b"content-length" else v) for k, v in scope["headers"]]
+    return raw
+
+
 def check_head(scope: dict, limits: Limits, inspect: bool = True) -> None:
     """Path, query string and headers, before the application sees the request."""
     if len(scope.get("raw_path") or scope["path"].encode()) > limits.path_bytes:
@@ -260,11 +279,15 @@ class BoundsMiddleware:
             return await self.app(scope, receive, send)
         try:
             check_head(scope, self.limits, self.inspect)
+            if self.inspect:
+                cap_limit(scope, self.limits)
             body = _BoundedBody(receive, self.limits)
             if self.inspect and _is_json(scope) and scope["method"] in ("POST", "PUT", "PATCH"):
                 raw = await body.read_all()
                 if raw.strip():
-                    check_body(check_json_text(raw, self.limits, "request body"), self.limits)
+                    document = check_json_text(raw, self.limits, "request body")
+                    check_body(document, self.limits)
+                    raw = cap_body_limit(document, raw, scope, self.limits)
                 receive = _replay(raw, receive)
             else:
                 receive = body.receive

@@ -85,6 +85,8 @@ class Limits(Strict):
     cql2_depth: int = Field(16, ge=2, le=128, description="deepest nesting of CQL2 expressions")
     cql2_nodes: int = Field(4000, ge=10, description="most CQL2 tokens (text) or JSON values (JSON)")
     geometry_vertices: int = Field(10_000, ge=4, description="most positions in one GeoJSON geometry")
+    page_size: int = Field(1000, ge=1, description="largest `limit` (page) served: a larger one is capped to it, "
+                                                   "as STAC asks")
     q_terms: int = Field(20, ge=1, le=1000, description="most free-text terms in `q`")
     q_length: int = Field(1000, ge=10, description="longest free-text `q` (characters)")
     statement_seconds: float = Field(20, gt=0, le=3600, description="PostgreSQL statement_timeout of the service")
@@ -100,10 +102,11 @@ class Limits(Strict):
         return self
 
     def postgres_options(self) -> dict[str, str]:
-        """The session settings a service's database connections carry (milliseconds)."""
+        """The session settings a service's database connections carry (milliseconds). JIT compilation is off: a
+        backend compiling a huge generated filter ignored cancel and terminate (and short queries gain nothing)."""
         return {"statement_timeout": str(round(self.statement_seconds * 1000)),
                 "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_seconds * 1000)),
-                "lock_timeout": str(round(self.lock_seconds * 1000))}
+                "lock_timeout": str(round(self.lock_seconds * 1000)), "jit": "off"}
 
 
 def _limit_names(value: dict[str, float]) -> dict[str, float]:
