@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -127,3 +128,49 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code < 500
     except httpx.TransportError:
         return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+UP_TIMEOUT = 300
+
+
+@dataclass
+class RunningPlatform:
+    """The embedded platform as a user runs it, through the CLI (the `platform` fixture of conftest)."""
+
+    root: Path
+    state: Path
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, state: Path | None = None) -> dict[str, str]:
+        # Wide columns: rich wraps long lines at the terminal width (80 without a terminal).
+        return {**os.environ, "EOLAKE_STATE_DIR": str(state or self.state), "COLUMNS": "200", "NO_COLOR": "1"}
+
+    def cli(self, *args: str, state: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=self.env(state), cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def up(self) -> subprocess.CompletedProcess:
+        result = self.cli("up", "--port", str(self.port), timeout=UP_TIMEOUT)
+        assert result.returncode == 0, f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}" \
+                                       f"\n{self.log_tail()}"
+        return result
+
+    def log_tail(self, lines: int = 40) -> str:
+        log = self.state / "logs" / "supervisor.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+    def pids(self) -> dict[str, int]:
+        """The running services' process ids, by name (the supervisor's runtime file)."""
+        import json
+
+        runtime = json.loads((self.state / "runtime.json").read_text())
+        return {name: s["pid"] for name, s in runtime["services"].items() if s.get("pid")}
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"

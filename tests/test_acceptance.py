@@ -6,75 +6,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from eolake.embedded.postgres import free_port
+from servers import RunningPlatform as Platform
+from servers import describe as _describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "acceptance" / "run.py"
-UP_TIMEOUT = 300
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-
-@dataclass
-class Platform:
-    root: Path
-    state: Path
-    port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self, state: Path | None = None) -> dict[str, str]:
-        # Wide columns: rich wraps long lines at the terminal width (80 without a terminal).
-        return {**os.environ, "EOLAKE_STATE_DIR": str(state or self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-
-    def cli(self, *args: str, state: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=self.env(state), cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def up(self) -> subprocess.CompletedProcess:
-        result = self.cli("up", "--port", str(self.port), timeout=UP_TIMEOUT)
-        assert result.returncode == 0, f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}" \
-                                       f"\n{self.log_tail()}"
-        return result
-
-    def log_tail(self, lines: int = 40) -> str:
-        log = self.state / "logs" / "supervisor.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
-
-
-def _describe(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
-@pytest.fixture(scope="module")
-def platform() -> Platform:
-    # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="eolake-acceptance-"))
-    root.chmod(0o755)
-    running = Platform(root=root, state=root / "state", port=free_port())
-    try:
-        running.up()
-        yield running
-    finally:
-        down = running.cli("down", timeout=180)
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)
-    # Only reached when the tests ran (a failed start raised above, after `down`).
-    assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{_describe(down)}"
 
 
 def test_acceptance_suites_pass(platform: Platform):

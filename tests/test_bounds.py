@@ -156,6 +156,19 @@ def test_stalled_body_gets_408(service):
     assert_problem(asyncio.run(send()), 408, "stalled for more than 0.5 s")
 
 
+def test_a_byte_a_second_body_gets_408(service):
+    async def crawl():
+        for _ in range(15):
+            yield b"x"
+            await asyncio.sleep(0.2)  # never idle past body_idle_seconds, but 5 bytes/s
+
+    async def send() -> httpx.Response:
+        async with httpx.AsyncClient() as client:
+            return await client.post(service + "/echo", content=crawl())
+
+    assert_problem(asyncio.run(send()), 408, "slower than 1024 bytes/s")
+
+
 def test_path_query_and_headers(service):
     assert_problem(httpx.get(service + "/" + "a" * 600), 414, "path exceeds 512 bytes")
     assert_problem(httpx.get(service + "/search", params={"q": "x" * 2000}), 414, "query string exceeds 1024")
@@ -173,3 +186,16 @@ def test_search_parameters_are_checked_on_entry(service):
     deep = {"filter": json.loads(nested_json(3)), "x": json.loads("[" * 40 + "]" * 40)}
     assert_problem(httpx.post(service + "/echo", json=deep), 400, "request body nesting exceeds 32")
     assert httpx.get(service + "/search", params={"filter": nested_text(3)}).json() == {"ok": True}
+
+
+def test_a_limit_above_page_size_is_capped_not_refused():
+    from eolake_kit.bounds import cap_body_limit, cap_limit
+
+    limits = Limits(page_size=100)
+    scope = {"query_string": b"limit=1000000000000&collections=a&xlimit=5000", "headers": []}
+    cap_limit(scope, limits)
+    assert scope["query_string"] == b"limit=100&collections=a&xlimit=5000"
+    scope = {"headers": [(b"content-length", b"21")]}
+    raw = cap_body_limit({"limit": 10**12}, b'{"limit": 1000000000000}', scope, limits)
+    assert json.loads(raw) == {"limit": 100} and scope["headers"] == [(b"content-length", str(len(raw)).encode())]
+    assert cap_body_limit({"limit": 5}, b'{"limit": 5}', scope, limits) == b'{"limit": 5}'

@@ -151,7 +151,7 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
                                             kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}",
                                                     "row_factory": dict_row},
                                             open=False, timeout=10)
-    jobs = job_app(settings.dsn, pool_size=2)
+    jobs = job_app(settings.dsn, pool_size=2, options=settings.postgres_options())
     catalog = Catalog(settings)
     base = settings.service_url
 

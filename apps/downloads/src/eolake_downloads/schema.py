@@ -73,9 +73,10 @@ def migrate(dsn: str, app_role: str = "eolake_app") -> None:
                 conn.execute(SchemaManager.get_schema())
 
 
-def job_app(dsn: str, pool_size: int = 2) -> procrastinate.App:
-    """The procrastinate app (not opened) on the downloads schema; tasks are registered by the worker module."""
-    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": SEARCH_PATH},
+def job_app(dsn: str, pool_size: int = 2, options: str = "") -> procrastinate.App:
+    """The procrastinate app (not opened) on the downloads schema; tasks are registered by the worker module.
+    `options`: more session settings (the service's database bounds)."""
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": f"{SEARCH_PATH} {options}".strip()},
                                                min_size=1, max_size=pool_size)
     return procrastinate.App(connector=connector)
 

@@ -201,7 +201,7 @@ class Stager:
 
 
 def build(settings: DownloadsSettings) -> tuple[procrastinate.App, Stager]:
-    app = job_app(settings.dsn, pool_size=2)
+    app = job_app(settings.dsn, pool_size=2, options=settings.postgres_options())
     stager = Stager(settings)
 
     @app.task(name=TASK, queue=QUEUE)

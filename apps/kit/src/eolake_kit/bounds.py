@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from urllib.parse import parse_qsl
 
@@ -27,6 +28,7 @@ BRACKETS = re.compile(r"[\[\]{}]")
 CQL2_STRING = re.compile(r"'(?:[^']|'')*'", re.S)
 CQL2_PARENS = re.compile(r"[()]")
 CQL2_TOKEN = re.compile(r"[A-Za-z_][\w.:]*|[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|\S")
+LIMIT_PARAM = re.compile(rb"(?:^|(?<=&))limit=(\d+)")
 GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon"}
 
 
@@ -36,6 +38,11 @@ class OutOfBounds(ValueError):
     def __init__(self, status: int, detail: str):
         super().__init__(detail)
         self.status, self.detail = status, detail
+
+    def response(self):
+        # The connection stays open: the server drains what is left of a refused body (closing now would reset
+        # the connection before the client read the answer); a client that keeps sending meets the head deadline.
+        return problem(self.status, self.detail)
 
 
 # --- the checks: pure functions, iterative whatever the input ---------------------------------------------------
@@ -180,6 +187,24 @@ def check_body(document: object, limits: Limits) -> None:
             check_geometry(node, limits)
 
 
+def cap_limit(scope: dict, limits: Limits) -> None:
+    """A `limit` query parameter above page_size is capped to it (STAC: cap, do not refuse)."""
+    def capped(match: re.Match) -> bytes:
+        return b"limit=%d" % min(int(match.group(1)), limits.page_size)
+
+    scope["query_string"] = LIMIT_PARAM.sub(capped, scope.get("query_string", b""))
+
+
+def cap_body_limit(document: object, raw: bytes, scope: dict, limits: Limits) -> bytes:
+    """The body with a top-level `limit` above page_size capped (and its Content-Length to match)."""
+    limit = document.get("limit") if isinstance(document, dict) else None
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit <= limits.page_size:
+        return raw
+    raw = json.dumps({**document, "limit": limits.page_size}).encode()
+    scope["headers"] = [(k, str(len(raw)).encode() if k == b"content-length" else v) for k, v in scope["headers"]]
+    return raw
+
+
 def check_head(scope: dict, limits: Limits, inspect: bool = True) -> None:
     """Path, query string and headers, before the application sees the request."""
     if len(scope.get("raw_path") or scope["path"].encode()) > limits.path_bytes:
@@ -254,16 +279,20 @@ class BoundsMiddleware:
             return await self.app(scope, receive, send)
         try:
             check_head(scope, self.limits, self.inspect)
+            if self.inspect:
+                cap_limit(scope, self.limits)
             body = _BoundedBody(receive, self.limits)
             if self.inspect and _is_json(scope) and scope["method"] in ("POST", "PUT", "PATCH"):
                 raw = await body.read_all()
                 if raw.strip():
-                    check_body(check_json_text(raw, self.limits, "request body"), self.limits)
+                    document = check_json_text(raw, self.limits, "request body")
+                    check_body(document, self.limits)
+                    raw = cap_body_limit(document, raw, scope, self.limits)
                 receive = _replay(raw, receive)
             else:
                 receive = body.receive
         except OutOfBounds as exc:
-            return await problem(exc.status, exc.detail)(scope, receive, send)
+            return await exc.response()(scope, receive, send)
         await self._within_budget(scope, receive, send, body)
 
     async def _within_budget(self, scope, receive, send, body: _BoundedBody) -> None:
@@ -278,7 +307,7 @@ class BoundsMiddleware:
             if message["type"] == "http.response.start" and body.refused is not None:
                 replaced = True
                 started.set()
-                return await problem(body.refused.status, body.refused.detail)(scope, receive, send)
+                return await body.refused.response()(scope, receive, send)
             if replaced:
                 return
             if message["type"] == "http.response.start":
@@ -303,7 +332,7 @@ class BoundsMiddleware:
         except Exception:
             if body.refused is None or started.is_set():
                 raise
-            await problem(body.refused.status, body.refused.detail)(scope, receive, send)
+            await body.refused.response()(scope, receive, send)
 
 
 def _forget(task: asyncio.Future) -> None:
@@ -330,12 +359,14 @@ def _replay(raw: bytes, receive):
 
 
 class _BoundedBody:
-    """The request body as it streams in: its size counted, each piece awaited at most body_idle_seconds."""
+    """The request body as it streams in: its size counted, each piece awaited at most body_idle_seconds, and,
+    after that long, its average rate at least body_min_rate (a client sending a byte a second is dropped)."""
 
     def __init__(self, receive, limits: Limits):
         self.inner, self.limits = receive, limits
         self.size, self.complete = 0, False
         self.refused: OutOfBounds | None = None
+        self.started = time.monotonic()
 
     async def receive(self):
         if self.complete:
@@ -350,6 +381,12 @@ class _BoundedBody:
             self.complete = not message.get("more_body", False)
             if self.size > self.limits.body_bytes:
                 self.refused = OutOfBounds(413, f"request body exceeds {self.limits.body_bytes} bytes")
+                raise self.refused
+            elapsed = time.monotonic() - self.started
+            if not self.complete and elapsed > self.limits.body_idle_seconds \
+                    and self.size / elapsed < self.limits.body_min_rate:
+                self.refused = OutOfBounds(408, f"request body arrives slower than {self.limits.body_min_rate} "
+                                                "bytes/s")
                 raise self.refused
         else:
             self.complete = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 
+import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -14,6 +15,7 @@ from eolake_kit.settings import ServiceSettings
 from eolake_spec import Limits
 
 KEEP_ALIVE_SECONDS = 5
+MAX_HEAD_BYTES = 256 * 1024
 TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -55,9 +57,11 @@ def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
 
         def _too_slow(self) -> None:
             self.deadline = None
-            if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+                return
+            if self.conn.our_state is h11.IDLE:  # between requests: say why (not after an answer to a slow body)
                 self.transport.write(TOO_SLOW)
-                self.transport.close()
+            self.transport.close()
 
     return HeaderDeadline
 
@@ -68,8 +72,10 @@ def connection_options(limits: Limits) -> dict:
         "http": header_deadline_protocol(limits.header_seconds),
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "limit_concurrency": limits.connections,
-        # h11 refuses a larger head outright (400); below it, the bounds middleware answers 414/431 naming the bound
-        "h11_max_incomplete_event_size": limits.path_bytes + limits.query_bytes + limits.header_bytes + 1024,
+        # h11 refuses a larger head outright (a plain 400); below it, the bounds middleware answers 414/431 naming
+        # the bound. Slow heads are dropped at the deadline, so a large buffer is not held for long.
+        "h11_max_incomplete_event_size": max(MAX_HEAD_BYTES,
+                                             limits.path_bytes + limits.query_bytes + limits.header_bytes + 1024),
     }
 
 

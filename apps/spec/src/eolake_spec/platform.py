@@ -102,6 +102,8 @@ class Limits(Strict):
     request_seconds: float = Field(30, gt=0, le=600, description="time budget until the response starts")
     header_seconds: float = Field(10, gt=0, le=300, description="longest a client may take to send its headers")
     body_idle_seconds: float = Field(10, gt=0, le=300, description="longest wait for the next piece of a body")
+    body_min_rate: int = Field(1024, ge=1, description="slowest average body rate (bytes/s) accepted once "
+                                                        "body_idle_seconds have passed (a byte a second is not)")
     connections: int = Field(1000, ge=1, description="open connections per server process; more get 503")
     json_depth: int = Field(32, ge=4, le=256, description="deepest nesting of a JSON body or parameter")
     json_nodes: int = Field(200_000, ge=100, description="most values in a JSON body or parameter")
@@ -109,6 +111,8 @@ class Limits(Strict):
     cql2_depth: int = Field(16, ge=2, le=128, description="deepest nesting of CQL2 expressions")
     cql2_nodes: int = Field(4000, ge=10, description="most CQL2 tokens (text) or JSON values (JSON)")
     geometry_vertices: int = Field(10_000, ge=4, description="most positions in one GeoJSON geometry")
+    page_size: int = Field(1000, ge=1, description="largest `limit` (page) served: a larger one is capped to it, "
+                                                   "as STAC asks")
     q_terms: int = Field(20, ge=1, le=1000, description="most free-text terms in `q`")
     q_length: int = Field(1000, ge=10, description="longest free-text `q` (characters)")
     statement_seconds: float = Field(20, gt=0, le=3600, description="PostgreSQL statement_timeout of the service")
@@ -124,10 +128,11 @@ class Limits(Strict):
         return self
 
     def postgres_options(self) -> dict[str, str]:
-        """The session settings a service's database connections carry (milliseconds)."""
+        """The session settings a service's database connections carry (milliseconds). JIT compilation is off: a
+        backend compiling a huge generated filter ignored cancel and terminate (and short queries gain nothing)."""
         return {"statement_timeout": str(round(self.statement_seconds * 1000)),
                 "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_seconds * 1000)),
-                "lock_timeout": str(round(self.lock_seconds * 1000))}
+                "lock_timeout": str(round(self.lock_seconds * 1000)), "jit": "off"}
 
 
 def _limit_names(value: dict[str, float]) -> dict[str, float]:
@@ -521,6 +526,7 @@ class Platform(Strict):
         budget past theirs, so each service's own bound answers first."""
         each = [self.limits_of(name).model_dump() for name in self.enabled_services] or [self.limits.model_dump()]
         widest = {field: max(limits[field] for limits in each) for field in Limits.model_fields}
+        widest["body_min_rate"] = min(limits["body_min_rate"] for limits in each)
         return Limits.model_validate({**widest, "request_seconds": min(600, widest["request_seconds"] + 10),
                                       "connections": self.limits.connections})
 
