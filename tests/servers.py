@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -126,3 +127,64 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code < 500
     except httpx.TransportError:
         return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+UP_TIMEOUT = 300
+
+
+@dataclass
+class Platform:
+    """The embedded platform as a user runs it: `eolake up` in its own state directory."""
+
+    root: Path
+    state: Path
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def key(self, role: str) -> str:
+        """The API key `eolake up` created for `role` (admin or user)."""
+        return (self.state / f"{role}.key").read_text().strip()
+
+    def env(self, state: Path | None = None) -> dict[str, str]:
+        # Wide columns: rich wraps long lines at the terminal width (80 without a terminal).
+        return {**os.environ, "EOLAKE_STATE_DIR": str(state or self.state), "COLUMNS": "200", "NO_COLOR": "1"}
+
+    def cli(self, *args: str, state: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=self.env(state), cwd=ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def up(self) -> subprocess.CompletedProcess:
+        result = self.cli("up", "--port", str(self.port), timeout=UP_TIMEOUT)
+        assert result.returncode == 0, f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}" \
+                                       f"\n{self.log_tail()}"
+        return result
+
+    def log_tail(self, lines: int = 40) -> str:
+        log = self.state / "logs" / "supervisor.log"
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+@contextmanager
+def embedded_platform(prefix: str):
+    """`eolake up` in a fresh state directory; `eolake down` afterwards (the directory is kept if that fails)."""
+    # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    running = Platform(root=root, state=root / "state", port=free_port())
+    try:
+        running.up()
+        yield running
+    finally:
+        down = running.cli("down", timeout=180)
+        if down.returncode == 0:
+            shutil.rmtree(root, ignore_errors=True)
+    # Only reached when the tests ran (a failed start raised above, after `down`).
+    assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{describe(down)}"

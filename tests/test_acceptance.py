@@ -6,75 +6,27 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from eolake.embedded.postgres import free_port
+from servers import Platform, describe, embedded_platform
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "acceptance" / "run.py"
-UP_TIMEOUT = 300
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-@dataclass
-class Platform:
-    root: Path
-    state: Path
-    port: int
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def env(self, state: Path | None = None) -> dict[str, str]:
-        # Wide columns: rich wraps long lines at the terminal width (80 without a terminal).
-        return {**os.environ, "EOLAKE_STATE_DIR": str(state or self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-
-    def cli(self, *args: str, state: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=self.env(state), cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def up(self) -> subprocess.CompletedProcess:
-        result = self.cli("up", "--port", str(self.port), timeout=UP_TIMEOUT)
-        assert result.returncode == 0, f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}" \
-                                       f"\n{self.log_tail()}"
-        return result
-
-    def log_tail(self, lines: int = 40) -> str:
-        log = self.state / "logs" / "supervisor.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
-
-
-def _describe(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-
-
 @pytest.fixture(scope="module")
 def platform() -> Platform:
-    # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="eolake-acceptance-"))
-    root.chmod(0o755)
-    running = Platform(root=root, state=root / "state", port=free_port())
-    try:
-        running.up()
+    with embedded_platform("eolake-acceptance-") as running:
         yield running
-    finally:
-        down = running.cli("down", timeout=180)
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)
-    # Only reached when the tests ran (a failed start raised above, after `down`).
-    assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{_describe(down)}"
 
 
 def test_acceptance_suites_pass(platform: Platform):
@@ -98,11 +50,11 @@ def test_acceptance_suites_pass(platform: Platform):
 
 def test_status_lists_the_catalog_ready(platform: Platform):
     result = platform.cli("status")
-    assert result.returncode == 0, _describe(result)
+    assert result.returncode == 0, describe(result)
     catalog = next(line for line in result.stdout.splitlines() if "catalog" in line)
     assert "ready" in catalog and f"{platform.base_url}/stac/" in catalog, result.stdout
     as_json = platform.cli("status", "--json")
-    assert as_json.returncode == 0, _describe(as_json)
+    assert as_json.returncode == 0, describe(as_json)
     components = json.loads(as_json.stdout)["components"]
     assert components["catalog"] == {"state": "ready", "url": f"{platform.base_url}/stac/"}
     assert components["database"]["state"] == "ready"
@@ -110,15 +62,15 @@ def test_status_lists_the_catalog_ready(platform: Platform):
 
 def test_second_up_says_already_running(platform: Platform):
     result = platform.cli("up", "--port", str(platform.port))
-    assert result.returncode == 0, _describe(result)
-    assert "already running" in result.stdout, _describe(result)
+    assert result.returncode == 0, describe(result)
+    assert "already running" in result.stdout, describe(result)
 
 
 def test_up_with_another_state_dir_on_the_same_port_is_refused(platform: Platform):
     other = platform.root / "other-state"
     result = platform.cli("up", "--port", str(platform.port), state=other)
-    assert result.returncode == 2, _describe(result)
-    assert f"port {platform.port} is already in use" in " ".join(result.stderr.split()), _describe(result)
+    assert result.returncode == 2, describe(result)
+    assert f"port {platform.port} is already in use" in " ".join(result.stderr.split()), describe(result)
     assert not (other / "postgres").exists(), "a refused start must not create a database"
     # The running platform is untouched.
     assert httpx.get(f"{platform.base_url}/stac/readyz", timeout=10).status_code == 200
@@ -129,10 +81,10 @@ def test_down_then_restart_keeps_the_data(platform: Platform):
     loaded = marker.read_text()
 
     down = platform.cli("down", timeout=180)
-    assert down.returncode == 0, _describe(down)
+    assert down.returncode == 0, describe(down)
     assert "stopped" in down.stdout
     status = platform.cli("status")
-    assert status.returncode == 3, _describe(status)
+    assert status.returncode == 3, describe(status)
     assert "not running" in status.stdout
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{platform.base_url}/stac/readyz", timeout=5)
