@@ -165,6 +165,35 @@ def test_json_bodies_that_are_not_objects_are_a_400(loaded, keys, body, method, 
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+def test_a_put_or_patch_without_a_body_is_a_400(loaded, keys, method):
+    response = httpx.request(method, loaded + "/stac/collections/t-optical", headers={"X-API-Key": keys["admin"]})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+
+
+def test_a_json_patch_that_does_not_apply_is_a_400(loaded, keys):
+    patch = [{"op": "replace", "path": "/properties/nothing/here", "value": 1}]
+    response = httpx.patch(loaded + "/stac/collections/t-optical", json=patch, headers={
+        "X-API-Key": keys["admin"], "Content-Type": "application/json-patch+json"})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+
+
+def test_field_selections_are_still_geojson(loaded):
+    for response in (httpx.get(loaded + "/stac/search", params={"fields": "id", "collections": "t-optical"}),
+                     httpx.get(loaded + "/stac/collections/t-optical/items", params={"fields": "id"}),
+                     httpx.post(loaded + "/stac/search", json={"fields": {"include": ["id"]}})):
+        assert response.status_code == 200 and response.headers["content-type"] == "application/geo+json"
+
+
+def test_items_created_in_bulk_are_named_in_the_answer(loaded, keys):
+    batch = {"type": "FeatureCollection", "features": [item("t-optical", f"t-bulk-{d}", 5, d) for d in (21, 22)]}
+    url, admin = loaded + "/stac/collections/t-optical/items", {"X-API-Key": keys["admin"]}
+    response = httpx.post(url, json=batch, headers=admin)
+    assert response.status_code == 201 and response.json() == {"created": ["t-bulk-21", "t-bulk-22"]}
+    again = httpx.post(url, json=batch, headers=admin)
+    assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
+
+
 def test_queryables(loaded):
     answer = httpx.get(loaded + "/stac/collections/t-optical/queryables")
     assert answer.status_code == 200 and "properties" in answer.json()

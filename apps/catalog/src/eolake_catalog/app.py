@@ -11,18 +11,29 @@ from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
+from stac_fastapi.extensions import TransactionExtension
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.pgstac.transactions import TransactionsClient
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 
 from eolake_catalog.inputs import checked, free_text
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import install_kit, require_role
 
 LANDING_ID = "eolake-catalog"
+GEOJSON = "application/geo+json"
+CONFLICT = {409: "a document with this id exists already"}
+RESPONSES = {  # besides the kit's errors: stac-fastapi's ConflictError and ForeignKeyError
+    "POST /collections": CONFLICT,
+    "POST /collections/{collection_id}/items": {**CONFLICT, 424: "the collection does not exist"},
+    "POST /collections/{collection_id}/bulk_items": {**CONFLICT, 424: "the collection does not exist"},
+    "PUT /collections/{collection_id}/items/{item_id}": {424: "the collection does not exist"},
+}
 WRITE_ROUTES = [
     {"path": "/collections", "method": "POST"},
     {"path": "/collections/{collection_id}", "method": "PUT"},
@@ -46,15 +57,41 @@ class CatalogClient(CoreCrudClient):
         return await super().all_collections(request, **checked(kwargs))
 
     async def item_collection(self, collection_id: str, request: Request, **kwargs: Any):
-        return await super().item_collection(collection_id, request, **checked(kwargs))
+        return geojson(await super().item_collection(collection_id, request, **checked(kwargs)))
 
     async def get_search(self, request: Request, **kwargs: Any):
-        return await super().get_search(request, **checked(kwargs))
+        return geojson(await super().get_search(request, **checked(kwargs)))
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any):
         if getattr(search_request, "q", None):
             search_request = search_request.model_copy(update={"q": free_text(search_request.q)})
-        return await super().post_search(search_request, request, **kwargs)
+        return geojson(await super().post_search(search_request, request, **kwargs))
+
+
+def geojson(answer: Any) -> Any:
+    """Item collections are GeoJSON, also when stac-fastapi answers a `fields` selection as plain JSON."""
+    if isinstance(answer, Response) and answer.headers.get("content-type") == "application/json":
+        answer.headers["content-type"] = GEOJSON
+    return answer
+
+
+@attr.s
+class CatalogTransactions(TransactionsClient):
+    async def create_item(self, collection_id: str, item: Any, request: Request, **kwargs: Any):
+        created = await super().create_item(collection_id, item, request, **kwargs)
+        if getattr(item, "type", None) == "FeatureCollection":  # stac-fastapi answers an empty, untyped 201
+            return JSONResponse({"created": [feature.id for feature in item.features]}, status_code=201)
+        return created
+
+
+class CatalogExtensions(Extensions):
+    @property
+    def transaction(self) -> list:
+        found = super().transaction
+        for extension in found:
+            if isinstance(extension, TransactionExtension):
+                extension.client = CatalogTransactions()
+        return found
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
@@ -81,7 +118,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         yield
         await close_db_connection(app)
 
-    api = instantiate_api(client=CatalogClient, extensions=Extensions(settings=stac_settings), lifespan=lifespan,
+    api = instantiate_api(client=CatalogClient, extensions=CatalogExtensions(settings=stac_settings), lifespan=lifespan,
                           settings=stac_settings)
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
@@ -96,4 +133,4 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     # A JSON patch that does not apply to the document as it is (a missing member, a failed test) is the client's.
     status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400,
                     jsonpatch.JsonPatchException: 400, jsonpatch.JsonPointerException: 400}
-    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)
+    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes, responses=RESPONSES)

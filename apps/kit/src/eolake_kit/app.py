@@ -22,7 +22,10 @@ from eolake_kit.tracing import configure_tracing
 
 
 def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Check] | None = None,
-                status_codes: dict[type[Exception], int] | None = None) -> FastAPI:
+                status_codes: dict[type[Exception], int] | None = None,
+                responses: dict[str, dict[int, str]] | None = None) -> FastAPI:
+    """`responses`: statuses routes answer besides the kit's own errors ({"POST /path": {409: "why"}}), for the
+    OpenAPI document."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
     _one_server_span(app)
     count_log_messages(settings.service_name)
@@ -34,7 +37,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
     app.include_router(health_router)
-    install_contract(app, settings)
+    install_contract(app, settings, responses)
     app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)

@@ -1,8 +1,9 @@
 """Request bodies are JSON, and JSON bodies are objects, for every service.
 
-`null`, `[]`, `"A"` or `0` sent to a JSON endpoint is a 400; a body in another media type (a form, plain text) is
-a 415: no eolake route reads anything but JSON. Only the first significant byte is looked at, before the route
-reads the body: nothing is buffered beyond the chunks that precede it, and the route's own parser judges the rest.
+`null`, `[]`, `"A"` or `0` sent to a JSON endpoint is a 400, so is a PUT or PATCH without a body; a body in another
+media type (a form, plain text) is a 415: no eolake route reads anything but JSON. Only the first significant byte
+is looked at, before the route reads the body: nothing is buffered beyond the chunks that precede it, and the
+route's own parser judges the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from eolake_kit.problems import problem
 
 WHITESPACE = b" \t\r\n"
 WRITES = {"POST", "PUT", "PATCH"}
+REPLACES = {"PUT", "PATCH"}  # never without a body; a POST may have none (POST /orders/{id}/cancel)
 NOT_OBJECTS = {"application/json-patch+json"}  # RFC 6902: a list of operations
 
 
@@ -37,6 +39,9 @@ class JsonBodyMiddleware:
                 scope, receive, send)
         if first is not None and first != b"{" and media not in NOT_OBJECTS:
             return await problem(400, "the request body must be a JSON object")(scope, receive, send)
+        if first is None and scope["method"] in REPLACES:
+            return await problem(400, f"a {scope['method']} request carries the JSON document it sends")(
+                scope, receive, send)
 
         async def replay():
             return seen.pop(0) if seen else await receive()

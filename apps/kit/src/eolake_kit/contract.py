@@ -45,14 +45,16 @@ REASONS = {
 }
 
 
-def install_contract(app: FastAPI, settings: ServiceSettings) -> None:
+def install_contract(app: FastAPI, settings: ServiceSettings,
+                     responses: dict[str, dict[int, str]] | None = None) -> None:
+    """`responses`: what routes of a service answer besides the kit's errors, as {"POST /path": {409: "why"}}."""
     generate = app.openapi
 
     def openapi() -> dict:
         if getattr(app.state, "contract_applied", False):
             return app.openapi_schema
         schema = generate()
-        apply_contract(schema, app, settings)
+        apply_contract(schema, app, settings, responses or {})
         app.state.contract_applied = True
         app.openapi_schema = schema
         return schema
@@ -60,7 +62,7 @@ def install_contract(app: FastAPI, settings: ServiceSettings) -> None:
     app.openapi = openapi
 
 
-def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> None:
+def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings, extra: dict[str, dict[int, str]]) -> None:
     guards = dict(_guards(app))
     own = manifests().get(settings.service_name)
     components = schema.setdefault("components", {})
@@ -77,6 +79,8 @@ def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> Non
             responses.pop("422", None)
             for code in _error_codes(path, operation, checks, role):
                 responses.setdefault(code, {"description": REASONS[code]})
+            for code, description in extra.get(f"{method.upper()} {path}", {}).items():
+                responses.setdefault(str(code), {"description": description})
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:  # every error is a problem, those a route declares too
                     response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
