@@ -105,6 +105,11 @@ def test_a_json_body_that_is_not_an_object_is_a_400(service, body):
     assert response.json()["detail"] == "the request body must be a JSON object"
 
 
+def test_bodies_sent_where_no_route_takes_them_are_left_to_routing(service):
+    assert httpx.post(f"{service}/page", content=b"null").status_code == 405
+    assert httpx.post(f"{service}/nowhere", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 404
+
+
 def test_a_put_without_a_body_is_a_400_and_a_post_may_have_none(service):
     empty_put = httpx.put(f"{service}/things/a")
     assert empty_put.status_code == 400 and "PUT request carries" in empty_put.json()["detail"]

@@ -38,7 +38,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     install_problem_handlers(app, status_codes)
     app.include_router(health_router)
     install_contract(app, settings, responses)
-    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(JsonBodyMiddleware, api=app)
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)
     install_headers(app, https=settings.public_url.scheme == "https", cors_origins=settings.cors_origins)

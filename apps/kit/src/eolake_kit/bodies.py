@@ -8,6 +8,10 @@ route's own parser judges the rest.
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+from starlette.routing import compile_path, get_route_path
+
+from eolake_kit.contract import api_routes
 from eolake_kit.problems import problem
 
 WHITESPACE = b" \t\r\n"
@@ -26,11 +30,21 @@ def _is_json(media: str) -> bool:
 
 
 class JsonBodyMiddleware:
-    def __init__(self, app):
-        self.app = app
+    """Checks the bodies sent to the service's own write routes; anything else is left to routing (404, 405)."""
+
+    def __init__(self, app, api: FastAPI):
+        self.app, self.api = app, api
+        self._writes: list[tuple[object, set[str]]] | None = None
+
+    def _is_write_route(self, scope) -> bool:
+        if self._writes is None:  # the routes are all there once the first request arrives
+            self._writes = [(compile_path(r.path_format)[0], r.methods & WRITES) for r in api_routes(self.api)
+                            if r.methods & WRITES]
+        path = get_route_path(scope)
+        return any(scope["method"] in methods and regex.match(path) for regex, methods in self._writes)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in WRITES:
+        if scope["type"] != "http" or scope["method"] not in WRITES or not self._is_write_route(scope):
             return await self.app(scope, receive, send)
         seen, first = await _first_byte(receive)
         media = _media_type(scope)

@@ -120,12 +120,17 @@ def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str
     return sorted(codes)
 
 
-def _guards(app: FastAPI) -> Iterator[tuple[tuple[str, str], tuple[bool, str | None]]]:
-    """(path, method) → (whether the route reads credentials, the role it requires or None)."""
+def api_routes(app: FastAPI) -> Iterator[routing.APIRoute]:
+    """Every API route as it is served: full path, router dependencies included."""
     for context in routing.iter_route_contexts(app.routes):
         route = _get_api_route_for_openapi(context)
-        if route is None:
-            continue
+        if route is not None:
+            yield route
+
+
+def _guards(app: FastAPI) -> Iterator[tuple[tuple[str, str], tuple[bool, str | None]]]:
+    """(path, method) → (whether the route reads credentials, the role it requires or None)."""
+    for route in api_routes(app):
         calls = list(_calls(route.dependant))
         role = next((c.eolake_role for c in calls if hasattr(c, "eolake_role")), None)
         checks = role is not None or principal in calls
