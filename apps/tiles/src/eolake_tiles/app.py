@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.dependencies.utils import get_parameterless_sub_dependant
 from fastapi.routing import APIRoute
 from psycopg import OperationalError
+from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import ValidationError
 from titiler.core.dependencies import DefaultDependency
@@ -246,6 +247,8 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
                     AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503,
                     # raised by titiler-pgstac for a DataError of pgstac: the search or id the client sent
                     BackendError: 400, ReadOnlyPgSTACError: 503,
+                    # pgstac refusing what the client sent (a malformed CQL2 filter, an out-of-range number)
+                    pg_errors.RaiseException: 400, pg_errors.DataError: 400,
                     # titiler-pgstac's own parameter checks (a CQL2 filter) raise it outside request validation
                     ValidationError: 400}
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)
