@@ -194,6 +194,20 @@ def test_items_created_in_bulk_are_named_in_the_answer(loaded, keys):
     assert again.status_code == 409 and again.headers["content-type"] == PROBLEM
 
 
+def test_items_with_a_geometry_postgis_cannot_write_back_are_refused(loaded, keys):
+    nested = {**item("t-optical", "t-nested", 1, 1), "geometry": {"type": "GeometryCollection", "geometries": [
+        {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [1.0, 43.0]}]}]}}
+    admin, url = {"X-API-Key": keys["admin"]}, loaded + "/stac/collections/t-optical"
+    batch = {"type": "FeatureCollection", "features": [nested]}
+    for response in (httpx.post(url + "/items", json=nested, headers=admin),
+                     httpx.post(url + "/items", json=batch, headers=admin),
+                     httpx.put(url + "/items/t-1", json={**nested, "id": "t-1"}, headers=admin)):
+        assert response.status_code == 400 and "GeometryCollection" in response.json()["detail"], response.text
+    bulk = httpx.post(url + "/bulk_items", json={"items": {"t-nested": nested}}, headers=admin).json()
+    assert bulk["success"] == 0 and "GeometryCollection" in bulk["errors"][0]["msg"]  # bulk: a report per item
+    assert httpx.get(loaded + "/stac/search", params={"limit": 1000}).status_code == 200
+
+
 def test_queryables(loaded):
     answer = httpx.get(loaded + "/stac/collections/t-optical/queryables")
     assert answer.status_code == 200 and "properties" in answer.json()

@@ -11,17 +11,17 @@ from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
-from stac_fastapi.extensions import TransactionExtension
+from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
-from stac_fastapi.pgstac.transactions import TransactionsClient
+from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
-from eolake_catalog.inputs import checked, free_text
+from eolake_catalog.inputs import checked, free_text, writable_geometry
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import install_kit, require_role
 
@@ -75,8 +75,22 @@ def geojson(answer: Any) -> Any:
     return answer
 
 
+class GeometryChecked:
+    """Items whose geometry PostGIS can store but never write back as GeoJSON (a GeometryCollection inside another)
+    would break every search that returns them: they are refused."""
+
+    def _validate_item(self, request: Request, item: dict, collection_id: str, expected_item_id: str | None = None):
+        writable_geometry(item.get("geometry"))
+        super()._validate_item(request, item, collection_id, expected_item_id)
+
+
 @attr.s
-class CatalogTransactions(TransactionsClient):
+class CatalogBulkTransactions(GeometryChecked, BulkTransactionsClient):
+    pass
+
+
+@attr.s
+class CatalogTransactions(GeometryChecked, TransactionsClient):
     async def create_item(self, collection_id: str, item: Any, request: Request, **kwargs: Any):
         created = await super().create_item(collection_id, item, request, **kwargs)
         if getattr(item, "type", None) == "FeatureCollection":  # stac-fastapi answers an empty, untyped 201
@@ -91,6 +105,8 @@ class CatalogExtensions(Extensions):
         for extension in found:
             if isinstance(extension, TransactionExtension):
                 extension.client = CatalogTransactions()
+            elif isinstance(extension, BulkTransactionExtension):
+                extension.client = CatalogBulkTransactions()
         return found
 
 

@@ -68,3 +68,11 @@ def checked(params: dict[str, Any]) -> dict[str, Any]:
     if params.get("q"):
         params = {**params, "q": free_text(params["q"])}
     return params
+
+
+def writable_geometry(geometry: Any) -> None:
+    """A 400 for a GeometryCollection nested in another (RFC 7946 advises against them; PostGIS cannot output them)."""
+    if isinstance(geometry, dict) and geometry.get("type") == "GeometryCollection":
+        for member in geometry.get("geometries") or []:
+            if isinstance(member, dict) and member.get("type") == "GeometryCollection":
+                raise HTTPException(400, "a GeometryCollection cannot hold another GeometryCollection")
