@@ -178,6 +178,28 @@ def test_a_json_patch_that_does_not_apply_is_a_400(loaded, keys):
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize("path, patch, content_type", [
+    ("/stac/collections/t-optical", {"links": {"not": "a list"}}, "application/merge-patch+json"),
+    ("/stac/collections/t-optical", [{"op": "replace", "path": "/extent", "value": 7}], "application/json-patch+json"),
+    ("/stac/collections/t-optical/items/t-2", {"geometry": {"type": "Point"}}, "application/merge-patch+json"),
+    ("/stac/collections/t-optical/items/t-2", [{"op": "remove", "path": "/properties/datetime"}],
+     "application/json-patch+json"),
+])
+def test_a_patch_that_leaves_an_invalid_document_writes_nothing(loaded, keys, path, patch, content_type):
+    before = httpx.get(loaded + path).json()
+    response = httpx.patch(loaded + path, json=patch, headers={"X-API-Key": keys["admin"],
+                                                                "Content-Type": content_type})
+    assert response.status_code == 400 and "invalid document" in response.json()["detail"], response.text
+    assert httpx.get(loaded + path).json() == before
+
+
+def test_a_valid_patch_is_applied(loaded, keys):
+    response = httpx.patch(loaded + "/stac/collections/t-optical", json={"title": "Optical"}, headers={
+        "X-API-Key": keys["admin"], "Content-Type": "application/merge-patch+json"})
+    assert response.status_code == 200, response.text
+    assert httpx.get(loaded + "/stac/collections/t-optical").json()["title"] == "Optical"
+
+
 def test_field_selections_are_still_geojson(loaded):
     for response in (httpx.get(loaded + "/stac/search", params={"fields": "id", "collections": "t-optical"}),
                      httpx.get(loaded + "/stac/collections/t-optical/items", params={"fields": "id"}),
