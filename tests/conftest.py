@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from eolake.embedded.postgres import PostgresCluster, free_port
-from servers import RunningPlatform, describe, private_cluster
+from eolake.embedded.postgres import PostgresCluster
+from servers import RunningPlatform, embedded_platform, private_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -43,20 +43,7 @@ def thesaurus_storage(shared_data) -> Path:
 
 @pytest.fixture(scope="session")
 def platform() -> RunningPlatform:
-    """`eolake up` in a fresh state directory (demo data loaded), `eolake down` at the end of the session."""
-    import shutil
-    import tempfile
-
-    # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="eolake-acceptance-"))
-    root.chmod(0o755)
-    running = RunningPlatform(root=root, state=root / "state", port=free_port())
-    try:
-        running.up()
+    """`eolake up` in a fresh state directory (demo data loaded), `eolake down` at the end of the session; shared by
+    the tests that only read or that write what no other test reads (acceptance, hostile input, write inventory)."""
+    with embedded_platform("eolake-platform-") as running:
         yield running
-    finally:
-        down = running.cli("down", timeout=180)
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)
-    # Only reached when the tests ran (a failed start raised above, after `down`).
-    assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{describe(down)}"

@@ -146,6 +146,10 @@ class RunningPlatform:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def key(self, role: str) -> str:
+        """The API key `eolake up` created for `role` (admin or user)."""
+        return (self.state / f"{role}.key").read_text().strip()
+
     def env(self, state: Path | None = None) -> dict[str, str]:
         # Wide columns: rich wraps long lines at the terminal width (80 without a terminal).
         return {**os.environ, "EOLAKE_STATE_DIR": str(state or self.state), "COLUMNS": "200", "NO_COLOR": "1"}
@@ -174,3 +178,21 @@ class RunningPlatform:
 
 def describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+@contextmanager
+def embedded_platform(prefix: str):
+    """`eolake up` in a fresh state directory; `eolake down` afterwards (the directory is kept if that fails)."""
+    # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    running = RunningPlatform(root=root, state=root / "state", port=free_port())
+    try:
+        running.up()
+        yield running
+    finally:
+        down = running.cli("down", timeout=180)
+        if down.returncode == 0:
+            shutil.rmtree(root, ignore_errors=True)
+    # Only reached when the tests ran (a failed start raised above, after `down`).
+    assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{describe(down)}"

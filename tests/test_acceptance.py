@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from servers import RunningPlatform as Platform
-from servers import describe as _describe
+from servers import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNER = ROOT / "acceptance" / "run.py"
@@ -45,11 +45,11 @@ def test_acceptance_suites_pass(platform: Platform):
 
 def test_status_lists_the_catalog_ready(platform: Platform):
     result = platform.cli("status")
-    assert result.returncode == 0, _describe(result)
+    assert result.returncode == 0, describe(result)
     catalog = next(line for line in result.stdout.splitlines() if "catalog" in line)
     assert "ready" in catalog and f"{platform.base_url}/stac/" in catalog, result.stdout
     as_json = platform.cli("status", "--json")
-    assert as_json.returncode == 0, _describe(as_json)
+    assert as_json.returncode == 0, describe(as_json)
     components = json.loads(as_json.stdout)["components"]
     assert components["catalog"] == {"state": "ready", "url": f"{platform.base_url}/stac/"}
     assert components["database"]["state"] == "ready"
@@ -57,15 +57,15 @@ def test_status_lists_the_catalog_ready(platform: Platform):
 
 def test_second_up_says_already_running(platform: Platform):
     result = platform.cli("up", "--port", str(platform.port))
-    assert result.returncode == 0, _describe(result)
-    assert "already running" in result.stdout, _describe(result)
+    assert result.returncode == 0, describe(result)
+    assert "already running" in result.stdout, describe(result)
 
 
 def test_up_with_another_state_dir_on_the_same_port_is_refused(platform: Platform):
     other = platform.root / "other-state"
     result = platform.cli("up", "--port", str(platform.port), state=other)
-    assert result.returncode == 2, _describe(result)
-    assert f"port {platform.port} is already in use" in " ".join(result.stderr.split()), _describe(result)
+    assert result.returncode == 2, describe(result)
+    assert f"port {platform.port} is already in use" in " ".join(result.stderr.split()), describe(result)
     assert not (other / "postgres").exists(), "a refused start must not create a database"
     # The running platform is untouched.
     assert httpx.get(f"{platform.base_url}/stac/readyz", timeout=10).status_code == 200
@@ -76,10 +76,10 @@ def test_down_then_restart_keeps_the_data(platform: Platform):
     loaded = marker.read_text()
 
     down = platform.cli("down", timeout=180)
-    assert down.returncode == 0, _describe(down)
+    assert down.returncode == 0, describe(down)
     assert "stopped" in down.stdout
     status = platform.cli("status")
-    assert status.returncode == 3, _describe(status)
+    assert status.returncode == 3, describe(status)
     assert "not running" in status.stdout
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{platform.base_url}/stac/readyz", timeout=5)

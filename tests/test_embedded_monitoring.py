@@ -40,7 +40,8 @@ def platform(**observability):
 def components(tmp_path: Path, monitoring_dir: Path = monitoring.MONITORING_DIR, **observability):
     state = StateDir(tmp_path / "state")
     state.prepare()
-    return monitoring_components(platform(**observability), state, SERVICES, GATEWAY, DSN, monitoring_dir=monitoring_dir)
+    return monitoring_components(platform(**observability), state, SERVICES, GATEWAY, DSN,
+                                 monitoring_dir=monitoring_dir)
 
 
 def fake_monitoring_dir(root: Path, alertmanager: bool = True) -> Path:

@@ -34,6 +34,14 @@ def demo_app(settings: ServiceSettings) -> FastAPI:
     async def search(thing: Thing) -> dict:
         return {"found": thing.name}
 
+    @app.put("/things/{thing_id}", dependencies=[Depends(require_role("user"))])
+    async def replace(thing_id: str, thing: Thing) -> dict:
+        return {"replaced": thing_id}
+
+    @app.post("/touch", dependencies=[Depends(require_role("public"))])  # a POST with no body at all
+    async def touch() -> dict:
+        return {"touched": True}
+
     @app.get("/page")
     async def page():
         from starlette.responses import HTMLResponse
@@ -95,6 +103,18 @@ def test_a_json_body_that_is_not_an_object_is_a_400(service, body):
     response = httpx.post(f"{service}/search", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
     assert response.json()["detail"] == "the request body must be a JSON object"
+
+
+def test_bodies_sent_where_no_route_takes_them_are_left_to_routing(service):
+    assert httpx.post(f"{service}/page", content=b"null").status_code == 405
+    assert httpx.post(f"{service}/nowhere", content=b"x", headers={"Content-Type": "text/plain"}).status_code == 404
+
+
+def test_a_put_without_a_body_is_a_400_and_a_post_may_have_none(service):
+    empty_put = httpx.put(f"{service}/things/a")
+    assert empty_put.status_code == 400 and "PUT request carries" in empty_put.json()["detail"]
+    assert httpx.post(f"{service}/search").status_code == 400  # the route's own check: its body is required
+    assert httpx.post(f"{service}/touch").status_code == 200
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])

@@ -240,6 +240,10 @@ def test_bad_inputs_are_400_problems(search):
     token = [link for link in first["links"] if link["rel"] == "next"][0]["href"].split("token=")[1]
     assert "another search" in problem(search.get("/search/search", params={"limit": 2, "token": token}), 400)["detail"]
     problem(search.get("/collections/nope"), 404)
+    for body in ("null", "[]", '"A"', "0"):
+        problem(search.post("/search/search", content=body, headers={"content-type": "application/json"}), 400)
+    problem(search.get("/search/collections/a%01b"), 400)  # an id with a control character never reaches a URL
+    problem(search.get("/search/collections/a%01b/items"), 400)
 
 
 def test_valid_cql2_is_forwarded(search):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eolake.cli import main as cli
-from eolake_spec import STACKS_DIR, SpecError, load_stack
+from eolake_spec import STACKS_DIR, SpecError, load_stack, manifest
 
 STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in STACKS_DIR.glob("Pulumi.*.yaml"))
 
@@ -45,6 +45,14 @@ def test_service_environment_translation():
     assert env["EOLAKE_CATALOG_PUBLIC_URL"] == "http://127.0.0.1:8080"
     assert all(key.startswith("EOLAKE_CATALOG_") for key in env)
     assert not any("PASSWORD" in key for key in env)
+
+
+def test_cors_origins_reach_every_service_and_its_settings(monkeypatch):
+    platform = load_stack("local").model_copy(update={"cors_origins": ["https://maps.example.org"]})
+    for name in platform.enabled_services:
+        key = f"EOLAKE_{name.upper()}_CORS_ORIGINS"
+        monkeypatch.setenv(key, platform.service_env(name)[key])
+        assert manifest(name).settings_class()().cors_origins == ["https://maps.example.org"], name
 
 
 def test_web_view_polls_exactly_the_enabled_services():

@@ -157,8 +157,10 @@ def test_only_admins_list_registered_searches(tiles, keys):
 @pytest.mark.parametrize("body", [
     {"collections": [COLL], "datetime": "notadate"}, {"collections": [COLL], "datetime": "2023-13-01T00:00:00Z"},
     {"collections": [COLL], "datetime": "../.."}, {"collections": [COLL], "datetime": "a/b/c"},
+    {"collections": [COLL], "filter": {"op": "and", "args": {"x": 1}}, "filter-lang": "cql2-json"},
+    {"collections": [COLL], "bbox": [1, 2], "intersects": {"type": "Point", "coordinates": [1.4, 43.6]}},
 ])
-def test_a_search_with_a_bad_datetime_is_not_registered(tiles, keys, body):
+def test_a_malformed_search_is_not_registered(tiles, keys, body):
     problem(httpx.post(f"{tiles}/searches/register", json=body, headers={"X-API-Key": keys["user"]}), 400)
 
 

@@ -7,22 +7,34 @@ from typing import Any
 
 import attr
 import jsonpatch
+import stac_pydantic
 from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
+from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
+from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
 
-from eolake_catalog.inputs import checked, free_text
+from eolake_catalog.inputs import checked, free_text, patched_document, writable_geometry
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import install_kit, require_role
 
 LANDING_ID = "eolake-catalog"
+GEOJSON = "application/geo+json"
+CONFLICT = {409: "a document with this id exists already"}
+RESPONSES = {  # besides the kit's errors: stac-fastapi's ConflictError and ForeignKeyError
+    "POST /collections": CONFLICT,
+    "POST /collections/{collection_id}/items": {**CONFLICT, 424: "the collection does not exist"},
+    "POST /collections/{collection_id}/bulk_items": {**CONFLICT, 424: "the collection does not exist"},
+    "PUT /collections/{collection_id}/items/{item_id}": {424: "the collection does not exist"},
+}
 WRITE_ROUTES = [
     {"path": "/collections", "method": "POST"},
     {"path": "/collections/{collection_id}", "method": "PUT"},
@@ -46,15 +58,77 @@ class CatalogClient(CoreCrudClient):
         return await super().all_collections(request, **checked(kwargs))
 
     async def item_collection(self, collection_id: str, request: Request, **kwargs: Any):
-        return await super().item_collection(collection_id, request, **checked(kwargs))
+        return geojson(await super().item_collection(collection_id, request, **checked(kwargs)))
 
     async def get_search(self, request: Request, **kwargs: Any):
-        return await super().get_search(request, **checked(kwargs))
+        return geojson(await super().get_search(request, **checked(kwargs)))
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any):
         if getattr(search_request, "q", None):
             search_request = search_request.model_copy(update={"q": free_text(search_request.q)})
-        return await super().post_search(search_request, request, **kwargs)
+        return geojson(await super().post_search(search_request, request, **kwargs))
+
+
+def geojson(answer: Any) -> Any:
+    """Item collections are GeoJSON, also when stac-fastapi answers a `fields` selection as plain JSON."""
+    if isinstance(answer, Response) and answer.headers.get("content-type") == "application/json":
+        answer.headers["content-type"] = GEOJSON
+    return answer
+
+
+class GeometryChecked:
+    """Items whose geometry PostGIS can store but never write back as GeoJSON (a GeometryCollection inside another)
+    would break every search that returns them: they are refused."""
+
+    def _validate_item(self, request: Request, item: dict, collection_id: str, expected_item_id: str | None = None):
+        writable_geometry(item.get("geometry"))
+        super()._validate_item(request, item, collection_id, expected_item_id)
+
+
+async def _stored(request: Request, query: str, *args: str) -> dict | None:
+    async with request.app.state.get_connection(request, "r") as conn:
+        return await conn.fetchval(query, *args)
+
+
+@attr.s
+class CatalogBulkTransactions(GeometryChecked, BulkTransactionsClient):
+    pass
+
+
+@attr.s
+class CatalogTransactions(GeometryChecked, TransactionsClient):
+    """stac-fastapi-pgstac writes a patched document without checking it: checked first here, so a patch that
+    would leave an invalid item or collection (links that are not a list…) is a 400 and nothing is written."""
+
+    async def patch_collection(self, collection_id: str, patch: Any, request: Request, **kwargs: Any):
+        existing = await _stored(request, "SELECT get_collection($1::text)", collection_id)
+        if existing is not None:
+            patched_document(existing, patch, stac_pydantic.Collection)
+        return await super().patch_collection(collection_id, patch, request, **kwargs)
+
+    async def patch_item(self, collection_id: str, item_id: str, patch: Any, request: Request, **kwargs: Any):
+        existing = await _stored(request, "SELECT get_item($1::text, $2::text)", item_id, collection_id)
+        if existing is not None:
+            patched_document(existing, patch, stac_pydantic.Item)
+        return await super().patch_item(collection_id, item_id, patch, request, **kwargs)
+
+    async def create_item(self, collection_id: str, item: Any, request: Request, **kwargs: Any):
+        created = await super().create_item(collection_id, item, request, **kwargs)
+        if getattr(item, "type", None) == "FeatureCollection":  # stac-fastapi answers an empty, untyped 201
+            return JSONResponse({"created": [feature.id for feature in item.features]}, status_code=201)
+        return created
+
+
+class CatalogExtensions(Extensions):
+    @property
+    def transaction(self) -> list:
+        found = super().transaction
+        for extension in found:
+            if isinstance(extension, TransactionExtension):
+                extension.client = CatalogTransactions()
+            elif isinstance(extension, BulkTransactionExtension):
+                extension.client = CatalogBulkTransactions()
+        return found
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
@@ -81,7 +155,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         yield
         await close_db_connection(app)
 
-    api = instantiate_api(client=CatalogClient, extensions=Extensions(settings=stac_settings), lifespan=lifespan,
+    api = instantiate_api(client=CatalogClient, extensions=CatalogExtensions(settings=stac_settings), lifespan=lifespan,
                           settings=stac_settings)
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
@@ -96,4 +170,4 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     # A JSON patch that does not apply to the document as it is (a missing member, a failed test) is the client's.
     status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400,
                     jsonpatch.JsonPatchException: 400, jsonpatch.JsonPointerException: 400}
-    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)
+    return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes, responses=RESPONSES)

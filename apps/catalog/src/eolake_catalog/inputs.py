@@ -12,8 +12,11 @@ import re
 from typing import Any
 from urllib.parse import unquote_plus
 
+import jsonpatch
 import orjson
 from fastapi import HTTPException
+from json_merge_patch import merge
+from pydantic import BaseModel, ValidationError
 
 WORD = re.compile(r"\w+")
 PHRASE_OR_TEXT = re.compile(r'"([^"]*)"|([^"]+)')
@@ -68,3 +71,26 @@ def checked(params: dict[str, Any]) -> dict[str, Any]:
     if params.get("q"):
         params = {**params, "q": free_text(params["q"])}
     return params
+
+
+def writable_geometry(geometry: Any) -> None:
+    """A 400 for a GeometryCollection nested in another (RFC 7946 advises against them; PostGIS cannot output them)."""
+    if isinstance(geometry, dict) and geometry.get("type") == "GeometryCollection":
+        for member in geometry.get("geometries") or []:
+            if isinstance(member, dict) and member.get("type") == "GeometryCollection":
+                raise HTTPException(400, "a GeometryCollection cannot hold another GeometryCollection")
+
+
+def patched_document(existing: dict, patch: Any, model: type[BaseModel]) -> dict:
+    """`existing` with a JSON patch (a list of operations) or a merge patch applied, valid as `model`, or a 400."""
+    if isinstance(patch, list):
+        patched = jsonpatch.JsonPatch([op.model_dump(mode="json") for op in patch]).apply(existing)
+    else:
+        patched = merge(existing, patch.model_dump(mode="json"))
+    try:
+        model.model_validate(patched)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"]))
+        raise HTTPException(400, f"the patch leaves an invalid document: {where}: {first['msg']}") from None
+    return patched

@@ -229,6 +229,7 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
                 f"{settings.quota_bytes}", reset, retry)
 
     @app.post("/orders", status_code=201, summary="Order items or the result of a search", responses={
+        404: {"description": "an ordered item is not in the catalog"},
         429: {"description": "a quota of the caller is exceeded (Retry-After says when to retry)"},
         502: {"description": "the catalog answered something unexpected"}})
     async def create_order(body: OrderRequest, who: User, request: Request) -> Response:

@@ -26,7 +26,10 @@ from eolake_spec.manifest import ServiceManifest, manifests
 
 
 def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Check] | None = None,
-                status_codes: dict[type[Exception], int] | None = None) -> FastAPI:
+                status_codes: dict[type[Exception], int] | None = None,
+                responses: dict[str, dict[int, str]] | None = None) -> FastAPI:
+    """`responses`: statuses routes answer besides the kit's own errors ({"POST /path": {409: "why"}}), for the
+    OpenAPI document."""
     configure_tracing(settings.service_name, settings.otlp_endpoint)
     _one_server_span(app)
     count_log_messages(settings.service_name)
@@ -40,8 +43,8 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     install_database_handlers(app, settings.limits)
     app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
     app.include_router(health_router)
-    install_contract(app, settings)
-    app.add_middleware(JsonBodyMiddleware)  # innermost: bodies reach it already bounded
+    install_contract(app, settings, responses)
+    app.add_middleware(JsonBodyMiddleware, api=app)  # innermost: bodies reach it already bounded
     _limit_rates(app, settings)
     app.add_middleware(BoundsMiddleware, limits=settings.limits)  # inside: its refusals are observed and logged
     app.add_middleware(ObserveMiddleware, service=settings.service_name,

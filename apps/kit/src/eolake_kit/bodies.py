@@ -1,16 +1,22 @@
 """Request bodies are JSON, and JSON bodies are objects, for every service.
 
-`null`, `[]`, `"A"` or `0` sent to a JSON endpoint is a 400; a body in another media type (a form, plain text) is
-a 415: no eolake route reads anything but JSON. Only the first significant byte is looked at, before the route
-reads the body: nothing is buffered beyond the chunks that precede it, and the route's own parser judges the rest.
+`null`, `[]`, `"A"` or `0` sent to a JSON endpoint is a 400, so is a PUT or PATCH without a body; a body in another
+media type (a form, plain text) is a 415: no eolake route reads anything but JSON. Only the first significant byte
+is looked at, before the route reads the body: nothing is buffered beyond the chunks that precede it, and the
+route's own parser judges the rest.
 """
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+from starlette.routing import compile_path, get_route_path
+
+from eolake_kit.contract import api_routes
 from eolake_kit.problems import problem
 
 WHITESPACE = b" \t\r\n"
 WRITES = {"POST", "PUT", "PATCH"}
+REPLACES = {"PUT", "PATCH"}  # never without a body; a POST may have none (POST /orders/{id}/cancel)
 NOT_OBJECTS = {"application/json-patch+json"}  # RFC 6902: a list of operations
 
 
@@ -24,11 +30,21 @@ def _is_json(media: str) -> bool:
 
 
 class JsonBodyMiddleware:
-    def __init__(self, app):
-        self.app = app
+    """Checks the bodies sent to the service's own write routes; anything else is left to routing (404, 405)."""
+
+    def __init__(self, app, api: FastAPI):
+        self.app, self.api = app, api
+        self._writes: list[tuple[object, set[str]]] | None = None
+
+    def _is_write_route(self, scope) -> bool:
+        if self._writes is None:  # the routes are all there once the first request arrives
+            self._writes = [(compile_path(r.path_format)[0], r.methods & WRITES) for r in api_routes(self.api)
+                            if r.methods & WRITES]
+        path = get_route_path(scope)
+        return any(scope["method"] in methods and regex.match(path) for regex, methods in self._writes)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in WRITES:
+        if scope["type"] != "http" or scope["method"] not in WRITES or not self._is_write_route(scope):
             return await self.app(scope, receive, send)
         seen, first = await _first_byte(receive)
         media = _media_type(scope)
@@ -37,6 +53,9 @@ class JsonBodyMiddleware:
                 scope, receive, send)
         if first is not None and first != b"{" and media not in NOT_OBJECTS:
             return await problem(400, "the request body must be a JSON object")(scope, receive, send)
+        if first is None and scope["method"] in REPLACES:
+            return await problem(400, f"a {scope['method']} request carries the JSON document it sends")(
+                scope, receive, send)
 
         async def replay():
             return seen.pop(0) if seen else await receive()

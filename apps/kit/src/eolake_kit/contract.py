@@ -45,14 +45,16 @@ REASONS = {
 }
 
 
-def install_contract(app: FastAPI, settings: ServiceSettings) -> None:
+def install_contract(app: FastAPI, settings: ServiceSettings,
+                     responses: dict[str, dict[int, str]] | None = None) -> None:
+    """`responses`: what routes of a service answer besides the kit's errors, as {"POST /path": {409: "why"}}."""
     generate = app.openapi
 
     def openapi() -> dict:
         if getattr(app.state, "contract_applied", False):
             return app.openapi_schema
         schema = generate()
-        apply_contract(schema, app, settings)
+        apply_contract(schema, app, settings, responses or {})
         app.state.contract_applied = True
         app.openapi_schema = schema
         return schema
@@ -60,7 +62,7 @@ def install_contract(app: FastAPI, settings: ServiceSettings) -> None:
     app.openapi = openapi
 
 
-def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> None:
+def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings, extra: dict[str, dict[int, str]]) -> None:
     guards = dict(_guards(app))
     own = manifests().get(settings.service_name)
     components = schema.setdefault("components", {})
@@ -77,6 +79,8 @@ def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings) -> Non
             responses.pop("422", None)
             for code in _error_codes(path, operation, checks, role):
                 responses.setdefault(code, {"description": REASONS[code]})
+            for code, description in extra.get(f"{method.upper()} {path}", {}).items():
+                responses.setdefault(str(code), {"description": description})
             for code, response in responses.items():
                 if code.isdigit() and int(code) >= 400:  # every error is a problem, those a route declares too
                     response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
@@ -116,12 +120,17 @@ def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str
     return sorted(codes)
 
 
-def _guards(app: FastAPI) -> Iterator[tuple[tuple[str, str], tuple[bool, str | None]]]:
-    """(path, method) → (whether the route reads credentials, the role it requires or None)."""
+def api_routes(app: FastAPI) -> Iterator[routing.APIRoute]:
+    """Every API route as it is served: full path, router dependencies included."""
     for context in routing.iter_route_contexts(app.routes):
         route = _get_api_route_for_openapi(context)
-        if route is None:
-            continue
+        if route is not None:
+            yield route
+
+
+def _guards(app: FastAPI) -> Iterator[tuple[tuple[str, str], tuple[bool, str | None]]]:
+    """(path, method) → (whether the route reads credentials, the role it requires or None)."""
+    for route in api_routes(app):
         calls = list(_calls(route.dependant))
         role = next((c.eolake_role for c in calls if hasattr(c, "eolake_role")), None)
         checks = role is not None or principal in calls

@@ -13,15 +13,17 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.dependencies.utils import get_parameterless_sub_dependant
 from fastapi.routing import APIRoute
 from psycopg import OperationalError
+from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from titiler.core.dependencies import DefaultDependency
 from titiler.core.errors import DEFAULT_STATUS_CODES
 from titiler.core.factory import AlgorithmFactory, ColorMapFactory, MultiBaseTilerFactory, TMSFactory
 from titiler.extensions import wmtsExtension
 from titiler.mosaic.errors import MOSAIC_STATUS_CODES
 from titiler.mosaic.extensions.wmts import wmtsExtension as wmtsExtensionMosaic
-from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams, SearchParams
+from titiler.pgstac import model
+from titiler.pgstac.dependencies import CollectionIdParams, ItemIdParams, SearchIdParams
 from titiler.pgstac.errors import PGSTAC_STATUS_CODES, BackendError, ReadOnlyPgSTACError
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
@@ -139,12 +141,22 @@ def _check_tile(params: dict, max_zoom: int) -> None:
         raise HTTPException(404, f"tile {z}/{x}/{y} is outside the tile matrix")
 
 
-def checked_search(search_query=Depends(SearchParams)):
+class RegisterSearch(model.RegisterMosaic):
+    @field_validator("intersects")
+    @classmethod
+    def validate_spatial(cls, value, info: ValidationInfo):
+        """titiler-pgstac's check, which raised a KeyError (a 500) when the bbox had failed its own validation."""
+        if value and info.data.get("bbox"):
+            raise ValueError("intersects and bbox parameters are mutually exclusive")
+        return value
+
+
+def checked_search(body: RegisterSearch) -> tuple[model.PgSTACSearch, model.Metadata]:
     """A search to register, its datetime checked before pgstac sees it (pgstac answers a bad one with an error)."""
-    search, _ = search_query
-    if search.datetime:
-        _check_datetime(search.datetime)
-    return search_query
+    if body.datetime:
+        _check_datetime(body.datetime)
+    search = body.model_dump(exclude_none=True, exclude={"metadata"}, by_alias=True)
+    return model.PgSTACSearch(**search), body.metadata
 
 
 def _check_datetime(value: str) -> None:
@@ -283,6 +295,8 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
                     AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503,
                     # raised by titiler-pgstac for a DataError of pgstac: the search or id the client sent
                     BackendError: 400, ReadOnlyPgSTACError: 503,
+                    # pgstac refusing what the client sent (a malformed CQL2 filter, an out-of-range number)
+                    pg_errors.RaiseException: 400, pg_errors.DataError: 400,
                     # titiler-pgstac's own parameter checks (a CQL2 filter) raise it outside request validation
                     ValidationError: 400}
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)
