@@ -4,6 +4,7 @@
     python acceptance/run.py                                   # the local platform (`eolake up`), port 8080
     python acceptance/run.py --base-url https://staging.example.org --no-demo-data
     python acceptance/run.py --base-url https://eo.example.org --admin-key-file ~/.eolake-prod-admin.key
+    python acceptance/run.py --stack prod --base-url https://eo.example.org    # the stack's path prefixes
 
 The exit code is robot's: 0 when every test passed (skipped tests do not fail the run).
 """
@@ -78,9 +79,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--outputdir", "-d", type=Path, default=REPO_ROOT / "results" / "acceptance",
                    help="where robot writes output.xml, log.html and report.html (default: results/acceptance)")
     p.add_argument("--ready-timeout", default="2 min", help="how long to wait for readiness (robot time format)")
+    p.add_argument("--stack", help="take each service's path prefix from this stack (a name in stacks/ or a stack "
+                                   "file); default: the standard layout (/stac, /tiles, ...)")
+    p.add_argument("--prefix", action="append", default=[], metavar="SERVICE=/PATH",
+                   help="a service's path prefix (repeatable; overrides --stack), e.g. catalog=/catalog")
     p.add_argument("suites", nargs="*", type=Path,
                    help="suite files or folders (default: every suite under acceptance/)")
     return p.parse_args(argv)
+
+
+def prefixes(args: argparse.Namespace) -> dict[str, str]:
+    """Service name → path prefix, from --stack and --prefix (only what they name: the suites default the rest)."""
+    found: dict[str, str] = {}
+    if args.stack:
+        from eolake_spec import SpecError, load_stack
+
+        try:
+            platform = load_stack(args.stack)
+        except SpecError as exc:
+            sys.exit(str(exc))
+        found = {name: service.path for name, service in platform.enabled_services.items() if service.path != "/"}
+    for item in args.prefix:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isalpha() or not path.startswith("/"):
+            sys.exit(f"--prefix {item!r}: expected SERVICE=/PATH, e.g. catalog=/catalog")
+        found[name.lower()] = path.rstrip("/") or "/"
+    return found
 
 
 def robot_arguments(args: argparse.Namespace) -> list[str]:
@@ -99,6 +123,8 @@ def robot_arguments(args: argparse.Namespace) -> list[str]:
         "--exclude", "wip",
         "--consolecolors", "auto",
     ]
+    for name, path in sorted(prefixes(args).items()):
+        options += ["--variable", f"{name.upper()}_PREFIX:{path}"]
     # Keys are robot variables (the suites keep them out of log.html), never metadata.
     if admin_key:
         options += ["--variable", f"ADMIN_API_KEY:{admin_key}"]

@@ -17,7 +17,11 @@ def test_downloads_schema_job_and_workers(tmp_path):
     (c,) = worker["spec"]["template"]["spec"]["containers"]
     assert c["command"][-1] == "eolake_downloads.worker" and c["image"] == api["spec"]["template"]["spec"][
         "containers"][0]["image"]
-    assert c["securityContext"]["readOnlyRootFilesystem"] and c["livenessProbe"]["httpGet"]["port"] == "metrics"
+    assert c["securityContext"]["readOnlyRootFilesystem"]
+    # The worker's own probes on its metrics port (eolake_downloads.worker.serve_probes): not /metrics, which
+    # answers whatever the worker's state.
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert {m["mountPath"] for m in c["volumeMounts"]} == {"/tmp", "/var/lib/eolake"}
     env = {e["name"]: e for e in c["env"]}
     assert "secretKeyRef" in env["EOLAKE_DATABASE_PASSWORD"]["valueFrom"]

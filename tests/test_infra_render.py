@@ -20,6 +20,18 @@ VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]  # the minors the Kubernetes project s
 CUSTOM_GROUPS = ("postgresql.cnpg.io/", "monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
 
+def test_supported_kubernetes_versions_are_the_ones_validated():
+    """The schemas of every version we claim ship with the installed kubernetes-validate (no silent fallback),
+    and none of them is a minor the Kubernetes project no longer supports (1.33 was the oldest in late 2026)."""
+    from kubernetes_validate.utils import all_versions
+
+    assert set(VERSIONS) <= set(all_versions())
+    assert min(tuple(map(int, v.split(".")[:2])) for v in VERSIONS) >= (1, 33)
+    newest = max(VERSIONS, key=lambda v: tuple(map(int, v.split("."))))
+    assert newest == kubernetes_validate.latest_version(), "a newer Kubernetes is out: add it to VERSIONS (and drop " \
+                                                           "the minor that went out of support)"
+
+
 def test_render_is_deterministic(tmp_path):
     first = {p.name: p.read_bytes() for p in render.render("staging", tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in render.render("staging", tmp_path / "b")}

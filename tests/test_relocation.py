@@ -4,9 +4,19 @@ web view's links, the ingress. Nothing anywhere still says /stac once the catalo
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
+import httpx
+import pytest
 from infra_program import Program, own_gateway, render, write_stack
+from test_acceptance import RUNNER, UP_TIMEOUT, Platform
 
+from eolake.embedded.postgres import free_port
 from eolake_spec import load_stack, manifests
 
 
@@ -54,3 +64,49 @@ def test_gateway_route_follows_moved_prefixes(tmp_path):
     paths = {rule["matches"][0]["path"]["value"]: rule["backendRefs"][0]["name"]
              for rule in program.one("HTTPRoute", "eolake")["spec"]["rules"]}
     assert paths == {**{f"/x-{n}": n for n in program.context.services if n != "web"}, "/": "web"}
+
+
+def test_acceptance_defaults_are_the_standard_layout():
+    """The suites' default prefixes (acceptance/resources/common.resource) are the manifests' paths."""
+    from eolake.paths import REPO_ROOT
+
+    resource = (REPO_ROOT / "acceptance" / "resources" / "common.resource").read_text()
+    defaults = dict(re.findall(r"^\$\{([A-Z]+)_PREFIX\}\s+(\S+)$", resource, re.M))
+    assert defaults == {name.upper(): m.path for name, m in manifests().items() if m.path != "/"}
+
+
+def moved_locally(platform: dict) -> None:
+    """Every prefix moved; the local stack's second search provider (the local catalog, by its public path)
+    follows the catalog, as its operator would move it."""
+    moved(platform)
+    for provider in platform.get("providers", []):
+        if provider.get("url") == "/stac":
+            provider["url"] = "/x-catalog"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_embedded_platform_with_moved_prefixes_passes_the_acceptance_suites():
+    """The relocated stack runs locally (real processes, the gateway at the new prefixes, peers following) and
+    every acceptance suite passes against it, told the stack's prefixes."""
+    root = Path(tempfile.mkdtemp(prefix="eolake-relocated-"))
+    root.chmod(0o755)  # as root the cluster runs as the postgres user
+    stack = write_stack(root, "local", moved_locally)
+    running = Platform(root=root, state=root / "state", port=free_port())
+    try:
+        up = running.cli("up", "--stack", str(stack), "--port", str(running.port), timeout=UP_TIMEOUT)
+        assert up.returncode == 0, f"{up.stdout}\n{up.stderr}\n{running.log_tail()}"
+        assert httpx.get(f"{running.base_url}/stac/collections", timeout=10).status_code != 200  # moved away
+        result = subprocess.run(
+            [sys.executable, str(RUNNER), "--base-url", running.base_url, "--stack", str(stack),
+             "--outputdir", str(root / "results"), "--admin-key-file", str(running.state / "admin.key"),
+             "--user-key-file", str(running.state / "user.key")],
+            env=running.env(), cwd=root, capture_output=True, text=True, timeout=400)
+        failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("| FAIL |")]
+        assert result.returncode == 0, "\n".join(failed) + f"\n{result.stdout[-4000:]}\n{running.log_tail()}"
+        totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed", result.stdout, re.M)[-1]
+        assert int(totals[0]) >= 40 and totals[0] == totals[1], result.stdout[-2000:]
+    finally:
+        down = running.cli("down", timeout=180)
+        if down.returncode == 0:
+            shutil.rmtree(root, ignore_errors=True)

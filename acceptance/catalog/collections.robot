@@ -1,7 +1,7 @@
 *** Settings ***
 Documentation       Collections: the list, one collection, its items, free-text collection search.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /stac
+Suite Setup         Start Service Suite    ${CATALOG_PREFIX}
 Test Tags           catalog    readonly
 
 

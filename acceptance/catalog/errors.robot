@@ -2,7 +2,7 @@
 Documentation       Errors are RFC 9457 problems (application/problem+json with type, title, status, detail
 ...                 and request_id), with the right status.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /stac
+Suite Setup         Start Service Suite    ${CATALOG_PREFIX}
 Test Tags           catalog    errors    readonly
 
 

@@ -1,7 +1,7 @@
 *** Settings ***
 Documentation       Fetching one item, by the link the API gives and by its id.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /stac
+Suite Setup         Start Service Suite    ${CATALOG_PREFIX}
 Test Tags           catalog    readonly
 
 

@@ -1,7 +1,7 @@
 *** Settings ***
 Documentation       Catalog landing page and conformance: what a STAC client reads first.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /stac
+Suite Setup         Start Service Suite    ${CATALOG_PREFIX}
 Test Tags           catalog    readonly
 
 

@@ -2,7 +2,7 @@
 Documentation       What operators and load balancers rely on: health, readiness, metrics, request ids, and
 ...                 links that never come from the Host header.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /stac
+Suite Setup         Start Service Suite    ${CATALOG_PREFIX}
 Test Tags           catalog    operations    readonly
 
 

@@ -3,7 +3,7 @@ Documentation       Item search (GET and POST): bbox, datetime, CQL2 filter, sor
 ...                 The data-specific checks use the NAIP demo collection (1,000 real items in Alabama,
 ...                 seven survey years).
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /stac
+Suite Setup         Start Service Suite    ${CATALOG_PREFIX}
 Test Tags           catalog    search    readonly
 
 

@@ -38,7 +38,7 @@ Admin Deletes The Item And The Collection
 
 *** Keywords ***
 Start Transaction Suite
-    Start Service Suite    /stac
+    Start Service Suite    ${CATALOG_PREFIX}
     ${suffix}=    Generate Random String    10    [LOWER][NUMBERS]
     Set Suite Variable    ${COLLECTION_ID}    acceptance-${suffix}
     ${collection}=    Catenate    {

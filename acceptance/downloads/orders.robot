@@ -4,7 +4,7 @@ Documentation       Download service: orders, staging, resumable checksummed dow
 ...                 Runs against ``${BASE_URL}``; tests that order need ``${USER_API_KEY}`` (skipped without it)
 ...                 and the demo data (``${EXPECT_DEMO_DATA}``).
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /downloads
+Suite Setup         Start Service Suite    ${DOWNLOADS_PREFIX}
 
 
 *** Variables ***

@@ -2,7 +2,7 @@
 Documentation       Federated search: a STAC API over the local catalog and the configured providers, with the
 ...                 status of each provider, merged and deduplicated results, paging and thesaurus expansion.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /search
+Suite Setup         Start Service Suite    ${SEARCH_PREFIX}
 Test Tags           search    readonly
 
 

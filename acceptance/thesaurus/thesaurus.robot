@@ -2,7 +2,7 @@
 Documentation       Thesaurus: the Skosmos-compatible REST subset, autocomplete and query expansion. GEMET and
 ...                 INSPIRE checks need the demo vocabularies (EXPECT_DEMO_DATA); the others hold for any content.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /thesaurus
+Suite Setup         Start Service Suite    ${THESAURUS_PREFIX}
 Test Tags           thesaurus    readonly
 
 

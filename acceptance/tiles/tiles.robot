@@ -2,7 +2,7 @@
 Documentation       The tile service: tiles of a demo item and of the demo collection mosaic, TileJSON, WMTS,
 ...                 cache headers, and the errors a map client may provoke (all RFC 9457 problems).
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /tiles
+Suite Setup         Start Service Suite    ${TILES_PREFIX}
 Test Tags           tiles    readonly
 
 

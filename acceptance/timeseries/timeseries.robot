@@ -2,7 +2,7 @@
 Documentation       The time-series API: hydrology virtual stations as GeoJSON and their water-level series as
 ...                 JSON and CSV, with date filters; errors are RFC 9457 problems.
 Resource            ../resources/common.resource
-Suite Setup         Start Service Suite    /timeseries
+Suite Setup         Start Service Suite    ${TIMESERIES_PREFIX}
 Test Tags           timeseries    readonly
 
 

@@ -75,8 +75,9 @@ Services Page Lists Ready Services
     [Tags]    smoke    services
     Go To Page    \#/services
     Wait Until Page Contains Element    css:tr[data-service="catalog"][data-state="ready"]
+    # Every row is checked at once and each answers in its own time: wait for all of them, then look.
+    Wait For Condition    return !document.querySelector('#services tr[data-state="checking"]')    timeout=15 s
     Page Should Contain Element    css:tr[data-service="web"][data-state="ready"]
-    Wait For Condition    return !document.querySelector('#services tr[data-state="checking"]')
 
 Reads Well At Phone Width
     [Tags]    responsive
