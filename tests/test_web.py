@@ -210,3 +210,42 @@ def test_static_dir_is_self_contained():
     for path in (PACKAGE_STATIC / "js").glob("*.js"):
         text = path.read_text()
         assert not re.search(r"https?://(?!registry)", text), f"{path.name} refers to another origin"
+
+
+# ------------------------------------------------------------------------------------ offline API documentation
+
+def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
+    """A kit service's docs page (here at a prefix) references only the web view's files, all of which it serves."""
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+    from eolake_kit.docs import ASSETS
+
+    service = install_kit(FastAPI(title="eolake <test>", openapi_url="/api", docs_url="/api.html"),
+                          ServiceSettings(root_path="/svc"))
+    with TestClient(service, root_path="/svc") as svc:
+        page = svc.get("/api.html")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        csp = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+        assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'" and csp["default-src"] == "'none'"
+        assert "<script>" not in page.text and "http" not in page.text  # no inline script, no other origin
+        assert 'data-openapi="/svc/api"' in page.text and "eolake &lt;test&gt;" in page.text
+        assert svc.get("/api").json()["info"]["title"] == "eolake <test>"
+        assert svc.get("/redoc").status_code == 404 and svc.get("/docs/oauth2-redirect").status_code == 404
+    urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+    assert {u.rsplit("/", 1)[-1] for u in urls} >= {"swagger-ui-bundle.js", "swagger-ui.css", "api-docs.js"}
+    for url in urls:
+        assert url.startswith(ASSETS + "/")
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert resp.headers["cache-control"] == "no-cache"  # not the current build: revalidated, not kept a year
+
+
+def test_a_service_without_docs_gets_none(client):
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+
+    service = install_kit(FastAPI(docs_url=None, redoc_url=None), ServiceSettings())
+    with TestClient(service) as svc:
+        assert svc.get("/docs").status_code == 404 and svc.get("/redoc").status_code == 404

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from eolake_kit.auth import Authenticator
+from eolake_kit.docs import install_offline_docs
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
 from eolake_kit.logs import count_log_messages
@@ -30,6 +31,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     if tracker is not None:
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
+    install_offline_docs(app)
     app.include_router(health_router)
     app.add_middleware(ObserveMiddleware, service=settings.service_name,
                        on_finished=tracker.track if tracker is not None else None)

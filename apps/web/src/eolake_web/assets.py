@@ -19,6 +19,8 @@ FILES: dict[str, list[str]] = {
     "maplibre-gl": ["dist/maplibre-gl-csp.js", "dist/maplibre-gl-csp-worker.js", "dist/maplibre-gl.css",
                     "LICENSE.txt"],
     "uplot": ["dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"],
+    # Every service's API documentation page (eolake_kit.docs) loads Swagger UI from here.
+    "swagger-ui-dist": ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"],
 }
 MANIFEST = "manifest.json"
 
