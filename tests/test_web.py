@@ -184,15 +184,32 @@ def test_assets_build_copies_from_node_modules_and_names_what_is_missing(tmp_pat
         for name in names:
             (modules / package / name).parent.mkdir(parents=True, exist_ok=True)
             (modules / package / name).write_text(name)
-    assert assets.build(modules, tmp_path / "out") == {p: "9.9.9" for p in assets.FILES}
+    with pytest.raises(FileNotFoundError, match="map.geo.json"):
+        assets.build(modules, tmp_path / "out")
+    garonne = [[[1.40, 43.60], [1.45, 43.60], [1.45, 43.62], [1.40, 43.60]]]
+    loire = [[[-1.55, 47.21], [-1.50, 47.21], [-1.50, 47.22], [-1.55, 47.21]]]
+    for package in assets.WATER.values():
+        (modules / package).mkdir(parents=True)
+        (modules / package / "package.json").write_text(json.dumps({"version": "0.6.0"}))
+        (modules / package / "LICENSE").write_text("MIT")
+        (modules / package / "map.geo.json").write_text(json.dumps({"type": "GeometryCollection", "geometries": [
+            {"type": "MultiPolygon", "coordinates": [garonne, loire]}]}))
+    versions = assets.build(modules, tmp_path / "out")
+    assert versions == {**{p: "9.9.9" for p in assets.FILES}, **{p: "0.6.0" for p in assets.WATER.values()}}
     assets.check(tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*.tmp"))
+    basemap = tmp_path / "out" / assets.BASEMAP
+    index = json.loads((basemap / "index.json").read_text())
+    toulouse, nantes = assets.cell_of(1.4, 43.6), assets.cell_of(-1.55, 47.21)
+    assert index["layers"]["rivers"] == sorted([toulouse, nantes]) and toulouse != nantes
+    cell = json.loads((basemap / "rivers" / f"{toulouse}.json").read_text())
+    assert cell["geometry"]["coordinates"] == [garonne]
 
 
 def test_lockfile_pins_the_libraries_the_build_copies():
     app_dir = assets.APP_DIR
     lock = json.loads((app_dir / "package-lock.json").read_text())
-    for package in assets.FILES:
+    for package in [*assets.FILES, *assets.WATER.values()]:
         entry = lock["packages"][f"node_modules/{package}"]
         assert entry["version"] and entry["integrity"].startswith("sha512-"), package
 
