@@ -249,6 +249,7 @@ def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
         assert 'data-openapi="/svc/api"' in page.text and "eolake &lt;test&gt;" in page.text
         assert svc.get("/api").json()["info"]["title"] == "eolake <test>"
         assert svc.get("/redoc").status_code == 404 and svc.get("/docs/oauth2-redirect").status_code == 404
+        assert service.url_path_for("swagger_ui_html") == "/api.html"  # stac-fastapi's landing page links it
     urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
     assert {u.rsplit("/", 1)[-1] for u in urls} >= {"swagger-ui-bundle.js", "swagger-ui.css", "api-docs.js"}
     for url in urls:
@@ -266,3 +267,44 @@ def test_a_service_without_docs_gets_none(client):
     service = install_kit(FastAPI(docs_url=None, redoc_url=None), ServiceSettings())
     with TestClient(service) as svc:
         assert svc.get("/docs").status_code == 404 and svc.get("/redoc").status_code == 404
+
+
+# ------------------------------------------------------------------------------------------- services catalog
+
+def test_services_catalog_has_a_record_per_service(client):
+    from eolake_spec import manifests
+
+    body = client.get("/services.json").json()
+    records = {r["id"]: r for r in body["features"]}
+    assert sorted(records) == sorted(["web", *default_services()])
+    assert body["numberMatched"] == body["numberReturned"] == len(records)
+    for name, record in records.items():
+        assert record["properties"]["title"] == manifests()[name].title
+        assert record["properties"]["description"] == manifests()[name].summary
+        rels = {link["rel"]: link["href"] for link in record["links"]}
+        assert rels["status"] == record["properties"]["endpoint"].rstrip("/") + "/readyz"
+        assert "service" not in rels  # a service's root may be a bare 404: never linked
+    tiles = client.get("/services.json", params={"q": "TILES"}).json()
+    assert [r["id"] for r in tiles["features"]] == ["tiles"] and tiles["numberMatched"] == 1
+    assert client.get("/services.json", params={"q": "no such service"}).json()["features"] == []
+    assert_problem(client.get("/services.json", params={"q": "x" * 201}), 400)
+
+
+def test_readiness_names_the_services_self_description():
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+
+    app = FastAPI(openapi_url="/api", docs_url="/api.html")
+
+    @app.get("/conformance")
+    async def conformance() -> dict:
+        return {"conformsTo": []}
+
+    install_kit(app, ServiceSettings(root_path="/svc"))
+    with TestClient(app, root_path="/svc") as svc:
+        links = {link["rel"]: link["href"] for link in svc.get("/readyz").json()["links"]}
+    assert links == {"service-desc": "/svc/api", "service-doc": "/svc/api.html", "conformance": "/svc/conformance"}
+    bare = install_kit(FastAPI(openapi_url=None), ServiceSettings())
+    with TestClient(bare) as svc:
+        assert svc.get("/readyz").json()["links"] == []

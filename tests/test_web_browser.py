@@ -191,16 +191,68 @@ def test_search_item_preview_station_chart_and_services(platform, browser):
           "the date range did not narrow the series")
     shot(browser, "laptop-station-chart")
 
-    # Services: live readiness through the same origin.
+    # Services: every service of the catalog (/services.json) with its live readiness through the same origin.
     open_route(browser, base, "#/services")
-    until(browser, "return !document.querySelector('#services tr[data-state=\"checking\"]')", "checks hang")
+    until(browser, "return document.querySelectorAll('#services li').length > 0"
+                   " && !document.querySelector('#services li[data-state=\"checking\"]')", "checks hang")
     states = browser.execute_script(
-        "return Object.fromEntries([...document.querySelectorAll('#services tr')].slice(1)"
+        "return Object.fromEntries([...document.querySelectorAll('#services li')]"
         ".map(r => [r.dataset.service, r.dataset.state]))")
-    assert states["web"] == states["catalog"] == states["tiles"] == states["timeseries"] == "ready", states
+    records = httpx.get(f"{base}/services.json", timeout=30).json()["features"]
+    assert sorted(states) == sorted(r["id"] for r in records) and len(records) >= 7, states
+    assert set(states.values()) == {"ready"}, states
+    docs = browser.execute_script("return [...document.querySelectorAll('#services a[data-rel=\"service-doc\"]')]"
+                                  ".map(a => a.getAttribute('href'))")
+    assert len(docs) == len(records) - 1, docs  # every service but the web view documents its API
+    until(browser, "return document.querySelectorAll('#providers li').length > 0", "no federated providers listed")
     shot(browser, "laptop-services")
 
     assert console_errors(browser) == []
+
+
+def overflow(driver) -> list[str]:
+    """What sticks out of a phone's width: the page itself, or any element wider than the viewport."""
+    return driver.execute_script(
+        "const w = document.documentElement.clientWidth;"
+        "const wide = [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > w + 1"
+        " && getComputedStyle(e).position !== 'fixed' && e.offsetParent !== null && !e.closest('.maplibregl-map'))"
+        ".map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));"
+        "if (document.documentElement.scrollWidth > w) wide.unshift('page ' + document.documentElement.scrollWidth);"
+        "return wide.slice(0, 10);")
+
+
+def test_phone_width_every_page_fits(platform, browser):
+    base = platform.base_url
+    search = httpx.get(f"{base}/stac/search", params={"collections": "naip", "limit": 1}, timeout=30).json()
+    naip = search["features"][0]["id"]
+    pages = {
+        "collections": ("#/collections", "return document.querySelectorAll('#coll-list li').length >= 5"),
+        "collection": ("#/collections/naip", "return document.querySelector('.md') !== null"),
+        "search": ("#/search?collections=naip", "return document.querySelectorAll('#s-results li').length > 0"),
+        "item": (f"#/items/naip/{naip}", "return document.querySelector('#properties') !== null"),
+        "hydrology": ("#/hydrology", "return document.querySelectorAll('#h-list button.station').length === 6"),
+        "services": ("#/services", "return !document.querySelector('#services li[data-state=\"checking\"]')"
+                                   " && document.querySelectorAll('#services li').length > 0"),
+    }
+    viewport(browser, *PHONE)
+    try:
+        browser.get_log("browser")
+        for name, (route, loaded) in pages.items():
+            open_route(browser, base, route)
+            until(browser, loaded, f"{name} did not load at phone width")
+            assert overflow(browser) == [], name
+            shot(browser, f"phone-{name}")
+        # The map folds away and back.
+        open_route(browser, base, "#/collections")
+        toggle = browser.find_element(By.ID, "map-toggle")
+        toggle.click()
+        assert toggle.get_attribute("aria-expanded") == "false"
+        assert not browser.find_element(By.ID, "map").is_displayed()
+        toggle.click()
+        assert browser.find_element(By.ID, "map").is_displayed()
+        assert console_errors(browser) == []
+    finally:
+        viewport(browser, *LAPTOP)
 
 
 def test_phone_width(platform, browser):
@@ -210,7 +262,7 @@ def test_phone_width(platform, browser):
         browser.get_log("browser")
         open_route(browser, base, "#/collections")
         until(browser, "return document.querySelectorAll('#coll-list li').length >= 5", "collections not listed")
-        assert not browser.execute_script("return document.documentElement.scrollWidth > window.innerWidth")
+        assert overflow(browser) == []
         shot(browser, "phone-collections")
         open_route(browser, base, f"#/items/garonne-wse/{ITEM}")
         until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
@@ -238,3 +290,80 @@ def test_naip_item_says_no_preview(platform, browser):
     links = browser.find_elements(By.CSS_SELECTOR, "#assets a[download]")
     assert links, "external assets have download links"
     assert console_errors(browser) == []
+
+
+WATER_PIXELS = """
+const m = window.eolake.map.map;
+const [r0, g0, b0] = arguments[0];
+return new Promise((resolve) => {
+  m.once('render', () => {
+    const canvas = m.getCanvas();
+    const gl = canvas.getContext('webgl2') || canvas.getContext('webgl');
+    const px = new Uint8Array(canvas.width * canvas.height * 4);
+    gl.readPixels(0, 0, canvas.width, canvas.height, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    let n = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (Math.abs(px[i] - r0) < 8 && Math.abs(px[i + 1] - g0) < 8 && Math.abs(px[i + 2] - b0) < 8) n += 1;
+    }
+    resolve(n);
+  });
+  m.triggerRepaint();
+});
+"""
+
+
+def idle(driver, what: str) -> None:
+    until(driver, "const m = window.eolake.map.map; return m.loaded() && m.areTilesLoaded()"
+                  " && window.eolake.basemap && window.eolake.basemap.land", f"the map did not settle: {what}")
+
+
+def test_basemap_shows_the_garonne_under_its_stations(platform, browser):
+    """Land everywhere; at zoom 8-12 around Toulouse, river pixels drawn by the rivers layer (from this origin)."""
+    base = platform.base_url
+    browser.get_log("browser")
+    open_route(browser, base, "#/hydrology")
+    until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "stations missing")
+    until(browser, "return window.eolake.basemap && window.eolake.basemap.land", "no land drawn")
+    water = browser.execute_script("return window.eolake.basemap.water")
+    rgb = tuple(int(water[i:i + 2], 16) for i in (1, 3, 5))
+    for zoom in (8, 10, 12):
+        browser.execute_script(f"window.eolake.map.map.jumpTo({{center: [1.44, 43.60], zoom: {zoom}}})")
+        until(browser, "return window.eolake.basemap.rivers > 0", "no river square loaded")
+        idle(browser, f"zoom {zoom}")
+        shown = browser.execute_script(WATER_PIXELS, list(rgb))
+        browser.execute_script("const m = window.eolake.map.map; for (const l of ['rivers', 'rivers-line', 'lakes'])"
+                               " m.setLayoutProperty(l, 'visibility', 'none')")
+        hidden = browser.execute_script(WATER_PIXELS, list(rgb))
+        browser.execute_script("const m = window.eolake.map.map; for (const l of ['rivers', 'rivers-line', 'lakes'])"
+                               " m.setLayoutProperty(l, 'visibility', 'visible')")
+        assert shown > 50 and hidden < shown / 10, (zoom, shown, hidden)
+        shot(browser, f"laptop-garonne-z{zoom}")
+    requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert [r for r in requests if not r.startswith(base)] == []
+    assert any("/basemap/rivers/" in r for r in requests)
+    assert console_errors(browser) == []
+
+
+def test_every_api_docs_page_renders_offline(platform, browser):
+    """Each service's documentation page (named by its /readyz) draws its operations; nothing leaves the origin."""
+    base = platform.base_url
+    records = httpx.get(f"{base}/services.json", timeout=30).json()["features"]
+    pages = {}
+    for record in records:
+        status = next(link["href"] for link in record["links"] if link["rel"] == "status")
+        links = httpx.get(base + status, timeout=30).json().get("links", [])
+        docs = [link["href"] for link in links if link["rel"] == "service-doc"]
+        if docs:
+            pages[record["id"]] = docs[0]
+    assert sorted(pages) == sorted(r["id"] for r in records if r["id"] != "web"), pages
+    for name, href in pages.items():
+        browser.get_log("browser")
+        browser.get(base + href)
+        until(browser, "return document.querySelectorAll('.swagger-ui .opblock').length > 0",
+              f"{name}: {href} shows no operation")
+        requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert requests and [r for r in requests if not r.startswith(base + "/")] == [], (name, requests)
+        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert errors == [], (name, errors)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SHOTS / f"api-docs-{name}.png"))

@@ -36,7 +36,7 @@ def docs_page(title: str, openapi_url: str) -> str:
   <link rel="stylesheet" href="{ASSETS}/css/api-docs.css">
 </head>
 <body>
-  <p class="eolake-docs-home"><a href="/">{escape(title)}</a> · <a href="/#/services">all services</a></p>
+  <p class="eolake-docs-home"><a href="/">Web view</a> · <a href="/#/services">all services</a> · {escape(title)}</p>
   <div id="swagger-ui" data-openapi="{escape(openapi_url)}"><p>Loading the API description…</p></div>
   <noscript><p>This page needs JavaScript; the description itself is at <a href="{escape(openapi_url)}">{escape(
         openapi_url)}</a>.</p></noscript>
@@ -47,8 +47,23 @@ def docs_page(title: str, openapi_url: str) -> str:
 """
 
 
+def api_links(app: FastAPI) -> list[dict]:
+    """The service's self-description, paths relative to its prefix (STAC/OGC link relations)."""
+    paths = {getattr(r, "path", None) for r in app.router.routes}
+    links = []
+    if app.openapi_url:
+        links.append({"rel": "service-desc", "href": app.openapi_url,
+                      "type": "application/vnd.oai.openapi+json;version=3.1"})
+    if app.openapi_url and app.docs_url:
+        links.append({"rel": "service-doc", "href": app.docs_url, "type": "text/html"})
+    if "/conformance" in paths:
+        links.append({"rel": "conformance", "href": "/conformance", "type": "application/json"})
+    return links
+
+
 def install_offline_docs(app: FastAPI) -> None:
     """Serve the documentation page at the app's docs_url (when it has one) and drop ReDoc and the CDN pages."""
+    app.state.api_links = api_links(app)
     framework_pages = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
     app.router.routes[:] = [r for r in app.router.routes
                             if not (isinstance(r, Route) and r.path in framework_pages)]
@@ -62,5 +77,6 @@ def install_offline_docs(app: FastAPI) -> None:
                             headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                                      "Cache-Control": "no-cache", "Referrer-Policy": "same-origin"})
 
-    app.add_route(app.docs_url, documentation, include_in_schema=False)
+    # FastAPI's name for its page: stac-fastapi's landing page links it with url_for("swagger_ui_html").
+    app.add_route(app.docs_url, documentation, include_in_schema=False, name="swagger_ui_html")
     app.redoc_url = app.swagger_ui_oauth2_redirect_url = None

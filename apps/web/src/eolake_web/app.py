@@ -11,12 +11,12 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from eolake_kit import install_kit
 from eolake_kit.matomo import page_view_config
-from eolake_web import assets
+from eolake_web import assets, services
 from eolake_web.settings import WebSettings
 
 # What the static route serves: nothing else leaves the directory (no .map, no .tmp, no dotfiles).
@@ -79,6 +79,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     @app.get("/config.json", include_in_schema=False)
     async def config_json() -> Response:
         return JSONResponse(config, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/services.json", include_in_schema=False)
+    async def services_json(q: str | None = Query(None, max_length=200)) -> Response:
+        return JSONResponse(services.catalog(config["services"], q), media_type="application/geo+json",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     @app.get("/static/{version}/{path:path}", include_in_schema=False)
     async def static_file(version: str, path: str, request: Request) -> Response:

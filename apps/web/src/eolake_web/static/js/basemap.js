@@ -84,6 +84,6 @@ export class Basemap {
 
   publish() {
     window.eolake = window.eolake || {};
-    window.eolake.basemap = { ...this.state };
+    window.eolake.basemap = { ...this.state, water: COLORS.water };
   }
 }

@@ -2,6 +2,8 @@
 import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { drawChart, seriesSummary } from './chart.js';
 import { LakeMap, bboxPolygon } from './map.js';
+import { markdownExcerpt, markdownHTML } from './markdown.js';
+import { servicesPage } from './services.js';
 
 const main = document.getElementById('content');
 const mapNote = document.getElementById('map-note');
@@ -144,14 +146,33 @@ async function collectionsPage(v, params) {
   list.innerHTML = collections.map((c, i) => `
     <li data-fid="${i}">
       <h2><a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a></h2>
-      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''}</p>
-      <p class="desc">${h((c.description || '').slice(0, 220))}${(c.description || '').length > 220 ? '…' : ''}</p>
+      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''} · <span class="count" data-collection="${h(c.id)}">counting items…</span></p>
+      <p class="desc">${h(markdownExcerpt(c.description))}</p>
       <div class="actions"><a class="button secondary" href="#/search${query({ collections: c.id })}">Search items<span class="visually-hidden"> of ${h(c.id)}</span></a></div>
     </li>`).join('');
   const features = collections.map((c) => bboxPolygon(c.extent?.spatial?.bbox?.[0] || [-180, -90, 180, 90], { id: c.id }));
   await map.show('extents', features, { maxZoom: 6 });
   syncList(list, 'extents');
+  list.querySelectorAll('.count').forEach((el) => showCount(v, el, el.dataset.collection));
   map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
+}
+
+// How many items a collection holds: the catalog's count when it gives one; an empty collection says so.
+async function showCount(v, el, id) {
+  let body;
+  try {
+    body = await getJSON(stac(`/collections/${encodeURIComponent(id)}/items?limit=1`));
+  } catch {
+    if (v === view) el.textContent = 'item count unavailable';
+    return;
+  }
+  if (v !== view) return;
+  const matched = body.numberMatched ?? body.context?.matched;
+  const empty = (body.features || []).length === 0;
+  el.textContent = empty ? 'no items yet (empty collection)'
+    : (matched !== undefined ? `${matched} item${matched === 1 ? '' : 's'}` : 'has items');
+  el.classList.toggle('empty', empty);
+  el.closest('li')?.classList.toggle('empty', empty);
 }
 
 async function collectionPage(v, id) {
@@ -173,7 +194,8 @@ async function collectionPage(v, id) {
     <p class="meta"><a href="#/collections">Collections</a> › ${h(c.id)}</p>
     <h1>${h(c.title || c.id)}</h1>
     ${isDemo(c) ? DEMO_NOTE : ''}
-    <p class="desc">${h(c.description || '')}</p>
+    <p id="coll-items" class="meta" role="status"></p>
+    <div class="desc md">${markdownHTML(c.description || '')}</div>
     <div class="actions">
       <a class="button" href="#/search${query({ collections: c.id })}">Search its items</a>
       ${stations ? '<a class="button secondary" href="#/hydrology">Stations and water levels</a>' : ''}
@@ -191,6 +213,7 @@ async function collectionPage(v, id) {
       <tr><th scope="row">Providers</th><td>${providers || '–'}</td></tr>
       <tr><th scope="row">STAC</th><td><a href="${h(stac(`/collections/${encodeURIComponent(c.id)}`))}">JSON</a></td></tr>
     </tbody></table>`, c.title || c.id);
+  showCount(v, document.getElementById('coll-items'), c.id);
   await map.show('extents', boxes.slice(0, 1).map((b) => bboxPolygon(b)), { maxZoom: 8 });
 }
 
@@ -311,8 +334,8 @@ async function showResults(v, state) {
       <p class="meta">${h(f.collection)} · ${h(fmtDate(f.properties?.datetime || f.properties?.start_datetime))}${f.collection?.startsWith('garonne') ? ' · demo data' : ''}</p>
     </li>`).join('');
   document.getElementById('s-pager').hidden = !(page.next || state.index > 0);
-  document.getElementById('s-prev').disabled = state.index === 0;
-  document.getElementById('s-next').disabled = !page.next;
+  document.getElementById('s-prev').hidden = state.index === 0;
+  document.getElementById('s-next').hidden = !page.next;
   document.getElementById('s-page').textContent = `Page ${state.index + 1}`;
   const keepView = document.getElementById('s-bbox').checked;
   await map.show('footprints', page.features.filter((f) => f.geometry), { fit: !keepView, maxZoom: 10 });
@@ -386,7 +409,7 @@ async function itemPage(v, collection, id) {
       <label for="preview-asset">Asset shown on the map</label>
       <select id="preview-asset">${previews.map(([k, a]) => `<option value="${h(k)}">${h(a.title || k)}</option>`).join('')}</select>
       <p id="preview-status" class="meta" role="status">Loading the preview…</p>
-      <div class="legend" id="preview-legend" hidden><span id="legend-min"></span><span class="ramp" role="img" aria-label="colour scale"></span><span id="legend-max"></span></div>`
+      <div class="legend" id="preview-legend" hidden><span id="legend-min"></span><span class="ramp" id="legend-ramp" role="img" aria-label="colour scale"></span><span id="legend-max"></span></div>`
     : '<p id="preview-status" class="meta" role="status">No preview: this item has no cloud-optimised GeoTIFF on the platform\'s storage.</p>'}
     </div>
     <h2>Assets</h2>
@@ -441,7 +464,10 @@ async function showPreview(v, item, key) {
   if (r.min !== null) {
     document.getElementById('legend-min').textContent = `${r.min}${r.unit ? ` ${r.unit}` : ''}`;
     document.getElementById('legend-max').textContent = `${r.max}${r.unit ? ` ${r.unit}` : ''}`;
+    document.getElementById('legend-ramp').dataset.colormap = r.colormap;
     legend.hidden = false;
+  } else {
+    legend.hidden = true;
   }
   note(`Preview: ${item.assets[key].title || key}`);
 }
@@ -556,71 +582,12 @@ async function loadSeries(v, station, start, end) {
     chart.clientWidth || main.clientWidth - 40);
 }
 
-// ------------------------------------------------------------------------------------------------ services
-
-async function servicesPage(v) {
-  const names = Object.keys(config.services);
-  render(`
-    <h1>Services</h1>
-    <p class="lead">The platform's services and their live readiness, checked every 15 seconds.</p>
-    <table id="services"><thead><tr><th scope="col">Service</th><th scope="col">Path</th><th scope="col">State</th></tr></thead>
-    <tbody>${names.map((n) => `<tr data-service="${h(n)}" data-state="checking"><td>${h(n === 'web' ? 'web view' : n)}</td>
-      <td><a href="${h(config.services[n] || '/')}${n === 'web' ? '' : '/'}">${h(config.services[n] || '/')}</a></td>
-      <td><span class="badge checking">checking</span> <span class="meta detail"></span></td></tr>`).join('')}</tbody></table>
-    <p class="actions"><button type="button" id="svc-refresh" class="secondary">Check now</button></p>
-    <p id="svc-status" class="meta" role="status"></p>`, 'Services');
-  await map.clear();
-  note('');
-  const check = async () => {
-    await Promise.all(names.map((n) => checkService(v, n)));
-    if (v === view) document.getElementById('svc-status').textContent = `Checked at ${new Date().toLocaleTimeString()}.`;
-  };
-  document.getElementById('svc-refresh').addEventListener('click', check);
-  const timer = setInterval(check, 15000);
-  cleanup.push(() => clearInterval(timer));
-  check();
-}
-
-async function checkService(v, name) {
-  const url = `${config.services[name]}/readyz`;
-  const controller = new AbortController();
-  const timeout = setTimeout(() => controller.abort(), 8000);
-  let state; let detail = '';
-  const started = performance.now();
-  try {
-    const response = await fetch(url, { headers: { Accept: 'application/json' }, signal: controller.signal, cache: 'no-store' });
-    let body = null;
-    try { body = await response.json(); } catch { body = null; }
-    if (response.ok) {
-      state = 'ready';
-      detail = `${Math.round(performance.now() - started)} ms`;
-    } else if (response.status === 404) {
-      state = 'not-deployed';
-      detail = '';
-    } else if (response.status === 503 && body && /not ready/.test(body.detail || '')) {
-      state = 'not-ready';
-      detail = body.detail;
-    } else {
-      state = 'unreachable';
-      detail = (body && body.detail) || `HTTP ${response.status}`;
-    }
-  } catch (error) {
-    state = 'unreachable';
-    detail = error.name === 'AbortError' ? 'no answer within 8 s' : error.message;
-  } finally {
-    clearTimeout(timeout);
-  }
-  if (v !== view) return;
-  const row = document.querySelector(`tr[data-service="${name}"]`);
-  if (!row) return;
-  row.dataset.state = state;
-  const badge = row.querySelector('.badge');
-  badge.className = `badge ${state}`;
-  badge.textContent = state.replace('-', ' ');
-  row.querySelector('.detail').textContent = detail;
-}
-
 // ------------------------------------------------------------------------------------------------ router
+
+// What a page module gets: drawing, the map, and whether its navigation is still the current one.
+function pageContext(v) {
+  return { render, map, config, note, problemText, current: () => v === view, onLeave: (fn) => cleanup.push(fn) };
+}
 
 async function route() {
   view += 1;
@@ -635,6 +602,7 @@ async function route() {
   const params = new URLSearchParams(search);
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const section = parts[0] || 'collections';
+  document.body.dataset.page = section;
   document.querySelectorAll('nav a[data-nav]').forEach((a) => {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
@@ -645,7 +613,7 @@ async function route() {
     else if (section === 'search') await searchPage(v, params);
     else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
     else if (section === 'hydrology') await hydrologyPage(v, parts[1]);
-    else if (section === 'services') await servicesPage(v);
+    else if (section === 'services') await servicesPage(pageContext(v), params);
     else {
       render(`<h1>Page not found</h1><p>There is no page “${h(hash)}”. <a href="#/collections">Collections</a></p>`, 'Not found');
       await map.clear();
@@ -655,6 +623,17 @@ async function route() {
     showToast(`Something went wrong: ${problemText(error)}`);
   }
   render.moveFocus = true;
+}
+
+// On a phone the map sits above the page: it can be folded away (and back) with one button.
+function collapsibleMap(button) {
+  const layout = button.closest('.layout');
+  button.addEventListener('click', () => {
+    const collapsed = layout.classList.toggle('map-collapsed');
+    button.setAttribute('aria-expanded', String(!collapsed));
+    button.textContent = collapsed ? 'Show the map' : 'Hide the map';
+    map.resize();
+  });
 }
 
 async function start() {
@@ -667,6 +646,7 @@ async function start() {
   map = new LakeMap(document.getElementById('map'), config.static);
   if (!map.available) note('The map is not available in this browser.');
   window.eolake.map = map;
+  collapsibleMap(document.getElementById('map-toggle'));
   window.addEventListener('hashchange', route);
   await route();
   window.eolake.ready = true;
