@@ -7,6 +7,7 @@ Screenshots at laptop and phone widths are left in results/screenshots/ as test 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -367,3 +368,64 @@ def test_every_api_docs_page_renders_offline(platform, browser):
         assert errors == [], (name, errors)
         SHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SHOTS / f"api-docs-{name}.png"))
+
+
+def test_basket_sign_in_order_progress_and_verified_download(platform, browser):
+    """Two items from a search into the basket, sign in (API key), order, watch it finish, download a file that
+    the page checks against its SHA-256; links go through /downloads, never to a storage path."""
+    base = platform.base_url
+    ready(base, "/downloads")
+    key = (platform.state / "user.key").read_text().strip()
+    open_route(browser, base, "#/collections")
+    browser.execute_script("localStorage.clear(); sessionStorage.clear()")
+    browser.get_log("browser")
+
+    open_route(browser, base, f"#/items/garonne-wse/{ITEM}")
+    until(browser, "return document.querySelector('#assets') !== null", "item page not shown")
+    assert "/.eolake/" not in browser.find_element(By.ID, "assets").text and "data/demo" not in browser.page_source
+    open_route(browser, base, "#/orders")
+    until(browser, "return document.getElementById('o-signin') !== null", "anonymous users are not asked to sign in")
+
+    open_route(browser, base, "#/search?collections=garonne-wse")
+    until(browser, "return document.querySelectorAll('#s-results button.basket-toggle').length === 20", "no buttons")
+    for button in browser.find_elements(By.CSS_SELECTOR, "#s-results button.basket-toggle")[:2]:
+        button.click()
+    assert browser.find_element(By.CSS_SELECTOR, 'nav a[data-nav="basket"]').text == "Basket (2)"
+    open_route(browser, base, "#/basket")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#b-list li")) == 2
+    browser.find_element(By.ID, "b-signin-key").send_keys("not-a-key")
+    browser.find_element(By.CSS_SELECTOR, "#b-signin button").click()
+    until(browser, "return document.getElementById('b-signin-status').textContent.includes('not valid')",
+          "a bad key is not refused")
+    refused = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert all("/downloads/orders" in m and "401" in m for m in refused), refused  # Chromium logs the 401 itself
+    field = browser.find_element(By.ID, "b-signin-key")
+    field.clear()
+    field.send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "#b-signin button").click()
+    until(browser, "return document.getElementById('b-order') !== null", "signing in did not offer the order")
+    browser.find_element(By.ID, "b-order").click()
+    until(browser, "return location.hash.startsWith('#/orders/')", "no order page")
+    until(browser, "return document.getElementById('od-badge').textContent === 'succeeded'", "order did not finish",
+          timeout=240)
+    states = browser.execute_script(
+        "return [...document.querySelectorAll('#od-files tbody tr')].map(r => r.dataset.state)")
+    assert len(states) >= 2 and set(states) == {"ready"}, states
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#od-files button.dl-file")) == len(states)
+    shot(browser, "laptop-order")
+
+    order_id = browser.execute_script("return decodeURIComponent(location.hash.split('/')[2])")
+    order = httpx.get(f"{base}/downloads/orders/{order_id}", headers={"X-API-Key": key}, timeout=30).json()
+    assert {f["item"] for f in order["files"]} == set(browser.execute_script(
+        "return [...document.querySelectorAll('#od-files tbody tr .meta')].map(m => m.textContent.split(' · ')[0])"))
+    browser.find_element(By.CSS_SELECTOR, "#od-files button.dl-file").click()
+    until(browser, "return document.querySelector('#od-files td.dl[data-verified]') !== null", "no download")
+    assert browser.execute_script("return document.querySelector('#od-files td.dl[data-verified]').dataset.verified") \
+        == "true"
+    first = order["files"][0]
+    assert first["href"].startswith(f"{base}/downloads/orders/{order_id}/files/")
+    data = httpx.get(first["href"], headers={"X-API-Key": key}, timeout=60).content
+    assert "1220" + hashlib.sha256(data).hexdigest() == first["checksum"]
+    assert browser.execute_script("return JSON.parse(localStorage.getItem('eolake.basket'))") == []
+    errors = console_errors(browser)
+    assert errors == [], errors

@@ -3,6 +3,7 @@ import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js'
 import { drawChart, seriesSummary } from './chart.js';
 import { LakeMap, bboxPolygon } from './map.js';
 import { markdownExcerpt, markdownHTML } from './markdown.js';
+import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
 import { servicesPage } from './services.js';
 
 const main = document.getElementById('content');
@@ -332,7 +333,9 @@ async function showResults(v, state) {
     <li data-fid="${i}">
       <h2><a href="#/items/${encodeURIComponent(f.collection)}/${encodeURIComponent(f.id)}">${h(f.properties?.title || f.id)}</a></h2>
       <p class="meta">${h(f.collection)} · ${h(fmtDate(f.properties?.datetime || f.properties?.start_datetime))}${f.collection?.startsWith('garonne') ? ' · demo data' : ''}</p>
+      ${orderable() ? `<div class="actions">${basketButton(f.collection, f.id, f.properties?.title)}</div>` : ''}
     </li>`).join('');
+  wireBasketButtons(list);
   document.getElementById('s-pager').hidden = !(page.next || state.index > 0);
   document.getElementById('s-prev').hidden = state.index === 0;
   document.getElementById('s-next').hidden = !page.next;
@@ -377,7 +380,13 @@ function downloadCell(asset) {
     const external = !href.startsWith(`${location.origin}/`);
     return `<a href="${h(href)}" download${external ? ' rel="noopener noreferrer"' : ''}>Download</a>${external ? ' <span class="meta">(provider storage)</span>' : ''}`;
   }
-  return `<span class="meta">on the platform's storage: <code>${h(href)}</code></span>`;
+  // A file of the platform's storage: downloaded through an order (never its path on the server).
+  return orderable() ? '<a href="#/basket">Order it</a> <span class="meta">(basket, then download)</span>'
+    : '<span class="meta">on the platform (the download service is not part of this platform)</span>';
+}
+
+function orderable() {
+  return svc('downloads') !== null;
 }
 
 function propertyValue(value) {
@@ -404,6 +413,7 @@ async function itemPage(v, collection, id) {
     <p class="meta"><a href="#/collections">Collections</a> › <a href="#/collections/${encodeURIComponent(collection)}">${h(collection)}</a> › ${h(id)}</p>
     <h1>${h(item.properties?.title || item.id)}</h1>
     ${collection.startsWith('garonne') ? DEMO_NOTE : ''}
+    ${orderable() ? `<div class="actions">${basketButton(collection, item.id, item.properties?.title)} <a class="button secondary" href="#/basket">Basket</a></div>` : ''}
     <h2>Preview</h2>
     <div id="preview-box">${previews.length ? `
       <label for="preview-asset">Asset shown on the map</label>
@@ -425,6 +435,7 @@ async function itemPage(v, collection, id) {
     </tbody></table>
     <p><a href="${h(stac(`/collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`))}">STAC JSON</a></p>`,
   item.properties?.title || item.id);
+  wireBasketButtons(main);
   await map.show('footprints', item.geometry ? [item] : [], { maxZoom: 12 });
   if (previews.length) {
     const select = document.getElementById('preview-asset');
@@ -614,6 +625,9 @@ async function route() {
     else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
     else if (section === 'hydrology') await hydrologyPage(v, parts[1]);
     else if (section === 'services') await servicesPage(pageContext(v), params);
+    else if (section === 'basket' && svc('downloads') !== null) await basketPage(pageContext(v));
+    else if (section === 'orders' && svc('downloads') !== null && parts.length === 1) await ordersPage(pageContext(v));
+    else if (section === 'orders' && svc('downloads') !== null && parts.length === 2) await orderPage(pageContext(v), parts[1]);
     else {
       render(`<h1>Page not found</h1><p>There is no page “${h(hash)}”. <a href="#/collections">Collections</a></p>`, 'Not found');
       await map.clear();
@@ -647,6 +661,8 @@ async function start() {
   if (!map.available) note('The map is not available in this browser.');
   window.eolake.map = map;
   collapsibleMap(document.getElementById('map-toggle'));
+  if (svc('downloads') === null) document.querySelectorAll('nav .orders').forEach((li) => li.remove());
+  updateNav();
   window.addEventListener('hashchange', route);
   await route();
   window.eolake.ready = true;
