@@ -13,6 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -429,3 +431,116 @@ def test_basket_sign_in_order_progress_and_verified_download(platform, browser):
     assert browser.execute_script("return JSON.parse(localStorage.getItem('eolake.basket'))") == []
     errors = console_errors(browser)
     assert errors == [], errors
+
+
+class CodeFlowIdP:
+    """An identity provider for the authorization code flow with PKCE (discovery, authorize, token), on loopback:
+    it signs users in at once (no login form) and checks what a real one checks (client, redirect URI, S256)."""
+
+    def __init__(self, client_id: str):
+        import base64
+        import json
+        import secrets
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlencode, urlsplit
+
+        import jwt
+
+        from oidc import KEYS
+
+        idp, self.codes, self.issued = self, {}, []
+
+        def s256(verifier: str) -> str:
+            return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self, status: int, body: dict | None = None, location: str | None = None) -> None:
+                data = json.dumps(body or {}).encode()
+                self.send_response(status)
+                self.send_header("Access-Control-Allow-Origin", "*")  # the page calls it from its own origin
+                self.send_header("Content-Type", "application/json")
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                q = {k: v[0] for k, v in parse_qs(url.query).items()}
+                if url.path == "/.well-known/openid-configuration":
+                    return self.answer(200, {"issuer": idp.issuer, "jwks_uri": idp.issuer + "/jwks",
+                                             "authorization_endpoint": idp.issuer + "/authorize",
+                                             "token_endpoint": idp.issuer + "/token"})
+                if url.path != "/authorize":
+                    return self.answer(404)
+                if (q.get("client_id"), q.get("response_type"), q.get("code_challenge_method")) != (
+                        client_id, "code", "S256") or not q.get("code_challenge"):
+                    return self.answer(400, {"error": "invalid_request"})
+                code = secrets.token_urlsafe(16)
+                idp.codes[code] = (q["code_challenge"], q["redirect_uri"])
+                back = q["redirect_uri"] + "?" + urlencode({"code": code, "state": q.get("state", "")})
+                return self.answer(302, location=back)
+
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                form = {k: v[0] for k, v in parse_qs(raw).items()}
+                challenge, redirect = idp.codes.pop(form.get("code"), (None, None))
+                if (challenge is None or form.get("client_id") != client_id or form.get("redirect_uri") != redirect
+                        or s256(form.get("code_verifier", "")) != challenge):
+                    return self.answer(400, {"error": "invalid_grant"})
+                now = int(time.time())
+                claims = {"iss": idp.issuer, "aud": "eolake", "sub": "alice", "iat": now, "exp": now + 300,
+                          "preferred_username": "alice"}
+                token = jwt.encode(claims, KEYS["k1"], algorithm="RS256", headers={"kid": "k1"})
+                idp.issued.append(token)
+                return self.answer(200, {"access_token": token, "token_type": "Bearer", "expires_in": 300})
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.issuer = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_sign_in_at_the_oidc_issuer_with_pkce(browser, tmp_path):
+    """The web view as a public OIDC client: to the issuer and back with a code, exchanged (PKCE) for a token that
+    the page then sends as a Bearer token; a forged return (wrong state) is refused."""
+    from servers import service_process
+
+    idp = CodeFlowIdP("eolake-web")
+    env = {"EOLAKE_WEB_AUTH__OIDC_ISSUER": idp.issuer, "EOLAKE_WEB_AUTH__OIDC_AUDIENCE": "eolake",
+           "EOLAKE_WEB_SERVICES": '{"catalog": "/stac", "downloads": "/downloads"}'}
+    try:
+        with service_process("eolake_web", env, tmp_path / "web.log", probe="/readyz") as url:
+            csp = httpx.get(url + "/", timeout=10).headers["content-security-policy"]
+            assert f"connect-src 'self' {idp.issuer}" in csp
+            driver = browser
+            driver.get(f"{url}/#/basket")
+            until(driver, "return document.body.dataset.ready === 'true'", "page did not load")
+            driver.execute_script("localStorage.setItem('eolake.basket', JSON.stringify([{collection: 'c', id: 'i',"
+                                  " title: 'i'}])); sessionStorage.clear()")
+            driver.refresh()
+            until(driver, "return document.getElementById('b-signin-oidc') !== null", "no OIDC sign-in offered")
+            driver.find_element(By.ID, "b-signin-oidc").click()
+            until(driver, "return location.hash === '#/basket' && document.getElementById('b-order') !== null",
+                  "not back on the basket, signed in")
+            assert driver.current_url == f"{url}/#/basket"  # the code and state are gone from the address
+            headers = driver.execute_script(
+                "return import(document.querySelector('script[type=module]').src.replace('main.js', 'signin.js'))"
+                ".then(m => m.authHeaders())")
+            assert headers == {"Authorization": f"Bearer {idp.issued[-1]}"} and len(idp.issued) == 1
+            # A return that this page did not start is refused and changes nothing.
+            driver.execute_script("sessionStorage.clear()")
+            driver.get(f"{url}/?code=stolen&state=forged#/basket")
+            until(driver, "return document.body.dataset.ready === 'true'", "page did not load")
+            assert "Sign-in failed" in driver.find_element(By.ID, "toast").text
+            assert driver.execute_script("return sessionStorage.getItem('eolake.session')") is None
+            assert len(idp.issued) == 1
+    finally:
+        idp.stop()

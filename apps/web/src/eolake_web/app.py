@@ -35,11 +35,13 @@ def build_id(*dirs: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def content_security_policy(matomo: dict | None) -> str:
+def content_security_policy(matomo: dict | None, oidc: dict | None = None) -> str:
     connect = "'self'"
-    if matomo:
-        parts = urlsplit(matomo["tracker_url"])
-        connect += f" {parts.scheme}://{parts.netloc}"
+    # The page itself talks to Matomo's tracker and the OIDC issuer (discovery, token endpoint); nothing else.
+    for url in [matomo and matomo["tracker_url"], oidc and oidc["issuer"]]:
+        if url:
+            parts = urlsplit(url)
+            connect += f" {parts.scheme}://{parts.netloc}"
     return "; ".join([
         "default-src 'none'", "script-src 'self'", "style-src 'self'", f"connect-src {connect}",
         "img-src 'self' data: blob:", "worker-src 'self'", "font-src 'self'", "manifest-src 'self'",
@@ -47,12 +49,20 @@ def content_security_policy(matomo: dict | None) -> str:
     ])
 
 
+def sign_in_config(settings: WebSettings) -> dict | None:
+    """What the page needs to sign users in at the platform's OIDC issuer (None: API keys only)."""
+    if not settings.auth.oidc_issuer:
+        return None
+    return {"issuer": settings.auth.oidc_issuer.rstrip("/"), "client_id": settings.oidc_client_id, "scope": "openid"}
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
     static, vendor = settings.static_path.resolve(), settings.vendor_path.resolve()
     build = build_id(static, vendor) if static != vendor else build_id(static)
     matomo = page_view_config(settings)
-    csp = content_security_policy(matomo)
+    oidc = sign_in_config(settings)
+    csp = content_security_policy(matomo, oidc)
     page_headers = {
         "Content-Security-Policy": csp, "Cache-Control": NO_STORE_HTML, "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
@@ -66,6 +76,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         # Same origin: the page reaches every service through the gateway it was loaded from.
         "services": {"web": "", **settings.services},
         "matomo": matomo,
+        "oidc": oidc,
     }
 
     app = FastAPI(title="eolake web view", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,

@@ -5,6 +5,7 @@ import { LakeMap, bboxPolygon } from './map.js';
 import { markdownExcerpt, markdownHTML } from './markdown.js';
 import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
 import { servicesPage } from './services.js';
+import { finishOidc } from './signin.js';
 
 const main = document.getElementById('content');
 const mapNote = document.getElementById('map-note');
@@ -663,6 +664,11 @@ async function start() {
   collapsibleMap(document.getElementById('map-toggle'));
   if (svc('downloads') === null) document.querySelectorAll('nav .orders').forEach((li) => li.remove());
   updateNav();
+  try {
+    await finishOidc(config.oidc); // back from the identity provider: the code for a token
+  } catch (error) {
+    showToast(`Sign-in failed: ${problemText(error)}`);
+  }
   window.addEventListener('hashchange', route);
   await route();
   window.eolake.ready = true;

@@ -1,64 +1,11 @@
-// Ordering from the web view: a basket of items (kept in this browser), sign-in (an API key for now, kept for the
-// tab's session), orders placed with the download service, their progress file by file, and downloads that go
+// Ordering from the web view: a basket of items (kept in this browser), sign-in (signin.js), orders placed with the download service, their progress file by file, and downloads that go
 // through /downloads with the user's credentials and are checked against their SHA-256 before they are saved.
-import { ApiError, escapeHTML as h, getJSON } from './api.js';
+import { escapeHTML as h, getJSON } from './api.js';
+import { authHeaders, session, signInForm, signOut, whoLabel, wireSignIn } from './signin.js';
 
 const BASKET = 'eolake.basket';
-const SESSION = 'eolake.session';
 const FINAL = ['succeeded', 'failed', 'canceled'];
 const POLL_MS = 1500;
-
-// ------------------------------------------------------------------------------------------------ session
-
-export function session() {
-  try { return JSON.parse(sessionStorage.getItem(SESSION)) || null; } catch { return null; }
-}
-
-function authHeaders() {
-  const s = session();
-  return s && s.apiKey ? { 'X-API-Key': s.apiKey } : {};
-}
-
-async function signIn(page, apiKey) {
-  const downloads = page.config.services.downloads;
-  // Any authenticated request tells whether the key is good: my (possibly empty) list of orders.
-  await getJSON(`${downloads}/orders?limit=1`, { headers: { Accept: 'application/json', 'X-API-Key': apiKey } });
-  sessionStorage.setItem(SESSION, JSON.stringify({ apiKey }));
-  updateNav();
-}
-
-export function signOut() {
-  sessionStorage.removeItem(SESSION);
-  updateNav();
-}
-
-function signInForm(id) {
-  return `
-    <form class="search" id="${id}" aria-label="Sign in">
-      <div class="wide"><label for="${id}-key">API key</label>
-        <input id="${id}-key" type="password" autocomplete="current-password" required
-          placeholder="your key (locally: the content of .eolake/user.key)"></div>
-      <div><button type="submit">Sign in</button></div>
-      <p class="meta wide" role="status" id="${id}-status"></p>
-    </form>`;
-}
-
-function wireSignIn(page, id, then) {
-  const form = document.getElementById(id);
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const status = document.getElementById(`${id}-status`);
-    status.textContent = 'Checking the key…';
-    try {
-      await signIn(page, document.getElementById(`${id}-key`).value.trim());
-    } catch (error) {
-      status.textContent = error instanceof ApiError && error.status === 401
-        ? 'This key is not valid.' : `Cannot sign in (${page.problemText(error)}).`;
-      return;
-    }
-    then();
-  });
-}
 
 // ------------------------------------------------------------------------------------------------ basket
 
@@ -114,7 +61,7 @@ export async function basketPage(page) {
         <p class="meta">${h(b.collection)}</p>
         <div class="actions"><button type="button" class="secondary b-remove" data-collection="${h(b.collection)}" data-item="${h(b.id)}">Remove<span class="visually-hidden"> ${h(b.id)}</span></button></div></li>`).join('')}</ul>
     ${items.length ? (signedIn ? '<p class="actions"><button type="button" id="b-order">Order these items</button></p>'
-      : `<h2>Sign in to order</h2><p>Browsing and searching need no account; ordering does.</p>${signInForm('b-signin')}`) : ''}`, 'Basket');
+      : `<h2>Sign in to order</h2><p>Browsing and searching need no account; ordering does.</p>${signInForm('b-signin', page.config.oidc)}`) : ''}`, 'Basket');
   await page.map.clear();
   document.querySelectorAll('button.b-remove').forEach((b) => b.addEventListener('click', () => {
     toggleBasket(b.dataset.collection, b.dataset.item);
@@ -152,7 +99,7 @@ async function placeOrder(page, items) {
 // ------------------------------------------------------------------------------------------------ orders
 
 function needsSignIn(page, title, route) {
-  page.render(`<h1>${h(title)}</h1><p>Sign in to see your orders.</p>${signInForm('o-signin')}`, title);
+  page.render(`<h1>${h(title)}</h1><p>Sign in to see your orders.</p>${signInForm('o-signin', page.config.oidc)}`, title);
   wireSignIn(page, 'o-signin', () => route());
 }
 
@@ -163,7 +110,7 @@ export async function ordersPage(page) {
     return;
   }
   page.render(`<h1>My orders</h1><p id="o-status" class="meta" role="status">Loading…</p><ul class="cards" id="o-list"></ul>
-    <p class="actions"><button type="button" class="secondary" id="o-signout">Sign out</button></p>`, 'My orders');
+    <p class="actions"><span class="meta" id="o-who">Signed in: ${whoLabel()}</span> <button type="button" class="secondary" id="o-signout">Sign out</button></p>`, 'My orders');
   document.getElementById('o-signout').addEventListener('click', () => { signOut(); ordersPage(page); });
   let body;
   try {
