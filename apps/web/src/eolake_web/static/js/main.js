@@ -1,6 +1,6 @@
 // eolake web view: a single-page app with hash routes. Every service is reached through the page's own origin.
 import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
-import { drawChart, seriesSummary } from './chart.js';
+import { hydrologyPage } from './hydrology.js';
 import { LakeMap, bboxPolygon } from './map.js';
 import { markdownExcerpt, markdownHTML } from './markdown.js';
 import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
@@ -484,121 +484,12 @@ async function showPreview(v, item, key) {
   note(`Preview: ${item.assets[key].title || key}`);
 }
 
-// ------------------------------------------------------------------------------------------------ hydrology
-
-async function hydrologyPage(v, stationId) {
-  render(`
-    <h1>Hydrology</h1>
-    <p class="lead">Virtual stations: water levels of rivers measured by satellite altimetry. Choose a station on the map or in the list.</p>
-    ${DEMO_NOTE}
-    <p id="h-status" class="meta" role="status">Loading stations…</p>
-    <ul class="cards" id="h-list" aria-label="Stations"></ul>
-    <section id="h-station" aria-labelledby="h-title" hidden>
-      <h2 id="h-title"></h2>
-      <p id="h-meta" class="meta"></p>
-      <form class="range" id="h-range" aria-label="Date range">
-        <div><label for="h-start">From</label><input id="h-start" type="date"></div>
-        <div><label for="h-end">To</label><input id="h-end" type="date"></div>
-        <div><button type="submit">Show</button></div>
-      </form>
-      <p id="h-chart-status" class="meta" role="status"></p>
-      <div class="chart" id="h-chart"></div>
-      <p><a id="h-csv" href="#">Download the series (CSV)</a></p>
-    </section>`, 'Hydrology');
-  await map.clear();
-  const prefix = svc('timeseries');
-  const status = document.getElementById('h-status');
-  if (prefix === null) {
-    status.textContent = 'The time-series service is not part of this platform.';
-    return;
-  }
-  let body;
-  try {
-    body = await getJSON(`${prefix}/stations`);
-  } catch (error) {
-    if (v === view) status.textContent = `Cannot list the stations (${problemText(error)}).`;
-    return;
-  }
-  if (v !== view) return;
-  const stations = (body.features || []).map((f) => ({ ...f, sid: String(f.id ?? f.properties?.id) }));
-  status.textContent = `${stations.length} station${stations.length === 1 ? '' : 's'}.`;
-  const list = document.getElementById('h-list');
-  list.innerHTML = stations.map((s, i) => `
-    <li data-fid="${i}">
-      <h2><button type="button" class="secondary station" data-station="${h(s.sid)}">${h(s.properties?.name || s.sid)}</button></h2>
-      <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(fmtDate(s.properties?.start))} – ${h(fmtDate(s.properties?.end))}</p>
-    </li>`).join('');
-  await map.show('stations', stations, { maxZoom: 9 });
-  syncList(list, 'stations');
-  const open = (i) => {
-    const s = stations[i];
-    if (!s) return;
-    history.replaceState(null, '', `#/hydrology/${encodeURIComponent(s.sid)}`);
-    map.highlight('stations', i);
-    mark(list, i);
-    openStation(v, s);
-  };
-  list.querySelectorAll('button.station').forEach((b, i) => b.addEventListener('click', () => open(i)));
-  map.hooks.onClick = (src, id) => { if (src === 'stations') open(id); };
-  if (stationId) {
-    const i = stations.findIndex((s) => s.sid === stationId);
-    if (i >= 0) open(i);
-    else status.textContent = `No station ${stationId}; ${stations.length} stations listed.`;
-  }
-}
-
-async function openStation(v, station) {
-  const section = document.getElementById('h-station');
-  const p = station.properties || {};
-  section.hidden = false;
-  document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
-  document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
-  const start = document.getElementById('h-start');
-  const end = document.getElementById('h-end');
-  start.value = fmtDate(p.start) === '…' ? '' : fmtDate(p.start);
-  end.value = fmtDate(p.end) === '…' ? '' : fmtDate(p.end);
-  start.min = end.min = start.value;
-  start.max = end.max = end.value;
-  const form = document.getElementById('h-range');
-  form.onsubmit = (event) => {
-    event.preventDefault();
-    loadSeries(v, station, start.value, end.value);
-  };
-  await loadSeries(v, station, start.value, end.value);
-  section.scrollIntoView({ block: 'nearest' });
-}
-
-async function loadSeries(v, station, start, end) {
-  const status = document.getElementById('h-chart-status');
-  const chart = document.getElementById('h-chart');
-  if (start && end && start > end) {
-    status.textContent = 'The start date is after the end date.';
-    return;
-  }
-  const base = station.properties?.series_url ? sameOrigin(station.properties.series_url).split('?')[0]
-    : `${svc('timeseries')}/stations/${encodeURIComponent(station.sid)}/series`;
-  document.getElementById('h-csv').href = `${base}${query({ start, end, format: 'csv' })}`;
-  status.textContent = 'Loading the series…';
-  let series;
-  try {
-    series = await getJSON(`${base}${query({ start, end, format: 'json' })}`);
-  } catch (error) {
-    if (v === view) status.textContent = `Cannot load the series (${problemText(error)}).`;
-    return;
-  }
-  if (v !== view) return;
-  const s = seriesSummary(series.points || []);
-  status.textContent = s ? `${s.count} measurements, ${s.min.toFixed(2)} to ${s.max.toFixed(2)} ${series.unit || ''}; the band is ± the uncertainty.`
-    : 'No measurement in this date range.';
-  drawChart(chart, { ...series, station: station.properties?.name || station.sid, points: series.points || [] },
-    chart.clientWidth || main.clientWidth - 40);
-}
-
 // ------------------------------------------------------------------------------------------------ router
 
 // What a page module gets: drawing, the map, and whether its navigation is still the current one.
 function pageContext(v) {
-  return { render, map, config, note, problemText, current: () => v === view, onLeave: (fn) => cleanup.push(fn) };
+  return { render, map, config, note, problemText, svc, syncList, mark, main, DEMO_NOTE, fmtDate,
+    current: () => v === view, onLeave: (fn) => cleanup.push(fn) };
 }
 
 async function route() {
@@ -624,7 +515,7 @@ async function route() {
     else if (section === 'collections' && parts.length === 2) await collectionPage(v, parts[1]);
     else if (section === 'search') await searchPage(v, params);
     else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
-    else if (section === 'hydrology') await hydrologyPage(v, parts[1]);
+    else if (section === 'hydrology') await hydrologyPage(pageContext(v), parts[1]);
     else if (section === 'services') await servicesPage(pageContext(v), params);
     else if (section === 'basket' && svc('downloads') !== null) await basketPage(pageContext(v));
     else if (section === 'orders' && svc('downloads') !== null && parts.length === 1) await ordersPage(pageContext(v));
