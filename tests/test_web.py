@@ -308,3 +308,19 @@ def test_readiness_names_the_services_self_description():
     bare = install_kit(FastAPI(openapi_url=None), ServiceSettings())
     with TestClient(bare) as svc:
         assert svc.get("/readyz").json()["links"] == []
+
+
+def test_sign_in_settings_reach_the_page_and_its_csp(vendor):
+    from eolake_kit.auth import AuthConfig
+
+    plain = TestClient(create_app(WebSettings(vendor_dir=vendor)))
+    assert plain.get("/config.json").json()["oidc"] is None
+    settings = WebSettings(vendor_dir=vendor, oidc_client_id="portal",
+                           auth=AuthConfig(oidc_issuer="https://id.example.org/realms/eo/", oidc_audience="eolake"))
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/config.json").json()["oidc"] == {
+            "issuer": "https://id.example.org/realms/eo", "client_id": "portal", "scope": "openid"}
+        csp = dict(part.strip().split(" ", 1) for part in c.get("/").headers["content-security-policy"].split(";"))
+        assert csp["connect-src"] == "'self' https://id.example.org"
+    with pytest.raises(ValidationError):
+        WebSettings(oidc_client_id="bad id with spaces")
