@@ -308,6 +308,16 @@ def test_readiness_names_the_services_self_description():
     bare = install_kit(FastAPI(openapi_url=None), ServiceSettings())
     with TestClient(bare) as svc:
         assert svc.get("/readyz").json()["links"] == []
+    broken = install_kit(FastAPI(), ServiceSettings())
+
+    def no_description() -> dict:
+        raise ValueError("a schema that does not build")
+
+    broken.openapi = no_description
+    with TestClient(broken) as svc:  # still ready: only the conformance link is missing
+        ready = svc.get("/readyz")
+        assert ready.status_code == 200 and [link["rel"] for link in ready.json()["links"]] == [
+            "service-desc", "service-doc"]
 
 
 def test_sign_in_settings_reach_the_page_and_its_csp(vendor):

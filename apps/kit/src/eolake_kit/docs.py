@@ -9,6 +9,7 @@ under a strict policy: no inline script or style, nothing from another origin. R
 
 from __future__ import annotations
 
+import logging
 from html import escape
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from starlette.routing import Route
 # The web view's static files (eolake_web.app): its URLs are /static/<build>/<file>, and a segment that is not the
 # current build is still served, revalidated on each use instead of cached for a year.
 ASSETS = "/static/api-docs"
+logger = logging.getLogger(__name__)
 CSP = "; ".join([
     "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
     "font-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
@@ -48,22 +50,32 @@ def docs_page(title: str, openapi_url: str) -> str:
 
 
 def api_links(app: FastAPI) -> list[dict]:
-    """The service's self-description, paths relative to its prefix (STAC/OGC link relations)."""
-    paths = {getattr(r, "path", None) for r in app.router.routes}
-    links = []
-    if app.openapi_url:
-        links.append({"rel": "service-desc", "href": app.openapi_url,
-                      "type": "application/vnd.oai.openapi+json;version=3.1"})
-    if app.openapi_url and app.docs_url:
-        links.append({"rel": "service-doc", "href": app.docs_url, "type": "text/html"})
-    if "/conformance" in paths:
-        links.append({"rel": "conformance", "href": "/conformance", "type": "application/json"})
-    return links
+    """The service's self-description, paths relative to its prefix (STAC/OGC link relations); worked out on first
+    use, once every route is in place (routers included later count too)."""
+    if getattr(app.state, "api_links", None) is None:
+        links = []
+        if app.openapi_url:
+            links.append({"rel": "service-desc", "href": app.openapi_url,
+                          "type": "application/vnd.oai.openapi+json;version=3.1"})
+            if app.docs_url:
+                links.append({"rel": "service-doc", "href": app.docs_url, "type": "text/html"})
+            if "/conformance" in _documented_paths(app):
+                links.append({"rel": "conformance", "href": "/conformance", "type": "application/json"})
+        app.state.api_links = links
+    return app.state.api_links
+
+
+def _documented_paths(app: FastAPI) -> dict:
+    try:
+        return app.openapi().get("paths", {})
+    except Exception:  # a description that does not build must not make the service unready: no link, that's all
+        logger.warning("the OpenAPI description of %s does not build", app.title, exc_info=True)
+        return {}
 
 
 def install_offline_docs(app: FastAPI) -> None:
     """Serve the documentation page at the app's docs_url (when it has one) and drop ReDoc and the CDN pages."""
-    app.state.api_links = api_links(app)
+    app.state.api_links = None
     framework_pages = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
     app.router.routes[:] = [r for r in app.router.routes
                             if not (isinstance(r, Route) and r.path in framework_pages)]

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.responses import JSONResponse, Response
 
+from eolake_kit.docs import api_links
 from eolake_kit.problems import problem
 
 Check = Callable[[], Awaitable[object]]
@@ -32,7 +33,7 @@ async def readyz(request: Request) -> Response:
     # Where the service describes itself (OpenAPI, documentation, conformance): the services catalog of the web
     # view reads them with the status, in one request.
     root = request.scope.get("root_path", "").rstrip("/")
-    links = [{**link, "href": root + link["href"]} for link in getattr(request.app.state, "api_links", [])]
+    links = [{**link, "href": root + link["href"]} for link in api_links(request.app)]
     if all(r["status"] == "up" for r in report.values()):
         return JSONResponse({"status": "ready", "checks": report, "links": links})
     down = ", ".join(name for name, r in report.items() if r["status"] != "up")
