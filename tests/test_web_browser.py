@@ -194,6 +194,14 @@ def test_search_item_preview_station_chart_and_services(platform, browser):
           "the date range did not narrow the series")
     shot(browser, "laptop-station-chart")
 
+    # A collection names the services that serve it, each a link to its record on the services page.
+    open_route(browser, base, "#/collections/garonne-wse")
+    served = browser.execute_script("return [...document.querySelectorAll('#coll-services a')].map(a => a.textContent)")
+    assert served == ["catalog", "search", "tiles", "downloads"], served
+    browser.find_element(By.CSS_SELECTOR, '#coll-services a[href="#/services?q=tiles"]').click()
+    until(browser, "return document.querySelectorAll('#services li').length === 1"
+                   " && document.querySelector('#services li').dataset.service === 'tiles'", "tiles record not shown")
+
     # Services: every service of the catalog (/services.json) with its live readiness through the same origin.
     open_route(browser, base, "#/services")
     until(browser, "return document.querySelectorAll('#services li').length > 0"

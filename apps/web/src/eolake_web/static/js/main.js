@@ -159,6 +159,14 @@ async function collectionsPage(v, params) {
   map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
 }
 
+// The platform's services that serve this collection (each linked to its record on the services page).
+function servingServices(c) {
+  const cogs = Object.values(c.item_assets || {}).some((a) => String(a.type || '').startsWith(COG));
+  const stations = c.id === 'garonne-virtual-stations';
+  return [['catalog', true], ['search', true], ['tiles', cogs], ['timeseries', stations], ['downloads', true]]
+    .filter(([name, serves]) => serves && svc(name) !== null).map(([name]) => name);
+}
+
 // How many items a collection holds: the catalog's count when it gives one; an empty collection says so.
 async function showCount(v, el, id) {
   let body;
@@ -214,6 +222,7 @@ async function collectionPage(v, id) {
       <tr><th scope="row">Keywords</th><td>${h((c.keywords || []).join(', ') || '–')}</td></tr>
       <tr><th scope="row">Providers</th><td>${providers || '–'}</td></tr>
       <tr><th scope="row">STAC</th><td><a href="${h(stac(`/collections/${encodeURIComponent(c.id)}`))}">JSON</a></td></tr>
+      <tr><th scope="row">Served by</th><td id="coll-services">${servingServices(c).map((n) => `<a href="#/services${query({ q: n })}">${h(n)}</a>`).join(', ')}</td></tr>
     </tbody></table>`, c.title || c.id);
   showCount(v, document.getElementById('coll-items'), c.id);
   await map.show('extents', boxes.slice(0, 1).map((b) => bboxPolygon(b)), { maxZoom: 8 });
