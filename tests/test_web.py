@@ -184,15 +184,32 @@ def test_assets_build_copies_from_node_modules_and_names_what_is_missing(tmp_pat
         for name in names:
             (modules / package / name).parent.mkdir(parents=True, exist_ok=True)
             (modules / package / name).write_text(name)
-    assert assets.build(modules, tmp_path / "out") == {p: "9.9.9" for p in assets.FILES}
+    with pytest.raises(FileNotFoundError, match="map.geo.json"):
+        assets.build(modules, tmp_path / "out")
+    garonne = [[[1.40, 43.60], [1.45, 43.60], [1.45, 43.62], [1.40, 43.60]]]
+    loire = [[[-1.55, 47.21], [-1.50, 47.21], [-1.50, 47.22], [-1.55, 47.21]]]
+    for package in assets.WATER.values():
+        (modules / package).mkdir(parents=True)
+        (modules / package / "package.json").write_text(json.dumps({"version": "0.6.0"}))
+        (modules / package / "LICENSE").write_text("MIT")
+        (modules / package / "map.geo.json").write_text(json.dumps({"type": "GeometryCollection", "geometries": [
+            {"type": "MultiPolygon", "coordinates": [garonne, loire]}]}))
+    versions = assets.build(modules, tmp_path / "out")
+    assert versions == {**{p: "9.9.9" for p in assets.FILES}, **{p: "0.6.0" for p in assets.WATER.values()}}
     assets.check(tmp_path / "out")
     assert not list((tmp_path / "out").rglob("*.tmp"))
+    basemap = tmp_path / "out" / assets.BASEMAP
+    index = json.loads((basemap / "index.json").read_text())
+    toulouse, nantes = assets.cell_of(1.4, 43.6), assets.cell_of(-1.55, 47.21)
+    assert index["layers"]["rivers"] == sorted([toulouse, nantes]) and toulouse != nantes
+    cell = json.loads((basemap / "rivers" / f"{toulouse}.json").read_text())
+    assert cell["geometry"]["coordinates"] == [garonne]
 
 
 def test_lockfile_pins_the_libraries_the_build_copies():
     app_dir = assets.APP_DIR
     lock = json.loads((app_dir / "package-lock.json").read_text())
-    for package in assets.FILES:
+    for package in [*assets.FILES, *assets.WATER.values()]:
         entry = lock["packages"][f"node_modules/{package}"]
         assert entry["version"] and entry["integrity"].startswith("sha512-"), package
 
@@ -210,3 +227,110 @@ def test_static_dir_is_self_contained():
     for path in (PACKAGE_STATIC / "js").glob("*.js"):
         text = path.read_text()
         assert not re.search(r"https?://(?!registry)", text), f"{path.name} refers to another origin"
+
+
+# ------------------------------------------------------------------------------------ offline API documentation
+
+def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
+    """A kit service's docs page (here at a prefix) references only the web view's files, all of which it serves."""
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+    from eolake_kit.docs import ASSETS
+
+    service = install_kit(FastAPI(title="eolake <test>", openapi_url="/api", docs_url="/api.html"),
+                          ServiceSettings(root_path="/svc"))
+    with TestClient(service, root_path="/svc") as svc:
+        page = svc.get("/api.html")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        csp = dict(part.strip().split(" ", 1) for part in page.headers["content-security-policy"].split(";"))
+        assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'" and csp["default-src"] == "'none'"
+        assert "<script>" not in page.text and "http" not in page.text  # no inline script, no other origin
+        assert 'data-openapi="/svc/api"' in page.text and "eolake &lt;test&gt;" in page.text
+        assert svc.get("/api").json()["info"]["title"] == "eolake <test>"
+        assert svc.get("/redoc").status_code == 404 and svc.get("/docs/oauth2-redirect").status_code == 404
+        assert service.url_path_for("swagger_ui_html") == "/api.html"  # stac-fastapi's landing page links it
+    urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', page.text)
+    assert {u.rsplit("/", 1)[-1] for u in urls} >= {"swagger-ui-bundle.js", "swagger-ui.css", "api-docs.js"}
+    for url in urls:
+        assert url.startswith(ASSETS + "/")
+        resp = client.get(url)
+        assert resp.status_code == 200, url
+        assert resp.headers["cache-control"] == "no-cache"  # not the current build: revalidated, not kept a year
+
+
+def test_a_service_without_docs_gets_none(client):
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+
+    service = install_kit(FastAPI(docs_url=None, redoc_url=None), ServiceSettings())
+    with TestClient(service) as svc:
+        assert svc.get("/docs").status_code == 404 and svc.get("/redoc").status_code == 404
+
+
+# ------------------------------------------------------------------------------------------- services catalog
+
+def test_services_catalog_has_a_record_per_service(client):
+    from eolake_spec import manifests
+
+    body = client.get("/services.json").json()
+    records = {r["id"]: r for r in body["features"]}
+    assert sorted(records) == sorted(["web", *default_services()])
+    assert body["numberMatched"] == body["numberReturned"] == len(records)
+    for name, record in records.items():
+        assert record["properties"]["title"] == manifests()[name].title
+        assert record["properties"]["description"] == manifests()[name].summary
+        rels = {link["rel"]: link["href"] for link in record["links"]}
+        assert rels["status"] == record["properties"]["endpoint"].rstrip("/") + "/readyz"
+        assert "service" not in rels  # a service's root may be a bare 404: never linked
+    tiles = client.get("/services.json", params={"q": "TILES"}).json()
+    assert [r["id"] for r in tiles["features"]] == ["tiles"] and tiles["numberMatched"] == 1
+    assert client.get("/services.json", params={"q": "no such service"}).json()["features"] == []
+    assert_problem(client.get("/services.json", params={"q": "x" * 201}), 400)
+
+
+def test_readiness_names_the_services_self_description():
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+
+    app = FastAPI(openapi_url="/api", docs_url="/api.html")
+
+    @app.get("/conformance")
+    async def conformance() -> dict:
+        return {"conformsTo": []}
+
+    install_kit(app, ServiceSettings(root_path="/svc"))
+    with TestClient(app, root_path="/svc") as svc:
+        links = {link["rel"]: link["href"] for link in svc.get("/readyz").json()["links"]}
+    assert links == {"service-desc": "/svc/api", "service-doc": "/svc/api.html", "conformance": "/svc/conformance"}
+    bare = install_kit(FastAPI(openapi_url=None), ServiceSettings())
+    with TestClient(bare) as svc:
+        assert svc.get("/readyz").json()["links"] == []
+    broken = install_kit(FastAPI(), ServiceSettings())
+
+    def no_description() -> dict:
+        raise ValueError("a schema that does not build")
+
+    broken.openapi = no_description
+    with TestClient(broken) as svc:  # still ready: only the conformance link is missing
+        ready = svc.get("/readyz")
+        assert ready.status_code == 200 and [link["rel"] for link in ready.json()["links"]] == [
+            "service-desc", "service-doc"]
+
+
+def test_sign_in_settings_reach_the_page_and_its_csp(vendor):
+    from eolake_kit.auth import AuthConfig
+
+    plain = TestClient(create_app(WebSettings(vendor_dir=vendor)))
+    assert plain.get("/config.json").json()["oidc"] is None
+    settings = WebSettings(vendor_dir=vendor, oidc_client_id="portal",
+                           auth=AuthConfig(oidc_issuer="https://id.example.org/realms/eo/", oidc_audience="eolake"))
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/config.json").json()["oidc"] == {
+            "issuer": "https://id.example.org/realms/eo", "client_id": "portal", "scope": "openid"}
+        csp = dict(part.strip().split(" ", 1) for part in c.get("/").headers["content-security-policy"].split(";"))
+        assert csp["connect-src"] == "'self' https://id.example.org"
+    with pytest.raises(ValidationError):
+        WebSettings(oidc_client_id="bad id with spaces")

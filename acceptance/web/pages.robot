@@ -1,6 +1,6 @@
 *** Settings ***
 Documentation       The web view in a real browser: collections, search with pagination, an item with its tile
-...                 preview, a station's water-level chart and the services page.
+...                 preview, a station's water-level chart, the basemap, and every page at phone width.
 Resource            ../resources/web.resource
 Suite Setup         Start Web Suite
 Suite Teardown      Close All Browsers
@@ -71,24 +71,28 @@ Station Chart Renders
     Element Attribute Value Should Be    css:#h-chart canvas    role    img
     Browser Should Have No Errors
 
-Services Page Lists Ready Services
-    [Tags]    smoke    services
-    Go To Page    \#/services
-    Wait Until Page Contains Element    css:tr[data-service="catalog"][data-state="ready"]
-    # Every row is checked at once and each answers in its own time: wait for all of them, then look.
-    Wait For Condition    return !document.querySelector('#services tr[data-state="checking"]')    timeout=15 s
-    Page Should Contain Element    css:tr[data-service="web"][data-state="ready"]
+Basemap Draws Land From The Platform
+    [Tags]    smoke    map
+    Go To Page    \#/collections
+    Wait For Condition    return Boolean(window.eolake.basemap && window.eolake.basemap.land)
+    ${failed}=    Execute Javascript    return window.eolake.basemap.failed
+    Should Be Equal As Integers    ${failed}    0
+    Browser Should Have No Errors
 
-Reads Well At Phone Width
+Reads Well At Phone Width On Every Page
     [Tags]    responsive
     Set Phone Size
     TRY
+        FOR    ${route}    IN    \#/collections    \#/search    \#/hydrology    \#/services
+            Go To Page    ${route}
+            Element Should Be Visible    css:header nav a[href="#/hydrology"]
+            Page Should Not Scroll Sideways
+        END
         Go To Page    \#/collections
-        Wait Until Page Contains Element    css:#coll-list li
-        Element Should Be Visible    css:header nav a[href="#/hydrology"]
+        Click Button    id:map-toggle
+        Element Should Not Be Visible    id:map
+        Click Button    id:map-toggle
         Element Should Be Visible    id:map
-        ${overflow}=    Execute Javascript    return document.documentElement.scrollWidth > window.innerWidth
-        Should Not Be True    ${overflow}    the page scrolls sideways at ${PHONE_WIDTH} px
     FINALLY
         Set Laptop Size
     END

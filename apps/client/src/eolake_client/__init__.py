@@ -1,5 +1,6 @@
 """eolake Python client: search, thesaurus lookups, orders, and verified, resumable downloads."""
 
+from eolake_client._version import __version__
 from eolake_client.auth import ApiKey, BearerToken, ClientCredentials
 from eolake_client.client import Client, FileResult
 from eolake_client.errors import (
@@ -7,11 +8,14 @@ from eolake_client.errors import (
                                   EolakeError,
                                   Forbidden,
                                   Interrupted,
+                                  NotAnApi,
                                   NotFound,
                                   OrderFailed,
                                   QuotaExceeded,
                                   Unauthorized,
+                                  Unreachable,
 )
 
 __all__ = ["ApiKey", "BearerToken", "ChecksumMismatch", "Client", "ClientCredentials", "EolakeError", "FileResult",
-           "Forbidden", "Interrupted", "NotFound", "OrderFailed", "QuotaExceeded", "Unauthorized"]
+           "Forbidden", "Interrupted", "NotAnApi", "NotFound", "OrderFailed", "QuotaExceeded", "Unauthorized",
+           "Unreachable", "__version__"]

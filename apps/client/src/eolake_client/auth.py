@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from eolake_client.errors import Unauthorized, raise_for_problem
+from eolake_client.errors import Unauthorized, Unreachable, raise_for_problem, transport_reason
 
 
 class ApiKey(httpx.Auth):
@@ -47,8 +47,11 @@ class ClientCredentials(httpx.Auth):
                 data = {"grant_type": "client_credentials"}
                 if self.scope:
                     data["scope"] = self.scope
-                resp = httpx.post(self.token_url, data=data, auth=(self.client_id, self.client_secret),
-                                  timeout=self.timeout)
+                try:
+                    resp = httpx.post(self.token_url, data=data, auth=(self.client_id, self.client_secret),
+                                      timeout=self.timeout)
+                except httpx.TransportError as exc:
+                    raise Unreachable(self.token_url, transport_reason(exc)) from exc
                 if resp.status_code in (400, 401):
                     body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
                     why = body.get("error_description") or body.get("error") or resp.text[:200]

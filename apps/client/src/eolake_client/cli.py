@@ -1,27 +1,94 @@
 """`eolake-client search|order|download|status`: the client library from the command line.
 
 Credentials from options or the environment: EOLAKE_URL, EOLAKE_API_KEY, or EOLAKE_TOKEN_URL + EOLAKE_CLIENT_ID +
-EOLAKE_CLIENT_SECRET (OAuth2 client credentials)."""
+EOLAKE_CLIENT_SECRET (OAuth2 client credentials).
+
+Every failure a user can cause or meet is one line on stderr and an exit code: 1 an order ended failed or canceled,
+2 bad arguments or a refusal of the server (its problem detail), 3 a wait timed out, 4 the server cannot be reached,
+130 interrupted (Ctrl-C), 141 the reader of the output went away (`… | head`), silently, as other Unix tools do."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
+from datetime import datetime
 
+from eolake_client._version import __version__
 from eolake_client.auth import ClientCredentials
 from eolake_client.client import Client
-from eolake_client.errors import EolakeError, QuotaExceeded
+from eolake_client.errors import EolakeError, QuotaExceeded, Unreachable, from_stac_api_error
+
+PROG = "eolake-client"
+EXIT_ORDER_FAILED, EXIT_ERROR, EXIT_TIMEOUT, EXIT_UNREACHABLE = 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 130, 141
+PARTIAL_DATE = re.compile(r"\d{4}(-\d{2})?")
 
 
-def _client(args) -> Client:
-    creds = None
-    if args.token_url:
-        if not (args.client_id and args.client_secret):
-            raise SystemExit("--token-url needs --client-id and --client-secret (or EOLAKE_CLIENT_ID/SECRET)")
-        creds = ClientCredentials(args.token_url, args.client_id, args.client_secret)
-    return Client(args.url, api_key=args.api_key, credentials=creds)
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage itself is in --help)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def one_line(text: object, limit: int = 400) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def bbox_arg(text: str) -> list[float]:
+    """WEST,SOUTH,EAST,NORTH in degrees (EAST < WEST crosses the antimeridian)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected four numbers WEST,SOUTH,EAST,NORTH in degrees, "
+                                         "e.g. 1.2,43.4,1.6,43.8")
+    west, south, east, north = values
+    if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
+        raise argparse.ArgumentTypeError(f"{text!r}: longitudes must be within -180..180, latitudes within -90..90 "
+                                         "and SOUTH not above NORTH")
+    return values
+
+
+def _instant(text: str) -> datetime | None:
+    if text in ("", ".."):
+        return None
+    if PARTIAL_DATE.fullmatch(text):  # a year or a month, as pystac-client accepts
+        text = text + "-01" * (3 - len(text.split("-")))
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=datetime.now().astimezone().tzinfo)
+
+
+def datetime_arg(text: str) -> str:
+    """An RFC 3339 date or date-time, or an interval START/END with `..` for an open end."""
+    parts = text.split("/")
+    try:
+        if len(parts) > 2 or not text or text in ("/", "../.."):
+            raise ValueError
+        instants = [_instant(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected a date or date-time (2023-01-31, 2023-01-31T10:00:00Z) or an interval START/END "
+            "with .. for an open end (2023-01-01/2023-06-30, 2023-01-01/..)") from None
+    if len(instants) == 2 and None not in instants and instants[0] > instants[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: the start is after the end")
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number of at least 1")
+    return value
 
 
 def _item_ref(text: str) -> tuple[str, str]:
@@ -29,6 +96,16 @@ def _item_ref(text: str) -> tuple[str, str]:
     if not sep or not collection or not item:
         raise argparse.ArgumentTypeError(f"{text!r}: expected COLLECTION/ITEM")
     return collection, item
+
+
+def _client(args) -> Client:
+    creds = None
+    if args.token_url:
+        if not (args.client_id and args.client_secret):
+            raise EolakeError(0, "--token-url needs --client-id and --client-secret (or EOLAKE_CLIENT_ID/SECRET)")
+        creds = ClientCredentials(args.token_url, args.client_id, args.client_secret)
+    return Client(args.url, api_key=args.api_key, credentials=creds, retries=args.retries + 1, backoff=0.25,
+                  timeout=args.http_timeout)
 
 
 def _print_order(order: dict) -> None:
@@ -46,31 +123,52 @@ def _download(client: Client, order: dict, args) -> int:
     results = client.download(order, args.dest, parallel=args.parallel, progress=not args.quiet, strict=False)
     for r in results:
         print(f"{'skipped ' if r.skipped else 'verified'} {r.path} ({r.size} bytes, {r.transferred} transferred)")
-    return 0 if order["status"] == "succeeded" else 1
+    return 0 if order["status"] == "succeeded" else EXIT_ORDER_FAILED
 
 
-def main(argv: list[str] | None = None) -> int:
+def _search(client: Client, args) -> int:
+    from pystac_client.exceptions import APIError
+
+    search = client.federated_search if args.federated else client.search
+    kwargs = {k: v for k, v in (("collections", args.collections), ("bbox", args.bbox),
+                                ("datetime", args.datetime)) if v}
+    try:
+        for item in search(max_items=args.limit, **kwargs).items_as_dicts():
+            print(json.dumps({"collection": item.get("collection"), "id": item["id"],
+                              "datetime": item["properties"].get("datetime"),
+                              "assets": sorted(item.get("assets", {}))}))
+    except APIError as exc:
+        url = client.base_url + ("/search" if args.federated else "/stac")
+        raise from_stac_api_error(exc, url, client.retries) from exc
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="eolake-client", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default=env("EOLAKE_URL", "http://127.0.0.1:8080"), help="platform base URL")
-    parser.add_argument("--api-key", default=env("EOLAKE_API_KEY"))
-    parser.add_argument("--token-url", default=env("EOLAKE_TOKEN_URL"))
-    parser.add_argument("--client-id", default=env("EOLAKE_CLIENT_ID"))
-    parser.add_argument("--client-secret", default=env("EOLAKE_CLIENT_SECRET"))
-    sub = parser.add_subparsers(dest="command", required=True)
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    p.add_argument("--url", default=env("EOLAKE_URL", "http://127.0.0.1:8080"), help="platform base URL")
+    p.add_argument("--api-key", default=env("EOLAKE_API_KEY"))
+    p.add_argument("--token-url", default=env("EOLAKE_TOKEN_URL"))
+    p.add_argument("--client-id", default=env("EOLAKE_CLIENT_ID"))
+    p.add_argument("--client-secret", default=env("EOLAKE_CLIENT_SECRET"))
+    p.add_argument("--retries", type=int, choices=range(0, 11), default=2, metavar="N",
+                   help="retries of a request that failed on the wire or with a 5xx (0-10, default 2)")
+    p.add_argument("--http-timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
+    sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="search the catalog (or --federated); prints one item per line")
     s.add_argument("--collections", nargs="*")
-    s.add_argument("--bbox", type=lambda t: [float(v) for v in t.split(",")])
-    s.add_argument("--datetime")
-    s.add_argument("--limit", type=int, default=20)
+    s.add_argument("--bbox", type=bbox_arg, metavar="W,S,E,N")
+    s.add_argument("--datetime", type=datetime_arg, metavar="DATE[/DATE]")
+    s.add_argument("--limit", type=positive_int, default=20)
     s.add_argument("--federated", action="store_true")
 
     o = sub.add_parser("order", help="order items COLLECTION/ITEM …; --download DIR waits and downloads")
     o.add_argument("items", nargs="+", type=_item_ref)
     o.add_argument("--assets", type=lambda t: t.split(","))
     o.add_argument("--download", dest="dest")
-    o.add_argument("--parallel", type=int, default=4)
+    o.add_argument("--parallel", type=positive_int, default=4)
     o.add_argument("--timeout", type=float, default=3600)
     o.add_argument("--quiet", action="store_true")
 
@@ -80,43 +178,54 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("download", help="wait for an order and download its files (resumes, verifies, skips)")
     d.add_argument("order_id")
     d.add_argument("dest")
-    d.add_argument("--parallel", type=int, default=4)
+    d.add_argument("--parallel", type=positive_int, default=4)
     d.add_argument("--timeout", type=float, default=3600)
     d.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    return p
 
-    try:
-        with _client(args) as client:
-            if args.command == "search":
-                search = client.federated_search if args.federated else client.search
-                kwargs = {k: v for k, v in (("collections", args.collections), ("bbox", args.bbox),
-                                            ("datetime", args.datetime)) if v}
-                for item in search(max_items=args.limit, **kwargs).items_as_dicts():
-                    print(json.dumps({"collection": item.get("collection"), "id": item["id"],
-                                      "datetime": item["properties"].get("datetime"),
-                                      "assets": sorted(item.get("assets", {}))}))
-                return 0
-            if args.command == "order":
-                order = client.order(args.items, assets=args.assets)
+
+def run(args) -> int:
+    with _client(args) as client:
+        if args.command == "search":
+            return _search(client, args)
+        if args.command == "order":
+            order = client.order(args.items, assets=args.assets)
+            _print_order(order)
+            return _download(client, order, args) if args.dest else 0
+        if args.command == "status":
+            for order in [client.status(args.order_id)] if args.order_id else client.orders():
                 _print_order(order)
-                return _download(client, order, args) if args.dest else 0
-            if args.command == "status":
-                for order in [client.status(args.order_id)] if args.order_id else client.orders():
-                    _print_order(order)
-                return 0
-            if args.command == "download":
-                return _download(client, client.status(args.order_id), args)
+            return 0
+        return _download(client, client.status(args.order_id), args)
+
+
+def fail(code: int, message: object) -> int:
+    print(f"{PROG}: {one_line(message)}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler
+        return code
+    except BrokenPipeError:
+        # Whoever read our output stopped (`| head`): no message, and no second error when Python flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return fail(EXIT_INTERRUPTED, "interrupted")
     except QuotaExceeded as e:
-        print(f"error: {e.detail} (limit {e.limit}; resets {e.reset}; retry after {e.retry_after} s)",
-              file=sys.stderr)
-        return 2
+        return fail(EXIT_ERROR, f"{e.detail} (limit {e.limit}; resets {e.reset}; retry after {e.retry_after} s)")
+    except Unreachable as e:
+        return fail(EXIT_UNREACHABLE, f"{e}; is the platform running at --url {args.url}?")
     except EolakeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(EXIT_ERROR, e if e.status else e.detail)
     except TimeoutError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    return 0
+        return fail(EXIT_TIMEOUT, e)
+    except OSError as e:  # the destination directory: permissions, full disk
+        return fail(EXIT_ERROR, f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
 
 
 if __name__ == "__main__":

@@ -15,14 +15,18 @@ from urllib.parse import quote
 import httpx
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from eolake_client._version import __version__
 from eolake_client.auth import ApiKey, BearerToken, ClientCredentials
 from eolake_client.errors import (
     ChecksumMismatch,
     EolakeError,
     Interrupted,
+    NotAnApi,
     OrderFailed,
     QuotaExceeded,
+    Unreachable,
     raise_for_problem,
+    transport_reason,
 )
 
 CHUNK = 1024 * 1024
@@ -61,7 +65,9 @@ def _transient(exc: BaseException) -> bool:
 class Client:
     """`base_url` is the platform's base URL (services under /stac, /downloads, /thesaurus, /search).
 
-    Credentials: `api_key`, a `token`, or `credentials` (a ClientCredentials for service accounts)."""
+    Credentials: `api_key`, a `token`, or `credentials` (a ClientCredentials for service accounts).
+    `retries` is the number of attempts of a request that failed on the wire or with a 5xx (first one included),
+    `backoff` the first wait between them (doubling); a server still unreachable after them raises Unreachable."""
 
     def __init__(self, base_url: str, *, api_key: str | None = None, token: str | None = None,
                  credentials: ClientCredentials | None = None, timeout: float = 60.0,
@@ -77,7 +83,7 @@ class Client:
         self.auth = auth
         self.retries, self.backoff = retries, backoff
         self.http = httpx.Client(base_url=self.base_url, auth=auth, timeout=timeout,
-                                 headers={"User-Agent": "eolake-client/0.1"})
+                                 headers={"User-Agent": f"eolake-client/{__version__}"})
 
     def close(self) -> None:
         self.http.close()
@@ -93,12 +99,26 @@ class Client:
                         wait=wait_exponential(multiplier=self.backoff, max=30), reraise=True)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        for attempt in self._retrying():
-            with attempt:
-                resp = self.http.request(method, path, **kwargs)
-                raise_for_problem(resp)
-                return resp
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    resp = self.http.request(method, path, **kwargs)
+                    raise_for_problem(resp)
+                    return resp
+        except httpx.TransportError as exc:
+            raise Unreachable(self._url(path), transport_reason(exc), self.retries) from exc
         raise AssertionError("unreachable")
+
+    def get_json(self, path: str, method: str = "GET", **kwargs) -> Any:
+        resp = self.request(method, path, **kwargs)
+        try:
+            return resp.json()
+        except ValueError:
+            raise NotAnApi(resp.status_code, f"{resp.url} did not answer JSON ({resp.headers.get('content-type')}): "
+                           "is the URL the platform's base URL?", None, str(resp.url)) from None
+
+    def _url(self, path: str) -> str:
+        return path if "://" in path else self.base_url + path
 
     def _auth_headers(self) -> dict[str, str]:
         if isinstance(self.auth, ApiKey):
@@ -114,8 +134,14 @@ class Client:
     def catalog(self, path: str = "/stac"):
         """A pystac_client.Client on the platform's catalog (or, with path="/search", the federated search)."""
         import pystac_client
+        from pystac_client.stac_api_io import StacApiIO
+        from urllib3 import Retry
 
-        return pystac_client.Client.open(self.base_url + path, headers=self._auth_headers())
+        retry = Retry(total=max(0, self.retries - 1), backoff_factor=self.backoff, status_forcelist=(502, 503, 504),
+                      allowed_methods=None, raise_on_status=False)
+        io = StacApiIO(headers={**self._auth_headers(), "User-Agent": f"eolake-client/{__version__}"},
+                       max_retries=retry, timeout=self.http.timeout.read)
+        return pystac_client.Client.open(self.base_url + path, stac_io=io)
 
     def search(self, **kwargs) -> Any:
         """pystac_client's ItemSearch on the catalog: collections=, bbox=, datetime=, query=, filter=, max_items=…"""
@@ -129,11 +155,11 @@ class Client:
 
     def thesaurus_search(self, query: str, lang: str | None = None, vocab: str | None = None) -> list[dict]:
         params = {"query": query, **({"lang": lang} if lang else {}), **({"vocab": vocab} if vocab else {})}
-        return self.request("GET", "/thesaurus/rest/v1/search", params=params).json().get("results", [])
+        return self.get_json("/thesaurus/rest/v1/search", params=params).get("results", [])
 
     def thesaurus_expand(self, q: str, lang: str | None = None, depth: int = 1) -> dict:
         params = {"q": q, "depth": depth, **({"lang": lang} if lang else {})}
-        return self.request("GET", "/thesaurus/expand", params=params).json()
+        return self.get_json("/thesaurus/expand", params=params)
 
     # ------------------------------------------------------------------ orders
 
@@ -146,20 +172,20 @@ class Client:
             body["search"] = search
             if assets:
                 body["assets"] = assets
-        return self.request("POST", "/downloads/orders", json=body).json()
+        return self.get_json("/downloads/orders", "POST", json=body)
 
     def status(self, order_id: str) -> dict:
-        return self.request("GET", f"/downloads/orders/{quote(order_id, safe='')}").json()
+        return self.get_json(f"/downloads/orders/{quote(order_id, safe='')}")
 
     def orders(self, limit: int = 20) -> Iterator[dict]:
         url: str | None = f"/downloads/orders?limit={limit}"
         while url:
-            page = self.request("GET", url).json()
+            page = self.get_json(url)
             yield from page["orders"]
             url = next((link["href"] for link in page.get("links", []) if link.get("rel") == "next"), None)
 
     def cancel(self, order_id: str) -> dict:
-        return self.request("POST", f"/downloads/orders/{quote(order_id, safe='')}/cancel").json()
+        return self.get_json(f"/downloads/orders/{quote(order_id, safe='')}/cancel", "POST")
 
     def wait(self, order_id: str, timeout: float | None = None, interval: float = 0.5, max_interval: float = 15,
              on_update: Callable[[dict], None] | None = None) -> dict:
@@ -210,10 +236,13 @@ class Client:
         transferred = 0
         if part.exists():
             advance(part.stat().st_size)
-        for attempt in self._retrying():
-            with attempt:
-                transferred += self._transfer(file, part, expected, advance, None if max_bytes is None
-                                              else max_bytes - transferred)
+        try:
+            for attempt in self._retrying():
+                with attempt:
+                    transferred += self._transfer(file, part, expected, advance, None if max_bytes is None
+                                                  else max_bytes - transferred)
+        except httpx.TransportError as exc:
+            raise Unreachable(self._url(file["href"]), transport_reason(exc), self.retries) from exc
         digest = sha256_file(part).hexdigest()
         if expected and digest != expected:
             part.unlink(missing_ok=True)

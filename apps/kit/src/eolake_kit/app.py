@@ -11,6 +11,7 @@ from eolake_kit.auth import Authenticator
 from eolake_kit.bodies import JsonBodyMiddleware
 from eolake_kit.bounds import BoundsMiddleware, install_database_handlers
 from eolake_kit.contract import install_contract
+from eolake_kit.docs import install_offline_docs
 from eolake_kit.headers import install_headers
 from eolake_kit.health import Check
 from eolake_kit.health import router as health_router
@@ -42,6 +43,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     install_problem_handlers(app, status_codes)
     install_database_handlers(app, settings.limits)
     app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
+    install_offline_docs(app)
     app.include_router(health_router)
     install_contract(app, settings, responses)
     app.add_middleware(JsonBodyMiddleware, api=app)  # innermost: bodies reach it already bounded

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.responses import JSONResponse, Response
 
+from eolake_kit.docs import api_links
 from eolake_kit.problems import problem
 
 Check = Callable[[], Awaitable[object]]
@@ -29,10 +30,14 @@ async def readyz(request: Request) -> Response:
     timeout: float = request.app.state.kit_settings.readiness_timeout
     results = await asyncio.gather(*(_run(check, timeout) for check in checks.values()))
     report = dict(zip(checks, results))
+    # Where the service describes itself (OpenAPI, documentation, conformance): the services catalog of the web
+    # view reads them with the status, in one request.
+    root = request.scope.get("root_path", "").rstrip("/")
+    links = [{**link, "href": root + link["href"]} for link in api_links(request.app)]
     if all(r["status"] == "up" for r in report.values()):
-        return JSONResponse({"status": "ready", "checks": report})
+        return JSONResponse({"status": "ready", "checks": report, "links": links})
     down = ", ".join(name for name, r in report.items() if r["status"] != "up")
-    return problem(503, f"not ready: {down} unavailable", checks=report)
+    return problem(503, f"not ready: {down} unavailable", checks=report, links=links)
 
 
 async def _run(check: Check, timeout: float) -> dict:

@@ -11,12 +11,12 @@ import mimetypes
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from eolake_kit import install_kit
 from eolake_kit.matomo import page_view_config
-from eolake_web import assets
+from eolake_web import assets, services
 from eolake_web.settings import WebSettings
 
 # What the static route serves: nothing else leaves the directory (no .map, no .tmp, no dotfiles).
@@ -35,11 +35,13 @@ def build_id(*dirs: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def content_security_policy(matomo: dict | None) -> str:
+def content_security_policy(matomo: dict | None, oidc: dict | None = None) -> str:
     connect = "'self'"
-    if matomo:
-        parts = urlsplit(matomo["tracker_url"])
-        connect += f" {parts.scheme}://{parts.netloc}"
+    # The page itself talks to Matomo's tracker and the OIDC issuer (discovery, token endpoint); nothing else.
+    for url in [matomo and matomo["tracker_url"], oidc and oidc["issuer"]]:
+        if url:
+            parts = urlsplit(url)
+            connect += f" {parts.scheme}://{parts.netloc}"
     return "; ".join([
         "default-src 'none'", "script-src 'self'", "style-src 'self'", f"connect-src {connect}",
         "img-src 'self' data: blob:", "worker-src 'self'", "font-src 'self'", "manifest-src 'self'",
@@ -47,12 +49,20 @@ def content_security_policy(matomo: dict | None) -> str:
     ])
 
 
+def sign_in_config(settings: WebSettings) -> dict | None:
+    """What the page needs to sign users in at the platform's OIDC issuer (None: API keys only)."""
+    if not settings.auth.oidc_issuer:
+        return None
+    return {"issuer": settings.auth.oidc_issuer.rstrip("/"), "client_id": settings.oidc_client_id, "scope": "openid"}
+
+
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
     static, vendor = settings.static_path.resolve(), settings.vendor_path.resolve()
     build = build_id(static, vendor) if static != vendor else build_id(static)
     matomo = page_view_config(settings)
-    csp = content_security_policy(matomo)
+    oidc = sign_in_config(settings)
+    csp = content_security_policy(matomo, oidc)
     page_headers = {
         "Content-Security-Policy": csp, "Cache-Control": NO_STORE_HTML, "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
@@ -66,6 +76,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         # Same origin: the page reaches every service through the gateway it was loaded from.
         "services": {"web": "", **settings.services},
         "matomo": matomo,
+        "oidc": oidc,
     }
 
     app = FastAPI(title="eolake web view", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
@@ -79,6 +90,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     @app.get("/config.json", include_in_schema=False)
     async def config_json() -> Response:
         return JSONResponse(config, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+    @app.get("/services.json", include_in_schema=False)
+    async def services_json(q: str | None = Query(None, max_length=200)) -> Response:
+        return JSONResponse(services.catalog(config["services"], q), media_type="application/geo+json",
+                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
 
     @app.get("/static/{version}/{path:path}", include_in_schema=False)
     async def static_file(version: str, path: str, request: Request) -> Response:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -19,19 +20,67 @@ FILES: dict[str, list[str]] = {
     "maplibre-gl": ["dist/maplibre-gl-csp.js", "dist/maplibre-gl-csp-worker.js", "dist/maplibre-gl.css",
                     "LICENSE.txt"],
     "uplot": ["dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"],
+    # Every service's API documentation page (eolake_kit.docs) loads Swagger UI from here.
+    "swagger-ui-dist": ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"],
+    # The basemap: land, coastlines and borders (Natural Earth 1:50m, public domain) as TopoJSON, read in the page.
+    "world-atlas": ["countries-50m.json", "LICENSE"],
+    "topojson-client": ["dist/topojson-client.min.js", "LICENSE"],
+    # Collection descriptions are Markdown: parsed, then sanitised before they reach the page.
+    "marked": ["lib/marked.umd.js", "LICENSE"],
+    "dompurify": ["dist/purify.min.js", "LICENSE"],
 }
+# Rivers and lakes (OpenStreetMap water areas, ODbL, generalised by geo-maps): one world file each is too big for
+# a page (14 MB), so they are cut into CELL° squares; the map loads the squares it shows, from zoom 6 on.
+WATER = {"rivers": "@geo-maps/earth-rivers-500m", "lakes": "@geo-maps/earth-lakes-1km"}
+WATER_FILE, WATER_LICENSE = "map.geo.json", "LICENSE"
+CELL = 2
+BASEMAP = "basemap"
 MANIFEST = "manifest.json"
 
 
 def expected_files() -> list[str]:
-    return [f"{package}/{Path(name).name}" for package, names in FILES.items() for name in names]
+    return ([f"{package}/{Path(name).name}" for package, names in FILES.items() for name in names]
+            + [f"{BASEMAP}/index.json"])
+
+
+def cell_of(lon: float, lat: float) -> str:
+    return f"{math.floor(lon / CELL)}_{math.floor(lat / CELL)}"
+
+
+def cut_water(source: Path, target: Path) -> list[str]:
+    """Write one GeoJSON file per square holding a polygon's first vertex; returns the squares written."""
+    geometry = json.loads(source.read_text())
+    polygons = [p for g in geometry.get("geometries", [geometry]) for p in
+                (g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]])]
+    cells: dict[str, list] = {}
+    for polygon in polygons:
+        lon, lat = polygon[0][0][:2]
+        cells.setdefault(cell_of(lon, lat), []).append(polygon)
+    target.mkdir(parents=True, exist_ok=True)
+    for cell, parts in cells.items():
+        body = {"type": "Feature", "properties": {},
+                "geometry": {"type": "MultiPolygon", "coordinates": parts}}
+        tmp = target / f"{cell}.json.tmp"
+        tmp.write_text(json.dumps(body, separators=(",", ":")))
+        tmp.replace(target / f"{cell}.json")
+    return sorted(cells)
+
+
+def build_basemap(node_modules: Path, dest: Path) -> None:
+    index: dict = {"cell": CELL, "layers": {}}
+    for layer, package in WATER.items():
+        folder = dest / BASEMAP / layer
+        shutil.rmtree(folder, ignore_errors=True)
+        index["layers"][layer] = cut_water(node_modules / package / WATER_FILE, folder)
+        shutil.copyfile(node_modules / package / WATER_LICENSE, folder / "LICENSE")
+    (dest / BASEMAP / "index.json").write_text(json.dumps(index, separators=(",", ":")))
 
 
 def build(node_modules: Path, dest: Path) -> dict[str, str]:
     """Copy the files (atomically per file); returns {package: version}. Raises FileNotFoundError naming what is
     missing, so that a forgotten `npm ci` is reported rather than served as a blank page."""
-    missing = [str(node_modules / p / n) for p, names in FILES.items() for n in names
-               if not (node_modules / p / n).is_file()]
+    wanted = [(p, n) for p, names in FILES.items() for n in names] + [(p, WATER_FILE) for p in WATER.values()]
+    missing = [str(node_modules / p / n) for p, n in wanted if not (node_modules / p / n).is_file()]
     if missing:
         raise FileNotFoundError(f"run `npm ci` in {node_modules.parent}: missing {', '.join(missing)}")
     versions = {}
@@ -43,6 +92,9 @@ def build(node_modules: Path, dest: Path) -> dict[str, str]:
             tmp = target / (Path(name).name + ".tmp")
             shutil.copyfile(node_modules / package / name, tmp)
             tmp.replace(target / Path(name).name)
+    for package in WATER.values():
+        versions[package] = json.loads((node_modules / package / "package.json").read_text())["version"]
+    build_basemap(node_modules, dest)
     (dest / MANIFEST).write_text(json.dumps({"versions": versions, "files": expected_files()}, indent=1) + "\n")
     return versions
 

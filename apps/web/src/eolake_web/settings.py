@@ -34,6 +34,9 @@ class WebSettings(ServiceSettings):
     vendor_dir: Path | None = Field(None, description="the npm libraries copied by `python -m eolake_web.assets`; "
                                                       "None: static_dir/vendor")
     static_max_age: int = Field(31_536_000, ge=0, description="seconds browsers keep versioned static files")
+    oidc_client_id: str = Field("eolake-web", pattern=r"^[A-Za-z0-9._:-]{1,100}$",
+                                description="the web view's public client at the OIDC issuer (auth.oidc_issuer): "
+                                            "authorization code with PKCE, redirect URI the base URL's /")
 
     @field_validator("root_path")
     @classmethod

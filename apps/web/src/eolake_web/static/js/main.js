@@ -1,7 +1,11 @@
 // eolake web view: a single-page app with hash routes. Every service is reached through the page's own origin.
 import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
-import { drawChart, seriesSummary } from './chart.js';
+import { hydrologyPage } from './hydrology.js';
 import { LakeMap, bboxPolygon } from './map.js';
+import { markdownExcerpt, markdownHTML } from './markdown.js';
+import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
+import { servicesPage } from './services.js';
+import { finishOidc } from './signin.js';
 
 const main = document.getElementById('content');
 const mapNote = document.getElementById('map-note');
@@ -144,14 +148,41 @@ async function collectionsPage(v, params) {
   list.innerHTML = collections.map((c, i) => `
     <li data-fid="${i}">
       <h2><a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a></h2>
-      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''}</p>
-      <p class="desc">${h((c.description || '').slice(0, 220))}${(c.description || '').length > 220 ? '…' : ''}</p>
+      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''} · <span class="count" data-collection="${h(c.id)}">counting items…</span></p>
+      <p class="desc">${h(markdownExcerpt(c.description))}</p>
       <div class="actions"><a class="button secondary" href="#/search${query({ collections: c.id })}">Search items<span class="visually-hidden"> of ${h(c.id)}</span></a></div>
     </li>`).join('');
   const features = collections.map((c) => bboxPolygon(c.extent?.spatial?.bbox?.[0] || [-180, -90, 180, 90], { id: c.id }));
   await map.show('extents', features, { maxZoom: 6 });
   syncList(list, 'extents');
+  list.querySelectorAll('.count').forEach((el) => showCount(v, el, el.dataset.collection));
   map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
+}
+
+// The platform's services that serve this collection (each linked to its record on the services page).
+function servingServices(c) {
+  const cogs = Object.values(c.item_assets || {}).some((a) => String(a.type || '').startsWith(COG));
+  const stations = c.id === 'garonne-virtual-stations';
+  return [['catalog', true], ['search', true], ['tiles', cogs], ['timeseries', stations], ['downloads', true]]
+    .filter(([name, serves]) => serves && svc(name) !== null).map(([name]) => name);
+}
+
+// How many items a collection holds: the catalog's count when it gives one; an empty collection says so.
+async function showCount(v, el, id) {
+  let body;
+  try {
+    body = await getJSON(stac(`/collections/${encodeURIComponent(id)}/items?limit=1`));
+  } catch {
+    if (v === view) el.textContent = 'item count unavailable';
+    return;
+  }
+  if (v !== view) return;
+  const matched = body.numberMatched ?? body.context?.matched;
+  const empty = (body.features || []).length === 0;
+  el.textContent = empty ? 'no items yet (empty collection)'
+    : (matched !== undefined ? `${matched} item${matched === 1 ? '' : 's'}` : 'has items');
+  el.classList.toggle('empty', empty);
+  el.closest('li')?.classList.toggle('empty', empty);
 }
 
 async function collectionPage(v, id) {
@@ -173,7 +204,8 @@ async function collectionPage(v, id) {
     <p class="meta"><a href="#/collections">Collections</a> › ${h(c.id)}</p>
     <h1>${h(c.title || c.id)}</h1>
     ${isDemo(c) ? DEMO_NOTE : ''}
-    <p class="desc">${h(c.description || '')}</p>
+    <p id="coll-items" class="meta" role="status"></p>
+    <div class="desc md">${markdownHTML(c.description || '')}</div>
     <div class="actions">
       <a class="button" href="#/search${query({ collections: c.id })}">Search its items</a>
       ${stations ? '<a class="button secondary" href="#/hydrology">Stations and water levels</a>' : ''}
@@ -190,7 +222,9 @@ async function collectionPage(v, id) {
       <tr><th scope="row">Keywords</th><td>${h((c.keywords || []).join(', ') || '–')}</td></tr>
       <tr><th scope="row">Providers</th><td>${providers || '–'}</td></tr>
       <tr><th scope="row">STAC</th><td><a href="${h(stac(`/collections/${encodeURIComponent(c.id)}`))}">JSON</a></td></tr>
+      <tr><th scope="row">Served by</th><td id="coll-services">${servingServices(c).map((n) => `<a href="#/services${query({ q: n })}">${h(n)}</a>`).join(', ')}</td></tr>
     </tbody></table>`, c.title || c.id);
+  showCount(v, document.getElementById('coll-items'), c.id);
   await map.show('extents', boxes.slice(0, 1).map((b) => bboxPolygon(b)), { maxZoom: 8 });
 }
 
@@ -309,10 +343,12 @@ async function showResults(v, state) {
     <li data-fid="${i}">
       <h2><a href="#/items/${encodeURIComponent(f.collection)}/${encodeURIComponent(f.id)}">${h(f.properties?.title || f.id)}</a></h2>
       <p class="meta">${h(f.collection)} · ${h(fmtDate(f.properties?.datetime || f.properties?.start_datetime))}${f.collection?.startsWith('garonne') ? ' · demo data' : ''}</p>
+      ${orderable() ? `<div class="actions">${basketButton(f.collection, f.id, f.properties?.title)}</div>` : ''}
     </li>`).join('');
+  wireBasketButtons(list);
   document.getElementById('s-pager').hidden = !(page.next || state.index > 0);
-  document.getElementById('s-prev').disabled = state.index === 0;
-  document.getElementById('s-next').disabled = !page.next;
+  document.getElementById('s-prev').hidden = state.index === 0;
+  document.getElementById('s-next').hidden = !page.next;
   document.getElementById('s-page').textContent = `Page ${state.index + 1}`;
   const keepView = document.getElementById('s-bbox').checked;
   await map.show('footprints', page.features.filter((f) => f.geometry), { fit: !keepView, maxZoom: 10 });
@@ -354,7 +390,13 @@ function downloadCell(asset) {
     const external = !href.startsWith(`${location.origin}/`);
     return `<a href="${h(href)}" download${external ? ' rel="noopener noreferrer"' : ''}>Download</a>${external ? ' <span class="meta">(provider storage)</span>' : ''}`;
   }
-  return `<span class="meta">on the platform's storage: <code>${h(href)}</code></span>`;
+  // A file of the platform's storage: downloaded through an order (never its path on the server).
+  return orderable() ? '<a href="#/basket">Order it</a> <span class="meta">(basket, then download)</span>'
+    : '<span class="meta">on the platform (the download service is not part of this platform)</span>';
+}
+
+function orderable() {
+  return svc('downloads') !== null;
 }
 
 function propertyValue(value) {
@@ -381,12 +423,13 @@ async function itemPage(v, collection, id) {
     <p class="meta"><a href="#/collections">Collections</a> › <a href="#/collections/${encodeURIComponent(collection)}">${h(collection)}</a> › ${h(id)}</p>
     <h1>${h(item.properties?.title || item.id)}</h1>
     ${collection.startsWith('garonne') ? DEMO_NOTE : ''}
+    ${orderable() ? `<div class="actions">${basketButton(collection, item.id, item.properties?.title)} <a class="button secondary" href="#/basket">Basket</a></div>` : ''}
     <h2>Preview</h2>
     <div id="preview-box">${previews.length ? `
       <label for="preview-asset">Asset shown on the map</label>
       <select id="preview-asset">${previews.map(([k, a]) => `<option value="${h(k)}">${h(a.title || k)}</option>`).join('')}</select>
       <p id="preview-status" class="meta" role="status">Loading the preview…</p>
-      <div class="legend" id="preview-legend" hidden><span id="legend-min"></span><span class="ramp" role="img" aria-label="colour scale"></span><span id="legend-max"></span></div>`
+      <div class="legend" id="preview-legend" hidden><span id="legend-min"></span><span class="ramp" id="legend-ramp" role="img" aria-label="colour scale"></span><span id="legend-max"></span></div>`
     : '<p id="preview-status" class="meta" role="status">No preview: this item has no cloud-optimised GeoTIFF on the platform\'s storage.</p>'}
     </div>
     <h2>Assets</h2>
@@ -402,6 +445,7 @@ async function itemPage(v, collection, id) {
     </tbody></table>
     <p><a href="${h(stac(`/collections/${encodeURIComponent(collection)}/items/${encodeURIComponent(id)}`))}">STAC JSON</a></p>`,
   item.properties?.title || item.id);
+  wireBasketButtons(main);
   await map.show('footprints', item.geometry ? [item] : [], { maxZoom: 12 });
   if (previews.length) {
     const select = document.getElementById('preview-asset');
@@ -441,186 +485,21 @@ async function showPreview(v, item, key) {
   if (r.min !== null) {
     document.getElementById('legend-min').textContent = `${r.min}${r.unit ? ` ${r.unit}` : ''}`;
     document.getElementById('legend-max').textContent = `${r.max}${r.unit ? ` ${r.unit}` : ''}`;
+    document.getElementById('legend-ramp').dataset.colormap = r.colormap;
     legend.hidden = false;
+  } else {
+    legend.hidden = true;
   }
   note(`Preview: ${item.assets[key].title || key}`);
 }
 
-// ------------------------------------------------------------------------------------------------ hydrology
-
-async function hydrologyPage(v, stationId) {
-  render(`
-    <h1>Hydrology</h1>
-    <p class="lead">Virtual stations: water levels of rivers measured by satellite altimetry. Choose a station on the map or in the list.</p>
-    ${DEMO_NOTE}
-    <p id="h-status" class="meta" role="status">Loading stations…</p>
-    <ul class="cards" id="h-list" aria-label="Stations"></ul>
-    <section id="h-station" aria-labelledby="h-title" hidden>
-      <h2 id="h-title"></h2>
-      <p id="h-meta" class="meta"></p>
-      <form class="range" id="h-range" aria-label="Date range">
-        <div><label for="h-start">From</label><input id="h-start" type="date"></div>
-        <div><label for="h-end">To</label><input id="h-end" type="date"></div>
-        <div><button type="submit">Show</button></div>
-      </form>
-      <p id="h-chart-status" class="meta" role="status"></p>
-      <div class="chart" id="h-chart"></div>
-      <p><a id="h-csv" href="#">Download the series (CSV)</a></p>
-    </section>`, 'Hydrology');
-  await map.clear();
-  const prefix = svc('timeseries');
-  const status = document.getElementById('h-status');
-  if (prefix === null) {
-    status.textContent = 'The time-series service is not part of this platform.';
-    return;
-  }
-  let body;
-  try {
-    body = await getJSON(`${prefix}/stations`);
-  } catch (error) {
-    if (v === view) status.textContent = `Cannot list the stations (${problemText(error)}).`;
-    return;
-  }
-  if (v !== view) return;
-  const stations = (body.features || []).map((f) => ({ ...f, sid: String(f.id ?? f.properties?.id) }));
-  status.textContent = `${stations.length} station${stations.length === 1 ? '' : 's'}.`;
-  const list = document.getElementById('h-list');
-  list.innerHTML = stations.map((s, i) => `
-    <li data-fid="${i}">
-      <h2><button type="button" class="secondary station" data-station="${h(s.sid)}">${h(s.properties?.name || s.sid)}</button></h2>
-      <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(fmtDate(s.properties?.start))} – ${h(fmtDate(s.properties?.end))}</p>
-    </li>`).join('');
-  await map.show('stations', stations, { maxZoom: 9 });
-  syncList(list, 'stations');
-  const open = (i) => {
-    const s = stations[i];
-    if (!s) return;
-    history.replaceState(null, '', `#/hydrology/${encodeURIComponent(s.sid)}`);
-    map.highlight('stations', i);
-    mark(list, i);
-    openStation(v, s);
-  };
-  list.querySelectorAll('button.station').forEach((b, i) => b.addEventListener('click', () => open(i)));
-  map.hooks.onClick = (src, id) => { if (src === 'stations') open(id); };
-  if (stationId) {
-    const i = stations.findIndex((s) => s.sid === stationId);
-    if (i >= 0) open(i);
-    else status.textContent = `No station ${stationId}; ${stations.length} stations listed.`;
-  }
-}
-
-async function openStation(v, station) {
-  const section = document.getElementById('h-station');
-  const p = station.properties || {};
-  section.hidden = false;
-  document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
-  document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
-  const start = document.getElementById('h-start');
-  const end = document.getElementById('h-end');
-  start.value = fmtDate(p.start) === '…' ? '' : fmtDate(p.start);
-  end.value = fmtDate(p.end) === '…' ? '' : fmtDate(p.end);
-  start.min = end.min = start.value;
-  start.max = end.max = end.value;
-  const form = document.getElementById('h-range');
-  form.onsubmit = (event) => {
-    event.preventDefault();
-    loadSeries(v, station, start.value, end.value);
-  };
-  await loadSeries(v, station, start.value, end.value);
-  section.scrollIntoView({ block: 'nearest' });
-}
-
-async function loadSeries(v, station, start, end) {
-  const status = document.getElementById('h-chart-status');
-  const chart = document.getElementById('h-chart');
-  if (start && end && start > end) {
-    status.textContent = 'The start date is after the end date.';
-    return;
-  }
-  const base = station.properties?.series_url ? sameOrigin(station.properties.series_url).split('?')[0]
-    : `${svc('timeseries')}/stations/${encodeURIComponent(station.sid)}/series`;
-  document.getElementById('h-csv').href = `${base}${query({ start, end, format: 'csv' })}`;
-  status.textContent = 'Loading the series…';
-  let series;
-  try {
-    series = await getJSON(`${base}${query({ start, end, format: 'json' })}`);
-  } catch (error) {
-    if (v === view) status.textContent = `Cannot load the series (${problemText(error)}).`;
-    return;
-  }
-  if (v !== view) return;
-  const s = seriesSummary(series.points || []);
-  status.textContent = s ? `${s.count} measurements, ${s.min.toFixed(2)} to ${s.max.toFixed(2)} ${series.unit || ''}; the band is ± the uncertainty.`
-    : 'No measurement in this date range.';
-  drawChart(chart, { ...series, station: station.properties?.name || station.sid, points: series.points || [] },
-    chart.clientWidth || main.clientWidth - 40);
-}
-
-// ------------------------------------------------------------------------------------------------ services
-
-async function servicesPage(v) {
-  const names = Object.keys(config.services);
-  render(`
-    <h1>Services</h1>
-    <p class="lead">The platform's services and their live readiness, checked every 15 seconds.</p>
-    <table id="services"><thead><tr><th scope="col">Service</th><th scope="col">Path</th><th scope="col">State</th></tr></thead>
-    <tbody>${names.map((n) => `<tr data-service="${h(n)}" data-state="checking"><td>${h(n === 'web' ? 'web view' : n)}</td>
-      <td><a href="${h(config.services[n] || '/')}${n === 'web' ? '' : '/'}">${h(config.services[n] || '/')}</a></td>
-      <td><span class="badge checking">checking</span> <span class="meta detail"></span></td></tr>`).join('')}</tbody></table>
-    <p class="actions"><button type="button" id="svc-refresh" class="secondary">Check now</button></p>
-    <p id="svc-status" class="meta" role="status"></p>`, 'Services');
-  await map.clear();
-  note('');
-  const check = async () => {
-    await Promise.all(names.map((n) => checkService(v, n)));
-    if (v === view) document.getElementById('svc-status').textContent = `Checked at ${new Date().toLocaleTimeString()}.`;
-  };
-  document.getElementById('svc-refresh').addEventListener('click', check);
-  const timer = setInterval(check, 15000);
-  cleanup.push(() => clearInterval(timer));
-  check();
-}
-
-async function checkService(v, name) {
-  const url = `${config.services[name]}/readyz`;
-  const controller = new AbortController();
-  const timeout = setTimeout(() => controller.abort(), 8000);
-  let state; let detail = '';
-  const started = performance.now();
-  try {
-    const response = await fetch(url, { headers: { Accept: 'application/json' }, signal: controller.signal, cache: 'no-store' });
-    let body = null;
-    try { body = await response.json(); } catch { body = null; }
-    if (response.ok) {
-      state = 'ready';
-      detail = `${Math.round(performance.now() - started)} ms`;
-    } else if (response.status === 404) {
-      state = 'not-deployed';
-      detail = '';
-    } else if (response.status === 503 && body && /not ready/.test(body.detail || '')) {
-      state = 'not-ready';
-      detail = body.detail;
-    } else {
-      state = 'unreachable';
-      detail = (body && body.detail) || `HTTP ${response.status}`;
-    }
-  } catch (error) {
-    state = 'unreachable';
-    detail = error.name === 'AbortError' ? 'no answer within 8 s' : error.message;
-  } finally {
-    clearTimeout(timeout);
-  }
-  if (v !== view) return;
-  const row = document.querySelector(`tr[data-service="${name}"]`);
-  if (!row) return;
-  row.dataset.state = state;
-  const badge = row.querySelector('.badge');
-  badge.className = `badge ${state}`;
-  badge.textContent = state.replace('-', ' ');
-  row.querySelector('.detail').textContent = detail;
-}
-
 // ------------------------------------------------------------------------------------------------ router
+
+// What a page module gets: drawing, the map, and whether its navigation is still the current one.
+function pageContext(v) {
+  return { render, map, config, note, problemText, svc, syncList, mark, main, DEMO_NOTE, fmtDate,
+    current: () => v === view, onLeave: (fn) => cleanup.push(fn) };
+}
 
 async function route() {
   view += 1;
@@ -635,6 +514,7 @@ async function route() {
   const params = new URLSearchParams(search);
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const section = parts[0] || 'collections';
+  document.body.dataset.page = section;
   document.querySelectorAll('nav a[data-nav]').forEach((a) => {
     if (a.dataset.nav === section) a.setAttribute('aria-current', 'page');
     else a.removeAttribute('aria-current');
@@ -644,8 +524,11 @@ async function route() {
     else if (section === 'collections' && parts.length === 2) await collectionPage(v, parts[1]);
     else if (section === 'search') await searchPage(v, params);
     else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
-    else if (section === 'hydrology') await hydrologyPage(v, parts[1]);
-    else if (section === 'services') await servicesPage(v);
+    else if (section === 'hydrology') await hydrologyPage(pageContext(v), parts[1]);
+    else if (section === 'services') await servicesPage(pageContext(v), params);
+    else if (section === 'basket' && svc('downloads') !== null) await basketPage(pageContext(v));
+    else if (section === 'orders' && svc('downloads') !== null && parts.length === 1) await ordersPage(pageContext(v));
+    else if (section === 'orders' && svc('downloads') !== null && parts.length === 2) await orderPage(pageContext(v), parts[1]);
     else {
       render(`<h1>Page not found</h1><p>There is no page “${h(hash)}”. <a href="#/collections">Collections</a></p>`, 'Not found');
       await map.clear();
@@ -655,6 +538,17 @@ async function route() {
     showToast(`Something went wrong: ${problemText(error)}`);
   }
   render.moveFocus = true;
+}
+
+// On a phone the map sits above the page: it can be folded away (and back) with one button.
+function collapsibleMap(button) {
+  const layout = button.closest('.layout');
+  button.addEventListener('click', () => {
+    const collapsed = layout.classList.toggle('map-collapsed');
+    button.setAttribute('aria-expanded', String(!collapsed));
+    button.textContent = collapsed ? 'Show the map' : 'Hide the map';
+    map.resize();
+  });
 }
 
 async function start() {
@@ -667,6 +561,14 @@ async function start() {
   map = new LakeMap(document.getElementById('map'), config.static);
   if (!map.available) note('The map is not available in this browser.');
   window.eolake.map = map;
+  collapsibleMap(document.getElementById('map-toggle'));
+  if (svc('downloads') === null) document.querySelectorAll('nav .orders').forEach((li) => li.remove());
+  updateNav();
+  try {
+    await finishOidc(config.oidc); // back from the identity provider: the code for a token
+  } catch (error) {
+    showToast(`Sign-in failed: ${problemText(error)}`);
+  }
   window.addEventListener('hashchange', route);
   await route();
   window.eolake.ready = true;

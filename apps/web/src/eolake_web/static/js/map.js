@@ -1,7 +1,12 @@
-// The one map of the page: no basemap from the internet, a plain background and our own GeoJSON and raster layers.
+// The one map of the page: a basemap from this origin (basemap.js) under our own GeoJSON and raster layers.
+import { ATTRIBUTION, Basemap, COLORS as BASE } from './basemap.js';
 
 const EMPTY = { type: 'FeatureCollection', features: [] };
-const COLORS = { extent: '#0b5f8a', footprint: '#6a3d9a', station: '#0b5f8a', highlight: '#e8590c' };
+const COLORS = { extent: '#0b5f8a', footprint: '#6a3d9a', station: '#c2185b', highlight: '#e8590c' };
+// Features smaller than this (degrees) also get a dot at their centre, so that they show at every zoom.
+const TINY = 3;
+const DOTS = { extents: 'extent-dots', footprints: 'footprint-dots' };
+const SOURCES = ['extents', 'extent-dots', 'footprints', 'footprint-dots', 'stations'];
 
 export class LakeMap {
   constructor(container, staticBase) {
@@ -11,6 +16,7 @@ export class LakeMap {
     this.hovered = null;
     this.available = Boolean(window.maplibregl);
     this.element = container;
+    this.staticBase = staticBase;
     if (!this.available) {
       container.textContent = 'The map library did not load.';
       this._resolveReady();
@@ -24,11 +30,11 @@ export class LakeMap {
         style: {
           version: 8,
           sources: {},
-          layers: [{ id: 'background', type: 'background', paint: { 'background-color': '#dfe9ee' } }],
+          layers: [{ id: 'background', type: 'background', paint: { 'background-color': BASE.sea } }],
         },
         center: [1.4, 43.6],
         zoom: 3,
-        attributionControl: false,
+        attributionControl: { compact: true, customAttribution: ATTRIBUTION },
         dragRotate: false,
         pitchWithRotate: false,
       });
@@ -52,11 +58,10 @@ export class LakeMap {
 
   _setup() {
     const map = this.map;
-    // No basemap: a 30° graticule gives the eye something to hold on to.
-    map.addSource('graticule', { type: 'geojson', data: graticule(30) });
-    map.addLayer({ id: 'graticule', type: 'line', source: 'graticule',
-      paint: { 'line-color': '#b7c8d1', 'line-width': 1, 'line-dasharray': [2, 2] } });
-    for (const id of ['extents', 'extent-dots', 'footprints', 'stations']) map.addSource(id, { type: 'geojson', data: EMPTY });
+    this.basemap = new Basemap(map, this.staticBase);
+    this.basemap.addLayers();
+    this.basemap.load();
+    for (const id of SOURCES) map.addSource(id, { type: 'geojson', data: EMPTY });
     map.addLayer({ id: 'extents-fill', type: 'fill', source: 'extents',
       paint: { 'fill-color': ['case', ['boolean', ['feature-state', 'hl'], false], COLORS.highlight, COLORS.extent],
         'fill-opacity': ['case', ['boolean', ['feature-state', 'hl'], false], 0.35, 0.12] } });
@@ -73,12 +78,15 @@ export class LakeMap {
     map.addLayer({ id: 'footprints-line', type: 'line', source: 'footprints',
       paint: { 'line-color': ['case', ['boolean', ['feature-state', 'hl'], false], COLORS.highlight, COLORS.footprint],
         'line-width': ['case', ['boolean', ['feature-state', 'hl'], false], 3, 1] } });
+    map.addLayer({ id: 'footprint-dots', type: 'circle', source: 'footprint-dots', maxzoom: 7,
+      paint: { 'circle-radius': 4, 'circle-color': ['case', ['boolean', ['feature-state', 'hl'], false], COLORS.highlight, COLORS.footprint],
+        'circle-stroke-color': '#ffffff', 'circle-stroke-width': 1 } });
     map.addLayer({ id: 'stations', type: 'circle', source: 'stations',
       paint: { 'circle-radius': ['case', ['boolean', ['feature-state', 'hl'], false], 10, 7],
         'circle-color': ['case', ['boolean', ['feature-state', 'hl'], false], COLORS.highlight, COLORS.station],
         'circle-stroke-color': '#ffffff', 'circle-stroke-width': 2 } });
     const layerSource = { 'extents-fill': 'extents', 'extent-dots': 'extents', 'footprints-fill': 'footprints',
-      stations: 'stations' };
+      'footprint-dots': 'footprints', stations: 'stations' };
     for (const [layer, source] of Object.entries(layerSource)) {
       map.on('mousemove', layer, (event) => {
         map.getCanvas().style.cursor = 'pointer';
@@ -122,12 +130,12 @@ export class LakeMap {
     if (!this.map) return;
     const data = { type: 'FeatureCollection', features: features.map((f, i) => ({ ...f, id: i })) };
     this.map.getSource(source).setData(data);
-    if (source === 'extents') {
-      // Extents too small to see at a world view also get a dot at their centre (same ids: same highlight).
-      const dots = data.features.map((f) => [f, bounds([f])]).filter(([, b]) => b && Math.max(b[2] - b[0], b[3] - b[1]) < 3)
+    if (DOTS[source]) {
+      // Features too small to see at a world view also get a dot at their centre (same ids: same highlight).
+      const dots = data.features.map((f) => [f, bounds([f])]).filter(([, b]) => b && Math.max(b[2] - b[0], b[3] - b[1]) < TINY)
         .map(([f, b]) => ({ type: 'Feature', id: f.id, properties: {},
           geometry: { type: 'Point', coordinates: [(b[0] + b[2]) / 2, (b[1] + b[3]) / 2] } }));
-      this.map.getSource('extent-dots').setData({ type: 'FeatureCollection', features: dots });
+      this.map.getSource(DOTS[source]).setData({ type: 'FeatureCollection', features: dots });
     }
     this.hovered = null;
     if (fit && features.length) this.fit(features, maxZoom);
@@ -136,7 +144,7 @@ export class LakeMap {
   async clear(...sources) {
     await this.ready;
     if (!this.map) return;
-    for (const source of sources.length ? sources : ['extents', 'extent-dots', 'footprints', 'stations']) {
+    for (const source of sources.length ? sources : SOURCES) {
       this.map.getSource(source).setData(EMPTY);
     }
     this.removePreview();
@@ -168,7 +176,7 @@ export class LakeMap {
 
   _state(target, on) {
     this.map.setFeatureState(target, { hl: on });
-    if (target.source === 'extents') this.map.setFeatureState({ source: 'extent-dots', id: target.id }, { hl: on });
+    if (DOTS[target.source]) this.map.setFeatureState({ source: DOTS[target.source], id: target.id }, { hl: on });
   }
 
   bbox() {
@@ -203,17 +211,6 @@ export class LakeMap {
     if (this.map.getLayer('preview')) this.map.removeLayer('preview');
     if (this.map.getSource('preview')) this.map.removeSource('preview');
   }
-}
-
-function graticule(step) {
-  const features = [];
-  for (let lon = -180; lon <= 180; lon += step) {
-    features.push({ type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: [[lon, -85], [lon, 85]] } });
-  }
-  for (let lat = -60; lat <= 60; lat += step) {
-    features.push({ type: 'Feature', properties: {}, geometry: { type: 'LineString', coordinates: [[-180, lat], [180, lat]] } });
-  }
-  return { type: 'FeatureCollection', features };
 }
 
 export function bboxPolygon([w, s, e, n], properties = {}) {

@@ -1,0 +1,112 @@
+// The hydrology page: virtual stations on the map and in a list, and a station's water-level series as a chart
+// with its uncertainty band, for a date range (time-series service).
+import { escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
+import { drawChart, seriesSummary } from './chart.js';
+
+export async function hydrologyPage(page, stationId) {
+  page.render(`
+    <h1>Hydrology</h1>
+    <p class="lead">Virtual stations: water levels of rivers measured by satellite altimetry. Choose a station on the map or in the list.</p>
+    ${page.DEMO_NOTE}
+    <p id="h-status" class="meta" role="status">Loading stations…</p>
+    <ul class="cards" id="h-list" aria-label="Stations"></ul>
+    <section id="h-station" aria-labelledby="h-title" hidden>
+      <h2 id="h-title"></h2>
+      <p id="h-meta" class="meta"></p>
+      <form class="range" id="h-range" aria-label="Date range">
+        <div><label for="h-start">From</label><input id="h-start" type="date"></div>
+        <div><label for="h-end">To</label><input id="h-end" type="date"></div>
+        <div><button type="submit">Show</button></div>
+      </form>
+      <p id="h-chart-status" class="meta" role="status"></p>
+      <div class="chart" id="h-chart"></div>
+      <p><a id="h-csv" href="#">Download the series (CSV)</a></p>
+    </section>`, 'Hydrology');
+  await page.map.clear();
+  const prefix = page.svc('timeseries');
+  const status = document.getElementById('h-status');
+  if (prefix === null) {
+    status.textContent = 'The time-series service is not part of this platform.';
+    return;
+  }
+  let body;
+  try {
+    body = await getJSON(`${prefix}/stations`);
+  } catch (error) {
+    if (page.current()) status.textContent = `Cannot list the stations (${page.problemText(error)}).`;
+    return;
+  }
+  if (!page.current()) return;
+  const stations = (body.features || []).map((f) => ({ ...f, sid: String(f.id ?? f.properties?.id) }));
+  status.textContent = `${stations.length} station${stations.length === 1 ? '' : 's'}.`;
+  const list = document.getElementById('h-list');
+  list.innerHTML = stations.map((s, i) => `
+    <li data-fid="${i}">
+      <h2><button type="button" class="secondary station" data-station="${h(s.sid)}">${h(s.properties?.name || s.sid)}</button></h2>
+      <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(page.fmtDate(s.properties?.start))} – ${h(page.fmtDate(s.properties?.end))}</p>
+    </li>`).join('');
+  await page.map.show('stations', stations, { maxZoom: 9 });
+  page.syncList(list, 'stations');
+  const open = (i) => {
+    const s = stations[i];
+    if (!s) return;
+    history.replaceState(null, '', `#/hydrology/${encodeURIComponent(s.sid)}`);
+    page.map.highlight('stations', i);
+    page.mark(list, i);
+    openStation(page, s);
+  };
+  list.querySelectorAll('button.station').forEach((b, i) => b.addEventListener('click', () => open(i)));
+  page.map.hooks.onClick = (src, id) => { if (src === 'stations') open(id); };
+  if (stationId) {
+    const i = stations.findIndex((s) => s.sid === stationId);
+    if (i >= 0) open(i);
+    else status.textContent = `No station ${stationId}; ${stations.length} stations listed.`;
+  }
+}
+
+async function openStation(page, station) {
+  const section = document.getElementById('h-station');
+  const p = station.properties || {};
+  section.hidden = false;
+  document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
+  document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
+  const start = document.getElementById('h-start');
+  const end = document.getElementById('h-end');
+  start.value = page.fmtDate(p.start) === '…' ? '' : page.fmtDate(p.start);
+  end.value = page.fmtDate(p.end) === '…' ? '' : page.fmtDate(p.end);
+  start.min = end.min = start.value;
+  start.max = end.max = end.value;
+  const form = document.getElementById('h-range');
+  form.onsubmit = (event) => {
+    event.preventDefault();
+    loadSeries(page, station, start.value, end.value);
+  };
+  await loadSeries(page, station, start.value, end.value);
+  section.scrollIntoView({ block: 'nearest' });
+}
+
+async function loadSeries(page, station, start, end) {
+  const status = document.getElementById('h-chart-status');
+  const chart = document.getElementById('h-chart');
+  if (start && end && start > end) {
+    status.textContent = 'The start date is after the end date.';
+    return;
+  }
+  const base = station.properties?.series_url ? sameOrigin(station.properties.series_url).split('?')[0]
+    : `${page.svc('timeseries')}/stations/${encodeURIComponent(station.sid)}/series`;
+  document.getElementById('h-csv').href = `${base}${query({ start, end, format: 'csv' })}`;
+  status.textContent = 'Loading the series…';
+  let series;
+  try {
+    series = await getJSON(`${base}${query({ start, end, format: 'json' })}`);
+  } catch (error) {
+    if (page.current()) status.textContent = `Cannot load the series (${page.problemText(error)}).`;
+    return;
+  }
+  if (!page.current()) return;
+  const s = seriesSummary(series.points || []);
+  status.textContent = s ? `${s.count} measurements, ${s.min.toFixed(2)} to ${s.max.toFixed(2)} ${series.unit || ''}; the band is ± the uncertainty.`
+    : 'No measurement in this date range.';
+  drawChart(chart, { ...series, station: station.properties?.name || station.sid, points: series.points || [] },
+    chart.clientWidth || page.main.clientWidth - 40);
+}
