@@ -14,10 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 from infra_program import Program, own_gateway, render, write_stack
-from test_acceptance import RUNNER, UP_TIMEOUT, Platform
+from test_acceptance import RUNNER
 
 from eolake.embedded.postgres import free_port
 from eolake_spec import load_stack, manifests
+from servers import UP_TIMEOUT
+from servers import RunningPlatform as Platform
 
 
 def moved(platform: dict) -> None:
