@@ -87,6 +87,8 @@ def test_q_terms_and_length():
 def test_nested_search_in_a_body_is_checked():
     order = {"search": {"filter": nested_text(50), "filter-lang": "cql2-text"}}
     assert "nesting" in refused(check_body, order, Limits()).detail
+    assert "bbox out of range" in refused(check_body, {"bbox": [0, 0, 200, 1]}, Limits()).detail
+    check_body({"type": "Feature", "bbox": [500000, 4000000, 600000, 4100000], "geometry": None}, Limits())
 
 
 # --- the middleware on a real server -----------------------------------------------------------------------------

@@ -179,10 +179,13 @@ def check_search(params: dict, limits: Limits) -> None:
 
 
 def check_body(document: object, limits: Limits) -> None:
-    """A parsed JSON body: the search it may be (top level, or nested like an order's `search`) and every geometry."""
+    """A parsed JSON body: the search it may be (top level, or nested like an order's `search`) and every geometry.
+    A GeoJSON object's own bbox may be in another CRS (titiler's coord_crs): only a search's bbox is checked."""
+    if isinstance(document, dict) and "type" not in document:
+        check_search(document, limits)
     for node, _ in walk(document):
         if isinstance(node, dict):
-            if "filter" in node or "intersects" in node or "q" in node:
+            if node is not document and ("filter" in node or "intersects" in node or "q" in node):
                 check_search(node, limits)
             check_geometry(node, limits)
 
