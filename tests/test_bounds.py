@@ -87,6 +87,8 @@ def test_q_terms_and_length():
 def test_nested_search_in_a_body_is_checked():
     order = {"search": {"filter": nested_text(50), "filter-lang": "cql2-text"}}
     assert "nesting" in refused(check_body, order, Limits()).detail
+    assert "bbox out of range" in refused(check_body, {"bbox": [0, 0, 200, 1]}, Limits()).detail
+    check_body({"type": "Feature", "bbox": [500000, 4000000, 600000, 4100000], "geometry": None}, Limits())
 
 
 # --- the middleware on a real server -----------------------------------------------------------------------------
@@ -199,3 +201,13 @@ def test_a_limit_above_page_size_is_capped_not_refused():
     raw = cap_body_limit({"limit": 10**12}, b'{"limit": 1000000000000}', scope, limits)
     assert json.loads(raw) == {"limit": 100} and scope["headers"] == [(b"content-length", str(len(raw)).encode())]
     assert cap_body_limit({"limit": 5}, b'{"limit": 5}', scope, limits) == b'{"limit": 5}'
+
+
+def test_json_bodies_are_inspected_whatever_their_type(service):
+    deep = "[" * 100 + "]" * 100
+    for content_type in ("text/plain", None):
+        headers = {"content-type": content_type} if content_type else {}
+        assert_problem(httpx.post(service + "/echo", content=deep, headers=headers), 400, "nesting exceeds 32")
+    assert httpx.post(service + "/echo", content=b"{not json", headers={"content-type": "text/plain"}).json() == \
+        {"bytes": 9}
+    assert httpx.post(service + "/echo", content=b"x" * 100).json() == {"bytes": 100}

@@ -13,7 +13,7 @@ from eolake.embedded.gateway import create_gateway
 from eolake.embedded.postgres import free_port
 from eolake_kit.server import connection_options
 from eolake_spec import Limits
-from servers import served
+from servers import served, wait_until
 
 PUBLIC = "http://127.0.0.1:8080"
 
@@ -175,3 +175,20 @@ def test_slow_bodies_get_408(strict_gateway):
     head = b"POST /stac/x HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n"
     answers = trickle(strict_gateway, b"x" * 200, pause=1, sockets=4, at_once=head)
     assert all(b" 408 " in a and b"stalled" in a for a in answers), answers
+
+
+def test_open_connections_are_bounded():
+    limits = Limits(connections=4, request_seconds=5, statement_seconds=1)
+    with served(echo_app("catalog")) as catalog:
+        app = create_gateway({"/stac": catalog}, public_url=PUBLIC, timeout=5, limits=limits)
+        with served(app, **connection_options(limits)) as url:
+            host, port = url.removeprefix("http://").split(":")
+            held = [socket.create_connection((host, int(port))) for _ in range(4)]
+            try:
+                for conn in held:
+                    conn.sendall(b"GET /stac/x HTTP/1.1\r\n")  # heads left open
+                assert httpx.get(url + "/stac/x").status_code == 503
+            finally:
+                for conn in held:
+                    conn.close()
+            assert wait_until(lambda: httpx.get(url + "/stac/x").status_code == 200, timeout=10)

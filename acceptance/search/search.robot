@@ -69,6 +69,19 @@ Collections Are Merged
         Should Not Be Empty    ${collection}[federation:backends]
     END
 
+A Limit Above The Maximum Is Capped
+    [Tags]    limits
+    ${resp}=    GET JSON    /search    params=limit=100000
+    Should Be Equal As Integers    ${resp.json()}[context][limit]    100
+
+Hostile Filters Are Refused Before Parsing
+    [Tags]    errors    limits
+    ${deep}=    Evaluate    "NOT (" * 3000 + "id = 'x'" + ")" * 3000
+    ${body}=    Create Dictionary    filter=${deep}    filter-lang=cql2-text
+    ${resp}=    POST JSON    /search    ${body}    expected_status=400
+    ${problem}=    Response Should Be Problem    ${resp}    400
+    Should Contain    ${problem}[detail]    nesting exceeds
+
 Bad Input Is A 400 Problem
     [Tags]    errors
     ${resp}=    GET JSON    /search    params=providers=no-such-provider    expected_status=400
@@ -77,5 +90,5 @@ Bad Input Is A 400 Problem
     Response Should Be Problem    ${resp}    400
     ${resp}=    GET JSON    /search    params=bbox=-200,0,10,10    expected_status=400
     Response Should Be Problem    ${resp}    400
-    ${resp}=    GET JSON    /search    params=limit=100000    expected_status=400
+    ${resp}=    GET JSON    /search    params=limit=0    expected_status=400
     Response Should Be Problem    ${resp}    400

@@ -179,10 +179,13 @@ def check_search(params: dict, limits: Limits) -> None:
 
 
 def check_body(document: object, limits: Limits) -> None:
-    """A parsed JSON body: the search it may be (top level, or nested like an order's `search`) and every geometry."""
+    """A parsed JSON body: the search it may be (top level, or nested like an order's `search`) and every geometry.
+    A GeoJSON object's own bbox may be in another CRS (titiler's coord_crs): only a search's bbox is checked."""
+    if isinstance(document, dict) and "type" not in document:
+        check_search(document, limits)
     for node, _ in walk(document):
         if isinstance(node, dict):
-            if "filter" in node or "intersects" in node or "q" in node:
+            if node is not document and ("filter" in node or "intersects" in node or "q" in node):
                 check_search(node, limits)
             check_geometry(node, limits)
 
@@ -282,10 +285,10 @@ class BoundsMiddleware:
             if self.inspect:
                 cap_limit(scope, self.limits)
             body = _BoundedBody(receive, self.limits)
-            if self.inspect and _is_json(scope) and scope["method"] in ("POST", "PUT", "PATCH"):
+            if self.inspect and scope["method"] in ("POST", "PUT", "PATCH"):
                 raw = await body.read_all()
-                if raw.strip():
-                    document = check_json_text(raw, self.limits, "request body")
+                document = self._document(raw, scope)
+                if document is not None:
                     check_body(document, self.limits)
                     raw = cap_body_limit(document, raw, scope, self.limits)
                 receive = _replay(raw, receive)
@@ -294,6 +297,22 @@ class BoundsMiddleware:
         except OutOfBounds as exc:
             return await exc.response()(scope, receive, send)
         await self._within_budget(scope, receive, send, body)
+
+    def _document(self, raw: bytes, scope: dict) -> object | None:
+        """The body as JSON when it is JSON: by its type, or by its look (frameworks parse a body without a type,
+        or any body, as JSON), bounded before it is parsed. Other bodies pass as they are."""
+        if not raw.strip():
+            return None
+        if _is_json(scope):
+            return check_json_text(raw, self.limits, "request body")
+        if raw.lstrip()[:1] not in (b"{", b"["):
+            return None
+        try:
+            return check_json_text(raw, self.limits, "request body")
+        except OutOfBounds as exc:
+            if exc.status == 400 and exc.detail.startswith("request body is not valid JSON"):
+                return None  # not JSON after all: the service judges it
+            raise
 
     async def _within_budget(self, scope, receive, send, body: _BoundedBody) -> None:
         """Run the app; answer 504 (and cancel it) when no response has started within the time budget, and the
