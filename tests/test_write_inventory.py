@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from eolake_spec import manifests
-from servers import Platform, embedded_platform
+from servers import Platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 READS = {"get", "head", "options", "trace"}
@@ -19,9 +19,8 @@ ROLES = ("user", "admin")
 
 
 @pytest.fixture(scope="module")
-def platform() -> Platform:
-    with embedded_platform("eolake-inventory-") as running:
-        yield running
+def platform(scratch_platform) -> Platform:
+    return scratch_platform
 
 
 @pytest.fixture(scope="module")
