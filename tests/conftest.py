@@ -21,6 +21,16 @@ def pg() -> PostgresCluster:
 
 
 @pytest.fixture(scope="session")
+def scratch_platform():
+    """An embedded platform the tests may write anything to (the fuzzer, the write inventory); not for tests that
+    need the demo data as loaded (the acceptance suites start their own)."""
+    from servers import embedded_platform
+
+    with embedded_platform("eolake-scratch-") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"sample data not found at {SHARED_DATA}: shared/ must sit beside the checkout")

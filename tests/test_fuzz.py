@@ -19,20 +19,17 @@ import pytest
 
 from eolake_spec import manifests
 from servers import RunningPlatform as Platform
-from servers import embedded_platform
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 SEED = 20261129
-MAX_EXAMPLES = 5
+MAX_EXAMPLES = 3
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
 SERVICES = [name for name, m in manifests().items() if m.openapi]
 
 
 @pytest.fixture(scope="module")
-def platform() -> Platform:
-    # Its own platform: with the admin key the fuzzer creates, replaces and deletes what it likes.
-    with embedded_platform("eolake-fuzz-") as running:
-        yield running
+def platform(scratch_platform) -> Platform:
+    return scratch_platform  # with the admin key the fuzzer creates, replaces and deletes what it likes
 
 
 def fuzz(platform: Platform, service: str, reports: Path) -> dict:
@@ -43,7 +40,7 @@ def fuzz(platform: Platform, service: str, reports: Path) -> dict:
         sys.executable, "-m", "schemathesis.cli", "run", base + m.openapi, "--url", base,
         "-H", f"X-API-Key: {platform.key('admin')}", "--generation-with-security-parameters", "false",
         "--checks", CHECKS, "--phases", "examples,fuzzing", "--max-examples", str(MAX_EXAMPLES),
-        "--seed", str(SEED), "--generation-deterministic", "--workers", "1",
+        "--seed", str(SEED), "--generation-deterministic", "--workers", "2",
         "--no-shrink", "--continue-on-failure", "--request-timeout", "60", "--no-color",
         "--report", "json", "--report-json-path", str(report),
     ]

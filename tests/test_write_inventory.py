@@ -19,6 +19,11 @@ ROLES = ("user", "admin")
 
 
 @pytest.fixture(scope="module")
+def platform(scratch_platform) -> Platform:
+    return scratch_platform
+
+
+@pytest.fixture(scope="module")
 def writes(platform: Platform) -> list[dict]:
     """Every non-GET operation of every service with an OpenAPI document, as the service describes it."""
     found = []
