@@ -104,9 +104,18 @@ def _iso(value) -> str | None:
     return str(value)
 
 
+WORLD = [-180.0, -90.0, 180.0, 90.0]
+
+
+def _lon_lat(bbox) -> bool:
+    """A few EODAG extents are in projected metres, not degrees: those are replaced by the whole world."""
+    west, south, east, north = bbox[0], bbox[1], bbox[-2], bbox[-1]
+    return -180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90
+
+
 def stac_collection(doc: Doc) -> dict:
     """The doc as a STAC collection (for stock pgstac): same title, description and keywords."""
-    bbox = (doc.extent.get("spatial") or {}).get("bbox") or [[-180.0, -90.0, 180.0, 90.0]]
+    bbox = [b for b in (doc.extent.get("spatial") or {}).get("bbox") or [] if _lon_lat(b)] or [WORLD]
     interval = (doc.extent.get("temporal") or {}).get("interval") or [[None, None]]
     summaries = {k: v for k, v in (("platform", [doc.platform] if doc.platform else []),
                                    ("instruments", list(doc.instruments)),
