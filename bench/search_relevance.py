@@ -155,12 +155,14 @@ def http_search(client: httpx.Client, url: str) -> Callable[[str], list[str]]:
     return search
 
 
-def eodag_search() -> Callable[[str], list[str]]:
+def eodag_gateway():
     os.environ.setdefault("EODAG_CFG_DIR", tempfile.mkdtemp(prefix="eolake-bench-eodag-"))
     from eodag import EODataAccessGateway
-    from eodag.utils.exceptions import NoMatchingCollection
+    return EODataAccessGateway()
 
-    dag = EODataAccessGateway()
+
+def eodag_search(dag) -> Callable[[str], list[str]]:
+    from eodag.utils.exceptions import NoMatchingCollection
 
     def search(q: str) -> list[str]:
         try:
@@ -168,6 +170,11 @@ def eodag_search() -> Callable[[str], list[str]]:
         except NoMatchingCollection:
             return []
     return search
+
+
+def eodag_reachable(dag) -> set[str]:
+    """The collections guess_collection can answer: those with a provider configured in this EODAG."""
+    return {c.id for c in dag.list_collections(fetch_providers=False)}
 
 
 def timed_answer(search: Callable[[str], list[str]], q: str) -> Answer:
@@ -238,6 +245,18 @@ def run_queries(queries: list[dict], searches: dict[str, Callable[[str], list[st
     return {n: [r[i] for i in range(len(queries))] for n, r in results.items()}
 
 
+def rescored(rows: list[QueryResult], queries: list[dict], keep: set[str]) -> list[QueryResult]:
+    """The rows judged only on the collections in `keep`; queries left without a judgment are dropped."""
+    out = []
+    for row, query in zip(rows, queries, strict=True):
+        grades = {j["id"]: j["grade"] for j in query["judgments"] if j["id"] in keep}
+        if grades:
+            out.append(QueryResult(row.q, row.lang, row.split, row.ids, ndcg_at_k(row.ids, grades),
+                                   recall_at_k(row.ids, grades), reciprocal_rank(row.ids, grades), row.error,
+                                   row.ms))
+    return out
+
+
 def summary(rows: list[QueryResult]) -> dict:
     ms = [m for r in rows for m in r.ms]
     return {
@@ -271,6 +290,16 @@ def print_table(figures: dict[str, dict[str, dict]]) -> None:
                   f"{s['p95_ms']:>8.1f}")
 
 
+def print_per_query(results: dict[str, list[QueryResult]]) -> None:
+    names = list(results)
+    print(f"{'query':40} {'lang':4} {'split':7} " + " ".join(f"{n:>8}" for n in names) + "   (nDCG@10)")
+    for i, row in enumerate(next(iter(results.values()))):
+        if row.split != "dev":  # the holdout is for checking, not for looking at query by query
+            continue
+        cells = " ".join(f"{results[n][i].ndcg:>8.3f}" for n in names)
+        print(f"{row.q[:40]:40} {row.lang:4} {row.split:7} {cells}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--eolake", help="base URL of a running eolake gateway (target skipped without it)")
@@ -278,6 +307,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="rounds over the queries (latency samples), default 3")
     p.add_argument("--split", choices=("all", "dev", "holdout"), default="all")
     p.add_argument("--judgments", type=Path, default=JUDGMENTS)
+    p.add_argument("--per-query", action="store_true", help="also print each dev query's nDCG@10 per target (never the holdout's)")
     p.add_argument("--json", type=Path, help="also write every figure and per-query answer as JSON")
     p.add_argument("--self-check", action="store_true", help="validate the judgments file and exit")
     args = p.parse_args(argv)
@@ -315,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
             if target == "eolake":
                 searches[target] = http_search(client, args.eolake.rstrip("/") + "/search/collections")
             elif target == "eodag":
-                searches[target] = eodag_search()
+                dag = eodag_gateway()
+                searches[target] = eodag_search(dag)
+                reachable = eodag_reachable(dag)
             else:
                 url = stack.enter_context(stock_pgstac(stack, Path(work)))
                 searches[target] = http_search(client, url + "/collections")
@@ -326,11 +358,15 @@ def main(argv: list[str] | None = None) -> int:
         results = run_queries(queries, searches, args.repeat, corpus_ids)
         elapsed = time.perf_counter() - start
     figures = {t: {name: summary(rows) for name, rows in groups(r).items()} for t, r in results.items()}
+    if "eodag" in results:  # EODAG only guesses collections it has a provider for: the same, judged on those
+        figures["eodag"]["reachable"] = summary(rescored(results["eodag"], queries, reachable))
     print()
     print(f"$ {command}")
     print(f"{len(queries)} queries ({args.split}), {len(corpus_ids)} collections, {args.repeat} rounds, "
           f"{elapsed:.0f} s; CPU {cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, "
           f"after {load_average()}")
+    if args.per_query:
+        print_per_query(results)
     print_table(figures)
     ratios = [f"{t}/pgstac nDCG@10 = {figures[t]['all']['ndcg@10'] / figures['pgstac']['all']['ndcg@10']:.2f}"
               for t in figures if t != "pgstac" and "pgstac" in figures and figures["pgstac"]["all"]["ndcg@10"]]
