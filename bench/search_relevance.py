@@ -307,7 +307,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="rounds over the queries (latency samples), default 3")
     p.add_argument("--split", choices=("all", "dev", "holdout"), default="all")
     p.add_argument("--judgments", type=Path, default=JUDGMENTS)
-    p.add_argument("--per-query", action="store_true", help="also print each dev query's nDCG@10 per target (never the holdout's)")
+    p.add_argument("--per-query", action="store_true",
+                   help="also print each dev query's nDCG@10 per target (never the holdout's)")
     p.add_argument("--json", type=Path, help="also write every figure and per-query answer as JSON")
     p.add_argument("--self-check", action="store_true", help="validate the judgments file and exit")
     args = p.parse_args(argv)
