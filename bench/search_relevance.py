@@ -58,7 +58,11 @@ def split_of(q: str) -> str:
 
 def load_judgments(path: Path = JUDGMENTS) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)["queries"]
+        data = yaml.safe_load(fh)
+    if not isinstance(data, dict) or not isinstance(data.get("queries"), list) or not all(
+            isinstance(q, dict) for q in data["queries"]):
+        raise ValueError(f"{path}: expected a mapping with a list of queries under 'queries'")
+    return data["queries"]
 
 
 def problems(queries: list[dict], corpus_ids: set[str]) -> list[str]:
@@ -325,7 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join([".venv/bin/python", "bench/search_relevance.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"$ {command}", flush=True)
     corpus_ids = {d.id for d in load_corpus()}
-    queries = load_judgments(args.judgments)
+    try:
+        queries = load_judgments(args.judgments)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"cannot read the judgments: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
     if found := problems(queries, corpus_ids):
         print("judgments file is not well-formed:\n  " + "\n  ".join(found), file=sys.stderr)
         return 1
@@ -352,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 url = stack.enter_context(stock_pgstac(stack, Path(work)))
                 searches[target] = http_search(client, url + "/collections")
-        for search in searches.values():  # warm-up, untimed
-            timed_answer(search, "warm up")
+        for name, search in searches.items():  # warm-up, untimed; a target that cannot answer it is not measured
+            if (error := timed_answer(search, "warm up").error) is not None:
+                print(f"{name} does not answer: {error}", file=sys.stderr)
+                return 1
         load_before = load_average()
         start = time.perf_counter()
         results = run_queries(queries, searches, args.repeat, corpus_ids)

@@ -95,3 +95,11 @@ def test_answer_ids_are_mapped_to_corpus_ids():
 def test_split_rule_is_fixed():
     assert bench.split_of("sécheresse") == bench.split_of("sécheresse")
     assert {bench.split_of(f"q{i}") for i in range(30)} == {"dev", "holdout"}
+
+
+@pytest.mark.parametrize("text", ["[1, 2]\n", "queries: 3\n", "queries: [1]\n"])
+def test_a_judgments_file_of_the_wrong_shape_is_refused(tmp_path, text):
+    path = tmp_path / "judgments.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="list of queries"):
+        bench.load_judgments(path)
