@@ -152,7 +152,10 @@ class Answer:
 
 def http_search(client: httpx.Client, url: str) -> Callable[[str], list[str]]:
     def search(q: str) -> list[str]:
-        r = client.get(url, params={"q": q, "limit": K})
+        try:
+            r = client.get(url, params={"q": q, "limit": K})
+        except (httpx.ReadError, httpx.RemoteProtocolError):  # a kept-alive connection the server had closed
+            r = client.get(url, params={"q": q, "limit": K})
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.text[:120]}")
         return [c.get("id") for c in r.json().get("collections", [])]
@@ -379,6 +382,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.per_query:
         print_per_query(results)
     print_table(figures)
+    for target, rows in results.items():
+        failed = [r for r in rows if r.error]
+        for r in failed[:5]:
+            print(f"{target} error: {r.q!r}: {r.error}")
+        if len(failed) > 5:
+            print(f"{target}: {len(failed) - 5} more errors (--json has them all)")
     ratios = [f"{t}/pgstac nDCG@10 = {figures[t]['all']['ndcg@10'] / figures['pgstac']['all']['ndcg@10']:.2f}"
               for t in figures if t != "pgstac" and "pgstac" in figures and figures["pgstac"]["all"]["ndcg@10"]]
     if ratios:
