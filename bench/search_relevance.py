@@ -162,8 +162,8 @@ def http_search(client: httpx.Client, url: str) -> Callable[[str], list[str]]:
     return search
 
 
-def eodag_gateway():
-    os.environ.setdefault("EODAG_CFG_DIR", tempfile.mkdtemp(prefix="eolake-bench-eodag-"))
+def eodag_gateway(workdir: Path):
+    os.environ.setdefault("EODAG_CFG_DIR", str(workdir / "eodag"))  # not the user's ~/.config/eodag
     from eodag import EODataAccessGateway
     return EODataAccessGateway()
 
@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             if target == "eolake":
                 searches[target] = http_search(client, args.eolake.rstrip("/") + "/search/collections")
             elif target == "eodag":
-                dag = eodag_gateway()
+                dag = eodag_gateway(Path(work))
                 searches[target] = eodag_search(dag)
                 reachable = eodag_reachable(dag)
             else:
