@@ -355,7 +355,7 @@ class Hosts(Mapping[str, Host]):
         common_args = " ".join(SSH_OPTIONS)
         hosts = {name: {"ansible_host": host.address, "ansible_user": "root",
                         "ansible_ssh_private_key_file": str(self.key), "ansible_ssh_common_args": common_args,
-                        "ansible_python_interpreter": "/usr/bin/python3"}
+                        "ansible_python_interpreter": "/usr/bin/python3", "ansible_pipelining": True}
                  for name, host in self._hosts.items()}
         unknown = sorted({n for members in (groups or {}).values() for n in members} - set(hosts))
         if unknown:
