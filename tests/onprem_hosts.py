@@ -322,12 +322,13 @@ class Host:
         self.wait_ready()
 
     def boot(self) -> None:
-        self.process = subprocess.Popen(
-            ["systemd-nspawn", "-q", "-D", str(self.merged), f"--machine={self.machine}", f"--hostname={self.name}",
-             "-b", "--register=no", "--link-journal=no", "--keep-unit", "--console=pipe",
-             f"--network-namespace-path=/run/netns/{self.machine}"],
-            stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)  # Ctrl-C reaches the tests, which then power hosts off in order
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["systemd-nspawn", "-q", "-D", str(self.merged), f"--machine={self.machine}",
+                 f"--hostname={self.name}", "-b", "--register=no", "--link-journal=no", "--keep-unit",
+                 "--console=pipe", f"--network-namespace-path=/run/netns/{self.machine}"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)  # Ctrl-C reaches the tests, which then power hosts off in order
         self.boot_started = time.monotonic()
 
     def wait_ready(self) -> None:
