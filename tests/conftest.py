@@ -57,3 +57,20 @@ def platform() -> RunningPlatform:
     the tests that only read or that write what no other test reads (acceptance, hostile input, write inventory)."""
     with embedded_platform("eolake-platform-") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def onprem_hosts():
+    """Booted systemd hosts db, app and proxy on a private bridge (tests/onprem_hosts.py), shared by the session.
+
+    Fails, never skips, when this machine cannot boot them: the on-premise tests are part of the suite.
+    """
+    from onprem_hosts import HostsUnavailable, check_machine, test_hosts
+
+    try:
+        check_machine()
+    except HostsUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    with test_hosts(("db", "app", "proxy")) as hosts:
+        print(f"\non-premise test hosts ready: {', '.join(f'{n} {h.boot_seconds:.1f} s' for n, h in hosts.items())}")
+        yield hosts
