@@ -40,7 +40,7 @@ def fuzz(platform: Platform, service: str, reports: Path) -> dict:
         sys.executable, "-m", "schemathesis.cli", "run", base + m.openapi, "--url", base,
         "-H", f"X-API-Key: {platform.key('admin')}", "--generation-with-security-parameters", "false",
         "--checks", CHECKS, "--phases", "examples,fuzzing", "--max-examples", str(MAX_EXAMPLES),
-        "--seed", str(SEED), "--generation-deterministic", "--workers", "2",
+        "--seed", str(SEED), "--generation-deterministic", "--workers", "1",
         "--no-shrink", "--continue-on-failure", "--request-timeout", "60", "--no-color",
         "--report", "json", "--report-json-path", str(report),
     ]

@@ -151,7 +151,11 @@ def test_only_admins_list_registered_searches(tiles, keys):
         problem(httpx.get(tiles + path, headers={"X-API-Key": keys["user"]}), 403)
         listed = httpx.get(tiles + path, headers={"X-API-Key": keys["admin"]})
         assert listed.status_code == 200 and "searches" in listed.json()
-    problem(httpx.get(f"{tiles}/searches/list?offset=9223372036854775808", headers={"X-API-Key": keys["admin"]}), 400)
+    admin = {"X-API-Key": keys["admin"]}
+    problem(httpx.get(f"{tiles}/searches/list?offset=9223372036854775808", headers=admin), 400)
+    problem(httpx.get(f"{tiles}/searches/", params={"sortby": "a%b"}, headers=admin), 400)
+    problem(httpx.get(f"{tiles}/searches/", params={"name": "50%"}, headers=admin), 400)
+    assert httpx.get(f"{tiles}/searches/", params={"sortby": "-lastused"}, headers=admin).status_code == 200
 
 
 @pytest.mark.parametrize("body", [

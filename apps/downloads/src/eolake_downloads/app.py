@@ -353,11 +353,15 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
     async def cancel_delete(order_id: str, who: User) -> dict:
         return await cancel(order_id, who)
 
-    @app.api_route("/orders/{order_id}/files/{file_id}", methods=["GET", "HEAD"],
-                   summary="Download a staged file (HTTP Range supported)", responses={
-                       206: {"description": "the requested range"}, 304: {"description": "not modified"},
-                       409: {"description": "the file is not staged yet"}, 410: {"description": "the file expired"},
-                       416: {"description": "the range is outside the file"}})
+    file_responses = {206: {"description": "the requested range"}, 304: {"description": "not modified"},
+                      409: {"description": "the file is not staged yet"}, 410: {"description": "the file expired"},
+                      416: {"description": "the range is outside the file"}}
+
+    # Two routes rather than one for both methods: each gets its own OpenAPI operation id.
+    @app.get("/orders/{order_id}/files/{file_id}", summary="Download a staged file (HTTP Range supported)",
+             responses=file_responses)
+    @app.head("/orders/{order_id}/files/{file_id}", summary="A staged file's size, checksum and validators",
+              responses=file_responses)
     async def download(order_id: str, file_id: str, who: User, request: Request) -> Response:
         await load_order(order_id, who)
         try:

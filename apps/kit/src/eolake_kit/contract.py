@@ -20,6 +20,7 @@ from eolake_kit.settings import ServiceSettings
 from eolake_spec import manifests
 
 READS = {"GET", "HEAD", "OPTIONS"}
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 PATH_PARAMETER = re.compile(r"{([^}:]+)}")
 OPERATIONAL = {"/healthz", "/metrics"}  # answer without touching anything: only what they say
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
@@ -71,26 +72,32 @@ def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings, extra:
     schemes = [{name: []} for name in components["securitySchemes"]]
     for path, item in schema.get("paths", {}).items():
         for method, operation in item.items():
-            if method.upper() not in READS | {"POST", "PUT", "PATCH", "DELETE"}:
+            method = method.upper()
+            if method not in READS | WRITES:
                 continue
-            checks, role = guards.get((path, method.upper()), (False, None))
+            checks, role = guards.get((path, method), (False, None))
             _declare_path_parameters(path, operation)
-            responses = operation.setdefault("responses", {})
-            responses.pop("422", None)
-            for code in _error_codes(path, operation, checks, role):
-                responses.setdefault(code, {"description": REASONS[code]})
-            for code, description in extra.get(f"{method.upper()} {path}", {}).items():
-                responses.setdefault(str(code), {"description": description})
-            for code, response in responses.items():
-                if code.isdigit() and int(code) >= 400:  # every error is a problem, those a route declares too
-                    response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
+            _document_errors(path, operation, checks, role, extra.get(f"{method} {path}", {}))
             if role:
                 operation["security"] = schemes
                 operation["x-eolake-role"] = role
-            elif method.upper() not in READS and own and (public := own.public_route(method, path)):
+            elif method in WRITES and own and (public := own.public_route(method, path)):
                 operation["x-eolake-public"] = public.reason
     for unused in ("HTTPValidationError", "ValidationError"):  # only FastAPI's 422 referred to them
         components["schemas"].pop(unused, None)
+
+
+def _document_errors(path: str, operation: dict, checks: bool, role: str | None, extra: dict[int, str]) -> None:
+    """The kit's errors and the route's own, each a problem; FastAPI's 422 goes (invalid requests are 400s)."""
+    responses = operation.setdefault("responses", {})
+    responses.pop("422", None)
+    for code in _error_codes(path, operation, checks, role):
+        responses.setdefault(code, {"description": REASONS[code]})
+    for code, description in extra.items():
+        responses.setdefault(str(code), {"description": description})
+    for code, response in responses.items():
+        if code.isdigit() and int(code) >= 400:
+            response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
 
 
 def _declare_path_parameters(path: str, operation: dict) -> None:

@@ -172,11 +172,14 @@ def _check_datetime(value: str) -> None:
             raise HTTPException(400, f"datetime {part!r} is not RFC 3339") from None
 
 
-def bounded_offset(request: Request) -> None:
-    """The search list's offset goes into SQL as a bigint: a larger one is the client's error, not PostgreSQL's."""
+def listable(request: Request) -> None:
+    """What titiler-pgstac's search list puts into its SQL: the offset as a bigint, and every other parameter
+    (sortby, metadata filters) as a literal of a query with placeholders, where a `%` breaks the statement."""
     offset = request.query_params.get("offset")
     if offset and offset.lstrip("+").isdigit() and int(offset) > MAX_BIGINT:
         raise HTTPException(400, f"offset must be at most {MAX_BIGINT}")
+    if any("%" in key or "%" in value for key, value in request.query_params.multi_items()):
+        raise HTTPException(400, "search list parameters cannot contain %")
 
 
 async def features_with_geometry(request: Request) -> None:
@@ -261,7 +264,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
     # Registering writes to the database: users only. Registered searches are content-addressed (one row for
     # everyone who registers the same search), so a list of "one's own" has no meaning: listing is for admins.
     for path in ("/searches/", "/searches/list"):
-        _require(app, path, "GET", "admin", [Depends(bounded_offset)])
+        _require(app, path, "GET", "admin", [Depends(listable)])
     _require(app, "/searches/register", "POST", "user")
 
     @app.get("/", tags=["Landing"], summary="What this service offers")
