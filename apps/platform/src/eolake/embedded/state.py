@@ -45,6 +45,20 @@ class StateDir:
         return self.root / "supervisor.pid"
 
     @property
+    def children_file(self) -> Path:
+        """The supervisor's children (pid, start time), to find any left over should it die."""
+        return self.root / "children.json"
+
+    @property
+    def routes_file(self) -> Path:
+        """The gateway's instances by path prefix, rewritten by the supervisor as they come and go."""
+        return self.root / "gateway-routes.json"
+
+    @property
+    def upgrade_file(self) -> Path:
+        return self.root / "upgrade-request.json"
+
+    @property
     def runtime_file(self) -> Path:
         return self.root / "runtime.json"
 
