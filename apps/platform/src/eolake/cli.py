@@ -71,9 +71,9 @@ def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
 def print_urls(state: StateDir) -> None:
     runtime = state.runtime()
     console.print(f"[green]eolake is up[/] at {runtime['base_url']} (stack {runtime['stack']})")
-    for name, service in sorted(runtime["services"].items()):
-        if service["url"]:
-            console.print(f"  {name:<10} {service['url']}/")
+    urls = {c["service"]: c["url"] for c in runtime["services"].values() if c.get("service")}
+    for name, url in sorted(urls.items()):
+        console.print(f"  {name:<10} {url}/")
     for name, component in sorted(runtime.get("monitoring", {}).items()):
         console.print(f"  {name:<10} {component['url'] + '/' if component['url'] else component['note']}")
     console.print(f"  API keys   {state.key_file('admin')} (admin), {state.key_file('user')} (user): "

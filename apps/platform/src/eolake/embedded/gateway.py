@@ -175,9 +175,7 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
             answer = await forward(request, prefix, upstream, target, headers, body, retry=read and not last)
             if answer is not None:
                 return answer
-            upstreams.failed(upstream)
-            if body is not None and not read:
-                break  # a streamed body is not sent again
+            upstreams.failed(upstream)  # refused, so nothing was sent (a streamed body neither); or a read
         return problem(502, f"the service at {prefix} is unavailable")
 
     async def forward(request: Request, prefix: str, upstream: str, target: str, headers, body,

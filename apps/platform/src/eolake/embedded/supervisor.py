@@ -336,7 +336,7 @@ class Supervisor:
         self.monitoring = Monitoring()
         self.limits = MemoryLimits()
         self.backups, self.schedule = self._backups()
-        self.release = os.environ.get("EOLAKE_RELEASE") or package_version()
+        self.release = os.environ.get("EOLAKE_RELEASE") or self._last_release() or package_version()
         self.upgrade: dict = {}
         self.status = "starting"
         self.published: dict[str, list[str]] | None = None
@@ -344,6 +344,13 @@ class Supervisor:
         self.database_started = False  # watched from then on
         self.probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
         self.http = httpx.Client(timeout=LIVENESS_TIMEOUT)
+
+    def _last_release(self) -> str | None:
+        """The label the last upgrade gave, kept across restarts."""
+        try:
+            return (self.state.root / "release").read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     def _backups(self) -> tuple[Backups | None, Schedule | None]:
         wanted = self.platform.database.backups
@@ -585,6 +592,7 @@ class Supervisor:
             self.upgrade |= {"status": "failed", "error": str(exc)}
         else:
             self.upgrade["status"] = "done"
+            (self.state.root / "release").write_text(self.release + "\n")
         self.upgrade["seconds"] = round(time.monotonic() - started, 1)
         self._runtime("ready")
 
