@@ -115,14 +115,21 @@ class PostgresCluster:
 
     def postmaster_alive(self) -> bool:
         """Whether the server's main process runs (its pid file names it): cheap enough to ask twice a second."""
+        return self.postmaster() == "running"
+
+    def postmaster(self) -> str:
+        """"running"; "stopped" (no pid file: a clean stop, perhaps for a restart); "crashed" (a pid file whose
+        process is gone: killed)."""
         try:
             pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
             os.kill(pid, 0)
-        except (FileNotFoundError, ValueError, ProcessLookupError):
-            return False
+        except FileNotFoundError:
+            return "stopped"
+        except (ValueError, ProcessLookupError):  # a pid file being written is "running" at the next look
+            return "crashed"
         except PermissionError:  # alive, and another user's (the postgres user, when run as root)
-            return True
-        return True
+            return "running"
+        return "running"
 
     @property
     def initialized(self) -> bool:

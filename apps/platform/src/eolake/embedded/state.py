@@ -71,7 +71,8 @@ class StateDir:
             path.mkdir(parents=True, exist_ok=True)
 
     def supervisor_pid(self) -> int | None:
-        """The pid of a live supervisor, or None (a stale pid file is ignored)."""
+        """The pid of a live supervisor, or None (a stale pid file is ignored, and so is a killed supervisor that
+        its parent has not reaped yet: a zombie)."""
         try:
             pid = int(self.pid_file.read_text())
             os.kill(pid, 0)
@@ -79,7 +80,7 @@ class StateDir:
             return None
         except PermissionError:
             return pid
-        return pid
+        return None if _zombie(pid) else pid
 
     def runtime(self) -> dict:
         try:
@@ -91,3 +92,10 @@ class StateDir:
         tmp = self.runtime_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(runtime, indent=2))
         os.replace(tmp, self.runtime_file)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

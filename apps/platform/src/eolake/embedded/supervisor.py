@@ -56,7 +56,7 @@ WATCH_SECONDS = 0.5
 LIVENESS_SECONDS = 1.0  # between two liveness probes of an instance
 LIVENESS_TIMEOUT = 1.5
 LIVENESS_FAILURES = 3  # in a row: the instance is hung, and replaced (detected within about 5 s)
-DATABASE_GRACE_SECONDS = 2.0  # a postmaster gone that long was not merely restarted (pg_ctl restart)
+DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
 DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -133,11 +133,13 @@ class Child:
 
 
 def _start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (/proc), to tell it from a later process with its pid."""
+    """The process's start time in clock ticks since boot (/proc), to tell it from a later process with its pid;
+    None once it has ended (a zombie too: it waits for a reaper, it runs nothing)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
         return None
+    return None if fields[0] == "Z" else fields[19]
 
 
 def record_children(state: StateDir, children: list[Child]) -> None:
@@ -546,8 +548,10 @@ class Supervisor:
             self._runtime()
 
     def _watch_database(self) -> None:
-        """PostgreSQL's postmaster gone for DATABASE_GRACE_SECONDS (not merely restarted): start it again."""
-        if not self.database_started or self.cluster.postmaster_alive():
+        """PostgreSQL's postmaster killed, or stopped for DATABASE_GRACE_SECONDS (longer than a restart): start it
+        again."""
+        postmaster = self.cluster.postmaster() if self.database_started else "running"
+        if postmaster == "running":
             if self.database_gone_at is not None:
                 log.info("PostgreSQL answers again")
             self.database_gone_at = None
@@ -555,9 +559,8 @@ class Supervisor:
         now = time.monotonic()
         if self.database_gone_at is None:
             self.database_gone_at = now
-            log.warning("PostgreSQL's postmaster is gone")
-            return
-        if now - self.database_gone_at < DATABASE_GRACE_SECONDS:
+            log.warning("PostgreSQL's postmaster is gone (%s)", postmaster)
+        if postmaster == "stopped" and now - self.database_gone_at < DATABASE_GRACE_SECONDS:
             return
         try:
             self.cluster.start(self.cluster.port, self._database_settings())  # its port: the services' DSN has it
