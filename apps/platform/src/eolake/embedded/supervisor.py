@@ -258,8 +258,12 @@ def worker_child(platform: Platform, state: StateDir, dsn: str, name: str, index
                  liveness="/healthz", renew=partial(worker_child, platform, state, dsn, name, index, gateway))
 
 
-def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str, release: str) -> list[Child]:
-    """Every instance (`replicas`) of every enabled service, and their job workers."""
+def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str | None = None,
+                     release: str | None = None) -> list[Child]:
+    """Every instance (`replicas`) of every enabled service, and their job workers; `gateway`: its loopback address
+    (default: at the base URL's port), `release`: the label they show (default: the installed version)."""
+    gateway = gateway or f"http://127.0.0.1:{platform.base_url.port or 80}"
+    release = release or package_version()
     children = []
     for name, service in platform.enabled_services.items():
         m = platform.manifest(name)
@@ -423,8 +427,7 @@ class Supervisor:
         if "thesaurus" in self.platform.enabled_services:
             load_thesauri(self.state)
         port = self.platform.base_url.port or 80
-        services = service_children(self.platform, self.state, self.cluster.app_dsn(), f"http://127.0.0.1:{port}",
-                                    self.release)
+        services = service_children(self.platform, self.state, self.cluster.app_dsn(), release=self.release)
         for child in services:
             child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
         write_routes(self.state, gateway_routes(self.platform, services))
