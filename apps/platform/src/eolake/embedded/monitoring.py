@@ -1,8 +1,7 @@
 """Embedded monitoring: Prometheus (with the repository's rules), Alertmanager and the PostgreSQL exporter.
 
 They run as supervisor children like the services, from the system's binaries (Debian packages prometheus,
-prometheus-alertmanager, prometheus-postgres-exporter). Prometheus scrapes every service (each instance: the
-supervisor keeps a file of their addresses per service, which Prometheus follows), the gateway, the exporter,
+prometheus-alertmanager, prometheus-postgres-exporter). Prometheus scrapes every service, the gateway, the exporter,
 Alertmanager and itself, and loads monitoring/rules/*.yaml and monitoring/alerts/*.yaml by absolute path (so a
 SIGHUP to Prometheus picks up edited rules; its lifecycle API stays off, so no HTTP caller can stop or reload it).
 alerts/kubernetes.yaml holds alerts about pods and
@@ -11,7 +10,6 @@ nodes that cannot evaluate here, and is not loaded. The TSDB lives in the state 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -50,7 +48,6 @@ class Target:
     address: str  # host:port
     metrics_path: str = "/metrics"
     labels: tuple[tuple[str, str], ...] = ()
-    file: Path | None = None  # the addresses (and labels) are in this file instead, kept up to date by the supervisor
 
 
 @dataclass(frozen=True)
@@ -99,24 +96,13 @@ def prometheus_config(targets: list[Target], rules: list[Path], scrape_interval:
         static: dict = {"targets": [target.address]}
         if target.labels:
             static["labels"] = dict(target.labels)
-        job = {"job_name": target.job, "metrics_path": target.metrics_path}
-        job |= {"file_sd_configs": [{"files": [str(target.file)]}]} if target.file else {"static_configs": [static]}
+        job = {"job_name": target.job, "metrics_path": target.metrics_path, "static_configs": [static]}
         if target.labels:
             # The services label their own series (service="catalog"); keep those rather than renaming them
             # to exported_service. The target label still reaches `up` and the scrape's synthetic series.
             job["honor_labels"] = True
         config["scrape_configs"].append(job)
     return config
-
-
-def write_scrape_targets(state: StateDir, service: str, urls: list[str]) -> Path:
-    """The addresses of a service's instances, where Prometheus follows them (file-based discovery)."""
-    path = state.root / "prometheus" / "targets" / f"eolake-{service}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([{"targets": [_address(u) for u in urls], "labels": {"service": service}}]))
-    os.replace(tmp, path)
-    return path
 
 
 def _port(requested: int | None, what: str, field: str) -> int:
@@ -159,9 +145,8 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
                           monitoring_dir: Path = MONITORING_DIR) -> Monitoring:
     """The exporter, Prometheus and Alertmanager to start; what does not start is logged and noted with the reason.
 
-    `services` maps each service name to its upstream URL, or the URLs of its instances (which
-    write_scrape_targets updates); `gateway` is the gateway's URL; `backups` the host:port of the backup schedule's
-    metrics, when backups run.
+    `services` maps each service name to its upstream URL; `gateway` is the gateway's URL; `backups` the
+    host:port of the backup schedule's metrics, when backups run.
     """
     obs = platform.observability
     result = Monitoring()
@@ -173,9 +158,8 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
         result.skip(PROMETHEUS, _not_installed(PROMETHEUS))
         return result
     components = result.components
-    targets = [Target(f"eolake-{name}", "", labels=(("service", name),),
-                      file=write_scrape_targets(state, name, [urls] if isinstance(urls, str) else urls))
-               for name, urls in sorted(services.items())]
+    targets = [Target(f"eolake-{name}", _address(url), labels=(("service", name),))
+               for name, url in sorted(services.items())]
     targets.append(Target("eolake-gateway", _address(gateway), "/-/metrics", labels=(("service", "gateway"),)))
     if backups:
         targets.append(Target("backup", backups))

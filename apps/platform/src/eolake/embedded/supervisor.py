@@ -39,14 +39,7 @@ import httpx
 from eolake.embedded.backup import BackupError, Backups, Schedule
 from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
-from eolake.embedded.monitoring import (
-    ALERTMANAGER,
-    PROMETHEUS,
-    Monitoring,
-    MonitoringError,
-    monitoring_components,
-    write_scrape_targets,
-)
+from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
@@ -284,14 +277,6 @@ def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str
     return children
 
 
-def scrape_groups(children: list[Child]) -> dict[str, list[str]]:
-    """The metrics addresses of the instances of each service (each worker on its own, by name)."""
-    groups: dict[str, list[str]] = {}
-    for child in children:
-        groups.setdefault(child.service or child.name, []).append(child.upstream)
-    return groups
-
-
 def gateway_routes(platform: Platform, children: list[Child]) -> dict[str, list[str]]:
     """Each service's path prefix → the instances that serve (ready once, and answering since)."""
     routes: dict[str, list[str]] = {platform.services[name].path: [] for name in platform.enabled_services}
@@ -361,7 +346,6 @@ class Supervisor:
         self.upgrade: dict = {}
         self.status = "starting"
         self.published: dict[str, list[str]] | None = None
-        self.scraped: dict[str, list[str]] = {}  # what Prometheus scrapes, by service (workers by name)
         self.database_gone_at: float | None = None
         self.database_started = False  # watched from then on
         self.probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
@@ -448,10 +432,9 @@ class Supervisor:
             child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
         write_routes(self.state, gateway_routes(self.platform, services))
         gateway = gateway_child(self.platform, self.state, port)
-        self.scraped = scrape_groups(services)
         try:
-            self.monitoring = monitoring_components(self.platform, self.state, self.scraped, gateway.upstream,
-                                                    self.cluster.dsn(), backup_metrics)
+            self.monitoring = monitoring_components(self.platform, self.state, {c.name: c.upstream for c in services},
+                                                    gateway.upstream, self.cluster.dsn(), backup_metrics)
         except MonitoringError as exc:
             raise StartError(str(exc)) from exc
         self.children = [*services, gateway, *(Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log",
@@ -560,18 +543,12 @@ class Supervisor:
         self._publish()
 
     def _publish(self) -> None:
-        """The serving instances to the gateway, and every instance to Prometheus, when they changed."""
+        """The serving instances to the gateway, when they changed."""
         routes = gateway_routes(self.platform, self.children)
         if routes != self.published:
             write_routes(self.state, routes)
             self.published = routes
             self._runtime()
-        if self.scraped:
-            scraped = scrape_groups([c for c in self.children if c.renew and c.state != "draining"])
-            for name, urls in scraped.items():
-                if urls != self.scraped.get(name):
-                    write_scrape_targets(self.state, name, urls)
-            self.scraped = scraped
 
     def _watch_database(self) -> None:
         """PostgreSQL's postmaster killed, or stopped for DATABASE_GRACE_SECONDS (longer than a restart): start it
