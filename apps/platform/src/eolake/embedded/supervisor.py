@@ -277,6 +277,14 @@ def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str
     return children
 
 
+def scrape_groups(children: list[Child]) -> dict[str, list[str]]:
+    """The metrics addresses of the instances of each service (each worker on its own, by name)."""
+    groups: dict[str, list[str]] = {}
+    for child in children:
+        groups.setdefault(child.service or child.name, []).append(child.upstream)
+    return groups
+
+
 def gateway_routes(platform: Platform, children: list[Child]) -> dict[str, list[str]]:
     """Each service's path prefix → the instances that serve (ready once, and answering since)."""
     routes: dict[str, list[str]] = {platform.services[name].path: [] for name in platform.enabled_services}
@@ -433,7 +441,7 @@ class Supervisor:
         write_routes(self.state, gateway_routes(self.platform, services))
         gateway = gateway_child(self.platform, self.state, port)
         try:
-            self.monitoring = monitoring_components(self.platform, self.state, {c.name: c.upstream for c in services},
+            self.monitoring = monitoring_components(self.platform, self.state, scrape_groups(services),
                                                     gateway.upstream, self.cluster.dsn(), backup_metrics)
         except MonitoringError as exc:
             raise StartError(str(exc)) from exc
@@ -543,12 +551,17 @@ class Supervisor:
         self._publish()
 
     def _publish(self) -> None:
-        """The serving instances to the gateway, when they changed."""
+        """The serving instances to the gateway, and every instance to Prometheus, when they changed."""
         routes = gateway_routes(self.platform, self.children)
         if routes != self.published:
             write_routes(self.state, routes)
             self.published = routes
             self._runtime()
+        instances = scrape_groups([c for c in self.children if c.renew and c.state != "draining"])
+        if self.monitoring.rescrape(instances):
+            prometheus = next((c for c in self.children if c.name == PROMETHEUS and c.running), None)
+            if prometheus:
+                prometheus.process.send_signal(signal.SIGHUP)
 
     def _watch_database(self) -> None:
         """PostgreSQL's postmaster killed, or stopped for DATABASE_GRACE_SECONDS (longer than a restart): start it
