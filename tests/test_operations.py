@@ -320,10 +320,17 @@ def test_rolling_upgrade_under_load_fails_no_request(platform, routes):
     assert platform.runtime()["upgrade"]["status"] == "done"
 
 
-def test_upgrade_of_a_stopped_platform_is_refused(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "eolake.cli", "--state-dir", str(tmp_path), "upgrade"],
-                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
-    assert result.returncode == 2 and "not running" in result.stderr
+def test_upgrade_of_a_stopped_platform_or_with_a_bad_label_is_refused(tmp_path):
+    def upgrade(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "eolake.cli", "--state-dir", str(tmp_path), "upgrade", *args],
+                              capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+
+    stopped = upgrade()
+    assert stopped.returncode == 2 and "not running" in stopped.stderr
+    for label in ("two words", "-x", "a" * 65, "naïve"):
+        refused = upgrade(f"--release={label}")
+        assert refused.returncode == 2 and "is not a release label" in refused.stderr, label
+    assert not (tmp_path / "upgrade-request.json").exists()
 
 
 def test_a_killed_supervisor_leaves_no_orphan_and_up_starts_cleanly(platform):

@@ -634,7 +634,7 @@ class Supervisor:
         """Until the new child is ready (then it serves), watching everything else meanwhile."""
         deadline = time.monotonic() + READY_TIMEOUT
         while child.state != "serving":
-            if child.state == "down" or time.monotonic() > deadline:
+            if child.state == "down" or time.monotonic() > deadline or self.stopping:
                 child.kill()
                 self.children.remove(child)
                 record_children(self.state, self.children)
@@ -644,7 +644,7 @@ class Supervisor:
 
     def _idle(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stopping:
             self.tick()
             time.sleep(0.1)
 
