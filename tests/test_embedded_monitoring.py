@@ -150,3 +150,16 @@ def test_a_busy_prometheus_port_is_a_clear_error(tmp_path):
         port = busy.getsockname()[1]
         with pytest.raises(MonitoringError, match=f"port {port} for Prometheus .*prometheus_port.* in use"):
             components(tmp_path, prometheus_port=port)
+
+
+@pytest.mark.skipif(not monitoring.find_binary(PROMETHEUS), reason="Prometheus is not installed")
+def test_the_scrape_targets_follow_the_instances(tmp_path):
+    result = components(tmp_path)
+    instances = ["http://127.0.0.1:8102", "http://127.0.0.1:8103"]
+    assert result.rescrape({"catalog": instances, "unknown": ["http://127.0.0.1:9"]})
+    config = yaml.safe_load(result.config_file.read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert jobs["eolake-catalog"]["static_configs"] == [{"targets": ["127.0.0.1:8102", "127.0.0.1:8103"],
+                                                         "labels": {"service": "catalog"}}]
+    assert "eolake-unknown" not in jobs
+    assert not result.rescrape({"catalog": instances}), "nothing changed: no reload"

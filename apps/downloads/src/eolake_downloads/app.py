@@ -30,6 +30,7 @@ from eolake_downloads.sources import SourceError, resolve
 from eolake_downloads.streaming import local_body, parse_range, s3_body
 from eolake_downloads.worker import defer_file
 from eolake_kit import Principal, install_kit, problem, require_role
+from eolake_kit.bounds import reconnecting
 from eolake_kit.outbound import async_client
 from eolake_kit.ratelimit import QuotaExceeded
 from eolake_kit.refs import StacId, segment
@@ -150,7 +151,7 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
     pool = psycopg_pool.AsyncConnectionPool(settings.dsn, min_size=0, max_size=max(2, settings.pool_size - 1),
                                             kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}",
                                                     "row_factory": dict_row},
-                                            open=False, timeout=10)
+                                            open=False, timeout=10, **reconnecting(psycopg_pool.AsyncConnectionPool))
     jobs = job_app(settings.dsn, pool_size=2, options=settings.postgres_options())
     catalog = Catalog(settings)
     base = settings.service_url

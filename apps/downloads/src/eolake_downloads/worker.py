@@ -29,6 +29,7 @@ from eolake_downloads import metrics
 from eolake_downloads.schema import QUEUE, SEARCH_PATH, job_app
 from eolake_downloads.settings import DownloadsSettings
 from eolake_downloads.sources import SourceError, Staging, TransientError, check_multihash, fetch, resolve
+from eolake_kit.bounds import reconnecting
 from eolake_kit.logs import configure_logging
 
 log = logging.getLogger("eolake.downloads.worker")
@@ -131,7 +132,7 @@ class Stager:
         self.pool = psycopg_pool.ConnectionPool(settings.dsn, min_size=0, max_size=max(2, settings.worker_concurrency),
                                                 kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}",
                                                         "row_factory": dict_row},
-                                                open=False)
+                                                open=False, **reconnecting(psycopg_pool.ConnectionPool))
 
     def claim(self, file_id: str) -> dict | None:
         with self.pool.connection() as conn, conn.transaction():

@@ -233,27 +233,44 @@ def check_head(scope: dict, limits: Limits, inspect: bool = True) -> None:
 # --- the database's bounds -------------------------------------------------------------------------------------
 
 def database_timeouts() -> dict[str, tuple[type[Exception], ...]]:
-    """The drivers' exceptions for a statement cancelled at statement_timeout and a lock not granted within
-    lock_timeout, for the drivers installed."""
-    found: dict[str, list[type[Exception]]] = {"statement": [], "lock": []}
+    """The drivers' exceptions for a statement cancelled at statement_timeout, a lock not granted within
+    lock_timeout and a database that cannot be reached (down, restarting, connection lost), for the drivers
+    installed."""
+    found: dict[str, list[type[Exception]]] = {"statement": [], "lock": [], "unreachable": [ConnectionError]}
     try:
         from asyncpg import exceptions as asyncpg_errors
         found["statement"].append(asyncpg_errors.QueryCanceledError)
         found["lock"].append(asyncpg_errors.LockNotAvailableError)
+        found["unreachable"] += [asyncpg_errors.PostgresConnectionError, asyncpg_errors.CannotConnectNowError,
+                                 asyncpg_errors.AdminShutdownError, asyncpg_errors.CrashShutdownError]
     except ImportError:
         pass
     try:
+        import psycopg
         from psycopg import errors as psycopg_errors
         found["statement"].append(psycopg_errors.QueryCanceled)
         found["lock"].append(psycopg_errors.LockNotAvailable)
+        found["unreachable"].append(psycopg.OperationalError)  # also a pool's timeout; the two above are subclasses
     except ImportError:
         pass
     return {kind: tuple(types) for kind, types in found.items()}
 
 
+DATABASE_RETRY_SECONDS = 2  # a restart of the embedded database takes about that long
+
+
+def reconnecting(pool_class) -> dict:
+    """Settings of a psycopg pool that is usable again within seconds of its database coming back: a connection is
+    checked before it is handed out (one round trip: those of a restarted server are dead), and a failed reconnection
+    is given up after 2 s so the next request tries again at once (the default backs off up to a minute and more,
+    a service stayed unready about 100 s after a database restart)."""
+    return {"reconnect_timeout": 2.0, "check": pool_class.check_connection}
+
+
 def install_database_handlers(app, limits: Limits) -> None:
-    """A statement past statement_timeout → 504, a lock not granted within lock_timeout → 503 (Retry-After); the
-    connection goes back to its pool, healthy."""
+    """A statement past statement_timeout → 504, a lock not granted within lock_timeout → 503, a database down or
+    a connection lost → 503 (both with Retry-After: the client may try again); the connection goes back to its
+    pool, healthy, or is discarded."""
     async def statement(request, exc):
         return problem(504, f"database statement exceeded the {limits.statement_seconds:g} s statement timeout")
 
@@ -261,11 +278,15 @@ def install_database_handlers(app, limits: Limits) -> None:
         return problem(503, f"a database lock was not granted within {limits.lock_seconds:g} s",
                        headers={"Retry-After": str(max(1, round(limits.lock_seconds)))})
 
-    timeouts = database_timeouts()
-    for exc_type in timeouts["statement"]:
-        app.add_exception_handler(exc_type, statement)
-    for exc_type in timeouts["lock"]:
-        app.add_exception_handler(exc_type, lock)
+    async def unreachable(request, exc):
+        log.warning("database unreachable: %s: %s", type(exc).__name__, str(exc).strip()[:200])
+        return problem(503, "the database is unavailable; try again shortly",
+                       headers={"Retry-After": str(DATABASE_RETRY_SECONDS)})
+
+    handlers = database_timeouts()
+    for kind, handler in (("unreachable", unreachable), ("statement", statement), ("lock", lock)):
+        for exc_type in handlers[kind]:  # Starlette picks the handler of the nearest class in an error's MRO
+            app.add_exception_handler(exc_type, handler)
 
 
 # --- the middleware -----------------------------------------------------------------------------------------------

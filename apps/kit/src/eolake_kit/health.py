@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import os
 import time
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
@@ -18,9 +20,20 @@ Check = Callable[[], Awaitable[object]]
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Liveness: the process answers (never touches a dependency)")
-async def healthz() -> dict:
-    return {"status": "alive"}
+@router.get("/healthz", summary="Liveness: the process answers (never touches a dependency); its version")
+async def healthz(request: Request) -> dict:
+    return {"status": "alive", **running_version(request.app.state.kit_settings.service_name)}
+
+
+@lru_cache
+def running_version(service: str) -> dict:
+    """The service package's version and the platform's release label (EOLAKE_RELEASE, set by the deployment):
+    what a rolling upgrade changes, visible to whoever watches it."""
+    try:
+        version = importlib.metadata.version(f"eolake-{service}")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"version": version, "release": os.environ.get("EOLAKE_RELEASE") or version}
 
 
 @router.get("/readyz", summary="Readiness: every dependency answers",

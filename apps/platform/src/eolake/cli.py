@@ -1,4 +1,4 @@
-"""The `eolake` command: up, status, down, ingest, validate.
+"""The `eolake` command: up, status, down, upgrade, ingest, validate.
 
 Each command imports what it needs: `eolake --help` or `eolake status` on a stopped platform answers at once.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ START_TIMEOUT = 900.0
 
 def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
     from eolake.embedded.postgres import free_port, port_is_free
+    from eolake.embedded.supervisor import stop_leftovers
     from eolake_spec import load_stack
 
     if pid := state.supervisor_pid():
@@ -34,6 +36,8 @@ def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
                       "stops it.")
         return 0
     platform = load_stack(args.stack)
+    if leftovers := stop_leftovers(state):
+        console.print(f"stopped what a killed supervisor left running: {', '.join(leftovers)}")
     port = args.port or platform.base_url.port or 80
     if not port_is_free(port):
         err.print(f"[red]port {port} is already in use[/]: stop what uses it, or start on another port with "
@@ -67,9 +71,9 @@ def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
 def print_urls(state: StateDir) -> None:
     runtime = state.runtime()
     console.print(f"[green]eolake is up[/] at {runtime['base_url']} (stack {runtime['stack']})")
-    for name, service in sorted(runtime["services"].items()):
-        if service["url"]:
-            console.print(f"  {name:<10} {service['url']}/")
+    urls = {c["service"]: c["url"] for c in runtime["services"].values() if c.get("service")}
+    for name, url in sorted(urls.items()):
+        console.print(f"  {name:<10} {url}/")
     for name, component in sorted(runtime.get("monitoring", {}).items()):
         console.print(f"  {name:<10} {component['url'] + '/' if component['url'] else component['note']}")
     console.print(f"  API keys   {state.key_file('admin')} (admin), {state.key_file('user')} (user): "
@@ -82,26 +86,27 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     pid = state.supervisor_pid()
     runtime = state.runtime()
     if not pid:
-        console.print("eolake is not running: `eolake up` starts it.")
-        return 3
+        return _report_not_running(state)
     import httpx
     from rich.table import Table
 
     from eolake.embedded.postgres import PostgresCluster
 
     base = runtime.get("base_url", "").rstrip("/")
-    rows = [("database", "ready" if PostgresCluster(state.postgres).running else "down",
+    rows = [("database", "ready" if PostgresCluster(state.postgres).postmaster_alive() else "down",
              f"127.0.0.1:{runtime.get('database_port')}")]
     with httpx.Client(timeout=3) as client:
-        for name, service in sorted(runtime.get("services", {}).items()):
-            if not service["url"]:
+        for name, child in sorted(runtime.get("services", {}).items()):
+            if not child.get("service"):
                 continue
-            try:
-                answer = client.get(f"{service['url']}/readyz")
+            try:  # each instance, at its own address: the public URL answers for whichever is up
+                answer = client.get(child["upstream"] + child["probe"])
                 state_text = "ready" if answer.status_code == 200 else answer.json().get("detail", "not ready")
             except (httpx.HTTPError, ValueError) as exc:
                 state_text = f"unreachable ({type(exc).__name__})"
-            rows.append((name, state_text, service["url"] + "/"))
+            if child.get("state") not in ("serving", None):
+                state_text = f"{child['state']}: {state_text}"
+            rows.append((name, state_text, child["url"] + "/"))
         for name, component in sorted(runtime.get("monitoring", {}).items()):
             if component.get("url"):  # monitoring that does not run (not installed, disabled) is not a failure
                 try:
@@ -112,9 +117,11 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
                 rows.append((name, state_text, component["url"] + "/"))
     if args.json:
         console.print_json(json.dumps({"status": runtime.get("status"), "base_url": base,
+                                       "release": runtime.get("release"), "upgrade": runtime.get("upgrade"),
                                        "components": {n: {"state": s, "url": u} for n, s, u in rows}}))
     else:
-        table = Table(title=f"eolake {runtime.get('stack')} at {base} (supervisor pid {pid})")
+        table = Table(title=f"eolake {runtime.get('stack')} {runtime.get('release', '')} at {base} "
+                            f"(supervisor pid {pid}, {runtime.get('status')})")
         for column in ("component", "state", "url"):
             table.add_column(column)
         for name, state_text, url in rows:
@@ -123,11 +130,27 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     return 0 if all(s == "ready" for _, s, _ in rows) else 1
 
 
+def _report_not_running(state: StateDir) -> int:
+    """No supervisor: say so, and what it left running, if anything (`up` and `down` stop it)."""
+    from eolake.embedded.postgres import PostgresCluster
+    from eolake.embedded.supervisor import leftover_children
+
+    leftovers = leftover_children(state)
+    database = state.postgres.exists() and PostgresCluster(state.postgres).postmaster_alive()
+    if not leftovers and not database:
+        console.print("eolake is not running: `eolake up` starts it.")
+        return 3
+    left = [f"{name} (pid {pid})" for name, pid in sorted(leftovers.items())] + (["PostgreSQL"] if database else [])
+    console.print(f"eolake's supervisor is not running, but these still run: {', '.join(left)}. `eolake up` starts "
+                  "the platform again (stopping the processes left over, using the database), `eolake down` stops "
+                  "them.")
+    return 3
+
+
 def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
     pid = state.supervisor_pid()
     if not pid:
-        console.print("eolake is not running.")
-        return 0
+        return _stop_leftovers(state)
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 120
     with console.status("stopping the gateway, the services and PostgreSQL…"):
@@ -137,6 +160,53 @@ def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
         err.print(f"[red]the supervisor (pid {pid}) did not stop within 120 s[/]; see {state.logs}/supervisor.log")
         return 1
     console.print("eolake stopped; the data is kept in " + str(state.root))
+    return 0
+
+
+def _stop_leftovers(state: StateDir) -> int:
+    from eolake.embedded.postgres import PostgresCluster, PostgresError
+    from eolake.embedded.supervisor import stop_leftovers
+
+    stopped = stop_leftovers(state)
+    if state.postgres.exists() and PostgresCluster(state.postgres).postmaster_alive():
+        try:
+            PostgresCluster(state.postgres).stop()
+        except PostgresError as exc:
+            err.print(f"[red]PostgreSQL did not stop[/]: {exc}")
+            return 1
+        stopped.append("PostgreSQL")
+    console.print(f"eolake was not running; stopped what it left: {', '.join(stopped)}" if stopped
+                  else "eolake is not running.")
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace, state: StateDir) -> int:
+    """Ask the supervisor to replace every service instance with one of the installed code (and `--release`)."""
+    import secrets
+
+    pid = state.supervisor_pid()
+    if not pid or state.runtime().get("status") not in ("ready", "upgrading"):
+        err.print("eolake is not running (or not ready yet): `eolake up` starts the installed version")
+        return 2
+    request = {"id": secrets.token_hex(8), "release": args.release}
+    tmp = state.upgrade_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(request))
+    os.replace(tmp, state.upgrade_file)
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + START_TIMEOUT
+    with console.status("migrating, then replacing the instances one at a time…"):
+        while (upgrade := state.runtime().get("upgrade") or {}).get("id") != request["id"] \
+                or upgrade.get("status") == "running":
+            if not state.supervisor_pid() or time.monotonic() > deadline:
+                err.print(f"[red]the upgrade did not finish[/]: see {state.logs}/supervisor.log")
+                return 1
+            time.sleep(0.3)
+    if upgrade["status"] != "done":
+        err.print(f"[red]upgrade stopped[/]: {upgrade.get('error')} (the instances not replaced run as before)",
+                  highlight=False)
+        return 1
+    console.print(f"upgraded to {upgrade['release']} (from {upgrade['from']}) in {upgrade['seconds']} s; "
+                  f"pgstac {upgrade.get('pgstac')}")
     return 0
 
 
@@ -317,6 +387,12 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+def _release_label(text: str) -> str:
+    if text and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a release label (letters, digits, . _ + -; 64 at most)")
+    return text
+
+
 def _at_least(lowest: float, kind: type):
     def parse(text: str):
         try:
@@ -343,6 +419,11 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
     sub.add_parser("down", help="stop everything cleanly (the data is kept)").set_defaults(run=cmd_down)
+    upgrade = sub.add_parser("upgrade", help="without downtime: migrate (only what the running version tolerates), "
+                                             "then replace the service instances one at a time by the installed code")
+    upgrade.add_argument("--release", default="", type=_release_label,
+                         help="a label for this release, shown at each service's /healthz (default: the version)")
+    upgrade.set_defaults(run=cmd_upgrade)
     backup = sub.add_parser("backup", help="take a base backup now (pgBackRest; WAL is archived continuously)")
     backup.add_argument("--kind", choices=("full", "diff", "incr"), default="full")
     backup.add_argument("--list", action="store_true", help="list the backups in the repository instead")

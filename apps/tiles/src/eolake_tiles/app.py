@@ -29,6 +29,7 @@ from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
 
 from eolake_kit import install_kit, require_role
+from eolake_kit.bounds import reconnecting
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
 from eolake_tiles.settings import TilesSettings
@@ -216,7 +217,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
         # min_size 0: the service starts, and reports not ready, while Postgres is down.
         app.state.dbpool = ConnectionPool(
             conninfo=settings.conninfo, min_size=0, max_size=settings.pool_size, open=True,
-            timeout=settings.pool_timeout, max_idle=300,
+            timeout=settings.pool_timeout, max_idle=300, **reconnecting(ConnectionPool),
             kwargs={"options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
                                f"{settings.postgres_options()}", "connect_timeout": 5})
         try:

@@ -4,15 +4,25 @@ Paths are forwarded unchanged, as received (raw: an escaped %2F stays escaped), 
 the Host header is not forwarded, so services build links only from their configured public URL. Sizes, times and
 connections are bounded here too (the edge limits: the widest of the services'); each service inspects its own
 requests.
+
+A prefix may have several instances (processes of the same service): requests go to them in turn. A request that
+could not reach an instance (connection refused) goes to the next one; a read (GET, HEAD, and the reads sent as POST
+that the manifests declare) also when the instance dropped the connection or answered 502. The supervisor rewrites
+the routes file as instances come and go: an instance taken out gets no new request and finishes those it has
+(draining) before it is stopped.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
 import json
 import logging
 import os
 import re
+import time
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from opentelemetry import propagate
@@ -44,14 +54,75 @@ REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate", "x-for
 log = logging.getLogger("eolake.gateway")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]|%[01][0-9a-f]|%7f", re.I)  # raw or percent-escaped
 DEFAULT_LIMITS = Limits(body_bytes=64 * 1024 * 1024, request_seconds=70)
+RELOAD_SECONDS = 0.2  # how often the routes file is looked at: what a drain waits for, at least
+SUSPECT_SECONDS = 5.0  # an instance that refused a connection is tried last for this long
+READS = {"GET", "HEAD", "OPTIONS"}
+UNAVAILABLE_RETRY_SECONDS = "2"
 
 
-def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 60.0,
-                   limits: Limits = DEFAULT_LIMITS, otlp_endpoint: str | None = None) -> Starlette:
-    """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL; `timeout` bounds each
-    upstream read, `limits` what a client may send and how long the answer may take to start."""
+class Upstreams:
+    """The instances behind each prefix, in turn; reloaded from `file` (JSON: prefix → [base URL, ...]) when it
+    changes."""
+
+    def __init__(self, routes: dict[str, list[str]], file: Path | None = None):
+        self.sets = {prefix: list(urls) for prefix, urls in routes.items()}
+        self.file, self.stamp, self.looked = file, None, 0.0
+        self.turns = {prefix: itertools.count() for prefix in routes}
+        self.suspects: dict[str, float] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        now = time.monotonic()
+        if self.file is None or now - self.looked < RELOAD_SECONDS:
+            return
+        self.looked = now
+        try:
+            stat = self.file.stat()
+            if (stat.st_mtime_ns, stat.st_size) == self.stamp:
+                return
+            routes = json.loads(self.file.read_text())
+        except (OSError, ValueError) as exc:  # being replaced: the next look finds it whole (written atomically)
+            log.warning("routes file not read: %s", exc)
+            return
+        self.stamp = (stat.st_mtime_ns, stat.st_size)
+        self.sets.update({prefix: list(urls) for prefix, urls in routes.items() if prefix in self.sets})
+
+    def candidates(self, prefix: str) -> list[str]:
+        """This prefix's instances, starting with the next in turn; those that failed lately come last."""
+        self.refresh()
+        urls = self.sets.get(prefix, [])
+        if not urls:
+            return []
+        start = next(self.turns[prefix]) % len(urls)
+        turn = urls[start:] + urls[:start]
+        now = time.monotonic()
+        return sorted(turn, key=lambda url: self.suspects.get(url, 0) > now)
+
+    def failed(self, url: str) -> None:
+        self.suspects[url] = time.monotonic() + SUSPECT_SECONDS
+
+    def missing(self) -> list[str]:
+        self.refresh()
+        return [prefix for prefix, urls in self.sets.items() if not urls]
+
+
+def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeout: float = 60.0,
+                   limits: Limits = DEFAULT_LIMITS, otlp_endpoint: str | None = None, routes_file: Path | None = None,
+                   posted_reads: dict[str, list[str]] | None = None) -> Starlette:
+    """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL (or the URLs of its
+    instances), `routes_file` the same, kept up to date by the supervisor; `posted_reads` by prefix, the paths below
+    it (`*` any characters) whose POST is a read, retried like a GET; `timeout` bounds each upstream read, `limits`
+    what a client may send and how long the answer may take to start."""
     configure_tracing("gateway", otlp_endpoint)
     prefixes = sorted(routes, key=len, reverse=True)
+    upstreams = Upstreams({p: [u] if isinstance(u, str) else u for p, u in routes.items()}, routes_file)
+    posted_reads = posted_reads or {}
+
+    def is_read(request: Request, prefix: str) -> bool:
+        if request.method in READS:
+            return True
+        below = request.url.path[len(prefix.rstrip("/")):]
+        return request.method == "POST" and any(fnmatch.fnmatchcase(below, p) for p in posted_reads.get(prefix, ()))
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
@@ -75,37 +146,60 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
 
     def proxy_to(prefix: str):
         async def endpoint(request: Request) -> Response:
-            return await proxy(request, prefix, routes[prefix])
+            return await proxy(request, prefix)
 
         return endpoint
 
-    async def proxy(request: Request, prefix: str, upstream: str) -> Response:
+    async def proxy(request: Request, prefix: str) -> Response:
         path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
         if CONTROL.search(path):
             return problem(400, "the request path contains a control character")
-        length = int(request.headers.get("content-length") or 0)
+        instances = upstreams.candidates(prefix)
+        if not instances:
+            return problem(503, f"no instance of the service at {prefix} is ready",
+                           headers={"Retry-After": UNAVAILABLE_RETRY_SECONDS})
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP]
         client_ip = request.client.host if request.client else ""
         headers += [("x-forwarded-for", client_ip), ("x-request-id", request_id.get() or "")]
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         headers += list(carrier.items())
-        client: httpx.AsyncClient = request.app.state.client
         query = request.scope.get("query_string", b"").decode("latin-1")
+        target = path + (f"?{query}" if query else "")
+        has_body = bool(int(request.headers.get("content-length") or 0)) or "transfer-encoding" in request.headers
+        read = is_read(request, prefix)
+        # a read's body (small: a search) is kept, to send again; any other body streams through, once
+        body = (await request.body() if read else request.stream()) if has_body else None
+        for attempt, upstream in enumerate(instances, start=1):
+            last = attempt == len(instances)
+            answer = await forward(request, prefix, upstream, target, headers, body, retry=read and not last)
+            if answer is not None:
+                return answer
+            upstreams.failed(upstream)  # refused, so nothing was sent (a streamed body neither); or a read
+        return problem(502, f"the service at {prefix} is unavailable")
+
+    async def forward(request: Request, prefix: str, upstream: str, target: str, headers, body,
+                      retry: bool) -> Response | None:
+        """The instance's answer, or None when the request may go to another instance: the connection was refused
+        (nothing was sent), or a read's connection dropped or answered 502."""
+        client: httpx.AsyncClient = request.app.state.client
         try:
-            upstream_request = client.build_request(
-                request.method, upstream + path + (f"?{query}" if query else ""), headers=headers,
-                content=request.stream() if length or "transfer-encoding" in request.headers else None,
-            )
+            upstream_request = client.build_request(request.method, upstream + target, headers=headers, content=body)
         except httpx.InvalidURL:
             return problem(400, "the request path or query is not a valid URL")
         try:
             response = await client.send(upstream_request, stream=True)
         except httpx.TimeoutException:
             return problem(504, f"the service at {prefix} did not answer in time")
-        except httpx.TransportError as exc:
+        except httpx.ConnectError as exc:
             log.warning("upstream %s unreachable: %s", upstream, exc)
-            return problem(502, f"the service at {prefix} is unavailable")
+            return None
+        except httpx.TransportError as exc:
+            log.warning("upstream %s dropped the connection: %s", upstream, exc)
+            return None if retry else problem(502, f"the service at {prefix} is unavailable")
+        if response.status_code == 502 and retry:
+            await response.aclose()
+            return None
         out_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROP}
         return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=out_headers,
                                  background=BackgroundTask(response.aclose))
@@ -113,11 +207,16 @@ def create_gateway(routes: dict[str, str], *, public_url: str, timeout: float = 
     async def alive(request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
+    async def ready(request: Request) -> Response:
+        if missing := upstreams.missing():
+            return problem(503, f"no instance ready behind {', '.join(missing)}")
+        return JSONResponse({"status": "ready", "instances": {p: len(u) for p, u in upstreams.sets.items()}})
+
     async def metrics(request: Request) -> Response:
         return metrics_response()
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    table = [Route("/-/healthz", alive), Route("/-/readyz", alive), Route("/-/metrics", metrics)]
+    table = [Route("/-/healthz", alive), Route("/-/readyz", ready), Route("/-/metrics", metrics)]
     for prefix in prefixes:  # longest first; the web view's "/" catches the rest
         base = prefix.rstrip("/")
         table += [Route(base + "/{path:path}", proxy_to(prefix), methods=methods)]
@@ -136,9 +235,12 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     limits = Limits.model_validate_json(os.environ["EOLAKE_GATEWAY_LIMITS"]) \
         if "EOLAKE_GATEWAY_LIMITS" in os.environ else DEFAULT_LIMITS
-    app = create_gateway(json.loads(os.environ["EOLAKE_GATEWAY_ROUTES"]),
-                         public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"], limits=limits,
-                         timeout=limits.request_seconds, otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"))
+    routes_file = Path(os.environ["EOLAKE_GATEWAY_ROUTES_FILE"]) if "EOLAKE_GATEWAY_ROUTES_FILE" in os.environ else None
+    routes = json.loads(routes_file.read_text() if routes_file else os.environ["EOLAKE_GATEWAY_ROUTES"])
+    app = create_gateway(routes, public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"], limits=limits,
+                         timeout=limits.request_seconds, otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"),
+                         routes_file=routes_file,
+                         posted_reads=json.loads(os.environ.get("EOLAKE_GATEWAY_POSTED_READS", "{}")))
     uvicorn.run(app, host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
                 port=int(os.environ["EOLAKE_GATEWAY_PORT"]), log_config=None, server_header=False,
                 proxy_headers=False, timeout_graceful_shutdown=20, **connection_options(limits))

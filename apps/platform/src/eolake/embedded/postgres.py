@@ -11,6 +11,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import psycopg.sql
@@ -19,6 +20,21 @@ SUPERUSER = "eolake"
 APP_USER = "eolake_app"  # what services connect as: pgstac's read and ingest rights, no superuser
 DATABASE = "eolake"
 SERVICE_MIGRATIONS = ("eolake_downloads.schema",)
+# Expand/contract: while a running version serves, a migration may add (tables, columns, indexes) but not drop,
+# rename or retype what the running code reads. Sessions that set eolake.expand_only are held to it by the database.
+EXPAND_ONLY = r"""
+CREATE OR REPLACE FUNCTION public.eolake_expand_only() RETURNS event_trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF coalesce(current_setting('eolake.expand_only', true), '') <> 'on' THEN
+    RETURN;
+  END IF;
+  IF TG_EVENT = 'sql_drop' OR current_query() ~* '\mRENAME\M|ALTER\s+COLUMN\s+\S+\s+(SET\s+DATA\s+)?TYPE\M' THEN
+    RAISE EXCEPTION 'migration refused while the running version serves: % drops, renames or retypes '
+      '(expand/contract: add now, remove in a later release)', TG_TAG USING ERRCODE = 'object_in_use';
+  END IF;
+END $$;
+"""
+EXPAND_ONLY_TRIGGERS = {"eolake_expand_only_drop": "sql_drop", "eolake_expand_only_alter": "ddl_command_start"}
 
 
 class PostgresError(RuntimeError):
@@ -90,8 +106,30 @@ class PostgresCluster:
         return (self.root / "password").read_text().strip()
 
     @property
+    def port_file(self) -> Path:
+        return self.root / "port"
+
+    @property
     def port(self) -> int:
-        return int((self.root / "port").read_text())
+        return int(self.port_file.read_text())
+
+    def postmaster_alive(self) -> bool:
+        """Whether the server's main process runs (its pid file names it): cheap enough to ask twice a second."""
+        return self.postmaster() == "running"
+
+    def postmaster(self) -> str:
+        """"running"; "stopped" (no pid file: a clean stop, perhaps for a restart); "crashed" (a pid file whose
+        process is gone: killed)."""
+        try:
+            pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+            os.kill(pid, 0)
+        except FileNotFoundError:
+            return "stopped"
+        except (ValueError, ProcessLookupError):  # a pid file being written is "running" at the next look
+            return "crashed"
+        except PermissionError:  # alive, and another user's (the postgres user, when run as root)
+            return "running"
+        return "running"
 
     @property
     def initialized(self) -> bool:
@@ -176,20 +214,60 @@ class PostgresCluster:
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
             conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
+            conn.execute(EXPAND_ONLY)
+            for name, event in EXPAND_ONLY_TRIGGERS.items():
+                if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = %s", (name,)).fetchone():
+                    conn.execute(psycopg.sql.SQL("CREATE EVENT TRIGGER {} ON {} EXECUTE FUNCTION "
+                                                 "public.eolake_expand_only()").format(
+                        psycopg.sql.Identifier(name), psycopg.sql.SQL(event)))
         with PgstacDB(dsn=self.dsn()) as db:
             version = Migrate(db).run_migration()
         self._ensure_app_role()
-        self._migrate_services()
+        self._migrate_services(self.dsn())
         return version
 
-    def _migrate_services(self) -> None:
+    def migrate_rolling(self) -> str:
+        """Migrate while the running version serves; returns the pgstac version.
+
+        Only what the running version tolerates: pgstac within its minor version (its patch releases keep the SQL
+        functions the catalog and tiles call; a new minor version, or an older pgstac than the database's, needs
+        `eolake down` and `eolake up`), and the services' own migrations only expand (the database refuses their
+        drops, renames and type changes, see EXPAND_ONLY)."""
+        from packaging.version import Version
+        from pypgstac import __version__ as installed
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            current = conn.execute("SELECT pgstac.get_version()").fetchone()[0]
+        have, want = Version(current), Version(installed)
+        if want < have:
+            raise PostgresError(f"pypgstac {installed} is older than the database's pgstac {current}: a downgrade is "
+                                "not a rolling upgrade")
+        if (want.major, want.minor) != (have.major, have.minor):
+            raise PostgresError(f"pgstac {current} → {installed} is a new minor version, which the running catalog "
+                                "may not tolerate: stop the platform (`eolake down`) and start it (`eolake up`)")
+        return self.migrate_expanding()
+
+    def migrate_expanding(self) -> str:
+        from pypgstac.db import PgstacDB
+        from pypgstac.migrate import Migrate
+
+        with PgstacDB(dsn=self.dsn()) as db:
+            version = Migrate(db).run_migration()
+        self._migrate_services(self.expand_only_dsn())
+        return version
+
+    def expand_only_dsn(self) -> str:
+        """The superuser's DSN for sessions that may only expand the schema."""
+        return self.dsn() + "?options=" + quote("-c eolake.expand_only=on")
+
+    def _migrate_services(self, dsn: str) -> None:
         """Services with their own schema (module → migrate(superuser_dsn, app_role)), when installed."""
         import importlib
         import importlib.util
 
         for module in SERVICE_MIGRATIONS:
             if importlib.util.find_spec(module.partition(".")[0]) is not None:
-                importlib.import_module(module).migrate(self.dsn(), APP_USER)
+                importlib.import_module(module).migrate(dsn, APP_USER)
 
     def bound_app_role(self, options: dict[str, str]) -> None:
         """Session defaults of the services' role (statement, idle-in-transaction and lock timeouts): a backstop

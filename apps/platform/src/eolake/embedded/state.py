@@ -45,6 +45,20 @@ class StateDir:
         return self.root / "supervisor.pid"
 
     @property
+    def children_file(self) -> Path:
+        """The supervisor's children (pid, start time), to find any left over should it die."""
+        return self.root / "children.json"
+
+    @property
+    def routes_file(self) -> Path:
+        """The gateway's instances by path prefix, rewritten by the supervisor as they come and go."""
+        return self.root / "gateway-routes.json"
+
+    @property
+    def upgrade_file(self) -> Path:
+        return self.root / "upgrade-request.json"
+
+    @property
     def runtime_file(self) -> Path:
         return self.root / "runtime.json"
 
@@ -57,7 +71,8 @@ class StateDir:
             path.mkdir(parents=True, exist_ok=True)
 
     def supervisor_pid(self) -> int | None:
-        """The pid of a live supervisor, or None (a stale pid file is ignored)."""
+        """The pid of a live supervisor, or None (a stale pid file is ignored, and so is a killed supervisor that
+        its parent has not reaped yet: a zombie)."""
         try:
             pid = int(self.pid_file.read_text())
             os.kill(pid, 0)
@@ -65,7 +80,7 @@ class StateDir:
             return None
         except PermissionError:
             return pid
-        return pid
+        return None if _zombie(pid) else pid
 
     def runtime(self) -> dict:
         try:
@@ -77,3 +92,10 @@ class StateDir:
         tmp = self.runtime_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(runtime, indent=2))
         os.replace(tmp, self.runtime_file)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

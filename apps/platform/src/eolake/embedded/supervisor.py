@@ -1,13 +1,24 @@
 """The embedded target: one supervisor process runs PostgreSQL, every enabled service and the gateway.
 
 `eolake up` starts it in the background; SIGTERM (`eolake down`) stops the children gracefully and then
-PostgreSQL. A crashed service is restarted with backoff. Each service process (with its workers) is held to its
-spec's resources.memory_limit by the kernel (eolake.embedded.limits), so one runaway cannot take the machine.
+PostgreSQL. Each service process (with its workers) is held to its spec's resources.memory_limit by the kernel
+(eolake.embedded.limits), so one runaway cannot take the machine.
+
+What it watches, every half second: a child that exits is restarted with backoff; a service instance whose /healthz
+does not answer LIVENESS_FAILURES times in a row (hung, e.g. stopped) is taken out of the gateway, killed and
+replaced; a PostgreSQL whose postmaster died is started again on its port. A service runs as `replicas` instances
+(processes on their own ports) behind the gateway, which only sends traffic to the instances listed in its routes
+file: those that became ready and still answer. SIGUSR1 (`eolake upgrade`) replaces the instances one at a time.
+
+The children die with the supervisor (the kernel sends them SIGTERM when it dies, even by SIGKILL), and their pids
+are recorded: a new supervisor, `eolake down` or `eolake status` find any left over. PostgreSQL is the exception on
+purpose: killing a database is worse than keeping it; it is stopped by `down`, or adopted by the next `up`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import json
 import logging
@@ -17,12 +28,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
 
 from eolake.embedded.backup import BackupError, Backups, Schedule
+from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
@@ -37,6 +52,14 @@ READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base backup is due
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
+WATCH_SECONDS = 0.5
+LIVENESS_SECONDS = 1.0  # between two liveness probes of an instance
+LIVENESS_TIMEOUT = 1.5
+LIVENESS_FAILURES = 3  # in a row: the instance is hung, and replaced (detected within about 5 s)
+DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
+DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class StartError(RuntimeError):
@@ -52,23 +75,107 @@ class Child:
     upstream: str
     probe: str = "/readyz"  # readiness path under upstream
     memory_limit: int | None = None  # bytes, for the process and the processes it starts
+    service: str | None = None  # the spec's service it is an instance of: behind the gateway
+    liveness: str | None = None  # probed while it serves: failing LIVENESS_FAILURES times in a row, it is replaced
     process: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
+    state: str = "starting"  # starting → serving; down (waiting for restart_at); draining, when replaced
+    restart_at: float = 0.0
+    failures: int = 0  # liveness probes failed in a row
+    probed_at: float = 0.0
+    pending: Future | None = None  # the probe under way
+    renew: Callable[[str], Child] | None = None  # a new one of the same (another port), of a given release
+    cgroup: str = ""  # its memory cgroup's name: the child's name, unless an old one of the same name still runs
 
     def start(self, limits: MemoryLimits) -> None:
-        bound = limits.preexec(self.name, self.memory_limit) if self.memory_limit else None
+        bound = limits.preexec(self.cgroup or self.name, self.memory_limit) if self.memory_limit else None
+        supervisor = os.getpid()
+
+        def prepare() -> None:
+            # Die with the supervisor (the thread that starts children is its main thread, which lives as long).
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+            if os.getppid() != supervisor:  # it died before the line above
+                os._exit(1)
+            if bound:
+                bound()
+
         with open(self.log_path, "ab") as out:
             self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, preexec_fn=bound)
+                                            stdin=subprocess.DEVNULL, preexec_fn=prepare, start_new_session=True)
+        self.state, self.failures, self.probed_at, self.pending = "starting", 0, 0.0, None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        if self.process and self.process.poll() is None:
+        if self.running:
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                self.kill()
+        self._end_group()
+
+    def kill(self) -> None:
+        """SIGKILL, at once (a hung process does not handle SIGTERM), with whatever it started."""
+        if self.running:
+            self.process.kill()
+            self.process.wait()
+        self._end_group()
+
+    def _end_group(self) -> None:
+        if self.process:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)  # its own workers, if any outlived it
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc), to tell it from a later process with its pid;
+    None once it has ended (a zombie too: it waits for a reaper, it runs nothing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def record_children(state: StateDir, children: list[Child]) -> None:
+    alive = {str(c.process.pid): {"name": c.name, "started": _start_time(c.process.pid)}
+             for c in children if c.running}
+    tmp = state.children_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(alive))
+    os.replace(tmp, state.children_file)
+
+
+def leftover_children(state: StateDir) -> dict[str, int]:
+    """Recorded children still running (by name) though no supervisor runs: they should have died with it."""
+    try:
+        recorded = json.loads(state.children_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {entry["name"]: int(pid) for pid, entry in recorded.items()
+            if entry.get("started") and _start_time(int(pid)) == entry["started"]}
+
+
+def stop_leftovers(state: StateDir, timeout: float = 10.0) -> list[str]:
+    """Stop the leftover children (SIGTERM to their process groups, then SIGKILL); returns their names."""
+    leftovers = leftover_children(state)
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in leftovers.values():
+            try:
+                os.killpg(pid, signum)
+            except (ProcessLookupError, PermissionError):
+                pass
+        deadline = time.monotonic() + timeout
+        while leftover_children(state) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not leftover_children(state):
+            break
+    state.children_file.unlink(missing_ok=True)
+    return sorted(leftovers)
 
 
 def ensure_api_keys(state: StateDir) -> None:
@@ -107,45 +214,107 @@ def load_thesauri(state: StateDir) -> None:
         log.info("demo vocabularies loaded", extra={"vocabularies": [r.vocabulary for r in reports]})
 
 
-def service_children(platform: Platform, state: StateDir, dsn: str) -> list[Child]:
+def instance_name(service: str, index: int) -> str:
+    return service if index == 1 else f"{service}.{index}"
+
+
+def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gateway: str, release: str) -> dict:
+    """A service's environment. It reaches the services it calls through the gateway (`gateway`: its loopback
+    address), which knows their instances."""
+    m = platform.manifest(name)
+    prefix = m.env_prefix
+    env = {**os.environ, **platform.service_env(name, dict.fromkeys(platform.enabled_services, gateway)),
+           prefix + "AUTH__API_KEYS_FILE": str(state.api_keys), prefix + "STORAGE_PATH": str(state.storage),
+           "EOLAKE_RELEASE": release}
+    if "signing" in m.secrets:
+        env[prefix + "TOKEN_KEY"] = state.signing_key()
+    if m.database:
+        env[prefix + "DATABASE_URL"] = dsn
+    return env
+
+
+def service_instance(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
+                     release: str) -> Child:
+    """One instance of a service, on a port of its own."""
+    m, port = platform.manifest(name), free_port()
+    env = {**service_env(platform, state, dsn, name, gateway, release),
+           m.env_prefix + "HOST": "127.0.0.1", m.env_prefix + "PORT": str(port)}
+    instance = instance_name(name, index)
+    return Child(instance, [sys.executable, "-m", m.module], env, state.logs / f"{instance}.log",
+                 f"http://127.0.0.1:{port}", m.readiness, platform.services[name].resources.memory_limit_bytes,
+                 service=name, liveness="/healthz",
+                 renew=partial(service_instance, platform, state, dsn, name, index, gateway))
+
+
+def worker_child(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
+                 release: str) -> Child:
+    m, metrics_port = platform.manifest(name), free_port()
+    env = {**service_env(platform, state, dsn, name, gateway, release),
+           m.env_prefix + "WORKER_METRICS_PORT": str(metrics_port)}
+    suffix = "" if index == 1 else f"-{index}"
+    return Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module], env,
+                 state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}", m.worker.readiness,
+                 platform.services[name].resources.memory_limit_bytes,  # per replica, workers included
+                 liveness="/healthz", renew=partial(worker_child, platform, state, dsn, name, index, gateway))
+
+
+def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str | None = None,
+                     release: str | None = None) -> list[Child]:
+    """Every instance (`replicas`) of every enabled service, and their job workers; `gateway`: its loopback address
+    (default: at the base URL's port), `release`: the label they show (default: the installed version)."""
+    gateway = gateway or f"http://127.0.0.1:{platform.base_url.port or 80}"
+    release = release or package_version()
     children = []
-    ports = {name: free_port() for name in platform.enabled_services}
-    origins = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    for name in platform.enabled_services:
+    for name, service in platform.enabled_services.items():
         m = platform.manifest(name)
         if importlib.util.find_spec(m.module) is None:
             raise StartError(f"service {name!r} is enabled in the stack but its package is not installed")
-        prefix, port = m.env_prefix, ports[name]
-        env = {**os.environ, **platform.service_env(name, origins), prefix + "HOST": "127.0.0.1",
-               prefix + "PORT": str(port), prefix + "AUTH__API_KEYS_FILE": str(state.api_keys),
-               prefix + "STORAGE_PATH": str(state.storage)}
-        if "signing" in m.secrets:
-            env[prefix + "TOKEN_KEY"] = state.signing_key()
-        if m.database:
-            env[prefix + "DATABASE_URL"] = dsn
-        memory_limit = platform.services[name].resources.memory_limit_bytes  # per replica, workers included
-        children.append(Child(name, [sys.executable, "-m", m.module], env, state.logs / f"{name}.log",
-                              f"http://127.0.0.1:{port}", m.readiness, memory_limit))
+        children += [service_instance(platform, state, dsn, name, i, gateway, release)
+                     for i in range(1, service.replicas + 1)]
         if m.worker:
-            for index in range(platform.services[name].worker_replicas):
-                metrics_port = free_port()
-                suffix = "" if index == 0 else f"-{index + 1}"
-                children.append(Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module],
-                                      {**env, prefix + "WORKER_METRICS_PORT": str(metrics_port)},
-                                      state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}",
-                                      m.worker.readiness, memory_limit))
+            children += [worker_child(platform, state, dsn, name, i, gateway, release)
+                         for i in range(1, service.worker_replicas + 1)]
     return children
 
 
-def gateway_child(platform: Platform, state: StateDir, services: list[Child], port: int) -> Child:
-    routes = {platform.services[c.name].path: c.upstream for c in services if c.name in platform.services}
-    env = {**os.environ, "EOLAKE_GATEWAY_ROUTES": json.dumps(routes), "EOLAKE_GATEWAY_PORT": str(port),
+def scrape_groups(children: list[Child]) -> dict[str, list[str]]:
+    """The metrics addresses of the instances of each service (each worker on its own, by name)."""
+    groups: dict[str, list[str]] = {}
+    for child in children:
+        groups.setdefault(child.service or child.name, []).append(child.upstream)
+    return groups
+
+
+def gateway_routes(platform: Platform, children: list[Child]) -> dict[str, list[str]]:
+    """Each service's path prefix → the instances that serve (ready once, and answering since)."""
+    routes: dict[str, list[str]] = {platform.services[name].path: [] for name in platform.enabled_services}
+    for child in children:
+        if child.service and child.state == "serving":
+            routes[platform.services[child.service].path].append(child.upstream)
+    return routes
+
+
+def posted_reads(platform: Platform) -> dict[str, list[str]]:
+    """By path prefix, the routes whose POST is a read (the manifests' public routes): the gateway retries them."""
+    return {platform.services[name].path: [r.path for r in platform.manifest(name).public_routes if r.method == "POST"]
+            for name in platform.enabled_services}
+
+
+def gateway_child(platform: Platform, state: StateDir, port: int) -> Child:
+    env = {**os.environ, "EOLAKE_GATEWAY_ROUTES_FILE": str(state.routes_file), "EOLAKE_GATEWAY_PORT": str(port),
            "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url),
-           "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json()}
+           "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json(),
+           "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform))}
     if platform.observability.otlp_endpoint:
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = platform.observability.otlp_endpoint
     return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
-                 f"http://127.0.0.1:{port}", memory_limit=GATEWAY_MEMORY_LIMIT)
+                 f"http://127.0.0.1:{port}", "/-/readyz", memory_limit=GATEWAY_MEMORY_LIMIT, liveness="/-/healthz")
+
+
+def write_routes(state: StateDir, routes: dict[str, list[str]]) -> None:
+    tmp = state.routes_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(routes, sort_keys=True))
+    os.replace(tmp, state.routes_file)  # whole or not at all: the gateway reads it any time
 
 
 def wait_ready(children: list[Child], deadline: float) -> None:
@@ -155,9 +324,8 @@ def wait_ready(children: list[Child], deadline: float) -> None:
             for name, child in list(pending.items()):
                 if child.process and child.process.poll() is not None:
                     raise StartError(f"{name} exited with code {child.process.returncode}: see {child.log_path}")
-                probe = "/-/readyz" if name == "gateway" else child.probe
                 try:
-                    if client.get(child.upstream + probe).status_code == 200:
+                    if client.get(child.upstream + child.probe).status_code == 200:
                         del pending[name]
                 except httpx.TransportError:
                     pass
@@ -166,15 +334,37 @@ def wait_ready(children: list[Child], deadline: float) -> None:
             time.sleep(0.2)
 
 
+def package_version() -> str:
+    from importlib.metadata import version
+
+    return version("eolake")
+
+
 class Supervisor:
     def __init__(self, platform: Platform, state: StateDir, stack: str):
         self.platform, self.state, self.stack = platform, state, stack
         self.stopping = False
+        self.upgrade_requested = False
         self.children: list[Child] = []
         self.cluster = PostgresCluster(state.postgres)
         self.monitoring = Monitoring()
         self.limits = MemoryLimits()
         self.backups, self.schedule = self._backups()
+        self.release = os.environ.get("EOLAKE_RELEASE") or self._last_release() or package_version()
+        self.upgrade: dict = {}
+        self.status = "starting"
+        self.published: dict[str, list[str]] | None = None
+        self.database_gone_at: float | None = None
+        self.database_started = False  # watched from then on
+        self.probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
+        self.http = httpx.Client(timeout=LIVENESS_TIMEOUT)
+
+    def _last_release(self) -> str | None:
+        """The label the last upgrade gave, kept across restarts."""
+        try:
+            return (self.state.root / "release").read_text().strip() or None
+        except FileNotFoundError:
+            return None
 
     def _backups(self) -> tuple[Backups | None, Schedule | None]:
         wanted = self.platform.database.backups
@@ -186,33 +376,43 @@ class Supervisor:
             return None, None
         return backups, Schedule(backups, wanted.every_hours, wanted.full_every)
 
-    def _runtime(self, status: str, **extra) -> None:
+    def _runtime(self, status: str | None = None, **extra) -> None:
+        self.status = status or self.status
         self.state.write_runtime({
-            "status": status, "pid": os.getpid(), "stack": self.stack, "base_url": str(self.platform.base_url),
-            "database_port": self.cluster.port if self.cluster.running else None,
+            "status": self.status, "pid": os.getpid(), "stack": self.stack, "base_url": str(self.platform.base_url),
+            "release": self.release,
+            "database_port": self.cluster.port if self.cluster.port_file.exists() else None,
             "services": {c.name: {"upstream": c.upstream, "pid": c.process.pid if c.process else None,
-                                  "url": self.platform.public_url(c.name) if c.name in self.platform.services
-                                  else None, "memory_limit": c.memory_limit}
+                                  "state": c.state, "service": c.service, "probe": c.probe,
+                                  "url": self.platform.public_url(c.service) if c.service else None,
+                                  "memory_limit": c.memory_limit}
                          for c in self.children},
             "memory_bound": self.limits.mechanism,
             "backups": str(self.backups.root) if self.backups else None,
             "monitoring": {**{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
                            **{c.name: {"url": c.url, "probe": c.probe} for c in self.monitoring.components
                               if c.name in (PROMETHEUS, ALERTMANAGER)}},
+            "upgrade": self.upgrade,
             **extra})
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
 
+    def _on_upgrade(self, signum, frame) -> None:
+        self.upgrade_requested = True
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGUSR1, self._on_upgrade)
+        if stopped := stop_leftovers(self.state):
+            log.warning("stopped what a previous supervisor left running: %s", ", ".join(stopped))
         self.state.pid_file.write_text(str(os.getpid()))
         try:
             self._runtime("starting")
             self._start()
             self._runtime("ready")
-            log.info("platform ready", extra={"base_url": str(self.platform.base_url)})
+            log.info("platform ready", extra={"base_url": str(self.platform.base_url), "release": self.release})
             self.watch()
             return 0
         except (StartError, PostgresError) as exc:
@@ -224,7 +424,8 @@ class Supervisor:
 
     def _start(self) -> None:
         # port None: the port of last time if free, else a free one
-        self.cluster.start(self.platform.database.port, self.backups.archive_settings() if self.backups else None)
+        self.cluster.start(self.platform.database.port, self._database_settings())
+        self.database_started = True
         backup_metrics = self._prepare_backups()
         self.cluster.migrate()
         self.cluster.bound_app_role(self.platform.limits.postgres_options())
@@ -233,10 +434,14 @@ class Supervisor:
             load_demo(self.state, self.cluster.dsn())
         if "thesaurus" in self.platform.enabled_services:
             load_thesauri(self.state)
-        services = service_children(self.platform, self.state, self.cluster.app_dsn())
-        gateway = gateway_child(self.platform, self.state, services, self.platform.base_url.port or 80)
+        port = self.platform.base_url.port or 80
+        services = service_children(self.platform, self.state, self.cluster.app_dsn(), release=self.release)
+        for child in services:
+            child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
+        write_routes(self.state, gateway_routes(self.platform, services))
+        gateway = gateway_child(self.platform, self.state, port)
         try:
-            self.monitoring = monitoring_components(self.platform, self.state, {c.name: c.upstream for c in services},
+            self.monitoring = monitoring_components(self.platform, self.state, scrape_groups(services),
                                                     gateway.upstream, self.cluster.dsn(), backup_metrics)
         except MonitoringError as exc:
             raise StartError(str(exc)) from exc
@@ -246,8 +451,15 @@ class Supervisor:
         log.info("memory bounds by %s", self.limits.mechanism)
         for child in self.children:
             child.start(self.limits)
+        record_children(self.state, self.children)
         self._runtime("starting")
         wait_ready(self.children, time.monotonic() + READY_TIMEOUT)
+        for child in self.children:
+            child.state = "serving"
+        self._publish()
+
+    def _database_settings(self) -> dict[str, str] | None:
+        return self.backups.archive_settings() if self.backups else None
 
     def _prepare_backups(self) -> str | None:
         """Configure pgBackRest for this start; returns its metrics address, None without backups."""
@@ -268,24 +480,173 @@ class Supervisor:
                 time.sleep(0.5)
 
     def watch(self) -> None:
-        """Restart every child that exits, until the supervisor is told to stop."""
+        """Supervise until told to stop; upgrade when asked."""
         if self.schedule:
             threading.Thread(target=self._backup_loop, name="backups", daemon=True).start()
         while not self.stopping:
-            for child in self.children:
-                if child.process and child.process.poll() is not None and not self.stopping:
-                    self._restart(child)
-            time.sleep(0.5)
+            self.tick()
+            if self.upgrade_requested:
+                self.upgrade_requested = False
+                self._upgrade()
+            time.sleep(WATCH_SECONDS)
 
-    def _restart(self, child: Child) -> None:
+    # --- one look at everything ---------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self._watch_database()
+        now = time.monotonic()
+        for child in self.children:
+            if self.stopping or child.state == "draining":
+                continue
+            if child.state != "down" and not child.running:
+                self._down(child, f"exited with code {child.process.returncode}")
+            elif child.state == "down" and now >= child.restart_at:
+                log.info("restarting %s", child.name)
+                child.start(self.limits)
+                record_children(self.state, self.children)
+            elif child.state == "starting" and self._probe(child, child.probe, now, WATCH_SECONDS):
+                child.state = "serving"
+                log.info("%s is ready again", child.name)
+            elif child.state == "serving" and child.liveness:
+                self._check_liveness(child, now)
+        self._publish()
+
+    def _probe(self, child: Child, path: str, now: float, every: float) -> bool | None:
+        """The answer of the probe under way (True: 200) once it is in; None while it runs or is not due."""
+        if child.pending is not None:
+            if not child.pending.done():
+                return None
+            answered, child.pending = child.pending.result(), None
+            return answered
+        if now - child.probed_at >= every:
+            child.probed_at = now
+            child.pending = self.probes.submit(self._answers, child.upstream + path)
+        return None
+
+    def _answers(self, url: str) -> bool:
+        try:
+            return self.http.get(url).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _check_liveness(self, child: Child, now: float) -> None:
+        answered = self._probe(child, child.liveness, now, LIVENESS_SECONDS)
+        if answered is None:
+            return
+        child.failures = 0 if answered else child.failures + 1
+        if child.failures >= LIVENESS_FAILURES:
+            child.kill()
+            self._down(child, f"hung: {child.liveness} did not answer within {LIVENESS_TIMEOUT:g} s "
+                              f"{LIVENESS_FAILURES} times in a row; killed")
+
+    def _down(self, child: Child, why: str) -> None:
+        """Out of the gateway at once; started again after a backoff that grows with its restarts."""
+        child.kill()  # its process group too; a no-op for a process that exited
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < 60] + [now]
-        log.warning("%s exited with code %s; restarting", child.name, child.process.returncode,
+        child.state, child.restart_at = "down", now + min(2 ** (len(child.restarts) - 1), 30) * 0.5
+        log.warning("%s %s; restarting", child.name, why,
                     extra={"restarts_last_minute": len(child.restarts), "memory_limit": child.memory_limit,
                            "oom_kills": self.limits.oom_kills(child.name)})
-        time.sleep(min(2 ** (len(child.restarts) - 1), 30) * 0.5)
-        child.start(self.limits)
+        self._publish()
+
+    def _publish(self) -> None:
+        """The serving instances to the gateway, and every instance to Prometheus, when they changed."""
+        routes = gateway_routes(self.platform, self.children)
+        if routes != self.published:
+            write_routes(self.state, routes)
+            self.published = routes
+            self._runtime()
+        instances = scrape_groups([c for c in self.children if c.renew and c.state != "draining"])
+        if self.monitoring.rescrape(instances):
+            prometheus = next((c for c in self.children if c.name == PROMETHEUS and c.running), None)
+            if prometheus:
+                prometheus.process.send_signal(signal.SIGHUP)
+
+    def _watch_database(self) -> None:
+        """PostgreSQL's postmaster killed, or stopped for DATABASE_GRACE_SECONDS (longer than a restart): start it
+        again."""
+        postmaster = self.cluster.postmaster() if self.database_started else "running"
+        if postmaster == "running":
+            if self.database_gone_at is not None:
+                log.info("PostgreSQL answers again")
+            self.database_gone_at = None
+            return
+        now = time.monotonic()
+        if self.database_gone_at is None:
+            self.database_gone_at = now
+            log.warning("PostgreSQL's postmaster is gone (%s)", postmaster)
+        if postmaster == "stopped" and now - self.database_gone_at < DATABASE_GRACE_SECONDS:
+            return
+        try:
+            self.cluster.start(self.cluster.port, self._database_settings())  # its port: the services' DSN has it
+        except PostgresError as exc:
+            log.error("PostgreSQL not restarted (tried again shortly): %s", exc)
+            return
+        log.warning("PostgreSQL restarted", extra={"down_seconds": round(time.monotonic() - self.database_gone_at, 1)})
+        self.database_gone_at = None
+
+    # --- rolling upgrade ----------------------------------------------------------------------------------------
+
+    def _upgrade(self) -> None:
+        """Migrate once (only what the running version tolerates), then replace each instance and worker in turn:
+        start the new one, wait until it is ready, add it to the gateway, take the old one out, let it drain, stop
+        it."""
+        try:
+            request = json.loads(self.state.upgrade_file.read_text())
+        except (FileNotFoundError, ValueError):
+            request = {}
+        release = request.get("release") or package_version()
+        started = time.monotonic()
+        self.upgrade = {"id": request.get("id"), "status": "running", "from": self.release, "release": release}
+        self._runtime("upgrading")
+        log.info("upgrade to %s", release)
+        try:
+            self.upgrade["pgstac"] = self.cluster.migrate_rolling()
+            self.release = release
+            for old in [c for c in self.children if c.renew]:
+                self._replace(old)
+        except (StartError, PostgresError) as exc:
+            log.error("upgrade stopped: %s", exc)
+            self.upgrade |= {"status": "failed", "error": str(exc)}
+        else:
+            self.upgrade["status"] = "done"
+            (self.state.root / "release").write_text(self.release + "\n")
+        self.upgrade["seconds"] = round(time.monotonic() - started, 1)
         self._runtime("ready")
+
+    def _replace(self, old: Child) -> None:
+        new = old.renew(self.release)
+        new.cgroup = f"{new.name}@{new.upstream.rsplit(':', 1)[1]}"  # both run a while: each its own bound
+        new.start(self.limits)
+        self.children.insert(self.children.index(old) + 1, new)
+        record_children(self.state, self.children)
+        self._wait_serving(new)
+        old.state = "draining"
+        self._publish()
+        self._idle(DRAIN_SECONDS)  # the gateway looks at its routes every RELOAD_SECONDS
+        old.stop()  # graceful: what it still serves is finished first
+        self.children.remove(old)
+        record_children(self.state, self.children)
+        log.info("%s replaced", old.name, extra={"release": self.release})
+
+    def _wait_serving(self, child: Child) -> None:
+        """Until the new child is ready (then it serves), watching everything else meanwhile."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while child.state != "serving":
+            if child.state == "down" or time.monotonic() > deadline or self.stopping:
+                child.kill()
+                self.children.remove(child)
+                record_children(self.state, self.children)
+                raise StartError(f"the new {child.name} did not become ready: see {child.log_path}")
+            self.tick()
+            time.sleep(0.1)
+
+    def _idle(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stopping:
+            self.tick()
+            time.sleep(0.1)
 
     def _stop(self) -> None:
         # Monitoring and the gateway first so no new requests arrive, then services (graceful), then the
@@ -298,6 +659,8 @@ class Supervisor:
                 step()
             except Exception:
                 log.exception("%s failed", what)
+        self.probes.shutdown(wait=False, cancel_futures=True)
+        self.state.children_file.unlink(missing_ok=True)
         self.state.pid_file.unlink(missing_ok=True)
 
 
@@ -310,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     state = StateDir(args.state_dir.resolve())
     state.prepare()
     configure_logging("supervisor")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per probe
     platform = load_stack(args.stack)
     if args.port:
         platform = platform.model_copy(update={"base_url": f"{platform.base_url.scheme}://127.0.0.1:{args.port}"})

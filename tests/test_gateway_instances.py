@@ -1,0 +1,106 @@
+"""The gateway in front of several instances of a service: in turn, around a refused or dropped connection (reads
+only, for the latter), and following the routes file the supervisor rewrites (a drained instance gets nothing)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from test_gateway import PUBLIC, echo_app
+
+from eolake.embedded.gateway import create_gateway
+from eolake.embedded.postgres import free_port
+from servers import served, wait_until
+
+READS = {"/stac": ["/search"]}
+
+
+@contextmanager
+def dropping_server():
+    """Accepts a connection, reads the request and closes without an answer: an instance dying mid-request."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        listener.close()
+
+
+@pytest.fixture(scope="module")
+def instances():
+    with served(echo_app("a")) as a, served(echo_app("b")) as b:
+        yield a, b
+
+
+def test_requests_go_to_each_instance_in_turn(instances):
+    with served(create_gateway({"/stac": list(instances)}, public_url=PUBLIC, timeout=5)) as url:
+        seen = [httpx.get(url + "/stac/collections").json()["service"] for _ in range(6)]
+    assert seen.count("a") == seen.count("b") == 3
+
+
+def test_a_refused_connection_goes_to_the_next_instance_whatever_the_method(instances):
+    gone = f"http://127.0.0.1:{free_port()}"
+    app = create_gateway({"/stac": [gone, instances[0]]}, public_url=PUBLIC, timeout=5, posted_reads=READS)
+    with served(app) as url:
+        answers = [httpx.get(url + "/stac/collections"), httpx.post(url + "/stac/search", json={"limit": 1}),
+                   httpx.post(url + "/stac/collections/c/items", content=b'{"id": "x"}'),
+                   httpx.delete(url + "/stac/collections/c")] * 2
+    assert [a.status_code for a in answers] == [200] * len(answers)
+    assert answers[2].json()["body"] == '{"id": "x"}', "the body reached the instance whole"
+
+
+def test_a_dropped_connection_is_retried_for_reads_only(instances):
+    with dropping_server() as dropping:
+        for method, path, body in (("GET", "/stac/collections", None), ("POST", "/stac/search", b'{"limit":1}')):
+            app = create_gateway({"/stac": [dropping, instances[1]]}, public_url=PUBLIC, timeout=5,
+                                 posted_reads=READS)
+            with served(app) as url:  # a new gateway: the dropping instance comes first
+                answer = httpx.request(method, url + path, content=body)
+            assert answer.json()["service"] == "b" and answer.json()["body"] == (body or b"").decode()
+        app = create_gateway({"/stac": [dropping, instances[1]]}, public_url=PUBLIC, timeout=5, posted_reads=READS)
+        with served(app) as url:
+            write = httpx.post(url + "/stac/collections/c/items", json={"id": "x"})
+    assert write.status_code == 502, "a write whose connection dropped was sent again (it may have been applied)"
+    assert write.headers["content-type"] == "application/problem+json"
+
+
+def test_the_routes_file_is_followed(instances, tmp_path):
+    a, b = instances
+    routes = tmp_path / "routes.json"
+    routes.write_text(json.dumps({"/stac": [a]}))
+    app = create_gateway({"/stac": [a]}, public_url=PUBLIC, timeout=5, routes_file=routes)
+    with served(app) as url, httpx.Client(base_url=url) as client:
+        assert client.get("/stac/x").json()["service"] == "a"
+        routes.write_text(json.dumps({"/stac": [b]}))  # a drained: no new request reaches it
+        assert wait_until(lambda: client.get("/stac/x").json()["service"] == "b", 5)
+        assert {client.get("/stac/x").json()["service"] for _ in range(5)} == {"b"}
+        assert client.get("/-/readyz").status_code == 200
+
+        routes.write_text(json.dumps({"/stac": []}))  # every instance out (restarting)
+        assert wait_until(lambda: client.get("/stac/x").status_code == 503, 5)
+        unavailable = client.get("/stac/x")
+        assert unavailable.headers["retry-after"] == "2"
+        assert unavailable.json()["detail"] == "no instance of the service at /stac is ready"
+        assert client.get("/-/readyz").status_code == 503
+
+        routes.write_text(json.dumps({"/stac": [a, b]}))
+        assert wait_until(lambda: client.get("/stac/x").status_code == 200, 5)
