@@ -32,8 +32,9 @@ SQUARE = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.5, 43.0], [1.5, 43
 
 def collection(cid: str) -> dict:
     return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "description": cid, "license": "CC-BY-4.0",
-            "title": "Garonne gauges", "keywords": ["hydrology", "river"], "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                                    "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
+            "title": "Garonne gauges", "keywords": ["hydrology", "river"], "links": [],
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                       "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
 
 
 def item(iid: str, day: int, title: str = "water level", keywords: list[str] | None = None, cid: str = "floods"):

@@ -31,6 +31,7 @@ products au aux avec ce ces d dans de des du en et l la le les leur par pour sur
 produits jeu jeux
 """.split())
 WORD = re.compile(r"\w+")
+DIGITS = re.compile(r"\d+|[^\W\d]+")
 PHRASE = re.compile(r'"([^"]*)"')
 EQUIVALENT_WEIGHT, NARROWER_WEIGHT = 0.5, 0.25
 
@@ -43,6 +44,18 @@ def fold(text: str) -> str:
 
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower().replace("_", " "))
+
+
+def indexed_words(text: str) -> list[str]:
+    """Words as indexed: a word joining letters and digits is followed by its parts, so that "SENTINEL2" is
+    found by "Sentinel-2" and "sentinel 2" as well as by "sentinel2"."""
+    out = []
+    for word in words(text):
+        out.append(word)
+        parts = DIGITS.findall(word)
+        if len(parts) > 1:
+            out += parts
+    return out
 
 
 def stem(word: str, lang: str) -> str:
@@ -116,8 +129,8 @@ class Index:
     def add(self, record: dict) -> None:
         lang = record.get("language") or "en"
         texts = _field_texts(record)
-        row = [" ".join(fold(w) for w in words(texts[f])) for f in FIELDS]
-        row += [" ".join(stem(w, lang) for w in words(texts[f])) for f in FIELDS]
+        row = [" ".join(fold(w) for w in indexed_words(texts[f])) for f in FIELDS]
+        row += [" ".join(stem(w, lang) for w in indexed_words(texts[f])) for f in FIELDS]
         self.db.execute(f"INSERT INTO docs(rowid, {', '.join([*FIELDS, *(f + '_s' for f in FIELDS)])}) "
                         f"VALUES (?, {', '.join('?' * len(row))})", [len(self.records), *row])
         self.records.append(record)
