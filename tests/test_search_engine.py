@@ -159,3 +159,24 @@ CHARACTERS = st.text(alphabet=st.sampled_from(string.punctuation + " éèàçœ�
 def test_any_punctuation_or_non_ascii_text_is_a_200(engine, q):
     response = engine.get("/search/collections", params={"q": q, "expand": "false", "limit": 3})
     assert response.status_code == 200, (q, response.text)
+
+
+def test_python_client_and_cli_take_free_text(engine, capsys):
+    from eolake_client import cli
+    from eolake_client.client import Client
+
+    client = Client("http://127.0.0.1:8080")
+    client.http = engine  # the service in process: the client's own requests, paths and paging
+    datasets = client.dataset_search("salinité de l'océan", lang="fr", limit=5)
+    assert datasets["collections"] and "salinity" in datasets["collections"][0]["description"].lower()
+    search = client.federated_search(q="hydrologie", lang="fr", max_items=20, limit=7)
+    assert len(list(search.items_as_dicts())) == len(ALPHA) and search.expansion["collections"] == ["floods"]
+    assert any(s["kind"] == "dataset" for s in client.suggest("sentinel"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "_client", lambda args: client)
+        assert cli.main(["datasets", "--q", "aerosols", "--limit", "3"]) == 0
+        out, err = capsys.readouterr()
+        assert len(out.splitlines()) == 3 and "matched" in err
+        assert cli.main(["search", "--q", "hydrologie"]) != 0
+        assert "--federated" in capsys.readouterr().err
