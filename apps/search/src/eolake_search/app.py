@@ -21,6 +21,7 @@ from eolake_kit.refs import StacId, segment
 from eolake_search import collection_api
 from eolake_search.discovery import Catalog
 from eolake_search.engine import Query as TextQuery
+from eolake_search.expansion import Expansion
 from eolake_search.expansion import expand as thesaurus_expand
 from eolake_search.federation import (
     BACKENDS,
@@ -182,11 +183,12 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         # Capped: each term becomes clauses of the providers' filters, which have their own bounds.
         terms = list(dict.fromkeys([*q, *found.terms]))[:max(len(q), settings.max_expanded_terms)]
         return terms, {**found.report(depth), **({"terms": terms} if found.applied else {})}, \
-            await matching_collections(q, found.equivalents)
+            await matching_collections(q, found)
 
-    async def matching_collections(q: list[str], equivalents: list[str]) -> list[str]:
+    async def matching_collections(q: list[str], found: Expansion | None = None) -> list[str]:
         query = TextQuery.parse(" ".join(q))
-        query.equivalents = equivalents
+        if found is not None:
+            found.apply(query, narrower=False)
         index = await app.state.catalog.current()
         searchable = set(item_search)
         return [r["id"] for r, _ in index.rank(query, fields=("title", "keywords"))
@@ -245,7 +247,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                 terms, expansion, by_collection = await expand(q, lang, depth)
             else:
                 terms, expansion, by_collection = q, {"applied": False, "reason": "expand=false"}, \
-                    await matching_collections(q, [])
+                    await matching_collections(q)
             body["q"] = terms
             if by_collection:
                 expansion["collections"] = by_collection

@@ -78,7 +78,7 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
             return None, None
         query = TextQuery.parse(text)
         found, depth = await expansion_for(text, params)
-        query.equivalents, query.narrower = found.equivalents, found.narrower
+        found.apply(query)
         report = found.report(depth)
         if not found.applied and found.notice == "expand=false":
             report = {"applied": False, "reason": "expand=false"}

@@ -33,7 +33,9 @@ produits jeu jeux
 WORD = re.compile(r"\w+")
 DIGITS = re.compile(r"\d+|[^\W\d]+")
 PHRASE = re.compile(r'"([^"]*)"')
-EQUIVALENT_WEIGHT, NARROWER_WEIGHT = 0.5, 0.25
+# A word matched only through its translations or synonyms earns this share of the credit of the word itself, and
+# half its relevance; narrower concepts add relevance only.
+EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
 
 
 def fold(text: str) -> str:
@@ -69,11 +71,13 @@ def _quote(token: str) -> str:
 @dataclass
 class Query:
     """What a free-text query asks: single words (each one must match, ideally), quoted phrases, and the
-    thesaurus's terms (equivalents and narrower concepts), each a phrase."""
+    thesaurus's terms, each a phrase: `alternatives` per word (labels of the concepts that word names),
+    `equivalents` of the whole query (labels of a concept named by all of it), `narrower` concepts."""
 
     words: list[str] = field(default_factory=list)
     phrases: list[list[str]] = field(default_factory=list)
     prefix: str | None = None
+    alternatives: dict[str, list[str]] = field(default_factory=dict)
     equivalents: list[str] = field(default_factory=list)
     narrower: list[str] = field(default_factory=list)
 
@@ -90,20 +94,36 @@ class Query:
     def empty(self) -> bool:
         return not (self.words or self.phrases)
 
-    def groups(self, fields: tuple[str, ...] = FIELDS) -> list[str]:
-        """One FTS5 expression per word or phrase of the user's own text."""
-        out = [_word_match(w, fields, prefix=fold(w) == self.prefix) for w in self.words]
-        return out + [_phrase_match(p, fields) for p in self.phrases]
+    def proximity(self, fields: tuple[str, ...] = FIELDS) -> str | None:
+        """The query's words within a few words of each other (folded, or as English stems)."""
+        if len(self.words) < 2:
+            return None
+        raw = " ".join(_quote(fold(w)) for w in self.words)
+        stems = " ".join(_quote(stem(w, "en")) for w in self.words)
+        span = 2 * len(self.words)
+        return (f"{_columns(fields, False)} : NEAR({raw}, {span}) OR "
+                f"{_columns(fields, True)} : NEAR({stems}, {span})")
+
+    def groups(self, fields: tuple[str, ...] = FIELDS) -> list[tuple[str, str | None]]:
+        """Per word or phrase of the user's own text: its FTS5 expression and that of its alternatives (the
+        thesaurus's labels; for a last word being typed, the words it starts)."""
+        out = []
+        for word in self.words:
+            alternatives = [_phrase_match(t, fields) for t in (words(a) for a in self.alternatives.get(word, [])) if t]
+            if fold(word) == self.prefix:
+                alternatives.append(f"{_columns(fields, False)} : {_quote(fold(word))} *")
+            out.append((_word_match(word, fields), " OR ".join(alternatives[:60]) or None))
+        return out + [(_phrase_match(p, fields), None) for p in self.phrases]
 
 
 def _columns(fields: tuple[str, ...], stemmed: bool) -> str:
     return "{" + " ".join(f + "_s" if stemmed else f for f in fields) + "}"
 
 
-def _word_match(word: str, fields: tuple[str, ...], prefix: bool = False) -> str:
+def _word_match(word: str, fields: tuple[str, ...]) -> str:
     raw = fold(word)
     stems = dict.fromkeys([stem(word, "en"), stem(word, "fr")])
-    parts = [f"{_columns(fields, False)} : {_quote(raw)}" + (" *" if prefix else "")]
+    parts = [f"{_columns(fields, False)} : {_quote(raw)}"]
     parts += [f"{_columns(fields, True)} : {_quote(s)}" for s in stems if s]
     return "(" + " OR ".join(parts) + ")"
 
@@ -144,27 +164,44 @@ class Index:
             return {}
 
     def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict, float]]:
-        """Records matching the query in these fields, best first. A record's score: the share of the user's
-        words and phrases it matches (x2), plus their normalised BM25 scores, plus the thesaurus terms' at a lower
-        weight; a record found only through the thesaurus therefore ranks below any that matches the user's own
-        words."""
+        """Records matching the query in these fields, best first. Each word (or phrase) of the query gives a
+        record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
+        of a concept named by the whole query gives every word that credit. Score: twice the mean credit plus the
+        mean of the per-word BM25 relevance (normalised by the best; alternatives at half), plus narrower terms'
+        at a low weight. FTS5 matches and scores; this only fuses its ranked lists."""
         groups = query.groups(fields)
-        scores: dict[int, float] = {}
-        for expression in groups:
-            found = self._scores(expression)
-            top = max(found.values(), default=1.0) or 1.0
-            for rowid, score in found.items():
-                scores[rowid] = scores.get(rowid, 0.0) + 2.0 / len(groups) + score / top / len(groups)
-        for terms, weight in ((query.equivalents, EQUIVALENT_WEIGHT), (query.narrower, NARROWER_WEIGHT)):
-            phrases = [t for t in (words(term) for term in terms) if t]
-            if not phrases:
-                continue
-            found = self._scores(" OR ".join(_phrase_match(p, fields) for p in phrases[:60]))
-            top = max(found.values(), default=1.0) or 1.0
-            for rowid, score in found.items():
-                scores[rowid] = scores.get(rowid, 0.0) + weight * score / top
+        credit: dict[int, list[float]] = {}
+        relevance: dict[int, float] = {}
+        for i, (exact, alternatives) in enumerate(groups):
+            for expression, share, weight in ((exact, 1.0, 1.0),
+                                              (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
+                for rowid, score in self._normalised(expression).items():
+                    cells = credit.setdefault(rowid, [0.0] * len(groups))
+                    if share > cells[i]:
+                        relevance[rowid] = relevance.get(rowid, 0.0) + weight * score / len(groups)
+                        cells[i] = share
+        for rowid, score in self._normalised(query.proximity(fields)).items():  # the words close together
+            relevance[rowid] = relevance.get(rowid, 0.0) + score
+        for rowid, score in self._normalised(self._phrases(query.equivalents, fields)).items():
+            cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
+            credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]
+            relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
+        scores = {rowid: 2 * sum(cells) / len(cells) + relevance.get(rowid, 0.0) for rowid, cells in credit.items()}
+        for rowid, score in self._normalised(self._phrases(query.narrower, fields)).items():
+            scores[rowid] = scores.get(rowid, 0.0) + NARROWER_WEIGHT * score
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.records[kv[0]]["id"]))
         return [(self.records[rowid], round(score, 4)) for rowid, score in ranked]
+
+    @staticmethod
+    def _phrases(terms: list[str], fields: tuple[str, ...]) -> str | None:
+        phrases = [t for t in (words(term) for term in terms) if t]
+        return " OR ".join(_phrase_match(p, fields) for p in phrases[:60]) or None
+
+    def _normalised(self, expression: str | None) -> dict[int, float]:
+        """rowid -> relevance in (0, 1], 1 for the best record."""
+        found = self._scores(expression) if expression else {}
+        top = max(found.values(), default=1.0) or 1.0
+        return {rowid: score / top for rowid, score in found.items()}
 
     def titles_starting(self, text: str, limit: int) -> list[dict]:
         """Datasets whose title has words starting with the user's words (autocomplete)."""
