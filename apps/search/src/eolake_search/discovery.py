@@ -5,6 +5,7 @@ No framework here: the routes parse the request and the thesaurus answer, this m
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from eolake_search.datasets import BACKENDS, eodag_collections, eodag_provider, from_eodag, from_stac, merge
 from eolake_search.engine import Index, Query
+from eolake_search.federation import fingerprint
 from eolake_search.settings import ProviderConfig
 
 QUERYABLES = {
@@ -44,8 +46,8 @@ def eodag_sources(configs: list[ProviderConfig]) -> list[tuple[str, int, list[di
 
 
 class Catalog:
-    """The current index: EODAG's part built once, the STAC providers' collections fetched again after `ttl`
-    seconds (a failed fetch keeps that provider's last answer)."""
+    """The current index: EODAG's part read once, the STAC providers' collections fetched again after `ttl`
+    seconds (a failed fetch keeps that provider's last answer); the index is rebuilt only when they changed."""
 
     def __init__(self, configs: list[ProviderConfig], fetch: Callable[[str], Awaitable[list[dict] | None]],
                  ttl: float = 30.0):
@@ -54,11 +56,17 @@ class Catalog:
         self.stac: dict[str, list[dict]] = {}
         self.status: dict[str, dict] = {}
         self.index: Index | None = None
+        self.version = ""
+        self.pending: asyncio.Task | None = None
         self.built = float("-inf")
 
     async def current(self) -> Index:
-        if self.index is None or time.monotonic() - self.built > self.ttl:
+        """The index; once built, an expired one is refreshed in the background while it keeps answering."""
+        if self.index is None:
             await self.refresh()
+        elif time.monotonic() - self.built > self.ttl and (self.pending is None or self.pending.done()):
+            self.built = time.monotonic()
+            self.pending = asyncio.create_task(self.refresh())
         return self.index
 
     async def refresh(self) -> None:
@@ -77,7 +85,10 @@ class Catalog:
             self.status[name] = {"status": "ok", "count": len(records), "source": "eodag metadata (offline)"}
         ranks = {c.name: -rank for rank, c in enumerate(self.configs)}
         stac = [(name, ranks[name], records) for name, records in self.stac.items()]
-        self.index = Index(merge([*stac, *self.static]))
+        version = fingerprint(stac)
+        if self.index is None or version != self.version:  # unchanged collections: keep the index
+            self.index = await asyncio.to_thread(Index, merge([*stac, *self.static]))  # off the event loop
+            self.version = version
         self.built = time.monotonic()
 
 

@@ -18,6 +18,7 @@ import sqlite3
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import snowballstemmer
 
@@ -60,6 +61,7 @@ def indexed_words(text: str) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=65536)
 def stem(word: str, lang: str) -> str:
     return fold(STEMMERS.get(lang, STEMMERS["en"]).stemWord(word))
 
