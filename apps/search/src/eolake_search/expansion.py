@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 import httpx
+from cachetools import TTLCache
 
 from eolake_search.engine import Query, fold
 
@@ -94,9 +95,16 @@ def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: li
             budget[0] -= 1
 
 
+# The vocabularies change when an operator reloads them, not between queries: answers are reused a few minutes.
+LOOKUPS: TTLCache = TTLCache(maxsize=4096, ttl=300)
+
+
 async def _lookup(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
                   timeout: float) -> dict:
-    params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {})}
-    response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
-    response.raise_for_status()
-    return response.json()
+    key = (thesaurus, text[:200], lang, depth)
+    if key not in LOOKUPS:
+        params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {})}
+        response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
+        response.raise_for_status()
+        LOOKUPS[key] = response.json()
+    return LOOKUPS[key]
