@@ -180,3 +180,10 @@ def test_python_client_and_cli_take_free_text(engine, capsys):
         assert len(out.splitlines()) == 3 and "matched" in err
         assert cli.main(["search", "--q", "hydrologie"]) != 0
         assert "--federated" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=CHARACTERS)
+def test_any_punctuation_in_item_free_text_is_a_200(engine, q):
+    response = engine.get("/search/search", params={"q": q, "expand": "false", "limit": 3})
+    assert response.status_code == 200, (q, response.text)
