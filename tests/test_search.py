@@ -32,8 +32,9 @@ SQUARE = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.5, 43.0], [1.5, 43
 
 def collection(cid: str) -> dict:
     return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "description": cid, "license": "CC-BY-4.0",
-            "links": [], "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                                    "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
+            "title": "Garonne gauges", "keywords": ["hydrology", "river"], "links": [],
+            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
+                       "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
 
 
 def item(iid: str, day: int, title: str = "water level", keywords: list[str] | None = None, cid: str = "floods"):
@@ -291,12 +292,13 @@ def test_settings_from_the_platform_spec(monkeypatch):
 
     env = load_stack("local").service_env("search")
     providers = json.loads(env["EOLAKE_SEARCH_PROVIDERS"])
-    assert [p["name"] for p in providers] == ["hydrology"]  # enabled ones only
+    assert [p["name"] for p in providers][0] == "hydrology"  # enabled ones only
+    assert {p["kind"] for p in providers[1:]} == {"eodag"} and not any(p["item_search"] for p in providers[1:])
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = SearchSettings()
     names = {p.name: p for p in settings.all_providers()}
-    assert list(names) == ["local", "hydrology"]
+    assert list(names)[:2] == ["local", "hydrology"] and len(names) > 10
     assert names["hydrology"].url == "http://127.0.0.1:8080/stac" and names["hydrology"].collections
     assert names["local"].free_text == "filter" and settings.thesaurus == "http://127.0.0.1:8080/thesaurus"
     with pytest.raises(ValidationError, match="unique"):

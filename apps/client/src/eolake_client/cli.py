@@ -129,9 +129,11 @@ def _download(client: Client, order: dict, args) -> int:
 def _search(client: Client, args) -> int:
     from pystac_client.exceptions import APIError
 
+    if args.q and not args.federated:
+        raise EolakeError(0, "--q searches free text through the federated search: add --federated")
     search = client.federated_search if args.federated else client.search
     kwargs = {k: v for k, v in (("collections", args.collections), ("bbox", args.bbox),
-                                ("datetime", args.datetime)) if v}
+                                ("datetime", args.datetime), ("q", args.q), ("lang", args.lang)) if v}
     try:
         for item in search(max_items=args.limit, **kwargs).items_as_dicts():
             print(json.dumps({"collection": item.get("collection"), "id": item["id"],
@@ -140,6 +142,21 @@ def _search(client: Client, args) -> int:
     except APIError as exc:
         url = client.base_url + ("/search" if args.federated else "/stac")
         raise from_stac_api_error(exc, url, client.retries) from exc
+    return 0
+
+
+def _datasets(client: Client, args) -> int:
+    params = {k: v for k, v in (("filter", args.filter), ("sortby", args.sortby), ("lang", args.lang)) if v}
+    if args.no_expand:
+        params["expand"] = False
+    answer = client.dataset_search(args.q, limit=args.limit, **params)
+    for col in answer.get("collections", []):
+        print(json.dumps({"id": col["id"], "title": col.get("title"), "providers": col.get("federation:backends"),
+                          "score": col.get("search:score")}, ensure_ascii=False))
+    expansion = answer.get("expansion") or {}
+    terms = ", ".join(expansion.get("terms") or [])
+    print(f"{answer.get('numberMatched')} matched" + (f"; expanded with: {terms}" if terms else "")
+          + (f"; {expansion['error']}" if expansion.get("error") else ""), file=sys.stderr)
     return 0
 
 
@@ -163,6 +180,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--datetime", type=datetime_arg, metavar="DATE[/DATE]")
     s.add_argument("--limit", type=positive_int, default=20)
     s.add_argument("--federated", action="store_true")
+    s.add_argument("--q", help="free text (federated search; expanded through the thesaurus)")
+    s.add_argument("--lang", help="the language of --q (en, fr)")
+
+    ds = sub.add_parser("datasets", help="search the dataset catalog of every provider; one collection per line")
+    ds.add_argument("--q", help="free text, ranked and expanded through the thesaurus")
+    ds.add_argument("--lang", help="the language of --q (en, fr)")
+    ds.add_argument("--filter", help="CQL2 text on id, title, license, platform, instruments, processing:level, "
+                                     "keywords, provider")
+    ds.add_argument("--sortby", help="id, title or license, '-' for descending (default: relevance)")
+    ds.add_argument("--no-expand", action="store_true", help="do not expand --q through the thesaurus")
+    ds.add_argument("--limit", type=positive_int, default=10)
 
     o = sub.add_parser("order", help="order items COLLECTION/ITEM …; --download DIR waits and downloads")
     o.add_argument("items", nargs="+", type=_item_ref)
@@ -188,6 +216,8 @@ def run(args) -> int:
     with _client(args) as client:
         if args.command == "search":
             return _search(client, args)
+        if args.command == "datasets":
+            return _datasets(client, args)
         if args.command == "order":
             order = client.order(args.items, assets=args.assets)
             _print_order(order)

@@ -147,9 +147,24 @@ class Client:
         """pystac_client's ItemSearch on the catalog: collections=, bbox=, datetime=, query=, filter=, max_items=…"""
         return self.catalog().search(**kwargs)
 
-    def federated_search(self, **kwargs) -> Any:
-        """The same search across the configured providers (the federated search service)."""
-        return self.catalog("/search").search(**kwargs)
+    def federated_search(self, q: str | list[str] | None = None, **kwargs) -> Any:
+        """The same search across the configured providers (the federated search service). With `q` (free text,
+        expanded through the thesaurus; `expand=False`, `lang=` pass through), a FreeTextSearch with the same
+        `items_as_dicts()` as pystac_client's ItemSearch, which has no free text."""
+        if q is None:
+            return self.catalog("/search").search(**kwargs)
+        return FreeTextSearch(self, {"q": q if isinstance(q, str) else ",".join(q), **kwargs})
+
+    def dataset_search(self, q: str | None = None, limit: int = 10, **params) -> dict:
+        """One page of the dataset catalog (every provider's collections): ranked by `q`, with `filter` (CQL2),
+        `sortby`, `fields`, `lang`, `expand`; the answer carries `numberMatched`, `facets` and the `expansion`."""
+        query = {**({"q": q} if q else {}), "limit": limit, **{k: _flat(v) for k, v in params.items()}}
+        return self.get_json("/search/collections", params=query)
+
+    def suggest(self, q: str, lang: str | None = None, limit: int = 10) -> list[dict]:
+        """Autocomplete: thesaurus concepts and dataset titles for what the user is typing."""
+        params = {"q": q, "limit": limit, **({"lang": lang} if lang else {})}
+        return self.get_json("/search/suggest", params=params).get("suggestions", [])
 
     # ------------------------------------------------------------------ thesaurus
 
@@ -316,3 +331,40 @@ class _Progress:
             return lambda n: None
         tid = self.progress.add_task(name, total=total)
         return lambda n: self.progress.advance(tid, n)
+
+
+def _flat(value: Any) -> Any:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return value
+
+
+class FreeTextSearch:
+    """A federated item search with free text, paged through the service's next links."""
+
+    def __init__(self, client: Client, params: dict):
+        self.client = client
+        self.max_items = params.pop("max_items", None)
+        self.params = {k: _flat(v) for k, v in params.items()}
+        self.expansion: dict | None = None
+
+    def pages_as_dicts(self) -> Iterator[dict]:
+        page = self.client.get_json("/search/search", params=self.params)
+        while True:
+            self.expansion = page.get("expansion", self.expansion)
+            yield page
+            nxt = [link for link in page.get("links", []) if link.get("rel") == "next"]
+            if not nxt or not page.get("features"):
+                return
+            page = self.client.get_json(nxt[0]["href"])
+
+    def items_as_dicts(self) -> Iterator[dict]:
+        count = 0
+        for page in self.pages_as_dicts():
+            for item in page.get("features", []):
+                if self.max_items is not None and count >= self.max_items:
+                    return
+                count += 1
+                yield item

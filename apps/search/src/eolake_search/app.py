@@ -18,6 +18,11 @@ from fastapi import FastAPI, HTTPException, Request
 from eolake_kit import install_kit
 from eolake_kit.outbound import async_client
 from eolake_kit.refs import StacId, segment
+from eolake_search import collection_api
+from eolake_search.discovery import Catalog
+from eolake_search.engine import Query as TextQuery
+from eolake_search.expansion import Expansion
+from eolake_search.expansion import expand as thesaurus_expand
 from eolake_search.federation import (
     BACKENDS,
     BadToken,
@@ -64,6 +69,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                                 timeout=httpx.Timeout(120, connect=5)) as client:
             app.state.client = client
             app.state.providers = {c.name: make_provider(c, client, settings.storage_path) for c in configs}
+            app.state.catalog = await asyncio.to_thread(Catalog, configs, provider_collections,
+                                                        settings.catalog_ttl_seconds)
             yield
 
     app = FastAPI(title="eolake federated search", version="0.1.0", lifespan=lifespan,
@@ -71,6 +78,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     timeouts = {c.name: c.timeout_seconds for c in configs}
     restrict = {c.name: c.collections for c in configs}
     free_text = {c.name: c.free_text for c in configs}
+    item_search = [c.name for c in configs if c.item_search]
     base = settings.service_url
 
     def providers() -> dict:
@@ -86,6 +94,9 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                     {"rel": "root", "type": "application/json", "href": f"{base}/"},
                     {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
                     {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+                    {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
+                     "title": "collection-search queryables", "href": f"{base}/collection-queryables"},
+                    {"rel": "suggest", "type": "application/json", "href": f"{base}/suggest"},
                     {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "GET"},
                     {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "POST"},
                     {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
@@ -95,7 +106,14 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
 
     @app.get("/conformance")
     async def conformance():
-        return {"conformsTo": CONFORMANCE}
+        return {"conformsTo": CONFORMANCE + collection_api.COLLECTION_CONFORMANCE}
+
+    async def provider_collections(name: str) -> list[dict] | None:
+        """A STAC provider's collections for the dataset catalog; None when it cannot answer now."""
+        answers, _ = await gather("/collections", {"limit": 1000}, only=[name])
+        data = answers.get(name)
+        return data.get("collections") if isinstance(data, dict) and isinstance(data.get("collections"), list) \
+            else None
 
     async def gather(path: str, params: dict | None = None, only: list[str] | None = None) -> tuple[dict, dict]:
         async def one(name: str):
@@ -111,31 +129,20 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         results = await asyncio.gather(*(one(n) for n in (only or providers())))
         return {n: d for n, d, _ in results}, {n: s for n, _, s in results}
 
-    @app.get("/collections")
-    async def collections():
-        answers, status = await gather("/collections", {"limit": 1000})
-        merged: dict[str, dict] = {}
-        for name, data in answers.items():
-            for col in (data or {}).get("collections", []):
-                if restrict[name] and col.get("id") not in restrict[name]:
-                    continue
-                entry = merged.setdefault(col.get("id"), {**col, BACKENDS: []})
-                entry[BACKENDS].append(name)
-            if name in status and status[name]["status"] == "ok":
-                status[name]["count"] = sum(1 for c in merged.values() if name in c[BACKENDS])
-        cols = [_collection_links(c, base) for c in sorted(merged.values(), key=lambda c: c["id"])]
-        return {"collections": cols, "links": [{"rel": "self", "href": f"{base}/collections"},
-                                               {"rel": "root", "href": f"{base}/"}],
-                "numberReturned": len(cols), "federation": status}
+    collection_api.install(app, settings, token_key, _cql2, _bbox, _collection_links)
 
     @app.get("/collections/{collection_id}")
     async def collection(collection_id: StacId):
-        only = [n for n in providers() if not restrict[n] or collection_id in restrict[n]]
+        """The providers' own record when a STAC provider serves it, else the harmonised one (EODAG metadata)."""
+        only = [n for n in item_search if not restrict[n] or collection_id in restrict[n]]
         answers, status = await gather(f"/collections/{segment(collection_id)}", only=only)
         found = [(n, d) for n, d in answers.items() if d]
-        if not found:
+        if found:
+            return {**_collection_links({**found[0][1], BACKENDS: [n for n, _ in found]}, base), "federation": status}
+        known = [r for r in (await app.state.catalog.current()).records if r["id"] == collection_id]
+        if not known:
             raise HTTPException(404, f"no provider has the collection {collection_id!r}")
-        return {**_collection_links({**found[0][1], BACKENDS: [n for n, _ in found]}, base), "federation": status}
+        return {**_collection_links(known[0], base), "federation": status}
 
     @app.get("/collections/{collection_id}/items")
     async def items(collection_id: StacId, request: Request):
@@ -168,23 +175,24 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             raise HTTPException(400, "the request body must be a JSON object")
         return await run_search(body, request, method="POST", path="/search")
 
-    async def expand(q: list[str], lang: str | None, depth: int) -> tuple[list[str], dict]:
-        text = " ".join(q)
-        try:
-            query = {"q": text, "depth": depth, **({"lang": lang} if lang else {})}
-            response = await app.state.client.get(f"{settings.thesaurus}/expand", params=query,
-                                                  timeout=settings.thesaurus_timeout_seconds)
-            response.raise_for_status()
-            data = response.json()
-        except Exception as exc:
-            log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
-            return q, {"applied": False, "error": f"thesaurus unavailable, searched without expansion: "
-                                                  f"{type(exc).__name__}"}
+    async def expand(q: list[str], lang: str | None, depth: int) -> tuple[list[str], dict, list[str]]:
+        """Terms for the providers' item search, the report, and the collections whose title or keywords match
+        (their items match too: items rarely carry the words users type, their collections do)."""
+        found = await thesaurus_expand(app.state.client, settings.thesaurus, " ".join(q), lang, depth,
+                                       settings.thesaurus_timeout_seconds, settings.max_expanded_terms)
         # Capped: each term becomes clauses of the providers' filters, which have their own bounds.
-        terms = list(dict.fromkeys([*q, *data.get("terms", [])]))[:max(len(q), settings.max_expanded_terms)]
-        return terms, {"applied": True, "depth": depth, "terms": terms,
-                       "concepts": [{k: c.get(k) for k in ("uri", "vocab", "prefLabel", "depth")}
-                                    for c in data.get("concepts", [])]}
+        terms = list(dict.fromkeys([*q, *found.terms]))[:max(len(q), settings.max_expanded_terms)]
+        return terms, {**found.report(depth), **({"terms": terms} if found.applied else {})}, \
+            await matching_collections(q, found)
+
+    async def matching_collections(q: list[str], found: Expansion | None = None) -> list[str]:
+        query = TextQuery.parse(" ".join(q))
+        if found is not None:
+            found.apply(query, narrower=False)
+        index = await app.state.catalog.current()
+        searchable = set(item_search)
+        return [r["id"] for r, _ in index.rank(query, fields=("title", "keywords"))
+                if searchable & set(r.get(BACKENDS) or [])][:settings.max_expanded_terms]
 
     async def run_search(params: dict, request: Request, method: str, path: str) -> dict:
         unknown = set(params) - SEARCH_KEYS - {"sortby", "fields", "query"}
@@ -233,12 +241,18 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             if previous.get("q") != query_id:
                 raise HTTPException(400, "the page token belongs to another search")
         expansion: dict = {"applied": False}
+        by_collection: list[str] = []
         if q:
-            terms, expansion = (await expand(q, lang, depth)) if do_expand else (q, {"applied": False,
-                                                                                      "reason": "expand=false"})
+            if do_expand:
+                terms, expansion, by_collection = await expand(q, lang, depth)
+            else:
+                terms, expansion, by_collection = q, {"applied": False, "reason": "expand=false"}, \
+                    await matching_collections(q)
             body["q"] = terms
+            if by_collection:
+                expansion["collections"] = by_collection
 
-        names = [n for n in providers() if not wanted or n in wanted]
+        names = [n for n in item_search if not wanted or n in wanted]
         skipped: dict[str, dict] = {}
         tasks = []
         for name in names:
@@ -247,7 +261,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                 skipped[name] = {"status": "skipped", "count": 0, "ms": 0,
                                  "reason": "finished" if entry.get("done") else "failed on an earlier page"}
                 continue
-            provider_body = provider_query(body, free_text[name])
+            provider_body = provider_query(body, free_text[name], by_collection)
             if restrict[name]:
                 cols = [c for c in body.get("collections", restrict[name]) if c in restrict[name]]
                 if not cols:
@@ -298,8 +312,9 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     return install_kit(app, settings, checks={"local-catalog": ready_local})
 
 
-def provider_query(body: dict, mode: str) -> dict:
-    """The search body for one provider: `q` as the free-text parameter (quoted phrases), or as a CQL2 filter."""
+def provider_query(body: dict, mode: str, collections: list[str] | None = None) -> dict:
+    """The search body for one provider: `q` as the free-text parameter (quoted phrases), or as a CQL2 filter
+    that also takes every item of the collections whose metadata matched."""
     out = dict(body)
     terms = out.pop("q", None)
     if not terms:
@@ -313,6 +328,8 @@ def provider_query(body: dict, mode: str) -> dict:
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         for prop in ("title", "description"):
             ors.append({"op": "like", "args": [_fold({"property": prop}), _fold(pattern)]})
+    if collections:
+        ors.append({"op": "in", "args": [{"property": "collection"}, collections]})
     text = {"op": "or", "args": ors}
     out["filter"] = {"op": "and", "args": [out["filter"], text]} if out.get("filter") else text
     out["filter-lang"] = "cql2-json"

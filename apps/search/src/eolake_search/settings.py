@@ -21,6 +21,8 @@ class ProviderConfig(BaseModel):
     collections: list[str] = Field([], description="only these collections of the provider (empty: all)")
     public_url: str | None = Field(None, description="set by the service: the public URL of a platform service "
                                                      "reached at `url`; its next links are followed internally")
+    item_search: bool = Field(True, description="search its items; off: its collections are only discoverable "
+                                                "(EODAG providers that cannot be reached from here)")
     free_text: Literal["q", "filter"] = Field(
         "q", description="how `q` reaches the provider: the free-text `q` parameter, or a CQL2 filter over keywords, "
                          "title and description (for APIs without item free text, such as stac-fastapi-pgstac)")
@@ -45,6 +47,8 @@ class SearchSettings(ServiceSettings):
     providers: list[ProviderConfig] = Field([], description="other providers (the local catalog is always one)")
     thesaurus_timeout_seconds: float = Field(2, gt=0, le=30)
     expansion_depth: int = Field(1, ge=0, le=3, description="narrower levels added to a free-text query")
+    catalog_ttl_seconds: float = Field(30, gt=0, description="how long the STAC providers' collection lists are "
+                                                            "reused by the dataset catalog")
     max_expanded_terms: int = Field(30, ge=1, le=200, description="most terms a free-text query expands to")
     default_limit: int = Field(10, ge=1)
     max_limit: int = Field(100, ge=1, le=1000, description="a larger limit is capped to it")

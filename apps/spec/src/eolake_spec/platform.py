@@ -289,6 +289,7 @@ class Provider(Strict):
     timeout_seconds: float = Field(10, gt=0, le=120)
     collections: list[str] = Field([], description="search only these collections of the provider (empty: all)")
     free_text: Literal["q", "filter"] = Field("q", description="send free text as `q`, or as a CQL2 filter")
+    item_search: bool = Field(True, description="search its items (off: its collections are only discoverable)")
 
 
 class Image(Strict):

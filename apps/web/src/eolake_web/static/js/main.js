@@ -127,6 +127,7 @@ async function collectionsPage(v, params) {
       <div><button type="submit">Filter</button></div>
     </form>
     <p id="coll-status" class="meta" role="status">Loading collections…</p>
+    <p id="coll-expansion" class="meta"></p>
     <ul class="cards" id="coll-list"></ul>`, 'Collections');
   document.getElementById('coll-form').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -134,9 +135,11 @@ async function collectionsPage(v, params) {
     location.hash = `#/collections${query({ q: value })}`;
   });
   await map.clear();
+  // Free text goes to the federated search: ranked over every provider's datasets, expanded through the thesaurus.
+  const federated = q && svc('search') !== null;
   let body;
   try {
-    body = await getJSON(stac(`/collections${query({ limit: 100, q })}`));
+    body = await getJSON(federated ? `${svc('search')}/collections${query({ limit: 50, q })}` : stac(`/collections${query({ limit: 100, q })}`));
   } catch (error) {
     if (v === view) document.getElementById('coll-status').textContent = `Cannot list collections (${problemText(error)}).`;
     return;
@@ -144,13 +147,19 @@ async function collectionsPage(v, params) {
   if (v !== view) return;
   const list = document.getElementById('coll-list');
   const collections = body.collections || [];
-  document.getElementById('coll-status').textContent = `${collections.length} collection${collections.length === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}.`;
+  const matched = body.numberMatched ?? collections.length;
+  document.getElementById('coll-status').textContent = `${matched} collection${matched === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}${matched > collections.length ? ` (the ${collections.length} best shown)` : ''}.`;
+  const expansion = body.expansion || {};
+  document.getElementById('coll-expansion').textContent = expansion.applied && expansion.terms?.length
+    ? `Also searched, through the thesaurus: ${expansion.terms.slice(0, 12).join(', ')}.`
+    : (expansion.error || '');
+  const local = (c) => !federated || (c['federation:backends'] || []).includes('local');
   list.innerHTML = collections.map((c, i) => `
     <li data-fid="${i}">
-      <h2><a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a></h2>
-      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''} · <span class="count" data-collection="${h(c.id)}">counting items…</span></p>
+      <h2>${local(c) ? `<a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a>` : h(c.title || c.id)}</h2>
+      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''}${local(c) ? ` · <span class="count" data-collection="${h(c.id)}">counting items…</span>` : ` · from ${h((c['federation:backends'] || []).join(', '))}`}</p>
       <p class="desc">${h(markdownExcerpt(c.description))}</p>
-      <div class="actions"><a class="button secondary" href="#/search${query({ collections: c.id })}">Search items<span class="visually-hidden"> of ${h(c.id)}</span></a></div>
+      ${local(c) ? `<div class="actions"><a class="button secondary" href="#/search${query({ collections: c.id })}">Search items<span class="visually-hidden"> of ${h(c.id)}</span></a></div>` : ''}
     </li>`).join('');
   const features = collections.map((c) => bboxPolygon(c.extent?.spatial?.bbox?.[0] || [-180, -90, 180, 90], { id: c.id }));
   await map.show('extents', features, { maxZoom: 6 });

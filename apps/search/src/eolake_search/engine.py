@@ -1,0 +1,226 @@
+"""Relevance-ranked free text over the harmonised dataset catalog: an in-memory SQLite FTS5 index.
+
+Why SQLite FTS5 in the process rather than a table in the platform database: the catalog is a few hundred
+records rebuilt from files and provider answers (nothing to persist, nothing to migrate), every replica holds the
+same copy, and a query costs well under a millisecond with no network hop or connection from the pool. FTS5 does
+the matching and BM25 ranking with per-column weights; Snowball stemmers (snowballstemmer) supply the languages.
+
+Each field is indexed twice: its words folded (lower case, accents removed) and their stems in the record's
+language. A query word matches a field by its folded form, its English or its French stem (so "océans" meets
+"ocean" and "salinité" meets "salinity"), and the last word of a query also by prefix. Thesaurus terms come as
+phrases, scored in their own FTS5 queries at a lower weight; `rank` fuses those ranked lists.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import snowballstemmer
+
+FIELDS = ("title", "keywords", "platform", "description")
+# BM25 weights: title and keywords (A), platform/instrument (B), description (C); stems as their folded words.
+WEIGHTS = {"title": 10.0, "keywords": 8.0, "platform": 5.0, "description": 1.5}
+STEMMERS = {"en": snowballstemmer.stemmer("english"), "fr": snowballstemmer.stemmer("french")}
+STOPWORDS = set("""
+a an and are as at be by for from in into is it of on or over the to with without data dataset datasets product
+products au aux avec ce ces d dans de des du en et l la le les leur par pour sur un une ou donnees donnee produit
+produits jeu jeux
+""".split())
+WORD = re.compile(r"\w+")
+DIGITS = re.compile(r"\d+|[^\W\d]+")
+PHRASE = re.compile(r'"([^"]*)"')
+# A word matched only through its translations or synonyms earns this share of the credit of the word itself, and
+# half its relevance; narrower concepts add relevance only.
+EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: 'Salinité' -> 'salinite'."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text.lower().replace("_", " "))
+
+
+def indexed_words(text: str) -> list[str]:
+    """Words as indexed: a word joining letters and digits is followed by its parts, so that "SENTINEL2" is
+    found by "Sentinel-2" and "sentinel 2" as well as by "sentinel2"."""
+    out = []
+    for word in words(text):
+        out.append(word)
+        parts = DIGITS.findall(word)
+        if len(parts) > 1:
+            out += parts
+    return out
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str, lang: str) -> str:
+    return fold(STEMMERS.get(lang, STEMMERS["en"]).stemWord(word))
+
+
+def _quote(token: str) -> str:
+    return '"' + token.replace('"', "") + '"'
+
+
+@dataclass
+class Query:
+    """What a free-text query asks: single words (each one must match, ideally), quoted phrases, and the
+    thesaurus's terms, each a phrase: `alternatives` per word (labels of the concepts that word names),
+    `equivalents` of the whole query (labels of a concept named by all of it), `narrower` concepts."""
+
+    words: list[str] = field(default_factory=list)
+    phrases: list[list[str]] = field(default_factory=list)
+    prefix: str | None = None
+    alternatives: dict[str, list[str]] = field(default_factory=dict)
+    equivalents: list[str] = field(default_factory=list)
+    narrower: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str) -> Query:
+        phrases = [w for w in (words(p) for p in PHRASE.findall(text)) if w]
+        rest = PHRASE.sub(" ", text)
+        found = [w for w in words(rest) if fold(w) not in STOPWORDS]
+        ends_in_word = bool(rest.rstrip() == rest and found and rest.lower().endswith(found[-1]))
+        prefix = fold(found[-1]) if ends_in_word and len(found[-1]) >= 3 else None
+        return cls(words=list(dict.fromkeys(found)), phrases=phrases, prefix=prefix)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.words or self.phrases)
+
+    def proximity(self, fields: tuple[str, ...] = FIELDS) -> str | None:
+        """The query's words within a few words of each other (folded, or as English stems)."""
+        if len(self.words) < 2:
+            return None
+        raw = " ".join(_quote(fold(w)) for w in self.words)
+        stems = " ".join(_quote(stem(w, "en")) for w in self.words)
+        span = 2 * len(self.words)
+        return (f"{_columns(fields, False)} : NEAR({raw}, {span}) OR "
+                f"{_columns(fields, True)} : NEAR({stems}, {span})")
+
+    def groups(self, fields: tuple[str, ...] = FIELDS) -> list[tuple[str, str | None]]:
+        """Per word or phrase of the user's own text: its FTS5 expression and that of its alternatives (the
+        thesaurus's labels; for a last word being typed, the words it starts)."""
+        out = []
+        for word in self.words:
+            alternatives = [_phrase_match(t, fields) for t in (words(a) for a in self.alternatives.get(word, [])) if t]
+            if fold(word) == self.prefix:
+                alternatives.append(f"{_columns(fields, False)} : {_quote(fold(word))} *")
+            out.append((_word_match(word, fields), " OR ".join(alternatives[:60]) or None))
+        return out + [(_phrase_match(p, fields), None) for p in self.phrases]
+
+
+def _columns(fields: tuple[str, ...], stemmed: bool) -> str:
+    return "{" + " ".join(f + "_s" if stemmed else f for f in fields) + "}"
+
+
+def _word_match(word: str, fields: tuple[str, ...]) -> str:
+    raw = fold(word)
+    stems = dict.fromkeys([stem(word, "en"), stem(word, "fr")])
+    parts = [f"{_columns(fields, False)} : {_quote(raw)}"]
+    parts += [f"{_columns(fields, True)} : {_quote(s)}" for s in stems if s]
+    return "(" + " OR ".join(parts) + ")"
+
+
+def _phrase_match(tokens: list[str], fields: tuple[str, ...], lang: str = "en") -> str:
+    raw = " ".join(fold(t) for t in tokens)
+    stems = " ".join(stem(t, lang) for t in tokens)
+    return f"({_columns(fields, False)} : {_quote(raw)} OR {_columns(fields, True)} : {_quote(stems)})"
+
+
+class Index:
+    """Records (harmonised STAC collections) by id, searchable by free text."""
+
+    def __init__(self, records: Iterable[dict]):
+        self.records: list[dict] = []
+        self.db = sqlite3.connect(":memory:", check_same_thread=False)
+        columns = ", ".join([*FIELDS, *(f + "_s" for f in FIELDS)])
+        self.db.execute(f"CREATE VIRTUAL TABLE docs USING fts5({columns}, tokenize='unicode61')")
+        for record in records:
+            self.add(record)
+        self.weights = ", ".join(str(WEIGHTS[f]) for f in FIELDS * 2)
+
+    def add(self, record: dict) -> None:
+        lang = record.get("language") or "en"
+        texts = _field_texts(record)
+        row = [" ".join(fold(w) for w in indexed_words(texts[f])) for f in FIELDS]
+        row += [" ".join(stem(w, lang) for w in indexed_words(texts[f])) for f in FIELDS]
+        self.db.execute(f"INSERT INTO docs(rowid, {', '.join([*FIELDS, *(f + '_s' for f in FIELDS)])}) "
+                        f"VALUES (?, {', '.join('?' * len(row))})", [len(self.records), *row])
+        self.records.append(record)
+
+    def _scores(self, expression: str) -> dict[int, float]:
+        """rowid -> BM25 relevance (higher is better) of one FTS5 expression."""
+        sql = f"SELECT rowid, -bm25(docs, {self.weights}) FROM docs WHERE docs MATCH ?"
+        try:
+            return dict(self.db.execute(sql, [expression]).fetchall())
+        except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
+            return {}
+
+    def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict, float]]:
+        """Records matching the query in these fields, best first. Each word (or phrase) of the query gives a
+        record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
+        of a concept named by the whole query gives every word that credit. Score: twice the mean credit plus the
+        mean of the per-word BM25 relevance (normalised by the best; alternatives at half), plus narrower terms'
+        at a low weight. FTS5 matches and scores; this only fuses its ranked lists."""
+        groups = query.groups(fields)
+        credit: dict[int, list[float]] = {}
+        relevance: dict[int, float] = {}
+        for i, (exact, alternatives) in enumerate(groups):
+            for expression, share, weight in ((exact, 1.0, 1.0),
+                                              (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
+                for rowid, score in self._normalised(expression).items():
+                    cells = credit.setdefault(rowid, [0.0] * len(groups))
+                    if share > cells[i]:
+                        relevance[rowid] = relevance.get(rowid, 0.0) + weight * score / len(groups)
+                        cells[i] = share
+        for rowid, score in self._normalised(query.proximity(fields)).items():  # the words close together
+            relevance[rowid] = relevance.get(rowid, 0.0) + score
+        for rowid, score in self._normalised(self._phrases(query.equivalents, fields)).items():
+            cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
+            credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]
+            relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
+        scores = {rowid: 2 * sum(cells) / len(cells) + relevance.get(rowid, 0.0) for rowid, cells in credit.items()}
+        for rowid, score in self._normalised(self._phrases(query.narrower, fields)).items():
+            scores[rowid] = scores.get(rowid, 0.0) + NARROWER_WEIGHT * score
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.records[kv[0]]["id"]))
+        return [(self.records[rowid], round(score, 4)) for rowid, score in ranked]
+
+    @staticmethod
+    def _phrases(terms: list[str], fields: tuple[str, ...]) -> str | None:
+        phrases = [t for t in (words(term) for term in terms) if t]
+        return " OR ".join(_phrase_match(p, fields) for p in phrases[:60]) or None
+
+    def _normalised(self, expression: str | None) -> dict[int, float]:
+        """rowid -> relevance in (0, 1], 1 for the best record."""
+        found = self._scores(expression) if expression else {}
+        top = max(found.values(), default=1.0) or 1.0
+        return {rowid: score / top for rowid, score in found.items()}
+
+    def titles_starting(self, text: str, limit: int) -> list[dict]:
+        """Datasets whose title has words starting with the user's words (autocomplete)."""
+        tokens = [fold(w) for w in words(text)]
+        if not tokens:
+            return []
+        expression = " AND ".join(f"title : {_quote(t)} *" for t in tokens)
+        found = self._scores(expression)
+        ranked = sorted(found, key=lambda rowid: (-found[rowid], self.records[rowid]["id"]))
+        return [self.records[rowid] for rowid in ranked[:limit]]
+
+
+def _field_texts(record: dict) -> dict[str, str]:
+    summaries = record.get("summaries") or {}
+    platform = [record["id"], *summaries.get("platform", []), *summaries.get("constellation", []),
+                *summaries.get("instruments", []), *summaries.get("processing:level", [])]
+    return {"title": str(record.get("title") or ""),
+            "keywords": " ".join(str(k) for k in record.get("keywords") or []),
+            "platform": " ".join(str(p) for p in platform),
+            "description": str(record.get("description") or "")}

@@ -1,0 +1,110 @@
+"""Thesaurus expansion of free text: the concepts a query names, their labels in every language, narrower ones.
+
+The thesaurus service answers; when it cannot, the search goes on unexpanded and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import httpx
+from cachetools import TTLCache
+
+from eolake_search.engine import Query, fold
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Expansion:
+    applied: bool
+    alternatives: dict[str, list[str]] = field(default_factory=dict)  # per query word: labels of its concepts
+    equivalents: list[str] = field(default_factory=list)  # labels of a concept the whole query names
+    narrower: list[str] = field(default_factory=list)  # labels of their narrower concepts
+    concepts: list[dict] = field(default_factory=list)
+    notice: str | None = None
+
+    @property
+    def terms(self) -> list[str]:
+        return list(dict.fromkeys([*self.equivalents, *(t for ts in self.alternatives.values() for t in ts),
+                                   *self.narrower]))
+
+    def apply(self, query: Query, narrower: bool = True) -> Query:
+        query.alternatives, query.equivalents = self.alternatives, self.equivalents
+        query.narrower = self.narrower if narrower else []
+        return query
+
+    def report(self, depth: int) -> dict:
+        """What the answer says about it: the concepts found, the terms searched, and why each was added."""
+        if not self.applied:
+            return {"applied": False, **({"error": self.notice} if self.notice else {})}
+        return {"applied": True, "depth": depth, "terms": self.terms, "concepts": self.concepts,
+                "why": {"alternatives": "labels, in every loaded language, of the concepts a query word names "
+                                        "(a record matching the word itself ranks above)",
+                        "equivalents": "labels of a concept the whole query names",
+                        "narrower": "labels of narrower concepts (a lower weight still)"}}
+
+
+def unexpanded(reason: str) -> Expansion:
+    return Expansion(applied=False, notice=reason)
+
+
+def singular(word: str) -> str | None:
+    """The word without a plural s or x (French and English), for looking labels up: "rivières" -> "rivière"."""
+    return word[:-1] if len(word) > 3 and word[-1] in "sx" and word[-2] not in "su" else None
+
+
+async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
+                 timeout: float, max_terms: int) -> Expansion:
+    """The whole query and each of its words looked up (concurrently); a word's concepts become its
+    alternatives, a concept named by the whole query its equivalents."""
+    query = Query.parse(text)
+    whole = " ".join(text.split())
+    lookups = {"": whole} if len(query.words) > 1 or not query.words else {}
+    lookups.update({word: " ".join(filter(None, [word, singular(word)])) for word in query.words[:8]})
+    try:
+        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout)
+                                         for t in lookups.values()))
+    except Exception as exc:
+        log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
+        return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
+    found = Expansion(applied=True)
+    seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
+    named = [(word, c) for word, data in zip(lookups, answers, strict=True) for c in data.get("concepts") or []
+             if word or int(c.get("depth") or 0) > 0 or fold(whole) in {fold(x) for x in c.get("labels") or []}]
+    # the whole query's concept first (the thesaurus falls back to single words: those are the words' own), then
+    # the words' concepts, then narrower ones: the term budget goes to the closest first
+    for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
+        level = int(concept.get("depth") or 0)
+        bucket = found.narrower if level else found.equivalents if word == "" else \
+            found.alternatives.setdefault(word, [])
+        _add_labels(bucket, concept.get("labels") or [], seen, budget)
+        found.concepts.append({"uri": concept.get("uri"), "vocab": concept.get("vocab"),
+                               "prefLabel": concept.get("prefLabel"), "depth": level,
+                               "why": f"narrower, {level} level(s) down" if level else f"named by {word or whole!r}"})
+    return found
+
+
+def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: list[int]) -> None:
+    for label in labels:
+        if fold(label) not in seen and budget[0] > 0:
+            seen.add(fold(label))
+            bucket.append(label)
+            budget[0] -= 1
+
+
+# The vocabularies change when an operator reloads them, not between queries: answers are reused a few minutes.
+LOOKUPS: TTLCache = TTLCache(maxsize=4096, ttl=300)
+
+
+async def _lookup(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
+                  timeout: float) -> dict:
+    key = (thesaurus, text[:200], lang, depth)
+    if key not in LOOKUPS:
+        params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {})}
+        response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
+        response.raise_for_status()
+        LOOKUPS[key] = response.json()
+    return LOOKUPS[key]

@@ -1,0 +1,189 @@
+"""The dataset catalog of the federated search: EODAG's ~400 collections (offline) plus a real local catalog,
+searched with ranked, thesaurus-expanded free text (GEMET en+fr and INSPIRE loaded in a real thesaurus)."""
+
+from __future__ import annotations
+
+import json
+import string
+
+import pytest
+from eolake_search.app import create_app
+from eolake_search.settings import ProviderConfig, SearchSettings
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_search import ALPHA, catalogs, databases, free_port, problem, thesaurus  # noqa: F401 (fixtures)
+
+EODAG = ["cop_dataspace", "cop_marine", "cop_cds", "cop_ads", "eumetsat_ds", "wekeo_main", "dedl", "usgs"]
+
+
+def search_settings(catalog: str, thesaurus_url: str, storage) -> SearchSettings:
+    return SearchSettings(peers={"catalog": {"url": catalog}, "thesaurus": {"url": thesaurus_url}},
+                          local_provider="alpha", root_path="/search", storage_path=storage, max_limit=50,
+                          providers=[ProviderConfig(name=n, kind="eodag", item_search=False) for n in EODAG])
+
+
+@pytest.fixture(scope="module")
+def engine(catalogs, thesaurus, tmp_path_factory):  # noqa: F811
+    with TestClient(create_app(search_settings(catalogs["alpha"], thesaurus, tmp_path_factory.mktemp("s")))) as c:
+        yield c
+
+
+def ids(answer: dict) -> list[str]:
+    return [c["id"] for c in answer["collections"]]
+
+
+def found(client, **params) -> dict:
+    response = client.get("/search/collections", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_catalog_holds_every_provider_in_one_shape(engine):
+    everything = found(engine, limit=50)
+    assert everything["numberMatched"] > 300  # EODAG's collections, duplicates across providers collapsed once
+    local = found(engine, filter="id = 'floods'")
+    assert ids(local) == ["floods"] and local["collections"][0]["federation:backends"] == ["alpha"]
+    s2 = found(engine, filter="id = 'S2_MSI_L2A'")["collections"][0]
+    assert {"cop_dataspace", "dedl"} <= set(s2["federation:backends"])
+    assert s2["summaries"]["instruments"] == ["MSI"] and s2["summaries"]["processing:level"] == ["L2"]
+    assert s2["license"] and s2["extent"]["spatial"]["bbox"] and s2["keywords"]
+    conformance = engine.get("/search/conformance").json()["conformsTo"]
+    assert "https://api.stacspec.org/v1.0.0-rc.1/collection-search#free-text" in conformance
+    assert engine.get("/search/collections/S2_MSI_L2A").json()["title"] == s2["title"]
+
+
+@pytest.mark.parametrize(("q", "lang", "topic"), [
+    ("sécheresse", "fr", "drought"),
+    ("salinité de l'océan", "fr", "salinity"),
+    ("aerosols", None, "aerosol"),
+    ("drought", "en", "drought"),
+])
+def test_cross_language_queries_find_the_topic(engine, q, lang, topic):
+    answer = found(engine, q=q, limit=10, **({"lang": lang} if lang else {}))
+    top = answer["collections"][:2]
+    about = [c for c in top if topic in (c["title"] + " " + c["description"] + " ".join(c["keywords"])).lower()]
+    assert len(about) == 2, [c["title"] for c in answer["collections"]]
+
+
+def test_expansion_is_reported_ranked_below_and_can_be_turned_off(engine):
+    answer = found(engine, q="sécheresse", lang="fr")
+    expansion = answer["expansion"]
+    assert expansion["applied"] and any("drought" in t.lower() for t in expansion["terms"])
+    assert expansion["concepts"] and expansion["concepts"][0]["why"] and expansion["why"]["equivalents"]
+    off = found(engine, q="sécheresse", expand="false")
+    assert off["expansion"] == {"applied": False, "reason": "expand=false"}
+    assert off["numberMatched"] < answer["numberMatched"]
+    # a record matching the user's own word ranks above every one found only through the thesaurus
+    mixed = found(engine, q="ocean", limit=50)["collections"]
+    own = [i for i, c in enumerate(mixed) if "ocean" in json.dumps([c["id"], c["title"], c["description"],
+                                                                        c["keywords"], c["summaries"]]).lower()]
+    assert own and own == list(range(len(own)))
+
+
+def test_thesaurus_down_searches_unexpanded_with_a_notice(catalogs, tmp_path):  # noqa: F811
+    dead = f"http://127.0.0.1:{free_port()}"
+    with TestClient(create_app(search_settings(catalogs["alpha"], dead, tmp_path))) as client:
+        answer = found(client, q="ocean salinity")
+        assert answer["numberMatched"] > 0 and answer["expansion"]["applied"] is False
+        assert "unavailable" in answer["expansion"]["error"]
+        suggestions = client.get("/search/suggest", params={"q": "sentin"}).json()
+        assert suggestions["suggestions"] and "unavailable" in suggestions["notice"]
+
+
+def test_facets_add_up_to_number_matched(engine):
+    answer = found(engine, q="sea surface temperature", facets="true")
+    matched, facets = answer["numberMatched"], answer["facets"]
+    for name in ("provider", "platform", "instrument", "processing_level", "keyword"):
+        counts = facets[name]["counts"]
+        assert all(0 < c["count"] <= matched for c in counts)
+        if facets[name]["distinct"] <= 20:  # all values listed: each record has one or more, or is missing
+            assert sum(c["count"] for c in counts) + facets[name]["missing"] >= matched
+    narrowed = found(engine, q="sea surface temperature",
+                     filter=f"a_overlaps(provider, ('{facets['provider']['counts'][0]['value']}'))")
+    assert narrowed["numberMatched"] == facets["provider"]["counts"][0]["count"]
+    # without free text, every record counts once in a single-valued facet (here: the local catalog's floods
+    # collection has no level and is among the missing)
+    level = found(engine, filter="id = 'floods' or id = 'S2_MSI_L2A'")["facets"]["processing_level"]
+    assert sum(c["count"] for c in level["counts"]) + level["missing"] == 2
+
+
+def test_paging_is_stable_and_tokens_are_checked(engine):
+    first = found(engine, q="sentinel", limit=7)
+    seen, page = ids(first), first
+    while (nxt := [link for link in page["links"] if link["rel"] == "next"]) and len(seen) < 200:
+        page = engine.get(nxt[0]["href"].removeprefix("http://127.0.0.1:8080")).json()
+        seen += ids(page)
+    assert len(seen) == len(set(seen)) == first["numberMatched"]
+    assert ids(found(engine, q="sentinel", limit=7)) == ids(first)  # the same order every time
+    token = [link for link in first["links"] if link["rel"] == "next"][0]["href"].split("token=")[1]
+    problem(engine.get("/search/collections", params={"q": "landsat", "token": token}), 400)
+    problem(engine.get("/search/collections", params={"token": "forged.token"}), 400)
+
+
+def test_sort_fields_filter_and_bad_inputs(engine):
+    by_title = found(engine, q="sentinel", sortby="-title", limit=20)["collections"]
+    assert [c["title"].lower() for c in by_title] == sorted((c["title"].lower() for c in by_title), reverse=True)
+    slim = found(engine, fields="id,title", limit=3)["collections"][0]
+    assert set(slim) <= {"id", "title", "type", "stac_version", "links"}
+    assert "sortby" in problem(engine.get("/search/collections", params={"sortby": "nope"}), 400)["detail"]
+    problem(engine.get("/search/collections", params={"filter": "id = = 1"}), 400)
+    problem(engine.get("/search/collections", params={"unknown": "1"}), 400)
+    problem(engine.get("/search/collections", params={"limit": "x"}), 400)
+    assert found(engine, q="xyzzyqwertz")["numberMatched"] == 0
+
+
+def test_suggestions_in_the_users_language(engine):
+    french = engine.get("/search/suggest", params={"q": "sécher", "lang": "fr"}).json()["suggestions"]
+    assert any(s["kind"] == "concept" and s["label"].lower().startswith("sécher") for s in french), french
+    titles = engine.get("/search/suggest", params={"q": "sentinel-2"}).json()["suggestions"]
+    assert any(s["kind"] == "dataset" and "sentinel2" in s["label"].lower() for s in titles), titles
+
+
+def test_items_match_through_their_collection(engine):
+    """Items say nothing of hydrology; their collection's keywords do."""
+    answer = engine.get("/search/search", params={"q": "hydrologie", "lang": "fr", "limit": 50}).json()
+    assert len(answer["features"]) == len(ALPHA) and answer["expansion"]["collections"] == ["floods"]
+    # without the thesaurus the French word still meets "hydrology" through its stem; an unknown word finds nothing
+    off = engine.get("/search/search", params={"q": "hydrologie", "expand": "false", "limit": 50}).json()
+    assert len(off["features"]) == len(ALPHA)
+    assert engine.get("/search/search", params={"q": "xyzzyqwertz", "expand": "false"}).json()["features"] == []
+
+
+CHARACTERS = st.text(alphabet=st.sampled_from(string.punctuation + " éèàçœÆßøñ北京\u200b\u0301\u00a0'’«»—…"),
+                     min_size=1, max_size=30)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=st.one_of(CHARACTERS, st.text(min_size=1, max_size=40).filter(lambda t: "\x00" not in t)))
+def test_any_punctuation_or_non_ascii_text_is_a_200(engine, q):
+    response = engine.get("/search/collections", params={"q": q, "expand": "false", "limit": 3})
+    assert response.status_code == 200, (q, response.text)
+
+
+def test_python_client_and_cli_take_free_text(engine, capsys):
+    from eolake_client import cli
+    from eolake_client.client import Client
+
+    client = Client("http://127.0.0.1:8080")
+    client.http = engine  # the service in process: the client's own requests, paths and paging
+    datasets = client.dataset_search("salinité de l'océan", lang="fr", limit=5)
+    assert datasets["collections"] and "salinity" in datasets["collections"][0]["description"].lower()
+    search = client.federated_search(q="hydrologie", lang="fr", max_items=20, limit=7)
+    assert len(list(search.items_as_dicts())) == len(ALPHA) and search.expansion["collections"] == ["floods"]
+    assert any(s["kind"] == "dataset" for s in client.suggest("sentinel"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "_client", lambda args: client)
+        assert cli.main(["datasets", "--q", "aerosols", "--limit", "3"]) == 0
+        out, err = capsys.readouterr()
+        assert len(out.splitlines()) == 3 and "matched" in err
+        assert cli.main(["search", "--q", "hydrologie"]) != 0
+        assert "--federated" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=CHARACTERS)
+def test_any_punctuation_in_item_free_text_is_a_200(engine, q):
+    response = engine.get("/search/search", params={"q": q, "expand": "false", "limit": 3})
+    assert response.status_code == 200, (q, response.text)
