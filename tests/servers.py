@@ -131,7 +131,7 @@ def _answers(url: str) -> bool:
 
 
 ROOT = Path(__file__).resolve().parents[1]
-UP_TIMEOUT = 300
+UP_TIMEOUT = 420
 
 
 @dataclass

@@ -48,7 +48,7 @@ from eolake_kit.logs import configure_logging
 from eolake_spec import Platform, load_stack
 
 log = logging.getLogger("eolake.supervisor")
-READY_TIMEOUT = 120.0
+READY_TIMEOUT = 300.0  # a first start on a busy 2-core machine (GDAL, the thesaurus index) can take minutes
 STOP_TIMEOUT = 30.0
 BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base backup is due
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
