@@ -175,6 +175,7 @@ def test_python_client_and_cli_take_free_text(engine, capsys):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cli, "_client", lambda args: client)
+        patch.setattr(client, "close", lambda: None)  # the CLI closes its client: not the module's service
         assert cli.main(["datasets", "--q", "aerosols", "--limit", "3"]) == 0
         out, err = capsys.readouterr()
         assert len(out.splitlines()) == 3 and "matched" in err
