@@ -1,4 +1,4 @@
-"""Operations drills under a steady read load (acceptance/load.py), against one embedded platform booted for the
+"""Operations drills under a steady read load (acceptance/steady_load.py), against one embedded platform booted for the
 module: the catalog as 2 instances, tiles, downloads and its worker, demo data.
 
 A killed instance, a hung (stopped) one, PostgreSQL restarted and its postmaster killed, a rolling upgrade and the
@@ -32,7 +32,7 @@ from servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "acceptance"))
-from load import Report, discover_routes, run_load  # noqa: E402
+from steady_load import Report, discover_routes, run_load  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 RATE = 5.0  # requests a second: steady, and within what 2 shared cores serve

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A steady mix of reads against one base URL, at a fixed rate for a fixed time: per-route latency and errors.
 
-    python acceptance/load.py                                      # the local platform, 20 requests/s for 30 s
-    python acceptance/load.py --base-url https://staging.example.org --rate 50 --duration 600 --json load.json
-    python acceptance/load.py --user-key-file ~/.eolake-user.key   # the downloads' order list too
+    python acceptance/steady_load.py                                      # the local platform, 20 requests/s for 30 s
+    python acceptance/steady_load.py --base-url https://staging.example.org --rate 50 --duration 600 --json load.json
+    python acceptance/steady_load.py --user-key-file ~/.eolake-user.key   # the downloads' order list too
 
 The load is open: request i starts at i/rate seconds whatever the earlier ones do (a slow platform does not slow
 the load down and hide its latency), with at most --max-in-flight requests open at once. Each request's answer is
