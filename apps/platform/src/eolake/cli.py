@@ -180,7 +180,15 @@ def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
-    """Kubernetes manifests of a stack, from the real Pulumi program (eolake_infra) run under mocks."""
+    """Kubernetes manifests of a stack, from the real Pulumi program (eolake_infra) run under mocks; or, for a stack
+    with an `onprem` section and no `kubernetes` one, the Ansible inventory of playbooks/."""
+    platform = load_stack(args.stack)
+    if platform.onprem and not platform.kubernetes:
+        from eolake.onprem import render_inventory
+
+        written = render_inventory(platform, args.out)
+        console.print(f"{args.stack}: Ansible inventory in {args.out / 'inventory.yml'} ({len(written)} files)")
+        return 0
     from eolake_infra.config import InfraError
     from eolake_infra.render import render
 
@@ -230,9 +238,11 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a stack file")
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)
-    render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster needed)")
+    render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster "
+                            "needed), or the Ansible inventory of an on-premise stack")
     render.add_argument("--stack", required=True, help="a stack name (stacks/Pulumi.<name>.yaml) or a file")
-    render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced")
+    render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced "
+                        "(an inventory's credentials/ is kept)")
     render.set_defaults(run=cmd_render)
     return p
 

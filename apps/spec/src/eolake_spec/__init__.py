@@ -2,7 +2,17 @@
 embedded runner, the Kubernetes program and the on-premise inventory alike."""
 
 from eolake_spec.manifest import ServiceManifest, Worker, manifest, manifests
-from eolake_spec.platform import STACKS_DIR, Kubernetes, Platform, Service, SpecError, load_stack, stack_file
+from eolake_spec.platform import (
+    STACKS_DIR,
+    Host,
+    Kubernetes,
+    OnPrem,
+    Platform,
+    Service,
+    SpecError,
+    load_stack,
+    stack_file,
+)
 
-__all__ = ["STACKS_DIR", "Kubernetes", "Platform", "Service", "ServiceManifest", "SpecError", "Worker", "load_stack",
-           "manifest", "manifests", "stack_file"]
+__all__ = ["STACKS_DIR", "Host", "Kubernetes", "OnPrem", "Platform", "Service", "ServiceManifest", "SpecError",
+           "Worker", "load_stack", "manifest", "manifests", "stack_file"]
