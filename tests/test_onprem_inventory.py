@@ -75,9 +75,9 @@ def test_peers_are_internal_addresses_on_the_same_host(tmp_path):
 
 def test_moving_a_prefix_moves_the_proxy_route_and_the_callers(tmp_path):
     out = render(tmp_path, moved_stack(tmp_path, "catalog", "/api/catalog"))
-    routes = {r["service"]: r["path"] for r in read(out / "group_vars" / "proxy.yml")["eolake_proxy_routes"]}
+    routes = {r["service"]: r["path"] for r in read(out / "group_vars" / "all.yml")["eolake_proxy_routes"]}
     assert routes["catalog"] == "/api/catalog"
-    paths = [r["path"] for r in read(out / "group_vars" / "proxy.yml")["eolake_proxy_routes"]]
+    paths = [r["path"] for r in read(out / "group_vars" / "all.yml")["eolake_proxy_routes"]]
     assert paths[-1] == "/" and paths == sorted(paths, key=len, reverse=True)
     app1 = load_stack(STACK).onprem.app[0]
     units = {u["name"]: u for u in read(out / "host_vars" / f"{app1.name}.yml")["eolake_services_units"]}

@@ -157,6 +157,23 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_demo(args: argparse.Namespace, state: StateDir) -> int:
+    """The demo data into a platform that runs elsewhere (an on-premise install): once, recorded in the storage."""
+    from eolake.embedded.supervisor import load_demo
+
+    marker = args.storage / "demo" / "loaded.json"
+    if marker.exists():
+        console.print(f"demo data already loaded ({marker})")
+        return 0
+    try:
+        load_demo(args.storage, args.dsn, marker)
+    except psycopg.OperationalError as exc:
+        err.print(f"demo: cannot reach the database: {str(exc).strip()}", markup=False, highlight=False)
+        return 2
+    console.print(f"demo data loaded: {marker.read_text()}")
+    return 0
+
+
 def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
     from eolake_thesaurus.demo import import_vocabulary
     from eolake_thesaurus.store import RdfImportError
@@ -228,6 +245,11 @@ def parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-size", type=int, default=500)
     ingest.add_argument("--dsn", help="default: the running local platform's database")
     ingest.set_defaults(run=cmd_ingest)
+    demo = sub.add_parser("demo", help="load the demo data into a platform's database and storage (once)")
+    demo.add_argument("--storage", type=Path, required=True, help="the platform's storage path")
+    demo.add_argument("--dsn", default=os.environ.get("EOLAKE_DATABASE_URL"), required=not os.environ.get(
+        "EOLAKE_DATABASE_URL"), help="default: $EOLAKE_DATABASE_URL")
+    demo.set_defaults(run=cmd_demo)
     thesaurus = sub.add_parser("thesaurus", help="manage the thesaurus index")
     thesaurus_sub = thesaurus.add_subparsers(dest="thesaurus_command", required=True)
     imp = thesaurus_sub.add_parser("import", help="add a SKOS file (RDF/XML or Turtle) to a vocabulary")

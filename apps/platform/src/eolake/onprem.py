@@ -57,7 +57,7 @@ def units(platform: Platform, host: Host) -> list[dict]:
             env[m.env_prefix + "STORAGE_PATH"] = f"{STATE_DIR}/{name}"
         elif m.storage != "none" and platform.storage.kind == "local":
             env[m.env_prefix + "STORAGE_PATH"] = platform.storage.path
-        unit = {"name": name, "module": m.module, "port": m.port, "probe": m.readiness,
+        unit = {"name": name, "module": m.module, "port": m.port, "probe": m.readiness, "env_prefix": m.env_prefix,
                 "memory_max": _memory(spec.resources.memory_limit), "prepare": m.prepare,
                 "database": m.database, "secrets": list(m.secrets), "writes_storage": m.storage == "write",
                 "state_dir": f"{STATE_DIR}/{name}" if m.prepare else None, "environment": dict(sorted(env.items()))}
@@ -115,6 +115,15 @@ def group_vars(platform: Platform) -> dict[str, dict]:
             "eolake_base_url": str(platform.base_url).rstrip("/"),
             "eolake_credentials_dir": "{{ inventory_dir }}/" + onprem.credentials_dir,
             "eolake_app_database_password": _credential(f"database-{APP_ROLE}"),
+            # The proxy's settings are everyone's: the rolling upgrade drains an app host from the app hosts' play.
+            "eolake_proxy_server_name": base.hostname,
+            "eolake_proxy_https_port": base.port or 443,
+            "eolake_proxy_routes": routes(platform),
+            "eolake_proxy_upstream_hosts": [h.address for h in onprem.app],
+            "eolake_proxy_tls_certificate": onprem.tls.certificate or "",
+            "eolake_proxy_tls_key": onprem.tls.key or "",
+            "eolake_proxy_body_size": onprem.body_size,
+            "eolake_proxy_timeout_seconds": onprem.proxy_timeout_seconds,
         },
         "database": {
             "eolake_database_name": db.name,
@@ -137,16 +146,6 @@ def group_vars(platform: Platform) -> dict[str, dict]:
                 {"name": "onprem-admin", "role": "admin", "key": _credential("api-key-admin")},
                 {"name": "onprem-user", "role": "user", "key": _credential("api-key-user")},
             ],
-        },
-        "proxy": {
-            "eolake_proxy_server_name": base.hostname,
-            "eolake_proxy_https_port": base.port or 443,
-            "eolake_proxy_routes": routes(platform),
-            "eolake_proxy_upstream_hosts": [h.address for h in onprem.app],
-            "eolake_proxy_tls_certificate": onprem.tls.certificate or "",
-            "eolake_proxy_tls_key": onprem.tls.key or "",
-            "eolake_proxy_body_size": onprem.body_size,
-            "eolake_proxy_timeout_seconds": onprem.proxy_timeout_seconds,
         },
         "monitoring": {
             "eolake_monitoring_scrape_interval_seconds": platform.observability.scrape_interval_seconds,

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Build, on the controller, the offline wheelhouse of one eolake release for the app hosts.
+
+    build_wheelhouse.py SOURCE_DIR CACHE_DIR PACKAGE...
+
+The release id is a hash of uv.lock and the workspace sources: the same checkout gives the same id, and the hosts
+install a release once. CACHE_DIR/<release>.tar.gz holds requirements.txt (the dependencies pinned, with hashes, as
+uv.lock has them: `uv export --frozen --no-dev`), the dependencies' wheels (`pip wheel`) and the workspace packages'
+wheels (`uv build`). Prints {"release": ..., "archive": ..., "built": bool} as JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+
+def release_id(source: Path) -> str:
+    digest = hashlib.sha256()
+    files = [source / "uv.lock", source / "pyproject.toml"]
+    files += sorted(p for p in (source / "apps").rglob("*")
+                    if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+    for path in files:
+        digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def uv(source: Path) -> str:
+    local = source / ".tools" / "bin" / "uv"
+    found = str(local) if local.exists() else shutil.which("uv")
+    if not found:
+        sys.exit("uv is not installed on the controller (./eolake installs it into .tools/bin)")
+    return found
+
+
+def build(source: Path, stage: Path, packages: list[str]) -> None:
+    env = {**os.environ, "UV_SYSTEM_CERTS": "1", "PIP_CONSTRAINT": ""}
+    run = {"check": True, "cwd": source, "env": env, "stdout": sys.stderr}
+    exported = subprocess.run([uv(source), "export", "--frozen", "--no-dev", "--quiet", "--no-header",
+                               *(arg for name in packages for arg in ("--package", name))],
+                              **{**run, "stdout": subprocess.PIPE, "text": True}).stdout.splitlines()
+    members = [line.removeprefix("-e ").strip() for line in exported if line.startswith("-e ")]
+    (stage / "requirements.txt").write_text("\n".join(line for line in exported if not line.startswith("-e ")) + "\n")
+    for member in members:  # the workspace packages these need, each as a wheel
+        subprocess.run([uv(source), "build", "--wheel", "--quiet", "--out-dir", str(stage / "workspace"), member],
+                       **run)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--require-hashes", "--quiet",
+                    "-r", str(stage / "requirements.txt"), "-w", str(stage / "wheels")], **run)
+
+
+def main(argv: list[str]) -> int:
+    source, cache, packages = Path(argv[0]).resolve(), Path(argv[1]).expanduser().resolve(), argv[2:]
+    release = release_id(source)
+    archive = cache / f"eolake-{release}.tar.gz"
+    built = not archive.exists()
+    if built:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            stage = Path(tmp) / release
+            stage.mkdir()
+            build(source, stage, packages)
+            partial = Path(tmp) / archive.name
+            with tarfile.open(partial, "w:gz") as tar:
+                tar.add(stage, arcname=".")
+            os.replace(partial, archive)  # all or nothing: a failed build leaves no archive
+    print(json.dumps({"release": release, "archive": str(archive), "built": built}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
