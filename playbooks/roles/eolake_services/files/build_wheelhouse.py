@@ -4,9 +4,9 @@
     build_wheelhouse.py SOURCE_DIR CACHE_DIR PACKAGE...
 
 The release id is a hash of uv.lock and the workspace sources: the same checkout gives the same id, and the hosts
-install a release once. CACHE_DIR/<release>.tar.gz holds requirements.txt (the dependencies pinned, with hashes, as
-uv.lock has them: `uv export --frozen --no-dev`), the dependencies' wheels (`pip wheel`) and the workspace packages'
-wheels (`uv build`). Prints {"release": ..., "archive": ..., "built": bool} as JSON.
+install a release once. CACHE_DIR/eolake-<release>.tar.gz holds the dependencies pinned as uv.lock has them
+(`uv export --frozen --no-dev`), their wheels (`pip wheel`, hashes checked) and the workspace packages' wheels
+(`uv build`). Prints {"release": ..., "archive": ..., "built": bool} as JSON.
 """
 
 from __future__ import annotations
@@ -40,15 +40,25 @@ def uv(source: Path) -> str:
     return found
 
 
+def export(source: Path, packages: list[str], *options: str) -> list[str]:
+    command = [uv(source), "export", "--frozen", "--no-dev", "--quiet", "--no-header", *options,
+               *(arg for name in packages for arg in ("--package", name))]
+    lines = subprocess.run(command, check=True, cwd=source, env={**os.environ, "UV_SYSTEM_CERTS": "1"},
+                           stdout=subprocess.PIPE, text=True).stdout.splitlines()
+    return lines
+
+
 def build(source: Path, stage: Path, packages: list[str]) -> None:
-    env = {**os.environ, "UV_SYSTEM_CERTS": "1", "PIP_CONSTRAINT": ""}
-    run = {"check": True, "cwd": source, "env": env, "stdout": sys.stderr}
-    exported = subprocess.run([uv(source), "export", "--frozen", "--no-dev", "--quiet", "--no-header",
-                               *(arg for name in packages for arg in ("--package", name))],
-                              **{**run, "stdout": subprocess.PIPE, "text": True}).stdout.splitlines()
-    members = [line.removeprefix("-e ").strip() for line in exported if line.startswith("-e ")]
-    (stage / "requirements.txt").write_text("\n".join(line for line in exported if not line.startswith("-e ")) + "\n")
-    for member in members:  # the workspace packages these need, each as a wheel
+    """requirements.txt: the dependencies with uv.lock's hashes, checked here by pip when it fetches them;
+    pinned.txt: the same versions without hashes, for the hosts (a wheel built here from an sdist has no published
+    hash); workspace/: the eolake packages they need."""
+    locked = export(source, packages)
+    members = [line.removeprefix("-e ").strip() for line in locked if line.startswith("-e ")]
+    (stage / "requirements.txt").write_text("\n".join(line for line in locked if not line.startswith("-e ")) + "\n")
+    (stage / "pinned.txt").write_text("\n".join(export(source, packages, "--no-hashes", "--no-emit-workspace")) + "\n")
+    run = {"check": True, "cwd": source, "env": {**os.environ, "UV_SYSTEM_CERTS": "1", "PIP_CONSTRAINT": ""},
+           "stdout": sys.stderr}
+    for member in members:
         subprocess.run([uv(source), "build", "--wheel", "--quiet", "--out-dir", str(stage / "workspace"), member],
                        **run)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--require-hashes", "--quiet",
