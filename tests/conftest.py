@@ -38,3 +38,20 @@ def thesaurus_storage(shared_data) -> Path:
     load_demo_vocabularies(storage, shared_data / "thesauri")
     yield storage
     shutil.rmtree(storage, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def onprem_hosts():
+    """Booted systemd hosts db, app and proxy on a private bridge (tests/onprem_hosts.py), shared by the session.
+
+    Fails, never skips, when this machine cannot boot them: the on-premise tests are part of the suite.
+    """
+    from onprem_hosts import HostsUnavailable, check_machine, test_hosts
+
+    try:
+        check_machine()
+    except HostsUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    with test_hosts(("db", "app", "proxy")) as hosts:
+        print(f"\non-premise test hosts ready: {', '.join(f'{n} {h.boot_seconds:.1f} s' for n, h in hosts.items())}")
+        yield hosts
