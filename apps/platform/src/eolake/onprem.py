@@ -20,6 +20,7 @@ import yaml
 from eolake_spec import Host, Platform, manifest
 
 APP_ROLE = "eolake_app"  # the database role the services connect as
+OWNER_ROLE = "eolake_owner"  # owns the database, runs pgstac's migrations (no superuser)
 DATABASE_PORT = 5432
 INSTALL_DIR = "/opt/eolake"
 STATE_DIR = "/var/lib/eolake"  # per host: the thesaurus index (prepared before its server starts)
@@ -134,6 +135,8 @@ def group_vars(platform: Platform) -> dict[str, dict]:
             "eolake_database_listen_address": onprem.database.address,
             "eolake_database_clients": database_clients,
             "eolake_database_max_connections": db.max_connections,
+            "eolake_database_owner": OWNER_ROLE,
+            "eolake_database_owner_password": _credential(f"database-{OWNER_ROLE}"),
             "eolake_database_roles": [{"name": APP_ROLE, "password": "{{ eolake_app_database_password }}"}],
         },
         "app": {
