@@ -4,6 +4,8 @@ app host, the proxy's routes and the scrape targets follow the stack, no secret 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,3 +143,12 @@ def test_several_app_hosts_with_local_storage_need_a_shared_filesystem(tmp_path,
     stack.write_text(yaml.safe_dump(document))
     assert cli(["render", "--stack", str(stack), "--out", str(tmp_path / "out")]) == 2
     assert "shared filesystem" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_playbooks_are_ansible_lint_production_clean():
+    root = STACK.parents[1]
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-lint"), "--profile", "production",
+                             "--nocolor", "playbooks/"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "0 failure(s), 0 warning(s)" in result.stderr + result.stdout
