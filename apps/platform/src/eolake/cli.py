@@ -200,6 +200,10 @@ def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
     """Kubernetes manifests of a stack, from the real Pulumi program (eolake_infra) run under mocks; or, for a stack
     with an `onprem` section and no `kubernetes` one, the Ansible inventory of playbooks/."""
     platform = load_stack(args.stack)
+    if not platform.onprem and not platform.kubernetes:
+        err.print(f"{args.stack}: nothing to render: the stack has neither a kubernetes: nor an onprem: section",
+                  markup=False, highlight=False)
+        return 2
     if platform.onprem and not platform.kubernetes:
         from eolake.onprem import render_inventory
 
