@@ -3,7 +3,11 @@ sharing the storage directory (as an NFS mount would), and a proxy that is also 
 inventory `eolake render` writes from a stack. playbooks/site.yml runs once for the module; then the acceptance suite
 passes against the proxy over HTTPS, a second run changes nothing, the monitoring scrapes every target under the
 embedded target's names, the units are hardened, a rolling upgrade under a steady read load fails no request, and
-rebooted hosts bring every service back with the data."""
+rebooted hosts bring every service back with the data.
+
+Cost: four hosts boot in seconds; the first site.yml run dominates (the controller builds the wheelhouse once per
+release, ~2 min, cached in ~/.cache/eolake/wheelhouse; the hosts install it). Measured on 2 shared cores at a load
+of 10-17: site.yml 800-950 s, second run 250 s, rolling upgrade 600 s, the module 32 min."""
 
 from __future__ import annotations
 
@@ -91,7 +95,8 @@ class Installed:
         return Run(result, time.monotonic() - started)
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, verify=str(self.ca_file), timeout=30, **kwargs)
+        return httpx.Client(base_url=self.base_url, verify=ssl.create_default_context(cafile=str(self.ca_file)),
+                            timeout=30, **kwargs)
 
 
 def stack(hosts: Hosts) -> dict:
