@@ -35,6 +35,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -46,8 +47,8 @@ STATE = Path("/var/tmp/eolake-test-hosts")
 SLOTS = 16
 SUBNET = "10.213.{slot}.0/24"
 FIRST_HOST = 10  # host n gets .10+n; .1 is this machine on the bridge
+IMAGE_UNUSED_DAYS = 7
 IMAGE_SIZE = "16G"  # sparse: only what is written takes space
-IMAGE_RECIPE = 1  # bump when the image steps change: a new image is built
 PACKAGES = (
     "openssh-server", "sudo", "acl", "dbus", "iproute2", "ca-certificates", "python3-venv",
     "postgresql", "postgresql-15-postgis-3", "pgbackrest",
@@ -65,7 +66,7 @@ SSHD_CONFIG = ("PermitRootLogin prohibit-password\nPasswordAuthentication no\nKb
 SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
                "-o", "BatchMode=yes", "-o", "ConnectTimeout=5")
 BOOT_TIMEOUT = 180
-POWEROFF_TIMEOUT = 60
+POWEROFF_TIMEOUT = 45
 
 
 class HostsUnavailable(RuntimeError):
@@ -97,8 +98,7 @@ def check_machine() -> None:
 # --- the image -------------------------------------------------------------------------------------------------
 
 def image_file() -> Path:
-    recipe = json.dumps([IMAGE_RECIPE, PACKAGES, DISABLED_UNITS, SSHD_CONFIG])
-    return STATE / f"image-{hashlib.sha256(recipe.encode()).hexdigest()[:12]}.ext4"
+    return STATE / f"image-{hashlib.sha256(image_script().encode()).hexdigest()[:12]}.ext4"
 
 
 def ensure_image() -> Path:
@@ -114,6 +114,10 @@ def ensure_image() -> Path:
                 partial.rename(image)
             finally:
                 partial.unlink(missing_ok=True)
+        image.touch()
+        for other in STATE.glob("image-*.ext4"):  # other recipes (other checkouts) unused for a week go
+            if other != image and time.time() - other.stat().st_mtime > IMAGE_UNUSED_DAYS * 86400:
+                other.unlink()
     return image
 
 
@@ -122,7 +126,10 @@ def build_image(file: Path) -> None:
     run("truncate", "-s", IMAGE_SIZE, str(file))
     run("mkfs.ext4", "-q", "-F", "-L", "eolake-image", str(file))
     mnt = file.with_suffix(".mnt")
-    mnt.mkdir(exist_ok=True)
+    for mount in sorted(mounts_under(mnt), key=len, reverse=True) + ([str(mnt)] if os.path.ismount(mnt) else []):
+        run("umount", "-l", mount)  # a build that was killed
+    shutil.rmtree(mnt, ignore_errors=True)
+    mnt.mkdir()
     run("mount", "-o", "loop", str(file), str(mnt))
     try:
         (mnt / "upper").mkdir()
@@ -149,18 +156,26 @@ def in_image(merged: Path, script: str, timeout: float = 1800) -> None:
 
 
 def install_packages(merged: Path) -> None:
+    in_image(merged, image_script())
+
+
+def image_script() -> str:
+    """What makes the image; its text names the image file, so a change builds a new one."""
     # The root's own PostgreSQL cluster (this machine's data) must not be the hosts' disk: the database role
     # creates its cluster, as it would on a host where the distribution's cluster was removed.
-    in_image(merged, f"""
+    # root's user manager lingers: no per-login setup and teardown of /run/user/0, which races when Ansible opens
+    # and closes SSH sessions quickly (user-runtime-dir@0 fails and the host turns "degraded").
+    return f"""
         apt-get update -qq
         apt-get install -y -qq --no-install-recommends {' '.join(PACKAGES)} >/dev/null
         rm -rf /etc/postgresql/*/main /var/lib/postgresql/*/main /var/log/postgresql/*
         systemctl disable {' '.join(DISABLED_UNITS)} 2>/dev/null || true
         systemctl enable ssh
+        mkdir -p /var/lib/systemd/linger && touch /var/lib/systemd/linger/root
         rm -f /etc/ssh/ssh_host_*_key* && ssh-keygen -A -q
         printf '%s' '{SSHD_CONFIG}' > /etc/ssh/sshd_config.d/eolake-test.conf
         apt-get clean
-    """)
+    """
 
 
 # --- slots: one per run ----------------------------------------------------------------------------------------
@@ -215,10 +230,10 @@ def clean_slot(slot: int) -> None:
     """Remove whatever a run in `slot` left: its nspawn processes, mounts, network namespaces, veths, bridge, dirs."""
     root = STATE / f"run-{slot}"
     prefix, bridge = names_of(slot)
-    for pid in nspawn_pids(root):
+    for pid in nspawn_pids(root) + container_pids(slot):  # killing a host's init ends all its processes
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not nspawn_pids(root), 30, "nspawn processes to exit")
+    wait_for(lambda: not nspawn_pids(root) and not container_pids(slot), 30, "the run's processes to exit")
     for mount in sorted(mounts_under(root), key=len, reverse=True):
         run("umount", "-l", mount, check=False)
     for netns in run("ip", "netns", "list", check=False).stdout.split():
@@ -238,6 +253,16 @@ def nspawn_pids(root: Path) -> list[int]:
                 argv = (proc / "cmdline").read_bytes().split(b"\0")
                 if argv and argv[0].endswith(b"systemd-nspawn") and any(str(root).encode() in a for a in argv):
                     pids.append(int(proc.name))
+    return pids
+
+
+def container_pids(slot: int) -> list[int]:
+    """Processes inside the slot's hosts (found by network namespace: they outlive a killed systemd-nspawn)."""
+    prefix, _ = names_of(slot)
+    pids = []
+    for netns in run("ip", "netns", "list", check=False).stdout.split():
+        if netns.startswith(prefix):
+            pids += [int(p) for p in run("ip", "netns", "pids", netns, check=False).stdout.split()]
     return pids
 
 
@@ -298,12 +323,14 @@ class Host:
         self.wait_ready()
 
     def boot(self) -> None:
-        self.process = subprocess.Popen(
-            ["systemd-nspawn", "-q", "-D", str(self.merged), f"--machine={self.machine}", f"--hostname={self.name}",
-             "-b", "--register=no", "--link-journal=no", "--keep-unit", "--console=pipe",
-             f"--network-namespace-path=/run/netns/{self.machine}", *(f"--bind={b}" for b in self.binds)],
-            stdin=subprocess.DEVNULL, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)  # Ctrl-C reaches the tests, which then power hosts off in order
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["systemd-nspawn", "-q", "-D", str(self.merged), f"--machine={self.machine}",
+                 f"--hostname={self.name}", "-b", "--register=no", "--link-journal=no", "--keep-unit",
+                 "--console=pipe", f"--network-namespace-path=/run/netns/{self.machine}",
+                 *(f"--bind={b}" for b in self.binds)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)  # Ctrl-C reaches the tests, which then power hosts off in order
         self.boot_started = time.monotonic()
 
     def wait_ready(self) -> None:
@@ -323,12 +350,21 @@ class Host:
         self.boot_seconds = time.monotonic() - self.boot_started
 
     def poweroff(self) -> None:
-        """SIGTERM makes systemd-nspawn ask the host's systemd for an orderly shutdown; SIGKILL if it hangs."""
+        """SIGTERM makes systemd-nspawn ask the host's systemd for an orderly shutdown; a second one terminates the
+        container at once (all its processes: its PID namespace ends), SIGKILL if even that hangs."""
         if self.process is None or self.process.poll() is not None:
             return
         self.process.terminate()
         try:
             self.process.wait(POWEROFF_TIMEOUT)
+            return
+        except subprocess.TimeoutExpired:
+            tail = self.log.read_text(errors="replace")[-1500:]
+            print(f"{self.name}: no orderly shutdown within {POWEROFF_TIMEOUT} s, terminating it:\n{tail}",
+                  file=sys.stderr)
+        self.process.terminate()
+        try:
+            self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

@@ -23,6 +23,7 @@ PLAYBOOKS = ROOT / "playbooks"
 APP_ROLE = "eolake_app"
 SITE = """- name: Database only
   hosts: database
+  become: true
   roles:
     - role: eolake_database
 """
@@ -187,6 +188,14 @@ def test_point_in_time_restore_brings_back_the_state_before_a_write(deployment):
     assert d.superuser("SELECT pg_is_in_recovery()") == "f"
     assert d.app_psql("SELECT pgstac.get_version();").stdout.strip()
     d.app_psql("INSERT INTO public_events (name) VALUES ('after-restore');")  # writable on the new timeline
+
+
+def test_after_a_host_restart_the_database_and_the_backup_timers_come_back_by_themselves(deployment):
+    deployment.app_psql("CREATE TABLE IF NOT EXISTS restart_probe (n int); INSERT INTO restart_probe VALUES (1);")
+    deployment.db.restart()
+    assert deployment.app_psql("SELECT sum(n) FROM restart_probe;").stdout.strip() == "1"
+    timers = deployment.db.ssh("systemctl is-active eolake-backup-full.timer eolake-backup-diff.timer").stdout
+    assert timers.split() == ["active", "active"]
 
 
 def test_missing_passwords_stop_the_role_with_a_message(deployment):

@@ -11,7 +11,16 @@ from pathlib import Path
 
 import onprem_hosts as harness
 import pytest
-from onprem_hosts import STATE, HostsUnavailable, check_machine, claim_slot, clean_slot, names_of, nspawn_pids
+from onprem_hosts import (
+    STATE,
+    HostsUnavailable,
+    check_machine,
+    claim_slot,
+    clean_slot,
+    container_pids,
+    names_of,
+    nspawn_pids,
+)
 
 pytestmark = pytest.mark.timeout(1200)  # the first run builds the host image (apt downloads)
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,12 +118,12 @@ def test_a_run_that_died_is_cleaned_before_its_slot_is_reused(onprem_hosts):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     run_dir = STATE / f"run-{slot}"
-    assert nspawn_pids(run_dir) and machine in netns_names()
+    assert nspawn_pids(run_dir) and container_pids(slot) and machine in netns_names()
 
     claimed = claim_slot()  # slots in use by live runs are skipped; the dead one is cleaned and taken
     try:
         assert claimed == slot
-        assert not nspawn_pids(run_dir) and machine not in netns_names()
+        assert not nspawn_pids(run_dir) and not container_pids(slot) and machine not in netns_names()
         assert not [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(run_dir) in line]
         assert names_of(slot)[1] not in links()
         assert sorted(p.name for p in run_dir.iterdir()) == ["pid"]
