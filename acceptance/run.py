@@ -12,6 +12,7 @@ The exit code is robot's: 0 when every test passed (skipped tests do not fail th
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
@@ -61,6 +62,17 @@ def local_key(role: str, base_url: str) -> str:
     return key
 
 
+def spki_sha256(certificate: Path) -> str:
+    """What Chromium's --ignore-certificate-errors-spki-list takes: base64 SHA-256 of the certificate's public key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    key = x509.load_pem_x509_certificate(certificate.read_bytes()).public_key()
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return base64.b64encode(digest.finalize()).decode()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", default=os.environ.get("EOLAKE_BASE_URL", DEFAULT_BASE_URL),
@@ -78,6 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="skip tests with this tag (repeatable, e.g. --exclude write)")
     p.add_argument("--outputdir", "-d", type=Path, default=REPO_ROOT / "results" / "acceptance",
                    help="where robot writes output.xml, log.html and report.html (default: results/acceptance)")
+    p.add_argument("--ca-file", type=Path,
+                   help="trust this CA certificate (PEM) for HTTPS instead of the system's, e.g. a test proxy's "
+                        "self-signed certificate")
     p.add_argument("--ready-timeout", default="2 min", help="how long to wait for readiness (robot time format)")
     p.add_argument("--stack", help="take each service's path prefix from this stack (a name in stacks/ or a stack "
                                    "file); default: the standard layout (/stac, /tiles, ...)")
@@ -125,6 +140,9 @@ def robot_arguments(args: argparse.Namespace) -> list[str]:
     ]
     for name, path in sorted(prefixes(args).items()):
         options += ["--variable", f"{name.upper()}_PREFIX:{path}"]
+    if args.ca_file:
+        options += ["--variable", f'BROWSER_EXTRA_OPTIONS:; add_argument("--ignore-certificate-errors-spki-list='
+                                  f'{spki_sha256(args.ca_file)}")']
     # Keys are robot variables (the suites keep them out of log.html), never metadata.
     if admin_key:
         options += ["--variable", f"ADMIN_API_KEY:{admin_key}"]
@@ -146,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         sys.exit("robotframework is not installed: `uv sync` installs the dev dependencies")
     command = robot_arguments(args)
+    if args.ca_file:
+        if not args.ca_file.is_file():
+            sys.exit(f"no CA certificate at {args.ca_file}")
+        # requests (RequestsLibrary's sessions verify by default) reads its CA bundle from here.
+        os.environ["REQUESTS_CA_BUNDLE"] = str(args.ca_file.resolve())
     print(f"acceptance: {args.base_url} -> {args.outputdir}", file=sys.stderr)
     return run_cli(command, exit=False)
 

@@ -300,6 +300,7 @@ class Host:
     process: subprocess.Popen | None = field(default=None, repr=False)
     boot_seconds: float = 0.0  # from boot() to ready, for the last boot
     boot_started: float = field(default=0.0, repr=False)
+    binds: tuple[str, ...] = ()  # systemd-nspawn --bind=SOURCE:TARGET, e.g. a directory several hosts share
 
     @property
     def merged(self) -> Path:
@@ -326,7 +327,8 @@ class Host:
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "-q", "-D", str(self.merged), f"--machine={self.machine}",
                  f"--hostname={self.name}", "-b", "--register=no", "--link-journal=no", "--keep-unit",
-                 "--console=pipe", f"--network-namespace-path=/run/netns/{self.machine}"],
+                 "--console=pipe", f"--network-namespace-path=/run/netns/{self.machine}",
+                 *(f"--bind={b}" for b in self.binds)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)  # Ctrl-C reaches the tests, which then power hosts off in order
         self.boot_started = time.monotonic()
@@ -400,8 +402,10 @@ class Hosts(Mapping[str, Host]):
 
 
 @contextlib.contextmanager
-def test_hosts(names: list[str] | tuple[str, ...] = ("db", "app", "proxy")) -> Iterator[Hosts]:
-    """Boot `names` as hosts (in parallel) and yield them; everything is removed afterwards, whatever happens."""
+def test_hosts(names: list[str] | tuple[str, ...] = ("db", "app", "proxy"),
+               binds: Mapping[str, list[str]] | None = None) -> Iterator[Hosts]:
+    """Boot `names` as hosts (in parallel) and yield them; everything is removed afterwards, whatever happens.
+    `binds`: per host name, directories of this machine mounted into it (SOURCE:TARGET), e.g. one shared storage."""
     check_machine()
     if len(set(names)) != len(names) or not all(n.isidentifier() and n.islower() for n in names):
         raise ValueError(f"host names must be distinct lowercase identifiers: {names}")
@@ -413,7 +417,7 @@ def test_hosts(names: list[str] | tuple[str, ...] = ("db", "app", "proxy")) -> I
     previous = signal.signal(signal.SIGTERM, raise_interrupt) if in_main_thread else None
     hosts: Hosts | None = None
     try:
-        hosts = create_hosts(slot, list(names), image)
+        hosts = create_hosts(slot, list(names), image, binds or {})
         with ThreadPoolExecutor(len(hosts)) as pool:
             for host in hosts.values():
                 host.boot()
@@ -449,7 +453,7 @@ class CleanupOnce:
             clean_slot(self.slot)
 
 
-def create_hosts(slot: int, names: list[str], image: Path) -> Hosts:
+def create_hosts(slot: int, names: list[str], image: Path, binds: Mapping[str, list[str]]) -> Hosts:
     root = STATE / f"run-{slot}"
     prefix, bridge = names_of(slot)
     network = ipaddress.ip_network(SUBNET.format(slot=slot))
@@ -466,7 +470,8 @@ def create_hosts(slot: int, names: list[str], image: Path) -> Hosts:
     hosts = {}
     for i, name in enumerate(names):
         host = Host(name=name, address=addresses[name], machine=prefix + name, directory=root / name,
-                    image=image_mount / "upper", key=key, log=root / f"{name}.log")
+                    image=image_mount / "upper", key=key, log=root / f"{name}.log",
+                    binds=tuple(binds.get(name, ())))
         prepare_disk(host, addresses, key.with_suffix(".pub").read_text())
         wire(host, f"eo{slot}v{i}", bridge, gateway, network.prefixlen)
         hosts[name] = host

@@ -342,6 +342,25 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_demo(args: argparse.Namespace, state: StateDir) -> int:
+    """The demo data into a platform that runs elsewhere (an on-premise install): once, recorded in the storage."""
+    import psycopg
+
+    from eolake.embedded.supervisor import load_demo
+
+    marker = args.storage / "demo" / "loaded.json"
+    if marker.exists():
+        console.print(f"demo data already loaded ({marker})")
+        return 0
+    try:
+        load_demo(args.storage, args.dsn, marker)
+    except psycopg.OperationalError as exc:
+        err.print(f"demo: cannot reach the database: {str(exc).strip()}", markup=False, highlight=False)
+        return 2
+    console.print(f"demo data loaded: {marker.read_text()}")
+    return 0
+
+
 def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
     from eolake_thesaurus.demo import import_vocabulary
     from eolake_thesaurus.store import RdfImportError
@@ -367,7 +386,21 @@ def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
-    """Kubernetes manifests of a stack, from the real Pulumi program (eolake_infra) run under mocks."""
+    """Kubernetes manifests of a stack, from the real Pulumi program (eolake_infra) run under mocks; or, for a stack
+    with an `onprem` section and no `kubernetes` one, the Ansible inventory of playbooks/."""
+    from eolake_spec import load_stack
+
+    platform = load_stack(args.stack)
+    if not platform.onprem and not platform.kubernetes:
+        err.print(f"{args.stack}: nothing to render: the stack has neither a kubernetes: nor an onprem: section",
+                  markup=False, highlight=False)
+        return 2
+    if platform.onprem and not platform.kubernetes:
+        from eolake.onprem import render_inventory
+
+        written = render_inventory(platform, args.out)
+        console.print(f"{args.stack}: Ansible inventory in {args.out / 'inventory.yml'} ({len(written)} files)")
+        return 0
     from eolake_infra.config import InfraError
     from eolake_infra.render import render
 
@@ -447,6 +480,11 @@ def parser() -> argparse.ArgumentParser:
                         help="longest wait for a database lock before the load stops (default 30)")
     ingest.add_argument("--dsn", help="default: the running local platform's database")
     ingest.set_defaults(run=cmd_ingest)
+    demo = sub.add_parser("demo", help="load the demo data into a platform's database and storage (once)")
+    demo.add_argument("--storage", type=Path, required=True, help="the platform's storage path")
+    demo.add_argument("--dsn", default=os.environ.get("EOLAKE_DATABASE_URL"), required=not os.environ.get(
+        "EOLAKE_DATABASE_URL"), help="default: $EOLAKE_DATABASE_URL")
+    demo.set_defaults(run=cmd_demo)
     thesaurus = sub.add_parser("thesaurus", help="manage the thesaurus index")
     thesaurus_sub = thesaurus.add_subparsers(dest="thesaurus_command", required=True)
     imp = thesaurus_sub.add_parser("import", help="add a SKOS file (RDF/XML or Turtle) to a vocabulary")
@@ -457,9 +495,11 @@ def parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a stack file")
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)
-    render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster needed)")
+    render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster "
+                            "needed), or the Ansible inventory of an on-premise stack")
     render.add_argument("--stack", required=True, help="a stack name (stacks/Pulumi.<name>.yaml) or a file")
-    render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced")
+    render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced "
+                        "(an inventory's credentials/ is kept)")
     render.set_defaults(run=cmd_render)
     return p
 

@@ -2,8 +2,18 @@
 embedded runner, the Kubernetes program and the on-premise inventory alike."""
 
 from eolake_spec.manifest import PublicRoute, ServiceManifest, Worker, manifest, manifests
-from eolake_spec.platform import STACKS_DIR, Kubernetes, Limits, Platform, Service, SpecError, load_stack, stack_file
+from eolake_spec.platform import (
+    STACKS_DIR,
+    Host,
+    Kubernetes,
+    Limits,
+    OnPrem,
+    Platform,
+    Service,
+    SpecError,
+    load_stack,
+    stack_file,
+)
 
-__all__ = ["STACKS_DIR", "Kubernetes", "Limits", "Platform", "PublicRoute", "Service", "ServiceManifest", "SpecError",
-           "Worker",
-           "load_stack", "manifest", "manifests", "stack_file"]
+__all__ = ["STACKS_DIR", "Host", "Kubernetes", "Limits", "OnPrem", "Platform", "PublicRoute", "Service",
+           "ServiceManifest", "SpecError", "Worker", "load_stack", "manifest", "manifests", "stack_file"]

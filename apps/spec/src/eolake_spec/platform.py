@@ -460,6 +460,55 @@ class Kubernetes(Strict):
     secrets: KubernetesSecrets = KubernetesSecrets()
 
 
+class Host(Strict):
+    name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", description="the host's inventory name")
+    address: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$",
+                         description="IP address or DNS name where Ansible and the other hosts reach it")
+
+
+class Tls(Strict):
+    certificate: str | None = Field(None, description="PEM certificate chain on the controller; unset: a "
+                                                      "self-signed certificate generated on the proxy host")
+    key: str | None = Field(None, description="its PEM private key on the controller")
+
+    @model_validator(mode="after")
+    def both_or_neither(self) -> Tls:
+        if bool(self.certificate) != bool(self.key):
+            raise ValueError("tls needs both certificate and key (or neither, for a self-signed certificate)")
+        return self
+
+
+class OnPrem(Strict):
+    """What only the on-premise target (playbooks/, Ansible) needs: which hosts run what."""
+
+    database: Host
+    app: list[Host] = Field(min_length=1, description="the hosts running every service; the proxy balances them")
+    proxy: Host
+    monitoring: Host | None = Field(None, description="Prometheus and Alertmanager; unset: no monitoring")
+    ssh_user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]*$", description="Ansible's SSH user (becomes root)")
+    tls: Tls = Tls()
+    body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (nginx)")
+    proxy_timeout_seconds: int = Field(60, ge=1, le=3600, description="reading an upstream answer (nginx)")
+    credentials_dir: str = Field("credentials", description="where the controller generates and keeps the "
+                                                            "passwords and keys, relative to the inventory")
+    shared_storage: bool = Field(False, description="storage.path is one shared filesystem (NFS…) mounted on "
+                                                    "every app host: needed with local storage and several hosts")
+
+    @model_validator(mode="after")
+    def one_address_per_host(self) -> OnPrem:
+        addresses: dict[str, str] = {}
+        for host in self.hosts():
+            if addresses.setdefault(host.name, host.address) != host.address:
+                raise ValueError(f"host {host.name} has two addresses: {addresses[host.name]} and {host.address}")
+        names = [h.name for h in self.app]
+        if len(set(names)) != len(names):
+            raise ValueError(f"app hosts are listed twice: {', '.join(sorted(names))}")
+        return self
+
+    def hosts(self) -> list[Host]:
+        return [self.database, *self.app, self.proxy, *([self.monitoring] if self.monitoring else [])]
+
+
 class Platform(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     base_url: AnyHttpUrl = Field(description="the one public base URL; every service lives under a path prefix")
@@ -477,6 +526,7 @@ class Platform(Strict):
                     "services calling each other); a request from one of them without it is the platform's own call")
     limits: Limits = Field(Limits(), description="request and database bounds of every service (overridable)")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
+    onprem: OnPrem | None = Field(None, description="the on-premise target (playbooks/)")
 
     @field_validator("services", mode="before")
     @classmethod
@@ -506,6 +556,7 @@ class Platform(Strict):
             except ValidationError as exc:
                 reasons = "; ".join(e["msg"] for e in exc.errors())
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
+        self._onprem_consistent()
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -513,6 +564,18 @@ class Platform(Strict):
                 f"(replicas × workers × pool_size) but database.max_connections − reserved_connections is {budget}"
             )
         return self
+
+    def _onprem_consistent(self) -> None:
+        if not self.onprem:
+            return
+        if self.database.embedded:
+            raise ValueError("onprem runs PostgreSQL on onprem.database: set database.embedded to false")
+        if self.storage.kind == "local":
+            if not self.storage.path.startswith("/"):
+                raise ValueError(f"onprem: storage.path must be absolute on the app hosts, not {self.storage.path!r}")
+            if len(self.onprem.app) > 1 and not self.onprem.shared_storage:
+                raise ValueError("onprem: several app hosts with local storage need storage.path on a shared "
+                                 "filesystem (then set onprem.shared_storage: true) or storage.kind s3")
 
     @property
     def enabled_services(self) -> dict[str, Service]:
@@ -532,8 +595,17 @@ class Platform(Strict):
                                       "connections": self.limits.connections})
 
     def connection_budget(self) -> tuple[int, int]:
-        used = sum(self.connections(name, s.replicas, s.worker_replicas) for name, s in self.enabled_services.items())
+        used = sum(self.connections(name, self.replicas(name), self.worker_replicas(name))
+                   for name in self.enabled_services)
         return used, self.database.max_connections - self.database.reserved_connections
+
+    def replicas(self, service: str) -> int:
+        """On premise every app host runs every service once; elsewhere the spec's replicas."""
+        return len(self.onprem.app) if self.onprem else self.services[service].replicas
+
+    def worker_replicas(self, service: str) -> int:
+        spec = self.services[service]
+        return spec.worker_replicas * len(self.onprem.app) if self.onprem else spec.worker_replicas
 
     def connections(self, service: str, replicas: int, worker_replicas: int) -> int:
         """Database connections of a service at these replica counts: servers, plus its job workers."""

@@ -188,11 +188,13 @@ def ensure_api_keys(state: StateDir) -> None:
             key_file.write_text(key + "\n")
 
 
-def load_demo(state: StateDir, dsn: str) -> None:
+def load_demo(storage: Path, dsn: str, marker: Path) -> None:
+    """The generated hydrology (files under `storage`) and the sample catalog, into the database; `marker` records
+    it was done."""
     from eolake.demo import generate_hydrology
     from eolake.ingest import ingest
 
-    sources = generate_hydrology(state.storage / "demo" / "hydrology")
+    sources = generate_hydrology(storage / "demo" / "hydrology")
     collections, naip = SHARED_DATA / "stac/pc-collections/collections.ndjson", SHARED_DATA / "stac/naip/items.ndjson"
     if collections.exists() and naip.exists():
         sources = [collections, *sources, naip]
@@ -201,8 +203,7 @@ def load_demo(state: StateDir, dsn: str) -> None:
     report = ingest(sources, dsn)
     log.info("demo data loaded", extra={"collections": report.collections_loaded, "items": report.items_loaded,
                                         "rejected": len(report.rejected)})
-    state.demo_marker.write_text(json.dumps({"collections": report.collections_loaded,
-                                             "items": report.items_loaded}))
+    marker.write_text(json.dumps({"collections": report.collections_loaded, "items": report.items_loaded}))
 
 
 def load_thesauri(state: StateDir) -> None:
@@ -431,7 +432,7 @@ class Supervisor:
         self.cluster.bound_app_role(self.platform.limits.postgres_options())
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
-            load_demo(self.state, self.cluster.dsn())
+            load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker)
         if "thesaurus" in self.platform.enabled_services:
             load_thesauri(self.state)
         port = self.platform.base_url.port or 80

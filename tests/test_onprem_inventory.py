@@ -1,0 +1,154 @@
+"""The on-premise inventory rendered from a stack: every service with its settings, peers at host:port on the same
+app host, the proxy's routes and the scrape targets follow the stack, no secret in any file, bad stacks refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eolake.cli import main as cli
+from eolake_spec import load_stack, manifests
+
+STACK = Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.onprem.yaml"
+
+
+def render(tmp_path: Path, stack: Path = STACK) -> Path:
+    out = tmp_path / "inventory"
+    assert cli(["render", "--stack", str(stack), "--out", str(out)]) == 0
+    return out
+
+
+def read(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def moved_stack(tmp_path: Path, service: str, path: str) -> Path:
+    document = yaml.safe_load(STACK.read_text())
+    document["config"]["eolake:platform"]["services"][service]["path"] = path
+    moved = tmp_path / "Pulumi.moved.yaml"
+    moved.write_text(yaml.safe_dump(document))
+    return moved
+
+
+def test_inventory_groups_hold_the_stack_hosts(tmp_path):
+    out = render(tmp_path)
+    children = read(out / "inventory.yml")["all"]["children"]
+    platform = load_stack(STACK)
+    assert set(children) == {"database", "app", "proxy", "monitoring"}
+    assert children["app"]["hosts"] == {h.name: {"ansible_host": h.address} for h in platform.onprem.app}
+    assert list(children["database"]["hosts"]) == [platform.onprem.database.name]
+
+
+def test_every_service_and_worker_runs_on_every_app_host_with_its_settings(tmp_path):
+    out = render(tmp_path)
+    platform = load_stack(STACK)
+    for host in platform.onprem.app:
+        units = {u["name"]: u for u in read(out / "host_vars" / f"{host.name}.yml")["eolake_services_units"]}
+        assert set(platform.enabled_services) <= set(units)
+        assert "downloads-worker" in units
+        for name in platform.enabled_services:
+            m, env = manifests()[name], units[name]["environment"]
+            expected = platform.service_env(name, {n: f"http://{host.address}:{manifests()[n].port}"
+                                                   for n in platform.enabled_services})
+            assert expected.items() <= env.items()
+            assert env[m.env_prefix + "HOST"] == host.address and env[m.env_prefix + "PORT"] == str(m.port)
+            assert units[name]["module"] == m.module and units[name]["probe"] == m.readiness
+        worker = units["downloads-worker"]
+        assert worker["module"] == "eolake_downloads.worker"
+        assert worker["environment"]["EOLAKE_DOWNLOADS_WORKER_METRICS_PORT"] == str(worker["port"])
+        assert units["catalog"]["memory_max"] == "1G"
+        assert units["thesaurus"]["prepare"] == "eolake_thesaurus.prepare"
+
+
+def test_peers_are_internal_addresses_on_the_same_host(tmp_path):
+    out = render(tmp_path)
+    for host in load_stack(STACK).onprem.app:
+        units = {u["name"]: u for u in read(out / "host_vars" / f"{host.name}.yml")["eolake_services_units"]}
+        peers = json.loads(units["search"]["environment"]["EOLAKE_SEARCH_PEERS"])
+        assert peers["catalog"]["url"] == f"http://{host.address}:8081/stac"
+        assert peers["thesaurus"]["url"] == f"http://{host.address}:8085/thesaurus"
+        assert peers["catalog"]["public_url"] == "https://eolake.example.internal/stac"
+
+
+def test_moving_a_prefix_moves_the_proxy_route_and_the_callers(tmp_path):
+    out = render(tmp_path, moved_stack(tmp_path, "catalog", "/api/catalog"))
+    routes = {r["service"]: r["path"] for r in read(out / "group_vars" / "all.yml")["eolake_proxy_routes"]}
+    assert routes["catalog"] == "/api/catalog"
+    paths = [r["path"] for r in read(out / "group_vars" / "all.yml")["eolake_proxy_routes"]]
+    assert paths[-1] == "/" and paths == sorted(paths, key=len, reverse=True)
+    app1 = load_stack(STACK).onprem.app[0]
+    units = {u["name"]: u for u in read(out / "host_vars" / f"{app1.name}.yml")["eolake_services_units"]}
+    assert units["catalog"]["environment"]["EOLAKE_CATALOG_ROOT_PATH"] == "/api/catalog"
+    for caller in ("search", "downloads", "timeseries"):
+        peers = json.loads(units[caller]["environment"][f"EOLAKE_{caller.upper()}_PEERS"])
+        assert peers["catalog"] == {"url": f"http://{app1.address}:8081/api/catalog",
+                                    "public_url": "https://eolake.example.internal/api/catalog"}
+    assert json.loads(units["web"]["environment"]["EOLAKE_WEB_SERVICES"])["catalog"] == "/api/catalog"
+
+
+def test_scrape_targets_are_labelled_like_the_embedded_target(tmp_path):
+    out = render(tmp_path)
+    jobs = {j["job"]: j for j in read(out / "group_vars" / "monitoring.yml")["eolake_monitoring_targets"]}
+    platform = load_stack(STACK)
+    for name in platform.enabled_services:
+        assert jobs[f"eolake-{name}"]["labels"] == {"service": name}
+        assert jobs[f"eolake-{name}"]["targets"] == [f"{h.address}:{manifests()[name].port}"
+                                                     for h in platform.onprem.app]
+    assert {"postgres", "node", "eolake-downloads-worker"} <= set(jobs)
+
+
+def test_no_secret_is_written_and_credentials_survive_a_new_render(tmp_path):
+    out = render(tmp_path)
+    credentials = out / "credentials"
+    credentials.mkdir()
+    (credentials / "api-key-admin").write_text("kept\n")
+    render(tmp_path)
+    assert (credentials / "api-key-admin").read_text() == "kept\n"
+    text = "\n".join(p.read_text() for p in out.rglob("*.yml"))
+    assert "kept" not in text
+    assert text.count("lookup(''ansible.builtin.password''") >= 4  # YAML doubles the quotes
+    assert not any(key.endswith(("PASSWORD", "TOKEN_KEY", "DATABASE_URL")) for host in out.glob("host_vars/*.yml")
+                   for unit in read(host)["eolake_services_units"] for key in unit["environment"])
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ("onprem: {database: {name: db, address: 10.0.0.1}, app: [], proxy: {name: p, address: 10.0.0.2}}",
+     "onprem.app: List should have at least 1 item"),
+    ("onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: db, address: 10.0.0.3}], "
+     "proxy: {name: p, address: 10.0.0.2}}", "host db has two addresses"),
+    ("onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: a, address: 10.0.0.3}], "
+     "proxy: {name: p, address: 10.0.0.2}, tls: {certificate: /x.crt}}", "needs both certificate and key"),
+])
+def test_bad_stack_gives_one_line_with_the_file(tmp_path, capsys, change, expected):
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text("config:\n  eolake:platform:\n    name: bad\n    base_url: https://x.example\n"
+                     "    services: {catalog: {}}\n    database: {embedded: false}\n"
+                     "    storage: {path: /srv/data}\n    " + change + "\n")
+    out = tmp_path / "out"
+    assert cli(["render", "--stack", str(stack), "--out", str(out)]) == 2
+    error = " ".join(capsys.readouterr().err.split())  # rich wraps at the terminal width
+    assert error.count(f"{stack}:") == 1 and expected in error.split(f"{stack}:")[1], error
+    assert not out.exists(), "nothing is written for an invalid stack"
+
+
+def test_several_app_hosts_with_local_storage_need_a_shared_filesystem(tmp_path, capsys):
+    document = yaml.safe_load(STACK.read_text())
+    document["config"]["eolake:platform"]["onprem"]["shared_storage"] = False
+    stack = tmp_path / "Pulumi.unshared.yaml"
+    stack.write_text(yaml.safe_dump(document))
+    assert cli(["render", "--stack", str(stack), "--out", str(tmp_path / "out")]) == 2
+    assert "shared filesystem" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_playbooks_are_ansible_lint_production_clean():
+    root = STACK.parents[1]
+    result = subprocess.run([str(Path(sys.executable).parent / "ansible-lint"), "--profile", "production",
+                             "--nocolor", "playbooks/"], cwd=root, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "0 failure(s), 0 warning(s)" in result.stderr + result.stdout
