@@ -131,6 +131,21 @@ def _answers(url: str) -> bool:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def catalog_only_stack(path: Path, name: str) -> Path:
+    """The local stack reduced to the catalog, without monitoring: the cheapest `up` that starts eolake's cluster,
+    migrates it and serves from it."""
+    import yaml
+
+    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
+    platform = document["config"]["eolake:platform"]
+    platform.update(name=name, services={"catalog": {"workers": 1, "pool_size": 2}}, providers=[],
+                    observability={"prometheus": False, "alertmanager": False})
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
 UP_TIMEOUT = 420
 
 

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 
 from eolake.embedded.backup import BackupError, Backups, find_pgbackrest
 from eolake.embedded.postgres import PostgresCluster, free_port
-from servers import wait_until
+from servers import catalog_only_stack, wait_until
 
-ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(not find_pgbackrest(), reason="pgBackRest (Debian package pgbackrest) missing")
 
@@ -106,16 +104,6 @@ def test_a_restore_while_running_is_refused(backed_up):
     assert cluster.running
 
 
-def small_stack(path: Path) -> Path:
-    """The local stack reduced to the catalog without monitoring: a cheap `up` whose database is backed up."""
-    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
-    platform = document["config"]["eolake:platform"]
-    platform.update(name="backup-test", services={"catalog": {"workers": 1, "pool_size": 2}}, providers=[],
-                    observability={"prometheus": False, "alertmanager": False})
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
 def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "EOLAKE_STATE_DIR": str(state), "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=env, capture_output=True, text=True,
@@ -131,7 +119,8 @@ def test_backup_and_restore_commands_on_a_running_platform(tmp_path):
     state.mkdir()
     (state / "demo-loaded").write_text("{}")  # the restore is about the database, not the demo data
     try:
-        up = cli(state, "up", "--stack", str(small_stack(tmp_path / "Pulumi.backup.yaml")), "--port", str(free_port()))
+        up = cli(state, "up", "--stack", str(catalog_only_stack(tmp_path / "Pulumi.backup.yaml", "backup-test")),
+                 "--port", str(free_port()))
         assert up.returncode == 0, up.stdout + up.stderr
         cluster = PostgresCluster(state / "postgres")
         assert wait_until(lambda: "full" in cli(state, "backup", "--list").stdout, 120), "no backup at start"

@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-import yaml
 
 from eolake.embedded.postgres import PostgresCluster, find_bindir, free_port, port_is_free
+from servers import catalog_only_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = ROOT / "eolake"
@@ -82,17 +82,6 @@ def foreign():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def web_only_stack(path: Path) -> Path:
-    """The local stack reduced to the catalog, without monitoring: the cheapest `up` that starts eolake's cluster,
-    migrates it and serves from it."""
-    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
-    platform = document["config"]["eolake:platform"]
-    platform.update(name="bootstrap-test", services={"catalog": {"workers": 1, "pool_size": 2}}, providers=[],
-                    observability={"prometheus": False, "alertmanager": False})
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
 def eolake(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     return subprocess.run([str(BOOTSTRAP), "--state-dir", str(state), *args], env=env, capture_output=True,
@@ -107,7 +96,7 @@ def test_bootstrap_and_platform_leave_a_foreign_cluster_alone(foreign, tmp_path)
     pid, fingerprint, registered = foreign.pid, foreign.fingerprint(), distribution_clusters()
     root = Path(tempfile.mkdtemp(prefix="eolake-bootstrap-"))
     root.chmod(0o755)
-    state, stack = root / "state", web_only_stack(tmp_path / "Pulumi.bootstrap.yaml")
+    state, stack = root / "state", catalog_only_stack(tmp_path / "Pulumi.bootstrap.yaml", "bootstrap-test")
     # eolake's cluster remembers a port that someone else has taken since: it must move, not take it back.
     (state / "postgres").mkdir(parents=True)
     (state / "postgres" / "port").write_text(str(foreign.port))

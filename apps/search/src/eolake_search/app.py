@@ -8,7 +8,6 @@ import logging
 import secrets
 import time
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,6 +15,7 @@ import httpx
 from fastapi import FastAPI, HTTPException, Request
 
 from eolake_kit import install_kit
+from eolake_kit.datetimes import check_interval
 from eolake_kit.outbound import async_client
 from eolake_kit.refs import StacId, segment
 from eolake_search import collection_api
@@ -392,16 +392,10 @@ def _bbox(value: Any) -> list[float]:
 def _datetime(value: Any) -> str:
     if not isinstance(value, str):
         raise HTTPException(400, "datetime must be an RFC 3339 instant or interval")
-    parts = value.split("/")
-    if len(parts) > 2 or all(p in ("", "..") for p in parts):
-        raise HTTPException(400, f"datetime {value!r} is not an RFC 3339 instant or interval")
-    for part in parts:
-        if part in ("", ".."):
-            continue
-        try:
-            datetime.fromisoformat(part.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise HTTPException(400, f"datetime {part!r} is not RFC 3339") from exc
+    try:
+        check_interval(value)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
     return value
 
 

@@ -5,7 +5,6 @@ import asyncio
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
 import morecantile
@@ -30,6 +29,7 @@ from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, ad
 
 from eolake_kit import install_kit, require_role
 from eolake_kit.bounds import reconnecting
+from eolake_kit.datetimes import check_interval
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
 from eolake_tiles.settings import TilesSettings
@@ -161,16 +161,10 @@ def checked_search(body: RegisterSearch) -> tuple[model.PgSTACSearch, model.Meta
 
 
 def _check_datetime(value: str) -> None:
-    parts = value.split("/")
-    if len(parts) > 2 or all(p in ("", "..") for p in parts):
-        raise HTTPException(400, f"datetime {value!r} is not an RFC 3339 instant or interval")
-    for part in parts:
-        if part in ("", ".."):
-            continue
-        try:
-            datetime.fromisoformat(part.replace("z", "Z").replace("Z", "+00:00"))
-        except ValueError:
-            raise HTTPException(400, f"datetime {part!r} is not RFC 3339") from None
+    try:
+        check_interval(value)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def listable(request: Request) -> None:
