@@ -19,7 +19,6 @@ from eolake.embedded.backup import BackupError, Backups, find_pgbackrest
 from eolake.embedded.postgres import PostgresCluster, free_port
 from servers import catalog_only_stack, wait_until
 
-
 pytestmark = pytest.mark.skipif(not find_pgbackrest(), reason="pgBackRest (Debian package pgbackrest) missing")
 
 
