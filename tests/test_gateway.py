@@ -95,8 +95,9 @@ def test_body_over_limit_is_413(gateway):
     assert chunked.status_code == 413 and "exceeds 1024 bytes" in chunked.json()["detail"]
 
 
-def test_control_characters_in_the_path_are_400(gateway):
-    response = httpx.get(gateway + "/stac/x%1A")
+@pytest.mark.parametrize("path", ["/stac/x%1A", "/stac/a%0Ab", "/x%0A/related"])  # a line break matches no route
+def test_control_characters_in_the_path_are_400(gateway, path):
+    response = httpx.get(gateway + path)
     assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
     assert "control character" in response.json()["detail"]
 

@@ -145,11 +145,11 @@ def test_the_openapi_document_tells_the_truth(service):
         "type": "apiKey", "in": "header", "name": "X-API-Key",
         "description": "a service-account key (eolake_kit.auth API keys)"}
     read = doc["paths"]["/things/{thing_id}"]["get"]
-    assert sorted(read["responses"]) == ["200", "400", "404", "503", "504"]
+    assert sorted(read["responses"]) == ["200", "400", "404", "414", "431", "503", "504"]
     assert read["responses"]["404"]["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
     assert "security" not in read
     write = doc["paths"]["/things"]["post"]
-    assert sorted(write["responses"]) == ["200", "400", "401", "403", "413", "415", "503", "504"]
+    assert sorted(write["responses"]) == ["200", "400", "401", "403", "408", "413", "414", "415", "431", "503", "504"]
     assert write["security"] == [{"apiKey": []}] and write["x-eolake-role"] == "user"
     public = doc["paths"]["/search"]["post"]
     assert "security" not in public and "read" in public["x-eolake-public"]

@@ -1,8 +1,8 @@
 """The OpenAPI document tells the truth: the errors a route really answers, as problem+json, and who may call it.
 
 Applied once to every service's document: FastAPI's 422 goes (the kit answers invalid requests with 400), each
-operation lists 400/401/403/404/413/415/503/504 as they apply, routes behind a role carry the security schemes and the
-role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason their manifest gives
+operation lists the problem+json errors it can answer (400-431, 503, 504) as they apply, routes behind a role carry
+the security schemes and the role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason their manifest gives
 (`x-eolake-public`).
 """
 
@@ -39,8 +39,11 @@ REASONS = {
     "401": "no credentials, or credentials that are not valid",
     "403": "the caller lacks the role this route needs",
     "404": "nothing found at this path",
+    "408": "the request body arrived too slowly",
     "413": "the request body is too large",
+    "414": "the path or the query string is longer than its bound",
     "415": "the request body is not JSON",
+    "431": "too many request headers, or too large",
     "503": "a dependency is unavailable; retry later",
     "504": "the request took longer than its time budget",
 }
@@ -112,14 +115,14 @@ def _declare_path_parameters(path: str, operation: dict) -> None:
 def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str | None) -> list[str]:
     if path in OPERATIONAL:
         return []
-    codes = ["503", "504"]
+    codes = ["414", "431", "503", "504"]  # the kit's bounds, whatever the route
     parameters = operation.get("parameters") or []
     if parameters or "requestBody" in operation:
         codes.append("400")
     if any(p.get("in") == "path" for p in parameters):
         codes.append("404")
     if "requestBody" in operation:
-        codes += ["413", "415"]
+        codes += ["408", "413", "415"]
     if checks_credentials or role:
         codes.append("401")
     if role:

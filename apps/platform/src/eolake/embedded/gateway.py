@@ -223,7 +223,15 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
         if base:
             table.append(Route(base, proxy_to(prefix), methods=methods))
     table.append(Route("/{path:path}", not_mounted, methods=methods))
-    return Starlette(routes=table, lifespan=lifespan,
+
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        # Starlette's path patterns do not match a line break: such a path reaches no route at all.
+        path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+        if CONTROL.search(path):
+            return problem(400, "the request path contains a control character")
+        return problem(404, "nothing is served at this path")
+
+    return Starlette(routes=table, lifespan=lifespan, exception_handlers={404: unrouted},
                      middleware=[Middleware(ObserveMiddleware, service="gateway"),
                                  Middleware(BoundsMiddleware, limits=limits, inspect=False)])
 
