@@ -67,6 +67,8 @@ def test_a_point_in_time_restore_keeps_what_came_before_and_drops_what_came_afte
     assert full.kind == "full" and full.size > 0
     execute(cluster, "INSERT INTO orders VALUES (2, 'after the backup, before the target')")
     archived(cluster)
+    # A restore target must lie past the second the backup ended in (pgBackRest keeps whole seconds).
+    assert wait_until(lambda: datetime.now(UTC) >= full.stopped + timedelta(seconds=1), 5)
     target = datetime.now(UTC)
     time.sleep(0.01)  # strictly after the target, whatever the clock's resolution
     execute(cluster, "INSERT INTO orders VALUES (3, 'after the target')")

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -138,7 +138,8 @@ class Backups:
         if target > datetime.now(UTC):
             raise BackupError(f"the restore target {target.isoformat()} is in the future")
         sets = self.sets()
-        if not sets or target < sets[0].stopped:
+        # pgBackRest keeps a backup's stop time in whole seconds: a target in that second reaches no backup.
+        if not sets or target < sets[0].stopped + timedelta(seconds=1):
             first = sets[0].stopped.isoformat() if sets else "none"
             raise BackupError(f"no backup ended before {target.isoformat()} (the oldest ended: {first})")
 
