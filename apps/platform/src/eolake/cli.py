@@ -215,7 +215,7 @@ def cmd_alerts(args: argparse.Namespace, state: StateDir) -> int:
 
     from eolake.embedded.outbox import read
 
-    outbox = state.root / "alertmanager" / "outbox.jsonl"
+    outbox = state.alert_outbox
     entries = read(outbox, args.last)
     if args.json:
         console.print_json(json.dumps(entries))
@@ -237,7 +237,7 @@ def _backups(state: StateDir):
     from eolake.embedded.backup import Backups
     from eolake.embedded.postgres import PostgresCluster
 
-    return Backups(PostgresCluster(state.postgres), state.root / "backups")
+    return Backups(PostgresCluster(state.postgres), state.backups)
 
 
 def cmd_backup(args: argparse.Namespace, state: StateDir) -> int:

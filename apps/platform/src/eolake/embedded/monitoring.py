@@ -206,9 +206,9 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
     if obs.alertmanager and alertmanager_bin and routes_file.is_file():
         port = _port(obs.alertmanager_port, "Alertmanager", "alertmanager_port")
         alertmanager_address = f"127.0.0.1:{port}"
-        storage = state.root / "alertmanager"
+        storage = state.alertmanager
         storage.mkdir(parents=True, exist_ok=True)
-        outbox = outbox_component(storage / "outbox.jsonl")
+        outbox = outbox_component(state.alert_outbox)
         config_file = storage / "alertmanager.yml"
         try:
             config = alertmanager_config(yaml.safe_load(routes_file.read_text()), obs, local_webhook=outbox.url)

@@ -26,6 +26,18 @@ class StateDir:
         return self.root / "logs"
 
     @property
+    def backups(self) -> Path:
+        return self.root / "backups"
+
+    @property
+    def alertmanager(self) -> Path:
+        return self.root / "alertmanager"
+
+    @property
+    def alert_outbox(self) -> Path:
+        return self.alertmanager / "outbox.jsonl"
+
+    @property
     def api_keys(self) -> Path:
         return self.root / "api-keys.json"
 

@@ -371,7 +371,7 @@ class Supervisor:
         wanted = self.platform.database.backups
         if not wanted.enabled:
             return None, None
-        backups = Backups(self.cluster, self.state.root / "backups", retention_full=wanted.retention_full)
+        backups = Backups(self.cluster, self.state.backups, retention_full=wanted.retention_full)
         if not backups.available:
             log.warning("backups off: pgBackRest is not installed (apt-get install pgbackrest)")
             return None, None
