@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from eolake.cli import main as cli
+from eolake_kit.ratelimit import TrustedProxies
 from eolake_spec import load_stack, manifests
 
 STACK = Path(__file__).resolve().parents[1] / "stacks" / "Pulumi.onprem.yaml"
@@ -55,6 +56,7 @@ def test_every_service_and_worker_runs_on_every_app_host_with_its_settings(tmp_p
             m, env = manifests()[name], units[name]["environment"]
             expected = platform.service_env(name, {n: f"http://{host.address}:{manifests()[n].port}"
                                                    for n in platform.enabled_services})
+            expected.pop(m.env_prefix + "TRUSTED_PROXIES")  # the proxy and app hosts are added (below)
             assert expected.items() <= env.items()
             assert env[m.env_prefix + "HOST"] == host.address and env[m.env_prefix + "PORT"] == str(m.port)
             assert units[name]["module"] == m.module and units[name]["probe"] == m.readiness
@@ -134,6 +136,30 @@ def test_bad_stack_gives_one_line_with_the_file(tmp_path, capsys, change, expect
     error = " ".join(capsys.readouterr().err.split())  # rich wraps at the terminal width
     assert error.count(f"{stack}:") == 1 and expected in error.split(f"{stack}:")[1], error
     assert not out.exists(), "nothing is written for an invalid stack"
+
+
+def test_services_believe_the_proxy_and_the_app_hosts_so_each_client_has_its_own_rate_limit(tmp_path):
+    out = render(tmp_path)
+    platform = load_stack(STACK)
+    host = platform.onprem.app[0]
+    units = {u["name"]: u for u in read(out / "host_vars" / f"{host.name}.yml")["eolake_services_units"]}
+    trusted = TrustedProxies(json.loads(units["catalog"]["environment"]["EOLAKE_CATALOG_TRUSTED_PROXIES"]))
+    for caller in (platform.onprem.proxy, *platform.onprem.app):
+        assert trusted.client(caller.address, ["203.0.113.7"]) == "203.0.113.7", caller
+    assert trusted.client("198.51.100.9", ["203.0.113.7"]) == "198.51.100.9", "a stranger's header is not believed"
+
+
+def test_a_host_named_by_dns_needs_its_network_in_trusted_proxies(tmp_path, capsys):
+    document = yaml.safe_load(STACK.read_text())
+    for role in ("proxy", "monitoring"):
+        document["config"]["eolake:platform"]["onprem"][role]["address"] = "proxy.example.internal"
+    stack = tmp_path / "Pulumi.named.yaml"
+    stack.write_text(yaml.safe_dump(document))
+    assert cli(["render", "--stack", str(stack), "--out", str(tmp_path / "out")]) == 2
+    assert "trusted_proxies" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    document["config"]["eolake:platform"]["trusted_proxies"] = ["127.0.0.0/8", "192.0.2.0/24"]
+    stack.write_text(yaml.safe_dump(document))
+    assert cli(["render", "--stack", str(stack), "--out", str(tmp_path / "out")]) == 0
 
 
 def test_several_app_hosts_with_local_storage_need_a_shared_filesystem(tmp_path, capsys):

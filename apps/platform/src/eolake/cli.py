@@ -396,9 +396,13 @@ def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
                   markup=False, highlight=False)
         return 2
     if platform.onprem and not platform.kubernetes:
-        from eolake.onprem import render_inventory
+        from eolake.onprem import RenderError, render_inventory
 
-        written = render_inventory(platform, args.out)
+        try:
+            written = render_inventory(platform, args.out)
+        except RenderError as exc:
+            err.print(f"{args.stack}: {exc}", markup=False, highlight=False)
+            return 2
         console.print(f"{args.stack}: Ansible inventory in {args.out / 'inventory.yml'} ({len(written)} files)")
         return 0
     from eolake_infra.config import InfraError
