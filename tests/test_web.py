@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -97,6 +99,31 @@ def test_modules_imported_by_main_are_served(client):
     main = client.get(f"/static/{build}/js/main.js").text
     for module in re.findall(r"from '\./([a-z]+\.js)'", main):
         assert client.get(f"/static/{build}/js/{module}").status_code == 200, module
+
+
+COUNTS = [
+    # (first, shown, numberMatched, a next page?) -> what the status line says
+    ((1, 0, None, False), "No collections."),
+    ((1, 1, None, False), "1 collection."),
+    ((1, 12, 12, False), "12 collections."),
+    ((1, 50, 390, True), "Collections 1–50 of 390."),
+    ((51, 50, 390, True), "Collections 51–100 of 390."),
+    ((1, 100, None, True), "Collections 1–100 of more than 100."),  # no total given: none guessed
+    ((101, 4, None, False), "Collections 101–104 of 104."),  # the last page: the total is known
+    ((1, 20, 7, True), "Collections 1–20 of more than 20."),  # a total below what was shown is not believed
+    ((1, 50, 390, False), "Collections 1–50 of 390."),
+]
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="needs node (the bootstrap installs it for npm)")
+def test_result_counts_never_state_a_total_the_service_did_not_give():
+    cases = [{"first": f, "shown": s, "matched": m, "more": more} for (f, s, m, more), _ in COUNTS]
+    script = (f"import {{ countText }} from '{(PACKAGE_STATIC / 'js' / 'paging.js').as_uri()}';"
+              f"console.log(JSON.stringify({json.dumps(cases)}.map((c) => countText('collection', c))));")
+    result = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [text for _, text in COUNTS]
 
 
 def test_another_build_is_served_without_long_caching(client):

@@ -3,6 +3,8 @@
 import { escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { drawChart, seriesSummary } from './chart.js';
 
+const STATION_ZOOM = 11; // the river's banks and the station on them; the nearest stations a few km away
+
 export async function hydrologyPage(page, stationId) {
   page.render(`
     <h1>Hydrology</h1>
@@ -13,6 +15,7 @@ export async function hydrologyPage(page, stationId) {
     <section id="h-station" aria-labelledby="h-title" hidden>
       <h2 id="h-title"></h2>
       <p id="h-meta" class="meta"></p>
+      <p id="h-along" class="meta"></p>
       <form class="range" id="h-range" aria-label="Date range">
         <div><label for="h-start">From</label><input id="h-start" type="date"></div>
         <div><label for="h-end">To</label><input id="h-end" type="date"></div>
@@ -53,7 +56,7 @@ export async function hydrologyPage(page, stationId) {
     history.replaceState(null, '', `#/hydrology/${encodeURIComponent(s.sid)}`);
     page.map.highlight('stations', i);
     page.mark(list, i);
-    openStation(page, s);
+    openStation(page, s, stations);
   };
   list.querySelectorAll('button.station').forEach((b, i) => b.addEventListener('click', () => open(i)));
   page.map.hooks.onClick = (src, id) => { if (src === 'stations') open(id); };
@@ -64,12 +67,18 @@ export async function hydrologyPage(page, stationId) {
   }
 }
 
-async function openStation(page, station) {
+// Where a station is: the map zoomed onto it, on its river, and the other stations along that river.
+async function openStation(page, station, stations) {
   const section = document.getElementById('h-station');
   const p = station.properties || {};
   section.hidden = false;
   document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
   document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
+  const along = stations.filter((s) => s !== station && p.river && s.properties?.river === p.river);
+  document.getElementById('h-along').innerHTML = along.length
+    ? `Also on the ${h(p.river)}: ${along.map((s) => `<a href="#/hydrology/${encodeURIComponent(s.sid)}">${h(s.properties?.name || s.sid)}</a>`).join(', ')}.`
+    : '';
+  if (station.geometry?.type === 'Point') page.map.focus(station.geometry.coordinates, STATION_ZOOM);
   const start = document.getElementById('h-start');
   const end = document.getElementById('h-end');
   start.value = page.fmtDate(p.start) === '…' ? '' : page.fmtDate(p.start);

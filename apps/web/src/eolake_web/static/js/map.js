@@ -159,6 +159,12 @@ export class LakeMap {
     else this.map.fitBounds([[w, s], [e, n]], { padding: pad, maxZoom, duration: 0 });
   }
 
+  // Centre the map on a point at a zoom where its surroundings (the river of a station) can be told apart.
+  async focus([lon, lat], zoom) {
+    await this.ready;
+    if (this.map) this.map.jumpTo({ center: [lon, lat], zoom });
+  }
+
   // Highlight one feature of a source (null: none). fromMap: the hover came from the map, tell the list.
   highlight(source, id, fromMap = false) {
     if (!this.map) return;
