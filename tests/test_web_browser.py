@@ -354,17 +354,28 @@ def test_naip_item_says_no_preview(platform, browser):
     assert console_errors(browser) == []
 
 
+# Pixels of the map drawn in a colour (arguments[0], RGB): all of them, or (arguments[1]: [lon, lat, r0, r1]) those
+# between r0 and r1 pixels from a place.
 WATER_PIXELS = """
 const m = window.eolake.map.map;
 const [r0, g0, b0] = arguments[0];
+const ring = arguments[1] || null;
 return new Promise((resolve) => {
   m.once('render', () => {
     const canvas = m.getCanvas();
     const gl = canvas.getContext('webgl2') || canvas.getContext('webgl');
     const px = new Uint8Array(canvas.width * canvas.height * 4);
     gl.readPixels(0, 0, canvas.width, canvas.height, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    const ratio = canvas.width / canvas.clientWidth;
+    const at = ring && m.project([ring[0], ring[1]]);
     let n = 0;
     for (let i = 0; i < px.length; i += 4) {
+      if (at) {
+        const x = (i / 4) % canvas.width / ratio;
+        const y = (canvas.height - 1 - Math.floor(i / 4 / canvas.width)) / ratio; // WebGL rows start at the bottom
+        const d = Math.hypot(x - at.x, y - at.y);
+        if (d < ring[2] || d > ring[3]) continue;
+      }
       if (Math.abs(px[i] - r0) < 8 && Math.abs(px[i + 1] - g0) < 8 && Math.abs(px[i + 2] - b0) < 8) n += 1;
     }
     resolve(n);
@@ -403,6 +414,63 @@ def test_basemap_shows_the_garonne_under_its_stations(platform, browser):
     requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert [r for r in requests if not r.startswith(base)] == []
     assert any("/basemap/rivers/" in r for r in requests)
+    assert console_errors(browser) == []
+
+
+WATER_LAYERS = ("rivers", "rivers-line", "lakes", "preview")
+
+
+def water_layers(driver, visibility: str) -> None:
+    driver.execute_script("const m = window.eolake.map.map; for (const l of arguments[0])"
+                          " if (m.getLayer(l)) m.setLayoutProperty(l, 'visibility', arguments[1])",
+                          list(WATER_LAYERS), visibility)
+
+
+def test_a_station_opens_on_its_river(platform, browser):
+    """A station's page zooms the map onto it (zoom 11) with the water extent of its river drawn from the tile
+    service: around each Garonne station, water pixels; with the water layers hidden, none. Its neighbours along
+    the same river are linked, and the land at a world view has no holes (the merged land polygon left squares of
+    sea over France at zoom 3)."""
+    base = platform.base_url
+    ready(base, "/timeseries")
+    ready(base, "/tiles")
+    browser.get_log("browser")
+    stations = httpx.get(f"{base}/timeseries/stations", timeout=30).json()["features"]
+    garonne = [s for s in stations if s["properties"]["river"] == "GARONNE"]
+    assert len(garonne) >= 3
+    open_route(browser, base, "#/hydrology")
+    until(browser, "return window.eolake.basemap && window.eolake.basemap.land", "no land drawn")
+    rgb = [int(browser.execute_script("return window.eolake.basemap.water")[i:i + 2], 16) for i in (1, 3, 5)]
+    for station in garonne:
+        open_route(browser, base, f"#/hydrology/{station['id']}")
+        until(browser, "return Number(document.getElementById('h-chart').dataset.points || 0) > 0", "no chart")
+        until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+              "the water extent was not drawn")
+        idle(browser, station["id"])
+        view = browser.execute_script("const m = window.eolake.map.map; return [m.getZoom(), m.getCenter().toArray()]")
+        assert view[0] == 11 and view[1] == pytest.approx(station["geometry"]["coordinates"], abs=1e-4), view
+        around = [*station["geometry"]["coordinates"], 12, 30]  # outside the station's own dot
+        shown = browser.execute_script(WATER_PIXELS, rgb, around)
+        water_layers(browser, "none")
+        hidden = browser.execute_script(WATER_PIXELS, rgb, around)
+        water_layers(browser, "visible")
+        assert shown > 20 and hidden == 0, (station["id"], shown, hidden)
+        along = browser.execute_script("return [...document.querySelectorAll('#h-along a')]"
+                                       ".map(a => decodeURIComponent(a.hash.split('/')[2]))")
+        assert sorted(along) == sorted(s["id"] for s in garonne if s is not station), along
+    shot(browser, "laptop-station-on-its-river")
+
+    # Land where there is land, at world and country views: Paris, Madrid, Nantes, Moscow, Nairobi.
+    land = [int(browser.execute_script("return window.eolake.basemap.colors.land")[i:i + 2], 16) for i in (1, 3, 5)]
+    for zoom in (2, 3, 4):
+        browser.execute_script(f"window.eolake.map.map.jumpTo({{center: [10, 40], zoom: {zoom}}})")
+        idle(browser, f"zoom {zoom}")
+        for lon, lat in [(2.35, 48.85), (-3.7, 40.4), (-1.55, 47.2), (37.6, 55.75), (36.8, -1.3)]:
+            inside = browser.execute_script("const m = window.eolake.map.map; const p = m.project(arguments[0]);"
+                                            " const c = m.getCanvas(); return p.x > 5 && p.y > 5"
+                                            " && p.x < c.clientWidth - 5 && p.y < c.clientHeight - 5", [lon, lat])
+            if inside:
+                assert browser.execute_script(WATER_PIXELS, land, [lon, lat, 0, 3]) > 10, (zoom, lon, lat)
     assert console_errors(browser) == []
 
 

@@ -3,6 +3,9 @@
 import { escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { drawChart, seriesSummary } from './chart.js';
 
+// The water extent of the stations' rivers, drawn under them (water pixels only): the demo's product, where the
+// platform has it; elsewhere the basemap's rivers alone.
+const WATER_EXTENT = { collection: 'garonne-wse', asset: 'water_extent', colormap: { 1: [61, 133, 198, 255] } };
 const STATION_ZOOM = 11; // the river's banks and the station on them; the nearest stations a few km away
 
 export async function hydrologyPage(page, stationId) {
@@ -49,6 +52,7 @@ export async function hydrologyPage(page, stationId) {
       <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(page.fmtDate(s.properties?.start))} – ${h(page.fmtDate(s.properties?.end))}</p>
     </li>`).join('');
   await page.map.show('stations', stations, { maxZoom: 9 });
+  showWaterExtent(page);
   page.syncList(list, 'stations');
   const open = (i) => {
     const s = stations[i];
@@ -65,6 +69,25 @@ export async function hydrologyPage(page, stationId) {
     if (i >= 0) open(i);
     else status.textContent = `No station ${stationId}; ${stations.length} stations listed.`;
   }
+}
+
+async function showWaterExtent(page) {
+  const tiles = page.svc('tiles');
+  if (tiles === null) return;
+  const { collection, asset, colormap } = WATER_EXTENT;
+  let tilejson;
+  try {
+    // Asked of the catalog's list first: a collection this platform lacks must not cost a 404 in the console.
+    const known = await getJSON(`${page.svc('catalog')}/collections?limit=100`);
+    if (!(known.collections || []).some((c) => c.id === collection)) return;
+    tilejson = await getJSON(`${tiles}/collections/${encodeURIComponent(collection)}/WebMercatorQuad/tilejson.json`
+      + query({ assets: asset, colormap: JSON.stringify(colormap) }));
+  } catch {
+    return; // not on this platform: the basemap's rivers are the only ones
+  }
+  if (!page.current()) return;
+  await page.map.preview({ ...tilejson, tiles: (tilejson.tiles || []).map(sameOrigin) }, { fit: false, opacity: 1 });
+  page.note(`Water extent: ${collection}`);
 }
 
 // Where a station is: the map zoomed onto it, on its river, and the other stations along that river.
