@@ -238,6 +238,46 @@ def test_search_item_preview_station_chart_and_services(platform, browser):
     assert console_errors(browser) == []
 
 
+def test_collection_counts_pages_and_empty_collections(platform, browser):
+    """The collections page states the catalog's own total, marks the collections without items, and shows paging
+    buttons only when there is such a page (the federated dataset search has hundreds)."""
+    base = platform.base_url
+    ready(base, "/search")
+    browser.get_log("browser")
+    local = httpx.get(f"{base}/stac/collections", params={"limit": 100}, timeout=30).json()
+    empty = sorted(c["id"] for c in local["collections"] if not httpx.get(
+        f"{base}/stac/collections/{c['id']}/items", params={"limit": 1}, timeout=30).json()["features"])
+    assert empty, "the demo has empty collections (sentinel-2-l2a, landsat-c2-l2)"
+    open_route(browser, base, "#/collections")
+    until(browser, f"return document.querySelectorAll('#coll-list .count.done').length === {len(local['collections'])}",
+          "item counts not shown")
+    assert browser.find_element(By.ID, "coll-status").text == f"{local['numberMatched']} collections."
+    assert sorted(browser.execute_script("return [...document.querySelectorAll('#coll-list li.empty .count')]"
+                                         ".map(e => e.dataset.collection)")) == empty
+    assert not browser.find_element(By.ID, "coll-pager").is_displayed()
+
+    found = httpx.get(f"{base}/search/collections", params={"q": "sentinel", "limit": 50}, timeout=30).json()
+    matched = found["numberMatched"]
+    assert matched > 50, matched
+    open_route(browser, base, "#/collections?q=sentinel")
+    until(browser, "return document.querySelectorAll('#coll-list li').length === 50", "datasets not listed")
+    assert browser.find_element(By.ID, "coll-status").text == f"Collections 1–50 of {matched} matching “sentinel”."
+    assert browser.find_element(By.ID, "coll-pager-next").is_displayed()
+    assert not browser.find_element(By.ID, "coll-pager-prev").is_displayed()
+    browser.find_element(By.ID, "coll-pager-next").click()
+    last = min(100, matched)
+    until(browser, f"return document.getElementById('coll-status').textContent.startsWith('Collections 51–{last} ')",
+          "the next page was not shown")
+    assert browser.find_element(By.ID, "coll-status").text == f"Collections 51–{last} of {matched} matching “sentinel”."
+    assert browser.find_element(By.ID, "coll-pager-prev").is_displayed()
+    assert browser.find_element(By.ID, "coll-pager-next").is_displayed() == (matched > 100)
+    shot(browser, "laptop-collections-page-2")
+    browser.find_element(By.ID, "coll-pager-prev").click()
+    until(browser, "return document.getElementById('coll-status').textContent.startsWith('Collections 1–50 ')",
+          "the previous page was not shown")
+    assert console_errors(browser) == []
+
+
 def overflow(driver) -> list[str]:
     """What sticks out of a phone's width: the page itself, or any element wider than the viewport."""
     return driver.execute_script(
@@ -385,45 +425,48 @@ return new Promise((resolve) => {
 """
 
 
+WATER_LAYERS = ("rivers", "rivers-line", "lakes", "preview")
+
+
+def water_layers(driver, visibility: str, layers=WATER_LAYERS) -> None:
+    """Show or hide the layers that draw water: the basemap's rivers and lakes, and the tile service's raster."""
+    driver.execute_script("const m = window.eolake.map.map; for (const l of arguments[0])"
+                          " if (m.getLayer(l)) m.setLayoutProperty(l, 'visibility', arguments[1])",
+                          list(layers), visibility)
+
+
 def idle(driver, what: str) -> None:
     until(driver, "const m = window.eolake.map.map; return m.loaded() && m.areTilesLoaded()"
                   " && window.eolake.basemap && window.eolake.basemap.land", f"the map did not settle: {what}")
 
 
 def test_basemap_shows_the_garonne_under_its_stations(platform, browser):
-    """Land everywhere; at zoom 8-12 around Toulouse, river pixels drawn by the rivers layer (from this origin)."""
+    """Land everywhere; at zoom 8-12 around Toulouse, river pixels drawn by the basemap's rivers layer (from this
+    origin; the water extent the hydrology page draws over it is hidden while they are counted)."""
     base = platform.base_url
     browser.get_log("browser")
     open_route(browser, base, "#/hydrology")
     until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "stations missing")
     until(browser, "return window.eolake.basemap && window.eolake.basemap.land", "no land drawn")
+    until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+          "the water extent was not drawn")
     water = browser.execute_script("return window.eolake.basemap.water")
     rgb = tuple(int(water[i:i + 2], 16) for i in (1, 3, 5))
     for zoom in (8, 10, 12):
         browser.execute_script(f"window.eolake.map.map.jumpTo({{center: [1.44, 43.60], zoom: {zoom}}})")
         until(browser, "return window.eolake.basemap.rivers > 0", "no river square loaded")
         idle(browser, f"zoom {zoom}")
-        shown = browser.execute_script(WATER_PIXELS, list(rgb))
-        browser.execute_script("const m = window.eolake.map.map; for (const l of ['rivers', 'rivers-line', 'lakes'])"
-                               " m.setLayoutProperty(l, 'visibility', 'none')")
-        hidden = browser.execute_script(WATER_PIXELS, list(rgb))
-        browser.execute_script("const m = window.eolake.map.map; for (const l of ['rivers', 'rivers-line', 'lakes'])"
-                               " m.setLayoutProperty(l, 'visibility', 'visible')")
-        assert shown > 50 and hidden < shown / 10, (zoom, shown, hidden)
         shot(browser, f"laptop-garonne-z{zoom}")
+        water_layers(browser, "none", ["preview"])
+        shown = browser.execute_script(WATER_PIXELS, list(rgb))
+        water_layers(browser, "none")
+        hidden = browser.execute_script(WATER_PIXELS, list(rgb))
+        water_layers(browser, "visible")
+        assert shown > 50 and hidden < shown / 10, (zoom, shown, hidden)
     requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert [r for r in requests if not r.startswith(base)] == []
     assert any("/basemap/rivers/" in r for r in requests)
     assert console_errors(browser) == []
-
-
-WATER_LAYERS = ("rivers", "rivers-line", "lakes", "preview")
-
-
-def water_layers(driver, visibility: str) -> None:
-    driver.execute_script("const m = window.eolake.map.map; for (const l of arguments[0])"
-                          " if (m.getLayer(l)) m.setLayoutProperty(l, 'visibility', arguments[1])",
-                          list(WATER_LAYERS), visibility)
 
 
 def test_a_station_opens_on_its_river(platform, browser):
