@@ -286,6 +286,25 @@ def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
         assert resp.headers["cache-control"] == "no-cache"  # not the current build: revalidated, not kept a year
 
 
+def test_docs_page_may_read_the_oidc_issuers_discovery_and_nothing_else():
+    """The description names the issuer's discovery document (openIdConnectUrl) and Swagger UI reads it: the page's
+    policy lets it connect there (the issuer's origin), still to no other origin."""
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+    from eolake_kit.auth import AuthConfig
+
+    issuer = "https://id.example.org:8443/realms/eo"
+    service = install_kit(FastAPI(openapi_url="/api", docs_url="/api.html"),
+                          ServiceSettings(auth=AuthConfig(oidc_issuer=issuer, oidc_audience="eolake")))
+    with TestClient(service) as svc:
+        csp = dict(part.strip().split(" ", 1) for part in svc.get("/api.html").headers["content-security-policy"]
+                   .split(";"))
+        described = svc.get("/api").json()["components"]["securitySchemes"]["oidc"]["openIdConnectUrl"]
+    assert described == issuer + "/.well-known/openid-configuration"
+    assert csp["connect-src"] == "'self' https://id.example.org:8443" and csp["default-src"] == "'none'"
+
+
 def test_a_service_without_docs_gets_none(client):
     from fastapi import FastAPI
 
