@@ -1,8 +1,10 @@
 """The web view end to end: the embedded platform (`eolake up`) driven by the system's headless Chromium.
 
-Loads the page, searches, opens a garonne-wse item and checks its tile preview was drawn from tiles the tile
-service answered with 200, opens a station's chart, checks the services page, and fails on any console error.
-Screenshots at laptop and phone widths are left in results/screenshots/ as test artefacts.
+The platform signs its users in at a test OpenID Connect provider on loopback (tests/oidc.py). Loads the page,
+searches, opens a garonne-wse item and checks its tile preview was drawn from tiles the tile service answered with
+200, opens a station on its river and its chart, checks the services page and the API docs, signs in, orders two
+items, watches the order and saves its files; every page at 390 px, and no console error anywhere. Screenshots at
+laptop and phone widths are left in results/screenshots/ as test artefacts.
 """
 
 from __future__ import annotations
