@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -97,6 +99,31 @@ def test_modules_imported_by_main_are_served(client):
     main = client.get(f"/static/{build}/js/main.js").text
     for module in re.findall(r"from '\./([a-z]+\.js)'", main):
         assert client.get(f"/static/{build}/js/{module}").status_code == 200, module
+
+
+COUNTS = [
+    # (first, shown, numberMatched, a next page?) -> what the status line says
+    ((1, 0, None, False), "No collections."),
+    ((1, 1, None, False), "1 collection."),
+    ((1, 12, 12, False), "12 collections."),
+    ((1, 50, 390, True), "Collections 1–50 of 390."),
+    ((51, 50, 390, True), "Collections 51–100 of 390."),
+    ((1, 100, None, True), "Collections 1–100 of more than 100."),  # no total given: none guessed
+    ((101, 4, None, False), "Collections 101–104 of 104."),  # the last page: the total is known
+    ((1, 20, 7, True), "Collections 1–20 of more than 20."),  # a total below what was shown is not believed
+    ((1, 50, 390, False), "Collections 1–50 of 390."),
+]
+
+
+@pytest.mark.skipif(not shutil.which("node"), reason="needs node (the bootstrap installs it for npm)")
+def test_result_counts_never_state_a_total_the_service_did_not_give():
+    cases = [{"first": f, "shown": s, "matched": m, "more": more} for (f, s, m, more), _ in COUNTS]
+    script = (f"import {{ countText }} from '{(PACKAGE_STATIC / 'js' / 'paging.js').as_uri()}';"
+              f"console.log(JSON.stringify({json.dumps(cases)}.map((c) => countText('collection', c))));")
+    result = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [text for _, text in COUNTS]
 
 
 def test_another_build_is_served_without_long_caching(client):
@@ -257,6 +284,25 @@ def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
         resp = client.get(url)
         assert resp.status_code == 200, url
         assert resp.headers["cache-control"] == "no-cache"  # not the current build: revalidated, not kept a year
+
+
+def test_docs_page_may_read_the_oidc_issuers_discovery_and_nothing_else():
+    """The description names the issuer's discovery document (openIdConnectUrl) and Swagger UI reads it: the page's
+    policy lets it connect there (the issuer's origin), still to no other origin."""
+    from fastapi import FastAPI
+
+    from eolake_kit import ServiceSettings, install_kit
+    from eolake_kit.auth import AuthConfig
+
+    issuer = "https://id.example.org:8443/realms/eo"
+    service = install_kit(FastAPI(openapi_url="/api", docs_url="/api.html"),
+                          ServiceSettings(auth=AuthConfig(oidc_issuer=issuer, oidc_audience="eolake")))
+    with TestClient(service) as svc:
+        csp = dict(part.strip().split(" ", 1) for part in svc.get("/api.html").headers["content-security-policy"]
+                   .split(";"))
+        described = svc.get("/api").json()["components"]["securitySchemes"]["oidc"]["openIdConnectUrl"]
+    assert described == issuer + "/.well-known/openid-configuration"
+    assert csp["connect-src"] == "'self' https://id.example.org:8443" and csp["default-src"] == "'none'"
 
 
 def test_a_service_without_docs_gets_none(client):

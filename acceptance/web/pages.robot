@@ -1,10 +1,19 @@
 *** Settings ***
-Documentation       The web view in a real browser: collections, search with pagination, an item with its tile
-...                 preview, a station's water-level chart, the basemap, and every page at phone width.
+Documentation       The web view in a real browser: collections, search, an item
+...                 with its tile preview, a station on its river with its water-level chart, the basemap, and every
+...                 page at phone width.
 Resource            ../resources/web.resource
 Suite Setup         Start Web Suite
 Suite Teardown      Close All Browsers
 Test Tags           web    readonly
+
+
+*** Variables ***
+# Pages besides the sections of the navigation (which are all checked); DEMO_PAGES need the demo data.
+@{PAGES}            \#/no-such-page
+@{DEMO_PAGES}       \#/collections/garonne-wse    \#/collections/sentinel-2-l2a
+...                 \#/search?collections=garonne-wse    \#/items/garonne-wse/garonne-wse-2023-01-01
+...                 \#/hydrology/GARONNE_KM0328
 
 
 *** Test Cases ***
@@ -35,18 +44,6 @@ Search Shows Results
     ${count}=    Count Of    \#s-results li
     Should Be True    ${count} >= 1
     Browser Should Have No Errors
-
-Search Pages Through A Collection With Next Links
-    [Tags]    demo    search
-    Require Demo Data
-    Go To Page    \#/search?collections=garonne-wse
-    Wait For Condition    return document.querySelectorAll('#s-results li').length === 20
-    Element Should Be Enabled    id:s-next
-    Click Button    id:s-next
-    Wait For Condition    return document.querySelectorAll('#s-results li').length === 4
-    Element Should Contain    id:s-status    Results 21–24
-    Click Button    id:s-prev
-    Wait For Condition    return document.querySelectorAll('#s-results li').length === 20
 
 Item Page Shows The Tile Preview
     [Tags]    demo    tiles
@@ -79,20 +76,48 @@ Basemap Draws Land From The Platform
     Should Be Equal As Integers    ${failed}    0
     Browser Should Have No Errors
 
+A Station Opens On Its River
+    [Tags]    demo    timeseries    map
+    Require Demo Data
+    Go To Page    \#/hydrology/GARONNE_KM0328
+    Wait For Condition    return Number(document.getElementById('h-chart').dataset.points || 0) > 0
+    ${zoom}=    Execute Javascript    return window.eolake.map.map.getZoom()
+    Should Be True    8 <= ${zoom} <= 12    the map shows the station at zoom ${zoom}
+    Wait For Condition    return Number(document.getElementById('map').dataset.previewTiles || 0) > 0
+    Wait Until Page Contains Element    css:#h-along a[href="\#/hydrology/GARONNE_KM0336"]
+    Click Link    css:#h-along a[href="\#/hydrology/GARONNE_KM0336"]
+    Wait Until Element Contains    id:h-title    GARONNE_KM0336
+    Browser Should Have No Errors
+
 Reads Well At Phone Width On Every Page
     [Tags]    responsive
+    Go To Page    \#/collections
+    ${sections}=    Execute Javascript
+    ...    return [...document.querySelectorAll('nav a[data-nav]')].map(a => a.getAttribute('href'))
     Set Phone Size
     TRY
-        FOR    ${route}    IN    \#/collections    \#/search    \#/hydrology    \#/services
+        FOR    ${route}    IN    @{sections}    @{PAGES}
             Go To Page    ${route}
-            Element Should Be Visible    css:header nav a[href="#/hydrology"]
+            Wait For Condition    return document.querySelector('main h1') !== null
+            Element Should Be Visible    css:header nav a[href="\#/hydrology"]
             Page Should Not Scroll Sideways
+            Nothing Should Stick Out
+        END
+        ${expected}=    Evaluate    $EXPECT_DEMO_DATA.strip().lower() in ('true', '1', 'yes')
+        IF    ${expected}
+            FOR    ${route}    IN    @{DEMO_PAGES}
+                Go To Page    ${route}
+                Wait For Condition    return document.querySelector('main h1') !== null
+                Page Should Not Scroll Sideways
+                Nothing Should Stick Out
+            END
         END
         Go To Page    \#/collections
         Click Button    id:map-toggle
         Element Should Not Be Visible    id:map
         Click Button    id:map-toggle
         Element Should Be Visible    id:map
+        Browser Should Have No Errors
     FINALLY
         Set Laptop Size
     END

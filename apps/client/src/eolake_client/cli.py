@@ -165,21 +165,23 @@ def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--url", default=env("EOLAKE_URL", "http://127.0.0.1:8080"), help="platform base URL")
-    p.add_argument("--api-key", default=env("EOLAKE_API_KEY"))
-    p.add_argument("--token-url", default=env("EOLAKE_TOKEN_URL"))
-    p.add_argument("--client-id", default=env("EOLAKE_CLIENT_ID"))
-    p.add_argument("--client-secret", default=env("EOLAKE_CLIENT_SECRET"))
+    p.add_argument("--api-key", default=env("EOLAKE_API_KEY"), help="your API key (or EOLAKE_API_KEY)")
+    p.add_argument("--token-url", default=env("EOLAKE_TOKEN_URL"),
+                   help="OAuth2 token endpoint, for a service account's client credentials (or EOLAKE_TOKEN_URL)")
+    p.add_argument("--client-id", default=env("EOLAKE_CLIENT_ID"), help="(or EOLAKE_CLIENT_ID)")
+    p.add_argument("--client-secret", default=env("EOLAKE_CLIENT_SECRET"), help="(or EOLAKE_CLIENT_SECRET)")
     p.add_argument("--retries", type=int, choices=range(0, 11), default=2, metavar="N",
                    help="retries of a request that failed on the wire or with a 5xx (0-10, default 2)")
     p.add_argument("--http-timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="search the catalog (or --federated); prints one item per line")
-    s.add_argument("--collections", nargs="*")
-    s.add_argument("--bbox", type=bbox_arg, metavar="W,S,E,N")
-    s.add_argument("--datetime", type=datetime_arg, metavar="DATE[/DATE]")
-    s.add_argument("--limit", type=positive_int, default=20)
-    s.add_argument("--federated", action="store_true")
+    s.add_argument("--collections", nargs="*", help="collection ids")
+    s.add_argument("--bbox", type=bbox_arg, metavar="W,S,E,N", help="longitudes and latitudes in degrees")
+    s.add_argument("--datetime", type=datetime_arg, metavar="DATE[/DATE]",
+                   help="a date or an interval, e.g. 2023-01-01/2023-03-31 (.. for an open end)")
+    s.add_argument("--limit", type=positive_int, default=20, help="items to print (default 20)")
+    s.add_argument("--federated", action="store_true", help="every provider of the federated search")
     s.add_argument("--q", help="free text (federated search; expanded through the thesaurus)")
     s.add_argument("--lang", help="the language of --q (en, fr)")
 
@@ -193,22 +195,24 @@ def parser() -> argparse.ArgumentParser:
     ds.add_argument("--limit", type=positive_int, default=10)
 
     o = sub.add_parser("order", help="order items COLLECTION/ITEM …; --download DIR waits and downloads")
-    o.add_argument("items", nargs="+", type=_item_ref)
-    o.add_argument("--assets", type=lambda t: t.split(","))
-    o.add_argument("--download", dest="dest")
-    o.add_argument("--parallel", type=positive_int, default=4)
-    o.add_argument("--timeout", type=float, default=3600)
-    o.add_argument("--quiet", action="store_true")
+    o.add_argument("items", nargs="+", type=_item_ref, metavar="COLLECTION/ITEM")
+    o.add_argument("--assets", type=lambda t: t.split(","), metavar="A,B", help="only these assets (default: all)")
+    o.add_argument("--download", dest="dest", metavar="DIR", help="wait for the order, then download into DIR")
+    o.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
+    o.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="longest wait for the order (default 3600; exit code 3 when reached)")
+    o.add_argument("--quiet", action="store_true", help="no progress bars")
 
     st = sub.add_parser("status", help="an order's status, or my orders without an id")
     st.add_argument("order_id", nargs="?")
 
     d = sub.add_parser("download", help="wait for an order and download its files (resumes, verifies, skips)")
     d.add_argument("order_id")
-    d.add_argument("dest")
-    d.add_argument("--parallel", type=positive_int, default=4)
-    d.add_argument("--timeout", type=float, default=3600)
-    d.add_argument("--quiet", action="store_true")
+    d.add_argument("dest", metavar="DIR")
+    d.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
+    d.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="longest wait for the order (default 3600; exit code 3 when reached)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 

@@ -43,7 +43,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     install_problem_handlers(app, status_codes)
     install_database_handlers(app, settings.limits)
     app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
-    install_offline_docs(app)
+    install_offline_docs(app, settings.auth.oidc_issuer)
     app.include_router(health_router)
     install_contract(app, settings, responses)
     app.add_middleware(JsonBodyMiddleware, api=app)  # innermost: bodies reach it already bounded

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from html import escape
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
 from starlette.responses import HTMLResponse
@@ -20,10 +21,19 @@ from starlette.routing import Route
 # current build is still served, revalidated on each use instead of cached for a year.
 ASSETS = "/static/api-docs"
 logger = logging.getLogger(__name__)
-CSP = "; ".join([
-    "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
-    "font-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
-])
+
+
+def content_security_policy(oidc_issuer: str | None = None) -> str:
+    """Nothing from another origin, except the OIDC issuer's discovery document: the description names it
+    (openIdConnectUrl) and Swagger UI reads it to offer signing in."""
+    connect = "'self'"
+    if oidc_issuer:
+        parts = urlsplit(oidc_issuer)
+        connect += f" {parts.scheme}://{parts.netloc}"
+    return "; ".join([
+        "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", f"connect-src {connect}",
+        "font-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+    ])
 
 
 def docs_page(title: str, openapi_url: str) -> str:
@@ -73,7 +83,7 @@ def _documented_paths(app: FastAPI) -> dict:
         return {}
 
 
-def install_offline_docs(app: FastAPI) -> None:
+def install_offline_docs(app: FastAPI, oidc_issuer: str | None = None) -> None:
     """Serve the documentation page at the app's docs_url (when it has one) and drop ReDoc and the CDN pages."""
     app.state.api_links = None
     framework_pages = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
@@ -81,12 +91,12 @@ def install_offline_docs(app: FastAPI) -> None:
                             if not (isinstance(r, Route) and r.path in framework_pages)]
     if not (app.openapi_url and app.docs_url):
         return
-    title, openapi_path = app.title, app.openapi_url
+    title, openapi_path, csp = app.title, app.openapi_url, content_security_policy(oidc_issuer)
 
     async def documentation(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
         return HTMLResponse(docs_page(title, root + openapi_path),
-                            headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                            headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
                                      "Cache-Control": "no-cache", "Referrer-Policy": "same-origin"})
 
     # FastAPI's name for its page: stac-fastapi's landing page links it with url_for("swagger_ui_html").

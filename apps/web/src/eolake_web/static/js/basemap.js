@@ -21,8 +21,10 @@ export class Basemap {
   // Layers (empty at first) under everything else; the data arrives when it is read.
   addLayers() {
     const map = this.map;
-    for (const id of ['land', 'borders', 'rivers', 'lakes']) map.addSource(id, { type: 'geojson', data: EMPTY });
-    map.addLayer({ id: 'land', type: 'fill', source: 'land', paint: { 'fill-color': COLORS.land } });
+    for (const id of ['land', 'countries', 'borders', 'rivers', 'lakes']) map.addSource(id, { type: 'geojson', data: EMPTY });
+    // Filled country by country: the merged land is one polygon of Eurasia and Africa so large that its triangulation
+    // failed in some tiles at low zooms (squares of sea over France); its outline is still the coastline.
+    map.addLayer({ id: 'land', type: 'fill', source: 'countries', paint: { 'fill-color': COLORS.land, 'fill-antialias': false } });
     map.addLayer({ id: 'lakes', type: 'fill', source: 'lakes', minzoom: WATER_ZOOM,
       paint: { 'fill-color': COLORS.water, 'fill-antialias': false } });
     map.addLayer({ id: 'rivers', type: 'fill', source: 'rivers', minzoom: WATER_ZOOM,
@@ -40,6 +42,7 @@ export class Basemap {
       const [atlas, index] = await Promise.all([
         getJSON(`${this.base}/world-atlas/countries-50m.json`), getJSON(`${this.base}/basemap/index.json`)]);
       this.map.getSource('land').setData(topojson.feature(atlas, atlas.objects.land));
+      this.map.getSource('countries').setData(topojson.feature(atlas, atlas.objects.countries));
       this.map.getSource('borders').setData(topojson.mesh(atlas, atlas.objects.countries, (a, b) => a !== b));
       this.cells = { size: index.cell, layers: Object.fromEntries(Object.entries(index.layers).map(([k, v]) => [k, new Set(v)])) };
       this.state.land = true;
@@ -84,6 +87,6 @@ export class Basemap {
 
   publish() {
     window.eolake = window.eolake || {};
-    window.eolake.basemap = { ...this.state, water: COLORS.water };
+    window.eolake.basemap = { ...this.state, water: COLORS.water, colors: COLORS };
   }
 }

@@ -3,6 +3,11 @@
 import { escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { drawChart, seriesSummary } from './chart.js';
 
+// The water extent of the stations' rivers, drawn under them (water pixels only): the demo's product, where the
+// platform has it; elsewhere the basemap's rivers alone.
+const WATER_EXTENT = { collection: 'garonne-wse', asset: 'water_extent', colormap: { 1: [61, 133, 198, 255] } };
+const STATION_ZOOM = 11; // the river's banks and the station on them; the nearest stations a few km away
+
 export async function hydrologyPage(page, stationId) {
   page.render(`
     <h1>Hydrology</h1>
@@ -13,6 +18,7 @@ export async function hydrologyPage(page, stationId) {
     <section id="h-station" aria-labelledby="h-title" hidden>
       <h2 id="h-title"></h2>
       <p id="h-meta" class="meta"></p>
+      <p id="h-along" class="meta"></p>
       <form class="range" id="h-range" aria-label="Date range">
         <div><label for="h-start">From</label><input id="h-start" type="date"></div>
         <div><label for="h-end">To</label><input id="h-end" type="date"></div>
@@ -46,6 +52,7 @@ export async function hydrologyPage(page, stationId) {
       <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(page.fmtDate(s.properties?.start))} – ${h(page.fmtDate(s.properties?.end))}</p>
     </li>`).join('');
   await page.map.show('stations', stations, { maxZoom: 9 });
+  showWaterExtent(page);
   page.syncList(list, 'stations');
   const open = (i) => {
     const s = stations[i];
@@ -53,7 +60,7 @@ export async function hydrologyPage(page, stationId) {
     history.replaceState(null, '', `#/hydrology/${encodeURIComponent(s.sid)}`);
     page.map.highlight('stations', i);
     page.mark(list, i);
-    openStation(page, s);
+    openStation(page, s, stations);
   };
   list.querySelectorAll('button.station').forEach((b, i) => b.addEventListener('click', () => open(i)));
   page.map.hooks.onClick = (src, id) => { if (src === 'stations') open(id); };
@@ -64,12 +71,37 @@ export async function hydrologyPage(page, stationId) {
   }
 }
 
-async function openStation(page, station) {
+async function showWaterExtent(page) {
+  const tiles = page.svc('tiles');
+  if (tiles === null) return;
+  const { collection, asset, colormap } = WATER_EXTENT;
+  let tilejson;
+  try {
+    // Asked of the catalog's list first: a collection this platform lacks must not cost a 404 in the console.
+    const known = await getJSON(`${page.svc('catalog')}/collections?limit=100`);
+    if (!(known.collections || []).some((c) => c.id === collection)) return;
+    tilejson = await getJSON(`${tiles}/collections/${encodeURIComponent(collection)}/WebMercatorQuad/tilejson.json`
+      + query({ assets: asset, colormap: JSON.stringify(colormap) }));
+  } catch {
+    return; // not on this platform: the basemap's rivers are the only ones
+  }
+  if (!page.current()) return;
+  await page.map.preview({ ...tilejson, tiles: (tilejson.tiles || []).map(sameOrigin) }, { fit: false, opacity: 1 });
+  page.note(`Water extent: ${collection}`);
+}
+
+// Where a station is: the map zoomed onto it, on its river, and the other stations along that river.
+async function openStation(page, station, stations) {
   const section = document.getElementById('h-station');
   const p = station.properties || {};
   section.hidden = false;
   document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
   document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
+  const along = stations.filter((s) => s !== station && p.river && s.properties?.river === p.river);
+  document.getElementById('h-along').innerHTML = along.length
+    ? `Also on the ${h(p.river)}: ${along.map((s) => `<a href="#/hydrology/${encodeURIComponent(s.sid)}">${h(s.properties?.name || s.sid)}</a>`).join(', ')}.`
+    : '';
+  if (station.geometry?.type === 'Point') page.map.focus(station.geometry.coordinates, STATION_ZOOM);
   const start = document.getElementById('h-start');
   const end = document.getElementById('h-end');
   start.value = page.fmtDate(p.start) === '…' ? '' : page.fmtDate(p.start);

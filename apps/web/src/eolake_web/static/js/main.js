@@ -4,6 +4,7 @@ import { hydrologyPage } from './hydrology.js';
 import { LakeMap, bboxPolygon } from './map.js';
 import { markdownExcerpt, markdownHTML } from './markdown.js';
 import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
+import { Pager, countText, matchedOf, nextHref, pagerHTML } from './paging.js';
 import { servicesPage } from './services.js';
 import { finishOidc } from './signin.js';
 
@@ -128,7 +129,8 @@ async function collectionsPage(v, params) {
     </form>
     <p id="coll-status" class="meta" role="status">Loading collections…</p>
     <p id="coll-expansion" class="meta"></p>
-    <ul class="cards" id="coll-list"></ul>`, 'Collections');
+    <ul class="cards" id="coll-list"></ul>
+    ${pagerHTML('coll-pager')}`, 'Collections');
   document.getElementById('coll-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const value = document.getElementById('coll-q').value.trim();
@@ -136,19 +138,27 @@ async function collectionsPage(v, params) {
   });
   await map.clear();
   // Free text goes to the federated search: ranked over every provider's datasets, expanded through the thesaurus.
-  const federated = q && svc('search') !== null;
+  const federated = Boolean(q) && svc('search') !== null;
+  const pager = new Pager('coll-pager', (href, offset) => showCollections(v, href, offset, federated, q));
+  await pager.first(federated ? `${svc('search')}/collections${query({ limit: 50, q })}` : stac(`/collections${query({ limit: 100, q })}`));
+}
+
+// One page of collections: the list, their extents on the map, each one's item count; {shown, next} for the pager.
+async function showCollections(v, href, offset, federated, q) {
+  const status = document.getElementById('coll-status');
   let body;
   try {
-    body = await getJSON(federated ? `${svc('search')}/collections${query({ limit: 50, q })}` : stac(`/collections${query({ limit: 100, q })}`));
+    body = await getJSON(href);
   } catch (error) {
-    if (v === view) document.getElementById('coll-status').textContent = `Cannot list collections (${problemText(error)}).`;
-    return;
+    if (v === view) status.textContent = `Cannot list collections (${problemText(error)}).`;
+    return null;
   }
-  if (v !== view) return;
+  if (v !== view) return null;
   const list = document.getElementById('coll-list');
   const collections = body.collections || [];
-  const matched = body.numberMatched ?? collections.length;
-  document.getElementById('coll-status').textContent = `${matched} collection${matched === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}${matched > collections.length ? ` (the ${collections.length} best shown)` : ''}.`;
+  const next = nextHref(body);
+  status.textContent = countText('collection', { first: offset + 1, shown: collections.length, matched: matchedOf(body), more: Boolean(next) })
+    .replace(/\.$/, q ? ` matching “${q}”.` : '.');
   const expansion = body.expansion || {};
   document.getElementById('coll-expansion').textContent = expansion.applied && expansion.terms?.length
     ? `Also searched, through the thesaurus: ${expansion.terms.slice(0, 12).join(', ')}.`
@@ -166,6 +176,7 @@ async function collectionsPage(v, params) {
   syncList(list, 'extents');
   list.querySelectorAll('.count').forEach((el) => showCount(v, el, el.dataset.collection));
   map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
+  return { shown: collections.length, next };
 }
 
 // The platform's services that serve this collection (each linked to its record on the services page).
@@ -182,15 +193,19 @@ async function showCount(v, el, id) {
   try {
     body = await getJSON(stac(`/collections/${encodeURIComponent(id)}/items?limit=1`));
   } catch {
-    if (v === view) el.textContent = 'item count unavailable';
+    if (v === view) {
+      el.textContent = 'item count unavailable';
+      el.classList.add('done');
+    }
     return;
   }
   if (v !== view) return;
-  const matched = body.numberMatched ?? body.context?.matched;
+  const matched = matchedOf(body);
   const empty = (body.features || []).length === 0;
   el.textContent = empty ? 'no items yet (empty collection)'
-    : (matched !== undefined ? `${matched} item${matched === 1 ? '' : 's'}` : 'has items');
+    : (matched ? `${matched} item${matched === 1 ? '' : 's'}` : 'has items');
   el.classList.toggle('empty', empty);
+  el.classList.add('done');
   el.closest('li')?.classList.toggle('empty', empty);
 }
 

@@ -129,6 +129,7 @@ export class LakeMap {
     await this.ready;
     if (!this.map) return;
     const data = { type: 'FeatureCollection', features: features.map((f, i) => ({ ...f, id: i })) };
+    this._forget(source);
     this.map.getSource(source).setData(data);
     if (DOTS[source]) {
       // Features too small to see at a world view also get a dot at their centre (same ids: same highlight).
@@ -145,6 +146,7 @@ export class LakeMap {
     await this.ready;
     if (!this.map) return;
     for (const source of sources.length ? sources : SOURCES) {
+      this._forget(source);
       this.map.getSource(source).setData(EMPTY);
     }
     this.removePreview();
@@ -157,6 +159,12 @@ export class LakeMap {
     const pad = Math.min(60, Math.floor(Math.min(this.element.clientWidth, this.element.clientHeight) / 6));
     if (w === e && s === n) this.map.jumpTo({ center: [w, s], zoom: Math.min(maxZoom, 9) });
     else this.map.fitBounds([[w, s], [e, n]], { padding: pad, maxZoom, duration: 0 });
+  }
+
+  // Centre the map on a point at a zoom where its surroundings (the river of a station) can be told apart.
+  async focus([lon, lat], zoom) {
+    await this.ready;
+    if (this.map) this.map.jumpTo({ center: [lon, lat], zoom });
   }
 
   // Highlight one feature of a source (null: none). fromMap: the hover came from the map, tell the list.
@@ -174,6 +182,12 @@ export class LakeMap {
     }
   }
 
+  // Feature states (the highlight) are kept by id across new data: a new list must not inherit the last one's.
+  _forget(source) {
+    this.map.removeFeatureState({ source });
+    if (this.hovered && this.hovered.source === source) this.hovered = null;
+  }
+
   _state(target, on) {
     this.map.setFeatureState(target, { hl: on });
     if (DOTS[target.source]) this.map.setFeatureState({ source: DOTS[target.source], id: target.id }, { hl: on });
@@ -187,7 +201,8 @@ export class LakeMap {
       clamp(b.getNorth(), -90, 90)].map((v) => Number(v.toFixed(5)));
   }
 
-  async preview(tilejson) {
+  // A raster layer of the tile service under the footprints and stations; fit: the view moves to its bounds.
+  async preview(tilejson, { fit = true, opacity = 0.9 } = {}) {
     await this.ready;
     if (!this.map) return;
     this.removePreview();
@@ -198,9 +213,9 @@ export class LakeMap {
       // The item's own minzoom is its native resolution: overviews draw it from a few levels lower (small screens).
       minzoom: Math.max(0, (tilejson.minzoom ?? 0) - 4), maxzoom: tilejson.maxzoom ?? 22,
     });
-    this.map.addLayer({ id: 'preview', type: 'raster', source: 'preview', paint: { 'raster-opacity': 0.9 } },
+    this.map.addLayer({ id: 'preview', type: 'raster', source: 'preview', paint: { 'raster-opacity': opacity } },
       'footprints-fill');
-    if (tilejson.bounds) {
+    if (fit && tilejson.bounds) {
       const [w, s, e, n] = tilejson.bounds;
       this.map.fitBounds([[w, s], [e, n]], { padding: 30, duration: 0 });
     }

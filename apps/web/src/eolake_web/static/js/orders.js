@@ -1,11 +1,13 @@
 // Ordering from the web view: a basket of items (kept in this browser), sign-in (signin.js), orders placed with the download service, their progress file by file, and downloads that go
 // through /downloads with the user's credentials and are checked against their SHA-256 before they are saved.
 import { escapeHTML as h, getJSON } from './api.js';
+import { Pager, countText, matchedOf, nextHref, pagerHTML } from './paging.js';
 import { authHeaders, session, signInForm, signOut, whoLabel, wireSignIn } from './signin.js';
 
 const BASKET = 'eolake.basket';
 const FINAL = ['succeeded', 'failed', 'canceled'];
 const POLL_MS = 1500;
+const ORDERS_PAGE = 20;
 
 // ------------------------------------------------------------------------------------------------ basket
 
@@ -60,7 +62,7 @@ export async function basketPage(page) {
       <li data-item="${h(b.id)}"><h2><a href="#/items/${encodeURIComponent(b.collection)}/${encodeURIComponent(b.id)}">${h(b.title)}</a></h2>
         <p class="meta">${h(b.collection)}</p>
         <div class="actions"><button type="button" class="secondary b-remove" data-collection="${h(b.collection)}" data-item="${h(b.id)}">Remove<span class="visually-hidden"> ${h(b.id)}</span></button></div></li>`).join('')}</ul>
-    ${items.length ? (signedIn ? '<p class="actions"><button type="button" id="b-order">Order these items</button></p>'
+    ${items.length ? (signedIn ? `<p class="actions"><button type="button" id="b-order">Order these items</button></p>${signedInLine('b')}`
       : `<h2>Sign in to order</h2><p>Browsing and searching need no account; ordering does.</p>${signInForm('b-signin', page.config.oidc)}`) : ''}`, 'Basket');
   await page.map.clear();
   document.querySelectorAll('button.b-remove').forEach((b) => b.addEventListener('click', () => {
@@ -72,6 +74,7 @@ export async function basketPage(page) {
     wireSignIn(page, 'b-signin', () => basketPage(page));
     return;
   }
+  wireSignOut('b', () => basketPage(page));
   document.getElementById('b-order').addEventListener('click', () => placeOrder(page, items));
 }
 
@@ -103,6 +106,16 @@ function needsSignIn(page, title, route) {
   wireSignIn(page, 'o-signin', () => route());
 }
 
+// Who is signed in, with a way out: `${prefix}-who` and `${prefix}-signout`.
+function signedInLine(prefix) {
+  return `<p class="actions"><span class="meta" id="${prefix}-who">Signed in: ${whoLabel()}</span>
+    <button type="button" class="secondary" id="${prefix}-signout">Sign out</button></p>`;
+}
+
+function wireSignOut(prefix, then) {
+  document.getElementById(`${prefix}-signout`).addEventListener('click', () => { signOut(); then(); });
+}
+
 export async function ordersPage(page) {
   await page.map.clear();
   if (!session()) {
@@ -110,21 +123,28 @@ export async function ordersPage(page) {
     return;
   }
   page.render(`<h1>My orders</h1><p id="o-status" class="meta" role="status">Loading…</p><ul class="cards" id="o-list"></ul>
-    <p class="actions"><span class="meta" id="o-who">Signed in: ${whoLabel()}</span> <button type="button" class="secondary" id="o-signout">Sign out</button></p>`, 'My orders');
-  document.getElementById('o-signout').addEventListener('click', () => { signOut(); ordersPage(page); });
+    ${pagerHTML('o-pager')}${signedInLine('o')}`, 'My orders');
+  wireSignOut('o', () => ordersPage(page));
+  const pager = new Pager('o-pager', (href, offset) => showOrders(page, href, offset));
+  await pager.first(`${page.config.services.downloads}/orders?limit=${ORDERS_PAGE}`);
+}
+
+async function showOrders(page, href, offset) {
   let body;
   try {
-    body = await getJSON(`${page.config.services.downloads}/orders?limit=50`, { headers: { Accept: 'application/json', ...authHeaders() } });
+    body = await getJSON(href, { headers: { Accept: 'application/json', ...authHeaders() } });
   } catch (error) {
     if (page.current()) document.getElementById('o-status').textContent = `Cannot list your orders (${page.problemText(error)}).`;
-    return;
+    return null;
   }
-  if (!page.current()) return;
+  if (!page.current()) return null;
   const orders = body.orders || [];
-  document.getElementById('o-status').textContent = orders.length ? `${orders.length} order${orders.length === 1 ? '' : 's'}, newest first.` : 'No order yet.';
+  const next = nextHref(body);
+  document.getElementById('o-status').textContent = `${countText('order', { first: offset + 1, shown: orders.length, matched: matchedOf(body), more: Boolean(next) })}${orders.length ? ' Newest first.' : ''}`;
   document.getElementById('o-list').innerHTML = orders.map((o) => `
     <li><h2><a href="#/orders/${encodeURIComponent(o.id)}">Order of ${h(o.created.slice(0, 16).replace('T', ' '))}</a> <span class="badge ${h(o.status)}">${h(o.status)}</span></h2>
       <p class="meta">${o.progress.ready}/${o.progress.files} files ready</p></li>`).join('');
+  return { shown: orders.length, next };
 }
 
 export async function orderPage(page, orderId) {
