@@ -98,9 +98,10 @@ def _command(pid: str) -> str:
     words = [a.decode(errors="replace") for a in argv if a]
     if not words:
         return pid
-    if words[0].startswith("postgres:"):
+    if words[0].startswith("postgres:"):  # "postgres: checkpointer", "postgres: USER DB HOST(PORT) STATE"
         title = words[0].removeprefix("postgres:").split()
-        return " ".join(title[:2]) if title[:1] != ["eolake_app"] else f"backend {pid}"
+        serves_a_client = len(title) >= 3 and ("(" in title[2] or title[2] == "[local]")
+        return f"backend {pid}" if serves_a_client else " ".join(title[:2]).removesuffix(" last")
     if "-m" in words[:-1]:
         return words[words.index("-m") + 1]
     return Path(words[0]).name + f" {pid}"
