@@ -7,8 +7,9 @@ sampled meanwhile; it reports the error rate and how each process's memory moved
     python acceptance/soak.py --duration 45 --sample-every 5 --json soak.json
 
 Memory (resident set size, RSS) comes from the local platform's processes (/proc: the supervisor and everything it
-runs, PostgreSQL and its processes) when the base URL is the local one (its state directory: $EOLAKE_STATE_DIR or
-./.eolake), or from a Prometheus that scrapes the platform (`process_resident_memory_bytes` of every target). A
+runs, PostgreSQL and its processes; their RSS less the shared memory they touched, which is PostgreSQL's buffer cache
+and no one's growth) when the base URL is the local one (its state directory: $EOLAKE_STATE_DIR or ./.eolake), or
+from a Prometheus that scrapes the platform (`process_resident_memory_bytes` of every target). A
 process's growth is measured from the end of the warm-up (the first --warmup fraction of the run: caches fill,
 pools open) to the end: its median RSS over the last sample window against its median over the first one after the
 warm-up. Exit code 1 when the error rate is over --max-error-rate or a process grew more than --max-growth (and more
@@ -33,7 +34,6 @@ sys.path.insert(0, str(HERE))
 from run import DEFAULT_BASE_URL, is_local, local_key, read_key, state_dir  # noqa: E402
 from steady_load import Report, Route, _positive, discover_routes, print_summary, run_load  # noqa: E402
 
-PAGE_SIZE = 4096
 MIB = 2**20
 
 
@@ -108,10 +108,13 @@ def _command(pid: str) -> str:
 
 
 def _rss(pid: str) -> int | None:
+    """Resident bytes of its own: RSS less resident shared memory."""
     try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE_SIZE
-    except (OSError, IndexError, ValueError):
-        return None
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        kib = int(status["VmRSS"].split()[0]) - int(status.get("RssShmem", "0 kB").split()[0])
+    except (OSError, KeyError, IndexError, ValueError):
+        return None  # ended meanwhile, or a kernel thread
+    return kib * 1024
 
 
 class PrometheusProcesses:
