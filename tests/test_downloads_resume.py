@@ -1,6 +1,7 @@
 """Byte-level resume of the download workers' copies (eolake_downloads.sources.fetch): a copy cut short goes on from
 the bytes it has when the source is unchanged, starts over when it changed or cannot send a part, and the checksum
-always covers the whole file. Real files and a real HTTP source on loopback (Range, If-Range, ETag)."""
+always covers the whole file. Real files, a real HTTP source on loopback (Range, If-Range, ETag) and a real
+S3-compatible server (moto in server mode: ranged GetObject with IfMatch)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 from eolake_downloads.settings import DownloadsSettings
 from eolake_downloads.sources import CopyInProgress, Source, fetch, resolve, validator_note
 from prometheus_client import REGISTRY
+
+from servers import moto_server
 
 DATA = os.urandom(3 * 1024 * 1024 + 12345)  # a few chunks and a bit
 KEPT = 1024 * 1024 + 777  # what the copy cut short holds
@@ -134,3 +137,31 @@ def test_a_copy_another_worker_holds_is_left_alone(world):
             fetch(world["file"], world["part"], world["settings"])
     assert world["part"].stat().st_size == KEPT, "the other worker's bytes were touched"
     assert Path(world["part"]).read_bytes() == DATA[:KEPT]
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    import boto3
+
+    with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
+        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
+                              aws_secret_access_key="testing")
+        client.create_bucket(Bucket="src")
+        yield url, client
+
+
+def test_an_s3_copy_cut_short_reads_only_the_bytes_it_lacks_unless_the_object_changed(world, s3, monkeypatch):
+    url, client = s3
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(name, value)
+    client.put_object(Bucket="src", Key="big.bin", Body=DATA)
+    world["settings"] = world["settings"].model_copy(update={"allowed_buckets": ["src"], "source_s3_endpoint": url})
+    source = resolve("s3://src/big.bin", world["settings"])
+    cut_short(world, source)
+    sha, size, read = copy(source, world)
+    assert (sha, size) == WHOLE and read == len(DATA) - KEPT
+
+    cut_short(world, source)
+    client.put_object(Bucket="src", Key="big.bin", Body=DATA[::-1])  # another version: another ETag
+    sha, size, read = copy(source, world)
+    assert (sha, size) == (hashlib.sha256(DATA[::-1]).hexdigest(), len(DATA)) and read == len(DATA)
