@@ -42,10 +42,14 @@ class LocalProcesses:
     (named after the service they run), PostgreSQL's postmaster and its processes."""
 
     def __init__(self, state: Path):
-        self.state = state
+        from eolake.embedded.postgres import PostgresCluster  # the local platform's own: installed with it
+        from eolake.embedded.state import StateDir
+
+        self.state = StateDir(state)
+        self.postmaster_file = PostgresCluster(self.state.postgres).data / "postmaster.pid"
 
     def sample(self) -> dict[str, int]:
-        runtime = json.loads((self.state / "runtime.json").read_text())
+        runtime = self.state.runtime()
         names = {str(child["pid"]): name for name, child in runtime["services"].items() if child.get("pid")}
         names[str(runtime["pid"])] = "supervisor"
         roots = [str(runtime["pid"])]
@@ -56,14 +60,14 @@ class LocalProcesses:
         children = _children_by_parent()
         rss = {}
         for root in roots:
-            for pid, parent_name in _descendants(root, names[root], children, names):
+            for pid, label in _descendants(root, names[root], children, names):
                 if (size := _rss(pid)) is not None:
-                    rss[parent_name] = size
+                    rss[label] = size
         return rss
 
     def _postmaster(self) -> str | None:
         try:
-            return (self.state / "postgres" / "data" / "postmaster.pid").read_text().split()[0]
+            return self.postmaster_file.read_text().split()[0]
         except (OSError, IndexError):
             return None
 
