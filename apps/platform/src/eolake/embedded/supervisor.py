@@ -366,6 +366,7 @@ class Supervisor:
         self.upgrade: dict = {}
         self.status = "starting"
         self.published: dict[str, list[str]] | None = None
+        self.recorded: list[tuple] = []  # each child's name, pid and state, as runtime.json last showed them
         self.database_gone_at: float | None = None
         self.database_started = False  # watched from then on
         self.probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
@@ -569,6 +570,9 @@ class Supervisor:
         if routes != self.published:
             write_routes(self.state, routes)
             self.published = routes
+        states = [(c.name, c.process.pid if c.process else None, c.state) for c in self.children]
+        if states != self.recorded:  # `status` and the drills read them there
+            self.recorded = states
             self._runtime()
         instances = scrape_groups([c for c in self.children if c.renew and c.state != "draining"])
         if self.monitoring.rescrape(instances):
