@@ -146,6 +146,7 @@ async def run_load(base_url: str, routes: list[Route], *, rate: float, duration:
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as client:
         began, tasks, total = time.monotonic(), [], int(rate * duration)
+        report.started_at = time.time()  # the same instant: a sample's wall-clock time is started_at + its start
         for i in range(total):
             wait = began + i / rate - time.monotonic()
             if wait > 0:
