@@ -1,25 +1,31 @@
 #!/usr/bin/env python3
-"""A steady mix of reads against one base URL, at a fixed rate for a fixed time: per-route latency and errors.
+"""eolake's load generator: a mix of reads against one base URL, at a fixed rate (or a fixed concurrency) for a
+fixed time: per-route latency and errors.
 
     python acceptance/steady_load.py                                      # the local platform, 20 requests/s for 30 s
     python acceptance/steady_load.py --base-url https://staging.example.org --rate 50 --duration 600 --json load.json
     python acceptance/steady_load.py --user-key-file ~/.eolake-user.key   # the downloads' order list too
+    python acceptance/steady_load.py --concurrency 8 --duration 60        # as fast as 8 connections go
 
-The load is open: request i starts at i/rate seconds whatever the earlier ones do (a slow platform does not slow
-the load down and hide its latency), with at most --max-in-flight requests open at once. Each request's answer is
-kept (start, route, status, seconds): the drills (tests/test_operations.py) read them to tell when and how requests
-failed. Failed = a transport error or a status of 500 or more. Exit code: 1 when the error rate is over
---max-error-rate, else 0.
+At a fixed rate the load is open: request i starts at i/rate seconds whatever the earlier ones do (a slow platform
+does not slow the load down and hide its latency), with at most --max-in-flight requests open at once. At a fixed
+concurrency (`run_closed`, what the benchmarks in bench/ measure throughput with) each connection sends its next
+request when the last one is answered. Each request's answer is kept (start, route, status, seconds): the drills
+(tests/test_operations.py) and the soak (acceptance/soak.py) read them to tell when and how requests failed. Failed
+= a transport error or a status of 500 or more. Bodies are read raw (not decompressed): the client's own work is not
+measured. Exit code: 1 when the error rate is over --max-error-rate, else 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
-import statistics
+import math
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -36,8 +42,9 @@ TILE_COLLECTION, TILE_ITEM = "garonne-wse", "garonne-wse-2023-01-01"  # the demo
 class Route(NamedTuple):
     name: str
     method: str
-    path: str
+    path: str  # below the client's base URL
     body: dict | None = None
+    params: dict | None = None
 
 
 @dataclass
@@ -56,11 +63,14 @@ class Sample:
 @dataclass
 class Report:
     base_url: str
-    rate: float
+    rate: float | None  # requests a second; None at a fixed concurrency
     duration: float
     started_at: float  # time.time() when the load began
     samples: list[Sample] = field(default_factory=list)
     late: int = 0  # requests that waited for a free slot (--max-in-flight): the platform fell behind
+    concurrency: int | None = None  # at a fixed concurrency, the connections
+    busy_seconds: float = 0.0  # at a fixed concurrency, the wall time the requests took
+    truncated: bool = False  # at a fixed concurrency, requests left unsent at the deadline
 
     def failures(self) -> list[Sample]:
         return [s for s in self.samples if s.failed]
@@ -72,8 +82,8 @@ class Report:
             routes[name] = {"requests": len(mine), "failed": sum(s.failed for s in mine),
                             "statuses": _count(str(s.status) for s in mine), **_percentiles(mine)}
         failed = len(self.failures())
-        return {"base_url": self.base_url, "rate": self.rate, "duration": self.duration,
-                "requests": len(self.samples), "failed": failed, "late": self.late,
+        return {"base_url": self.base_url, "rate": self.rate, "concurrency": self.concurrency,
+                "duration": self.duration, "requests": len(self.samples), "failed": failed, "late": self.late,
                 "error_rate": failed / len(self.samples) if self.samples else 0.0, "routes": routes}
 
 
@@ -84,18 +94,26 @@ def _count(values) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile, interpolated between the two nearest ranks; NaN for no value."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = q / 100 * (len(ordered) - 1)
+    low, high = math.floor(rank), math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
 def _percentiles(samples: list[Sample]) -> dict[str, float]:
-    times = sorted(s.seconds * 1000 for s in samples)
-    if len(times) < 2:
-        return {"p50_ms": round(times[0], 1) if times else 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
-    cuts = statistics.quantiles(times, n=100, method="inclusive")
-    return {"p50_ms": round(cuts[49], 1), "p95_ms": round(cuts[94], 1), "p99_ms": round(cuts[98], 1)}
+    times = [s.seconds * 1000 for s in samples]
+    return {f"p{q}_ms": round(percentile(times, q), 1) if times else 0.0 for q in (50, 95, 99)}
 
 
 def discover_routes(client: httpx.Client, user_key: str = "") -> list[Route]:
     """The read mix, from what the platform serves: the catalog (collections, GET and POST search, an item), the
     federated search, a tile service TileJSON of a demo item when the demo data is there, the user's orders."""
-    services = client.get("/").raise_for_status().json().get("services", {})
+    services = {prefix for prefix in ("/stac", "/search", "/tiles", "/downloads")
+                if client.get(f"{prefix}/healthz").status_code == 200}  # "/" may be the web view's page
     routes: list[Route] = []
     if "/stac" in services:
         found = client.get("/stac/search", params={"limit": 20}).raise_for_status().json()["features"]
@@ -128,6 +146,7 @@ async def run_load(base_url: str, routes: list[Route], *, rate: float, duration:
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     async with httpx.AsyncClient(base_url=base_url, timeout=timeout, limits=limits, headers=headers) as client:
         began, tasks, total = time.monotonic(), [], int(rate * duration)
+        report.started_at = time.time()  # the same instant: a sample's wall-clock time is started_at + its start
         for i in range(total):
             wait = began + i / rate - time.monotonic()
             if wait > 0:
@@ -143,22 +162,56 @@ async def run_load(base_url: str, routes: list[Route], *, rate: float, duration:
     return report
 
 
+async def run_closed(client: httpx.AsyncClient, routes: Iterable[Route], *, concurrency: int, seconds: float,
+                     report: Report | None = None) -> Report:
+    """Every route of `routes` once, in order, over `concurrency` connections of `client` (each sends its next
+    request once the last is answered), for at most `seconds`; the samples go to `report` (a new one by default),
+    which also counts the wall time (busy_seconds) and whether requests were left unsent (truncated)."""
+    report = report or Report(str(client.base_url), None, seconds, time.time(), concurrency=concurrency)
+    feed, began = iter(routes), time.monotonic()
+    deadline = began + seconds
+
+    async def connection() -> None:
+        for route in feed:
+            if time.monotonic() > deadline:
+                report.truncated = True
+                return
+            await _one(client, route, began, report)
+
+    await asyncio.gather(*(connection() for _ in range(concurrency)))
+    report.busy_seconds += time.monotonic() - began
+    return report
+
+
 async def _one(client: httpx.AsyncClient, route: Route, began: float, report: Report,
-               slots: asyncio.Semaphore) -> None:
+               slots: asyncio.Semaphore | None = None) -> None:
     start = time.monotonic()
     try:
-        answer = await client.request(route.method, route.path, json=route.body)
-        sample = Sample(start - began, route.name, answer.status_code, time.monotonic() - start,
-                        answer.text[:200] if answer.status_code >= 500 else "")
+        async with client.stream(route.method, route.path, params=route.params, json=route.body) as answer:
+            body = b"".join([chunk async for chunk in answer.aiter_raw()])
+        error = body[:200].decode("utf-8", "replace") if answer.status_code >= 400 else ""
+        sample = Sample(start - began, route.name, answer.status_code, time.monotonic() - start, error)
     except httpx.HTTPError as exc:
         sample = Sample(start - began, route.name, 0, time.monotonic() - start, f"{type(exc).__name__}: {exc}"[:200])
     finally:
-        slots.release()
+        if slots is not None:
+            slots.release()
     report.samples.append(sample)
 
 
+async def _run(base: str, routes: list[Route], args: argparse.Namespace, headers: dict[str, str]) -> Report:
+    if not args.concurrency:
+        return await run_load(base, routes, rate=args.rate, duration=args.duration, timeout=args.timeout,
+                              max_in_flight=args.max_in_flight, headers=headers)
+    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=args.timeout, limits=limits, headers=headers) as client:
+        endless = itertools.islice(itertools.cycle(routes), 10**9)  # until --duration ends it
+        return await run_closed(client, endless, concurrency=args.concurrency, seconds=args.duration)
+
+
 def print_summary(summary: dict) -> None:
-    print(f"{summary['requests']} requests to {summary['base_url']} at {summary['rate']:g}/s for "
+    pace = f"{summary['rate']:g}/s" if summary["rate"] else f"concurrency {summary['concurrency']}"
+    print(f"{summary['requests']} requests to {summary['base_url']} at {pace} for "
           f"{summary['duration']:g} s: {summary['failed']} failed ({summary['error_rate']:.3%}), "
           f"{summary['late']} late")
     print(f"{'route':<26}{'requests':>9}{'failed':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  statuses")
@@ -177,10 +230,19 @@ def _positive(text: str) -> float:
     return value
 
 
+def _count_of_connections(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError(f"a number of connections from 1 to 1024, not {text!r}")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base-url", default=DEFAULT_BASE_URL)
-    p.add_argument("--rate", type=_positive, default=20.0, help="requests a second (default 20)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=_positive, default=20.0, help="requests a second (default 20)")
+    pace.add_argument("--concurrency", type=_count_of_connections,
+                      help="instead of a rate: this many connections, each sending as soon as it is answered")
     p.add_argument("--duration", type=_positive, default=30.0, help="seconds (default 30)")
     p.add_argument("--timeout", type=_positive, default=30.0, help="longest wait for one answer (default 30 s)")
     p.add_argument("--max-in-flight", type=int, default=64)
@@ -197,8 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.HTTPError as exc:
         print(f"load: {base} does not answer as an eolake platform: {exc}", file=sys.stderr)
         return 2
-    report = asyncio.run(run_load(base, routes, rate=args.rate, duration=args.duration, timeout=args.timeout,
-                                  max_in_flight=args.max_in_flight, headers=headers))
+    report = asyncio.run(_run(base, routes, args, headers))
     summary = report.summary()
     print_summary(summary)
     if args.json:

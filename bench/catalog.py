@@ -136,18 +136,17 @@ def ratio(a: float, b: float) -> str:
 def summarise_search(results: list[TargetResult]) -> list[dict]:
     rows = []
     for result in results:
-        ok = [s.seconds for s in result.samples if s.ok]
+        ok = [s.seconds for s in result.samples if s.status == 200]
         rows.append({
-            "target": result.name, "requests": len(result.samples), "errors": sum(not s.ok for s in result.samples),
+            "target": result.name, "requests": len(result.samples), "errors": len(result.samples) - len(ok),
             "seconds": result.busy_seconds,
             "req_per_s": len(result.samples) / result.busy_seconds if result.busy_seconds else 0.0,
             "p50_ms": percentile(ok, 50) * 1000, "p95_ms": percentile(ok, 95) * 1000,
             "p99_ms": percentile(ok, 99) * 1000, "truncated": result.truncated,
             "error_examples": result.error_examples,
-            "by_kind": {kind: {"p50_ms": percentile([s.seconds for s in result.samples if s.ok and s.kind == kind],
-                                                    50) * 1000,
-                               "p95_ms": percentile([s.seconds for s in result.samples if s.ok and s.kind == kind],
-                                                    95) * 1000}
+            "by_kind": {kind: {f"p{q}_ms": percentile([s.seconds for s in result.samples
+                                                        if s.status == 200 and s.route == kind], q) * 1000
+                               for q in (50, 95)}
                         for kind in KINDS},
         })
     return rows

@@ -59,6 +59,12 @@ def create_app(dsn: str) -> FastAPI:
         finally:
             await conn.close()
 
+    @app.get("/asyncpg-pool-reset")
+    async def pool_reset_of_a_dropped_connection() -> dict:
+        # what asyncpg's pool raised in release() for a connection the server dropped mid-query (postmaster killed
+        # under load, tests/test_operations.py): the pool's own state error, not a connection error class
+        raise asyncpg.exceptions.InternalClientError("cannot switch to state 15; another operation (2) is in progress")
+
     @app.get("/psycopg")
     async def with_psycopg_pool() -> dict:
         async with pool.connection() as conn:
@@ -111,3 +117,7 @@ def test_a_database_down_is_503_and_served_again_within_seconds_of_its_return(cl
 def test_healthz_shows_the_running_version(service):
     answer = httpx.get(service + "/healthz").json()
     assert answer["status"] == "alive" and answer["version"] and answer["release"]
+
+
+def test_a_pool_that_cannot_reset_a_dropped_connection_is_503(service):
+    assert unavailable(httpx.get(service + "/asyncpg-pool-reset", timeout=10))

@@ -39,11 +39,13 @@ def multihash(data: bytes) -> str:
 
 
 class Source:
-    """A loopback HTTP source: /slow streams 2 MiB slowly, /flaky fails twice with 500, /corrupt sends other
-    bytes than described, /held waits for release, /missing is a 404."""
+    """A loopback HTTP source: /slow streams 2 MiB slowly (with an ETag, and its rest from `Range: bytes=N-`),
+    /flaky fails twice with 500, /corrupt sends other bytes than described, /held waits for release, /missing is a
+    404."""
 
     def __init__(self):
         self.hits: dict[str, int] = {}
+        self.sent: dict[str, list[tuple[int, int]]] = {}  # by name, each answer's (first byte, bytes sent)
         self.release = threading.Event()
         self.slow_delay = 0.15
         source = self
@@ -62,18 +64,32 @@ class Source:
                 body = {"slow": SLOW, "flaky": FLAKY, "corrupt": CORRUPT, "held": HELD}.get(name)
                 if body is None:
                     return self._send(404, b"no such thing")
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                start = self._range_start(name, body)
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                if name == "slow":
+                    self.send_header("ETag", '"slow-1"')
+                self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 step = 64 * 1024 if name == "slow" else len(body)
+                sent = source.sent.setdefault(name, [])
+                sent.append((start, 0))
                 try:
-                    for i in range(0, len(body), step):
+                    for i in range(start, len(body), step):
                         self.wfile.write(body[i:i + step])
+                        sent[-1] = (start, sent[-1][1] + len(body[i:i + step]))
                         if name == "slow":
                             self.wfile.flush()
                             time.sleep(source.slow_delay)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _range_start(self, name: str, body: bytes) -> int:
+                wanted = self.headers.get("Range", "")
+                if name != "slow" or not wanted or self.headers.get("If-Range") != '"slow-1"':
+                    return 0
+                return int(wanted.removeprefix("bytes=").rstrip("-"))
 
             def _send(self, status, body):
                 self.send_response(status)
@@ -460,21 +476,29 @@ def test_transient_source_retried_and_permanent_failures_reported(world):
     assert world["source"].hits["missing"] == 1  # a 404 is not retried
 
 
-def test_worker_killed_mid_job_is_picked_up_again(world):
+def test_worker_killed_mid_job_is_picked_up_again_and_resumes_its_copy(world):
     workers, source = world["workers"], world["source"]
     workers.stop_all()
     [first] = workers.start(1)
     http = api(world, "faults")
     placed = order(http, [{"collection": COLLECTION, "id": "slow"}])
-    assert wait_until(lambda: source.hits.get("slow", 0) >= 1, 30), "the first worker never fetched"
+    part = world["storage"] / "staging" / ".tmp" / f"{placed['files'][0]['id']}.part"
+    assert wait_until(lambda: part.exists() and part.stat().st_size >= len(SLOW) // 4, 30), "no copy under way"
     first.send_signal(signal.SIGKILL)
     first.wait()
+    kept = part.stat().st_size
     assert http.get(f"/orders/{placed['id']}").json()["status"] == "ordered"
     workers.start(1)
     done = wait_final(http, placed["id"], timeout=90)
-    assert done["status"] == "succeeded", done
+    assert done["status"] == "succeeded", done["files"]
     assert source.hits["slow"] == 2
+    (_, before_kill), (resumed_from, retry_sent) = source.sent["slow"]
+    print(f"\nworker killed mid-copy: {len(SLOW)} bytes, {before_kill} sent before the kill, {kept} kept; "
+          f"the retry asked from byte {resumed_from} and was sent {retry_sent}")
+    assert resumed_from == kept > 0 and retry_sent == len(SLOW) - kept  # only the missing bytes
     assert http.get(done["files"][0]["href"].split("/downloads", 1)[1]).content == SLOW
+    assert done["files"][0]["checksum"] == multihash(SLOW)
+    assert not list(part.parent.glob("*"))  # the copy published, its temporary name and note gone
 
 
 def test_postgres_restart_loses_no_order(world):

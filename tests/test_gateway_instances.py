@@ -7,13 +7,18 @@ import json
 import socket
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import ValidationError
 from test_gateway import PUBLIC, echo_app
 
 from eolake.embedded.gateway import create_gateway
 from eolake.embedded.postgres import free_port
+from eolake.embedded.supervisor import Child, gateway_routes
+from eolake_spec import load_stack
+from eolake_spec.platform import Supervision
 from servers import served, wait_until
 
 READS = {"/stac": ["/search"]}
@@ -104,3 +109,28 @@ def test_the_routes_file_is_followed(instances, tmp_path):
 
         routes.write_text(json.dumps({"/stac": [a, b]}))
         assert wait_until(lambda: client.get("/stac/x").status_code == 200, 5)
+
+
+def catalog_instance(port: int, state: str = "serving", failures: int = 0) -> Child:
+    child = Child("catalog", [], {}, Path("/dev/null"), f"http://127.0.0.1:{port}", service="catalog", state=state)
+    child.failures = failures
+    return child
+
+
+def test_an_instance_that_failed_its_liveness_probe_gets_no_new_request_while_another_answers():
+    platform = load_stack("local")
+    a, b, c = catalog_instance(1), catalog_instance(2, failures=1), catalog_instance(3, state="starting")
+    assert gateway_routes(platform, [a, b, c])["/stac"] == [a.upstream]
+    b.failures = 0  # it answered again
+    assert gateway_routes(platform, [a, b, c])["/stac"] == [a.upstream, b.upstream]
+    a.failures, b.failures = 2, 1  # none answers (a machine too busy, say): better slow than none
+    assert gateway_routes(platform, [a, b, c])["/stac"] == [a.upstream, b.upstream]
+    a.state = "down"  # killed as hung
+    assert gateway_routes(platform, [a, b, c])["/stac"] == [b.upstream]
+
+
+@pytest.mark.parametrize("bad", [{"liveness_failures": 0}, {"liveness_period_seconds": 0.1},
+                                 {"liveness_timeout_seconds": 0}, {"liveness_probe": 1}])
+def test_impossible_supervision_settings_are_refused(bad):
+    with pytest.raises(ValidationError):
+        Supervision(**bad)

@@ -178,6 +178,7 @@ def test_merge_statuses_and_duplicates(search):
     times = [f["properties"]["datetime"] for f in page["features"]]
     assert times == sorted(times, reverse=True)
     assert page["context"]["matched_estimate"] is True and page["numberMatched"] >= len(UNIQUE)
+    assert page["partial"] is True and page["failed_providers"] == ["broken", "slow"]
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
@@ -189,6 +190,36 @@ def test_pagination_walks_every_result_exactly_once(search, method):
     times = [f["properties"]["datetime"] for p in pages for f in p["features"]]
     assert times == sorted(times, reverse=True)
     assert len(pages) >= len(UNIQUE) // 4
+    assert all(p["partial"] is False and p["failed_providers"] == [] for p in pages)
+
+
+def test_a_provider_that_failed_is_named_on_every_later_page(search):
+    pages = walk(search, {"collections": ["floods"], "limit": 4, "providers": ["alpha", "broken"]})
+    assert len(pages) > 1
+    assert [f["id"] for p in pages for f in p["features"]] == [i["id"] for i in sorted(
+        ALPHA, key=lambda i: (i["properties"]["datetime"], i["id"]), reverse=True)]
+    for page in pages:
+        assert page["partial"] is True and page["failed_providers"] == ["broken"]
+    assert pages[-1]["federation"]["broken"] == {"status": "skipped", "count": 0, "ms": 0,
+                                                 "reason": "failed on an earlier page"}
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_search_no_provider_answered_is_a_503_not_an_empty_page(search, method):
+    wanted = ["slow", "broken"]
+    response = search.post("/search/search", json={"providers": wanted}) if method == "POST" else \
+        search.get("/search/search", params={"providers": ",".join(wanted)})
+    detail = problem(response, 503)["detail"]
+    assert response.headers["retry-after"] == "5"
+    assert "slow: timeout" in detail and "broken: error" in detail
+
+
+def test_the_local_catalog_down_is_a_503(thesaurus, tmp_path):
+    settings = SearchSettings(peers={"catalog": {"url": f"http://127.0.0.1:{free_port()}"},
+                                     "thesaurus": {"url": thesaurus}}, storage_path=tmp_path)
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/search/search", params={"q": "water", "limit": 10})
+    assert f"{settings.local_provider}: error" in problem(response, 503)["detail"]
 
 
 def test_provider_filter_and_items_route(search):

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import string
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from eolake_search.app import create_app
+from eolake_search.engine import stem
 from eolake_search.settings import ProviderConfig, SearchSettings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -188,3 +190,15 @@ def test_python_client_and_cli_take_free_text(engine, capsys):
 def test_any_punctuation_in_item_free_text_is_a_200(engine, q):
     response = engine.get("/search/search", params={"q": q, "expand": "false", "limit": 3})
     assert response.status_code == 200, (q, response.text)
+
+
+def test_stemming_in_several_threads_at_once_gives_each_its_own_words():
+    # the index is rebuilt in a thread while queries stem on the event loop
+    words = ["hydrological", "salinités", "observations", "précipitations", "measurements", "inondations"] * 400
+    expected = [stem.__wrapped__(w, "en" if i % 2 else "fr") for i, w in enumerate(words)]
+
+    def stem_all(_) -> list[str]:
+        return [stem.__wrapped__(w, "en" if i % 2 else "fr") for i, w in enumerate(words)]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert all(found == expected for found in pool.map(stem_all, range(12)))

@@ -28,7 +28,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from eolake_downloads import metrics
 from eolake_downloads.schema import QUEUE, SEARCH_PATH, job_app
 from eolake_downloads.settings import DownloadsSettings
-from eolake_downloads.sources import SourceError, Staging, TransientError, check_multihash, fetch, resolve
+from eolake_downloads.sources import (
+    CopyInProgress,
+    SourceError,
+    Staging,
+    TransientError,
+    check_multihash,
+    fetch,
+    resolve,
+)
 from eolake_kit.bounds import reconnecting
 from eolake_kit.logs import configure_logging
 
@@ -155,7 +163,7 @@ class Stager:
         if row is None:
             return
         order_id = str(row["order_id"])
-        tmp = self.staging.temp_path(file_id)
+        tmp = self.staging.temp_path(file_id)  # kept only when this worker dies: the next try resumes it
         started = time.monotonic()
         try:
             source = resolve(row["href"], self.settings)
@@ -172,6 +180,7 @@ class Stager:
                 # Publish only while the file is still ours and wanted: a canceled order publishes nothing.
                 current = conn.execute("SELECT state FROM files WHERE id = %s FOR UPDATE", (file_id,)).fetchone()
                 if not current or current["state"] != "staging":
+                    self.staging.discard(tmp)
                     return
                 location = self.staging.publish(tmp, order_id, file_id)
                 expires = datetime.now(UTC) + timedelta(seconds=self.settings.expiry_seconds)
@@ -182,14 +191,16 @@ class Stager:
             metrics.FILES.labels(metrics.SERVICE, "succeeded").inc()
             log.info("file staged", extra={"file": file_id, "order": order_id, "bytes": size,
                                            "seconds": round(time.monotonic() - started, 3)})
+        except CopyInProgress as e:
+            log.warning("not staged here: %s", e, extra={"file": file_id})
+            return
         except (SourceError, TransientError) as e:
             reason = str(e) if isinstance(e, SourceError) else f"source kept failing: {e}"
             self._fail(file_id, reason)
         except Exception as e:  # an unexpected error is reported too: never a file stuck in 'staging'
             log.exception("staging failed", extra={"file": file_id})
             self._fail(file_id, f"internal error: {e.__class__.__name__}")
-        finally:
-            tmp.unlink(missing_ok=True)
+        self.staging.discard(tmp)
         with self.pool.connection() as conn:
             finish_order(conn, order_id)
 
@@ -229,12 +240,13 @@ async def maintenance(app: procrastinate.App, stager: Stager, settings: Download
             expired = conn.execute(
                 "UPDATE files SET state = 'expired', updated = now() WHERE state = 'ready' AND expires_at < now() "
                 "RETURNING location").fetchall()
+            wanted = {str(r["id"]) for r in conn.execute("SELECT id FROM files WHERE state IN ('queued', 'staging')")}
         for row in expired:
             try:
                 stager.staging.remove(row["location"])
             except Exception:
                 log.warning("could not remove an expired file", extra={"location": row["location"]}, exc_info=True)
-        _remove_old_temporaries(stager.staging.tmp_dir, settings.stalled_seconds * 4)
+        _remove_old_temporaries(stager.staging.tmp_dir, settings.stalled_seconds * 4, wanted)
         if expired:
             log.info("expired files removed", extra={"count": len(expired)})
         return lost, len(expired)
@@ -245,11 +257,15 @@ async def maintenance(app: procrastinate.App, stager: Stager, settings: Download
         await defer_file(app, file_id)
 
 
-def _remove_old_temporaries(tmp_dir: Path, older_than: float) -> None:
+def _remove_old_temporaries(tmp_dir: Path, older_than: float, wanted: set[str]) -> None:
+    """Copies (and their validator notes) untouched for `older_than` seconds, but those of files still `wanted`
+    (queued or staging): their next try resumes them."""
     if not tmp_dir.is_dir():
         return
     limit = time.time() - older_than
-    for path in tmp_dir.glob("*.part"):
+    for path in tmp_dir.glob("*.part*"):
+        if path.name.split(".", 1)[0] in wanted:
+            continue
         try:
             if path.stat().st_mtime < limit:
                 path.unlink()

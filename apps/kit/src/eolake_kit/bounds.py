@@ -242,7 +242,10 @@ def database_timeouts() -> dict[str, tuple[type[Exception], ...]]:
         found["statement"].append(asyncpg_errors.QueryCanceledError)
         found["lock"].append(asyncpg_errors.LockNotAvailableError)
         found["unreachable"] += [asyncpg_errors.PostgresConnectionError, asyncpg_errors.CannotConnectNowError,
-                                 asyncpg_errors.AdminShutdownError, asyncpg_errors.CrashShutdownError]
+                                 asyncpg_errors.AdminShutdownError, asyncpg_errors.CrashShutdownError,
+                                 # a pool resetting a connection the server dropped mid-query ("cannot switch to
+                                 # state 15; another operation is in progress": seen with the postmaster killed)
+                                 asyncpg_errors.InternalClientError]
     except ImportError:
         pass
     try:

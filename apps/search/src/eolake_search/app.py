@@ -25,10 +25,13 @@ from eolake_search.expansion import Expansion
 from eolake_search.expansion import expand as thesaurus_expand
 from eolake_search.federation import (
     BACKENDS,
+    FAILED_EARLIER,
     BadToken,
+    EveryProviderFailed,
     ProviderRun,
     decode_token,
     encode_token,
+    failed_providers,
     fetch,
     fingerprint,
     merge,
@@ -43,6 +46,7 @@ except ImportError:  # pragma: no cover - exercised by the image build check
     cql2 = None
 
 log = logging.getLogger(__name__)
+PROVIDERS_RETRY_SECONDS = "5"  # a search no provider answered: try again then (a provider's restart, a blip)
 CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0/core",
     "https://api.stacspec.org/v1.0.0/item-search",
@@ -259,7 +263,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             entry = previous["p"].get(name, {})
             if entry.get("done") or entry.get("failed"):
                 skipped[name] = {"status": "skipped", "count": 0, "ms": 0,
-                                 "reason": "finished" if entry.get("done") else "failed on an earlier page"}
+                                 "reason": "finished" if entry.get("done") else FAILED_EARLIER}
                 continue
             provider_body = provider_query(body, free_text[name], by_collection)
             if restrict[name]:
@@ -273,9 +277,13 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         runs: list[ProviderRun] = list(await asyncio.gather(*tasks))
         if runs and all(r.status == "error" and r.http_status == 400 for r in runs):
             raise HTTPException(400, "every provider refused the search: " + runs[0].error)
+        try:
+            failed = failed_providers(runs, skipped)
+        except EveryProviderFailed as exc:
+            raise HTTPException(503, str(exc), headers={"Retry-After": PROVIDERS_RETRY_SECONDS}) from exc
         features = merge(runs, limit)
         state = next_state(runs, {"p": {**previous["p"], **{n: {"done": True} for n, s in skipped.items()
-                                                              if s["reason"] != "failed on an earlier page"}}},
+                                                              if s["reason"] != FAILED_EARLIER}}},
                            query_id)
         federation = {**{r.name: r.report() for r in runs}, **skipped}
         ok = [r for r in runs if r.status == "ok" and r.page]
@@ -300,7 +308,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         out = {"type": "FeatureCollection", "features": features, "links": links, "numberReturned": len(features),
                "context": {"returned": len(features), "limit": limit, "matched": number_matched,
                            "matched_estimate": not exact},
-               "federation": federation, "expansion": expansion}
+               "federation": federation, "partial": bool(failed), "failed_providers": failed, "expansion": expansion}
         if number_matched is not None:
             out["numberMatched"] = number_matched
         return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +26,10 @@ import snowballstemmer
 FIELDS = ("title", "keywords", "platform", "description")
 # BM25 weights: title and keywords (A), platform/instrument (B), description (C); stems as their folded words.
 WEIGHTS = {"title": 10.0, "keywords": 8.0, "platform": 5.0, "description": 1.5}
-STEMMERS = {"en": snowballstemmer.stemmer("english"), "fr": snowballstemmer.stemmer("french")}
+STEMMER_NAMES = {"en": "english", "fr": "french"}
+# A Snowball stemmer holds the word it works on: one per thread (the index is rebuilt in a thread while queries stem
+# on the event loop; shared, they garbled each other's words and raised IndexError)
+_stemmers = threading.local()
 STOPWORDS = set("""
 a an and are as at be by for from in into is it of on or over the to with without data dataset datasets product
 products au aux avec ce ces d dans de des du en et l la le les leur par pour sur un une ou donnees donnee produit
@@ -63,7 +67,14 @@ def indexed_words(text: str) -> list[str]:
 
 @lru_cache(maxsize=65536)
 def stem(word: str, lang: str) -> str:
-    return fold(STEMMERS.get(lang, STEMMERS["en"]).stemWord(word))
+    return fold(_stemmer(lang if lang in STEMMER_NAMES else "en").stemWord(word))
+
+
+def _stemmer(lang: str):
+    mine = _stemmers.__dict__
+    if lang not in mine:
+        mine[lang] = snowballstemmer.stemmer(STEMMER_NAMES[lang])
+    return mine[lang]
 
 
 def _quote(token: str) -> str:

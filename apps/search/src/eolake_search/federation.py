@@ -6,6 +6,10 @@ the merged stream is in order and each provider's stream is consumed from its he
 The token records, per provider, the cursor of the page the merge stopped in and how many of its items were used.
 It is signed (HMAC-SHA256 with the platform's signing key): a token the service did not issue is refused before
 anything in it is read, so a caller can never choose what the service fetches.
+
+A provider that fails (an error, no answer in its time) never turns into silence: a page some providers are missing
+from says so (`partial`, `failed_providers`: those that failed now or on an earlier page of the walk), and a search
+that no provider answered is an error (EveryProviderFailed: the service answers 503), never an empty page.
 """
 
 from __future__ import annotations
@@ -27,8 +31,19 @@ MAX_TOKEN = 16_384  # characters; a token holds one cursor per provider
 MAX_STATE = 262_144  # bytes of decompressed state
 
 
+FAILED_EARLIER = "failed on an earlier page"
+
+
 class BadToken(ValueError):
     pass
+
+
+class EveryProviderFailed(RuntimeError):
+    """None of the providers asked answered: there is nothing to merge, and an empty page would be a lie."""
+
+    def __init__(self, runs: list[ProviderRun]):
+        super().__init__("no provider answered the search: "
+                         + "; ".join(f"{r.name}: {r.status} ({r.error})" for r in runs))
 
 
 def _b64(raw: bytes) -> str:
@@ -175,6 +190,15 @@ def merge(runs: list[ProviderRun], limit: int) -> list[dict]:
         while buf and identity(buf[0]) in seen:
             take(name)
     return out
+
+
+def failed_providers(runs: list[ProviderRun], skipped: dict[str, dict]) -> list[str]:
+    """The providers this page lacks because they failed, now or on an earlier page (`skipped`: the providers not
+    asked, each with its reason); EveryProviderFailed when every provider asked failed."""
+    if runs and all(r.status != "ok" for r in runs):
+        raise EveryProviderFailed(runs)
+    return sorted([r.name for r in runs if r.status != "ok"]
+                  + [name for name, entry in skipped.items() if entry.get("reason") == FAILED_EARLIER])
 
 
 def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | None:

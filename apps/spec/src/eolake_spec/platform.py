@@ -281,6 +281,18 @@ class Observability(Strict):
         return self
 
 
+class Supervision(Strict):
+    """Embedded: how the supervisor tells a hung instance (stopped, deadlocked) from a busy one by its liveness
+    probe, which touches no dependency. Kubernetes and systemd hosts have their own probes (infra/, playbooks/)."""
+
+    liveness_period_seconds: float = Field(1.0, ge=0.2, le=60, description="between two liveness probes of one "
+                                                                           "instance")
+    liveness_timeout_seconds: float = Field(1.5, gt=0, le=60, description="a probe not answered within it failed")
+    liveness_failures: int = Field(3, ge=1, le=20, description="failed probes in a row: the instance is hung, "
+                                                               "killed and replaced (after the first, it gets no new "
+                                                               "request while another instance answers)")
+
+
 class Provider(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     kind: Literal["stac", "eodag"]
@@ -519,6 +531,7 @@ class Platform(Strict):
     cors_origins: list[str] = Field(["*"], description="origins whose pages may call the services ([\"*\"]: any "
                                                       "page, for open data; never with credentials)")
     observability: Observability = Observability()
+    supervision: Supervision = Supervision()
     providers: list[Provider] = []
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"],

@@ -5,10 +5,12 @@ PostgreSQL. Each service process (with its workers) is held to its spec's resour
 (eolake.embedded.limits), so one runaway cannot take the machine.
 
 What it watches, every half second: a child that exits is restarted with backoff; a service instance whose /healthz
-does not answer LIVENESS_FAILURES times in a row (hung, e.g. stopped) is taken out of the gateway, killed and
-replaced; a PostgreSQL whose postmaster died is started again on its port. A service runs as `replicas` instances
-(processes on their own ports) behind the gateway, which only sends traffic to the instances listed in its routes
-file: those that became ready and still answer. SIGUSR1 (`eolake upgrade`) replaces the instances one at a time.
+does not answer the spec's `supervision.liveness_failures` times in a row (hung, e.g. stopped) is killed and
+replaced, and from its first failed probe gets no new request while another instance of its service answers (it is
+back in the gateway if it answers again); a PostgreSQL whose postmaster died is started again on its port. A
+service runs as `replicas` instances (processes on their own ports) behind the gateway, which only sends traffic to
+the instances listed in its routes file: those that became ready and still answer. SIGUSR1 (`eolake upgrade`)
+replaces the instances one at a time.
 
 The children die with the supervisor (the kernel sends them SIGTERM when it dies, even by SIGKILL), and their pids
 are recorded: a new supervisor, `eolake down` or `eolake status` find any left over. PostgreSQL is the exception on
@@ -46,6 +48,7 @@ from eolake.paths import SHARED_DATA
 from eolake_kit.auth import create_api_key
 from eolake_kit.logs import configure_logging
 from eolake_spec import Platform, load_stack
+from eolake_spec.platform import Supervision
 
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 300.0  # a first start on a busy 2-core machine (GDAL, the thesaurus index) can take minutes
@@ -53,9 +56,6 @@ STOP_TIMEOUT = 30.0
 BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base backup is due
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 WATCH_SECONDS = 0.5
-LIVENESS_SECONDS = 1.0  # between two liveness probes of an instance
-LIVENESS_TIMEOUT = 1.5
-LIVENESS_FAILURES = 3  # in a row: the instance is hung, and replaced (detected within about 5 s)
 DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
 DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
 PR_SET_PDEATHSIG = 1
@@ -76,7 +76,7 @@ class Child:
     probe: str = "/readyz"  # readiness path under upstream
     memory_limit: int | None = None  # bytes, for the process and the processes it starts
     service: str | None = None  # the spec's service it is an instance of: behind the gateway
-    liveness: str | None = None  # probed while it serves: failing LIVENESS_FAILURES times in a row, it is replaced
+    liveness: str | None = None  # probed while it serves: failing too many times in a row, it is replaced
     process: subprocess.Popen | None = None
     restarts: list[float] = field(default_factory=list)
     state: str = "starting"  # starting → serving; down (waiting for restart_at); draining, when replaced
@@ -287,12 +287,23 @@ def scrape_groups(children: list[Child]) -> dict[str, list[str]]:
 
 
 def gateway_routes(platform: Platform, children: list[Child]) -> dict[str, list[str]]:
-    """Each service's path prefix → the instances that serve (ready once, and answering since)."""
-    routes: dict[str, list[str]] = {platform.services[name].path: [] for name in platform.enabled_services}
-    for child in children:
-        if child.service and child.state == "serving":
-            routes[platform.services[child.service].path].append(child.upstream)
+    """Each service's path prefix → the instances that serve (ready once, and answering since). One whose last
+    liveness probe failed is left out while another of its service answered its own: a hung instance would hold
+    every request sent to it until it is killed."""
+    routes: dict[str, list[str]] = {}
+    for name in platform.enabled_services:
+        serving = [c for c in children if c.service == name and c.state == "serving"]
+        answering = [c for c in serving if not c.failures]
+        routes[platform.services[name].path] = [c.upstream for c in answering or serving]
     return routes
+
+
+def hung_detection_bound(supervision: Supervision) -> float:
+    """The longest a hung instance goes on being sent requests before it is killed: up to a period until its next
+    probe, then `liveness_failures` probes, each waiting out its timeout, seen at a tick, the next sent at the tick
+    after (or a period later)."""
+    period, timeout = supervision.liveness_period_seconds, supervision.liveness_timeout_seconds
+    return period + supervision.liveness_failures * max(period, timeout + 2 * WATCH_SECONDS)
 
 
 def posted_reads(platform: Platform) -> dict[str, list[str]]:
@@ -355,10 +366,11 @@ class Supervisor:
         self.upgrade: dict = {}
         self.status = "starting"
         self.published: dict[str, list[str]] | None = None
+        self.recorded: list[tuple] = []  # each child's name, pid and state, as runtime.json last showed them
         self.database_gone_at: float | None = None
         self.database_started = False  # watched from then on
         self.probes = ThreadPoolExecutor(max_workers=4, thread_name_prefix="probe")
-        self.http = httpx.Client(timeout=LIVENESS_TIMEOUT)
+        self.http = httpx.Client(timeout=platform.supervision.liveness_timeout_seconds)
 
     def _last_release(self) -> str | None:
         """The label the last upgrade gave, kept across restarts."""
@@ -531,14 +543,15 @@ class Supervisor:
             return False
 
     def _check_liveness(self, child: Child, now: float) -> None:
-        answered = self._probe(child, child.liveness, now, LIVENESS_SECONDS)
+        watch = self.platform.supervision
+        answered = self._probe(child, child.liveness, now, watch.liveness_period_seconds)
         if answered is None:
             return
         child.failures = 0 if answered else child.failures + 1
-        if child.failures >= LIVENESS_FAILURES:
+        if child.failures >= watch.liveness_failures:
             child.kill()
-            self._down(child, f"hung: {child.liveness} did not answer within {LIVENESS_TIMEOUT:g} s "
-                              f"{LIVENESS_FAILURES} times in a row; killed")
+            self._down(child, f"hung: {child.liveness} did not answer within {watch.liveness_timeout_seconds:g} s "
+                              f"{watch.liveness_failures} times in a row; killed")
 
     def _down(self, child: Child, why: str) -> None:
         """Out of the gateway at once; started again after a backoff that grows with its restarts."""
@@ -557,6 +570,9 @@ class Supervisor:
         if routes != self.published:
             write_routes(self.state, routes)
             self.published = routes
+        states = [(c.name, c.process.pid if c.process else None, c.state) for c in self.children]
+        if states != self.recorded:  # `status` and the drills read them there
+            self.recorded = states
             self._runtime()
         instances = scrape_groups([c for c in self.children if c.renew and c.state != "draining"])
         if self.monitoring.rescrape(instances):
