@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With two xdist workers (`./eolake test`), the on-premise modules run on one, the rest on the other: the booted
+    hosts' playbook runs mostly wait, and every session fixture (the platform, the cluster) still starts once."""
+    for item in items:
+        group = "onprem" if item.module.__name__.startswith("test_onprem") else "rest"
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def pg() -> PostgresCluster:
     with private_cluster() as cluster:

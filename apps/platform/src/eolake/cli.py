@@ -21,7 +21,7 @@ from eolake.embedded.state import StateDir
 from eolake.paths import default_state_dir
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message stays one line, whatever the terminal width
 START_TIMEOUT = 900.0
 
 
