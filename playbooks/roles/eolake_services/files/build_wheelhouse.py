@@ -6,7 +6,7 @@
 The release id is a hash of uv.lock and the workspace sources: the same checkout gives the same id, and the hosts
 install a release once. CACHE_DIR/eolake-<release>.tar.gz holds the dependencies pinned as uv.lock has them
 (`uv export --frozen --no-dev`), their wheels (`pip wheel`, hashes checked) and the workspace packages' wheels
-(`uv build`). Prints {"release": ..., "archive": ..., "built": bool} as JSON.
+(`uv build`), and the controller's uv binary that installs them on the hosts. Prints {"release": ..., "archive": ..., "built": bool} as JSON.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import tempfile
 from pathlib import Path
 
 
+KEEP_ARCHIVES = 3  # the cache keeps the newest releases' archives (a rollback or an upgrade needs the last ones)
+
+
 def release_id(source: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(Path(__file__).read_bytes())  # a new way of building is a new release
     files = [source / "uv.lock", source / "pyproject.toml"]
     files += sorted(p for p in (source / "apps").rglob("*")
                     if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
@@ -58,6 +61,8 @@ def build(source: Path, stage: Path, packages: list[str]) -> None:
     (stage / "pinned.txt").write_text("\n".join(export(source, packages, "--no-hashes", "--no-emit-workspace")) + "\n")
     run = {"check": True, "cwd": source, "env": {**os.environ, "UV_SYSTEM_CERTS": "1", "PIP_CONSTRAINT": ""},
            "stdout": sys.stderr}
+    (stage / "bin").mkdir()
+    shutil.copy2(uv(source), stage / "bin" / "uv")  # the hosts install with the controller's uv, offline
     for member in members:
         subprocess.run([uv(source), "build", "--wheel", "--quiet", "--out-dir", str(stage / "workspace"), member],
                        **run)
@@ -80,6 +85,8 @@ def main(argv: list[str]) -> int:
             with tarfile.open(partial, "w:gz") as tar:
                 tar.add(stage, arcname=".")
             os.replace(partial, archive)  # all or nothing: a failed build leaves no archive
+        for old in sorted(cache.glob("eolake-*.tar.gz"), key=lambda p: p.stat().st_mtime)[:-KEEP_ARCHIVES]:
+            old.unlink()
     print(json.dumps({"release": release, "archive": str(archive), "built": built}))
     return 0
 
