@@ -70,7 +70,8 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
         if not flag(params.get("expand")):
             return unexpanded("expand=false"), depth
         return await expand(app.state.client, settings.thesaurus, text, params.get("lang"), depth,
-                            settings.thesaurus_timeout_seconds, settings.max_expanded_terms), depth
+                            settings.thesaurus_timeout_seconds, settings.max_expanded_terms,
+                            settings.catalog_languages), depth
 
     async def text_query(params: dict) -> tuple[TextQuery | None, dict | None]:
         text = " ".join(_strings(params.get("q")))

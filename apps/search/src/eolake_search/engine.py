@@ -37,6 +37,7 @@ PHRASE = re.compile(r'"([^"]*)"')
 # A word matched only through its translations or synonyms earns this share of the credit of the word itself, and
 # half its relevance; narrower concepts add relevance only.
 EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
+COGNATE_MIN = 5
 
 
 def fold(text: str) -> str:
@@ -127,7 +128,15 @@ def _word_match(word: str, fields: tuple[str, ...]) -> str:
     stems = dict.fromkeys([stem(word, "en"), stem(word, "fr")])
     parts = [f"{_columns(fields, False)} : {_quote(raw)}"]
     parts += [f"{_columns(fields, True)} : {_quote(s)}" for s in stems if s]
-    return "(" + " OR ".join(parts) + ")"
+    return "(" + " OR ".join(parts + _cognates(word, fields)) + ")"
+
+
+def _cognates(word: str, fields: tuple[str, ...]) -> list[str]:
+    """The word's stems as prefixes of indexed words: French and English share most of their learned vocabulary
+    ("réanalyse" meets "reanalysis", "précipitations" "precipitation", "hydrologie" "hydrology"). Short stems
+    would reach unrelated words ("sol" would meet "solar"): only those of COGNATE_MIN letters or more."""
+    stems = dict.fromkeys(s for s in (stem(word, "fr"), stem(word, "en")) if len(s) >= COGNATE_MIN)
+    return [f"{_columns(fields, False)} : {_quote(s)} *" for s in stems]
 
 
 def _phrase_match(tokens: list[str], fields: tuple[str, ...], lang: str = "en") -> str:

@@ -56,24 +56,45 @@ def singular(word: str) -> str | None:
     return word[:-1] if len(word) > 3 and word[-1] in "sx" and word[-2] not in "su" else None
 
 
+# French adjectives as the dictionaries and thesauri write them (masculine singular: "urbaines" -> "urbain",
+# "côtières" -> "côtier") and the nouns they derive from ("neigeuse" -> "neige", "nuageux" -> "nuage",
+# "météorologique" -> "météorologie", "climatique" -> "climat")
+DERIVED = [(("aines",), ("ain",)), (("aine",), ("ain",)), (("elles", "elle"), ("el",)), (("ives", "ive"), ("if",)),
+           (("ales", "ale"), ("al",)), (("ières", "ière"), ("ier",)), (("euses", "euse"), ("eux", "e")),
+           (("eux",), ("e",)), (("iques", "ique"), ("ie", ""))]
+
+
+def lookup_forms(word: str) -> list[str]:
+    """The forms of a query word looked up in the thesaurus: itself, its singular, the nouns it derives from."""
+    forms = [word, *filter(None, [singular(word)])]
+    for endings, replacements in DERIVED:
+        ending = next((e for e in endings if word.endswith(e) and len(word) - len(e) >= 3), None)
+        if ending:
+            forms += [word[:-len(ending)] + r for r in replacements]
+    return list(dict.fromkeys(forms))
+
+
 async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                 timeout: float, max_terms: int) -> Expansion:
+                 timeout: float, max_terms: int, languages: list[str] | None = None) -> Expansion:
     """The whole query and each of its words looked up (concurrently); a word's concepts become its
     alternatives, a concept named by the whole query its equivalents."""
     query = Query.parse(text)
     whole = " ".join(text.split())
-    lookups = {"": whole} if len(query.words) > 1 or not query.words else {}
-    lookups.update({word: " ".join(filter(None, [word, singular(word)])) for word in query.words[:8]})
+    # the whole query as typed and in the singular ("zones urbaines" is the concept "zone urbaine")
+    wholes = list(dict.fromkeys([whole, " ".join(singular(w) or w for w in whole.split())]))
+    lookups = [("", w) for w in wholes] if len(query.words) > 1 or not query.words else []
+    lookups += [(word, " ".join(lookup_forms(word))) for word in query.words[:8]]
     try:
-        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout)
-                                         for t in lookups.values()))
+        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout, languages)
+                                         for _, t in lookups))
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
     found = Expansion(applied=True)
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
-    named = [(word, c) for word, data in zip(lookups, answers, strict=True) for c in data.get("concepts") or []
-             if word or int(c.get("depth") or 0) > 0 or fold(whole) in {fold(x) for x in c.get("labels") or []}]
+    folded = {fold(w) for w in wholes}
+    named = [(word, c) for (word, _), data in zip(lookups, answers, strict=True) for c in data.get("concepts") or []
+             if word or int(c.get("depth") or 0) > 0 or folded & {fold(x) for x in c.get("labels") or []}]
     # the whole query's concept first (the thesaurus falls back to single words: those are the words' own), then
     # the words' concepts, then narrower ones: the term budget goes to the closest first
     for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
@@ -100,10 +121,11 @@ LOOKUPS: TTLCache = TTLCache(maxsize=4096, ttl=300)
 
 
 async def _lookup(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                  timeout: float) -> dict:
-    key = (thesaurus, text[:200], lang, depth)
+                  timeout: float, languages: list[str] | None) -> dict:
+    key = (thesaurus, text[:200], lang, depth, tuple(languages or ()))
     if key not in LOOKUPS:
-        params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {})}
+        params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {}),
+                  **({"languages": ",".join(languages)} if languages else {})}
         response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
         response.raise_for_status()
         LOOKUPS[key] = response.json()

@@ -13,6 +13,9 @@ from eolake_thesaurus.settings import ThesaurusSettings
 
 CONTEXT = {"skos": "http://www.w3.org/2004/02/skos/core#", "uri": "@id", "type": "@type"}
 Lang = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="language code")]
+Languages = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(,[A-Za-z]{2,3})*$",
+                                         description="comma-separated: only labels in these languages (and those "
+                                                     "without one)")]
 Uri = Annotated[str, Query(min_length=1, max_length=2000)]
 UNKNOWN_VOCABULARY = {404: {"description": "the vocabulary named in `vocab` does not exist"}}
 
@@ -134,12 +137,14 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
     @app.get("/expand", summary="query expansion: the concepts a free-text query matches and the terms to search",
              responses=UNKNOWN_VOCABULARY)
     async def expand(q: Annotated[str, Query(min_length=1, max_length=200)], lang: Lang = None,
-                     depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None):
+                     depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None,
+                     languages: Languages = None):
         if depth > settings.max_depth:
             raise HTTPException(400, f"depth must be at most {settings.max_depth}")
         if vocab:
             await call(thesaurus.check_vocab, vocab)
-        return await call(thesaurus.expand, q, lang, depth, vocab)
+        wanted = languages.split(",") if languages else None
+        return await call(thesaurus.expand, q, lang, depth, vocab, languages=wanted)
 
     async def index() -> None:
         if not settings.index_path.exists():
