@@ -125,18 +125,17 @@ def find(index: Index, query: Query | None, cql=None, sortby: list[tuple[str, bo
 def facets(records: list[dict], top: int = 20) -> dict:
     """Counts per value; `missing` counts records without any, so a single-valued facet's counts and its
     `missing` add up to the number matched."""
-    out = {}
-    for name, key in FACETS.items():
-        counts: Counter = Counter()
-        missing = 0
-        for record in records:
-            values = set(properties(record)["provider" if key == BACKENDS else key])
-            counts.update(values)
-            missing += not values
-        out[name] = {"counts": [{"value": v, "count": n} for v, n in
-                                sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))[:top]],
-                     "missing": missing, "distinct": len(counts)}
-    return out
+    counts: dict[str, Counter] = {name: Counter() for name in FACETS}
+    missing = dict.fromkeys(FACETS, 0)
+    for record in records:  # one pass: every facet of a record from one look at it
+        seen = properties(record)
+        for name, key in FACETS.items():
+            values = set(seen["provider" if key == BACKENDS else key])
+            counts[name].update(values)
+            missing[name] += not values
+    return {name: {"counts": [{"value": v, "count": n} for v, n in
+                              sorted(counts[name].items(), key=lambda vn: (-vn[1], vn[0]))[:top]],
+                   "missing": missing[name], "distinct": len(counts[name])} for name in FACETS}
 
 
 def select_fields(record: dict, include: list[str], exclude: list[str]) -> dict:

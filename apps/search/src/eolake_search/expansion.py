@@ -82,11 +82,12 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     whole = " ".join(text.split())
     # the whole query as typed and in the singular ("zones urbaines" is the concept "zone urbaine")
     wholes = list(dict.fromkeys([whole, " ".join(singular(w) or w for w in whole.split())]))
+    # the whole query's words are looked up on their own: its lookups do not fall back to them
     lookups = [("", w) for w in wholes] if len(query.words) > 1 or not query.words else []
     lookups += [(word, " ".join(lookup_forms(word))) for word in query.words[:8]]
     try:
-        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout, languages)
-                                         for _, t in lookups))
+        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout, languages, bool(word))
+                                         for word, t in lookups))
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
@@ -95,8 +96,8 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     folded = {fold(w) for w in wholes}
     named = [(word, c) for (word, _), data in zip(lookups, answers, strict=True) for c in data.get("concepts") or []
              if word or int(c.get("depth") or 0) > 0 or folded & {fold(x) for x in c.get("labels") or []}]
-    # the whole query's concept first (the thesaurus falls back to single words: those are the words' own), then
-    # the words' concepts, then narrower ones: the term budget goes to the closest first
+    # the whole query's concept first (a thesaurus that falls back to single words anyway gives those as the words'
+    # own, filtered out above), then the words' concepts, then narrower ones: the term budget goes to the closest
     for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
         level = int(concept.get("depth") or 0)
         bucket = found.narrower if level else found.equivalents if word == "" else \
@@ -121,10 +122,10 @@ LOOKUPS: TTLCache = TTLCache(maxsize=4096, ttl=300)
 
 
 async def _lookup(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                  timeout: float, languages: list[str] | None) -> dict:
-    key = (thesaurus, text[:200], lang, depth, tuple(languages or ()))
+                  timeout: float, languages: list[str] | None, words: bool = True) -> dict:
+    key = (thesaurus, text[:200], lang, depth, tuple(languages or ()), words)
     if key not in LOOKUPS:
-        params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {}),
+        params = {"q": text[:200], "depth": depth, "words": str(words).lower(), **({"lang": lang} if lang else {}),
                   **({"languages": ",".join(languages)} if languages else {})}
         response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
         response.raise_for_status()

@@ -138,13 +138,14 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
              responses=UNKNOWN_VOCABULARY)
     async def expand(q: Annotated[str, Query(min_length=1, max_length=200)], lang: Lang = None,
                      depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None,
-                     languages: Languages = None):
+                     languages: Languages = None,
+                     words: Annotated[bool, Query(description="when q names no concept, look its words up")] = True):
         if depth > settings.max_depth:
             raise HTTPException(400, f"depth must be at most {settings.max_depth}")
         if vocab:
             await call(thesaurus.check_vocab, vocab)
         wanted = languages.split(",") if languages else None
-        return await call(thesaurus.expand, q, lang, depth, vocab, languages=wanted)
+        return await call(thesaurus.expand, q, lang, depth, vocab, languages=wanted, words=words)
 
     async def index() -> None:
         if not settings.index_path.exists():

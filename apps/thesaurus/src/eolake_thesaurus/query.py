@@ -176,15 +176,15 @@ class Thesaurus:
 
     # expansion ------------------------------------------------------------------------------------------------
     def expand(self, q: str, lang: str | None = None, depth: int = 1, vocab: str | None = None,
-               max_terms: int = 50, languages: list[str] | None = None) -> dict:
-        """Concepts whose label equals `q` (or, failing that, one of its words), their narrower concepts down to
-        `depth`, and every preferred, alternative and translated label of those in every language (only those in
-        `languages`, when given, and labels without a language). A dictionary entry reached through one of its
-        translations gives its headword only: "foudre" finds the English "lightning", whose other translations
-        ("éclair") are French words, not more English ones."""
+               max_terms: int = 50, languages: list[str] | None = None, words: bool = True) -> dict:
+        """Concepts whose label equals `q` (or, failing that and with `words`, one of its words), their narrower
+        concepts down to `depth`, and every preferred, alternative and translated label of those in every language
+        (only those in `languages`, when given, and labels without a language). A dictionary entry reached
+        through one of its translations gives its headword only: "foudre" finds the English "lightning", whose
+        other translations ("éclair") are French words, not more English ones."""
         text = " ".join(q.split())
         matches = self._match(text, vocab)
-        if not matches:
+        if not matches and words:
             for word in dict.fromkeys(text.split()):
                 matches = {**self._match(word, vocab), **matches}
         concepts: dict[tuple[str, str], int] = {}
