@@ -38,6 +38,7 @@ PHRASE = re.compile(r'"([^"]*)"')
 # half its relevance; narrower concepts add relevance only.
 EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
 COGNATE_MIN = 5
+DESCRIPTION_SHARE = 0.4
 
 
 def fold(text: str) -> str:
@@ -179,15 +180,20 @@ class Index:
         record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
         of a concept named by the whole query gives every word that credit. Score: twice the mean credit plus the
         mean of the per-word BM25 relevance (normalised by the best; alternatives at half), plus narrower terms'
-        at a low weight. FTS5 matches and scores; this only fuses its ranked lists."""
+        at a low weight. A word found only in a description (long texts that mention much in passing) earns
+        DESCRIPTION_SHARE of that credit. FTS5 matches and scores; this only fuses its ranked lists."""
         groups = query.groups(fields)
+        named = query.groups(tuple(f for f in fields if f != "description"))  # in title, keywords, platform
         credit: dict[int, list[float]] = {}
         relevance: dict[int, float] = {}
-        for i, (exact, alternatives) in enumerate(groups):
-            for expression, share, weight in ((exact, 1.0, 1.0),
-                                              (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
+        for i, ((exact, alternatives), (named_exact, named_alternatives)) in enumerate(zip(groups, named)):
+            for expression, naming, full, weight in ((exact, named_exact, 1.0, 1.0),
+                                                     (alternatives, named_alternatives, EXPANDED_CREDIT,
+                                                      EXPANDED_RELEVANCE)):
+                strong = set(self._scores(naming)) if naming and expression else set()
                 for rowid, score in self._normalised(expression).items():
                     cells = credit.setdefault(rowid, [0.0] * len(groups))
+                    share = full if rowid in strong else full * DESCRIPTION_SHARE
                     if share > cells[i]:
                         relevance[rowid] = relevance.get(rowid, 0.0) + weight * score / len(groups)
                         cells[i] = share

@@ -52,15 +52,17 @@ def unexpanded(reason: str) -> Expansion:
 
 
 def singular(word: str) -> str | None:
-    """The word without a plural s or x (French and English), for looking labels up: "rivières" -> "rivière"."""
-    return word[:-1] if len(word) > 3 and word[-1] in "sx" and word[-2] not in "su" else None
+    """The word without a plural s (French and English) or the x of French plurals in -ux, for looking labels up:
+    "rivières" -> "rivière", "feux" -> "feu", "niveaux" -> "niveau" (not "virus", "glass")."""
+    plural = len(word) > 3 and (word[-1] == "s" and word[-2] not in "su" or word[-1] == "x" and word[-2] == "u")
+    return word[:-1] if plural else None
 
 
 # French adjectives as the dictionaries and thesauri write them (masculine singular: "urbaines" -> "urbain",
 # "côtières" -> "côtier") and the nouns they derive from ("neigeuse" -> "neige", "nuageux" -> "nuage",
 # "météorologique" -> "météorologie", "climatique" -> "climat")
 DERIVED = [(("aines",), ("ain",)), (("aine",), ("ain",)), (("elles", "elle"), ("el",)), (("ives", "ive"), ("if",)),
-           (("ales", "ale"), ("al",)), (("ières", "ière"), ("ier",)), (("euses", "euse"), ("eux", "e")),
+           (("ales", "ale", "aux"), ("al",)), (("ières", "ière"), ("ier",)), (("euses", "euse"), ("eux", "e")),
            (("eux",), ("e",)), (("iques", "ique"), ("ie", ""))]
 
 
