@@ -9,30 +9,55 @@ const PAGE_SIZE = 20;
 
 // ------------------------------------------------------------------------------------------------ datasets
 
+// The facets the federated search counts, each with the collection property a CQL2 filter narrows by.
+const FACETS = [['provider', 'Provider', 'provider'], ['platform', 'Platform', 'platform'],
+  ['instrument', 'Instrument', 'instruments'], ['processing_level', 'Processing level', 'processing:level'],
+  ['keyword', 'Keyword', 'keywords']];
+
+// The facet values chosen (hash parameters named like the facets) as one CQL2 filter: every one must hold.
+function facetFilter(chosen) {
+  const quote = (value) => `'${String(value).replaceAll("'", "''")}'`;
+  return FACETS.filter(([name]) => chosen[name]).map(([name, , property]) => `a_overlaps(${property}, (${quote(chosen[name])}))`)
+    .join(' and ');
+}
+
+function collectionsHash(q, chosen) {
+  return `#/collections${query({ q, ...chosen })}`;
+}
+
 export async function collectionsPage(page, params) {
   const q = params.get('q') || '';
+  const chosen = Object.fromEntries(FACETS.map(([name]) => [name, params.get(name) || '']).filter(([, v]) => v));
   page.render(`
     <h1>Collections</h1>
-    <p class="lead">The datasets of the data lake; their spatial extents are drawn on the map.</p>
-    <form class="search" id="coll-form" role="search">
-      <div class="wide"><label for="coll-q">Filter by text</label>
-        <input id="coll-q" name="q" type="search" value="${h(q)}" placeholder="e.g. water, naip, sentinel"></div>
-      <div><button type="submit">Filter</button></div>
+    <p class="lead">The datasets of the data lake and of every provider it federates; their spatial extents are drawn on the map.</p>
+    <form class="search" id="coll-form" role="search" aria-label="Dataset search">
+      <div class="wide combo"><label for="coll-q" id="coll-q-label">Search datasets (any language)</label>
+        <input id="coll-q" name="q" type="search" value="${h(q)}" placeholder="e.g. sécheresse, ocean salinity, Sentinel-2"
+          role="combobox" aria-autocomplete="list" aria-expanded="false" aria-controls="coll-suggest" autocomplete="off">
+        <ul id="coll-suggest" class="suggest" role="listbox" aria-labelledby="coll-q-label" hidden></ul></div>
+      <div><button type="submit">Search</button></div>
     </form>
     <p id="coll-status" class="meta" role="status">Loading collections…</p>
-    <p id="coll-expansion" class="meta"></p>
+    <div id="coll-expansion" class="expansion meta"></div>
+    <div id="coll-chosen" class="chosen"></div>
+    <details id="coll-facets" class="facets" hidden><summary>Narrow the results</summary><div id="coll-facet-groups"></div></details>
     <ul class="cards" id="coll-list"></ul>`, 'Collections');
+  const input = document.getElementById('coll-q');
   document.getElementById('coll-form').addEventListener('submit', (event) => {
     event.preventDefault();
-    const value = document.getElementById('coll-q').value.trim();
-    location.hash = `#/collections${query({ q: value })}`;
+    location.hash = collectionsHash(input.value.trim(), chosen);
   });
   await page.map.clear();
-  // Free text goes to the federated search: ranked over every provider's datasets, expanded through the thesaurus.
-  const federated = q && page.svc('search') !== null;
+  // Free text and facets go to the federated search: ranked over every provider's datasets, expanded through the
+  // thesaurus. Without either, the catalog lists the platform's own collections.
+  const search = page.svc('search');
+  if (search !== null) wireSuggestions(page, input, `${search}/suggest`, (label) => { location.hash = collectionsHash(label, chosen); });
+  const federated = (q || Object.keys(chosen).length) && search !== null;
   let body;
   try {
-    body = await getJSON(federated ? `${page.svc('search')}/collections${query({ limit: 50, q })}` : page.stac(`/collections${query({ limit: 100, q })}`));
+    body = await getJSON(federated ? `${search}/collections${query({ limit: 50, q, filter: facetFilter(chosen), facets: 'true' })}`
+      : page.stac(`/collections${query({ limit: 100, q })}`));
   } catch (error) {
     if (page.current()) document.getElementById('coll-status').textContent = `Cannot list collections (${page.problemText(error)}).`;
     return;
@@ -41,14 +66,14 @@ export async function collectionsPage(page, params) {
   const list = document.getElementById('coll-list');
   const collections = body.collections || [];
   const matched = body.numberMatched ?? collections.length;
-  document.getElementById('coll-status').textContent = `${matched} collection${matched === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}${matched > collections.length ? ` (the ${collections.length} best shown)` : ''}.`;
-  const expansion = body.expansion || {};
-  document.getElementById('coll-expansion').textContent = expansion.applied && expansion.terms?.length
-    ? `Also searched, through the thesaurus: ${expansion.terms.slice(0, 12).join(', ')}.`
-    : (expansion.error || '');
+  const status = document.getElementById('coll-status');
+  status.textContent = `${matched} collection${matched === 1 ? '' : 's'}${q ? ` matching “${q}”` : ''}${matched > collections.length ? ` (the ${collections.length} best shown)` : ''}.`;
+  status.dataset.matched = String(matched);
+  showExpansion(document.getElementById('coll-expansion'), body.expansion);
+  if (federated) showFacets(q, chosen, body.facets || {});
   const local = (c) => !federated || (c['federation:backends'] || []).includes('local');
   list.innerHTML = collections.map((c, i) => `
-    <li data-fid="${i}">
+    <li data-fid="${i}" data-id="${h(c.id)}">
       <h2>${local(c) ? `<a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a>` : h(c.title || c.id)}</h2>
       <p class="meta">${h(c.id)} · ${h(page.temporal(c))}${page.isDemo(c) ? ' · demo data' : ''}${local(c) ? ` · <span class="count" data-collection="${h(c.id)}">counting items…</span>` : ` · from ${h((c['federation:backends'] || []).join(', '))}`}</p>
       <p class="desc">${h(markdownExcerpt(c.description))}</p>
@@ -58,7 +83,128 @@ export async function collectionsPage(page, params) {
   await page.map.show('extents', features, { maxZoom: 6 });
   page.syncList(list, 'extents');
   list.querySelectorAll('.count').forEach((el) => page.showCount(el, el.dataset.collection));
-  page.map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
+  page.map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id] && local(collections[id])) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
+}
+
+// What the thesaurus added to the query, and why: each concept found, from which vocabulary, for which word.
+function showExpansion(el, expansion) {
+  if (!expansion) {
+    el.innerHTML = '';
+    return;
+  }
+  if (!expansion.applied) {
+    el.innerHTML = expansion.error ? `<p role="note">${h(expansion.error)}</p>` : '';
+    return;
+  }
+  const terms = expansion.terms || [];
+  if (!terms.length) {
+    el.innerHTML = '<p>The thesaurus knows no concept in this query: searched as typed.</p>';
+    return;
+  }
+  const concepts = (expansion.concepts || []).filter((c) => !c.depth).slice(0, 8);
+  el.innerHTML = `<p>Also searched, through the thesaurus: <span class="terms">${h(terms.slice(0, 12).join(', '))}${terms.length > 12 ? ', …' : ''}</span>.</p>
+    <details><summary>Why</summary><ul class="why">${concepts.map((c) => `<li>“${h(c.prefLabel || c.uri)}” (${h(c.vocab)}): ${h(c.why)}</li>`).join('')}
+      ${(expansion.concepts || []).some((c) => c.depth) ? '<li>Narrower concepts too, at a lower weight.</li>' : ''}
+      <li>A dataset matching your own words ranks above one found only through these.</li></ul></details>`;
+}
+
+// Facet values as toggle buttons (a chosen one narrows the search; choosing it again widens it back).
+function showFacets(q, chosen, facets) {
+  const groups = FACETS.map(([name, title]) => {
+    const counts = facets[name]?.counts || [];
+    if (!counts.length) return '';
+    return `<fieldset class="facet" data-facet="${name}"><legend>${h(title)}</legend>${counts.slice(0, 8).map((c) => `
+      <button type="button" class="secondary facet-value" data-facet="${name}" data-value="${h(c.value)}" data-count="${c.count}"
+        aria-pressed="${chosen[name] === String(c.value)}">${h(c.value)} <span class="n">${c.count}</span></button>`).join('')}</fieldset>`;
+  }).join('');
+  const box = document.getElementById('coll-facets');
+  document.getElementById('coll-facet-groups').innerHTML = groups;
+  box.hidden = !groups;
+  box.open = box.open || Object.keys(chosen).length > 0;
+  box.querySelectorAll('button.facet-value').forEach((b) => b.addEventListener('click', () => {
+    const next = { ...chosen };
+    if (next[b.dataset.facet] === b.dataset.value) delete next[b.dataset.facet];
+    else next[b.dataset.facet] = b.dataset.value;
+    location.hash = collectionsHash(q, next);
+  }));
+  const titles = Object.fromEntries(FACETS.map(([name, title]) => [name, title]));
+  const chips = document.getElementById('coll-chosen');
+  chips.innerHTML = Object.entries(chosen).map(([name, value]) => `<button type="button" class="chip" data-facet="${name}">${h(titles[name])}: ${h(value)} <span aria-hidden="true">×</span><span class="visually-hidden"> (remove)</span></button>`).join(' ');
+  chips.querySelectorAll('button.chip').forEach((b) => b.addEventListener('click', () => {
+    const next = { ...chosen };
+    delete next[b.dataset.facet];
+    location.hash = collectionsHash(q, next);
+  }));
+}
+
+// An accessible combobox (ARIA 1.2 list autocomplete): suggestions of concepts and dataset titles while typing;
+// arrow keys move through them, Enter takes one, Escape closes the list.
+function wireSuggestions(page, input, url, pick) {
+  const listbox = document.getElementById(input.getAttribute('aria-controls'));
+  let options = [];
+  let active = -1;
+  let asked = 0;
+  let timer;
+  const close = () => {
+    listbox.hidden = true;
+    input.setAttribute('aria-expanded', 'false');
+    input.removeAttribute('aria-activedescendant');
+    active = -1;
+  };
+  const highlight = (i) => {
+    active = i;
+    listbox.querySelectorAll('[role="option"]').forEach((li, n) => li.setAttribute('aria-selected', String(n === i)));
+    if (i >= 0) input.setAttribute('aria-activedescendant', `${listbox.id}-${i}`);
+    else input.removeAttribute('aria-activedescendant');
+  };
+  const show = (suggestions) => {
+    options = suggestions;
+    listbox.innerHTML = suggestions.map((s, i) => `<li role="option" id="${listbox.id}-${i}" aria-selected="false" data-kind="${h(s.kind)}">
+      ${h(s.label)} <span class="meta">${s.kind === 'dataset' ? 'dataset' : `concept${s.vocab ? `, ${h(s.vocab)}` : ''}`}</span></li>`).join('');
+    listbox.hidden = !suggestions.length;
+    input.setAttribute('aria-expanded', String(suggestions.length > 0));
+    listbox.querySelectorAll('[role="option"]').forEach((li, i) => li.addEventListener('mousedown', (event) => {
+      event.preventDefault(); // keep the focus in the input
+      close();
+      pick(options[i].label);
+    }));
+    active = -1;
+  };
+  input.addEventListener('input', () => {
+    clearTimeout(timer);
+    const text = input.value.trim();
+    if (text.length < 2) {
+      close();
+      return;
+    }
+    timer = setTimeout(async () => {
+      const mine = ++asked;
+      try {
+        const body = await getJSON(`${url}${query({ q: text.slice(0, 100), limit: 8 })}`);
+        if (mine === asked && page.current()) show(body.suggestions || []);
+      } catch {
+        if (mine === asked) close(); // no suggestions: the search itself still works
+      }
+    }, 150);
+  });
+  input.addEventListener('keydown', (event) => {
+    if (event.key === 'ArrowDown' || event.key === 'ArrowUp') {
+      if (listbox.hidden || !options.length) return;
+      event.preventDefault();
+      const step = event.key === 'ArrowDown' ? 1 : -1;
+      highlight(active < 0 ? (step > 0 ? 0 : options.length - 1) : (active + step + options.length) % options.length);
+    } else if (event.key === 'Enter' && active >= 0 && !listbox.hidden) {
+      event.preventDefault();
+      const label = options[active].label;
+      close();
+      pick(label);
+    } else if (event.key === 'Escape' && !listbox.hidden) {
+      event.preventDefault();
+      close();
+    }
+  });
+  input.addEventListener('blur', () => setTimeout(close, 100));
+  page.onLeave(() => clearTimeout(timer));
 }
 
 // ------------------------------------------------------------------------------------------------ items
