@@ -128,9 +128,9 @@ def facets(records: list[dict], top: int = 20) -> dict:
     counts: dict[str, Counter] = {name: Counter() for name in FACETS}
     missing = dict.fromkeys(FACETS, 0)
     for record in records:  # one pass: every facet of a record from one look at it
-        seen = properties(record)
+        summaries = record.get("summaries") or {}
         for name, key in FACETS.items():
-            values = set(seen["provider" if key == BACKENDS else key])
+            values = set((record if key in (BACKENDS, "keywords") else summaries).get(key) or ())
             counts[name].update(values)
             missing[name] += not values
     return {name: {"counts": [{"value": v, "count": n} for v, n in

@@ -175,6 +175,13 @@ class Index:
         except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
             return {}
 
+    def _matching(self, expression: str) -> set[int]:
+        """rowids matching one FTS5 expression (no scoring)."""
+        try:
+            return {row[0] for row in self.db.execute("SELECT rowid FROM docs WHERE docs MATCH ?", [expression])}
+        except sqlite3.OperationalError:
+            return set()
+
     def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict, float]]:
         """Records matching the query in these fields, best first. Each word (or phrase) of the query gives a
         record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
@@ -190,7 +197,7 @@ class Index:
             for expression, naming, full, weight in ((exact, named_exact, 1.0, 1.0),
                                                      (alternatives, named_alternatives, EXPANDED_CREDIT,
                                                       EXPANDED_RELEVANCE)):
-                strong = set(self._scores(naming)) if naming and expression else set()
+                strong = self._matching(naming) if naming and expression else set()
                 for rowid, score in self._normalised(expression).items():
                     cells = credit.setdefault(rowid, [0.0] * len(groups))
                     share = full if rowid in strong else full * DESCRIPTION_SHARE
