@@ -188,3 +188,43 @@ def test_python_client_and_cli_take_free_text(engine, capsys):
 def test_any_punctuation_in_item_free_text_is_a_200(engine, q):
     response = engine.get("/search/search", params={"q": q, "expand": "false", "limit": 3})
     assert response.status_code == 200, (q, response.text)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=CHARACTERS)
+def test_any_punctuation_expanded_through_the_thesaurus_is_a_200(engine, q):
+    response = engine.get("/search/collections", params={"q": q, "limit": 3})
+    assert response.status_code == 200, (q, response.text)
+    assert "expansion" in response.json()
+
+
+def test_french_words_are_looked_up_in_the_forms_vocabularies_write():
+    from eolake_search.expansion import lookup_forms
+
+    assert {"neige"} <= set(lookup_forms("neigeuses")) and "nuage" in lookup_forms("nuageux")
+    assert lookup_forms("feux")[:2] == ["feux", "feu"] and "niveau" in lookup_forms("niveaux")
+    assert "urbain" in lookup_forms("urbaines") and "météorologie" in lookup_forms("météorologique")
+    assert lookup_forms("virus") == ["virus"] and lookup_forms("glass") == ["glass"]
+
+
+def record(cid: str, title: str, description: str = "", keywords: tuple[str, ...] = ()) -> dict:
+    return {"id": cid, "title": title, "description": description, "keywords": list(keywords)}
+
+
+def test_cognates_meet_across_languages_but_short_stems_do_not():
+    from eolake_search.engine import Index, Query
+
+    index = Index([record("era", "Global atmospheric reanalysis"), record("solar", "Solar radiation"),
+                   record("other", "Sea ice concentration")])
+    assert [r["id"] for r, _ in index.rank(Query.parse("réanalyse"))] == ["era"]
+    assert [r["id"] for r, _ in index.rank(Query.parse("précipitations hydrologie"))] == []
+    assert index.rank(Query.parse("sol ")) == []  # "sol" is no prefix of "solar": too short to guess
+
+
+def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
+    from eolake_search.engine import Index, Query
+
+    index = Index([record("passing", "Sea surface temperature",
+                          "Daily fields. Other products of this service include a reanalysis of the ocean."),
+                   record("about", "Ocean reanalysis", "Physical ocean state, daily fields.")])
+    assert [r["id"] for r, _ in index.rank(Query.parse("reanalysis daily"))] == ["about", "passing"]
