@@ -110,6 +110,20 @@ def test_expansion_in_some_languages_and_without_word_fallback(client):
     problem(client.get("/expand", params={"q": "flood", "languages": "en;fr"}), 400)
 
 
+def test_batch_expansion_answers_each_text_exactly_in_order(client):
+    body = client.get("/expand/batch", params=[("q", "inondation"), ("q", "snow flood"), ("q", "neige"),
+                                               ("depth", "0"), ("languages", "en,fr")]).json()
+    inondation, nothing, neige = body["results"]
+    assert inondation == client.get("/expand", params={"q": "inondation", "depth": 0, "languages": "en,fr"}).json()
+    assert nothing["concepts"] == []  # exact lookups: its words are not looked up on their own
+    assert "snow" in neige["terms"]
+    problem(client.get("/expand/batch"), 400)
+    problem(client.get("/expand/batch", params=[("q", "x")] * 65), 400)
+    problem(client.get("/expand/batch", params={"q": "x" * 201}), 400)
+    problem(client.get("/expand/batch", params={"q": "flood", "depth": 99}), 400)
+    problem(client.get("/expand/batch", params={"q": "flood", "vocab": "nope"}), 404)
+
+
 def test_malformed_dictionary_is_refused_and_changes_nothing(thesaurus_storage, tmp_path):
     from eolake_thesaurus.dictionary import import_dictionary
 

@@ -5,7 +5,6 @@ The thesaurus service answers; when it cannot, the search goes on unexpanded and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 
@@ -78,28 +77,27 @@ def lookup_forms(word: str) -> list[str]:
 
 async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
                  timeout: float, max_terms: int, languages: list[str] | None = None) -> Expansion:
-    """The whole query and each of its words looked up (concurrently); a word's concepts become its
-    alternatives, a concept named by the whole query its equivalents."""
+    """The whole query and each of its words (in the forms vocabularies write) looked up in one request; a word's
+    concepts become its alternatives, a concept named by the whole query its equivalents."""
     query = Query.parse(text)
     whole = " ".join(text.split())
     # the whole query as typed and in the singular ("zones urbaines" is the concept "zone urbaine")
     wholes = list(dict.fromkeys([whole, " ".join(singular(w) or w for w in whole.split())]))
-    # the whole query's words are looked up on their own: its lookups do not fall back to them
-    lookups = [("", w) for w in wholes] if len(query.words) > 1 or not query.words else []
-    lookups += [(word, " ".join(lookup_forms(word))) for word in query.words[:8]]
+    if len(query.words) == 1:
+        wholes = []  # the word's own lookups
+    forms = {word: lookup_forms(word) for word in query.words[:8]}
     try:
-        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout, languages, bool(word))
-                                         for word, t in lookups))
+        answers = await _lookups(client, thesaurus, [*wholes, *(f for fs in forms.values() for f in fs)], lang,
+                                 depth, timeout, languages)
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
     found = Expansion(applied=True)
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
-    folded = {fold(w) for w in wholes}
-    named = [(word, c) for (word, _), data in zip(lookups, answers, strict=True) for c in data.get("concepts") or []
-             if word or int(c.get("depth") or 0) > 0 or folded & {fold(x) for x in c.get("labels") or []}]
-    # the whole query's concept first (a thesaurus that falls back to single words anyway gives those as the words'
-    # own, filtered out above), then the words' concepts, then narrower ones: the term budget goes to the closest
+    named = list({(word, c.get("vocab"), c.get("uri")): (word, c) for word, texts in [("", wholes), *forms.items()]
+                  for t in texts for c in answers[t].get("concepts") or []}.values())
+    # the whole query's concept first, then the words' concepts, then narrower ones: the term budget goes to the
+    # closest first
     for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
         level = int(concept.get("depth") or 0)
         bucket = found.narrower if level else found.equivalents if word == "" else \
@@ -120,16 +118,21 @@ def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: li
 
 
 # The vocabularies change when an operator reloads them, not between queries: answers are reused a few minutes.
-LOOKUPS: TTLCache = TTLCache(maxsize=4096, ttl=300)
+LOOKUPS: TTLCache = TTLCache(maxsize=8192, ttl=300)
 
 
-async def _lookup(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                  timeout: float, languages: list[str] | None, words: bool = True) -> dict:
-    key = (thesaurus, text[:200], lang, depth, tuple(languages or ()), words)
-    if key not in LOOKUPS:
-        params = {"q": text[:200], "depth": depth, "words": str(words).lower(), **({"lang": lang} if lang else {}),
-                  **({"languages": ",".join(languages)} if languages else {})}
-        response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
+async def _lookups(client: httpx.AsyncClient, thesaurus: str, texts: list[str], lang: str | None, depth: int,
+                   timeout: float, languages: list[str] | None) -> dict[str, dict]:
+    """text -> the thesaurus's answer for it (the concepts it names exactly): those not reused from LOOKUPS asked
+    in one request."""
+    key = lambda text: (thesaurus, text[:200], lang, depth, tuple(languages or ()))  # noqa: E731
+    known = {t: LOOKUPS[key(t)] for t in texts if key(t) in LOOKUPS}
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        params = [("q", t[:200]) for t in missing] + [("depth", depth)] + ([("lang", lang)] if lang else []) + \
+            ([("languages", ",".join(languages))] if languages else [])
+        response = await client.get(f"{thesaurus}/expand/batch", params=params, timeout=timeout)
         response.raise_for_status()
-        LOOKUPS[key] = response.json()
-    return LOOKUPS[key]
+        for text, answer in zip(missing, response.json()["results"], strict=True):
+            known[text] = LOOKUPS[key(text)] = answer
+    return known

@@ -13,6 +13,7 @@ from eolake_thesaurus.settings import ThesaurusSettings
 
 CONTEXT = {"skos": "http://www.w3.org/2004/02/skos/core#", "uri": "@id", "type": "@type"}
 Lang = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="language code")]
+MAX_BATCH = 64  # texts in one /expand/batch request (a query's words and their forms)
 Languages = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(,[A-Za-z]{2,3})*$",
                                          description="comma-separated: only labels in these languages (and those "
                                                      "without one)")]
@@ -146,6 +147,21 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
             await call(thesaurus.check_vocab, vocab)
         wanted = languages.split(",") if languages else None
         return await call(thesaurus.expand, q, lang, depth, vocab, languages=wanted, words=words)
+
+    @app.get("/expand/batch", summary="several exact lookups in one request: the concepts each q names (its words "
+                                       "are not looked up on their own) and their terms", responses=UNKNOWN_VOCABULARY)
+    async def expand_batch(q: Annotated[list[str], Query(description=f"1 to {MAX_BATCH} texts")], lang: Lang = None,
+                           depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None,
+                           languages: Languages = None):
+        if not 1 <= len(q) <= MAX_BATCH or not all(1 <= len(text) <= 200 for text in q):
+            raise HTTPException(400, f"q: 1 to {MAX_BATCH} texts of 1 to 200 characters each")
+        if depth > settings.max_depth:
+            raise HTTPException(400, f"depth must be at most {settings.max_depth}")
+        if vocab:
+            await call(thesaurus.check_vocab, vocab)
+        wanted = languages.split(",") if languages else None
+        return {"results": await call(lambda: [thesaurus.expand(text, lang, depth, vocab, languages=wanted, words=False)
+                                               for text in q])}
 
     async def index() -> None:
         if not settings.index_path.exists():
