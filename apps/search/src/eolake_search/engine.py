@@ -157,6 +157,8 @@ class Index:
         for record in records:
             self.add(record)
         self.weights = ", ".join(str(WEIGHTS[f]) for f in FIELDS * 2)
+        # the same without the description: 0 for a record that matched there only
+        self.naming_weights = ", ".join(str(0.0 if f == "description" else WEIGHTS[f]) for f in FIELDS * 2)
 
     def add(self, record: dict) -> None:
         lang = record.get("language") or "en"
@@ -167,20 +169,15 @@ class Index:
                         f"VALUES (?, {', '.join('?' * len(row))})", [len(self.records), *row])
         self.records.append(record)
 
-    def _scores(self, expression: str) -> dict[int, float]:
-        """rowid -> BM25 relevance (higher is better) of one FTS5 expression."""
-        sql = f"SELECT rowid, -bm25(docs, {self.weights}) FROM docs WHERE docs MATCH ?"
+    def _scores(self, expression: str) -> dict[int, tuple[float, bool]]:
+        """rowid -> (BM25 relevance (higher is better) of one FTS5 expression, whether it matched outside the
+        description), in one statement."""
+        sql = f"SELECT rowid, -bm25(docs, {self.weights}), bm25(docs, {self.naming_weights}) < 0 FROM docs " \
+              "WHERE docs MATCH ?"
         try:
-            return dict(self.db.execute(sql, [expression]).fetchall())
+            return {rowid: (score, bool(named)) for rowid, score, named in self.db.execute(sql, [expression])}
         except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
             return {}
-
-    def _matching(self, expression: str) -> set[int]:
-        """rowids matching one FTS5 expression (no scoring)."""
-        try:
-            return {row[0] for row in self.db.execute("SELECT rowid FROM docs WHERE docs MATCH ?", [expression])}
-        except sqlite3.OperationalError:
-            return set()
 
     def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict, float]]:
         """Records matching the query in these fields, best first. Each word (or phrase) of the query gives a
@@ -190,28 +187,24 @@ class Index:
         at a low weight. A word found only in a description (long texts that mention much in passing) earns
         DESCRIPTION_SHARE of that credit. FTS5 matches and scores; this only fuses its ranked lists."""
         groups = query.groups(fields)
-        named = query.groups(tuple(f for f in fields if f != "description"))  # in title, keywords, platform
         credit: dict[int, list[float]] = {}
         relevance: dict[int, float] = {}
-        for i, ((exact, alternatives), (named_exact, named_alternatives)) in enumerate(zip(groups, named)):
-            for expression, naming, full, weight in ((exact, named_exact, 1.0, 1.0),
-                                                     (alternatives, named_alternatives, EXPANDED_CREDIT,
-                                                      EXPANDED_RELEVANCE)):
-                strong = self._matching(naming) if naming and expression else set()
-                for rowid, score in self._normalised(expression).items():
+        for i, (exact, alternatives) in enumerate(groups):
+            for expression, full, weight in ((exact, 1.0, 1.0), (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
+                for rowid, (score, named) in self._normalised(expression).items():
                     cells = credit.setdefault(rowid, [0.0] * len(groups))
-                    share = full if rowid in strong else full * DESCRIPTION_SHARE
+                    share = full if named else full * DESCRIPTION_SHARE
                     if share > cells[i]:
                         relevance[rowid] = relevance.get(rowid, 0.0) + weight * score / len(groups)
                         cells[i] = share
-        for rowid, score in self._normalised(query.proximity(fields)).items():  # the words close together
+        for rowid, (score, _) in self._normalised(query.proximity(fields)).items():  # the words close together
             relevance[rowid] = relevance.get(rowid, 0.0) + score
-        for rowid, score in self._normalised(self._phrases(query.equivalents, fields)).items():
+        for rowid, (score, _) in self._normalised(self._phrases(query.equivalents, fields)).items():
             cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
             credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]
             relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
         scores = {rowid: 2 * sum(cells) / len(cells) + relevance.get(rowid, 0.0) for rowid, cells in credit.items()}
-        for rowid, score in self._normalised(self._phrases(query.narrower, fields)).items():
+        for rowid, (score, _) in self._normalised(self._phrases(query.narrower, fields)).items():
             scores[rowid] = scores.get(rowid, 0.0) + NARROWER_WEIGHT * score
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.records[kv[0]]["id"]))
         return [(self.records[rowid], round(score, 4)) for rowid, score in ranked]
@@ -221,11 +214,11 @@ class Index:
         phrases = [t for t in (words(term) for term in terms) if t]
         return " OR ".join(_phrase_match(p, fields) for p in phrases[:60]) or None
 
-    def _normalised(self, expression: str | None) -> dict[int, float]:
-        """rowid -> relevance in (0, 1], 1 for the best record."""
+    def _normalised(self, expression: str | None) -> dict[int, tuple[float, bool]]:
+        """rowid -> (relevance in (0, 1], 1 for the best record; whether it matched outside the description)."""
         found = self._scores(expression) if expression else {}
-        top = max(found.values(), default=1.0) or 1.0
-        return {rowid: score / top for rowid, score in found.items()}
+        top = max((score for score, _ in found.values()), default=1.0) or 1.0
+        return {rowid: (score / top, named) for rowid, (score, named) in found.items()}
 
     def titles_starting(self, text: str, limit: int) -> list[dict]:
         """Datasets whose title has words starting with the user's words (autocomplete)."""
@@ -234,7 +227,7 @@ class Index:
             return []
         expression = " AND ".join(f"title : {_quote(t)} *" for t in tokens)
         found = self._scores(expression)
-        ranked = sorted(found, key=lambda rowid: (-found[rowid], self.records[rowid]["id"]))
+        ranked = sorted(found, key=lambda rowid: (-found[rowid][0], self.records[rowid]["id"]))
         return [self.records[rowid] for rowid in ranked[:limit]]
 
 
