@@ -228,3 +228,12 @@ def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
                           "Daily fields. Other products of this service include a reanalysis of the ocean."),
                    record("about", "Ocean reanalysis", "Physical ocean state, daily fields.")])
     assert [r["id"] for r, _ in index.rank(Query.parse("reanalysis daily"))] == ["about", "passing"]
+
+
+def test_a_very_long_query_is_looked_up_in_several_requests_and_still_expanded(engine):
+    from eolake_search.expansion import batches
+
+    words = [f"{'é' * 150}{i}" for i in range(8)]  # 8 words of 151 accented characters: ~8 KiB once encoded
+    assert len(batches(words)) > 1 and sum(map(len, batches(words))) == len(words)
+    answer = found(engine, q=" ".join(["sécheresse", *words[:7]]), limit=3)
+    assert answer["expansion"]["applied"], answer["expansion"]

@@ -5,8 +5,10 @@ The thesaurus service answers; when it cannot, the search goes on unexpanded and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 from cachetools import TTLCache
@@ -121,18 +123,39 @@ def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: li
 LOOKUPS: TTLCache = TTLCache(maxsize=8192, ttl=300)
 
 
+def _key(thesaurus: str, text: str, lang: str | None, depth: int, languages: list[str] | None) -> tuple:
+    return thesaurus, text[:200], lang, depth, tuple(languages or ())
+
+
+def batches(texts: list[str], budget: int = 6000) -> list[list[str]]:
+    """The texts in groups whose query strings stay well under the services' 8 KiB bound (accented text is
+    percent-encoded: up to 6 bytes a character)."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for text in texts:
+        cost = len(quote(text[:200])) + 3
+        if out[-1] and size + cost > budget:
+            out.append([])
+            size = 0
+        out[-1].append(text)
+        size += cost
+    return [b for b in out if b]
+
+
 async def _lookups(client: httpx.AsyncClient, thesaurus: str, texts: list[str], lang: str | None, depth: int,
                    timeout: float, languages: list[str] | None) -> dict[str, dict]:
     """text -> the thesaurus's answer for it (the concepts it names exactly): those not reused from LOOKUPS asked
-    in one request."""
-    key = lambda text: (thesaurus, text[:200], lang, depth, tuple(languages or ()))  # noqa: E731
-    known = {t: LOOKUPS[key(t)] for t in texts if key(t) in LOOKUPS}
+    in one request (more for a very long query)."""
+    known = {t: hit for t in texts if (hit := LOOKUPS.get(_key(thesaurus, t, lang, depth, languages))) is not None}
     missing = list(dict.fromkeys(t for t in texts if t not in known))
-    if missing:
-        params = [("q", t[:200]) for t in missing] + [("depth", depth)] + ([("lang", lang)] if lang else []) + \
+
+    async def ask(batch: list[str]) -> None:
+        params = [("q", t[:200]) for t in batch] + [("depth", depth)] + ([("lang", lang)] if lang else []) + \
             ([("languages", ",".join(languages))] if languages else [])
         response = await client.get(f"{thesaurus}/expand/batch", params=params, timeout=timeout)
         response.raise_for_status()
-        for text, answer in zip(missing, response.json()["results"], strict=True):
-            known[text] = LOOKUPS[key(text)] = answer
+        for text, answer in zip(batch, response.json()["results"], strict=True):
+            known[text] = LOOKUPS[_key(thesaurus, text, lang, depth, languages)] = answer
+
+    await asyncio.gather(*(ask(b) for b in batches(missing)))
     return known
