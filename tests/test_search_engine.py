@@ -233,7 +233,8 @@ def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
 def test_a_very_long_query_is_looked_up_in_several_requests_and_still_expanded(engine):
     from eolake_search.expansion import batches
 
-    words = [f"{'é' * 150}{i}" for i in range(8)]  # 8 words of 151 accented characters: ~8 KiB once encoded
-    assert len(batches(words)) > 1 and sum(map(len, batches(words))) == len(words)
-    answer = found(engine, q=" ".join(["sécheresse", *words[:7]]), limit=3)
+    words = [f"{'é' * (150 + i)}s" for i in range(6)]  # plurals: each looked up as typed and in the singular
+    q = " ".join(["sécheresse", *words])  # under the search's bound of 1000 characters, ~12 KiB of lookups
+    assert len(batches([q[:200], *words, *(w[:-1] for w in words)])) > 1
+    answer = found(engine, q=q, limit=3)
     assert answer["expansion"]["applied"], answer["expansion"]
