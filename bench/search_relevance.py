@@ -282,6 +282,8 @@ def groups(rows: list[QueryResult]) -> dict[str, list[QueryResult]]:
     for key in ("lang", "split"):
         for value in sorted({getattr(r, key) for r in rows}):
             out[f"{key}={value}"] = [r for r in rows if getattr(r, key) == value]
+    for lang, split in sorted({(r.lang, r.split) for r in rows}):  # does each language generalise?
+        out[f"{lang}/{split}"] = [r for r in rows if r.lang == lang and r.split == split]
     return out
 
 

@@ -202,3 +202,53 @@ def test_stemming_in_several_threads_at_once_gives_each_its_own_words():
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert all(found == expected for found in pool.map(stem_all, range(12)))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=CHARACTERS)
+def test_any_punctuation_expanded_through_the_thesaurus_is_a_200(engine, q):
+    response = engine.get("/search/collections", params={"q": q, "limit": 3})
+    assert response.status_code == 200, (q, response.text)
+    assert ("expansion" in response.json()) == bool(q.strip())  # blank text is no query: everything, unexpanded
+
+
+def test_french_words_are_looked_up_in_the_forms_vocabularies_write():
+    from eolake_search.expansion import lookup_forms
+
+    assert {"neige"} <= set(lookup_forms("neigeuses")) and "nuage" in lookup_forms("nuageux")
+    assert lookup_forms("feux")[:2] == ["feux", "feu"] and "niveau" in lookup_forms("niveaux")
+    assert "urbain" in lookup_forms("urbaines") and "météorologie" in lookup_forms("météorologique")
+    assert lookup_forms("virus") == ["virus"] and lookup_forms("glass") == ["glass"]
+
+
+def record(cid: str, title: str, description: str = "", keywords: tuple[str, ...] = ()) -> dict:
+    return {"id": cid, "title": title, "description": description, "keywords": list(keywords)}
+
+
+def test_cognates_meet_across_languages_but_short_stems_do_not():
+    from eolake_search.engine import Index, Query
+
+    index = Index([record("era", "Global atmospheric reanalysis"), record("solar", "Solar radiation"),
+                   record("other", "Sea ice concentration")])
+    assert [r["id"] for r, _ in index.rank(Query.parse("réanalyse"))] == ["era"]
+    assert [r["id"] for r, _ in index.rank(Query.parse("précipitations hydrologie"))] == []
+    assert index.rank(Query.parse("sol ")) == []  # "sol" is no prefix of "solar": too short to guess
+
+
+def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
+    from eolake_search.engine import Index, Query
+
+    index = Index([record("passing", "Sea surface temperature",
+                          "Daily fields. Other products of this service include a reanalysis of the ocean."),
+                   record("about", "Ocean reanalysis", "Physical ocean state, daily fields.")])
+    assert [r["id"] for r, _ in index.rank(Query.parse("reanalysis daily"))] == ["about", "passing"]
+
+
+def test_a_very_long_query_is_looked_up_in_several_requests_and_still_expanded(engine):
+    from eolake_search.expansion import batches
+
+    words = [f"{'é' * (150 + i)}s" for i in range(6)]  # plurals: each looked up as typed and in the singular
+    q = " ".join(["sécheresse", *words])  # under the search's bound of 1000 characters, ~12 KiB of lookups
+    assert len(batches([q[:200], *words, *(w[:-1] for w in words)])) > 1
+    answer = found(engine, q=q, limit=3)
+    assert answer["expansion"]["applied"], answer["expansion"]

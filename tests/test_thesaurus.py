@@ -31,7 +31,7 @@ def problem(response, status: int) -> dict:
 
 def test_vocabularies_are_bilingual_and_attributed(client):
     vocabs = {v["id"]: v for v in client.get("/rest/v1/vocabularies").json()["vocabularies"]}
-    assert set(vocabs) == {"gemet", "inspire"}
+    assert set(vocabs) == {"gemet", "inspire", "freedict"}  # FreeDict: the bootstrap installs its Debian packages
     assert vocabs["gemet"]["languages"] == ["en", "fr"] and vocabs["gemet"]["conceptCount"] == 5520
     assert "European Environment Agency" in vocabs["gemet"]["attribution"]
     assert "European Commission" in vocabs["inspire"]["attribution"]
@@ -78,8 +78,65 @@ def test_expansion_reports_concepts_and_terms(client):
     body = client.get("/expand", params={"q": "inondation"}).json()
     assert "flooding" in body["terms"] and "coastal flooding" in body["terms"]
     assert {c["uri"] for c in body["concepts"]} >= {FLOODING}
-    assert client.get("/expand", params={"q": "inondation", "depth": 0}).json()["terms"] == ["inondation", "flooding"]
-    assert client.get("/expand", params={"q": "no such words here"}).json()["concepts"] == []
+    gemet = client.get("/expand", params={"q": "inondation", "depth": 0, "vocab": "gemet"}).json()
+    assert gemet["terms"] == ["inondation", "flooding"]
+    assert client.get("/expand", params={"q": "xyzzy plugh"}).json()["concepts"] == []
+
+
+def test_dictionaries_translate_both_ways_without_chaining_words(client):
+    # a French word the thesauri do not know, translated; its English translation never looked up in French
+    hauteur = client.get("/expand", params={"q": "hauteur", "depth": 0}).json()
+    assert "height" in hauteur["terms"] and {c["vocab"] for c in hauteur["concepts"]} == {"freedict"}
+    # reached through the English-French entry's translation: the English headword, not its other translations
+    foudre = client.get("/expand", params={"q": "foudre", "depth": 0}).json()
+    lightning = [c for c in foudre["concepts"] if c["prefLabel"] == "lightning"]
+    assert lightning and lightning[0]["labels"] == ["lightning"]
+    # an English word reaching French entries through their translations gives those French headwords only
+    cover = client.get("/expand", params={"q": "cover", "depth": 0}).json()
+    assert "blanket" not in cover["terms"] and "couverture" in cover["terms"]
+    # dictionary words are not concepts to suggest while typing
+    auto = client.get("/autocomplete", params={"q": "foudr"}).json()["suggestions"]
+    assert all(s["vocab"] != "freedict" for s in auto)
+
+
+def test_expansion_in_some_languages_and_without_word_fallback(client):
+    every = client.get("/expand", params={"q": "hydrography", "depth": 0, "vocab": "inspire"}).json()["terms"]
+    assert "Hydrografie" in every
+    some = client.get("/expand", params={"q": "hydrography", "depth": 0, "vocab": "inspire",
+                                         "languages": "en,fr"}).json()["terms"]
+    assert "Hydrografie" not in some and "Hydrographie" in some
+    assert client.get("/expand", params={"q": "snow flood", "words": "false"}).json()["concepts"] == []
+    assert client.get("/expand", params={"q": "snow flood"}).json()["concepts"]
+    problem(client.get("/expand", params={"q": "flood", "languages": "en;fr"}), 400)
+
+
+def test_batch_expansion_answers_each_text_exactly_in_order(client):
+    body = client.get("/expand/batch", params=[("q", "inondation"), ("q", "snow flood"), ("q", "neige"),
+                                               ("depth", "0"), ("languages", "en,fr")]).json()
+    inondation, nothing, neige = body["results"]
+    assert inondation == client.get("/expand", params={"q": "inondation", "depth": 0, "languages": "en,fr"}).json()
+    assert nothing["concepts"] == []  # exact lookups: its words are not looked up on their own
+    assert "snow" in neige["terms"]
+    problem(client.get("/expand/batch"), 400)
+    problem(client.get("/expand/batch", params=[("q", "x")] * 65), 400)
+    problem(client.get("/expand/batch", params={"q": "x" * 201}), 400)
+    problem(client.get("/expand/batch", params={"q": "flood", "depth": 99}), 400)
+    problem(client.get("/expand/batch", params={"q": "flood", "vocab": "nope"}), 404)
+
+
+def test_malformed_dictionary_is_refused_and_changes_nothing(thesaurus_storage, tmp_path):
+    from eolake_thesaurus.dictionary import import_dictionary
+
+    db = tmp_path / "index.sqlite"
+    shutil.copy(index_path(thesaurus_storage), db)
+    before = content_hash(sqlite3.connect(db), "freedict")
+    (tmp_path / "bad.index").write_text("foudre\tzz!\tq\n", encoding="utf-8")
+    (tmp_path / "bad.dict.dz").write_bytes(b"not gzip")
+    with pytest.raises(RdfImportError, match="not a dictd dictionary"):
+        import_dictionary(db, tmp_path / "bad.index", "fr", "en", "freedict", "x")
+    with pytest.raises(RdfImportError, match="needs"):
+        import_dictionary(db, tmp_path / "missing.index", "fr", "en", "freedict", "x")
+    assert content_hash(sqlite3.connect(db), "freedict") == before
 
 
 def test_unknown_things_and_bad_parameters(client):

@@ -291,6 +291,50 @@ def overflow(driver) -> list[str]:
         "return wide.slice(0, 10);")
 
 
+def test_dataset_search_suggests_explains_and_narrows_by_facets(platform, browser):
+    base = platform.base_url
+    ready(base, "/search")
+    ready(base, "/thesaurus")
+    open_route(browser, base, "#/collections")
+    box = browser.find_element(By.ID, "coll-q")
+    box.send_keys("sécheresse")
+    until(browser, "return document.querySelectorAll('#coll-suggest [role=option]').length > 0", "no suggestions")
+    options = browser.find_elements(By.CSS_SELECTOR, "#coll-suggest [role=option]")
+    assert any(o.text.lower().startswith("sécheresse") for o in options), [o.text for o in options]
+    assert box.get_attribute("aria-expanded") == "true" and box.get_attribute("role") == "combobox"
+    box.send_keys(Keys.ARROW_DOWN)  # the keyboard walks the list: the first option becomes the active one
+    assert box.get_attribute("aria-activedescendant") == "coll-suggest-0"
+    assert browser.find_element(By.ID, "coll-suggest-0").get_attribute("aria-selected") == "true"
+    box.send_keys(Keys.ESCAPE)
+    assert box.get_attribute("aria-expanded") == "false"
+    box.send_keys(Keys.ENTER)
+
+    until(browser, "return location.hash.includes('q=') && document.getElementById('coll-status')?.dataset.matched"
+                   " !== undefined", "no results")
+    expansion = browser.find_element(By.ID, "coll-expansion")
+    assert "drought" in expansion.text.lower(), expansion.text  # the English concept searched, shown
+    expansion.find_element(By.TAG_NAME, "summary").click()
+    assert "named by" in expansion.find_element(By.CSS_SELECTOR, "ul.why").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#coll-list li")  # English datasets, found in French
+
+    matched = int(browser.find_element(By.ID, "coll-status").get_attribute("data-matched"))
+    browser.find_element(By.CSS_SELECTOR, "#coll-facets summary").click()
+    providers = browser.find_elements(By.CSS_SELECTOR, "fieldset[data-facet=provider] button.facet-value")
+    assert providers and all(0 < int(b.get_attribute("data-count")) <= matched for b in providers)
+    narrower = min(providers, key=lambda b: int(b.get_attribute("data-count")))
+    value, count = narrower.get_attribute("data-value"), int(narrower.get_attribute("data-count"))
+    narrower.click()
+    until(browser, f"return document.getElementById('coll-status')?.dataset.matched === '{count}'",
+          "the facet did not narrow the results to its count")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#coll-list li")) == min(count, 50)
+    chosen = browser.find_element(By.CSS_SELECTOR, "fieldset[data-facet=provider] button[aria-pressed=true]")
+    assert chosen.get_attribute("data-value") == value and int(chosen.get_attribute("data-count")) == count
+    browser.find_element(By.CSS_SELECTOR, "#coll-chosen button.chip").click()  # removing it widens back
+    until(browser, f"return document.getElementById('coll-status')?.dataset.matched === '{matched}'",
+          "removing the facet did not restore the results")
+    assert not console_errors(browser)
+
+
 SIGNED_IN = "return document.getElementById('o-signout') !== null"
 
 

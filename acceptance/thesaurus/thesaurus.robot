@@ -63,6 +63,14 @@ Expansion Says Which Terms Were Used
     List Should Contain Value    ${resp.json()}[terms]    flooding
     List Should Contain Value    ${resp.json()}[terms]    coastal flooding
 
+Batch Expansion Answers Each Text Exactly
+    [Tags]    demo
+    Require Demo Data
+    ${resp}=    GET JSON    /expand/batch    params=q=inondation&q=snow%20flood&depth=0&languages=en,fr
+    Length Should Be    ${resp.json()}[results]    2
+    List Should Contain Value    ${resp.json()}[results][0][terms]    flooding
+    Should Be Empty    ${resp.json()}[results][1][concepts]
+
 Unknown Concept And Vocabulary Are 404 Problems
     [Tags]    errors
     ${resp}=    GET JSON    /rest/v1/no-such-vocabulary/topConcepts    expected_status=404
@@ -78,4 +86,6 @@ Bad Parameters Are 400 Problems
     ${resp}=    GET JSON    /rest/v1/search    params=query=a*&maxhits=1000000    expected_status=400
     Response Should Be Problem    ${resp}    400
     ${resp}=    GET JSON    /expand    params=q=flood&depth=99    expected_status=400
+    Response Should Be Problem    ${resp}    400
+    ${resp}=    GET JSON    /expand/batch    expected_status=400
     Response Should Be Problem    ${resp}    400

@@ -183,7 +183,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         """Terms for the providers' item search, the report, and the collections whose title or keywords match
         (their items match too: items rarely carry the words users type, their collections do)."""
         found = await thesaurus_expand(app.state.client, settings.thesaurus, " ".join(q), lang, depth,
-                                       settings.thesaurus_timeout_seconds, settings.max_expanded_terms)
+                                       settings.thesaurus_timeout_seconds, settings.max_expanded_terms,
+                                       settings.catalog_languages)
         # Capped: each term becomes clauses of the providers' filters, which have their own bounds.
         terms = list(dict.fromkeys([*q, *found.terms]))[:max(len(q), settings.max_expanded_terms)]
         return terms, {**found.report(depth), **({"terms": terms} if found.applied else {})}, \

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
 
 from eolake_search import discovery
 from eolake_search.engine import Query as TextQuery
@@ -70,7 +71,8 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
         if not flag(params.get("expand")):
             return unexpanded("expand=false"), depth
         return await expand(app.state.client, settings.thesaurus, text, params.get("lang"), depth,
-                            settings.thesaurus_timeout_seconds, settings.max_expanded_terms), depth
+                            settings.thesaurus_timeout_seconds, settings.max_expanded_terms,
+                            settings.catalog_languages), depth
 
     async def text_query(params: dict) -> tuple[TextQuery | None, dict | None]:
         text = " ".join(_strings(params.get("q")))
@@ -118,7 +120,7 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
             answer["facets"] = discovery.facets(records) if box else found.facets
         if expansion is not None:
             answer["expansion"] = expansion
-        return answer
+        return JSONResponse(answer)  # plain JSON already: FastAPI's encoder would walk it again on every search
 
     @app.get("/collection-queryables", summary="what collection-search filters may name")
     async def collection_queryables():

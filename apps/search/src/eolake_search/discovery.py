@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from itertools import chain
 
 from eolake_search.datasets import BACKENDS, eodag_collections, eodag_provider, from_eodag, from_stac, merge
 from eolake_search.engine import Index, Query
@@ -127,15 +128,12 @@ def facets(records: list[dict], top: int = 20) -> dict:
     `missing` add up to the number matched."""
     out = {}
     for name, key in FACETS.items():
-        counts: Counter = Counter()
-        missing = 0
-        for record in records:
-            values = set(properties(record)["provider" if key == BACKENDS else key])
-            counts.update(values)
-            missing += not values
+        source = (lambda r: r) if key in (BACKENDS, "keywords") else (lambda r: r.get("summaries") or {})
+        values = [set(source(record).get(key) or ()) for record in records]
+        counts = Counter(chain.from_iterable(values))  # counted in C: this runs on every search
         out[name] = {"counts": [{"value": v, "count": n} for v, n in
                                 sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))[:top]],
-                     "missing": missing, "distinct": len(counts)}
+                     "missing": sum(not v for v in values), "distinct": len(counts)}
     return out
 
 

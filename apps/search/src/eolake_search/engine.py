@@ -41,6 +41,8 @@ PHRASE = re.compile(r'"([^"]*)"')
 # A word matched only through its translations or synonyms earns this share of the credit of the word itself, and
 # half its relevance; narrower concepts add relevance only.
 EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
+COGNATE_MIN = 5
+DESCRIPTION_SHARE = 0.4
 
 
 def fold(text: str) -> str:
@@ -138,7 +140,15 @@ def _word_match(word: str, fields: tuple[str, ...]) -> str:
     stems = dict.fromkeys([stem(word, "en"), stem(word, "fr")])
     parts = [f"{_columns(fields, False)} : {_quote(raw)}"]
     parts += [f"{_columns(fields, True)} : {_quote(s)}" for s in stems if s]
-    return "(" + " OR ".join(parts) + ")"
+    return "(" + " OR ".join(parts + _cognates(word, fields)) + ")"
+
+
+def _cognates(word: str, fields: tuple[str, ...]) -> list[str]:
+    """The word's stems as prefixes of indexed words: French and English share most of their learned vocabulary
+    ("réanalyse" meets "reanalysis", "précipitations" "precipitation", "hydrologie" "hydrology"). Short stems
+    would reach unrelated words ("sol" would meet "solar"): only those of COGNATE_MIN letters or more."""
+    stems = dict.fromkeys(s for s in (stem(word, "fr"), stem(word, "en")) if len(s) >= COGNATE_MIN)
+    return [f"{_columns(fields, False)} : {_quote(s)} *" for s in stems]
 
 
 def _phrase_match(tokens: list[str], fields: tuple[str, ...], lang: str = "en") -> str:
@@ -158,6 +168,8 @@ class Index:
         for record in records:
             self.add(record)
         self.weights = ", ".join(str(WEIGHTS[f]) for f in FIELDS * 2)
+        # the same without the description: 0 for a record that matched there only
+        self.naming_weights = ", ".join(str(0.0 if f == "description" else WEIGHTS[f]) for f in FIELDS * 2)
 
     def add(self, record: dict) -> None:
         lang = record.get("language") or "en"
@@ -168,11 +180,13 @@ class Index:
                         f"VALUES (?, {', '.join('?' * len(row))})", [len(self.records), *row])
         self.records.append(record)
 
-    def _scores(self, expression: str) -> dict[int, float]:
-        """rowid -> BM25 relevance (higher is better) of one FTS5 expression."""
-        sql = f"SELECT rowid, -bm25(docs, {self.weights}) FROM docs WHERE docs MATCH ?"
+    def _scores(self, expression: str) -> dict[int, tuple[float, bool]]:
+        """rowid -> (BM25 relevance (higher is better) of one FTS5 expression, whether it matched outside the
+        description), in one statement."""
+        sql = f"SELECT rowid, -bm25(docs, {self.weights}), bm25(docs, {self.naming_weights}) < 0 FROM docs " \
+              "WHERE docs MATCH ?"
         try:
-            return dict(self.db.execute(sql, [expression]).fetchall())
+            return {rowid: (score, bool(named)) for rowid, score, named in self.db.execute(sql, [expression])}
         except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
             return {}
 
@@ -181,26 +195,27 @@ class Index:
         record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
         of a concept named by the whole query gives every word that credit. Score: twice the mean credit plus the
         mean of the per-word BM25 relevance (normalised by the best; alternatives at half), plus narrower terms'
-        at a low weight. FTS5 matches and scores; this only fuses its ranked lists."""
+        at a low weight. A word found only in a description (long texts that mention much in passing) earns
+        DESCRIPTION_SHARE of that credit. FTS5 matches and scores; this only fuses its ranked lists."""
         groups = query.groups(fields)
         credit: dict[int, list[float]] = {}
         relevance: dict[int, float] = {}
         for i, (exact, alternatives) in enumerate(groups):
-            for expression, share, weight in ((exact, 1.0, 1.0),
-                                              (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
-                for rowid, score in self._normalised(expression).items():
+            for expression, full, weight in ((exact, 1.0, 1.0), (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
+                for rowid, (score, named) in self._normalised(expression).items():
                     cells = credit.setdefault(rowid, [0.0] * len(groups))
+                    share = full if named else full * DESCRIPTION_SHARE
                     if share > cells[i]:
                         relevance[rowid] = relevance.get(rowid, 0.0) + weight * score / len(groups)
                         cells[i] = share
-        for rowid, score in self._normalised(query.proximity(fields)).items():  # the words close together
+        for rowid, (score, _) in self._normalised(query.proximity(fields)).items():  # the words close together
             relevance[rowid] = relevance.get(rowid, 0.0) + score
-        for rowid, score in self._normalised(self._phrases(query.equivalents, fields)).items():
+        for rowid, (score, _) in self._normalised(self._phrases(query.equivalents, fields)).items():
             cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
             credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]
             relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
         scores = {rowid: 2 * sum(cells) / len(cells) + relevance.get(rowid, 0.0) for rowid, cells in credit.items()}
-        for rowid, score in self._normalised(self._phrases(query.narrower, fields)).items():
+        for rowid, (score, _) in self._normalised(self._phrases(query.narrower, fields)).items():
             scores[rowid] = scores.get(rowid, 0.0) + NARROWER_WEIGHT * score
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.records[kv[0]]["id"]))
         return [(self.records[rowid], round(score, 4)) for rowid, score in ranked]
@@ -210,11 +225,11 @@ class Index:
         phrases = [t for t in (words(term) for term in terms) if t]
         return " OR ".join(_phrase_match(p, fields) for p in phrases[:60]) or None
 
-    def _normalised(self, expression: str | None) -> dict[int, float]:
-        """rowid -> relevance in (0, 1], 1 for the best record."""
+    def _normalised(self, expression: str | None) -> dict[int, tuple[float, bool]]:
+        """rowid -> (relevance in (0, 1], 1 for the best record; whether it matched outside the description)."""
         found = self._scores(expression) if expression else {}
-        top = max(found.values(), default=1.0) or 1.0
-        return {rowid: score / top for rowid, score in found.items()}
+        top = max((score for score, _ in found.values()), default=1.0) or 1.0
+        return {rowid: (score / top, named) for rowid, (score, named) in found.items()}
 
     def titles_starting(self, text: str, limit: int) -> list[dict]:
         """Datasets whose title has words starting with the user's words (autocomplete)."""
@@ -223,7 +238,7 @@ class Index:
             return []
         expression = " AND ".join(f"title : {_quote(t)} *" for t in tokens)
         found = self._scores(expression)
-        ranked = sorted(found, key=lambda rowid: (-found[rowid], self.records[rowid]["id"]))
+        ranked = sorted(found, key=lambda rowid: (-found[rowid][0], self.records[rowid]["id"]))
         return [self.records[rowid] for rowid in ranked[:limit]]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import httpx
 from cachetools import TTLCache
@@ -52,30 +53,53 @@ def unexpanded(reason: str) -> Expansion:
 
 
 def singular(word: str) -> str | None:
-    """The word without a plural s or x (French and English), for looking labels up: "rivières" -> "rivière"."""
-    return word[:-1] if len(word) > 3 and word[-1] in "sx" and word[-2] not in "su" else None
+    """The word without a plural s (French and English) or the x of French plurals in -ux, for looking labels up:
+    "rivières" -> "rivière", "feux" -> "feu", "niveaux" -> "niveau" (not "virus", "glass")."""
+    plural = len(word) > 3 and (word[-1] == "s" and word[-2] not in "su" or word[-1] == "x" and word[-2] == "u")
+    return word[:-1] if plural else None
+
+
+# French adjectives as the dictionaries and thesauri write them (masculine singular: "urbaines" -> "urbain",
+# "côtières" -> "côtier") and the nouns they derive from ("neigeuse" -> "neige", "nuageux" -> "nuage",
+# "météorologique" -> "météorologie", "climatique" -> "climat")
+DERIVED = [(("aines",), ("ain",)), (("aine",), ("ain",)), (("elles", "elle"), ("el",)), (("ives", "ive"), ("if",)),
+           (("ales", "ale", "aux"), ("al",)), (("ières", "ière"), ("ier",)), (("euses", "euse"), ("eux", "e")),
+           (("eux",), ("e",)), (("iques", "ique"), ("ie", ""))]
+
+
+def lookup_forms(word: str) -> list[str]:
+    """The forms of a query word looked up in the thesaurus: itself, its singular, the nouns it derives from."""
+    forms = [word, *filter(None, [singular(word)])]
+    for endings, replacements in DERIVED:
+        ending = next((e for e in endings if word.endswith(e) and len(word) - len(e) >= 3), None)
+        if ending:
+            forms += [word[:-len(ending)] + r for r in replacements]
+    return list(dict.fromkeys(forms))
 
 
 async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                 timeout: float, max_terms: int) -> Expansion:
-    """The whole query and each of its words looked up (concurrently); a word's concepts become its
-    alternatives, a concept named by the whole query its equivalents."""
+                 timeout: float, max_terms: int, languages: list[str] | None = None) -> Expansion:
+    """The whole query and each of its words (in the forms vocabularies write) looked up in one request; a word's
+    concepts become its alternatives, a concept named by the whole query its equivalents."""
     query = Query.parse(text)
     whole = " ".join(text.split())
-    lookups = {"": whole} if len(query.words) > 1 or not query.words else {}
-    lookups.update({word: " ".join(filter(None, [word, singular(word)])) for word in query.words[:8]})
+    # the whole query as typed and in the singular ("zones urbaines" is the concept "zone urbaine")
+    wholes = list(dict.fromkeys([whole, " ".join(singular(w) or w for w in whole.split())]))
+    if len(query.words) == 1:
+        wholes = []  # the word's own lookups
+    forms = {word: lookup_forms(word) for word in query.words[:8]}
     try:
-        answers = await asyncio.gather(*(_lookup(client, thesaurus, t, lang, depth, timeout)
-                                         for t in lookups.values()))
+        answers = await _lookups(client, thesaurus, [*wholes, *(f for fs in forms.values() for f in fs)], lang,
+                                 depth, timeout, languages)
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
     found = Expansion(applied=True)
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
-    named = [(word, c) for word, data in zip(lookups, answers, strict=True) for c in data.get("concepts") or []
-             if word or int(c.get("depth") or 0) > 0 or fold(whole) in {fold(x) for x in c.get("labels") or []}]
-    # the whole query's concept first (the thesaurus falls back to single words: those are the words' own), then
-    # the words' concepts, then narrower ones: the term budget goes to the closest first
+    named = list({(word, c.get("vocab"), c.get("uri")): (word, c) for word, texts in [("", wholes), *forms.items()]
+                  for t in texts for c in answers[t].get("concepts") or []}.values())
+    # the whole query's concept first, then the words' concepts, then narrower ones: the term budget goes to the
+    # closest first
     for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
         level = int(concept.get("depth") or 0)
         bucket = found.narrower if level else found.equivalents if word == "" else \
@@ -96,15 +120,42 @@ def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: li
 
 
 # The vocabularies change when an operator reloads them, not between queries: answers are reused a few minutes.
-LOOKUPS: TTLCache = TTLCache(maxsize=4096, ttl=300)
+LOOKUPS: TTLCache = TTLCache(maxsize=8192, ttl=300)
 
 
-async def _lookup(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                  timeout: float) -> dict:
-    key = (thesaurus, text[:200], lang, depth)
-    if key not in LOOKUPS:
-        params = {"q": text[:200], "depth": depth, **({"lang": lang} if lang else {})}
-        response = await client.get(f"{thesaurus}/expand", params=params, timeout=timeout)
+def _key(thesaurus: str, text: str, lang: str | None, depth: int, languages: list[str] | None) -> tuple:
+    return thesaurus, text[:200], lang, depth, tuple(languages or ())
+
+
+def batches(texts: list[str], budget: int = 6000) -> list[list[str]]:
+    """The texts in groups whose query strings stay well under the services' 8 KiB bound (accented text is
+    percent-encoded: up to 6 bytes a character)."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for text in texts:
+        cost = len(quote(text[:200])) + 3
+        if out[-1] and size + cost > budget:
+            out.append([])
+            size = 0
+        out[-1].append(text)
+        size += cost
+    return [b for b in out if b]
+
+
+async def _lookups(client: httpx.AsyncClient, thesaurus: str, texts: list[str], lang: str | None, depth: int,
+                   timeout: float, languages: list[str] | None) -> dict[str, dict]:
+    """text -> the thesaurus's answer for it (the concepts it names exactly): those not reused from LOOKUPS asked
+    in one request (more for a very long query)."""
+    known = {t: hit for t in texts if (hit := LOOKUPS.get(_key(thesaurus, t, lang, depth, languages))) is not None}
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+
+    async def ask(batch: list[str]) -> None:
+        params = [("q", t[:200]) for t in batch] + [("depth", depth)] + ([("lang", lang)] if lang else []) + \
+            ([("languages", ",".join(languages))] if languages else [])
+        response = await client.get(f"{thesaurus}/expand/batch", params=params, timeout=timeout)
         response.raise_for_status()
-        LOOKUPS[key] = response.json()
-    return LOOKUPS[key]
+        for text, answer in zip(batch, response.json()["results"], strict=True):
+            known[text] = LOOKUPS[_key(thesaurus, text, lang, depth, languages)] = answer
+
+    await asyncio.gather(*(ask(b) for b in batches(missing)))
+    return known

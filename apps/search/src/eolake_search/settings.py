@@ -50,6 +50,9 @@ class SearchSettings(ServiceSettings):
     catalog_ttl_seconds: float = Field(30, gt=0, description="how long the STAC providers' collection lists are "
                                                             "reused by the dataset catalog")
     max_expanded_terms: int = Field(30, ge=1, le=200, description="most terms a free-text query expands to")
+    catalog_languages: list[str] = Field(["en", "fr"], min_length=1, description=(
+        "languages of the catalog's metadata and of its users' queries: the thesaurus's labels in other languages "
+        "are not searched"))
     default_limit: int = Field(10, ge=1)
     max_limit: int = Field(100, ge=1, le=1000, description="a larger limit is capped to it")
     provider_page_max: int = Field(1000, ge=10, description="largest page asked of a provider")

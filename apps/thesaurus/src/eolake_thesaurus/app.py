@@ -13,6 +13,10 @@ from eolake_thesaurus.settings import ThesaurusSettings
 
 CONTEXT = {"skos": "http://www.w3.org/2004/02/skos/core#", "uri": "@id", "type": "@type"}
 Lang = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]+)*$", description="language code")]
+MAX_BATCH = 64  # texts in one /expand/batch request (a query's words and their forms)
+Languages = Annotated[str | None, Query(pattern=r"^[A-Za-z]{2,3}(,[A-Za-z]{2,3})*$",
+                                         description="comma-separated: only labels in these languages (and those "
+                                                     "without one)")]
 Uri = Annotated[str, Query(min_length=1, max_length=2000)]
 UNKNOWN_VOCABULARY = {404: {"description": "the vocabulary named in `vocab` does not exist"}}
 
@@ -134,12 +138,30 @@ def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
     @app.get("/expand", summary="query expansion: the concepts a free-text query matches and the terms to search",
              responses=UNKNOWN_VOCABULARY)
     async def expand(q: Annotated[str, Query(min_length=1, max_length=200)], lang: Lang = None,
-                     depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None):
+                     depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None,
+                     languages: Languages = None,
+                     words: Annotated[bool, Query(description="when q names no concept, look its words up")] = True):
         if depth > settings.max_depth:
             raise HTTPException(400, f"depth must be at most {settings.max_depth}")
         if vocab:
             await call(thesaurus.check_vocab, vocab)
-        return await call(thesaurus.expand, q, lang, depth, vocab)
+        wanted = languages.split(",") if languages else None
+        return await call(thesaurus.expand, q, lang, depth, vocab, languages=wanted, words=words)
+
+    @app.get("/expand/batch", summary="several exact lookups in one request: the concepts each q names (its words "
+                                       "are not looked up on their own) and their terms", responses=UNKNOWN_VOCABULARY)
+    async def expand_batch(q: Annotated[list[str], Query(description=f"1 to {MAX_BATCH} texts")], lang: Lang = None,
+                           depth: Annotated[int, Query(ge=0)] = 1, vocab: str | None = None,
+                           languages: Languages = None):
+        if not 1 <= len(q) <= MAX_BATCH or not all(1 <= len(text) <= 200 for text in q):
+            raise HTTPException(400, f"q: 1 to {MAX_BATCH} texts of 1 to 200 characters each")
+        if depth > settings.max_depth:
+            raise HTTPException(400, f"depth must be at most {settings.max_depth}")
+        if vocab:
+            await call(thesaurus.check_vocab, vocab)
+        wanted = languages.split(",") if languages else None
+        return {"results": await call(lambda: [thesaurus.expand(text, lang, depth, vocab, languages=wanted, words=False)
+                                               for text in q])}
 
     async def index() -> None:
         if not settings.index_path.exists():

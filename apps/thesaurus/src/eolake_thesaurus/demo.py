@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eolake_thesaurus.dictionary import import_dictionary
 from eolake_thesaurus.settings import index_path
 from eolake_thesaurus.store import ImportReport, import_file, is_empty
 
 DEMO = [("gemet-en.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
         ("gemet-fr.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
         ("inspire-theme.rdf", "inspire", "INSPIRE themes")]
+# Translating dictionaries where the system has them (Debian: dict-freedict-fra-eng, dict-freedict-eng-fra)
+DICTD = Path("/usr/share/dictd")
+DICTIONARIES = [("freedict-fra-eng.index", "fr", "en"), ("freedict-eng-fra.index", "en", "fr")]
+DICTIONARY_TITLE = "FreeDict French-English and English-French dictionaries"
 
 
 def import_vocabulary(storage: Path, file: Path, vocabulary: str | None = None,
@@ -17,9 +22,13 @@ def import_vocabulary(storage: Path, file: Path, vocabulary: str | None = None,
     return import_file(index_path(storage), file, vocabulary, title)
 
 
-def load_demo_vocabularies(storage: Path, thesauri: Path) -> list[ImportReport]:
-    """GEMET (English + French: one bilingual vocabulary) and the INSPIRE themes, when the index is empty."""
+def load_demo_vocabularies(storage: Path, thesauri: Path, dictionaries: Path = DICTD) -> list[ImportReport]:
+    """GEMET (English + French: one bilingual vocabulary), the INSPIRE themes and the French-English
+    dictionaries found, when the index is empty."""
     if not is_empty(index_path(storage)):
         return []
-    return [import_vocabulary(storage, thesauri / name, vocab, title)
-            for name, vocab, title in DEMO if (thesauri / name).exists()]
+    reports = [import_vocabulary(storage, thesauri / name, vocab, title)
+               for name, vocab, title in DEMO if (thesauri / name).exists()]
+    return reports + [import_dictionary(index_path(storage), dictionaries / name, source, target, "freedict",
+                                        DICTIONARY_TITLE)
+                      for name, source, target in DICTIONARIES if (dictionaries / name).exists()]

@@ -7,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from eolake_thesaurus.store import connect, glob_pattern, normalise
+from eolake_thesaurus.store import DICTIONARY_URI, connect, glob_pattern, normalise
 
 
 class NotFound(LookupError):
@@ -67,7 +67,7 @@ class Thesaurus:
         out: dict[str, dict] = {"prefLabel": {}, "altLabel": {}, "hiddenLabel": {}}
         for r in self._all("SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? ORDER BY lang, text",
                            vocab, uri):
-            key = {"pref": "prefLabel", "alt": "altLabel", "hidden": "hiddenLabel"}[r["kind"]]
+            key = {"pref": "prefLabel", "hidden": "hiddenLabel"}.get(r["kind"], "altLabel")  # alt, translation
             if key == "prefLabel":
                 out[key][r["lang"]] = r["text"]
             else:
@@ -142,10 +142,10 @@ class Thesaurus:
         """Labels matching `query` (`*` wildcards; exact otherwise, or a prefix with prefix=True), case and accent
         insensitive, preferred labels first; one result per concept."""
         pattern = glob_pattern(query) + ("*" if prefix and not query.endswith("*") else "")
-        sql = ("SELECT vocab, uri, kind, lang, text FROM labels WHERE norm GLOB ?"
+        sql = ("SELECT vocab, uri, kind, lang, text FROM labels WHERE norm GLOB ? AND uri NOT LIKE ?"
                + (" AND lang = ?" if lang else "") + (" AND vocab = ?" if vocab else "")
                + " ORDER BY CASE kind WHEN 'pref' THEN 0 WHEN 'alt' THEN 1 ELSE 2 END, length(norm), norm, uri")
-        args = [pattern] + ([lang] if lang else []) + ([vocab] if vocab else [])
+        args = [pattern, DICTIONARY_URI + "%"] + ([lang] if lang else []) + ([vocab] if vocab else [])
         seen: dict[tuple[str, str], dict] = {}
         for r in self.conn.execute(sql, args):
             key = (r["vocab"], r["uri"])
@@ -164,7 +164,7 @@ class Thesaurus:
 
     def lookup(self, vocab: str, label: str, lang: str | None) -> list[dict]:
         self.check_vocab(vocab)
-        sql = ("SELECT uri, kind, lang, text FROM labels WHERE vocab = ? AND norm = ?"
+        sql = ("SELECT uri, kind, lang, text FROM labels WHERE vocab = ? AND norm = ? AND kind != 'translation'"
                + (" AND lang = ?" if lang else ""))
         rows = self.conn.execute(sql, [vocab, normalise(label)] + ([lang] if lang else [])).fetchall()
         out: dict[str, dict] = {}
@@ -176,16 +176,19 @@ class Thesaurus:
 
     # expansion ------------------------------------------------------------------------------------------------
     def expand(self, q: str, lang: str | None = None, depth: int = 1, vocab: str | None = None,
-               max_terms: int = 50) -> dict:
-        """Concepts whose label equals `q` (or, failing that, one of its words), their narrower concepts down to
-        `depth`, and every preferred and alternative label of those in every language."""
+               max_terms: int = 50, languages: list[str] | None = None, words: bool = True) -> dict:
+        """Concepts whose label equals `q` (or, failing that and with `words`, one of its words), their narrower
+        concepts down to `depth`, and every preferred, alternative and translated label of those in every language
+        (only those in `languages`, when given, and labels without a language). A dictionary entry reached
+        through one of its translations gives its headword only: "foudre" finds the English "lightning", whose
+        other translations ("éclair") are French words, not more English ones."""
         text = " ".join(q.split())
         matches = self._match(text, vocab)
-        if not matches:
+        if not matches and words:
             for word in dict.fromkeys(text.split()):
-                matches += [m for m in self._match(word, vocab) if m not in matches]
+                matches = {**self._match(word, vocab), **matches}
         concepts: dict[tuple[str, str], int] = {}
-        frontier = [(v, u) for v, u in matches]
+        frontier = sorted(matches, key=lambda key: key[1].startswith(DICTIONARY_URI))  # thesauri's concepts first
         for level in range(depth + 1):
             nxt = []
             for key in frontier:
@@ -201,7 +204,9 @@ class Thesaurus:
         for (v, u), level in concepts.items():
             rows = self._all("SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? AND kind != 'hidden' "
                              "ORDER BY kind DESC, lang != ?, lang, text", v, u, lang or "en")
-            used = [r["text"] for r in rows if len(r["text"]) > 2]  # skip codes such as INSPIRE's "hy"
+            used = [r["text"] for r in rows if len(r["text"]) > 2  # skip codes such as INSPIRE's "hy"
+                    and (not languages or not r["lang"] or r["lang"] in languages)
+                    and (r["kind"] == "pref" or not matches.get((v, u)))]
             for t in used:
                 if len(terms) < max_terms:
                     terms.setdefault(t, None)
@@ -209,6 +214,9 @@ class Thesaurus:
                               "labels": used})
         return {"query": q, "lang": lang, "depth": depth, "concepts": described, "terms": list(terms)}
 
-    def _match(self, text: str, vocab: str | None) -> list[tuple[str, str]]:
-        sql = "SELECT DISTINCT vocab, uri FROM labels WHERE norm = ?" + (" AND vocab = ?" if vocab else "")
-        return [(r[0], r[1]) for r in self.conn.execute(sql, [normalise(text)] + ([vocab] if vocab else []))]
+    def _match(self, text: str, vocab: str | None) -> dict[tuple[str, str], bool]:
+        """(vocab, uri) of the concepts with a label equal to `text` -> whether only a translation was."""
+        sql = ("SELECT vocab, uri, min(kind = 'translation') FROM labels WHERE norm = ?"
+               + (" AND vocab = ?" if vocab else "") + " GROUP BY vocab, uri")
+        rows = self.conn.execute(sql, [normalise(text)] + ([vocab] if vocab else []))
+        return {(r[0], r[1]): bool(r[2]) for r in rows}

@@ -21,9 +21,12 @@ SKOS = "http://www.w3.org/2004/02/skos/core#"
 MAX_FILE_BYTES = 256 * 1024 * 1024  # GEMET, the largest vocabulary loaded, is 3 MB per language
 LABEL_KINDS = {"prefLabel": "pref", "altLabel": "alt", "hiddenLabel": "hidden"}
 NOTE_KINDS = ("definition", "scopeNote")
+# concepts of bilingual dictionaries (dictionary.py): words, not concepts to suggest while a user types
+DICTIONARY_URI = "urn:eolake:dictionary:"
 ATTRIBUTION = {
     "gemet": "GEMET, European Environment Agency (EEA): https://www.eionet.europa.eu/gemet",
     "inspire": "INSPIRE themes, European Commission: https://inspire.ec.europa.eu/theme",
+    "freedict": "FreeDict French-English and English-French dictionaries (GPL): https://freedict.org",
 }
 
 SCHEMA = """
@@ -176,13 +179,17 @@ def import_file(db_path: Path, path: Path, vocabulary: str | None = None, title:
     vocabulary = vocabulary or re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-")
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", vocabulary):
         raise RdfImportError(f"vocabulary id {vocabulary!r} must be lowercase letters, digits, - or _")
-    parsed = parse(path)  # raises before anything is written
+    return write(db_path, parse(path), vocabulary, title, path.name)  # parsed before anything is written
+
+
+def write(db_path: Path, parsed: Parsed, vocabulary: str, title: str | None, source: str) -> ImportReport:
+    """Add a parsed vocabulary (from the file named `source`) to the index in one transaction."""
     conn = connect(db_path)
     try:
         before = _counts(conn, vocabulary)
         with conn:  # one transaction: all rows or none
             row = conn.execute("SELECT sources FROM vocabularies WHERE id = ?", (vocabulary,)).fetchone()
-            sources = sorted(set(json.loads(row["sources"]) if row else []) | {path.name})
+            sources = sorted(set(json.loads(row["sources"]) if row else []) | {source})
             conn.execute(
                 "INSERT INTO vocabularies (id, title, attribution, scheme, sources) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET title = COALESCE(?, vocabularies.title), sources = excluded.sources,"

@@ -2,9 +2,10 @@
 import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { hydrologyPage } from './hydrology.js';
 import { LakeMap, bboxPolygon } from './map.js';
-import { markdownExcerpt, markdownHTML } from './markdown.js';
+import { markdownHTML } from './markdown.js';
 import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
-import { Pager, countText, matchedOf, nextHref, pagerHTML } from './paging.js';
+import { matchedOf } from './paging.js';
+import { collectionsPage, searchPage } from './search.js';
 import { servicesPage } from './services.js';
 import { finishOidc } from './signin.js';
 
@@ -12,7 +13,6 @@ const main = document.getElementById('content');
 const mapNote = document.getElementById('map-note');
 const toast = document.getElementById('toast');
 const COG = 'image/tiff';
-const PAGE_SIZE = 20;
 let config;
 let map;
 let view = 0; // incremented on every navigation: late answers of a previous page are dropped
@@ -115,69 +115,7 @@ function mark(listEl, id, scroll = false) {
   return li;
 }
 
-// ------------------------------------------------------------------------------------------------ collections
-
-async function collectionsPage(v, params) {
-  const q = params.get('q') || '';
-  render(`
-    <h1>Collections</h1>
-    <p class="lead">The datasets of the data lake; their spatial extents are drawn on the map.</p>
-    <form class="search" id="coll-form" role="search">
-      <div class="wide"><label for="coll-q">Filter by text</label>
-        <input id="coll-q" name="q" type="search" value="${h(q)}" placeholder="e.g. water, naip, sentinel"></div>
-      <div><button type="submit">Filter</button></div>
-    </form>
-    <p id="coll-status" class="meta" role="status">Loading collections…</p>
-    <p id="coll-expansion" class="meta"></p>
-    <ul class="cards" id="coll-list"></ul>
-    ${pagerHTML('coll-pager')}`, 'Collections');
-  document.getElementById('coll-form').addEventListener('submit', (event) => {
-    event.preventDefault();
-    const value = document.getElementById('coll-q').value.trim();
-    location.hash = `#/collections${query({ q: value })}`;
-  });
-  await map.clear();
-  // Free text goes to the federated search: ranked over every provider's datasets, expanded through the thesaurus.
-  const federated = Boolean(q) && svc('search') !== null;
-  const pager = new Pager('coll-pager', (href, offset) => showCollections(v, href, offset, federated, q));
-  await pager.first(federated ? `${svc('search')}/collections${query({ limit: 50, q })}` : stac(`/collections${query({ limit: 100, q })}`));
-}
-
-// One page of collections: the list, their extents on the map, each one's item count; {shown, next} for the pager.
-async function showCollections(v, href, offset, federated, q) {
-  const status = document.getElementById('coll-status');
-  let body;
-  try {
-    body = await getJSON(href);
-  } catch (error) {
-    if (v === view) status.textContent = `Cannot list collections (${problemText(error)}).`;
-    return null;
-  }
-  if (v !== view) return null;
-  const list = document.getElementById('coll-list');
-  const collections = body.collections || [];
-  const next = nextHref(body);
-  status.textContent = countText('collection', { first: offset + 1, shown: collections.length, matched: matchedOf(body), more: Boolean(next) })
-    .replace(/\.$/, q ? ` matching “${q}”.` : '.');
-  const expansion = body.expansion || {};
-  document.getElementById('coll-expansion').textContent = expansion.applied && expansion.terms?.length
-    ? `Also searched, through the thesaurus: ${expansion.terms.slice(0, 12).join(', ')}.`
-    : (expansion.error || '');
-  const local = (c) => !federated || (c['federation:backends'] || []).includes('local');
-  list.innerHTML = collections.map((c, i) => `
-    <li data-fid="${i}">
-      <h2>${local(c) ? `<a href="#/collections/${encodeURIComponent(c.id)}">${h(c.title || c.id)}</a>` : h(c.title || c.id)}</h2>
-      <p class="meta">${h(c.id)} · ${h(temporal(c))}${isDemo(c) ? ' · demo data' : ''}${local(c) ? ` · <span class="count" data-collection="${h(c.id)}">counting items…</span>` : ` · from ${h((c['federation:backends'] || []).join(', '))}`}</p>
-      <p class="desc">${h(markdownExcerpt(c.description))}</p>
-      ${local(c) ? `<div class="actions"><a class="button secondary" href="#/search${query({ collections: c.id })}">Search items<span class="visually-hidden"> of ${h(c.id)}</span></a></div>` : ''}
-    </li>`).join('');
-  const features = collections.map((c) => bboxPolygon(c.extent?.spatial?.bbox?.[0] || [-180, -90, 180, 90], { id: c.id }));
-  await map.show('extents', features, { maxZoom: 6 });
-  syncList(list, 'extents');
-  list.querySelectorAll('.count').forEach((el) => showCount(v, el, el.dataset.collection));
-  map.hooks.onClick = (src, id) => { if (src === 'extents' && collections[id]) location.hash = `#/collections/${encodeURIComponent(collections[id].id)}`; };
-  return { shown: collections.length, next };
-}
+// ------------------------------------------------------------------------------------------------ collection
 
 // The platform's services that serve this collection (each linked to its record on the services page).
 function servingServices(c) {
@@ -250,141 +188,6 @@ async function collectionPage(v, id) {
     </tbody></table>`, c.title || c.id);
   showCount(v, document.getElementById('coll-items'), c.id);
   await map.show('extents', boxes.slice(0, 1).map((b) => bboxPolygon(b)), { maxZoom: 8 });
-}
-
-// ------------------------------------------------------------------------------------------------ search
-
-async function searchPage(v, params) {
-  const p = (k) => params.get(k) || '';
-  render(`
-    <h1>Search</h1>
-    <p class="lead">Items by map extent, date range and free text. Footprints are drawn on the map.</p>
-    <form class="search" id="search-form" role="search" aria-label="Item search">
-      <div class="wide"><label for="s-q">Free text</label>
-        <input id="s-q" name="q" type="search" value="${h(p('q'))}" placeholder="e.g. garonne, water"></div>
-      <div class="wide"><label for="s-coll">Collection</label>
-        <select id="s-coll" name="collections"><option value="">All collections</option></select></div>
-      <div><label for="s-start">From</label><input id="s-start" name="start" type="date" value="${h(p('start'))}"></div>
-      <div><label for="s-end">To</label><input id="s-end" name="end" type="date" value="${h(p('end'))}"></div>
-      <div class="wide"><label class="check"><input id="s-bbox" name="usebbox" type="checkbox" ${p('bbox') ? 'checked' : ''}> Only in the map's current extent</label></div>
-      <div><button type="submit" id="s-submit">Search</button></div>
-    </form>
-    <p id="s-status" class="meta" role="status"></p>
-    <ul class="results" id="s-results" aria-label="Search results"></ul>
-    <div class="pager" id="s-pager" hidden>
-      <button type="button" class="secondary" id="s-prev">Previous page</button>
-      <span id="s-page" class="meta"></span>
-      <button type="button" class="secondary" id="s-next">Next page</button>
-    </div>`, 'Search');
-  await map.clear();
-  const select = document.getElementById('s-coll');
-  getJSON(stac('/collections?limit=100')).then((body) => {
-    if (v !== view) return;
-    for (const c of body.collections || []) {
-      const option = new Option(c.title ? `${c.title} (${c.id})` : c.id, c.id);
-      select.add(option);
-    }
-    select.value = p('collections');
-  }).catch((error) => showToast(`Cannot list collections: ${problemText(error)}`));
-
-  const state = { pages: [], index: -1 };
-  const form = document.getElementById('search-form');
-  form.addEventListener('submit', (event) => {
-    event.preventDefault();
-    const values = {
-      q: document.getElementById('s-q').value.trim(),
-      collections: select.value,
-      start: document.getElementById('s-start').value,
-      end: document.getElementById('s-end').value,
-      bbox: document.getElementById('s-bbox').checked ? (map.bbox() || []).join(',') : '',
-    };
-    if (values.start && values.end && values.start > values.end) {
-      document.getElementById('s-status').textContent = 'The start date is after the end date.';
-      return;
-    }
-    history.replaceState(null, '', `#/search${query(values)}`);
-    state.pages = []; state.index = -1;
-    runSearch(v, state, firstPageUrl(values));
-  });
-  document.getElementById('s-next').addEventListener('click', () => {
-    const page = state.pages[state.index];
-    if (page && page.next) runSearch(v, state, page.next);
-  });
-  document.getElementById('s-prev').addEventListener('click', () => {
-    if (state.index > 0) {
-      state.index -= 1;
-      showResults(v, state);
-    }
-  });
-  if (['q', 'collections', 'start', 'end', 'bbox'].some((k) => p(k))) {
-    runSearch(v, state, firstPageUrl({ q: p('q'), collections: p('collections'), start: p('start'), end: p('end'), bbox: p('bbox') }));
-  }
-}
-
-function firstPageUrl(values) {
-  let datetime = '';
-  if (values.start || values.end) {
-    datetime = `${values.start ? `${values.start}T00:00:00Z` : '..'}/${values.end ? `${values.end}T23:59:59Z` : '..'}`;
-  }
-  return stac(`/search${query({ q: values.q, collections: values.collections, datetime, bbox: values.bbox, limit: PAGE_SIZE })}`);
-}
-
-async function runSearch(v, state, url) {
-  const status = document.getElementById('s-status');
-  const button = document.getElementById('s-submit');
-  status.textContent = 'Searching…';
-  button.disabled = true;
-  let body;
-  try {
-    body = await getJSON(url);
-  } catch (error) {
-    if (v === view) {
-      status.textContent = `Search failed (${problemText(error)}).`;
-      button.disabled = false;
-    }
-    return;
-  }
-  if (v !== view) return;
-  button.disabled = false;
-  const next = (body.links || []).find((l) => l.rel === 'next' && (!l.method || l.method === 'GET'));
-  state.pages = state.pages.slice(0, state.index + 1);
-  state.pages.push({ features: body.features || [], next: next ? sameOrigin(next.href) : null,
-    matched: body.numberMatched ?? body.context?.matched });
-  state.index = state.pages.length - 1;
-  showResults(v, state);
-}
-
-async function showResults(v, state) {
-  const page = state.pages[state.index];
-  const list = document.getElementById('s-results');
-  const status = document.getElementById('s-status');
-  const first = state.index * PAGE_SIZE + 1;
-  const n = page.features.length;
-  status.textContent = n
-    ? `Results ${first}–${first + n - 1}${page.matched !== undefined ? ` of ${page.matched}` : ''}${page.next ? '' : ' (last page)'}.`
-    : 'No item matches.';
-  list.innerHTML = page.features.map((f, i) => `
-    <li data-fid="${i}">
-      <h2><a href="#/items/${encodeURIComponent(f.collection)}/${encodeURIComponent(f.id)}">${h(f.properties?.title || f.id)}</a></h2>
-      <p class="meta">${h(f.collection)} · ${h(fmtDate(f.properties?.datetime || f.properties?.start_datetime))}${f.collection?.startsWith('garonne') ? ' · demo data' : ''}</p>
-      ${orderable() ? `<div class="actions">${basketButton(f.collection, f.id, f.properties?.title)}</div>` : ''}
-    </li>`).join('');
-  wireBasketButtons(list);
-  document.getElementById('s-pager').hidden = !(page.next || state.index > 0);
-  document.getElementById('s-prev').hidden = state.index === 0;
-  document.getElementById('s-next').hidden = !page.next;
-  document.getElementById('s-page').textContent = `Page ${state.index + 1}`;
-  const keepView = document.getElementById('s-bbox').checked;
-  await map.show('footprints', page.features.filter((f) => f.geometry), { fit: !keepView, maxZoom: 10 });
-  if (v !== view) return;
-  syncList(list, 'footprints');
-  map.hooks.onClick = (src, id) => {
-    if (src !== 'footprints') return;
-    map.highlight('footprints', id);
-    const li = mark(list, id, true);
-    if (li) li.querySelector('a').focus({ preventScroll: true });
-  };
-  list.dataset.count = String(n);
 }
 
 // ------------------------------------------------------------------------------------------------ item
@@ -521,8 +324,8 @@ async function showPreview(v, item, key) {
 
 // What a page module gets: drawing, the map, and whether its navigation is still the current one.
 function pageContext(v) {
-  return { render, map, config, note, problemText, svc, syncList, mark, main, DEMO_NOTE, fmtDate,
-    current: () => v === view, onLeave: (fn) => cleanup.push(fn) };
+  return { render, map, config, note, problemText, svc, stac, syncList, mark, main, DEMO_NOTE, fmtDate, temporal, isDemo,
+    showToast, showCount: (el, id) => showCount(v, el, id), current: () => v === view, onLeave: (fn) => cleanup.push(fn) };
 }
 
 async function route() {
@@ -544,9 +347,9 @@ async function route() {
     else a.removeAttribute('aria-current');
   });
   try {
-    if (section === 'collections' && parts.length === 1) await collectionsPage(v, params);
+    if (section === 'collections' && parts.length === 1) await collectionsPage(pageContext(v), params);
     else if (section === 'collections' && parts.length === 2) await collectionPage(v, parts[1]);
-    else if (section === 'search') await searchPage(v, params);
+    else if (section === 'search') await searchPage(pageContext(v), params);
     else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
     else if (section === 'hydrology') await hydrologyPage(pageContext(v), parts[1]);
     else if (section === 'services') await servicesPage(pageContext(v), params);
