@@ -41,6 +41,8 @@ SERVICES: dict[str, dict] = {
         "summary": "eolake thesaurus image (SKOS vocabularies in an embedded SQLite index, Skosmos-compatible REST API).",
         "label": "eolake thesaurus service: SKOS vocabularies with a Skosmos-compatible API",
         "env": {"STORAGE_PATH": "/data"},
+        # The French-English dictionaries (GPL, from Debian) that prepare imports from /usr/share/dictd.
+        "packages": ["dict-freedict-fra-eng", "dict-freedict-eng-fra"],
         "build": "--build-context vocabularies=../shared/data/thesauri ",
         "usage": ["docker run --read-only --tmpfs /tmp -v thesaurus-data:/data eolake-thesaurus \\",
                   "    /app/.venv/bin/python -m eolake_thesaurus.prepare   # once: the index, from the image's files",
@@ -137,7 +139,7 @@ RUN groupadd --system --gid 10001 eolake \\
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \\
        --shell /usr/sbin/nologin eolake
 
-COPY --from=builder /app/.venv /app/.venv
+{packages}COPY --from=builder /app/.venv /app/.venv
 {data_copy}
 ENV PATH=/app/.venv/bin:$PATH \\
     PYTHONDONTWRITEBYTECODE=1 \\
@@ -190,6 +192,14 @@ def data_stage(data: dict | None) -> tuple[str, str]:
     return stage, f"COPY --from={context}-checked /{context} {data['target']}\n"
 
 
+def packages(names: list[str]) -> str:
+    """The Debian packages a service reads data from at run time (no build tools, no apt lists kept)."""
+    if not names:
+        return ""
+    return ("RUN apt-get update \\\n    && apt-get install --yes --no-install-recommends " + " ".join(names)
+            + " \\\n    && rm -rf /var/lib/apt/lists/*\n\n")
+
+
 def render(name: str) -> str:
     s = SERVICES[name]
     usage = "".join(f"#   {line}\n" if line else "#\n" for line in s["usage"])
@@ -197,7 +207,8 @@ def render(name: str) -> str:
     stage, copy = data_stage(s.get("data"))
     return TEMPLATE.format(summary="# " + s["summary"], usage=usage, members=members(), label=s["label"],
                            port=manifest(name).port, name=name, NAME=name.upper(), env=env,
-                           build=s.get("build", ""), data_stage=stage, data_copy=copy)
+                           build=s.get("build", ""), data_stage=stage, data_copy=copy,
+                           packages=packages(s.get("packages", [])))
 
 
 def main(argv: list[str]) -> int:
