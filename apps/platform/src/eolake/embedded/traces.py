@@ -161,16 +161,17 @@ class TraceStore:
                 self.spans -= len(evicted)
 
     def trace(self, trace_id: str) -> dict | None:
+        """The trace's spans as a waterfall: each after its parent (depth-first, siblings by start), with its depth,
+        its offset from the trace's start and its duration."""
         with self.lock:
             spans = list(self.traces.get(trace_id, ()))
         if not spans:
             return None
-        spans.sort(key=lambda s: (s["start_ns"], s["end_ns"]))
-        start = spans[0]["start_ns"]
+        start = min(s["start_ns"] for s in spans)
         return {**summary(trace_id, spans), "spans": [
-            {**{k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "trace_id")},
+            {**{k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "trace_id")}, "depth": depth,
              "offset_ms": (s["start_ns"] - start) / 1e6, "duration_ms": (s["end_ns"] - s["start_ns"]) / 1e6,
-             "error": failed(s)} for s in spans]}
+             "error": failed(s)} for s, depth in waterfall(spans)]}
 
     def recent(self, limit: int = 20, min_duration_ms: float = 0, errors: bool = False,
                service: str | None = None) -> list[dict]:
@@ -190,6 +191,21 @@ class TraceStore:
         with self.lock:
             return {"traces": len(self.traces), "spans": self.spans, "max_spans": self.max_spans,
                     "dropped_spans": self.dropped}
+
+
+def waterfall(spans: list[dict]) -> list[tuple[dict, int]]:
+    """Depth-first from the roots (spans whose parent is not kept), siblings in start order (the longer first)."""
+    ids = {s["span_id"] for s in spans}
+    children: dict[str | None, list[dict]] = {}
+    for span in sorted(spans, key=lambda s: (s["start_ns"], -s["end_ns"])):
+        children.setdefault(span["parent_span_id"] if span["parent_span_id"] in ids else None, []).append(span)
+    ordered, stack = [], [(span, 0) for span in reversed(children.get(None, []))]
+    while stack:
+        span, depth = stack.pop()
+        ordered.append((span, depth))
+        stack += [(child, depth + 1) for child in reversed(children.pop(span["span_id"], []))]
+    # Spans whose parents form a loop (a broken exporter) reach no root: shown at the top level all the same.
+    return ordered + [(span, 0) for rest in children.values() for span in rest]
 
 
 def summary(trace_id: str, spans: list[dict]) -> dict:
@@ -234,7 +250,7 @@ def handler(store: TraceStore) -> type[BaseHTTPRequestHandler]:
                     params = listing_params(url.query)
                 except BadPayload as exc:
                     return self._problem(400, str(exc))
-                return self._json(200, {"traces": store.recent(**params), **store.stats()})
+                return self._json(200, {"traces": store.recent(**params), "store": store.stats()})
             trace_id = url.path.removeprefix("/api/traces/")
             if url.path.startswith("/api/traces/") and TRACE_ID.fullmatch(trace_id):
                 found = store.trace(trace_id)
