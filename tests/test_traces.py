@@ -58,7 +58,7 @@ def test_spans_of_two_services_exported_as_protobuf_form_one_trace(store_url):
 
     found = httpx.get(f"{store_url}/api/traces/{trace_id}", timeout=5).json()
     spans = {s["name"]: s for s in found["spans"]}
-    assert found["services"] == ["eolake-catalog", "eolake-search"] and found["span_count"] == 3
+    assert found["services"] == ["eolake-catalog", "eolake-search"] and found["span_count"] == len(found["spans"]) == 3
     assert found["root"] == {"name": "GET /search", "service": "eolake-search"} and found["error"] is True
     assert spans["GET /search"]["parent_span_id"] is None and spans["GET /search"]["offset_ms"] == 0
     assert spans["GET"]["parent_span_id"] == spans["GET /search"]["span_id"] and spans["GET"]["kind"] == "CLIENT"
@@ -98,6 +98,14 @@ def test_otlp_json_with_hex_ids_is_assembled_and_listed_by_duration(store_url):
     assert [t["trace_id"] for t in slow_only["traces"]] == [slow]
     both = httpx.get(f"{store_url}/api/traces", params={"service": "eolake-thesaurus"}, timeout=5).json()
     assert {t["trace_id"] for t in both["traces"]} == {slow, quick}
+
+
+def test_a_span_sent_twice_is_kept_once(store_url):
+    body = otlp_json("12" * 16, [("4" * 16, None, "GET /", 3), ("5" * 16, "4" * 16, "SELECT", 1)])
+    for _ in range(2):  # an exporter retrying after a lost answer
+        assert httpx.post(f"{store_url}/v1/traces", json=body, timeout=5).status_code == 200
+    assert httpx.get(f"{store_url}/api/traces/{'12' * 16}", timeout=5).json()["span_count"] == 2
+    assert httpx.get(f"{store_url}/healthz", timeout=5).json()["spans"] == 2
 
 
 def test_gzip_exports_are_read(store_url):

@@ -137,11 +137,12 @@ def failed(span: dict) -> bool:
 
 
 class TraceStore:
-    """Recent traces by id, at most `max_spans` spans in all; thread-safe."""
+    """Recent traces by id, at most `max_spans` spans in all; thread-safe. A span sent again (an exporter retrying
+    after a lost answer) replaces itself."""
 
     def __init__(self, max_spans: int = MAX_SPANS) -> None:
         self.max_spans = max_spans
-        self.traces: OrderedDict[str, list[dict]] = OrderedDict()
+        self.traces: OrderedDict[str, dict[str, dict]] = OrderedDict()  # trace id → span id → span
         self.spans = 0
         self.dropped = 0
         self.lock = threading.Lock()
@@ -149,13 +150,13 @@ class TraceStore:
     def add(self, spans: list[dict]) -> None:
         with self.lock:
             for span in spans:
-                trace = self.traces.setdefault(span["trace_id"], [])
+                trace = self.traces.setdefault(span["trace_id"], {})
                 self.traces.move_to_end(span["trace_id"])
-                if len(trace) >= MAX_SPANS_PER_TRACE:
+                if span["span_id"] not in trace and len(trace) >= MAX_SPANS_PER_TRACE:
                     self.dropped += 1
                     continue
-                trace.append(span)
-                self.spans += 1
+                self.spans += span["span_id"] not in trace
+                trace[span["span_id"]] = span
             while self.spans > self.max_spans:
                 _, evicted = self.traces.popitem(last=False)
                 self.spans -= len(evicted)
@@ -164,7 +165,7 @@ class TraceStore:
         """The trace's spans as a waterfall: each after its parent (depth-first, siblings by start), with its depth,
         its offset from the trace's start and its duration."""
         with self.lock:
-            spans = list(self.traces.get(trace_id, ()))
+            spans = list(self.traces.get(trace_id, {}).values())
         if not spans:
             return None
         start = min(s["start_ns"] for s in spans)
@@ -176,7 +177,7 @@ class TraceStore:
     def recent(self, limit: int = 20, min_duration_ms: float = 0, errors: bool = False,
                service: str | None = None) -> list[dict]:
         with self.lock:
-            traces = [(trace_id, list(spans)) for trace_id, spans in self.traces.items()]
+            traces = [(trace_id, list(spans.values())) for trace_id, spans in self.traces.items()]
         found = []
         for trace_id, spans in traces:
             about = summary(trace_id, spans)
@@ -199,7 +200,7 @@ def waterfall(spans: list[dict]) -> list[tuple[dict, int]]:
     children: dict[str | None, list[dict]] = {}
     for span in sorted(spans, key=lambda s: (s["start_ns"], -s["end_ns"])):
         children.setdefault(span["parent_span_id"] if span["parent_span_id"] in ids else None, []).append(span)
-    ordered, stack = [], [(span, 0) for span in reversed(children.get(None, []))]
+    ordered, stack = [], [(span, 0) for span in reversed(children.pop(None, []))]
     while stack:
         span, depth = stack.pop()
         ordered.append((span, depth))

@@ -19,7 +19,7 @@ const PERIOD = '30d';
 // kit, the download service, the backup schedule and the PostgreSQL exporter export.
 export const QUERIES = {
   objective: 'slo:objective:ratio',
-  budget: `1 - avg_over_time((slo:sli_error:ratio_rate1h >= 0)[${PERIOD}:5m]) / on (slo) (1 - slo:objective:ratio)`,
+  budget: `1 - avg_over_time((slo:sli_error:ratio_rate1h >= 0)[${PERIOD}:1m]) / on (slo) (1 - slo:objective:ratio)`,
   events: 'slo:sli_events:increase1h',
   burn: (w) => `slo:sli_error:ratio_rate${w} / on (slo) (1 - slo:objective:ratio)`,
   alerts: 'max by (alertname, severity) (ALERTS{alertstate="firing"})',
@@ -139,7 +139,7 @@ async function overviewPage(page) {
     <section aria-labelledby="con-alerts-h"><h2 id="con-alerts-h">Alerts</h2><div id="con-alerts"></div></section>
     <section aria-labelledby="con-svc-h"><h2 id="con-svc-h">Services, last hour</h2><div class="con-grid wide" id="con-services"></div></section>
     <section aria-labelledby="con-dl-h"><h2 id="con-dl-h">Download queue</h2><div class="con-grid wide" id="con-downloads"></div></section>
-    <section aria-labelledby="con-db-h"><h2 id="con-db-h">Database</h2><div class="con-grid" id="con-database"></div></section>
+    <section aria-labelledby="con-db-h"><h2 id="con-db-h">Database</h2><div id="con-database"></div></section>
     <p class="meta" id="con-status" role="status">Loading…</p>`, 'Operations console');
   document.body.dataset.console = 'overview';
   wireSignOut(page, [], new URLSearchParams());
@@ -246,12 +246,12 @@ function silenceItem(silence) {
 function timeline(history, end) {
   const start = end - HOUR;
   if (!history.length) {
-    return `<figure class="chart-svg" data-series="0"><svg viewBox="0 0 640 34" width="100%" role="img" aria-label="No alert fired in the last hour">
+    return `<figure class="chart-svg" data-series="0"><svg viewBox="0 0 640 34" width="640" height="34" role="img" aria-label="No alert fired in the last hour">
       <rect x="0" y="6" width="640" height="22" fill="#e9f5ee"/><text x="320" y="21" text-anchor="middle" font-size="12" fill="#2e8b57">no alert fired in the last hour</text></svg>
       <figcaption>Alerts firing, last hour</figcaption></figure>`;
   }
   const left = 200;
-  const width = 640;
+  const width = 900;
   const lane = 20;
   const x = (t) => left + ((t - start) / HOUR) * (width - left);
   const lanes = history.map((s, i) => {
@@ -260,15 +260,17 @@ function timeline(history, end) {
     return `<text x="0" y="${y + 14}" font-size="11" fill="#1d2a33">${h(s.labels.alertname)}</text>${runs}`;
   }).join('');
   const label = history.map((s) => `${s.labels.alertname} (${s.labels.severity || 'no severity'}) fired ${s.points.filter(([, v]) => v > 0).length} of 60 minutes`).join('; ');
-  return `<figure class="chart-svg" data-series="${history.length}"><svg viewBox="0 0 ${width} ${history.length * lane}" width="100%" role="img" aria-label="${h(`Alerts firing, last hour: ${label}`)}">${lanes}</svg>
+  return `<figure class="chart-svg" data-series="${history.length}"><svg viewBox="0 0 ${width} ${history.length * lane}" width="${width}" height="${history.length * lane}" role="img" aria-label="${h(`Alerts firing, last hour: ${label}`)}">${lanes}</svg>
     <figcaption>Alerts firing, last hour (red: page, orange: ticket, grey: other)</figcaption></figure>`;
 }
 
 async function servicesSection(end) {
   const [rate, errors, p95] = await Promise.all([range(QUERIES.rate, end), range(QUERIES.errors, end), range(QUERIES.p95, end)]);
   const start = end - HOUR;
-  const named = (results) => results.sort((a, b) => (a.labels.service || '').localeCompare(b.labels.service || ''))
-    .map((r) => ({ name: r.labels.service || '?', points: r.points }));
+  // One colour per service in all three charts.
+  const names = [...new Set([...rate, ...errors, ...p95].map((r) => r.labels.service || '?'))].sort();
+  const named = (results) => results.map((r) => ({ name: r.labels.service || '?', points: r.points }))
+    .sort((a, b) => a.name.localeCompare(b.name)).map((s) => ({ ...s, colour: colour(names.indexOf(s.name)) }));
   return [
     lineChart({ series: named(rate), start, end, format: fmt.rate, label: 'Requests per second by service' }),
     lineChart({ series: named(errors), start, end, format: fmt.percent, label: 'Share of requests answered 5xx, by service' }),
@@ -297,7 +299,7 @@ async function databaseSection(end) {
   const backupAge = single(age);
   const every = single(interval);
   const start = end - HOUR;
-  return [
+  return `<div class="con-grid">${[
     gauge({ value: now, max: limit, format: (v) => `${fmt.count(v)} of ${fmt.count(limit)}`, label: 'Connections in use now',
       steps: [{ at: 0, colour: '#2e8b57' }, { at: limit * 0.8, colour: '#c0392b' }] }),
     gauge({ value: backupAge, max: Number.isFinite(every) ? 2 * every : 86400, format: fmt.age, label: 'Age of the last base backup',
@@ -305,10 +307,11 @@ async function databaseSection(end) {
       steps: [{ at: 0, colour: '#2e8b57' }, { at: Number.isFinite(every) ? every * 1.2 : 86400, colour: '#d98e04' }, { at: Number.isFinite(every) ? 2 * every : 2 * 86400, colour: '#c0392b' }] }),
     gauge({ value: single(lag), max: 512 * 1024 * 1024, format: fmt.bytes, label: 'Replication: WAL a standby has not replayed',
       note: lag.length ? 'alert past 512 MB' : 'no standby streams from this database', steps: [{ at: 0, colour: '#2e8b57' }] }),
+  ].join('')}</div><div class="con-grid wide">${[
     lineChart({ series: connections.map((r) => ({ name: 'connections', points: r.points })), start, end, format: fmt.count,
       label: 'Connections, last hour', limits: Number.isFinite(limit) ? [{ value: limit, label: `max_connections ${limit}` }] : [] }),
     lineChart({ series: size.map((r) => ({ name: 'size', points: r.points })), start, end, format: fmt.bytes, label: 'Size of the databases, last hour' }),
-  ].join('');
+  ].join('')}</div>`;
 }
 
 // ------------------------------------------------------------------------------------------------ traces
@@ -381,7 +384,7 @@ function waterfall(trace) {
   const rows = trace.spans.map((s, i) => {
     const y = i * row;
     const fill = colour(services.indexOf(s.service));
-    const name = `${s.name}`.slice(0, 48 - Math.min(s.depth, 10) * 2);
+    const name = spanLabel(s).slice(0, 48 - Math.min(s.depth, 10) * 2);
     return `<g data-span="${i}" tabindex="0" role="button" aria-label="${h(`${s.service} ${s.name}, ${s.duration_ms.toFixed(2)} ms${s.error ? ', failed' : ''}`)}">
       <title>${h(`${s.service}: ${s.name} (${s.kind}) ${s.duration_ms.toFixed(2)} ms at +${s.offset_ms.toFixed(2)} ms`)}</title>
       <rect x="0" y="${y}" width="${width}" height="${row}" fill="${i % 2 ? '#f6f8f9' : '#ffffff'}"/>
@@ -391,9 +394,20 @@ function waterfall(trace) {
     </g>`;
   }).join('');
   return `<figure class="chart-svg" id="waterfall" data-spans="${trace.spans.length}" data-services="${h(services.join(' '))}">
-    <svg viewBox="0 0 ${width} ${trace.spans.length * row}" width="100%" role="group" aria-label="Waterfall of the trace's ${trace.spans.length} spans">${rows}</svg>
+    <svg viewBox="0 0 ${width} ${trace.spans.length * row}" width="${width}" height="${trace.spans.length * row}" role="group" aria-label="Waterfall of the trace's ${trace.spans.length} spans">${rows}</svg>
     <ul class="chart-legend">${services.map((s, i) => `<li><svg width="12" height="12" aria-hidden="true"><rect width="12" height="12" fill="${colour(i)}"/></svg> ${h(s)}</li>`).join('')}</ul>
   </figure>`;
+}
+
+// A client span is named by its method only: the path it called says more.
+function spanLabel(span) {
+  const url = span.attributes['http.url'] || span.attributes['url.full'];
+  if (span.kind !== 'CLIENT' || !url) return span.name;
+  try {
+    return `${span.name} → ${new URL(url).pathname}`;
+  } catch {
+    return span.name;
+  }
 }
 
 function spanDetails(span) {

@@ -20,7 +20,7 @@ function clock(seconds) {
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
 }
 
-// series: [{ name, points: [[unix seconds, number|NaN]] }]; a NaN (no traffic, no data) breaks the line.
+// series: [{ name, points: [[unix seconds, number|NaN]], colour? }]; a NaN (no traffic, no data) breaks the line.
 export function lineChart({ series, start, end, format = (v) => String(v), label, limits = [], width = 640, height = 200 }) {
   const pad = { left: 62, right: 10, top: 10, bottom: 24 };
   const w = width - pad.left - pad.right;
@@ -34,22 +34,23 @@ export function lineChart({ series, start, end, format = (v) => String(v), label
     <text x="${pad.left - 6}" y="${y(f * yMax) + 4}" text-anchor="end" font-size="11" fill="#5b6b75">${h(format(f * yMax))}</text>`).join('');
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => {
     const t = start + f * (end - start);
-    return `<text x="${x(t)}" y="${height - 6}" text-anchor="middle" font-size="11" fill="#5b6b75">${clock(t)}</text>`;
+    const anchor = f === 0 ? 'start' : f === 1 ? 'end' : 'middle';
+    return `<text x="${x(t)}" y="${height - 6}" text-anchor="${anchor}" font-size="11" fill="#5b6b75">${clock(t)}</text>`;
   }).join('');
   const lines = series.map((s, i) => segments(s.points).map((segment) => (segment.length === 1
-    ? `<circle cx="${x(segment[0][0])}" cy="${y(segment[0][1])}" r="2" fill="${colour(i)}"/>`
-    : `<polyline fill="none" stroke="${colour(i)}" stroke-width="2" points="${segment.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`)).join('')).join('');
+    ? `<circle cx="${x(segment[0][0])}" cy="${y(segment[0][1])}" r="2" fill="${s.colour || colour(i)}"/>`
+    : `<polyline fill="none" stroke="${s.colour || colour(i)}" stroke-width="2" points="${segment.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ')}"/>`)).join('')).join('');
   const limitLines = limits.map((l) => `
     <line x1="${pad.left}" x2="${pad.left + w}" y1="${y(l.value)}" y2="${y(l.value)}" stroke="#c0392b" stroke-dasharray="4 3"/>
     <text x="${pad.left + w - 2}" y="${y(l.value) - 3}" text-anchor="end" font-size="10" fill="#c0392b">${h(l.label)}</text>`).join('');
   const summary = series.map((s) => `${s.name}: ${describeLast(s.points, format)}`).join('; ');
   const empty = values.length ? '' : `<text x="${pad.left + w / 2}" y="${pad.top + hgt / 2}" text-anchor="middle" font-size="13" fill="#5b6b75">no data in this hour</text>`;
   return `<figure class="chart-svg" data-series="${series.length}" data-points="${values.length}">
-    <svg viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="${h(`${label}, last hour. ${summary || 'No data.'}`)}">
+    <svg viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${h(`${label}, last hour. ${summary || 'No data.'}`)}">
       ${grid}${ticks}${limitLines}${lines}${empty}
     </svg>
     <figcaption>${h(label)}</figcaption>
-    ${series.length > 1 || series[0]?.name ? `<ul class="chart-legend">${series.map((s, i) => `<li><svg width="12" height="12" aria-hidden="true"><rect width="12" height="12" fill="${colour(i)}"/></svg> ${h(s.name)}</li>`).join('')}</ul>` : ''}
+    ${series.length > 1 || series[0]?.name ? `<ul class="chart-legend">${series.map((s, i) => `<li><svg width="12" height="12" aria-hidden="true"><rect width="12" height="12" fill="${s.colour || colour(i)}"/></svg> ${h(s.name)}</li>`).join('')}</ul>` : ''}
   </figure>`;
 }
 
@@ -75,7 +76,7 @@ export function gauge({ value, max = 1, format = (v) => String(v), label, steps 
   const share = known ? Math.max(0, Math.min(1, value / max)) : 0;
   const fill = known ? ([...steps].reverse().find((s) => value >= s.at)?.colour || '#c0392b') : '#b0bac1';
   return `<figure class="gauge" data-value="${known ? value : ''}">
-    <svg viewBox="0 0 ${width} 26" width="100%" role="img" aria-label="${h(`${label}: ${known ? format(value) : 'no data'}${note ? ` (${note})` : ''}`)}">
+    <svg viewBox="0 0 ${width} 26" width="${width}" height="26" role="img" aria-label="${h(`${label}: ${known ? format(value) : 'no data'}${note ? ` (${note})` : ''}`)}">
       <rect x="0" y="4" width="${width}" height="18" rx="3" fill="#e7ecef"/>
       <rect x="0" y="4" width="${(width * share).toFixed(1)}" height="18" rx="3" fill="${fill}"/>
       <text x="${width - 6}" y="18" text-anchor="end" font-size="12" font-weight="600" fill="#1d2a33">${h(known ? format(value) : 'no data')}</text>
@@ -101,6 +102,6 @@ export function bars({ items, format = (v) => String(v), label, width = 300 }) {
       <text x="${width - 2}" y="${top + 15}" text-anchor="end" font-size="11" fill="#1d2a33">${h(known ? format(item.value) : 'no traffic')}</text>`;
   }).join('');
   const text = items.map((i) => `${i.label} ${Number.isFinite(i.value) ? format(i.value) : 'no traffic'}${i.limit ? ` (alert at ${format(i.limit)})` : ''}`).join(', ');
-  return `<figure class="bars"><svg viewBox="0 0 ${width} ${items.length * rowH}" width="100%" role="img" aria-label="${h(`${label}: ${text}`)}">${rows}</svg>
+  return `<figure class="bars"><svg viewBox="0 0 ${width} ${items.length * rowH}" width="${width}" height="${items.length * rowH}" role="img" aria-label="${h(`${label}: ${text}`)}">${rows}</svg>
     <figcaption>${h(label)}</figcaption></figure>`;
 }
