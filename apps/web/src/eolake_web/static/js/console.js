@@ -73,6 +73,7 @@ function single(results) {
 // ------------------------------------------------------------------------------------------------ the page
 
 export async function consolePage(page, parts, params) {
+  document.body.dataset.console = 'loading'; // what the console shows once drawn: sign-in, forbidden, overview…
   await page.map.clear();
   if (!session()) {
     signInView(page, parts, params, 'The operations console is for administrators: sign in with an administrator\'s account or API key.');
@@ -88,6 +89,7 @@ export async function consolePage(page, parts, params) {
     if (!page.current()) return;
     if (error.status >= 500) {
       page.render(`${header(sub === 'traces' ? 'traces' : 'overview')}<p class="note" id="con-unavailable" role="alert">${h(page.problemText(error))}</p>`, 'Operations console');
+      document.body.dataset.console = 'unavailable';
       wireSignOut(page, parts, params);
     } else if (error.status === 401) {
       signOut();
