@@ -16,7 +16,19 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from test_web_browser import CHROMEDRIVER, CHROMIUM, SHOTS, browser, console_errors, open_route, until  # noqa: F401
+from test_web_browser import (  # noqa: F401 (browser: the fixture)
+    CHROMEDRIVER,
+    CHROMIUM,
+    LAPTOP,
+    PHONE,
+    SHOTS,
+    browser,
+    console_errors,
+    open_route,
+    overflow,
+    until,
+    viewport,
+)
 
 from servers import embedded_platform, wait_until
 
@@ -194,6 +206,17 @@ def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_tr
     until(browser, "return document.getElementById('trace-missing') !== null", "an unknown trace is not said so")
 
     assert [e for e in console_errors(browser) if "/console/api/traces/0000" not in e] == []
+
+    # At a phone's width nothing sticks out: the charts shrink to the column.
+    viewport(browser, *PHONE)
+    try:
+        for route, view in ((f"#/console/traces/{federated_trace['trace_id']}", "trace"), ("#/console", "overview")):
+            open_route(browser, base, route)
+            until(browser, f"return document.body.dataset.console === '{view}' && "
+                           "document.querySelectorAll('#content figure').length > 0", f"{route} at phone width")
+            assert overflow(browser) == [], route
+    finally:
+        viewport(browser, *LAPTOP)
 
 
 def sign_in(driver, key: str) -> None:

@@ -143,6 +143,7 @@ class TraceStore:
     def __init__(self, max_spans: int = MAX_SPANS) -> None:
         self.max_spans = max_spans
         self.traces: OrderedDict[str, dict[str, dict]] = OrderedDict()  # trace id → span id → span
+        self.summaries: dict[str, dict] = {}  # trace id → summary, until the trace changes
         self.spans = 0
         self.dropped = 0
         self.lock = threading.Lock()
@@ -157,8 +158,10 @@ class TraceStore:
                     continue
                 self.spans += span["span_id"] not in trace
                 trace[span["span_id"]] = span
+                self.summaries.pop(span["trace_id"], None)
             while self.spans > self.max_spans:
-                _, evicted = self.traces.popitem(last=False)
+                trace_id, evicted = self.traces.popitem(last=False)
+                self.summaries.pop(trace_id, None)
                 self.spans -= len(evicted)
 
     def trace(self, trace_id: str) -> dict | None:
@@ -177,10 +180,11 @@ class TraceStore:
     def recent(self, limit: int = 20, min_duration_ms: float = 0, errors: bool = False,
                service: str | None = None) -> list[dict]:
         with self.lock:
-            traces = [(trace_id, list(spans.values())) for trace_id, spans in self.traces.items()]
+            for trace_id in self.traces.keys() - self.summaries.keys():
+                self.summaries[trace_id] = summary(trace_id, list(self.traces[trace_id].values()))
+            summaries = list(self.summaries.values())
         found = []
-        for trace_id, spans in traces:
-            about = summary(trace_id, spans)
+        for about in summaries:
             if about["duration_ms"] < min_duration_ms or (errors and not about["error"]) or (
                     service and service not in about["services"]):
                 continue
