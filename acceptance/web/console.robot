@@ -1,5 +1,5 @@
 *** Settings ***
-Documentation       The operations console (``#/console``): only administrators see it; with ``${ADMIN_API_KEY}`` it
+Documentation       The operations console (``#/console``): only administrators see it; with an admin API key it
 ...                 draws the SLOs, the alerts with their runbooks, the services' traffic and the database from the
 ...                 platform's Prometheus, and the traces page lists recent traces. Its proxy (``/console/api/…``)
 ...                 refuses anonymous callers, users, writes and API paths the console does not read.
