@@ -10,6 +10,8 @@ from eolake_spec import Kubernetes, Platform, Service, ServiceManifest
 APP_ROLE = "eolake_app"  # what services connect as (pgstac_ingest), as in the embedded runner
 RUN_AS = 10001  # the uid/gid the images create (apps/*/Dockerfile)
 SURGE = 1  # extra pod per Deployment during a rolling update
+KUBE_PROMETHEUS_STACK = "kube-prometheus-stack"  # the release's name, which its Services carry
+PROMETHEUS_PORT, ALERTMANAGER_PORT = 9090, 9093
 
 
 class InfraError(ValueError):
@@ -63,6 +65,16 @@ class Context:
     @property
     def origins(self) -> dict[str, str]:
         return {name: self.cluster_address(name) for name in self.services}
+
+    @property
+    def observers(self) -> dict[str, str]:
+        """kube-prometheus-stack's Prometheus and Alertmanager (their Services are named after the release), which
+        the web view's operations console reads; none when the stack does not deploy it."""
+        if not self.k8s.releases.kube_prometheus_stack:
+            return {}
+        ns = self.k8s.monitoring_namespace
+        return {"prometheus": f"http://{KUBE_PROMETHEUS_STACK}-prometheus.{ns}.svc:{PROMETHEUS_PORT}",
+                "alertmanager": f"http://{KUBE_PROMETHEUS_STACK}-alertmanager.{ns}.svc:{ALERTMANAGER_PORT}"}
 
     def labels(self, name: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "eolake"}

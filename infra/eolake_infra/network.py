@@ -1,6 +1,7 @@
 """NetworkPolicies: who may talk to whom. The namespace denies everything else (see program.py); each service
 allows exactly the manifests' `calls` graph plus the platform's fixed flows (ingress, Prometheus scrape, DNS, the
-database pooler, storage, external providers, the trace collector, the identity provider)."""
+database pooler, storage, external providers, the trace collector, the identity provider, and the web view's
+console reading Prometheus and Alertmanager)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ def ingress_proxies(ctx) -> dict:
 def prometheus(monitoring_namespace: str) -> dict:
     return {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": monitoring_namespace}},
             "pod_selector": {"match_labels": {"app.kubernetes.io/name": "prometheus"}}}
+
+
+def observers(monitoring_namespace: str) -> dict:
+    """What the web view's operations console reads: kube-prometheus-stack's Prometheus and Alertmanager."""
+    return {"to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": monitoring_namespace}},
+                    "pod_selector": {"match_expressions": [{"key": "app.kubernetes.io/name", "operator": "In",
+                                                            "values": ["alertmanager", "prometheus"]}]}}],
+            "ports": tcp(9090, 9093)}
 
 
 def pods(labels: dict[str, str]) -> dict:
@@ -70,6 +79,8 @@ def fixed_egress(ctx, name: str) -> list[dict]:
     otlp = platform.observability.otlp_endpoint
     if otlp:
         rules.append(collector(otlp, ctx.namespace))
+    if name == "web" and ctx.observers:
+        rules.append(observers(ctx.k8s.monitoring_namespace))
     ports = []
     if "storage" in m.secrets and platform.storage.kind == "s3":
         ports.append(url_port(platform.storage.endpoint or "https://s3.amazonaws.com"))

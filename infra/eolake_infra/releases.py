@@ -35,13 +35,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from eolake_infra.config import Context
+from eolake_infra.config import KUBE_PROMETHEUS_STACK, PROMETHEUS_PORT, Context
 from eolake_spec import STACKS_DIR
 from eolake_spec.alerting import alertmanager_config
 
 MONITORING = STACKS_DIR.parent / "monitoring"
 PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
-KUBE_PROMETHEUS_STACK = "kube-prometheus-stack"
 QUEUE_DEPTH = "eolake_download_queue_depth"  # the downloads worker HPA's External metric (workers.py)
 
 # prometheus-adapter: the per-pod request rate the HPAs scale on, from the kit's own counter (not an ingress
@@ -152,7 +151,7 @@ def releases(ctx: Context, opts: pulumi.ResourceOptions) -> Releases:
                                   data={f"{name}.json": text}, opts=after)
     if on.prometheus_adapter:
         release("prometheus-adapter", "prometheus-adapter", "4.11.0", PROMETHEUS_COMMUNITY, {
-            "prometheus": {"url": prometheus_url, "port": 9090},
+            "prometheus": {"url": prometheus_url, "port": PROMETHEUS_PORT},
             # the chart writes `external` as the adapter's externalRules and registers external.metrics.k8s.io
             "rules": {"default": False, "custom": [ADAPTER_RULE], "external": [ADAPTER_EXTERNAL_RULE]},
         })

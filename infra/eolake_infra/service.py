@@ -74,7 +74,7 @@ class ServiceComponent(pulumi.ComponentResource):
     def config_data(self) -> dict[str, str]:
         """Platform.service_env (the single translation of the spec, peers at their cluster DNS names) plus where
         to listen and, for a service reading the storage through GDAL, GDAL's S3 settings: never a secret."""
-        data = dict(self.ctx.platform.service_env(self.name, self.ctx.origins))
+        data = dict(self.ctx.platform.service_env(self.name, self.ctx.origins, self.ctx.observers))
         data[self.env_prefix + "HOST"] = "0.0.0.0"
         data[self.env_prefix + "PORT"] = str(self.manifest.port)
         if self.ctx.k8s.secrets.api_keys:

@@ -68,12 +68,21 @@ def trusted_proxies(platform: Platform) -> list[str]:
     return sorted(set(networks), key=networks.index)
 
 
+def observers(platform: Platform) -> dict[str, str]:
+    """Prometheus and Alertmanager on the monitoring host (when there is one): the web view's console reads them."""
+    monitoring = platform.onprem.monitoring
+    if not monitoring:
+        return {}
+    return {"prometheus": f"http://{monitoring.address}:{PROMETHEUS_PORT}",
+            "alertmanager": f"http://{monitoring.address}:{ALERTMANAGER_PORT}"}
+
+
 def units(platform: Platform, host: Host) -> list[dict]:
     """The systemd units of one app host: a server per service, its job workers, with their settings."""
     found = []
     for name, spec in platform.enabled_services.items():
         m = manifest(name)
-        env = platform.service_env(name, origins(platform, host))
+        env = platform.service_env(name, origins(platform, host), observers(platform))
         env |= {m.env_prefix + "HOST": host.address, m.env_prefix + "PORT": str(m.port),
                 m.env_prefix + "AUTH__API_KEYS_FILE": API_KEYS_FILE,
                 m.env_prefix + "TRUSTED_PROXIES": json.dumps(trusted_proxies(platform))}

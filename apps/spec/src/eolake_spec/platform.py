@@ -631,11 +631,14 @@ class Platform(Strict):
     def manifest(self, service: str) -> ServiceManifest:
         return manifest(service)
 
-    def service_env(self, service: str, origins: dict[str, str] | None = None) -> dict[str, str]:
+    def service_env(self, service: str, origins: dict[str, str] | None = None,
+                    observers: dict[str, str] | None = None) -> dict[str, str]:
         """The settings a service reads from its environment (EOLAKE_<SERVICE>_*), without secrets or ports.
 
         `origins`: where the target runs each service (scheme://host:port); the services it calls are then reached
-        there (PEERS), never through the public base URL."""
+        there (PEERS), never through the public base URL. `observers`: where the target runs Prometheus,
+        Alertmanager and a trace store (OBSERVERS: name → internal URL), which the web view's operations console
+        reads through its admin-only proxy."""
         s, obs, auth = self.services[service], self.observability, self.auth
         values = {
             "PUBLIC_URL": str(self.base_url).rstrip("/"),
@@ -669,6 +672,8 @@ class Platform(Strict):
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
             values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
+        if service == "web" and observers:
+            values["OBSERVERS"] = json.dumps(observers, sort_keys=True)
         if origins:
             values["PEERS"] = json.dumps(self.peers(service, origins), sort_keys=True)
         prefix = f"EOLAKE_{service.upper()}_"

@@ -1,7 +1,8 @@
 """The web view: a single-page app (index.html, vanilla JS modules, MapLibre and uPlot from npm) behind the kit.
 
-Served at the platform's base URL, the gateway's catch-all: besides the page, its files and /config.json, every
-other path is a problem+json 404 (a mistyped /stac-like path must not answer with HTML).
+Served at the platform's base URL, the gateway's catch-all: besides the page, its files, /config.json and the
+operations console's admin-only proxy (/console/api/…, eolake_web.console), every other path is a problem+json
+404 (a mistyped /stac-like path must not answer with HTML).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from eolake_kit import install_kit
 from eolake_kit.matomo import page_view_config
 from eolake_web import assets, services
+from eolake_web.console import install_console
 from eolake_web.settings import WebSettings
 
 # What the static route serves: nothing else leaves the directory (no .map, no .tmp, no dotfiles).
@@ -77,10 +79,14 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         "services": {"web": "", **settings.services},
         "matomo": matomo,
         "oidc": oidc,
+        # What the operations console (admins) can draw: the observers the target deployed.
+        "observers": sorted(settings.observers),
     }
 
     app = FastAPI(title="eolake web view", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
                   root_path=settings.root_path)
+
+    install_console(app, settings.observers)
 
     @app.get("/", include_in_schema=False)
     @app.get("/index.html", include_in_schema=False)

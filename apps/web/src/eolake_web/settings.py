@@ -15,6 +15,8 @@ def default_services() -> dict[str, str]:
     """Every installed service at its default prefix (their manifests), the web view itself left out."""
     return {m.name: m.path for m in manifests().values() if m.path != "/"}
 
+OBSERVERS = ("prometheus", "alertmanager", "traces")
+ORIGIN_URL = re.compile(r"https?://[^/?#@\s]+(/[^?#\s]*)?")
 PREFIX = re.compile(r"(/[a-z0-9][a-z0-9-]*)+")
 NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
@@ -30,6 +32,11 @@ class WebSettings(ServiceSettings):
         default_factory=default_services,
         description="the platform's services the web view links to and polls, name → path prefix under the same "
                     "origin (JSON in EOLAKE_WEB_SERVICES), e.g. {\"catalog\": \"/stac\", \"tiles\": \"/tiles\"}")
+    observers: dict[str, str] = Field(
+        default_factory=dict,
+        description="where the operations console's admin-only proxy reaches the platform's observers, name → "
+                    "internal URL (JSON in EOLAKE_WEB_OBSERVERS, set by the deployment target): prometheus, "
+                    "alertmanager, traces (the embedded trace store); a missing one is reported as not deployed")
     static_dir: Path | None = Field(None, description="the web view's files; None: the ones in this package")
     vendor_dir: Path | None = Field(None, description="the npm libraries copied by `python -m eolake_web.assets`; "
                                                       "None: static_dir/vendor")
@@ -58,6 +65,16 @@ class WebSettings(ServiceSettings):
         if "catalog" not in value:
             raise ValueError("services must name the catalog: every page of the web view reads it")
         return value
+
+    @field_validator("observers")
+    @classmethod
+    def observer_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, url in value.items():
+            if name not in OBSERVERS:
+                raise ValueError(f"observers: {name!r} is not one of {', '.join(OBSERVERS)}")
+            if not ORIGIN_URL.fullmatch(url):
+                raise ValueError(f"observers.{name}: {url!r} is not an http(s) URL without query or credentials")
+        return {name: url.rstrip("/") for name, url in value.items()}
 
     @property
     def static_path(self) -> Path:

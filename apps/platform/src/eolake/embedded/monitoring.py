@@ -162,24 +162,62 @@ def _not_installed(name: str) -> str:
     return f"not installed (apt-get install {BINARIES[name][1]})"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What runs and where it listens (host:port), decided before anything starts, so that the services can be
+    told (the web view's operations console reads Prometheus and Alertmanager); `notes`: why the rest does not."""
+
+    prometheus: str | None = None
+    alertmanager: str | None = None
+    exporter: bool = False
+    notes: tuple[tuple[str, str, int], ...] = ()  # (component, why, log level)
+
+    def observers(self) -> dict[str, str]:
+        return {name: f"http://{address}" for name, address in (("prometheus", self.prometheus),
+                                                                 ("alertmanager", self.alertmanager)) if address}
+
+
+def plan_monitoring(platform: Platform, monitoring_dir: Path = MONITORING_DIR) -> Plan:
+    obs = platform.observability
+    if not obs.prometheus:
+        return Plan(notes=((PROMETHEUS, "disabled in the stack (observability.prometheus: false)", logging.INFO),))
+    if not find_binary(PROMETHEUS):
+        return Plan(notes=((PROMETHEUS, _not_installed(PROMETHEUS), logging.WARNING),))
+    notes = []
+    exporter = find_binary(EXPORTER) is not None
+    if not exporter:
+        notes.append((EXPORTER, _not_installed(EXPORTER) + ": no database metrics", logging.WARNING))
+    alertmanager = None
+    routes_file = monitoring_dir / "alertmanager" / "alertmanager.yml"
+    if not obs.alertmanager:
+        notes.append((ALERTMANAGER, "disabled in the stack (observability.alertmanager: false)", logging.INFO))
+    elif not find_binary(ALERTMANAGER):
+        notes.append((ALERTMANAGER, _not_installed(ALERTMANAGER), logging.WARNING))
+    elif not routes_file.is_file():
+        notes.append((ALERTMANAGER, f"no configuration at {routes_file}", logging.WARNING))
+    else:
+        alertmanager = f"127.0.0.1:{_port(obs.alertmanager_port, 'Alertmanager', 'alertmanager_port')}"
+    prometheus = f"127.0.0.1:{_port(obs.prometheus_port, 'Prometheus', 'prometheus_port')}"
+    return Plan(prometheus, alertmanager, exporter, tuple(notes))
+
+
 def monitoring_components(platform: Platform, state: StateDir, services: dict[str, str], gateway: str,
                           superuser_dsn: str, backups: str | None = None,
-                          monitoring_dir: Path = MONITORING_DIR) -> Monitoring:
+                          monitoring_dir: Path = MONITORING_DIR, plan: Plan | None = None) -> Monitoring:
     """The exporter, Prometheus and Alertmanager to start; what does not start is logged and noted with the reason.
 
     `services` maps each service name to its upstream URL, or the URLs of its instances (Monitoring.rescrape
     follows them); `gateway` is the gateway's URL; `backups` the host:port of the backup schedule's metrics, when
-    backups run.
+    backups run; `plan` what runs where (default: plan_monitoring's).
     """
     obs = platform.observability
+    plan = plan or plan_monitoring(platform, monitoring_dir)
     result = Monitoring()
-    if not obs.prometheus:
-        result.skip(PROMETHEUS, "disabled in the stack (observability.prometheus: false)", logging.INFO)
+    for name, note, level in plan.notes:
+        result.skip(name, note, level)
+    if not plan.prometheus:
         return result
     prometheus_bin = find_binary(PROMETHEUS)
-    if not prometheus_bin:
-        result.skip(PROMETHEUS, _not_installed(PROMETHEUS))
-        return result
     components = result.components
     targets = [Target(f"eolake-{name}", _address(urls) if isinstance(urls, str) else tuple(map(_address, urls)),
                       labels=(("service", name),))
@@ -188,24 +226,18 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
     if backups:
         targets.append(Target("backup", backups))
 
-    exporter_bin = find_binary(EXPORTER)
-    if exporter_bin:
+    if plan.exporter:
         port = free_port()
         separator = "&" if "?" in superuser_dsn else "?"
         components.append(Component(
-            EXPORTER, [exporter_bin, f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            EXPORTER, [find_binary(EXPORTER), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
             _env(DATA_SOURCE_NAME=f"{superuser_dsn}{separator}sslmode=disable"),
             f"http://127.0.0.1:{port}", "/"))
         targets.append(Target("postgres", f"127.0.0.1:{port}"))
-    else:
-        result.skip(EXPORTER, _not_installed(EXPORTER) + ": no database metrics")
 
-    alertmanager_address = None
-    routes_file = monitoring_dir / "alertmanager" / "alertmanager.yml"
-    alertmanager_bin = find_binary(ALERTMANAGER)
-    if obs.alertmanager and alertmanager_bin and routes_file.is_file():
-        port = _port(obs.alertmanager_port, "Alertmanager", "alertmanager_port")
-        alertmanager_address = f"127.0.0.1:{port}"
+    alertmanager_address = plan.alertmanager
+    if alertmanager_address:
+        routes_file = monitoring_dir / "alertmanager" / "alertmanager.yml"
         storage = state.alertmanager
         storage.mkdir(parents=True, exist_ok=True)
         outbox = outbox_component(state.alert_outbox)
@@ -217,20 +249,13 @@ def monitoring_components(platform: Platform, state: StateDir, services: dict[st
         config_file.write_text("# Generated by `eolake up` at every start from monitoring/alertmanager/alertmanager.yml"
                                " and the stack's observability.receivers.\n" + yaml.safe_dump(config, sort_keys=False))
         components += [outbox, Component(
-            ALERTMANAGER, [alertmanager_bin, f"--config.file={config_file}",
+            ALERTMANAGER, [find_binary(ALERTMANAGER), f"--config.file={config_file}",
                            f"--storage.path={storage}", f"--web.listen-address={alertmanager_address}",
                            "--cluster.listen-address=", f"--web.external-url=http://{alertmanager_address}/"],
             _env(), f"http://{alertmanager_address}", "/-/ready")]
         targets.append(Target("alertmanager", alertmanager_address))
-    elif not obs.alertmanager:
-        result.skip(ALERTMANAGER, "disabled in the stack (observability.alertmanager: false)", logging.INFO)
-    elif not alertmanager_bin:
-        result.skip(ALERTMANAGER, _not_installed(ALERTMANAGER))
-    else:
-        result.skip(ALERTMANAGER, f"no configuration at {routes_file}")
 
-    port = _port(obs.prometheus_port, "Prometheus", "prometheus_port")
-    address = f"127.0.0.1:{port}"
+    address = plan.prometheus
     targets.append(Target("prometheus", address))
     root = state.root / "prometheus"
     (root / "data").mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,14 @@ import httpx
 from eolake.embedded.backup import BackupError, Backups, Schedule
 from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
-from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, Monitoring, MonitoringError, monitoring_components
+from eolake.embedded.monitoring import (
+    ALERTMANAGER,
+    PROMETHEUS,
+    Monitoring,
+    MonitoringError,
+    monitoring_components,
+    plan_monitoring,
+)
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
@@ -58,6 +65,7 @@ GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it hold
 WATCH_SECONDS = 0.5
 DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
 DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
+TRACE_STORE = "trace-store"
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -219,14 +227,32 @@ def instance_name(service: str, index: int) -> str:
     return service if index == 1 else f"{service}.{index}"
 
 
-def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gateway: str, release: str) -> dict:
+def otlp_endpoint(platform: Platform, observers: dict[str, str]) -> str | None:
+    """Where spans go: the stack's OTLP endpoint, else the embedded trace store (when it runs)."""
+    if platform.observability.otlp_endpoint or "traces" not in observers:
+        return platform.observability.otlp_endpoint
+    return f"{observers['traces']}/v1/traces"
+
+
+def trace_store_child(state: StateDir) -> Child:
+    port = free_port()
+    return Child(TRACE_STORE, [sys.executable, "-m", "eolake.embedded.traces", f"--port={port}"],
+                 {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")},
+                 state.logs / f"{TRACE_STORE}.log", f"http://127.0.0.1:{port}", "/healthz", liveness="/healthz")
+
+
+def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gateway: str, release: str,
+                observers: dict[str, str] | None = None) -> dict:
     """A service's environment. It reaches the services it calls through the gateway (`gateway`: its loopback
-    address), which knows their instances."""
+    address), which knows their instances; `observers`: where Prometheus, Alertmanager and the trace store run."""
     m = platform.manifest(name)
     prefix = m.env_prefix
-    env = {**os.environ, **platform.service_env(name, dict.fromkeys(platform.enabled_services, gateway)),
+    observers = observers or {}
+    env = {**os.environ, **platform.service_env(name, dict.fromkeys(platform.enabled_services, gateway), observers),
            prefix + "AUTH__API_KEYS_FILE": str(state.api_keys), prefix + "STORAGE_PATH": str(state.storage),
            "EOLAKE_RELEASE": release}
+    if endpoint := otlp_endpoint(platform, observers):
+        env[prefix + "OTLP_ENDPOINT"] = endpoint
     if "signing" in m.secrets:
         env[prefix + "TOKEN_KEY"] = state.signing_key()
     if m.database:
@@ -235,34 +261,36 @@ def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gatewa
 
 
 def service_instance(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
-                     release: str) -> Child:
+                     release: str, observers: dict[str, str] | None = None) -> Child:
     """One instance of a service, on a port of its own."""
     m, port = platform.manifest(name), free_port()
-    env = {**service_env(platform, state, dsn, name, gateway, release),
+    env = {**service_env(platform, state, dsn, name, gateway, release, observers),
            m.env_prefix + "HOST": "127.0.0.1", m.env_prefix + "PORT": str(port)}
     instance = instance_name(name, index)
     return Child(instance, [sys.executable, "-m", m.module], env, state.logs / f"{instance}.log",
                  f"http://127.0.0.1:{port}", m.readiness, platform.services[name].resources.memory_limit_bytes,
                  service=name, liveness="/healthz",
-                 renew=partial(service_instance, platform, state, dsn, name, index, gateway))
+                 renew=partial(service_instance, platform, state, dsn, name, index, gateway, observers=observers))
 
 
 def worker_child(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
-                 release: str) -> Child:
+                 release: str, observers: dict[str, str] | None = None) -> Child:
     m, metrics_port = platform.manifest(name), free_port()
-    env = {**service_env(platform, state, dsn, name, gateway, release),
+    env = {**service_env(platform, state, dsn, name, gateway, release, observers),
            m.env_prefix + "WORKER_METRICS_PORT": str(metrics_port)}
     suffix = "" if index == 1 else f"-{index}"
     return Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module], env,
                  state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}", m.worker.readiness,
                  platform.services[name].resources.memory_limit_bytes,  # per replica, workers included
-                 liveness="/healthz", renew=partial(worker_child, platform, state, dsn, name, index, gateway))
+                 liveness="/healthz",
+                 renew=partial(worker_child, platform, state, dsn, name, index, gateway, observers=observers))
 
 
 def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str | None = None,
-                     release: str | None = None) -> list[Child]:
+                     release: str | None = None, observers: dict[str, str] | None = None) -> list[Child]:
     """Every instance (`replicas`) of every enabled service, and their job workers; `gateway`: its loopback address
-    (default: at the base URL's port), `release`: the label they show (default: the installed version)."""
+    (default: at the base URL's port), `release`: the label they show (default: the installed version),
+    `observers`: where Prometheus, Alertmanager and the trace store run (name → URL)."""
     gateway = gateway or f"http://127.0.0.1:{platform.base_url.port or 80}"
     release = release or package_version()
     children = []
@@ -270,10 +298,10 @@ def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str
         m = platform.manifest(name)
         if importlib.util.find_spec(m.module) is None:
             raise StartError(f"service {name!r} is enabled in the stack but its package is not installed")
-        children += [service_instance(platform, state, dsn, name, i, gateway, release)
+        children += [service_instance(platform, state, dsn, name, i, gateway, release, observers)
                      for i in range(1, service.replicas + 1)]
         if m.worker:
-            children += [worker_child(platform, state, dsn, name, i, gateway, release)
+            children += [worker_child(platform, state, dsn, name, i, gateway, release, observers)
                          for i in range(1, service.worker_replicas + 1)]
     return children
 
@@ -312,13 +340,13 @@ def posted_reads(platform: Platform) -> dict[str, list[str]]:
             for name in platform.enabled_services}
 
 
-def gateway_child(platform: Platform, state: StateDir, port: int) -> Child:
+def gateway_child(platform: Platform, state: StateDir, port: int, observers: dict[str, str] | None = None) -> Child:
     env = {**os.environ, "EOLAKE_GATEWAY_ROUTES_FILE": str(state.routes_file), "EOLAKE_GATEWAY_PORT": str(port),
            "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url),
            "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json(),
            "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform))}
-    if platform.observability.otlp_endpoint:
-        env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = platform.observability.otlp_endpoint
+    if endpoint := otlp_endpoint(platform, observers or {}):
+        env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = endpoint
     return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
                  f"http://127.0.0.1:{port}", "/-/readyz", memory_limit=GATEWAY_MEMORY_LIMIT, liveness="/-/healthz")
 
@@ -404,7 +432,9 @@ class Supervisor:
             "backups": str(self.backups.root) if self.backups else None,
             "monitoring": {**{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
                            **{c.name: {"url": c.url, "probe": c.probe} for c in self.monitoring.components
-                              if c.name in (PROMETHEUS, ALERTMANAGER)}},
+                              if c.name in (PROMETHEUS, ALERTMANAGER)},
+                           **{c.name: {"url": c.upstream, "probe": c.probe} for c in self.children
+                              if c.name == TRACE_STORE}},
             "upgrade": self.upgrade,
             **extra})
 
@@ -448,18 +478,27 @@ class Supervisor:
         if "thesaurus" in self.platform.enabled_services:
             load_thesauri(self.state)
         port = self.platform.base_url.port or 80
-        services = service_children(self.platform, self.state, self.cluster.app_dsn(), release=self.release)
+        try:
+            plan = plan_monitoring(self.platform)
+        except MonitoringError as exc:
+            raise StartError(str(exc)) from exc
+        # No OTLP endpoint in the stack: the spans go to a local trace store, which the console reads.
+        traces = [] if self.platform.observability.otlp_endpoint else [trace_store_child(self.state)]
+        observers = plan.observers() | ({"traces": traces[0].upstream} if traces else {})
+        services = service_children(self.platform, self.state, self.cluster.app_dsn(), release=self.release,
+                                    observers=observers)
         for child in services:
             child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
         write_routes(self.state, gateway_routes(self.platform, services))
-        gateway = gateway_child(self.platform, self.state, port)
+        gateway = gateway_child(self.platform, self.state, port, observers)
         try:
             self.monitoring = monitoring_components(self.platform, self.state, scrape_groups(services),
-                                                    gateway.upstream, self.cluster.dsn(), backup_metrics)
+                                                    gateway.upstream, self.cluster.dsn(), backup_metrics, plan=plan)
         except MonitoringError as exc:
             raise StartError(str(exc)) from exc
-        self.children = [*services, gateway, *(Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log",
-                                                     m.url, m.probe) for m in self.monitoring.components)]
+        observing = [Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
+                     for m in self.monitoring.components]
+        self.children = [*traces, *services, gateway, *observing]
         self.limits = MemoryLimits.detect(f"eolake-{os.getpid()}")
         log.info("memory bounds by %s", self.limits.mechanism)
         for child in self.children:

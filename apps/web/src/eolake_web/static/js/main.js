@@ -3,6 +3,7 @@ import { ApiError, escapeHTML as h, getJSON, query, sameOrigin } from './api.js'
 import { hydrologyPage } from './hydrology.js';
 import { LakeMap, bboxPolygon } from './map.js';
 import { markdownHTML } from './markdown.js';
+import { consolePage } from './console.js';
 import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
 import { matchedOf } from './paging.js';
 import { collectionsPage, searchPage } from './search.js';
@@ -353,6 +354,7 @@ async function route() {
     else if (section === 'items' && parts.length === 3) await itemPage(v, parts[1], parts[2]);
     else if (section === 'hydrology') await hydrologyPage(pageContext(v), parts[1]);
     else if (section === 'services') await servicesPage(pageContext(v), params);
+    else if (section === 'console') await consolePage(pageContext(v), parts.slice(1), params);
     else if (section === 'basket' && svc('downloads') !== null) await basketPage(pageContext(v));
     else if (section === 'orders' && svc('downloads') !== null && parts.length === 1) await ordersPage(pageContext(v));
     else if (section === 'orders' && svc('downloads') !== null && parts.length === 2) await orderPage(pageContext(v), parts[1]);
