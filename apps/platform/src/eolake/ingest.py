@@ -25,6 +25,9 @@ Links with a relation the API builds itself (self, root, parent, child, item(s),
 next, prev) are dropped, local or remote: they point into the source (a static tree, another API), and the
 catalog makes its own. Other links (license, via, describedby…) are kept. Records are held in memory between the
 validation and the write (fine for a few hundred thousand items; larger loads should be split).
+
+The collections written get the indexed queryables their summaries call for (eolake_catalog.schema), once their
+items are in.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from stac_pydantic import Collection, Item
 from stac_pydantic.shared import validate_bbox
+
+from eolake_catalog.schema import index_collections
 
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
 # Relations the API builds itself: copies from the source (another API, a static tree) would mislead users.
@@ -294,6 +299,8 @@ def ingest(sources: Sequence[Path], dsn: str, *, strict: bool = False, batch_siz
             report.refused = True
         else:
             _write(conn, list(collections.values()), list(items.values()), report, batch_size, progress)
+    if report.collections_loaded:  # after the commit: their items are in, each index is built in one pass
+        index_collections(dsn, collections)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -172,6 +172,23 @@ class LocalBackups(Strict):
     retention_full: int = Field(2, ge=1, le=100, description="full backups kept (with their WAL)")
 
 
+class PgstacSearch(Strict):
+    """How pgstac counts the matches of a search (`numberMatched`), set on the catalog's read connections.
+
+    `auto` counts exactly only when the planner expects few matches or a cheap count; above both thresholds the
+    answer carries the planner's estimate, marked as one. Counting a broad search exactly costs a scan of every
+    match (seconds at millions of items), for a figure users read as "about how many"."""
+
+    context: Literal["off", "on", "auto"] = Field("auto", description="off: no numberMatched; on: always exact")
+    context_estimated_count: int = Field(10_000, ge=0, description="auto: estimate when more matches are expected")
+    context_estimated_cost: float = Field(10_000, ge=0, description="auto: … and the planner's cost is above this")
+
+    def session_settings(self) -> dict[str, str]:
+        """pgstac reads its settings from `pgstac.*` session settings before its settings table."""
+        return {"pgstac.context": self.context, "pgstac.context_estimated_count": str(self.context_estimated_count),
+                "pgstac.context_estimated_cost": str(self.context_estimated_cost)}
+
+
 class Database(Strict):
     embedded: bool = Field(True, description="a private cluster started by the embedded runner")
     host: str = "127.0.0.1"
@@ -182,6 +199,7 @@ class Database(Strict):
     max_connections: int = Field(200, ge=10, description="what Postgres, or the pooler in front, accepts")
     reserved_connections: int = Field(10, ge=0, description="kept for migrations, ingest and admins")
     backups: LocalBackups = LocalBackups()
+    pgstac: PgstacSearch = PgstacSearch()
 
 
 class Storage(Strict):
@@ -654,6 +672,8 @@ class Platform(Strict):
             values["WORKER_CONCURRENCY"] = s.worker_concurrency
         if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
+        if service == "catalog":  # how its searches count matches
+            values["PGSTAC"] = self.database.pgstac.model_dump_json()
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
             values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
         if origins:
