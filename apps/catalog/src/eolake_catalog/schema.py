@@ -125,6 +125,7 @@ async def index_summaries(conn: asyncpg.Connection, collection_ids: Iterable[str
     transaction; pgstac then builds the missing indexes. Returns the names of the queryables added or changed."""
     ids = None if collection_ids is None else sorted(set(collection_ids))
     async with conn.transaction():
+        await conn.execute("SET LOCAL search_path = pgstac, public")  # pgstac's triggers name its functions so
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_catalog.index_summaries'))")
         rows = await conn.fetch("SELECT id, (content->'summaries')::text FROM pgstac.collections "
                                 "WHERE $1::text[] IS NULL OR id = ANY($1::text[])", ids)

@@ -180,7 +180,7 @@ class PgstacSearch(Strict):
     match (seconds at millions of items), for a figure users read as "about how many"."""
 
     context: Literal["off", "on", "auto"] = Field("auto", description="off: no numberMatched; on: always exact")
-    context_estimated_count: int = Field(10_000, ge=0, description="auto: estimate when more matches are expected")
+    context_estimated_count: int = Field(1_000, ge=0, description="auto: estimate when more matches are expected")
     context_estimated_cost: float = Field(10_000, ge=0, description="auto: … and the planner's cost is above this")
 
     def session_settings(self) -> dict[str, str]:
