@@ -280,6 +280,8 @@ class Receivers(Strict):
 class Observability(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
+    trace_sample_ratio: float = Field(0.1, ge=0, le=1, description="share of requests traced, decided at the edge "
+                                                                   "(services follow their caller's decision)")
     prometheus: bool = Field(True, description="embedded: run Prometheus (Debian package) with eolake's rules")
     prometheus_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
     alertmanager: bool = Field(True, description="embedded: run Alertmanager too, when it is installed")
@@ -649,6 +651,7 @@ class Platform(Strict):
             "POOL_SIZE": s.pool_size,
             "LOG_LEVEL": obs.log_level,
             "OTLP_ENDPOINT": obs.otlp_endpoint,
+            "TRACE_SAMPLE_RATIO": obs.trace_sample_ratio,
             "MATOMO_URL": obs.matomo_url,
             "MATOMO_SITE_ID": obs.matomo_site_id,
             "AUTH__OIDC_ISSUER": auth.oidc_issuer,
