@@ -4,7 +4,7 @@ A measurement, not a test: it never asserts timings. One run, one private Postgr
 data for everything:
 
 1. Ingest items/s on NAIP items (the 1,000 real ones, repeated with new ids up to --items): our
-   `eolake.ingest.ingest` (validation + pypgstac Loader upsert in batches of 500) against the stock way,
+   `eolake.ingest.ingest` (validation + pypgstac Loader upsert in batches of 10,000) against the stock way,
    `pypgstac load items FILE --method upsert` called in-process (`PgstacCLI(dsn).load(...)`, what the CLI runs,
    without the interpreter start-up). Two scenarios, each run --runs times, loaders alternating first:
    "fresh" (the collection is deleted and re-created before every run: every item is new) and "reload" (every
@@ -350,7 +350,8 @@ def main() -> int:
             if not args.skip_ingest:
                 output["ingest"] = print_ingest(ingest, args.items, source)
                 console.print("ingest: wall time of the call, per run; eolake ingest includes reading + STAC "
-                              "validation (stac-pydantic) of every record; pypgstac is PgstacCLI.load in-process "
+                              "validation (compiled STAC schema) of every record; pypgstac is PgstacCLI.load in-process"
+                              " "
                               "(the CLI's code, no interpreter start). fresh = collection deleted and re-created "
                               "before each run; reload = all ids already present, identical.")
             rows = summarise_search(results)

@@ -27,8 +27,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
-import psycopg
-from psycopg import sql
 
 ARRAY_FIELDS = frozenset({"instruments", "sar:polarizations", "eo:bands", "raster:bands", "proj:shape",
                           "proj:transform", "proj:bbox", "proj:centroid", "keywords", "providers"})
@@ -170,19 +168,25 @@ def index_collections(dsn: str, collection_ids: Iterable[str] | None = None) -> 
 def migrate(dsn: str, app_role: str = "eolake_app") -> None:
     """The write counters of the search cache, and the queryable indexes of the collections already in the database
     (idempotent; run as the app role, or as a superuser who then acts as it)."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-            sql.Identifier(SCHEMA), sql.Identifier(app_role)))
-        with conn.transaction():
-            conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_role)))
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_catalog.migrate'))")
-            conn.execute(WRITE_COUNTERS)
+    asyncio.run(_migrate(dsn, app_role))
+
+
+async def _migrate(dsn: str, app_role: str) -> None:
+    conn = await asyncpg.connect(dsn or None)
+    try:
+        role = await conn.fetchval("SELECT quote_ident($1)", app_role)
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA} AUTHORIZATION {role}")
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL ROLE {role}")
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_catalog.migrate'))")
+            await conn.execute(WRITE_COUNTERS)
             for name, (table, event, rows, function) in COUNTING_TRIGGERS.items():
-                conn.execute(sql.SQL("CREATE OR REPLACE TRIGGER {} AFTER {} ON {} REFERENCING {} TABLE AS written "
-                                     "FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
-                    sql.Identifier(name), sql.SQL(event), sql.Identifier("pgstac", table), sql.SQL(rows),
-                    sql.Identifier(SCHEMA, function)))
-    index_collections(dsn)
+                await conn.execute(f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON pgstac.{table} "
+                                   f"REFERENCING {rows} TABLE AS written FOR EACH STATEMENT "
+                                   f"EXECUTE FUNCTION {SCHEMA}.{function}()")
+        await index_summaries(conn)
+    finally:
+        await conn.close()
 
 
 if __name__ == "__main__":  # python -m eolake_catalog.schema DSN [APP_ROLE] ("" DSN: libpq's PG* variables)
