@@ -350,10 +350,9 @@ def main() -> int:
             if not args.skip_ingest:
                 output["ingest"] = print_ingest(ingest, args.items, source)
                 console.print("ingest: wall time of the call, per run; eolake ingest includes reading + STAC "
-                              "validation (compiled STAC schema) of every record; pypgstac is PgstacCLI.load in-process"
-                              " "
-                              "(the CLI's code, no interpreter start). fresh = collection deleted and re-created "
-                              "before each run; reload = all ids already present, identical.")
+                              "validation (compiled STAC schema) of every record; pypgstac is PgstacCLI.load "
+                              "in-process (the CLI's code, no interpreter start). fresh = collection deleted and "
+                              "re-created before each run; reload = all ids already present, identical.")
             rows = summarise_search(results)
             print_search(rows, checks, args)
             loop_name = "uvloop" if run is not asyncio.run else "asyncio"

@@ -9,6 +9,7 @@ import httpx
 import psycopg
 import pytest
 
+from eolake_catalog.cache import SearchCache
 from eolake_catalog.schema import Queryable, index_collections, summary_queryable, wanted
 from eolake_kit.auth import create_api_key
 from servers import private_cluster, service_process
@@ -184,6 +185,22 @@ def test_same_search_with_keys_in_another_order_is_the_same_answer(catalog):
     second = catalog.post("/search", content=json.dumps(dict(reversed(list(body.items())))),
                           headers={"content-type": "application/json"})
     assert first.json() == second.json()
+
+
+def test_answers_are_kept_from_the_second_asking_valid_for_their_stamp_only():
+    cache = SearchCache(entries=2)
+    assert not cache.asked_before(("q1",))
+    assert cache.asked_before(("q1",))
+    cache.put(("q1",), "stamp-1", {"features": [{"id": "a"}], "links": []})
+    assert cache.get(("q1",), "stamp-1")["features"] == [{"id": "a"}]
+    assert cache.get(("q1",), "stamp-2") is None  # a write moved the stamp
+    kept = cache.get(("q1",), "stamp-1")
+    kept["features"].append({"id": "changed by a caller"})
+    assert cache.get(("q1",), "stamp-1")["features"] == [{"id": "a"}]
+    for n in range(2, 5):
+        cache.put((f"q{n}",), "s", {"features": [], "links": []})
+    assert cache.get(("q1",), "stamp-1") is None  # the least recently used went first
+    assert not SearchCache(entries=0).asked_before(("q",))
 
 
 # --------------------------------------------------------------------------------------------- ETag

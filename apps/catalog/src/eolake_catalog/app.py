@@ -81,14 +81,20 @@ class CatalogClient(CoreCrudClient):
         """Every search, item listing and item read: from the cache while the collections it reads are unchanged."""
         cache: SearchCache = request.app.state.search_cache
         key = (request.method, str(request.url), search_request.model_dump_json(exclude_none=True, by_alias=True))
+        if not cache.asked_before(key):
+            return await self._answer(search_request, request)
         async with request.app.state.get_connection(request, "r") as conn:
             stamp = await cache.stamp(conn, search_request.collections)
         answer = cache.get(key, stamp)
         if answer is None:
-            answer = await super()._search_base(search_request, request)
-            if "numberMatched" in answer:
-                answer[ESTIMATED] = await self._estimated(answer["numberMatched"], search_request, request)
+            answer = await self._answer(search_request, request)
             cache.put(key, stamp, answer)
+        return answer
+
+    async def _answer(self, search_request: Any, request: Request) -> dict:
+        answer = await super()._search_base(search_request, request)
+        if "numberMatched" in answer:
+            answer[ESTIMATED] = await self._estimated(answer["numberMatched"], search_request, request)
         return answer
 
     async def _estimated(self, matched: int, search_request: Any, request: Request) -> bool:

@@ -8,6 +8,10 @@ the writing transaction (eolake_catalog.schema), and of the transaction id (`xmi
 which changes when the collection is updated, deleted or created again. A search reads its stamp before looking in
 the cache, so a write committed before the request is always seen.
 
+An answer is kept from the second time its query is asked: most queries are asked once (a user pans the map), and
+for those even the stamp's round trip would be spent for nothing. The keys seen once are remembered (four times as
+many as the answers kept).
+
 The key is the search as stac-fastapi parsed it (its JSON, so the order of keys or parameters sent does not matter
 for POST) and the request URL (the answer's links are built from it).
 """
@@ -31,6 +35,17 @@ class SearchCache:
     def __init__(self, entries: int) -> None:
         self.entries = entries
         self._answers: OrderedDict[tuple, tuple[str, dict]] = OrderedDict()
+        self._seen: OrderedDict[tuple, None] = OrderedDict()
+
+    def asked_before(self, key: tuple) -> bool:
+        """Whether this query was asked before (its answer may then be kept); remembers it otherwise."""
+        if key in self._answers or key in self._seen:
+            return True
+        if self.entries > 0:
+            self._seen[key] = None
+            while len(self._seen) > 4 * self.entries:
+                self._seen.popitem(last=False)
+        return False
 
     async def stamp(self, conn: Any, collections: list[str] | None) -> str:
         return await conn.fetchval(STAMP, collections or None)
