@@ -92,6 +92,8 @@ class CatalogClient(CoreCrudClient):
         return answer
 
     async def _answer(self, search_request: Any, request: Request) -> dict:
+        if "item_id" in request.path_params:  # an item read shows no numberMatched: pgstac need not count
+            search_request.conf = {**(search_request.conf or {}), "context": "off"}
         answer = await super()._search_base(search_request, request)
         if "numberMatched" in answer:
             answer[ESTIMATED] = await self._estimated(answer["numberMatched"], search_request, request)
