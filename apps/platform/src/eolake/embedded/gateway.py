@@ -113,7 +113,7 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
     instances), `routes_file` the same, kept up to date by the supervisor; `posted_reads` by prefix, the paths below
     it (`*` any characters) whose POST is a read, retried like a GET; `timeout` bounds each upstream read, `limits`
     what a client may send and how long the answer may take to start."""
-    configure_tracing("gateway", otlp_endpoint, trace_sample_ratio if otlp_endpoint else 0.0)
+    configure_tracing("gateway", otlp_endpoint, trace_sample_ratio)
     prefixes = sorted(routes, key=len, reverse=True)
     upstreams = Upstreams({p: [u] if isinstance(u, str) else u for p, u in routes.items()}, routes_file)
     posted_reads = posted_reads or {}
