@@ -203,6 +203,17 @@ def test_answers_are_kept_from_the_second_asking_valid_for_their_stamp_only():
     assert not SearchCache(entries=0).asked_before(("q",))
 
 
+def test_the_cache_keeps_within_its_bytes():
+    page = {"features": [{"id": str(n), "properties": {"text": "x" * 1000}} for n in range(10)], "links": []}
+    cache = SearchCache(entries=100, max_bytes=100_000)  # room for nine such pages (10 kB each)
+    for n in range(20):
+        cache.put((n,), "s", page)
+    assert cache.bytes <= 100_000
+    assert cache.get((19,), "s") is not None and cache.get((0,), "s") is None
+    cache.put(("huge",), "s", {**page, "features": page["features"] * 2})  # above an eighth of the budget
+    assert cache.get(("huge",), "s") is None
+
+
 # --------------------------------------------------------------------------------------------- ETag
 
 

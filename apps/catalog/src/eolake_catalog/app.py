@@ -231,7 +231,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                           settings=stac_settings)
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
-    app.state.search_cache = SearchCache(settings.cache_entries)
+    app.state.search_cache = SearchCache(settings.cache_entries, settings.cache_mib * 1024 * 1024)
     app.state.pgstac_search = settings.pgstac
     app.user_middleware.append(Middleware(EtagMiddleware))  # innermost: validators of the uncompressed answer
     # CORS is the kit's, from the spec: stac-fastapi's own (any origin, its header list) would answer first.

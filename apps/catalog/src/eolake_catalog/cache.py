@@ -22,6 +22,8 @@ import copy
 from collections import OrderedDict
 from typing import Any
 
+import orjson
+
 STAMP = """
 SELECT md5(coalesce(string_agg(c.id || '@' || c.xmin::text || ':' || coalesce(w.writes, 0), ',' ORDER BY c.id), ''))
 FROM pgstac.collections c LEFT JOIN eolake_catalog.collection_writes w ON w.collection = c.id
@@ -30,11 +32,14 @@ WHERE $1::text[] IS NULL OR c.id = ANY($1::text[])
 
 
 class SearchCache:
-    """A bounded LRU of answers, each with the stamp of the collections it read."""
+    """A bounded LRU of answers, each with the stamp of the collections it read: at most `entries` answers and
+    `max_bytes` of them (as JSON); an answer above an eighth of that (a page of a thousand items) is not kept."""
 
-    def __init__(self, entries: int) -> None:
+    def __init__(self, entries: int, max_bytes: int = 32 * 1024 * 1024) -> None:
         self.entries = entries
-        self._answers: OrderedDict[tuple, tuple[str, dict]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._answers: OrderedDict[tuple, tuple[str, dict, int]] = OrderedDict()
         self._seen: OrderedDict[tuple, None] = OrderedDict()
 
     def asked_before(self, key: tuple) -> bool:
@@ -58,12 +63,18 @@ class SearchCache:
         return _copy(found[1])
 
     def put(self, key: tuple, stamp: str, answer: dict) -> None:
-        if self.entries <= 0:
+        size = len(orjson.dumps(answer, default=str))
+        if self.entries <= 0 or size > self.max_bytes // 8:
             return
-        self._answers[key] = (stamp, _copy(answer))
-        self._answers.move_to_end(key)
-        while len(self._answers) > self.entries:
-            self._answers.popitem(last=False)
+        self._drop(key)
+        self._answers[key] = (stamp, _copy(answer), size)
+        self.bytes += size
+        while len(self._answers) > self.entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._answers)))
+
+    def _drop(self, key: tuple) -> None:
+        if key in self._answers:
+            self.bytes -= self._answers.pop(key)[2]
 
 
 def _copy(answer: dict) -> dict:

@@ -23,6 +23,7 @@ class CatalogSettings(ServiceSettings):
     pool_size: int = Field(8, ge=2, le=100, description="connections per worker: reads plus a quarter for writes")
     pgstac: PgstacSearch = Field(PgstacSearch(), description="how searches count matches (the spec's, as JSON)")
     cache_entries: int = Field(512, ge=0, le=100_000, description="search answers kept per worker (0: no cache)")
+    cache_mib: int = Field(32, ge=1, le=4096, description="and at most this much of them (MiB, as JSON) per worker")
     title: str = "eolake catalog"
     description: str = "STAC API over the eolake data lake"
 
