@@ -28,11 +28,11 @@ from rich.table import Table
 from scale import create_collections, request_mix
 
 from eolake.embedded.postgres import PostgresCluster
+from eolake_catalog.settings import READS
 
 MIN_MS = 1.0  # statements shown (all with --full)
 SESSIONS = {
-    "catalog (context auto, readonly)": {"pgstac.context": "auto", "pgstac.readonly": "true",
-                                         "pgstac.context_estimated_count": "1000",
+    "catalog (context auto, readonly, no parallel workers)": {**READS, "pgstac.context": "auto", "pgstac.context_estimated_count": "1000",
                                          "pgstac.context_estimated_cost": "10000"},
     "stock (context off, bookkeeping)": {"pgstac.context": "off", "pgstac.readonly": "false"},
 }

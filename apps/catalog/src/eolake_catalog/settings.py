@@ -11,6 +11,11 @@ from eolake_kit import ServiceSettings
 from eolake_kit.settings import PostgresUrl
 from eolake_spec import PgstacSearch
 
+# The read pool's own session settings. pgstac's `readonly`: no search bookkeeping written per search. No parallel
+# workers: a search wants its first page (LIMIT 11), and launching workers for it cost 40 ms of a 53 ms CQL2 search
+# at 100k items (bench/explain.py), on a machine where concurrent requests already use every core.
+READS = {"pgstac.readonly": "true", "max_parallel_workers_per_gather": "0"}
+
 
 class CatalogSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="EOLAKE_CATALOG_", env_nested_delimiter="__", extra="ignore")
@@ -30,8 +35,8 @@ class CatalogSettings(ServiceSettings):
     def postgres(self, pool_size: int, reads: bool = False) -> PostgresSettings:
         """Connection settings; `reads`: the read pool's, whose searches count as the spec says and leave pgstac's
         search bookkeeping alone (its `readonly` mode: no write, hence no WAL flush, per search)."""
-        session = {**self.limits.postgres_options(),
-                   **({**self.pgstac.session_settings(), "pgstac.readonly": "true"} if reads else {})}
+        session = {**self.limits.postgres_options(), **(READS if reads else {}),
+                   **(self.pgstac.session_settings() if reads else {})}
         parts = urlsplit(self.database_url.get_secret_value())
         return PostgresSettings(
             pguser=unquote(parts.username or ""), pgpassword=unquote(parts.password or ""),
