@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attr
 import jsonpatch
+import orjson
 import stac_pydantic
 from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI, Request
@@ -19,15 +21,22 @@ from stac_fastapi.pgstac.core import CoreCrudClient
 from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
+from eolake_catalog.cache import SearchCache
+from eolake_catalog.etag import EtagMiddleware
 from eolake_catalog.inputs import checked, free_text, patched_document, writable_geometry
+from eolake_catalog.schema import index_summaries
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import install_kit, require_role
 
+log = logging.getLogger("eolake_catalog")
 LANDING_ID = "eolake-catalog"
 GEOJSON = "application/geo+json"
+ESTIMATED = "eolake:numberMatchedEstimated"  # beside numberMatched: true when it is the planner's estimate
+PLAN = "EXPLAIN (FORMAT JSON) SELECT 1 FROM pgstac.items WHERE {}"
 CONFLICT = {409: "a document with this id exists already"}
 RESPONSES = {  # besides the kit's errors: stac-fastapi's ConflictError and ForeignKeyError
     "POST /collections": CONFLICT,
@@ -68,6 +77,43 @@ class CatalogClient(CoreCrudClient):
             search_request = search_request.model_copy(update={"q": free_text(search_request.q)})
         return geojson(await super().post_search(search_request, request, **kwargs))
 
+    async def _search_base(self, search_request: Any, request: Request):
+        """Every search, item listing and item read: from the cache while the collections it reads are unchanged."""
+        cache: SearchCache = request.app.state.search_cache
+        key = (request.method, str(request.url), search_request.model_dump_json(exclude_none=True, by_alias=True))
+        if not cache.asked_before(key):
+            return await self._answer(search_request, request)
+        async with request.app.state.get_connection(request, "r") as conn:
+            stamp = await cache.stamp(conn, search_request.collections)
+        answer = cache.get(key, stamp)
+        if answer is None:
+            answer = await self._answer(search_request, request)
+            cache.put(key, stamp, answer)
+        return answer
+
+    async def _answer(self, search_request: Any, request: Request) -> dict:
+        if "item_id" in request.path_params:  # an item read shows no numberMatched: pgstac need not count
+            search_request.conf = {**(search_request.conf or {}), "context": "off"}
+        answer = await super()._search_base(search_request, request)
+        if "numberMatched" in answer:
+            answer[ESTIMATED] = await self._estimated(answer["numberMatched"], search_request, request)
+        return answer
+
+    async def _estimated(self, matched: int, search_request: Any, request: Request) -> bool:
+        """Whether pgstac answered the planner's estimate: with context `auto`, when the planner expects at least
+        context_estimated_count matches at a cost of at least context_estimated_cost (pgstac's own rule, asked of
+        the same plan; only for answers that large, which an exact count below the threshold never is)."""
+        tuning = request.app.state.pgstac_search
+        if tuning.context != "auto" or matched < tuning.context_estimated_count:
+            return False
+        async with request.app.state.get_connection(request, "r") as conn:
+            where = await conn.fetchval("SELECT pgstac.stac_search_to_where($1::text::jsonb)",
+                                        search_request.model_dump_json(exclude_none=True, by_alias=True))
+            explained = await conn.fetchval(PLAN.format(where))  # JSON, decoded by the pool's codec
+        plan = (orjson.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
+        rows, cost = plan["Plan Rows"], plan["Total Cost"]
+        return rows >= tuning.context_estimated_count and cost >= tuning.context_estimated_cost
+
 
 def geojson(answer: Any) -> Any:
     """Item collections are GeoJSON, also when stac-fastapi answers a `fields` selection as plain JSON."""
@@ -90,6 +136,17 @@ async def _stored(request: Request, query: str, *args: str) -> dict | None:
         return await conn.fetchval(query, *args)
 
 
+async def _index_queryables(request: Request, collection_id: str) -> None:
+    """The indexes a written collection's summaries call for (eolake_catalog.schema). The collection is written
+    either way: an index that cannot be built now (a statement timeout on a large collection) is logged, and the
+    next migration builds it."""
+    try:
+        async with request.app.state.get_connection(request, "w") as conn:
+            await index_summaries(conn, [collection_id])
+    except (pg_errors.PostgresError, OSError) as exc:
+        log.warning("queryable indexes of %s not built now: %s", collection_id, exc)
+
+
 @attr.s
 class CatalogBulkTransactions(GeometryChecked, BulkTransactionsClient):
     pass
@@ -100,11 +157,23 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
     """stac-fastapi-pgstac writes a patched document without checking it: checked first here, so a patch that
     would leave an invalid item or collection (links that are not a list…) is a 400 and nothing is written."""
 
+    async def create_collection(self, collection: Any, request: Request, **kwargs: Any):
+        created = await super().create_collection(collection, request, **kwargs)
+        await _index_queryables(request, collection.id)
+        return created
+
+    async def update_collection(self, collection: Any, request: Request, **kwargs: Any):
+        updated = await super().update_collection(collection, request, **kwargs)
+        await _index_queryables(request, collection.id)
+        return updated
+
     async def patch_collection(self, collection_id: str, patch: Any, request: Request, **kwargs: Any):
         existing = await _stored(request, "SELECT get_collection($1::text)", collection_id)
         if existing is not None:
             patched_document(existing, patch, stac_pydantic.Collection)
-        return await super().patch_collection(collection_id, patch, request, **kwargs)
+        patched = await super().patch_collection(collection_id, patch, request, **kwargs)
+        await _index_queryables(request, collection_id)
+        return patched
 
     async def patch_item(self, collection_id: str, item_id: str, patch: Any, request: Request, **kwargs: Any):
         existing = await _stored(request, "SELECT get_item($1::text, $2::text)", item_id, collection_id)
@@ -143,8 +212,11 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         stac_fastapi_version="0.1.0",
         enable_transactions_extensions=True,
         enabled_extensions=None,  # every read extension: query, sort, fields, filter, free text, pagination…
+        # Items are hydrated (merged with their collection's base item) here rather than in pgstac: the database
+        # spent 60-80 % of a search's time on it (bench/explain.py), and catalog replicas scale out, it does not.
+        use_api_hydrate=True,
     )
-    read = settings.postgres(settings.pool_size - settings.write_pool_size)
+    read = settings.postgres(settings.pool_size - settings.write_pool_size, reads=True)
     write = settings.postgres(settings.write_pool_size)
 
     @asynccontextmanager
@@ -159,6 +231,9 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
                           settings=stac_settings)
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
+    app.state.search_cache = SearchCache(settings.cache_entries, settings.cache_mib * 1024 * 1024)
+    app.state.pgstac_search = settings.pgstac
+    app.user_middleware.append(Middleware(EtagMiddleware))  # innermost: validators of the uncompressed answer
     # CORS is the kit's, from the spec: stac-fastapi's own (any origin, its header list) would answer first.
     app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
 

@@ -10,6 +10,7 @@ MANIFEST = ServiceManifest(
     port=8081,
     settings="eolake_catalog.settings:CatalogSettings",
     database=True,
+    schema="eolake_catalog.schema",  # indexed queryables from the collections' summaries
     rate_limited=(r"(GET|POST) /search$", r"GET /collections/[^/]+/items$"),
     openapi="/api",
     public_routes=(PublicRoute("POST", "/search", "STAC item search over POST (long filters): a read"),),

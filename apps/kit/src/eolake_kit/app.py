@@ -31,7 +31,7 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
                 responses: dict[str, dict[int, str]] | None = None) -> FastAPI:
     """`responses`: statuses routes answer besides the kit's own errors ({"POST /path": {409: "why"}}), for the
     OpenAPI document."""
-    configure_tracing(settings.service_name, settings.otlp_endpoint)
+    configure_tracing(settings.service_name, settings.otlp_endpoint, settings.trace_sample_ratio)
     _one_server_span(app)
     count_log_messages(settings.service_name)
     app.state.kit_settings = settings

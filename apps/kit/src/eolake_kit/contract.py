@@ -2,8 +2,8 @@
 
 Applied once to every service's document: FastAPI's 422 goes (the kit answers invalid requests with 400), each
 operation lists the problem+json errors it can answer (400-431, 503, 504) as they apply, routes behind a role carry
-the security schemes and the role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason their manifest gives
-(`x-eolake-public`).
+the security schemes and the role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason
+their manifest gives (`x-eolake-public`).
 """
 
 from __future__ import annotations

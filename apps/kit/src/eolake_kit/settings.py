@@ -111,6 +111,7 @@ class ServiceSettings(BaseSettings):
     workers: int = Field(1, ge=1, le=32)
     log_level: str = "info"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP endpoint for traces; no export when unset")
+    trace_sample_ratio: float = Field(1.0, ge=0, le=1, description="share of traces recorded (with an endpoint)")
     graceful_timeout: float = Field(20, ge=0, description="seconds in-flight requests get on shutdown")
     readiness_timeout: float = Field(2, gt=0, description="seconds each readiness check may take")
     auth: AuthConfig = AuthConfig()

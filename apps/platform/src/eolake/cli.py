@@ -316,7 +316,7 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
     import psycopg
 
     from eolake.embedded.postgres import PostgresCluster
-    from eolake.ingest import IngestError, format_report, ingest
+    from eolake.ingest import BATCH_SIZE, IngestError, format_report, ingest
 
     dsn = args.dsn or os.environ.get("EOLAKE_DATABASE_URL")
     if not dsn:
@@ -326,7 +326,7 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
             return 2
         dsn = cluster.dsn()
     try:
-        report = ingest(args.paths, dsn, strict=args.strict, batch_size=args.batch_size,
+        report = ingest(args.paths, dsn, strict=args.strict, batch_size=args.batch_size or BATCH_SIZE,
                         progress=sys.stderr.isatty(), lock_seconds=args.lock_timeout)
     except IngestError as exc:
         err.print(f"ingest: {exc}", markup=False, highlight=False)
@@ -479,7 +479,8 @@ def parser() -> argparse.ArgumentParser:
                             "exit 1 when records were rejected")
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--strict", action="store_true", help="refuse the whole load if anything is invalid")
-    ingest.add_argument("--batch-size", type=_at_least(1, int), default=500, help="items per transaction")
+    ingest.add_argument("--batch-size", type=_at_least(1, int),
+                        help="items per transaction (default: eolake.ingest.BATCH_SIZE)")
     ingest.add_argument("--lock-timeout", type=_at_least(0.001, float), default=30, metavar="SECONDS",
                         help="longest wait for a database lock before the load stops (default 30)")
     ingest.add_argument("--dsn", help="default: the running local platform's database")

@@ -8,6 +8,7 @@ from eolake_spec.platform import (
     Kubernetes,
     Limits,
     OnPrem,
+    PgstacSearch,
     Platform,
     Service,
     SpecError,
@@ -15,5 +16,5 @@ from eolake_spec.platform import (
     stack_file,
 )
 
-__all__ = ["STACKS_DIR", "Host", "Kubernetes", "Limits", "OnPrem", "Platform", "PublicRoute", "Service",
+__all__ = ["STACKS_DIR", "Host", "Kubernetes", "Limits", "OnPrem", "PgstacSearch", "Platform", "PublicRoute", "Service",
            "ServiceManifest", "SpecError", "Worker", "load_stack", "manifest", "manifests", "stack_file"]

@@ -172,6 +172,23 @@ class LocalBackups(Strict):
     retention_full: int = Field(2, ge=1, le=100, description="full backups kept (with their WAL)")
 
 
+class PgstacSearch(Strict):
+    """How pgstac counts the matches of a search (`numberMatched`), set on the catalog's read connections.
+
+    `auto` counts exactly only when the planner expects few matches or a cheap count; above both thresholds the
+    answer carries the planner's estimate, marked as one. Counting a broad search exactly costs a scan of every
+    match (seconds at millions of items), for a figure users read as "about how many"."""
+
+    context: Literal["off", "on", "auto"] = Field("auto", description="off: no numberMatched; on: always exact")
+    context_estimated_count: int = Field(1_000, ge=0, description="auto: estimate when more matches are expected")
+    context_estimated_cost: float = Field(10_000, ge=0, description="auto: … and the planner's cost is above this")
+
+    def session_settings(self) -> dict[str, str]:
+        """pgstac reads its settings from `pgstac.*` session settings before its settings table."""
+        return {"pgstac.context": self.context, "pgstac.context_estimated_count": str(self.context_estimated_count),
+                "pgstac.context_estimated_cost": str(self.context_estimated_cost)}
+
+
 class Database(Strict):
     embedded: bool = Field(True, description="a private cluster started by the embedded runner")
     host: str = "127.0.0.1"
@@ -182,6 +199,7 @@ class Database(Strict):
     max_connections: int = Field(200, ge=10, description="what Postgres, or the pooler in front, accepts")
     reserved_connections: int = Field(10, ge=0, description="kept for migrations, ingest and admins")
     backups: LocalBackups = LocalBackups()
+    pgstac: PgstacSearch = PgstacSearch()
 
 
 class Storage(Strict):
@@ -262,6 +280,8 @@ class Receivers(Strict):
 class Observability(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
+    trace_sample_ratio: float = Field(0.1, ge=0, le=1, description="share of requests traced, decided at the edge "
+                                                                   "(services follow their caller's decision)")
     prometheus: bool = Field(True, description="embedded: run Prometheus (Debian package) with eolake's rules")
     prometheus_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
     alertmanager: bool = Field(True, description="embedded: run Alertmanager too, when it is installed")
@@ -647,6 +667,7 @@ class Platform(Strict):
             "POOL_SIZE": s.pool_size,
             "LOG_LEVEL": obs.log_level,
             "OTLP_ENDPOINT": obs.otlp_endpoint,
+            "TRACE_SAMPLE_RATIO": obs.trace_sample_ratio,
             "MATOMO_URL": obs.matomo_url,
             "MATOMO_SITE_ID": obs.matomo_site_id,
             "AUTH__OIDC_ISSUER": auth.oidc_issuer,
@@ -670,6 +691,8 @@ class Platform(Strict):
             values["WORKER_CONCURRENCY"] = s.worker_concurrency
         if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
+        if service == "catalog":  # how its searches count matches
+            values["PGSTAC"] = self.database.pgstac.model_dump_json()
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
             values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
         if service == "web" and observers:

@@ -108,12 +108,12 @@ class Upstreams:
 
 def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeout: float = 60.0,
                    limits: Limits = DEFAULT_LIMITS, otlp_endpoint: str | None = None, routes_file: Path | None = None,
-                   posted_reads: dict[str, list[str]] | None = None) -> Starlette:
+                   posted_reads: dict[str, list[str]] | None = None, trace_sample_ratio: float = 1.0) -> Starlette:
     """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL (or the URLs of its
     instances), `routes_file` the same, kept up to date by the supervisor; `posted_reads` by prefix, the paths below
     it (`*` any characters) whose POST is a read, retried like a GET; `timeout` bounds each upstream read, `limits`
     what a client may send and how long the answer may take to start."""
-    configure_tracing("gateway", otlp_endpoint)
+    configure_tracing("gateway", otlp_endpoint, trace_sample_ratio)
     prefixes = sorted(routes, key=len, reverse=True)
     upstreams = Upstreams({p: [u] if isinstance(u, str) else u for p, u in routes.items()}, routes_file)
     posted_reads = posted_reads or {}
@@ -248,7 +248,8 @@ def main() -> None:
     app = create_gateway(routes, public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"], limits=limits,
                          timeout=limits.request_seconds, otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"),
                          routes_file=routes_file,
-                         posted_reads=json.loads(os.environ.get("EOLAKE_GATEWAY_POSTED_READS", "{}")))
+                         posted_reads=json.loads(os.environ.get("EOLAKE_GATEWAY_POSTED_READS", "{}")),
+                         trace_sample_ratio=float(os.environ.get("EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO", "1")))
     uvicorn.run(app, host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
                 port=int(os.environ["EOLAKE_GATEWAY_PORT"]), log_config=None, server_header=False,
                 proxy_headers=False, timeout_graceful_shutdown=20, **connection_options(limits))

@@ -19,7 +19,6 @@ import psycopg.sql
 SUPERUSER = "eolake"
 APP_USER = "eolake_app"  # what services connect as: pgstac's read and ingest rights, no superuser
 DATABASE = "eolake"
-SERVICE_MIGRATIONS = ("eolake_downloads.schema",)
 # Expand/contract: while a running version serves, a migration may add (tables, columns, indexes) but not drop,
 # rename or retype what the running code reads. Sessions that set eolake.expand_only are held to it by the database.
 EXPAND_ONLY = r"""
@@ -261,13 +260,14 @@ class PostgresCluster:
         return self.dsn() + "?options=" + quote("-c eolake.expand_only=on")
 
     def _migrate_services(self, dsn: str) -> None:
-        """Services with their own schema (module → migrate(superuser_dsn, app_role)), when installed."""
+        """The installed services' own migrations (their manifests' `schema`: module → migrate(dsn, app_role))."""
         import importlib
-        import importlib.util
 
-        for module in SERVICE_MIGRATIONS:
-            if importlib.util.find_spec(module.partition(".")[0]) is not None:
-                importlib.import_module(module).migrate(dsn, APP_USER)
+        from eolake_spec import manifests
+
+        for m in manifests().values():
+            if m.schema:
+                importlib.import_module(m.schema).migrate(dsn, APP_USER)
 
     def bound_app_role(self, options: dict[str, str]) -> None:
         """Session defaults of the services' role (statement, idle-in-transaction and lock timeouts): a backstop

@@ -347,6 +347,7 @@ def gateway_child(platform: Platform, state: StateDir, port: int, observers: dic
            "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform))}
     if endpoint := otlp_endpoint(platform, observers or {}):
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = endpoint
+        env["EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO"] = str(platform.observability.trace_sample_ratio)
     return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
                  f"http://127.0.0.1:{port}", "/-/readyz", memory_limit=GATEWAY_MEMORY_LIMIT, liveness="/-/healthz")
 
