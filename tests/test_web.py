@@ -102,7 +102,7 @@ def test_modules_imported_by_main_are_served(client):
 
 
 COUNTS = [
-    # (first, shown, numberMatched, a next page?) -> what the status line says
+    # (first, shown, numberMatched, a next page?[, an estimate?]) -> what the status line says
     ((1, 0, None, False), "No collections."),
     ((1, 1, None, False), "1 collection."),
     ((1, 12, 12, False), "12 collections."),
@@ -112,12 +112,15 @@ COUNTS = [
     ((101, 4, None, False), "Collections 101–104 of 104."),  # the last page: the total is known
     ((1, 20, 7, True), "Collections 1–20 of more than 20."),  # a total below what was shown is not believed
     ((1, 50, 390, False), "Collections 1–50 of 390."),
+    ((1, 50, 4000, True, True), "Collections 1–50 of about 4000."),  # the planner's estimate, said so
+    ((4001, 7, 4000, False, True), "Collections 4001–4007 of 4007."),  # the last page: counted, not estimated
 ]
 
 
 @pytest.mark.skipif(not shutil.which("node"), reason="needs node (the bootstrap installs it for npm)")
 def test_result_counts_never_state_a_total_the_service_did_not_give():
-    cases = [{"first": f, "shown": s, "matched": m, "more": more} for (f, s, m, more), _ in COUNTS]
+    cases = [{"first": f, "shown": s, "matched": m, "more": more, "estimated": bool(estimated)}
+             for (f, s, m, more, *estimated), _ in COUNTS]
     script = (f"import {{ countText }} from '{(PACKAGE_STATIC / 'js' / 'paging.js').as_uri()}';"
               f"console.log(JSON.stringify({json.dumps(cases)}.map((c) => countText('collection', c))));")
     result = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True,

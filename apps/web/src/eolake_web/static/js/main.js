@@ -5,7 +5,7 @@ import { LakeMap, bboxPolygon } from './map.js';
 import { markdownHTML } from './markdown.js';
 import { consolePage } from './console.js';
 import { basketButton, basketPage, orderPage, ordersPage, updateNav, wireBasketButtons } from './orders.js';
-import { matchedOf } from './paging.js';
+import { isEstimate, matchedOf } from './paging.js';
 import { collectionsPage, searchPage } from './search.js';
 import { servicesPage } from './services.js';
 import { finishOidc } from './signin.js';
@@ -142,7 +142,7 @@ async function showCount(v, el, id) {
   const matched = matchedOf(body);
   const empty = (body.features || []).length === 0;
   el.textContent = empty ? 'no items yet (empty collection)'
-    : (matched ? `${matched} item${matched === 1 ? '' : 's'}` : 'has items');
+    : (matched ? `${isEstimate(body) ? 'about ' : ''}${matched} item${matched === 1 ? '' : 's'}` : 'has items');
   el.classList.toggle('empty', empty);
   el.classList.add('done');
   el.closest('li')?.classList.toggle('empty', empty);

@@ -13,13 +13,18 @@ export function matchedOf(body) {
   return Number.isInteger(matched) && matched >= 0 ? matched : null;
 }
 
+// The catalog marks a total that is the planner's estimate rather than a count: it is shown as "about N".
+export function isEstimate(body) {
+  return body?.['eolake:numberMatchedEstimated'] === true;
+}
+
 export function nextHref(body) {
   const link = (body.links || []).find((l) => l.rel === 'next' && (!l.method || l.method === 'GET'));
   return link ? sameOrigin(link.href) : null;
 }
 
-// "12 collections.", "Collections 51–100 of 390.", "Orders 1–50 of more than 50."
-export function countText(noun, { first, shown, matched, more }) {
+// "12 collections.", "Collections 51–100 of 390.", "Orders 1–50 of more than 50.", "Results 1–20 of about 4000."
+export function countText(noun, { first, shown, matched, more, estimated = false }) {
   if (!shown) return first === 1 ? `No ${noun}s.` : `No more ${noun}s.`;
   const last = first + shown - 1;
   let total = last; // the last page: everything before it was shown too
@@ -27,7 +32,8 @@ export function countText(noun, { first, shown, matched, more }) {
   else if (more) total = null; // a total the service did not give is not guessed
   if (first === 1 && total === last) return `${plural(last, noun)}.`;
   const label = noun.charAt(0).toUpperCase() + noun.slice(1);
-  return `${label}s ${first}–${last} of ${total === null ? `more than ${last}` : total}.`;
+  const of = total === null ? `more than ${last}` : `${estimated && total === matched ? 'about ' : ''}${total}`;
+  return `${label}s ${first}–${last} of ${of}.`;
 }
 
 export function pagerHTML(id) {

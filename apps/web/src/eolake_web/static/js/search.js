@@ -4,7 +4,7 @@ import { escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { bboxPolygon } from './map.js';
 import { markdownExcerpt } from './markdown.js';
 import { basketButton, wireBasketButtons } from './orders.js';
-import { Pager, countText, matchedOf, nextHref, pagerHTML } from './paging.js';
+import { Pager, countText, isEstimate, matchedOf, nextHref, pagerHTML } from './paging.js';
 
 const PAGE_SIZE = 20;
 
@@ -315,7 +315,7 @@ async function runSearch(page, state, url) {
   const next = (body.links || []).find((l) => l.rel === 'next' && (!l.method || l.method === 'GET'));
   state.pages = state.pages.slice(0, state.index + 1);
   state.pages.push({ features: body.features || [], next: next ? sameOrigin(next.href) : null,
-    matched: body.numberMatched ?? body.context?.matched });
+    matched: matchedOf(body), estimated: isEstimate(body) });
   state.index = state.pages.length - 1;
   showResults(page, state);
 }
@@ -327,7 +327,7 @@ async function showResults(page, state) {
   const first = state.index * PAGE_SIZE + 1;
   const n = shown.features.length;
   status.textContent = n
-    ? `Results ${first}–${first + n - 1}${shown.matched !== undefined ? ` of ${shown.matched}` : ''}${shown.next ? '' : ' (last page)'}.`
+    ? countText('result', { first, shown: n, matched: shown.matched, more: Boolean(shown.next), estimated: shown.estimated })
     : 'No item matches.';
   list.innerHTML = shown.features.map((f, i) => `
     <li data-fid="${i}">
