@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """With two xdist workers (`./eolake test`), the on-premise modules run on one, the rest on the other: the booted
     hosts' playbook runs mostly wait, and every session fixture (the platform, the cluster) still starts once."""
