@@ -63,6 +63,8 @@ def databases(pg, tmp_path_factory):
     from pypgstac.db import PgstacDB
     from pypgstac.migrate import Migrate
 
+    from eolake_catalog.schema import migrate as catalog_migrate
+
     names = ["fed_template", "fed_alpha", "fed_beta"]
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         for name in reversed(names):
@@ -73,6 +75,8 @@ def databases(pg, tmp_path_factory):
         conn.execute("CREATE EXTENSION IF NOT EXISTS btree_gist")
     with PgstacDB(dsn=pg.dsn("fed_template")) as db:
         Migrate(db).run_migration()
+    with psycopg.connect(pg.dsn("fed_template")) as conn:  # the catalog's own migration step, as each target runs it
+        catalog_migrate(pg.dsn("fed_template"), app_role=conn.info.user)
     with psycopg.connect(pg.dsn(), autocommit=True) as conn:
         for name in names[1:]:
             conn.execute(f"CREATE DATABASE {name} TEMPLATE fed_template")
