@@ -65,7 +65,7 @@ def trusted_proxies(platform: Platform) -> list[str]:
                 raise RenderError(f"onprem host {host.name} has a DNS name ({host.address}): give its IP address, or "
                                   "list its network in trusted_proxies (the services believe X-Forwarded-For from "
                                   "it only then)") from None
-    return sorted(set(networks), key=networks.index)
+    return list(dict.fromkeys(networks))  # in order, once each
 
 
 def observers(platform: Platform) -> dict[str, str]:
