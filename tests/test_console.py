@@ -90,14 +90,19 @@ def federated_trace(platform) -> dict:
     assert trace_id and re.fullmatch(r"[0-9a-f]{32}", trace_id), f"no trace id logged for request {request_id}"
     wanted = {"eolake-search", "eolake-catalog", "eolake-thesaurus"}
 
+    seen: list[int] = []
+
     def assembled() -> dict | None:
-        """Complete: the three services in, and every span's parent too (each process exports on its own)."""
+        """Complete: the three services in, every span's parent too, and no span added for longer than the exporters'
+        batch period (5 s: each process exports its own spans, in batches)."""
         found = proxied(platform, f"traces/{trace_id}")
         trace = found.json() if found.status_code == 200 else {"services": [], "spans": []}
         roots = [s for s in trace["spans"] if s["parent_span_id"] is None]
         orphans = [s for s in trace["spans"] if s["depth"] == 0 and s["parent_span_id"] is not None]
-        return trace if wanted <= set(trace["services"]) and len(roots) == 1 and not orphans else None
-    trace = wait_until(assembled, timeout=60, interval=1)  # the services export in batches, every few seconds
+        settled = seen[-3:] == [len(trace["spans"])] * 3
+        seen.append(len(trace["spans"]))
+        return trace if wanted <= set(trace["services"]) and len(roots) == 1 and not orphans and settled else None
+    trace = wait_until(assembled, timeout=90, interval=2)
     assert trace, f"trace {trace_id}: {proxied(platform, f'traces/{trace_id}').text[:2000]}"
     return trace
 
@@ -198,7 +203,8 @@ def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_tr
     waterfall = browser.find_element(By.ID, "waterfall")
     drawn = set(waterfall.get_attribute("data-services").split())
     assert {"eolake-search", "eolake-catalog", "eolake-thesaurus"} <= drawn, drawn
-    assert int(waterfall.get_attribute("data-spans")) == federated_trace["span_count"]
+    stored = proxied(platform, f"traces/{federated_trace['trace_id']}").json()["span_count"]
+    assert federated_trace["span_count"] <= int(waterfall.get_attribute("data-spans")) <= stored, "spans not drawn"
     browser.find_element(By.CSS_SELECTOR, "#waterfall g[data-span]").click()
     assert "eolake-gateway" in browser.find_element(By.ID, "span-hint").text
     browser.save_screenshot(str(SHOTS / "console-trace.png"))
