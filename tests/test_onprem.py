@@ -149,10 +149,22 @@ def test_acceptance_suite_passes_against_the_proxy(installed: Installed):
          "--user-key-file", str(installed.inventory / "credentials" / "api-key-user")],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("| FAIL |")]
-    assert result.returncode == 0, "\n".join(failed) + f"\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
+    assert result.returncode == 0, "\n".join(failed) + f"\n{result.stdout[-3000:]}\n{result.stderr[-1000:]}" \
+        + hosts_saw(installed)
     totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", result.stdout, re.M)[-1]
     assert int(totals[0]) >= 40 and totals[0] == totals[1], result.stdout[-3000:]
     print(f"\nacceptance against {installed.base_url}: {totals[1]} of {totals[0]} passed")
+
+
+def hosts_saw(installed: Installed) -> str:
+    """What the hosts logged lately: the services' warnings and restarts, the proxy's upstream errors."""
+    said = []
+    for name in ("app1", "app2"):
+        said.append(f"--- {name}: " + installed.hosts[name].ssh(
+            "journalctl --no-pager -q --since=-15min -p warning -u 'eolake-*' | tail -n 30; "
+            "systemctl show -p NRestarts -p Result eolake-web eolake-catalog", check=False).stdout)
+    said.append("--- proxy: " + installed.hosts["proxy"].ssh("tail -n 15 /var/log/nginx/error.log", check=False).stdout)
+    return "\n".join(said)
 
 
 def test_second_run_changes_nothing(installed: Installed):
@@ -224,6 +236,15 @@ def test_proxy_pins_forwarded_headers_and_limits(installed: Installed):
     assert first_status(installed, too_big) == 413
     plain = httpx.get(f"http://{installed.hosts['proxy'].address}/stac/", timeout=10)
     assert plain.status_code == 308 and plain.headers["location"] == f"{installed.base_url}/stac/"
+
+
+def test_a_service_answering_503_stays_in_the_proxy(installed: Installed):
+    """A 503 is the service's answer (here: no trace store on this target), not a sign the host is gone."""
+    admin = {"X-API-Key": installed.key("admin")}
+    with installed.client() as client:
+        assert [client.get("/console/api/traces", headers=admin).status_code for _ in range(3)] == [503] * 3
+        assert client.get("/").status_code == 200
+        assert client.get("/stac/").status_code == 200
 
 
 def first_status(installed: Installed, request: bytes) -> int:
