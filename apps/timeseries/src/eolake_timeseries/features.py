@@ -10,10 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
-import cql2
-
 from eolake_kit.refs import segment
-from eolake_timeseries.query import Interval, in_bbox, instant, matches
+from eolake_timeseries.query import Filter, Interval, in_bbox, instant, matches
 
 GEOJSON = "application/geo+json"
 COVJSON = "application/prs.coverage+json"
@@ -61,7 +59,7 @@ def _time(value: object) -> datetime | None:
 
 
 def selected(features: Iterable[dict], box: tuple[float, float, float, float] | None, when: Interval,
-             expression: cql2.Expr | None) -> list[dict]:
+             expression: Filter | None) -> list[dict]:
     """The features in the box, whose [start_time, end_time] meets `when`, matching the filter; by id."""
     chosen = []
     for feature in features:

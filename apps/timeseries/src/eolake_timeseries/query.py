@@ -112,7 +112,8 @@ def parse_coords(value: str, kinds: tuple[str, ...], limits: Limits) -> BaseGeom
     except (ShapelyError, ValueError, TypeError) as exc:
         raise BadRequest(f"coords is not well-known text: {str(exc)[:200]}") from None
     if geometry.geom_type not in kinds:
-        raise BadRequest(f"coords must be a {' or a '.join(kinds)} in well-known text, not a {geometry.geom_type}")
+        raise BadRequest(f"coords must be a {' or a '.join(k.upper() for k in kinds)} in well-known text, "
+                         f"not a {geometry.geom_type.upper()}")
     if geometry.is_empty:
         raise BadRequest("coords is empty")
     points = shapely.get_coordinates(geometry)
@@ -150,7 +151,12 @@ def property_names(expression: object) -> set[str]:
     return names
 
 
-def parse_filter(value: str | None, lang: str | None, queryables: set[str], limits: Limits) -> cql2.Expr | None:
+class Filter(NamedTuple):
+    expression: cql2.Expr
+    properties: set[str]  # the properties it refers to
+
+
+def parse_filter(value: str | None, lang: str | None, queryables: set[str], limits: Limits) -> Filter | None:
     """`filter` in CQL2 text (the default) or JSON (`filter-lang=cql2-json`), bounded like every filter of the
     platform before it is parsed, referring only to `queryables`."""
     if value is None:
@@ -166,17 +172,22 @@ def parse_filter(value: str | None, lang: str | None, queryables: set[str], limi
     except Exception as exc:  # cql2 raises plain exceptions for unparsable or invalid filters
         reason = " ".join(str(exc).split())[:300]
         raise BadRequest(f"filter is not valid {lang or 'cql2-text'}: {reason}") from None
-    unknown = property_names(expression.to_json()) - queryables
+    properties = property_names(expression.to_json())
+    unknown = properties - queryables
     if unknown:
         raise BadRequest(f"filter refers to {', '.join(sorted(unknown))}, not queryable; queryables: "
                          f"{', '.join(sorted(queryables))}")
-    return expression
+    return Filter(expression, properties)
 
 
-def matches(expression: cql2.Expr | None, feature: dict) -> bool:
-    if expression is None:
+def matches(selection: Filter | None, feature: dict) -> bool:
+    """Does the feature match? A comparison with a property the feature lacks (null) is not true; one of values
+    whose types differ is the client's error."""
+    if selection is None:
         return True
     try:
-        return bool(expression.matches(feature))
-    except Exception as exc:  # a comparison of values whose types differ
+        return bool(selection.expression.matches(feature))
+    except Exception as exc:
+        if any(feature["properties"].get(name) is None for name in selection.properties - {"id", "geometry"}):
+            return False
         raise BadRequest(f"filter cannot be evaluated: {' '.join(str(exc).split())[:200]}") from None
