@@ -8,6 +8,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from eolake.demo import generate_hydrology
 from eolake_spec import Limits
 from servers import served, service_process
 
+ROOT = Path(__file__).resolve().parents[1]
 STATIONS = "/collections/stations"
 GEOJSON = "application/geo+json"
 COVJSON = "application/prs.coverage+json"
@@ -59,9 +63,9 @@ def link(document: dict, rel: str, media: str | None = None) -> dict:
 
 
 def ours(url: str, href: str) -> str:
-    """A public link as a path of the service under test."""
-    assert href.startswith(f"{PUBLIC}/timeseries"), href
-    return url + href.removeprefix(f"{PUBLIC}/timeseries")
+    """A link the service built: under its own (public) URL."""
+    assert href.startswith(f"{url}/"), href
+    return href
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +79,9 @@ def demo(tmp_path_factory):
 def service(demo, tmp_path_factory):
     root, items = demo
     with served(fake_catalog(items)) as catalog:
-        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
-               "EOLAKE_TIMESERIES_STORAGE_PATH": str(root)}
-        with service_process("eolake_timeseries", env, tmp_path_factory.mktemp("logs") / "ts.log") as url:
+        env = {"EOLAKE_TIMESERIES_PEERS": peers(catalog), "EOLAKE_TIMESERIES_STORAGE_PATH": str(root)}
+        with service_process("eolake_timeseries", env, tmp_path_factory.mktemp("logs") / "ts.log",
+                             own_public_url=True) as url:
             yield url + "/timeseries", items
 
 
@@ -380,7 +384,7 @@ def test_edr_req_collections_rc_md_success(service):
     stations = get(url, STATIONS).json()
     assert set(stations["data_queries"]) == {"position", "area", "locations", "items"}
     for name, query in stations["data_queries"].items():
-        assert query["link"]["href"] == f"{PUBLIC}/timeseries{STATIONS}/{name}"
+        assert query["link"]["href"] == f"{url}{STATIONS}/{name}"
         assert query["link"]["variables"]["query_type"] == name
     assert set(stations["parameter_names"]) == {"wse", "wse_u"}
     for parameter in stations["parameter_names"].values():
@@ -469,3 +473,15 @@ def test_edr_req_locations(service):
     assert data.headers["content-type"].startswith(COVJSON) and data.json()["id"] == first["id"]
     problem(get(url, f"{STATIONS}/locations/NO_SUCH_STATION"), 404)
     assert Path(items[0]["assets"]["series"]["href"]).is_file()
+
+
+def test_acceptance_suites_pass_against_the_service_alone(service, tmp_path):
+    """The timeseries Robot Framework suites (run whole-platform by test_acceptance.py) against this service."""
+    url, _ = service
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "acceptance" / "run.py"), "--base-url", url.removesuffix("/timeseries"),
+         "--demo-data", "--outputdir", str(tmp_path), str(ROOT / "acceptance" / "timeseries")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed", result.stdout, re.M)
+    assert result.returncode == 0 and totals, result.stdout[-3000:] + result.stderr[-1000:]
+    assert int(totals[-1][0]) >= 15 and totals[-1][0] == totals[-1][1], totals
