@@ -48,7 +48,8 @@ async def station_items(stations: Annotated[Stations, Depends(catalog_stations)]
 Items = Annotated[dict[str, dict], Depends(station_items)]
 
 
-def the_collection(collection_id: Annotated[str, Path(max_length=100)]) -> str:
+def the_collection(collection_id: Annotated[str, Path(max_length=100, json_schema_extra={"enum": [COLLECTION]},
+                                                      description="the one collection: stations")]) -> str:
     if collection_id != COLLECTION:
         raise HTTPException(404, f"no collection {collection_id}; this service has {COLLECTION}")
     return collection_id

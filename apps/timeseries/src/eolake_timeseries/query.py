@@ -24,6 +24,15 @@ class BadRequest(ValueError):
     """A query parameter the API cannot answer (HTTP 400)."""
 
 
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _library_error(exc: BaseException) -> bool:
+    """An error of the cql2 library: its own exceptions, or a panic of its Rust core (not an Exception)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
 class Interval(NamedTuple):
     """A closed time interval; None is open on that side."""
 
@@ -169,9 +178,10 @@ def parse_filter(value: str | None, lang: str | None, queryables: set[str], limi
         expression.validate()
     except OutOfBounds as exc:
         raise BadRequest(exc.detail) from None
-    except Exception as exc:  # cql2 raises plain exceptions for unparsable or invalid filters
-        reason = " ".join(str(exc).split())[:300]
-        raise BadRequest(f"filter is not valid {lang or 'cql2-text'}: {reason}") from None
+    except BaseException as exc:  # cql2 raises plain exceptions for unparsable or invalid filters
+        if not _library_error(exc):
+            raise
+        raise BadRequest(f"filter is not valid {lang or 'cql2-text'}: {_reason(exc)}") from None
     properties = property_names(expression.to_json())
     unknown = properties - queryables
     if unknown:
@@ -187,7 +197,9 @@ def matches(selection: Filter | None, feature: dict) -> bool:
         return True
     try:
         return bool(selection.expression.matches(feature))
-    except Exception as exc:
+    except BaseException as exc:
+        if not _library_error(exc):
+            raise
         if any(feature["properties"].get(name) is None for name in selection.properties - {"id", "geometry"}):
             return False
-        raise BadRequest(f"filter cannot be evaluated: {' '.join(str(exc).split())[:200]}") from None
+        raise BadRequest(f"filter cannot be evaluated: {_reason(exc)}") from None
