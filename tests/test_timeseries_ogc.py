@@ -30,6 +30,7 @@ from servers import served, service_process
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIONS = "/collections/stations"
+LEVELS = "/collections/water-levels"
 GEOJSON = "application/geo+json"
 COVJSON = "application/prs.coverage+json"
 CONF = {
@@ -151,6 +152,10 @@ def test_dependencies_can_be_swapped_and_queries_are_bounded(demo):
         assert body.status_code == 400 and "more than 2" in body.json()["detail"]
         one = client.get(f"/timeseries{STATIONS}/position", params={"coords": "POINT({} {})".format(*lonlat(items[0]))})
         assert [c["id"] for c in one.json()["coverages"]] == [items[0]["id"]]
+        levels = client.get(f"/timeseries{LEVELS}/items")
+        assert levels.status_code == 400 and "more than 2" in levels.json()["detail"]
+        one = client.get(f"/timeseries{LEVELS}/items", params={"station": items[0]["id"], "limit": 1000})
+        assert one.json()["numberMatched"] == len(written_rows(items[0]["assets"]["series"]["href"]))
 
 
 # ------------------------------------------------------------------ OGC API Features Part 1: core, GeoJSON
@@ -186,7 +191,7 @@ def test_req_core_api_definition_success(service):
 def test_req_core_fc_md_success_links_and_extent(service):
     url, items = service
     body = get(url, "/collections").json()
-    assert [c["id"] for c in body["collections"]] == ["stations"]
+    assert [c["id"] for c in body["collections"]] == ["stations", "water-levels"]
     stations = body["collections"][0]
     assert httpx.get(ours(url, link(stations, "items", GEOJSON)["href"])).status_code == 200
     [box] = stations["extent"]["spatial"]["bbox"]
@@ -375,6 +380,46 @@ def test_req_spatial_temporal_and_property_property_functions(service):
     assert filtered(url, f"T_BEFORE(start_time, TIMESTAMP('{cut}'))") == \
         sorted(i["id"] for i in items if when(i["properties"]["start_datetime"]) < when(cut))
     assert filtered(url, "start_time < end_time") == sorted(i["id"] for i in items)
+
+
+# ------------------------------------------------------------------ water-levels: one feature a measurement
+
+def levels_csv(url: str, **params) -> list[dict]:
+    response = get(url, f"{LEVELS}/items", f="csv", limit=1000, **params)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv"), response.text
+    return list(csv.DictReader(io.StringIO(response.text)))
+
+
+def test_water_levels_as_the_portal_users_query_them_cql2_to_csv(service):
+    """What hydrology users asked of the portal's WFS: name, start_time, wse, wse_u as CSV, chosen with CQL2."""
+    url, items = service
+    station = items[1]
+    name = station["properties"]["title"]
+    text = f"name = '{name}' AND start_time >= TIMESTAMP('2023-04-01T00:00:00Z') AND wse_u < 0.15"
+    rows = levels_csv(url, filter=text)
+    written = written_rows(station["assets"]["series"]["href"])
+    expected = [(t.strftime("%Y-%m-%dT%H:%M:%SZ"), h, u) for t, h, u in written
+                if t >= datetime(2023, 4, 1, tzinfo=UTC) and u < 0.15]
+    assert rows and list(rows[0])[:4] == ["name", "start_time", "wse", "wse_u"]
+    assert [(r["start_time"], float(r["wse"]), float(r["wse_u"])) for r in rows] == expected
+    assert {r["name"] for r in rows} == {name} and {r["station"] for r in rows} == {station["id"]}
+
+
+def test_water_levels_filters_paging_and_items(service):
+    url, items = service
+    everything = [(i["id"], *row) for i in items for row in written_rows(i["assets"]["series"]["href"])]
+    high = levels_csv(url, filter="wse > 140")
+    assert len(high) == sum(1 for _, _, h, _ in everything if h > 140) > 0
+    window = get(url, f"{LEVELS}/items", datetime="2023-06-01/2023-06-30", limit=5).json()
+    assert window["numberMatched"] == sum(1 for _, t, _, _ in everything if t.strftime("%Y-%m") == "2023-06")
+    assert window["numberReturned"] == 5 and link(window, "next")
+    first = window["features"][0]
+    assert get(url, f"{LEVELS}/items/{first['id']}").json() == first
+    problem(get(url, f"{LEVELS}/items/{items[0]['id']}_20990101T000000"), 404)
+    problem(get(url, f"{LEVELS}/items/NOPE_20230101T000000"), 404)
+    assert set(get(url, f"{LEVELS}/queryables").json()["properties"]) >= {"name", "start_time", "wse", "wse_u"}
+    assert "not queryable" in problem(get(url, f"{LEVELS}/items", filter="measurements > 3"), 400)["detail"]
+    problem(get(url, f"{LEVELS}/position", coords="POINT(1 43)"), 404)  # EDR queries are the stations'
 
 
 # ------------------------------------------------------------------ OGC API EDR

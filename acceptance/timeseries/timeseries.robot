@@ -1,7 +1,8 @@
 *** Settings ***
-Documentation       The time-series service's stations as an OGC API Features collection: landing page and
-...                 conformance, GeoJSON points with links to their water levels, bbox, CQL2 filters (text and JSON),
-...                 CSV, paging by next links; errors are RFC 9457 problems.
+Documentation       The time-series service's stations and water levels as OGC API Features collections: landing
+...                 page and conformance, GeoJSON points with links to their water levels, bbox, CQL2 filters (text
+...                 and JSON), CSV (name, start_time, wse, wse_u for water levels), paging by next links; errors are
+...                 RFC 9457 problems.
 Resource            ../resources/common.resource
 Suite Setup         Start Service Suite    ${TIMESERIES_PREFIX}
 Test Tags           timeseries    readonly
@@ -33,7 +34,7 @@ Landing Page Links Conformance And Collections
     END
     ${resp}=    GET JSON    /collections
     ${ids}=    Evaluate    [c['id'] for c in $resp.json()['collections']]
-    Should Be Equal    ${ids}    ${{['stations']}}
+    Should Be Equal    ${ids}    ${{['stations', 'water-levels']}}
 
 Stations Are GeoJSON Points With A Water Level Link
     [Tags]    smoke    demo
@@ -83,6 +84,22 @@ Stations As CSV
     ${lines}=    Split To Lines    ${resp.text}
     Should Start With    ${lines}[0]    id,name,river,basin,longitude,latitude,start_time,end_time,measurements
     Should Contain    ${resp.text}    ${STATION},
+
+Water Levels As CSV Chosen With CQL2
+    [Tags]    demo    ogc
+    Require Demo Data
+    ${one}=    GET JSON    ${ITEMS}/${STATION}
+    ${name}=    Set Variable    ${one.json()}[properties][name]
+    ${filter}=    Set Variable    name = '${name}' AND start_time >= TIMESTAMP('2023-04-01T00:00:00Z')
+    ${resp}=    GET JSON    /collections/water-levels/items    params=${{{'filter': $filter, 'f': 'csv', 'limit': 1000}}}
+    Should Start With    ${resp.headers}[content-type]    text/csv
+    ${lines}=    Split To Lines    ${resp.text}
+    Should Start With    ${lines}[0]    name,start_time,wse,wse_u
+    Should Be True    len($lines) > 1
+    FOR    ${line}    IN    @{lines}[1:]
+        Should Start With    ${line}    ${name},2023-
+        Should Be True    $line.split(',')[1] >= '2023-04-01'
+    END
 
 Paging Follows Next Links
     [Tags]    demo    ogc

@@ -3,7 +3,9 @@
 Stations are STAC items of the catalog (read over HTTP, kept briefly: eolake_timeseries.catalog), served as an OGC
 API Features collection (`/collections/stations/items`, CQL2 filters, GeoJSON or CSV); a station's water levels are
 the hydroweb text its `series` asset points at, read only from the platform's storage (eolake_timeseries.store),
-served through OGC API EDR queries on the same collection (position, area, locations; CoverageJSON or CSV).
+served through OGC API EDR queries on the same collection (position, area, locations; CoverageJSON or CSV) and as
+a second Features collection, one feature a measurement (`/collections/water-levels/items`: name, start_time, wse,
+wse_u; CQL2, CSV).
 
 Layout: settings (settings.py) → dependencies (deps.py, overridable) → a core without the web framework (query.py,
 features.py, edr.py, documents.py) → routers (routes.py).

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Path, Request
 
 from eolake_timeseries.catalog import CatalogUnavailable, Stations
 from eolake_timeseries.edr import StationSeries
-from eolake_timeseries.features import COLLECTION, station_feature
+from eolake_timeseries.features import COLLECTION, OBSERVATIONS, station_feature
 from eolake_timeseries.hydroweb import Measurement
 from eolake_timeseries.query import BadRequest
 from eolake_timeseries.settings import TimeseriesSettings
@@ -49,9 +49,17 @@ Items = Annotated[dict[str, dict], Depends(station_items)]
 
 
 def the_collection(collection_id: Annotated[str, Path(max_length=100, json_schema_extra={"enum": [COLLECTION]},
-                                                      description="the one collection: stations")]) -> str:
+                                                      description="the collection with EDR queries: stations")]) -> str:
     if collection_id != COLLECTION:
-        raise HTTPException(404, f"no collection {collection_id}; this service has {COLLECTION}")
+        raise HTTPException(404, f"no collection {collection_id} with EDR queries; {COLLECTION} has them")
+    return collection_id
+
+
+def feature_collection(collection_id: Annotated[str, Path(
+        max_length=100, json_schema_extra={"enum": [COLLECTION, OBSERVATIONS]},
+        description="stations, or water-levels (one feature per measurement)")]) -> str:
+    if collection_id not in (COLLECTION, OBSERVATIONS):
+        raise HTTPException(404, f"no collection {collection_id}; this service has {COLLECTION} and {OBSERVATIONS}")
     return collection_id
 
 
@@ -59,15 +67,17 @@ async def features(items: Items, url: Annotated[str, Depends(collection_url)]) -
     return [station_feature(item, url) for item in items.values()]
 
 
-def only(*names: str, also: Iterable[str] = ()) -> Callable[[Request], None]:
-    """A dependency refusing (400) query parameters the route does not define."""
-    known = set(names) | set(also)
+def refuse_unknown(request: Request, known: Iterable[str]) -> None:
+    """400 for query parameters the route does not define."""
+    unknown = sorted(set(request.query_params) - set(known))
+    if unknown:
+        raise BadRequest(f"unknown query parameter {', '.join(unknown)}; this route takes {', '.join(sorted(known))}")
 
+
+def only(*names: str) -> Callable[[Request], None]:
+    """A dependency refusing (400) query parameters the route does not define."""
     def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - known)
-        if unknown:
-            raise BadRequest(f"unknown query parameter {', '.join(unknown)}; this route takes "
-                             f"{', '.join(sorted(known))}")
+        refuse_unknown(request, names)
 
     return check
 

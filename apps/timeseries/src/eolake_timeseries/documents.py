@@ -1,10 +1,19 @@
-"""The service's self-description for OGC API clients: landing page, conformance classes, the stations collection
-(OGC API Features items and OGC API EDR queries on the same collection) and its queryables. No web framework here."""
+"""The service's self-description for OGC API clients: landing page, conformance classes, the collections
+(stations: OGC API Features items and OGC API EDR queries on the same collection; water-levels: OGC API Features,
+one feature per measurement) and their queryables. No web framework here."""
 
 from __future__ import annotations
 
 from eolake_timeseries.edr import PARAMETERS
-from eolake_timeseries.features import COLLECTION, COVJSON, CSV, GEOJSON, QUERYABLES
+from eolake_timeseries.features import (
+    COLLECTION,
+    COVJSON,
+    CSV,
+    GEOJSON,
+    OBSERVATION_QUERYABLES,
+    OBSERVATIONS,
+    QUERYABLES,
+)
 from eolake_timeseries.query import CRS84
 
 JSON = "application/json"
@@ -73,6 +82,29 @@ def _data_queries(url: str) -> dict:
             for name, (title, media) in DATA_QUERIES.items()}
 
 
+def _extent(features: list[dict]) -> dict:
+    return {"spatial": {"bbox": [_bbox(features)], "crs": CRS84},
+            "temporal": {"interval": [_temporal(features)], "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}}
+
+
+def _feature_links(url: str) -> list[dict]:
+    return [{"rel": "self", "href": url, "type": JSON},
+            {"rel": "items", "href": f"{url}/items", "type": GEOJSON, "title": "features (GeoJSON)"},
+            {"rel": "items", "href": f"{url}/items?f=csv", "type": CSV, "title": "features (CSV)"},
+            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "href": f"{url}/queryables",
+             "type": "application/schema+json", "title": "queryables"}]
+
+
+def observations(base: str, features: list[dict]) -> dict:
+    """The water-levels collection: every measurement of every station as a feature."""
+    url = f"{base}/collections/{OBSERVATIONS}"
+    return {"id": OBSERVATIONS, "title": "Water levels of the virtual stations",
+            "description": "One feature per measurement: name, start_time, wse (m above EGM2008) and wse_u (its "
+                           "uncertainty, m), at the station's location",
+            "itemType": "feature", "crs": [CRS84], "storageCrs": CRS84, "extent": _extent(features),
+            "links": _feature_links(url)}
+
+
 def collection(base: str, features: list[dict]) -> dict:
     """The stations collection: its features, its EDR queries, its extent (of the stations listed)."""
     url = f"{base}/collections/{COLLECTION}"
@@ -81,31 +113,24 @@ def collection(base: str, features: list[dict]) -> dict:
         "description": "Virtual stations of rivers measured by satellite altimetry, and their water levels "
                        "(m above EGM2008, with uncertainty)",
         "itemType": "feature", "crs": [CRS84], "storageCrs": CRS84,
-        "extent": {"spatial": {"bbox": [_bbox(features)], "crs": CRS84},
-                   "temporal": {"interval": [_temporal(features)],
-                                "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}},
+        "extent": _extent(features),
         "data_queries": _data_queries(url),
         "output_formats": OUTPUT_FORMATS,
         "parameter_names": PARAMETERS,
-        "links": [
-            {"rel": "self", "href": url, "type": JSON},
-            {"rel": "items", "href": f"{url}/items", "type": GEOJSON, "title": "stations (GeoJSON)"},
-            {"rel": "items", "href": f"{url}/items?f=csv", "type": CSV, "title": "stations (CSV)"},
-            {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "href": f"{url}/queryables",
-             "type": "application/schema+json", "title": "queryables"},
-            *({"rel": "data", "href": f"{url}/{name}", "type": media, "title": title}
-              for name, (title, media) in DATA_QUERIES.items() if name != "items"),
-        ],
+        "links": [*_feature_links(url),
+                  *({"rel": "data", "href": f"{url}/{name}", "type": media, "title": title}
+                    for name, (title, media) in DATA_QUERIES.items() if name != "items")],
     }
 
 
 def collections(base: str, features: list[dict]) -> dict:
-    return {"collections": [collection(base, features)],
+    return {"collections": [collection(base, features), observations(base, features)],
             "links": [{"rel": "self", "href": f"{base}/collections", "type": JSON}]}
 
 
-def queryables(base: str) -> dict:
+def queryables(base: str, collection_id: str) -> dict:
+    properties = QUERYABLES if collection_id == COLLECTION else OBSERVATION_QUERYABLES
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"{base}/collections/{COLLECTION}/queryables",
-            "type": "object", "title": "Hydrology virtual stations", "properties": QUERYABLES,
+            "$id": f"{base}/collections/{collection_id}/queryables",
+            "type": "object", "title": f"Queryables of {collection_id}", "properties": properties,
             "additionalProperties": False}

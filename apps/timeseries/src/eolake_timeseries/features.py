@@ -1,6 +1,7 @@
-"""Stations as OGC API Features: the catalog's station items as features with the properties hydrology users
-query (name, river, basin, start_time, end_time, measurements), selected by bbox, datetime and a CQL2 filter,
-paged, written as GeoJSON or CSV. No web framework here."""
+"""Two OGC API Features collections: `stations` (the catalog's station items, with the properties hydrology users
+query: name, river, basin, start_time, end_time, measurements) and `water-levels` (one feature per measurement:
+name, start_time, wse, wse_u, as the hydrology portal's WFS layer served them); features selected by bbox,
+datetime, queryables and a CQL2 filter, paged, written as GeoJSON or CSV. No web framework here."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ from datetime import datetime
 from typing import NamedTuple
 
 from eolake_kit.refs import segment
+from eolake_timeseries.hydroweb import Measurement
 from eolake_timeseries.query import Filter, Interval, in_bbox, instant, matches
 
 GEOJSON = "application/geo+json"
 COVJSON = "application/prs.coverage+json"
 CSV = "text/csv"
 COLLECTION = "stations"
+OBSERVATIONS = "water-levels"
 CSV_COLUMNS = ("id", "name", "river", "basin", "longitude", "latitude", "start_time", "end_time", "measurements",
                "unit", "reference")
+OBSERVATION_COLUMNS = ("name", "start_time", "wse", "wse_u", "station", "river", "longitude", "latitude", "id")
 QUERYABLES = {
     "id": {"type": "string", "title": "station identifier"},
     "name": {"type": "string", "title": "station name"},
@@ -29,6 +33,18 @@ QUERYABLES = {
     "measurements": {"type": "integer", "title": "number of measurements"},
     "geometry": {"format": "geometry-point", "title": "station location (CRS84)"},
 }
+OBSERVATION_QUERYABLES = {
+    "id": {"type": "string", "title": "measurement identifier (station_yyyymmddThhmmss)"},
+    "station": {"type": "string", "title": "station identifier"},
+    "name": {"type": "string", "title": "station name"},
+    "river": {"type": "string", "title": "river"},
+    "basin": {"type": "string", "title": "basin"},
+    "start_time": {"type": "string", "format": "date-time", "title": "time of the measurement"},
+    "wse": {"type": "number", "title": "water surface elevation (m above EGM2008)"},
+    "wse_u": {"type": "number", "title": "uncertainty of the water surface elevation (m)"},
+    "geometry": {"format": "geometry-point", "title": "station location (CRS84)"},
+}
+STAMP = "%Y%m%dT%H%M%S"
 
 
 def station_feature(item: dict, collection_url: str) -> dict:
@@ -54,6 +70,27 @@ def station_feature(item: dict, collection_url: str) -> dict:
     }
 
 
+def observation_id(station: str, measurement: Measurement) -> str:
+    return f"{station}_{measurement.time.strftime(STAMP)}"
+
+
+def observation_features(station: dict, rows: list[Measurement], url: str) -> list[dict]:
+    """One station's measurements as features of the water-levels collection (at `url`)."""
+    props = station["properties"]
+    shared = {"station": station["id"], "name": props["name"], "river": props["river"], "basin": props["basin"],
+              "unit": props["unit"], "reference": props["reference"]}
+    features = []
+    for m in rows:
+        fid = observation_id(station["id"], m)
+        features.append({
+            "type": "Feature", "id": fid, "geometry": station["geometry"],
+            "properties": {**shared, "start_time": m.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "wse": m.height,
+                           "wse_u": m.uncertainty},
+            "links": [{"rel": "self", "href": f"{url}/items/{segment(fid)}", "type": GEOJSON},
+                      {"rel": "collection", "href": url, "type": "application/json"}]})
+    return features
+
+
 def _time(value: object) -> datetime | None:
     return instant(value) if isinstance(value, str) and value else None
 
@@ -67,7 +104,8 @@ def selected(features: Iterable[dict], box: tuple[float, float, float, float] | 
         props = feature["properties"]
         if box is not None and not in_bbox(lon, lat, box):
             continue
-        if not when.meets(_time(props["start_time"]), _time(props["end_time"])):
+        start = _time(props["start_time"])
+        if not when.meets(start, _time(props["end_time"]) if "end_time" in props else start):
             continue
         if matches(expression, feature):
             chosen.append(feature)
@@ -97,13 +135,13 @@ def page(features: list[dict], offset: int, limit: int) -> Page:
     return Page(shown, len(features), after, before)
 
 
-def features_csv(features: Iterable[dict]) -> str:
-    """One row per station: CSV_COLUMNS (longitude and latitude from the geometry)."""
+def features_csv(features: Iterable[dict], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+    """One row per feature: its `columns` (longitude and latitude from the geometry)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(columns)
     for feature in features:
         lon, lat = feature["geometry"]["coordinates"][:2]
         props = {**feature["properties"], "id": feature["id"], "longitude": lon, "latitude": lat}
-        writer.writerow(["" if props.get(c) is None else props[c] for c in CSV_COLUMNS])
+        writer.writerow(["" if props.get(c) is None else props[c] for c in columns])
     return out.getvalue()

@@ -15,7 +15,23 @@ from starlette.responses import JSONResponse, Response
 from eolake_kit.refs import segment
 from eolake_timeseries import deps, documents, edr
 from eolake_timeseries.deps import Items, Settings
-from eolake_timeseries.features import COVJSON, CSV, GEOJSON, QUERYABLES, features_csv, page, selected, with_properties
+from eolake_timeseries.features import (
+    COLLECTION,
+    COVJSON,
+    CSV,
+    CSV_COLUMNS,
+    GEOJSON,
+    OBSERVATION_COLUMNS,
+    OBSERVATION_QUERYABLES,
+    OBSERVATIONS,
+    QUERYABLES,
+    Page,
+    features_csv,
+    observation_features,
+    page,
+    selected,
+    with_properties,
+)
 from eolake_timeseries.query import (
     BadRequest,
     parse_bbox,
@@ -32,7 +48,6 @@ FEATURE_FORMATS = {"json": GEOJSON, "geojson": GEOJSON, "csv": CSV}
 EDR_FORMATS = {"coveragejson": COVJSON, "covjson": COVJSON, "json": COVJSON, "csv": CSV}
 ITEMS_PARAMS = ("f", "bbox", "bbox-crs", "limit", "offset", "datetime", "filter", "filter-lang", "filter-crs")
 EDR_PARAMS = ("f", "coords", "datetime", "parameter-name", "crs", "z")
-PROPERTY_PARAMS = [name for name in QUERYABLES if name != "geometry"]
 FORMAT = Query(description="output format: json/geojson or csv (else the Accept header decides)", max_length=20)
 EDR_FORMAT = Query(description="output format: CoverageJSON or CSV (else the Accept header decides)", max_length=20)
 DATETIME = Query(alias="datetime", max_length=100,
@@ -75,66 +90,106 @@ def collections(config: Settings, features: Features) -> dict:
     return documents.collections(config.service_url, features)
 
 
-@common.get("/collections/{collection_id}", summary="The stations collection: its items and EDR queries")
-def collection(config: Settings, _: Collection, features: Features) -> dict:
-    return documents.collection(config.service_url, features)
+@common.get("/collections/{collection_id}", summary="A collection: its items (and, for stations, EDR queries)")
+def collection(config: Settings, collection_id: Annotated[str, Depends(deps.feature_collection)],
+               features: Features) -> dict:
+    if collection_id == COLLECTION:
+        return documents.collection(config.service_url, features)
+    return documents.observations(config.service_url, features)
 
 
 features_router = APIRouter(tags=["Features"])
+FeatureCollection = Annotated[str, Depends(deps.feature_collection)]
+QUERYABLES_OF = {COLLECTION: QUERYABLES, OBSERVATIONS: OBSERVATION_QUERYABLES}
+COLUMNS_OF = {COLLECTION: CSV_COLUMNS, OBSERVATIONS: OBSERVATION_COLUMNS}
 
 
 @features_router.get("/collections/{collection_id}/queryables", summary="What a filter may refer to",
                      response_class=JSONResponse,
                      responses={200: {"content": {"application/schema+json": {}}}})
-def queryables(config: Settings, _: Collection) -> Response:
-    return JSONResponse(documents.queryables(config.service_url), media_type="application/schema+json")
+def queryables(config: Settings, collection_id: FeatureCollection) -> Response:
+    return JSONResponse(documents.queryables(config.service_url, collection_id), media_type="application/schema+json")
 
 
-def _links(request: Request, url: str, offset: int, limit: int, next_offset, prev_offset) -> list[dict]:
-    params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
+class ItemsQuery:
+    """The query parameters of an items request, parsed; the filter waits for the collection's queryables."""
 
-    def at(where: int) -> str:
-        return f"{url}/items?{urlencode([*params, ('limit', limit), ('offset', where)])}"
+    def __init__(self, request: Request, config: Settings,
+                 bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
+                 limit: Annotated[int, Query(ge=1, description="features per page (capped to the page size)")] = 10,
+                 offset: Annotated[int, Query(ge=0, le=1_000_000, description="features skipped")] = 0,
+                 datetime_: Annotated[str | None, DATETIME] = None,
+                 filter_: Annotated[str | None, Query(alias="filter", description="CQL2 on the queryables")] = None,
+                 filter_lang: Annotated[str | None, Query(alias="filter-lang", max_length=20)] = None,
+                 filter_crs: Annotated[str | None, Query(alias="filter-crs", max_length=100)] = None,
+                 bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=100)] = None,
+                 f: Annotated[str | None, FORMAT] = None):
+        self.media = deps.output(f, request, FEATURE_FORMATS, GEOJSON)
+        parse_crs(filter_crs, "filter-crs")
+        parse_crs(bbox_crs, "bbox-crs")
+        self.box, self.when = parse_bbox(bbox), parse_datetime(datetime_)
+        self.limit, self.offset = min(limit, config.limits.page_size), offset
+        self.filter, self.filter_lang, self.limits = filter_, filter_lang, config.limits
+        self.params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit", "f")]
 
-    links = [{"rel": "self", "href": at(offset), "type": GEOJSON},
-             {"rel": "alternate", "href": at(offset) + "&f=csv", "type": CSV},
-             {"rel": "collection", "href": url, "type": "application/json"}]
-    if next_offset is not None:
-        links.append({"rel": "next", "href": at(next_offset), "type": GEOJSON})
-    if prev_offset is not None:
-        links.append({"rel": "prev", "href": at(prev_offset), "type": GEOJSON})
-    return links
+    def equalities(self, queryables: dict) -> dict[str, str]:
+        return {name: value for name, value in self.params if name in queryables}
+
+    def links(self, url: str, shown: Page) -> list[dict]:
+        def at(where: int, *more: tuple[str, str]) -> str:
+            return f"{url}/items?{urlencode([*self.params, ('limit', self.limit), ('offset', where), *more])}"
+
+        links = [{"rel": "self", "href": at(self.offset), "type": GEOJSON},
+                 {"rel": "alternate", "href": at(self.offset, ("f", "csv")), "type": CSV},
+                 {"rel": "collection", "href": url, "type": "application/json"}]
+        if shown.next_offset is not None:
+            links.append({"rel": "next", "href": at(shown.next_offset), "type": GEOJSON})
+        if shown.prev_offset is not None:
+            links.append({"rel": "prev", "href": at(shown.prev_offset), "type": GEOJSON})
+        return links
+
+
+Items_ = Annotated[ItemsQuery, Depends()]
+
+
+def _bounded(chosen: list[dict], config) -> list[dict]:
+    if len(chosen) > config.max_query_stations:
+        raise BadRequest(f"the query selects {len(chosen)} stations, more than {config.max_query_stations}; "
+                         "narrow it (bbox, datetime, station)")
+    return chosen
+
+
+async def _observations(config, store: SeriesStore, items: dict[str, dict], stations: list[dict], query: ItemsQuery,
+                        url: str) -> list[dict]:
+    """The measurements of the stations the query can select (by location, time span and station properties), as
+    features; at most max_query_stations series are read."""
+    shared = {"station": "id", "name": "name", "river": "river", "basin": "basin"}
+    at_stations = {shared[k]: v for k, v in query.equalities(shared).items()}
+    candidates = _bounded(with_properties(selected(stations, query.box, query.when, None), at_stations), config)
+    read = await asyncio.gather(*(deps.read_series(store, items, station) for station in candidates))
+    return [feature for s in read for feature in observation_features(s.feature, s.rows, url)]
 
 
 @features_router.get(
-    "/collections/{collection_id}/items", summary="Stations as GeoJSON or CSV: bbox, datetime, CQL2 filter, paging",
-    response_class=GeoJSONResponse, dependencies=[Depends(deps.only(*ITEMS_PARAMS, also=PROPERTY_PARAMS))],
-    responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
-def items(request: Request, config: Settings, _: Collection, features: Features,
-          url: Annotated[str, Depends(deps.collection_url)],
-          bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
-          limit: Annotated[int, Query(ge=1, description="stations per page (capped to the platform's page size)")] = 10,
-          offset: Annotated[int, Query(ge=0, le=1_000_000, description="stations skipped")] = 0,
-          datetime_: Annotated[str | None, DATETIME] = None,
-          filter_: Annotated[str | None, Query(alias="filter", description="a CQL2 filter on the queryables")] = None,
-          filter_lang: Annotated[str | None, Query(alias="filter-lang", max_length=20)] = None,
-          filter_crs: Annotated[str | None, Query(alias="filter-crs", max_length=100)] = None,
-          bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=100)] = None,
-          f: Annotated[str | None, FORMAT] = None) -> Response:
-    media = deps.output(f, request, FEATURE_FORMATS, GEOJSON)
-    parse_crs(filter_crs, "filter-crs")
-    parse_crs(bbox_crs, "bbox-crs")
-    expression = parse_filter(filter_, filter_lang, set(QUERYABLES), config.limits)
-    equal = {name: value for name, value in request.query_params.items() if name in QUERYABLES}
-    chosen = with_properties(selected(features, parse_bbox(bbox), parse_datetime(datetime_), expression), equal)
-    limit = min(limit, config.limits.page_size)
-    shown = page(chosen, offset, limit)
-    if media == CSV:
-        return csv_response(features_csv(shown.features), "stations")
+    "/collections/{collection_id}/items",
+    summary="Stations, or water levels, as GeoJSON or CSV: bbox, datetime, queryables, CQL2 filter, paging",
+    response_class=GeoJSONResponse, responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
+async def items(request: Request, config: Settings, collection_id: FeatureCollection, query: Items_,
+                features: Features, catalog_items: Items, store: Store) -> Response:
+    queryables = QUERYABLES_OF[collection_id]
+    deps.refuse_unknown(request, [*ITEMS_PARAMS, *(name for name in queryables if name != "geometry")])
+    expression = parse_filter(query.filter, query.filter_lang, set(queryables), query.limits)
+    url = f"{config.service_url}/collections/{collection_id}"
+    candidates = features if collection_id == COLLECTION else \
+        await _observations(config, store, catalog_items, features, query, url)
+    chosen = with_properties(selected(candidates, query.box, query.when, expression), query.equalities(queryables))
+    shown = page(chosen, query.offset, query.limit)
+    if query.media == CSV:
+        return csv_response(features_csv(shown.features, COLUMNS_OF[collection_id]), collection_id)
     return GeoJSONResponse({
         "type": "FeatureCollection", "features": shown.features, "numberMatched": shown.matched,
         "numberReturned": len(shown.features), "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "links": _links(request, url, offset, limit, shown.next_offset, shown.prev_offset)})
+        "links": query.links(url, shown)})
 
 
 def _feature(features: list[dict], feature_id: str) -> dict:
@@ -144,15 +199,31 @@ def _feature(features: list[dict], feature_id: str) -> dict:
     return found
 
 
-@features_router.get("/collections/{collection_id}/items/{feature_id}", summary="One station",
+async def _observation(config, store: SeriesStore, items: dict[str, dict], stations: list[dict],
+                       feature_id: str) -> dict:
+    sid = feature_id.rpartition("_")[0]
+    station = next((s for s in stations if s["id"] == sid), None)
+    if station is None:
+        raise HTTPException(404, f"no water level {feature_id}")
+    series = await deps.read_series(store, items, station)
+    url = f"{config.service_url}/collections/{OBSERVATIONS}"
+    found = [f for f in observation_features(station, series.rows, url) if f["id"] == feature_id]
+    if not found:
+        raise HTTPException(404, f"no water level {feature_id}")
+    return found[0]
+
+
+@features_router.get("/collections/{collection_id}/items/{feature_id}", summary="One station, or one water level",
                      response_class=GeoJSONResponse, dependencies=[Depends(deps.only("f"))],
                      responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
-def item(request: Request, _: Collection, features: Features,
-         feature_id: Annotated[str, Path(pattern=STATION_ID)], f: Annotated[str | None, FORMAT] = None) -> Response:
+async def item(request: Request, config: Settings, collection_id: FeatureCollection, features: Features,
+               catalog_items: Items, store: Store, feature_id: Annotated[str, Path(pattern=STATION_ID)],
+               f: Annotated[str | None, FORMAT] = None) -> Response:
     media = deps.output(f, request, FEATURE_FORMATS, GEOJSON)
-    found = _feature(features, feature_id)
+    found = _feature(features, feature_id) if collection_id == COLLECTION else \
+        await _observation(config, store, catalog_items, features, feature_id)
     if media == CSV:
-        return csv_response(features_csv([found]), feature_id)
+        return csv_response(features_csv([found], COLUMNS_OF[collection_id]), feature_id)
     return GeoJSONResponse(found)
 
 
@@ -176,13 +247,6 @@ async def _answer(request: Request, store: Store, items: dict[str, dict], chosen
     if single:
         return CoverageJSONResponse(edr.coverage(many[0], wanted))
     return CoverageJSONResponse(edr.coverage_collection(many, wanted))
-
-
-def _bounded(chosen: list[dict], config) -> list[dict]:
-    if len(chosen) > config.max_query_stations:
-        raise BadRequest(f"the query selects {len(chosen)} stations, more than {config.max_query_stations}; "
-                         "narrow it")
-    return chosen
 
 
 EDR_RESPONSES = {200: {"content": {COVJSON: {}, CSV: {}}}}
@@ -247,4 +311,4 @@ async def location(request: Request, _: Collection, features: Features, items: I
 
 ROUTERS = (common, features_router, edr_router)
 RESPONSES = {f"GET /collections/{{collection_id}}/{path}": SERIES_ERRORS
-             for path in ("position", "area", "locations/{location_id}")}
+             for path in ("position", "area", "locations/{location_id}", "items", "items/{feature_id}")}
