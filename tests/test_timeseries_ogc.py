@@ -415,6 +415,11 @@ def test_water_levels_filters_paging_and_items(service):
     assert window["numberReturned"] == 5 and link(window, "next")
     first = window["features"][0]
     assert get(url, f"{LEVELS}/items/{first['id']}").json() == first
+    table = get(url, f"{LEVELS}/items", datetime="2023-06-01/2023-06-30", limit=5, f="csv")
+    following = httpx.get(table.links["next"]["url"])  # a table has no room for links: the Link header has them
+    assert following.headers["content-type"].startswith("text/csv")
+    second = httpx.get(ours(url, link(window, "next")["href"])).json()
+    assert [r["id"] for r in csv.DictReader(io.StringIO(following.text))] == [f["id"] for f in second["features"]]
     problem(get(url, f"{LEVELS}/items/{items[0]['id']}_20990101T000000"), 404)
     problem(get(url, f"{LEVELS}/items/NOPE_20230101T000000"), 404)
     assert set(get(url, f"{LEVELS}/queryables").json()["properties"]) >= {"name", "start_time", "wse", "wse_u"}

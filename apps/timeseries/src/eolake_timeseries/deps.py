@@ -45,7 +45,7 @@ async def station_items(stations: Annotated[Stations, Depends(catalog_stations)]
         raise HTTPException(503, f"stations are unavailable: {exc}", headers={"Retry-After": "10"}) from None
 
 
-Items = Annotated[dict[str, dict], Depends(station_items)]
+CatalogItems = Annotated[dict[str, dict], Depends(station_items)]
 
 
 def the_collection(collection_id: Annotated[str, Path(max_length=100, json_schema_extra={"enum": [COLLECTION]},
@@ -63,7 +63,7 @@ def feature_collection(collection_id: Annotated[str, Path(
     return collection_id
 
 
-async def features(items: Items, url: Annotated[str, Depends(collection_url)]) -> list[dict]:
+async def features(items: CatalogItems, url: Annotated[str, Depends(collection_url)]) -> list[dict]:
     return [station_feature(item, url) for item in items.values()]
 
 

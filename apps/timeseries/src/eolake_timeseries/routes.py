@@ -1,6 +1,6 @@
-"""The routers: OGC API Common (landing page, conformance, collections), OGC API Features (stations, their
-queryables) and OGC API EDR (water levels by position, area or station). A handler parses, calls the core,
-answers."""
+"""The routers: OGC API Common (landing page, conformance, collections), OGC API Features (stations and water
+levels, their queryables) and OGC API EDR (water levels by position, area or station). A handler parses (query
+parameters through the ItemsParams and EdrParams dependencies), calls the core, answers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 
 from eolake_kit.refs import segment
 from eolake_timeseries import deps, documents, edr
-from eolake_timeseries.deps import Items, Settings
+from eolake_timeseries.deps import CatalogItems, Settings
 from eolake_timeseries.features import (
     COLLECTION,
     COVJSON,
@@ -47,14 +47,14 @@ STATION_ID = r"^[A-Za-z0-9._-]{1,100}$"
 FEATURE_FORMATS = {"json": GEOJSON, "geojson": GEOJSON, "csv": CSV}
 EDR_FORMATS = {"coveragejson": COVJSON, "covjson": COVJSON, "json": COVJSON, "csv": CSV}
 ITEMS_PARAMS = ("f", "bbox", "bbox-crs", "limit", "offset", "datetime", "filter", "filter-lang", "filter-crs")
-EDR_PARAMS = ("f", "coords", "datetime", "parameter-name", "crs", "z")
+EDR_PARAMS = ("f", "coords", "datetime", "parameter-name", "crs")
 FORMAT = Query(description="output format: json/geojson or csv (else the Accept header decides)", max_length=20)
 EDR_FORMAT = Query(description="output format: CoverageJSON or CSV (else the Accept header decides)", max_length=20)
 DATETIME = Query(alias="datetime", max_length=100,
                  description="an RFC 3339 instant or date, or an interval start/end with .. for an open side")
 PARAMETER_NAME = Query(alias="parameter-name", description="wse, wse_u or both (comma-separated)", max_length=100)
 CRS = Query(description="only CRS84 (longitude, latitude)", max_length=100)
-Collection = Annotated[str, Depends(deps.the_collection)]
+EdrCollection = Annotated[str, Depends(deps.the_collection)]
 Features = Annotated[list[dict], Depends(deps.features)]
 Store = Annotated[SeriesStore, Depends(deps.store)]
 
@@ -67,9 +67,12 @@ class CoverageJSONResponse(JSONResponse):
     media_type = COVJSON
 
 
-def csv_response(text: str, name: str) -> Response:
-    return Response(text, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'inline; filename="{name}.csv"'})
+def csv_response(text: str, name: str, links: list[dict] = ()) -> Response:
+    """CSV, with the pages around it as Link headers (RFC 8288): a table has no room for them."""
+    headers = {"Content-Disposition": f'inline; filename="{name}.csv"'}
+    if links:
+        headers["Link"] = ", ".join(f'<{li["href"]}&f=csv>; rel="{li["rel"]}"; type="text/csv"' for li in links)
+    return Response(text, media_type="text/csv; charset=utf-8", headers=headers)
 
 
 common = APIRouter(tags=["Capabilities"])
@@ -149,7 +152,7 @@ class ItemsQuery:
         return links
 
 
-Items_ = Annotated[ItemsQuery, Depends()]
+ItemsParams = Annotated[ItemsQuery, Depends()]
 
 
 def _bounded(chosen: list[dict], config) -> list[dict]:
@@ -174,8 +177,8 @@ async def _observations(config, store: SeriesStore, items: dict[str, dict], stat
     "/collections/{collection_id}/items",
     summary="Stations, or water levels, as GeoJSON or CSV: bbox, datetime, queryables, CQL2 filter, paging",
     response_class=GeoJSONResponse, responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
-async def items(request: Request, config: Settings, collection_id: FeatureCollection, query: Items_,
-                features: Features, catalog_items: Items, store: Store) -> Response:
+async def items(request: Request, config: Settings, collection_id: FeatureCollection, query: ItemsParams,
+                features: Features, catalog_items: CatalogItems, store: Store) -> Response:
     queryables = QUERYABLES_OF[collection_id]
     deps.refuse_unknown(request, [*ITEMS_PARAMS, *(name for name in queryables if name != "geometry")])
     expression = parse_filter(query.filter, query.filter_lang, set(queryables), query.limits)
@@ -184,12 +187,14 @@ async def items(request: Request, config: Settings, collection_id: FeatureCollec
         await _observations(config, store, catalog_items, features, query, url)
     chosen = with_properties(selected(candidates, query.box, query.when, expression), query.equalities(queryables))
     shown = page(chosen, query.offset, query.limit)
+    links = query.links(url, shown)
     if query.media == CSV:
-        return csv_response(features_csv(shown.features, COLUMNS_OF[collection_id]), collection_id)
+        return csv_response(features_csv(shown.features, COLUMNS_OF[collection_id]), collection_id,
+                            [li for li in links if li["rel"] in ("next", "prev")])
     return GeoJSONResponse({
         "type": "FeatureCollection", "features": shown.features, "numberMatched": shown.matched,
         "numberReturned": len(shown.features), "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "links": query.links(url, shown)})
+        "links": links})
 
 
 def _feature(features: list[dict], feature_id: str) -> dict:
@@ -217,7 +222,7 @@ async def _observation(config, store: SeriesStore, items: dict[str, dict], stati
                      response_class=GeoJSONResponse, dependencies=[Depends(deps.only("f"))],
                      responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
 async def item(request: Request, config: Settings, collection_id: FeatureCollection, features: Features,
-               catalog_items: Items, store: Store, feature_id: Annotated[str, Path(pattern=STATION_ID)],
+               catalog_items: CatalogItems, store: Store, feature_id: Annotated[str, Path(pattern=STATION_ID)],
                f: Annotated[str | None, FORMAT] = None) -> Response:
     media = deps.output(f, request, FEATURE_FORMATS, GEOJSON)
     found = _feature(features, feature_id) if collection_id == COLLECTION else \
@@ -232,21 +237,31 @@ SERIES_ERRORS = {404: "no such station or series", 502: "the series file is malf
                  503: "the catalog or the storage is unavailable"}
 
 
-async def _answer(request: Request, store: Store, items: dict[str, dict], chosen: list[dict], *,
-                  when: str | None, names: str | None, crs: str | None, f: str | None, single: bool = False,
-                  name: str = "water-levels") -> Response:
-    """The water levels of the chosen stations, within `when`, of the parameters named, as asked."""
-    media = deps.output(f, request, EDR_FORMATS, COVJSON)
-    parse_crs(crs)
-    interval = parse_datetime(when)
-    wanted = parse_names(names, edr.PARAMETERS, "parameter-name")
+class EdrParams:
+    """The query parameters every EDR data query takes, parsed."""
+
+    def __init__(self, request: Request, datetime_: Annotated[str | None, DATETIME] = None,
+                 parameter_name: Annotated[str | None, PARAMETER_NAME] = None,
+                 crs: Annotated[str | None, CRS] = None, f: Annotated[str | None, EDR_FORMAT] = None):
+        self.media = deps.output(f, request, EDR_FORMATS, COVJSON)
+        parse_crs(crs)
+        self.when = parse_datetime(datetime_)
+        self.names = parse_names(parameter_name, edr.PARAMETERS, "parameter-name")
+
+
+Edr = Annotated[EdrParams, Depends()]
+
+
+async def _answer(store: SeriesStore, items: dict[str, dict], chosen: list[dict], params: EdrParams, *,
+                  single: bool = False, name: str = "water-levels") -> Response:
+    """The water levels of the chosen stations, as the parameters ask."""
     read = await asyncio.gather(*(deps.read_series(store, items, feature) for feature in chosen))
-    many = [edr.StationSeries(s.feature, edr.within(s.rows, interval)) for s in read]
-    if media == CSV:
-        return csv_response(edr.series_csv(many, wanted), name)
+    many = [edr.StationSeries(s.feature, edr.within(s.rows, params.when)) for s in read]
+    if params.media == CSV:
+        return csv_response(edr.series_csv(many, params.names), name)
     if single:
-        return CoverageJSONResponse(edr.coverage(many[0], wanted))
-    return CoverageJSONResponse(edr.coverage_collection(many, wanted))
+        return CoverageJSONResponse(edr.coverage(many[0], params.names))
+    return CoverageJSONResponse(edr.coverage_collection(many, params.names))
 
 
 EDR_RESPONSES = {200: {"content": {COVJSON: {}, CSV: {}}}}
@@ -255,35 +270,28 @@ EDR_RESPONSES = {200: {"content": {COVJSON: {}, CSV: {}}}}
 @edr_router.get("/collections/{collection_id}/position", summary="Water levels of the stations at a position",
                 response_class=CoverageJSONResponse, responses=EDR_RESPONSES,
                 dependencies=[Depends(deps.only(*EDR_PARAMS))])
-async def position(request: Request, config: Settings, _: Collection, features: Features, items: Items,
-                   store: Store,
-                   coords: Annotated[str, Query(description="WKT POINT(lon lat) or MULTIPOINT, CRS84")],
-                   datetime_: Annotated[str | None, DATETIME] = None,
-                   parameter_name: Annotated[str | None, PARAMETER_NAME] = None,
-                   crs: Annotated[str | None, CRS] = None, f: Annotated[str | None, EDR_FORMAT] = None) -> Response:
+async def position(config: Settings, _: EdrCollection, features: Features, items: CatalogItems, store: Store,
+                   params: Edr,
+                   coords: Annotated[str, Query(description="WKT POINT(lon lat) or MULTIPOINT, CRS84")]) -> Response:
     where = parse_coords(coords, ("Point", "MultiPoint"), config.limits)
     chosen = _bounded(edr.near(sorted(features, key=lambda s: s["id"]), where, config.position_tolerance), config)
-    return await _answer(request, store, items, chosen, when=datetime_,
-                         names=parameter_name, crs=crs, f=f)
+    return await _answer(store, items, chosen, params)
 
 
 @edr_router.get("/collections/{collection_id}/area", summary="Water levels of the stations within an area",
                 response_class=CoverageJSONResponse, responses=EDR_RESPONSES,
                 dependencies=[Depends(deps.only(*EDR_PARAMS))])
-async def area(request: Request, config: Settings, _: Collection, features: Features, items: Items, store: Store,
-               coords: Annotated[str, Query(description="WKT POLYGON or MULTIPOLYGON, CRS84")],
-               datetime_: Annotated[str | None, DATETIME] = None,
-               parameter_name: Annotated[str | None, PARAMETER_NAME] = None,
-               crs: Annotated[str | None, CRS] = None, f: Annotated[str | None, EDR_FORMAT] = None) -> Response:
+async def area(config: Settings, _: EdrCollection, features: Features, items: CatalogItems, store: Store,
+               params: Edr,
+               coords: Annotated[str, Query(description="WKT POLYGON or MULTIPOLYGON, CRS84")]) -> Response:
     where = parse_coords(coords, ("Polygon", "MultiPolygon"), config.limits)
     chosen = _bounded(edr.inside(sorted(features, key=lambda s: s["id"]), where), config)
-    return await _answer(request, store, items, chosen, when=datetime_,
-                         names=parameter_name, crs=crs, f=f)
+    return await _answer(store, items, chosen, params)
 
 
 @edr_router.get("/collections/{collection_id}/locations", summary="The stations as named locations (GeoJSON)",
                 response_class=GeoJSONResponse, dependencies=[Depends(deps.only("f", "bbox", "datetime"))])
-def locations(request: Request, _: Collection, features: Features,
+def locations(request: Request, _: EdrCollection, features: Features,
               url: Annotated[str, Depends(deps.collection_url)],
               bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
               datetime_: Annotated[str | None, DATETIME] = None,
@@ -299,14 +307,10 @@ def locations(request: Request, _: Collection, features: Features,
                 summary="Water levels of one station: CoverageJSON (PointSeries) or CSV",
                 response_class=CoverageJSONResponse, responses=EDR_RESPONSES,
                 dependencies=[Depends(deps.only("f", "datetime", "parameter-name", "crs"))])
-async def location(request: Request, _: Collection, features: Features, items: Items, store: Store,
-                   location_id: Annotated[str, Path(pattern=STATION_ID)],
-                   datetime_: Annotated[str | None, DATETIME] = None,
-                   parameter_name: Annotated[str | None, PARAMETER_NAME] = None,
-                   crs: Annotated[str | None, CRS] = None, f: Annotated[str | None, EDR_FORMAT] = None) -> Response:
+async def location(_: EdrCollection, features: Features, items: CatalogItems, store: Store, params: Edr,
+                   location_id: Annotated[str, Path(pattern=STATION_ID)]) -> Response:
     found = _feature(features, location_id)
-    return await _answer(request, store, items, [found], when=datetime_,
-                         names=parameter_name, crs=crs, f=f, single=True, name=location_id)
+    return await _answer(store, items, [found], params, single=True, name=location_id)
 
 
 ROUTERS = (common, features_router, edr_router)
