@@ -374,6 +374,7 @@ def test_req_spatial_temporal_and_property_property_functions(service):
              f"{lon - .01} {lat + .01}, {lon - .01} {lat - .01}))"
     near = sorted(i["id"] for i in items if abs(lonlat(i)[0] - lon) < .01 and abs(lonlat(i)[1] - lat) < .01)
     assert filtered(url, f"S_INTERSECTS(geometry, {square})") == near == filtered(url, f"S_WITHIN(geometry, {square})")
+    assert filtered(url, f"S_INTERSECTS(geometry, BBOX({lon - .01},{lat - .01},{lon + .01},{lat + .01}))") == near
     assert items[0]["id"] in near and filtered(url, f"S_DISJOINT(geometry, {square})") == \
         sorted(i["id"] for i in items if i["id"] not in near)
     cut = "2023-01-05T00:00:00Z"

@@ -30,7 +30,7 @@ CONFORMANCE = [
     f"{CQL2}/cql2-text", f"{CQL2}/cql2-json", f"{CQL2}/basic-cql2", f"{CQL2}/advanced-comparison-operators",
     f"{CQL2}/case-insensitive-comparison", f"{CQL2}/basic-spatial-functions", f"{CQL2}/spatial-functions",
     f"{CQL2}/temporal-functions", f"{CQL2}/property-property",
-    f"{EDR}/core", f"{EDR}/collections", f"{EDR}/json", f"{EDR}/geojson", f"{EDR}/covjson",
+    f"{EDR}/core", f"{EDR}/collections", f"{EDR}/json", f"{EDR}/covjson",
 ]
 DATA_QUERIES = {
     "position": ("Water levels at a position (WKT POINT or MULTIPOINT)", COVJSON),
