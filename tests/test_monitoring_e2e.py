@@ -139,9 +139,10 @@ def generate_traffic(base_url: str) -> dict[str, int]:
                     "?assets=wse&rescale=125,150", None),
             ("GET", "/tiles/collections/garonne-wse/items/no-such-item/info", None),  # 404
             ("GET", "/tiles/colorMaps/no-such-colormap", None),  # 4xx
-            ("GET", "/timeseries/stations", None), ("GET", "/timeseries/stations/GARONNE_KM0328/series", None),
-            ("GET", "/timeseries/stations/NO_SUCH_STATION", None),  # 404
-            ("GET", "/timeseries/stations?bbox=1,2,3", None),  # 400
+            ("GET", "/timeseries/collections/stations/items", None),
+            ("GET", "/timeseries/collections/stations/locations/GARONNE_KM0328", None),
+            ("GET", "/timeseries/collections/stations/items/NO_SUCH_STATION", None),  # 404
+            ("GET", "/timeseries/collections/stations/items?bbox=1,2,3", None),  # 400
             ("GET", "/", None), ("GET", "/config.json", None),  # the web view (the gateway's catch-all)
             ("GET", "/thesaurus/rest/v1/vocabularies", None), ("GET", "/thesaurus/autocomplete?q=flo", None),
             ("GET", "/thesaurus/rest/v1/nope/topConcepts", None),  # 404

@@ -39,8 +39,8 @@ STORAGE = "/srv/eolake/data"
 # The demo data (loaded once by the first run) is what the acceptance suite and the order test read.
 EXTRA_VARS = ("-e", "eolake_services_demo_data=true")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-READ_LOAD = ("/stac/collections/naip", "/stac/search?collections=garonne-wse&limit=5", "/timeseries/stations",
-             "/thesaurus/rest/v1/vocabularies", "/search/collections", "/")
+READ_LOAD = ("/stac/collections/naip", "/stac/search?collections=garonne-wse&limit=5",
+             "/timeseries/collections/stations/items", "/thesaurus/rest/v1/vocabularies", "/search/collections", "/")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 

@@ -92,32 +92,56 @@ def test_parser_reads_back_exactly_what_the_demo_writer_wrote(demo):
         assert rows and format_hydroweb(fields, [tuple(m) for m in rows]) == path.read_text()
 
 
+STATIONS = "/collections/stations"
+
+
+def series_url(url: str, sid: str) -> str:
+    return f"{url}{STATIONS}/locations/{sid}"
+
+
+def coverage_points(body: dict) -> list[tuple[str, float, float]]:
+    """(time, wse, wse_u) of a CoverageJSON PointSeries coverage."""
+    assert body["type"] == "Coverage" and body["domain"]["domainType"] == "PointSeries"
+    return list(zip(body["domain"]["axes"]["t"]["values"], body["ranges"]["wse"]["values"],
+                    body["ranges"]["wse_u"]["values"], strict=True))
+
+
+def csv_points(text: str) -> list[tuple[str, float, float]]:
+    table = list(csv.DictReader(io.StringIO(text)))
+    return [(row["start_time"], float(row["wse"]), float(row["wse_u"])) for row in table]
+
+
 def test_stations_geojson_and_bbox(service):
     url, items = service
-    fc = httpx.get(url + "/stations").json()
+    response = httpx.get(url + f"{STATIONS}/items", params={"limit": 100})
+    assert response.headers["content-type"].startswith("application/geo+json")
+    fc = response.json()
     ids = {f["id"] for f in fc["features"]}
     assert {i["id"] for i in items} <= ids  # every page of the catalog
     feature = next(f for f in fc["features"] if f["id"] == items[0]["id"])
     assert feature["geometry"] == items[0]["geometry"]
     props = feature["properties"]
     assert props["unit"] == "m" and props["river"] == items[0]["properties"]["river"]
-    assert props["count"] == items[0]["properties"]["measurements"]
-    assert props["series_url"] == f"{PUBLIC}/timeseries/stations/{items[0]['id']}/series"
+    assert props["measurements"] == items[0]["properties"]["measurements"]
+    assert props["start_time"] == items[0]["properties"]["start_datetime"]
+    data = next(link for link in feature["links"] if link["rel"] == "data")
+    assert data["href"] == f"{PUBLIC}/timeseries{STATIONS}/locations/{items[0]['id']}"
     lon, lat = items[0]["geometry"]["coordinates"]
-    boxed = httpx.get(url + "/stations", params={"bbox": f"{lon - 1e-4},{lat - 1e-4},{lon + 1e-4},{lat + 1e-4}"})
+    boxed = httpx.get(url + f"{STATIONS}/items",
+                      params={"bbox": f"{lon - 1e-4},{lat - 1e-4},{lon + 1e-4},{lat + 1e-4}"})
     assert items[0]["id"] in {f["id"] for f in boxed.json()["features"]}
     assert len(boxed.json()["features"]) < len(fc["features"])
-    assert httpx.get(url + "/stations", params={"bbox": "10,10,11,11"}).json()["features"] == []
-    for bad in ["1,2,3", "a,b,c,d", "2,0,1,1", "0,0,200,1"]:
-        problem(httpx.get(url + "/stations", params={"bbox": bad}), 400)
+    assert httpx.get(url + f"{STATIONS}/items", params={"bbox": "10,10,11,11"}).json()["features"] == []
+    for bad in ["1,2,3", "a,b,c,d", "2,2,1,1", "0,0,200,1"]:
+        problem(httpx.get(url + f"{STATIONS}/items", params={"bbox": bad}), 400)
 
 
 def test_one_station_and_unknown(service):
     url, items = service
     sid = items[1]["id"]
-    assert httpx.get(f"{url}/stations/{sid}").json()["id"] == sid
-    problem(httpx.get(f"{url}/stations/NOPE"), 404)
-    problem(httpx.get(f"{url}/stations/NOPE/series"), 404)
+    assert httpx.get(f"{url}{STATIONS}/items/{sid}").json()["id"] == sid
+    problem(httpx.get(f"{url}{STATIONS}/items/NOPE"), 404)
+    problem(httpx.get(series_url(url, "NOPE")), 404)
 
 
 def written_rows(path: str) -> list[tuple[datetime, float, float]]:
@@ -130,21 +154,21 @@ def written_rows(path: str) -> list[tuple[datetime, float, float]]:
     return rows
 
 
-def test_json_and_csv_agree_with_generated_files(service):
+def test_coverage_json_and_csv_agree_with_generated_files(service):
     url, items = service
     for item in items:
         rows = written_rows(item["assets"]["series"]["href"])
-        body = httpx.get(f"{url}/stations/{item['id']}/series").json()
-        assert body["station"] == item["id"] and body["unit"] == "m" and body["reference"] == "EGM2008"
-        assert [(p["time"], p["height"], p["uncertainty"]) for p in body["points"]] == \
-               [(t.strftime("%Y-%m-%dT%H:%M:%SZ"), h, u) for t, h, u in rows]
-        for response in (httpx.get(f"{url}/stations/{item['id']}/series?format=csv"),
-                         httpx.get(f"{url}/stations/{item['id']}/series", headers={"Accept": "text/csv"})):
+        response = httpx.get(series_url(url, item["id"]))
+        assert response.headers["content-type"].startswith("application/prs.coverage+json")
+        body = response.json()
+        assert body["id"] == item["id"] and body["parameters"]["wse"]["unit"]["symbol"]["value"] == "m"
+        assert body["eolake:station"]["reference"] == "EGM2008"
+        assert coverage_points(body) == [(t.strftime("%Y-%m-%dT%H:%M:%SZ"), h, u) for t, h, u in rows]
+        for response in (httpx.get(series_url(url, item["id"]), params={"f": "csv"}),
+                         httpx.get(series_url(url, item["id"]), headers={"Accept": "text/csv"})):
             assert response.headers["content-type"].startswith("text/csv")
-            table = list(csv.reader(io.StringIO(response.text)))
-            assert table[0] == ["time", "height_m", "uncertainty_m"]
-            assert [(t, float(h), float(u)) for t, h, u in table[1:]] == [(p["time"], p["height"], p["uncertainty"])
-                                                                        for p in body["points"]]
+            assert response.text.splitlines()[0] == "id,name,longitude,latitude,start_time,wse,wse_u"
+            assert csv_points(response.text) == coverage_points(body)
 
 
 def test_date_filters(service):
@@ -153,22 +177,21 @@ def test_date_filters(service):
     rows = written_rows(items[0]["assets"]["series"]["href"])
     start, end = date(2023, 3, 1), date(2023, 6, 30)
     expected = [r for r in rows if start <= r[0].date() <= end]
-    body = httpx.get(f"{url}/stations/{sid}/series", params={"start": "2023-03-01", "end": "2023-06-30"}).json()
-    assert len(body["points"]) == len(expected) > 0
-    assert all("2023-03-01" <= p["time"][:10] <= "2023-06-30" for p in body["points"])
-    csv_rows = httpx.get(f"{url}/stations/{sid}/series?start=2023-03-01&end=2023-06-30&format=csv").text
-    assert len(csv_rows.strip().splitlines()) == len(expected) + 1
-    problem(httpx.get(f"{url}/stations/{sid}/series", params={"start": "2023-07-01", "end": "2023-06-30"}), 400)
-    problem(httpx.get(f"{url}/stations/{sid}/series", params={"start": "2023-13-45"}), 400)
-    problem(httpx.get(f"{url}/stations/{sid}/series", params={"format": "xml"}), 400)
+    body = httpx.get(series_url(url, sid), params={"datetime": "2023-03-01/2023-06-30"}).json()
+    assert len(coverage_points(body)) == len(expected) > 0
+    assert all("2023-03-01" <= t[:10] <= "2023-06-30" for t, _, _ in coverage_points(body))
+    text = httpx.get(series_url(url, sid), params={"datetime": "2023-03-01/2023-06-30", "f": "csv"}).text
+    assert len(text.strip().splitlines()) == len(expected) + 1
+    for bad in ({"datetime": "2023-07-01/2023-06-30"}, {"datetime": "2023-13-45"}, {"f": "xml"}):
+        problem(httpx.get(series_url(url, sid), params=bad), 400)
 
 
 def test_series_outside_storage_is_never_read(service):
     url, _ = service
     for sid in ("OUTSIDE_STATION", "TRAVERSAL_STATION"):
-        body = problem(httpx.get(f"{url}/stations/{sid}/series"), 404)
+        body = problem(httpx.get(series_url(url, sid)), 404)
         assert "1.0" not in json.dumps(body)
-    problem(httpx.get(f"{url}/stations/..%2F..%2Fetc%2Fpasswd/series"), 404)
+    problem(httpx.get(series_url(url, "..%2F..%2Fetc%2Fpasswd")), 404)
 
 
 def test_catalog_down_means_not_ready_and_503(demo, tmp_path):
@@ -180,14 +203,13 @@ def test_catalog_down_means_not_ready_and_503(demo, tmp_path):
                "EOLAKE_TIMESERIES_STORAGE_PATH": str(root), "EOLAKE_TIMESERIES_CACHE_TTL": "0"}
         with service_process("eolake_timeseries", env, tmp_path / "ts.log") as url:
             assert httpx.get(url + "/readyz").json()["status"] == "ready"
-            assert httpx.get(f"{url}/stations/{items[0]['id']}/series").status_code == 200
+            assert httpx.get(series_url(url, items[0]["id"])).status_code == 200
             catalog_server.__exit__(None, None, None)
             catalog_server = None
             body = problem(httpx.get(url + "/readyz", timeout=10), 503)
             assert body["checks"]["catalog"]["status"] == "down"
-            assert "unavailable" in problem(httpx.get(f"{url}/stations/{items[0]['id']}/series", timeout=10),
-                                            503)["detail"]
-            problem(httpx.get(f"{url}/stations", timeout=10), 503)
+            assert "unavailable" in problem(httpx.get(series_url(url, items[0]["id"]), timeout=10), 503)["detail"]
+            problem(httpx.get(f"{url}{STATIONS}/items", timeout=10), 503)
             assert httpx.get(url + "/healthz").status_code == 200
     finally:
         if catalog_server is not None:
@@ -264,10 +286,6 @@ def s3_world(demo, tmp_path_factory):
             yield {"url": url + "/timeseries", "items": items, "s3": s3, "endpoint": endpoint}
 
 
-def points(body: dict) -> list[tuple[str, float, float]]:
-    return [(p["time"], p["height"], p["uncertainty"]) for p in body["points"]]
-
-
 def expected_points(text: str) -> list[tuple[str, float, float]]:
     rows = []
     for line in text.splitlines():
@@ -283,14 +301,12 @@ def test_s3_series_json_and_csv(s3_world):
     assert ready["status"] == "ready" and ready["checks"]["storage"]["status"] == "up"
     for item in items:
         text = s3_world["s3"].get_object(Bucket=BUCKET, Key=f"series/{item['id']}.txt")["Body"].read().decode()
-        body = httpx.get(f"{url}/stations/{item['id']}/series").json()
-        assert body["station"] == item["id"] and body["unit"] == "m"
-        assert points(body) == expected_points(text) != []
-        response = httpx.get(f"{url}/stations/{item['id']}/series?format=csv")
+        body = httpx.get(series_url(url, item["id"])).json()
+        assert body["id"] == item["id"]
+        assert coverage_points(body) == expected_points(text) != []
+        response = httpx.get(series_url(url, item["id"]), params={"f": "csv"})
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
-        table = list(csv.reader(io.StringIO(response.text)))
-        assert table[0] == ["time", "height_m", "uncertainty_m"]
-        assert [(t, float(h), float(u)) for t, h, u in table[1:]] == expected_points(text)
+        assert csv_points(response.text) == expected_points(text)
 
 
 def test_s3_reads_only_the_storage_bucket(s3_world):
@@ -300,27 +316,27 @@ def test_s3_reads_only_the_storage_bucket(s3_world):
     assert s3.get_object(Bucket=BUCKET, Key="series/../escaped.txt")["ContentLength"] > 0
     assert Path(s3_world["items"][0]["assets"]["series"]["href"]).is_file()
     for sid in ("OTHER_BUCKET", "DOTDOT", "LOCAL_PATH"):
-        body = problem(httpx.get(f"{url}/stations/{sid}/series"), 404)
+        body = problem(httpx.get(series_url(url, sid)), 404)
         assert "not in this platform's storage" in body["detail"], (sid, body)
-    assert "missing" in problem(httpx.get(f"{url}/stations/MISSING/series"), 404)["detail"]
+    assert "missing" in problem(httpx.get(series_url(url, "MISSING")), 404)["detail"]
 
 
 def test_s3_too_large_and_malformed_objects_are_502(s3_world):
     url = s3_world["url"]
-    assert "too large" in problem(httpx.get(f"{url}/stations/BIG/series"), 502)["detail"]
-    assert "malformed" in problem(httpx.get(f"{url}/stations/MALFORMED/series"), 502)["detail"]
+    assert "too large" in problem(httpx.get(series_url(url, "BIG")), 502)["detail"]
+    assert "malformed" in problem(httpx.get(series_url(url, "MALFORMED")), 502)["detail"]
 
 
 def test_s3_replaced_object_is_served_anew(s3_world):
     url, s3, items = s3_world["url"], s3_world["s3"], s3_world["items"]
     before = s3.head_object(Bucket=BUCKET, Key="series/changing.txt")["ETag"]
-    first = points(httpx.get(f"{url}/stations/CHANGING/series").json())
+    first = coverage_points(httpx.get(series_url(url, "CHANGING")).json())
     assert first == expected_points(Path(items[0]["assets"]["series"]["href"]).read_text())
-    assert points(httpx.get(f"{url}/stations/CHANGING/series").json()) == first  # served again (cached)
+    assert coverage_points(httpx.get(series_url(url, "CHANGING")).json()) == first  # served again (cached)
     replacement = Path(items[1]["assets"]["series"]["href"]).read_text()
     s3.put_object(Bucket=BUCKET, Key="series/changing.txt", Body=replacement.encode())
     assert s3.head_object(Bucket=BUCKET, Key="series/changing.txt")["ETag"] != before
-    second = points(httpx.get(f"{url}/stations/CHANGING/series").json())
+    second = coverage_points(httpx.get(series_url(url, "CHANGING")).json())
     assert second == expected_points(replacement) and second != first
 
 
@@ -374,12 +390,12 @@ def test_s3_down_means_not_ready_and_503(demo, tmp_path):
                 service_process("eolake_timeseries", s3_env(catalog, endpoint, root), tmp_path / "ts.log") as url:
             url += "/timeseries"
             assert httpx.get(url + "/readyz").json()["status"] == "ready"
-            assert httpx.get(f"{url}/stations/{sid}/series").status_code == 200
+            assert httpx.get(series_url(url, sid)).status_code == 200
             moto.__exit__(None, None, None)
             moto = None
             body = problem(httpx.get(url + "/readyz", timeout=10), 503)
             assert body["checks"]["storage"]["status"] == "down" and body["checks"]["catalog"]["status"] == "up"
-            response = httpx.get(f"{url}/stations/{sid}/series", timeout=20)
+            response = httpx.get(series_url(url, sid), timeout=20)
             assert "storage" in problem(response, 503)["detail"] and response.headers["retry-after"] == "10"
             assert httpx.get(url + "/healthz").status_code == 200
     finally:

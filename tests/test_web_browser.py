@@ -527,7 +527,7 @@ def test_a_station_opens_on_its_river(platform, browser):
     ready(base, "/timeseries")
     ready(base, "/tiles")
     browser.get_log("browser")
-    stations = httpx.get(f"{base}/timeseries/stations", timeout=30).json()["features"]
+    stations = httpx.get(f"{base}/timeseries/collections/stations/items?limit=100", timeout=30).json()["features"]
     garonne = [s for s in stations if s["properties"]["river"] == "GARONNE"]
     assert len(garonne) >= 3
     open_route(browser, base, "#/hydrology")

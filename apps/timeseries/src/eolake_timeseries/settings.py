@@ -35,6 +35,10 @@ class TimeseriesSettings(ServiceSettings):
 
     cache_ttl: float = Field(30, ge=0, le=3600, description="seconds the station list from the catalog is kept")
     catalog_timeout: float = Field(5, gt=0, le=60, description="seconds one catalog request may take")
+    position_tolerance: float = Field(0.001, gt=0, le=1, description="degrees around a position query's point "
+                                      "within which a station is at that position (0.001° ≈ 100 m)")
+    max_query_stations: int = Field(200, ge=1, le=10_000, description="most stations one EDR query may read the "
+                                    "series of (a larger selection is refused: narrow the area)")
     max_pages: int = Field(20, ge=1, le=1000, description="catalog pages read at most for the station list")
 
     @model_validator(mode="after")

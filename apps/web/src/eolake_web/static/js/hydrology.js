@@ -1,5 +1,6 @@
 // The hydrology page: virtual stations on the map and in a list, and a station's water-level series as a chart
-// with its uncertainty band, for a date range (time-series service).
+// with its uncertainty band, for a date range. Both come from the time-series service's OGC APIs: the stations
+// from its Features collection, a station's water levels from its EDR `locations` query (CoverageJSON).
 import { escapeHTML as h, getJSON, query, sameOrigin } from './api.js';
 import { drawChart, seriesSummary } from './chart.js';
 
@@ -7,6 +8,33 @@ import { drawChart, seriesSummary } from './chart.js';
 // platform has it; elsewhere the basemap's rivers alone.
 const WATER_EXTENT = { collection: 'garonne-wse', asset: 'water_extent', colormap: { 1: [61, 133, 198, 255] } };
 const STATION_ZOOM = 11; // the river's banks and the station on them; the nearest stations a few km away
+const STATIONS = '/collections/stations';
+const MAX_PAGES = 20; // of up to 1000 stations each
+
+// Every station of the Features collection, following its `next` links.
+async function allStations(prefix) {
+  const stations = [];
+  let url = `${prefix}${STATIONS}/items${query({ limit: 1000 })}`;
+  for (let i = 0; url && i < MAX_PAGES; i += 1) {
+    const body = await getJSON(url);
+    stations.push(...(body.features || []));
+    const next = (body.links || []).find((l) => l.rel === 'next');
+    url = next ? sameOrigin(next.href) : null;
+  }
+  return stations;
+}
+
+// A CoverageJSON PointSeries coverage as the chart's points, unit and height reference.
+export function coveragePoints(coverage) {
+  const times = coverage.domain?.axes?.t?.values || [];
+  const wse = coverage.ranges?.wse?.values || [];
+  const wseU = coverage.ranges?.wse_u?.values || [];
+  return {
+    points: times.map((time, i) => ({ time, height: wse[i], uncertainty: wseU[i] })),
+    unit: coverage.parameters?.wse?.unit?.symbol?.value || 'm',
+    reference: coverage['eolake:station']?.reference,
+  };
+}
 
 export async function hydrologyPage(page, stationId) {
   page.render(`
@@ -35,21 +63,21 @@ export async function hydrologyPage(page, stationId) {
     status.textContent = 'The time-series service is not part of this platform.';
     return;
   }
-  let body;
+  let features;
   try {
-    body = await getJSON(`${prefix}/stations`);
+    features = await allStations(prefix);
   } catch (error) {
     if (page.current()) status.textContent = `Cannot list the stations (${page.problemText(error)}).`;
     return;
   }
   if (!page.current()) return;
-  const stations = (body.features || []).map((f) => ({ ...f, sid: String(f.id ?? f.properties?.id) }));
+  const stations = features.map((f) => ({ ...f, sid: String(f.id ?? f.properties?.id) }));
   status.textContent = `${stations.length} station${stations.length === 1 ? '' : 's'}.`;
   const list = document.getElementById('h-list');
   list.innerHTML = stations.map((s, i) => `
     <li data-fid="${i}">
       <h2><button type="button" class="secondary station" data-station="${h(s.sid)}">${h(s.properties?.name || s.sid)}</button></h2>
-      <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.count ?? '?')} measurements, ${h(page.fmtDate(s.properties?.start))} – ${h(page.fmtDate(s.properties?.end))}</p>
+      <p class="meta">${h(s.properties?.river || '')}${s.properties?.basin ? ` · ${h(s.properties.basin)}` : ''} · ${h(s.properties?.measurements ?? '?')} measurements, ${h(page.fmtDate(s.properties?.start_time))} – ${h(page.fmtDate(s.properties?.end_time))}</p>
     </li>`).join('');
   await page.map.show('stations', stations, { maxZoom: 9 });
   showWaterExtent(page);
@@ -104,8 +132,8 @@ async function openStation(page, station, stations) {
   if (station.geometry?.type === 'Point') page.map.focus(station.geometry.coordinates, STATION_ZOOM);
   const start = document.getElementById('h-start');
   const end = document.getElementById('h-end');
-  start.value = page.fmtDate(p.start) === '…' ? '' : page.fmtDate(p.start);
-  end.value = page.fmtDate(p.end) === '…' ? '' : page.fmtDate(p.end);
+  start.value = page.fmtDate(p.start_time) === '…' ? '' : page.fmtDate(p.start_time);
+  end.value = page.fmtDate(p.end_time) === '…' ? '' : page.fmtDate(p.end_time);
   start.min = end.min = start.value;
   start.max = end.max = end.value;
   const form = document.getElementById('h-range');
@@ -124,21 +152,24 @@ async function loadSeries(page, station, start, end) {
     status.textContent = 'The start date is after the end date.';
     return;
   }
-  const base = station.properties?.series_url ? sameOrigin(station.properties.series_url).split('?')[0]
-    : `${page.svc('timeseries')}/stations/${encodeURIComponent(station.sid)}/series`;
-  document.getElementById('h-csv').href = `${base}${query({ start, end, format: 'csv' })}`;
+  const data = (station.links || []).find((l) => l.rel === 'data');
+  const base = data ? sameOrigin(data.href).split('?')[0]
+    : `${page.svc('timeseries')}${STATIONS}/locations/${encodeURIComponent(station.sid)}`;
+  // Dates as a closed interval of whole days (the service reads a date as its first or, at the end, last instant).
+  const datetime = start || end ? `${start || '..'}/${end || '..'}` : undefined;
+  document.getElementById('h-csv').href = `${base}${query({ datetime, f: 'csv' })}`;
   status.textContent = 'Loading the series…';
   let series;
   try {
-    series = await getJSON(`${base}${query({ start, end, format: 'json' })}`);
+    series = coveragePoints(await getJSON(`${base}${query({ datetime, f: 'CoverageJSON' })}`));
   } catch (error) {
     if (page.current()) status.textContent = `Cannot load the series (${page.problemText(error)}).`;
     return;
   }
   if (!page.current()) return;
-  const s = seriesSummary(series.points || []);
+  const s = seriesSummary(series.points);
   status.textContent = s ? `${s.count} measurements, ${s.min.toFixed(2)} to ${s.max.toFixed(2)} ${series.unit || ''}; the band is ± the uncertainty.`
     : 'No measurement in this date range.';
-  drawChart(chart, { ...series, station: station.properties?.name || station.sid, points: series.points || [] },
+  drawChart(chart, { ...series, station: station.properties?.name || station.sid },
     chart.clientWidth || page.main.clientWidth - 40);
 }

@@ -221,10 +221,13 @@ export class LakeMap {
     }
   }
 
+  // The counts go with the layer: a page drawn anew waits for its own preview's tiles, not the last page's.
   removePreview() {
     if (!this.map) return;
     if (this.map.getLayer('preview')) this.map.removeLayer('preview');
     if (this.map.getSource('preview')) this.map.removeSource('preview');
+    this.previewTiles = { loaded: 0, failed: 0 };
+    this._publish();
   }
 }
 
