@@ -16,9 +16,25 @@ STACKS = ["dev", "staging", "prod"]
 RENDERED = REPO_ROOT / "infra" / "rendered"
 
 
+class _Revealing(render._Monitor):
+    """Also keeps every resource's inputs with the secrets unmasked (by URN), to follow a secret to where it goes."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs: dict[str, dict] = {}
+
+    def RegisterResource(self, request):
+        from pulumi.runtime import rpc
+
+        response = super().RegisterResource(request)
+        self.inputs[response.urn] = rpc.deserialize_properties_unwrap_secrets(request.object)[0]
+        return response
+
+
 class Program:
-    def __init__(self, stack: str, resources: list[render.Recorded]):
+    def __init__(self, stack: str, resources: list[render.Recorded], inputs: dict[str, dict] | None = None):
         self.resources = resources
+        self.inputs = inputs or {}
         self.by_urn = {r.urn: r for r in resources}
         self.context = config.resolve(load_stack(stack), stack)
 
@@ -40,7 +56,8 @@ class Program:
 
 @functools.cache
 def program(stack: str) -> Program:
-    return Program(stack, render.run(stack))
+    monitor = _Revealing()
+    return Program(stack, render.run(stack, monitor=monitor), monitor.inputs)
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """Run the real Pulumi program without a cluster (pulumi.runtime.set_mocks) and write what it would create.
 
-One YAML file per resource, `<kind>-<name>.yaml` (Helm releases under helm/), with sorted keys and secret values
-replaced by a marker: the same stack always gives the same bytes.
+One YAML file per resource, `<kind>-<name>.yaml` (Helm releases under helm/, the OpenStack resources of a
+provisioned cluster under cluster/), with sorted keys and secret values replaced by a marker: the same stack always
+gives the same bytes. What only the cloud computes (addresses, keys) is a recognisable stand-in (COMPUTED).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Recorded:
     state: dict = field(default_factory=dict)
     replace_on_changes: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
+    provider: str = ""  # the explicit provider's reference (urn::id); "" for the default one
+    retain_on_delete: bool = False
 
     @property
     def manifest(self) -> dict | None:
@@ -41,12 +44,41 @@ class Recorded:
         return self.state
 
 
+# What the cloud computes, so that the values the cluster layer hands on are visible under mocks: stand-ins, marked
+# as such (TEST-NET addresses, PEM-shaped placeholders), never real keys.
+COMPUTED = {
+    "openstack:networking/port:Port": lambda name: {"allFixedIps": [f"10.20.0.{_octet(name)}"]},
+    "openstack:loadbalancer/loadBalancer:LoadBalancer": lambda name: {
+        "vipAddress": f"10.20.1.{_octet(name)}", "vipPortId": f"{name}-vip-port"},
+    "openstack:networking/floatingIp:FloatingIp": lambda name: {"address": f"203.0.113.{_octet(name)}"},
+    "openstack:identity/ec2CredentialV3:Ec2CredentialV3": lambda name: {"access": f"{name}-access",
+                                                                          "secret": f"{name}-secret"},
+    "openstack:identity/applicationCredential:ApplicationCredential": lambda name: {"secret": f"{name}-secret"},
+    "random:index/randomPassword:RandomPassword": lambda name: {"result": f"{name}-result"},
+    "tls:index/privateKey:PrivateKey": lambda name: {"privateKeyPem": _pem("EC PRIVATE KEY", name)},
+    "tls:index/selfSignedCert:SelfSignedCert": lambda name: {"certPem": _pem("CERTIFICATE", name)},
+    "tls:index/locallySignedCert:LocallySignedCert": lambda name: {"certPem": _pem("CERTIFICATE", name)},
+    "tls:index/certRequest:CertRequest": lambda name: {"certRequestPem": _pem("CERTIFICATE REQUEST", name)},
+}
+
+
+def _octet(name: str) -> int:
+    return 10 + sum(map(ord, name)) % 240
+
+
+def _pem(kind: str, name: str) -> str:
+    return f"-----BEGIN {kind}-----\n{name}-mock\n-----END {kind}-----\n"
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", args.inputs
+        computed = COMPUTED.get(args.typ)
+        return f"{args.name}-id", {**args.inputs, **(computed(args.name) if computed else {})}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        if args.token == "openstack:networking/getNetwork:getNetwork":
+            return {"id": f"{args.args['name']}-id", "name": args.args["name"]}
+        return {}
 
 
 class _Monitor(mocks.MockMonitor):
@@ -59,9 +91,13 @@ class _Monitor(mocks.MockMonitor):
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
+            state = clean(self.resources[response.urn].state)
+            # as the engine does: outputs the provider declares secret are secret in the state
+            state |= {key: SECRET for key in request.additionalSecretOutputs if key in state}
             self.recorded.append(Recorded(response.urn, request.type, request.name, request.parent, request.custom,
-                                          sorted(request.dependencies), clean(self.resources[response.urn].state),
-                                          list(request.replaceOnChanges), request.deleteBeforeReplace))
+                                          sorted(request.dependencies), state,
+                                          list(request.replaceOnChanges), request.deleteBeforeReplace,
+                                          request.provider, request.retainOnDelete))
         return response
 
 
@@ -114,6 +150,8 @@ def documents(resources: list[Recorded]) -> dict[str, dict]:
             file = "-".join(p for p in parts if p) + ".yaml"
         elif r.type == "kubernetes:helm.sh/v3:Release":
             file = f"helm/{r.state['name']}.yaml"
+        elif r.type.startswith("openstack:") and r.custom:
+            file = f"cluster/{r.type.rpartition(':')[2].lower()}-{r.name}.yaml"
         else:
             continue
         if file in files:
@@ -130,9 +168,10 @@ def render(stack: str | Path, out: Path) -> list[Path]:
     """Write the stack's manifests into `out`, replacing what a previous render left there."""
     files = documents(run(stack))
     if out.exists():
-        for old in [*out.glob("*.yaml"), *out.glob("helm/*.yaml")]:
+        for old in [*out.glob("*.yaml"), *out.glob("helm/*.yaml"), *out.glob("cluster/*.yaml")]:
             old.unlink()
         shutil.rmtree(out / "helm", ignore_errors=True)
+        shutil.rmtree(out / "cluster", ignore_errors=True)
     written = []
     for name, document in files.items():
         path = out / name

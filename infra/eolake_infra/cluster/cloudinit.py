@@ -60,12 +60,12 @@ def user_data(node: Node, settings: Settings) -> str:
         "package_update": True,
         "package_upgrade": True,
         "packages": ["unattended-upgrades", "curl", "ca-certificates"],
-        "write_files": [*_apt_files(), _file(RKE2_CONFIG, yaml.safe_dump(rke2_config(node, settings)), "0600"),
+        "write_files": [*_apt_files(), _file(RKE2_CONFIG, _dump(rke2_config(node, settings)), "0600"),
                         _file(INSTALLER, installer(), "0755"),
                         *(_server_files(node, settings) if node.server else [])],
         "runcmd": [[INSTALLER, "server" if node.server else "agent"]],
     }
-    return "#cloud-config\n" + yaml.safe_dump(document, sort_keys=False, width=120)
+    return "#cloud-config\n" + _dump(document)
 
 
 def rke2_config(node: Node, settings: Settings) -> dict:
@@ -107,7 +107,7 @@ def _apt_files() -> list[dict]:
 
 
 def _server_files(node: Node, settings: Settings) -> list[dict]:
-    files = [_file(f"{MANIFESTS}/eolake-{name}.yaml", yaml.safe_dump(manifest, sort_keys=False), "0600")
+    files = [_file(f"{MANIFESTS}/eolake-{name}.yaml", _dump(manifest), "0600")
              for name, manifest in addons(settings).items()]
     if node.first:
         files += [_file(f"{TLS}/{name}", pem, "0600") for name, pem in sorted(settings.ca.items())]
@@ -130,7 +130,7 @@ def addons(settings: Settings) -> dict[str, dict]:
             "tolerations": tolerate_all}),
         "ingress-nginx": {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChartConfig",
                           "metadata": {"name": "rke2-ingress-nginx", "namespace": "kube-system"},
-                          "spec": {"valuesContent": yaml.safe_dump({"controller": {"config": {
+                          "spec": {"valuesContent": _dump({"controller": {"config": {
                               "use-proxy-protocol": "true"}}})}},
     }
 
@@ -140,8 +140,20 @@ def _helm_chart(chart: tuple[str, str, str], values: dict) -> dict:
     return {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
             "metadata": {"name": name, "namespace": "kube-system"},
             "spec": {"chart": name, "version": version, "repo": repo, "targetNamespace": "kube-system",
-                     "valuesContent": yaml.safe_dump(values, sort_keys=False)}}
+                     "valuesContent": _dump(values)}}
 
 
 def _file(path: str, content: str, permissions: str) -> dict:
     return {"path": path, "content": content, "owner": "root:root", "permissions": permissions}
+
+
+class _Dumper(yaml.SafeDumper):
+    """Files inside the user-data as literal blocks, readable as they will be written."""
+
+
+_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+
+
+def _dump(document: dict) -> str:
+    return yaml.dump(document, Dumper=_Dumper, sort_keys=False, width=120)

@@ -55,9 +55,9 @@ class OpenStackLayer(pulumi.ComponentResource):
     def __init__(self, ctx: Context, spec: OpenStackCluster):
         super().__init__("eolake:cluster:OpenStack", "cluster", None, None)
         self.ctx, self.spec = ctx, spec
-        provider = openstack.Provider("openstack", auth_url=str(spec.auth_url), region=spec.region,
-                                      opts=pulumi.ResourceOptions(parent=self))
-        self.child = pulumi.ResourceOptions(parent=self, provider=provider)
+        self.provider = openstack.Provider("openstack", auth_url=str(spec.auth_url), region=spec.region,
+                                           opts=pulumi.ResourceOptions(parent=self))
+        self.child = pulumi.ResourceOptions(parent=self, provider=self.provider)
         self.network, self.subnet, router_link = self._network()
         self.groups = self._security_groups()
         self.api_lb, self.api_vip = self._load_balancer("api")
@@ -95,8 +95,11 @@ class OpenStackLayer(pulumi.ComponentResource):
         subnet = openstack.networking.Subnet(
             "subnet", name=name, network_id=network.id, cidr=str(self.spec.subnet_cidr), ip_version=4,
             dns_nameservers=self.spec.dns_nameservers or None, opts=self.child)
+        external = openstack.networking.get_network_output(
+            name=self.spec.external_network, external=True, opts=pulumi.InvokeOutputOptions(parent=self,
+                                                                                              provider=self.provider))
         router = openstack.networking.Router("router", name=name, admin_state_up=True,
-                                             external_network_id=self.spec.external_network_id, opts=self.child)
+                                             external_network_id=external.id, opts=self.child)
         link = openstack.networking.RouterInterface("router-interface", router_id=router.id, subnet_id=subnet.id,
                                                     opts=self.child)
         return network, subnet, link
@@ -134,7 +137,7 @@ class OpenStackLayer(pulumi.ComponentResource):
 
     def _pool(self, pool: str, count: int, flavor: str, server: bool, after: list) -> list[Server]:
         group = openstack.compute.ServerGroup(f"servergroup-{pool}", name=f"eolake-{self.ctx.platform.name}-{pool}",
-                                              policies=["anti-affinity"], opts=self.child)
+                                              policies="anti-affinity", opts=self.child)
         security = [self.groups["nodes"].id, *([self.groups["servers"].id] if server else []),
                     *([self.groups["workers"].id] if pool == "worker" else [])]
         zones = self.spec.availability_zones

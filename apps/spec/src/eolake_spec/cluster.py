@@ -62,8 +62,8 @@ class OpenStackCluster(_Strict):
     auth_url: AnyHttpUrl = Field(description="Keystone v3 (CloudFerro: https://keystone.cloudferro.com:5000/v3); "
                                              "credentials come from the environment (OS_APPLICATION_CREDENTIAL_*)")
     region: str | None = Field(None, description="None: the provider's (OS_REGION_NAME)")
-    external_network: str = Field(min_length=1, description="the provider network for floating IPs (its name)")
-    external_network_id: str = Field(min_length=1, description="the same network's id, the routers' gateway")
+    external_network: str = Field(min_length=1, description="the provider network of the router's gateway and "
+                                                            "the floating IPs (its name)")
     image: str = Field("Ubuntu 24.04 LTS", description="the Glance image of every node: Ubuntu 24.04, x86-64")
     subnet_cidr: IPv4Network = Field(IPv4Network("10.20.0.0/22"), description="the nodes' private subnet")
     dns_nameservers: list[str] = Field([], description="None: the cloud's DHCP default")
