@@ -61,9 +61,16 @@ def program(stack: str) -> Program:
 
 
 @functools.cache
+def rendered_files(stack: str) -> dict[str, str]:
+    """File name → text, as `eolake render` writes it (with cluster/ for a stack that provisions its cluster)."""
+    return {**{name: render.dump(doc) for name, doc in render.documents(program(stack).resources).items()},
+            **render.user_data(stack)}
+
+
+@functools.cache
 def rendered(stack: str) -> dict[str, str]:
-    """File name → text, as `eolake render` writes it."""
-    return {name: render.dump(doc) for name, doc in render.documents(program(stack).resources).items()}
+    """The Kubernetes manifests and Helm release inputs among them."""
+    return {name: text for name, text in rendered_files(stack).items() if not name.startswith("cluster/")}
 
 
 def write_stack(directory: Path, name: str, edit) -> Path:
@@ -89,7 +96,7 @@ def recovering(platform: dict) -> None:
 def own_gateway(platform: dict) -> None:
     """prod behind Gateway API: its own Gateway (Envoy Gateway's class), proxies in envoy-gateway-system."""
     platform["kubernetes"]["ingress"] |= {"kind": "gateway", "gateway": {"class_name": "eg"},
-                                          "controller_namespace": "envoy-gateway-system"}
+                                          "controller_namespace": "envoy-gateway-system", "controller_labels": None}
 
 
 def shared_gateway(platform: dict) -> None:

@@ -13,7 +13,7 @@ from ipaddress import ip_network
 
 import pytest
 import yaml
-from infra_program import STACKS, config, program, render, write_stack
+from infra_program import STACKS, config, program, render, rendered_files, write_stack
 
 from eolake_infra.cluster import cloudinit, ready
 from eolake_infra.cluster.openstack import EVERYONE, INGRESS_PORTS, NODE_PORTS
@@ -274,12 +274,25 @@ def test_servers_install_the_storage_driver_and_reboot_coordination():
     assert 'Automatic-Reboot "false"' in apt  # kured reboots, drained and one at a time
 
 
-@pytest.mark.parametrize("kind", NODES)
-def test_cloud_init_accepts_the_user_data(kind, tmp_path):
-    """cloud-init's own schema check (the Debian package, installed by ./eolake)."""
+USER_DATA = [(stack, name) for stack in PROVISIONED for name in render.user_data(stack)]
+
+
+def test_render_shows_each_kind_of_node():
+    assert sorted(name for stack, name in USER_DATA if stack == "prod") == sorted(
+        f"cluster/user-data-{kind}.yaml" for kind in ("control-plane", "control-plane-first", "database", "worker"))
+    assert sorted(name for stack, name in USER_DATA if stack == "staging") == [  # one server, no database pool
+        "cluster/user-data-control-plane-first.yaml", "cluster/user-data-worker.yaml"]
+
+
+@pytest.mark.parametrize("stack,name", USER_DATA)
+def test_cloud_init_accepts_the_rendered_user_data(stack, name, tmp_path):
+    """What `eolake render` shows of each kind of node, through cloud-init's own schema check (the Debian package,
+    installed by ./eolake); the secrets in it are the marker, never a value."""
     assert shutil.which("cloud-init"), "cloud-init is missing: run ./eolake (it installs it from apt)"
+    text = rendered_files(stack)[name]  # as `eolake render` writes it
+    assert yaml.safe_load(files(text)[cloudinit.RKE2_CONFIG])["token"] == render.SECRET
     path = tmp_path / "user-data"
-    path.write_text(cloudinit.user_data(NODES[kind], SETTINGS))
+    path.write_text(text)
     answer = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
                             timeout=60)
     assert answer.returncode == 0 and "Valid cloud-config" in answer.stdout, answer.stdout + answer.stderr

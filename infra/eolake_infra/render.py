@@ -164,18 +164,33 @@ def dump(document: dict) -> str:
     return yaml.safe_dump(document, sort_keys=True, default_flow_style=False, width=120, allow_unicode=True)
 
 
+def user_data(stack: str | Path) -> dict[str, str]:
+    """Relative file name → the cloud-init user-data of each kind of node of a provisioned cluster (none for an
+    existing one), secrets shown as the marker."""
+    from eolake_infra.cluster import user_data_for_review
+    from eolake_infra.config import resolve
+
+    ctx = resolve(load_stack(stack), str(stack))
+    return {f"cluster/user-data-{kind}.yaml": text for kind, text in user_data_for_review(ctx, SECRET).items()}
+
+
+def files_of(stack: str | Path) -> dict[str, str]:
+    """Relative file name → text: every manifest and resource, and the nodes' user-data."""
+    return {**{name: dump(document) for name, document in documents(run(stack)).items()}, **user_data(stack)}
+
+
 def render(stack: str | Path, out: Path) -> list[Path]:
     """Write the stack's manifests into `out`, replacing what a previous render left there."""
-    files = documents(run(stack))
+    files = files_of(stack)
     if out.exists():
         for old in [*out.glob("*.yaml"), *out.glob("helm/*.yaml"), *out.glob("cluster/*.yaml")]:
             old.unlink()
         shutil.rmtree(out / "helm", ignore_errors=True)
         shutil.rmtree(out / "cluster", ignore_errors=True)
     written = []
-    for name, document in files.items():
+    for name, text in files.items():
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(dump(document))
+        path.write_text(text)
         written.append(path)
     return written

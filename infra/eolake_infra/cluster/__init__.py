@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from eolake_infra.cluster import cloudinit
 from eolake_infra.cluster.cloudinit import CINDER_CSI_SECRET
-from eolake_infra.cluster.openstack import OpenStackLayer, Provisioned
+from eolake_infra.cluster.kubeconfig import CA_FILES
+from eolake_infra.cluster.openstack import OpenStackLayer, Provisioned, node_of, settings
 from eolake_infra.cluster.ready import ApiReady
 from eolake_infra.config import DATABASE_STORAGE_CLASS, Context
 
@@ -62,3 +64,18 @@ def hand_over(ctx: Context, provisioned: Provisioned, opts: pulumi.ResourceOptio
                                 volume_binding_mode="WaitForFirstConsumer",
                                 parameters={"type": volume_type} if volume_type else None, opts=opts))
     return created
+
+
+def user_data_for_review(ctx: Context, secret: str) -> dict[str, str]:
+    """The user-data of each kind of node, as `eolake render` shows it: the same function the servers' comes from,
+    with `secret` for the token and the CA files, and names for the addresses only the cloud knows."""
+    spec = ctx.platform.cluster
+    if spec.kind != "openstack":
+        return {}
+    values = settings(spec, token=secret, supervisor="API-LOAD-BALANCER-PRIVATE-ADDRESS",
+                      public="API-FLOATING-IP", ca=dict.fromkeys(CA_FILES, secret))
+    counts = {"control-plane": spec.control_plane.count, "worker": spec.workers.count, "database": spec.database_nodes}
+    kinds = [("control-plane-first", "control-plane", 0), ("control-plane", "control-plane", 1),
+             ("worker", "worker", 0), ("database", "database", 0)]
+    return {name: cloudinit.user_data(node_of(pool, index), values)
+            for name, pool, index in kinds if index < counts[pool]}

@@ -13,6 +13,7 @@ import yaml
 CA_YEARS, CLIENT_YEARS = 10, 1
 HOURS_PER_YEAR = 24 * 365
 ADMIN = {"common_name": "eolake-admin", "organization": "system:masters"}
+CA_FILES = ("server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key")  # in RKE2's server/tls
 
 
 class Certificates:
@@ -45,8 +46,7 @@ class Certificates:
         """What the first server finds in /var/lib/rancher/rke2/server/tls before RKE2 starts."""
         return pulumi.Output.secret(pulumi.Output.all(
             self.server_ca.cert_pem, self.server_ca_key.private_key_pem,
-            self.client_ca.cert_pem, self.client_ca_key.private_key_pem).apply(lambda v: {
-                "server-ca.crt": v[0], "server-ca.key": v[1], "client-ca.crt": v[2], "client-ca.key": v[3]}))
+            self.client_ca.cert_pem, self.client_ca_key.private_key_pem).apply(lambda v: dict(zip(CA_FILES, v))))
 
 
 def _key(name: str, opts: pulumi.ResourceOptions) -> tls.PrivateKey:

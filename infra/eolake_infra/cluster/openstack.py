@@ -147,7 +147,7 @@ class OpenStackLayer(pulumi.ComponentResource):
             port = openstack.networking.Port(f"port-{name}", network_id=self.network.id,
                                              fixed_ips=[{"subnet_id": self.subnet.id}],
                                              security_group_ids=security, opts=self.child)
-            node = Node(pool=pool, server=server, first=server and index == 0, **node_role(pool))
+            node = node_of(pool, index)
             user_data = pulumi.Output.secret(self._settings(node).apply(lambda s, n=node: cloudinit.user_data(n, s)))
             created.append(Server(name, openstack.compute.Instance(
                 f"node-{name}", name=f"eolake-{self.ctx.platform.name}-{name}", image_name=self.spec.image,
@@ -161,12 +161,9 @@ class OpenStackLayer(pulumi.ComponentResource):
         return created
 
     def _settings(self, node: Node) -> pulumi.Output[cloudinit.Settings]:
-        window = self.spec.reboot_window
         ca = self.certificates.ca_files() if node.first else pulumi.Output.from_input({})
         return pulumi.Output.all(self.token.result, self.api_lb.vip_address, self.api_vip.address, ca).apply(
-            lambda v: cloudinit.Settings(
-                token=v[0], supervisor=v[1], api_addresses=[v[2], v[1]], ca=v[3], joined=self.spec.joined,
-                reboot_days=list(window.days), reboot_start=window.start, reboot_end=window.end))
+            lambda v: settings(self.spec, token=v[0], supervisor=v[1], public=v[2], ca=v[3]))
 
     def _api_backends(self, servers: list) -> None:
         """6443 for the administrators (the listener's allowed CIDRs) and the nodes; 9345 for the nodes only."""
@@ -197,6 +194,20 @@ class OpenStackLayer(pulumi.ComponentResource):
         return openstack.objectstorage.Container(
             f"bucket-{name}", name=name, region=self.spec.region,
             opts=pulumi.ResourceOptions.merge(self.child, pulumi.ResourceOptions(retain_on_delete=True)))
+
+
+def node_of(pool: str, index: int) -> Node:
+    server = pool == "control-plane"
+    return Node(pool=pool, server=server, first=server and index == 0, **node_role(pool))
+
+
+def settings(spec: OpenStackCluster, token: str, supervisor: str, public: str,
+             ca: dict[str, str]) -> cloudinit.Settings:
+    """`supervisor`: the API load balancer's private address; `public`: its floating IP."""
+    window = spec.reboot_window
+    return cloudinit.Settings(token=token, supervisor=supervisor, api_addresses=[public, supervisor], ca=ca,
+                              joined=spec.joined, reboot_days=list(window.days), reboot_start=window.start,
+                              reboot_end=window.end)
 
 
 def node_role(pool: str) -> dict:
