@@ -93,7 +93,7 @@ class _Monitor(mocks.MockMonitor):
         if request.type != "pulumi:pulumi:Stack":
             state = clean(self.resources[response.urn].state)
             # as the engine does: outputs the provider declares secret are secret in the state
-            state |= {key: SECRET for key in request.additionalSecretOutputs if key in state}
+            state |= {key: _masked(state[key]) for key in request.additionalSecretOutputs if key in state}
             self.recorded.append(Recorded(response.urn, request.type, request.name, request.parent, request.custom,
                                           sorted(request.dependencies), state,
                                           list(request.replaceOnChanges), request.deleteBeforeReplace,
@@ -131,13 +131,22 @@ def clean(value):
     """Secrets become a marker; whole floats (the wire has only doubles) become ints again."""
     if isinstance(value, dict):
         if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
-            return SECRET
+            return _masked(value.get("value"))
         return {k: clean(v) for k, v in value.items()}
     if isinstance(value, list):
         return [clean(v) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _masked(value):
+    """A secret map or list keeps its shape (a Secret's stringData stays a map of keys), every value a marker."""
+    if isinstance(value, dict) and rpc._special_sig_key not in value:
+        return {k: _masked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return SECRET
 
 
 def documents(resources: list[Recorded]) -> dict[str, dict]:
