@@ -256,12 +256,16 @@ def test_a_joined_cluster_never_reinitialises():
     assert config["server"] == "https://10.20.1.5:9345"
 
 
-def test_servers_install_the_storage_driver_and_reboot_coordination():
+def test_servers_install_the_add_ons():
     server = files(cloudinit.user_data(NODES["server"], SETTINGS))
     assert not any(path.startswith(cloudinit.MANIFESTS) for path in files(cloudinit.user_data(NODES["worker"],
                                                                                             SETTINGS)))
     charts = {yaml.safe_load(text)["metadata"]["name"]: yaml.safe_load(text)
               for path, text in server.items() if path.startswith(cloudinit.MANIFESTS)}
+    operators = {name: charts[name]["spec"] for name in ("cloudnative-pg", "cert-manager")}
+    assert operators["cloudnative-pg"]["targetNamespace"] == "cnpg-system"  # the namespace the policies admit
+    assert yaml.safe_load(operators["cert-manager"]["valuesContent"]) == {"crds": {"enabled": True}}
+    assert all(spec["version"] and spec["createNamespace"] for spec in operators.values())
     csi = charts["openstack-cinder-csi"]["spec"]
     assert csi["version"] == cloudinit.CINDER_CSI_CHART[1]
     assert yaml.safe_load(csi["valuesContent"])["secret"] == {"enabled": True, "create": False,
@@ -340,14 +344,25 @@ def test_refused(tmp_path, edit, error, message):
 
 @pytest.fixture
 def api_server():
-    """A loopback server answering /readyz 503 until `state["ready_after"]` requests, then 200."""
-    state = {"ready_after": 2, "seen": 0}
+    """A loopback API server: every path answers 503 for the first `booting` requests, then 200; CloudNativePG's
+    webhook Endpoints list a ready address only after `webhook_after` requests for them."""
+    state = {"booting": 2, "webhook_after": 3, "seen": [], "endpoints": 0}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            state["seen"] += 1
-            self.send_response(200 if self.path == "/readyz" and state["seen"] > state["ready_after"] else 503)
+            state["seen"].append(self.path)
+            if len(state["seen"]) <= state["booting"]:
+                self.send_response(503)
+                self.end_headers()
+                return
+            body = b"ok"
+            if self.path.endswith("/endpoints/cnpg-webhook-service"):
+                state["endpoints"] += 1
+                ready = state["endpoints"] > state["webhook_after"]
+                body = json.dumps({"subsets": [{"addresses": [{"ip": "10.42.0.7"}]}] if ready else []}).encode()
+            self.send_response(200)
             self.end_headers()
+            self.wfile.write(body)
 
         def log_message(self, *args):
             pass
@@ -362,14 +377,17 @@ def loopback_kubeconfig(url: str) -> str:
     return yaml.safe_dump({"clusters": [{"cluster": {"server": url}}], "users": [{"user": {}}]})
 
 
-def test_waits_until_the_api_server_is_ready(api_server):
+def test_waits_until_the_cluster_can_take_the_platform(api_server):
     url, state = api_server
-    ready.ready(loopback_kubeconfig(url), timeout=60, poll=0.05)
-    assert state["seen"] == 3  # two 503s, then the 200 it returned on
+    ready.ready(loopback_kubeconfig(url), timeout=60, poll=0.02)
+    assert state["seen"][:2] == ["/readyz", "/readyz"]  # booting: nothing further is asked
+    assert state["endpoints"] == state["webhook_after"] + 1  # kept waiting while the webhook had no pod
+    assert {path for path, _ in ready.CONDITIONS} <= set(state["seen"])
+    assert "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusters.postgresql.cnpg.io" in state["seen"]
 
 
-def test_gives_up_with_the_last_answer(api_server):
+def test_gives_up_naming_what_is_missing(api_server):
     url, state = api_server
-    state["ready_after"] = 10**6
-    with pytest.raises(TimeoutError, match="was not ready after 0 s: HTTP Error 503"):
-        ready.ready(loopback_kubeconfig(url), timeout=0.3, poll=0.05)
+    state["webhook_after"] = 10**6
+    with pytest.raises(TimeoutError, match="not ready after 0 s: .*cnpg-webhook-service: no ready pod yet"):
+        ready.ready(loopback_kubeconfig(url), timeout=0.3, poll=0.02)

@@ -22,6 +22,8 @@ RKE2_SHA256 = "7bcbd3167d6947e1d79cdf722acdc740b28021fefb50dd5b974a1980776d4079"
 RKE2_URL = f"https://github.com/rancher/rke2/releases/download/{quote(RKE2_VERSION)}/rke2.linux-amd64.tar.gz"
 CINDER_CSI_CHART = ("openstack-cinder-csi", "2.36.0", "https://kubernetes.github.io/cloud-provider-openstack")
 KURED_CHART = ("kured", "5.4.5", "https://kubereboot.github.io/charts")
+CNPG_CHART = ("cloudnative-pg", "0.28.2", "https://cloudnative-pg.github.io/charts")  # operator 1.29.1
+CERT_MANAGER_CHART = ("cert-manager", "v1.19.3", "https://charts.jetstack.io")
 CINDER_CSI_SECRET = "cinder-csi-cloud-config"  # kube-system; the platform layer writes it (cloud.conf)
 INSTALLER = "/usr/local/sbin/eolake-install-rke2"
 RKE2_CONFIG = "/etc/rancher/rke2/config.yaml"
@@ -116,7 +118,8 @@ def _server_files(node: Node, settings: Settings) -> list[dict]:
 
 def addons(settings: Settings) -> dict[str, dict]:
     """RKE2 installs these from its manifests folder (its Helm controller): Cinder's CSI driver with a default
-    StorageClass, kured for the reboots, and its bundled ingress-nginx told that the load balancer speaks PROXY."""
+    StorageClass, kured for the reboots, the operators the platform layer needs (CloudNativePG, cert-manager with its
+    CRDs), and its bundled ingress-nginx told that the load balancer speaks PROXY."""
     tolerate_all = [{"operator": "Exists"}]
     return {
         "cinder-csi": _helm_chart(CINDER_CSI_CHART, {
@@ -128,6 +131,8 @@ def addons(settings: Settings) -> dict[str, dict]:
             "configuration": {"rebootDays": settings.reboot_days, "startTime": settings.reboot_start,
                               "endTime": settings.reboot_end, "timeZone": "UTC", "concurrency": 1},
             "tolerations": tolerate_all}),
+        "cloudnative-pg": _helm_chart(CNPG_CHART, {}, namespace="cnpg-system"),
+        "cert-manager": _helm_chart(CERT_MANAGER_CHART, {"crds": {"enabled": True}}, namespace="cert-manager"),
         "ingress-nginx": {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChartConfig",
                           "metadata": {"name": "rke2-ingress-nginx", "namespace": "kube-system"},
                           "spec": {"valuesContent": _dump({"controller": {"config": {
@@ -135,12 +140,13 @@ def addons(settings: Settings) -> dict[str, dict]:
     }
 
 
-def _helm_chart(chart: tuple[str, str, str], values: dict) -> dict:
+def _helm_chart(chart: tuple[str, str, str], values: dict, namespace: str = "kube-system") -> dict:
     name, version, repo = chart
+    spec = {"chart": name, "version": version, "repo": repo, "targetNamespace": namespace,
+            **({"createNamespace": True} if namespace != "kube-system" else {})}
     return {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
             "metadata": {"name": name, "namespace": "kube-system"},
-            "spec": {"chart": name, "version": version, "repo": repo, "targetNamespace": "kube-system",
-                     "valuesContent": _dump(values)}}
+            "spec": {**spec, **({"valuesContent": _dump(values)} if values else {})}}
 
 
 def _file(path: str, content: str, permissions: str) -> dict:
