@@ -65,29 +65,32 @@ class OpenStackLayer(pulumi.ComponentResource):
         self.token = random.RandomPassword("rke2-token", length=48, special=False,
                                            opts=pulumi.ResourceOptions(parent=self))
         self.certificates = kubeconfig.Certificates(self)
-        servers = self._pool("control-plane", spec.control_plane.count, spec.control_plane.flavor, server=True,
-                             after=[router_link])
-        workers = self._pool("worker", spec.workers.count, spec.workers.flavor, server=False, after=[router_link])
-        database = self._pool("database", spec.database_nodes, spec.database.flavor, server=False,
-                              after=[router_link]) if spec.database else []
+        servers = self._pool("control-plane", spec.control_plane.count, spec.control_plane.flavor, router_link)
+        workers = self._pool("worker", spec.workers.count, spec.workers.flavor, router_link)
+        database = self._pool("database", spec.database.count, spec.database.flavor,
+                              router_link) if spec.database else []
         self._api_backends(servers)
         self._ingress_backends(workers)
-        self.nodes = {"control-plane": servers, "worker": workers, "database": database}
-        self.buckets = [self._bucket(name) for name in buckets(ctx)]
+        for name in buckets(ctx):
+            self._bucket(name)
+        self.result = self._hand_over([s.instance for s in (*servers, *workers, *database)])
+        self.register_outputs({"api_address": self.result.api_address,
+                               "ingress_address": self.result.ingress_address})
+
+    def _hand_over(self, nodes: list[openstack.compute.Instance]) -> Provisioned:
+        """What the platform layer gets: the kubeconfig, the S3 keys of the buckets, the CSI's credentials."""
         keys = openstack.identity.Ec2CredentialV3("storage-credentials", opts=self.child)
         csi = openstack.identity.ApplicationCredential(
-            "cinder-csi-credentials", name=f"eolake-{ctx.platform.name}-cinder-csi",
+            "cinder-csi-credentials", name=f"eolake-{self.ctx.platform.name}-cinder-csi",
             description="Cinder CSI of the eolake cluster: attaches and detaches its volumes", opts=self.child)
         api = self.api_vip.address.apply(lambda address: f"https://{address}:{API_PORT}")
-        self.result = Provisioned(
+        return Provisioned(
             kubeconfig=pulumi.Output.secret(kubeconfig.render(api, self.certificates)),
             api_address=self.api_vip.address, ingress_address=self.ingress_vip.address,
             storage_keys={"access": keys.access, "secret": pulumi.Output.secret(keys.secret)},
             cloud_conf=pulumi.Output.secret(pulumi.Output.all(csi.id, csi.secret).apply(
-                lambda v: cloud_conf(spec, v[0], v[1]))),
-            ready=[s.instance for s in (*servers, *workers, *database)])
-        self.register_outputs({"api_address": self.result.api_address,
-                               "ingress_address": self.result.ingress_address})
+                lambda v: cloud_conf(self.spec, v[0], v[1]))),
+            ready=nodes)
 
     def _network(self):
         name = f"eolake-{self.ctx.platform.name}"
@@ -105,7 +108,8 @@ class OpenStackLayer(pulumi.ComponentResource):
         return network, subnet, link
 
     def _security_groups(self) -> dict[str, openstack.networking.SecGroup]:
-        """`nodes` on every node, `servers` on the control plane. Egress stays open (packages, images, RKE2)."""
+        """`nodes` on every node, `servers` on the control plane, `workers` behind the ingress load balancer.
+        Egress stays open (packages, images, RKE2)."""
         groups = {role: openstack.networking.SecGroup(
             f"secgroup-{role}", name=f"eolake-{self.ctx.platform.name}-{role}",
             description=f"eolake {role}: only the ports the cluster uses", opts=self.child)
@@ -135,11 +139,11 @@ class OpenStackLayer(pulumi.ComponentResource):
                                               opts=self.child)
         return lb, vip
 
-    def _pool(self, pool: str, count: int, flavor: str, server: bool, after: list) -> list[Server]:
+    def _pool(self, pool: str, count: int, flavor: str, network_ready: pulumi.Resource) -> list[Server]:
         group = openstack.compute.ServerGroup(f"servergroup-{pool}", name=f"eolake-{self.ctx.platform.name}-{pool}",
                                               policies="anti-affinity", opts=self.child)
-        security = [self.groups["nodes"].id, *([self.groups["servers"].id] if server else []),
-                    *([self.groups["workers"].id] if pool == "worker" else [])]
+        roles = {"control-plane": ["nodes", "servers"], "worker": ["nodes", "workers"], "database": ["nodes"]}
+        security = [self.groups[role].id for role in roles[pool]]
         zones = self.spec.availability_zones
         created = []
         for index in range(count):
@@ -157,7 +161,7 @@ class OpenStackLayer(pulumi.ComponentResource):
                 # cloud-init runs once: a changed template or image must not replace every node at once (day 2 in
                 # infra/README.md: nodes are replaced one at a time, drained first)
                 opts=pulumi.ResourceOptions.merge(self.child, pulumi.ResourceOptions(
-                    depends_on=after, ignore_changes=["userData", "imageName"]))), port))
+                    depends_on=[network_ready], ignore_changes=["userData", "imageName"]))), port))
         return created
 
     def _settings(self, node: Node) -> pulumi.Output[cloudinit.Settings]:
