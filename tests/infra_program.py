@@ -16,9 +16,25 @@ STACKS = ["dev", "staging", "prod"]
 RENDERED = REPO_ROOT / "infra" / "rendered"
 
 
+class _Revealing(render._Monitor):
+    """Also keeps every resource's inputs with the secrets unmasked (by URN), to follow a secret to where it goes."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs: dict[str, dict] = {}
+
+    def RegisterResource(self, request):
+        from pulumi.runtime import rpc
+
+        response = super().RegisterResource(request)
+        self.inputs[response.urn] = rpc.deserialize_properties_unwrap_secrets(request.object)[0]
+        return response
+
+
 class Program:
-    def __init__(self, stack: str, resources: list[render.Recorded]):
+    def __init__(self, stack: str, resources: list[render.Recorded], inputs: dict[str, dict] | None = None):
         self.resources = resources
+        self.inputs = inputs or {}
         self.by_urn = {r.urn: r for r in resources}
         self.context = config.resolve(load_stack(stack), stack)
 
@@ -40,13 +56,21 @@ class Program:
 
 @functools.cache
 def program(stack: str) -> Program:
-    return Program(stack, render.run(stack))
+    monitor = _Revealing()
+    return Program(stack, render.run(stack, monitor=monitor), monitor.inputs)
+
+
+@functools.cache
+def rendered_files(stack: str) -> dict[str, str]:
+    """File name → text, as `eolake render` writes it (with cluster/ for a stack that provisions its cluster)."""
+    return {**{name: render.dump(doc) for name, doc in render.documents(program(stack).resources).items()},
+            **render.user_data(stack)}
 
 
 @functools.cache
 def rendered(stack: str) -> dict[str, str]:
-    """File name → text, as `eolake render` writes it."""
-    return {name: render.dump(doc) for name, doc in render.documents(program(stack).resources).items()}
+    """The Kubernetes manifests and Helm release inputs among them."""
+    return {name: text for name, text in rendered_files(stack).items() if not name.startswith("cluster/")}
 
 
 def write_stack(directory: Path, name: str, edit) -> Path:
@@ -72,7 +96,7 @@ def recovering(platform: dict) -> None:
 def own_gateway(platform: dict) -> None:
     """prod behind Gateway API: its own Gateway (Envoy Gateway's class), proxies in envoy-gateway-system."""
     platform["kubernetes"]["ingress"] |= {"kind": "gateway", "gateway": {"class_name": "eg"},
-                                          "controller_namespace": "envoy-gateway-system"}
+                                          "controller_namespace": "envoy-gateway-system", "controller_labels": None}
 
 
 def shared_gateway(platform: dict) -> None:

@@ -205,7 +205,7 @@ def test_ingress_same_layout_as_locally(stack):
 def test_pulumi_secret_is_never_rendered_in_clear():
     resources = render.run("dev", config={"eolake:appDatabasePassword": "s3cr3t-hex-value"})
     secret = next(r.manifest for r in resources if r.manifest and r.manifest["kind"] == "Secret")
-    assert secret["stringData"] == render.SECRET
+    assert secret["stringData"] == {"username": render.SECRET, "password": render.SECRET}
     assert "s3cr3t-hex-value" not in "".join(render.dump(d) for d in render.documents(resources).values())
     assert not [r for r in render.run("dev") if r.manifest and r.manifest["kind"] == "Secret"]
 

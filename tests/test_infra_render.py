@@ -9,7 +9,7 @@ import sys
 import kubernetes_validate
 import pytest
 import yaml
-from infra_program import RENDERED, STACKS, render, rendered
+from infra_program import RENDERED, STACKS, render, rendered, rendered_files
 
 from eolake.cli import main
 
@@ -43,8 +43,8 @@ def test_checked_in_render_is_current(stack):
     checked_in = {str(p.relative_to(RENDERED / stack)): p.read_text()
                   for p in sorted((RENDERED / stack).rglob("*.yaml"))}
     fix = f"run `eolake render --stack {stack} --out infra/rendered/{stack}` and commit the result"
-    assert sorted(checked_in) == sorted(rendered(stack)), f"the rendered file set changed: {fix}"
-    stale = [name for name, text in rendered(stack).items() if checked_in[name] != text]
+    assert sorted(checked_in) == sorted(rendered_files(stack)), f"the rendered file set changed: {fix}"
+    stale = [name for name, text in rendered_files(stack).items() if checked_in[name] != text]
     assert not stale, f"infra/rendered/{stack} is out of date ({', '.join(stale)}): {fix}"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import pulumi
+
 from eolake_spec import Kubernetes, Platform, Service, ServiceManifest
 
 APP_ROLE = "eolake_app"  # what services connect as (pgstac_ingest), as in the embedded runner
@@ -12,6 +14,9 @@ RUN_AS = 10001  # the uid/gid the images create (apps/*/Dockerfile)
 SURGE = 1  # extra pod per Deployment during a rolling update
 KUBE_PROMETHEUS_STACK = "kube-prometheus-stack"  # the release's name, which its Services carry
 PROMETHEUS_PORT, ALERTMANAGER_PORT = 9090, 9093
+DATABASE_LABEL = "eolake.io/database"  # label and taint of a provisioned cluster's PostgreSQL nodes
+DATABASE_STORAGE_CLASS = "eolake-db"  # Cinder volumes, retained: what a provisioned cluster gives PostgreSQL
+RKE2_INGRESS = ("kube-system", {"app.kubernetes.io/name": "rke2-ingress-nginx"})  # RKE2's bundled ingress-nginx
 
 
 class InfraError(ValueError):
@@ -23,6 +28,14 @@ class Context:
     platform: Platform
     k8s: Kubernetes
     source: str  # the stack file, for messages
+    provider: pulumi.ProviderResource | None = None  # the cluster layer's; None: the ambient kubeconfig
+
+    def options(self, **more) -> pulumi.ResourceOptions:
+        """Options of a Kubernetes resource of the platform layer (not a component's child, which inherits)."""
+        return pulumi.ResourceOptions(provider=self.provider, **more)
+
+    def component_options(self) -> pulumi.ResourceOptions | None:
+        return pulumi.ResourceOptions(providers=[self.provider]) if self.provider else None
 
     @property
     def namespace(self) -> str:
@@ -124,7 +137,7 @@ def resolve(platform: Platform, source: str) -> Context:
     if ctx.cluster == ctx.pooler:
         problems.append(f"kubernetes.postgres.cluster_name: {ctx.cluster!r} is also database.host, the pooler's "
                         "name; CloudNativePG needs them different")
-    problems += connection_budget(ctx)
+    problems += connection_budget(ctx) + provisioned_cluster(ctx)
     if problems:
         raise InfraError(f"{source}: cannot deploy to Kubernetes:\n  " + "\n  ".join(problems))
     return ctx
@@ -153,4 +166,25 @@ def connection_budget(ctx: Context) -> list[str]:
         problems.append(f"connection budget: services may open {peak} connections ({formula}) but the pooler "
                         f"accepts {clients} with one of its {pooler.instances} instance(s) down "
                         "(kubernetes.pooler.max_client_connections)")
+    return problems
+
+
+def provisioned_cluster(ctx: Context) -> list[str]:
+    """What a cluster the stack provisions (cluster: openstack) fixes for the platform layer."""
+    cluster, k8s = ctx.platform.cluster, ctx.k8s
+    if cluster.kind != "openstack":
+        return []
+    problems = []
+    if k8s.postgres.storage_class != DATABASE_STORAGE_CLASS:
+        problems.append(f"kubernetes.postgres.storage_class: must be {DATABASE_STORAGE_CLASS} on an openstack "
+                        f"cluster (the retained Cinder StorageClass it creates), not {k8s.postgres.storage_class}")
+    if cluster.database and cluster.database.count < k8s.postgres.instances:
+        problems.append(f"cluster.database.count: {cluster.database.count} node(s) for "
+                        f"{k8s.postgres.instances} PostgreSQL instances (kubernetes.postgres.instances): each "
+                        "instance needs a node of its own")
+    namespace, labels = RKE2_INGRESS
+    ingress = k8s.ingress
+    if ingress.kind == "nginx" and (ingress.proxy_namespace, ingress.proxy_labels) != RKE2_INGRESS:
+        problems.append(f"kubernetes.ingress: an openstack cluster runs RKE2's ingress-nginx: set "
+                        f"controller_namespace: {namespace} and controller_labels: {labels}")
     return problems

@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from eolake_infra import network
-from eolake_infra.config import APP_ROLE, Context
+from eolake_infra.config import APP_ROLE, DATABASE_LABEL, Context
 
 OPERATOR = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "cnpg-system"}}}
 CREATE_TIMEOUT = 1800
@@ -61,6 +61,15 @@ class Database(pulumi.ComponentResource):
         self.register_outputs({})
 
 
+def database_nodes(ctx: Context) -> dict:
+    """On a provisioned cluster with a database pool, PostgreSQL runs there, and only there (its nodes are tainted)."""
+    cluster = ctx.platform.cluster
+    if cluster.kind != "openstack" or not cluster.database:
+        return {}
+    return {"nodeSelector": {DATABASE_LABEL: "true"},
+            "tolerations": [{"key": DATABASE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}]}
+
+
 def meta(ctx: Context, name: str) -> dict:
     return {"name": name, "namespace": ctx.namespace, "labels": {"app.kubernetes.io/part-of": "eolake"}}
 
@@ -76,7 +85,8 @@ def cluster_spec(ctx: Context) -> dict:
         "managed": {"roles": [{"name": APP_ROLE, "ensure": "present", "login": True,
                                "passwordSecret": {"name": ctx.k8s.secrets.app_database}}]},
         "storage": {"size": pg.storage_size, **({"storageClass": pg.storage_class} if pg.storage_class else {})},
-        "affinity": {"topologyKey": "kubernetes.io/hostname", "enablePodAntiAffinity": True},
+        "affinity": {"topologyKey": "kubernetes.io/hostname", "enablePodAntiAffinity": True,
+                     **database_nodes(ctx)},
         "primaryUpdateStrategy": "unsupervised",
         "monitoring": {"enablePodMonitor": ctx.k8s.releases.kube_prometheus_stack},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},

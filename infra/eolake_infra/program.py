@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from eolake_infra import network
+from eolake_infra.cluster import hand_over, provision
 from eolake_infra.config import Context, resolve
 from eolake_infra.database import Database
 from eolake_infra.ingress import ingress
@@ -16,21 +19,27 @@ from eolake_spec import Platform
 
 
 def build(platform: Platform, source: str = "the stack file") -> Context:
-    """Check everything first (InfraError, nothing created), then declare the resources."""
-    ctx = resolve(platform, source)
+    """Check everything first (InfraError, nothing created), then declare the cluster layer (spec `cluster:`) and
+    the platform layer on the Kubernetes provider it hands over."""
+    checked = resolve(platform, source)
+    cluster = provision(checked)
+    ctx = replace(checked, provider=cluster.provider)
     namespace = k8s.core.v1.Namespace("namespace", metadata={"name": ctx.namespace, "labels": {
         "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
-        "app.kubernetes.io/part-of": "eolake"}})
-    inside = pulumi.ResourceOptions(depends_on=[namespace])
+        "app.kubernetes.io/part-of": "eolake"}}, opts=ctx.options())
+    inside = ctx.options(depends_on=[namespace])
     _namespace_policies(ctx, inside)
     _app_database_secret(ctx, inside)
-    installed = releases(ctx, pulumi.ResourceOptions())
-    database = Database(ctx, after=[namespace, *installed.monitoring_crds])  # its PodMonitor needs the CRD
+    handed = hand_over(ctx, cluster.provisioned, inside) if cluster.provisioned else []
+    installed = releases(ctx, ctx.options())
+    database = Database(ctx, after=[namespace, *handed, *installed.monitoring_crds],  # PodMonitor needs the CRD
+                        opts=ctx.component_options())
     after: list[pulumi.Resource] = [namespace]
     if any(ctx.manifest(name).database for name in ctx.services):
-        after.append(Migrations(ctx, after=[namespace, database.cluster]).job)
+        after.append(Migrations(ctx, after=[namespace, database.cluster], opts=ctx.component_options()).job)
     for name in sorted(ctx.services):
-        ServiceComponent(ctx, name, after=after, monitoring_crds=installed.monitoring_crds)
+        ServiceComponent(ctx, name, after=after, opts=ctx.component_options(),
+                         monitoring_crds=installed.monitoring_crds)
     ingress(ctx, inside)
     return ctx
 

@@ -413,7 +413,9 @@ def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
     except InfraError as exc:
         err.print(str(exc), markup=False, highlight=False)
         return 2
-    console.print(f"{args.stack}: {len(written)} manifests in {args.out}")
+    cluster = sum(1 for path in written if path.parent.name == "cluster")
+    console.print(f"{args.stack}: {len(written) - cluster} manifests in {args.out}"
+                  + (f" and {cluster} cluster resources and user-data in {args.out / 'cluster'}" if cluster else ""))
     return 0
 
 
@@ -501,7 +503,8 @@ def parser() -> argparse.ArgumentParser:
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)
     render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster "
-                            "needed), or the Ansible inventory of an on-premise stack")
+                            "needed; with the OpenStack resources and nodes' user-data of a cluster it provisions), "
+                            "or the Ansible inventory of an on-premise stack")
     render.add_argument("--stack", required=True, help="a stack name (stacks/Pulumi.<name>.yaml) or a file")
     render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced "
                         "(an inventory's credentials/ is kept)")

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from eolake_spec.cluster import Cluster, ExistingCluster
 from eolake_spec.manifest import ServiceManifest, manifest, manifests
 
 # The repository's stacks/ (the package is installed from the workspace, editable); EOLAKE_STACKS_DIR overrides.
@@ -559,6 +560,8 @@ class Platform(Strict):
                     "services calling each other); a request from one of them without it is the platform's own call")
     limits: Limits = Field(Limits(), description="request and database bounds of every service (overridable)")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
+    cluster: Cluster = Field(ExistingCluster(), description="where the Kubernetes target's cluster comes from: "
+                                                            "`existing`, or provisioned on `openstack`")
     onprem: OnPrem | None = Field(None, description="the on-premise target (playbooks/)")
 
     @field_validator("services", mode="before")
