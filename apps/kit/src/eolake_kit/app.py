@@ -3,7 +3,9 @@ analytics."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -87,7 +89,7 @@ def _stop_on_shutdown(app: FastAPI, tracker: MatomoTracker) -> None:
     inner = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(a):
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
         tracker.start()
         try:
             async with inner(a) as state:

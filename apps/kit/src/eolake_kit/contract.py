@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI, routing
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import _get_api_route_for_openapi
 
 from eolake_kit.auth import principal
@@ -54,8 +56,8 @@ def install_contract(app: FastAPI, settings: ServiceSettings,
     """`responses`: what routes of a service answer besides the kit's errors, as {"POST /path": {409: "why"}}."""
     generate = app.openapi
 
-    def openapi() -> dict:
-        if getattr(app.state, "contract_applied", False):
+    def openapi() -> dict[str, Any]:
+        if getattr(app.state, "contract_applied", False) and app.openapi_schema is not None:
             return app.openapi_schema
         schema = generate()
         apply_contract(schema, app, settings, responses or {})
@@ -63,19 +65,20 @@ def install_contract(app: FastAPI, settings: ServiceSettings,
         app.openapi_schema = schema
         return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise it
 
 
-def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings, extra: dict[str, dict[int, str]]) -> None:
+def apply_contract(schema: dict[str, Any], app: FastAPI, settings: ServiceSettings,
+                   extra: dict[str, dict[int, str]]) -> None:
     guards = dict(_guards(app))
     own = manifests().get(settings.service_name)
     components = schema.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["securitySchemes"] = _security_schemes(settings)
-    schemes = [{name: []} for name in components["securitySchemes"]]
+    schemes: list[dict[str, list[str]]] = [{name: []} for name in components["securitySchemes"]]
     for path, item in schema.get("paths", {}).items():
-        for method, operation in item.items():
-            method = method.upper()
+        for lower, operation in item.items():
+            method = lower.upper()
             if method not in READS | WRITES:
                 continue
             checks, role = guards.get((path, method), (False, None))
@@ -90,20 +93,21 @@ def apply_contract(schema: dict, app: FastAPI, settings: ServiceSettings, extra:
         components["schemas"].pop(unused, None)
 
 
-def _document_errors(path: str, operation: dict, checks: bool, role: str | None, extra: dict[int, str]) -> None:
+def _document_errors(path: str, operation: dict[str, Any], checks: bool, role: str | None,
+                     extra: dict[int, str]) -> None:
     """The kit's errors and the route's own, each a problem; FastAPI's 422 goes (invalid requests are 400s)."""
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
     for code in _error_codes(path, operation, checks, role):
         responses.setdefault(code, {"description": REASONS[code]})
-    for code, description in extra.items():
-        responses.setdefault(str(code), {"description": description})
-    for code, response in responses.items():
-        if code.isdigit() and int(code) >= 400:
+    for status, description in extra.items():
+        responses.setdefault(str(status), {"description": description})
+    for key, response in responses.items():
+        if key.isdigit() and int(key) >= 400:
             response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
 
 
-def _declare_path_parameters(path: str, operation: dict) -> None:
+def _declare_path_parameters(path: str, operation: dict[str, Any]) -> None:
     """Every {name} of the path template is a declared parameter (stac-fastapi leaves some out)."""
     declared = {p.get("name") for p in operation.get("parameters", []) if p.get("in") == "path"}
     for name in PATH_PARAMETER.findall(path):
@@ -112,7 +116,7 @@ def _declare_path_parameters(path: str, operation: dict) -> None:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
 
 
-def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str | None) -> list[str]:
+def _error_codes(path: str, operation: dict[str, Any], checks_credentials: bool, role: str | None) -> list[str]:
     if path in OPERATIONAL:
         return []
     codes = ["414", "431", "503", "504"]  # the kit's bounds, whatever the route
@@ -130,8 +134,9 @@ def _error_codes(path: str, operation: dict, checks_credentials: bool, role: str
     return sorted(codes)
 
 
-def api_routes(app: FastAPI) -> Iterator[routing.APIRoute]:
-    """Every API route as it is served: full path, router dependencies included."""
+def api_routes(app: FastAPI) -> Iterator[routing._APIRouteLike]:
+    """Every API route as it is served (FastAPI's own view of it when it writes the OpenAPI document): full path,
+    router dependencies included."""
     for context in routing.iter_route_contexts(app.routes):
         route = _get_api_route_for_openapi(context)
         if route is not None:
@@ -144,18 +149,18 @@ def _guards(app: FastAPI) -> Iterator[tuple[tuple[str, str], tuple[bool, str | N
         calls = list(_calls(route.dependant))
         role = next((c.eolake_role for c in calls if hasattr(c, "eolake_role")), None)
         checks = role is not None or principal in calls
-        for method in route.methods:
+        for method in route.methods or ():
             yield (route.path_format, method), (checks, role)
 
 
-def _calls(dependant) -> Iterator[object]:
+def _calls(dependant: Dependant) -> Iterator[object]:
     for dependency in dependant.dependencies:
         yield dependency.call
         yield from _calls(dependency)
 
 
-def _security_schemes(settings: ServiceSettings) -> dict:
-    schemes: dict[str, dict] = {
+def _security_schemes(settings: ServiceSettings) -> dict[str, dict[str, str]]:
+    schemes: dict[str, dict[str, str]] = {
         "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
                    "description": "a service-account key (eolake_kit.auth API keys)"},
     }

@@ -21,12 +21,12 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers (never touches a dependency); its version")
-async def healthz(request: Request) -> dict:
+async def healthz(request: Request) -> dict[str, str]:
     return {"status": "alive", **running_version(request.app.state.kit_settings.service_name)}
 
 
 @lru_cache
-def running_version(service: str) -> dict:
+def running_version(service: str) -> dict[str, str]:
     """The service package's version and the platform's release label (EOLAKE_RELEASE, set by the deployment):
     what a rolling upgrade changes, visible to whoever watches it."""
     try:
@@ -53,7 +53,7 @@ async def readyz(request: Request) -> Response:
     return problem(503, f"not ready: {down} unavailable", checks=report, links=links)
 
 
-async def _run(check: Check, timeout: float) -> dict:
+async def _run(check: Check, timeout: float) -> dict[str, object]:
     start = time.perf_counter()
     try:
         await asyncio.wait_for(check(), timeout)
@@ -72,6 +72,6 @@ async def metrics() -> Response:
 def metrics_response() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

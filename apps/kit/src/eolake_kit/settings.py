@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -117,7 +118,8 @@ class ServiceSettings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[IPvAnyNetwork] = Field(
-        ["127.0.0.0/8", "::1/128"], description="peers whose X-Forwarded-For is believed (JSON list of networks)")
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="peers whose X-Forwarded-For is believed (JSON list of networks)")
     limits: Limits = Field(Limits(), description="request and database bounds (the spec's limits, as JSON)")
     cors_origins: list[str] = Field(
         ["*"], description="origins whose pages may call this service (JSON list; [\"*\"]: any, [] : none); never "
