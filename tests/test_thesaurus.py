@@ -210,9 +210,10 @@ def test_billion_laughs_is_refused_before_parsing(tmp_path):
 
 def test_the_routes_dependencies_can_be_swapped(thesaurus_storage, tmp_path):
     """The index and the settings reach the routes as dependencies: a test (or a deployment) overrides them."""
-    from eolake_kit import __version__
     from eolake_thesaurus.dependencies import get_settings, get_thesaurus
     from eolake_thesaurus.query import Thesaurus
+
+    from eolake_kit import __version__
 
     app = create_app(ThesaurusSettings(storage_path=tmp_path))  # an empty storage: no index built
     with TestClient(app) as c:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from fastapi import FastAPI
-from starlette.routing import compile_path, get_route_path  # type: ignore[attr-defined]  # starlette._utils'
+from starlette.routing import compile_path, get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eolake_kit.contract import api_routes

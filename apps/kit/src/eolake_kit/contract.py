@@ -1,9 +1,9 @@
 """The OpenAPI document tells the truth: the errors a route really answers, as problem+json, and who may call it.
 
-Applied once to every service's document: FastAPI's 422 goes (the kit answers invalid requests with 400), each
-operation lists the problem+json errors it can answer (400-431, 503, 504) as they apply, routes behind a role carry
-the security schemes and the role (`x-eolake-role`), and non-GET routes open to anyone on purpose carry the reason
-their manifest gives (`x-eolake-public`).
+Applied once to every service's document: the distribution's version; FastAPI's 422 goes (the kit answers invalid
+requests with 400); each operation lists the problem+json errors it can answer (400-431, 503, 504) as they apply;
+routes behind a role carry the security schemes and the role (`x-eolake-role`), and non-GET routes open to anyone on
+purpose carry the reason their manifest gives (`x-eolake-public`).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fastapi.openapi.utils import _get_api_route_for_openapi
 from eolake_kit.auth import principal
 from eolake_kit.problems import MEDIA_TYPE
 from eolake_kit.settings import ServiceSettings
+from eolake_kit.version import __version__
 from eolake_spec import manifests
 
 READS = {"GET", "HEAD", "OPTIONS"}
@@ -70,6 +71,7 @@ def install_contract(app: FastAPI, settings: ServiceSettings,
 
 def apply_contract(schema: dict[str, Any], app: FastAPI, settings: ServiceSettings,
                    extra: dict[str, dict[int, str]]) -> None:
+    schema.setdefault("info", {})["version"] = __version__  # the distribution's, whatever the app was given
     guards = dict(_guards(app))
     own = manifests().get(settings.service_name)
     components = schema.setdefault("components", {})
