@@ -105,3 +105,20 @@ def test_the_cli_and_the_changelog_show_the_version():
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog and re.search(rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d\d-\d\d$",
                                                          changelog, re.M)
+
+
+def test_the_architecture_page_names_only_what_exists():
+    """Paths in ARCHITECTURE.md exist: from the root, or (a file or folder named in its context) somewhere below."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    named = {t for t in re.findall(r"`([^`\s]+)`", text) if "<" not in t and not t.startswith(("/", "http"))
+             and re.search(r"/$|\.(py|md|toml|ya?ml|json)$", t) and "(" not in t}
+    tracked = run("git", "ls-files").stdout.splitlines()
+    folders = {str(Path(f).parent) + "/" for f in tracked}
+
+    def exists(path: str) -> bool:
+        if (ROOT / path).exists():
+            return True
+        return any(f.endswith("/" + path) for f in tracked) or any(d.endswith("/" + path) for d in folders)
+
+    missing = [path for path in sorted(named) if not exists(path)]
+    assert len(named) > 30 and not missing, f"ARCHITECTURE.md names what is not in the tree: {missing}"
