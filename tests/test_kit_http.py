@@ -155,6 +155,9 @@ def test_the_openapi_document_tells_the_truth(service):
     assert write["security"] == [{"apiKey": []}] and write["x-eolake-role"] == "user"
     public = doc["paths"]["/search"]["post"]
     assert "security" not in public and "read" in public["x-eolake-public"]
+    # The catalog's manifest puts a token bucket on POST /search: its 429 is documented there only.
+    assert public["responses"]["429"]["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert "429" not in read["responses"] and "429" not in write["responses"]
     assert doc["paths"]["/healthz"]["get"]["responses"].keys() == {"200"}
 
 

@@ -61,12 +61,12 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
 def _limit_rates(app: FastAPI, settings: ServiceSettings) -> None:
     """Token buckets on the expensive routes (the manifest's, unless settings name them), inside the observation
     (429s are counted) and the public URL pinning (which hands over the forwarded addresses)."""
-    known = manifests().get(settings.service_name)
-    limits = settings.rate_limit
-    routes = limits.routes if limits.routes is not None else (known.rate_limited if known else ())
+    routes = settings.rate_limited_routes()
     if not routes:
         return
+    known = manifests().get(settings.service_name)
     default_rate, default_burst = (known or ServiceManifest).rate_limit
+    limits = settings.rate_limit
     app.add_middleware(RateLimitMiddleware, routes=routes, rate=limits.requests_per_second or default_rate,
                        burst=limits.burst or default_burst, root_path=settings.root_path,
                        proxies=TrustedProxies(settings.trusted_proxies), authenticator=app.state.authenticator)

@@ -46,6 +46,7 @@ REASONS = {
     "413": "the request body is too large",
     "414": "the path or the query string is longer than its bound",
     "415": "the request body is not JSON",
+    "429": "the caller sent more requests than this route's rate limit allows; retry after Retry-After seconds",
     "431": "too many request headers, or too large",
     "503": "a dependency is unavailable; retry later",
     "504": "the request took longer than its time budget",
@@ -78,6 +79,7 @@ def apply_contract(schema: dict[str, Any], app: FastAPI, settings: ServiceSettin
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["securitySchemes"] = _security_schemes(settings)
     schemes: list[dict[str, list[str]]] = [{name: []} for name in components["securitySchemes"]]
+    limited = re.compile("|".join(f"(?:{p})" for p in settings.rate_limited_routes()) or r"(?!)")
     for path, item in schema.get("paths", {}).items():
         for lower, operation in item.items():
             method = lower.upper()
@@ -85,7 +87,10 @@ def apply_contract(schema: dict[str, Any], app: FastAPI, settings: ServiceSettin
                 continue
             checks, role = guards.get((path, method), (False, None))
             _declare_path_parameters(path, operation)
-            _document_errors(path, operation, checks, role, extra.get(f"{method} {path}", {}))
+            own_codes = dict(extra.get(f"{method} {path}", {}))
+            if limited.match(f"{method} {path}"):
+                own_codes.setdefault(429, REASONS["429"])
+            _document_errors(path, operation, checks, role, own_codes)
             if role:
                 operation["security"] = schemes
                 operation["x-eolake-role"] = role

@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
-from eolake_spec import Limits, manifest
+from eolake_spec import Limits, manifest, manifests
 
 
 def _postgres_url(value: SecretStr) -> SecretStr:
@@ -168,6 +168,14 @@ class ServiceSettings(BaseSettings):
     @property
     def matomo_enabled(self) -> bool:
         return bool(self.matomo_url and self.matomo_site_id)
+
+    def rate_limited_routes(self) -> tuple[str, ...]:
+        """The patterns ("METHOD /path" below the prefix) of the routes with a token bucket: the settings' own, or
+        the service manifest's."""
+        if self.rate_limit.routes is not None:
+            return tuple(self.rate_limit.routes)
+        known = manifests().get(self.service_name)
+        return known.rate_limited if known else ()
 
     def peer(self, name: str) -> Peer:
         """A peer service: as configured, or (a service run on its own) through the public base URL at the peer's
