@@ -3,7 +3,7 @@ parses, calls the core through the Index dependency, and answers."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 
@@ -20,7 +20,8 @@ Text = Annotated[str, Query(min_length=1, max_length=200)]
 Depth = Annotated[int, Query(ge=0)]
 MaxHits = Annotated[int, Query(ge=1)]
 Offset = Annotated[int, Query(ge=0)]
-UNKNOWN_VOCABULARY = {404: {"description": "the vocabulary named in `vocab` does not exist"}}
+UNKNOWN_VOCABULARY: dict[int | str, dict[str, Any]] = {
+    404: {"description": "the vocabulary named in `vocab` does not exist"}}
 
 service = APIRouter()
 rest = APIRouter(prefix="/rest/v1")

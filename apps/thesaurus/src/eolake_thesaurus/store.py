@@ -125,8 +125,9 @@ def _read_graph(path: Path):
         graph.parse(str(path), format=fmt)
     except Exception as exc:  # rdflib raises SAXParseException, BadSyntax, …: all carry the position in str()
         position = ""
-        if hasattr(exc, "getLineNumber"):
-            position = f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}: "
+        line, column = getattr(exc, "getLineNumber", None), getattr(exc, "getColumnNumber", None)
+        if line and column:
+            position = f"line {line()}, column {column()}: "
         raise RdfImportError(f"{path}: not valid {fmt}: {position}{exc}") from exc
     return graph
 

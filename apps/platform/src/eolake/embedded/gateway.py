@@ -66,7 +66,8 @@ class Upstreams:
 
     def __init__(self, routes: dict[str, list[str]], file: Path | None = None):
         self.sets = {prefix: list(urls) for prefix, urls in routes.items()}
-        self.file, self.stamp, self.looked = file, None, 0.0
+        self.file, self.looked = file, 0.0
+        self.stamp: tuple[int, int] | None = None
         self.turns = {prefix: itertools.count() for prefix in routes}
         self.suspects: dict[str, float] = {}
         self.refresh()
