@@ -329,18 +329,65 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def read_judgments(args: argparse.Namespace, corpus_ids: set[str]) -> list[dict] | None:
+    """The judged queries of the split asked for, or None (said on stderr) when the file is not well-formed."""
+    try:
+        queries = load_judgments(args.judgments)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        print(f"cannot read the judgments: {exc}".splitlines()[0], file=sys.stderr)
+        return None
+    if found := problems(queries, corpus_ids):
+        print("judgments file is not well-formed:\n  " + "\n  ".join(found), file=sys.stderr)
+        return None
+    return queries
+
+
+def start_targets(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path
+                  ) -> tuple[dict[str, Callable[[str], list[str]]], set[str] | None]:
+    """Each target's search, started in `work` and stopped with `stack`; and the collections EODAG can reach."""
+    targets = [t for t in args.targets if t != "eolake" or args.eolake]
+    if "eolake" in args.targets and not args.eolake:
+        print("eolake: skipped (no --eolake URL)")
+    client = stack.enter_context(httpx.Client(timeout=30))
+    searches: dict[str, Callable[[str], list[str]]] = {}
+    reachable = None
+    for target in targets:
+        print(f"starting {target}…", flush=True)
+        if target == "eolake":
+            searches[target] = http_search(client, args.eolake.rstrip("/") + "/search/collections")
+        elif target == "eodag":
+            dag = eodag_gateway(work)
+            searches[target] = eodag_search(dag)
+            reachable = eodag_reachable(dag)
+        else:
+            url = stack.enter_context(stock_pgstac(stack, work))
+            searches[target] = http_search(client, url + "/collections")
+    return searches, reachable
+
+
+def print_errors(results: dict[str, list[QueryResult]]) -> None:
+    for target, rows in results.items():
+        failed = [r for r in rows if r.error]
+        for r in failed[:5]:
+            print(f"{target} error: {r.q!r}: {r.error}")
+        if len(failed) > 5:
+            print(f"{target}: {len(failed) - 5} more errors (--json has them all)")
+
+
+def print_ratios(figures: dict) -> None:
+    ratios = [f"{t}/pgstac nDCG@10 = {figures[t]['all']['ndcg@10'] / figures['pgstac']['all']['ndcg@10']:.2f}"
+              for t in figures if t != "pgstac" and "pgstac" in figures and figures["pgstac"]["all"]["ndcg@10"]]
+    if ratios:
+        print("ratios: " + "; ".join(ratios))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join([".venv/bin/python", "bench/search_relevance.py", *(sys.argv[1:] if argv is None else argv)])
     print(f"$ {command}", flush=True)
     corpus_ids = {d.id for d in load_corpus()}
-    try:
-        queries = load_judgments(args.judgments)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        print(f"cannot read the judgments: {exc}".splitlines()[0], file=sys.stderr)
-        return 1
-    if found := problems(queries, corpus_ids):
-        print("judgments file is not well-formed:\n  " + "\n  ".join(found), file=sys.stderr)
+    queries = read_judgments(args, corpus_ids)
+    if queries is None:
         return 1
     if args.self_check:
         print(f"{len(queries)} queries, {sum(len(q['judgments']) for q in queries)} judgments over "
@@ -348,23 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.split != "all":
         queries = [q for q in queries if q["split"] == args.split]
-    targets = [t for t in args.targets if t != "eolake" or args.eolake]
-    if "eolake" in args.targets and not args.eolake:
-        print("eolake: skipped (no --eolake URL)")
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory(prefix="eolake-bench-search-") as work:
-        client = stack.enter_context(httpx.Client(timeout=30))
-        searches: dict[str, Callable[[str], list[str]]] = {}
-        for target in targets:
-            print(f"starting {target}…", flush=True)
-            if target == "eolake":
-                searches[target] = http_search(client, args.eolake.rstrip("/") + "/search/collections")
-            elif target == "eodag":
-                dag = eodag_gateway(Path(work))
-                searches[target] = eodag_search(dag)
-                reachable = eodag_reachable(dag)
-            else:
-                url = stack.enter_context(stock_pgstac(stack, Path(work)))
-                searches[target] = http_search(client, url + "/collections")
+        searches, reachable = start_targets(args, stack, Path(work))
         for name, search in searches.items():  # warm-up, untimed; a target that cannot answer it is not measured
             if (error := timed_answer(search, "warm up").error) is not None:
                 print(f"{name} does not answer: {error}", file=sys.stderr)
@@ -374,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         results = run_queries(queries, searches, args.repeat, corpus_ids)
         elapsed = time.perf_counter() - start
     figures = {t: {name: summary(rows) for name, rows in groups(r).items()} for t, r in results.items()}
-    if "eodag" in results:  # EODAG only guesses collections it has a provider for: the same, judged on those
+    if reachable is not None:  # EODAG only guesses collections it has a provider for: the same, judged on those
         figures["eodag"]["reachable"] = summary(rescored(results["eodag"], queries, reachable))
     print()
     print(f"$ {command}")
@@ -384,16 +416,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.per_query:
         print_per_query(results)
     print_table(figures)
-    for target, rows in results.items():
-        failed = [r for r in rows if r.error]
-        for r in failed[:5]:
-            print(f"{target} error: {r.q!r}: {r.error}")
-        if len(failed) > 5:
-            print(f"{target}: {len(failed) - 5} more errors (--json has them all)")
-    ratios = [f"{t}/pgstac nDCG@10 = {figures[t]['all']['ndcg@10'] / figures['pgstac']['all']['ndcg@10']:.2f}"
-              for t in figures if t != "pgstac" and "pgstac" in figures and figures["pgstac"]["all"]["ndcg@10"]]
-    if ratios:
-        print("ratios: " + "; ".join(ratios))
+    print_errors(results)
+    print_ratios(figures)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

@@ -112,18 +112,17 @@ def test_every_query_parses(generator, dashboards, tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-def test_future_metrics_are_declared_in_one_place(generator, dashboards):
-    # The download service and its workers export the queue metrics now: none of its panels waits for them.
-    assert not generator.FUTURE_METRICS
+def test_every_panel_has_data_locally_unless_it_is_kubernetes_only(generator, dashboards):
+    # The download service and its workers export the queue metrics: every panel of theirs has data locally.
     downloads = generator.panel_queries(dashboards["downloads.json"])
-    assert downloads and not any(generator.future_reason(expr) for _, expr in downloads)
+    assert downloads and not any(generator.not_local_reason(expr) for _, expr in downloads)
     for name in ("database.json", *(n for n in dashboards if n.startswith("service-"))):
         for title, expr in generator.panel_queries(dashboards[name]):
             # The database's Kubernetes-only queries (CloudNativePG, kubelet) have no data locally, by design.
-            reason = generator.future_reason(expr)
-            assert reason in (None, generator.kubernetes_only_reason(expr)), f"{name}: {title} is marked future"
+            reason = generator.not_local_reason(expr)
+            assert reason in (None, generator.kubernetes_only_reason(expr)), f"{name}: {title} has no data locally"
     panels = [p for p in dashboards["downloads.json"]["panels"] if p["type"] != "row"]
-    assert panels and not any(generator.FUTURE_NOTE in p.get("description", "") for p in panels)
+    assert panels and not any("No data locally" in p.get("description", "") for p in panels)
 
 
 def test_database_dashboard_works_on_both_targets(generator, dashboards):
@@ -157,8 +156,8 @@ def test_kubernetes_metrics_are_declared_and_selected(generator, dashboards):
 
 def test_kubernetes_only_queries_are_told_apart(generator):
     cnpg = 'min(cnpg_collector_up{namespace=~"eolake.*"})'
-    assert "only the Kubernetes target" in generator.future_reason(cnpg)
-    assert generator.future_reason(generator.either('min(pg_up{job="postgres"})', cnpg)) is None
+    assert "only the Kubernetes target" in generator.not_local_reason(cnpg)
+    assert generator.not_local_reason(generator.either('min(pg_up{job="postgres"})', cnpg)) is None
     assert generator.kubernetes_only_reason('sum(rate(eolake_http_requests_total{service="catalog"}[5m]))') is None
     assert generator.kubernetes_only_reason("vector(1)") is None
 

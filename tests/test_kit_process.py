@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -36,12 +36,19 @@ def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
     return proc, url
 
 
+def in_flight(url: str) -> float:
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    found = re.search(r'^eolake_http_requests_in_flight\{service="kitapp"\} (\S+)$', metrics, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_sigterm_lets_in_flight_requests_finish(tmp_path):
     proc, url = start(tmp_path)
     result: dict = {}
     worker = threading.Thread(target=lambda: result.update(r=httpx.get(url + "/slow?seconds=1.5", timeout=10)))
     worker.start()
-    time.sleep(0.3)  # let the request reach the handler before the signal
+    # The signal goes once the request is in flight: the gauge counts it besides the scrape that reads it.
+    assert wait_until(lambda: in_flight(url) >= 2, timeout=10), (tmp_path / "kitapp.log").read_text()
     proc.send_signal(signal.SIGTERM)
     worker.join(10)
     assert result["r"].status_code == 200 and result["r"].json() == {"slept": 1.5}

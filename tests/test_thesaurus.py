@@ -206,3 +206,22 @@ def test_billion_laughs_is_refused_before_parsing(tmp_path):
                       "<skos:prefLabel>&l9;</skos:prefLabel></skos:Concept></rdf:RDF>")
     with pytest.raises(RdfImportError, match="declares the XML entity 'l0'"):
         import_file(tmp_path / "index.sqlite", laughs, "laughs")
+
+
+def test_the_routes_dependencies_can_be_swapped(thesaurus_storage, tmp_path):
+    """The index and the settings reach the routes as dependencies: a test (or a deployment) overrides them."""
+    from eolake_thesaurus.dependencies import get_settings, get_thesaurus
+    from eolake_thesaurus.query import Thesaurus
+
+    from eolake_kit import __version__
+
+    app = create_app(ThesaurusSettings(storage_path=tmp_path))  # an empty storage: no index built
+    with TestClient(app) as c:
+        assert "index has not been built" in problem(c.get("/rest/v1/vocabularies"), 503)["detail"]
+        assert c.get("/openapi.json").json()["info"]["version"] == __version__
+        strict = ThesaurusSettings(storage_path=thesaurus_storage, max_limit=5)
+        app.dependency_overrides[get_settings] = lambda: strict
+        app.dependency_overrides[get_thesaurus] = lambda: Thesaurus(strict.index_path)
+        assert c.get("/autocomplete", params={"q": "flo", "limit": 5}).status_code == 200
+        assert problem(c.get("/autocomplete", params={"q": "flo", "limit": 6}), 400)["detail"] == \
+            "limit must be at most 5"

@@ -8,9 +8,9 @@ the database (postgres_exporter or CloudNativePG), the download queue. Output is
 ids and uids.
 
 Every panel query is proven against a running platform by tests/test_monitoring_e2e.py, except those that cannot
-have data there (future_reason): on the metrics listed in FUTURE_METRICS, on a service of the spec that has no
-package yet (its SLO panels), or on metrics only the Kubernetes target exports (KUBERNETES_METRICS: CloudNativePG's
-WAL archiving and backups, kubelet's volumes). Those panels say so in their description.
+have data there (not_local_reason): on a service the local stack does not run (its SLO panels), or on metrics only
+the Kubernetes target exports (KUBERNETES_METRICS: CloudNativePG's WAL archiving and backups, kubelet's volumes).
+Those panels say so in their description.
 """
 
 from __future__ import annotations
@@ -31,17 +31,12 @@ HERE = Path(__file__).resolve().parent
 MONITORING = HERE.parent
 REPO = MONITORING.parent
 
-# Metrics no running service exports yet: panels on them have no data until the service lands (the end-to-end test
-# skips exactly these). Remove a name once its exporter exists.
-FUTURE_METRICS: frozenset[str] = frozenset()  # every metric the dashboards use is exported now
-FUTURE_NOTE = "No data until the downloads service exists: it will export this metric."
-
 # Metrics that only the Kubernetes target exports, as its exporters name them: CloudNativePG 1.24's instances (the
 # instance manager's collector, and the operator's default-monitoring queries, whose metrics are named
 # cnpg_<query>_<column>; checked against config/manager/default-monitoring.yaml and
 # pkg/management/postgres/webserver/metricserver of v1.24.4), kubelet's volume statistics and kube-state-metrics.
 # The dashboards and alerts/kubernetes.yaml use these names only (tests check it). A query that reads nothing else
-# cannot have data on the embedded platform: the end-to-end test skips it (future_reason), and it must be shown on
+# cannot have data on the embedded platform: the end-to-end test skips it (not_local_reason), and it must be shown on
 # Kubernetes only.
 KUBERNETES_METRICS: frozenset[str] = frozenset({
     "cnpg_collector_up", "cnpg_collector_fencing_on", "cnpg_collector_pg_wal", "cnpg_collector_pg_wal_archive_status",
@@ -478,20 +473,19 @@ def build_all() -> dict[str, dict]:
     services = services_with_dashboards()
     builders = {f"{name}.json": make(services) for name, make in DASHBOARDS.items()}
     builders |= {f"service-{name}.json": service_dashboard(name) for name in services}
-    return {name: mark_future(layout(json.loads(json.dumps(b.build(), cls=JSONEncoder))))
+    return {name: mark_not_local(layout(json.loads(json.dumps(b.build(), cls=JSONEncoder))))
             for name, b in sorted(builders.items())}
 
 
-def mark_future(dashboard_json: dict) -> dict:
-    """Say in the description of each panel that cannot have data yet, or locally, why (its first query's reason)."""
+def mark_not_local(dashboard_json: dict) -> dict:
+    """Say in the description of each panel that cannot have data locally why (its first query's reason)."""
     for panel in dashboard_json.get("panels", []):
         exprs = [t["expr"] for t in panel.get("targets") or [] if t.get("expr")]
-        reasons = [future_reason(expr) for expr in exprs]
+        reasons = [not_local_reason(expr) for expr in exprs]
         if reasons and all(reasons):
             kubernetes = all(kubernetes_only_reason(expr) for expr in exprs)
-            note = f"{'Kubernetes only' if kubernetes else 'No data yet'}: {reasons[0]}."
-            if FUTURE_NOTE not in panel.get("description", ""):
-                panel["description"] = f"{panel.get('description', '')} {note}".strip()
+            note = f"{'Kubernetes only' if kubernetes else 'No data locally'}: {reasons[0]}."
+            panel["description"] = f"{panel.get('description', '')} {note}".strip()
     return dashboard_json
 
 
@@ -527,16 +521,13 @@ def kubernetes_only_reason(expr: str) -> str | None:
     return None
 
 
-def future_reason(expr: str) -> str | None:
+def not_local_reason(expr: str) -> str | None:
     """Why a query (of a panel or a rule) cannot have data on the embedded platform, or None when it must.
 
-    It reads a metric in FUTURE_METRICS, or only metrics of the Kubernetes target (kubernetes_only_reason), or
-    selects a service (service="tiles") or an SLO (slo="tile-latency") whose service the local stack does not run
-    yet. tests/test_monitoring_e2e.py proves every query without a reason against the running platform.
+    It reads only metrics of the Kubernetes target (kubernetes_only_reason), or selects a service (service="tiles")
+    or an SLO (slo="tile-latency") whose service the local stack does not run. tests/test_monitoring_e2e.py proves
+    every query without a reason against the running platform.
     """
-    for metric in sorted(FUTURE_METRICS):
-        if re.search(rf"\b{metric}(_bucket|_count|_sum)?\b", expr):
-            return f"reads {metric}, which no service exports yet"
     if reason := kubernetes_only_reason(expr):
         return reason
     missing = set(services_with_dashboards()) - locally_running()
@@ -544,9 +535,9 @@ def future_reason(expr: str) -> str | None:
     missing_slos = {s["name"]: s["service"] for s in slos["slos"] if s["service"] in missing}
     for label, value in re.findall(r'\b(service|slo)\s*=\s*"([^"]*)"', expr):
         if label == "service" and value in missing:
-            return f"selects service {value!r}, which the local stack does not run yet"
+            return f"selects service {value!r}, which the local stack does not run"
         if label == "slo" and value in missing_slos:
-            return f"selects SLO {value!r} of service {missing_slos[value]!r}, which the local stack does not run yet"
+            return f"selects SLO {value!r} of service {missing_slos[value]!r}, which the local stack does not run"
     return None
 
 

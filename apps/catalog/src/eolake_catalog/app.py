@@ -30,7 +30,7 @@ from eolake_catalog.etag import EtagMiddleware
 from eolake_catalog.inputs import checked, free_text, patched_document, writable_geometry
 from eolake_catalog.schema import index_summaries
 from eolake_catalog.settings import CatalogSettings
-from eolake_kit import install_kit, require_role
+from eolake_kit import __version__, install_kit, require_role
 
 log = logging.getLogger("eolake_catalog")
 LANDING_ID = "eolake-catalog"
@@ -209,7 +209,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
         stac_fastapi_title=settings.title,
         stac_fastapi_description=settings.description,
         stac_fastapi_landing_id=LANDING_ID,
-        stac_fastapi_version="0.1.0",
+        stac_fastapi_version=__version__,
         enable_transactions_extensions=True,
         enabled_extensions=None,  # every read extension: query, sort, fields, filter, free text, pagination…
         # Items are hydrated (merged with their collection's base item) here rather than in pgstac: the database

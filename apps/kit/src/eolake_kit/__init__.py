@@ -5,5 +5,7 @@ from eolake_kit.auth import Principal, principal, require_role
 from eolake_kit.problems import problem
 from eolake_kit.server import serve
 from eolake_kit.settings import ServiceSettings
+from eolake_kit.version import __version__
 
-__all__ = ["Principal", "ServiceSettings", "install_kit", "principal", "problem", "require_role", "serve"]
+__all__ = ["Principal", "ServiceSettings", "install_kit", "principal", "problem", "require_role", "serve",
+           "__version__"]

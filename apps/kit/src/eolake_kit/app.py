@@ -3,7 +3,9 @@ analytics."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -59,12 +61,12 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
 def _limit_rates(app: FastAPI, settings: ServiceSettings) -> None:
     """Token buckets on the expensive routes (the manifest's, unless settings name them), inside the observation
     (429s are counted) and the public URL pinning (which hands over the forwarded addresses)."""
-    known = manifests().get(settings.service_name)
-    limits = settings.rate_limit
-    routes = limits.routes if limits.routes is not None else (known.rate_limited if known else ())
+    routes = settings.rate_limited_routes()
     if not routes:
         return
+    known = manifests().get(settings.service_name)
     default_rate, default_burst = (known or ServiceManifest).rate_limit
+    limits = settings.rate_limit
     app.add_middleware(RateLimitMiddleware, routes=routes, rate=limits.requests_per_second or default_rate,
                        burst=limits.burst or default_burst, root_path=settings.root_path,
                        proxies=TrustedProxies(settings.trusted_proxies), authenticator=app.state.authenticator)
@@ -87,7 +89,7 @@ def _stop_on_shutdown(app: FastAPI, tracker: MatomoTracker) -> None:
     inner = app.router.lifespan_context
 
     @asynccontextmanager
-    async def lifespan(a):
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
         tracker.start()
         try:
             async with inner(a) as state:

@@ -384,5 +384,5 @@ def require_role(role: str) -> Callable[..., Principal]:
         raise AuthError(403, f"requires role '{role}'", "insufficient_scope").to_http()
 
     dependency.__name__ = f"require_{role}"
-    dependency.eolake_role = role  # read by the OpenAPI contract (eolake_kit.contract) to document the route
+    dependency.eolake_role = role  # type: ignore[attr-defined]  # read by the OpenAPI contract (eolake_kit.contract) to document the route
     return dependency

@@ -15,8 +15,13 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eolake_kit.problems import problem
 from eolake_spec import Limits
@@ -39,7 +44,7 @@ class OutOfBounds(ValueError):
         super().__init__(detail)
         self.status, self.detail = status, detail
 
-    def response(self):
+    def response(self) -> Response:
         # The connection stays open: the server drains what is left of a refused body (closing now would reset
         # the connection before the client read the answer); a client that keeps sending meets the head deadline.
         return problem(self.status, self.detail)
@@ -141,6 +146,8 @@ def check_geometry(geometry: object, limits: Limits, *, lon_lat: bool = False) -
 
 def check_bbox(value: object) -> None:
     box = value.split(",") if isinstance(value, str) else value
+    if not isinstance(box, Sequence):
+        raise OutOfBounds(400, "bbox must be 4 or 6 numbers")
     try:
         numbers = [float(v) for v in box]
     except (TypeError, ValueError):
@@ -163,7 +170,7 @@ def check_q(value: object, limits: Limits) -> None:
         raise OutOfBounds(400, f"q exceeds {limits.q_length} characters")
 
 
-def check_search(params: dict, limits: Limits) -> None:
+def check_search(params: dict[str, Any], limits: Limits) -> None:
     """What a search carries (query parameters or a JSON body), where it can carry it."""
     if params.get("filter") is not None:
         check_cql2(params["filter"], params.get("filter-lang") or params.get("filter_lang"), limits)
@@ -190,17 +197,19 @@ def check_body(document: object, limits: Limits) -> None:
             check_geometry(node, limits)
 
 
-def cap_limit(scope: dict, limits: Limits) -> None:
+def cap_limit(scope: Scope, limits: Limits) -> None:
     """A `limit` query parameter above page_size is capped to it (STAC: cap, do not refuse)."""
-    def capped(match: re.Match) -> bytes:
+    def capped(match: re.Match[bytes]) -> bytes:
         return b"limit=%d" % min(int(match.group(1)), limits.page_size)
 
     scope["query_string"] = LIMIT_PARAM.sub(capped, scope.get("query_string", b""))
 
 
-def cap_body_limit(document: object, raw: bytes, scope: dict, limits: Limits) -> bytes:
+def cap_body_limit(document: object, raw: bytes, scope: Scope, limits: Limits) -> bytes:
     """The body with a top-level `limit` above page_size capped (and its Content-Length to match)."""
-    limit = document.get("limit") if isinstance(document, dict) else None
+    if not isinstance(document, dict):
+        return raw
+    limit = document.get("limit")
     if not isinstance(limit, int) or isinstance(limit, bool) or limit <= limits.page_size:
         return raw
     raw = json.dumps({**document, "limit": limits.page_size}).encode()
@@ -208,7 +217,7 @@ def cap_body_limit(document: object, raw: bytes, scope: dict, limits: Limits) ->
     return raw
 
 
-def check_head(scope: dict, limits: Limits, inspect: bool = True) -> None:
+def check_head(scope: Scope, limits: Limits, inspect: bool = True) -> None:
     """Path, query string and headers, before the application sees the request."""
     if len(scope.get("raw_path") or scope["path"].encode()) > limits.path_bytes:
         raise OutOfBounds(414, f"request path exceeds {limits.path_bytes} bytes")
@@ -262,7 +271,7 @@ def database_timeouts() -> dict[str, tuple[type[Exception], ...]]:
 DATABASE_RETRY_SECONDS = 2  # a restart of the embedded database takes about that long
 
 
-def reconnecting(pool_class) -> dict:
+def reconnecting(pool_class: Any) -> dict[str, Any]:
     """Settings of a psycopg pool that is usable again within seconds of its database coming back: a connection is
     checked before it is handed out (one round trip: those of a restarted server are dead), and a failed reconnection
     is given up after 2 s so the next request tries again at once (the default backs off up to a minute and more,
@@ -270,18 +279,18 @@ def reconnecting(pool_class) -> dict:
     return {"reconnect_timeout": 2.0, "check": pool_class.check_connection}
 
 
-def install_database_handlers(app, limits: Limits) -> None:
+def install_database_handlers(app: FastAPI, limits: Limits) -> None:
     """A statement past statement_timeout → 504, a lock not granted within lock_timeout → 503, a database down or
     a connection lost → 503 (both with Retry-After: the client may try again); the connection goes back to its
     pool, healthy, or is discarded."""
-    async def statement(request, exc):
+    async def statement(request: Request, exc: Exception) -> Response:
         return problem(504, f"database statement exceeded the {limits.statement_seconds:g} s statement timeout")
 
-    async def lock(request, exc):
+    async def lock(request: Request, exc: Exception) -> Response:
         return problem(503, f"a database lock was not granted within {limits.lock_seconds:g} s",
                        headers={"Retry-After": str(max(1, round(limits.lock_seconds)))})
 
-    async def unreachable(request, exc):
+    async def unreachable(request: Request, exc: Exception) -> Response:
         log.warning("database unreachable: %s: %s", type(exc).__name__, str(exc).strip()[:200])
         return problem(503, "the database is unavailable; try again shortly",
                        headers={"Retry-After": str(DATABASE_RETRY_SECONDS)})
@@ -298,10 +307,10 @@ class BoundsMiddleware:
     """`inspect`: also check what a request carries (JSON, CQL2, geometries, q); off at the edge, where only sizes
     and times are bounded and each service inspects its own requests."""
 
-    def __init__(self, app, limits: Limits, inspect: bool = True):
+    def __init__(self, app: ASGIApp, limits: Limits, inspect: bool = True):
         self.app, self.limits, self.inspect = app, limits, inspect
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         try:
@@ -322,7 +331,7 @@ class BoundsMiddleware:
             return await exc.response()(scope, receive, send)
         await self._within_budget(scope, receive, send, body)
 
-    def _document(self, raw: bytes, scope: dict) -> object | None:
+    def _document(self, raw: bytes, scope: Scope) -> object | None:
         """The body as JSON when it is JSON: by its type, or by its look (frameworks parse a body without a type,
         or any body, as JSON), bounded before it is parsed. Other bodies pass as they are."""
         if not raw.strip():
@@ -338,12 +347,12 @@ class BoundsMiddleware:
                 return None  # not JSON after all: the service judges it
             raise
 
-    async def _within_budget(self, scope, receive, send, body: _BoundedBody) -> None:
+    async def _within_budget(self, scope: Scope, receive: Receive, send: Send, body: _BoundedBody) -> None:
         """Run the app; answer 504 (and cancel it) when no response has started within the time budget, and the
         body's own 413/408 when the app stopped reading it (whatever it made of the error)."""
         started, replaced, late = asyncio.Event(), False, False
 
-        async def guarded_send(message):
+        async def guarded_send(message: Message) -> None:
             nonlocal replaced
             if late:
                 return  # the 504 went out: what the cancelled work still sends is dropped
@@ -378,20 +387,20 @@ class BoundsMiddleware:
             await body.refused.response()(scope, receive, send)
 
 
-def _forget(task: asyncio.Future) -> None:
+def _forget(task: asyncio.Future[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.debug("cancelled request ended with %r", task.exception())
 
 
-def _is_json(scope: dict) -> bool:
+def _is_json(scope: Scope) -> bool:
     content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
     return bool(JSON_TYPES.match(content_type))
 
 
-def _replay(raw: bytes, receive):
+def _replay(raw: bytes, receive: Receive) -> Receive:
     sent = False
 
-    async def replayed():
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True
@@ -405,13 +414,13 @@ class _BoundedBody:
     """The request body as it streams in: its size counted, each piece awaited at most body_idle_seconds, and,
     after that long, its average rate at least body_min_rate (a client sending a byte a second is dropped)."""
 
-    def __init__(self, receive, limits: Limits):
+    def __init__(self, receive: Receive, limits: Limits):
         self.inner, self.limits = receive, limits
         self.size, self.complete = 0, False
         self.refused: OutOfBounds | None = None
         self.started = time.monotonic()
 
-    async def receive(self):
+    async def receive(self) -> Message:
         if self.complete:
             return await self.inner()
         try:

@@ -59,11 +59,11 @@ def docs_page(title: str, openapi_url: str) -> str:
 """
 
 
-def api_links(app: FastAPI) -> list[dict]:
+def api_links(app: FastAPI) -> list[dict[str, str]]:
     """The service's self-description, paths relative to its prefix (STAC/OGC link relations); worked out on first
     use, once every route is in place (routers included later count too)."""
     if getattr(app.state, "api_links", None) is None:
-        links = []
+        links: list[dict[str, str]] = []
         if app.openapi_url:
             links.append({"rel": "service-desc", "href": app.openapi_url,
                           "type": "application/vnd.oai.openapi+json;version=3.1"})
@@ -72,12 +72,14 @@ def api_links(app: FastAPI) -> list[dict]:
             if "/conformance" in _documented_paths(app):
                 links.append({"rel": "conformance", "href": "/conformance", "type": "application/json"})
         app.state.api_links = links
-    return app.state.api_links
+    links = app.state.api_links
+    return links
 
 
-def _documented_paths(app: FastAPI) -> dict:
+def _documented_paths(app: FastAPI) -> dict[str, object]:
     try:
-        return app.openapi().get("paths", {})
+        paths: dict[str, object] = app.openapi().get("paths", {})
+        return paths
     except Exception:  # a description that does not build must not make the service unready: no link, that's all
         logger.warning("the OpenAPI description of %s does not build", app.title, exc_info=True)
         return {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 HTML_CSP = b"frame-ancestors 'none'"  # the API documentation pages load their scripts; no framing all the same
@@ -21,15 +22,15 @@ CORS_EXPOSED = ["Location", "Retry-After", "ETag", "Content-Range", "Content-Dis
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app, https: bool):
+    def __init__(self, app: ASGIApp, https: bool):
         self.app, self.https = app, https
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         authenticated = any(name in CREDENTIALS for name, _ in scope["headers"])
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message["headers"] = self._completed(list(message.get("headers", [])), authenticated)
             await send(message)

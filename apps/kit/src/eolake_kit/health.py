@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.metadata
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -15,25 +14,22 @@ from starlette.responses import JSONResponse, Response
 
 from eolake_kit.docs import api_links
 from eolake_kit.problems import problem
+from eolake_kit.version import __version__
 
 Check = Callable[[], Awaitable[object]]
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="Liveness: the process answers (never touches a dependency); its version")
-async def healthz(request: Request) -> dict:
-    return {"status": "alive", **running_version(request.app.state.kit_settings.service_name)}
+async def healthz(request: Request) -> dict[str, str]:
+    return {"status": "alive", **running_version()}
 
 
 @lru_cache
-def running_version(service: str) -> dict:
-    """The service package's version and the platform's release label (EOLAKE_RELEASE, set by the deployment):
-    what a rolling upgrade changes, visible to whoever watches it."""
-    try:
-        version = importlib.metadata.version(f"eolake-{service}")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"version": version, "release": os.environ.get("EOLAKE_RELEASE") or version}
+def running_version() -> dict[str, str]:
+    """The distribution's version and the platform's release label (EOLAKE_RELEASE, set by the deployment): what a
+    rolling upgrade changes, visible to whoever watches it."""
+    return {"version": __version__, "release": os.environ.get("EOLAKE_RELEASE") or __version__}
 
 
 @router.get("/readyz", summary="Readiness: every dependency answers",
@@ -53,7 +49,7 @@ async def readyz(request: Request) -> Response:
     return problem(503, f"not ready: {down} unavailable", checks=report, links=links)
 
 
-async def _run(check: Check, timeout: float) -> dict:
+async def _run(check: Check, timeout: float) -> dict[str, object]:
     start = time.perf_counter()
     try:
         await asyncio.wait_for(check(), timeout)
@@ -72,6 +68,6 @@ async def metrics() -> Response:
 def metrics_response() -> Response:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -61,7 +61,7 @@ def tracking_endpoint(matomo_url: str) -> str:
     return url if url.endswith(".php") else url + "/matomo.php"
 
 
-def page_view_config(settings: ServiceSettings) -> dict | None:
+def page_view_config(settings: ServiceSettings) -> dict[str, str | int | None] | None:
     """What the web view's JavaScript tracker needs (its `setTrackerUrl` and `setSiteId`), or None when off."""
     if not settings.matomo_enabled:
         return None
@@ -82,7 +82,7 @@ class MatomoTracker:
     """Queues a hit per finished request (`track`, called by the kit's middleware) and sends them in the background."""
 
     def __init__(self, settings: ServiceSettings):
-        if not settings.matomo_enabled:
+        if not settings.matomo_enabled or settings.matomo_site_id is None:
             raise ValueError("Matomo tracking needs matomo_url and matomo_site_id")
         self.service = settings.service_name
         self.endpoint = tracking_endpoint(str(settings.matomo_url))
@@ -91,7 +91,7 @@ class MatomoTracker:
         self.timeout = settings.matomo_timeout
         self.base = str(settings.public_url).rstrip("/")
         self.queue: asyncio.Queue[dict[str, str | int]] = asyncio.Queue(settings.matomo_queue_size)
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self._last_warning = float("-inf")
         self._failed_since_warning = 0
         for counter in (SENT, DROPPED, FAILURES):

@@ -8,13 +8,18 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from prometheus_client import Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eolake_kit.logs import current_service, request_id, trace_id
 from eolake_kit.problems import problem
+
+if TYPE_CHECKING:
+    from eolake_kit.auth import Principal
 
 # Buckets include the SLO thresholds (250 ms search, 500 ms tiles, 1 s and 2.5 s heavier calls).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -30,7 +35,7 @@ access_log = logging.getLogger("eolake.access")
 tracer = trace.get_tracer("eolake_kit")
 
 
-def route_template(scope: dict) -> str:
+def route_template(scope: Scope) -> str:
     """The matched route's template (low cardinality), never the raw path."""
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
@@ -48,15 +53,15 @@ class Finished:
     status: int
     seconds: float
     headers: dict[str, str]  # request headers, lower-case names
-    principal: object | None  # the eolake_kit.auth.Principal when the route authenticated the caller
+    principal: Principal | None  # the caller when the route authenticated the caller
     request_id: str
 
 
 class ObserveMiddleware:
-    def __init__(self, app, service: str, on_finished: Callable[[Finished], None] | None = None):
+    def __init__(self, app: ASGIApp, service: str, on_finished: Callable[[Finished], None] | None = None):
         self.app, self.service, self.on_finished = app, service, on_finished
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -69,7 +74,7 @@ class ObserveMiddleware:
         start = time.perf_counter()
         IN_FLIGHT.labels(self.service).inc()
 
-        async def send_with_id(message):
+        async def send_with_id(message: Message) -> None:
             nonlocal status, started
             if message["type"] == "http.response.start":
                 status, started = message["status"], True
@@ -117,6 +122,7 @@ class ObserveMiddleware:
                 request_id.reset(rid_token)
 
     def _finished(self, finished: Finished) -> None:
+        assert self.on_finished is not None
         try:
             self.on_finished(finished)
         except Exception:  # a hook never fails a request that has been served

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
@@ -94,7 +95,7 @@ class _Guarded(httpx.BaseTransport):
 
 
 def async_client(destinations: Iterable[str] | Egress, *, limits: httpx.Limits | None = None,
-                 **kwargs) -> httpx.AsyncClient:
+                 **kwargs: Any) -> httpx.AsyncClient:
     """An httpx.AsyncClient restricted to `destinations`, with trace propagation."""
     egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
     inner = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits(max_connections=100))
@@ -103,7 +104,7 @@ def async_client(destinations: Iterable[str] | Egress, *, limits: httpx.Limits |
     return client
 
 
-def client(destinations: Iterable[str] | Egress, **kwargs) -> httpx.Client:
+def client(destinations: Iterable[str] | Egress, **kwargs: Any) -> httpx.Client:
     """The synchronous twin of `async_client` (worker processes)."""
     egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
     out = httpx.Client(transport=_Guarded(egress, httpx.HTTPTransport()), **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 
 import orjson
@@ -17,9 +18,9 @@ MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("eolake.errors")
 
 
-def problem(status: int, detail: str, *, title: str | None = None, headers: dict | None = None,
+def problem(status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None,
             **extra: object) -> Response:
-    body = {
+    body: dict[str, object] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,
         "status": status,
@@ -31,17 +32,19 @@ def problem(status: int, detail: str, *, title: str | None = None, headers: dict
     return Response(orjson.dumps(body, default=str), status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
-def _validation_errors(exc: RequestValidationError) -> list[dict]:
+def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     return [{"location": ".".join(map(str, e.get("loc", ()))), "message": e.get("msg", "")} for e in exc.errors()]
 
 
 def install_problem_handlers(app: FastAPI, status_codes: dict[type[Exception], int] | None = None) -> None:
     """Turn HTTP errors, validation errors and mapped exceptions into problem+json (crashes: ObserveMiddleware)."""
 
-    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
         return problem(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
         errors = _validation_errors(exc)
         summary = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:5])
         return problem(400, f"invalid request: {summary}", errors=errors)
@@ -52,7 +55,7 @@ def install_problem_handlers(app: FastAPI, status_codes: dict[type[Exception], i
         app.add_exception_handler(exc_type, _mapped(status))
 
 
-def _mapped(status: int):
+def _mapped(status: int) -> Callable[[Request, Exception], Awaitable[Response]]:
     async def handler(request: Request, exc: Exception) -> Response:
         if status >= 500:
             log.error("request failed: %s", exc, exc_info=exc)

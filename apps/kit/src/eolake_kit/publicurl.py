@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from starlette.types import ASGIApp, Receive, Scope, Send
+
 # A client may send these; nothing downstream (stac-fastapi's proxy middleware included) may trust them.
 UNTRUSTED = {b"host", b"forwarded", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port",
              b"x-forwarded-prefix", b"x-forwarded-for"}
 
 
 class PublicUrlMiddleware:
-    def __init__(self, app, public_url: str, root_path: str):
+    def __init__(self, app: ASGIApp, public_url: str, root_path: str):
         parts = urlsplit(public_url)
         self.app = app
         self.scheme = parts.scheme
@@ -18,7 +20,7 @@ class PublicUrlMiddleware:
         self.server = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         self.root_path = root_path.rstrip("/")
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             scope = dict(scope)
             scope["scheme"] = self.scheme if scope["type"] == "http" else ("wss" if self.scheme == "https" else "ws")

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio.to_thread
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from eolake_kit.auth import Authenticator, AuthError
 from eolake_kit.problems import problem
@@ -64,7 +65,7 @@ class TokenBuckets:
 
 
 class TrustedProxies:
-    def __init__(self, networks: Iterable):
+    def __init__(self, networks: Iterable[object]):
         self.networks = [ipaddress.ip_network(str(n)) for n in networks]
 
     def trusts(self, address: str) -> bool:
@@ -87,19 +88,19 @@ class TrustedProxies:
 class RateLimitMiddleware:
     """429 problem+json with Retry-After once a caller has used up its bucket on one of `routes`."""
 
-    def __init__(self, app, *, routes: Iterable[str], rate: float, burst: int, root_path: str,
+    def __init__(self, app: ASGIApp, *, routes: Iterable[str], rate: float, burst: int, root_path: str,
                  proxies: TrustedProxies, authenticator: Authenticator):
         self.app = app
         self.routes = re.compile("|".join(f"(?:{pattern})" for pattern in routes)) if routes else None
         self.buckets = TokenBuckets(rate, burst)
         self.root_path, self.proxies, self.authenticator = root_path, proxies, authenticator
 
-    def _limited(self, scope) -> bool:
+    def _limited(self, scope: Scope) -> bool:
         path = scope["path"]
         below = path[len(self.root_path):] if path.startswith(self.root_path + "/") else path
         return bool(self.routes and self.routes.match(f"{scope['method']} {below}"))
 
-    async def _caller(self, scope) -> str | None:
+    async def _caller(self, scope: Scope) -> str | None:
         """user:<subject> for valid credentials; else the client's address; None for the platform's own calls."""
         headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"authorization", b"x-api-key")}
         if headers:
@@ -113,12 +114,12 @@ class RateLimitMiddleware:
         address = self.proxies.client(peer, scope.get(FORWARDED, []))
         return f"address:{address}" if address else None
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self._limited(scope):
             return await self.app(scope, receive, send)
         caller = await self._caller(scope)
         wait = self.buckets.take(caller) if caller else 0.0
-        if not wait:
+        if not wait or caller is None:
             return await self.app(scope, receive, send)
         seconds = max(1, math.ceil(wait))
         exceeded = QuotaExceeded(

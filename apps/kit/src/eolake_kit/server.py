@@ -3,8 +3,11 @@ connection-level bounds of the spec's limits (slow clients, open connections, he
 
 from __future__ import annotations
 
+import asyncio
+import math
 import os
 import tempfile
+from typing import Any
 
 import h11
 import uvicorn
@@ -27,7 +30,7 @@ def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
     class HeaderDeadline(H11Protocol):
         deadline = None
 
-        def connection_made(self, transport) -> None:
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             self._arm()
 
@@ -42,7 +45,7 @@ def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
             if not self.transport.is_closing():
                 self._arm()  # the next request on this connection gets its own deadline
 
-        def connection_lost(self, exc) -> None:
+        def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
 
@@ -66,7 +69,7 @@ def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
     return HeaderDeadline
 
 
-def connection_options(limits: Limits) -> dict:
+def connection_options(limits: Limits) -> dict[str, Any]:
     """uvicorn options bounding connections: slow heads, idle keep-alives, open connections, head size."""
     return {
         "http": header_deadline_protocol(limits.header_seconds),
@@ -94,7 +97,7 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=settings.graceful_timeout,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_timeout),
         lifespan="on",
         **connection_options(settings.limits),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from ipaddress import ip_network
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
-from eolake_spec import Limits, manifest
+from eolake_spec import Limits, manifest, manifests
 
 
 def _postgres_url(value: SecretStr) -> SecretStr:
@@ -117,7 +118,8 @@ class ServiceSettings(BaseSettings):
     auth: AuthConfig = AuthConfig()
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[IPvAnyNetwork] = Field(
-        ["127.0.0.0/8", "::1/128"], description="peers whose X-Forwarded-For is believed (JSON list of networks)")
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
+        description="peers whose X-Forwarded-For is believed (JSON list of networks)")
     limits: Limits = Field(Limits(), description="request and database bounds (the spec's limits, as JSON)")
     cors_origins: list[str] = Field(
         ["*"], description="origins whose pages may call this service (JSON list; [\"*\"]: any, [] : none); never "
@@ -166,6 +168,14 @@ class ServiceSettings(BaseSettings):
     @property
     def matomo_enabled(self) -> bool:
         return bool(self.matomo_url and self.matomo_site_id)
+
+    def rate_limited_routes(self) -> tuple[str, ...]:
+        """The patterns ("METHOD /path" below the prefix) of the routes with a token bucket: the settings' own, or
+        the service manifest's."""
+        if self.rate_limit.routes is not None:
+            return tuple(self.rate_limit.routes)
+        known = manifests().get(self.service_name)
+        return known.rate_limited if known else ()
 
     def peer(self, name: str) -> Peer:
         """A peer service: as configured, or (a service run on its own) through the public base URL at the peer's

@@ -8,11 +8,16 @@ middleware time (issue 16)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 
 
 class _WhenExported(Sampler):
@@ -23,14 +28,15 @@ class _WhenExported(Sampler):
         self.decide = ParentBased(TraceIdRatioBased(ratio))
         self.provider: TracerProvider | None = None
 
-    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
-                      trace_state=None) -> SamplingResult:
+    def should_sample(self, parent_context: Context | None, trace_id: int, name: str, kind: SpanKind | None = None,
+                      attributes: Attributes = None, links: Sequence[Link] | None = None,
+                      trace_state: TraceState | None = None) -> SamplingResult:
         if self.provider is None or not self.provider._active_span_processor._span_processors:
             return SamplingResult(Decision.DROP)
         return self.decide.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
 
     def get_description(self) -> str:
-        return f"WhenExported({self.decide.get_description()})"
+        return f"WhenExported({self.decide.get_description()})"  # type: ignore[no-untyped-call]
 
 
 def configure_tracing(service: str, otlp_endpoint: str | None, sample_ratio: float = 1.0) -> TracerProvider:

@@ -445,8 +445,22 @@ def _at_least(lowest: float, kind: type):
     return parse
 
 
+class _Version(argparse.Action):
+    """`eolake --version`: the distribution's version (eolake_kit's), imported only when asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the distribution's version and exit", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from eolake_kit.version import __version__
+
+        print(f"eolake {__version__}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="eolake", description="eolake: an Earth-observation data lake platform")
+    p.add_argument("--version", action=_Version)
     p.add_argument("--state-dir", type=Path, default=None, help="default: $EOLAKE_STATE_DIR or ./.eolake")
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the platform (PostgreSQL, services, gateway) and load the demo data")

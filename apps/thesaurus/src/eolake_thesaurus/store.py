@@ -103,10 +103,16 @@ def _refuse_entity_declarations(path: Path) -> None:
 
 def parse(path: Path) -> Parsed:
     """Parse a SKOS file (RDF/XML or Turtle, by suffix; other suffixes are tried as RDF/XML)."""
-    import rdflib
-    from rdflib.namespace import DC, DCTERMS, RDF
-
     path = Path(path)
+    out = _skos_content(_read_graph(path))
+    if not out.concepts:
+        raise RdfImportError(f"{path}: no skos:Concept found")
+    return out
+
+
+def _read_graph(path: Path):
+    import rdflib
+
     if not path.is_file():
         raise RdfImportError(f"{path}: no such file")
     fmt = {".ttl": "turtle", ".n3": "n3", ".nt": "nt", ".jsonld": "json-ld"}.get(path.suffix.lower(), "xml")
@@ -119,13 +125,21 @@ def parse(path: Path) -> Parsed:
         graph.parse(str(path), format=fmt)
     except Exception as exc:  # rdflib raises SAXParseException, BadSyntax, …: all carry the position in str()
         position = ""
-        if hasattr(exc, "getLineNumber"):
-            position = f"line {exc.getLineNumber()}, column {exc.getColumnNumber()}: "
+        line, column = getattr(exc, "getLineNumber", None), getattr(exc, "getColumnNumber", None)
+        if line and column:
+            position = f"line {line()}, column {column()}: "
         raise RdfImportError(f"{path}: not valid {fmt}: {position}{exc}") from exc
+    return graph
+
+
+def _skos_content(graph) -> Parsed:
+    """The concepts of the graph, its scheme (the last one named), labels, notes and relations both ways."""
+    import rdflib
+    from rdflib.namespace import DC, DCTERMS, RDF
+
     skos = rdflib.Namespace(SKOS)
     out = Parsed()
-    for concept in graph.subjects(RDF.type, skos.Concept):
-        out.concepts.add(str(concept))
+    out.concepts.update(str(concept) for concept in graph.subjects(RDF.type, skos.Concept))
     for scheme in graph.subjects(RDF.type, skos.ConceptScheme):
         out.scheme = str(scheme)
         title = graph.value(scheme, DCTERMS.title) or graph.value(scheme, DC.title)
@@ -133,20 +147,16 @@ def parse(path: Path) -> Parsed:
         out.top.update(str(o) for o in graph.objects(scheme, skos.hasTopConcept))
     out.top.update(str(s) for s in graph.subjects(skos.topConceptOf, None))
     for name, kind in LABEL_KINDS.items():
-        for s, o in graph.subject_objects(skos[name]):
-            if str(s) in out.concepts and str(o).strip():
-                out.labels.add((str(s), kind, getattr(o, "language", None) or "", str(o).strip()))
+        out.labels.update((str(s), kind, getattr(o, "language", None) or "", str(o).strip())
+                          for s, o in graph.subject_objects(skos[name]) if str(s) in out.concepts and str(o).strip())
     for name in NOTE_KINDS:
-        for s, o in graph.subject_objects(skos[name]):
-            if str(s) in out.concepts:
-                out.notes.add((str(s), name, getattr(o, "language", None) or "", str(o).strip()))
+        out.notes.update((str(s), name, getattr(o, "language", None) or "", str(o).strip())
+                         for s, o in graph.subject_objects(skos[name]) if str(s) in out.concepts)
     inverse = {"broader": "narrower", "narrower": "broader", "related": "related"}
     for rel, inv in inverse.items():
         for s, o in graph.subject_objects(skos[rel]):
             out.relations.add((str(s), rel, str(o)))
             out.relations.add((str(o), inv, str(s)))
-    if not out.concepts:
-        raise RdfImportError(f"{path}: no skos:Concept found")
     return out
 
 

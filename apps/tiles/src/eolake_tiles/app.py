@@ -27,7 +27,7 @@ from titiler.pgstac.errors import PGSTAC_STATUS_CODES, BackendError, ReadOnlyPgS
 from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
 
-from eolake_kit import install_kit, require_role
+from eolake_kit import __version__, install_kit, require_role
 from eolake_kit.bounds import reconnecting
 from eolake_kit.datetimes import check_interval
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
@@ -220,7 +220,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
             app.state.dbpool.close()
 
     app = FastAPI(title="eolake tiles", description="Map tiles, previews, point values and statistics of the "
-                  "catalogued rasters (titiler-pgstac)", version="0.1.0", lifespan=lifespan,
+                  "catalogued rasters (titiler-pgstac)", version=__version__, lifespan=lifespan,
                   openapi_url="/api", docs_url="/api.html")
     guard = [Depends(request_guard(settings)), Depends(features_with_geometry)]
     limits = limits_dependency(settings)
@@ -268,7 +268,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
         return {
             "title": "eolake tiles",
             "links": [
-                {"rel": "service-desc", "href": f"{base}/api", "type": "application/vnd.oai.openapi+json;version=3.0"},
+                {"rel": "service-desc", "href": f"{base}/api", "type": "application/vnd.oai.openapi+json;version=3.1"},
                 {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
                 {"rel": "item-tilejson", "templated": True, "type": "application/json",
                  "href": f"{base}/collections/{{collection_id}}/items/{{item_id}}/WebMercatorQuad/tilejson.json"},

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from fastapi import FastAPI, HTTPException, Query, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from eolake_kit import install_kit
+from eolake_kit import __version__, install_kit
 from eolake_kit.matomo import page_view_config
 from eolake_web import assets, services
 from eolake_web.console import install_console
@@ -83,7 +83,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         "observers": sorted(settings.observers),
     }
 
-    app = FastAPI(title="eolake web view", version="0.1.0", docs_url=None, redoc_url=None, openapi_url=None,
+    app = FastAPI(title="eolake web view", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   root_path=settings.root_path)
 
     install_console(app, settings.observers)

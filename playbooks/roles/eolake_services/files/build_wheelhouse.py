@@ -6,7 +6,8 @@
 The release id is a hash of uv.lock and the workspace sources: the same checkout gives the same id, and the hosts
 install a release once. CACHE_DIR/eolake-<release>.tar.gz holds the dependencies pinned as uv.lock has them
 (`uv export --frozen --no-dev`), their wheels (`pip wheel`, hashes checked) and the workspace packages' wheels
-(`uv build`), and the controller's uv binary that installs them on the hosts. Prints {"release": ..., "archive": ..., "built": bool} as JSON.
+(`uv build`), and the controller's uv binary that installs them on the hosts. Prints
+{"release": ..., "archive": ..., "built": bool} as JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-
 
 KEEP_ARCHIVES = 3  # the cache keeps the newest releases' archives (a rollback or an upgrade needs the last ones)
 

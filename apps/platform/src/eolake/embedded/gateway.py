@@ -66,7 +66,8 @@ class Upstreams:
 
     def __init__(self, routes: dict[str, list[str]], file: Path | None = None):
         self.sets = {prefix: list(urls) for prefix, urls in routes.items()}
-        self.file, self.stamp, self.looked = file, None, 0.0
+        self.file, self.looked = file, 0.0
+        self.stamp: tuple[int, int] | None = None
         self.turns = {prefix: itertools.count() for prefix in routes}
         self.suspects: dict[str, float] = {}
         self.refresh()
@@ -114,16 +115,15 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
     it (`*` any characters) whose POST is a read, retried like a GET; `timeout` bounds each upstream read, `limits`
     what a client may send and how long the answer may take to start."""
     configure_tracing("gateway", otlp_endpoint, trace_sample_ratio)
-    prefixes = sorted(routes, key=len, reverse=True)
     upstreams = Upstreams({p: [u] if isinstance(u, str) else u for p, u in routes.items()}, routes_file)
-    posted_reads = posted_reads or {}
+    gateway = Gateway(upstreams, public_url=public_url, posted_reads=posted_reads or {})
+    return Starlette(routes=gateway.table(), lifespan=_client_lifespan(timeout),
+                     exception_handlers={404: gateway.unrouted},
+                     middleware=[Middleware(ObserveMiddleware, service="gateway"),
+                                 Middleware(BoundsMiddleware, limits=limits, inspect=False)])
 
-    def is_read(request: Request, prefix: str) -> bool:
-        if request.method in READS:
-            return True
-        below = request.url.path[len(prefix.rstrip("/")):]
-        return request.method == "POST" and any(fnmatch.fnmatchcase(below, p) for p in posted_reads.get(prefix, ()))
 
+def _client_lifespan(timeout: float):
     @asynccontextmanager
     async def lifespan(app: Starlette):
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
@@ -133,51 +133,92 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
             app.state.client = client
             yield
 
-    async def index(request: Request) -> Response:
+    return lifespan
+
+
+def _raw_path(request: Request) -> str:
+    return (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+
+
+def _upstream_headers(request: Request) -> list[tuple[str, str]]:
+    """What the client sent, less the hop-by-hop headers and what the edge sets itself: the client address it saw,
+    its request id and the trace context."""
+    headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP]
+    client_ip = request.client.host if request.client else ""
+    headers += [("x-forwarded-for", client_ip), ("x-request-id", request_id.get() or "")]
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return headers + list(carrier.items())
+
+
+class Gateway:
+    """The routes of the gateway: its own probes and metrics, then each prefix (longest first) proxied to the
+    instances behind it."""
+
+    METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+    def __init__(self, upstreams: Upstreams, *, public_url: str, posted_reads: dict[str, list[str]]):
+        self.upstreams, self.public_url, self.posted_reads = upstreams, public_url, posted_reads
+        self.prefixes = sorted(upstreams.sets, key=len, reverse=True)
+
+    def table(self) -> list[Route]:
+        table = [Route("/-/healthz", self.alive), Route("/-/readyz", self.ready), Route("/-/metrics", self.metrics)]
+        for prefix in self.prefixes:  # longest first; the web view's "/" catches the rest
+            base = prefix.rstrip("/")
+            table.append(Route(base + "/{path:path}", self._proxy_to(prefix), methods=self.METHODS))
+            if base:
+                table.append(Route(base, self._proxy_to(prefix), methods=self.METHODS))
+        table.append(Route("/{path:path}", self.not_mounted, methods=self.METHODS))
+        return table
+
+    def is_read(self, request: Request, prefix: str) -> bool:
+        if request.method in READS:
+            return True
+        below = request.url.path[len(prefix.rstrip("/")):]
+        return request.method == "POST" and any(
+            fnmatch.fnmatchcase(below, p) for p in self.posted_reads.get(prefix, ()))
+
+    async def index(self, request: Request) -> Response:
         return JSONResponse({
             "title": "eolake",
-            "services": {p: public_url.rstrip("/") + p for p in sorted(routes) if p != "/"},
+            "services": {p: self.public_url.rstrip("/") + p for p in sorted(self.prefixes) if p != "/"},
         })
 
-    async def not_mounted(request: Request) -> Response:
+    async def not_mounted(self, request: Request) -> Response:
         if request.url.path == "/":
-            return await index(request)
+            return await self.index(request)
         return problem(404, f"no service is mounted at {request.url.path}")
 
-    def proxy_to(prefix: str):
+    def _proxy_to(self, prefix: str):
         async def endpoint(request: Request) -> Response:
-            return await proxy(request, prefix)
+            return await self.proxy(request, prefix)
 
         return endpoint
 
-    async def proxy(request: Request, prefix: str) -> Response:
-        path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
+    async def proxy(self, request: Request, prefix: str) -> Response:
+        path = _raw_path(request)
         if CONTROL.search(path):
             return problem(400, "the request path contains a control character")
-        instances = upstreams.candidates(prefix)
+        instances = self.upstreams.candidates(prefix)
         if not instances:
             return problem(503, f"no instance of the service at {prefix} is ready",
                            headers={"Retry-After": UNAVAILABLE_RETRY_SECONDS})
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP]
-        client_ip = request.client.host if request.client else ""
-        headers += [("x-forwarded-for", client_ip), ("x-request-id", request_id.get() or "")]
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
-        headers += list(carrier.items())
+        headers = _upstream_headers(request)
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = path + (f"?{query}" if query else "")
         has_body = bool(int(request.headers.get("content-length") or 0)) or "transfer-encoding" in request.headers
-        read = is_read(request, prefix)
+        read = self.is_read(request, prefix)
         # a read's body (small: a search) is kept, to send again; any other body streams through, once
         body = (await request.body() if read else request.stream()) if has_body else None
         for attempt, upstream in enumerate(instances, start=1):
             last = attempt == len(instances)
-            answer = await forward(request, prefix, upstream, target, headers, body, retry=read and not last)
+            answer = await self.forward(request, prefix, upstream, target, headers, body, retry=read and not last)
             if answer is not None:
                 return answer
-            upstreams.failed(upstream)  # refused, so nothing was sent (a streamed body neither); or a read
+            self.upstreams.failed(upstream)  # refused, so nothing was sent (a streamed body neither); or a read
         return problem(502, f"the service at {prefix} is unavailable")
 
+    @staticmethod
     async def forward(request: Request, prefix: str, upstream: str, target: str, headers, body,
                       retry: bool) -> Response | None:
         """The instance's answer, or None when the request may go to another instance: the connection was refused
@@ -204,36 +245,22 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
         return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=out_headers,
                                  background=BackgroundTask(response.aclose))
 
-    async def alive(request: Request) -> Response:
+    async def alive(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
 
-    async def ready(request: Request) -> Response:
-        if missing := upstreams.missing():
+    async def ready(self, request: Request) -> Response:
+        if missing := self.upstreams.missing():
             return problem(503, f"no instance ready behind {', '.join(missing)}")
-        return JSONResponse({"status": "ready", "instances": {p: len(u) for p, u in upstreams.sets.items()}})
+        return JSONResponse({"status": "ready", "instances": {p: len(u) for p, u in self.upstreams.sets.items()}})
 
-    async def metrics(request: Request) -> Response:
+    async def metrics(self, request: Request) -> Response:
         return metrics_response()
 
-    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    table = [Route("/-/healthz", alive), Route("/-/readyz", ready), Route("/-/metrics", metrics)]
-    for prefix in prefixes:  # longest first; the web view's "/" catches the rest
-        base = prefix.rstrip("/")
-        table += [Route(base + "/{path:path}", proxy_to(prefix), methods=methods)]
-        if base:
-            table.append(Route(base, proxy_to(prefix), methods=methods))
-    table.append(Route("/{path:path}", not_mounted, methods=methods))
-
-    async def unrouted(request: Request, exc: Exception) -> Response:
+    async def unrouted(self, request: Request, exc: Exception) -> Response:
         # Starlette's path patterns do not match a line break: such a path reaches no route at all.
-        path = (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
-        if CONTROL.search(path):
+        if CONTROL.search(_raw_path(request)):
             return problem(400, "the request path contains a control character")
         return problem(404, "nothing is served at this path")
-
-    return Starlette(routes=table, lifespan=lifespan, exception_handlers={404: unrouted},
-                     middleware=[Middleware(ObserveMiddleware, service="gateway"),
-                                 Middleware(BoundsMiddleware, limits=limits, inspect=False)])
 
 
 def main() -> None:

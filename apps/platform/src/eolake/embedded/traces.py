@@ -244,75 +244,83 @@ def listing_params(query: str) -> dict:
             "service": params.get("service") or None}
 
 
+class TraceHandler(BaseHTTPRequestHandler):
+    """The store's HTTP face: OTLP exports in (POST /v1/traces), recent traces and one trace out."""
+
+    store: TraceStore
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        url = urlsplit(self.path)
+        if url.path == "/healthz":
+            return self._json(200, {"status": "ok", **self.store.stats()})
+        if url.path == "/api/traces":
+            return self._listing(url.query)
+        trace_id = url.path.removeprefix("/api/traces/")
+        if url.path.startswith("/api/traces/") and TRACE_ID.fullmatch(trace_id):
+            found = self.store.trace(trace_id)
+            return self._json(200, found) if found else self._problem(404, f"no trace {trace_id} is kept "
+                                                                           "(unknown, or evicted)")
+        return self._problem(404, f"no resource {url.path}")
+
+    def _listing(self, query: str) -> None:
+        try:
+            params = listing_params(query)
+        except BadPayload as exc:
+            return self._problem(400, str(exc))
+        return self._json(200, {"traces": self.store.recent(**params), "store": self.store.stats()})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if urlsplit(self.path).path != "/v1/traces":
+            return self._problem(404, "OTLP traces are posted to /v1/traces")
+        content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type not in (PROTOBUF, JSON):
+            return self._problem(415, f"an OTLP export is {PROTOBUF} or {JSON}")
+        length = int(self.headers.get("Content-Length") or 0)
+        if not 0 <= length <= MAX_BODY:
+            return self._problem(413, f"an export is at most {MAX_BODY} bytes")
+        try:
+            body = self._body(self.rfile.read(length))
+            spans = spans_of(decode(body, content_type))
+        except BadPayload as exc:
+            return self._problem(400, str(exc))
+        self.store.add(spans)
+        if content_type == PROTOBUF:
+            return self._answer(200, ExportTraceServiceResponse().SerializeToString(), PROTOBUF)
+        return self._json(200, {})
+
+    def _body(self, raw: bytes) -> bytes:
+        if (self.headers.get("Content-Encoding") or "").lower() != "gzip":
+            return raw
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflater.decompress(raw, MAX_BODY)
+        except (zlib.error, gzip.BadGzipFile):
+            raise BadPayload("the body is not gzip") from None
+        if inflater.unconsumed_tail:
+            raise BadPayload(f"the export inflates to more than {MAX_BODY} bytes")
+        return body
+
+    def _json(self, status: int, body: dict) -> None:
+        self._answer(status, json.dumps(body).encode(), JSON)
+
+    def _problem(self, status: int, detail: str) -> None:
+        body = {"type": "about:blank", "title": "Bad Request" if status == 400 else "Error", "status": status,
+                "detail": detail}
+        self._answer(status, json.dumps(body).encode(), "application/problem+json")
+
+    def _answer(self, status: int, data: bytes, media_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", media_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+        return
+
+
 def handler(store: TraceStore) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            url = urlsplit(self.path)
-            if url.path == "/healthz":
-                return self._json(200, {"status": "ok", **store.stats()})
-            if url.path == "/api/traces":
-                try:
-                    params = listing_params(url.query)
-                except BadPayload as exc:
-                    return self._problem(400, str(exc))
-                return self._json(200, {"traces": store.recent(**params), "store": store.stats()})
-            trace_id = url.path.removeprefix("/api/traces/")
-            if url.path.startswith("/api/traces/") and TRACE_ID.fullmatch(trace_id):
-                found = store.trace(trace_id)
-                return self._json(200, found) if found else self._problem(404, f"no trace {trace_id} is kept "
-                                                                               "(unknown, or evicted)")
-            return self._problem(404, f"no resource {url.path}")
-
-        def do_POST(self) -> None:  # noqa: N802
-            if urlsplit(self.path).path != "/v1/traces":
-                return self._problem(404, "OTLP traces are posted to /v1/traces")
-            content_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-            if content_type not in (PROTOBUF, JSON):
-                return self._problem(415, f"an OTLP export is {PROTOBUF} or {JSON}")
-            length = int(self.headers.get("Content-Length") or 0)
-            if not 0 <= length <= MAX_BODY:
-                return self._problem(413, f"an export is at most {MAX_BODY} bytes")
-            try:
-                body = self._body(self.rfile.read(length))
-                spans = spans_of(decode(body, content_type))
-            except BadPayload as exc:
-                return self._problem(400, str(exc))
-            store.add(spans)
-            if content_type == PROTOBUF:
-                return self._answer(200, ExportTraceServiceResponse().SerializeToString(), PROTOBUF)
-            return self._json(200, {})
-
-        def _body(self, raw: bytes) -> bytes:
-            if (self.headers.get("Content-Encoding") or "").lower() != "gzip":
-                return raw
-            try:
-                inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                body = inflater.decompress(raw, MAX_BODY)
-            except (zlib.error, gzip.BadGzipFile):
-                raise BadPayload("the body is not gzip") from None
-            if inflater.unconsumed_tail:
-                raise BadPayload(f"the export inflates to more than {MAX_BODY} bytes")
-            return body
-
-        def _json(self, status: int, body: dict) -> None:
-            self._answer(status, json.dumps(body).encode(), JSON)
-
-        def _problem(self, status: int, detail: str) -> None:
-            body = {"type": "about:blank", "title": "Bad Request" if status == 400 else "Error", "status": status,
-                    "detail": detail}
-            self._answer(status, json.dumps(body).encode(), "application/problem+json")
-
-        def _answer(self, status: int, data: bytes, media_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", media_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
-            return
-
-    return Handler
+    return type("BoundTraceHandler", (TraceHandler,), {"store": store})
 
 
 def serve(port: int, store: TraceStore) -> ThreadingHTTPServer:
