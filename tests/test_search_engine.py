@@ -235,6 +235,35 @@ def test_cognates_meet_across_languages_but_short_stems_do_not():
     assert index.rank(Query.parse("sol ")) == []  # "sol" is no prefix of "solar": too short to guess
 
 
+def test_french_learned_endings_meet_their_english_spelling():
+    from eolake_search.engine import Index, Query, english_cognates
+
+    assert english_cognates("urbaines") == ["urban"] and english_cognates("humidité") == ["humidity"]
+    assert english_cognates("numérique") == ["numeric", "numerical"] and english_cognates("sol") == []
+    index = Index([record("ghs", "Degree of urbanisation of urban centres"), record("hum", "Relative humidity"),
+                   record("dem", "Numerical terrain data"), record("other", "Sea ice concentration")])
+    assert [r["id"] for r, _ in index.rank(Query.parse("urbaines"))] == ["ghs"]
+    assert [r["id"] for r, _ in index.rank(Query.parse("humidité"))] == ["hum"]
+    assert [r["id"] for r, _ in index.rank(Query.parse("numérique"))] == ["dem"]
+
+
+def test_the_parts_of_a_query_that_may_name_a_concept():
+    from eolake_search.engine import Query
+    from eolake_search.expansion import sub_phrases
+
+    q = "carte d'occupation du sol en France"
+    parts = sub_phrases(q, set(Query.parse(q).words))
+    assert parts["occupation du sol"] == ["occupation", "sol"]  # the elided article dropped
+    assert not any(p.split()[0] in ("du", "en") or p.split()[-1] in ("du", "en") for p in parts)
+    assert q not in parts and sub_phrases("land cover", {"land", "cover"}) == {}  # the whole is looked up anyway
+
+
+def test_a_concept_named_inside_a_longer_query_expands_its_words(engine):
+    expansion = found(engine, q="carte d'occupation du sol", lang="fr")["expansion"]
+    assert "land cover" in expansion["terms"]
+    assert any(c["prefLabel"] == "occupation du sol" and c["vocab"] == "eo" for c in expansion["concepts"])
+
+
 def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
     from eolake_search.engine import Index, Query
 

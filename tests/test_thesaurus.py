@@ -31,7 +31,9 @@ def problem(response, status: int) -> dict:
 
 def test_vocabularies_are_bilingual_and_attributed(client):
     vocabs = {v["id"]: v for v in client.get("/rest/v1/vocabularies").json()["vocabularies"]}
-    assert set(vocabs) == {"gemet", "inspire", "freedict"}  # FreeDict: the bootstrap installs its Debian packages
+    # FreeDict: the bootstrap installs its Debian packages; eo: shipped with the thesaurus package
+    assert set(vocabs) == {"gemet", "inspire", "freedict", "eo"}
+    assert vocabs["eo"]["languages"] == ["en", "fr"] and "GCOS" in vocabs["eo"]["attribution"]
     assert vocabs["gemet"]["languages"] == ["en", "fr"] and vocabs["gemet"]["conceptCount"] == 5520
     assert "European Environment Agency" in vocabs["gemet"]["attribution"]
     assert "European Commission" in vocabs["inspire"]["attribution"]
@@ -89,7 +91,7 @@ def test_dictionaries_translate_both_ways_without_chaining_words(client):
     assert "height" in hauteur["terms"] and {c["vocab"] for c in hauteur["concepts"]} == {"freedict"}
     # reached through the English-French entry's translation: the English headword, not its other translations
     foudre = client.get("/expand", params={"q": "foudre", "depth": 0}).json()
-    lightning = [c for c in foudre["concepts"] if c["prefLabel"] == "lightning"]
+    lightning = [c for c in foudre["concepts"] if c["prefLabel"] == "lightning" and c["vocab"] == "freedict"]
     assert lightning and lightning[0]["labels"] == ["lightning"]
     # an English word reaching French entries through their translations gives those French headwords only
     cover = client.get("/expand", params={"q": "cover", "depth": 0}).json()
@@ -97,6 +99,18 @@ def test_dictionaries_translate_both_ways_without_chaining_words(client):
     # dictionary words are not concepts to suggest while typing
     auto = client.get("/autocomplete", params={"q": "foudr"}).json()["suggestions"]
     assert all(s["vocab"] != "freedict" for s in auto)
+
+
+def test_the_eo_vocabulary_links_what_gemet_does_not(client):
+    # GEMET's "occupation du sol" is "land occupation"; the EO vocabulary's is land cover, as datasets name it
+    land = client.get("/expand", params={"q": "occupation du sol", "depth": 0, "vocab": "eo"}).json()
+    assert "land cover" in land["terms"]
+    indice = client.get("/expand", params={"q": "indice", "depth": 0}).json()
+    assert "index" in indice["terms"]
+    # variables are narrower concepts of their domain
+    ocean = client.get("/expand", params={"q": "océan", "depth": 1, "vocab": "eo"}).json()
+    narrower = {c["prefLabel"] for c in ocean["concepts"] if c["depth"] == 1}
+    assert {"sea surface temperature", "sea surface salinity"} <= narrower
 
 
 def test_expansion_in_some_languages_and_without_word_fallback(client):

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import httpx
 from cachetools import TTLCache
 
-from eolake_search.engine import Query, fold
+from eolake_search.engine import STOPWORDS, Query, fold, words
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,10 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     if len(query.words) == 1:
         wholes = []  # the word's own lookups
     forms = {word: lookup_forms(word) for word in query.words[:8]}
+    parts = sub_phrases(whole, set(query.words))
     try:
-        answers = await _lookups(client, thesaurus, [*wholes, *(f for fs in forms.values() for f in fs)], lang,
-                                 depth, timeout, languages)
+        answers = await _lookups(client, thesaurus, [*wholes, *parts, *(f for fs in forms.values() for f in fs)],
+                                 lang, depth, timeout, languages)
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
@@ -98,6 +100,10 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
     named = list({(word, c.get("vocab"), c.get("uri")): (word, c) for word, texts in [("", wholes), *forms.items()]
                   for t in texts for c in answers[t].get("concepts") or []}.values())
+    # a concept a part of the query names ("occupation du sol" in "carte d'occupation du sol"): an alternative of
+    # each of that part's words
+    named += [(word, c) for part, covered in parts.items() for c in answers[part].get("concepts") or []
+              if int(c.get("depth") or 0) == 0 for word in covered]
     # the whole query's concept first, then the words' concepts, then narrower ones: the term budget goes to the
     # closest first
     for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
@@ -109,6 +115,26 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
                                "prefLabel": concept.get("prefLabel"), "depth": level,
                                "why": f"narrower, {level} level(s) down" if level else f"named by {word or whole!r}"})
     return found
+
+
+ELISION = re.compile(r"^(?:[cdjlmnst]|qu)['’]", re.IGNORECASE)
+MAX_SUB_PHRASES = 24
+
+
+def sub_phrases(text: str, query_words: set[str], longest: int = 4) -> dict[str, list[str]]:
+    """The runs of 2 to `longest` words inside a longer query, each with the query words it covers. A run that
+    starts or ends with a stop word ("de surface") is no concept's name; an elided article before it is dropped
+    ("d'occupation du sol" -> "occupation du sol")."""
+    tokens = text.split()
+    out: dict[str, list[str]] = {}
+    for size in range(2, min(longest, len(tokens) - 1) + 1):
+        for start in range(len(tokens) - size + 1):
+            run = [ELISION.sub("", tokens[start]), *tokens[start + 1:start + size]]
+            covered = [w for t in run for w in words(t) if w in query_words]
+            ends = [*words(run[0])[:1], *words(run[-1])[-1:]]
+            if covered and len(ends) == 2 and not any(fold(w) in STOPWORDS for w in ends):
+                out.setdefault(" ".join(run), list(dict.fromkeys(covered)))
+    return dict(list(out.items())[:MAX_SUB_PHRASES])
 
 
 def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: list[int]) -> None:

@@ -26,6 +26,7 @@ DICTIONARY_URI = "urn:eolake:dictionary:"
 ATTRIBUTION = {
     "gemet": "GEMET, European Environment Agency (EEA): https://www.eionet.europa.eu/gemet",
     "inspire": "INSPIRE themes, European Commission: https://inspire.ec.europa.eu/theme",
+    "eo": "eolake Earth-observation variables and products (after the GCOS Essential Climate Variables)",
     "freedict": "FreeDict French-English and English-French dictionaries (GPL): https://freedict.org",
 }
 
