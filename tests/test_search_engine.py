@@ -110,6 +110,32 @@ def test_facets_add_up_to_number_matched(engine):
     assert sum(c["count"] for c in level["counts"]) + level["missing"] == 2
 
 
+def test_browsing_without_free_text_has_facets_that_narrow(engine):
+    everything = found(engine, limit=1)
+    assert "expansion" not in everything and everything["numberMatched"] > 300
+    facets = everything["facets"]
+    assert set(facets) == {"provider", "platform", "instrument", "processing_level", "keyword", "decade"}
+    for name, queryable in (("decade", "decade"), ("platform", "platform"), ("keyword", "keywords")):
+        top = facets[name]["counts"][0]
+        narrowed = found(engine, limit=1, filter=f"a_overlaps({queryable}, ('{top['value']}'))")
+        assert narrowed["numberMatched"] == top["count"] < everything["numberMatched"]
+        assert narrowed["facets"][name]["counts"][0] == top  # every record left has that value
+    queryables = engine.get("/search/collection-queryables").json()["properties"]
+    assert "decade" in queryables
+
+
+def test_decades_of_a_temporal_extent():
+    from eolake_search.discovery import decades
+
+    def extent(start, end):
+        return {"extent": {"temporal": {"interval": [[start, end]]}}}
+
+    assert decades(extent("1998-06-01T00:00:00Z", "2011-01-01T00:00:00Z")) == ("1990s", "2000s", "2010s")
+    assert decades(extent("2017-03-28T00:00:00Z", None), this_year=2026) == ("2010s", "2020s")
+    assert decades(extent(None, "2020-01-01")) == () and decades({"id": "no extent"}) == ()
+    assert decades(extent("2020-01-01", "2019-01-01")) == ()  # an end before the start covers nothing
+
+
 def test_paging_is_stable_and_tokens_are_checked(engine):
     first = found(engine, q="sentinel", limit=7)
     seen, page = ids(first), first
