@@ -284,6 +284,20 @@ def test_the_parts_of_a_query_that_may_name_a_concept():
     assert q not in parts and sub_phrases("land cover", {"land", "cover"}) == {}  # the whole is looked up anyway
 
 
+def test_a_parts_concept_stands_for_each_of_its_words():
+    from eolake_search.engine import Index, Query
+
+    index = Index([record("lc", "Global land cover map"), record("ice", "Sea ice"),
+                   record("lc-text", "Classification", "Yearly land cover classes of Europe")])
+    query = Query.parse("occupation du sol")
+    assert index.rank(query) == []
+    query.parts = [(["occupation", "sol"], ["land cover"])]
+    ranked = index.rank(query)
+    assert [r["id"] for r, _ in ranked] == ["lc", "lc-text"]  # a title naming it above a description mentioning it
+    full = Query.parse("land cover")
+    assert ranked[0][1] < index.rank(full)[0][1]  # below what the words themselves would score
+
+
 def test_a_concept_named_inside_a_longer_query_expands_its_words(engine):
     expansion = found(engine, q="carte d'occupation du sol", lang="fr")["expansion"]
     assert "land cover" in expansion["terms"]

@@ -104,6 +104,7 @@ class Query:
     prefix: str | None = None
     alternatives: dict[str, list[str]] = field(default_factory=dict)
     equivalents: list[str] = field(default_factory=list)
+    parts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (query words, labels standing for them)
     narrower: list[str] = field(default_factory=list)
 
     @classmethod
@@ -235,6 +236,14 @@ class Index:
                         cells[i] = share
         for rowid, (score, _) in self._normalised(query.proximity(fields)).items():  # the words close together
             relevance[rowid] = relevance.get(rowid, 0.0) + score
+        for covered, labels in query.parts:  # a part's concept stands for each of its words
+            slots = [i for i, word in enumerate(query.words) if word in covered]
+            for rowid, (score, named) in self._normalised(self._phrases(labels, fields)).items():
+                cells = credit.setdefault(rowid, [0.0] * len(groups))
+                share = EXPANDED_CREDIT if named else EXPANDED_CREDIT * DESCRIPTION_SHARE
+                for i in slots:
+                    cells[i] = max(cells[i], share)
+                relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
         for rowid, (score, _) in self._normalised(self._phrases(query.equivalents, fields)).items():
             cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
             credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]

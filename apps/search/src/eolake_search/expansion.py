@@ -24,17 +24,20 @@ class Expansion:
     applied: bool
     alternatives: dict[str, list[str]] = field(default_factory=dict)  # per query word: labels of its concepts
     equivalents: list[str] = field(default_factory=list)  # labels of a concept the whole query names
+    parts: dict[str, list[str]] = field(default_factory=dict)  # per part of the query: labels of a concept it names
+    covers: dict[str, list[str]] = field(default_factory=dict)  # per part: the query words in it
     narrower: list[str] = field(default_factory=list)  # labels of their narrower concepts
     concepts: list[dict] = field(default_factory=list)
     notice: str | None = None
 
     @property
     def terms(self) -> list[str]:
-        return list(dict.fromkeys([*self.equivalents, *(t for ts in self.alternatives.values() for t in ts),
-                                   *self.narrower]))
+        return list(dict.fromkeys([*self.equivalents, *(t for ts in self.parts.values() for t in ts),
+                                   *(t for ts in self.alternatives.values() for t in ts), *self.narrower]))
 
     def apply(self, query: Query, narrower: bool = True) -> Query:
         query.alternatives, query.equivalents = self.alternatives, self.equivalents
+        query.parts = [(self.covers[part], labels) for part, labels in self.parts.items() if labels]
         query.narrower = self.narrower if narrower else []
         return query
 
@@ -46,6 +49,7 @@ class Expansion:
                 "why": {"alternatives": "labels, in every loaded language, of the concepts a query word names "
                                         "(a record matching the word itself ranks above)",
                         "equivalents": "labels of a concept the whole query names",
+                        "parts": "labels of a concept a part of the query names, standing for that part's words",
                         "narrower": "labels of narrower concepts (a lower weight still)"}}
 
 
@@ -98,22 +102,23 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
     found = Expansion(applied=True)
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
-    named = list({(word, c.get("vocab"), c.get("uri")): (word, c) for word, texts in [("", wholes), *forms.items()]
+    # who names each concept: the whole query (""), a part of it ("occupation du sol" in "carte d'occupation du
+    # sol"), or one word
+    named = list({(key, c.get("vocab"), c.get("uri")): (key, c)
+                  for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
                   for t in texts for c in answers[t].get("concepts") or []}.values())
-    # a concept a part of the query names ("occupation du sol" in "carte d'occupation du sol"): an alternative of
-    # each of that part's words
-    named += [(word, c) for part, covered in parts.items() for c in answers[part].get("concepts") or []
-              if int(c.get("depth") or 0) == 0 for word in covered]
-    # the whole query's concept first, then the words' concepts, then narrower ones: the term budget goes to the
-    # closest first
-    for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
+    found.covers = {part: covered for part, covered in parts.items()}
+    # the whole query's concept first, then its parts', then the words', then narrower ones: the term budget goes
+    # to the closest first
+    for key, concept in sorted(named, key=lambda kc: (int(kc[1].get("depth") or 0) > 0, kc[0] != "",
+                                                      kc[0] not in parts)):
         level = int(concept.get("depth") or 0)
-        bucket = found.narrower if level else found.equivalents if word == "" else \
-            found.alternatives.setdefault(word, [])
+        bucket = found.narrower if level else found.equivalents if key == "" else \
+            found.parts.setdefault(key, []) if key in parts else found.alternatives.setdefault(key, [])
         _add_labels(bucket, concept.get("labels") or [], seen, budget)
         found.concepts.append({"uri": concept.get("uri"), "vocab": concept.get("vocab"),
                                "prefLabel": concept.get("prefLabel"), "depth": level,
-                               "why": f"narrower, {level} level(s) down" if level else f"named by {word or whole!r}"})
+                               "why": f"narrower, {level} level(s) down" if level else f"named by {key or whole!r}"})
     return found
 
 
