@@ -319,5 +319,6 @@ def test_a_very_long_query_is_looked_up_in_several_requests_and_still_expanded(e
     words = [f"{'é' * (150 + i)}s" for i in range(6)]  # plurals: each looked up as typed and in the singular
     q = " ".join(["sécheresse", *words])  # under the search's bound of 1000 characters, ~12 KiB of lookups
     assert len(batches([q[:200], *words, *(w[:-1] for w in words)])) > 1
+    assert [len(b) for b in batches([f"w{i}" for i in range(100)])] == [64, 36]  # the thesaurus's bound per request
     answer = found(engine, q=q, limit=3)
     assert answer["expansion"]["applied"], answer["expansion"]

@@ -158,14 +158,14 @@ def _key(thesaurus: str, text: str, lang: str | None, depth: int, languages: lis
     return thesaurus, text[:200], lang, depth, tuple(languages or ())
 
 
-def batches(texts: list[str], budget: int = 6000) -> list[list[str]]:
+def batches(texts: list[str], budget: int = 6000, most: int = 64) -> list[list[str]]:
     """The texts in groups whose query strings stay well under the services' 8 KiB bound (accented text is
-    percent-encoded: up to 6 bytes a character)."""
+    percent-encoded: up to 6 bytes a character), at most `most` texts each (the thesaurus's batch bound)."""
     out: list[list[str]] = [[]]
     size = 0
     for text in texts:
         cost = len(quote(text[:200])) + 3
-        if out[-1] and size + cost > budget:
+        if out[-1] and (size + cost > budget or len(out[-1]) >= most):
             out.append([])
             size = 0
         out[-1].append(text)
