@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -157,16 +157,24 @@ def facets(records: list[dict], top: int = 20) -> dict:
     out = {}
     this_year = datetime.now(UTC).year
     for name, key in FACETS.items():
-        if key == "decade":
-            values = [set(decades(record, this_year)) for record in records]
-        else:
-            source = (lambda r: r) if key in ("provider", "keywords") else (lambda r: r.get("summaries") or {})
-            values = [set(source(record).get(BACKENDS if key == "provider" else key) or ()) for record in records]
+        of = facet_values(key, this_year)
+        values = [set(of(record)) for record in records]
         counts = Counter(chain.from_iterable(values))  # counted in C: this runs on every search
         out[name] = {"counts": [{"value": v, "count": n} for v, n in
                                 sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))[:top]],
                      "missing": sum(not v for v in values), "distinct": len(counts)}
     return out
+
+
+def facet_values(key: str, this_year: int) -> Callable[[dict], Iterable[str]]:
+    """How to read a record's values of one facet's queryable, as `properties` gives them (without building them
+    all for every record)."""
+    if key == "decade":
+        return lambda record: decades(record, this_year)
+    if key in ("provider", "keywords"):
+        name = BACKENDS if key == "provider" else key
+        return lambda record: record.get(name) or ()
+    return lambda record: (record.get("summaries") or {}).get(key) or ()
 
 
 def select_fields(record: dict, include: list[str], exclude: list[str]) -> dict:

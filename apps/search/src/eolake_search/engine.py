@@ -166,7 +166,9 @@ def _cognates(word: str, fields: tuple[str, ...]) -> list[str]:
 
 
 def english_cognates(word: str) -> list[str]:
-    """The English spellings a French word's learned ending suggests (COGNATE_ENDINGS); none for other words."""
+    """The English spellings a French word's learned ending suggests (COGNATE_ENDINGS); none for a word without
+    such an ending. An English word with one gets a form that is seldom a word ("pixel" -> "pixal"): it matches
+    nothing."""
     folded = fold(word)
     out = []
     for endings, replacements in COGNATE_ENDINGS:

@@ -107,7 +107,7 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     named = list({(key, c.get("vocab"), c.get("uri")): (key, c)
                   for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
                   for t in texts for c in answers[t].get("concepts") or []}.values())
-    found.covers = {part: covered for part, covered in parts.items()}
+    found.covers = dict(parts)
     # the whole query's concept first, then its parts', then the words', then narrower ones: the term budget goes
     # to the closest first
     for key, concept in sorted(named, key=lambda kc: (int(kc[1].get("depth") or 0) > 0, kc[0] != "",
