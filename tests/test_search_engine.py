@@ -110,6 +110,32 @@ def test_facets_add_up_to_number_matched(engine):
     assert sum(c["count"] for c in level["counts"]) + level["missing"] == 2
 
 
+def test_browsing_without_free_text_has_facets_that_narrow(engine):
+    everything = found(engine, limit=1)
+    assert "expansion" not in everything and everything["numberMatched"] > 300
+    facets = everything["facets"]
+    assert set(facets) == {"provider", "platform", "instrument", "processing_level", "keyword", "decade"}
+    for name, queryable in (("decade", "decade"), ("platform", "platform"), ("keyword", "keywords")):
+        top = facets[name]["counts"][0]
+        narrowed = found(engine, limit=1, filter=f"a_overlaps({queryable}, ('{top['value']}'))")
+        assert narrowed["numberMatched"] == top["count"] < everything["numberMatched"]
+        assert narrowed["facets"][name]["counts"][0] == top  # every record left has that value
+    queryables = engine.get("/search/collection-queryables").json()["properties"]
+    assert "decade" in queryables
+
+
+def test_decades_of_a_temporal_extent():
+    from eolake_search.discovery import decades
+
+    def extent(start, end):
+        return {"extent": {"temporal": {"interval": [[start, end]]}}}
+
+    assert decades(extent("1998-06-01T00:00:00Z", "2011-01-01T00:00:00Z")) == ("1990s", "2000s", "2010s")
+    assert decades(extent("2017-03-28T00:00:00Z", None), this_year=2026) == ("2010s", "2020s")
+    assert decades(extent(None, "2020-01-01")) == () and decades({"id": "no extent"}) == ()
+    assert decades(extent("2020-01-01", "2019-01-01")) == ()  # an end before the start covers nothing
+
+
 def test_paging_is_stable_and_tokens_are_checked(engine):
     first = found(engine, q="sentinel", limit=7)
     seen, page = ids(first), first
@@ -235,6 +261,49 @@ def test_cognates_meet_across_languages_but_short_stems_do_not():
     assert index.rank(Query.parse("sol ")) == []  # "sol" is no prefix of "solar": too short to guess
 
 
+def test_french_learned_endings_meet_their_english_spelling():
+    from eolake_search.engine import Index, Query, english_cognates
+
+    assert english_cognates("urbaines") == ["urban"] and english_cognates("humidité") == ["humidity"]
+    assert english_cognates("numérique") == ["numeric", "numerical"] and english_cognates("sol") == []
+    index = Index([record("ghs", "Degree of urbanisation of urban centres"), record("hum", "Relative humidity"),
+                   record("dem", "Numerical terrain data"), record("other", "Sea ice concentration")])
+    assert [r["id"] for r, _ in index.rank(Query.parse("urbaines"))] == ["ghs"]
+    assert [r["id"] for r, _ in index.rank(Query.parse("humidité"))] == ["hum"]
+    assert [r["id"] for r, _ in index.rank(Query.parse("numérique"))] == ["dem"]
+
+
+def test_the_parts_of_a_query_that_may_name_a_concept():
+    from eolake_search.engine import Query
+    from eolake_search.expansion import sub_phrases
+
+    q = "carte d'occupation du sol en France"
+    parts = sub_phrases(q, set(Query.parse(q).words))
+    assert parts["occupation du sol"] == ["occupation", "sol"]  # the elided article dropped
+    assert not any(p.split()[0] in ("du", "en") or p.split()[-1] in ("du", "en") for p in parts)
+    assert q not in parts and sub_phrases("land cover", {"land", "cover"}) == {}  # the whole is looked up anyway
+
+
+def test_a_parts_concept_stands_for_each_of_its_words():
+    from eolake_search.engine import Index, Query
+
+    index = Index([record("lc", "Global land cover map"), record("ice", "Sea ice"),
+                   record("lc-text", "Classification", "Yearly land cover classes of Europe")])
+    query = Query.parse("occupation du sol")
+    assert index.rank(query) == []
+    query.parts = [(["occupation", "sol"], ["land cover"])]
+    ranked = index.rank(query)
+    assert [r["id"] for r, _ in ranked] == ["lc", "lc-text"]  # a title naming it above a description mentioning it
+    full = Query.parse("land cover")
+    assert ranked[0][1] < index.rank(full)[0][1]  # below what the words themselves would score
+
+
+def test_a_concept_named_inside_a_longer_query_expands_its_words(engine):
+    expansion = found(engine, q="carte d'occupation du sol", lang="fr")["expansion"]
+    assert "land cover" in expansion["terms"]
+    assert any(c["prefLabel"] == "occupation du sol" and c["vocab"] == "eo" for c in expansion["concepts"])
+
+
 def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
     from eolake_search.engine import Index, Query
 
@@ -250,5 +319,6 @@ def test_a_very_long_query_is_looked_up_in_several_requests_and_still_expanded(e
     words = [f"{'é' * (150 + i)}s" for i in range(6)]  # plurals: each looked up as typed and in the singular
     q = " ".join(["sécheresse", *words])  # under the search's bound of 1000 characters, ~12 KiB of lookups
     assert len(batches([q[:200], *words, *(w[:-1] for w in words)])) > 1
+    assert [len(b) for b in batches([f"w{i}" for i in range(100)])] == [64, 36]  # the thesaurus's bound per request
     answer = found(engine, q=q, limit=3)
     assert answer["expansion"]["applied"], answer["expansion"]

@@ -31,7 +31,9 @@ def problem(response, status: int) -> dict:
 
 def test_vocabularies_are_bilingual_and_attributed(client):
     vocabs = {v["id"]: v for v in client.get("/rest/v1/vocabularies").json()["vocabularies"]}
-    assert set(vocabs) == {"gemet", "inspire", "freedict"}  # FreeDict: the bootstrap installs its Debian packages
+    # FreeDict: the bootstrap installs its Debian packages; eo: shipped with the thesaurus package
+    assert set(vocabs) == {"gemet", "inspire", "freedict", "eo"}
+    assert vocabs["eo"]["languages"] == ["en", "fr"] and "GCOS" in vocabs["eo"]["attribution"]
     assert vocabs["gemet"]["languages"] == ["en", "fr"] and vocabs["gemet"]["conceptCount"] == 5520
     assert "European Environment Agency" in vocabs["gemet"]["attribution"]
     assert "European Commission" in vocabs["inspire"]["attribution"]
@@ -89,7 +91,7 @@ def test_dictionaries_translate_both_ways_without_chaining_words(client):
     assert "height" in hauteur["terms"] and {c["vocab"] for c in hauteur["concepts"]} == {"freedict"}
     # reached through the English-French entry's translation: the English headword, not its other translations
     foudre = client.get("/expand", params={"q": "foudre", "depth": 0}).json()
-    lightning = [c for c in foudre["concepts"] if c["prefLabel"] == "lightning"]
+    lightning = [c for c in foudre["concepts"] if c["prefLabel"] == "lightning" and c["vocab"] == "freedict"]
     assert lightning and lightning[0]["labels"] == ["lightning"]
     # an English word reaching French entries through their translations gives those French headwords only
     cover = client.get("/expand", params={"q": "cover", "depth": 0}).json()
@@ -97,6 +99,18 @@ def test_dictionaries_translate_both_ways_without_chaining_words(client):
     # dictionary words are not concepts to suggest while typing
     auto = client.get("/autocomplete", params={"q": "foudr"}).json()["suggestions"]
     assert all(s["vocab"] != "freedict" for s in auto)
+
+
+def test_the_eo_vocabulary_links_what_gemet_does_not(client):
+    # GEMET's "occupation du sol" is "land occupation"; the EO vocabulary's is land cover, as datasets name it
+    land = client.get("/expand", params={"q": "occupation du sol", "depth": 0, "vocab": "eo"}).json()
+    assert "land cover" in land["terms"]
+    indice = client.get("/expand", params={"q": "indice", "depth": 0}).json()
+    assert "index" in indice["terms"]
+    # variables are narrower concepts of their domain
+    ocean = client.get("/expand", params={"q": "océan", "depth": 1, "vocab": "eo"}).json()
+    narrower = {c["prefLabel"] for c in ocean["concepts"] if c["depth"] == 1}
+    assert {"sea surface temperature", "sea surface salinity"} <= narrower
 
 
 def test_expansion_in_some_languages_and_without_word_fallback(client):
@@ -132,7 +146,7 @@ def test_malformed_dictionary_is_refused_and_changes_nothing(thesaurus_storage, 
     before = content_hash(sqlite3.connect(db), "freedict")
     (tmp_path / "bad.index").write_text("foudre\tzz!\tq\n", encoding="utf-8")
     (tmp_path / "bad.dict.dz").write_bytes(b"not gzip")
-    with pytest.raises(RdfImportError, match="not a dictd dictionary"):
+    with pytest.raises(RdfImportError, match="bad.dict.dz: not a gzip/dictzip file"):
         import_dictionary(db, tmp_path / "bad.index", "fr", "en", "freedict", "x")
     with pytest.raises(RdfImportError, match="needs"):
         import_dictionary(db, tmp_path / "missing.index", "fr", "en", "freedict", "x")
@@ -195,6 +209,55 @@ def test_cli_import(tmp_path, shared_data):
     bad = tmp_path / "bad.rdf"
     bad.write_text("<rdf:RDF")
     assert main(["--state-dir", str(tmp_path), "thesaurus", "import", str(bad)]) == 2
+
+
+def write_dictd(folder, name: str, entries: list[tuple[str, str]], index_lines: list[str] = ()) -> None:
+    """A dictd dictionary: the entries' texts in one gzip file, the index of their base-64 offsets and lengths."""
+    import gzip
+
+    from eolake_thesaurus.dictionary import BASE64
+
+    def b64(n: int) -> str:
+        return (b64(n // 64) if n >= 64 else "") + BASE64[n % 64]
+
+    data, index = b"", []
+    for word, text in [("00-database-short", "00-database-short\n     Tiny French-English\n"), *entries]:
+        raw = text.encode()
+        index.append(f"{word}\t{b64(len(data))}\t{b64(len(raw))}")
+        data += raw
+    (folder / f"{name}.dict.dz").write_bytes(gzip.compress(data))
+    (folder / f"{name}.index").write_text("\n".join([*index, *index_lines]) + "\n", encoding="utf-8")
+
+
+def test_cli_import_dict(tmp_path, capsys):
+    from eolake.cli import main
+    from eolake.embedded.state import StateDir
+
+    entries = [("névé", "névé /neve/ <n, masc>\n1. firn, [geol] granular snow\n"),
+               ("crue", "crue <n, fem>\nflood (of a river), spate\n")]
+    write_dictd(tmp_path, "tiny", entries)
+    state = ["--state-dir", str(tmp_path / "state")]
+    assert main([*state, "thesaurus", "import-dict", str(tmp_path / "tiny.dict.dz"), "--from", "fr", "--to", "en",
+                 "--vocabulary", "tiny"]) == 0
+    assert "tiny: 2 entries" in capsys.readouterr().out
+    storage = StateDir(tmp_path / "state").storage
+    db = index_path(storage)
+    with TestClient(create_app(ThesaurusSettings(storage_path=storage))) as c:
+        assert {"firn", "granular snow"} <= set(c.get("/expand", params={"q": "névé", "depth": 0}).json()["terms"])
+        assert c.get("/rest/v1/vocabularies").json()["vocabularies"][0]["title"] == "Tiny French-English"
+    before = content_hash(sqlite3.connect(db), "tiny")
+    # a bad line after good ones: one line naming the file and the line, and nothing of the file written
+    write_dictd(tmp_path, "broken", [*entries, ("sec", "sec\ndry\n")], ["glace\tB!\tC"])
+    for bad, says in ((tmp_path / "broken.index", "broken.index:5: 'B!' is not a dictd base-64 number"),
+                      (tmp_path / "missing.index", "needs missing.index and missing.dict.dz")):
+        assert main([*state, "thesaurus", "import-dict", str(bad), "--from", "fr", "--to", "en",
+                     "--vocabulary", "tiny"]) == 2
+        message = capsys.readouterr().err
+        assert says in message and message.count("\n") == 1, message
+    assert main([*state, "thesaurus", "import-dict", str(tmp_path / "tiny.index"), "--from", "French", "--to", "en",
+                 "--vocabulary", "tiny"]) == 2
+    assert "not a language tag" in capsys.readouterr().err
+    assert content_hash(sqlite3.connect(db), "tiny") == before
 
 
 def test_billion_laughs_is_refused_before_parsing(tmp_path):

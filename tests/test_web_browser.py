@@ -335,6 +335,34 @@ def test_dataset_search_suggests_explains_and_narrows_by_facets(platform, browse
     assert not console_errors(browser)
 
 
+def test_datasets_are_browsed_by_facets_without_free_text(platform, browser):
+    """The collections page lists the platform's own collections and offers every provider's datasets by facet
+    beside them; a time span chosen lists the federated datasets of that decade, and its facets narrow further."""
+    base = platform.base_url
+    ready(base, "/search")
+    open_route(browser, base, "#/collections")
+    until(browser, "return !document.getElementById('coll-facets').hidden", "no facets without free text")
+    title = browser.find_element(By.ID, "coll-facets-title")
+    everything = httpx.get(f"{base}/search/collections", params={"limit": 1}, timeout=30).json()
+    assert title.text == f"Browse all {everything['numberMatched']} datasets of every provider"
+    title.click()
+    decades = browser.find_elements(By.CSS_SELECTOR, "fieldset[data-facet=decade] button.facet-value")
+    shown = [b.get_attribute("data-value") for b in decades]
+    assert len(shown) > 1 and shown == sorted(shown)  # in time, not by count
+    chosen = max(decades, key=lambda b: int(b.get_attribute("data-count")))
+    value, count = chosen.get_attribute("data-value"), int(chosen.get_attribute("data-count"))
+    assert count < everything["numberMatched"]
+    chosen.click()
+    until(browser, f"return document.getElementById('coll-status')?.dataset.matched === '{count}'",
+          "the time span did not narrow the datasets to its count")
+    assert f"decade={value}" in browser.execute_script("return location.hash")
+    pressed = browser.find_element(By.CSS_SELECTOR, "fieldset[data-facet=decade] button[aria-pressed=true]")
+    assert pressed.get_attribute("data-value") == value
+    providers = browser.find_elements(By.CSS_SELECTOR, "fieldset[data-facet=provider] button.facet-value")
+    assert providers and all(int(b.get_attribute("data-count")) <= count for b in providers)
+    assert not console_errors(browser)
+
+
 SIGNED_IN = "return document.getElementById('o-signout') !== null"
 
 

@@ -375,6 +375,22 @@ def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
     return 0
 
 
+def cmd_thesaurus_dict(args: argparse.Namespace, state: StateDir) -> int:
+    from eolake_thesaurus.dictionary import import_dictionary
+    from eolake_thesaurus.settings import index_path
+    from eolake_thesaurus.store import RdfImportError
+
+    try:
+        report = import_dictionary(index_path(state.storage), args.file, args.source, args.target, args.vocabulary,
+                                   args.title)
+    except RdfImportError as exc:
+        err.print(f"thesaurus import-dict: {exc}", markup=False, highlight=False)
+        return 2
+    print(f"{report.vocabulary}: {report.concepts} entries, {report.labels} labels (added {report.added}); "
+          f"content hash {report.content_hash[:16]}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
     from eolake_spec import load_stack
 
@@ -513,6 +529,15 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--vocabulary", help="vocabulary id (default: the file name); same id = same vocabulary")
     imp.add_argument("--title")
     imp.set_defaults(run=cmd_thesaurus)
+    dictd = thesaurus_sub.add_parser("import-dict", help="add a dictd dictionary (NAME.index beside NAME.dict.dz, "
+                                     "such as Debian's dict-freedict-*) as translations from one language to another")
+    dictd.add_argument("file", type=Path, help="the .index or .dict.dz file")
+    dictd.add_argument("--from", dest="source", required=True, help="language of the headwords (fr, en, …)")
+    dictd.add_argument("--to", dest="target", required=True, help="language of the translations")
+    dictd.add_argument("--vocabulary", default="freedict", help="vocabulary id (default freedict); same id = same "
+                                                                "vocabulary")
+    dictd.add_argument("--title")
+    dictd.set_defaults(run=cmd_thesaurus_dict)
     validate = sub.add_parser("validate", help="check a stack file")
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)

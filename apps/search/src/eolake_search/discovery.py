@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import chain
 
 from eolake_search.datasets import BACKENDS, eodag_collections, eodag_provider, from_eodag, from_stac, merge
@@ -27,10 +29,13 @@ QUERYABLES = {
     "processing:level": {"type": "array", "items": {"type": "string"}},
     "keywords": {"type": "array", "items": {"type": "string"}},
     "provider": {"type": "array", "items": {"type": "string"}, "title": "Providers serving the collection"},
+    "decade": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{3}0s$"},
+               "title": "Decades the collection's temporal extent covers (\"2010s\"; open-ended: up to this one)"},
 }
 SORTABLE = {"id", "title", "license"}
-FACETS = {"provider": BACKENDS, "platform": "platform", "instrument": "instruments",
-          "processing_level": "processing:level", "keyword": "keywords"}
+# facet name -> the queryable whose values it counts (a CQL2 a_overlaps on it narrows to a value)
+FACETS = {"provider": "provider", "platform": "platform", "instrument": "instruments",
+          "processing_level": "processing:level", "keyword": "keywords", "decade": "decade"}
 
 
 def eodag_sources(configs: list[ProviderConfig]) -> list[tuple[str, int, list[dict]]]:
@@ -101,11 +106,34 @@ class Found:
 
 
 def properties(record: dict) -> dict:
-    """What CQL2 filters see of a collection."""
+    """What CQL2 filters (and facets) see of a collection."""
     summaries = record.get("summaries") or {}
     return {"id": record["id"], "title": record.get("title"), "license": record.get("license"),
             "keywords": record.get("keywords") or [], "provider": record.get(BACKENDS) or [],
+            "decade": list(decades(record)),
             **{k: summaries.get(k) or [] for k in ("platform", "constellation", "instruments", "processing:level")}}
+
+
+def decades(record: dict, this_year: int | None = None) -> tuple[str, ...]:
+    """The decades a collection's overall temporal extent (its first interval) covers, "1990s" to "2020s"; an open
+    end runs to the current decade; no start, none."""
+    try:
+        start, end = (list(record["extent"]["temporal"]["interval"][0]) + [None, None])[:2]
+    except (KeyError, IndexError, TypeError):
+        return ()
+    return _decades(str(start) if start else None, str(end) if end else None, this_year or datetime.now(UTC).year)
+
+
+@lru_cache(maxsize=4096)
+def _decades(start: str | None, end: str | None, this_year: int) -> tuple[str, ...]:
+    first, last = _year(start), _year(end) or this_year
+    if first is None or last < first:
+        return ()
+    return tuple(f"{d}s" for d in range(first // 10 * 10, last // 10 * 10 + 1, 10))
+
+
+def _year(text: str | None) -> int | None:
+    return int(text[:4]) if text and text[:4].isdigit() else None
 
 
 def find(index: Index, query: Query | None, cql=None, sortby: list[tuple[str, bool]] | None = None) -> Found:
@@ -127,14 +155,26 @@ def facets(records: list[dict], top: int = 20) -> dict:
     """Counts per value; `missing` counts records without any, so a single-valued facet's counts and its
     `missing` add up to the number matched."""
     out = {}
+    this_year = datetime.now(UTC).year
     for name, key in FACETS.items():
-        source = (lambda r: r) if key in (BACKENDS, "keywords") else (lambda r: r.get("summaries") or {})
-        values = [set(source(record).get(key) or ()) for record in records]
+        of = facet_values(key, this_year)
+        values = [set(of(record)) for record in records]
         counts = Counter(chain.from_iterable(values))  # counted in C: this runs on every search
         out[name] = {"counts": [{"value": v, "count": n} for v, n in
                                 sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))[:top]],
                      "missing": sum(not v for v in values), "distinct": len(counts)}
     return out
+
+
+def facet_values(key: str, this_year: int) -> Callable[[dict], Iterable[str]]:
+    """How to read a record's values of one facet's queryable, as `properties` gives them (without building them
+    all for every record)."""
+    if key == "decade":
+        return lambda record: decades(record, this_year)
+    if key in ("provider", "keywords"):
+        name = BACKENDS if key == "provider" else key
+        return lambda record: record.get(name) or ()
+    return lambda record: (record.get("summaries") or {}).get(key) or ()
 
 
 def select_fields(record: dict, include: list[str], exclude: list[str]) -> dict:

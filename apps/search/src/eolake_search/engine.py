@@ -42,6 +42,16 @@ PHRASE = re.compile(r'"([^"]*)"')
 # half its relevance; narrower concepts add relevance only.
 EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
 COGNATE_MIN = 5
+# French endings and the English ones of the same learned words (folded): "humidité" -> "humidity", "urbaines" ->
+# "urban", "numérique" -> "numeric(al)", "topographie" -> "topography", "altimètre" -> "altimeter", "annuel" ->
+# "annual", "primaire" -> "primary", "territoire" -> "territory", "poreux" -> "porous". Longest ending first.
+COGNATE_ENDINGS = [
+    (("metres", "metre"), ("meter",)), (("iques", "ique"), ("ic", "ical")), (("ites", "ite"), ("ity",)),
+    (("aines", "aine", "ains", "ain"), ("an",)), (("elles", "elle", "els", "el"), ("al",)),
+    (("aires", "aire"), ("ary",)), (("oires", "oire"), ("ory",)), (("euses", "euse", "eux"), ("ous",)),
+    (("ies", "ie"), ("y",)), (("ifs", "if", "ives", "ive"), ("ive",)),
+]
+COGNATE_ROOT_MIN = 3
 DESCRIPTION_SHARE = 0.4
 
 
@@ -94,6 +104,7 @@ class Query:
     prefix: str | None = None
     alternatives: dict[str, list[str]] = field(default_factory=dict)
     equivalents: list[str] = field(default_factory=list)
+    parts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (query words, labels standing for them)
     narrower: list[str] = field(default_factory=list)
 
     @classmethod
@@ -146,9 +157,26 @@ def _word_match(word: str, fields: tuple[str, ...]) -> str:
 def _cognates(word: str, fields: tuple[str, ...]) -> list[str]:
     """The word's stems as prefixes of indexed words: French and English share most of their learned vocabulary
     ("réanalyse" meets "reanalysis", "précipitations" "precipitation", "hydrologie" "hydrology"). Short stems
-    would reach unrelated words ("sol" would meet "solar"): only those of COGNATE_MIN letters or more."""
+    would reach unrelated words ("sol" would meet "solar"): only those of COGNATE_MIN letters or more. Where the
+    languages spell the ending differently, the English form's stem ("urbaines" -> "urban")."""
     stems = dict.fromkeys(s for s in (stem(word, "fr"), stem(word, "en")) if len(s) >= COGNATE_MIN)
-    return [f"{_columns(fields, False)} : {_quote(s)} *" for s in stems]
+    english = dict.fromkeys(stem(w, "en") for w in english_cognates(word))
+    return [f"{_columns(fields, False)} : {_quote(s)} *" for s in stems] + \
+        [f"{_columns(fields, True)} : {_quote(s)}" for s in english if s not in stems]
+
+
+def english_cognates(word: str) -> list[str]:
+    """The English spellings a French word's learned ending suggests (COGNATE_ENDINGS); none for a word without
+    such an ending. An English word with one gets a form that is seldom a word ("pixel" -> "pixal"): it matches
+    nothing."""
+    folded = fold(word)
+    out = []
+    for endings, replacements in COGNATE_ENDINGS:
+        ending = next((e for e in endings if folded.endswith(e) and len(folded) - len(e) >= COGNATE_ROOT_MIN), None)
+        if ending:
+            out += [folded[:-len(ending)] + r for r in replacements]
+            break
+    return out
 
 
 def _phrase_match(tokens: list[str], fields: tuple[str, ...], lang: str = "en") -> str:
@@ -210,6 +238,14 @@ class Index:
                         cells[i] = share
         for rowid, (score, _) in self._normalised(query.proximity(fields)).items():  # the words close together
             relevance[rowid] = relevance.get(rowid, 0.0) + score
+        for covered, labels in query.parts:  # a part's concept stands for each of its words
+            slots = [i for i, word in enumerate(query.words) if word in covered]
+            for rowid, (score, named) in self._normalised(self._phrases(labels, fields)).items():
+                cells = credit.setdefault(rowid, [0.0] * len(groups))
+                share = EXPANDED_CREDIT if named else EXPANDED_CREDIT * DESCRIPTION_SHARE
+                for i in slots:
+                    cells[i] = max(cells[i], share)
+                relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
         for rowid, (score, _) in self._normalised(self._phrases(query.equivalents, fields)).items():
             cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
             credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]

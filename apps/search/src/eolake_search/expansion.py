@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 import httpx
 from cachetools import TTLCache
 
-from eolake_search.engine import Query, fold
+from eolake_search.engine import STOPWORDS, Query, fold, words
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +24,20 @@ class Expansion:
     applied: bool
     alternatives: dict[str, list[str]] = field(default_factory=dict)  # per query word: labels of its concepts
     equivalents: list[str] = field(default_factory=list)  # labels of a concept the whole query names
+    parts: dict[str, list[str]] = field(default_factory=dict)  # per part of the query: labels of a concept it names
+    covers: dict[str, list[str]] = field(default_factory=dict)  # per part: the query words in it
     narrower: list[str] = field(default_factory=list)  # labels of their narrower concepts
     concepts: list[dict] = field(default_factory=list)
     notice: str | None = None
 
     @property
     def terms(self) -> list[str]:
-        return list(dict.fromkeys([*self.equivalents, *(t for ts in self.alternatives.values() for t in ts),
-                                   *self.narrower]))
+        return list(dict.fromkeys([*self.equivalents, *(t for ts in self.parts.values() for t in ts),
+                                   *(t for ts in self.alternatives.values() for t in ts), *self.narrower]))
 
     def apply(self, query: Query, narrower: bool = True) -> Query:
         query.alternatives, query.equivalents = self.alternatives, self.equivalents
+        query.parts = [(self.covers[part], labels) for part, labels in self.parts.items() if labels]
         query.narrower = self.narrower if narrower else []
         return query
 
@@ -45,6 +49,7 @@ class Expansion:
                 "why": {"alternatives": "labels, in every loaded language, of the concepts a query word names "
                                         "(a record matching the word itself ranks above)",
                         "equivalents": "labels of a concept the whole query names",
+                        "parts": "labels of a concept a part of the query names, standing for that part's words",
                         "narrower": "labels of narrower concepts (a lower weight still)"}}
 
 
@@ -88,27 +93,53 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     if len(query.words) == 1:
         wholes = []  # the word's own lookups
     forms = {word: lookup_forms(word) for word in query.words[:8]}
+    parts = sub_phrases(whole, set(query.words))
     try:
-        answers = await _lookups(client, thesaurus, [*wholes, *(f for fs in forms.values() for f in fs)], lang,
-                                 depth, timeout, languages)
+        answers = await _lookups(client, thesaurus, [*wholes, *parts, *(f for fs in forms.values() for f in fs)],
+                                 lang, depth, timeout, languages)
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
     found = Expansion(applied=True)
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
-    named = list({(word, c.get("vocab"), c.get("uri")): (word, c) for word, texts in [("", wholes), *forms.items()]
+    # who names each concept: the whole query (""), a part of it ("occupation du sol" in "carte d'occupation du
+    # sol"), or one word
+    named = list({(key, c.get("vocab"), c.get("uri")): (key, c)
+                  for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
                   for t in texts for c in answers[t].get("concepts") or []}.values())
-    # the whole query's concept first, then the words' concepts, then narrower ones: the term budget goes to the
-    # closest first
-    for word, concept in sorted(named, key=lambda wc: (int(wc[1].get("depth") or 0) > 0, wc[0] != "")):
+    found.covers = dict(parts)
+    # the whole query's concept first, then its parts', then the words', then narrower ones: the term budget goes
+    # to the closest first
+    for key, concept in sorted(named, key=lambda kc: (int(kc[1].get("depth") or 0) > 0, kc[0] != "",
+                                                      kc[0] not in parts)):
         level = int(concept.get("depth") or 0)
-        bucket = found.narrower if level else found.equivalents if word == "" else \
-            found.alternatives.setdefault(word, [])
+        bucket = found.narrower if level else found.equivalents if key == "" else \
+            found.parts.setdefault(key, []) if key in parts else found.alternatives.setdefault(key, [])
         _add_labels(bucket, concept.get("labels") or [], seen, budget)
         found.concepts.append({"uri": concept.get("uri"), "vocab": concept.get("vocab"),
                                "prefLabel": concept.get("prefLabel"), "depth": level,
-                               "why": f"narrower, {level} level(s) down" if level else f"named by {word or whole!r}"})
+                               "why": f"narrower, {level} level(s) down" if level else f"named by {key or whole!r}"})
     return found
+
+
+ELISION = re.compile(r"^(?:[cdjlmnst]|qu)['’]", re.IGNORECASE)
+MAX_SUB_PHRASES = 24
+
+
+def sub_phrases(text: str, query_words: set[str], longest: int = 4) -> dict[str, list[str]]:
+    """The runs of 2 to `longest` words inside a longer query, each with the query words it covers. A run that
+    starts or ends with a stop word ("de surface") is no concept's name; an elided article before it is dropped
+    ("d'occupation du sol" -> "occupation du sol")."""
+    tokens = text.split()
+    out: dict[str, list[str]] = {}
+    for size in range(2, min(longest, len(tokens) - 1) + 1):
+        for start in range(len(tokens) - size + 1):
+            run = [ELISION.sub("", tokens[start]), *tokens[start + 1:start + size]]
+            covered = [w for t in run for w in words(t) if w in query_words]
+            ends = [*words(run[0])[:1], *words(run[-1])[-1:]]
+            if covered and len(ends) == 2 and not any(fold(w) in STOPWORDS for w in ends):
+                out.setdefault(" ".join(run), list(dict.fromkeys(covered)))
+    return dict(list(out.items())[:MAX_SUB_PHRASES])
 
 
 def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: list[int]) -> None:
@@ -127,14 +158,14 @@ def _key(thesaurus: str, text: str, lang: str | None, depth: int, languages: lis
     return thesaurus, text[:200], lang, depth, tuple(languages or ())
 
 
-def batches(texts: list[str], budget: int = 6000) -> list[list[str]]:
+def batches(texts: list[str], budget: int = 6000, most: int = 64) -> list[list[str]]:
     """The texts in groups whose query strings stay well under the services' 8 KiB bound (accented text is
-    percent-encoded: up to 6 bytes a character)."""
+    percent-encoded: up to 6 bytes a character), at most `most` texts each (the thesaurus's batch bound)."""
     out: list[list[str]] = [[]]
     size = 0
     for text in texts:
         cost = len(quote(text[:200])) + 3
-        if out[-1] and size + cost > budget:
+        if out[-1] and (size + cost > budget or len(out[-1]) >= most):
             out.append([])
             size = 0
         out[-1].append(text)

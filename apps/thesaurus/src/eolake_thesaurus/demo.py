@@ -11,6 +11,10 @@ from eolake_thesaurus.store import ImportReport, import_file, is_empty
 DEMO = [("gemet-en.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
         ("gemet-fr.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
         ("inspire-theme.rdf", "inspire", "INSPIRE themes")]
+# Shipped with the package: the Earth-observation variables and products in English and French (GCOS ECVs, hazards,
+# product types), which link the words of EO datasets' metadata that GEMET does not ("land cover", "indice")
+PACKAGED = Path(__file__).parent / "vocabularies"
+EO_VOCABULARY = (PACKAGED / "eo-variables.ttl", "eo", "Earth-observation variables and products")
 # Translating dictionaries where the system has them (Debian: dict-freedict-fra-eng, dict-freedict-eng-fra)
 DICTD = Path("/usr/share/dictd")
 DICTIONARIES = [("freedict-fra-eng.index", "fr", "en"), ("freedict-eng-fra.index", "en", "fr")]
@@ -23,12 +27,13 @@ def import_vocabulary(storage: Path, file: Path, vocabulary: str | None = None,
 
 
 def load_demo_vocabularies(storage: Path, thesauri: Path, dictionaries: Path = DICTD) -> list[ImportReport]:
-    """GEMET (English + French: one bilingual vocabulary), the INSPIRE themes and the French-English
-    dictionaries found, when the index is empty."""
+    """GEMET (English + French: one bilingual vocabulary), the INSPIRE themes, the packaged EO vocabulary and the
+    French-English dictionaries found, when the index is empty."""
     if not is_empty(index_path(storage)):
         return []
     reports = [import_vocabulary(storage, thesauri / name, vocab, title)
                for name, vocab, title in DEMO if (thesauri / name).exists()]
+    reports.append(import_vocabulary(storage, *EO_VOCABULARY))
     return reports + [import_dictionary(index_path(storage), dictionaries / name, source, target, "freedict",
                                         DICTIONARY_TITLE)
                       for name, source, target in DICTIONARIES if (dictionaries / name).exists()]

@@ -26,6 +26,7 @@ DICTIONARY_URI = "urn:eolake:dictionary:"
 ATTRIBUTION = {
     "gemet": "GEMET, European Environment Agency (EEA): https://www.eionet.europa.eu/gemet",
     "inspire": "INSPIRE themes, European Commission: https://inspire.ec.europa.eu/theme",
+    "eo": "eolake Earth-observation variables and products (after the GCOS Essential Climate Variables)",
     "freedict": "FreeDict French-English and English-French dictionaries (GPL): https://freedict.org",
 }
 
@@ -186,10 +187,14 @@ def connect(db_path: Path, readonly: bool = False) -> sqlite3.Connection:
 def import_file(db_path: Path, path: Path, vocabulary: str | None = None, title: str | None = None) -> ImportReport:
     """Parse `path` fully, then add it to `vocabulary` (default: the file's stem) in one transaction."""
     path = Path(path)
-    vocabulary = vocabulary or re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-")
+    vocabulary = check_vocabulary_id(vocabulary or re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-"))
+    return write(db_path, parse(path), vocabulary, title, path.name)  # parsed before anything is written
+
+
+def check_vocabulary_id(vocabulary: str) -> str:
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", vocabulary):
         raise RdfImportError(f"vocabulary id {vocabulary!r} must be lowercase letters, digits, - or _")
-    return write(db_path, parse(path), vocabulary, title, path.name)  # parsed before anything is written
+    return vocabulary
 
 
 def write(db_path: Path, parsed: Parsed, vocabulary: str, title: str | None, source: str) -> ImportReport:

@@ -13,7 +13,9 @@ const PAGE_SIZE = 20;
 // The facets the federated search counts, each with the collection property a CQL2 filter narrows by.
 const FACETS = [['provider', 'Provider', 'provider'], ['platform', 'Platform', 'platform'],
   ['instrument', 'Instrument', 'instruments'], ['processing_level', 'Processing level', 'processing:level'],
-  ['keyword', 'Keyword', 'keywords']];
+  ['keyword', 'Keyword', 'keywords'], ['decade', 'Time span', 'decade']];
+// Facets whose values read best in their own order (decades in time) rather than by count.
+const ORDERED_FACETS = new Set(['decade']);
 
 // The facet values chosen (hash parameters named like the facets) as one CQL2 filter: every one must hold.
 function facetFilter(chosen) {
@@ -42,7 +44,7 @@ export async function collectionsPage(page, params) {
     <p id="coll-status" class="meta" role="status">Loading collections…</p>
     <div id="coll-expansion" class="expansion meta"></div>
     <div id="coll-chosen" class="chosen"></div>
-    <details id="coll-facets" class="facets" hidden><summary>Narrow the results</summary><div id="coll-facet-groups"></div></details>
+    <details id="coll-facets" class="facets" hidden><summary id="coll-facets-title">Narrow the results</summary><div id="coll-facet-groups"></div></details>
     <ul class="cards" id="coll-list"></ul>
     ${pagerHTML('coll-pager')}`, 'Collections');
   const input = document.getElementById('coll-q');
@@ -59,6 +61,21 @@ export async function collectionsPage(page, params) {
   const pager = new Pager('coll-pager', (href, offset) => showCollections(page, href, offset, { q, chosen, federated }));
   await pager.first(federated ? `${search}/collections${query({ limit: 50, q, filter: facetFilter(chosen), facets: 'true' })}`
     : page.stac(`/collections${query({ limit: 100, q })}`));
+  if (!federated && search !== null) browseFacets(page, `${search}/collections${query({ limit: 1, fields: 'id', facets: 'true' })}`);
+}
+
+// Without free text or a chosen facet the list is the platform's own collections; the facets of every provider's
+// datasets are offered beside it, so browsing can start from a provider, a platform or a time span.
+async function browseFacets(page, href) {
+  let body;
+  try {
+    body = await getJSON(href);
+  } catch {
+    return; // no facets: the list itself still works
+  }
+  if (!page.current()) return;
+  showFacets('', {}, body.facets || {});
+  document.getElementById('coll-facets-title').textContent = `Browse all ${body.numberMatched ?? ''} datasets of every provider`;
 }
 
 // One page of collections: the list, their extents on the map, each one's item count; {shown, next} for the pager.
@@ -124,7 +141,9 @@ function showFacets(q, chosen, facets) {
   const groups = FACETS.map(([name, title]) => {
     const counts = facets[name]?.counts || [];
     if (!counts.length) return '';
-    return `<fieldset class="facet" data-facet="${name}"><legend>${h(title)}</legend>${counts.slice(0, 8).map((c) => `
+    const shown = counts.slice(0, ORDERED_FACETS.has(name) ? counts.length : 8);
+    if (ORDERED_FACETS.has(name)) shown.sort((a, b) => String(a.value).localeCompare(String(b.value)));
+    return `<fieldset class="facet" data-facet="${name}"><legend>${h(title)}</legend>${shown.map((c) => `
       <button type="button" class="secondary facet-value" data-facet="${name}" data-value="${h(c.value)}" data-count="${c.count}"
         aria-pressed="${chosen[name] === String(c.value)}">${h(c.value)} <span class="n">${c.count}</span></button>`).join('')}</fieldset>`;
   }).join('');
