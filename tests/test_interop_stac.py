@@ -1,0 +1,61 @@
+"""Third-party STAC clients against the session's embedded platform: stac-api-validator (offline, on the vendored
+schemas) for every conformance class the catalog (/stac) and the federated search (/search) advertise, pystac-client's
+matched(), and EODAG with its STAC provider pointed at /search."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from servers import RunningPlatform
+from stac_validator_offline import validate
+
+COLLECTION = "garonne-wse"
+AREA = {"type": "Polygon", "coordinates": [[[1.3, 43.5], [1.5, 43.5], [1.5, 43.7], [1.3, 43.7], [1.3, 43.5]]]}
+# The validator's class names, by the conformance URI suffix that advertises them.
+CLASSES = {"/core": "core", "/item-search": "item-search", "/ogcapi-features": "features",
+           "/collections": "collections", "#filter": "filter", "/item-search#sort": "item-search#sort",
+           "/item-search#fields": "item-search#fields", "/item-search#query": "item-search#query",
+           "/ogcapi-features#sort": "features#sort", "/ogcapi-features#fields": "features#fields",
+           "/ogcapi-features#query": "features#query"}
+# What the query and fields checks compare, in the demo's water-surface items.
+QUERY = {"fields_nested_property": "properties.title", "query_comparison_field": "proj:epsg",
+         "query_eq_value": "4326", "query_neq_value": "3857", "query_lt_value": "5000", "query_lte_value": "4326",
+         "query_gt_value": "4000", "query_gte_value": "4326", "query_substring_field": "title",
+         "query_starts_with_value": "Garonne", "query_ends_with_value": "12-12", "query_contains_value": "surface",
+         "query_in_field": "title",
+         "query_in_values": "Garonne water surface 2023-12-12,Garonne water surface 2023-11-27"}
+
+
+def advertised(root: str) -> list[str]:
+    conforms = httpx.get(f"{root}/conformance", timeout=30).json()["conformsTo"]
+    found = {name for suffix, name in CLASSES.items() for uri in conforms
+             if uri.startswith("https://api.stacspec.org/") and uri.endswith(suffix)}
+    return sorted(found)
+
+
+@pytest.mark.parametrize("service", ["stac", "search"])
+def test_stac_api_validator_finds_no_error_in_any_advertised_class(platform: RunningPlatform, service):
+    root = f"{platform.base_url}/{service}"
+    classes = advertised(root)
+    assert {"core", "item-search", "features", "collections"} <= set(classes), classes
+    _, errors = validate(root, classes, COLLECTION, AREA, **QUERY)
+    assert errors == [], "\n".join(errors)
+
+
+def test_pystac_client_matched_is_right_or_absent(platform: RunningPlatform):
+    from pystac_client import Client
+
+    total = httpx.get(f"{platform.base_url}/stac/collections/{COLLECTION}/items", params={"limit": 1}).json()
+    search = Client.open(f"{platform.base_url}/search/").search(collections=[COLLECTION], max_items=100)
+    items = list(search.items())
+    assert len(items) == total["numberMatched"] > 0
+    assert search.matched() in (None, total["numberMatched"])
+
+
+def test_eodag_pointed_at_the_federated_search_finds_a_collections_items(platform: RunningPlatform, tmp_path):
+    from eolake_search.providers import offline_gateway
+
+    dag = offline_gateway(tmp_path / "eodag", [], {"eolake": f"{platform.base_url}/search"})
+    found = dag.search(provider="eolake", collection=COLLECTION, items_per_page=5)
+    assert len(found) == 5 and {p.properties.get("title", "")[:7] for p in found} == {"Garonne"}
