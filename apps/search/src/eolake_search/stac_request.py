@@ -97,7 +97,9 @@ def _stac_model(params: dict) -> ExtendedSearch:
         raise BadSearch("intersects and bbox are mutually exclusive")
     subset = {k: params[k] for k in ("intersects", "sortby") if params.get(k) is not None}
     if "fields" in params:
-        subset["fields"] = {"includes": params["fields"].get("include"), "excludes": params["fields"].get("exclude")}
+        fields = params["fields"]  # include absent: the whole item less the excludes; null or []: the default set
+        subset["fields"] = {"includes": (fields.get("include") or []) if "include" in fields else None,
+                            "excludes": fields.get("exclude")}
     try:
         return ExtendedSearch.model_validate(subset)
     except ValidationError as exc:
@@ -158,8 +160,10 @@ def _clause(name: str, op: str, value: Any) -> dict:
     if op in PATTERNS and isinstance(value, str):
         escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return {"op": "like", "args": [prop, PATTERNS[op].format(escaped)]}
-    if op == "in" and isinstance(value, list):
-        return {"op": "in", "args": [prop, [_number(v) for v in value]]}
+    if op == "in" and isinstance(value, list):  # a value among these, or an array sharing one of them
+        values = [_number(v) for v in value]
+        return {"op": "or", "args": [{"op": "in", "args": [prop, values]},
+                                     {"op": "a_overlaps", "args": [prop, values]}]}
     raise BadSearch(f"query: {op!r} with {value!r} is not a query operator and value")
 
 
