@@ -35,17 +35,11 @@ def advertised(root: str) -> list[str]:
     return sorted(found)
 
 
-# The catalog's stac-fastapi-pgstac still fails these (its fields selection, sortby and query with a collection
-# named as a string, query operators pgstac lacks): checked on the federated search only, for now.
-CATALOG_PENDING = {"item-search#sort", "item-search#fields", "item-search#query", "features#sort",
-                   "features#fields", "features#query"}
-
-
 @pytest.mark.parametrize("service", ["stac", "search"])
 def test_stac_api_validator_finds_no_error_in_any_advertised_class(platform: RunningPlatform, service):
     # The root with its slash: the validator takes any URL ending in /search for an item search.
     root = f"{platform.base_url}/{service}/"
-    classes = [c for c in advertised(root.rstrip("/")) if service == "search" or c not in CATALOG_PENDING]
+    classes = advertised(root.rstrip("/"))
     assert {"core", "item-search", "features", "collections"} <= set(classes), classes
     query_classes = [c for c in classes if c.endswith("#query")]
     _, errors = validate(root, [c for c in classes if c not in query_classes], COLLECTION, AREA, **QUERY)

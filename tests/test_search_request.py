@@ -4,9 +4,10 @@ selection, the query extension as CQL2, the sorted merge order."""
 from __future__ import annotations
 
 import pytest
-from eolake_search.stac_request import BadSearch, from_query, order_key, parse, query_filter, select_fields
+from eolake_search.stac_request import BadSearch, from_query, order_key, parse
 
 from eolake_kit.datetimes import check_interval
+from eolake_kit.stac import query_filter, select_fields
 
 ITEM = {"type": "Feature", "stac_version": "1.0.0", "id": "a", "collection": "c", "links": [], "assets": {"x": {}},
         "geometry": {"type": "Point", "coordinates": [0, 0]}, "bbox": [0, 0, 0, 0],

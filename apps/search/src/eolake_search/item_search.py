@@ -160,23 +160,20 @@ class FederatedItems:
                 features: list[dict], state: dict | None, failed: list[str], expansion: dict) -> dict:
         federation = {**{r.name: self._report(r, request) for r in runs}, **skipped}
         ok = [r for r in runs if r.status == "ok" and r.page]
-        # A total is exact only when one provider could have results and it counted (pgstac counts only with its
-        # `context` setting on): then numberMatched. Otherwise (duplicates across providers, providers that did not
-        # count) context.matched is an estimate: what each reported, or at least what it has shown so far.
+        # A total only when it is right: one provider could have results and it counted (pgstac counts only with its
+        # `context` setting on). Copies across providers and providers that did not count leave it absent (clients
+        # such as pystac-client read numberMatched, then context.matched, as the truth).
         alone = all(s["reason"] == "collections not served" for s in skipped.values())
         exact = alone and len(runs) == len(ok) == 1 and ok[0].page.matched is not None
-        matched = sum(r.estimate() for r in ok) if ok else None
         for feature in features:
             item_links(feature, page.base)
         if request.fields is not None:
             features = [select_fields(f, request.fields) for f in features]
         out = {"type": "FeatureCollection", "features": features, "links": self._links(page, state),
-               "numberReturned": len(features),
-               "context": {"returned": len(features), "limit": request.limit, "matched": matched,
-                           "matched_estimate": not exact},
+               "numberReturned": len(features), "context": {"returned": len(features), "limit": request.limit},
                "federation": federation, "partial": bool(failed), "failed_providers": failed, "expansion": expansion}
         if exact:
-            out["numberMatched"] = matched  # absent when not known: a client's total is never wrong
+            out["numberMatched"] = out["context"]["matched"] = ok[0].page.matched
         return out
 
     def _report(self, run: ProviderRun, request: SearchRequest) -> dict:

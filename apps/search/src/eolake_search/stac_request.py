@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from stac_pydantic.api.search import ExtendedSearch
 
 from eolake_kit.datetimes import check_interval
+from eolake_kit.stac import item_path, query_filter, select_fields  # noqa: F401 - select_fields re-exported
 
 try:  # the CQL2 parser comes with the dev/catalog environment; without it filters are forwarded unchecked
     import cql2
@@ -22,11 +23,6 @@ except ImportError:  # pragma: no cover - exercised by the image build check
 STAC_KEYS = {"collections", "ids", "bbox", "intersects", "datetime", "limit", "sortby", "fields", "query"}
 EOLAKE_KEYS = {"q", "filter", "filter-lang", "filter_lang", "token", "providers", "expand", "lang", "depth"}
 JSON_GET_KEYS = ("intersects", "query")
-# What a `fields` selection keeps besides its includes (STAC fields extension: id and links always; type, version
-# and collection so that the answer is still a STAC item), and the default set of an empty selection.
-ALWAYS = ("type", "stac_version", "id", "links")
-DEFAULT_SET = (*ALWAYS, "geometry", "bbox", "assets", "stac_extensions", "properties.datetime",
-               "properties.start_datetime", "properties.end_datetime")
 
 
 class BadSearch(ValueError):
@@ -86,7 +82,7 @@ def parse(params: dict, default_limit: int, max_limit: int, default_depth: int) 
         q=strings(params.get("q")), expand=str(params.get("expand", "true")).lower() not in ("false", "0", "no"),
         depth=depth, lang=params.get("lang"), providers=strings(params.get("providers")),
         token=str(params["token"]) if params.get("token") else None,
-        sortby=[(_item_path(s.field), s.direction.value == "desc") for s in stac.sortby or []],
+        sortby=[(item_path(s.field), s.direction.value == "desc") for s in stac.sortby or []],
         fields=_fields(params, stac))
 
 
@@ -127,7 +123,10 @@ def _provider_body(params: dict, stac: ExtendedSearch) -> dict:
     if stac.sortby:
         body["sortby"] = [{"field": s.field, "direction": s.direction.value} for s in stac.sortby]
     if params.get("query"):
-        body = _with_filter(body, query_filter(params["query"]))
+        try:
+            body = _with_filter(body, query_filter(params["query"]))
+        except ValueError as exc:
+            raise BadSearch(str(exc)) from None
     return body
 
 
@@ -137,79 +136,11 @@ def _with_filter(body: dict, extra: dict) -> dict:
             "filter-lang": "cql2-json"}
 
 
-COMPARISONS = {"eq": "=", "neq": "<>", "ne": "<>", "lt": "<", "lte": "<=", "le": "<=", "gt": ">", "gte": ">=",
-               "ge": ">="}
-PATTERNS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
-
-
-def query_filter(query: Any) -> dict:
-    """The query extension as a CQL2 filter, which every provider with the filter extension runs (pgstac's own
-    query lacks startsWith, endsWith, contains and in). Numbers written as strings compare as numbers."""
-    if not isinstance(query, dict) or not all(isinstance(v, dict) for v in query.values()):
-        raise BadSearch("query must be an object of {property: {operator: value}}")
-    clauses = [_clause(name, op, value) for name, ops in query.items() for op, value in ops.items()]
-    if not clauses:
-        raise BadSearch("query names no condition")
-    return clauses[0] if len(clauses) == 1 else {"op": "and", "args": clauses}
-
-
-def _clause(name: str, op: str, value: Any) -> dict:
-    prop = {"property": name}
-    if op in COMPARISONS:
-        return {"op": COMPARISONS[op], "args": [prop, _number(value)]}
-    if op in PATTERNS and isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return {"op": "like", "args": [prop, PATTERNS[op].format(escaped)]}
-    if op == "in" and isinstance(value, list):  # a value among these, or an array sharing one of them
-        values = [_number(v) for v in value]
-        return {"op": "or", "args": [{"op": "in", "args": [prop, values]},
-                                     {"op": "a_overlaps", "args": [prop, values]}]}
-    raise BadSearch(f"query: {op!r} with {value!r} is not a query operator and value")
-
-
-def _number(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _item_path(name: str) -> str:
-    """A sortby or fields name as a path in the item: `datetime` is `properties.datetime`."""
-    top = {"id", "collection", "geometry", "bbox", "type", "links", "assets", "stac_version", "stac_extensions"}
-    return name if name.split(".", 1)[0] in top or name.startswith("properties.") else f"properties.{name}"
-
-
 def _fields(params: dict, stac: ExtendedSearch) -> tuple[set[str] | None, set[str]] | None:
     if stac.field is None:
         return None
-    include = None if stac.field.includes is None else {_item_path(f) for f in stac.field.includes}
-    return include, {_item_path(f) for f in stac.field.excludes or set()} - (include or set())  # in both: included
-
-
-def select_fields(item: dict, fields: tuple[set[str] | None, set[str]]) -> dict:
-    """The STAC fields extension on one item: the includes (with id, type, version and links); with only excludes,
-    the whole item less them; with an empty or null include, the default set less the excludes. A field named in
-    both is included."""
-    include, exclude = fields
-    if include is None and exclude:
-        wanted = set(item) | {f"properties.{k}" for k in item.get("properties") or {}}
-        wanted.discard("properties")
-    else:
-        wanted = set(ALWAYS) | include if include else set(DEFAULT_SET)
-        include = include or set()
-    out: dict[str, Any] = {}
-    for path in sorted(wanted):
-        top, _, sub = path.partition(".")
-        if top not in item or path in exclude or top in exclude - (include or set()):
-            continue
-        if not sub:
-            out[top] = item[top]
-        elif isinstance(item[top], dict) and sub in item[top]:
-            out.setdefault(top, {})[sub] = item[top][sub]
-    return out
+    include = None if stac.field.includes is None else {item_path(f) for f in stac.field.includes}
+    return include, {item_path(f) for f in stac.field.excludes or set()} - (include or set())  # in both: included
 
 
 def strings(value: Any) -> list[str]:
