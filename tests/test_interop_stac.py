@@ -62,5 +62,24 @@ def test_eodag_pointed_at_the_federated_search_finds_a_collections_items(platfor
     from eolake_search.providers import offline_gateway
 
     dag = offline_gateway(tmp_path / "eodag", [], {"eolake": f"{platform.base_url}/search"})
-    found = dag.search(provider="eolake", collection=COLLECTION, items_per_page=5)
-    assert len(found) == 5 and {p.properties.get("basin") for p in found} == {"GARONNE"}
+    found = dag.search(provider="eolake", collection=COLLECTION, limit=5)
+    assert len(found) == 5 and all(p.properties["id"].startswith(f"{COLLECTION}-") for p in found)
+
+
+def test_dependent_queryables_narrow_to_the_items_with_the_chosen_values(platform: RunningPlatform):
+    from eolake_client import Client
+
+    items = httpx.post(f"{platform.base_url}/stac/search", json={"collections": [STATIONS], "limit": 100},
+                       timeout=30).json()["features"]
+    rivers = sorted({i["properties"]["river"] for i in items})
+    assert len(rivers) > 1
+    with Client(platform.base_url) as client:
+        for path in ("/stac", "/search"):
+            every = client.queryables(STATIONS, path=path)["properties"]
+            assert sorted(every["river"]["enum"]) == rivers
+            for river in rivers:
+                missions = {m for i in items if i["properties"]["river"] == river for m in i["properties"]["missions"]}
+                narrowed = client.queryables(STATIONS, path=path, river=river)["properties"]
+                assert set(narrowed["missions"]["enum"]) == missions and narrowed["river"]["enum"] == [river]
+    refused = httpx.get(f"{platform.base_url}/stac/collections/{STATIONS}/queryables", params={"nope": "x"})
+    assert refused.status_code == 400 and refused.headers["content-type"].startswith("application/problem+json")

@@ -14,7 +14,12 @@ from asyncpg import exceptions as pg_errors
 from fastapi import Depends, FastAPI, HTTPException, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
-from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
+from stac_fastapi.extensions import (
+    BulkTransactionExtension,
+    ItemCollectionFilterExtension,
+    SearchFilterExtension,
+    TransactionExtension,
+)
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
@@ -36,6 +41,7 @@ from eolake_catalog.inputs import (
     query_params_as_filter,
     writable_geometry,
 )
+from eolake_catalog.queryables import DependentQueryables
 from eolake_catalog.schema import index_summaries
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import install_kit, require_role
@@ -213,6 +219,14 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
 
 class CatalogExtensions(Extensions):
     @property
+    def search(self) -> list:
+        return _with_dependent_queryables(super().search)
+
+    @property
+    def item_collection(self) -> list:
+        return _with_dependent_queryables(super().item_collection)
+
+    @property
     def transaction(self) -> list:
         found = super().transaction
         for extension in found:
@@ -221,6 +235,13 @@ class CatalogExtensions(Extensions):
             elif isinstance(extension, BulkTransactionExtension):
                 extension.client = CatalogBulkTransactions()
         return found
+
+
+def _with_dependent_queryables(extensions: list) -> list:
+    for extension in extensions:
+        if isinstance(extension, (SearchFilterExtension, ItemCollectionFilterExtension)):
+            extension.client = DependentQueryables()
+    return extensions
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
