@@ -11,17 +11,17 @@ import secrets
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI
 
 from eolake_kit import install_kit
 from eolake_kit.outbound import async_client
-from eolake_kit.refs import StacId, segment
 from eolake_search import collection_api, item_routes
 from eolake_search.discovery import Catalog
 from eolake_search.engine import Query as TextQuery
 from eolake_search.expansion import Expansion
 from eolake_search.expansion import expand as thesaurus_expand
 from eolake_search.federation import BACKENDS
+from eolake_search.item_routes import collection_links
 from eolake_search.item_search import FederatedItems
 from eolake_search.providers import make_provider
 from eolake_search.settings import SearchSettings
@@ -49,7 +49,6 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
 ]
-QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 
 
 def create_app(settings: SearchSettings | None = None) -> FastAPI:
@@ -77,22 +76,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
 
     @app.get("/")
     async def landing():
-        return {"type": "Catalog", "stac_version": "1.0.0", "id": "eolake-search", "title": "eolake federated search",
-                "description": "STAC API over " + ", ".join(c.name for c in configs), "conformsTo": CONFORMANCE,
-                "providers": [{"name": c.name, "kind": c.kind, "timeout_seconds": c.timeout_seconds} for c in configs],
-                "links": [
-                    {"rel": "self", "type": "application/json", "href": f"{base}/"},
-                    {"rel": "root", "type": "application/json", "href": f"{base}/"},
-                    {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
-                    {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
-                    {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
-                     "title": "collection-search queryables", "href": f"{base}/collection-queryables"},
-                    {"rel": "suggest", "type": "application/json", "href": f"{base}/suggest"},
-                    {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "GET"},
-                    {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "POST"},
-                    {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
-                     "href": f"{base}/queryables"},
-                    {"rel": "service-desc", "type": "application/json", "href": f"{base}/openapi.json"}]}
+        return landing_page(configs, base)
 
     @app.get("/conformance")
     async def conformance():
@@ -111,19 +95,6 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     collection_api.install(app, settings, token_key, lambda value, lang: cql2_json(value, lang), bbox,
                            collection_links)
     app.include_router(item_routes.router)
-
-    @app.get("/collections/{collection_id}")
-    async def collection(collection_id: StacId):
-        """The providers' own record when a STAC provider serves it, else the harmonised one (EODAG metadata)."""
-        items: FederatedItems = app.state.items
-        answers, status = await gather(f"/collections/{segment(collection_id)}", only=items.serving(collection_id))
-        found = [(n, d) for n, d in answers.items() if d]
-        if found:
-            return {**collection_links({**found[0][1], BACKENDS: [n for n, _ in found]}, base), "federation": status}
-        known = [r for r in (await app.state.catalog.current()).records if r["id"] == collection_id]
-        if not known:
-            raise HTTPException(404, f"no provider has the collection {collection_id!r}")
-        return {**collection_links(known[0], base), "federation": status}
 
     async def expander(q: list[str], lang: str | None, depth: int, do_expand: bool):
         if not do_expand:
@@ -159,13 +130,20 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     return install_kit(app, settings, checks={"local-catalog": ready_local}, status_codes={BadSearch: 400})
 
 
-def collection_links(col: dict, base: str) -> dict:
-    cid = segment(str(col.get("id")))
-    ours = ("self", "root", "parent", "items", QUERYABLES)
-    links = [link for link in col.get("links", []) if link.get("rel") not in ours]
-    href = f"{base}/collections/{cid}"
-    return {**col, "links": [*links, {"rel": "self", "type": "application/json", "href": href},
-                             {"rel": "root", "type": "application/json", "href": f"{base}/"},
-                             {"rel": "parent", "type": "application/json", "href": f"{base}/"},
-                             {"rel": "items", "type": "application/geo+json", "href": f"{href}/items"},
-                             {"rel": QUERYABLES, "type": "application/schema+json", "href": f"{href}/queryables"}]}
+def landing_page(configs: list, base: str) -> dict:
+    return {"type": "Catalog", "stac_version": "1.0.0", "id": "eolake-search", "title": "eolake federated search",
+            "description": "STAC API over " + ", ".join(c.name for c in configs), "conformsTo": CONFORMANCE,
+            "providers": [{"name": c.name, "kind": c.kind, "timeout_seconds": c.timeout_seconds} for c in configs],
+            "links": [
+                {"rel": "self", "type": "application/json", "href": f"{base}/"},
+                {"rel": "root", "type": "application/json", "href": f"{base}/"},
+                {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
+                {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
+                 "title": "collection-search queryables", "href": f"{base}/collection-queryables"},
+                {"rel": "suggest", "type": "application/json", "href": f"{base}/suggest"},
+                {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "GET"},
+                {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "POST"},
+                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
+                 "href": f"{base}/queryables"},
+                {"rel": "service-desc", "type": "application/json", "href": f"{base}/openapi.json"}]}

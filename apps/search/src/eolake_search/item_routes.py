@@ -11,12 +11,13 @@ from fastapi.responses import JSONResponse
 
 from eolake_kit.refs import StacId, segment
 from eolake_search import stac_request
-from eolake_search.federation import EveryProviderFailed
+from eolake_search.federation import BACKENDS, EveryProviderFailed
 from eolake_search.item_search import GEOJSON, FederatedItems, Page
 from eolake_search.stac_request import BadSearch
 
 PROVIDERS_RETRY_SECONDS = "5"  # a search no provider answered: try again then (a provider's restart, a blip)
 SCHEMA = "application/schema+json"
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 POST_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "description": "a STAC item search (collections, bbox, intersects, datetime, sortby, fields, "
                                      "query, q, filter…)"}}}}}
@@ -89,6 +90,19 @@ async def collection_item(collection_id: StacId, item_id: StacId, core: Items, b
     return geojson(page["features"][0])
 
 
+@router.get("/collections/{collection_id}", summary="a collection: the providers' own record when a STAC provider "
+                                                  "serves it, else the harmonised one (EODAG metadata)")
+async def collection(collection_id: StacId, request: Request, core: Items, base: Base):
+    answers, status = await core.gather(f"/collections/{segment(collection_id)}", only=core.serving(collection_id))
+    found = [(n, d) for n, d in answers.items() if d]
+    if found:
+        return {**collection_links({**found[0][1], BACKENDS: [n for n, _ in found]}, base), "federation": status}
+    known = [r for r in (await request.app.state.catalog.current()).records if r["id"] == collection_id]
+    if not known:
+        raise HTTPException(404, f"no provider has the collection {collection_id!r}")
+    return {**collection_links(known[0], base), "federation": status}
+
+
 @router.get("/queryables", summary="what filters may name, over every provider")
 async def queryables(core: Items, base: Base):
     answers, status = await core.gather("/queryables")
@@ -121,3 +135,15 @@ def queryables_document(url: str, title: str, answers: dict[str, Any]) -> dict:
                 props[name]["enum"] = list(dict.fromkeys([*props[name]["enum"], *definition["enum"]]))
     return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url, "type": "object",
             "title": title, "properties": props, "additionalProperties": True}
+
+
+def collection_links(col: dict, base: str) -> dict:
+    cid = segment(str(col.get("id")))
+    ours = ("self", "root", "parent", "items", QUERYABLES_REL)
+    links = [link for link in col.get("links", []) if link.get("rel") not in ours]
+    href = f"{base}/collections/{cid}"
+    return {**col, "links": [*links, {"rel": "self", "type": "application/json", "href": href},
+                             {"rel": "root", "type": "application/json", "href": f"{base}/"},
+                             {"rel": "parent", "type": "application/json", "href": f"{base}/"},
+                             {"rel": "items", "type": "application/geo+json", "href": f"{href}/items"},
+                             {"rel": QUERYABLES_REL, "type": "application/schema+json", "href": f"{href}/queryables"}]}
