@@ -77,3 +77,36 @@ def test_rfc3339_accepts_lowercase_and_refuses_what_is_not_rfc3339():
     for bad in ("2023-01-01", "2023-01-01T10:00:00+0100", "2023-02-30T00:00:00Z", "../.."):
         with pytest.raises(ValueError):
             check_interval(bad)
+
+
+class ListProvider:
+    """A provider answering from a list, sorted by gsd unless it cannot sort."""
+
+    def __init__(self, name: str, gsds: list[int], sorts: bool):
+        self.name, self.sorts, self.asked = name, sorts, []
+        self.items = [{"type": "Feature", "id": f"{name}{g}", "collection": "c", "links": [],
+                       "properties": {"gsd": g, "datetime": "2023-01-01T00:00:00Z"}} for g in gsds]
+
+    async def search(self, body: dict, cursor, limit: int):
+        from eolake_search.providers import Page
+
+        self.asked.append(body)
+        items = sorted(self.items, key=lambda i: i["properties"]["gsd"]) if "sortby" in body else list(self.items)
+        return Page(items[:limit], None, len(items))
+
+
+def test_a_provider_that_cannot_sort_is_sorted_per_page_and_says_so():
+    import asyncio
+
+    from eolake_search.item_search import FederatedItems, Page
+    from eolake_search.settings import ProviderConfig, SearchSettings
+
+    providers = {"a": ListProvider("a", [30, 10, 20], True), "b": ListProvider("b", [25, 5, 15], False)}
+    configs = [ProviderConfig(name="a", url="http://a"), ProviderConfig(name="b", url="http://b", sortable=False)]
+    core = FederatedItems(configs, lambda: providers, None, b"k" * 32, SearchSettings(peers={}))
+    request = parsed({"sortby": [{"field": "gsd", "direction": "asc"}], "limit": 10})
+    page = asyncio.run(core.search(request, Page("http://x", "/search", "POST", {})))
+    assert [f["properties"]["gsd"] for f in page["features"]] == [5, 10, 15, 20, 25, 30]
+    assert "sortby" in providers["a"].asked[0] and "sortby" not in providers["b"].asked[0]
+    assert page["federation"]["b"]["sorted"] is False and "sorted" not in page["federation"]["a"]
+    assert "numberMatched" not in page  # two providers: no total claimed
