@@ -81,5 +81,6 @@ def test_dependent_queryables_narrow_to_the_items_with_the_chosen_values(platfor
                 missions = {m for i in items if i["properties"]["river"] == river for m in i["properties"]["missions"]}
                 narrowed = client.queryables(STATIONS, path=path, river=river)["properties"]
                 assert set(narrowed["missions"]["enum"]) == missions and narrowed["river"]["enum"] == [river]
-    refused = httpx.get(f"{platform.base_url}/stac/collections/{STATIONS}/queryables", params={"nope": "x"})
-    assert refused.status_code == 400 and refused.headers["content-type"].startswith("application/problem+json")
+    for path in ("/stac", "/search"):
+        refused = httpx.get(f"{platform.base_url}{path}/collections/{STATIONS}/queryables", params={"nope": "x"})
+        assert refused.status_code == 400 and refused.headers["content-type"].startswith("application/problem+json")

@@ -118,6 +118,8 @@ async def collection_queryables(collection_id: StacId, request: Request, core: I
     path = f"/collections/{segment(collection_id)}/queryables"
     answers, status = await core.gather(path, chosen or None, only=core.serving(collection_id))
     if not any(answers.values()):
+        if status and all(s.get("http_status") == 400 for s in status.values()):
+            raise BadSearch("every provider refused the chosen values: " + ", ".join(sorted(chosen)))
         raise HTTPException(404, f"no provider has the collection {collection_id!r}")
     title = f"Queryables of {collection_id}"
     return JSONResponse({**queryables_document(f"{base}{path}", title, answers), "federation": status},

@@ -32,7 +32,7 @@ from eolake_search.federation import (
     next_state,
     sort_key,
 )
-from eolake_search.providers import describe
+from eolake_search.providers import ProviderError, describe
 from eolake_search.settings import ProviderConfig
 from eolake_search.stac_request import BadSearch, SearchRequest, order_key, select_fields
 
@@ -72,6 +72,8 @@ class FederatedItems:
                 return name, data, {"status": "ok", "ms": round((time.perf_counter() - start) * 1000, 1)}
             except TimeoutError:
                 status = {"status": "timeout", "error": f"no answer within {self.configs[name].timeout_seconds:g} s"}
+            except ProviderError as exc:
+                status = {"status": "error", "error": describe(exc), "http_status": exc.status}
             except Exception as exc:
                 status = {"status": "error", "error": describe(exc)}
             return name, None, {**status, "ms": round((time.perf_counter() - start) * 1000, 1)}
