@@ -11,10 +11,15 @@ import jsonpatch
 import orjson
 import stac_pydantic
 from asyncpg import exceptions as pg_errors
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from stac_fastapi.api.errors import DEFAULT_STATUS_CODES
-from stac_fastapi.extensions import BulkTransactionExtension, TransactionExtension
+from stac_fastapi.extensions import (
+    BulkTransactionExtension,
+    ItemCollectionFilterExtension,
+    SearchFilterExtension,
+    TransactionExtension,
+)
 from stac_fastapi.pgstac.app import instantiate_api
 from stac_fastapi.pgstac.config import Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
@@ -27,10 +32,20 @@ from starlette.responses import JSONResponse, Response
 
 from eolake_catalog.cache import SearchCache
 from eolake_catalog.etag import EtagMiddleware
-from eolake_catalog.inputs import checked, free_text, patched_document, writable_geometry
+from eolake_catalog.inputs import (
+    SearchBodyMiddleware,
+    checked,
+    fields_selection,
+    free_text,
+    patched_document,
+    query_params_as_filter,
+    writable_geometry,
+)
+from eolake_catalog.queryables import DependentQueryables
 from eolake_catalog.schema import index_summaries
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import __version__, install_kit, require_role
+from eolake_kit.stac import select_fields
 
 log = logging.getLogger("eolake_catalog")
 LANDING_ID = "eolake-catalog"
@@ -67,18 +82,32 @@ class CatalogClient(CoreCrudClient):
         return await super().all_collections(request, **checked(kwargs))
 
     async def item_collection(self, collection_id: str, request: Request, **kwargs: Any):
-        return geojson(await super().item_collection(collection_id, request, **checked(kwargs)))
+        params = query_params_as_filter(checked(kwargs))
+        return geojson(await super().item_collection(collection_id, request, **params))
 
     async def get_search(self, request: Request, **kwargs: Any):
-        return geojson(await super().get_search(request, **checked(kwargs)))
+        return geojson(await super().get_search(request, **query_params_as_filter(checked(kwargs))))
 
     async def post_search(self, search_request: Any, request: Request, **kwargs: Any):
+        if "fields" in search_request.model_fields_set and search_request.fields is None:
+            raise HTTPException(400, "fields must be an object with include and exclude lists")
         if getattr(search_request, "q", None):
             search_request = search_request.model_copy(update={"q": free_text(search_request.q)})
         return geojson(await super().post_search(search_request, request, **kwargs))
 
     async def _search_base(self, search_request: Any, request: Request):
-        """Every search, item listing and item read: from the cache while the collections it reads are unchanged."""
+        """Every search, item listing and item read; `fields` is applied to the answer here (eolake_kit.stac, as the
+        federated search does): pgstac's selection differs from what STAC clients expect of include and exclude."""
+        selection = fields_selection(search_request)
+        if selection is not None:
+            search_request = search_request.model_copy(update={"fields": None})
+        answer = await self._cached(search_request, request)
+        if selection is None:
+            return answer
+        return {**answer, "features": [select_fields(f, selection) for f in answer.get("features", [])]}
+
+    async def _cached(self, search_request: Any, request: Request):
+        """From the cache while the collections the search reads are unchanged."""
         cache: SearchCache = request.app.state.search_cache
         key = (request.method, str(request.url), search_request.model_dump_json(exclude_none=True, by_alias=True))
         if not cache.asked_before(key):
@@ -190,6 +219,14 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
 
 class CatalogExtensions(Extensions):
     @property
+    def search(self) -> list:
+        return _with_dependent_queryables(super().search)
+
+    @property
+    def item_collection(self) -> list:
+        return _with_dependent_queryables(super().item_collection)
+
+    @property
     def transaction(self) -> list:
         found = super().transaction
         for extension in found:
@@ -198,6 +235,13 @@ class CatalogExtensions(Extensions):
             elif isinstance(extension, BulkTransactionExtension):
                 extension.client = CatalogBulkTransactions()
         return found
+
+
+def _with_dependent_queryables(extensions: list) -> list:
+    for extension in extensions:
+        if isinstance(extension, (SearchFilterExtension, ItemCollectionFilterExtension)):
+            extension.client = DependentQueryables()
+    return extensions
 
 
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
@@ -234,6 +278,7 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     app.state.search_cache = SearchCache(settings.cache_entries, settings.cache_mib * 1024 * 1024)
     app.state.pgstac_search = settings.pgstac
     app.user_middleware.append(Middleware(EtagMiddleware))  # innermost: validators of the uncompressed answer
+    app.user_middleware.append(Middleware(SearchBodyMiddleware))
     # CORS is the kit's, from the spec: stac-fastapi's own (any origin, its header list) would answer first.
     app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
 

@@ -14,9 +14,12 @@ from urllib.parse import unquote_plus
 
 import jsonpatch
 import orjson
+from cql2 import Expr
 from fastapi import HTTPException
 from json_merge_patch import merge
 from pydantic import BaseModel, ValidationError
+
+from eolake_kit.stac import item_path, query_filter
 
 WORD = re.compile(r"\w+")
 PHRASE_OR_TEXT = re.compile(r'"([^"]*)"|([^"]+)')
@@ -94,3 +97,84 @@ def patched_document(existing: dict, patch: Any, model: type[BaseModel]) -> dict
         where = ".".join(map(str, first["loc"]))
         raise HTTPException(400, f"the patch leaves an invalid document: {where}: {first['msg']}") from None
     return patched
+
+
+def fields_selection(search_request: Any) -> tuple[set[str] | None, set[str]] | None:
+    """The `fields` of a search as (include (None: not given), exclude) item paths, or None (whole items)."""
+    fields = getattr(search_request, "fields", None)
+    if fields is None or "fields" not in search_request.model_fields_set:  # stac-fastapi's default: whole items
+        return None
+    include = {item_path(f) for f in fields.include or ()} if "include" in fields.model_fields_set else None
+    return include, {item_path(f) for f in fields.exclude or ()} - (include or set())
+
+
+def query_into_filter(query: Any, current: Any, lang: str | None) -> dict:
+    """The query extension as a CQL2 JSON filter joined to the search's own filter (text or JSON): pgstac's query
+    lacks startsWith, endsWith, contains and in, and its model refuses them."""
+    try:
+        extra = query_filter(query)
+        if isinstance(current, str):
+            current = orjson.loads(current) if lang == "cql2-json" else Expr(current).to_json()
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except Exception as exc:  # cql2 raises a bare Exception on a parse error
+        raise HTTPException(400, f"Invalid filter: {exc}") from None
+    return {"op": "and", "args": [current, extra]} if current else extra
+
+
+def query_params_as_filter(params: dict[str, Any]) -> dict[str, Any]:
+    """GET parameters with `query` moved into `filter_expr` (CQL2 JSON)."""
+    if not params.get("query"):
+        return params
+    combined = query_into_filter(json_object(params["query"], "query"), params.get("filter_expr"),
+                                 params.get("filter_lang"))
+    return {**params, "query": None, "filter_expr": orjson.dumps(combined).decode(), "filter_lang": "cql2-json"}
+
+
+class SearchBodyMiddleware:
+    """POST search bodies as stac-fastapi-pgstac reads them: one collection named as a string (`"collections": "a"`,
+    which some clients send) becomes the list of it, and `query` becomes part of the CQL2 filter (see
+    query_into_filter); any other body passes unchanged."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/search"):
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = _normalised(b"".join(chunks))
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await self.app(scope, replay, send)
+
+
+def _normalised(body: bytes) -> bytes:
+    if b'"collections"' not in body and b'"query"' not in body:
+        return body
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body  # the route's parser answers
+    if not isinstance(document, dict):
+        return body
+    if isinstance(document.get("collections"), str):
+        document["collections"] = [c.strip() for c in document["collections"].split(",") if c.strip()]
+    if document.get("query"):
+        lang = document.get("filter-lang") or document.get("filter_lang")
+        document["filter"] = query_into_filter(document.pop("query"), document.get("filter"), lang)
+        document.pop("filter_lang", None)
+        document["filter-lang"] = "cql2-json"
+    return orjson.dumps(document)

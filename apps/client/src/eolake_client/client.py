@@ -143,6 +143,12 @@ class Client:
                        max_retries=retry, timeout=self.http.timeout.read)
         return pystac_client.Client.open(self.base_url + path, stac_io=io)
 
+    def queryables(self, collection: str, path: str = "/stac", **chosen: str) -> dict:
+        """What filters on a collection may name (a JSON schema). Dependent: each categorical property's `enum` keeps
+        only the values of the items that have every value already chosen (queryables("c", river="TOUCH")). On the
+        catalog, or with path="/search" the federated search."""
+        return self.get_json(f"{path}/collections/{quote(collection, safe='')}/queryables", params=chosen)
+
     def search(self, **kwargs) -> Any:
         """pystac_client's ItemSearch on the catalog: collections=, bbox=, datetime=, query=, filter=, max_items=…"""
         return self.catalog().search(**kwargs)

@@ -124,9 +124,10 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
 
     @app.get("/collection-queryables", summary="what collection-search filters may name")
     async def collection_queryables():
-        return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": f"{base}/collection-queryables",
-                "type": "object", "title": "Queryables of the collection search",
-                "properties": discovery.QUERYABLES, "additionalProperties": False}
+        return JSONResponse({"$schema": "https://json-schema.org/draft/2019-09/schema",
+                             "$id": f"{base}/collection-queryables", "type": "object",
+                             "title": "Queryables of the collection search", "properties": discovery.QUERYABLES,
+                             "additionalProperties": False}, media_type="application/schema+json")
 
     @app.get("/suggest", summary="autocomplete: thesaurus concepts and dataset titles for what the user is typing")
     async def suggest(q: Annotated[str, Query(min_length=1, max_length=100)], lang: str | None = None,
@@ -170,7 +171,8 @@ def _with_score(record: dict, scores: dict, query) -> dict:
 
 def _page_links(base: str, params: dict, offset: int, limit: int, matched: int, query_id: str, key: bytes) -> list:
     keep = {k: v for k, v in params.items() if k != "token"}
-    links = [{"rel": "self", "type": "application/json", "href": f"{base}/collections?{urlencode(params)}"},
+    query = f"?{urlencode(params)}" if params else ""
+    links = [{"rel": "self", "type": "application/json", "href": f"{base}/collections{query}"},
              {"rel": "root", "type": "application/json", "href": f"{base}/"}]
     for rel, start in (("next", offset + limit), ("prev", offset - limit)):
         if (rel == "next" and start < matched) or (rel == "prev" and offset > 0):

@@ -42,6 +42,7 @@ class EveryProviderFailed(RuntimeError):
     """None of the providers asked answered: there is nothing to merge, and an empty page would be a lie."""
 
     def __init__(self, runs: list[ProviderRun]):
+        self.runs = runs
         super().__init__("no provider answered the search: "
                          + "; ".join(f"{r.name}: {r.status} ({r.error})" for r in runs))
 
@@ -156,7 +157,8 @@ async def fetch(provider, body: dict, cursor: dict | None, skip: int, limit: int
     return run
 
 
-def merge(runs: list[ProviderRun], limit: int) -> list[dict]:
+def merge(runs: list[ProviderRun], limit: int, key=sort_key) -> list[dict]:
+    """The providers' streams merged in `key` order (each stream must already be in it), duplicates collapsed."""
     buffers = {r.name: list(r.page.items[r.skip:]) if r.status == "ok" and r.page else [] for r in runs}
     more = {r.name: bool(r.status == "ok" and r.page and r.page.next) for r in runs}
     by_name = {r.name: r for r in runs}
@@ -179,7 +181,7 @@ def merge(runs: list[ProviderRun], limit: int) -> list[dict]:
     while True:
         if any(not buf and more[name] for name, buf in buffers.items()):
             break  # a provider might still have an earlier item: stop here, resume from the token
-        heads = [(sort_key(buf[0]), name) for name, buf in buffers.items() if buf]
+        heads = [(key(buf[0]), name) for name, buf in buffers.items() if buf]
         if not heads:
             break
         _, name = min(heads)

@@ -23,6 +23,8 @@ class ProviderConfig(BaseModel):
                                                      "reached at `url`; its next links are followed internally")
     item_search: bool = Field(True, description="search its items; off: its collections are only discoverable "
                                                 "(EODAG providers that cannot be reached from here)")
+    sortable: bool = Field(True, description="asked with `sortby` (a STAC API with the sort extension); off: its "
+                                             "pages are sorted by the federated search before the merge")
     free_text: Literal["q", "filter"] = Field(
         "q", description="how `q` reaches the provider: the free-text `q` parameter, or a CQL2 filter over keywords, "
                          "title and description (for APIs without item free text, such as stac-fastapi-pgstac)")
