@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,13 +30,17 @@ from eolake_search.federation import (
     BadToken,
     EveryProviderFailed,
     ProviderRun,
+    cascade_of,
+    cascade_report,
     decode_token,
     encode_token,
     failed_providers,
     fetch,
     fingerprint,
+    first_answering,
     merge,
     next_state,
+    skip_reason,
 )
 from eolake_search.providers import describe, make_provider
 from eolake_search.settings import SearchSettings
@@ -258,13 +263,13 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                 expansion["collections"] = by_collection
 
         names = [n for n in item_search if not wanted or n in wanted]
+        cascade = [] if wanted else cascade_of(names, body.get("collections"), settings.priorities)
         skipped: dict[str, dict] = {}
-        tasks = []
+        calls = {}
         for name in names:
             entry = previous["p"].get(name, {})
-            if entry.get("done") or entry.get("failed"):
-                skipped[name] = {"status": "skipped", "count": 0, "ms": 0,
-                                 "reason": "finished" if entry.get("done") else FAILED_EARLIER}
+            if reason := skip_reason(entry):
+                skipped[name] = {"status": "skipped", "count": 0, "ms": 0, "reason": reason}
                 continue
             provider_body = provider_query(body, free_text[name], by_collection)
             if restrict[name]:
@@ -273,9 +278,12 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                     skipped[name] = {"status": "skipped", "count": 0, "ms": 0, "reason": "collections not served"}
                     continue
                 provider_body["collections"] = cols
-            tasks.append(fetch(providers()[name], provider_body, entry.get("c"), entry.get("s", 0), limit,
-                               settings.provider_page_max, timeouts[name]))
-        runs: list[ProviderRun] = list(await asyncio.gather(*tasks))
+            calls[name] = partial(fetch, providers()[name], provider_body, entry.get("c"), entry.get("s", 0), limit,
+                                  settings.provider_page_max, timeouts[name])
+        in_cascade = [(n, calls.pop(n)) for n in cascade if n in calls]
+        answers = await asyncio.gather(*(call() for call in calls.values()),
+                                       *([first_answering(in_cascade)] if in_cascade else []))
+        runs: list[ProviderRun] = [r for a in answers for r in (a if isinstance(a, list) else [a])]
         if runs and all(r.status == "error" and r.http_status == 400 for r in runs):
             raise HTTPException(400, "every provider refused the search: " + runs[0].error)
         try:
@@ -283,7 +291,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         except EveryProviderFailed as exc:
             raise HTTPException(503, str(exc), headers={"Retry-After": PROVIDERS_RETRY_SECONDS}) from exc
         features = merge(runs, limit)
-        state = next_state(runs, {"p": {**previous["p"], **{n: {"done": True} for n, s in skipped.items()
+        state = next_state(runs, {"p": {**previous["p"], **{n: previous["p"].get(n) or {"done": True}
+                                                              for n, s in skipped.items()
                                                               if s["reason"] != FAILED_EARLIER}}},
                            query_id)
         federation = {**{r.name: r.report() for r in runs}, **skipped}
@@ -312,6 +321,8 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                "federation": federation, "partial": bool(failed), "failed_providers": failed, "expansion": expansion}
         if number_matched is not None:
             out["numberMatched"] = number_matched
+        if cascade:
+            out["cascade"] = cascade_report(cascade, runs, previous)
         return out
 
     async def ready_local() -> None:
