@@ -241,7 +241,8 @@ class Client:
                     max_interval: float = 15) -> dict:
         """Poll the item until the catalog says it is online; OrderFailed when its retrieval ends otherwise."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self_link = next((x["href"] for x in item.get("links") or [] if x.get("rel") == "self"), None)
+        links = {x.get("rel"): x.get("href") for x in item.get("links") or []}
+        self_link = links.get("self") or links.get("via")  # a federated search's item names its catalog's as `via`
         while True:
             current = self.get_json(self_link) if self_link else self.item(item["collection"], item["id"])
             if current["properties"].get("storage:tier") != "offline":
