@@ -555,7 +555,8 @@ def test_s3_source_and_s3_staging(world, moto, tmp_path, monkeypatch):
     s3.create_bucket(Bucket="staging-bucket")
     payload = os.urandom(300_000)
     s3.put_object(Bucket="src-bucket", Key="path/file.bin", Body=payload)
-    env = {**world["env"], **creds,
+    local_only = ("EOLAKE_DOWNLOADS_OFFLINE_PATH",)  # the offline tier is restored into local storage
+    env = {**{k: v for k, v in world["env"].items() if k not in local_only}, **creds,
            "EOLAKE_DOWNLOADS_STORAGE_KIND": "s3", "EOLAKE_DOWNLOADS_S3_BUCKET": "staging-bucket",
            "EOLAKE_DOWNLOADS_S3_ENDPOINT": moto, "EOLAKE_DOWNLOADS_ALLOWED_BUCKETS": '["src-bucket"]'}
     world["workers"].stop_all()  # the local-storage workers must not take these jobs

@@ -57,6 +57,7 @@ def test_an_unknown_provider_is_refused():
 def test_cascades(collections, expected):
     priorities = {"c": ["x", "b", "a"], "d": ["x", "b", "a"], "e": ["a", "b"], "*": ["a"]}
     assert cascade_of(["a", "b"], collections, priorities) == expected
+    assert cascade_of(["a", "b"], collections, priorities, named=True) == []
 
 
 class Provider:
@@ -80,8 +81,10 @@ def test_the_first_that_answers_serves_and_the_token_remembers_it():
     state = next_state(runs, {"p": {}}, "q")
     assert state["p"]["a"] == state["p"]["c"] == {"done": True, "answered_by": "b"} and "c" in state["p"]["b"]
     assert skip_reason(state["p"]["a"]) == "in cascade: b answered" and skip_reason(state["p"]["b"]) is None
-    assert cascade_report(["a", "b", "c"], runs, {"p": {}}) == {"providers": ["a", "b", "c"], "answered_by": "b"}
-    assert cascade_report(["a", "b", "c"], [], state)["answered_by"] == "b"  # a later page
+    assert cascade_report(["a", "b", "c"], runs, {"p": {}}) == {"cascade": {"providers": ["a", "b", "c"],
+                                                                            "answered_by": "b"}}
+    assert cascade_report(["a", "b", "c"], [], state)["cascade"]["answered_by"] == "b"  # a later page
+    assert cascade_report([], runs, state) == {}
 
 
 def test_a_cascade_nobody_answered_reports_every_failure():

@@ -190,13 +190,15 @@ class Orders:
                 "sources": sources, "name": file_name(item_id, key, sources[0]["href"]),
                 "media_type": asset.get("type"), "checksum": asset.get("file:checksum"),
                 "size": asset.get("file:size") if isinstance(asset.get("file:size"), int) else None,
-                "restore_to": self._restore_to(resolved[0], item_id, key) if restore else None})
+                "restore_to": self._restore_to(resolved, item_id, key) if restore else None})
         return files
 
-    def _restore_to(self, source, item_id: str, key: str) -> str:
-        if source.kind != "tier":
+    def _restore_to(self, sources: list, item_id: str, key: str) -> str:
+        """Where the retrieved file goes online: its offline copy's place (a mirror may still deliver it first)."""
+        kept = next((s for s in sources if s.kind == "tier"), None)
+        if kept is None:
             raise Refused(409, f"asset {item_id}/{key} is not in the offline tier: nothing to retrieve")
-        return str(restored_location(source, self.settings))
+        return str(restored_location(kept, self.settings))
 
     async def _save(self, owner: str, request: dict, files: list[dict],
                     target: tuple[str, str] | None = None) -> dict:

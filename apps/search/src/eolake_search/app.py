@@ -263,7 +263,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                 expansion["collections"] = by_collection
 
         names = [n for n in item_search if not wanted or n in wanted]
-        cascade = [] if wanted else cascade_of(names, body.get("collections"), settings.priorities)
+        cascade = cascade_of(names, body.get("collections"), settings.priorities, named=bool(wanted))
         skipped: dict[str, dict] = {}
         calls = {}
         for name in names:
@@ -321,9 +321,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
                "federation": federation, "partial": bool(failed), "failed_providers": failed, "expansion": expansion}
         if number_matched is not None:
             out["numberMatched"] = number_matched
-        if cascade:
-            out["cascade"] = cascade_report(cascade, runs, previous)
-        return out
+        return out | cascade_report(cascade, runs, previous)
 
     async def ready_local() -> None:
         local = providers()[settings.local_provider]

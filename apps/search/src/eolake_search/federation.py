@@ -244,10 +244,13 @@ def skip_reason(entry: dict) -> str | None:
     return FAILED_EARLIER if entry.get("failed") else None
 
 
-def cascade_of(names: list[str], collections: list[str] | None, priorities: dict[str, list[str]]) -> list[str]:
+def cascade_of(names: list[str], collections: list[str] | None, priorities: dict[str, list[str]],
+               named: bool = False) -> list[str]:
     """The providers (of `names`, in priority order) to ask one after the other for a search of `collections`
-    (None: any; then the `*` priority), or [] when there is none: every provider is asked at once. Collections
-    with different priorities are searched without a cascade (the page says so)."""
+    (None: any; then the `*` priority), or [] when there is none: every provider is asked at once. A search that
+    `named` its providers, or of collections with different priorities, has no cascade."""
+    if named:
+        return []
     lists = {tuple(priorities.get(c) or priorities.get("*") or ()) for c in collections or ["*"]}
     if len(lists) != 1:
         return []
@@ -271,12 +274,12 @@ async def first_answering(name_calls: list[tuple[str, Callable[[], Awaitable[Pro
     return runs
 
 
-def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict) -> dict | None:
-    """What the page says of the cascade: the providers in order and the one that answered (on a later page, the
-    one that answered the first)."""
+def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict) -> dict:
+    """What the page says of the cascade (`cascade`: the providers in order and the one that answered; on a later
+    page, the one that answered the first); nothing without one."""
     if not cascade:
-        return None
+        return {}
     answered = next((r.name for r in runs if r.name in cascade and r.status == "ok"), None)
     earlier = next((e["answered_by"] for n, e in previous.get("p", {}).items() if n in cascade
                     and e.get("answered_by")), None)
-    return {"providers": cascade, "answered_by": answered or earlier}
+    return {"cascade": {"providers": cascade, "answered_by": answered or earlier}}
