@@ -1,6 +1,7 @@
-"""The one place where an order's status changes: placed (ordered), and from ordered to succeeded, failed or
-canceled. Every change runs here, inside the caller's transaction, and comes back as a `Change`; whatever must
-follow a change (an event, an outbox row) belongs in `_changed`, in that same transaction.
+"""The one place where an order's status changes: placed (ordered) by the API, canceled by its owner, closed by a
+worker (succeeded or failed; a retrieval's item is back online in the same transaction). Every change runs through
+`place`, `finish` or `finish_sync`, inside the caller's transaction, and comes back as a `Change`: whatever must
+follow a change (an event's outbox row) is written there, on the same connection, so it commits with the change.
 
 The API process uses async connections and the workers sync ones: each statement has both forms, sharing the SQL.
 """
