@@ -646,6 +646,24 @@ def test_offline_item_is_retrieved_then_downloaded_by_the_client(world, offline_
                                                     progress=False)] == [TAPE]
     r = api(world, "tiers").post("/retrievals", json={"collection": COLLECTION, "id": "tape"})
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM and "not offline" in r.json()["detail"]
+    cli = [sys.executable, "-m", "eolake_client.cli", "--url", gateway, "--api-key", world["keys"]["tiers"]]
+    out = subprocess.run([*cli, "retrieve", f"{COLLECTION}/tape"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not offline" in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_the_command_line_retrieves_and_downloads(world, gateway, tmp_path):
+    from eolake_downloads.tiers import mark_offline
+
+    world["workers"].ensure()
+    tape = world["root"] / "offline" / "tiers" / "cli.bin"
+    tape.parent.mkdir(parents=True, exist_ok=True)
+    tape.write_bytes(TAPE)
+    add_items(world, mark_offline(stac_item("cli", {"data": asset(str(tape), TAPE)}), world["url"] + "/retrievals"))
+    cli = [sys.executable, "-m", "eolake_client.cli", "--url", gateway, "--api-key", world["keys"]["tiers"]]
+    out = subprocess.run([*cli, "retrieve", f"{COLLECTION}/cli", "--quiet", "--download", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "verified" in out.stdout and (tmp_path / "cli-data.bin").read_bytes() == TAPE
 
 
 def test_retrieval_bad_inputs_and_one_order_per_item(world):

@@ -228,8 +228,9 @@ class Client:
         under way already (409 naming it), that order."""
         link = next((x for x in item.get("links") or [] if x.get("rel") == "retrieve"), None)
         if link is None:
-            raise OrderFailed(409, f"item {item.get('id')} has no retrieve link (storage:tier "
-                                   f"{(item.get('properties') or {}).get('storage:tier')})")
+            tier = (item.get("properties") or {}).get("storage:tier") or "not given"
+            raise OrderFailed(409, f"item {item.get('id')} is not offline (storage:tier {tier}, no retrieve link): "
+                                   "order it instead")
         try:
             return self.get_json(link["href"], link.get("method", "POST"), json=link.get("body"))
         except EolakeError as exc:
