@@ -244,12 +244,18 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         links = {x.get("rel"): x.get("href") for x in item.get("links") or []}
         self_link = links.get("self") or links.get("via")  # a federated search's item names its catalog's as `via`
-        while True:
+
+        def online() -> dict | None:
             current = self.get_json(self_link) if self_link else self.item(item["collection"], item["id"])
-            if current["properties"].get("storage:tier") != "offline":
+            return current if current["properties"].get("storage:tier") != "offline" else None
+
+        while True:
+            if current := online():
                 return current
             order = self.status(order_id)
-            if order["status"] in FINAL:  # final, and the item still offline: it will not come
+            if order["status"] in FINAL:  # the item changes with the order: read after it, it says the last word
+                if current := online():
+                    return current
                 raise OrderFailed(409, f"retrieval {order_id} {order['status']}: {order.get('reason')}", order)
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"item {item['id']} still offline after {timeout} s")
