@@ -210,3 +210,30 @@ def test_malformed_hydroweb_line_names_file_and_line(tmp_path, bad):
                     "2023-01-01 10:21 140.000 0.10\n\n" + bad + "\n")
     with pytest.raises(ValueError, match=r"bad\.txt:6: malformed"):
         parse_hydroweb(path)
+
+
+def test_with_an_offline_tier_a_few_rasters_are_orderable_placeholders(run, tmp_path):
+    from eolake.demo import OfflineDemo
+
+    online, offline = tmp_path / "data" / "demo", tmp_path / "offline" / "demo"
+    generate_hydrology(online, OfflineDemo(offline, "/downloads/retrievals"))
+    items = {i["id"]: i for i in _ndjson(online / "items-garonne-wse.ndjson")}
+    plain = {i["id"]: i for i in _ndjson(run[0] / "items-garonne-wse.ndjson")}
+    placeholders = {f"garonne-wse-{day:%Y-%m-%d}" for day in hy.OFFLINE_DATES}
+    assert len(items) == 24 and placeholders <= items.keys()
+    for iid, item in items.items():
+        Item.model_validate(item)
+        props, hrefs = item["properties"], [Path(a["href"]) for a in item["assets"].values()]
+        if iid not in placeholders:
+            assert "storage:tier" not in props and all(h.is_relative_to(online) for h in hrefs)
+            continue
+        assert props["storage:tier"] == "offline" and props["order:status"] == "orderable"
+        [link] = [x for x in item["links"] if x["rel"] == "retrieve"]
+        assert link == {"rel": "retrieve", "href": "/downloads/retrievals", "method": "POST",
+                        "type": "application/json", "title": link["title"],
+                        "body": {"collection": "garonne-wse", "id": iid}}
+        assert all(h.is_relative_to(offline) and h.exists() and not (online / h.relative_to(offline)).exists()
+                   for h in hrefs)
+        # The same product as without a tier: only where it is kept differs.
+        assert [a["file:checksum"] for a in item["assets"].values()] == \
+            [a["file:checksum"] for a in plain[iid]["assets"].values()]

@@ -193,7 +193,7 @@ def world():
             assert not report.rejected, report.rejected
             keys_file = root / "api-keys.json"
             keys = {name: create_api_key(keys_file, name, "user") for name in
-                    ("alice", "bob", "quota", "faults", "pgfault", "s3user")}
+                    ("alice", "bob", "quota", "faults", "pgfault", "s3user", "tiers")}
             logs = root / "logs"
             logs.mkdir()
             with service_process("eolake_catalog", {
@@ -211,6 +211,9 @@ def world():
                        "EOLAKE_DOWNLOADS_RETRY_BASE_SECONDS": "0.1",
                        "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1024**3),
                        "EOLAKE_DOWNLOADS_QUOTA_CONCURRENT_ORDERS": "2",
+                       "EOLAKE_DOWNLOADS_OFFLINE_PATH": str(root / "offline"),
+                       "EOLAKE_DOWNLOADS_OFFLINE_DELAY_SECONDS": "0.2",
+                       "EOLAKE_DOWNLOADS_PRIORITIES": json.dumps({COLLECTION: ["mirror", "local"]}),
                        "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning"}
                 with downloads_service(env, logs / "downloads.log") as url:
                     workers = Workers(env, logs)
@@ -552,7 +555,8 @@ def test_s3_source_and_s3_staging(world, moto, tmp_path, monkeypatch):
     s3.create_bucket(Bucket="staging-bucket")
     payload = os.urandom(300_000)
     s3.put_object(Bucket="src-bucket", Key="path/file.bin", Body=payload)
-    env = {**world["env"], **creds,
+    local_only = ("EOLAKE_DOWNLOADS_OFFLINE_PATH",)  # the offline tier is restored into local storage
+    env = {**{k: v for k, v in world["env"].items() if k not in local_only}, **creds,
            "EOLAKE_DOWNLOADS_STORAGE_KIND": "s3", "EOLAKE_DOWNLOADS_S3_BUCKET": "staging-bucket",
            "EOLAKE_DOWNLOADS_S3_ENDPOINT": moto, "EOLAKE_DOWNLOADS_ALLOWED_BUCKETS": '["src-bucket"]'}
     world["workers"].stop_all()  # the local-storage workers must not take these jobs
@@ -578,3 +582,150 @@ def test_s3_source_and_s3_staging(world, moto, tmp_path, monkeypatch):
             assert r.status_code == 400 and "outside the allow-list" in r.json()["detail"]
         finally:
             workers.stop_all()
+
+
+# ---------------------------------------------------------------- storage tiers and provider fallback
+
+TAPE = b"kept on tape until asked for\n" * 4000
+MIRRORED = b"on disk here, announced on a mirror first\n" * 1000
+
+
+def add_items(world, *items: dict) -> None:
+    path = world["root"] / f"extra-{items[0]['id']}.ndjson"
+    path.write_text("\n".join(json.dumps(i) for i in items) + "\n")
+    report = ingest([path], world["cluster"].dsn())
+    assert not report.rejected, report.rejected
+
+
+@pytest.fixture(scope="module")
+def offline_item(world) -> dict:
+    """An item whose data is in the offline tier: an orderable placeholder in the catalog."""
+    from eolake_downloads.tiers import mark_offline
+
+    tape = world["root"] / "offline" / "tiers" / "tape.bin"
+    tape.parent.mkdir(parents=True)
+    tape.write_bytes(TAPE)
+    item = mark_offline(stac_item("tape", {"data": asset(str(tape), TAPE)}), world["url"] + "/retrievals")
+    add_items(world, item)
+    return item
+
+
+@pytest.fixture(scope="module")
+def gateway(world):
+    """One base URL for the catalog and the download service, as a user of the platform has."""
+    from eolake.embedded.gateway import create_gateway
+    from servers import served
+
+    routes = {"/stac": world["catalog"], "/downloads": world["url"]}
+    with served(create_gateway(routes, public_url="http://127.0.0.1"), proxy_headers=False) as url:
+        yield url
+
+
+def test_offline_item_is_retrieved_then_downloaded_by_the_client(world, offline_item, gateway, tmp_path):
+    world["workers"].ensure()
+    c = Client(gateway, api_key=world["keys"]["tiers"], backoff=0.05)
+    [found] = c.search(collections=[COLLECTION], ids=["tape"]).items_as_dicts()
+    assert found["properties"]["storage:tier"] == "offline" and found["properties"]["order:status"] == "orderable"
+    [link] = [x for x in found["links"] if x["rel"] == "retrieve"]
+    assert link["method"] == "POST" and link["body"] == {"collection": COLLECTION, "id": "tape"}
+
+    [result] = c.obtain(found, tmp_path, timeout=60, interval=0.1)  # retrieve → online → download, verified
+    assert result.path.read_bytes() == TAPE and not result.skipped
+
+    online = c.item(COLLECTION, "tape")
+    assert online["properties"]["storage:tier"] == "online" and online["properties"]["order:status"] == "succeeded"
+    assert not [x for x in online["links"] if x["rel"] == "retrieve"]
+    restored = Path(online["assets"]["data"]["href"])
+    assert restored == world["storage"] / "tiers" / "tape.bin" and restored.read_bytes() == TAPE
+    retrieval = next(o for o in c.orders() if o["kind"] == "retrieval")
+    assert retrieval["status"] == "succeeded" and retrieval["item"] == {"collection": COLLECTION, "id": "tape"}
+    assert retrieval["providers"] == ["local"] and retrieval["fallbacks"] == []
+    # Online now: an ordinary order; a retrieval is refused.
+    again = c.order([(COLLECTION, "tape")])
+    assert [r.path.read_bytes() for r in c.download(c.wait(again["id"], 60, 0.1), tmp_path / "again",
+                                                    progress=False)] == [TAPE]
+    r = api(world, "tiers").post("/retrievals", json={"collection": COLLECTION, "id": "tape"})
+    assert r.status_code == 409 and r.headers["content-type"] == PROBLEM and "not offline" in r.json()["detail"]
+    cli = [sys.executable, "-m", "eolake_client.cli", "--url", gateway, "--api-key", world["keys"]["tiers"]]
+    out = subprocess.run([*cli, "retrieve", f"{COLLECTION}/tape"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "not offline" in out.stderr and len(out.stderr.splitlines()) == 1, out.stderr
+
+
+def test_the_command_line_retrieves_and_downloads(world, gateway, tmp_path):
+    from eolake_downloads.tiers import mark_offline
+
+    world["workers"].ensure()
+    tape = world["root"] / "offline" / "tiers" / "cli.bin"
+    tape.parent.mkdir(parents=True, exist_ok=True)
+    tape.write_bytes(TAPE)
+    add_items(world, mark_offline(stac_item("cli", {"data": asset(str(tape), TAPE)}), world["url"] + "/retrievals"))
+    cli = [sys.executable, "-m", "eolake_client.cli", "--url", gateway, "--api-key", world["keys"]["tiers"]]
+    out = subprocess.run([*cli, "retrieve", f"{COLLECTION}/cli", "--quiet", "--download", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "verified" in out.stdout and (tmp_path / "cli-data.bin").read_bytes() == TAPE
+
+
+def test_retrieval_bad_inputs_and_one_order_per_item(world):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from eolake_downloads.tiers import mark_offline
+
+    world["workers"].stop_all()  # nothing staged meanwhile: the retrieval stays open while it is asked again
+    tape = world["root"] / "offline" / "tiers" / "second.bin"
+    tape.parent.mkdir(parents=True, exist_ok=True)
+    tape.write_bytes(TAPE)
+    add_items(world, mark_offline(stac_item("second", {"data": asset(str(tape), TAPE)}), world["url"] + "/retrievals"))
+    http = api(world, "tiers")
+    body = {"collection": COLLECTION, "id": "second"}
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: http.post("/retrievals", json=body), range(2)))
+    answers.sort(key=lambda r: r.status_code)
+    assert [r.status_code for r in answers] == [201, 409], [r.text for r in answers]
+    first, second = answers[0].json(), answers[1]
+    assert second.headers["content-type"] == PROBLEM and second.json()["order"] == first["id"]
+    assert second.headers["location"].endswith(f"/orders/{first['id']}")
+    with psycopg.connect(world["cluster"].dsn()) as conn:
+        assert conn.execute("SELECT count(*) FROM downloads.orders WHERE target_item = 'second'").fetchone()[0] == 1
+
+    r = http.post("/orders", json={"items": [body]})  # ordered as if it were online
+    assert r.status_code == 409 and r.headers["content-type"] == PROBLEM and r.json()["offline"] == ["dl-test/second"]
+    for bad, status in (({"collection": COLLECTION, "id": "no-such-item"}, 404), ({"collection": COLLECTION}, 400),
+                        ({**body, "assets": ["x"]}, 400), ({"collection": COLLECTION, "id": "slow"}, 409)):
+        r = http.post("/retrievals", json=bad)
+        assert r.status_code == status and r.headers["content-type"] == PROBLEM, (bad, r.text)
+    assert api(world, None).post("/retrievals", json=body).status_code == 401
+
+    assert http.post(f"/orders/{first['id']}/cancel").json()["status"] == "canceled"
+    retried = http.post("/retrievals", json=body)  # canceled: the item may be asked for again
+    assert retried.status_code == 201 and retried.json()["id"] != first["id"]
+    http.post(f"/orders/{retried.json()['id']}/cancel")
+    world["workers"].ensure()
+
+
+def test_order_falls_back_to_the_next_provider_and_says_so(world, tmp_path):
+    world["workers"].ensure()
+    local = world["storage"] / "tiers" / "mirrored.bin"
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(MIRRORED)
+    data = asset(str(local), MIRRORED) | {"alternate": {"mirror": {"href": world["source"].url("missing")}}}
+    add_items(world, stac_item("mirrored", {"data": data}))
+    c, http = client(world, "tiers"), api(world, "tiers")
+    ref = [{"collection": COLLECTION, "id": "mirrored"}]
+
+    # No provider named: the collection's priority puts the mirror first; it fails (404), local delivers.
+    done = c.wait(order(http, ref)["id"], 60, 0.1)
+    assert done["status"] == "succeeded" and done["providers"] == ["local"]
+    [fallback] = done["fallbacks"]
+    assert fallback["provider"] == "mirror" and "404" in fallback["reason"]
+    assert done["files"][0]["provider"] == "local" and done["files"][0]["fallbacks"] == [
+        {"provider": "mirror", "reason": fallback["reason"]}]
+    [got] = c.download(done, tmp_path, progress=False)
+    assert got.path.read_bytes() == MIRRORED and done["files"][0]["checksum"] == multihash(MIRRORED)
+
+    # That provider only: no fallback, the order fails and says why.
+    only = c.wait(http.post("/orders", json={"items": ref, "provider": "mirror"}).json()["id"], 60, 0.1)
+    assert only["status"] == "failed" and "404" in only["files"][0]["reason"] and only["fallbacks"] == []
+    r = http.post("/orders", json={"items": ref, "provider": "nowhere"})
+    assert r.status_code == 400 and r.headers["content-type"] == PROBLEM and "nowhere" in r.json()["detail"]

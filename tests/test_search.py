@@ -381,3 +381,38 @@ def test_stac_features_sorting_fields_and_item_routes(search):
     queryables = search.get("/search/collections/floods/queryables")
     assert queryables.headers["content-type"] == "application/schema+json"
     assert queryables.json()["$id"].endswith("/search/collections/floods/queryables")
+
+
+@pytest.fixture(scope="module")
+def cascading(catalogs, thesaurus, tmp_path_factory):
+    """The floods collection in cascade: `broken` (answers 500) first, then beta, then alpha (the local catalog)."""
+    with served(proxy(catalogs["beta"], fail=True)) as broken:
+        settings = SearchSettings(
+            peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": thesaurus}}, local_provider="alpha",
+            root_path="/search", storage_path=tmp_path_factory.mktemp("cascade"),
+            providers=[ProviderConfig(name="beta", url=catalogs["beta"], free_text="filter"),
+                       ProviderConfig(name="broken", url=broken)],
+            priorities={"floods": ["broken", "beta", "alpha"], "other": ["alpha"]})
+        with TestClient(create_app(settings)) as client:
+            yield client
+
+
+def test_a_search_without_providers_uses_the_first_that_answers_and_says_which(cascading):
+    beta_floods = {i["id"] for i in BETA}
+    pages = walk(cascading, {"collections": ["floods"], "limit": 4})
+    assert len(pages) > 1 and sorted(f["id"] for p in pages for f in p["features"]) == sorted(beta_floods)
+    for page in pages:
+        assert page["cascade"] == {"providers": ["broken", "beta", "alpha"], "answered_by": "beta"}
+        assert page["partial"] is False and page["failed_providers"] == []
+        assert all(f["properties"]["federation:backends"] == ["beta"] for f in page["features"])
+    first = pages[0]["federation"]
+    assert first["broken"]["status"] == "error" and first["broken"]["answered_by"] == "beta"
+    assert first["beta"]["status"] == "ok" and "answered_by" not in first["beta"]
+    assert first["alpha"] == {"status": "skipped", "ms": 0.0, "count": 0, "answered_by": "beta"}  # never asked
+    assert pages[1]["federation"]["broken"]["reason"] == "in cascade: beta answered"
+
+    # Named providers: no cascade, each asked. Collections of different priorities: no cascade either.
+    named = cascading.post("/search/search", json={"collections": ["floods"], "providers": ["alpha", "broken"]})
+    assert "cascade" not in named.json() and named.json()["failed_providers"] == ["broken"]
+    mixed = cascading.post("/search/search", json={"collections": ["floods", "other"], "limit": 50}).json()
+    assert "cascade" not in mixed and set(mixed["federation"]) == {"alpha", "beta", "broken"}

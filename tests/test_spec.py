@@ -47,6 +47,23 @@ def test_service_environment_translation():
     assert not any("PASSWORD" in key for key in env)
 
 
+def test_priorities_and_the_offline_tier_reach_search_and_downloads(monkeypatch, tmp_path):
+    from eolake_downloads.settings import DownloadsSettings
+    from eolake_search.settings import SearchSettings
+
+    platform = load_stack("local")
+    assert platform.priorities == {"garonne-wse": ["hydrology", "local"]}
+    for name, settings in (("search", SearchSettings), ("downloads", DownloadsSettings)):
+        for key, value in platform.service_env(name).items():
+            monkeypatch.setenv(key, value)
+        assert settings().priorities == platform.priorities, name
+    downloads = DownloadsSettings(offline_path=tmp_path / "offline")
+    assert downloads.offline_delay_seconds == platform.storage.offline.delay_seconds == 3
+    assert downloads.priority("garonne-wse") == ["hydrology", "local"] and downloads.priority("naip") == []
+    assert platform.storage.offline_dir(tmp_path / "data") == tmp_path / "offline"
+    assert "EOLAKE_CATALOG_PRIORITIES" not in platform.service_env("catalog")
+
+
 def test_cors_origins_reach_every_service_and_its_settings(monkeypatch):
     platform = load_stack("local").model_copy(update={"cors_origins": ["https://maps.example.org"]})
     for name in platform.enabled_services:
@@ -90,6 +107,11 @@ services:
     ("name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3}", "needs a bucket"),
     ("name: x\nbase_url: http://h\nservices: {}\nauth: {oidc_issuer: https://id}", "oidc_audience"),
     ("name: x\nbase_url: http://h\nservices: {}\ndatabase: {colour: blue}", "database.colour: Extra inputs"),
+    ("name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3, bucket: b, offline: {}}",
+     "storage.offline is restored into local storage"),
+    ("name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, nowhere]}",
+     "priorities.c: nowhere not an enabled provider"),
+    ("name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, local]}", "named twice"),
 ])
 def test_invalid_specs(tmp_path, body, expected):
     with pytest.raises(SpecError) as info:

@@ -12,7 +12,8 @@ import json
 import zlib
 
 import pytest
-from eolake_downloads.app import Catalog, OrderRequest
+from eolake_downloads.catalog import Catalog
+from eolake_downloads.orders import OrderRequest
 from eolake_downloads.settings import DownloadsSettings
 from eolake_search.app import create_app
 from eolake_search.federation import BadToken, decode_token, encode_token

@@ -126,6 +126,16 @@ def _download(client: Client, order: dict, args) -> int:
     return 0 if order["status"] == "succeeded" else EXIT_ORDER_FAILED
 
 
+def _retrieve(client: Client, args) -> int:
+    item = client.item(*args.item)
+    order = client.retrieve(item)
+    _print_order(order)
+    if not args.dest:
+        return 0
+    client.wait_online(item, order["id"], timeout=args.timeout)
+    return _download(client, order, args)
+
+
 def _search(client: Client, args) -> int:
     from pystac_client.exceptions import APIError
 
@@ -203,6 +213,15 @@ def parser() -> argparse.ArgumentParser:
                    help="longest wait for the order (default 3600; exit code 3 when reached)")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    r = sub.add_parser("retrieve", help="stage an offline item COLLECTION/ITEM back online; --download DIR waits "
+                                        "until it is online and downloads it")
+    r.add_argument("item", type=_item_ref, metavar="COLLECTION/ITEM")
+    r.add_argument("--download", dest="dest", metavar="DIR", help="wait until online, then download into DIR")
+    r.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
+    r.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="longest wait (default 3600; exit code 3 when reached)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+
     st = sub.add_parser("status", help="an order's status, or my orders without an id")
     st.add_argument("order_id", nargs="?")
 
@@ -226,6 +245,8 @@ def run(args) -> int:
             order = client.order(args.items, assets=args.assets)
             _print_order(order)
             return _download(client, order, args) if args.dest else 0
+        if args.command == "retrieve":
+            return _retrieve(client, args)
         if args.command == "status":
             for order in [client.status(args.order_id)] if args.order_id else client.orders():
                 _print_order(order)

@@ -223,6 +223,62 @@ class Client:
             time.sleep(interval)
             interval = min(interval * 1.5, max_interval)
 
+    # ------------------------------------------------------------------ offline items (storage tiers)
+
+    def item(self, collection: str, item_id: str) -> dict:
+        """An item as the catalog has it now."""
+        return self.get_json(f"/stac/collections/{quote(collection, safe='')}/items/{quote(item_id, safe='')}")
+
+    def retrieve(self, item: dict) -> dict:
+        """POST an orderable item's `retrieve` link: the retrieval order that stages it back online. When one is
+        under way already (409 naming it), that order."""
+        link = next((x for x in item.get("links") or [] if x.get("rel") == "retrieve"), None)
+        if link is None:
+            tier = (item.get("properties") or {}).get("storage:tier") or "not given"
+            raise OrderFailed(409, f"item {item.get('id')} is not offline (storage:tier {tier}, no retrieve link): "
+                                   "order it instead")
+        try:
+            return self.get_json(link["href"], link.get("method", "POST"), json=link.get("body"))
+        except EolakeError as exc:
+            if exc.status == 409 and (exc.problem or {}).get("order"):
+                return self.status(exc.problem["order"])
+            raise
+
+    def wait_online(self, item: dict, order_id: str, timeout: float | None = None, interval: float = 0.5,
+                    max_interval: float = 15) -> dict:
+        """Poll the item until the catalog says it is online; OrderFailed when its retrieval ends otherwise."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        links = {x.get("rel"): x.get("href") for x in item.get("links") or []}
+        self_link = links.get("self") or links.get("via")  # a federated search's item names its catalog's as `via`
+
+        def online() -> dict | None:
+            current = self.get_json(self_link) if self_link else self.item(item["collection"], item["id"])
+            return current if current["properties"].get("storage:tier") != "offline" else None
+
+        while True:
+            if current := online():
+                return current
+            order = self.status(order_id)
+            if order["status"] in FINAL:  # the item changes with the order: read after it, it says the last word
+                if current := online():
+                    return current
+                raise OrderFailed(409, f"retrieval {order_id} {order['status']}: {order.get('reason')}", order)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"item {item['id']} still offline after {timeout} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, max_interval)
+
+    def obtain(self, item: dict, dest: str | Path, *, assets: list[str] | None = None, timeout: float | None = None,
+               interval: float = 0.5, progress: bool = False) -> list[FileResult]:
+        """An item's files in dest, whatever its storage tier, checksums verified: an orderable (offline) item is
+        retrieved, polled until online and its retrieval downloaded; an online one is ordered and downloaded."""
+        if (item.get("properties") or {}).get("order:status") == "orderable":
+            retrieval = self.retrieve(item)
+            self.wait_online(item, retrieval["id"], timeout, interval)
+            return self.download(self.wait(retrieval["id"], timeout, interval), dest, progress=progress)
+        placed = self.order([(item["collection"], item["id"])], assets=assets)
+        return self.download(self.wait(placed["id"], timeout, interval), dest, progress=progress)
+
     # ------------------------------------------------------------------ downloads
 
     def download(self, order: dict | str, dest: str | Path, *, parallel: int = 4, progress: bool = True,

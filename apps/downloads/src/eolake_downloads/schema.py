@@ -56,6 +56,17 @@ CREATE TABLE IF NOT EXISTS files (
 CREATE INDEX IF NOT EXISTS files_order ON files (order_id, position);
 CREATE INDEX IF NOT EXISTS files_pending ON files (state) WHERE state IN ('queued', 'staging');
 CREATE INDEX IF NOT EXISTS files_expiry ON files (expires_at) WHERE state = 'ready';
+-- Retrievals (an offline item staged back online) and provider fallback, added after the first release.
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT 'order'
+    CHECK (kind IN ('order', 'retrieval'));
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS target_collection text;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS target_item text;
+CREATE UNIQUE INDEX IF NOT EXISTS orders_one_retrieval ON orders (target_collection, target_item)
+    WHERE kind = 'retrieval' AND status = 'ordered';
+ALTER TABLE files ADD COLUMN IF NOT EXISTS sources jsonb;
+ALTER TABLE files ADD COLUMN IF NOT EXISTS provider text;
+ALTER TABLE files ADD COLUMN IF NOT EXISTS fallbacks jsonb NOT NULL DEFAULT '[]';
+ALTER TABLE files ADD COLUMN IF NOT EXISTS restore_to text;
 """
 
 

@@ -35,6 +35,13 @@ class DownloadsSettings(ServiceSettings):
     allowed_buckets: list[str] = Field(default_factory=list, description="s3://bucket/… sources")
     source_s3_endpoint: str | None = Field(None, description="endpoint for s3:// sources; None: s3_endpoint")
     eodag_enabled: bool = Field(False, description="EODAG provider downloads (not configured in this release)")
+    offline_path: Path | None = Field(None, description="the slow (offline) tier: items whose assets are there are "
+                                                        "retrieved before they can be ordered; None: no such tier")
+    offline_delay_seconds: float = Field(2, ge=0, le=3600, description="what the offline tier takes before it "
+                                                                       "sends a file (a tape mount, simulated)")
+    priorities: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "per collection ('*': any other), the providers of an asset in the order to try them: `local` (its own "
+        "href) and its alternates' names; a provider that fails gives way to the next"))
     source_timeout: float = Field(30, gt=0, le=600)
     transient_attempts: int = Field(5, ge=1, le=20, description="tries for a transient source error")
     retry_base_seconds: float = Field(0.5, ge=0, le=60, description="first backoff; doubles each try")
@@ -55,9 +62,18 @@ class DownloadsSettings(ServiceSettings):
     def s3_needs_bucket(self) -> DownloadsSettings:
         if self.storage_kind == "s3" and not self.s3_bucket:
             raise ValueError("storage_kind s3 needs s3_bucket")
+        if self.offline_path and self.storage_kind != "local":
+            raise ValueError("an offline tier (offline_path) is restored into local storage: storage_kind local")
         if self.heartbeat_seconds >= self.stalled_seconds:
             raise ValueError("heartbeat_seconds must be shorter than stalled_seconds")
         return self
+
+    def priority(self, collection: str) -> list[str]:
+        return self.priorities.get(collection) or self.priorities.get("*") or []
+
+    @property
+    def offline_root(self) -> Path | None:
+        return self.offline_path.resolve() if self.offline_path else None
 
     @property
     def dsn(self) -> str:

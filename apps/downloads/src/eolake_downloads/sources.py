@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,10 @@ class SourceError(Exception):
     """A permanent failure: not retried (not allowed, not found, checksum mismatch, not configured)."""
 
 
+class Canceled(SourceError):
+    """The file's order was canceled while it was being copied."""
+
+
 class TransientError(Exception):
     """Worth another try after a pause: 5xx, timeouts, connection errors."""
 
@@ -47,7 +52,7 @@ class CopyInProgress(Exception):
 
 @dataclass(frozen=True)
 class Source:
-    kind: str  # file | http | s3 | eodag
+    kind: str  # file | tier (the offline tier: a file, slow to come) | http | s3 | eodag
     location: str  # a path, a URL, bucket/key
 
     @property
@@ -67,6 +72,9 @@ def resolve(href: str, settings: DownloadsSettings) -> Source:
         if "\x00" in raw or any(seg == ".." for seg in raw.split("/")):
             raise SourceError(f"path traversal in {href!r} is not allowed")
         path = Path(raw).resolve()
+        offline = settings.offline_root
+        if offline and path.is_relative_to(offline):
+            return Source("tier", str(path))
         if not any(path.is_relative_to(root) for root in settings.source_roots) or \
                 path.is_relative_to(settings.staging_dir):
             raise SourceError(f"source {href!r} is outside the allow-list")
@@ -114,7 +122,7 @@ class Opened:
 @contextmanager
 def open_source(source: Source, settings: DownloadsSettings, offset: int = 0, validator: str | None = None):
     """The source's bytes from `offset` if it is still the one `validator` names, else from 0."""
-    opener = {"file": _open_file, "http": _open_http, "s3": _open_s3}.get(source.kind)
+    opener = {"file": _open_file, "tier": _open_tier, "http": _open_http, "s3": _open_s3}.get(source.kind)
     if opener is None:
         raise SourceError("EODAG provider downloads are not configured on this platform")
     with opener(source, settings, offset if validator else 0, validator) as opened:
@@ -135,6 +143,19 @@ def _open_file(source: Source, settings: DownloadsSettings, offset: int, validat
         start = offset if current == validator and offset <= stat.st_size else 0
         f.seek(start)
         yield Opened(start, current, iter(lambda: f.read(CHUNK), b""))
+
+
+@contextmanager
+def _open_tier(source: Source, settings: DownloadsSettings, offset: int, validator: str | None):
+    """A file of the offline tier: it comes after the tier's delay (simulated: a tape library mounting it)."""
+    time.sleep(settings.offline_delay_seconds)
+    with _open_file(source, settings, offset, validator) as opened:
+        yield opened
+
+
+def restored_location(source: Source, settings: DownloadsSettings) -> Path:
+    """Where a file of the offline tier goes once retrieved: the same place in the online storage."""
+    return settings.storage_path.resolve() / Path(source.location).relative_to(settings.offline_root)
 
 
 @contextmanager
@@ -222,7 +243,7 @@ def fetch(source: Source, dest: Path, settings: DownloadsSettings,
                 size += len(chunk)
                 metrics.BYTES_FETCHED.labels(metrics.SERVICE).inc(len(chunk))
                 if i % 64 == 63 and not alive():
-                    raise SourceError("canceled")
+                    raise Canceled("canceled")
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest(), size
@@ -290,6 +311,13 @@ class Staging:
             tmp.unlink(missing_ok=True)
             return key
         final = self.settings.staging_dir / order_id / file_id
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+        return str(final)
+
+    def restore(self, tmp: Path, location: str) -> str:
+        """Publish a retrieved file of the offline tier at its online place (atomic rename)."""
+        final = Path(location)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
         return str(final)

@@ -23,12 +23,14 @@ import psycopg
 import psycopg_pool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from eolake_downloads import metrics
+from eolake_downloads import metrics, tiers, transitions
 from eolake_downloads.schema import QUEUE, SEARCH_PATH, job_app
 from eolake_downloads.settings import DownloadsSettings
 from eolake_downloads.sources import (
+    Canceled,
     CopyInProgress,
     SourceError,
     Staging,
@@ -112,9 +114,10 @@ async def defer_file(app: procrastinate.App, file_id: str) -> None:
 
 
 def finish_order(conn: psycopg.Connection, order_id: str) -> str | None:
-    """Close the order when all its files are final; returns the outcome when this call closed it."""
+    """Close the order when all its files are final; returns the outcome when this call closed it. A retrieval
+    that succeeded puts its item back online in the catalog, in the same transaction."""
     with conn.transaction():
-        order = conn.execute("SELECT status, created FROM orders WHERE id = %s FOR UPDATE", (order_id,)).fetchone()
+        order = conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,)).fetchone()
         if not order or order["status"] != "ordered":
             return None
         counts = {r["state"]: r["n"] for r in conn.execute(
@@ -124,13 +127,35 @@ def finish_order(conn: psycopg.Connection, order_id: str) -> str | None:
         failed = counts.get("failed", 0)
         outcome = "failed" if failed else "succeeded"
         reason = f"{failed} of {sum(counts.values())} files failed" if failed else None
-        conn.execute("UPDATE orders SET status = %s, reason = %s, finished = now(), updated = now() WHERE id = %s",
-                     (outcome, reason, order_id))
+        if outcome == "succeeded" and order["kind"] == "retrieval":
+            reason = restore_item(conn, order)
+            outcome = "failed" if reason else outcome
+        transitions.finish_sync(conn, order_id, outcome, reason)
     metrics.JOBS.labels(metrics.SERVICE, outcome).inc()
     if outcome == "succeeded":
         metrics.JOB_DURATION.labels(metrics.SERVICE).observe(
             (datetime.now(UTC) - order["created"]).total_seconds())
     return outcome
+
+
+def restore_item(conn: psycopg.Connection, order: dict) -> str | None:
+    """The retrieved item, online again in the catalog (its assets where the order restored them); the reason it
+    could not be, else None."""
+    collection, item_id = order["target_collection"], order["target_item"]
+    try:
+        with conn.transaction():  # a savepoint: a failed update leaves the order to be closed as failed
+            conn.execute("SET LOCAL search_path = downloads, pgstac, public")
+            item = conn.execute("SELECT pgstac.get_item(%s, %s) AS item", (item_id, collection)).fetchone()["item"]
+            if item is None:
+                return f"item {collection}/{item_id} is no longer in the catalog"
+            hrefs = {r["asset"]: r["location"] for r in conn.execute(
+                "SELECT asset, location FROM files WHERE order_id = %s", (order["id"],))}
+            conn.execute("SELECT pgstac.update_item(%s)", (Jsonb(tiers.mark_online(item, hrefs)),))
+    except psycopg.Error as e:
+        log.error("retrieved item not updated in the catalog: %s", e, extra={"order": str(order["id"])})
+        return f"the catalog was not updated: {e.__class__.__name__}"
+    log.info("item back online", extra={"collection": collection, "item": item_id})
+    return None
 
 
 class Stager:
@@ -162,47 +187,77 @@ class Stager:
         row = self.claim(file_id)
         if row is None:
             return
-        order_id = str(row["order_id"])
         tmp = self.staging.temp_path(file_id)  # kept only when this worker dies: the next try resumes it
-        started = time.monotonic()
         try:
-            source = resolve(row["href"], self.settings)
-            retrying = Retrying(
-                retry=retry_if_exception_type(TransientError),
-                stop=stop_after_attempt(self.settings.transient_attempts),
-                wait=wait_exponential(multiplier=self.settings.retry_base_seconds, max=60),
-                reraise=True,
-                before_sleep=lambda rs: log.warning("transient source error, retrying", extra={
-                    "file": file_id, "attempt": rs.attempt_number, "error": str(rs.outcome.exception())}))
-            sha, size = retrying(fetch, source, tmp, self.settings, lambda: self.alive(file_id))
-            check_multihash(row["expected_checksum"], sha)
-            with self.pool.connection() as conn, conn.transaction():
-                # Publish only while the file is still ours and wanted: a canceled order publishes nothing.
-                current = conn.execute("SELECT state FROM files WHERE id = %s FOR UPDATE", (file_id,)).fetchone()
-                if not current or current["state"] != "staging":
-                    self.staging.discard(tmp)
-                    return
-                location = self.staging.publish(tmp, order_id, file_id)
-                expires = datetime.now(UTC) + timedelta(seconds=self.settings.expiry_seconds)
-                conn.execute("UPDATE files SET state = 'ready', checksum = %s, size = %s, location = %s, "
-                             "staged_at = now(), expires_at = %s, reason = NULL, updated = now() WHERE id = %s",
-                             ("1220" + sha, size, location, expires, file_id))
-            metrics.BYTES_STAGED.labels(metrics.SERVICE).inc(size)
-            metrics.FILES.labels(metrics.SERVICE, "succeeded").inc()
-            log.info("file staged", extra={"file": file_id, "order": order_id, "bytes": size,
-                                           "seconds": round(time.monotonic() - started, 3)})
+            self._stage_from_providers(row, tmp)
         except CopyInProgress as e:
             log.warning("not staged here: %s", e, extra={"file": file_id})
             return
         except (SourceError, TransientError) as e:
-            reason = str(e) if isinstance(e, SourceError) else f"source kept failing: {e}"
-            self._fail(file_id, reason)
+            self._fail(file_id, _reason(e))
         except Exception as e:  # an unexpected error is reported too: never a file stuck in 'staging'
             log.exception("staging failed", extra={"file": file_id})
             self._fail(file_id, f"internal error: {e.__class__.__name__}")
         self.staging.discard(tmp)
         with self.pool.connection() as conn:
-            finish_order(conn, order_id)
+            finish_order(conn, str(row["order_id"]))
+
+    def _stage_from_providers(self, row: dict, tmp: Path) -> None:
+        """The file from the first of its providers that delivers it whole and verified; each one that fails is
+        recorded in the file's `fallbacks` and gives way to the next."""
+        sources = row["sources"] or [{"provider": tiers.LOCAL, "href": row["href"]}]
+        fallbacks: list[dict] = []
+        for n, source in enumerate(sources, 1):
+            try:
+                sha, size = self._fetch(row, source["href"], tmp)
+            except (SourceError, TransientError) as e:
+                if isinstance(e, Canceled) or n == len(sources):
+                    self._note_fallbacks(row["id"], fallbacks)
+                    raise
+                fallbacks.append({"provider": source["provider"], "reason": _reason(e)})
+                log.warning("provider failed, trying the next", extra={"file": str(row["id"]), **fallbacks[-1]})
+                self.staging.discard(tmp)
+                self._note_fallbacks(row["id"], fallbacks)
+                continue
+            self._publish(row, tmp, sha, size, source["provider"], fallbacks)
+            return
+
+    def _fetch(self, row: dict, href: str, tmp: Path) -> tuple[str, int]:
+        file_id = str(row["id"])
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(self.settings.transient_attempts),
+            wait=wait_exponential(multiplier=self.settings.retry_base_seconds, max=60),
+            reraise=True,
+            before_sleep=lambda rs: log.warning("transient source error, retrying", extra={
+                "file": file_id, "attempt": rs.attempt_number, "error": str(rs.outcome.exception())}))
+        sha, size = retrying(fetch, resolve(href, self.settings), tmp, self.settings, lambda: self.alive(file_id))
+        check_multihash(row["expected_checksum"], sha)
+        return sha, size
+
+    def _publish(self, row: dict, tmp: Path, sha: str, size: int, provider: str, fallbacks: list[dict]) -> None:
+        file_id, order_id, started = str(row["id"]), str(row["order_id"]), time.monotonic()
+        with self.pool.connection() as conn, conn.transaction():
+            # Publish only while the file is still ours and wanted: a canceled order publishes nothing.
+            current = conn.execute("SELECT state FROM files WHERE id = %s FOR UPDATE", (file_id,)).fetchone()
+            if not current or current["state"] != "staging":
+                self.staging.discard(tmp)
+                return
+            location = self.staging.restore(tmp, row["restore_to"]) if row["restore_to"] \
+                else self.staging.publish(tmp, order_id, file_id)
+            expires = datetime.now(UTC) + timedelta(seconds=self.settings.expiry_seconds)
+            conn.execute("UPDATE files SET state = 'ready', checksum = %s, size = %s, location = %s, "
+                         "staged_at = now(), expires_at = %s, reason = NULL, provider = %s, fallbacks = %s, "
+                         "updated = now() WHERE id = %s",
+                         ("1220" + sha, size, location, expires, provider, Jsonb(fallbacks), file_id))
+        metrics.BYTES_STAGED.labels(metrics.SERVICE).inc(size)
+        metrics.FILES.labels(metrics.SERVICE, "succeeded").inc()
+        log.info("file staged", extra={"file": file_id, "order": order_id, "bytes": size, "provider": provider,
+                                       "seconds": round(time.monotonic() - started, 3)})
+
+    def _note_fallbacks(self, file_id, fallbacks: list[dict]) -> None:
+        with self.pool.connection() as conn:
+            conn.execute("UPDATE files SET fallbacks = %s WHERE id = %s", (Jsonb(fallbacks), file_id))
 
     def _fail(self, file_id: str, reason: str) -> None:
         log.error("file failed: %s", reason, extra={"file": file_id})
@@ -210,6 +265,10 @@ class Stager:
         with self.pool.connection() as conn:
             conn.execute("UPDATE files SET state = 'failed', reason = %s, updated = now() "
                          "WHERE id = %s AND state = 'staging'", (reason, file_id))
+
+
+def _reason(e: Exception) -> str:
+    return str(e) if isinstance(e, SourceError) else f"source kept failing: {e}"
 
 
 def build(settings: DownloadsSettings) -> tuple[procrastinate.App, Stager]:

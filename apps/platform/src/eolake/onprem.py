@@ -90,6 +90,8 @@ def units(platform: Platform, host: Host) -> list[dict]:
             env[m.env_prefix + "STORAGE_PATH"] = f"{STATE_DIR}/{name}"
         elif m.storage != "none" and platform.storage.kind == "local":
             env[m.env_prefix + "STORAGE_PATH"] = platform.storage.path
+            if m.storage == "write" and (offline := platform.storage.offline_dir(platform.storage.path)):
+                env[m.env_prefix + "OFFLINE_PATH"] = str(offline)
         unit = {"name": name, "module": m.module, "port": m.port, "probe": m.readiness, "env_prefix": m.env_prefix,
                 "memory_max": _memory(spec.resources.memory_limit), "prepare": m.prepare,
                 "database": m.database, "secrets": list(m.secrets), "writes_storage": m.storage == "write",

@@ -7,6 +7,11 @@ The token records, per provider, the cursor of the page the merge stopped in and
 It is signed (HMAC-SHA256 with the platform's signing key): a token the service did not issue is refused before
 anything in it is read, so a caller can never choose what the service fetches.
 
+A collection with provider priorities (the spec's `priorities`) is searched in cascade: its providers are asked one
+after the other, the first that answers serves the search (its results, even none), and the page says which
+(`cascade`: the providers in order and the one that answered; each passed-over provider's report names it in
+`answered_by`). The cascade holds for the whole walk: later pages ask the provider that answered the first.
+
 A provider that fails (an error, no answer in its time) never turns into silence: a page some providers are missing
 from says so (`partial`, `failed_providers`: those that failed now or on an earlier page of the walk), and a search
 that no provider answered is an error (EveryProviderFailed: the service answers 503), never an empty page.
@@ -21,6 +26,7 @@ import hmac
 import json
 import time
 import zlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -113,6 +119,7 @@ class ProviderRun:
     cursor: dict | None = None
     skip: int = 0
     used: int = 0
+    answered_by: str | None = None  # in a cascade: the provider that answered instead of this one
 
     def estimate(self) -> int:
         seen = self.skip + len(self.page.items) + (1 if self.page.next else 0) if self.page else 0
@@ -125,6 +132,8 @@ class ProviderRun:
             out["matched"] = self.page.matched
         if self.error:
             out["error"] = self.error
+        if self.answered_by:
+            out["answered_by"] = self.answered_by
         return out
 
 
@@ -199,7 +208,7 @@ def failed_providers(runs: list[ProviderRun], skipped: dict[str, dict]) -> list[
     asked, each with its reason); EveryProviderFailed when every provider asked failed."""
     if runs and all(r.status != "ok" for r in runs):
         raise EveryProviderFailed(runs)
-    return sorted([r.name for r in runs if r.status != "ok"]
+    return sorted([r.name for r in runs if r.status != "ok" and not r.answered_by]
                   + [name for name, entry in skipped.items() if entry.get("reason") == FAILED_EARLIER])
 
 
@@ -208,6 +217,9 @@ def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | No
     state: dict = {"q": query, "p": {}}
     active = False
     for run in runs:
+        if run.answered_by:
+            state["p"][run.name] = {"done": True, "answered_by": run.answered_by}
+            continue
         if run.status != "ok" or run.page is None:
             state["p"][run.name] = {"failed": True}
             continue
@@ -223,3 +235,53 @@ def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | No
     for name, entry in previous.get("p", {}).items():  # providers finished or failed on an earlier page
         state["p"].setdefault(name, entry)
     return state if active else None
+
+
+def skip_reason(entry: dict) -> str | None:
+    """Why a provider is not asked for this page (its entry in the page token), or None: it is asked."""
+    if entry.get("answered_by"):
+        return f"in cascade: {entry['answered_by']} answered"
+    if entry.get("done"):
+        return "finished"
+    return FAILED_EARLIER if entry.get("failed") else None
+
+
+def cascade_of(names: list[str], collections: list[str] | None, priorities: dict[str, list[str]],
+               named: bool = False) -> list[str]:
+    """The providers (of `names`, in priority order) to ask one after the other for a search of `collections`
+    (None: any; then the `*` priority), or [] when there is none: every provider is asked at once. A search that
+    `named` its providers, or of collections with different priorities, has no cascade."""
+    if named:
+        return []
+    lists = {tuple(priorities.get(c) or priorities.get("*") or ()) for c in collections or ["*"]}
+    if len(lists) != 1:
+        return []
+    return [n for n in lists.pop() if n in names]
+
+
+async def first_answering(name_calls: list[tuple[str, Callable[[], Awaitable[ProviderRun]]]]) -> list[ProviderRun]:
+    """Ask the providers one after the other until one answers; every run, the passed-over ones naming it."""
+    runs: list[ProviderRun] = []
+    for _, call in name_calls:
+        run = await call()
+        runs.append(run)
+        if run.status == "ok":
+            break
+    answered = runs[-1].name if runs and runs[-1].status == "ok" else None
+    if answered:
+        asked = {r.name for r in runs}
+        runs += [ProviderRun(name, status="skipped") for name, _ in name_calls if name not in asked]
+        for run in runs:
+            run.answered_by = answered if run.name != answered else None
+    return runs
+
+
+def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict) -> dict:
+    """What the page says of the cascade (`cascade`: the providers in order and the one that answered; on a later
+    page, the one that answered the first); nothing without one."""
+    if not cascade:
+        return {}
+    answered = next((r.name for r in runs if r.name in cascade and r.status == "ok"), None)
+    earlier = next((e["answered_by"] for n, e in previous.get("p", {}).items() if n in cascade
+                    and e.get("answered_by")), None)
+    return {"cascade": {"providers": cascade, "answered_by": answered or earlier}}

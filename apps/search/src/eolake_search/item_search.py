@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,13 +24,17 @@ from eolake_search.federation import (
     FAILED_EARLIER,
     BadToken,
     ProviderRun,
+    cascade_of,
+    cascade_report,
     decode_token,
     encode_token,
     failed_providers,
     fetch,
     fingerprint,
+    first_answering,
     merge,
     next_state,
+    skip_reason,
     sort_key,
 )
 from eolake_search.providers import ProviderError, describe
@@ -91,14 +96,17 @@ class FederatedItems:
                                 "providers": request.providers, "depth": request.depth})
         previous = self._previous(request.token, query_id)
         body, expansion, by_collection = await self._expanded(request)
-        runs, skipped = await self._run(request, body, by_collection, previous)
+        runs, skipped, cascade = await self._run(request, body, by_collection, previous)
         if runs and all(r.status == "error" and r.http_status == 400 for r in runs):
             raise BadSearch("every provider refused the search: " + str(runs[0].error))
         failed = failed_providers(runs, skipped)  # EveryProviderFailed when no provider answered
         features = merge(runs, request.limit, order_key(request.sortby) if request.sortby else sort_key)
-        state = next_state(runs, {"p": {**previous["p"], **{n: {"done": True} for n, s in skipped.items()
+        # A provider skipped for this page keeps its entry (a cascade's passed-over providers stay passed over).
+        state = next_state(runs, {"p": {**previous["p"], **{n: previous["p"].get(n) or {"done": True}
+                                                              for n, s in skipped.items()
                                                               if s["reason"] != FAILED_EARLIER}}}, query_id)
-        return self._answer(request, page, runs, skipped, features, state, failed, expansion)
+        answer = self._answer(request, page, runs, skipped, features, state, failed, expansion)
+        return answer | cascade_report(cascade, runs, previous)
 
     def _check_providers(self, wanted: list[str]) -> None:
         bad = [p for p in wanted if p not in self.providers()]
@@ -125,19 +133,27 @@ class FederatedItems:
         return {**request.body, "q": terms}, expansion, by_collection
 
     async def _run(self, request: SearchRequest, body: dict, by_collection: list[str],
-                   previous: dict) -> tuple[list[ProviderRun], dict[str, dict]]:
+                   previous: dict) -> tuple[list[ProviderRun], dict[str, dict], list[str]]:
+        """Every provider at once, except a cascade (the collections' priority list): those one after the other
+        until one answers."""
+        names = [n for n in self.searchable if not request.providers or n in request.providers]
+        cascade = cascade_of(names, body.get("collections"), self.limits.priorities, named=bool(request.providers))
         skipped: dict[str, dict] = {}
-        tasks = []
-        for name in [n for n in self.searchable if not request.providers or n in request.providers]:
+        calls = {}
+        for name in names:
             entry = previous["p"].get(name, {})
-            reason = "finished" if entry.get("done") else FAILED_EARLIER if entry.get("failed") else None
+            reason = skip_reason(entry)
             provider_body = None if reason else self._provider_body(self.configs[name], body, by_collection)
             if provider_body is None:
                 skipped[name] = {"status": "skipped", "count": 0, "ms": 0,
                                  "reason": reason or "collections not served"}
                 continue
-            tasks.append(self._fetch(name, provider_body, entry, request))
-        return list(await asyncio.gather(*tasks)), skipped
+            calls[name] = partial(self._fetch, name, provider_body, entry, request)
+        in_cascade = [(n, calls.pop(n)) for n in cascade if n in calls]
+        answers = await asyncio.gather(*(call() for call in calls.values()),
+                                       *([first_answering(in_cascade)] if in_cascade else []))
+        runs = [r for a in answers for r in (a if isinstance(a, list) else [a])]
+        return runs, skipped, cascade
 
     def _provider_body(self, config: ProviderConfig, body: dict, by_collection: list[str]) -> dict | None:
         out = provider_query(body, config.free_text, by_collection)

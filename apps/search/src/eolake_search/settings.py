@@ -47,6 +47,9 @@ class SearchSettings(ServiceSettings):
                                 description="the local catalog's provider name ('' would not be valid)")
     local_timeout_seconds: float = Field(10, gt=0, le=120)
     providers: list[ProviderConfig] = Field([], description="other providers (the local catalog is always one)")
+    priorities: dict[str, list[str]] = Field({}, description=(
+        "per collection ('*': any other), providers asked one after the other, the first that answers serving the "
+        "search (a cascade; eolake_search.federation); the others are asked at once, as always"))
     thesaurus_timeout_seconds: float = Field(2, gt=0, le=30)
     expansion_depth: int = Field(1, ge=0, le=3, description="narrower levels added to a free-text query")
     catalog_ttl_seconds: float = Field(30, gt=0, description="how long the STAC providers' collection lists are "

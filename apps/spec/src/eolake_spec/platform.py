@@ -203,9 +203,19 @@ class Database(Strict):
     pgstac: PgstacSearch = PgstacSearch()
 
 
+class OfflineTier(Strict):
+    """A slow storage tier (tape, cold archive), simulated locally: products kept there are found in the catalog as
+    orderable placeholders and staged back online by a download order (a retrieval)."""
+
+    path: str = Field("offline", description="its folder; relative: beside the storage folder")
+    delay_seconds: float = Field(2, ge=0, le=3600, description="what it takes before it sends a file")
+
+
 class Storage(Strict):
     kind: Literal["local", "s3"] = "local"
     path: str = "data"
+    offline: OfflineTier | None = Field(None, description="a slow tier whose items are retrieved on request "
+                                                          "(restored into local storage)")
     bucket: str | None = None
     endpoint: str | None = Field(None, pattern=r"^https?://[^/?#]+/?$", description="S3-compatible endpoint "
                                                                              "URL (scheme://host[:port]); None: AWS")
@@ -215,7 +225,15 @@ class Storage(Strict):
     def s3_needs_bucket(self) -> Storage:
         if self.kind == "s3" and not self.bucket:
             raise ValueError("storage kind s3 needs a bucket")
+        if self.offline and self.kind != "local":
+            raise ValueError("storage.offline is restored into local storage: it needs storage kind local")
         return self
+
+    def offline_dir(self, storage_dir: str | Path) -> Path | None:
+        """The offline tier's folder, for a target that keeps the storage at `storage_dir`."""
+        if self.offline is None:
+            return None
+        return Path(storage_dir).parent / self.offline.path
 
     def gdal_env(self) -> dict[str, str]:
         """GDAL's settings for reading the bucket (/vsis3/, s3:// COGs); the keys come from the storage Secret.
@@ -554,6 +572,10 @@ class Platform(Strict):
     observability: Observability = Observability()
     supervision: Supervision = Supervision()
     providers: list[Provider] = []
+    priorities: dict[str, list[str]] = Field({}, description=(
+        "per collection ('*': every other one), its providers in the order to use them: a search or an order "
+        "that names no provider uses the first that answers, and says which; `local` is the platform's own "
+        "catalog and storage"))
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
@@ -593,6 +615,7 @@ class Platform(Strict):
                 reasons = "; ".join(e["msg"] for e in exc.errors())
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
         self._onprem_consistent()
+        self._priorities_known()
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -600,6 +623,16 @@ class Platform(Strict):
                 f"(replicas × workers × pool_size) but database.max_connections − reserved_connections is {budget}"
             )
         return self
+
+    def _priorities_known(self) -> None:
+        known = {"local", *(p.name for p in self.providers if p.enabled)}
+        for collection, names in self.priorities.items():
+            unknown = [n for n in names if n not in known]
+            if unknown:
+                raise ValueError(f"priorities.{collection}: {', '.join(unknown)} not an enabled provider "
+                                 f"(known: {', '.join(sorted(known))})")
+            if len(set(names)) != len(names):
+                raise ValueError(f"priorities.{collection}: a provider is named twice")
 
     def _onprem_consistent(self) -> None:
         if not self.onprem:
@@ -694,6 +727,10 @@ class Platform(Strict):
             values["WORKER_CONCURRENCY"] = s.worker_concurrency
         if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
+        if service in ("search", "downloads") and self.priorities:
+            values["PRIORITIES"] = json.dumps(self.priorities)
+        if service == "downloads" and self.storage.offline:  # its folder is set per target, like STORAGE_PATH
+            values["OFFLINE_DELAY_SECONDS"] = self.storage.offline.delay_seconds
         if service == "catalog":  # how its searches count matches
             values["PGSTAC"] = self.database.pgstac.model_dump_json()
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes

@@ -38,6 +38,9 @@ SIZE = 512
 WSE_NODATA = -9999.0
 MASK_NODATA = 255
 RASTER_DATES = [date(YEAR, 1, 1) + timedelta(days=15 * i) for i in range(24)]
+# Kept in the offline tier when there is one: orderable placeholders until retrieved (none of the dates the web view's
+# and the acceptance tests' orders use).
+OFFLINE_DATES = (date(YEAR, 5, 1), date(YEAR, 5, 16))
 OVERPASS = (10, 42)
 LICENSE = "CC-BY-4.0"
 PROVIDERS = [{"name": "eolake demo (generated)", "roles": ["producer", "processor", "host"],
@@ -306,22 +309,37 @@ def _ndjson(objects: list[dict]) -> bytes:
     return "".join(json.dumps(o, ensure_ascii=False, separators=(",", ":")) + "\n" for o in objects).encode()
 
 
-def generate_hydrology(dest: Path) -> list[Path]:
+@dataclass(frozen=True)
+class OfflineDemo:
+    """Where the offline tier keeps the demo (`root`: the same layout as the online destination) and the href of
+    the download service's retrievals that the placeholders' `retrieve` links point to."""
+
+    root: Path
+    retrieve_href: str
+
+
+def generate_hydrology(dest: Path, offline: OfflineDemo | None = None) -> list[Path]:
     """Writes the demo hydrology data under dest and returns the STAC files to ingest, collections first
-    (ndjson files: one JSON object per line)."""
+    (ndjson files: one JSON object per line). With `offline`, the rasters of OFFLINE_DATES go to the offline tier
+    and their items are orderable placeholders."""
+    from eolake_downloads.tiers import mark_offline
+
     dest = Path(dest).resolve()
     rng = np.random.default_rng(SEED)
     fields = _fields()
     wse_items = []
     for day in RASTER_DATES:
+        kept_offline = offline is not None and day in OFFLINE_DATES
+        folder = (Path(offline.root).resolve() if kept_offline else dest) / "cog"
         wse, water = render(fields, day, rng)
-        wse_path = dest / "cog" / f"garonne-wse-{day:%Y-%m-%d}.tif"
-        mask_path = dest / "cog" / f"garonne-water-extent-{day:%Y-%m-%d}.tif"
+        wse_path = folder / f"garonne-wse-{day:%Y-%m-%d}.tif"
+        mask_path = folder / f"garonne-water-extent-{day:%Y-%m-%d}.tif"
         wse_bytes = _cog_bytes(wse, WSE_NODATA, "AVERAGE", "water surface elevation", "m", day)
         mask_bytes = _cog_bytes(water, MASK_NODATA, "NEAREST", "water extent", None, day)
         write_atomic(wse_path, wse_bytes)
         write_atomic(mask_path, mask_bytes)
-        wse_items.append(wse_item(day, str(wse_path), wse_bytes, wse, str(mask_path), mask_bytes))
+        item = wse_item(day, str(wse_path), wse_bytes, wse, str(mask_path), mask_bytes)
+        wse_items.append(mark_offline(item, offline.retrieve_href) if kept_offline else item)
 
     station_items = []
     for station in STATIONS:

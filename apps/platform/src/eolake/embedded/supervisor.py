@@ -35,6 +35,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -56,6 +57,9 @@ from eolake_kit.auth import create_api_key
 from eolake_kit.logs import configure_logging
 from eolake_spec import Platform, load_stack
 from eolake_spec.platform import Supervision
+
+if TYPE_CHECKING:
+    from eolake.demo import OfflineDemo
 
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 300.0  # a first start on a busy 2-core machine (GDAL, the thesaurus index) can take minutes
@@ -196,13 +200,13 @@ def ensure_api_keys(state: StateDir) -> None:
             key_file.write_text(key + "\n")
 
 
-def load_demo(storage: Path, dsn: str, marker: Path) -> None:
-    """The generated hydrology (files under `storage`) and the sample catalog, into the database; `marker` records
-    it was done."""
+def load_demo(storage: Path, dsn: str, marker: Path, offline: OfflineDemo | None = None) -> None:
+    """The generated hydrology (files under `storage`, a few in the `offline` tier) and the sample catalog, into
+    the database; `marker` records it was done."""
     from eolake.demo import generate_hydrology
     from eolake.ingest import ingest
 
-    sources = generate_hydrology(storage / "demo" / "hydrology")
+    sources = generate_hydrology(storage / "demo" / "hydrology", offline)
     collections, naip = SHARED_DATA / "stac/pc-collections/collections.ndjson", SHARED_DATA / "stac/naip/items.ndjson"
     if collections.exists() and naip.exists():
         sources = [collections, *sources, naip]
@@ -257,6 +261,8 @@ def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gatewa
         env[prefix + "TOKEN_KEY"] = state.signing_key()
     if m.database:
         env[prefix + "DATABASE_URL"] = dsn
+    if m.storage == "write" and (offline := platform.storage.offline_dir(state.storage)):
+        env[prefix + "OFFLINE_PATH"] = str(offline)
     return env
 
 
@@ -466,6 +472,17 @@ class Supervisor:
         finally:
             self._stop()
 
+    def _offline_demo(self) -> OfflineDemo | None:
+        """The demo's offline part: with an offline tier and the download service that retrieves from it."""
+        from eolake.demo import OfflineDemo
+
+        offline = self.platform.storage.offline_dir(self.state.storage)
+        if offline is None or "downloads" not in self.platform.enabled_services:
+            return None
+        # A path: the catalog resolves it against its own public URL, the one base URL every service shares.
+        href = self.platform.services["downloads"].path.rstrip("/") + "/retrievals"
+        return OfflineDemo(offline / "demo" / "hydrology", href)
+
     def _start(self) -> None:
         # port None: the port of last time if free, else a free one
         self.cluster.start(self.platform.database.port, self._database_settings())
@@ -475,7 +492,7 @@ class Supervisor:
         self.cluster.bound_app_role(self.platform.limits.postgres_options())
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
-            load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker)
+            load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
         if "thesaurus" in self.platform.enabled_services:
             load_thesauri(self.state)
         port = self.platform.base_url.port or 80
