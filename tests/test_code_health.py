@@ -18,8 +18,6 @@ from eolake_kit import __version__
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEB = ROOT / "apps" / "web"
-# Being restructured (issue 19: settings → dependencies → core → routers); an entry goes once its file is split.
-COMPLEXITY_EXEMPT = {"apps/search/src/eolake_search/collection_api.py"}
 MYPY_PACKAGES = ["eolake_kit", "eolake_spec", "eolake_catalog", "eolake_client", "eolake_downloads", "eolake",
                  "eolake_search", "eolake_thesaurus", "eolake_tiles", "eolake_timeseries", "eolake_web", "eolake_infra"]
 
@@ -37,11 +35,11 @@ def test_ruff_finds_nothing():
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
-def test_complexity_is_bounded_at_15_with_exemptions_only_for_the_files_being_split():
+def test_complexity_is_bounded_at_15_without_exemptions():
     lint = pyproject()["tool"]["ruff"]["lint"]
     assert "C90" in lint["select"] and lint["mccabe"]["max-complexity"] == 15
     exempt = {path for path, rules in lint["per-file-ignores"].items() if "C901" in rules}
-    assert exempt <= COMPLEXITY_EXEMPT, f"complexity exemptions beyond the files being split: {exempt}"
+    assert not exempt, f"complexity exemptions: {exempt}"
 
 
 def test_a_too_complex_function_is_caught(tmp_path):

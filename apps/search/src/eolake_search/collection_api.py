@@ -92,18 +92,10 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
                                      "facets, paging over every provider's collections")
     async def collections(request: Request):
         params = {k: request.query_params.get(k) for k in request.query_params}
-        unknown = set(params) - COLLECTION_KEYS
-        if unknown:
-            raise HTTPException(400, f"unknown collection-search parameters: {', '.join(sorted(unknown))}")
-        limit = _int(params.get("limit", settings.default_limit), "limit")
-        if limit < 1:
-            raise HTTPException(400, "limit must be at least 1")
-        limit = min(limit, settings.max_limit)
+        limit = _limit(params, settings)
         sortby, (include, exclude) = parse_sortby(params.get("sortby")), parse_fields(params.get("fields"))
-        cql = None
-        if params.get("filter"):
-            filter_json, _ = parse_cql2(params["filter"], params.get("filter-lang") or params.get("filter_lang"))
-            cql = _compiled(filter_json)
+        cql = _compiled(parse_cql2(params["filter"], params.get("filter-lang") or params.get("filter_lang"))[0]) \
+            if params.get("filter") else None
         box = parse_bbox(params["bbox"]) if params.get("bbox") else None
         query_id = fingerprint({k: v for k, v in params.items() if k not in ("token", "limit", "fields", "facets")})
         offset = _offset(params.get("token"), token_key, query_id)
@@ -135,28 +127,41 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
         index = await app.state.catalog.current()
         datasets = [{"label": r.get("title") or r["id"], "kind": "dataset", "id": r["id"]}
                     for r in index.titles_starting(q, limit)]
-        concepts, notice = await _concepts(q, lang, limit)
+        concepts, notice = await suggested_concepts(app.state.client, settings, q, lang, limit)
         answer = {"q": q, "suggestions": [*concepts, *datasets][:limit]}
         if notice:
             answer["notice"] = notice
         return answer
 
-    async def _concepts(q: str, lang: str | None, limit: int) -> tuple[list[dict], str | None]:
-        try:
-            params = {"q": q, "limit": limit, **({"lang": lang} if lang else {})}
-            response = await app.state.client.get(f"{settings.thesaurus}/autocomplete", params=params,
-                                                  timeout=settings.thesaurus_timeout_seconds)
-            response.raise_for_status()
-            hits = response.json().get("suggestions") or []
-        except Exception as exc:
-            return [], f"thesaurus unavailable, concepts not suggested: {type(exc).__name__}"
-        seen, out = set(), []
-        for hit in hits:
-            if hit.get("label") and hit["label"].lower() not in seen:
-                seen.add(hit["label"].lower())
-                out.append({"label": hit["label"], "kind": "concept", "uri": hit.get("uri"), "vocab": hit.get("vocab"),
-                            "lang": hit.get("lang")})
-        return out[: max(1, limit // 2)], None
+
+def _limit(params: dict, settings) -> int:
+    """The page size asked, capped at the maximum; unknown parameters refused."""
+    unknown = set(params) - COLLECTION_KEYS
+    if unknown:
+        raise HTTPException(400, f"unknown collection-search parameters: {', '.join(sorted(unknown))}")
+    limit = _int(params.get("limit", settings.default_limit), "limit")
+    if limit < 1:
+        raise HTTPException(400, "limit must be at least 1")
+    return min(limit, settings.max_limit)
+
+
+async def suggested_concepts(client, settings, q: str, lang: str | None, limit: int) -> tuple[list[dict], str | None]:
+    """The thesaurus's concepts for what is typed (half the suggestions at most), or why there are none."""
+    try:
+        params = {"q": q, "limit": limit, **({"lang": lang} if lang else {})}
+        response = await client.get(f"{settings.thesaurus}/autocomplete", params=params,
+                                    timeout=settings.thesaurus_timeout_seconds)
+        response.raise_for_status()
+        hits = response.json().get("suggestions") or []
+    except Exception as exc:
+        return [], f"thesaurus unavailable, concepts not suggested: {type(exc).__name__}"
+    seen, out = set(), []
+    for hit in hits:
+        if hit.get("label") and hit["label"].lower() not in seen:
+            seen.add(hit["label"].lower())
+            out.append({"label": hit["label"], "kind": "concept", "uri": hit.get("uri"), "vocab": hit.get("vocab"),
+                        "lang": hit.get("lang")})
+    return out[: max(1, limit // 2)], None
 
 
 def _compiled(filter_json: dict):
