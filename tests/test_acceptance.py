@@ -29,7 +29,7 @@ def test_acceptance_suites_pass(platform: Platform):
     result = subprocess.run(
         [sys.executable, str(RUNNER), "--base-url", platform.base_url, "--outputdir", str(output),
          "--admin-key-file", str(platform.state / "admin.key"), "--user-key-file", str(platform.state / "user.key")],
-        env=platform.env(), cwd=ROOT, capture_output=True, text=True, timeout=400,
+        env=platform.env(), cwd=ROOT, capture_output=True, text=True, timeout=560,
     )
     failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("| FAIL |")]
     assert result.returncode == 0, f"{result.returncode} acceptance test(s) failed:\n" + "\n".join(failed) + \
