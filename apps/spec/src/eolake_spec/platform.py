@@ -324,6 +324,22 @@ class Provider(Strict):
     item_search: bool = Field(True, description="search its items (off: its collections are only discoverable)")
 
 
+class Events(Strict):
+    """Where the events service (the outbox relay) publishes: catalog and order changes as CloudEvents on a durable
+    AMQP topic exchange (routing keys in apps/events/README.md). Without the `events` service in `services`, nothing
+    is published and no outbox is kept."""
+
+    exchange: str = Field("eolake.events", pattern=r"^[A-Za-z0-9._-]{1,127}$", description="the topic exchange")
+    broker: Literal["embedded", "external"] = Field(
+        "embedded", description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
+                                "directory; external: a broker reached at the URL of a secret (Kubernetes: "
+                                "kubernetes.secrets.amqp; embedded: the variable amqp_url_env)")
+    amqp_port: int | None = Field(None, ge=1, le=65535, description="embedded broker's AMQP port; None: a free port, "
+                                                                    "kept for the next starts")
+    amqp_url_env: str = Field("EOLAKE_AMQP_URL", pattern=r"^[A-Z_][A-Z0-9_]*$",
+                              description="external broker, embedded target: the variable holding its amqp:// URL")
+
+
 class Image(Strict):
     repository: str = Field(pattern=r"^[a-z0-9][a-z0-9./_:-]*[a-z0-9]$", description="registry/name, no tag")
     tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="an immutable version")
@@ -553,6 +569,7 @@ class Platform(Strict):
     observability: Observability = Observability()
     supervision: Supervision = Supervision()
     providers: list[Provider] = []
+    events: Events = Field(Events(), description="the events service's broker and exchange (when it is enabled)")
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
@@ -590,6 +607,9 @@ class Platform(Strict):
                 reasons = "; ".join(e["msg"] for e in exc.errors())
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
         self._onprem_consistent()
+        if "events" in self.enabled_services and (self.kubernetes or self.onprem) and self.events.broker == "embedded":
+            raise ValueError("events.broker embedded runs only locally: on Kubernetes or on premise set it to external "
+                             "(the broker's URL in kubernetes.secrets.amqp, or the app hosts' environment)")
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -691,6 +711,10 @@ class Platform(Strict):
             values["WORKER_CONCURRENCY"] = s.worker_concurrency
         if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
+        if service == "events":  # where it publishes, and the `source` of each service's events
+            values |= {"EXCHANGE": self.events.exchange,
+                       "SOURCES": json.dumps({n: self.public_url(n) for n in ("catalog", "downloads")
+                                              if n in self.enabled_services})}
         if service == "catalog":  # how its searches count matches
             values["PGSTAC"] = self.database.pgstac.model_dump_json()
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
