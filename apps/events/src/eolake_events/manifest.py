@@ -12,5 +12,6 @@ MANIFEST = ServiceManifest(
     database=True,
     schema="eolake_events.schema",  # the outbox and its triggers, after pgstac's and the downloads' schemas
     secrets=("amqp",),
+    requires=("events",),  # no broker configured for a target: no relay, and no outbox kept
     openapi=None,  # no API: a description of the exchange at its root, probes and metrics
 )

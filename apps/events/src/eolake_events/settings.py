@@ -17,7 +17,8 @@ class EventsSettings(ServiceSettings):
     root_path: str = MANIFEST.path
     port: int = MANIFEST.port
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"))
-    amqp_url: SecretStr = Field(description="amqp://user:password@host:port/vhost of the broker (a secret)")
+    amqp_url: SecretStr = Field(SecretStr("amqp://127.0.0.1:5672/"),
+                                description="amqp://user:password@host:port/vhost of the broker (a secret)")
     exchange: str = Field(EXCHANGE, pattern=r"^[A-Za-z0-9._-]{1,127}$", description="the durable topic exchange")
     sources: dict[str, str] = Field({}, description="CloudEvents `source` by the service that changed (catalog, "
                                                     "downloads): its public URL; default urn:eolake:<service>")

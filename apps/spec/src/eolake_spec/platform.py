@@ -334,8 +334,8 @@ class Events(Strict):
         "embedded", description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
                                 "directory; external: a broker reached at the URL of a secret (Kubernetes: "
                                 "kubernetes.secrets.amqp; embedded: the variable amqp_url_env)")
-    amqp_port: int | None = Field(None, ge=1, le=65535, description="embedded broker's AMQP port; None: a free port, "
-                                                                    "kept for the next starts")
+    port: int | None = Field(None, ge=1, le=65535, description="the broker's AMQP port; None: embedded, a free port "
+                                                               "kept for the next starts; external, 5672")
     amqp_url_env: str = Field("EOLAKE_AMQP_URL", pattern=r"^[A-Z_][A-Z0-9_]*$",
                               description="external broker, embedded target: the variable holding its amqp:// URL")
 
@@ -492,6 +492,8 @@ class KubernetesSecrets(Strict):
                                                         "(federated search page tokens), at least 32 characters")
     storage: str | None = Field(None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the "
                                                   "storage bucket; needed when storage is s3")
+    amqp: str = Field("eolake-amqp", description="Secret with `amqp-url`: amqp://user:password@host:port/vhost of "
+                                                 "the events broker (when events are configured)")
 
 
 class Kubernetes(Strict):
@@ -569,7 +571,8 @@ class Platform(Strict):
     observability: Observability = Observability()
     supervision: Supervision = Supervision()
     providers: list[Provider] = []
-    events: Events = Field(Events(), description="the events service's broker and exchange (when it is enabled)")
+    events: Events | None = Field(None, description="the broker and exchange of the events service; unset: the "
+                                                    "events service is off, whatever `services` says")
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
@@ -607,9 +610,11 @@ class Platform(Strict):
                 reasons = "; ".join(e["msg"] for e in exc.errors())
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
         self._onprem_consistent()
-        if "events" in self.enabled_services and (self.kubernetes or self.onprem) and self.events.broker == "embedded":
-            raise ValueError("events.broker embedded runs only locally: on Kubernetes or on premise set it to external "
-                             "(the broker's URL in kubernetes.secrets.amqp, or the app hosts' environment)")
+        if "events" in self.enabled_services and self.onprem:
+            raise ValueError("events: the on-premise target does not run the events service yet (no broker role)")
+        if "events" in self.enabled_services and self.kubernetes and self.events.broker == "embedded":
+            raise ValueError("events.broker embedded runs only locally: on Kubernetes set it to external (the broker's "
+                             "URL in the Secret kubernetes.secrets.amqp)")
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -632,7 +637,9 @@ class Platform(Strict):
 
     @property
     def enabled_services(self) -> dict[str, Service]:
-        return {name: s for name, s in self.services.items() if s.enabled}
+        """Those the stack enables, when the spec has the sections their manifests require."""
+        return {name: s for name, s in self.services.items()
+                if s.enabled and all(getattr(self, section) is not None for section in manifest(name).requires)}
 
     def limits_of(self, service: str) -> Limits:
         """The platform's limits with the service's overrides."""
@@ -711,7 +718,7 @@ class Platform(Strict):
             values["WORKER_CONCURRENCY"] = s.worker_concurrency
         if service == "search":  # the enabled providers; the local catalog is always one (the search service adds it)
             values["PROVIDERS"] = json.dumps([p.model_dump(exclude={"enabled"}) for p in self.providers if p.enabled])
-        if service == "events":  # where it publishes, and the `source` of each service's events
+        if service == "events" and self.events:  # where it publishes, and the `source` of each service's events
             values |= {"EXCHANGE": self.events.exchange,
                        "SOURCES": json.dumps({n: self.public_url(n) for n in ("catalog", "downloads")
                                               if n in self.enabled_services})}

@@ -2,7 +2,7 @@
 rabbitmq-server), run as a supervisor child like the monitoring.
 
 Its node (data, logs, configuration, Erlang cookie) lives in the state directory and listens on loopback only: AMQP
-on a port kept for the next starts (`events.amqp_port`, else a free one), the node's distribution and its own epmd on
+on a port kept for the next starts (`events.port`, else a free one), the node's distribution and its own epmd on
 free ports, the Prometheus plugin's /metrics (its readiness probe) on another. The system's rabbitmq-server, which
 the Debian package starts on 5672, and the system's epmd (4369) are never used or touched. The broker's user
 `eolake` gets a generated password (a 0600 file) at the node's first start.
@@ -64,7 +64,7 @@ class Broker:
         if wanted is None and kept.exists() and port_is_free(int(kept.read_text())):
             return int(kept.read_text())
         if wanted is not None and not port_is_free(wanted):
-            raise BrokerError(f"events.amqp_port {wanted} is in use")
+            raise BrokerError(f"events.port {wanted} is in use")
         port = wanted or free_port()
         kept.write_text(str(port))
         return port

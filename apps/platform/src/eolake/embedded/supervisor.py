@@ -280,7 +280,7 @@ def broker_children(platform: Platform, state: StateDir) -> list[Child]:
         return []
     broker = Broker(state.broker)
     try:
-        ports = broker.prepare(platform.events.amqp_port)
+        ports = broker.prepare(platform.events.port)
     except BrokerError as exc:
         raise StartError(str(exc)) from exc
     return [Child(BROKER, broker.command(), broker.env(ports), state.logs / f"{BROKER}.log",
