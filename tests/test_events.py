@@ -144,11 +144,13 @@ def queue(broker) -> str:
     return name
 
 
-def received(broker: RunningBroker, queue: str, count: int, timeout: float = 30) -> list[dict]:
+def received(url: str, queue: str, count: int, keys: tuple[str, ...] = KEYS, timeout: float = 30) -> list[dict]:
     """The next `count` events of the queue (TimeoutError if fewer come)."""
     async def collect() -> list[dict]:
         events = []
-        async with asyncio.timeout(timeout), contextlib.aclosing(subscribe(broker.url, KEYS, queue=queue)) as stream:
+        if count == 0:
+            return events
+        async with asyncio.timeout(timeout), contextlib.aclosing(subscribe(url, keys, queue=queue)) as stream:
             async for event in stream:
                 events.append(event)
                 if len(events) == count:
@@ -211,7 +213,7 @@ def test_every_change_reaches_a_subscriber_in_order(relay, broker, queue, db):
     db.execute("UPDATE downloads.orders SET reason = 'unchanged status' WHERE id = %s", (order_id,))  # no event
     db.execute("SELECT delete_collection(%s)", (cid,))
 
-    events = received(broker, queue, 9)
+    events = received(broker.url, queue, 9)
     assert [(e["type"].removeprefix("org.eolake."), e["subject"]) for e in events] == [
         ("catalog.collection.created", f"collections/{cid}"),
         ("catalog.item.created", f"collections/{cid}/items/a"),
@@ -229,7 +231,7 @@ def test_every_change_reaches_a_subscriber_in_order(relay, broker, queue, db):
     assert events[7]["data"]["previous_status"] == "ordered" and events[7]["data"]["status"] == "succeeded"
     assert events[2]["data"]["collection"] == cid and events[2]["data"]["datetime"].startswith("2023-01-01")
     assert wait_until(lambda: not outbox(db, f"%{cid}%") and not outbox(db, f"orders/{order_id}"))
-    assert waiting(broker, queue) == 0, received(broker, queue, 1)  # each exactly once when nothing failed
+    assert waiting(broker, queue) == 0  # each exactly once when nothing failed
     assert relay.metric("eolake_events_published_total") - published >= 9
     description = httpx.get(relay.url + "/").json()
     assert description["exchange"] == {"name": "eolake.events", "type": "topic", "durable": True}
@@ -243,7 +245,7 @@ def test_broker_down_and_relay_killed_between_commit_and_publish(relay, broker, 
     back, every event is delivered, once, in order, with the ids the outbox held, and the outbox is empty."""
     cid = f"ev-{uuid.uuid4().hex[:8]}"
     db.execute("SELECT create_collection(%s)", (collection(cid),))
-    received(broker, queue, 1)
+    received(broker.url, queue, 1)
     broker.stop()
     try:
         db.execute("SELECT create_item(%s)", (item(cid, "x"),))
@@ -261,7 +263,7 @@ def test_broker_down_and_relay_killed_between_commit_and_publish(relay, broker, 
         assert outbox(db, f"%{cid}%")[:2] == rows[:2]  # the same rows, the same event ids
     finally:
         broker.start()
-    events = received(broker, queue, 4)
+    events = received(broker.url, queue, 4)
     assert [e["id"] for e in events[:3]] == [event_id for event_id, _ in rows]
     assert events[3]["type"] == "org.eolake.catalog.item.deleted"
     assert wait_until(lambda: relay.metric("eolake_events_outbox_depth") == 0, 15)
@@ -269,6 +271,25 @@ def test_broker_down_and_relay_killed_between_commit_and_publish(relay, broker, 
     assert waiting(broker, queue) == 0
     assert relay.metric("eolake_events_failures_total") >= 1
     db.execute("SELECT delete_collection(%s)", (cid,))
+
+
+def test_delete_refused_after_the_confirm_redelivers_the_same_event(relay, broker, queue, db):
+    """The broker confirmed, then the database refuses the relay's delete: the row stays (one row for the event)
+    and is published again, with the same id, until its delete succeeds; then nothing more."""
+    cid = f"ev-{uuid.uuid4().hex[:8]}"
+    db.execute("REVOKE DELETE ON eolake_events.outbox FROM eolake_app")
+    try:
+        db.execute("SELECT create_collection(%s)", (collection(cid),))
+        first = received(broker.url, queue, 2)  # published, not deleted, published again
+        assert len(outbox(db, f"collections/{cid}")) == 1
+    finally:
+        db.execute("GRANT DELETE ON eolake_events.outbox TO eolake_app")
+    assert wait_until(lambda: not outbox(db, f"collections/{cid}"))
+    again = received(broker.url, queue, waiting(broker, queue))  # the copies sent before the delete succeeded
+    assert {e["id"] for e in first + again} == {first[0]["id"]}
+    assert first[0]["type"] == "org.eolake.catalog.collection.created"
+    db.execute("SELECT delete_collection(%s)", (cid,))
+    assert received(broker.url, queue, 1)[0]["type"] == "org.eolake.catalog.collection.deleted"
 
 
 def test_no_outbox_while_switched_off(pg, db):
@@ -293,3 +314,32 @@ def test_spec_gives_the_relay_its_exchange_and_sources():
     assert env["EOLAKE_EVENTS_EXCHANGE"] == "eolake.events"
     assert json.loads(env["EOLAKE_EVENTS_SOURCES"]) == {"catalog": platform.public_url("catalog"),
                                                         "downloads": platform.public_url("downloads")}
+
+
+def test_eolake_up_runs_the_broker_and_the_relay(platform):
+    """The embedded platform: its own RabbitMQ and the events service; a collection and an item written through the
+    catalog's API reach a subscriber, with the catalog's public URL as their source."""
+    broker = Broker(platform.state / "rabbitmq")
+    assert broker.describe()["amqp"].startswith("amqp://127.0.0.1:")
+    base, admin = platform.base_url, {"X-API-Key": platform.key("admin")}
+    assert httpx.get(f"{base}/events/readyz", timeout=10).status_code == 200
+    assert httpx.get(f"{base}/events/", timeout=10).json()["exchange"]["name"] == "eolake.events"
+    name, cid = f"up-{uuid.uuid4().hex[:8]}", f"ev-{uuid.uuid4().hex[:8]}"
+
+    async def declare() -> None:
+        import aio_pika
+
+        async with await aio_pika.connect(broker.url()) as connection:
+            await bind(connection, (f"catalog.*.*.{cid}",), queue=name)
+
+    asyncio.run(declare())
+    with httpx.Client(base_url=f"{base}/stac", headers=admin, timeout=30) as stac:
+        for answer in (stac.post("/collections", json=json.loads(collection(cid))),
+                       stac.post(f"/collections/{cid}/items", json=json.loads(item(cid, "a"))),
+                       stac.delete(f"/collections/{cid}/items/a")):
+            assert answer.status_code in (200, 201, 204), answer.text
+        events = received(broker.url(), name, 3, keys=(f"catalog.*.*.{cid}",))
+        stac.delete(f"/collections/{cid}")
+    assert [e["type"] for e in events] == ["org.eolake.catalog.collection.created", "org.eolake.catalog.item.created",
+                                           "org.eolake.catalog.item.deleted"]
+    assert {e["source"] for e in events} == {f"{base}/stac"}

@@ -26,7 +26,7 @@ class EventsSettings(ServiceSettings):
     poll_seconds: float = Field(5, gt=0, le=300, description="longest wait for a NOTIFY before the outbox is read")
     confirm_seconds: float = Field(10, gt=0, le=300, description="longest wait for the broker's confirm of a message")
     retry_seconds: float = Field(1, gt=0, le=60, description="first wait after a failure, doubled each time…")
-    retry_max_seconds: float = Field(30, gt=0, le=600, description="… up to this")
+    retry_max_seconds: float = Field(10, gt=0, le=600, description="… up to this")
 
     @property
     def dsn(self) -> str:
