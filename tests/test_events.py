@@ -24,10 +24,12 @@ import psycopg
 import pytest
 from eolake_client.events import bind, subscribe
 from eolake_events.schema import migrate, switch
+from infra_program import Program, render, write_stack
 from psycopg.types.json import Jsonb
 
 from eolake.embedded.broker import Broker
 from eolake.embedded.postgres import free_port
+from eolake.onprem import units
 from eolake_spec import load_stack
 from servers import wait_until
 
@@ -343,3 +345,40 @@ def test_eolake_up_runs_the_broker_and_the_relay(platform):
     assert [e["type"] for e in events] == ["org.eolake.catalog.collection.created", "org.eolake.catalog.item.created",
                                            "org.eolake.catalog.item.deleted"]
     assert {e["source"] for e in events} == {f"{base}/stac"}
+
+
+def with_events(broker: str | None):
+    def edit(platform: dict) -> None:
+        platform["services"]["events"] = {}
+        if "kubernetes" in platform:  # its image, like the catalog's
+            images = platform["kubernetes"]["images"]
+            images["events"] = {**images["catalog"], "repository": images["catalog"]["repository"] + "-events"}
+        if broker:
+            platform["events"] = {"broker": broker}
+    return edit
+
+
+def test_kubernetes_runs_the_relay_only_with_an_external_broker(tmp_path):
+    """With `events` (broker external) the relay is a Deployment reading the broker's URL from its Secret, let out
+    to the broker's port; without, the events service is off and nothing of it is rendered."""
+    stack = write_stack(tmp_path, "prod", with_events("external"))
+    program = Program(str(stack), render.run(stack))
+    container = program.one("Deployment", "events")["spec"]["template"]["spec"]["containers"][0]
+    amqp = next(e for e in container["env"] if e["name"] == "EOLAKE_EVENTS_AMQP_URL")
+    assert amqp["valueFrom"]["secretKeyRef"] == {"name": "eolake-amqp", "key": "amqp-url"}
+    egress = program.one("NetworkPolicy", "events")["spec"]["egress"]
+    assert any(port.get("port") == 5672 for rule in egress for port in rule.get("ports", []))
+    off = write_stack(tmp_path, "prod", with_events(None))
+    assert not [m for m in Program(str(off), render.run(off)).of_kind("Deployment")
+                if m["metadata"]["name"] == "events"]
+    with pytest.raises(ValueError, match="embedded runs only locally"):
+        load_stack(write_stack(tmp_path, "prod", with_events("embedded")))
+
+
+def test_onprem_runs_the_relay_only_with_an_external_broker(tmp_path):
+    platform = load_stack(write_stack(tmp_path, "onprem", with_events("external")))
+    relay = next(u for u in units(platform, platform.onprem.app[0]) if u["name"] == "events")
+    assert relay["secrets"] == ["amqp"] and relay["database"]  # the role writes EOLAKE_EVENTS_AMQP_URL
+    assert relay["environment"]["EOLAKE_EVENTS_EXCHANGE"] == "eolake.events"
+    off = load_stack(write_stack(tmp_path, "onprem", with_events(None)))
+    assert "events" not in {u["name"] for u in units(off, off.onprem.app[0])}

@@ -333,7 +333,8 @@ class Events(Strict):
     broker: Literal["embedded", "external"] = Field(
         "embedded", description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
                                 "directory; external: a broker reached at the URL of a secret (Kubernetes: "
-                                "kubernetes.secrets.amqp; embedded: the variable amqp_url_env)")
+                                "kubernetes.secrets.amqp; on premise: eolake_services_amqp_url; embedded target: "
+                                "the variable amqp_url_env)")
     port: int | None = Field(None, ge=1, le=65535, description="the broker's AMQP port; None: embedded, a free port "
                                                                "kept for the next starts; external, 5672")
     amqp_url_env: str = Field("EOLAKE_AMQP_URL", pattern=r"^[A-Z_][A-Z0-9_]*$",
@@ -610,11 +611,9 @@ class Platform(Strict):
                 reasons = "; ".join(e["msg"] for e in exc.errors())
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
         self._onprem_consistent()
-        if "events" in self.enabled_services and self.onprem:
-            raise ValueError("events: the on-premise target does not run the events service yet (no broker role)")
-        if "events" in self.enabled_services and self.kubernetes and self.events.broker == "embedded":
-            raise ValueError("events.broker embedded runs only locally: on Kubernetes set it to external (the broker's "
-                             "URL in the Secret kubernetes.secrets.amqp)")
+        if "events" in self.enabled_services and (self.kubernetes or self.onprem) and self.events.broker == "embedded":
+            raise ValueError("events.broker embedded runs only locally: set it to external, with the broker's URL in "
+                             "the Secret kubernetes.secrets.amqp (Kubernetes) or eolake_services_amqp_url (on premise)")
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
