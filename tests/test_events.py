@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +108,7 @@ def broker():
     running.start()
     yield running
     running.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -292,6 +294,29 @@ def test_delete_refused_after_the_confirm_redelivers_the_same_event(relay, broke
     assert first[0]["type"] == "org.eolake.catalog.collection.created"
     db.execute("SELECT delete_collection(%s)", (cid,))
     assert received(broker.url, queue, 1)[0]["type"] == "org.eolake.catalog.collection.deleted"
+
+
+def test_client_command_prints_the_events(relay, broker, queue, db):
+    """`eolake-client events`: one JSON line per event, from a durable queue of the user's; bad input and an
+    unreachable broker are one line on stderr and their exit codes."""
+    cid = f"ev-{uuid.uuid4().hex[:8]}"
+    db.execute("SELECT create_collection(%s)", (collection(cid),))
+    command = [sys.executable, "-m", "eolake_client.cli", "events", broker.url, "--queue", queue, "--limit", "1"]
+    for key in KEYS:
+        command += ["--key", key]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    event = json.loads(done.stdout)
+    assert (event["type"], event["subject"]) == ("org.eolake.catalog.collection.created", f"collections/{cid}")
+    assert waiting(broker, queue) == 0  # acknowledged before the command left
+    db.execute("SELECT delete_collection(%s)", (cid,))
+    received(broker.url, queue, 1)
+    refused = subprocess.run([*command[:4], "amqp://nobody:wrong@127.0.0.1:1/"], capture_output=True, text=True,
+                             timeout=60, env={**os.environ, "EOLAKE_AMQP_URL": ""})
+    assert refused.returncode == 4 and refused.stderr.count("\n") == 1 and "cannot reach the broker" in refused.stderr
+    missing = subprocess.run(command[:4], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "EOLAKE_AMQP_URL": ""})
+    assert missing.returncode == 2 and "give the broker's URL" in missing.stderr
 
 
 def test_no_outbox_while_switched_off(pg, db):
