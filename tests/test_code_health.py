@@ -18,8 +18,9 @@ from eolake_kit import __version__
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEB = ROOT / "apps" / "web"
-MYPY_PACKAGES = ["eolake_kit", "eolake_spec", "eolake_catalog", "eolake_client", "eolake_downloads", "eolake",
-                 "eolake_search", "eolake_thesaurus", "eolake_tiles", "eolake_timeseries", "eolake_web", "eolake_infra"]
+MYPY_PACKAGES = ["eolake_kit", "eolake_spec", "eolake_catalog", "eolake_client", "eolake_downloads", "eolake_events",
+                 "eolake", "eolake_search", "eolake_thesaurus", "eolake_tiles", "eolake_timeseries", "eolake_web",
+                 "eolake_infra"]
 
 
 def run(*command: str | Path, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess[str]:

@@ -148,6 +148,7 @@ def generate_traffic(base_url: str) -> dict[str, int]:
             ("GET", "/thesaurus/rest/v1/nope/topConcepts", None),  # 404
             ("GET", "/search/search?limit=2", None), ("POST", "/search/search", {"limit": 2, "q": ["inondation"]}),
             ("GET", "/search/search?providers=nope", None),  # 400
+            ("GET", "/events/", None), ("GET", "/events/no-such-route", None),  # the exchange's description; 404
         ]
         for _ in range(3):
             for method, path, body in requests:

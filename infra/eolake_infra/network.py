@@ -86,6 +86,8 @@ def fixed_egress(ctx, name: str) -> list[dict]:
         ports.append(url_port(platform.storage.endpoint or "https://s3.amazonaws.com"))
     if name == "search":
         ports += [url_port(p.url) for p in platform.providers if p.enabled and p.url and "://" in p.url]
+    if "amqp" in m.secrets and platform.events:  # the events broker, run outside the platform
+        ports.append(platform.events.port or 5672)
     if platform.auth.oidc_issuer:  # the JWKS of the identity provider
         ports.append(url_port(platform.auth.oidc_jwks_url or platform.auth.oidc_issuer))
     if ports:

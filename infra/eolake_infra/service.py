@@ -102,6 +102,8 @@ class ServiceComponent(pulumi.ComponentResource):
             env.append(_secret(self.env_prefix + "TOKEN_KEY", secrets.signing, "signing-key"))
         if "storage" in self.manifest.secrets and secrets.storage:
             env += [_secret(key, secrets.storage, key) for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+        if "amqp" in self.manifest.secrets:  # the events broker
+            env.append(_secret(self.env_prefix + "AMQP_URL", secrets.amqp, "amqp-url"))
         return env
 
     def _deployment(self, account: k8s.core.v1.ServiceAccount) -> dict:

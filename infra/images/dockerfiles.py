@@ -69,6 +69,16 @@ SERVICES: dict[str, dict] = {
                   "    -e EOLAKE_SEARCH_PEERS='{\"catalog\": {\"url\": \"http://catalog:8081/stac\"}, \\",
                   "                           \"thesaurus\": {\"url\": \"http://thesaurus:8085/thesaurus\"}}' eolake-search"],
     },
+    "events": {
+        "summary": "eolake events image: the outbox relay publishing catalog and order changes as CloudEvents to AMQP.",
+        "label": "eolake events service: catalog and order changes as CloudEvents on an AMQP topic exchange",
+        "usage": ["docker run --read-only --tmpfs /tmp -p 8088:8088 \\",
+                  "    -e EOLAKE_EVENTS_DATABASE_URL=postgresql://user:password@host:5432/eolake \\",
+                  "    -e EOLAKE_EVENTS_AMQP_URL=amqp://user:password@broker:5672/ eolake-events",
+                  "",
+                  "The outbox and its triggers are created by a migration step run as a database superuser:",
+                  "python -m eolake_events.schema postgresql://postgres@host:5432/eolake eolake_app"],
+    },
     "downloads": {
         "summary": "eolake download service image: the orders API, and (same image, another command) the staging workers.",
         "label": "eolake download service: orders, staging workers, resumable downloads",

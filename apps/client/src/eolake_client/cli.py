@@ -10,7 +10,9 @@ Every failure a user can cause or meet is one line on stderr and an exit code: 1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -225,6 +227,16 @@ def parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="an order's status, or my orders without an id")
     st.add_argument("order_id", nargs="?")
 
+    ev = sub.add_parser("events", help="print the platform's events (CloudEvents from its AMQP broker), one per line")
+    ev.add_argument("amqp_url", nargs="?", default=env("EOLAKE_AMQP_URL"), metavar="AMQP_URL",
+                    help="amqp://user:password@host:port/ (or EOLAKE_AMQP_URL)")
+    ev.add_argument("--key", dest="keys", action="append", metavar="PATTERN",
+                    help="routing key pattern, repeatable, e.g. 'catalog.item.*.garonne-wse', 'downloads.order.#' "
+                         "(default: every event)")
+    ev.add_argument("--queue", help="a durable queue of yours: events are kept for you between runs")
+    ev.add_argument("--exchange", default="eolake.events")
+    ev.add_argument("--limit", type=positive_int, help="stop after this many events")
+
     d = sub.add_parser("download", help="wait for an order and download its files (resumes, verifies, skips)")
     d.add_argument("order_id")
     d.add_argument("dest", metavar="DIR")
@@ -235,7 +247,40 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _events(args) -> int:
+    import asyncio
+
+    try:
+        import aio_pika
+
+        from eolake_client.events import subscribe
+    except ImportError:
+        raise EolakeError(0, "events need aio-pika: pip install 'eolake-client[events]'") from None
+    for noisy in ("aiormq", "aio_pika"):  # their connection errors are said once, below
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)
+    if not args.amqp_url or not args.amqp_url.startswith(("amqp://", "amqps://")):
+        raise EolakeError(0, "give the broker's URL: amqp://user:password@host:port/ (or EOLAKE_AMQP_URL)")
+
+    async def follow() -> None:
+        seen = 0
+        events = subscribe(args.amqp_url, args.keys or ["#"], queue=args.queue, exchange=args.exchange)
+        async with contextlib.aclosing(events):  # the last event is acknowledged before the connection closes
+            async for event in events:
+                print(json.dumps(event, ensure_ascii=False), flush=True)
+                seen += 1
+                if args.limit and seen >= args.limit:
+                    break
+
+    try:
+        asyncio.run(follow())
+    except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:  # refused, unknown host, wrong credentials
+        return fail(EXIT_UNREACHABLE, f"cannot reach the broker: {exc or type(exc).__name__}")
+    return 0
+
+
 def run(args) -> int:
+    if args.command == "events":
+        return _events(args)
     with _client(args) as client:
         if args.command == "search":
             return _search(client, args)

@@ -76,6 +76,9 @@ def print_urls(state: StateDir) -> None:
         console.print(f"  {name:<10} {url}/")
     for name, component in sorted(runtime.get("monitoring", {}).items()):
         console.print(f"  {name:<10} {component['url'] + '/' if component['url'] else component['note']}")
+    if broker := runtime.get("broker"):
+        console.print(f"  events     {broker['amqp']} (AMQP, user {broker['user']}, password in "
+                      f"{broker['password_file']}; exchange and routing keys: the events service's root)")
     console.print(f"  API keys   {state.key_file('admin')} (admin), {state.key_file('user')} (user): "
                   "send as the X-API-Key header")
     console.print(f"  logs       {state.logs}/")

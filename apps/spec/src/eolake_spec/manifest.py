@@ -73,6 +73,7 @@ class ServiceManifest:
     # "METHOD /path" (the path below the service's prefix), e.g. r"(GET|POST) /search$".
     rate_limited: tuple[str, ...] = ()
     rate_limit: tuple[float, int] = (20, 60)  # default (requests per second, burst) for those; the spec may change it
+    requires: tuple[str, ...] = ()  # sections of the spec that must be set for it to run (else it is off everywhere)
 
     def __post_init__(self) -> None:
         if not NAME.match(self.name):

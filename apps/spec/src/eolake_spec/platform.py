@@ -343,6 +343,23 @@ class Provider(Strict):
     item_search: bool = Field(True, description="search its items (off: its collections are only discoverable)")
 
 
+class Events(Strict):
+    """Where the events service (the outbox relay) publishes: catalog and order changes as CloudEvents on a durable
+    AMQP topic exchange (routing keys in apps/events/README.md). Without the `events` service in `services`, nothing
+    is published and no outbox is kept."""
+
+    exchange: str = Field("eolake.events", pattern=r"^[A-Za-z0-9._-]{1,127}$", description="the topic exchange")
+    broker: Literal["embedded", "external"] = Field(
+        "embedded", description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
+                                "directory; external: a broker reached at the URL of a secret (Kubernetes: "
+                                "kubernetes.secrets.amqp; on premise: eolake_services_amqp_url; embedded target: "
+                                "the variable amqp_url_env)")
+    port: int | None = Field(None, ge=1, le=65535, description="the broker's AMQP port; None: embedded, a free port "
+                                                               "kept for the next starts; external, 5672")
+    amqp_url_env: str = Field("EOLAKE_AMQP_URL", pattern=r"^[A-Z_][A-Z0-9_]*$",
+                              description="external broker, embedded target: the variable holding its amqp:// URL")
+
+
 class Image(Strict):
     repository: str = Field(pattern=r"^[a-z0-9][a-z0-9./_:-]*[a-z0-9]$", description="registry/name, no tag")
     tag: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", description="an immutable version")
@@ -495,6 +512,8 @@ class KubernetesSecrets(Strict):
                                                         "(federated search page tokens), at least 32 characters")
     storage: str | None = Field(None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the "
                                                   "storage bucket; needed when storage is s3")
+    amqp: str = Field("eolake-amqp", description="Secret with `amqp-url`: amqp://user:password@host:port/vhost of "
+                                                 "the events broker (when events are configured)")
 
 
 class Kubernetes(Strict):
@@ -576,6 +595,8 @@ class Platform(Strict):
         "per collection ('*': every other one), its providers in the order to use them: a search or an order "
         "that names no provider uses the first that answers, and says which; `local` is the platform's own "
         "catalog and storage"))
+    events: Events | None = Field(None, description="the broker and exchange of the events service; unset: the "
+                                                    "events service is off, whatever `services` says")
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
@@ -616,6 +637,9 @@ class Platform(Strict):
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
         self._onprem_consistent()
         self._priorities_known()
+        if "events" in self.enabled_services and (self.kubernetes or self.onprem) and self.events.broker == "embedded":
+            raise ValueError("events.broker embedded runs only locally: set it to external, with the broker's URL in "
+                             "the Secret kubernetes.secrets.amqp (Kubernetes) or eolake_services_amqp_url (on premise)")
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -648,7 +672,9 @@ class Platform(Strict):
 
     @property
     def enabled_services(self) -> dict[str, Service]:
-        return {name: s for name, s in self.services.items() if s.enabled}
+        """Those the stack enables, when the spec has the sections their manifests require."""
+        return {name: s for name, s in self.services.items()
+                if s.enabled and all(getattr(self, section) is not None for section in manifest(name).requires)}
 
     def limits_of(self, service: str) -> Limits:
         """The platform's limits with the service's overrides."""
@@ -731,6 +757,10 @@ class Platform(Strict):
             values["PRIORITIES"] = json.dumps(self.priorities)
         if service == "downloads" and self.storage.offline:  # its folder is set per target, like STORAGE_PATH
             values["OFFLINE_DELAY_SECONDS"] = self.storage.offline.delay_seconds
+        if service == "events" and self.events:  # where it publishes, and the `source` of each service's events
+            values |= {"EXCHANGE": self.events.exchange,
+                       "SOURCES": json.dumps({n: self.public_url(n) for n in ("catalog", "downloads")
+                                              if n in self.enabled_services})}
         if service == "catalog":  # how its searches count matches
             values["PGSTAC"] = self.database.pgstac.model_dump_json()
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes

@@ -30,6 +30,10 @@ class StateDir:
         return self.root / "backups"
 
     @property
+    def broker(self) -> Path:
+        return self.root / "rabbitmq"
+
+    @property
     def alertmanager(self) -> Path:
         return self.root / "alertmanager"
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from eolake.embedded.backup import BackupError, Backups, Schedule
+from eolake.embedded.broker import Broker, BrokerError
 from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import (
@@ -70,6 +71,7 @@ WATCH_SECONDS = 0.5
 DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
 DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
 TRACE_STORE = "trace-store"
+BROKER = "rabbitmq"
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -263,7 +265,32 @@ def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gatewa
         env[prefix + "DATABASE_URL"] = dsn
     if m.storage == "write" and (offline := platform.storage.offline_dir(state.storage)):
         env[prefix + "OFFLINE_PATH"] = str(offline)
+    if "amqp" in m.secrets:
+        env[prefix + "AMQP_URL"] = amqp_url(platform, state)
     return env
+
+
+def amqp_url(platform: Platform, state: StateDir) -> str:
+    """The events broker: the embedded one (its port and password in the state directory), or the stack's."""
+    if platform.events.broker == "embedded":
+        return Broker(state.broker).url()
+    url = os.environ.get(platform.events.amqp_url_env)
+    if not url:
+        raise StartError(f"events.broker is external: set {platform.events.amqp_url_env} to the broker's amqp:// URL")
+    return url
+
+
+def broker_children(platform: Platform, state: StateDir) -> list[Child]:
+    """eolake's own RabbitMQ, when the events service runs and the stack wants it embedded."""
+    if "events" not in platform.enabled_services or platform.events.broker != "embedded":
+        return []
+    broker = Broker(state.broker)
+    try:
+        ports = broker.prepare(platform.events.port)
+    except BrokerError as exc:
+        raise StartError(str(exc)) from exc
+    return [Child(BROKER, broker.command(), broker.env(ports), state.logs / f"{BROKER}.log",
+                  f"http://127.0.0.1:{ports.metrics}", "/metrics")]
 
 
 def service_instance(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
@@ -442,6 +469,7 @@ class Supervisor:
                               if c.name in (PROMETHEUS, ALERTMANAGER)},
                            **{c.name: {"url": c.upstream, "probe": c.probe} for c in self.children
                               if c.name == TRACE_STORE}},
+            "broker": Broker(self.state.broker).describe() if any(c.name == BROKER for c in self.children) else None,
             "upgrade": self.upgrade,
             **extra})
 
@@ -502,6 +530,7 @@ class Supervisor:
             raise StartError(str(exc)) from exc
         # No OTLP endpoint in the stack: the spans go to a local trace store, which the console reads.
         traces = [] if self.platform.observability.otlp_endpoint else [trace_store_child(self.state)]
+        brokers = broker_children(self.platform, self.state)  # before the services: their environment names it
         observers = plan.observers() | ({"traces": traces[0].upstream} if traces else {})
         services = service_children(self.platform, self.state, self.cluster.app_dsn(), release=self.release,
                                     observers=observers)
@@ -516,7 +545,7 @@ class Supervisor:
             raise StartError(str(exc)) from exc
         observing = [Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
                      for m in self.monitoring.components]
-        self.children = [*traces, *services, gateway, *observing]
+        self.children = [*brokers, *traces, *services, gateway, *observing]  # stopped in the reverse order
         self.limits = MemoryLimits.detect(f"eolake-{os.getpid()}")
         log.info("memory bounds by %s", self.limits.mechanism)
         for child in self.children:
