@@ -60,6 +60,7 @@ DISABLED_UNITS = (
     "postgresql", "nginx", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
     "prometheus-postgres-exporter", "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer",
     "e2scrub_all.timer", "e2scrub_reap", "fstrim.timer", "dpkg-db-backup.timer", "systemd-timesyncd",
+    "rabbitmq-server", "epmd.socket", "epmd.service",  # the machine's broker (the local platform's events need it)
 )
 SSHD_CONFIG = ("PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
                "UseDNS no\n")
