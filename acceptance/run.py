@@ -56,8 +56,11 @@ def local_key(role: str, base_url: str) -> str:
     except (OSError, ValueError):
         return ""
     if port_of(running) != port_of(base_url):
-        print(f"acceptance: the platform in {state} serves {running}, not {base_url}: no local {role} key "
-              "(set EOLAKE_STATE_DIR or pass --admin-key-file)", file=sys.stderr)
+        print(
+            f"acceptance: the platform in {state} serves {running}, not {base_url}: no local {role} key "
+            "(set EOLAKE_STATE_DIR or pass --admin-key-file)",
+            file=sys.stderr,
+        )
         return ""
     return key
 
@@ -75,31 +78,74 @@ def spki_sha256(certificate: Path) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--base-url", default=os.environ.get("EOLAKE_BASE_URL", DEFAULT_BASE_URL),
-                   help=f"the platform's public base URL (default: $EOLAKE_BASE_URL or {DEFAULT_BASE_URL})")
-    p.add_argument("--admin-key-file", type=Path,
-                   help="a file holding an admin API key: enables the write tests (default for a local base URL: "
-                        "admin.key in $EOLAKE_STATE_DIR or ./.eolake)")
-    p.add_argument("--user-key-file", type=Path,
-                   help="a file holding a non-admin API key (default for a local base URL: user.key, as above)")
-    p.add_argument("--demo-data", dest="demo_data", action=argparse.BooleanOptionalAction, default=None,
-                   help="expect the demo collections (default: yes for a local base URL, no otherwise)")
-    p.add_argument("--include", "-i", action="append", default=[], metavar="TAG",
-                   help="run only tests with this tag (repeatable, e.g. --include smoke)")
-    p.add_argument("--exclude", "-e", action="append", default=[], metavar="TAG",
-                   help="skip tests with this tag (repeatable, e.g. --exclude write)")
-    p.add_argument("--outputdir", "-d", type=Path, default=REPO_ROOT / "results" / "acceptance",
-                   help="where robot writes output.xml, log.html and report.html (default: results/acceptance)")
-    p.add_argument("--ca-file", type=Path,
-                   help="trust this CA certificate (PEM) for HTTPS instead of the system's, e.g. a test proxy's "
-                        "self-signed certificate")
+    p.add_argument(
+        "--base-url",
+        default=os.environ.get("EOLAKE_BASE_URL", DEFAULT_BASE_URL),
+        help=f"the platform's public base URL (default: $EOLAKE_BASE_URL or {DEFAULT_BASE_URL})",
+    )
+    p.add_argument(
+        "--admin-key-file",
+        type=Path,
+        help="a file holding an admin API key: enables the write tests (default for a local base URL: "
+        "admin.key in $EOLAKE_STATE_DIR or ./.eolake)",
+    )
+    p.add_argument(
+        "--user-key-file",
+        type=Path,
+        help="a file holding a non-admin API key (default for a local base URL: user.key, as above)",
+    )
+    p.add_argument(
+        "--demo-data",
+        dest="demo_data",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="expect the demo collections (default: yes for a local base URL, no otherwise)",
+    )
+    p.add_argument(
+        "--include",
+        "-i",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="run only tests with this tag (repeatable, e.g. --include smoke)",
+    )
+    p.add_argument(
+        "--exclude",
+        "-e",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="skip tests with this tag (repeatable, e.g. --exclude write)",
+    )
+    p.add_argument(
+        "--outputdir",
+        "-d",
+        type=Path,
+        default=REPO_ROOT / "results" / "acceptance",
+        help="where robot writes output.xml, log.html and report.html (default: results/acceptance)",
+    )
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        help="trust this CA certificate (PEM) for HTTPS instead of the system's, e.g. a test proxy's "
+        "self-signed certificate",
+    )
     p.add_argument("--ready-timeout", default="2 min", help="how long to wait for readiness (robot time format)")
-    p.add_argument("--stack", help="take each service's path prefix from this stack (a name in stacks/ or a stack "
-                                   "file); default: the standard layout (/stac, /tiles, ...)")
-    p.add_argument("--prefix", action="append", default=[], metavar="SERVICE=/PATH",
-                   help="a service's path prefix (repeatable; overrides --stack), e.g. catalog=/catalog")
-    p.add_argument("suites", nargs="*", type=Path,
-                   help="suite files or folders (default: every suite under acceptance/)")
+    p.add_argument(
+        "--stack",
+        help="take each service's path prefix from this stack (a name in stacks/ or a stack "
+        "file); default: the standard layout (/stac, /tiles, ...)",
+    )
+    p.add_argument(
+        "--prefix",
+        action="append",
+        default=[],
+        metavar="SERVICE=/PATH",
+        help="a service's path prefix (repeatable; overrides --stack), e.g. catalog=/catalog",
+    )
+    p.add_argument(
+        "suites", nargs="*", type=Path, help="suite files or folders (default: every suite under acceptance/)"
+    )
     return p.parse_args(argv)
 
 
@@ -129,20 +175,31 @@ def robot_arguments(args: argparse.Namespace) -> list[str]:
     user_key = read_key(args.user_key_file) if args.user_key_file else (local_key("user", base) if local else "")
     demo = local if args.demo_data is None else args.demo_data
     options = [
-        "--name", "eolake acceptance",
-        "--outputdir", str(args.outputdir),
-        "--variable", f"BASE_URL:{args.base_url.rstrip('/')}",
-        "--variable", f"EXPECT_DEMO_DATA:{'true' if demo else 'false'}",
-        "--variable", f"READY_TIMEOUT:{args.ready_timeout}",
-        "--metadata", f"Base URL:{args.base_url}",
-        "--exclude", "wip",
-        "--consolecolors", "auto",
+        "--name",
+        "eolake acceptance",
+        "--outputdir",
+        str(args.outputdir),
+        "--variable",
+        f"BASE_URL:{args.base_url.rstrip('/')}",
+        "--variable",
+        f"EXPECT_DEMO_DATA:{'true' if demo else 'false'}",
+        "--variable",
+        f"READY_TIMEOUT:{args.ready_timeout}",
+        "--metadata",
+        f"Base URL:{args.base_url}",
+        "--exclude",
+        "wip",
+        "--consolecolors",
+        "auto",
     ]
     for name, path in sorted(prefixes(args).items()):
         options += ["--variable", f"{name.upper()}_PREFIX:{path}"]
     if args.ca_file:
-        options += ["--variable", f'BROWSER_EXTRA_OPTIONS:; add_argument("--ignore-certificate-errors-spki-list='
-                                  f'{spki_sha256(args.ca_file)}")']
+        options += [
+            "--variable",
+            f'BROWSER_EXTRA_OPTIONS:; add_argument("--ignore-certificate-errors-spki-list='
+            f'{spki_sha256(args.ca_file)}")',
+        ]
     # Keys are robot variables (the suites keep them out of log.html), never metadata.
     if admin_key:
         options += ["--variable", f"ADMIN_API_KEY:{admin_key}"]
@@ -152,8 +209,10 @@ def robot_arguments(args: argparse.Namespace) -> list[str]:
         options += ["--include", tag]
     for tag in args.exclude:
         options += ["--exclude", tag]
-    suites = [str(s) for s in args.suites] or [str(HERE / name) for name in sorted(
-        p.name for p in HERE.iterdir() if p.is_dir() and p.name not in {"resources", "__pycache__"})]
+    suites = [str(s) for s in args.suites] or [
+        str(HERE / name)
+        for name in sorted(p.name for p in HERE.iterdir() if p.is_dir() and p.name not in {"resources", "__pycache__"})
+    ]
     return options + suites
 
 

@@ -130,8 +130,10 @@ class PrometheusProcesses:
     def sample(self) -> dict[str, int]:
         answer = httpx.get(f"{self.url}/api/v1/query", params={"query": "process_resident_memory_bytes"}, timeout=10)
         answer.raise_for_status()
-        return {f"{r['metric'].get('job', '?')}@{r['metric'].get('instance', '?')}": int(float(r["value"][1]))
-                for r in answer.json()["data"]["result"]}
+        return {
+            f"{r['metric'].get('job', '?')}@{r['metric'].get('instance', '?')}": int(float(r["value"][1]))
+            for r in answer.json()["data"]["result"]
+        }
 
 
 @dataclass
@@ -152,10 +154,13 @@ class MemoryTrace:
         for name in sorted(names):
             before = statistics.median(rss[name] for rss in first)
             after = statistics.median(rss[name] for rss in last)
-            out[name] = {"after_warmup_mib": round(before / MIB, 1), "end_mib": round(after / MIB, 1),
-                         "max_mib": round(max(rss.get(name, 0) for _, rss in self.samples) / MIB, 1),
-                         "growth_mib": round((after - before) / MIB, 1),
-                         "growth": round((after - before) / before, 4) if before else 0.0}
+            out[name] = {
+                "after_warmup_mib": round(before / MIB, 1),
+                "end_mib": round(after / MIB, 1),
+                "max_mib": round(max(rss.get(name, 0) for _, rss in self.samples) / MIB, 1),
+                "growth_mib": round((after - before) / MIB, 1),
+                "growth": round((after - before) / before, 4) if before else 0.0,
+            }
         return out
 
 
@@ -172,8 +177,17 @@ async def sample_memory(source, every: float, stop: asyncio.Event, trace: Memory
             pass
 
 
-async def soak(base_url: str, routes: list[Route], source, *, rate: float, duration: float, every: float,
-               headers: dict[str, str], timeout: float = 30.0) -> tuple[Report, MemoryTrace]:
+async def soak(
+    base_url: str,
+    routes: list[Route],
+    source,
+    *,
+    rate: float,
+    duration: float,
+    every: float,
+    headers: dict[str, str],
+    timeout: float = 30.0,
+) -> tuple[Report, MemoryTrace]:
     """The load for `duration` seconds, memory sampled every `every` seconds from `source` meanwhile (and once
     after)."""
     trace, stop = MemoryTrace(), asyncio.Event()
@@ -186,8 +200,9 @@ async def soak(base_url: str, routes: list[Route], source, *, rate: float, durat
     return report, trace
 
 
-def verdict(summary: dict, growth: dict[str, dict], max_error_rate: float, max_growth: float,
-            min_growth_mib: float) -> list[str]:
+def verdict(
+    summary: dict, growth: dict[str, dict], max_error_rate: float, max_growth: float, min_growth_mib: float
+) -> list[str]:
     """What failed the soak, in words; empty when it passed."""
     failed = []
     if summary["error_rate"] > max_error_rate:
@@ -242,16 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     except httpx.HTTPError as exc:
         print(f"soak: {base} does not answer as an eolake platform: {exc}", file=sys.stderr)
         return 2
-    report, trace = asyncio.run(soak(base, routes, source, rate=args.rate, duration=args.duration,
-                                     every=args.sample_every, headers=headers))
+    report, trace = asyncio.run(
+        soak(base, routes, source, rate=args.rate, duration=args.duration, every=args.sample_every, headers=headers)
+    )
     summary, growth = report.summary(), trace.growth(args.warmup * args.duration)
     print_summary(summary)
     print_memory(growth, trace)
     failed = verdict(summary, growth, args.max_error_rate, args.max_growth, args.min_growth_mib)
     print("soak passed" if not failed else "soak failed: " + "; ".join(failed))
     if args.json:
-        args.json.write_text(json.dumps({"load": summary, "memory": growth, "memory_samples": trace.samples,
-                                         "memory_errors": trace.errors, "failed": failed}))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "load": summary,
+                    "memory": growth,
+                    "memory_samples": trace.samples,
+                    "memory_errors": trace.errors,
+                    "failed": failed,
+                }
+            )
+        )
     return 1 if failed else 0
 
 

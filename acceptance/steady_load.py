@@ -79,12 +79,24 @@ class Report:
         routes = {}
         for name in sorted({s.route for s in self.samples}):
             mine = [s for s in self.samples if s.route == name]
-            routes[name] = {"requests": len(mine), "failed": sum(s.failed for s in mine),
-                            "statuses": _count(str(s.status) for s in mine), **_percentiles(mine)}
+            routes[name] = {
+                "requests": len(mine),
+                "failed": sum(s.failed for s in mine),
+                "statuses": _count(str(s.status) for s in mine),
+                **_percentiles(mine),
+            }
         failed = len(self.failures())
-        return {"base_url": self.base_url, "rate": self.rate, "concurrency": self.concurrency,
-                "duration": self.duration, "requests": len(self.samples), "failed": failed, "late": self.late,
-                "error_rate": failed / len(self.samples) if self.samples else 0.0, "routes": routes}
+        return {
+            "base_url": self.base_url,
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "duration": self.duration,
+            "requests": len(self.samples),
+            "failed": failed,
+            "late": self.late,
+            "error_rate": failed / len(self.samples) if self.samples else 0.0,
+            "routes": routes,
+        }
 
 
 def _count(values) -> dict[str, int]:
@@ -112,8 +124,11 @@ def _percentiles(samples: list[Sample]) -> dict[str, float]:
 def discover_routes(client: httpx.Client, user_key: str = "") -> list[Route]:
     """The read mix, from what the platform serves: the catalog (collections, GET and POST search, an item), the
     federated search, a tile service TileJSON of a demo item when the demo data is there, the user's orders."""
-    services = {prefix for prefix in ("/stac", "/search", "/tiles", "/downloads")
-                if client.get(f"{prefix}/healthz").status_code == 200}  # "/" may be the web view's page
+    services = {
+        prefix
+        for prefix in ("/stac", "/search", "/tiles", "/downloads")
+        if client.get(f"{prefix}/healthz").status_code == 200
+    }  # "/" may be the web view's page
     routes: list[Route] = []
     if "/stac" in services:
         found = client.get("/stac/search", params={"limit": 20}).raise_for_status().json()["features"]
@@ -121,9 +136,11 @@ def discover_routes(client: httpx.Client, user_key: str = "") -> list[Route]:
         routes.append(Route("GET /stac/collections", "GET", "/stac/collections"))
         if collection:
             item = found[0]["id"]
-            routes += [Route("GET /stac/search", "GET", f"/stac/search?collections={collection}&limit=10"),
-                       Route("POST /stac/search", "POST", "/stac/search", {"collections": [collection], "limit": 10}),
-                       Route("GET /stac item", "GET", f"/stac/collections/{collection}/items/{item}")]
+            routes += [
+                Route("GET /stac/search", "GET", f"/stac/search?collections={collection}&limit=10"),
+                Route("POST /stac/search", "POST", "/stac/search", {"collections": [collection], "limit": 10}),
+                Route("GET /stac item", "GET", f"/stac/collections/{collection}/items/{item}"),
+            ]
     if "/search" in services:
         routes.append(Route("GET /search/search", "GET", "/search/search?q=water&limit=10"))
     if "/tiles" in services:
@@ -137,9 +154,17 @@ def discover_routes(client: httpx.Client, user_key: str = "") -> list[Route]:
     return routes
 
 
-async def run_load(base_url: str, routes: list[Route], *, rate: float, duration: float, timeout: float = 30.0,
-                   max_in_flight: int = 64, headers: dict[str, str] | None = None,
-                   stop: asyncio.Event | None = None) -> Report:
+async def run_load(
+    base_url: str,
+    routes: list[Route],
+    *,
+    rate: float,
+    duration: float,
+    timeout: float = 30.0,
+    max_in_flight: int = 64,
+    headers: dict[str, str] | None = None,
+    stop: asyncio.Event | None = None,
+) -> Report:
     """`rate` requests a second for `duration` seconds (or until `stop` is set), the routes in turn."""
     report = Report(base_url, rate, duration, time.time())
     slots = asyncio.Semaphore(max_in_flight)
@@ -162,8 +187,14 @@ async def run_load(base_url: str, routes: list[Route], *, rate: float, duration:
     return report
 
 
-async def run_closed(client: httpx.AsyncClient, routes: Iterable[Route], *, concurrency: int, seconds: float,
-                     report: Report | None = None) -> Report:
+async def run_closed(
+    client: httpx.AsyncClient,
+    routes: Iterable[Route],
+    *,
+    concurrency: int,
+    seconds: float,
+    report: Report | None = None,
+) -> Report:
     """Every route of `routes` once, in order, over `concurrency` connections of `client` (each sends its next
     request once the last is answered), for at most `seconds`; the samples go to `report` (a new one by default),
     which also counts the wall time (busy_seconds) and whether requests were left unsent (truncated)."""
@@ -183,8 +214,9 @@ async def run_closed(client: httpx.AsyncClient, routes: Iterable[Route], *, conc
     return report
 
 
-async def _one(client: httpx.AsyncClient, route: Route, began: float, report: Report,
-               slots: asyncio.Semaphore | None = None) -> None:
+async def _one(
+    client: httpx.AsyncClient, route: Route, began: float, report: Report, slots: asyncio.Semaphore | None = None
+) -> None:
     start = time.monotonic()
     try:
         async with client.stream(route.method, route.path, params=route.params, json=route.body) as answer:
@@ -201,8 +233,15 @@ async def _one(client: httpx.AsyncClient, route: Route, began: float, report: Re
 
 async def _run(base: str, routes: list[Route], args: argparse.Namespace, headers: dict[str, str]) -> Report:
     if not args.concurrency:
-        return await run_load(base, routes, rate=args.rate, duration=args.duration, timeout=args.timeout,
-                              max_in_flight=args.max_in_flight, headers=headers)
+        return await run_load(
+            base,
+            routes,
+            rate=args.rate,
+            duration=args.duration,
+            timeout=args.timeout,
+            max_in_flight=args.max_in_flight,
+            headers=headers,
+        )
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     async with httpx.AsyncClient(base_url=base, timeout=args.timeout, limits=limits, headers=headers) as client:
         endless = itertools.islice(itertools.cycle(routes), 10**9)  # until --duration ends it
@@ -211,13 +250,17 @@ async def _run(base: str, routes: list[Route], args: argparse.Namespace, headers
 
 def print_summary(summary: dict) -> None:
     pace = f"{summary['rate']:g}/s" if summary["rate"] else f"concurrency {summary['concurrency']}"
-    print(f"{summary['requests']} requests to {summary['base_url']} at {pace} for "
-          f"{summary['duration']:g} s: {summary['failed']} failed ({summary['error_rate']:.3%}), "
-          f"{summary['late']} late")
+    print(
+        f"{summary['requests']} requests to {summary['base_url']} at {pace} for "
+        f"{summary['duration']:g} s: {summary['failed']} failed ({summary['error_rate']:.3%}), "
+        f"{summary['late']} late"
+    )
     print(f"{'route':<26}{'requests':>9}{'failed':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}  statuses")
     for name, r in summary["routes"].items():
-        print(f"{name:<26}{r['requests']:>9}{r['failed']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}  "
-              f"{json.dumps(r['statuses'])}")
+        print(
+            f"{name:<26}{r['requests']:>9}{r['failed']:>8}{r['p50_ms']:>9}{r['p95_ms']:>9}{r['p99_ms']:>9}  "
+            f"{json.dumps(r['statuses'])}"
+        )
 
 
 def _positive(text: str) -> float:
@@ -241,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--base-url", default=DEFAULT_BASE_URL)
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--rate", type=_positive, default=20.0, help="requests a second (default 20)")
-    pace.add_argument("--concurrency", type=_count_of_connections,
-                      help="instead of a rate: this many connections, each sending as soon as it is answered")
+    pace.add_argument(
+        "--concurrency",
+        type=_count_of_connections,
+        help="instead of a rate: this many connections, each sending as soon as it is answered",
+    )
     p.add_argument("--duration", type=_positive, default=30.0, help="seconds (default 30)")
     p.add_argument("--timeout", type=_positive, default=30.0, help="longest wait for one answer (default 30 s)")
     p.add_argument("--max-in-flight", type=int, default=64)

@@ -56,6 +56,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
 # --------------------------------------------------------------------------------------------- servers
 
+
 @dataclass
 class Server:
     name: str
@@ -65,17 +66,30 @@ class Server:
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("EOLAKE_", "PG")) and k not in (
-        "DATABASE_URL", "ENABLED_EXTENSIONS", "ENABLE_TRANSACTIONS_EXTENSIONS")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("EOLAKE_", "PG"))
+        and k not in ("DATABASE_URL", "ENABLED_EXTENSIONS", "ENABLE_TRANSACTIONS_EXTENSIONS")
+    }
 
 
-def start_server(stack: contextlib.ExitStack, name: str, cmd: list[str], env: dict[str, str], port: int,
-                 probe: str, workdir: Path, timeout: float = 60) -> Server:
+def start_server(
+    stack: contextlib.ExitStack,
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    port: int,
+    probe: str,
+    workdir: Path,
+    timeout: float = 60,
+) -> Server:
     log = workdir / f"{name.replace(' ', '-')}.log"
     with log.open("wb") as out:
         # Own session: a Ctrl-C reaches only this script, which then stops the servers itself.
-        proc = subprocess.Popen(cmd, env={**clean_env(), **env}, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, env={**clean_env(), **env}, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
     stack.callback(stop_process, proc)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
@@ -103,6 +117,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 # --------------------------------------------------------------------------------------------- report
+
 
 def versions(dsn: str) -> dict[str, str]:
     out = {"python": platform.python_version()}
@@ -137,18 +152,30 @@ def summarise_search(results: list[TargetResult]) -> list[dict]:
     rows = []
     for result in results:
         ok = [s.seconds for s in result.samples if s.status == 200]
-        rows.append({
-            "target": result.name, "requests": len(result.samples), "errors": len(result.samples) - len(ok),
-            "seconds": result.busy_seconds,
-            "req_per_s": len(result.samples) / result.busy_seconds if result.busy_seconds else 0.0,
-            "p50_ms": percentile(ok, 50) * 1000, "p95_ms": percentile(ok, 95) * 1000,
-            "p99_ms": percentile(ok, 99) * 1000, "truncated": result.truncated,
-            "error_examples": result.error_examples,
-            "by_kind": {kind: {f"p{q}_ms": percentile([s.seconds for s in result.samples
-                                                        if s.status == 200 and s.route == kind], q) * 1000
-                               for q in (50, 95)}
-                        for kind in KINDS},
-        })
+        rows.append(
+            {
+                "target": result.name,
+                "requests": len(result.samples),
+                "errors": len(result.samples) - len(ok),
+                "seconds": result.busy_seconds,
+                "req_per_s": len(result.samples) / result.busy_seconds if result.busy_seconds else 0.0,
+                "p50_ms": percentile(ok, 50) * 1000,
+                "p95_ms": percentile(ok, 95) * 1000,
+                "p99_ms": percentile(ok, 99) * 1000,
+                "truncated": result.truncated,
+                "error_examples": result.error_examples,
+                "by_kind": {
+                    kind: {
+                        f"p{q}_ms": percentile(
+                            [s.seconds for s in result.samples if s.status == 200 and s.route == kind], q
+                        )
+                        * 1000
+                        for q in (50, 95)
+                    }
+                    for kind in KINDS
+                },
+            }
+        )
     return rows
 
 
@@ -162,8 +189,13 @@ def print_ingest(ingest: dict, n_items: int, source: str) -> dict:
         ours, stock = medians["eolake ingest"], medians["pypgstac load (upsert)"]
         summary[scenario] = {"runs": by_loader, "median": medians, "ratio_ours_over_stock": ours / stock}
         for name, rates in by_loader.items():
-            table.add_row(scenario, name, ", ".join(f"{r:.0f}" for r in rates), f"{medians[name]:,.0f}",
-                          ratio(ours, stock) if name == "eolake ingest" else "")
+            table.add_row(
+                scenario,
+                name,
+                ", ".join(f"{r:.0f}" for r in rates),
+                f"{medians[name]:,.0f}",
+                ratio(ours, stock) if name == "eolake ingest" else "",
+            )
     console.print(table)
     return summary
 
@@ -181,16 +213,36 @@ def print_search(rows: list[dict], checks: list[dict], args: argparse.Namespace)
             console.print(f"[red]warning[/]: the targets answer {check['kind']} differently: {check}")
 
     stock = rows[0]
-    table = Table(title=f"/search mix: {args.requests:,} requests per target after {args.warmup} warm-up, "
-                        f"concurrency {args.concurrency}, {args.rounds} interleaved rounds")
-    for col in ("target", "requests", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "req/s vs stock",
-                "p50 vs stock", "p95 vs stock"):
+    table = Table(
+        title=f"/search mix: {args.requests:,} requests per target after {args.warmup} warm-up, "
+        f"concurrency {args.concurrency}, {args.rounds} interleaved rounds"
+    )
+    for col in (
+        "target",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "errors",
+        "req/s vs stock",
+        "p50 vs stock",
+        "p95 vs stock",
+    ):
         table.add_column(col, justify="left" if col == "target" else "right")
     for row in rows:
-        table.add_row(row["target"] + (" (truncated)" if row["truncated"] else ""), f"{row['requests']:,}",
-                      f"{row['req_per_s']:.1f}", f"{row['p50_ms']:.1f}", f"{row['p95_ms']:.1f}",
-                      f"{row['p99_ms']:.1f}", str(row["errors"]), ratio(row["req_per_s"], stock["req_per_s"]),
-                      ratio(row["p50_ms"], stock["p50_ms"]), ratio(row["p95_ms"], stock["p95_ms"]))
+        table.add_row(
+            row["target"] + (" (truncated)" if row["truncated"] else ""),
+            f"{row['requests']:,}",
+            f"{row['req_per_s']:.1f}",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p95_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+            str(row["errors"]),
+            ratio(row["req_per_s"], stock["req_per_s"]),
+            ratio(row["p50_ms"], stock["p50_ms"]),
+            ratio(row["p95_ms"], stock["p95_ms"]),
+        )
     console.print(table)
 
     table = Table(title="Latency by request kind: p50 / p95 ms")
@@ -198,8 +250,7 @@ def print_search(rows: list[dict], checks: list[dict], args: argparse.Namespace)
     for name in rows_names(rows):
         table.add_column(name, justify="right")
     for kind in KINDS:
-        table.add_row(kind, *[f"{r['by_kind'][kind]['p50_ms']:.1f} / {r['by_kind'][kind]['p95_ms']:.1f}"
-                              for r in rows])
+        table.add_row(kind, *[f"{r['by_kind'][kind]['p50_ms']:.1f} / {r['by_kind'][kind]['p95_ms']:.1f}" for r in rows])
     console.print(table)
     for row in rows:
         for example in row["error_examples"]:
@@ -212,22 +263,39 @@ def rows_names(rows: list[dict]) -> list[str]:
 
 # --------------------------------------------------------------------------------------------- main
 
+
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--items", type=int, default=10_000,
-                        help="items to ingest and search: the 1,000 NAIP items, repeated with new ids")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--items",
+        type=int,
+        default=10_000,
+        help="items to ingest and search: the 1,000 NAIP items, repeated with new ids",
+    )
     parser.add_argument("--runs", type=int, default=3, help="timed ingest runs per loader and scenario")
     parser.add_argument("--requests", type=int, default=2_000, help="measured requests per target")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per target (not measured)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per target")
     parser.add_argument("--rounds", type=int, default=4, help="the requests are split in rounds, targets rotate")
-    parser.add_argument("--max-seconds", type=float, default=120,
-                        help="time budget per target for its measured requests (truncated beyond)")
-    parser.add_argument("--catalog-pool-size", type=int, default=13,
-                        help="EOLAKE_CATALOG_POOL_SIZE: reads get size - size//4 (13 -> 10, like stock)")
-    parser.add_argument("--accept-encoding", default="gzip, deflate, br",
-                        help="Accept-Encoding the load generator sends (httpx's default here; servers compress)")
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=120,
+        help="time budget per target for its measured requests (truncated beyond)",
+    )
+    parser.add_argument(
+        "--catalog-pool-size",
+        type=int,
+        default=13,
+        help="EOLAKE_CATALOG_POOL_SIZE: reads get size - size//4 (13 -> 10, like stock)",
+    )
+    parser.add_argument(
+        "--accept-encoding",
+        default="gzip, deflate, br",
+        help="Accept-Encoding the load generator sends (httpx's default here; servers compress)",
+    )
     parser.add_argument("--skip-ingest", action="store_true", help="only load the items once, untimed")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs) at the end")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
@@ -238,9 +306,24 @@ def parse_args() -> argparse.Namespace:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    parts = ["python", "bench/catalog.py", "--items", str(args.items), "--runs", str(args.runs), "--requests",
-             str(args.requests), "--warmup", str(args.warmup), "--concurrency", str(args.concurrency), "--rounds",
-             str(args.rounds), "--catalog-pool-size", str(args.catalog_pool_size)]
+    parts = [
+        "python",
+        "bench/catalog.py",
+        "--items",
+        str(args.items),
+        "--runs",
+        str(args.runs),
+        "--requests",
+        str(args.requests),
+        "--warmup",
+        str(args.warmup),
+        "--concurrency",
+        str(args.concurrency),
+        "--rounds",
+        str(args.rounds),
+        "--catalog-pool-size",
+        str(args.catalog_pool_size),
+    ]
     if args.skip_ingest:
         parts.append("--skip-ingest")
     if args.json:
@@ -263,12 +346,15 @@ def main() -> int:
     console.print(f"command: {command_line(args)}")
     cores = os.cpu_count()
     load_before = load_average()
-    console.print(f"machine: {cores} CPU core(s), {cpu_model()}, {platform.platform()}; "
-                  f"load average before: {load_before}")
+    console.print(
+        f"machine: {cores} CPU core(s), {cpu_model()}, {platform.platform()}; load average before: {load_before}"
+    )
     if cores and cores <= 4:
-        console.print(f"[yellow]note:[/] only {cores} cores: the load generator (this process), the servers, the "
-                      "gateway and PostgreSQL all share them, so absolute figures are low and the extra gateway "
-                      "hop costs CPU the servers would otherwise get. Compare ratios, not absolute numbers.")
+        console.print(
+            f"[yellow]note:[/] only {cores} cores: the load generator (this process), the servers, the "
+            "gateway and PostgreSQL all share them, so absolute figures are low and the extra gateway "
+            "hop costs CPU the servers would otherwise get. Compare ratios, not absolute numbers."
+        )
 
     workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-", dir="/tmp"))
     workdir.chmod(0o755)  # as root the cluster runs as the postgres user, who must reach it
@@ -286,15 +372,25 @@ def main() -> int:
             items_file = workdir / "items.ndjson"
             ids, places = make_items(ITEMS, args.items, items_file)
             copies = math.ceil(args.items / 1000)
-            source = ("the 1,000 real items" if args.items == 1000 else
-                      f"the 1,000 real items repeated {copies}x with ids suffixed -rN" if args.items > 1000 else
-                      f"the first {args.items} real items")
+            source = (
+                "the 1,000 real items"
+                if args.items == 1000
+                else f"the 1,000 real items repeated {copies}x with ids suffixed -rN"
+                if args.items > 1000
+                else f"the first {args.items} real items"
+            )
             console.print(f"data: {args.items:,} items in {items_file.name}: {source}")
             collection = collection_json()
 
-            output: dict[str, Any] = {"command": command_line(args), "cores": cores, "cpu": cpu_model(),
-                                      "versions": info, "load_average_before": load_before, "items": args.items,
-                                      "items_source": source}
+            output: dict[str, Any] = {
+                "command": command_line(args),
+                "cores": cores,
+                "cpu": cpu_model(),
+                "versions": info,
+                "load_average_before": load_before,
+                "items": args.items,
+                "items_source": source,
+            }
             if args.skip_ingest:
                 reset_collection(dsn, collection)
                 load_stock(items_file, dsn)
@@ -309,32 +405,78 @@ def main() -> int:
             gateway_url = f"http://127.0.0.1:{gateway_port}"
             parts = urlsplit(dsn)
             stock_port = free_port()
-            stock = start_server(stack, "stock stac-fastapi-pgstac", [
-                sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
-                "--host", "127.0.0.1", "--port", str(stock_port), "--workers", "1"], {
-                "PGUSER": unquote(parts.username), "PGPASSWORD": unquote(parts.password), "PGHOST": parts.hostname,
-                "PGPORT": str(parts.port), "PGDATABASE": parts.path.strip("/")}, stock_port, "/", workdir)
+            stock = start_server(
+                stack,
+                "stock stac-fastapi-pgstac",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "stac_fastapi.pgstac.app:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(stock_port),
+                    "--workers",
+                    "1",
+                ],
+                {
+                    "PGUSER": unquote(parts.username),
+                    "PGPASSWORD": unquote(parts.password),
+                    "PGHOST": parts.hostname,
+                    "PGPORT": str(parts.port),
+                    "PGDATABASE": parts.path.strip("/"),
+                },
+                stock_port,
+                "/",
+                workdir,
+            )
             catalog_port = free_port()
-            catalog = start_server(stack, "eolake catalog", [sys.executable, "-m", "eolake_catalog"], {
-                "EOLAKE_CATALOG_DATABASE_URL": dsn, "EOLAKE_CATALOG_PORT": str(catalog_port),
-                "EOLAKE_CATALOG_HOST": "127.0.0.1", "EOLAKE_CATALOG_WORKERS": "1",
-                "EOLAKE_CATALOG_POOL_SIZE": str(args.catalog_pool_size),
-                "EOLAKE_CATALOG_PUBLIC_URL": gateway_url,
-                # Through the gateway every request comes from one client: the per-client rate limit (20/s) would
-                # answer 429 to the benchmark rather than measure the catalog.
-                "EOLAKE_CATALOG_RATE_LIMIT__REQUESTS_PER_SECOND": "100000",
-                "EOLAKE_CATALOG_RATE_LIMIT__BURST": "100000"},
-                catalog_port, "/readyz", workdir)
-            gateway = start_server(stack, "eolake gateway", [sys.executable, "-m", "eolake.embedded.gateway"], {
-                "EOLAKE_GATEWAY_ROUTES": json.dumps({"/stac": catalog.url}),
-                "EOLAKE_GATEWAY_PORT": str(gateway_port), "EOLAKE_GATEWAY_PUBLIC_URL": gateway_url},
-                gateway_port, "/stac/readyz", workdir)
+            catalog = start_server(
+                stack,
+                "eolake catalog",
+                [sys.executable, "-m", "eolake_catalog"],
+                {
+                    "EOLAKE_CATALOG_DATABASE_URL": dsn,
+                    "EOLAKE_CATALOG_PORT": str(catalog_port),
+                    "EOLAKE_CATALOG_HOST": "127.0.0.1",
+                    "EOLAKE_CATALOG_WORKERS": "1",
+                    "EOLAKE_CATALOG_POOL_SIZE": str(args.catalog_pool_size),
+                    "EOLAKE_CATALOG_PUBLIC_URL": gateway_url,
+                    # Through the gateway every request comes from one client: the per-client rate limit (20/s) would
+                    # answer 429 to the benchmark rather than measure the catalog.
+                    "EOLAKE_CATALOG_RATE_LIMIT__REQUESTS_PER_SECOND": "100000",
+                    "EOLAKE_CATALOG_RATE_LIMIT__BURST": "100000",
+                },
+                catalog_port,
+                "/readyz",
+                workdir,
+            )
+            gateway = start_server(
+                stack,
+                "eolake gateway",
+                [sys.executable, "-m", "eolake.embedded.gateway"],
+                {
+                    "EOLAKE_GATEWAY_ROUTES": json.dumps({"/stac": catalog.url}),
+                    "EOLAKE_GATEWAY_PORT": str(gateway_port),
+                    "EOLAKE_GATEWAY_PUBLIC_URL": gateway_url,
+                },
+                gateway_port,
+                "/stac/readyz",
+                workdir,
+            )
             read_pool = args.catalog_pool_size - max(1, args.catalog_pool_size // 4)
-            console.print(f"servers: stock {stock.url} (1 worker, read pool max {STOCK_READ_POOL}); catalog "
-                          f"{catalog.url} (1 worker, pool {args.catalog_pool_size}: {read_pool} read); gateway "
-                          f"{gateway.url}/stac -> catalog")
-            targets = [Target("stock stac-fastapi-pgstac", stock.url), Target("eolake catalog", catalog.url),
-                       Target("eolake catalog via gateway", gateway.url + "/stac")]
+            console.print(
+                f"servers: stock {stock.url} (1 worker, read pool max {STOCK_READ_POOL}); catalog "
+                f"{catalog.url} (1 worker, pool {args.catalog_pool_size}: {read_pool} read); gateway "
+                f"{gateway.url}/stac -> catalog"
+            )
+            targets = [
+                Target("stock stac-fastapi-pgstac", stock.url),
+                Target("eolake catalog", catalog.url),
+                Target("eolake catalog via gateway", gateway.url + "/stac"),
+            ]
             reqs = request_mix(args.requests, ids, places)
             warmup = request_mix(args.warmup, ids, places, seed=7)
             try:
@@ -343,8 +485,11 @@ def main() -> int:
                 run = uvloop.run
             except ImportError:
                 run = asyncio.run
-            checks, results = run(bench_search(targets, reqs, warmup, args.concurrency, args.rounds,
-                                               args.max_seconds, args.accept_encoding))
+            checks, results = run(
+                bench_search(
+                    targets, reqs, warmup, args.concurrency, args.rounds, args.max_seconds, args.accept_encoding
+                )
+            )
             for server in (gateway, catalog, stock):
                 if server.proc.poll() is not None:
                     console.print(f"[red]{server.name} died during the run[/]: {server.log.read_text()[-2000:]}")
@@ -353,28 +498,41 @@ def main() -> int:
             console.print(f"command: {command_line(args)}")
             if not args.skip_ingest:
                 output["ingest"] = print_ingest(ingest, args.items, source)
-                console.print("ingest: wall time of the call, per run; eolake ingest includes reading + STAC "
-                              "validation (compiled STAC schema) of every record; pypgstac is PgstacCLI.load "
-                              "in-process (the CLI's code, no interpreter start). fresh = collection deleted and "
-                              "re-created before each run; reload = all ids already present, identical.")
+                console.print(
+                    "ingest: wall time of the call, per run; eolake ingest includes reading + STAC "
+                    "validation (compiled STAC schema) of every record; pypgstac is PgstacCLI.load "
+                    "in-process (the CLI's code, no interpreter start). fresh = collection deleted and "
+                    "re-created before each run; reload = all ids already present, identical."
+                )
             rows = summarise_search(results)
             print_search(rows, checks, args)
             loop_name = "uvloop" if run is not asyncio.run else "asyncio"
-            console.print(f"load generator: in-process asyncio httpx ({loop_name}), {args.concurrency} connections "
-                          "kept alive per target, Accept-Encoding "
-                          f"'{args.accept_encoding}', bodies read raw (not decompressed); latency measured "
-                          "client-side, so it includes client scheduling delay on a busy machine.")
+            console.print(
+                f"load generator: in-process asyncio httpx ({loop_name}), {args.concurrency} connections "
+                "kept alive per target, Accept-Encoding "
+                f"'{args.accept_encoding}', bodies read raw (not decompressed); latency measured "
+                "client-side, so it includes client scheduling delay on a busy machine."
+            )
             if cores and cores <= 4:
                 console.print(f"[yellow]note:[/] {cores} cores shared by load generator, servers and PostgreSQL.")
-            output["search"] = {"targets": rows, "sanity": checks, "concurrency": args.concurrency,
-                                "requests": args.requests, "warmup": args.warmup, "rounds": args.rounds,
-                                "accept_encoding": args.accept_encoding,
-                                "catalog_pool_size": args.catalog_pool_size, "catalog_read_pool": read_pool,
-                                "stock_read_pool": STOCK_READ_POOL}
+            output["search"] = {
+                "targets": rows,
+                "sanity": checks,
+                "concurrency": args.concurrency,
+                "requests": args.requests,
+                "warmup": args.warmup,
+                "rounds": args.rounds,
+                "accept_encoding": args.accept_encoding,
+                "catalog_pool_size": args.catalog_pool_size,
+                "catalog_read_pool": read_pool,
+                "stock_read_pool": STOCK_READ_POOL,
+            }
             output["seconds"] = time.perf_counter() - began
             output["load_average_after"] = load_average()
-            console.print(f"total {output['seconds']:.0f} s; load average after: {output['load_average_after']} "
-                          "(well above the benchmark's own share means other work on the machine added noise)")
+            console.print(
+                f"total {output['seconds']:.0f} s; load average after: {output['load_average_after']} "
+                "(well above the benchmark's own share means other work on the machine added noise)"
+            )
             if args.json:
                 args.json.write_text(json.dumps(output, indent=2, default=str))
                 console.print(f"figures written to {args.json}")

@@ -57,8 +57,9 @@ class Procs:
 
     def start(self, name: str, module: str, env: dict) -> subprocess.Popen:
         out = open(self.logs / f"{name}.log", "ab")
-        p = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **env}, stdout=out,
-                             stderr=subprocess.STDOUT)
+        p = subprocess.Popen(
+            [sys.executable, "-m", module], env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
         self.procs.append(p)
         return p
 
@@ -84,11 +85,25 @@ def read_all(url: str, headers: dict | None = None) -> tuple[int, float]:
 
 
 def item(iid: str, path: Path, checksum: str, size: int) -> dict:
-    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": "bench", "links": [],
-            "bbox": [0, 0, 1, 1], "properties": {"datetime": "2024-01-01T00:00:00Z"},
-            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
-            "assets": {"data": {"href": str(path), "roles": ["data"], "type": "application/octet-stream",
-                                "file:checksum": checksum, "file:size": size}}}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": "bench",
+        "links": [],
+        "bbox": [0, 0, 1, 1],
+        "properties": {"datetime": "2024-01-01T00:00:00Z"},
+        "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+        "assets": {
+            "data": {
+                "href": str(path),
+                "roles": ["data"],
+                "type": "application/octet-stream",
+                "file:checksum": checksum,
+                "file:size": size,
+            }
+        },
+    }
 
 
 def sha256(path: Path) -> str:
@@ -146,25 +161,52 @@ def main() -> int:
         print(f"file: {size} bytes (sparse), hashing...", flush=True)
         big_sum = "1220" + sha256(big)
         catalog_file = root / "bench.ndjson"
-        collection = {"type": "Collection", "stac_version": "1.0.0", "id": "bench", "description": "bench",
-                      "license": "CC0-1.0", "links": [], "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]},
-                      "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]}}}
-        catalog_file.write_text("\n".join(json.dumps(o) for o in (
-            collection, item("big", big, big_sum, size),
-            item("small", small, "1220" + sha256(small), small.stat().st_size))) + "\n")
+        collection = {
+            "type": "Collection",
+            "stac_version": "1.0.0",
+            "id": "bench",
+            "description": "bench",
+            "license": "CC0-1.0",
+            "links": [],
+            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]}},
+        }
+        catalog_file.write_text(
+            "\n".join(
+                json.dumps(o)
+                for o in (
+                    collection,
+                    item("big", big, big_sum, size),
+                    item("small", small, "1220" + sha256(small), small.stat().st_size),
+                )
+            )
+            + "\n"
+        )
         ingest([catalog_file], cluster.dsn())
         keys = root / "keys.json"
         key = create_api_key(keys, "bench", "user")
         cport, dport = free_port(), free_port()
-        procs.start("catalog", "eolake_catalog", {
-            "EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(), "EOLAKE_CATALOG_PORT": str(cport),
-            "EOLAKE_CATALOG_LOG_LEVEL": "warning"})
+        procs.start(
+            "catalog",
+            "eolake_catalog",
+            {
+                "EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(),
+                "EOLAKE_CATALOG_PORT": str(cport),
+                "EOLAKE_CATALOG_LOG_LEVEL": "warning",
+            },
+        )
         base = f"http://127.0.0.1:{dport}"
-        env = {"EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(), "EOLAKE_DOWNLOADS_PORT": str(dport),
-               "EOLAKE_DOWNLOADS_PUBLIC_URL": base, "EOLAKE_DOWNLOADS_PEERS": json.dumps({"catalog": {"url": f"http://127.0.0.1:{cport}/stac"}}),
-               "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage), "EOLAKE_DOWNLOADS_AUTH__API_KEYS_FILE": str(keys),
-               "EOLAKE_DOWNLOADS_QUOTA_CONCURRENT_ORDERS": "100000", "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning",
-               "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1 << 50), "EOLAKE_DOWNLOADS_MAINTENANCE_INTERVAL": "2"}
+        env = {
+            "EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(),
+            "EOLAKE_DOWNLOADS_PORT": str(dport),
+            "EOLAKE_DOWNLOADS_PUBLIC_URL": base,
+            "EOLAKE_DOWNLOADS_PEERS": json.dumps({"catalog": {"url": f"http://127.0.0.1:{cport}/stac"}}),
+            "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage),
+            "EOLAKE_DOWNLOADS_AUTH__API_KEYS_FILE": str(keys),
+            "EOLAKE_DOWNLOADS_QUOTA_CONCURRENT_ORDERS": "100000",
+            "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning",
+            "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1 << 50),
+            "EOLAKE_DOWNLOADS_MAINTENANCE_INTERVAL": "2",
+        }
         procs.start("downloads", "eolake_downloads", env)
         wait_http(f"http://127.0.0.1:{cport}/healthz")
         wait_http(base + "/healthz")
@@ -177,8 +219,10 @@ def main() -> int:
         staged = time.perf_counter() - t0
         assert order["status"] == "succeeded", order
         results["stage_seconds"] = staged
-        print(f"order → ready (copy + sha-256 + atomic rename): {staged:.2f} s "
-              f"({size / staged / 1e6:.0f} MB/s)", flush=True)
+        print(
+            f"order → ready (copy + sha-256 + atomic rename): {staged:.2f} s ({size / staged / 1e6:.0f} MB/s)",
+            flush=True,
+        )
 
         # (1) throughput: service vs stock http.server vs cp, same file, same reader.
         href = order["files"][0]["href"]
@@ -194,11 +238,17 @@ def main() -> int:
         shutil.copyfile(big, root / "copy.bin")
         cp_s = time.perf_counter() - t0
         (root / "copy.bin").unlink()
-        results |= {"service_mb_s": size / service_s / 1e6, "stock_http_mb_s": size / stock_s / 1e6,
-                    "cp_mb_s": size / cp_s / 1e6}
-        print(f"throughput: service {results['service_mb_s']:.0f} MB/s, stock http.server "
-              f"{results['stock_http_mb_s']:.0f} MB/s (service/stock {stock_s / service_s:.2f}), "
-              f"cp {results['cp_mb_s']:.0f} MB/s (service/cp {cp_s / service_s:.2f})", flush=True)
+        results |= {
+            "service_mb_s": size / service_s / 1e6,
+            "stock_http_mb_s": size / stock_s / 1e6,
+            "cp_mb_s": size / cp_s / 1e6,
+        }
+        print(
+            f"throughput: service {results['service_mb_s']:.0f} MB/s, stock http.server "
+            f"{results['stock_http_mb_s']:.0f} MB/s (service/stock {stock_s / service_s:.2f}), "
+            f"cp {results['cp_mb_s']:.0f} MB/s (service/cp {cp_s / service_s:.2f})",
+            flush=True,
+        )
 
         # (2) resume after 50 %.
         dest = root / "dest"
@@ -209,11 +259,18 @@ def main() -> int:
         [res] = client.download(order, dest, progress=False)
         resume_s = time.perf_counter() - t0
         [again] = client.download(order, dest, progress=False)
-        results |= {"resume_partial_bytes": part, "resume_transferred": res.transferred,
-                    "resume_seconds_incl_verify": resume_s, "rerun_transferred": again.transferred}
-        print(f"resume: .part held {part} bytes, the resume transferred {res.transferred} bytes "
-              f"({res.transferred / size:.0%} of the file; {resume_s:.2f} s with the full sha-256 check); "
-              f"a re-run transferred {again.transferred}", flush=True)
+        results |= {
+            "resume_partial_bytes": part,
+            "resume_transferred": res.transferred,
+            "resume_seconds_incl_verify": resume_s,
+            "rerun_transferred": again.transferred,
+        }
+        print(
+            f"resume: .part held {part} bytes, the resume transferred {res.transferred} bytes "
+            f"({res.transferred / size:.0%} of the file; {resume_s:.2f} s with the full sha-256 check); "
+            f"a re-run transferred {again.transferred}",
+            flush=True,
+        )
         shutil.rmtree(dest)
         with psycopg.connect(cluster.dsn(), autocommit=True) as conn:  # the 1 GiB staged copy: not needed now
             conn.execute("UPDATE downloads.files SET expires_at = now() - interval '1 s' WHERE state = 'ready'")
@@ -225,9 +282,12 @@ def main() -> int:
         time.sleep(2)  # the second worker's start-up is not queue time
         rate2, ok2 = orders_per_second(http, cluster.dsn(), args.orders, args.timeout)
         results |= {"orders_per_s_1_worker": rate1, "orders_per_s_2_workers": rate2, "complete": ok1 and ok2}
-        print(f"queue: {rate1:.1f} orders/s with 1 worker, {rate2:.1f} orders/s with 2 workers "
-              f"(2 workers/1 worker {rate2 / rate1:.2f}; {args.orders} orders each, submit to all succeeded"
-              f"{'' if ok1 and ok2 else '; TRUNCATED by --timeout'})", flush=True)
+        print(
+            f"queue: {rate1:.1f} orders/s with 1 worker, {rate2:.1f} orders/s with 2 workers "
+            f"(2 workers/1 worker {rate2 / rate1:.2f}; {args.orders} orders each, submit to all succeeded"
+            f"{'' if ok1 and ok2 else '; TRUNCATED by --timeout'})",
+            flush=True,
+        )
         del worker
         print(f"\n$ {command}\n" + json.dumps(results, indent=2))
         if args.json:

@@ -33,8 +33,11 @@ from eolake_catalog.settings import READS
 MIN_MS = 1.0  # statements shown (all with --full)
 SESSIONS = {
     "catalog (context auto, readonly, no parallel workers)": {
-        **READS, "pgstac.context": "auto", "pgstac.context_estimated_count": "1000",
-        "pgstac.context_estimated_cost": "10000"},
+        **READS,
+        "pgstac.context": "auto",
+        "pgstac.context_estimated_count": "1000",
+        "pgstac.context_estimated_cost": "10000",
+    },
     "stock (context off, bookkeeping)": {"pgstac.context": "off", "pgstac.readonly": "false"},
 }
 
@@ -117,9 +120,14 @@ def main() -> int:
                 for name, value in settings.items():
                     conn.execute("SELECT set_config(%s, %s, false)", (name, value))
                 conn.execute("LOAD 'auto_explain'")
-                for name, value in {"auto_explain.log_min_duration": "0", "auto_explain.log_analyze": "on",
-                                    "auto_explain.log_nested_statements": "on", "auto_explain.log_level": "notice",
-                                    "auto_explain.log_timing": "on", "client_min_messages": "notice"}.items():
+                for name, value in {
+                    "auto_explain.log_min_duration": "0",
+                    "auto_explain.log_analyze": "on",
+                    "auto_explain.log_nested_statements": "on",
+                    "auto_explain.log_level": "notice",
+                    "auto_explain.log_timing": "on",
+                    "client_min_messages": "notice",
+                }.items():
                     conn.execute("SELECT set_config(%s, %s, false)", (name, value))
                 for kind, req in kinds.items():
                     body = search_body(req)

@@ -57,9 +57,15 @@ def delaying_proxy(upstream: str, delay: float) -> Starlette:
         HITS["n"] = HITS.get("n", 0) + 1
         body = await request.body()
         await asyncio.sleep(delay)
-        r = await client.request(request.method, upstream + request.url.path, params=request.query_params,
-                                 content=body, headers={"content-type": "application/json"})
+        r = await client.request(
+            request.method,
+            upstream + request.url.path,
+            params=request.query_params,
+            content=body,
+            headers={"content-type": "application/json"},
+        )
         return Response(r.content, r.status_code, media_type="application/json")
+
     return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
 
 
@@ -92,23 +98,35 @@ def main() -> int:
     try:
         with ExitStack() as stack:
             cluster = stack.enter_context(private_cluster("eolake-bench-federation-pg-"))
-            ingest([SHARED_DATA / "stac/pc-collections/collections.ndjson", SHARED_DATA / "stac/naip/items.ndjson"],
-                   cluster.dsn())
-            catalog = stack.enter_context(service_process(
-                "eolake_catalog", {"EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(), "EOLAKE_CATALOG_ROOT_PATH": ""},
-                work / "catalog.log"))
-            proxies = [stack.enter_context(served(delaying_proxy(catalog, args.delay / 1000)))
-                       for _ in range(args.providers)]
+            ingest(
+                [SHARED_DATA / "stac/pc-collections/collections.ndjson", SHARED_DATA / "stac/naip/items.ndjson"],
+                cluster.dsn(),
+            )
+            catalog = stack.enter_context(
+                service_process(
+                    "eolake_catalog",
+                    {"EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(), "EOLAKE_CATALOG_ROOT_PATH": ""},
+                    work / "catalog.log",
+                )
+            )
+            proxies = [
+                stack.enter_context(served(delaying_proxy(catalog, args.delay / 1000))) for _ in range(args.providers)
+            ]
             print("building the GEMET + INSPIRE index…", flush=True)
             start = time.perf_counter()
             load_demo_vocabularies(work, SHARED_DATA / "thesauri")
             build_s = time.perf_counter() - start
             thesaurus = stack.enter_context(served(thesaurus_app(ThesaurusSettings(storage_path=work, root_path=""))))
             settings = SearchSettings(
-                peers={"catalog": {"url": proxies[0]}, "thesaurus": {"url": thesaurus}}, local_provider="p0",
+                peers={"catalog": {"url": proxies[0]}, "thesaurus": {"url": thesaurus}},
+                local_provider="p0",
                 storage_path=work,
-                root_path="", providers=[ProviderConfig(name=f"p{i}", url=u, timeout_seconds=30, free_text="filter")
-                                         for i, u in enumerate(proxies[1:], 1)])
+                root_path="",
+                providers=[
+                    ProviderConfig(name=f"p{i}", url=u, timeout_seconds=30, free_text="filter")
+                    for i, u in enumerate(proxies[1:], 1)
+                ],
+            )
             search = stack.enter_context(served(create_app(settings)))
             body = {"collections": ["naip"], "limit": args.limit}
             http = stack.enter_context(httpx.Client(timeout=60))
@@ -116,14 +134,17 @@ def main() -> int:
             for url in [search, *proxies]:  # warm up connections and caches
                 http.post(f"{url}/search", json=body).raise_for_status()
             federated = timed(lambda: http.post(f"{search}/search", json=body).raise_for_status(), args.requests)
-            singles = {u: timed(lambda u=u: http.post(f"{u}/search", json=body).raise_for_status(), args.requests)
-                       for u in proxies}
+            singles = {
+                u: timed(lambda u=u: http.post(f"{u}/search", json=body).raise_for_status(), args.requests)
+                for u in proxies
+            }
             slowest = max(statistics.median(v) for v in singles.values())
 
             async def fan_out():  # the floor: the same five requests in parallel, no merging, no service
                 async with httpx.AsyncClient(timeout=60) as client:
                     for r in await asyncio.gather(*(client.post(f"{u}/search", json=body) for u in proxies)):
                         r.raise_for_status()
+
             floor = timed(lambda: asyncio.run(fan_out()), args.requests)
 
             # One gateway per provider: a single gateway maps a collection to the first provider that served it
@@ -134,6 +155,7 @@ def main() -> int:
                 for i, dag in enumerate(dags):
                     result = dag.search(provider=f"p{i}", collection="naip", items_per_page=args.limit)
                     assert len(result) == args.limit
+
             eodag_sequential()
             HITS["n"] = 0
             eodag = timed(eodag_sequential, max(3, args.requests // 4))
@@ -141,33 +163,48 @@ def main() -> int:
 
             # thesaurus: lookups of real labels (both languages) and autocomplete of their prefixes
             def labels(lang: str) -> list[str]:
-                found = http.get(f"{thesaurus}/rest/v1/gemet/search",
-                                 params={"query": "*", "lang": lang, "maxhits": 200, "offset": 1000}).json()
+                found = http.get(
+                    f"{thesaurus}/rest/v1/gemet/search",
+                    params={"query": "*", "lang": lang, "maxhits": 200, "offset": 1000},
+                ).json()
                 return [r["prefLabel"] for r in found["results"]]
+
             rng = random.Random(4)
             words = [w for w in labels("en") + labels("fr") if w]
-            lookups = timed(lambda: http.get(f"{thesaurus}/rest/v1/gemet/lookup",
-                                             params={"label": rng.choice(words)}), args.thesaurus_requests)
-            autos = timed(lambda: http.get(f"{thesaurus}/autocomplete",
-                                           params={"q": rng.choice(words)[:3], "limit": 10}),
-                          args.thesaurus_requests)
+            lookups = timed(
+                lambda: http.get(f"{thesaurus}/rest/v1/gemet/lookup", params={"label": rng.choice(words)}),
+                args.thesaurus_requests,
+            )
+            autos = timed(
+                lambda: http.get(f"{thesaurus}/autocomplete", params={"q": rng.choice(words)[:3], "limit": 10}),
+                args.thesaurus_requests,
+            )
             q = {"q": ["inondation"], "collections": ["naip"], "limit": args.limit}
             with_exp = timed(lambda: http.post(f"{search}/search", json=q).raise_for_status(), args.requests)
-            without = timed(lambda: http.post(f"{search}/search", json={**q, "expand": False}).raise_for_status(),
-                            args.requests)
+            without = timed(
+                lambda: http.post(f"{search}/search", json={**q, "expand": False}).raise_for_status(), args.requests
+            )
         fm, em = statistics.median(federated), statistics.median(eodag)
         print()
         print(f"$ {command}")
-        print(f"{args.providers} providers, each = catalog + {args.delay:g} ms proxy delay; limit {args.limit}; "
-              f"{args.requests} searches per target (medians, ms)")
+        print(
+            f"{args.providers} providers, each = catalog + {args.delay:g} ms proxy delay; limit {args.limit}; "
+            f"{args.requests} searches per target (medians, ms)"
+        )
         print(f"  federated (ours, parallel)     {fm:8.1f}  p95 {pct(federated, 95):8.1f}")
         print(f"  slowest single provider        {slowest:8.1f}  (alone: the one catalog behind them is idle)")
-        print(f"  bare parallel fan-out          {statistics.median(floor):8.1f}  (same 5 requests via asyncio.gather, "
-              "no service: the floor on this machine)")
-        print(f"  EODAG sequential over all      {em:8.1f}  ({len(eodag)} runs; {eodag_requests:.1f} HTTP requests "
-              "per provider search)")
-        print(f"  ratios: ours / slowest = {fm / slowest:.2f}   ours / bare fan-out = "
-              f"{fm / statistics.median(floor):.2f}   EODAG sequential / ours = {em / fm:.2f}")
+        print(
+            f"  bare parallel fan-out          {statistics.median(floor):8.1f}  (same 5 requests via asyncio.gather, "
+            "no service: the floor on this machine)"
+        )
+        print(
+            f"  EODAG sequential over all      {em:8.1f}  ({len(eodag)} runs; {eodag_requests:.1f} HTTP requests "
+            "per provider search)"
+        )
+        print(
+            f"  ratios: ours / slowest = {fm / slowest:.2f}   ours / bare fan-out = "
+            f"{fm / statistics.median(floor):.2f}   EODAG sequential / ours = {em / fm:.2f}"
+        )
         print(f"thesaurus (GEMET en+fr, INSPIRE; index built in {build_s:.1f} s), {args.thesaurus_requests} requests")
         print(f"  lookup        p50 {pct(lookups, 50):6.2f}  p95 {pct(lookups, 95):6.2f} ms")
         print(f"  autocomplete  p50 {pct(autos, 50):6.2f}  p95 {pct(autos, 95):6.2f} ms")

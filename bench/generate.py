@@ -20,12 +20,41 @@ from pathlib import Path
 from eolake.paths import SHARED_DATA
 
 DATA = SHARED_DATA / "stac"
-STATES = ["al", "az", "ca", "co", "fl", "ga", "ia", "il", "ks", "mn", "mo", "mt", "nc", "ne", "ny", "oh", "ok", "or",
-          "pa", "sd", "tn", "tx", "ut", "va", "wa", "wi"]
+STATES = [
+    "al",
+    "az",
+    "ca",
+    "co",
+    "fl",
+    "ga",
+    "ia",
+    "il",
+    "ks",
+    "mn",
+    "mo",
+    "mt",
+    "nc",
+    "ne",
+    "ny",
+    "oh",
+    "ok",
+    "or",
+    "pa",
+    "sd",
+    "tn",
+    "tx",
+    "ut",
+    "va",
+    "wa",
+    "wi",
+]
 SHARES = (("naip", 0.5), ("sentinel-2-l2a", 0.3), ("landsat-c2-l2", 0.2))
-LANDSAT = [("landsat-5", ["tm"], 1984, 2012), ("landsat-7", ["etm+"], 1999, 2022), ("landsat-8", ["oli", "tirs"], 2013,
-                                                                                      2025),
-           ("landsat-9", ["oli", "tirs"], 2021, 2025)]
+LANDSAT = [
+    ("landsat-5", ["tm"], 1984, 2012),
+    ("landsat-7", ["etm+"], 1999, 2022),
+    ("landsat-8", ["oli", "tirs"], 2013, 2025),
+    ("landsat-9", ["oli", "tirs"], 2021, 2025),
+]
 
 
 def _when(rng: random.Random, first: int, last: int) -> str:
@@ -37,18 +66,30 @@ def _when(rng: random.Random, first: int, last: int) -> str:
 def _box(west: float, south: float, width: float, height: float) -> tuple[list[float], dict]:
     east, north = west + width, south + height
     ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
-    return [west, south, east, north], {"type": "Polygon", "coordinates": [[[round(x, 6), round(y, 6)]
-                                                                            for x, y in ring]]}
+    return [west, south, east, north], {
+        "type": "Polygon",
+        "coordinates": [[[round(x, 6), round(y, 6)] for x, y in ring]],
+    }
 
 
 def _naip(rng: random.Random, template: dict, n: int) -> dict:
     item = json.loads(json.dumps(template))
     year = rng.randint(2010, 2023)
     bbox, geometry = _box(rng.uniform(-124, -68), rng.uniform(25.5, 48.5), 0.07, 0.07)
-    item.update(id=f"naip-g{n}", bbox=[round(v, 6) for v in bbox], geometry=geometry,
-                links=[link for link in item.get("links", []) if link.get("rel") != "self"])
-    item["properties"].update({"datetime": _when(rng, year, year), "naip:state": rng.choice(STATES),
-                               "naip:year": str(year), "gsd": rng.choice([0.3, 0.6, 1.0])})
+    item.update(
+        id=f"naip-g{n}",
+        bbox=[round(v, 6) for v in bbox],
+        geometry=geometry,
+        links=[link for link in item.get("links", []) if link.get("rel") != "self"],
+    )
+    item["properties"].update(
+        {
+            "datetime": _when(rng, year, year),
+            "naip:state": rng.choice(STATES),
+            "naip:year": str(year),
+            "gsd": rng.choice([0.3, 0.6, 1.0]),
+        }
+    )
     return item
 
 
@@ -60,20 +101,42 @@ def _scene(rng: random.Random, collection: dict, n: int, size: float) -> dict:
         props = {"platform": platform, "instruments": instruments, "gsd": 30, "view:off_nadir": rng.randint(0, 15)}
     else:
         first, last = 2016, 2025
-        props = {"platform": rng.choice(["Sentinel-2A", "Sentinel-2B"]), "constellation": "sentinel-2",
-                 "instruments": ["msi"], "gsd": 10, "s2:mgrs_tile": f"{rng.randint(1, 60):02d}TCH"}
+        props = {
+            "platform": rng.choice(["Sentinel-2A", "Sentinel-2B"]),
+            "constellation": "sentinel-2",
+            "instruments": ["msi"],
+            "gsd": 10,
+            "s2:mgrs_tile": f"{rng.randint(1, 60):02d}TCH",
+        }
     props.update({"datetime": _when(rng, first, last), "eo:cloud_cover": round(rng.uniform(0, 100), 2)})
-    assets = {key: {**meta, "href": f"https://data.example.org/{cid}/{n}/{key}"}
-              for key, meta in collection.get("item_assets", {}).items()}
-    return {"type": "Feature", "stac_version": "1.0.0", "id": f"{cid}-g{n}", "collection": cid, "bbox": bbox,
-            "geometry": geometry, "properties": props, "assets": assets, "links": []}
+    assets = {
+        key: {**meta, "href": f"https://data.example.org/{cid}/{n}/{key}"}
+        for key, meta in collection.get("item_assets", {}).items()
+    }
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": f"{cid}-g{n}",
+        "collection": cid,
+        "bbox": bbox,
+        "geometry": geometry,
+        "properties": props,
+        "assets": assets,
+        "links": [],
+    }
 
 
 def collections() -> dict[str, dict]:
-    found = {c["id"]: c for c in map(json.loads, (DATA / "pc-collections" / "collections.ndjson").read_text()
-                                     .splitlines()) if c.get("id")}
-    found["naip"]["summaries"] = {**found["naip"].get("summaries", {}), "naip:state": STATES,
-                                  "naip:year": [str(y) for y in range(2010, 2024)]}
+    found = {
+        c["id"]: c
+        for c in map(json.loads, (DATA / "pc-collections" / "collections.ndjson").read_text().splitlines())
+        if c.get("id")
+    }
+    found["naip"]["summaries"] = {
+        **found["naip"].get("summaries", {}),
+        "naip:state": STATES,
+        "naip:year": [str(y) for y in range(2010, 2024)],
+    }
     for cid in ("sentinel-2-l2a", "landsat-c2-l2"):
         found[cid]["summaries"] = {**found[cid].get("summaries", {}), "eo:cloud_cover": {"minimum": 0, "maximum": 100}}
     return {cid: found[cid] for cid, _ in SHARES}

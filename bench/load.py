@@ -20,8 +20,17 @@ from steady_load import Report, Route, percentile, run_closed  # noqa: E402
 COLLECTION = "naip"
 console = Console()
 KINDS = ("GET /search", "POST /search bbox+datetime", "POST /search cql2 filter", "GET item")
-__all__ = ["COLLECTION", "KINDS", "Route", "Target", "TargetResult", "bench_search", "console", "percentile",
-           "request_mix"]
+__all__ = [
+    "COLLECTION",
+    "KINDS",
+    "Route",
+    "Target",
+    "TargetResult",
+    "bench_search",
+    "console",
+    "percentile",
+    "request_mix",
+]
 
 
 def request_mix(count: int, ids: list[str], places: list[tuple[list[float], int]], seed: int = 42) -> list[Route]:
@@ -40,16 +49,40 @@ def request_mix(count: int, ids: list[str], places: list[tuple[list[float], int]
         elif kind == "POST /search bbox+datetime":
             (west, south, east, north), year = rng.choice(places)
             x, y = (west + east) / 2, (south + north) / 2
-            out.append(Route(kind, "POST", "/search", body={
-                "collections": [COLLECTION],
-                "bbox": [round(x - 0.15, 4), round(y - 0.1, 4), round(x + 0.15, 4), round(y + 0.1, 4)],
-                "datetime": f"{year - 2}-01-01T00:00:00Z/{year + 2}-12-31T23:59:59Z", "limit": 10}))
+            out.append(
+                Route(
+                    kind,
+                    "POST",
+                    "/search",
+                    body={
+                        "collections": [COLLECTION],
+                        "bbox": [round(x - 0.15, 4), round(y - 0.1, 4), round(x + 0.15, 4), round(y + 0.1, 4)],
+                        "datetime": f"{year - 2}-01-01T00:00:00Z/{year + 2}-12-31T23:59:59Z",
+                        "limit": 10,
+                    },
+                )
+            )
         elif kind == "POST /search cql2 filter":
             gsd = rng.choice([0.3, 0.6, 1.0])
-            out.append(Route(kind, "POST", "/search", body={
-                "collections": [COLLECTION], "limit": 10, "filter-lang": "cql2-json",
-                "filter": {"op": "and", "args": [{"op": "=", "args": [{"property": "naip:state"}, "al"]},
-                                                 {"op": "=", "args": [{"property": "gsd"}, gsd]}]}}))
+            out.append(
+                Route(
+                    kind,
+                    "POST",
+                    "/search",
+                    body={
+                        "collections": [COLLECTION],
+                        "limit": 10,
+                        "filter-lang": "cql2-json",
+                        "filter": {
+                            "op": "and",
+                            "args": [
+                                {"op": "=", "args": [{"property": "naip:state"}, "al"]},
+                                {"op": "=", "args": [{"property": "gsd"}, gsd]},
+                            ],
+                        },
+                    },
+                )
+            )
         else:
             out.append(Route(kind, "GET", f"/collections/{COLLECTION}/items/{rng.choice(ids)}"))
     return out
@@ -83,8 +116,9 @@ class TargetResult:
 
     @property
     def error_examples(self) -> list[str]:
-        return [f"{s.route}: " + (f"HTTP {s.status}" if s.status else s.error)
-                for s in self.samples if s.status != 200][:5]
+        return [
+            f"{s.route}: " + (f"HTTP {s.status}" if s.status else s.error) for s in self.samples if s.status != 200
+        ][:5]
 
 
 async def sanity(targets: list[Target], reqs: list[Route]) -> list[dict]:
@@ -104,22 +138,32 @@ async def sanity(targets: list[Target], reqs: list[Route]) -> list[dict]:
     return rows
 
 
-async def bench_search(targets: list[Target], reqs: list[Route], warmup: list[Route], concurrency: int, rounds: int,
-                       max_seconds: float, accept_encoding: str) -> tuple[list[dict], list[TargetResult]]:
+async def bench_search(
+    targets: list[Target],
+    reqs: list[Route],
+    warmup: list[Route],
+    concurrency: int,
+    rounds: int,
+    max_seconds: float,
+    accept_encoding: str,
+) -> tuple[list[dict], list[TargetResult]]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results = {t.name: TargetResult(t.name) for t in targets}
     async with contextlib.AsyncExitStack() as stack:
         for target in targets:
-            target.client = await stack.enter_async_context(httpx.AsyncClient(
-                base_url=target.base, limits=limits, timeout=30, headers={"accept-encoding": accept_encoding}))
+            target.client = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=target.base, limits=limits, timeout=30, headers={"accept-encoding": accept_encoding}
+                )
+            )
         checks = await sanity(targets, reqs)
         for target in targets:
             console.print(f"  warm-up {target.name}: {len(warmup)} requests")
             await run_closed(target.client, warmup, concurrency=concurrency, seconds=max_seconds)
         chunk = math.ceil(len(reqs) / rounds)
         for r in range(rounds):
-            part = reqs[r * chunk:(r + 1) * chunk]
-            order = targets[r % len(targets):] + targets[:r % len(targets)]
+            part = reqs[r * chunk : (r + 1) * chunk]
+            order = targets[r % len(targets) :] + targets[: r % len(targets)]
             for target in order:
                 report = results[target.name].report
                 left = max_seconds - report.busy_seconds
@@ -129,6 +173,8 @@ async def bench_search(targets: list[Target], reqs: list[Route], warmup: list[Ro
                 before = report.busy_seconds
                 await run_closed(target.client, part, concurrency=concurrency, seconds=left, report=report)
                 seconds = report.busy_seconds - before
-                console.print(f"  round {r + 1}/{rounds} {target.name:28} {len(part)} requests in {seconds:5.2f} s "
-                              f"({len(part) / seconds:6.1f} req/s; {len(report.samples)} so far)")
+                console.print(
+                    f"  round {r + 1}/{rounds} {target.name:28} {len(part)} requests in {seconds:5.2f} s "
+                    f"({len(part) / seconds:6.1f} req/s; {len(report.samples)} so far)"
+                )
     return checks, list(results.values())

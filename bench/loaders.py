@@ -65,6 +65,7 @@ def count_items(dsn: str) -> int:
 
 # --------------------------------------------------------------------------------------------- ingest
 
+
 def load_ours(path: Path, dsn: str) -> int:
     from eolake.ingest import ingest
 
@@ -110,6 +111,7 @@ def bench_ingest(dsn: str, items_file: Path, n_items: int, runs: int, collection
                     raise RuntimeError(f"{name}: {found} items in the database after loading {n_items}")
                 rate = n_items / seconds
                 results[scenario][name].append(rate)
-                console.print(f"  ingest {scenario:6} run {run + 1}/{runs} {name:24} {seconds:6.2f} s "
-                              f"{rate:8.0f} items/s")
+                console.print(
+                    f"  ingest {scenario:6} run {run + 1}/{runs} {name:24} {seconds:6.2f} s {rate:8.0f} items/s"
+                )
     return results

@@ -59,17 +59,38 @@ def request_mix(count: int, items: list[tuple[str, str, list[float], str]], seed
         if kind == KINDS[0]:
             month = rng.randint(1, 12)
             end = f"{year + month // 12}-{month % 12 + 1:02d}-01T00:00:00Z"
-            out.append(Route(kind, "GET", "/search", params={
-                "collections": cid, "datetime": f"{year}-{month:02d}-01T00:00:00Z/{end}", "limit": "10"}))
+            out.append(
+                Route(
+                    kind,
+                    "GET",
+                    "/search",
+                    params={"collections": cid, "datetime": f"{year}-{month:02d}-01T00:00:00Z/{end}", "limit": "10"},
+                )
+            )
         elif kind == KINDS[1]:
             x, y = (west + east) / 2, (south + north) / 2
-            out.append(Route(kind, "POST", "/search", body={
-                "collections": [cid], "limit": 10,
-                "bbox": [round(x - 0.15, 4), round(y - 0.1, 4), round(x + 0.15, 4), round(y + 0.1, 4)],
-                "datetime": f"{year - 2}-01-01T00:00:00Z/{year + 2}-12-31T23:59:59Z"}))
+            out.append(
+                Route(
+                    kind,
+                    "POST",
+                    "/search",
+                    body={
+                        "collections": [cid],
+                        "limit": 10,
+                        "bbox": [round(x - 0.15, 4), round(y - 0.1, 4), round(x + 0.15, 4), round(y + 0.1, 4)],
+                        "datetime": f"{year - 2}-01-01T00:00:00Z/{year + 2}-12-31T23:59:59Z",
+                    },
+                )
+            )
         elif kind == KINDS[2]:
-            out.append(Route(kind, "POST", "/search", body={
-                "collections": [cid], "limit": 10, "filter-lang": "cql2-json", "filter": _filter(rng, cid)}))
+            out.append(
+                Route(
+                    kind,
+                    "POST",
+                    "/search",
+                    body={"collections": [cid], "limit": 10, "filter-lang": "cql2-json", "filter": _filter(rng, cid)},
+                )
+            )
         else:
             out.append(Route(kind, "GET", f"/collections/{cid}/items/{iid}"))
     return out
@@ -79,15 +100,29 @@ def _filter(rng: random.Random, cid: str) -> dict:
     if cid == "naip":
         from generate import STATES
 
-        return {"op": "and", "args": [{"op": "=", "args": [{"property": "naip:state"}, rng.choice(STATES)]},
-                                      {"op": "=", "args": [{"property": "gsd"}, rng.choice([0.3, 0.6, 1.0])]}]}
-    platform = (rng.choice(["Sentinel-2A", "Sentinel-2B"]) if cid == "sentinel-2-l2a"
-                else rng.choice(["landsat-7", "landsat-8", "landsat-9"]))
-    return {"op": "and", "args": [{"op": "<", "args": [{"property": "eo:cloud_cover"}, round(rng.uniform(1, 20), 2)]},
-                                  {"op": "=", "args": [{"property": "platform"}, platform]}]}
+        return {
+            "op": "and",
+            "args": [
+                {"op": "=", "args": [{"property": "naip:state"}, rng.choice(STATES)]},
+                {"op": "=", "args": [{"property": "gsd"}, rng.choice([0.3, 0.6, 1.0])]},
+            ],
+        }
+    platform = (
+        rng.choice(["Sentinel-2A", "Sentinel-2B"])
+        if cid == "sentinel-2-l2a"
+        else rng.choice(["landsat-7", "landsat-8", "landsat-9"])
+    )
+    return {
+        "op": "and",
+        "args": [
+            {"op": "<", "args": [{"property": "eo:cloud_cover"}, round(rng.uniform(1, 20), 2)]},
+            {"op": "=", "args": [{"property": "platform"}, platform]},
+        ],
+    }
 
 
 # --------------------------------------------------------------------------------------------- databases
+
 
 def stock_database(cluster: PostgresCluster) -> str:
     """A second database with pgstac only, as pypgstac migrates it."""
@@ -122,17 +157,21 @@ def grow(dsns: list[str], have: int, want: int, workdir: Path) -> list[tuple[str
         started = time.perf_counter()
         load_stock(path, dsn)
         sql(dsn, "VACUUM ANALYZE")
-        console.print(f"  loaded {want - have:,} items into {urlsplit(dsn).path} in "
-                      f"{time.perf_counter() - started:.1f} s (pypgstac load + VACUUM ANALYZE)")
+        console.print(
+            f"  loaded {want - have:,} items into {urlsplit(dsn).path} in "
+            f"{time.perf_counter() - started:.1f} s (pypgstac load + VACUUM ANALYZE)"
+        )
     path.unlink()
     return written
 
 
 # --------------------------------------------------------------------------------------------- main
 
+
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--sizes", default="10000,100000", help="item counts, ascending, comma-separated")
     parser.add_argument("--requests", type=int, default=800, help="measured requests per target and size")
     parser.add_argument("--warmup", type=int, default=40, help="warm-up requests per target and size")
@@ -151,8 +190,9 @@ def main() -> int:
     signal.signal(signal.SIGINT, interrupt)
     command = shlex.join(["python", "bench/scale.py", *sys.argv[1:]])
     console.rule("eolake scale benchmark")
-    console.print(f"command: {command}\nmachine: {os.cpu_count()} cores, {cpu_model()}; "
-                  f"load average before: {load_average()}")
+    console.print(
+        f"command: {command}\nmachine: {os.cpu_count()} cores, {cpu_model()}; load average before: {load_average()}"
+    )
     workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-scale-", dir="/tmp"))
     workdir.chmod(0o755)
     cluster = PostgresCluster(workdir / "pg")
@@ -186,16 +226,50 @@ def main() -> int:
 def start_targets(stack: contextlib.ExitStack, ours: str, stock: str, workdir: Path) -> list[Target]:
     parts = urlsplit(stock)
     port = free_port()
-    stock_server = start_server(stack, "stock stac-fastapi-pgstac", [
-        sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory", "--host", "127.0.0.1",
-        "--port", str(port), "--workers", "1"], {
-        "PGUSER": unquote(parts.username), "PGPASSWORD": unquote(parts.password), "PGHOST": parts.hostname,
-        "PGPORT": str(parts.port), "PGDATABASE": "stock"}, port, "/", workdir)
+    stock_server = start_server(
+        stack,
+        "stock stac-fastapi-pgstac",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "stac_fastapi.pgstac.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {
+            "PGUSER": unquote(parts.username),
+            "PGPASSWORD": unquote(parts.password),
+            "PGHOST": parts.hostname,
+            "PGPORT": str(parts.port),
+            "PGDATABASE": "stock",
+        },
+        port,
+        "/",
+        workdir,
+    )
     port = free_port()
-    catalog = start_server(stack, "eolake catalog", [sys.executable, "-m", "eolake_catalog"], {
-        "EOLAKE_CATALOG_DATABASE_URL": ours, "EOLAKE_CATALOG_PORT": str(port), "EOLAKE_CATALOG_HOST": "127.0.0.1",
-        "EOLAKE_CATALOG_WORKERS": "1", "EOLAKE_CATALOG_POOL_SIZE": "13",
-        "EOLAKE_CATALOG_PUBLIC_URL": f"http://127.0.0.1:{port}"}, port, "/readyz", workdir)
+    catalog = start_server(
+        stack,
+        "eolake catalog",
+        [sys.executable, "-m", "eolake_catalog"],
+        {
+            "EOLAKE_CATALOG_DATABASE_URL": ours,
+            "EOLAKE_CATALOG_PORT": str(port),
+            "EOLAKE_CATALOG_HOST": "127.0.0.1",
+            "EOLAKE_CATALOG_WORKERS": "1",
+            "EOLAKE_CATALOG_POOL_SIZE": "13",
+            "EOLAKE_CATALOG_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        },
+        port,
+        "/readyz",
+        workdir,
+    )
     return [Target("stock stac-fastapi-pgstac", stock_server.url), Target("eolake catalog", catalog.url)]
 
 
@@ -203,41 +277,72 @@ def measure(targets: list[Target], items: list, args: argparse.Namespace, size: 
     reqs = request_mix(args.requests, items, seed=size)
     warmup = request_mix(args.warmup, items, seed=size + 1)
     load_before = load_average()
-    checks, results = asyncio.run(bench_search(targets, reqs, warmup, args.concurrency, args.rounds,
-                                               args.max_seconds, "gzip, deflate, br"))
+    checks, results = asyncio.run(
+        bench_search(targets, reqs, warmup, args.concurrency, args.rounds, args.max_seconds, "gzip, deflate, br")
+    )
     distinct = len({json.dumps([r.method, r.path, r.params, r.body], sort_keys=True) for r in reqs})
-    out = {"load_average_before": load_before, "load_average_after": load_average(), "distinct_requests": distinct,
-           "requests": len(reqs), "sanity": checks, "targets": {}}
+    out = {
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "distinct_requests": distinct,
+        "requests": len(reqs),
+        "sanity": checks,
+        "targets": {},
+    }
     for result in results:
         ok = [s.seconds for s in result.samples if s.status == 200]
         out["targets"][result.name] = {
-            "measured": len(result.samples), "errors": sum(s.status != 200 for s in result.samples),
-            "truncated": result.truncated, "errors_seen": result.error_examples,
+            "measured": len(result.samples),
+            "errors": sum(s.status != 200 for s in result.samples),
+            "truncated": result.truncated,
+            "errors_seen": result.error_examples,
             "req_per_s": len(result.samples) / result.busy_seconds if result.busy_seconds else 0,
-            "p50_ms": percentile(ok, 50) * 1000, "p95_ms": percentile(ok, 95) * 1000,
-            "by_kind": {kind: percentile([s.seconds for s in result.samples if s.status == 200 and s.route == kind],
-                                         95) * 1000 for kind in {s.route for s in result.samples}}}
+            "p50_ms": percentile(ok, 50) * 1000,
+            "p95_ms": percentile(ok, 95) * 1000,
+            "by_kind": {
+                kind: percentile([s.seconds for s in result.samples if s.status == 200 and s.route == kind], 95) * 1000
+                for kind in {s.route for s in result.samples}
+            },
+        }
     return out
 
 
 def report(figures: dict, args: argparse.Namespace) -> None:
     table = Table(title="/search mix at scale: p95 ms (p50), req/s; side by side, same requests, interleaved")
-    for col in ("items", "target", "p95 ms", "p50 ms", "req/s", "errors", "p95 vs stock", "p95 vs its 1st size",
-                *KINDS):
+    for col in (
+        "items",
+        "target",
+        "p95 ms",
+        "p50 ms",
+        "req/s",
+        "errors",
+        "p95 vs stock",
+        "p95 vs its 1st size",
+        *KINDS,
+    ):
         table.add_column(col, justify="right")
     first: dict[str, float] = {}
     for size, at in figures["sizes"].items():
         stock = at["targets"]["stock stac-fastapi-pgstac"]
         for name, row in at["targets"].items():
             first.setdefault(name, row["p95_ms"])
-            table.add_row(f"{size:,}", name + (" (truncated)" if row["truncated"] else ""), f"{row['p95_ms']:.0f}",
-                          f"{row['p50_ms']:.0f}", f"{row['req_per_s']:.1f}", str(row["errors"]),
-                          f"{row['p95_ms'] / stock['p95_ms']:.2f}x", f"{row['p95_ms'] / first[name]:.2f}x",
-                          *[f"{row['by_kind'].get(k, float('nan')):.0f}" for k in KINDS])
+            table.add_row(
+                f"{size:,}",
+                name + (" (truncated)" if row["truncated"] else ""),
+                f"{row['p95_ms']:.0f}",
+                f"{row['p50_ms']:.0f}",
+                f"{row['req_per_s']:.1f}",
+                str(row["errors"]),
+                f"{row['p95_ms'] / stock['p95_ms']:.2f}x",
+                f"{row['p95_ms'] / first[name]:.2f}x",
+                *[f"{row['by_kind'].get(k, float('nan')):.0f}" for k in KINDS],
+            )
     console.print(table)
     for size, at in figures["sizes"].items():
-        console.print(f"{size:,} items: {at['distinct_requests']} distinct of {at['requests']} requests; load average "
-                      f"{at['load_average_before']} before, {at['load_average_after']} after; sanity {at['sanity']}")
+        console.print(
+            f"{size:,} items: {at['distinct_requests']} distinct of {at['requests']} requests; load average "
+            f"{at['load_average_before']} before, {at['load_average_after']} after; sanity {at['sanity']}"
+        )
         for name, row in at["targets"].items():
             for example in row["errors_seen"]:
                 console.print(f"[red]error[/] {name}: {example}")

@@ -39,8 +39,17 @@ class Doc:
 
     def text(self) -> str:
         """Every searchable field in one lower-cased string (for the candidate search used when judging)."""
-        return " ".join([self.id, self.title, self.description, " ".join(self.keywords), self.platform,
-                         " ".join(self.instruments), self.processing_level]).lower()
+        return " ".join(
+            [
+                self.id,
+                self.title,
+                self.description,
+                " ".join(self.keywords),
+                self.platform,
+                " ".join(self.instruments),
+                self.processing_level,
+            ]
+        ).lower()
 
 
 def _as_tuple(value) -> tuple[str, ...]:
@@ -53,9 +62,18 @@ def _as_tuple(value) -> tuple[str, ...]:
 
 def _eodag_doc(cid: str, meta: dict) -> Doc:
     platform = ", ".join(p for p in (meta.get("constellation"), meta.get("platform")) if p)
-    return Doc(cid, EODAG_SOURCE, meta.get("title") or cid, (meta.get("description") or "").strip(),
-               _as_tuple(meta.get("keywords")), platform, _as_tuple(meta.get("instruments")),
-               str(meta.get("processing:level") or ""), str(meta.get("license") or ""), meta.get("extent") or {})
+    return Doc(
+        cid,
+        EODAG_SOURCE,
+        meta.get("title") or cid,
+        (meta.get("description") or "").strip(),
+        _as_tuple(meta.get("keywords")),
+        platform,
+        _as_tuple(meta.get("instruments")),
+        str(meta.get("processing:level") or ""),
+        str(meta.get("license") or ""),
+        meta.get("extent") or {},
+    )
 
 
 def eodag_docs() -> list[Doc]:
@@ -69,9 +87,18 @@ def _stac_doc(col: dict) -> Doc:
     platform = ", ".join(str(p) for p in summaries.get("platform", []) + summaries.get("constellation", []))
     instruments = _as_tuple(summaries.get("instruments"))
     level = ", ".join(str(v) for v in summaries.get("processing:level", []))
-    return Doc(col["id"], DEMO_SOURCE, col.get("title") or col["id"], (col.get("description") or "").strip(),
-               _as_tuple(col.get("keywords")), platform, instruments, level, str(col.get("license") or ""),
-               col.get("extent") or {})
+    return Doc(
+        col["id"],
+        DEMO_SOURCE,
+        col.get("title") or col["id"],
+        (col.get("description") or "").strip(),
+        _as_tuple(col.get("keywords")),
+        platform,
+        instruments,
+        level,
+        str(col.get("license") or ""),
+        col.get("extent") or {},
+    )
 
 
 def demo_collections() -> list[dict]:
@@ -117,14 +144,27 @@ def stac_collection(doc: Doc) -> dict:
     """The doc as a STAC collection (for stock pgstac): same title, description and keywords."""
     bbox = [b for b in (doc.extent.get("spatial") or {}).get("bbox") or [] if _lon_lat(b)] or [WORLD]
     interval = (doc.extent.get("temporal") or {}).get("interval") or [[None, None]]
-    summaries = {k: v for k, v in (("platform", [doc.platform] if doc.platform else []),
-                                   ("instruments", list(doc.instruments)),
-                                   ("processing:level", [doc.processing_level] if doc.processing_level else []))
-                 if v}
+    summaries = {
+        k: v
+        for k, v in (
+            ("platform", [doc.platform] if doc.platform else []),
+            ("instruments", list(doc.instruments)),
+            ("processing:level", [doc.processing_level] if doc.processing_level else []),
+        )
+        if v
+    }
     return {
-        "type": "Collection", "stac_version": "1.0.0", "id": doc.id, "title": doc.title,
-        "description": doc.description or doc.title, "keywords": list(doc.keywords),
-        "license": doc.license or "other", "links": [], "summaries": summaries,
-        "extent": {"spatial": {"bbox": [list(b) for b in bbox]},
-                   "temporal": {"interval": [[_iso(a), _iso(b)] for a, b in interval]}},
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": doc.id,
+        "title": doc.title,
+        "description": doc.description or doc.title,
+        "keywords": list(doc.keywords),
+        "license": doc.license or "other",
+        "links": [],
+        "summaries": summaries,
+        "extent": {
+            "spatial": {"bbox": [list(b) for b in bbox]},
+            "temporal": {"interval": [[_iso(a), _iso(b)] for a, b in interval]},
+        },
     }

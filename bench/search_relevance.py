@@ -51,6 +51,7 @@ MIN_QUERIES = 48
 
 # --- judgments ---------------------------------------------------------------------------------------
 
+
 def split_of(q: str) -> str:
     """The fixed rule that puts a query in the holdout split (about a third), whoever wrote it."""
     return "holdout" if hashlib.sha256(q.encode()).digest()[0] % 3 == 0 else "dev"
@@ -59,8 +60,11 @@ def split_of(q: str) -> str:
 def load_judgments(path: Path = JUDGMENTS) -> list[dict]:
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh)
-    if not isinstance(data, dict) or not isinstance(data.get("queries"), list) or not all(
-            isinstance(q, dict) for q in data["queries"]):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("queries"), list)
+        or not all(isinstance(q, dict) for q in data["queries"])
+    ):
         raise ValueError(f"{path}: expected a mapping with a list of queries under 'queries'")
     return data["queries"]
 
@@ -106,8 +110,9 @@ def problems(queries: list[dict], corpus_ids: set[str]) -> list[str]:
 
 # --- metrics -----------------------------------------------------------------------------------------
 
+
 def dcg(gains: Iterable[int]) -> float:
-    return sum((2 ** g - 1) / math.log2(i + 2) for i, g in enumerate(gains))
+    return sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(gains))
 
 
 def ndcg_at_k(ranked: Sequence[str], grades: dict[str, int], k: int = K) -> float:
@@ -143,6 +148,7 @@ def canonical(ids: Iterable[str], corpus_ids: set[str]) -> list[str]:
 
 # --- targets -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Answer:
     ids: list[str]
@@ -159,12 +165,14 @@ def http_search(client: httpx.Client, url: str) -> Callable[[str], list[str]]:
         if r.status_code != 200:
             raise RuntimeError(f"HTTP {r.status_code}: {r.text[:120]}")
         return [c.get("id") for c in r.json().get("collections", [])]
+
     return search
 
 
 def eodag_gateway(workdir: Path):
     os.environ.setdefault("EODAG_CFG_DIR", str(workdir / "eodag"))  # not the user's ~/.config/eodag
     from eodag import EODataAccessGateway
+
     return EODataAccessGateway()
 
 
@@ -176,6 +184,7 @@ def eodag_search(dag) -> Callable[[str], list[str]]:
             return [c.id for c in dag.guess_collection(free_text=q)]
         except NoMatchingCollection:
             return []
+
     return search
 
 
@@ -207,15 +216,38 @@ def stock_pgstac(stack: contextlib.ExitStack, workdir: Path):
         Loader(db).load_collections(iter([stac_collection(d) for d in load_corpus()]), insert_mode=Methods.upsert)
     parts = urlsplit(dsn)
     port = free_port()
-    server = start_server(stack, "stock stac-fastapi-pgstac", [
-        sys.executable, "-m", "uvicorn", "stac_fastapi.pgstac.app:create_app", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], {
-        "PGUSER": unquote(parts.username), "PGPASSWORD": unquote(parts.password), "PGHOST": parts.hostname,
-        "PGPORT": str(parts.port), "PGDATABASE": parts.path.strip("/")}, port, "/", workdir)
+    server = start_server(
+        stack,
+        "stock stac-fastapi-pgstac",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "stac_fastapi.pgstac.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        {
+            "PGUSER": unquote(parts.username),
+            "PGPASSWORD": unquote(parts.password),
+            "PGHOST": parts.hostname,
+            "PGPORT": str(parts.port),
+            "PGDATABASE": parts.path.strip("/"),
+        },
+        port,
+        "/",
+        workdir,
+    )
     yield server.url
 
 
 # --- the run -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class QueryResult:
@@ -230,8 +262,13 @@ class QueryResult:
     ms: list[float] = field(default_factory=list)
 
 
-def run_queries(queries: list[dict], searches: dict[str, Callable[[str], list[str]]], repeat: int,
-                corpus_ids: set[str], seed: int = 13) -> dict[str, list[QueryResult]]:
+def run_queries(
+    queries: list[dict],
+    searches: dict[str, Callable[[str], list[str]]],
+    repeat: int,
+    corpus_ids: set[str],
+    seed: int = 13,
+) -> dict[str, list[QueryResult]]:
     order = list(range(len(queries)))
     random.Random(seed).shuffle(order)
     names = list(searches)
@@ -245,9 +282,16 @@ def run_queries(queries: list[dict], searches: dict[str, Callable[[str], list[st
                 answer = timed_answer(searches[name], query["q"])
                 if i not in results[name]:  # relevance from the first round; latency from every round
                     ids = canonical(answer.ids, corpus_ids)
-                    results[name][i] = QueryResult(query["q"], query["lang"], query["split"], ids[:K],
-                                                   ndcg_at_k(ids, grades), recall_at_k(ids, grades),
-                                                   reciprocal_rank(ids, grades), answer.error)
+                    results[name][i] = QueryResult(
+                        query["q"],
+                        query["lang"],
+                        query["split"],
+                        ids[:K],
+                        ndcg_at_k(ids, grades),
+                        recall_at_k(ids, grades),
+                        reciprocal_rank(ids, grades),
+                        answer.error,
+                    )
                 results[name][i].ms.append(answer.ms)
     return {n: [r[i] for i in range(len(queries))] for n, r in results.items()}
 
@@ -258,9 +302,19 @@ def rescored(rows: list[QueryResult], queries: list[dict], keep: set[str]) -> li
     for row, query in zip(rows, queries, strict=True):
         grades = {j["id"]: j["grade"] for j in query["judgments"] if j["id"] in keep}
         if grades:
-            out.append(QueryResult(row.q, row.lang, row.split, row.ids, ndcg_at_k(row.ids, grades),
-                                   recall_at_k(row.ids, grades), reciprocal_rank(row.ids, grades), row.error,
-                                   row.ms))
+            out.append(
+                QueryResult(
+                    row.q,
+                    row.lang,
+                    row.split,
+                    row.ids,
+                    ndcg_at_k(row.ids, grades),
+                    recall_at_k(row.ids, grades),
+                    reciprocal_rank(row.ids, grades),
+                    row.error,
+                    row.ms,
+                )
+            )
     return out
 
 
@@ -273,7 +327,8 @@ def summary(rows: list[QueryResult]) -> dict:
         "mrr@10": round(statistics.fmean(r.rr for r in rows), 3),
         "zero_result_rate": round(sum(not r.ids for r in rows) / len(rows), 3),
         "errors": sum(r.error is not None for r in rows),
-        "p50_ms": round(percentile(ms, 50), 1), "p95_ms": round(percentile(ms, 95), 1),
+        "p50_ms": round(percentile(ms, 50), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
     }
 
 
@@ -288,15 +343,19 @@ def groups(rows: list[QueryResult]) -> dict[str, list[QueryResult]]:
 
 
 def print_table(figures: dict[str, dict[str, dict]]) -> None:
-    head = f"{'target':8} {'slice':14} {'n':>3} {'nDCG@10':>8} {'R@10':>6} {'MRR':>6} {'zero':>6} {'err':>4} " \
-           f"{'p50 ms':>8} {'p95 ms':>8}"
+    head = (
+        f"{'target':8} {'slice':14} {'n':>3} {'nDCG@10':>8} {'R@10':>6} {'MRR':>6} {'zero':>6} {'err':>4} "
+        f"{'p50 ms':>8} {'p95 ms':>8}"
+    )
     print(head)
     print("-" * len(head))
     for target, slices in figures.items():
         for name, s in slices.items():
-            print(f"{target:8} {name:14} {s['queries']:>3} {s['ndcg@10']:>8.3f} {s['recall@10']:>6.3f} "
-                  f"{s['mrr@10']:>6.3f} {s['zero_result_rate']:>6.2f} {s['errors']:>4} {s['p50_ms']:>8.1f} "
-                  f"{s['p95_ms']:>8.1f}")
+            print(
+                f"{target:8} {name:14} {s['queries']:>3} {s['ndcg@10']:>8.3f} {s['recall@10']:>6.3f} "
+                f"{s['mrr@10']:>6.3f} {s['zero_result_rate']:>6.2f} {s['errors']:>4} {s['p50_ms']:>8.1f} "
+                f"{s['p95_ms']:>8.1f}"
+            )
 
 
 def print_per_query(results: dict[str, list[QueryResult]]) -> None:
@@ -316,8 +375,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=3, help="rounds over the queries (latency samples), default 3")
     p.add_argument("--split", choices=("all", "dev", "holdout"), default="all")
     p.add_argument("--judgments", type=Path, default=JUDGMENTS)
-    p.add_argument("--per-query", action="store_true",
-                   help="also print each dev query's nDCG@10 per target (never the holdout's)")
+    p.add_argument(
+        "--per-query", action="store_true", help="also print each dev query's nDCG@10 per target (never the holdout's)"
+    )
     p.add_argument("--json", type=Path, help="also write every figure and per-query answer as JSON")
     p.add_argument("--self-check", action="store_true", help="validate the judgments file and exit")
     args = p.parse_args(argv)
@@ -342,8 +402,9 @@ def read_judgments(args: argparse.Namespace, corpus_ids: set[str]) -> list[dict]
     return queries
 
 
-def start_targets(args: argparse.Namespace, stack: contextlib.ExitStack, work: Path
-                  ) -> tuple[dict[str, Callable[[str], list[str]]], set[str] | None]:
+def start_targets(
+    args: argparse.Namespace, stack: contextlib.ExitStack, work: Path
+) -> tuple[dict[str, Callable[[str], list[str]]], set[str] | None]:
     """Each target's search, started in `work` and stopped with `stack`; and the collections EODAG can reach."""
     targets = [t for t in args.targets if t != "eolake" or args.eolake]
     if "eolake" in args.targets and not args.eolake:
@@ -375,8 +436,11 @@ def print_errors(results: dict[str, list[QueryResult]]) -> None:
 
 
 def print_ratios(figures: dict) -> None:
-    ratios = [f"{t}/pgstac nDCG@10 = {figures[t]['all']['ndcg@10'] / figures['pgstac']['all']['ndcg@10']:.2f}"
-              for t in figures if t != "pgstac" and "pgstac" in figures and figures["pgstac"]["all"]["ndcg@10"]]
+    ratios = [
+        f"{t}/pgstac nDCG@10 = {figures[t]['all']['ndcg@10'] / figures['pgstac']['all']['ndcg@10']:.2f}"
+        for t in figures
+        if t != "pgstac" and "pgstac" in figures and figures["pgstac"]["all"]["ndcg@10"]
+    ]
     if ratios:
         print("ratios: " + "; ".join(ratios))
 
@@ -390,8 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     if queries is None:
         return 1
     if args.self_check:
-        print(f"{len(queries)} queries, {sum(len(q['judgments']) for q in queries)} judgments over "
-              f"{len(corpus_ids)} collections: well-formed")
+        print(
+            f"{len(queries)} queries, {sum(len(q['judgments']) for q in queries)} judgments over "
+            f"{len(corpus_ids)} collections: well-formed"
+        )
         return 0
     if args.split != "all":
         queries = [q for q in queries if q["split"] == args.split]
@@ -410,9 +476,11 @@ def main(argv: list[str] | None = None) -> int:
         figures["eodag"]["reachable"] = summary(rescored(results["eodag"], queries, reachable))
     print()
     print(f"$ {command}")
-    print(f"{len(queries)} queries ({args.split}), {len(corpus_ids)} collections, {args.repeat} rounds, "
-          f"{elapsed:.0f} s; CPU {cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, "
-          f"after {load_average()}")
+    print(
+        f"{len(queries)} queries ({args.split}), {len(corpus_ids)} collections, {args.repeat} rounds, "
+        f"{elapsed:.0f} s; CPU {cpu_model()}, {os.cpu_count()} cores; load average before {load_before}, "
+        f"after {load_average()}"
+    )
     if args.per_query:
         print_per_query(results)
     print_table(figures)
@@ -420,9 +488,18 @@ def main(argv: list[str] | None = None) -> int:
     print_ratios(figures)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": command, "load_average_before": load_before, "figures": figures,
-            "queries": {t: [r.__dict__ for r in rows] for t, rows in results.items()}}, indent=1, ensure_ascii=False))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": command,
+                    "load_average_before": load_before,
+                    "figures": figures,
+                    "queries": {t: [r.__dict__ for r in rows] for t, rows in results.items()},
+                },
+                indent=1,
+                ensure_ascii=False,
+            )
+        )
         print(f"written: {args.json}")
     return 0
 

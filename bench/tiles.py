@@ -99,8 +99,9 @@ async def http_run(base: str, tiles, concurrency: int, max_seconds: float) -> tu
             z, x, y = queue.pop()
             t0 = time.perf_counter()
             try:
-                r = await client.get(f"{base}/collections/garonne-wse/items/{ITEM}/tiles/WebMercatorQuad/"
-                                     f"{z}/{x}/{y}.png?{QUERY}")
+                r = await client.get(
+                    f"{base}/collections/garonne-wse/items/{ITEM}/tiles/WebMercatorQuad/{z}/{x}/{y}.png?{QUERY}"
+                )
                 ok = r.status_code == 200
             except httpx.HTTPError:
                 ok = False
@@ -140,8 +141,10 @@ def cold_vs_repeated(base: str, repeats: int, tag: str) -> dict[str, float]:
     first, again, not_modified = [], [], []
     with httpx.Client(timeout=60) as client:
         for i in range(repeats):
-            url = (f"{base}/collections/garonne-wse/items/{ITEM}/tiles/WebMercatorQuad/12/2063/1495.png"
-                   f"?{QUERY}&return_mask=true&bench={tag}{i}")
+            url = (
+                f"{base}/collections/garonne-wse/items/{ITEM}/tiles/WebMercatorQuad/12/2063/1495.png"
+                f"?{QUERY}&return_mask=true&bench={tag}{i}"
+            )
             t0 = time.perf_counter()
             r = client.get(url)
             first.append(time.perf_counter() - t0)
@@ -180,18 +183,41 @@ def main(argv: list[str] | None = None) -> None:
         cog = str(data / "demo" / "hydrology" / "cog" / "garonne-wse-2023-01-01.tif")
         # Distinct tiles in every round too: no target's cache (ours renders once per URL) sees a repeat.
         pool = tiles_over(args.tiles * args.rounds)
-        per_round = [pool[r * args.tiles:(r + 1) * args.tiles] for r in range(args.rounds)]
+        per_round = [pool[r * args.tiles : (r + 1) * args.tiles] for r in range(args.rounds)]
         ours_port, stock_port = free_port(), free_port()
-        ours = stack.enter_context(process(
-            [sys.executable, "-m", "eolake_tiles"],
-            {"EOLAKE_TILES_DATABASE_URL": cluster.app_dsn(), "EOLAKE_TILES_STORAGE_PATH": str(data),
-             "EOLAKE_TILES_PORT": str(ours_port), "EOLAKE_TILES_PUBLIC_URL": f"http://127.0.0.1:{ours_port}",
-             "EOLAKE_TILES_LOG_LEVEL": "warning"},
-            root / "ours.log", f"http://127.0.0.1:{ours_port}/tiles", "/readyz"))
-        stock = stack.enter_context(process(
-            [sys.executable, "-m", "uvicorn", "titiler.pgstac.main:app", "--port", str(stock_port),
-             "--workers", "1"],
-            {"DATABASE_URL": cluster.app_dsn()}, root / "stock.log", f"http://127.0.0.1:{stock_port}", "/healthz"))
+        ours = stack.enter_context(
+            process(
+                [sys.executable, "-m", "eolake_tiles"],
+                {
+                    "EOLAKE_TILES_DATABASE_URL": cluster.app_dsn(),
+                    "EOLAKE_TILES_STORAGE_PATH": str(data),
+                    "EOLAKE_TILES_PORT": str(ours_port),
+                    "EOLAKE_TILES_PUBLIC_URL": f"http://127.0.0.1:{ours_port}",
+                    "EOLAKE_TILES_LOG_LEVEL": "warning",
+                },
+                root / "ours.log",
+                f"http://127.0.0.1:{ours_port}/tiles",
+                "/readyz",
+            )
+        )
+        stock = stack.enter_context(
+            process(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "titiler.pgstac.main:app",
+                    "--port",
+                    str(stock_port),
+                    "--workers",
+                    "1",
+                ],
+                {"DATABASE_URL": cluster.app_dsn()},
+                root / "stock.log",
+                f"http://127.0.0.1:{stock_port}",
+                "/healthz",
+            )
+        )
         targets = {
             "rio-tiler in-process": lambda ts: direct_run(cog, ts, args.concurrency),
             "stock titiler-pgstac": lambda ts: asyncio.run(http_run(stock, ts, args.concurrency, args.max_seconds)),
@@ -203,20 +229,21 @@ def main(argv: list[str] | None = None) -> None:
         results: dict[str, list] = {name: [[], 0, 0.0] for name in targets}
         names = list(targets)
         for r in range(args.rounds):
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 lat, err, wall = targets[name](per_round[r])
                 results[name][0] += lat
                 results[name][1] += err
                 results[name][2] += wall
-        print(f"\n{len(pool)} distinct tiles in {args.rounds} rounds, concurrency {args.concurrency}, "
-              f"zooms {sorted({t[0] for t in pool})}, one COG ({Path(cog).name})")
+        print(
+            f"\n{len(pool)} distinct tiles in {args.rounds} rounds, concurrency {args.concurrency}, "
+            f"zooms {sorted({t[0] for t in pool})}, one COG ({Path(cog).name})"
+        )
         print(f"{'target':24} {'tiles/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6}")
         figures = {}
         for name, (lat, err, wall) in results.items():
             rate = len(lat) / wall if wall else float("nan")
             figures[name] = (rate, percentile(lat, 95) * 1000)
-            print(f"{name:24} {rate:8.1f} {percentile(lat, 50) * 1000:8.1f} {percentile(lat, 95) * 1000:8.1f} "
-                  f"{err:6d}")
+            print(f"{name:24} {rate:8.1f} {percentile(lat, 50) * 1000:8.1f} {percentile(lat, 95) * 1000:8.1f} {err:6d}")
         ours_rate, ours_p95 = figures["eolake tiles"]
         for other in ("stock titiler-pgstac", "rio-tiler in-process"):
             rate, p95 = figures[other]
@@ -224,8 +251,10 @@ def main(argv: list[str] | None = None) -> None:
         print("\nfirst vs repeated tile (median ms over", args.repeats, "URLs)")
         for name, base in (("stock titiler-pgstac", stock), ("eolake tiles", ours)):
             c = cold_vs_repeated(base, args.repeats, name.split()[0])
-            print(f"{name:24} first {c['first']:7.1f}  repeated {c['repeated']:7.1f}  "
-                  f"If-None-Match {c['if-none-match']:7.1f}  (first/repeated x{c['first'] / c['repeated']:.1f})")
+            print(
+                f"{name:24} first {c['first']:7.1f}  repeated {c['repeated']:7.1f}  "
+                f"If-None-Match {c['if-none-match']:7.1f}  (first/repeated x{c['first'] / c['repeated']:.1f})"
+            )
         print(f"\n$ {command}")
 
 

@@ -23,9 +23,11 @@ from pathlib import Path
 HERE = Path(__file__).parent / "crds"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "eolake" / "crd-models"
 # apiVersion group → the package that models it.
-PACKAGES = {"postgresql.cnpg.io": "@kubernetes-models/cloudnative-pg",
-            "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
-            "gateway.networking.k8s.io": "@kubernetes-models/gateway-api"}
+PACKAGES = {
+    "postgresql.cnpg.io": "@kubernetes-models/cloudnative-pg",
+    "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+    "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
+}
 
 
 class ModelsUnavailable(RuntimeError):
@@ -45,8 +47,13 @@ def installed() -> Path:
     staging.mkdir(parents=True)
     for name in ("package.json", "package-lock.json"):
         shutil.copy(HERE / name, staging / name)
-    answer = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=staging,
-                            capture_output=True, text=True, timeout=600)
+    answer = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=staging,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if answer.returncode != 0:
         raise ModelsUnavailable(f"npm ci failed: {answer.stderr[-2000:]}")
     shutil.rmtree(root, ignore_errors=True)
@@ -76,8 +83,7 @@ def _values(root: Path, documents: list[dict]) -> list[tuple[int, str]]:
     batch = root / "documents.json"
     batch.write_text(json.dumps(items))
     shutil.copy(HERE / "validate.mjs", root / "validate.mjs")  # ES modules resolve packages from their own place
-    answer = subprocess.run(["node", "validate.mjs", batch.name], cwd=root, capture_output=True, text=True,
-                            timeout=300)
+    answer = subprocess.run(["node", "validate.mjs", batch.name], cwd=root, capture_output=True, text=True, timeout=300)
     if answer.returncode != 0:
         raise RuntimeError(f"validate.mjs failed: {answer.stderr[-2000:]}")
     return [tuple(p) for p in json.loads(answer.stdout)]
@@ -94,9 +100,24 @@ def _fields(root: Path, documents: list[dict]) -> list[tuple[int, str]]:
     source = root / "documents.ts"
     source.write_text("\n".join(lines) + "\n")
     answer = subprocess.run(
-        [str(root / "node_modules" / ".bin" / "tsc"), "--noEmit", "--strict", "--skipLibCheck", "--module",
-         "nodenext", "--moduleResolution", "nodenext", "--target", "es2022", source.name],
-        cwd=root, capture_output=True, text=True, timeout=300)
+        [
+            str(root / "node_modules" / ".bin" / "tsc"),
+            "--noEmit",
+            "--strict",
+            "--skipLibCheck",
+            "--module",
+            "nodenext",
+            "--moduleResolution",
+            "nodenext",
+            "--target",
+            "es2022",
+            source.name,
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     errors = re.findall(r"^documents\.ts\((\d+),\d+\): error TS\d+: (.*)$", answer.stdout, re.M)
     if answer.returncode != 0 and not errors:
         raise RuntimeError(f"tsc failed: {answer.stdout[-2000:]}{answer.stderr[-2000:]}")

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # A small Dockerfile parser: instructions (continuations joined, comments dropped) grouped into stages.
 # ----------------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Instruction:
     cmd: str
@@ -29,7 +30,7 @@ class Instruction:
         rest = self.args
         while m := re.match(r"--([\w-]+)(?:=(\S*))?\s*", rest):
             flags.setdefault(m.group(1), m.group(2) or "")
-            rest = rest[m.end():]
+            rest = rest[m.end() :]
         return flags, rest
 
     def words(self) -> list[str]:
@@ -122,6 +123,7 @@ def context_copies(stage: Stage) -> list[tuple[Instruction, list[str], str]]:
 # a path is excluded when it or one of its parents matches, the last matching rule wins, `!` re-includes.
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _pattern_regex(pattern: str) -> re.Pattern[str]:
     out, i = "", 0
     while i < len(pattern):
@@ -138,7 +140,7 @@ def _pattern_regex(pattern: str) -> re.Pattern[str]:
         elif c == "?":
             out += "[^/]"
         elif c == "[" and (end := pattern.find("]", i + 1)) != -1:
-            body = pattern[i + 1:end]
+            body = pattern[i + 1 : end]
             out += "[" + ("^" + body[1:] if body.startswith("!") else body) + "]"
             i = end + 1
             continue

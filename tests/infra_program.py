@@ -47,8 +47,11 @@ class Program:
         return found[0]
 
     def recorded(self, kind: str, name: str) -> render.Recorded:
-        return next(r for r in self.resources
-                    if r.manifest and r.manifest["kind"] == kind and r.manifest["metadata"]["name"] == name)
+        return next(
+            r
+            for r in self.resources
+            if r.manifest and r.manifest["kind"] == kind and r.manifest["metadata"]["name"] == name
+        )
 
     def type_of(self, urn: str) -> str:
         return self.by_urn[urn].type
@@ -63,8 +66,10 @@ def program(stack: str) -> Program:
 @functools.cache
 def rendered_files(stack: str) -> dict[str, str]:
     """File name → text, as `eolake render` writes it (with cluster/ for a stack that provisions its cluster)."""
-    return {**{name: render.dump(doc) for name, doc in render.documents(program(stack).resources).items()},
-            **render.user_data(stack)}
+    return {
+        **{name: render.dump(doc) for name, doc in render.documents(program(stack).resources).items()},
+        **render.user_data(stack),
+    }
 
 
 @functools.cache
@@ -89,27 +94,38 @@ RECOVERY_TARGET = "2026-01-31T10:41:00+00:00"
 
 def recovering(platform: dict) -> None:
     """prod after a bad ingest: a new cluster, restored from eolake-db's backups up to a minute before it."""
-    platform["kubernetes"]["postgres"] |= {"cluster_name": "eolake-db-2",
-                                           "recovery": {"source": "eolake-db", "target_time": RECOVERY_TARGET}}
+    platform["kubernetes"]["postgres"] |= {
+        "cluster_name": "eolake-db-2",
+        "recovery": {"source": "eolake-db", "target_time": RECOVERY_TARGET},
+    }
 
 
 def own_gateway(platform: dict) -> None:
     """prod behind Gateway API: its own Gateway (Envoy Gateway's class), proxies in envoy-gateway-system."""
-    platform["kubernetes"]["ingress"] |= {"kind": "gateway", "gateway": {"class_name": "eg"},
-                                          "controller_namespace": "envoy-gateway-system", "controller_labels": None}
+    platform["kubernetes"]["ingress"] |= {
+        "kind": "gateway",
+        "gateway": {"class_name": "eg"},
+        "controller_namespace": "envoy-gateway-system",
+        "controller_labels": None,
+    }
 
 
 def shared_gateway(platform: dict) -> None:
     """staging attached to a Gateway another team runs (Istio's ingress gateway pods in istio-ingress)."""
-    platform["kubernetes"]["ingress"] = {"kind": "gateway",
-                                         "gateway": {"name": "public", "namespace": "gateways", "section": "https"},
-                                         "controller_namespace": "istio-ingress",
-                                         "controller_labels": {"istio": "ingressgateway"}}
+    platform["kubernetes"]["ingress"] = {
+        "kind": "gateway",
+        "gateway": {"name": "public", "namespace": "gateways", "section": "https"},
+        "controller_namespace": "istio-ingress",
+        "controller_labels": {"istio": "ingressgateway"},
+    }
 
 
 # Stacks the tests derive from the committed ones: label → (stack, edit of its platform).
-VARIANTS = {"prod-recovery": ("prod", recovering), "prod-gateway": ("prod", own_gateway),
-            "staging-shared-gateway": ("staging", shared_gateway)}
+VARIANTS = {
+    "prod-recovery": ("prod", recovering),
+    "prod-gateway": ("prod", own_gateway),
+    "staging-shared-gateway": ("staging", shared_gateway),
+}
 
 
 @functools.cache

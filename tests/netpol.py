@@ -65,9 +65,15 @@ CNPG_GROUP = "postgresql.cnpg.io/"
 CNPG_INSTANCE_PORTS = {"postgresql": ("TCP", 5432), "metrics": ("TCP", 9187), "status": ("TCP", 8000)}
 CNPG_POOLER_PORTS = {"pgbouncer": ("TCP", 5432), "metrics": ("TCP", 9127)}
 # Where the pod template sits in each kind that makes pods.
-TEMPLATES = {"Deployment": ("spec", "template"), "StatefulSet": ("spec", "template"),
-             "DaemonSet": ("spec", "template"), "ReplicaSet": ("spec", "template"), "Job": ("spec", "template"),
-             "CronJob": ("spec", "jobTemplate", "spec", "template"), "Pod": ()}
+TEMPLATES = {
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "Pod": (),
+}
 
 
 @dataclass(frozen=True)
@@ -104,21 +110,37 @@ def ip(cidr: str, *ports: Port, name: str | None = None) -> IP:
     return IP(name or cidr, ipaddress.ip_network(cidr), frozenset(ports))
 
 
-def external(name: str, namespace: str, labels: Mapping[str, str], ports: Mapping[str, Port] | None = None,
-             namespace_labels: Mapping[str, str] | None = None) -> Workload:
+def external(
+    name: str,
+    namespace: str,
+    labels: Mapping[str, str],
+    ports: Mapping[str, Port] | None = None,
+    namespace_labels: Mapping[str, str] | None = None,
+) -> Workload:
     """Pods that are not in the manifests; ``ports`` maps each port's name to its (protocol, port)."""
     ports = ports or {}
     return Workload(name, namespace, labels, frozenset(ports.values()), ports, namespace_labels or {})
 
 
-INGRESS_NGINX = external("ingress-nginx", "ingress-nginx",
-                         {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
-                         {"http": ("TCP", 80), "https": ("TCP", 443)})
+INGRESS_NGINX = external(
+    "ingress-nginx",
+    "ingress-nginx",
+    {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
+    {"http": ("TCP", 80), "https": ("TCP", 443)},
+)
 PROMETHEUS = external("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, {"web": ("TCP", 9090)})
-KUBE_DNS = external("kube-dns", "kube-system", {"k8s-app": "kube-dns"},
-                    {"dns": ("UDP", 53), "dns-tcp": ("TCP", 53), "metrics": ("TCP", 9153)})
-CNPG_OPERATOR = external("cnpg-operator", "cnpg-system", {"app.kubernetes.io/name": "cloudnative-pg"},
-                         {"metrics": ("TCP", 8080), "webhook-server": ("TCP", 9443)})
+KUBE_DNS = external(
+    "kube-dns",
+    "kube-system",
+    {"k8s-app": "kube-dns"},
+    {"dns": ("UDP", 53), "dns-tcp": ("TCP", 53), "metrics": ("TCP", 9153)},
+)
+CNPG_OPERATOR = external(
+    "cnpg-operator",
+    "cnpg-system",
+    {"app.kubernetes.io/name": "cloudnative-pg"},
+    {"metrics": ("TCP", 8080), "webhook-server": ("TCP", 9443)},
+)
 INTERNET = ip("0.0.0.0/0", ("TCP", 443), name="internet")
 
 
@@ -130,10 +152,14 @@ def load(directory: str | Path) -> list[dict]:
 
 # --- workloads -----------------------------------------------------------------------------------------------
 
+
 def workloads(manifests: Iterable[dict]) -> list[Workload]:
     manifests = list(manifests)
-    spaces = {m["metadata"]["name"]: (m["metadata"].get("labels") or {})
-              for m in manifests if m.get("kind") == "Namespace" and m.get("apiVersion") == "v1"}
+    spaces = {
+        m["metadata"]["name"]: (m["metadata"].get("labels") or {})
+        for m in manifests
+        if m.get("kind") == "Namespace" and m.get("apiVersion") == "v1"
+    }
     return [w for m in manifests for w in _workloads(m, spaces)]
 
 
@@ -148,8 +174,9 @@ def _workloads(manifest: dict, spaces: Mapping[str, Mapping[str, str]]) -> list[
     found = [Workload(meta["name"], namespace, labels, ports, names, spaces.get(namespace, {}))]
     job = _cnpg_bootstrap_job(manifest) if cnpg else None
     if job:
-        found.append(Workload(f"{meta['name']}-{job['cnpg.io/jobRole']}", namespace, job, (), {},
-                              spaces.get(namespace, {})))
+        found.append(
+            Workload(f"{meta['name']}-{job['cnpg.io/jobRole']}", namespace, job, (), {}, spaces.get(namespace, {}))
+        )
     return found
 
 
@@ -160,8 +187,12 @@ def _cnpg_bootstrap_job(manifest: dict) -> dict[str, str] | None:
     bootstrap = (manifest.get("spec") or {}).get("bootstrap") or {"initdb": {}}
     role = "full-recovery" if "recovery" in bootstrap else next(iter(bootstrap))
     name = manifest["metadata"]["name"]
-    return {"app.kubernetes.io/managed-by": "cloudnative-pg", "cnpg.io/cluster": name, "cnpg.io/jobRole": role,
-            "cnpg.io/instanceName": f"{name}-1"}
+    return {
+        "app.kubernetes.io/managed-by": "cloudnative-pg",
+        "cnpg.io/cluster": name,
+        "cnpg.io/jobRole": role,
+        "cnpg.io/instanceName": f"{name}-1",
+    }
 
 
 def _template_pod(manifest: dict) -> tuple[dict, set[Port], dict[str, Port]] | None:
@@ -171,8 +202,9 @@ def _template_pod(manifest: dict) -> tuple[dict, set[Port], dict[str, Port]] | N
     for key in TEMPLATES[manifest["kind"]]:
         template = template.get(key) or {}
     spec = template.get("spec") or {}
-    declared = [p for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
-                for p in c.get("ports") or []]
+    declared = [
+        p for c in [*(spec.get("containers") or []), *(spec.get("initContainers") or [])] for p in c.get("ports") or []
+    ]
     ports = {(p.get("protocol", "TCP"), p["containerPort"]) for p in declared}
     names = {p["name"]: (p.get("protocol", "TCP"), p["containerPort"]) for p in declared if p.get("name")}
     return (template.get("metadata") or {}).get("labels") or {}, ports, names
@@ -183,20 +215,33 @@ def _cnpg_pod(manifest: dict) -> tuple[dict, set[Port], dict[str, Port]] | None:
     common = {"app.kubernetes.io/name": "postgresql", "app.kubernetes.io/managed-by": "cloudnative-pg"}
     if kind == "Cluster":
         inherited = (spec.get("inheritedMetadata") or {}).get("labels") or {}
-        labels = {**inherited, **common, "cnpg.io/cluster": name, "cnpg.io/podRole": "instance",
-                  "app.kubernetes.io/instance": name, "app.kubernetes.io/component": "database"}
+        labels = {
+            **inherited,
+            **common,
+            "cnpg.io/cluster": name,
+            "cnpg.io/podRole": "instance",
+            "app.kubernetes.io/instance": name,
+            "app.kubernetes.io/component": "database",
+        }
         return labels, set(CNPG_INSTANCE_PORTS.values()), CNPG_INSTANCE_PORTS
     if kind == "Pooler":
         cluster = (spec.get("cluster") or {}).get("name", "")
         template = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        labels = {**template, **common, "cnpg.io/poolerName": name, "cnpg.io/podRole": "pooler",
-                  "cnpg.io/cluster": cluster, "app.kubernetes.io/instance": cluster,
-                  "app.kubernetes.io/component": "pooler"}
+        labels = {
+            **template,
+            **common,
+            "cnpg.io/poolerName": name,
+            "cnpg.io/podRole": "pooler",
+            "cnpg.io/cluster": cluster,
+            "app.kubernetes.io/instance": cluster,
+            "app.kubernetes.io/component": "pooler",
+        }
         return labels, set(CNPG_POOLER_PORTS.values()), CNPG_POOLER_PORTS
     return None
 
 
 # --- selectors -----------------------------------------------------------------------------------------------
+
 
 def matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
     selector = selector or {}
@@ -220,6 +265,7 @@ def _expression(expression: Mapping[str, Any], labels: Mapping[str, str]) -> boo
 
 # --- policies ------------------------------------------------------------------------------------------------
 
+
 def _policies(manifests: Iterable[dict]) -> list[dict]:
     return [m for m in manifests if m.get("kind") == "NetworkPolicy"]
 
@@ -235,20 +281,28 @@ def _governing(policies: list[dict], endpoint: Endpoint, direction: str) -> list
     """The specs of the policies isolating ``endpoint`` for ``direction``; empty: not isolated."""
     if not isinstance(endpoint, Workload):
         return []
-    return [p["spec"] for p in policies
-            if p["metadata"].get("namespace", "default") == endpoint.namespace and direction in _types(p["spec"])
-            and matches(p["spec"].get("podSelector"), endpoint.labels)]
+    return [
+        p["spec"]
+        for p in policies
+        if p["metadata"].get("namespace", "default") == endpoint.namespace
+        and direction in _types(p["spec"])
+        and matches(p["spec"].get("podSelector"), endpoint.labels)
+    ]
 
 
-def _admits(specs: list[dict], direction: str, subject: Endpoint, peer: Endpoint, dst: Endpoint,
-            port: int, protocol: str) -> bool:
+def _admits(
+    specs: list[dict], direction: str, subject: Endpoint, peer: Endpoint, dst: Endpoint, port: int, protocol: str
+) -> bool:
     """Whether the policies isolating ``subject`` (if any) let a connection with ``peer`` to dst:port through."""
     if not specs:
         return True
     rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    return any(_peers_match(rule.get(peers_key), subject.namespace, peer)
-               and _ports_match(rule.get("ports"), dst, port, protocol)
-               for spec in specs for rule in spec.get(rules_key) or [])
+    return any(
+        _peers_match(rule.get(peers_key), subject.namespace, peer)
+        and _ports_match(rule.get("ports"), dst, port, protocol)
+        for spec in specs
+        for rule in spec.get(rules_key) or []
+    )
 
 
 def _peers_match(peers: list[dict] | None, namespace: str, endpoint: Endpoint) -> bool:
@@ -299,14 +353,17 @@ def _port_matches(entry: dict, dst: Endpoint, port: int, protocol: str) -> bool:
 
 # --- verdicts ------------------------------------------------------------------------------------------------
 
+
 def allowed(policies: Iterable[dict], src: Endpoint, dst: Endpoint, port: int, protocol: str = "TCP") -> bool:
     policies = _policies(policies)
-    return (_admits(_governing(policies, src, "Egress"), "Egress", src, dst, dst, port, protocol)
-            and _admits(_governing(policies, dst, "Ingress"), "Ingress", dst, src, dst, port, protocol))
+    return _admits(_governing(policies, src, "Egress"), "Egress", src, dst, dst, port, protocol) and _admits(
+        _governing(policies, dst, "Ingress"), "Ingress", dst, src, dst, port, protocol
+    )
 
 
-def flows(manifests: Iterable[dict], extra: Iterable[Endpoint] = (),
-          probes: Iterable[Port] = ()) -> set[tuple[str, str, str, int]]:
+def flows(
+    manifests: Iterable[dict], extra: Iterable[Endpoint] = (), probes: Iterable[Port] = ()
+) -> set[tuple[str, str, str, int]]:
     manifests = list(manifests)
     policies, endpoints, probes = _policies(manifests), [*workloads(manifests), *extra], set(probes)
     names = [e.name for e in endpoints]
@@ -314,9 +371,12 @@ def flows(manifests: Iterable[dict], extra: Iterable[Endpoint] = (),
         raise ValueError(f"endpoint names must be unique: {sorted(n for n in set(names) if names.count(n) > 1)}")
     egress = [_governing(policies, e, "Egress") for e in endpoints]
     ingress = [_governing(policies, e, "Ingress") for e in endpoints]
-    return {(src.name, dst.name, protocol, port)
-            for src, out in zip(endpoints, egress) for dst, into in zip(endpoints, ingress)
-            if not (isinstance(src, IP) and isinstance(dst, IP))
-            for protocol, port in dst.ports | probes
-            if _admits(out, "Egress", src, dst, dst, port, protocol)
-            and _admits(into, "Ingress", dst, src, dst, port, protocol)}
+    return {
+        (src.name, dst.name, protocol, port)
+        for src, out in zip(endpoints, egress)
+        for dst, into in zip(endpoints, ingress)
+        if not (isinstance(src, IP) and isinstance(dst, IP))
+        for protocol, port in dst.ports | probes
+        if _admits(out, "Egress", src, dst, dst, port, protocol)
+        and _admits(into, "Ingress", dst, src, dst, port, protocol)
+    }

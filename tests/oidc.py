@@ -26,9 +26,7 @@ def _rsa() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-KEYS: dict[str, Any] = {
-    "k1": _rsa(), "k2": _rsa(), "rogue": _rsa(), "ec1": ec.generate_private_key(ec.SECP256R1())
-}
+KEYS: dict[str, Any] = {"k1": _rsa(), "k2": _rsa(), "rogue": _rsa(), "ec1": ec.generate_private_key(ec.SECP256R1())}
 
 
 def _jwk(kid: str) -> dict[str, Any]:
@@ -80,7 +78,9 @@ class IdP:
 
     def config(self, **kw: Any) -> AuthConfig:
         base = dict(
-            oidc_issuer=self.issuer, oidc_audience=AUDIENCE, oidc_jwks_url=self.jwks_url,
+            oidc_issuer=self.issuer,
+            oidc_audience=AUDIENCE,
+            oidc_jwks_url=self.jwks_url,
             jwks_refresh_cooldown_seconds=0,
         )
         return AuthConfig(**{**base, **kw})
@@ -88,7 +88,11 @@ class IdP:
     def mint(self, kid: str = "k1", realm_roles: tuple[str, ...] = ("user",), **claims: Any) -> str:
         now = int(time.time())
         payload: dict[str, Any] = {
-            "iss": self.issuer, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300,
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "sub": "alice",
+            "iat": now,
+            "exp": now + 300,
             "realm_access": {"roles": list(realm_roles)},
         }
         payload.update(claims)
@@ -110,16 +114,31 @@ class CodeFlowIssuer:
 
     CODE_SECONDS = 60
 
-    def __init__(self, client_id: str, redirect_uris: list[str], users: dict[str, list[str]],
-                 audience: str = AUDIENCE, token_seconds: int = 3600, port: int = 0):
+    def __init__(
+        self,
+        client_id: str,
+        redirect_uris: list[str],
+        users: dict[str, list[str]],
+        audience: str = AUDIENCE,
+        token_seconds: int = 3600,
+        port: int = 0,
+    ):
         self.client_id, self.redirect_uris, self.users = client_id, list(redirect_uris), users
         self.audience, self.token_seconds = audience, token_seconds
         self.key = _rsa()
         public = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
         # A key id per key (the RFC 7638 thumbprint's digest): services that cached another key fetch this one.
-        self.kid = base64.urlsafe_b64encode(hashlib.sha256(json.dumps(
-            {k: public[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True).encode()).digest()
-        ).decode().rstrip("=")
+        self.kid = (
+            base64.urlsafe_b64encode(
+                hashlib.sha256(
+                    json.dumps(
+                        {k: public[k] for k in ("e", "kty", "n")}, separators=(",", ":"), sort_keys=True
+                    ).encode()
+                ).digest()
+            )
+            .decode()
+            .rstrip("=")
+        )
         self.jwk = {**public, "kid": self.kid, "use": "sig", "alg": "RS256"}
         self.codes: dict[str, dict[str, Any]] = {}
         self.issued: list[str] = []
@@ -128,8 +147,15 @@ class CodeFlowIssuer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_OPTIONS(self) -> None:  # CORS preflight of a browser client
-                self.send(204, b"", "text/plain", {"Access-Control-Allow-Methods": "GET, POST",
-                                                    "Access-Control-Allow-Headers": "Content-Type, Accept"})
+                self.send(
+                    204,
+                    b"",
+                    "text/plain",
+                    {
+                        "Access-Control-Allow-Methods": "GET, POST",
+                        "Access-Control-Allow-Headers": "Content-Type, Accept",
+                    },
+                )
 
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
@@ -183,11 +209,16 @@ class CodeFlowIssuer:
 
     def discovery(self) -> dict[str, Any]:
         return {
-            "issuer": self.issuer, "authorization_endpoint": self.issuer + "/authorize",
-            "token_endpoint": self.issuer + "/token", "jwks_uri": self.jwks_url,
-            "response_types_supported": ["code"], "grant_types_supported": ["authorization_code"],
-            "subject_types_supported": ["public"], "id_token_signing_alg_values_supported": ["RS256"],
-            "code_challenge_methods_supported": ["S256"], "token_endpoint_auth_methods_supported": ["none"],
+            "issuer": self.issuer,
+            "authorization_endpoint": self.issuer + "/authorize",
+            "token_endpoint": self.issuer + "/token",
+            "jwks_uri": self.jwks_url,
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none"],
             "scopes_supported": ["openid", "profile"],
         }
 
@@ -216,38 +247,68 @@ class CodeFlowIssuer:
         if user not in self.users:
             return back(error="access_denied", error_description=f"no user {user!r}")
         code = secrets.token_urlsafe(24)
-        self.codes[code] = {"redirect_uri": redirect, "challenge": params["code_challenge"], "user": user,
-                            "nonce": params.get("nonce"), "expires": time.time() + self.CODE_SECONDS}
+        self.codes[code] = {
+            "redirect_uri": redirect,
+            "challenge": params["code_challenge"],
+            "user": user,
+            "nonce": params.get("nonce"),
+            "expires": time.time() + self.CODE_SECONDS,
+        }
         back(code=code)
 
     def login_form(self, params: dict[str, str]) -> str:
-        hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                         for k, v in params.items() if k != "username")
-        return ("<!doctype html><html lang=en><title>Test identity provider</title><link rel=icon href=\"data:,\">"
-                "<h1>Sign in to the test identity provider</h1>"
-                f'<form method="post" action="/authorize">{hidden}'
-                '<label for="username">User name</label> <input id="username" name="username" autocomplete="username">'
-                ' <button type="submit" id="sign-in">Sign in</button></form>')
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in params.items()
+            if k != "username"
+        )
+        return (
+            '<!doctype html><html lang=en><title>Test identity provider</title><link rel=icon href="data:,">'
+            "<h1>Sign in to the test identity provider</h1>"
+            f'<form method="post" action="/authorize">{hidden}'
+            '<label for="username">User name</label> <input id="username" name="username" autocomplete="username">'
+            ' <button type="submit" id="sign-in">Sign in</button></form>'
+        )
 
     def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         if form.get("grant_type") != "authorization_code":
             return 400, {"error": "unsupported_grant_type"}
         grant = self.codes.pop(form.get("code", ""), None)  # a code is used once, even when refused
         verifier = form.get("code_verifier", "")
-        if (grant is None or time.time() > grant["expires"] or form.get("client_id") != self.client_id
-                or form.get("redirect_uri") != grant["redirect_uri"] or _s256(verifier) != grant["challenge"]):
+        if (
+            grant is None
+            or time.time() > grant["expires"]
+            or form.get("client_id") != self.client_id
+            or form.get("redirect_uri") != grant["redirect_uri"]
+            or _s256(verifier) != grant["challenge"]
+        ):
             self.refused.append("invalid_grant")
             return 400, {"error": "invalid_grant"}
         now, user = int(time.time()), grant["user"]
-        common = {"iss": self.issuer, "sub": user, "iat": now, "exp": now + self.token_seconds,
-                  "preferred_username": user}
-        access = {**common, "aud": self.audience, "azp": self.client_id, "scope": "openid",
-                  "realm_access": {"roles": self.users[user]}}
+        common = {
+            "iss": self.issuer,
+            "sub": user,
+            "iat": now,
+            "exp": now + self.token_seconds,
+            "preferred_username": user,
+        }
+        access = {
+            **common,
+            "aud": self.audience,
+            "azp": self.client_id,
+            "scope": "openid",
+            "realm_access": {"roles": self.users[user]},
+        }
         identity = {**common, "aud": self.client_id, **({"nonce": grant["nonce"]} if grant["nonce"] else {})}
         token = self.sign(access)
         self.issued.append(token)
-        return 200, {"access_token": token, "token_type": "Bearer", "expires_in": self.token_seconds, "scope": "openid",
-                     "id_token": self.sign(identity)}
+        return 200, {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": self.token_seconds,
+            "scope": "openid",
+            "id_token": self.sign(identity),
+        }
 
     def sign(self, claims: dict[str, Any]) -> str:
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})

@@ -50,22 +50,58 @@ FIRST_HOST = 10  # host n gets .10+n; .1 is this machine on the bridge
 IMAGE_UNUSED_DAYS = 7
 IMAGE_SIZE = "16G"  # sparse: only what is written takes space
 PACKAGES = (
-    "openssh-server", "sudo", "acl", "dbus", "iproute2", "ca-certificates", "python3-venv",
-    "postgresql", "postgresql-15-postgis-3", "pgbackrest",
-    "nginx", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-postgres-exporter",
+    "openssh-server",
+    "sudo",
+    "acl",
+    "dbus",
+    "iproute2",
+    "ca-certificates",
+    "python3-venv",
+    "postgresql",
+    "postgresql-15-postgis-3",
+    "pgbackrest",
+    "nginx",
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+    "prometheus-postgres-exporter",
 )
 # Installed packages would start their services at boot (this machine's root has several enabled): hosts start
 # with none of them, the roles enable what they manage. Timers that reach the network or hold the apt lock go too.
 DISABLED_UNITS = (
-    "postgresql", "nginx", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
-    "prometheus-postgres-exporter", "apt-daily.timer", "apt-daily-upgrade.timer", "man-db.timer",
-    "e2scrub_all.timer", "e2scrub_reap", "fstrim.timer", "dpkg-db-backup.timer", "systemd-timesyncd",
-    "rabbitmq-server", "epmd.socket", "epmd.service",  # the machine's broker (the local platform's events need it)
+    "postgresql",
+    "nginx",
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+    "prometheus-postgres-exporter",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "man-db.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap",
+    "fstrim.timer",
+    "dpkg-db-backup.timer",
+    "systemd-timesyncd",
+    "rabbitmq-server",
+    "epmd.socket",
+    "epmd.service",  # the machine's broker (the local platform's events need it)
 )
-SSHD_CONFIG = ("PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-               "UseDNS no\n")
-SSH_OPTIONS = ("-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-               "-o", "BatchMode=yes", "-o", "ConnectTimeout=5")
+SSHD_CONFIG = (
+    "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUseDNS no\n"
+)
+SSH_OPTIONS = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=5",
+)
 BOOT_TIMEOUT = 180
 POWEROFF_TIMEOUT = 45
 
@@ -97,6 +133,7 @@ def check_machine() -> None:
 
 
 # --- the image -------------------------------------------------------------------------------------------------
+
 
 def image_file() -> Path:
     return STATE / f"image-{hashlib.sha256(image_script().encode()).hexdigest()[:12]}.ext4"
@@ -137,8 +174,15 @@ def build_image(file: Path) -> None:
         (mnt / "work").mkdir()
         merged = mnt / "merged"
         merged.mkdir()
-        run("mount", "-t", "overlay", "overlay", "-o", f"lowerdir=/,upperdir={mnt}/upper,workdir={mnt}/work",
-            str(merged))
+        run(
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir=/,upperdir={mnt}/upper,workdir={mnt}/work",
+            str(merged),
+        )
         try:
             install_packages(merged)
         finally:
@@ -152,8 +196,21 @@ def build_image(file: Path) -> None:
 
 def in_image(merged: Path, script: str, timeout: float = 1800) -> None:
     """Run a shell script inside the image (not booted, this machine's network)."""
-    run("systemd-nspawn", "-q", "-D", str(merged), "--register=no", "--keep-unit", "--pipe",
-        "-E", "DEBIAN_FRONTEND=noninteractive", "/bin/sh", "-euc", script, timeout=timeout)
+    run(
+        "systemd-nspawn",
+        "-q",
+        "-D",
+        str(merged),
+        "--register=no",
+        "--keep-unit",
+        "--pipe",
+        "-E",
+        "DEBIAN_FRONTEND=noninteractive",
+        "/bin/sh",
+        "-euc",
+        script,
+        timeout=timeout,
+    )
 
 
 def install_packages(merged: Path) -> None:
@@ -168,9 +225,9 @@ def image_script() -> str:
     # and closes SSH sessions quickly (user-runtime-dir@0 fails and the host turns "degraded").
     return f"""
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends {' '.join(PACKAGES)} >/dev/null
+        apt-get install -y -qq --no-install-recommends {" ".join(PACKAGES)} >/dev/null
         rm -rf /etc/postgresql/*/main /var/lib/postgresql/*/main /var/log/postgresql/*
-        systemctl disable {' '.join(DISABLED_UNITS)} 2>/dev/null || true
+        systemctl disable {" ".join(DISABLED_UNITS)} 2>/dev/null || true
         systemctl enable ssh
         mkdir -p /var/lib/systemd/linger && touch /var/lib/systemd/linger/root
         rm -f /etc/ssh/ssh_host_*_key* && ssh-keygen -A -q
@@ -180,6 +237,7 @@ def image_script() -> str:
 
 
 # --- slots: one per run ----------------------------------------------------------------------------------------
+
 
 def process_alive(pid: int) -> bool:
     try:
@@ -195,8 +253,9 @@ def subnet_in_use(subnet: ipaddress.IPv4Network) -> bool:
     routes = json.loads(run("ip", "-j", "route", "show", "table", "all").stdout or "[]")
     for route in routes:
         with contextlib.suppress(ValueError):
-            if route.get("dst") not in (None, "default") and ipaddress.ip_network(route["dst"], strict=False) \
-                    .overlaps(subnet):
+            if route.get("dst") not in (None, "default") and ipaddress.ip_network(route["dst"], strict=False).overlaps(
+                subnet
+            ):
                 return True
     return False
 
@@ -287,6 +346,7 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.2):
 
 # --- hosts -----------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Host:
     """One booted host; `ssh` and `restart` are what tests use."""
@@ -307,14 +367,22 @@ class Host:
     def merged(self) -> Path:
         return self.directory / "merged"
 
-    def ssh(self, command: str, check: bool = True, timeout: float = 300, input: str | None = None) \
-            -> subprocess.CompletedProcess:
+    def ssh(
+        self, command: str, check: bool = True, timeout: float = 300, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run `command` on the host as root over SSH."""
-        result = subprocess.run(["ssh", *SSH_OPTIONS, "-i", str(self.key), f"root@{self.address}", command],
-                                capture_output=True, text=True, timeout=timeout, input=input)
+        result = subprocess.run(
+            ["ssh", *SSH_OPTIONS, "-i", str(self.key), f"root@{self.address}", command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"{self.name}: `{command}` failed ({result.returncode}):\n{result.stdout[-2000:]}"
-                               f"\n{result.stderr[-2000:]}")
+            raise RuntimeError(
+                f"{self.name}: `{command}` failed ({result.returncode}):\n{result.stdout[-2000:]}"
+                f"\n{result.stderr[-2000:]}"
+            )
         return result
 
     def restart(self) -> None:
@@ -326,19 +394,35 @@ class Host:
     def boot(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["systemd-nspawn", "-q", "-D", str(self.merged), f"--machine={self.machine}",
-                 f"--hostname={self.name}", "-b", "--register=no", "--link-journal=no", "--keep-unit",
-                 "--console=pipe", f"--network-namespace-path=/run/netns/{self.machine}",
-                 *(f"--bind={b}" for b in self.binds)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True)  # Ctrl-C reaches the tests, which then power hosts off in order
+                [
+                    "systemd-nspawn",
+                    "-q",
+                    "-D",
+                    str(self.merged),
+                    f"--machine={self.machine}",
+                    f"--hostname={self.name}",
+                    "-b",
+                    "--register=no",
+                    "--link-journal=no",
+                    "--keep-unit",
+                    "--console=pipe",
+                    f"--network-namespace-path=/run/netns/{self.machine}",
+                    *(f"--bind={b}" for b in self.binds),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # Ctrl-C reaches the tests, which then power hosts off in order
         self.boot_started = time.monotonic()
 
     def wait_ready(self) -> None:
         def sshd_answers() -> bool:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name}: systemd-nspawn exited ({self.process.returncode}):\n"
-                                   f"{self.log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"{self.name}: systemd-nspawn exited ({self.process.returncode}):\n"
+                    f"{self.log.read_text(errors='replace')[-3000:]}"
+                )
             with socket.socket() as s:
                 s.settimeout(1)
                 return s.connect_ex((self.address, 22)) == 0
@@ -361,8 +445,10 @@ class Host:
             return
         except subprocess.TimeoutExpired:
             tail = self.log.read_text(errors="replace")[-1500:]
-            print(f"{self.name}: no orderly shutdown within {POWEROFF_TIMEOUT} s, terminating it:\n{tail}",
-                  file=sys.stderr)
+            print(
+                f"{self.name}: no orderly shutdown within {POWEROFF_TIMEOUT} s, terminating it:\n{tail}",
+                file=sys.stderr,
+            )
         self.process.terminate()
         try:
             self.process.wait(30)
@@ -391,10 +477,17 @@ class Hosts(Mapping[str, Host]):
     def inventory(self, groups: Mapping[str, list[str]] | None = None) -> dict:
         """An Ansible inventory (YAML/JSON structure): every host with its connection, plus `groups` of them."""
         common_args = " ".join(SSH_OPTIONS)
-        hosts = {name: {"ansible_host": host.address, "ansible_user": "root",
-                        "ansible_ssh_private_key_file": str(self.key), "ansible_ssh_common_args": common_args,
-                        "ansible_python_interpreter": "/usr/bin/python3", "ansible_pipelining": True}
-                 for name, host in self._hosts.items()}
+        hosts = {
+            name: {
+                "ansible_host": host.address,
+                "ansible_user": "root",
+                "ansible_ssh_private_key_file": str(self.key),
+                "ansible_ssh_common_args": common_args,
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_pipelining": True,
+            }
+            for name, host in self._hosts.items()
+        }
         unknown = sorted({n for members in (groups or {}).values() for n in members} - set(hosts))
         if unknown:
             raise KeyError(f"inventory groups name unknown hosts: {', '.join(unknown)}")
@@ -403,8 +496,9 @@ class Hosts(Mapping[str, Host]):
 
 
 @contextlib.contextmanager
-def test_hosts(names: list[str] | tuple[str, ...] = ("db", "app", "proxy"),
-               binds: Mapping[str, list[str]] | None = None) -> Iterator[Hosts]:
+def test_hosts(
+    names: list[str] | tuple[str, ...] = ("db", "app", "proxy"), binds: Mapping[str, list[str]] | None = None
+) -> Iterator[Hosts]:
     """Boot `names` as hosts (in parallel) and yield them; everything is removed afterwards, whatever happens.
     `binds`: per host name, directories of this machine mounted into it (SOURCE:TARGET), e.g. one shared storage."""
     check_machine()
@@ -470,9 +564,16 @@ def create_hosts(slot: int, names: list[str], image: Path, binds: Mapping[str, l
     addresses = {name: str(network[FIRST_HOST + i]) for i, name in enumerate(names)}
     hosts = {}
     for i, name in enumerate(names):
-        host = Host(name=name, address=addresses[name], machine=prefix + name, directory=root / name,
-                    image=image_mount / "upper", key=key, log=root / f"{name}.log",
-                    binds=tuple(binds.get(name, ())))
+        host = Host(
+            name=name,
+            address=addresses[name],
+            machine=prefix + name,
+            directory=root / name,
+            image=image_mount / "upper",
+            key=key,
+            log=root / f"{name}.log",
+            binds=tuple(binds.get(name, ())),
+        )
         prepare_disk(host, addresses, key.with_suffix(".pub").read_text())
         wire(host, f"eo{slot}v{i}", bridge, gateway, network.prefixlen)
         hosts[name] = host
@@ -487,13 +588,21 @@ def prepare_disk(host: Host, addresses: dict[str, str], public_key: str) -> None
     (upper / "root" / ".ssh").chmod(0o700)
     (upper / "etc" / "machine-id").write_text(secrets.token_hex(16) + "\n")
     (upper / "etc" / "hostname").write_text(host.name + "\n")
-    (upper / "etc" / "hosts").write_text("127.0.0.1 localhost\n::1 localhost\n"
-                                         + "".join(f"{a} {n}\n" for n, a in addresses.items()))
+    (upper / "etc" / "hosts").write_text(
+        "127.0.0.1 localhost\n::1 localhost\n" + "".join(f"{a} {n}\n" for n, a in addresses.items())
+    )
     keys = upper / "root" / ".ssh" / "authorized_keys"
     keys.write_text(public_key)
     keys.chmod(0o600)
-    run("mount", "-t", "overlay", "overlay", "-o", f"lowerdir={host.image}:/,upperdir={upper},workdir={work}",
-        str(host.merged))
+    run(
+        "mount",
+        "-t",
+        "overlay",
+        "overlay",
+        "-o",
+        f"lowerdir={host.image}:/,upperdir={upper},workdir={work}",
+        str(host.merged),
+    )
 
 
 def wire(host: Host, veth: str, bridge: str, gateway: str, prefixlen: int) -> None:

@@ -33,8 +33,14 @@ def private_cluster(prefix: str = "eolake-test-pg-"):
 
 
 @contextmanager
-def service_process(module: str, env: dict[str, str], log: Path, probe: str = "/healthz", timeout: float = 60,
-                    own_public_url: bool = False):
+def service_process(
+    module: str,
+    env: dict[str, str],
+    log: Path,
+    probe: str = "/healthz",
+    timeout: float = 60,
+    own_public_url: bool = False,
+):
     """Start `python -m module` with env; yields its base URL once `probe` answers; SIGTERM at the end.
 
     `own_public_url`: the service's public URL is its own address, so the links it builds can be followed.
@@ -112,8 +118,11 @@ def moto_server(log: Path):
     """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
     port = free_port()
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         assert wait_until(lambda: _answers(url + "/moto-api/"), 60), f"moto server did not start: see {log}"
@@ -140,8 +149,12 @@ def catalog_only_stack(path: Path, name: str) -> Path:
 
     document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
     platform = document["config"]["eolake:platform"]
-    platform.update(name=name, services={"catalog": {"workers": 1, "pool_size": 2}}, providers=[],
-                    observability={"prometheus": False, "alertmanager": False})
+    platform.update(
+        name=name,
+        services={"catalog": {"workers": 1, "pool_size": 2}},
+        providers=[],
+        observability={"prometheus": False, "alertmanager": False},
+    )
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -170,13 +183,20 @@ class RunningPlatform:
         return {**os.environ, "EOLAKE_STATE_DIR": str(state or self.state), "COLUMNS": "200", "NO_COLOR": "1"}
 
     def cli(self, *args: str, state: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=self.env(state), cwd=ROOT,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "eolake.cli", *args],
+            env=self.env(state),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def up(self) -> subprocess.CompletedProcess:
         result = self.cli("up", "--port", str(self.port), timeout=UP_TIMEOUT)
-        assert result.returncode == 0, f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}" \
-                                       f"\n{self.log_tail()}"
+        assert result.returncode == 0, (
+            f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n{self.log_tail()}"
+        )
         return result
 
     def log_tail(self, lines: int = 40) -> str:

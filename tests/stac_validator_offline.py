@@ -71,29 +71,43 @@ def patient_requests(attempts: int = 20):
         def waited(_state) -> float:
             return wait["seconds"]
 
-        @retry(retry=retry_if_result(_rate_limited), stop=stop_after_attempt(attempts), wait=waited,
-               retry_error_callback=lambda state: state.outcome.result())
+        @retry(
+            retry=retry_if_result(_rate_limited),
+            stop=stop_after_attempt(attempts),
+            wait=waited,
+            retry_error_callback=lambda state: state.outcome.result(),
+        )
         def attempt():
             response = real(session, request, **kwargs)
             wait["seconds"] = float(response.headers.get("Retry-After", "1")) if _rate_limited(response) else 0
             return response
+
         return attempt()
 
     with mock.patch.object(requests.Session, "send", send):
         yield
 
 
-def validate(root_url: str, classes: list[str], collection: str, geometry: dict, headers: dict | None = None,
-             **options) -> tuple[list[str], list[str]]:
+def validate(
+    root_url: str, classes: list[str], collection: str, geometry: dict, headers: dict | None = None, **options
+) -> tuple[list[str], list[str]]:
     """stac-api-validator's (warnings, errors) for `classes` of the API at root_url."""
     from stac_api_validator.validations import QueryConfig, validate_api
 
     query = QueryConfig(**{f: options.pop(f, None) for f in QueryConfig.__dataclass_fields__})
     with offline_schemas(), patient_requests():
         warnings, errors = validate_api(
-            root_url=root_url, ccs_to_validate=classes, collection=collection, geometry=json.dumps(geometry),
-            auth_bearer_token=None, auth_query_parameter=None,
+            root_url=root_url,
+            ccs_to_validate=classes,
+            collection=collection,
+            geometry=json.dumps(geometry),
+            auth_bearer_token=None,
+            auth_query_parameter=None,
             fields_nested_property=options.pop("fields_nested_property", None),
-            validate_pagination=options.pop("validate_pagination", False), query_config=query,
-            transaction_collection=None, headers=headers, open_assets_urls=False)
+            validate_pagination=options.pop("validate_pagination", False),
+            query_config=query,
+            transaction_collection=None,
+            headers=headers,
+            open_assets_urls=False,
+        )
     return [m for _, m in warnings.errors], [m for _, m in errors.errors]

@@ -27,13 +27,30 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 def test_acceptance_suites_pass(platform: Platform):
     output = platform.root / "results"
     result = subprocess.run(
-        [sys.executable, str(RUNNER), "--base-url", platform.base_url, "--outputdir", str(output),
-         "--admin-key-file", str(platform.state / "admin.key"), "--user-key-file", str(platform.state / "user.key")],
-        env=platform.env(), cwd=ROOT, capture_output=True, text=True, timeout=560,
+        [
+            sys.executable,
+            str(RUNNER),
+            "--base-url",
+            platform.base_url,
+            "--outputdir",
+            str(output),
+            "--admin-key-file",
+            str(platform.state / "admin.key"),
+            "--user-key-file",
+            str(platform.state / "user.key"),
+        ],
+        env=platform.env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=560,
     )
     failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("| FAIL |")]
-    assert result.returncode == 0, f"{result.returncode} acceptance test(s) failed:\n" + "\n".join(failed) + \
-        f"\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}\n{platform.log_tail()}"
+    assert result.returncode == 0, (
+        f"{result.returncode} acceptance test(s) failed:\n"
+        + "\n".join(failed)
+        + f"\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}\n{platform.log_tail()}"
+    )
     assert (output / "output.xml").exists()
     # The last statistics line is the whole run's; with both keys and the demo data nothing may be skipped.
     totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", result.stdout, re.M)[-1]

@@ -34,10 +34,14 @@ def test_no_receivers_configured_sends_nothing():
 
 
 def test_webhooks_and_email_fill_the_named_receivers_and_the_heartbeat_never_resolves():
-    config = alertmanager_config(ROUTES, observability(
-        page=[{"webhook": "https://pager.example.org/x"}, {"email": "oncall@example.org"}],
-        heartbeat=[{"webhook": "https://hb.example.org/ping"}],
-        smtp={"smarthost": "mail.example.org:587", "sender": "eolake@example.org"}))
+    config = alertmanager_config(
+        ROUTES,
+        observability(
+            page=[{"webhook": "https://pager.example.org/x"}, {"email": "oncall@example.org"}],
+            heartbeat=[{"webhook": "https://hb.example.org/ping"}],
+            smtp={"smarthost": "mail.example.org:587", "sender": "eolake@example.org"},
+        ),
+    )
     page = receiver(config, "page")
     assert page["webhook_configs"] == [{"url": "https://pager.example.org/x", "send_resolved": True}]
     assert page["email_configs"] == [{"to": "oncall@example.org", "send_resolved": True}]
@@ -55,22 +59,31 @@ def test_the_local_webhook_is_added_to_every_receiver():
 
 @pytest.mark.skipif(not shutil.which("amtool"), reason="amtool (Debian package prometheus-alertmanager) missing")
 def test_generated_configuration_passes_amtool(tmp_path):
-    config = alertmanager_config(ROUTES, observability(
-        page=[{"webhook": "https://pager.example.org/x"}], ticket=[{"email": "team@example.org"}],
-        smtp={"smarthost": "mail.example.org:587", "sender": "eolake@example.org"}), local_webhook="http://127.0.0.1:9")
+    config = alertmanager_config(
+        ROUTES,
+        observability(
+            page=[{"webhook": "https://pager.example.org/x"}],
+            ticket=[{"email": "team@example.org"}],
+            smtp={"smarthost": "mail.example.org:587", "sender": "eolake@example.org"},
+        ),
+        local_webhook="http://127.0.0.1:9",
+    )
     path = tmp_path / "alertmanager.yml"
     path.write_text(yaml.safe_dump(config))
     check = subprocess.run(["amtool", "check-config", str(path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
-@pytest.mark.parametrize("receivers, message", [
-    ({"page": [{"email": "a@example.org"}]}, "needs receivers.smtp"),
-    ({"page": [{"webhook": "https://x.example.org", "email": "a@example.org"}]}, "either"),
-    ({"page": [{}]}, "either"),
-    ({"page": [{"webhook": "not a url"}]}, "URL"),
-    ({"pager": []}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "receivers, message",
+    [
+        ({"page": [{"email": "a@example.org"}]}, "needs receivers.smtp"),
+        ({"page": [{"webhook": "https://x.example.org", "email": "a@example.org"}]}, "either"),
+        ({"page": [{}]}, "either"),
+        ({"page": [{"webhook": "not a url"}]}, "URL"),
+        ({"pager": []}, "Extra inputs"),
+    ],
+)
 def test_bad_receivers_are_refused(receivers, message):
     with pytest.raises(ValidationError, match=message):
         observability(**receivers)
@@ -95,8 +108,16 @@ def outbox(tmp_path):
 
 
 def notification(i: int) -> dict:
-    return {"status": "firing", "alerts": [{"status": "firing", "labels": {
-        "alertname": f"A{i}", "severity": "page", "service": "tiles"}, "annotations": {"summary": "s"}}]}
+    return {
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": f"A{i}", "severity": "page", "service": "tiles"},
+                "annotations": {"summary": "s"},
+            }
+        ],
+    }
 
 
 def test_the_outbox_records_notifications_and_refuses_bad_bodies(outbox):

@@ -187,8 +187,10 @@ def test_alg_none(http: httpx.Client, idp: IdP) -> None:
 
 def test_hs256_signed_with_public_key(http: httpx.Client, idp: IdP) -> None:
     claims = jwt.decode(idp.mint(), options={"verify_signature": False})
-    pem = KEYS["k1"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        KEYS["k1"]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     signing_input = _unsigned({"alg": "HS256", "typ": "JWT", "kid": "k1"}, claims)
     token = signing_input + "." + _b64(hmac.new(pem, signing_input.encode(), hashlib.sha256).digest())
@@ -289,9 +291,7 @@ def test_api_key(http: httpx.Client, keys_file: Path) -> None:
     assert key.startswith("eol_")
     r = http.get("/admin", headers={"X-API-Key": key})
     assert r.status_code == 200, r.text
-    assert r.json() == {
-        "subject": "apikey:ingest-bot", "kind": "apikey", "roles": ["admin", "public", "user"]
-    }
+    assert r.json() == {"subject": "apikey:ingest-bot", "kind": "apikey", "roles": ["admin", "public", "user"]}
 
 
 def test_api_key_role_is_enforced(http: httpx.Client, keys_file: Path) -> None:

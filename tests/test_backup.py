@@ -78,18 +78,23 @@ def test_a_point_in_time_restore_keeps_what_came_before_and_drops_what_came_afte
 
     rto = backups.restore(target)
     rows = [r[0] for r in execute(cluster, "SELECT id FROM orders ORDER BY id")]
-    print(f"restore (RTO) {rto:.1f} s; RPO: writes archived within archive_timeout 60 s, here "
-          f"{(lost_at - target).total_seconds():.2f} s of writes after the target dropped by design")
+    print(
+        f"restore (RTO) {rto:.1f} s; RPO: writes archived within archive_timeout 60 s, here "
+        f"{(lost_at - target).total_seconds():.2f} s of writes after the target dropped by design"
+    )
     assert rows == [1, 2]
     execute(cluster, "INSERT INTO orders VALUES (4, 'the restored cluster takes writes')")
     assert [s.kind for s in backups.sets()] == ["full"]
 
 
-@pytest.mark.parametrize("target, message", [
-    (datetime(2000, 1, 1, tzinfo=UTC), "no backup ended before"),
-    (datetime.now(UTC) + timedelta(days=1), "in the future"),
-    (datetime(2030, 1, 1), "time zone"),
-])
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        (datetime(2000, 1, 1, tzinfo=UTC), "no backup ended before"),
+        (datetime.now(UTC) + timedelta(days=1), "in the future"),
+        (datetime(2030, 1, 1), "time zone"),
+    ],
+)
 def test_bad_restore_targets_are_refused_before_anything_changes(backed_up, target, message):
     cluster, backups = backed_up
     before = execute(cluster, "SELECT count(*) FROM pg_class")[0][0] if cluster.running else None
@@ -107,8 +112,9 @@ def test_a_restore_while_running_is_refused(backed_up):
 
 def cli(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "EOLAKE_STATE_DIR": str(state), "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "eolake.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.slow
@@ -120,8 +126,14 @@ def test_backup_and_restore_commands_on_a_running_platform(tmp_path):
     state.mkdir()
     (state / "demo-loaded").write_text("{}")  # the restore is about the database, not the demo data
     try:
-        up = cli(state, "up", "--stack", str(catalog_only_stack(tmp_path / "Pulumi.backup.yaml", "backup-test")),
-                 "--port", str(free_port()))
+        up = cli(
+            state,
+            "up",
+            "--stack",
+            str(catalog_only_stack(tmp_path / "Pulumi.backup.yaml", "backup-test")),
+            "--port",
+            str(free_port()),
+        )
         assert up.returncode == 0, up.stdout + up.stderr
         cluster = PostgresCluster(state / "postgres")
         assert wait_until(lambda: "full" in cli(state, "backup", "--list").stdout, 120), "no backup at start"

@@ -49,8 +49,19 @@ class ForeignCluster:
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "someone", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1",
+            "start",
+        )
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
@@ -84,8 +95,9 @@ def foreign():
 
 def eolake(state: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([str(BOOTSTRAP), "--state-dir", str(state), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [str(BOOTSTRAP), "--state-dir", str(state), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def describe(result: subprocess.CompletedProcess) -> str:
@@ -104,8 +116,9 @@ def test_bootstrap_and_platform_leave_a_foreign_cluster_alone(foreign, tmp_path)
     try:
         status = eolake(state, "status")
         assert status.returncode == 3 and "not running" in status.stdout, describe(status)
-        assert "installing" not in status.stderr, f"the bootstrap installed something on a ready machine:\n" \
-                                                  f"{status.stderr}"
+        assert "installing" not in status.stderr, (
+            f"the bootstrap installed something on a ready machine:\n{status.stderr}"
+        )
 
         up = eolake(state, "up", "--stack", str(stack), "--port", str(free_port()))
         assert up.returncode == 0, describe(up) + _tail(state / "logs" / "supervisor.log")
@@ -147,8 +160,9 @@ def distribution_clusters() -> list[str]:
     bootstrap once stopped the one that was online."""
     if not shutil.which("pg_lsclusters"):
         return []
-    return sorted(subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout
-                  .splitlines())
+    return sorted(
+        subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout.splitlines()
+    )
 
 
 def killed_service_comes_back_within_its_bound(state: Path) -> None:
@@ -158,8 +172,11 @@ def killed_service_comes_back_within_its_bound(state: Path) -> None:
     catalog = runtime["services"]["catalog"]
     assert catalog["memory_limit"] == 2**30  # the spec's default resources.memory_limit, 1Gi
     if runtime["memory_bound"].startswith("cgroup"):
-        group = next(line.split(":", 2)[2] for line in Path(f"/proc/{catalog['pid']}/cgroup").read_text().splitlines()
-                     if "memory" in line.split(":")[1].split(",") or line.startswith("0::"))
+        group = next(
+            line.split(":", 2)[2]
+            for line in Path(f"/proc/{catalog['pid']}/cgroup").read_text().splitlines()
+            if "memory" in line.split(":")[1].split(",") or line.startswith("0::")
+        )
         assert group.endswith(f"/eolake-{runtime['pid']}/catalog")
     os.kill(catalog["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 120

@@ -15,8 +15,16 @@ from eolake_kit.bounds import OutOfBounds, check_body, check_cql2, check_json_te
 from eolake_spec import Limits
 from servers import served
 
-LIMITS = Limits(body_bytes=4096, query_bytes=1024, path_bytes=512, header_count=20, header_bytes=4096,
-                request_seconds=1, statement_seconds=0.5, body_idle_seconds=0.5)
+LIMITS = Limits(
+    body_bytes=4096,
+    query_bytes=1024,
+    path_bytes=512,
+    header_count=20,
+    header_bytes=4096,
+    request_seconds=1,
+    statement_seconds=0.5,
+    body_idle_seconds=0.5,
+)
 
 
 def refused(call, *args) -> OutOfBounds:
@@ -70,8 +78,7 @@ def test_geometry_positions_and_coordinates():
     ring = [[i / 1000, 0.0] for i in range(20_001)]
     polygon = {"type": "Polygon", "coordinates": [ring]}
     assert "exceeds 10000 positions" in refused(check_search, {"intersects": polygon}, Limits()).detail
-    assert "exceeds 10000 positions" in refused(check_body, {"type": "Feature", "geometry": polygon},
-                                                Limits()).detail
+    assert "exceeds 10000 positions" in refused(check_body, {"type": "Feature", "geometry": polygon}, Limits()).detail
     bad = {"type": "Point", "coordinates": [200, 0]}
     assert "longitude/latitude" in refused(check_search, {"intersects": bad}, Limits()).detail
     assert "bbox out of range" in refused(check_search, {"bbox": "0,0,190,10"}, Limits()).detail
@@ -92,6 +99,7 @@ def test_nested_search_in_a_body_is_checked():
 
 
 # --- the middleware on a real server -----------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def service():

@@ -14,20 +14,33 @@ PROBLEM = "application/problem+json"
 
 def collection(cid: str) -> dict:
     return {
-        "type": "Collection", "stac_version": "1.0.0", "id": cid, "description": f"test collection {cid}",
-        "license": "CC-BY-4.0", "links": [],
-        "extent": {"spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
-                   "temporal": {"interval": [["2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"]]}},
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": cid,
+        "description": f"test collection {cid}",
+        "license": "CC-BY-4.0",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
+            "temporal": {"interval": [["2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"]]},
+        },
     }
 
 
 def item(cid: str, iid: str, cloud: float, day: int) -> dict:
     x = 1.0 + day / 100
     return {
-        "type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid, "links": [], "assets": {},
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": cid,
+        "links": [],
+        "assets": {},
         "bbox": [x, 43.0, x + 0.1, 43.1],
-        "geometry": {"type": "Polygon", "coordinates": [[[x, 43.0], [x + 0.1, 43.0], [x + 0.1, 43.1],
-                                                          [x, 43.1], [x, 43.0]]]},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[x, 43.0], [x + 0.1, 43.0], [x + 0.1, 43.1], [x, 43.1], [x, 43.0]]],
+        },
         "properties": {"datetime": f"2023-03-{day:02d}T10:00:00Z", "eo:cloud_cover": cloud, "platform": "demo"},
     }
 
@@ -42,14 +55,21 @@ def cluster():
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory) -> dict[str, str]:
     path = tmp_path_factory.mktemp("keys") / "api-keys.json"
-    return {"file": str(path), "admin": create_api_key(path, "admin", "admin"),
-            "user": create_api_key(path, "someone", "user")}
+    return {
+        "file": str(path),
+        "admin": create_api_key(path, "admin", "admin"),
+        "user": create_api_key(path, "someone", "user"),
+    }
 
 
 @pytest.fixture(scope="module")
 def catalog(cluster, keys, tmp_path_factory) -> str:
-    env = {"EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(), "EOLAKE_CATALOG_PUBLIC_URL": PUBLIC,
-           "EOLAKE_CATALOG_ROOT_PATH": "/stac", "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys["file"]}
+    env = {
+        "EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(),
+        "EOLAKE_CATALOG_PUBLIC_URL": PUBLIC,
+        "EOLAKE_CATALOG_ROOT_PATH": "/stac",
+        "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys["file"],
+    }
     log = tmp_path_factory.mktemp("logs") / "catalog.log"
     with service_process("eolake_catalog", env, log) as url:
         yield url
@@ -67,8 +87,12 @@ def loaded(catalog, keys) -> str:
 
 
 def test_landing_page_links_use_public_url_not_host_header(catalog):
-    hostile = {"Host": "evil.example.com", "X-Forwarded-Host": "evil.example.com", "X-Forwarded-Proto": "http",
-               "Forwarded": "host=evil.example.com;proto=http"}
+    hostile = {
+        "Host": "evil.example.com",
+        "X-Forwarded-Host": "evil.example.com",
+        "X-Forwarded-Proto": "http",
+        "Forwarded": "host=evil.example.com;proto=http",
+    }
     landing = httpx.get(catalog + "/stac/", headers=hostile).json()
     hrefs = [link["href"] for link in landing["links"]]
     assert landing["id"] == "eolake-catalog"
@@ -85,31 +109,43 @@ def test_same_routes_with_or_without_prefix(loaded):
 
 def test_conformance_lists_read_extensions(catalog):
     conforms = " ".join(httpx.get(catalog + "/stac/conformance").json()["conformsTo"])
-    for part in ("item-search#filter", "item-search#sort", "item-search#fields", "item-search#query",
-                 "collection-search#free-text", "collection-search", "cql2-json"):
+    for part in (
+        "item-search#filter",
+        "item-search#sort",
+        "item-search#fields",
+        "item-search#query",
+        "collection-search#free-text",
+        "collection-search",
+        "cql2-json",
+    ):
         assert part in conforms, part
 
 
 def test_cql2_filter_and_sort(loaded):
-    body = {"collections": ["t-optical"], "filter-lang": "cql2-json",
-            "filter": {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 30]},
-            "sortby": [{"field": "properties.eo:cloud_cover", "direction": "desc"}]}
+    body = {
+        "collections": ["t-optical"],
+        "filter-lang": "cql2-json",
+        "filter": {"op": "<=", "args": [{"property": "eo:cloud_cover"}, 30]},
+        "sortby": [{"field": "properties.eo:cloud_cover", "direction": "desc"}],
+    }
     features = httpx.post(loaded + "/stac/search", json=body).json()["features"]
     assert [f["properties"]["eo:cloud_cover"] for f in features] == [30, 20, 10]
-    text = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "filter": "eo:cloud_cover > 80",
-                                                       "filter-lang": "cql2-text"}).json()["features"]
+    text = httpx.get(
+        loaded + "/stac/search",
+        params={"collections": "t-optical", "filter": "eo:cloud_cover > 80", "filter-lang": "cql2-text"},
+    ).json()["features"]
     assert sorted(f["id"] for f in text) == ["t-10", "t-9"]
 
 
 def test_pagination_and_fields(loaded):
-    page = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "limit": 4,
-                                                      "fields": "-assets,-links"}).json()
+    page = httpx.get(
+        loaded + "/stac/search", params={"collections": "t-optical", "limit": 4, "fields": "-assets,-links"}
+    ).json()
     assert len(page["features"]) == 4 and "assets" not in page["features"][0]
     nxt = next(link for link in page["links"] if link["rel"] == "next")
     assert nxt["href"].startswith(PUBLIC + "/stac/search")
     token = httpx.URL(nxt["href"]).params["token"]
-    second = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "limit": 4,
-                                                        "token": token}).json()
+    second = httpx.get(loaded + "/stac/search", params={"collections": "t-optical", "limit": 4, "token": token}).json()
     assert {f["id"] for f in second["features"]}.isdisjoint({f["id"] for f in page["features"]})
 
 
@@ -118,9 +154,22 @@ def test_free_text_collection_search(loaded):
     assert [c["id"] for c in found] == ["t-optical"]
 
 
-@pytest.mark.parametrize("q", ["(water", "'water", "x:y", "water!", "sea & sun", "garonne été",
-                               "rivière garonne, l'eau", '"t-optical', "a & b | !c <-> d", "back\\slash",
-                               "@QUOTE@1@QUOTE@"])
+@pytest.mark.parametrize(
+    "q",
+    [
+        "(water",
+        "'water",
+        "x:y",
+        "water!",
+        "sea & sun",
+        "garonne été",
+        "rivière garonne, l'eau",
+        '"t-optical',
+        "a & b | !c <-> d",
+        "back\\slash",
+        "@QUOTE@1@QUOTE@",
+    ],
+)
 @pytest.mark.parametrize("where", ["/stac/collections", "/stac/search", "/stac/collections/t-optical/items"])
 def test_free_text_with_tsquery_syntax_is_searched_not_crashed(loaded, q, where):
     response = httpx.get(loaded + where, params={"q": q})
@@ -145,11 +194,18 @@ def test_free_text_alternatives_and_phrases_still_match(loaded):
     assert posted.status_code == 200, posted.text
 
 
-@pytest.mark.parametrize("where, param", [
-    ("/stac/search", "intersects=P"), ("/stac/search", "intersects=[1,2]"),
-    *[(where, param) for where in ("/stac/search", "/stac/collections", "/stac/collections/t-optical/items")
-      for param in ("query=x", "query=[1]", "query=%7B")],
-])
+@pytest.mark.parametrize(
+    "where, param",
+    [
+        ("/stac/search", "intersects=P"),
+        ("/stac/search", "intersects=[1,2]"),
+        *[
+            (where, param)
+            for where in ("/stac/search", "/stac/collections", "/stac/collections/t-optical/items")
+            for param in ("query=x", "query=[1]", "query=%7B")
+        ],
+    ],
+)
 def test_json_query_parameters_that_are_not_objects_are_a_400(loaded, where, param):
     response = httpx.get(f"{loaded}{where}?{param}")
     assert response.status_code == 400, response.text
@@ -159,11 +215,13 @@ def test_json_query_parameters_that_are_not_objects_are_a_400(loaded, where, par
 
 
 @pytest.mark.parametrize("body", ["null", "[]", '"A"', "0"])
-@pytest.mark.parametrize("method, path", [("POST", "/stac/search"), ("POST", "/stac/collections"),
-                                          ("PUT", "/stac/collections/t-optical")])
+@pytest.mark.parametrize(
+    "method, path", [("POST", "/stac/search"), ("POST", "/stac/collections"), ("PUT", "/stac/collections/t-optical")]
+)
 def test_json_bodies_that_are_not_objects_are_a_400(loaded, keys, body, method, path):
-    response = httpx.request(method, loaded + path, content=body, headers={
-        "Content-Type": "application/json", "X-API-Key": keys["admin"]})
+    response = httpx.request(
+        method, loaded + path, content=body, headers={"Content-Type": "application/json", "X-API-Key": keys["admin"]}
+    )
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
 
 
@@ -175,37 +233,56 @@ def test_a_put_or_patch_without_a_body_is_a_400(loaded, keys, method):
 
 def test_a_json_patch_that_does_not_apply_is_a_400(loaded, keys):
     patch = [{"op": "replace", "path": "/properties/nothing/here", "value": 1}]
-    response = httpx.patch(loaded + "/stac/collections/t-optical", json=patch, headers={
-        "X-API-Key": keys["admin"], "Content-Type": "application/json-patch+json"})
+    response = httpx.patch(
+        loaded + "/stac/collections/t-optical",
+        json=patch,
+        headers={"X-API-Key": keys["admin"], "Content-Type": "application/json-patch+json"},
+    )
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
 
 
-@pytest.mark.parametrize("path, patch, content_type", [
-    ("/stac/collections/t-optical", {"links": {"not": "a list"}}, "application/merge-patch+json"),
-    ("/stac/collections/t-optical", [{"op": "replace", "path": "/extent", "value": 7}], "application/json-patch+json"),
-    ("/stac/collections/t-optical/items/t-2", {"geometry": {"type": "Point"}}, "application/merge-patch+json"),
-    ("/stac/collections/t-optical/items/t-2", [{"op": "remove", "path": "/properties/datetime"}],
-     "application/json-patch+json"),
-])
+@pytest.mark.parametrize(
+    "path, patch, content_type",
+    [
+        ("/stac/collections/t-optical", {"links": {"not": "a list"}}, "application/merge-patch+json"),
+        (
+            "/stac/collections/t-optical",
+            [{"op": "replace", "path": "/extent", "value": 7}],
+            "application/json-patch+json",
+        ),
+        ("/stac/collections/t-optical/items/t-2", {"geometry": {"type": "Point"}}, "application/merge-patch+json"),
+        (
+            "/stac/collections/t-optical/items/t-2",
+            [{"op": "remove", "path": "/properties/datetime"}],
+            "application/json-patch+json",
+        ),
+    ],
+)
 def test_a_patch_that_leaves_an_invalid_document_writes_nothing(loaded, keys, path, patch, content_type):
     before = httpx.get(loaded + path).json()
-    response = httpx.patch(loaded + path, json=patch, headers={"X-API-Key": keys["admin"],
-                                                                "Content-Type": content_type})
+    response = httpx.patch(
+        loaded + path, json=patch, headers={"X-API-Key": keys["admin"], "Content-Type": content_type}
+    )
     assert response.status_code == 400 and "invalid document" in response.json()["detail"], response.text
     assert httpx.get(loaded + path).json() == before
 
 
 def test_a_valid_patch_is_applied(loaded, keys):
-    response = httpx.patch(loaded + "/stac/collections/t-optical", json={"title": "Optical"}, headers={
-        "X-API-Key": keys["admin"], "Content-Type": "application/merge-patch+json"})
+    response = httpx.patch(
+        loaded + "/stac/collections/t-optical",
+        json={"title": "Optical"},
+        headers={"X-API-Key": keys["admin"], "Content-Type": "application/merge-patch+json"},
+    )
     assert response.status_code == 200, response.text
     assert httpx.get(loaded + "/stac/collections/t-optical").json()["title"] == "Optical"
 
 
 def test_field_selections_are_still_geojson(loaded):
-    for response in (httpx.get(loaded + "/stac/search", params={"fields": "id", "collections": "t-optical"}),
-                     httpx.get(loaded + "/stac/collections/t-optical/items", params={"fields": "id"}),
-                     httpx.post(loaded + "/stac/search", json={"fields": {"include": ["id"]}})):
+    for response in (
+        httpx.get(loaded + "/stac/search", params={"fields": "id", "collections": "t-optical"}),
+        httpx.get(loaded + "/stac/collections/t-optical/items", params={"fields": "id"}),
+        httpx.post(loaded + "/stac/search", json={"fields": {"include": ["id"]}}),
+    ):
         assert response.status_code == 200 and response.headers["content-type"] == "application/geo+json"
 
 
@@ -219,13 +296,22 @@ def test_items_created_in_bulk_are_named_in_the_answer(loaded, keys):
 
 
 def test_items_with_a_geometry_postgis_cannot_write_back_are_refused(loaded, keys):
-    nested = {**item("t-optical", "t-nested", 1, 1), "geometry": {"type": "GeometryCollection", "geometries": [
-        {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [1.0, 43.0]}]}]}}
+    nested = {
+        **item("t-optical", "t-nested", 1, 1),
+        "geometry": {
+            "type": "GeometryCollection",
+            "geometries": [
+                {"type": "GeometryCollection", "geometries": [{"type": "Point", "coordinates": [1.0, 43.0]}]}
+            ],
+        },
+    }
     admin, url = {"X-API-Key": keys["admin"]}, loaded + "/stac/collections/t-optical"
     batch = {"type": "FeatureCollection", "features": [nested]}
-    for response in (httpx.post(url + "/items", json=nested, headers=admin),
-                     httpx.post(url + "/items", json=batch, headers=admin),
-                     httpx.put(url + "/items/t-1", json={**nested, "id": "t-1"}, headers=admin)):
+    for response in (
+        httpx.post(url + "/items", json=nested, headers=admin),
+        httpx.post(url + "/items", json=batch, headers=admin),
+        httpx.put(url + "/items/t-1", json={**nested, "id": "t-1"}, headers=admin),
+    ):
         assert response.status_code == 400 and "GeometryCollection" in response.json()["detail"], response.text
     bulk = httpx.post(url + "/bulk_items", json={"items": {"t-nested": nested}}, headers=admin).json()
     assert bulk["success"] == 0 and "GeometryCollection" in bulk["errors"][0]["msg"]  # bulk: a report per item
@@ -254,14 +340,17 @@ def test_wrong_api_key_is_401(catalog):
     assert response.status_code == 401 and "invalid API key" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("method, path, body, status", [
-    ("GET", "/stac/collections/missing", None, 404),
-    ("GET", "/stac/collections/t-optical/items/missing", None, 404),
-    ("GET", "/stac/search?limit=lots", None, 400),
-    ("GET", "/stac/search?bbox=1,2,3", None, 400),
-    ("POST", "/stac/search", {"filter": {"op": "nonsense", "args": []}, "filter-lang": "cql2-json"}, 400),
-    ("GET", "/stac/no/such/route", None, 404),
-])
+@pytest.mark.parametrize(
+    "method, path, body, status",
+    [
+        ("GET", "/stac/collections/missing", None, 404),
+        ("GET", "/stac/collections/t-optical/items/missing", None, 404),
+        ("GET", "/stac/search?limit=lots", None, 400),
+        ("GET", "/stac/search?bbox=1,2,3", None, 400),
+        ("POST", "/stac/search", {"filter": {"op": "nonsense", "args": []}, "filter-lang": "cql2-json"}, 400),
+        ("GET", "/stac/no/such/route", None, 404),
+    ],
+)
 def test_errors_are_problem_json(loaded, method, path, body, status):
     response = httpx.request(method, loaded + path, json=body)
     assert response.status_code == status, response.text
@@ -272,8 +361,9 @@ def test_errors_are_problem_json(loaded, method, path, body, status):
 
 
 def test_duplicate_collection_is_409(loaded, keys):
-    response = httpx.post(loaded + "/stac/collections", json=collection("t-optical"),
-                          headers={"X-API-Key": keys["admin"]})
+    response = httpx.post(
+        loaded + "/stac/collections", json=collection("t-optical"), headers={"X-API-Key": keys["admin"]}
+    )
     assert response.status_code == 409 and response.headers["content-type"] == PROBLEM
 
 
@@ -281,8 +371,10 @@ def test_metrics_use_route_templates(loaded):
     httpx.get(loaded + "/stac/collections/t-optical/items/t-1")
     httpx.get(loaded + "/stac/collections/t-optical/items/t-2")
     text = httpx.get(loaded + "/metrics").text
-    assert ('eolake_http_requests_total{method="GET",route="/collections/{collection_id}/items/{item_id}",'
-            'service="catalog",status_class="2xx"}') in text
+    assert (
+        'eolake_http_requests_total{method="GET",route="/collections/{collection_id}/items/{item_id}",'
+        'service="catalog",status_class="2xx"}'
+    ) in text
     assert "t-optical" not in text and "t-1" not in text
     assert 'eolake_http_request_duration_seconds_bucket{le="0.25"' in text
 

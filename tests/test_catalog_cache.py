@@ -20,27 +20,49 @@ ESTIMATE_ABOVE = 5  # matches: this catalog estimates beyond 5 (the spec's defau
 
 def collection(cid: str, summaries: dict | None = None) -> dict:
     return {
-        "type": "Collection", "stac_version": "1.0.0", "id": cid, "description": f"test collection {cid}",
-        "license": "CC-BY-4.0", "links": [], "summaries": summaries or {},
-        "extent": {"spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
-                   "temporal": {"interval": [["2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"]]}},
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": cid,
+        "description": f"test collection {cid}",
+        "license": "CC-BY-4.0",
+        "links": [],
+        "summaries": summaries or {},
+        "extent": {
+            "spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
+            "temporal": {"interval": [["2023-01-01T00:00:00Z", "2023-12-31T23:59:59Z"]]},
+        },
     }
 
 
 def item(cid: str, iid: str, n: int) -> dict:
     x = 1.0 + n / 100
     return {
-        "type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid, "links": [], "assets": {},
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": cid,
+        "links": [],
+        "assets": {},
         "bbox": [x, 43.0, x + 0.1, 43.1],
-        "geometry": {"type": "Polygon", "coordinates": [[[x, 43.0], [x + 0.1, 43.0], [x + 0.1, 43.1],
-                                                          [x, 43.1], [x, 43.0]]]},
-        "properties": {"datetime": f"2023-03-{n:02d}T10:00:00Z", "eo:cloud_cover": n * 5.0,
-                       "platform": "sat-a" if n % 2 else "sat-b", "gsd": 10},
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[x, 43.0], [x + 0.1, 43.0], [x + 0.1, 43.1], [x, 43.1], [x, 43.0]]],
+        },
+        "properties": {
+            "datetime": f"2023-03-{n:02d}T10:00:00Z",
+            "eo:cloud_cover": n * 5.0,
+            "platform": "sat-a" if n % 2 else "sat-b",
+            "gsd": 10,
+        },
     }
 
 
-SUMMARIES = {"platform": ["sat-a", "sat-b"], "eo:cloud_cover": {"minimum": 0, "maximum": 100}, "gsd": [10],
-             "instruments": ["msi", "oli"]}
+SUMMARIES = {
+    "platform": ["sat-a", "sat-b"],
+    "eo:cloud_cover": {"minimum": 0, "maximum": 100},
+    "gsd": [10],
+    "instruments": ["msi", "oli"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +81,19 @@ def admin(tmp_path_factory) -> tuple[str, dict]:
 def catalog(cluster, admin, tmp_path_factory) -> httpx.Client:
     keys_file, headers = admin
     tuning = {"context": "auto", "context_estimated_count": ESTIMATE_ABOVE, "context_estimated_cost": 0}
-    env = {"EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(), "EOLAKE_CATALOG_PUBLIC_URL": "https://eolake.example.org",
-           "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys_file, "EOLAKE_CATALOG_PGSTAC": json.dumps(tuning)}
+    env = {
+        "EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(),
+        "EOLAKE_CATALOG_PUBLIC_URL": "https://eolake.example.org",
+        "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys_file,
+        "EOLAKE_CATALOG_PGSTAC": json.dumps(tuning),
+    }
     with service_process("eolake_catalog", env, tmp_path_factory.mktemp("logs") / "catalog.log") as url:
         with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
             assert client.post("/collections", json=collection("t-cache", SUMMARIES)).status_code == 201
-            response = client.post("/collections/t-cache/items", json={
-                "type": "FeatureCollection", "features": [item("t-cache", f"c-{n}", n) for n in range(1, 11)]})
+            response = client.post(
+                "/collections/t-cache/items",
+                json={"type": "FeatureCollection", "features": [item("t-cache", f"c-{n}", n) for n in range(1, 11)]},
+            )
             assert response.status_code == 201, response.text
             yield client
 
@@ -85,27 +113,44 @@ def ids(answer: dict) -> set[str]:
 
 def test_summaries_choose_the_indexed_queryables():
     assert summary_queryable("platform", ["a", "b"]) == Queryable("platform", "to_text")
-    assert summary_queryable("eo:cloud_cover", {"minimum": 0, "maximum": 100}) == Queryable("eo:cloud_cover",
-                                                                                             "to_float")
+    assert summary_queryable("eo:cloud_cover", {"minimum": 0, "maximum": 100}) == Queryable(
+        "eo:cloud_cover", "to_float"
+    )
     assert summary_queryable("gsd", [10]) is None  # one value: a filter on it keeps everything
     assert summary_queryable("instruments", ["msi", "oli"]) is None  # items hold arrays
     assert summary_queryable("eo:bands", [{"name": "B1"}, {"name": "B2"}]) is None
     assert summary_queryable("mixed", ["a", 1]) is None
     # One wrapper per name: a name numeric here and text there is not indexed at all.
     assert wanted([("a", {"x": [1, 2]}), ("b", {"x": ["p", "q"]}), ("c", {"y": [1, 2]}), ("d", {"y": [3, 4]})]) == {
-        Queryable("y", "to_float"): ["c", "d"]}
+        Queryable("y", "to_float"): ["c", "d"]
+    }
 
 
 def test_queryables_of_the_summaries_are_indexed_on_the_partitions(catalog, cluster):
     with psycopg.connect(cluster.app_dsn(), autocommit=True) as conn:
-        rows = dict(conn.execute("SELECT name, property_index_type FROM pgstac.queryables "
-                                 "WHERE 't-cache' = ANY(collection_ids)").fetchall())
-        indexed = {field for (field,) in conn.execute(
-            "SELECT field FROM pgstac.queryable_indexes() WHERE collection = 't-cache' AND indexname IS NOT NULL")}
+        rows = dict(
+            conn.execute(
+                "SELECT name, property_index_type FROM pgstac.queryables WHERE 't-cache' = ANY(collection_ids)"
+            ).fetchall()
+        )
+        indexed = {
+            field
+            for (field,) in conn.execute(
+                "SELECT field FROM pgstac.queryable_indexes() WHERE collection = 't-cache' AND indexname IS NOT NULL"
+            )
+        }
     assert rows == {"platform": "BTREE", "eo:cloud_cover": "BTREE"}
     assert {"platform", "eo:cloud_cover"} <= indexed
-    answer = search(catalog, filter={"op": "and", "args": [{"op": "=", "args": [{"property": "platform"}, "sat-a"]},
-                                                            {"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]}]})
+    answer = search(
+        catalog,
+        filter={
+            "op": "and",
+            "args": [
+                {"op": "=", "args": [{"property": "platform"}, "sat-a"]},
+                {"op": "<", "args": [{"property": "eo:cloud_cover"}, 20]},
+            ],
+        },
+    )
     assert ids(answer) == {"c-1", "c-3"}
 
 
@@ -159,9 +204,17 @@ def test_a_write_from_another_writer_is_seen_by_the_next_search(catalog, cluster
     assert "c-21" in ids(search(catalog))
     assert catalog.get("/collections/t-cache/items/c-21").status_code == 200
     with psycopg.connect(cluster.app_dsn(), autocommit=True) as conn:
-        conn.execute("SELECT pgstac.update_item(%s::jsonb)",
-                     (json.dumps({**item("t-cache", "c-21", 21), "properties": {
-                         **item("t-cache", "c-21", 21)["properties"], "platform": "sat-z"}}),))
+        conn.execute(
+            "SELECT pgstac.update_item(%s::jsonb)",
+            (
+                json.dumps(
+                    {
+                        **item("t-cache", "c-21", 21),
+                        "properties": {**item("t-cache", "c-21", 21)["properties"], "platform": "sat-z"},
+                    }
+                ),
+            ),
+        )
     assert catalog.get("/collections/t-cache/items/c-21").json()["properties"]["platform"] == "sat-z"
 
 
@@ -179,11 +232,16 @@ def test_a_collection_deleted_and_created_again_is_seen_by_the_next_search(catal
 
 
 def test_same_search_with_keys_in_another_order_is_the_same_answer(catalog):
-    body = {"collections": ["t-cache"], "limit": 3, "filter-lang": "cql2-json",
-            "filter": {"op": "=", "args": [{"property": "platform"}, "sat-b"]}}
+    body = {
+        "collections": ["t-cache"],
+        "limit": 3,
+        "filter-lang": "cql2-json",
+        "filter": {"op": "=", "args": [{"property": "platform"}, "sat-b"]},
+    }
     first = catalog.post("/search", json=body)
-    second = catalog.post("/search", content=json.dumps(dict(reversed(list(body.items())))),
-                          headers={"content-type": "application/json"})
+    second = catalog.post(
+        "/search", content=json.dumps(dict(reversed(list(body.items())))), headers={"content-type": "application/json"}
+    )
     assert first.json() == second.json()
 
 

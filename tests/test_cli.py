@@ -11,21 +11,39 @@ from eolake.embedded.postgres import free_port
 
 
 def feature(iid: str, collection: str) -> dict:
-    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": collection, "links": [],
-            "assets": {}, "bbox": [1, 43, 2, 44], "properties": {"datetime": "2023-01-01T00:00:00Z"},
-            "geometry": {"type": "Point", "coordinates": [1.5, 43.5]}}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": collection,
+        "links": [],
+        "assets": {},
+        "bbox": [1, 43, 2, 44],
+        "properties": {"datetime": "2023-01-01T00:00:00Z"},
+        "geometry": {"type": "Point", "coordinates": [1.5, 43.5]},
+    }
 
 
 def collection(cid: str) -> dict:
-    return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "description": "cli test", "license": "MIT",
-            "links": [], "extent": {"spatial": {"bbox": [[1, 43, 2, 44]]},
-                                    "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
+    return {
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": cid,
+        "description": "cli test",
+        "license": "MIT",
+        "links": [],
+        "extent": {"spatial": {"bbox": [[1, 43, 2, 44]]}, "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}},
+    }
 
 
 def test_ingest_reports_file_and_line_and_exit_codes(pg, tmp_path, capsys):
     source = tmp_path / "items.ndjson"
-    lines = [json.dumps(collection("cli-c")), json.dumps(feature("ok-1", "cli-c")), "{not json",
-             json.dumps(feature("lost", "no-such-collection"))]
+    lines = [
+        json.dumps(collection("cli-c")),
+        json.dumps(feature("ok-1", "cli-c")),
+        "{not json",
+        json.dumps(feature("lost", "no-such-collection")),
+    ]
     source.write_text("\n".join(lines) + "\n")
 
     assert cli(["ingest", "--strict", "--dsn", pg.dsn(), str(source)]) == 1

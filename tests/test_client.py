@@ -41,8 +41,12 @@ def server():
         return {"access_token": tok, "token_type": "Bearer", "expires_in": 31}  # 1 s after the 30 s margin
 
     def problem(status, detail, **extra):
-        return JSONResponse({"type": "about:blank", "title": "x", "status": status, "detail": detail, **extra},
-                            status, media_type="application/problem+json", headers=extra.pop("headers", None))
+        return JSONResponse(
+            {"type": "about:blank", "title": "x", "status": status, "detail": detail, **extra},
+            status,
+            media_type="application/problem+json",
+            headers=extra.pop("headers", None),
+        )
 
     @app.get("/downloads/orders/{oid}")
     async def get_order(oid: str, authorization: str | None = Header(None)):
@@ -52,9 +56,17 @@ def server():
         if oid == "forbidden":
             return problem(403, "requires role 'user'")
         if oid == "quota":
-            return JSONResponse({"status": 429, "detail": "quota 'concurrent orders' exceeded",
-                                 "limit": "concurrent-orders", "reset": "2030-01-01T00:00:00Z"}, 429,
-                                media_type="application/problem+json", headers={"Retry-After": "12"})
+            return JSONResponse(
+                {
+                    "status": 429,
+                    "detail": "quota 'concurrent orders' exceeded",
+                    "limit": "concurrent-orders",
+                    "reset": "2030-01-01T00:00:00Z",
+                },
+                429,
+                media_type="application/problem+json",
+                headers={"Retry-After": "12"},
+            )
         if oid != "mine":
             return problem(404, "no such order")
         return {"id": oid, "status": "ordered", "token": tok}
@@ -98,12 +110,14 @@ def test_client_package_does_not_need_the_server():
 # ---------------------------------------------------------------------------------------------- the command line
 # Every error a user can meet is one line on stderr with an exit code, never a traceback (a real process each time).
 
+
 def cli(*args: str, url: str | None = None, **popen) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EOLAKE_")}
     if url:
         env["EOLAKE_URL"] = url
-    return subprocess.run([sys.executable, "-m", "eolake_client.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=60, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "eolake_client.cli", *args], env=env, capture_output=True, text=True, timeout=60, **popen
+    )
 
 
 def one_line_error(run: subprocess.CompletedProcess, code: int) -> str:
@@ -119,24 +133,44 @@ def stac_server():
     """A STAC landing page whose search refuses with problem+json, orders (one with many files), and an HTML page
     where JSON is expected."""
     app = FastAPI()
-    many = {"id": "big", "status": "succeeded", "progress": {"done": 5000, "files": 5000, "bytes": 1},
-            "files": [{"state": "ready", "name": f"file-{i:05}.tif", "size": 1} for i in range(5000)]}
+    many = {
+        "id": "big",
+        "status": "succeeded",
+        "progress": {"done": 5000, "files": 5000, "bytes": 1},
+        "files": [{"state": "ready", "name": f"file-{i:05}.tif", "size": 1} for i in range(5000)],
+    }
 
     @app.get("/stac")
     async def landing(request: Request):
         base = str(request.base_url).rstrip("/")
-        return {"type": "Catalog", "id": "t", "description": "t", "stac_version": "1.0.0",
-                "conformsTo": ["https://api.stacspec.org/v1.0.0/core",
-                               "https://api.stacspec.org/v1.0.0/item-search"],
-                "links": [{"rel": "self", "href": f"{base}/stac"}, {"rel": "root", "href": f"{base}/stac"},
-                          *[{"rel": "search", "href": f"{base}/stac/search", "type": "application/geo+json",
-                             "method": method} for method in ("GET", "POST")]]}
+        return {
+            "type": "Catalog",
+            "id": "t",
+            "description": "t",
+            "stac_version": "1.0.0",
+            "conformsTo": ["https://api.stacspec.org/v1.0.0/core", "https://api.stacspec.org/v1.0.0/item-search"],
+            "links": [
+                {"rel": "self", "href": f"{base}/stac"},
+                {"rel": "root", "href": f"{base}/stac"},
+                *[
+                    {"rel": "search", "href": f"{base}/stac/search", "type": "application/geo+json", "method": method}
+                    for method in ("GET", "POST")
+                ],
+            ],
+        }
 
     @app.api_route("/stac/search", methods=["GET", "POST"])
     async def search():
-        return JSONResponse({"type": "about:blank", "title": "Bad Request", "status": 400,
-                             "detail": "collections: unknown\ncollection 'nope'"}, 400,
-                            media_type="application/problem+json")
+        return JSONResponse(
+            {
+                "type": "about:blank",
+                "title": "Bad Request",
+                "status": 400,
+                "detail": "collections: unknown\ncollection 'nope'",
+            },
+            400,
+            media_type="application/problem+json",
+        )
 
     @app.get("/downloads/orders")
     async def orders():
@@ -146,8 +180,11 @@ def stac_server():
     async def order(oid: str):
         if oid == "html":
             return HTMLResponse("<html><body>a proxy's page</body></html>")
-        return JSONResponse({"type": "about:blank", "title": "Not Found", "status": 404,
-                             "detail": f"no order {oid}"}, 404, media_type="application/problem+json")
+        return JSONResponse(
+            {"type": "about:blank", "title": "Not Found", "status": 404, "detail": f"no order {oid}"},
+            404,
+            media_type="application/problem+json",
+        )
 
     with served(app) as url:
         yield url
@@ -174,27 +211,40 @@ def test_cli_unknown_host_names_the_cause():
     assert "no-such-host.invalid" in line
 
 
-@pytest.mark.parametrize(("args", "says"), [
-    (["search", "--bbox", "1,2"], "expected four numbers"),
-    (["search", "--bbox", "1,2,3,x"], "expected four numbers"),
-    (["search", "--bbox", "1,50,2,40"], "SOUTH not above NORTH"),
-    (["search", "--bbox", "1,2,3,nan"], "expected four numbers"),
-    (["search", "--datetime", "2023-13-45"], "expected a date"),
-    (["search", "--datetime", "yesterday"], "expected a date"),
-    (["search", "--datetime", "2023-06-01/2023-01-01"], "start is after the end"),
-    (["search", "--datetime", "a/b/c"], "expected a date"),
-    (["search", "--limit", "0"], "at least 1"),
-    (["order", "not-a-ref"], "COLLECTION/ITEM"),
-    (["--retries", "99", "status"], "--retries"),
-    (["frobnicate"], "invalid choice"),
-])
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["search", "--bbox", "1,2"], "expected four numbers"),
+        (["search", "--bbox", "1,2,3,x"], "expected four numbers"),
+        (["search", "--bbox", "1,50,2,40"], "SOUTH not above NORTH"),
+        (["search", "--bbox", "1,2,3,nan"], "expected four numbers"),
+        (["search", "--datetime", "2023-13-45"], "expected a date"),
+        (["search", "--datetime", "yesterday"], "expected a date"),
+        (["search", "--datetime", "2023-06-01/2023-01-01"], "start is after the end"),
+        (["search", "--datetime", "a/b/c"], "expected a date"),
+        (["search", "--limit", "0"], "at least 1"),
+        (["order", "not-a-ref"], "COLLECTION/ITEM"),
+        (["--retries", "99", "status"], "--retries"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
 def test_cli_bad_arguments_are_one_line(args, says):
     # No server is needed: arguments are checked before anything is sent.
     assert says in one_line_error(cli(*args, url="http://127.0.0.1:9"), 2)
 
 
-@pytest.mark.parametrize("good", ["2023-01-01", "2023", "2023-01", "2023-01-01T10:00:00Z", "2023-01-01/..",
-                                  "../2023-06-30", "2023-01-01T00:00:00+02:00/2023-02-01"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "2023-01-01",
+        "2023",
+        "2023-01",
+        "2023-01-01T10:00:00Z",
+        "2023-01-01/..",
+        "../2023-06-30",
+        "2023-01-01T00:00:00+02:00/2023-02-01",
+    ],
+)
 def test_cli_good_datetimes_pass(good):
     from eolake_client.cli import datetime_arg
 
@@ -216,8 +266,13 @@ def test_cli_html_where_json_is_expected_says_so(stac_server):
 def test_cli_broken_pipe_is_silent(stac_server):
     # `eolake-client status | head -1`: the reader goes away after one line of ~5000.
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("EOLAKE_")}, "EOLAKE_URL": stac_server}
-    proc = subprocess.Popen([sys.executable, "-m", "eolake_client.cli", "status"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "eolake_client.cli", "status"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().startswith("big  succeeded")
     proc.stdout.close()
     stderr = proc.stderr.read()

@@ -18,9 +18,21 @@ from eolake_kit import __version__
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 WEB = ROOT / "apps" / "web"
-MYPY_PACKAGES = ["eolake_kit", "eolake_spec", "eolake_catalog", "eolake_client", "eolake_downloads", "eolake_events",
-                 "eolake", "eolake_search", "eolake_thesaurus", "eolake_tiles", "eolake_timeseries", "eolake_web",
-                 "eolake_infra"]
+MYPY_PACKAGES = [
+    "eolake_kit",
+    "eolake_spec",
+    "eolake_catalog",
+    "eolake_client",
+    "eolake_downloads",
+    "eolake_events",
+    "eolake",
+    "eolake_search",
+    "eolake_thesaurus",
+    "eolake_tiles",
+    "eolake_timeseries",
+    "eolake_web",
+    "eolake_infra",
+]
 
 
 def run(*command: str | Path, cwd: Path = ROOT, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -46,8 +58,15 @@ def test_complexity_is_bounded_at_15_without_exemptions():
 def test_a_too_complex_function_is_caught(tmp_path):
     branches = "\n".join(f"    if x == {i}:\n        return {i}" for i in range(16))
     (tmp_path / "tangled.py").write_text(f"def tangled(x):\n{branches}\n    return -1\n")
-    result = run(VENV_BIN / "ruff", "check", "--config", ROOT / "pyproject.toml", "--output-format", "concise",
-                 tmp_path / "tangled.py")
+    result = run(
+        VENV_BIN / "ruff",
+        "check",
+        "--config",
+        ROOT / "pyproject.toml",
+        "--output-format",
+        "concise",
+        tmp_path / "tangled.py",
+    )
     assert result.returncode == 1 and "C901 `tangled` is too complex (17 > 15)" in result.stdout
 
 
@@ -62,8 +81,9 @@ def test_mypy_is_strict_on_the_kit_and_runs_over_every_package():
     kit = [line for line in errors if line.startswith("apps/kit/")]
     assert not kit, "\n".join(kit[:40])
     # Elsewhere it informs (returncode 1 with errors) but must run: 2 is a crash or a configuration error.
-    assert result.returncode in (0, 1) and re.search(r"(Success|Found \d+ errors?)", result.stdout), \
+    assert result.returncode in (0, 1) and re.search(r"(Success|Found \d+ errors?)", result.stdout), (
         result.stdout[-3000:] + result.stderr[-3000:]
+    )
 
 
 def test_eslint_finds_nothing_in_the_web_views_scripts():
@@ -75,41 +95,59 @@ def test_eslint_finds_nothing_in_the_web_views_scripts():
 
 def test_eslint_would_catch_an_undefined_name():
     """The configuration really applies to the scripts' folder (a pattern that matched nothing would pass all)."""
-    result = subprocess.run([WEB / "node_modules" / ".bin" / "eslint", "--stdin", "--stdin-filename",
-                             "src/eolake_web/static/js/probe.js"], input="export const probe = () => helper();\n",
-                            cwd=WEB, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [WEB / "node_modules" / ".bin" / "eslint", "--stdin", "--stdin-filename", "src/eolake_web/static/js/probe.js"],
+        input="export const probe = () => helper();\n",
+        cwd=WEB,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "'helper' is not defined" in result.stdout, result.stdout + result.stderr
 
 
 def test_pre_commit_runs_the_same_checks():
-    hooks = {h["id"]: h for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
-             for h in repo["hooks"]}
+    hooks = {
+        h["id"]: h
+        for repo in yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())["repos"]
+        for h in repo["hooks"]
+    }
     assert set(hooks) == {"ruff-check", "ruff-format", "mypy", "eslint"}
     assert all(h["language"] == "system" for h in hooks.values())  # the project's own tools, pinned by its lockfiles
     result = run(VENV_BIN / "pre-commit", "validate-config", ".pre-commit-config.yaml", timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("project", sorted(str(p.relative_to(ROOT)) for p in
-                                           [*ROOT.glob("apps/*/pyproject.toml"), ROOT / "infra" / "pyproject.toml"]))
+@pytest.mark.parametrize(
+    "project",
+    sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("apps/*/pyproject.toml"), ROOT / "infra" / "pyproject.toml"]),
+)
 def test_every_package_has_the_distributions_version(project):
-    assert pyproject(ROOT / project)["project"]["version"] == __version__, \
+    assert pyproject(ROOT / project)["project"]["version"] == __version__, (
         f"{project}: the distribution is released as one version ({__version__}, apps/kit/pyproject.toml)"
+    )
 
 
 def test_the_cli_and_the_changelog_show_the_version():
     result = run(VENV_BIN / "eolake", "--version", timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == f"eolake {__version__}"
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    assert "## [Unreleased]" in changelog and re.search(rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d\d-\d\d$",
-                                                         changelog, re.M)
+    assert "## [Unreleased]" in changelog and re.search(
+        rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d\d-\d\d$", changelog, re.M
+    )
 
 
 def test_the_architecture_page_names_only_what_exists():
     """Paths in ARCHITECTURE.md exist: from the root, or (a file or folder named in its context) somewhere below."""
     text = (ROOT / "ARCHITECTURE.md").read_text()
-    named = {t for t in re.findall(r"`([^`\s]+)`", text) if "<" not in t and not t.startswith(("/", "http"))
-             and re.search(r"/$|\.(py|md|toml|ya?ml|json)$", t) and "(" not in t}
+    named = {
+        t
+        for t in re.findall(r"`([^`\s]+)`", text)
+        if "<" not in t
+        and not t.startswith(("/", "http"))
+        and re.search(r"/$|\.(py|md|toml|ya?ml|json)$", t)
+        and "(" not in t
+    }
     tracked = run("git", "ls-files").stdout.splitlines()
     folders = {str(Path(f).parent) + "/" for f in tracked}
 

@@ -40,9 +40,12 @@ ONLY_SOMETIMES = {
 }
 
 pytestmark = [
-    pytest.mark.slow, pytest.mark.timeout(1200),
-    pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-                       reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)"),
+    pytest.mark.slow,
+    pytest.mark.timeout(1200),
+    pytest.mark.skipif(
+        not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+        reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)",
+    ),
 ]
 
 
@@ -83,6 +86,7 @@ def federated_trace(platform) -> dict:
         # A word not searched before: the search service keeps the thesaurus's expansions a while.
         answer = httpx.get(f"{platform.base_url}/search/search", params={"q": next(words), "limit": 5}, timeout=60)
         return answer if answer.status_code == 200 else None
+
     answer = wait_until(search_answers, timeout=120, interval=2)
     assert answer, "the federated search does not answer"
     request_id = answer.headers["x-request-id"]
@@ -102,6 +106,7 @@ def federated_trace(platform) -> dict:
         settled = seen[-3:] == [len(trace["spans"])] * 3
         seen.append(len(trace["spans"]))
         return trace if wanted <= set(trace["services"]) and len(roots) == 1 and not orphans and settled else None
+
     trace = wait_until(assembled, timeout=90, interval=2)
     assert trace, f"trace {trace_id}: {proxied(platform, f'traces/{trace_id}').text[:2000]}"
     return trace
@@ -127,18 +132,25 @@ def test_a_federated_search_is_one_trace_through_search_catalog_and_thesaurus(fe
 def test_every_metric_the_console_queries_exists(platform, runtime):
     prometheus = runtime["monitoring"]["prometheus"]["url"]
     source = CONSOLE_JS.read_text()
-    block = source[source.index("export const QUERIES"):source.index("};", source.index("export const QUERIES"))]
+    block = source[source.index("export const QUERIES") : source.index("};", source.index("export const QUERIES"))]
     windows = re.findall(r"\['(\w+)', [\d.]+\]", source)
     names = set(re.findall(r"\b(slo:[\w:]+|eolake_\w+|pg_\w+|ALERTS)\b", block))
-    metrics = {n + w if n.endswith("ratio_rate") else n for n in names for w in (windows if n.endswith("ratio_rate")
-                                                                                   else [""])} - set(ONLY_SOMETIMES)
+    metrics = {
+        n + w if n.endswith("ratio_rate") else n for n in names for w in (windows if n.endswith("ratio_rate") else [""])
+    } - set(ONLY_SOMETIMES)
     assert len(windows) == 5 and "slo:sli_error:ratio_rate3d" in metrics, (windows, metrics)
-    assert {"slo:objective:ratio", "eolake_http_requests_total", "pg_database_size_bytes",
-            "eolake_backup_last_success_timestamp_seconds", "eolake_download_queue_depth"} <= metrics, metrics
+    assert {
+        "slo:objective:ratio",
+        "eolake_http_requests_total",
+        "pg_database_size_bytes",
+        "eolake_backup_last_success_timestamp_seconds",
+        "eolake_download_queue_depth",
+    } <= metrics, metrics
 
     def missing() -> set[str]:
         names = set(httpx.get(f"{prometheus}/api/v1/label/__name__/values", timeout=10).json()["data"])
         return metrics - names
+
     assert wait_until(lambda: not missing(), timeout=120, interval=3), f"no such metric: {sorted(missing())}"
 
 
@@ -147,11 +159,18 @@ def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_tr
     for path in ("/stac/search?collections=naip&limit=3", "/stac/collections", "/thesaurus/", "/search/collections"):
         httpx.get(base + path, timeout=60)
     # Prometheus has the SLO rules and two scrapes of the services (rate needs two samples).
-    assert wait_until(lambda: proxied(platform, "prometheus/api/v1/query", query="slo:objective:ratio")
-                      .json()["data"]["result"], timeout=120, interval=2), "no SLO recording rules"
-    assert wait_until(lambda: proxied(platform, "prometheus/api/v1/query",
-                                      query='sum(rate(eolake_http_requests_total{service="catalog"}[5m]))')
-                      .json()["data"]["result"], timeout=120, interval=3), "no request rate yet"
+    assert wait_until(
+        lambda: proxied(platform, "prometheus/api/v1/query", query="slo:objective:ratio").json()["data"]["result"],
+        timeout=120,
+        interval=2,
+    ), "no SLO recording rules"
+    assert wait_until(
+        lambda: proxied(
+            platform, "prometheus/api/v1/query", query='sum(rate(eolake_http_requests_total{service="catalog"}[5m]))'
+        ).json()["data"]["result"],
+        timeout=120,
+        interval=3,
+    ), "no request rate yet"
     browser.get_log("browser")
 
     # Nobody signed in: the sign-in form.
@@ -171,18 +190,26 @@ def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_tr
     browser.find_element(By.ID, "con-signout").click()
     until(browser, "return document.body.dataset.console === 'sign-in'", "sign out did not return to sign-in")
     sign_in(browser, platform.key("admin"))
-    until(browser, "return document.body.dataset.console === 'overview' && window.eolake.console", "no overview",
-          timeout=120)
+    until(
+        browser,
+        "return document.body.dataset.console === 'overview' && window.eolake.console",
+        "no overview",
+        timeout=120,
+    )
     slos = browser.execute_script(
-        "return [...document.querySelectorAll('#con-slos [data-slo]')].map(e => e.dataset.slo)")
+        "return [...document.querySelectorAll('#con-slos [data-slo]')].map(e => e.dataset.slo)"
+    )
     assert "catalog-search-availability" in slos and len(slos) >= 7, slos
     assert browser.find_elements(By.CSS_SELECTOR, "#con-slos figure.gauge svg[role=img]")
     assert not browser.find_elements(By.CSS_SELECTOR, ".con-error"), browser.find_element(By.ID, "content").text
     rate = browser.find_element(By.CSS_SELECTOR, "#con-services figure.chart-svg")
     assert int(rate.get_attribute("data-points")) > 0, "the request-rate chart has no data"
     assert "catalog" in rate.find_element(By.TAG_NAME, "svg").get_attribute("aria-label")
-    until(browser, "return document.querySelector('#con-alerts [data-alert=\"Watchdog\"] a.runbook') !== null",
-          "the Watchdog (always firing) is not listed with its runbook")
+    until(
+        browser,
+        "return document.querySelector('#con-alerts [data-alert=\"Watchdog\"] a.runbook') !== null",
+        "the Watchdog (always firing) is not listed with its runbook",
+    )
     runbook = browser.find_element(By.CSS_SELECTOR, '#con-alerts [data-alert="Watchdog"] a.runbook')
     assert runbook.get_attribute("href").endswith("/monitoring/runbooks/Watchdog.md")
     database = browser.find_element(By.ID, "con-database")
@@ -218,8 +245,12 @@ def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_tr
     try:
         for route, view in ((f"#/console/traces/{federated_trace['trace_id']}", "trace"), ("#/console", "overview")):
             open_route(browser, base, route)
-            until(browser, f"return document.body.dataset.console === '{view}' && "
-                           "document.querySelectorAll('#content figure').length > 0", f"{route} at phone width")
+            until(
+                browser,
+                f"return document.body.dataset.console === '{view}' && "
+                "document.querySelectorAll('#content figure').length > 0",
+                f"{route} at phone width",
+            )
             assert overflow(browser) == [], route
     finally:
         viewport(browser, *LAPTOP)

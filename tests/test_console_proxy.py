@@ -25,8 +25,10 @@ from eolake_spec import load_stack
 from servers import served, wait_until
 
 PROBLEM = "application/problem+json"
-pytestmark = pytest.mark.skipif(not (monitoring.find_binary(PROMETHEUS) and monitoring.find_binary(ALERTMANAGER)),
-                                reason="needs Debian's prometheus and prometheus-alertmanager (the bootstrap installs)")
+pytestmark = pytest.mark.skipif(
+    not (monitoring.find_binary(PROMETHEUS) and monitoring.find_binary(ALERTMANAGER)),
+    reason="needs Debian's prometheus and prometheus-alertmanager (the bootstrap installs)",
+)
 
 
 @contextmanager
@@ -35,14 +37,19 @@ def binary(name: str, args: list[str], log: Path, ready: str):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
-        process = subprocess.Popen([monitoring.find_binary(name), f"--web.listen-address=127.0.0.1:{port}", *args],
-                                   stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [monitoring.find_binary(name), f"--web.listen-address=127.0.0.1:{port}", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         def answers() -> bool:
             try:
                 return httpx.get(url + ready, timeout=1).status_code == 200
             except httpx.TransportError:
                 return process.poll() is not None  # ends the wait: the assertion below says why
+
         wait_until(answers, timeout=60)
         assert process.poll() is None, f"{name} exited:\n{log.read_text()[-2000:]}"
         yield url
@@ -54,24 +61,56 @@ def binary(name: str, args: list[str], log: Path, ready: str):
 @pytest.fixture(scope="module")
 def observers(tmp_path_factory):
     root = tmp_path_factory.mktemp("observers")
-    (root / "prometheus.yml").write_text(yaml.safe_dump({
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "rule_files": [str(root / "rules.yml")],
-        "scrape_configs": [{"job_name": "prometheus", "static_configs": [{"targets": []}]}]}))
-    (root / "rules.yml").write_text(yaml.safe_dump({"groups": [{"name": "console", "rules": [
-        {"alert": "ConsoleTestAlways", "expr": "vector(1)", "labels": {"severity": "ticket"},
-         "annotations": {"summary": "always firing", "runbook_url": "https://example.org/runbooks/Always.md"}}]}]}))
-    (root / "alertmanager.yml").write_text(yaml.safe_dump({"route": {"receiver": "none"},
-                                                          "receivers": [{"name": "none"}]}))
+    (root / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(root / "rules.yml")],
+                "scrape_configs": [{"job_name": "prometheus", "static_configs": [{"targets": []}]}],
+            }
+        )
+    )
+    (root / "rules.yml").write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "console",
+                        "rules": [
+                            {
+                                "alert": "ConsoleTestAlways",
+                                "expr": "vector(1)",
+                                "labels": {"severity": "ticket"},
+                                "annotations": {
+                                    "summary": "always firing",
+                                    "runbook_url": "https://example.org/runbooks/Always.md",
+                                },
+                            }
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    (root / "alertmanager.yml").write_text(
+        yaml.safe_dump({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]})
+    )
     store = TraceStore(max_spans=100)
     traces = serve(free_port(), store)
     threading.Thread(target=traces.serve_forever, daemon=True).start()
-    with binary(ALERTMANAGER, [f"--config.file={root / 'alertmanager.yml'}", f"--storage.path={root / 'am'}",
-                               "--cluster.listen-address="], root / "alertmanager.log", "/-/ready") as am:
-        with binary(PROMETHEUS, [f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}"],
-                    root / "prometheus.log", "/-/ready") as prom:
-            yield {"prometheus": prom, "alertmanager": am,
-                   "traces": f"http://127.0.0.1:{traces.server_address[1]}"}
+    with binary(
+        ALERTMANAGER,
+        [f"--config.file={root / 'alertmanager.yml'}", f"--storage.path={root / 'am'}", "--cluster.listen-address="],
+        root / "alertmanager.log",
+        "/-/ready",
+    ) as am:
+        with binary(
+            PROMETHEUS,
+            [f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}"],
+            root / "prometheus.log",
+            "/-/ready",
+        ) as prom:
+            yield {"prometheus": prom, "alertmanager": am, "traces": f"http://127.0.0.1:{traces.server_address[1]}"}
     traces.shutdown()
 
 
@@ -114,8 +153,13 @@ def test_alerts_rules_and_silences_pass_through(web, observers):
     assert alert["annotations"]["runbook_url"] == "https://example.org/runbooks/Always.md"
     rules = get(web, "prometheus/api/v1/rules", type="alert").json()["data"]["groups"]
     assert [g["name"] for g in rules] == ["console"]
-    silence = {"matchers": [{"name": "alertname", "value": "Nothing", "isRegex": False}], "createdBy": "tests",
-               "comment": "a silence", "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z"}
+    silence = {
+        "matchers": [{"name": "alertname", "value": "Nothing", "isRegex": False}],
+        "createdBy": "tests",
+        "comment": "a silence",
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2099-01-01T00:00:00Z",
+    }
     assert httpx.post(f"{observers['alertmanager']}/api/v2/silences", json=silence, timeout=5).status_code == 200
     silences = get(web, "alertmanager/api/v2/silences").json()
     assert [s["comment"] for s in silences] == ["a silence"]
@@ -140,30 +184,48 @@ def test_anonymous_is_401_and_a_user_is_403(web, path):
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_only_get_is_forwarded(web, observers, method):
     for path in ("prometheus/api/v1/query", "alertmanager/api/v2/silences", "prometheus/api/v1/admin/tsdb/snapshot"):
-        answer = httpx.request(method, f"{web['url']}/console/api/{path}", headers=web["admin"], timeout=5,
-                               **({"json": {"x": 1}} if method != "DELETE" else {}))
+        answer = httpx.request(
+            method,
+            f"{web['url']}/console/api/{path}",
+            headers=web["admin"],
+            timeout=5,
+            **({"json": {"x": 1}} if method != "DELETE" else {}),
+        )
         assert answer.status_code == 405 and answer.headers["content-type"].startswith(PROBLEM), (method, path)
 
 
-@pytest.mark.parametrize("path", ["prometheus/api/v1/admin/tsdb/snapshot", "prometheus/api/v1/series",
-                                  "prometheus/federate", "prometheus/-/quit", "prometheus/api/v1/status/config",
-                                  "alertmanager/api/v2/status", "alertmanager/api/v2/silence/x",
-                                  "prometheus/api/v1/../../-/quit", "elsewhere/api/v1/query"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "prometheus/api/v1/admin/tsdb/snapshot",
+        "prometheus/api/v1/series",
+        "prometheus/federate",
+        "prometheus/-/quit",
+        "prometheus/api/v1/status/config",
+        "alertmanager/api/v2/status",
+        "alertmanager/api/v2/silence/x",
+        "prometheus/api/v1/../../-/quit",
+        "elsewhere/api/v1/query",
+    ],
+)
 def test_unknown_api_paths_are_refused(web, path):
     answer = get(web, path)
     assert answer.status_code == 404 and answer.headers["content-type"].startswith(PROBLEM)
 
 
-@pytest.mark.parametrize(("params", "detail"), [
-    ({}, "a PromQL expression is required"),
-    ({"query": "x" * 2001}, "longer than 2000"),
-    ({"query": "rate(up[32d])"}, "further than 31 days"),
-    ({"query": "max_over_time(up[1y:1h])"}, "further than 31 days"),
-    ({"query": "up[abc]"}, "not a duration"),
-    ({"query": "up", "dedup": "true"}, "unexpected parameters"),
-    ({"query": "up", "time": "yesterday"}, "RFC 3339"),
-    ({"query": "sum("}, "Prometheus: "),  # Prometheus's own parse error, as a 400
-])
+@pytest.mark.parametrize(
+    ("params", "detail"),
+    [
+        ({}, "a PromQL expression is required"),
+        ({"query": "x" * 2001}, "longer than 2000"),
+        ({"query": "rate(up[32d])"}, "further than 31 days"),
+        ({"query": "max_over_time(up[1y:1h])"}, "further than 31 days"),
+        ({"query": "up[abc]"}, "not a duration"),
+        ({"query": "up", "dedup": "true"}, "unexpected parameters"),
+        ({"query": "up", "time": "yesterday"}, "RFC 3339"),
+        ({"query": "sum("}, "Prometheus: "),  # Prometheus's own parse error, as a 400
+    ],
+)
 def test_instant_queries_are_bounded(web, params, detail):
     assert_problem(get(web, "prometheus/api/v1/query", **params), 400, detail)
 
@@ -179,16 +241,19 @@ def test_range_queries_are_bounded(web):
         ({"query": "up", "start": now - 60, "end": now, "step": "often"}, "not seconds or a duration"),
     ]:
         assert_problem(get(web, "prometheus/api/v1/query_range", **params), 400, detail)
-    assert get(web, "prometheus/api/v1/query_range", query="up", start=now - day, end=now, step="2m").status_code \
-        == 200
+    assert get(web, "prometheus/api/v1/query_range", query="up", start=now - day, end=now, step="2m").status_code == 200
 
 
 def test_an_observer_the_target_did_not_deploy_is_503(tmp_path):
     keys = tmp_path / "api-keys.json"
     admin = create_api_key(keys, "sre", "admin")
     with served(create_app(WebSettings(auth={"api_keys_file": keys}))) as url:
-        answer = httpx.get(f"{url}/console/api/prometheus/api/v1/query", params={"query": "up"},
-                           headers={"X-API-Key": admin}, timeout=5)
+        answer = httpx.get(
+            f"{url}/console/api/prometheus/api/v1/query",
+            params={"query": "up"},
+            headers={"X-API-Key": admin},
+            timeout=5,
+        )
         assert_problem(answer, 503, "not deployed")
         assert httpx.get(f"{url}/config.json", timeout=5).json()["observers"] == []
 
@@ -198,14 +263,24 @@ def test_an_observer_that_does_not_answer_is_502(tmp_path):
     admin = create_api_key(keys, "sre", "admin")
     settings = WebSettings(auth={"api_keys_file": keys}, observers={"prometheus": f"http://127.0.0.1:{free_port()}"})
     with served(create_app(settings)) as url:
-        answer = httpx.get(f"{url}/console/api/prometheus/api/v1/query", params={"query": "up"},
-                           headers={"X-API-Key": admin}, timeout=5)
+        answer = httpx.get(
+            f"{url}/console/api/prometheus/api/v1/query",
+            params={"query": "up"},
+            headers={"X-API-Key": admin},
+            timeout=5,
+        )
         assert_problem(answer, 502, "cannot be reached")
 
 
-@pytest.mark.parametrize("observers", [{"grafana": "http://127.0.0.1:3000"}, {"prometheus": "file:///etc/passwd"},
-                                       {"prometheus": "http://user:pw@127.0.0.1:9090"},
-                                       {"prometheus": "http://127.0.0.1:9090/?x=1"}])
+@pytest.mark.parametrize(
+    "observers",
+    [
+        {"grafana": "http://127.0.0.1:3000"},
+        {"prometheus": "file:///etc/passwd"},
+        {"prometheus": "http://user:pw@127.0.0.1:9090"},
+        {"prometheus": "http://127.0.0.1:9090/?x=1"},
+    ],
+)
 def test_observer_settings_are_checked(observers):
     with pytest.raises(ValueError, match="observers"):
         WebSettings(observers=observers)
@@ -229,7 +304,8 @@ def test_every_target_tells_the_web_view_where_its_observers_are():
     ctx = program("prod").context
     assert ctx.observers == {
         "prometheus": f"http://kube-prometheus-stack-prometheus.{ctx.k8s.monitoring_namespace}.svc:9090",
-        "alertmanager": f"http://kube-prometheus-stack-alertmanager.{ctx.k8s.monitoring_namespace}.svc:9093"}
+        "alertmanager": f"http://kube-prometheus-stack-alertmanager.{ctx.k8s.monitoring_namespace}.svc:9093",
+    }
     assert WebSettings(observers=ctx.observers).observers == ctx.observers
 
     onprem = load_stack("onprem")
@@ -244,8 +320,9 @@ def test_the_web_view_may_reach_prometheus_and_alertmanager_on_kubernetes():
     from infra_program import program
     from test_infra_flows import manifests, outside
 
-    alertmanager = netpol.external("alertmanager", "monitoring", {"app.kubernetes.io/name": "alertmanager"},
-                                   {"web": ("TCP", 9093)})
+    alertmanager = netpol.external(
+        "alertmanager", "monitoring", {"app.kubernetes.io/name": "alertmanager"}, {"web": ("TCP", 9093)}
+    )
     found = netpol.flows(manifests("prod"), extra=(*outside("prod"), alertmanager))
     reached = {(dst, port) for src, dst, _, port in found if src == "web"}
     assert ("prometheus", 9090) in reached and ("alertmanager", 9093) in reached

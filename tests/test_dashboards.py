@@ -45,18 +45,22 @@ def expand(expr: str) -> str:
 
 def test_checked_in_json_matches_the_generator(generator, dashboards):
     checked_in = {p.name for p in DASHBOARDS.glob("*.json")}
-    assert checked_in == set(dashboards), (f"dashboard files {sorted(checked_in ^ set(dashboards))} differ from "
-                                           "the generator's: run python monitoring/dashboards/generate.py")
+    assert checked_in == set(dashboards), (
+        f"dashboard files {sorted(checked_in ^ set(dashboards))} differ from "
+        "the generator's: run python monitoring/dashboards/generate.py"
+    )
     for name, dashboard in dashboards.items():
-        assert (DASHBOARDS / name).read_text() == generator.render(dashboard), \
+        assert (DASHBOARDS / name).read_text() == generator.render(dashboard), (
             f"{name} differs from the generator's output: run python monitoring/dashboards/generate.py"
+        )
 
 
 def test_check_mode_reports_drift(tmp_path):
     copy = tmp_path / "dashboards"
     shutil.copytree(DASHBOARDS, copy)
-    (copy / "generate.py").write_text((DASHBOARDS / "generate.py").read_text().replace(
-        "HERE.parent\n", f"Path({str(DASHBOARDS.parent)!r})\n", 1))
+    (copy / "generate.py").write_text(
+        (DASHBOARDS / "generate.py").read_text().replace("HERE.parent\n", f"Path({str(DASHBOARDS.parent)!r})\n", 1)
+    )
     run = [sys.executable, str(copy / "generate.py"), "--check"]
     assert subprocess.run(run, capture_output=True, text=True).returncode == 0
     overview = copy / "overview.json"
@@ -103,8 +107,10 @@ def test_latency_percentiles_are_p50_p95_p99(dashboards):
 @pytest.mark.skipif(not shutil.which("promtool"), reason="promtool (Debian package prometheus) is not installed")
 def test_every_query_parses(generator, dashboards, tmp_path):
     """promtool parses PromQL when it checks rules: every panel query becomes a recording rule."""
-    rules = [{"record": f"dashboard:query:{i}", "expr": expand(expr)}
-             for i, (_, expr) in enumerate(q for d in dashboards.values() for q in generator.panel_queries(d))]
+    rules = [
+        {"record": f"dashboard:query:{i}", "expr": expand(expr)}
+        for i, (_, expr) in enumerate(q for d in dashboards.values() for q in generator.panel_queries(d))
+    ]
     assert len(rules) > 50
     path = tmp_path / "queries.yaml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
@@ -139,8 +145,14 @@ def test_database_dashboard_works_on_both_targets(generator, dashboards):
             assert "Kubernetes only: reads " in panel["description"], panel["title"]
         else:
             assert any(m.startswith("pg_") for m in metrics), f"{panel['title']}: no query for postgres_exporter"
-    assert {"Last successful backup", "Last backup failed", "Last WAL archived", "WAL archiving",
-            "Replication lag", "Volume space used"} <= kubernetes_only
+    assert {
+        "Last successful backup",
+        "Last backup failed",
+        "Last WAL archived",
+        "WAL archiving",
+        "Replication lag",
+        "Volume space used",
+    } <= kubernetes_only
     assert "PostgreSQL up" not in kubernetes_only
 
 

@@ -40,8 +40,7 @@ def cluster():
 
 
 def create_app(dsn: str) -> FastAPI:
-    pool = AsyncConnectionPool(dsn, min_size=0, max_size=2, timeout=1, open=False,
-                               **reconnecting(AsyncConnectionPool))
+    pool = AsyncConnectionPool(dsn, min_size=0, max_size=2, timeout=1, open=False, **reconnecting(AsyncConnectionPool))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -81,9 +80,12 @@ def service(cluster):
 
 
 def unavailable(answer: httpx.Response) -> bool:
-    return (answer.status_code == 503 and answer.headers["retry-after"] == "2"
-            and answer.headers["content-type"] == "application/problem+json"
-            and answer.json()["detail"] == "the database is unavailable; try again shortly")
+    return (
+        answer.status_code == 503
+        and answer.headers["retry-after"] == "2"
+        and answer.headers["content-type"] == "application/problem+json"
+        and answer.json()["detail"] == "the database is unavailable; try again shortly"
+    )
 
 
 def test_a_session_terminated_mid_query_is_503(cluster, service):

@@ -47,8 +47,11 @@ def station_items(run) -> list[dict]:
 
 def test_returns_ndjson_files_collections_first(run):
     dest, paths = run
-    assert paths == [dest / "collections.ndjson", dest / "items-garonne-wse.ndjson",
-                     dest / "items-garonne-virtual-stations.ndjson"]
+    assert paths == [
+        dest / "collections.ndjson",
+        dest / "items-garonne-wse.ndjson",
+        dest / "items-garonne-virtual-stations.ndjson",
+    ]
     files = _tree(dest)
     assert len([f for f in files if f.startswith("cog/")]) == 2 * len(hy.RASTER_DATES) == 48
     assert len([f for f in files if f.startswith("stations/")]) == len(garonne.STATIONS) == 6
@@ -63,8 +66,9 @@ def test_bytes_identical_across_directories_and_reruns(run, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         if name.endswith(".ndjson"):  # asset hrefs are absolute, so only the destination prefix may differ
-            assert a[name].read_text().replace(str(dest_a), "<dest>") == \
-                b[name].read_text().replace(str(tmp_path), "<dest>"), name
+            assert a[name].read_text().replace(str(dest_a), "<dest>") == b[name].read_text().replace(
+                str(tmp_path), "<dest>"
+            ), name
         else:
             assert _sha256(a[name]) == _sha256(b[name]), name
 
@@ -84,8 +88,8 @@ def test_stac_validates_and_links_up(run, wse_items, station_items):
     for items, cid, count in ((wse_items, "garonne-wse", 24), (station_items, "garonne-virtual-stations", 6)):
         assert len(items) == count and len({i["id"] for i in items}) == count
         collection = next(c for c in collections if c["id"] == cid)
-        (west, south, east, north), = collection["extent"]["spatial"]["bbox"]
-        (start, end), = collection["extent"]["temporal"]["interval"]
+        ((west, south, east, north),) = collection["extent"]["spatial"]["bbox"]
+        ((start, end),) = collection["extent"]["temporal"]["interval"]
         for item in items:
             Item.model_validate(item)
             assert item["collection"] == cid
@@ -114,7 +118,7 @@ def test_cogs_are_tiled_with_overviews_and_match_metadata(wse_items):
         arrays = {}
         for key, asset in item["assets"].items():
             assert asset["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
-            band, = asset["raster:bands"]
+            (band,) = asset["raster:bands"]
             with rasterio.open(asset["href"]) as ds:
                 assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
                 assert ds.profile["tiled"] and ds.block_shapes == [(256, 256)]
@@ -140,8 +144,10 @@ def test_cogs_are_tiled_with_overviews_and_match_metadata(wse_items):
 
 def test_seasonal_high_water_above_late_summer_low(wse_items):
     def read(item: dict) -> tuple[np.ndarray, np.ndarray]:
-        with rasterio.open(item["assets"]["wse"]["href"]) as w, \
-                rasterio.open(item["assets"]["water_extent"]["href"]) as m:
+        with (
+            rasterio.open(item["assets"]["wse"]["href"]) as w,
+            rasterio.open(item["assets"]["water_extent"]["href"]) as m,
+        ):
             return w.read(1), m.read(1)
 
     by_month = {int(i["properties"]["datetime"][5:7]): read(i) for i in wse_items}  # last item of each month
@@ -198,16 +204,18 @@ def test_station_levels_agree_with_rasters(station_items, wse_items):
         assert abs(float(np.median(diffs))) < 0.15, item["id"]
 
 
-@pytest.mark.parametrize("bad", [
-    "2023-01-05 10:21 abc 0.10",
-    "2023-13-05 10:21 140.000 0.10",
-    "2023-01-05 140.000 0.10",
-    "2023-01-05 10:21 nan 0.10",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2023-01-05 10:21 abc 0.10",
+        "2023-13-05 10:21 140.000 0.10",
+        "2023-01-05 140.000 0.10",
+        "2023-01-05 10:21 nan 0.10",
+    ],
+)
 def test_malformed_hydroweb_line_names_file_and_line(tmp_path, bad):
     path = tmp_path / "bad.txt"
-    path.write_text("#ID:: X\n#UNIT:: m\n#COL 1 : date (yyyy-mm-dd)\n"
-                    "2023-01-01 10:21 140.000 0.10\n\n" + bad + "\n")
+    path.write_text("#ID:: X\n#UNIT:: m\n#COL 1 : date (yyyy-mm-dd)\n2023-01-01 10:21 140.000 0.10\n\n" + bad + "\n")
     with pytest.raises(ValueError, match=r"bad\.txt:6: malformed"):
         parse_hydroweb(path)
 
@@ -229,11 +237,18 @@ def test_with_an_offline_tier_a_few_rasters_are_orderable_placeholders(run, tmp_
             continue
         assert props["storage:tier"] == "offline" and props["order:status"] == "orderable"
         [link] = [x for x in item["links"] if x["rel"] == "retrieve"]
-        assert link == {"rel": "retrieve", "href": "/downloads/retrievals", "method": "POST",
-                        "type": "application/json", "title": link["title"],
-                        "body": {"collection": "garonne-wse", "id": iid}}
-        assert all(h.is_relative_to(offline) and h.exists() and not (online / h.relative_to(offline)).exists()
-                   for h in hrefs)
+        assert link == {
+            "rel": "retrieve",
+            "href": "/downloads/retrievals",
+            "method": "POST",
+            "type": "application/json",
+            "title": link["title"],
+            "body": {"collection": "garonne-wse", "id": iid},
+        }
+        assert all(
+            h.is_relative_to(offline) and h.exists() and not (online / h.relative_to(offline)).exists() for h in hrefs
+        )
         # The same product as without a tier: only where it is kept differs.
-        assert [a["file:checksum"] for a in item["assets"].values()] == \
-            [a["file:checksum"] for a in plain[iid]["assets"].values()]
+        assert [a["file:checksum"] for a in item["assets"].values()] == [
+            a["file:checksum"] for a in plain[iid]["assets"].values()
+        ]

@@ -36,15 +36,18 @@ DOCKERFILES = sorted(ROOT.glob("apps/*/Dockerfile"))
 IDS = [p.parent.name for p in DOCKERFILES]
 
 BUILD_TOOLS = re.compile(
-    r"(?<![\w.+-])(gcc|g\+\+|cc|clang|make|cmake|build-essential|pkg-config|[\w.+]+-dev)(?![\w.+-])")
+    r"(?<![\w.+-])(gcc|g\+\+|cc|clang|make|cmake|build-essential|pkg-config|[\w.+]+-dev)(?![\w.+-])"
+)
 PACKAGE_INSTALL = re.compile(
-    r"\b(apt-get|apt|aptitude)\s+(?:-\S+\s+)*install\b|\bapk\s+add\b|\b(yum|dnf|microdnf)\s+install\b")
+    r"\b(apt-get|apt|aptitude)\s+(?:-\S+\s+)*install\b|\bapk\s+add\b|\b(yum|dnf|microdnf)\s+install\b"
+)
 DEV_DISTRIBUTIONS = re.compile(r"^(pytest(-.*)?|robotframework(-.*)?|ruff|mypy|coverage|hypothesis)$")
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Static checks, one run per Dockerfile
 # ----------------------------------------------------------------------------------------------------------
+
 
 def test_every_service_with_an_entry_point_has_a_dockerfile():
     services = {p.parents[2].name for p in ROOT.glob("apps/*/src/eolake_*/__main__.py")}
@@ -53,8 +56,9 @@ def test_every_service_with_an_entry_point_has_a_dockerfile():
 
 
 def test_generated_dockerfiles_match_their_template():
-    result = subprocess.run([sys.executable, str(ROOT / "infra/images/dockerfiles.py"), "--check"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "infra/images/dockerfiles.py"), "--check"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -152,8 +156,11 @@ def test_every_copy_source_exists_and_is_in_the_build_context(stages):
                     rel = match.relative_to(ROOT).as_posix()
                     assert not ignored(rel, rules), f"line {ins.line}: {rel} is excluded by .dockerignore"
                     if match.is_dir():
-                        kept = [f for f in match.rglob("*")
-                                if f.is_file() and not ignored(f.relative_to(ROOT).as_posix(), rules)]
+                        kept = [
+                            f
+                            for f in match.rglob("*")
+                            if f.is_file() and not ignored(f.relative_to(ROOT).as_posix(), rules)
+                        ]
                         assert kept, f"line {ins.line}: .dockerignore leaves nothing of {rel}"
 
 
@@ -177,7 +184,8 @@ def test_uv_builds_see_the_whole_workspace(stages):
             continue
         copied = {Path(s).as_posix() for _, sources, _ in context_copies(stage) for s in sources}
         wanted = {"uv.lock", "pyproject.toml"} | {
-            (path / "pyproject.toml").relative_to(ROOT).as_posix() for path in workspace_members().values()}
+            (path / "pyproject.toml").relative_to(ROOT).as_posix() for path in workspace_members().values()
+        }
         assert wanted <= copied, f"stage {stage.name or stage.index} does not copy {sorted(wanted - copied)}"
         for run in uv_runs(stage):
             if re.search(r"\buv\s+sync\b", run):
@@ -188,6 +196,7 @@ def test_uv_builds_see_the_whole_workspace(stages):
 # ----------------------------------------------------------------------------------------------------------
 # The catalog image's own contract
 # ----------------------------------------------------------------------------------------------------------
+
 
 def test_catalog_image_contract():
     stages = parse_dockerfile(ROOT / "apps/catalog/Dockerfile")
@@ -262,6 +271,7 @@ def test_healthcheck_probes_healthz_on_the_configured_port(dockerfile, stages):
 # Replay the builder locally: the same COPYs (minus .dockerignore) into a fake root, the same `uv ...` RUNs.
 # ----------------------------------------------------------------------------------------------------------
 
+
 def _copy_into(sources: list[str], dest: str, workdir: str, rootfs: Path, rules) -> None:
     target = rootfs / (dest if dest.startswith("/") else f"{workdir}/{dest}").lstrip("/")
     matches = [m for s in sources for m in expand_source(s)]
@@ -284,8 +294,7 @@ def replay(stage: Stage, rootfs: Path) -> tuple[dict[str, str], list[str]]:
     """Run the stage's context COPYs and `uv ...` RUNs with paths under `rootfs`; other RUNs are skipped."""
     uv = Path(sys.executable).with_name("uv")  # pinned in the dev group, so always beside the interpreter
     rules = dockerignore_rules()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("UV_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UV_") and k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["UV_SYSTEM_CERTS"] = "1"  # this machine's trust store, as the bootstrap does
     env["PATH"] = f"{Path(uv).parent}{os.pathsep}{env.get('PATH', '')}"
     workdir, ran = "/", []
@@ -307,8 +316,14 @@ def replay(stage: Stage, rootfs: Path) -> tuple[dict[str, str], list[str]]:
         elif ins.cmd == "RUN":
             _, command = ins.flags_and_rest()
             if re.match(r"uv\s", command):
-                result = subprocess.run(["/bin/sh", "-c", command], cwd=rootfs / workdir.lstrip("/"), env=env,
-                                        capture_output=True, text=True, timeout=240)
+                result = subprocess.run(
+                    ["/bin/sh", "-c", command],
+                    cwd=rootfs / workdir.lstrip("/"),
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=240,
+                )
                 assert result.returncode == 0, f"line {ins.line}: {command}\n{result.stdout}\n{result.stderr}"
                 ran.append(command)
     return env, ran
@@ -356,8 +371,11 @@ def test_builder_replay_gives_a_runnable_venv_without_dev_packages(dockerfile, t
         venv = env.get("UV_PROJECT_ENVIRONMENT")
         assert venv, "set UV_PROJECT_ENVIRONMENT: the venv must land where the final stage copies it"
         container_venv = "/" + Path(venv).relative_to(rootfs).as_posix()
-        copied = [ins.words()[0] for ins in final.all("COPY") if ins.flags_and_rest()[0].get("from") in
-                  (builder.name, str(builder.index))]
+        copied = [
+            ins.words()[0]
+            for ins in final.all("COPY")
+            if ins.flags_and_rest()[0].get("from") in (builder.name, str(builder.index))
+        ]
         assert container_venv in copied, f"the final stage copies {copied}, the venv is {container_venv}"
 
         entry = final.last("ENTRYPOINT").words()
@@ -368,9 +386,14 @@ def test_builder_replay_gives_a_runnable_venv_without_dev_packages(dockerfile, t
         module = entry[2]
 
         # Import the service and all of its modules with the venv alone (-I: no cwd, PYTHONPATH or user site).
-        probe = subprocess.run([str(python), "-I", "-c", PROBE, module], cwd=tmp_path, capture_output=True,
-                               text=True, timeout=120,
-                               env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
+        probe = subprocess.run(
+            [str(python), "-I", "-c", PROBE, module],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"},
+        )
         assert probe.returncode == 0, probe.stderr
         report = json.loads(probe.stdout.strip().splitlines()[-1])
         assert report["file"].startswith(venv + "/"), f"{module} imported from {report['file']}, not the venv"
@@ -399,8 +422,9 @@ def test_builder_replay_gives_a_runnable_venv_without_dev_packages(dockerfile, t
         for name in wanted:
             editable = (dists[name] or {}).get("dir_info", {}).get("editable")
             assert not editable, f"{name} is installed editable"
-        assert not [p for p in Path(venv).rglob("*.pth") if str(rootfs) in p.read_text()], \
+        assert not [p for p in Path(venv).rglob("*.pth") if str(rootfs) in p.read_text()], (
             "a .pth file points back at the build tree"
+        )
 
         # UV_COMPILE_BYTECODE: the image runs with PYTHONDONTWRITEBYTECODE on a read-only filesystem.
         assert list((Path(report["file"]).parent / "__pycache__").glob("*.pyc")), "bytecode was not compiled"
@@ -453,16 +477,27 @@ def test_thesaurus_image_carries_the_vocabularies_where_prepare_reads_them(tmp_p
     tampered = tmp_path / "tampered"
     shutil.copytree(vocabularies, tampered)
     (tampered / files[0]).write_bytes((tampered / files[0]).read_bytes() + b" ")
-    assert subprocess.run(["/bin/sh", "-c", check.replace("/vocabularies", str(tampered))],
-                          capture_output=True).returncode != 0
+    assert (
+        subprocess.run(["/bin/sh", "-c", check.replace("/vocabularies", str(tampered))], capture_output=True).returncode
+        != 0
+    )
 
     # The init container's command on that layout: the index is filled from the image's files.
-    env = {**os.environ, "EOLAKE_THESAURUS_STORAGE_PATH": str(tmp_path / "data"),
-           "EOLAKE_THESAURUS_VOCABULARIES": str(vocabularies)}
-    prepared = subprocess.run([sys.executable, "-m", "eolake_thesaurus.prepare"], env=env, capture_output=True,
-                              text=True, timeout=300)
+    env = {
+        **os.environ,
+        "EOLAKE_THESAURUS_STORAGE_PATH": str(tmp_path / "data"),
+        "EOLAKE_THESAURUS_VOCABULARIES": str(vocabularies),
+    }
+    prepared = subprocess.run(
+        [sys.executable, "-m", "eolake_thesaurus.prepare"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert prepared.returncode == 0, prepared.stderr
     assert "filled; imported gemet, gemet, inspire" in prepared.stdout
-    empty = subprocess.run([sys.executable, "-m", "eolake_thesaurus.prepare", str(tmp_path / "nothing")],
-                           env=env, capture_output=True, text=True, timeout=60)
+    empty = subprocess.run(
+        [sys.executable, "-m", "eolake_thesaurus.prepare", str(tmp_path / "nothing")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert empty.returncode == 2 and "no vocabulary file" in empty.stderr

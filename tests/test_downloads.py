@@ -77,8 +77,8 @@ class Source:
                 sent.append((start, 0))
                 try:
                     for i in range(start, len(body), step):
-                        self.wfile.write(body[i:i + step])
-                        sent[-1] = (start, sent[-1][1] + len(body[i:i + step]))
+                        self.wfile.write(body[i : i + step])
+                        sent[-1] = (start, sent[-1][1] + len(body[i : i + step]))
                         if name == "slow":
                             self.wfile.flush()
                             time.sleep(source.slow_delay)
@@ -111,11 +111,20 @@ def downloads_service(env: dict[str, str], log: Path):
 
 
 def stac_item(iid: str, assets: dict) -> dict:
-    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": COLLECTION, "links": [],
-            "bbox": [1.0, 43.0, 1.1, 43.1],
-            "geometry": {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.1, 43.0], [1.1, 43.1], [1.0, 43.1],
-                                                             [1.0, 43.0]]]},
-            "properties": {"datetime": "2024-01-01T00:00:00Z"}, "assets": assets}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": COLLECTION,
+        "links": [],
+        "bbox": [1.0, 43.0, 1.1, 43.1],
+        "geometry": {
+            "type": "Polygon",
+            "coordinates": [[[1.0, 43.0], [1.1, 43.0], [1.1, 43.1], [1.0, 43.1], [1.0, 43.0]]],
+        },
+        "properties": {"datetime": "2024-01-01T00:00:00Z"},
+        "assets": assets,
+    }
 
 
 def asset(href: str, data: bytes | None = None, **extra) -> dict:
@@ -135,9 +144,12 @@ class Workers:
         started = []
         for _ in range(n):
             log = open(self.logs / f"worker-{len(self.procs)}.log", "wb")
-            proc = subprocess.Popen([sys.executable, "-m", "eolake_downloads.worker"],
-                                    env={**os.environ, **self.env, **(extra or {})},
-                                    stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "eolake_downloads.worker"],
+                env={**os.environ, **self.env, **(extra or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             self.procs.append(proc)
             started.append(proc)
         return started
@@ -171,10 +183,18 @@ def world():
             secret = storage / "secret.bin"
             secret.write_bytes(b"not for you")
             items = [
-                {"type": "Collection", "stac_version": "1.0.0", "id": COLLECTION, "description": "download tests",
-                 "license": "CC-BY-4.0", "links": [],
-                 "extent": {"spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
-                            "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]}}},
+                {
+                    "type": "Collection",
+                    "stac_version": "1.0.0",
+                    "id": COLLECTION,
+                    "description": "download tests",
+                    "license": "CC-BY-4.0",
+                    "links": [],
+                    "extent": {
+                        "spatial": {"bbox": [[1.0, 43.0, 2.0, 44.0]]},
+                        "temporal": {"interval": [["2024-01-01T00:00:00Z", None]]},
+                    },
+                },
                 stac_item("slow", {"data": asset(source.url("slow"), SLOW)}),
                 stac_item("flaky", {"data": asset(source.url("flaky"), FLAKY)}),
                 stac_item("corrupt", {"data": asset(source.url("corrupt"), FLAKY)}),  # describes other bytes
@@ -192,34 +212,53 @@ def world():
             report = ingest([*stac, extra], cluster.dsn())
             assert not report.rejected, report.rejected
             keys_file = root / "api-keys.json"
-            keys = {name: create_api_key(keys_file, name, "user") for name in
-                    ("alice", "bob", "quota", "faults", "pgfault", "s3user", "tiers")}
+            keys = {
+                name: create_api_key(keys_file, name, "user")
+                for name in ("alice", "bob", "quota", "faults", "pgfault", "s3user", "tiers")
+            }
             logs = root / "logs"
             logs.mkdir()
-            with service_process("eolake_catalog", {
+            with service_process(
+                "eolake_catalog",
+                {
                     "EOLAKE_CATALOG_DATABASE_URL": cluster.app_dsn(),
-                    "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": str(keys_file)}, logs / "catalog.log",
-                    own_public_url=True) as catalog:
-                env = {"EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(),
-                       "EOLAKE_DOWNLOADS_PEERS": json.dumps({"catalog": {"url": catalog}}),
-                       "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage),
-                       "EOLAKE_DOWNLOADS_AUTH__API_KEYS_FILE": str(keys_file),
-                       "EOLAKE_DOWNLOADS_ALLOWED_HOSTS": json.dumps([source.host]),
-                       "EOLAKE_DOWNLOADS_MAINTENANCE_INTERVAL": "0.5",
-                       "EOLAKE_DOWNLOADS_STALLED_SECONDS": "3",
-                       "EOLAKE_DOWNLOADS_HEARTBEAT_SECONDS": "0.5",
-                       "EOLAKE_DOWNLOADS_RETRY_BASE_SECONDS": "0.1",
-                       "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1024**3),
-                       "EOLAKE_DOWNLOADS_QUOTA_CONCURRENT_ORDERS": "2",
-                       "EOLAKE_DOWNLOADS_OFFLINE_PATH": str(root / "offline"),
-                       "EOLAKE_DOWNLOADS_OFFLINE_DELAY_SECONDS": "0.2",
-                       "EOLAKE_DOWNLOADS_PRIORITIES": json.dumps({COLLECTION: ["mirror", "local"]}),
-                       "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning"}
+                    "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": str(keys_file),
+                },
+                logs / "catalog.log",
+                own_public_url=True,
+            ) as catalog:
+                env = {
+                    "EOLAKE_DOWNLOADS_DATABASE_URL": cluster.app_dsn(),
+                    "EOLAKE_DOWNLOADS_PEERS": json.dumps({"catalog": {"url": catalog}}),
+                    "EOLAKE_DOWNLOADS_STORAGE_PATH": str(storage),
+                    "EOLAKE_DOWNLOADS_AUTH__API_KEYS_FILE": str(keys_file),
+                    "EOLAKE_DOWNLOADS_ALLOWED_HOSTS": json.dumps([source.host]),
+                    "EOLAKE_DOWNLOADS_MAINTENANCE_INTERVAL": "0.5",
+                    "EOLAKE_DOWNLOADS_STALLED_SECONDS": "3",
+                    "EOLAKE_DOWNLOADS_HEARTBEAT_SECONDS": "0.5",
+                    "EOLAKE_DOWNLOADS_RETRY_BASE_SECONDS": "0.1",
+                    "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1024**3),
+                    "EOLAKE_DOWNLOADS_QUOTA_CONCURRENT_ORDERS": "2",
+                    "EOLAKE_DOWNLOADS_OFFLINE_PATH": str(root / "offline"),
+                    "EOLAKE_DOWNLOADS_OFFLINE_DELAY_SECONDS": "0.2",
+                    "EOLAKE_DOWNLOADS_PRIORITIES": json.dumps({COLLECTION: ["mirror", "local"]}),
+                    "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning",
+                }
                 with downloads_service(env, logs / "downloads.log") as url:
                     workers = Workers(env, logs)
                     try:
-                        yield {"url": url, "keys": keys, "workers": workers, "cluster": cluster, "root": root,
-                               "storage": storage, "source": source, "env": env, "catalog": catalog, "logs": logs}
+                        yield {
+                            "url": url,
+                            "keys": keys,
+                            "workers": workers,
+                            "cluster": cluster,
+                            "root": root,
+                            "storage": storage,
+                            "source": source,
+                            "env": env,
+                            "catalog": catalog,
+                            "logs": logs,
+                        }
                     finally:
                         workers.stop_all()
     finally:
@@ -246,6 +285,7 @@ def wait_final(http: httpx.Client, order_id: str, timeout: float = 60) -> dict:
     def final():
         doc = http.get(f"/orders/{order_id}").json()
         return doc if doc.get("status") in ("succeeded", "failed", "canceled") else None
+
     doc = wait_until(final, timeout, 0.2)
     assert doc, http.get(f"/orders/{order_id}").json()
     return doc
@@ -263,8 +303,9 @@ def order(http: httpx.Client, items: list[dict]) -> dict:
 def test_order_stage_download_verify_and_skip(world, tmp_path):
     world["workers"].ensure()
     c = client(world)
-    placed = c.order([("garonne-wse", "garonne-wse-2023-01-01"), ("garonne-wse", "garonne-wse-2023-01-16")],
-                     assets=["wse"])
+    placed = c.order(
+        [("garonne-wse", "garonne-wse-2023-01-01"), ("garonne-wse", "garonne-wse-2023-01-16")], assets=["wse"]
+    )
     assert placed["status"] == "ordered" and len(placed["files"]) == 2
     done = c.wait(placed["id"], timeout=60, interval=0.2)
     assert done["status"] == "succeeded", done
@@ -335,18 +376,33 @@ def test_cli_search_order_download_status(world, tmp_path):
     found = Client(world["catalog"]).search(collections=["garonne-wse"], max_items=2)
     assert len(list(found.items())) == 2
     cli = [sys.executable, "-m", "eolake_client.cli", "--url", world["url"], "--api-key", world["keys"]["alice"]]
-    out = subprocess.run([*cli, "order", "garonne-wse/garonne-wse-2023-04-16", "--assets", "wse", "--quiet",
-                          "--download", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            *cli,
+            "order",
+            "garonne-wse/garonne-wse-2023-04-16",
+            "--assets",
+            "wse",
+            "--quiet",
+            "--download",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     order_id = out.stdout.split()[0]
     assert "verified" in out.stdout and len(list(tmp_path.glob("*.tif"))) == 1
-    again = subprocess.run([*cli, "download", order_id, str(tmp_path), "--quiet"], capture_output=True, text=True,
-                           timeout=120)
+    again = subprocess.run(
+        [*cli, "download", order_id, str(tmp_path), "--quiet"], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0 and "skipped" in again.stdout and "0 transferred" in again.stdout, again.stdout
     status = subprocess.run([*cli, "status", order_id], capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "succeeded" in status.stdout
-    missing = subprocess.run([*cli, "status", "00000000-0000-0000-0000-000000000000"], capture_output=True,
-                             text=True, timeout=60)
+    missing = subprocess.run(
+        [*cli, "status", "00000000-0000-0000-0000-000000000000"], capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 2 and "404" in missing.stderr and "no such order" in missing.stderr
 
 
@@ -373,8 +429,7 @@ def test_staged_files_expire_and_are_removed(world):
     staged = world["storage"] / "staging" / done["id"] / f["id"]
     assert staged.exists()
     with psycopg.connect(world["cluster"].dsn(), autocommit=True) as conn:
-        conn.execute("UPDATE downloads.files SET expires_at = now() - interval '1 second' WHERE id = %s",
-                     (f["id"],))
+        conn.execute("UPDATE downloads.files SET expires_at = now() - interval '1 second' WHERE id = %s", (f["id"],))
     assert wait_until(lambda: not staged.exists(), 30), "the periodic sweep did not remove the expired file"
     r = http.get(f"/orders/{done['id']}/files/{f['id']}")
     assert r.status_code == 410 and r.headers["content-type"] == PROBLEM
@@ -406,12 +461,22 @@ def test_auth_isolation_and_bad_inputs(world):
     assert alice.get("/orders/not-a-uuid").status_code == 404
     assert alice.get(f"/orders/{mine['id']}/files/nope").status_code == 404
 
-    for item, why in (("traversal", "traversal"), ("outside", "outside the allow-list"),
-                      ("foreign", "outside the allow-list"), ("eodag", "not configured")):
+    for item, why in (
+        ("traversal", "traversal"),
+        ("outside", "outside the allow-list"),
+        ("foreign", "outside the allow-list"),
+        ("eodag", "not configured"),
+    ):
         r = alice.post("/orders", json={"items": [{"collection": COLLECTION, "id": item}]})
         assert r.status_code == 400 and why in r.json()["detail"], (item, r.text)
-    bad_bodies = [{}, {"items": []}, {"items": [{"collection": "x"}]}, {"items": "nope"}, {"extra": 1, "items": []},
-                  {"items": [{"collection": "garonne-wse", "id": "garonne-wse-2023-01-01", "assets": ["nope"]}]}]
+    bad_bodies = [
+        {},
+        {"items": []},
+        {"items": [{"collection": "x"}]},
+        {"items": "nope"},
+        {"extra": 1, "items": []},
+        {"items": [{"collection": "garonne-wse", "id": "garonne-wse-2023-01-01", "assets": ["nope"]}]},
+    ]
     for body in bad_bodies:
         r = alice.post("/orders", json=body)
         assert r.status_code == 400 and r.headers["content-type"] == PROBLEM, (body, r.text)
@@ -496,8 +561,10 @@ def test_worker_killed_mid_job_is_picked_up_again_and_resumes_its_copy(world):
     assert done["status"] == "succeeded", done["files"]
     assert source.hits["slow"] == 2
     (_, before_kill), (resumed_from, retry_sent) = source.sent["slow"]
-    print(f"\nworker killed mid-copy: {len(SLOW)} bytes, {before_kill} sent before the kill, {kept} kept; "
-          f"the retry asked from byte {resumed_from} and was sent {retry_sent}")
+    print(
+        f"\nworker killed mid-copy: {len(SLOW)} bytes, {before_kill} sent before the kill, {kept} kept; "
+        f"the retry asked from byte {resumed_from} and was sent {retry_sent}"
+    )
     assert resumed_from == kept > 0 and retry_sent == len(SLOW) - kept  # only the missing bytes
     assert http.get(done["files"][0]["href"].split("/downloads", 1)[1]).content == SLOW
     assert done["files"][0]["checksum"] == multihash(SLOW)
@@ -556,17 +623,21 @@ def test_s3_source_and_s3_staging(world, moto, tmp_path, monkeypatch):
     payload = os.urandom(300_000)
     s3.put_object(Bucket="src-bucket", Key="path/file.bin", Body=payload)
     local_only = ("EOLAKE_DOWNLOADS_OFFLINE_PATH",)  # the offline tier is restored into local storage
-    env = {**{k: v for k, v in world["env"].items() if k not in local_only}, **creds,
-           "EOLAKE_DOWNLOADS_STORAGE_KIND": "s3", "EOLAKE_DOWNLOADS_S3_BUCKET": "staging-bucket",
-           "EOLAKE_DOWNLOADS_S3_ENDPOINT": moto, "EOLAKE_DOWNLOADS_ALLOWED_BUCKETS": '["src-bucket"]'}
+    env = {
+        **{k: v for k, v in world["env"].items() if k not in local_only},
+        **creds,
+        "EOLAKE_DOWNLOADS_STORAGE_KIND": "s3",
+        "EOLAKE_DOWNLOADS_S3_BUCKET": "staging-bucket",
+        "EOLAKE_DOWNLOADS_S3_ENDPOINT": moto,
+        "EOLAKE_DOWNLOADS_ALLOWED_BUCKETS": '["src-bucket"]',
+    }
     world["workers"].stop_all()  # the local-storage workers must not take these jobs
     workers = Workers(env, world["logs"])
     with downloads_service(env, world["logs"] / "downloads-s3.log") as url:
         workers.start(1)
         try:
             http = httpx.Client(base_url=url, headers={"X-API-Key": world["keys"]["s3user"]}, timeout=30)
-            placed = order(http, [{"collection": COLLECTION, "id": "s3src"},
-                                  *demo_items(("2023-04-01",))])
+            placed = order(http, [{"collection": COLLECTION, "id": "s3src"}, *demo_items(("2023-04-01",))])
             done = wait_final(http, placed["id"])
             assert done["status"] == "succeeded", done
             keys = {o["Key"] for o in s3.list_objects_v2(Bucket="staging-bucket")["Contents"]}
@@ -642,8 +713,9 @@ def test_offline_item_is_retrieved_then_downloaded_by_the_client(world, offline_
     assert retrieval["providers"] == ["local"] and retrieval["fallbacks"] == []
     # Online now: an ordinary order; a retrieval is refused.
     again = c.order([(COLLECTION, "tape")])
-    assert [r.path.read_bytes() for r in c.download(c.wait(again["id"], 60, 0.1), tmp_path / "again",
-                                                    progress=False)] == [TAPE]
+    assert [
+        r.path.read_bytes() for r in c.download(c.wait(again["id"], 60, 0.1), tmp_path / "again", progress=False)
+    ] == [TAPE]
     r = api(world, "tiers").post("/retrievals", json={"collection": COLLECTION, "id": "tape"})
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM and "not offline" in r.json()["detail"]
     cli = [sys.executable, "-m", "eolake_client.cli", "--url", gateway, "--api-key", world["keys"]["tiers"]]
@@ -660,8 +732,12 @@ def test_the_command_line_retrieves_and_downloads(world, gateway, tmp_path):
     tape.write_bytes(TAPE)
     add_items(world, mark_offline(stac_item("cli", {"data": asset(str(tape), TAPE)}), world["url"] + "/retrievals"))
     cli = [sys.executable, "-m", "eolake_client.cli", "--url", gateway, "--api-key", world["keys"]["tiers"]]
-    out = subprocess.run([*cli, "retrieve", f"{COLLECTION}/cli", "--quiet", "--download", str(tmp_path)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [*cli, "retrieve", f"{COLLECTION}/cli", "--quiet", "--download", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "verified" in out.stdout and (tmp_path / "cli-data.bin").read_bytes() == TAPE
 
@@ -691,8 +767,12 @@ def test_retrieval_bad_inputs_and_one_order_per_item(world):
 
     r = http.post("/orders", json={"items": [body]})  # ordered as if it were online
     assert r.status_code == 409 and r.headers["content-type"] == PROBLEM and r.json()["offline"] == ["dl-test/second"]
-    for bad, status in (({"collection": COLLECTION, "id": "no-such-item"}, 404), ({"collection": COLLECTION}, 400),
-                        ({**body, "assets": ["x"]}, 400), ({"collection": COLLECTION, "id": "slow"}, 409)):
+    for bad, status in (
+        ({"collection": COLLECTION, "id": "no-such-item"}, 404),
+        ({"collection": COLLECTION}, 400),
+        ({**body, "assets": ["x"]}, 400),
+        ({"collection": COLLECTION, "id": "slow"}, 409),
+    ):
         r = http.post("/retrievals", json=bad)
         assert r.status_code == status and r.headers["content-type"] == PROBLEM, (bad, r.text)
     assert api(world, None).post("/retrievals", json=body).status_code == 401
@@ -720,7 +800,8 @@ def test_order_falls_back_to_the_next_provider_and_says_so(world, tmp_path):
     [fallback] = done["fallbacks"]
     assert fallback["provider"] == "mirror" and "404" in fallback["reason"]
     assert done["files"][0]["provider"] == "local" and done["files"][0]["fallbacks"] == [
-        {"provider": "mirror", "reason": fallback["reason"]}]
+        {"provider": "mirror", "reason": fallback["reason"]}
+    ]
     [got] = c.download(done, tmp_path, progress=False)
     assert got.path.read_bytes() == MIRRORED and done["files"][0]["checksum"] == multihash(MIRRORED)
 

@@ -68,8 +68,13 @@ def world(tmp_path, http_source):
     original.parent.mkdir()
     original.write_bytes(DATA)
     settings = DownloadsSettings(storage_path=tmp_path / "data", allowed_hosts=[http_source.host])
-    return {"settings": settings, "file": resolve(str(original), settings), "original": original,
-            "http": resolve(f"http://{http_source.host}/big.bin", settings), "part": tmp_path / "copy.part"}
+    return {
+        "settings": settings,
+        "file": resolve(str(original), settings),
+        "original": original,
+        "http": resolve(f"http://{http_source.host}/big.bin", settings),
+        "part": tmp_path / "copy.part",
+    }
 
 
 def fetched() -> float:
@@ -144,8 +149,13 @@ def s3(tmp_path_factory):
     import boto3
 
     with moto_server(tmp_path_factory.mktemp("moto") / "moto.log") as url:
-        client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
         client.create_bucket(Bucket="src")
         yield url, client
 

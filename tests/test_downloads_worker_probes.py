@@ -79,10 +79,15 @@ def test_the_beat_comes_from_the_running_event_loop():
 
 def test_worker_process_without_database_is_alive_but_not_ready(tmp_path):
     port = free_port()
-    env = {**os.environ, "EOLAKE_DOWNLOADS_DATABASE_URL": f"postgresql://eolake@127.0.0.1:{free_port()}/eolake",
-           "EOLAKE_DOWNLOADS_STORAGE_PATH": str(tmp_path), "EOLAKE_DOWNLOADS_WORKER_METRICS_PORT": str(port)}
-    worker = subprocess.Popen([sys.executable, "-m", "eolake_downloads.worker"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "EOLAKE_DOWNLOADS_DATABASE_URL": f"postgresql://eolake@127.0.0.1:{free_port()}/eolake",
+        "EOLAKE_DOWNLOADS_STORAGE_PATH": str(tmp_path),
+        "EOLAKE_DOWNLOADS_WORKER_METRICS_PORT": str(port),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "eolake_downloads.worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
 
     def status(path: str) -> int | None:
@@ -90,6 +95,7 @@ def test_worker_process_without_database_is_alive_but_not_ready(tmp_path):
             return httpx.get(url + path, timeout=2).status_code
         except httpx.TransportError:
             return None
+
     try:
         assert wait_until(lambda: status("/healthz") == 200, 90), "the worker never answered its liveness probe"
         assert status("/readyz") == 503 and worker.poll() is None

@@ -40,8 +40,9 @@ def platform(**observability):
 def components(tmp_path: Path, monitoring_dir: Path = monitoring.MONITORING_DIR, **observability):
     state = StateDir(tmp_path / "state")
     state.prepare()
-    return monitoring_components(platform(**observability), state, SERVICES, GATEWAY, DSN,
-                                 monitoring_dir=monitoring_dir)
+    return monitoring_components(
+        platform(**observability), state, SERVICES, GATEWAY, DSN, monitoring_dir=monitoring_dir
+    )
 
 
 def fake_monitoring_dir(root: Path, alertmanager: bool = True) -> Path:
@@ -68,9 +69,11 @@ def test_the_repository_rules_load_except_kubernetes_yaml():
 
 
 def test_scrape_jobs_and_labels():
-    targets = [Target("eolake-catalog", "127.0.0.1:1", labels=(("service", "catalog"),)),
-               Target("eolake-gateway", "127.0.0.1:2", "/-/metrics", (("service", "gateway"),)),
-               Target("postgres", "127.0.0.1:3")]
+    targets = [
+        Target("eolake-catalog", "127.0.0.1:1", labels=(("service", "catalog"),)),
+        Target("eolake-gateway", "127.0.0.1:2", "/-/metrics", (("service", "gateway"),)),
+        Target("postgres", "127.0.0.1:3"),
+    ]
     config = prometheus_config(targets, [Path("/r/slo.yaml")], 2, alertmanager="127.0.0.1:4")
     assert config["global"] == {"scrape_interval": "2s", "evaluation_interval": "2s", "scrape_timeout": "2s"}
     assert config["rule_files"] == ["/r/slo.yaml"]
@@ -159,7 +162,8 @@ def test_the_scrape_targets_follow_the_instances(tmp_path):
     assert result.rescrape({"catalog": instances, "unknown": ["http://127.0.0.1:9"]})
     config = yaml.safe_load(result.config_file.read_text())
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert jobs["eolake-catalog"]["static_configs"] == [{"targets": ["127.0.0.1:8102", "127.0.0.1:8103"],
-                                                         "labels": {"service": "catalog"}}]
+    assert jobs["eolake-catalog"]["static_configs"] == [
+        {"targets": ["127.0.0.1:8102", "127.0.0.1:8103"], "labels": {"service": "catalog"}}
+    ]
     assert "eolake-unknown" not in jobs
     assert not result.rescrape({"catalog": instances}), "nothing changed: no reload"

@@ -46,8 +46,13 @@ class RunningBroker:
     def start(self) -> None:
         ports = self.broker.prepare()  # the AMQP port of the last start: the relay's URL stays right
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen(self.broker.command(), env=self.broker.env(ports), stdout=out,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.broker.command(),
+                env=self.broker.env(ports),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         metrics = f"http://127.0.0.1:{ports.metrics}/metrics"
         assert wait_until(lambda: self.process.poll() is None and answers(metrics), 90), self.log.read_text()[-2000:]
 
@@ -71,10 +76,12 @@ class Relay:
 
     def start(self) -> None:
         with open(self.log, "ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "eolake_events"], env=self.env, stdout=out,
-                                            stderr=subprocess.STDOUT)
-        assert wait_until(lambda: self.process.poll() is None and answers(self.url + "/healthz"), 60), \
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "eolake_events"], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        assert wait_until(lambda: self.process.poll() is None and answers(self.url + "/healthz"), 60), (
             self.log.read_text()[-2000:]
+        )
 
     def kill(self) -> None:
         self.process.kill()
@@ -90,8 +97,11 @@ class Relay:
 
     def metric(self, name: str) -> float:
         text = httpx.get(self.url + "/metrics", timeout=5).text
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name + "{") or line.startswith(name + " "))
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(name + "{") or line.startswith(name + " ")
+        )
 
 
 def answers(url: str) -> bool:
@@ -113,10 +123,17 @@ def broker():
 
 @pytest.fixture(scope="module")
 def relay(pg, broker, tmp_path_factory):
-    env = {**os.environ, "EOLAKE_EVENTS_DATABASE_URL": pg.app_dsn(), "EOLAKE_EVENTS_AMQP_URL": broker.url,
-           "EOLAKE_EVENTS_PORT": str(free_port()), "EOLAKE_EVENTS_HOST": "127.0.0.1",
-           "EOLAKE_EVENTS_POLL_SECONDS": "0.5", "EOLAKE_EVENTS_RETRY_SECONDS": "0.2",
-           "EOLAKE_EVENTS_RETRY_MAX_SECONDS": "1", "EOLAKE_EVENTS_SOURCES": json.dumps({"catalog": "urn:test:stac"})}
+    env = {
+        **os.environ,
+        "EOLAKE_EVENTS_DATABASE_URL": pg.app_dsn(),
+        "EOLAKE_EVENTS_AMQP_URL": broker.url,
+        "EOLAKE_EVENTS_PORT": str(free_port()),
+        "EOLAKE_EVENTS_HOST": "127.0.0.1",
+        "EOLAKE_EVENTS_POLL_SECONDS": "0.5",
+        "EOLAKE_EVENTS_RETRY_SECONDS": "0.2",
+        "EOLAKE_EVENTS_RETRY_MAX_SECONDS": "1",
+        "EOLAKE_EVENTS_SOURCES": json.dumps({"catalog": "urn:test:stac"}),
+    }
     running = Relay(env, tmp_path_factory.mktemp("relay") / "relay.log")
     running.start()
     assert wait_until(lambda: running.readiness() == 200, 30), running.log.read_text()[-2000:]
@@ -150,6 +167,7 @@ def queue(broker) -> str:
 
 def received(url: str, queue: str, count: int, keys: tuple[str, ...] = KEYS, timeout: float = 30) -> list[dict]:
     """The next `count` events of the queue (TimeoutError if fewer come)."""
+
     async def collect() -> list[dict]:
         events = []
         if count == 0:
@@ -177,29 +195,50 @@ def waiting(broker: RunningBroker, queue: str) -> int:
 
 
 def collection(cid: str, title: str = "events test") -> str:
-    return json.dumps({"type": "Collection", "stac_version": "1.0.0", "id": cid, "title": title, "description": "x",
-                       "license": "CC-BY-4.0", "links": [], "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]},
-                                                                     "temporal": {"interval": [[None, None]]}}})
+    return json.dumps(
+        {
+            "type": "Collection",
+            "stac_version": "1.0.0",
+            "id": cid,
+            "title": title,
+            "description": "x",
+            "license": "CC-BY-4.0",
+            "links": [],
+            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
+        }
+    )
 
 
 def item(cid: str, iid: str, **properties) -> str:
-    return json.dumps({"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid, "links": [],
-                       "assets": {}, "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
-                       "bbox": [0.5, 0.5, 0.5, 0.5],
-                       "properties": {"datetime": "2023-01-01T00:00:00Z", **properties}})
+    return json.dumps(
+        {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": iid,
+            "collection": cid,
+            "links": [],
+            "assets": {},
+            "geometry": {"type": "Point", "coordinates": [0.5, 0.5]},
+            "bbox": [0.5, 0.5, 0.5, 0.5],
+            "properties": {"datetime": "2023-01-01T00:00:00Z", **properties},
+        }
+    )
 
 
 def new_order(db: psycopg.Connection, status: str = "ordered") -> str:
     order_id = str(uuid.uuid4())
-    db.execute("INSERT INTO downloads.orders (id, owner, status, request) VALUES (%s, 'events-test', %s, %s)",
-               (order_id, status, Jsonb({"items": []})))
+    db.execute(
+        "INSERT INTO downloads.orders (id, owner, status, request) VALUES (%s, 'events-test', %s, %s)",
+        (order_id, status, Jsonb({"items": []})),
+    )
     return order_id
 
 
 def outbox(db: psycopg.Connection, like: str) -> list[tuple[str, str]]:
     """The outbox rows of these subjects, as (event id, routing key), in order."""
-    return db.execute("SELECT event->>'id', routing_key FROM eolake_events.outbox WHERE subject LIKE %s ORDER BY id",
-                      (like,)).fetchall()
+    return db.execute(
+        "SELECT event->>'id', routing_key FROM eolake_events.outbox WHERE subject LIKE %s ORDER BY id", (like,)
+    ).fetchall()
 
 
 def test_every_change_reaches_a_subscriber_in_order(relay, broker, queue, db):
@@ -240,7 +279,10 @@ def test_every_change_reaches_a_subscriber_in_order(relay, broker, queue, db):
     description = httpx.get(relay.url + "/").json()
     assert description["exchange"] == {"name": "eolake.events", "type": "topic", "durable": True}
     assert {m["routing_key"] for m in description["messages"]} == {
-        "catalog.collection.{action}.{collection}", "catalog.item.{action}.{collection}", "downloads.order.{state}"}
+        "catalog.collection.{action}.{collection}",
+        "catalog.item.{action}.{collection}",
+        "downloads.order.{state}",
+    }
 
 
 def test_broker_down_and_relay_killed_between_commit_and_publish(relay, broker, queue, db):
@@ -256,8 +298,11 @@ def test_broker_down_and_relay_killed_between_commit_and_publish(relay, broker, 
         db.execute("SELECT update_item(%s)", (item(cid, "x", cloud=1),))
         order_id = new_order(db)
         rows = outbox(db, f"%{cid}%") + outbox(db, f"orders/{order_id}")
-        assert [key for _, key in rows] == [f"catalog.item.created.{cid}", f"catalog.item.updated.{cid}",
-                                            "downloads.order.ordered"]  # one row per event
+        assert [key for _, key in rows] == [
+            f"catalog.item.created.{cid}",
+            f"catalog.item.updated.{cid}",
+            "downloads.order.ordered",
+        ]  # one row per event
         assert wait_until(lambda: relay.metric("eolake_events_outbox_depth") == 3, 10)
         assert wait_until(lambda: relay.readiness() == 503, 10)
         relay.kill()
@@ -311,11 +356,17 @@ def test_client_command_prints_the_events(relay, broker, queue, db):
     assert waiting(broker, queue) == 0  # acknowledged before the command left
     db.execute("SELECT delete_collection(%s)", (cid,))
     received(broker.url, queue, 1)
-    refused = subprocess.run([*command[:4], "amqp://nobody:wrong@127.0.0.1:1/"], capture_output=True, text=True,
-                             timeout=60, env={**os.environ, "EOLAKE_AMQP_URL": ""})
+    refused = subprocess.run(
+        [*command[:4], "amqp://nobody:wrong@127.0.0.1:1/"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "EOLAKE_AMQP_URL": ""},
+    )
     assert refused.returncode == 4 and refused.stderr.count("\n") == 1 and "cannot reach the broker" in refused.stderr
-    missing = subprocess.run(command[:4], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "EOLAKE_AMQP_URL": ""})
+    missing = subprocess.run(
+        command[:4], capture_output=True, text=True, timeout=60, env={**os.environ, "EOLAKE_AMQP_URL": ""}
+    )
     assert missing.returncode == 2 and "give the broker's URL" in missing.stderr
 
 
@@ -339,8 +390,10 @@ def test_spec_gives_the_relay_its_exchange_and_sources():
     platform = load_stack("local")
     env = platform.service_env("events")
     assert env["EOLAKE_EVENTS_EXCHANGE"] == "eolake.events"
-    assert json.loads(env["EOLAKE_EVENTS_SOURCES"]) == {"catalog": platform.public_url("catalog"),
-                                                        "downloads": platform.public_url("downloads")}
+    assert json.loads(env["EOLAKE_EVENTS_SOURCES"]) == {
+        "catalog": platform.public_url("catalog"),
+        "downloads": platform.public_url("downloads"),
+    }
 
 
 def test_eolake_up_runs_the_broker_and_the_relay(platform):
@@ -361,14 +414,19 @@ def test_eolake_up_runs_the_broker_and_the_relay(platform):
 
     asyncio.run(declare())
     with httpx.Client(base_url=f"{base}/stac", headers=admin, timeout=30) as stac:
-        for answer in (stac.post("/collections", json=json.loads(collection(cid))),
-                       stac.post(f"/collections/{cid}/items", json=json.loads(item(cid, "a"))),
-                       stac.delete(f"/collections/{cid}/items/a")):
+        for answer in (
+            stac.post("/collections", json=json.loads(collection(cid))),
+            stac.post(f"/collections/{cid}/items", json=json.loads(item(cid, "a"))),
+            stac.delete(f"/collections/{cid}/items/a"),
+        ):
             assert answer.status_code in (200, 201, 204), answer.text
         events = received(broker.url(), name, 3, keys=(f"catalog.*.*.{cid}",))
         stac.delete(f"/collections/{cid}")
-    assert [e["type"] for e in events] == ["org.eolake.catalog.collection.created", "org.eolake.catalog.item.created",
-                                           "org.eolake.catalog.item.deleted"]
+    assert [e["type"] for e in events] == [
+        "org.eolake.catalog.collection.created",
+        "org.eolake.catalog.item.created",
+        "org.eolake.catalog.item.deleted",
+    ]
     assert {e["source"] for e in events} == {f"{base}/stac"}
 
 
@@ -380,6 +438,7 @@ def with_events(broker: str | None):
             images["events"] = {**images["catalog"], "repository": images["catalog"]["repository"] + "-events"}
         if broker:
             platform["events"] = {"broker": broker}
+
     return edit
 
 

@@ -37,12 +37,37 @@ def fuzz(platform: Platform, service: str, reports: Path) -> dict:
     base = platform.base_url + m.path.rstrip("/")
     report = reports / f"{service}.json"
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", base + m.openapi, "--url", base,
-        "-H", f"X-API-Key: {platform.key('admin')}", "--generation-with-security-parameters", "false",
-        "--checks", CHECKS, "--phases", "examples,fuzzing", "--max-examples", str(MAX_EXAMPLES),
-        "--seed", str(SEED), "--generation-deterministic", "--workers", "1",
-        "--no-shrink", "--continue-on-failure", "--request-timeout", "60", "--no-color",
-        "--report", "json", "--report-json-path", str(report),
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        base + m.openapi,
+        "--url",
+        base,
+        "-H",
+        f"X-API-Key: {platform.key('admin')}",
+        "--generation-with-security-parameters",
+        "false",
+        "--checks",
+        CHECKS,
+        "--phases",
+        "examples,fuzzing",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--no-shrink",
+        "--continue-on-failure",
+        "--request-timeout",
+        "60",
+        "--no-color",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report),
     ]
     run = subprocess.run(command, cwd=reports, capture_output=True, text=True, timeout=600)
     assert report.exists(), f"schemathesis wrote no report:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
@@ -53,9 +78,11 @@ def fuzz(platform: Platform, service: str, reports: Path) -> dict:
 def test_no_server_error_and_nothing_undocumented(platform: Platform, service: str, tmp_path: Path):
     result = fuzz(platform, service, tmp_path)
     cases = result["test_cases"]
-    assert result["operations"]["tested"] >= 1 and cases["generated"] >= result["operations"]["tested"], \
-        result["output"][-3000:]
+    assert result["operations"]["tested"] >= 1 and cases["generated"] >= result["operations"]["tested"], result[
+        "output"
+    ][-3000:]
     failures = {f"{f['code']} {f['title']}": f.get("operations") for f in result["failures"]}
-    assert not failures and not result["errors"], \
-        f"{service}: {cases['with_failures']} of {cases['generated']} cases failed: {failures}; " \
+    assert not failures and not result["errors"], (
+        f"{service}: {cases['with_failures']} of {cases['generated']} cases failed: {failures}; "
         f"errors: {result['errors']}\n{result['output'][-6000:]}"
+    )

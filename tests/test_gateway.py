@@ -23,12 +23,17 @@ def echo_app(name: str) -> FastAPI:
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
     async def echo(path: str, request: Request) -> dict:
-        return {"service": name, "path": request.url.path, "raw_path": request.scope["raw_path"].decode(),
-                "query": request.url.query,
-                "host": request.headers.get("host"), "body": (await request.body()).decode(),
-                "forwarded_for": request.headers.get("x-forwarded-for"),
-                "request_id": request.headers.get("x-request-id"),
-                "traceparent": request.headers.get("traceparent")}
+        return {
+            "service": name,
+            "path": request.url.path,
+            "raw_path": request.scope["raw_path"].decode(),
+            "query": request.url.query,
+            "host": request.headers.get("host"),
+            "body": (await request.body()).decode(),
+            "forwarded_for": request.headers.get("x-forwarded-for"),
+            "request_id": request.headers.get("x-request-id"),
+            "traceparent": request.headers.get("traceparent"),
+        }
 
     return app
 

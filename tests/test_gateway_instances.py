@@ -66,9 +66,12 @@ def test_a_refused_connection_goes_to_the_next_instance_whatever_the_method(inst
     gone = f"http://127.0.0.1:{free_port()}"
     app = create_gateway({"/stac": [gone, instances[0]]}, public_url=PUBLIC, timeout=5, posted_reads=READS)
     with served(app) as url:
-        answers = [httpx.get(url + "/stac/collections"), httpx.post(url + "/stac/search", json={"limit": 1}),
-                   httpx.post(url + "/stac/collections/c/items", content=b'{"id": "x"}'),
-                   httpx.delete(url + "/stac/collections/c")] * 2
+        answers = [
+            httpx.get(url + "/stac/collections"),
+            httpx.post(url + "/stac/search", json={"limit": 1}),
+            httpx.post(url + "/stac/collections/c/items", content=b'{"id": "x"}'),
+            httpx.delete(url + "/stac/collections/c"),
+        ] * 2
     assert [a.status_code for a in answers] == [200] * len(answers)
     assert answers[2].json()["body"] == '{"id": "x"}', "the body reached the instance whole"
 
@@ -76,8 +79,7 @@ def test_a_refused_connection_goes_to_the_next_instance_whatever_the_method(inst
 def test_a_dropped_connection_is_retried_for_reads_only(instances):
     with dropping_server() as dropping:
         for method, path, body in (("GET", "/stac/collections", None), ("POST", "/stac/search", b'{"limit":1}')):
-            app = create_gateway({"/stac": [dropping, instances[1]]}, public_url=PUBLIC, timeout=5,
-                                 posted_reads=READS)
+            app = create_gateway({"/stac": [dropping, instances[1]]}, public_url=PUBLIC, timeout=5, posted_reads=READS)
             with served(app) as url:  # a new gateway: the dropping instance comes first
                 answer = httpx.request(method, url + path, content=body)
             assert answer.json()["service"] == "b" and answer.json()["body"] == (body or b"").decode()
@@ -129,8 +131,15 @@ def test_an_instance_that_failed_its_liveness_probe_gets_no_new_request_while_an
     assert gateway_routes(platform, [a, b, c])["/stac"] == [b.upstream]
 
 
-@pytest.mark.parametrize("bad", [{"liveness_failures": 0}, {"liveness_period_seconds": 0.1},
-                                 {"liveness_timeout_seconds": 0}, {"liveness_probe": 1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"liveness_failures": 0},
+        {"liveness_period_seconds": 0.1},
+        {"liveness_timeout_seconds": 0},
+        {"liveness_probe": 1},
+    ],
+)
 def test_impossible_supervision_settings_are_refused(bad):
     with pytest.raises(ValidationError):
         Supervision(**bad)

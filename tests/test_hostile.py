@@ -47,8 +47,10 @@ def memory_of(platform: RunningPlatform, *services: str, what: str) -> Iterator[
     yield
     after = {name: rss_mib(platform.pids()[name]) for name in services}
     for name in services:
-        print(f"\n[memory] {what}: {name} {before[name]:.0f} MiB -> {after[name]:.0f} MiB "
-              f"(bound {MEMORY_BOUND_MIB[name]} MiB)")
+        print(
+            f"\n[memory] {what}: {name} {before[name]:.0f} MiB -> {after[name]:.0f} MiB "
+            f"(bound {MEMORY_BOUND_MIB[name]} MiB)"
+        )
         assert platform.pids()[name] == pids[name], f"{name} was restarted during {what}"
         assert after[name] < MEMORY_BOUND_MIB[name], f"{name} holds {after[name]:.0f} MiB after {what}"
         assert after[name] - before[name] < GROWTH_BOUND_MIB, f"{name} grew by {after[name] - before[name]:.0f} MiB"
@@ -97,23 +99,33 @@ def client(base) -> Iterator[httpx.Client]:
 
 
 def test_nested_cql2_depth_10000(platform, client, base):
-    with memory_of(platform, "catalog", "search", what="nested CQL2 (depth 10,000)"), \
-            others_answer(base + "/thesaurus/"):
+    with (
+        memory_of(platform, "catalog", "search", what="nested CQL2 (depth 10,000)"),
+        others_answer(base + "/thesaurus/"),
+    ):
         for path in ("/stac/search", "/search/search"):
             text = client.post(path, json={"filter": DEEP_TEXT, "filter-lang": "cql2-text"})
             answered(text, 400, "CQL2 filter exceeds 20000 characters")
             shorter = client.post(path, json={"filter": "NOT (" * 3000 + "id = 'x'" + ")" * 3000})
             answered(shorter, 400, "CQL2 filter nesting exceeds 16 levels")
-            deep_json = client.post(path, content=f'{{"filter": {DEEP_JSON}}}',
-                                    headers={"content-type": "application/json"})
+            deep_json = client.post(
+                path, content=f'{{"filter": {DEEP_JSON}}}', headers={"content-type": "application/json"}
+            )
             answered(deep_json, 400, "request body nesting exceeds 32 levels")
 
 
 def test_big_bodies_fixed_and_chunked(platform, client, base):
-    with memory_of(platform, "catalog", "search", what="10 MB body and 100 MB chunked body"), \
-            others_answer(base + "/thesaurus/"):
-        answered(client.post("/stac/search", content=b"{" + b" " * 10_000_000 + b"}",
-                             headers={"content-type": "application/json"}), 413, "exceeds")
+    with (
+        memory_of(platform, "catalog", "search", what="10 MB body and 100 MB chunked body"),
+        others_answer(base + "/thesaurus/"),
+    ):
+        answered(
+            client.post(
+                "/stac/search", content=b"{" + b" " * 10_000_000 + b"}", headers={"content-type": "application/json"}
+            ),
+            413,
+            "exceeds",
+        )
         chunks = (b" " * 1_048_576 for _ in range(100))  # 100 MB, no Content-Length
         try:
             response = client.post("/search/search", content=chunks, headers={"content-type": "application/json"})
@@ -184,8 +196,10 @@ def test_whole_europe_statistics(platform, client, base):
 
 
 def test_tiles_searches_register_body_is_small(client):
-    big = {"collections": ["garonne-wse"], "filter": {"op": "in", "args": [{"property": "id"},
-                                                                          [f"x{i}" for i in range(20_000)]]}}
+    big = {
+        "collections": ["garonne-wse"],
+        "filter": {"op": "in", "args": [{"property": "id"}, [f"x{i}" for i in range(20_000)]]},
+    }
     answered(client.post("/tiles/searches/register", json=big), 413, "exceeds 65536 bytes")
 
 
@@ -235,10 +249,14 @@ def test_slowloris_headers_and_bodies_are_dropped(base):
     with others_answer(base + "/stac/collections"):
         headers = slow_sockets(base, 16, head, b"")
         bodies = slow_sockets(base, 8, post, b"")
-        threads = [threading.Thread(target=lambda: results.__setitem__(
-                       "headers", closed_within(headers, b"X-Slow: " + b"y" * 200, seconds))),
-                   threading.Thread(target=lambda: results.__setitem__(
-                       "bodies", closed_within(bodies, b"{" + b" " * 98 + b"}", seconds)))]
+        threads = [
+            threading.Thread(
+                target=lambda: results.__setitem__("headers", closed_within(headers, b"X-Slow: " + b"y" * 200, seconds))
+            ),
+            threading.Thread(
+                target=lambda: results.__setitem__("bodies", closed_within(bodies, b"{" + b" " * 98 + b"}", seconds))
+            ),
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -27,10 +27,14 @@ def test_deployment_probes_resources_rollout(stack, name):
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     spec = load_stack(stack).services[name].resources
-    assert c["resources"] == {"requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
-                              "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit}}
-    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
-                                              "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert c["resources"] == {
+        "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
+        "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
+    }
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
     keys = {t["topologyKey"] for t in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
 
@@ -79,8 +83,9 @@ def test_hpa_on_cpu_and_request_rate(stack, name):
     # the adapter serves exactly the metric the HPA asks for, from the kit's own counter
     assert by_type["Pods"]["pods"]["metric"]["name"] == releases.ADAPTER_RULE["name"]["as"]
     assert "eolake_http_requests_total" in releases.ADAPTER_RULE["seriesQuery"]
-    adapter = next(r for r in program(stack).resources if r.type.endswith("Release") and
-                   r.state["name"] == "prometheus-adapter")
+    adapter = next(
+        r for r in program(stack).resources if r.type.endswith("Release") and r.state["name"] == "prometheus-adapter"
+    )
     assert adapter.state["values"]["rules"]["custom"] == [releases.ADAPTER_RULE]
 
 
@@ -99,16 +104,20 @@ def test_network_policies(stack, name):
     assert sources == [load_stack(stack).kubernetes.ingress.proxy_namespace, "monitoring"]
     ctx = p.context
     calling = sorted(n for n in ctx.services if name in ctx.manifest(n).calls)
-    assert [peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
-            for r in callers for peer in r["from"]] == calling
+    assert [
+        peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for r in callers for peer in r["from"]
+    ] == calling
     pooler = load_stack(stack).database.host
-    database = {"to": [{"podSelector": {"matchLabels": {"cnpg.io/poolerName": pooler}}}],
-                "ports": [{"protocol": "TCP", "port": 5432}]}
+    database = {
+        "to": [{"podSelector": {"matchLabels": {"cnpg.io/poolerName": pooler}}}],
+        "ports": [{"protocol": "TCP", "port": 5432}],
+    }
     assert (database in policy["egress"]) is ctx.manifest(name).database
     for egress in policy["egress"]:  # nothing but named peers, and outside addresses never the metadata service
         for peer in egress["to"]:
-            assert "podSelector" in peer or "namespaceSelector" in peer or \
-                peer["ipBlock"]["except"] == ["169.254.0.0/16"], peer
+            assert (
+                "podSelector" in peer or "namespaceSelector" in peer or peer["ipBlock"]["except"] == ["169.254.0.0/16"]
+            ), peer
 
 
 @pytest.mark.parametrize("stack,name", CASES)
@@ -136,8 +145,10 @@ def test_config_map_holds_the_spec_and_no_secret(stack, name):
         for value in (config_map.get("data") or {}).values():
             assert "password" not in value.lower() and "postgresql://" not in value
     template = p.one("Deployment", name)["spec"]["template"]
-    assert template["metadata"]["annotations"]["checksum/config"] == hashlib.sha256(
-        json.dumps(data, sort_keys=True).encode()).hexdigest()
+    assert (
+        template["metadata"]["annotations"]["checksum/config"]
+        == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+    )
     env = container(p.one("Deployment", name))["env"]
     urls = [e for e in env if e["name"].endswith("_DATABASE_URL")]
     assert len(urls) == int(p.context.manifest(name).database)
@@ -151,15 +162,26 @@ def test_one_component_per_service(stack, name):
     deployment = p.recorded("Deployment", name)
     assert p.type_of(deployment.parent) == f"eolake:service:{name.capitalize()}"
     children = {r.manifest["kind"] for r in p.resources if r.parent == deployment.parent and r.manifest}
-    assert {"Deployment", "Service", "ConfigMap", "PodDisruptionBudget", "HorizontalPodAutoscaler",
-            "NetworkPolicy", "ServiceMonitor", "ServiceAccount"} <= children
+    assert {
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "ServiceMonitor",
+        "ServiceAccount",
+    } <= children
 
 
 @pytest.mark.parametrize("stack,name", CASES)
 def test_migrations_complete_before_the_deployment(stack, name):
     p = program(stack)
-    (job,) = [r for r in p.resources if r.manifest and r.manifest["kind"] == "Job"
-              and r.manifest["metadata"]["name"].startswith("pgstac-migrate")]
+    (job,) = [
+        r
+        for r in p.resources
+        if r.manifest and r.manifest["kind"] == "Job" and r.manifest["metadata"]["name"].startswith("pgstac-migrate")
+    ]
     assert job.urn in p.recorded("Deployment", name).dependencies
     spec = job.manifest["spec"]["template"]["spec"]
     assert spec["restartPolicy"] == "OnFailure" and spec["securityContext"]["runAsNonRoot"] is True
@@ -178,8 +200,9 @@ def test_database_cluster_pooler_backups(stack, instances):
     assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == name
     (backup,) = p.of_kind("ScheduledBackup")
     assert backup["spec"]["cluster"]["name"] == name and backup["spec"]["schedule"]
-    assert {"eolake-db-netpol", "eolake-db-pooler-netpol"} <= {n["metadata"]["name"] for n in p.of_kind(
-        "NetworkPolicy")}
+    assert {"eolake-db-netpol", "eolake-db-pooler-netpol"} <= {
+        n["metadata"]["name"] for n in p.of_kind("NetworkPolicy")
+    }
 
 
 def test_prod_is_highly_available():
@@ -215,8 +238,11 @@ def test_releases_follow_the_spec(stack):
     on = load_stack(stack).kubernetes.releases
     names = {r.state["name"] for r in program(stack).resources if r.type == "kubernetes:helm.sh/v3:Release"}
     # Matomo and the identity provider are external prerequisites (infra/README.md), never half-deployed here.
-    wanted = {"kube-prometheus-stack": on.kube_prometheus_stack, "prometheus-adapter": on.prometheus_adapter,
-              "jaeger": on.jaeger}
+    wanted = {
+        "kube-prometheus-stack": on.kube_prometheus_stack,
+        "prometheus-adapter": on.prometheus_adapter,
+        "jaeger": on.jaeger,
+    }
     assert names == {name for name, enabled in wanted.items() if enabled}
 
 
@@ -239,7 +265,10 @@ def test_tiles_reads_the_bucket_through_gdal(stack):
     data = p.one("ConfigMap", "tiles-config")["data"]
     host = storage.endpoint.removeprefix("https://")
     assert {k: v for k, v in data.items() if k.startswith("AWS_")} == {
-        "AWS_S3_ENDPOINT": host, "AWS_HTTPS": "YES", "AWS_VIRTUAL_HOSTING": "FALSE"}
+        "AWS_S3_ENDPOINT": host,
+        "AWS_HTTPS": "YES",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+    }
     env = {e["name"]: e for e in container(p.one("Deployment", "tiles"))["env"]}
     secret = load_stack(stack).kubernetes.secrets.storage
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -252,10 +281,15 @@ def test_gdal_settings_follow_the_storage_section():
     from eolake_spec.platform import Storage
 
     assert Storage(kind="s3", bucket="b", endpoint="http://minio:9000", region="eu-west-3").gdal_env() == {
-        "AWS_S3_ENDPOINT": "minio:9000", "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
-        "AWS_REGION": "eu-west-3"}
+        "AWS_S3_ENDPOINT": "minio:9000",
+        "AWS_HTTPS": "NO",
+        "AWS_VIRTUAL_HOSTING": "FALSE",
+        "AWS_REGION": "eu-west-3",
+    }
     assert Storage(kind="s3", bucket="b", region="eu-west-3").gdal_env() == {
-        "AWS_VIRTUAL_HOSTING": "TRUE", "AWS_REGION": "eu-west-3"}  # AWS itself
+        "AWS_VIRTUAL_HOSTING": "TRUE",
+        "AWS_REGION": "eu-west-3",
+    }  # AWS itself
     assert Storage(kind="local").gdal_env() == {}
     with pytest.raises(ValueError, match="endpoint"):
         Storage(kind="s3", bucket="b", endpoint="minio:9000/path")

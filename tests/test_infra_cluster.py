@@ -72,8 +72,10 @@ def test_every_pool_is_spread_by_an_anti_affinity_group(stack):
 def test_security_groups_open_exactly_the_needed_ports(stack):
     spec = load_stack(stack).cluster
     subnet = str(spec.subnet_cidr)
-    group_of = {f"{r.name}-id": r.name.removeprefix("secgroup-")
-                for r in of_type(stack, "openstack:networking/secGroup:SecGroup")}
+    group_of = {
+        f"{r.name}-id": r.name.removeprefix("secgroup-")
+        for r in of_type(stack, "openstack:networking/secGroup:SecGroup")
+    }
     rules = set()
     for rule in of_type(stack, "openstack:networking/secGroupRule:SecGroupRule"):
         s = rule.state
@@ -81,8 +83,12 @@ def test_security_groups_open_exactly_the_needed_ports(stack):
         source = group_of[s["remoteGroupId"]] if "remoteGroupId" in s else s["remoteIpPrefix"]
         rules.add((group_of[s["securityGroupId"]], s["protocol"], s["portRangeMin"], s["portRangeMax"], source))
     between_nodes = {(listener, protocol, low, high, caller) for protocol, low, high, listener, caller in NODE_PORTS}
-    from_load_balancers = {("servers", "tcp", 6443, 6443, subnet), ("servers", "tcp", 9345, 9345, subnet),
-                           ("workers", "tcp", 80, 80, subnet), ("workers", "tcp", 443, 443, subnet)}
+    from_load_balancers = {
+        ("servers", "tcp", 6443, 6443, subnet),
+        ("servers", "tcp", 9345, 9345, subnet),
+        ("workers", "tcp", 80, 80, subnet),
+        ("workers", "tcp", 443, 443, subnet),
+    }
     assert rules == between_nodes | from_load_balancers
     assert ("servers", "tcp", 2379, 2380, "servers") in rules  # etcd: the control plane alone
     assert not any(low <= 22 <= high for _, _, low, high, _ in rules)  # no SSH
@@ -113,11 +119,17 @@ def test_load_balancer_members(stack):
     pools = by_name(stack, "openstack:loadbalancer/pool:Pool")
     members = of_type(stack, "openstack:loadbalancer/member:Member")
     ports = by_name(stack, "openstack:networking/port:Port")
-    for name, pool_members in (("api", "control-plane"), ("supervisor", "control-plane"),
-                               ("ingress-80", "worker"), ("ingress-443", "worker")):
+    for name, pool_members in (
+        ("api", "control-plane"),
+        ("supervisor", "control-plane"),
+        ("ingress-80", "worker"),
+        ("ingress-443", "worker"),
+    ):
         mine = [m for m in members if m.state["poolId"] == f"pool-{name}-id"]
-        expected = {ports[f"port-{s.name.removeprefix('node-')}"].state["allFixedIps"][0]
-                    for s in instances(stack, pool_members)}
+        expected = {
+            ports[f"port-{s.name.removeprefix('node-')}"].state["allFixedIps"][0]
+            for s in instances(stack, pool_members)
+        }
         assert {m.state["address"] for m in mine} == expected and len(mine) == len(expected), name
         assert pools[f"pool-{name}"].state["protocol"] == ("PROXY" if name.startswith("ingress") else "TCP")
     assert len(of_type(stack, "openstack:loadbalancer/monitor:Monitor")) == len(pools)
@@ -137,10 +149,14 @@ def test_buckets_and_their_credentials_reach_the_platform_as_secrets(stack):
         assert p.one("Secret", name)["stringData"] == dict.fromkeys(values, render.SECRET)  # in the state: encrypted
         return values
 
-    assert handed(spec.kubernetes.secrets.storage) == {"AWS_ACCESS_KEY_ID": "storage-credentials-access",
-                                                       "AWS_SECRET_ACCESS_KEY": "storage-credentials-secret"}
+    assert handed(spec.kubernetes.secrets.storage) == {
+        "AWS_ACCESS_KEY_ID": "storage-credentials-access",
+        "AWS_SECRET_ACCESS_KEY": "storage-credentials-secret",
+    }
     assert handed(spec.kubernetes.postgres.backup.credentials_secret) == {
-        "ACCESS_KEY_ID": "storage-credentials-access", "ACCESS_SECRET_KEY": "storage-credentials-secret"}
+        "ACCESS_KEY_ID": "storage-credentials-access",
+        "ACCESS_SECRET_KEY": "storage-credentials-secret",
+    }
     cloud_conf = handed(cloudinit.CINDER_CSI_SECRET)["cloud.conf"].splitlines()
     assert "application-credential-id=cinder-csi-credentials-id" in cloud_conf
     assert "application-credential-secret=cinder-csi-credentials-secret" in cloud_conf
@@ -155,8 +171,7 @@ def test_buckets_and_their_credentials_reach_the_platform_as_secrets(stack):
 def test_no_secret_in_clear_anywhere_in_the_state(stack):
     """Every value the mocks make up for a secret (token, keys, credentials) is marked secret wherever it lands."""
     state = json.dumps([r.state for r in program(stack).resources])
-    for made_up in ("rke2-token-result", "storage-credentials-secret", "cinder-csi-credentials-secret",
-                    "PRIVATE KEY"):
+    for made_up in ("rke2-token-result", "storage-credentials-secret", "cinder-csi-credentials-secret", "PRIVATE KEY"):
         assert made_up not in state, made_up
     assert "storage-credentials-access" in state  # the access key id is not a secret: the check can see values
 
@@ -168,8 +183,9 @@ def test_database_runs_on_its_own_nodes(stack):
     if spec.cluster.database:
         assert spec.cluster.database.count >= spec.kubernetes.postgres.instances
         assert affinity["nodeSelector"] == {"eolake.io/database": "true"}
-        assert affinity["tolerations"] == [{"key": "eolake.io/database", "operator": "Equal", "value": "true",
-                                            "effect": "NoSchedule"}]
+        assert affinity["tolerations"] == [
+            {"key": "eolake.io/database", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        ]
     else:
         assert "nodeSelector" not in affinity and "tolerations" not in affinity
 
@@ -191,10 +207,10 @@ def test_kubeconfig_flows_into_the_platform_layer(stack):
     api = by_name(stack, "openstack:networking/floatingIp:FloatingIp")["floating-ip-api"]
     assert config["clusters"][0]["cluster"]["server"] == f"https://{api.state['address']}:6443"
     user = config["users"][0]["user"]
-    assert base64.b64decode(user["client-certificate-data"]).decode() == render._pem("CERTIFICATE",
-                                                                                     "admin-certificate")
-    assert base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode() == \
-        render._pem("CERTIFICATE", "server-ca")
+    assert base64.b64decode(user["client-certificate-data"]).decode() == render._pem("CERTIFICATE", "admin-certificate")
+    assert base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode() == render._pem(
+        "CERTIFICATE", "server-ca"
+    )
 
 
 @pytest.mark.parametrize("stack", EXISTING)
@@ -208,15 +224,23 @@ def test_existing_cluster_keeps_the_ambient_kubeconfig(stack):
 
 # ---- the user-data itself ----------------------------------------------------------------------------------------
 
-SETTINGS = cloudinit.Settings(token="token-for-the-test", supervisor="10.20.1.5",
-                              api_addresses=["203.0.113.4", "10.20.1.5"], reboot_days=["mo", "we"],
-                              reboot_start="02:00", reboot_end="05:00",
-                              ca={"server-ca.crt": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"})
-NODES = {"first server": cloudinit.Node("control-plane", server=True, first=True),
-         "server": cloudinit.Node("control-plane", server=True),
-         "worker": cloudinit.Node("worker", server=False),
-         "database": cloudinit.Node("database", server=False, labels={"eolake.io/database": "true"},
-                                    taints=["eolake.io/database=true:NoSchedule"])}
+SETTINGS = cloudinit.Settings(
+    token="token-for-the-test",
+    supervisor="10.20.1.5",
+    api_addresses=["203.0.113.4", "10.20.1.5"],
+    reboot_days=["mo", "we"],
+    reboot_start="02:00",
+    reboot_end="05:00",
+    ca={"server-ca.crt": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"},
+)
+NODES = {
+    "first server": cloudinit.Node("control-plane", server=True, first=True),
+    "server": cloudinit.Node("control-plane", server=True),
+    "worker": cloudinit.Node("worker", server=False),
+    "database": cloudinit.Node(
+        "database", server=False, labels={"eolake.io/database": "true"}, taints=["eolake.io/database=true:NoSchedule"]
+    ),
+}
 
 
 def files(text: str) -> dict[str, str]:
@@ -250,29 +274,43 @@ def test_user_data_is_cloud_config_that_installs_the_pinned_rke2(kind):
 
 
 def test_a_joined_cluster_never_reinitialises():
-    config = yaml.safe_load(files(cloudinit.user_data(NODES["first server"],
-                                                      cloudinit.Settings(**{**SETTINGS.__dict__, "joined": True})))
-                            [cloudinit.RKE2_CONFIG])
+    config = yaml.safe_load(
+        files(cloudinit.user_data(NODES["first server"], cloudinit.Settings(**{**SETTINGS.__dict__, "joined": True})))[
+            cloudinit.RKE2_CONFIG
+        ]
+    )
     assert config["server"] == "https://10.20.1.5:9345"
 
 
 def test_servers_install_the_add_ons():
     server = files(cloudinit.user_data(NODES["server"], SETTINGS))
-    assert not any(path.startswith(cloudinit.MANIFESTS) for path in files(cloudinit.user_data(NODES["worker"],
-                                                                                            SETTINGS)))
-    charts = {yaml.safe_load(text)["metadata"]["name"]: yaml.safe_load(text)
-              for path, text in server.items() if path.startswith(cloudinit.MANIFESTS)}
+    assert not any(
+        path.startswith(cloudinit.MANIFESTS) for path in files(cloudinit.user_data(NODES["worker"], SETTINGS))
+    )
+    charts = {
+        yaml.safe_load(text)["metadata"]["name"]: yaml.safe_load(text)
+        for path, text in server.items()
+        if path.startswith(cloudinit.MANIFESTS)
+    }
     operators = {name: charts[name]["spec"] for name in ("cloudnative-pg", "cert-manager")}
     assert operators["cloudnative-pg"]["targetNamespace"] == "cnpg-system"  # the namespace the policies admit
     assert yaml.safe_load(operators["cert-manager"]["valuesContent"]) == {"crds": {"enabled": True}}
     assert all(spec["version"] and spec["createNamespace"] for spec in operators.values())
     csi = charts["openstack-cinder-csi"]["spec"]
     assert csi["version"] == cloudinit.CINDER_CSI_CHART[1]
-    assert yaml.safe_load(csi["valuesContent"])["secret"] == {"enabled": True, "create": False,
-                                                              "name": cloudinit.CINDER_CSI_SECRET}
+    assert yaml.safe_load(csi["valuesContent"])["secret"] == {
+        "enabled": True,
+        "create": False,
+        "name": cloudinit.CINDER_CSI_SECRET,
+    }
     kured = yaml.safe_load(charts["kured"]["spec"]["valuesContent"])["configuration"]
-    assert kured == {"rebootDays": ["mo", "we"], "startTime": "02:00", "endTime": "05:00", "timeZone": "UTC",
-                          "concurrency": 1}
+    assert kured == {
+        "rebootDays": ["mo", "we"],
+        "startTime": "02:00",
+        "endTime": "05:00",
+        "timeZone": "UTC",
+        "concurrency": 1,
+    }
     nginx = yaml.safe_load(charts["rke2-ingress-nginx"]["spec"]["valuesContent"])
     assert nginx["controller"]["config"]["use-proxy-protocol"] == "true"
     apt = server["/etc/apt/apt.conf.d/52eolake-reboots"]
@@ -284,9 +322,12 @@ USER_DATA = [(stack, name) for stack in PROVISIONED for name in render.user_data
 
 def test_render_shows_each_kind_of_node():
     assert sorted(name for stack, name in USER_DATA if stack == "prod") == sorted(
-        f"cluster/user-data-{kind}.yaml" for kind in ("control-plane", "control-plane-first", "database", "worker"))
+        f"cluster/user-data-{kind}.yaml" for kind in ("control-plane", "control-plane-first", "database", "worker")
+    )
     assert sorted(name for stack, name in USER_DATA if stack == "staging") == [  # one server, no database pool
-        "cluster/user-data-control-plane-first.yaml", "cluster/user-data-worker.yaml"]
+        "cluster/user-data-control-plane-first.yaml",
+        "cluster/user-data-worker.yaml",
+    ]
 
 
 @pytest.mark.parametrize("stack,name", USER_DATA)
@@ -298,20 +339,23 @@ def test_cloud_init_accepts_the_rendered_user_data(stack, name, tmp_path):
     assert yaml.safe_load(files(text)[cloudinit.RKE2_CONFIG])["token"] == render.SECRET
     path = tmp_path / "user-data"
     path.write_text(text)
-    answer = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
-                            timeout=60)
+    answer = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert answer.returncode == 0 and "Valid cloud-config" in answer.stdout, answer.stdout + answer.stderr
 
 
 def test_cloud_init_schema_check_catches_a_broken_document(tmp_path):
     path = tmp_path / "user-data"
     path.write_text("#cloud-config\nwrite_files: {path: /etc/x}\nruncmd: 3\n")
-    answer = subprocess.run(["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True,
-                            timeout=60)
+    answer = subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert answer.returncode != 0 and "write_files" in answer.stdout + answer.stderr
 
 
 # ---- stacks the cluster layer refuses, before anything is created ------------------------------------------------
+
 
 def refused(tmp_path, edit, error) -> str:
     monitor = render._Monitor()
@@ -321,26 +365,51 @@ def refused(tmp_path, edit, error) -> str:
     return str(caught.value)
 
 
-@pytest.mark.parametrize("edit,error,message", [
-    (lambda p: p["cluster"].update(admin_cidrs=["198.51.100.0/24", "0.0.0.0/0"]), SpecError,
-     "cluster.openstack: Value error, 0.0.0.0/0 opens the API server to the whole Internet"),
-    (lambda p: p["cluster"]["control_plane"].update(count=2), SpecError, "etcd needs an odd number"),
-    (lambda p: p["cluster"].update(subnet_cidr="10.42.8.0/22"), SpecError, "overlaps RKE2's pod/service network"),
-    (lambda p: p["cluster"].update(kind="openstak"), SpecError, "cluster: Input tag 'openstak'"),
-    (lambda p: p["cluster"].pop("auth_url"), SpecError, "cluster.openstack.auth_url"),
-    (lambda p: p["kubernetes"]["postgres"].pop("storage_class"), config.InfraError,
-     "kubernetes.postgres.storage_class: must be eolake-db"),
-    (lambda p: p["cluster"]["database"].update(count=2), config.InfraError,
-     "cluster.database.count: 2 node(s) for 3 PostgreSQL instances"),
-    (lambda p: p["kubernetes"]["ingress"].pop("controller_namespace"), config.InfraError,
-     "runs RKE2's ingress-nginx: set controller_namespace: kube-system"),
-], ids=["api-open-to-all", "even-control-plane", "subnet-overlaps-pods", "unknown-kind", "no-auth-url",
-        "database-storage-class", "too-few-database-nodes", "ingress-controller"])
+@pytest.mark.parametrize(
+    "edit,error,message",
+    [
+        (
+            lambda p: p["cluster"].update(admin_cidrs=["198.51.100.0/24", "0.0.0.0/0"]),
+            SpecError,
+            "cluster.openstack: Value error, 0.0.0.0/0 opens the API server to the whole Internet",
+        ),
+        (lambda p: p["cluster"]["control_plane"].update(count=2), SpecError, "etcd needs an odd number"),
+        (lambda p: p["cluster"].update(subnet_cidr="10.42.8.0/22"), SpecError, "overlaps RKE2's pod/service network"),
+        (lambda p: p["cluster"].update(kind="openstak"), SpecError, "cluster: Input tag 'openstak'"),
+        (lambda p: p["cluster"].pop("auth_url"), SpecError, "cluster.openstack.auth_url"),
+        (
+            lambda p: p["kubernetes"]["postgres"].pop("storage_class"),
+            config.InfraError,
+            "kubernetes.postgres.storage_class: must be eolake-db",
+        ),
+        (
+            lambda p: p["cluster"]["database"].update(count=2),
+            config.InfraError,
+            "cluster.database.count: 2 node(s) for 3 PostgreSQL instances",
+        ),
+        (
+            lambda p: p["kubernetes"]["ingress"].pop("controller_namespace"),
+            config.InfraError,
+            "runs RKE2's ingress-nginx: set controller_namespace: kube-system",
+        ),
+    ],
+    ids=[
+        "api-open-to-all",
+        "even-control-plane",
+        "subnet-overlaps-pods",
+        "unknown-kind",
+        "no-auth-url",
+        "database-storage-class",
+        "too-few-database-nodes",
+        "ingress-controller",
+    ],
+)
 def test_refused(tmp_path, edit, error, message):
     assert message in refused(tmp_path, edit, error)
 
 
 # ---- the wait for the new API server ----------------------------------------------------------------------------
+
 
 @pytest.fixture
 def api_server():

@@ -57,12 +57,21 @@ def spoiled(kind: str, spoil) -> dict:
 def test_wrong_values_and_unknown_fields_fail():
     cases = {
         "unknown Pooler field": (spoiled("Pooler", lambda d: d["spec"].update(poolMode="session")), "poolMode"),
-        "Cluster enum": (spoiled("Cluster", lambda d: d["spec"].update(primaryUpdateStrategy="whenever")),
-                         "primaryUpdateStrategy"),
-        "nested unknown field": (spoiled("Cluster", lambda d: d["spec"]["backup"]["barmanObjectStore"].update(
-            endpointUrl="https://s3.example.org")), "endpointUrl"),
-        "ServiceMonitor endpoint": (spoiled("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(
-            scrapeInterval="15s")), "scrapeInterval"),
+        "Cluster enum": (
+            spoiled("Cluster", lambda d: d["spec"].update(primaryUpdateStrategy="whenever")),
+            "primaryUpdateStrategy",
+        ),
+        "nested unknown field": (
+            spoiled(
+                "Cluster",
+                lambda d: d["spec"]["backup"]["barmanObjectStore"].update(endpointUrl="https://s3.example.org"),
+            ),
+            "endpointUrl",
+        ),
+        "ServiceMonitor endpoint": (
+            spoiled("ServiceMonitor", lambda d: d["spec"]["endpoints"][0].update(scrapeInterval="15s")),
+            "scrapeInterval",
+        ),
         "ScheduledBackup method": (spoiled("ScheduledBackup", lambda d: d["spec"].update(method="tape")), "method"),
         "instances as text": (spoiled("Cluster", lambda d: d["spec"].update(instances="three")), "instances"),
     }
@@ -75,6 +84,7 @@ def test_free_form_maps_stay_open():
     """Postgres parameters, PgBouncer parameters and alert labels are maps: any key is fine."""
     cluster = spoiled("Cluster", lambda d: d["spec"]["postgresql"]["parameters"].update(work_mem="64MB"))
     pooler = spoiled("Pooler", lambda d: d["spec"]["pgbouncer"]["parameters"].update(server_idle_timeout="60"))
-    rule = spoiled("PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][0].setdefault(
-        "labels", {}).update(team="eo"))
+    rule = spoiled(
+        "PrometheusRule", lambda d: d["spec"]["groups"][0]["rules"][0].setdefault("labels", {}).update(team="eo")
+    )
     assert crd_models.problems([cluster, pooler, rule]) == {}

@@ -10,13 +10,16 @@ def test_downloads_schema_job_and_workers(tmp_path):
     def edit(p):
         p["services"]["downloads"] = {"replicas": 1, "pool_size": 4}
         p["kubernetes"].setdefault("autoscaling", {})["downloads-worker"] = {"max_replicas": 4}
+
     stack = write_stack(tmp_path, "staging", edit)
     program = Program(str(stack), render.run(stack))
     api = program.one("Deployment", "downloads")
     worker = program.one("Deployment", "downloads-worker")
     (c,) = worker["spec"]["template"]["spec"]["containers"]
-    assert c["command"][-1] == "eolake_downloads.worker" and c["image"] == api["spec"]["template"]["spec"][
-        "containers"][0]["image"]
+    assert (
+        c["command"][-1] == "eolake_downloads.worker"
+        and c["image"] == api["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
     assert c["securityContext"]["readOnlyRootFilesystem"]
     # The worker's own probes on its metrics port (eolake_downloads.worker.serve_probes): not /metrics, which
     # answers whatever the worker's state.
@@ -42,8 +45,11 @@ def test_downloads_schema_job_and_workers(tmp_path):
     (jc,) = job["spec"]["template"]["spec"]["containers"]
     assert jc["command"][-3:] == ["eolake_downloads.schema", "", "eolake_app"]
     recorded = program.recorded("Job", job["metadata"]["name"])
-    pgstac = next(r for r in program.resources if r.manifest and r.manifest["kind"] == "Job"
-                  and r.manifest["metadata"]["name"].startswith("pgstac-migrate-"))
+    pgstac = next(
+        r
+        for r in program.resources
+        if r.manifest and r.manifest["kind"] == "Job" and r.manifest["metadata"]["name"].startswith("pgstac-migrate-")
+    )
     assert pgstac.urn in recorded.dependencies
     for deployment in ("downloads", "downloads-worker"):
         assert recorded.urn in program.recorded("Deployment", deployment).dependencies

@@ -17,8 +17,9 @@ def outside(stack: str) -> tuple:
     """The pods and addresses around the namespace; `ingress` is the stack's ingress controller or Gateway proxy,
     and `neighbour` another pod of its namespace (admitted only when the spec names no proxy labels)."""
     settings = program(stack).context.k8s.ingress
-    proxy = netpol.external("ingress", settings.proxy_namespace, settings.proxy_labels or {"app": "proxy"},
-                            {"http": ("TCP", 8080)})
+    proxy = netpol.external(
+        "ingress", settings.proxy_namespace, settings.proxy_labels or {"app": "proxy"}, {"http": ("TCP", 8080)}
+    )
     neighbour = netpol.external("neighbour", settings.proxy_namespace, {"app": "neighbour"})
     return (proxy, neighbour, netpol.PROMETHEUS, netpol.KUBE_DNS, netpol.CNPG_OPERATOR, netpol.INTERNET, METADATA)
 
@@ -51,9 +52,15 @@ def allowed(stack: str) -> set[tuple[str, str, int]]:
     ours = {*ctx.services, *(f"{n}-worker" for n in ctx.services if ctx.manifest(n).worker), ctx.pooler}
     relevant = ours | {"ingress", "neighbour", "prometheus", "stranger"}
     found = netpol.flows(manifests(stack), extra=(*outside(stack), STRANGER))
-    return {(src, dst, port) for src, dst, protocol, port in found
-            if protocol == "TCP" and src in relevant and dst in ours and (src in ours or dst in ours)
-            and not (dst == ctx.pooler and port != 5432)}  # the pooler's metrics port: scraped, not needed here
+    return {
+        (src, dst, port)
+        for src, dst, protocol, port in found
+        if protocol == "TCP"
+        and src in relevant
+        and dst in ours
+        and (src in ours or dst in ours)
+        and not (dst == ctx.pooler and port != 5432)
+    }  # the pooler's metrics port: scraped, not needed here
 
 
 # The committed stacks, and the variants: prod recovering into a new database cluster (test_infra_recovery.py),
@@ -75,8 +82,9 @@ def test_services_never_reach_the_metadata_service_or_each_other_unasked(stack):
     outsiders = {e.name for e in outside(stack)}
     assert not {(s, d) for s, d, _, _ in found if d == "metadata" and s not in outsiders}
     internet = {s for s, d, _, _ in found if d == "internet"}
-    external_users = {n for n in ctx.services if {"storage"} & set(ctx.manifest(n).secrets)
-                      and ctx.platform.storage.kind == "s3"} | ({"search"} & set(ctx.services))
+    external_users = {
+        n for n in ctx.services if {"storage"} & set(ctx.manifest(n).secrets) and ctx.platform.storage.kind == "s3"
+    } | ({"search"} & set(ctx.services))
     # Only what needs storage, providers or the identity provider goes out (plus the database and the workers).
     assert internet & set(ctx.services) <= external_users
     assert "web" not in internet and "thesaurus" not in internet and "catalog" not in internet

@@ -12,8 +12,11 @@ from eolake_spec import SpecError, load_stack
 def ingress_paths(p) -> dict[str, tuple[str, int]]:
     rules = p.one("Ingress", "eolake")["spec"]["rules"]
     ports = {s["metadata"]["name"]: s["spec"]["ports"][0]["port"] for s in p.of_kind("Service")}
-    return {path["path"]: (path["backend"]["service"]["name"], ports[path["backend"]["service"]["name"]])
-            for rule in rules for path in rule["http"]["paths"]}
+    return {
+        path["path"]: (path["backend"]["service"]["name"], ports[path["backend"]["service"]["name"]])
+        for rule in rules
+        for path in rule["http"]["paths"]
+    }
 
 
 def route_paths(p) -> dict[str, tuple[str, int]]:
@@ -50,8 +53,9 @@ def test_own_gateway_terminates_tls_and_redirects_http():
     assert (parent["name"], parent["namespace"], parent["sectionName"]) == ("eolake", "eolake", "https")
     redirect = p.one("HTTPRoute", "eolake-redirect")["spec"]
     assert redirect["parentRefs"][0]["sectionName"] == "http"
-    assert redirect["rules"] == [{"filters": [{"type": "RequestRedirect",
-                                               "requestRedirect": {"scheme": "https", "statusCode": 301}}]}]
+    assert redirect["rules"] == [
+        {"filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}
+    ]
     route = p.recorded("HTTPRoute", "eolake")
     assert p.recorded("Gateway", "eolake").urn in route.dependencies
 
@@ -63,10 +67,13 @@ def test_shared_gateway_is_only_referenced():
     assert (parent["name"], parent["namespace"], parent["sectionName"]) == ("public", "gateways", "https")
 
 
-@pytest.mark.parametrize("label,namespace,labels", [
-    ("prod-gateway", "envoy-gateway-system", None),
-    ("staging-shared-gateway", "istio-ingress", {"istio": "ingressgateway"}),
-])
+@pytest.mark.parametrize(
+    "label,namespace,labels",
+    [
+        ("prod-gateway", "envoy-gateway-system", None),
+        ("staging-shared-gateway", "istio-ingress", {"istio": "ingressgateway"}),
+    ],
+)
 def test_policies_admit_the_gateway_proxies(label, namespace, labels):
     p = program(variant(label))
     for name in p.context.services:
@@ -78,6 +85,7 @@ def test_policies_admit_the_gateway_proxies(label, namespace, labels):
 def test_gateway_needs_the_proxies_namespace(tmp_path):
     def edit(platform):
         platform["kubernetes"]["ingress"] = {"kind": "gateway", "gateway": {"class_name": "eg"}}
+
     with pytest.raises(SpecError, match="controller_namespace") as error:
         load_stack(write_stack(tmp_path, "prod", edit))
     assert "kubernetes.ingress" in str(error.value)

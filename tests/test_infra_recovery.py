@@ -16,8 +16,9 @@ from eolake_spec import SpecError, load_stack
 
 OLD, NEW = "eolake-db", "eolake-db-2"
 # The damaged cluster, left running by Pulumi (retain_on_delete) until the operator deletes it.
-OLD_INSTANCES = netpol.external(OLD, "eolake", {"cnpg.io/cluster": OLD, "cnpg.io/podRole": "instance"},
-                                netpol.CNPG_INSTANCE_PORTS)
+OLD_INSTANCES = netpol.external(
+    OLD, "eolake", {"cnpg.io/cluster": OLD, "cnpg.io/podRole": "instance"}, netpol.CNPG_INSTANCE_PORTS
+)
 STORAGE = netpol.ip("203.0.113.10/32", ("TCP", 443), name="s3")
 API_SERVER = netpol.ip("10.96.0.1/32", ("TCP", 443), ("TCP", 6443), name="api-server")
 
@@ -73,19 +74,27 @@ def test_everything_follows_the_new_name(recovery):
 
 def test_restored_cluster_reachable_under_the_policies():
     stack = variant("prod-recovery")
+
     def named(workload: str) -> str:  # the Jobs' names end with a hash of their image
         return "migrate-job" if workload.startswith(("pgstac-migrate-", "downloads-schema-")) else workload
-    found = {(named(s), named(d), port) for s, d, protocol, port in netpol.flows(
-        manifests(stack), extra=(netpol.PROMETHEUS, netpol.CNPG_OPERATOR, OLD_INSTANCES, STORAGE, API_SERVER))
-        if protocol == "TCP"}
+
+    found = {
+        (named(s), named(d), port)
+        for s, d, protocol, port in netpol.flows(
+            manifests(stack), extra=(netpol.PROMETHEUS, netpol.CNPG_OPERATOR, OLD_INSTANCES, STORAGE, API_SERVER)
+        )
+        if protocol == "TCP"
+    }
     needed = {
         (f"{NEW}-full-recovery", "s3", 443),  # the base backup and the WAL, from the object store
         (f"{NEW}-full-recovery", "api-server", 6443),
         (NEW, "s3", 443),  # its own WAL archive and backups
         (NEW, "api-server", 6443),  # the instance manager
         (NEW, NEW, 5432),  # replication
-        ("cnpg-operator", NEW, 8000), ("cnpg-operator", NEW, 5432),
-        ("eolake-db-pooler", NEW, 5432), ("prometheus", NEW, 9187),
+        ("cnpg-operator", NEW, 8000),
+        ("cnpg-operator", NEW, 5432),
+        ("eolake-db-pooler", NEW, 5432),
+        ("prometheus", NEW, 9187),
         ("migrate-job", NEW, 5432),  # the migration Jobs (pgstac and downloads' schema) connect directly
         ("catalog", "eolake-db-pooler", 5432),
     }
@@ -103,17 +112,27 @@ def test_committed_stacks_bootstrap_a_new_database():
         assert list(cluster["bootstrap"]) == ["initdb"] and "externalClusters" not in cluster
 
 
-@pytest.mark.parametrize("edit,message", [
-    (lambda pg: pg | {"recovery": {"source": OLD}}, "the cluster itself"),
-    (lambda pg: pg | {"cluster_name": NEW, "recovery": {"source": OLD, "target_time": "2026-01-31T10:41:00"}},
-     "needs a time zone"),
-    (lambda pg: {k: v for k, v in pg.items() if k != "backup"} | {"cluster_name": NEW, "recovery": {"source": OLD}},
-     "where the source's backups are"),
-    (lambda pg: pg | {"cluster_name": "Eolake_DB"}, "cluster_name"),
-])
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda pg: pg | {"recovery": {"source": OLD}}, "the cluster itself"),
+        (
+            lambda pg: pg | {"cluster_name": NEW, "recovery": {"source": OLD, "target_time": "2026-01-31T10:41:00"}},
+            "needs a time zone",
+        ),
+        (
+            lambda pg: (
+                {k: v for k, v in pg.items() if k != "backup"} | {"cluster_name": NEW, "recovery": {"source": OLD}}
+            ),
+            "where the source's backups are",
+        ),
+        (lambda pg: pg | {"cluster_name": "Eolake_DB"}, "cluster_name"),
+    ],
+)
 def test_impossible_recoveries_fail_in_the_spec(tmp_path, edit, message):
     def change(platform):
         platform["kubernetes"]["postgres"] = edit(platform["kubernetes"]["postgres"])
+
     with pytest.raises(SpecError, match=message) as error:
         load_stack(write_stack(tmp_path, "prod", change))
     assert "kubernetes.postgres" in str(error.value)
@@ -122,5 +141,6 @@ def test_impossible_recoveries_fail_in_the_spec(tmp_path, edit, message):
 def test_cluster_and_pooler_need_different_names(tmp_path):
     def clash(platform):
         platform["kubernetes"]["postgres"]["cluster_name"] = platform["database"]["host"]
+
     with pytest.raises(InfraError, match="kubernetes.postgres.cluster_name: 'eolake-db-pooler'"):
         resolve(load_stack(write_stack(tmp_path, "prod", clash)), "prod")

@@ -54,8 +54,7 @@ def with_releases(platform: Platform, **toggles: bool) -> Platform:
     return platform.model_copy(update={"kubernetes": changed})
 
 
-ALL_ON = {"kube_prometheus_stack": True, "prometheus_adapter": True, "jaeger": True, "matomo": True,
-          "keycloak": True}
+ALL_ON = {"kube_prometheus_stack": True, "prometheus_adapter": True, "jaeger": True, "matomo": True, "keycloak": True}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -110,9 +109,14 @@ def test_alertmanager_routes_are_the_projects(stack):
 
 def test_the_stacks_receivers_and_retention_reach_the_chart():
     platform = load_stack("prod")
-    obs = type(platform.observability).model_validate({
-        **platform.observability.model_dump(), "retention": "30d", "retention_size": "50GB",
-        "receivers": {"page": [{"webhook": "https://pager.example.org/hook"}]}})
+    obs = type(platform.observability).model_validate(
+        {
+            **platform.observability.model_dump(),
+            "retention": "30d",
+            "retention_size": "50GB",
+            "receivers": {"page": [{"webhook": "https://pager.example.org/hook"}]},
+        }
+    )
     values = run_releases(platform.model_copy(update={"observability": obs})).releases()[KPS].state["values"]
     spec = values["prometheus"]["prometheusSpec"]
     assert (spec["retention"], spec["retentionSize"]) == ("30d", "50GB")
@@ -128,9 +132,15 @@ def test_no_release_uses_bitnami_and_matomo_keycloak_are_external(stack):
             assert "bitnami" not in release.state["repositoryOpts"]["repo"], name
             assert re.fullmatch(r"\d+\.\d+\.\d+", release.state["version"]), (name, release.state["version"])
         on = platform.kubernetes.releases
-        assert set(found) == {name for name, enabled in {KPS: on.kube_prometheus_stack, "jaeger": on.jaeger,
-                                                         "prometheus-adapter": on.prometheus_adapter}.items()
-                              if enabled}
+        assert set(found) == {
+            name
+            for name, enabled in {
+                KPS: on.kube_prometheus_stack,
+                "jaeger": on.jaeger,
+                "prometheus-adapter": on.prometheus_adapter,
+            }.items()
+            if enabled
+        }
 
 
 def test_infra_depends_on_the_spec_not_the_platform_package():

@@ -28,8 +28,9 @@ def test_supported_kubernetes_versions_are_the_ones_validated():
     assert set(VERSIONS) <= set(all_versions())
     assert min(tuple(map(int, v.split(".")[:2])) for v in VERSIONS) >= (1, 33)
     newest = max(VERSIONS, key=lambda v: tuple(map(int, v.split("."))))
-    assert newest == kubernetes_validate.latest_version(), "a newer Kubernetes is out: add it to VERSIONS (and drop " \
-                                                           "the minor that went out of support)"
+    assert newest == kubernetes_validate.latest_version(), (
+        "a newer Kubernetes is out: add it to VERSIONS (and drop the minor that went out of support)"
+    )
 
 
 def test_render_is_deterministic(tmp_path):
@@ -40,8 +41,9 @@ def test_render_is_deterministic(tmp_path):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_checked_in_render_is_current(stack):
-    checked_in = {str(p.relative_to(RENDERED / stack)): p.read_text()
-                  for p in sorted((RENDERED / stack).rglob("*.yaml"))}
+    checked_in = {
+        str(p.relative_to(RENDERED / stack)): p.read_text() for p in sorted((RENDERED / stack).rglob("*.yaml"))
+    }
     fix = f"run `eolake render --stack {stack} --out infra/rendered/{stack}` and commit the result"
     assert sorted(checked_in) == sorted(rendered_files(stack)), f"the rendered file set changed: {fix}"
     stale = [name for name, text in rendered_files(stack).items() if checked_in[name] != text]
@@ -72,9 +74,24 @@ def test_checkov_finds_nothing_unexplained(tmp_path):
             if not name.startswith("helm/"):  # Helm release inputs are not manifests
                 (tmp_path / f"{stack}-{name}").write_text(text)
     answer = subprocess.run(
-        [sys.executable, "-m", "checkov.main", "-d", str(tmp_path), "--framework", "kubernetes", "--quiet",
-         "--compact", "-o", "json", "--skip-download"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "checkov.main",
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     report = json.loads(answer.stdout)
     report = report[0] if isinstance(report, list) else report
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]

@@ -31,10 +31,16 @@ def naip_item(shared_data) -> dict:
 
 def make_collection(collection_id: str) -> dict:
     return {
-        "type": "Collection", "stac_version": "1.0.0", "id": collection_id, "description": "ingest test",
-        "license": "CC0-1.0", "links": [],
-        "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                   "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]}},
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": collection_id,
+        "description": "ingest test",
+        "license": "CC0-1.0",
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [["2020-01-01T00:00:00Z", None]]},
+        },
     }
 
 
@@ -85,23 +91,33 @@ def bad_file(tmp_path: Path, template: dict, collection: str) -> Path:
     no_datetime = make_item(template, "no-datetime", collection)
     del no_datetime["properties"]["datetime"]
     write_ndjson(tmp_path / "collection.ndjson", [make_collection(collection)])
-    return write_ndjson(tmp_path / "items.ndjson", [
-        make_item(template, "a", collection),                # 1
-        '{"id": "broken", "type": ',                         # 2
-        no_geometry,                                         # 3
-        bad_bbox,                                            # 4
-        no_datetime,                                         # 5
-        make_item(template, "orphan", unique("nowhere")),    # 6
-        make_item(template, "a", collection),                # 7
-        make_item(template, "b", collection),                # 8
-        make_item(template, "a/b", collection),              # 9
-        "",                                                  # 10
-        make_item(template, "c", collection),                # 11
-    ])
+    return write_ndjson(
+        tmp_path / "items.ndjson",
+        [
+            make_item(template, "a", collection),  # 1
+            '{"id": "broken", "type": ',  # 2
+            no_geometry,  # 3
+            bad_bbox,  # 4
+            no_datetime,  # 5
+            make_item(template, "orphan", unique("nowhere")),  # 6
+            make_item(template, "a", collection),  # 7
+            make_item(template, "b", collection),  # 8
+            make_item(template, "a/b", collection),  # 9
+            "",  # 10
+            make_item(template, "c", collection),  # 11
+        ],
+    )
 
 
-EXPECTED_REJECTIONS = {2: "invalid JSON", 3: "geometry", 4: "bbox", 5: "datetime",
-                       6: "is not in the database", 7: "duplicate item id 'a'", 9: "not allowed in ids"}
+EXPECTED_REJECTIONS = {
+    2: "invalid JSON",
+    3: "geometry",
+    4: "bbox",
+    5: "datetime",
+    6: "is not in the database",
+    7: "duplicate item id 'a'",
+    9: "not allowed in ids",
+}
 
 
 def test_bad_records_are_reported_and_valid_ones_loaded(pg, naip_item, tmp_path):
@@ -138,9 +154,16 @@ def test_a_failing_batch_leaves_nothing_of_itself(pg, naip_item, tmp_path):
     collection = unique("ingest-batch")
     poisoned = make_item(naip_item, "poisoned", collection)
     poisoned["properties"]["title"] = "nul\u0000byte"
-    source = write_ndjson(tmp_path / "items.ndjson", [
-        make_collection(collection), make_item(naip_item, "one", collection),
-        make_item(naip_item, "two", collection), poisoned, make_item(naip_item, "four", collection)])
+    source = write_ndjson(
+        tmp_path / "items.ndjson",
+        [
+            make_collection(collection),
+            make_item(naip_item, "one", collection),
+            make_item(naip_item, "two", collection),
+            poisoned,
+            make_item(naip_item, "four", collection),
+        ],
+    )
 
     report = ingest([source], pg.dsn(), batch_size=2)
     assert report.items_loaded == 2
@@ -160,19 +183,25 @@ def test_static_catalog_with_relative_links(pg, naip_item, tmp_path):
     collection = unique("ingest-static")
     (tmp_path / "coll" / "i1").mkdir(parents=True)
     (tmp_path / "coll" / "i2").mkdir()
-    catalog = {"type": "Catalog", "stac_version": "1.0.0", "id": "root", "description": "static",
-               "links": [{"rel": "root", "href": "./catalog.json"},
-                         {"rel": "child", "href": "./coll/collection.json"}]}
+    catalog = {
+        "type": "Catalog",
+        "stac_version": "1.0.0",
+        "id": "root",
+        "description": "static",
+        "links": [{"rel": "root", "href": "./catalog.json"}, {"rel": "child", "href": "./coll/collection.json"}],
+    }
     coll = make_collection(collection)
-    coll["links"] = [{"rel": "root", "href": "../catalog.json"}, {"rel": "parent", "href": "../catalog.json"},
-                     {"rel": "item", "href": "./i1/i1.json"}, {"rel": "item", "href": "i2/i2.json"},
-                     {"rel": "license", "href": "https://example.com/licence"}]
-    dangling = [{"rel": "item", "href": "./gone/gone.json"},
-                {"rel": "child", "href": "https://example.com/c.json"}]
+    coll["links"] = [
+        {"rel": "root", "href": "../catalog.json"},
+        {"rel": "parent", "href": "../catalog.json"},
+        {"rel": "item", "href": "./i1/i1.json"},
+        {"rel": "item", "href": "i2/i2.json"},
+        {"rel": "license", "href": "https://example.com/licence"},
+    ]
+    dangling = [{"rel": "item", "href": "./gone/gone.json"}, {"rel": "child", "href": "https://example.com/c.json"}]
     for name in ("i1", "i2"):
         item = make_item(naip_item, name, collection)
-        item["links"] = [{"rel": "collection", "href": "../collection.json"},
-                         {"rel": "self", "href": f"./{name}.json"}]
+        item["links"] = [{"rel": "collection", "href": "../collection.json"}, {"rel": "self", "href": f"./{name}.json"}]
         (tmp_path / "coll" / name / f"{name}.json").write_text(json.dumps(item))
     (tmp_path / "catalog.json").write_text(json.dumps(catalog))
     (tmp_path / "coll" / "collection.json").write_text(json.dumps(coll))
@@ -233,8 +262,9 @@ def test_a_lock_held_elsewhere_stops_the_load_at_lock_timeout(pg, naip_item, tmp
     from eolake.cli import main as cli
 
     collection = unique("ingest-locked")
-    source = write_ndjson(tmp_path / "locked.ndjson", [make_collection(collection),
-                                                       make_item(naip_item, "x1", collection)])
+    source = write_ndjson(
+        tmp_path / "locked.ndjson", [make_collection(collection), make_item(naip_item, "x1", collection)]
+    )
     with psycopg.connect(pg.dsn()) as holder:
         holder.execute("LOCK TABLE pgstac.collections IN ACCESS EXCLUSIVE MODE")  # held until the block ends
         with pytest.raises(psycopg.errors.LockNotAvailable):
@@ -264,8 +294,9 @@ def _broken(item: dict, change) -> dict:
 BROKEN_ITEMS = {
     "datetime not a date": lambda i: i["properties"].update(datetime="yesterday"),
     "no datetime nor range": lambda i: i["properties"].update(datetime=None),
-    "start after end": lambda i: i["properties"].update(datetime=None, start_datetime="2021-02-01T00:00:00Z",
-                                                        end_datetime="2021-01-01T00:00:00Z"),
+    "start after end": lambda i: i["properties"].update(
+        datetime=None, start_datetime="2021-02-01T00:00:00Z", end_datetime="2021-01-01T00:00:00Z"
+    ),
     "bbox of three numbers": lambda i: i.update(bbox=[1, 2, 3]),
     "bbox upside down": lambda i: i.update(bbox=[-85.0, 31.0, -86.0, 30.0]),
     "geometry of an unknown type": lambda i: i.update(geometry={"type": "Blob", "coordinates": []}),

@@ -14,24 +14,47 @@ COLLECTION = "garonne-wse"
 STATIONS = "garonne-virtual-stations"  # the query checks: its items have a number and an array to compare
 AREA = {"type": "Polygon", "coordinates": [[[1.3, 43.5], [1.5, 43.5], [1.5, 43.7], [1.3, 43.7], [1.3, 43.5]]]}
 # The validator's class names, by the conformance URI suffix that advertises them.
-CLASSES = {"/core": "core", "/item-search": "item-search", "/ogcapi-features": "features",
-           "/collections": "collections", "#filter": "filter", "/item-search#sort": "item-search#sort",
-           "/item-search#fields": "item-search#fields", "/item-search#query": "item-search#query",
-           "/ogcapi-features#sort": "features#sort", "/ogcapi-features#fields": "features#fields",
-           "/ogcapi-features#query": "features#query"}
+CLASSES = {
+    "/core": "core",
+    "/item-search": "item-search",
+    "/ogcapi-features": "features",
+    "/collections": "collections",
+    "#filter": "filter",
+    "/item-search#sort": "item-search#sort",
+    "/item-search#fields": "item-search#fields",
+    "/item-search#query": "item-search#query",
+    "/ogcapi-features#sort": "features#sort",
+    "/ogcapi-features#fields": "features#fields",
+    "/ogcapi-features#query": "features#query",
+}
 # What the query and fields checks compare, in the demo's virtual stations (the validator reads `in` as the overlap
 # of an array property).
-QUERY = {"fields_nested_property": "properties.title", "query_comparison_field": "measurements",
-         "query_eq_value": "30", "query_neq_value": "-1", "query_lt_value": "100000", "query_lte_value": "100000",
-         "query_gt_value": "-1", "query_gte_value": "0", "query_substring_field": "title",
-         "query_starts_with_value": "Virtual station", "query_ends_with_value": "KM0004",
-         "query_contains_value": "GARONNE", "query_in_field": "missions", "query_in_values": "SWOT,SENTINEL3A"}
+QUERY = {
+    "fields_nested_property": "properties.title",
+    "query_comparison_field": "measurements",
+    "query_eq_value": "30",
+    "query_neq_value": "-1",
+    "query_lt_value": "100000",
+    "query_lte_value": "100000",
+    "query_gt_value": "-1",
+    "query_gte_value": "0",
+    "query_substring_field": "title",
+    "query_starts_with_value": "Virtual station",
+    "query_ends_with_value": "KM0004",
+    "query_contains_value": "GARONNE",
+    "query_in_field": "missions",
+    "query_in_values": "SWOT,SENTINEL3A",
+}
 
 
 def advertised(root: str) -> list[str]:
     conforms = httpx.get(f"{root}/conformance", timeout=30).json()["conformsTo"]
-    found = {name for suffix, name in CLASSES.items() for uri in conforms
-             if uri.startswith("https://api.stacspec.org/") and uri.endswith(suffix)}
+    found = {
+        name
+        for suffix, name in CLASSES.items()
+        for uri in conforms
+        if uri.startswith("https://api.stacspec.org/") and uri.endswith(suffix)
+    }
     return sorted(found)
 
 
@@ -69,8 +92,9 @@ def test_eodag_pointed_at_the_federated_search_finds_a_collections_items(platfor
 def test_dependent_queryables_narrow_to_the_items_with_the_chosen_values(platform: RunningPlatform):
     from eolake_client import Client
 
-    items = httpx.post(f"{platform.base_url}/stac/search", json={"collections": [STATIONS], "limit": 100},
-                       timeout=30).json()["features"]
+    items = httpx.post(
+        f"{platform.base_url}/stac/search", json={"collections": [STATIONS], "limit": 100}, timeout=30
+    ).json()["features"]
     rivers = sorted({i["properties"]["river"] for i in items})
     assert len(rivers) > 1
     with Client(platform.base_url) as client:

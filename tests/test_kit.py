@@ -100,10 +100,13 @@ def test_json_log_lines_carry_ids():
     assert line["request_id"] == "rid-1" and line["trace_id"] == TRACE and line["service"] == "demo"
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"root_path": "stac"}, "not a path prefix"),
-    ({"public_url": "http://h/sub"}, "put the service prefix in root_path"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"root_path": "stac"}, "not a path prefix"),
+        ({"public_url": "http://h/sub"}, "put the service prefix in root_path"),
+    ],
+)
 def test_impossible_settings_fail_at_start(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ServiceSettings(**kwargs)

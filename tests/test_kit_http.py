@@ -45,6 +45,7 @@ def demo_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/page")
     async def page():
         from starlette.responses import HTMLResponse
+
         return HTMLResponse("<p>docs</p>")
 
     return install_kit(app, settings)
@@ -58,15 +59,23 @@ def keys(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def service(keys):
-    settings = ServiceSettings(service_name="catalog", root_path="/stac", public_url="https://eo.example.org",
-                               cors_origins=["https://maps.example.org"], auth=AuthConfig(api_keys_file=keys[0]))
+    settings = ServiceSettings(
+        service_name="catalog",
+        root_path="/stac",
+        public_url="https://eo.example.org",
+        cors_origins=["https://maps.example.org"],
+        auth=AuthConfig(api_keys_file=keys[0]),
+    )
     with served(demo_app(settings)) as url:
         yield url + "/stac"
 
 
 def test_every_answer_carries_the_security_headers(service):
-    for response in (httpx.get(f"{service}/things/a"), httpx.get(f"{service}/things/a?limit=x"),
-                     httpx.get(f"{service}/nowhere")):
+    for response in (
+        httpx.get(f"{service}/things/a"),
+        httpx.get(f"{service}/things/a?limit=x"),
+        httpx.get(f"{service}/nowhere"),
+    ):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
         assert response.headers["referrer-policy"] == "no-referrer"
@@ -83,9 +92,14 @@ def test_authenticated_answers_are_never_cached_by_shared_caches(service, keys):
 
 
 def test_cors_allows_the_configured_origin_without_credentials(service):
-    preflight = httpx.options(f"{service}/things", headers={
-        "Origin": "https://maps.example.org", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = httpx.options(
+        f"{service}/things",
+        headers={
+            "Origin": "https://maps.example.org",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://maps.example.org"
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
@@ -93,8 +107,9 @@ def test_cors_allows_the_configured_origin_without_credentials(service):
     simple = httpx.get(f"{service}/things/a", headers={"Origin": "https://maps.example.org"})
     assert simple.headers["access-control-allow-origin"] == "https://maps.example.org"
     assert "Retry-After" in simple.headers["access-control-expose-headers"]
-    elsewhere = httpx.options(f"{service}/things", headers={
-        "Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"})
+    elsewhere = httpx.options(
+        f"{service}/things", headers={"Origin": "https://evil.example.net", "Access-Control-Request-Method": "POST"}
+    )
     assert elsewhere.status_code == 400 and "access-control-allow-origin" not in elsewhere.headers
 
 
@@ -144,8 +159,11 @@ def test_the_openapi_document_tells_the_truth(service):
     assert "422" not in str({p: {m: o["responses"] for m, o in i.items()} for p, i in doc["paths"].items()})
     assert "HTTPValidationError" not in doc["components"]["schemas"]
     assert doc["components"]["securitySchemes"]["apiKey"] == {
-        "type": "apiKey", "in": "header", "name": "X-API-Key",
-        "description": "a service-account key (eolake_kit.auth API keys)"}
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "a service-account key (eolake_kit.auth API keys)",
+    }
     read = doc["paths"]["/things/{thing_id}"]["get"]
     assert sorted(read["responses"]) == ["200", "400", "404", "414", "431", "503", "504"]
     assert read["responses"]["404"]["content"][PROBLEM]["schema"] == {"$ref": "#/components/schemas/Problem"}

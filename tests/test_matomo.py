@@ -35,8 +35,9 @@ def receiver(delay: float = 0.0):
     class Matomo(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            self._answer(body, [dict(parse_qsl(r.removeprefix("?"), keep_blank_values=True))
-                                for r in body.get("requests", [])])
+            self._answer(
+                body, [dict(parse_qsl(r.removeprefix("?"), keep_blank_values=True)) for r in body.get("requests", [])]
+            )
 
         def do_GET(self):
             self._answer(None, [dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))])
@@ -102,14 +103,21 @@ def test_api_requests_are_tracked_with_the_documented_parameters(tmp_path):
     keys = tmp_path / "keys.json"
     key = create_api_key(keys, "robot", "user")
     with receiver() as (matomo, seen):
-        app = kit_app("tracked", matomo_url=matomo + "/", matomo_site_id=7, matomo_token="matomo-secret-token",
-                      auth={"api_keys_file": keys})
+        app = kit_app(
+            "tracked",
+            matomo_url=matomo + "/",
+            matomo_site_id=7,
+            matomo_token="matomo-secret-token",
+            auth={"api_keys_file": keys},
+        )
         with served(app) as url:
             headers = {"User-Agent": UA, "Accept-Language": "fr-FR,fr;q=0.9"}
-            assert httpx.get(url + "/api/items/42?limit=3&api_key=leaked&token=leaked",
-                             headers=headers).status_code == 200
+            assert (
+                httpx.get(url + "/api/items/42?limit=3&api_key=leaked&token=leaked", headers=headers).status_code == 200
+            )
             assert httpx.get(url + "/api/whoami", headers={**headers, "X-API-Key": key}).json() == {
-                "subject": "apikey:robot"}
+                "subject": "apikey:robot"
+            }
             for probe in ("/healthz", "/readyz", "/metrics", "/api/healthz"):
                 assert httpx.get(url + probe).status_code == 200
             assert httpx.get(url + "/api/no/such/route").status_code == 404
@@ -194,7 +202,8 @@ def test_a_hanging_matomo_does_not_slow_requests_and_sheds_load():
 def test_spec_observability_reaches_the_service_settings(monkeypatch):
     platform = load_stack("local")
     observability = platform.observability.model_copy(
-        update={"matomo_url": "https://matomo.example.org/", "matomo_site_id": 5})
+        update={"matomo_url": "https://matomo.example.org/", "matomo_site_id": 5}
+    )
     env = platform.model_copy(update={"observability": observability}).service_env("catalog")
     assert env["EOLAKE_CATALOG_MATOMO_URL"] == "https://matomo.example.org/"
     assert env["EOLAKE_CATALOG_MATOMO_SITE_ID"] == "5"

@@ -24,7 +24,7 @@ from eolake.embedded.supervisor import Child, Supervisor, service_children
 from eolake_spec import SpecError, load_stack
 
 MiB = 2**20
-HOG = '''
+HOG = """
 import os, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -46,15 +46,22 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body.encode())
 
 HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
-'''
+"""
 
 
 def hog(tmp_path: Path, limit: int) -> Child:
     script = tmp_path / "hog.py"
     script.write_text(HOG)
     port = free_port()
-    return Child("hog", [sys.executable, str(script), str(port)], dict(os.environ), tmp_path / "hog.log",
-                 f"http://127.0.0.1:{port}", "/readyz", limit)
+    return Child(
+        "hog",
+        [sys.executable, str(script), str(port)],
+        dict(os.environ),
+        tmp_path / "hog.log",
+        f"http://127.0.0.1:{port}",
+        "/readyz",
+        limit,
+    )
 
 
 def ready_pid(child: Child, timeout: float = 30, other_than: int | None = None) -> int:
@@ -68,8 +75,9 @@ def ready_pid(child: Child, timeout: float = 30, other_than: int | None = None) 
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"{child.name} did not answer {child.probe} within {timeout} s: "
-                         f"{child.log_path.read_text()[-2000:]}")
+    raise AssertionError(
+        f"{child.name} did not answer {child.probe} within {timeout} s: {child.log_path.read_text()[-2000:]}"
+    )
 
 
 @pytest.fixture
@@ -153,7 +161,9 @@ def test_the_spec_bound_is_every_target_s(tmp_path):
 
 def test_a_memory_limit_no_service_can_run_in_is_refused(tmp_path):
     stack = tmp_path / "Pulumi.tiny.yaml"
-    stack.write_text("config:\n  eolake:platform:\n    name: tiny\n    base_url: http://127.0.0.1:8080\n"
-                     "    services:\n      catalog:\n        resources: {memory_limit: 500m}\n")
+    stack.write_text(
+        "config:\n  eolake:platform:\n    name: tiny\n    base_url: http://127.0.0.1:8080\n"
+        "    services:\n      catalog:\n        resources: {memory_limit: 500m}\n"
+    )
     with pytest.raises(SpecError, match="services.catalog.resources: .*below 64Mi"):
         load_stack(stack)

@@ -32,9 +32,22 @@ MONITORING = ROOT / "monitoring"
 SCRAPE_INTERVAL = 1  # seconds: scrapes and rule evaluations every second, so the test waits seconds, not minutes
 DOWN_ALERT = "EolakeServiceDown"
 # Used only while monitoring/alerts does not define the alert yet (the test says so when it uses it).
-FALLBACK_DOWN_RULE = {"groups": [{"name": "e2e-fallback", "rules": [{
-    "alert": DOWN_ALERT, "expr": 'up{job=~"eolake-.*"} == 0', "for": "2m",
-    "labels": {"severity": "page"}, "annotations": {"summary": "{{ $labels.job }} is down"}}]}]}
+FALLBACK_DOWN_RULE = {
+    "groups": [
+        {
+            "name": "e2e-fallback",
+            "rules": [
+                {
+                    "alert": DOWN_ALERT,
+                    "expr": 'up{job=~"eolake-.*"} == 0',
+                    "for": "2m",
+                    "labels": {"severity": "page"},
+                    "annotations": {"summary": "{{ $labels.job }} is down"},
+                }
+            ],
+        }
+    ]
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -52,8 +65,14 @@ class Running:
 
     def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
         env = {**os.environ, "EOLAKE_STATE_DIR": str(self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "eolake.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def runtime(self) -> dict:
         return json.loads((self.state / "runtime.json").read_text())
@@ -126,8 +145,10 @@ def generate_traffic(base_url: str) -> dict[str, int]:
     seen: dict[str, int] = {}
     with httpx.Client(base_url=base_url, timeout=30) as client:
         requests = [
-            ("GET", "/stac/", None), ("GET", "/stac/collections", None),
-            ("GET", "/stac/collections/naip", None), ("GET", "/stac/collections/naip/items?limit=2", None),
+            ("GET", "/stac/", None),
+            ("GET", "/stac/collections", None),
+            ("GET", "/stac/collections/naip", None),
+            ("GET", "/stac/collections/naip/items?limit=2", None),
             ("GET", "/stac/search?collections=naip&limit=5", None),
             ("POST", "/stac/search", {"collections": ["naip"], "limit": 3}),
             ("GET", "/stac/collections/no-such-collection", None),  # 404 from the catalog
@@ -135,20 +156,28 @@ def generate_traffic(base_url: str) -> dict[str, int]:
             ("GET", "/stac/search?limit=-1", None),  # 400
             ("GET", "/stac/search?bbox=1,2,3", None),  # 400
             ("GET", "/tiles/collections/garonne-wse/WebMercatorQuad/tilejson.json?assets=wse", None),
-            ("GET", "/tiles/collections/garonne-wse/items/garonne-wse-2023-01-01/tiles/WebMercatorQuad/12/2063/1495.png"
-                    "?assets=wse&rescale=125,150", None),
+            (
+                "GET",
+                "/tiles/collections/garonne-wse/items/garonne-wse-2023-01-01/tiles/WebMercatorQuad/12/2063/1495.png"
+                "?assets=wse&rescale=125,150",
+                None,
+            ),
             ("GET", "/tiles/collections/garonne-wse/items/no-such-item/info", None),  # 404
             ("GET", "/tiles/colorMaps/no-such-colormap", None),  # 4xx
             ("GET", "/timeseries/collections/stations/items", None),
             ("GET", "/timeseries/collections/stations/locations/GARONNE_KM0328", None),
             ("GET", "/timeseries/collections/stations/items/NO_SUCH_STATION", None),  # 404
             ("GET", "/timeseries/collections/stations/items?bbox=1,2,3", None),  # 400
-            ("GET", "/", None), ("GET", "/config.json", None),  # the web view (the gateway's catch-all)
-            ("GET", "/thesaurus/rest/v1/vocabularies", None), ("GET", "/thesaurus/autocomplete?q=flo", None),
+            ("GET", "/", None),
+            ("GET", "/config.json", None),  # the web view (the gateway's catch-all)
+            ("GET", "/thesaurus/rest/v1/vocabularies", None),
+            ("GET", "/thesaurus/autocomplete?q=flo", None),
             ("GET", "/thesaurus/rest/v1/nope/topConcepts", None),  # 404
-            ("GET", "/search/search?limit=2", None), ("POST", "/search/search", {"limit": 2, "q": ["inondation"]}),
+            ("GET", "/search/search?limit=2", None),
+            ("POST", "/search/search", {"limit": 2, "q": ["inondation"]}),
             ("GET", "/search/search?providers=nope", None),  # 400
-            ("GET", "/events/", None), ("GET", "/events/no-such-route", None),  # the exchange's description; 404
+            ("GET", "/events/", None),
+            ("GET", "/events/no-such-route", None),  # the exchange's description; 404
         ]
         for _ in range(3):
             for method, path, body in requests:
@@ -164,8 +193,10 @@ def download_traffic(running: Running) -> None:
     """One order of a demo file, staged by the worker and downloaded: the download queue's metrics."""
     key = (running.state / "user.key").read_text().strip()
     with httpx.Client(base_url=running.base_url, timeout=30, headers={"X-API-Key": key}) as client:
-        order = client.post("/downloads/orders", json={"items": [
-            {"collection": "garonne-wse", "id": "garonne-wse-2023-01-01", "assets": ["wse"]}]})
+        order = client.post(
+            "/downloads/orders",
+            json={"items": [{"collection": "garonne-wse", "id": "garonne-wse-2023-01-01", "assets": ["wse"]}]},
+        )
         assert order.status_code == 201, order.text
         url = f"/downloads/orders/{order.json()['id']}"
         done = wait_for("the order staged", lambda: (o := client.get(url).json())["status"] == "succeeded" and o, 60)
@@ -202,8 +233,9 @@ def test_prometheus_scrapes_every_target_with_the_rules(running: Running):
     catalog = next(t for t in targets if t["labels"]["job"] == "eolake-catalog")
     assert catalog["labels"]["service"] == "catalog"
 
-    loaded = {Path(g["file"]).name for g in httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()
-              ["data"]["groups"]}
+    loaded = {
+        Path(g["file"]).name for g in httpx.get(f"{prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    }
     on_disk = {p.name for folder in ("rules", "alerts") for p in (MONITORING / folder).glob("*.y*ml")}
     assert loaded == on_disk - {"kubernetes.yaml", "kubernetes.yml"}, (loaded, on_disk)
 
@@ -219,8 +251,11 @@ def test_every_panel_query_and_recording_rule_returns_data(running: Running):
         assert seen.get("2xx") and seen.get("4xx"), seen
         download_traffic(running)
         scraped = f"{searches} >= {9 * round_}"
-        wait_for(f"round {round_} of the catalog's /search requests scraped",
-                 lambda expr=scraped: promql(prometheus, expr), 30)
+        wait_for(
+            f"round {round_} of the catalog's /search requests scraped",
+            lambda expr=scraped: promql(prometheus, expr),
+            30,
+        )
         time.sleep(2 * SCRAPE_INTERVAL)
 
     queries, not_local = [], []
@@ -233,24 +268,30 @@ def test_every_panel_query_and_recording_rule_returns_data(running: Running):
 
     def missing():
         empty = [f"{where}: {expr}" for where, expr in queries if not has_data(promql(prometheus, expr))]
-        empty += [f"rule {r['file']}: {selector(r)}" for r in checked_rules
-                  if not has_data(promql(prometheus, selector(r)))]
+        empty += [
+            f"rule {r['file']}: {selector(r)}" for r in checked_rules if not has_data(promql(prometheus, selector(r)))
+        ]
         return empty
 
     deadline = time.monotonic() + 20
     while (empty := missing()) and time.monotonic() < deadline:
         time.sleep(1)
     assert not empty, f"{len(empty)} queries without data:\n" + "\n".join(empty)
-    print(f"{len(queries)} panel queries and {len(checked_rules)} of {len(rules)} recording rules return data; "
-          f"{len(not_local)} panel queries without local data skipped")
+    print(
+        f"{len(queries)} panel queries and {len(checked_rules)} of {len(rules)} recording rules return data; "
+        f"{len(not_local)} panel queries without local data skipped"
+    )
 
 
 def test_a_stopped_service_makes_its_down_alert_pending(running: Running):
     prometheus = running.prometheus
-    defined = any(rule.get("alert") == DOWN_ALERT
-                  for path in (MONITORING / "alerts").glob("*.y*ml") if path.name not in ("kubernetes.yaml",)
-                  for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])
-                  for rule in group.get("rules", []))
+    defined = any(
+        rule.get("alert") == DOWN_ALERT
+        for path in (MONITORING / "alerts").glob("*.y*ml")
+        if path.name not in ("kubernetes.yaml",)
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])
+        for rule in group.get("rules", [])
+    )
     if not defined:
         # monitoring/alerts does not define it yet: add a stand-in to this Prometheus only, and say so.
         print(f"NOTE: {DOWN_ALERT} is not in monitoring/alerts yet; using a stand-in rule")
@@ -266,20 +307,28 @@ def test_a_stopped_service_makes_its_down_alert_pending(running: Running):
     # Paused, not killed: the supervisor restarts a service that exits, but a paused one only stops answering.
     os.kill(pid, signal.SIGSTOP)
     try:
+
         def pending():
             alerts = httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-            return [a for a in alerts if a["labels"].get("alertname") == DOWN_ALERT
-                    and a["labels"].get("job") == "eolake-catalog" and a["state"] in ("pending", "firing")]
+            return [
+                a
+                for a in alerts
+                if a["labels"].get("alertname") == DOWN_ALERT
+                and a["labels"].get("job") == "eolake-catalog"
+                and a["state"] in ("pending", "firing")
+            ]
 
         alert = wait_for(f"{DOWN_ALERT} pending for the paused catalog", pending, 30)[0]
         assert alert["state"] == "pending", alert  # `for: 2m` has not elapsed
-        others = [a for a in httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
-                  if a["labels"].get("alertname") == DOWN_ALERT and a["labels"].get("job") != "eolake-catalog"]
+        others = [
+            a
+            for a in httpx.get(f"{prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+            if a["labels"].get("alertname") == DOWN_ALERT and a["labels"].get("job") != "eolake-catalog"
+        ]
         assert not others, f"only the catalog is down: {others}"
     finally:
         os.kill(pid, signal.SIGCONT)
-    wait_for("the catalog's target up again",
-             lambda: promql(prometheus, 'up{job="eolake-catalog"} == 1'), 30)
+    wait_for("the catalog's target up again", lambda: promql(prometheus, 'up{job="eolake-catalog"} == 1'), 30)
 
 
 def test_watchdog_reaches_alertmanager(running: Running):
@@ -296,8 +345,11 @@ def test_watchdog_reaches_alertmanager(running: Running):
     def sent_to_the_heartbeat():
         listed = running.cli("alerts", "--json", "--last", "50")
         assert listed.returncode == 0, listed.stderr
-        return [n for n in json.loads(listed.stdout) if n["receiver"] == "heartbeat"
-                and any(a["alertname"] == "Watchdog" for a in n["alerts"])]
+        return [
+            n
+            for n in json.loads(listed.stdout)
+            if n["receiver"] == "heartbeat" and any(a["alertname"] == "Watchdog" for a in n["alerts"])
+        ]
 
     wait_for("Watchdog notification in the local outbox (`eolake alerts`)", sent_to_the_heartbeat, 30)
 
@@ -313,8 +365,11 @@ def _alive(pid: int) -> bool:
 def test_down_stops_monitoring_and_a_restart_keeps_the_history(running: Running):
     """Runs last: it restarts the platform. Prometheus' TSDB is in the state directory and survives `down`."""
     before = running.runtime()
-    monitoring_pids = [s["pid"] for name, s in before["services"].items()
-                       if name in ("prometheus", "alertmanager", "postgres-exporter")]
+    monitoring_pids = [
+        s["pid"]
+        for name, s in before["services"].items()
+        if name in ("prometheus", "alertmanager", "postgres-exporter")
+    ]
     assert "prometheus" in before["services"] and all(monitoring_pids)
     scraped_at = time.time() - 2
     assert promql(running.prometheus, 'up{job="eolake-catalog"}')
@@ -325,8 +380,11 @@ def test_down_stops_monitoring_and_a_restart_keeps_the_history(running: Running)
 
     up = running.cli("up", "--stack", str(running.stack), "--port", str(running.port), timeout=300)
     assert up.returncode == 0, f"{up.stdout}\n{up.stderr}\n{running.log_tail()}"
-    history = httpx.get(f"{running.prometheus}/api/v1/query", timeout=10,
-                        params={"query": 'up{job="eolake-catalog"}', "time": f"{scraped_at:.3f}"}).json()
+    history = httpx.get(
+        f"{running.prometheus}/api/v1/query",
+        timeout=10,
+        params={"query": 'up{job="eolake-catalog"}', "time": f"{scraped_at:.3f}"},
+    ).json()
     assert history["data"]["result"], f"the samples from before the restart are gone: {history}"
 
 

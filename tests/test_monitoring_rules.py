@@ -47,8 +47,13 @@ def run(*command: str) -> subprocess.CompletedProcess:
 
 
 def alerts() -> list[tuple[Path, dict]]:
-    return [(path, rule) for path in sorted(MONITORING.glob("alerts/*.yaml"))
-            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule]
+    return [
+        (path, rule)
+        for path in sorted(MONITORING.glob("alerts/*.yaml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
 
 
 ALERT_NAMES = sorted({rule["alert"] for _, rule in alerts()})
@@ -67,8 +72,11 @@ def test_promtool_unit_tests(path: Path):
 
 
 def test_generated_files_match_slos_yaml():
-    stale = [str(path.relative_to(MONITORING.parent)) for path, text in generate.outputs(SLOS).items()
-             if not path.is_file() or path.read_text() != text]
+    stale = [
+        str(path.relative_to(MONITORING.parent))
+        for path, text in generate.outputs(SLOS).items()
+        if not path.is_file() or path.read_text() != text
+    ]
     assert not stale, f"{', '.join(stale)} differ from slos.yaml: run `python monitoring/generate.py`"
 
 
@@ -170,15 +178,24 @@ def test_amtool_check_config():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize(("labels", "receiver"), [
-    ("alertname=Watchdog severity=none", "heartbeat"),
-    ("alertname=EolakeServiceDown severity=page service=catalog", "page"),
-    ("alertname=CatalogSearchAvailabilityBudgetBurn severity=ticket service=catalog", "ticket"),
-    ("alertname=SomethingNew", "ticket"),
-])
+@pytest.mark.parametrize(
+    ("labels", "receiver"),
+    [
+        ("alertname=Watchdog severity=none", "heartbeat"),
+        ("alertname=EolakeServiceDown severity=page service=catalog", "page"),
+        ("alertname=CatalogSearchAvailabilityBudgetBurn severity=ticket service=catalog", "ticket"),
+        ("alertname=SomethingNew", "ticket"),
+    ],
+)
 def test_alertmanager_routes_by_severity(labels: str, receiver: str):
-    result = run(binary("amtool", "prometheus-alertmanager"), "config", "routes", "test",
-                 f"--config.file={ALERTMANAGER_CONFIG}", *labels.split())
+    result = run(
+        binary("amtool", "prometheus-alertmanager"),
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        *labels.split(),
+    )
     assert result.stdout.strip() == receiver, result.stdout + result.stderr
 
 
@@ -201,9 +218,13 @@ def free_port() -> int:
 def alertmanager(tmp_path_factory) -> str:
     """A real Alertmanager on loopback with monitoring/alertmanager/alertmanager.yml."""
     port = free_port()
-    command = [binary("prometheus-alertmanager", "prometheus-alertmanager"),
-               f"--config.file={ALERTMANAGER_CONFIG}", f"--storage.path={tmp_path_factory.mktemp('am')}",
-               f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    command = [
+        binary("prometheus-alertmanager", "prometheus-alertmanager"),
+        f"--config.file={ALERTMANAGER_CONFIG}",
+        f"--storage.path={tmp_path_factory.mktemp('am')}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -254,22 +275,45 @@ def test_inhibitions_in_a_real_alertmanager(alertmanager: str):
         "PostgresDown/postgres/page": False,
         "PostgresConnectionsNearLimit/postgres/ticket": True,
     }
-    assert inhibited(
-        alertmanager,
-        {"alertname": "EolakeServiceDown", "service": "tiles", "severity": "page"},
-        {"alertname": "TileLatencyBudgetBurn", "service": "tiles", "severity": "page", "window": "1h"},
-        {"alertname": "EolakeErrorLogRate", "service": "catalog", "severity": "ticket"},
-        {"alertname": "CatalogSearchLatencyBudgetBurn", "service": "catalog", "severity": "page", "window": "1h"},
-        {"alertname": "CatalogSearchAvailabilityBudgetBurn", "service": "web", "severity": "ticket", "window": "3d"},
-        {"alertname": "DiskWillFillIn4h", "severity": "page", "instance": "node-1"},
-        {"alertname": "CertificateExpiresSoon", "severity": "ticket", "name": "eolake-tls"},
-        {"alertname": "PostgresDown", "service": "postgres", "severity": "page"},
-        {"alertname": "PostgresConnectionsNearLimit", "service": "postgres", "severity": "ticket"},
-        expect=expect) == expect
+    assert (
+        inhibited(
+            alertmanager,
+            {"alertname": "EolakeServiceDown", "service": "tiles", "severity": "page"},
+            {"alertname": "TileLatencyBudgetBurn", "service": "tiles", "severity": "page", "window": "1h"},
+            {"alertname": "EolakeErrorLogRate", "service": "catalog", "severity": "ticket"},
+            {"alertname": "CatalogSearchLatencyBudgetBurn", "service": "catalog", "severity": "page", "window": "1h"},
+            {
+                "alertname": "CatalogSearchAvailabilityBudgetBurn",
+                "service": "web",
+                "severity": "ticket",
+                "window": "3d",
+            },
+            {"alertname": "DiskWillFillIn4h", "severity": "page", "instance": "node-1"},
+            {"alertname": "CertificateExpiresSoon", "severity": "ticket", "name": "eolake-tls"},
+            {"alertname": "PostgresDown", "service": "postgres", "severity": "page"},
+            {"alertname": "PostgresConnectionsNearLimit", "service": "postgres", "severity": "ticket"},
+            expect=expect,
+        )
+        == expect
+    )
     # The platform is down: every other page and ticket is held back; the Watchdog and the source itself are not.
     expect = {"EolakePlatformDown/-/page": False, "Watchdog/-/none": False}
-    assert inhibited(alertmanager, {"alertname": "EolakePlatformDown", "severity": "page"},
-                     {"alertname": "Watchdog", "severity": "none"}, expect=expect) == expect
+    assert (
+        inhibited(
+            alertmanager,
+            {"alertname": "EolakePlatformDown", "severity": "page"},
+            {"alertname": "Watchdog", "severity": "none"},
+            expect=expect,
+        )
+        == expect
+    )
     expect = {"DiskWillFillIn4h/-/page": True, "PostgresDown/postgres/page": True}
-    assert inhibited(alertmanager, {"alertname": "DiskWillFillIn4h", "severity": "page", "instance": "node-1"},
-                     {"alertname": "PostgresDown", "service": "postgres", "severity": "page"}, expect=expect) == expect
+    assert (
+        inhibited(
+            alertmanager,
+            {"alertname": "DiskWillFillIn4h", "severity": "page", "instance": "node-1"},
+            {"alertname": "PostgresDown", "service": "postgres", "severity": "page"},
+            expect=expect,
+        )
+        == expect
+    )

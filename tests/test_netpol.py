@@ -33,8 +33,12 @@ LAB_WEB = Workload("lab-web", "lab", {"app": "web"})
 
 
 def policy(spec: dict, namespace: str = "shop", name: str = "p") -> dict:
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def only(app: str) -> dict:
@@ -75,8 +79,9 @@ def test_default_policy_types():
     assert allowed(with_egress, API, LAB_WEB, 8080)
     assert not allowed(with_egress, API, LAB_WEB, 8081)  # egress rules: Egress is added...
     assert not allowed(with_egress, WEB, API, 9000)  # ...and Ingress always is, here with no rule at all
-    egress_declared = [policy({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [{"ports": [{"port": 1}]}],
-                               "egress": [{}]})]
+    egress_declared = [
+        policy({"podSelector": {}, "policyTypes": ["Egress"], "ingress": [{"ports": [{"port": 1}]}], "egress": [{}]})
+    ]
     assert allowed(egress_declared, WEB, API, 9000)  # ingress rules of an Egress-only policy are ignored
 
 
@@ -136,8 +141,9 @@ def test_named_ports_resolve_against_the_destination():
     assert allowed(by_name, WEB, API, 9000)
     assert not allowed(by_name, WEB, API, 8080)  # the source's "http" is not the destination's
     assert not allowed(by_name, WEB, API, 9000, "UDP")
-    egress = [policy({"podSelector": only("web"), "policyTypes": ["Egress"],
-                      "egress": [{"ports": [{"port": "http"}]}]})]
+    egress = [
+        policy({"podSelector": only("web"), "policyTypes": ["Egress"], "egress": [{"ports": [{"port": "http"}]}]})
+    ]
     assert allowed(egress, WEB, API, 9000)
     assert not allowed(egress, WEB, API, 8080)
     assert not allowed(egress, WEB, DB, 5432)  # db has no port named http
@@ -145,8 +151,11 @@ def test_named_ports_resolve_against_the_destination():
 
 
 def test_port_ranges_and_protocols():
-    ranged = [policy({"podSelector": only("api"), "ingress": [{"ports": [{"port": 8000, "endPort": 8100},
-                                                                         {"protocol": "UDP"}]}]})]
+    ranged = [
+        policy(
+            {"podSelector": only("api"), "ingress": [{"ports": [{"port": 8000, "endPort": 8100}, {"protocol": "UDP"}]}]}
+        )
+    ]
     assert allowed(ranged, WEB, API, 8000) and allowed(ranged, WEB, API, 8042) and allowed(ranged, WEB, API, 8100)
     assert not allowed(ranged, WEB, API, 7999) and not allowed(ranged, WEB, API, 8101)
     assert allowed(ranged, WEB, API, 53, "UDP")  # a protocol without a port: all its ports
@@ -164,12 +173,32 @@ def test_match_expressions():
     assert not matches({"matchExpressions": [{"key": "zone", "operator": "Exists"}]}, labels)
     assert matches({"matchExpressions": [{"key": "zone", "operator": "DoesNotExist"}]}, labels)
     assert not matches({"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]}, labels)
-    assert not matches({"matchLabels": {"app": "api"},
-                        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["frontend"]}]}, labels)
+    assert not matches(
+        {
+            "matchLabels": {"app": "api"},
+            "matchExpressions": [{"key": "tier", "operator": "In", "values": ["frontend"]}],
+        },
+        labels,
+    )
     assert matches({}, labels) and matches(None, {})
-    backend = [policy({"podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]},
-                       "ingress": [{"from": [{"podSelector": {"matchExpressions": [
-                           {"key": "app", "operator": "NotIn", "values": ["db"]}]}}]}]})]
+    backend = [
+        policy(
+            {
+                "podSelector": {"matchExpressions": [{"key": "tier", "operator": "Exists"}]},
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "podSelector": {
+                                    "matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["db"]}]
+                                }
+                            }
+                        ]
+                    }
+                ],
+            }
+        )
+    ]
     assert allowed(backend, WEB, DB, 5432)
     assert not allowed(backend, DB, API, 9000)
     assert allowed(backend, DB, WEB, 8080)  # web has no tier label: not selected
@@ -180,17 +209,37 @@ def test_an_egress_isolated_source_needs_an_egress_rule():
     assert not allowed(deny_out, WEB, LAB_WEB, 8080)  # the destination has no policy at all
     assert not allowed(deny_out, WEB, ip("0.0.0.0/0"), 443)
     assert allowed(deny_out, API, WEB, 8080)  # web is not isolated for ingress
-    opened = deny_out + [policy({"podSelector": only("web"), "policyTypes": ["Egress"], "egress": [
-        {"to": [{"namespaceSelector": {}, "podSelector": only("web")}], "ports": [{"port": 8080}]}]}, name="q")]
+    opened = deny_out + [
+        policy(
+            {
+                "podSelector": only("web"),
+                "policyTypes": ["Egress"],
+                "egress": [{"to": [{"namespaceSelector": {}, "podSelector": only("web")}], "ports": [{"port": 8080}]}],
+            },
+            name="q",
+        )
+    ]
     assert allowed(opened, WEB, LAB_WEB, 8080)  # policies add up
     assert not allowed(opened, WEB, LAB_WEB, 8081)
 
 
 def test_both_directions_are_needed():
-    out = policy({"podSelector": only("web"), "policyTypes": ["Egress"],
-                  "egress": [{"to": [{"podSelector": only("api")}], "ports": [{"port": 9000}]}]}, name="out")
-    into = policy({"podSelector": only("api"), "policyTypes": ["Ingress"],
-                   "ingress": [{"from": [{"podSelector": only("web")}], "ports": [{"port": 9000}]}]}, name="in")
+    out = policy(
+        {
+            "podSelector": only("web"),
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": only("api")}], "ports": [{"port": 9000}]}],
+        },
+        name="out",
+    )
+    into = policy(
+        {
+            "podSelector": only("api"),
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": only("web")}], "ports": [{"port": 9000}]}],
+        },
+        name="in",
+    )
     deny_api = policy({"podSelector": only("api"), "policyTypes": ["Ingress"]}, name="deny-api")
     deny_web = policy({"podSelector": only("web"), "policyTypes": ["Egress"]}, name="deny-web")
     assert allowed([out, into], WEB, API, 9000)
@@ -203,18 +252,45 @@ def test_both_directions_are_needed():
 def test_workloads_from_manifests():
     manifests = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "ops"}}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
-         "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
-             {"name": "c", "ports": [{"containerPort": 8080, "name": "http"},
-                                     {"containerPort": 53, "protocol": "UDP"}]},
-         ]}}}},
-        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "nightly", "namespace": "shop"},
-         "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "batch"}}, "spec": {}}}}}},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "c",
+                                "ports": [
+                                    {"containerPort": 8080, "name": "http"},
+                                    {"containerPort": 53, "protocol": "UDP"},
+                                ],
+                            },
+                        ]
+                    },
+                }
+            },
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": {"name": "nightly", "namespace": "shop"},
+            "spec": {"jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "batch"}}, "spec": {}}}}},
+        },
         {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg", "namespace": "shop"}},
-        {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Pooler", "metadata": {"name": "pg-rw", "namespace": "shop"},
-         "spec": {"cluster": {"name": "pg"}}},
-        {"apiVersion": "postgresql.cnpg.io/v1", "kind": "ScheduledBackup",
-         "metadata": {"name": "b", "namespace": "shop"}},
+        {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "Pooler",
+            "metadata": {"name": "pg-rw", "namespace": "shop"},
+            "spec": {"cluster": {"name": "pg"}},
+        },
+        {
+            "apiVersion": "postgresql.cnpg.io/v1",
+            "kind": "ScheduledBackup",
+            "metadata": {"name": "b", "namespace": "shop"},
+        },
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "shop"}},
     ]
     found = {w.name: w for w in workloads(manifests)}
@@ -229,26 +305,47 @@ def test_workloads_from_manifests():
     assert found["pg-rw"].labels["cnpg.io/poolerName"] == "pg-rw" and ("TCP", 5432) in found["pg-rw"].ports
     assert found["pg-rw"].labels["cnpg.io/podRole"] == "pooler"
     assert found["pg-initdb"].labels["cnpg.io/jobRole"] == "initdb" and not found["pg-initdb"].ports
-    restored = {"apiVersion": "postgresql.cnpg.io/v1", "kind": "Cluster", "metadata": {"name": "pg2"},
-                "spec": {"bootstrap": {"recovery": {"source": "pg"}}}}
+    restored = {
+        "apiVersion": "postgresql.cnpg.io/v1",
+        "kind": "Cluster",
+        "metadata": {"name": "pg2"},
+        "spec": {"bootstrap": {"recovery": {"source": "pg"}}},
+    }
     job = {w.name: w for w in workloads([restored])}["pg2-full-recovery"]
     assert job.labels["cnpg.io/cluster"] == "pg2" and job.labels["cnpg.io/jobRole"] == "full-recovery"
 
 
 def test_flows_lists_every_allowed_pair_on_declared_and_probed_ports():
     manifests = [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": "shop"},
-         "spec": {"template": {"metadata": {"labels": {"app": "api"}},
-                               "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 9000}]}]}}}},
-        policy({"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "shop"},
+            "spec": {
+                "template": {
+                    "metadata": {"labels": {"app": "api"}},
+                    "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 9000}]}]},
+                }
+            },
+        },
+        policy(
+            {
+                "podSelector": {},
+                "policyTypes": ["Ingress", "Egress"],
                 "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"team": "ops"}}}]}],
-                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]}]}),
+                "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443}]}],
+            }
+        ),
     ]
     ops = external("ops", "ops", {"app": "x"}, {"http": ("TCP", 80)}, namespace_labels={"team": "ops"})
     internet = ip("0.0.0.0/0", ("TCP", 443), name="internet")
     assert flows(manifests, extra=[ops, internet]) == {
-        ("ops", "api", "TCP", 9000), ("ops", "ops", "TCP", 80), ("ops", "internet", "TCP", 443),
-        ("api", "internet", "TCP", 443), ("internet", "ops", "TCP", 80)}
+        ("ops", "api", "TCP", 9000),
+        ("ops", "ops", "TCP", 80),
+        ("ops", "internet", "TCP", 443),
+        ("api", "internet", "TCP", 443),
+        ("internet", "ops", "TCP", 80),
+    }
     probed = flows(manifests, extra=[ops, internet], probes=[("TCP", 443)])
     assert ("ops", "api", "TCP", 443) in probed and ("api", "ops", "TCP", 443) not in probed
     with pytest.raises(ValueError, match="unique"):
@@ -277,6 +374,9 @@ def test_rendered_stack_flows(stack):
     assert any(("catalog", pooler, "TCP", 5432) in allowed_flows for pooler in poolers)
     for name in pods:  # every pod of the stack resolves names
         assert (name, "kube-dns", "UDP", 53) in allowed_flows, f"{stack}: {name} cannot reach kube-dns"
-    reached_from_outside = {(src, dst) for src, dst, _, _ in allowed_flows if dst in pods
-                            and src in {"internet", "impostor-prometheus", "impostor-nginx"}}
+    reached_from_outside = {
+        (src, dst)
+        for src, dst, _, _ in allowed_flows
+        if dst in pods and src in {"internet", "impostor-prometheus", "impostor-nginx"}
+    }
     assert not reached_from_outside, f"{stack}: reachable from the internet or an arbitrary namespace"

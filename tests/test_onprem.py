@@ -39,8 +39,14 @@ STORAGE = "/srv/eolake/data"
 # The demo data (loaded once by the first run) is what the acceptance suite and the order test read.
 EXTRA_VARS = ("-e", "eolake_services_demo_data=true")
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
-READ_LOAD = ("/stac/collections/naip", "/stac/search?collections=garonne-wse&limit=5",
-             "/timeseries/collections/stations/items", "/thesaurus/rest/v1/vocabularies", "/search/collections", "/")
+READ_LOAD = (
+    "/stac/collections/naip",
+    "/stac/search?collections=garonne-wse&limit=5",
+    "/timeseries/collections/stations/items",
+    "/thesaurus/rest/v1/vocabularies",
+    "/search/collections",
+    "/",
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
@@ -52,8 +58,10 @@ class Run:
 
     @property
     def recap(self) -> dict[str, dict[str, int]]:
-        return {host: {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
-                for host, ok, changed, unreachable, failed in RECAP.findall(self.result.stdout)}
+        return {
+            host: {"ok": int(ok), "changed": int(changed), "unreachable": int(unreachable), "failed": int(failed)}
+            for host, ok, changed, unreachable, failed in RECAP.findall(self.result.stdout)
+        }
 
     def changed_tasks(self) -> list[str]:
         task, found = "", []
@@ -87,38 +95,62 @@ class Installed:
         return (self.inventory / "credentials" / f"api-key-{role}").read_text().strip()
 
     def playbook(self, name: str, *extra: str) -> Run:
-        command = [str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory / "inventory.yml"), "-i",
-                   str(self.root / "connection.yml"), str(PLAYBOOKS / name), *EXTRA_VARS, *extra]
+        command = [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(self.inventory / "inventory.yml"),
+            "-i",
+            str(self.root / "connection.yml"),
+            str(PLAYBOOKS / name),
+            *EXTRA_VARS,
+            *extra,
+        ]
         env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "False"}
         started = time.monotonic()
         result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=2400)
         return Run(result, time.monotonic() - started)
 
     def client(self, **kwargs) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, verify=ssl.create_default_context(cafile=str(self.ca_file)),
-                            timeout=30, **kwargs)
+        return httpx.Client(
+            base_url=self.base_url, verify=ssl.create_default_context(cafile=str(self.ca_file)), timeout=30, **kwargs
+        )
 
 
 def stack(hosts: Hosts) -> dict:
     address = {name: hosts[name].address for name in HOSTS}
-    return {"config": {"eolake:platform": {
-        "name": "onprem-test",
-        "base_url": f"https://{address['proxy']}",
-        "services": {name: {} for name in ("catalog", "tiles", "timeseries", "thesaurus", "search", "downloads",
-                                           "web")},
-        "database": {"embedded": False, "max_connections": 100},
-        "storage": {"kind": "local", "path": STORAGE},
-        # The local stack's second provider: the acceptance suite's federation checks expect it with the demo data.
-        "providers": [{"name": "hydrology", "kind": "stac", "url": "/stac", "enabled": True, "free_text": "filter",
-                       "collections": ["garonne-wse", "garonne-virtual-stations"], "timeout_seconds": 5}],
-        "onprem": {
-            "database": {"name": "db", "address": address["db"]},
-            "app": [{"name": n, "address": address[n]} for n in ("app1", "app2")],
-            "proxy": {"name": "proxy", "address": address["proxy"]},
-            "monitoring": {"name": "proxy", "address": address["proxy"]},
-            "shared_storage": True,
-        },
-    }}}
+    return {
+        "config": {
+            "eolake:platform": {
+                "name": "onprem-test",
+                "base_url": f"https://{address['proxy']}",
+                "services": {
+                    name: {} for name in ("catalog", "tiles", "timeseries", "thesaurus", "search", "downloads", "web")
+                },
+                "database": {"embedded": False, "max_connections": 100},
+                "storage": {"kind": "local", "path": STORAGE},
+                # The local stack's second provider: the acceptance suite's federation checks expect it with the
+                # demo data.
+                "providers": [
+                    {
+                        "name": "hydrology",
+                        "kind": "stac",
+                        "url": "/stac",
+                        "enabled": True,
+                        "free_text": "filter",
+                        "collections": ["garonne-wse", "garonne-virtual-stations"],
+                        "timeout_seconds": 5,
+                    }
+                ],
+                "onprem": {
+                    "database": {"name": "db", "address": address["db"]},
+                    "app": [{"name": n, "address": address[n]} for n in ("app1", "app2")],
+                    "proxy": {"name": "proxy", "address": address["proxy"]},
+                    "monitoring": {"name": "proxy", "address": address["proxy"]},
+                    "shared_storage": True,
+                },
+            }
+        }
+    }
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +175,30 @@ def installed(tmp_path_factory) -> Installed:
 def test_acceptance_suite_passes_against_the_proxy(installed: Installed):
     output = installed.root / "acceptance"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "acceptance" / "run.py"), "--base-url", installed.base_url, "--demo-data",
-         "--ca-file", str(installed.ca_file), "--outputdir", str(output),
-         "--admin-key-file", str(installed.inventory / "credentials" / "api-key-admin"),
-         "--user-key-file", str(installed.inventory / "credentials" / "api-key-user")],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            str(ROOT / "acceptance" / "run.py"),
+            "--base-url",
+            installed.base_url,
+            "--demo-data",
+            "--ca-file",
+            str(installed.ca_file),
+            "--outputdir",
+            str(output),
+            "--admin-key-file",
+            str(installed.inventory / "credentials" / "api-key-admin"),
+            "--user-key-file",
+            str(installed.inventory / "credentials" / "api-key-user"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("| FAIL |")]
-    assert result.returncode == 0, "\n".join(failed) + f"\n{result.stdout[-3000:]}\n{result.stderr[-1000:]}" \
-        + hosts_saw(installed)
+    assert result.returncode == 0, (
+        "\n".join(failed) + f"\n{result.stdout[-3000:]}\n{result.stderr[-1000:]}" + hosts_saw(installed)
+    )
     totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed(?:, (\d+) skipped)?$", result.stdout, re.M)[-1]
     assert int(totals[0]) >= 40 and totals[0] == totals[1], result.stdout[-3000:]
     print(f"\nacceptance against {installed.base_url}: {totals[1]} of {totals[0]} passed")
@@ -160,9 +208,16 @@ def hosts_saw(installed: Installed) -> str:
     """What the hosts logged lately: the services' warnings and restarts, the proxy's upstream errors."""
     said = []
     for name in ("app1", "app2"):
-        said.append(f"--- {name}: " + installed.hosts[name].ssh(
-            "journalctl --no-pager -q --since=-15min -p warning -u 'eolake-*' | tail -n 30; "
-            "systemctl show -p NRestarts -p Result eolake-web eolake-catalog", check=False).stdout)
+        said.append(
+            f"--- {name}: "
+            + installed.hosts[name]
+            .ssh(
+                "journalctl --no-pager -q --since=-15min -p warning -u 'eolake-*' | tail -n 30; "
+                "systemctl show -p NRestarts -p Result eolake-web eolake-catalog",
+                check=False,
+            )
+            .stdout
+        )
     said.append("--- proxy: " + installed.hosts["proxy"].ssh("tail -n 15 /var/log/nginx/error.log", check=False).stdout)
     return "\n".join(said)
 
@@ -174,14 +229,20 @@ def test_second_run_changes_nothing(installed: Installed):
     assert set(recap) == set(HOSTS), second.describe()
     changed = {host: counts["changed"] for host, counts in recap.items() if counts["changed"] or counts["failed"]}
     assert not changed, f"a second run changed {changed}:\n" + "\n".join(second.changed_tasks())
-    print(f"\nsite.yml, second run: {second.seconds:.0f} s, " +
-          ", ".join(f"{h} changed={c['changed']}" for h, c in sorted(recap.items())))
+    print(
+        f"\nsite.yml, second run: {second.seconds:.0f} s, "
+        + ", ".join(f"{h} changed={c['changed']}" for h, c in sorted(recap.items()))
+    )
 
 
 def test_monitoring_scrapes_every_target_under_the_embedded_names(installed: Installed):
     prometheus = f"http://{installed.hosts['proxy'].address}:9090"
-    expected = {t["job"] for t in yaml.safe_load((installed.inventory / "group_vars" / "monitoring.yml").read_text())
-                ["eolake_monitoring_targets"]} | {"prometheus", "alertmanager"}
+    expected = {
+        t["job"]
+        for t in yaml.safe_load((installed.inventory / "group_vars" / "monitoring.yml").read_text())[
+            "eolake_monitoring_targets"
+        ]
+    } | {"prometheus", "alertmanager"}
     deadline = time.monotonic() + 120
     while True:
         targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
@@ -204,9 +265,11 @@ def test_monitoring_scrapes_every_target_under_the_embedded_names(installed: Ins
 
 def test_units_are_hardened_and_secrets_stay_in_the_env_files(installed: Installed):
     app = installed.hosts["app1"]
-    shown = app.ssh("systemctl show eolake-catalog.service eolake-downloads-worker.service -p User "
-                    "-p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p CapabilityBoundingSet "
-                    "-p Restart -p MemoryMax -p ActiveState").stdout
+    shown = app.ssh(
+        "systemctl show eolake-catalog.service eolake-downloads-worker.service -p User "
+        "-p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp -p CapabilityBoundingSet "
+        "-p Restart -p MemoryMax -p ActiveState"
+    ).stdout
     for unit in shown.strip().split("\n\n"):
         values = dict(line.split("=", 1) for line in unit.splitlines())
         assert values["User"] == "eolake" and values["NoNewPrivileges"] == "yes", values
@@ -225,14 +288,21 @@ def test_units_are_hardened_and_secrets_stay_in_the_env_files(installed: Install
 
 def test_proxy_pins_forwarded_headers_and_limits(installed: Installed):
     with installed.client() as client:
-        landing = client.get("/stac/", headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http",
-                                                "Forwarded": "host=evil.example;proto=http"})
+        landing = client.get(
+            "/stac/",
+            headers={
+                "X-Forwarded-Host": "evil.example",
+                "X-Forwarded-Proto": "http",
+                "Forwarded": "host=evil.example;proto=http",
+            },
+        )
         assert landing.status_code == 200
         hrefs = [link["href"] for link in landing.json()["links"]]
         assert hrefs and all(h.startswith(installed.base_url + "/") for h in hrefs), hrefs
     # Refused from the announced length, before any of the body is read (the stack's limit is 10m).
-    too_big = (b"POST /stac/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: 11534336\r\n\r\n")
+    too_big = (
+        b"POST /stac/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 11534336\r\n\r\n"
+    )
     assert first_status(installed, too_big) == 413
     plain = httpx.get(f"http://{installed.hosts['proxy'].address}/stac/", timeout=10)
     assert plain.status_code == 308 and plain.headers["location"] == f"{installed.base_url}/stac/"
@@ -251,8 +321,10 @@ def first_status(installed: Installed, request: bytes) -> int:
     """Send raw bytes over TLS to the proxy; the status code of the answer."""
     address = installed.hosts["proxy"].address
     context = ssl.create_default_context(cafile=str(installed.ca_file))
-    with socket.create_connection((address, 443), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=address) as tls:
+    with (
+        socket.create_connection((address, 443), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=address) as tls,
+    ):
         tls.sendall(request)
         return int(tls.recv(256).split()[1])
 
@@ -306,8 +378,10 @@ class ReadLoad:
 
 
 def main_pids(installed: Installed, unit: str) -> dict[str, str]:
-    return {name: installed.hosts[name].ssh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
-            for name in ("app1", "app2")}
+    return {
+        name: installed.hosts[name].ssh(f"systemctl show -p MainPID --value {unit}").stdout.strip()
+        for name in ("app1", "app2")
+    }
 
 
 def test_rolling_upgrade_under_a_steady_read_load_fails_no_request(installed: Installed):
@@ -318,8 +392,10 @@ def test_rolling_upgrade_under_a_steady_read_load_fails_no_request(installed: In
     after = main_pids(installed, "eolake-catalog.service")
     assert all(after[h] != before[h] for h in before), f"every app host restarts: {before} → {after}"
     requests = sum(n for outcome, n in load.outcomes.items() if outcome != "retried")
-    print(f"\nrolling upgrade: {upgrade.seconds:.0f} s, {requests} requests during it, "
-          f"{len(load.failures)} failed ({dict(load.outcomes)})")
+    print(
+        f"\nrolling upgrade: {upgrade.seconds:.0f} s, {requests} requests during it, "
+        f"{len(load.failures)} failed ({dict(load.outcomes)})"
+    )
     assert requests >= 100, "the load was not steady enough to prove anything"
     assert load.failures == []
     reloads = 2 * len(before)  # the proxy drains and restores each app host
@@ -339,15 +415,16 @@ def order_demo_file(client: httpx.Client, key: str) -> dict:
 
 
 def download_sha256(client: httpx.Client, key: str, order: dict) -> str:
-    answer = client.get(f"/downloads/orders/{order['id']}/files/{order['files'][0]['id']}",
-                        headers={"X-API-Key": key})
+    answer = client.get(f"/downloads/orders/{order['id']}/files/{order['files'][0]['id']}", headers={"X-API-Key": key})
     assert answer.status_code == 200, answer.text
     return hashlib.sha256(answer.content).hexdigest()
 
 
 def wait_until_every_service_is_ready(installed: Installed, timeout: float = 300) -> None:
-    prefixes = [r["path"].rstrip("/") for r in yaml.safe_load((installed.inventory / "group_vars" / "all.yml")
-                                                               .read_text())["eolake_proxy_routes"]]
+    prefixes = [
+        r["path"].rstrip("/")
+        for r in yaml.safe_load((installed.inventory / "group_vars" / "all.yml").read_text())["eolake_proxy_routes"]
+    ]
     deadline = time.monotonic() + timeout
     with installed.client() as client:
         for prefix in prefixes:

@@ -39,8 +39,14 @@ class Deployment:
             "eolake_database_listen_address": self.db.address,
             "eolake_database_clients": [self.app.address],
             "eolake_database_owner_password": secrets.token_urlsafe(18),
-            "eolake_database_roles": [{"name": APP_ROLE, "password": self.app_password,
-                                       "statement_timeout": "2s", "idle_in_transaction_session_timeout": "3s"}],
+            "eolake_database_roles": [
+                {
+                    "name": APP_ROLE,
+                    "password": self.app_password,
+                    "statement_timeout": "2s",
+                    "idle_in_transaction_session_timeout": "3s",
+                }
+            ],
             "eolake_database_shared_buffers": "128MB",
             "eolake_database_effective_cache_size": "512MB",
             "eolake_database_archive_timeout": "10s",
@@ -54,19 +60,36 @@ class Deployment:
         variables = self.directory / "vars.json"
         variables.write_text(json.dumps({**self.variables, **extra}))
         return subprocess.run(
-            [str(ROOT / ".venv/bin/ansible-playbook"), "-i", str(self.directory / "inventory.json"),
-             "-e", f"@{variables}", str(playbook)],
-            capture_output=True, text=True, timeout=900,
-            env={"PATH": f"{ROOT / '.venv/bin'}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
-                 "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"), "ANSIBLE_NOCOLOR": "1"})
+            [
+                str(ROOT / ".venv/bin/ansible-playbook"),
+                "-i",
+                str(self.directory / "inventory.json"),
+                "-e",
+                f"@{variables}",
+                str(playbook),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            env={
+                "PATH": f"{ROOT / '.venv/bin'}:/usr/sbin:/usr/bin:/sbin:/bin",
+                "HOME": "/root",
+                "ANSIBLE_ROLES_PATH": str(PLAYBOOKS / "roles"),
+                "ANSIBLE_NOCOLOR": "1",
+            },
+        )
 
     def site(self, **extra) -> subprocess.CompletedProcess:
         return self.playbook(self.directory / "site.yml", **extra)
 
     def app_psql(self, sql: str, check: bool = True) -> subprocess.CompletedProcess:
         """psql on the app host, as the application role, over the network."""
-        return self.app.ssh(f"PGPASSWORD='{self.app_password}' psql -X -At -v ON_ERROR_STOP=1 "
-                            f"'host=db dbname=eolake user={APP_ROLE} connect_timeout=10'", input=sql, check=check)
+        return self.app.ssh(
+            f"PGPASSWORD='{self.app_password}' psql -X -At -v ON_ERROR_STOP=1 "
+            f"'host=db dbname=eolake user={APP_ROLE} connect_timeout=10'",
+            input=sql,
+            check=check,
+        )
 
     def superuser(self, sql: str) -> str:
         """psql on the database host as postgres (peer authentication)."""
@@ -100,11 +123,17 @@ def test_a_second_run_changes_nothing(deployment):
 
 
 def test_the_app_host_reaches_pgstac_and_postgis_as_the_application_role(deployment):
-    facts = deployment.app_psql("SELECT current_user, pgstac.get_version(), postgis_version() IS NOT NULL, "
-                                "current_setting('statement_timeout'), "
-                                "current_setting('idle_in_transaction_session_timeout');").stdout.strip()
-    pypgstac = subprocess.run([str(ROOT / ".venv/bin/python"), "-c", "import pypgstac; print(pypgstac.__version__)"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+    facts = deployment.app_psql(
+        "SELECT current_user, pgstac.get_version(), postgis_version() IS NOT NULL, "
+        "current_setting('statement_timeout'), "
+        "current_setting('idle_in_transaction_session_timeout');"
+    ).stdout.strip()
+    pypgstac = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), "-c", "import pypgstac; print(pypgstac.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert facts == f"{APP_ROLE}|{pypgstac}|t|2s|3s"
     assert deployment.app_psql("SELECT count(*) FROM pgstac.collections;").stdout.strip() == "0"
 
@@ -114,22 +143,30 @@ def test_nobody_else_connects_over_the_network(deployment):
     with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):  # this machine, the app role
         psycopg.connect(host=db, dbname="eolake", user=APP_ROLE, password=deployment.app_password, connect_timeout=5)
     owner_password = deployment.variables["eolake_database_owner_password"]
-    owner = deployment.app.ssh(f"PGPASSWORD='{owner_password}' psql -X 'host=db dbname=eolake user=eolake_owner' "
-                               "-c 'SELECT 1'", check=False)
+    owner = deployment.app.ssh(
+        f"PGPASSWORD='{owner_password}' psql -X 'host=db dbname=eolake user=eolake_owner' -c 'SELECT 1'", check=False
+    )
     assert owner.returncode != 0 and "no pg_hba.conf entry" in owner.stderr
-    wrong = deployment.app.ssh("PGPASSWORD=wrong psql -X 'host=db dbname=eolake user=eolake_app' -c 'SELECT 1'",
-                               check=False)
+    wrong = deployment.app.ssh(
+        "PGPASSWORD=wrong psql -X 'host=db dbname=eolake user=eolake_app' -c 'SELECT 1'", check=False
+    )
     assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
     listening = deployment.db.ssh("ss -Hltn 'sport = :5432'").stdout.split()
     assert sorted(a for a in listening if ":5432" in a) == sorted([f"{db}:5432", "127.0.0.1:5432", "[::1]:5432"])
 
 
 def test_the_application_role_has_least_privileges(deployment):
-    attributes = deployment.superuser(f"SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls "
-                                      f"FROM pg_roles WHERE rolname = '{APP_ROLE}'")
+    attributes = deployment.superuser(
+        f"SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls "
+        f"FROM pg_roles WHERE rolname = '{APP_ROLE}'"
+    )
     assert attributes == "f|f|f|f|f"
-    for forbidden in ("CREATE ROLE intruder;", "CREATE DATABASE other;", "ALTER SYSTEM SET work_mem = '1GB';",
-                      "COPY (SELECT 1) TO PROGRAM 'id';"):
+    for forbidden in (
+        "CREATE ROLE intruder;",
+        "CREATE DATABASE other;",
+        "ALTER SYSTEM SET work_mem = '1GB';",
+        "COPY (SELECT 1) TO PROGRAM 'id';",
+    ):
         refused = deployment.app_psql(forbidden, check=False)
         assert refused.returncode != 0, forbidden
         assert re.search("permission denied|must be superuser", refused.stderr, re.IGNORECASE), refused.stderr
@@ -144,11 +181,14 @@ def test_timeouts_are_enforced_per_role(deployment):
 
 
 def test_settings_archiving_and_backup_timers(deployment):
-    settings = deployment.superuser("SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings "
-                                    "WHERE name IN ('archive_mode', 'shared_buffers', 'password_encryption', "
-                                    "'wal_level', 'max_connections')")
-    assert settings == ("archive_mode=on max_connections=200 password_encryption=scram-sha-256 "
-                        "shared_buffers=16384 wal_level=replica")
+    settings = deployment.superuser(
+        "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings "
+        "WHERE name IN ('archive_mode', 'shared_buffers', 'password_encryption', "
+        "'wal_level', 'max_connections')"
+    )
+    assert settings == (
+        "archive_mode=on max_connections=200 password_encryption=scram-sha-256 shared_buffers=16384 wal_level=replica"
+    )
     timers = deployment.db.ssh("systemctl is-enabled eolake-backup-full.timer eolake-backup-diff.timer").stdout
     assert timers.split() == ["enabled", "enabled"]
     info = json.loads(deployment.db.ssh("runuser -u postgres -- pgbackrest --stanza=eolake --output=json info").stdout)
@@ -157,8 +197,10 @@ def test_settings_archiving_and_backup_timers(deployment):
 
 def test_point_in_time_restore_brings_back_the_state_before_a_write(deployment):
     d = deployment
-    d.app_psql("CREATE TABLE IF NOT EXISTS public_events (name text PRIMARY KEY, at timestamptz DEFAULT now());"
-               "INSERT INTO public_events (name) VALUES ('before-backup');")
+    d.app_psql(
+        "CREATE TABLE IF NOT EXISTS public_events (name text PRIMARY KEY, at timestamptz DEFAULT now());"
+        "INSERT INTO public_events (name) VALUES ('before-backup');"
+    )
     backup = d.db.ssh("systemctl start eolake-backup@diff.service && systemctl show -P Result eolake-backup@diff")
     assert backup.stdout.strip() == "success"
     d.app_psql("INSERT INTO public_events (name) VALUES ('kept');")
@@ -181,8 +223,10 @@ def test_point_in_time_restore_brings_back_the_state_before_a_write(deployment):
     restore = d.playbook(PLAYBOOKS / "restore.yml", eolake_database_restore_target=target)
     rto = time.monotonic() - started
     assert restore.returncode == 0, restore.stdout[-5000:] + restore.stderr[-2000:]
-    print(f"\nRPO {rpo:.1f} s (a commit until its WAL segment is in the repository; bound: archive_timeout 10 s)"
-          f"\nRTO {rto:.1f} s (restore.yml: stop, pgBackRest --delta restore to the target time, replay, promotion)")
+    print(
+        f"\nRPO {rpo:.1f} s (a commit until its WAL segment is in the repository; bound: archive_timeout 10 s)"
+        f"\nRTO {rto:.1f} s (restore.yml: stop, pgBackRest --delta restore to the target time, replay, promotion)"
+    )
     rows = d.app_psql("SELECT string_agg(name, ',' ORDER BY name) FROM public_events;").stdout.strip()
     assert rows == "before-backup,kept"
     assert d.superuser("SELECT pg_is_in_recovery()") == "f"

@@ -24,8 +24,14 @@ from onprem_hosts import (
 
 pytestmark = pytest.mark.timeout(1200)  # the first run builds the host image (apt downloads)
 ROOT = Path(__file__).resolve().parents[1]
-MANAGED_SERVICES = ("postgresql", "nginx", "prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
-                    "prometheus-postgres-exporter")
+MANAGED_SERVICES = (
+    "postgresql",
+    "nginx",
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+    "prometheus-postgres-exporter",
+)
 
 
 def test_each_host_boots_systemd_with_its_own_identity(onprem_hosts):
@@ -81,8 +87,11 @@ def test_root_logs_in_with_the_run_key_only(onprem_hosts, tmp_path):
     assert "passwordauthentication no" in settings and "permitrootlogin without-password" in settings
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    refused = subprocess.run(["ssh", *onprem_hosts_ssh_options(), "-i", str(other), f"root@{db.address}", "true"],
-                             capture_output=True, text=True)
+    refused = subprocess.run(
+        ["ssh", *onprem_hosts_ssh_options(), "-i", str(other), f"root@{db.address}", "true"],
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 255 and "Permission denied" in refused.stderr
 
 
@@ -93,12 +102,20 @@ def onprem_hosts_ssh_options() -> list[str]:
 def test_ansible_reaches_every_host_through_the_inventory(onprem_hosts, tmp_path):
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(onprem_hosts.inventory({"database": ["db"], "app": ["app"]})))
-    result = subprocess.run([str(ROOT / ".venv/bin/ansible"), "-i", str(inventory), "all", "-o",
-                             "-m", "ansible.builtin.ping"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible"), "-i", str(inventory), "all", "-o", "-m", "ansible.builtin.ping"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(line.split()[0] for line in result.stdout.splitlines() if "SUCCESS" in line) == sorted(onprem_hosts)
-    database = subprocess.run([str(ROOT / ".venv/bin/ansible"), "-i", str(inventory), "database", "--list-hosts"],
-                              capture_output=True, text=True, timeout=60)
+    database = subprocess.run(
+        [str(ROOT / ".venv/bin/ansible"), "-i", str(inventory), "database", "--list-hosts"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert database.stdout.split()[-1] == "db"
 
 
@@ -109,9 +126,11 @@ def test_an_inventory_group_of_unknown_hosts_is_refused(onprem_hosts):
 
 def test_a_run_that_died_is_cleaned_before_its_slot_is_reused(onprem_hosts):
     """A run killed outright (no finally, no atexit) leaves a booted host; the next claim removes all of it."""
-    script = ("import sys, time; sys.path.insert(0, 'tests'); from onprem_hosts import test_hosts\n"
-              "with test_hosts(['solo']) as hosts:\n"
-              "    print(hosts['solo'].machine, flush=True); time.sleep(600)\n")
+    script = (
+        "import sys, time; sys.path.insert(0, 'tests'); from onprem_hosts import test_hosts\n"
+        "with test_hosts(['solo']) as hosts:\n"
+        "    print(hosts['solo'].machine, flush=True); time.sleep(600)\n"
+    )
     victim = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     machine = victim.stdout.readline().strip()
     slot = int(machine.removeprefix("eo").split("-")[0])
@@ -137,8 +156,10 @@ def netns_names() -> list[str]:
 
 
 def links() -> list[str]:
-    return [link["ifname"] for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
-                                                                 text=True).stdout)]
+    return [
+        link["ifname"]
+        for link in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True, text=True).stdout)
+    ]
 
 
 def test_a_machine_that_cannot_boot_hosts_says_why(monkeypatch):

@@ -54,8 +54,9 @@ def test_every_service_and_worker_runs_on_every_app_host_with_its_settings(tmp_p
         assert "downloads-worker" in units
         for name in platform.enabled_services:
             m, env = manifests()[name], units[name]["environment"]
-            expected = platform.service_env(name, {n: f"http://{host.address}:{manifests()[n].port}"
-                                                   for n in platform.enabled_services})
+            expected = platform.service_env(
+                name, {n: f"http://{host.address}:{manifests()[n].port}" for n in platform.enabled_services}
+            )
             expected.pop(m.env_prefix + "TRUSTED_PROXIES")  # the proxy and app hosts are added (below)
             assert expected.items() <= env.items()
             assert env[m.env_prefix + "HOST"] == host.address and env[m.env_prefix + "PORT"] == str(m.port)
@@ -88,8 +89,10 @@ def test_moving_a_prefix_moves_the_proxy_route_and_the_callers(tmp_path):
     assert units["catalog"]["environment"]["EOLAKE_CATALOG_ROOT_PATH"] == "/api/catalog"
     for caller in ("search", "downloads", "timeseries"):
         peers = json.loads(units[caller]["environment"][f"EOLAKE_{caller.upper()}_PEERS"])
-        assert peers["catalog"] == {"url": f"http://{app1.address}:8081/api/catalog",
-                                    "public_url": "https://eolake.example.internal/api/catalog"}
+        assert peers["catalog"] == {
+            "url": f"http://{app1.address}:8081/api/catalog",
+            "public_url": "https://eolake.example.internal/api/catalog",
+        }
     assert json.loads(units["web"]["environment"]["EOLAKE_WEB_SERVICES"])["catalog"] == "/api/catalog"
 
 
@@ -99,8 +102,9 @@ def test_scrape_targets_are_labelled_like_the_embedded_target(tmp_path):
     platform = load_stack(STACK)
     for name in platform.enabled_services:
         assert jobs[f"eolake-{name}"]["labels"] == {"service": name}
-        assert jobs[f"eolake-{name}"]["targets"] == [f"{h.address}:{manifests()[name].port}"
-                                                     for h in platform.onprem.app]
+        assert jobs[f"eolake-{name}"]["targets"] == [
+            f"{h.address}:{manifests()[name].port}" for h in platform.onprem.app
+        ]
     assert {"postgres", "node", "eolake-downloads-worker"} <= set(jobs)
 
 
@@ -114,23 +118,40 @@ def test_no_secret_is_written_and_credentials_survive_a_new_render(tmp_path):
     text = "\n".join(p.read_text() for p in out.rglob("*.yml"))
     assert "kept" not in text
     assert text.count("lookup(''ansible.builtin.password''") >= 4  # YAML doubles the quotes
-    assert not any(key.endswith(("PASSWORD", "TOKEN_KEY", "DATABASE_URL")) for host in out.glob("host_vars/*.yml")
-                   for unit in read(host)["eolake_services_units"] for key in unit["environment"])
+    assert not any(
+        key.endswith(("PASSWORD", "TOKEN_KEY", "DATABASE_URL"))
+        for host in out.glob("host_vars/*.yml")
+        for unit in read(host)["eolake_services_units"]
+        for key in unit["environment"]
+    )
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    ("onprem: {database: {name: db, address: 10.0.0.1}, app: [], proxy: {name: p, address: 10.0.0.2}}",
-     "onprem.app: List should have at least 1 item"),
-    ("onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: db, address: 10.0.0.3}], "
-     "proxy: {name: p, address: 10.0.0.2}}", "host db has two addresses"),
-    ("onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: a, address: 10.0.0.3}], "
-     "proxy: {name: p, address: 10.0.0.2}, tls: {certificate: /x.crt}}", "needs both certificate and key"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            "onprem: {database: {name: db, address: 10.0.0.1}, app: [], proxy: {name: p, address: 10.0.0.2}}",
+            "onprem.app: List should have at least 1 item",
+        ),
+        (
+            "onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: db, address: 10.0.0.3}], "
+            "proxy: {name: p, address: 10.0.0.2}}",
+            "host db has two addresses",
+        ),
+        (
+            "onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: a, address: 10.0.0.3}], "
+            "proxy: {name: p, address: 10.0.0.2}, tls: {certificate: /x.crt}}",
+            "needs both certificate and key",
+        ),
+    ],
+)
 def test_bad_stack_gives_one_line_with_the_file(tmp_path, capsys, change, expected):
     stack = tmp_path / "Pulumi.bad.yaml"
-    stack.write_text("config:\n  eolake:platform:\n    name: bad\n    base_url: https://x.example\n"
-                     "    services: {catalog: {}}\n    database: {embedded: false}\n"
-                     "    storage: {path: /srv/data}\n    " + change + "\n")
+    stack.write_text(
+        "config:\n  eolake:platform:\n    name: bad\n    base_url: https://x.example\n"
+        "    services: {catalog: {}}\n    database: {embedded: false}\n"
+        "    storage: {path: /srv/data}\n    " + change + "\n"
+    )
     out = tmp_path / "out"
     assert cli(["render", "--stack", str(stack), "--out", str(out)]) == 2
     error = capsys.readouterr().err
@@ -174,7 +195,12 @@ def test_several_app_hosts_with_local_storage_need_a_shared_filesystem(tmp_path,
 @pytest.mark.slow
 def test_playbooks_are_ansible_lint_production_clean():
     root = STACK.parents[1]
-    result = subprocess.run([str(Path(sys.executable).parent / "ansible-lint"), "--profile", "production",
-                             "--nocolor", "playbooks/"], cwd=root, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-lint"), "--profile", "production", "--nocolor", "playbooks/"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "0 failure(s), 0 warning(s)" in result.stderr + result.stdout

@@ -55,9 +55,14 @@ class Platform:
         self.base_url = f"http://127.0.0.1:{self.port}"
 
     def cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "eolake.cli", "--state-dir", str(self.state), *args],
-                              env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}, cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "eolake.cli", "--state-dir", str(self.state), *args],
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def up(self) -> None:
         result = self.cli("up", "--stack", str(self.stack), "--port", str(self.port))
@@ -95,10 +100,16 @@ class Platform:
 def drill_stack(path: Path) -> None:
     document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
     platform = document["config"]["eolake:platform"]
-    platform.update(name="ops-drill", providers=[], observability={"prometheus": False, "alertmanager": False},
-                    services={"catalog": {"replicas": 2, "workers": 1, "pool_size": 4},
-                              "tiles": {"workers": 1, "pool_size": 2, "limits": {"body_bytes": 65536}},
-                              "downloads": {"pool_size": 3}})
+    platform.update(
+        name="ops-drill",
+        providers=[],
+        observability={"prometheus": False, "alertmanager": False},
+        services={
+            "catalog": {"replicas": 2, "workers": 1, "pool_size": 4},
+            "tiles": {"workers": 1, "pool_size": 2, "limits": {"body_bytes": 65536}},
+            "downloads": {"pool_size": 3},
+        },
+    )
     platform["database"]["backups"] = {"enabled": False}
     platform["supervision"] = SUPERVISION.model_dump()
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -122,8 +133,12 @@ def platform():
 def routes(platform):
     with httpx.Client(base_url=platform.base_url, headers={"X-API-Key": platform.key("user")}, timeout=30) as client:
         found = discover_routes(client, platform.key("user"))
-    assert {r.name for r in found} >= {"GET /stac/search", "POST /stac/search", "GET /tiles tilejson",
-                                       "GET /downloads/orders"}
+    assert {r.name for r in found} >= {
+        "GET /stac/search",
+        "POST /stac/search",
+        "GET /tiles tilejson",
+        "GET /downloads/orders",
+    }
     return found
 
 
@@ -138,9 +153,17 @@ class Load:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        self.report = self.loop.run_until_complete(run_load(
-            self.platform.base_url, self.routes, rate=RATE, duration=600, timeout=90, stop=self.stopped,
-            headers={"X-API-Key": self.platform.key("user")}))
+        self.report = self.loop.run_until_complete(
+            run_load(
+                self.platform.base_url,
+                self.routes,
+                rate=RATE,
+                duration=600,
+                timeout=90,
+                stop=self.stopped,
+                headers={"X-API-Key": self.platform.key("user")},
+            )
+        )
 
     def __enter__(self) -> Load:
         self.thread.start()
@@ -165,11 +188,15 @@ class Load:
 
 def record(drill: str, load: Load, **figures) -> dict:
     summary = load.report.summary()
-    FIGURES[drill] = {"requests": summary["requests"], "failed": summary["failed"],
-                      "statuses_of_failures": _statuses(load.report.failures()),
-                      "p50_ms": {r: v["p50_ms"] for r, v in summary["routes"].items()},
-                      "p99_ms": {r: v["p99_ms"] for r, v in summary["routes"].items()},
-                      "max_ms": round(max(s.seconds for s in load.report.samples) * 1000, 1), **figures}
+    FIGURES[drill] = {
+        "requests": summary["requests"],
+        "failed": summary["failed"],
+        "statuses_of_failures": _statuses(load.report.failures()),
+        "p50_ms": {r: v["p50_ms"] for r, v in summary["routes"].items()},
+        "p99_ms": {r: v["p99_ms"] for r, v in summary["routes"].items()},
+        "max_ms": round(max(s.seconds for s in load.report.samples) * 1000, 1),
+        **figures,
+    }
     print(f"\n{drill}: {json.dumps(FIGURES[drill])}")
     return FIGURES[drill]
 
@@ -197,13 +224,25 @@ def serving(platform: Platform, name: str, other_than: int) -> bool:
 
 
 def test_a_short_soak_fails_no_request_and_samples_every_process(platform, routes):
-    report, trace = asyncio.run(soak(platform.base_url, routes, LocalProcesses(platform.state), rate=RATE,
-                                     duration=SOAK_SECONDS, every=5, headers={"X-API-Key": platform.key("user")}))
+    report, trace = asyncio.run(
+        soak(
+            platform.base_url,
+            routes,
+            LocalProcesses(platform.state),
+            rate=RATE,
+            duration=SOAK_SECONDS,
+            every=5,
+            headers={"X-API-Key": platform.key("user")},
+        )
+    )
     summary, growth = report.summary(), trace.growth(0.2 * SOAK_SECONDS)
-    FIGURES["soak (short)"] = {"seconds": SOAK_SECONDS, "requests": summary["requests"], "failed": summary["failed"],
-                               "memory_samples": len(trace.samples),
-                               "growth_mib": {name: g["growth_mib"] for name, g in growth.items()
-                                              if "backend" not in name}}
+    FIGURES["soak (short)"] = {
+        "seconds": SOAK_SECONDS,
+        "requests": summary["requests"],
+        "failed": summary["failed"],
+        "memory_samples": len(trace.samples),
+        "growth_mib": {name: g["growth_mib"] for name, g in growth.items() if "backend" not in name},
+    }
     print(f"\nsoak (short): {json.dumps(FIGURES['soak (short)'])}")
     assert summary["error_rate"] <= MAX_ERROR_RATE, report.failures()[:5]
     assert not trace.errors
@@ -239,9 +278,14 @@ def test_a_hung_instance_is_replaced_and_its_requests_do_not_hang(platform, rout
             with contextlib.suppress(ProcessLookupError):  # killed by the supervisor, as it should be
                 os.kill(pid, signal.SIGCONT)
     # replaced = detected + the new instance's start (the machine's speed: printed, not asserted)
-    figures = record("instance hung (SIGSTOP), 2 instances", load, no_new_requests_after_s=round(unrouted, 1),
-                     killed_after_s=round(detected, 1), detection_bound_s=HUNG_DETECTION_BUDGET,
-                     replaced_in_s=round(replaced, 1))
+    figures = record(
+        "instance hung (SIGSTOP), 2 instances",
+        load,
+        no_new_requests_after_s=round(unrouted, 1),
+        killed_after_s=round(detected, 1),
+        detection_bound_s=HUNG_DETECTION_BUDGET,
+        replaced_in_s=round(replaced, 1),
+    )
     assert detected <= HUNG_DETECTION_BUDGET, f"killed after {detected:.1f} s"
     assert unrouted <= detected
     assert figures["failed"] == 0, load.report.failures()[:5]
@@ -263,28 +307,41 @@ def _database_drill(platform: Platform, routes, name: str, fault) -> None:
         assert wait_until(lambda: all_ready(platform), 60), platform.log_tail()
         ready = time.time() - back
     inside, outside = load.failures_between(began, back + DATABASE_READY_BUDGET)
-    figures = record(name, load, database_down_s=round(back - began, 1), services_ready_after_db_s=round(ready, 1),
-                     failed_in_outage=len(inside))
+    figures = record(
+        name,
+        load,
+        database_down_s=round(back - began, 1),
+        services_ready_after_db_s=round(ready, 1),
+        failed_in_outage=len(inside),
+    )
     assert not outside, f"failures outside the outage window: {outside[:5]}"
     assert set(figures["statuses_of_failures"]) <= {"503"}, [s for s in load.report.failures() if s.status != 503]
     assert all(s.status == 503 for s in inside)
     assert ready <= DATABASE_READY_BUDGET, f"services ready {ready:.1f} s after the database"
-    assert httpx.get(f"{platform.base_url}/stac/collections/{written}", timeout=30).status_code == 200, \
+    assert httpx.get(f"{platform.base_url}/stac/collections/{written}", timeout=30).status_code == 200, (
         "a collection written before the fault is gone"
+    )
 
 
 def collection(collection_id: str) -> dict:
-    return {"type": "Collection", "stac_version": "1.0.0", "id": collection_id, "description": "drill",
-            "license": "CC-BY-4.0", "links": [],
-            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}}}
+    return {
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": collection_id,
+        "description": "drill",
+        "license": "CC-BY-4.0",
+        "links": [],
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
+    }
 
 
 def test_postgres_restarted_under_load_answers_503_only_while_down(platform, routes):
     cluster = platform.cluster
 
     def restart() -> float:
-        cluster._run("pg_ctl", "-D", str(cluster.data), "-l", str(cluster.log), "-m", "fast", "-w", "-t", "60",
-                     "restart")
+        cluster._run(
+            "pg_ctl", "-D", str(cluster.data), "-l", str(cluster.log), "-m", "fast", "-w", "-t", "60", "restart"
+        )
         return time.time()
 
     _database_drill(platform, routes, "PostgreSQL restarted (pg_ctl restart -m fast)", restart)
@@ -295,8 +352,9 @@ def test_a_killed_postmaster_is_restarted_by_the_supervisor(platform, routes):
 
     def kill() -> float:
         os.kill(pid, signal.SIGKILL)
-        assert wait_until(lambda: platform.cluster.postmaster_alive() and platform.postmaster_pid() != pid, 60), \
+        assert wait_until(lambda: platform.cluster.postmaster_alive() and platform.postmaster_pid() != pid, 60), (
             platform.log_tail()
+        )
         assert wait_until(_connects(platform), 30)
         return time.time()
 
@@ -322,15 +380,21 @@ def test_migrations_of_a_rolling_upgrade_may_only_expand(platform):
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("ALTER TABLE public.drill_expand ADD COLUMN IF NOT EXISTS added text")
         conn.execute("CREATE INDEX IF NOT EXISTS drill_expand_added ON public.drill_expand (added)")
-        for contracting in ("ALTER TABLE public.drill_expand DROP COLUMN kept",
-                            "ALTER TABLE public.drill_expand RENAME COLUMN kept TO renamed",
-                            "ALTER TABLE public.drill_expand ALTER COLUMN kept TYPE int USING 0",
-                            "DROP INDEX public.drill_expand_added"):
+        for contracting in (
+            "ALTER TABLE public.drill_expand DROP COLUMN kept",
+            "ALTER TABLE public.drill_expand RENAME COLUMN kept TO renamed",
+            "ALTER TABLE public.drill_expand ALTER COLUMN kept TYPE int USING 0",
+            "DROP INDEX public.drill_expand_added",
+        ):
             with pytest.raises(psycopg.errors.ObjectInUse, match="refused while the running version serves"):
                 conn.execute(contracting)
     with psycopg.connect(platform.cluster.dsn(), autocommit=True) as conn:
-        columns = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns "
-                                              "WHERE table_name = 'drill_expand'")}
+        columns = {
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'drill_expand'"
+            )
+        }
         assert columns == {"id", "kept", "added"}
         conn.execute("DROP TABLE public.drill_expand")  # outside an upgrade, contracting is allowed
 
@@ -343,8 +407,9 @@ def test_rolling_upgrade_under_load_fails_no_request(platform, routes):
         result = platform.cli("upgrade", "--release", release)
         took = time.monotonic() - began
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}\n{platform.log_tail()}"
-    figures = record("rolling upgrade", load, upgrade_s=round(took, 1), release_before=before["release"],
-                     release_after=release)
+    figures = record(
+        "rolling upgrade", load, upgrade_s=round(took, 1), release_before=before["release"], release_after=release
+    )
     assert figures["failed"] == 0, load.report.failures()[:5]
     for name, child in platform.instances().items():
         assert httpx.get(child["upstream"] + "/healthz", timeout=10).json()["release"] == release, name
@@ -354,8 +419,12 @@ def test_rolling_upgrade_under_load_fails_no_request(platform, routes):
 
 def test_upgrade_of_a_stopped_platform_or_with_a_bad_label_is_refused(tmp_path):
     def upgrade(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "eolake.cli", "--state-dir", str(tmp_path), "upgrade", *args],
-                              capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+        return subprocess.run(
+            [sys.executable, "-m", "eolake.cli", "--state-dir", str(tmp_path), "upgrade", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )
 
     stopped = upgrade()
     assert stopped.returncode == 2 and "not running" in stopped.stderr
@@ -370,8 +439,7 @@ def test_a_killed_supervisor_leaves_no_orphan_and_up_starts_cleanly(platform):
     children = {int(pid) for pid in json.loads((platform.state / "children.json").read_text())}
     assert len(children) == len(runtime["services"])  # the instances, the worker and the gateway
     os.kill(runtime["pid"], signal.SIGKILL)
-    assert wait_until(lambda: not any(_alive(pid) for pid in children), 30), \
-        [pid for pid in children if _alive(pid)]
+    assert wait_until(lambda: not any(_alive(pid) for pid in children), 30), [pid for pid in children if _alive(pid)]
     status = platform.cli("status")
     assert status.returncode == 3
     assert "supervisor is not running" in status.stdout and "PostgreSQL" in status.stdout

@@ -31,8 +31,12 @@ def limited_app(keys_file, **settings) -> FastAPI:
         return {"collections": []}
 
     limits = {"requests_per_second": RATE, "burst": BURST, "routes": [r"(GET|POST) /search$"]}
-    return install_kit(app, ServiceSettings(service_name="demo", root_path="/demo", rate_limit=limits,
-                                            auth={"api_keys_file": keys_file}, **settings))
+    return install_kit(
+        app,
+        ServiceSettings(
+            service_name="demo", root_path="/demo", rate_limit=limits, auth={"api_keys_file": keys_file}, **settings
+        ),
+    )
 
 
 @pytest.fixture
@@ -85,13 +89,11 @@ def test_an_authenticated_user_is_counted_as_the_user_not_the_address(service, k
     use_up(service, from_address("203.0.113.7"))
     # Alice behind the exhausted address still has her own bucket...
     for address in ("203.0.113.7", "203.0.113.20", "203.0.113.21"):
-        assert httpx.get(service + "/search", headers=from_address(address, **{"X-API-Key": alice})).status_code \
-            == 200
+        assert httpx.get(service + "/search", headers=from_address(address, **{"X-API-Key": alice})).status_code == 200
     # ...which follows her to any address once used up, while Bob's is untouched.
     refused = httpx.get(service + "/search", headers=from_address("203.0.113.22", **{"X-API-Key": alice}))
     assert refused.status_code == 429 and "per user" in refused.json()["detail"]
-    assert httpx.get(service + "/search", headers=from_address("203.0.113.22", **{"X-API-Key": bob})).status_code \
-        == 200
+    assert httpx.get(service + "/search", headers=from_address("203.0.113.22", **{"X-API-Key": bob})).status_code == 200
 
 
 def test_a_bad_key_does_not_buy_a_fresh_bucket(service):
@@ -150,8 +152,10 @@ def test_trusted_proxies_resolve_the_client():
 def test_the_spec_sets_the_rates_every_target_reads(monkeypatch):
     platform = load_stack("local")
     env = platform.service_env("tiles")
-    assert (env["EOLAKE_TILES_RATE_LIMIT__REQUESTS_PER_SECOND"], env["EOLAKE_TILES_RATE_LIMIT__BURST"]) \
-        == ("50.0", "200")  # the tiles manifest's default: a map view asks for dozens of tiles at once
+    assert (env["EOLAKE_TILES_RATE_LIMIT__REQUESTS_PER_SECOND"], env["EOLAKE_TILES_RATE_LIMIT__BURST"]) == (
+        "50.0",
+        "200",
+    )  # the tiles manifest's default: a map view asks for dozens of tiles at once
     assert "EOLAKE_WEB_RATE_LIMIT__BURST" not in platform.service_env("web")  # nothing expensive there
 
     document = platform.model_dump(mode="json")

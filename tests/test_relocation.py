@@ -49,8 +49,10 @@ def test_kubernetes_render_follows_moved_prefixes(tmp_path):
     search = json.loads(program.one("ConfigMap", "search-config")["data"]["EOLAKE_SEARCH_PEERS"])
     assert search["catalog"]["url"] == "http://catalog.eolake.svc.cluster.local:8081/x-catalog"
     assert search["thesaurus"]["url"] == "http://thesaurus.eolake.svc.cluster.local:8085/x-thesaurus"
-    paths = {p["path"]: p["backend"]["service"]["name"]
-             for p in program.one("Ingress", "eolake")["spec"]["rules"][0]["http"]["paths"]}
+    paths = {
+        p["path"]: p["backend"]["service"]["name"]
+        for p in program.one("Ingress", "eolake")["spec"]["rules"][0]["http"]["paths"]
+    }
     assert paths == {**{f"/x-{n}": n for n in program.context.services if n != "web"}, "/": "web"}
     for config_map in program.of_kind("ConfigMap"):
         if config_map["metadata"]["name"].endswith("-config"):
@@ -61,10 +63,13 @@ def test_gateway_route_follows_moved_prefixes(tmp_path):
     def moved_behind_gateway(platform: dict) -> None:
         moved(platform)
         own_gateway(platform)
+
     stack = write_stack(tmp_path, "prod", moved_behind_gateway)
     program = Program(str(stack), render.run(stack))
-    paths = {rule["matches"][0]["path"]["value"]: rule["backendRefs"][0]["name"]
-             for rule in program.one("HTTPRoute", "eolake")["spec"]["rules"]}
+    paths = {
+        rule["matches"][0]["path"]["value"]: rule["backendRefs"][0]["name"]
+        for rule in program.one("HTTPRoute", "eolake")["spec"]["rules"]
+    }
     assert paths == {**{f"/x-{n}": n for n in program.context.services if n != "web"}, "/": "web"}
 
 
@@ -100,10 +105,26 @@ def test_embedded_platform_with_moved_prefixes_passes_the_acceptance_suites():
         assert up.returncode == 0, f"{up.stdout}\n{up.stderr}\n{running.log_tail()}"
         assert httpx.get(f"{running.base_url}/stac/collections", timeout=10).status_code != 200  # moved away
         result = subprocess.run(
-            [sys.executable, str(RUNNER), "--base-url", running.base_url, "--stack", str(stack),
-             "--outputdir", str(root / "results"), "--admin-key-file", str(running.state / "admin.key"),
-             "--user-key-file", str(running.state / "user.key")],
-            env=running.env(), cwd=root, capture_output=True, text=True, timeout=400)
+            [
+                sys.executable,
+                str(RUNNER),
+                "--base-url",
+                running.base_url,
+                "--stack",
+                str(stack),
+                "--outputdir",
+                str(root / "results"),
+                "--admin-key-file",
+                str(running.state / "admin.key"),
+                "--user-key-file",
+                str(running.state / "user.key"),
+            ],
+            env=running.env(),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
         failed = [line for line in result.stdout.splitlines() if line.rstrip().endswith("| FAIL |")]
         assert result.returncode == 0, "\n".join(failed) + f"\n{result.stdout[-4000:]}\n{running.log_tail()}"
         totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed", result.stdout, re.M)[-1]

@@ -31,24 +31,44 @@ SQUARE = {"type": "Polygon", "coordinates": [[[1.0, 43.0], [1.5, 43.0], [1.5, 43
 
 
 def collection(cid: str) -> dict:
-    return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "description": cid, "license": "CC-BY-4.0",
-            "title": "Garonne gauges", "keywords": ["hydrology", "river"], "links": [],
-            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                       "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}
+    return {
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": cid,
+        "description": cid,
+        "license": "CC-BY-4.0",
+        "title": "Garonne gauges",
+        "keywords": ["hydrology", "river"],
+        "links": [],
+        "extent": {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]},
+        },
+    }
 
 
 def item(iid: str, day: int, title: str = "water level", keywords: list[str] | None = None, cid: str = "floods"):
-    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid, "geometry": SQUARE,
-            "bbox": [1.0, 43.0, 1.5, 43.5], "links": [], "assets": {},
-            "properties": {"datetime": f"2023-01-{day:02d}T10:00:00Z", "title": title,
-                           "keywords": keywords or ["gauge"]}}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": cid,
+        "geometry": SQUARE,
+        "bbox": [1.0, 43.0, 1.5, 43.5],
+        "links": [],
+        "assets": {},
+        "properties": {"datetime": f"2023-01-{day:02d}T10:00:00Z", "title": title, "keywords": keywords or ["gauge"]},
+    }
 
 
 # alpha: f00..f14 and an item tagged only with a narrower term of "hydrologic cycle" (low flow);
 # beta: f10..f19 (f10..f14 duplicate alpha's), g00..g04, and an item tagged only with the English "flooding".
 ALPHA = [item(f"f{i:02d}", i + 1) for i in range(15)] + [item("x-lowflow", 28, "Summer at Toulouse", ["low flow"])]
-BETA = ([item(f"f{i:02d}", i + 1) for i in range(10, 20)] + [item(f"g{i:02d}", i + 3) for i in range(5)]
-        + [item("x-flooding", 27, "Garonne in spate", ["flooding"])])
+BETA = (
+    [item(f"f{i:02d}", i + 1) for i in range(10, 20)]
+    + [item(f"g{i:02d}", i + 3) for i in range(5)]
+    + [item("x-flooding", 27, "Garonne in spate", ["flooding"])]
+)
 UNIQUE = {i["id"] for i in ALPHA + BETA}
 
 
@@ -97,8 +117,10 @@ def free_port() -> int:
 def catalogs(databases, tmp_path_factory):
     logs = tmp_path_factory.mktemp("fed-logs")
     with ExitStack() as stack:
-        urls = {name: stack.enter_context(catalog_process(databases[f"fed_{name}"], logs / f"{name}.log"))
-                for name in ("alpha", "beta")}
+        urls = {
+            name: stack.enter_context(catalog_process(databases[f"fed_{name}"], logs / f"{name}.log"))
+            for name in ("alpha", "beta")
+        }
         yield urls
 
 
@@ -108,9 +130,12 @@ def catalog_process(dsn: str, log: Path):
     port = free_port()
     # The module's searches come from one loopback address faster than the catalog's per-client rate: not limited
     # here (a provider answering 429 is a partial page, which only some tests ask for).
-    env = {"EOLAKE_CATALOG_DATABASE_URL": dsn, "EOLAKE_CATALOG_PUBLIC_URL": f"http://127.0.0.1:{port}",
-           "EOLAKE_CATALOG_ROOT_PATH": "",
-           "EOLAKE_CATALOG_RATE_LIMIT": json.dumps({"requests_per_second": 1000, "burst": 1000})}
+    env = {
+        "EOLAKE_CATALOG_DATABASE_URL": dsn,
+        "EOLAKE_CATALOG_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "EOLAKE_CATALOG_ROOT_PATH": "",
+        "EOLAKE_CATALOG_RATE_LIMIT": json.dumps({"requests_per_second": 1000, "burst": 1000}),
+    }
     with mock.patch.object(servers, "free_port", lambda: port), service_process("eolake_catalog", env, log) as url:
         yield url
 
@@ -122,9 +147,15 @@ def proxy(upstream: str, delay: float = 0.0, fail: bool = False) -> Starlette:
         body = await request.body()
         await asyncio.sleep(delay)
         async with httpx.AsyncClient() as client:
-            r = await client.request(request.method, upstream + request.url.path, params=request.query_params,
-                                     content=body, headers={"content-type": "application/json"})
+            r = await client.request(
+                request.method,
+                upstream + request.url.path,
+                params=request.query_params,
+                content=body,
+                headers={"content-type": "application/json"},
+            )
         return Response(r.content, r.status_code, media_type="application/json")
+
     return Starlette(routes=[Route("/{path:path}", forward, methods=["GET", "POST"])])
 
 
@@ -138,12 +169,17 @@ def thesaurus(thesaurus_storage):
 def search(catalogs, thesaurus, tmp_path_factory):
     with served(proxy(catalogs["beta"], delay=5)) as slow, served(proxy(catalogs["beta"], fail=True)) as broken:
         settings = SearchSettings(
-            peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": thesaurus}}, local_provider="alpha",
+            peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": thesaurus}},
+            local_provider="alpha",
             root_path="/search",
-            storage_path=tmp_path_factory.mktemp("search"), max_limit=50,
-            providers=[ProviderConfig(name="beta", url=catalogs["beta"], timeout_seconds=20, free_text="filter"),
-                       ProviderConfig(name="slow", url=slow, timeout_seconds=0.5, free_text="filter"),
-                       ProviderConfig(name="broken", url=broken, timeout_seconds=5)])
+            storage_path=tmp_path_factory.mktemp("search"),
+            max_limit=50,
+            providers=[
+                ProviderConfig(name="beta", url=catalogs["beta"], timeout_seconds=20, free_text="filter"),
+                ProviderConfig(name="slow", url=slow, timeout_seconds=0.5, free_text="filter"),
+                ProviderConfig(name="broken", url=broken, timeout_seconds=5),
+            ],
+        )
         with TestClient(create_app(settings)) as client:
             yield client
 
@@ -191,8 +227,15 @@ def test_merge_statuses_and_duplicates(search):
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_pagination_walks_every_result_exactly_once(search, method):
-    pages = walk(search, {"collections": "floods" if method == "GET" else ["floods"], "limit": 4,
-                          "providers": "alpha,beta" if method == "GET" else ["alpha", "beta"]}, method)
+    pages = walk(
+        search,
+        {
+            "collections": "floods" if method == "GET" else ["floods"],
+            "limit": 4,
+            "providers": "alpha,beta" if method == "GET" else ["alpha", "beta"],
+        },
+        method,
+    )
     ids = [f["id"] for p in pages for f in p["features"]]
     assert sorted(ids) == sorted(UNIQUE) and len(ids) == len(set(ids))
     times = [f["properties"]["datetime"] for p in pages for f in p["features"]]
@@ -204,27 +247,37 @@ def test_pagination_walks_every_result_exactly_once(search, method):
 def test_a_provider_that_failed_is_named_on_every_later_page(search):
     pages = walk(search, {"collections": ["floods"], "limit": 4, "providers": ["alpha", "broken"]})
     assert len(pages) > 1
-    assert [f["id"] for p in pages for f in p["features"]] == [i["id"] for i in sorted(
-        ALPHA, key=lambda i: (i["properties"]["datetime"], i["id"]), reverse=True)]
+    assert [f["id"] for p in pages for f in p["features"]] == [
+        i["id"] for i in sorted(ALPHA, key=lambda i: (i["properties"]["datetime"], i["id"]), reverse=True)
+    ]
     for page in pages:
         assert page["partial"] is True and page["failed_providers"] == ["broken"]
-    assert pages[-1]["federation"]["broken"] == {"status": "skipped", "count": 0, "ms": 0,
-                                                 "reason": "failed on an earlier page"}
+    assert pages[-1]["federation"]["broken"] == {
+        "status": "skipped",
+        "count": 0,
+        "ms": 0,
+        "reason": "failed on an earlier page",
+    }
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])
 def test_a_search_no_provider_answered_is_a_503_not_an_empty_page(search, method):
     wanted = ["slow", "broken"]
-    response = search.post("/search/search", json={"providers": wanted}) if method == "POST" else \
-        search.get("/search/search", params={"providers": ",".join(wanted)})
+    response = (
+        search.post("/search/search", json={"providers": wanted})
+        if method == "POST"
+        else search.get("/search/search", params={"providers": ",".join(wanted)})
+    )
     detail = problem(response, 503)["detail"]
     assert response.headers["retry-after"] == "5"
     assert "slow: timeout" in detail and "broken: error" in detail
 
 
 def test_the_local_catalog_down_is_a_503(thesaurus, tmp_path):
-    settings = SearchSettings(peers={"catalog": {"url": f"http://127.0.0.1:{free_port()}"},
-                                     "thesaurus": {"url": thesaurus}}, storage_path=tmp_path)
+    settings = SearchSettings(
+        peers={"catalog": {"url": f"http://127.0.0.1:{free_port()}"}, "thesaurus": {"url": thesaurus}},
+        storage_path=tmp_path,
+    )
     with TestClient(create_app(settings)) as client:
         response = client.get("/search/search", params={"q": "water", "limit": 10})
     assert f"{settings.local_provider}: error" in problem(response, 503)["detail"]
@@ -255,9 +308,11 @@ def test_expansion_finds_narrower_and_translated_terms(search):
 
 
 def test_thesaurus_down_searches_unexpanded(catalogs, tmp_path):
-    settings = SearchSettings(peers={"catalog": {"url": catalogs["alpha"]},
-                                     "thesaurus": {"url": f"http://127.0.0.1:{free_port()}"}},
-                              local_provider="alpha", storage_path=tmp_path)
+    settings = SearchSettings(
+        peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": f"http://127.0.0.1:{free_port()}"}},
+        local_provider="alpha",
+        storage_path=tmp_path,
+    )
     with TestClient(create_app(settings)) as client:
         page = client.get("/search/search", params={"q": "low flow"}).json()
     assert [f["id"] for f in page["features"]] == ["x-lowflow"]
@@ -298,9 +353,15 @@ def test_without_a_cql2_parser_json_filters_are_forwarded(search, monkeypatch):
     assert "cql2-json" in problem(search.get("/search/search", params={"filter": "id = 'x'"}), 400)["detail"]
     nonsense = {"filter": {"op": "nonsense", "args": []}, "filter-lang": "cql2-json", "providers": ["alpha", "beta"]}
     assert "every provider refused" in problem(search.post("/search/search", json=nonsense), 400)["detail"]
-    good = search.post("/search/search", json={
-        "filter": {"op": "=", "args": [{"property": "id"}, "x-lowflow"]}, "q": ["low flow"],
-        "providers": ["alpha", "beta"], "expand": False}).json()
+    good = search.post(
+        "/search/search",
+        json={
+            "filter": {"op": "=", "args": [{"property": "id"}, "x-lowflow"]},
+            "q": ["low flow"],
+            "providers": ["alpha", "beta"],
+            "expand": False,
+        },
+    ).json()
     assert [f["id"] for f in good["features"]] == ["x-lowflow"]
 
 
@@ -346,22 +407,32 @@ def test_settings_from_the_platform_spec(monkeypatch):
         ProviderConfig(name="x", kind="stac")
 
 
-
 def test_hostile_filters_and_q_are_refused_on_entry(search):
     deep = "NOT (" * 10_000 + "id = 'x'" + ")" * 10_000
-    assert "CQL2 filter" in problem(search.post("/search/search", json={"filter": deep, "filter-lang": "cql2-text"}),
-                                    400)["detail"]
+    assert (
+        "CQL2 filter"
+        in problem(search.post("/search/search", json={"filter": deep, "filter-lang": "cql2-text"}), 400)["detail"]
+    )
     deep_json = '{"op":"not","args":[' * 10_000 + '{"op":"=","args":[{"property":"id"},"x"]}' + "]}" * 10_000
-    response = search.post("/search/search", content=f'{{"filter": {deep_json}}}',
-                           headers={"content-type": "application/json"})
+    response = search.post(
+        "/search/search", content=f'{{"filter": {deep_json}}}', headers={"content-type": "application/json"}
+    )
     assert "nesting exceeds" in problem(response, 400)["detail"]
     terms = ",".join(f"t{i}" for i in range(3000))
     assert "q exceeds 20 terms" in problem(search.post("/search/search", json={"q": terms}), 400)["detail"]
 
 
 def test_stac_features_sorting_fields_and_item_routes(search):
-    page = search.get("/search/search", params={"collections": "floods", "providers": "alpha,beta", "limit": 50,
-                                                "sortby": "+id", "fields": "id,-geometry"})
+    page = search.get(
+        "/search/search",
+        params={
+            "collections": "floods",
+            "providers": "alpha,beta",
+            "limit": 50,
+            "sortby": "+id",
+            "fields": "id,-geometry",
+        },
+    )
     assert page.headers["content-type"] == "application/geo+json"
     ids = [f["id"] for f in page.json()["features"]]
     assert ids == sorted(UNIQUE), page.json()["federation"]  # merged in the asked order across both providers
@@ -375,8 +446,9 @@ def test_stac_features_sorting_fields_and_item_routes(search):
     assert hit.json()["features"]
     far = {"type": "Point", "coordinates": [100, 0]}
     assert search.post("/search/search", json={"intersects": far, "providers": ["alpha"]}).json()["features"] == []
-    query = search.post("/search/search", json={"query": {"title": {"startsWith": "Summer"}},
-                                                "providers": ["alpha", "beta"]}).json()
+    query = search.post(
+        "/search/search", json={"query": {"title": {"startsWith": "Summer"}}, "providers": ["alpha", "beta"]}
+    ).json()
     assert [f["id"] for f in query["features"]] == ["x-lowflow"]
     queryables = search.get("/search/collections/floods/queryables")
     assert queryables.headers["content-type"] == "application/schema+json"
@@ -388,11 +460,16 @@ def cascading(catalogs, thesaurus, tmp_path_factory):
     """The floods collection in cascade: `broken` (answers 500) first, then beta, then alpha (the local catalog)."""
     with served(proxy(catalogs["beta"], fail=True)) as broken:
         settings = SearchSettings(
-            peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": thesaurus}}, local_provider="alpha",
-            root_path="/search", storage_path=tmp_path_factory.mktemp("cascade"),
-            providers=[ProviderConfig(name="beta", url=catalogs["beta"], free_text="filter"),
-                       ProviderConfig(name="broken", url=broken)],
-            priorities={"floods": ["broken", "beta", "alpha"], "other": ["alpha"]})
+            peers={"catalog": {"url": catalogs["alpha"]}, "thesaurus": {"url": thesaurus}},
+            local_provider="alpha",
+            root_path="/search",
+            storage_path=tmp_path_factory.mktemp("cascade"),
+            providers=[
+                ProviderConfig(name="beta", url=catalogs["beta"], free_text="filter"),
+                ProviderConfig(name="broken", url=broken),
+            ],
+            priorities={"floods": ["broken", "beta", "alpha"], "other": ["alpha"]},
+        )
         with TestClient(create_app(settings)) as client:
             yield client
 

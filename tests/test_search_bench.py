@@ -50,17 +50,23 @@ def test_judgments_file_is_well_formed(queries, corpus_ids):
     assert 0.2 < holdout < 0.45
 
 
-@pytest.mark.parametrize("fault, expected", [
-    (lambda qs: qs[0]["judgments"].append({"id": "NO_SUCH_COLLECTION", "grade": 2, "why": "x"}), "not in the corpus"),
-    (lambda qs: qs[0]["judgments"][0].update(grade=3), "grade must be 1 or 2"),
-    (lambda qs: qs[0]["judgments"][0].update(why=" "), "no reason"),
-    (lambda qs: qs[0].update(split="holdout" if qs[0]["split"] == "dev" else "dev"), "sha256 rule"),
-    (lambda qs: qs[0].update(lang="de"), "lang must be en or fr"),
-    (lambda qs: qs.append(copy.deepcopy(qs[0])), "duplicate query"),
-    (lambda qs: qs[0]["judgments"].append(dict(qs[0]["judgments"][0])), "judged twice"),
-    (lambda qs: qs.__delitem__(slice(40, None)), "at least 48 wanted"),
-    (lambda qs: [q.update(lang="en") for q in qs[:40]], "half of the queries are French"),
-])
+@pytest.mark.parametrize(
+    "fault, expected",
+    [
+        (
+            lambda qs: qs[0]["judgments"].append({"id": "NO_SUCH_COLLECTION", "grade": 2, "why": "x"}),
+            "not in the corpus",
+        ),
+        (lambda qs: qs[0]["judgments"][0].update(grade=3), "grade must be 1 or 2"),
+        (lambda qs: qs[0]["judgments"][0].update(why=" "), "no reason"),
+        (lambda qs: qs[0].update(split="holdout" if qs[0]["split"] == "dev" else "dev"), "sha256 rule"),
+        (lambda qs: qs[0].update(lang="de"), "lang must be en or fr"),
+        (lambda qs: qs.append(copy.deepcopy(qs[0])), "duplicate query"),
+        (lambda qs: qs[0]["judgments"].append(dict(qs[0]["judgments"][0])), "judged twice"),
+        (lambda qs: qs.__delitem__(slice(40, None)), "at least 48 wanted"),
+        (lambda qs: [q.update(lang="en") for q in qs[:40]], "half of the queries are French"),
+    ],
+)
 def test_malformed_judgments_are_reported(queries, corpus_ids, fault, expected):
     broken = copy.deepcopy(queries)
     fault(broken)
@@ -89,7 +95,10 @@ def test_recall_is_capped_at_k_and_mrr_is_the_first_relevant_rank():
 def test_answer_ids_are_mapped_to_corpus_ids():
     corpus = {"S2_MSI_L2A", "naip"}
     assert bench.canonical(["eodag:S2_MSI_L2A", "naip", "S2_MSI_L2A", "other"], corpus) == [
-        "S2_MSI_L2A", "naip", "other"]
+        "S2_MSI_L2A",
+        "naip",
+        "other",
+    ]
 
 
 def test_split_rule_is_fixed():

@@ -20,9 +20,14 @@ EODAG = ["cop_dataspace", "cop_marine", "cop_cds", "cop_ads", "eumetsat_ds", "we
 
 
 def search_settings(catalog: str, thesaurus_url: str, storage) -> SearchSettings:
-    return SearchSettings(peers={"catalog": {"url": catalog}, "thesaurus": {"url": thesaurus_url}},
-                          local_provider="alpha", root_path="/search", storage_path=storage, max_limit=50,
-                          providers=[ProviderConfig(name=n, kind="eodag", item_search=False) for n in EODAG])
+    return SearchSettings(
+        peers={"catalog": {"url": catalog}, "thesaurus": {"url": thesaurus_url}},
+        local_provider="alpha",
+        root_path="/search",
+        storage_path=storage,
+        max_limit=50,
+        providers=[ProviderConfig(name=n, kind="eodag", item_search=False) for n in EODAG],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +60,15 @@ def test_the_catalog_holds_every_provider_in_one_shape(engine):
     assert engine.get("/search/collections/S2_MSI_L2A").json()["title"] == s2["title"]
 
 
-@pytest.mark.parametrize(("q", "lang", "topic"), [
-    ("sécheresse", "fr", "drought"),
-    ("salinité de l'océan", "fr", "salinity"),
-    ("aerosols", None, "aerosol"),
-    ("drought", "en", "drought"),
-])
+@pytest.mark.parametrize(
+    ("q", "lang", "topic"),
+    [
+        ("sécheresse", "fr", "drought"),
+        ("salinité de l'océan", "fr", "salinity"),
+        ("aerosols", None, "aerosol"),
+        ("drought", "en", "drought"),
+    ],
+)
 def test_cross_language_queries_find_the_topic(engine, q, lang, topic):
     answer = found(engine, q=q, limit=10, **({"lang": lang} if lang else {}))
     top = answer["collections"][:2]
@@ -78,8 +86,11 @@ def test_expansion_is_reported_ranked_below_and_can_be_turned_off(engine):
     assert off["numberMatched"] < answer["numberMatched"]
     # a record matching the user's own word ranks above every one found only through the thesaurus
     mixed = found(engine, q="ocean", limit=50)["collections"]
-    own = [i for i, c in enumerate(mixed) if "ocean" in json.dumps([c["id"], c["title"], c["description"],
-                                                                        c["keywords"], c["summaries"]]).lower()]
+    own = [
+        i
+        for i, c in enumerate(mixed)
+        if "ocean" in json.dumps([c["id"], c["title"], c["description"], c["keywords"], c["summaries"]]).lower()
+    ]
     assert own and own == list(range(len(own)))
 
 
@@ -101,8 +112,11 @@ def test_facets_add_up_to_number_matched(engine):
         assert all(0 < c["count"] <= matched for c in counts)
         if facets[name]["distinct"] <= 20:  # all values listed: each record has one or more, or is missing
             assert sum(c["count"] for c in counts) + facets[name]["missing"] >= matched
-    narrowed = found(engine, q="sea surface temperature",
-                     filter=f"a_overlaps(provider, ('{facets['provider']['counts'][0]['value']}'))")
+    narrowed = found(
+        engine,
+        q="sea surface temperature",
+        filter=f"a_overlaps(provider, ('{facets['provider']['counts'][0]['value']}'))",
+    )
     assert narrowed["numberMatched"] == facets["provider"]["counts"][0]["count"]
     # without free text, every record counts once in a single-valued facet (here: the local catalog's floods
     # collection has no level and is among the missing)
@@ -178,8 +192,9 @@ def test_items_match_through_their_collection(engine):
     assert engine.get("/search/search", params={"q": "xyzzyqwertz", "expand": "false"}).json()["features"] == []
 
 
-CHARACTERS = st.text(alphabet=st.sampled_from(string.punctuation + " éèàçœÆßøñ北京\u200b\u0301\u00a0'’«»—…"),
-                     min_size=1, max_size=30)
+CHARACTERS = st.text(
+    alphabet=st.sampled_from(string.punctuation + " éèàçœÆßøñ北京\u200b\u0301\u00a0'’«»—…"), min_size=1, max_size=30
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -254,8 +269,13 @@ def record(cid: str, title: str, description: str = "", keywords: tuple[str, ...
 def test_cognates_meet_across_languages_but_short_stems_do_not():
     from eolake_search.engine import Index, Query
 
-    index = Index([record("era", "Global atmospheric reanalysis"), record("solar", "Solar radiation"),
-                   record("other", "Sea ice concentration")])
+    index = Index(
+        [
+            record("era", "Global atmospheric reanalysis"),
+            record("solar", "Solar radiation"),
+            record("other", "Sea ice concentration"),
+        ]
+    )
     assert [r["id"] for r, _ in index.rank(Query.parse("réanalyse"))] == ["era"]
     assert [r["id"] for r, _ in index.rank(Query.parse("précipitations hydrologie"))] == []
     assert index.rank(Query.parse("sol ")) == []  # "sol" is no prefix of "solar": too short to guess
@@ -266,8 +286,14 @@ def test_french_learned_endings_meet_their_english_spelling():
 
     assert english_cognates("urbaines") == ["urban"] and english_cognates("humidité") == ["humidity"]
     assert english_cognates("numérique") == ["numeric", "numerical"] and english_cognates("sol") == []
-    index = Index([record("ghs", "Degree of urbanisation of urban centres"), record("hum", "Relative humidity"),
-                   record("dem", "Numerical terrain data"), record("other", "Sea ice concentration")])
+    index = Index(
+        [
+            record("ghs", "Degree of urbanisation of urban centres"),
+            record("hum", "Relative humidity"),
+            record("dem", "Numerical terrain data"),
+            record("other", "Sea ice concentration"),
+        ]
+    )
     assert [r["id"] for r, _ in index.rank(Query.parse("urbaines"))] == ["ghs"]
     assert [r["id"] for r, _ in index.rank(Query.parse("humidité"))] == ["hum"]
     assert [r["id"] for r, _ in index.rank(Query.parse("numérique"))] == ["dem"]
@@ -287,8 +313,13 @@ def test_the_parts_of_a_query_that_may_name_a_concept():
 def test_a_parts_concept_stands_for_each_of_its_words():
     from eolake_search.engine import Index, Query
 
-    index = Index([record("lc", "Global land cover map"), record("ice", "Sea ice"),
-                   record("lc-text", "Classification", "Yearly land cover classes of Europe")])
+    index = Index(
+        [
+            record("lc", "Global land cover map"),
+            record("ice", "Sea ice"),
+            record("lc-text", "Classification", "Yearly land cover classes of Europe"),
+        ]
+    )
     query = Query.parse("occupation du sol")
     assert index.rank(query) == []
     query.parts = [(["occupation", "sol"], ["land cover"])]
@@ -307,9 +338,16 @@ def test_a_concept_named_inside_a_longer_query_expands_its_words(engine):
 def test_a_word_named_in_a_title_ranks_above_one_mentioned_in_a_description():
     from eolake_search.engine import Index, Query
 
-    index = Index([record("passing", "Sea surface temperature",
-                          "Daily fields. Other products of this service include a reanalysis of the ocean."),
-                   record("about", "Ocean reanalysis", "Physical ocean state, daily fields.")])
+    index = Index(
+        [
+            record(
+                "passing",
+                "Sea surface temperature",
+                "Daily fields. Other products of this service include a reanalysis of the ocean.",
+            ),
+            record("about", "Ocean reanalysis", "Physical ocean state, daily fields."),
+        ]
+    )
     assert [r["id"] for r, _ in index.rank(Query.parse("reanalysis daily"))] == ["about", "passing"]
 
 

@@ -9,9 +9,17 @@ from eolake_search.stac_request import BadSearch, from_query, order_key, parse
 from eolake_kit.datetimes import check_interval
 from eolake_kit.stac import query_filter, select_fields
 
-ITEM = {"type": "Feature", "stac_version": "1.0.0", "id": "a", "collection": "c", "links": [], "assets": {"x": {}},
-        "geometry": {"type": "Point", "coordinates": [0, 0]}, "bbox": [0, 0, 0, 0],
-        "properties": {"datetime": "2023-01-01T00:00:00Z", "title": "t", "gsd": 10}}
+ITEM = {
+    "type": "Feature",
+    "stac_version": "1.0.0",
+    "id": "a",
+    "collection": "c",
+    "links": [],
+    "assets": {"x": {}},
+    "geometry": {"type": "Point", "coordinates": [0, 0]},
+    "bbox": [0, 0, 0, 0],
+    "properties": {"datetime": "2023-01-01T00:00:00Z", "title": "t", "gsd": 10},
+}
 
 
 def parsed(params: dict, **kwargs):
@@ -19,8 +27,16 @@ def parsed(params: dict, **kwargs):
 
 
 def test_get_and_post_forms_give_the_same_provider_body():
-    get = parsed(from_query([("collections", "a,b"), ("sortby", "-datetime,+id"),
-                             ("intersects", '{"type": "Point", "coordinates": [1, 2]}'), ("limit", "500")]))
+    get = parsed(
+        from_query(
+            [
+                ("collections", "a,b"),
+                ("sortby", "-datetime,+id"),
+                ("intersects", '{"type": "Point", "coordinates": [1, 2]}'),
+                ("limit", "500"),
+            ]
+        )
+    )
     assert get.limit == 100  # capped, not refused
     assert get.body["collections"] == ["a", "b"] and get.body["intersects"]["type"] == "Point"
     assert get.sortby == [("properties.datetime", True), ("id", False)]
@@ -29,16 +45,19 @@ def test_get_and_post_forms_give_the_same_provider_body():
     assert post.body["collections"] == ["a"]
 
 
-@pytest.mark.parametrize("params", [
-    {"bbox": "1,2,3,4"},  # a POST bbox is an array
-    {"fields": None},
-    {"intersects": {"type": "Nope"}},
-    {"sortby": [{"field": "", "direction": "asc"}]},
-    {"query": {"gsd": {"near": 3}}},
-    {"datetime": "1937-01-01T12:00:27.87+0100"},
-    {"limit": 0},
-    {"whatever": 1},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"bbox": "1,2,3,4"},  # a POST bbox is an array
+        {"fields": None},
+        {"intersects": {"type": "Nope"}},
+        {"sortby": [{"field": "", "direction": "asc"}]},
+        {"query": {"gsd": {"near": 3}}},
+        {"datetime": "1937-01-01T12:00:27.87+0100"},
+        {"limit": 0},
+        {"whatever": 1},
+    ],
+)
 def test_bad_requests_are_refused_with_a_reason(params):
     with pytest.raises(BadSearch):
         parsed(params)
@@ -84,8 +103,16 @@ class ListProvider:
 
     def __init__(self, name: str, gsds: list[int], sorts: bool):
         self.name, self.sorts, self.asked = name, sorts, []
-        self.items = [{"type": "Feature", "id": f"{name}{g}", "collection": "c", "links": [],
-                       "properties": {"gsd": g, "datetime": "2023-01-01T00:00:00Z"}} for g in gsds]
+        self.items = [
+            {
+                "type": "Feature",
+                "id": f"{name}{g}",
+                "collection": "c",
+                "links": [],
+                "properties": {"gsd": g, "datetime": "2023-01-01T00:00:00Z"},
+            }
+            for g in gsds
+        ]
 
     async def search(self, body: dict, cursor, limit: int):
         from eolake_search.providers import Page

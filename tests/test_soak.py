@@ -14,13 +14,18 @@ from soak import MIB, MemoryTrace, verdict  # noqa: E402
 def trace(series: dict[str, list[float]], every: float = 10.0) -> MemoryTrace:
     """Samples every `every` seconds, RSS in MiB by process."""
     length = len(next(iter(series.values())))
-    return MemoryTrace([(i * every, {name: int(values[i] * MIB) for name, values in series.items()})
-                        for i in range(length)])
+    return MemoryTrace(
+        [(i * every, {name: int(values[i] * MIB) for name, values in series.items()}) for i in range(length)]
+    )
 
 
 def test_growth_counts_from_the_end_of_the_warm_up_and_ignores_one_spike():
-    memory = trace({"catalog": [50, 90, 100, 101, 100, 180, 100, 102, 101, 102],
-                    "leaky": [50, 60, 100, 120, 140, 160, 180, 200, 220, 240]})
+    memory = trace(
+        {
+            "catalog": [50, 90, 100, 101, 100, 180, 100, 102, 101, 102],
+            "leaky": [50, 60, 100, 120, 140, 160, 180, 200, 220, 240],
+        }
+    )
     growth = memory.growth(warmup=20.0)
     assert growth["catalog"]["after_warmup_mib"] == 100.0 and growth["catalog"]["end_mib"] == 102.0
     assert growth["catalog"]["max_mib"] == 180.0  # the spike is reported, not taken for growth

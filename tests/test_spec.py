@@ -80,7 +80,9 @@ def test_web_view_polls_exactly_the_enabled_services():
 
 
 def test_errors_name_file_line_and_field(tmp_path):
-    path = write(tmp_path, platform_yaml("""
+    path = write(
+        tmp_path,
+        platform_yaml("""
 name: local
 base_url: http://127.0.0.1:8080
 services:
@@ -88,7 +90,8 @@ services:
     replicas: 0
     resources:
       cpu_limit: lots
-"""))
+"""),
+    )
     with pytest.raises(SpecError) as info:
         load_stack(path)
     text = str(info.value)
@@ -96,23 +99,32 @@ services:
     assert f"{path}:9: services.catalog.resources.cpu_limit:" in text and "Kubernetes quantity" in text
 
 
-@pytest.mark.parametrize("body, expected", [
-    ("name: x\nbase_url: not-a-url\nservices: {}", "base_url"),
-    ("name: x\nbase_url: http://h\nservices: {bogus: {}}", "services.bogus"),
-    ("name: x\nbase_url: http://h\nservices: {catalog: {path: stac/}}", "must be / or like /stac"),
-    ("name: x\nbase_url: http://h\nservices: {catalog: {}, tiles: {path: /stac}}", "share the path /stac"),
-    ("name: x\nbase_url: http://h/sub\nservices: {}", "must not have a path"),
-    ("name: x\nbase_url: http://h\nservices: {catalog: {replicas: 10, workers: 4, pool_size: 10}}",
-     "connection budget exceeded: services need 400"),
-    ("name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3}", "needs a bucket"),
-    ("name: x\nbase_url: http://h\nservices: {}\nauth: {oidc_issuer: https://id}", "oidc_audience"),
-    ("name: x\nbase_url: http://h\nservices: {}\ndatabase: {colour: blue}", "database.colour: Extra inputs"),
-    ("name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3, bucket: b, offline: {}}",
-     "storage.offline is restored into local storage"),
-    ("name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, nowhere]}",
-     "priorities.c: nowhere not an enabled provider"),
-    ("name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, local]}", "named twice"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("name: x\nbase_url: not-a-url\nservices: {}", "base_url"),
+        ("name: x\nbase_url: http://h\nservices: {bogus: {}}", "services.bogus"),
+        ("name: x\nbase_url: http://h\nservices: {catalog: {path: stac/}}", "must be / or like /stac"),
+        ("name: x\nbase_url: http://h\nservices: {catalog: {}, tiles: {path: /stac}}", "share the path /stac"),
+        ("name: x\nbase_url: http://h/sub\nservices: {}", "must not have a path"),
+        (
+            "name: x\nbase_url: http://h\nservices: {catalog: {replicas: 10, workers: 4, pool_size: 10}}",
+            "connection budget exceeded: services need 400",
+        ),
+        ("name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3}", "needs a bucket"),
+        ("name: x\nbase_url: http://h\nservices: {}\nauth: {oidc_issuer: https://id}", "oidc_audience"),
+        ("name: x\nbase_url: http://h\nservices: {}\ndatabase: {colour: blue}", "database.colour: Extra inputs"),
+        (
+            "name: x\nbase_url: http://h\nservices: {}\nstorage: {kind: s3, bucket: b, offline: {}}",
+            "storage.offline is restored into local storage",
+        ),
+        (
+            "name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, nowhere]}",
+            "priorities.c: nowhere not an enabled provider",
+        ),
+        ("name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, local]}", "named twice"),
+    ],
+)
 def test_invalid_specs(tmp_path, body, expected):
     with pytest.raises(SpecError) as info:
         load_stack(write(tmp_path, platform_yaml(body)))
@@ -174,6 +186,8 @@ def test_recursive_and_exploding_yaml_aliases_are_one_line_errors(tmp_path):
     with pytest.raises(SpecError) as laughing:
         load_stack(write(tmp_path, "\n".join(laughs) + "\n"))
     assert "expands to more than 100000 nodes" in str(laughing.value)
-    shared = "config:\n  eolake:platform:\n    name: x\n    base_url: http://127.0.0.1:8080\n" \
-             "    services: {catalog: &s {workers: 1}, search: *s, thesaurus: *s}\n"
+    shared = (
+        "config:\n  eolake:platform:\n    name: x\n    base_url: http://127.0.0.1:8080\n"
+        "    services: {catalog: &s {workers: 1}, search: *s, thesaurus: *s}\n"
+    )
     assert load_stack(write(tmp_path, shared)).services["search"].workers == 1  # a shared node is no loop

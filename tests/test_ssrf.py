@@ -52,12 +52,21 @@ def canary():
 
 
 def feature(iid: str, day: int) -> dict:
-    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": "c", "geometry": None,
-            "links": [], "assets": {}, "properties": {"datetime": f"2023-01-{day:02d}T00:00:00Z"}}
+    return {
+        "type": "Feature",
+        "stac_version": "1.0.0",
+        "id": iid,
+        "collection": "c",
+        "geometry": None,
+        "links": [],
+        "assets": {},
+        "properties": {"datetime": f"2023-01-{day:02d}T00:00:00Z"},
+    }
 
 
 def provider_app(next_href: str | None = None, redirect: str | None = None, status: int = 200) -> Starlette:
     """A STAC API whose search answers one item and a next link of our choosing (a hostile provider)."""
+
     async def search(request: Request):
         if redirect:
             return RedirectResponse(redirect, status_code=302)
@@ -69,13 +78,18 @@ def provider_app(next_href: str | None = None, redirect: str | None = None, stat
     async def conformance(request: Request):
         return JSONResponse({"conformsTo": []})
 
-    return Starlette(routes=[Route("/stac/search", search, methods=["GET", "POST"]),
-                             Route("/stac/conformance", conformance)])
+    return Starlette(
+        routes=[Route("/stac/search", search, methods=["GET", "POST"]), Route("/stac/conformance", conformance)]
+    )
 
 
 def search_client(local: str, providers: list[ProviderConfig] = ()) -> TestClient:
-    settings = SearchSettings(peers={"catalog": {"url": local}, "thesaurus": {"url": local}},
-                              token_key="t" * 32, providers=list(providers), root_path="/search")
+    settings = SearchSettings(
+        peers={"catalog": {"url": local}, "thesaurus": {"url": local}},
+        token_key="t" * 32,
+        providers=list(providers),
+        root_path="/search",
+    )
     return TestClient(create_app(settings))
 
 
@@ -86,7 +100,9 @@ def test_token_round_trip_and_every_forgery_refused():
     payload, mac = token.split(".")
     unsigned = base64.urlsafe_b64encode(zlib.compress(json.dumps(state).encode())).decode().rstrip("=")
     forged = [
-        "", "abc", unsigned,  # the old unsigned format
+        "",
+        "abc",
+        unsigned,  # the old unsigned format
         f"{payload}.{'A' * len(mac)}",  # a made-up signature
         f"{payload[:-2]}xx.{mac}",  # payload altered
         encode_token(state, b"another key of thirty-two bytes!"),
@@ -99,20 +115,23 @@ def test_token_round_trip_and_every_forgery_refused():
         decode_token(encode_token({"q": "x" * 5_000_000, "p": {}}, KEY), KEY)
 
 
-@pytest.mark.parametrize("url, ok", [
-    ("http://127.0.0.1:8081/stac/search", True),
-    ("http://127.0.0.1:8081/stac", True),
-    ("http://127.0.0.1:8081/stacx/search", False),  # a sibling prefix
-    ("http://127.0.0.1:8081/stac/../-/quit", False),  # normalised to /-/quit
-    ("http://127.0.0.1:8082/stac/search", False),  # another port
-    ("https://127.0.0.1:8081/stac/search", False),  # another scheme
-    ("http://localhost:8081/stac/search", False),  # another host name
-    ("http://user@127.0.0.1:8081/stac/search", False),  # credentials
-    ("http://169.254.169.254/latest/meta-data/", False),
-    ("https://provider.example.org/v1/search", True),
-    ("https://provider.example.org:443/v1/collections", True),
-    ("http://provider.example.org/v1/search", False),
-])
+@pytest.mark.parametrize(
+    "url, ok",
+    [
+        ("http://127.0.0.1:8081/stac/search", True),
+        ("http://127.0.0.1:8081/stac", True),
+        ("http://127.0.0.1:8081/stacx/search", False),  # a sibling prefix
+        ("http://127.0.0.1:8081/stac/../-/quit", False),  # normalised to /-/quit
+        ("http://127.0.0.1:8082/stac/search", False),  # another port
+        ("https://127.0.0.1:8081/stac/search", False),  # another scheme
+        ("http://localhost:8081/stac/search", False),  # another host name
+        ("http://user@127.0.0.1:8081/stac/search", False),  # credentials
+        ("http://169.254.169.254/latest/meta-data/", False),
+        ("https://provider.example.org/v1/search", True),
+        ("https://provider.example.org:443/v1/collections", True),
+        ("http://provider.example.org/v1/search", False),
+    ],
+)
 def test_egress_admits_only_configured_destinations(url, ok):
     egress = Egress(["http://127.0.0.1:8081/stac", "https://provider.example.org/v1/"])
     assert egress.admits(url) is ok
@@ -120,8 +139,17 @@ def test_egress_admits_only_configured_destinations(url, ok):
 
 def test_below_and_peer_rebase_only_what_is_below():
     assert below("http://h:1/stac/search?token=a", "http://h:1/stac") == "/search?token=a"
-    for href in ("http://h:1/stacx", "http://h:2/stac/x", "https://h:1/stac/x", "http://h:1/stac/%2e%2e/x",
-                 "http://h:1/stac/a%2Fb", "http://u@h:1/stac/x", "http://h:1/", "not a url", "/stac/x"):
+    for href in (
+        "http://h:1/stacx",
+        "http://h:2/stac/x",
+        "https://h:1/stac/x",
+        "http://h:1/stac/%2e%2e/x",
+        "http://h:1/stac/a%2Fb",
+        "http://u@h:1/stac/x",
+        "http://h:1/",
+        "not a url",
+        "/stac/x",
+    ):
         assert below(href, "http://h:1/stac") is None, href
     peer = Peer(url="http://127.0.0.1:9/stac", public_url="https://eolake.example.org/stac")
     assert peer.internal("https://eolake.example.org/stac/search?x=1") == "http://127.0.0.1:9/stac/search?x=1"
@@ -149,8 +177,10 @@ def test_forged_page_tokens_fetch_nothing(canary):
     unsigned = base64.urlsafe_b64encode(zlib.compress(json.dumps(state).encode())).decode().rstrip("=")
     with served(provider_app()) as local, search_client(local + "/stac") as client:
         for token in (unsigned, encode_token(state, b"guessed key, but not the right 1")):
-            for answer in (client.get("/search/search", params={"token": token}),
-                           client.post("/search/search", json={"token": token})):
+            for answer in (
+                client.get("/search/search", params={"token": token}),
+                client.post("/search/search", json={"token": token}),
+            ):
                 assert answer.status_code == 400
                 assert answer.headers["content-type"].startswith("application/problem+json")
                 assert "not valid" in answer.json()["detail"]
@@ -169,16 +199,24 @@ def test_a_provider_next_link_elsewhere_ends_its_stream(canary, target):
 
 def test_provider_redirects_and_error_bodies_do_not_leak(canary):
     spy, canary_url = canary
-    with served(provider_app()) as local, served(provider_app(redirect=canary_url + "/x")) as redirecting, \
-            served(provider_app(status=500)) as failing:
-        providers = [ProviderConfig(name="redirecting", url=redirecting + "/stac"),
-                     ProviderConfig(name="failing", url=failing + "/stac")]
+    with (
+        served(provider_app()) as local,
+        served(provider_app(redirect=canary_url + "/x")) as redirecting,
+        served(provider_app(status=500)) as failing,
+    ):
+        providers = [
+            ProviderConfig(name="redirecting", url=redirecting + "/stac"),
+            ProviderConfig(name="failing", url=failing + "/stac"),
+        ]
         with search_client(local + "/stac", providers) as client:
             answer = client.get("/search/search")
     assert answer.status_code == 200
     federation = answer.json()["federation"]
-    assert federation["redirecting"] == {**federation["redirecting"], "status": "error",
-                                         "error": "refused: not a configured destination"}
+    assert federation["redirecting"] == {
+        **federation["redirecting"],
+        "status": "error",
+        "error": "refused: not a configured destination",
+    }
     assert federation["failing"]["error"] == "the provider answered HTTP 500"
     assert "SECRET-UPSTREAM-BODY" not in answer.text and canary_url not in answer.text
     assert spy.hits == []
@@ -193,13 +231,19 @@ def test_next_links_of_a_signed_token_follow_the_provider_internally():
         seen.append(str(request.url))
         if request.query_params.get("token") == "p2":
             return JSONResponse({"type": "FeatureCollection", "features": [feature("b", 1)], "links": []})
-        return JSONResponse({"type": "FeatureCollection", "features": [feature("a", 2)], "links": [
-            {"rel": "next", "href": f"{public}/search?token=p2", "method": "GET"}]})
+        return JSONResponse(
+            {
+                "type": "FeatureCollection",
+                "features": [feature("a", 2)],
+                "links": [{"rel": "next", "href": f"{public}/search?token=p2", "method": "GET"}],
+            }
+        )
 
     app = Starlette(routes=[Route("/stac/search", search, methods=["GET", "POST"])])
     with served(app) as local:
-        settings = SearchSettings(peers={"catalog": {"url": local + "/stac", "public_url": public}},
-                                  token_key="t" * 32, root_path="/search")
+        settings = SearchSettings(
+            peers={"catalog": {"url": local + "/stac", "public_url": public}}, token_key="t" * 32, root_path="/search"
+        )
         with TestClient(create_app(settings)) as client:
             first = client.get("/search/search", params={"limit": 1}).json()
             token = next(link for link in first["links"] if link["rel"] == "next")["href"].split("token=")[1]
@@ -208,14 +252,17 @@ def test_next_links_of_a_signed_token_follow_the_provider_internally():
     assert seen[-1].startswith(local + "/stac/search?") and "token=p2" in seen[-1]
 
 
-@pytest.mark.parametrize("ref", [
-    {"collection": "garonne-wse/items/garonne-wse-2023-12-12?", "id": "x"},
-    {"collection": "c", "id": "../../x"},
-    {"collection": "c", "id": ".."},
-    {"collection": "c", "id": "x\x1ay"},
-    {"collection": "", "id": "x"},
-    {"collection": "c", "id": "x" * 257},
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"collection": "garonne-wse/items/garonne-wse-2023-12-12?", "id": "x"},
+        {"collection": "c", "id": "../../x"},
+        {"collection": "c", "id": ".."},
+        {"collection": "c", "id": "x\x1ay"},
+        {"collection": "", "id": "x"},
+        {"collection": "c", "id": "x" * 257},
+    ],
+)
 def test_order_item_references_are_validated(ref):
     with pytest.raises(ValidationError):
         OrderRequest(items=[ref])

@@ -16,8 +16,11 @@ LIMITS = {"statement_seconds": 1, "lock_seconds": 5, "request_seconds": 10}
 
 @pytest.fixture(scope="module")
 def catalog(pg, tmp_path_factory) -> str:
-    env = {"EOLAKE_CATALOG_DATABASE_URL": pg.app_dsn(), "EOLAKE_CATALOG_ROOT_PATH": "/stac",
-           "EOLAKE_CATALOG_LIMITS": json.dumps(LIMITS)}
+    env = {
+        "EOLAKE_CATALOG_DATABASE_URL": pg.app_dsn(),
+        "EOLAKE_CATALOG_ROOT_PATH": "/stac",
+        "EOLAKE_CATALOG_LIMITS": json.dumps(LIMITS),
+    }
     with service_process("eolake_catalog", env, tmp_path_factory.mktemp("logs") / "catalog.log") as url:
         yield url + "/stac"
 
@@ -40,6 +43,8 @@ def test_the_app_role_carries_the_platform_bounds_as_a_backstop(pg):
 
     pg.bound_app_role(Limits().postgres_options())
     with psycopg.connect(pg.app_dsn()) as conn:
-        shown = {name: conn.execute(f"SHOW {name}").fetchone()[0]
-                 for name in ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout")}
+        shown = {
+            name: conn.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("statement_timeout", "idle_in_transaction_session_timeout", "lock_timeout")
+        }
     assert shown == {"statement_timeout": "20s", "idle_in_transaction_session_timeout": "1min", "lock_timeout": "10s"}

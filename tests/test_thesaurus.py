@@ -116,8 +116,9 @@ def test_the_eo_vocabulary_links_what_gemet_does_not(client):
 def test_expansion_in_some_languages_and_without_word_fallback(client):
     every = client.get("/expand", params={"q": "hydrography", "depth": 0, "vocab": "inspire"}).json()["terms"]
     assert "Hydrografie" in every
-    some = client.get("/expand", params={"q": "hydrography", "depth": 0, "vocab": "inspire",
-                                         "languages": "en,fr"}).json()["terms"]
+    some = client.get(
+        "/expand", params={"q": "hydrography", "depth": 0, "vocab": "inspire", "languages": "en,fr"}
+    ).json()["terms"]
     assert "Hydrografie" not in some and "Hydrographie" in some
     assert client.get("/expand", params={"q": "snow flood", "words": "false"}).json()["concepts"] == []
     assert client.get("/expand", params={"q": "snow flood"}).json()["concepts"]
@@ -125,8 +126,10 @@ def test_expansion_in_some_languages_and_without_word_fallback(client):
 
 
 def test_batch_expansion_answers_each_text_exactly_in_order(client):
-    body = client.get("/expand/batch", params=[("q", "inondation"), ("q", "snow flood"), ("q", "neige"),
-                                               ("depth", "0"), ("languages", "en,fr")]).json()
+    body = client.get(
+        "/expand/batch",
+        params=[("q", "inondation"), ("q", "snow flood"), ("q", "neige"), ("depth", "0"), ("languages", "en,fr")],
+    ).json()
     inondation, nothing, neige = body["results"]
     assert inondation == client.get("/expand", params={"q": "inondation", "depth": 0, "languages": "en,fr"}).json()
     assert nothing["concepts"] == []  # exact lookups: its words are not looked up on their own
@@ -171,13 +174,15 @@ def test_malformed_rdf_names_the_position_and_changes_nothing(thesaurus_storage,
     before = content_hash(sqlite3.connect(db), "gemet")
     bad = tmp_path / "broken.rdf"
     text = (shared_data / "thesauri" / "inspire-theme.rdf").read_text()
-    bad.write_text(text[: len(text) // 2] + "<skos:Concept rdf:about=>" + text[len(text) // 2:])
+    bad.write_text(text[: len(text) // 2] + "<skos:Concept rdf:about=>" + text[len(text) // 2 :])
     with pytest.raises(RdfImportError) as err:
         import_file(db, bad, "gemet")
     assert "line" in str(err.value) and "broken.rdf" in str(err.value)
     bad_ttl = tmp_path / "broken.ttl"
-    bad_ttl.write_text("@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n<http://x/a> a skos:Concept ;\n"
-                       "  skos:prefLabel 'a'@en ;;; oops\n")
+    bad_ttl.write_text(
+        "@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n<http://x/a> a skos:Concept ;\n"
+        "  skos:prefLabel 'a'@en ;;; oops\n"
+    )
     with pytest.raises(RdfImportError, match="line 3|position|line"):
         import_file(db, bad_ttl, "gemet")
     assert content_hash(sqlite3.connect(db), "gemet") == before
@@ -191,10 +196,12 @@ def test_reimport_changes_nothing_and_turtle_imports(thesaurus_storage, tmp_path
     assert report.added == {"concepts": 0, "labels": 0, "relations": 0, "notes": 0}
     assert report.content_hash == before
     ttl = tmp_path / "tiny.ttl"
-    ttl.write_text("@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n"
-                   "<http://x/water> a skos:Concept ; skos:prefLabel 'water'@en, 'eau'@fr ; skos:altLabel 'H2O'@en ;"
-                   " skos:narrower <http://x/river> .\n"
-                   "<http://x/river> a skos:Concept ; skos:prefLabel 'river'@en .\n")
+    ttl.write_text(
+        "@prefix skos: <http://www.w3.org/2004/02/skos/core#> .\n"
+        "<http://x/water> a skos:Concept ; skos:prefLabel 'water'@en, 'eau'@fr ; skos:altLabel 'H2O'@en ;"
+        " skos:narrower <http://x/river> .\n"
+        "<http://x/river> a skos:Concept ; skos:prefLabel 'river'@en .\n"
+    )
     first = import_file(db, ttl, "tiny")
     assert first.concepts == 2 and first.added["relations"] == 2  # narrower and its inverse broader
     assert import_file(db, ttl, "tiny").content_hash == first.content_hash
@@ -204,8 +211,7 @@ def test_cli_import(tmp_path, shared_data):
     from eolake.cli import main
 
     rdf = str(shared_data / "thesauri" / "inspire-theme.rdf")
-    assert main(["--state-dir", str(tmp_path), "thesaurus", "import", rdf,
-                 "--vocabulary", "inspire"]) == 0
+    assert main(["--state-dir", str(tmp_path), "thesaurus", "import", rdf, "--vocabulary", "inspire"]) == 0
     bad = tmp_path / "bad.rdf"
     bad.write_text("<rdf:RDF")
     assert main(["--state-dir", str(tmp_path), "thesaurus", "import", str(bad)]) == 2
@@ -233,12 +239,29 @@ def test_cli_import_dict(tmp_path, capsys):
     from eolake.cli import main
     from eolake.embedded.state import StateDir
 
-    entries = [("névé", "névé /neve/ <n, masc>\n1. firn, [geol] granular snow\n"),
-               ("crue", "crue <n, fem>\nflood (of a river), spate\n")]
+    entries = [
+        ("névé", "névé /neve/ <n, masc>\n1. firn, [geol] granular snow\n"),
+        ("crue", "crue <n, fem>\nflood (of a river), spate\n"),
+    ]
     write_dictd(tmp_path, "tiny", entries)
     state = ["--state-dir", str(tmp_path / "state")]
-    assert main([*state, "thesaurus", "import-dict", str(tmp_path / "tiny.dict.dz"), "--from", "fr", "--to", "en",
-                 "--vocabulary", "tiny"]) == 0
+    assert (
+        main(
+            [
+                *state,
+                "thesaurus",
+                "import-dict",
+                str(tmp_path / "tiny.dict.dz"),
+                "--from",
+                "fr",
+                "--to",
+                "en",
+                "--vocabulary",
+                "tiny",
+            ]
+        )
+        == 0
+    )
     assert "tiny: 2 entries" in capsys.readouterr().out
     storage = StateDir(tmp_path / "state").storage
     db = index_path(storage)
@@ -248,14 +271,33 @@ def test_cli_import_dict(tmp_path, capsys):
     before = content_hash(sqlite3.connect(db), "tiny")
     # a bad line after good ones: one line naming the file and the line, and nothing of the file written
     write_dictd(tmp_path, "broken", [*entries, ("sec", "sec\ndry\n")], ["glace\tB!\tC"])
-    for bad, says in ((tmp_path / "broken.index", "broken.index:5: 'B!' is not a dictd base-64 number"),
-                      (tmp_path / "missing.index", "needs missing.index and missing.dict.dz")):
-        assert main([*state, "thesaurus", "import-dict", str(bad), "--from", "fr", "--to", "en",
-                     "--vocabulary", "tiny"]) == 2
+    for bad, says in (
+        (tmp_path / "broken.index", "broken.index:5: 'B!' is not a dictd base-64 number"),
+        (tmp_path / "missing.index", "needs missing.index and missing.dict.dz"),
+    ):
+        assert (
+            main([*state, "thesaurus", "import-dict", str(bad), "--from", "fr", "--to", "en", "--vocabulary", "tiny"])
+            == 2
+        )
         message = capsys.readouterr().err
         assert says in message and message.count("\n") == 1, message
-    assert main([*state, "thesaurus", "import-dict", str(tmp_path / "tiny.index"), "--from", "French", "--to", "en",
-                 "--vocabulary", "tiny"]) == 2
+    assert (
+        main(
+            [
+                *state,
+                "thesaurus",
+                "import-dict",
+                str(tmp_path / "tiny.index"),
+                "--from",
+                "French",
+                "--to",
+                "en",
+                "--vocabulary",
+                "tiny",
+            ]
+        )
+        == 2
+    )
     assert "not a language tag" in capsys.readouterr().err
     assert content_hash(sqlite3.connect(db), "tiny") == before
 
@@ -263,10 +305,12 @@ def test_cli_import_dict(tmp_path, capsys):
 def test_billion_laughs_is_refused_before_parsing(tmp_path):
     entities = ['<!ENTITY l0 "lol">'] + [f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10)]
     laughs = tmp_path / "laughs.rdf"
-    laughs.write_text('<?xml version="1.0"?>\n<!DOCTYPE rdf:RDF [\n' + "\n".join(entities) + "\n]>\n"
-                      '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
-                      'xmlns:skos="http://www.w3.org/2004/02/skos/core#"><skos:Concept rdf:about="http://x/1">'
-                      "<skos:prefLabel>&l9;</skos:prefLabel></skos:Concept></rdf:RDF>")
+    laughs.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE rdf:RDF [\n' + "\n".join(entities) + "\n]>\n"
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+        'xmlns:skos="http://www.w3.org/2004/02/skos/core#"><skos:Concept rdf:about="http://x/1">'
+        "<skos:prefLabel>&l9;</skos:prefLabel></skos:Concept></rdf:RDF>"
+    )
     with pytest.raises(RdfImportError, match="declares the XML entity 'l0'"):
         import_file(tmp_path / "index.sqlite", laughs, "laughs")
 
@@ -286,5 +330,6 @@ def test_the_routes_dependencies_can_be_swapped(thesaurus_storage, tmp_path):
         app.dependency_overrides[get_settings] = lambda: strict
         app.dependency_overrides[get_thesaurus] = lambda: Thesaurus(strict.index_path)
         assert c.get("/autocomplete", params={"q": "flo", "limit": 5}).status_code == 200
-        assert problem(c.get("/autocomplete", params={"q": "flo", "limit": 6}), 400)["detail"] == \
-            "limit must be at most 5"
+        assert (
+            problem(c.get("/autocomplete", params={"q": "flo", "limit": 6}), 400)["detail"] == "limit must be at most 5"
+        )

@@ -38,8 +38,10 @@ def storage(tmp_path_factory):
     demo = root / "demo" / "hydrology"
     paths = generate_hydrology(demo)
     # A VRT that reads /etc/passwd, once named .vrt and once disguised as a GeoTIFF.
-    vrt = ('<VRTDataset rasterXSize="8" rasterYSize="8"><VRTRasterBand dataType="Byte" band="1"><SimpleSource>'
-           '<SourceFilename>/etc/passwd</SourceFilename></SimpleSource></VRTRasterBand></VRTDataset>')
+    vrt = (
+        '<VRTDataset rasterXSize="8" rasterYSize="8"><VRTRasterBand dataType="Byte" band="1"><SimpleSource>'
+        "<SourceFilename>/etc/passwd</SourceFilename></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
     (root / "evil.vrt").write_text(vrt)
     (root / "evil.tif").write_text(vrt)
     return root, paths
@@ -52,37 +54,76 @@ def loaded(cluster, storage):
     assert not report.rejected, report.rejected
     bbox = [1.30, 43.50, 1.50, 43.70]
     geometry = {"type": "Polygon", "coordinates": [[[1.3, 43.5], [1.5, 43.5], [1.5, 43.7], [1.3, 43.7], [1.3, 43.5]]]}
-    evil = {"passwd": "/etc/passwd", "metadata": "http://169.254.169.254/latest/meta-data/x.tif",
-            "vrt": str(root / "evil.vrt"), "disguised": str(root / "evil.tif"),
-            "traversal": str(root / "demo" / ".." / ".." / ".." / "etc" / "passwd"),
-            "vsicurl": "/vsicurl/http://169.254.169.254/x.tif"}
+    evil = {
+        "passwd": "/etc/passwd",
+        "metadata": "http://169.254.169.254/latest/meta-data/x.tif",
+        "vrt": str(root / "evil.vrt"),
+        "disguised": str(root / "evil.tif"),
+        "traversal": str(root / "demo" / ".." / ".." / ".." / "etc" / "passwd"),
+        "vsicurl": "/vsicurl/http://169.254.169.254/x.tif",
+    }
     with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
-        conn.execute("SELECT pgstac.upsert_collection(%s::jsonb)", (json.dumps({
-            "type": "Collection", "stac_version": "1.0.0", "id": "t-evil", "description": "bad hrefs",
-            "license": "CC-BY-4.0", "links": [],
-            "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]}}}),))
+        conn.execute(
+            "SELECT pgstac.upsert_collection(%s::jsonb)",
+            (
+                json.dumps(
+                    {
+                        "type": "Collection",
+                        "stac_version": "1.0.0",
+                        "id": "t-evil",
+                        "description": "bad hrefs",
+                        "license": "CC-BY-4.0",
+                        "links": [],
+                        "extent": {
+                            "spatial": {"bbox": [bbox]},
+                            "temporal": {"interval": [["2023-01-01T00:00:00Z", None]]},
+                        },
+                    }
+                ),
+            ),
+        )
         for name, href in evil.items():
-            conn.execute("SELECT pgstac.upsert_item(%s::jsonb)", (json.dumps({
-                "type": "Feature", "stac_version": "1.0.0", "id": f"evil-{name}", "collection": "t-evil",
-                "bbox": bbox, "geometry": geometry, "links": [],
-                "properties": {"datetime": "2023-01-01T00:00:00Z"},
-                "assets": {"data": {"href": href, "type": "image/tiff; application=geotiff"}}}),))
+            conn.execute(
+                "SELECT pgstac.upsert_item(%s::jsonb)",
+                (
+                    json.dumps(
+                        {
+                            "type": "Feature",
+                            "stac_version": "1.0.0",
+                            "id": f"evil-{name}",
+                            "collection": "t-evil",
+                            "bbox": bbox,
+                            "geometry": geometry,
+                            "links": [],
+                            "properties": {"datetime": "2023-01-01T00:00:00Z"},
+                            "assets": {"data": {"href": href, "type": "image/tiff; application=geotiff"}},
+                        }
+                    ),
+                ),
+            )
     return root
 
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory) -> dict[str, str]:
     path = tmp_path_factory.mktemp("keys") / "api-keys.json"
-    return {"file": str(path), "admin": create_api_key(path, "admin", "admin"),
-            "user": create_api_key(path, "someone", "user")}
+    return {
+        "file": str(path),
+        "admin": create_api_key(path, "admin", "admin"),
+        "user": create_api_key(path, "someone", "user"),
+    }
 
 
 @pytest.fixture(scope="module")
 def tiles(cluster, loaded, keys, tmp_path_factory):
-    env = {"EOLAKE_TILES_DATABASE_URL": cluster.app_dsn(), "EOLAKE_TILES_PUBLIC_URL": PUBLIC,
-           "EOLAKE_TILES_AUTH__API_KEYS_FILE": keys["file"],
-           "EOLAKE_TILES_STORAGE_PATH": str(loaded / "demo"), "EOLAKE_TILES_MOSAIC_TIME_LIMIT": "2",
-           "EOLAKE_TILES_REQUEST_TIMEOUT": "15"}
+    env = {
+        "EOLAKE_TILES_DATABASE_URL": cluster.app_dsn(),
+        "EOLAKE_TILES_PUBLIC_URL": PUBLIC,
+        "EOLAKE_TILES_AUTH__API_KEYS_FILE": keys["file"],
+        "EOLAKE_TILES_STORAGE_PATH": str(loaded / "demo"),
+        "EOLAKE_TILES_MOSAIC_TIME_LIMIT": "2",
+        "EOLAKE_TILES_REQUEST_TIMEOUT": "15",
+    }
     log = tmp_path_factory.mktemp("logs") / "tiles.log"
     with service_process("eolake_tiles", env, log) as url:
         yield url + "/tiles"
@@ -113,11 +154,11 @@ def test_item_tile_is_a_256_png_with_pixels_and_cache_headers(tiles):
     assert again.status_code == 304 and again.headers["etag"] == r.headers["etag"] and not again.content
 
 
-@pytest.mark.parametrize("fmt,media", [("webp", "image/webp"), ("jpeg", "image/jpeg"),
-                                       ("tif", "image/tiff; application=geotiff")])
+@pytest.mark.parametrize(
+    "fmt,media", [("webp", "image/webp"), ("jpeg", "image/jpeg"), ("tif", "image/tiff; application=geotiff")]
+)
 def test_other_formats(tiles, fmt, media):
-    r = httpx.get(f"{tiles}/collections/{COLL}/items/{ITEM}/tiles/WebMercatorQuad/{Z}/{X}/{Y}.{fmt}?{WSE}",
-                  timeout=30)
+    r = httpx.get(f"{tiles}/collections/{COLL}/items/{ITEM}/tiles/WebMercatorQuad/{Z}/{X}/{Y}.{fmt}?{WSE}", timeout=30)
     assert r.status_code == 200 and r.headers["content-type"] == media, r.text[:300]
 
 
@@ -158,12 +199,17 @@ def test_only_admins_list_registered_searches(tiles, keys):
     assert httpx.get(f"{tiles}/searches/", params={"sortby": "-lastused"}, headers=admin).status_code == 200
 
 
-@pytest.mark.parametrize("body", [
-    {"collections": [COLL], "datetime": "notadate"}, {"collections": [COLL], "datetime": "2023-13-01T00:00:00Z"},
-    {"collections": [COLL], "datetime": "../.."}, {"collections": [COLL], "datetime": "a/b/c"},
-    {"collections": [COLL], "filter": {"op": "and", "args": {"x": 1}}, "filter-lang": "cql2-json"},
-    {"collections": [COLL], "bbox": [1, 2], "intersects": {"type": "Point", "coordinates": [1.4, 43.6]}},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"collections": [COLL], "datetime": "notadate"},
+        {"collections": [COLL], "datetime": "2023-13-01T00:00:00Z"},
+        {"collections": [COLL], "datetime": "../.."},
+        {"collections": [COLL], "datetime": "a/b/c"},
+        {"collections": [COLL], "filter": {"op": "and", "args": {"x": 1}}, "filter-lang": "cql2-json"},
+        {"collections": [COLL], "bbox": [1, 2], "intersects": {"type": "Point", "coordinates": [1.4, 43.6]}},
+    ],
+)
 def test_a_malformed_search_is_not_registered(tiles, keys, body):
     problem(httpx.post(f"{tiles}/searches/register", json=body, headers={"X-API-Key": keys["user"]}), 400)
 
@@ -171,10 +217,16 @@ def test_a_malformed_search_is_not_registered(tiles, keys, body):
 NO_GEOMETRY = {"type": "Feature", "geometry": None, "properties": {}}
 
 
-@pytest.mark.parametrize("path, body", [
-    ("statistics", NO_GEOMETRY), ("statistics", {"type": "FeatureCollection", "features": [NO_GEOMETRY]}),
-    ("feature", NO_GEOMETRY), ("feature.png", NO_GEOMETRY), ("feature/64x64.png", NO_GEOMETRY),
-])
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        ("statistics", NO_GEOMETRY),
+        ("statistics", {"type": "FeatureCollection", "features": [NO_GEOMETRY]}),
+        ("feature", NO_GEOMETRY),
+        ("feature.png", NO_GEOMETRY),
+        ("feature/64x64.png", NO_GEOMETRY),
+    ],
+)
 @pytest.mark.parametrize("owner", [f"collections/{COLL}", f"collections/{COLL}/items/{ITEM}"])
 def test_features_without_geometry_are_a_400(tiles, path, body, owner):
     problem(httpx.post(f"{tiles}/{owner}/{path}?assets=wse", json=body, timeout=30), 400)
@@ -223,9 +275,20 @@ def test_allow_list_never_opens(tmp_path):
     (tmp_path / "a.tif").write_bytes(b"")
     assert allow.check(str(tmp_path / "a.tif")) == str((tmp_path / "a.tif").resolve())
     assert allow.check("s3://bucket/x/a.tif") == "s3://bucket/x/a.tif"
-    for href in ["/etc/passwd", f"{tmp_path}/../x.tif", "s3://bucketx/a.tif", "s3://bucket/../other/a.tif",
-                 "http://169.254.169.254/a.tif", f"{tmp_path}/a.vrt", "vrt:///etc/passwd", "/vsicurl/http://x/a.tif",
-                 "https://user:pw@bucket/a.tif", "", "s3://bucket/a.tif?x=1", f"file://{tmp_path}/../../etc/passwd"]:
+    for href in [
+        "/etc/passwd",
+        f"{tmp_path}/../x.tif",
+        "s3://bucketx/a.tif",
+        "s3://bucket/../other/a.tif",
+        "http://169.254.169.254/a.tif",
+        f"{tmp_path}/a.vrt",
+        "vrt:///etc/passwd",
+        "/vsicurl/http://x/a.tif",
+        "https://user:pw@bucket/a.tif",
+        "",
+        "s3://bucket/a.tif?x=1",
+        f"file://{tmp_path}/../../etc/passwd",
+    ]:
         with pytest.raises(AssetNotAllowed):
             allow.check(href)
 
@@ -262,8 +325,11 @@ def test_expression_bombs_are_refused(tiles):
 
 
 def test_feature_statistics_read_at_most_max_part_size(tiles):
-    europe = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[
-        [-10, 36], [30, 36], [30, 60], [-10, 60], [-10, 36]]]}}
+    europe = {
+        "type": "Feature",
+        "properties": {},
+        "geometry": {"type": "Polygon", "coordinates": [[[-10, 36], [30, 36], [30, 60], [-10, 60], [-10, 36]]]},
+    }
     started = time.monotonic()
     response = httpx.post(f"{tiles}/collections/{COLL}/items/{ITEM}/statistics?assets=wse", json=europe, timeout=60)
     assert response.status_code == 200, response.text

@@ -45,9 +45,14 @@ def fake_catalog(items: list[dict], page: int = 3) -> Starlette:
         offset = int(request.query_params.get("offset", 0))
         links = []
         if offset + page < len(items):
-            links.append({"rel": "next", "href": f"{str(request.base_url).rstrip('/')}/stac/collections/{COLL}/"
-                                                 f"items?offset={offset + page}", "method": "GET"})
-        return JSONResponse({"type": "FeatureCollection", "features": items[offset:offset + page], "links": links})
+            links.append(
+                {
+                    "rel": "next",
+                    "href": f"{str(request.base_url).rstrip('/')}/stac/collections/{COLL}/items?offset={offset + page}",
+                    "method": "GET",
+                }
+            )
+        return JSONResponse({"type": "FeatureCollection", "features": items[offset : offset + page], "links": links})
 
     return Starlette(routes=[Route("/stac/", landing), Route("/stac/collections/{cid}/items", item_list)])
 
@@ -59,11 +64,17 @@ def demo(tmp_path_factory):
     items = [json.loads(line) for line in next(p for p in paths if COLL in p.name).read_text().splitlines()]
     outside = tmp_path_factory.mktemp("outside") / "secret.txt"
     outside.write_text("2023-01-01 10:00 1.0 0.1\n")
-    bad = dict(items[0], id="OUTSIDE_STATION",
-               assets={"series": {"href": str(outside), "type": "text/plain"}})
-    traversal = dict(items[0], id="TRAVERSAL_STATION",
-                     assets={"series": {"href": str(root / "demo" / ".." / ".." / outside.parent.name / "secret.txt"),
-                                        "type": "text/plain"}})
+    bad = dict(items[0], id="OUTSIDE_STATION", assets={"series": {"href": str(outside), "type": "text/plain"}})
+    traversal = dict(
+        items[0],
+        id="TRAVERSAL_STATION",
+        assets={
+            "series": {
+                "href": str(root / "demo" / ".." / ".." / outside.parent.name / "secret.txt"),
+                "type": "text/plain",
+            }
+        },
+    )
     return root, items, [bad, traversal]
 
 
@@ -71,8 +82,11 @@ def demo(tmp_path_factory):
 def service(demo, tmp_path_factory):
     root, items, bad = demo
     with served(fake_catalog(items + bad)) as catalog:
-        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
-               "EOLAKE_TIMESERIES_STORAGE_PATH": str(root)}
+        env = {
+            "EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC,
+            "EOLAKE_TIMESERIES_PEERS": peers(catalog),
+            "EOLAKE_TIMESERIES_STORAGE_PATH": str(root),
+        }
         with service_process("eolake_timeseries", env, tmp_path_factory.mktemp("logs") / "ts.log") as url:
             yield url + "/timeseries", items
 
@@ -102,8 +116,14 @@ def series_url(url: str, sid: str) -> str:
 def coverage_points(body: dict) -> list[tuple[str, float, float]]:
     """(time, wse, wse_u) of a CoverageJSON PointSeries coverage."""
     assert body["type"] == "Coverage" and body["domain"]["domainType"] == "PointSeries"
-    return list(zip(body["domain"]["axes"]["t"]["values"], body["ranges"]["wse"]["values"],
-                    body["ranges"]["wse_u"]["values"], strict=True))
+    return list(
+        zip(
+            body["domain"]["axes"]["t"]["values"],
+            body["ranges"]["wse"]["values"],
+            body["ranges"]["wse_u"]["values"],
+            strict=True,
+        )
+    )
 
 
 def csv_points(text: str) -> list[tuple[str, float, float]]:
@@ -127,8 +147,9 @@ def test_stations_geojson_and_bbox(service):
     data = next(link for link in feature["links"] if link["rel"] == "data")
     assert data["href"] == f"{PUBLIC}/timeseries{STATIONS}/locations/{items[0]['id']}"
     lon, lat = items[0]["geometry"]["coordinates"]
-    boxed = httpx.get(url + f"{STATIONS}/items",
-                      params={"bbox": f"{lon - 1e-4},{lat - 1e-4},{lon + 1e-4},{lat + 1e-4}"})
+    boxed = httpx.get(
+        url + f"{STATIONS}/items", params={"bbox": f"{lon - 1e-4},{lat - 1e-4},{lon + 1e-4},{lat + 1e-4}"}
+    )
     assert items[0]["id"] in {f["id"] for f in boxed.json()["features"]}
     assert len(boxed.json()["features"]) < len(fc["features"])
     assert httpx.get(url + f"{STATIONS}/items", params={"bbox": "10,10,11,11"}).json()["features"] == []
@@ -164,8 +185,10 @@ def test_coverage_json_and_csv_agree_with_generated_files(service):
         assert body["id"] == item["id"] and body["parameters"]["wse"]["unit"]["symbol"]["value"] == "m"
         assert body["eolake:station"]["reference"] == "EGM2008"
         assert coverage_points(body) == [(t.strftime("%Y-%m-%dT%H:%M:%SZ"), h, u) for t, h, u in rows]
-        for response in (httpx.get(series_url(url, item["id"]), params={"f": "csv"}),
-                         httpx.get(series_url(url, item["id"]), headers={"Accept": "text/csv"})):
+        for response in (
+            httpx.get(series_url(url, item["id"]), params={"f": "csv"}),
+            httpx.get(series_url(url, item["id"]), headers={"Accept": "text/csv"}),
+        ):
             assert response.headers["content-type"].startswith("text/csv")
             assert response.text.splitlines()[0] == "id,name,longitude,latitude,start_time,wse,wse_u"
             assert csv_points(response.text) == coverage_points(body)
@@ -199,8 +222,12 @@ def test_catalog_down_means_not_ready_and_503(demo, tmp_path):
     catalog_server = served(fake_catalog(items))
     catalog = catalog_server.__enter__()
     try:
-        env = {"EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
-               "EOLAKE_TIMESERIES_STORAGE_PATH": str(root), "EOLAKE_TIMESERIES_CACHE_TTL": "0"}
+        env = {
+            "EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC,
+            "EOLAKE_TIMESERIES_PEERS": peers(catalog),
+            "EOLAKE_TIMESERIES_STORAGE_PATH": str(root),
+            "EOLAKE_TIMESERIES_CACHE_TTL": "0",
+        }
         with service_process("eolake_timeseries", env, tmp_path / "ts.log") as url:
             assert httpx.get(url + "/readyz").json()["status"] == "ready"
             assert httpx.get(series_url(url, items[0]["id"])).status_code == 200
@@ -227,8 +254,13 @@ MAX_BYTES = 4096  # the demo series are ~1.5 kB
 def s3_client(endpoint: str):
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                        aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def station_at(item: dict, sid: str, href: str) -> dict:
@@ -245,10 +277,17 @@ def big_series(text: str) -> str:
 
 def s3_env(catalog: str, endpoint: str, root: Path) -> dict[str, str]:
     # storage_path is set too: a local href must be refused because storage is s3, not for want of a directory.
-    return {**CREDS, "EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC, "EOLAKE_TIMESERIES_PEERS": peers(catalog),
-            "EOLAKE_TIMESERIES_STORAGE_KIND": "s3", "EOLAKE_TIMESERIES_S3_BUCKET": BUCKET,
-            "EOLAKE_TIMESERIES_S3_ENDPOINT": endpoint, "EOLAKE_TIMESERIES_S3_REGION": "us-east-1",
-            "EOLAKE_TIMESERIES_STORAGE_PATH": str(root), "EOLAKE_TIMESERIES_MAX_SERIES_BYTES": str(MAX_BYTES)}
+    return {
+        **CREDS,
+        "EOLAKE_TIMESERIES_PUBLIC_URL": PUBLIC,
+        "EOLAKE_TIMESERIES_PEERS": peers(catalog),
+        "EOLAKE_TIMESERIES_STORAGE_KIND": "s3",
+        "EOLAKE_TIMESERIES_S3_BUCKET": BUCKET,
+        "EOLAKE_TIMESERIES_S3_ENDPOINT": endpoint,
+        "EOLAKE_TIMESERIES_S3_REGION": "us-east-1",
+        "EOLAKE_TIMESERIES_STORAGE_PATH": str(root),
+        "EOLAKE_TIMESERIES_MAX_SERIES_BYTES": str(MAX_BYTES),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -273,16 +312,20 @@ def s3_world(demo, tmp_path_factory):
         s3.put_object(Bucket=BUCKET, Key="series/big.txt", Body=big_series(text).encode())
         s3.put_object(Bucket=BUCKET, Key="series/bad.txt", Body=b"2023-01-01 10:00 not-a-number 0.1\n")
         s3.put_object(Bucket=BUCKET, Key="series/changing.txt", Body=text.encode())
-        extra = {"OTHER_BUCKET": f"s3://{OTHER_BUCKET}/series/x.txt",
-                 "DOTDOT": f"s3://{BUCKET}/series/../escaped.txt",
-                 "LOCAL_PATH": items[0]["assets"]["series"]["href"],
-                 "MISSING": f"s3://{BUCKET}/series/missing.txt",
-                 "BIG": f"s3://{BUCKET}/series/big.txt",
-                 "MALFORMED": f"s3://{BUCKET}/series/bad.txt",
-                 "CHANGING": f"s3://{BUCKET}/series/changing.txt"}
+        extra = {
+            "OTHER_BUCKET": f"s3://{OTHER_BUCKET}/series/x.txt",
+            "DOTDOT": f"s3://{BUCKET}/series/../escaped.txt",
+            "LOCAL_PATH": items[0]["assets"]["series"]["href"],
+            "MISSING": f"s3://{BUCKET}/series/missing.txt",
+            "BIG": f"s3://{BUCKET}/series/big.txt",
+            "MALFORMED": f"s3://{BUCKET}/series/bad.txt",
+            "CHANGING": f"s3://{BUCKET}/series/changing.txt",
+        }
         stations += [station_at(items[0], sid, href) for sid, href in extra.items()]
-        with served(fake_catalog(stations)) as catalog, \
-                service_process("eolake_timeseries", s3_env(catalog, endpoint, root), logs / "ts.log") as url:
+        with (
+            served(fake_catalog(stations)) as catalog,
+            service_process("eolake_timeseries", s3_env(catalog, endpoint, root), logs / "ts.log") as url,
+        ):
             yield {"url": url + "/timeseries", "items": items, "s3": s3, "endpoint": endpoint}
 
 
@@ -353,16 +396,18 @@ def test_s3_store_parses_an_unchanged_object_once(s3_world, monkeypatch):
 
     monkeypatch.setattr(store_module, "parse_hydroweb_bytes", counting)
     s3 = s3_world["s3"]
-    s3.put_object(Bucket=BUCKET, Key="unit/one.txt", Body=Path(s3_world["items"][2]["assets"]["series"]["href"])
-                  .read_bytes())
+    s3.put_object(
+        Bucket=BUCKET, Key="unit/one.txt", Body=Path(s3_world["items"][2]["assets"]["series"]["href"]).read_bytes()
+    )
     settings = TimeseriesSettings(storage_kind="s3", s3_bucket=BUCKET, s3_endpoint=s3_world["endpoint"])
     store = series_store(settings)
     assert isinstance(store, S3Series)
     href = f"s3://{BUCKET}/unit/one.txt"
     rows = store.read(href, "ONE")
     assert store.read(href, "ONE") is rows and len(parsed) == 1  # 304 Not Modified: the parsed series again
-    s3.put_object(Bucket=BUCKET, Key="unit/one.txt", Body=Path(s3_world["items"][3]["assets"]["series"]["href"])
-                  .read_bytes())
+    s3.put_object(
+        Bucket=BUCKET, Key="unit/one.txt", Body=Path(s3_world["items"][3]["assets"]["series"]["href"]).read_bytes()
+    )
     assert store.read(href, "ONE") != rows and len(parsed) == 2
 
 
@@ -386,8 +431,10 @@ def test_s3_down_means_not_ready_and_503(demo, tmp_path):
         s3 = s3_client(endpoint)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_object(Bucket=BUCKET, Key="s.txt", Body=Path(items[0]["assets"]["series"]["href"]).read_bytes())
-        with served(fake_catalog([station_at(items[0], sid, f"s3://{BUCKET}/s.txt")])) as catalog, \
-                service_process("eolake_timeseries", s3_env(catalog, endpoint, root), tmp_path / "ts.log") as url:
+        with (
+            served(fake_catalog([station_at(items[0], sid, f"s3://{BUCKET}/s.txt")])) as catalog,
+            service_process("eolake_timeseries", s3_env(catalog, endpoint, root), tmp_path / "ts.log") as url,
+        ):
             url += "/timeseries"
             assert httpx.get(url + "/readyz").json()["status"] == "ready"
             assert httpx.get(series_url(url, sid)).status_code == 200

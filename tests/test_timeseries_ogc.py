@@ -81,12 +81,14 @@ def service(demo, tmp_path_factory):
     root, items = demo
     with served(fake_catalog(items)) as catalog:
         env = {"EOLAKE_TIMESERIES_PEERS": peers(catalog), "EOLAKE_TIMESERIES_STORAGE_PATH": str(root)}
-        with service_process("eolake_timeseries", env, tmp_path_factory.mktemp("logs") / "ts.log",
-                             own_public_url=True) as url:
+        with service_process(
+            "eolake_timeseries", env, tmp_path_factory.mktemp("logs") / "ts.log", own_public_url=True
+        ) as url:
             yield url + "/timeseries", items
 
 
 # ------------------------------------------------------------------ the core alone
+
 
 def test_datetime_parameter_instants_dates_and_intervals():
     assert parse_datetime(None) == (None, None)
@@ -104,9 +106,14 @@ def test_datetime_parameter_instants_dates_and_intervals():
 def test_coords_are_bounded_wkt_of_the_expected_kind():
     limits = Limits(geometry_vertices=5)
     assert parse_coords("POINT(1.4 43.6)", ("Point",), limits).x == 1.4
-    cases = {"POINT(1 2": "well-known text", "LINESTRING(0 0, 1 1)": "POINT", "POINT(200 0)": "longitudes",
-             "POLYGON((0 0, 1 0, 1 1, 0.5 2, 0 1, 0 0))": "positions", "POINT EMPTY": "empty",
-             "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))": "valid"}
+    cases = {
+        "POINT(1 2": "well-known text",
+        "LINESTRING(0 0, 1 1)": "POINT",
+        "POINT(200 0)": "longitudes",
+        "POLYGON((0 0, 1 0, 1 1, 0.5 2, 0 1, 0 0))": "positions",
+        "POINT EMPTY": "empty",
+        "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))": "valid",
+    }
     for text, reason in cases.items():
         kinds = ("Polygon",) if text.startswith("POLYGON") else ("Point",)
         with pytest.raises(BadRequest, match=reason):
@@ -115,17 +122,25 @@ def test_coords_are_bounded_wkt_of_the_expected_kind():
 
 def test_filter_is_parsed_by_cql2_bounded_and_limited_to_queryables():
     limits = Limits(cql2_depth=3)
-    feature = {"type": "Feature", "id": "S", "geometry": {"type": "Point", "coordinates": [1, 43]},
-               "properties": {"river": "GARONNE", "basin": None, "measurements": 27}}
+    feature = {
+        "type": "Feature",
+        "id": "S",
+        "geometry": {"type": "Point", "coordinates": [1, 43]},
+        "properties": {"river": "GARONNE", "basin": None, "measurements": 27},
+    }
     text = parse_filter("river = 'GARONNE' AND measurements > 20", None, QUERYABLES, limits)
     as_json = parse_filter(json.dumps(text.expression.to_json()), "cql2-json", QUERYABLES, limits)
     assert matches(text, feature) and matches(as_json, feature)
     assert not matches(parse_filter("basin = 'GARONNE'", None, QUERYABLES, limits), feature)  # null: not true
     with pytest.raises(BadRequest, match="cannot be evaluated"):
         matches(parse_filter("river > 3", None, QUERYABLES, limits), feature)
-    for value, lang, reason in [("colour = 'red'", None, "not queryable"), ("river = = 1", None, "not valid"),
-                                ("((((river = 'A'))))", None, "nesting"), ("{", "cql2-json", "not valid JSON"),
-                                ("river = 'A'", "ecql", "filter-lang")]:
+    for value, lang, reason in [
+        ("colour = 'red'", None, "not queryable"),
+        ("river = = 1", None, "not valid"),
+        ("((((river = 'A'))))", None, "nesting"),
+        ("{", "cql2-json", "not valid JSON"),
+        ("river = 'A'", "ecql", "filter-lang"),
+    ]:
         with pytest.raises(BadRequest, match=reason):
             parse_filter(value, lang, QUERYABLES, limits)
 
@@ -142,8 +157,12 @@ def test_dependencies_can_be_swapped_and_queries_are_bounded(demo):
     """The station list is a dependency: overridden here (no catalog at all), and an EDR query selecting more
     stations than max_query_stations is refused before any series is read."""
     root, items = demo
-    settings = TimeseriesSettings(public_url=PUBLIC, storage_path=str(root), max_query_stations=2,
-                                  peers={"catalog": {"url": "http://127.0.0.1:9/stac"}})
+    settings = TimeseriesSettings(
+        public_url=PUBLIC,
+        storage_path=str(root),
+        max_query_stations=2,
+        peers={"catalog": {"url": "http://127.0.0.1:9/stac"}},
+    )
     app = create_app(settings)
     app.dependency_overrides[deps.station_items] = lambda: {item["id"]: item for item in items}
     with TestClient(app, base_url=f"{PUBLIC}") as client:
@@ -160,6 +179,7 @@ def test_dependencies_can_be_swapped_and_queries_are_bounded(demo):
 
 # ------------------------------------------------------------------ OGC API Features Part 1: core, GeoJSON
 
+
 def test_req_core_root_success(service):
     url, _ = service
     landing = get(url, "/").json()
@@ -170,20 +190,35 @@ def test_req_core_root_success(service):
 def test_req_core_conformance_success(service):
     url, _ = service
     conforms = set(get(url, "/conformance").json()["conformsTo"])
-    assert {f"{CONF['features']}/core", f"{CONF['features']}/geojson", f"{CONF['filter']}/filter",
-            f"{CONF['filter']}/features-filter", f"{CONF['filter']}/queryables", f"{CONF['cql2']}/cql2-text",
-            f"{CONF['cql2']}/cql2-json", f"{CONF['cql2']}/basic-cql2", f"{CONF['edr']}/core",
-            f"{CONF['edr']}/collections", f"{CONF['edr']}/covjson"} <= conforms
+    assert {
+        f"{CONF['features']}/core",
+        f"{CONF['features']}/geojson",
+        f"{CONF['filter']}/filter",
+        f"{CONF['filter']}/features-filter",
+        f"{CONF['filter']}/queryables",
+        f"{CONF['cql2']}/cql2-text",
+        f"{CONF['cql2']}/cql2-json",
+        f"{CONF['cql2']}/basic-cql2",
+        f"{CONF['edr']}/core",
+        f"{CONF['edr']}/collections",
+        f"{CONF['edr']}/covjson",
+    } <= conforms
 
 
 def test_req_core_api_definition_success(service):
     url, _ = service
     api = get(url, "/api").json()
     assert api["openapi"].startswith("3.")
-    for path in ("/conformance", "/collections", "/collections/{collection_id}/items",
-                 "/collections/{collection_id}/items/{feature_id}", "/collections/{collection_id}/queryables",
-                 "/collections/{collection_id}/position", "/collections/{collection_id}/area",
-                 "/collections/{collection_id}/locations/{location_id}"):
+    for path in (
+        "/conformance",
+        "/collections",
+        "/collections/{collection_id}/items",
+        "/collections/{collection_id}/items/{feature_id}",
+        "/collections/{collection_id}/queryables",
+        "/collections/{collection_id}/position",
+        "/collections/{collection_id}/area",
+        "/collections/{collection_id}/locations/{location_id}",
+    ):
         assert path in api["paths"], path
     assert "502" in api["paths"]["/collections/{collection_id}/locations/{location_id}"]["get"]["responses"]
 
@@ -223,8 +258,16 @@ def test_req_core_fc_bbox_definition_and_response(service):
     box = f"{lon - 0.005},{lat - 0.005},{lon + 0.005},{lat + 0.005}"
     expected = sorted(i["id"] for i in items if abs(lonlat(i)[0] - lon) <= 0.005 and abs(lonlat(i)[1] - lat) <= 0.005)
     assert ids(get(url, f"{STATIONS}/items", bbox=box, limit=100)) == expected and items[2]["id"] in expected
-    assert ids(get(url, f"{STATIONS}/items", bbox=f"{box},0,0".replace(f",{lon + 0.005}", f",0,{lon + 0.005}", 1)
-               if False else box)) == expected
+    assert (
+        ids(
+            get(
+                url,
+                f"{STATIONS}/items",
+                bbox=f"{box},0,0".replace(f",{lon + 0.005}", f",0,{lon + 0.005}", 1) if False else box,
+            )
+        )
+        == expected
+    )
     for bad in ("1,2,3", "a,b,c,d", "0,0,200,1", "0,50,1,40"):
         problem(get(url, f"{STATIONS}/items", bbox=bad), 400)
 
@@ -294,20 +337,26 @@ def test_req_geojson_definition_and_content(service):
 
 def test_stations_csv_has_the_columns_hydrology_users_ask_for(service):
     url, items = service
-    for response in (get(url, f"{STATIONS}/items", f="csv", limit=100),
-                     httpx.get(f"{url}{STATIONS}/items?limit=100", headers={"Accept": "text/csv"})):
+    for response in (
+        get(url, f"{STATIONS}/items", f="csv", limit=100),
+        httpx.get(f"{url}{STATIONS}/items?limit=100", headers={"Accept": "text/csv"}),
+    ):
         assert response.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(response.text)))
         assert [r["id"] for r in rows] == sorted(i["id"] for i in items)
         for row in rows:
             item = next(i for i in items if i["id"] == row["id"])
-            assert (row["name"], row["start_time"], row["end_time"], int(row["measurements"])) == \
-                   (item["properties"]["title"], item["properties"]["start_datetime"],
-                    item["properties"]["end_datetime"], item["properties"]["measurements"])
+            assert (row["name"], row["start_time"], row["end_time"], int(row["measurements"])) == (
+                item["properties"]["title"],
+                item["properties"]["start_datetime"],
+                item["properties"]["end_datetime"],
+                item["properties"]["measurements"],
+            )
             assert (float(row["longitude"]), float(row["latitude"])) == lonlat(item)
 
 
 # ------------------------------------------------------------------ OGC API Features Part 3: queryables, filter
+
 
 def test_req_queryables_get_queryables_response(service):
     url, _ = service
@@ -319,8 +368,9 @@ def test_req_queryables_get_queryables_response(service):
 
 def test_req_queryables_query_parameters(service):
     url, items = service
-    assert ids(get(url, f"{STATIONS}/items", river="TARN", limit=100)) == \
-        sorted(i["id"] for i in items if i["properties"]["river"] == "TARN")
+    assert ids(get(url, f"{STATIONS}/items", river="TARN", limit=100)) == sorted(
+        i["id"] for i in items if i["properties"]["river"] == "TARN"
+    )
     assert ids(get(url, f"{STATIONS}/items", id=items[3]["id"])) == [items[3]["id"]]
 
 
@@ -335,8 +385,9 @@ def test_req_filter_filter_param_and_filter_lang_param(service):
     assert filtered(url, "measurements > 28") == expected
     as_json = json.dumps({"op": ">", "args": [{"property": "measurements"}, 28]})
     assert filtered(url, as_json, **{"filter-lang": "cql2-json"}) == expected
-    assert filtered(url, "measurements > 28", **{"filter-crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}) \
-        == expected
+    assert (
+        filtered(url, "measurements > 28", **{"filter-crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}) == expected
+    )
     problem(get(url, f"{STATIONS}/items", filter="measurements > 28", **{"filter-crs": "EPSG:3857"}), 400)
     problem(get(url, f"{STATIONS}/items", filter="measurements > 28", **{"filter-lang": "ecql"}), 400)
 
@@ -353,37 +404,47 @@ def test_req_basic_cql2_and_advanced_comparisons(service):
     url, items = service
     props = {i["id"]: i["properties"] for i in items}
     everything = sorted(props)
-    assert filtered(url, "river = 'GARONNE' AND NOT measurements < 30") == \
-        sorted(k for k, p in props.items() if p["river"] == "GARONNE" and p["measurements"] >= 30)
-    assert filtered(url, "river <> 'GARONNE' OR measurements = 27") == \
-        sorted(k for k, p in props.items() if p["river"] != "GARONNE" or p["measurements"] == 27)
+    assert filtered(url, "river = 'GARONNE' AND NOT measurements < 30") == sorted(
+        k for k, p in props.items() if p["river"] == "GARONNE" and p["measurements"] >= 30
+    )
+    assert filtered(url, "river <> 'GARONNE' OR measurements = 27") == sorted(
+        k for k, p in props.items() if p["river"] != "GARONNE" or p["measurements"] == 27
+    )
     assert filtered(url, "basin IS NULL") == [] and filtered(url, "basin IS NOT NULL") == everything
     assert filtered(url, "name LIKE '%KM03%'") == sorted(k for k, p in props.items() if "KM03" in p["title"])
-    assert filtered(url, "measurements BETWEEN 27 AND 31") == \
-        sorted(k for k, p in props.items() if 27 <= p["measurements"] <= 31)
-    assert filtered(url, "river IN ('TARN', 'ARIEGE')") == \
-        sorted(k for k, p in props.items() if p["river"] in ("TARN", "ARIEGE"))
-    assert filtered(url, "CASEI(river) = casei('garonne')") == \
-        sorted(k for k, p in props.items() if p["river"] == "GARONNE")
+    assert filtered(url, "measurements BETWEEN 27 AND 31") == sorted(
+        k for k, p in props.items() if 27 <= p["measurements"] <= 31
+    )
+    assert filtered(url, "river IN ('TARN', 'ARIEGE')") == sorted(
+        k for k, p in props.items() if p["river"] in ("TARN", "ARIEGE")
+    )
+    assert filtered(url, "CASEI(river) = casei('garonne')") == sorted(
+        k for k, p in props.items() if p["river"] == "GARONNE"
+    )
 
 
 def test_req_spatial_temporal_and_property_property_functions(service):
     url, items = service
     lon, lat = lonlat(items[0])
-    square = f"POLYGON(({lon - .01} {lat - .01}, {lon + .01} {lat - .01}, {lon + .01} {lat + .01}, " \
-             f"{lon - .01} {lat + .01}, {lon - .01} {lat - .01}))"
-    near = sorted(i["id"] for i in items if abs(lonlat(i)[0] - lon) < .01 and abs(lonlat(i)[1] - lat) < .01)
+    square = (
+        f"POLYGON(({lon - 0.01} {lat - 0.01}, {lon + 0.01} {lat - 0.01}, {lon + 0.01} {lat + 0.01}, "
+        f"{lon - 0.01} {lat + 0.01}, {lon - 0.01} {lat - 0.01}))"
+    )
+    near = sorted(i["id"] for i in items if abs(lonlat(i)[0] - lon) < 0.01 and abs(lonlat(i)[1] - lat) < 0.01)
     assert filtered(url, f"S_INTERSECTS(geometry, {square})") == near == filtered(url, f"S_WITHIN(geometry, {square})")
-    assert filtered(url, f"S_INTERSECTS(geometry, BBOX({lon - .01},{lat - .01},{lon + .01},{lat + .01}))") == near
-    assert items[0]["id"] in near and filtered(url, f"S_DISJOINT(geometry, {square})") == \
-        sorted(i["id"] for i in items if i["id"] not in near)
+    assert filtered(url, f"S_INTERSECTS(geometry, BBOX({lon - 0.01},{lat - 0.01},{lon + 0.01},{lat + 0.01}))") == near
+    assert items[0]["id"] in near and filtered(url, f"S_DISJOINT(geometry, {square})") == sorted(
+        i["id"] for i in items if i["id"] not in near
+    )
     cut = "2023-01-05T00:00:00Z"
-    assert filtered(url, f"T_BEFORE(start_time, TIMESTAMP('{cut}'))") == \
-        sorted(i["id"] for i in items if when(i["properties"]["start_datetime"]) < when(cut))
+    assert filtered(url, f"T_BEFORE(start_time, TIMESTAMP('{cut}'))") == sorted(
+        i["id"] for i in items if when(i["properties"]["start_datetime"]) < when(cut)
+    )
     assert filtered(url, "start_time < end_time") == sorted(i["id"] for i in items)
 
 
 # ------------------------------------------------------------------ water-levels: one feature a measurement
+
 
 def levels_csv(url: str, **params) -> list[dict]:
     response = get(url, f"{LEVELS}/items", f="csv", limit=1000, **params)
@@ -399,8 +460,11 @@ def test_water_levels_as_the_portal_users_query_them_cql2_to_csv(service):
     text = f"name = '{name}' AND start_time >= TIMESTAMP('2023-04-01T00:00:00Z') AND wse_u < 0.15"
     rows = levels_csv(url, filter=text)
     written = written_rows(station["assets"]["series"]["href"])
-    expected = [(t.strftime("%Y-%m-%dT%H:%M:%SZ"), h, u) for t, h, u in written
-                if t >= datetime(2023, 4, 1, tzinfo=UTC) and u < 0.15]
+    expected = [
+        (t.strftime("%Y-%m-%dT%H:%M:%SZ"), h, u)
+        for t, h, u in written
+        if t >= datetime(2023, 4, 1, tzinfo=UTC) and u < 0.15
+    ]
     assert rows and list(rows[0])[:4] == ["name", "start_time", "wse", "wse_u"]
     assert [(r["start_time"], float(r["wse"]), float(r["wse_u"])) for r in rows] == expected
     assert {r["name"] for r in rows} == {name} and {r["station"] for r in rows} == {station["id"]}
@@ -429,6 +493,7 @@ def test_water_levels_filters_paging_and_items(service):
 
 
 # ------------------------------------------------------------------ OGC API EDR
+
 
 def test_edr_req_collections_rc_md_success(service):
     url, _ = service
@@ -462,8 +527,10 @@ def test_edr_req_position_point_and_multipoint(service):
     assert body["type"] == "CoverageCollection" and set(body["parameters"]) == {"wse", "wse_u"}
     [coverage] = body["coverages"]
     assert coverage["id"] == a["id"] and points(coverage) == series_of(a)
-    assert (coverage["domain"]["axes"]["x"]["values"], coverage["domain"]["axes"]["y"]["values"]) == \
-           ([lonlat(a)[0]], [lonlat(a)[1]])
+    assert (coverage["domain"]["axes"]["x"]["values"], coverage["domain"]["axes"]["y"]["values"]) == (
+        [lonlat(a)[0]],
+        [lonlat(a)[1]],
+    )
     both = get(url, f"{STATIONS}/position", coords="MULTIPOINT(({} {}), ({} {}))".format(*lonlat(a), *lonlat(b)))
     assert sorted(c["id"] for c in both.json()["coverages"]) == sorted([a["id"], b["id"]])
     assert get(url, f"{STATIONS}/position", coords="POINT(10 10)").json()["coverages"] == []
@@ -471,9 +538,14 @@ def test_edr_req_position_point_and_multipoint(service):
 
 def test_edr_req_coords_bad_wkt_is_a_400_problem(service):
     url, _ = service
-    for query, coords in [("position", "POINT(1 2"), ("position", "POLYGON((0 0,1 0,1 1,0 0))"),
-                          ("position", "POINT(1 95)"), ("area", "POINT(1 43)"), ("area", "nonsense"),
-                          ("area", "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))")]:
+    for query, coords in [
+        ("position", "POINT(1 2"),
+        ("position", "POLYGON((0 0,1 0,1 1,0 0))"),
+        ("position", "POINT(1 95)"),
+        ("area", "POINT(1 43)"),
+        ("area", "nonsense"),
+        ("area", "POLYGON((0 0, 1 1, 1 0, 0 1, 0 0))"),
+    ]:
         body = problem(get(url, f"{STATIONS}/{query}", coords=coords), 400)
         assert "coords" in body["detail"], (coords, body)
     problem(get(url, f"{STATIONS}/position"), 400)  # coords is required
@@ -482,10 +554,13 @@ def test_edr_req_coords_bad_wkt_is_a_400_problem(service):
 def test_edr_req_area_datetime_and_csv(service):
     url, items = service
     lon, lat = lonlat(items[1])
-    area = f"POLYGON(({lon - .03} {lat - .03}, {lon + .03} {lat - .03}, {lon + .03} {lat + .03}, " \
-           f"{lon - .03} {lat + .03}, {lon - .03} {lat - .03}))"
-    inside = sorted((i for i in items if abs(lonlat(i)[0] - lon) < .03 and abs(lonlat(i)[1] - lat) < .03),
-                    key=lambda i: i["id"])
+    area = (
+        f"POLYGON(({lon - 0.03} {lat - 0.03}, {lon + 0.03} {lat - 0.03}, {lon + 0.03} {lat + 0.03}, "
+        f"{lon - 0.03} {lat + 0.03}, {lon - 0.03} {lat - 0.03}))"
+    )
+    inside = sorted(
+        (i for i in items if abs(lonlat(i)[0] - lon) < 0.03 and abs(lonlat(i)[1] - lat) < 0.03), key=lambda i: i["id"]
+    )
     assert len(inside) >= 1
     window = {"datetime": "2023-04-01T00:00:00Z/2023-05-31T23:59:59Z"}
     body = get(url, f"{STATIONS}/area", coords=area, **window).json()
@@ -495,8 +570,9 @@ def test_edr_req_area_datetime_and_csv(service):
     text = get(url, f"{STATIONS}/area", coords=area, f="csv", **window).text
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == ["id", "name", "longitude", "latitude", "start_time", "wse", "wse_u"]
-    assert [(r["id"], r["start_time"], float(r["wse"]), float(r["wse_u"])) for r in rows] == \
-           [(c["id"], *p) for c in body["coverages"] for p in points(c)]
+    assert [(r["id"], r["start_time"], float(r["wse"]), float(r["wse_u"])) for r in rows] == [
+        (c["id"], *p) for c in body["coverages"] for p in points(c)
+    ]
     assert {r["name"] for r in rows} == {i["properties"]["title"] for i in inside}
 
 
@@ -530,9 +606,21 @@ def test_acceptance_suites_pass_against_the_service_alone(service, tmp_path):
     """The timeseries Robot Framework suites (run whole-platform by test_acceptance.py) against this service."""
     url, _ = service
     result = subprocess.run(
-        [sys.executable, str(ROOT / "acceptance" / "run.py"), "--base-url", url.removesuffix("/timeseries"),
-         "--demo-data", "--outputdir", str(tmp_path), str(ROOT / "acceptance" / "timeseries")],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "acceptance" / "run.py"),
+            "--base-url",
+            url.removesuffix("/timeseries"),
+            "--demo-data",
+            "--outputdir",
+            str(tmp_path),
+            str(ROOT / "acceptance" / "timeseries"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed", result.stdout, re.M)
     assert result.returncode == 0 and totals, result.stdout[-3000:] + result.stderr[-1000:]
     assert int(totals[-1][0]) >= 15 and totals[-1][0] == totals[-1][1], totals

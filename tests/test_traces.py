@@ -75,13 +75,31 @@ def test_spans_of_two_services_exported_as_protobuf_form_one_trace(store_url):
 def otlp_json(trace_id: str, spans: list[tuple[str, str | None, str, int]], service: str = "eolake-thesaurus"):
     """An OTLP/JSON export: (span id, parent id, name, duration ms) each, ids in hex as the JSON encoding says."""
     start = 1_700_000_000_000_000_000
-    return {"resourceSpans": [{
-        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
-        "scopeSpans": [{"scope": {"name": "tests"}, "spans": [
-            {"traceId": trace_id, "spanId": span_id, **({"parentSpanId": parent} if parent else {}), "name": name,
-             "kind": 2, "startTimeUnixNano": str(start), "endTimeUnixNano": str(start + duration * 1_000_000),
-             "attributes": [{"key": "http.route", "value": {"stringValue": "/expand"}}]}
-            for span_id, parent, name, duration in spans]}]}]}
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeSpans": [
+                    {
+                        "scope": {"name": "tests"},
+                        "spans": [
+                            {
+                                "traceId": trace_id,
+                                "spanId": span_id,
+                                **({"parentSpanId": parent} if parent else {}),
+                                "name": name,
+                                "kind": 2,
+                                "startTimeUnixNano": str(start),
+                                "endTimeUnixNano": str(start + duration * 1_000_000),
+                                "attributes": [{"key": "http.route", "value": {"stringValue": "/expand"}}],
+                            }
+                            for span_id, parent, name, duration in spans
+                        ],
+                    }
+                ],
+            }
+        ]
+    }
 
 
 def test_otlp_json_with_hex_ids_is_assembled_and_listed_by_duration(store_url):
@@ -110,8 +128,12 @@ def test_a_span_sent_twice_is_kept_once(store_url):
 
 def test_gzip_exports_are_read(store_url):
     body = gzip.compress(json.dumps(otlp_json("ef" * 16, [("3" * 16, None, "GET /", 3)])).encode())
-    answer = httpx.post(f"{store_url}/v1/traces", content=body, timeout=5,
-                        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    answer = httpx.post(
+        f"{store_url}/v1/traces",
+        content=body,
+        timeout=5,
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+    )
     assert answer.status_code == 200
     assert httpx.get(f"{store_url}/api/traces/{'ef' * 16}", timeout=5).json()["span_count"] == 1
 
@@ -129,15 +151,18 @@ def test_the_store_keeps_at_most_its_span_budget_dropping_the_oldest_traces(stor
     assert {t["trace_id"] for t in listed} == set(ids[-12:])
 
 
-@pytest.mark.parametrize(("content_type", "body", "status", "detail"), [
-    ("application/x-protobuf", b"\xff\xff\xff not protobuf", 400, "protobuf"),
-    ("application/json", b"{not json", 400, "not JSON"),
-    ("application/json", b"[]", 400, "not an ExportTraceServiceRequest"),
-    ("application/json", json.dumps(otlp_json("zz" * 16, [("1" * 16, None, "x", 1)])).encode(), 400, "hexadecimal"),
-    ("application/json", json.dumps(otlp_json("ab" * 8, [("1" * 16, None, "x", 1)])).encode(), 400, "hexadecimal"),
-    ("application/json", json.dumps({"resourceSpans": "many"}).encode(), 400, "ExportTraceServiceRequest"),
-    ("text/plain", b"hello", 415, "application/x-protobuf"),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body", "status", "detail"),
+    [
+        ("application/x-protobuf", b"\xff\xff\xff not protobuf", 400, "protobuf"),
+        ("application/json", b"{not json", 400, "not JSON"),
+        ("application/json", b"[]", 400, "not an ExportTraceServiceRequest"),
+        ("application/json", json.dumps(otlp_json("zz" * 16, [("1" * 16, None, "x", 1)])).encode(), 400, "hexadecimal"),
+        ("application/json", json.dumps(otlp_json("ab" * 8, [("1" * 16, None, "x", 1)])).encode(), 400, "hexadecimal"),
+        ("application/json", json.dumps({"resourceSpans": "many"}).encode(), 400, "ExportTraceServiceRequest"),
+        ("text/plain", b"hello", 415, "application/x-protobuf"),
+    ],
+)
 def test_bad_payloads_are_problems_and_store_nothing(store_url, content_type, body, status, detail):
     answer = httpx.post(f"{store_url}/v1/traces", content=body, headers={"Content-Type": content_type}, timeout=5)
     assert answer.status_code == status and answer.headers["content-type"] == PROBLEM
@@ -146,8 +171,14 @@ def test_bad_payloads_are_problems_and_store_nothing(store_url, content_type, bo
 
 
 def test_bad_listing_parameters_and_unknown_traces(store_url):
-    for params in ({"limit": 0}, {"limit": 101}, {"limit": "x"}, {"errors": "maybe"}, {"min_duration_ms": -1},
-                   {"sort": "name"}):
+    for params in (
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "x"},
+        {"errors": "maybe"},
+        {"min_duration_ms": -1},
+        {"sort": "name"},
+    ):
         answer = httpx.get(f"{store_url}/api/traces", params=params, timeout=5)
         assert answer.status_code == 400 and answer.headers["content-type"] == PROBLEM, params
     assert httpx.get(f"{store_url}/api/traces/{'0' * 32}", timeout=5).status_code == 404

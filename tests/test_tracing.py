@@ -47,8 +47,10 @@ def scope_of(span) -> str:
 
 
 def describe(trace: list) -> list[tuple]:
-    return [(s.name, s.kind.name, scope_of(s), format(s.context.span_id, "x"),
-             s.parent and format(s.parent.span_id, "x")) for s in trace]
+    return [
+        (s.name, s.kind.name, scope_of(s), format(s.context.span_id, "x"), s.parent and format(s.parent.span_id, "x"))
+        for s in trace
+    ]
 
 
 def test_one_request_through_gateway_catalog_and_database_is_one_trace(platform, spans):
@@ -57,8 +59,14 @@ def test_one_request_through_gateway_catalog_and_database_is_one_trace(platform,
     assert response.status_code == 200, response.text
 
     def gateway_server():
-        return next((s for s in spans.get_finished_spans()
-                     if s.kind == SpanKind.SERVER and s.attributes.get("http.route") == "/stac/{path:path}"), None)
+        return next(
+            (
+                s
+                for s in spans.get_finished_spans()
+                if s.kind == SpanKind.SERVER and s.attributes.get("http.route") == "/stac/{path:path}"
+            ),
+            None,
+        )
 
     # The gateway's server span ends once the body has been streamed, just after the client has it.
     root = wait_until(gateway_server, timeout=5)
@@ -85,8 +93,9 @@ def test_one_request_through_gateway_catalog_and_database_is_one_trace(platform,
     queries = [s for s in trace if scope_of(s) == "opentelemetry.instrumentation.asyncpg"]
     assert queries, f"no database span in the trace: {describe(trace)}"
     assert all(q.parent.span_id == catalog.context.span_id and q.kind == SpanKind.CLIENT for q in queries)
-    assert any("collection" in q.attributes.get("db.statement", q.attributes.get("db.query.text", "")).lower()
-               for q in queries)
+    assert any(
+        "collection" in q.attributes.get("db.statement", q.attributes.get("db.query.text", "")).lower() for q in queries
+    )
     # One SERVER span per service, and nothing dangles from an unknown parent.
     assert [s.kind for s in trace].count(SpanKind.SERVER) == 2, describe(trace)
     known = {root.context.span_id, client.context.span_id, catalog.context.span_id}

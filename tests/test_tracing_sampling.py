@@ -31,9 +31,13 @@ UNSAMPLED_PARENT = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71
 
 
 def probe(ratio: float, carrier: dict | None = None, exported: bool = True) -> dict:
-    done = subprocess.run([sys.executable, "-c", PROBE, str(ratio), json.dumps(carrier or {}),
-                           "exported" if exported else "nowhere"],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ratio), json.dumps(carrier or {}), "exported" if exported else "nowhere"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 

@@ -119,12 +119,15 @@ COUNTS = [
 
 @pytest.mark.skipif(not shutil.which("node"), reason="needs node (the bootstrap installs it for npm)")
 def test_result_counts_never_state_a_total_the_service_did_not_give():
-    cases = [{"first": f, "shown": s, "matched": m, "more": more, "estimated": bool(estimated)}
-             for (f, s, m, more, *estimated), _ in COUNTS]
-    script = (f"import {{ countText }} from '{(PACKAGE_STATIC / 'js' / 'paging.js').as_uri()}';"
-              f"console.log(JSON.stringify({json.dumps(cases)}.map((c) => countText('collection', c))));")
-    result = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True,
-                            timeout=30)
+    cases = [
+        {"first": f, "shown": s, "matched": m, "more": more, "estimated": bool(estimated)}
+        for (f, s, m, more, *estimated), _ in COUNTS
+    ]
+    script = (
+        f"import {{ countText }} from '{(PACKAGE_STATIC / 'js' / 'paging.js').as_uri()}';"
+        f"console.log(JSON.stringify({json.dumps(cases)}.map((c) => countText('collection', c))));"
+    )
+    result = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [text for _, text in COUNTS]
 
@@ -144,11 +147,23 @@ def test_config_names_the_services_and_no_matomo_by_default(client):
     assert config["static"] == f"/static/{config['build']}"
 
 
-@pytest.mark.parametrize("path", [
-    "/nope", "/stac-typo/collections", "/api/v1/items", "/static/x", "/static/abc/../../settings.py",
-    "/static/abc/%2e%2e/%2e%2e/app.py", "/static/abc/index.html", "/static/abc/js/missing.js",
-    "/static/abc/vendor/manifest.json.tmp", "/favicon.ico", "/collections", "/config.json/x",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/nope",
+        "/stac-typo/collections",
+        "/api/v1/items",
+        "/static/x",
+        "/static/abc/../../settings.py",
+        "/static/abc/%2e%2e/%2e%2e/app.py",
+        "/static/abc/index.html",
+        "/static/abc/js/missing.js",
+        "/static/abc/vendor/manifest.json.tmp",
+        "/favicon.ico",
+        "/collections",
+        "/config.json/x",
+    ],
+)
 def test_unknown_paths_are_problem_404s(client, path):
     assert_problem(client.get(path), 404)
 
@@ -174,8 +189,10 @@ def test_readiness_reports_missing_front_end_assets(tmp_path):
 def test_matomo_page_tracking_when_configured(vendor):
     settings = WebSettings(vendor_dir=vendor, matomo_url="https://stats.example.org/", matomo_site_id=7)
     with TestClient(create_app(settings)) as c:
-        assert c.get("/config.json").json()["matomo"] == {"tracker_url": "https://stats.example.org/matomo.php",
-                                                          "site_id": 7}
+        assert c.get("/config.json").json()["matomo"] == {
+            "tracker_url": "https://stats.example.org/matomo.php",
+            "site_id": 7,
+        }
         csp = c.get("/").headers["content-security-policy"]
         assert "connect-src 'self' https://stats.example.org" in csp
         assert "script-src 'self';" in csp, "the tracker is our code: no script from Matomo's origin"
@@ -187,13 +204,16 @@ def test_services_come_from_the_setting(vendor, monkeypatch):
         assert c.get("/config.json").json()["services"] == {"web": "", "catalog": "/stac", "tiles": "/maps"}
 
 
-@pytest.mark.parametrize("services,reason", [
-    ({"catalog": "http://evil.example.org/stac"}, "path prefix"),
-    ({"catalog": "/"}, "path prefix"),
-    ({"catalog": "/stac/"}, "path prefix"),
-    ({"tiles": "/tiles"}, "catalog"),
-    ({"Catalog!": "/stac", "catalog": "/stac"}, "service name"),
-])
+@pytest.mark.parametrize(
+    "services,reason",
+    [
+        ({"catalog": "http://evil.example.org/stac"}, "path prefix"),
+        ({"catalog": "/"}, "path prefix"),
+        ({"catalog": "/stac/"}, "path prefix"),
+        ({"tiles": "/tiles"}, "catalog"),
+        ({"Catalog!": "/stac", "catalog": "/stac"}, "service name"),
+    ],
+)
 def test_impossible_services_are_rejected(services, reason):
     with pytest.raises(ValidationError, match=reason):
         WebSettings(services=services)
@@ -222,8 +242,14 @@ def test_assets_build_copies_from_node_modules_and_names_what_is_missing(tmp_pat
         (modules / package).mkdir(parents=True)
         (modules / package / "package.json").write_text(json.dumps({"version": "0.6.0"}))
         (modules / package / "LICENSE").write_text("MIT")
-        (modules / package / "map.geo.json").write_text(json.dumps({"type": "GeometryCollection", "geometries": [
-            {"type": "MultiPolygon", "coordinates": [garonne, loire]}]}))
+        (modules / package / "map.geo.json").write_text(
+            json.dumps(
+                {
+                    "type": "GeometryCollection",
+                    "geometries": [{"type": "MultiPolygon", "coordinates": [garonne, loire]}],
+                }
+            )
+        )
     versions = assets.build(modules, tmp_path / "out")
     assert versions == {**{p: "9.9.9" for p in assets.FILES}, **{p: "0.6.0" for p in assets.WATER.values()}}
     assets.check(tmp_path / "out")
@@ -261,6 +287,7 @@ def test_static_dir_is_self_contained():
 
 # ------------------------------------------------------------------------------------ offline API documentation
 
+
 def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
     """A kit service's docs page (here at a prefix) references only the web view's files, all of which it serves."""
     from fastapi import FastAPI
@@ -268,8 +295,9 @@ def test_every_services_docs_page_loads_swagger_ui_from_the_web_view(client):
     from eolake_kit import ServiceSettings, install_kit
     from eolake_kit.docs import ASSETS
 
-    service = install_kit(FastAPI(title="eolake <test>", openapi_url="/api", docs_url="/api.html"),
-                          ServiceSettings(root_path="/svc"))
+    service = install_kit(
+        FastAPI(title="eolake <test>", openapi_url="/api", docs_url="/api.html"), ServiceSettings(root_path="/svc")
+    )
     with TestClient(service, root_path="/svc") as svc:
         page = svc.get("/api.html")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
@@ -298,11 +326,14 @@ def test_docs_page_may_read_the_oidc_issuers_discovery_and_nothing_else():
     from eolake_kit.auth import AuthConfig
 
     issuer = "https://id.example.org:8443/realms/eo"
-    service = install_kit(FastAPI(openapi_url="/api", docs_url="/api.html"),
-                          ServiceSettings(auth=AuthConfig(oidc_issuer=issuer, oidc_audience="eolake")))
+    service = install_kit(
+        FastAPI(openapi_url="/api", docs_url="/api.html"),
+        ServiceSettings(auth=AuthConfig(oidc_issuer=issuer, oidc_audience="eolake")),
+    )
     with TestClient(service) as svc:
-        csp = dict(part.strip().split(" ", 1) for part in svc.get("/api.html").headers["content-security-policy"]
-                   .split(";"))
+        csp = dict(
+            part.strip().split(" ", 1) for part in svc.get("/api.html").headers["content-security-policy"].split(";")
+        )
         described = svc.get("/api").json()["components"]["securitySchemes"]["oidc"]["openIdConnectUrl"]
     assert described == issuer + "/.well-known/openid-configuration"
     assert csp["connect-src"] == "'self' https://id.example.org:8443" and csp["default-src"] == "'none'"
@@ -319,6 +350,7 @@ def test_a_service_without_docs_gets_none(client):
 
 
 # ------------------------------------------------------------------------------------------- services catalog
+
 
 def test_services_catalog_has_a_record_per_service(client):
     from eolake_spec import manifests
@@ -366,7 +398,9 @@ def test_readiness_names_the_services_self_description():
     with TestClient(broken) as svc:  # still ready: only the conformance link is missing
         ready = svc.get("/readyz")
         assert ready.status_code == 200 and [link["rel"] for link in ready.json()["links"]] == [
-            "service-desc", "service-doc"]
+            "service-desc",
+            "service-doc",
+        ]
 
 
 def test_sign_in_settings_reach_the_page_and_its_csp(vendor):
@@ -374,11 +408,17 @@ def test_sign_in_settings_reach_the_page_and_its_csp(vendor):
 
     plain = TestClient(create_app(WebSettings(vendor_dir=vendor)))
     assert plain.get("/config.json").json()["oidc"] is None
-    settings = WebSettings(vendor_dir=vendor, oidc_client_id="portal",
-                           auth=AuthConfig(oidc_issuer="https://id.example.org/realms/eo/", oidc_audience="eolake"))
+    settings = WebSettings(
+        vendor_dir=vendor,
+        oidc_client_id="portal",
+        auth=AuthConfig(oidc_issuer="https://id.example.org/realms/eo/", oidc_audience="eolake"),
+    )
     with TestClient(create_app(settings)) as c:
         assert c.get("/config.json").json()["oidc"] == {
-            "issuer": "https://id.example.org/realms/eo", "client_id": "portal", "scope": "openid"}
+            "issuer": "https://id.example.org/realms/eo",
+            "client_id": "portal",
+            "scope": "openid",
+        }
         csp = dict(part.strip().split(" ", 1) for part in c.get("/").headers["content-security-policy"].split(";"))
         assert csp["connect-src"] == "'self' https://id.example.org"
     with pytest.raises(ValidationError):

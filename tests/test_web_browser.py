@@ -39,9 +39,12 @@ ITEM = "garonne-wse-2023-01-01"
 WAIT = 60
 
 pytestmark = [
-    pytest.mark.slow, pytest.mark.timeout(900),
-    pytest.mark.skipif(not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-                       reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)"),
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(
+        not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+        reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)",
+    ),
 ]
 
 
@@ -58,15 +61,24 @@ class Platform:
 
     def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         env = {**os.environ, "EOLAKE_STATE_DIR": str(self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-        return subprocess.run([sys.executable, "-m", "eolake.cli", *args], env=env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=timeout)
+        return subprocess.run(
+            [sys.executable, "-m", "eolake.cli", *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
 
 def stack_signing_in_at(issuer: CodeFlowIssuer, path: Path) -> Path:
     """The local stack whose users sign in at `issuer` (the services check its tokens against its JWKS)."""
     document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
     document["config"]["eolake:platform"]["auth"] = {
-        "oidc_issuer": issuer.issuer, "oidc_audience": AUDIENCE, "oidc_jwks_url": issuer.jwks_url}
+        "oidc_issuer": issuer.issuer,
+        "oidc_audience": AUDIENCE,
+        "oidc_jwks_url": issuer.jwks_url,
+    }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
@@ -78,8 +90,9 @@ def platform() -> Platform:
     root.chmod(0o755)
     port = free_port()
     issuer = CodeFlowIssuer("eolake-web", [f"http://127.0.0.1:{port}/"], users={"alice": ["user"]})
-    running = Platform(state=root / "state", port=port, stack=stack_signing_in_at(issuer, root / "Pulumi.web.yaml"),
-                       issuer=issuer)
+    running = Platform(
+        state=root / "state", port=port, stack=stack_signing_in_at(issuer, root / "Pulumi.web.yaml"), issuer=issuer
+    )
     try:
         up = running.cli("up", "--stack", str(running.stack), "--port", str(running.port))
         assert up.returncode == 0, f"eolake up failed:\n{up.stdout}\n{up.stderr}"
@@ -93,11 +106,13 @@ def platform() -> Platform:
 
 def ready(base: str, prefix: str) -> None:
     """Wait for a service the page needs; a clear failure when the local stack does not run it."""
+
     def answer() -> int:
         try:
             return httpx.get(f"{base}{prefix}/readyz", timeout=5).status_code
         except httpx.TransportError:
             return 0
+
     status = wait_until(lambda: answer() in (200, 404), timeout=120, interval=1) and answer()
     assert status != 404, f"no service is mounted at {prefix}: enable it in stacks/Pulumi.local.yaml"
     assert status == 200, f"{prefix} is not ready ({status})"
@@ -108,10 +123,20 @@ def browser(platform):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="eolake-chromium-")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--use-angle=swiftshader", "--enable-unsafe-swiftshader", f"--user-data-dir={profile}",
-                f"--window-size={LAPTOP[0]},{LAPTOP[1]}"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
+        f"--user-data-dir={profile}",
+        f"--window-size={LAPTOP[0]},{LAPTOP[1]}",
+    ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -125,8 +150,10 @@ def browser(platform):
 
 
 def viewport(driver, width: int, height: int) -> None:
-    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600})
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
 
 
 def until(driver, script: str, message: str, timeout: float = WAIT):
@@ -141,8 +168,11 @@ def open_route(driver, base: str, route: str) -> None:
 def shot(driver, name: str) -> Path:
     """A screenshot kept in results/screenshots/, once the web view's map (if the page has one) is drawn."""
     mapped = driver.execute_script("return Boolean(window.eolake && window.eolake.map)")
-    until(driver, "const m = window.eolake && window.eolake.map.map; return !m || (m.loaded() && m.areTilesLoaded())",
-          f"the map did not finish drawing for {name}")
+    until(
+        driver,
+        "const m = window.eolake && window.eolake.map.map; return !m || (m.loaded() && m.areTilesLoaded())",
+        f"the map did not finish drawing for {name}",
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     driver.save_screenshot(str(path))
@@ -152,8 +182,7 @@ def shot(driver, name: str) -> Path:
 
 def console_errors(driver) -> list[str]:
     # The services page probes every service's /readyz: one that is not deployed answers 404, which Chromium logs.
-    return [e["message"] for e in driver.get_log("browser")
-            if e["level"] == "SEVERE" and "/readyz" not in e["message"]]
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "/readyz" not in e["message"]]
 
 
 def test_search_item_preview_station_chart_and_services(platform, browser):
@@ -187,11 +216,15 @@ def test_search_item_preview_station_chart_and_services(platform, browser):
     ready(base, "/tiles")
     open_route(browser, base, f"#/items/garonne-wse/{ITEM}")
     until(browser, "return document.querySelector('#properties') !== null", "item page not shown")
-    until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
-          "no preview tile was drawn")
+    until(
+        browser,
+        "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+        "no preview tile was drawn",
+    )
     tiles = browser.execute_script(
         "return performance.getEntriesByType('resource').filter(e => e.name.includes('/tiles/collections/')"
-        " && e.name.includes('/tiles/WebMercatorQuad/')).map(e => [e.name, e.responseStatus])")
+        " && e.name.includes('/tiles/WebMercatorQuad/')).map(e => [e.name, e.responseStatus])"
+    )
     assert tiles and all(status == 200 for _, status in tiles), tiles
     assert httpx.get(tiles[0][0], timeout=30).headers["content-type"].startswith("image/")
     assert browser.execute_script("return window.eolake.previewTiles.failed") == 0
@@ -209,8 +242,11 @@ def test_search_item_preview_station_chart_and_services(platform, browser):
     start = browser.find_element(By.ID, "h-start")
     browser.execute_script("arguments[0].value = '2023-06-01'", start)
     browser.find_element(By.CSS_SELECTOR, "#h-range button").click()
-    until(browser, f"return Number(document.getElementById('h-chart').dataset.points) < {full}",
-          "the date range did not narrow the series")
+    until(
+        browser,
+        f"return Number(document.getElementById('h-chart').dataset.points) < {full}",
+        "the date range did not narrow the series",
+    )
     shot(browser, "laptop-station-chart")
 
     # A collection names the services that serve it, each a link to its record on the services page.
@@ -218,21 +254,32 @@ def test_search_item_preview_station_chart_and_services(platform, browser):
     served = browser.execute_script("return [...document.querySelectorAll('#coll-services a')].map(a => a.textContent)")
     assert served == ["catalog", "search", "tiles", "downloads"], served
     browser.find_element(By.CSS_SELECTOR, '#coll-services a[href="#/services?q=tiles"]').click()
-    until(browser, "return document.querySelectorAll('#services li').length === 1"
-                   " && document.querySelector('#services li').dataset.service === 'tiles'", "tiles record not shown")
+    until(
+        browser,
+        "return document.querySelectorAll('#services li').length === 1"
+        " && document.querySelector('#services li').dataset.service === 'tiles'",
+        "tiles record not shown",
+    )
 
     # Services: every service of the catalog (/services.json) with its live readiness through the same origin.
     open_route(browser, base, "#/services")
-    until(browser, "return document.querySelectorAll('#services li').length > 0"
-                   " && !document.querySelector('#services li[data-state=\"checking\"]')", "checks hang")
+    until(
+        browser,
+        "return document.querySelectorAll('#services li').length > 0"
+        " && !document.querySelector('#services li[data-state=\"checking\"]')",
+        "checks hang",
+    )
     states = browser.execute_script(
         "return Object.fromEntries([...document.querySelectorAll('#services li')]"
-        ".map(r => [r.dataset.service, r.dataset.state]))")
+        ".map(r => [r.dataset.service, r.dataset.state]))"
+    )
     records = httpx.get(f"{base}/services.json", timeout=30).json()["features"]
     assert sorted(states) == sorted(r["id"] for r in records) and len(records) >= 7, states
     assert set(states.values()) == {"ready"}, states
-    docs = browser.execute_script("return [...document.querySelectorAll('#services a[data-rel=\"service-doc\"]')]"
-                                  ".map(a => a.getAttribute('href'))")
+    docs = browser.execute_script(
+        "return [...document.querySelectorAll('#services a[data-rel=\"service-doc\"]')]"
+        ".map(a => a.getAttribute('href'))"
+    )
     assert len(docs) == len(records) - 1, docs  # every service but the web view documents its API
     until(browser, "return document.querySelectorAll('#providers li').length > 0", "no federated providers listed")
     shot(browser, "laptop-services")
@@ -247,15 +294,27 @@ def test_collection_counts_pages_and_empty_collections(platform, browser):
     ready(base, "/search")
     browser.get_log("browser")
     local = httpx.get(f"{base}/stac/collections", params={"limit": 100}, timeout=30).json()
-    empty = sorted(c["id"] for c in local["collections"] if not httpx.get(
-        f"{base}/stac/collections/{c['id']}/items", params={"limit": 1}, timeout=30).json()["features"])
+    empty = sorted(
+        c["id"]
+        for c in local["collections"]
+        if not httpx.get(f"{base}/stac/collections/{c['id']}/items", params={"limit": 1}, timeout=30).json()["features"]
+    )
     assert empty, "the demo has empty collections (sentinel-2-l2a, landsat-c2-l2)"
     open_route(browser, base, "#/collections")
-    until(browser, f"return document.querySelectorAll('#coll-list .count.done').length === {len(local['collections'])}",
-          "item counts not shown")
+    until(
+        browser,
+        f"return document.querySelectorAll('#coll-list .count.done').length === {len(local['collections'])}",
+        "item counts not shown",
+    )
     assert browser.find_element(By.ID, "coll-status").text == f"{local['numberMatched']} collections."
-    assert sorted(browser.execute_script("return [...document.querySelectorAll('#coll-list li.empty .count')]"
-                                         ".map(e => e.dataset.collection)")) == empty
+    assert (
+        sorted(
+            browser.execute_script(
+                "return [...document.querySelectorAll('#coll-list li.empty .count')].map(e => e.dataset.collection)"
+            )
+        )
+        == empty
+    )
     assert not browser.find_element(By.ID, "coll-pager").is_displayed()
 
     found = httpx.get(f"{base}/search/collections", params={"q": "sentinel", "limit": 50}, timeout=30).json()
@@ -268,15 +327,21 @@ def test_collection_counts_pages_and_empty_collections(platform, browser):
     assert not browser.find_element(By.ID, "coll-pager-prev").is_displayed()
     browser.find_element(By.ID, "coll-pager-next").click()
     last = min(100, matched)
-    until(browser, f"return document.getElementById('coll-status').textContent.startsWith('Collections 51–{last} ')",
-          "the next page was not shown")
+    until(
+        browser,
+        f"return document.getElementById('coll-status').textContent.startsWith('Collections 51–{last} ')",
+        "the next page was not shown",
+    )
     assert browser.find_element(By.ID, "coll-status").text == f"Collections 51–{last} of {matched} matching “sentinel”."
     assert browser.find_element(By.ID, "coll-pager-prev").is_displayed()
     assert browser.find_element(By.ID, "coll-pager-next").is_displayed() == (matched > 100)
     shot(browser, "laptop-collections-page-2")
     browser.find_element(By.ID, "coll-pager-prev").click()
-    until(browser, "return document.getElementById('coll-status').textContent.startsWith('Collections 1–50 ')",
-          "the previous page was not shown")
+    until(
+        browser,
+        "return document.getElementById('coll-status').textContent.startsWith('Collections 1–50 ')",
+        "the previous page was not shown",
+    )
     assert console_errors(browser) == []
 
 
@@ -288,7 +353,8 @@ def overflow(driver) -> list[str]:
         " && getComputedStyle(e).position !== 'fixed' && e.offsetParent !== null && !e.closest('.maplibregl-map'))"
         ".map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right));"
         "if (document.documentElement.scrollWidth > w) wide.unshift('page ' + document.documentElement.scrollWidth);"
-        "return wide.slice(0, 10);")
+        "return wide.slice(0, 10);"
+    )
 
 
 def test_dataset_search_suggests_explains_and_narrows_by_facets(platform, browser):
@@ -309,8 +375,11 @@ def test_dataset_search_suggests_explains_and_narrows_by_facets(platform, browse
     assert box.get_attribute("aria-expanded") == "false"
     box.send_keys(Keys.ENTER)
 
-    until(browser, "return location.hash.includes('q=') && document.getElementById('coll-status')?.dataset.matched"
-                   " !== undefined", "no results")
+    until(
+        browser,
+        "return location.hash.includes('q=') && document.getElementById('coll-status')?.dataset.matched !== undefined",
+        "no results",
+    )
     expansion = browser.find_element(By.ID, "coll-expansion")
     assert "drought" in expansion.text.lower(), expansion.text  # the English concept searched, shown
     expansion.find_element(By.TAG_NAME, "summary").click()
@@ -324,14 +393,20 @@ def test_dataset_search_suggests_explains_and_narrows_by_facets(platform, browse
     narrower = min(providers, key=lambda b: int(b.get_attribute("data-count")))
     value, count = narrower.get_attribute("data-value"), int(narrower.get_attribute("data-count"))
     narrower.click()
-    until(browser, f"return document.getElementById('coll-status')?.dataset.matched === '{count}'",
-          "the facet did not narrow the results to its count")
+    until(
+        browser,
+        f"return document.getElementById('coll-status')?.dataset.matched === '{count}'",
+        "the facet did not narrow the results to its count",
+    )
     assert len(browser.find_elements(By.CSS_SELECTOR, "#coll-list li")) == min(count, 50)
     chosen = browser.find_element(By.CSS_SELECTOR, "fieldset[data-facet=provider] button[aria-pressed=true]")
     assert chosen.get_attribute("data-value") == value and int(chosen.get_attribute("data-count")) == count
     browser.find_element(By.CSS_SELECTOR, "#coll-chosen button.chip").click()  # removing it widens back
-    until(browser, f"return document.getElementById('coll-status')?.dataset.matched === '{matched}'",
-          "removing the facet did not restore the results")
+    until(
+        browser,
+        f"return document.getElementById('coll-status')?.dataset.matched === '{matched}'",
+        "removing the facet did not restore the results",
+    )
     assert not console_errors(browser)
 
 
@@ -353,8 +428,11 @@ def test_datasets_are_browsed_by_facets_without_free_text(platform, browser):
     value, count = chosen.get_attribute("data-value"), int(chosen.get_attribute("data-count"))
     assert count < everything["numberMatched"]
     chosen.click()
-    until(browser, f"return document.getElementById('coll-status')?.dataset.matched === '{count}'",
-          "the time span did not narrow the datasets to its count")
+    until(
+        browser,
+        f"return document.getElementById('coll-status')?.dataset.matched === '{count}'",
+        "the time span did not narrow the datasets to its count",
+    )
     assert f"decade={value}" in browser.execute_script("return location.hash")
     pressed = browser.find_element(By.CSS_SELECTOR, "fieldset[data-facet=decade] button[aria-pressed=true]")
     assert pressed.get_attribute("data-value") == value
@@ -370,8 +448,12 @@ def every_page(base: str, key: str) -> dict[str, tuple[str, str]]:
     """Each page of the web view (name → route, and a script that is true once it has loaded): every section and a
     detail page of each kind, an order of the demo user's among them."""
     naip = httpx.get(f"{base}/stac/search", params={"collections": "naip", "limit": 1}, timeout=30).json()
-    order = httpx.post(f"{base}/downloads/orders", headers={"X-API-Key": key}, timeout=30,
-                       json={"items": [{"collection": "garonne-wse", "id": ITEM}]})
+    order = httpx.post(
+        f"{base}/downloads/orders",
+        headers={"X-API-Key": key},
+        timeout=30,
+        json={"items": [{"collection": "garonne-wse", "id": ITEM}]},
+    )
     assert order.status_code in (200, 201, 202), order.text
     return {
         "collections": ("#/collections", "return document.querySelectorAll('#coll-list li .count.done').length >= 5"),
@@ -380,14 +462,21 @@ def every_page(base: str, key: str) -> dict[str, tuple[str, str]]:
         "search": ("#/search?collections=naip", "return document.querySelectorAll('#s-results li').length > 0"),
         "item": (f"#/items/naip/{naip['features'][0]['id']}", "return document.querySelector('#properties') !== null"),
         "hydrology": ("#/hydrology", "return document.querySelectorAll('#h-list button.station').length === 6"),
-        "station": ("#/hydrology/GARONNE_KM0328",
-                    "return Number(document.getElementById('h-chart').dataset.points) > 0"),
-        "services": ("#/services", "return !document.querySelector('#services li[data-state=\"checking\"]')"
-                                   " && document.querySelectorAll('#services li').length > 0"),
+        "station": (
+            "#/hydrology/GARONNE_KM0328",
+            "return Number(document.getElementById('h-chart').dataset.points) > 0",
+        ),
+        "services": (
+            "#/services",
+            "return !document.querySelector('#services li[data-state=\"checking\"]')"
+            " && document.querySelectorAll('#services li').length > 0",
+        ),
         "basket": ("#/basket", "return document.getElementById('b-status') !== null"),
         "orders": ("#/orders", SIGNED_IN + " && document.querySelectorAll('#o-list li').length > 0"),
-        "order": (f"#/orders/{order.json()['id']}",
-                  "return document.querySelectorAll('#od-files tbody tr').length > 0"),
+        "order": (
+            f"#/orders/{order.json()['id']}",
+            "return document.querySelectorAll('#od-files tbody tr').length > 0",
+        ),
         "not found": ("#/no-such-page", "return document.querySelector('main h1').textContent === 'Page not found'"),
         # The demo user is no administrator: the console asks its proxy, is refused (403) and says so.
         "console": ("#/console", "return document.body.dataset.console === 'forbidden'"),
@@ -402,10 +491,12 @@ def test_phone_width_every_page_fits(platform, browser):
     key = (platform.state / "user.key").read_text().strip()
     pages = every_page(base, key)
     open_route(browser, base, "#/collections")
-    browser.execute_script("sessionStorage.setItem('eolake.session', JSON.stringify({apiKey: arguments[0],"
-                           " who: 'API key'}))", key)
-    sections = browser.execute_script("return [...document.querySelectorAll('nav a[data-nav]')]"
-                                      ".map(a => a.getAttribute('href'))")
+    browser.execute_script(
+        "sessionStorage.setItem('eolake.session', JSON.stringify({apiKey: arguments[0], who: 'API key'}))", key
+    )
+    sections = browser.execute_script(
+        "return [...document.querySelectorAll('nav a[data-nav]')].map(a => a.getAttribute('href'))"
+    )
     known = {route.split("?")[0] for route, _ in pages.values()}
     for route in sections:
         if route not in known:
@@ -444,8 +535,11 @@ def test_phone_width(platform, browser):
         assert overflow(browser) == []
         shot(browser, "phone-collections")
         open_route(browser, base, f"#/items/garonne-wse/{ITEM}")
-        until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
-              "no preview tile was drawn")
+        until(
+            browser,
+            "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+            "no preview tile was drawn",
+        )
         shot(browser, "phone-item-preview")
         open_route(browser, base, "#/hydrology")
         until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "no stations")
@@ -507,14 +601,21 @@ WATER_LAYERS = ("rivers", "rivers-line", "lakes", "preview")
 
 def water_layers(driver, visibility: str, layers=WATER_LAYERS) -> None:
     """Show or hide the layers that draw water: the basemap's rivers and lakes, and the tile service's raster."""
-    driver.execute_script("const m = window.eolake.map.map; for (const l of arguments[0])"
-                          " if (m.getLayer(l)) m.setLayoutProperty(l, 'visibility', arguments[1])",
-                          list(layers), visibility)
+    driver.execute_script(
+        "const m = window.eolake.map.map; for (const l of arguments[0])"
+        " if (m.getLayer(l)) m.setLayoutProperty(l, 'visibility', arguments[1])",
+        list(layers),
+        visibility,
+    )
 
 
 def idle(driver, what: str) -> None:
-    until(driver, "const m = window.eolake.map.map; return m.loaded() && m.areTilesLoaded()"
-                  " && window.eolake.basemap && window.eolake.basemap.land", f"the map did not settle: {what}")
+    until(
+        driver,
+        "const m = window.eolake.map.map; return m.loaded() && m.areTilesLoaded()"
+        " && window.eolake.basemap && window.eolake.basemap.land",
+        f"the map did not settle: {what}",
+    )
 
 
 def test_basemap_shows_the_garonne_under_its_stations(platform, browser):
@@ -525,10 +626,13 @@ def test_basemap_shows_the_garonne_under_its_stations(platform, browser):
     open_route(browser, base, "#/hydrology")
     until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "stations missing")
     until(browser, "return window.eolake.basemap && window.eolake.basemap.land", "no land drawn")
-    until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
-          "the water extent was not drawn")
+    until(
+        browser,
+        "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+        "the water extent was not drawn",
+    )
     water = browser.execute_script("return window.eolake.basemap.water")
-    rgb = tuple(int(water[i:i + 2], 16) for i in (1, 3, 5))
+    rgb = tuple(int(water[i : i + 2], 16) for i in (1, 3, 5))
     for zoom in (8, 10, 12):
         browser.execute_script(f"window.eolake.map.map.jumpTo({{center: [1.44, 43.60], zoom: {zoom}}})")
         until(browser, "return window.eolake.basemap.rivers > 0", "no river square loaded")
@@ -560,12 +664,15 @@ def test_a_station_opens_on_its_river(platform, browser):
     assert len(garonne) >= 3
     open_route(browser, base, "#/hydrology")
     until(browser, "return window.eolake.basemap && window.eolake.basemap.land", "no land drawn")
-    rgb = [int(browser.execute_script("return window.eolake.basemap.water")[i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = [int(browser.execute_script("return window.eolake.basemap.water")[i : i + 2], 16) for i in (1, 3, 5)]
     for station in garonne:
         open_route(browser, base, f"#/hydrology/{station['id']}")
         until(browser, "return Number(document.getElementById('h-chart').dataset.points || 0) > 0", "no chart")
-        until(browser, "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
-              "the water extent was not drawn")
+        until(
+            browser,
+            "return Number(document.getElementById('map').dataset.previewTiles || 0) > 0",
+            "the water extent was not drawn",
+        )
         idle(browser, station["id"])
         view = browser.execute_script("const m = window.eolake.map.map; return [m.getZoom(), m.getCenter().toArray()]")
         assert view[0] == 11 and view[1] == pytest.approx(station["geometry"]["coordinates"], abs=1e-4), view
@@ -575,20 +682,24 @@ def test_a_station_opens_on_its_river(platform, browser):
         hidden = browser.execute_script(WATER_PIXELS, rgb, around)
         water_layers(browser, "visible")
         assert shown > 20 and hidden == 0, (station["id"], shown, hidden)
-        along = browser.execute_script("return [...document.querySelectorAll('#h-along a')]"
-                                       ".map(a => decodeURIComponent(a.hash.split('/')[2]))")
+        along = browser.execute_script(
+            "return [...document.querySelectorAll('#h-along a')].map(a => decodeURIComponent(a.hash.split('/')[2]))"
+        )
         assert sorted(along) == sorted(s["id"] for s in garonne if s is not station), along
     shot(browser, "laptop-station-on-its-river")
 
     # Land where there is land, at world and country views: Paris, Madrid, Nantes, Moscow, Nairobi.
-    land = [int(browser.execute_script("return window.eolake.basemap.colors.land")[i:i + 2], 16) for i in (1, 3, 5)]
+    land = [int(browser.execute_script("return window.eolake.basemap.colors.land")[i : i + 2], 16) for i in (1, 3, 5)]
     for zoom in (2, 3, 4):
         browser.execute_script(f"window.eolake.map.map.jumpTo({{center: [10, 40], zoom: {zoom}}})")
         idle(browser, f"zoom {zoom}")
         for lon, lat in [(2.35, 48.85), (-3.7, 40.4), (-1.55, 47.2), (37.6, 55.75), (36.8, -1.3)]:
-            inside = browser.execute_script("const m = window.eolake.map.map; const p = m.project(arguments[0]);"
-                                            " const c = m.getCanvas(); return p.x > 5 && p.y > 5"
-                                            " && p.x < c.clientWidth - 5 && p.y < c.clientHeight - 5", [lon, lat])
+            inside = browser.execute_script(
+                "const m = window.eolake.map.map; const p = m.project(arguments[0]);"
+                " const c = m.getCanvas(); return p.x > 5 && p.y > 5"
+                " && p.x < c.clientWidth - 5 && p.y < c.clientHeight - 5",
+                [lon, lat],
+            )
             if inside:
                 assert browser.execute_script(WATER_PIXELS, land, [lon, lat, 0, 3]) > 10, (zoom, lon, lat)
     assert console_errors(browser) == []
@@ -610,8 +721,11 @@ def test_every_api_docs_page_renders_offline(platform, browser):
     for name, href in pages.items():
         browser.get_log("browser")
         browser.get(base + href)
-        until(browser, "return document.querySelectorAll('.swagger-ui .opblock').length > 0",
-              f"{name}: {href} shows no operation")
+        until(
+            browser,
+            "return document.querySelectorAll('.swagger-ui .opblock').length > 0",
+            f"{name}: {href} shows no operation",
+        )
         requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         # The one request elsewhere: the identity provider's discovery document (to offer signing in).
         elsewhere = [r for r in requests if not r.startswith(base + "/")]
@@ -647,8 +761,11 @@ def test_basket_sign_in_order_progress_and_verified_download(platform, browser):
     assert len(browser.find_elements(By.CSS_SELECTOR, "#b-list li")) == 2
     browser.find_element(By.ID, "b-signin-key").send_keys("not-a-key")
     browser.find_element(By.CSS_SELECTOR, "#b-signin button").click()
-    until(browser, "return document.getElementById('b-signin-status').textContent.includes('not valid')",
-          "a bad key is not refused")
+    until(
+        browser,
+        "return document.getElementById('b-signin-status').textContent.includes('not valid')",
+        "a bad key is not refused",
+    )
     refused = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert all("/downloads/orders" in m and "401" in m for m in refused), refused  # Chromium logs the 401 itself
     field = browser.find_element(By.ID, "b-signin-key")
@@ -658,22 +775,32 @@ def test_basket_sign_in_order_progress_and_verified_download(platform, browser):
     until(browser, "return document.getElementById('b-order') !== null", "signing in did not offer the order")
     browser.find_element(By.ID, "b-order").click()
     until(browser, "return location.hash.startsWith('#/orders/')", "no order page")
-    until(browser, "return document.getElementById('od-badge').textContent === 'succeeded'", "order did not finish",
-          timeout=240)
+    until(
+        browser,
+        "return document.getElementById('od-badge').textContent === 'succeeded'",
+        "order did not finish",
+        timeout=240,
+    )
     states = browser.execute_script(
-        "return [...document.querySelectorAll('#od-files tbody tr')].map(r => r.dataset.state)")
+        "return [...document.querySelectorAll('#od-files tbody tr')].map(r => r.dataset.state)"
+    )
     assert len(states) >= 2 and set(states) == {"ready"}, states
     assert len(browser.find_elements(By.CSS_SELECTOR, "#od-files button.dl-file")) == len(states)
     shot(browser, "laptop-order")
 
     order_id = browser.execute_script("return decodeURIComponent(location.hash.split('/')[2])")
     order = httpx.get(f"{base}/downloads/orders/{order_id}", headers={"X-API-Key": key}, timeout=30).json()
-    assert {f["item"] for f in order["files"]} == set(browser.execute_script(
-        "return [...document.querySelectorAll('#od-files tbody tr .meta')].map(m => m.textContent.split(' · ')[0])"))
+    assert {f["item"] for f in order["files"]} == set(
+        browser.execute_script(
+            "return [...document.querySelectorAll('#od-files tbody tr .meta')].map(m => m.textContent.split(' · ')[0])"
+        )
+    )
     browser.find_element(By.CSS_SELECTOR, "#od-files button.dl-file").click()
     until(browser, "return document.querySelector('#od-files td.dl[data-verified]') !== null", "no download")
-    assert browser.execute_script("return document.querySelector('#od-files td.dl[data-verified]').dataset.verified") \
+    assert (
+        browser.execute_script("return document.querySelector('#od-files td.dl[data-verified]').dataset.verified")
         == "true"
+    )
     first = order["files"][0]
     assert first["href"].startswith(f"{base}/downloads/orders/{order_id}/files/")
     data = httpx.get(first["href"], headers={"X-API-Key": key}, timeout=60).content
@@ -748,25 +875,36 @@ def test_oidc_sign_in_basket_of_two_order_progress_and_verified_downloads(platfo
     shot(browser, "laptop-issuer-login")
     browser.find_element(By.ID, "username").send_keys("alice")
     browser.find_element(By.ID, "sign-in").click()
-    until(browser, "return document.body.dataset.ready === 'true' && document.getElementById('b-order') !== null",
-          "not back on the basket, signed in")
+    until(
+        browser,
+        "return document.body.dataset.ready === 'true' && document.getElementById('b-order') !== null",
+        "not back on the basket, signed in",
+    )
     assert browser.current_url == f"{base}/#/basket"
     assert len(issuer.issued) == 1
     assert browser.find_element(By.ID, "b-who").text == "Signed in: alice"
-    assert sorted(browser.execute_script("return [...document.querySelectorAll('#b-list li')].map(l => l.dataset.item)"
-                                         )) == sorted([first_id, second_id])
+    assert sorted(
+        browser.execute_script("return [...document.querySelectorAll('#b-list li')].map(l => l.dataset.item)")
+    ) == sorted([first_id, second_id])
     shot(browser, "laptop-basket-signed-in")
 
     browser.execute_script(WATCH_FILE_STATES)
     browser.find_element(By.ID, "b-order").click()
     until(browser, "return location.hash.startsWith('#/orders/')", "no order page")
-    until(browser, "return document.getElementById('od-badge').textContent === 'succeeded'", "order did not finish",
-          timeout=240)
+    until(
+        browser,
+        "return document.getElementById('od-badge').textContent === 'succeeded'",
+        "order did not finish",
+        timeout=240,
+    )
     order_id = browser.execute_script("return decodeURIComponent(location.hash.split('/')[2])")
     token = {"Authorization": f"Bearer {issuer.issued[-1]}"}
     order = httpx.get(f"{base}/downloads/orders/{order_id}", headers=token, timeout=30).json()
-    other = httpx.get(f"{base}/downloads/orders/{order_id}", timeout=30,
-                      headers={"X-API-Key": (platform.state / "user.key").read_text().strip()})
+    other = httpx.get(
+        f"{base}/downloads/orders/{order_id}",
+        timeout=30,
+        headers={"X-API-Key": (platform.state / "user.key").read_text().strip()},
+    )
     assert other.status_code == 404, "another user sees alice's order"
     assert {f["item"] for f in order["files"]} == {first_id, second_id}
     seen = browser.execute_script("return window.fileStates")
@@ -781,14 +919,24 @@ def test_oidc_sign_in_basket_of_two_order_progress_and_verified_downloads(platfo
     downloads_to(browser, saved)
     for button in browser.find_elements(By.CSS_SELECTOR, "#od-files button.dl-file"):
         button.click()
-    until(browser, "return document.querySelectorAll('#od-files td.dl[data-verified=\"true\"]').length === "
-                   f"{len(order['files'])}", "not every file was downloaded and verified")
-    wait_until(lambda: sorted(p.name for p in saved.iterdir() if not p.name.endswith(".crdownload"))
-               == sorted(f["name"] for f in order["files"]), timeout=WAIT, interval=0.2)
+    until(
+        browser,
+        f"return document.querySelectorAll('#od-files td.dl[data-verified=\"true\"]').length === {len(order['files'])}",
+        "not every file was downloaded and verified",
+    )
+    wait_until(
+        lambda: (
+            sorted(p.name for p in saved.iterdir() if not p.name.endswith(".crdownload"))
+            == sorted(f["name"] for f in order["files"])
+        ),
+        timeout=WAIT,
+        interval=0.2,
+    )
     for f in order["files"]:
         assert "1220" + hashlib.sha256((saved / f["name"]).read_bytes()).hexdigest() == f["checksum"], f["name"]
-    fetched = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)"
-                                     ".filter(n => n.includes('/files/'))")
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name).filter(n => n.includes('/files/'))"
+    )
     assert sorted(fetched) == sorted(f["href"] for f in order["files"]), fetched
     assert all(h.startswith(f"{base}/downloads/orders/{order_id}/files/") for h in fetched)
     shot(browser, "laptop-order-downloaded")

@@ -37,8 +37,15 @@ def writes(platform: Platform) -> list[dict]:
             for path, item in doc.json()["paths"].items():
                 for method, operation in item.items():
                     if method not in READS:
-                        found.append({"service": name, "base": base, "path": path, "method": method.upper(),
-                                      "operation": operation})
+                        found.append(
+                            {
+                                "service": name,
+                                "base": base,
+                                "path": path,
+                                "method": method.upper(),
+                                "operation": operation,
+                            }
+                        )
     return found
 
 
@@ -63,8 +70,11 @@ def test_the_inventory_covers_every_service_with_writes(writes):
 
 
 def test_every_write_has_a_role_or_a_declared_reason(writes):
-    undeclared = [f"{w['service']}: {w['method']} {w['path']}" for w in writes
-                  if not w["operation"].get("x-eolake-role") and not w["operation"].get("x-eolake-public")]
+    undeclared = [
+        f"{w['service']}: {w['method']} {w['path']}"
+        for w in writes
+        if not w["operation"].get("x-eolake-role") and not w["operation"].get("x-eolake-public")
+    ]
     assert not undeclared, "non-GET routes open to anyone without a reason in the manifest: " + ", ".join(undeclared)
     for w in writes:
         if w["operation"].get("x-eolake-role"):
@@ -91,8 +101,9 @@ def test_the_documented_role_is_let_through_and_a_lower_one_is_not(platform, wri
             if not role:
                 continue
             allowed = _send(client, w, keys[role])
-            assert allowed.status_code not in (401, 403), \
+            assert allowed.status_code not in (401, 403), (
                 f"{w['method']} {w['path']} with role {role}: {allowed.status_code} {allowed.text}"
+            )
             assert allowed.status_code < 500, f"{w['method']} {w['path']}: {allowed.status_code} {allowed.text}"
             lower = ROLES[: ROLES.index(role)]
             for weaker in lower:

@@ -58,8 +58,10 @@ class Context:
     def database_pods(self) -> dict:
         """A selector for the cluster's PostgreSQL pods: its instances and the Jobs that create them (initdb, join,
         full-recovery; they carry the cluster label too), never its pooler's pods (which carry it as well)."""
-        return {"match_labels": {"cnpg.io/cluster": self.cluster},
-                "match_expressions": [{"key": "cnpg.io/poolerName", "operator": "DoesNotExist"}]}
+        return {
+            "match_labels": {"cnpg.io/cluster": self.cluster},
+            "match_expressions": [{"key": "cnpg.io/poolerName", "operator": "DoesNotExist"}],
+        }
 
     @property
     def services(self) -> dict[str, Service]:
@@ -86,8 +88,10 @@ class Context:
         if not self.k8s.releases.kube_prometheus_stack:
             return {}
         ns = self.k8s.monitoring_namespace
-        return {"prometheus": f"http://{KUBE_PROMETHEUS_STACK}-prometheus.{ns}.svc:{PROMETHEUS_PORT}",
-                "alertmanager": f"http://{KUBE_PROMETHEUS_STACK}-alertmanager.{ns}.svc:{ALERTMANAGER_PORT}"}
+        return {
+            "prometheus": f"http://{KUBE_PROMETHEUS_STACK}-prometheus.{ns}.svc:{PROMETHEUS_PORT}",
+            "alertmanager": f"http://{KUBE_PROMETHEUS_STACK}-alertmanager.{ns}.svc:{ALERTMANAGER_PORT}",
+        }
 
     def labels(self, name: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "eolake"}
@@ -121,22 +125,34 @@ def resolve(platform: Platform, source: str) -> Context:
             continue
         floor = service.worker_replicas if name.endswith("-worker") else service.replicas
         if scaling.max_replicas < floor:
-            problems.append(f"kubernetes.autoscaling.{name}.max_replicas: {scaling.max_replicas} is below the "
-                            f"replicas of services.{name.removesuffix('-worker')} ({floor})")
+            problems.append(
+                f"kubernetes.autoscaling.{name}.max_replicas: {scaling.max_replicas} is below the "
+                f"replicas of services.{name.removesuffix('-worker')} ({floor})"
+            )
     if any(ctx.manifest(n).database for n in ctx.services) and "migrate" not in k8s.images:
-        problems.append("kubernetes.images.migrate: missing: the pgstac migration Job needs the image built from "
-                        "infra/images/migrate")
+        problems.append(
+            "kubernetes.images.migrate: missing: the pgstac migration Job needs the image built from "
+            "infra/images/migrate"
+        )
     unknown = sorted(set(k8s.images) - set(known) - {"migrate"})
     if unknown:
-        problems.append(f"kubernetes.images: unknown {', '.join(unknown)} (known: "
-                        f"{', '.join(sorted([*known, 'migrate']))})")
-    if platform.storage.kind == "s3" and not k8s.secrets.storage and any(
-            "storage" in ctx.manifest(n).secrets for n in ctx.services):
-        problems.append("kubernetes.secrets.storage: missing: storage is s3 and services read it; name the Secret "
-                        "holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        problems.append(
+            f"kubernetes.images: unknown {', '.join(unknown)} (known: {', '.join(sorted([*known, 'migrate']))})"
+        )
+    if (
+        platform.storage.kind == "s3"
+        and not k8s.secrets.storage
+        and any("storage" in ctx.manifest(n).secrets for n in ctx.services)
+    ):
+        problems.append(
+            "kubernetes.secrets.storage: missing: storage is s3 and services read it; name the Secret "
+            "holding AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
     if ctx.cluster == ctx.pooler:
-        problems.append(f"kubernetes.postgres.cluster_name: {ctx.cluster!r} is also database.host, the pooler's "
-                        "name; CloudNativePG needs them different")
+        problems.append(
+            f"kubernetes.postgres.cluster_name: {ctx.cluster!r} is also database.host, the pooler's "
+            "name; CloudNativePG needs them different"
+        )
     problems += connection_budget(ctx) + provisioned_cluster(ctx)
     if problems:
         raise InfraError(f"{source}: cannot deploy to Kubernetes:\n  " + "\n  ".join(problems))
@@ -145,9 +161,14 @@ def resolve(platform: Platform, source: str) -> Context:
 
 def peak_connections(ctx: Context) -> int:
     """Client connections at the worst moment: every service at its HPA maximum, mid rolling update."""
-    return sum(ctx.platform.connections(name, ctx.max_replicas(name) + SURGE,
-                                        ctx.max_replicas(f"{name}-worker") + SURGE if ctx.manifest(name).worker else 0)
-               for name in ctx.services)
+    return sum(
+        ctx.platform.connections(
+            name,
+            ctx.max_replicas(name) + SURGE,
+            ctx.max_replicas(f"{name}-worker") + SURGE if ctx.manifest(name).worker else 0,
+        )
+        for name in ctx.services
+    )
 
 
 def connection_budget(ctx: Context) -> list[str]:
@@ -160,12 +181,16 @@ def connection_budget(ctx: Context) -> list[str]:
     formula = "(autoscaling.max_replicas + 1 surge) × workers × pool_size, plus job workers"
     problems = []
     if peak > server:
-        problems.append(f"connection budget: services may open {peak} connections ({formula}) but "
-                        f"database.max_connections − reserved_connections is {server}")
+        problems.append(
+            f"connection budget: services may open {peak} connections ({formula}) but "
+            f"database.max_connections − reserved_connections is {server}"
+        )
     if peak > clients:
-        problems.append(f"connection budget: services may open {peak} connections ({formula}) but the pooler "
-                        f"accepts {clients} with one of its {pooler.instances} instance(s) down "
-                        "(kubernetes.pooler.max_client_connections)")
+        problems.append(
+            f"connection budget: services may open {peak} connections ({formula}) but the pooler "
+            f"accepts {clients} with one of its {pooler.instances} instance(s) down "
+            "(kubernetes.pooler.max_client_connections)"
+        )
     return problems
 
 
@@ -176,15 +201,21 @@ def provisioned_cluster(ctx: Context) -> list[str]:
         return []
     problems = []
     if k8s.postgres.storage_class != DATABASE_STORAGE_CLASS:
-        problems.append(f"kubernetes.postgres.storage_class: must be {DATABASE_STORAGE_CLASS} on an openstack "
-                        f"cluster (the retained Cinder StorageClass it creates), not {k8s.postgres.storage_class}")
+        problems.append(
+            f"kubernetes.postgres.storage_class: must be {DATABASE_STORAGE_CLASS} on an openstack "
+            f"cluster (the retained Cinder StorageClass it creates), not {k8s.postgres.storage_class}"
+        )
     if cluster.database and cluster.database.count < k8s.postgres.instances:
-        problems.append(f"cluster.database.count: {cluster.database.count} node(s) for "
-                        f"{k8s.postgres.instances} PostgreSQL instances (kubernetes.postgres.instances): each "
-                        "instance needs a node of its own")
+        problems.append(
+            f"cluster.database.count: {cluster.database.count} node(s) for "
+            f"{k8s.postgres.instances} PostgreSQL instances (kubernetes.postgres.instances): each "
+            "instance needs a node of its own"
+        )
     namespace, labels = RKE2_INGRESS
     ingress = k8s.ingress
     if ingress.kind == "nginx" and (ingress.proxy_namespace, ingress.proxy_labels) != RKE2_INGRESS:
-        problems.append(f"kubernetes.ingress: an openstack cluster runs RKE2's ingress-nginx: set "
-                        f"controller_namespace: {namespace} and controller_labels: {labels}")
+        problems.append(
+            f"kubernetes.ingress: an openstack cluster runs RKE2's ingress-nginx: set "
+            f"controller_namespace: {namespace} and controller_labels: {labels}"
+        )
     return problems

@@ -28,34 +28,58 @@ class Database(pulumi.ComponentResource):
         pg, db = ctx.k8s.postgres, ctx.platform.database
         # Pulumi waits until the Cluster is Ready (a recovery can take hours) before the pooler and the migrations;
         # a Cluster is never deleted by Pulumi: after a recovery, the old one stays until you delete it yourself.
-        wait = {"pulumi.com/waitFor": "condition=Ready",
-                "pulumi.com/timeoutSeconds": str(RECOVERY_TIMEOUT if pg.recovery else CREATE_TIMEOUT)}
+        wait = {
+            "pulumi.com/waitFor": "condition=Ready",
+            "pulumi.com/timeoutSeconds": str(RECOVERY_TIMEOUT if pg.recovery else CREATE_TIMEOUT),
+        }
         self.cluster = k8s.apiextensions.CustomResource(
-            "database-cluster", api_version="postgresql.cnpg.io/v1", kind="Cluster",
-            metadata={**meta(ctx, ctx.cluster), "annotations": wait}, spec=cluster_spec(ctx),
-            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)))
+            "database-cluster",
+            api_version="postgresql.cnpg.io/v1",
+            kind="Cluster",
+            metadata={**meta(ctx, ctx.cluster), "annotations": wait},
+            spec=cluster_spec(ctx),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True)),
+        )
         after = pulumi.ResourceOptions(parent=self, depends_on=[*after, self.cluster])
         server = db.max_connections - db.reserved_connections
         # CloudNativePG (1.29.2+) refuses to change a Pooler's cluster: after a recovery it is replaced, under the
         # same name (the Service the services connect to), while the services are scaled down.
         switch = pulumi.ResourceOptions(replace_on_changes=["spec.cluster.name"], delete_before_replace=True)
         k8s.apiextensions.CustomResource(
-            "database-pooler", api_version="postgresql.cnpg.io/v1", kind="Pooler",
-            metadata=meta(ctx, ctx.pooler), spec={
-                "cluster": {"name": ctx.cluster}, "instances": ctx.k8s.pooler.instances, "type": "rw",
-                "pgbouncer": {"poolMode": "session", "parameters": {
-                    "max_client_conn": str(ctx.k8s.pooler.max_client_connections),
-                    "default_pool_size": str(max(1, server // ctx.k8s.pooler.instances)),
-                }},
+            "database-pooler",
+            api_version="postgresql.cnpg.io/v1",
+            kind="Pooler",
+            metadata=meta(ctx, ctx.pooler),
+            spec={
+                "cluster": {"name": ctx.cluster},
+                "instances": ctx.k8s.pooler.instances,
+                "type": "rw",
+                "pgbouncer": {
+                    "poolMode": "session",
+                    "parameters": {
+                        "max_client_conn": str(ctx.k8s.pooler.max_client_connections),
+                        "default_pool_size": str(max(1, server // ctx.k8s.pooler.instances)),
+                    },
+                },
                 "monitoring": {"enablePodMonitor": False},
-            }, opts=pulumi.ResourceOptions.merge(after, switch))
+            },
+            opts=pulumi.ResourceOptions.merge(after, switch),
+        )
         if pg.backup:
             k8s.apiextensions.CustomResource(
-                "database-backup", api_version="postgresql.cnpg.io/v1", kind="ScheduledBackup",
-                metadata=meta(ctx, f"{ctx.cluster}-daily"), spec={
-                    "schedule": pg.backup.schedule, "backupOwnerReference": "self",
-                    "cluster": {"name": ctx.cluster}, "method": "barmanObjectStore", "immediate": True,
-                }, opts=after)
+                "database-backup",
+                api_version="postgresql.cnpg.io/v1",
+                kind="ScheduledBackup",
+                metadata=meta(ctx, f"{ctx.cluster}-daily"),
+                spec={
+                    "schedule": pg.backup.schedule,
+                    "backupOwnerReference": "self",
+                    "cluster": {"name": ctx.cluster},
+                    "method": "barmanObjectStore",
+                    "immediate": True,
+                },
+                opts=after,
+            )
         for name, spec in network_policies(ctx).items():
             k8s.networking.v1.NetworkPolicy(name, metadata=meta(ctx, name), spec=spec, opts=child)
         self.register_outputs({})
@@ -66,8 +90,10 @@ def database_nodes(ctx: Context) -> dict:
     cluster = ctx.platform.cluster
     if cluster.kind != "openstack" or not cluster.database:
         return {}
-    return {"nodeSelector": {DATABASE_LABEL: "true"},
-            "tolerations": [{"key": DATABASE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}]}
+    return {
+        "nodeSelector": {DATABASE_LABEL: "true"},
+        "tolerations": [{"key": DATABASE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+    }
 
 
 def meta(ctx: Context, name: str) -> dict:
@@ -82,25 +108,39 @@ def cluster_spec(ctx: Context) -> dict:
         "enableSuperuserAccess": True,  # the migration Job creates extensions and pgstac's roles
         "postgresql": {"parameters": {"max_connections": str(db.max_connections)}},
         "bootstrap": bootstrap(ctx),
-        "managed": {"roles": [{"name": APP_ROLE, "ensure": "present", "login": True,
-                               "passwordSecret": {"name": ctx.k8s.secrets.app_database}}]},
+        "managed": {
+            "roles": [
+                {
+                    "name": APP_ROLE,
+                    "ensure": "present",
+                    "login": True,
+                    "passwordSecret": {"name": ctx.k8s.secrets.app_database},
+                }
+            ]
+        },
         "storage": {"size": pg.storage_size, **({"storageClass": pg.storage_class} if pg.storage_class else {})},
-        "affinity": {"topologyKey": "kubernetes.io/hostname", "enablePodAntiAffinity": True,
-                     **database_nodes(ctx)},
+        "affinity": {"topologyKey": "kubernetes.io/hostname", "enablePodAntiAffinity": True, **database_nodes(ctx)},
         "primaryUpdateStrategy": "unsupervised",
         "monitoring": {"enablePodMonitor": ctx.k8s.releases.kube_prometheus_stack},
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
     }
     if pg.backup:  # archived under <destination>/<cluster name>/: a recovered cluster never mixes its WAL in
         store = object_store(pg.backup.destination, pg.backup.endpoint, pg.backup.credentials_secret)
-        spec["backup"] = {"barmanObjectStore": {**store, "wal": {"compression": "gzip"},
-                                                "data": {"compression": "gzip"}},
-                          "retentionPolicy": pg.backup.retention}
+        spec["backup"] = {
+            "barmanObjectStore": {**store, "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}},
+            "retentionPolicy": pg.backup.retention,
+        }
     if pg.recovery:
         source = pg.recovery_store()
-        spec["externalClusters"] = [{"name": pg.recovery.source, "barmanObjectStore": {
-            **object_store(source["destination"], source["endpoint"], source["credentials_secret"]),
-            "serverName": pg.recovery.source}}]
+        spec["externalClusters"] = [
+            {
+                "name": pg.recovery.source,
+                "barmanObjectStore": {
+                    **object_store(source["destination"], source["endpoint"], source["credentials_secret"]),
+                    "serverName": pg.recovery.source,
+                },
+            }
+        ]
     return spec
 
 
@@ -108,8 +148,16 @@ def bootstrap(ctx: Context) -> dict:
     """A new database (initdb), or the recovery of another cluster's backups up to the spec's target time."""
     pg, db = ctx.k8s.postgres, ctx.platform.database
     if pg.recovery is None:
-        return {"initdb": {"database": db.name, "owner": db.user, "postInitApplicationSQL": [
-            "CREATE EXTENSION IF NOT EXISTS postgis", "CREATE EXTENSION IF NOT EXISTS btree_gist"]}}
+        return {
+            "initdb": {
+                "database": db.name,
+                "owner": db.user,
+                "postInitApplicationSQL": [
+                    "CREATE EXTENSION IF NOT EXISTS postgis",
+                    "CREATE EXTENSION IF NOT EXISTS btree_gist",
+                ],
+            }
+        }
     recovery: dict = {"source": pg.recovery.source, "database": db.name, "owner": db.user}
     if pg.recovery.target_time:
         recovery["recoveryTarget"] = {"targetTime": pg.recovery.target_time.isoformat()}
@@ -118,9 +166,13 @@ def bootstrap(ctx: Context) -> dict:
 
 def object_store(destination: str, endpoint: str | None, credentials_secret: str) -> dict:
     credentials = {"name": credentials_secret}
-    store: dict = {"destinationPath": destination,
-                   "s3Credentials": {"accessKeyId": {**credentials, "key": "ACCESS_KEY_ID"},
-                                     "secretAccessKey": {**credentials, "key": "ACCESS_SECRET_KEY"}}}
+    store: dict = {
+        "destinationPath": destination,
+        "s3Credentials": {
+            "accessKeyId": {**credentials, "key": "ACCESS_KEY_ID"},
+            "secretAccessKey": {**credentials, "key": "ACCESS_SECRET_KEY"},
+        },
+    }
     if endpoint:
         store["endpointURL"] = endpoint
     return store
@@ -136,19 +188,22 @@ def network_policies(ctx: Context) -> dict[str, dict]:
     clients = network.pods({network.DATABASE_CLIENT: "true"})
     return {
         f"{ctx.cluster}-netpol": {
-            "pod_selector": ctx.database_pods, "policy_types": ["Ingress", "Egress"],
+            "pod_selector": ctx.database_pods,
+            "policy_types": ["Ingress", "Egress"],
             "ingress": [
-                {"from": [network.pods(pooler), database, network.pods(MIGRATE_LABELS)],
-                 "ports": network.tcp(5432)},
+                {"from": [network.pods(pooler), database, network.pods(MIGRATE_LABELS)], "ports": network.tcp(5432)},
                 {"from": [OPERATOR], "ports": network.tcp(8000, 5432)},
                 {"from": [prometheus], "ports": network.tcp(9187)},
             ],
             "egress": [{"to": [database], "ports": network.tcp(5432)}, api_and_storage],  # replication
         },
         f"{ctx.pooler}-netpol": {
-            "pod_selector": {"match_labels": pooler}, "policy_types": ["Ingress", "Egress"],
-            "ingress": [{"from": [clients], "ports": network.tcp(5432)},
-                        {"from": [prometheus], "ports": network.tcp(9127)}],
+            "pod_selector": {"match_labels": pooler},
+            "policy_types": ["Ingress", "Egress"],
+            "ingress": [
+                {"from": [clients], "ports": network.tcp(5432)},
+                {"from": [prometheus], "ports": network.tcp(9127)},
+            ],
             "egress": [{"to": [database], "ports": network.tcp(5432)}, api_and_storage],
         },
     }

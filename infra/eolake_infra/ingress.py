@@ -41,48 +41,110 @@ def _meta(ctx: Context, name: str, **extra) -> dict:
 
 def nginx_ingress(ctx: Context, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
     settings = ctx.k8s.ingress
-    paths = [{"path": ctx.services[n].path, "path_type": "Prefix",
-              "backend": {"service": {"name": n, "port": {"name": "http"}}}} for n in by_longest_prefix(ctx)]
-    return k8s.networking.v1.Ingress("ingress", metadata=_meta(ctx, "eolake", annotations={
-        "cert-manager.io/cluster-issuer": settings.tls_issuer,
-        "nginx.ingress.kubernetes.io/ssl-redirect": "true",
-        "nginx.ingress.kubernetes.io/proxy-body-size": settings.body_size,
-        "nginx.ingress.kubernetes.io/limit-rps": str(settings.rate_limit_rps),
-        "nginx.ingress.kubernetes.io/limit-burst-multiplier": "5",
-    }), spec={
-        "ingress_class_name": settings.class_name,
-        "tls": [{"hosts": [ctx.host], "secret_name": settings.tls_secret}],
-        "rules": [{"host": ctx.host, "http": {"paths": paths}}],
-    }, opts=opts)
+    paths = [
+        {
+            "path": ctx.services[n].path,
+            "path_type": "Prefix",
+            "backend": {"service": {"name": n, "port": {"name": "http"}}},
+        }
+        for n in by_longest_prefix(ctx)
+    ]
+    return k8s.networking.v1.Ingress(
+        "ingress",
+        metadata=_meta(
+            ctx,
+            "eolake",
+            annotations={
+                "cert-manager.io/cluster-issuer": settings.tls_issuer,
+                "nginx.ingress.kubernetes.io/ssl-redirect": "true",
+                "nginx.ingress.kubernetes.io/proxy-body-size": settings.body_size,
+                "nginx.ingress.kubernetes.io/limit-rps": str(settings.rate_limit_rps),
+                "nginx.ingress.kubernetes.io/limit-burst-multiplier": "5",
+            },
+        ),
+        spec={
+            "ingress_class_name": settings.class_name,
+            "tls": [{"hosts": [ctx.host], "secret_name": settings.tls_secret}],
+            "rules": [{"host": ctx.host, "http": {"paths": paths}}],
+        },
+        opts=opts,
+    )
 
 
 def gateway_routes(ctx: Context, opts: pulumi.ResourceOptions) -> None:
     settings, gateway = ctx.k8s.ingress, ctx.k8s.ingress.gateway
-    parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": gateway.name,
-              "namespace": gateway.namespace or ctx.namespace}
+    parent = {
+        "group": "gateway.networking.k8s.io",
+        "kind": "Gateway",
+        "name": gateway.name,
+        "namespace": gateway.namespace or ctx.namespace,
+    }
     after = opts
     if gateway.class_name:
         created = k8s.apiextensions.CustomResource(
-            "gateway", api_version=GATEWAY_API, kind="Gateway",
+            "gateway",
+            api_version=GATEWAY_API,
+            kind="Gateway",
             metadata=_meta(ctx, gateway.name, annotations={"cert-manager.io/cluster-issuer": settings.tls_issuer}),
-            spec={"gatewayClassName": gateway.class_name, "listeners": [
-                {"name": "https", "protocol": "HTTPS", "port": 443, "hostname": ctx.host,
-                 "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": settings.tls_secret}]},
-                 "allowedRoutes": {"namespaces": {"from": "Same"}}},
-                {"name": "http", "protocol": "HTTP", "port": 80, "hostname": ctx.host,
-                 "allowedRoutes": {"namespaces": {"from": "Same"}}},
-            ]}, opts=opts)
+            spec={
+                "gatewayClassName": gateway.class_name,
+                "listeners": [
+                    {
+                        "name": "https",
+                        "protocol": "HTTPS",
+                        "port": 443,
+                        "hostname": ctx.host,
+                        "tls": {
+                            "mode": "Terminate",
+                            "certificateRefs": [{"kind": "Secret", "name": settings.tls_secret}],
+                        },
+                        "allowedRoutes": {"namespaces": {"from": "Same"}},
+                    },
+                    {
+                        "name": "http",
+                        "protocol": "HTTP",
+                        "port": 80,
+                        "hostname": ctx.host,
+                        "allowedRoutes": {"namespaces": {"from": "Same"}},
+                    },
+                ],
+            },
+            opts=opts,
+        )
         after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[created]))
         k8s.apiextensions.CustomResource(
-            "gateway-redirect", api_version=GATEWAY_API, kind="HTTPRoute", metadata=_meta(ctx, "eolake-redirect"),
-            spec={"parentRefs": [{**parent, "sectionName": "http"}], "hostnames": [ctx.host], "rules": [
-                {"filters": [{"type": "RequestRedirect",
-                              "requestRedirect": {"scheme": "https", "statusCode": 301}}]}]}, opts=after)
+            "gateway-redirect",
+            api_version=GATEWAY_API,
+            kind="HTTPRoute",
+            metadata=_meta(ctx, "eolake-redirect"),
+            spec={
+                "parentRefs": [{**parent, "sectionName": "http"}],
+                "hostnames": [ctx.host],
+                "rules": [
+                    {
+                        "filters": [
+                            {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}
+                        ]
+                    }
+                ],
+            },
+            opts=after,
+        )
         parent["sectionName"] = "https"
     elif gateway.section:
         parent["sectionName"] = gateway.section
-    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": ctx.services[n].path}}],
-              "backendRefs": [{"name": n, "port": ctx.manifest(n).port}]} for n in by_longest_prefix(ctx)]
+    rules = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": ctx.services[n].path}}],
+            "backendRefs": [{"name": n, "port": ctx.manifest(n).port}],
+        }
+        for n in by_longest_prefix(ctx)
+    ]
     k8s.apiextensions.CustomResource(
-        "route", api_version=GATEWAY_API, kind="HTTPRoute", metadata=_meta(ctx, "eolake"),
-        spec={"parentRefs": [parent], "hostnames": [ctx.host], "rules": rules}, opts=after)
+        "route",
+        api_version=GATEWAY_API,
+        kind="HTTPRoute",
+        metadata=_meta(ctx, "eolake"),
+        spec={"parentRefs": [parent], "hostnames": [ctx.host], "rules": rules},
+        opts=after,
+    )

@@ -21,16 +21,27 @@ def ingress_proxies(ctx) -> dict:
 
 
 def prometheus(monitoring_namespace: str) -> dict:
-    return {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": monitoring_namespace}},
-            "pod_selector": {"match_labels": {"app.kubernetes.io/name": "prometheus"}}}
+    return {
+        "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": monitoring_namespace}},
+        "pod_selector": {"match_labels": {"app.kubernetes.io/name": "prometheus"}},
+    }
 
 
 def observers(monitoring_namespace: str) -> dict:
     """What the web view's operations console reads: kube-prometheus-stack's Prometheus and Alertmanager."""
-    return {"to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": monitoring_namespace}},
-                    "pod_selector": {"match_expressions": [{"key": "app.kubernetes.io/name", "operator": "In",
-                                                            "values": ["alertmanager", "prometheus"]}]}}],
-            "ports": tcp(9090, 9093)}
+    return {
+        "to": [
+            {
+                "namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": monitoring_namespace}},
+                "pod_selector": {
+                    "match_expressions": [
+                        {"key": "app.kubernetes.io/name", "operator": "In", "values": ["alertmanager", "prometheus"]}
+                    ]
+                },
+            }
+        ],
+        "ports": tcp(9090, 9093),
+    }
 
 
 def pods(labels: dict[str, str]) -> dict:
@@ -60,13 +71,20 @@ def service_policy(ctx, name: str, labels: dict[str, str]) -> dict:
     ingress = [{"from": [ingress_proxies(ctx), prometheus(ctx.k8s.monitoring_namespace)], "ports": tcp(m.port)}]
     if callers:
         ingress.append({"from": [pods(c) for c in callers], "ports": tcp(m.port)})
-    egress = [{"to": [pods(ctx.labels(callee))], "ports": tcp(ctx.manifest(callee).port)}
-              for callee in m.calls if callee in ctx.services]
+    egress = [
+        {"to": [pods(ctx.labels(callee))], "ports": tcp(ctx.manifest(callee).port)}
+        for callee in m.calls
+        if callee in ctx.services
+    ]
     if m.database:
         egress.append(database(ctx))
     egress += fixed_egress(ctx, name)
-    return {"pod_selector": {"match_labels": labels}, "policy_types": ["Ingress", "Egress"],
-            "ingress": ingress, "egress": egress}
+    return {
+        "pod_selector": {"match_labels": labels},
+        "policy_types": ["Ingress", "Egress"],
+        "ingress": ingress,
+        "egress": egress,
+    }
 
 
 def database(ctx) -> dict:
@@ -101,9 +119,13 @@ def collector(otlp: str, namespace: str) -> dict:
     labels = (urlsplit(otlp).hostname or "").split(".")
     port = url_port(otlp)
     if len(labels) >= 2 and (len(labels) == 2 or labels[2] == "svc"):
-        return {"to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": labels[1]}}}],
-                "ports": tcp(port)}
+        return {
+            "to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": labels[1]}}}],
+            "ports": tcp(port),
+        }
     if len(labels) == 1:
-        return {"to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": namespace}}}],
-                "ports": tcp(port)}
+        return {
+            "to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": namespace}}}],
+            "ports": tcp(port),
+        }
     return outside(port)

@@ -119,19 +119,37 @@ def releases(ctx: Context, opts: pulumi.ResourceOptions) -> Releases:
     result = Releases()
 
     def release(name: str, chart: str, version: str, repo: str, values: dict) -> k8s.helm.v3.Release:
-        return k8s.helm.v3.Release(name, name=name, chart=chart, version=version, namespace=ns,
-                                   create_namespace=True, repository_opts={"repo": repo}, values=values, opts=opts)
+        return k8s.helm.v3.Release(
+            name,
+            name=name,
+            chart=chart,
+            version=version,
+            namespace=ns,
+            create_namespace=True,
+            repository_opts={"repo": repo},
+            values=values,
+            opts=opts,
+        )
 
     if on.kube_prometheus_stack:
         values: dict = {
-            "prometheus": {"prometheusSpec": {  # pick up eolake's ServiceMonitors and rules without Helm labels
-                "serviceMonitorSelectorNilUsesHelmValues": False, "podMonitorSelectorNilUsesHelmValues": False,
-                "ruleSelectorNilUsesHelmValues": False, "retention": ctx.platform.observability.retention,
-                "retentionSize": ctx.platform.observability.retention_size}},
-            "grafana": {"admin": {"existingSecret": ctx.k8s.secrets.grafana_admin,
-                                  "userKey": "admin-user", "passwordKey": "admin-password"},
-                        "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard",
-                                                   "searchNamespace": ns}}},
+            "prometheus": {
+                "prometheusSpec": {  # pick up eolake's ServiceMonitors and rules without Helm labels
+                    "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "podMonitorSelectorNilUsesHelmValues": False,
+                    "ruleSelectorNilUsesHelmValues": False,
+                    "retention": ctx.platform.observability.retention,
+                    "retentionSize": ctx.platform.observability.retention_size,
+                }
+            },
+            "grafana": {
+                "admin": {
+                    "existingSecret": ctx.k8s.secrets.grafana_admin,
+                    "userKey": "admin-user",
+                    "passwordKey": "admin-password",
+                },
+                "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": ns}},
+            },
         }
         routes = alertmanager_routes()
         if routes is not None:
@@ -142,23 +160,46 @@ def releases(ctx: Context, opts: pulumi.ResourceOptions) -> Releases:
         after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[stack]))
         labels = {"app.kubernetes.io/part-of": "eolake"}
         for name, spec in rule_files().items():
-            k8s.apiextensions.CustomResource(name, api_version="monitoring.coreos.com/v1", kind="PrometheusRule",
-                                             metadata={"name": name, "namespace": ns, "labels": labels},
-                                             spec=spec, opts=after)
+            k8s.apiextensions.CustomResource(
+                name,
+                api_version="monitoring.coreos.com/v1",
+                kind="PrometheusRule",
+                metadata={"name": name, "namespace": ns, "labels": labels},
+                spec=spec,
+                opts=after,
+            )
         for name, text in dashboards().items():
-            k8s.core.v1.ConfigMap(name, metadata={"name": name, "namespace": ns,
-                                                  "labels": {**labels, "grafana_dashboard": "1"}},
-                                  data={f"{name}.json": text}, opts=after)
+            k8s.core.v1.ConfigMap(
+                name,
+                metadata={"name": name, "namespace": ns, "labels": {**labels, "grafana_dashboard": "1"}},
+                data={f"{name}.json": text},
+                opts=after,
+            )
     if on.prometheus_adapter:
-        release("prometheus-adapter", "prometheus-adapter", "4.11.0", PROMETHEUS_COMMUNITY, {
-            "prometheus": {"url": prometheus_url, "port": PROMETHEUS_PORT},
-            # the chart writes `external` as the adapter's externalRules and registers external.metrics.k8s.io
-            "rules": {"default": False, "custom": [ADAPTER_RULE], "external": [ADAPTER_EXTERNAL_RULE]},
-        })
+        release(
+            "prometheus-adapter",
+            "prometheus-adapter",
+            "4.11.0",
+            PROMETHEUS_COMMUNITY,
+            {
+                "prometheus": {"url": prometheus_url, "port": PROMETHEUS_PORT},
+                # the chart writes `external` as the adapter's externalRules and registers external.metrics.k8s.io
+                "rules": {"default": False, "custom": [ADAPTER_RULE], "external": [ADAPTER_EXTERNAL_RULE]},
+            },
+        )
     if on.jaeger:  # all-in-one, OTLP on 4317/4318; point observability.otlp_endpoint at jaeger-collector
-        release("jaeger", "jaeger", "3.4.1", "https://jaegertracing.github.io/helm-charts", {
-            "provisionDataStore": {"cassandra": False}, "storage": {"type": "memory"},
-            "allInOne": {"enabled": True, "extraEnv": [{"name": "COLLECTOR_OTLP_ENABLED", "value": "true"}]},
-            "agent": {"enabled": False}, "collector": {"enabled": False}, "query": {"enabled": False},
-        })
+        release(
+            "jaeger",
+            "jaeger",
+            "3.4.1",
+            "https://jaegertracing.github.io/helm-charts",
+            {
+                "provisionDataStore": {"cassandra": False},
+                "storage": {"type": "memory"},
+                "allInOne": {"enabled": True, "extraEnv": [{"name": "COLLECTOR_OTLP_ENABLED", "value": "true"}]},
+                "agent": {"enabled": False},
+                "collector": {"enabled": False},
+                "query": {"enabled": False},
+            },
+        )
     return result

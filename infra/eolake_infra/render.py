@@ -49,10 +49,14 @@ class Recorded:
 COMPUTED = {
     "openstack:networking/port:Port": lambda name: {"allFixedIps": [f"10.20.0.{_octet(name)}"]},
     "openstack:loadbalancer/loadBalancer:LoadBalancer": lambda name: {
-        "vipAddress": f"10.20.1.{_octet(name)}", "vipPortId": f"{name}-vip-port"},
+        "vipAddress": f"10.20.1.{_octet(name)}",
+        "vipPortId": f"{name}-vip-port",
+    },
     "openstack:networking/floatingIp:FloatingIp": lambda name: {"address": f"203.0.113.{_octet(name)}"},
-    "openstack:identity/ec2CredentialV3:Ec2CredentialV3": lambda name: {"access": f"{name}-access",
-                                                                          "secret": f"{name}-secret"},
+    "openstack:identity/ec2CredentialV3:Ec2CredentialV3": lambda name: {
+        "access": f"{name}-access",
+        "secret": f"{name}-secret",
+    },
     "openstack:identity/applicationCredential:ApplicationCredential": lambda name: {"secret": f"{name}-secret"},
     "random:index/randomPassword:RandomPassword": lambda name: {"result": f"{name}-result"},
     "tls:index/privateKey:PrivateKey": lambda name: {"privateKeyPem": _pem("EC PRIVATE KEY", name)},
@@ -94,10 +98,21 @@ class _Monitor(mocks.MockMonitor):
             state = clean(self.resources[response.urn].state)
             # as the engine does: outputs the provider declares secret are secret in the state
             state |= {key: _masked(state[key]) for key in request.additionalSecretOutputs if key in state}
-            self.recorded.append(Recorded(response.urn, request.type, request.name, request.parent, request.custom,
-                                          sorted(request.dependencies), state,
-                                          list(request.replaceOnChanges), request.deleteBeforeReplace,
-                                          request.provider, request.retainOnDelete))
+            self.recorded.append(
+                Recorded(
+                    response.urn,
+                    request.type,
+                    request.name,
+                    request.parent,
+                    request.custom,
+                    sorted(request.dependencies),
+                    state,
+                    list(request.replaceOnChanges),
+                    request.deleteBeforeReplace,
+                    request.provider,
+                    request.retainOnDelete,
+                )
+            )
         return response
 
 
@@ -111,8 +126,9 @@ def run(stack: str | Path, config: dict[str, str] | None = None, monitor: _Monit
     return record(name, lambda: build(platform, source=str(source)), config, monitor)
 
 
-def record(stack: str, program, config: dict[str, str] | None = None,
-           monitor: _Monitor | None = None) -> list[Recorded]:
+def record(
+    stack: str, program, config: dict[str, str] | None = None, monitor: _Monitor | None = None
+) -> list[Recorded]:
     """Run `program` (any function declaring resources) under mocks as stack `stack`; every resource it
     registered, by URN."""
     try:  # Pulumi runs on the thread's current loop; an earlier asyncio.run() in this process leaves none

@@ -20,22 +20,28 @@ SERVICES: dict[str, dict] = {
     "catalog": {
         "summary": "eolake catalog image (stac-fastapi-pgstac behind the eolake service kit).",
         "label": "eolake catalog service: STAC API over the eolake data lake",
-        "usage": ["docker run --read-only --tmpfs /tmp -p 8081:8081 \\",
-                  "    -e EOLAKE_CATALOG_DATABASE_URL=postgresql://user:password@host:5432/eolake eolake-catalog"],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -p 8081:8081 \\",
+            "    -e EOLAKE_CATALOG_DATABASE_URL=postgresql://user:password@host:5432/eolake eolake-catalog",
+        ],
     },
     "tiles": {
         "summary": "eolake tiles image (titiler-pgstac map tiles, previews and statistics behind the eolake service kit).",
         "label": "eolake tile service: titiler-pgstac map tiles, previews and statistics of the catalogued rasters",
-        "usage": ["docker run --read-only --tmpfs /tmp -p 8082:8082 \\",
-                  "    -e EOLAKE_TILES_DATABASE_URL=postgresql://user:password@host:5432/eolake \\",
-                  "    -e EOLAKE_TILES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-tiles"],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -p 8082:8082 \\",
+            "    -e EOLAKE_TILES_DATABASE_URL=postgresql://user:password@host:5432/eolake \\",
+            "    -e EOLAKE_TILES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-tiles",
+        ],
     },
     "timeseries": {
         "summary": "eolake timeseries image (hydrology virtual stations and water-level series behind the service kit).",
         "label": "eolake time-series service: hydrology virtual stations and water-level series",
-        "usage": ["docker run --read-only --tmpfs /tmp -p 8083:8083 \\",
-                  "    -e EOLAKE_TIMESERIES_PEERS='{\"catalog\": {\"url\": \"http://catalog:8081/stac\"}}' \\",
-                  "    -e EOLAKE_TIMESERIES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-timeseries"],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -p 8083:8083 \\",
+            '    -e EOLAKE_TIMESERIES_PEERS=\'{"catalog": {"url": "http://catalog:8081/stac"}}\' \\',
+            "    -e EOLAKE_TIMESERIES_STORAGE_PATH=/data -v /srv/eolake/data:/data:ro eolake-timeseries",
+        ],
     },
     "thesaurus": {
         "summary": "eolake thesaurus image (SKOS vocabularies in an embedded SQLite index, Skosmos-compatible REST API).",
@@ -44,51 +50,63 @@ SERVICES: dict[str, dict] = {
         # The French-English dictionaries (GPL, from Debian) that prepare imports from /usr/share/dictd.
         "packages": ["dict-freedict-fra-eng", "dict-freedict-eng-fra"],
         "build": "--build-context vocabularies=../shared/data/thesauri ",
-        "usage": ["docker run --read-only --tmpfs /tmp -v thesaurus-data:/data eolake-thesaurus \\",
-                  "    /app/.venv/bin/python -m eolake_thesaurus.prepare   # once: the index, from the image's files",
-                  "docker run --read-only --tmpfs /tmp -v thesaurus-data:/data:ro -p 8085:8085 \\",
-                  "    -e EOLAKE_THESAURUS_STORAGE_PATH=/data eolake-thesaurus",
-                  "",
-                  "The vocabularies (GEMET en+fr, EEA; INSPIRE themes, European Commission; public, re-use with",
-                  "attribution) are not in the repository: the build takes them from the named build context",
-                  "`vocabularies` (a directory holding the files below, e.g. downloaded from the EEA and the INSPIRE",
-                  "registry) and refuses any file whose SHA-256 is not the one pinned here."],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -v thesaurus-data:/data eolake-thesaurus \\",
+            "    /app/.venv/bin/python -m eolake_thesaurus.prepare   # once: the index, from the image's files",
+            "docker run --read-only --tmpfs /tmp -v thesaurus-data:/data:ro -p 8085:8085 \\",
+            "    -e EOLAKE_THESAURUS_STORAGE_PATH=/data eolake-thesaurus",
+            "",
+            "The vocabularies (GEMET en+fr, EEA; INSPIRE themes, European Commission; public, re-use with",
+            "attribution) are not in the repository: the build takes them from the named build context",
+            "`vocabularies` (a directory holding the files below, e.g. downloaded from the EEA and the INSPIRE",
+            "registry) and refuses any file whose SHA-256 is not the one pinned here.",
+        ],
         # Files the image carries for `python -m eolake_thesaurus.prepare` (its default directory), by SHA-256.
-        "data": {"context": "vocabularies", "target": str(IMAGE_VOCABULARIES), "files": {
-            "gemet-en.rdf": "00485117f5a52042eb4e825a54552fa30cbae56c94b7c68f4c88a8cdffcd3aca",
-            "gemet-fr.rdf": "6f7aa7dc68a3d7621a7fc621a5b9170b4bd1f912bdab1bb8f209b9d242ce8b4c",
-            "inspire-theme.rdf": "cdb57c387ca7e669e2d7cce2ba24de7787c7b7dbc3a2bba64464257c84609016",
-        }},
+        "data": {
+            "context": "vocabularies",
+            "target": str(IMAGE_VOCABULARIES),
+            "files": {
+                "gemet-en.rdf": "00485117f5a52042eb4e825a54552fa30cbae56c94b7c68f4c88a8cdffcd3aca",
+                "gemet-fr.rdf": "6f7aa7dc68a3d7621a7fc621a5b9170b4bd1f912bdab1bb8f209b9d242ce8b4c",
+                "inspire-theme.rdf": "cdb57c387ca7e669e2d7cce2ba24de7787c7b7dbc3a2bba64464257c84609016",
+            },
+        },
     },
     "search": {
         "summary": "eolake federated search image (STAC API over several providers, queried in parallel; EODAG offline).",
         "label": "eolake federated search: a STAC API over several providers, in parallel, with EODAG",
         "env": {"STORAGE_PATH": "/tmp"},
-        "usage": ["docker run --read-only --tmpfs /tmp -p 8086:8086 \\",
-                  "    -e EOLAKE_SEARCH_TOKEN_KEY=\"$(cat signing.key)\" \\",
-                  "    -e EOLAKE_SEARCH_PEERS='{\"catalog\": {\"url\": \"http://catalog:8081/stac\"}, \\",
-                  "                           \"thesaurus\": {\"url\": \"http://thesaurus:8085/thesaurus\"}}' eolake-search"],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -p 8086:8086 \\",
+            '    -e EOLAKE_SEARCH_TOKEN_KEY="$(cat signing.key)" \\',
+            '    -e EOLAKE_SEARCH_PEERS=\'{"catalog": {"url": "http://catalog:8081/stac"}, \\',
+            '                           "thesaurus": {"url": "http://thesaurus:8085/thesaurus"}}\' eolake-search',
+        ],
     },
     "events": {
         "summary": "eolake events image: the outbox relay publishing catalog and order changes as CloudEvents to AMQP.",
         "label": "eolake events service: catalog and order changes as CloudEvents on an AMQP topic exchange",
-        "usage": ["docker run --read-only --tmpfs /tmp -p 8088:8088 \\",
-                  "    -e EOLAKE_EVENTS_DATABASE_URL=postgresql://user:password@host:5432/eolake \\",
-                  "    -e EOLAKE_EVENTS_AMQP_URL=amqp://user:password@broker:5672/ eolake-events",
-                  "",
-                  "The outbox and its triggers are created by a migration step run as a database superuser:",
-                  "python -m eolake_events.schema postgresql://postgres@host:5432/eolake eolake_app"],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -p 8088:8088 \\",
+            "    -e EOLAKE_EVENTS_DATABASE_URL=postgresql://user:password@host:5432/eolake \\",
+            "    -e EOLAKE_EVENTS_AMQP_URL=amqp://user:password@broker:5672/ eolake-events",
+            "",
+            "The outbox and its triggers are created by a migration step run as a database superuser:",
+            "python -m eolake_events.schema postgresql://postgres@host:5432/eolake eolake_app",
+        ],
     },
     "downloads": {
         "summary": "eolake download service image: the orders API, and (same image, another command) the staging workers.",
         "label": "eolake download service: orders, staging workers, resumable downloads",
-        "usage": ["docker run --read-only --tmpfs /tmp -v /srv/eolake:/data -p 8087:8087 \\",
-                  "    -e EOLAKE_DOWNLOADS_STORAGE_PATH=/data \\",
-                  "    -e EOLAKE_DOWNLOADS_DATABASE_URL=postgresql://user:password@host:5432/eolake eolake-downloads",
-                  "docker run ... eolake-downloads python -m eolake_downloads.worker   # a worker",
-                  "",
-                  "The schema (tables and the procrastinate queue) is created by a migration step run as a database",
-                  "owner: python -m eolake_downloads.schema postgresql://owner@host/eolake eolake_app"],
+        "usage": [
+            "docker run --read-only --tmpfs /tmp -v /srv/eolake:/data -p 8087:8087 \\",
+            "    -e EOLAKE_DOWNLOADS_STORAGE_PATH=/data \\",
+            "    -e EOLAKE_DOWNLOADS_DATABASE_URL=postgresql://user:password@host:5432/eolake eolake-downloads",
+            "docker run ... eolake-downloads python -m eolake_downloads.worker   # a worker",
+            "",
+            "The schema (tables and the procrastinate queue) is created by a migration step run as a database",
+            "owner: python -m eolake_downloads.schema postgresql://owner@host/eolake eolake_app",
+        ],
     },
 }
 
@@ -173,8 +191,11 @@ ENTRYPOINT ["/app/.venv/bin/python", "-m", "eolake_{name}"]
 
 def members() -> str:
     """Every workspace member's pyproject (uv checks the whole workspace), the kit first."""
-    names = ["apps/kit"] + sorted(str(p.parent.relative_to(REPO)) for p in REPO.glob("apps/*/pyproject.toml")
-                                  if p.parent.name != "kit") + ["infra"]
+    names = (
+        ["apps/kit"]
+        + sorted(str(p.parent.relative_to(REPO)) for p in REPO.glob("apps/*/pyproject.toml") if p.parent.name != "kit")
+        + ["infra"]
+    )
     return "".join(f"COPY {n}/pyproject.toml {n}/pyproject.toml\n" for n in names)
 
 
@@ -206,8 +227,11 @@ def packages(names: list[str]) -> str:
     """The Debian packages a service reads data from at run time (no build tools, no apt lists kept)."""
     if not names:
         return ""
-    return ("RUN apt-get update \\\n    && apt-get install --yes --no-install-recommends " + " ".join(names)
-            + " \\\n    && rm -rf /var/lib/apt/lists/*\n\n")
+    return (
+        "RUN apt-get update \\\n    && apt-get install --yes --no-install-recommends "
+        + " ".join(names)
+        + " \\\n    && rm -rf /var/lib/apt/lists/*\n\n"
+    )
 
 
 def render(name: str) -> str:
@@ -215,10 +239,20 @@ def render(name: str) -> str:
     usage = "".join(f"#   {line}\n" if line else "#\n" for line in s["usage"])
     env = "".join(f"    EOLAKE_{name.upper()}_{key}={value} \\\n" for key, value in s.get("env", {}).items())
     stage, copy = data_stage(s.get("data"))
-    return TEMPLATE.format(summary="# " + s["summary"], usage=usage, members=members(), label=s["label"],
-                           port=manifest(name).port, name=name, NAME=name.upper(), env=env,
-                           build=s.get("build", ""), data_stage=stage, data_copy=copy,
-                           packages=packages(s.get("packages", [])))
+    return TEMPLATE.format(
+        summary="# " + s["summary"],
+        usage=usage,
+        members=members(),
+        label=s["label"],
+        port=manifest(name).port,
+        name=name,
+        NAME=name.upper(),
+        env=env,
+        build=s.get("build", ""),
+        data_stage=stage,
+        data_copy=copy,
+        packages=packages(s.get("packages", [])),
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -38,23 +38,60 @@ REPO = MONITORING.parent
 # The dashboards and alerts/kubernetes.yaml use these names only (tests check it). A query that reads nothing else
 # cannot have data on the embedded platform: the end-to-end test skips it (not_local_reason), and it must be shown on
 # Kubernetes only.
-KUBERNETES_METRICS: frozenset[str] = frozenset({
-    "cnpg_collector_up", "cnpg_collector_fencing_on", "cnpg_collector_pg_wal", "cnpg_collector_pg_wal_archive_status",
-    "cnpg_collector_first_recoverability_point", "cnpg_collector_last_available_backup_timestamp",
-    "cnpg_collector_last_failed_backup_timestamp",
-    "cnpg_backends_total", "cnpg_backends_max_tx_duration_seconds", "cnpg_backends_waiting_total",
-    "cnpg_pg_database_size_bytes", "cnpg_pg_settings_setting", "cnpg_pg_postmaster_start_time",
-    "cnpg_pg_replication_lag", "cnpg_pg_replication_in_recovery", "cnpg_pg_replication_is_wal_receiver_up",
-    "cnpg_pg_replication_streaming_replicas",
-    *(f"cnpg_pg_stat_archiver_{column}" for column in (
-        "archived_count", "failed_count", "seconds_since_last_archival", "seconds_since_last_failure",
-        "last_archived_time", "last_failed_time")),
-    *(f"cnpg_pg_stat_database_{column}" for column in (
-        "xact_commit", "xact_rollback", "blks_read", "blks_hit", "tup_returned", "tup_fetched", "tup_inserted",
-        "tup_updated", "tup_deleted", "conflicts", "temp_files", "temp_bytes", "deadlocks")),
-    "kubelet_volume_stats_available_bytes", "kubelet_volume_stats_capacity_bytes",
-    "kube_pod_spec_volumes_persistentvolumeclaims_info", "kube_pod_container_status_restarts_total",
-})
+KUBERNETES_METRICS: frozenset[str] = frozenset(
+    {
+        "cnpg_collector_up",
+        "cnpg_collector_fencing_on",
+        "cnpg_collector_pg_wal",
+        "cnpg_collector_pg_wal_archive_status",
+        "cnpg_collector_first_recoverability_point",
+        "cnpg_collector_last_available_backup_timestamp",
+        "cnpg_collector_last_failed_backup_timestamp",
+        "cnpg_backends_total",
+        "cnpg_backends_max_tx_duration_seconds",
+        "cnpg_backends_waiting_total",
+        "cnpg_pg_database_size_bytes",
+        "cnpg_pg_settings_setting",
+        "cnpg_pg_postmaster_start_time",
+        "cnpg_pg_replication_lag",
+        "cnpg_pg_replication_in_recovery",
+        "cnpg_pg_replication_is_wal_receiver_up",
+        "cnpg_pg_replication_streaming_replicas",
+        *(
+            f"cnpg_pg_stat_archiver_{column}"
+            for column in (
+                "archived_count",
+                "failed_count",
+                "seconds_since_last_archival",
+                "seconds_since_last_failure",
+                "last_archived_time",
+                "last_failed_time",
+            )
+        ),
+        *(
+            f"cnpg_pg_stat_database_{column}"
+            for column in (
+                "xact_commit",
+                "xact_rollback",
+                "blks_read",
+                "blks_hit",
+                "tup_returned",
+                "tup_fetched",
+                "tup_inserted",
+                "tup_updated",
+                "tup_deleted",
+                "conflicts",
+                "temp_files",
+                "temp_bytes",
+                "deadlocks",
+            )
+        ),
+        "kubelet_volume_stats_available_bytes",
+        "kubelet_volume_stats_capacity_bytes",
+        "kube_pod_spec_volumes_persistentvolumeclaims_info",
+        "kube_pod_container_status_restarts_total",
+    }
+)
 KUBERNETES_PREFIXES = re.compile(r"\b(?:cnpg|kubelet|kube)_\w+")  # how their names start
 SELECTED_METRIC = re.compile(r"([a-zA-Z_:][\w:]*)\s*\{")  # a metric name with its label selector
 
@@ -98,27 +135,61 @@ def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) ->
     return q.instant() if instant else q.range()
 
 
-def graph(ids: Ids, title: str, targets: list[prometheus.Dataquery], unit: str = "short", width: int = 12,
-          description: str = "", height: int = 8) -> timeseries.Panel:
-    panel = (timeseries.Panel().id(ids()).title(title).datasource(DATASOURCE).unit(unit).span(width).height(height)
-             .targets(targets))
+def graph(
+    ids: Ids,
+    title: str,
+    targets: list[prometheus.Dataquery],
+    unit: str = "short",
+    width: int = 12,
+    description: str = "",
+    height: int = 8,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .id(ids())
+        .title(title)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .targets(targets)
+    )
     return panel.description(description) if description else panel
 
 
-def single(ids: Ids, title: str, target: prometheus.Dataquery, unit: str = "short", width: int = 6,
-           steps: list[tuple[float | None, str]] | None = None, description: str = "") -> stat.Panel:
+def single(
+    ids: Ids,
+    title: str,
+    target: prometheus.Dataquery,
+    unit: str = "short",
+    width: int = 6,
+    steps: list[tuple[float | None, str]] | None = None,
+    description: str = "",
+) -> stat.Panel:
     panel = stat.Panel().id(ids()).title(title).datasource(DATASOURCE).unit(unit).span(width).height(4)
     panel = panel.with_target(target)
     if steps:
-        panel = panel.thresholds(dashboard.ThresholdsConfig().mode(model.ThresholdsMode.ABSOLUTE)
-                                 .steps([model.Threshold(value=v, color=c) for v, c in steps]))
+        panel = panel.thresholds(
+            dashboard.ThresholdsConfig()
+            .mode(model.ThresholdsMode.ABSOLUTE)
+            .steps([model.Threshold(value=v, color=c) for v, c in steps])
+        )
     return panel.description(description) if description else panel
 
 
 def base(uid: str, title: str, description: str, tags: list[str]) -> dashboard.Dashboard:
-    return (dashboard.Dashboard(title).uid(uid).description(description).tags([*TAGS, *tags]).editable()
-            .time("now-6h", "now").refresh("30s").timezone("utc").tooltip(model.DashboardCursorSync.CROSSHAIR)
-            .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus")))
+    return (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags([*TAGS, *tags])
+        .editable()
+        .time("now-6h", "now")
+        .refresh("30s")
+        .timezone("utc")
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -131,68 +202,158 @@ def service_dashboard(service: str) -> dashboard.Dashboard:
     job = f"eolake-{service}"
     requests = f"eolake_http_requests_total{{{sel}}}"
     buckets = f"eolake_http_request_duration_seconds_bucket{{{sel}}}"
-    d = base(f"eolake-service-{service}", f"eolake / service / {service}",
-             f"RED and saturation of the {service} service (job {job}); health probes and scrapes excluded.",
-             ["service", service])
+    d = base(
+        f"eolake-service-{service}",
+        f"eolake / service / {service}",
+        f"RED and saturation of the {service} service (job {job}); health probes and scrapes excluded.",
+        ["service", service],
+    )
     d = d.with_row(dashboard.Row("Availability").id(ids()))
-    d = d.with_panel(single(ids, "Instances up", query(f'sum(up{{job="{job}"}})', instant=True), width=6,
-                            steps=[(None, "red"), (1, "green")]))
-    d = d.with_panel(single(ids, "Requests per second", query(f"sum(rate({requests}[{RATE}]))", instant=True),
-                            "reqps", width=6))
-    d = d.with_panel(single(
-        ids, "Server error ratio (5xx)",
-        query(f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
-              f" / sum(rate({requests}[{RATE}]))", instant=True),
-        "percentunit", width=6, steps=[(None, "green"), (0.001, "orange"), (0.01, "red")]))
-    d = d.with_panel(single(
-        ids, "Latency p95",
-        query(f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{RATE}])))", instant=True),
-        "s", width=6, steps=[(None, "green"), (0.25, "orange"), (1, "red")]))
+    d = d.with_panel(
+        single(
+            ids,
+            "Instances up",
+            query(f'sum(up{{job="{job}"}})', instant=True),
+            width=6,
+            steps=[(None, "red"), (1, "green")],
+        )
+    )
+    d = d.with_panel(
+        single(ids, "Requests per second", query(f"sum(rate({requests}[{RATE}]))", instant=True), "reqps", width=6)
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Server error ratio (5xx)",
+            query(
+                f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
+                f" / sum(rate({requests}[{RATE}]))",
+                instant=True,
+            ),
+            "percentunit",
+            width=6,
+            steps=[(None, "green"), (0.001, "orange"), (0.01, "red")],
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Latency p95",
+            query(f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{RATE}])))", instant=True),
+            "s",
+            width=6,
+            steps=[(None, "green"), (0.25, "orange"), (1, "red")],
+        )
+    )
 
     d = d.with_row(dashboard.Row("Rate and errors").id(ids()))
-    d = d.with_panel(graph(ids, "Requests per second by route",
-                           [query(f"sum by (route, method) (rate({requests}[{RATE}]))", "{{method}} {{route}}")],
-                           "reqps"))
-    d = d.with_panel(graph(ids, "Requests per second by status class",
-                           [query(f"sum by (status_class) (rate({requests}[{RATE}]))", "{{status_class}}")],
-                           "reqps"))
-    d = d.with_panel(graph(
-        ids, "Error ratio",
-        [query(f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
-               f" / sum(rate({requests}[{RATE}]))", "server errors (5xx)", "A"),
-         query(f'(sum(rate(eolake_http_requests_total{{{sel},status_class="4xx"}}[{RATE}])) or vector(0))'
-               f" / sum(rate({requests}[{RATE}]))", "client errors (4xx)", "B")],
-        "percentunit", description="5xx count against the SLOs; 4xx are the clients' mistakes (or a broken link)."))
-    d = d.with_panel(graph(
-        ids, "Server errors by route",
-        [query(f'sum by (route) (rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or '
-               f"(0 * sum by (route) (rate({requests}[{RATE}])))", "{{route}}")],
-        "reqps", description="Every route is listed; 0 when it served no 5xx."))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Requests per second by route",
+            [query(f"sum by (route, method) (rate({requests}[{RATE}]))", "{{method}} {{route}}")],
+            "reqps",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Requests per second by status class",
+            [query(f"sum by (status_class) (rate({requests}[{RATE}]))", "{{status_class}}")],
+            "reqps",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Error ratio",
+            [
+                query(
+                    f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
+                    f" / sum(rate({requests}[{RATE}]))",
+                    "server errors (5xx)",
+                    "A",
+                ),
+                query(
+                    f'(sum(rate(eolake_http_requests_total{{{sel},status_class="4xx"}}[{RATE}])) or vector(0))'
+                    f" / sum(rate({requests}[{RATE}]))",
+                    "client errors (4xx)",
+                    "B",
+                ),
+            ],
+            "percentunit",
+            description="5xx count against the SLOs; 4xx are the clients' mistakes (or a broken link).",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Server errors by route",
+            [
+                query(
+                    f'sum by (route) (rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or '
+                    f"(0 * sum by (route) (rate({requests}[{RATE}])))",
+                    "{{route}}",
+                )
+            ],
+            "reqps",
+            description="Every route is listed; 0 when it served no 5xx.",
+        )
+    )
 
     d = d.with_row(dashboard.Row("Duration").id(ids()))
-    d = d.with_panel(graph(
-        ids, "Latency percentiles",
-        [query(f"histogram_quantile({q}, sum by (le) (rate({buckets}[{RATE}])))", f"p{round(q * 100)}", ref)
-         for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))],
-        "s", description="From the latency histogram; its buckets include the SLO thresholds (0.25, 0.5, 1, 2.5 s)."))
-    d = d.with_panel(graph(ids, "Latency p95 by route",
-                           [query(f"histogram_quantile(0.95, sum by (le, route) (rate({buckets}[{RATE}])))",
-                                  "{{route}}")], "s"))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Latency percentiles",
+            [
+                query(f"histogram_quantile({q}, sum by (le) (rate({buckets}[{RATE}])))", f"p{round(q * 100)}", ref)
+                for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
+            ],
+            "s",
+            description="From the latency histogram; its buckets include the SLO thresholds (0.25, 0.5, 1, 2.5 s).",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Latency p95 by route",
+            [query(f"histogram_quantile(0.95, sum by (le, route) (rate({buckets}[{RATE}])))", "{{route}}")],
+            "s",
+        )
+    )
 
     d = d.with_row(dashboard.Row("Saturation").id(ids()))
-    d = d.with_panel(graph(ids, "Requests in flight",
-                           [query(f'sum(eolake_http_requests_in_flight{{service="{service}"}})', "in flight")],
-                           description="Requests being served, probes included: a steady climb means a "
-                                       "dependency is slow or the workers are saturated."))
-    d = d.with_panel(graph(ids, "Scrape duration",
-                           [query(f'max(scrape_duration_seconds{{job="{job}"}})', "scrape")], "s",
-                           description="How long /metrics takes to answer: a slow scrape is an early sign of "
-                                       "an event loop that is blocked."))
-    d = d.with_panel(graph(
-        ids, "Log messages per second by level",
-        [query(f'sum by (level) (rate(eolake_log_messages_total{{service="{service}"}}[{RATE}]))', "{{level}}")],
-        "ops", width=24, description="Counted by the kit's log handler; the EolakeErrorLogRate alert reads the "
-                                     "error and critical rates."))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Requests in flight",
+            [query(f'sum(eolake_http_requests_in_flight{{service="{service}"}})', "in flight")],
+            description="Requests being served, probes included: a steady climb means a "
+            "dependency is slow or the workers are saturated.",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Scrape duration",
+            [query(f'max(scrape_duration_seconds{{job="{job}"}})', "scrape")],
+            "s",
+            description="How long /metrics takes to answer: a slow scrape is an early sign of "
+            "an event loop that is blocked.",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Log messages per second by level",
+            [query(f'sum by (level) (rate(eolake_log_messages_total{{service="{service}"}}[{RATE}]))', "{{level}}")],
+            "ops",
+            width=24,
+            description="Counted by the kit's log handler; the EolakeErrorLogRate alert reads the "
+            "error and critical rates.",
+        )
+    )
     return d
 
 
@@ -208,8 +369,10 @@ PG = 'job="postgres"'
 CNPG = 'namespace=~"eolake.*"'  # eolake's namespaces, as in alerts/kubernetes.yaml
 NOT_TEMPLATES = 'datname!~"template0|template1"'
 # CloudNativePG's instance volumes: data (with the WAL unless the cluster has a WAL volume) and WAL.
-CNPG_VOLUMES = (f'on (namespace, persistentvolumeclaim) kube_pod_spec_volumes_persistentvolumeclaims_info'
-                f'{{{CNPG},volume=~"pgdata|pg-wal"}}')
+CNPG_VOLUMES = (
+    f"on (namespace, persistentvolumeclaim) kube_pod_spec_volumes_persistentvolumeclaims_info"
+    f'{{{CNPG},volume=~"pgdata|pg-wal"}}'
+)
 
 
 def either(exporter: str, cloudnativepg: str) -> str:
@@ -224,125 +387,300 @@ def since(metric: str) -> str:
 
 def database_dashboard() -> dashboard.Dashboard:
     ids = Ids()
-    d = base("eolake-database", "eolake / database",
-             "PostgreSQL: postgres_exporter (job postgres) on the embedded and on-premise targets, CloudNativePG "
-             "(eolake namespaces) on Kubernetes. The CloudNativePG row is Kubernetes only.",
-             ["database", "postgres"])
+    d = base(
+        "eolake-database",
+        "eolake / database",
+        "PostgreSQL: postgres_exporter (job postgres) on the embedded and on-premise targets, CloudNativePG "
+        "(eolake namespaces) on Kubernetes. The CloudNativePG row is Kubernetes only.",
+        ["database", "postgres"],
+    )
     d = d.with_row(dashboard.Row("Health").id(ids()))
-    d = d.with_panel(single(ids, "PostgreSQL up",
-                            query(either(f"min(pg_up{{{PG}}})", f"min(cnpg_collector_up{{{CNPG}}})"), instant=True),
-                            steps=[(None, "red"), (1, "green")],
-                            description="1 when PostgreSQL answers (on Kubernetes: every instance of the cluster)."))
-    d = d.with_panel(single(
-        ids, "Connections used",
-        query(either(f"sum(pg_stat_database_numbackends{{{PG}}}) / max(pg_settings_max_connections{{{PG}}})",
-                     f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}) / max by (namespace, pod) "
-                     f'(cnpg_pg_settings_setting{{{CNPG},name="max_connections"}}))'), instant=True),
-        "percentunit", steps=[(None, "green"), (0.75, "orange"), (0.9, "red")],
-        description="Backends against max_connections (on Kubernetes: the busiest instance); the spec's connection "
-                    "budget keeps services below it."))
-    d = d.with_panel(single(ids, "Database size",
-                            query(either(f"sum(pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}})",
-                                         f"sum(max by (namespace, datname) "
-                                         f"(cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}}))"),
-                                  instant=True), "bytes"))
-    d = d.with_panel(single(ids, "Longest transaction",
-                            query(either(f"max(pg_stat_activity_max_tx_duration{{{PG}}})",
-                                         f"max(cnpg_backends_max_tx_duration_seconds{{{CNPG}}})"), instant=True),
-                            "s", steps=[(None, "green"), (60, "orange"), (300, "red")]))
+    d = d.with_panel(
+        single(
+            ids,
+            "PostgreSQL up",
+            query(either(f"min(pg_up{{{PG}}})", f"min(cnpg_collector_up{{{CNPG}}})"), instant=True),
+            steps=[(None, "red"), (1, "green")],
+            description="1 when PostgreSQL answers (on Kubernetes: every instance of the cluster).",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Connections used",
+            query(
+                either(
+                    f"sum(pg_stat_database_numbackends{{{PG}}}) / max(pg_settings_max_connections{{{PG}}})",
+                    f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}) / max by (namespace, pod) "
+                    f'(cnpg_pg_settings_setting{{{CNPG},name="max_connections"}}))',
+                ),
+                instant=True,
+            ),
+            "percentunit",
+            steps=[(None, "green"), (0.75, "orange"), (0.9, "red")],
+            description="Backends against max_connections (on Kubernetes: the busiest instance); the spec's connection "
+            "budget keeps services below it.",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Database size",
+            query(
+                either(
+                    f"sum(pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}})",
+                    f"sum(max by (namespace, datname) (cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}}))",
+                ),
+                instant=True,
+            ),
+            "bytes",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Longest transaction",
+            query(
+                either(
+                    f"max(pg_stat_activity_max_tx_duration{{{PG}}})",
+                    f"max(cnpg_backends_max_tx_duration_seconds{{{CNPG}}})",
+                ),
+                instant=True,
+            ),
+            "s",
+            steps=[(None, "green"), (60, "orange"), (300, "red")],
+        )
+    )
 
     d = d.with_row(dashboard.Row("Connections").id(ids()))
-    d = d.with_panel(graph(ids, "Connections vs max_connections",
-                           [query(either(f"sum(pg_stat_database_numbackends{{{PG}}})",
-                                         f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}))"),
-                                  "connections", "A"),
-                            query(either(f"max(pg_settings_max_connections{{{PG}}})",
-                                         f'max(cnpg_pg_settings_setting{{{CNPG},name="max_connections"}})'),
-                                  "max_connections", "B")],
-                           description="On Kubernetes: the busiest instance."))
-    d = d.with_panel(graph(ids, "Connections by state",
-                           [query(either(f"sum by (state) (pg_stat_activity_count{{{PG}}})",
-                                         f"sum by (state) (cnpg_backends_total{{{CNPG}}})"), "{{state}}")]))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Connections vs max_connections",
+            [
+                query(
+                    either(
+                        f"sum(pg_stat_database_numbackends{{{PG}}})",
+                        f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}))",
+                    ),
+                    "connections",
+                    "A",
+                ),
+                query(
+                    either(
+                        f"max(pg_settings_max_connections{{{PG}}})",
+                        f'max(cnpg_pg_settings_setting{{{CNPG},name="max_connections"}})',
+                    ),
+                    "max_connections",
+                    "B",
+                ),
+            ],
+            description="On Kubernetes: the busiest instance.",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Connections by state",
+            [
+                query(
+                    either(
+                        f"sum by (state) (pg_stat_activity_count{{{PG}}})",
+                        f"sum by (state) (cnpg_backends_total{{{CNPG}}})",
+                    ),
+                    "{{state}}",
+                )
+            ],
+        )
+    )
 
     def per_database(column: str, fn: str = "rate") -> str:
-        return either(f"sum by (datname) ({fn}(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
-                      f"sum by (datname) ({fn}(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))")
+        return either(
+            f"sum by (datname) ({fn}(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
+            f"sum by (datname) ({fn}(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))",
+        )
 
     def total(column: str) -> tuple[str, str]:
-        return (f"sum(rate(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
-                f"sum(rate(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))")
+        return (
+            f"sum(rate(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
+            f"sum(rate(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))",
+        )
 
     d = d.with_row(dashboard.Row("Activity").id(ids()))
-    d = d.with_panel(graph(ids, "Transactions per second",
-                           [query(per_database("xact_commit"), "commit {{datname}}", "A"),
-                            query(per_database("xact_rollback"), "rollback {{datname}}", "B")], "ops",
-                           description="On Kubernetes: every instance's, replicas' read-only transactions included."))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Transactions per second",
+            [
+                query(per_database("xact_commit"), "commit {{datname}}", "A"),
+                query(per_database("xact_rollback"), "rollback {{datname}}", "B"),
+            ],
+            "ops",
+            description="On Kubernetes: every instance's, replicas' read-only transactions included.",
+        )
+    )
     d = d.with_panel(graph(ids, "Deadlocks", [query(per_database("deadlocks", "increase"), "{{datname}}")]))
     (hit_pg, hit_cnpg), (read_pg, read_cnpg) = total("blks_hit"), total("blks_read")
-    d = d.with_panel(graph(ids, "Cache hit ratio",
-                           [query(either(f"{hit_pg} / ({hit_pg} + {read_pg})",
-                                         f"{hit_cnpg} / ({hit_cnpg} + {read_cnpg})"), "hit ratio")], "percentunit"))
-    d = d.with_panel(graph(ids, "Rows read and written per second",
-                           [query(either(*total(f"tup_{what}")), what, ref)
-                            for what, ref in (("fetched", "A"), ("inserted", "B"), ("updated", "C"), ("deleted", "D"))],
-                           "rowsps"))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Cache hit ratio",
+            [
+                query(
+                    either(f"{hit_pg} / ({hit_pg} + {read_pg})", f"{hit_cnpg} / ({hit_cnpg} + {read_cnpg})"),
+                    "hit ratio",
+                )
+            ],
+            "percentunit",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Rows read and written per second",
+            [
+                query(either(*total(f"tup_{what}")), what, ref)
+                for what, ref in (("fetched", "A"), ("inserted", "B"), ("updated", "C"), ("deleted", "D"))
+            ],
+            "rowsps",
+        )
+    )
 
     d = d.with_row(dashboard.Row("Size and locks").id(ids()))
-    d = d.with_panel(graph(ids, "Database size",
-                           [query(either(f"pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}}",
-                                         f"max by (namespace, datname) "
-                                         f"(cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}})"),
-                                  "{{datname}}")], "bytes"))
-    d = d.with_panel(graph(ids, "Locks",
-                           [query(f"sum by (mode) (pg_locks_count{{{PG}}})", "{{mode}}", "A"),
-                            query(f"sum(cnpg_backends_waiting_total{{{CNPG}}})", "backends waiting for a lock", "B")],
-                           description="postgres_exporter counts the locks held by mode; CloudNativePG counts the "
-                                       "backends waiting for a lock another one holds."))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Database size",
+            [
+                query(
+                    either(
+                        f"pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}}",
+                        f"max by (namespace, datname) (cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}})",
+                    ),
+                    "{{datname}}",
+                )
+            ],
+            "bytes",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Locks",
+            [
+                query(f"sum by (mode) (pg_locks_count{{{PG}}})", "{{mode}}", "A"),
+                query(f"sum(cnpg_backends_waiting_total{{{CNPG}}})", "backends waiting for a lock", "B"),
+            ],
+            description="postgres_exporter counts the locks held by mode; CloudNativePG counts the "
+            "backends waiting for a lock another one holds.",
+        )
+    )
 
     d = d.with_row(dashboard.Row("CloudNativePG: WAL archiving, backups, replicas, volumes (Kubernetes)").id(ids()))
-    d = d.with_panel(single(
-        ids, "Last successful backup",
-        query(since("cnpg_collector_last_available_backup_timestamp"), instant=True), "s",
-        steps=[(None, "green"), (26 * 3600, "red")],
-        description="Age of the newest successful base backup (daily schedule: PostgresBackupTooOld above 26 h). "
-                    "No value: no backup yet."))
-    d = d.with_panel(single(
-        ids, "Last backup failed",
-        query(f"max by (namespace, job) (cnpg_collector_last_failed_backup_timestamp{{{CNPG}}}) > bool "
-              f"max by (namespace, job) (cnpg_collector_last_available_backup_timestamp{{{CNPG}}})", instant=True),
-        steps=[(None, "green"), (1, "red")],
-        description="1 when the newest backup attempt failed (PostgresBackupFailed), 0 when it succeeded."))
-    d = d.with_panel(single(
-        ids, "Recovery window",
-        query(since("cnpg_collector_first_recoverability_point"), instant=True), "s",
-        description="How far back point-in-time recovery reaches: the oldest backup kept by the retention policy."))
-    d = d.with_panel(single(
-        ids, "Last WAL archived",
-        query(f"max by (namespace, pod) (cnpg_pg_stat_archiver_seconds_since_last_archival{{{CNPG}}}) and on "
-              f"(namespace, pod) cnpg_pg_replication_in_recovery{{{CNPG}}} == 0", instant=True), "s",
-        description="Time since the primary last archived a WAL segment. An idle database archives nothing, so "
-                    "a long time alone is no problem; with segments waiting (the graph below) it is."))
-    d = d.with_panel(graph(
-        ids, "WAL archiving",
-        [query(f"sum by (pod) (rate(cnpg_pg_stat_archiver_archived_count{{{CNPG}}}[{RATE}]))", "{{pod}} archived",
-               "A"),
-         query(f"sum by (pod) (rate(cnpg_pg_stat_archiver_failed_count{{{CNPG}}}[{RATE}]))", "{{pod}} failed", "B")],
-        "ops", description="Segments archived and failed attempts per second (PostgresWALArchivingFailing)."))
-    d = d.with_panel(graph(
-        ids, "WAL segments waiting to be archived",
-        [query(f'sum by (pod) (cnpg_collector_pg_wal_archive_status{{{CNPG},value="ready"}})', "{{pod}} waiting",
-               "A")],
-        description="Segments waiting to be archived: above 0 for minutes, archiving lags or fails "
-                    "(PostgresWALArchivingStalled)."))
-    d = d.with_panel(graph(
-        ids, "Replication lag",
-        [query(f"max by (pod) (cnpg_pg_replication_lag{{{CNPG}}})", "{{pod}}")], "s",
-        description="Seconds since each replica last replayed a transaction (PostgresReplicationLag above 60 s)."))
-    d = d.with_panel(graph(
-        ids, "Volume space used",
-        [query(f"1 - (kubelet_volume_stats_available_bytes{{{CNPG}}} / kubelet_volume_stats_capacity_bytes{{{CNPG}}}"
-               f" and {CNPG_VOLUMES})", "{{persistentvolumeclaim}}")], "percentunit",
-        description="The instances' data and WAL volumes (PostgresVolumeLowSpace above 80 %)."))
+    d = d.with_panel(
+        single(
+            ids,
+            "Last successful backup",
+            query(since("cnpg_collector_last_available_backup_timestamp"), instant=True),
+            "s",
+            steps=[(None, "green"), (26 * 3600, "red")],
+            description="Age of the newest successful base backup (daily schedule: PostgresBackupTooOld above 26 h). "
+            "No value: no backup yet.",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Last backup failed",
+            query(
+                f"max by (namespace, job) (cnpg_collector_last_failed_backup_timestamp{{{CNPG}}}) > bool "
+                f"max by (namespace, job) (cnpg_collector_last_available_backup_timestamp{{{CNPG}}})",
+                instant=True,
+            ),
+            steps=[(None, "green"), (1, "red")],
+            description="1 when the newest backup attempt failed (PostgresBackupFailed), 0 when it succeeded.",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Recovery window",
+            query(since("cnpg_collector_first_recoverability_point"), instant=True),
+            "s",
+            description="How far back point-in-time recovery reaches: the oldest backup kept by the retention policy.",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Last WAL archived",
+            query(
+                f"max by (namespace, pod) (cnpg_pg_stat_archiver_seconds_since_last_archival{{{CNPG}}}) and on "
+                f"(namespace, pod) cnpg_pg_replication_in_recovery{{{CNPG}}} == 0",
+                instant=True,
+            ),
+            "s",
+            description="Time since the primary last archived a WAL segment. An idle database archives nothing, so "
+            "a long time alone is no problem; with segments waiting (the graph below) it is.",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "WAL archiving",
+            [
+                query(
+                    f"sum by (pod) (rate(cnpg_pg_stat_archiver_archived_count{{{CNPG}}}[{RATE}]))",
+                    "{{pod}} archived",
+                    "A",
+                ),
+                query(
+                    f"sum by (pod) (rate(cnpg_pg_stat_archiver_failed_count{{{CNPG}}}[{RATE}]))", "{{pod}} failed", "B"
+                ),
+            ],
+            "ops",
+            description="Segments archived and failed attempts per second (PostgresWALArchivingFailing).",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "WAL segments waiting to be archived",
+            [
+                query(
+                    f'sum by (pod) (cnpg_collector_pg_wal_archive_status{{{CNPG},value="ready"}})',
+                    "{{pod}} waiting",
+                    "A",
+                )
+            ],
+            description="Segments waiting to be archived: above 0 for minutes, archiving lags or fails "
+            "(PostgresWALArchivingStalled).",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Replication lag",
+            [query(f"max by (pod) (cnpg_pg_replication_lag{{{CNPG}}})", "{{pod}}")],
+            "s",
+            description="Seconds since each replica last replayed a transaction (PostgresReplicationLag above 60 s).",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Volume space used",
+            [
+                query(
+                    f"1 - (kubelet_volume_stats_available_bytes{{{CNPG}}}"
+                    f" / kubelet_volume_stats_capacity_bytes{{{CNPG}}} and {CNPG_VOLUMES})",
+                    "{{persistentvolumeclaim}}",
+                )
+            ],
+            "percentunit",
+            description="The instances' data and WAL volumes (PostgresVolumeLowSpace above 80 %).",
+        )
+    )
     return d
 
 
@@ -354,30 +692,65 @@ def downloads_dashboard() -> dashboard.Dashboard:
     ids = Ids()
     jobs, duration = "eolake_download_jobs_total", "eolake_download_job_duration_seconds_bucket"
     finished = f'{jobs}{{outcome=~"succeeded|failed"}}'
-    d = base("eolake-downloads", "eolake / download queue",
-             "Orders and downloads: queue depth, throughput, failures and time to ready.",
-             ["downloads"])
+    d = base(
+        "eolake-downloads",
+        "eolake / download queue",
+        "Orders and downloads: queue depth, throughput, failures and time to ready.",
+        ["downloads"],
+    )
     d = d.with_row(dashboard.Row("Queue").id(ids()))
-    d = d.with_panel(single(ids, "Jobs waiting", query("sum(eolake_download_queue_depth)", instant=True),
-                            steps=[(None, "green"), (100, "orange"), (1000, "red")], width=8))
-    d = d.with_panel(single(
-        ids, "Job failure ratio (1h)",
-        query(f'(sum(rate({jobs}{{outcome="failed"}}[1h])) or vector(0)) / sum(rate({finished}[1h]))',
-              instant=True),
-        "percentunit", width=8, steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
-        description="Failed over finished (succeeded or failed); cancelled jobs count for neither."))
-    d = d.with_panel(single(
-        ids, "Time to ready p95 (1h)",
-        query(f"histogram_quantile(0.95, sum by (le) (rate({duration}[1h])))", instant=True), "s", width=8,
-        steps=[(None, "green"), (300, "orange"), (600, "red")]))
+    d = d.with_panel(
+        single(
+            ids,
+            "Jobs waiting",
+            query("sum(eolake_download_queue_depth)", instant=True),
+            steps=[(None, "green"), (100, "orange"), (1000, "red")],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Job failure ratio (1h)",
+            query(
+                f'(sum(rate({jobs}{{outcome="failed"}}[1h])) or vector(0)) / sum(rate({finished}[1h]))', instant=True
+            ),
+            "percentunit",
+            width=8,
+            steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+            description="Failed over finished (succeeded or failed); cancelled jobs count for neither.",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Time to ready p95 (1h)",
+            query(f"histogram_quantile(0.95, sum by (le) (rate({duration}[1h])))", instant=True),
+            "s",
+            width=8,
+            steps=[(None, "green"), (300, "orange"), (600, "red")],
+        )
+    )
     d = d.with_panel(graph(ids, "Queue depth", [query("sum(eolake_download_queue_depth)", "waiting")]))
-    d = d.with_panel(graph(ids, "Jobs finished per second by outcome",
-                           [query(f"sum by (outcome) (rate({jobs}[{RATE}]))", "{{outcome}}")],
-                           "ops"))
-    d = d.with_panel(graph(
-        ids, "Time to ready",
-        [query(f"histogram_quantile({q}, sum by (le) (rate({duration}[{RATE}])))", f"p{round(q * 100)}", ref)
-         for q, ref in ((0.5, "A"), (0.95, "B"))], "s"))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Jobs finished per second by outcome",
+            [query(f"sum by (outcome) (rate({jobs}[{RATE}]))", "{{outcome}}")],
+            "ops",
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Time to ready",
+            [
+                query(f"histogram_quantile({q}, sum by (le) (rate({duration}[{RATE}])))", f"p{round(q * 100)}", ref)
+                for q, ref in ((0.5, "A"), (0.95, "B"))
+            ],
+            "s",
+        )
+    )
     return d
 
 
@@ -400,64 +773,130 @@ def slo_panels(d: dashboard.Dashboard, ids: Ids) -> dashboard.Dashboard:
     d = d.with_row(dashboard.Row(f"SLOs over {period}").id(ids()))
     for slo in slos["slos"]:
         objective, ratio = slo["objective"], sli.error_ratio(slo, period)
-        about = (f"{slo['title']}: objective {objective:.2%} of {slo['events']} over {period} "
-                 f"(monitoring/slos.yaml, {slo['name']}).")
-        d = d.with_panel(single(ids, f"{slo['title']}: SLI over {period}", query(f"1 - ({ratio})", instant=True),
-                                "percentunit", width=4, description=about,
-                                steps=[(None, "red"), (objective, "green")]))
-        d = d.with_panel(single(ids, f"{slo['title']}: error budget left",
-                                query(f"1 - ({ratio}) / (1 - {objective})", instant=True), "percentunit", width=4,
-                                description=f"{about} 100 %: no bad event yet; 0 or less: the budget is spent.",
-                                steps=[(None, "red"), (0, "orange"), (0.5, "green")]))
+        about = (
+            f"{slo['title']}: objective {objective:.2%} of {slo['events']} over {period} "
+            f"(monitoring/slos.yaml, {slo['name']})."
+        )
+        d = d.with_panel(
+            single(
+                ids,
+                f"{slo['title']}: SLI over {period}",
+                query(f"1 - ({ratio})", instant=True),
+                "percentunit",
+                width=4,
+                description=about,
+                steps=[(None, "red"), (objective, "green")],
+            )
+        )
+        d = d.with_panel(
+            single(
+                ids,
+                f"{slo['title']}: error budget left",
+                query(f"1 - ({ratio}) / (1 - {objective})", instant=True),
+                "percentunit",
+                width=4,
+                description=f"{about} 100 %: no bad event yet; 0 or less: the budget is spent.",
+                steps=[(None, "red"), (0, "orange"), (0.5, "green")],
+            )
+        )
     burn = "slo:sli_error:ratio_rate{} / on (slo) (1 - slo:objective:ratio)"
-    d = d.with_panel(graph(
-        ids, "Burn rate by SLO",
-        [query(burn.format(w), f"{{{{slo}}}} {w}", ref) for w, ref in (("1h", "A"), ("6h", "B"))],
-        width=12, description="1 spends exactly the budget over the period; the pages fire at 14.4 (1h and 5m) "
-                             "and 6 (6h and 30m), the ticket at 1 (3d and 6h). From the recording rules."))
-    d = d.with_panel(graph(ids, "Error ratio by SLO (5m)",
-                           [query("slo:sli_error:ratio_rate5m", "{{slo}}")], "percentunit", width=12))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Burn rate by SLO",
+            [query(burn.format(w), f"{{{{slo}}}} {w}", ref) for w, ref in (("1h", "A"), ("6h", "B"))],
+            width=12,
+            description="1 spends exactly the budget over the period; the pages fire at 14.4 (1h and 5m) "
+            "and 6 (6h and 30m), the ticket at 1 (3d and 6h). From the recording rules.",
+        )
+    )
+    d = d.with_panel(
+        graph(ids, "Error ratio by SLO (5m)", [query("slo:sli_error:ratio_rate5m", "{{slo}}")], "percentunit", width=12)
+    )
     return d
 
 
 def overview_dashboard(services: list[str]) -> dashboard.Dashboard:
     ids = Ids()
-    d = base("eolake-overview", "eolake / platform overview",
-             "Is anyone hurting? Targets up, the SLOs and their error budgets, then traffic per service.",
-             ["overview", "slo"])
+    d = base(
+        "eolake-overview",
+        "eolake / platform overview",
+        "Is anyone hurting? Targets up, the SLOs and their error budgets, then traffic per service.",
+        ["overview", "slo"],
+    )
     d = d.with_row(dashboard.Row("Health").id(ids()))
-    d = d.with_panel(single(ids, "Targets down", query("count(up == 0) or vector(0)", instant=True),
-                            steps=[(None, "green"), (1, "red")]))
-    d = d.with_panel(single(ids, "Alerts firing",
-                            query('count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)',
-                                  instant=True),
-                            steps=[(None, "green"), (1, "red")],
-                            description="Watchdog is left out: it always fires, to prove the pipeline works."))
-    d = d.with_panel(single(ids, "Requests per second",
-                            query(f"sum(rate(eolake_http_requests_total{{{NOT_PROBES}}}[{RATE}]))", instant=True),
-                            "reqps"))
-    d = d.with_panel(single(ids, "PostgreSQL up", query('min(pg_up{job="postgres"})', instant=True),
-                            steps=[(None, "red"), (1, "green")]))
+    d = d.with_panel(
+        single(
+            ids, "Targets down", query("count(up == 0) or vector(0)", instant=True), steps=[(None, "green"), (1, "red")]
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Alerts firing",
+            query('count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)', instant=True),
+            steps=[(None, "green"), (1, "red")],
+            description="Watchdog is left out: it always fires, to prove the pipeline works.",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids,
+            "Requests per second",
+            query(f"sum(rate(eolake_http_requests_total{{{NOT_PROBES}}}[{RATE}]))", instant=True),
+            "reqps",
+        )
+    )
+    d = d.with_panel(
+        single(
+            ids, "PostgreSQL up", query('min(pg_up{job="postgres"})', instant=True), steps=[(None, "red"), (1, "green")]
+        )
+    )
     d = d.with_panel(graph(ids, "Targets up by job", [query("min by (job) (up)", "{{job}}")], width=24, height=6))
     d = slo_panels(d, ids)
 
     d = d.with_row(dashboard.Row("Per service").id(ids()))
     per_service = f'{NOT_PROBES},service=~"{"|".join(services)}"'
-    d = d.with_panel(graph(
-        ids, "Requests per second by service",
-        [query(f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))", "{{service}}")],
-        "reqps", width=8))
-    d = d.with_panel(graph(
-        ids, "Server error ratio by service",
-        [query(f'(sum by (service) (rate(eolake_http_requests_total{{{per_service},status_class="5xx"}}[{RATE}])) '
-               f"or 0 * sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))) / "
-               f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))", "{{service}}")],
-        "percentunit", width=8))
-    d = d.with_panel(graph(
-        ids, "Latency p95 by service",
-        [query(f"histogram_quantile(0.95, sum by (le, service) "
-               f"(rate(eolake_http_request_duration_seconds_bucket{{{per_service}}}[{RATE}])))", "{{service}}")],
-        "s", width=8))
+    d = d.with_panel(
+        graph(
+            ids,
+            "Requests per second by service",
+            [query(f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))", "{{service}}")],
+            "reqps",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Server error ratio by service",
+            [
+                query(
+                    f'(sum by (service) (rate(eolake_http_requests_total{{{per_service},status_class="5xx"}}[{RATE}])) '
+                    f"or 0 * sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))) / "
+                    f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))",
+                    "{{service}}",
+                )
+            ],
+            "percentunit",
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        graph(
+            ids,
+            "Latency p95 by service",
+            [
+                query(
+                    f"histogram_quantile(0.95, sum by (le, service) "
+                    f"(rate(eolake_http_request_duration_seconds_bucket{{{per_service}}}[{RATE}])))",
+                    "{{service}}",
+                )
+            ],
+            "s",
+            width=8,
+        )
+    )
     return d
 
 
@@ -473,8 +912,10 @@ def build_all() -> dict[str, dict]:
     services = services_with_dashboards()
     builders = {f"{name}.json": make(services) for name, make in DASHBOARDS.items()}
     builders |= {f"service-{name}.json": service_dashboard(name) for name in services}
-    return {name: mark_not_local(layout(json.loads(json.dumps(b.build(), cls=JSONEncoder))))
-            for name, b in sorted(builders.items())}
+    return {
+        name: mark_not_local(layout(json.loads(json.dumps(b.build(), cls=JSONEncoder))))
+        for name, b in sorted(builders.items())
+    }
 
 
 def mark_not_local(dashboard_json: dict) -> dict:
@@ -516,8 +957,10 @@ def kubernetes_only_reason(expr: str) -> str | None:
     """
     metrics = SELECTED_METRIC.findall(expr)
     if metrics and set(metrics) <= KUBERNETES_METRICS:
-        return (f"reads {metrics[0]}, which only the Kubernetes target exports (CloudNativePG, kubelet, "
-                "kube-state-metrics); the embedded platform has prometheus-postgres-exporter instead")
+        return (
+            f"reads {metrics[0]}, which only the Kubernetes target exports (CloudNativePG, kubelet, "
+            "kube-state-metrics); the embedded platform has prometheus-postgres-exporter instead"
+        )
     return None
 
 

@@ -31,8 +31,9 @@ def provision(ctx: Context) -> ClusterLayer:
         return ClusterLayer()
     layer = OpenStackLayer(ctx, spec)
     result = layer.result
-    up = ApiReady("cluster-ready", result.kubeconfig,
-                  opts=pulumi.ResourceOptions(parent=layer, depends_on=result.ready))
+    up = ApiReady(
+        "cluster-ready", result.kubeconfig, opts=pulumi.ResourceOptions(parent=layer, depends_on=result.ready)
+    )
     provider = k8s.Provider("cluster", kubeconfig=result.kubeconfig, opts=pulumi.ResourceOptions(depends_on=[up]))
     pulumi.export("kubeconfig", result.kubeconfig)
     pulumi.export("api_address", result.api_address)
@@ -47,22 +48,48 @@ def hand_over(ctx: Context, provisioned: Provisioned, opts: pulumi.ResourceOptio
     created: list[pulumi.Resource] = []
     access, secret = provisioned.storage_keys["access"], provisioned.storage_keys["secret"]
     if ctx.k8s.secrets.storage:
-        created.append(k8s.core.v1.Secret("storage-credentials", metadata={
-            "name": ctx.k8s.secrets.storage, "namespace": ctx.namespace, "labels": labels},
-            string_data={"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret}, opts=opts))
+        created.append(
+            k8s.core.v1.Secret(
+                "storage-credentials",
+                metadata={"name": ctx.k8s.secrets.storage, "namespace": ctx.namespace, "labels": labels},
+                string_data={"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret},
+                opts=opts,
+            )
+        )
     if ctx.k8s.postgres.backup:
-        created.append(k8s.core.v1.Secret("backup-credentials", metadata={
-            "name": ctx.k8s.postgres.backup.credentials_secret, "namespace": ctx.namespace, "labels": labels},
-            string_data={"ACCESS_KEY_ID": access, "ACCESS_SECRET_KEY": secret}, opts=opts))
-    created.append(k8s.core.v1.Secret("cinder-csi-cloud-config", metadata={
-        "name": CINDER_CSI_SECRET, "namespace": "kube-system", "labels": labels},
-        string_data={"cloud.conf": provisioned.cloud_conf}, opts=opts))
+        created.append(
+            k8s.core.v1.Secret(
+                "backup-credentials",
+                metadata={
+                    "name": ctx.k8s.postgres.backup.credentials_secret,
+                    "namespace": ctx.namespace,
+                    "labels": labels,
+                },
+                string_data={"ACCESS_KEY_ID": access, "ACCESS_SECRET_KEY": secret},
+                opts=opts,
+            )
+        )
+    created.append(
+        k8s.core.v1.Secret(
+            "cinder-csi-cloud-config",
+            metadata={"name": CINDER_CSI_SECRET, "namespace": "kube-system", "labels": labels},
+            string_data={"cloud.conf": provisioned.cloud_conf},
+            opts=opts,
+        )
+    )
     volume_type = ctx.platform.cluster.database.volume_type if ctx.platform.cluster.database else None
-    created.append(k8s.storage.v1.StorageClass("database-storage-class", metadata={"name": DATABASE_STORAGE_CLASS,
-                                                                     "labels": labels},
-                                provisioner=CINDER_CSI, reclaim_policy="Retain", allow_volume_expansion=True,
-                                volume_binding_mode="WaitForFirstConsumer",
-                                parameters={"type": volume_type} if volume_type else None, opts=opts))
+    created.append(
+        k8s.storage.v1.StorageClass(
+            "database-storage-class",
+            metadata={"name": DATABASE_STORAGE_CLASS, "labels": labels},
+            provisioner=CINDER_CSI,
+            reclaim_policy="Retain",
+            allow_volume_expansion=True,
+            volume_binding_mode="WaitForFirstConsumer",
+            parameters={"type": volume_type} if volume_type else None,
+            opts=opts,
+        )
+    )
     return created
 
 
@@ -72,10 +99,20 @@ def user_data_for_review(ctx: Context, secret: str) -> dict[str, str]:
     spec = ctx.platform.cluster
     if spec.kind != "openstack":
         return {}
-    values = settings(spec, token=secret, supervisor="API-LOAD-BALANCER-PRIVATE-ADDRESS",
-                      public="API-FLOATING-IP", ca=dict.fromkeys(CA_FILES, secret))
+    values = settings(
+        spec,
+        token=secret,
+        supervisor="API-LOAD-BALANCER-PRIVATE-ADDRESS",
+        public="API-FLOATING-IP",
+        ca=dict.fromkeys(CA_FILES, secret),
+    )
     counts = {"control-plane": spec.control_plane.count, "worker": spec.workers.count, "database": spec.database_nodes}
-    kinds = [("control-plane-first", "control-plane", 0), ("control-plane", "control-plane", 1),
-             ("worker", "worker", 0), ("database", "database", 0)]
-    return {name: cloudinit.user_data(node_of(pool, index), values)
-            for name, pool, index in kinds if index < counts[pool]}
+    kinds = [
+        ("control-plane-first", "control-plane", 0),
+        ("control-plane", "control-plane", 1),
+        ("worker", "worker", 0),
+        ("database", "database", 0),
+    ]
+    return {
+        name: cloudinit.user_data(node_of(pool, index), values) for name, pool, index in kinds if index < counts[pool]
+    }

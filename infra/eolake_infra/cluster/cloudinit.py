@@ -62,9 +62,12 @@ def user_data(node: Node, settings: Settings) -> str:
         "package_update": True,
         "package_upgrade": True,
         "packages": ["unattended-upgrades", "curl", "ca-certificates"],
-        "write_files": [*_apt_files(), _file(RKE2_CONFIG, _dump(rke2_config(node, settings)), "0600"),
-                        _file(INSTALLER, installer(), "0755"),
-                        *(_server_files(node, settings) if node.server else [])],
+        "write_files": [
+            *_apt_files(),
+            _file(RKE2_CONFIG, _dump(rke2_config(node, settings)), "0600"),
+            _file(INSTALLER, installer(), "0755"),
+            *(_server_files(node, settings) if node.server else []),
+        ],
         "runcmd": [[INSTALLER, "server" if node.server else "agent"]],
     }
     return "#cloud-config\n" + _dump(document)
@@ -75,8 +78,13 @@ def rke2_config(node: Node, settings: Settings) -> dict:
     if not (node.first and not settings.joined):
         config["server"] = f"https://{settings.supervisor}:{SUPERVISOR_PORT}"
     if node.server:
-        config |= {"tls-san": settings.api_addresses, "cni": "canal", "write-kubeconfig-mode": "0600",
-                   "etcd-snapshot-schedule-cron": "0 */6 * * *", "etcd-snapshot-retention": 28}
+        config |= {
+            "tls-san": settings.api_addresses,
+            "cni": "canal",
+            "write-kubeconfig-mode": "0600",
+            "etcd-snapshot-schedule-cron": "0 */6 * * *",
+            "etcd-snapshot-retention": 28,
+        }
     if node.labels:
         config["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
     if node.taints:
@@ -86,31 +94,39 @@ def rke2_config(node: Node, settings: Settings) -> dict:
 
 def installer() -> str:
     """Download, check the pinned checksum, then unpack and start: a mismatch stops before anything is installed."""
-    return "\n".join([
-        "#!/bin/sh",
-        "set -eu",
-        'role="$1"',
-        "tarball=$(mktemp)",
-        f"curl -fsSL --retry 10 --retry-all-errors -o \"$tarball\" {shlex.quote(RKE2_URL)}",
-        f'echo "{RKE2_SHA256}  $tarball" | sha256sum --check --strict -',
-        'tar -xzf "$tarball" -C /usr/local',
-        'rm -f "$tarball"',
-        "systemctl daemon-reload",
-        'systemctl enable --now "rke2-$role.service"',
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            "set -eu",
+            'role="$1"',
+            "tarball=$(mktemp)",
+            f'curl -fsSL --retry 10 --retry-all-errors -o "$tarball" {shlex.quote(RKE2_URL)}',
+            f'echo "{RKE2_SHA256}  $tarball" | sha256sum --check --strict -',
+            'tar -xzf "$tarball" -C /usr/local',
+            'rm -f "$tarball"',
+            "systemctl daemon-reload",
+            'systemctl enable --now "rke2-$role.service"',
+            "",
+        ]
+    )
 
 
 def _apt_files() -> list[dict]:
     """Ubuntu's security updates every day; the reboots they need are left to kured (drain, one node at a time)."""
-    return [_file("/etc/apt/apt.conf.d/20auto-upgrades",
-                  'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n', "0644"),
-            _file("/etc/apt/apt.conf.d/52eolake-reboots", 'Unattended-Upgrade::Automatic-Reboot "false";\n', "0644")]
+    return [
+        _file(
+            "/etc/apt/apt.conf.d/20auto-upgrades",
+            'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n',
+            "0644",
+        ),
+        _file("/etc/apt/apt.conf.d/52eolake-reboots", 'Unattended-Upgrade::Automatic-Reboot "false";\n', "0644"),
+    ]
 
 
 def _server_files(node: Node, settings: Settings) -> list[dict]:
-    files = [_file(f"{MANIFESTS}/eolake-{name}.yaml", _dump(manifest), "0600")
-             for name, manifest in addons(settings).items()]
+    files = [
+        _file(f"{MANIFESTS}/eolake-{name}.yaml", _dump(manifest), "0600") for name, manifest in addons(settings).items()
+    ]
     if node.first:
         files += [_file(f"{TLS}/{name}", pem, "0600") for name, pem in sorted(settings.ca.items())]
     return files
@@ -122,31 +138,57 @@ def addons(settings: Settings) -> dict[str, dict]:
     CRDs), and its bundled ingress-nginx told that the load balancer speaks PROXY."""
     tolerate_all = [{"operator": "Exists"}]
     return {
-        "cinder-csi": _helm_chart(CINDER_CSI_CHART, {
-            "secret": {"enabled": True, "create": False, "name": CINDER_CSI_SECRET},
-            "storageClass": {"enabled": True, "delete": {"isDefault": True, "allowVolumeExpansion": True},
-                             "retain": {"isDefault": False, "allowVolumeExpansion": True}},
-            "csi": {"plugin": {"nodePlugin": {"tolerations": tolerate_all}}}}),
-        "kured": _helm_chart(KURED_CHART, {
-            "configuration": {"rebootDays": settings.reboot_days, "startTime": settings.reboot_start,
-                              "endTime": settings.reboot_end, "timeZone": "UTC", "concurrency": 1},
-            "tolerations": tolerate_all}),
+        "cinder-csi": _helm_chart(
+            CINDER_CSI_CHART,
+            {
+                "secret": {"enabled": True, "create": False, "name": CINDER_CSI_SECRET},
+                "storageClass": {
+                    "enabled": True,
+                    "delete": {"isDefault": True, "allowVolumeExpansion": True},
+                    "retain": {"isDefault": False, "allowVolumeExpansion": True},
+                },
+                "csi": {"plugin": {"nodePlugin": {"tolerations": tolerate_all}}},
+            },
+        ),
+        "kured": _helm_chart(
+            KURED_CHART,
+            {
+                "configuration": {
+                    "rebootDays": settings.reboot_days,
+                    "startTime": settings.reboot_start,
+                    "endTime": settings.reboot_end,
+                    "timeZone": "UTC",
+                    "concurrency": 1,
+                },
+                "tolerations": tolerate_all,
+            },
+        ),
         "cloudnative-pg": _helm_chart(CNPG_CHART, {}, namespace="cnpg-system"),
         "cert-manager": _helm_chart(CERT_MANAGER_CHART, {"crds": {"enabled": True}}, namespace="cert-manager"),
-        "ingress-nginx": {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChartConfig",
-                          "metadata": {"name": "rke2-ingress-nginx", "namespace": "kube-system"},
-                          "spec": {"valuesContent": _dump({"controller": {"config": {
-                              "use-proxy-protocol": "true"}}})}},
+        "ingress-nginx": {
+            "apiVersion": "helm.cattle.io/v1",
+            "kind": "HelmChartConfig",
+            "metadata": {"name": "rke2-ingress-nginx", "namespace": "kube-system"},
+            "spec": {"valuesContent": _dump({"controller": {"config": {"use-proxy-protocol": "true"}}})},
+        },
     }
 
 
 def _helm_chart(chart: tuple[str, str, str], values: dict, namespace: str = "kube-system") -> dict:
     name, version, repo = chart
-    spec = {"chart": name, "version": version, "repo": repo, "targetNamespace": namespace,
-            **({"createNamespace": True} if namespace != "kube-system" else {})}
-    return {"apiVersion": "helm.cattle.io/v1", "kind": "HelmChart",
-            "metadata": {"name": name, "namespace": "kube-system"},
-            "spec": {**spec, **({"valuesContent": _dump(values)} if values else {})}}
+    spec = {
+        "chart": name,
+        "version": version,
+        "repo": repo,
+        "targetNamespace": namespace,
+        **({"createNamespace": True} if namespace != "kube-system" else {}),
+    }
+    return {
+        "apiVersion": "helm.cattle.io/v1",
+        "kind": "HelmChart",
+        "metadata": {"name": name, "namespace": "kube-system"},
+        "spec": {**spec, **({"valuesContent": _dump(values)} if values else {})},
+    }
 
 
 def _file(path: str, content: str, permissions: str) -> dict:
@@ -157,8 +199,10 @@ class _Dumper(yaml.SafeDumper):
     """Files inside the user-data as literal blocks, readable as they will be written."""
 
 
-_Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
-    "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+_Dumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
+)
 
 
 def _dump(document: dict) -> str:

@@ -25,28 +25,42 @@ class Certificates:
         self.server_ca_key, self.server_ca = self._authority("server-ca", opts)
         self.client_ca_key, self.client_ca = self._authority("client-ca", opts)
         self.admin_key = _key("admin", opts)
-        request = tls.CertRequest("admin-csr", private_key_pem=self.admin_key.private_key_pem, subject=ADMIN,
-                                  opts=opts)
+        request = tls.CertRequest("admin-csr", private_key_pem=self.admin_key.private_key_pem, subject=ADMIN, opts=opts)
         self.admin = tls.LocallySignedCert(
-            "admin-certificate", cert_request_pem=request.cert_request_pem,
-            ca_private_key_pem=self.client_ca_key.private_key_pem, ca_cert_pem=self.client_ca.cert_pem,
-            validity_period_hours=CLIENT_YEARS * HOURS_PER_YEAR, early_renewal_hours=30 * 24,
-            allowed_uses=["digital_signature", "key_encipherment", "client_auth"], opts=opts)
+            "admin-certificate",
+            cert_request_pem=request.cert_request_pem,
+            ca_private_key_pem=self.client_ca_key.private_key_pem,
+            ca_cert_pem=self.client_ca.cert_pem,
+            validity_period_hours=CLIENT_YEARS * HOURS_PER_YEAR,
+            early_renewal_hours=30 * 24,
+            allowed_uses=["digital_signature", "key_encipherment", "client_auth"],
+            opts=opts,
+        )
 
     @staticmethod
     def _authority(name: str, opts: pulumi.ResourceOptions):
         key = _key(name, opts)
         certificate = tls.SelfSignedCert(
-            name, private_key_pem=key.private_key_pem, is_ca_certificate=True,
-            subject={"common_name": f"eolake-rke2-{name}"}, validity_period_hours=CA_YEARS * HOURS_PER_YEAR,
-            allowed_uses=["cert_signing", "crl_signing", "digital_signature", "key_encipherment"], opts=opts)
+            name,
+            private_key_pem=key.private_key_pem,
+            is_ca_certificate=True,
+            subject={"common_name": f"eolake-rke2-{name}"},
+            validity_period_hours=CA_YEARS * HOURS_PER_YEAR,
+            allowed_uses=["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
+            opts=opts,
+        )
         return key, certificate
 
     def ca_files(self) -> pulumi.Output[dict[str, str]]:
         """What the first server finds in /var/lib/rancher/rke2/server/tls before RKE2 starts."""
-        return pulumi.Output.secret(pulumi.Output.all(
-            self.server_ca.cert_pem, self.server_ca_key.private_key_pem,
-            self.client_ca.cert_pem, self.client_ca_key.private_key_pem).apply(lambda v: dict(zip(CA_FILES, v))))
+        return pulumi.Output.secret(
+            pulumi.Output.all(
+                self.server_ca.cert_pem,
+                self.server_ca_key.private_key_pem,
+                self.client_ca.cert_pem,
+                self.client_ca_key.private_key_pem,
+            ).apply(lambda v: dict(zip(CA_FILES, v)))
+        )
 
 
 def _key(name: str, opts: pulumi.ResourceOptions) -> tls.PrivateKey:
@@ -54,18 +68,28 @@ def _key(name: str, opts: pulumi.ResourceOptions) -> tls.PrivateKey:
 
 
 def render(api_url: pulumi.Input[str], certificates: Certificates) -> pulumi.Output[str]:
-    return pulumi.Output.all(api_url, certificates.server_ca.cert_pem, certificates.admin.cert_pem,
-                             certificates.admin_key.private_key_pem).apply(lambda v: document(*v))
+    return pulumi.Output.all(
+        api_url, certificates.server_ca.cert_pem, certificates.admin.cert_pem, certificates.admin_key.private_key_pem
+    ).apply(lambda v: document(*v))
 
 
 def document(api_url: str, ca_pem: str, cert_pem: str, key_pem: str) -> str:
     def b64(text: str) -> str:
         return base64.b64encode(text.encode()).decode()
 
-    return yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "eolake",
-        "clusters": [{"name": "eolake", "cluster": {"server": api_url, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": "eolake-admin", "user": {"client-certificate-data": b64(cert_pem),
-                                                    "client-key-data": b64(key_pem)}}],
-        "contexts": [{"name": "eolake", "context": {"cluster": "eolake", "user": "eolake-admin"}}],
-    }, sort_keys=False)
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "eolake",
+            "clusters": [{"name": "eolake", "cluster": {"server": api_url, "certificate-authority-data": b64(ca_pem)}}],
+            "users": [
+                {
+                    "name": "eolake-admin",
+                    "user": {"client-certificate-data": b64(cert_pem), "client-key-data": b64(key_pem)},
+                }
+            ],
+            "contexts": [{"name": "eolake", "context": {"cluster": "eolake", "user": "eolake-admin"}}],
+        },
+        sort_keys=False,
+    )

@@ -21,9 +21,13 @@ TIMEOUT_SECONDS = 30 * 60  # boot, packages, RKE2 download, the first etcd membe
 POLL_SECONDS = 10
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 # Each path answers 200 when ready; with "endpoints", the Endpoints object must also list a ready address.
-CONDITIONS = [("/readyz", None), (f"{CRDS}/clusters.postgresql.cnpg.io", None),
-              (f"{CRDS}/poolers.postgresql.cnpg.io", None), (f"{CRDS}/certificates.cert-manager.io", None),
-              ("/api/v1/namespaces/cnpg-system/endpoints/cnpg-webhook-service", "endpoints")]
+CONDITIONS = [
+    ("/readyz", None),
+    (f"{CRDS}/clusters.postgresql.cnpg.io", None),
+    (f"{CRDS}/poolers.postgresql.cnpg.io", None),
+    (f"{CRDS}/certificates.cert-manager.io", None),
+    ("/api/v1/namespaces/cnpg-system/endpoints/cnpg-webhook-service", "endpoints"),
+]
 
 
 def ready(kubeconfig: str, timeout: float = TIMEOUT_SECONDS, poll: float = POLL_SECONDS) -> None:
@@ -34,8 +38,14 @@ def ready(kubeconfig: str, timeout: float = TIMEOUT_SECONDS, poll: float = POLL_
     with tempfile.TemporaryDirectory() as folder:
         context = _tls(cluster, user, Path(folder))
         while time.monotonic() < deadline:
-            last = next((problem for path, kind in CONDITIONS
-                         if (problem := _unmet(cluster["server"] + path, kind, context, poll))), None)
+            last = next(
+                (
+                    problem
+                    for path, kind in CONDITIONS
+                    if (problem := _unmet(cluster["server"] + path, kind, context, poll))
+                ),
+                None,
+            )
             if last is None:
                 return
             time.sleep(poll)

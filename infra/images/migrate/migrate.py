@@ -27,8 +27,10 @@ def main() -> int:
     with psycopg.connect("", autocommit=True) as conn:
         while not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
             if time.monotonic() > deadline:
-                print(f"role {role} does not exist: check the Cluster's managed roles and its password Secret",
-                      file=sys.stderr)
+                print(
+                    f"role {role} does not exist: check the Cluster's managed roles and its password Secret",
+                    file=sys.stderr,
+                )
                 return 1
             time.sleep(5)
         conn.execute(sql.SQL("GRANT pgstac_ingest TO {}").format(sql.Identifier(role)))

@@ -136,8 +136,10 @@ class CatalogClient(CoreCrudClient):
         if tuning.context != "auto" or matched < tuning.context_estimated_count:
             return False
         async with request.app.state.get_connection(request, "r") as conn:
-            where = await conn.fetchval("SELECT pgstac.stac_search_to_where($1::text::jsonb)",
-                                        search_request.model_dump_json(exclude_none=True, by_alias=True))
+            where = await conn.fetchval(
+                "SELECT pgstac.stac_search_to_where($1::text::jsonb)",
+                search_request.model_dump_json(exclude_none=True, by_alias=True),
+            )
             explained = await conn.fetchval(PLAN.format(where))  # JSON, decoded by the pool's codec
         plan = (orjson.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"]
         rows, cost = plan["Plan Rows"], plan["Total Cost"]
@@ -266,13 +268,16 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Pools start empty (min size 0): the service starts, and reports not ready, while Postgres is down.
-        await connect_to_db(app, postgres_settings=read, add_write_connection_pool=True,
-                            write_postgres_settings=write)
+        await connect_to_db(app, postgres_settings=read, add_write_connection_pool=True, write_postgres_settings=write)
         yield
         await close_db_connection(app)
 
-    api = instantiate_api(client=CatalogClient, extensions=CatalogExtensions(settings=stac_settings), lifespan=lifespan,
-                          settings=stac_settings)
+    api = instantiate_api(
+        client=CatalogClient,
+        extensions=CatalogExtensions(settings=stac_settings),
+        lifespan=lifespan,
+        settings=stac_settings,
+    )
     api.add_route_dependencies(scopes=WRITE_ROUTES, dependencies=[Depends(require_role("admin"))])
     app = api.app
     app.state.search_cache = SearchCache(settings.cache_entries, settings.cache_mib * 1024 * 1024)
@@ -288,6 +293,11 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
 
     # pgstac raises (P0001) and data errors come from what the client sent, e.g. an unsupported CQL2 operator.
     # A JSON patch that does not apply to the document as it is (a missing member, a failed test) is the client's.
-    status_codes = {**DEFAULT_STATUS_CODES, pg_errors.RaiseError: 400, pg_errors.DataError: 400,
-                    jsonpatch.JsonPatchException: 400, jsonpatch.JsonPointerException: 400}
+    status_codes = {
+        **DEFAULT_STATUS_CODES,
+        pg_errors.RaiseError: 400,
+        pg_errors.DataError: 400,
+        jsonpatch.JsonPatchException: 400,
+        jsonpatch.JsonPointerException: 400,
+    }
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes, responses=RESPONSES)

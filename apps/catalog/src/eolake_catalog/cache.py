@@ -79,5 +79,8 @@ class SearchCache:
 
 def _copy(answer: dict) -> dict:
     """What callers may change (stac-fastapi replaces `links`, or a feature's) without touching the kept answer."""
-    return {**answer, "links": copy.deepcopy(answer.get("links", [])),
-            "features": [dict(feature) for feature in answer.get("features", [])]}
+    return {
+        **answer,
+        "links": copy.deepcopy(answer.get("links", [])),
+        "features": [dict(feature) for feature in answer.get("features", [])],
+    }

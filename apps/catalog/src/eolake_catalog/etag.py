@@ -63,5 +63,6 @@ async def _answer(send: Send, start: Message, body: bytes, held: str | None) -> 
 def _matches(held: str, tag: str) -> bool:
     """If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" and "x" are the same tag; `*` matches any."""
     opaque = tag.removeprefix("W/")
-    return any(candidate.strip() == "*" or candidate.strip().removeprefix("W/") == opaque
-               for candidate in held.split(","))
+    return any(
+        candidate.strip() == "*" or candidate.strip().removeprefix("W/") == opaque for candidate in held.split(",")
+    )

@@ -126,8 +126,9 @@ def query_params_as_filter(params: dict[str, Any]) -> dict[str, Any]:
     """GET parameters with `query` moved into `filter_expr` (CQL2 JSON)."""
     if not params.get("query"):
         return params
-    combined = query_into_filter(json_object(params["query"], "query"), params.get("filter_expr"),
-                                 params.get("filter_lang"))
+    combined = query_into_filter(
+        json_object(params["query"], "query"), params.get("filter_expr"), params.get("filter_lang")
+    )
     return {**params, "query": None, "filter_expr": orjson.dumps(combined).decode(), "filter_lang": "cql2-json"}
 
 
@@ -158,6 +159,7 @@ class SearchBodyMiddleware:
                 return await receive()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
+
         return await self.app(scope, replay, send)
 
 

@@ -32,9 +32,13 @@ SUMMARIES = "SELECT content->'summaries' FROM pgstac.collections WHERE id = $1"
 
 def categorical(summaries: dict | None) -> dict[str, list]:
     """The summaries that list values (strings or numbers), by property name."""
-    return {name: values for name, values in (summaries or {}).items()
-            if isinstance(values, list) and values
-            and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)}
+    return {
+        name: values
+        for name, values in (summaries or {}).items()
+        if isinstance(values, list)
+        and values
+        and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)
+    }
 
 
 class DependentQueryables(FiltersClient):
@@ -47,13 +51,18 @@ class DependentQueryables(FiltersClient):
             enums = categorical(await conn.fetchval(SUMMARIES, collection_id))
             unknown = sorted(set(chosen) - set(enums))
             if unknown:
-                raise HTTPException(400, f"not a categorical queryable of {collection_id}: {', '.join(unknown)}; "
-                                         f"choose among {', '.join(sorted(enums)) or 'none'}")
+                raise HTTPException(
+                    400,
+                    f"not a categorical queryable of {collection_id}: {', '.join(unknown)}; "
+                    f"choose among {', '.join(sorted(enums)) or 'none'}",
+                )
             if chosen:
-                found = dict(await conn.fetch(NARROWED, collection_id, list(enums), list(chosen),
-                                              list(chosen.values())))
-                enums = {name: [v for v in values if str(v) in set(found.get(name) or ())]
-                         for name, values in enums.items()}
+                found = dict(
+                    await conn.fetch(NARROWED, collection_id, list(enums), list(chosen), list(chosen.values()))
+                )
+                enums = {
+                    name: [v for v in values if str(v) in set(found.get(name) or ())] for name, values in enums.items()
+                }
         return with_enums(answer, enums)
 
 

@@ -28,8 +28,20 @@ from dataclasses import dataclass
 
 import asyncpg
 
-ARRAY_FIELDS = frozenset({"instruments", "sar:polarizations", "eo:bands", "raster:bands", "proj:shape",
-                          "proj:transform", "proj:bbox", "proj:centroid", "keywords", "providers"})
+ARRAY_FIELDS = frozenset(
+    {
+        "instruments",
+        "sar:polarizations",
+        "eo:bands",
+        "raster:bands",
+        "proj:shape",
+        "proj:transform",
+        "proj:bbox",
+        "proj:centroid",
+        "keywords",
+        "providers",
+    }
+)
 NUMBER, STRING = "to_float", "to_text"
 SCHEMA = "eolake_catalog"
 # The search cache's stamps (eolake_catalog.cache): a counter per collection, moved by every statement that writes
@@ -114,8 +126,12 @@ def wanted(collections: Iterable[tuple[str, dict | None]]) -> dict[Queryable, li
             queryable = summary_queryable(name, summary)
             if queryable:
                 found.setdefault(name, {}).setdefault(queryable.wrapper, []).append(collection_id)
-    return {Queryable(name, wrapper): sorted(ids) for name, by_wrapper in found.items() if len(by_wrapper) == 1
-            for wrapper, ids in by_wrapper.items()}
+    return {
+        Queryable(name, wrapper): sorted(ids)
+        for name, by_wrapper in found.items()
+        if len(by_wrapper) == 1
+        for wrapper, ids in by_wrapper.items()
+    }
 
 
 async def index_summaries(conn: asyncpg.Connection, collection_ids: Iterable[str] | None = None) -> list[str]:
@@ -125,20 +141,30 @@ async def index_summaries(conn: asyncpg.Connection, collection_ids: Iterable[str
     async with conn.transaction():
         await conn.execute("SET LOCAL search_path = pgstac, public")  # pgstac's triggers name its functions so
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_catalog.index_summaries'))")
-        rows = await conn.fetch("SELECT id, (content->'summaries')::text FROM pgstac.collections "
-                                "WHERE $1::text[] IS NULL OR id = ANY($1::text[])", ids)
+        rows = await conn.fetch(
+            "SELECT id, (content->'summaries')::text FROM pgstac.collections "
+            "WHERE $1::text[] IS NULL OR id = ANY($1::text[])",
+            ids,
+        )
         found = wanted((row[0], json.loads(row[1]) if row[1] else None) for row in rows)
         return [q.name for q, on in found.items() if await _register(conn, q, on)]
 
 
 async def _register(conn: asyncpg.Connection, queryable: Queryable, collections: list[str]) -> bool:
-    existing = await conn.fetch("SELECT id, collection_ids, property_wrapper, property_index_type "
-                                "FROM pgstac.queryables WHERE name = $1 ORDER BY collection_ids IS NOT NULL, id",
-                                queryable.name)
+    existing = await conn.fetch(
+        "SELECT id, collection_ids, property_wrapper, property_index_type "
+        "FROM pgstac.queryables WHERE name = $1 ORDER BY collection_ids IS NOT NULL, id",
+        queryable.name,
+    )
     if not existing:
-        await conn.execute("INSERT INTO pgstac.queryables (name, collection_ids, definition, property_wrapper, "
-                           "property_index_type) VALUES ($1, $2, $3::text::jsonb, $4, 'BTREE')",
-                           queryable.name, collections, json.dumps(queryable.definition), queryable.wrapper)
+        await conn.execute(
+            "INSERT INTO pgstac.queryables (name, collection_ids, definition, property_wrapper, "
+            "property_index_type) VALUES ($1, $2, $3::text::jsonb, $4, 'BTREE')",
+            queryable.name,
+            collections,
+            json.dumps(queryable.definition),
+            queryable.wrapper,
+        )
         return True
     (row_id, ids, wrapper, index_type), others = existing[0], existing[1:]  # a row for all collections first
     if (wrapper or queryable.wrapper) != queryable.wrapper:
@@ -147,14 +173,19 @@ async def _register(conn: asyncpg.Connection, queryable: Queryable, collections:
     merged = None if ids is None else sorted(set(ids) | (set(collections) - taken))
     if merged == (None if ids is None else sorted(ids)) and wrapper and index_type:
         return False
-    await conn.execute("UPDATE pgstac.queryables SET collection_ids = $1, property_wrapper = $2, "
-                       "property_index_type = coalesce(property_index_type, 'BTREE') WHERE id = $3",
-                       merged, queryable.wrapper, row_id)
+    await conn.execute(
+        "UPDATE pgstac.queryables SET collection_ids = $1, property_wrapper = $2, "
+        "property_index_type = coalesce(property_index_type, 'BTREE') WHERE id = $3",
+        merged,
+        queryable.wrapper,
+        row_id,
+    )
     return True
 
 
 def index_collections(dsn: str, collection_ids: Iterable[str] | None = None) -> list[str]:
     """index_summaries over a connection of its own ("" DSN: libpq's PG* variables), for synchronous callers."""
+
     async def run() -> list[str]:
         conn = await asyncpg.connect(dsn or None)
         try:
@@ -181,9 +212,11 @@ async def _migrate(dsn: str, app_role: str) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_catalog.migrate'))")
             await conn.execute(WRITE_COUNTERS)
             for name, (table, event, rows, function) in COUNTING_TRIGGERS.items():
-                await conn.execute(f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON pgstac.{table} "
-                                   f"REFERENCING {rows} TABLE AS written FOR EACH STATEMENT "
-                                   f"EXECUTE FUNCTION {SCHEMA}.{function}()")
+                await conn.execute(
+                    f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON pgstac.{table} "
+                    f"REFERENCING {rows} TABLE AS written FOR EACH STATEMENT "
+                    f"EXECUTE FUNCTION {SCHEMA}.{function}()"
+                )
         await index_summaries(conn)
     finally:
         await conn.close()

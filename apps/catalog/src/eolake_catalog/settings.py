@@ -23,8 +23,10 @@ class CatalogSettings(ServiceSettings):
     service_name: str = MANIFEST.name
     root_path: str = MANIFEST.path
     port: int = MANIFEST.port
-    database_url: PostgresUrl = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
-                                    description="postgresql://user:password@host:port/dbname")
+    database_url: PostgresUrl = Field(
+        SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
+        description="postgresql://user:password@host:port/dbname",
+    )
     pool_size: int = Field(8, ge=2, le=100, description="connections per worker: reads plus a quarter for writes")
     pgstac: PgstacSearch = Field(PgstacSearch(), description="how searches count matches (the spec's, as JSON)")
     cache_entries: int = Field(512, ge=0, le=100_000, description="search answers kept per worker (0: no cache)")
@@ -35,13 +37,20 @@ class CatalogSettings(ServiceSettings):
     def postgres(self, pool_size: int, reads: bool = False) -> PostgresSettings:
         """Connection settings; `reads`: the read pool's, whose searches count as the spec says and leave pgstac's
         search bookkeeping alone (its `readonly` mode: no write, hence no WAL flush, per search)."""
-        session = {**self.limits.postgres_options(), **(READS if reads else {}),
-                   **(self.pgstac.session_settings() if reads else {})}
+        session = {
+            **self.limits.postgres_options(),
+            **(READS if reads else {}),
+            **(self.pgstac.session_settings() if reads else {}),
+        }
         parts = urlsplit(self.database_url.get_secret_value())
         return PostgresSettings(
-            pguser=unquote(parts.username or ""), pgpassword=unquote(parts.password or ""),
-            pghost=parts.hostname, pgport=parts.port or 5432, pgdatabase=parts.path.strip("/"),
-            db_min_conn_size=0, db_max_conn_size=pool_size,
+            pguser=unquote(parts.username or ""),
+            pgpassword=unquote(parts.password or ""),
+            pghost=parts.hostname,
+            pgport=parts.port or 5432,
+            pgdatabase=parts.path.strip("/"),
+            db_min_conn_size=0,
+            db_max_conn_size=pool_size,
             server_settings=ServerSettings(application_name="eolake-catalog", **session),
         )
 

@@ -33,8 +33,15 @@ class ClientCredentials(httpx.Auth):
     …/protocol/openid-connect/token). The token is cached and fetched again `margin` seconds before it expires,
     and once more when the server still answers 401 (revoked or clock skew)."""
 
-    def __init__(self, token_url: str, client_id: str, client_secret: str, scope: str | None = None,
-                 margin: float = 30.0, timeout: float = 10.0):
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        margin: float = 30.0,
+        timeout: float = 10.0,
+    ):
         self.token_url, self.client_id, self.client_secret, self.scope = token_url, client_id, client_secret, scope
         self.margin, self.timeout = margin, timeout
         self._token: str | None = None
@@ -48,8 +55,9 @@ class ClientCredentials(httpx.Auth):
                 if self.scope:
                     data["scope"] = self.scope
                 try:
-                    resp = httpx.post(self.token_url, data=data, auth=(self.client_id, self.client_secret),
-                                      timeout=self.timeout)
+                    resp = httpx.post(
+                        self.token_url, data=data, auth=(self.client_id, self.client_secret), timeout=self.timeout
+                    )
                 except httpx.TransportError as exc:
                     raise Unreachable(self.token_url, transport_reason(exc)) from exc
                 if resp.status_code in (400, 401):

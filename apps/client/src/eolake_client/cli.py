@@ -49,12 +49,14 @@ def bbox_arg(text: str) -> list[float]:
     except ValueError:
         values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected four numbers WEST,SOUTH,EAST,NORTH in degrees, "
-                                         "e.g. 1.2,43.4,1.6,43.8")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected four numbers WEST,SOUTH,EAST,NORTH in degrees, e.g. 1.2,43.4,1.6,43.8"
+        )
     west, south, east, north = values
     if not (-180 <= west <= 180 and -180 <= east <= 180 and -90 <= south <= north <= 90):
-        raise argparse.ArgumentTypeError(f"{text!r}: longitudes must be within -180..180, latitudes within -90..90 "
-                                         "and SOUTH not above NORTH")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: longitudes must be within -180..180, latitudes within -90..90 and SOUTH not above NORTH"
+        )
     return values
 
 
@@ -77,7 +79,8 @@ def datetime_arg(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected a date or date-time (2023-01-31, 2023-01-31T10:00:00Z) or an interval START/END "
-            "with .. for an open end (2023-01-01/2023-06-30, 2023-01-01/..)") from None
+            "with .. for an open end (2023-01-01/2023-06-30, 2023-01-01/..)"
+        ) from None
     if len(instants) == 2 and None not in instants and instants[0] > instants[1]:
         raise argparse.ArgumentTypeError(f"{text!r}: the start is after the end")
     return text
@@ -106,17 +109,27 @@ def _client(args) -> Client:
         if not (args.client_id and args.client_secret):
             raise EolakeError(0, "--token-url needs --client-id and --client-secret (or EOLAKE_CLIENT_ID/SECRET)")
         creds = ClientCredentials(args.token_url, args.client_id, args.client_secret)
-    return Client(args.url, api_key=args.api_key, credentials=creds, retries=args.retries + 1, backoff=0.25,
-                  timeout=args.http_timeout)
+    return Client(
+        args.url,
+        api_key=args.api_key,
+        credentials=creds,
+        retries=args.retries + 1,
+        backoff=0.25,
+        timeout=args.http_timeout,
+    )
 
 
 def _print_order(order: dict) -> None:
     p = order["progress"]
-    print(f"{order['id']}  {order['status']}  {p['done']}/{p['files']} files  {p['bytes']} bytes ready"
-          + (f"  ({order['reason']})" if order.get("reason") else ""))
+    print(
+        f"{order['id']}  {order['status']}  {p['done']}/{p['files']} files  {p['bytes']} bytes ready"
+        + (f"  ({order['reason']})" if order.get("reason") else "")
+    )
     for f in order["files"]:
-        print(f"  {f['state']:9} {f['name']}  {f.get('size') or '?'} bytes" + (f"  {f['reason']}" if f.get("reason")
-                                                                              else ""))
+        print(
+            f"  {f['state']:9} {f['name']}  {f.get('size') or '?'} bytes"
+            + (f"  {f['reason']}" if f.get("reason") else "")
+        )
 
 
 def _download(client: Client, order: dict, args) -> int:
@@ -144,13 +157,29 @@ def _search(client: Client, args) -> int:
     if args.q and not args.federated:
         raise EolakeError(0, "--q searches free text through the federated search: add --federated")
     search = client.federated_search if args.federated else client.search
-    kwargs = {k: v for k, v in (("collections", args.collections), ("bbox", args.bbox),
-                                ("datetime", args.datetime), ("q", args.q), ("lang", args.lang)) if v}
+    kwargs = {
+        k: v
+        for k, v in (
+            ("collections", args.collections),
+            ("bbox", args.bbox),
+            ("datetime", args.datetime),
+            ("q", args.q),
+            ("lang", args.lang),
+        )
+        if v
+    }
     try:
         for item in search(max_items=args.limit, **kwargs).items_as_dicts():
-            print(json.dumps({"collection": item.get("collection"), "id": item["id"],
-                              "datetime": item["properties"].get("datetime"),
-                              "assets": sorted(item.get("assets", {}))}))
+            print(
+                json.dumps(
+                    {
+                        "collection": item.get("collection"),
+                        "id": item["id"],
+                        "datetime": item["properties"].get("datetime"),
+                        "assets": sorted(item.get("assets", {})),
+                    }
+                )
+            )
     except APIError as exc:
         url = client.base_url + ("/search" if args.federated else "/stac")
         raise from_stac_api_error(exc, url, client.retries) from exc
@@ -163,12 +192,25 @@ def _datasets(client: Client, args) -> int:
         params["expand"] = False
     answer = client.dataset_search(args.q, limit=args.limit, **params)
     for col in answer.get("collections", []):
-        print(json.dumps({"id": col["id"], "title": col.get("title"), "providers": col.get("federation:backends"),
-                          "score": col.get("search:score")}, ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "id": col["id"],
+                    "title": col.get("title"),
+                    "providers": col.get("federation:backends"),
+                    "score": col.get("search:score"),
+                },
+                ensure_ascii=False,
+            )
+        )
     expansion = answer.get("expansion") or {}
     terms = ", ".join(expansion.get("terms") or [])
-    print(f"{answer.get('numberMatched')} matched" + (f"; expanded with: {terms}" if terms else "")
-          + (f"; {expansion['error']}" if expansion.get("error") else ""), file=sys.stderr)
+    print(
+        f"{answer.get('numberMatched')} matched"
+        + (f"; expanded with: {terms}" if terms else "")
+        + (f"; {expansion['error']}" if expansion.get("error") else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -178,20 +220,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     p.add_argument("--url", default=env("EOLAKE_URL", "http://127.0.0.1:8080"), help="platform base URL")
     p.add_argument("--api-key", default=env("EOLAKE_API_KEY"), help="your API key (or EOLAKE_API_KEY)")
-    p.add_argument("--token-url", default=env("EOLAKE_TOKEN_URL"),
-                   help="OAuth2 token endpoint, for a service account's client credentials (or EOLAKE_TOKEN_URL)")
+    p.add_argument(
+        "--token-url",
+        default=env("EOLAKE_TOKEN_URL"),
+        help="OAuth2 token endpoint, for a service account's client credentials (or EOLAKE_TOKEN_URL)",
+    )
     p.add_argument("--client-id", default=env("EOLAKE_CLIENT_ID"), help="(or EOLAKE_CLIENT_ID)")
     p.add_argument("--client-secret", default=env("EOLAKE_CLIENT_SECRET"), help="(or EOLAKE_CLIENT_SECRET)")
-    p.add_argument("--retries", type=int, choices=range(0, 11), default=2, metavar="N",
-                   help="retries of a request that failed on the wire or with a 5xx (0-10, default 2)")
+    p.add_argument(
+        "--retries",
+        type=int,
+        choices=range(0, 11),
+        default=2,
+        metavar="N",
+        help="retries of a request that failed on the wire or with a 5xx (0-10, default 2)",
+    )
     p.add_argument("--http-timeout", type=float, default=30.0, metavar="SECONDS", help="per request (default 30)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("search", help="search the catalog (or --federated); prints one item per line")
     s.add_argument("--collections", nargs="*", help="collection ids")
     s.add_argument("--bbox", type=bbox_arg, metavar="W,S,E,N", help="longitudes and latitudes in degrees")
-    s.add_argument("--datetime", type=datetime_arg, metavar="DATE[/DATE]",
-                   help="a date or an interval, e.g. 2023-01-01/2023-03-31 (.. for an open end)")
+    s.add_argument(
+        "--datetime",
+        type=datetime_arg,
+        metavar="DATE[/DATE]",
+        help="a date or an interval, e.g. 2023-01-01/2023-03-31 (.. for an open end)",
+    )
     s.add_argument("--limit", type=positive_int, default=20, help="items to print (default 20)")
     s.add_argument("--federated", action="store_true", help="every provider of the federated search")
     s.add_argument("--q", help="free text (federated search; expanded through the thesaurus)")
@@ -200,8 +255,9 @@ def parser() -> argparse.ArgumentParser:
     ds = sub.add_parser("datasets", help="search the dataset catalog of every provider; one collection per line")
     ds.add_argument("--q", help="free text, ranked and expanded through the thesaurus")
     ds.add_argument("--lang", help="the language of --q (en, fr)")
-    ds.add_argument("--filter", help="CQL2 text on id, title, license, platform, instruments, processing:level, "
-                                     "keywords, provider")
+    ds.add_argument(
+        "--filter", help="CQL2 text on id, title, license, platform, instruments, processing:level, keywords, provider"
+    )
     ds.add_argument("--sortby", help="id, title or license, '-' for descending (default: relevance)")
     ds.add_argument("--no-expand", action="store_true", help="do not expand --q through the thesaurus")
     ds.add_argument("--limit", type=positive_int, default=10)
@@ -211,28 +267,51 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--assets", type=lambda t: t.split(","), metavar="A,B", help="only these assets (default: all)")
     o.add_argument("--download", dest="dest", metavar="DIR", help="wait for the order, then download into DIR")
     o.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
-    o.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
-                   help="longest wait for the order (default 3600; exit code 3 when reached)")
+    o.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="longest wait for the order (default 3600; exit code 3 when reached)",
+    )
     o.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    r = sub.add_parser("retrieve", help="stage an offline item COLLECTION/ITEM back online; --download DIR waits "
-                                        "until it is online and downloads it")
+    r = sub.add_parser(
+        "retrieve",
+        help="stage an offline item COLLECTION/ITEM back online; --download DIR waits "
+        "until it is online and downloads it",
+    )
     r.add_argument("item", type=_item_ref, metavar="COLLECTION/ITEM")
     r.add_argument("--download", dest="dest", metavar="DIR", help="wait until online, then download into DIR")
     r.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
-    r.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
-                   help="longest wait (default 3600; exit code 3 when reached)")
+    r.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="longest wait (default 3600; exit code 3 when reached)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
     st = sub.add_parser("status", help="an order's status, or my orders without an id")
     st.add_argument("order_id", nargs="?")
 
     ev = sub.add_parser("events", help="print the platform's events (CloudEvents from its AMQP broker), one per line")
-    ev.add_argument("amqp_url", nargs="?", default=env("EOLAKE_AMQP_URL"), metavar="AMQP_URL",
-                    help="amqp://user:password@host:port/ (or EOLAKE_AMQP_URL)")
-    ev.add_argument("--key", dest="keys", action="append", metavar="PATTERN",
-                    help="routing key pattern, repeatable, e.g. 'catalog.item.*.garonne-wse', 'downloads.order.#' "
-                         "(default: every event)")
+    ev.add_argument(
+        "amqp_url",
+        nargs="?",
+        default=env("EOLAKE_AMQP_URL"),
+        metavar="AMQP_URL",
+        help="amqp://user:password@host:port/ (or EOLAKE_AMQP_URL)",
+    )
+    ev.add_argument(
+        "--key",
+        dest="keys",
+        action="append",
+        metavar="PATTERN",
+        help="routing key pattern, repeatable, e.g. 'catalog.item.*.garonne-wse', 'downloads.order.#' "
+        "(default: every event)",
+    )
     ev.add_argument("--queue", help="a durable queue of yours: events are kept for you between runs")
     ev.add_argument("--exchange", default="eolake.events")
     ev.add_argument("--limit", type=positive_int, help="stop after this many events")
@@ -241,8 +320,13 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("order_id")
     d.add_argument("dest", metavar="DIR")
     d.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
-    d.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
-                   help="longest wait for the order (default 3600; exit code 3 when reached)")
+    d.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help="longest wait for the order (default 3600; exit code 3 when reached)",
+    )
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -69,9 +69,17 @@ class Client:
     `retries` is the number of attempts of a request that failed on the wire or with a 5xx (first one included),
     `backoff` the first wait between them (doubling); a server still unreachable after them raises Unreachable."""
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, token: str | None = None,
-                 credentials: ClientCredentials | None = None, timeout: float = 60.0,
-                 retries: int = 5, backoff: float = 0.5):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        token: str | None = None,
+        credentials: ClientCredentials | None = None,
+        timeout: float = 60.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ):
         self.base_url = base_url.rstrip("/")
         auth: httpx.Auth | None = None
         if api_key:
@@ -82,8 +90,9 @@ class Client:
             auth = credentials
         self.auth = auth
         self.retries, self.backoff = retries, backoff
-        self.http = httpx.Client(base_url=self.base_url, auth=auth, timeout=timeout,
-                                 headers={"User-Agent": f"eolake-client/{__version__}"})
+        self.http = httpx.Client(
+            base_url=self.base_url, auth=auth, timeout=timeout, headers={"User-Agent": f"eolake-client/{__version__}"}
+        )
 
     def close(self) -> None:
         self.http.close()
@@ -95,8 +104,12 @@ class Client:
         self.close()
 
     def _retrying(self) -> Retrying:
-        return Retrying(retry=retry_if_exception(_transient), stop=stop_after_attempt(self.retries),
-                        wait=wait_exponential(multiplier=self.backoff, max=30), reraise=True)
+        return Retrying(
+            retry=retry_if_exception(_transient),
+            stop=stop_after_attempt(self.retries),
+            wait=wait_exponential(multiplier=self.backoff, max=30),
+            reraise=True,
+        )
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         try:
@@ -114,8 +127,13 @@ class Client:
         try:
             return resp.json()
         except ValueError:
-            raise NotAnApi(resp.status_code, f"{resp.url} did not answer JSON ({resp.headers.get('content-type')}): "
-                           "is the URL the platform's base URL?", None, str(resp.url)) from None
+            raise NotAnApi(
+                resp.status_code,
+                f"{resp.url} did not answer JSON ({resp.headers.get('content-type')}): "
+                "is the URL the platform's base URL?",
+                None,
+                str(resp.url),
+            ) from None
 
     def _url(self, path: str) -> str:
         return path if "://" in path else self.base_url + path
@@ -137,10 +155,18 @@ class Client:
         from pystac_client.stac_api_io import StacApiIO
         from urllib3 import Retry
 
-        retry = Retry(total=max(0, self.retries - 1), backoff_factor=self.backoff, status_forcelist=(502, 503, 504),
-                      allowed_methods=None, raise_on_status=False)
-        io = StacApiIO(headers={**self._auth_headers(), "User-Agent": f"eolake-client/{__version__}"},
-                       max_retries=retry, timeout=self.http.timeout.read)
+        retry = Retry(
+            total=max(0, self.retries - 1),
+            backoff_factor=self.backoff,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=None,
+            raise_on_status=False,
+        )
+        io = StacApiIO(
+            headers={**self._auth_headers(), "User-Agent": f"eolake-client/{__version__}"},
+            max_retries=retry,
+            timeout=self.http.timeout.read,
+        )
         return pystac_client.Client.open(self.base_url + path, stac_io=io)
 
     def queryables(self, collection: str, path: str = "/stac", **chosen: str) -> dict:
@@ -184,11 +210,13 @@ class Client:
 
     # ------------------------------------------------------------------ orders
 
-    def order(self, items: list[tuple[str, str]] | None = None, assets: list[str] | None = None,
-              search: dict | None = None) -> dict:
+    def order(
+        self, items: list[tuple[str, str]] | None = None, assets: list[str] | None = None, search: dict | None = None
+    ) -> dict:
         """Order items ((collection, item id) pairs) and/or the result of a STAC search body."""
-        body: dict[str, Any] = {"items": [{"collection": c, "id": i, **({"assets": assets} if assets else {})}
-                                          for c, i in items or []]}
+        body: dict[str, Any] = {
+            "items": [{"collection": c, "id": i, **({"assets": assets} if assets else {})} for c, i in items or []]
+        }
         if search is not None:
             body["search"] = search
             if assets:
@@ -208,8 +236,14 @@ class Client:
     def cancel(self, order_id: str) -> dict:
         return self.get_json(f"/downloads/orders/{quote(order_id, safe='')}/cancel", "POST")
 
-    def wait(self, order_id: str, timeout: float | None = None, interval: float = 0.5, max_interval: float = 15,
-             on_update: Callable[[dict], None] | None = None) -> dict:
+    def wait(
+        self,
+        order_id: str,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        max_interval: float = 15,
+        on_update: Callable[[dict], None] | None = None,
+    ) -> dict:
         """Poll until the order is final (backoff from `interval` to `max_interval`); raises TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -235,8 +269,9 @@ class Client:
         link = next((x for x in item.get("links") or [] if x.get("rel") == "retrieve"), None)
         if link is None:
             tier = (item.get("properties") or {}).get("storage:tier") or "not given"
-            raise OrderFailed(409, f"item {item.get('id')} is not offline (storage:tier {tier}, no retrieve link): "
-                                   "order it instead")
+            raise OrderFailed(
+                409, f"item {item.get('id')} is not offline (storage:tier {tier}, no retrieve link): order it instead"
+            )
         try:
             return self.get_json(link["href"], link.get("method", "POST"), json=link.get("body"))
         except EolakeError as exc:
@@ -244,8 +279,9 @@ class Client:
                 return self.status(exc.problem["order"])
             raise
 
-    def wait_online(self, item: dict, order_id: str, timeout: float | None = None, interval: float = 0.5,
-                    max_interval: float = 15) -> dict:
+    def wait_online(
+        self, item: dict, order_id: str, timeout: float | None = None, interval: float = 0.5, max_interval: float = 15
+    ) -> dict:
         """Poll the item until the catalog says it is online; OrderFailed when its retrieval ends otherwise."""
         deadline = None if timeout is None else time.monotonic() + timeout
         links = {x.get("rel"): x.get("href") for x in item.get("links") or []}
@@ -268,8 +304,16 @@ class Client:
             time.sleep(interval)
             interval = min(interval * 1.5, max_interval)
 
-    def obtain(self, item: dict, dest: str | Path, *, assets: list[str] | None = None, timeout: float | None = None,
-               interval: float = 0.5, progress: bool = False) -> list[FileResult]:
+    def obtain(
+        self,
+        item: dict,
+        dest: str | Path,
+        *,
+        assets: list[str] | None = None,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        progress: bool = False,
+    ) -> list[FileResult]:
         """An item's files in dest, whatever its storage tier, checksums verified: an orderable (offline) item is
         retrieved, polled until online and its retrieval downloaded; an online one is ordered and downloaded."""
         if (item.get("properties") or {}).get("order:status") == "orderable":
@@ -281,27 +325,40 @@ class Client:
 
     # ------------------------------------------------------------------ downloads
 
-    def download(self, order: dict | str, dest: str | Path, *, parallel: int = 4, progress: bool = True,
-                 max_bytes: int | None = None, strict: bool = True) -> list[FileResult]:
+    def download(
+        self,
+        order: dict | str,
+        dest: str | Path,
+        *,
+        parallel: int = 4,
+        progress: bool = True,
+        max_bytes: int | None = None,
+        strict: bool = True,
+    ) -> list[FileResult]:
         """Download the order's ready files into dest: resumes .part files, verifies checksums, skips files
         already present and verified. `max_bytes` stops each transfer after that many bytes (Interrupted; for
         tests and for bounded sessions). With `strict`, a failed or canceled order raises OrderFailed."""
         if isinstance(order, str):
             order = self.status(order)
         if strict and order["status"] in ("failed", "canceled"):
-            raise OrderFailed(409, f"order {order['id']} {order['status']}: {order.get('reason')}",
-                              {"files": [f for f in order["files"] if f["state"] != "ready"]})
+            raise OrderFailed(
+                409,
+                f"order {order['id']} {order['status']}: {order.get('reason')}",
+                {"files": [f for f in order["files"] if f["state"] != "ready"]},
+            )
         dest = Path(dest)
         dest.mkdir(parents=True, exist_ok=True)
         files = [f for f in order["files"] if f["state"] == "ready"]
         bar = _Progress(progress)
         with bar, ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = [pool.submit(self.download_file, f, dest, bar.task(f["name"], f.get("size")), max_bytes)
-                       for f in files]
+            futures = [
+                pool.submit(self.download_file, f, dest, bar.task(f["name"], f.get("size")), max_bytes) for f in files
+            ]
             return [fut.result() for fut in futures]
 
-    def download_file(self, file: dict, dest: Path, advance: Callable[[int], None] | None = None,
-                      max_bytes: int | None = None) -> FileResult:
+    def download_file(
+        self, file: dict, dest: Path, advance: Callable[[int], None] | None = None, max_bytes: int | None = None
+    ) -> FileResult:
         name = Path(file["name"]).name  # never a path from the server
         target, part = Path(dest) / name, Path(dest) / (name + ".part")
         checksum = (file.get("checksum") or "").lower()
@@ -316,8 +373,9 @@ class Client:
         try:
             for attempt in self._retrying():
                 with attempt:
-                    transferred += self._transfer(file, part, expected, advance, None if max_bytes is None
-                                                  else max_bytes - transferred)
+                    transferred += self._transfer(
+                        file, part, expected, advance, None if max_bytes is None else max_bytes - transferred
+                    )
         except httpx.TransportError as exc:
             raise Unreachable(self._url(file["href"]), transport_reason(exc), self.retries) from exc
         digest = sha256_file(part).hexdigest()
@@ -376,8 +434,13 @@ class _Progress:
                 TransferSpeedColumn,
             )
 
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                     TransferSpeedColumn(), TimeRemainingColumn())
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
 
     def __enter__(self):
         if self.progress:

@@ -73,8 +73,13 @@ def error_for(status: int, problem: dict, reason: str, url: str, retry_after: st
     detail = str(problem.get("detail") or problem.get("description") or reason or "error")
     cls = _BY_STATUS.get(status, EolakeError)
     if cls is QuotaExceeded:
-        return QuotaExceeded(status, detail, problem, url,
-                             retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None)
+        return QuotaExceeded(
+            status,
+            detail,
+            problem,
+            url,
+            retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        )
     return cls(status, detail, problem, url)
 
 

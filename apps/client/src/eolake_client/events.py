@@ -32,8 +32,9 @@ from collections.abc import AsyncIterator, Sequence
 EXCHANGE = "eolake.events"
 
 
-async def bind(connection, keys: Sequence[str], *, queue: str | None = None, exchange: str = EXCHANGE,
-               prefetch: int = 100):
+async def bind(
+    connection, keys: Sequence[str], *, queue: str | None = None, exchange: str = EXCHANGE, prefetch: int = 100
+):
     """The subscription's queue, bound to `keys` on the exchange: durable and named `queue`, or private."""
     import aio_pika
 
@@ -46,8 +47,9 @@ async def bind(connection, keys: Sequence[str], *, queue: str | None = None, exc
     return declared
 
 
-async def subscribe(amqp_url: str, keys: Sequence[str] = ("#",), *, queue: str | None = None,
-                    exchange: str = EXCHANGE) -> AsyncIterator[dict]:
+async def subscribe(
+    amqp_url: str, keys: Sequence[str] = ("#",), *, queue: str | None = None, exchange: str = EXCHANGE
+) -> AsyncIterator[dict]:
     """The events whose routing key matches one of `keys` (`*` one word, `#` any), oldest first, as CloudEvents
     (dicts: id, source, type, subject, time, data). Each is acknowledged when your loop asks for the next one, or
     breaks out after it: iterate inside `contextlib.aclosing(...)`, so that the last one is acknowledged before the

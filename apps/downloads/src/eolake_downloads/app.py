@@ -30,9 +30,14 @@ log = logging.getLogger("eolake.downloads")
 
 def connection_pool(settings: DownloadsSettings) -> psycopg_pool.AsyncConnectionPool:
     return psycopg_pool.AsyncConnectionPool(
-        settings.dsn, min_size=0, max_size=max(2, settings.pool_size - 1),
+        settings.dsn,
+        min_size=0,
+        max_size=max(2, settings.pool_size - 1),
         kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}", "row_factory": dict_row},
-        open=False, timeout=10, **reconnecting(psycopg_pool.AsyncConnectionPool))
+        open=False,
+        timeout=10,
+        **reconnecting(psycopg_pool.AsyncConnectionPool),
+    )
 
 
 class JobQueue:
@@ -65,8 +70,9 @@ async def queue_depth_loop(pool: psycopg_pool.AsyncConnectionPool, interval: flo
     while True:
         try:
             async with pool.connection() as conn:
-                row = await (await conn.execute(
-                    "SELECT count(*) AS n FROM files WHERE state IN ('queued', 'staging')")).fetchone()
+                row = await (
+                    await conn.execute("SELECT count(*) AS n FROM files WHERE state IN ('queued', 'staging')")
+                ).fetchone()
             metrics.QUEUE_DEPTH.labels(metrics.SERVICE).set(row["n"])
         except Exception as e:
             log.debug("queue depth not refreshed: %s", e)
@@ -93,12 +99,20 @@ def create_app(settings: DownloadsSettings | None = None) -> FastAPI:
         await queue.close()
         await pool.close()
 
-    app = FastAPI(title="eolake downloads", version="0.1.0", lifespan=lifespan,
-                  description="Orders for catalog items, staged by workers; retrievals of offline items; "
-                              "resumable, checksummed downloads.")
+    app = FastAPI(
+        title="eolake downloads",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Orders for catalog items, staged by workers; retrievals of offline items; "
+        "resumable, checksummed downloads.",
+    )
     app.state.orders = orders
     app.include_router(router)
-    install_kit(app, settings, checks={"database": orders.check_database},  # it answers QuotaExceeded too
-                status_codes={psycopg.OperationalError: 503, psycopg_pool.PoolTimeout: 503})
+    install_kit(
+        app,
+        settings,
+        checks={"database": orders.check_database},  # it answers QuotaExceeded too
+        status_codes={psycopg.OperationalError: 503, psycopg_pool.PoolTimeout: 503},
+    )
     app.add_exception_handler(Refused, refused)
     return app

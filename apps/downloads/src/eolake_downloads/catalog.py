@@ -62,5 +62,4 @@ class Catalog:
         if not nxt:
             return None, "GET", body
         method = nxt.get("method", "GET")
-        return self.peer.internal(str(nxt.get("href"))), method, (nxt.get("body") or body) if method == "POST" \
-            else body
+        return self.peer.internal(str(nxt.get("href"))), method, (nxt.get("body") or body) if method == "POST" else body

@@ -42,9 +42,15 @@ class OrderRequest(BaseModel):
     items: list[ItemRef] = Field(default_factory=list, max_length=1000)
     search: dict[str, Any] | None = Field(None, description="a STAC item search body, resolved via the catalog")
     assets: list[str] | None = Field(None, max_length=100, description="asset keys for searched items")
-    provider: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$", description=(
-        "fetch from this provider only (`local`: the assets' own hrefs, or an alternate's name); None: the "
-        "collection's providers by priority, each failing one giving way to the next"))
+    provider: str | None = Field(
+        None,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description=(
+            "fetch from this provider only (`local`: the assets' own hrefs, or an alternate's name); None: the "
+            "collection's providers by priority, each failing one giving way to the next"
+        ),
+    )
 
     @model_validator(mode="after")
     def something(self) -> OrderRequest:
@@ -89,11 +95,19 @@ def unique_names(files: list[dict]) -> None:
 
 def file_doc(f: dict, base: str) -> dict:
     return {
-        "id": str(f["id"]), "collection": f["collection"], "item": f["item"], "asset": f["asset"],
-        "name": f["name"], "state": f["state"], "reason": f["reason"], "size": f["size"] or f["expected_size"],
-        "checksum": f["checksum"] or f["expected_checksum"], "type": f["media_type"],
+        "id": str(f["id"]),
+        "collection": f["collection"],
+        "item": f["item"],
+        "asset": f["asset"],
+        "name": f["name"],
+        "state": f["state"],
+        "reason": f["reason"],
+        "size": f["size"] or f["expected_size"],
+        "checksum": f["checksum"] or f["expected_checksum"],
+        "type": f["media_type"],
         "expires": f["expires_at"].isoformat() if f["expires_at"] else None,
-        "provider": f["provider"], "fallbacks": f["fallbacks"] or [],
+        "provider": f["provider"],
+        "fallbacks": f["fallbacks"] or [],
         "href": f"{base}/orders/{f['order_id']}/files/{f['id']}" if f["state"] == "ready" else None,
     }
 
@@ -108,8 +122,12 @@ def order_doc(order: dict, files: list[dict], base: str) -> dict:
         "updated": order["updated"].isoformat(),
         "finished": order["finished"].isoformat() if order["finished"] else None,
         "reason": order["reason"],
-        "progress": {"files": len(files), "done": sum(1 for f in files if f["state"] in FINAL_FILE_STATES),
-                     "ready": len(ready), "bytes": sum(f["size"] or 0 for f in ready)},
+        "progress": {
+            "files": len(files),
+            "done": sum(1 for f in files if f["state"] in FINAL_FILE_STATES),
+            "ready": len(ready),
+            "bytes": sum(f["size"] or 0 for f in ready),
+        },
         "providers": sorted({f["provider"] for f in files if f["provider"]}),
         "fallbacks": [{"file": str(f["id"]), **fb} for f in files for fb in f["fallbacks"] or []],
         "files": [file_doc(f, base) for f in files],
@@ -143,8 +161,13 @@ class Orders:
     """Orders of one platform: `pool` (async, search_path on the downloads schema), the `catalog` items are read
     in, `queue` (file ids → their staging jobs)."""
 
-    def __init__(self, settings: DownloadsSettings, pool: psycopg_pool.AsyncConnectionPool, catalog: Catalog,
-                 queue: Callable[[list[str]], Awaitable[None]]):
+    def __init__(
+        self,
+        settings: DownloadsSettings,
+        pool: psycopg_pool.AsyncConnectionPool,
+        catalog: Catalog,
+        queue: Callable[[list[str]], Awaitable[None]],
+    ):
         self.settings, self.pool, self.catalog, self.queue = settings, pool, catalog, queue
         self.base = settings.service_url
 
@@ -153,12 +176,14 @@ class Orders:
     async def place(self, owner: str, request: OrderRequest) -> dict:
         items = [(await self.catalog.item(ref.collection, ref.id), ref.assets) for ref in request.items]
         if request.search is not None:
-            items += [(it, request.assets) for it in await self.catalog.search(request.search,
-                                                                               self.settings.max_items)]
+            items += [(it, request.assets) for it in await self.catalog.search(request.search, self.settings.max_items)]
         offline = [f"{it.get('collection')}/{it.get('id')}" for it, _ in items if tiers.is_offline(it)]
         if offline:
-            raise Refused(409, f"offline, retrieve first (POST each item's 'retrieve' link): {', '.join(offline[:10])}",
-                          offline=offline)
+            raise Refused(
+                409,
+                f"offline, retrieve first (POST each item's 'retrieve' link): {', '.join(offline[:10])}",
+                offline=offline,
+            )
         files = [f for item, keys in items for f in self._files(item, keys, request.provider)]
         return await self._save(owner, request.model_dump(mode="json", exclude_none=True), files)
 
@@ -172,9 +197,13 @@ class Orders:
             return await self._save(owner, request.model_dump(mode="json"), files, (request.collection, request.id))
         except psycopg.errors.UniqueViolation:
             existing = await self._open_retrieval(request.collection, request.id)
-            raise Refused(409, f"item {request.collection}/{request.id} is being retrieved already (order "
-                               f"{existing}): follow that order", order=existing,
-                          headers={"Location": f"{self.base}/orders/{existing}"}) from None
+            raise Refused(
+                409,
+                f"item {request.collection}/{request.id} is being retrieved already (order "
+                f"{existing}): follow that order",
+                order=existing,
+                headers={"Location": f"{self.base}/orders/{existing}"},
+            ) from None
 
     def _files(self, item: dict, keys: list[str] | None, provider: str | None, restore: bool = False) -> list[dict]:
         collection, item_id = item.get("collection") or "", item.get("id") or ""
@@ -185,12 +214,20 @@ class Orders:
                 resolved = [resolve(s["href"], self.settings) for s in sources]
             except (SourceError, tiers.NoSuchProvider) as e:
                 raise Refused(400, f"asset {item_id}/{key}: {e}") from None
-            files.append({
-                "collection": collection, "item": item_id, "asset": key, "href": sources[0]["href"],
-                "sources": sources, "name": file_name(item_id, key, sources[0]["href"]),
-                "media_type": asset.get("type"), "checksum": asset.get("file:checksum"),
-                "size": asset.get("file:size") if isinstance(asset.get("file:size"), int) else None,
-                "restore_to": self._restore_to(resolved, item_id, key) if restore else None})
+            files.append(
+                {
+                    "collection": collection,
+                    "item": item_id,
+                    "asset": key,
+                    "href": sources[0]["href"],
+                    "sources": sources,
+                    "name": file_name(item_id, key, sources[0]["href"]),
+                    "media_type": asset.get("type"),
+                    "checksum": asset.get("file:checksum"),
+                    "size": asset.get("file:size") if isinstance(asset.get("file:size"), int) else None,
+                    "restore_to": self._restore_to(resolved, item_id, key) if restore else None,
+                }
+            )
         return files
 
     def _restore_to(self, sources: list, item_id: str, key: str) -> str:
@@ -200,8 +237,7 @@ class Orders:
             raise Refused(409, f"asset {item_id}/{key} is not in the offline tier: nothing to retrieve")
         return str(restored_location(kept, self.settings))
 
-    async def _save(self, owner: str, request: dict, files: list[dict],
-                    target: tuple[str, str] | None = None) -> dict:
+    async def _save(self, owner: str, request: dict, files: list[dict], target: tuple[str, str] | None = None) -> dict:
         if not files:
             raise Refused(400, "the order has no files: no item or asset matched")
         if len(files) > self.settings.max_items:
@@ -217,9 +253,25 @@ class Orders:
                     "INSERT INTO files (id, order_id, position, collection, item, asset, name, href, media_type, "
                     "expected_checksum, expected_size, sources, restore_to, state) "
                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,'queued')",
-                    [(fid, order_id, i, f["collection"], f["item"], f["asset"], f["name"], f["href"],
-                      f["media_type"], f["checksum"], f["size"], psycopg.types.json.Jsonb(f["sources"]),
-                      f["restore_to"]) for i, (fid, f) in enumerate(zip(ids, files))])
+                    [
+                        (
+                            fid,
+                            order_id,
+                            i,
+                            f["collection"],
+                            f["item"],
+                            f["asset"],
+                            f["name"],
+                            f["href"],
+                            f["media_type"],
+                            f["checksum"],
+                            f["size"],
+                            psycopg.types.json.Jsonb(f["sources"]),
+                            f["restore_to"],
+                        )
+                        for i, (fid, f) in enumerate(zip(ids, files))
+                    ],
+                )
         try:
             await self.queue([str(i) for i in ids])
         except Exception as e:  # the order is safe in the database; workers requeue files without a job
@@ -228,28 +280,41 @@ class Orders:
 
     async def _open_retrieval(self, collection: str, item_id: str) -> str | None:
         async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT id FROM orders WHERE kind = 'retrieval' AND status = 'ordered' AND target_collection = %s "
-                "AND target_item = %s", (collection, item_id))).fetchone()
+            row = await (
+                await conn.execute(
+                    "SELECT id FROM orders WHERE kind = 'retrieval' AND status = 'ordered' AND target_collection = %s "
+                    "AND target_item = %s",
+                    (collection, item_id),
+                )
+            ).fetchone()
         return str(row["id"]) if row else None
 
     async def _check_quota(self, conn, owner: str, new_bytes: int) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_downloads.quota:' || %s))", (owner,))
-        open_orders = await (await conn.execute(
-            "SELECT count(*) AS n FROM orders WHERE owner = %s AND status = ANY(%s)",
-            (owner, list(transitions.OPEN)))).fetchone()
+        open_orders = await (
+            await conn.execute(
+                "SELECT count(*) AS n FROM orders WHERE owner = %s AND status = ANY(%s)",
+                (owner, list(transitions.OPEN)),
+            )
+        ).fetchone()
         if open_orders["n"] >= self.settings.quota_concurrent_orders:
             retry = int(max(self.settings.maintenance_interval, 10))
             raise QuotaExceeded(
                 "concurrent-orders",
                 f"quota 'concurrent orders' exceeded: {open_orders['n']} of {self.settings.quota_concurrent_orders} "
                 "orders in progress; wait for one to finish or cancel one",
-                datetime.now(UTC) + timedelta(seconds=retry), retry)
+                datetime.now(UTC) + timedelta(seconds=retry),
+                retry,
+            )
         period = timedelta(seconds=self.settings.quota_period_seconds)
-        rows = await (await conn.execute(
-            "SELECT o.created, coalesce(sum(coalesce(f.size, f.expected_size, 0)), 0) AS bytes FROM orders o "
-            "JOIN files f ON f.order_id = o.id WHERE o.owner = %s AND o.created > now() - %s "
-            "AND f.state <> 'canceled' GROUP BY o.id ORDER BY o.created", (owner, period))).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT o.created, coalesce(sum(coalesce(f.size, f.expected_size, 0)), 0) AS bytes FROM orders o "
+                "JOIN files f ON f.order_id = o.id WHERE o.owner = %s AND o.created > now() - %s "
+                "AND f.state <> 'canceled' GROUP BY o.id ORDER BY o.created",
+                (owner, period),
+            )
+        ).fetchall()
         used = sum(int(r["bytes"]) for r in rows)
         if used + new_bytes > self.settings.quota_bytes:
             self._bytes_exceeded(rows, used, new_bytes, period)
@@ -268,19 +333,24 @@ class Orders:
             "bytes-per-period",
             f"quota 'bytes per period' exceeded: {used} bytes ordered in the last "
             f"{self.settings.quota_period_seconds} s, this order adds {new_bytes}, the limit is "
-            f"{self.settings.quota_bytes}", reset, retry)
+            f"{self.settings.quota_bytes}",
+            reset,
+            retry,
+        )
 
     # ------------------------------------------------------------------ reading and canceling
 
     async def get(self, owner: str, order_id: str) -> dict:
         order_id = _uuid(order_id, "order")
         async with self.pool.connection() as conn:
-            order = await (await conn.execute("SELECT * FROM orders WHERE id = %s AND owner = %s",
-                                              (order_id, owner))).fetchone()
+            order = await (
+                await conn.execute("SELECT * FROM orders WHERE id = %s AND owner = %s", (order_id, owner))
+            ).fetchone()
             if not order:
                 raise Refused(404, "no such order")
-            files = await (await conn.execute("SELECT * FROM files WHERE order_id = %s ORDER BY position",
-                                              (order_id,))).fetchall()
+            files = await (
+                await conn.execute("SELECT * FROM files WHERE order_id = %s ORDER BY position", (order_id,))
+            ).fetchall()
         return order_doc(order, files, self.base)
 
     async def page(self, owner: str, limit: int, token: str | None) -> dict:
@@ -289,11 +359,15 @@ class Orders:
             query += " AND (created, id) < (%s, %s)"
             params += list(read_page_token(token))
         async with self.pool.connection() as conn:
-            orders = await (await conn.execute(query + " ORDER BY created DESC, id DESC LIMIT %s",
-                                               [*params, limit + 1])).fetchall()
+            orders = await (
+                await conn.execute(query + " ORDER BY created DESC, id DESC LIMIT %s", [*params, limit + 1])
+            ).fetchall()
             page = orders[:limit]
-            files = await (await conn.execute("SELECT * FROM files WHERE order_id = ANY(%s) ORDER BY position",
-                                              ([o["id"] for o in page],))).fetchall()
+            files = await (
+                await conn.execute(
+                    "SELECT * FROM files WHERE order_id = ANY(%s) ORDER BY position", ([o["id"] for o in page],)
+                )
+            ).fetchall()
         by_order: dict[Any, list] = {}
         for f in files:
             by_order.setdefault(f["order_id"], []).append(f)
@@ -308,8 +382,11 @@ class Orders:
         async with self.pool.connection() as conn, conn.transaction():
             change = await transitions.finish(conn, order_id, "canceled", "canceled by the user")
             if change:
-                await conn.execute("UPDATE files SET state = 'canceled', updated = now() "
-                                   "WHERE order_id = %s AND state IN ('queued', 'staging')", (order_id,))
+                await conn.execute(
+                    "UPDATE files SET state = 'canceled', updated = now() "
+                    "WHERE order_id = %s AND state IN ('queued', 'staging')",
+                    (order_id,),
+                )
         if change:
             metrics.JOBS.labels(metrics.SERVICE, "cancelled").inc()
         return await self.get(owner, order_id)
@@ -319,8 +396,9 @@ class Orders:
         await self.get(owner, order_id)
         file_id = _uuid(file_id, "file")
         async with self.pool.connection() as conn:
-            f = await (await conn.execute("SELECT * FROM files WHERE id = %s AND order_id = %s",
-                                          (file_id, order_id))).fetchone()
+            f = await (
+                await conn.execute("SELECT * FROM files WHERE id = %s AND order_id = %s", (file_id, order_id))
+            ).fetchone()
         if not f:
             raise Refused(404, "no such file")
         if f["state"] == "expired":

@@ -28,24 +28,42 @@ router = APIRouter()
 
 
 def _created(doc: dict, book: Orders) -> Response:
-    return Response(json.dumps(doc), status_code=201, media_type="application/json",
-                    headers={"Location": f"{book.base}/orders/{doc['id']}"})
+    return Response(
+        json.dumps(doc),
+        status_code=201,
+        media_type="application/json",
+        headers={"Location": f"{book.base}/orders/{doc['id']}"},
+    )
 
 
-@router.post("/orders", status_code=201, summary="Order items or the result of a search", responses={
-    404: {"description": "an ordered item is not in the catalog"},
-    409: {"description": "an ordered item is offline: retrieve it first (its `retrieve` link)"},
-    429: {"description": "a quota of the caller is exceeded (Retry-After says when to retry)"},
-    502: {"description": "the catalog answered something unexpected"}})
+@router.post(
+    "/orders",
+    status_code=201,
+    summary="Order items or the result of a search",
+    responses={
+        404: {"description": "an ordered item is not in the catalog"},
+        409: {"description": "an ordered item is offline: retrieve it first (its `retrieve` link)"},
+        429: {"description": "a quota of the caller is exceeded (Retry-After says when to retry)"},
+        502: {"description": "the catalog answered something unexpected"},
+    },
+)
 async def create_order(body: OrderRequest, who: User, book: Book) -> Response:
     return _created(await book.place(who.subject, body), book)
 
 
-@router.post("/retrievals", status_code=201, summary="Stage an offline item back online (its `retrieve` link)",
-             responses={404: {"description": "the item is not in the catalog"},
-                        409: {"description": "the item is not offline, or is being retrieved already (that "
-                                             "order's id is in `order` and Location)"},
-                        429: {"description": "a quota of the caller is exceeded"}})
+@router.post(
+    "/retrievals",
+    status_code=201,
+    summary="Stage an offline item back online (its `retrieve` link)",
+    responses={
+        404: {"description": "the item is not in the catalog"},
+        409: {
+            "description": "the item is not offline, or is being retrieved already (that "
+            "order's id is in `order` and Location)"
+        },
+        429: {"description": "a quota of the caller is exceeded"},
+    },
+)
 async def retrieve(body: RetrieveRequest, who: User, book: Book) -> Response:
     return _created(await book.retrieve(who.subject, body), book)
 
@@ -56,8 +74,12 @@ async def get_order(order_id: str, who: User, book: Book) -> dict:
 
 
 @router.get("/orders", summary="My orders, newest first")
-async def list_orders(who: User, book: Book, limit: Annotated[int, Query(ge=1, le=100)] = 20,
-                      token: Annotated[str | None, Query(max_length=200)] = None) -> dict:
+async def list_orders(
+    who: User,
+    book: Book,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    token: Annotated[str | None, Query(max_length=200)] = None,
+) -> dict:
     return await book.page(who.subject, limit, token)
 
 
@@ -71,19 +93,26 @@ async def cancel_delete(order_id: str, who: User, book: Book) -> dict:
     return await book.cancel(who.subject, order_id)
 
 
-FILE_RESPONSES = {206: {"description": "the requested range"}, 304: {"description": "not modified"},
-                  409: {"description": "the file is not staged yet"}, 410: {"description": "the file expired"},
-                  416: {"description": "the range is outside the file"}}
+FILE_RESPONSES = {
+    206: {"description": "the requested range"},
+    304: {"description": "not modified"},
+    409: {"description": "the file is not staged yet"},
+    410: {"description": "the file expired"},
+    416: {"description": "the range is outside the file"},
+}
 
 
 def file_headers(f: dict) -> dict[str, str]:
     sha_hex = f["checksum"][4:]
     digest = base64.b64encode(bytes.fromhex(sha_hex)).decode()
     return {
-        "Accept-Ranges": "bytes", "ETag": f'"{sha_hex}"',
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{sha_hex}"',
         "Last-Modified": format_datetime(f["staged_at"].astimezone(UTC), usegmt=True),
         "Content-Disposition": f'attachment; filename="{f["name"]}"',
-        "Digest": f"sha-256={digest}", "Repr-Digest": f"sha-256=:{digest}:", "X-Checksum-SHA256": sha_hex,
+        "Digest": f"sha-256={digest}",
+        "Repr-Digest": f"sha-256=:{digest}:",
+        "X-Checksum-SHA256": sha_hex,
         "Cache-Control": "private, no-transform",
     }
 
@@ -97,10 +126,16 @@ def wanted_range(request: Request, size: int, headers: dict[str, str]) -> tuple[
 
 
 # Two routes rather than one for both methods: each gets its own OpenAPI operation id.
-@router.get("/orders/{order_id}/files/{file_id}", summary="Download a staged file (HTTP Range supported)",
-            responses=FILE_RESPONSES)
-@router.head("/orders/{order_id}/files/{file_id}", summary="A staged file's size, checksum and validators",
-             responses=FILE_RESPONSES)
+@router.get(
+    "/orders/{order_id}/files/{file_id}",
+    summary="Download a staged file (HTTP Range supported)",
+    responses=FILE_RESPONSES,
+)
+@router.head(
+    "/orders/{order_id}/files/{file_id}",
+    summary="A staged file's size, checksum and validators",
+    responses=FILE_RESPONSES,
+)
 async def download(order_id: str, file_id: str, who: User, book: Book, request: Request) -> Response:
     f = await book.ready_file(who.subject, order_id, file_id)
     size, headers = int(f["size"]), file_headers(f)
@@ -109,8 +144,11 @@ async def download(order_id: str, file_id: str, who: User, book: Book, request: 
         return Response(status_code=304, headers=headers)
     wanted = wanted_range(request, size, headers)
     if wanted == "bad":
-        return problem(416, f"range not satisfiable for a file of {size} bytes",
-                       headers={"Content-Range": f"bytes */{size}", **headers})
+        return problem(
+            416,
+            f"range not satisfiable for a file of {size} bytes",
+            headers={"Content-Range": f"bytes */{size}", **headers},
+        )
     start, end = wanted if wanted else (0, size - 1)
     headers["Content-Length"] = str(end - start + 1 if size else 0)
     if wanted:
@@ -120,6 +158,9 @@ async def download(order_id: str, file_id: str, who: User, book: Book, request: 
         return Response(status_code=status, headers=headers, media_type=media)
     settings = book.settings
     length = int(headers["Content-Length"])
-    body = local_body(f["location"], start, length) if settings.storage_kind == "local" \
+    body = (
+        local_body(f["location"], start, length)
+        if settings.storage_kind == "local"
         else s3_body(settings, f["location"], start, end, length)
+    )
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media)

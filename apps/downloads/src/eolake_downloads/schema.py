@@ -72,8 +72,11 @@ ALTER TABLE files ADD COLUMN IF NOT EXISTS restore_to text;
 
 def migrate(dsn: str, app_role: str = "eolake_app") -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-            sql.Identifier(SCHEMA), sql.Identifier(app_role)))
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                sql.Identifier(SCHEMA), sql.Identifier(app_role)
+            )
+        )
         with conn.transaction():
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_role)))
             conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(SCHEMA)))
@@ -87,8 +90,9 @@ def migrate(dsn: str, app_role: str = "eolake_app") -> None:
 def job_app(dsn: str, pool_size: int = 2, options: str = "") -> procrastinate.App:
     """The procrastinate app (not opened) on the downloads schema; tasks are registered by the worker module.
     `options`: more session settings (the service's database bounds)."""
-    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": f"{SEARCH_PATH} {options}".strip()},
-                                               min_size=1, max_size=pool_size)
+    connector = procrastinate.PsycopgConnector(
+        conninfo=dsn, kwargs={"options": f"{SEARCH_PATH} {options}".strip()}, min_size=1, max_size=pool_size
+    )
     return procrastinate.App(connector=connector)
 
 

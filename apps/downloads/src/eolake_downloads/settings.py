@@ -16,8 +16,10 @@ class DownloadsSettings(ServiceSettings):
     service_name: str = MANIFEST.name
     root_path: str = MANIFEST.path
     port: int = MANIFEST.port
-    database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
-                                    description="postgresql://user:password@host:port/dbname")
+    database_url: PostgresUrl = Field(
+        SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
+        description="postgresql://user:password@host:port/dbname",
+    )
     pool_size: int = Field(4, ge=2, le=100, description="database connections per process")
 
     # Storage: where staged files are published (the platform spec's storage kind).
@@ -29,19 +31,28 @@ class DownloadsSettings(ServiceSettings):
     s3_prefix: str = "staging/"
 
     # Sources: what workers may fetch.
-    allowed_paths: list[Path] = Field(default_factory=list,
-                                      description="local roots files may come from; empty: storage_path")
+    allowed_paths: list[Path] = Field(
+        default_factory=list, description="local roots files may come from; empty: storage_path"
+    )
     allowed_hosts: list[str] = Field(default_factory=list, description="HTTP(S) hosts (host or host:port)")
     allowed_buckets: list[str] = Field(default_factory=list, description="s3://bucket/… sources")
     source_s3_endpoint: str | None = Field(None, description="endpoint for s3:// sources; None: s3_endpoint")
     eodag_enabled: bool = Field(False, description="EODAG provider downloads (not configured in this release)")
-    offline_path: Path | None = Field(None, description="the slow (offline) tier: items whose assets are there are "
-                                                        "retrieved before they can be ordered; None: no such tier")
-    offline_delay_seconds: float = Field(2, ge=0, le=3600, description="what the offline tier takes before it "
-                                                                       "sends a file (a tape mount, simulated)")
-    priorities: dict[str, list[str]] = Field(default_factory=dict, description=(
-        "per collection ('*': any other), the providers of an asset in the order to try them: `local` (its own "
-        "href) and its alternates' names; a provider that fails gives way to the next"))
+    offline_path: Path | None = Field(
+        None,
+        description="the slow (offline) tier: items whose assets are there are "
+        "retrieved before they can be ordered; None: no such tier",
+    )
+    offline_delay_seconds: float = Field(
+        2, ge=0, le=3600, description="what the offline tier takes before it sends a file (a tape mount, simulated)"
+    )
+    priorities: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "per collection ('*': any other), the providers of an asset in the order to try them: `local` (its own "
+            "href) and its alternates' names; a provider that fails gives way to the next"
+        ),
+    )
     source_timeout: float = Field(30, gt=0, le=600)
     transient_attempts: int = Field(5, ge=1, le=20, description="tries for a transient source error")
     retry_base_seconds: float = Field(0.5, ge=0, le=60, description="first backoff; doubles each try")

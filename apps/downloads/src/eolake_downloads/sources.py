@@ -75,8 +75,9 @@ def resolve(href: str, settings: DownloadsSettings) -> Source:
         offline = settings.offline_root
         if offline and path.is_relative_to(offline):
             return Source("tier", str(path))
-        if not any(path.is_relative_to(root) for root in settings.source_roots) or \
-                path.is_relative_to(settings.staging_dir):
+        if not any(path.is_relative_to(root) for root in settings.source_roots) or path.is_relative_to(
+            settings.staging_dir
+        ):
             raise SourceError(f"source {href!r} is outside the allow-list")
         return Source("file", str(path))
     if scheme in ("http", "https"):
@@ -104,9 +105,14 @@ def s3_client(settings: DownloadsSettings, endpoint: str | None):
     import boto3
     from botocore.config import Config
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name=settings.s3_region or "us-east-1",
-                        config=Config(connect_timeout=settings.source_timeout, read_timeout=settings.source_timeout,
-                                      retries={"max_attempts": 1}))
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=settings.s3_region or "us-east-1",
+        config=Config(
+            connect_timeout=settings.source_timeout, read_timeout=settings.source_timeout, retries={"max_attempts": 1}
+        ),
+    )
 
 
 @dataclass
@@ -217,8 +223,9 @@ def _open_s3(source: Source, settings: DownloadsSettings, offset: int, validator
         raise TransientError(f"S3 unreachable: {e}") from None
 
 
-def fetch(source: Source, dest: Path, settings: DownloadsSettings,
-          alive: Callable[[], bool] = lambda: True) -> tuple[str, int]:
+def fetch(
+    source: Source, dest: Path, settings: DownloadsSettings, alive: Callable[[], bool] = lambda: True
+) -> tuple[str, int]:
     """Copy the source to dest (a temporary name), resuming from the bytes dest already holds when the source is
     unchanged; returns (sha256 hex of the whole file, size). `alive` is asked between chunks; a False answer (the
     order was canceled) stops the copy with SourceError."""
@@ -279,7 +286,7 @@ def check_multihash(expected: str | None, sha256_hex: str) -> None:
     expected = expected.lower()
     if not expected.startswith(SHA256_MULTIHASH):
         return  # another hash function: the computed sha2-256 is recorded instead
-    if expected[len(SHA256_MULTIHASH):] != sha256_hex:
+    if expected[len(SHA256_MULTIHASH) :] != sha256_hex:
         raise SourceError(f"checksum mismatch: expected {expected}, got {SHA256_MULTIHASH}{sha256_hex}")
 
 

@@ -35,7 +35,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     return start, min(end, size - 1)
 
 
-
 async def local_body(location: str, start: int, length: int):
     def read(f, n):
         return f.read(n)
@@ -69,4 +68,3 @@ async def s3_body(settings: DownloadsSettings, key: str, start: int, end: int, l
             yield chunk
     finally:
         body.close()
-

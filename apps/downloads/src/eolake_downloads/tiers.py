@@ -32,9 +32,14 @@ def is_offline(item: dict) -> bool:
 
 def retrieve_link(href: str, collection: str, item_id: str) -> dict:
     """The link an orderable item carries: POST `body` to `href` to stage it back online."""
-    return {"rel": RETRIEVE, "href": href, "method": "POST", "type": "application/json",
-            "title": "Stage this item back online (a download order)",
-            "body": {"collection": collection, "id": item_id}}
+    return {
+        "rel": RETRIEVE,
+        "href": href,
+        "method": "POST",
+        "type": "application/json",
+        "title": "Stage this item back online (a download order)",
+        "body": {"collection": collection, "id": item_id},
+    }
 
 
 def _with_extensions(item: dict, *extensions: str) -> None:

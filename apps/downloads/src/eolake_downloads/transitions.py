@@ -19,13 +19,17 @@ log = logging.getLogger("eolake.downloads.orders")
 OPEN = ("orderable", "ordered")
 FINAL = ("succeeded", "failed", "canceled")
 
-_PLACE = ("INSERT INTO orders (id, owner, status, request, kind, target_collection, target_item) "
-          "VALUES (%(id)s, %(owner)s, 'ordered', %(request)s, %(kind)s, %(collection)s, %(item)s) "
-          "RETURNING id, owner, status, kind, reason, target_collection, target_item")
-_CHANGE = ("UPDATE orders SET status = %(to)s, reason = %(reason)s, updated = now(), "
-           "finished = CASE WHEN %(to)s = ANY(%(final)s) THEN now() END "
-           "WHERE id = %(id)s AND status = ANY(%(from)s) "
-           "RETURNING id, owner, status, kind, reason, target_collection, target_item")
+_PLACE = (
+    "INSERT INTO orders (id, owner, status, request, kind, target_collection, target_item) "
+    "VALUES (%(id)s, %(owner)s, 'ordered', %(request)s, %(kind)s, %(collection)s, %(item)s) "
+    "RETURNING id, owner, status, kind, reason, target_collection, target_item"
+)
+_CHANGE = (
+    "UPDATE orders SET status = %(to)s, reason = %(reason)s, updated = now(), "
+    "finished = CASE WHEN %(to)s = ANY(%(final)s) THEN now() END "
+    "WHERE id = %(id)s AND status = ANY(%(from)s) "
+    "RETURNING id, owner, status, kind, reason, target_collection, target_item"
+)
 
 
 @dataclass(frozen=True)
@@ -43,15 +47,20 @@ def _changed(row: dict | None) -> Change | None:
         return None
     target = (row["target_collection"], row["target_item"]) if row["target_item"] else None
     change = Change(str(row["id"]), row["owner"], row["status"], row["kind"], row["reason"], target)
-    log.info("order %s", change.status, extra={"order": change.order_id, "kind": change.kind,
-                                               "reason": change.reason})
+    log.info("order %s", change.status, extra={"order": change.order_id, "kind": change.kind, "reason": change.reason})
     return change
 
 
 def _place_params(order_id: uuid.UUID, owner: str, request: dict, target: tuple[str, str] | None) -> dict:
     collection, item = target or (None, None)
-    return {"id": order_id, "owner": owner, "request": Jsonb(request), "kind": "retrieval" if target else "order",
-            "collection": collection, "item": item}
+    return {
+        "id": order_id,
+        "owner": owner,
+        "request": Jsonb(request),
+        "kind": "retrieval" if target else "order",
+        "collection": collection,
+        "item": item,
+    }
 
 
 def _change_params(order_id: str, to: str, reason: str | None) -> dict:
@@ -60,8 +69,9 @@ def _change_params(order_id: str, to: str, reason: str | None) -> dict:
     return {"id": order_id, "to": to, "reason": reason, "final": list(FINAL), "from": list(OPEN)}
 
 
-async def place(conn: psycopg.AsyncConnection, order_id: uuid.UUID, owner: str, request: dict,
-                target: tuple[str, str] | None = None) -> Change:
+async def place(
+    conn: psycopg.AsyncConnection, order_id: uuid.UUID, owner: str, request: dict, target: tuple[str, str] | None = None
+) -> Change:
     """A new order, ordered (for a retrieval, `target`: the item staged back online)."""
     cur = await conn.execute(_PLACE, _place_params(order_id, owner, request, target))
     return _changed(await cur.fetchone())

@@ -73,6 +73,7 @@ class Health:
 
 def serve_probes(health: Health, host: str, port: int) -> ThreadingHTTPServer:
     """/metrics, /healthz and /readyz on `port`, in a daemon thread."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
@@ -107,8 +108,9 @@ def file_lock(file_id: str) -> str:
 async def defer_file(app: procrastinate.App, file_id: str) -> None:
     """Queue the staging of one file; a second request while one waits is a no-op (queueing lock)."""
     try:
-        await app.configure_task(TASK, queue=QUEUE, lock=file_lock(file_id),
-                                 queueing_lock=file_lock(file_id)).defer_async(file_id=file_id)
+        await app.configure_task(
+            TASK, queue=QUEUE, lock=file_lock(file_id), queueing_lock=file_lock(file_id)
+        ).defer_async(file_id=file_id)
     except procrastinate.exceptions.AlreadyEnqueued:
         pass
 
@@ -120,8 +122,12 @@ def finish_order(conn: psycopg.Connection, order_id: str) -> str | None:
         order = conn.execute("SELECT * FROM orders WHERE id = %s FOR UPDATE", (order_id,)).fetchone()
         if not order or order["status"] != "ordered":
             return None
-        counts = {r["state"]: r["n"] for r in conn.execute(
-            "SELECT state, count(*) AS n FROM files WHERE order_id = %s GROUP BY state", (order_id,))}
+        counts = {
+            r["state"]: r["n"]
+            for r in conn.execute(
+                "SELECT state, count(*) AS n FROM files WHERE order_id = %s GROUP BY state", (order_id,)
+            )
+        }
         if any(s not in FINAL_FILE_STATES for s in counts):
             return None
         failed = counts.get("failed", 0)
@@ -133,8 +139,7 @@ def finish_order(conn: psycopg.Connection, order_id: str) -> str | None:
         transitions.finish_sync(conn, order_id, outcome, reason)
     metrics.JOBS.labels(metrics.SERVICE, outcome).inc()
     if outcome == "succeeded":
-        metrics.JOB_DURATION.labels(metrics.SERVICE).observe(
-            (datetime.now(UTC) - order["created"]).total_seconds())
+        metrics.JOB_DURATION.labels(metrics.SERVICE).observe((datetime.now(UTC) - order["created"]).total_seconds())
     return outcome
 
 
@@ -148,8 +153,10 @@ def restore_item(conn: psycopg.Connection, order: dict) -> str | None:
             item = conn.execute("SELECT pgstac.get_item(%s, %s) AS item", (item_id, collection)).fetchone()["item"]
             if item is None:
                 return f"item {collection}/{item_id} is no longer in the catalog"
-            hrefs = {r["asset"]: r["location"] for r in conn.execute(
-                "SELECT asset, location FROM files WHERE order_id = %s", (order["id"],))}
+            hrefs = {
+                r["asset"]: r["location"]
+                for r in conn.execute("SELECT asset, location FROM files WHERE order_id = %s", (order["id"],))
+            }
             conn.execute("SELECT pgstac.update_item(%s)", (Jsonb(tiers.mark_online(item, hrefs)),))
     except psycopg.Error as e:
         log.error("retrieved item not updated in the catalog: %s", e, extra={"order": str(order["id"])})
@@ -162,20 +169,27 @@ class Stager:
     def __init__(self, settings: DownloadsSettings):
         self.settings = settings
         self.staging = Staging(settings)
-        self.pool = psycopg_pool.ConnectionPool(settings.dsn, min_size=0, max_size=max(2, settings.worker_concurrency),
-                                                kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}",
-                                                        "row_factory": dict_row},
-                                                open=False, **reconnecting(psycopg_pool.ConnectionPool))
+        self.pool = psycopg_pool.ConnectionPool(
+            settings.dsn,
+            min_size=0,
+            max_size=max(2, settings.worker_concurrency),
+            kwargs={"options": f"{SEARCH_PATH} {settings.postgres_options()}", "row_factory": dict_row},
+            open=False,
+            **reconnecting(psycopg_pool.ConnectionPool),
+        )
 
     def claim(self, file_id: str) -> dict | None:
         with self.pool.connection() as conn, conn.transaction():
             row = conn.execute(
                 "SELECT f.*, o.status AS order_status FROM files f JOIN orders o ON o.id = f.order_id "
-                "WHERE f.id = %s FOR UPDATE OF f SKIP LOCKED", (file_id,)).fetchone()
+                "WHERE f.id = %s FOR UPDATE OF f SKIP LOCKED",
+                (file_id,),
+            ).fetchone()
             if not row or row["state"] not in ("queued", "staging") or row["order_status"] != "ordered":
                 return None
-            conn.execute("UPDATE files SET state = 'staging', attempts = attempts + 1, updated = now() "
-                         "WHERE id = %s", (file_id,))
+            conn.execute(
+                "UPDATE files SET state = 'staging', attempts = attempts + 1, updated = now() WHERE id = %s", (file_id,)
+            )
             return row
 
     def alive(self, file_id: str) -> bool:
@@ -229,8 +243,11 @@ class Stager:
             stop=stop_after_attempt(self.settings.transient_attempts),
             wait=wait_exponential(multiplier=self.settings.retry_base_seconds, max=60),
             reraise=True,
-            before_sleep=lambda rs: log.warning("transient source error, retrying", extra={
-                "file": file_id, "attempt": rs.attempt_number, "error": str(rs.outcome.exception())}))
+            before_sleep=lambda rs: log.warning(
+                "transient source error, retrying",
+                extra={"file": file_id, "attempt": rs.attempt_number, "error": str(rs.outcome.exception())},
+            ),
+        )
         sha, size = retrying(fetch, resolve(href, self.settings), tmp, self.settings, lambda: self.alive(file_id))
         check_multihash(row["expected_checksum"], sha)
         return sha, size
@@ -243,17 +260,30 @@ class Stager:
             if not current or current["state"] != "staging":
                 self.staging.discard(tmp)
                 return
-            location = self.staging.restore(tmp, row["restore_to"]) if row["restore_to"] \
+            location = (
+                self.staging.restore(tmp, row["restore_to"])
+                if row["restore_to"]
                 else self.staging.publish(tmp, order_id, file_id)
+            )
             expires = datetime.now(UTC) + timedelta(seconds=self.settings.expiry_seconds)
-            conn.execute("UPDATE files SET state = 'ready', checksum = %s, size = %s, location = %s, "
-                         "staged_at = now(), expires_at = %s, reason = NULL, provider = %s, fallbacks = %s, "
-                         "updated = now() WHERE id = %s",
-                         ("1220" + sha, size, location, expires, provider, Jsonb(fallbacks), file_id))
+            conn.execute(
+                "UPDATE files SET state = 'ready', checksum = %s, size = %s, location = %s, "
+                "staged_at = now(), expires_at = %s, reason = NULL, provider = %s, fallbacks = %s, "
+                "updated = now() WHERE id = %s",
+                ("1220" + sha, size, location, expires, provider, Jsonb(fallbacks), file_id),
+            )
         metrics.BYTES_STAGED.labels(metrics.SERVICE).inc(size)
         metrics.FILES.labels(metrics.SERVICE, "succeeded").inc()
-        log.info("file staged", extra={"file": file_id, "order": order_id, "bytes": size, "provider": provider,
-                                       "seconds": round(time.monotonic() - started, 3)})
+        log.info(
+            "file staged",
+            extra={
+                "file": file_id,
+                "order": order_id,
+                "bytes": size,
+                "provider": provider,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
     def _note_fallbacks(self, file_id, fallbacks: list[dict]) -> None:
         with self.pool.connection() as conn:
@@ -263,8 +293,10 @@ class Stager:
         log.error("file failed: %s", reason, extra={"file": file_id})
         metrics.FILES.labels(metrics.SERVICE, "failed").inc()
         with self.pool.connection() as conn:
-            conn.execute("UPDATE files SET state = 'failed', reason = %s, updated = now() "
-                         "WHERE id = %s AND state = 'staging'", (reason, file_id))
+            conn.execute(
+                "UPDATE files SET state = 'failed', reason = %s, updated = now() WHERE id = %s AND state = 'staging'",
+                (reason, file_id),
+            )
 
 
 def _reason(e: Exception) -> str:
@@ -290,15 +322,21 @@ async def maintenance(app: procrastinate.App, stager: Stager, settings: Download
 
     def sweep() -> tuple[list[str], int]:
         with stager.pool.connection() as conn:
-            lost = [str(r["id"]) for r in conn.execute(
-                "SELECT f.id FROM files f JOIN orders o ON o.id = f.order_id "
-                "WHERE f.state IN ('queued', 'staging') AND o.status = 'ordered' "
-                "AND f.updated < now() - make_interval(secs => %s) AND NOT EXISTS ("
-                "  SELECT 1 FROM procrastinate_jobs j WHERE j.lock = 'file:' || f.id::text "
-                "  AND j.status IN ('todo', 'doing'))", (settings.stalled_seconds,))]
+            lost = [
+                str(r["id"])
+                for r in conn.execute(
+                    "SELECT f.id FROM files f JOIN orders o ON o.id = f.order_id "
+                    "WHERE f.state IN ('queued', 'staging') AND o.status = 'ordered' "
+                    "AND f.updated < now() - make_interval(secs => %s) AND NOT EXISTS ("
+                    "  SELECT 1 FROM procrastinate_jobs j WHERE j.lock = 'file:' || f.id::text "
+                    "  AND j.status IN ('todo', 'doing'))",
+                    (settings.stalled_seconds,),
+                )
+            ]
             expired = conn.execute(
                 "UPDATE files SET state = 'expired', updated = now() WHERE state = 'ready' AND expires_at < now() "
-                "RETURNING location").fetchall()
+                "RETURNING location"
+            ).fetchall()
             wanted = {str(r["id"]) for r in conn.execute("SELECT id FROM files WHERE state IN ('queued', 'staging')")}
         for row in expired:
             try:
@@ -351,11 +389,19 @@ async def run(settings: DownloadsSettings, health: Health | None = None) -> None
     while not stop.is_set():
         try:
             async with app.open_async():
-                worker = asyncio.create_task(app.run_worker_async(
-                    queues=[QUEUE], name=name, concurrency=settings.worker_concurrency, wait=True,
-                    install_signal_handlers=False, update_heartbeat_interval=settings.heartbeat_seconds,
-                    stalled_worker_timeout=settings.stalled_seconds, shutdown_graceful_timeout=30,
-                    fetch_job_polling_interval=2.0))
+                worker = asyncio.create_task(
+                    app.run_worker_async(
+                        queues=[QUEUE],
+                        name=name,
+                        concurrency=settings.worker_concurrency,
+                        wait=True,
+                        install_signal_handlers=False,
+                        update_heartbeat_interval=settings.heartbeat_seconds,
+                        stalled_worker_timeout=settings.stalled_seconds,
+                        shutdown_graceful_timeout=30,
+                        fetch_job_polling_interval=2.0,
+                    )
+                )
                 log.info("worker started", extra={"worker": name})
                 while not stop.is_set() and not worker.done():
                     health.working = True

@@ -30,8 +30,12 @@ def create_app(settings: EventsSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    app = FastAPI(title="eolake events", version="0.1.0", lifespan=lifespan,
-                  description="Catalog and order changes as CloudEvents on an AMQP topic exchange")
+    app = FastAPI(
+        title="eolake events",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Catalog and order changes as CloudEvents on an AMQP topic exchange",
+    )
     app.state.relay = relay
     install_kit(app, settings, checks={"database": relay.database_answers, "broker": relay.publishing})
 

@@ -26,15 +26,25 @@ SERVICE = "events"
 RELAY_LOCK = 0x6576656E7473  # "events": the advisory lock of the publishing relay
 MEASURE_SECONDS = 1.0
 
-DEPTH = Gauge("eolake_events_outbox_depth", "events committed and not yet confirmed by the broker", ["service"],
-              multiprocess_mode="max")
-OLDEST = Gauge("eolake_events_outbox_oldest_seconds", "age of the oldest event not yet confirmed", ["service"],
-               multiprocess_mode="max")
+DEPTH = Gauge(
+    "eolake_events_outbox_depth",
+    "events committed and not yet confirmed by the broker",
+    ["service"],
+    multiprocess_mode="max",
+)
+OLDEST = Gauge(
+    "eolake_events_outbox_oldest_seconds",
+    "age of the oldest event not yet confirmed",
+    ["service"],
+    multiprocess_mode="max",
+)
 PUBLISHED = Counter("eolake_events_published", "events the broker confirmed", ["service", "source"])
-FAILURES = Counter("eolake_events_failures", "relay sessions ended by a failure (broker or database), retried",
-                   ["service", "reason"])
-LEADING = Gauge("eolake_events_relay_leading", "1 while this process is the one publishing", ["service"],
-                multiprocess_mode="max")
+FAILURES = Counter(
+    "eolake_events_failures", "relay sessions ended by a failure (broker or database), retried", ["service", "reason"]
+)
+LEADING = Gauge(
+    "eolake_events_relay_leading", "1 while this process is the one publishing", ["service"], multiprocess_mode="max"
+)
 
 
 class Relay:
@@ -45,8 +55,9 @@ class Relay:
         self.failure: str | None = None  # why the last session ended, until one connects again
 
     async def connect_database(self) -> psycopg.AsyncConnection:
-        return await psycopg.AsyncConnection.connect(self.settings.dsn, autocommit=True,
-                                                     options=self.settings.postgres_options())
+        return await psycopg.AsyncConnection.connect(
+            self.settings.dsn, autocommit=True, options=self.settings.postgres_options()
+        )
 
     async def run(self) -> None:
         """Relay sessions, one after the other, until cancelled. After a failure the next waits, twice as long each
@@ -72,11 +83,11 @@ class Relay:
             await conn.execute("UPDATE eolake_events.switch SET enabled = true, changed = now() WHERE NOT enabled")
             await self._lead(conn)
             await conn.execute(f"LISTEN {CHANNEL}")
-            self.broker = await aio_pika.connect(self.settings.amqp_url.get_secret_value(),
-                                                 timeout=self.settings.confirm_seconds)
+            self.broker = await aio_pika.connect(
+                self.settings.amqp_url.get_secret_value(), timeout=self.settings.confirm_seconds
+            )
             channel = await self.broker.channel(publisher_confirms=True)
-            exchange = await channel.declare_exchange(self.settings.exchange, aio_pika.ExchangeType.TOPIC,
-                                                      durable=True)
+            exchange = await channel.declare_exchange(self.settings.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
             self.failure = None
             log.info("relaying to exchange %s", self.settings.exchange)
             while True:
@@ -92,21 +103,31 @@ class Relay:
 
     async def drain(self, conn: psycopg.AsyncConnection, exchange: aio_pika.abc.AbstractExchange) -> int:
         """Publish the oldest rows, each deleted once confirmed; returns how many."""
-        rows = await (await conn.execute(
-            "SELECT id, service, routing_key, event FROM eolake_events.outbox ORDER BY id LIMIT %s",
-            (self.settings.batch_size,))).fetchall()
+        rows = await (
+            await conn.execute(
+                "SELECT id, service, routing_key, event FROM eolake_events.outbox ORDER BY id LIMIT %s",
+                (self.settings.batch_size,),
+            )
+        ).fetchall()
         for row_id, service, routing_key, event in rows:
-            await exchange.publish(self.message(service, event), routing_key=routing_key,
-                                   timeout=self.settings.confirm_seconds)  # returns once the broker confirmed
+            await exchange.publish(
+                self.message(service, event), routing_key=routing_key, timeout=self.settings.confirm_seconds
+            )  # returns once the broker confirmed
             await conn.execute("DELETE FROM eolake_events.outbox WHERE id = %s", (row_id,))
             PUBLISHED.labels(SERVICE, service).inc()
         return len(rows)
 
     def message(self, service: str, event: dict) -> aio_pika.Message:
         event = {**event, "source": self.settings.source(service)}
-        return aio_pika.Message(json.dumps(event, separators=(",", ":")).encode(), content_type=CONTENT_TYPE,
-                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=event["id"],
-                                type=event["type"], timestamp=datetime.now(UTC), app_id="eolake")
+        return aio_pika.Message(
+            json.dumps(event, separators=(",", ":")).encode(),
+            content_type=CONTENT_TYPE,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=event["id"],
+            type=event["type"],
+            timestamp=datetime.now(UTC),
+            app_id="eolake",
+        )
 
     async def _wait(self, conn: psycopg.AsyncConnection) -> None:
         """Until a commit wrote events (NOTIFY) or poll_seconds passed; a broker gone meanwhile ends the session."""
@@ -129,9 +150,12 @@ class Relay:
             try:
                 async with await self.connect_database() as conn:
                     while True:
-                        depth, oldest = await (await conn.execute(
-                            "SELECT count(*), coalesce(extract(epoch FROM now() - min(created)), 0) "
-                            "FROM eolake_events.outbox")).fetchone()
+                        depth, oldest = await (
+                            await conn.execute(
+                                "SELECT count(*), coalesce(extract(epoch FROM now() - min(created)), 0) "
+                                "FROM eolake_events.outbox"
+                            )
+                        ).fetchone()
                         DEPTH.labels(SERVICE).set(depth)
                         OLDEST.labels(SERVICE).set(float(oldest))
                         await asyncio.sleep(MEASURE_SECONDS)

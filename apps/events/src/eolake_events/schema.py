@@ -126,15 +126,23 @@ TRIGGERS = (
     ("eolake_events_collections", "pgstac.collections", "INSERT OR UPDATE OR DELETE", "", "collection_changed"),
     ("eolake_events_items", "pgstac.items", "INSERT OR UPDATE OR DELETE", "", "item_changed"),
     ("eolake_events_order_created", "downloads.orders", "INSERT", "", "order_changed"),
-    ("eolake_events_order_status", "downloads.orders", "UPDATE OF status",
-     "WHEN (OLD.status IS DISTINCT FROM NEW.status)", "order_changed"),
+    (
+        "eolake_events_order_status",
+        "downloads.orders",
+        "UPDATE OF status",
+        "WHEN (OLD.status IS DISTINCT FROM NEW.status)",
+        "order_changed",
+    ),
 )
 
 
 def migrate(dsn: str, app_role: str = "eolake_app") -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-            sql.Identifier(SCHEMA), sql.Identifier(app_role)))
+        conn.execute(
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                sql.Identifier(SCHEMA), sql.Identifier(app_role)
+            )
+        )
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_events.migrate'))")
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_role)))
@@ -143,15 +151,18 @@ def migrate(dsn: str, app_role: str = "eolake_app") -> None:
             conn.execute(FUNCTIONS)  # owned by the migrating superuser: SECURITY DEFINER writes for any writer
             for name, table, events, condition, function in TRIGGERS:
                 if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is not None:
-                    conn.execute(f"CREATE OR REPLACE TRIGGER {name} AFTER {events} ON {table} FOR EACH ROW "
-                                 f"{condition} EXECUTE FUNCTION {SCHEMA}.{function}()")
+                    conn.execute(
+                        f"CREATE OR REPLACE TRIGGER {name} AFTER {events} ON {table} FOR EACH ROW "
+                        f"{condition} EXECUTE FUNCTION {SCHEMA}.{function}()"
+                    )
 
 
 def switch(conn: psycopg.Connection, enabled: bool) -> None:
     """On: changes write events from now on. Off: they stop, and what was not published is dropped."""
     with conn.transaction():
-        conn.execute("UPDATE eolake_events.switch SET enabled = %s, changed = now() WHERE enabled <> %s",
-                     (enabled, enabled))
+        conn.execute(
+            "UPDATE eolake_events.switch SET enabled = %s, changed = now() WHERE enabled <> %s", (enabled, enabled)
+        )
         if not enabled:
             conn.execute("DELETE FROM eolake_events.outbox")
 

@@ -17,11 +17,15 @@ class EventsSettings(ServiceSettings):
     root_path: str = MANIFEST.path
     port: int = MANIFEST.port
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"))
-    amqp_url: SecretStr = Field(SecretStr("amqp://127.0.0.1:5672/"),
-                                description="amqp://user:password@host:port/vhost of the broker (a secret)")
+    amqp_url: SecretStr = Field(
+        SecretStr("amqp://127.0.0.1:5672/"), description="amqp://user:password@host:port/vhost of the broker (a secret)"
+    )
     exchange: str = Field(EXCHANGE, pattern=r"^[A-Za-z0-9._-]{1,127}$", description="the durable topic exchange")
-    sources: dict[str, str] = Field({}, description="CloudEvents `source` by the service that changed (catalog, "
-                                                    "downloads): its public URL; default urn:eolake:<service>")
+    sources: dict[str, str] = Field(
+        {},
+        description="CloudEvents `source` by the service that changed (catalog, "
+        "downloads): its public URL; default urn:eolake:<service>",
+    )
     batch_size: int = Field(100, ge=1, le=10_000, description="outbox rows read at once")
     poll_seconds: float = Field(5, gt=0, le=300, description="longest wait for a NOTIFY before the outbox is read")
     confirm_seconds: float = Field(10, gt=0, le=300, description="longest wait for the broker's confirm of a message")

@@ -10,12 +10,20 @@ ORDER_STATES = ("orderable", "ordered", "succeeded", "failed", "canceled")  # th
 # routing key pattern → (CloudEvents type, subject, what `data` holds)
 ROUTES = {
     "catalog.collection.{action}.{collection}": (
-        "org.eolake.catalog.collection.{action}", "collections/{collection}", "id, title"),
+        "org.eolake.catalog.collection.{action}",
+        "collections/{collection}",
+        "id, title",
+    ),
     "catalog.item.{action}.{collection}": (
-        "org.eolake.catalog.item.{action}", "collections/{collection}/items/{item}",
-        "collection, id; datetime, end_datetime (created, updated)"),
+        "org.eolake.catalog.item.{action}",
+        "collections/{collection}/items/{item}",
+        "collection, id; datetime, end_datetime (created, updated)",
+    ),
     "downloads.order.{state}": (
-        "org.eolake.downloads.order.{state}", "orders/{order}", "id, status, previous_status, owner, reason, updated"),
+        "org.eolake.downloads.order.{state}",
+        "orders/{order}",
+        "id, status, previous_status, owner, reason, updated",
+    ),
 }
 
 
@@ -25,9 +33,12 @@ def describe(exchange: str, sources: dict[str, str]) -> dict:
         "exchange": {"name": exchange, "type": "topic", "durable": True},
         "protocol": "AMQP 0-9-1",
         "delivery": "at least once, in order per routing key; an event redelivered keeps its id",
-        "content_mode": "structured", "content_type": CONTENT_TYPE,
-        "messages": [{"routing_key": key, "type": type_, "subject": subject, "data": data}
-                     for key, (type_, subject, data) in ROUTES.items()],
+        "content_mode": "structured",
+        "content_type": CONTENT_TYPE,
+        "messages": [
+            {"routing_key": key, "type": type_, "subject": subject, "data": data}
+            for key, (type_, subject, data) in ROUTES.items()
+        ],
         "values": {"action": list(ACTIONS), "state": list(ORDER_STATES)},
         "sources": sources,
     }

@@ -7,5 +7,13 @@ from eolake_kit.server import serve
 from eolake_kit.settings import ServiceSettings
 from eolake_kit.version import __version__
 
-__all__ = ["Principal", "ServiceSettings", "install_kit", "principal", "problem", "require_role", "serve",
-           "__version__"]
+__all__ = [
+    "Principal",
+    "ServiceSettings",
+    "install_kit",
+    "principal",
+    "problem",
+    "require_role",
+    "serve",
+    "__version__",
+]

@@ -28,9 +28,14 @@ from eolake_kit.tracing import configure_tracing
 from eolake_spec.manifest import ServiceManifest, manifests
 
 
-def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Check] | None = None,
-                status_codes: dict[type[Exception], int] | None = None,
-                responses: dict[str, dict[int, str]] | None = None) -> FastAPI:
+def install_kit(
+    app: FastAPI,
+    settings: ServiceSettings,
+    *,
+    checks: dict[str, Check] | None = None,
+    status_codes: dict[type[Exception], int] | None = None,
+    responses: dict[str, dict[int, str]] | None = None,
+) -> FastAPI:
     """`responses`: statuses routes answer besides the kit's own errors ({"POST /path": {409: "why"}}), for the
     OpenAPI document."""
     configure_tracing(settings.service_name, settings.otlp_endpoint, settings.trace_sample_ratio)
@@ -51,8 +56,9 @@ def install_kit(app: FastAPI, settings: ServiceSettings, *, checks: dict[str, Ch
     app.add_middleware(JsonBodyMiddleware, api=app)  # innermost: bodies reach it already bounded
     _limit_rates(app, settings)
     app.add_middleware(BoundsMiddleware, limits=settings.limits)  # inside: its refusals are observed and logged
-    app.add_middleware(ObserveMiddleware, service=settings.service_name,
-                       on_finished=tracker.track if tracker is not None else None)
+    app.add_middleware(
+        ObserveMiddleware, service=settings.service_name, on_finished=tracker.track if tracker is not None else None
+    )
     install_headers(app, https=settings.public_url.scheme == "https", cors_origins=settings.cors_origins)
     app.add_middleware(PublicUrlMiddleware, public_url=str(settings.public_url), root_path=settings.root_path)
     return app
@@ -67,9 +73,15 @@ def _limit_rates(app: FastAPI, settings: ServiceSettings) -> None:
     known = manifests().get(settings.service_name)
     default_rate, default_burst = (known or ServiceManifest).rate_limit
     limits = settings.rate_limit
-    app.add_middleware(RateLimitMiddleware, routes=routes, rate=limits.requests_per_second or default_rate,
-                       burst=limits.burst or default_burst, root_path=settings.root_path,
-                       proxies=TrustedProxies(settings.trusted_proxies), authenticator=app.state.authenticator)
+    app.add_middleware(
+        RateLimitMiddleware,
+        routes=routes,
+        rate=limits.requests_per_second or default_rate,
+        burst=limits.burst or default_burst,
+        root_path=settings.root_path,
+        proxies=TrustedProxies(settings.trusted_proxies),
+        authenticator=app.state.authenticator,
+    )
 
 
 def _one_server_span(app: FastAPI) -> None:

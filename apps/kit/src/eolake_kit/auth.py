@@ -162,9 +162,7 @@ def create_api_key(path: Path, name: str, role: str) -> str:
         keys = _read_keys(path)
         if any(k["name"] == name for k in keys):
             raise ValueError(f"an API key named {name!r} already exists")
-        keys.append(
-            {"name": name, "role": role, "sha256": _hash(key), "created": datetime.now(UTC).isoformat()}
-        )
+        keys.append({"name": name, "role": role, "sha256": _hash(key), "created": datetime.now(UTC).isoformat()})
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
         try:
             with os.fdopen(fd, "w") as f:
@@ -362,9 +360,7 @@ def principal(request: Request) -> Principal:
     """The caller; anonymous without credentials, 401 with bad ones. Sync on purpose: JWKS fetches block."""
     authenticator: Authenticator = request.app.state.authenticator
     try:
-        who = authenticator.authenticate(
-            request.headers.get("authorization"), request.headers.get("x-api-key")
-        )
+        who = authenticator.authenticate(request.headers.get("authorization"), request.headers.get("x-api-key"))
     except AuthError as e:
         raise e.to_http() from None
     request.state.principal = who

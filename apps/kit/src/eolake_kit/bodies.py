@@ -41,8 +41,11 @@ class JsonBodyMiddleware:
 
     def _is_write_route(self, scope: Scope) -> bool:
         if self._writes is None:  # the routes are all there once the first request arrives
-            self._writes = [(compile_path(r.path_format)[0], (r.methods or set()) & WRITES)
-                            for r in api_routes(self.api) if (r.methods or set()) & WRITES]
+            self._writes = [
+                (compile_path(r.path_format)[0], (r.methods or set()) & WRITES)
+                for r in api_routes(self.api)
+                if (r.methods or set()) & WRITES
+            ]
         path: str = get_route_path(scope)
         return any(scope["method"] in methods and regex.match(path) for regex, methods in self._writes)
 
@@ -52,13 +55,13 @@ class JsonBodyMiddleware:
         seen, first = await _first_byte(receive)
         media = _media_type(scope)
         if first is not None and not _is_json(media):
-            return await problem(415, f"request bodies are JSON (application/json), not {media}")(
-                scope, receive, send)
+            return await problem(415, f"request bodies are JSON (application/json), not {media}")(scope, receive, send)
         if first is not None and first != b"{" and media not in NOT_OBJECTS:
             return await problem(400, "the request body must be a JSON object")(scope, receive, send)
         if first is None and scope["method"] in REPLACES:
             return await problem(400, f"a {scope['method']} request carries the JSON document it sends")(
-                scope, receive, send)
+                scope, receive, send
+            )
 
         async def replay() -> Message:
             return seen.pop(0) if seen else await receive()

@@ -52,6 +52,7 @@ class OutOfBounds(ValueError):
 
 # --- the checks: pure functions, iterative whatever the input ---------------------------------------------------
 
+
 def check_json_text(raw: str | bytes, limits: Limits, what: str = "JSON") -> object:
     """`raw` parsed, after its bracket nesting was measured without recursion (json.loads recurses)."""
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
@@ -140,8 +141,9 @@ def check_geometry(geometry: object, limits: Limits, *, lon_lat: bool = False) -
             if positions > limits.geometry_vertices:
                 raise OutOfBounds(400, f"geometry exceeds {limits.geometry_vertices} positions")
             if lon_lat and not (len(node) >= 2 and -180 <= node[0] <= 180 and -90 <= node[1] <= 90):
-                raise OutOfBounds(400, f"geometry position {node[:3]} is not a longitude/latitude within "
-                                       "[-180, 180] × [-90, 90]")
+                raise OutOfBounds(
+                    400, f"geometry position {node[:3]} is not a longitude/latitude within [-180, 180] × [-90, 90]"
+                )
 
 
 def check_bbox(value: object) -> None:
@@ -199,6 +201,7 @@ def check_body(document: object, limits: Limits) -> None:
 
 def cap_limit(scope: Scope, limits: Limits) -> None:
     """A `limit` query parameter above page_size is capped to it (STAC: cap, do not refuse)."""
+
     def capped(match: re.Match[bytes]) -> bytes:
         return b"limit=%d" % min(int(match.group(1)), limits.page_size)
 
@@ -241,6 +244,7 @@ def check_head(scope: Scope, limits: Limits, inspect: bool = True) -> None:
 
 # --- the database's bounds -------------------------------------------------------------------------------------
 
+
 def database_timeouts() -> dict[str, tuple[type[Exception], ...]]:
     """The drivers' exceptions for a statement cancelled at statement_timeout, a lock not granted within
     lock_timeout and a database that cannot be reached (down, restarting, connection lost), for the drivers
@@ -248,18 +252,24 @@ def database_timeouts() -> dict[str, tuple[type[Exception], ...]]:
     found: dict[str, list[type[Exception]]] = {"statement": [], "lock": [], "unreachable": [ConnectionError]}
     try:
         from asyncpg import exceptions as asyncpg_errors
+
         found["statement"].append(asyncpg_errors.QueryCanceledError)
         found["lock"].append(asyncpg_errors.LockNotAvailableError)
-        found["unreachable"] += [asyncpg_errors.PostgresConnectionError, asyncpg_errors.CannotConnectNowError,
-                                 asyncpg_errors.AdminShutdownError, asyncpg_errors.CrashShutdownError,
-                                 # a pool resetting a connection the server dropped mid-query ("cannot switch to
-                                 # state 15; another operation is in progress": seen with the postmaster killed)
-                                 asyncpg_errors.InternalClientError]
+        found["unreachable"] += [
+            asyncpg_errors.PostgresConnectionError,
+            asyncpg_errors.CannotConnectNowError,
+            asyncpg_errors.AdminShutdownError,
+            asyncpg_errors.CrashShutdownError,
+            # a pool resetting a connection the server dropped mid-query ("cannot switch to
+            # state 15; another operation is in progress": seen with the postmaster killed)
+            asyncpg_errors.InternalClientError,
+        ]
     except ImportError:
         pass
     try:
         import psycopg
         from psycopg import errors as psycopg_errors
+
         found["statement"].append(psycopg_errors.QueryCanceled)
         found["lock"].append(psycopg_errors.LockNotAvailable)
         found["unreachable"].append(psycopg.OperationalError)  # also a pool's timeout; the two above are subclasses
@@ -283,17 +293,22 @@ def install_database_handlers(app: FastAPI, limits: Limits) -> None:
     """A statement past statement_timeout → 504, a lock not granted within lock_timeout → 503, a database down or
     a connection lost → 503 (both with Retry-After: the client may try again); the connection goes back to its
     pool, healthy, or is discarded."""
+
     async def statement(request: Request, exc: Exception) -> Response:
         return problem(504, f"database statement exceeded the {limits.statement_seconds:g} s statement timeout")
 
     async def lock(request: Request, exc: Exception) -> Response:
-        return problem(503, f"a database lock was not granted within {limits.lock_seconds:g} s",
-                       headers={"Retry-After": str(max(1, round(limits.lock_seconds)))})
+        return problem(
+            503,
+            f"a database lock was not granted within {limits.lock_seconds:g} s",
+            headers={"Retry-After": str(max(1, round(limits.lock_seconds)))},
+        )
 
     async def unreachable(request: Request, exc: Exception) -> Response:
         log.warning("database unreachable: %s: %s", type(exc).__name__, str(exc).strip()[:200])
-        return problem(503, "the database is unavailable; try again shortly",
-                       headers={"Retry-After": str(DATABASE_RETRY_SECONDS)})
+        return problem(
+            503, "the database is unavailable; try again shortly", headers={"Retry-After": str(DATABASE_RETRY_SECONDS)}
+        )
 
     handlers = database_timeouts()
     for kind, handler in (("unreachable", unreachable), ("statement", statement), ("lock", lock)):
@@ -302,6 +317,7 @@ def install_database_handlers(app: FastAPI, limits: Limits) -> None:
 
 
 # --- the middleware -----------------------------------------------------------------------------------------------
+
 
 class BoundsMiddleware:
     """`inspect`: also check what a request carries (JSON, CQL2, geometries, q); off at the edge, where only sizes
@@ -368,17 +384,20 @@ class BoundsMiddleware:
 
         work = asyncio.ensure_future(self.app(scope, receive, guarded_send))
         waiting = asyncio.ensure_future(started.wait())
-        done, _ = await asyncio.wait({work, waiting}, timeout=self.limits.request_seconds,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {work, waiting}, timeout=self.limits.request_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
         waiting.cancel()
         if not done:
             late = True
             work.cancel()
             work.add_done_callback(_forget)
-            log.warning("request time budget exceeded", extra={"path": scope["path"],
-                                                               "budget_s": self.limits.request_seconds})
-            return await problem(504, f"no response within the request time budget of "
-                                      f"{self.limits.request_seconds:g} s")(scope, receive, send)
+            log.warning(
+                "request time budget exceeded", extra={"path": scope["path"], "budget_s": self.limits.request_seconds}
+            )
+            return await problem(
+                504, f"no response within the request time budget of {self.limits.request_seconds:g} s"
+            )(scope, receive, send)
         try:
             await work
         except Exception:
@@ -435,10 +454,12 @@ class _BoundedBody:
                 self.refused = OutOfBounds(413, f"request body exceeds {self.limits.body_bytes} bytes")
                 raise self.refused
             elapsed = time.monotonic() - self.started
-            if not self.complete and elapsed > self.limits.body_idle_seconds \
-                    and self.size / elapsed < self.limits.body_min_rate:
-                self.refused = OutOfBounds(408, f"request body arrives slower than {self.limits.body_min_rate} "
-                                                "bytes/s")
+            if (
+                not self.complete
+                and elapsed > self.limits.body_idle_seconds
+                and self.size / elapsed < self.limits.body_min_rate
+            ):
+                self.refused = OutOfBounds(408, f"request body arrives slower than {self.limits.body_min_rate} bytes/s")
                 raise self.refused
         else:
             self.complete = True

@@ -31,8 +31,11 @@ PROBLEM_SCHEMA = {
     "type": "object",
     "description": "RFC 9457 problem details",
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "request_id": {"type": "string"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "request_id": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}},
     },
     "required": ["type", "title", "status"],
@@ -53,8 +56,9 @@ REASONS = {
 }
 
 
-def install_contract(app: FastAPI, settings: ServiceSettings,
-                     responses: dict[str, dict[int, str]] | None = None) -> None:
+def install_contract(
+    app: FastAPI, settings: ServiceSettings, responses: dict[str, dict[int, str]] | None = None
+) -> None:
     """`responses`: what routes of a service answer besides the kit's errors, as {"POST /path": {409: "why"}}."""
     generate = app.openapi
 
@@ -70,8 +74,9 @@ def install_contract(app: FastAPI, settings: ServiceSettings,
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise it
 
 
-def apply_contract(schema: dict[str, Any], app: FastAPI, settings: ServiceSettings,
-                   extra: dict[str, dict[int, str]]) -> None:
+def apply_contract(
+    schema: dict[str, Any], app: FastAPI, settings: ServiceSettings, extra: dict[str, dict[int, str]]
+) -> None:
     schema.setdefault("info", {})["version"] = __version__  # the distribution's, whatever the app was given
     guards = dict(_guards(app))
     own = manifests().get(settings.service_name)
@@ -100,8 +105,9 @@ def apply_contract(schema: dict[str, Any], app: FastAPI, settings: ServiceSettin
         components["schemas"].pop(unused, None)
 
 
-def _document_errors(path: str, operation: dict[str, Any], checks: bool, role: str | None,
-                     extra: dict[int, str]) -> None:
+def _document_errors(
+    path: str, operation: dict[str, Any], checks: bool, role: str | None, extra: dict[int, str]
+) -> None:
     """The kit's errors and the route's own, each a problem; FastAPI's 422 goes (invalid requests are 400s)."""
     responses = operation.setdefault("responses", {})
     responses.pop("422", None)
@@ -120,7 +126,8 @@ def _declare_path_parameters(path: str, operation: dict[str, Any]) -> None:
     for name in PATH_PARAMETER.findall(path):
         if name not in declared:
             operation.setdefault("parameters", []).append(
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}})
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            )
 
 
 def _error_codes(path: str, operation: dict[str, Any], checks_credentials: bool, role: str | None) -> list[str]:
@@ -168,12 +175,22 @@ def _calls(dependant: Dependant) -> Iterator[object]:
 
 def _security_schemes(settings: ServiceSettings) -> dict[str, dict[str, str]]:
     schemes: dict[str, dict[str, str]] = {
-        "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key",
-                   "description": "a service-account key (eolake_kit.auth API keys)"},
+        "apiKey": {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "a service-account key (eolake_kit.auth API keys)",
+        },
     }
     if settings.auth.oidc_issuer:
-        schemes["bearer"] = {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                             "description": "an access token of the OIDC provider"}
-        schemes["oidc"] = {"type": "openIdConnect", "openIdConnectUrl":
-                           settings.auth.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration"}
+        schemes["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "an access token of the OIDC provider",
+        }
+        schemes["oidc"] = {
+            "type": "openIdConnect",
+            "openIdConnectUrl": settings.auth.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
+        }
     return schemes

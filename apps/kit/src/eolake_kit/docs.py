@@ -30,10 +30,19 @@ def content_security_policy(oidc_issuer: str | None = None) -> str:
     if oidc_issuer:
         parts = urlsplit(oidc_issuer)
         connect += f" {parts.scheme}://{parts.netloc}"
-    return "; ".join([
-        "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", f"connect-src {connect}",
-        "font-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' data:",
+            f"connect-src {connect}",
+            "font-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def docs_page(title: str, openapi_url: str) -> str:
@@ -50,8 +59,9 @@ def docs_page(title: str, openapi_url: str) -> str:
 <body>
   <p class="eolake-docs-home"><a href="/">Web view</a> · <a href="/#/services">all services</a> · {escape(title)}</p>
   <div id="swagger-ui" data-openapi="{escape(openapi_url)}"><p>Loading the API description…</p></div>
-  <noscript><p>This page needs JavaScript; the description itself is at <a href="{escape(openapi_url)}">{escape(
-        openapi_url)}</a>.</p></noscript>
+  <noscript><p>This page needs JavaScript; the description itself is at <a href="{escape(openapi_url)}">{
+        escape(openapi_url)
+    }</a>.</p></noscript>
   <script src="{ASSETS}/vendor/swagger-ui-dist/swagger-ui-bundle.js" defer></script>
   <script src="{ASSETS}/js/api-docs.js" defer></script>
 </body>
@@ -65,8 +75,9 @@ def api_links(app: FastAPI) -> list[dict[str, str]]:
     if getattr(app.state, "api_links", None) is None:
         links: list[dict[str, str]] = []
         if app.openapi_url:
-            links.append({"rel": "service-desc", "href": app.openapi_url,
-                          "type": "application/vnd.oai.openapi+json;version=3.1"})
+            links.append(
+                {"rel": "service-desc", "href": app.openapi_url, "type": "application/vnd.oai.openapi+json;version=3.1"}
+            )
             if app.docs_url:
                 links.append({"rel": "service-doc", "href": app.docs_url, "type": "text/html"})
             if "/conformance" in _documented_paths(app):
@@ -89,17 +100,22 @@ def install_offline_docs(app: FastAPI, oidc_issuer: str | None = None) -> None:
     """Serve the documentation page at the app's docs_url (when it has one) and drop ReDoc and the CDN pages."""
     app.state.api_links = None
     framework_pages = {app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None}
-    app.router.routes[:] = [r for r in app.router.routes
-                            if not (isinstance(r, Route) and r.path in framework_pages)]
+    app.router.routes[:] = [r for r in app.router.routes if not (isinstance(r, Route) and r.path in framework_pages)]
     if not (app.openapi_url and app.docs_url):
         return
     title, openapi_path, csp = app.title, app.openapi_url, content_security_policy(oidc_issuer)
 
     async def documentation(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
-        return HTMLResponse(docs_page(title, root + openapi_path),
-                            headers={"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
-                                     "Cache-Control": "no-cache", "Referrer-Policy": "same-origin"})
+        return HTMLResponse(
+            docs_page(title, root + openapi_path),
+            headers={
+                "Content-Security-Policy": csp,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache",
+                "Referrer-Policy": "same-origin",
+            },
+        )
 
     # FastAPI's name for its page: stac-fastapi's landing page links it with url_for("swagger_ui_html").
     app.add_route(app.docs_url, documentation, include_in_schema=False, name="swagger_ui_html")

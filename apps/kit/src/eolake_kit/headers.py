@@ -15,10 +15,31 @@ API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 HTML_CSP = b"frame-ancestors 'none'"  # the API documentation pages load their scripts; no framing all the same
 HSTS = b"max-age=31536000"
 CREDENTIALS = (b"authorization", b"x-api-key")
-CORS_HEADERS = ["Authorization", "X-API-Key", "Content-Type", "Accept", "Accept-Language", "Range", "If-None-Match",
-                "If-Range", "X-Request-Id", "traceparent", "tracestate"]
-CORS_EXPOSED = ["Location", "Retry-After", "ETag", "Content-Range", "Content-Disposition", "X-Request-Id",
-                "WWW-Authenticate", "Digest", "Repr-Digest", "X-Checksum-SHA256"]
+CORS_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    "Accept",
+    "Accept-Language",
+    "Range",
+    "If-None-Match",
+    "If-Range",
+    "X-Request-Id",
+    "traceparent",
+    "tracestate",
+]
+CORS_EXPOSED = [
+    "Location",
+    "Retry-After",
+    "ETag",
+    "Content-Range",
+    "Content-Disposition",
+    "X-Request-Id",
+    "WWW-Authenticate",
+    "Digest",
+    "Repr-Digest",
+    "X-Checksum-SHA256",
+]
 
 
 class SecurityHeadersMiddleware:
@@ -40,8 +61,12 @@ class SecurityHeadersMiddleware:
     def _completed(self, headers: list[tuple[bytes, bytes]], authenticated: bool) -> list[tuple[bytes, bytes]]:
         present = {name.lower(): value for name, value in headers}
         html = present.get(b"content-type", b"").startswith(b"text/html")
-        defaults = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"), (b"content-security-policy", HTML_CSP if html else API_CSP)]
+        defaults = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"content-security-policy", HTML_CSP if html else API_CSP),
+        ]
         if self.https:
             defaults.append((b"strict-transport-security", HSTS))
         if authenticated:  # an answer for one caller is never kept by a shared cache
@@ -52,7 +77,13 @@ class SecurityHeadersMiddleware:
 def install_headers(app: FastAPI, *, https: bool, cors_origins: list[str]) -> None:
     """Outermost first: CORS answers preflights, the security headers go on every answer including errors."""
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=cors_origins, allow_credentials=False,
-                           allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-                           allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_credentials=False,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=CORS_HEADERS,
+            expose_headers=CORS_EXPOSED,
+            max_age=600,
+        )
     app.add_middleware(SecurityHeadersMiddleware, https=https)

@@ -32,8 +32,11 @@ def running_version() -> dict[str, str]:
     return {"version": __version__, "release": os.environ.get("EOLAKE_RELEASE") or __version__}
 
 
-@router.get("/readyz", summary="Readiness: every dependency answers",
-            responses={503: {"description": "a dependency is down", "content": {"application/problem+json": {}}}})
+@router.get(
+    "/readyz",
+    summary="Readiness: every dependency answers",
+    responses={503: {"description": "a dependency is down", "content": {"application/problem+json": {}}}},
+)
 async def readyz(request: Request) -> Response:
     checks: dict[str, Check] = request.app.state.readiness_checks
     timeout: float = request.app.state.kit_settings.readiness_timeout

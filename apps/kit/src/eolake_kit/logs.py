@@ -15,10 +15,16 @@ trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace_id"
 # The service serving the current request (set by the kit's middleware), for when one process hosts several.
 current_service: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_service", default=None)
 
-LOG_MESSAGES = Counter("eolake_log_messages", "Log records emitted, by level (the error-log-rate alert reads it)",
-                       ["service", "level"])
-_LEVELS = ((logging.CRITICAL, "critical"), (logging.ERROR, "error"), (logging.WARNING, "warning"),
-           (logging.INFO, "info"), (logging.DEBUG, "debug"))
+LOG_MESSAGES = Counter(
+    "eolake_log_messages", "Log records emitted, by level (the error-log-rate alert reads it)", ["service", "level"]
+)
+_LEVELS = (
+    (logging.CRITICAL, "critical"),
+    (logging.ERROR, "error"),
+    (logging.WARNING, "warning"),
+    (logging.INFO, "info"),
+    (logging.DEBUG, "debug"),
+)
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 

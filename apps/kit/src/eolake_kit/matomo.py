@@ -43,16 +43,35 @@ from eolake_kit.observe import PROBES, Finished
 from eolake_kit.settings import ServiceSettings
 
 SENT = Counter("eolake_matomo_sent", "Tracking hits Matomo accepted", ["service"])
-DROPPED = Counter("eolake_matomo_dropped", "Tracking hits dropped because the queue was full or at shutdown",
-                  ["service"])
-FAILURES = Counter("eolake_matomo_failures", "Tracking hits lost because Matomo failed or did not answer in time",
-                   ["service"])
+DROPPED = Counter(
+    "eolake_matomo_dropped", "Tracking hits dropped because the queue was full or at shutdown", ["service"]
+)
+FAILURES = Counter(
+    "eolake_matomo_failures", "Tracking hits lost because Matomo failed or did not answer in time", ["service"]
+)
 
 BATCH = 100  # hits per bulk request
 WARN_EVERY = 60.0  # seconds between two warnings about an unreachable Matomo
 # A query parameter is left out of the tracked URL when a word of its name is one of these.
-SENSITIVE = {"token", "key", "apikey", "secret", "password", "passwd", "pwd", "signature", "sig", "credential",
-             "credentials", "auth", "authorization", "session", "sessionid", "jwt", "code"}
+SENSITIVE = {
+    "token",
+    "key",
+    "apikey",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "signature",
+    "sig",
+    "credential",
+    "credentials",
+    "auth",
+    "authorization",
+    "session",
+    "sessionid",
+    "jwt",
+    "code",
+}
 log = logging.getLogger("eolake.matomo")
 
 
@@ -104,11 +123,14 @@ class MatomoTracker:
             return
         query = _public_query(finished.query)
         hit: dict[str, str | int] = {
-            "idsite": self.site_id, "rec": 1, "apiv": 1,
+            "idsite": self.site_id,
+            "rec": 1,
+            "apiv": 1,
             "url": self.base + finished.path + (f"?{query}" if query else ""),
             "action_name": f"{finished.service} {finished.method} {finished.route}",
             "gt_ms": round(finished.seconds * 1000),
-            "rand": random.getrandbits(32), "send_image": 0,
+            "rand": random.getrandbits(32),
+            "send_image": 0,
         }
         if ua := finished.headers.get("user-agent"):
             hit["ua"] = ua[:500]
@@ -128,8 +150,9 @@ class MatomoTracker:
     def start(self) -> None:
         """Start the sender (idempotent; needs a running event loop), in a context of its own: no request's ids."""
         if self.task is None or self.task.done():
-            self.task = asyncio.get_running_loop().create_task(self._run(), name="matomo-tracker",
-                                                               context=contextvars.Context())
+            self.task = asyncio.get_running_loop().create_task(
+                self._run(), name="matomo-tracker", context=contextvars.Context()
+            )
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout, headers={"User-Agent": f"eolake-{self.service}"}) as client:
@@ -164,8 +187,12 @@ class MatomoTracker:
         now = time.monotonic()
         reason = f"{type(exc).__name__}: {exc}"[:300]
         if now - self._last_warning >= WARN_EVERY:
-            log.warning("Matomo at %s failed (%s); %d tracking hits lost since the last warning",
-                        self.endpoint, reason, self._failed_since_warning)
+            log.warning(
+                "Matomo at %s failed (%s); %d tracking hits lost since the last warning",
+                self.endpoint,
+                reason,
+                self._failed_since_warning,
+            )
             self._last_warning, self._failed_since_warning = now, 0
         else:
             log.debug("Matomo at %s failed (%s)", self.endpoint, reason)

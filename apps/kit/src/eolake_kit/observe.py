@@ -23,12 +23,16 @@ if TYPE_CHECKING:
 
 # Buckets include the SLO thresholds (250 ms search, 500 ms tiles, 1 s and 2.5 s heavier calls).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-REQUESTS = Counter("eolake_http_requests", "HTTP requests served",
-                   ["service", "route", "method", "status_class"])
-LATENCY = Histogram("eolake_http_request_duration_seconds", "HTTP request latency",
-                    ["service", "route", "method"], buckets=LATENCY_BUCKETS)
-IN_FLIGHT = Gauge("eolake_http_requests_in_flight", "HTTP requests being served", ["service"],
-                  multiprocess_mode="livesum")
+REQUESTS = Counter("eolake_http_requests", "HTTP requests served", ["service", "route", "method", "status_class"])
+LATENCY = Histogram(
+    "eolake_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "route", "method"],
+    buckets=LATENCY_BUCKETS,
+)
+IN_FLIGHT = Gauge(
+    "eolake_http_requests_in_flight", "HTTP requests being served", ["service"], multiprocess_mode="livesum"
+)
 PROBES = {"/healthz", "/readyz", "/metrics"}
 VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 access_log = logging.getLogger("eolake.access")
@@ -83,8 +87,9 @@ class ObserveMiddleware:
             await send(message)
 
         method = scope["method"]
-        with tracer.start_as_current_span(f"{method} {scope['path']}", context=propagate.extract(headers),
-                                          kind=SpanKind.SERVER) as span:
+        with tracer.start_as_current_span(
+            f"{method} {scope['path']}", context=propagate.extract(headers), kind=SpanKind.SERVER
+        ) as span:
             tid_token = trace_id.set(format(span.get_span_context().trace_id, "032x"))
             try:
                 await self.app(scope, receive, send_with_id)
@@ -95,7 +100,8 @@ class ObserveMiddleware:
                 if started:
                     raise
                 await problem(500, "internal error; quote the request id when reporting it")(
-                    scope, receive, send_with_id)
+                    scope, receive, send_with_id
+                )
             finally:
                 elapsed = time.perf_counter() - start
                 route = route_template(scope)
@@ -109,14 +115,36 @@ class ObserveMiddleware:
                 REQUESTS.labels(self.service, route, method, f"{status // 100}xx").inc()
                 LATENCY.labels(self.service, route, method).observe(elapsed)
                 level = logging.DEBUG if route in PROBES and status < 400 else logging.INFO
-                access_log.log(level, "%s %s %s", method, route, status, extra={
-                    "method": method, "route": route, "path": scope["path"], "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "client": (scope.get("client") or ("", 0))[0]})
+                access_log.log(
+                    level,
+                    "%s %s %s",
+                    method,
+                    route,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": route,
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
                 if self.on_finished is not None:
-                    self._finished(Finished(
-                        self.service, method, route, scope["path"], scope.get("query_string", b"").decode("latin-1"),
-                        status, elapsed, headers, state.get("principal"), rid))
+                    self._finished(
+                        Finished(
+                            self.service,
+                            method,
+                            route,
+                            scope["path"],
+                            scope.get("query_string", b"").decode("latin-1"),
+                            status,
+                            elapsed,
+                            headers,
+                            state.get("principal"),
+                            rid,
+                        )
+                    )
                 trace_id.reset(tid_token)
                 current_service.reset(service_token)
                 request_id.reset(rid_token)

@@ -66,8 +66,10 @@ class Egress:
 
     def check(self, request: httpx.Request) -> None:
         if not self.admits(request.url):
-            raise DestinationRefused(f"{request.url.scheme}://{request.url.host}{request.url.path} is not a "
-                                     "configured destination", request=request)
+            raise DestinationRefused(
+                f"{request.url.scheme}://{request.url.host}{request.url.path} is not a configured destination",
+                request=request,
+            )
 
 
 class _GuardedAsync(httpx.AsyncBaseTransport):
@@ -94,8 +96,9 @@ class _Guarded(httpx.BaseTransport):
         self.inner.close()
 
 
-def async_client(destinations: Iterable[str] | Egress, *, limits: httpx.Limits | None = None,
-                 **kwargs: Any) -> httpx.AsyncClient:
+def async_client(
+    destinations: Iterable[str] | Egress, *, limits: httpx.Limits | None = None, **kwargs: Any
+) -> httpx.AsyncClient:
     """An httpx.AsyncClient restricted to `destinations`, with trace propagation."""
     egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
     inner = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits(max_connections=100))

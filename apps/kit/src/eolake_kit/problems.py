@@ -18,8 +18,9 @@ MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("eolake.errors")
 
 
-def problem(status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None,
-            **extra: object) -> Response:
+def problem(
+    status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None, **extra: object
+) -> Response:
     body: dict[str, object] = {
         "type": "about:blank",
         "title": title or HTTPStatus(status).phrase,

@@ -7,8 +7,15 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # A client may send these; nothing downstream (stac-fastapi's proxy middleware included) may trust them.
-UNTRUSTED = {b"host", b"forwarded", b"x-forwarded-host", b"x-forwarded-proto", b"x-forwarded-port",
-             b"x-forwarded-prefix", b"x-forwarded-for"}
+UNTRUSTED = {
+    b"host",
+    b"forwarded",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"x-forwarded-port",
+    b"x-forwarded-prefix",
+    b"x-forwarded-for",
+}
 
 
 class PublicUrlMiddleware:
@@ -26,8 +33,9 @@ class PublicUrlMiddleware:
             scope["scheme"] = self.scheme if scope["type"] == "http" else ("wss" if self.scheme == "https" else "ws")
             scope["server"] = self.server
             # Believed only from trusted proxies, and only by the rate limiter (eolake_kit.ratelimit).
-            scope["eolake.forwarded_for"] = [v.decode("latin-1") for k, v in scope["headers"]
-                                             if k == b"x-forwarded-for"]
+            scope["eolake.forwarded_for"] = [
+                v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"
+            ]
             scope["headers"] = [(k, v) for k, v in scope["headers"] if k not in UNTRUSTED] + [(b"host", self.netloc)]
             path = scope["path"]
             if self.root_path and not (path == self.root_path or path.startswith(self.root_path + "/")):

@@ -41,8 +41,14 @@ class QuotaExceeded(Exception):
 
 
 def quota_problem(exc: QuotaExceeded) -> Response:
-    return problem(429, exc.detail, title="Quota exceeded", limit=exc.limit, reset=exc.reset.isoformat(),
-                   headers={"Retry-After": str(exc.retry_after)})
+    return problem(
+        429,
+        exc.detail,
+        title="Quota exceeded",
+        limit=exc.limit,
+        reset=exc.reset.isoformat(),
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 class TokenBuckets:
@@ -88,8 +94,17 @@ class TrustedProxies:
 class RateLimitMiddleware:
     """429 problem+json with Retry-After once a caller has used up its bucket on one of `routes`."""
 
-    def __init__(self, app: ASGIApp, *, routes: Iterable[str], rate: float, burst: int, root_path: str,
-                 proxies: TrustedProxies, authenticator: Authenticator):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Iterable[str],
+        rate: float,
+        burst: int,
+        root_path: str,
+        proxies: TrustedProxies,
+        authenticator: Authenticator,
+    ):
         self.app = app
         self.routes = re.compile("|".join(f"(?:{pattern})" for pattern in routes)) if routes else None
         self.buckets = TokenBuckets(rate, burst)
@@ -97,7 +112,7 @@ class RateLimitMiddleware:
 
     def _limited(self, scope: Scope) -> bool:
         path = scope["path"]
-        below = path[len(self.root_path):] if path.startswith(self.root_path + "/") else path
+        below = path[len(self.root_path) :] if path.startswith(self.root_path + "/") else path
         return bool(self.routes and self.routes.match(f"{scope['method']} {below}"))
 
     async def _caller(self, scope: Scope) -> str | None:
@@ -105,8 +120,9 @@ class RateLimitMiddleware:
         headers = {k: v.decode("latin-1") for k, v in scope["headers"] if k in (b"authorization", b"x-api-key")}
         if headers:
             try:
-                who = await anyio.to_thread.run_sync(self.authenticator.authenticate, headers.get(b"authorization"),
-                                                     headers.get(b"x-api-key"))
+                who = await anyio.to_thread.run_sync(
+                    self.authenticator.authenticate, headers.get(b"authorization"), headers.get(b"x-api-key")
+                )
                 return f"user:{who.subject}"
             except AuthError:
                 pass  # the route answers 401; until then the address pays
@@ -126,5 +142,7 @@ class RateLimitMiddleware:
             "requests-per-second",
             f"rate limit exceeded: {self.buckets.rate:g} requests per second (bursts of {self.buckets.burst}) "
             f"per {'user' if caller.startswith('user:') else 'client address'} on this route; retry in {seconds} s",
-            datetime.now(UTC) + timedelta(seconds=wait), seconds)
+            datetime.now(UTC) + timedelta(seconds=wait),
+            seconds,
+        )
         await quota_problem(exceeded)(scope, receive, send)

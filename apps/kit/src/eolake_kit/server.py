@@ -77,8 +77,9 @@ def connection_options(limits: Limits) -> dict[str, Any]:
         "limit_concurrency": limits.connections,
         # h11 refuses a larger head outright (a plain 400); below it, the bounds middleware answers 414/431 naming
         # the bound. Slow heads are dropped at the deadline, so a large buffer is not held for long.
-        "h11_max_incomplete_event_size": max(MAX_HEAD_BYTES,
-                                             limits.path_bytes + limits.query_bytes + limits.header_bytes + 1024),
+        "h11_max_incomplete_event_size": max(
+            MAX_HEAD_BYTES, limits.path_bytes + limits.query_bytes + limits.header_bytes + 1024
+        ),
     }
 
 

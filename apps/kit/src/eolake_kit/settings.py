@@ -36,8 +36,14 @@ PostgresUrl = Annotated[SecretStr, AfterValidator(_postgres_url)]
 
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username or parts.password:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
         raise ValueError(f"{value!r} is not an http(s) URL without credentials, query or fragment")
     return value.rstrip("/")
 
@@ -74,7 +80,7 @@ def below(href: str, base: str) -> str | None:
         return None
     if not (target.path == prefix or target.path.startswith(prefix + "/")):
         return None
-    rest = target.path[len(prefix):]
+    rest = target.path[len(prefix) :]
     if any(segment in (".", "..") for segment in rest.split("/")) or "%2e" in rest.lower() or "%2f" in rest.lower():
         return None
     return rest + (f"?{target.query}" if target.query else "")
@@ -119,19 +125,26 @@ class ServiceSettings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     trusted_proxies: list[IPvAnyNetwork] = Field(
         default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")],
-        description="peers whose X-Forwarded-For is believed (JSON list of networks)")
+        description="peers whose X-Forwarded-For is believed (JSON list of networks)",
+    )
     limits: Limits = Field(Limits(), description="request and database bounds (the spec's limits, as JSON)")
     cors_origins: list[str] = Field(
-        ["*"], description="origins whose pages may call this service (JSON list; [\"*\"]: any, [] : none); never "
-                           "with credentials")
+        ["*"],
+        description='origins whose pages may call this service (JSON list; ["*"]: any, [] : none); never '
+        "with credentials",
+    )
     peers: dict[str, Peer] = Field(
-        {}, description="the platform services this one calls, by name (JSON), at the internal addresses the "
-                        "deployment target derives; a peer not named here is reached through the public URL")
+        {},
+        description="the platform services this one calls, by name (JSON), at the internal addresses the "
+        "deployment target derives; a peer not named here is reached through the public URL",
+    )
     matomo_url: AnyHttpUrl | None = Field(
-        None, description="Matomo base URL (…/matomo.php is appended); usage analytics off when unset")
+        None, description="Matomo base URL (…/matomo.php is appended); usage analytics off when unset"
+    )
     matomo_site_id: int | None = Field(None, ge=1, description="Matomo site id; needed with matomo_url")
     matomo_token: SecretStr | None = Field(
-        None, description="Matomo token_auth, sent in the bulk request body; only when Matomo requires it")
+        None, description="Matomo token_auth, sent in the bulk request body; only when Matomo requires it"
+    )
     matomo_timeout: float = Field(3, gt=0, le=30, description="seconds one tracking request may take")
     matomo_queue_size: int = Field(1000, ge=1, description="tracking hits held while Matomo is slow; more are dropped")
 
@@ -148,8 +161,11 @@ class ServiceSettings(BaseSettings):
     def origins(cls, values: list[str]) -> list[str]:
         for value in values:
             parts = urlsplit(value)
-            if value != "*" and (parts.scheme not in ("http", "https") or not parts.hostname
-                                 or value.rstrip("/") != f"{parts.scheme}://{parts.netloc}"):
+            if value != "*" and (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or value.rstrip("/") != f"{parts.scheme}://{parts.netloc}"
+            ):
                 raise ValueError(f"{value!r} is not * or an origin like https://maps.example.org")
         return [v.rstrip("/") for v in values]
 

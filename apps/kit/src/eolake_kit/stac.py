@@ -8,8 +8,17 @@ from typing import Any
 # What a `fields` selection keeps besides its includes (id and links always, type and version so that the answer is
 # still a STAC item; at most five members with one include, as clients expect), and the default set of an empty one.
 ALWAYS = ("type", "stac_version", "id", "links")
-DEFAULT_SET = (*ALWAYS, "collection", "geometry", "bbox", "assets", "stac_extensions", "properties.datetime",
-               "properties.start_datetime", "properties.end_datetime")
+DEFAULT_SET = (
+    *ALWAYS,
+    "collection",
+    "geometry",
+    "bbox",
+    "assets",
+    "stac_extensions",
+    "properties.datetime",
+    "properties.start_datetime",
+    "properties.end_datetime",
+)
 
 
 def select_fields(item: dict, fields: tuple[set[str] | None, set[str]]) -> dict:
@@ -41,8 +50,17 @@ def item_path(name: str) -> str:
     return name if name.split(".", 1)[0] in top or name.startswith("properties.") else f"properties.{name}"
 
 
-COMPARISONS = {"eq": "=", "neq": "<>", "ne": "<>", "lt": "<", "lte": "<=", "le": "<=", "gt": ">", "gte": ">=",
-               "ge": ">="}
+COMPARISONS = {
+    "eq": "=",
+    "neq": "<>",
+    "ne": "<>",
+    "lt": "<",
+    "lte": "<=",
+    "le": "<=",
+    "gt": ">",
+    "gte": ">=",
+    "ge": ">=",
+}
 PATTERNS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
 
 
@@ -66,8 +84,10 @@ def _clause(name: str, op: str, value: Any) -> dict:
         return {"op": "like", "args": [prop, PATTERNS[op].format(escaped)]}
     if op == "in" and isinstance(value, list):  # a value among these, or an array sharing one of them
         values = [_number(v) for v in value]
-        return {"op": "or", "args": [{"op": "in", "args": [prop, values]},
-                                     {"op": "a_overlaps", "args": [prop, values]}]}
+        return {
+            "op": "or",
+            "args": [{"op": "in", "args": [prop, values]}, {"op": "a_overlaps", "args": [prop, values]}],
+        }
     raise ValueError(f"query: {op!r} with {value!r} is not a query operator and value")
 
 

@@ -28,9 +28,16 @@ class _WhenExported(Sampler):
         self.decide = ParentBased(TraceIdRatioBased(ratio))
         self.provider: TracerProvider | None = None
 
-    def should_sample(self, parent_context: Context | None, trace_id: int, name: str, kind: SpanKind | None = None,
-                      attributes: Attributes = None, links: Sequence[Link] | None = None,
-                      trace_state: TraceState | None = None) -> SamplingResult:
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
         if self.provider is None or not self.provider._active_span_processor._span_processors:
             return SamplingResult(Decision.DROP)
         return self.decide.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)

@@ -32,26 +32,37 @@ def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
 
     if pid := state.supervisor_pid():
         base = state.runtime().get("base_url", "?")
-        console.print(f"eolake is already running (pid {pid}) at {base}: `eolake status` shows it, `eolake down` "
-                      "stops it.")
+        console.print(
+            f"eolake is already running (pid {pid}) at {base}: `eolake status` shows it, `eolake down` stops it."
+        )
         return 0
     platform = load_stack(args.stack)
     if leftovers := stop_leftovers(state):
         console.print(f"stopped what a killed supervisor left running: {', '.join(leftovers)}")
     port = args.port or platform.base_url.port or 80
     if not port_is_free(port):
-        err.print(f"[red]port {port} is already in use[/]: stop what uses it, or start on another port with "
-                  f"`eolake up --port {free_port()}`")
+        err.print(
+            f"[red]port {port} is already in use[/]: stop what uses it, or start on another port with "
+            f"`eolake up --port {free_port()}`"
+        )
         return 2
     state.prepare()
     state.runtime_file.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "eolake.embedded.supervisor", "--stack", args.stack,
-               "--state-dir", str(state.root)] + (["--port", str(args.port)] if args.port else [])
+    command = [
+        sys.executable,
+        "-m",
+        "eolake.embedded.supervisor",
+        "--stack",
+        args.stack,
+        "--state-dir",
+        str(state.root),
+    ] + (["--port", str(args.port)] if args.port else [])
     if args.foreground:
         return subprocess.call(command)
     with open(state.logs / "supervisor.log", "ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     deadline = time.monotonic() + START_TIMEOUT
     with console.status("starting PostgreSQL, the services and the gateway (the first start loads demo data)…"):
         while True:
@@ -77,10 +88,13 @@ def print_urls(state: StateDir) -> None:
     for name, component in sorted(runtime.get("monitoring", {}).items()):
         console.print(f"  {name:<10} {component['url'] + '/' if component['url'] else component['note']}")
     if broker := runtime.get("broker"):
-        console.print(f"  events     {broker['amqp']} (AMQP, user {broker['user']}, password in "
-                      f"{broker['password_file']}; exchange and routing keys: the events service's root)")
-    console.print(f"  API keys   {state.key_file('admin')} (admin), {state.key_file('user')} (user): "
-                  "send as the X-API-Key header")
+        console.print(
+            f"  events     {broker['amqp']} (AMQP, user {broker['user']}, password in "
+            f"{broker['password_file']}; exchange and routing keys: the events service's root)"
+        )
+    console.print(
+        f"  API keys   {state.key_file('admin')} (admin), {state.key_file('user')} (user): send as the X-API-Key header"
+    )
     console.print(f"  logs       {state.logs}/")
     console.print("`eolake status` shows readiness; `eolake down` stops everything.")
 
@@ -96,8 +110,13 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     from eolake.embedded.postgres import PostgresCluster
 
     base = runtime.get("base_url", "").rstrip("/")
-    rows = [("database", "ready" if PostgresCluster(state.postgres).postmaster_alive() else "down",
-             f"127.0.0.1:{runtime.get('database_port')}")]
+    rows = [
+        (
+            "database",
+            "ready" if PostgresCluster(state.postgres).postmaster_alive() else "down",
+            f"127.0.0.1:{runtime.get('database_port')}",
+        )
+    ]
     with httpx.Client(timeout=3) as client:
         for name, child in sorted(runtime.get("services", {}).items()):
             if not child.get("service"):
@@ -119,12 +138,22 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
                     state_text = f"unreachable ({type(exc).__name__})"
                 rows.append((name, state_text, component["url"] + "/"))
     if args.json:
-        console.print_json(json.dumps({"status": runtime.get("status"), "base_url": base,
-                                       "release": runtime.get("release"), "upgrade": runtime.get("upgrade"),
-                                       "components": {n: {"state": s, "url": u} for n, s, u in rows}}))
+        console.print_json(
+            json.dumps(
+                {
+                    "status": runtime.get("status"),
+                    "base_url": base,
+                    "release": runtime.get("release"),
+                    "upgrade": runtime.get("upgrade"),
+                    "components": {n: {"state": s, "url": u} for n, s, u in rows},
+                }
+            )
+        )
     else:
-        table = Table(title=f"eolake {runtime.get('stack')} {runtime.get('release', '')} at {base} "
-                            f"(supervisor pid {pid}, {runtime.get('status')})")
+        table = Table(
+            title=f"eolake {runtime.get('stack')} {runtime.get('release', '')} at {base} "
+            f"(supervisor pid {pid}, {runtime.get('status')})"
+        )
         for column in ("component", "state", "url"):
             table.add_column(column)
         for name, state_text, url in rows:
@@ -144,9 +173,11 @@ def _report_not_running(state: StateDir) -> int:
         console.print("eolake is not running: `eolake up` starts it.")
         return 3
     left = [f"{name} (pid {pid})" for name, pid in sorted(leftovers.items())] + (["PostgreSQL"] if database else [])
-    console.print(f"eolake's supervisor is not running, but these still run: {', '.join(left)}. `eolake up` starts "
-                  "the platform again (stopping the processes left over, using the database), `eolake down` stops "
-                  "them.")
+    console.print(
+        f"eolake's supervisor is not running, but these still run: {', '.join(left)}. `eolake up` starts "
+        "the platform again (stopping the processes left over, using the database), `eolake down` stops "
+        "them."
+    )
     return 3
 
 
@@ -178,8 +209,9 @@ def _stop_leftovers(state: StateDir) -> int:
             err.print(f"[red]PostgreSQL did not stop[/]: {exc}")
             return 1
         stopped.append("PostgreSQL")
-    console.print(f"eolake was not running; stopped what it left: {', '.join(stopped)}" if stopped
-                  else "eolake is not running.")
+    console.print(
+        f"eolake was not running; stopped what it left: {', '.join(stopped)}" if stopped else "eolake is not running."
+    )
     return 0
 
 
@@ -198,18 +230,23 @@ def cmd_upgrade(args: argparse.Namespace, state: StateDir) -> int:
     os.kill(pid, signal.SIGUSR1)
     deadline = time.monotonic() + START_TIMEOUT
     with console.status("migrating, then replacing the instances one at a time…"):
-        while (upgrade := state.runtime().get("upgrade") or {}).get("id") != request["id"] \
-                or upgrade.get("status") == "running":
+        while (upgrade := state.runtime().get("upgrade") or {}).get("id") != request["id"] or upgrade.get(
+            "status"
+        ) == "running":
             if not state.supervisor_pid() or time.monotonic() > deadline:
                 err.print(f"[red]the upgrade did not finish[/]: see {state.logs}/supervisor.log")
                 return 1
             time.sleep(0.3)
     if upgrade["status"] != "done":
-        err.print(f"[red]upgrade stopped[/]: {upgrade.get('error')} (the instances not replaced run as before)",
-                  highlight=False)
+        err.print(
+            f"[red]upgrade stopped[/]: {upgrade.get('error')} (the instances not replaced run as before)",
+            highlight=False,
+        )
         return 1
-    console.print(f"upgraded to {upgrade['release']} (from {upgrade['from']}) in {upgrade['seconds']} s; "
-                  f"pgstac {upgrade.get('pgstac')}")
+    console.print(
+        f"upgraded to {upgrade['release']} (from {upgrade['from']}) in {upgrade['seconds']} s; "
+        f"pgstac {upgrade.get('pgstac')}"
+    )
     return 0
 
 
@@ -329,14 +366,23 @@ def cmd_ingest(args: argparse.Namespace, state: StateDir) -> int:
             return 2
         dsn = cluster.dsn()
     try:
-        report = ingest(args.paths, dsn, strict=args.strict, batch_size=args.batch_size or BATCH_SIZE,
-                        progress=sys.stderr.isatty(), lock_seconds=args.lock_timeout)
+        report = ingest(
+            args.paths,
+            dsn,
+            strict=args.strict,
+            batch_size=args.batch_size or BATCH_SIZE,
+            progress=sys.stderr.isatty(),
+            lock_seconds=args.lock_timeout,
+        )
     except IngestError as exc:
         err.print(f"ingest: {exc}", markup=False, highlight=False)
         return 2
     except psycopg.errors.LockNotAvailable:
-        err.print(f"ingest: a database lock was not granted within {args.lock_timeout:g} s (another session holds "
-                  "it); stopped, batches written before stay (run again: loads are idempotent)", markup=False)
+        err.print(
+            f"ingest: a database lock was not granted within {args.lock_timeout:g} s (another session holds "
+            "it); stopped, batches written before stay (run again: loads are idempotent)",
+            markup=False,
+        )
         return 2
     except psycopg.OperationalError as exc:
         err.print(f"ingest: cannot reach the database: {str(exc).strip()}", markup=False, highlight=False)
@@ -373,8 +419,10 @@ def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
     except RdfImportError as exc:
         err.print(f"thesaurus import: {exc}", markup=False, highlight=False)
         return 2
-    print(f"{report.vocabulary}: {report.concepts} concepts, {report.labels} labels, {report.relations} relations "
-          f"(added {report.added}); content hash {report.content_hash[:16]}")
+    print(
+        f"{report.vocabulary}: {report.concepts} concepts, {report.labels} labels, {report.relations} relations "
+        f"(added {report.added}); content hash {report.content_hash[:16]}"
+    )
     return 0
 
 
@@ -384,13 +432,16 @@ def cmd_thesaurus_dict(args: argparse.Namespace, state: StateDir) -> int:
     from eolake_thesaurus.store import RdfImportError
 
     try:
-        report = import_dictionary(index_path(state.storage), args.file, args.source, args.target, args.vocabulary,
-                                   args.title)
+        report = import_dictionary(
+            index_path(state.storage), args.file, args.source, args.target, args.vocabulary, args.title
+        )
     except RdfImportError as exc:
         err.print(f"thesaurus import-dict: {exc}", markup=False, highlight=False)
         return 2
-    print(f"{report.vocabulary}: {report.concepts} entries, {report.labels} labels (added {report.added}); "
-          f"content hash {report.content_hash[:16]}")
+    print(
+        f"{report.vocabulary}: {report.concepts} entries, {report.labels} labels (added {report.added}); "
+        f"content hash {report.content_hash[:16]}"
+    )
     return 0
 
 
@@ -399,8 +450,9 @@ def cmd_validate(args: argparse.Namespace, state: StateDir) -> int:
 
     platform = load_stack(args.stack)
     used, budget = platform.connection_budget()
-    console.print(f"{args.stack}: valid; services {', '.join(platform.enabled_services)}; "
-                  f"database connections {used} of {budget}")
+    console.print(
+        f"{args.stack}: valid; services {', '.join(platform.enabled_services)}; database connections {used} of {budget}"
+    )
     return 0
 
 
@@ -411,8 +463,11 @@ def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
 
     platform = load_stack(args.stack)
     if not platform.onprem and not platform.kubernetes:
-        err.print(f"{args.stack}: nothing to render: the stack has neither a kubernetes: nor an onprem: section",
-                  markup=False, highlight=False)
+        err.print(
+            f"{args.stack}: nothing to render: the stack has neither a kubernetes: nor an onprem: section",
+            markup=False,
+            highlight=False,
+        )
         return 2
     if platform.onprem and not platform.kubernetes:
         from eolake.onprem import RenderError, render_inventory
@@ -433,8 +488,10 @@ def cmd_render(args: argparse.Namespace, state: StateDir) -> int:
         err.print(str(exc), markup=False, highlight=False)
         return 2
     cluster = sum(1 for path in written if path.parent.name == "cluster")
-    console.print(f"{args.stack}: {len(written) - cluster} manifests in {args.out}"
-                  + (f" and {cluster} cluster resources and user-data in {args.out / 'cluster'}" if cluster else ""))
+    console.print(
+        f"{args.stack}: {len(written) - cluster} manifests in {args.out}"
+        + (f" and {cluster} cluster resources and user-data in {args.out / 'cluster'}" if cluster else "")
+    )
     return 0
 
 
@@ -491,39 +548,65 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(run=cmd_status)
     sub.add_parser("down", help="stop everything cleanly (the data is kept)").set_defaults(run=cmd_down)
-    upgrade = sub.add_parser("upgrade", help="without downtime: migrate (only what the running version tolerates), "
-                                             "then replace the service instances one at a time by the installed code")
-    upgrade.add_argument("--release", default="", type=_release_label,
-                         help="a label for this release, shown at each service's /healthz (default: the version)")
+    upgrade = sub.add_parser(
+        "upgrade",
+        help="without downtime: migrate (only what the running version tolerates), "
+        "then replace the service instances one at a time by the installed code",
+    )
+    upgrade.add_argument(
+        "--release",
+        default="",
+        type=_release_label,
+        help="a label for this release, shown at each service's /healthz (default: the version)",
+    )
     upgrade.set_defaults(run=cmd_upgrade)
     backup = sub.add_parser("backup", help="take a base backup now (pgBackRest; WAL is archived continuously)")
     backup.add_argument("--kind", choices=("full", "diff", "incr"), default="full")
     backup.add_argument("--list", action="store_true", help="list the backups in the repository instead")
     backup.set_defaults(run=cmd_backup)
-    restore = sub.add_parser("restore", help="bring the database back to a point in time (stops and restarts "
-                                             "a running platform)")
-    restore.add_argument("--to", type=_restore_target, required=True, metavar="TIME",
-                         help="ISO 8601 with a time zone, e.g. 2026-11-29T23:50:00+00:00")
+    restore = sub.add_parser(
+        "restore", help="bring the database back to a point in time (stops and restarts a running platform)"
+    )
+    restore.add_argument(
+        "--to",
+        type=_restore_target,
+        required=True,
+        metavar="TIME",
+        help="ISO 8601 with a time zone, e.g. 2026-11-29T23:50:00+00:00",
+    )
     restore.set_defaults(run=cmd_restore)
     alerts = sub.add_parser("alerts", help="the newest notifications Alertmanager sent (the local outbox)")
-    alerts.add_argument("--last", type=int, default=20, choices=range(1, 1001), metavar="N",
-                        help="how many (1-1000, default 20)")
+    alerts.add_argument(
+        "--last", type=int, default=20, choices=range(1, 1001), metavar="N", help="how many (1-1000, default 20)"
+    )
     alerts.add_argument("--json", action="store_true")
     alerts.set_defaults(run=cmd_alerts)
-    ingest = sub.add_parser("ingest", help="load STAC collections and items (ndjson, JSON, static catalogs); "
-                            "exit 1 when records were rejected")
+    ingest = sub.add_parser(
+        "ingest",
+        help="load STAC collections and items (ndjson, JSON, static catalogs); exit 1 when records were rejected",
+    )
     ingest.add_argument("paths", nargs="+", type=Path)
     ingest.add_argument("--strict", action="store_true", help="refuse the whole load if anything is invalid")
-    ingest.add_argument("--batch-size", type=_at_least(1, int),
-                        help="items per transaction (default: eolake.ingest.BATCH_SIZE)")
-    ingest.add_argument("--lock-timeout", type=_at_least(0.001, float), default=30, metavar="SECONDS",
-                        help="longest wait for a database lock before the load stops (default 30)")
+    ingest.add_argument(
+        "--batch-size", type=_at_least(1, int), help="items per transaction (default: eolake.ingest.BATCH_SIZE)"
+    )
+    ingest.add_argument(
+        "--lock-timeout",
+        type=_at_least(0.001, float),
+        default=30,
+        metavar="SECONDS",
+        help="longest wait for a database lock before the load stops (default 30)",
+    )
     ingest.add_argument("--dsn", help="default: the running local platform's database")
     ingest.set_defaults(run=cmd_ingest)
     demo = sub.add_parser("demo", help="load the demo data into a platform's database and storage (once)")
     demo.add_argument("--storage", type=Path, required=True, help="the platform's storage path")
-    demo.add_argument("--dsn", default=os.environ.get("EOLAKE_DATABASE_URL"), required=not os.environ.get(
-        "EOLAKE_DATABASE_URL"), help="default: $EOLAKE_DATABASE_URL")
+    demo.add_argument(
+        "--dsn",
+        default=os.environ.get("EOLAKE_DATABASE_URL"),
+        required=not os.environ.get("EOLAKE_DATABASE_URL"),
+        help="default: $EOLAKE_DATABASE_URL",
+    )
     demo.set_defaults(run=cmd_demo)
     thesaurus = sub.add_parser("thesaurus", help="manage the thesaurus index")
     thesaurus_sub = thesaurus.add_subparsers(dest="thesaurus_command", required=True)
@@ -532,24 +615,35 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument("--vocabulary", help="vocabulary id (default: the file name); same id = same vocabulary")
     imp.add_argument("--title")
     imp.set_defaults(run=cmd_thesaurus)
-    dictd = thesaurus_sub.add_parser("import-dict", help="add a dictd dictionary (NAME.index beside NAME.dict.dz, "
-                                     "such as Debian's dict-freedict-*) as translations from one language to another")
+    dictd = thesaurus_sub.add_parser(
+        "import-dict",
+        help="add a dictd dictionary (NAME.index beside NAME.dict.dz, "
+        "such as Debian's dict-freedict-*) as translations from one language to another",
+    )
     dictd.add_argument("file", type=Path, help="the .index or .dict.dz file")
     dictd.add_argument("--from", dest="source", required=True, help="language of the headwords (fr, en, …)")
     dictd.add_argument("--to", dest="target", required=True, help="language of the translations")
-    dictd.add_argument("--vocabulary", default="freedict", help="vocabulary id (default freedict); same id = same "
-                                                                "vocabulary")
+    dictd.add_argument(
+        "--vocabulary", default="freedict", help="vocabulary id (default freedict); same id = same vocabulary"
+    )
     dictd.add_argument("--title")
     dictd.set_defaults(run=cmd_thesaurus_dict)
     validate = sub.add_parser("validate", help="check a stack file")
     validate.add_argument("--stack", default="local")
     validate.set_defaults(run=cmd_validate)
-    render = sub.add_parser("render", help="write the Kubernetes manifests a stack would create (no cluster "
-                            "needed; with the OpenStack resources and nodes' user-data of a cluster it provisions), "
-                            "or the Ansible inventory of an on-premise stack")
+    render = sub.add_parser(
+        "render",
+        help="write the Kubernetes manifests a stack would create (no cluster "
+        "needed; with the OpenStack resources and nodes' user-data of a cluster it provisions), "
+        "or the Ansible inventory of an on-premise stack",
+    )
     render.add_argument("--stack", required=True, help="a stack name (stacks/Pulumi.<name>.yaml) or a file")
-    render.add_argument("--out", type=Path, required=True, help="directory; earlier YAML files there are replaced "
-                        "(an inventory's credentials/ is kept)")
+    render.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="directory; earlier YAML files there are replaced (an inventory's credentials/ is kept)",
+    )
     render.set_defaults(run=cmd_render)
     return p
 

@@ -118,8 +118,7 @@ class _Record:
 
     def reject(self, reason: str) -> Rejection:
         obj_id = self.obj.get("id") if isinstance(self.obj, dict) else None
-        return Rejection(str(self.file), self.line, obj_id if isinstance(obj_id, str) else None, reason,
-                         self.json_path)
+        return Rejection(str(self.file), self.line, obj_id if isinstance(obj_id, str) else None, reason, self.json_path)
 
 
 class _Reader:
@@ -134,8 +133,7 @@ class _Reader:
             if not source.exists():
                 raise IngestError(f"{source}: no such file or directory")
             if source.is_dir():
-                files = sorted(p for p in source.iterdir()
-                               if p.is_file() and p.suffix in NDJSON_SUFFIXES | {".json"})
+                files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix in NDJSON_SUFFIXES | {".json"})
             else:
                 files = [source]
             for path in files:
@@ -183,8 +181,9 @@ class _Reader:
             if target is None:
                 self.report.warnings.append(f"{path}: {link['rel']} link {href!r} not followed (not local)")
             elif not target.is_file():
-                self.report.rejected.append(Rejection(str(path), None, obj_id,
-                                                      f"{link['rel']} link {href!r}: {target} not found"))
+                self.report.rejected.append(
+                    Rejection(str(path), None, obj_id, f"{link['rel']} link {href!r}: {target} not found")
+                )
             else:
                 yield from self._file(target)
 
@@ -224,6 +223,7 @@ def _describe(exc: ValidationError, skip: str | None = None) -> str:
 def _item_schema() -> jsonschema_rs.Validator:
     """The STAC 1.1 Item JSON schema (pystac's copy, read offline), compiled: what a valid item looks like, checked in
     Rust. It admits the STAC versions stac-pydantic admits (the schema itself names only 1.1.0)."""
+
     def local(uri: str) -> dict:
         if uri.startswith(GEOJSON_SCHEMAS):
             return _schema_file(SCHEMAS / "geojson" / uri.removeprefix(GEOJSON_SCHEMAS))
@@ -241,8 +241,12 @@ def _schema_file(path: Path) -> dict:
 
 def _any_stac_version(node: Any) -> Any:
     if isinstance(node, dict):
-        return {key: {"type": "string"} if key == "stac_version" and isinstance(value, dict) and "const" in value
-                else _any_stac_version(value) for key, value in node.items()}
+        return {
+            key: {"type": "string"}
+            if key == "stac_version" and isinstance(value, dict) and "const" in value
+            else _any_stac_version(value)
+            for key, value in node.items()
+        }
     return [_any_stac_version(value) for value in node] if isinstance(node, list) else node
 
 
@@ -316,8 +320,15 @@ def _existing_collections(conn: psycopg.Connection, ids: set[str]) -> set[str]:
     return {row[0] for row in rows}
 
 
-def ingest(sources: Sequence[Path], dsn: str, *, strict: bool = False, batch_size: int = BATCH_SIZE,
-           progress: bool = False, lock_seconds: float = 30) -> IngestReport:
+def ingest(
+    sources: Sequence[Path],
+    dsn: str,
+    *,
+    strict: bool = False,
+    batch_size: int = BATCH_SIZE,
+    progress: bool = False,
+    lock_seconds: float = 30,
+) -> IngestReport:
     """Validate every record of `sources`, then upsert collections and items into pgstac (see module doc)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -339,8 +350,9 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _ingest(sources: Sequence[Path], dsn: str, strict: bool, batch_size: int, progress: bool,
-            lock_seconds: float) -> IngestReport:
+def _ingest(
+    sources: Sequence[Path], dsn: str, strict: bool, batch_size: int, progress: bool, lock_seconds: float
+) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport(strict=strict)
     collections: dict[str, _Record] = {}
@@ -353,20 +365,27 @@ def _ingest(sources: Sequence[Path], dsn: str, strict: bool, batch_size: int, pr
         if obj["type"] == "Collection":
             first = collections.setdefault(obj["id"], record)
             if first is not record and first.obj != obj:
-                report.rejected.append(record.reject(
-                    f"duplicate collection id {obj['id']!r}, different from {first.reject('').location()}"))
+                report.rejected.append(
+                    record.reject(
+                        f"duplicate collection id {obj['id']!r}, different from {first.reject('').location()}"
+                    )
+                )
         else:
             first = items.setdefault((obj["collection"], obj["id"]), record)
             if first is not record:
-                report.rejected.append(record.reject(
-                    f"duplicate item id {obj['id']!r} in collection {obj['collection']!r}, "
-                    f"first seen at {first.reject('').location()}"))
+                report.rejected.append(
+                    record.reject(
+                        f"duplicate item id {obj['id']!r} in collection {obj['collection']!r}, "
+                        f"first seen at {first.reject('').location()}"
+                    )
+                )
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET search_path TO pgstac, public")  # pypgstac's Loader names pgstac objects unqualified
         # A lock held elsewhere (a long transaction, a stuck backend) fails the load instead of hanging it.
-        conn.execute(psycopg.sql.SQL("SET lock_timeout = {}").format(
-            psycopg.sql.Literal(f"{round(lock_seconds * 1000)}ms")))
+        conn.execute(
+            psycopg.sql.SQL("SET lock_timeout = {}").format(psycopg.sql.Literal(f"{round(lock_seconds * 1000)}ms"))
+        )
         needed = {collection for collection, _ in items} - set(collections)
         known = set(collections) | _existing_collections(conn, needed)
         for key, record in list(items.items()):
@@ -395,31 +414,56 @@ class _Refused(Exception):
     """Raised inside a strict load's transaction to roll all of it back."""
 
 
-def _write(conn: psycopg.Connection, collections: list[_Record], items: list[_Record], report: IngestReport,
-           batch_size: int, progress: bool) -> None:
+def _write(
+    conn: psycopg.Connection,
+    collections: list[_Record],
+    items: list[_Record],
+    report: IngestReport,
+    batch_size: int,
+    progress: bool,
+) -> None:
     loader = Loader(_OwnConnection(connection=conn))
-    bar = Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), disable=not progress)
+    bar = Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not progress,
+    )
     # Strict: one outer transaction, so each batch's transaction becomes a savepoint and a failure undoes all.
     try:
         with conn.transaction() if report.strict else nullcontext(), bar:
             failed: set[str] = set()
             for record in collections:
                 payload = orjson.dumps(record.obj).decode()
-                if _atomic(conn, report, [record], "collection",
-                           lambda p=payload: conn.execute("SELECT upsert_collection(%s::jsonb)", (p,))):
+                if _atomic(
+                    conn,
+                    report,
+                    [record],
+                    "collection",
+                    lambda p=payload: conn.execute("SELECT upsert_collection(%s::jsonb)", (p,)),
+                ):
                     report.collections_loaded += 1
                 else:
                     failed.add(record.obj["id"])
             pending = [r for r in items if r.obj["collection"] not in failed]
-            report.rejected += [r.reject(f"collection {r.obj['collection']!r} failed to load")
-                                for r in items if r.obj["collection"] in failed]
+            report.rejected += [
+                r.reject(f"collection {r.obj['collection']!r} failed to load")
+                for r in items
+                if r.obj["collection"] in failed
+            ]
             task = bar.add_task("items", total=len(pending))
             for number, start in enumerate(range(0, len(pending), batch_size), start=1):
-                batch = pending[start:start + batch_size]
+                batch = pending[start : start + batch_size]
                 objs = [r.obj for r in batch]
-                if _atomic(conn, report, batch, f"batch {number}", lambda o=objs: loader.load_items(
-                        iter(o), insert_mode=Methods.upsert, chunksize=len(o))):
+                if _atomic(
+                    conn,
+                    report,
+                    batch,
+                    f"batch {number}",
+                    lambda o=objs: loader.load_items(iter(o), insert_mode=Methods.upsert, chunksize=len(o)),
+                ):
                     report.items_loaded += len(batch)
                 bar.advance(task, len(batch))
     except _Refused:
@@ -427,8 +471,9 @@ def _write(conn: psycopg.Connection, collections: list[_Record], items: list[_Re
         report.collections_loaded = report.items_loaded = 0
 
 
-def _atomic(conn: psycopg.Connection, report: IngestReport, records: list[_Record], what: str,
-            write: Callable[[], object]) -> bool:
+def _atomic(
+    conn: psycopg.Connection, report: IngestReport, records: list[_Record], what: str, write: Callable[[], object]
+) -> bool:
     """Run `write` in one transaction; on failure reject `records` (and refuse a strict load)."""
     try:
         with conn.transaction():
@@ -453,9 +498,11 @@ def format_report(report: IngestReport, limit: int = 50) -> str:
     if report.refused:
         lines = [f"REFUSED: nothing written, {len(report.rejected)} record(s) rejected (strict mode)."]
     else:
-        lines = [f"Loaded {report.collections_loaded} collection(s) and {report.items_loaded} item(s) "
-                 f"in {report.seconds:.2f} s ({report.items_per_second:.0f} items/s); "
-                 f"{len(report.rejected)} record(s) rejected."]
+        lines = [
+            f"Loaded {report.collections_loaded} collection(s) and {report.items_loaded} item(s) "
+            f"in {report.seconds:.2f} s ({report.items_per_second:.0f} items/s); "
+            f"{len(report.rejected)} record(s) rejected."
+        ]
     lines.append(f"Policy: {report.policy}.")
     lines += [f"warning: {warning}" for warning in report.warnings[:limit]]
     for rejection in report.rejected[:limit]:

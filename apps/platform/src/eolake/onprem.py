@@ -38,8 +38,10 @@ class RenderError(ValueError):
 
 def _credential(name: str, length: int = 40) -> str:
     """A secret generated once on the controller and kept in the credentials directory."""
-    return ("{{ lookup('ansible.builtin.password', eolake_credentials_dir ~ '/" + name + "', "
-            f"length={length}, chars=['ascii_letters', 'digits']) }}}}")
+    return (
+        "{{ lookup('ansible.builtin.password', eolake_credentials_dir ~ '/" + name + "', "
+        f"length={length}, chars=['ascii_letters', 'digits']) }}}}"
+    )
 
 
 def _memory(quantity: str) -> str:
@@ -62,9 +64,11 @@ def trusted_proxies(platform: Platform) -> list[str]:
             networks.append(str(ip_network(host.address)))
         except ValueError:
             if all(ip_network(str(n)).is_loopback for n in platform.trusted_proxies):
-                raise RenderError(f"onprem host {host.name} has a DNS name ({host.address}): give its IP address, or "
-                                  "list its network in trusted_proxies (the services believe X-Forwarded-For from "
-                                  "it only then)") from None
+                raise RenderError(
+                    f"onprem host {host.name} has a DNS name ({host.address}): give its IP address, or "
+                    "list its network in trusted_proxies (the services believe X-Forwarded-For from "
+                    "it only then)"
+                ) from None
     return list(dict.fromkeys(networks))  # in order, once each
 
 
@@ -73,8 +77,10 @@ def observers(platform: Platform) -> dict[str, str]:
     monitoring = platform.onprem.monitoring
     if not monitoring:
         return {}
-    return {"prometheus": f"http://{monitoring.address}:{PROMETHEUS_PORT}",
-            "alertmanager": f"http://{monitoring.address}:{ALERTMANAGER_PORT}"}
+    return {
+        "prometheus": f"http://{monitoring.address}:{PROMETHEUS_PORT}",
+        "alertmanager": f"http://{monitoring.address}:{ALERTMANAGER_PORT}",
+    }
 
 
 def units(platform: Platform, host: Host) -> list[dict]:
@@ -83,34 +89,56 @@ def units(platform: Platform, host: Host) -> list[dict]:
     for name, spec in platform.enabled_services.items():
         m = manifest(name)
         env = platform.service_env(name, origins(platform, host), observers(platform))
-        env |= {m.env_prefix + "HOST": host.address, m.env_prefix + "PORT": str(m.port),
-                m.env_prefix + "AUTH__API_KEYS_FILE": API_KEYS_FILE,
-                m.env_prefix + "TRUSTED_PROXIES": json.dumps(trusted_proxies(platform))}
+        env |= {
+            m.env_prefix + "HOST": host.address,
+            m.env_prefix + "PORT": str(m.port),
+            m.env_prefix + "AUTH__API_KEYS_FILE": API_KEYS_FILE,
+            m.env_prefix + "TRUSTED_PROXIES": json.dumps(trusted_proxies(platform)),
+        }
         if m.prepare:
             env[m.env_prefix + "STORAGE_PATH"] = f"{STATE_DIR}/{name}"
         elif m.storage != "none" and platform.storage.kind == "local":
             env[m.env_prefix + "STORAGE_PATH"] = platform.storage.path
             if m.storage == "write" and (offline := platform.storage.offline_dir(platform.storage.path)):
                 env[m.env_prefix + "OFFLINE_PATH"] = str(offline)
-        unit = {"name": name, "module": m.module, "port": m.port, "probe": m.readiness, "env_prefix": m.env_prefix,
-                "memory_max": _memory(spec.resources.memory_limit), "prepare": m.prepare,
-                "database": m.database, "secrets": list(m.secrets), "writes_storage": m.storage == "write",
-                "state_dir": f"{STATE_DIR}/{name}" if m.prepare else None, "environment": dict(sorted(env.items()))}
+        unit = {
+            "name": name,
+            "module": m.module,
+            "port": m.port,
+            "probe": m.readiness,
+            "env_prefix": m.env_prefix,
+            "memory_max": _memory(spec.resources.memory_limit),
+            "prepare": m.prepare,
+            "database": m.database,
+            "secrets": list(m.secrets),
+            "writes_storage": m.storage == "write",
+            "state_dir": f"{STATE_DIR}/{name}" if m.prepare else None,
+            "environment": dict(sorted(env.items())),
+        }
         found.append(unit)
         if m.worker:
             for index in range(spec.worker_replicas):
                 port = m.worker.metrics_port + index
                 suffix = "" if index == 0 else f"-{index + 1}"
-                found.append({**unit, "name": f"{name}-worker{suffix}", "module": m.worker.module, "port": port,
-                              "probe": "/metrics", "prepare": None,
-                              "environment": {**unit["environment"], m.env_prefix + "WORKER_METRICS_PORT": str(port)}})
+                found.append(
+                    {
+                        **unit,
+                        "name": f"{name}-worker{suffix}",
+                        "module": m.worker.module,
+                        "port": port,
+                        "probe": "/metrics",
+                        "prepare": None,
+                        "environment": {**unit["environment"], m.env_prefix + "WORKER_METRICS_PORT": str(port)},
+                    }
+                )
     return found
 
 
 def routes(platform: Platform) -> list[dict]:
     """The proxy's locations, longest prefix first; the web view's / last."""
-    found = [{"path": s.path, "service": name, "port": manifest(name).port}
-             for name, s in platform.enabled_services.items()]
+    found = [
+        {"path": s.path, "service": name, "port": manifest(name).port} for name, s in platform.enabled_services.items()
+    ]
     return sorted(found, key=lambda r: (-len(r["path"]), r["path"]))
 
 
@@ -119,9 +147,15 @@ def scrape_targets(platform: Platform) -> list[dict]:
     app host, so the same rules, alerts and dashboards apply."""
     onprem = platform.onprem
     app = [h.address for h in onprem.app]
-    jobs = [{"job": f"eolake-{u['name']}", "targets": [f"{a}:{u['port']}" for a in app],
-             "metrics_path": "/metrics", "labels": {"service": u["name"]}}
-            for u in units(platform, onprem.app[0])]
+    jobs = [
+        {
+            "job": f"eolake-{u['name']}",
+            "targets": [f"{a}:{u['port']}" for a in app],
+            "metrics_path": "/metrics",
+            "labels": {"service": u["name"]},
+        }
+        for u in units(platform, onprem.app[0])
+    ]
     jobs.append({"job": "postgres", "targets": [f"{onprem.database.address}:{POSTGRES_EXPORTER_PORT}"]})
     jobs.append({"job": "node", "targets": sorted({f"{h.address}:{NODE_EXPORTER_PORT}" for h in onprem.hosts()})})
     return jobs
@@ -129,24 +163,32 @@ def scrape_targets(platform: Platform) -> list[dict]:
 
 def _groups(platform: Platform) -> dict[str, list[Host]]:
     onprem = platform.onprem
-    return {"database": [onprem.database], "app": list(onprem.app), "proxy": [onprem.proxy],
-            "monitoring": [onprem.monitoring] if onprem.monitoring else []}
+    return {
+        "database": [onprem.database],
+        "app": list(onprem.app),
+        "proxy": [onprem.proxy],
+        "monitoring": [onprem.monitoring] if onprem.monitoring else [],
+    }
 
 
 def inventory(platform: Platform) -> dict:
-    children = {group: {"hosts": {h.name: {"ansible_host": h.address} for h in hosts}}
-                for group, hosts in _groups(platform).items()}
+    children = {
+        group: {"hosts": {h.name: {"ansible_host": h.address} for h in hosts}}
+        for group, hosts in _groups(platform).items()
+    }
     # Pipelining: one SSH round trip a task instead of three (become needs no tty: Ansible logs in as root or uses
     # sudo without requiretty, the distributions' default).
-    return {"all": {"vars": {"ansible_user": platform.onprem.ssh_user, "ansible_pipelining": True},
-                    "children": children}}
+    return {
+        "all": {"vars": {"ansible_user": platform.onprem.ssh_user, "ansible_pipelining": True}, "children": children}
+    }
 
 
 def group_vars(platform: Platform) -> dict[str, dict]:
     onprem, db = platform.onprem, platform.database
     base = urlsplit(str(platform.base_url))
-    database_clients = sorted({h.address for h in onprem.app} | ({onprem.monitoring.address} if onprem.monitoring
-                                                                  else set()))
+    database_clients = sorted(
+        {h.address for h in onprem.app} | ({onprem.monitoring.address} if onprem.monitoring else set())
+    )
     return {
         "all": {
             "eolake_platform_name": platform.name,
@@ -174,8 +216,10 @@ def group_vars(platform: Platform) -> dict[str, dict]:
             "eolake_database_roles": [{"name": APP_ROLE, "password": "{{ eolake_app_database_password }}"}],
         },
         "app": {
-            "eolake_services_database_url": (f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@"
-                                             f"{onprem.database.address}:{DATABASE_PORT}/{db.name}"),
+            "eolake_services_database_url": (
+                f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@"
+                f"{onprem.database.address}:{DATABASE_PORT}/{db.name}"
+            ),
             "eolake_services_app_role": APP_ROLE,
             "eolake_services_install_dir": INSTALL_DIR,
             "eolake_services_state_dir": STATE_DIR,

@@ -58,16 +58,22 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with async_client(settings.destinations(), follow_redirects=True,
-                                timeout=httpx.Timeout(120, connect=5)) as client:
+        async with async_client(
+            settings.destinations(), follow_redirects=True, timeout=httpx.Timeout(120, connect=5)
+        ) as client:
             app.state.client = client
             app.state.providers = {c.name: make_provider(c, client, settings.storage_path) for c in configs}
-            app.state.catalog = await asyncio.to_thread(Catalog, configs, provider_collections,
-                                                        settings.catalog_ttl_seconds)
+            app.state.catalog = await asyncio.to_thread(
+                Catalog, configs, provider_collections, settings.catalog_ttl_seconds
+            )
             yield
 
-    app = FastAPI(title="eolake federated search", version="0.1.0", lifespan=lifespan,
-                  description="One STAC API over several providers, queried in parallel, with thesaurus expansion")
+    app = FastAPI(
+        title="eolake federated search",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="One STAC API over several providers, queried in parallel, with thesaurus expansion",
+    )
     item_search = [c.name for c in configs if c.item_search]
     base = app.state.base_url = settings.service_url
 
@@ -86,14 +92,12 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
         """A STAC provider's collections for the dataset catalog; None when it cannot answer now."""
         answers, _ = await gather("/collections", {"limit": 1000}, only=[name])
         data = answers.get(name)
-        return data.get("collections") if isinstance(data, dict) and isinstance(data.get("collections"), list) \
-            else None
+        return data.get("collections") if isinstance(data, dict) and isinstance(data.get("collections"), list) else None
 
     def gather(path: str, params: dict | None = None, only: list[str] | None = None):
         return app.state.items.gather(path, params, only)
 
-    collection_api.install(app, settings, token_key, lambda value, lang: cql2_json(value, lang), bbox,
-                           collection_links)
+    collection_api.install(app, settings, token_key, lambda value, lang: cql2_json(value, lang), bbox, collection_links)
     app.include_router(item_routes.router)
 
     async def expander(q: list[str], lang: str | None, depth: int, do_expand: bool):
@@ -106,13 +110,23 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     async def expand(q: list[str], lang: str | None, depth: int) -> tuple[list[str], dict, list[str]]:
         """Terms for the providers' item search, the report, and the collections whose title or keywords match
         (their items match too: items rarely carry the words users type, their collections do)."""
-        found = await thesaurus_expand(app.state.client, settings.thesaurus, " ".join(q), lang, depth,
-                                       settings.thesaurus_timeout_seconds, settings.max_expanded_terms,
-                                       settings.catalog_languages)
+        found = await thesaurus_expand(
+            app.state.client,
+            settings.thesaurus,
+            " ".join(q),
+            lang,
+            depth,
+            settings.thesaurus_timeout_seconds,
+            settings.max_expanded_terms,
+            settings.catalog_languages,
+        )
         # Capped: each term becomes clauses of the providers' filters, which have their own bounds.
-        terms = list(dict.fromkeys([*q, *found.terms]))[:max(len(q), settings.max_expanded_terms)]
-        return terms, {**found.report(depth), **({"terms": terms} if found.applied else {})}, \
-            await matching_collections(q, found)
+        terms = list(dict.fromkeys([*q, *found.terms]))[: max(len(q), settings.max_expanded_terms)]
+        return (
+            terms,
+            {**found.report(depth), **({"terms": terms} if found.applied else {})},
+            await matching_collections(q, found),
+        )
 
     async def matching_collections(q: list[str], found: Expansion | None = None) -> list[str]:
         query = TextQuery.parse(" ".join(q))
@@ -120,8 +134,11 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             found.apply(query, narrower=False)
         index = await app.state.catalog.current()
         searchable = set(item_search)
-        return [r["id"] for r, _ in index.rank(query, fields=("title", "keywords"))
-                if searchable & set(r.get(BACKENDS) or [])][:settings.max_expanded_terms]
+        return [
+            r["id"]
+            for r, _ in index.rank(query, fields=("title", "keywords"))
+            if searchable & set(r.get(BACKENDS) or [])
+        ][: settings.max_expanded_terms]
 
     async def ready_local() -> None:
         local = providers()[settings.local_provider]
@@ -131,19 +148,33 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
 
 
 def landing_page(configs: list, base: str) -> dict:
-    return {"type": "Catalog", "stac_version": "1.0.0", "id": "eolake-search", "title": "eolake federated search",
-            "description": "STAC API over " + ", ".join(c.name for c in configs), "conformsTo": CONFORMANCE,
-            "providers": [{"name": c.name, "kind": c.kind, "timeout_seconds": c.timeout_seconds} for c in configs],
-            "links": [
-                {"rel": "self", "type": "application/json", "href": f"{base}/"},
-                {"rel": "root", "type": "application/json", "href": f"{base}/"},
-                {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
-                {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
-                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
-                 "title": "collection-search queryables", "href": f"{base}/collection-queryables"},
-                {"rel": "suggest", "type": "application/json", "href": f"{base}/suggest"},
-                {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "GET"},
-                {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "POST"},
-                {"rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables", "type": "application/schema+json",
-                 "href": f"{base}/queryables"},
-                {"rel": "service-desc", "type": "application/json", "href": f"{base}/openapi.json"}]}
+    return {
+        "type": "Catalog",
+        "stac_version": "1.0.0",
+        "id": "eolake-search",
+        "title": "eolake federated search",
+        "description": "STAC API over " + ", ".join(c.name for c in configs),
+        "conformsTo": CONFORMANCE,
+        "providers": [{"name": c.name, "kind": c.kind, "timeout_seconds": c.timeout_seconds} for c in configs],
+        "links": [
+            {"rel": "self", "type": "application/json", "href": f"{base}/"},
+            {"rel": "root", "type": "application/json", "href": f"{base}/"},
+            {"rel": "conformance", "type": "application/json", "href": f"{base}/conformance"},
+            {"rel": "data", "type": "application/json", "href": f"{base}/collections"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "type": "application/schema+json",
+                "title": "collection-search queryables",
+                "href": f"{base}/collection-queryables",
+            },
+            {"rel": "suggest", "type": "application/json", "href": f"{base}/suggest"},
+            {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "GET"},
+            {"rel": "search", "type": "application/geo+json", "href": f"{base}/search", "method": "POST"},
+            {
+                "rel": "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "type": "application/schema+json",
+                "href": f"{base}/queryables",
+            },
+            {"rel": "service-desc", "type": "application/json", "href": f"{base}/openapi.json"},
+        ],
+    }

@@ -25,8 +25,21 @@ COLLECTION_CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search#fields",
     "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/simple-query",
 ]
-COLLECTION_KEYS = {"q", "filter", "filter-lang", "filter_lang", "sortby", "fields", "limit", "token", "expand", "lang",
-                   "depth", "bbox", "facets"}
+COLLECTION_KEYS = {
+    "q",
+    "filter",
+    "filter-lang",
+    "filter_lang",
+    "sortby",
+    "fields",
+    "limit",
+    "token",
+    "expand",
+    "lang",
+    "depth",
+    "bbox",
+    "facets",
+}
 
 
 def flag(value: Any, default: bool = True) -> bool:
@@ -70,9 +83,16 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
             raise HTTPException(400, "depth must be between 0 and 3")
         if not flag(params.get("expand")):
             return unexpanded("expand=false"), depth
-        return await expand(app.state.client, settings.thesaurus, text, params.get("lang"), depth,
-                            settings.thesaurus_timeout_seconds, settings.max_expanded_terms,
-                            settings.catalog_languages), depth
+        return await expand(
+            app.state.client,
+            settings.thesaurus,
+            text,
+            params.get("lang"),
+            depth,
+            settings.thesaurus_timeout_seconds,
+            settings.max_expanded_terms,
+            settings.catalog_languages,
+        ), depth
 
     async def text_query(params: dict) -> tuple[TextQuery | None, dict | None]:
         text = " ".join(_strings(params.get("q")))
@@ -88,26 +108,39 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
 
     app.state.text_query = text_query
 
-    @app.get("/collections", summary="collection search: free text (thesaurus-expanded), CQL2 filter, sort, fields, "
-                                     "facets, paging over every provider's collections")
+    @app.get(
+        "/collections",
+        summary="collection search: free text (thesaurus-expanded), CQL2 filter, sort, fields, "
+        "facets, paging over every provider's collections",
+    )
     async def collections(request: Request):
         params = {k: request.query_params.get(k) for k in request.query_params}
         limit = _limit(params, settings)
         sortby, (include, exclude) = parse_sortby(params.get("sortby")), parse_fields(params.get("fields"))
-        cql = _compiled(parse_cql2(params["filter"], params.get("filter-lang") or params.get("filter_lang"))[0]) \
-            if params.get("filter") else None
+        cql = (
+            _compiled(parse_cql2(params["filter"], params.get("filter-lang") or params.get("filter_lang"))[0])
+            if params.get("filter")
+            else None
+        )
         box = parse_bbox(params["bbox"]) if params.get("bbox") else None
         query_id = fingerprint({k: v for k, v in params.items() if k not in ("token", "limit", "fields", "facets")})
         offset = _offset(params.get("token"), token_key, query_id)
         query, expansion = await text_query(params)
         found = discovery.find(await app.state.catalog.current(), query, cql, sortby)
         records = [r for r in found.records if box is None or overlaps(r, box)]
-        page = records[offset:offset + limit]
-        out = [discovery.select_fields(_with_score(collection_links(r, base), found.scores, query), include, exclude)
-               for r in page]
+        page = records[offset : offset + limit]
+        out = [
+            discovery.select_fields(_with_score(collection_links(r, base), found.scores, query), include, exclude)
+            for r in page
+        ]
         links = _page_links(base, params, offset, limit, len(records), query_id, token_key)
-        answer = {"collections": out, "links": links, "numberMatched": len(records), "numberReturned": len(out),
-                  "federation": app.state.catalog.status}
+        answer = {
+            "collections": out,
+            "links": links,
+            "numberMatched": len(records),
+            "numberReturned": len(out),
+            "federation": app.state.catalog.status,
+        }
         if flag(params.get("facets")):
             answer["facets"] = discovery.facets(records) if box else found.facets
         if expansion is not None:
@@ -116,17 +149,29 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
 
     @app.get("/collection-queryables", summary="what collection-search filters may name")
     async def collection_queryables():
-        return JSONResponse({"$schema": "https://json-schema.org/draft/2019-09/schema",
-                             "$id": f"{base}/collection-queryables", "type": "object",
-                             "title": "Queryables of the collection search", "properties": discovery.QUERYABLES,
-                             "additionalProperties": False}, media_type="application/schema+json")
+        return JSONResponse(
+            {
+                "$schema": "https://json-schema.org/draft/2019-09/schema",
+                "$id": f"{base}/collection-queryables",
+                "type": "object",
+                "title": "Queryables of the collection search",
+                "properties": discovery.QUERYABLES,
+                "additionalProperties": False,
+            },
+            media_type="application/schema+json",
+        )
 
     @app.get("/suggest", summary="autocomplete: thesaurus concepts and dataset titles for what the user is typing")
-    async def suggest(q: Annotated[str, Query(min_length=1, max_length=100)], lang: str | None = None,
-                      limit: Annotated[int, Query(ge=1, le=50)] = 10):
+    async def suggest(
+        q: Annotated[str, Query(min_length=1, max_length=100)],
+        lang: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=50)] = 10,
+    ):
         index = await app.state.catalog.current()
-        datasets = [{"label": r.get("title") or r["id"], "kind": "dataset", "id": r["id"]}
-                    for r in index.titles_starting(q, limit)]
+        datasets = [
+            {"label": r.get("title") or r["id"], "kind": "dataset", "id": r["id"]}
+            for r in index.titles_starting(q, limit)
+        ]
         concepts, notice = await suggested_concepts(app.state.client, settings, q, lang, limit)
         answer = {"q": q, "suggestions": [*concepts, *datasets][:limit]}
         if notice:
@@ -149,8 +194,9 @@ async def suggested_concepts(client, settings, q: str, lang: str | None, limit: 
     """The thesaurus's concepts for what is typed (half the suggestions at most), or why there are none."""
     try:
         params = {"q": q, "limit": limit, **({"lang": lang} if lang else {})}
-        response = await client.get(f"{settings.thesaurus}/autocomplete", params=params,
-                                    timeout=settings.thesaurus_timeout_seconds)
+        response = await client.get(
+            f"{settings.thesaurus}/autocomplete", params=params, timeout=settings.thesaurus_timeout_seconds
+        )
         response.raise_for_status()
         hits = response.json().get("suggestions") or []
     except Exception as exc:
@@ -159,8 +205,15 @@ async def suggested_concepts(client, settings, q: str, lang: str | None, limit: 
     for hit in hits:
         if hit.get("label") and hit["label"].lower() not in seen:
             seen.add(hit["label"].lower())
-            out.append({"label": hit["label"], "kind": "concept", "uri": hit.get("uri"), "vocab": hit.get("vocab"),
-                        "lang": hit.get("lang")})
+            out.append(
+                {
+                    "label": hit["label"],
+                    "kind": "concept",
+                    "uri": hit.get("uri"),
+                    "vocab": hit.get("vocab"),
+                    "lang": hit.get("lang"),
+                }
+            )
     return out[: max(1, limit // 2)], None
 
 
@@ -177,13 +230,20 @@ def _with_score(record: dict, scores: dict, query) -> dict:
 def _page_links(base: str, params: dict, offset: int, limit: int, matched: int, query_id: str, key: bytes) -> list:
     keep = {k: v for k, v in params.items() if k != "token"}
     query = f"?{urlencode(params)}" if params else ""
-    links = [{"rel": "self", "type": "application/json", "href": f"{base}/collections{query}"},
-             {"rel": "root", "type": "application/json", "href": f"{base}/"}]
+    links = [
+        {"rel": "self", "type": "application/json", "href": f"{base}/collections{query}"},
+        {"rel": "root", "type": "application/json", "href": f"{base}/"},
+    ]
     for rel, start in (("next", offset + limit), ("prev", offset - limit)):
         if (rel == "next" and start < matched) or (rel == "prev" and offset > 0):
             token = encode_token({"p": {}, "q": query_id, "o": max(start, 0)}, key)
-            links.append({"rel": rel, "type": "application/json",
-                          "href": f"{base}/collections?{urlencode({**keep, 'token': token})}"})
+            links.append(
+                {
+                    "rel": rel,
+                    "type": "application/json",
+                    "href": f"{base}/collections?{urlencode({**keep, 'token': token})}",
+                }
+            )
     return links
 
 

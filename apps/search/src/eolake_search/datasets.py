@@ -32,9 +32,16 @@ class _Tolerant(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """EODAG's provider files carry custom tags (plugins, jsonpath): read them as plain values."""
 
 
-_Tolerant.add_multi_constructor("", lambda loader, suffix, node: (
-    loader.construct_mapping(node) if isinstance(node, yaml.MappingNode)
-    else loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode) else loader.construct_scalar(node)))
+_Tolerant.add_multi_constructor(
+    "",
+    lambda loader, suffix, node: (
+        loader.construct_mapping(node)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode)
+        else loader.construct_scalar(node)
+    ),
+)
 
 
 @cache
@@ -61,12 +68,19 @@ def eodag_provider(name: str) -> tuple[int, list[str]]:
 
 def from_eodag(cid: str, meta: dict) -> dict:
     summaries = {key: _as_list(meta.get(key)) for key in SUMMARY_KEYS if _as_list(meta.get(key))}
-    return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "title": meta.get("title") or cid,
-            "description": " ".join(str(meta.get("description") or meta.get("title") or cid).split()),
-            "keywords": [str(k) for k in meta.get("keywords") or []], "license": meta.get("license") or "other",
-            "extent": meta.get("extent") or {"spatial": {"bbox": [[-180, -90, 180, 90]]},
-                                             "temporal": {"interval": [[None, None]]}},
-            "summaries": summaries, "links": []}
+    return {
+        "type": "Collection",
+        "stac_version": "1.0.0",
+        "id": cid,
+        "title": meta.get("title") or cid,
+        "description": " ".join(str(meta.get("description") or meta.get("title") or cid).split()),
+        "keywords": [str(k) for k in meta.get("keywords") or []],
+        "license": meta.get("license") or "other",
+        "extent": meta.get("extent")
+        or {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [[None, None]]}},
+        "summaries": summaries,
+        "links": [],
+    }
 
 
 def from_stac(collection: dict) -> dict:
@@ -77,9 +91,16 @@ def from_stac(collection: dict) -> dict:
         values = summaries.get(key) or _as_list(collection.get(key))
         if values:
             summaries[key] = values
-    record.update({"type": "Collection", "stac_version": collection.get("stac_version", "1.0.0"),
-                   "keywords": [str(k) for k in collection.get("keywords") or []],
-                   "license": collection.get("license") or "other", "summaries": summaries, "links": []})
+    record.update(
+        {
+            "type": "Collection",
+            "stac_version": collection.get("stac_version", "1.0.0"),
+            "keywords": [str(k) for k in collection.get("keywords") or []],
+            "license": collection.get("license") or "other",
+            "summaries": summaries,
+            "links": [],
+        }
+    )
     return record
 
 

@@ -29,13 +29,22 @@ QUERYABLES = {
     "processing:level": {"type": "array", "items": {"type": "string"}},
     "keywords": {"type": "array", "items": {"type": "string"}},
     "provider": {"type": "array", "items": {"type": "string"}, "title": "Providers serving the collection"},
-    "decade": {"type": "array", "items": {"type": "string", "pattern": "^[0-9]{3}0s$"},
-               "title": "Decades the collection's temporal extent covers (\"2010s\"; open-ended: up to this one)"},
+    "decade": {
+        "type": "array",
+        "items": {"type": "string", "pattern": "^[0-9]{3}0s$"},
+        "title": 'Decades the collection\'s temporal extent covers ("2010s"; open-ended: up to this one)',
+    },
 }
 SORTABLE = {"id", "title", "license"}
 # facet name -> the queryable whose values it counts (a CQL2 a_overlaps on it narrows to a value)
-FACETS = {"provider": "provider", "platform": "platform", "instrument": "instruments",
-          "processing_level": "processing:level", "keyword": "keywords", "decade": "decade"}
+FACETS = {
+    "provider": "provider",
+    "platform": "platform",
+    "instrument": "instruments",
+    "processing_level": "processing:level",
+    "keyword": "keywords",
+    "decade": "decade",
+}
 
 
 def eodag_sources(configs: list[ProviderConfig]) -> list[tuple[str, int, list[dict]]]:
@@ -55,8 +64,9 @@ class Catalog:
     """The current index: EODAG's part read once, the STAC providers' collections fetched again after `ttl`
     seconds (a failed fetch keeps that provider's last answer); the index is rebuilt only when they changed."""
 
-    def __init__(self, configs: list[ProviderConfig], fetch: Callable[[str], Awaitable[list[dict] | None]],
-                 ttl: float = 30.0):
+    def __init__(
+        self, configs: list[ProviderConfig], fetch: Callable[[str], Awaitable[list[dict] | None]], ttl: float = 30.0
+    ):
         self.configs, self.fetch, self.ttl = configs, fetch, ttl
         self.static = eodag_sources(configs)
         self.stac: dict[str, list[dict]] = {}
@@ -83,8 +93,13 @@ class Catalog:
             if collections is None:
                 self.status[config.name] = {"status": "error", "count": len(self.stac.get(config.name, []))}
                 continue
-            wanted = [c for c in collections if isinstance(c, dict) and isinstance(c.get("id"), str)
-                      and (not config.collections or c["id"] in config.collections)]
+            wanted = [
+                c
+                for c in collections
+                if isinstance(c, dict)
+                and isinstance(c.get("id"), str)
+                and (not config.collections or c["id"] in config.collections)
+            ]
             self.stac[config.name] = [from_stac(c) for c in wanted]
             self.status[config.name] = {"status": "ok", "count": len(wanted)}
         for name, _, records in self.static:
@@ -108,10 +123,15 @@ class Found:
 def properties(record: dict) -> dict:
     """What CQL2 filters (and facets) see of a collection."""
     summaries = record.get("summaries") or {}
-    return {"id": record["id"], "title": record.get("title"), "license": record.get("license"),
-            "keywords": record.get("keywords") or [], "provider": record.get(BACKENDS) or [],
-            "decade": list(decades(record)),
-            **{k: summaries.get(k) or [] for k in ("platform", "constellation", "instruments", "processing:level")}}
+    return {
+        "id": record["id"],
+        "title": record.get("title"),
+        "license": record.get("license"),
+        "keywords": record.get("keywords") or [],
+        "provider": record.get(BACKENDS) or [],
+        "decade": list(decades(record)),
+        **{k: summaries.get(k) or [] for k in ("platform", "constellation", "instruments", "processing:level")},
+    }
 
 
 def decades(record: dict, this_year: int | None = None) -> tuple[str, ...]:
@@ -160,9 +180,13 @@ def facets(records: list[dict], top: int = 20) -> dict:
         of = facet_values(key, this_year)
         values = [set(of(record)) for record in records]
         counts = Counter(chain.from_iterable(values))  # counted in C: this runs on every search
-        out[name] = {"counts": [{"value": v, "count": n} for v, n in
-                                sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))[:top]],
-                     "missing": sum(not v for v in values), "distinct": len(counts)}
+        out[name] = {
+            "counts": [
+                {"value": v, "count": n} for v, n in sorted(counts.items(), key=lambda vn: (-vn[1], vn[0]))[:top]
+            ],
+            "missing": sum(not v for v in values),
+            "distinct": len(counts),
+        }
     return out
 
 

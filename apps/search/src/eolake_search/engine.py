@@ -30,11 +30,13 @@ STEMMER_NAMES = {"en": "english", "fr": "french"}
 # A Snowball stemmer holds the word it works on: one per thread (the index is rebuilt in a thread while queries stem
 # on the event loop; shared, they garbled each other's words and raised IndexError)
 _stemmers = threading.local()
-STOPWORDS = set("""
+STOPWORDS = set(
+    """
 a an and are as at be by for from in into is it of on or over the to with without data dataset datasets product
 products au aux avec ce ces d dans de des du en et l la le les leur par pour sur un une ou donnees donnee produit
 produits jeu jeux
-""".split())
+""".split()
+)
 WORD = re.compile(r"\w+")
 DIGITS = re.compile(r"\d+|[^\W\d]+")
 PHRASE = re.compile(r'"([^"]*)"')
@@ -46,10 +48,16 @@ COGNATE_MIN = 5
 # "urban", "numérique" -> "numeric(al)", "topographie" -> "topography", "altimètre" -> "altimeter", "annuel" ->
 # "annual", "primaire" -> "primary", "territoire" -> "territory", "poreux" -> "porous". Longest ending first.
 COGNATE_ENDINGS = [
-    (("metres", "metre"), ("meter",)), (("iques", "ique"), ("ic", "ical")), (("ites", "ite"), ("ity",)),
-    (("aines", "aine", "ains", "ain"), ("an",)), (("elles", "elle", "els", "el"), ("al",)),
-    (("aires", "aire"), ("ary",)), (("oires", "oire"), ("ory",)), (("euses", "euse", "eux"), ("ous",)),
-    (("ies", "ie"), ("y",)), (("ifs", "if", "ives", "ive"), ("ive",)),
+    (("metres", "metre"), ("meter",)),
+    (("iques", "ique"), ("ic", "ical")),
+    (("ites", "ite"), ("ity",)),
+    (("aines", "aine", "ains", "ain"), ("an",)),
+    (("elles", "elle", "els", "el"), ("al",)),
+    (("aires", "aire"), ("ary",)),
+    (("oires", "oire"), ("ory",)),
+    (("euses", "euse", "eux"), ("ous",)),
+    (("ies", "ie"), ("y",)),
+    (("ifs", "if", "ives", "ive"), ("ive",)),
 ]
 COGNATE_ROOT_MIN = 3
 DESCRIPTION_SHARE = 0.4
@@ -127,8 +135,7 @@ class Query:
         raw = " ".join(_quote(fold(w)) for w in self.words)
         stems = " ".join(_quote(stem(w, "en")) for w in self.words)
         span = 2 * len(self.words)
-        return (f"{_columns(fields, False)} : NEAR({raw}, {span}) OR "
-                f"{_columns(fields, True)} : NEAR({stems}, {span})")
+        return f"{_columns(fields, False)} : NEAR({raw}, {span}) OR {_columns(fields, True)} : NEAR({stems}, {span})"
 
     def groups(self, fields: tuple[str, ...] = FIELDS) -> list[tuple[str, str | None]]:
         """Per word or phrase of the user's own text: its FTS5 expression and that of its alternatives (the
@@ -161,8 +168,9 @@ def _cognates(word: str, fields: tuple[str, ...]) -> list[str]:
     languages spell the ending differently, the English form's stem ("urbaines" -> "urban")."""
     stems = dict.fromkeys(s for s in (stem(word, "fr"), stem(word, "en")) if len(s) >= COGNATE_MIN)
     english = dict.fromkeys(stem(w, "en") for w in english_cognates(word))
-    return [f"{_columns(fields, False)} : {_quote(s)} *" for s in stems] + \
-        [f"{_columns(fields, True)} : {_quote(s)}" for s in english if s not in stems]
+    return [f"{_columns(fields, False)} : {_quote(s)} *" for s in stems] + [
+        f"{_columns(fields, True)} : {_quote(s)}" for s in english if s not in stems
+    ]
 
 
 def english_cognates(word: str) -> list[str]:
@@ -174,7 +182,7 @@ def english_cognates(word: str) -> list[str]:
     for endings, replacements in COGNATE_ENDINGS:
         ending = next((e for e in endings if folded.endswith(e) and len(folded) - len(e) >= COGNATE_ROOT_MIN), None)
         if ending:
-            out += [folded[:-len(ending)] + r for r in replacements]
+            out += [folded[: -len(ending)] + r for r in replacements]
             break
     return out
 
@@ -204,15 +212,20 @@ class Index:
         texts = _field_texts(record)
         row = [" ".join(fold(w) for w in indexed_words(texts[f])) for f in FIELDS]
         row += [" ".join(stem(w, lang) for w in indexed_words(texts[f])) for f in FIELDS]
-        self.db.execute(f"INSERT INTO docs(rowid, {', '.join([*FIELDS, *(f + '_s' for f in FIELDS)])}) "
-                        f"VALUES (?, {', '.join('?' * len(row))})", [len(self.records), *row])
+        self.db.execute(
+            f"INSERT INTO docs(rowid, {', '.join([*FIELDS, *(f + '_s' for f in FIELDS)])}) "
+            f"VALUES (?, {', '.join('?' * len(row))})",
+            [len(self.records), *row],
+        )
         self.records.append(record)
 
     def _scores(self, expression: str) -> dict[int, tuple[float, bool]]:
         """rowid -> (BM25 relevance (higher is better) of one FTS5 expression, whether it matched outside the
         description), in one statement."""
-        sql = f"SELECT rowid, -bm25(docs, {self.weights}), bm25(docs, {self.naming_weights}) < 0 FROM docs " \
-              "WHERE docs MATCH ?"
+        sql = (
+            f"SELECT rowid, -bm25(docs, {self.weights}), bm25(docs, {self.naming_weights}) < 0 FROM docs "
+            "WHERE docs MATCH ?"
+        )
         try:
             return {rowid: (score, bool(named)) for rowid, score, named in self.db.execute(sql, [expression])}
         except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
@@ -280,9 +293,16 @@ class Index:
 
 def _field_texts(record: dict) -> dict[str, str]:
     summaries = record.get("summaries") or {}
-    platform = [record["id"], *summaries.get("platform", []), *summaries.get("constellation", []),
-                *summaries.get("instruments", []), *summaries.get("processing:level", [])]
-    return {"title": str(record.get("title") or ""),
-            "keywords": " ".join(str(k) for k in record.get("keywords") or []),
-            "platform": " ".join(str(p) for p in platform),
-            "description": str(record.get("description") or "")}
+    platform = [
+        record["id"],
+        *summaries.get("platform", []),
+        *summaries.get("constellation", []),
+        *summaries.get("instruments", []),
+        *summaries.get("processing:level", []),
+    ]
+    return {
+        "title": str(record.get("title") or ""),
+        "keywords": " ".join(str(k) for k in record.get("keywords") or []),
+        "platform": " ".join(str(p) for p in platform),
+        "description": str(record.get("description") or ""),
+    }

@@ -32,8 +32,16 @@ class Expansion:
 
     @property
     def terms(self) -> list[str]:
-        return list(dict.fromkeys([*self.equivalents, *(t for ts in self.parts.values() for t in ts),
-                                   *(t for ts in self.alternatives.values() for t in ts), *self.narrower]))
+        return list(
+            dict.fromkeys(
+                [
+                    *self.equivalents,
+                    *(t for ts in self.parts.values() for t in ts),
+                    *(t for ts in self.alternatives.values() for t in ts),
+                    *self.narrower,
+                ]
+            )
+        )
 
     def apply(self, query: Query, narrower: bool = True) -> Query:
         query.alternatives, query.equivalents = self.alternatives, self.equivalents
@@ -45,12 +53,19 @@ class Expansion:
         """What the answer says about it: the concepts found, the terms searched, and why each was added."""
         if not self.applied:
             return {"applied": False, **({"error": self.notice} if self.notice else {})}
-        return {"applied": True, "depth": depth, "terms": self.terms, "concepts": self.concepts,
-                "why": {"alternatives": "labels, in every loaded language, of the concepts a query word names "
-                                        "(a record matching the word itself ranks above)",
-                        "equivalents": "labels of a concept the whole query names",
-                        "parts": "labels of a concept a part of the query names, standing for that part's words",
-                        "narrower": "labels of narrower concepts (a lower weight still)"}}
+        return {
+            "applied": True,
+            "depth": depth,
+            "terms": self.terms,
+            "concepts": self.concepts,
+            "why": {
+                "alternatives": "labels, in every loaded language, of the concepts a query word names "
+                "(a record matching the word itself ranks above)",
+                "equivalents": "labels of a concept the whole query names",
+                "parts": "labels of a concept a part of the query names, standing for that part's words",
+                "narrower": "labels of narrower concepts (a lower weight still)",
+            },
+        }
 
 
 def unexpanded(reason: str) -> Expansion:
@@ -67,9 +82,17 @@ def singular(word: str) -> str | None:
 # French adjectives as the dictionaries and thesauri write them (masculine singular: "urbaines" -> "urbain",
 # "côtières" -> "côtier") and the nouns they derive from ("neigeuse" -> "neige", "nuageux" -> "nuage",
 # "météorologique" -> "météorologie", "climatique" -> "climat")
-DERIVED = [(("aines",), ("ain",)), (("aine",), ("ain",)), (("elles", "elle"), ("el",)), (("ives", "ive"), ("if",)),
-           (("ales", "ale", "aux"), ("al",)), (("ières", "ière"), ("ier",)), (("euses", "euse"), ("eux", "e")),
-           (("eux",), ("e",)), (("iques", "ique"), ("ie", ""))]
+DERIVED = [
+    (("aines",), ("ain",)),
+    (("aine",), ("ain",)),
+    (("elles", "elle"), ("el",)),
+    (("ives", "ive"), ("if",)),
+    (("ales", "ale", "aux"), ("al",)),
+    (("ières", "ière"), ("ier",)),
+    (("euses", "euse"), ("eux", "e")),
+    (("eux",), ("e",)),
+    (("iques", "ique"), ("ie", "")),
+]
 
 
 def lookup_forms(word: str) -> list[str]:
@@ -78,12 +101,20 @@ def lookup_forms(word: str) -> list[str]:
     for endings, replacements in DERIVED:
         ending = next((e for e in endings if word.endswith(e) and len(word) - len(e) >= 3), None)
         if ending:
-            forms += [word[:-len(ending)] + r for r in replacements]
+            forms += [word[: -len(ending)] + r for r in replacements]
     return list(dict.fromkeys(forms))
 
 
-async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str | None, depth: int,
-                 timeout: float, max_terms: int, languages: list[str] | None = None) -> Expansion:
+async def expand(
+    client: httpx.AsyncClient,
+    thesaurus: str,
+    text: str,
+    lang: str | None,
+    depth: int,
+    timeout: float,
+    max_terms: int,
+    languages: list[str] | None = None,
+) -> Expansion:
     """The whole query and each of its words (in the forms vocabularies write) looked up in one request; a word's
     concepts become its alternatives, a concept named by the whole query its equivalents."""
     query = Query.parse(text)
@@ -95,8 +126,15 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     forms = {word: lookup_forms(word) for word in query.words[:8]}
     parts = sub_phrases(whole, set(query.words))
     try:
-        answers = await _lookups(client, thesaurus, [*wholes, *parts, *(f for fs in forms.values() for f in fs)],
-                                 lang, depth, timeout, languages)
+        answers = await _lookups(
+            client,
+            thesaurus,
+            [*wholes, *parts, *(f for fs in forms.values() for f in fs)],
+            lang,
+            depth,
+            timeout,
+            languages,
+        )
     except Exception as exc:
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
@@ -104,21 +142,40 @@ async def expand(client: httpx.AsyncClient, thesaurus: str, text: str, lang: str
     seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
     # who names each concept: the whole query (""), a part of it ("occupation du sol" in "carte d'occupation du
     # sol"), or one word
-    named = list({(key, c.get("vocab"), c.get("uri")): (key, c)
-                  for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
-                  for t in texts for c in answers[t].get("concepts") or []}.values())
+    named = list(
+        {
+            (key, c.get("vocab"), c.get("uri")): (key, c)
+            for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
+            for t in texts
+            for c in answers[t].get("concepts") or []
+        }.values()
+    )
     found.covers = dict(parts)
     # the whole query's concept first, then its parts', then the words', then narrower ones: the term budget goes
     # to the closest first
-    for key, concept in sorted(named, key=lambda kc: (int(kc[1].get("depth") or 0) > 0, kc[0] != "",
-                                                      kc[0] not in parts)):
+    for key, concept in sorted(
+        named, key=lambda kc: (int(kc[1].get("depth") or 0) > 0, kc[0] != "", kc[0] not in parts)
+    ):
         level = int(concept.get("depth") or 0)
-        bucket = found.narrower if level else found.equivalents if key == "" else \
-            found.parts.setdefault(key, []) if key in parts else found.alternatives.setdefault(key, [])
+        bucket = (
+            found.narrower
+            if level
+            else found.equivalents
+            if key == ""
+            else found.parts.setdefault(key, [])
+            if key in parts
+            else found.alternatives.setdefault(key, [])
+        )
         _add_labels(bucket, concept.get("labels") or [], seen, budget)
-        found.concepts.append({"uri": concept.get("uri"), "vocab": concept.get("vocab"),
-                               "prefLabel": concept.get("prefLabel"), "depth": level,
-                               "why": f"narrower, {level} level(s) down" if level else f"named by {key or whole!r}"})
+        found.concepts.append(
+            {
+                "uri": concept.get("uri"),
+                "vocab": concept.get("vocab"),
+                "prefLabel": concept.get("prefLabel"),
+                "depth": level,
+                "why": f"narrower, {level} level(s) down" if level else f"named by {key or whole!r}",
+            }
+        )
     return found
 
 
@@ -134,7 +191,7 @@ def sub_phrases(text: str, query_words: set[str], longest: int = 4) -> dict[str,
     out: dict[str, list[str]] = {}
     for size in range(2, min(longest, len(tokens) - 1) + 1):
         for start in range(len(tokens) - size + 1):
-            run = [ELISION.sub("", tokens[start]), *tokens[start + 1:start + size]]
+            run = [ELISION.sub("", tokens[start]), *tokens[start + 1 : start + size]]
             covered = [w for t in run for w in words(t) if w in query_words]
             ends = [*words(run[0])[:1], *words(run[-1])[-1:]]
             if covered and len(ends) == 2 and not any(fold(w) in STOPWORDS for w in ends):
@@ -173,16 +230,27 @@ def batches(texts: list[str], budget: int = 6000, most: int = 64) -> list[list[s
     return [b for b in out if b]
 
 
-async def _lookups(client: httpx.AsyncClient, thesaurus: str, texts: list[str], lang: str | None, depth: int,
-                   timeout: float, languages: list[str] | None) -> dict[str, dict]:
+async def _lookups(
+    client: httpx.AsyncClient,
+    thesaurus: str,
+    texts: list[str],
+    lang: str | None,
+    depth: int,
+    timeout: float,
+    languages: list[str] | None,
+) -> dict[str, dict]:
     """text -> the thesaurus's answer for it (the concepts it names exactly): those not reused from LOOKUPS asked
     in one request (more for a very long query)."""
     known = {t: hit for t in texts if (hit := LOOKUPS.get(_key(thesaurus, t, lang, depth, languages))) is not None}
     missing = list(dict.fromkeys(t for t in texts if t not in known))
 
     async def ask(batch: list[str]) -> None:
-        params = [("q", t[:200]) for t in batch] + [("depth", depth)] + ([("lang", lang)] if lang else []) + \
-            ([("languages", ",".join(languages))] if languages else [])
+        params = (
+            [("q", t[:200]) for t in batch]
+            + [("depth", depth)]
+            + ([("lang", lang)] if lang else [])
+            + ([("languages", ",".join(languages))] if languages else [])
+        )
         response = await client.get(f"{thesaurus}/expand/batch", params=params, timeout=timeout)
         response.raise_for_status()
         for text, answer in zip(batch, response.json()["results"], strict=True):

@@ -49,8 +49,9 @@ class EveryProviderFailed(RuntimeError):
 
     def __init__(self, runs: list[ProviderRun]):
         self.runs = runs
-        super().__init__("no provider answered the search: "
-                         + "; ".join(f"{r.name}: {r.status} ({r.error})" for r in runs))
+        super().__init__(
+            "no provider answered the search: " + "; ".join(f"{r.name}: {r.status} ({r.error})" for r in runs)
+        )
 
 
 def _b64(raw: bytes) -> str:
@@ -126,8 +127,7 @@ class ProviderRun:
         return max(self.page.matched or 0, seen) if self.page else 0
 
     def report(self) -> dict:
-        out: dict = {"status": self.status, "ms": round(self.ms, 1),
-                     "count": self.used if self.status == "ok" else 0}
+        out: dict = {"status": self.status, "ms": round(self.ms, 1), "count": self.used if self.status == "ok" else 0}
         if self.page is not None and self.page.matched is not None:
             out["matched"] = self.page.matched
         if self.error:
@@ -137,12 +137,14 @@ class ProviderRun:
         return out
 
 
-async def fetch(provider, body: dict, cursor: dict | None, skip: int, limit: int, page_max: int,
-                timeout: float) -> ProviderRun:
+async def fetch(
+    provider, body: dict, cursor: dict | None, skip: int, limit: int, page_max: int, timeout: float
+) -> ProviderRun:
     """Fetch the provider's items from (cursor, skip), enough for a page of `limit`, within `timeout`."""
     run = ProviderRun(provider.name, cursor=cursor, skip=skip)
     start = time.perf_counter()
     try:
+
         async def walk():
             nonlocal cursor, skip
             while True:
@@ -154,6 +156,7 @@ async def fetch(provider, body: dict, cursor: dict | None, skip: int, limit: int
                     cursor = page.next
                     continue
                 return page
+
         run.page = await asyncio.wait_for(walk(), timeout)
         run.cursor, run.skip = cursor, skip
     except TimeoutError:
@@ -168,7 +171,7 @@ async def fetch(provider, body: dict, cursor: dict | None, skip: int, limit: int
 
 def merge(runs: list[ProviderRun], limit: int, key=sort_key) -> list[dict]:
     """The providers' streams merged in `key` order (each stream must already be in it), duplicates collapsed."""
-    buffers = {r.name: list(r.page.items[r.skip:]) if r.status == "ok" and r.page else [] for r in runs}
+    buffers = {r.name: list(r.page.items[r.skip :]) if r.status == "ok" and r.page else [] for r in runs}
     more = {r.name: bool(r.status == "ok" and r.page and r.page.next) for r in runs}
     by_name = {r.name: r for r in runs}
     out: list[dict] = []
@@ -208,8 +211,10 @@ def failed_providers(runs: list[ProviderRun], skipped: dict[str, dict]) -> list[
     asked, each with its reason); EveryProviderFailed when every provider asked failed."""
     if runs and all(r.status != "ok" for r in runs):
         raise EveryProviderFailed(runs)
-    return sorted([r.name for r in runs if r.status != "ok" and not r.answered_by]
-                  + [name for name, entry in skipped.items() if entry.get("reason") == FAILED_EARLIER])
+    return sorted(
+        [r.name for r in runs if r.status != "ok" and not r.answered_by]
+        + [name for name, entry in skipped.items() if entry.get("reason") == FAILED_EARLIER]
+    )
 
 
 def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | None:
@@ -246,8 +251,9 @@ def skip_reason(entry: dict) -> str | None:
     return FAILED_EARLIER if entry.get("failed") else None
 
 
-def cascade_of(names: list[str], collections: list[str] | None, priorities: dict[str, list[str]],
-               named: bool = False) -> list[str]:
+def cascade_of(
+    names: list[str], collections: list[str] | None, priorities: dict[str, list[str]], named: bool = False
+) -> list[str]:
     """The providers (of `names`, in priority order) to ask one after the other for a search of `collections`
     (None: any; then the `*` priority), or [] when there is none: every provider is asked at once. A search that
     `named` its providers, or of collections with different priorities, has no cascade."""
@@ -282,6 +288,7 @@ def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict) 
     if not cascade:
         return {}
     answered = next((r.name for r in runs if r.name in cascade and r.status == "ok"), None)
-    earlier = next((e["answered_by"] for n, e in previous.get("p", {}).items() if n in cascade
-                    and e.get("answered_by")), None)
+    earlier = next(
+        (e["answered_by"] for n, e in previous.get("p", {}).items() if n in cascade and e.get("answered_by")), None
+    )
     return {"cascade": {"providers": cascade, "answered_by": answered or earlier}}

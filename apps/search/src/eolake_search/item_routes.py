@@ -18,9 +18,20 @@ from eolake_search.stac_request import BadSearch
 PROVIDERS_RETRY_SECONDS = "5"  # a search no provider answered: try again then (a provider's restart, a blip)
 SCHEMA = "application/schema+json"
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
-POST_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "description": "a STAC item search (collections, bbox, intersects, datetime, sortby, fields, "
-                                     "query, q, filter…)"}}}}}
+POST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "a STAC item search (collections, bbox, intersects, datetime, sortby, fields, "
+                    "query, q, filter…)",
+                }
+            }
+        },
+    }
+}
 
 
 def items(request: Request) -> FederatedItems:
@@ -76,22 +87,25 @@ async def collection_items(collection_id: StacId, request: Request, core: Items,
     if "collections" in params:
         raise BadSearch("collections is not a parameter of a collection's items: the path names it")
     path = f"/collections/{segment(collection_id)}/items"
-    return geojson(await run(core, {**params, "collections": [collection_id]},
-                             Page(base, path, "GET", dict(request.query_params))))
+    return geojson(
+        await run(core, {**params, "collections": [collection_id]}, Page(base, path, "GET", dict(request.query_params)))
+    )
 
 
 @router.get("/collections/{collection_id}/items/{item_id}", summary="one item, from the first provider that has it")
 async def collection_item(collection_id: StacId, item_id: StacId, core: Items, base: Base):
     path = f"/collections/{segment(collection_id)}/items/{segment(item_id)}"
-    page = await run(core, {"collections": [collection_id], "ids": [item_id], "limit": 1},
-                     Page(base, path, "GET", {}))
+    page = await run(core, {"collections": [collection_id], "ids": [item_id], "limit": 1}, Page(base, path, "GET", {}))
     if not page["features"]:
         raise HTTPException(404, f"no provider has the item {item_id!r} in the collection {collection_id!r}")
     return geojson(page["features"][0])
 
 
-@router.get("/collections/{collection_id}", summary="a collection: the providers' own record when a STAC provider "
-                                                  "serves it, else the harmonised one (EODAG metadata)")
+@router.get(
+    "/collections/{collection_id}",
+    summary="a collection: the providers' own record when a STAC provider "
+    "serves it, else the harmonised one (EODAG metadata)",
+)
 async def collection(collection_id: StacId, request: Request, core: Items, base: Base):
     answers, status = await core.gather(f"/collections/{segment(collection_id)}", only=core.serving(collection_id))
     found = [(n, d) for n, d in answers.items() if d]
@@ -106,13 +120,16 @@ async def collection(collection_id: StacId, request: Request, core: Items, base:
 @router.get("/queryables", summary="what filters may name, over every provider")
 async def queryables(core: Items, base: Base):
     answers, status = await core.gather("/queryables")
-    return JSONResponse({**queryables_document(f"{base}/queryables", "Queryables of every provider", answers),
-                         "federation": status}, media_type=SCHEMA)
+    return JSONResponse(
+        {**queryables_document(f"{base}/queryables", "Queryables of every provider", answers), "federation": status},
+        media_type=SCHEMA,
+    )
 
 
-@router.get("/collections/{collection_id}/queryables",
-            summary="what filters on a collection may name; enums narrowed by the values already chosen "
-                    "(?property=value…)")
+@router.get(
+    "/collections/{collection_id}/queryables",
+    summary="what filters on a collection may name; enums narrowed by the values already chosen (?property=value…)",
+)
 async def collection_queryables(collection_id: StacId, request: Request, core: Items, base: Base):
     chosen = dict(request.query_params)
     path = f"/collections/{segment(collection_id)}/queryables"
@@ -122,8 +139,9 @@ async def collection_queryables(collection_id: StacId, request: Request, core: I
             raise BadSearch("every provider refused the chosen values: " + ", ".join(sorted(chosen)))
         raise HTTPException(404, f"no provider has the collection {collection_id!r}")
     title = f"Queryables of {collection_id}"
-    return JSONResponse({**queryables_document(f"{base}{path}", title, answers), "federation": status},
-                        media_type=SCHEMA)
+    return JSONResponse(
+        {**queryables_document(f"{base}{path}", title, answers), "federation": status}, media_type=SCHEMA
+    )
 
 
 def queryables_document(url: str, title: str, answers: dict[str, Any]) -> dict:
@@ -135,8 +153,14 @@ def queryables_document(url: str, title: str, answers: dict[str, Any]) -> dict:
                 props[name] = dict(definition)
             elif isinstance(props[name].get("enum"), list) and isinstance(definition.get("enum"), list):
                 props[name]["enum"] = list(dict.fromkeys([*props[name]["enum"], *definition["enum"]]))
-    return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url, "type": "object",
-            "title": title, "properties": props, "additionalProperties": True}
+    return {
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": url,
+        "type": "object",
+        "title": title,
+        "properties": props,
+        "additionalProperties": True,
+    }
 
 
 def collection_links(col: dict, base: str) -> dict:
@@ -144,8 +168,14 @@ def collection_links(col: dict, base: str) -> dict:
     ours = ("self", "root", "parent", "items", QUERYABLES_REL)
     links = [link for link in col.get("links", []) if link.get("rel") not in ours]
     href = f"{base}/collections/{cid}"
-    return {**col, "links": [*links, {"rel": "self", "type": "application/json", "href": href},
-                             {"rel": "root", "type": "application/json", "href": f"{base}/"},
-                             {"rel": "parent", "type": "application/json", "href": f"{base}/"},
-                             {"rel": "items", "type": "application/geo+json", "href": f"{href}/items"},
-                             {"rel": QUERYABLES_REL, "type": "application/schema+json", "href": f"{href}/queryables"}]}
+    return {
+        **col,
+        "links": [
+            *links,
+            {"rel": "self", "type": "application/json", "href": href},
+            {"rel": "root", "type": "application/json", "href": f"{base}/"},
+            {"rel": "parent", "type": "application/json", "href": f"{base}/"},
+            {"rel": "items", "type": "application/geo+json", "href": f"{href}/items"},
+            {"rel": QUERYABLES_REL, "type": "application/schema+json", "href": f"{href}/queryables"},
+        ],
+    }

@@ -59,21 +59,28 @@ class Page:
 class FederatedItems:
     """`limits`: default_limit, max_limit, expansion_depth and provider_page_max (the service's settings)."""
 
-    def __init__(self, configs: list[ProviderConfig], providers: Callable[[], dict], expander: Expander,
-                 token_key: bytes, limits: Any):
+    def __init__(
+        self,
+        configs: list[ProviderConfig],
+        providers: Callable[[], dict],
+        expander: Expander,
+        token_key: bytes,
+        limits: Any,
+    ):
         self.configs = {c.name: c for c in configs}
         self.providers, self.expander, self.token_key, self.limits = providers, expander, token_key, limits
         self.page_max = limits.provider_page_max
         self.searchable = [c.name for c in configs if c.item_search]
 
-    async def gather(self, path: str, params: dict | None = None,
-                     only: list[str] | None = None) -> tuple[dict, dict]:
+    async def gather(self, path: str, params: dict | None = None, only: list[str] | None = None) -> tuple[dict, dict]:
         """GET `path` of every provider (or `only` these) in parallel: (answers by name, status by name)."""
+
         async def one(name: str):
             start = time.perf_counter()
             try:
-                data = await asyncio.wait_for(self.providers()[name].get(path, params),
-                                              self.configs[name].timeout_seconds)
+                data = await asyncio.wait_for(
+                    self.providers()[name].get(path, params), self.configs[name].timeout_seconds
+                )
                 return name, data, {"status": "ok", "ms": round((time.perf_counter() - start) * 1000, 1)}
             except TimeoutError:
                 status = {"status": "timeout", "error": f"no answer within {self.configs[name].timeout_seconds:g} s"}
@@ -82,18 +89,29 @@ class FederatedItems:
             except Exception as exc:
                 status = {"status": "error", "error": describe(exc)}
             return name, None, {**status, "ms": round((time.perf_counter() - start) * 1000, 1)}
+
         results = await asyncio.gather(*(one(n) for n in (only if only is not None else self.providers())))
         return {n: d for n, d, _ in results}, {n: s for n, _, s in results}
 
     def serving(self, collection_id: str) -> list[str]:
         """The item-searchable providers that may hold the collection."""
-        return [n for n in self.searchable
-                if not self.configs[n].collections or collection_id in self.configs[n].collections]
+        return [
+            n
+            for n in self.searchable
+            if not self.configs[n].collections or collection_id in self.configs[n].collections
+        ]
 
     async def search(self, request: SearchRequest, page: Page) -> dict:
         self._check_providers(request.providers)
-        query_id = fingerprint({**request.body, "q": request.q, "expand": request.expand,
-                                "providers": request.providers, "depth": request.depth})
+        query_id = fingerprint(
+            {
+                **request.body,
+                "q": request.q,
+                "expand": request.expand,
+                "providers": request.providers,
+                "depth": request.depth,
+            }
+        )
         previous = self._previous(request.token, query_id)
         body, expansion, by_collection = await self._expanded(request)
         runs, skipped, cascade = await self._run(request, body, by_collection, previous)
@@ -102,9 +120,20 @@ class FederatedItems:
         failed = failed_providers(runs, skipped)  # EveryProviderFailed when no provider answered
         features = merge(runs, request.limit, order_key(request.sortby) if request.sortby else sort_key)
         # A provider skipped for this page keeps its entry (a cascade's passed-over providers stay passed over).
-        state = next_state(runs, {"p": {**previous["p"], **{n: previous["p"].get(n) or {"done": True}
-                                                              for n, s in skipped.items()
-                                                              if s["reason"] != FAILED_EARLIER}}}, query_id)
+        state = next_state(
+            runs,
+            {
+                "p": {
+                    **previous["p"],
+                    **{
+                        n: previous["p"].get(n) or {"done": True}
+                        for n, s in skipped.items()
+                        if s["reason"] != FAILED_EARLIER
+                    },
+                }
+            },
+            query_id,
+        )
         answer = self._answer(request, page, runs, skipped, features, state, failed, expansion)
         return answer | cascade_report(cascade, runs, previous)
 
@@ -132,8 +161,9 @@ class FederatedItems:
             expansion["collections"] = by_collection
         return {**request.body, "q": terms}, expansion, by_collection
 
-    async def _run(self, request: SearchRequest, body: dict, by_collection: list[str],
-                   previous: dict) -> tuple[list[ProviderRun], dict[str, dict], list[str]]:
+    async def _run(
+        self, request: SearchRequest, body: dict, by_collection: list[str], previous: dict
+    ) -> tuple[list[ProviderRun], dict[str, dict], list[str]]:
         """Every provider at once, except a cascade (the collections' priority list): those one after the other
         until one answers."""
         names = [n for n in self.searchable if not request.providers or n in request.providers]
@@ -145,13 +175,13 @@ class FederatedItems:
             reason = skip_reason(entry)
             provider_body = None if reason else self._provider_body(self.configs[name], body, by_collection)
             if provider_body is None:
-                skipped[name] = {"status": "skipped", "count": 0, "ms": 0,
-                                 "reason": reason or "collections not served"}
+                skipped[name] = {"status": "skipped", "count": 0, "ms": 0, "reason": reason or "collections not served"}
                 continue
             calls[name] = partial(self._fetch, name, provider_body, entry, request)
         in_cascade = [(n, calls.pop(n)) for n in cascade if n in calls]
-        answers = await asyncio.gather(*(call() for call in calls.values()),
-                                       *([first_answering(in_cascade)] if in_cascade else []))
+        answers = await asyncio.gather(
+            *(call() for call in calls.values()), *([first_answering(in_cascade)] if in_cascade else [])
+        )
         runs = [r for a in answers for r in (a if isinstance(a, list) else [a])]
         return runs, skipped, cascade
 
@@ -168,14 +198,30 @@ class FederatedItems:
 
     async def _fetch(self, name: str, body: dict, entry: dict, request: SearchRequest) -> ProviderRun:
         config = self.configs[name]
-        run = await fetch(self.providers()[name], body, entry.get("c"), entry.get("s", 0), request.limit,
-                          self.page_max, config.timeout_seconds)
+        run = await fetch(
+            self.providers()[name],
+            body,
+            entry.get("c"),
+            entry.get("s", 0),
+            request.limit,
+            self.page_max,
+            config.timeout_seconds,
+        )
         if request.sortby and not sortable(config) and run.page is not None:
             run.page.items.sort(key=order_key(request.sortby))
         return run
 
-    def _answer(self, request: SearchRequest, page: Page, runs: list[ProviderRun], skipped: dict,
-                features: list[dict], state: dict | None, failed: list[str], expansion: dict) -> dict:
+    def _answer(
+        self,
+        request: SearchRequest,
+        page: Page,
+        runs: list[ProviderRun],
+        skipped: dict,
+        features: list[dict],
+        state: dict | None,
+        failed: list[str],
+        expansion: dict,
+    ) -> dict:
         federation = {**{r.name: self._report(r, request) for r in runs}, **skipped}
         ok = [r for r in runs if r.status == "ok" and r.page]
         # A total only when it is right: one provider could have results and it counted (pgstac counts only with its
@@ -187,9 +233,17 @@ class FederatedItems:
             item_links(feature, page.base)
         if request.fields is not None:
             features = [select_fields(f, request.fields) for f in features]
-        out = {"type": "FeatureCollection", "features": features, "links": self._links(page, state),
-               "numberReturned": len(features), "context": {"returned": len(features), "limit": request.limit},
-               "federation": federation, "partial": bool(failed), "failed_providers": failed, "expansion": expansion}
+        out = {
+            "type": "FeatureCollection",
+            "features": features,
+            "links": self._links(page, state),
+            "numberReturned": len(features),
+            "context": {"returned": len(features), "limit": request.limit},
+            "federation": federation,
+            "partial": bool(failed),
+            "failed_providers": failed,
+            "expansion": expansion,
+        }
         if exact:
             out["numberMatched"] = out["context"]["matched"] = ok[0].page.matched
         return out
@@ -209,11 +263,25 @@ class FederatedItems:
             return links
         token = encode_token(state, self.token_key)
         if page.method == "GET":
-            links.append({"rel": "next", "type": GEOJSON, "method": "GET",
-                          "href": f"{page.base}{page.path}?{urlencode({**params, 'token': token})}"})
+            links.append(
+                {
+                    "rel": "next",
+                    "type": GEOJSON,
+                    "method": "GET",
+                    "href": f"{page.base}{page.path}?{urlencode({**params, 'token': token})}",
+                }
+            )
         else:
-            links.append({"rel": "next", "type": GEOJSON, "method": "POST", "merge": True,
-                          "href": f"{page.base}{page.path}", "body": {**page.params, "token": token}})
+            links.append(
+                {
+                    "rel": "next",
+                    "type": GEOJSON,
+                    "method": "POST",
+                    "merge": True,
+                    "href": f"{page.base}{page.path}",
+                    "body": {**page.params, "token": token},
+                }
+            )
         return links
 
 
@@ -271,7 +339,9 @@ def item_links(item: dict, base: str) -> None:
     collection = item.get("collection")
     if collection:
         href = f"{base}/collections/{segment(str(collection))}"
-        links += [{"rel": "collection", "type": "application/json", "href": href},
-                  {"rel": "parent", "type": "application/json", "href": href},
-                  {"rel": "self", "type": GEOJSON, "href": f"{href}/items/{segment(str(item.get('id')))}"}]
+        links += [
+            {"rel": "collection", "type": "application/json", "href": href},
+            {"rel": "parent", "type": "application/json", "href": href},
+            {"rel": "self", "type": GEOJSON, "href": f"{href}/items/{segment(str(item.get('id')))}"},
+        ]
     item["links"] = links

@@ -61,8 +61,9 @@ class StacProvider:
         else:
             payload = {**body, "limit": limit}
             if cursor and "body" in cursor:
-                payload = {**payload, **cursor["body"]} if cursor.get("merge", True) else {**cursor["body"],
-                                                                                           "limit": limit}
+                payload = (
+                    {**payload, **cursor["body"]} if cursor.get("merge", True) else {**cursor["body"], "limit": limit}
+                )
             response = await self.client.post(self.url + (cursor or {}).get("post", "/search"), json=payload)
         data = self._json(response)
         return Page(data.get("features") or [], self._next_cursor(data), _matched(data))
@@ -75,7 +76,7 @@ class StacProvider:
             if rest is None:
                 log.warning("provider next link outside its root", extra={"provider": self.name})
                 raise ProviderError("the provider's next link points outside its root")
-            rest = rest[len(self.url):]
+            rest = rest[len(self.url) :]
             if (link.get("method") or "GET").upper() == "POST":
                 body = link.get("body") if isinstance(link.get("body"), dict) else {}
                 return {"body": body, "merge": bool(link.get("merge", False)), "post": rest.split("?", 1)[0]}
@@ -90,8 +91,10 @@ class StacProvider:
 
     def _json(self, response: httpx.Response) -> dict:
         if response.status_code >= 400:
-            log.warning("provider error", extra={"provider": self.name, "status": response.status_code,
-                                                 "body": response.text[:300]})
+            log.warning(
+                "provider error",
+                extra={"provider": self.name, "status": response.status_code, "body": response.text[:300]},
+            )
             raise ProviderError(f"the provider answered HTTP {response.status_code}", response.status_code)
         try:
             data = response.json()
@@ -131,8 +134,12 @@ class EodagProvider:
         collections = body.get("collections") or []
         if len(collections) != 1:
             raise ProviderError("an EODAG provider is searched one collection at a time: give exactly one")
-        kwargs: dict[str, Any] = {"provider": self.name, "collection": collections[0], "page": page,
-                                  "items_per_page": limit}
+        kwargs: dict[str, Any] = {
+            "provider": self.name,
+            "collection": collections[0],
+            "page": page,
+            "items_per_page": limit,
+        }
         if body.get("bbox"):
             kwargs["geom"] = body["bbox"][:2] + body["bbox"][-3:-1] if len(body["bbox"]) == 6 else body["bbox"]
         if body.get("datetime") and "/" in body["datetime"]:
@@ -140,8 +147,9 @@ class EodagProvider:
             kwargs.update({k: v for k, v in (("start", start), ("end", end)) if v and v != ".."})
         result = await asyncio.to_thread(lambda: self.dag().search(**kwargs))
         features = result.as_geojson_object().get("features", [])
-        return Page(features, {"page": page + 1} if len(features) >= limit else None,
-                    getattr(result, "number_matched", None))
+        return Page(
+            features, {"page": page + 1} if len(features) >= limit else None, getattr(result, "number_matched", None)
+        )
 
     async def get(self, path: str, params: dict | None = None) -> dict | None:
         return None
@@ -160,8 +168,7 @@ def offline_gateway(cfg_dir: Path, whitelist: list[str], stac_providers: dict[st
         empty.write_text("{}")
     (cfg_dir / "eodag.yml").touch()
     names = list(whitelist) + list(stac_providers or {})
-    settings = EODAGSettings(cfg_dir=cfg_dir, ext_collections_cfg_uri=str(empty),
-                             providers_whitelist=names or ["none"])
+    settings = EODAGSettings(cfg_dir=cfg_dir, ext_collections_cfg_uri=str(empty), providers_whitelist=names or ["none"])
     dag = EODataAccessGateway(settings=settings)
     for name, url in (stac_providers or {}).items():
         dag.add_provider(name, url=f"{url.rstrip('/')}/search", search={"type": "StacSearch"})

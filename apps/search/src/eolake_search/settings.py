@@ -19,15 +19,26 @@ class ProviderConfig(BaseModel):
     enabled: bool = True
     timeout_seconds: float = Field(10, gt=0, le=120)
     collections: list[str] = Field([], description="only these collections of the provider (empty: all)")
-    public_url: str | None = Field(None, description="set by the service: the public URL of a platform service "
-                                                     "reached at `url`; its next links are followed internally")
-    item_search: bool = Field(True, description="search its items; off: its collections are only discoverable "
-                                                "(EODAG providers that cannot be reached from here)")
-    sortable: bool = Field(True, description="asked with `sortby` (a STAC API with the sort extension); off: its "
-                                             "pages are sorted by the federated search before the merge")
+    public_url: str | None = Field(
+        None,
+        description="set by the service: the public URL of a platform service "
+        "reached at `url`; its next links are followed internally",
+    )
+    item_search: bool = Field(
+        True,
+        description="search its items; off: its collections are only discoverable "
+        "(EODAG providers that cannot be reached from here)",
+    )
+    sortable: bool = Field(
+        True,
+        description="asked with `sortby` (a STAC API with the sort extension); off: its "
+        "pages are sorted by the federated search before the merge",
+    )
     free_text: Literal["q", "filter"] = Field(
-        "q", description="how `q` reaches the provider: the free-text `q` parameter, or a CQL2 filter over keywords, "
-                         "title and description (for APIs without item free text, such as stac-fastapi-pgstac)")
+        "q",
+        description="how `q` reaches the provider: the free-text `q` parameter, or a CQL2 filter over keywords, "
+        "title and description (for APIs without item free text, such as stac-fastapi-pgstac)",
+    )
 
     @model_validator(mode="after")
     def stac_needs_url(self) -> ProviderConfig:
@@ -43,27 +54,43 @@ class SearchSettings(ServiceSettings):
     root_path: str = MANIFEST.path
     port: int = MANIFEST.port
     storage_path: Path = Field(Path("data"), description="the platform's storage folder (EODAG's config goes here)")
-    local_provider: str = Field("local", pattern=r"^[a-z0-9][a-z0-9_-]*$",
-                                description="the local catalog's provider name ('' would not be valid)")
+    local_provider: str = Field(
+        "local",
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="the local catalog's provider name ('' would not be valid)",
+    )
     local_timeout_seconds: float = Field(10, gt=0, le=120)
     providers: list[ProviderConfig] = Field([], description="other providers (the local catalog is always one)")
-    priorities: dict[str, list[str]] = Field({}, description=(
-        "per collection ('*': any other), providers asked one after the other, the first that answers serving the "
-        "search (a cascade; eolake_search.federation); the others are asked at once, as always"))
+    priorities: dict[str, list[str]] = Field(
+        {},
+        description=(
+            "per collection ('*': any other), providers asked one after the other, the first that answers serving the "
+            "search (a cascade; eolake_search.federation); the others are asked at once, as always"
+        ),
+    )
     thesaurus_timeout_seconds: float = Field(2, gt=0, le=30)
     expansion_depth: int = Field(1, ge=0, le=3, description="narrower levels added to a free-text query")
-    catalog_ttl_seconds: float = Field(30, gt=0, description="how long the STAC providers' collection lists are "
-                                                            "reused by the dataset catalog")
+    catalog_ttl_seconds: float = Field(
+        30, gt=0, description="how long the STAC providers' collection lists are reused by the dataset catalog"
+    )
     max_expanded_terms: int = Field(30, ge=1, le=200, description="most terms a free-text query expands to")
-    catalog_languages: list[str] = Field(["en", "fr"], min_length=1, description=(
-        "languages of the catalog's metadata and of its users' queries: the thesaurus's labels in other languages "
-        "are not searched"))
+    catalog_languages: list[str] = Field(
+        ["en", "fr"],
+        min_length=1,
+        description=(
+            "languages of the catalog's metadata and of its users' queries: the thesaurus's labels in other languages "
+            "are not searched"
+        ),
+    )
     default_limit: int = Field(10, ge=1)
     max_limit: int = Field(100, ge=1, le=1000, description="a larger limit is capped to it")
     provider_page_max: int = Field(1000, ge=10, description="largest page asked of a provider")
     token_key: SecretStr | None = Field(
-        None, min_length=32, description="HMAC key of the page tokens (the platform's signing secret); unset: a "
-                                         "random key per process, so tokens do not survive a restart")
+        None,
+        min_length=32,
+        description="HMAC key of the page tokens (the platform's signing secret); unset: a "
+        "random key per process, so tokens do not survive a restart",
+    )
 
     @model_validator(mode="after")
     def consistent(self) -> SearchSettings:
@@ -83,8 +110,14 @@ class SearchSettings(ServiceSettings):
 
     def all_providers(self) -> list[ProviderConfig]:
         catalog = self.peer("catalog")
-        local = ProviderConfig(name=self.local_provider, kind="stac", url=catalog.url, public_url=catalog.public_url,
-                               timeout_seconds=self.local_timeout_seconds, free_text="filter")
+        local = ProviderConfig(
+            name=self.local_provider,
+            kind="stac",
+            url=catalog.url,
+            public_url=catalog.public_url,
+            timeout_seconds=self.local_timeout_seconds,
+            free_text="filter",
+        )
         return [local, *(self._located(p) for p in self.providers if p.enabled)]
 
     def _located(self, provider: ProviderConfig) -> ProviderConfig:

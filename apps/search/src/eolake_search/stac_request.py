@@ -57,12 +57,16 @@ def from_query(pairs: list[tuple[str, str]]) -> dict:
     if isinstance(params.get("bbox"), str):
         params["bbox"] = params["bbox"].split(",")
     if "sortby" in params:
-        params["sortby"] = [{"field": part.lstrip("+-"), "direction": "desc" if part.startswith("-") else "asc"}
-                            for part in strings(params["sortby"])]
+        params["sortby"] = [
+            {"field": part.lstrip("+-"), "direction": "desc" if part.startswith("-") else "asc"}
+            for part in strings(params["sortby"])
+        ]
     if "fields" in params:
         parts = strings(params["fields"])
-        params["fields"] = {"include": [p.lstrip("+") for p in parts if not p.startswith("-")],
-                            "exclude": [p[1:] for p in parts if p.startswith("-")]}
+        params["fields"] = {
+            "include": [p.lstrip("+") for p in parts if not p.startswith("-")],
+            "exclude": [p[1:] for p in parts if p.startswith("-")],
+        }
     return params
 
 
@@ -78,12 +82,17 @@ def parse(params: dict, default_limit: int, max_limit: int, default_depth: int) 
         raise BadSearch("depth must be between 0 and 3")
     stac = _stac_model(params)
     return SearchRequest(
-        body=_provider_body(params, stac), limit=min(limit, max_limit),  # capped, as STAC says
-        q=strings(params.get("q")), expand=str(params.get("expand", "true")).lower() not in ("false", "0", "no"),
-        depth=depth, lang=params.get("lang"), providers=strings(params.get("providers")),
+        body=_provider_body(params, stac),
+        limit=min(limit, max_limit),  # capped, as STAC says
+        q=strings(params.get("q")),
+        expand=str(params.get("expand", "true")).lower() not in ("false", "0", "no"),
+        depth=depth,
+        lang=params.get("lang"),
+        providers=strings(params.get("providers")),
         token=str(params["token"]) if params.get("token") else None,
         sortby=[(item_path(s.field), s.direction.value == "desc") for s in stac.sortby or []],
-        fields=_fields(params, stac))
+        fields=_fields(params, stac),
+    )
 
 
 def _stac_model(params: dict) -> ExtendedSearch:
@@ -94,8 +103,10 @@ def _stac_model(params: dict) -> ExtendedSearch:
     subset = {k: params[k] for k in ("intersects", "sortby") if params.get(k) is not None}
     if "fields" in params:
         fields = params["fields"]  # include absent: the whole item less the excludes; null or []: the default set
-        subset["fields"] = {"includes": (fields.get("include") or []) if "include" in fields else None,
-                            "excludes": fields.get("exclude")}
+        subset["fields"] = {
+            "includes": (fields.get("include") or []) if "include" in fields else None,
+            "excludes": fields.get("exclude"),
+        }
     try:
         return ExtendedSearch.model_validate(subset)
     except ValidationError as exc:
@@ -118,8 +129,9 @@ def _provider_body(params: dict, stac: ExtendedSearch) -> dict:
     if params.get("datetime"):
         body["datetime"] = datetime_interval(params["datetime"])
     if params.get("filter") is not None:
-        body["filter"], body["filter-lang"] = cql2_json(params["filter"],
-                                                        params.get("filter-lang") or params.get("filter_lang"))
+        body["filter"], body["filter-lang"] = cql2_json(
+            params["filter"], params.get("filter-lang") or params.get("filter_lang")
+        )
     if stac.sortby:
         body["sortby"] = [{"field": s.field, "direction": s.direction.value} for s in stac.sortby]
     if params.get("query"):
@@ -132,8 +144,7 @@ def _provider_body(params: dict, stac: ExtendedSearch) -> dict:
 
 def _with_filter(body: dict, extra: dict) -> dict:
     current = body.get("filter")
-    return {**body, "filter": {"op": "and", "args": [current, extra]} if current else extra,
-            "filter-lang": "cql2-json"}
+    return {**body, "filter": {"op": "and", "args": [current, extra]} if current else extra, "filter-lang": "cql2-json"}
 
 
 def _fields(params: dict, stac: ExtendedSearch) -> tuple[set[str] | None, set[str]] | None:
@@ -239,6 +250,7 @@ def _rank(value: Any) -> int:
 def order_key(sortby: list[tuple[str, bool]]):
     """The merge order of a sorted search: the sortby fields in their directions, then collection and id (missing
     values last in either direction)."""
+
     def compare(a: dict, b: dict) -> int:
         for path, descending in sortby:
             va, vb = value_at(a, path), value_at(b, path)
@@ -249,4 +261,5 @@ def order_key(sortby: list[tuple[str, bool]]):
                 return result
         ta, tb = (a.get("collection") or "", a.get("id") or ""), (b.get("collection") or "", b.get("id") or "")
         return (ta > tb) - (ta < tb)
+
     return cmp_to_key(compare)

@@ -17,6 +17,23 @@ from eolake_spec.platform import (
     stack_file,
 )
 
-__all__ = ["STACKS_DIR", "ExistingCluster", "Host", "Kubernetes", "Limits", "OnPrem", "OpenStackCluster",
-           "PgstacSearch", "Platform", "PublicRoute", "Service", "ServiceManifest", "SpecError", "Worker",
-           "load_stack", "manifest", "manifests", "stack_file"]
+__all__ = [
+    "STACKS_DIR",
+    "ExistingCluster",
+    "Host",
+    "Kubernetes",
+    "Limits",
+    "OnPrem",
+    "OpenStackCluster",
+    "PgstacSearch",
+    "Platform",
+    "PublicRoute",
+    "Service",
+    "ServiceManifest",
+    "SpecError",
+    "Worker",
+    "load_stack",
+    "manifest",
+    "manifests",
+    "stack_file",
+]

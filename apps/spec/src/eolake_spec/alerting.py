@@ -25,8 +25,9 @@ def alertmanager_config(routes: dict, observability: Observability, local_webhoo
     config = copy.deepcopy(routes)
     wanted = observability.receivers
     if wanted.smtp is not None:
-        config.setdefault("global", {}).update({"smtp_smarthost": wanted.smtp.smarthost,
-                                                "smtp_from": wanted.smtp.sender, "smtp_require_tls": True})
+        config.setdefault("global", {}).update(
+            {"smtp_smarthost": wanted.smtp.smarthost, "smtp_from": wanted.smtp.sender, "smtp_require_tls": True}
+        )
     names = {r["name"] for r in config.get("receivers", [])}
     missing = sorted(name for name in RECEIVERS if getattr(wanted, name) and name not in names)
     if missing:
@@ -40,7 +41,8 @@ def alertmanager_config(routes: dict, observability: Observability, local_webhoo
             filled.setdefault(kind, []).append(entry)
         if local_webhook:
             filled.setdefault("webhook_configs", []).append(
-                {"url": f"{local_webhook.rstrip('/')}/{name}", "send_resolved": resolved})
+                {"url": f"{local_webhook.rstrip('/')}/{name}", "send_resolved": resolved}
+            )
         receivers.append(filled)
     config["receivers"] = receivers
     return config

@@ -35,8 +35,9 @@ class NodePool(_Strict):
 class DatabasePool(NodePool):
     """Servers reserved for PostgreSQL (labelled and tainted): one per CloudNativePG instance at least."""
 
-    volume_type: str | None = Field(None, description="the Cinder volume type of the database volumes; None: the "
-                                                      "cloud's default")
+    volume_type: str | None = Field(
+        None, description="the Cinder volume type of the database volumes; None: the cloud's default"
+    )
 
 
 class RebootWindow(_Strict):
@@ -50,8 +51,9 @@ class RebootWindow(_Strict):
 def _not_everyone(networks: list[IPvAnyNetwork]) -> list[IPvAnyNetwork]:
     open_to_all = [str(n) for n in networks if n.prefixlen == 0]
     if open_to_all:
-        raise ValueError(f"{', '.join(open_to_all)} opens the API server to the whole Internet: name the "
-                         "administrators' networks")
+        raise ValueError(
+            f"{', '.join(open_to_all)} opens the API server to the whole Internet: name the administrators' networks"
+        )
     return networks
 
 
@@ -59,31 +61,41 @@ class OpenStackCluster(_Strict):
     """Provision the cluster on OpenStack (CloudFerro and the like) before deploying the platform into it."""
 
     kind: Literal["openstack"]
-    auth_url: AnyHttpUrl = Field(description="Keystone v3 (CloudFerro: https://keystone.cloudferro.com:5000/v3); "
-                                             "credentials come from the environment (OS_APPLICATION_CREDENTIAL_*)")
+    auth_url: AnyHttpUrl = Field(
+        description="Keystone v3 (CloudFerro: https://keystone.cloudferro.com:5000/v3); "
+        "credentials come from the environment (OS_APPLICATION_CREDENTIAL_*)"
+    )
     region: str | None = Field(None, description="None: the provider's (OS_REGION_NAME)")
-    external_network: str = Field(min_length=1, description="the provider network of the router's gateway and "
-                                                            "the floating IPs (its name)")
+    external_network: str = Field(
+        min_length=1, description="the provider network of the router's gateway and the floating IPs (its name)"
+    )
     image: str = Field("Ubuntu 24.04 LTS", description="the Glance image of every node: Ubuntu 24.04, x86-64")
     subnet_cidr: IPv4Network = Field(IPv4Network("10.20.0.0/22"), description="the nodes' private subnet")
     dns_nameservers: list[str] = Field([], description="None: the cloud's DHCP default")
     admin_cidrs: Annotated[list[IPvAnyNetwork], Field(min_length=1)] = Field(
-        description="the only networks that reach the Kubernetes API server (6443)")
+        description="the only networks that reach the Kubernetes API server (6443)"
+    )
     control_plane: NodePool = Field(description="RKE2 servers with embedded etcd: an odd count (3 in production)")
     workers: NodePool = Field(description="run the platform's services and the ingress controller")
     database: DatabasePool | None = Field(None, description="PostgreSQL's own nodes; None: on the workers")
-    availability_zones: list[str] = Field([], description="spread every pool over these zones (round robin); "
-                                                          "empty: the cloud's default zone")
+    availability_zones: list[str] = Field(
+        [], description="spread every pool over these zones (round robin); empty: the cloud's default zone"
+    )
     reboot_window: RebootWindow = RebootWindow()
-    joined: bool = Field(False, description="set true once the cluster exists: the first server then joins it "
-                                            "like the others, so that replacing it never starts a new cluster")
+    joined: bool = Field(
+        False,
+        description="set true once the cluster exists: the first server then joins it "
+        "like the others, so that replacing it never starts a new cluster",
+    )
 
     @model_validator(mode="after")
     def sound(self) -> OpenStackCluster:
         _not_everyone(self.admin_cidrs)
         if self.control_plane.count % 2 == 0:
-            raise ValueError(f"control_plane.count {self.control_plane.count}: etcd needs an odd number of members "
-                             "(1, 3 or 5) to keep a quorum")
+            raise ValueError(
+                f"control_plane.count {self.control_plane.count}: etcd needs an odd number of members "
+                "(1, 3 or 5) to keep a quorum"
+            )
         if self.workers.count < 1:
             raise ValueError("workers.count: at least 1 worker runs the services and the ingress controller")
         clash = [str(n) for n in RKE2_NETWORKS if n.overlaps(self.subnet_cidr)]

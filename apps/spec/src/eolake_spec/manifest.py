@@ -111,8 +111,9 @@ def manifests() -> dict[str, ServiceManifest]:
         found[manifest.name] = manifest
     unknown = {(m.name, c) for m in found.values() for c in m.calls if c not in found}
     if unknown:
-        raise ValueError("manifests call services that are not installed: "
-                         + ", ".join(f"{a} → {b}" for a, b in sorted(unknown)))
+        raise ValueError(
+            "manifests call services that are not installed: " + ", ".join(f"{a} → {b}" for a, b in sorted(unknown))
+        )
     return dict(sorted(found.items()))
 
 

@@ -60,8 +60,11 @@ class Resources(Strict):
     cpu_request: str = "100m"
     cpu_limit: str = "1"
     memory_request: str = "256Mi"
-    memory_limit: str = Field("1Gi", description="the bound of one replica (with its worker processes) in every "
-                                                 "target: container limit, systemd MemoryMax, embedded cgroup")
+    memory_limit: str = Field(
+        "1Gi",
+        description="the bound of one replica (with its worker processes) in every "
+        "target: container limit, systemd MemoryMax, embedded cgroup",
+    )
 
     @field_validator("*")
     @classmethod
@@ -103,8 +106,12 @@ class Limits(Strict):
     request_seconds: float = Field(30, gt=0, le=600, description="time budget until the response starts")
     header_seconds: float = Field(10, gt=0, le=300, description="longest a client may take to send its headers")
     body_idle_seconds: float = Field(10, gt=0, le=300, description="longest wait for the next piece of a body")
-    body_min_rate: int = Field(1024, ge=1, description="slowest average body rate (bytes/s) accepted once "
-                                                        "body_idle_seconds have passed (a byte a second is not)")
+    body_min_rate: int = Field(
+        1024,
+        ge=1,
+        description="slowest average body rate (bytes/s) accepted once "
+        "body_idle_seconds have passed (a byte a second is not)",
+    )
     connections: int = Field(1000, ge=1, description="open connections per server process; more get 503")
     json_depth: int = Field(32, ge=4, le=256, description="deepest nesting of a JSON body or parameter")
     json_nodes: int = Field(200_000, ge=100, description="most values in a JSON body or parameter")
@@ -112,28 +119,35 @@ class Limits(Strict):
     cql2_depth: int = Field(16, ge=2, le=128, description="deepest nesting of CQL2 expressions")
     cql2_nodes: int = Field(4000, ge=10, description="most CQL2 tokens (text) or JSON values (JSON)")
     geometry_vertices: int = Field(10_000, ge=4, description="most positions in one GeoJSON geometry")
-    page_size: int = Field(1000, ge=1, description="largest `limit` (page) served: a larger one is capped to it, "
-                                                   "as STAC asks")
+    page_size: int = Field(
+        1000, ge=1, description="largest `limit` (page) served: a larger one is capped to it, as STAC asks"
+    )
     q_terms: int = Field(20, ge=1, le=1000, description="most free-text terms in `q`")
     q_length: int = Field(1000, ge=10, description="longest free-text `q` (characters)")
     statement_seconds: float = Field(20, gt=0, le=3600, description="PostgreSQL statement_timeout of the service")
     idle_in_transaction_seconds: float = Field(
-        60, gt=0, le=3600, description="PostgreSQL idle_in_transaction_session_timeout of the service")
+        60, gt=0, le=3600, description="PostgreSQL idle_in_transaction_session_timeout of the service"
+    )
     lock_seconds: float = Field(10, gt=0, le=3600, description="PostgreSQL lock_timeout of the service")
 
     @model_validator(mode="after")
     def statement_within_request(self) -> Limits:
         if self.statement_seconds >= self.request_seconds:
-            raise ValueError("statement_seconds must be below request_seconds: the database cancels a statement "
-                             "before the request's time budget runs out")
+            raise ValueError(
+                "statement_seconds must be below request_seconds: the database cancels a statement "
+                "before the request's time budget runs out"
+            )
         return self
 
     def postgres_options(self) -> dict[str, str]:
         """The session settings a service's database connections carry (milliseconds). JIT compilation is off: a
         backend compiling a huge generated filter ignored cancel and terminate (and short queries gain nothing)."""
-        return {"statement_timeout": str(round(self.statement_seconds * 1000)),
-                "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_seconds * 1000)),
-                "lock_timeout": str(round(self.lock_seconds * 1000)), "jit": "off"}
+        return {
+            "statement_timeout": str(round(self.statement_seconds * 1000)),
+            "idle_in_transaction_session_timeout": str(round(self.idle_in_transaction_seconds * 1000)),
+            "lock_timeout": str(round(self.lock_seconds * 1000)),
+            "jit": "off",
+        }
 
 
 def _limit_names(value: dict[str, float]) -> dict[str, float]:
@@ -154,7 +168,8 @@ class Service(Strict):
     worker_concurrency: int = Field(2, ge=1, le=64, description="jobs one worker process runs at once")
     rate_limit: RateLimit | None = Field(None, description="None: the service manifest's default")
     limits: Annotated[dict[str, float], AfterValidator(_limit_names)] = Field(
-        {}, description="overrides of the platform's limits for this service, by field")
+        {}, description="overrides of the platform's limits for this service, by field"
+    )
 
     @field_validator("path")
     @classmethod
@@ -186,8 +201,11 @@ class PgstacSearch(Strict):
 
     def session_settings(self) -> dict[str, str]:
         """pgstac reads its settings from `pgstac.*` session settings before its settings table."""
-        return {"pgstac.context": self.context, "pgstac.context_estimated_count": str(self.context_estimated_count),
-                "pgstac.context_estimated_cost": str(self.context_estimated_cost)}
+        return {
+            "pgstac.context": self.context,
+            "pgstac.context_estimated_count": str(self.context_estimated_count),
+            "pgstac.context_estimated_cost": str(self.context_estimated_cost),
+        }
 
 
 class Database(Strict):
@@ -214,11 +232,15 @@ class OfflineTier(Strict):
 class Storage(Strict):
     kind: Literal["local", "s3"] = "local"
     path: str = "data"
-    offline: OfflineTier | None = Field(None, description="a slow tier whose items are retrieved on request "
-                                                          "(restored into local storage)")
+    offline: OfflineTier | None = Field(
+        None, description="a slow tier whose items are retrieved on request (restored into local storage)"
+    )
     bucket: str | None = None
-    endpoint: str | None = Field(None, pattern=r"^https?://[^/?#]+/?$", description="S3-compatible endpoint "
-                                                                             "URL (scheme://host[:port]); None: AWS")
+    endpoint: str | None = Field(
+        None,
+        pattern=r"^https?://[^/?#]+/?$",
+        description="S3-compatible endpoint URL (scheme://host[:port]); None: AWS",
+    )
     region: str | None = None
 
     @model_validator(mode="after")
@@ -243,8 +265,11 @@ class Storage(Strict):
         env = {"AWS_VIRTUAL_HOSTING": "TRUE"}
         if self.endpoint:
             parts = urlsplit(self.endpoint)
-            env = {"AWS_S3_ENDPOINT": parts.netloc, "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
-                   "AWS_VIRTUAL_HOSTING": "FALSE"}
+            env = {
+                "AWS_S3_ENDPOINT": parts.netloc,
+                "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
+                "AWS_VIRTUAL_HOSTING": "FALSE",
+            }
         if self.region:
             env["AWS_REGION"] = self.region
         return env
@@ -299,16 +324,21 @@ class Receivers(Strict):
 class Observability(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     otlp_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint; tracing export off when unset")
-    trace_sample_ratio: float = Field(0.1, ge=0, le=1, description="share of requests traced, decided at the edge "
-                                                                   "(services follow their caller's decision)")
+    trace_sample_ratio: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="share of requests traced, decided at the edge (services follow their caller's decision)",
+    )
     prometheus: bool = Field(True, description="embedded: run Prometheus (Debian package) with eolake's rules")
     prometheus_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
     alertmanager: bool = Field(True, description="embedded: run Alertmanager too, when it is installed")
     alertmanager_port: int | None = Field(None, ge=1, le=65535, description="embedded; None: a free port")
     scrape_interval_seconds: int = Field(15, ge=1, le=300)
     retention: str = Field("15d", pattern=r"^\d+[hdwy]$", description="Prometheus keeps samples this long")
-    retention_size: str = Field("2GB", pattern=r"^\d+(MB|GB|TB)$",
-                                description="and at most this much disk (the oldest blocks go first)")
+    retention_size: str = Field(
+        "2GB", pattern=r"^\d+(MB|GB|TB)$", description="and at most this much disk (the oldest blocks go first)"
+    )
     receivers: Receivers = Field(default_factory=Receivers)
     matomo_url: str | None = None
     matomo_site_id: int | None = None
@@ -324,12 +354,18 @@ class Supervision(Strict):
     """Embedded: how the supervisor tells a hung instance (stopped, deadlocked) from a busy one by its liveness
     probe, which touches no dependency. Kubernetes and systemd hosts have their own probes (infra/, playbooks/)."""
 
-    liveness_period_seconds: float = Field(1.0, ge=0.2, le=60, description="between two liveness probes of one "
-                                                                           "instance")
+    liveness_period_seconds: float = Field(
+        1.0, ge=0.2, le=60, description="between two liveness probes of one instance"
+    )
     liveness_timeout_seconds: float = Field(1.5, gt=0, le=60, description="a probe not answered within it failed")
-    liveness_failures: int = Field(3, ge=1, le=20, description="failed probes in a row: the instance is hung, "
-                                                               "killed and replaced (after the first, it gets no new "
-                                                               "request while another instance answers)")
+    liveness_failures: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="failed probes in a row: the instance is hung, "
+        "killed and replaced (after the first, it gets no new "
+        "request while another instance answers)",
+    )
 
 
 class Provider(Strict):
@@ -350,14 +386,23 @@ class Events(Strict):
 
     exchange: str = Field("eolake.events", pattern=r"^[A-Za-z0-9._-]{1,127}$", description="the topic exchange")
     broker: Literal["embedded", "external"] = Field(
-        "embedded", description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
-                                "directory; external: a broker reached at the URL of a secret (Kubernetes: "
-                                "kubernetes.secrets.amqp; on premise: eolake_services_amqp_url; embedded target: "
-                                "the variable amqp_url_env)")
-    port: int | None = Field(None, ge=1, le=65535, description="the broker's AMQP port; None: embedded, a free port "
-                                                               "kept for the next starts; external, 5672")
-    amqp_url_env: str = Field("EOLAKE_AMQP_URL", pattern=r"^[A-Z_][A-Z0-9_]*$",
-                              description="external broker, embedded target: the variable holding its amqp:// URL")
+        "embedded",
+        description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
+        "directory; external: a broker reached at the URL of a secret (Kubernetes: "
+        "kubernetes.secrets.amqp; on premise: eolake_services_amqp_url; embedded target: "
+        "the variable amqp_url_env)",
+    )
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="the broker's AMQP port; None: embedded, a free port kept for the next starts; external, 5672",
+    )
+    amqp_url_env: str = Field(
+        "EOLAKE_AMQP_URL",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="external broker, embedded target: the variable holding its amqp:// URL",
+    )
 
 
 class Image(Strict):
@@ -387,32 +432,44 @@ class Gateway(Strict):
 
     name: str = Field("eolake", pattern=DNS_LABEL)
     namespace: str | None = Field(None, pattern=DNS_LABEL, description="None: the stack's namespace")
-    class_name: str | None = Field(None, description="create this Gateway, of this GatewayClass (HTTPS for the base "
-                                                     "URL's host, HTTP redirected); None: attach to an existing "
-                                                     "Gateway, whose owner runs TLS and admits our namespace")
+    class_name: str | None = Field(
+        None,
+        description="create this Gateway, of this GatewayClass (HTTPS for the base "
+        "URL's host, HTTP redirected); None: attach to an existing "
+        "Gateway, whose owner runs TLS and admits our namespace",
+    )
     section: str | None = Field(None, description="the listener of an existing Gateway to attach to")
 
 
 class Ingress(Strict):
-    kind: Literal["nginx", "gateway"] = Field("nginx", description="an Ingress for ingress-nginx, or a Gateway API "
-                                                                   "HTTPRoute (+ Gateway)")
+    kind: Literal["nginx", "gateway"] = Field(
+        "nginx", description="an Ingress for ingress-nginx, or a Gateway API HTTPRoute (+ Gateway)"
+    )
     class_name: str = Field("nginx", description="IngressClass (kind nginx)")
     tls_issuer: str = Field("letsencrypt", description="cert-manager ClusterIssuer")
     tls_secret: str = "eolake-tls"
     body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (ingress-nginx)")
     rate_limit_rps: int = Field(50, ge=1, description="requests per second per client IP (ingress-nginx)")
     gateway: Gateway = Gateway()
-    controller_namespace: str | None = Field(None, pattern=DNS_LABEL, description="where the proxy pods that "
-                                             "forward to the services run; None: ingress-nginx (kind nginx)")
-    controller_labels: dict[str, str] | None = Field(None, description="labels of those pods; None: "
-                                                     "app.kubernetes.io/name=ingress-nginx (kind nginx), every pod "
-                                                     "of controller_namespace (kind gateway)")
+    controller_namespace: str | None = Field(
+        None,
+        pattern=DNS_LABEL,
+        description="where the proxy pods that forward to the services run; None: ingress-nginx (kind nginx)",
+    )
+    controller_labels: dict[str, str] | None = Field(
+        None,
+        description="labels of those pods; None: "
+        "app.kubernetes.io/name=ingress-nginx (kind nginx), every pod "
+        "of controller_namespace (kind gateway)",
+    )
 
     @model_validator(mode="after")
     def gateway_needs_its_proxies(self) -> Ingress:
         if self.kind == "gateway" and not self.controller_namespace:
-            raise ValueError("kind gateway needs controller_namespace: the namespace of the Gateway's proxy pods "
-                             "(e.g. envoy-gateway-system), which the NetworkPolicies admit")
+            raise ValueError(
+                "kind gateway needs controller_namespace: the namespace of the Gateway's proxy pods "
+                "(e.g. envoy-gateway-system), which the NetworkPolicies admit"
+            )
         return self
 
     @property
@@ -436,8 +493,10 @@ class Backup(Strict):
     @model_validator(mode="after")
     def needs_credentials(self) -> Backup:
         if not self.credentials_secret:
-            raise ValueError("backups to S3 need credentials_secret: the name of a Secret holding "
-                             "ACCESS_KEY_ID and ACCESS_SECRET_KEY")
+            raise ValueError(
+                "backups to S3 need credentials_secret: the name of a Secret holding "
+                "ACCESS_KEY_ID and ACCESS_SECRET_KEY"
+            )
         return self
 
 
@@ -445,11 +504,15 @@ class Recovery(Strict):
     """Bootstrap the cluster from the object-store backups of another one (point-in-time recovery)."""
 
     source: str = Field(pattern=DNS_LABEL, description="the cluster whose base backups and WAL archive to restore")
-    target_time: datetime | None = Field(None, description="replay WAL up to this moment (with a time zone); "
-                                                           "None: up to the end of the archive")
-    destination: str | None = Field(None, pattern=r"^s3://[a-z0-9.-]+(/.*)?$",
-                                    description="where the source archived (its backup.destination); None: the same "
-                                                "as this stack's backup.destination")
+    target_time: datetime | None = Field(
+        None, description="replay WAL up to this moment (with a time zone); None: up to the end of the archive"
+    )
+    destination: str | None = Field(
+        None,
+        pattern=r"^s3://[a-z0-9.-]+(/.*)?$",
+        description="where the source archived (its backup.destination); None: the same "
+        "as this stack's backup.destination",
+    )
     endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: backup.endpoint")
     credentials_secret: str | None = Field(None, description="None: backup.credentials_secret")
 
@@ -462,9 +525,13 @@ class Recovery(Strict):
 
 
 class Postgres(Strict):
-    cluster_name: str = Field("eolake-db", pattern=DNS_LABEL, description="the CloudNativePG Cluster; its Services "
-                                                                         "are <name>-rw/-ro/-r. A recovery is a "
-                                                                         "new name with `recovery`")
+    cluster_name: str = Field(
+        "eolake-db",
+        pattern=DNS_LABEL,
+        description="the CloudNativePG Cluster; its Services "
+        "are <name>-rw/-ro/-r. A recovery is a "
+        "new name with `recovery`",
+    )
     instances: int = Field(1, ge=1, le=9, description="CloudNativePG instances: 1 primary + replicas")
     image: Image = Image(repository="ghcr.io/cloudnative-pg/postgis", tag="16-3.4")
     storage_size: str = Field("10Gi", pattern=QUANTITY.pattern)
@@ -477,18 +544,25 @@ class Postgres(Strict):
         if self.recovery is None:
             return self
         if self.recovery.source == self.cluster_name:
-            raise ValueError(f"recovery.source is {self.cluster_name!r}, the cluster itself: recover into a new "
-                             "cluster_name (e.g. eolake-db-2), so that it never writes into the archive it restores")
+            raise ValueError(
+                f"recovery.source is {self.cluster_name!r}, the cluster itself: recover into a new "
+                "cluster_name (e.g. eolake-db-2), so that it never writes into the archive it restores"
+            )
         if not self.backup and not (self.recovery.destination and self.recovery.credentials_secret):
-            raise ValueError("recovery needs to know where the source's backups are: set backup (the same "
-                             "destination) or recovery.destination and recovery.credentials_secret")
+            raise ValueError(
+                "recovery needs to know where the source's backups are: set backup (the same "
+                "destination) or recovery.destination and recovery.credentials_secret"
+            )
         return self
 
     def recovery_store(self) -> dict[str, str | None]:
         """Where the recovery reads the source's backups: its own fields, else this stack's backup's."""
         r, b = self.recovery, self.backup
-        return {"destination": r.destination or b.destination, "endpoint": r.endpoint or (b and b.endpoint),
-                "credentials_secret": r.credentials_secret or b.credentials_secret}
+        return {
+            "destination": r.destination or b.destination,
+            "endpoint": r.endpoint or (b and b.endpoint),
+            "credentials_secret": r.credentials_secret or b.credentials_secret,
+        }
 
 
 class Pooler(Strict):
@@ -508,12 +582,21 @@ class KubernetesSecrets(Strict):
     app_database: str = Field("eolake-app-db", description="basic-auth Secret of the eolake_app role")
     api_keys: str | None = Field(None, description="Secret with an `api-keys` file for the services")
     grafana_admin: str = Field("eolake-grafana-admin", description="Secret with admin-user and admin-password")
-    signing: str = Field("eolake-signing", description="Secret with `signing-key`: the platform's HMAC key "
-                                                        "(federated search page tokens), at least 32 characters")
-    storage: str | None = Field(None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the "
-                                                  "storage bucket; needed when storage is s3")
-    amqp: str = Field("eolake-amqp", description="Secret with `amqp-url`: amqp://user:password@host:port/vhost of "
-                                                 "the events broker (when events are configured)")
+    signing: str = Field(
+        "eolake-signing",
+        description="Secret with `signing-key`: the platform's HMAC key "
+        "(federated search page tokens), at least 32 characters",
+    )
+    storage: str | None = Field(
+        None,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY of the "
+        "storage bucket; needed when storage is s3",
+    )
+    amqp: str = Field(
+        "eolake-amqp",
+        description="Secret with `amqp-url`: amqp://user:password@host:port/vhost of "
+        "the events broker (when events are configured)",
+    )
 
 
 class Kubernetes(Strict):
@@ -532,13 +615,18 @@ class Kubernetes(Strict):
 
 class Host(Strict):
     name: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", description="the host's inventory name")
-    address: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$",
-                         description="IP address or DNS name where Ansible and the other hosts reach it")
+    address: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$",
+        description="IP address or DNS name where Ansible and the other hosts reach it",
+    )
 
 
 class Tls(Strict):
-    certificate: str | None = Field(None, description="PEM certificate chain on the controller; unset: a "
-                                                      "self-signed certificate generated on the proxy host")
+    certificate: str | None = Field(
+        None,
+        description="PEM certificate chain on the controller; unset: a "
+        "self-signed certificate generated on the proxy host",
+    )
     key: str | None = Field(None, description="its PEM private key on the controller")
 
     @model_validator(mode="after")
@@ -559,10 +647,15 @@ class OnPrem(Strict):
     tls: Tls = Tls()
     body_size: str = Field("10m", pattern=r"^\d+[kmg]?$", description="largest request body (nginx)")
     proxy_timeout_seconds: int = Field(60, ge=1, le=3600, description="reading an upstream answer (nginx)")
-    credentials_dir: str = Field("credentials", description="where the controller generates and keeps the "
-                                                            "passwords and keys, relative to the inventory")
-    shared_storage: bool = Field(False, description="storage.path is one shared filesystem (NFS…) mounted on "
-                                                    "every app host: needed with local storage and several hosts")
+    credentials_dir: str = Field(
+        "credentials",
+        description="where the controller generates and keeps the passwords and keys, relative to the inventory",
+    )
+    shared_storage: bool = Field(
+        False,
+        description="storage.path is one shared filesystem (NFS…) mounted on "
+        "every app host: needed with local storage and several hosts",
+    )
 
     @model_validator(mode="after")
     def one_address_per_host(self) -> OnPrem:
@@ -586,25 +679,38 @@ class Platform(Strict):
     database: Database = Database()
     storage: Storage = Storage()
     auth: Auth = Auth()
-    cors_origins: list[str] = Field(["*"], description="origins whose pages may call the services ([\"*\"]: any "
-                                                      "page, for open data; never with credentials)")
+    cors_origins: list[str] = Field(
+        ["*"],
+        description='origins whose pages may call the services (["*"]: any '
+        "page, for open data; never with credentials)",
+    )
     observability: Observability = Observability()
     supervision: Supervision = Supervision()
     providers: list[Provider] = []
-    priorities: dict[str, list[str]] = Field({}, description=(
-        "per collection ('*': every other one), its providers in the order to use them: a search or an order "
-        "that names no provider uses the first that answers, and says which; `local` is the platform's own "
-        "catalog and storage"))
-    events: Events | None = Field(None, description="the broker and exchange of the events service; unset: the "
-                                                    "events service is off, whatever `services` says")
+    priorities: dict[str, list[str]] = Field(
+        {},
+        description=(
+            "per collection ('*': every other one), its providers in the order to use them: a search or an order "
+            "that names no provider uses the first that answers, and says which; `local` is the platform's own "
+            "catalog and storage"
+        ),
+    )
+    events: Events | None = Field(
+        None,
+        description="the broker and exchange of the events service; unset: the "
+        "events service is off, whatever `services` says",
+    )
     trusted_proxies: list[IPvAnyNetwork] = Field(
         ["127.0.0.0/8", "::1/128"],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
-                    "services calling each other); a request from one of them without it is the platform's own call")
+        "services calling each other); a request from one of them without it is the platform's own call",
+    )
     limits: Limits = Field(Limits(), description="request and database bounds of every service (overridable)")
     kubernetes: Kubernetes | None = Field(None, description="the Kubernetes target (infra/)")
-    cluster: Cluster = Field(ExistingCluster(), description="where the Kubernetes target's cluster comes from: "
-                                                            "`existing`, or provisioned on `openstack`")
+    cluster: Cluster = Field(
+        ExistingCluster(),
+        description="where the Kubernetes target's cluster comes from: `existing`, or provisioned on `openstack`",
+    )
     onprem: OnPrem | None = Field(None, description="the on-premise target (playbooks/)")
 
     @field_validator("services", mode="before")
@@ -612,14 +718,22 @@ class Platform(Strict):
     def default_paths(cls, value: object) -> object:
         if isinstance(value, dict):
             known = manifests()
-            return {k: {"path": known[k].path, **(v or {})} if k in known and isinstance(v, dict | None) else v
-                    for k, v in value.items()}
+            return {
+                k: {"path": known[k].path, **(v or {})} if k in known and isinstance(v, dict | None) else v
+                for k, v in value.items()
+            }
         return value
 
     @model_validator(mode="after")
     def consistent(self) -> Platform:
-        missing = sorted({f"{name} → {call}" for name in self.enabled_services for call in manifest(name).calls
-                          if call not in self.enabled_services})
+        missing = sorted(
+            {
+                f"{name} → {call}"
+                for name in self.enabled_services
+                for call in manifest(name).calls
+                if call not in self.enabled_services
+            }
+        )
         if missing:
             raise ValueError(f"enabled services call services that are not enabled: {', '.join(missing)}")
         paths: dict[str, str] = {}
@@ -638,8 +752,10 @@ class Platform(Strict):
         self._onprem_consistent()
         self._priorities_known()
         if "events" in self.enabled_services and (self.kubernetes or self.onprem) and self.events.broker == "embedded":
-            raise ValueError("events.broker embedded runs only locally: set it to external, with the broker's URL in "
-                             "the Secret kubernetes.secrets.amqp (Kubernetes) or eolake_services_amqp_url (on premise)")
+            raise ValueError(
+                "events.broker embedded runs only locally: set it to external, with the broker's URL in "
+                "the Secret kubernetes.secrets.amqp (Kubernetes) or eolake_services_amqp_url (on premise)"
+            )
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -653,8 +769,10 @@ class Platform(Strict):
         for collection, names in self.priorities.items():
             unknown = [n for n in names if n not in known]
             if unknown:
-                raise ValueError(f"priorities.{collection}: {', '.join(unknown)} not an enabled provider "
-                                 f"(known: {', '.join(sorted(known))})")
+                raise ValueError(
+                    f"priorities.{collection}: {', '.join(unknown)} not an enabled provider "
+                    f"(known: {', '.join(sorted(known))})"
+                )
             if len(set(names)) != len(names):
                 raise ValueError(f"priorities.{collection}: a provider is named twice")
 
@@ -667,14 +785,19 @@ class Platform(Strict):
             if not self.storage.path.startswith("/"):
                 raise ValueError(f"onprem: storage.path must be absolute on the app hosts, not {self.storage.path!r}")
             if len(self.onprem.app) > 1 and not self.onprem.shared_storage:
-                raise ValueError("onprem: several app hosts with local storage need storage.path on a shared "
-                                 "filesystem (then set onprem.shared_storage: true) or storage.kind s3")
+                raise ValueError(
+                    "onprem: several app hosts with local storage need storage.path on a shared "
+                    "filesystem (then set onprem.shared_storage: true) or storage.kind s3"
+                )
 
     @property
     def enabled_services(self) -> dict[str, Service]:
         """Those the stack enables, when the spec has the sections their manifests require."""
-        return {name: s for name, s in self.services.items()
-                if s.enabled and all(getattr(self, section) is not None for section in manifest(name).requires)}
+        return {
+            name: s
+            for name, s in self.services.items()
+            if s.enabled and all(getattr(self, section) is not None for section in manifest(name).requires)
+        }
 
     def limits_of(self, service: str) -> Limits:
         """The platform's limits with the service's overrides."""
@@ -686,12 +809,18 @@ class Platform(Strict):
         each = [self.limits_of(name).model_dump() for name in self.enabled_services] or [self.limits.model_dump()]
         widest = {field: max(limits[field] for limits in each) for field in Limits.model_fields}
         widest["body_min_rate"] = min(limits["body_min_rate"] for limits in each)
-        return Limits.model_validate({**widest, "request_seconds": min(600, widest["request_seconds"] + 10),
-                                      "connections": self.limits.connections})
+        return Limits.model_validate(
+            {
+                **widest,
+                "request_seconds": min(600, widest["request_seconds"] + 10),
+                "connections": self.limits.connections,
+            }
+        )
 
     def connection_budget(self) -> tuple[int, int]:
-        used = sum(self.connections(name, self.replicas(name), self.worker_replicas(name))
-                   for name in self.enabled_services)
+        used = sum(
+            self.connections(name, self.replicas(name), self.worker_replicas(name)) for name in self.enabled_services
+        )
         return used, self.database.max_connections - self.database.reserved_connections
 
     def replicas(self, service: str) -> int:
@@ -713,8 +842,9 @@ class Platform(Strict):
     def manifest(self, service: str) -> ServiceManifest:
         return manifest(service)
 
-    def service_env(self, service: str, origins: dict[str, str] | None = None,
-                    observers: dict[str, str] | None = None) -> dict[str, str]:
+    def service_env(
+        self, service: str, origins: dict[str, str] | None = None, observers: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """The settings a service reads from its environment (EOLAKE_<SERVICE>_*), without secrets or ports.
 
         `origins`: where the target runs each service (scheme://host:port); the services it calls are then reached
@@ -745,8 +875,12 @@ class Platform(Strict):
             rate = s.rate_limit or RateLimit(requests_per_second=m.rate_limit[0], burst=m.rate_limit[1])
             values |= {"RATE_LIMIT__REQUESTS_PER_SECOND": rate.requests_per_second, "RATE_LIMIT__BURST": rate.burst}
         if m.storage != "none":  # the spec's storage (a local STORAGE_PATH is set per target)
-            values |= {"STORAGE_KIND": self.storage.kind, "S3_BUCKET": self.storage.bucket,
-                       "S3_ENDPOINT": self.storage.endpoint, "S3_REGION": self.storage.region}
+            values |= {
+                "STORAGE_KIND": self.storage.kind,
+                "S3_BUCKET": self.storage.bucket,
+                "S3_ENDPOINT": self.storage.endpoint,
+                "S3_REGION": self.storage.region,
+            }
             if self.storage.kind == "s3":  # what a reader may open there (the tiles' allow-list)
                 values["ALLOWED_PREFIXES"] = json.dumps([f"s3://{self.storage.bucket}/"])
         if m.worker:
@@ -758,9 +892,12 @@ class Platform(Strict):
         if service == "downloads" and self.storage.offline:  # its folder is set per target, like STORAGE_PATH
             values["OFFLINE_DELAY_SECONDS"] = self.storage.offline.delay_seconds
         if service == "events" and self.events:  # where it publishes, and the `source` of each service's events
-            values |= {"EXCHANGE": self.events.exchange,
-                       "SOURCES": json.dumps({n: self.public_url(n) for n in ("catalog", "downloads")
-                                              if n in self.enabled_services})}
+            values |= {
+                "EXCHANGE": self.events.exchange,
+                "SOURCES": json.dumps(
+                    {n: self.public_url(n) for n in ("catalog", "downloads") if n in self.enabled_services}
+                ),
+            }
         if service == "catalog":  # how its searches count matches
             values["PGSTAC"] = self.database.pgstac.model_dump_json()
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
@@ -775,9 +912,14 @@ class Platform(Strict):
     def peers(self, service: str, origins: dict[str, str]) -> dict[str, dict[str, str]]:
         """The enabled services `service` calls (its manifest's `calls`) as it reaches them: the internal address
         (`origins`: scheme://host:port of each service, from the target) and the public URL its links carry."""
-        return {name: {"url": origins[name].rstrip("/") + self.services[name].path.rstrip("/"),
-                       "public_url": self.public_url(name)}
-                for name in manifest(service).calls if name in self.enabled_services}
+        return {
+            name: {
+                "url": origins[name].rstrip("/") + self.services[name].path.rstrip("/"),
+                "public_url": self.public_url(name),
+            }
+            for name in manifest(service).calls
+            if name in self.enabled_services
+        }
 
     def public_url(self, service: str) -> str:
         """The public URL of a service, without a trailing slash (the web view is the base URL itself)."""
@@ -841,14 +983,35 @@ def _check_expansion(path: Path, root: yaml.Node | None) -> None:
             open_nodes.discard(id(node))
             continue
         if id(node) in open_nodes:
-            raise SpecError(path, [("yaml", node.start_mark.line + 1, "an alias refers to a node that contains it "
-                                                                       "(a recursive YAML structure)")])
+            raise SpecError(
+                path,
+                [
+                    (
+                        "yaml",
+                        node.start_mark.line + 1,
+                        "an alias refers to a node that contains it (a recursive YAML structure)",
+                    )
+                ],
+            )
         visited += 1
         if visited > MAX_STACK_NODES:
-            raise SpecError(path, [("yaml", None, f"the document expands to more than {MAX_STACK_NODES} nodes "
-                                                  "(aliases repeated over and over)")])
-        children = [v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else \
-            node.value if isinstance(node, yaml.SequenceNode) else []
+            raise SpecError(
+                path,
+                [
+                    (
+                        "yaml",
+                        None,
+                        f"the document expands to more than {MAX_STACK_NODES} nodes (aliases repeated over and over)",
+                    )
+                ],
+            )
+        children = (
+            [v for pair in node.value for v in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
         if children:
             open_nodes.add(id(node))
             stack.append((node, True))

@@ -16,9 +16,12 @@ from eolake_thesaurus.settings import ThesaurusSettings
 
 def create_app(settings: ThesaurusSettings | None = None) -> FastAPI:
     settings = settings or ThesaurusSettings()
-    app = FastAPI(title="eolake thesaurus", version=__version__,
-                  description="SKOS vocabularies (GEMET: European Environment Agency; INSPIRE themes: European "
-                              "Commission) with a Skosmos-compatible REST API")
+    app = FastAPI(
+        title="eolake thesaurus",
+        version=__version__,
+        description="SKOS vocabularies (GEMET: European Environment Agency; INSPIRE themes: European "
+        "Commission) with a Skosmos-compatible REST API",
+    )
     app.state.settings = settings
     thesaurus = app.state.thesaurus = Thesaurus(settings.index_path)
     app.include_router(service)

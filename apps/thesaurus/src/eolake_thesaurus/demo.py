@@ -8,9 +8,11 @@ from eolake_thesaurus.dictionary import import_dictionary
 from eolake_thesaurus.settings import index_path
 from eolake_thesaurus.store import ImportReport, import_file, is_empty
 
-DEMO = [("gemet-en.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
-        ("gemet-fr.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
-        ("inspire-theme.rdf", "inspire", "INSPIRE themes")]
+DEMO = [
+    ("gemet-en.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
+    ("gemet-fr.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),
+    ("inspire-theme.rdf", "inspire", "INSPIRE themes"),
+]
 # Shipped with the package: the Earth-observation variables and products in English and French (GCOS ECVs, hazards,
 # product types), which link the words of EO datasets' metadata that GEMET does not ("land cover", "indice")
 PACKAGED = Path(__file__).parent / "vocabularies"
@@ -21,8 +23,9 @@ DICTIONARIES = [("freedict-fra-eng.index", "fr", "en"), ("freedict-eng-fra.index
 DICTIONARY_TITLE = "FreeDict French-English and English-French dictionaries"
 
 
-def import_vocabulary(storage: Path, file: Path, vocabulary: str | None = None,
-                      title: str | None = None) -> ImportReport:
+def import_vocabulary(
+    storage: Path, file: Path, vocabulary: str | None = None, title: str | None = None
+) -> ImportReport:
     return import_file(index_path(storage), file, vocabulary, title)
 
 
@@ -31,9 +34,14 @@ def load_demo_vocabularies(storage: Path, thesauri: Path, dictionaries: Path = D
     French-English dictionaries found, when the index is empty."""
     if not is_empty(index_path(storage)):
         return []
-    reports = [import_vocabulary(storage, thesauri / name, vocab, title)
-               for name, vocab, title in DEMO if (thesauri / name).exists()]
+    reports = [
+        import_vocabulary(storage, thesauri / name, vocab, title)
+        for name, vocab, title in DEMO
+        if (thesauri / name).exists()
+    ]
     reports.append(import_vocabulary(storage, *EO_VOCABULARY))
-    return reports + [import_dictionary(index_path(storage), dictionaries / name, source, target, "freedict",
-                                        DICTIONARY_TITLE)
-                      for name, source, target in DICTIONARIES if (dictionaries / name).exists()]
+    return reports + [
+        import_dictionary(index_path(storage), dictionaries / name, source, target, "freedict", DICTIONARY_TITLE)
+        for name, source, target in DICTIONARIES
+        if (dictionaries / name).exists()
+    ]

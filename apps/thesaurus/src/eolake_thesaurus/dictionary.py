@@ -84,7 +84,7 @@ def _entry(line: str, data: bytes) -> tuple[str, str]:
     if offset + length > len(data):
         raise ValueError(f"entry at {offset}+{length} is past the end of the data ({len(data)} bytes)")
     try:
-        return fields[0].strip(), data[offset:offset + length].decode("utf-8")
+        return fields[0].strip(), data[offset : offset + length].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(f"entry is not UTF-8: {exc}") from exc
 
@@ -129,8 +129,9 @@ def parse_dictd(index: Path, source: str, target: str) -> Parsed:
     return parsed
 
 
-def import_dictionary(db_path: Path, index: Path, source: str, target: str, vocabulary: str,
-                      title: str | None = None) -> ImportReport:
+def import_dictionary(
+    db_path: Path, index: Path, source: str, target: str, vocabulary: str, title: str | None = None
+) -> ImportReport:
     """Parse the whole dictionary first, then add it to `vocabulary` in one transaction (nothing half-written)."""
     check_vocabulary_id(vocabulary)
     return write(db_path, parse_dictd(index, source, target), vocabulary, title, dictd_files(index)[0].name)

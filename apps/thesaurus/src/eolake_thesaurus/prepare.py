@@ -24,8 +24,10 @@ def main(argv: list[str]) -> int:
         print(f"{source}: no vocabulary file ({', '.join(name for name, _, _ in DEMO)})", file=sys.stderr)
         return 2
     reports = load_demo_vocabularies(storage, source)
-    print(f"{index_path(storage)}: {'filled' if not is_empty(index_path(storage)) else 'empty'}; "
-          f"imported {', '.join(r.vocabulary for r in reports) or 'nothing (already filled)'}")
+    print(
+        f"{index_path(storage)}: {'filled' if not is_empty(index_path(storage)) else 'empty'}; "
+        f"imported {', '.join(r.vocabulary for r in reports) or 'nothing (already filled)'}"
+    )
     return 0
 
 

@@ -37,9 +37,17 @@ class Thesaurus:
         for row in self._all("SELECT * FROM vocabularies ORDER BY id"):
             langs = [r[0] for r in self._all("SELECT DISTINCT lang FROM labels WHERE vocab = ? ORDER BY 1", row["id"])]
             count = self._all("SELECT count(*) FROM concepts WHERE vocab = ?", row["id"])[0][0]
-            out.append({"uri": row["scheme"] or row["id"], "id": row["id"], "title": row["title"],
-                        "attribution": row["attribution"], "languages": langs, "conceptCount": count,
-                        "sources": json.loads(row["sources"])})
+            out.append(
+                {
+                    "uri": row["scheme"] or row["id"],
+                    "id": row["id"],
+                    "title": row["title"],
+                    "attribution": row["attribution"],
+                    "languages": langs,
+                    "conceptCount": count,
+                    "sources": json.loads(row["sources"]),
+                }
+            )
         return out
 
     def vocabulary(self, vocab: str) -> dict:
@@ -65,8 +73,9 @@ class Thesaurus:
 
     def labels(self, vocab: str, uri: str) -> dict[str, dict]:
         out: dict[str, dict] = {"prefLabel": {}, "altLabel": {}, "hiddenLabel": {}}
-        for r in self._all("SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? ORDER BY lang, text",
-                           vocab, uri):
+        for r in self._all(
+            "SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? ORDER BY lang, text", vocab, uri
+        ):
             key = {"pref": "prefLabel", "hidden": "hiddenLabel"}.get(r["kind"], "altLabel")  # alt, translation
             if key == "prefLabel":
                 out[key][r["lang"]] = r["text"]
@@ -81,9 +90,16 @@ class Thesaurus:
         for r in self._all("SELECT kind, lang, text FROM notes WHERE vocab = ? AND uri = ?", vocab, uri):
             notes.setdefault(r["kind"], {})[r["lang"]] = r["text"]
         top = self._all("SELECT top FROM concepts WHERE vocab = ? AND uri = ?", vocab, uri)[0][0]
-        return {"uri": uri, "type": "skos:Concept", "vocab": vocab, "topConcept": bool(top),
-                "prefLabel": self.pref_label(vocab, uri, lang), **labels, **notes,
-                **{rel: self._related(vocab, uri, rel, lang) for rel in ("broader", "narrower", "related")}}
+        return {
+            "uri": uri,
+            "type": "skos:Concept",
+            "vocab": vocab,
+            "topConcept": bool(top),
+            "prefLabel": self.pref_label(vocab, uri, lang),
+            **labels,
+            **notes,
+            **{rel: self._related(vocab, uri, rel, lang) for rel in ("broader", "narrower", "related")},
+        }
 
     def _related(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict]:
         rows = self._all("SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = ?", vocab, uri, rel)
@@ -95,8 +111,9 @@ class Thesaurus:
         return self._related(vocab, uri, rel, lang)
 
     def has_children(self, vocab: str, uri: str) -> bool:
-        return bool(self._all("SELECT 1 FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower' LIMIT 1",
-                              vocab, uri))
+        return bool(
+            self._all("SELECT 1 FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower' LIMIT 1", vocab, uri)
+        )
 
     def transitive(self, vocab: str, uri: str, rel: str, lang: str | None, limit: int = 1000) -> dict[str, dict]:
         """Skosmos' broaderTransitive/narrowerTransitive: every concept reached, with its direct links."""
@@ -108,8 +125,12 @@ class Thesaurus:
             for u in frontier:
                 if u in out:
                     continue
-                links = [r[0] for r in self._all("SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = ?",
-                                                 vocab, u, rel)]
+                links = [
+                    r[0]
+                    for r in self._all(
+                        "SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = ?", vocab, u, rel
+                    )
+                ]
                 out[u] = {"uri": u, "prefLabel": self.pref_label(vocab, u, lang), rel: sorted(links)}
                 nxt.extend(links)
             frontier = nxt
@@ -119,9 +140,10 @@ class Thesaurus:
         chain = self.transitive(vocab, uri, "broader", lang)
         for u, node in chain.items():
             node["hasChildren"] = self.has_children(vocab, u)
-            node["narrower"] = [{"uri": n["uri"], "label": n["prefLabel"],
-                                 "hasChildren": self.has_children(vocab, n["uri"])}
-                                for n in self._related(vocab, u, "narrower", lang)]
+            node["narrower"] = [
+                {"uri": n["uri"], "label": n["prefLabel"], "hasChildren": self.has_children(vocab, n["uri"])}
+                for n in self._related(vocab, u, "narrower", lang)
+            ]
             if not node["broader"]:
                 node["top"] = vocab
         return chain
@@ -130,29 +152,54 @@ class Thesaurus:
         self.check_vocab(vocab)
         rows = self._all("SELECT uri FROM concepts WHERE vocab = ? AND top = 1", vocab)
         if not rows:  # no declared top concepts: those without a broader concept
-            rows = self._all("SELECT uri FROM concepts c WHERE vocab = ? AND NOT EXISTS (SELECT 1 FROM relations r "
-                             "WHERE r.vocab = c.vocab AND r.uri = c.uri AND r.rel = 'broader')", vocab)
-        items = [{"uri": r[0], "label": self.pref_label(vocab, r[0], lang), "topConceptOf": vocab,
-                  "hasChildren": self.has_children(vocab, r[0])} for r in rows]
+            rows = self._all(
+                "SELECT uri FROM concepts c WHERE vocab = ? AND NOT EXISTS (SELECT 1 FROM relations r "
+                "WHERE r.vocab = c.vocab AND r.uri = c.uri AND r.rel = 'broader')",
+                vocab,
+            )
+        items = [
+            {
+                "uri": r[0],
+                "label": self.pref_label(vocab, r[0], lang),
+                "topConceptOf": vocab,
+                "hasChildren": self.has_children(vocab, r[0]),
+            }
+            for r in rows
+        ]
         return sorted(items, key=lambda i: ((i["label"] or "").casefold(), i["uri"]))
 
     # search ---------------------------------------------------------------------------------------------------
-    def search(self, query: str, lang: str | None = None, vocab: str | None = None, limit: int = 50,
-               offset: int = 0, prefix: bool = False) -> list[dict]:
+    def search(
+        self,
+        query: str,
+        lang: str | None = None,
+        vocab: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        prefix: bool = False,
+    ) -> list[dict]:
         """Labels matching `query` (`*` wildcards; exact otherwise, or a prefix with prefix=True), case and accent
         insensitive, preferred labels first; one result per concept."""
         pattern = glob_pattern(query) + ("*" if prefix and not query.endswith("*") else "")
-        sql = ("SELECT vocab, uri, kind, lang, text FROM labels WHERE norm GLOB ? AND uri NOT LIKE ?"
-               + (" AND lang = ?" if lang else "") + (" AND vocab = ?" if vocab else "")
-               + " ORDER BY CASE kind WHEN 'pref' THEN 0 WHEN 'alt' THEN 1 ELSE 2 END, length(norm), norm, uri")
+        sql = (
+            "SELECT vocab, uri, kind, lang, text FROM labels WHERE norm GLOB ? AND uri NOT LIKE ?"
+            + (" AND lang = ?" if lang else "")
+            + (" AND vocab = ?" if vocab else "")
+            + " ORDER BY CASE kind WHEN 'pref' THEN 0 WHEN 'alt' THEN 1 ELSE 2 END, length(norm), norm, uri"
+        )
         args = [pattern, DICTIONARY_URI + "%"] + ([lang] if lang else []) + ([vocab] if vocab else [])
         seen: dict[tuple[str, str], dict] = {}
         for r in self.conn.execute(sql, args):
             key = (r["vocab"], r["uri"])
             if key in seen:
                 continue
-            result = {"uri": r["uri"], "type": ["skos:Concept"], "vocab": r["vocab"], "lang": r["lang"] or lang,
-                      "prefLabel": self.pref_label(r["vocab"], r["uri"], r["lang"] or lang)}
+            result = {
+                "uri": r["uri"],
+                "type": ["skos:Concept"],
+                "vocab": r["vocab"],
+                "lang": r["lang"] or lang,
+                "prefLabel": self.pref_label(r["vocab"], r["uri"], r["lang"] or lang),
+            }
             if r["kind"] == "alt":
                 result["altLabel"] = r["text"]
             elif r["kind"] == "hidden":
@@ -160,23 +207,40 @@ class Thesaurus:
             seen[key] = result
             if len(seen) >= offset + limit:
                 break
-        return list(seen.values())[offset:offset + limit]
+        return list(seen.values())[offset : offset + limit]
 
     def lookup(self, vocab: str, label: str, lang: str | None) -> list[dict]:
         self.check_vocab(vocab)
-        sql = ("SELECT uri, kind, lang, text FROM labels WHERE vocab = ? AND norm = ? AND kind != 'translation'"
-               + (" AND lang = ?" if lang else ""))
+        sql = "SELECT uri, kind, lang, text FROM labels WHERE vocab = ? AND norm = ? AND kind != 'translation'" + (
+            " AND lang = ?" if lang else ""
+        )
         rows = self.conn.execute(sql, [vocab, normalise(label)] + ([lang] if lang else [])).fetchall()
         out: dict[str, dict] = {}
         for r in sorted(rows, key=lambda r: r["kind"] != "pref"):
-            out.setdefault(r["uri"], {"uri": r["uri"], "vocab": vocab, "lang": r["lang"],
-                                      "prefLabel": self.pref_label(vocab, r["uri"], r["lang"]),
-                                      "matchedLabel": r["text"], "matchedKind": r["kind"]})
+            out.setdefault(
+                r["uri"],
+                {
+                    "uri": r["uri"],
+                    "vocab": vocab,
+                    "lang": r["lang"],
+                    "prefLabel": self.pref_label(vocab, r["uri"], r["lang"]),
+                    "matchedLabel": r["text"],
+                    "matchedKind": r["kind"],
+                },
+            )
         return list(out.values())
 
     # expansion ------------------------------------------------------------------------------------------------
-    def expand(self, q: str, lang: str | None = None, depth: int = 1, vocab: str | None = None,
-               max_terms: int = 50, languages: list[str] | None = None, words: bool = True) -> dict:
+    def expand(
+        self,
+        q: str,
+        lang: str | None = None,
+        depth: int = 1,
+        vocab: str | None = None,
+        max_terms: int = 50,
+        languages: list[str] | None = None,
+        words: bool = True,
+    ) -> dict:
         """Concepts whose label equals `q` (or, failing that and with `words`, one of its words), their narrower
         concepts down to `depth`, and every preferred, alternative and translated label of those in every language
         (only those in `languages`, when given, and labels without a language). A dictionary entry reached
@@ -196,27 +260,44 @@ class Thesaurus:
                     continue
                 concepts[key] = level
                 if level < depth:
-                    nxt += [(key[0], r[0]) for r in self._all(
-                        "SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower'", *key)]
+                    nxt += [
+                        (key[0], r[0])
+                        for r in self._all(
+                            "SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower'", *key
+                        )
+                    ]
             frontier = nxt
         terms: dict[str, None] = {text: None}
         described = []
         for (v, u), level in concepts.items():
-            rows = self._all("SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? AND kind != 'hidden' "
-                             "ORDER BY kind DESC, lang != ?, lang, text", v, u, lang or "en")
-            used = [r["text"] for r in rows if len(r["text"]) > 2  # skip codes such as INSPIRE's "hy"
-                    and (not languages or not r["lang"] or r["lang"] in languages)
-                    and (r["kind"] == "pref" or not matches.get((v, u)))]
+            rows = self._all(
+                "SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? AND kind != 'hidden' "
+                "ORDER BY kind DESC, lang != ?, lang, text",
+                v,
+                u,
+                lang or "en",
+            )
+            used = [
+                r["text"]
+                for r in rows
+                if len(r["text"]) > 2  # skip codes such as INSPIRE's "hy"
+                and (not languages or not r["lang"] or r["lang"] in languages)
+                and (r["kind"] == "pref" or not matches.get((v, u)))
+            ]
             for t in used:
                 if len(terms) < max_terms:
                     terms.setdefault(t, None)
-            described.append({"uri": u, "vocab": v, "depth": level, "prefLabel": self.pref_label(v, u, lang),
-                              "labels": used})
+            described.append(
+                {"uri": u, "vocab": v, "depth": level, "prefLabel": self.pref_label(v, u, lang), "labels": used}
+            )
         return {"query": q, "lang": lang, "depth": depth, "concepts": described, "terms": list(terms)}
 
     def _match(self, text: str, vocab: str | None) -> dict[tuple[str, str], bool]:
         """(vocab, uri) of the concepts with a label equal to `text` -> whether only a translation was."""
-        sql = ("SELECT vocab, uri, min(kind = 'translation') FROM labels WHERE norm = ?"
-               + (" AND vocab = ?" if vocab else "") + " GROUP BY vocab, uri")
+        sql = (
+            "SELECT vocab, uri, min(kind = 'translation') FROM labels WHERE norm = ?"
+            + (" AND vocab = ?" if vocab else "")
+            + " GROUP BY vocab, uri"
+        )
         rows = self.conn.execute(sql, [normalise(text)] + ([vocab] if vocab else []))
         return {(r[0], r[1]): bool(r[2]) for r in rows}

@@ -85,8 +85,10 @@ def _refuse_entity_declarations(path: Path) -> None:
     parser = pyexpat.ParserCreate()
 
     def entity(name, *rest):
-        raise RdfImportError(f"{path}: declares the XML entity {name!r}; entity declarations are not accepted "
-                             "(they can expand without bound)")
+        raise RdfImportError(
+            f"{path}: declares the XML entity {name!r}; entity declarations are not accepted "
+            "(they can expand without bound)"
+        )
 
     def root(*args):
         raise _Prolog
@@ -148,11 +150,17 @@ def _skos_content(graph) -> Parsed:
         out.top.update(str(o) for o in graph.objects(scheme, skos.hasTopConcept))
     out.top.update(str(s) for s in graph.subjects(skos.topConceptOf, None))
     for name, kind in LABEL_KINDS.items():
-        out.labels.update((str(s), kind, getattr(o, "language", None) or "", str(o).strip())
-                          for s, o in graph.subject_objects(skos[name]) if str(s) in out.concepts and str(o).strip())
+        out.labels.update(
+            (str(s), kind, getattr(o, "language", None) or "", str(o).strip())
+            for s, o in graph.subject_objects(skos[name])
+            if str(s) in out.concepts and str(o).strip()
+        )
     for name in NOTE_KINDS:
-        out.notes.update((str(s), name, getattr(o, "language", None) or "", str(o).strip())
-                         for s, o in graph.subject_objects(skos[name]) if str(s) in out.concepts)
+        out.notes.update(
+            (str(s), name, getattr(o, "language", None) or "", str(o).strip())
+            for s, o in graph.subject_objects(skos[name])
+            if str(s) in out.concepts
+        )
     inverse = {"broader": "narrower", "narrower": "broader", "related": "related"}
     for rel, inv in inverse.items():
         for s, o in graph.subject_objects(skos[rel]):
@@ -209,28 +217,51 @@ def write(db_path: Path, parsed: Parsed, vocabulary: str, title: str | None, sou
                 "INSERT INTO vocabularies (id, title, attribution, scheme, sources) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET title = COALESCE(?, vocabularies.title), sources = excluded.sources,"
                 " scheme = COALESCE(vocabularies.scheme, excluded.scheme)",
-                (vocabulary, title or parsed.title or vocabulary, ATTRIBUTION.get(vocabulary), parsed.scheme,
-                 json.dumps(sources), title))
-            conn.executemany("INSERT OR IGNORE INTO concepts (vocab, uri) VALUES (?, ?)",
-                             [(vocabulary, c) for c in parsed.concepts])
-            conn.executemany("UPDATE concepts SET top = 1 WHERE vocab = ? AND uri = ?",
-                             [(vocabulary, c) for c in parsed.top])
-            conn.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
-                             [(vocabulary, u, k, lang, t, normalise(t)) for u, k, lang, t in parsed.labels])
-            conn.executemany("INSERT OR IGNORE INTO relations VALUES (?, ?, ?, ?)",
-                             [(vocabulary, u, r, t) for u, r, t in parsed.relations])
-            conn.executemany("INSERT OR IGNORE INTO notes VALUES (?, ?, ?, ?, ?)",
-                             [(vocabulary, u, k, lang, t) for u, k, lang, t in parsed.notes])
+                (
+                    vocabulary,
+                    title or parsed.title or vocabulary,
+                    ATTRIBUTION.get(vocabulary),
+                    parsed.scheme,
+                    json.dumps(sources),
+                    title,
+                ),
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO concepts (vocab, uri) VALUES (?, ?)", [(vocabulary, c) for c in parsed.concepts]
+            )
+            conn.executemany(
+                "UPDATE concepts SET top = 1 WHERE vocab = ? AND uri = ?", [(vocabulary, c) for c in parsed.top]
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?, ?)",
+                [(vocabulary, u, k, lang, t, normalise(t)) for u, k, lang, t in parsed.labels],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO relations VALUES (?, ?, ?, ?)",
+                [(vocabulary, u, r, t) for u, r, t in parsed.relations],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO notes VALUES (?, ?, ?, ?, ?)",
+                [(vocabulary, u, k, lang, t) for u, k, lang, t in parsed.notes],
+            )
         after = _counts(conn, vocabulary)
-        return ImportReport(vocabulary, after["concepts"], after["labels"], after["relations"],
-                            {k: after[k] - before[k] for k in after}, content_hash(conn, vocabulary))
+        return ImportReport(
+            vocabulary,
+            after["concepts"],
+            after["labels"],
+            after["relations"],
+            {k: after[k] - before[k] for k in after},
+            content_hash(conn, vocabulary),
+        )
     finally:
         conn.close()
 
 
 def _counts(conn: sqlite3.Connection, vocab: str) -> dict[str, int]:
-    return {t: conn.execute(f"SELECT count(*) FROM {t} WHERE vocab = ?", (vocab,)).fetchone()[0]  # noqa: S608
-            for t in ("concepts", "labels", "relations", "notes")}
+    return {
+        t: conn.execute(f"SELECT count(*) FROM {t} WHERE vocab = ?", (vocab,)).fetchone()[0]  # noqa: S608
+        for t in ("concepts", "labels", "relations", "notes")
+    }
 
 
 def content_hash(conn: sqlite3.Connection, vocab: str) -> str:

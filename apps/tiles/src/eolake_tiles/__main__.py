@@ -1,4 +1,5 @@
 """eolake tile service."""
+
 from eolake_kit import serve
 from eolake_tiles.settings import TilesSettings
 

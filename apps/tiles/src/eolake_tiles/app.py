@@ -1,6 +1,5 @@
 """The tile service: titiler-pgstac's factories behind the service kit, reading only allow-listed assets."""
 
-
 import asyncio
 import re
 from contextlib import asynccontextmanager
@@ -45,12 +44,15 @@ def limits_dependency(settings: TilesSettings) -> type[DefaultDependency]:
 
     @dataclass
     class MosaicLimits(DefaultDependency):
-        scan_limit: Annotated[int, Query(ge=1, le=settings.mosaic_scan_limit,
-                                         description="items pgstac scans at most")] = settings.mosaic_scan_limit
-        items_limit: Annotated[int, Query(ge=1, le=settings.mosaic_items_limit,
-                                          description="items read at most")] = settings.mosaic_items_limit
-        time_limit: Annotated[int, Query(ge=1, le=settings.mosaic_time_limit,
-                                         description="seconds pgstac may search")] = settings.mosaic_time_limit
+        scan_limit: Annotated[
+            int, Query(ge=1, le=settings.mosaic_scan_limit, description="items pgstac scans at most")
+        ] = settings.mosaic_scan_limit
+        items_limit: Annotated[int, Query(ge=1, le=settings.mosaic_items_limit, description="items read at most")] = (
+            settings.mosaic_items_limit
+        )
+        time_limit: Annotated[
+            int, Query(ge=1, le=settings.mosaic_time_limit, description="seconds pgstac may search")
+        ] = settings.mosaic_time_limit
         exitwhenfull: Annotated[bool, Query(description="stop once the tile is covered")] = True
         skipcovered: Annotated[bool, Query(description="skip items hidden under earlier ones")] = True
 
@@ -64,8 +66,7 @@ def part_size_dependency(settings: TilesSettings) -> type[DefaultDependency]:
     @dataclass
     class BoundedPartParams(DefaultDependency):
         # Field, not Query: titiler passes these as query or as path parameters ({width}x{height}).
-        max_size: Annotated[int | None, Field(description="Maximum image size to read onto.")] = \
-            settings.max_part_size
+        max_size: Annotated[int | None, Field(description="Maximum image size to read onto.")] = settings.max_part_size
         height: Annotated[int | None, Field(description="Force output image height.")] = None
         width: Annotated[int | None, Field(description="Force output image width.")] = None
 
@@ -185,10 +186,10 @@ async def features_with_geometry(request: Request) -> None:
         body = await request.json()
     except ValueError:
         return  # the route's own parsing answers
-    features = body.get("features") if isinstance(body, dict) and body.get("type") == "FeatureCollection" \
-        else [body]
-    if isinstance(features, list) and any(isinstance(f, dict) and not isinstance(f.get("geometry"), dict)
-                                          for f in features):
+    features = body.get("features") if isinstance(body, dict) and body.get("type") == "FeatureCollection" else [body]
+    if isinstance(features, list) and any(
+        isinstance(f, dict) and not isinstance(f.get("geometry"), dict) for f in features
+    ):
         raise HTTPException(400, "every feature needs a geometry")
 
 
@@ -210,49 +211,88 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         # min_size 0: the service starts, and reports not ready, while Postgres is down.
         app.state.dbpool = ConnectionPool(
-            conninfo=settings.conninfo, min_size=0, max_size=settings.pool_size, open=True,
-            timeout=settings.pool_timeout, max_idle=300, **reconnecting(ConnectionPool),
-            kwargs={"options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
-                               f"{settings.postgres_options()}", "connect_timeout": 5})
+            conninfo=settings.conninfo,
+            min_size=0,
+            max_size=settings.pool_size,
+            open=True,
+            timeout=settings.pool_timeout,
+            max_idle=300,
+            **reconnecting(ConnectionPool),
+            kwargs={
+                "options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
+                f"{settings.postgres_options()}",
+                "connect_timeout": 5,
+            },
+        )
         try:
             yield
         finally:
             app.state.dbpool.close()
 
-    app = FastAPI(title="eolake tiles", description="Map tiles, previews, point values and statistics of the "
-                  "catalogued rasters (titiler-pgstac)", version=__version__, lifespan=lifespan,
-                  openapi_url="/api", docs_url="/api.html")
+    app = FastAPI(
+        title="eolake tiles",
+        description="Map tiles, previews, point values and statistics of the catalogued rasters (titiler-pgstac)",
+        version=__version__,
+        lifespan=lifespan,
+        openapi_url="/api",
+        docs_url="/api.html",
+    )
     guard = [Depends(request_guard(settings)), Depends(features_with_geometry)]
     limits = limits_dependency(settings)
     part_sizes = part_size_dependency(settings)
 
     def mosaic(path_dependency, prefix: str) -> MosaicTilerFactory:
         return MosaicTilerFactory(
-            path_dependency=path_dependency, router_prefix=prefix, dataset_reader=mosaic_reader,
+            path_dependency=path_dependency,
+            router_prefix=prefix,
+            dataset_reader=mosaic_reader,
             img_part_dependency=part_sizes,
-            assets_accessor_dependency=limits, add_statistics=True, add_viewer=False, add_part=True,
-            add_ogc_maps=False, extensions=[searchInfoExtension(), wmtsExtensionMosaic()])
+            assets_accessor_dependency=limits,
+            add_statistics=True,
+            add_viewer=False,
+            add_part=True,
+            add_ogc_maps=False,
+            extensions=[searchInfoExtension(), wmtsExtensionMosaic()],
+        )
 
     searches = mosaic(SearchIdParams, "/searches/{search_id}")
-    app.include_router(searches.router, prefix="/searches/{search_id}", tags=["Registered search mosaic"],
-                       dependencies=guard)
+    app.include_router(
+        searches.router, prefix="/searches/{search_id}", tags=["Registered search mosaic"], dependencies=guard
+    )
     add_search_list_route(app, prefix="/searches", tags=["Registered search mosaic"])
     add_search_register_route(
-        app, prefix="/searches", tags=["Registered search mosaic"], search_dependency=checked_search,
-        tile_dependencies=[searches.layer_dependency, searches.dataset_dependency,
-                           searches.pixel_selection_dependency, searches.process_dependency,
-                           searches.render_dependency, searches.assets_accessor_dependency,
-                           searches.reader_dependency, searches.backend_dependency])
+        app,
+        prefix="/searches",
+        tags=["Registered search mosaic"],
+        search_dependency=checked_search,
+        tile_dependencies=[
+            searches.layer_dependency,
+            searches.dataset_dependency,
+            searches.pixel_selection_dependency,
+            searches.process_dependency,
+            searches.render_dependency,
+            searches.assets_accessor_dependency,
+            searches.reader_dependency,
+            searches.backend_dependency,
+        ],
+    )
 
     collection = mosaic(CollectionIdParams, "/collections/{collection_id}")
     item = MultiBaseTilerFactory(
-        reader=item_reader, path_dependency=ItemIdParams, router_prefix="/collections/{collection_id}/items/{item_id}",
-        img_part_dependency=part_sizes, add_viewer=False, extensions=[wmtsExtension()])
+        reader=item_reader,
+        path_dependency=ItemIdParams,
+        router_prefix="/collections/{collection_id}/items/{item_id}",
+        img_part_dependency=part_sizes,
+        add_viewer=False,
+        extensions=[wmtsExtension()],
+    )
     # Item routes first: /collections/{c}/items/{i}/… must not be taken for a collection mosaic path.
-    app.include_router(item.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["Item"],
-                       dependencies=guard)
-    app.include_router(collection.router, prefix="/collections/{collection_id}", tags=["Collection mosaic"],
-                       dependencies=guard)
+    app.include_router(
+        item.router, prefix="/collections/{collection_id}/items/{item_id}", tags=["Item"], dependencies=guard
+    )
+    app.include_router(
+        collection.router, prefix="/collections/{collection_id}", tags=["Collection mosaic"], dependencies=guard
+    )
     app.include_router(TMSFactory().router, tags=["Tiling schemes"])
     app.include_router(AlgorithmFactory().router, tags=["Algorithms"])
     app.include_router(ColorMapFactory().router, tags=["Colormaps"], dependencies=guard)
@@ -270,31 +310,51 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
             "links": [
                 {"rel": "service-desc", "href": f"{base}/api", "type": "application/vnd.oai.openapi+json;version=3.1"},
                 {"rel": "service-doc", "href": f"{base}/api.html", "type": "text/html"},
-                {"rel": "item-tilejson", "templated": True, "type": "application/json",
-                 "href": f"{base}/collections/{{collection_id}}/items/{{item_id}}/WebMercatorQuad/tilejson.json"},
-                {"rel": "collection-tilejson", "templated": True, "type": "application/json",
-                 "href": f"{base}/collections/{{collection_id}}/WebMercatorQuad/tilejson.json"},
+                {
+                    "rel": "item-tilejson",
+                    "templated": True,
+                    "type": "application/json",
+                    "href": f"{base}/collections/{{collection_id}}/items/{{item_id}}/WebMercatorQuad/tilejson.json",
+                },
+                {
+                    "rel": "collection-tilejson",
+                    "templated": True,
+                    "type": "application/json",
+                    "href": f"{base}/collections/{{collection_id}}/WebMercatorQuad/tilejson.json",
+                },
                 {"rel": "tiling-schemes", "href": f"{base}/tileMatrixSets", "type": "application/json"},
                 {"rel": "colormaps", "href": f"{base}/colorMaps", "type": "application/json"},
             ],
         }
 
-    app.add_middleware(ImageMiddleware, max_age=settings.cache_max_age, timeout=settings.request_timeout,
-                       cache=RenderedCache(settings.tile_cache_mb * 1024 * 1024, settings.tile_cache_ttl))
+    app.add_middleware(
+        ImageMiddleware,
+        max_age=settings.cache_max_age,
+        timeout=settings.request_timeout,
+        cache=RenderedCache(settings.tile_cache_mb * 1024 * 1024, settings.tile_cache_ttl),
+    )
 
     async def pgstac() -> None:
         def query() -> None:
             with app.state.dbpool.connection(timeout=settings.readiness_timeout) as conn:
                 conn.execute("SELECT pgstac.get_version()")
+
         await asyncio.to_thread(query)
 
-    status_codes = {**{k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception},
-                    **MOSAIC_STATUS_CODES, **PGSTAC_STATUS_CODES,
-                    AssetNotAllowed: 403, OperationalError: 503, PoolTimeout: 503,
-                    # raised by titiler-pgstac for a DataError of pgstac: the search or id the client sent
-                    BackendError: 400, ReadOnlyPgSTACError: 503,
-                    # pgstac refusing what the client sent (a malformed CQL2 filter, an out-of-range number)
-                    pg_errors.RaiseException: 400, pg_errors.DataError: 400,
-                    # titiler-pgstac's own parameter checks (a CQL2 filter) raise it outside request validation
-                    ValidationError: 400}
+    status_codes = {
+        **{k: v for k, v in DEFAULT_STATUS_CODES.items() if k is not Exception},
+        **MOSAIC_STATUS_CODES,
+        **PGSTAC_STATUS_CODES,
+        AssetNotAllowed: 403,
+        OperationalError: 503,
+        PoolTimeout: 503,
+        # raised by titiler-pgstac for a DataError of pgstac: the search or id the client sent
+        BackendError: 400,
+        ReadOnlyPgSTACError: 503,
+        # pgstac refusing what the client sent (a malformed CQL2 filter, an out-of-range number)
+        pg_errors.RaiseException: 400,
+        pg_errors.DataError: 400,
+        # titiler-pgstac's own parameter checks (a CQL2 filter) raise it outside request validation
+        ValidationError: 400,
+    }
     return install_kit(app, settings, checks={"pgstac": pgstac}, status_codes=status_codes)

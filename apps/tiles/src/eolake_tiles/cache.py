@@ -92,8 +92,11 @@ class ImageMiddleware:
                 if not message.get("more_body"):
                     body = b"".join(state["chunks"])
                     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-                    keep = [(k, v) for k, v in state["start"].get("headers", [])
-                            if k.lower() not in (b"content-length", b"cache-control", b"etag")]
+                    keep = [
+                        (k, v)
+                        for k, v in state["start"].get("headers", [])
+                        if k.lower() not in (b"content-length", b"cache-control", b"etag")
+                    ]
                     self.cache.put(key, body, keep, etag)
                     state["sent"] = True
                     await self._send_image(send, 200, keep, body, etag, inm, method)
@@ -105,8 +108,11 @@ class ImageMiddleware:
         except TimeoutError:
             if state["sent"]:
                 raise
-            response = problem(504, f"the request took longer than its {self.timeout:g} s budget; "
-                                    "zoom in or narrow the mosaic", title="Gateway Timeout")
+            response = problem(
+                504,
+                f"the request took longer than its {self.timeout:g} s budget; zoom in or narrow the mosaic",
+                title="Gateway Timeout",
+            )
             await response(scope, receive, send)
 
     async def _send_image(self, send, status, headers, body, etag, inm, method):
@@ -116,6 +122,11 @@ class ImageMiddleware:
             await send({"type": "http.response.start", "status": 304, "headers": keep + extra})
             await send({"type": "http.response.body", "body": b""})
             return
-        await send({"type": "http.response.start", "status": status,
-                    "headers": headers + extra + [(b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": headers + extra + [(b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})

@@ -66,15 +66,24 @@ class AllowList:
             raise AssetNotAllowed("asset location is empty or malformed")
         lowered = href.lower()
         path_part = urlsplit(href).path.lower() if "://" in href else lowered
-        if lowered.startswith(("/vsi", "vrt:", "gti:", "mem:")) or path_part.endswith(".vrt") or ".vrt" in lowered \
-                or lowered.startswith(("netcdf:", "hdf", "gpkg:", "zarr:")):
+        if (
+            lowered.startswith(("/vsi", "vrt:", "gti:", "mem:"))
+            or path_part.endswith(".vrt")
+            or ".vrt" in lowered
+            or lowered.startswith(("netcdf:", "hdf", "gpkg:", "zarr:"))
+        ):
             raise AssetNotAllowed("asset location of a refused kind (VRT, GDAL virtual file system or driver prefix)")
         if "://" in href:
             parts = urlsplit(href)
             if parts.scheme == "file":
                 return self._local(unquote(parts.path))
-            if parts.username or parts.password or parts.query or parts.fragment \
-                    or ".." in unquote(parts.path).split("/"):
+            if (
+                parts.username
+                or parts.password
+                or parts.query
+                or parts.fragment
+                or ".." in unquote(parts.path).split("/")
+            ):
                 raise AssetNotAllowed("asset URL with credentials, query, fragment or '..' is not allowed")
             if any(href.startswith(p) for p in self.prefixes):
                 return href

@@ -21,13 +21,16 @@ class TilesSettings(ServiceSettings):
     service_name: str = MANIFEST.name
     root_path: str = MANIFEST.path
     port: int = MANIFEST.port
-    database_url: PostgresUrl = Field(SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
-                                    description="postgresql://user:password@host:port/dbname (app role)")
+    database_url: PostgresUrl = Field(
+        SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
+        description="postgresql://user:password@host:port/dbname (app role)",
+    )
     pool_size: int = Field(4, ge=1, le=100, description="database connections per worker")
     pool_timeout: float = Field(3, gt=0, le=60, description="seconds a request waits for a database connection")
     storage_path: Path | None = Field(None, description="local storage root: assets below it may be read")
     allowed_prefixes: list[str] = Field(
-        default_factory=list, description="remote asset locations that may be read, e.g. s3://bucket/ (ending in /)")
+        default_factory=list, description="remote asset locations that may be read, e.g. s3://bucket/ (ending in /)"
+    )
     cache_max_age: int = Field(3600, ge=0, description="Cache-Control max-age of tiles and images, seconds")
     tile_cache_mb: int = Field(64, ge=0, le=4096, description="in-process cache of rendered tiles (0: off)")
     tile_cache_ttl: float = Field(60, ge=0, description="seconds a rendered tile stays in the in-process cache")
@@ -38,24 +41,34 @@ class TilesSettings(ServiceSettings):
     max_expression_bands: int = Field(8, ge=1, le=64, description="most bands one expression produces (`;`)")
     max_expression_depth: int = Field(8, ge=1, le=64, description="deepest parenthesis nesting of an expression")
     max_expression_terms: int = Field(64, ge=4, le=1024, description="most tokens in an expression")
-    max_part_size: int = Field(1024, ge=64, le=8192,
-                               description="default size of bbox/feature images and feature statistics")
+    max_part_size: int = Field(
+        1024, ge=64, le=8192, description="default size of bbox/feature images and feature statistics"
+    )
     max_parameter_length: int = Field(2048, ge=64, description="longest accepted query parameter value")
     mosaic_items_limit: int = Field(20, ge=1, le=500, description="items read at most for one mosaic tile")
     mosaic_scan_limit: int = Field(1000, ge=1, le=100_000, description="items pgstac scans at most per tile")
     mosaic_time_limit: int = Field(3, ge=1, le=60, description="seconds pgstac may search for one mosaic tile")
-    request_timeout: float = Field(20, gt=0, le=300,
-                                   description="seconds an image request may take before a 504 problem")
+    request_timeout: float = Field(
+        20, gt=0, le=300, description="seconds an image request may take before a 504 problem"
+    )
 
     @field_validator("allowed_prefixes")
     @classmethod
     def remote_prefixes(cls, values: list[str]) -> list[str]:
         for value in values:
             parts = urlsplit(value)
-            if parts.scheme not in REMOTE_SCHEMES or not parts.netloc or not value.endswith("/") \
-                    or ".." in parts.path or parts.query or parts.fragment:
-                raise ValueError(f"{value!r}: an allowed prefix looks like s3://bucket/ or https://host/path/ "
-                                 "(a scheme, a host or bucket, ending in /)")
+            if (
+                parts.scheme not in REMOTE_SCHEMES
+                or not parts.netloc
+                or not value.endswith("/")
+                or ".." in parts.path
+                or parts.query
+                or parts.fragment
+            ):
+                raise ValueError(
+                    f"{value!r}: an allowed prefix looks like s3://bucket/ or https://host/path/ "
+                    "(a scheme, a host or bucket, ending in /)"
+                )
         return values
 
     @model_validator(mode="after")

@@ -1,4 +1,5 @@
 """eolake time-series service."""
+
 from eolake_kit import serve
 from eolake_timeseries.settings import TimeseriesSettings
 

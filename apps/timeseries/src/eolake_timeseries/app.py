@@ -30,12 +30,14 @@ from eolake_timeseries.store import S3Series, series_store
 
 def readiness_checks(app: FastAPI) -> dict[str, Check]:
     """The catalog answers; with S3 storage, the bucket too."""
+
     async def catalog() -> None:
         await app.state.stations.ping()
 
     checks: dict[str, Check] = {"catalog": catalog}
     store = app.state.store
     if isinstance(store, S3Series):
+
         async def storage() -> None:
             await asyncio.to_thread(store.ready)
 
@@ -48,18 +50,31 @@ def create_app(settings: TimeseriesSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with async_client([settings.catalog.url], timeout=settings.catalog_timeout,
-                                headers={"Accept": "application/geo+json, application/json"}) as client:
+        async with async_client(
+            [settings.catalog.url],
+            timeout=settings.catalog_timeout,
+            headers={"Accept": "application/geo+json, application/json"},
+        ) as client:
             app.state.stations = Stations(settings, client)
             yield
 
-    app = FastAPI(title="eolake time series", version="0.1.0", lifespan=lifespan, openapi_url="/api",
-                  docs_url="/api.html",
-                  description="Hydrology virtual stations (OGC API Features: GeoJSON, CSV, CQL2 filters) and their "
-                              "water levels (OGC API EDR: CoverageJSON, CSV)")
+    app = FastAPI(
+        title="eolake time series",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/api",
+        docs_url="/api.html",
+        description="Hydrology virtual stations (OGC API Features: GeoJSON, CSV, CQL2 filters) and their "
+        "water levels (OGC API EDR: CoverageJSON, CSV)",
+    )
     app.state.settings = settings
     app.state.store = series_store(settings)
     for router in ROUTERS:
         app.include_router(router)
-    return install_kit(app, settings, checks=readiness_checks(app),
-                       status_codes={CatalogUnavailable: 503, BadRequest: 400}, responses=RESPONSES)
+    return install_kit(
+        app,
+        settings,
+        checks=readiness_checks(app),
+        status_codes={CatalogUnavailable: 503, BadRequest: 400},
+        responses=RESPONSES,
+    )

@@ -42,8 +42,7 @@ class Stations:
             raise CatalogUnavailable(f"catalog answered {response.status_code}")
 
     async def _fetch(self) -> dict[str, dict]:
-        url: str | None = (f"{self.settings.catalog.url}/collections/{self.settings.stations_collection}"
-                           "/items?limit=500")
+        url: str | None = f"{self.settings.catalog.url}/collections/{self.settings.stations_collection}/items?limit=500"
         items: dict[str, dict] = {}
         for _ in range(self.settings.max_pages):
             if url is None:
@@ -75,7 +74,13 @@ class Stations:
                 if feature.get("geometry", {}).get("type") == "Point":
                     items[feature["id"]] = feature
             links = page.get("links", [])
-            return next((self.settings.catalog.internal(str(link.get("href"))) for link in links
-                         if link.get("rel") == "next" and link.get("method", "GET") == "GET"), None)
+            return next(
+                (
+                    self.settings.catalog.internal(str(link.get("href")))
+                    for link in links
+                    if link.get("rel") == "next" and link.get("method", "GET") == "GET"
+                ),
+                None,
+            )
         except (KeyError, AttributeError, TypeError):
             raise CatalogUnavailable("catalog answered something that is not a STAC item collection") from None

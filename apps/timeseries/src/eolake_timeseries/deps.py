@@ -48,16 +48,31 @@ async def station_items(stations: Annotated[Stations, Depends(catalog_stations)]
 CatalogItems = Annotated[dict[str, dict], Depends(station_items)]
 
 
-def the_collection(collection_id: Annotated[str, Path(max_length=100, json_schema_extra={"enum": [COLLECTION]},
-                                                      description="the collection with EDR queries: stations")]) -> str:
+def the_collection(
+    collection_id: Annotated[
+        str,
+        Path(
+            max_length=100,
+            json_schema_extra={"enum": [COLLECTION]},
+            description="the collection with EDR queries: stations",
+        ),
+    ],
+) -> str:
     if collection_id != COLLECTION:
         raise HTTPException(404, f"no collection {collection_id} with EDR queries; {COLLECTION} has them")
     return collection_id
 
 
-def feature_collection(collection_id: Annotated[str, Path(
-        max_length=100, json_schema_extra={"enum": [COLLECTION, OBSERVATIONS]},
-        description="stations, or water-levels (one feature per measurement)")]) -> str:
+def feature_collection(
+    collection_id: Annotated[
+        str,
+        Path(
+            max_length=100,
+            json_schema_extra={"enum": [COLLECTION, OBSERVATIONS]},
+            description="stations, or water-levels (one feature per measurement)",
+        ),
+    ],
+) -> str:
     if collection_id not in (COLLECTION, OBSERVATIONS):
         raise HTTPException(404, f"no collection {collection_id}; this service has {COLLECTION} and {OBSERVATIONS}")
     return collection_id
@@ -76,6 +91,7 @@ def refuse_unknown(request: Request, known: Iterable[str]) -> None:
 
 def only(*names: str) -> Callable[[Request], None]:
     """A dependency refusing (400) query parameters the route does not define."""
+
     def check(request: Request) -> None:
         refuse_unknown(request, names)
 
@@ -103,4 +119,3 @@ async def read_series(series: SeriesStore, items: dict[str, dict], feature: dict
         headers = {"Retry-After": "10"} if exc.status == 503 else None
         raise HTTPException(exc.status, str(exc), headers=headers) from None
     return StationSeries(feature, rows)
-

@@ -17,10 +17,18 @@ from eolake_timeseries.query import CRS84, Interval
 
 METRE = {"label": {"en": "metre"}, "symbol": {"value": "m", "type": "http://www.opengis.net/def/uom/UCUM/"}}
 PARAMETERS = {
-    "wse": {"type": "Parameter", "description": {"en": "Water surface elevation above the geoid (EGM2008)"},
-            "unit": METRE, "observedProperty": {"label": {"en": "Water surface elevation"}}},
-    "wse_u": {"type": "Parameter", "description": {"en": "Uncertainty of the water surface elevation (1 sigma)"},
-              "unit": METRE, "observedProperty": {"label": {"en": "Water surface elevation uncertainty"}}},
+    "wse": {
+        "type": "Parameter",
+        "description": {"en": "Water surface elevation above the geoid (EGM2008)"},
+        "unit": METRE,
+        "observedProperty": {"label": {"en": "Water surface elevation"}},
+    },
+    "wse_u": {
+        "type": "Parameter",
+        "description": {"en": "Uncertainty of the water surface elevation (1 sigma)"},
+        "unit": METRE,
+        "observedProperty": {"label": {"en": "Water surface elevation uncertainty"}},
+    },
 }
 CSV_DIGITS = {"wse": 3, "wse_u": 2}
 REFERENCING = [
@@ -60,15 +68,28 @@ def coverage(series: StationSeries, names: list[str], standalone: bool = True) -
     """One station's series as a CoverageJSON PointSeries coverage (with its parameters when `standalone`)."""
     lon, lat = series.feature["geometry"]["coordinates"][:2]
     document = {
-        "type": "Coverage", "id": series.feature["id"],
-        "domain": {"type": "Domain", "domainType": "PointSeries",
-                   "axes": {"x": {"values": [lon]}, "y": {"values": [lat]},
-                            "t": {"values": [iso(m) for m in series.rows]}},
-                   "referencing": REFERENCING},
-        "ranges": {name: {"type": "NdArray", "dataType": "float", "axisNames": ["t"], "shape": [len(series.rows)],
-                          "values": values(series.rows, name)} for name in names},
-        "eolake:station": {"name": series.feature["properties"]["name"],
-                           "reference": series.feature["properties"]["reference"]},
+        "type": "Coverage",
+        "id": series.feature["id"],
+        "domain": {
+            "type": "Domain",
+            "domainType": "PointSeries",
+            "axes": {"x": {"values": [lon]}, "y": {"values": [lat]}, "t": {"values": [iso(m) for m in series.rows]}},
+            "referencing": REFERENCING,
+        },
+        "ranges": {
+            name: {
+                "type": "NdArray",
+                "dataType": "float",
+                "axisNames": ["t"],
+                "shape": [len(series.rows)],
+                "values": values(series.rows, name),
+            }
+            for name in names
+        },
+        "eolake:station": {
+            "name": series.feature["properties"]["name"],
+            "reference": series.feature["properties"]["reference"],
+        },
     }
     if standalone:
         document["parameters"] = {name: PARAMETERS[name] for name in names}
@@ -76,9 +97,13 @@ def coverage(series: StationSeries, names: list[str], standalone: bool = True) -
 
 
 def coverage_collection(many: list[StationSeries], names: list[str]) -> dict:
-    return {"type": "CoverageCollection", "domainType": "PointSeries",
-            "parameters": {name: PARAMETERS[name] for name in names}, "referencing": REFERENCING,
-            "coverages": [coverage(s, names, standalone=False) for s in many]}
+    return {
+        "type": "CoverageCollection",
+        "domainType": "PointSeries",
+        "parameters": {name: PARAMETERS[name] for name in names},
+        "referencing": REFERENCING,
+        "coverages": [coverage(s, names, standalone=False) for s in many],
+    }
 
 
 def series_csv(many: Iterable[StationSeries], names: list[str]) -> str:

@@ -20,8 +20,19 @@ COVJSON = "application/prs.coverage+json"
 CSV = "text/csv"
 COLLECTION = "stations"
 OBSERVATIONS = "water-levels"
-CSV_COLUMNS = ("id", "name", "river", "basin", "longitude", "latitude", "start_time", "end_time", "measurements",
-               "unit", "reference")
+CSV_COLUMNS = (
+    "id",
+    "name",
+    "river",
+    "basin",
+    "longitude",
+    "latitude",
+    "start_time",
+    "end_time",
+    "measurements",
+    "unit",
+    "reference",
+)
 OBSERVATION_COLUMNS = ("name", "start_time", "wse", "wse_u", "station", "river", "longitude", "latitude", "id")
 QUERYABLES = {
     "id": {"type": "string", "title": "station identifier"},
@@ -54,11 +65,17 @@ def station_feature(item: dict, collection_url: str) -> dict:
     here = f"{collection_url}/items/{segment(sid)}"
     series = f"{collection_url}/locations/{segment(sid)}"
     return {
-        "type": "Feature", "id": sid, "geometry": item["geometry"],
+        "type": "Feature",
+        "id": sid,
+        "geometry": item["geometry"],
         "properties": {
-            "name": props.get("title") or sid, "river": props.get("river"), "basin": props.get("basin"),
-            "start_time": props.get("start_datetime"), "end_time": props.get("end_datetime"),
-            "measurements": props.get("measurements"), "unit": props.get("unit", "m"),
+            "name": props.get("title") or sid,
+            "river": props.get("river"),
+            "basin": props.get("basin"),
+            "start_time": props.get("start_datetime"),
+            "end_time": props.get("end_datetime"),
+            "measurements": props.get("measurements"),
+            "unit": props.get("unit", "m"),
             "reference": props.get("geoid", "EGM2008"),
         },
         "links": [
@@ -77,17 +94,34 @@ def observation_id(station: str, measurement: Measurement) -> str:
 def observation_features(station: dict, rows: list[Measurement], url: str) -> list[dict]:
     """One station's measurements as features of the water-levels collection (at `url`)."""
     props = station["properties"]
-    shared = {"station": station["id"], "name": props["name"], "river": props["river"], "basin": props["basin"],
-              "unit": props["unit"], "reference": props["reference"]}
+    shared = {
+        "station": station["id"],
+        "name": props["name"],
+        "river": props["river"],
+        "basin": props["basin"],
+        "unit": props["unit"],
+        "reference": props["reference"],
+    }
     features = []
     for m in rows:
         fid = observation_id(station["id"], m)
-        features.append({
-            "type": "Feature", "id": fid, "geometry": station["geometry"],
-            "properties": {**shared, "start_time": m.time.strftime("%Y-%m-%dT%H:%M:%SZ"), "wse": m.height,
-                           "wse_u": m.uncertainty},
-            "links": [{"rel": "self", "href": f"{url}/items/{segment(fid)}", "type": GEOJSON},
-                      {"rel": "collection", "href": url, "type": "application/json"}]})
+        features.append(
+            {
+                "type": "Feature",
+                "id": fid,
+                "geometry": station["geometry"],
+                "properties": {
+                    **shared,
+                    "start_time": m.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "wse": m.height,
+                    "wse_u": m.uncertainty,
+                },
+                "links": [
+                    {"rel": "self", "href": f"{url}/items/{segment(fid)}", "type": GEOJSON},
+                    {"rel": "collection", "href": url, "type": "application/json"},
+                ],
+            }
+        )
     return features
 
 
@@ -95,8 +129,9 @@ def _time(value: object) -> datetime | None:
     return instant(value) if isinstance(value, str) and value else None
 
 
-def selected(features: Iterable[dict], box: tuple[float, float, float, float] | None, when: Interval,
-             expression: Filter | None) -> list[dict]:
+def selected(
+    features: Iterable[dict], box: tuple[float, float, float, float] | None, when: Interval, expression: Filter | None
+) -> list[dict]:
     """The features in the box, whose [start_time, end_time] meets `when`, matching the filter; by id."""
     chosen = []
     for feature in features:
@@ -114,6 +149,7 @@ def selected(features: Iterable[dict], box: tuple[float, float, float, float] | 
 
 def with_properties(features: list[dict], equal: dict[str, str]) -> list[dict]:
     """The features whose properties (or id) equal the values given as query parameters (`river=GARONNE`)."""
+
     def value(feature: dict, name: str) -> str:
         found = feature["id"] if name == "id" else feature["properties"].get(name)
         return "" if found is None else str(found)
@@ -129,7 +165,7 @@ class Page(NamedTuple):
 
 
 def page(features: list[dict], offset: int, limit: int) -> Page:
-    shown = features[offset:offset + limit]
+    shown = features[offset : offset + limit]
     after = offset + limit if offset + limit < len(features) else None
     before = max(0, offset - limit) if offset > 0 else None
     return Page(shown, len(features), after, before)

@@ -44,8 +44,9 @@ class Interval(NamedTuple):
 
     def meets(self, start: datetime | None, end: datetime | None) -> bool:
         """Does [start, end] (None: open) intersect this interval?"""
-        return (self.start is None or end is None or self.start <= end) and \
-               (self.end is None or start is None or start <= self.end)
+        return (self.start is None or end is None or self.start <= end) and (
+            self.end is None or start is None or start <= self.end
+        )
 
 
 def instant(text: str, *, end: bool = False) -> datetime:
@@ -121,8 +122,10 @@ def parse_coords(value: str, kinds: tuple[str, ...], limits: Limits) -> BaseGeom
     except (ShapelyError, ValueError, TypeError) as exc:
         raise BadRequest(f"coords is not well-known text: {str(exc)[:200]}") from None
     if geometry.geom_type not in kinds:
-        raise BadRequest(f"coords must be a {' or a '.join(k.upper() for k in kinds)} in well-known text, "
-                         f"not a {geometry.geom_type.upper()}")
+        raise BadRequest(
+            f"coords must be a {' or a '.join(k.upper() for k in kinds)} in well-known text, "
+            f"not a {geometry.geom_type.upper()}"
+        )
     if geometry.is_empty:
         raise BadRequest("coords is empty")
     points = shapely.get_coordinates(geometry)
@@ -185,8 +188,9 @@ def parse_filter(value: str | None, lang: str | None, queryables: set[str], limi
     properties = property_names(expression.to_json())
     unknown = properties - queryables
     if unknown:
-        raise BadRequest(f"filter refers to {', '.join(sorted(unknown))}, not queryable; queryables: "
-                         f"{', '.join(sorted(queryables))}")
+        raise BadRequest(
+            f"filter refers to {', '.join(sorted(unknown))}, not queryable; queryables: {', '.join(sorted(queryables))}"
+        )
     return Filter(expression, properties)
 
 

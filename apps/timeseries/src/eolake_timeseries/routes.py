@@ -50,8 +50,11 @@ ITEMS_PARAMS = ("f", "bbox", "bbox-crs", "limit", "offset", "datetime", "filter"
 EDR_PARAMS = ("f", "coords", "datetime", "parameter-name", "crs")
 FORMAT = Query(description="output format: json/geojson or csv (else the Accept header decides)", max_length=20)
 EDR_FORMAT = Query(description="output format: CoverageJSON or CSV (else the Accept header decides)", max_length=20)
-DATETIME = Query(alias="datetime", max_length=100,
-                 description="an RFC 3339 instant or date, or an interval start/end with .. for an open side")
+DATETIME = Query(
+    alias="datetime",
+    max_length=100,
+    description="an RFC 3339 instant or date, or an interval start/end with .. for an open side",
+)
 PARAMETER_NAME = Query(alias="parameter-name", description="wse, wse_u or both (comma-separated)", max_length=100)
 CRS = Query(description="only CRS84 (longitude, latitude)", max_length=100)
 EdrCollection = Annotated[str, Depends(deps.the_collection)]
@@ -94,8 +97,9 @@ def collections(config: Settings, features: Features) -> dict:
 
 
 @common.get("/collections/{collection_id}", summary="A collection: its items (and, for stations, EDR queries)")
-def collection(config: Settings, collection_id: Annotated[str, Depends(deps.feature_collection)],
-               features: Features) -> dict:
+def collection(
+    config: Settings, collection_id: Annotated[str, Depends(deps.feature_collection)], features: Features
+) -> dict:
     if collection_id == COLLECTION:
         return documents.collection(config.service_url, features)
     return documents.observations(config.service_url, features)
@@ -107,9 +111,12 @@ QUERYABLES_OF = {COLLECTION: QUERYABLES, OBSERVATIONS: OBSERVATION_QUERYABLES}
 COLUMNS_OF = {COLLECTION: CSV_COLUMNS, OBSERVATIONS: OBSERVATION_COLUMNS}
 
 
-@features_router.get("/collections/{collection_id}/queryables", summary="What a filter may refer to",
-                     response_class=JSONResponse,
-                     responses={200: {"content": {"application/schema+json": {}}}})
+@features_router.get(
+    "/collections/{collection_id}/queryables",
+    summary="What a filter may refer to",
+    response_class=JSONResponse,
+    responses={200: {"content": {"application/schema+json": {}}}},
+)
 def queryables(config: Settings, collection_id: FeatureCollection) -> Response:
     return JSONResponse(documents.queryables(config.service_url, collection_id), media_type="application/schema+json")
 
@@ -117,16 +124,20 @@ def queryables(config: Settings, collection_id: FeatureCollection) -> Response:
 class ItemsQuery:
     """The query parameters of an items request, parsed; the filter waits for the collection's queryables."""
 
-    def __init__(self, request: Request, config: Settings,
-                 bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
-                 limit: Annotated[int, Query(ge=1, description="features per page (capped to the page size)")] = 10,
-                 offset: Annotated[int, Query(ge=0, le=1_000_000, description="features skipped")] = 0,
-                 datetime_: Annotated[str | None, DATETIME] = None,
-                 filter_: Annotated[str | None, Query(alias="filter", description="CQL2 on the queryables")] = None,
-                 filter_lang: Annotated[str | None, Query(alias="filter-lang", max_length=20)] = None,
-                 filter_crs: Annotated[str | None, Query(alias="filter-crs", max_length=100)] = None,
-                 bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=100)] = None,
-                 f: Annotated[str | None, FORMAT] = None):
+    def __init__(
+        self,
+        request: Request,
+        config: Settings,
+        bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, description="features per page (capped to the page size)")] = 10,
+        offset: Annotated[int, Query(ge=0, le=1_000_000, description="features skipped")] = 0,
+        datetime_: Annotated[str | None, DATETIME] = None,
+        filter_: Annotated[str | None, Query(alias="filter", description="CQL2 on the queryables")] = None,
+        filter_lang: Annotated[str | None, Query(alias="filter-lang", max_length=20)] = None,
+        filter_crs: Annotated[str | None, Query(alias="filter-crs", max_length=100)] = None,
+        bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=100)] = None,
+        f: Annotated[str | None, FORMAT] = None,
+    ):
         self.media = deps.output(f, request, FEATURE_FORMATS, GEOJSON)
         parse_crs(filter_crs, "filter-crs")
         parse_crs(bbox_crs, "bbox-crs")
@@ -142,9 +153,11 @@ class ItemsQuery:
         def at(where: int, *more: tuple[str, str]) -> str:
             return f"{url}/items?{urlencode([*self.params, ('limit', self.limit), ('offset', where), *more])}"
 
-        links = [{"rel": "self", "href": at(self.offset), "type": GEOJSON},
-                 {"rel": "alternate", "href": at(self.offset, ("f", "csv")), "type": CSV},
-                 {"rel": "collection", "href": url, "type": "application/json"}]
+        links = [
+            {"rel": "self", "href": at(self.offset), "type": GEOJSON},
+            {"rel": "alternate", "href": at(self.offset, ("f", "csv")), "type": CSV},
+            {"rel": "collection", "href": url, "type": "application/json"},
+        ]
         if shown.next_offset is not None:
             links.append({"rel": "next", "href": at(shown.next_offset), "type": GEOJSON})
         if shown.prev_offset is not None:
@@ -157,13 +170,16 @@ ItemsParams = Annotated[ItemsQuery, Depends()]
 
 def _bounded(chosen: list[dict], config) -> list[dict]:
     if len(chosen) > config.max_query_stations:
-        raise BadRequest(f"the query selects {len(chosen)} stations, more than {config.max_query_stations}; "
-                         "narrow it (bbox, datetime, station)")
+        raise BadRequest(
+            f"the query selects {len(chosen)} stations, more than {config.max_query_stations}; "
+            "narrow it (bbox, datetime, station)"
+        )
     return chosen
 
 
-async def _observations(config, store: SeriesStore, items: dict[str, dict], stations: list[dict], query: ItemsQuery,
-                        url: str) -> list[dict]:
+async def _observations(
+    config, store: SeriesStore, items: dict[str, dict], stations: list[dict], query: ItemsQuery, url: str
+) -> list[dict]:
     """The measurements of the stations the query can select (by location, time span and station properties), as
     features; at most max_query_stations series are read."""
     shared = {"station": "id", "name": "name", "river": "river", "basin": "basin"}
@@ -176,25 +192,46 @@ async def _observations(config, store: SeriesStore, items: dict[str, dict], stat
 @features_router.get(
     "/collections/{collection_id}/items",
     summary="Stations, or water levels, as GeoJSON or CSV: bbox, datetime, queryables, CQL2 filter, paging",
-    response_class=GeoJSONResponse, responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
-async def items(request: Request, config: Settings, collection_id: FeatureCollection, query: ItemsParams,
-                features: Features, catalog_items: CatalogItems, store: Store) -> Response:
+    response_class=GeoJSONResponse,
+    responses={200: {"content": {GEOJSON: {}, CSV: {}}}},
+)
+async def items(
+    request: Request,
+    config: Settings,
+    collection_id: FeatureCollection,
+    query: ItemsParams,
+    features: Features,
+    catalog_items: CatalogItems,
+    store: Store,
+) -> Response:
     queryables = QUERYABLES_OF[collection_id]
     deps.refuse_unknown(request, [*ITEMS_PARAMS, *(name for name in queryables if name != "geometry")])
     expression = parse_filter(query.filter, query.filter_lang, set(queryables), query.limits)
     url = f"{config.service_url}/collections/{collection_id}"
-    candidates = features if collection_id == COLLECTION else \
-        await _observations(config, store, catalog_items, features, query, url)
+    candidates = (
+        features
+        if collection_id == COLLECTION
+        else await _observations(config, store, catalog_items, features, query, url)
+    )
     chosen = with_properties(selected(candidates, query.box, query.when, expression), query.equalities(queryables))
     shown = page(chosen, query.offset, query.limit)
     links = query.links(url, shown)
     if query.media == CSV:
-        return csv_response(features_csv(shown.features, COLUMNS_OF[collection_id]), collection_id,
-                            [li for li in links if li["rel"] in ("next", "prev")])
-    return GeoJSONResponse({
-        "type": "FeatureCollection", "features": shown.features, "numberMatched": shown.matched,
-        "numberReturned": len(shown.features), "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "links": links})
+        return csv_response(
+            features_csv(shown.features, COLUMNS_OF[collection_id]),
+            collection_id,
+            [li for li in links if li["rel"] in ("next", "prev")],
+        )
+    return GeoJSONResponse(
+        {
+            "type": "FeatureCollection",
+            "features": shown.features,
+            "numberMatched": shown.matched,
+            "numberReturned": len(shown.features),
+            "timeStamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "links": links,
+        }
+    )
 
 
 def _feature(features: list[dict], feature_id: str) -> dict:
@@ -204,8 +241,9 @@ def _feature(features: list[dict], feature_id: str) -> dict:
     return found
 
 
-async def _observation(config, store: SeriesStore, items: dict[str, dict], stations: list[dict],
-                       feature_id: str) -> dict:
+async def _observation(
+    config, store: SeriesStore, items: dict[str, dict], stations: list[dict], feature_id: str
+) -> dict:
     sid = feature_id.rpartition("_")[0]
     station = next((s for s in stations if s["id"] == sid), None)
     if station is None:
@@ -218,31 +256,53 @@ async def _observation(config, store: SeriesStore, items: dict[str, dict], stati
     return found[0]
 
 
-@features_router.get("/collections/{collection_id}/items/{feature_id}", summary="One station, or one water level",
-                     response_class=GeoJSONResponse, dependencies=[Depends(deps.only("f"))],
-                     responses={200: {"content": {GEOJSON: {}, CSV: {}}}})
-async def item(request: Request, config: Settings, collection_id: FeatureCollection, features: Features,
-               catalog_items: CatalogItems, store: Store, feature_id: Annotated[str, Path(pattern=STATION_ID)],
-               f: Annotated[str | None, FORMAT] = None) -> Response:
+@features_router.get(
+    "/collections/{collection_id}/items/{feature_id}",
+    summary="One station, or one water level",
+    response_class=GeoJSONResponse,
+    dependencies=[Depends(deps.only("f"))],
+    responses={200: {"content": {GEOJSON: {}, CSV: {}}}},
+)
+async def item(
+    request: Request,
+    config: Settings,
+    collection_id: FeatureCollection,
+    features: Features,
+    catalog_items: CatalogItems,
+    store: Store,
+    feature_id: Annotated[str, Path(pattern=STATION_ID)],
+    f: Annotated[str | None, FORMAT] = None,
+) -> Response:
     media = deps.output(f, request, FEATURE_FORMATS, GEOJSON)
-    found = _feature(features, feature_id) if collection_id == COLLECTION else \
-        await _observation(config, store, catalog_items, features, feature_id)
+    found = (
+        _feature(features, feature_id)
+        if collection_id == COLLECTION
+        else await _observation(config, store, catalog_items, features, feature_id)
+    )
     if media == CSV:
         return csv_response(features_csv([found], COLUMNS_OF[collection_id]), feature_id)
     return GeoJSONResponse(found)
 
 
 edr_router = APIRouter(tags=["Environmental data retrieval"])
-SERIES_ERRORS = {404: "no such station or series", 502: "the series file is malformed or too large",
-                 503: "the catalog or the storage is unavailable"}
+SERIES_ERRORS = {
+    404: "no such station or series",
+    502: "the series file is malformed or too large",
+    503: "the catalog or the storage is unavailable",
+}
 
 
 class EdrParams:
     """The query parameters every EDR data query takes, parsed."""
 
-    def __init__(self, request: Request, datetime_: Annotated[str | None, DATETIME] = None,
-                 parameter_name: Annotated[str | None, PARAMETER_NAME] = None,
-                 crs: Annotated[str | None, CRS] = None, f: Annotated[str | None, EDR_FORMAT] = None):
+    def __init__(
+        self,
+        request: Request,
+        datetime_: Annotated[str | None, DATETIME] = None,
+        parameter_name: Annotated[str | None, PARAMETER_NAME] = None,
+        crs: Annotated[str | None, CRS] = None,
+        f: Annotated[str | None, EDR_FORMAT] = None,
+    ):
         self.media = deps.output(f, request, EDR_FORMATS, COVJSON)
         parse_crs(crs)
         self.when = parse_datetime(datetime_)
@@ -252,8 +312,15 @@ class EdrParams:
 Edr = Annotated[EdrParams, Depends()]
 
 
-async def _answer(store: SeriesStore, items: dict[str, dict], chosen: list[dict], params: EdrParams, *,
-                  single: bool = False, name: str = "water-levels") -> Response:
+async def _answer(
+    store: SeriesStore,
+    items: dict[str, dict],
+    chosen: list[dict],
+    params: EdrParams,
+    *,
+    single: bool = False,
+    name: str = "water-levels",
+) -> Response:
     """The water levels of the chosen stations, as the parameters ask."""
     read = await asyncio.gather(*(deps.read_series(store, items, feature) for feature in chosen))
     many = [edr.StationSeries(s.feature, edr.within(s.rows, params.when)) for s in read]
@@ -267,52 +334,93 @@ async def _answer(store: SeriesStore, items: dict[str, dict], chosen: list[dict]
 EDR_RESPONSES = {200: {"content": {COVJSON: {}, CSV: {}}}}
 
 
-@edr_router.get("/collections/{collection_id}/position", summary="Water levels of the stations at a position",
-                response_class=CoverageJSONResponse, responses=EDR_RESPONSES,
-                dependencies=[Depends(deps.only(*EDR_PARAMS))])
-async def position(config: Settings, _: EdrCollection, features: Features, items: CatalogItems, store: Store,
-                   params: Edr,
-                   coords: Annotated[str, Query(description="WKT POINT(lon lat) or MULTIPOINT, CRS84")]) -> Response:
+@edr_router.get(
+    "/collections/{collection_id}/position",
+    summary="Water levels of the stations at a position",
+    response_class=CoverageJSONResponse,
+    responses=EDR_RESPONSES,
+    dependencies=[Depends(deps.only(*EDR_PARAMS))],
+)
+async def position(
+    config: Settings,
+    _: EdrCollection,
+    features: Features,
+    items: CatalogItems,
+    store: Store,
+    params: Edr,
+    coords: Annotated[str, Query(description="WKT POINT(lon lat) or MULTIPOINT, CRS84")],
+) -> Response:
     where = parse_coords(coords, ("Point", "MultiPoint"), config.limits)
     chosen = _bounded(edr.near(sorted(features, key=lambda s: s["id"]), where, config.position_tolerance), config)
     return await _answer(store, items, chosen, params)
 
 
-@edr_router.get("/collections/{collection_id}/area", summary="Water levels of the stations within an area",
-                response_class=CoverageJSONResponse, responses=EDR_RESPONSES,
-                dependencies=[Depends(deps.only(*EDR_PARAMS))])
-async def area(config: Settings, _: EdrCollection, features: Features, items: CatalogItems, store: Store,
-               params: Edr,
-               coords: Annotated[str, Query(description="WKT POLYGON or MULTIPOLYGON, CRS84")]) -> Response:
+@edr_router.get(
+    "/collections/{collection_id}/area",
+    summary="Water levels of the stations within an area",
+    response_class=CoverageJSONResponse,
+    responses=EDR_RESPONSES,
+    dependencies=[Depends(deps.only(*EDR_PARAMS))],
+)
+async def area(
+    config: Settings,
+    _: EdrCollection,
+    features: Features,
+    items: CatalogItems,
+    store: Store,
+    params: Edr,
+    coords: Annotated[str, Query(description="WKT POLYGON or MULTIPOLYGON, CRS84")],
+) -> Response:
     where = parse_coords(coords, ("Polygon", "MultiPolygon"), config.limits)
     chosen = _bounded(edr.inside(sorted(features, key=lambda s: s["id"]), where), config)
     return await _answer(store, items, chosen, params)
 
 
-@edr_router.get("/collections/{collection_id}/locations", summary="The stations as named locations (GeoJSON)",
-                response_class=GeoJSONResponse, dependencies=[Depends(deps.only("f", "bbox", "datetime"))])
-def locations(request: Request, _: EdrCollection, features: Features,
-              url: Annotated[str, Depends(deps.collection_url)],
-              bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
-              datetime_: Annotated[str | None, DATETIME] = None,
-              f: Annotated[str | None, Query(description="json or geojson", max_length=20)] = None) -> Response:
+@edr_router.get(
+    "/collections/{collection_id}/locations",
+    summary="The stations as named locations (GeoJSON)",
+    response_class=GeoJSONResponse,
+    dependencies=[Depends(deps.only("f", "bbox", "datetime"))],
+)
+def locations(
+    request: Request,
+    _: EdrCollection,
+    features: Features,
+    url: Annotated[str, Depends(deps.collection_url)],
+    bbox: Annotated[str | None, Query(description="minx,miny,maxx,maxy (CRS84)", max_length=200)] = None,
+    datetime_: Annotated[str | None, DATETIME] = None,
+    f: Annotated[str | None, Query(description="json or geojson", max_length=20)] = None,
+) -> Response:
     deps.output(f, request, {"json": GEOJSON, "geojson": GEOJSON}, GEOJSON)
     chosen = selected(features, parse_bbox(bbox), parse_datetime(datetime_), None)
-    located = [{**c, "links": [{"rel": "data", "href": f"{url}/locations/{segment(c['id'])}", "type": COVJSON}]}
-               for c in chosen]
+    located = [
+        {**c, "links": [{"rel": "data", "href": f"{url}/locations/{segment(c['id'])}", "type": COVJSON}]}
+        for c in chosen
+    ]
     return GeoJSONResponse({"type": "FeatureCollection", "features": located, "numberReturned": len(located)})
 
 
-@edr_router.get("/collections/{collection_id}/locations/{location_id}",
-                summary="Water levels of one station: CoverageJSON (PointSeries) or CSV",
-                response_class=CoverageJSONResponse, responses=EDR_RESPONSES,
-                dependencies=[Depends(deps.only("f", "datetime", "parameter-name", "crs"))])
-async def location(_: EdrCollection, features: Features, items: CatalogItems, store: Store, params: Edr,
-                   location_id: Annotated[str, Path(pattern=STATION_ID)]) -> Response:
+@edr_router.get(
+    "/collections/{collection_id}/locations/{location_id}",
+    summary="Water levels of one station: CoverageJSON (PointSeries) or CSV",
+    response_class=CoverageJSONResponse,
+    responses=EDR_RESPONSES,
+    dependencies=[Depends(deps.only("f", "datetime", "parameter-name", "crs"))],
+)
+async def location(
+    _: EdrCollection,
+    features: Features,
+    items: CatalogItems,
+    store: Store,
+    params: Edr,
+    location_id: Annotated[str, Path(pattern=STATION_ID)],
+) -> Response:
     found = _feature(features, location_id)
     return await _answer(store, items, [found], params, single=True, name=location_id)
 
 
 ROUTERS = (common, features_router, edr_router)
-RESPONSES = {f"GET /collections/{{collection_id}}/{path}": SERIES_ERRORS
-             for path in ("position", "area", "locations/{location_id}", "items", "items/{feature_id}")}
+RESPONSES = {
+    f"GET /collections/{{collection_id}}/{path}": SERIES_ERRORS
+    for path in ("position", "area", "locations/{location_id}", "items", "items/{feature_id}")
+}

@@ -102,9 +102,14 @@ def s3_key(href: object, bucket: str) -> str | None:
 def s3_client(settings: TimeseriesSettings, timeout: float, attempts: int) -> Any:
     """A client of the storage endpoint whose calls each take at most `attempts` tries of `timeout` seconds to
     connect and `timeout` seconds per read (credentials: the standard AWS environment variables)."""
-    return boto3.client("s3", endpoint_url=settings.s3_endpoint, region_name=settings.s3_region or "us-east-1",
-                        config=Config(connect_timeout=timeout, read_timeout=timeout,
-                                      retries={"mode": "standard", "total_max_attempts": attempts}))
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint,
+        region_name=settings.s3_region or "us-east-1",
+        config=Config(
+            connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard", "total_max_attempts": attempts}
+        ),
+    )
 
 
 def read_bounded(body: Any, limit: int) -> bytes | None:
@@ -132,8 +137,12 @@ class S3Series:
     @classmethod
     def from_settings(cls, settings: TimeseriesSettings) -> S3Series:
         assert settings.s3_bucket  # the settings validate it for storage_kind s3
-        return cls(settings.s3_bucket, s3_client(settings, settings.s3_timeout, attempts=2),
-                   settings.max_series_bytes, ready_client=s3_client(settings, settings.readiness_timeout, attempts=1))
+        return cls(
+            settings.s3_bucket,
+            s3_client(settings, settings.s3_timeout, attempts=2),
+            settings.max_series_bytes,
+            ready_client=s3_client(settings, settings.readiness_timeout, attempts=1),
+        )
 
     def read(self, href: object, station: str) -> list[Measurement]:
         key = s3_key(href, self.bucket)
@@ -169,8 +178,9 @@ class S3Series:
                 return None
             if code in ("NoSuchKey", "404"):
                 raise SeriesNotFound(f"the series file of station {station} is missing") from None
-            raise StorageUnavailable(f"the storage answered {status} ({code}) for the series of station "
-                                     f"{station}") from None
+            raise StorageUnavailable(
+                f"the storage answered {status} ({code}) for the series of station {station}"
+            ) from None
         except BotoCoreError as exc:
             raise StorageUnavailable(f"the storage is unreachable: {type(exc).__name__}") from None
         body = response["Body"]
@@ -182,8 +192,9 @@ class S3Series:
         finally:
             body.close()
         if data is None:
-            raise SeriesTooLarge(f"the series file of station {station} is too large "
-                                 f"(more than {self.max_bytes} bytes)")
+            raise SeriesTooLarge(
+                f"the series file of station {station} is too large (more than {self.max_bytes} bytes)"
+            )
         return response.get("ETag"), data
 
 

@@ -44,11 +44,21 @@ def content_security_policy(matomo: dict | None, oidc: dict | None = None) -> st
         if url:
             parts = urlsplit(url)
             connect += f" {parts.scheme}://{parts.netloc}"
-    return "; ".join([
-        "default-src 'none'", "script-src 'self'", "style-src 'self'", f"connect-src {connect}",
-        "img-src 'self' data: blob:", "worker-src 'self'", "font-src 'self'", "manifest-src 'self'",
-        "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            f"connect-src {connect}",
+            "img-src 'self' data: blob:",
+            "worker-src 'self'",
+            "font-src 'self'",
+            "manifest-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
 
 
 def sign_in_config(settings: WebSettings) -> dict | None:
@@ -66,8 +76,11 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     oidc = sign_in_config(settings)
     csp = content_security_policy(matomo, oidc)
     page_headers = {
-        "Content-Security-Policy": csp, "Cache-Control": NO_STORE_HTML, "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
+        "Content-Security-Policy": csp,
+        "Cache-Control": NO_STORE_HTML,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
     }
     template = (static / "index.html").read_text(encoding="utf-8")
     page = template.replace("{{STATIC}}", f"/static/{build}").replace("{{TITLE}}", settings.title)
@@ -83,8 +96,14 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
         "observers": sorted(settings.observers),
     }
 
-    app = FastAPI(title="eolake web view", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
-                  root_path=settings.root_path)
+    app = FastAPI(
+        title="eolake web view",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        root_path=settings.root_path,
+    )
 
     install_console(app, settings.observers)
 
@@ -99,18 +118,26 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
 
     @app.get("/services.json", include_in_schema=False)
     async def services_json(q: str | None = Query(None, max_length=200)) -> Response:
-        return JSONResponse(services.catalog(config["services"], q), media_type="application/geo+json",
-                            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+        return JSONResponse(
+            services.catalog(config["services"], q),
+            media_type="application/geo+json",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
 
     @app.get("/static/{version}/{path:path}", include_in_schema=False)
     async def static_file(version: str, path: str, request: Request) -> Response:
         base, rel = (vendor, path.removeprefix("vendor/")) if path.startswith("vendor/") else (static, path)
         target = (base / rel).resolve()
-        if (not target.is_relative_to(base) or not target.is_file() or target.suffix not in SUFFIXES
-                or any(part.startswith(".") for part in Path(rel).parts) or target.name == "index.html"):
+        if (
+            not target.is_relative_to(base)
+            or not target.is_file()
+            or target.suffix not in SUFFIXES
+            or any(part.startswith(".") for part in Path(rel).parts)
+            or target.name == "index.html"
+        ):
             raise HTTPException(404, f"no static file {path}")
         # An old page (another build) still gets the file, just not for a year.
-        cache = (f"public, max-age={settings.static_max_age}, immutable" if version == build else "no-cache")
+        cache = f"public, max-age={settings.static_max_age}, immutable" if version == build else "no-cache"
         headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
         if target.suffix == ".js":
             media = "text/javascript; charset=utf-8"

@@ -17,8 +17,7 @@ HERE = Path(__file__).resolve().parent
 APP_DIR = HERE.parents[1]  # apps/web
 # package → files of its dist folder the page loads (the CSP build of MapLibre: its worker is a file, not a blob).
 FILES: dict[str, list[str]] = {
-    "maplibre-gl": ["dist/maplibre-gl-csp.js", "dist/maplibre-gl-csp-worker.js", "dist/maplibre-gl.css",
-                    "LICENSE.txt"],
+    "maplibre-gl": ["dist/maplibre-gl-csp.js", "dist/maplibre-gl-csp-worker.js", "dist/maplibre-gl.css", "LICENSE.txt"],
     "uplot": ["dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"],
     # Every service's API documentation page (eolake_kit.docs) loads Swagger UI from here.
     "swagger-ui-dist": ["swagger-ui-bundle.js", "swagger-ui.css", "LICENSE", "NOTICE"],
@@ -39,8 +38,9 @@ MANIFEST = "manifest.json"
 
 
 def expected_files() -> list[str]:
-    return ([f"{package}/{Path(name).name}" for package, names in FILES.items() for name in names]
-            + [f"{BASEMAP}/index.json"])
+    return [f"{package}/{Path(name).name}" for package, names in FILES.items() for name in names] + [
+        f"{BASEMAP}/index.json"
+    ]
 
 
 def cell_of(lon: float, lat: float) -> str:
@@ -50,16 +50,18 @@ def cell_of(lon: float, lat: float) -> str:
 def cut_water(source: Path, target: Path) -> list[str]:
     """Write one GeoJSON file per square holding a polygon's first vertex; returns the squares written."""
     geometry = json.loads(source.read_text())
-    polygons = [p for g in geometry.get("geometries", [geometry]) for p in
-                (g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]])]
+    polygons = [
+        p
+        for g in geometry.get("geometries", [geometry])
+        for p in (g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]])
+    ]
     cells: dict[str, list] = {}
     for polygon in polygons:
         lon, lat = polygon[0][0][:2]
         cells.setdefault(cell_of(lon, lat), []).append(polygon)
     target.mkdir(parents=True, exist_ok=True)
     for cell, parts in cells.items():
-        body = {"type": "Feature", "properties": {},
-                "geometry": {"type": "MultiPolygon", "coordinates": parts}}
+        body = {"type": "Feature", "properties": {}, "geometry": {"type": "MultiPolygon", "coordinates": parts}}
         tmp = target / f"{cell}.json.tmp"
         tmp.write_text(json.dumps(body, separators=(",", ":")))
         tmp.replace(target / f"{cell}.json")
@@ -103,8 +105,10 @@ def check(dest: Path) -> None:
     """Raise when a vendor file is missing (the web view's readiness check)."""
     missing = [name for name in expected_files() if not (dest / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"run `npm ci` in apps/web, then `python -m eolake_web.assets`: {len(missing)} "
-                                f"front-end files missing in {dest} ({', '.join(missing)})")
+        raise FileNotFoundError(
+            f"run `npm ci` in apps/web, then `python -m eolake_web.assets`: {len(missing)} "
+            f"front-end files missing in {dest} ({', '.join(missing)})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

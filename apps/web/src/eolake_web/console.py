@@ -193,8 +193,9 @@ def console_router() -> APIRouter:
 
 async def proxied(request: Request, observer: str, path: str) -> Response:
     if path not in ALLOWED[observer]:
-        raise HTTPException(404, f"the console reads no {observer} API path {path!r} (known: "
-                                 f"{', '.join(sorted(ALLOWED[observer]))})")
+        raise HTTPException(
+            404, f"the console reads no {observer} API path {path!r} (known: {', '.join(sorted(ALLOWED[observer]))})"
+        )
     return await fetch(request, observer, path, forwarded_params(observer, path, request))
 
 
@@ -212,4 +213,3 @@ def install_console(app: FastAPI, observers: dict[str, str]) -> None:
         await a.state.console_client.aclose()
 
     app.router.lifespan_context = lifespan
-

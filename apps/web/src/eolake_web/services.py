@@ -17,7 +17,10 @@ def service_record(name: str, prefix: str) -> dict:
     manifest = manifests().get(name)
     base = prefix or ""
     return {
-        "type": "Feature", "id": name, "geometry": None, "conformsTo": [RECORDS_CONFORMANCE],
+        "type": "Feature",
+        "id": name,
+        "geometry": None,
+        "conformsTo": [RECORDS_CONFORMANCE],
         "properties": {
             "type": "service",
             "title": manifest.title if manifest else name,
@@ -27,8 +30,12 @@ def service_record(name: str, prefix: str) -> dict:
         },
         # Not the service's root: some services answer nothing there (a bare 404 is no place to send a user).
         "links": [
-            {"rel": "status", "href": f"{base}/readyz", "type": "application/json",
-             "title": "readiness, with the service's OpenAPI, documentation and conformance links"},
+            {
+                "rel": "status",
+                "href": f"{base}/readyz",
+                "type": "application/json",
+                "title": "readiness, with the service's OpenAPI, documentation and conformance links",
+            },
             {"rel": "metrics", "href": f"{base}/metrics", "type": "text/plain"},
         ],
     }
@@ -44,9 +51,15 @@ def catalog(services: dict[str, str], q: str | None = None) -> dict:
     records = [service_record(name, prefix) for name, prefix in sorted(services.items())]
     found = [r for r in records if not q or matches(r, q)]
     return {
-        "type": "FeatureCollection", "id": "services", "title": "The platform's services",
+        "type": "FeatureCollection",
+        "id": "services",
+        "title": "The platform's services",
         "description": "Every service of this platform: what it is, where it listens, how it describes itself",
-        "numberMatched": len(found), "numberReturned": len(found), "features": found,
-        "links": [{"rel": "self", "href": "/services.json", "type": "application/geo+json"},
-                  {"rel": "alternate", "href": "/#/services", "type": "text/html", "title": "the services page"}],
+        "numberMatched": len(found),
+        "numberReturned": len(found),
+        "features": found,
+        "links": [
+            {"rel": "self", "href": "/services.json", "type": "application/geo+json"},
+            {"rel": "alternate", "href": "/#/services", "type": "text/html", "title": "the services page"},
+        ],
     }

@@ -15,6 +15,7 @@ def default_services() -> dict[str, str]:
     """Every installed service at its default prefix (their manifests), the web view itself left out."""
     return {m.name: m.path for m in manifests().values() if m.path != "/"}
 
+
 OBSERVERS = ("prometheus", "alertmanager", "traces")
 ORIGIN_URL = re.compile(r"https?://[^/?#@\s]+(/[^?#\s]*)?")
 PREFIX = re.compile(r"(/[a-z0-9][a-z0-9-]*)+")
@@ -31,19 +32,25 @@ class WebSettings(ServiceSettings):
     services: dict[str, str] = Field(
         default_factory=default_services,
         description="the platform's services the web view links to and polls, name → path prefix under the same "
-                    "origin (JSON in EOLAKE_WEB_SERVICES), e.g. {\"catalog\": \"/stac\", \"tiles\": \"/tiles\"}")
+        'origin (JSON in EOLAKE_WEB_SERVICES), e.g. {"catalog": "/stac", "tiles": "/tiles"}',
+    )
     observers: dict[str, str] = Field(
         default_factory=dict,
         description="where the operations console's admin-only proxy reaches the platform's observers, name → "
-                    "internal URL (JSON in EOLAKE_WEB_OBSERVERS, set by the deployment target): prometheus, "
-                    "alertmanager, traces (the embedded trace store); a missing one is reported as not deployed")
+        "internal URL (JSON in EOLAKE_WEB_OBSERVERS, set by the deployment target): prometheus, "
+        "alertmanager, traces (the embedded trace store); a missing one is reported as not deployed",
+    )
     static_dir: Path | None = Field(None, description="the web view's files; None: the ones in this package")
-    vendor_dir: Path | None = Field(None, description="the npm libraries copied by `python -m eolake_web.assets`; "
-                                                      "None: static_dir/vendor")
+    vendor_dir: Path | None = Field(
+        None, description="the npm libraries copied by `python -m eolake_web.assets`; None: static_dir/vendor"
+    )
     static_max_age: int = Field(31_536_000, ge=0, description="seconds browsers keep versioned static files")
-    oidc_client_id: str = Field("eolake-web", pattern=r"^[A-Za-z0-9._:-]{1,100}$",
-                                description="the web view's public client at the OIDC issuer (auth.oidc_issuer): "
-                                            "authorization code with PKCE, redirect URI the base URL's /")
+    oidc_client_id: str = Field(
+        "eolake-web",
+        pattern=r"^[A-Za-z0-9._:-]{1,100}$",
+        description="the web view's public client at the OIDC issuer (auth.oidc_issuer): "
+        "authorization code with PKCE, redirect URI the base URL's /",
+    )
 
     @field_validator("root_path")
     @classmethod
@@ -60,8 +67,10 @@ class WebSettings(ServiceSettings):
             if not NAME.fullmatch(name):
                 raise ValueError(f"{name!r} is not a service name (lowercase letters, digits, - and _)")
             if not PREFIX.fullmatch(prefix):
-                raise ValueError(f"services.{name}: {prefix!r} must be a path prefix like /stac (not /, no "
-                                 "trailing slash, no scheme or host: services are reached through the same origin)")
+                raise ValueError(
+                    f"services.{name}: {prefix!r} must be a path prefix like /stac (not /, no "
+                    "trailing slash, no scheme or host: services are reached through the same origin)"
+                )
         if "catalog" not in value:
             raise ValueError("services must name the catalog: every page of the web view reads it")
         return value

@@ -28,8 +28,11 @@ KEEP_ARCHIVES = 3  # the cache keeps the newest releases' archives (a rollback o
 def release_id(source: Path) -> str:
     digest = hashlib.sha256(Path(__file__).read_bytes())  # a new way of building is a new release
     files = [source / "uv.lock", source / "pyproject.toml"]
-    files += sorted(p for p in (source / "apps").rglob("*")
-                    if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo"))
+    files += sorted(
+        p
+        for p in (source / "apps").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+    )
     for path in files:
         digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
@@ -44,10 +47,19 @@ def uv(source: Path) -> str:
 
 
 def export(source: Path, packages: list[str], *options: str) -> list[str]:
-    command = [uv(source), "export", "--frozen", "--no-dev", "--quiet", "--no-header", *options,
-               *(arg for name in packages for arg in ("--package", name))]
-    lines = subprocess.run(command, check=True, cwd=source, env={**os.environ, "UV_SYSTEM_CERTS": "1"},
-                           stdout=subprocess.PIPE, text=True).stdout.splitlines()
+    command = [
+        uv(source),
+        "export",
+        "--frozen",
+        "--no-dev",
+        "--quiet",
+        "--no-header",
+        *options,
+        *(arg for name in packages for arg in ("--package", name)),
+    ]
+    lines = subprocess.run(
+        command, check=True, cwd=source, env={**os.environ, "UV_SYSTEM_CERTS": "1"}, stdout=subprocess.PIPE, text=True
+    ).stdout.splitlines()
     return lines
 
 
@@ -59,15 +71,34 @@ def build(source: Path, stage: Path, packages: list[str]) -> None:
     members = [line.removeprefix("-e ").strip() for line in locked if line.startswith("-e ")]
     (stage / "requirements.txt").write_text("\n".join(line for line in locked if not line.startswith("-e ")) + "\n")
     (stage / "pinned.txt").write_text("\n".join(export(source, packages, "--no-hashes", "--no-emit-workspace")) + "\n")
-    run = {"check": True, "cwd": source, "env": {**os.environ, "UV_SYSTEM_CERTS": "1", "PIP_CONSTRAINT": ""},
-           "stdout": sys.stderr}
+    run = {
+        "check": True,
+        "cwd": source,
+        "env": {**os.environ, "UV_SYSTEM_CERTS": "1", "PIP_CONSTRAINT": ""},
+        "stdout": sys.stderr,
+    }
     (stage / "bin").mkdir()
     shutil.copy2(uv(source), stage / "bin" / "uv")  # the hosts install with the controller's uv, offline
     for member in members:
-        subprocess.run([uv(source), "build", "--wheel", "--quiet", "--out-dir", str(stage / "workspace"), member],
-                       **run)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--require-hashes", "--quiet",
-                    "-r", str(stage / "requirements.txt"), "-w", str(stage / "wheels")], **run)
+        subprocess.run(
+            [uv(source), "build", "--wheel", "--quiet", "--out-dir", str(stage / "workspace"), member], **run
+        )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--require-hashes",
+            "--quiet",
+            "-r",
+            str(stage / "requirements.txt"),
+            "-w",
+            str(stage / "wheels"),
+        ],
+        **run,
+    )
 
 
 def main(argv: list[str]) -> int:

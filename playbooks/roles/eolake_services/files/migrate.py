@@ -25,8 +25,9 @@ def state(dsn: str) -> dict:
     with psycopg.connect(dsn, autocommit=True) as conn:
         pgstac = conn.execute("SELECT to_regproc('pgstac.get_version') IS NOT NULL").fetchone()[0]
         version = conn.execute("SELECT pgstac.get_version()").fetchone()[0] if pgstac else None
-        tables = conn.execute("SELECT table_schema, count(*) FROM information_schema.tables "
-                              "GROUP BY table_schema ORDER BY table_schema").fetchall()
+        tables = conn.execute(
+            "SELECT table_schema, count(*) FROM information_schema.tables GROUP BY table_schema ORDER BY table_schema"
+        ).fetchall()
     return {"pgstac": version, "tables": {schema: count for schema, count in tables}}
 
 

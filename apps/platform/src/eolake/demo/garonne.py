@@ -28,15 +28,48 @@ class River:
 
 
 # Approximate real courses through Toulouse; tributary downstream ends sit on the Garonne.
-GARONNE = River("GARONNE", (
-    (1.352, 43.500), (1.372, 43.507), (1.398, 43.519), (1.405, 43.531), (1.418, 43.553),
-    (1.436, 43.576), (1.440, 43.588), (1.437, 43.5995), (1.431, 43.604), (1.422, 43.613),
-    (1.413, 43.625), (1.402, 43.642), (1.392, 43.675), (1.375, 43.700)),
-    downstream_wse=128.0, slope=0.8, half_width=75.0, width_per_m=28.0, stage_amplitude=1.0)
-ARIEGE = River("ARIEGE", ((1.430, 43.500), (1.418, 43.505), (1.406, 43.512), (1.398, 43.519)),
-               downstream_wse=None, slope=1.2, half_width=40.0, width_per_m=15.0, stage_amplitude=0.8)
-TOUCH = River("TOUCH", ((1.330, 43.575), (1.345, 43.590), (1.362, 43.612), (1.380, 43.628), (1.406, 43.636)),
-              downstream_wse=None, slope=1.5, half_width=18.0, width_per_m=6.0, stage_amplitude=0.5)
+GARONNE = River(
+    "GARONNE",
+    (
+        (1.352, 43.500),
+        (1.372, 43.507),
+        (1.398, 43.519),
+        (1.405, 43.531),
+        (1.418, 43.553),
+        (1.436, 43.576),
+        (1.440, 43.588),
+        (1.437, 43.5995),
+        (1.431, 43.604),
+        (1.422, 43.613),
+        (1.413, 43.625),
+        (1.402, 43.642),
+        (1.392, 43.675),
+        (1.375, 43.700),
+    ),
+    downstream_wse=128.0,
+    slope=0.8,
+    half_width=75.0,
+    width_per_m=28.0,
+    stage_amplitude=1.0,
+)
+ARIEGE = River(
+    "ARIEGE",
+    ((1.430, 43.500), (1.418, 43.505), (1.406, 43.512), (1.398, 43.519)),
+    downstream_wse=None,
+    slope=1.2,
+    half_width=40.0,
+    width_per_m=15.0,
+    stage_amplitude=0.8,
+)
+TOUCH = River(
+    "TOUCH",
+    ((1.330, 43.575), (1.345, 43.590), (1.362, 43.612), (1.380, 43.628), (1.406, 43.636)),
+    downstream_wse=None,
+    slope=1.5,
+    half_width=18.0,
+    width_per_m=6.0,
+    stage_amplitude=0.5,
+)
 RIVERS = (ARIEGE, TOUCH, GARONNE)
 
 
@@ -48,12 +81,15 @@ class Mission:
     sigma: float  # m
 
 
-MISSIONS = {m.name: m for m in (
-    Mission("SENTINEL3A", 27.0, (10, 21), 0.15),
-    Mission("SENTINEL3B", 27.0, (21, 35), 0.15),
-    Mission("SENTINEL6A", 9.9156, (5, 48), 0.10),
-    Mission("SWOT", 20.86, (14, 12), 0.06),
-)}
+MISSIONS = {
+    m.name: m
+    for m in (
+        Mission("SENTINEL3A", 27.0, (10, 21), 0.15),
+        Mission("SENTINEL3B", 27.0, (21, 35), 0.15),
+        Mission("SENTINEL6A", 9.9156, (5, 48), 0.10),
+        Mission("SWOT", 20.86, (14, 12), 0.06),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -80,6 +116,7 @@ STATIONS = (
 
 
 # --- geometry and hydraulics -------------------------------------------------------------------------
+
 
 def _to_metres(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (lon - BBOX[0]) * M_PER_DEG_LON, (lat - BBOX[1]) * M_PER_DEG_LAT

@@ -10,8 +10,12 @@ from eolake_timeseries.hydroweb import parse_hydroweb
 
 Row = tuple[datetime, float, float]
 __all__ = ["COLUMNS", "format_hydroweb", "parse_hydroweb"]
-COLUMNS = ["#COL 1 : date (yyyy-mm-dd)", "#COL 2 : hour of passage (hh:mm)",
-           "#COL 3 : height above geoid EGM2008 (m)", "#COL 4 : uncertainty of height (m)"]
+COLUMNS = [
+    "#COL 1 : date (yyyy-mm-dd)",
+    "#COL 2 : hour of passage (hh:mm)",
+    "#COL 3 : height above geoid EGM2008 (m)",
+    "#COL 4 : uncertainty of height (m)",
+]
 
 
 def format_hydroweb(header: dict[str, str], rows: list[Row]) -> str:

@@ -73,13 +73,29 @@ class Backups:
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(0o750)
             self._own(folder)
-        self.config.write_text("\n".join([
-            "# Written by eolake at every start of the embedded platform; edit the stack, not this file.",
-            "[global]", f"repo1-path={self.root / 'repo'}", f"repo1-retention-full={self.retention_full}",
-            f"log-path={self.root / 'log'}", f"lock-path={self.root / 'lock'}", f"spool-path={self.root / 'spool'}",
-            "log-level-console=warn", "log-level-file=info", "start-fast=y", "compress-type=lz4",
-            f"[{STANZA}]", f"pg1-path={self.cluster.data}", f"pg1-port={self.cluster.port}",
-            f"pg1-socket-path={self.cluster.run_dir}", f"pg1-user={SUPERUSER}", ""]))
+        self.config.write_text(
+            "\n".join(
+                [
+                    "# Written by eolake at every start of the embedded platform; edit the stack, not this file.",
+                    "[global]",
+                    f"repo1-path={self.root / 'repo'}",
+                    f"repo1-retention-full={self.retention_full}",
+                    f"log-path={self.root / 'log'}",
+                    f"lock-path={self.root / 'lock'}",
+                    f"spool-path={self.root / 'spool'}",
+                    "log-level-console=warn",
+                    "log-level-file=info",
+                    "start-fast=y",
+                    "compress-type=lz4",
+                    f"[{STANZA}]",
+                    f"pg1-path={self.cluster.data}",
+                    f"pg1-port={self.cluster.port}",
+                    f"pg1-socket-path={self.cluster.run_dir}",
+                    f"pg1-user={SUPERUSER}",
+                    "",
+                ]
+            )
+        )
         self.config.chmod(0o640)
         self._own(self.config)
 
@@ -113,9 +129,16 @@ class Backups:
         """The backups in the repository, oldest first."""
         info = json.loads(self._run("--output=json", "info"))
         stanza = next((s for s in info if s.get("name") == STANZA), {"backup": []})
-        return [BackupSet(b["label"], b["type"], _utc(b["timestamp"]["start"]), _utc(b["timestamp"]["stop"]),
-                          int(b.get("info", {}).get("repository", {}).get("delta", 0)))
-                for b in stanza.get("backup", [])]
+        return [
+            BackupSet(
+                b["label"],
+                b["type"],
+                _utc(b["timestamp"]["start"]),
+                _utc(b["timestamp"]["stop"]),
+                int(b.get("info", {}).get("repository", {}).get("delta", 0)),
+            )
+            for b in stanza.get("backup", [])
+        ]
 
     def restore(self, target: datetime) -> float:
         """Bring the stopped cluster back to `target` (a time after the oldest backup ended); returns seconds.
@@ -166,16 +189,23 @@ class Schedule:
 
         self.backups, self.interval, self.full_every = backups, every_hours * 3600, full_every
         self.registry = CollectorRegistry()
-        self.last_success = Gauge("eolake_backup_last_success_timestamp_seconds",
-                                  "when the newest base backup in the repository ended", registry=self.registry)
-        self.last_failure = Gauge("eolake_backup_last_failure_timestamp_seconds", "when a base backup last failed",
-                                  registry=self.registry)
-        self.last_size = Gauge("eolake_backup_last_size_bytes", "size of the newest base backup in the repository",
-                               registry=self.registry)
-        self.interval_gauge = Gauge("eolake_backup_interval_seconds", "the schedule's interval between base backups",
-                                    registry=self.registry)
-        self.runs = Counter("eolake_backup_runs", "base backups run, by kind and outcome", ["kind", "outcome"],
-                            registry=self.registry)
+        self.last_success = Gauge(
+            "eolake_backup_last_success_timestamp_seconds",
+            "when the newest base backup in the repository ended",
+            registry=self.registry,
+        )
+        self.last_failure = Gauge(
+            "eolake_backup_last_failure_timestamp_seconds", "when a base backup last failed", registry=self.registry
+        )
+        self.last_size = Gauge(
+            "eolake_backup_last_size_bytes", "size of the newest base backup in the repository", registry=self.registry
+        )
+        self.interval_gauge = Gauge(
+            "eolake_backup_interval_seconds", "the schedule's interval between base backups", registry=self.registry
+        )
+        self.runs = Counter(
+            "eolake_backup_runs", "base backups run, by kind and outcome", ["kind", "outcome"], registry=self.registry
+        )
         self.interval_gauge.set(self.interval)
         for kind in KINDS:
             for outcome in ("succeeded", "failed"):

@@ -45,8 +45,10 @@ class Broker:
     def prepare(self, amqp_port: int | None = None) -> Ports:
         """Folders, configuration and ports for this start; the AMQP port of last time when it is free."""
         if not Path(SERVER).is_file() or shutil.which("epmd") is None:
-            raise BrokerError(f"RabbitMQ is not installed ({SERVER}): install the Debian package {PACKAGE} "
-                              "(./eolake does), or leave the events service out of the stack")
+            raise BrokerError(
+                f"RabbitMQ is not installed ({SERVER}): install the Debian package {PACKAGE} "
+                "(./eolake does), or leave the events service out of the stack"
+            )
         for folder in ("home", "mnesia", "logs"):
             (self.root / folder).mkdir(parents=True, exist_ok=True)
         ports = Ports(self._amqp_port(amqp_port), free_port(), free_port(), free_port())
@@ -55,7 +57,8 @@ class Broker:
             f"listeners.tcp.default = 127.0.0.1:{ports.amqp}\n"
             f"prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = {ports.metrics}\n"
             f"default_user = {USER}\ndefault_pass = {self.password()}\n"
-            "log.console = true\nlog.file = false\n")
+            "log.console = true\nlog.file = false\n"
+        )
         (self.root / "enabled_plugins").write_text("[rabbitmq_prometheus].\n")
         return ports
 
@@ -88,11 +91,15 @@ class Broker:
         return {
             **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TZ")},
             "HOME": str(self.root / "home"),  # the Erlang cookie
-            "ERL_EPMD_PORT": str(ports.epmd), "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODENAME": "eolake@localhost", "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "ERL_EPMD_PORT": str(ports.epmd),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODENAME": "eolake@localhost",
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_DIST_PORT": str(ports.distribution),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
-            "RABBITMQ_MNESIA_BASE": str(node), "RABBITMQ_LOG_BASE": str(self.root / "logs"), "RABBITMQ_LOGS": "-",
+            "RABBITMQ_MNESIA_BASE": str(node),
+            "RABBITMQ_LOG_BASE": str(self.root / "logs"),
+            "RABBITMQ_LOGS": "-",
             "RABBITMQ_CONFIG_FILE": str(self.root / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(self.root / "rabbitmq-env.conf"),  # never the system's /etc/rabbitmq
@@ -101,6 +108,8 @@ class Broker:
 
     def describe(self) -> dict:
         """What a subscriber needs (the password stays in its file)."""
-        return {"amqp": f"amqp://127.0.0.1:{int((self.root / 'port').read_text())}/", "user": USER,
-                "password_file": str(self.root / "password")}
-
+        return {
+            "amqp": f"amqp://127.0.0.1:{int((self.root / 'port').read_text())}/",
+            "user": USER,
+            "password_file": str(self.root / "password"),
+        }

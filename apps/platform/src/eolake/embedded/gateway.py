@@ -43,8 +43,18 @@ from eolake_kit.server import connection_options
 from eolake_kit.tracing import configure_tracing
 from eolake_spec import Limits
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-              "transfer-encoding", "upgrade", "host", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 # Set again by the gateway's own server. An upstream Content-Length is kept: the body is relayed raw (byte for
 # byte), and download clients need the length for progress and resume.
 RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server", "x-request-id"}
@@ -107,9 +117,17 @@ class Upstreams:
         return [prefix for prefix, urls in self.sets.items() if not urls]
 
 
-def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeout: float = 60.0,
-                   limits: Limits = DEFAULT_LIMITS, otlp_endpoint: str | None = None, routes_file: Path | None = None,
-                   posted_reads: dict[str, list[str]] | None = None, trace_sample_ratio: float = 1.0) -> Starlette:
+def create_gateway(
+    routes: dict[str, str | list[str]],
+    *,
+    public_url: str,
+    timeout: float = 60.0,
+    limits: Limits = DEFAULT_LIMITS,
+    otlp_endpoint: str | None = None,
+    routes_file: Path | None = None,
+    posted_reads: dict[str, list[str]] | None = None,
+    trace_sample_ratio: float = 1.0,
+) -> Starlette:
     """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL (or the URLs of its
     instances), `routes_file` the same, kept up to date by the supervisor; `posted_reads` by prefix, the paths below
     it (`*` any characters) whose POST is a read, retried like a GET; `timeout` bounds each upstream read, `limits`
@@ -117,10 +135,15 @@ def create_gateway(routes: dict[str, str | list[str]], *, public_url: str, timeo
     configure_tracing("gateway", otlp_endpoint, trace_sample_ratio)
     upstreams = Upstreams({p: [u] if isinstance(u, str) else u for p, u in routes.items()}, routes_file)
     gateway = Gateway(upstreams, public_url=public_url, posted_reads=posted_reads or {})
-    return Starlette(routes=gateway.table(), lifespan=_client_lifespan(timeout),
-                     exception_handlers={404: gateway.unrouted},
-                     middleware=[Middleware(ObserveMiddleware, service="gateway"),
-                                 Middleware(BoundsMiddleware, limits=limits, inspect=False)])
+    return Starlette(
+        routes=gateway.table(),
+        lifespan=_client_lifespan(timeout),
+        exception_handlers={404: gateway.unrouted},
+        middleware=[
+            Middleware(ObserveMiddleware, service="gateway"),
+            Middleware(BoundsMiddleware, limits=limits, inspect=False),
+        ],
+    )
 
 
 def _client_lifespan(timeout: float):
@@ -174,15 +197,18 @@ class Gateway:
     def is_read(self, request: Request, prefix: str) -> bool:
         if request.method in READS:
             return True
-        below = request.url.path[len(prefix.rstrip("/")):]
+        below = request.url.path[len(prefix.rstrip("/")) :]
         return request.method == "POST" and any(
-            fnmatch.fnmatchcase(below, p) for p in self.posted_reads.get(prefix, ()))
+            fnmatch.fnmatchcase(below, p) for p in self.posted_reads.get(prefix, ())
+        )
 
     async def index(self, request: Request) -> Response:
-        return JSONResponse({
-            "title": "eolake",
-            "services": {p: self.public_url.rstrip("/") + p for p in sorted(self.prefixes) if p != "/"},
-        })
+        return JSONResponse(
+            {
+                "title": "eolake",
+                "services": {p: self.public_url.rstrip("/") + p for p in sorted(self.prefixes) if p != "/"},
+            }
+        )
 
     async def not_mounted(self, request: Request) -> Response:
         if request.url.path == "/":
@@ -201,8 +227,11 @@ class Gateway:
             return problem(400, "the request path contains a control character")
         instances = self.upstreams.candidates(prefix)
         if not instances:
-            return problem(503, f"no instance of the service at {prefix} is ready",
-                           headers={"Retry-After": UNAVAILABLE_RETRY_SECONDS})
+            return problem(
+                503,
+                f"no instance of the service at {prefix} is ready",
+                headers={"Retry-After": UNAVAILABLE_RETRY_SECONDS},
+            )
         headers = _upstream_headers(request)
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = path + (f"?{query}" if query else "")
@@ -219,8 +248,9 @@ class Gateway:
         return problem(502, f"the service at {prefix} is unavailable")
 
     @staticmethod
-    async def forward(request: Request, prefix: str, upstream: str, target: str, headers, body,
-                      retry: bool) -> Response | None:
+    async def forward(
+        request: Request, prefix: str, upstream: str, target: str, headers, body, retry: bool
+    ) -> Response | None:
         """The instance's answer, or None when the request may go to another instance: the connection was refused
         (nothing was sent), or a read's connection dropped or answered 502."""
         client: httpx.AsyncClient = request.app.state.client
@@ -242,8 +272,12 @@ class Gateway:
             await response.aclose()
             return None
         out_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROP}
-        return StreamingResponse(response.aiter_raw(), status_code=response.status_code, headers=out_headers,
-                                 background=BackgroundTask(response.aclose))
+        return StreamingResponse(
+            response.aiter_raw(),
+            status_code=response.status_code,
+            headers=out_headers,
+            background=BackgroundTask(response.aclose),
+        )
 
     async def alive(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -268,18 +302,33 @@ def main() -> None:
 
     configure_logging("gateway")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    limits = Limits.model_validate_json(os.environ["EOLAKE_GATEWAY_LIMITS"]) \
-        if "EOLAKE_GATEWAY_LIMITS" in os.environ else DEFAULT_LIMITS
+    limits = (
+        Limits.model_validate_json(os.environ["EOLAKE_GATEWAY_LIMITS"])
+        if "EOLAKE_GATEWAY_LIMITS" in os.environ
+        else DEFAULT_LIMITS
+    )
     routes_file = Path(os.environ["EOLAKE_GATEWAY_ROUTES_FILE"]) if "EOLAKE_GATEWAY_ROUTES_FILE" in os.environ else None
     routes = json.loads(routes_file.read_text() if routes_file else os.environ["EOLAKE_GATEWAY_ROUTES"])
-    app = create_gateway(routes, public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"], limits=limits,
-                         timeout=limits.request_seconds, otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"),
-                         routes_file=routes_file,
-                         posted_reads=json.loads(os.environ.get("EOLAKE_GATEWAY_POSTED_READS", "{}")),
-                         trace_sample_ratio=float(os.environ.get("EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO", "1")))
-    uvicorn.run(app, host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
-                port=int(os.environ["EOLAKE_GATEWAY_PORT"]), log_config=None, server_header=False,
-                proxy_headers=False, timeout_graceful_shutdown=20, **connection_options(limits))
+    app = create_gateway(
+        routes,
+        public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"],
+        limits=limits,
+        timeout=limits.request_seconds,
+        otlp_endpoint=os.environ.get("EOLAKE_GATEWAY_OTLP_ENDPOINT"),
+        routes_file=routes_file,
+        posted_reads=json.loads(os.environ.get("EOLAKE_GATEWAY_POSTED_READS", "{}")),
+        trace_sample_ratio=float(os.environ.get("EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO", "1")),
+    )
+    uvicorn.run(
+        app,
+        host=os.environ.get("EOLAKE_GATEWAY_HOST", "127.0.0.1"),
+        port=int(os.environ["EOLAKE_GATEWAY_PORT"]),
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=20,
+        **connection_options(limits),
+    )
 
 
 if __name__ == "__main__":

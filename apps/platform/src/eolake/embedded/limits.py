@@ -67,6 +67,7 @@ class MemoryLimits:
         def join() -> None:
             with open(procs, "w") as out:
                 out.write(str(os.getpid()))
+
         return join
 
     def oom_kills(self, name: str) -> int:

@@ -27,13 +27,18 @@ def summary(receiver: str, payload: dict) -> dict:
         "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "receiver": receiver,
         "status": payload.get("status"),
-        "alerts": [{"alertname": a.get("labels", {}).get("alertname"),
-                    "severity": a.get("labels", {}).get("severity"),
-                    "service": a.get("labels", {}).get("service"),
-                    "status": a.get("status"),
-                    "summary": a.get("annotations", {}).get("summary"),
-                    "runbook_url": a.get("annotations", {}).get("runbook_url")}
-                   for a in alerts if isinstance(a, dict)],
+        "alerts": [
+            {
+                "alertname": a.get("labels", {}).get("alertname"),
+                "severity": a.get("labels", {}).get("severity"),
+                "service": a.get("labels", {}).get("service"),
+                "status": a.get("status"),
+                "summary": a.get("annotations", {}).get("summary"),
+                "runbook_url": a.get("annotations", {}).get("runbook_url"),
+            }
+            for a in alerts
+            if isinstance(a, dict)
+        ],
     }
 
 
@@ -44,7 +49,7 @@ class Outbox:
 
     def append(self, entry: dict) -> None:
         with self.lock:
-            lines = self.read_lines()[-(KEEP - 1):] + [json.dumps(entry)]
+            lines = self.read_lines()[-(KEEP - 1) :] + [json.dumps(entry)]
             partial = self.path.with_suffix(".partial")
             partial.write_text("\n".join(lines) + "\n")
             partial.replace(self.path)  # never a half-written outbox

@@ -117,7 +117,7 @@ class PostgresCluster:
         return self.postmaster() == "running"
 
     def postmaster(self) -> str:
-        """"running"; "stopped" (no pid file: a clean stop, perhaps for a restart); "crashed" (a pid file whose
+        """ "running"; "stopped" (no pid file: a clean stop, perhaps for a restart); "crashed" (a pid file whose
         process is gone: killed)."""
         try:
             pid = int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
@@ -148,8 +148,10 @@ class PostgresCluster:
         for parent in self.root.parents:
             st = parent.stat()
             if not (st.st_mode & 0o001 or st.st_uid == owner.pw_uid):
-                raise PostgresError(f"{parent} is private (mode {st.st_mode & 0o777:o}): as root the cluster runs as "
-                                    f"the postgres user, which cannot reach {self.root}")
+                raise PostgresError(
+                    f"{parent} is private (mode {st.st_mode & 0o777:o}): as root the cluster runs as "
+                    f"the postgres user, which cannot reach {self.root}"
+                )
 
     def init(self) -> None:
         if self.initialized:
@@ -165,8 +167,20 @@ class PostgresCluster:
         for path in (self.root, self.run_dir):
             if owner:
                 os.chown(path, owner.pw_uid, owner.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--pwfile", str(pwfile),
-                  "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "--pwfile",
+            str(pwfile),
+            "--auth-local=scram-sha-256",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        )
         if owner:
             pwfile.chmod(0o600)
             os.chown(pwfile, 0, 0)
@@ -183,11 +197,15 @@ class PostgresCluster:
             previous = int(portfile.read_text()) if portfile.exists() else None
             port = previous if previous and port_is_free(previous) else free_port()
         elif not port_is_free(port):
-            raise PostgresError(f"port {port} for PostgreSQL (database.port) is already in use, perhaps by another "
-                                "cluster: choose another port, or leave database.port unset for a free one")
+            raise PostgresError(
+                f"port {port} for PostgreSQL (database.port) is already in use, perhaps by another "
+                "cluster: choose another port, or leave database.port unset for a free one"
+            )
         portfile.write_text(str(port))
-        opts = (f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-                f"-c shared_buffers=128MB -c fsync=on")
+        opts = (
+            f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
+            f"-c shared_buffers=128MB -c fsync=on"
+        )
         for name, value in (settings or {}).items():
             opts += f" -c {name}={shlex.quote(value)}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
@@ -216,9 +234,11 @@ class PostgresCluster:
             conn.execute(EXPAND_ONLY)
             for name, event in EXPAND_ONLY_TRIGGERS.items():
                 if not conn.execute("SELECT 1 FROM pg_event_trigger WHERE evtname = %s", (name,)).fetchone():
-                    conn.execute(psycopg.sql.SQL("CREATE EVENT TRIGGER {} ON {} EXECUTE FUNCTION "
-                                                 "public.eolake_expand_only()").format(
-                        psycopg.sql.Identifier(name), psycopg.sql.SQL(event)))
+                    conn.execute(
+                        psycopg.sql.SQL(
+                            "CREATE EVENT TRIGGER {} ON {} EXECUTE FUNCTION public.eolake_expand_only()"
+                        ).format(psycopg.sql.Identifier(name), psycopg.sql.SQL(event))
+                    )
         with PgstacDB(dsn=self.dsn()) as db:
             version = Migrate(db).run_migration()
         self._ensure_app_role()
@@ -239,11 +259,15 @@ class PostgresCluster:
             current = conn.execute("SELECT pgstac.get_version()").fetchone()[0]
         have, want = Version(current), Version(installed)
         if want < have:
-            raise PostgresError(f"pypgstac {installed} is older than the database's pgstac {current}: a downgrade is "
-                                "not a rolling upgrade")
+            raise PostgresError(
+                f"pypgstac {installed} is older than the database's pgstac {current}: a downgrade is "
+                "not a rolling upgrade"
+            )
         if (want.major, want.minor) != (have.major, have.minor):
-            raise PostgresError(f"pgstac {current} → {installed} is a new minor version, which the running catalog "
-                                "may not tolerate: stop the platform (`eolake down`) and start it (`eolake up`)")
+            raise PostgresError(
+                f"pgstac {current} → {installed} is a new minor version, which the running catalog "
+                "may not tolerate: stop the platform (`eolake down`) and start it (`eolake up`)"
+            )
         return self.migrate_expanding()
 
     def migrate_expanding(self) -> str:
@@ -274,8 +298,11 @@ class PostgresCluster:
         for connections that do not set their own (each service sets its spec limits on its connections)."""
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             for name, value in sorted(options.items()):
-                conn.execute(psycopg.sql.SQL("ALTER ROLE {} SET {} = {}").format(
-                    psycopg.sql.Identifier(APP_USER), psycopg.sql.Identifier(name), psycopg.sql.Literal(value)))
+                conn.execute(
+                    psycopg.sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        psycopg.sql.Identifier(APP_USER), psycopg.sql.Identifier(name), psycopg.sql.Literal(value)
+                    )
+                )
 
     def _ensure_app_role(self) -> None:
         pwfile = self.root / "app-password"
@@ -286,8 +313,14 @@ class PostgresCluster:
             password = pwfile.read_text().strip()
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_USER,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(psycopg.sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
-                psycopg.sql.SQL(verb), psycopg.sql.Identifier(APP_USER), psycopg.sql.Literal(password)))
+            conn.execute(
+                psycopg.sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                    psycopg.sql.SQL(verb), psycopg.sql.Identifier(APP_USER), psycopg.sql.Literal(password)
+                )
+            )
             conn.execute(psycopg.sql.SQL("GRANT pgstac_ingest TO {}").format(psycopg.sql.Identifier(APP_USER)))
-            conn.execute(psycopg.sql.SQL("ALTER ROLE {} SET search_path = pgstac, public").format(
-                psycopg.sql.Identifier(APP_USER)))
+            conn.execute(
+                psycopg.sql.SQL("ALTER ROLE {} SET search_path = pgstac, public").format(
+                    psycopg.sql.Identifier(APP_USER)
+                )
+            )

@@ -114,8 +114,15 @@ class Child:
                 bound()
 
         with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, preexec_fn=prepare, start_new_session=True)
+            self.process = subprocess.Popen(
+                self.command,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=prepare,
+                start_new_session=True,
+            )
         self.state, self.failures, self.probed_at, self.pending = "starting", 0, 0.0, None
 
     @property
@@ -157,8 +164,7 @@ def _start_time(pid: int) -> str | None:
 
 
 def record_children(state: StateDir, children: list[Child]) -> None:
-    alive = {str(c.process.pid): {"name": c.name, "started": _start_time(c.process.pid)}
-             for c in children if c.running}
+    alive = {str(c.process.pid): {"name": c.name, "started": _start_time(c.process.pid)} for c in children if c.running}
     tmp = state.children_file.with_suffix(".tmp")
     tmp.write_text(json.dumps(alive))
     os.replace(tmp, state.children_file)
@@ -170,8 +176,11 @@ def leftover_children(state: StateDir) -> dict[str, int]:
         recorded = json.loads(state.children_file.read_text())
     except (FileNotFoundError, ValueError):
         return {}
-    return {entry["name"]: int(pid) for pid, entry in recorded.items()
-            if entry.get("started") and _start_time(int(pid)) == entry["started"]}
+    return {
+        entry["name"]: int(pid)
+        for pid, entry in recorded.items()
+        if entry.get("started") and _start_time(int(pid)) == entry["started"]
+    }
 
 
 def stop_leftovers(state: StateDir, timeout: float = 10.0) -> list[str]:
@@ -215,8 +224,14 @@ def load_demo(storage: Path, dsn: str, marker: Path, offline: OfflineDemo | None
     else:
         log.warning("sample data not found at %s: loading the generated hydrology demo only", SHARED_DATA)
     report = ingest(sources, dsn)
-    log.info("demo data loaded", extra={"collections": report.collections_loaded, "items": report.items_loaded,
-                                        "rejected": len(report.rejected)})
+    log.info(
+        "demo data loaded",
+        extra={
+            "collections": report.collections_loaded,
+            "items": report.items_loaded,
+            "rejected": len(report.rejected),
+        },
+    )
     marker.write_text(json.dumps({"collections": report.collections_loaded, "items": report.items_loaded}))
 
 
@@ -242,21 +257,38 @@ def otlp_endpoint(platform: Platform, observers: dict[str, str]) -> str | None:
 
 def trace_store_child(state: StateDir) -> Child:
     port = free_port()
-    return Child(TRACE_STORE, [sys.executable, "-m", "eolake.embedded.traces", f"--port={port}"],
-                 {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")},
-                 state.logs / f"{TRACE_STORE}.log", f"http://127.0.0.1:{port}", "/healthz", liveness="/healthz")
+    return Child(
+        TRACE_STORE,
+        [sys.executable, "-m", "eolake.embedded.traces", f"--port={port}"],
+        {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TZ", "PYTHONPATH")},
+        state.logs / f"{TRACE_STORE}.log",
+        f"http://127.0.0.1:{port}",
+        "/healthz",
+        liveness="/healthz",
+    )
 
 
-def service_env(platform: Platform, state: StateDir, dsn: str, name: str, gateway: str, release: str,
-                observers: dict[str, str] | None = None) -> dict:
+def service_env(
+    platform: Platform,
+    state: StateDir,
+    dsn: str,
+    name: str,
+    gateway: str,
+    release: str,
+    observers: dict[str, str] | None = None,
+) -> dict:
     """A service's environment. It reaches the services it calls through the gateway (`gateway`: its loopback
     address), which knows their instances; `observers`: where Prometheus, Alertmanager and the trace store run."""
     m = platform.manifest(name)
     prefix = m.env_prefix
     observers = observers or {}
-    env = {**os.environ, **platform.service_env(name, dict.fromkeys(platform.enabled_services, gateway), observers),
-           prefix + "AUTH__API_KEYS_FILE": str(state.api_keys), prefix + "STORAGE_PATH": str(state.storage),
-           "EOLAKE_RELEASE": release}
+    env = {
+        **os.environ,
+        **platform.service_env(name, dict.fromkeys(platform.enabled_services, gateway), observers),
+        prefix + "AUTH__API_KEYS_FILE": str(state.api_keys),
+        prefix + "STORAGE_PATH": str(state.storage),
+        "EOLAKE_RELEASE": release,
+    }
     if endpoint := otlp_endpoint(platform, observers):
         env[prefix + "OTLP_ENDPOINT"] = endpoint
     if "signing" in m.secrets:
@@ -289,38 +321,87 @@ def broker_children(platform: Platform, state: StateDir) -> list[Child]:
         ports = broker.prepare(platform.events.port)
     except BrokerError as exc:
         raise StartError(str(exc)) from exc
-    return [Child(BROKER, broker.command(), broker.env(ports), state.logs / f"{BROKER}.log",
-                  f"http://127.0.0.1:{ports.metrics}", "/metrics")]
+    return [
+        Child(
+            BROKER,
+            broker.command(),
+            broker.env(ports),
+            state.logs / f"{BROKER}.log",
+            f"http://127.0.0.1:{ports.metrics}",
+            "/metrics",
+        )
+    ]
 
 
-def service_instance(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
-                     release: str, observers: dict[str, str] | None = None) -> Child:
+def service_instance(
+    platform: Platform,
+    state: StateDir,
+    dsn: str,
+    name: str,
+    index: int,
+    gateway: str,
+    release: str,
+    observers: dict[str, str] | None = None,
+) -> Child:
     """One instance of a service, on a port of its own."""
     m, port = platform.manifest(name), free_port()
-    env = {**service_env(platform, state, dsn, name, gateway, release, observers),
-           m.env_prefix + "HOST": "127.0.0.1", m.env_prefix + "PORT": str(port)}
+    env = {
+        **service_env(platform, state, dsn, name, gateway, release, observers),
+        m.env_prefix + "HOST": "127.0.0.1",
+        m.env_prefix + "PORT": str(port),
+    }
     instance = instance_name(name, index)
-    return Child(instance, [sys.executable, "-m", m.module], env, state.logs / f"{instance}.log",
-                 f"http://127.0.0.1:{port}", m.readiness, platform.services[name].resources.memory_limit_bytes,
-                 service=name, liveness="/healthz",
-                 renew=partial(service_instance, platform, state, dsn, name, index, gateway, observers=observers))
+    return Child(
+        instance,
+        [sys.executable, "-m", m.module],
+        env,
+        state.logs / f"{instance}.log",
+        f"http://127.0.0.1:{port}",
+        m.readiness,
+        platform.services[name].resources.memory_limit_bytes,
+        service=name,
+        liveness="/healthz",
+        renew=partial(service_instance, platform, state, dsn, name, index, gateway, observers=observers),
+    )
 
 
-def worker_child(platform: Platform, state: StateDir, dsn: str, name: str, index: int, gateway: str,
-                 release: str, observers: dict[str, str] | None = None) -> Child:
+def worker_child(
+    platform: Platform,
+    state: StateDir,
+    dsn: str,
+    name: str,
+    index: int,
+    gateway: str,
+    release: str,
+    observers: dict[str, str] | None = None,
+) -> Child:
     m, metrics_port = platform.manifest(name), free_port()
-    env = {**service_env(platform, state, dsn, name, gateway, release, observers),
-           m.env_prefix + "WORKER_METRICS_PORT": str(metrics_port)}
+    env = {
+        **service_env(platform, state, dsn, name, gateway, release, observers),
+        m.env_prefix + "WORKER_METRICS_PORT": str(metrics_port),
+    }
     suffix = "" if index == 1 else f"-{index}"
-    return Child(f"{name}-worker{suffix}", [sys.executable, "-m", m.worker.module], env,
-                 state.logs / f"{name}-worker{suffix}.log", f"http://127.0.0.1:{metrics_port}", m.worker.readiness,
-                 platform.services[name].resources.memory_limit_bytes,  # per replica, workers included
-                 liveness="/healthz",
-                 renew=partial(worker_child, platform, state, dsn, name, index, gateway, observers=observers))
+    return Child(
+        f"{name}-worker{suffix}",
+        [sys.executable, "-m", m.worker.module],
+        env,
+        state.logs / f"{name}-worker{suffix}.log",
+        f"http://127.0.0.1:{metrics_port}",
+        m.worker.readiness,
+        platform.services[name].resources.memory_limit_bytes,  # per replica, workers included
+        liveness="/healthz",
+        renew=partial(worker_child, platform, state, dsn, name, index, gateway, observers=observers),
+    )
 
 
-def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str | None = None,
-                     release: str | None = None, observers: dict[str, str] | None = None) -> list[Child]:
+def service_children(
+    platform: Platform,
+    state: StateDir,
+    dsn: str,
+    gateway: str | None = None,
+    release: str | None = None,
+    observers: dict[str, str] | None = None,
+) -> list[Child]:
     """Every instance (`replicas`) of every enabled service, and their job workers; `gateway`: its loopback address
     (default: at the base URL's port), `release`: the label they show (default: the installed version),
     `observers`: where Prometheus, Alertmanager and the trace store run (name → URL)."""
@@ -331,11 +412,15 @@ def service_children(platform: Platform, state: StateDir, dsn: str, gateway: str
         m = platform.manifest(name)
         if importlib.util.find_spec(m.module) is None:
             raise StartError(f"service {name!r} is enabled in the stack but its package is not installed")
-        children += [service_instance(platform, state, dsn, name, i, gateway, release, observers)
-                     for i in range(1, service.replicas + 1)]
+        children += [
+            service_instance(platform, state, dsn, name, i, gateway, release, observers)
+            for i in range(1, service.replicas + 1)
+        ]
         if m.worker:
-            children += [worker_child(platform, state, dsn, name, i, gateway, release, observers)
-                         for i in range(1, service.worker_replicas + 1)]
+            children += [
+                worker_child(platform, state, dsn, name, i, gateway, release, observers)
+                for i in range(1, service.worker_replicas + 1)
+            ]
     return children
 
 
@@ -369,20 +454,34 @@ def hung_detection_bound(supervision: Supervision) -> float:
 
 def posted_reads(platform: Platform) -> dict[str, list[str]]:
     """By path prefix, the routes whose POST is a read (the manifests' public routes): the gateway retries them."""
-    return {platform.services[name].path: [r.path for r in platform.manifest(name).public_routes if r.method == "POST"]
-            for name in platform.enabled_services}
+    return {
+        platform.services[name].path: [r.path for r in platform.manifest(name).public_routes if r.method == "POST"]
+        for name in platform.enabled_services
+    }
 
 
 def gateway_child(platform: Platform, state: StateDir, port: int, observers: dict[str, str] | None = None) -> Child:
-    env = {**os.environ, "EOLAKE_GATEWAY_ROUTES_FILE": str(state.routes_file), "EOLAKE_GATEWAY_PORT": str(port),
-           "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url),
-           "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json(),
-           "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform))}
+    env = {
+        **os.environ,
+        "EOLAKE_GATEWAY_ROUTES_FILE": str(state.routes_file),
+        "EOLAKE_GATEWAY_PORT": str(port),
+        "EOLAKE_GATEWAY_PUBLIC_URL": str(platform.base_url),
+        "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json(),
+        "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform)),
+    }
     if endpoint := otlp_endpoint(platform, observers or {}):
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = endpoint
         env["EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO"] = str(platform.observability.trace_sample_ratio)
-    return Child("gateway", [sys.executable, "-m", "eolake.embedded.gateway"], env, state.logs / "gateway.log",
-                 f"http://127.0.0.1:{port}", "/-/readyz", memory_limit=GATEWAY_MEMORY_LIMIT, liveness="/-/healthz")
+    return Child(
+        "gateway",
+        [sys.executable, "-m", "eolake.embedded.gateway"],
+        env,
+        state.logs / "gateway.log",
+        f"http://127.0.0.1:{port}",
+        "/-/readyz",
+        memory_limit=GATEWAY_MEMORY_LIMIT,
+        liveness="/-/healthz",
+    )
 
 
 def write_routes(state: StateDir, routes: dict[str, list[str]]) -> None:
@@ -453,25 +552,44 @@ class Supervisor:
 
     def _runtime(self, status: str | None = None, **extra) -> None:
         self.status = status or self.status
-        self.state.write_runtime({
-            "status": self.status, "pid": os.getpid(), "stack": self.stack, "base_url": str(self.platform.base_url),
-            "release": self.release,
-            "database_port": self.cluster.port if self.cluster.port_file.exists() else None,
-            "services": {c.name: {"upstream": c.upstream, "pid": c.process.pid if c.process else None,
-                                  "state": c.state, "service": c.service, "probe": c.probe,
-                                  "url": self.platform.public_url(c.service) if c.service else None,
-                                  "memory_limit": c.memory_limit}
-                         for c in self.children},
-            "memory_bound": self.limits.mechanism,
-            "backups": str(self.backups.root) if self.backups else None,
-            "monitoring": {**{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
-                           **{c.name: {"url": c.url, "probe": c.probe} for c in self.monitoring.components
-                              if c.name in (PROMETHEUS, ALERTMANAGER)},
-                           **{c.name: {"url": c.upstream, "probe": c.probe} for c in self.children
-                              if c.name == TRACE_STORE}},
-            "broker": Broker(self.state.broker).describe() if any(c.name == BROKER for c in self.children) else None,
-            "upgrade": self.upgrade,
-            **extra})
+        self.state.write_runtime(
+            {
+                "status": self.status,
+                "pid": os.getpid(),
+                "stack": self.stack,
+                "base_url": str(self.platform.base_url),
+                "release": self.release,
+                "database_port": self.cluster.port if self.cluster.port_file.exists() else None,
+                "services": {
+                    c.name: {
+                        "upstream": c.upstream,
+                        "pid": c.process.pid if c.process else None,
+                        "state": c.state,
+                        "service": c.service,
+                        "probe": c.probe,
+                        "url": self.platform.public_url(c.service) if c.service else None,
+                        "memory_limit": c.memory_limit,
+                    }
+                    for c in self.children
+                },
+                "memory_bound": self.limits.mechanism,
+                "backups": str(self.backups.root) if self.backups else None,
+                "monitoring": {
+                    **{name: {"url": None, "note": note} for name, note in self.monitoring.notes.items()},
+                    **{
+                        c.name: {"url": c.url, "probe": c.probe}
+                        for c in self.monitoring.components
+                        if c.name in (PROMETHEUS, ALERTMANAGER)
+                    },
+                    **{c.name: {"url": c.upstream, "probe": c.probe} for c in self.children if c.name == TRACE_STORE},
+                },
+                "broker": Broker(self.state.broker).describe()
+                if any(c.name == BROKER for c in self.children)
+                else None,
+                "upgrade": self.upgrade,
+                **extra,
+            }
+        )
 
     def _on_signal(self, signum, frame) -> None:
         self.stopping = True
@@ -532,19 +650,29 @@ class Supervisor:
         traces = [] if self.platform.observability.otlp_endpoint else [trace_store_child(self.state)]
         brokers = broker_children(self.platform, self.state)  # before the services: their environment names it
         observers = plan.observers() | ({"traces": traces[0].upstream} if traces else {})
-        services = service_children(self.platform, self.state, self.cluster.app_dsn(), release=self.release,
-                                    observers=observers)
+        services = service_children(
+            self.platform, self.state, self.cluster.app_dsn(), release=self.release, observers=observers
+        )
         for child in services:
             child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
         write_routes(self.state, gateway_routes(self.platform, services))
         gateway = gateway_child(self.platform, self.state, port, observers)
         try:
-            self.monitoring = monitoring_components(self.platform, self.state, scrape_groups(services),
-                                                    gateway.upstream, self.cluster.dsn(), backup_metrics, plan=plan)
+            self.monitoring = monitoring_components(
+                self.platform,
+                self.state,
+                scrape_groups(services),
+                gateway.upstream,
+                self.cluster.dsn(),
+                backup_metrics,
+                plan=plan,
+            )
         except MonitoringError as exc:
             raise StartError(str(exc)) from exc
-        observing = [Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
-                     for m in self.monitoring.components]
+        observing = [
+            Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
+            for m in self.monitoring.components
+        ]
         self.children = [*brokers, *traces, *services, gateway, *observing]  # stopped in the reverse order
         self.limits = MemoryLimits.detect(f"eolake-{os.getpid()}")
         log.info("memory bounds by %s", self.limits.mechanism)
@@ -636,8 +764,11 @@ class Supervisor:
         child.failures = 0 if answered else child.failures + 1
         if child.failures >= watch.liveness_failures:
             child.kill()
-            self._down(child, f"hung: {child.liveness} did not answer within {watch.liveness_timeout_seconds:g} s "
-                              f"{watch.liveness_failures} times in a row; killed")
+            self._down(
+                child,
+                f"hung: {child.liveness} did not answer within {watch.liveness_timeout_seconds:g} s "
+                f"{watch.liveness_failures} times in a row; killed",
+            )
 
     def _down(self, child: Child, why: str) -> None:
         """Out of the gateway at once; started again after a backoff that grows with its restarts."""
@@ -645,9 +776,16 @@ class Supervisor:
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < 60] + [now]
         child.state, child.restart_at = "down", now + min(2 ** (len(child.restarts) - 1), 30) * 0.5
-        log.warning("%s %s; restarting", child.name, why,
-                    extra={"restarts_last_minute": len(child.restarts), "memory_limit": child.memory_limit,
-                           "oom_kills": self.limits.oom_kills(child.name)})
+        log.warning(
+            "%s %s; restarting",
+            child.name,
+            why,
+            extra={
+                "restarts_last_minute": len(child.restarts),
+                "memory_limit": child.memory_limit,
+                "oom_kills": self.limits.oom_kills(child.name),
+            },
+        )
         self._publish()
 
     def _publish(self) -> None:
@@ -755,8 +893,11 @@ class Supervisor:
         # Monitoring and the gateway first so no new requests arrive, then services (graceful), then the
         # database. One failure must not leave the others running.
         steps = [(f"stopping {c.name}", c.stop) for c in reversed(self.children)]
-        steps += [("removing the memory cgroups", self.limits.release), ("stopping PostgreSQL", self.cluster.stop),
-                  ("recording the stop", lambda: self._runtime("stopped"))]
+        steps += [
+            ("removing the memory cgroups", self.limits.release),
+            ("stopping PostgreSQL", self.cluster.stop),
+            ("recording the stop", lambda: self._runtime("stopped")),
+        ]
         for what, step in [("recording the stop", lambda: self._runtime("stopping")), *steps]:
             try:
                 step()

@@ -113,18 +113,22 @@ def spans_of(request: ExportTraceServiceRequest) -> list[dict]:
             for span in scope_spans.spans:
                 if len(span.trace_id) != 16 or len(span.span_id) != 8:
                     raise BadPayload("a span without a 16-byte trace id and an 8-byte span id")
-                found.append({
-                    "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-                    "parent_span_id": span.parent_span_id.hex() or None,
-                    "name": span.name[:MAX_VALUE_CHARS],
-                    "kind": Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
-                    "service": service, "scope": scope_spans.scope.name,
-                    "start_ns": span.start_time_unix_nano,
-                    "end_ns": max(span.end_time_unix_nano, span.start_time_unix_nano),
-                    "status": Status.StatusCode.Name(span.status.code).removeprefix("STATUS_CODE_"),
-                    "status_message": span.status.message[:MAX_VALUE_CHARS],
-                    "attributes": attributes(span.attributes),
-                })
+                found.append(
+                    {
+                        "trace_id": span.trace_id.hex(),
+                        "span_id": span.span_id.hex(),
+                        "parent_span_id": span.parent_span_id.hex() or None,
+                        "name": span.name[:MAX_VALUE_CHARS],
+                        "kind": Span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_"),
+                        "service": service,
+                        "scope": scope_spans.scope.name,
+                        "start_ns": span.start_time_unix_nano,
+                        "end_ns": max(span.end_time_unix_nano, span.start_time_unix_nano),
+                        "status": Status.StatusCode.Name(span.status.code).removeprefix("STATUS_CODE_"),
+                        "status_message": span.status.message[:MAX_VALUE_CHARS],
+                        "attributes": attributes(span.attributes),
+                    }
+                )
     return found
 
 
@@ -172,21 +176,34 @@ class TraceStore:
         if not spans:
             return None
         start = min(s["start_ns"] for s in spans)
-        return {**summary(trace_id, spans), "spans": [
-            {**{k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "trace_id")}, "depth": depth,
-             "offset_ms": (s["start_ns"] - start) / 1e6, "duration_ms": (s["end_ns"] - s["start_ns"]) / 1e6,
-             "error": failed(s)} for s, depth in waterfall(spans)]}
+        return {
+            **summary(trace_id, spans),
+            "spans": [
+                {
+                    **{k: v for k, v in s.items() if k not in ("start_ns", "end_ns", "trace_id")},
+                    "depth": depth,
+                    "offset_ms": (s["start_ns"] - start) / 1e6,
+                    "duration_ms": (s["end_ns"] - s["start_ns"]) / 1e6,
+                    "error": failed(s),
+                }
+                for s, depth in waterfall(spans)
+            ],
+        }
 
-    def recent(self, limit: int = 20, min_duration_ms: float = 0, errors: bool = False,
-               service: str | None = None) -> list[dict]:
+    def recent(
+        self, limit: int = 20, min_duration_ms: float = 0, errors: bool = False, service: str | None = None
+    ) -> list[dict]:
         with self.lock:
             for trace_id in self.traces.keys() - self.summaries.keys():
                 self.summaries[trace_id] = summary(trace_id, list(self.traces[trace_id].values()))
             summaries = list(self.summaries.values())
         found = []
         for about in summaries:
-            if about["duration_ms"] < min_duration_ms or (errors and not about["error"]) or (
-                    service and service not in about["services"]):
+            if (
+                about["duration_ms"] < min_duration_ms
+                or (errors and not about["error"])
+                or (service and service not in about["services"])
+            ):
                 continue
             found.append(about)
         found.sort(key=lambda t: t["start_ms"], reverse=True)
@@ -194,8 +211,12 @@ class TraceStore:
 
     def stats(self) -> dict:
         with self.lock:
-            return {"traces": len(self.traces), "spans": self.spans, "max_spans": self.max_spans,
-                    "dropped_spans": self.dropped}
+            return {
+                "traces": len(self.traces),
+                "spans": self.spans,
+                "max_spans": self.max_spans,
+                "dropped_spans": self.dropped,
+            }
 
 
 def waterfall(spans: list[dict]) -> list[tuple[dict, int]]:
@@ -218,9 +239,15 @@ def summary(trace_id: str, spans: list[dict]) -> dict:
     start, end = min(s["start_ns"] for s in spans), max(s["end_ns"] for s in spans)
     roots = [s for s in spans if s["parent_span_id"] not in ids] or spans
     root = min(roots, key=lambda s: s["start_ns"])
-    return {"trace_id": trace_id, "root": {"name": root["name"], "service": root["service"]},
-            "start_ms": start / 1e6, "duration_ms": (end - start) / 1e6, "span_count": len(spans),
-            "services": sorted({s["service"] for s in spans}), "error": any(failed(s) for s in spans)}
+    return {
+        "trace_id": trace_id,
+        "root": {"name": root["name"], "service": root["service"]},
+        "start_ms": start / 1e6,
+        "duration_ms": (end - start) / 1e6,
+        "span_count": len(spans),
+        "services": sorted({s["service"] for s in spans}),
+        "error": any(failed(s) for s in spans),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ HTTP
@@ -240,8 +267,12 @@ def listing_params(query: str) -> dict:
         raise BadPayload(f"limit is between 1 and {LIST_LIMIT}, min_duration_ms not negative")
     if params.get("errors", "false") not in ("true", "false"):
         raise BadPayload("errors is true or false")
-    return {"limit": limit, "min_duration_ms": min_duration, "errors": params.get("errors") == "true",
-            "service": params.get("service") or None}
+    return {
+        "limit": limit,
+        "min_duration_ms": min_duration,
+        "errors": params.get("errors") == "true",
+        "service": params.get("service") or None,
+    }
 
 
 class TraceHandler(BaseHTTPRequestHandler):
@@ -258,8 +289,11 @@ class TraceHandler(BaseHTTPRequestHandler):
         trace_id = url.path.removeprefix("/api/traces/")
         if url.path.startswith("/api/traces/") and TRACE_ID.fullmatch(trace_id):
             found = self.store.trace(trace_id)
-            return self._json(200, found) if found else self._problem(404, f"no trace {trace_id} is kept "
-                                                                           "(unknown, or evicted)")
+            return (
+                self._json(200, found)
+                if found
+                else self._problem(404, f"no trace {trace_id} is kept (unknown, or evicted)")
+            )
         return self._problem(404, f"no resource {url.path}")
 
     def _listing(self, query: str) -> None:
@@ -304,8 +338,12 @@ class TraceHandler(BaseHTTPRequestHandler):
         self._answer(status, json.dumps(body).encode(), JSON)
 
     def _problem(self, status: int, detail: str) -> None:
-        body = {"type": "about:blank", "title": "Bad Request" if status == 400 else "Error", "status": status,
-                "detail": detail}
+        body = {
+            "type": "about:blank",
+            "title": "Bad Request" if status == 400 else "Error",
+            "status": status,
+            "detail": detail,
+        }
         self._answer(status, json.dumps(body).encode(), "application/problem+json")
 
     def _answer(self, status: int, data: bytes, media_type: str) -> None:
