@@ -21,7 +21,7 @@ DEFAULT_SET = (
 )
 
 
-def select_fields(item: dict, fields: tuple[set[str] | None, set[str]]) -> dict:
+def select_fields(item: dict[str, Any], fields: tuple[set[str] | None, set[str]]) -> dict[str, Any]:
     """The STAC fields extension on one item: the includes (with id, type, version and links); with only excludes,
     the whole item less them; with an empty or null include, the default set less the excludes. A field named in
     both is included."""
@@ -64,7 +64,7 @@ COMPARISONS = {
 PATTERNS = {"startsWith": "{}%", "endsWith": "%{}", "contains": "%{}%"}
 
 
-def query_filter(query: Any) -> dict:
+def query_filter(query: Any) -> dict[str, Any]:
     """The query extension as a CQL2 filter, which every provider with the filter extension runs (pgstac's own
     query lacks startsWith, endsWith, contains and in). Numbers written as strings compare as numbers."""
     if not isinstance(query, dict) or not all(isinstance(v, dict) for v in query.values()):
@@ -75,7 +75,7 @@ def query_filter(query: Any) -> dict:
     return clauses[0] if len(clauses) == 1 else {"op": "and", "args": clauses}
 
 
-def _clause(name: str, op: str, value: Any) -> dict:
+def _clause(name: str, op: str, value: Any) -> dict[str, Any]:
     prop = {"property": name}
     if op in COMPARISONS:
         return {"op": COMPARISONS[op], "args": [prop, _number(value)]}
