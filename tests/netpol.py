@@ -128,6 +128,13 @@ INGRESS_NGINX = external(
     {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
     {"http": ("TCP", 80), "https": ("TCP", 443)},
 )
+# RKE2's bundled controller (the clusters the OpenStack layer provisions): the same role, its own namespace and name.
+RKE2_INGRESS_NGINX = external(
+    "ingress-nginx",
+    "kube-system",
+    {"app.kubernetes.io/name": "rke2-ingress-nginx", "app.kubernetes.io/component": "controller"},
+    {"http": ("TCP", 80), "https": ("TCP", 443)},
+)
 PROMETHEUS = external("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"}, {"web": ("TCP", 9090)})
 KUBE_DNS = external(
     "kube-dns",

@@ -153,6 +153,7 @@ def catalog_only_stack(path: Path, name: str) -> Path:
         name=name,
         services={"catalog": {"workers": 1, "pool_size": 2}},
         providers=[],
+        priorities={},
         observability={"prometheus": False, "alertmanager": False},
     )
     path.write_text(yaml.safe_dump(document, sort_keys=False))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from netpol import (
     CNPG_OPERATOR,
     INGRESS_NGINX,
     INTERNET,
     KUBE_DNS,
     PROMETHEUS,
+    RKE2_INGRESS_NGINX,
     Workload,
     allowed,
     external,
@@ -22,6 +24,7 @@ from netpol import (
 )
 
 RENDERED = Path(__file__).resolve().parents[1] / "infra" / "rendered"
+STACKS = Path(__file__).resolve().parents[1] / "stacks"
 
 WEB = Workload("web", "shop", {"app": "web"}, {("TCP", 8080)}, {"http": ("TCP", 8080)})
 API = Workload("api", "shop", {"app": "api", "tier": "backend"}, {("TCP", 9000)}, {"http": ("TCP", 9000)})
@@ -357,7 +360,15 @@ def test_flows_lists_every_allowed_pair_on_declared_and_probed_ports():
 # Pods of another namespace that copy the labels the policies look for: only the namespace tells them apart.
 IMPOSTOR_PROMETHEUS = external("impostor-prometheus", "default", {"app.kubernetes.io/name": "prometheus"})
 IMPOSTOR_NGINX = external("impostor-nginx", "default", {"app.kubernetes.io/name": "ingress-nginx"})
-EXTRA = [INGRESS_NGINX, PROMETHEUS, KUBE_DNS, CNPG_OPERATOR, INTERNET, IMPOSTOR_PROMETHEUS, IMPOSTOR_NGINX]
+IMPOSTOR_RKE2_NGINX = external("impostor-rke2-nginx", "default", {"app.kubernetes.io/name": "rke2-ingress-nginx"})
+OTHERS = [PROMETHEUS, KUBE_DNS, CNPG_OPERATOR, INTERNET, IMPOSTOR_PROMETHEUS, IMPOSTOR_NGINX, IMPOSTOR_RKE2_NGINX]
+
+
+def ingress_controller(stack: str):
+    """The cluster's ingress controller: RKE2's own on the clusters the OpenStack layer provisions."""
+    document = yaml.safe_load((STACKS / f"Pulumi.{stack}.yaml").read_text())
+    cluster = document["config"]["eolake:platform"].get("cluster") or {}
+    return RKE2_INGRESS_NGINX if cluster.get("kind") == "openstack" else INGRESS_NGINX
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
@@ -366,7 +377,7 @@ def test_rendered_stack_flows(stack):
     pods = {w.name: w for w in workloads(manifests)}
     poolers = [m["metadata"]["name"] for m in manifests if m["kind"] == "Pooler"]
     assert "catalog" in pods and poolers, f"{stack}: expected the catalog and a database pooler"
-    allowed_flows = flows(manifests, extra=EXTRA)
+    allowed_flows = flows(manifests, extra=[ingress_controller(stack), *OTHERS])
     catalog_http = pods["catalog"].port_names["http"]
 
     assert ("ingress-nginx", "catalog", *catalog_http) in allowed_flows
@@ -377,6 +388,6 @@ def test_rendered_stack_flows(stack):
     reached_from_outside = {
         (src, dst)
         for src, dst, _, _ in allowed_flows
-        if dst in pods and src in {"internet", "impostor-prometheus", "impostor-nginx"}
+        if dst in pods and src in {"internet", "impostor-prometheus", "impostor-nginx", "impostor-rke2-nginx"}
     }
     assert not reached_from_outside, f"{stack}: reachable from the internet or an arbitrary namespace"

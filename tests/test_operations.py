@@ -103,6 +103,7 @@ def drill_stack(path: Path) -> None:
     platform.update(
         name="ops-drill",
         providers=[],
+        priorities={},
         observability={"prometheus": False, "alertmanager": False},
         services={
             "catalog": {"replicas": 2, "workers": 1, "pool_size": 4},

@@ -150,7 +150,8 @@ class SearchBodyMiddleware:
             more = message.get("more_body", False)
         body = _normalised(b"".join(chunks))
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
-        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        # The same scope, changed in place: the router records the matched route in it for the outer middleware.
+        scope["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
         sent = False
 
         async def replay():

@@ -16,6 +16,7 @@ from eolake_search import discovery
 from eolake_search.engine import Query as TextQuery
 from eolake_search.expansion import Expansion, expand, unexpanded
 from eolake_search.federation import BadToken, decode_token, encode_token, fingerprint
+from eolake_search.responses import SchemaResponse
 
 COLLECTION_CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search",
@@ -147,9 +148,9 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
             answer["expansion"] = expansion
         return JSONResponse(answer)  # plain JSON already: FastAPI's encoder would walk it again on every search
 
-    @app.get("/collection-queryables", summary="what collection-search filters may name")
+    @app.get("/collection-queryables", summary="what collection-search filters may name", response_class=SchemaResponse)
     async def collection_queryables():
-        return JSONResponse(
+        return SchemaResponse(
             {
                 "$schema": "https://json-schema.org/draft/2019-09/schema",
                 "$id": f"{base}/collection-queryables",
@@ -157,8 +158,7 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
                 "title": "Queryables of the collection search",
                 "properties": discovery.QUERYABLES,
                 "additionalProperties": False,
-            },
-            media_type="application/schema+json",
+            }
         )
 
     @app.get("/suggest", summary="autocomplete: thesaurus concepts and dataset titles for what the user is typing")

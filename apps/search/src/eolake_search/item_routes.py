@@ -12,11 +12,11 @@ from fastapi.responses import JSONResponse
 from eolake_kit.refs import StacId, segment
 from eolake_search import stac_request
 from eolake_search.federation import BACKENDS, EveryProviderFailed
-from eolake_search.item_search import GEOJSON, FederatedItems, Page
+from eolake_search.item_search import FederatedItems, Page
+from eolake_search.responses import GeoJSONResponse, SchemaResponse
 from eolake_search.stac_request import BadSearch
 
 PROVIDERS_RETRY_SECONDS = "5"  # a search no provider answered: try again then (a provider's restart, a blip)
-SCHEMA = "application/schema+json"
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 POST_BODY = {
     "requestBody": {
@@ -48,7 +48,7 @@ router = APIRouter()
 
 
 def geojson(content: dict) -> JSONResponse:
-    return JSONResponse(content, media_type=GEOJSON)
+    return GeoJSONResponse(content)
 
 
 async def run(core: FederatedItems, params: dict, page: Page) -> dict:
@@ -62,13 +62,18 @@ async def run(core: FederatedItems, params: dict, page: Page) -> dict:
         raise HTTPException(503, str(exc), headers={"Retry-After": PROVIDERS_RETRY_SECONDS}) from exc
 
 
-@router.get("/search", summary="STAC item search over every provider (GET)")
+@router.get("/search", summary="STAC item search over every provider (GET)", response_class=GeoJSONResponse)
 async def search_get(request: Request, core: Items, base: Base):
     params = stac_request.from_query(list(request.query_params.multi_items()))
     return geojson(await run(core, params, Page(base, "/search", "GET", dict(request.query_params))))
 
 
-@router.post("/search", summary="STAC item search over every provider (POST)", openapi_extra=POST_BODY)
+@router.post(
+    "/search",
+    summary="STAC item search over every provider (POST)",
+    openapi_extra=POST_BODY,
+    response_class=GeoJSONResponse,
+)
 async def search_post(request: Request, core: Items, base: Base):
     try:
         body = await request.json()
@@ -81,7 +86,11 @@ async def search_post(request: Request, core: Items, base: Base):
     return geojson(await run(core, body, Page(base, "/search", "POST", body)))
 
 
-@router.get("/collections/{collection_id}/items", summary="the items of a collection, from every provider of it")
+@router.get(
+    "/collections/{collection_id}/items",
+    summary="the items of a collection, from every provider of it",
+    response_class=GeoJSONResponse,
+)
 async def collection_items(collection_id: StacId, request: Request, core: Items, base: Base):
     params = stac_request.from_query(list(request.query_params.multi_items()))
     if "collections" in params:
@@ -92,7 +101,11 @@ async def collection_items(collection_id: StacId, request: Request, core: Items,
     )
 
 
-@router.get("/collections/{collection_id}/items/{item_id}", summary="one item, from the first provider that has it")
+@router.get(
+    "/collections/{collection_id}/items/{item_id}",
+    summary="one item, from the first provider that has it",
+    response_class=GeoJSONResponse,
+)
 async def collection_item(collection_id: StacId, item_id: StacId, core: Items, base: Base):
     path = f"/collections/{segment(collection_id)}/items/{segment(item_id)}"
     page = await run(core, {"collections": [collection_id], "ids": [item_id], "limit": 1}, Page(base, path, "GET", {}))
@@ -117,18 +130,18 @@ async def collection(collection_id: StacId, request: Request, core: Items, base:
     return {**collection_links(known[0], base), "federation": status}
 
 
-@router.get("/queryables", summary="what filters may name, over every provider")
+@router.get("/queryables", summary="what filters may name, over every provider", response_class=SchemaResponse)
 async def queryables(core: Items, base: Base):
     answers, status = await core.gather("/queryables")
-    return JSONResponse(
+    return SchemaResponse(
         {**queryables_document(f"{base}/queryables", "Queryables of every provider", answers), "federation": status},
-        media_type=SCHEMA,
     )
 
 
 @router.get(
     "/collections/{collection_id}/queryables",
     summary="what filters on a collection may name; enums narrowed by the values already chosen (?property=value…)",
+    response_class=SchemaResponse,
 )
 async def collection_queryables(collection_id: StacId, request: Request, core: Items, base: Base):
     chosen = dict(request.query_params)
@@ -139,9 +152,7 @@ async def collection_queryables(collection_id: StacId, request: Request, core: I
             raise BadSearch("every provider refused the chosen values: " + ", ".join(sorted(chosen)))
         raise HTTPException(404, f"no provider has the collection {collection_id!r}")
     title = f"Queryables of {collection_id}"
-    return JSONResponse(
-        {**queryables_document(f"{base}{path}", title, answers), "federation": status}, media_type=SCHEMA
-    )
+    return SchemaResponse({**queryables_document(f"{base}{path}", title, answers), "federation": status})
 
 
 def queryables_document(url: str, title: str, answers: dict[str, Any]) -> dict:

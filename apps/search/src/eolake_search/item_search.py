@@ -38,10 +38,10 @@ from eolake_search.federation import (
     sort_key,
 )
 from eolake_search.providers import ProviderError, describe
+from eolake_search.responses import GEOJSON
 from eolake_search.settings import ProviderConfig
 from eolake_search.stac_request import BadSearch, SearchRequest, order_key, select_fields
 
-GEOJSON = "application/geo+json"
 # expand(q, lang, depth) -> (terms for the providers, the expansion report, collections whose metadata matched)
 Expander = Callable[[list[str], str | None, int, bool], Awaitable[tuple[list[str], dict, list[str]]]]
 
