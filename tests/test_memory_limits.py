@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from eolake.embedded.broker import Broker
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.postgres import free_port
 from eolake.embedded.state import StateDir
@@ -152,7 +153,9 @@ def test_cgroups_left_by_a_killed_supervisor_are_removed_at_the_next_start():
 
 def test_the_spec_bound_is_every_target_s(tmp_path):
     platform = load_stack("local")
-    children = {c.name: c for c in service_children(platform, StateDir(tmp_path), "postgresql://u:p@h/db")}
+    state = StateDir(tmp_path)
+    Broker(state.broker).prepare()  # as `up` does before the services: the events relay is given the broker's URL
+    children = {c.name: c for c in service_children(platform, state, "postgresql://u:p@h/db")}
     for name, service in platform.enabled_services.items():
         assert children[name].memory_limit == service.resources.memory_limit_bytes
     assert children["downloads-worker"].memory_limit == platform.services["downloads"].resources.memory_limit_bytes
