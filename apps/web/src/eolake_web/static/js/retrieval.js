@@ -65,7 +65,7 @@ async function retrieve(page, link, itemUrl, online) {
     if (!page.current()) return false;
     if (error instanceof ApiError && error.status === 401) {
       signOut();
-      show('offline', 'Your sign-in has expired: sign in again.');
+      show('offline', 'Your sign-in was refused (expired or revoked): sign in again.');
       askSignIn(page, () => document.getElementById('retrieve').click());
       return false;
     }
