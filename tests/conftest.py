@@ -10,6 +10,9 @@ import pytest
 from eolake.embedded.postgres import PostgresCluster
 from servers import RunningPlatform, embedded_platform, private_cluster
 
+# The browser tests' platform and Chromium: one session fixture for all test_web_browser_* modules.
+pytest_plugins = ["web_browser"]
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 

@@ -16,13 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium.webdriver.common.by import By
-from test_web_browser import (  # noqa: F401 (browser: the fixture)
+from web_browser import (
     CHROMEDRIVER,
     CHROMIUM,
     LAPTOP,
     PHONE,
     SHOTS,
-    browser,
     console_errors,
     open_route,
     overflow,
@@ -154,7 +153,7 @@ def test_every_metric_the_console_queries_exists(platform, runtime):
     assert wait_until(lambda: not missing(), timeout=120, interval=3), f"no such metric: {sorted(missing())}"
 
 
-def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_trace):  # noqa: F811
+def test_the_console_as_admin_user_and_anonymous(platform, browser, federated_trace):
     base = platform.base_url
     for path in ("/stac/search?collections=naip&limit=3", "/stac/collections", "/thesaurus/", "/search/collections"):
         httpx.get(base + path, timeout=60)

@@ -119,13 +119,8 @@ def locally_running() -> frozenset[str]:
     return frozenset(load_stack("local").enabled_services) | {"gateway"}
 
 
-class Ids:
-    def __init__(self) -> None:
-        self.last = 0
-
-    def __call__(self) -> int:
-        self.last += 1
-        return self.last
+# A graph's query: PromQL, or (PromQL, legend).
+Target = str | tuple[str, str]
 
 
 def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> prometheus.Dataquery:
@@ -135,61 +130,90 @@ def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False) ->
     return q.instant() if instant else q.range()
 
 
-def graph(
-    ids: Ids,
-    title: str,
-    targets: list[prometheus.Dataquery],
-    unit: str = "short",
-    width: int = 12,
-    description: str = "",
-    height: int = 8,
-) -> timeseries.Panel:
-    panel = (
-        timeseries.Panel()
-        .id(ids())
-        .title(title)
-        .datasource(DATASOURCE)
-        .unit(unit)
-        .span(width)
-        .height(height)
-        .targets(targets)
-    )
-    return panel.description(description) if description else panel
+class Board:
+    """A dashboard as it is built: rows and panels in the order they are added, numbered from 1, every panel on the
+    data source variable. A stat panel asks one instant query; a graph asks range queries, lettered A, B, … in order.
+    """
 
-
-def single(
-    ids: Ids,
-    title: str,
-    target: prometheus.Dataquery,
-    unit: str = "short",
-    width: int = 6,
-    steps: list[tuple[float | None, str]] | None = None,
-    description: str = "",
-) -> stat.Panel:
-    panel = stat.Panel().id(ids()).title(title).datasource(DATASOURCE).unit(unit).span(width).height(4)
-    panel = panel.with_target(target)
-    if steps:
-        panel = panel.thresholds(
-            dashboard.ThresholdsConfig()
-            .mode(model.ThresholdsMode.ABSOLUTE)
-            .steps([model.Threshold(value=v, color=c) for v, c in steps])
+    def __init__(self, uid: str, title: str, description: str, tags: list[str]) -> None:
+        self.last_id = 0
+        self.dashboard = (
+            dashboard.Dashboard(title)
+            .uid(uid)
+            .description(description)
+            .tags([*TAGS, *tags])
+            .editable()
+            .time("now-6h", "now")
+            .refresh("30s")
+            .timezone("utc")
+            .tooltip(model.DashboardCursorSync.CROSSHAIR)
+            .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
         )
-    return panel.description(description) if description else panel
+
+    def next_id(self) -> int:
+        self.last_id += 1
+        return self.last_id
+
+    def row(self, title: str) -> None:
+        self.dashboard = self.dashboard.with_row(dashboard.Row(title).id(self.next_id()))
+
+    def stat(
+        self,
+        title: str,
+        expr: str,
+        unit: str = "short",
+        *,
+        width: int = 6,
+        steps: list[tuple[float | None, str]] | None = None,
+        description: str = "",
+    ) -> None:
+        panel = stat.Panel().id(self.next_id()).title(title).datasource(DATASOURCE).unit(unit).span(width).height(4)
+        panel = panel.with_target(query(expr, instant=True))
+        if steps:
+            panel = panel.thresholds(
+                dashboard.ThresholdsConfig()
+                .mode(model.ThresholdsMode.ABSOLUTE)
+                .steps([model.Threshold(value=v, color=c) for v, c in steps])
+            )
+        self.add(panel, description)
+
+    def graph(
+        self,
+        title: str,
+        targets: list[Target],
+        unit: str = "short",
+        *,
+        width: int = 12,
+        height: int = 8,
+        description: str = "",
+    ) -> None:
+        queries = [
+            query(*((target,) if isinstance(target, str) else target), ref=chr(ord("A") + i))
+            for i, target in enumerate(targets)
+        ]
+        panel = (
+            timeseries.Panel()
+            .id(self.next_id())
+            .title(title)
+            .datasource(DATASOURCE)
+            .unit(unit)
+            .span(width)
+            .height(height)
+            .targets(queries)
+        )
+        self.add(panel, description)
+
+    def add(self, panel: stat.Panel | timeseries.Panel, description: str) -> None:
+        self.dashboard = self.dashboard.with_panel(panel.description(description) if description else panel)
 
 
-def base(uid: str, title: str, description: str, tags: list[str]) -> dashboard.Dashboard:
-    return (
-        dashboard.Dashboard(title)
-        .uid(uid)
-        .description(description)
-        .tags([*TAGS, *tags])
-        .editable()
-        .time("now-6h", "now")
-        .refresh("30s")
-        .timezone("utc")
-        .tooltip(model.DashboardCursorSync.CROSSHAIR)
-        .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
-    )
+def quantile(q: float, buckets: str, by: str = "", window: str = RATE) -> str:
+    """The q-quantile of a latency histogram's buckets, per `by` labels."""
+    return f"histogram_quantile({q}, sum by (le{f', {by}' if by else ''}) (rate({buckets}[{window}])))"
+
+
+def percentiles(buckets: str, *qs: float) -> list[Target]:
+    return [(quantile(q, buckets), f"p{round(q * 100)}") for q in qs]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,164 +221,97 @@ def base(uid: str, title: str, description: str, tags: list[str]) -> dashboard.D
 
 
 def service_dashboard(service: str) -> dashboard.Dashboard:
-    ids = Ids()
     sel = f'service="{service}",{NOT_PROBES}'
     job = f"eolake-{service}"
     requests = f"eolake_http_requests_total{{{sel}}}"
     buckets = f"eolake_http_request_duration_seconds_bucket{{{sel}}}"
-    d = base(
+
+    def share(status_class: str) -> str:
+        """The share of the requests answered with a status of that class (0 without any)."""
+        return (
+            f'(sum(rate(eolake_http_requests_total{{{sel},status_class="{status_class}"}}[{RATE}])) or vector(0))'
+            f" / sum(rate({requests}[{RATE}]))"
+        )
+
+    b = Board(
         f"eolake-service-{service}",
         f"eolake / service / {service}",
         f"RED and saturation of the {service} service (job {job}); health probes and scrapes excluded.",
         ["service", service],
     )
-    d = d.with_row(dashboard.Row("Availability").id(ids()))
-    d = d.with_panel(
-        single(
-            ids,
-            "Instances up",
-            query(f'sum(up{{job="{job}"}})', instant=True),
-            width=6,
-            steps=[(None, "red"), (1, "green")],
-        )
+    b.row("Availability")
+    b.stat("Instances up", f'sum(up{{job="{job}"}})', steps=[(None, "red"), (1, "green")])
+    b.stat("Requests per second", f"sum(rate({requests}[{RATE}]))", "reqps")
+    b.stat(
+        "Server error ratio (5xx)",
+        share("5xx"),
+        "percentunit",
+        steps=[(None, "green"), (0.001, "orange"), (0.01, "red")],
     )
-    d = d.with_panel(
-        single(ids, "Requests per second", query(f"sum(rate({requests}[{RATE}]))", instant=True), "reqps", width=6)
+    b.stat("Latency p95", quantile(0.95, buckets), "s", steps=[(None, "green"), (0.25, "orange"), (1, "red")])
+
+    b.row("Rate and errors")
+    b.graph(
+        "Requests per second by route",
+        [(f"sum by (route, method) (rate({requests}[{RATE}]))", "{{method}} {{route}}")],
+        "reqps",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Server error ratio (5xx)",
-            query(
-                f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
-                f" / sum(rate({requests}[{RATE}]))",
-                instant=True,
-            ),
-            "percentunit",
-            width=6,
-            steps=[(None, "green"), (0.001, "orange"), (0.01, "red")],
-        )
+    b.graph(
+        "Requests per second by status class",
+        [(f"sum by (status_class) (rate({requests}[{RATE}]))", "{{status_class}}")],
+        "reqps",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Latency p95",
-            query(f"histogram_quantile(0.95, sum by (le) (rate({buckets}[{RATE}])))", instant=True),
-            "s",
-            width=6,
-            steps=[(None, "green"), (0.25, "orange"), (1, "red")],
-        )
+    b.graph(
+        "Error ratio",
+        [(share("5xx"), "server errors (5xx)"), (share("4xx"), "client errors (4xx)")],
+        "percentunit",
+        description="5xx count against the SLOs; 4xx are the clients' mistakes (or a broken link).",
+    )
+    b.graph(
+        "Server errors by route",
+        [
+            (
+                f'sum by (route) (rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or '
+                f"(0 * sum by (route) (rate({requests}[{RATE}])))",
+                "{{route}}",
+            )
+        ],
+        "reqps",
+        description="Every route is listed; 0 when it served no 5xx.",
     )
 
-    d = d.with_row(dashboard.Row("Rate and errors").id(ids()))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Requests per second by route",
-            [query(f"sum by (route, method) (rate({requests}[{RATE}]))", "{{method}} {{route}}")],
-            "reqps",
-        )
+    b.row("Duration")
+    b.graph(
+        "Latency percentiles",
+        percentiles(buckets, 0.5, 0.95, 0.99),
+        "s",
+        description="From the latency histogram; its buckets include the SLO thresholds (0.25, 0.5, 1, 2.5 s).",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Requests per second by status class",
-            [query(f"sum by (status_class) (rate({requests}[{RATE}]))", "{{status_class}}")],
-            "reqps",
-        )
-    )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Error ratio",
-            [
-                query(
-                    f'(sum(rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or vector(0))'
-                    f" / sum(rate({requests}[{RATE}]))",
-                    "server errors (5xx)",
-                    "A",
-                ),
-                query(
-                    f'(sum(rate(eolake_http_requests_total{{{sel},status_class="4xx"}}[{RATE}])) or vector(0))'
-                    f" / sum(rate({requests}[{RATE}]))",
-                    "client errors (4xx)",
-                    "B",
-                ),
-            ],
-            "percentunit",
-            description="5xx count against the SLOs; 4xx are the clients' mistakes (or a broken link).",
-        )
-    )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Server errors by route",
-            [
-                query(
-                    f'sum by (route) (rate(eolake_http_requests_total{{{sel},status_class="5xx"}}[{RATE}])) or '
-                    f"(0 * sum by (route) (rate({requests}[{RATE}])))",
-                    "{{route}}",
-                )
-            ],
-            "reqps",
-            description="Every route is listed; 0 when it served no 5xx.",
-        )
-    )
+    b.graph("Latency p95 by route", [(quantile(0.95, buckets, "route"), "{{route}}")], "s")
 
-    d = d.with_row(dashboard.Row("Duration").id(ids()))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Latency percentiles",
-            [
-                query(f"histogram_quantile({q}, sum by (le) (rate({buckets}[{RATE}])))", f"p{round(q * 100)}", ref)
-                for q, ref in ((0.5, "A"), (0.95, "B"), (0.99, "C"))
-            ],
-            "s",
-            description="From the latency histogram; its buckets include the SLO thresholds (0.25, 0.5, 1, 2.5 s).",
-        )
+    b.row("Saturation")
+    b.graph(
+        "Requests in flight",
+        [(f'sum(eolake_http_requests_in_flight{{service="{service}"}})', "in flight")],
+        description="Requests being served, probes included: a steady climb means a "
+        "dependency is slow or the workers are saturated.",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Latency p95 by route",
-            [query(f"histogram_quantile(0.95, sum by (le, route) (rate({buckets}[{RATE}])))", "{{route}}")],
-            "s",
-        )
+    b.graph(
+        "Scrape duration",
+        [(f'max(scrape_duration_seconds{{job="{job}"}})', "scrape")],
+        "s",
+        description="How long /metrics takes to answer: a slow scrape is an early sign of "
+        "an event loop that is blocked.",
     )
-
-    d = d.with_row(dashboard.Row("Saturation").id(ids()))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Requests in flight",
-            [query(f'sum(eolake_http_requests_in_flight{{service="{service}"}})', "in flight")],
-            description="Requests being served, probes included: a steady climb means a "
-            "dependency is slow or the workers are saturated.",
-        )
+    b.graph(
+        "Log messages per second by level",
+        [(f'sum by (level) (rate(eolake_log_messages_total{{service="{service}"}}[{RATE}]))', "{{level}}")],
+        "ops",
+        width=24,
+        description="Counted by the kit's log handler; the EolakeErrorLogRate alert reads the "
+        "error and critical rates.",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Scrape duration",
-            [query(f'max(scrape_duration_seconds{{job="{job}"}})', "scrape")],
-            "s",
-            description="How long /metrics takes to answer: a slow scrape is an early sign of "
-            "an event loop that is blocked.",
-        )
-    )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Log messages per second by level",
-            [query(f'sum by (level) (rate(eolake_log_messages_total{{service="{service}"}}[{RATE}]))', "{{level}}")],
-            "ops",
-            width=24,
-            description="Counted by the kit's log handler; the EolakeErrorLogRate alert reads the "
-            "error and critical rates.",
-        )
-    )
-    return d
+    return b.dashboard
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -373,6 +330,7 @@ CNPG_VOLUMES = (
     f"on (namespace, persistentvolumeclaim) kube_pod_spec_volumes_persistentvolumeclaims_info"
     f'{{{CNPG},volume=~"pgdata|pg-wal"}}'
 )
+MAX_CONNECTIONS = f'cnpg_pg_settings_setting{{{CNPG},name="max_connections"}}'
 
 
 def either(exporter: str, cloudnativepg: str) -> str:
@@ -385,303 +343,206 @@ def since(metric: str) -> str:
     return f"time() - max by (namespace, job) ({metric}{{{CNPG}}} > 0)"
 
 
+def per_database(column: str, fn: str = "rate") -> str:
+    """A pg_stat_database counter per database, from either exporter."""
+    return either(
+        f"sum by (datname) ({fn}(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
+        f"sum by (datname) ({fn}(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))",
+    )
+
+
+def total(column: str) -> tuple[str, str]:
+    """A pg_stat_database counter's rate over every database: the exporter's query, then CloudNativePG's."""
+    return (
+        f"sum(rate(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
+        f"sum(rate(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))",
+    )
+
+
 def database_dashboard() -> dashboard.Dashboard:
-    ids = Ids()
-    d = base(
+    b = Board(
         "eolake-database",
         "eolake / database",
         "PostgreSQL: postgres_exporter (job postgres) on the embedded and on-premise targets, CloudNativePG "
         "(eolake namespaces) on Kubernetes. The CloudNativePG row is Kubernetes only.",
         ["database", "postgres"],
     )
-    d = d.with_row(dashboard.Row("Health").id(ids()))
-    d = d.with_panel(
-        single(
-            ids,
-            "PostgreSQL up",
-            query(either(f"min(pg_up{{{PG}}})", f"min(cnpg_collector_up{{{CNPG}}})"), instant=True),
-            steps=[(None, "red"), (1, "green")],
-            description="1 when PostgreSQL answers (on Kubernetes: every instance of the cluster).",
-        )
+    b.row("Health")
+    b.stat(
+        "PostgreSQL up",
+        either(f"min(pg_up{{{PG}}})", f"min(cnpg_collector_up{{{CNPG}}})"),
+        steps=[(None, "red"), (1, "green")],
+        description="1 when PostgreSQL answers (on Kubernetes: every instance of the cluster).",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Connections used",
-            query(
+    b.stat(
+        "Connections used",
+        either(
+            f"sum(pg_stat_database_numbackends{{{PG}}}) / max(pg_settings_max_connections{{{PG}}})",
+            f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}) / max by (namespace, pod) "
+            f"({MAX_CONNECTIONS}))",
+        ),
+        "percentunit",
+        steps=[(None, "green"), (0.75, "orange"), (0.9, "red")],
+        description="Backends against max_connections (on Kubernetes: the busiest instance); the spec's connection "
+        "budget keeps services below it.",
+    )
+    b.stat(
+        "Database size",
+        either(
+            f"sum(pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}})",
+            f"sum(max by (namespace, datname) (cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}}))",
+        ),
+        "bytes",
+    )
+    b.stat(
+        "Longest transaction",
+        either(
+            f"max(pg_stat_activity_max_tx_duration{{{PG}}})", f"max(cnpg_backends_max_tx_duration_seconds{{{CNPG}}})"
+        ),
+        "s",
+        steps=[(None, "green"), (60, "orange"), (300, "red")],
+    )
+
+    b.row("Connections")
+    b.graph(
+        "Connections vs max_connections",
+        [
+            (
                 either(
-                    f"sum(pg_stat_database_numbackends{{{PG}}}) / max(pg_settings_max_connections{{{PG}}})",
-                    f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}) / max by (namespace, pod) "
-                    f'(cnpg_pg_settings_setting{{{CNPG},name="max_connections"}}))',
+                    f"sum(pg_stat_database_numbackends{{{PG}}})",
+                    f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}))",
                 ),
-                instant=True,
+                "connections",
             ),
-            "percentunit",
-            steps=[(None, "green"), (0.75, "orange"), (0.9, "red")],
-            description="Backends against max_connections (on Kubernetes: the busiest instance); the spec's connection "
-            "budget keeps services below it.",
-        )
+            (either(f"max(pg_settings_max_connections{{{PG}}})", f"max({MAX_CONNECTIONS})"), "max_connections"),
+        ],
+        description="On Kubernetes: the busiest instance.",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Database size",
-            query(
+    b.graph(
+        "Connections by state",
+        [
+            (
                 either(
-                    f"sum(pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}})",
-                    f"sum(max by (namespace, datname) (cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}}))",
+                    f"sum by (state) (pg_stat_activity_count{{{PG}}})",
+                    f"sum by (state) (cnpg_backends_total{{{CNPG}}})",
                 ),
-                instant=True,
-            ),
-            "bytes",
-        )
-    )
-    d = d.with_panel(
-        single(
-            ids,
-            "Longest transaction",
-            query(
-                either(
-                    f"max(pg_stat_activity_max_tx_duration{{{PG}}})",
-                    f"max(cnpg_backends_max_tx_duration_seconds{{{CNPG}}})",
-                ),
-                instant=True,
-            ),
-            "s",
-            steps=[(None, "green"), (60, "orange"), (300, "red")],
-        )
+                "{{state}}",
+            )
+        ],
     )
 
-    d = d.with_row(dashboard.Row("Connections").id(ids()))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Connections vs max_connections",
-            [
-                query(
-                    either(
-                        f"sum(pg_stat_database_numbackends{{{PG}}})",
-                        f"max(sum by (namespace, pod) (cnpg_backends_total{{{CNPG}}}))",
-                    ),
-                    "connections",
-                    "A",
-                ),
-                query(
-                    either(
-                        f"max(pg_settings_max_connections{{{PG}}})",
-                        f'max(cnpg_pg_settings_setting{{{CNPG},name="max_connections"}})',
-                    ),
-                    "max_connections",
-                    "B",
-                ),
-            ],
-            description="On Kubernetes: the busiest instance.",
-        )
+    b.row("Activity")
+    b.graph(
+        "Transactions per second",
+        [(per_database("xact_commit"), "commit {{datname}}"), (per_database("xact_rollback"), "rollback {{datname}}")],
+        "ops",
+        description="On Kubernetes: every instance's, replicas' read-only transactions included.",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Connections by state",
-            [
-                query(
-                    either(
-                        f"sum by (state) (pg_stat_activity_count{{{PG}}})",
-                        f"sum by (state) (cnpg_backends_total{{{CNPG}}})",
-                    ),
-                    "{{state}}",
-                )
-            ],
-        )
-    )
-
-    def per_database(column: str, fn: str = "rate") -> str:
-        return either(
-            f"sum by (datname) ({fn}(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
-            f"sum by (datname) ({fn}(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))",
-        )
-
-    def total(column: str) -> tuple[str, str]:
-        return (
-            f"sum(rate(pg_stat_database_{column}{{{PG}}}[{RATE}]))",
-            f"sum(rate(cnpg_pg_stat_database_{column}{{{CNPG}}}[{RATE}]))",
-        )
-
-    d = d.with_row(dashboard.Row("Activity").id(ids()))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Transactions per second",
-            [
-                query(per_database("xact_commit"), "commit {{datname}}", "A"),
-                query(per_database("xact_rollback"), "rollback {{datname}}", "B"),
-            ],
-            "ops",
-            description="On Kubernetes: every instance's, replicas' read-only transactions included.",
-        )
-    )
-    d = d.with_panel(graph(ids, "Deadlocks", [query(per_database("deadlocks", "increase"), "{{datname}}")]))
+    b.graph("Deadlocks", [(per_database("deadlocks", "increase"), "{{datname}}")])
     (hit_pg, hit_cnpg), (read_pg, read_cnpg) = total("blks_hit"), total("blks_read")
-    d = d.with_panel(
-        graph(
-            ids,
-            "Cache hit ratio",
-            [
-                query(
-                    either(f"{hit_pg} / ({hit_pg} + {read_pg})", f"{hit_cnpg} / ({hit_cnpg} + {read_cnpg})"),
-                    "hit ratio",
-                )
-            ],
-            "percentunit",
-        )
+    b.graph(
+        "Cache hit ratio",
+        [(either(f"{hit_pg} / ({hit_pg} + {read_pg})", f"{hit_cnpg} / ({hit_cnpg} + {read_cnpg})"), "hit ratio")],
+        "percentunit",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Rows read and written per second",
-            [
-                query(either(*total(f"tup_{what}")), what, ref)
-                for what, ref in (("fetched", "A"), ("inserted", "B"), ("updated", "C"), ("deleted", "D"))
-            ],
-            "rowsps",
-        )
+    b.graph(
+        "Rows read and written per second",
+        [(either(*total(f"tup_{what}")), what) for what in ("fetched", "inserted", "updated", "deleted")],
+        "rowsps",
     )
 
-    d = d.with_row(dashboard.Row("Size and locks").id(ids()))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Database size",
-            [
-                query(
-                    either(
-                        f"pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}}",
-                        f"max by (namespace, datname) (cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}})",
-                    ),
-                    "{{datname}}",
-                )
-            ],
-            "bytes",
-        )
+    b.row("Size and locks")
+    b.graph(
+        "Database size",
+        [
+            (
+                either(
+                    f"pg_database_size_bytes{{{PG},{NOT_TEMPLATES}}}",
+                    f"max by (namespace, datname) (cnpg_pg_database_size_bytes{{{CNPG},{NOT_TEMPLATES}}})",
+                ),
+                "{{datname}}",
+            )
+        ],
+        "bytes",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Locks",
-            [
-                query(f"sum by (mode) (pg_locks_count{{{PG}}})", "{{mode}}", "A"),
-                query(f"sum(cnpg_backends_waiting_total{{{CNPG}}})", "backends waiting for a lock", "B"),
-            ],
-            description="postgres_exporter counts the locks held by mode; CloudNativePG counts the "
-            "backends waiting for a lock another one holds.",
-        )
+    b.graph(
+        "Locks",
+        [
+            (f"sum by (mode) (pg_locks_count{{{PG}}})", "{{mode}}"),
+            (f"sum(cnpg_backends_waiting_total{{{CNPG}}})", "backends waiting for a lock"),
+        ],
+        description="postgres_exporter counts the locks held by mode; CloudNativePG counts the "
+        "backends waiting for a lock another one holds.",
     )
+    cloudnativepg_panels(b)
+    return b.dashboard
 
-    d = d.with_row(dashboard.Row("CloudNativePG: WAL archiving, backups, replicas, volumes (Kubernetes)").id(ids()))
-    d = d.with_panel(
-        single(
-            ids,
-            "Last successful backup",
-            query(since("cnpg_collector_last_available_backup_timestamp"), instant=True),
-            "s",
-            steps=[(None, "green"), (26 * 3600, "red")],
-            description="Age of the newest successful base backup (daily schedule: PostgresBackupTooOld above 26 h). "
-            "No value: no backup yet.",
-        )
+
+def cloudnativepg_panels(b: Board) -> None:
+    """WAL archiving, backups, replicas and volumes: what only CloudNativePG (Kubernetes) reports."""
+    b.row("CloudNativePG: WAL archiving, backups, replicas, volumes (Kubernetes)")
+    b.stat(
+        "Last successful backup",
+        since("cnpg_collector_last_available_backup_timestamp"),
+        "s",
+        steps=[(None, "green"), (26 * 3600, "red")],
+        description="Age of the newest successful base backup (daily schedule: PostgresBackupTooOld above 26 h). "
+        "No value: no backup yet.",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Last backup failed",
-            query(
-                f"max by (namespace, job) (cnpg_collector_last_failed_backup_timestamp{{{CNPG}}}) > bool "
-                f"max by (namespace, job) (cnpg_collector_last_available_backup_timestamp{{{CNPG}}})",
-                instant=True,
-            ),
-            steps=[(None, "green"), (1, "red")],
-            description="1 when the newest backup attempt failed (PostgresBackupFailed), 0 when it succeeded.",
-        )
+    b.stat(
+        "Last backup failed",
+        f"max by (namespace, job) (cnpg_collector_last_failed_backup_timestamp{{{CNPG}}}) > bool "
+        f"max by (namespace, job) (cnpg_collector_last_available_backup_timestamp{{{CNPG}}})",
+        steps=[(None, "green"), (1, "red")],
+        description="1 when the newest backup attempt failed (PostgresBackupFailed), 0 when it succeeded.",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Recovery window",
-            query(since("cnpg_collector_first_recoverability_point"), instant=True),
-            "s",
-            description="How far back point-in-time recovery reaches: the oldest backup kept by the retention policy.",
-        )
+    b.stat(
+        "Recovery window",
+        since("cnpg_collector_first_recoverability_point"),
+        "s",
+        description="How far back point-in-time recovery reaches: the oldest backup kept by the retention policy.",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Last WAL archived",
-            query(
-                f"max by (namespace, pod) (cnpg_pg_stat_archiver_seconds_since_last_archival{{{CNPG}}}) and on "
-                f"(namespace, pod) cnpg_pg_replication_in_recovery{{{CNPG}}} == 0",
-                instant=True,
-            ),
-            "s",
-            description="Time since the primary last archived a WAL segment. An idle database archives nothing, so "
-            "a long time alone is no problem; with segments waiting (the graph below) it is.",
-        )
+    b.stat(
+        "Last WAL archived",
+        f"max by (namespace, pod) (cnpg_pg_stat_archiver_seconds_since_last_archival{{{CNPG}}}) and on "
+        f"(namespace, pod) cnpg_pg_replication_in_recovery{{{CNPG}}} == 0",
+        "s",
+        description="Time since the primary last archived a WAL segment. An idle database archives nothing, so "
+        "a long time alone is no problem; with segments waiting (the graph below) it is.",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "WAL archiving",
-            [
-                query(
-                    f"sum by (pod) (rate(cnpg_pg_stat_archiver_archived_count{{{CNPG}}}[{RATE}]))",
-                    "{{pod}} archived",
-                    "A",
-                ),
-                query(
-                    f"sum by (pod) (rate(cnpg_pg_stat_archiver_failed_count{{{CNPG}}}[{RATE}]))", "{{pod}} failed", "B"
-                ),
-            ],
-            "ops",
-            description="Segments archived and failed attempts per second (PostgresWALArchivingFailing).",
-        )
+    b.graph(
+        "WAL archiving",
+        [
+            (f"sum by (pod) (rate(cnpg_pg_stat_archiver_archived_count{{{CNPG}}}[{RATE}]))", "{{pod}} archived"),
+            (f"sum by (pod) (rate(cnpg_pg_stat_archiver_failed_count{{{CNPG}}}[{RATE}]))", "{{pod}} failed"),
+        ],
+        "ops",
+        description="Segments archived and failed attempts per second (PostgresWALArchivingFailing).",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "WAL segments waiting to be archived",
-            [
-                query(
-                    f'sum by (pod) (cnpg_collector_pg_wal_archive_status{{{CNPG},value="ready"}})',
-                    "{{pod}} waiting",
-                    "A",
-                )
-            ],
-            description="Segments waiting to be archived: above 0 for minutes, archiving lags or fails "
-            "(PostgresWALArchivingStalled).",
-        )
+    b.graph(
+        "WAL segments waiting to be archived",
+        [(f'sum by (pod) (cnpg_collector_pg_wal_archive_status{{{CNPG},value="ready"}})', "{{pod}} waiting")],
+        description="Segments waiting to be archived: above 0 for minutes, archiving lags or fails "
+        "(PostgresWALArchivingStalled).",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Replication lag",
-            [query(f"max by (pod) (cnpg_pg_replication_lag{{{CNPG}}})", "{{pod}}")],
-            "s",
-            description="Seconds since each replica last replayed a transaction (PostgresReplicationLag above 60 s).",
-        )
+    b.graph(
+        "Replication lag",
+        [(f"max by (pod) (cnpg_pg_replication_lag{{{CNPG}}})", "{{pod}}")],
+        "s",
+        description="Seconds since each replica last replayed a transaction (PostgresReplicationLag above 60 s).",
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Volume space used",
-            [
-                query(
-                    f"1 - (kubelet_volume_stats_available_bytes{{{CNPG}}}"
-                    f" / kubelet_volume_stats_capacity_bytes{{{CNPG}}} and {CNPG_VOLUMES})",
-                    "{{persistentvolumeclaim}}",
-                )
-            ],
-            "percentunit",
-            description="The instances' data and WAL volumes (PostgresVolumeLowSpace above 80 %).",
-        )
+    b.graph(
+        "Volume space used",
+        [
+            (
+                f"1 - (kubelet_volume_stats_available_bytes{{{CNPG}}}"
+                f" / kubelet_volume_stats_capacity_bytes{{{CNPG}}} and {CNPG_VOLUMES})",
+                "{{persistentvolumeclaim}}",
+            )
+        ],
+        "percentunit",
+        description="The instances' data and WAL volumes (PostgresVolumeLowSpace above 80 %).",
     )
-    return d
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -689,69 +550,40 @@ def database_dashboard() -> dashboard.Dashboard:
 
 
 def downloads_dashboard() -> dashboard.Dashboard:
-    ids = Ids()
     jobs, duration = "eolake_download_jobs_total", "eolake_download_job_duration_seconds_bucket"
     finished = f'{jobs}{{outcome=~"succeeded|failed"}}'
-    d = base(
+    b = Board(
         "eolake-downloads",
         "eolake / download queue",
         "Orders and downloads: queue depth, throughput, failures and time to ready.",
         ["downloads"],
     )
-    d = d.with_row(dashboard.Row("Queue").id(ids()))
-    d = d.with_panel(
-        single(
-            ids,
-            "Jobs waiting",
-            query("sum(eolake_download_queue_depth)", instant=True),
-            steps=[(None, "green"), (100, "orange"), (1000, "red")],
-            width=8,
-        )
+    b.row("Queue")
+    b.stat(
+        "Jobs waiting",
+        "sum(eolake_download_queue_depth)",
+        steps=[(None, "green"), (100, "orange"), (1000, "red")],
+        width=8,
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Job failure ratio (1h)",
-            query(
-                f'(sum(rate({jobs}{{outcome="failed"}}[1h])) or vector(0)) / sum(rate({finished}[1h]))', instant=True
-            ),
-            "percentunit",
-            width=8,
-            steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
-            description="Failed over finished (succeeded or failed); cancelled jobs count for neither.",
-        )
+    b.stat(
+        "Job failure ratio (1h)",
+        f'(sum(rate({jobs}{{outcome="failed"}}[1h])) or vector(0)) / sum(rate({finished}[1h]))',
+        "percentunit",
+        width=8,
+        steps=[(None, "green"), (0.01, "orange"), (0.05, "red")],
+        description="Failed over finished (succeeded or failed); cancelled jobs count for neither.",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Time to ready p95 (1h)",
-            query(f"histogram_quantile(0.95, sum by (le) (rate({duration}[1h])))", instant=True),
-            "s",
-            width=8,
-            steps=[(None, "green"), (300, "orange"), (600, "red")],
-        )
+    b.stat(
+        "Time to ready p95 (1h)",
+        quantile(0.95, duration, window="1h"),
+        "s",
+        width=8,
+        steps=[(None, "green"), (300, "orange"), (600, "red")],
     )
-    d = d.with_panel(graph(ids, "Queue depth", [query("sum(eolake_download_queue_depth)", "waiting")]))
-    d = d.with_panel(
-        graph(
-            ids,
-            "Jobs finished per second by outcome",
-            [query(f"sum by (outcome) (rate({jobs}[{RATE}]))", "{{outcome}}")],
-            "ops",
-        )
-    )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Time to ready",
-            [
-                query(f"histogram_quantile({q}, sum by (le) (rate({duration}[{RATE}])))", f"p{round(q * 100)}", ref)
-                for q, ref in ((0.5, "A"), (0.95, "B"))
-            ],
-            "s",
-        )
-    )
-    return d
+    b.graph("Queue depth", [("sum(eolake_download_queue_depth)", "waiting")])
+    b.graph("Jobs finished per second by outcome", [(f"sum by (outcome) (rate({jobs}[{RATE}]))", "{{outcome}}")], "ops")
+    b.graph("Time to ready", percentiles(duration, 0.5, 0.95), "s")
+    return b.dashboard
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -767,137 +599,91 @@ def slo_definitions() -> tuple[dict, object]:
     return module.load(MONITORING / "slos.yaml"), module
 
 
-def slo_panels(d: dashboard.Dashboard, ids: Ids) -> dashboard.Dashboard:
+def slo_panels(b: Board) -> None:
     slos, sli = slo_definitions()
     period = slos["period"]
-    d = d.with_row(dashboard.Row(f"SLOs over {period}").id(ids()))
+    b.row(f"SLOs over {period}")
     for slo in slos["slos"]:
         objective, ratio = slo["objective"], sli.error_ratio(slo, period)
         about = (
             f"{slo['title']}: objective {objective:.2%} of {slo['events']} over {period} "
             f"(monitoring/slos.yaml, {slo['name']})."
         )
-        d = d.with_panel(
-            single(
-                ids,
-                f"{slo['title']}: SLI over {period}",
-                query(f"1 - ({ratio})", instant=True),
-                "percentunit",
-                width=4,
-                description=about,
-                steps=[(None, "red"), (objective, "green")],
-            )
+        b.stat(
+            f"{slo['title']}: SLI over {period}",
+            f"1 - ({ratio})",
+            "percentunit",
+            width=4,
+            description=about,
+            steps=[(None, "red"), (objective, "green")],
         )
-        d = d.with_panel(
-            single(
-                ids,
-                f"{slo['title']}: error budget left",
-                query(f"1 - ({ratio}) / (1 - {objective})", instant=True),
-                "percentunit",
-                width=4,
-                description=f"{about} 100 %: no bad event yet; 0 or less: the budget is spent.",
-                steps=[(None, "red"), (0, "orange"), (0.5, "green")],
-            )
+        b.stat(
+            f"{slo['title']}: error budget left",
+            f"1 - ({ratio}) / (1 - {objective})",
+            "percentunit",
+            width=4,
+            description=f"{about} 100 %: no bad event yet; 0 or less: the budget is spent.",
+            steps=[(None, "red"), (0, "orange"), (0.5, "green")],
         )
     burn = "slo:sli_error:ratio_rate{} / on (slo) (1 - slo:objective:ratio)"
-    d = d.with_panel(
-        graph(
-            ids,
-            "Burn rate by SLO",
-            [query(burn.format(w), f"{{{{slo}}}} {w}", ref) for w, ref in (("1h", "A"), ("6h", "B"))],
-            width=12,
-            description="1 spends exactly the budget over the period; the pages fire at 14.4 (1h and 5m) "
-            "and 6 (6h and 30m), the ticket at 1 (3d and 6h). From the recording rules.",
-        )
+    b.graph(
+        "Burn rate by SLO",
+        [(burn.format(w), f"{{{{slo}}}} {w}") for w in ("1h", "6h")],
+        description="1 spends exactly the budget over the period; the pages fire at 14.4 (1h and 5m) "
+        "and 6 (6h and 30m), the ticket at 1 (3d and 6h). From the recording rules.",
     )
-    d = d.with_panel(
-        graph(ids, "Error ratio by SLO (5m)", [query("slo:sli_error:ratio_rate5m", "{{slo}}")], "percentunit", width=12)
-    )
-    return d
+    b.graph("Error ratio by SLO (5m)", [("slo:sli_error:ratio_rate5m", "{{slo}}")], "percentunit")
 
 
 def overview_dashboard(services: list[str]) -> dashboard.Dashboard:
-    ids = Ids()
-    d = base(
+    b = Board(
         "eolake-overview",
         "eolake / platform overview",
         "Is anyone hurting? Targets up, the SLOs and their error budgets, then traffic per service.",
         ["overview", "slo"],
     )
-    d = d.with_row(dashboard.Row("Health").id(ids()))
-    d = d.with_panel(
-        single(
-            ids, "Targets down", query("count(up == 0) or vector(0)", instant=True), steps=[(None, "green"), (1, "red")]
-        )
+    b.row("Health")
+    b.stat("Targets down", "count(up == 0) or vector(0)", steps=[(None, "green"), (1, "red")])
+    b.stat(
+        "Alerts firing",
+        'count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)',
+        steps=[(None, "green"), (1, "red")],
+        description="Watchdog is left out: it always fires, to prove the pipeline works.",
     )
-    d = d.with_panel(
-        single(
-            ids,
-            "Alerts firing",
-            query('count(ALERTS{alertstate="firing",alertname!="Watchdog"}) or vector(0)', instant=True),
-            steps=[(None, "green"), (1, "red")],
-            description="Watchdog is left out: it always fires, to prove the pipeline works.",
-        )
-    )
-    d = d.with_panel(
-        single(
-            ids,
-            "Requests per second",
-            query(f"sum(rate(eolake_http_requests_total{{{NOT_PROBES}}}[{RATE}]))", instant=True),
-            "reqps",
-        )
-    )
-    d = d.with_panel(
-        single(
-            ids, "PostgreSQL up", query('min(pg_up{job="postgres"})', instant=True), steps=[(None, "red"), (1, "green")]
-        )
-    )
-    d = d.with_panel(graph(ids, "Targets up by job", [query("min by (job) (up)", "{{job}}")], width=24, height=6))
-    d = slo_panels(d, ids)
+    b.stat("Requests per second", f"sum(rate(eolake_http_requests_total{{{NOT_PROBES}}}[{RATE}]))", "reqps")
+    b.stat("PostgreSQL up", 'min(pg_up{job="postgres"})', steps=[(None, "red"), (1, "green")])
+    b.graph("Targets up by job", [("min by (job) (up)", "{{job}}")], width=24, height=6)
+    slo_panels(b)
 
-    d = d.with_row(dashboard.Row("Per service").id(ids()))
+    b.row("Per service")
     per_service = f'{NOT_PROBES},service=~"{"|".join(services)}"'
-    d = d.with_panel(
-        graph(
-            ids,
-            "Requests per second by service",
-            [query(f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))", "{{service}}")],
-            "reqps",
-            width=8,
-        )
+    requests = f"eolake_http_requests_total{{{per_service}}}"
+    b.graph(
+        "Requests per second by service",
+        [(f"sum by (service) (rate({requests}[{RATE}]))", "{{service}}")],
+        "reqps",
+        width=8,
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Server error ratio by service",
-            [
-                query(
-                    f'(sum by (service) (rate(eolake_http_requests_total{{{per_service},status_class="5xx"}}[{RATE}])) '
-                    f"or 0 * sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))) / "
-                    f"sum by (service) (rate(eolake_http_requests_total{{{per_service}}}[{RATE}]))",
-                    "{{service}}",
-                )
-            ],
-            "percentunit",
-            width=8,
-        )
+    b.graph(
+        "Server error ratio by service",
+        [
+            (
+                f'(sum by (service) (rate(eolake_http_requests_total{{{per_service},status_class="5xx"}}[{RATE}])) '
+                f"or 0 * sum by (service) (rate({requests}[{RATE}]))) / "
+                f"sum by (service) (rate({requests}[{RATE}]))",
+                "{{service}}",
+            )
+        ],
+        "percentunit",
+        width=8,
     )
-    d = d.with_panel(
-        graph(
-            ids,
-            "Latency p95 by service",
-            [
-                query(
-                    f"histogram_quantile(0.95, sum by (le, service) "
-                    f"(rate(eolake_http_request_duration_seconds_bucket{{{per_service}}}[{RATE}])))",
-                    "{{service}}",
-                )
-            ],
-            "s",
-            width=8,
-        )
+    b.graph(
+        "Latency p95 by service",
+        [(quantile(0.95, f"eolake_http_request_duration_seconds_bucket{{{per_service}}}", "service"), "{{service}}")],
+        "s",
+        width=8,
     )
-    return d
+    return b.dashboard
 
 
 DASHBOARDS = {

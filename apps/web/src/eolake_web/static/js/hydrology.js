@@ -123,13 +123,16 @@ async function openStation(page, station, stations) {
   const section = document.getElementById('h-station');
   const p = station.properties || {};
   section.hidden = false;
-  document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}`;
+  document.getElementById('h-title').textContent = `Water level at ${p.name || station.sid}${p.river ? `, on the ${p.river}` : ''}`;
   document.getElementById('h-meta').textContent = [p.river, p.basin, p.unit && `unit ${p.unit}`].filter(Boolean).join(' · ');
   const along = stations.filter((s) => s !== station && p.river && s.properties?.river === p.river);
   document.getElementById('h-along').innerHTML = along.length
     ? `Also on the ${h(p.river)}: ${along.map((s) => `<a href="#/hydrology/${encodeURIComponent(s.sid)}">${h(s.properties?.name || s.sid)}</a>`).join(', ')}.`
     : '';
-  if (station.geometry?.type === 'Point') page.map.focus(station.geometry.coordinates, STATION_ZOOM);
+  if (station.geometry?.type === 'Point') {
+    page.map.focus(station.geometry.coordinates, STATION_ZOOM);
+    if (p.river) page.map.label(station.geometry.coordinates, p.river);
+  }
   const start = document.getElementById('h-start');
   const end = document.getElementById('h-end');
   start.value = page.fmtDate(p.start_time) === '…' ? '' : page.fmtDate(p.start_time);
@@ -170,6 +173,7 @@ async function loadSeries(page, station, start, end) {
   const s = seriesSummary(series.points);
   status.textContent = s ? `${s.count} measurements, ${s.min.toFixed(2)} to ${s.max.toFixed(2)} ${series.unit || ''}; the band is ± the uncertainty.`
     : 'No measurement in this date range.';
-  drawChart(chart, { ...series, station: station.properties?.name || station.sid },
+  const p = station.properties || {};
+  drawChart(chart, { ...series, station: `${p.name || station.sid}${p.river ? ` (${p.river})` : ''}` },
     chart.clientWidth || page.main.clientWidth - 40);
 }

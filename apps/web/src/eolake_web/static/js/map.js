@@ -150,6 +150,24 @@ export class LakeMap {
       this.map.getSource(source).setData(EMPTY);
     }
     this.removePreview();
+    this.removeLabel();
+  }
+
+  // A name written on the map at a point (a river at its station): an HTML marker, since the map's own text layers
+  // would need glyph files this origin does not serve. One label at a time.
+  async label([lon, lat], text) {
+    await this.ready;
+    this.removeLabel();
+    if (!this.map) return;
+    const element = document.createElement('span');
+    element.className = 'map-label';
+    element.textContent = text;
+    this._label = new maplibregl.Marker({ element, anchor: 'left', offset: [12, 0] }).setLngLat([lon, lat]).addTo(this.map);
+  }
+
+  removeLabel() {
+    if (this._label) this._label.remove();
+    this._label = null;
   }
 
   fit(features, maxZoom = 9) {

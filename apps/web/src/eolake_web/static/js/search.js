@@ -5,6 +5,7 @@ import { bboxPolygon } from './map.js';
 import { markdownExcerpt } from './markdown.js';
 import { basketButton, wireBasketButtons } from './orders.js';
 import { Pager, countText, isEstimate, matchedOf, nextHref, pagerHTML } from './paging.js';
+import { isOffline } from './retrieval.js';
 
 const PAGE_SIZE = 20;
 
@@ -339,6 +340,12 @@ async function runSearch(page, state, url) {
   showResults(page, state);
 }
 
+// An item kept offline is retrieved from its page; the others go into the basket from the list.
+function resultAction(f) {
+  if (!isOffline(f)) return basketButton(f.collection, f.id, f.properties?.title);
+  return `<span class="badge offline">offline</span> <a class="button secondary retrieve" href="#/items/${encodeURIComponent(f.collection)}/${encodeURIComponent(f.id)}">Retrieve<span class="visually-hidden"> ${h(f.id)}</span></a>`;
+}
+
 async function showResults(page, state) {
   const shown = state.pages[state.index];
   const list = document.getElementById('s-results');
@@ -352,7 +359,7 @@ async function showResults(page, state) {
     <li data-fid="${i}">
       <h2><a href="#/items/${encodeURIComponent(f.collection)}/${encodeURIComponent(f.id)}">${h(f.properties?.title || f.id)}</a></h2>
       <p class="meta">${h(f.collection)} · ${h(page.fmtDate(f.properties?.datetime || f.properties?.start_datetime))}${f.collection?.startsWith('garonne') ? ' · demo data' : ''}</p>
-      ${page.svc('downloads') !== null ? `<div class="actions">${basketButton(f.collection, f.id, f.properties?.title)}</div>` : ''}
+      ${page.svc('downloads') !== null ? `<div class="actions">${resultAction(f)}</div>` : ''}
     </li>`).join('');
   wireBasketButtons(list);
   document.getElementById('s-pager').hidden = !(shown.next || state.index > 0);
