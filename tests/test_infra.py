@@ -363,3 +363,31 @@ def test_gdal_settings_follow_the_storage_section():
     assert Storage(kind="local").gdal_env() == {}
     with pytest.raises(ValueError, match="endpoint"):
         Storage(kind="s3", bucket="b", endpoint="minio:9000/path")
+
+
+STORAGE_READERS = [
+    (stack, name)
+    for stack in STACKS
+    for name in load_stack(stack).enabled_services
+    if load_stack(stack).manifest(name).storage != "none"
+]
+
+
+@pytest.mark.parametrize("stack,name", STORAGE_READERS)
+def test_storage_readers_take_the_stacks_bucket_from_their_config(stack, name, monkeypatch):
+    """The rendered ConfigMap, read by the service's own settings class as the pod reads its environment: the
+    stack's bucket, and for the tiles an allow-list that admits its objects (an empty one refuses every asset)."""
+    p, storage = program(stack), load_stack(stack).storage
+    for key, value in p.one("ConfigMap", f"{name}-config")["data"].items():
+        monkeypatch.setenv(key, value)
+    settings = p.context.manifest(name).settings_class()()
+    if name != "tiles":
+        assert (settings.storage_kind, settings.s3_bucket) == ("s3", storage.bucket)
+    else:  # GDAL reads the bucket (AWS_* settings, test_tiles_reads_the_bucket_through_gdal); it opens what is allowed
+        from eolake_tiles.guard import AllowList, AssetNotAllowed
+
+        allow = AllowList(settings.storage_path, settings.allowed_prefixes)
+        asset = f"s3://{storage.bucket}/hydrology/wse.tif"
+        assert allow.check(asset) == asset
+        with pytest.raises(AssetNotAllowed):
+            allow.check(f"s3://{storage.bucket}-other/hydrology/wse.tif")
