@@ -375,7 +375,10 @@ def test_prepared_index_is_served_from_a_read_only_mount(thesaurus_storage, shar
     read-only, can open: a WAL-mode SQLite file, as every writer leaves it, cannot be (each reader needs to create
     its -shm file beside it), so the pod would never be ready."""
     data = tmp_path / "data"
-    shutil.copytree(thesaurus_storage, data)  # built by a writer, as prepare builds it: WAL on
+    shutil.copytree(thesaurus_storage, data)
+    writer = sqlite3.connect(index_path(data))  # as the import leaves it: WAL on, its files gone with the last close
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.close()
     env = {**os.environ, "EOLAKE_THESAURUS_STORAGE_PATH": str(data)}
     unsealed = read_only(data, env, READ_ONLY_INDEX)
     assert unsealed.returncode != 0 and "unable to open database file" in unsealed.stderr
