@@ -39,18 +39,86 @@ def test_deployment_probes_resources_rollout(stack, name):
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
 
 
-@pytest.mark.parametrize("stack,name", CASES)
-def test_restricted_security_context(stack, name):
-    pod = program(stack).one("Deployment", name)["spec"]["template"]["spec"]
-    c = container(program(stack).one("Deployment", name))
+def assert_restricted(pod: dict, c: dict) -> None:
+    """Pod Security Standard `restricted`, non-root uid 10001, and only emptyDirs writable (/tmp among them)."""
     assert pod["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+    assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
     sc = c["securityContext"]
     assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all(set(v) & {"emptyDir", "secret", "configMap"} for v in volumes.values()), volumes
     tmp = {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
-    assert tmp and all("emptyDir" in v for v in pod["volumes"] if v["name"] in tmp)
+    assert tmp and all("emptyDir" in volumes[name] for name in tmp)
+    for mount in c["volumeMounts"]:
+        assert mount.get("readOnly") or "emptyDir" in volumes[mount["name"]], mount
+
+
+@pytest.mark.parametrize("stack,name", CASES)
+def test_restricted_security_context(stack, name):
+    deployment = program(stack).one("Deployment", name)
+    assert_restricted(deployment["spec"]["template"]["spec"], container(deployment))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_container_of_every_pod_is_restricted(stack):
+    """Init containers (the thesaurus index), workers and Jobs too: the namespace enforces `restricted`, so one
+    container out of line would keep its whole pod from starting."""
+    checked = 0
+    for kind in ("Deployment", "Job"):
+        for workload in program(stack).of_kind(kind):
+            pod = workload["spec"]["template"]["spec"]
+            for c in [*pod.get("initContainers", []), *pod["containers"]]:
+                assert_restricted(pod, c)
+                checked += 1
+    platform = load_stack(stack)
+    workers = sum(1 for n in platform.enabled_services if platform.manifest(n).worker)
+    prepared = sum(1 for n in platform.enabled_services if platform.manifest(n).prepare)
+    assert checked >= len(platform.enabled_services) + workers + prepared + 1  # + the pgstac migrations
+
+
+WORKERS = [
+    (stack, name)
+    for stack in STACKS
+    for name in load_stack(stack).enabled_services
+    if load_stack(stack).manifest(name).worker
+]
+
+
+@pytest.mark.parametrize("stack,service", WORKERS)
+def test_job_workers_have_the_production_shape(stack, service):
+    """The same invariants as a service's for its workers: probes on their own state, resources, rollout, PDB,
+    HPA on the queue depth, NetworkPolicy, config from the service's ConfigMap, secrets by reference."""
+    p, platform, name = program(stack), load_stack(stack), f"{service}-worker"
+    worker = platform.manifest(service).worker
+    deployment = p.one("Deployment", name)
+    c = container(deployment)
+    assert c["command"][-2:] == ["-m", worker.module]
+    assert c["ports"] == [{"name": "metrics", "containerPort": worker.metrics_port, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": worker.liveness, "port": "metrics"}
+    assert c["startupProbe"]["httpGet"] == {"path": worker.liveness, "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": worker.readiness, "port": "metrics"}
+    spec = platform.services[service].resources
+    assert c["resources"]["limits"] == {"cpu": spec.cpu_limit, "memory": spec.memory_limit}
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert p.one("PodDisruptionBudget", name)["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    hpa = p.one("HorizontalPodAutoscaler", name)["spec"]
+    assert hpa["scaleTargetRef"]["name"] == name and hpa["minReplicas"] == deployment["spec"]["replicas"]
+    external = next(m["external"] for m in hpa["metrics"] if m["type"] == "External")
+    assert external["metric"] == {"name": worker.queue_metric, "selector": {"matchLabels": {"service": service}}}
+    assert external["metric"]["name"] == releases.ADAPTER_EXTERNAL_RULE["name"]["as"]
+    policy = p.one("NetworkPolicy", name)["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert sorted(policy["policyTypes"]) == ["Egress", "Ingress"]
+    assert c["envFrom"] == [{"configMapRef": {"name": f"{service}-config"}}]
+    assert all("valueFrom" in e for e in c["env"] if e["name"] in ("EOLAKE_DATABASE_PASSWORD", "AWS_SECRET_ACCESS_KEY"))
+    url = next(e for e in c["env"] if e["name"].endswith("_DATABASE_URL"))
+    assert "$(EOLAKE_DATABASE_PASSWORD)" in url["value"]
+    # Pulumi leaves the replica count to the HPA after creation, as for the services.
+    assert p.recorded("Deployment", name).ignore_changes == ["spec.replicas"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -87,6 +155,8 @@ def test_hpa_on_cpu_and_request_rate(stack, name):
         r for r in program(stack).resources if r.type.endswith("Release") and r.state["name"] == "prometheus-adapter"
     )
     assert adapter.state["values"]["rules"]["custom"] == [releases.ADAPTER_RULE]
+    # The HPA owns the replica count once the Deployment exists: a `pulumi up` never resets what it scaled.
+    assert program(stack).recorded("Deployment", name).ignore_changes == ["spec.replicas"]
 
 
 @pytest.mark.parametrize("stack,name", CASES)
@@ -293,3 +363,31 @@ def test_gdal_settings_follow_the_storage_section():
     assert Storage(kind="local").gdal_env() == {}
     with pytest.raises(ValueError, match="endpoint"):
         Storage(kind="s3", bucket="b", endpoint="minio:9000/path")
+
+
+STORAGE_READERS = [
+    (stack, name)
+    for stack in STACKS
+    for name in load_stack(stack).enabled_services
+    if load_stack(stack).manifest(name).storage != "none"
+]
+
+
+@pytest.mark.parametrize("stack,name", STORAGE_READERS)
+def test_storage_readers_take_the_stacks_bucket_from_their_config(stack, name, monkeypatch):
+    """The rendered ConfigMap, read by the service's own settings class as the pod reads its environment: the
+    stack's bucket, and for the tiles an allow-list that admits its objects (an empty one refuses every asset)."""
+    p, storage = program(stack), load_stack(stack).storage
+    for key, value in p.one("ConfigMap", f"{name}-config")["data"].items():
+        monkeypatch.setenv(key, value)
+    settings = p.context.manifest(name).settings_class()()
+    if name != "tiles":
+        assert (settings.storage_kind, settings.s3_bucket) == ("s3", storage.bucket)
+    else:  # GDAL reads the bucket (AWS_* settings, test_tiles_reads_the_bucket_through_gdal); it opens what is allowed
+        from eolake_tiles.guard import AllowList, AssetNotAllowed
+
+        allow = AllowList(settings.storage_path, settings.allowed_prefixes)
+        asset = f"s3://{storage.bucket}/hydrology/wse.tif"
+        assert allow.check(asset) == asset
+        with pytest.raises(AssetNotAllowed):
+            allow.check(f"s3://{storage.bucket}-other/hydrology/wse.tif")

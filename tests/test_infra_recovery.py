@@ -4,13 +4,15 @@ Jobs follow the new name, and the NetworkPolicies give the restored cluster ever
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import netpol
 import pytest
 import yaml
-from infra_program import RECOVERY_TARGET, program, rendered, variant, write_stack
+from infra_program import RECOVERY_TARGET, program, render, rendered, variant, write_stack
 
+from eolake.paths import REPO_ROOT
 from eolake_infra.config import InfraError, resolve
 from eolake_spec import SpecError, load_stack
 
@@ -144,3 +146,61 @@ def test_cluster_and_pooler_need_different_names(tmp_path):
 
     with pytest.raises(InfraError, match="kubernetes.postgres.cluster_name: 'eolake-db-pooler'"):
         resolve(load_stack(write_stack(tmp_path, "prod", clash)), "prod")
+
+
+def runbook_change() -> dict:
+    """The stack change the PITR runbook shows (its YAML block), without the lines it leaves as they are (`...`)."""
+    text = (REPO_ROOT / "monitoring" / "runbooks" / "README.md").read_text()
+    section = text.split("## Point-in-time recovery (Kubernetes)", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    postgres = yaml.safe_load(block)["kubernetes"]["postgres"]
+    return {key: value for key, value in postgres.items() if value != "..."}
+
+
+def recovery_deployments() -> list[dict]:
+    return program(variant("prod-recovery")).of_kind("Deployment")
+
+
+def test_the_runbook_shows_the_stack_change_the_tests_render(tmp_path):
+    """What the runbook tells an operator to write is what test_infra_recovery renders (the target time aside),
+    and the spec accepts it as written."""
+    change = runbook_change()
+    assert change["cluster_name"] == NEW and change["recovery"]["source"] == OLD
+    assert set(change) == {"cluster_name", "recovery"} and set(change["recovery"]) == {"source", "target_time"}
+    recovering = load_stack(variant("prod-recovery")).kubernetes.postgres
+    written = load_stack(write_stack(tmp_path, "prod", lambda p: p["kubernetes"]["postgres"].update(change)))
+    assert written.kubernetes.postgres.cluster_name == recovering.cluster_name
+    assert written.kubernetes.postgres.recovery.source == recovering.recovery.source
+    assert written.kubernetes.postgres.recovery.target_time.utcoffset() is not None
+    # Writes stop and resume with one selector: every Deployment of the stack (services, workers), nothing else.
+    text = (REPO_ROOT / "monitoring" / "runbooks" / "README.md").read_text()
+    selectors = set(re.findall(r"scale deploy -l '([^']+)'", text))
+    (selector,) = selectors
+    wanted = dict(term.split("=") for term in selector.split(",") if "=" in term)
+    absent = [term[1:] for term in selector.split(",") if term.startswith("!")]
+    rendered_deployments = recovery_deployments()
+    assert rendered_deployments and all(
+        wanted.items() <= d["metadata"]["labels"].items() and not set(absent) & set(d["metadata"]["labels"])
+        for d in rendered_deployments
+    )
+
+
+def test_dropping_recovery_afterwards_only_touches_the_clusters_bootstrap(recovery, tmp_path):
+    """The runbook's last step: `recovery:` removed, `cluster_name` kept. The next `pulumi up` updates nothing but
+    the Cluster's bootstrap section (read only when a cluster is created): the Pooler, the Jobs, the policies and
+    the Deployments stay as they are, so nothing is replaced."""
+
+    def recovered(platform):
+        platform["kubernetes"]["postgres"]["cluster_name"] = NEW
+
+    after = render.documents(render.run(write_stack(tmp_path, "prod", recovered)))
+    before = render.documents(recovery.resources)
+    assert sorted(after) == sorted(before)
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == [f"cluster-eolake-{NEW}.yaml"]
+    was, now = before[changed[0]], after[changed[0]]
+    assert list(now["spec"]["bootstrap"]) == ["initdb"] and "externalClusters" not in now["spec"]
+    unchanged = ("bootstrap", "externalClusters")
+    assert {k: v for k, v in was["spec"].items() if k not in unchanged} == {
+        k: v for k, v in now["spec"].items() if k not in unchanged
+    }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 from eolake_thesaurus.app import create_app
@@ -333,3 +337,64 @@ def test_the_routes_dependencies_can_be_swapped(thesaurus_storage, tmp_path):
         assert (
             problem(c.get("/autocomplete", params={"q": "flo", "limit": 6}), 400)["detail"] == "limit must be at most 5"
         )
+
+
+# The pod's readiness, run in a mount namespace of its own where the index folder is bind-mounted read-only, as the
+# Kubernetes Deployment mounts the init container's volume into the server.
+READ_ONLY_SERVER = """
+import json, sys
+from fastapi.testclient import TestClient
+from eolake_thesaurus.app import create_app
+with TestClient(create_app()) as client:
+    ready = client.get("/readyz")
+    found = client.get("/rest/v1/inspire/lookup", params={"label": "Hydrography", "lang": "en"})
+    print(json.dumps([ready.status_code, found.status_code, found.json() if found.status_code == 200 else found.text]))
+"""
+# What the readiness check asks of the index, without the web stack.
+READ_ONLY_INDEX = """
+from eolake_thesaurus.query import Thesaurus
+from eolake_thesaurus.settings import ThesaurusSettings
+print(len(Thesaurus(ThesaurusSettings().index_path).vocabularies()))
+"""
+
+
+def read_only(folder, env: dict, code: str) -> subprocess.CompletedProcess:
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$2" -c "$3"'
+    command = ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(folder), sys.executable, code]
+    return subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_prepared_index_is_served_from_a_read_only_mount(thesaurus_storage, shared_data, tmp_path):
+    """The init container (`python -m eolake_thesaurus.prepare`) leaves an index that the server, whose volume is
+    read-only, can open: a WAL-mode SQLite file, as every writer leaves it, cannot be (each reader needs to create
+    its -shm file beside it), so the pod would never be ready."""
+    data = tmp_path / "data"
+    shutil.copytree(thesaurus_storage, data)
+    writer = sqlite3.connect(index_path(data))  # as the import leaves it: WAL on, its files gone with the last close
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.close()
+    env = {**os.environ, "EOLAKE_THESAURUS_STORAGE_PATH": str(data)}
+    unsealed = read_only(data, env, READ_ONLY_INDEX)
+    assert unsealed.returncode != 0 and "unable to open database file" in unsealed.stderr
+
+    prepared = subprocess.run(
+        [sys.executable, "-m", "eolake_thesaurus.prepare", str(shared_data / "thesauri")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert prepared.returncode == 0, prepared.stderr
+    assert "filled; imported nothing (already filled)" in prepared.stdout
+    assert read_only(data, env, READ_ONLY_INDEX).stdout.strip() == "4"  # gemet, inspire, eo, freedict
+    served = read_only(data, env, READ_ONLY_SERVER)
+    assert served.returncode == 0, served.stderr[-2000:]
+    ready, status, found = json.loads(served.stdout.strip().splitlines()[-1])
+    assert (ready, status) == (200, 200), found
+    assert [r["uri"] for r in found["result"]] == [HYDROGRAPHY]

@@ -36,6 +36,7 @@ class Recorded:
     delete_before_replace: bool = False
     provider: str = ""  # the explicit provider's reference (urn::id); "" for the default one
     retain_on_delete: bool = False
+    ignore_changes: list[str] = field(default_factory=list)  # fields Pulumi leaves alone after creation
 
     @property
     def manifest(self) -> dict | None:
@@ -111,6 +112,7 @@ class _Monitor(mocks.MockMonitor):
                     request.deleteBeforeReplace,
                     request.provider,
                     request.retainOnDelete,
+                    list(request.ignoreChanges),
                 )
             )
         return response

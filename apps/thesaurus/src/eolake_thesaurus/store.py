@@ -192,6 +192,17 @@ def connect(db_path: Path, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+def seal(db_path: Path) -> None:
+    """Leave the index as one self-contained file for readers on a read-only mount (the Kubernetes pod's): a
+    WAL-mode database cannot be opened there, since every reader needs its -shm file beside it. The next writer
+    turns WAL back on (`connect`)."""
+    conn = sqlite3.connect(db_path, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")  # checkpoints the WAL and removes the -wal and -shm files
+    finally:
+        conn.close()
+
+
 def import_file(db_path: Path, path: Path, vocabulary: str | None = None, title: str | None = None) -> ImportReport:
     """Parse `path` fully, then add it to `vocabulary` (default: the file's stem) in one transaction."""
     path = Path(path)
