@@ -7,6 +7,7 @@ from pydantic_settings import SettingsConfigDict
 
 from eolake_downloads.manifest import MANIFEST
 from eolake_kit import ServiceSettings
+from eolake_kit.allowlist import AllowList
 from eolake_kit.settings import Peer, PostgresUrl
 
 
@@ -96,9 +97,18 @@ class DownloadsSettings(ServiceSettings):
         return self.peer("catalog")
 
     @property
-    def source_destinations(self) -> list[str]:
-        """The allow-listed HTTP hosts as outbound destinations (either scheme)."""
-        return [f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")]
+    def sources(self) -> AllowList:
+        """What workers may fetch: files below the allowed roots and the offline tier (never the staging area),
+        objects of the allowed buckets, anything on the allowed HTTP(S) hosts (either scheme)."""
+        offline = [self.offline_root] if self.offline_root else []
+        return AllowList(
+            roots=[*self.source_roots, *offline],
+            urls=[
+                *(f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")),
+                *(f"s3://{bucket}/" for bucket in self.allowed_buckets),
+            ],
+            excluded=[self.staging_dir],
+        )
 
     @property
     def staging_dir(self) -> Path:
