@@ -395,7 +395,7 @@ def cmd_demo(args: argparse.Namespace, state: StateDir) -> int:
     """The demo data into a platform that runs elsewhere (an on-premise install): once, recorded in the storage."""
     import psycopg
 
-    from eolake.embedded.supervisor import load_demo
+    from eolake.embedded.seed import load_demo
 
     marker = args.storage / "demo" / "loaded.json"
     if marker.exists():
