@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_downloads.manifest import MANIFEST
 from eolake_kit import ServiceSettings
@@ -12,11 +11,8 @@ from eolake_kit.settings import Peer, PostgresUrl
 
 
 class DownloadsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_DOWNLOADS_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(
         SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
         description="postgresql://user:password@host:port/dbname",

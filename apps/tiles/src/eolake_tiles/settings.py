@@ -6,7 +6,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
 from eolake_kit.settings import PostgresUrl
@@ -16,11 +15,8 @@ REMOTE_SCHEMES = ("s3", "gs", "az", "https", "http")
 
 
 class TilesSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_TILES_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(
         SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
         description="postgresql://user:password@host:port/dbname (app role)",

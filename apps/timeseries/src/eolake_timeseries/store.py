@@ -15,7 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from eolake_kit.allowlist import AllowList, NotAllowed
+from eolake_kit.allowlist import AllowList, Location, NotAllowed
 from eolake_timeseries.hydroweb import Measurement, parse_hydroweb, parse_hydroweb_bytes
 from eolake_timeseries.settings import TimeseriesSettings
 
@@ -54,6 +54,17 @@ def malformed(station: str, exc: ValueError, source: str) -> SeriesMalformed:
     return SeriesMalformed(f"the series file of station {station} is malformed: {reason}")
 
 
+def allowed(allow_list: AllowList, href: object, station: str, kind: str) -> Location:
+    """The location of a station's series when the store's allow-list admits it and it is of the store's kind."""
+    try:
+        location = allow_list.check(href)
+    except NotAllowed:
+        raise outside(station) from None
+    if location.kind != kind:
+        raise outside(station)
+    return location
+
+
 class SeriesStore(Protocol):
     def read(self, href: object, station: str) -> list[Measurement]:
         """The measurements of the series at `href` (the station's asset href); raises SeriesError."""
@@ -68,13 +79,7 @@ class LocalSeries:
         self.parsed: dict[str, tuple[tuple[int, int], list[Measurement]]] = {}
 
     def read(self, href: object, station: str) -> list[Measurement]:
-        try:
-            location = self.allowed.check(href)
-        except NotAllowed:
-            raise outside(station) from None
-        if location.kind != "file":
-            raise outside(station)
-        real = location.target
+        real = allowed(self.allowed, href, station, "file").target
         try:
             stat = os.stat(real)
             key = (stat.st_mtime_ns, stat.st_size)
@@ -137,13 +142,7 @@ class S3Series:
         )
 
     def read(self, href: object, station: str) -> list[Measurement]:
-        try:
-            location = self.allowed.check(href)
-        except NotAllowed:
-            raise outside(station) from None
-        if location.kind != "s3":
-            raise outside(station)
-        key = location.bucket_key[1]
+        key = allowed(self.allowed, href, station, "s3").bucket_key[1]
         cached = self.parsed.get(key)
         fetched = self._get(key, cached[0] if cached else None, station)
         if fetched is None:

@@ -1,5 +1,6 @@
-"""The kit's allow-list of storage locations and hosts (used by the tiles, the downloads and the time series; its
-HTTP(S) part is the outbound client's), and its STAC paging helper."""
+"""What the kit gives every service: the allow-list of storage locations and hosts (used by the tiles, the downloads
+and the time series; its HTTP(S) part is the outbound client's), the STAC paging helper, settings named after the
+service's manifest."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import os
 
 import pytest
 
+from eolake_kit import ServiceSettings
 from eolake_kit.allowlist import AllowList, BucketPrefix, Location, NotAllowed
 from eolake_kit.stac import NextLink, next_link
+from eolake_spec import manifest as service_manifest
 
 
 @pytest.fixture
@@ -196,3 +199,27 @@ def test_next_link_ignores_a_body_that_is_not_an_object():
     assert next_link({"links": [{"rel": "next", "href": "/s", "method": "POST", "body": [1]}]}) == NextLink(
         "/s", "POST", None, False
     )
+
+
+# ------------------------------------------------------------------ settings from the manifest
+
+
+def test_a_services_settings_take_prefix_name_path_and_port_from_its_manifest(monkeypatch):
+    class CatalogLike(ServiceSettings):
+        manifest = service_manifest("catalog")
+
+    class WebLike(ServiceSettings):
+        manifest = service_manifest("web")
+
+    catalog = CatalogLike()
+    assert (catalog.service_name, catalog.root_path, catalog.port) == (
+        "catalog",
+        "/stac",
+        service_manifest("catalog").port,
+    )
+    assert WebLike().root_path == ""  # the web view sits at the base URL itself
+    monkeypatch.setenv("EOLAKE_CATALOG_PORT", "9123")
+    monkeypatch.setenv("EOLAKE_WEB_PORT", "not a port")
+    assert CatalogLike().port == 9123 and ServiceSettings().port == 8000  # the base keeps its own prefix
+    with pytest.raises(ValueError, match="port"):
+        WebLike()
