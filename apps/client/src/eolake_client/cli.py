@@ -81,7 +81,8 @@ def datetime_arg(text: str) -> str:
             f"{text!r}: expected a date or date-time (2023-01-31, 2023-01-31T10:00:00Z) or an interval START/END "
             "with .. for an open end (2023-01-01/2023-06-30, 2023-01-01/..)"
         ) from None
-    if len(instants) == 2 and None not in instants and instants[0] > instants[1]:
+    start, end = instants[0], instants[-1]
+    if len(instants) == 2 and start is not None and end is not None and start > end:
         raise argparse.ArgumentTypeError(f"{text!r}: the start is after the end")
     return text
 

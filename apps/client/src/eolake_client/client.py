@@ -460,10 +460,11 @@ class _Progress:
             self.progress.stop()
 
     def task(self, name: str, total: int | None) -> Callable[[int], None]:
-        if not self.progress:
+        progress = self.progress
+        if not progress:
             return lambda n: None
-        tid = self.progress.add_task(name, total=total)
-        return lambda n: self.progress.advance(tid, n)
+        tid = progress.add_task(name, total=total)
+        return lambda n: progress.advance(tid, n)
 
 
 def _flat(value: Any) -> Any:

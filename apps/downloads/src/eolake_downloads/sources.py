@@ -141,12 +141,13 @@ def _open_tier(source: Source, settings: DownloadsSettings, offset: int, validat
 
 def restored_location(source: Source, settings: DownloadsSettings) -> Path:
     """Where a file of the offline tier goes once retrieved: the same place in the online storage."""
+    assert settings.offline_root is not None  # a tier source exists only with an offline tier
     return settings.storage_path.resolve() / Path(source.location).relative_to(settings.offline_root)
 
 
 @contextmanager
 def _open_http(source: Source, settings: DownloadsSettings, offset: int, validator: str | None):
-    headers = {"Range": f"bytes={offset}-", "If-Range": validator} if offset else {}
+    headers = {"Range": f"bytes={offset}-", "If-Range": validator} if offset and validator else {}
     try:
         with outbound.client(settings.sources.egress, timeout=settings.source_timeout) as client:
             with client.stream("GET", source.location, headers=headers) as resp:

@@ -88,7 +88,8 @@ def decode_token(token: str, key: bytes) -> dict[str, Any]:
         raise BadToken("the page token is not valid") from exc
 
 
-def fingerprint(body: dict[str, Any]) -> str:
+def fingerprint(body: object) -> str:
+    """A short digest of a JSON value (a request body, a list of collections)."""
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
+from ipaddress import ip_network
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -70,7 +71,9 @@ class Resources(Strict):
 
     @property
     def memory_limit_bytes(self) -> int:
-        number, unit = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit).groups()
+        matched = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit)
+        assert matched is not None  # the field's pattern admits nothing else
+        number, unit = matched.groups()
         return int(float(number) * QUANTITY_FACTORS[unit])
 
 
@@ -456,10 +459,11 @@ class Postgres(Strict):
     def recovery_store(self) -> dict[str, str | None]:
         """Where the recovery reads the source's backups: its own fields, else this stack's backup's."""
         r, b = self.recovery, self.backup
+        assert r is not None  # asked of a stack that recovers
         return {
-            "destination": r.destination or b.destination,
-            "endpoint": r.endpoint or (b and b.endpoint),
-            "credentials_secret": r.credentials_secret or b.credentials_secret,
+            "destination": r.destination or (b.destination if b else None),
+            "endpoint": r.endpoint or (b.endpoint if b else None),
+            "credentials_secret": r.credentials_secret or (b.credentials_secret if b else None),
         }
 
 
@@ -599,7 +603,7 @@ class Platform(Strict):
         "events service is off, whatever `services` says",
     )
     trusted_proxies: list[IPvAnyNetwork] = Field(
-        ["127.0.0.0/8", "::1/128"],
+        [ip_network("127.0.0.0/8"), ip_network("::1/128")],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
         "services calling each other); a request from one of them without it is the platform's own call",
     )

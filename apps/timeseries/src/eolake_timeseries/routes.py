@@ -5,7 +5,7 @@ parameters through the ItemsParams and EdrParams dependencies), calls the core, 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -71,7 +71,7 @@ class CoverageJSONResponse(JSONResponse):
     media_type = COVJSON
 
 
-def csv_response(text: str, name: str, links: list[dict] = ()) -> Response:
+def csv_response(text: str, name: str, links: Sequence[dict[str, Any]] = ()) -> Response:
     """CSV, with the pages around it as Link headers (RFC 8288): a table has no room for them."""
     headers = {"Content-Disposition": f'inline; filename="{name}.csv"'}
     if links:
@@ -341,7 +341,7 @@ class EdrQuery:
 EdrData = Annotated[EdrQuery, Depends()]
 
 
-EDR_RESPONSES = {200: {"content": {COVJSON: {}, CSV: {}}}}
+EDR_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {COVJSON: {}, CSV: {}}}}
 
 
 def edr_query(kind: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -62,11 +62,12 @@ def service_env(
 
 def amqp_url(platform: Platform, state: StateDir) -> str:
     """The events broker: the embedded one (its port and password in the state directory), or the stack's."""
-    if platform.events.broker == "embedded":
+    events = platform.events
+    if events is None or events.broker == "embedded":  # no events section: the events service does not run
         return Broker(state.broker).url()
-    url = os.environ.get(platform.events.amqp_url_env)
+    url = os.environ.get(events.amqp_url_env)
     if not url:
-        raise StartError(f"events.broker is external: set {platform.events.amqp_url_env} to the broker's amqp:// URL")
+        raise StartError(f"events.broker is external: set {events.amqp_url_env} to the broker's amqp:// URL")
     return url
 
 
