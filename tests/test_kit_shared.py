@@ -8,10 +8,13 @@ import os
 
 import pytest
 
+from eolake_downloads.settings import DownloadsSettings
 from eolake_kit import ServiceSettings
 from eolake_kit.allowlist import AllowList, BucketPrefix, Location, NotAllowed
 from eolake_kit.stac import NextLink, next_link
 from eolake_spec import manifest as service_manifest
+from eolake_tiles.guard import AllowList as TilesAllowList
+from eolake_tiles.settings import TilesSettings
 
 
 @pytest.fixture
@@ -223,3 +226,32 @@ def test_a_services_settings_take_prefix_name_path_and_port_from_its_manifest(mo
     assert CatalogLike().port == 9123 and ServiceSettings().port == 8000  # the base keeps its own prefix
     with pytest.raises(ValueError, match="port"):
         WebLike()
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TilesSettings(allowed_prefixes=["gs://bucket/"]),
+        lambda: TilesSettings(allowed_prefixes=["https://u:p@host/x/"]),
+        lambda: DownloadsSettings(allowed_hosts=["user:pw@host"]),
+        lambda: DownloadsSettings(allowed_buckets=["bucket?x"]),
+    ],
+    ids=["tiles-scheme", "tiles-credentials", "downloads-credentials", "downloads-bucket"],
+)
+def test_an_allow_list_entry_the_kit_cannot_check_fails_at_start(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+def test_the_services_allow_lists_come_from_their_settings(tmp_path):
+    (tmp_path / "data" / "staging").mkdir(parents=True)
+    (tmp_path / "data" / "a.bin").write_bytes(b"")
+    settings = DownloadsSettings(storage_path=tmp_path / "data", allowed_hosts=["h:8080"], allowed_buckets=["b"])
+    sources = settings.sources
+    assert sources.check(str(tmp_path / "data" / "a.bin")).kind == "file"
+    assert sources.check("https://h:8080/x").kind == "http" and sources.check("s3://b/k").target == "b/k"
+    for refused in [str(tmp_path / "data" / "staging" / "x"), "https://h/x", "s3://c/k"]:
+        with pytest.raises(NotAllowed):
+            sources.check(refused)
+    tiles = TilesAllowList(tmp_path / "data", ["s3://b/p/"])
+    assert tiles.check("s3://b/p/x.tif") == "s3://b/p/x.tif"

@@ -76,6 +76,12 @@ class DownloadsSettings(ServiceSettings):
             raise ValueError("heartbeat_seconds must be shorter than stalled_seconds")
         return self
 
+    @model_validator(mode="after")
+    def sources_readable(self) -> DownloadsSettings:
+        """An allowed host or bucket the allow-list refuses (credentials, a query) fails at start, not at an order."""
+        _ = self.sources
+        return self
+
     def priority(self, collection: str) -> list[str]:
         return self.priorities.get(collection) or self.priorities.get("*") or []
 

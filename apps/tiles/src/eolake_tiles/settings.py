@@ -8,10 +8,11 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from eolake_kit import ServiceSettings
+from eolake_kit.allowlist import AllowList
 from eolake_kit.settings import PostgresUrl
 from eolake_tiles.manifest import MANIFEST
 
-REMOTE_SCHEMES = ("s3", "gs", "az", "https", "http")
+REMOTE_SCHEMES = ("s3", "https", "http")  # what the kit's allow-list checks (eolake_kit.allowlist)
 
 
 class TilesSettings(ServiceSettings):
@@ -65,6 +66,7 @@ class TilesSettings(ServiceSettings):
                     f"{value!r}: an allowed prefix looks like s3://bucket/ or https://host/path/ "
                     "(a scheme, a host or bucket, ending in /)"
                 )
+        AllowList(urls=values)  # what the kit's allow-list refuses (credentials in a URL…) fails here, at start
         return values
 
     @model_validator(mode="after")
