@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from eolake_downloads.settings import DownloadsSettings
+from eolake_tiles.guard import AllowList as TilesAllowList
+from eolake_tiles.settings import TilesSettings
+
 from eolake_kit import ServiceSettings
 from eolake_kit.allowlist import AllowList, BucketPrefix, Location, NotAllowed
 from eolake_kit.stac import NextLink, next_link
 from eolake_spec import manifest as service_manifest
-from eolake_tiles.guard import AllowList as TilesAllowList
-from eolake_tiles.settings import TilesSettings
 
 
 @pytest.fixture
