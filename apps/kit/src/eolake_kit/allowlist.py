@@ -83,7 +83,7 @@ class AllowList:
             raise NotAllowed("the location is empty or malformed")
         scheme = href.partition("://")[0].lower() if "://" in href else ""
         if scheme in ("", "file"):
-            return Location("file", self.local(unquote(href.removeprefix("file://")) if scheme else href))
+            return Location("file", self.local(unquote(href[len("file://") :]) if scheme else href))
         if scheme == "s3":
             return Location("s3", self.object(href))
         if scheme in ("http", "https"):
