@@ -39,10 +39,10 @@ class SearchCache:
         self.entries = entries
         self.max_bytes = max_bytes
         self.bytes = 0
-        self._answers: OrderedDict[tuple, tuple[str, dict, int]] = OrderedDict()
-        self._seen: OrderedDict[tuple, None] = OrderedDict()
+        self._answers: OrderedDict[tuple[Any, ...], tuple[str, dict[str, Any], int]] = OrderedDict()
+        self._seen: OrderedDict[tuple[Any, ...], None] = OrderedDict()
 
-    def asked_before(self, key: tuple) -> bool:
+    def asked_before(self, key: tuple[Any, ...]) -> bool:
         """Whether this query was asked before (its answer may then be kept); remembers it otherwise."""
         if key in self._answers or key in self._seen:
             return True
@@ -53,16 +53,16 @@ class SearchCache:
         return False
 
     async def stamp(self, conn: Any, collections: list[str] | None) -> str:
-        return await conn.fetchval(STAMP, collections or None)
+        return str(await conn.fetchval(STAMP, collections or None))
 
-    def get(self, key: tuple, stamp: str) -> dict | None:
+    def get(self, key: tuple[Any, ...], stamp: str) -> dict[str, Any] | None:
         found = self._answers.get(key)
         if found is None or found[0] != stamp:
             return None
         self._answers.move_to_end(key)
         return _copy(found[1])
 
-    def put(self, key: tuple, stamp: str, answer: dict) -> None:
+    def put(self, key: tuple[Any, ...], stamp: str, answer: dict[str, Any]) -> None:
         size = len(orjson.dumps(answer, default=str))
         if self.entries <= 0 or size > self.max_bytes // 8:
             return
@@ -72,12 +72,12 @@ class SearchCache:
         while len(self._answers) > self.entries or self.bytes > self.max_bytes:
             self._drop(next(iter(self._answers)))
 
-    def _drop(self, key: tuple) -> None:
+    def _drop(self, key: tuple[Any, ...]) -> None:
         if key in self._answers:
             self.bytes -= self._answers.pop(key)[2]
 
 
-def _copy(answer: dict) -> dict:
+def _copy(answer: dict[str, Any]) -> dict[str, Any]:
     """What callers may change (stac-fastapi replaces `links`, or a feature's) without touching the kept answer."""
     return {
         **answer,

@@ -18,6 +18,7 @@ from cql2 import Expr
 from fastapi import HTTPException
 from json_merge_patch import merge
 from pydantic import BaseModel, ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eolake_kit.stac import item_path, query_filter
 
@@ -84,10 +85,10 @@ def writable_geometry(geometry: Any) -> None:
                 raise HTTPException(400, "a GeometryCollection cannot hold another GeometryCollection")
 
 
-def patched_document(existing: dict, patch: Any, model: type[BaseModel]) -> dict:
+def patched_document(existing: dict[str, Any], patch: Any, model: type[BaseModel]) -> dict[str, Any]:
     """`existing` with a JSON patch (a list of operations) or a merge patch applied, valid as `model`, or a 400."""
     if isinstance(patch, list):
-        patched = jsonpatch.JsonPatch([op.model_dump(mode="json") for op in patch]).apply(existing)
+        patched: dict[str, Any] = jsonpatch.JsonPatch([op.model_dump(mode="json") for op in patch]).apply(existing)
     else:
         patched = merge(existing, patch.model_dump(mode="json"))
     try:
@@ -108,7 +109,7 @@ def fields_selection(search_request: Any) -> tuple[set[str] | None, set[str]] | 
     return include, {item_path(f) for f in fields.exclude or ()} - (include or set())
 
 
-def query_into_filter(query: Any, current: Any, lang: str | None) -> dict:
+def query_into_filter(query: Any, current: Any, lang: str | None) -> dict[str, Any]:
     """The query extension as a CQL2 JSON filter joined to the search's own filter (text or JSON): pgstac's query
     lacks startsWith, endsWith, contains and in, and its model refuses them."""
     try:
@@ -137,13 +138,15 @@ class SearchBodyMiddleware:
     which some clients send) becomes the list of it, and `query` becomes part of the CQL2 filter (see
     query_into_filter); any other body passes unchanged."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/search"):
-            return await self.app(scope, receive, send)
-        chunks, more = [], True
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
         while more:
             message = await receive()
             chunks.append(message.get("body", b""))
@@ -154,14 +157,14 @@ class SearchBodyMiddleware:
         scope["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
         sent = False
 
-        async def replay():
+        async def replay() -> Message:
             nonlocal sent
             if sent:
                 return await receive()
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        return await self.app(scope, replay, send)
+        await self.app(scope, replay, send)
 
 
 def _normalised(body: bytes) -> bytes:

@@ -30,7 +30,7 @@ GROUP BY n.name
 SUMMARIES = "SELECT content->'summaries' FROM pgstac.collections WHERE id = $1"
 
 
-def categorical(summaries: dict | None) -> dict[str, list]:
+def categorical(summaries: dict[str, Any] | None) -> dict[str, list[Any]]:
     """The summaries that list values (strings or numbers), by property name."""
     return {
         name: values
@@ -41,9 +41,9 @@ def categorical(summaries: dict | None) -> dict[str, list]:
     }
 
 
-class DependentQueryables(FiltersClient):
-    async def get_queryables(self, request: Request, collection_id: str | None = None, **kwargs: Any) -> dict:
-        answer = await super().get_queryables(request, collection_id, **kwargs)
+class DependentQueryables(FiltersClient):  # type: ignore[misc]  # stac_fastapi is not followed: read as Any
+    async def get_queryables(self, request: Request, collection_id: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = await super().get_queryables(request, collection_id, **kwargs)
         if collection_id is None:
             return answer
         chosen = dict(request.query_params)
@@ -66,7 +66,7 @@ class DependentQueryables(FiltersClient):
         return with_enums(answer, enums)
 
 
-def with_enums(answer: dict, enums: dict[str, list]) -> dict:
+def with_enums(answer: dict[str, Any], enums: dict[str, list[Any]]) -> dict[str, Any]:
     properties = dict(answer.get("properties") or {})
     for name, values in enums.items():
         properties[name] = {**properties.get(name, {"type": "string"}), "enum": values}

@@ -25,6 +25,7 @@ import json
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -91,7 +92,7 @@ class Queryable:
     wrapper: str  # to_float or to_text: also what pgstac wraps the property in when it writes a filter's SQL
 
     @property
-    def definition(self) -> dict:
+    def definition(self) -> dict[str, Any]:
         return {"type": "number" if self.wrapper == NUMBER else "string"}
 
 
@@ -117,7 +118,7 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def wanted(collections: Iterable[tuple[str, dict | None]]) -> dict[Queryable, list[str]]:
+def wanted(collections: Iterable[tuple[str, dict[str, Any] | None]]) -> dict[Queryable, list[str]]:
     """Queryable → the collections whose summaries call for it. A name numeric in one collection and text in
     another is left out: one wrapper per name (see the module's docstring)."""
     found: dict[str, dict[str, list[str]]] = {}

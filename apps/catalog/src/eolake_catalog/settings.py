@@ -3,7 +3,6 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 
 from eolake_catalog.manifest import MANIFEST
@@ -18,11 +17,8 @@ READS = {"pgstac.readonly": "true", "max_parallel_workers_per_gather": "0"}
 
 
 class CatalogSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_CATALOG_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(
         SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
         description="postgresql://user:password@host:port/dbname",

@@ -81,7 +81,8 @@ def datetime_arg(text: str) -> str:
             f"{text!r}: expected a date or date-time (2023-01-31, 2023-01-31T10:00:00Z) or an interval START/END "
             "with .. for an open end (2023-01-01/2023-06-30, 2023-01-01/..)"
         ) from None
-    if len(instants) == 2 and None not in instants and instants[0] > instants[1]:
+    start, end = instants[0], instants[-1]
+    if len(instants) == 2 and start is not None and end is not None and start > end:
         raise argparse.ArgumentTypeError(f"{text!r}: the start is after the end")
     return text
 
@@ -214,6 +215,22 @@ def _datasets(client: Client, args) -> int:
     return 0
 
 
+def _download_options(parser: argparse.ArgumentParser, download_help: str | None, wait_help: str) -> None:
+    """How a download goes: how many files at once, the longest wait, quiet progress (and --download DIR, for a
+    command that downloads only when asked)."""
+    if download_help:
+        parser.add_argument("--download", dest="dest", metavar="DIR", help=download_help)
+    parser.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        metavar="SECONDS",
+        help=f"{wait_help} (default 3600; exit code 3 when reached)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
@@ -265,16 +282,7 @@ def parser() -> argparse.ArgumentParser:
     o = sub.add_parser("order", help="order items COLLECTION/ITEM …; --download DIR waits and downloads")
     o.add_argument("items", nargs="+", type=_item_ref, metavar="COLLECTION/ITEM")
     o.add_argument("--assets", type=lambda t: t.split(","), metavar="A,B", help="only these assets (default: all)")
-    o.add_argument("--download", dest="dest", metavar="DIR", help="wait for the order, then download into DIR")
-    o.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
-    o.add_argument(
-        "--timeout",
-        type=float,
-        default=3600,
-        metavar="SECONDS",
-        help="longest wait for the order (default 3600; exit code 3 when reached)",
-    )
-    o.add_argument("--quiet", action="store_true", help="no progress bars")
+    _download_options(o, "wait for the order, then download into DIR", "longest wait for the order")
 
     r = sub.add_parser(
         "retrieve",
@@ -282,16 +290,7 @@ def parser() -> argparse.ArgumentParser:
         "until it is online and downloads it",
     )
     r.add_argument("item", type=_item_ref, metavar="COLLECTION/ITEM")
-    r.add_argument("--download", dest="dest", metavar="DIR", help="wait until online, then download into DIR")
-    r.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
-    r.add_argument(
-        "--timeout",
-        type=float,
-        default=3600,
-        metavar="SECONDS",
-        help="longest wait (default 3600; exit code 3 when reached)",
-    )
-    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    _download_options(r, "wait until online, then download into DIR", "longest wait")
 
     st = sub.add_parser("status", help="an order's status, or my orders without an id")
     st.add_argument("order_id", nargs="?")
@@ -319,15 +318,7 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("download", help="wait for an order and download its files (resumes, verifies, skips)")
     d.add_argument("order_id")
     d.add_argument("dest", metavar="DIR")
-    d.add_argument("--parallel", type=positive_int, default=4, help="files downloaded at once (default 4)")
-    d.add_argument(
-        "--timeout",
-        type=float,
-        default=3600,
-        metavar="SECONDS",
-        help="longest wait for the order (default 3600; exit code 3 when reached)",
-    )
-    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    _download_options(d, None, "longest wait for the order")
     return p
 
 

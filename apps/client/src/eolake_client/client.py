@@ -226,12 +226,20 @@ class Client:
     def status(self, order_id: str) -> dict:
         return self.get_json(f"/downloads/orders/{quote(order_id, safe='')}")
 
+    def pages(self, path: str, params: dict | None = None) -> Iterator[dict]:
+        """The pages of a paged answer (a STAC item collection, the orders), following its `rel: next` links."""
+        page = self.get_json(path, params=params)
+        while True:
+            yield page
+            links = page.get("links") if isinstance(page, dict) else None
+            nxt = [li for li in links or [] if isinstance(li, dict) and li.get("rel") == "next" and li.get("href")]
+            if not nxt:
+                return
+            page = self.get_json(nxt[0]["href"])
+
     def orders(self, limit: int = 20) -> Iterator[dict]:
-        url: str | None = f"/downloads/orders?limit={limit}"
-        while url:
-            page = self.get_json(url)
+        for page in self.pages("/downloads/orders", params={"limit": limit}):
             yield from page["orders"]
-            url = next((link["href"] for link in page.get("links", []) if link.get("rel") == "next"), None)
 
     def cancel(self, order_id: str) -> dict:
         return self.get_json(f"/downloads/orders/{quote(order_id, safe='')}/cancel", "POST")
@@ -452,10 +460,11 @@ class _Progress:
             self.progress.stop()
 
     def task(self, name: str, total: int | None) -> Callable[[int], None]:
-        if not self.progress:
+        progress = self.progress
+        if not progress:
             return lambda n: None
-        tid = self.progress.add_task(name, total=total)
-        return lambda n: self.progress.advance(tid, n)
+        tid = progress.add_task(name, total=total)
+        return lambda n: progress.advance(tid, n)
 
 
 def _flat(value: Any) -> Any:
@@ -476,14 +485,11 @@ class FreeTextSearch:
         self.expansion: dict | None = None
 
     def pages_as_dicts(self) -> Iterator[dict]:
-        page = self.client.get_json("/search/search", params=self.params)
-        while True:
+        for page in self.client.pages("/search/search", params=self.params):
             self.expansion = page.get("expansion", self.expansion)
             yield page
-            nxt = [link for link in page.get("links", []) if link.get("rel") == "next"]
-            if not nxt or not page.get("features"):
+            if not page.get("features"):
                 return
-            page = self.client.get_json(nxt[0]["href"])
 
     def items_as_dicts(self) -> Iterator[dict]:
         count = 0

@@ -27,7 +27,7 @@ a private queue lives as long as the subscription.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 EXCHANGE = "eolake.events"
 
@@ -49,7 +49,7 @@ async def bind(
 
 async def subscribe(
     amqp_url: str, keys: Sequence[str] = ("#",), *, queue: str | None = None, exchange: str = EXCHANGE
-) -> AsyncIterator[dict]:
+) -> AsyncGenerator[dict, None]:
     """The events whose routing key matches one of `keys` (`*` one word, `#` any), oldest first, as CloudEvents
     (dicts: id, source, type, subject, time, data). Each is acknowledged when your loop asks for the next one, or
     breaks out after it: iterate inside `contextlib.aclosing(...)`, so that the last one is acknowledged before the

@@ -12,6 +12,7 @@ import procrastinate
 import psycopg
 import psycopg_pool
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
 from psycopg.rows import dict_row
 
 from eolake_downloads import metrics
@@ -79,7 +80,8 @@ async def queue_depth_loop(pool: psycopg_pool.AsyncConnectionPool, interval: flo
         await asyncio.sleep(interval)
 
 
-async def refused(request: Request, exc: Refused):
+async def refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refused)  # the handler of Refused only
     return problem(exc.status, exc.detail, headers=exc.headers, **exc.extra)
 
 

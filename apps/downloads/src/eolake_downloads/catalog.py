@@ -8,6 +8,7 @@ from eolake_downloads.errors import Refused
 from eolake_downloads.settings import DownloadsSettings
 from eolake_kit.outbound import async_client
 from eolake_kit.refs import segment
+from eolake_kit.stac import next_link
 
 
 class Catalog:
@@ -58,8 +59,7 @@ class Catalog:
         return resp.json()
 
     def _next(self, page: dict, body: dict) -> tuple[str | None, str, dict]:
-        nxt = next((link for link in page.get("links", []) if link.get("rel") == "next"), None)
+        nxt = next_link(page)
         if not nxt:
             return None, "GET", body
-        method = nxt.get("method", "GET")
-        return self.peer.internal(str(nxt.get("href"))), method, (nxt.get("body") or body) if method == "POST" else body
+        return self.peer.internal(nxt.href), nxt.method, (nxt.body or body) if nxt.method == "POST" else body

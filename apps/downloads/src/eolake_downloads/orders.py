@@ -72,7 +72,7 @@ def file_name(item: str, asset: str, href: str) -> str:
     return (SAFE_NAME.sub("_", f"{item}-{asset}")[:200] + SAFE_NAME.sub("", suffix)).lstrip(".") or "file"
 
 
-def data_assets(item: dict, keys: list[str] | None) -> list[tuple[str, dict]]:
+def data_assets(item: dict[str, Any], keys: list[str] | None) -> list[tuple[str, dict[str, Any]]]:
     assets = item.get("assets") or {}
     if keys is not None:
         missing = [k for k in keys if k not in assets]
@@ -83,7 +83,7 @@ def data_assets(item: dict, keys: list[str] | None) -> list[tuple[str, dict]]:
     return data or list(assets.items())
 
 
-def unique_names(files: list[dict]) -> None:
+def unique_names(files: list[dict[str, Any]]) -> None:
     seen: dict[str, int] = {}
     for f in files:
         n = seen.get(f["name"], 0)
@@ -93,7 +93,7 @@ def unique_names(files: list[dict]) -> None:
             f["name"] = f"{stem}-{n}.{ext}" if dot else f"{f['name']}-{n}"
 
 
-def file_doc(f: dict, base: str) -> dict:
+def file_doc(f: dict[str, Any], base: str) -> dict[str, Any]:
     return {
         "id": str(f["id"]),
         "collection": f["collection"],
@@ -112,7 +112,7 @@ def file_doc(f: dict, base: str) -> dict:
     }
 
 
-def order_doc(order: dict, files: list[dict], base: str) -> dict:
+def order_doc(order: dict[str, Any], files: list[dict[str, Any]], base: str) -> dict[str, Any]:
     ready = [f for f in files if f["state"] == "ready"]
     doc = {
         "id": str(order["id"]),
@@ -173,7 +173,7 @@ class Orders:
 
     # ------------------------------------------------------------------ placing
 
-    async def place(self, owner: str, request: OrderRequest) -> dict:
+    async def place(self, owner: str, request: OrderRequest) -> dict[str, Any]:
         items = [(await self.catalog.item(ref.collection, ref.id), ref.assets) for ref in request.items]
         if request.search is not None:
             items += [(it, request.assets) for it in await self.catalog.search(request.search, self.settings.max_items)]
@@ -187,7 +187,7 @@ class Orders:
         files = [f for item, keys in items for f in self._files(item, keys, request.provider)]
         return await self._save(owner, request.model_dump(mode="json", exclude_none=True), files)
 
-    async def retrieve(self, owner: str, request: RetrieveRequest) -> dict:
+    async def retrieve(self, owner: str, request: RetrieveRequest) -> dict[str, Any]:
         """An order staging an offline item's assets from the slow tier back online; one at a time per item."""
         item = await self.catalog.item(request.collection, request.id)
         if not tiers.is_offline(item):
@@ -205,7 +205,9 @@ class Orders:
                 headers={"Location": f"{self.base}/orders/{existing}"},
             ) from None
 
-    def _files(self, item: dict, keys: list[str] | None, provider: str | None, restore: bool = False) -> list[dict]:
+    def _files(
+        self, item: dict[str, Any], keys: list[str] | None, provider: str | None, restore: bool = False
+    ) -> list[dict[str, Any]]:
         collection, item_id = item.get("collection") or "", item.get("id") or ""
         files = []
         for key, asset in data_assets(item, keys):
@@ -230,14 +232,16 @@ class Orders:
             )
         return files
 
-    def _restore_to(self, sources: list, item_id: str, key: str) -> str:
+    def _restore_to(self, sources: list[Any], item_id: str, key: str) -> str:
         """Where the retrieved file goes online: its offline copy's place (a mirror may still deliver it first)."""
         kept = next((s for s in sources if s.kind == "tier"), None)
         if kept is None:
             raise Refused(409, f"asset {item_id}/{key} is not in the offline tier: nothing to retrieve")
         return str(restored_location(kept, self.settings))
 
-    async def _save(self, owner: str, request: dict, files: list[dict], target: tuple[str, str] | None = None) -> dict:
+    async def _save(
+        self, owner: str, request: dict[str, Any], files: list[dict[str, Any]], target: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         if not files:
             raise Refused(400, "the order has no files: no item or asset matched")
         if len(files) > self.settings.max_items:
@@ -289,7 +293,7 @@ class Orders:
             ).fetchone()
         return str(row["id"]) if row else None
 
-    async def _check_quota(self, conn, owner: str, new_bytes: int) -> None:
+    async def _check_quota(self, conn: psycopg.AsyncConnection[Any], owner: str, new_bytes: int) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_downloads.quota:' || %s))", (owner,))
         open_orders = await (
             await conn.execute(
@@ -319,7 +323,7 @@ class Orders:
         if used + new_bytes > self.settings.quota_bytes:
             self._bytes_exceeded(rows, used, new_bytes, period)
 
-    def _bytes_exceeded(self, rows: list[dict], used: int, new_bytes: int, period: timedelta) -> None:
+    def _bytes_exceeded(self, rows: list[dict[str, Any]], used: int, new_bytes: int, period: timedelta) -> None:
         # The window slides: room comes back when the oldest orders leave it.
         need, reset = used + new_bytes - self.settings.quota_bytes, None
         for r in rows:
@@ -340,7 +344,7 @@ class Orders:
 
     # ------------------------------------------------------------------ reading and canceling
 
-    async def get(self, owner: str, order_id: str) -> dict:
+    async def get(self, owner: str, order_id: str) -> dict[str, Any]:
         order_id = _uuid(order_id, "order")
         async with self.pool.connection() as conn:
             order = await (
@@ -353,8 +357,9 @@ class Orders:
             ).fetchall()
         return order_doc(order, files, self.base)
 
-    async def page(self, owner: str, limit: int, token: str | None) -> dict:
-        query, params = "SELECT * FROM orders WHERE owner = %s", [owner]
+    async def page(self, owner: str, limit: int, token: str | None) -> dict[str, Any]:
+        query = "SELECT * FROM orders WHERE owner = %s"
+        params: list[object] = [owner]
         if token:
             query += " AND (created, id) < (%s, %s)"
             params += list(read_page_token(token))
@@ -368,7 +373,7 @@ class Orders:
                     "SELECT * FROM files WHERE order_id = ANY(%s) ORDER BY position", ([o["id"] for o in page],)
                 )
             ).fetchall()
-        by_order: dict[Any, list] = {}
+        by_order: dict[Any, list[Any]] = {}
         for f in files:
             by_order.setdefault(f["order_id"], []).append(f)
         links = []
@@ -377,7 +382,7 @@ class Orders:
             links.append({"rel": "next", "href": f"{self.base}/orders?limit={limit}&token={nxt}"})
         return {"orders": [order_doc(o, by_order.get(o["id"], []), self.base) for o in page], "links": links}
 
-    async def cancel(self, owner: str, order_id: str) -> dict:
+    async def cancel(self, owner: str, order_id: str) -> dict[str, Any]:
         await self.get(owner, order_id)
         async with self.pool.connection() as conn, conn.transaction():
             change = await transitions.finish(conn, order_id, "canceled", "canceled by the user")
@@ -391,12 +396,12 @@ class Orders:
             metrics.JOBS.labels(metrics.SERVICE, "cancelled").inc()
         return await self.get(owner, order_id)
 
-    async def ready_file(self, owner: str, order_id: str, file_id: str) -> dict:
+    async def ready_file(self, owner: str, order_id: str, file_id: str) -> dict[str, Any]:
         """A staged file of the caller's order (its row); Refused while it is not ready or after it expired."""
         await self.get(owner, order_id)
         file_id = _uuid(file_id, "file")
         async with self.pool.connection() as conn:
-            f = await (
+            f: dict[str, Any] | None = await (
                 await conn.execute("SELECT * FROM files WHERE id = %s AND order_id = %s", (file_id, order_id))
             ).fetchone()
         if not f:

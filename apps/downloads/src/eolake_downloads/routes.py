@@ -7,7 +7,7 @@ import base64
 import json
 from datetime import UTC
 from email.utils import format_datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -93,7 +93,7 @@ async def cancel_delete(order_id: str, who: User, book: Book) -> dict:
     return await book.cancel(who.subject, order_id)
 
 
-FILE_RESPONSES = {
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     206: {"description": "the requested range"},
     304: {"description": "not modified"},
     409: {"description": "the file is not staged yet"},
@@ -143,7 +143,7 @@ async def download(order_id: str, file_id: str, who: User, book: Book, request: 
     if request.headers.get("if-none-match") == headers["ETag"]:
         return Response(status_code=304, headers=headers)
     wanted = wanted_range(request, size, headers)
-    if wanted == "bad":
+    if isinstance(wanted, str):  # "bad"
         return problem(
             416,
             f"range not satisfiable for a file of {size} bytes",

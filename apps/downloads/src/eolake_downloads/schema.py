@@ -14,6 +14,8 @@ import psycopg
 from procrastinate.schema import SchemaManager
 from psycopg import sql
 
+from eolake_kit.database import create_owned_schema
+
 SCHEMA = "downloads"
 QUEUE = "downloads"
 SEARCH_PATH = f"-c search_path={SCHEMA}"
@@ -72,11 +74,7 @@ ALTER TABLE files ADD COLUMN IF NOT EXISTS restore_to text;
 
 def migrate(dsn: str, app_role: str = "eolake_app") -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                sql.Identifier(SCHEMA), sql.Identifier(app_role)
-            )
-        )
+        create_owned_schema(conn, SCHEMA, app_role)
         with conn.transaction():
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_role)))
             conn.execute(sql.SQL("SET LOCAL search_path = {}").format(sql.Identifier(SCHEMA)))

@@ -3,19 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_downloads.manifest import MANIFEST
 from eolake_kit import ServiceSettings
+from eolake_kit.allowlist import AllowList
 from eolake_kit.settings import Peer, PostgresUrl
 
 
 class DownloadsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_DOWNLOADS_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(
         SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"),
         description="postgresql://user:password@host:port/dbname",
@@ -79,6 +76,12 @@ class DownloadsSettings(ServiceSettings):
             raise ValueError("heartbeat_seconds must be shorter than stalled_seconds")
         return self
 
+    @model_validator(mode="after")
+    def sources_readable(self) -> DownloadsSettings:
+        """An allowed host or bucket the allow-list refuses (credentials, a query) fails at start, not at an order."""
+        _ = self.sources
+        return self
+
     def priority(self, collection: str) -> list[str]:
         return self.priorities.get(collection) or self.priorities.get("*") or []
 
@@ -96,9 +99,18 @@ class DownloadsSettings(ServiceSettings):
         return self.peer("catalog")
 
     @property
-    def source_destinations(self) -> list[str]:
-        """The allow-listed HTTP hosts as outbound destinations (either scheme)."""
-        return [f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")]
+    def sources(self) -> AllowList:
+        """What workers may fetch: files below the allowed roots and the offline tier (never the staging area),
+        objects of the allowed buckets, anything on the allowed HTTP(S) hosts (either scheme)."""
+        offline = [self.offline_root] if self.offline_root else []
+        return AllowList(
+            roots=[*self.source_roots, *offline],
+            urls=[
+                *(f"{scheme}://{host}" for host in self.allowed_hosts for scheme in ("http", "https")),
+                *(f"s3://{bucket}/" for bucket in self.allowed_buckets),
+            ],
+            excluded=[self.staging_dir],
+        )
 
     @property
     def staging_dir(self) -> Path:

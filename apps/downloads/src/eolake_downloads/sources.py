@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from eolake_downloads import metrics
 from eolake_downloads.settings import DownloadsSettings
 from eolake_kit import outbound
+from eolake_kit.allowlist import NotAllowed
 
 CHUNK = 1024 * 1024
 log = logging.getLogger("eolake.downloads.sources")
@@ -63,42 +64,21 @@ class Source:
 
 def resolve(href: str, settings: DownloadsSettings) -> Source:
     """The source behind an asset href, or SourceError when it is outside the allow-list."""
-    parts = urlsplit(href)
-    scheme = parts.scheme.lower()
-    if scheme in ("", "file"):
-        raw = unquote(parts.path) if scheme == "file" else href
-        if not raw.startswith("/"):
-            raise SourceError(f"relative asset path {href!r} is not allowed")
-        if "\x00" in raw or any(seg == ".." for seg in raw.split("/")):
-            raise SourceError(f"path traversal in {href!r} is not allowed")
-        path = Path(raw).resolve()
-        offline = settings.offline_root
-        if offline and path.is_relative_to(offline):
-            return Source("tier", str(path))
-        if not any(path.is_relative_to(root) for root in settings.source_roots) or path.is_relative_to(
-            settings.staging_dir
-        ):
-            raise SourceError(f"source {href!r} is outside the allow-list")
-        return Source("file", str(path))
-    if scheme in ("http", "https"):
-        host = (parts.hostname or "").lower()
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        allowed = {h.lower() for h in settings.allowed_hosts}
-        if host not in allowed and netloc not in allowed:
-            raise SourceError(f"host {netloc or '?'} is outside the allow-list")
-        return Source("http", href)
-    if scheme == "s3":
-        bucket, key = parts.netloc, parts.path.lstrip("/")
-        if bucket not in settings.allowed_buckets or not key:
-            raise SourceError(f"bucket {bucket!r} is outside the allow-list")
-        if any(seg == ".." for seg in key.split("/")):
-            raise SourceError(f"path traversal in {href!r} is not allowed")
-        return Source("s3", f"{bucket}/{key}")
+    scheme = urlsplit(href).scheme.lower()
     if scheme == "eodag":
         if not settings.eodag_enabled:
             raise SourceError("EODAG provider downloads are not configured on this platform")
         return Source("eodag", href)
-    raise SourceError(f"unsupported source scheme {scheme!r}")
+    if scheme not in ("", "file", "http", "https", "s3"):
+        raise SourceError(f"unsupported source scheme {scheme!r}")
+    try:
+        location = settings.sources.check(href)
+    except NotAllowed as exc:
+        raise SourceError(f"source {href!r}: {exc}") from None
+    offline = settings.offline_root
+    if location.kind == "file" and offline and Path(location.target).is_relative_to(offline):
+        return Source("tier", location.target)
+    return Source(location.kind, location.target)
 
 
 def s3_client(settings: DownloadsSettings, endpoint: str | None):
@@ -161,14 +141,15 @@ def _open_tier(source: Source, settings: DownloadsSettings, offset: int, validat
 
 def restored_location(source: Source, settings: DownloadsSettings) -> Path:
     """Where a file of the offline tier goes once retrieved: the same place in the online storage."""
+    assert settings.offline_root is not None  # a tier source exists only with an offline tier
     return settings.storage_path.resolve() / Path(source.location).relative_to(settings.offline_root)
 
 
 @contextmanager
 def _open_http(source: Source, settings: DownloadsSettings, offset: int, validator: str | None):
-    headers = {"Range": f"bytes={offset}-", "If-Range": validator} if offset else {}
+    headers = {"Range": f"bytes={offset}-", "If-Range": validator} if offset and validator else {}
     try:
-        with outbound.client(settings.source_destinations, timeout=settings.source_timeout) as client:
+        with outbound.client(settings.sources.egress, timeout=settings.source_timeout) as client:
             with client.stream("GET", source.location, headers=headers) as resp:
                 if resp.status_code == 416:  # nothing after offset: the whole copy was there; fetch it again
                     resp.close()

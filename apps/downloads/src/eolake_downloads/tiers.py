@@ -13,6 +13,7 @@ follow, the asset's own href first.
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 STORAGE_EXT = "https://stac-extensions.github.io/storage/v1.0.0/schema.json"
 ORDER_EXT = "https://stac-extensions.github.io/order/v1.1.0/schema.json"
@@ -26,11 +27,11 @@ class NoSuchProvider(ValueError):
     pass
 
 
-def is_offline(item: dict) -> bool:
+def is_offline(item: dict[str, Any]) -> bool:
     return (item.get("properties") or {}).get(TIER) == OFFLINE
 
 
-def retrieve_link(href: str, collection: str, item_id: str) -> dict:
+def retrieve_link(href: str, collection: str, item_id: str) -> dict[str, Any]:
     """The link an orderable item carries: POST `body` to `href` to stage it back online."""
     return {
         "rel": RETRIEVE,
@@ -42,12 +43,12 @@ def retrieve_link(href: str, collection: str, item_id: str) -> dict:
     }
 
 
-def _with_extensions(item: dict, *extensions: str) -> None:
+def _with_extensions(item: dict[str, Any], *extensions: str) -> None:
     present = item.setdefault("stac_extensions", [])
     present += [e for e in extensions if e not in present]
 
 
-def mark_offline(item: dict, retrieve_href: str) -> dict:
+def mark_offline(item: dict[str, Any], retrieve_href: str) -> dict[str, Any]:
     """A copy of the item as an orderable placeholder of a product kept in the offline tier."""
     out = copy.deepcopy(item)
     out["properties"] |= {TIER: OFFLINE, STATUS: "orderable"}
@@ -57,7 +58,7 @@ def mark_offline(item: dict, retrieve_href: str) -> dict:
     return out
 
 
-def mark_online(item: dict, hrefs: dict[str, str]) -> dict:
+def mark_online(item: dict[str, Any], hrefs: dict[str, str]) -> dict[str, Any]:
     """A copy of the item once retrieved: online, the order succeeded, `hrefs` (asset key → href) where it is now."""
     out = copy.deepcopy(item)
     out["properties"] |= {TIER: ONLINE, STATUS: "succeeded"}
@@ -68,7 +69,7 @@ def mark_online(item: dict, hrefs: dict[str, str]) -> dict:
     return out
 
 
-def providers_of(asset: dict) -> dict[str, str]:
+def providers_of(asset: dict[str, Any]) -> dict[str, str]:
     """Provider name → href of every place the asset can be fetched from."""
     found = {LOCAL: str(asset.get("href") or "")}
     for name, alternate in (asset.get("alternate") or {}).items():
@@ -77,7 +78,7 @@ def providers_of(asset: dict) -> dict[str, str]:
     return found
 
 
-def ranked_sources(asset: dict, priority: list[str], only: str | None = None) -> list[dict]:
+def ranked_sources(asset: dict[str, Any], priority: list[str], only: str | None = None) -> list[dict[str, Any]]:
     """Where to fetch the asset from, in the order to try: [{provider, href}]. `only`: that provider alone
     (NoSuchProvider when the asset has none by that name)."""
     available = providers_of(asset)

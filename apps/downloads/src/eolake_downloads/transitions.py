@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -42,7 +43,7 @@ class Change:
     target: tuple[str, str] | None  # (collection, item) of a retrieval
 
 
-def _changed(row: dict | None) -> Change | None:
+def _changed(row: dict[str, Any] | None) -> Change | None:
     if row is None:
         return None
     target = (row["target_collection"], row["target_item"]) if row["target_item"] else None
@@ -51,7 +52,9 @@ def _changed(row: dict | None) -> Change | None:
     return change
 
 
-def _place_params(order_id: uuid.UUID, owner: str, request: dict, target: tuple[str, str] | None) -> dict:
+def _place_params(
+    order_id: uuid.UUID, owner: str, request: dict[str, Any], target: tuple[str, str] | None
+) -> dict[str, Any]:
     collection, item = target or (None, None)
     return {
         "id": order_id,
@@ -63,18 +66,24 @@ def _place_params(order_id: uuid.UUID, owner: str, request: dict, target: tuple[
     }
 
 
-def _change_params(order_id: str, to: str, reason: str | None) -> dict:
+def _change_params(order_id: str, to: str, reason: str | None) -> dict[str, Any]:
     if to not in FINAL:
         raise ValueError(f"an order cannot go back to {to!r}")
     return {"id": order_id, "to": to, "reason": reason, "final": list(FINAL), "from": list(OPEN)}
 
 
 async def place(
-    conn: psycopg.AsyncConnection, order_id: uuid.UUID, owner: str, request: dict, target: tuple[str, str] | None = None
+    conn: psycopg.AsyncConnection,
+    order_id: uuid.UUID,
+    owner: str,
+    request: dict[str, Any],
+    target: tuple[str, str] | None = None,
 ) -> Change:
     """A new order, ordered (for a retrieval, `target`: the item staged back online)."""
     cur = await conn.execute(_PLACE, _place_params(order_id, owner, request, target))
-    return _changed(await cur.fetchone())
+    change = _changed(await cur.fetchone())
+    assert change is not None  # an INSERT … RETURNING answers its row
+    return change
 
 
 async def finish(conn: psycopg.AsyncConnection, order_id: str, to: str, reason: str | None = None) -> Change | None:

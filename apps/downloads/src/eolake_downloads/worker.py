@@ -245,7 +245,11 @@ class Stager:
             reraise=True,
             before_sleep=lambda rs: log.warning(
                 "transient source error, retrying",
-                extra={"file": file_id, "attempt": rs.attempt_number, "error": str(rs.outcome.exception())},
+                extra={
+                    "file": file_id,
+                    "attempt": rs.attempt_number,
+                    "error": str(rs.outcome and rs.outcome.exception()),
+                },
             ),
         )
         sha, size = retrying(fetch, resolve(href, self.settings), tmp, self.settings, lambda: self.alive(file_id))

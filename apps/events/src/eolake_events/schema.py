@@ -24,6 +24,8 @@ import argparse
 import psycopg
 from psycopg import sql
 
+from eolake_kit.database import create_owned_schema
+
 SCHEMA = "eolake_events"
 CHANNEL = "eolake_events"  # NOTIFY'd at every commit that wrote an event: the relay wakes at once
 
@@ -138,11 +140,7 @@ TRIGGERS = (
 
 def migrate(dsn: str, app_role: str = "eolake_app") -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
-                sql.Identifier(SCHEMA), sql.Identifier(app_role)
-            )
-        )
+        create_owned_schema(conn, SCHEMA, app_role)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_events.migrate'))")
             conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(app_role)))

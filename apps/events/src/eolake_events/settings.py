@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
 
 from eolake_events.manifest import MANIFEST
 from eolake_kit import ServiceSettings
@@ -11,11 +10,8 @@ EXCHANGE = "eolake.events"
 
 
 class EventsSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_EVENTS_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(SecretStr("postgresql://eolake_app@127.0.0.1:5432/eolake"))
     amqp_url: SecretStr = Field(
         SecretStr("amqp://127.0.0.1:5672/"), description="amqp://user:password@host:port/vhost of the broker (a secret)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from ipaddress import ip_network
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -20,7 +20,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from eolake_kit.auth import AuthConfig
-from eolake_spec import Limits, manifest, manifests
+from eolake_spec import Limits, ServiceManifest, manifest, manifests
 
 
 def _postgres_url(value: SecretStr) -> SecretStr:
@@ -105,7 +105,11 @@ class RateLimitSettings(BaseModel):
 
 
 class ServiceSettings(BaseSettings):
+    """A service's settings class names its manifest (`manifest = MANIFEST`): its environment prefix
+    (EOLAKE_<SERVICE>_) and the defaults of service_name, root_path and port come from there."""
+
     model_config = SettingsConfigDict(env_prefix="EOLAKE_", env_nested_delimiter="__", extra="ignore")
+    manifest: ClassVar[ServiceManifest | None] = None
 
     service_name: str = "service"
     public_url: AnyHttpUrl = Field(
@@ -147,6 +151,18 @@ class ServiceSettings(BaseSettings):
     )
     matomo_timeout: float = Field(3, gt=0, le=30, description="seconds one tracking request may take")
     matomo_queue_size: int = Field(1000, ge=1, description="tracking hits held while Matomo is slow; more are dropped")
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        own = cls.__dict__.get("manifest")
+        if own is None:
+            return
+        cls.model_config["env_prefix"] = own.env_prefix
+        defaults = {"service_name": own.name, "root_path": own.path.rstrip("/"), "port": own.port}
+        for name, value in defaults.items():
+            cls.model_fields[name].default = value
+        cls.model_rebuild(force=True)
 
     @field_validator("root_path")
     @classmethod

@@ -3,6 +3,7 @@ the query extension as a CQL2 filter (pgstac's own query lacks startsWith, endsW
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 # What a `fields` selection keeps besides its includes (id and links always, type and version so that the answer is
@@ -98,3 +99,30 @@ def _number(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+@dataclass(frozen=True)
+class NextLink:
+    """Where the next page of a STAC answer is: a GET of `href`, or a POST of `body` (merged into the request's own
+    body when `merge`), as the STAC API's paging links say."""
+
+    href: str
+    method: str
+    body: dict[str, Any] | None
+    merge: bool
+
+
+def next_link(page: object) -> NextLink | None:
+    """The `rel: next` link of a STAC page (item collection, search answer, any list with links), or None; the
+    answer is read defensively (it comes from another server)."""
+    links = page.get("links") if isinstance(page, dict) else None
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, dict) and link.get("rel") == "next" and isinstance(link.get("href"), str) and link["href"]:
+            body = link.get("body")
+            return NextLink(
+                link["href"],
+                str(link.get("method") or "GET").upper(),
+                body if isinstance(body, dict) else None,
+                bool(link.get("merge", False)),
+            )
+    return None

@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -395,7 +397,7 @@ def cmd_demo(args: argparse.Namespace, state: StateDir) -> int:
     """The demo data into a platform that runs elsewhere (an on-premise install): once, recorded in the storage."""
     import psycopg
 
-    from eolake.embedded.supervisor import load_demo
+    from eolake.embedded.seed import load_demo
 
     marker = args.storage / "demo" / "loaded.json"
     if marker.exists():
@@ -412,36 +414,36 @@ def cmd_demo(args: argparse.Namespace, state: StateDir) -> int:
 
 def cmd_thesaurus(args: argparse.Namespace, state: StateDir) -> int:
     from eolake_thesaurus.demo import import_vocabulary
-    from eolake_thesaurus.store import RdfImportError
 
-    try:
-        report = import_vocabulary(state.storage, args.file, args.vocabulary, args.title)
-    except RdfImportError as exc:
-        err.print(f"thesaurus import: {exc}", markup=False, highlight=False)
-        return 2
-    print(
-        f"{report.vocabulary}: {report.concepts} concepts, {report.labels} labels, {report.relations} relations "
-        f"(added {report.added}); content hash {report.content_hash[:16]}"
+    def run() -> Any:
+        return import_vocabulary(state.storage, args.file, args.vocabulary, args.title)
+
+    return _thesaurus_import(
+        "import", run, lambda r: f"{r.concepts} concepts, {r.labels} labels, {r.relations} relations"
     )
-    return 0
 
 
 def cmd_thesaurus_dict(args: argparse.Namespace, state: StateDir) -> int:
     from eolake_thesaurus.dictionary import import_dictionary
     from eolake_thesaurus.settings import index_path
+
+    def run() -> Any:
+        path = index_path(state.storage)
+        return import_dictionary(path, args.file, args.source, args.target, args.vocabulary, args.title)
+
+    return _thesaurus_import("import-dict", run, lambda r: f"{r.concepts} entries, {r.labels} labels")
+
+
+def _thesaurus_import(command: str, run: Callable[[], Any], counts: Callable[[Any], str]) -> int:
+    """An import into the thesaurus index, reported in one line (or refused in one, exit code 2)."""
     from eolake_thesaurus.store import RdfImportError
 
     try:
-        report = import_dictionary(
-            index_path(state.storage), args.file, args.source, args.target, args.vocabulary, args.title
-        )
+        report = run()
     except RdfImportError as exc:
-        err.print(f"thesaurus import-dict: {exc}", markup=False, highlight=False)
+        err.print(f"thesaurus {command}: {exc}", markup=False, highlight=False)
         return 2
-    print(
-        f"{report.vocabulary}: {report.concepts} entries, {report.labels} labels (added {report.added}); "
-        f"content hash {report.content_hash[:16]}"
-    )
+    print(f"{report.vocabulary}: {counts(report)} (added {report.added}); content hash {report.content_hash[:16]}")
     return 0
 
 

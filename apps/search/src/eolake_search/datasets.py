@@ -28,7 +28,10 @@ def eodag_resources() -> Path:
     return Path(eodag.__file__).parent / "resources"
 
 
-class _Tolerant(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+_FastestSafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Tolerant(_FastestSafeLoader):  # type: ignore[misc]  # the C loader when libyaml is there
     """EODAG's provider files carry custom tags (plugins, jsonpath): read them as plain values."""
 
 
@@ -45,7 +48,7 @@ _Tolerant.add_multi_constructor(
 
 
 @cache
-def eodag_collections() -> dict[str, dict]:
+def eodag_collections() -> dict[str, dict[str, Any]]:
     with open(eodag_resources() / "collections.yml", encoding="utf-8") as f:
         return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
@@ -66,7 +69,7 @@ def eodag_provider(name: str) -> tuple[int, list[str]]:
     return int(config.get("priority") or 0), sorted(p for p in products if p in known)
 
 
-def from_eodag(cid: str, meta: dict) -> dict:
+def from_eodag(cid: str, meta: dict[str, Any]) -> dict[str, Any]:
     summaries = {key: _as_list(meta.get(key)) for key in SUMMARY_KEYS if _as_list(meta.get(key))}
     return {
         "type": "Collection",
@@ -83,7 +86,7 @@ def from_eodag(cid: str, meta: dict) -> dict:
     }
 
 
-def from_stac(collection: dict) -> dict:
+def from_stac(collection: dict[str, Any]) -> dict[str, Any]:
     """A provider's STAC collection, with platform/instrument/level gathered into summaries."""
     record = {k: v for k, v in collection.items() if k not in ("links", BACKENDS, "federation")}
     summaries = {k: _as_list(v) for k, v in (collection.get("summaries") or {}).items()}
@@ -112,11 +115,11 @@ def _as_list(value: Any) -> list[str]:
     return [str(v).strip() for v in values if str(v).strip()]
 
 
-def merge(sources: list[tuple[str, int, list[dict]]]) -> list[dict]:
+def merge(sources: list[tuple[str, int, list[dict[str, Any]]]]) -> list[dict[str, Any]]:
     """One record per collection id from (provider, priority, records) lists; the first provider's metadata wins,
     providers ordered by priority (higher first), then as configured."""
     ordered = sorted(enumerate(sources), key=lambda s: (-s[1][1], s[0]))
-    merged: dict[str, dict] = {}
+    merged: dict[str, dict[str, Any]] = {}
     for _, (provider, priority, records) in ordered:
         for record in records:
             entry = merged.setdefault(record["id"], {**record, BACKENDS: [], "federation:priority": {}})

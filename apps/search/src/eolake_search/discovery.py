@@ -11,8 +11,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from itertools import chain
+from typing import Any
 
 from eolake_search.datasets import BACKENDS, eodag_collections, eodag_provider, from_eodag, from_stac, merge
 from eolake_search.engine import Index, Query
@@ -83,6 +84,7 @@ class Catalog:
         elif time.monotonic() - self.built > self.ttl and (self.pending is None or self.pending.done()):
             self.built = time.monotonic()
             self.pending = asyncio.create_task(self.refresh())
+        assert self.index is not None  # built by the first refresh
         return self.index
 
     async def refresh(self) -> None:
@@ -166,9 +168,13 @@ def find(index: Index, query: Query | None, cql=None, sortby: list[tuple[str, bo
         ranked = [(r, s) for r, s in ranked if cql.matches({"id": r["id"], "properties": properties(r)})]
     if sortby:
         for key, descending in reversed(sortby):
-            ranked.sort(key=lambda rs, k=key: str(rs[0].get(k) or "").lower(), reverse=descending)
+            ranked.sort(key=partial(_sort_text, key), reverse=descending)
     records = [r for r, _ in ranked]
     return Found(records, {r["id"]: s for r, s in ranked}, facets(records))
+
+
+def _sort_text(key: str, ranked: tuple[dict[str, Any], float]) -> str:
+    return str(ranked[0].get(key) or "").lower()
 
 
 def facets(records: list[dict], top: int = 20) -> dict:

@@ -20,6 +20,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import snowballstemmer
 
@@ -90,7 +91,7 @@ def stem(word: str, lang: str) -> str:
     return fold(_stemmer(lang if lang in STEMMER_NAMES else "en").stemWord(word))
 
 
-def _stemmer(lang: str):
+def _stemmer(lang: str) -> Any:
     mine = _stemmers.__dict__
     if lang not in mine:
         mine[lang] = snowballstemmer.stemmer(STEMMER_NAMES[lang])
@@ -196,8 +197,8 @@ def _phrase_match(tokens: list[str], fields: tuple[str, ...], lang: str = "en") 
 class Index:
     """Records (harmonised STAC collections) by id, searchable by free text."""
 
-    def __init__(self, records: Iterable[dict]):
-        self.records: list[dict] = []
+    def __init__(self, records: Iterable[dict[str, Any]]):
+        self.records: list[dict[str, Any]] = []
         self.db = sqlite3.connect(":memory:", check_same_thread=False)
         columns = ", ".join([*FIELDS, *(f + "_s" for f in FIELDS)])
         self.db.execute(f"CREATE VIRTUAL TABLE docs USING fts5({columns}, tokenize='unicode61')")
@@ -207,7 +208,7 @@ class Index:
         # the same without the description: 0 for a record that matched there only
         self.naming_weights = ", ".join(str(0.0 if f == "description" else WEIGHTS[f]) for f in FIELDS * 2)
 
-    def add(self, record: dict) -> None:
+    def add(self, record: dict[str, Any]) -> None:
         lang = record.get("language") or "en"
         texts = _field_texts(record)
         row = [" ".join(fold(w) for w in indexed_words(texts[f])) for f in FIELDS]
@@ -231,7 +232,7 @@ class Index:
         except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
             return {}
 
-    def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict, float]]:
+    def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict[str, Any], float]]:
         """Records matching the query in these fields, best first. Each word (or phrase) of the query gives a
         record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
         of a concept named by the whole query gives every word that credit. Score: twice the mean credit plus the
@@ -280,7 +281,7 @@ class Index:
         top = max((score for score, _ in found.values()), default=1.0) or 1.0
         return {rowid: (score / top, named) for rowid, (score, named) in found.items()}
 
-    def titles_starting(self, text: str, limit: int) -> list[dict]:
+    def titles_starting(self, text: str, limit: int) -> list[dict[str, Any]]:
         """Datasets whose title has words starting with the user's words (autocomplete)."""
         tokens = [fold(w) for w in words(text)]
         if not tokens:
@@ -291,7 +292,7 @@ class Index:
         return [self.records[rowid] for rowid in ranked[:limit]]
 
 
-def _field_texts(record: dict) -> dict[str, str]:
+def _field_texts(record: dict[str, Any]) -> dict[str, str]:
     summaries = record.get("summaries") or {}
     platform = [
         record["id"],

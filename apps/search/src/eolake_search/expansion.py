@@ -9,6 +9,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -27,7 +28,7 @@ class Expansion:
     parts: dict[str, list[str]] = field(default_factory=dict)  # per part of the query: labels of a concept it names
     covers: dict[str, list[str]] = field(default_factory=dict)  # per part: the query words in it
     narrower: list[str] = field(default_factory=list)  # labels of their narrower concepts
-    concepts: list[dict] = field(default_factory=list)
+    concepts: list[dict[str, Any]] = field(default_factory=list)
     notice: str | None = None
 
     @property
@@ -49,7 +50,7 @@ class Expansion:
         query.narrower = self.narrower if narrower else []
         return query
 
-    def report(self, depth: int) -> dict:
+    def report(self, depth: int) -> dict[str, Any]:
         """What the answer says about it: the concepts found, the terms searched, and why each was added."""
         if not self.applied:
             return {"applied": False, **({"error": self.notice} if self.notice else {})}
@@ -211,7 +212,7 @@ def _add_labels(bucket: list[str], labels: list[str], seen: set[str], budget: li
 LOOKUPS: TTLCache = TTLCache(maxsize=8192, ttl=300)
 
 
-def _key(thesaurus: str, text: str, lang: str | None, depth: int, languages: list[str] | None) -> tuple:
+def _key(thesaurus: str, text: str, lang: str | None, depth: int, languages: list[str] | None) -> tuple[Any, ...]:
     return thesaurus, text[:200], lang, depth, tuple(languages or ())
 
 
@@ -238,7 +239,7 @@ async def _lookups(
     depth: int,
     timeout: float,
     languages: list[str] | None,
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """text -> the thesaurus's answer for it (the concepts it names exactly): those not reused from LOOKUPS asked
     in one request (more for a very long query)."""
     known = {t: hit for t in texts if (hit := LOOKUPS.get(_key(thesaurus, t, lang, depth, languages))) is not None}
@@ -247,11 +248,11 @@ async def _lookups(
     async def ask(batch: list[str]) -> None:
         params = (
             [("q", t[:200]) for t in batch]
-            + [("depth", depth)]
+            + [("depth", str(depth))]
             + ([("lang", lang)] if lang else [])
             + ([("languages", ",".join(languages))] if languages else [])
         )
-        response = await client.get(f"{thesaurus}/expand/batch", params=params, timeout=timeout)
+        response = await client.get(f"{thesaurus}/expand/batch", params=tuple(params), timeout=timeout)
         response.raise_for_status()
         for text, answer in zip(batch, response.json()["results"], strict=True):
             known[text] = LOOKUPS[_key(thesaurus, text, lang, depth, languages)] = answer

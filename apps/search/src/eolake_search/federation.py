@@ -29,8 +29,9 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from eolake_search.providers import Page, ProviderError, describe
+from eolake_search.providers import EodagProvider, Page, ProviderError, StacProvider, describe
 
 BACKENDS = "federation:backends"
 MAX_TOKEN = 16_384  # characters; a token holds one cursor per provider
@@ -66,12 +67,12 @@ def _mac(key: bytes, payload: str) -> str:
     return _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
 
 
-def encode_token(state: dict, key: bytes) -> str:
+def encode_token(state: dict[str, Any], key: bytes) -> str:
     payload = _b64(zlib.compress(json.dumps(state, separators=(",", ":")).encode()))
     return f"{payload}.{_mac(key, payload)}"
 
 
-def decode_token(token: str, key: bytes) -> dict:
+def decode_token(token: str, key: bytes) -> dict[str, Any]:
     """The state of a token this service signed; BadToken for anything else, before any of it is parsed."""
     payload, _, mac = token.partition(".")
     if len(token) > MAX_TOKEN or not hmac.compare_digest(mac, _mac(key, payload)):
@@ -87,11 +88,12 @@ def decode_token(token: str, key: bytes) -> dict:
         raise BadToken("the page token is not valid") from exc
 
 
-def fingerprint(body: dict) -> str:
+def fingerprint(body: object) -> str:
+    """A short digest of a JSON value (a request body, a list of collections)."""
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def sort_key(item: dict) -> tuple:
+def sort_key(item: dict[str, Any]) -> tuple[Any, ...]:
     props = item.get("properties") or {}
     value = props.get("datetime") or props.get("start_datetime") or ""
     try:
@@ -101,11 +103,11 @@ def sort_key(item: dict) -> tuple:
     return (-ts, _desc(str(item.get("id", ""))))
 
 
-def _desc(text: str) -> tuple:
+def _desc(text: str) -> tuple[Any, ...]:
     return tuple(-ord(c) for c in text) + (1,)  # descending string order; a prefix sorts after longer strings
 
 
-def identity(item: dict) -> tuple:
+def identity(item: dict[str, Any]) -> tuple[Any, ...]:
     return (item.get("collection"), item.get("id"))
 
 
@@ -117,7 +119,7 @@ class ProviderRun:
     error: str | None = None
     http_status: int | None = None
     page: Page | None = None
-    cursor: dict | None = None
+    cursor: dict[str, Any] | None = None
     skip: int = 0
     used: int = 0
     answered_by: str | None = None  # in a cascade: the provider that answered instead of this one
@@ -126,8 +128,12 @@ class ProviderRun:
         seen = self.skip + len(self.page.items) + (1 if self.page.next else 0) if self.page else 0
         return max(self.page.matched or 0, seen) if self.page else 0
 
-    def report(self) -> dict:
-        out: dict = {"status": self.status, "ms": round(self.ms, 1), "count": self.used if self.status == "ok" else 0}
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "status": self.status,
+            "ms": round(self.ms, 1),
+            "count": self.used if self.status == "ok" else 0,
+        }
         if self.page is not None and self.page.matched is not None:
             out["matched"] = self.page.matched
         if self.error:
@@ -138,14 +144,20 @@ class ProviderRun:
 
 
 async def fetch(
-    provider, body: dict, cursor: dict | None, skip: int, limit: int, page_max: int, timeout: float
+    provider: StacProvider | EodagProvider,
+    body: dict[str, Any],
+    cursor: dict[str, Any] | None,
+    skip: int,
+    limit: int,
+    page_max: int,
+    timeout: float,
 ) -> ProviderRun:
     """Fetch the provider's items from (cursor, skip), enough for a page of `limit`, within `timeout`."""
     run = ProviderRun(provider.name, cursor=cursor, skip=skip)
     start = time.perf_counter()
     try:
 
-        async def walk():
+        async def walk() -> Page:
             nonlocal cursor, skip
             while True:
                 page = await provider.search(body, cursor, min(skip + limit, page_max))
@@ -169,13 +181,15 @@ async def fetch(
     return run
 
 
-def merge(runs: list[ProviderRun], limit: int, key=sort_key) -> list[dict]:
+def merge(
+    runs: list[ProviderRun], limit: int, key: Callable[[dict[str, Any]], tuple[Any, ...]] = sort_key
+) -> list[dict[str, Any]]:
     """The providers' streams merged in `key` order (each stream must already be in it), duplicates collapsed."""
     buffers = {r.name: list(r.page.items[r.skip :]) if r.status == "ok" and r.page else [] for r in runs}
     more = {r.name: bool(r.status == "ok" and r.page and r.page.next) for r in runs}
     by_name = {r.name: r for r in runs}
-    out: list[dict] = []
-    seen: dict[tuple, dict] = {}
+    out: list[dict[str, Any]] = []
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def take(name: str) -> None:
         item = buffers[name].pop(0)
@@ -206,7 +220,7 @@ def merge(runs: list[ProviderRun], limit: int, key=sort_key) -> list[dict]:
     return out
 
 
-def failed_providers(runs: list[ProviderRun], skipped: dict[str, dict]) -> list[str]:
+def failed_providers(runs: list[ProviderRun], skipped: dict[str, dict[str, Any]]) -> list[str]:
     """The providers this page lacks because they failed, now or on an earlier page (`skipped`: the providers not
     asked, each with its reason); EveryProviderFailed when every provider asked failed."""
     if runs and all(r.status != "ok" for r in runs):
@@ -217,9 +231,9 @@ def failed_providers(runs: list[ProviderRun], skipped: dict[str, dict]) -> list[
     )
 
 
-def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | None:
+def next_state(runs: list[ProviderRun], previous: dict[str, Any], query: str) -> dict[str, Any] | None:
     """The token state after this page, or None when every provider's stream is finished."""
-    state: dict = {"q": query, "p": {}}
+    state: dict[str, Any] = {"q": query, "p": {}}
     active = False
     for run in runs:
         if run.answered_by:
@@ -242,7 +256,7 @@ def next_state(runs: list[ProviderRun], previous: dict, query: str) -> dict | No
     return state if active else None
 
 
-def skip_reason(entry: dict) -> str | None:
+def skip_reason(entry: dict[str, Any]) -> str | None:
     """Why a provider is not asked for this page (its entry in the page token), or None: it is asked."""
     if entry.get("answered_by"):
         return f"in cascade: {entry['answered_by']} answered"
@@ -282,7 +296,7 @@ async def first_answering(name_calls: list[tuple[str, Callable[[], Awaitable[Pro
     return runs
 
 
-def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict) -> dict:
+def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict[str, Any]) -> dict[str, Any]:
     """What the page says of the cascade (`cascade`: the providers in order and the one that answered; on a later
     page, the one that answered the first); nothing without one."""
     if not cascade:

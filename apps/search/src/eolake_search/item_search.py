@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from eolake_kit.refs import segment
+from eolake_kit.stac import select_fields
 from eolake_search.federation import (
     FAILED_EARLIER,
     BadToken,
@@ -40,10 +41,10 @@ from eolake_search.federation import (
 from eolake_search.providers import ProviderError, describe
 from eolake_search.responses import GEOJSON
 from eolake_search.settings import ProviderConfig
-from eolake_search.stac_request import BadSearch, SearchRequest, order_key, select_fields
+from eolake_search.stac_request import BadSearch, SearchRequest, order_key
 
 # expand(q, lang, depth) -> (terms for the providers, the expansion report, collections whose metadata matched)
-Expander = Callable[[list[str], str | None, int, bool], Awaitable[tuple[list[str], dict, list[str]]]]
+Expander = Callable[[list[str], str | None, int, bool], Awaitable[tuple[list[str], dict[str, Any], list[str]]]]
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Page:
     base: str
     path: str
     method: str
-    params: dict
+    params: dict[str, Any]
 
 
 class FederatedItems:
@@ -62,7 +63,7 @@ class FederatedItems:
     def __init__(
         self,
         configs: list[ProviderConfig],
-        providers: Callable[[], dict],
+        providers: Callable[[], dict[str, Any]],
         expander: Expander,
         token_key: bytes,
         limits: Any,
@@ -72,10 +73,12 @@ class FederatedItems:
         self.page_max = limits.provider_page_max
         self.searchable = [c.name for c in configs if c.item_search]
 
-    async def gather(self, path: str, params: dict | None = None, only: list[str] | None = None) -> tuple[dict, dict]:
+    async def gather(
+        self, path: str, params: dict[str, Any] | None = None, only: list[str] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """GET `path` of every provider (or `only` these) in parallel: (answers by name, status by name)."""
 
-        async def one(name: str):
+        async def one(name: str) -> tuple[str, Any, dict[str, Any]]:
             start = time.perf_counter()
             try:
                 data = await asyncio.wait_for(
@@ -83,7 +86,10 @@ class FederatedItems:
                 )
                 return name, data, {"status": "ok", "ms": round((time.perf_counter() - start) * 1000, 1)}
             except TimeoutError:
-                status = {"status": "timeout", "error": f"no answer within {self.configs[name].timeout_seconds:g} s"}
+                status: dict[str, Any] = {
+                    "status": "timeout",
+                    "error": f"no answer within {self.configs[name].timeout_seconds:g} s",
+                }
             except ProviderError as exc:
                 status = {"status": "error", "error": describe(exc), "http_status": exc.status}
             except Exception as exc:
@@ -101,7 +107,7 @@ class FederatedItems:
             if not self.configs[n].collections or collection_id in self.configs[n].collections
         ]
 
-    async def search(self, request: SearchRequest, page: Page) -> dict:
+    async def search(self, request: SearchRequest, page: Page) -> dict[str, Any]:
         self._check_providers(request.providers)
         query_id = fingerprint(
             {
@@ -142,7 +148,7 @@ class FederatedItems:
         if bad:
             raise BadSearch(f"unknown provider(s): {', '.join(bad)}; known: {', '.join(self.providers())}")
 
-    def _previous(self, token: str | None, query_id: str) -> dict:
+    def _previous(self, token: str | None, query_id: str) -> dict[str, Any]:
         if not token:
             return {"p": {}}
         try:
@@ -153,7 +159,7 @@ class FederatedItems:
             raise BadSearch("the page token belongs to another search")
         return previous
 
-    async def _expanded(self, request: SearchRequest) -> tuple[dict, dict, list[str]]:
+    async def _expanded(self, request: SearchRequest) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         if not request.q:
             return request.body, {"applied": False}, []
         terms, expansion, by_collection = await self.expander(request.q, request.lang, request.depth, request.expand)
@@ -162,14 +168,14 @@ class FederatedItems:
         return {**request.body, "q": terms}, expansion, by_collection
 
     async def _run(
-        self, request: SearchRequest, body: dict, by_collection: list[str], previous: dict
-    ) -> tuple[list[ProviderRun], dict[str, dict], list[str]]:
+        self, request: SearchRequest, body: dict[str, Any], by_collection: list[str], previous: dict[str, Any]
+    ) -> tuple[list[ProviderRun], dict[str, dict[str, Any]], list[str]]:
         """Every provider at once, except a cascade (the collections' priority list): those one after the other
         until one answers."""
         names = [n for n in self.searchable if not request.providers or n in request.providers]
         cascade = cascade_of(names, body.get("collections"), self.limits.priorities, named=bool(request.providers))
-        skipped: dict[str, dict] = {}
-        calls = {}
+        skipped: dict[str, dict[str, Any]] = {}
+        calls: dict[str, Callable[[], Awaitable[ProviderRun]]] = {}
         for name in names:
             entry = previous["p"].get(name, {})
             reason = skip_reason(entry)
@@ -182,10 +188,12 @@ class FederatedItems:
         answers = await asyncio.gather(
             *(call() for call in calls.values()), *([first_answering(in_cascade)] if in_cascade else [])
         )
-        runs = [r for a in answers for r in (a if isinstance(a, list) else [a])]
+        runs = [r for a in answers for r in (a if isinstance(a, list) else [a]) if isinstance(r, ProviderRun)]
         return runs, skipped, cascade
 
-    def _provider_body(self, config: ProviderConfig, body: dict, by_collection: list[str]) -> dict | None:
+    def _provider_body(
+        self, config: ProviderConfig, body: dict[str, Any], by_collection: list[str]
+    ) -> dict[str, Any] | None:
         out = provider_query(body, config.free_text, by_collection)
         if not sortable(config):
             out.pop("sortby", None)
@@ -196,7 +204,9 @@ class FederatedItems:
             out["collections"] = cols
         return out
 
-    async def _fetch(self, name: str, body: dict, entry: dict, request: SearchRequest) -> ProviderRun:
+    async def _fetch(
+        self, name: str, body: dict[str, Any], entry: dict[str, Any], request: SearchRequest
+    ) -> ProviderRun:
         config = self.configs[name]
         run = await fetch(
             self.providers()[name],
@@ -216,24 +226,25 @@ class FederatedItems:
         request: SearchRequest,
         page: Page,
         runs: list[ProviderRun],
-        skipped: dict,
-        features: list[dict],
-        state: dict | None,
+        skipped: dict[str, Any],
+        features: list[dict[str, Any]],
+        state: dict[str, Any] | None,
         failed: list[str],
-        expansion: dict,
-    ) -> dict:
+        expansion: dict[str, Any],
+    ) -> dict[str, Any]:
         federation = {**{r.name: self._report(r, request) for r in runs}, **skipped}
         ok = [r for r in runs if r.status == "ok" and r.page]
         # A total only when it is right: one provider could have results and it counted (pgstac counts only with its
         # `context` setting on). Copies across providers and providers that did not count leave it absent (clients
         # such as pystac-client read numberMatched, then context.matched, as the truth).
         alone = all(s["reason"] == "collections not served" for s in skipped.values())
-        exact = alone and len(runs) == len(ok) == 1 and ok[0].page.matched is not None
+        matched = ok[0].page.matched if len(ok) == 1 and ok[0].page else None
+        exact = alone and len(runs) == len(ok) == 1 and matched is not None
         for feature in features:
             item_links(feature, page.base)
         if request.fields is not None:
             features = [select_fields(f, request.fields) for f in features]
-        out = {
+        out: dict[str, Any] = {
             "type": "FeatureCollection",
             "features": features,
             "links": self._links(page, state),
@@ -245,17 +256,17 @@ class FederatedItems:
             "expansion": expansion,
         }
         if exact:
-            out["numberMatched"] = out["context"]["matched"] = ok[0].page.matched
+            out["numberMatched"] = out["context"]["matched"] = matched
         return out
 
-    def _report(self, run: ProviderRun, request: SearchRequest) -> dict:
+    def _report(self, run: ProviderRun, request: SearchRequest) -> dict[str, Any]:
         report = run.report()
         if request.sortby and not sortable(self.configs[run.name]):
             report["sorted"] = False
         return report
 
-    def _links(self, page: Page, state: dict | None) -> list[dict]:
-        links = [{"rel": "root", "type": "application/json", "href": f"{page.base}/"}]
+    def _links(self, page: Page, state: dict[str, Any] | None) -> list[dict[str, Any]]:
+        links: list[dict[str, Any]] = [{"rel": "root", "type": "application/json", "href": f"{page.base}/"}]
         params = {k: _param(v) for k, v in page.params.items() if k != "token"}
         query = f"?{urlencode(params)}" if params and page.method == "GET" else ""
         links.append({"rel": "self", "type": GEOJSON, "href": f"{page.base}{page.path}{query}"})
@@ -289,7 +300,7 @@ def sortable(config: ProviderConfig) -> bool:
     return config.sortable and config.kind == "stac"
 
 
-def provider_query(body: dict, mode: str, collections: list[str] | None = None) -> dict:
+def provider_query(body: dict[str, Any], mode: str, collections: list[str] | None = None) -> dict[str, Any]:
     """The search body for one provider: `q` as the free-text parameter (quoted phrases), or as a CQL2 filter
     that also takes every item of the collections whose metadata matched."""
     out = dict(body)
@@ -300,7 +311,7 @@ def provider_query(body: dict, mode: str, collections: list[str] | None = None) 
         out["q"] = [f'"{t}"' if " " in t else t for t in terms]
         return out
     keywords = list(dict.fromkeys([*terms, *(t.lower() for t in terms)]))
-    ors: list[dict] = [{"op": "a_overlaps", "args": [{"property": "keywords"}, keywords]}]
+    ors: list[dict[str, Any]] = [{"op": "a_overlaps", "args": [{"property": "keywords"}, keywords]}]
     for term in terms:
         pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         for prop in ("title", "description"):
@@ -313,7 +324,7 @@ def provider_query(body: dict, mode: str, collections: list[str] | None = None) 
     return out
 
 
-def _fold(arg: Any) -> dict:
+def _fold(arg: Any) -> dict[str, Any]:
     return {"op": "accenti", "args": [{"op": "casei", "args": [arg]}]}
 
 
@@ -327,7 +338,7 @@ def _param(value: Any) -> str:
     return str(value)
 
 
-def item_links(item: dict, base: str) -> None:
+def item_links(item: dict[str, Any], base: str) -> None:
     """The provider's own self link kept as `via`; self, root, parent and collection point into the federated API."""
     links = []
     for link in item.get("links", []):

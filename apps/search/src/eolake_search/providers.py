@@ -19,6 +19,7 @@ import httpx
 
 from eolake_kit.outbound import DestinationRefused
 from eolake_kit.settings import Peer
+from eolake_kit.stac import next_link
 from eolake_search.settings import ProviderConfig
 
 log = logging.getLogger(__name__)
@@ -69,19 +70,17 @@ class StacProvider:
         return Page(data.get("features") or [], self._next_cursor(data), _matched(data))
 
     def _next_cursor(self, data: dict) -> dict | None:
-        for link in data.get("links") or []:
-            if not isinstance(link, dict) or link.get("rel") != "next":
-                continue
-            rest = self.root.internal(str(link.get("href") or ""))
-            if rest is None:
-                log.warning("provider next link outside its root", extra={"provider": self.name})
-                raise ProviderError("the provider's next link points outside its root")
-            rest = rest[len(self.url) :]
-            if (link.get("method") or "GET").upper() == "POST":
-                body = link.get("body") if isinstance(link.get("body"), dict) else {}
-                return {"body": body, "merge": bool(link.get("merge", False)), "post": rest.split("?", 1)[0]}
-            return {"href": rest}
-        return None
+        link = next_link(data)
+        if link is None:
+            return None
+        rest = self.root.internal(link.href)
+        if rest is None:
+            log.warning("provider next link outside its root", extra={"provider": self.name})
+            raise ProviderError("the provider's next link points outside its root")
+        rest = rest[len(self.url) :]
+        if link.method == "POST":
+            return {"body": link.body or {}, "merge": link.merge, "post": rest.split("?", 1)[0]}
+        return {"href": rest}
 
     async def get(self, path: str, params: dict | None = None) -> dict | None:
         response = await self.client.get(f"{self.url}{path}", params=params)

@@ -4,7 +4,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
 from eolake_search.manifest import MANIFEST
@@ -48,11 +47,8 @@ class ProviderConfig(BaseModel):
 
 
 class SearchSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_SEARCH_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     storage_path: Path = Field(Path("data"), description="the platform's storage folder (EODAG's config goes here)")
     local_provider: str = Field(
         "local",

@@ -5,6 +5,7 @@ ExtendedSearch (intersects, sortby, fields, query); eolake's own keys (q, provid
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cmp_to_key
 from typing import Any
@@ -13,8 +14,9 @@ from pydantic import ValidationError
 from stac_pydantic.api.search import ExtendedSearch
 
 from eolake_kit.datetimes import check_interval
-from eolake_kit.stac import item_path, query_filter, select_fields  # noqa: F401 - select_fields re-exported
+from eolake_kit.stac import item_path, query_filter
 
+cql2: Any
 try:  # the CQL2 parser comes with the dev/catalog environment; without it filters are forwarded unchecked
     import cql2
 except ImportError:  # pragma: no cover - exercised by the image build check
@@ -31,7 +33,9 @@ class BadSearch(ValueError):
 
 @dataclass
 class SearchRequest:
-    body: dict  # what every provider is sent (collections, ids, bbox, intersects, datetime, filter, sortby, query)
+    body: dict[
+        str, Any
+    ]  # what every provider is sent (collections, ids, bbox, intersects, datetime, filter, sortby, query)
     limit: int
     q: list[str] = field(default_factory=list)
     expand: bool = True
@@ -43,7 +47,7 @@ class SearchRequest:
     fields: tuple[set[str] | None, set[str]] | None = None  # (include (None: not given), exclude); None: whole items
 
 
-def from_query(pairs: list[tuple[str, str]]) -> dict:
+def from_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """A GET query in the shape of a POST body: JSON parameters decoded, sortby and fields as their objects."""
     params: dict[str, Any] = {}
     for key, value in pairs:
@@ -70,7 +74,7 @@ def from_query(pairs: list[tuple[str, str]]) -> dict:
     return params
 
 
-def parse(params: dict, default_limit: int, max_limit: int, default_depth: int) -> SearchRequest:
+def parse(params: dict[str, Any], default_limit: int, max_limit: int, default_depth: int) -> SearchRequest:
     unknown = set(params) - STAC_KEYS - EOLAKE_KEYS
     if unknown:
         raise BadSearch(f"unknown search parameters: {', '.join(sorted(unknown))}")
@@ -95,7 +99,7 @@ def parse(params: dict, default_limit: int, max_limit: int, default_depth: int) 
     )
 
 
-def _stac_model(params: dict) -> ExtendedSearch:
+def _stac_model(params: dict[str, Any]) -> ExtendedSearch:
     if "fields" in params and not isinstance(params["fields"], dict):
         raise BadSearch("fields must be an object with include and exclude lists")
     if params.get("intersects") is not None and params.get("bbox") is not None:
@@ -115,7 +119,7 @@ def _stac_model(params: dict) -> ExtendedSearch:
         raise BadSearch(f"{where}: {first['msg']}") from None
 
 
-def _provider_body(params: dict, stac: ExtendedSearch) -> dict:
+def _provider_body(params: dict[str, Any], stac: ExtendedSearch) -> dict[str, Any]:
     body: dict[str, Any] = {}
     for key in ("collections", "ids"):
         if params.get(key):
@@ -142,12 +146,12 @@ def _provider_body(params: dict, stac: ExtendedSearch) -> dict:
     return body
 
 
-def _with_filter(body: dict, extra: dict) -> dict:
+def _with_filter(body: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     current = body.get("filter")
     return {**body, "filter": {"op": "and", "args": [current, extra]} if current else extra, "filter-lang": "cql2-json"}
 
 
-def _fields(params: dict, stac: ExtendedSearch) -> tuple[set[str] | None, set[str]] | None:
+def _fields(params: dict[str, Any], stac: ExtendedSearch) -> tuple[set[str] | None, set[str]] | None:
     if stac.field is None:
         return None
     include = None if stac.field.includes is None else {item_path(f) for f in stac.field.includes}
@@ -197,7 +201,7 @@ def datetime_interval(value: Any) -> str:
     return value
 
 
-def cql2_json(value: Any, lang: str | None) -> tuple[dict, str]:
+def cql2_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:
     """Parse the filter with cql2 (text or JSON) and forward it as CQL2 JSON; a syntax error is the client's."""
     if lang not in (None, "cql2-text", "cql2-json"):
         raise BadSearch(f"filter-lang must be cql2-text or cql2-json, not {lang!r}")
@@ -214,7 +218,7 @@ def cql2_json(value: Any, lang: str | None) -> tuple[dict, str]:
         raise BadSearch(f"invalid CQL2 filter: {str(exc).strip()[:500]}") from exc
 
 
-def _unchecked_json(value: Any, lang: str | None) -> tuple[dict, str]:
+def _unchecked_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:
     if isinstance(value, dict):
         return value, "cql2-json"
     if lang == "cql2-json":
@@ -225,7 +229,7 @@ def _unchecked_json(value: Any, lang: str | None) -> tuple[dict, str]:
     raise BadSearch("cql2-text filters need the CQL2 parser, which this deployment lacks: send the filter as cql2-json")
 
 
-def value_at(item: dict, path: str) -> Any:
+def value_at(item: dict[str, Any], path: str) -> Any:
     top, _, sub = path.partition(".")
     value = item.get(top)
     return value.get(sub) if sub and isinstance(value, dict) else (None if sub else value)
@@ -247,11 +251,11 @@ def _rank(value: Any) -> int:
     return 1 if isinstance(value, str) else 2
 
 
-def order_key(sortby: list[tuple[str, bool]]):
+def order_key(sortby: list[tuple[str, bool]]) -> Callable[[dict[str, Any]], Any]:
     """The merge order of a sorted search: the sortby fields in their directions, then collection and id (missing
     values last in either direction)."""
 
-    def compare(a: dict, b: dict) -> int:
+    def compare(a: dict[str, Any], b: dict[str, Any]) -> int:
         for path, descending in sortby:
             va, vb = value_at(a, path), value_at(b, path)
             result = _compare(va, vb)

@@ -4,7 +4,6 @@ embedded runner, the Kubernetes program and the on-premise inventory alike."""
 from eolake_spec.cluster import ExistingCluster, OpenStackCluster
 from eolake_spec.manifest import PublicRoute, ServiceManifest, Worker, manifest, manifests
 from eolake_spec.platform import (
-    STACKS_DIR,
     Host,
     Kubernetes,
     Limits,
@@ -12,10 +11,8 @@ from eolake_spec.platform import (
     PgstacSearch,
     Platform,
     Service,
-    SpecError,
-    load_stack,
-    stack_file,
 )
+from eolake_spec.stackfile import STACKS_DIR, SpecError, load_stack, stack_file
 
 __all__ = [
     "STACKS_DIR",

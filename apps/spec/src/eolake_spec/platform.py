@@ -8,19 +8,14 @@ is (default path, port, database use, calls…) comes from its manifest (eolake_
 from __future__ import annotations
 
 import json
-import os
 import re
 from datetime import datetime
-from pathlib import Path
+from ipaddress import ip_network
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
     Field,
     IPvAnyNetwork,
     ValidationError,
@@ -28,14 +23,13 @@ from pydantic import (
     model_validator,
 )
 
+from eolake_spec.base import Strict
 from eolake_spec.cluster import Cluster, ExistingCluster
+from eolake_spec.events import Events, check_broker_target
 from eolake_spec.manifest import ServiceManifest, manifest, manifests
+from eolake_spec.priorities import Provider, check_priorities
+from eolake_spec.storage import Storage
 
-# The repository's stacks/ (the package is installed from the workspace, editable); EOLAKE_STACKS_DIR overrides.
-STACKS_DIR = Path(os.environ.get("EOLAKE_STACKS_DIR", Path(__file__).resolve().parents[4] / "stacks"))
-CONFIG_KEY = "eolake:platform"
-MAX_STACK_BYTES = 1024 * 1024
-MAX_STACK_NODES = 100_000  # after aliases are expanded
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 MIN_MEMORY_LIMIT = 64 * 2**20
 QUANTITY_FACTORS = {"m": 0.001, "": 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -50,10 +44,6 @@ def _installed(name: str) -> str:
 
 
 ServiceName = Annotated[str, AfterValidator(_installed)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Resources(Strict):
@@ -81,7 +71,9 @@ class Resources(Strict):
 
     @property
     def memory_limit_bytes(self) -> int:
-        number, unit = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit).groups()
+        matched = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit)
+        assert matched is not None  # the field's pattern admits nothing else
+        number, unit = matched.groups()
         return int(float(number) * QUANTITY_FACTORS[unit])
 
 
@@ -221,60 +213,6 @@ class Database(Strict):
     pgstac: PgstacSearch = PgstacSearch()
 
 
-class OfflineTier(Strict):
-    """A slow storage tier (tape, cold archive), simulated locally: products kept there are found in the catalog as
-    orderable placeholders and staged back online by a download order (a retrieval)."""
-
-    path: str = Field("offline", description="its folder; relative: beside the storage folder")
-    delay_seconds: float = Field(2, ge=0, le=3600, description="what it takes before it sends a file")
-
-
-class Storage(Strict):
-    kind: Literal["local", "s3"] = "local"
-    path: str = "data"
-    offline: OfflineTier | None = Field(
-        None, description="a slow tier whose items are retrieved on request (restored into local storage)"
-    )
-    bucket: str | None = None
-    endpoint: str | None = Field(
-        None,
-        pattern=r"^https?://[^/?#]+/?$",
-        description="S3-compatible endpoint URL (scheme://host[:port]); None: AWS",
-    )
-    region: str | None = None
-
-    @model_validator(mode="after")
-    def s3_needs_bucket(self) -> Storage:
-        if self.kind == "s3" and not self.bucket:
-            raise ValueError("storage kind s3 needs a bucket")
-        if self.offline and self.kind != "local":
-            raise ValueError("storage.offline is restored into local storage: it needs storage kind local")
-        return self
-
-    def offline_dir(self, storage_dir: str | Path) -> Path | None:
-        """The offline tier's folder, for a target that keeps the storage at `storage_dir`."""
-        if self.offline is None:
-            return None
-        return Path(storage_dir).parent / self.offline.path
-
-    def gdal_env(self) -> dict[str, str]:
-        """GDAL's settings for reading the bucket (/vsis3/, s3:// COGs); the keys come from the storage Secret.
-        An S3-compatible endpoint (MinIO, Ceph…) gets path-style requests; AWS itself, virtual-hosted ones."""
-        if self.kind != "s3":
-            return {}
-        env = {"AWS_VIRTUAL_HOSTING": "TRUE"}
-        if self.endpoint:
-            parts = urlsplit(self.endpoint)
-            env = {
-                "AWS_S3_ENDPOINT": parts.netloc,
-                "AWS_HTTPS": "NO" if parts.scheme == "http" else "YES",
-                "AWS_VIRTUAL_HOSTING": "FALSE",
-            }
-        if self.region:
-            env["AWS_REGION"] = self.region
-        return env
-
-
 class Auth(Strict):
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -365,43 +303,6 @@ class Supervision(Strict):
         description="failed probes in a row: the instance is hung, "
         "killed and replaced (after the first, it gets no new "
         "request while another instance answers)",
-    )
-
-
-class Provider(Strict):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    kind: Literal["stac", "eodag"]
-    url: str | None = None
-    enabled: bool = False
-    timeout_seconds: float = Field(10, gt=0, le=120)
-    collections: list[str] = Field([], description="search only these collections of the provider (empty: all)")
-    free_text: Literal["q", "filter"] = Field("q", description="send free text as `q`, or as a CQL2 filter")
-    item_search: bool = Field(True, description="search its items (off: its collections are only discoverable)")
-
-
-class Events(Strict):
-    """Where the events service (the outbox relay) publishes: catalog and order changes as CloudEvents on a durable
-    AMQP topic exchange (routing keys in apps/events/README.md). Without the `events` service in `services`, nothing
-    is published and no outbox is kept."""
-
-    exchange: str = Field("eolake.events", pattern=r"^[A-Za-z0-9._-]{1,127}$", description="the topic exchange")
-    broker: Literal["embedded", "external"] = Field(
-        "embedded",
-        description="embedded: `eolake up` runs RabbitMQ (Debian package rabbitmq-server) in the state "
-        "directory; external: a broker reached at the URL of a secret (Kubernetes: "
-        "kubernetes.secrets.amqp; on premise: eolake_services_amqp_url; embedded target: "
-        "the variable amqp_url_env)",
-    )
-    port: int | None = Field(
-        None,
-        ge=1,
-        le=65535,
-        description="the broker's AMQP port; None: embedded, a free port kept for the next starts; external, 5672",
-    )
-    amqp_url_env: str = Field(
-        "EOLAKE_AMQP_URL",
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
-        description="external broker, embedded target: the variable holding its amqp:// URL",
     )
 
 
@@ -558,10 +459,11 @@ class Postgres(Strict):
     def recovery_store(self) -> dict[str, str | None]:
         """Where the recovery reads the source's backups: its own fields, else this stack's backup's."""
         r, b = self.recovery, self.backup
+        assert r is not None  # asked of a stack that recovers
         return {
-            "destination": r.destination or b.destination,
-            "endpoint": r.endpoint or (b and b.endpoint),
-            "credentials_secret": r.credentials_secret or b.credentials_secret,
+            "destination": r.destination or (b.destination if b else None),
+            "endpoint": r.endpoint or (b.endpoint if b else None),
+            "credentials_secret": r.credentials_secret or (b.credentials_secret if b else None),
         }
 
 
@@ -701,7 +603,7 @@ class Platform(Strict):
         "events service is off, whatever `services` says",
     )
     trusted_proxies: list[IPvAnyNetwork] = Field(
-        ["127.0.0.0/8", "::1/128"],
+        [ip_network("127.0.0.0/8"), ip_network("::1/128")],
         description="addresses whose X-Forwarded-For is believed (the gateway, ingress or reverse proxy, and the "
         "services calling each other); a request from one of them without it is the platform's own call",
     )
@@ -750,12 +652,8 @@ class Platform(Strict):
                 reasons = "; ".join(e["msg"] for e in exc.errors())
                 raise ValueError(f"services.{name}.limits: {reasons}") from None
         self._onprem_consistent()
-        self._priorities_known()
-        if "events" in self.enabled_services and (self.kubernetes or self.onprem) and self.events.broker == "embedded":
-            raise ValueError(
-                "events.broker embedded runs only locally: set it to external, with the broker's URL in "
-                "the Secret kubernetes.secrets.amqp (Kubernetes) or eolake_services_amqp_url (on premise)"
-            )
+        check_priorities(self.priorities, self.providers)
+        check_broker_target(self.events, "events" in self.enabled_services, bool(self.kubernetes or self.onprem))
         used, budget = self.connection_budget()
         if used > budget:
             raise ValueError(
@@ -763,18 +661,6 @@ class Platform(Strict):
                 f"(replicas × workers × pool_size) but database.max_connections − reserved_connections is {budget}"
             )
         return self
-
-    def _priorities_known(self) -> None:
-        known = {"local", *(p.name for p in self.providers if p.enabled)}
-        for collection, names in self.priorities.items():
-            unknown = [n for n in names if n not in known]
-            if unknown:
-                raise ValueError(
-                    f"priorities.{collection}: {', '.join(unknown)} not an enabled provider "
-                    f"(known: {', '.join(sorted(known))})"
-                )
-            if len(set(names)) != len(names):
-                raise ValueError(f"priorities.{collection}: a provider is named twice")
 
     def _onprem_consistent(self) -> None:
         if not self.onprem:
@@ -924,118 +810,3 @@ class Platform(Strict):
     def public_url(self, service: str) -> str:
         """The public URL of a service, without a trailing slash (the web view is the base URL itself)."""
         return str(self.base_url).rstrip("/") + self.services[service].path.rstrip("/")
-
-
-class SpecError(ValueError):
-    """An invalid stack file: names the file, the line, the field and the reason."""
-
-    def __init__(self, file: Path, problems: list[tuple[str, int | None, str]]):
-        self.file, self.problems = file, problems
-        lines = [f"{file}:{line or 1}: {field}: {reason}" for field, line, reason in problems]
-        super().__init__("invalid platform spec\n" + "\n".join(lines))
-
-
-def stack_file(stack: str, stacks_dir: Path = STACKS_DIR) -> Path:
-    return stacks_dir / f"Pulumi.{stack}.yaml"
-
-
-def load_stack(stack_or_file: str | Path, stacks_dir: Path = STACKS_DIR) -> Platform:
-    """Load and validate a stack by name (`local`) or by file path."""
-    path = Path(stack_or_file)
-    if path.suffix not in (".yaml", ".yml"):
-        path = stack_file(str(stack_or_file), stacks_dir)
-    if not path.is_file():
-        known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in stacks_dir.glob("Pulumi.*.yaml"))
-        raise SpecError(path, [("stack", None, f"no such stack file (known stacks: {', '.join(known) or 'none'})")])
-    if path.stat().st_size > MAX_STACK_BYTES:
-        raise SpecError(path, [("stack", None, f"larger than {MAX_STACK_BYTES} bytes: not a stack file")])
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        _check_expansion(path, node)
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise SpecError(path, [("yaml", mark.line + 1 if mark else None, str(exc).replace("\n", " "))]) from exc
-    config = (document or {}).get("config") if isinstance(document, dict) else None
-    if not isinstance(config, dict) or CONFIG_KEY not in config:
-        raise SpecError(path, [(f"config.{CONFIG_KEY}", None, "missing: the stack file must hold the platform here")])
-    try:
-        return Platform.model_validate(config[CONFIG_KEY])
-    except ValidationError as exc:
-        lines = _line_index(node)
-        problems = []
-        for error in exc.errors():
-            loc = ("config", CONFIG_KEY, *error["loc"])
-            problems.append((".".join(map(str, loc[2:])) or CONFIG_KEY, _nearest_line(lines, loc), error["msg"]))
-        raise SpecError(path, problems) from exc
-
-
-def _check_expansion(path: Path, root: yaml.Node | None) -> None:
-    """Refuse YAML whose aliases loop back into themselves or expand past MAX_STACK_NODES ("billion laughs"):
-    both would make everything that walks the document (validation, the line index) recurse or run forever."""
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)] if root is not None else []
-    open_nodes: set[int] = set()
-    visited = 0
-    while stack:
-        node, leaving = stack.pop()
-        if leaving:
-            open_nodes.discard(id(node))
-            continue
-        if id(node) in open_nodes:
-            raise SpecError(
-                path,
-                [
-                    (
-                        "yaml",
-                        node.start_mark.line + 1,
-                        "an alias refers to a node that contains it (a recursive YAML structure)",
-                    )
-                ],
-            )
-        visited += 1
-        if visited > MAX_STACK_NODES:
-            raise SpecError(
-                path,
-                [
-                    (
-                        "yaml",
-                        None,
-                        f"the document expands to more than {MAX_STACK_NODES} nodes (aliases repeated over and over)",
-                    )
-                ],
-            )
-        children = (
-            [v for pair in node.value for v in pair]
-            if isinstance(node, yaml.MappingNode)
-            else node.value
-            if isinstance(node, yaml.SequenceNode)
-            else []
-        )
-        if children:
-            open_nodes.add(id(node))
-            stack.append((node, True))
-            stack.extend((child, False) for child in children)
-
-
-def _line_index(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
-    """Map each YAML path (tuple of keys and indexes) to its 1-based line."""
-    index: dict[tuple, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = (*prefix, key.value)
-            index[path] = key.start_mark.line + 1
-            index.update(_line_index(value, path))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, value in enumerate(node.value):
-            index[(*prefix, i)] = value.start_mark.line + 1
-            index.update(_line_index(value, (*prefix, i)))
-    return index
-
-
-def _nearest_line(index: dict[tuple, int], loc: tuple) -> int | None:
-    for end in range(len(loc), 0, -1):
-        key = tuple(str(p) if not isinstance(p, int) else p for p in loc[:end])
-        if key in index:
-            return index[key]
-    return None

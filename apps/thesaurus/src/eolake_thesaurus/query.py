@@ -6,6 +6,7 @@ import json
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 from eolake_thesaurus.store import DICTIONARY_URI, connect, glob_pattern, normalise
 
@@ -28,11 +29,11 @@ class Thesaurus:
             conn = self._local.conn = connect(self.db_path, readonly=True)
         return conn
 
-    def _all(self, sql: str, *args) -> list[sqlite3.Row]:
+    def _all(self, sql: str, *args: object) -> list[sqlite3.Row]:
         return self.conn.execute(sql, args).fetchall()
 
     # vocabularies -------------------------------------------------------------------------------------------
-    def vocabularies(self) -> list[dict]:
+    def vocabularies(self) -> list[dict[str, Any]]:
         out = []
         for row in self._all("SELECT * FROM vocabularies ORDER BY id"):
             langs = [r[0] for r in self._all("SELECT DISTINCT lang FROM labels WHERE vocab = ? ORDER BY 1", row["id"])]
@@ -50,7 +51,7 @@ class Thesaurus:
             )
         return out
 
-    def vocabulary(self, vocab: str) -> dict:
+    def vocabulary(self, vocab: str) -> dict[str, Any]:
         for v in self.vocabularies():
             if v["id"] == vocab:
                 return v
@@ -71,8 +72,8 @@ class Thesaurus:
         by_lang = {r["lang"]: r["text"] for r in rows}
         return by_lang.get(lang or "en") or by_lang.get("en") or (next(iter(by_lang.values())) if by_lang else None)
 
-    def labels(self, vocab: str, uri: str) -> dict[str, dict]:
-        out: dict[str, dict] = {"prefLabel": {}, "altLabel": {}, "hiddenLabel": {}}
+    def labels(self, vocab: str, uri: str) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {"prefLabel": {}, "altLabel": {}, "hiddenLabel": {}}
         for r in self._all(
             "SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? ORDER BY lang, text", vocab, uri
         ):
@@ -83,7 +84,7 @@ class Thesaurus:
                 out[key].setdefault(r["lang"], []).append(r["text"])
         return out
 
-    def concept(self, vocab: str, uri: str, lang: str | None) -> dict:
+    def concept(self, vocab: str, uri: str, lang: str | None) -> dict[str, Any]:
         self.check_concept(vocab, uri)
         labels = self.labels(vocab, uri)
         notes: dict[str, dict[str, str]] = {}
@@ -101,12 +102,12 @@ class Thesaurus:
             **{rel: self._related(vocab, uri, rel, lang) for rel in ("broader", "narrower", "related")},
         }
 
-    def _related(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict]:
+    def _related(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict[str, Any]]:
         rows = self._all("SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = ?", vocab, uri, rel)
         items = [{"uri": r[0], "prefLabel": self.pref_label(vocab, r[0], lang)} for r in rows]
         return sorted(items, key=lambda i: ((i["prefLabel"] or "").casefold(), i["uri"]))
 
-    def relation(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict]:
+    def relation(self, vocab: str, uri: str, rel: str, lang: str | None) -> list[dict[str, Any]]:
         self.check_concept(vocab, uri)
         return self._related(vocab, uri, rel, lang)
 
@@ -115,10 +116,12 @@ class Thesaurus:
             self._all("SELECT 1 FROM relations WHERE vocab = ? AND uri = ? AND rel = 'narrower' LIMIT 1", vocab, uri)
         )
 
-    def transitive(self, vocab: str, uri: str, rel: str, lang: str | None, limit: int = 1000) -> dict[str, dict]:
+    def transitive(
+        self, vocab: str, uri: str, rel: str, lang: str | None, limit: int = 1000
+    ) -> dict[str, dict[str, Any]]:
         """Skosmos' broaderTransitive/narrowerTransitive: every concept reached, with its direct links."""
         self.check_concept(vocab, uri)
-        out: dict[str, dict] = {}
+        out: dict[str, dict[str, Any]] = {}
         frontier = [uri]
         while frontier and len(out) < limit:
             nxt = []
@@ -136,7 +139,7 @@ class Thesaurus:
             frontier = nxt
         return out
 
-    def hierarchy(self, vocab: str, uri: str, lang: str | None) -> dict[str, dict]:
+    def hierarchy(self, vocab: str, uri: str, lang: str | None) -> dict[str, dict[str, Any]]:
         chain = self.transitive(vocab, uri, "broader", lang)
         for u, node in chain.items():
             node["hasChildren"] = self.has_children(vocab, u)
@@ -148,7 +151,7 @@ class Thesaurus:
                 node["top"] = vocab
         return chain
 
-    def top_concepts(self, vocab: str, lang: str | None) -> list[dict]:
+    def top_concepts(self, vocab: str, lang: str | None) -> list[dict[str, Any]]:
         self.check_vocab(vocab)
         rows = self._all("SELECT uri FROM concepts WHERE vocab = ? AND top = 1", vocab)
         if not rows:  # no declared top concepts: those without a broader concept
@@ -177,7 +180,7 @@ class Thesaurus:
         limit: int = 50,
         offset: int = 0,
         prefix: bool = False,
-    ) -> list[dict]:
+    ) -> list[dict[str, Any]]:
         """Labels matching `query` (`*` wildcards; exact otherwise, or a prefix with prefix=True), case and accent
         insensitive, preferred labels first; one result per concept."""
         pattern = glob_pattern(query) + ("*" if prefix and not query.endswith("*") else "")
@@ -188,7 +191,7 @@ class Thesaurus:
             + " ORDER BY CASE kind WHEN 'pref' THEN 0 WHEN 'alt' THEN 1 ELSE 2 END, length(norm), norm, uri"
         )
         args = [pattern, DICTIONARY_URI + "%"] + ([lang] if lang else []) + ([vocab] if vocab else [])
-        seen: dict[tuple[str, str], dict] = {}
+        seen: dict[tuple[str, str], dict[str, Any]] = {}
         for r in self.conn.execute(sql, args):
             key = (r["vocab"], r["uri"])
             if key in seen:
@@ -209,13 +212,13 @@ class Thesaurus:
                 break
         return list(seen.values())[offset : offset + limit]
 
-    def lookup(self, vocab: str, label: str, lang: str | None) -> list[dict]:
+    def lookup(self, vocab: str, label: str, lang: str | None) -> list[dict[str, Any]]:
         self.check_vocab(vocab)
         sql = "SELECT uri, kind, lang, text FROM labels WHERE vocab = ? AND norm = ? AND kind != 'translation'" + (
             " AND lang = ?" if lang else ""
         )
         rows = self.conn.execute(sql, [vocab, normalise(label)] + ([lang] if lang else [])).fetchall()
-        out: dict[str, dict] = {}
+        out: dict[str, dict[str, Any]] = {}
         for r in sorted(rows, key=lambda r: r["kind"] != "pref"):
             out.setdefault(
                 r["uri"],
@@ -240,7 +243,7 @@ class Thesaurus:
         max_terms: int = 50,
         languages: list[str] | None = None,
         words: bool = True,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Concepts whose label equals `q` (or, failing that and with `words`, one of its words), their narrower
         concepts down to `depth`, and every preferred, alternative and translated label of those in every language
         (only those in `languages`, when given, and labels without a language). A dictionary entry reached

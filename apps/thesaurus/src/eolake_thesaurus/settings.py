@@ -3,18 +3,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
 from eolake_thesaurus.manifest import MANIFEST
 
 
 class ThesaurusSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_THESAURUS_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     storage_path: Path = Field(Path("data"), description="the platform's storage folder; the index is thesaurus/")
     index_file: Path | None = Field(None, description="the SQLite index; default <storage_path>/thesaurus/index.sqlite")
     max_limit: int = Field(200, ge=1, le=10000, description="largest page a search or autocomplete returns")

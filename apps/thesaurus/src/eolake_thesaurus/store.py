@@ -16,6 +16,10 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where used: it takes a while to load
+    import rdflib
 
 SKOS = "http://www.w3.org/2004/02/skos/core#"
 MAX_FILE_BYTES = 256 * 1024 * 1024  # GEMET, the largest vocabulary loaded, is 3 MB per language
@@ -84,13 +88,13 @@ def _refuse_entity_declarations(path: Path) -> None:
     the prolog is read with expat, before the root element, and a declaration refuses the file."""
     parser = pyexpat.ParserCreate()
 
-    def entity(name, *rest):
+    def entity(name: str, *rest: object) -> None:
         raise RdfImportError(
             f"{path}: declares the XML entity {name!r}; entity declarations are not accepted "
             "(they can expand without bound)"
         )
 
-    def root(*args):
+    def root(*args: object) -> None:
         raise _Prolog
 
     parser.EntityDeclHandler = entity
@@ -113,7 +117,7 @@ def parse(path: Path) -> Parsed:
     return out
 
 
-def _read_graph(path: Path):
+def _read_graph(path: Path) -> rdflib.Graph:
     import rdflib
 
     if not path.is_file():
@@ -135,7 +139,7 @@ def _read_graph(path: Path):
     return graph
 
 
-def _skos_content(graph) -> Parsed:
+def _skos_content(graph: rdflib.Graph) -> Parsed:
     """The concepts of the graph, its scheme (the last one named), labels, notes and relations both ways."""
     import rdflib
     from rdflib.namespace import DC, DCTERMS, RDF
@@ -289,6 +293,7 @@ def is_empty(db_path: Path) -> bool:
         return True
     conn = connect(db_path)
     try:
-        return conn.execute("SELECT count(*) FROM vocabularies").fetchone()[0] == 0
+        count: int = conn.execute("SELECT count(*) FROM vocabularies").fetchone()[0]
+        return count == 0
     finally:
         conn.close()

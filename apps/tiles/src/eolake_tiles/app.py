@@ -195,7 +195,9 @@ async def features_with_geometry(request: Request) -> None:
 
 def _require(app: FastAPI, path: str, method: str, role: str, extra: list | None = None) -> None:
     """Put a role (and further checks) in front of a route titiler-pgstac added to the app."""
-    route = next(r for r in app.router.routes if isinstance(r, APIRoute) and r.path == path and method in r.methods)
+    route = next(
+        r for r in app.router.routes if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
+    )
     for depends in [Depends(require_role(role)), *(extra or [])][::-1]:
         route.dependant.dependencies.insert(0, get_parameterless_sub_dependant(depends=depends, path=path))
         route.dependencies.append(depends)

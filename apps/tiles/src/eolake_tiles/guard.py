@@ -8,15 +8,15 @@ per-asset reader, which both the item and the mosaic endpoints go through), so a
 from __future__ import annotations
 
 import os
-import posixpath
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import attr
 import rasterio
 from rasterio.errors import RasterioIOError
 from rio_tiler.io import Reader
 from titiler.pgstac.reader import PgSTACReader, SimpleSTACReader
+
+from eolake_kit import allowlist
 
 # GDAL configuration, set in the process environment when the app is created (GDAL reads it at each open):
 GDAL_ENV = {
@@ -56,46 +56,29 @@ def configure_gdal() -> None:
 
 
 class AllowList:
+    """The kit's allow-list (the storage directory, the allowed prefixes) behind the refusals GDAL needs: no VRT,
+    no GDAL virtual file system or driver prefix, no query or fragment in a remote location."""
+
     def __init__(self, storage: Path | None, prefixes: list[str]):
-        self.storage = os.path.realpath(storage) if storage else None
-        self.prefixes = list(prefixes)
+        self.locations = allowlist.AllowList(roots=[storage] if storage else [], urls=prefixes)
 
     def check(self, href: str) -> str:
         """The href to open, or AssetNotAllowed."""
-        if not isinstance(href, str) or not href or any(c in href for c in "\0\n\r"):
+        if not isinstance(href, str) or not href:
             raise AssetNotAllowed("asset location is empty or malformed")
         lowered = href.lower()
-        path_part = urlsplit(href).path.lower() if "://" in href else lowered
         if (
-            lowered.startswith(("/vsi", "vrt:", "gti:", "mem:"))
-            or path_part.endswith(".vrt")
+            lowered.startswith(("/vsi", "vrt:", "gti:", "mem:", "netcdf:", "hdf", "gpkg:", "zarr:"))
             or ".vrt" in lowered
-            or lowered.startswith(("netcdf:", "hdf", "gpkg:", "zarr:"))
         ):
             raise AssetNotAllowed("asset location of a refused kind (VRT, GDAL virtual file system or driver prefix)")
-        if "://" in href:
-            parts = urlsplit(href)
-            if parts.scheme == "file":
-                return self._local(unquote(parts.path))
-            if (
-                parts.username
-                or parts.password
-                or parts.query
-                or parts.fragment
-                or ".." in unquote(parts.path).split("/")
-            ):
-                raise AssetNotAllowed("asset URL with credentials, query, fragment or '..' is not allowed")
-            if any(href.startswith(p) for p in self.prefixes):
-                return href
-            raise AssetNotAllowed("asset location is not on the allow-list of this tile service")
-        return self._local(href)
-
-    def _local(self, path: str) -> str:
-        if self.storage and os.path.isabs(path):
-            real = os.path.realpath(posixpath.normpath(path))
-            if real.startswith(self.storage.rstrip("/") + "/"):
-                return real
-        raise AssetNotAllowed("asset location is not on the allow-list of this tile service")
+        if "://" in href and not lowered.startswith("file://") and any(c in href for c in "?#"):
+            raise AssetNotAllowed("asset URL with a query or fragment is not allowed")
+        try:
+            location = self.locations.check(href)
+        except allowlist.NotAllowed as exc:
+            raise AssetNotAllowed(f"asset location refused by this tile service: {exc}") from None
+        return f"s3://{location.target}" if location.kind == "s3" else location.target
 
 
 def readers(allow: AllowList) -> tuple[type, type, type]:

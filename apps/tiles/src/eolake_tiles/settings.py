@@ -6,21 +6,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
+from eolake_kit.allowlist import AllowList
 from eolake_kit.settings import PostgresUrl
 from eolake_tiles.manifest import MANIFEST
 
-REMOTE_SCHEMES = ("s3", "gs", "az", "https", "http")
+REMOTE_SCHEMES = ("s3", "https", "http")  # what the kit's allow-list checks (eolake_kit.allowlist)
 
 
 class TilesSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_TILES_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     database_url: PostgresUrl = Field(
         SecretStr("postgresql://eolake@127.0.0.1:5432/eolake"),
         description="postgresql://user:password@host:port/dbname (app role)",
@@ -69,6 +66,7 @@ class TilesSettings(ServiceSettings):
                     f"{value!r}: an allowed prefix looks like s3://bucket/ or https://host/path/ "
                     "(a scheme, a host or bucket, ending in /)"
                 )
+        AllowList(urls=values)  # what the kit's allow-list refuses (credentials in a URL…) fails here, at start
         return values
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ import time
 
 import httpx
 
+from eolake_kit.stac import next_link
 from eolake_timeseries.settings import TimeseriesSettings
 
 
@@ -73,14 +74,7 @@ class Stations:
             for feature in page.get("features", []):
                 if feature.get("geometry", {}).get("type") == "Point":
                     items[feature["id"]] = feature
-            links = page.get("links", [])
-            return next(
-                (
-                    self.settings.catalog.internal(str(link.get("href")))
-                    for link in links
-                    if link.get("rel") == "next" and link.get("method", "GET") == "GET"
-                ),
-                None,
-            )
+            link = next_link(page)
+            return self.settings.catalog.internal(link.href) if link and link.method == "GET" else None
         except (KeyError, AttributeError, TypeError):
             raise CatalogUnavailable("catalog answered something that is not a STAC item collection") from None

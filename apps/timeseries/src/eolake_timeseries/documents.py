@@ -4,6 +4,8 @@ one feature per measurement) and their queryables. No web framework here."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from eolake_timeseries.edr import PARAMETERS
 from eolake_timeseries.features import (
     COLLECTION,
@@ -54,7 +56,7 @@ DATA_QUERIES = {
 OUTPUT_FORMATS = ["CoverageJSON", "CSV"]
 
 
-def landing(base: str) -> dict:
+def landing(base: str) -> dict[str, Any]:
     return {
         "title": "eolake time series",
         "description": "Hydrology virtual stations (OGC API Features) and their water levels (OGC API EDR)",
@@ -73,17 +75,17 @@ def landing(base: str) -> dict:
     }
 
 
-def conformance() -> dict:
+def conformance() -> dict[str, Any]:
     return {"conformsTo": CONFORMANCE}
 
 
-def _temporal(features: list[dict]) -> list[str | None]:
+def _temporal(features: list[dict[str, Any]]) -> list[str | None]:
     starts = [f["properties"]["start_time"] for f in features if f["properties"]["start_time"]]
     ends = [f["properties"]["end_time"] for f in features if f["properties"]["end_time"]]
     return [min(starts) if starts else None, max(ends) if ends else None]
 
 
-def _bbox(features: list[dict]) -> list[float]:
+def _bbox(features: list[dict[str, Any]]) -> list[float]:
     if not features:
         return [-180.0, -90.0, 180.0, 90.0]
     lons = [f["geometry"]["coordinates"][0] for f in features]
@@ -91,7 +93,7 @@ def _bbox(features: list[dict]) -> list[float]:
     return [min(lons), min(lats), max(lons), max(lats)]
 
 
-def _data_queries(url: str) -> dict:
+def _data_queries(url: str) -> dict[str, Any]:
     return {
         name: {
             "link": {
@@ -112,14 +114,14 @@ def _data_queries(url: str) -> dict:
     }
 
 
-def _extent(features: list[dict]) -> dict:
+def _extent(features: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "spatial": {"bbox": [_bbox(features)], "crs": CRS84},
         "temporal": {"interval": [_temporal(features)], "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"},
     }
 
 
-def _feature_links(url: str) -> list[dict]:
+def _feature_links(url: str) -> list[dict[str, Any]]:
     return [
         {"rel": "self", "href": url, "type": JSON},
         {"rel": "items", "href": f"{url}/items", "type": GEOJSON, "title": "features (GeoJSON)"},
@@ -133,7 +135,7 @@ def _feature_links(url: str) -> list[dict]:
     ]
 
 
-def observations(base: str, features: list[dict]) -> dict:
+def observations(base: str, features: list[dict[str, Any]]) -> dict[str, Any]:
     """The water-levels collection: every measurement of every station as a feature."""
     url = f"{base}/collections/{OBSERVATIONS}"
     return {
@@ -149,7 +151,7 @@ def observations(base: str, features: list[dict]) -> dict:
     }
 
 
-def collection(base: str, features: list[dict]) -> dict:
+def collection(base: str, features: list[dict[str, Any]]) -> dict[str, Any]:
     """The stations collection: its features, its EDR queries, its extent (of the stations listed)."""
     url = f"{base}/collections/{COLLECTION}"
     return {
@@ -175,14 +177,14 @@ def collection(base: str, features: list[dict]) -> dict:
     }
 
 
-def collections(base: str, features: list[dict]) -> dict:
+def collections(base: str, features: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "collections": [collection(base, features), observations(base, features)],
         "links": [{"rel": "self", "href": f"{base}/collections", "type": JSON}],
     }
 
 
-def queryables(base: str, collection_id: str) -> dict:
+def queryables(base: str, collection_id: str) -> dict[str, Any]:
     properties = QUERYABLES if collection_id == COLLECTION else OBSERVATION_QUERYABLES
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

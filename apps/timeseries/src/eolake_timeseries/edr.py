@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shapely.geometry import Point
 from shapely.geometry.base import BaseGeometry
@@ -38,7 +38,7 @@ REFERENCING = [
 
 
 class StationSeries(NamedTuple):
-    feature: dict  # the station as a feature (features.station_feature)
+    feature: dict[str, Any]  # the station as a feature (features.station_feature)
     rows: list[Measurement]
 
 
@@ -46,12 +46,12 @@ def iso(measurement: Measurement) -> str:
     return measurement.time.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def near(features: Iterable[dict], geometry: BaseGeometry, tolerance: float) -> list[dict]:
+def near(features: Iterable[dict[str, Any]], geometry: BaseGeometry, tolerance: float) -> list[dict[str, Any]]:
     """The stations within `tolerance` degrees of a position (a point or each point of a multipoint)."""
     return [f for f in features if Point(f["geometry"]["coordinates"][:2]).distance(geometry) <= tolerance]
 
 
-def inside(features: Iterable[dict], area: BaseGeometry) -> list[dict]:
+def inside(features: Iterable[dict[str, Any]], area: BaseGeometry) -> list[dict[str, Any]]:
     """The stations an area (a polygon or multipolygon) covers, its boundary included."""
     return [f for f in features if area.covers(Point(f["geometry"]["coordinates"][:2]))]
 
@@ -64,7 +64,7 @@ def values(rows: list[Measurement], name: str) -> list[float]:
     return [m.height if name == "wse" else m.uncertainty for m in rows]
 
 
-def coverage(series: StationSeries, names: list[str], standalone: bool = True) -> dict:
+def coverage(series: StationSeries, names: list[str], standalone: bool = True) -> dict[str, Any]:
     """One station's series as a CoverageJSON PointSeries coverage (with its parameters when `standalone`)."""
     lon, lat = series.feature["geometry"]["coordinates"][:2]
     document = {
@@ -96,7 +96,7 @@ def coverage(series: StationSeries, names: list[str], standalone: bool = True) -
     return document
 
 
-def coverage_collection(many: list[StationSeries], names: list[str]) -> dict:
+def coverage_collection(many: list[StationSeries], names: list[str]) -> dict[str, Any]:
     return {
         "type": "CoverageCollection",
         "domainType": "PointSeries",

@@ -9,7 +9,7 @@ import csv
 import io
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from eolake_kit.refs import segment
 from eolake_timeseries.hydroweb import Measurement
@@ -58,7 +58,7 @@ OBSERVATION_QUERYABLES = {
 STAMP = "%Y%m%dT%H%M%S"
 
 
-def station_feature(item: dict, collection_url: str) -> dict:
+def station_feature(item: dict[str, Any], collection_url: str) -> dict[str, Any]:
     """A catalog station item as the feature this API serves, with links to itself and to its water levels."""
     props = item.get("properties", {})
     sid = item["id"]
@@ -91,7 +91,7 @@ def observation_id(station: str, measurement: Measurement) -> str:
     return f"{station}_{measurement.time.strftime(STAMP)}"
 
 
-def observation_features(station: dict, rows: list[Measurement], url: str) -> list[dict]:
+def observation_features(station: dict[str, Any], rows: list[Measurement], url: str) -> list[dict[str, Any]]:
     """One station's measurements as features of the water-levels collection (at `url`)."""
     props = station["properties"]
     shared = {
@@ -130,8 +130,11 @@ def _time(value: object) -> datetime | None:
 
 
 def selected(
-    features: Iterable[dict], box: tuple[float, float, float, float] | None, when: Interval, expression: Filter | None
-) -> list[dict]:
+    features: Iterable[dict[str, Any]],
+    box: tuple[float, float, float, float] | None,
+    when: Interval,
+    expression: Filter | None,
+) -> list[dict[str, Any]]:
     """The features in the box, whose [start_time, end_time] meets `when`, matching the filter; by id."""
     chosen = []
     for feature in features:
@@ -147,10 +150,10 @@ def selected(
     return sorted(chosen, key=lambda f: f["id"])
 
 
-def with_properties(features: list[dict], equal: dict[str, str]) -> list[dict]:
+def with_properties(features: list[dict[str, Any]], equal: dict[str, str]) -> list[dict[str, Any]]:
     """The features whose properties (or id) equal the values given as query parameters (`river=GARONNE`)."""
 
-    def value(feature: dict, name: str) -> str:
+    def value(feature: dict[str, Any], name: str) -> str:
         found = feature["id"] if name == "id" else feature["properties"].get(name)
         return "" if found is None else str(found)
 
@@ -158,20 +161,20 @@ def with_properties(features: list[dict], equal: dict[str, str]) -> list[dict]:
 
 
 class Page(NamedTuple):
-    features: list[dict]
+    features: list[dict[str, Any]]
     matched: int
     next_offset: int | None
     prev_offset: int | None
 
 
-def page(features: list[dict], offset: int, limit: int) -> Page:
+def page(features: list[dict[str, Any]], offset: int, limit: int) -> Page:
     shown = features[offset : offset + limit]
     after = offset + limit if offset + limit < len(features) else None
     before = max(0, offset - limit) if offset > 0 else None
     return Page(shown, len(features), after, before)
 
 
-def features_csv(features: Iterable[dict], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
+def features_csv(features: Iterable[dict[str, Any]], columns: tuple[str, ...] = CSV_COLUMNS) -> str:
     """One row per feature: its `columns` (longitude and latitude from the geometry)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

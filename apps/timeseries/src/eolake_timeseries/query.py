@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, time, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import cql2
 import shapely
@@ -138,7 +138,7 @@ def parse_coords(value: str, kinds: tuple[str, ...], limits: Limits) -> BaseGeom
     return geometry
 
 
-def parse_names(value: str | None, known: dict, what: str) -> list[str]:
+def parse_names(value: str | None, known: dict[str, Any], what: str) -> list[str]:
     """A comma-separated selection of `known` names (all of them when absent), in the order asked."""
     if value is None:
         return list(known)
@@ -194,7 +194,7 @@ def parse_filter(value: str | None, lang: str | None, queryables: set[str], limi
     return Filter(expression, properties)
 
 
-def matches(selection: Filter | None, feature: dict) -> bool:
+def matches(selection: Filter | None, feature: dict[str, Any]) -> bool:
     """Does the feature match? A comparison with a property the feature lacks (null) is not true; one of values
     whose types differ is the client's error."""
     if selection is None:

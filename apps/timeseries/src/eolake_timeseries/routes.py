@@ -5,8 +5,9 @@ parameters through the ItemsParams and EdrParams dependencies), calls the core, 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -70,7 +71,7 @@ class CoverageJSONResponse(JSONResponse):
     media_type = COVJSON
 
 
-def csv_response(text: str, name: str, links: list[dict] = ()) -> Response:
+def csv_response(text: str, name: str, links: Sequence[dict[str, Any]] = ()) -> Response:
     """CSV, with the pages around it as Link headers (RFC 8288): a table has no room for them."""
     headers = {"Content-Disposition": f'inline; filename="{name}.csv"'}
     if links:
@@ -312,68 +313,63 @@ class EdrParams:
 Edr = Annotated[EdrParams, Depends()]
 
 
-async def _answer(
-    store: SeriesStore,
-    items: dict[str, dict],
-    chosen: list[dict],
-    params: EdrParams,
-    *,
-    single: bool = False,
-    name: str = "water-levels",
-) -> Response:
-    """The water levels of the chosen stations, as the parameters ask."""
-    read = await asyncio.gather(*(deps.read_series(store, items, feature) for feature in chosen))
-    many = [edr.StationSeries(s.feature, edr.within(s.rows, params.when)) for s in read]
-    if params.media == CSV:
-        return csv_response(edr.series_csv(many, params.names), name)
-    if single:
-        return CoverageJSONResponse(edr.coverage(many[0], params.names))
-    return CoverageJSONResponse(edr.coverage_collection(many, params.names))
+class EdrQuery:
+    """What every EDR data query of the stations collection works with: the settings, the stations and their
+    catalog items, the series store and the parsed query parameters."""
+
+    def __init__(
+        self, config: Settings, _: EdrCollection, features: Features, items: CatalogItems, store: Store, params: Edr
+    ):
+        self.config, self.features, self.items, self.store, self.params = config, features, items, store, params
+
+    def by_id(self) -> list[dict[str, Any]]:
+        return sorted(self.features, key=lambda s: s["id"])
+
+    async def answer(
+        self, chosen: list[dict[str, Any]], *, single: bool = False, name: str = "water-levels"
+    ) -> Response:
+        """The water levels of the chosen stations, as the parameters ask."""
+        read = await asyncio.gather(*(deps.read_series(self.store, self.items, feature) for feature in chosen))
+        many = [edr.StationSeries(s.feature, edr.within(s.rows, self.params.when)) for s in read]
+        if self.params.media == CSV:
+            return csv_response(edr.series_csv(many, self.params.names), name)
+        if single:
+            return CoverageJSONResponse(edr.coverage(many[0], self.params.names))
+        return CoverageJSONResponse(edr.coverage_collection(many, self.params.names))
 
 
-EDR_RESPONSES = {200: {"content": {COVJSON: {}, CSV: {}}}}
+EdrData = Annotated[EdrQuery, Depends()]
 
 
-@edr_router.get(
-    "/collections/{collection_id}/position",
-    summary="Water levels of the stations at a position",
-    response_class=CoverageJSONResponse,
-    responses=EDR_RESPONSES,
-    dependencies=[Depends(deps.only(*EDR_PARAMS))],
-)
+EDR_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {COVJSON: {}, CSV: {}}}}
+
+
+def edr_query(kind: str, summary: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The route of an EDR query of the stations collection (position, area), with its parameters checked."""
+    return edr_router.get(
+        f"/collections/{{collection_id}}/{kind}",
+        summary=summary,
+        response_class=CoverageJSONResponse,
+        responses=EDR_RESPONSES,
+        dependencies=[Depends(deps.only(*EDR_PARAMS))],
+    )
+
+
+@edr_query("position", "Water levels of the stations at a position")
 async def position(
-    config: Settings,
-    _: EdrCollection,
-    features: Features,
-    items: CatalogItems,
-    store: Store,
-    params: Edr,
-    coords: Annotated[str, Query(description="WKT POINT(lon lat) or MULTIPOINT, CRS84")],
+    query: EdrData, coords: Annotated[str, Query(description="WKT POINT(lon lat) or MULTIPOINT, CRS84")]
 ) -> Response:
+    config = query.config
     where = parse_coords(coords, ("Point", "MultiPoint"), config.limits)
-    chosen = _bounded(edr.near(sorted(features, key=lambda s: s["id"]), where, config.position_tolerance), config)
-    return await _answer(store, items, chosen, params)
+    return await query.answer(_bounded(edr.near(query.by_id(), where, config.position_tolerance), config))
 
 
-@edr_router.get(
-    "/collections/{collection_id}/area",
-    summary="Water levels of the stations within an area",
-    response_class=CoverageJSONResponse,
-    responses=EDR_RESPONSES,
-    dependencies=[Depends(deps.only(*EDR_PARAMS))],
-)
+@edr_query("area", "Water levels of the stations within an area")
 async def area(
-    config: Settings,
-    _: EdrCollection,
-    features: Features,
-    items: CatalogItems,
-    store: Store,
-    params: Edr,
-    coords: Annotated[str, Query(description="WKT POLYGON or MULTIPOLYGON, CRS84")],
+    query: EdrData, coords: Annotated[str, Query(description="WKT POLYGON or MULTIPOLYGON, CRS84")]
 ) -> Response:
-    where = parse_coords(coords, ("Polygon", "MultiPolygon"), config.limits)
-    chosen = _bounded(edr.inside(sorted(features, key=lambda s: s["id"]), where), config)
-    return await _answer(store, items, chosen, params)
+    where = parse_coords(coords, ("Polygon", "MultiPolygon"), query.config.limits)
+    return await query.answer(_bounded(edr.inside(query.by_id(), where), query.config))
 
 
 @edr_router.get(
@@ -407,16 +403,9 @@ def locations(
     responses=EDR_RESPONSES,
     dependencies=[Depends(deps.only("f", "datetime", "parameter-name", "crs"))],
 )
-async def location(
-    _: EdrCollection,
-    features: Features,
-    items: CatalogItems,
-    store: Store,
-    params: Edr,
-    location_id: Annotated[str, Path(pattern=STATION_ID)],
-) -> Response:
-    found = _feature(features, location_id)
-    return await _answer(store, items, [found], params, single=True, name=location_id)
+async def location(query: EdrData, location_id: Annotated[str, Path(pattern=STATION_ID)]) -> Response:
+    found = _feature(query.features, location_id)
+    return await query.answer([found], single=True, name=location_id)
 
 
 ROUTERS = (common, features_router, edr_router)

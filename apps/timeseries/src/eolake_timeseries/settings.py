@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
 from eolake_kit.settings import HttpUrl, Peer
@@ -13,11 +12,8 @@ from eolake_timeseries.manifest import MANIFEST
 
 
 class TimeseriesSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_TIMESERIES_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = MANIFEST.path
-    port: int = MANIFEST.port
     stations_collection: str = Field("garonne-virtual-stations", pattern=r"^[A-Za-z0-9._-]+$")
 
     # Storage: where series are read from (the platform spec's storage kind). Credentials for S3 come from the

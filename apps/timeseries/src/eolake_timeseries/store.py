@@ -15,6 +15,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from eolake_kit.allowlist import AllowList, Location, NotAllowed
 from eolake_timeseries.hydroweb import Measurement, parse_hydroweb, parse_hydroweb_bytes
 from eolake_timeseries.settings import TimeseriesSettings
 
@@ -53,6 +54,17 @@ def malformed(station: str, exc: ValueError, source: str) -> SeriesMalformed:
     return SeriesMalformed(f"the series file of station {station} is malformed: {reason}")
 
 
+def allowed(allow_list: AllowList, href: object, station: str, kind: str) -> Location:
+    """The location of a station's series when the store's allow-list admits it and it is of the store's kind."""
+    try:
+        location = allow_list.check(href)
+    except NotAllowed:
+        raise outside(station) from None
+    if location.kind != kind:
+        raise outside(station)
+    return location
+
+
 class SeriesStore(Protocol):
     def read(self, href: object, station: str) -> list[Measurement]:
         """The measurements of the series at `href` (the station's asset href); raises SeriesError."""
@@ -62,15 +74,12 @@ class SeriesStore(Protocol):
 class LocalSeries:
     """Series files below the storage directory, re-read when a file's mtime or size changes."""
 
-    def __init__(self, storage: os.PathLike | str | None):
-        self.root = os.path.realpath(storage) if storage else None
+    def __init__(self, storage: os.PathLike[str] | str | None):
+        self.allowed = AllowList(roots=[storage] if storage else [])
         self.parsed: dict[str, tuple[tuple[int, int], list[Measurement]]] = {}
 
     def read(self, href: object, station: str) -> list[Measurement]:
-        path = href.removeprefix("file://") if isinstance(href, str) else ""
-        real = os.path.realpath(path) if path and os.path.isabs(path) else None
-        if not (self.root and real and real.startswith(self.root.rstrip("/") + "/")):
-            raise outside(station)
+        real = allowed(self.allowed, href, station, "file").target
         try:
             stat = os.stat(real)
             key = (stat.st_mtime_ns, stat.st_size)
@@ -84,19 +93,6 @@ class LocalSeries:
             raise malformed(station, exc, real) from None
         self.parsed[real] = (key, rows)
         return rows
-
-
-def s3_key(href: object, bucket: str) -> str | None:
-    """The key of `href` when it is `s3://<bucket>/<key>` in exactly `bucket`, the key without empty, `.` or `..`
-    segments; else None. The key is taken literally (S3 keys may hold `?` or `#`), never URL-decoded."""
-    if not isinstance(href, str) or not href.startswith("s3://"):
-        return None
-    name, _, key = href.removeprefix("s3://").partition("/")
-    if name != bucket or not key or any(segment in ("", ".", "..") for segment in key.split("/")):
-        return None
-    if any(ord(c) < 32 or c == "\\" for c in key):
-        return None
-    return key
 
 
 def s3_client(settings: TimeseriesSettings, timeout: float, attempts: int) -> Any:
@@ -131,6 +127,7 @@ class S3Series:
 
     def __init__(self, bucket: str, client: Any, max_bytes: int, ready_client: Any = None):
         self.bucket, self.client, self.max_bytes = bucket, client, max_bytes
+        self.allowed = AllowList(urls=[f"s3://{bucket}/"])
         self.ready_client = ready_client or client
         self.parsed: dict[str, tuple[str, list[Measurement]]] = {}
 
@@ -145,9 +142,7 @@ class S3Series:
         )
 
     def read(self, href: object, station: str) -> list[Measurement]:
-        key = s3_key(href, self.bucket)
-        if key is None:
-            raise outside(station)
+        key = allowed(self.allowed, href, station, "s3").bucket_key[1]
         cached = self.parsed.get(key)
         fetched = self._get(key, cached[0] if cached else None, station)
         if fetched is None:

@@ -84,12 +84,13 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     }
     template = (static / "index.html").read_text(encoding="utf-8")
     page = template.replace("{{STATIC}}", f"/static/{build}").replace("{{TITLE}}", settings.title)
+    services_by_name = {"web": "", **settings.services}
     config = {
         "title": settings.title,
         "build": build,
         "static": f"/static/{build}",
         # Same origin: the page reaches every service through the gateway it was loaded from.
-        "services": {"web": "", **settings.services},
+        "services": services_by_name,
         "matomo": matomo,
         "oidc": oidc,
         # What the operations console (admins) can draw: the observers the target deployed.
@@ -119,7 +120,7 @@ def create_app(settings: WebSettings | None = None) -> FastAPI:
     @app.get("/services.json", include_in_schema=False)
     async def services_json(q: str | None = Query(None, max_length=200)) -> Response:
         return JSONResponse(
-            services.catalog(config["services"], q),
+            services.catalog(services_by_name, q),
             media_type="application/geo+json",
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )

@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from eolake_kit import ServiceSettings
 from eolake_spec import manifests
@@ -23,11 +22,8 @@ NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 
 
 class WebSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="EOLAKE_WEB_", env_nested_delimiter="__", extra="ignore")
+    manifest = MANIFEST
 
-    service_name: str = MANIFEST.name
-    root_path: str = ""
-    port: int = MANIFEST.port
     title: str = "eolake"
     services: dict[str, str] = Field(
         default_factory=default_services,

@@ -176,7 +176,7 @@ def _downstream_wse(river: River) -> float:
     if river.downstream_wse is not None:
         return river.downstream_wse
     _, s = distance_and_chainage(GARONNE, np.array(river.course[-1][0]), np.array(river.course[-1][1]))
-    return mean_wse(GARONNE, float(s))
+    return float(mean_wse(GARONNE, float(s)))
 
 
 def mean_wse(river: River, chainage_km: float | np.ndarray) -> float | np.ndarray:

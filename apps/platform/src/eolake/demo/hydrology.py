@@ -91,8 +91,8 @@ def _fields() -> list[_Field]:
 def render(fields: list[_Field], day: date, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Water-surface elevation (float32, nodata outside water) and water extent (uint8 0/1) for one date."""
     anomaly = stage_anomaly(_overpass(day))
-    wse = np.full((SIZE, SIZE), WSE_NODATA, dtype=np.float64)
-    water = np.zeros((SIZE, SIZE), dtype=bool)
+    wse: np.ndarray = np.full((SIZE, SIZE), WSE_NODATA, dtype=np.float64)
+    water: np.ndarray = np.zeros((SIZE, SIZE), dtype=bool)
     for f in fields:  # Garonne last, so it wins at confluences
         rise = f.river.stage_amplitude * anomaly
         half_width = max(f.river.half_width + f.river.width_per_m * rise, 0.4 * f.river.half_width)
@@ -410,8 +410,8 @@ def generate_hydrology(dest: Path, offline: OfflineDemo | None = None) -> list[P
     fields = _fields()
     wse_items = []
     for day in RASTER_DATES:
-        kept_offline = offline is not None and day in OFFLINE_DATES
-        folder = (Path(offline.root).resolve() if kept_offline else dest) / "cog"
+        tier = offline if offline is not None and day in OFFLINE_DATES else None
+        folder = (Path(tier.root).resolve() if tier else dest) / "cog"
         wse, water = render(fields, day, rng)
         wse_path = folder / f"garonne-wse-{day:%Y-%m-%d}.tif"
         mask_path = folder / f"garonne-water-extent-{day:%Y-%m-%d}.tif"
@@ -420,7 +420,7 @@ def generate_hydrology(dest: Path, offline: OfflineDemo | None = None) -> list[P
         write_atomic(wse_path, wse_bytes)
         write_atomic(mask_path, mask_bytes)
         item = wse_item(day, str(wse_path), wse_bytes, wse, str(mask_path), mask_bytes)
-        wse_items.append(mark_offline(item, offline.retrieve_href) if kept_offline else item)
+        wse_items.append(mark_offline(item, tier.retrieve_href) if tier else item)
 
     station_items = []
     for station in STATIONS:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -106,7 +107,7 @@ class Backups:
 
     def _run(self, *args: str, timeout: float = 3600) -> str:
         owner = self.cluster.owner()
-        kwargs = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
+        kwargs: dict[str, Any] = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PGPASSWORD": self.cluster.password}
         cmd = [str(self.binary), f"--config={self.config}", f"--stanza={STANZA}", *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env, timeout=timeout, **kwargs)
@@ -128,7 +129,7 @@ class Backups:
     def sets(self) -> list[BackupSet]:
         """The backups in the repository, oldest first."""
         info = json.loads(self._run("--output=json", "info"))
-        stanza = next((s for s in info if s.get("name") == STANZA), {"backup": []})
+        stanza: dict[str, Any] = next((s for s in info if s.get("name") == STANZA), {"backup": []})
         return [
             BackupSet(
                 b["label"],

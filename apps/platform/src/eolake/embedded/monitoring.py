@@ -17,6 +17,7 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -73,6 +74,14 @@ def find_binary(name: str) -> str | None:
     return shutil.which(binary) or shutil.which(binary, path="/usr/bin")
 
 
+def installed_binary(name: str) -> str:
+    """The path of a binary the plan found installed (the components are only those it kept)."""
+    found = find_binary(name)
+    if found is None:
+        raise FileNotFoundError(f"{BINARIES[name][0]} is not installed")
+    return found
+
+
 def rule_files(monitoring_dir: Path = MONITORING_DIR) -> list[Path]:
     """Recording rules then alerts, sorted, absolute; the Kubernetes-only alerts left out."""
     files = []
@@ -106,7 +115,7 @@ def prometheus_config(
         static: dict = {"targets": [target.address] if isinstance(target.address, str) else list(target.address)}
         if target.labels:
             static["labels"] = dict(target.labels)
-        job = {"job_name": target.job, "metrics_path": target.metrics_path, "static_configs": [static]}
+        job: dict[str, Any] = {"job_name": target.job, "metrics_path": target.metrics_path, "static_configs": [static]}
         if target.labels:
             # The services label their own series (service="catalog"); keep those rather than renaming them
             # to exported_service. The target label still reaches `up` and the scrape's synthetic series.
@@ -151,7 +160,7 @@ class Monitoring:
             if urls is not None and job["static_configs"][0]["targets"] != (addresses := [_address(u) for u in urls]):
                 job["static_configs"][0]["targets"] = addresses
                 changed = True
-        if changed:
+        if changed and self.config_file is not None:
             tmp = self.config_file.with_suffix(".tmp")
             tmp.write_text(CONFIG_HEADER + yaml.safe_dump(self.config, sort_keys=False))
             os.replace(tmp, self.config_file)
@@ -239,7 +248,7 @@ def monitoring_components(
         result.skip(name, note, level)
     if not plan.prometheus:
         return result
-    prometheus_bin = find_binary(PROMETHEUS)
+    prometheus_bin = installed_binary(PROMETHEUS)
     components = result.components
     targets = [
         Target(
@@ -259,7 +268,7 @@ def monitoring_components(
         components.append(
             Component(
                 EXPORTER,
-                [find_binary(EXPORTER), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                [installed_binary(EXPORTER), f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
                 _env(DATA_SOURCE_NAME=f"{superuser_dsn}{separator}sslmode=disable"),
                 f"http://127.0.0.1:{port}",
                 "/",
@@ -287,7 +296,7 @@ def monitoring_components(
             Component(
                 ALERTMANAGER,
                 [
-                    find_binary(ALERTMANAGER),
+                    installed_binary(ALERTMANAGER),
                     f"--config.file={config_file}",
                     f"--storage.path={storage}",
                     f"--web.listen-address={alertmanager_address}",

@@ -22,7 +22,8 @@ MAX_BODY = 1 << 20  # Alertmanager batches alerts per group: a megabyte is thous
 
 def summary(receiver: str, payload: dict) -> dict:
     """The part of an Alertmanager webhook payload someone on call reads."""
-    alerts = payload.get("alerts") if isinstance(payload.get("alerts"), list) else []
+    listed = payload.get("alerts")
+    alerts = listed if isinstance(listed, list) else []
     return {
         "received_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "receiver": receiver,

@@ -11,6 +11,7 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -93,7 +94,7 @@ class PostgresCluster:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         owner = self.owner()
-        kwargs = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
+        kwargs: dict[str, Any] = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
         cmd = [str(self.bindir / args[0]), *args[1:]]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", **kwargs)
         if check and proc.returncode != 0:

@@ -41,6 +41,14 @@ import httpx
 
 from eolake.embedded.backup import BackupError, Backups, Schedule
 from eolake.embedded.broker import Broker, BrokerError
+from eolake.embedded.environment import (
+    StartError,
+    instance_name,
+    otlp_endpoint,
+    posted_reads,
+    service_env,
+    write_routes,
+)
 from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import (
@@ -52,9 +60,8 @@ from eolake.embedded.monitoring import (
     plan_monitoring,
 )
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
+from eolake.embedded.seed import ensure_api_keys, load_demo, load_thesauri
 from eolake.embedded.state import StateDir
-from eolake.paths import SHARED_DATA
-from eolake_kit.auth import create_api_key
 from eolake_kit.logs import configure_logging
 from eolake_spec import Platform, load_stack
 from eolake_spec.platform import Supervision
@@ -74,10 +81,6 @@ TRACE_STORE = "trace-store"
 BROKER = "rabbitmq"
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
-
-
-class StartError(RuntimeError):
-    pass
 
 
 @dataclass
@@ -201,60 +204,6 @@ def stop_leftovers(state: StateDir, timeout: float = 10.0) -> list[str]:
     return sorted(leftovers)
 
 
-def ensure_api_keys(state: StateDir) -> None:
-    """A local admin key and a demo user key, created once, kept (0600) in the state directory only."""
-    for role, name in (("admin", "local-admin"), ("user", "demo-user")):
-        key_file = state.key_file(role)
-        if not key_file.exists():
-            key = create_api_key(state.api_keys, name, role)
-            key_file.touch(mode=0o600)
-            key_file.write_text(key + "\n")
-
-
-def load_demo(storage: Path, dsn: str, marker: Path, offline: OfflineDemo | None = None) -> None:
-    """The generated hydrology (files under `storage`, a few in the `offline` tier) and the sample catalog, into
-    the database; `marker` records it was done."""
-    from eolake.demo import generate_hydrology
-    from eolake.ingest import ingest
-
-    sources = generate_hydrology(storage / "demo" / "hydrology", offline)
-    collections, naip = SHARED_DATA / "stac/pc-collections/collections.ndjson", SHARED_DATA / "stac/naip/items.ndjson"
-    if collections.exists() and naip.exists():
-        sources = [collections, *sources, naip]
-    else:
-        log.warning("sample data not found at %s: loading the generated hydrology demo only", SHARED_DATA)
-    report = ingest(sources, dsn)
-    log.info(
-        "demo data loaded",
-        extra={
-            "collections": report.collections_loaded,
-            "items": report.items_loaded,
-            "rejected": len(report.rejected),
-        },
-    )
-    marker.write_text(json.dumps({"collections": report.collections_loaded, "items": report.items_loaded}))
-
-
-def load_thesauri(state: StateDir) -> None:
-    """GEMET (en + fr) and INSPIRE themes into the thesaurus index, once: the service itself only reads it."""
-    from eolake_thesaurus.demo import load_demo_vocabularies
-
-    reports = load_demo_vocabularies(state.storage, SHARED_DATA / "thesauri")
-    if reports:
-        log.info("demo vocabularies loaded", extra={"vocabularies": [r.vocabulary for r in reports]})
-
-
-def instance_name(service: str, index: int) -> str:
-    return service if index == 1 else f"{service}.{index}"
-
-
-def otlp_endpoint(platform: Platform, observers: dict[str, str]) -> str | None:
-    """Where spans go: the stack's OTLP endpoint, else the embedded trace store (when it runs)."""
-    if platform.observability.otlp_endpoint or "traces" not in observers:
-        return platform.observability.otlp_endpoint
-    return f"{observers['traces']}/v1/traces"
-
-
 def trace_store_child(state: StateDir) -> Child:
     port = free_port()
     return Child(
@@ -266,50 +215,6 @@ def trace_store_child(state: StateDir) -> Child:
         "/healthz",
         liveness="/healthz",
     )
-
-
-def service_env(
-    platform: Platform,
-    state: StateDir,
-    dsn: str,
-    name: str,
-    gateway: str,
-    release: str,
-    observers: dict[str, str] | None = None,
-) -> dict:
-    """A service's environment. It reaches the services it calls through the gateway (`gateway`: its loopback
-    address), which knows their instances; `observers`: where Prometheus, Alertmanager and the trace store run."""
-    m = platform.manifest(name)
-    prefix = m.env_prefix
-    observers = observers or {}
-    env = {
-        **os.environ,
-        **platform.service_env(name, dict.fromkeys(platform.enabled_services, gateway), observers),
-        prefix + "AUTH__API_KEYS_FILE": str(state.api_keys),
-        prefix + "STORAGE_PATH": str(state.storage),
-        "EOLAKE_RELEASE": release,
-    }
-    if endpoint := otlp_endpoint(platform, observers):
-        env[prefix + "OTLP_ENDPOINT"] = endpoint
-    if "signing" in m.secrets:
-        env[prefix + "TOKEN_KEY"] = state.signing_key()
-    if m.database:
-        env[prefix + "DATABASE_URL"] = dsn
-    if m.storage == "write" and (offline := platform.storage.offline_dir(state.storage)):
-        env[prefix + "OFFLINE_PATH"] = str(offline)
-    if "amqp" in m.secrets:
-        env[prefix + "AMQP_URL"] = amqp_url(platform, state)
-    return env
-
-
-def amqp_url(platform: Platform, state: StateDir) -> str:
-    """The events broker: the embedded one (its port and password in the state directory), or the stack's."""
-    if platform.events.broker == "embedded":
-        return Broker(state.broker).url()
-    url = os.environ.get(platform.events.amqp_url_env)
-    if not url:
-        raise StartError(f"events.broker is external: set {platform.events.amqp_url_env} to the broker's amqp:// URL")
-    return url
 
 
 def broker_children(platform: Platform, state: StateDir) -> list[Child]:
@@ -452,14 +357,6 @@ def hung_detection_bound(supervision: Supervision) -> float:
     return period + supervision.liveness_failures * max(period, timeout + 2 * WATCH_SECONDS)
 
 
-def posted_reads(platform: Platform) -> dict[str, list[str]]:
-    """By path prefix, the routes whose POST is a read (the manifests' public routes): the gateway retries them."""
-    return {
-        platform.services[name].path: [r.path for r in platform.manifest(name).public_routes if r.method == "POST"]
-        for name in platform.enabled_services
-    }
-
-
 def gateway_child(platform: Platform, state: StateDir, port: int, observers: dict[str, str] | None = None) -> Child:
     env = {
         **os.environ,
@@ -482,12 +379,6 @@ def gateway_child(platform: Platform, state: StateDir, port: int, observers: dic
         memory_limit=GATEWAY_MEMORY_LIMIT,
         liveness="/-/healthz",
     )
-
-
-def write_routes(state: StateDir, routes: dict[str, list[str]]) -> None:
-    tmp = state.routes_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(routes, sort_keys=True))
-    os.replace(tmp, state.routes_file)  # whole or not at all: the gateway reads it any time
 
 
 def wait_ready(children: list[Child], deadline: float) -> None:
