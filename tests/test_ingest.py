@@ -313,3 +313,40 @@ def test_the_compiled_schema_refuses_what_the_models_refuse(naip_item, name):
 
     assert _item_problem(naip_item) is None
     assert _item_problem(_broken(naip_item, BROKEN_ITEMS[name])), name
+
+
+def test_rows_are_stored_as_pypgstac_stores_them_in_yearly_partitions(pg, naip_item, tmp_path):
+    """Own COPY writer: dehydrated content and geometry identical to pypgstac's loader's, partitions by year (UTC),
+    an item with a collection field and no collection link is valid, a reload rewrites no unchanged row."""
+    from pypgstac.db import PgstacDB
+    from pypgstac.load import Loader
+
+    collection = unique("ingest-yearly")
+    ingest([write_ndjson(tmp_path / "c.ndjson", [make_collection(collection)])], pg.dsn())
+    with psycopg.connect(pg.dsn()) as conn:
+        conn.execute("UPDATE pgstac.collections SET partition_trunc = 'year' WHERE id = %s", (collection,))
+    items = []
+    for item_id, when in (("y1", "2020-06-01T00:00:00Z"), ("y2", "2021-12-31T23:30:00-02:00")):
+        item = make_item(naip_item, item_id, collection)
+        item["properties"]["datetime"] = when
+        items.append(item)
+    source = write_ndjson(tmp_path / "items.ndjson", items)
+    assert ingest([source], pg.dsn()).items_loaded == 2
+
+    with PgstacDB(dsn=pg.dsn()) as db:
+        expected = {item["id"]: Loader(db).format_item(copy.deepcopy(item)) for item in items}
+    rows = query(
+        pg,
+        "SELECT id, content, encode(st_asewkb(geometry), 'hex'), tableoid::regclass::text FROM pgstac.items"
+        " WHERE collection = %s ORDER BY id",
+        collection,
+    )
+    for item_id, content, geometry, partition in rows:
+        assert content == json.loads(expected[item_id]["content"])
+        assert geometry.upper() == expected[item_id]["geometry"].upper()
+        assert partition.endswith(expected[item_id]["partition"].rsplit("_", 1)[-1] if item_id == "y1" else "_2022")
+
+    row_versions = "SELECT id, xmin::text FROM pgstac.items WHERE collection = %s ORDER BY id"
+    versions = query(pg, row_versions, collection)
+    assert ingest([source], pg.dsn()).items_loaded == 2
+    assert query(pg, row_versions, collection) == versions

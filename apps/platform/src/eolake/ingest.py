@@ -16,10 +16,12 @@ Policy: by default rejected records are skipped and reported and the valid ones 
 the writes of a strict load also share one transaction, so a database error leaves nothing behind either.
 
 Writing is an idempotent upsert: collections first (pgstac's `upsert_collection`), then items in batches of
-`batch_size` with pypgstac's Loader (`Methods.upsert`), each batch in one transaction, so a failing batch
-leaves nothing of itself behind and its items are reported. Loading the same ids again updates them. The
-Loader is used rather than pgstac's `upsert_items` SQL function because it is about 15 times faster (it
-dehydrates items in Python and COPYs them).
+`batch_size`, each batch in one transaction, so a failing batch leaves nothing of itself behind and its items are
+reported. Loading the same ids again updates the rows that changed and leaves the others untouched. Items are
+written as pypgstac's loader writes them (pgstac's SQL `upsert_items` is about 15 times slower): dehydrated
+against their collection's base item (hydraters, in Rust), COPYed into a staging table, the partition made or
+widened by pgstac's `check_partition`, inserted (the GeoJSON geometry converted by PostGIS), and the partition's
+statistics refreshed. While PostgreSQL writes one batch, the next is prepared.
 
 Links with a relation the API builds itself (self, root, parent, child, item(s), collection, queryables,
 next, prev) are dropped, local or remote: they point into the source (a static tree, another API), and the
@@ -38,20 +40,21 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+import hydraters
 import jsonschema_rs
 import orjson
 import psycopg
 import pystac.validation
-from psycopg.pq import TransactionStatus
 from pydantic import ValidationError
-from pypgstac.db import PgstacDB
-from pypgstac.load import Loader, Methods
 from pystac.utils import make_absolute_href
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -222,7 +225,7 @@ def _describe(exc: ValidationError, skip: str | None = None) -> str:
 @functools.cache
 def _item_schema() -> jsonschema_rs.Validator:
     """The STAC 1.1 Item JSON schema (pystac's copy, read offline), compiled: what a valid item looks like, checked in
-    Rust. It admits the STAC versions stac-pydantic admits (the schema itself names only 1.1.0)."""
+    Rust, as a loader reads it (`_loader_schema`)."""
 
     def local(uri: str) -> dict:
         if uri.startswith(GEOJSON_SCHEMAS):
@@ -232,22 +235,32 @@ def _item_schema() -> jsonschema_rs.Validator:
         raise ValueError(f"{uri}: not a schema eolake holds (schemas are never fetched)")
 
     schema = _schema_file(SCHEMAS / "stac-spec" / "v1.1.0" / "item.json")
-    return jsonschema_rs.validator_for(_any_stac_version(schema), retriever=local, validate_formats=True)
+    return jsonschema_rs.validator_for(_loader_schema(schema), retriever=local, validate_formats=True)
 
 
 def _schema_file(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _any_stac_version(node: Any) -> Any:
+def _loader_schema(node: Any) -> Any:
+    """The item schema with two rules a loader does not apply: `stac_version` may be any version (as stac-pydantic
+    admits; the schema names only 1.1.0), and a `collection` field needs no `collection` link (the rule is about
+    self-contained files; ingest drops such links anyway, the catalog builds its own)."""
     if isinstance(node, dict):
+        if _is_collection_link_rule(node):
+            return {"properties": {"collection": node["then"]["properties"]["collection"]}}
         return {
             key: {"type": "string"}
             if key == "stac_version" and isinstance(value, dict) and "const" in value
-            else _any_stac_version(value)
+            else _loader_schema(value)
             for key, value in node.items()
         }
-    return [_any_stac_version(value) for value in node] if isinstance(node, list) else node
+    return [_loader_schema(value) for value in node] if isinstance(node, list) else node
+
+
+def _is_collection_link_rule(node: dict) -> bool:
+    links = node.get("if", {}).get("properties", {}).get("links", {}) if isinstance(node.get("if"), dict) else {}
+    return "collection" in node.get("then", {}).get("required", []) and "contains" in links
 
 
 def _item_problem(obj: dict) -> str | None:
@@ -275,9 +288,7 @@ def _item_problem(obj: dict) -> str | None:
     return None
 
 
-def _instant(value: str) -> Any:
-    from datetime import datetime
-
+def _instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -403,15 +414,121 @@ def _ingest(
     return report
 
 
-class _OwnConnection(PgstacDB):
-    """PgstacDB over a connection we manage: its own connect() opens a pool that is never closed."""
-
-    def connect(self) -> psycopg.Connection:
-        return self.connection
-
-
 class _Refused(Exception):
     """Raised inside a strict load's transaction to roll all of it back."""
+
+
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS eolake_ingest_staging (
+    id text, collection text, datetime timestamptz, end_datetime timestamptz, geometry text, content jsonb,
+    private jsonb
+)
+"""
+# Unchanged rows are left as they are: no new row version, no index entries, nothing for VACUUM.
+UPSERT = """
+INSERT INTO {partition} AS t (id, collection, datetime, end_datetime, geometry, content, private)
+SELECT s.id, s.collection, s.datetime, s.end_datetime, st_geomfromgeojson(s.geometry), s.content, s.private
+FROM eolake_ingest_staging s
+ON CONFLICT (id) DO UPDATE SET
+    datetime = EXCLUDED.datetime, end_datetime = EXCLUDED.end_datetime, geometry = EXCLUDED.geometry,
+    collection = EXCLUDED.collection, content = EXCLUDED.content, private = EXCLUDED.private
+WHERE t IS DISTINCT FROM EXCLUDED
+"""
+
+
+@dataclass(frozen=True)
+class _Target:
+    """How a collection's items are stored: its base item (what dehydration leaves out) and partition period."""
+
+    base_item: dict
+    partition_trunc: str | None
+
+    def partition_key(self, start: str) -> str:
+        """Which of the collection's partitions an item starting at `start` goes to (its year or month in UTC)."""
+        if not self.partition_trunc:
+            return ""
+        return _instant(start).astimezone(UTC).strftime("%Y" if self.partition_trunc == "year" else "%Y-%m")
+
+
+@dataclass
+class _Group:
+    """The rows of one batch bound for one partition, as COPY text."""
+
+    collection: str
+    lines: list[bytes] = field(default_factory=list)
+
+
+def _copy_text(value: bytes) -> bytes:
+    """A JSON text as a COPY text field: orjson writes no tab, newline or carriage return, only backslashes need
+    doubling."""
+    return value.replace(b"\\", b"\\\\")
+
+
+def _row_groups(records: list[_Record], targets: dict[str, _Target]) -> list[_Group]:
+    """The items as pgstac stores them (dehydrated content, datetime range; the geometry as GeoJSON, converted by
+    PostGIS), grouped by partition."""
+    groups: dict[tuple[str, str], _Group] = {}
+    for record in records:
+        item = record.obj
+        item_id, collection, geometry = item["id"], item["collection"], item["geometry"]
+        target = targets[collection]
+        props = item["properties"]
+        start, end = props.get("start_datetime"), props.get("end_datetime")
+        if not (start and end):
+            start = end = props["datetime"]
+        content = hydraters.dehydrate(target.base_item, item)  # takes the item apart, nested objects too
+        record.obj = {"id": item_id, "collection": collection}  # what a rejection of its batch names
+        for key in ("id", "collection", "geometry", "pgstac:base_item"):
+            content.pop(key, None)
+        private = content.pop("private", None)
+        group = groups.setdefault((collection, target.partition_key(start)), _Group(collection))
+        group.lines.append(
+            b"\t".join(
+                (
+                    item_id.encode(),
+                    collection.encode(),
+                    start.encode(),
+                    end.encode(),
+                    _copy_text(orjson.dumps(geometry)),
+                    _copy_text(orjson.dumps(content)),
+                    b"\\N" if private is None else _copy_text(orjson.dumps(private)),
+                )
+            )
+            + b"\n"
+        )
+    return list(groups.values())
+
+
+def _targets(conn: psycopg.Connection, collections: set[str]) -> dict[str, _Target]:
+    rows = conn.execute(
+        "SELECT id, base_item, partition_trunc FROM collections WHERE id = ANY(%s)", (list(collections),)
+    ).fetchall()
+    return {cid: _Target(base_item, trunc) for cid, base_item, trunc in rows}
+
+
+def _write_group(conn: psycopg.Connection, group: _Group) -> str:
+    """Upsert one partition's rows: COPYed into a staging table, the partition made (or its constraints widened)
+    by pgstac's check_partition for their time range, then inserted, skipping those unchanged."""
+    conn.execute("TRUNCATE eolake_ingest_staging")
+    with conn.cursor().copy(
+        "COPY eolake_ingest_staging (id, collection, datetime, end_datetime, geometry, content, private) FROM STDIN"
+    ) as copy:
+        copy.write(b"".join(group.lines))
+    partition = conn.execute(
+        "SELECT check_partition(%s, tstzrange(min(datetime), max(datetime), '[]'),"
+        " tstzrange(min(end_datetime), max(end_datetime), '[]')) FROM eolake_ingest_staging",
+        (group.collection,),
+    ).fetchone()[0]
+    conn.execute(psycopg.sql.SQL("LOCK TABLE ONLY {} IN EXCLUSIVE MODE").format(psycopg.sql.Identifier(partition)))
+    conn.execute(psycopg.sql.SQL(UPSERT).format(partition=psycopg.sql.Identifier(partition)))
+    return partition
+
+
+def _write_batch(conn: psycopg.Connection, groups: list[_Group]) -> None:
+    for group in groups:
+        partition = _write_group(conn, group)
+        # The partition's extent, and the search cache's write counter of the collection (eolake_catalog.schema).
+        conn.execute("SELECT update_partition_stats_q(%s)", (partition,))
 
 
 def _write(
@@ -422,7 +539,6 @@ def _write(
     batch_size: int,
     progress: bool,
 ) -> None:
-    loader = Loader(_OwnConnection(connection=conn))
     bar = Progress(
         TextColumn("ingest"),
         BarColumn(),
@@ -431,22 +547,11 @@ def _write(
         console=Console(stderr=True),
         disable=not progress,
     )
+    conn.execute(STAGING)
     # Strict: one outer transaction, so each batch's transaction becomes a savepoint and a failure undoes all.
     try:
         with conn.transaction() if report.strict else nullcontext(), bar:
-            failed: set[str] = set()
-            for record in collections:
-                payload = orjson.dumps(record.obj).decode()
-                if _atomic(
-                    conn,
-                    report,
-                    [record],
-                    "collection",
-                    lambda p=payload: conn.execute("SELECT upsert_collection(%s::jsonb)", (p,)),
-                ):
-                    report.collections_loaded += 1
-                else:
-                    failed.add(record.obj["id"])
+            failed = _write_collections(conn, collections, report)
             pending = [r for r in items if r.obj["collection"] not in failed]
             report.rejected += [
                 r.reject(f"collection {r.obj['collection']!r} failed to load")
@@ -454,21 +559,60 @@ def _write(
                 if r.obj["collection"] in failed
             ]
             task = bar.add_task("items", total=len(pending))
-            for number, start in enumerate(range(0, len(pending), batch_size), start=1):
-                batch = pending[start : start + batch_size]
-                objs = [r.obj for r in batch]
-                if _atomic(
-                    conn,
-                    report,
-                    batch,
-                    f"batch {number}",
-                    lambda o=objs: loader.load_items(iter(o), insert_mode=Methods.upsert, chunksize=len(o)),
-                ):
-                    report.items_loaded += len(batch)
-                bar.advance(task, len(batch))
+            targets = _targets(conn, {r.obj["collection"] for r in pending})
+            _write_items(conn, pending, targets, report, batch_size, lambda n: bar.advance(task, n))
     except _Refused:
         report.refused = True
         report.collections_loaded = report.items_loaded = 0
+
+
+def _write_collections(conn: psycopg.Connection, collections: list[_Record], report: IngestReport) -> set[str]:
+    """Upsert the collections one by one; returns the ids of those the database refused."""
+    failed: set[str] = set()
+    for record in collections:
+        payload = orjson.dumps(record.obj).decode()
+        if _atomic(
+            conn,
+            report,
+            [record],
+            "collection",
+            lambda p=payload: conn.execute("SELECT upsert_collection(%s::jsonb)", (p,)),
+        ):
+            report.collections_loaded += 1
+        else:
+            failed.add(record.obj["id"])
+    return failed
+
+
+def _write_items(
+    conn: psycopg.Connection,
+    items: list[_Record],
+    targets: dict[str, _Target],
+    report: IngestReport,
+    batch_size: int,
+    advance: Callable[[int], None],
+) -> None:
+    """Each batch in its own transaction. While the database writes one batch (a thread waiting on it, without the
+    GIL), this thread prepares the next: Python's work and PostgreSQL's overlap on two cores."""
+    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
+        in_flight: tuple[int, list[_Record], Future] | None = None
+        for number, batch in enumerate(batches, start=1):
+            groups = _row_groups(batch, targets)
+            if in_flight:
+                _settle(report, *in_flight, advance)
+            write = partial(_write_batch, conn, groups)
+            in_flight = (number, batch, writer.submit(_atomic, conn, report, batch, f"batch {number}", write))
+        if in_flight:
+            _settle(report, *in_flight, advance)
+
+
+def _settle(
+    report: IngestReport, number: int, batch: list[_Record], done: Future, advance: Callable[[int], None]
+) -> None:
+    if done.result():  # re-raises what stops the load (a lock not granted, a strict load refused)
+        report.items_loaded += len(batch)
+    advance(len(batch))
 
 
 def _atomic(
@@ -478,14 +622,10 @@ def _atomic(
     try:
         with conn.transaction():
             write()
-            # pypgstac logs some errors instead of raising them, leaving the transaction aborted.
-            if conn.info.transaction_status == TransactionStatus.INERROR:
-                raise psycopg.errors.InFailedSqlTransaction("transaction aborted by an earlier error")
         return True
     except psycopg.errors.LockNotAvailable:
         raise  # not the data's fault: the whole load stops (batches already written stay, upserts are idempotent)
-    # pypgstac raises plain Exception for data it cannot convert (geometry, datetimes).
-    except Exception as exc:  # noqa: BLE001
+    except psycopg.Error as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         report.rejected.extend(record.reject(f"database refused {what}: {reason}") for record in records)
         if report.strict:
