@@ -350,3 +350,22 @@ def test_rows_are_stored_as_pypgstac_stores_them_in_yearly_partitions(pg, naip_i
     versions = query(pg, row_versions, collection)
     assert ingest([source], pg.dsn()).items_loaded == 2
     assert query(pg, row_versions, collection) == versions
+
+
+def test_streamed_batches_wait_for_a_later_collection_and_strict_undoes_written_ones(pg, naip_item, tmp_path):
+    """Batches are written while later records are still read: items read before their collection wait for it, and
+    a strict load rejected by its last line leaves nothing of the batches written before."""
+    collection = unique("ingest-stream")
+    items = [make_item(naip_item, f"s{n}", collection) for n in range(5)]
+    source = write_ndjson(tmp_path / "items-first.ndjson", [*items, make_collection(collection)])
+    report = ingest([source], pg.dsn(), batch_size=2)
+    assert report.rejected == [] and (report.collections_loaded, report.items_loaded) == (1, 5)
+    assert item_ids(pg, collection) == {f"s{n}" for n in range(5)}
+
+    strict_collection = unique("ingest-stream-strict")
+    lines = [make_collection(strict_collection), *(make_item(naip_item, f"t{n}", strict_collection) for n in range(5))]
+    source = write_ndjson(tmp_path / "strict.ndjson", [*lines, '{"type": "Feature", "id": '])
+    report = ingest([source], pg.dsn(), batch_size=2, strict=True)
+    assert report.refused and [r.line for r in report.rejected] == [7]
+    assert item_ids(pg, strict_collection) == set()
+    assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", strict_collection) == [(0,)]

@@ -5,28 +5,31 @@ an Item, a FeatureCollection/ItemCollection, or a static catalog root: a Catalog
 `child`/`item` links are followed, relative hrefs resolved from the linking file, never over the network);
 directories (their top-level .json/.ndjson files, sorted). A file reached twice is read once.
 
-Everything is read and validated before anything is written. Rejected: unparsable JSON; objects that are not a
-valid STAC Item or Collection (stac-pydantic models); missing ids or ids with characters that break API URLs
+Every record is validated: items against the STAC 1.1 Item JSON schema compiled in Rust (stac-pydantic words the
+reason of a refusal), collections with stac-pydantic. Rejected: unparsable JSON; objects that are not a valid STAC
+Item or Collection; missing ids or ids with characters that break API URLs
 (`/ ? # : \\`, whitespace, control characters); items without a geometry (pgstac needs one); items whose
 collection is neither in the database nor valid in this load; a second item with the same (collection, id) in
 one load, and a second, different collection with the same id (identical copies are merged).
 
 Policy: by default rejected records are skipped and reported and the valid ones are loaded. With
-`strict=True`, any rejection refuses the whole load: nothing is written and the report has `refused=True`;
-the writes of a strict load also share one transaction, so a database error leaves nothing behind either.
+`strict=True`, any rejection refuses the whole load: the writes of a strict load share one transaction, rolled back
+at the first database error or once the records are all checked if any was rejected, so nothing of it is ever
+visible, and the report has `refused=True`.
 
-Writing is an idempotent upsert: collections first (pgstac's `upsert_collection`), then items in batches of
-`batch_size`, each batch in one transaction, so a failing batch leaves nothing of itself behind and its items are
-reported. Loading the same ids again updates the rows that changed and leaves the others untouched. Items are
-written as pypgstac's loader writes them (pgstac's SQL `upsert_items` is about 15 times slower): dehydrated
-against their collection's base item (hydraters, in Rust), COPYed into a staging table, the partition made or
-widened by pgstac's `check_partition`, inserted (the GeoJSON geometry converted by PostGIS), and the partition's
-statistics refreshed. While PostgreSQL writes one batch, the next is prepared.
+The load is streamed (`_Load`): records are checked as they are read and items written in batches while the next
+ones are read. Writing is an idempotent upsert: each collection (pgstac's `upsert_collection`) before the first
+batch holding its items, items in batches of `batch_size`, each batch in one transaction, so a failing batch
+leaves nothing of itself behind and its items are reported. Loading the same ids again updates the rows that
+changed and leaves the others untouched. Items are written as pypgstac's loader writes them (pgstac's SQL
+`upsert_items` is about 15 times slower): dehydrated against their collection's base item (hydraters, in Rust),
+COPYed into a staging table, the partition made or widened by pgstac's `check_partition`, inserted (the GeoJSON
+geometry converted by PostGIS), and the partition's statistics refreshed.
 
 Links with a relation the API builds itself (self, root, parent, child, item(s), collection, queryables,
 next, prev) are dropped, local or remote: they point into the source (a static tree, another API), and the
-catalog makes its own. Other links (license, via, describedby…) are kept. Records are held in memory between the
-validation and the write (fine for a few hundred thousand items; larger loads should be split).
+catalog makes its own. Other links (license, via, describedby…) are kept. Only a batch, the items waiting for a
+collection not read yet and the (collection, id) pairs seen are held in memory.
 
 The collections written get the indexed queryables their summaries call for (eolake_catalog.schema), once their
 items are in.
@@ -40,7 +43,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -130,6 +133,7 @@ class _Reader:
     def __init__(self, report: IngestReport) -> None:
         self.report = report
         self.seen: set[Path] = set()
+        self.expected = 0  # records announced so far (lines of the files read): the progress bar's total
 
     def read(self, sources: Sequence[Path]) -> Iterator[_Record]:
         for source in map(Path, sources):
@@ -151,6 +155,7 @@ class _Reader:
             data = path.read_bytes()
         except OSError as exc:
             raise IngestError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        self.expected += data.count(b"\n") + 1 if path.suffix in NDJSON_SUFFIXES else 1
         if path.suffix in NDJSON_SUFFIXES:
             for number, raw in enumerate(data.splitlines(), start=1):
                 if raw.strip():
@@ -326,11 +331,6 @@ def _strip_api_links(obj: dict) -> dict:
     return obj
 
 
-def _existing_collections(conn: psycopg.Connection, ids: set[str]) -> set[str]:
-    rows = conn.execute("SELECT id FROM collections WHERE id = ANY(%s)", (list(ids),)).fetchall()
-    return {row[0] for row in rows}
-
-
 def ingest(
     sources: Sequence[Path],
     dsn: str,
@@ -366,52 +366,165 @@ def _ingest(
 ) -> IngestReport:
     started = time.perf_counter()
     report = IngestReport(strict=strict)
-    collections: dict[str, _Record] = {}
-    items: dict[tuple[str, str], _Record] = {}
-    for record in _Reader(report).read(sources):
-        if reason := _check(record, report.warnings):
-            report.rejected.append(record.reject(reason))
-            continue
-        obj = _strip_api_links(record.obj)
-        if obj["type"] == "Collection":
-            first = collections.setdefault(obj["id"], record)
-            if first is not record and first.obj != obj:
-                report.rejected.append(
-                    record.reject(
-                        f"duplicate collection id {obj['id']!r}, different from {first.reject('').location()}"
-                    )
-                )
-        else:
-            first = items.setdefault((obj["collection"], obj["id"]), record)
-            if first is not record:
-                report.rejected.append(
-                    record.reject(
-                        f"duplicate item id {obj['id']!r} in collection {obj['collection']!r}, "
-                        f"first seen at {first.reject('').location()}"
-                    )
-                )
-
+    reader = _Reader(report)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("SET search_path TO pgstac, public")  # pypgstac's Loader names pgstac objects unqualified
+        conn.execute("SET search_path TO pgstac, public")  # pgstac's objects, unqualified
         # A lock held elsewhere (a long transaction, a stuck backend) fails the load instead of hanging it.
         conn.execute(
             psycopg.sql.SQL("SET lock_timeout = {}").format(psycopg.sql.Literal(f"{round(lock_seconds * 1000)}ms"))
         )
-        needed = {collection for collection, _ in items} - set(collections)
-        known = set(collections) | _existing_collections(conn, needed)
-        for key, record in list(items.items()):
-            if key[0] not in known:
-                reason = f"collection {key[0]!r} is not in the database or this load"
-                report.rejected.append(record.reject(reason))
-                del items[key]
-        if strict and report.rejected:
+        conn.execute(STAGING)
+        load = _Load(conn, report, batch_size, lambda: reader.expected)
+        # Strict: one outer transaction, so each batch's transaction becomes a savepoint and a rejection undoes all.
+        try:
+            with conn.transaction() if strict else nullcontext(), _progress_bar(progress) as bar, load.writing(bar):
+                for record in reader.read(sources):
+                    load.add(record)
+                load.finish()
+        except _Refused:
             report.refused = True
-        else:
-            _write(conn, list(collections.values()), list(items.values()), report, batch_size, progress)
+            report.collections_loaded = report.items_loaded = 0
     if report.collections_loaded:  # after the commit: their items are in, each index is built in one pass
-        index_collections(dsn, collections)
+        index_collections(dsn, load.collections)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _progress_bar(shown: bool) -> Progress:
+    return Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not shown,
+    )
+
+
+class _Load:
+    """One load, streamed: records are checked as they are read, items gathered into batches and each full batch
+    written while the next is read (a thread waits on PostgreSQL, without the GIL, while this one parses and
+    validates: Python's work and the database's overlap on two cores).
+
+    A collection is written before the first batch holding its items; items whose collection is neither in the
+    database nor read yet wait for the end of the load (it may come later). A strict load stops writing at its
+    first rejection and keeps checking, to report every rejection; its outer transaction is then rolled back."""
+
+    def __init__(
+        self, conn: psycopg.Connection, report: IngestReport, batch_size: int, expected: Callable[[], int]
+    ) -> None:
+        self.conn, self.report, self.batch_size, self.expected = conn, report, batch_size, expected
+        self.collections: dict[str, _Record] = {}  # read in this load
+        self.written: set[str] = set()  # collections of this load written
+        self.failed: set[str] = set()  # collections of this load the database refused
+        self.in_database: dict[str, bool] = {}
+        self.targets: dict[str, _Target] = {}
+        self.seen: dict[tuple[str, str], str] = {}  # (collection, id) -> where it was first read
+        self.batch: list[_Record] = []
+        self.waiting: dict[str, list[_Record]] = {}  # by collection: not known yet
+        self.batches = self.done = 0
+        self.in_flight: tuple[list[_Record], Future] | None = None
+
+    @contextmanager
+    def writing(self, bar: Progress) -> Iterator[None]:
+        self.bar, self.task = bar, bar.add_task("items", total=None)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as self.writer:
+            try:
+                yield
+            finally:
+                if self.in_flight:  # an error stops the load: the batch under way ends before the connection does
+                    wait([self.in_flight[1]])
+
+    def add(self, record: _Record) -> None:
+        if reason := _check(record, self.report.warnings):
+            self.report.rejected.append(record.reject(reason))
+            return
+        obj = _strip_api_links(record.obj)
+        if obj["type"] == "Collection":
+            self._add_collection(record)
+            return
+        key = (obj["collection"], obj["id"])
+        if first := self.seen.get(key):
+            reason = f"duplicate item id {key[1]!r} in collection {key[0]!r}, first seen at {first}"
+            self.report.rejected.append(record.reject(reason))
+            return
+        self.seen[key] = record.reject("").location()
+        if key[0] in self.collections or self._in_database(key[0]):
+            self.batch.append(record)
+            if len(self.batch) >= self.batch_size:
+                self._flush()
+        else:
+            self.waiting.setdefault(key[0], []).append(record)
+
+    def finish(self) -> None:
+        for collection, records in self.waiting.items():
+            if collection in self.collections:
+                self.batch += records
+            else:
+                reason = f"collection {collection!r} is not in the database or this load"
+                self.report.rejected += [record.reject(reason) for record in records]
+        self.waiting = {}
+        while self.batch:
+            self._flush()
+        self._settle()
+        if self.report.strict and self.report.rejected:
+            raise _Refused
+        self._write_collections(set(self.collections) - self.written)
+        self.bar.update(self.task, total=self.done, completed=self.done)
+
+    def _add_collection(self, record: _Record) -> None:
+        first = self.collections.setdefault(record.obj["id"], record)
+        if first is not record and first.obj != record.obj:
+            reason = f"duplicate collection id {record.obj['id']!r}, different from {first.reject('').location()}"
+            self.report.rejected.append(record.reject(reason))
+
+    def _in_database(self, collection: str) -> bool:
+        if collection not in self.in_database:
+            self._settle()  # the connection is the writer's while a batch is under way
+            found = self.conn.execute("SELECT 1 FROM collections WHERE id = %s", (collection,)).fetchone()
+            self.in_database[collection] = found is not None
+        return self.in_database[collection]
+
+    def _flush(self) -> None:
+        batch, self.batch = self.batch[: self.batch_size], self.batch[self.batch_size :]
+        if self.report.strict and self.report.rejected:
+            return  # refused already: nothing more to write, the checks go on
+        needed = {r.obj["collection"] for r in batch}
+        if unready := needed - self.targets.keys():
+            self._settle()
+            self._write_collections(unready & (self.collections.keys() - self.written))
+            self.targets |= _targets(self.conn, unready - self.failed)
+        refused = [r for r in batch if r.obj["collection"] in self.failed]
+        self.report.rejected += [r.reject(f"collection {r.obj['collection']!r} failed to load") for r in refused]
+        batch = [r for r in batch if r.obj["collection"] not in self.failed]
+        groups = _row_groups(batch, self.targets)
+        self._settle()
+        self.batches += 1
+        write = partial(_write_batch, self.conn, groups)
+        job = self.writer.submit(_atomic, self.conn, self.report, batch, f"batch {self.batches}", write)
+        self.in_flight = (batch, job)
+
+    def _settle(self) -> None:
+        if not self.in_flight:
+            return
+        batch, job = self.in_flight
+        self.in_flight = None
+        if job.result():  # re-raises what stops the load (a lock not granted, a strict load refused)
+            self.report.items_loaded += len(batch)
+        self.done += len(batch)
+        self.bar.update(self.task, total=max(self.expected(), self.done), completed=self.done)
+
+    def _write_collections(self, ids: set[str]) -> None:
+        """Upsert these collections of the load, in the order read, each in its own transaction."""
+        for cid in [cid for cid in self.collections if cid in ids]:
+            record = self.collections[cid]
+            payload = orjson.dumps(record.obj).decode()
+            write = partial(self.conn.execute, "SELECT upsert_collection(%s::jsonb)", (payload,))
+            if _atomic(self.conn, self.report, [record], "collection", write):
+                self.report.collections_loaded += 1
+            else:
+                self.failed.add(cid)
+            self.written.add(cid)
 
 
 class _Refused(Exception):
@@ -529,90 +642,6 @@ def _write_batch(conn: psycopg.Connection, groups: list[_Group]) -> None:
         partition = _write_group(conn, group)
         # The partition's extent, and the search cache's write counter of the collection (eolake_catalog.schema).
         conn.execute("SELECT update_partition_stats_q(%s)", (partition,))
-
-
-def _write(
-    conn: psycopg.Connection,
-    collections: list[_Record],
-    items: list[_Record],
-    report: IngestReport,
-    batch_size: int,
-    progress: bool,
-) -> None:
-    bar = Progress(
-        TextColumn("ingest"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not progress,
-    )
-    conn.execute(STAGING)
-    # Strict: one outer transaction, so each batch's transaction becomes a savepoint and a failure undoes all.
-    try:
-        with conn.transaction() if report.strict else nullcontext(), bar:
-            failed = _write_collections(conn, collections, report)
-            pending = [r for r in items if r.obj["collection"] not in failed]
-            report.rejected += [
-                r.reject(f"collection {r.obj['collection']!r} failed to load")
-                for r in items
-                if r.obj["collection"] in failed
-            ]
-            task = bar.add_task("items", total=len(pending))
-            targets = _targets(conn, {r.obj["collection"] for r in pending})
-            _write_items(conn, pending, targets, report, batch_size, lambda n: bar.advance(task, n))
-    except _Refused:
-        report.refused = True
-        report.collections_loaded = report.items_loaded = 0
-
-
-def _write_collections(conn: psycopg.Connection, collections: list[_Record], report: IngestReport) -> set[str]:
-    """Upsert the collections one by one; returns the ids of those the database refused."""
-    failed: set[str] = set()
-    for record in collections:
-        payload = orjson.dumps(record.obj).decode()
-        if _atomic(
-            conn,
-            report,
-            [record],
-            "collection",
-            lambda p=payload: conn.execute("SELECT upsert_collection(%s::jsonb)", (p,)),
-        ):
-            report.collections_loaded += 1
-        else:
-            failed.add(record.obj["id"])
-    return failed
-
-
-def _write_items(
-    conn: psycopg.Connection,
-    items: list[_Record],
-    targets: dict[str, _Target],
-    report: IngestReport,
-    batch_size: int,
-    advance: Callable[[int], None],
-) -> None:
-    """Each batch in its own transaction. While the database writes one batch (a thread waiting on it, without the
-    GIL), this thread prepares the next: Python's work and PostgreSQL's overlap on two cores."""
-    batches = [items[start : start + batch_size] for start in range(0, len(items), batch_size)]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer") as writer:
-        in_flight: tuple[int, list[_Record], Future] | None = None
-        for number, batch in enumerate(batches, start=1):
-            groups = _row_groups(batch, targets)
-            if in_flight:
-                _settle(report, *in_flight, advance)
-            write = partial(_write_batch, conn, groups)
-            in_flight = (number, batch, writer.submit(_atomic, conn, report, batch, f"batch {number}", write))
-        if in_flight:
-            _settle(report, *in_flight, advance)
-
-
-def _settle(
-    report: IngestReport, number: int, batch: list[_Record], done: Future, advance: Callable[[int], None]
-) -> None:
-    if done.result():  # re-raises what stops the load (a lock not granted, a strict load refused)
-        report.items_loaded += len(batch)
-    advance(len(batch))
 
 
 def _atomic(
