@@ -41,7 +41,6 @@ import httpx
 
 from eolake.embedded.backup import BackupError, Backups, Schedule
 from eolake.embedded.broker import Broker, BrokerError
-from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import (
     ALERTMANAGER,
@@ -52,9 +51,8 @@ from eolake.embedded.monitoring import (
     plan_monitoring,
 )
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
-from eolake.embedded.state import StateDir
+from eolake.embedded.state import ROUTES_RELOAD_SECONDS, StateDir
 from eolake.paths import SHARED_DATA
-from eolake_kit.auth import create_api_key
 from eolake_kit.logs import configure_logging
 from eolake_spec import Platform, load_stack
 from eolake_spec.platform import Supervision
@@ -69,7 +67,7 @@ BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base back
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 WATCH_SECONDS = 0.5
 DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
-DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
+DRAIN_SECONDS = 5 * ROUTES_RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
 TRACE_STORE = "trace-store"
 BROKER = "rabbitmq"
 PR_SET_PDEATHSIG = 1
@@ -206,6 +204,8 @@ def ensure_api_keys(state: StateDir) -> None:
     for role, name in (("admin", "local-admin"), ("user", "demo-user")):
         key_file = state.key_file(role)
         if not key_file.exists():
+            from eolake_kit.auth import create_api_key  # FastAPI underneath: only on the first start
+
             key = create_api_key(state.api_keys, name, role)
             key_file.touch(mode=0o600)
             key_file.write_text(key + "\n")
