@@ -313,3 +313,59 @@ def test_the_compiled_schema_refuses_what_the_models_refuse(naip_item, name):
 
     assert _item_problem(naip_item) is None
     assert _item_problem(_broken(naip_item, BROKEN_ITEMS[name])), name
+
+
+def test_rows_are_stored_as_pypgstac_stores_them_in_yearly_partitions(pg, naip_item, tmp_path):
+    """Own COPY writer: dehydrated content and geometry identical to pypgstac's loader's, partitions by year (UTC),
+    an item with a collection field and no collection link is valid, a reload rewrites no unchanged row."""
+    from pypgstac.db import PgstacDB
+    from pypgstac.load import Loader
+
+    collection = unique("ingest-yearly")
+    ingest([write_ndjson(tmp_path / "c.ndjson", [make_collection(collection)])], pg.dsn())
+    with psycopg.connect(pg.dsn()) as conn:
+        conn.execute("UPDATE pgstac.collections SET partition_trunc = 'year' WHERE id = %s", (collection,))
+    items = []
+    for item_id, when in (("y1", "2020-06-01T00:00:00Z"), ("y2", "2021-12-31T23:30:00-02:00")):
+        item = make_item(naip_item, item_id, collection)
+        item["properties"]["datetime"] = when
+        items.append(item)
+    source = write_ndjson(tmp_path / "items.ndjson", items)
+    assert ingest([source], pg.dsn()).items_loaded == 2
+
+    with PgstacDB(dsn=pg.dsn()) as db:
+        expected = {item["id"]: Loader(db).format_item(copy.deepcopy(item)) for item in items}
+    rows = query(
+        pg,
+        "SELECT id, content, encode(st_asewkb(geometry), 'hex'), tableoid::regclass::text FROM pgstac.items"
+        " WHERE collection = %s ORDER BY id",
+        collection,
+    )
+    for item_id, content, geometry, partition in rows:
+        assert content == json.loads(expected[item_id]["content"])
+        assert geometry.upper() == expected[item_id]["geometry"].upper()
+        assert partition.endswith(expected[item_id]["partition"].rsplit("_", 1)[-1] if item_id == "y1" else "_2022")
+
+    row_versions = "SELECT id, xmin::text FROM pgstac.items WHERE collection = %s ORDER BY id"
+    versions = query(pg, row_versions, collection)
+    assert ingest([source], pg.dsn()).items_loaded == 2
+    assert query(pg, row_versions, collection) == versions
+
+
+def test_streamed_batches_wait_for_a_later_collection_and_strict_undoes_written_ones(pg, naip_item, tmp_path):
+    """Batches are written while later records are still read: items read before their collection wait for it, and
+    a strict load rejected by its last line leaves nothing of the batches written before."""
+    collection = unique("ingest-stream")
+    items = [make_item(naip_item, f"s{n}", collection) for n in range(5)]
+    source = write_ndjson(tmp_path / "items-first.ndjson", [*items, make_collection(collection)])
+    report = ingest([source], pg.dsn(), batch_size=2)
+    assert report.rejected == [] and (report.collections_loaded, report.items_loaded) == (1, 5)
+    assert item_ids(pg, collection) == {f"s{n}" for n in range(5)}
+
+    strict_collection = unique("ingest-stream-strict")
+    lines = [make_collection(strict_collection), *(make_item(naip_item, f"t{n}", strict_collection) for n in range(5))]
+    source = write_ndjson(tmp_path / "strict.ndjson", [*lines, '{"type": "Feature", "id": '])
+    report = ingest([source], pg.dsn(), batch_size=2, strict=True)
+    assert report.refused and [r.line for r in report.rejected] == [7]
+    assert item_ids(pg, strict_collection) == set()
+    assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", strict_collection) == [(0,)]

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from eolake_thesaurus.dictionary import import_dictionary
-from eolake_thesaurus.settings import index_path
-from eolake_thesaurus.store import ImportReport, import_file, is_empty
+from eolake_thesaurus.store import ImportReport, import_file, index_path, is_empty
 
 DEMO = [
     ("gemet-en.rdf", "gemet", "GEMET - GEneral Multilingual Environmental Thesaurus"),

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from eolake_kit import ServiceSettings
 from eolake_thesaurus.manifest import MANIFEST
+from eolake_thesaurus.store import index_path
 
 
 class ThesaurusSettings(ServiceSettings):
@@ -19,7 +20,3 @@ class ThesaurusSettings(ServiceSettings):
     @property
     def index_path(self) -> Path:
         return self.index_file or index_path(self.storage_path)
-
-
-def index_path(storage: Path) -> Path:
-    return Path(storage) / "thesaurus" / "index.sqlite"

@@ -52,6 +52,12 @@ CREATE TABLE IF NOT EXISTS notes (
 """
 
 
+def index_path(storage: Path) -> Path:
+    """Where the index of a platform's storage lives (here, beside the store: the supervisor finds it without
+    importing the service)."""
+    return Path(storage) / "thesaurus" / "index.sqlite"
+
+
 class RdfImportError(ValueError):
     """A file that cannot be imported; the message names the file and, for syntax errors, the position."""
 

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from eolake.embedded.state import ROUTES_RELOAD_SECONDS
 from eolake_kit.bounds import BoundsMiddleware
 from eolake_kit.health import metrics_response
 from eolake_kit.logs import configure_logging, request_id
@@ -64,7 +65,7 @@ REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate", "x-for
 log = logging.getLogger("eolake.gateway")
 CONTROL = re.compile(r"[\x00-\x1f\x7f]|%[01][0-9a-f]|%7f", re.I)  # raw or percent-escaped
 DEFAULT_LIMITS = Limits(body_bytes=64 * 1024 * 1024, request_seconds=70)
-RELOAD_SECONDS = 0.2  # how often the routes file is looked at: what a drain waits for, at least
+RELOAD_SECONDS = ROUTES_RELOAD_SECONDS
 SUSPECT_SECONDS = 5.0  # an instance that refused a connection is tried last for this long
 READS = {"GET", "HEAD", "OPTIONS"}
 UNAVAILABLE_RETRY_SECONDS = "2"

@@ -37,6 +37,30 @@ END $$;
 EXPAND_ONLY_TRIGGERS = {"eolake_expand_only_drop": "sql_drop", "eolake_expand_only_alter": "ddl_command_start"}
 
 
+MIGRATION_STAMP = "eolake migrated from "
+
+
+def migration_inputs() -> str:
+    """A digest of what `migrate()` applies: the pgstac version pypgstac installs, this module (the database's own
+    rules and roles) and the source of every installed service that has migrations (its whole package: the SQL may
+    live beside the migration step). Any change, and the next start migrates again."""
+    import hashlib
+    import importlib.util
+
+    from pypgstac import __version__ as pgstac_version
+
+    from eolake_spec import manifests
+
+    digest = hashlib.sha256(pgstac_version.encode())
+    files = [Path(__file__)]
+    for m in sorted(manifests().values(), key=lambda m: m.name):
+        if m.schema and (spec := importlib.util.find_spec(m.schema.split(".")[0])) and spec.origin:
+            files += sorted(Path(spec.origin).parent.rglob("*.py")) + sorted(Path(spec.origin).parent.rglob("*.sql"))
+    for path in files:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 class PostgresError(RuntimeError):
     pass
 
@@ -245,6 +269,30 @@ class PostgresCluster:
         self._ensure_app_role()
         self._migrate_services(self.dsn())
         return version
+
+    def migrate_when_changed(self) -> str | None:
+        """`migrate()` unless this database was last migrated from exactly what is installed now (the stamp the
+        database keeps, `migration_inputs()`); returns the pgstac version, None when nothing needed doing. A database
+        restored from an older backup carries its older stamp, so it is migrated."""
+        inputs = migration_inputs()
+        if (self.root / "app-password").exists() and self._migration_stamp() == inputs:
+            return None
+        version = self.migrate()
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(
+                psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    psycopg.sql.Identifier(DATABASE), psycopg.sql.Literal(MIGRATION_STAMP + inputs)
+                )
+            )
+        return version
+
+    def _migration_stamp(self) -> str | None:
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+        comment = row[0] if row else None
+        return comment.removeprefix(MIGRATION_STAMP) if comment and comment.startswith(MIGRATION_STAMP) else None
 
     def migrate_rolling(self) -> str:
         """Migrate while the running version serves; returns the pgstac version.

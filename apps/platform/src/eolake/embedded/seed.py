@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from eolake.embedded.state import StateDir
 from eolake.paths import SHARED_DATA
-from eolake_kit.auth import create_api_key
 
 if TYPE_CHECKING:
     from eolake.demo import OfflineDemo
@@ -23,6 +22,8 @@ def ensure_api_keys(state: StateDir) -> None:
     for role, name in (("admin", "local-admin"), ("user", "demo-user")):
         key_file = state.key_file(role)
         if not key_file.exists():
+            from eolake_kit.auth import create_api_key  # FastAPI underneath: only on the first start
+
             key = create_api_key(state.api_keys, name, role)
             key_file.touch(mode=0o600)
             key_file.write_text(key + "\n")

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+ROUTES_RELOAD_SECONDS = 0.2  # how often the gateway looks at the routes file: what a drain waits for, at least
+
 
 @dataclass(frozen=True)
 class StateDir:

@@ -49,7 +49,6 @@ from eolake.embedded.environment import (
     service_env,
     write_routes,
 )
-from eolake.embedded.gateway import RELOAD_SECONDS
 from eolake.embedded.limits import MemoryLimits
 from eolake.embedded.monitoring import (
     ALERTMANAGER,
@@ -61,7 +60,7 @@ from eolake.embedded.monitoring import (
 )
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
 from eolake.embedded.seed import ensure_api_keys, load_demo, load_thesauri
-from eolake.embedded.state import StateDir
+from eolake.embedded.state import ROUTES_RELOAD_SECONDS, StateDir
 from eolake_kit.logs import configure_logging
 from eolake_spec import Platform, load_stack
 from eolake_spec.platform import Supervision
@@ -76,7 +75,7 @@ BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base back
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 WATCH_SECONDS = 0.5
 DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
-DRAIN_SECONDS = 5 * RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
+DRAIN_SECONDS = 5 * ROUTES_RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
 TRACE_STORE = "trace-store"
 BROKER = "rabbitmq"
 PR_SET_PDEATHSIG = 1
@@ -521,18 +520,9 @@ class Supervisor:
         return OfflineDemo(offline / "demo" / "hydrology", href)
 
     def _start(self) -> None:
-        # port None: the port of last time if free, else a free one
-        self.cluster.start(self.platform.database.port, self._database_settings())
-        self.database_started = True
-        backup_metrics = self._prepare_backups()
-        self.cluster.migrate()
-        self.cluster.bound_app_role(self.platform.limits.postgres_options())
-        ensure_api_keys(self.state)
-        if not self.state.demo_marker.exists():
-            load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
-        if "thesaurus" in self.platform.enabled_services:
-            load_thesauri(self.state)
-        port = self.platform.base_url.port or 80
+        """Each component as soon as what it needs is there: the broker and the trace store need nothing and start
+        first (the broker is the slowest to answer), PostgreSQL meanwhile; then the migrations (skipped when
+        nothing changed), the demo data (first start) and the rest."""
         try:
             plan = plan_monitoring(self.platform)
         except MonitoringError as exc:
@@ -540,6 +530,11 @@ class Supervisor:
         # No OTLP endpoint in the stack: the spans go to a local trace store, which the console reads.
         traces = [] if self.platform.observability.otlp_endpoint else [trace_store_child(self.state)]
         brokers = broker_children(self.platform, self.state)  # before the services: their environment names it
+        self.limits = MemoryLimits.detect(f"eolake-{os.getpid()}")
+        log.info("memory bounds by %s", self.limits.mechanism)
+        self._launch([*brokers, *traces])
+        log.info("broker and trace store started", extra={"phase": "independent children started"})
+        backup_metrics = self._prepare_database()
         observers = plan.observers() | ({"traces": traces[0].upstream} if traces else {})
         services = service_children(
             self.platform, self.state, self.cluster.app_dsn(), release=self.release, observers=observers
@@ -547,7 +542,7 @@ class Supervisor:
         for child in services:
             child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
         write_routes(self.state, gateway_routes(self.platform, services))
-        gateway = gateway_child(self.platform, self.state, port, observers)
+        gateway = gateway_child(self.platform, self.state, self.platform.base_url.port or 80, observers)
         try:
             self.monitoring = monitoring_components(
                 self.platform,
@@ -564,17 +559,40 @@ class Supervisor:
             Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
             for m in self.monitoring.components
         ]
-        self.children = [*brokers, *traces, *services, gateway, *observing]  # stopped in the reverse order
-        self.limits = MemoryLimits.detect(f"eolake-{os.getpid()}")
-        log.info("memory bounds by %s", self.limits.mechanism)
-        for child in self.children:
-            child.start(self.limits)
-        record_children(self.state, self.children)
+        self._launch([*services, gateway, *observing])  # stopped in the reverse order of self.children
+        log.info("every child started", extra={"phase": "all children started"})
         self._runtime("starting")
         wait_ready(self.children, time.monotonic() + READY_TIMEOUT)
         for child in self.children:
             child.state = "serving"
         self._publish()
+
+    def _launch(self, children: list[Child]) -> None:
+        self.children += children
+        for child in children:
+            child.start(self.limits)
+        record_children(self.state, self.children)
+
+    def _prepare_database(self) -> str | None:
+        """PostgreSQL started, migrated when something changed, the demo data loaded on the first start; returns
+        the backups' metrics address (None without backups)."""
+        # port None: the port of last time if free, else a free one
+        self.cluster.start(self.platform.database.port, self._database_settings())
+        self.database_started = True
+        log.info("database started", extra={"phase": "database started"})
+        backup_metrics = self._prepare_backups()
+        migrated = self.cluster.migrate_when_changed()
+        log.info(
+            "migrations applied" if migrated else "migrations unchanged, skipped", extra={"phase": "database migrated"}
+        )
+        self.cluster.bound_app_role(self.platform.limits.postgres_options())
+        ensure_api_keys(self.state)
+        if not self.state.demo_marker.exists():
+            load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
+        if "thesaurus" in self.platform.enabled_services:
+            load_thesauri(self.state)
+        log.info("demo data in place", extra={"phase": "demo data checked"})
+        return backup_metrics
 
     def _database_settings(self) -> dict[str, str] | None:
         return self.backups.archive_settings() if self.backups else None
