@@ -129,6 +129,25 @@ def test_expansion_in_some_languages_and_without_word_fallback(client):
     problem(client.get("/expand", params={"q": "flood", "languages": "en;fr"}), 400)
 
 
+def test_related_concepts_are_added_only_when_asked_with_their_preferred_labels(client):
+    asked = {"q": "sécheresse", "languages": "en,fr"}
+    plain = client.get("/expand", params=asked).json()
+    assert {c["relation"] for c in plain["concepts"]} <= {"match", "narrower"} and "soil moisture" not in plain["terms"]
+    body = client.get("/expand", params={**asked, "related": "true"}).json()
+    related = {c["prefLabel"]: c for c in body["concepts"] if c["relation"] == "related"}
+    assert {"soil moisture", "precipitation"} <= set(related), sorted(related)
+    assert related["soil moisture"]["via"] == "urn:eolake:eo:drought"  # the matched concept it is related to
+    assert related["soil moisture"]["labels"] == ["soil moisture", "humidité du sol"]  # preferred labels only
+    matched = {c["uri"] for c in body["concepts"] if c["relation"] == "match"}
+    assert not matched & {c["uri"] for c in related.values()}  # a concept reached otherwise is not repeated
+    batch = client.get("/expand/batch", params={**asked, "related": "true"}).json()["results"][0]
+    assert (
+        batch["concepts"]
+        == client.get("/expand", params={**asked, "related": "true", "words": "false"}).json()["concepts"]
+    )
+    problem(client.get("/expand", params={**asked, "related": "perhaps"}), 400)
+
+
 def test_batch_expansion_answers_each_text_exactly_in_order(client):
     body = client.get(
         "/expand/batch",

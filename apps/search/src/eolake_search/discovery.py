@@ -118,6 +118,7 @@ class Found:
     records: list[dict]
     scores: dict[str, float]
     facets: dict
+    index: Index | None = None  # the index searched
 
 
 def properties(record: dict) -> dict:
@@ -168,7 +169,7 @@ def find(index: Index, query: Query | None, cql=None, sortby: list[tuple[str, bo
         for key, descending in reversed(sortby):
             ranked.sort(key=lambda rs, k=key: str(rs[0].get(k) or "").lower(), reverse=descending)
     records = [r for r, _ in ranked]
-    return Found(records, {r["id"]: s for r, s in ranked}, facets(records))
+    return Found(records, {r["id"]: s for r, s in ranked}, facets(records), index)
 
 
 def facets(records: list[dict], top: int = 20) -> dict:
