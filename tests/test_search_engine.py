@@ -228,6 +228,9 @@ def test_python_client_and_cli_take_free_text(engine, capsys):
         assert cli.main(["datasets", "--q", "aerosols", "--limit", "3"]) == 0
         out, err = capsys.readouterr()
         assert len(out.splitlines()) == 3 and "matched" in err
+        assert cli.main(["search", "--federated", "--q", "hydrologie", "--lang", "fr", "--limit", "5"]) == 0
+        printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(printed) == 5 and {p["collection"] for p in printed} == {"floods"}  # items, found in French
         assert cli.main(["search", "--q", "hydrologie"]) != 0
         assert "--federated" in capsys.readouterr().err
 

@@ -417,3 +417,18 @@ def test_prepared_index_is_served_from_a_read_only_mount(thesaurus_storage, shar
     ready, status, found = json.loads(served.stdout.strip().splitlines()[-1])
     assert (ready, status) == (200, 200), found
     assert [r["uri"] for r in found["result"]] == [HYDROGRAPHY]
+
+
+def test_a_filled_index_gets_what_a_newer_packaged_vocabulary_adds(tmp_path):
+    from eolake_thesaurus.demo import EO_VOCABULARY, load_demo_vocabularies
+
+    shipped = EO_VOCABULARY[0].read_text(encoding="utf-8")
+    older = tmp_path / "eo-variables.ttl"
+    older.write_text(shipped.split("# --- related concepts")[0], encoding="utf-8")  # a version without the links
+    import_file(index_path(tmp_path), older, "eo")
+    links = "SELECT count(*) FROM relations WHERE vocab = 'eo' AND rel = 'related'"
+    assert sqlite3.connect(index_path(tmp_path)).execute(links).fetchone()[0] == 0
+    (added,) = load_demo_vocabularies(tmp_path, tmp_path / "no-thesauri")
+    assert added.vocabulary == "eo" and added.added["relations"] > 0 and added.added["concepts"] == 0
+    assert sqlite3.connect(index_path(tmp_path)).execute(links).fetchone()[0] == added.added["relations"]
+    assert load_demo_vocabularies(tmp_path, tmp_path / "no-thesauri") == []  # up to date: nothing written
