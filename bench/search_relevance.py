@@ -4,8 +4,8 @@ A measurement, not a test: nothing is asserted. The judged queries (bench/search
 
 - eolake: `GET {--eolake}/search/collections?q=...&limit=10` (a running platform's gateway; skipped without it);
 - eolake-app: the same request to the search service's app in this process (`create_app` with the local stack's
-  providers, through an ASGI test client: no gateway, no socket to the search service), its catalog and thesaurus
-  reached through --eolake; the in-process latency of a search with its thesaurus lookup;
+  providers, called through ASGI on this thread's event loop: no gateway, no socket to the search service), its
+  catalog and thesaurus reached through --eolake; the in-process latency of a search with its thesaurus lookup;
 - eodag: `EODataAccessGateway().guess_collection(free_text=q)` in-process (EODAG 4's own dataset search);
 - pgstac: stock stac-fastapi-pgstac (`uvicorn stac_fastapi.pgstac.app:create_app --factory`, every setting its
   default) over a private PostgreSQL+pgstac cluster holding the same corpus as STAC collections,
@@ -23,6 +23,7 @@ Usage: python bench/search_relevance.py [--eolake URL] [--targets eolake,eodag,p
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hashlib
 import json
@@ -176,10 +177,10 @@ def http_search(client: httpx.Client, url: str) -> Callable[[str], list[str]]:
 
 def search_app(stack: contextlib.ExitStack, platform: str, workdir: Path) -> Callable[[str], list[str]]:
     """The search service's app in this process, configured as the local stack configures it (its providers and
-    priorities), reaching the running platform's catalog and thesaurus through its public URL; no rate limit."""
+    priorities), reaching the running platform's catalog and thesaurus through its public URL; no rate limit. It
+    runs on an event loop of this thread, called through ASGI: no socket, no thread between the bench and it."""
     from eolake_search.app import create_app
     from eolake_search.settings import SearchSettings
-    from fastapi.testclient import TestClient
 
     from eolake_spec import load_stack
 
@@ -191,8 +192,22 @@ def search_app(stack: contextlib.ExitStack, platform: str, workdir: Path) -> Cal
         providers=json.loads(env["EOLAKE_SEARCH_PROVIDERS"]),
         priorities=json.loads(env.get("EOLAKE_SEARCH_PRIORITIES") or "{}"),
     )
-    client = stack.enter_context(TestClient(create_app(settings), base_url=platform.rstrip("/")))
-    return http_search(client, "/search/collections")
+    app = create_app(settings)
+    loop = asyncio.new_event_loop()
+    stack.callback(loop.close)
+    lifespan = app.router.lifespan_context(app)
+    loop.run_until_complete(lifespan.__aenter__())
+    stack.callback(lambda: loop.run_until_complete(lifespan.__aexit__(None, None, None)))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=platform.rstrip("/"))
+    stack.callback(lambda: loop.run_until_complete(client.aclose()))
+
+    def search(q: str) -> list[str]:
+        r = loop.run_until_complete(client.get("/search/collections", params={"q": q, "limit": K}))
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}: {r.text[:120]}")
+        return [c.get("id") for c in r.json().get("collections", [])]
+
+    return search
 
 
 def eodag_gateway(workdir: Path):
