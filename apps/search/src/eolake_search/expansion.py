@@ -118,9 +118,11 @@ async def expand(
     timeout: float,
     max_terms: int,
     languages: list[str] | None = None,
+    related: bool = True,
 ) -> Expansion:
     """The whole query and each of its words (in the forms vocabularies write) looked up in one request; a word's
-    concepts become its alternatives, a concept named by the whole query its equivalents."""
+    concepts become its alternatives, a concept named by the whole query its equivalents; without `related`, the
+    concepts only related to those are left out (a search that ORs every term, unranked, would drown in them)."""
     query = Query.parse(text)
     whole = " ".join(text.split())
     # the whole query as typed and in the singular ("zones urbaines" is the concept "zone urbaine")
@@ -152,6 +154,7 @@ async def expand(
             for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
             for t in texts
             for c in answers[t].get("concepts") or []
+            if related or c.get("relation") != "related"
         }.values()
     )
     found.covers = dict(parts)
