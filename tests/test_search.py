@@ -303,6 +303,8 @@ def test_expansion_finds_narrower_and_translated_terms(search):
     french = search.get("/search/search", params={"q": "inondation", "lang": "fr", "providers": "alpha,beta"}).json()
     assert [f["id"] for f in french["features"]] == ["x-flooding"]
     assert "flooding" in french["expansion"]["terms"]
+    # every term is ORed into the providers' filters: concepts only related (rain, water level) are not asked
+    assert {c["relation"] for c in french["expansion"]["concepts"]} <= {"match", "narrower"}
     off = search.get("/search/search", params={"q": "inondation", "expand": "false", "providers": "alpha,beta"}).json()
     assert off["features"] == [] and off["expansion"]["applied"] is False
 

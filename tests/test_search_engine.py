@@ -7,6 +7,7 @@ import json
 import string
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from eolake_search.app import create_app
 from eolake_search.engine import stem
@@ -14,7 +15,12 @@ from eolake_search.settings import ProviderConfig, SearchSettings
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from test_search import ALPHA, catalogs, databases, free_port, problem, thesaurus  # noqa: F401 (fixtures)
+
+from servers import served
 
 EODAG = ["cop_dataspace", "cop_marine", "cop_cds", "cop_ads", "eumetsat_ds", "wekeo_main", "dedl", "usgs"]
 
@@ -222,6 +228,9 @@ def test_python_client_and_cli_take_free_text(engine, capsys):
         assert cli.main(["datasets", "--q", "aerosols", "--limit", "3"]) == 0
         out, err = capsys.readouterr()
         assert len(out.splitlines()) == 3 and "matched" in err
+        assert cli.main(["search", "--federated", "--q", "hydrologie", "--lang", "fr", "--limit", "5"]) == 0
+        printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert len(printed) == 5 and {p["collection"] for p in printed} == {"floods"}  # items, found in French
         assert cli.main(["search", "--q", "hydrologie"]) != 0
         assert "--federated" in capsys.readouterr().err
 
@@ -360,3 +369,82 @@ def test_a_very_long_query_is_looked_up_in_several_requests_and_still_expanded(e
     assert [len(b) for b in batches([f"w{i}" for i in range(100)])] == [64, 36]  # the thesaurus's bound per request
     answer = found(engine, q=q, limit=3)
     assert answer["expansion"]["applied"], answer["expansion"]
+
+
+def test_a_processing_level_is_one_token_that_the_plain_word_level_does_not_meet():
+    from eolake_search.engine import Index, Query
+
+    index = Index(
+        [
+            record("gauge", "River water level", "Daily water levels at gauging stations."),
+            record("olci", "Sentinel-3 OLCI Level-2 water full resolution", "Water-leaving reflectance."),
+            record("s2", "Sentinel-2 Level-2A", "Bottom-of-atmosphere reflectance from Level-1C."),
+            record("s5p", "Sentinel-5P L2 methane", "Total column methane."),
+        ]
+    )
+    assert [r["id"] for r, _ in index.rank(Query.parse("level"))] == ["gauge"]
+    for typed in ("Level-2A", "level 2A", "niveau 2A", "L2A"):
+        assert [r["id"] for r, _ in index.rank(Query.parse(typed))] == ["s2"], typed
+    assert {r["id"] for r, _ in index.rank(Query.parse("Level-2"))} == {"olci", "s2", "s5p"}  # L2A is a Level-2
+    assert {r["id"] for r, _ in index.rank(Query.parse("L1C"))} == {"s2"}
+    assert [r["id"] for r, _ in index.rank(Query.parse("2"))] == ["s2"]  # the 2 of Sentinel-2; "L2" is not a "2"
+
+
+def test_related_concepts_count_once_at_the_lowest_weight():
+    from eolake_search.engine import Index, Query
+
+    index = Index(
+        [
+            record("drought", "Drought monitor"),
+            record("ssm", "Surface soil moisture"),
+            record("many", "Land reanalysis", "Precipitation, evaporation and soil moisture, among others."),
+            record("sst", "Sea surface temperature"),
+        ]
+    )
+    query = Query.parse("sécheresse")
+    query.alternatives = {"sécheresse": ["drought"]}
+    query.related = [["soil moisture", "humidité du sol"], ["precipitation"], ["evaporation"]]
+    ranked = [(r["id"], score) for r, score in index.rank(query)]
+    assert ranked[0][0] == "drought" and {i for i, _ in ranked[1:]} == {"ssm", "many"}
+    # each the best of one related concept: mentioning three in passing is not more
+    assert ranked[1][1] == ranked[2][1] < ranked[0][1] / 5
+
+
+def test_a_need_met_through_related_concepts_finds_them_and_says_why(engine):
+    answer = found(engine, q="sécheresse", limit=20)
+    expansion = answer["expansion"]
+    related = {c["prefLabel"]: c for c in expansion["concepts"] if c["relation"] == "related"}
+    assert related["soil moisture"]["why"] == "related to 'drought'" and expansion["why"]["related"]
+    assert "soil moisture" in expansion["terms"]
+    assert {"METOP_SOMO12", "METOP_SOMO25"} <= set(ids(answer))  # soil moisture: how droughts are watched
+    plain = found(engine, q="sécheresse", depth=0, limit=20)  # the named concepts only
+    assert not [c for c in plain["expansion"]["concepts"] if c["relation"] == "related"]
+    assert "METOP_SOMO12" not in ids(plain)
+
+
+def test_the_next_page_reuses_the_search_and_a_recovered_thesaurus_expands_again(catalogs, thesaurus, tmp_path):  # noqa: F811
+    calls: list[str] = []
+    state = {"down": True}
+
+    async def forward(request):
+        calls.append(request.url.path)
+        if state["down"]:
+            return JSONResponse({"detail": "down"}, status_code=503)
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"{thesaurus}{request.url.path}?{request.url.query}")  # every q of a batch
+        return Response(r.content, r.status_code, media_type="application/json")
+
+    flaky = Starlette(routes=[Route("/{path:path}", forward)])
+    with served(flaky) as url, TestClient(create_app(search_settings(catalogs["alpha"], url, tmp_path))) as client:
+        first = found(client, q="ocean salinity", limit=5)
+        assert first["expansion"]["applied"] is False  # down: unexpanded, and not kept
+        state["down"] = False
+        expanded = found(client, q="ocean salinity", limit=5)
+        assert expanded["expansion"]["applied"], (expanded["expansion"], calls)
+        assert expanded["numberMatched"] >= first["numberMatched"]
+        asked = len(calls)
+        following = client.get(next(link["href"] for link in expanded["links"] if link["rel"] == "next"))
+        second = following.json()
+        assert len(calls) == asked  # the next page: the same search, not asked of the thesaurus again
+        assert second["numberMatched"] == expanded["numberMatched"] and second["expansion"] == expanded["expansion"]
+        assert not set(ids(expanded)) & set(ids(second))

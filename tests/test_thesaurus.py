@@ -129,6 +129,25 @@ def test_expansion_in_some_languages_and_without_word_fallback(client):
     problem(client.get("/expand", params={"q": "flood", "languages": "en;fr"}), 400)
 
 
+def test_related_concepts_are_added_only_when_asked_with_their_preferred_labels(client):
+    asked = {"q": "sécheresse", "languages": "en,fr"}
+    plain = client.get("/expand", params=asked).json()
+    assert {c["relation"] for c in plain["concepts"]} <= {"match", "narrower"} and "soil moisture" not in plain["terms"]
+    body = client.get("/expand", params={**asked, "related": "true"}).json()
+    related = {c["prefLabel"]: c for c in body["concepts"] if c["relation"] == "related"}
+    assert {"soil moisture", "precipitation"} <= set(related), sorted(related)
+    assert related["soil moisture"]["via"] == "urn:eolake:eo:drought"  # the matched concept it is related to
+    assert related["soil moisture"]["labels"] == ["soil moisture", "humidité du sol"]  # preferred labels only
+    matched = {c["uri"] for c in body["concepts"] if c["relation"] == "match"}
+    assert not matched & {c["uri"] for c in related.values()}  # a concept reached otherwise is not repeated
+    batch = client.get("/expand/batch", params={**asked, "related": "true"}).json()["results"][0]
+    assert (
+        batch["concepts"]
+        == client.get("/expand", params={**asked, "related": "true", "words": "false"}).json()["concepts"]
+    )
+    problem(client.get("/expand", params={**asked, "related": "perhaps"}), 400)
+
+
 def test_batch_expansion_answers_each_text_exactly_in_order(client):
     body = client.get(
         "/expand/batch",
@@ -398,3 +417,18 @@ def test_prepared_index_is_served_from_a_read_only_mount(thesaurus_storage, shar
     ready, status, found = json.loads(served.stdout.strip().splitlines()[-1])
     assert (ready, status) == (200, 200), found
     assert [r["uri"] for r in found["result"]] == [HYDROGRAPHY]
+
+
+def test_a_filled_index_gets_what_a_newer_packaged_vocabulary_adds(tmp_path):
+    from eolake_thesaurus.demo import EO_VOCABULARY, load_demo_vocabularies
+
+    shipped = EO_VOCABULARY[0].read_text(encoding="utf-8")
+    older = tmp_path / "eo-variables.ttl"
+    older.write_text(shipped.split("# --- related concepts")[0], encoding="utf-8")  # a version without the links
+    import_file(index_path(tmp_path), older, "eo")
+    links = "SELECT count(*) FROM relations WHERE vocab = 'eo' AND rel = 'related'"
+    assert sqlite3.connect(index_path(tmp_path)).execute(links).fetchone()[0] == 0
+    (added,) = load_demo_vocabularies(tmp_path, tmp_path / "no-thesauri")
+    assert added.vocabulary == "eo" and added.added["relations"] > 0 and added.added["concepts"] == 0
+    assert sqlite3.connect(index_path(tmp_path)).execute(links).fetchone()[0] == added.added["relations"]
+    assert load_demo_vocabularies(tmp_path, tmp_path / "no-thesauri") == []  # up to date: nothing written

@@ -212,6 +212,8 @@ def test_dataset_search_suggests_explains_and_narrows_by_facets(web_platform, br
     assert "drought" in expansion.text.lower(), expansion.text  # the English concept searched, shown
     expansion.find_element(By.TAG_NAME, "summary").click()
     assert "named by" in expansion.find_element(By.CSS_SELECTOR, "ul.why").text
+    related = expansion.find_element(By.CSS_SELECTOR, "ul.why li.related").text.lower()
+    assert "soil moisture" in related and "related to" in related, related  # the drought's related needs, said why
     assert browser.find_elements(By.CSS_SELECTOR, "#coll-list li")  # English datasets, found in French
 
     matched = int(browser.find_element(By.ID, "coll-status").get_attribute("data-matched"))

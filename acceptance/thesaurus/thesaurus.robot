@@ -71,6 +71,16 @@ Batch Expansion Answers Each Text Exactly
     List Should Contain Value    ${resp.json()}[results][0][terms]    flooding
     Should Be Empty    ${resp.json()}[results][1][concepts]
 
+Related Concepts Only When Asked
+    [Tags]    demo
+    Require Demo Data
+    ${plain}=    GET JSON    /expand    params=q=drought&languages=en,fr
+    List Should Not Contain Value    ${plain.json()}[terms]    soil moisture
+    ${resp}=    GET JSON    /expand    params=q=drought&related=true&languages=en,fr
+    List Should Contain Value    ${resp.json()}[terms]    soil moisture
+    ${relations}=    Evaluate    sorted({c['relation'] for c in $resp.json()['concepts']})
+    List Should Contain Value    ${relations}    related
+
 Unknown Concept And Vocabulary Are 404 Problems
     [Tags]    errors
     ${resp}=    GET JSON    /rest/v1/no-such-vocabulary/topConcepts    expected_status=404

@@ -119,6 +119,7 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             settings.thesaurus_timeout_seconds,
             settings.max_expanded_terms,
             settings.catalog_languages,
+            related=False,  # each term is ORed into the providers' filters: related concepts would drown the items
         )
         # Capped: each term becomes clauses of the providers' filters, which have their own bounds.
         terms = list(dict.fromkeys([*q, *found.terms]))[: max(len(q), settings.max_expanded_terms)]

@@ -6,9 +6,11 @@ Handlers parse, call discovery/expansion, answer.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+from cachetools import TTLCache
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -26,6 +28,8 @@ COLLECTION_CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.1/collection-search#fields",
     "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/simple-query",
 ]
+# answers reused (next pages, the same search again); the thesaurus's answers are kept as long (expansion.LOOKUPS)
+ANSWERS_KEPT, ANSWERS_SECONDS = 256, 300
 COLLECTION_KEYS = {
     "q",
     "filter",
@@ -108,6 +112,13 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
         return query, report
 
     app.state.text_query = text_query
+    answers = Answers()
+
+    async def searched(params: dict, query_id: str, cql, sortby):
+        index = await app.state.catalog.current()
+        return await answers.answer(
+            index, (app.state.catalog.version, query_id), lambda: text_query(params), cql, sortby
+        )
 
     @app.get(
         "/collections",
@@ -126,8 +137,7 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
         box = parse_bbox(params["bbox"]) if params.get("bbox") else None
         query_id = fingerprint({k: v for k, v in params.items() if k not in ("token", "limit", "fields", "facets")})
         offset = _offset(params.get("token"), token_key, query_id)
-        query, expansion = await text_query(params)
-        found = discovery.find(await app.state.catalog.current(), query, cql, sortby)
+        query, expansion, found = await searched(params, query_id, cql, sortby)
         records = [r for r in found.records if box is None or overlaps(r, box)]
         page = records[offset : offset + limit]
         out = [
@@ -176,6 +186,26 @@ def install(app: FastAPI, settings, token_key: bytes, parse_cql2, parse_bbox, co
         answer = {"q": q, "suggestions": [*concepts, *datasets][:limit]}
         if notice:
             answer["notice"] = notice
+        return answer
+
+
+class Answers:
+    """Searches answered lately: the query, its expansion report and every record it found, reused for the next
+    page of the same search (and the same search asked again) while the catalog's index is the same one. An answer
+    searched without the thesaurus because it was down is not kept."""
+
+    def __init__(self, kept: int = ANSWERS_KEPT, seconds: float = ANSWERS_SECONDS):
+        self.kept: TTLCache = TTLCache(maxsize=kept, ttl=seconds)
+
+    async def answer(
+        self, index, key: tuple, text_query: Callable[[], Awaitable[tuple]], cql, sortby
+    ) -> tuple[TextQuery | None, dict | None, discovery.Found]:
+        if (kept := self.kept.get(key)) is not None and kept[2].index is index:
+            return kept
+        query, expansion = await text_query()
+        answer = (query, expansion, discovery.find(index, query, cql, sortby))
+        if expansion is None or expansion.get("applied") or expansion.get("reason") == "expand=false":
+            self.kept[key] = answer
         return answer
 
 

@@ -120,6 +120,7 @@ class Found:
     records: list[dict]
     scores: dict[str, float]
     facets: dict
+    index: Index | None = None  # the index searched
 
 
 def properties(record: dict) -> dict:
@@ -170,7 +171,7 @@ def find(index: Index, query: Query | None, cql=None, sortby: list[tuple[str, bo
         for key, descending in reversed(sortby):
             ranked.sort(key=partial(_sort_text, key), reverse=descending)
     records = [r for r, _ in ranked]
-    return Found(records, {r["id"]: s for r, s in ranked}, facets(records))
+    return Found(records, {r["id"]: s for r, s in ranked}, facets(records), index)
 
 
 def _sort_text(key: str, ranked: tuple[dict[str, Any], float]) -> str:

@@ -44,6 +44,9 @@ PHRASE = re.compile(r'"([^"]*)"')
 # A word matched only through its translations or synonyms earns this share of the credit of the word itself, and
 # half its relevance; narrower concepts add relevance only.
 EXPANDED_CREDIT, EXPANDED_RELEVANCE, NARROWER_WEIGHT = 0.6, 0.5, 0.25
+# related concepts (skos:related: soil moisture for drought) weigh less than narrower ones
+RELATED_WEIGHT = 0.15
+MAX_COMPOUND = 200  # FTS5 expressions in one statement (SQLite allows 500 SELECTs in a compound one)
 COGNATE_MIN = 5
 # French endings and the English ones of the same learned words (folded): "humidité" -> "humidity", "urbaines" ->
 # "urban", "numérique" -> "numeric(al)", "topographie" -> "topography", "altimètre" -> "altimeter", "annuel" ->
@@ -70,16 +73,26 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+# A processing level ("Level-2", "level 1C", "niveau 2A", "L2A") is one token, "l2" or "l2a", so that the plain word
+# "level" ("water level", "sea level") does not meet every processing-level title; a sub-level ("l2a") is also
+# indexed as its level ("l2"), and neither is split into "l" and "2" (which would meet the 2 of "Sentinel-2")
+PROCESSING_LEVEL = re.compile(r"\b(?:level|niveau)[\s_-]?([0-4])([a-z]{0,2})\b", re.IGNORECASE)
+LEVEL_TOKEN = re.compile(r"l[0-4][a-z]{0,2}")
+
+
 def words(text: str) -> list[str]:
-    return WORD.findall(text.lower().replace("_", " "))
+    return WORD.findall(PROCESSING_LEVEL.sub(r"l\1\2", text.lower().replace("_", " ")))
 
 
 def indexed_words(text: str) -> list[str]:
     """Words as indexed: a word joining letters and digits is followed by its parts, so that "SENTINEL2" is
-    found by "Sentinel-2" and "sentinel 2" as well as by "sentinel2"."""
+    found by "Sentinel-2" and "sentinel 2" as well as by "sentinel2"; a processing level by its level."""
     out = []
     for word in words(text):
         out.append(word)
+        if LEVEL_TOKEN.fullmatch(word):
+            out += [word[:2]] if len(word) > 2 else []
+            continue
         parts = DIGITS.findall(word)
         if len(parts) > 1:
             out += parts
@@ -106,7 +119,7 @@ def _quote(token: str) -> str:
 class Query:
     """What a free-text query asks: single words (each one must match, ideally), quoted phrases, and the
     thesaurus's terms, each a phrase: `alternatives` per word (labels of the concepts that word names),
-    `equivalents` of the whole query (labels of a concept named by all of it), `narrower` concepts."""
+    `equivalents` of the whole query (labels of a concept named by all of it), `narrower` and `related` concepts."""
 
     words: list[str] = field(default_factory=list)
     phrases: list[list[str]] = field(default_factory=list)
@@ -115,6 +128,7 @@ class Query:
     equivalents: list[str] = field(default_factory=list)
     parts: list[tuple[list[str], list[str]]] = field(default_factory=list)  # (query words, labels standing for them)
     narrower: list[str] = field(default_factory=list)
+    related: list[list[str]] = field(default_factory=list)  # per related concept, its labels
 
     @classmethod
     def parse(cls, text: str) -> Query:
@@ -220,53 +234,89 @@ class Index:
         )
         self.records.append(record)
 
-    def _scores(self, expression: str) -> dict[int, tuple[float, bool]]:
-        """rowid -> (BM25 relevance (higher is better) of one FTS5 expression, whether it matched outside the
-        description), in one statement."""
-        sql = (
-            f"SELECT rowid, -bm25(docs, {self.weights}), bm25(docs, {self.naming_weights}) < 0 FROM docs "
+    def _scores(self, expressions: list[str]) -> list[dict[int, tuple[float, bool]]]:
+        """Per FTS5 expression: rowid -> (BM25 relevance (higher is better), whether it matched outside the
+        description); all of them in one statement (a compound SELECT), or one by one when one cannot be parsed."""
+        select = (
+            f"SELECT ?, rowid, -bm25(docs, {self.weights}), bm25(docs, {self.naming_weights}) < 0 FROM docs "
             "WHERE docs MATCH ?"
         )
+        out: list[dict[int, tuple[float, bool]]] = [{} for _ in expressions]
         try:
-            return {rowid: (score, bool(named)) for rowid, score, named in self.db.execute(sql, [expression])}
-        except sqlite3.OperationalError:  # an expression FTS5 cannot parse matches nothing (never a 500)
-            return {}
+            rows = self.db.execute(
+                " UNION ALL ".join([select] * len(expressions)),
+                [v for i, e in enumerate(expressions) for v in (i, e)],
+            )
+            for i, rowid, score, named in rows:
+                out[i][rowid] = (score, bool(named))
+        except sqlite3.OperationalError:  # one FTS5 cannot parse: each alone, that one matching nothing (never a 500)
+            if len(expressions) == 1:
+                return [{}]
+            return [self._scores([e])[0] for e in expressions]
+        return out
+
+    def _normalised(self, expressions: Iterable[str | None]) -> dict[str | None, dict[int, tuple[float, bool]]]:
+        """expression -> rowid -> (relevance in (0, 1], 1 for the best record; whether it matched outside the
+        description), for all the expressions in as few statements as SQLite allows (MAX_COMPOUND at once)."""
+        unique = list(dict.fromkeys(e for e in expressions if e))
+        out: dict[str | None, dict[int, tuple[float, bool]]] = {}
+        for start in range(0, len(unique), MAX_COMPOUND):
+            chunk = unique[start : start + MAX_COMPOUND]
+            for expression, found in zip(chunk, self._scores(chunk), strict=True):
+                top = max((score for score, _ in found.values()), default=1.0) or 1.0
+                out[expression] = {rowid: (score / top, named) for rowid, (score, named) in found.items()}
+        return out
 
     def rank(self, query: Query, fields: tuple[str, ...] = FIELDS) -> list[tuple[dict[str, Any], float]]:
         """Records matching the query in these fields, best first. Each word (or phrase) of the query gives a
         record credit 1 when the record has it, EXPANDED_CREDIT when it has only one of its alternatives; a label
         of a concept named by the whole query gives every word that credit. Score: twice the mean credit plus the
-        mean of the per-word BM25 relevance (normalised by the best; alternatives at half), plus narrower terms'
-        at a low weight. A word found only in a description (long texts that mention much in passing) earns
-        DESCRIPTION_SHARE of that credit. FTS5 matches and scores; this only fuses its ranked lists."""
+        mean of the per-word BM25 relevance (normalised by the best; alternatives at half), plus narrower terms' at
+        a low weight and the best of the related concepts' at a lower one. A word found only in a description (long
+        texts that mention much in passing) earns DESCRIPTION_SHARE of that credit. FTS5 matches and scores, every
+        expression of a query in one statement; this only fuses its ranked lists."""
         groups = query.groups(fields)
+        parts = [(covered, self._phrases(labels, fields)) for covered, labels in query.parts]
+        equivalents, narrower = self._phrases(query.equivalents, fields), self._phrases(query.narrower, fields)
+        related = [self._phrases(labels, fields) for labels in query.related]
+        proximity = query.proximity(fields)
+        found = self._normalised(
+            [
+                *(e for group in groups for e in group),
+                proximity,
+                *(p for _, p in parts),
+                equivalents,
+                narrower,
+                *related,
+            ]
+        )
         credit: dict[int, list[float]] = {}
         relevance: dict[int, float] = {}
         for i, (exact, alternatives) in enumerate(groups):
             for expression, full, weight in ((exact, 1.0, 1.0), (alternatives, EXPANDED_CREDIT, EXPANDED_RELEVANCE)):
-                for rowid, (score, named) in self._normalised(expression).items():
+                for rowid, (score, named) in found.get(expression, {}).items():
                     cells = credit.setdefault(rowid, [0.0] * len(groups))
                     share = full if named else full * DESCRIPTION_SHARE
                     if share > cells[i]:
                         relevance[rowid] = relevance.get(rowid, 0.0) + weight * score / len(groups)
                         cells[i] = share
-        for rowid, (score, _) in self._normalised(query.proximity(fields)).items():  # the words close together
+        for rowid, (score, _) in found.get(proximity, {}).items():  # the words close together
             relevance[rowid] = relevance.get(rowid, 0.0) + score
-        for covered, labels in query.parts:  # a part's concept stands for each of its words
+        for covered, expression in parts:  # a part's concept stands for each of its words
             slots = [i for i, word in enumerate(query.words) if word in covered]
-            for rowid, (score, named) in self._normalised(self._phrases(labels, fields)).items():
+            for rowid, (score, named) in found.get(expression, {}).items():
                 cells = credit.setdefault(rowid, [0.0] * len(groups))
                 share = EXPANDED_CREDIT if named else EXPANDED_CREDIT * DESCRIPTION_SHARE
                 for i in slots:
                     cells[i] = max(cells[i], share)
                 relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
-        for rowid, (score, _) in self._normalised(self._phrases(query.equivalents, fields)).items():
+        for rowid, (score, _) in found.get(equivalents, {}).items():
             cells = credit.setdefault(rowid, [0.0] * max(len(groups), 1))
             credit[rowid] = [max(c, EXPANDED_CREDIT) for c in cells]
             relevance[rowid] = relevance.get(rowid, 0.0) + EXPANDED_RELEVANCE * score
         scores = {rowid: 2 * sum(cells) / len(cells) + relevance.get(rowid, 0.0) for rowid, cells in credit.items()}
-        for rowid, (score, _) in self._normalised(self._phrases(query.narrower, fields)).items():
-            scores[rowid] = scores.get(rowid, 0.0) + NARROWER_WEIGHT * score
+        for rowid, score in _loosely_related(found, narrower, related).items():
+            scores[rowid] = scores.get(rowid, 0.0) + score
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1], self.records[kv[0]]["id"]))
         return [(self.records[rowid], round(score, 4)) for rowid, score in ranked]
 
@@ -275,21 +325,31 @@ class Index:
         phrases = [t for t in (words(term) for term in terms) if t]
         return " OR ".join(_phrase_match(p, fields) for p in phrases[:60]) or None
 
-    def _normalised(self, expression: str | None) -> dict[int, tuple[float, bool]]:
-        """rowid -> (relevance in (0, 1], 1 for the best record; whether it matched outside the description)."""
-        found = self._scores(expression) if expression else {}
-        top = max((score for score, _ in found.values()), default=1.0) or 1.0
-        return {rowid: (score / top, named) for rowid, (score, named) in found.items()}
-
     def titles_starting(self, text: str, limit: int) -> list[dict[str, Any]]:
         """Datasets whose title has words starting with the user's words (autocomplete)."""
         tokens = [fold(w) for w in words(text)]
         if not tokens:
             return []
         expression = " AND ".join(f"title : {_quote(t)} *" for t in tokens)
-        found = self._scores(expression)
+        found = self._scores([expression])[0]
         ranked = sorted(found, key=lambda rowid: (-found[rowid][0], self.records[rowid]["id"]))
         return [self.records[rowid] for rowid in ranked[:limit]]
+
+
+def _loosely_related(
+    found: dict[str | None, dict[int, tuple[float, bool]]], narrower: str | None, related: list[str | None]
+) -> dict[int, float]:
+    """rowid -> what the narrower concepts' terms (NARROWER_WEIGHT) and the related concepts' add: of the related
+    ones, the concept the record is most about (RELATED_WEIGHT), not their sum (a record naming many of them in
+    passing is not more about the need than one about one of them)."""
+    out = {rowid: NARROWER_WEIGHT * score for rowid, (score, _) in found.get(narrower, {}).items()}
+    best: dict[int, float] = {}
+    for expression in related:
+        for rowid, (score, _) in found.get(expression, {}).items():
+            best[rowid] = max(best.get(rowid, 0.0), score)
+    for rowid, score in best.items():
+        out[rowid] = out.get(rowid, 0.0) + RELATED_WEIGHT * score
+    return out
 
 
 def _field_texts(record: dict[str, Any]) -> dict[str, str]:

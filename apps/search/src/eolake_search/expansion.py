@@ -28,6 +28,7 @@ class Expansion:
     parts: dict[str, list[str]] = field(default_factory=dict)  # per part of the query: labels of a concept it names
     covers: dict[str, list[str]] = field(default_factory=dict)  # per part: the query words in it
     narrower: list[str] = field(default_factory=list)  # labels of their narrower concepts
+    related: dict[str, list[str]] = field(default_factory=dict)  # per concept skos:related to them: its labels
     concepts: list[dict[str, Any]] = field(default_factory=list)
     notice: str | None = None
 
@@ -40,6 +41,7 @@ class Expansion:
                     *(t for ts in self.parts.values() for t in ts),
                     *(t for ts in self.alternatives.values() for t in ts),
                     *self.narrower,
+                    *(t for ts in self.related.values() for t in ts),
                 ]
             )
         )
@@ -48,6 +50,7 @@ class Expansion:
         query.alternatives, query.equivalents = self.alternatives, self.equivalents
         query.parts = [(self.covers[part], labels) for part, labels in self.parts.items() if labels]
         query.narrower = self.narrower if narrower else []
+        query.related = [labels for labels in self.related.values() if labels] if narrower else []
         return query
 
     def report(self, depth: int) -> dict[str, Any]:
@@ -65,6 +68,7 @@ class Expansion:
                 "equivalents": "labels of a concept the whole query names",
                 "parts": "labels of a concept a part of the query names, standing for that part's words",
                 "narrower": "labels of narrower concepts (a lower weight still)",
+                "related": "labels of concepts related to those named (skos:related; the lowest weight)",
             },
         }
 
@@ -115,9 +119,11 @@ async def expand(
     timeout: float,
     max_terms: int,
     languages: list[str] | None = None,
+    related: bool = True,
 ) -> Expansion:
     """The whole query and each of its words (in the forms vocabularies write) looked up in one request; a word's
-    concepts become its alternatives, a concept named by the whole query its equivalents."""
+    concepts become its alternatives, a concept named by the whole query its equivalents; without `related`, the
+    concepts only related to those are left out (a search that ORs every term, unranked, would drown in them)."""
     query = Query.parse(text)
     whole = " ".join(text.split())
     # the whole query as typed and in the singular ("zones urbaines" is the concept "zone urbaine")
@@ -140,7 +146,7 @@ async def expand(
         log.warning("thesaurus unavailable: searching without expansion", extra={"error": str(exc)[:200]})
         return unexpanded(f"thesaurus unavailable, searched without expansion: {type(exc).__name__}")
     found = Expansion(applied=True)
-    seen, budget = {fold(w) for w in query.words} | {fold(whole)}, [max_terms]
+    seen = {fold(w) for w in query.words} | {fold(whole)}
     # who names each concept: the whole query (""), a part of it ("occupation du sol" in "carte d'occupation du
     # sol"), or one word
     named = list(
@@ -149,17 +155,42 @@ async def expand(
             for key, texts in [("", wholes), *((part, [part]) for part in parts), *forms.items()]
             for t in texts
             for c in answers[t].get("concepts") or []
+            if related or c.get("relation") != "related"
         }.values()
     )
     found.covers = dict(parts)
-    # the whole query's concept first, then its parts', then the words', then narrower ones: the term budget goes
-    # to the closest first
-    for key, concept in sorted(
-        named, key=lambda kc: (int(kc[1].get("depth") or 0) > 0, kc[0] != "", kc[0] not in parts)
-    ):
+    _file_concepts(found, named, parts, whole, seen, [max_terms])
+    return found
+
+
+def _rank_of(named: tuple[str, dict[str, Any]], parts: dict[str, Any]) -> tuple[bool, bool, bool, bool]:
+    """The whole query's concept first, then its parts', then the words', then narrower ones, related ones last:
+    the term budget goes to the closest first."""
+    key, concept = named
+    return concept.get("relation") == "related", int(concept.get("depth") or 0) > 0, key != "", key not in parts
+
+
+def _file_concepts(
+    found: Expansion,
+    named: list[tuple[str, dict[str, Any]]],
+    parts: dict[str, Any],
+    whole: str,
+    seen: set[str],
+    budget: list[int],
+) -> None:
+    """Each concept's labels into the bucket that says how it was reached, and the concept into the report."""
+    labels_of = {(c.get("vocab"), c.get("uri")): c.get("prefLabel") for _, c in named}
+    reached = {(c.get("vocab"), c.get("uri")) for _, c in named if c.get("relation") != "related"}
+    for key, concept in sorted(named, key=lambda kc: _rank_of(kc, parts)):
         level = int(concept.get("depth") or 0)
+        related = concept.get("relation") == "related"
+        if related and (concept.get("vocab"), concept.get("uri")) in reached:
+            continue  # reached more closely, or through another concept already
+        reached.add((concept.get("vocab"), concept.get("uri")))
         bucket = (
-            found.narrower
+            found.related.setdefault(concept.get("uri") or "", [])
+            if related
+            else found.narrower
             if level
             else found.equivalents
             if key == ""
@@ -168,16 +199,21 @@ async def expand(
             else found.alternatives.setdefault(key, [])
         )
         _add_labels(bucket, concept.get("labels") or [], seen, budget)
+        via = labels_of.get((concept.get("vocab"), concept.get("via"))) or concept.get("via")
         found.concepts.append(
             {
                 "uri": concept.get("uri"),
                 "vocab": concept.get("vocab"),
                 "prefLabel": concept.get("prefLabel"),
                 "depth": level,
-                "why": f"narrower, {level} level(s) down" if level else f"named by {key or whole!r}",
+                "relation": "related" if related else "narrower" if level else "match",
+                "why": f"related to {via!r}"
+                if related
+                else f"narrower, {level} level(s) down"
+                if level
+                else f"named by {key or whole!r}",
             }
         )
-    return found
 
 
 ELISION = re.compile(r"^(?:[cdjlmnst]|qu)['’]", re.IGNORECASE)
@@ -248,7 +284,7 @@ async def _lookups(
     async def ask(batch: list[str]) -> None:
         params = (
             [("q", t[:200]) for t in batch]
-            + [("depth", str(depth))]
+            + [("depth", str(depth)), ("related", str(depth > 0).lower())]  # depth 0: the named concepts only
             + ([("lang", lang)] if lang else [])
             + ([("languages", ",".join(languages))] if languages else [])
         )

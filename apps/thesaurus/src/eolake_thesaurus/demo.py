@@ -28,11 +28,19 @@ def import_vocabulary(
     return import_file(index_path(storage), file, vocabulary, title)
 
 
+def packaged_additions(storage: Path) -> list[ImportReport]:
+    """The packaged EO vocabulary imported again: rows are keyed on their content, so only what a newer version of
+    the file added (concepts, labels, links) is written; what it no longer has stays until the index is rebuilt."""
+    report = import_vocabulary(storage, *EO_VOCABULARY)
+    return [report] if any(report.added.values()) else []
+
+
 def load_demo_vocabularies(storage: Path, thesauri: Path, dictionaries: Path = DICTD) -> list[ImportReport]:
     """GEMET (English + French: one bilingual vocabulary), the INSPIRE themes, the packaged EO vocabulary and the
-    French-English dictionaries found, when the index is empty."""
+    French-English dictionaries found, when the index is empty. An index already filled gets what the packaged
+    vocabulary of this version adds (its report, when it added anything)."""
     if not is_empty(index_path(storage)):
-        return []
+        return packaged_additions(storage)
     reports = [
         import_vocabulary(storage, thesauri / name, vocab, title)
         for name, vocab, title in DEMO

@@ -243,12 +243,16 @@ class Thesaurus:
         max_terms: int = 50,
         languages: list[str] | None = None,
         words: bool = True,
+        related: bool = False,
     ) -> dict[str, Any]:
         """Concepts whose label equals `q` (or, failing that and with `words`, one of its words), their narrower
-        concepts down to `depth`, and every preferred, alternative and translated label of those in every language
-        (only those in `languages`, when given, and labels without a language). A dictionary entry reached
-        through one of its translations gives its headword only: "foudre" finds the English "lightning", whose
-        other translations ("éclair") are French words, not more English ones."""
+        concepts down to `depth`, with `related` the concepts they are skos:related to (one link, not followed
+        further), and every preferred, alternative and translated label of those in every language (only those in
+        `languages`, when given, and labels without a language); a related concept, a looser link, gives its
+        preferred labels only. Each concept says how it was reached
+        (`relation`: match, narrower or related; `via`: the matched concept of a related one). A dictionary entry
+        reached through one of its translations gives its headword only: "foudre" finds the English "lightning",
+        whose other translations ("éclair") are French words, not more English ones."""
         text = " ".join(q.split())
         matches = self._match(text, vocab)
         if not matches and words:
@@ -270,9 +274,10 @@ class Thesaurus:
                         )
                     ]
             frontier = nxt
+        via = self._related_to(matches, concepts) if related else {}
         terms: dict[str, None] = {text: None}
         described = []
-        for (v, u), level in concepts.items():
+        for (v, u), level in [*concepts.items(), *((key, 1) for key in via)]:
             rows = self._all(
                 "SELECT kind, lang, text FROM labels WHERE vocab = ? AND uri = ? AND kind != 'hidden' "
                 "ORDER BY kind DESC, lang != ?, lang, text",
@@ -285,15 +290,39 @@ class Thesaurus:
                 for r in rows
                 if len(r["text"]) > 2  # skip codes such as INSPIRE's "hy"
                 and (not languages or not r["lang"] or r["lang"] in languages)
-                and (r["kind"] == "pref" or not matches.get((v, u)))
+                and (r["kind"] == "pref" or not (matches.get((v, u)) or (v, u) in via))
             ]
             for t in used:
                 if len(terms) < max_terms:
                     terms.setdefault(t, None)
+            reached = {"relation": "related", "via": via[(v, u)]} if (v, u) in via else {}
             described.append(
-                {"uri": u, "vocab": v, "depth": level, "prefLabel": self.pref_label(v, u, lang), "labels": used}
+                {
+                    "uri": u,
+                    "vocab": v,
+                    "depth": level,
+                    "relation": "narrower" if level else "match",
+                    **reached,
+                    "prefLabel": self.pref_label(v, u, lang),
+                    "labels": used,
+                }
             )
         return {"query": q, "lang": lang, "depth": depth, "concepts": described, "terms": list(terms)}
+
+    def _related_to(
+        self, matches: dict[tuple[str, str], bool], reached: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], str]:
+        """(vocab, uri) of the concepts skos:related to a matched one and not reached otherwise -> that one's uri."""
+        out: dict[tuple[str, str], str] = {}
+        for vocab, uri in matches:
+            for (target,) in self._all(
+                "SELECT target FROM relations WHERE vocab = ? AND uri = ? AND rel = 'related' ORDER BY target",
+                vocab,
+                uri,
+            ):
+                if (vocab, target) not in reached:
+                    out.setdefault((vocab, target), uri)
+        return out
 
     def _match(self, text: str, vocab: str | None) -> dict[tuple[str, str], bool]:
         """(vocab, uri) of the concepts with a label equal to `text` -> whether only a translation was."""

@@ -22,6 +22,7 @@ Languages = Annotated[
 Uri = Annotated[str, Query(min_length=1, max_length=2000)]
 Text = Annotated[str, Query(min_length=1, max_length=200)]
 Depth = Annotated[int, Query(ge=0)]
+Related = Annotated[bool, Query(description="also the concepts skos:related to those q names (one link)")]
 MaxHits = Annotated[int, Query(ge=1)]
 Offset = Annotated[int, Query(ge=0)]
 UNKNOWN_VOCABULARY: dict[int | str, dict[str, Any]] = {
@@ -191,11 +192,12 @@ async def expand(
     vocab: str | None = None,
     languages: Languages = None,
     words: Annotated[bool, Query(description="when q names no concept, look its words up")] = True,
+    related: Related = False,
 ):
     index.depth(depth)
     await index.check_vocab(vocab)
     wanted = languages.split(",") if languages else None
-    return await index(index.thesaurus.expand, q, lang, depth, vocab, languages=wanted, words=words)
+    return await index(index.thesaurus.expand, q, lang, depth, vocab, languages=wanted, words=words, related=related)
 
 
 @service.get(
@@ -211,6 +213,7 @@ async def expand_batch(
     depth: Depth = 1,
     vocab: str | None = None,
     languages: Languages = None,
+    related: Related = False,
 ):
     if not 1 <= len(q) <= MAX_BATCH or not all(1 <= len(text) <= 200 for text in q):
         raise HTTPException(400, f"q: 1 to {MAX_BATCH} texts of 1 to 200 characters each")
@@ -220,6 +223,8 @@ async def expand_batch(
     expand_each = index.thesaurus.expand
     return {
         "results": await index(
-            lambda: [expand_each(text, lang, depth, vocab, languages=wanted, words=False) for text in q]
+            lambda: [
+                expand_each(text, lang, depth, vocab, languages=wanted, words=False, related=related) for text in q
+            ]
         )
     }

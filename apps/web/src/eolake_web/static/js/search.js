@@ -130,10 +130,14 @@ function showExpansion(el, expansion) {
     el.innerHTML = '<p>The thesaurus knows no concept in this query: searched as typed.</p>';
     return;
   }
-  const concepts = (expansion.concepts || []).filter((c) => !c.depth).slice(0, 8);
+  const all = expansion.concepts || [];
+  const relation = (c) => c.relation || (c.depth ? 'narrower' : 'match');
+  const concepts = all.filter((c) => relation(c) === 'match').slice(0, 8);
+  const related = all.filter((c) => relation(c) === 'related').slice(0, 8);
   el.innerHTML = `<p>Also searched, through the thesaurus: <span class="terms">${h(terms.slice(0, 12).join(', '))}${terms.length > 12 ? ', …' : ''}</span>.</p>
     <details><summary>Why</summary><ul class="why">${concepts.map((c) => `<li>“${h(c.prefLabel || c.uri)}” (${h(c.vocab)}): ${h(c.why)}</li>`).join('')}
-      ${(expansion.concepts || []).some((c) => c.depth) ? '<li>Narrower concepts too, at a lower weight.</li>' : ''}
+      ${all.some((c) => relation(c) === 'narrower') ? '<li>Narrower concepts too, at a lower weight.</li>' : ''}
+      ${related.length ? `<li class="related">Related concepts, at the lowest weight: ${related.map((c) => `“${h(c.prefLabel || c.uri)}” (${h(c.why)})`).join(', ')}.</li>` : ''}
       <li>A dataset matching your own words ranks above one found only through these.</li></ul></details>`;
 }
 
