@@ -12,9 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
+from eolake.embedded import processes
 from eolake.embedded.postgres import PostgresCluster, free_port
+from eolake.embedded.processes import wait_until  # noqa: F401 (the tests import it from here)
 
 
 @contextmanager
@@ -51,39 +51,9 @@ def service_process(
     if own_public_url:
         full_env[prefix + "PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     full_env.update(env)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{module} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + probe, timeout=1).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{module} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with processes.serving([sys.executable, "-m", module], url, log, probe, full_env, timeout):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_until(predicate, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 @contextmanager
@@ -117,26 +87,10 @@ def served(app, lifespan: str = "on", **config):
 def moto_server(log: Path):
     """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
     port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until(lambda: _answers(url + "/moto-api/"), 60), f"moto server did not start: see {log}"
+    moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with processes.serving(moto, url, log, "/moto-api/"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code < 500
-    except httpx.TransportError:
-        return False
 
 
 ROOT = Path(__file__).resolve().parents[1]
