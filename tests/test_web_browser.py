@@ -1,10 +1,10 @@
 """The web view end to end: the embedded platform (`eolake up`) driven by the system's headless Chromium.
 
-The platform signs its users in at a test OpenID Connect provider on loopback (tests/oidc.py). Loads the page,
-searches, opens a garonne-wse item and checks its tile preview was drawn from tiles the tile service answered with
-200, opens a station on its river and its chart, checks the services page and the API docs, signs in, orders two
-items, watches the order and saves its files; every page at 390 px, and no console error anywhere. Screenshots at
-laptop and phone widths are left in results/screenshots/ as test artefacts.
+The shared platform (conftest's `platform`) signs its users in at a test OpenID Connect provider on loopback
+(tests/oidc.py). Loads the page, searches, opens a garonne-wse item and checks its tile preview was drawn from tiles
+the tile service answered with 200, opens a station on its river and its chart, checks the services page and the API
+docs, signs in, orders two items, watches the order and saves its files; every page at 390 px, and no console error
+anywhere. Screenshots at laptop and phone widths are left in results/screenshots/ as test artefacts.
 """
 
 from __future__ import annotations
@@ -12,23 +12,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from eolake.embedded.postgres import free_port
-from oidc import AUDIENCE, CodeFlowIssuer
 from servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,62 +40,6 @@ pytestmark = [
         reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)",
     ),
 ]
-
-
-@dataclass
-class Platform:
-    state: Path
-    port: int
-    stack: Path
-    issuer: CodeFlowIssuer
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        env = {**os.environ, "EOLAKE_STATE_DIR": str(self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-        return subprocess.run(
-            [sys.executable, "-m", "eolake.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-
-def stack_signing_in_at(issuer: CodeFlowIssuer, path: Path) -> Path:
-    """The local stack whose users sign in at `issuer` (the services check its tokens against its JWKS)."""
-    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
-    document["config"]["eolake:platform"]["auth"] = {
-        "oidc_issuer": issuer.issuer,
-        "oidc_audience": AUDIENCE,
-        "oidc_jwks_url": issuer.jwks_url,
-    }
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
-@pytest.fixture(scope="module")
-def platform() -> Platform:
-    # Not under pytest's tmp_path: as root the cluster runs as the postgres user, which cannot reach it.
-    root = Path(tempfile.mkdtemp(prefix="eolake-web-browser-"))
-    root.chmod(0o755)
-    port = free_port()
-    issuer = CodeFlowIssuer("eolake-web", [f"http://127.0.0.1:{port}/"], users={"alice": ["user"]})
-    running = Platform(
-        state=root / "state", port=port, stack=stack_signing_in_at(issuer, root / "Pulumi.web.yaml"), issuer=issuer
-    )
-    try:
-        up = running.cli("up", "--stack", str(running.stack), "--port", str(running.port))
-        assert up.returncode == 0, f"eolake up failed:\n{up.stdout}\n{up.stderr}"
-        yield running
-    finally:
-        down = running.cli("down", timeout=180)
-        issuer.stop()
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)
 
 
 def ready(base: str, prefix: str) -> None:
