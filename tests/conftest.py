@@ -15,16 +15,30 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 DEFAULT_STACK = "local"  # of the shared `platform` (servers.STACKS)
 
 
+LONGEST_FIRST = {"platform": 0, "onprem": 1}  # groups started first, each on a worker; the modules then fill in
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # xdist: the groups in the order below, not by their sizes
+        config.option.loadscopereorder = False
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With two xdist workers (`./eolake test`), the on-premise modules run on one, the rest on the other: the booted
-    hosts' playbook runs mostly wait, and every session fixture (the platform, the cluster) still starts once.
+    """The groups two xdist workers share (`./eolake test`: --dist loadgroup): the modules that run an embedded
+    platform (the shared one boots once, and no two platforms, with their brokers and cgroups, run at once), the
+    on-premise modules (their booted hosts), and every other module on its own (its module fixtures start once). The
+    two longest start first, one a worker; a worker done with a group takes the next.
 
     The tests on the shared platform run by stack, the default first; those that may write anything last."""
+    on_a_platform = {item.module.__name__ for item in items if item.get_closest_marker("slow") or platform_turn(item)}
+    groups = {}
     for item in items:
-        group = "onprem" if item.module.__name__.startswith("test_onprem") else "rest"
+        module = item.module.__name__
+        group = "onprem" if module.startswith("test_onprem") else "platform" if module in on_a_platform else module
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=platform_turn)
+        groups[item.nodeid] = group
+    items.sort(key=lambda item: (LONGEST_FIRST.get(groups[item.nodeid], 2), platform_turn(item)))
 
 
 def platform_turn(item: pytest.Item) -> tuple:
