@@ -27,7 +27,11 @@ def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, str(APP)], env=full, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    processes.wait_serving(proc, url + "/healthz", log, ready=processes.ok)
+    try:
+        processes.wait_serving(proc, url + "/healthz", log, ready=processes.ok)
+    except processes.NotStarted:
+        processes.stop(proc)
+        raise
     return proc, url
 
 
