@@ -40,12 +40,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import httpx
 from load import KINDS, Target, TargetResult, bench_search, percentile, request_mix
 from loaders import ITEMS, bench_ingest, collection_json, load_stock, make_items, reset_collection, sql
 from rich.console import Console
 from rich.table import Table
 
+from eolake.embedded import processes
 from eolake.embedded.postgres import PostgresCluster, free_port
 
 STOCK_READ_POOL = 10  # stac_fastapi.pgstac.config.PostgresSettings.db_max_conn_size
@@ -85,35 +85,14 @@ def start_server(
     timeout: float = 60,
 ) -> Server:
     log = workdir / f"{name.replace(' ', '-')}.log"
-    with log.open("wb") as out:
-        # Own session: a Ctrl-C reaches only this script, which then stops the servers itself.
-        proc = subprocess.Popen(
-            cmd, env={**clean_env(), **env}, cwd=workdir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    stack.callback(stop_process, proc)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + probe, timeout=2).status_code == 200:
-                return Server(name, proc, url, log)
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{name} not ready within {timeout} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    # Own session: a Ctrl-C reaches only this script, which then stops the servers itself.
+    proc = stack.enter_context(
+        processes.serving(
+            cmd, url, log, probe, {**clean_env(), **env}, timeout, processes.ok, cwd=workdir, start_new_session=True
+        )
+    )
+    return Server(name, proc, url, log)
 
 
 # --------------------------------------------------------------------------------------------- report

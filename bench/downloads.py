@@ -32,23 +32,12 @@ import httpx
 import psycopg
 from eolake_client import Client, Interrupted
 
+from eolake.embedded import processes
 from eolake.embedded.postgres import PostgresCluster, free_port
 from eolake.ingest import ingest
 from eolake_kit.auth import create_api_key
 
 CHUNK = 1024 * 1024
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 class Procs:
@@ -64,14 +53,11 @@ class Procs:
         return p
 
     def stop(self, procs=None) -> None:
-        for p in procs or self.procs:
+        for p in procs or self.procs:  # all told first: they stop side by side
             if p.poll() is None:
                 p.terminate()
         for p in procs or self.procs:
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            processes.stop(p, 30)
         self.procs = [p for p in self.procs if p.poll() is None]
 
 
@@ -185,7 +171,7 @@ def main() -> int:
         keys = root / "keys.json"
         key = create_api_key(keys, "bench", "user")
         cport, dport = free_port(), free_port()
-        procs.start(
+        catalog = procs.start(
             "catalog",
             "eolake_catalog",
             {
@@ -207,9 +193,9 @@ def main() -> int:
             "EOLAKE_DOWNLOADS_QUOTA_BYTES": str(1 << 50),
             "EOLAKE_DOWNLOADS_MAINTENANCE_INTERVAL": "2",
         }
-        procs.start("downloads", "eolake_downloads", env)
-        wait_http(f"http://127.0.0.1:{cport}/healthz")
-        wait_http(base + "/healthz")
+        downloads = procs.start("downloads", "eolake_downloads", env)
+        processes.wait_serving(catalog, f"http://127.0.0.1:{cport}/healthz", logs / "catalog.log")
+        processes.wait_serving(downloads, base + "/healthz", logs / "downloads.log")
         worker = procs.start("worker-1", "eolake_downloads.worker", env)
         client = Client(base, api_key=key)
 

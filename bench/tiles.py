@@ -25,7 +25,6 @@ import os
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ import httpx
 import morecantile
 
 from eolake.demo import generate_hydrology
+from eolake.embedded import processes
 from eolake.embedded.postgres import PostgresCluster, free_port
 from eolake.ingest import ingest
 
@@ -62,29 +62,8 @@ def percentile(values: list[float], q: float) -> float:
 
 @contextmanager
 def process(args: list[str], env: dict, log: Path, url: str, probe: str):
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{args} exited:\n{log.read_text()[-2000:]}")
-            try:
-                if httpx.get(url + probe, timeout=2).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{args} did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    with processes.serving(args, url, log, probe, {**os.environ, **env}):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def http_run(base: str, tiles, concurrency: int, max_seconds: float) -> tuple[list[float], int, float]:

@@ -8,22 +8,50 @@ from pathlib import Path
 import pytest
 
 from eolake.embedded.postgres import PostgresCluster
-from servers import RunningPlatform, embedded_platform, private_cluster
+from servers import STACKS, RunningPlatform, private_cluster, signed_in_platform
 
 # The browser tests' platform and Chromium: one session fixture for all test_web_browser_* modules.
 pytest_plugins = ["web_browser"]
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_STACK = "local"  # of the shared `platform` (servers.STACKS)
+
+
+LONGEST_FIRST = {"platform": 0, "onprem": 1}  # groups started first, each on a worker; the modules then fill in
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # xdist: the groups in the order below, not by their sizes
+        config.option.loadscopereorder = False
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """With two xdist workers (`./eolake test`), the on-premise modules run on one, the rest on the other: the booted
-    hosts' playbook runs mostly wait, and every session fixture (the platform, the cluster) still starts once."""
+    """The groups two xdist workers share (`./eolake test`: --dist loadgroup): the modules that run an embedded
+    platform (the shared one boots once, and no two platforms, with their brokers and cgroups, run at once), the
+    on-premise modules (their booted hosts), and every other module on its own (its module fixtures start once). The
+    two longest start first, one a worker; a worker done with a group takes the next.
+
+    The tests on the shared platform run by stack, the default first; those that may write anything last."""
+    on_a_platform = {item.module.__name__ for item in items if item.get_closest_marker("slow") or platform_turn(item)}
+    groups = {}
     for item in items:
-        group = "onprem" if item.module.__name__.startswith("test_onprem") else "rest"
+        module = item.module.__name__
+        group = "onprem" if module.startswith("test_onprem") else "platform" if module in on_a_platform else module
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item.nodeid] = group
+    items.sort(key=lambda item: (LONGEST_FIRST.get(groups[item.nodeid], 2), platform_turn(item)))
+
+
+def platform_turn(item: pytest.Item) -> tuple:
+    """Where a test goes among the shared platform's (sorting is stable: the others keep their order)."""
+    writes = "scratch_platform" in getattr(item, "fixturenames", ())
+    defs = getattr(item, "_fixtureinfo", None) and item._fixtureinfo.name2fixturedefs.get("platform")
+    if not writes and (not defs or defs[-1].func is not platform.__wrapped__):  # none, or a module's own
+        return ()
+    stack = item.callspec.params.get("platform", DEFAULT_STACK) if hasattr(item, "callspec") else DEFAULT_STACK
+    return (1, stack != DEFAULT_STACK, stack, writes)
 
 
 @pytest.fixture(scope="session")
@@ -33,13 +61,10 @@ def pg() -> PostgresCluster:
 
 
 @pytest.fixture(scope="session")
-def scratch_platform():
-    """An embedded platform the tests may write anything to (the fuzzer, the write inventory); not for tests that
-    need the demo data as loaded (the acceptance suites start their own)."""
-    from servers import embedded_platform
-
-    with embedded_platform("eolake-scratch-") as running:
-        yield running
+def scratch_platform(platform):
+    """The shared platform, for tests that may write anything to it (the fuzzer, the write inventory): they run after
+    every other test on it (pytest_collection_modifyitems), which see the demo data as loaded."""
+    return platform
 
 
 @pytest.fixture(scope="session")
@@ -64,10 +89,13 @@ def thesaurus_storage(shared_data) -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform() -> RunningPlatform:
-    """`eolake up` in a fresh state directory (demo data loaded), `eolake down` at the end of the session; shared by
-    the tests that only read or that write what no other test reads (acceptance, hostile input, write inventory)."""
-    with embedded_platform("eolake-platform-") as running:
+def platform(request) -> RunningPlatform:
+    """The embedded platform of every whole-platform test that does not need its own, `eolake up` once per session:
+    the local stack, its users signing in at a test OpenID Connect provider as well as with API keys, demo data
+    loaded; `eolake down` at the end of the session. A module needing another of STACKS asks for it with
+    `pytest.mark.parametrize("platform", [name], indirect=True)`: the tests run by stack, each booted once."""
+    stack = getattr(request, "param", DEFAULT_STACK)
+    with signed_in_platform(f"eolake-platform-{stack}-", STACKS[stack]) as running:
         yield running
 
 

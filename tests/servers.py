@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
-
+from eolake.embedded import processes
 from eolake.embedded.postgres import PostgresCluster, free_port
+from eolake.embedded.processes import wait_until  # noqa: F401 (the tests import it from here)
+
+if TYPE_CHECKING:
+    from oidc import CodeFlowIssuer
 
 
 @contextmanager
@@ -51,39 +57,9 @@ def service_process(
     if own_public_url:
         full_env[prefix + "PUBLIC_URL"] = f"http://127.0.0.1:{port}"
     full_env.update(env)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", module], env=full_env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{module} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(url + probe, timeout=1).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{module} did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+    with processes.serving([sys.executable, "-m", module], url, log, probe, full_env, timeout):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_until(predicate, timeout: float = 30, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(interval)
 
 
 @contextmanager
@@ -117,48 +93,65 @@ def served(app, lifespan: str = "on", **config):
 def moto_server(log: Path):
     """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
     port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     url = f"http://127.0.0.1:{port}"
-    try:
-        assert wait_until(lambda: _answers(url + "/moto-api/"), 60), f"moto server did not start: see {log}"
+    moto = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with processes.serving(moto, url, log, "/moto-api/"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code < 500
-    except httpx.TransportError:
-        return False
 
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def catalog_only_stack(path: Path, name: str) -> Path:
-    """The local stack reduced to the catalog, without monitoring: the cheapest `up` that starts eolake's cluster,
-    migrates it and serves from it."""
+def local_stack(path: Path, edit: Callable[[dict], None]) -> Path:
+    """stacks/Pulumi.local.yaml with `edit` applied to its platform, written to `path`."""
     import yaml
 
     document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
-    platform = document["config"]["eolake:platform"]
-    platform.update(
-        name=name,
-        services={"catalog": {"workers": 1, "pool_size": 2}},
-        providers=[],
-        priorities={},
-        observability={"prometheus": False, "alertmanager": False},
-    )
+    edit(document["config"]["eolake:platform"])
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
 
+
+def catalog_only_stack(path: Path, name: str) -> Path:
+    """The local stack reduced to the catalog, without monitoring: the cheapest `up` that starts eolake's cluster,
+    migrates it and serves from it."""
+
+    def catalog_only(platform: dict) -> None:
+        platform.update(
+            name=name,
+            services={"catalog": {"workers": 1, "pool_size": 2}},
+            providers=[],
+            priorities={},
+            observability={"prometheus": False, "alertmanager": False},
+        )
+
+    return local_stack(path, catalog_only)
+
+
+def signing_in_at(issuer) -> Callable[[dict], None]:
+    """An edit of a stack: its users sign in at `issuer` (tests/oidc.py; the services check tokens against its JWKS),
+    API keys still work."""
+    from oidc import AUDIENCE
+
+    def edit(platform: dict) -> None:
+        platform["auth"] = {"oidc_issuer": issuer.issuer, "oidc_audience": AUDIENCE, "oidc_jwks_url": issuer.jwks_url}
+
+    return edit
+
+
+SCRAPE_INTERVAL = 1  # seconds, on the fast-monitoring stack
+
+
+def fast_monitoring(platform: dict) -> None:
+    """Scrapes and rule evaluations every second (the monitoring test waits seconds, not minutes), one catalog process
+    (a single process to pause)."""
+    platform["name"] = "monitoring-e2e"
+    platform["services"]["catalog"]["workers"] = 1
+    platform.setdefault("observability", {})["scrape_interval_seconds"] = SCRAPE_INTERVAL
+
+
+# The stacks of conftest's shared `platform`, by name: edits of the local stack.
+STACKS: dict[str, Callable[[dict], None]] = {"local": lambda platform: None, "fast-monitoring": fast_monitoring}
 
 UP_TIMEOUT = 420
 
@@ -170,6 +163,9 @@ class RunningPlatform:
     root: Path
     state: Path
     port: int
+    stack: Path | None = None  # None: the local stack
+    issuer: CodeFlowIssuer | None = None  # the OpenID Connect provider its users sign in at, if any
+    started: str = ""  # what `eolake up` printed
 
     @property
     def base_url(self) -> str:
@@ -194,22 +190,24 @@ class RunningPlatform:
         )
 
     def up(self) -> subprocess.CompletedProcess:
-        result = self.cli("up", "--port", str(self.port), timeout=UP_TIMEOUT)
+        stack = ("--stack", str(self.stack)) if self.stack else ()
+        result = self.cli("up", *stack, "--port", str(self.port), timeout=UP_TIMEOUT)
         assert result.returncode == 0, (
             f"eolake up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n{self.log_tail()}"
         )
         return result
 
-    def log_tail(self, lines: int = 40) -> str:
-        log = self.state / "logs" / "supervisor.log"
+    def log_tail(self, lines: int = 40, name: str = "supervisor") -> str:
+        log = self.state / "logs" / f"{name}.log"
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
-    def pids(self) -> dict[str, int]:
-        """The running services' process ids, by name (the supervisor's runtime file)."""
-        import json
+    def runtime(self) -> dict:
+        """What the supervisor last recorded: its children, their pids and ports, the monitoring's URLs."""
+        return json.loads((self.state / "runtime.json").read_text())
 
-        runtime = json.loads((self.state / "runtime.json").read_text())
-        return {name: s["pid"] for name, s in runtime["services"].items() if s.get("pid")}
+    def pids(self) -> dict[str, int]:
+        """The running services' process ids, by name."""
+        return {name: s["pid"] for name, s in self.runtime()["services"].items() if s.get("pid")}
 
 
 def describe(result: subprocess.CompletedProcess) -> str:
@@ -217,14 +215,16 @@ def describe(result: subprocess.CompletedProcess) -> str:
 
 
 @contextmanager
-def embedded_platform(prefix: str):
-    """`eolake up` in a fresh state directory; `eolake down` afterwards (the directory is kept if that fails)."""
+def embedded_platform(prefix: str, edit: Callable[[dict], None] | None = None, port: int | None = None):
+    """`eolake up` in a fresh state directory, on the local stack with `edit` applied to it if given; `eolake down`
+    afterwards (the directory is kept if that fails)."""
     # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
     root = Path(tempfile.mkdtemp(prefix=prefix))
     root.chmod(0o755)
-    running = RunningPlatform(root=root, state=root / "state", port=free_port())
+    stack = local_stack(root / "Pulumi.test.yaml", edit) if edit else None
+    running = RunningPlatform(root=root, state=root / "state", port=port or free_port(), stack=stack)
     try:
-        running.up()
+        running.started = running.up().stdout
         yield running
     finally:
         down = running.cli("down", timeout=180)
@@ -232,3 +232,24 @@ def embedded_platform(prefix: str):
             shutil.rmtree(root, ignore_errors=True)
     # Only reached when the tests ran (a failed start raised above, after `down`).
     assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{describe(down)}"
+
+
+@contextmanager
+def signed_in_platform(prefix: str, edit: Callable[[dict], None] = lambda platform: None):
+    """embedded_platform() whose users sign in at a test OpenID Connect provider on loopback (`running.issuer`,
+    user alice), API keys working as well."""
+    from oidc import CodeFlowIssuer
+
+    port = free_port()
+    issuer = CodeFlowIssuer("eolake-web", [f"http://127.0.0.1:{port}/"], users={"alice": ["user"]})
+
+    def signed_in(platform: dict) -> None:
+        signing_in_at(issuer)(platform)
+        edit(platform)
+
+    try:
+        with embedded_platform(prefix, signed_in, port) as running:
+            running.issuer = issuer
+            yield running
+    finally:
+        issuer.stop()

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from eolake.embedded import processes
 from eolake.embedded.outbox import KEEP, read
 from eolake_spec.alerting import alertmanager_config
 from eolake_spec.platform import Observability
-from servers import _answers, free_port, wait_until
+from servers import free_port
 
 ROUTES = yaml.safe_load((Path(__file__).resolve().parents[1] / "monitoring/alertmanager/alertmanager.yml").read_text())
 
@@ -98,13 +99,11 @@ def test_receivers_the_routes_lack_are_an_error():
 @pytest.fixture
 def outbox(tmp_path):
     port, path = free_port(), tmp_path / "outbox.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "eolake.embedded.outbox", f"--port={port}", f"--file={path}"])
-    try:
-        assert wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), 20), "the outbox did not start"
-        yield f"http://127.0.0.1:{port}", path
-    finally:
-        proc.terminate()
-        assert proc.wait(10) == 0
+    command = [sys.executable, "-m", "eolake.embedded.outbox", f"--port={port}", f"--file={path}"]
+    url = f"http://127.0.0.1:{port}"
+    with processes.serving(command, url, tmp_path / "outbox.log", timeout=20, ready=processes.ok) as proc:
+        yield url, path
+    assert proc.returncode == 0, "the outbox did not end cleanly on SIGTERM"
 
 
 def notification(i: int) -> dict:

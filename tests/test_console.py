@@ -29,7 +29,7 @@ from web_browser import (
     viewport,
 )
 
-from servers import embedded_platform, wait_until
+from servers import wait_until
 
 CONSOLE_JS = Path(__file__).resolve().parents[1] / "apps/web/src/eolake_web/static/js/console.js"
 # Present only in some states of the platform, each named with why (the alerts and dashboards use them as well).
@@ -49,14 +49,8 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def platform():
-    with embedded_platform("eolake-console-") as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def runtime(platform) -> dict:
-    return json.loads((platform.state / "runtime.json").read_text())
+    return platform.runtime()
 
 
 def admin(platform) -> dict[str, str]:

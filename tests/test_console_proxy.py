@@ -4,7 +4,6 @@ the observers' addresses as each target derives them (embedded, Kubernetes, on-p
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ import yaml
 from eolake_web.app import create_app
 from eolake_web.settings import WebSettings
 
-from eolake.embedded import monitoring
+from eolake.embedded import monitoring, processes
 from eolake.embedded.monitoring import ALERTMANAGER, PROMETHEUS, plan_monitoring
 from eolake.embedded.postgres import free_port
 from eolake.embedded.traces import TraceStore, serve
@@ -36,26 +35,9 @@ def binary(name: str, args: list[str], log: Path, ready: str):
     """Run a monitoring binary until the test ends; yields its URL once `ready` answers 200."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [monitoring.find_binary(name), f"--web.listen-address=127.0.0.1:{port}", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def answers() -> bool:
-            try:
-                return httpx.get(url + ready, timeout=1).status_code == 200
-            except httpx.TransportError:
-                return process.poll() is not None  # ends the wait: the assertion below says why
-
-        wait_until(answers, timeout=60)
-        assert process.poll() is None, f"{name} exited:\n{log.read_text()[-2000:]}"
+    command = [monitoring.find_binary(name), f"--web.listen-address=127.0.0.1:{port}", *args]
+    with processes.serving(command, url, log, ready, ready=processes.ok):
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture(scope="module")

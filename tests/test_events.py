@@ -28,6 +28,7 @@ from eolake_events.schema import migrate, switch
 from infra_program import Program, render, write_stack
 from psycopg.types.json import Jsonb
 
+from eolake.embedded import processes
 from eolake.embedded.broker import Broker
 from eolake.embedded.postgres import free_port
 from eolake.onprem import units
@@ -53,12 +54,10 @@ class RunningBroker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        metrics = f"http://127.0.0.1:{ports.metrics}/metrics"
-        assert wait_until(lambda: self.process.poll() is None and answers(metrics), 90), self.log.read_text()[-2000:]
+        processes.wait_serving(self.process, f"http://127.0.0.1:{ports.metrics}/metrics", self.log, 90, processes.ok)
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(60)
+        processes.stop(self.process, 60)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # its epmd
 
@@ -79,18 +78,15 @@ class Relay:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "eolake_events"], env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
-        assert wait_until(lambda: self.process.poll() is None and answers(self.url + "/healthz"), 60), (
-            self.log.read_text()[-2000:]
-        )
+        processes.wait_serving(self.process, self.url + "/healthz", self.log, 60, processes.ok)
 
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(30)
+        if self.process:
+            processes.stop(self.process, 30)
 
     def readiness(self) -> int:
         return httpx.get(self.url + "/readyz", timeout=5).status_code
@@ -102,13 +98,6 @@ class Relay:
             for line in text.splitlines()
             if line.startswith(name + "{") or line.startswith(name + " ")
         )
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture(scope="module")

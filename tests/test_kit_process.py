@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from eolake.embedded import processes
 from eolake.embedded.postgres import free_port
 from servers import wait_until
 
@@ -22,17 +23,15 @@ APP = Path(__file__).with_name("kitapp.py")
 def start(tmp_path: Path, **env: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     full = {**os.environ, "EOLAKE_PORT": str(port), "EOLAKE_SERVICE_NAME": "kitapp", **env}
-    log = open(tmp_path / "kitapp.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(APP)], env=full, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path / "kitapp.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, str(APP)], env=full, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url + "/healthz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return proc.poll() is not None
-
-    assert wait_until(up, timeout=20) and proc.poll() is None, (tmp_path / "kitapp.log").read_text()
+    try:
+        processes.wait_serving(proc, url + "/healthz", log, ready=processes.ok)
+    except processes.NotStarted:
+        processes.stop(proc)
+        raise
     return proc, url
 
 
@@ -83,8 +82,7 @@ def test_spans_are_exported_over_otlp_when_configured(tmp_path):
         assert path == "/v1/traces"
         assert b"eolake-kitapp" in body and b"/slow" in body
     finally:
-        proc.terminate()
-        proc.wait(10)
+        processes.stop(proc, 10)
         collector.shutdown()
 
 
@@ -93,6 +91,5 @@ def test_no_export_without_endpoint(tmp_path):
     try:
         assert httpx.get(url + "/slow?seconds=0").status_code == 200
     finally:
-        proc.terminate()
-        proc.wait(10)
+        processes.stop(proc, 10)
     assert "otlp" not in (tmp_path / "kitapp.log").read_text().lower()

@@ -13,11 +13,7 @@ import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -25,11 +21,10 @@ import pytest
 import yaml
 from test_dashboards import expand, load_generator
 
-from eolake.embedded.postgres import free_port
+from servers import SCRAPE_INTERVAL, RunningPlatform
 
 ROOT = Path(__file__).resolve().parents[1]
 MONITORING = ROOT / "monitoring"
-SCRAPE_INTERVAL = 1  # seconds: scrapes and rule evaluations every second, so the test waits seconds, not minutes
 DOWN_ALERT = "EolakeServiceDown"
 # Used only while monitoring/alerts does not define the alert yet (the test says so when it uses it).
 FALLBACK_DOWN_RULE = {
@@ -49,74 +44,26 @@ FALLBACK_DOWN_RULE = {
     ]
 }
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-@dataclass
-class Running:
-    root: Path
-    state: Path
-    port: int
-    stack: Path
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        env = {**os.environ, "EOLAKE_STATE_DIR": str(self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-        return subprocess.run(
-            [sys.executable, "-m", "eolake.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def runtime(self) -> dict:
-        return json.loads((self.state / "runtime.json").read_text())
-
-    @property
-    def prometheus(self) -> str:
-        return self.runtime()["monitoring"]["prometheus"]["url"]
-
-    def log_tail(self, name: str = "supervisor", lines: int = 30) -> str:
-        log = self.state / "logs" / f"{name}.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
-
-
-def write_stack(path: Path) -> None:
-    """The local stack with fast scrapes and one catalog worker (a single process to pause)."""
-    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
-    platform = document["config"]["eolake:platform"]
-    platform["name"] = "monitoring-e2e"
-    platform["services"]["catalog"]["workers"] = 1
-    platform.setdefault("observability", {})["scrape_interval_seconds"] = SCRAPE_INTERVAL
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(600),  # the first test boots the platform's stack
+    pytest.mark.skipif(
+        not (shutil.which("prometheus") or Path("/usr/bin/prometheus").exists()),
+        reason="Prometheus (Debian package prometheus) is not installed",
+    ),
+    pytest.mark.parametrize("platform", ["fast-monitoring"], indirect=True),
+]
 
 
 @pytest.fixture(scope="module")
-def running() -> Running:
-    if not (shutil.which("prometheus") or Path("/usr/bin/prometheus").exists()):
-        pytest.skip("Prometheus (Debian package prometheus) is not installed")
-    # Not under pytest's tmp_path: that is private (0700), and as root the cluster runs as the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="eolake-monitoring-"))
-    root.chmod(0o755)
-    platform = Running(root, root / "state", free_port(), root / "Pulumi.e2e.yaml")
-    write_stack(platform.stack)
-    try:
-        started = time.monotonic()
-        up = platform.cli("up", "--stack", str(platform.stack), "--port", str(platform.port), timeout=300)
-        assert up.returncode == 0, f"eolake up failed:\n{up.stdout}\n{up.stderr}\n{platform.log_tail()}"
-        print(f"eolake up with Prometheus: {time.monotonic() - started:.1f} s")
-        assert f"prometheus {platform.prometheus}/" in " ".join(up.stdout.split()), up.stdout
-        yield platform
-    finally:
-        down = platform.cli("down")
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)
-    assert down.returncode == 0, f"eolake down failed; state kept in {root}\n{down.stdout}\n{down.stderr}"
+def running(platform: RunningPlatform) -> RunningPlatform:
+    """The shared platform on the fast-monitoring stack (tests/servers.py)."""
+    assert f"prometheus {prometheus_of(platform)}/" in " ".join(platform.started.split()), platform.started
+    return platform
+
+
+def prometheus_of(running: RunningPlatform) -> str:
+    return running.runtime()["monitoring"]["prometheus"]["url"]
 
 
 def promql(prometheus: str, expr: str) -> list[dict]:
@@ -189,7 +136,7 @@ def generate_traffic(base_url: str) -> dict[str, int]:
     return seen
 
 
-def download_traffic(running: Running) -> None:
+def download_traffic(running: RunningPlatform) -> None:
     """One order of a demo file, staged by the worker and downloaded: the download queue's metrics."""
     key = (running.state / "user.key").read_text().strip()
     with httpx.Client(base_url=running.base_url, timeout=30, headers={"X-API-Key": key}) as client:
@@ -216,8 +163,8 @@ def selector(rule: dict) -> str:
     return f"{rule['record']}{{{labels}}}"
 
 
-def test_prometheus_scrapes_every_target_with_the_rules(running: Running):
-    prometheus = running.prometheus
+def test_prometheus_scrapes_every_target_with_the_rules(running: RunningPlatform):
+    prometheus = prometheus_of(running)
     status = running.cli("status")
     assert "prometheus" in status.stdout and status.returncode == 0, status.stdout + status.stderr
 
@@ -240,9 +187,9 @@ def test_prometheus_scrapes_every_target_with_the_rules(running: Running):
     assert loaded == on_disk - {"kubernetes.yaml", "kubernetes.yml"}, (loaded, on_disk)
 
 
-def test_every_panel_query_and_recording_rule_returns_data(running: Running):
+def test_every_panel_query_and_recording_rule_returns_data(running: RunningPlatform):
     generator = load_generator()
-    prometheus = running.prometheus
+    prometheus = prometheus_of(running)
     # Two rounds of traffic, each waited for in Prometheus: a series first appears with its count already
     # counted, so a rate needs a second round after the first has been scraped to see an increase.
     searches = 'sum(eolake_http_requests_total{service="catalog",route="/search"})'
@@ -283,8 +230,8 @@ def test_every_panel_query_and_recording_rule_returns_data(running: Running):
     )
 
 
-def test_a_stopped_service_makes_its_down_alert_pending(running: Running):
-    prometheus = running.prometheus
+def test_a_stopped_service_makes_its_down_alert_pending(running: RunningPlatform):
+    prometheus = prometheus_of(running)
     defined = any(
         rule.get("alert") == DOWN_ALERT
         for path in (MONITORING / "alerts").glob("*.y*ml")
@@ -331,7 +278,7 @@ def test_a_stopped_service_makes_its_down_alert_pending(running: Running):
     wait_for("the catalog's target up again", lambda: promql(prometheus, 'up{job="eolake-catalog"} == 1'), 30)
 
 
-def test_watchdog_reaches_alertmanager(running: Running):
+def test_watchdog_reaches_alertmanager(running: RunningPlatform):
     alertmanager = running.runtime()["monitoring"].get("alertmanager", {}).get("url")
     if not alertmanager:
         pytest.skip(f"Alertmanager not running: {running.runtime()['monitoring'].get('alertmanager')}")
@@ -362,7 +309,7 @@ def _alive(pid: int) -> bool:
     return not Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
 
 
-def test_down_stops_monitoring_and_a_restart_keeps_the_history(running: Running):
+def test_down_stops_monitoring_and_a_restart_keeps_the_history(running: RunningPlatform):
     """Runs last: it restarts the platform. Prometheus' TSDB is in the state directory and survives `down`."""
     before = running.runtime()
     monitoring_pids = [
@@ -372,25 +319,24 @@ def test_down_stops_monitoring_and_a_restart_keeps_the_history(running: Running)
     ]
     assert "prometheus" in before["services"] and all(monitoring_pids)
     scraped_at = time.time() - 2
-    assert promql(running.prometheus, 'up{job="eolake-catalog"}')
+    assert promql(prometheus_of(running), 'up{job="eolake-catalog"}')
 
     down = running.cli("down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not [pid for pid in monitoring_pids if _alive(pid)], "monitoring processes outlived `eolake down`"
 
-    up = running.cli("up", "--stack", str(running.stack), "--port", str(running.port), timeout=300)
-    assert up.returncode == 0, f"{up.stdout}\n{up.stderr}\n{running.log_tail()}"
+    running.up()
     history = httpx.get(
-        f"{running.prometheus}/api/v1/query",
+        f"{prometheus_of(running)}/api/v1/query",
         timeout=10,
         params={"query": 'up{job="eolake-catalog"}', "time": f"{scraped_at:.3f}"},
     ).json()
     assert history["data"]["result"], f"the samples from before the restart are gone: {history}"
 
 
-def test_prometheus_lifecycle_api_is_off(running: Running):
+def test_prometheus_lifecycle_api_is_off(running: RunningPlatform):
     """No HTTP caller (a service tricked into a request included) can stop or reload Prometheus."""
     for action in ("quit", "reload"):
-        answer = httpx.post(f"{running.prometheus}/-/{action}", timeout=10)
+        answer = httpx.post(f"{prometheus_of(running)}/-/{action}", timeout=10)
         assert answer.status_code == 403 and "not enabled" in answer.text.lower(), answer.text
-    assert httpx.get(f"{running.prometheus}/-/ready", timeout=10).status_code == 200
+    assert httpx.get(f"{prometheus_of(running)}/-/ready", timeout=10).status_code == 200

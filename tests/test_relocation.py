@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import httpx
 import pytest
 from infra_program import Program, own_gateway, render, write_stack
 from test_acceptance import RUNNER
 
-from eolake.embedded.postgres import free_port
 from eolake_spec import load_stack, manifests
-from servers import UP_TIMEOUT
-from servers import RunningPlatform as Platform
+from servers import embedded_platform
 
 
 def moved(platform: dict) -> None:
@@ -96,13 +91,7 @@ def moved_locally(platform: dict) -> None:
 def test_embedded_platform_with_moved_prefixes_passes_the_acceptance_suites():
     """The relocated stack runs locally (real processes, the gateway at the new prefixes, peers following) and
     every acceptance suite passes against it, told the stack's prefixes."""
-    root = Path(tempfile.mkdtemp(prefix="eolake-relocated-"))
-    root.chmod(0o755)  # as root the cluster runs as the postgres user
-    stack = write_stack(root, "local", moved_locally)
-    running = Platform(root=root, state=root / "state", port=free_port())
-    try:
-        up = running.cli("up", "--stack", str(stack), "--port", str(running.port), timeout=UP_TIMEOUT)
-        assert up.returncode == 0, f"{up.stdout}\n{up.stderr}\n{running.log_tail()}"
+    with embedded_platform("eolake-relocated-", moved_locally) as running:
         assert httpx.get(f"{running.base_url}/stac/collections", timeout=10).status_code != 200  # moved away
         result = subprocess.run(
             [
@@ -111,16 +100,16 @@ def test_embedded_platform_with_moved_prefixes_passes_the_acceptance_suites():
                 "--base-url",
                 running.base_url,
                 "--stack",
-                str(stack),
+                str(running.stack),
                 "--outputdir",
-                str(root / "results"),
+                str(running.root / "results"),
                 "--admin-key-file",
                 str(running.state / "admin.key"),
                 "--user-key-file",
                 str(running.state / "user.key"),
             ],
             env=running.env(),
-            cwd=root,
+            cwd=running.root,
             capture_output=True,
             text=True,
             timeout=400,
@@ -129,7 +118,3 @@ def test_embedded_platform_with_moved_prefixes_passes_the_acceptance_suites():
         assert result.returncode == 0, "\n".join(failed) + f"\n{result.stdout[-4000:]}\n{running.log_tail()}"
         totals = re.findall(r"^(\d+) tests?, (\d+) passed, (\d+) failed", result.stdout, re.M)[-1]
         assert int(totals[0]) >= 40 and totals[0] == totals[1], result.stdout[-2000:]
-    finally:
-        down = running.cli("down", timeout=180)
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)

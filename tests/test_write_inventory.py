@@ -19,19 +19,14 @@ ROLES = ("user", "admin")
 
 
 @pytest.fixture(scope="module")
-def platform(scratch_platform) -> Platform:
-    return scratch_platform
-
-
-@pytest.fixture(scope="module")
-def writes(platform: Platform) -> list[dict]:
+def writes(scratch_platform: Platform) -> list[dict]:
     """Every non-GET operation of every service with an OpenAPI document, as the service describes it."""
     found = []
     with httpx.Client(timeout=30) as client:
         for name, m in manifests().items():
             if m.openapi is None:
                 continue
-            base = platform.base_url + m.path.rstrip("/")
+            base = scratch_platform.base_url + m.path.rstrip("/")
             doc = client.get(base + m.openapi)
             assert doc.status_code == 200, f"{name} serves no OpenAPI at {m.path}{m.openapi}"
             for path, item in doc.json()["paths"].items():
@@ -82,7 +77,7 @@ def test_every_write_has_a_role_or_a_declared_reason(writes):
             assert {"401", "403"} <= w["operation"]["responses"].keys()
 
 
-def test_anonymous_writes_are_refused(platform, writes):
+def test_anonymous_writes_are_refused(scratch_platform, writes):
     with httpx.Client(timeout=60) as client:
         for w in writes:
             if not w["operation"].get("x-eolake-role"):
@@ -93,8 +88,8 @@ def test_anonymous_writes_are_refused(platform, writes):
             assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_the_documented_role_is_let_through_and_a_lower_one_is_not(platform, writes):
-    keys = {role: platform.key(role) for role in ROLES}
+def test_the_documented_role_is_let_through_and_a_lower_one_is_not(scratch_platform, writes):
+    keys = {role: scratch_platform.key(role) for role in ROLES}
     with httpx.Client(timeout=60) as client:
         for w in writes:
             role = w["operation"].get("x-eolake-role")
@@ -111,7 +106,7 @@ def test_the_documented_role_is_let_through_and_a_lower_one_is_not(platform, wri
                 assert refused.status_code == 403, f"{w['method']} {w['path']} with role {weaker}: {refused.text}"
 
 
-def test_public_writes_do_not_ask_for_credentials(platform, writes):
+def test_public_writes_do_not_ask_for_credentials(scratch_platform, writes):
     with httpx.Client(timeout=60) as client:
         for w in writes:
             if w["operation"].get("x-eolake-public") and "{" not in w["path"]:

@@ -1,5 +1,5 @@
-"""The web view in a real browser: the embedded platform (`eolake up`, once per test session for every
-test_web_browser_* module) driven by the system's headless Chromium, and what those tests share.
+"""The web view in a real browser: the session's shared embedded platform (conftest's `platform`, `eolake up` once
+per test run) driven by the system's headless Chromium, and what the test_web_browser_* modules share.
 
 The platform signs its users in at a test OpenID Connect provider on loopback (tests/oidc.py). Screenshots at laptop
 and phone widths are left in results/screenshots/ as test artefacts. Registered as a plugin by tests/conftest.py, so
@@ -10,21 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
-from eolake.embedded.postgres import free_port
-from oidc import AUDIENCE, CodeFlowIssuer
 from servers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,61 +40,11 @@ BROWSER_TESTS = [
 ]
 
 
-@dataclass
-class Platform:
-    state: Path
-    port: int
-    stack: Path
-    issuer: CodeFlowIssuer
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        env = {**os.environ, "EOLAKE_STATE_DIR": str(self.state), "COLUMNS": "200", "NO_COLOR": "1"}
-        return subprocess.run(
-            [sys.executable, "-m", "eolake.cli", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-
-def stack_signing_in_at(issuer: CodeFlowIssuer, path: Path) -> Path:
-    """The local stack whose users sign in at `issuer` (the services check its tokens against its JWKS)."""
-    document = yaml.safe_load((ROOT / "stacks" / "Pulumi.local.yaml").read_text())
-    document["config"]["eolake:platform"]["auth"] = {
-        "oidc_issuer": issuer.issuer,
-        "oidc_audience": AUDIENCE,
-        "oidc_jwks_url": issuer.jwks_url,
-    }
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
-
-
 @pytest.fixture(scope="session")
-def web_platform() -> Platform:
-    """The platform of every browser module, booted once per session."""
-    # Not under pytest's tmp_path: as root the cluster runs as the postgres user, which cannot reach it.
-    root = Path(tempfile.mkdtemp(prefix="eolake-web-browser-"))
-    root.chmod(0o755)
-    port = free_port()
-    issuer = CodeFlowIssuer("eolake-web", [f"http://127.0.0.1:{port}/"], users={"alice": ["user"]})
-    running = Platform(
-        state=root / "state", port=port, stack=stack_signing_in_at(issuer, root / "Pulumi.web.yaml"), issuer=issuer
-    )
-    try:
-        up = running.cli("up", "--stack", str(running.stack), "--port", str(running.port))
-        assert up.returncode == 0, f"eolake up failed:\n{up.stdout}\n{up.stderr}"
-        yield running
-    finally:
-        down = running.cli("down", timeout=180)
-        issuer.stop()
-        if down.returncode == 0:
-            shutil.rmtree(root, ignore_errors=True)
+def web_platform(platform):
+    """The platform of every browser module: the session's shared one (conftest), whose users sign in at a test
+    OpenID Connect provider as well as with API keys."""
+    return platform
 
 
 def ready(base: str, prefix: str) -> None:

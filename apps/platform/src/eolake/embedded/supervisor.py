@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from eolake.embedded import processes
 from eolake.embedded.backup import BackupError, Backups, Schedule
 from eolake.embedded.broker import Broker, BrokerError
 from eolake.embedded.environment import (
@@ -132,12 +133,8 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        if self.running:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.process:
+            processes.stop(self.process, timeout)
         self._end_group()
 
     def kill(self) -> None:
@@ -387,11 +384,8 @@ def wait_ready(children: list[Child], deadline: float) -> None:
             for name, child in list(pending.items()):
                 if child.process and child.process.poll() is not None:
                     raise StartError(f"{name} exited with code {child.process.returncode}: see {child.log_path}")
-                try:
-                    if client.get(child.upstream + child.probe).status_code == 200:
-                        del pending[name]
-                except httpx.TransportError:
-                    pass
+                if processes.answers(child.upstream + child.probe, processes.ok, client):
+                    del pending[name]
             if pending and time.monotonic() > deadline:
                 raise StartError(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(pending)}")
             time.sleep(0.2)
@@ -660,10 +654,7 @@ class Supervisor:
         return None
 
     def _answers(self, url: str) -> bool:
-        try:
-            return self.http.get(url).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return processes.answers(url, processes.ok, self.http)
 
     def _check_liveness(self, child: Child, now: float) -> None:
         watch = self.platform.supervision
