@@ -285,6 +285,15 @@ def test_batch_size_zero_is_a_one_line_error(capsys):
     assert exit_.value.code == 2 and "--batch-size: must be at least 1, not 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value, message", [("inf", "at most 86400"), ("1e300", "at most 86400"), ("nan", "at least")])
+def test_a_lock_timeout_postgresql_cannot_take_is_a_one_line_error(capsys, value, message):
+    from eolake.cli import main as cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli(["ingest", "x.ndjson", "--lock-timeout", value])
+    assert exit_.value.code == 2 and f"--lock-timeout: must be {message}" in capsys.readouterr().err
+
+
 def _broken(item: dict, change) -> dict:
     copied = copy.deepcopy(item)
     change(copied)
