@@ -78,6 +78,7 @@ def fuzz(platform: Platform, service: str, reports: Path) -> dict:
 def test_no_server_error_and_nothing_undocumented(platform: Platform, service: str, tmp_path: Path):
     result = fuzz(platform, service, tmp_path)
     cases = result["test_cases"]
+    print(f"\n[fuzz] {service}: {result['operations']['tested']} operations, {cases['generated']} cases")
     assert result["operations"]["tested"] >= 1 and cases["generated"] >= result["operations"]["tested"], result[
         "output"
     ][-3000:]
