@@ -12,7 +12,7 @@ refuses a coded one, since a few megabytes of gzip can inflate to gigabytes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +85,7 @@ class _BoundedAnswer(httpx.AsyncByteStream):
     def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request, max_bytes: int):
         self.inner, self.request, self.max_bytes = inner, request, max_bytes
 
-    async def __aiter__(self):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         received = 0
         async for chunk in self.inner:
             received += len(chunk)
@@ -118,6 +118,7 @@ class _GuardedAsync(httpx.AsyncBaseTransport):
             if coded:
                 raise AnswerTooLarge("the answer is content-coded though none was asked for", request=request)
             raise _too_large(request, self.max_answer_bytes)
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async transport's answer
         response.stream = _BoundedAnswer(response.stream, request, self.max_answer_bytes)
         return response
 
