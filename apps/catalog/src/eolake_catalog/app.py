@@ -213,6 +213,8 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
         return await super().patch_item(collection_id, item_id, patch, request, **kwargs)
 
     async def create_item(self, collection_id: str, item: Any, request: Request, **kwargs: Any):
+        if item is None:  # stac-fastapi's body is optional here (a POST may have none): nothing to create
+            raise HTTPException(400, "the request body must be an Item or an ItemCollection")
         created = await super().create_item(collection_id, item, request, **kwargs)
         if getattr(item, "type", None) == "FeatureCollection":  # stac-fastapi answers an empty, untyped 201
             return JSONResponse({"created": [feature.id for feature in item.features]}, status_code=201)

@@ -19,6 +19,7 @@ from fastapi import HTTPException
 from json_merge_patch import merge
 from pydantic import BaseModel, ValidationError
 
+from eolake_kit.problems import problem
 from eolake_kit.stac import item_path, query_filter
 
 WORD = re.compile(r"\w+")
@@ -148,7 +149,10 @@ class SearchBodyMiddleware:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        body = _normalised(b"".join(chunks))
+        try:
+            body = _normalised(b"".join(chunks))
+        except HTTPException as refused:  # outside the routes: no exception handler would make it a problem
+            return await problem(refused.status_code, refused.detail)(scope, receive, send)
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
         # The same scope, changed in place: the router records the matched route in it for the outer middleware.
         scope["headers"] = [*headers, (b"content-length", str(len(body)).encode())]
