@@ -379,6 +379,20 @@ def test_errors_are_problem_json(loaded, method, path, body, status):
     assert problem["request_id"] == response.headers["x-request-id"]
 
 
+def test_a_collection_without_a_bounding_box_is_refused_and_nothing_written(loaded, keys):
+    """schemathesis stored one (`"bbox": []`): every collection mosaic of it was then a 500 in the tiles service."""
+    admin = {"X-API-Key": keys["admin"]}
+    empty = {**collection("t-nobox"), "extent": {**collection("t-nobox")["extent"], "spatial": {"bbox": []}}}
+    created = httpx.post(loaded + "/stac/collections", json=empty, headers=admin)
+    replaced = httpx.put(loaded + "/stac/collections/t-optical", json={**empty, "id": "t-optical"}, headers=admin)
+    patched = httpx.patch(loaded + "/stac/collections/t-optical", json={"extent": empty["extent"]}, headers=admin)
+    for answer in (created, replaced, patched):
+        assert answer.status_code == 400 and answer.headers["content-type"] == PROBLEM, answer.text
+        assert "extent.spatial.bbox needs at least one" in answer.json()["detail"]
+    assert httpx.get(loaded + "/stac/collections/t-nobox").status_code == 404
+    assert httpx.get(loaded + "/stac/collections/t-optical").json()["extent"]["spatial"]["bbox"]
+
+
 def test_duplicate_collection_is_409(loaded, keys):
     response = httpx.post(
         loaded + "/stac/collections", json=collection("t-optical"), headers={"X-API-Key": keys["admin"]}

@@ -85,6 +85,14 @@ def writable_geometry(geometry: Any) -> None:
                 raise HTTPException(400, "a GeometryCollection cannot hold another GeometryCollection")
 
 
+def spatial_extent(collection: dict) -> None:
+    """A 400 for a collection without a bounding box: STAC asks for at least one (the overall extent), and the tiles
+    service reads the first as the collection mosaic's bounds."""
+    spatial = (collection.get("extent") or {}).get("spatial") or {}
+    if not spatial.get("bbox"):
+        raise HTTPException(400, "extent.spatial.bbox needs at least one bounding box (the collection's overall one)")
+
+
 def patched_document(existing: dict, patch: Any, model: type[BaseModel]) -> dict:
     """`existing` with a JSON patch (a list of operations) or a merge patch applied, valid as `model`, or a 400."""
     if isinstance(patch, list):
