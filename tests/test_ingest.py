@@ -277,6 +277,15 @@ def test_a_lock_held_elsewhere_stops_the_load_at_lock_timeout(pg, naip_item, tmp
     assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", collection) == [(0,)]
 
 
+def test_a_collection_without_a_bounding_box_is_rejected_with_its_items(pg, naip_item, tmp_path):
+    collection = make_collection(unique("ingest-nobox"))
+    collection["extent"]["spatial"]["bbox"] = []
+    source = write_ndjson(tmp_path / "nobox.ndjson", [collection, make_item(naip_item, "n1", collection["id"])])
+    report = ingest([source], pg.dsn())
+    assert report.collections_loaded == 0 and report.items_loaded == 0, report
+    assert "extent.spatial.bbox needs at least one bounding box" in format_report(report)
+
+
 def test_batch_size_zero_is_a_one_line_error(capsys):
     from eolake.cli import main as cli
 

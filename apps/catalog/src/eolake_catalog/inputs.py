@@ -20,7 +20,7 @@ from json_merge_patch import merge
 from pydantic import BaseModel, ValidationError
 
 from eolake_kit.problems import problem
-from eolake_kit.stac import item_path, query_filter
+from eolake_kit.stac import extent_problem, item_path, query_filter
 
 WORD = re.compile(r"\w+")
 PHRASE_OR_TEXT = re.compile(r'"([^"]*)"|([^"]+)')
@@ -86,11 +86,9 @@ def writable_geometry(geometry: Any) -> None:
 
 
 def spatial_extent(collection: dict) -> None:
-    """A 400 for a collection without a bounding box: STAC asks for at least one (the overall extent), and the tiles
-    service reads the first as the collection mosaic's bounds."""
-    spatial = (collection.get("extent") or {}).get("spatial") or {}
-    if not spatial.get("bbox"):
-        raise HTTPException(400, "extent.spatial.bbox needs at least one bounding box (the collection's overall one)")
+    """A 400 for a collection without a bounding box (eolake_kit.stac.extent_problem)."""
+    if problem := extent_problem(collection):
+        raise HTTPException(400, problem)
 
 
 def patched_document(existing: dict, patch: Any, model: type[BaseModel]) -> dict:
