@@ -260,6 +260,8 @@ def test_bad_requests_are_problems(tiles):
     problem(httpx.get(f"{base}/{Z}/{X}/{Y}.png?{WSE}&tilesize=100000"), 400)
     problem(httpx.get(f"{tiles}/collections/{COLL}/items/{ITEM}/preview/100000x100000.png?assets=wse"), 400)
     problem(httpx.get(f"{base}/{Z}/{X}/{Y}.png?url=/etc/passwd"), 400)
+    for params in ("null", "[1]", "{bad"):  # titiler spreads it as keyword arguments: null was a 500
+        problem(httpx.get(f"{base}/{Z}/{X}/{Y}.png?{WSE}&algorithm=hillshade&algorithm_params={params}"), 400)
 
 
 @pytest.mark.parametrize("name", ["passwd", "metadata", "vrt", "disguised", "traversal", "vsicurl"])

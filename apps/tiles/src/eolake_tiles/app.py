@@ -1,6 +1,7 @@
 """The tile service: titiler-pgstac's factories behind the service kit, reading only allow-listed assets."""
 
 import asyncio
+import json
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ def request_guard(settings: TilesSettings):
                 raise HTTPException(400, f"parameter {name} is longer than {settings.max_parameter_length} characters")
         for expression in query.getlist("expression"):
             check_expression(expression, settings)
+        for text in query.getlist("algorithm_params"):  # titiler passes it on as keyword arguments (**params)
+            _json_object(text, "algorithm_params")
         params = {**query, **request.path_params}
         for name in SIZE_PARAMS:
             if name in params:
@@ -116,6 +119,15 @@ def request_guard(settings: TilesSettings):
             _check_tile(params, settings.max_zoom)
 
     return guard
+
+
+def _json_object(text: str, name: str) -> None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise HTTPException(400, f"{name} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise HTTPException(400, f"{name} must be a JSON object")
 
 
 def _bounded_int(value: str, name: str, upper: int) -> None:
