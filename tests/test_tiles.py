@@ -225,6 +225,10 @@ NO_GEOMETRY = {"type": "Feature", "geometry": None, "properties": {}}
         ("feature", NO_GEOMETRY),
         ("feature.png", NO_GEOMETRY),
         ("feature/64x64.png", NO_GEOMETRY),
+        # empty geometries (found by schemathesis: a 500)
+        ("statistics", {**NO_GEOMETRY, "geometry": {"type": "Polygon", "coordinates": []}}),
+        ("feature", {**NO_GEOMETRY, "geometry": {"type": "MultiPoint", "coordinates": []}}),
+        ("statistics", {**NO_GEOMETRY, "geometry": {"type": "Polygon", "coordinates": [[]]}}),
     ],
 )
 @pytest.mark.parametrize("owner", [f"collections/{COLL}", f"collections/{COLL}/items/{ITEM}"])

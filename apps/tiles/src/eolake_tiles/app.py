@@ -28,7 +28,7 @@ from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
 
 from eolake_kit import __version__, install_kit, require_role
-from eolake_kit.bounds import reconnecting
+from eolake_kit.bounds import reconnecting, walk
 from eolake_kit.datetimes import check_interval
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
@@ -199,10 +199,15 @@ async def features_with_geometry(request: Request) -> None:
     except ValueError:
         return  # the route's own parsing answers
     features = body.get("features") if isinstance(body, dict) and body.get("type") == "FeatureCollection" else [body]
-    if isinstance(features, list) and any(
-        isinstance(f, dict) and not isinstance(f.get("geometry"), dict) for f in features
-    ):
-        raise HTTPException(400, "every feature needs a geometry")
+    if isinstance(features, list) and any(isinstance(f, dict) and not _placed(f.get("geometry")) for f in features):
+        raise HTTPException(400, "every feature needs a geometry with at least one position")
+
+
+def _placed(geometry: object) -> bool:
+    """A geometry with a position: an empty one (`"coordinates": []`) has no extent to read pixels under."""
+    return isinstance(geometry, dict) and any(
+        isinstance(node, list) and node and all(isinstance(c, int | float) for c in node) for node, _ in walk(geometry)
+    )
 
 
 def _require(app: FastAPI, path: str, method: str, role: str, extra: list | None = None) -> None:
