@@ -197,6 +197,11 @@ def test_hs256_signed_with_public_key(http: httpx.Client, idp: IdP) -> None:
     assert_401(http.get("/user", headers=bearer(token)), "algorithm not allowed", token)
 
 
+def test_an_algorithm_that_is_not_a_name_is_refused(http: httpx.Client, idp: IdP) -> None:
+    token = _unsigned({"alg": {"x": 1}, "typ": "JWT", "kid": "k1"}, {"sub": "alice"}) + ".c2ln"
+    assert_401(http.get("/user", headers=bearer(token)), "algorithm not allowed", token)
+
+
 @pytest.mark.parametrize("header", ["Bearer not-a-jwt", "Basic YWxpY2U6c2VjcmV0", "Bearer"])
 def test_malformed_authorization(http: httpx.Client, header: str) -> None:
     r = http.get("/public", headers={"Authorization": header})

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -153,6 +154,21 @@ def test_bootstrap_and_platform_leave_a_foreign_cluster_alone(foreign, tmp_path)
     assert foreign.fingerprint() == fingerprint, "the foreign cluster's configuration changed"
     assert foreign.answers()
     assert distribution_clusters() == registered, "a cluster of the distribution (pg_lsclusters) changed state"
+
+
+def test_status_and_down_load_neither_web_framework_nor_database_driver(tmp_path):
+    """Every `./eolake` call runs the CLI: `status` and `down` of a stopped platform read a few files and the pid
+    table, so they must not import what a service needs (importing the supervisor once cost two seconds)."""
+    probe = (
+        "import sys\n"
+        "from eolake.cli import main\n"
+        "codes = [main(['--state-dir', sys.argv[1], command]) for command in ('status', 'down')]\n"
+        "heavy = {'fastapi', 'starlette', 'psycopg', 'httpx', 'pydantic', 'eolake_kit', 'eolake_spec'}\n"
+        "print(codes, sorted(heavy & set(sys.modules)))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, describe(run)
+    assert run.stdout.splitlines()[-1] == "[3, 0] []", describe(run)
 
 
 def distribution_clusters() -> list[str]:

@@ -74,6 +74,13 @@ def test_json_body_bounds():
     assert "not valid JSON" in refused(check_json_text, "{", limits).detail
 
 
+def test_a_geometry_type_that_is_not_a_name_is_left_to_the_route():
+    """schemathesis sent `"type": {}` in an item's geometry: the bound check must not crash on it (a 500)."""
+    for kind in ({}, [], None, 3):
+        check_body({"type": "Feature", "geometry": {"type": kind, "coordinates": []}}, Limits())
+        check_search({"intersects": {"type": kind, "coordinates": [1, 2]}}, Limits())
+
+
 def test_geometry_positions_and_coordinates():
     ring = [[i / 1000, 0.0] for i in range(20_001)]
     polygon = {"type": "Polygon", "coordinates": [ring]}

@@ -225,10 +225,29 @@ def test_json_bodies_that_are_not_objects_are_a_400(loaded, keys, body, method, 
     assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
 
 
-@pytest.mark.parametrize("method", ["PUT", "PATCH"])
-def test_a_put_or_patch_without_a_body_is_a_400(loaded, keys, method):
-    response = httpx.request(method, loaded + "/stac/collections/t-optical", headers={"X-API-Key": keys["admin"]})
-    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM
+@pytest.mark.parametrize(
+    "method, path",
+    [("PUT", "/stac/collections/t-optical"), ("PATCH", "/stac/collections/t-optical"), ("POST", "/stac/collections")]
+    + [("POST", f"/stac/collections/{c}/items") for c in ("t-optical", "%C3%96")],  # found by schemathesis: 500s
+)
+def test_a_write_without_a_body_is_a_400(loaded, keys, method, path):
+    response = httpx.request(method, loaded + path, headers={"X-API-Key": keys["admin"]})
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM, response.text
+
+
+@pytest.mark.parametrize(
+    "body, detail",
+    [
+        ({"query": {"x-schemathesis-additional": {}}, "filter-lang": "cql2-json"}, "query names no condition"),
+        ({"query": {"id": "x"}}, "query must be an object of"),
+        ({"query": {"id": {"eq": "x"}}, "filter": "id = ((", "filter-lang": "cql2-text"}, "Invalid filter"),
+    ],
+)
+def test_a_search_query_that_cannot_be_a_filter_is_a_400(loaded, body, detail):
+    """The query is turned into a CQL2 filter before routing (SearchBodyMiddleware): its refusal is a problem too."""
+    response = httpx.post(loaded + "/stac/search", json=body)
+    assert response.status_code == 400 and response.headers["content-type"] == PROBLEM, response.text
+    assert detail in response.json()["detail"]
 
 
 def test_a_json_patch_that_does_not_apply_is_a_400(loaded, keys):
@@ -358,6 +377,20 @@ def test_errors_are_problem_json(loaded, method, path, body, status):
     problem = response.json()
     assert problem["status"] == status and problem["title"] and problem["detail"]
     assert problem["request_id"] == response.headers["x-request-id"]
+
+
+def test_a_collection_without_a_bounding_box_is_refused_and_nothing_written(loaded, keys):
+    """schemathesis stored one (`"bbox": []`): every collection mosaic of it was then a 500 in the tiles service."""
+    admin = {"X-API-Key": keys["admin"]}
+    empty = {**collection("t-nobox"), "extent": {**collection("t-nobox")["extent"], "spatial": {"bbox": []}}}
+    created = httpx.post(loaded + "/stac/collections", json=empty, headers=admin)
+    replaced = httpx.put(loaded + "/stac/collections/t-optical", json={**empty, "id": "t-optical"}, headers=admin)
+    patched = httpx.patch(loaded + "/stac/collections/t-optical", json={"extent": empty["extent"]}, headers=admin)
+    for answer in (created, replaced, patched):
+        assert answer.status_code == 400 and answer.headers["content-type"] == PROBLEM, answer.text
+        assert "extent.spatial.bbox needs at least one" in answer.json()["detail"]
+    assert httpx.get(loaded + "/stac/collections/t-nobox").status_code == 404
+    assert httpx.get(loaded + "/stac/collections/t-optical").json()["extent"]["spatial"]["bbox"]
 
 
 def test_duplicate_collection_is_409(loaded, keys):

@@ -74,6 +74,7 @@ def test_no_server_error_and_nothing_undocumented(scratch_platform: Platform, se
     # With the admin key the fuzzer creates, replaces and deletes what it likes: on the scratch platform.
     result = fuzz(scratch_platform, service, tmp_path)
     cases = result["test_cases"]
+    print(f"\n[fuzz] {service}: {result['operations']['tested']} operations, {cases['generated']} cases")
     assert result["operations"]["tested"] >= 1 and cases["generated"] >= result["operations"]["tested"], result[
         "output"
     ][-3000:]

@@ -105,6 +105,8 @@ def test_control_characters_in_the_path_are_400(gateway, path):
     response = httpx.get(gateway + path)
     assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
     assert "control character" in response.json()["detail"]
+    assert response.headers["x-content-type-options"] == "nosniff"  # the gateway's own answers are hardened too
+    assert response.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
 
 
 def test_the_raw_path_is_forwarded(gateway):

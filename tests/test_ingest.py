@@ -277,12 +277,30 @@ def test_a_lock_held_elsewhere_stops_the_load_at_lock_timeout(pg, naip_item, tmp
     assert query(pg, "SELECT count(*) FROM pgstac.collections WHERE id = %s", collection) == [(0,)]
 
 
+def test_a_collection_without_a_bounding_box_is_rejected_with_its_items(pg, naip_item, tmp_path):
+    collection = make_collection(unique("ingest-nobox"))
+    collection["extent"]["spatial"]["bbox"] = []
+    source = write_ndjson(tmp_path / "nobox.ndjson", [collection, make_item(naip_item, "n1", collection["id"])])
+    report = ingest([source], pg.dsn())
+    assert report.collections_loaded == 0 and report.items_loaded == 0, report
+    assert "extent.spatial.bbox needs at least one bounding box" in format_report(report)
+
+
 def test_batch_size_zero_is_a_one_line_error(capsys):
     from eolake.cli import main as cli
 
     with pytest.raises(SystemExit) as exit_:
         cli(["ingest", "x.ndjson", "--batch-size", "0"])
     assert exit_.value.code == 2 and "--batch-size: must be at least 1, not 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, message", [("inf", "at most 86400"), ("1e300", "at most 86400"), ("nan", "at least")])
+def test_a_lock_timeout_postgresql_cannot_take_is_a_one_line_error(capsys, value, message):
+    from eolake.cli import main as cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli(["ingest", "x.ndjson", "--lock-timeout", value])
+    assert exit_.value.code == 2 and f"--lock-timeout: must be {message}" in capsys.readouterr().err
 
 
 def _broken(item: dict, change) -> dict:

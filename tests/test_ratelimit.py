@@ -3,6 +3,8 @@ trusted proxies), 429 problem+json with Retry-After past the bound, configured i
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -12,7 +14,7 @@ from eolake_catalog.settings import CatalogSettings
 from eolake_kit import ServiceSettings, install_kit
 from eolake_kit.auth import create_api_key
 from eolake_kit.ratelimit import TokenBuckets, TrustedProxies
-from eolake_spec import load_stack
+from eolake_spec import load_stack, manifests
 from servers import served
 
 BURST = 3
@@ -173,3 +175,21 @@ def test_spec_refuses_a_rate_limit_without_a_rate():
     platform["services"]["catalog"]["rate_limit"] = {"requests_per_second": 0, "burst": 5}
     with pytest.raises(ValueError, match="requests_per_second"):
         load_stack("local").model_validate(platform)
+
+
+@pytest.mark.parametrize(
+    "service, route",
+    [
+        ("catalog", "POST /search"),
+        ("catalog", "GET /collections/garonne-wse/items"),
+        ("search", "GET /search"),
+        ("search", "GET /collections/garonne-wse/items"),
+        ("tiles", "GET /collections/garonne-wse/tiles/WebMercatorQuad/1/1/1.png"),
+        ("tiles", "POST /collections/garonne-wse/statistics"),
+        ("tiles", "POST /searches/register"),
+        ("downloads", "POST /orders"),
+        ("downloads", "POST /retrievals"),  # staging from a slow tier: an order by another name
+    ],
+)
+def test_every_expensive_route_is_rate_limited(service, route):
+    assert any(re.match(pattern, route) for pattern in manifests()[service].rate_limited), route

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import json
 import zlib
 
@@ -22,10 +23,10 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from eolake_kit.outbound import DestinationRefused, Egress, async_client
+from eolake_kit.outbound import ANSWER_BYTES, AnswerTooLarge, DestinationRefused, Egress, async_client
 from eolake_kit.settings import Peer, below
 from servers import served
 
@@ -220,6 +221,58 @@ def test_provider_redirects_and_error_bodies_do_not_leak(canary):
     assert federation["failing"]["error"] == "the provider answered HTTP 500"
     assert "SECRET-UPSTREAM-BODY" not in answer.text and canary_url not in answer.text
     assert spy.hits == []
+
+
+def endless_answers(size: int) -> Starlette:
+    """Answers of `size` bytes: streamed without a length, declared, and gzip-coded (a small bomb)."""
+
+    def spaces():
+        for _ in range(size // 65536 + 1):
+            yield b" " * 65536
+
+    async def streamed(request: Request):
+        return StreamingResponse(spaces(), media_type="application/json")
+
+    async def declared(request: Request):
+        return Response(b"{}" + b" " * size, media_type="application/json")
+
+    async def coded(request: Request):
+        body = gzip.compress(b"{" + b" " * size + b"}")
+        return Response(body, media_type="application/json", headers={"Content-Encoding": "gzip"})
+
+    return Starlette(
+        routes=[
+            Route("/streamed", streamed),
+            Route("/search", streamed, methods=["POST"]),  # as a provider's item search
+            Route("/declared", declared),
+            Route("/coded", coded),
+        ]
+    )
+
+
+def test_answers_past_the_bound_are_refused_as_they_arrive():
+    async def calls(base: str) -> None:
+        async with async_client([base], max_answer_bytes=100_000) as client:
+            for path in ("/streamed", "/declared", "/coded"):
+                with pytest.raises(AnswerTooLarge):
+                    await client.get(base + path)
+        async with async_client([base], max_answer_bytes=None) as unbounded:  # file transfers
+            assert len((await unbounded.get(base + "/streamed")).content) > 100_000
+
+    with served(endless_answers(200_000)) as base:
+        asyncio.run(calls(base))
+
+
+def test_a_provider_answering_without_end_is_a_failed_provider_not_a_full_memory():
+    with served(provider_app()) as local, served(endless_answers(ANSWER_BYTES)) as endless:
+        endless_provider = ProviderConfig(name="endless", url=endless)
+        with search_client(local + "/stac", [endless_provider]) as client:
+            answer = client.get("/search/search", params={"providers": "local,endless"})
+    assert answer.status_code == 200, answer.text
+    federation = answer.json()["federation"]
+    assert federation["local"]["status"] == "ok"
+    assert federation["endless"]["error"] == f"refused: the answer exceeds {ANSWER_BYTES} bytes"
+    assert endless not in answer.text
 
 
 def test_next_links_of_a_signed_token_follow_the_provider_internally():

@@ -225,6 +225,10 @@ NO_GEOMETRY = {"type": "Feature", "geometry": None, "properties": {}}
         ("feature", NO_GEOMETRY),
         ("feature.png", NO_GEOMETRY),
         ("feature/64x64.png", NO_GEOMETRY),
+        # empty geometries (found by schemathesis: a 500)
+        ("statistics", {**NO_GEOMETRY, "geometry": {"type": "Polygon", "coordinates": []}}),
+        ("feature", {**NO_GEOMETRY, "geometry": {"type": "MultiPoint", "coordinates": []}}),
+        ("statistics", {**NO_GEOMETRY, "geometry": {"type": "Polygon", "coordinates": [[]]}}),
     ],
 )
 @pytest.mark.parametrize("owner", [f"collections/{COLL}", f"collections/{COLL}/items/{ITEM}"])
@@ -260,6 +264,8 @@ def test_bad_requests_are_problems(tiles):
     problem(httpx.get(f"{base}/{Z}/{X}/{Y}.png?{WSE}&tilesize=100000"), 400)
     problem(httpx.get(f"{tiles}/collections/{COLL}/items/{ITEM}/preview/100000x100000.png?assets=wse"), 400)
     problem(httpx.get(f"{base}/{Z}/{X}/{Y}.png?url=/etc/passwd"), 400)
+    for params in ("null", "[1]", "{bad"):  # titiler spreads it as keyword arguments: null was a 500
+        problem(httpx.get(f"{base}/{Z}/{X}/{Y}.png?{WSE}&algorithm=hillshade&algorithm_params={params}"), 400)
 
 
 @pytest.mark.parametrize("name", ["passwd", "metadata", "vrt", "disguised", "traversal", "vsicurl"])

@@ -39,6 +39,7 @@ from eolake_catalog.inputs import (
     free_text,
     patched_document,
     query_params_as_filter,
+    spatial_extent,
     writable_geometry,
 )
 from eolake_catalog.queryables import DependentQueryables
@@ -189,11 +190,13 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
     would leave an invalid item or collection (links that are not a list…) is a 400 and nothing is written."""
 
     async def create_collection(self, collection: Any, request: Request, **kwargs: Any):
+        spatial_extent(collection.model_dump(mode="json"))
         created = await super().create_collection(collection, request, **kwargs)
         await _index_queryables(request, collection.id)
         return created
 
     async def update_collection(self, collection: Any, request: Request, **kwargs: Any):
+        spatial_extent(collection.model_dump(mode="json"))
         updated = await super().update_collection(collection, request, **kwargs)
         await _index_queryables(request, collection.id)
         return updated
@@ -201,7 +204,7 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
     async def patch_collection(self, collection_id: str, patch: Any, request: Request, **kwargs: Any):
         existing = await _stored(request, "SELECT get_collection($1::text)", collection_id)
         if existing is not None:
-            patched_document(existing, patch, stac_pydantic.Collection)
+            spatial_extent(patched_document(existing, patch, stac_pydantic.Collection))
         patched = await super().patch_collection(collection_id, patch, request, **kwargs)
         await _index_queryables(request, collection_id)
         return patched
@@ -213,6 +216,8 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
         return await super().patch_item(collection_id, item_id, patch, request, **kwargs)
 
     async def create_item(self, collection_id: str, item: Any, request: Request, **kwargs: Any):
+        if item is None:  # stac-fastapi's body is optional here (a POST may have none): nothing to create
+            raise HTTPException(400, "the request body must be an Item or an ItemCollection")
         created = await super().create_item(collection_id, item, request, **kwargs)
         if getattr(item, "type", None) == "FeatureCollection":  # stac-fastapi answers an empty, untyped 201
             return JSONResponse({"created": [feature.id for feature in item.features]}, status_code=201)

@@ -20,7 +20,8 @@ from json_merge_patch import merge
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from eolake_kit.stac import item_path, query_filter
+from eolake_kit.problems import problem
+from eolake_kit.stac import extent_problem, item_path, query_filter
 
 WORD = re.compile(r"\w+")
 PHRASE_OR_TEXT = re.compile(r'"([^"]*)"|([^"]+)')
@@ -83,6 +84,12 @@ def writable_geometry(geometry: Any) -> None:
         for member in geometry.get("geometries") or []:
             if isinstance(member, dict) and member.get("type") == "GeometryCollection":
                 raise HTTPException(400, "a GeometryCollection cannot hold another GeometryCollection")
+
+
+def spatial_extent(collection: dict[str, Any]) -> None:
+    """A 400 for a collection without a bounding box (eolake_kit.stac.extent_problem)."""
+    if problem := extent_problem(collection):
+        raise HTTPException(400, problem)
 
 
 def patched_document(existing: dict[str, Any], patch: Any, model: type[BaseModel]) -> dict[str, Any]:
@@ -151,7 +158,10 @@ class SearchBodyMiddleware:
             message = await receive()
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        body = _normalised(b"".join(chunks))
+        try:
+            body = _normalised(b"".join(chunks))
+        except HTTPException as refused:  # outside the routes: no exception handler would make it a problem
+            return await problem(refused.status_code, refused.detail)(scope, receive, send)
         headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
         # The same scope, changed in place: the router records the matched route in it for the outer middleware.
         scope["headers"] = [*headers, (b"content-length", str(len(body)).encode())]

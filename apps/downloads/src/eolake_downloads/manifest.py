@@ -15,6 +15,7 @@ MANIFEST = ServiceManifest(
     calls=("catalog",),
     storage="write",
     secrets=("storage",),
-    rate_limited=(r"POST /orders$",),
-    rate_limit=(2, 20),  # orders also have quotas (bytes, concurrent orders); this bounds the rate of asking
+    rate_limited=(r"POST /(orders|retrievals)$",),
+    # Orders and retrievals (staging from a slow tier) also have quotas; this bounds the rate of asking.
+    rate_limit=(2, 20),
 )

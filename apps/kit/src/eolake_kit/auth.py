@@ -302,7 +302,8 @@ class Authenticator:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise AuthError(401, "malformed token") from None
-        if header.get("alg") not in ALLOWED_ALGORITHMS:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ALLOWED_ALGORITHMS:  # a JSON object is no name (and unhashable)
             raise AuthError(401, "signing algorithm not allowed")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:

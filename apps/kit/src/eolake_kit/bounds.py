@@ -132,7 +132,8 @@ def check_cql2(value: object, lang: str | None, limits: Limits) -> None:
 
 def check_geometry(geometry: object, limits: Limits, *, lon_lat: bool = False) -> None:
     """Positions of a GeoJSON geometry counted (and, in longitude/latitude, range-checked) without recursion."""
-    if not isinstance(geometry, dict) or geometry.get("type") not in GEOMETRY_TYPES | {"GeometryCollection"}:
+    kind = geometry.get("type") if isinstance(geometry, dict) else None
+    if not isinstance(kind, str) or kind not in GEOMETRY_TYPES | {"GeometryCollection"}:  # ({} is unhashable)
         return
     positions = 0
     for node, _ in walk(geometry):

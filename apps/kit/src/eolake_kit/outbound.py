@@ -4,11 +4,15 @@ A destination is a URL prefix (scheme, host, port and path): a peer service's in
 root, an allow-listed storage host. Each request, redirects included (httpx sends every hop through the transport),
 is checked before a connection is opened; anything else raises `DestinationRefused`, a transport error, so callers
 treat it like an unreachable upstream. The client propagates the W3C trace context of the current span.
+
+An upstream's answer is bounded too (`AnswerTooLarge`, also a transport error): a provider or peer that answers
+without end cannot fill the service's memory. The bounded client asks for answers without content coding and
+refuses a coded one, since a few megabytes of gzip can inflate to gigabytes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,10 +20,15 @@ import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+ANSWER_BYTES = 32 << 20  # the largest answer an async client reads: STAC pages and API documents are far smaller
 
 
 class DestinationRefused(httpx.TransportError):
     """The request's URL is not below any configured destination."""
+
+
+class AnswerTooLarge(httpx.TransportError):
+    """The upstream's answer is larger than the client's bound, or content-coded against the client's request."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +81,46 @@ class Egress:
             )
 
 
+class _BoundedAnswer(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, request: httpx.Request, max_bytes: int):
+        self.inner, self.request, self.max_bytes = inner, request, max_bytes
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        received = 0
+        async for chunk in self.inner:
+            received += len(chunk)
+            if received > self.max_bytes:
+                raise _too_large(self.request, self.max_bytes)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _too_large(request: httpx.Request, max_bytes: int) -> AnswerTooLarge:
+    return AnswerTooLarge(f"the answer exceeds {max_bytes} bytes", request=request)  # no address: callers show it
+
+
 class _GuardedAsync(httpx.AsyncBaseTransport):
-    def __init__(self, egress: Egress, inner: httpx.AsyncBaseTransport):
-        self.egress, self.inner = egress, inner
+    def __init__(self, egress: Egress, inner: httpx.AsyncBaseTransport, max_answer_bytes: int | None):
+        self.egress, self.inner, self.max_answer_bytes = egress, inner, max_answer_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.egress.check(request)
-        return await self.inner.handle_async_request(request)
+        response = await self.inner.handle_async_request(request)
+        if self.max_answer_bytes is None:
+            return response
+        declared = response.headers.get("content-length", "")
+        coded = response.headers.get("content-encoding", "identity").strip().lower() != "identity"
+        too_large = request.method != "HEAD" and declared.isdigit() and int(declared) > self.max_answer_bytes
+        if coded or too_large:
+            await response.aclose()
+            if coded:
+                raise AnswerTooLarge("the answer is content-coded though none was asked for", request=request)
+            raise _too_large(request, self.max_answer_bytes)
+        assert isinstance(response.stream, httpx.AsyncByteStream)  # an async transport's answer
+        response.stream = _BoundedAnswer(response.stream, request, self.max_answer_bytes)
+        return response
 
     async def aclose(self) -> None:
         await self.inner.aclose()
@@ -97,12 +139,19 @@ class _Guarded(httpx.BaseTransport):
 
 
 def async_client(
-    destinations: Iterable[str] | Egress, *, limits: httpx.Limits | None = None, **kwargs: Any
+    destinations: Iterable[str] | Egress,
+    *,
+    limits: httpx.Limits | None = None,
+    max_answer_bytes: int | None = ANSWER_BYTES,
+    **kwargs: Any,
 ) -> httpx.AsyncClient:
-    """An httpx.AsyncClient restricted to `destinations`, with trace propagation."""
+    """An httpx.AsyncClient restricted to `destinations`, reading answers of at most `max_answer_bytes` (None: no
+    bound, for file transfers), with trace propagation."""
     egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
     inner = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits(max_connections=100))
-    client = httpx.AsyncClient(transport=_GuardedAsync(egress, inner), **kwargs)
+    if max_answer_bytes is not None:
+        kwargs["headers"] = {"Accept-Encoding": "identity", **dict(kwargs.get("headers") or {})}
+    client = httpx.AsyncClient(transport=_GuardedAsync(egress, inner, max_answer_bytes), **kwargs)
     HTTPXClientInstrumentor.instrument_client(client)
     return client
 

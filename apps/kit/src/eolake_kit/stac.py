@@ -45,6 +45,16 @@ def select_fields(item: dict[str, Any], fields: tuple[set[str] | None, set[str]]
     return out
 
 
+def extent_problem(collection: dict[str, Any]) -> str | None:
+    """What is wrong with a collection's spatial extent, or None. STAC asks for at least one bounding box (the
+    overall one); stac-pydantic accepts none, and the tiles service reads the first as a mosaic's bounds."""
+    extent = collection.get("extent")
+    spatial = extent.get("spatial") if isinstance(extent, dict) else None
+    if not isinstance(spatial, dict) or not spatial.get("bbox"):
+        return "extent.spatial.bbox needs at least one bounding box (the collection's overall one)"
+    return None
+
+
 def item_path(name: str) -> str:
     """A sortby or fields name as a path in the item: `datetime` is `properties.datetime`."""
     top = {"id", "collection", "geometry", "bbox", "type", "links", "assets", "stac_version", "stac_extensions"}

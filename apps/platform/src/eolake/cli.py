@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,12 @@ from eolake.paths import default_state_dir
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # a message stays one line, whatever the terminal width
 START_TIMEOUT = 900.0
+LOCK_TIMEOUT_MAX = 86400.0  # a day: PostgreSQL's lock_timeout takes at most 2^31-1 ms, and no load waits longer
 
 
 def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
+    from eolake.embedded.leftovers import stop_leftovers
     from eolake.embedded.postgres import free_port, port_is_free
-    from eolake.embedded.supervisor import stop_leftovers
     from eolake_spec import load_stack
 
     if pid := state.supervisor_pid():
@@ -119,26 +122,15 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
             f"127.0.0.1:{runtime.get('database_port')}",
         )
     ]
-    with httpx.Client(timeout=3) as client:
-        for name, child in sorted(runtime.get("services", {}).items()):
-            if not child.get("service"):
-                continue
-            try:  # each instance, at its own address: the public URL answers for whichever is up
-                answer = client.get(child["upstream"] + child["probe"])
-                state_text = "ready" if answer.status_code == 200 else answer.json().get("detail", "not ready")
-            except (httpx.HTTPError, ValueError) as exc:
-                state_text = f"unreachable ({type(exc).__name__})"
-            if child.get("state") not in ("serving", None):
-                state_text = f"{child['state']}: {state_text}"
-            rows.append((name, state_text, child["url"] + "/"))
-        for name, component in sorted(runtime.get("monitoring", {}).items()):
-            if component.get("url"):  # monitoring that does not run (not installed, disabled) is not a failure
-                try:
-                    ok = client.get(component["url"] + component["probe"]).status_code == 200
-                    state_text = "ready" if ok else "not ready"
-                except httpx.HTTPError as exc:
-                    state_text = f"unreachable ({type(exc).__name__})"
-                rows.append((name, state_text, component["url"] + "/"))
+    services = [(n, c) for n, c in sorted(runtime.get("services", {}).items()) if c.get("service")]
+    # Monitoring that does not run (not installed, disabled) is not a failure.
+    monitoring = [(n, c) for n, c in sorted(runtime.get("monitoring", {}).items()) if c.get("url")]
+    with httpx.Client(timeout=3) as client, ThreadPoolExecutor(8) as pool:  # probed at once: one wait, not twelve
+        answers = [pool.submit(_service_state, client, child) for _, child in services]
+        answers += [pool.submit(_monitoring_state, client, component) for _, component in monitoring]
+        rows += [
+            (name, answer.result(), child["url"] + "/") for (name, child), answer in zip(services + monitoring, answers)
+        ]
     if args.json:
         console.print_json(
             json.dumps(
@@ -164,10 +156,32 @@ def cmd_status(args: argparse.Namespace, state: StateDir) -> int:
     return 0 if all(s == "ready" for _, s, _ in rows) else 1
 
 
+def _service_state(client, child: dict) -> str:
+    import httpx
+
+    try:  # each instance, at its own address: the public URL answers for whichever is up
+        answer = client.get(child["upstream"] + child["probe"])
+        state_text = "ready" if answer.status_code == 200 else answer.json().get("detail", "not ready")
+    except (httpx.HTTPError, ValueError) as exc:
+        state_text = f"unreachable ({type(exc).__name__})"
+    if child.get("state") not in ("serving", None):
+        state_text = f"{child['state']}: {state_text}"
+    return state_text
+
+
+def _monitoring_state(client, component: dict) -> str:
+    import httpx
+
+    try:
+        return "ready" if client.get(component["url"] + component["probe"]).status_code == 200 else "not ready"
+    except httpx.HTTPError as exc:
+        return f"unreachable ({type(exc).__name__})"
+
+
 def _report_not_running(state: StateDir) -> int:
     """No supervisor: say so, and what it left running, if anything (`up` and `down` stop it)."""
+    from eolake.embedded.leftovers import leftover_children
     from eolake.embedded.postgres import PostgresCluster
-    from eolake.embedded.supervisor import leftover_children
 
     leftovers = leftover_children(state)
     database = state.postgres.exists() and PostgresCluster(state.postgres).postmaster_alive()
@@ -200,8 +214,8 @@ def cmd_down(args: argparse.Namespace, state: StateDir) -> int:
 
 
 def _stop_leftovers(state: StateDir) -> int:
+    from eolake.embedded.leftovers import stop_leftovers
     from eolake.embedded.postgres import PostgresCluster, PostgresError
-    from eolake.embedded.supervisor import stop_leftovers
 
     stopped = stop_leftovers(state)
     if state.postgres.exists() and PostgresCluster(state.postgres).postmaster_alive():
@@ -510,7 +524,7 @@ def _release_label(text: str) -> str:
     return text
 
 
-def _at_least(lowest: float, kind: type):
+def _at_least(lowest: float, kind: type, highest: float = math.inf):
     def parse(text: str):
         try:
             value = kind(text)
@@ -518,6 +532,8 @@ def _at_least(lowest: float, kind: type):
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not value >= lowest:
             raise argparse.ArgumentTypeError(f"must be at least {lowest:g}, not {text}")
+        if not value <= highest:
+            raise argparse.ArgumentTypeError(f"must be at most {highest:g}, not {text}")
         return value
 
     return parse
@@ -594,7 +610,7 @@ def parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument(
         "--lock-timeout",
-        type=_at_least(0.001, float),
+        type=_at_least(0.001, float, LOCK_TIMEOUT_MAX),
         default=30,
         metavar="SECONDS",
         help="longest wait for a database lock before the load stops (default 30)",

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-from eolake_kit.outbound import DestinationRefused
+from eolake_kit.outbound import AnswerTooLarge, DestinationRefused
 from eolake_kit.settings import Peer
 from eolake_kit.stac import next_link
 from eolake_search.settings import ProviderConfig
@@ -45,6 +45,8 @@ def describe(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, DestinationRefused):
         return "refused: not a configured destination"
+    if isinstance(exc, AnswerTooLarge):
+        return f"refused: {exc}"
     return type(exc).__name__
 
 

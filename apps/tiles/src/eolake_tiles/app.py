@@ -1,6 +1,7 @@
 """The tile service: titiler-pgstac's factories behind the service kit, reading only allow-listed assets."""
 
 import asyncio
+import json
 import re
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from titiler.pgstac.extensions import searchInfoExtension
 from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, add_search_register_route
 
 from eolake_kit import __version__, install_kit, require_role
-from eolake_kit.bounds import reconnecting
+from eolake_kit.bounds import reconnecting, walk
 from eolake_kit.datetimes import check_interval
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
@@ -106,6 +107,8 @@ def request_guard(settings: TilesSettings):
                 raise HTTPException(400, f"parameter {name} is longer than {settings.max_parameter_length} characters")
         for expression in query.getlist("expression"):
             check_expression(expression, settings)
+        for text in query.getlist("algorithm_params"):  # titiler passes it on as keyword arguments (**params)
+            _json_object(text, "algorithm_params")
         params = {**query, **request.path_params}
         for name in SIZE_PARAMS:
             if name in params:
@@ -116,6 +119,15 @@ def request_guard(settings: TilesSettings):
             _check_tile(params, settings.max_zoom)
 
     return guard
+
+
+def _json_object(text: str, name: str) -> None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise HTTPException(400, f"{name} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise HTTPException(400, f"{name} must be a JSON object")
 
 
 def _bounded_int(value: str, name: str, upper: int) -> None:
@@ -187,10 +199,15 @@ async def features_with_geometry(request: Request) -> None:
     except ValueError:
         return  # the route's own parsing answers
     features = body.get("features") if isinstance(body, dict) and body.get("type") == "FeatureCollection" else [body]
-    if isinstance(features, list) and any(
-        isinstance(f, dict) and not isinstance(f.get("geometry"), dict) for f in features
-    ):
-        raise HTTPException(400, "every feature needs a geometry")
+    if isinstance(features, list) and any(isinstance(f, dict) and not _placed(f.get("geometry")) for f in features):
+        raise HTTPException(400, "every feature needs a geometry with at least one position")
+
+
+def _placed(geometry: object) -> bool:
+    """A geometry with a position: an empty one (`"coordinates": []`) has no extent to read pixels under."""
+    return isinstance(geometry, dict) and any(
+        isinstance(node, list) and node and all(isinstance(c, int | float) for c in node) for node, _ in walk(geometry)
+    )
 
 
 def _require(app: FastAPI, path: str, method: str, role: str, extra: list | None = None) -> None:

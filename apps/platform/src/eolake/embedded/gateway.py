@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from eolake.embedded.state import ROUTES_RELOAD_SECONDS
 from eolake_kit.bounds import BoundsMiddleware
+from eolake_kit.headers import SecurityHeadersMiddleware
 from eolake_kit.health import metrics_response
 from eolake_kit.logs import configure_logging, request_id
 from eolake_kit.observe import ObserveMiddleware
@@ -141,6 +142,9 @@ def create_gateway(
         lifespan=_client_lifespan(timeout),
         exception_handlers={404: gateway.unrouted},
         middleware=[
+            # Its own answers (a refused path, a body past the bound, an upstream down) carry them as the services'
+            # do; the services' answers keep theirs (only what is absent is added).
+            Middleware(SecurityHeadersMiddleware, https=public_url.startswith("https://")),
             Middleware(ObserveMiddleware, service="gateway"),
             Middleware(BoundsMiddleware, limits=limits, inspect=False),
         ],

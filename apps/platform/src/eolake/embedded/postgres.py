@@ -1,4 +1,7 @@
-"""A private PostgreSQL cluster from the system's binaries: data dir and socket under a state directory."""
+"""A private PostgreSQL cluster from the system's binaries: data dir and socket under a state directory.
+
+The database driver is imported where it is used: `eolake status` and `eolake down` only read the pid file.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
-
-import psycopg
-import psycopg.sql
 
 SUPERUSER = "eolake"
 APP_USER = "eolake_app"  # what services connect as: pgstac's read and ingest rights, no superuser
@@ -213,6 +213,8 @@ class PostgresCluster:
     def start(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
         """Start on `port`, else on the port used last time if free, else on a free port; `settings`: more server
         settings (name: value)."""
+        import psycopg
+
         if not self.initialized:
             self.init()
         if self.running:
@@ -250,6 +252,7 @@ class PostgresCluster:
 
     def migrate(self) -> str:
         """Create PostGIS and apply pgstac migrations with pypgstac (idempotent); returns the pgstac version."""
+        import psycopg.sql
         from pypgstac.db import PgstacDB
         from pypgstac.migrate import Migrate
 
@@ -278,6 +281,8 @@ class PostgresCluster:
         if (self.root / "app-password").exists() and self._migration_stamp() == inputs:
             return None
         version = self.migrate()
+        import psycopg.sql
+
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             conn.execute(
                 psycopg.sql.SQL("COMMENT ON DATABASE {} IS {}").format(
@@ -287,6 +292,8 @@ class PostgresCluster:
         return version
 
     def _migration_stamp(self) -> str | None:
+        import psycopg
+
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             row = conn.execute(
                 "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()"
@@ -301,6 +308,7 @@ class PostgresCluster:
         functions the catalog and tiles call; a new minor version, or an older pgstac than the database's, needs
         `eolake down` and `eolake up`), and the services' own migrations only expand (the database refuses their
         drops, renames and type changes, see EXPAND_ONLY)."""
+        import psycopg
         from packaging.version import Version
         from pypgstac import __version__ as installed
 
@@ -345,6 +353,8 @@ class PostgresCluster:
     def bound_app_role(self, options: dict[str, str]) -> None:
         """Session defaults of the services' role (statement, idle-in-transaction and lock timeouts): a backstop
         for connections that do not set their own (each service sets its spec limits on its connections)."""
+        import psycopg.sql
+
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
             for name, value in sorted(options.items()):
                 conn.execute(
@@ -354,6 +364,8 @@ class PostgresCluster:
                 )
 
     def _ensure_app_role(self) -> None:
+        import psycopg.sql
+
         pwfile = self.root / "app-password"
         if not pwfile.exists():
             pwfile.touch(mode=0o600)
