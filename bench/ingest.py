@@ -32,33 +32,13 @@ from pathlib import Path
 import psycopg
 from catalog import console, cpu_model, interrupt, load_average
 from generate import collections, generate
+from loaders import load_ours, load_stock
 from rich.table import Table
 from scale import create_collections, stock_database
 
 from eolake.embedded.postgres import PostgresCluster
 
 SCENARIOS = ("fresh", "reload")
-
-
-def load_ours(path: Path, dsn: str) -> int:
-    from eolake.ingest import ingest
-
-    report = ingest([path], dsn)
-    if report.rejected or report.refused:
-        raise RuntimeError(f"eolake ingest rejected {len(report.rejected)} record(s): {report.rejected[:3]}")
-    return report.items_loaded
-
-
-def load_stock(path: Path, dsn: str) -> int:
-    from pypgstac.load import Methods
-    from pypgstac.pypgstac import PgstacCLI
-
-    cli = PgstacCLI(dsn=dsn)
-    try:
-        cli.load("items", str(path), method=Methods.upsert)
-    finally:
-        cli._db.close()
-    return -1
 
 
 LOADERS = {"eolake ingest": load_ours, "pypgstac load": load_stock}
