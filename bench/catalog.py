@@ -314,6 +314,19 @@ def interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def begin(script: str, title: str) -> str:
+    """A benchmark's start: SIGTERM and SIGINT unwind like Ctrl-C (its finally blocks stop what it started), its
+    title, command line, machine and load average printed; returns the command line."""
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
+    command = shlex.join(["python", f"bench/{script}", *sys.argv[1:]])
+    console.rule(title)
+    console.print(
+        f"command: {command}\nmachine: {os.cpu_count()} cores, {cpu_model()}; load average before: {load_average()}"
+    )
+    return command
+
+
 def main() -> int:
     args = parse_args()
     # SIGTERM (and SIGINT, even where a shell started us ignoring it) unwind like Ctrl-C, so the finally blocks

@@ -19,10 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shlex
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
@@ -30,7 +27,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from catalog import console, cpu_model, interrupt, load_average
+from catalog import begin, console, load_average
 from generate import collections, generate
 from loaders import load_ours, load_stock
 from rich.table import Table
@@ -134,13 +131,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
-    command = shlex.join(["python", "bench/ingest.py", *sys.argv[1:]])
-    console.rule("eolake ingest benchmark")
-    console.print(
-        f"command: {command}\nmachine: {os.cpu_count()} cores, {cpu_model()}; load average before: {load_average()}"
-    )
+    command = begin("ingest.py", "eolake ingest benchmark")
     workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-ingest-", dir="/tmp"))
     workdir.chmod(0o755)
     cluster = PostgresCluster(workdir / "pg")

@@ -25,11 +25,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -37,7 +34,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from catalog import console, cpu_model, interrupt, load_average, start_server
+from catalog import begin, console, load_average, start_server
 from generate import collections, generate
 from load import Route, Target, bench_search, percentile
 from loaders import load_stock, sql
@@ -186,13 +183,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGINT, interrupt)
-    command = shlex.join(["python", "bench/scale.py", *sys.argv[1:]])
-    console.rule("eolake scale benchmark")
-    console.print(
-        f"command: {command}\nmachine: {os.cpu_count()} cores, {cpu_model()}; load average before: {load_average()}"
-    )
+    command = begin("scale.py", "eolake scale benchmark")
     workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-scale-", dir="/tmp"))
     workdir.chmod(0o755)
     cluster = PostgresCluster(workdir / "pg")
