@@ -22,10 +22,10 @@ from web_browser import (
 pytestmark = BROWSER_TESTS
 
 
-def test_basemap_shows_the_garonne_under_its_stations(web_platform, browser):
+def test_basemap_shows_the_garonne_under_its_stations(platform, browser):
     """Land everywhere; at zoom 8-12 around Toulouse, river pixels drawn by the basemap's rivers layer (from this
     origin; the water extent the hydrology page draws over it is hidden while they are counted)."""
-    base = web_platform.base_url
+    base = platform.base_url
     browser.get_log("browser")
     open_route(browser, base, "#/hydrology")
     until(browser, "return document.querySelectorAll('#h-list button.station').length === 6", "stations missing")
@@ -54,12 +54,12 @@ def test_basemap_shows_the_garonne_under_its_stations(web_platform, browser):
     assert console_errors(browser) == []
 
 
-def test_a_station_opens_on_its_river(web_platform, browser):
+def test_a_station_opens_on_its_river(platform, browser):
     """A station's page zooms the map onto it (zoom 11) with the water extent of its river drawn from the tile
     service: around each Garonne station, water pixels; with the water layers hidden, none. Its neighbours along
     the same river are linked, and the land at a world view has no holes (the merged land polygon left squares of
     sea over France at zoom 3)."""
-    base = web_platform.base_url
+    base = platform.base_url
     ready(base, "/timeseries")
     ready(base, "/tiles")
     browser.get_log("browser")

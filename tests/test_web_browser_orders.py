@@ -22,12 +22,12 @@ RESULTS_WITH_ACTIONS = (
 )
 
 
-def test_basket_sign_in_order_progress_and_verified_download(web_platform, browser):
+def test_basket_sign_in_order_progress_and_verified_download(platform, browser):
     """Two items from a search into the basket, sign in (API key), order, watch it finish, download a file that
     the page checks against its SHA-256; links go through /downloads, never to a storage path."""
-    base = web_platform.base_url
+    base = platform.base_url
     ready(base, "/downloads")
-    key = (web_platform.state / "user.key").read_text().strip()
+    key = (platform.state / "user.key").read_text().strip()
     open_route(browser, base, "#/collections")
     browser.execute_script("localStorage.clear(); sessionStorage.clear()")
     browser.get_log("browser")
@@ -59,14 +59,7 @@ def test_basket_sign_in_order_progress_and_verified_download(web_platform, brows
     field.send_keys(key)
     browser.find_element(By.CSS_SELECTOR, "#b-signin button").click()
     until(browser, "return document.getElementById('b-order') !== null", "signing in did not offer the order")
-    browser.find_element(By.ID, "b-order").click()
-    until(browser, "return location.hash.startsWith('#/orders/')", "no order page")
-    until(
-        browser,
-        "return document.getElementById('od-badge').textContent === 'succeeded'",
-        "order did not finish",
-        timeout=240,
-    )
+    order_and_wait(browser)
     states = browser.execute_script(
         "return [...document.querySelectorAll('#od-files tbody tr')].map(r => r.dataset.state)"
     )
@@ -112,11 +105,11 @@ new MutationObserver(() => document.querySelectorAll('#od-files tbody tr').forEa
 """
 
 
-def test_oidc_sign_in_basket_of_two_order_progress_and_verified_downloads(web_platform, browser, tmp_path):
+def test_oidc_sign_in_basket_of_two_order_progress_and_verified_downloads(platform, browser, tmp_path):
     """A scientist's whole path: browse anonymously, fill the basket from a search result and an item page, sign in
     at the platform's OIDC issuer (authorization code with PKCE), order, watch the files get staged, download both
     through /downloads; the saved files match the order's SHA-256 checksums."""
-    base, issuer = web_platform.base_url, web_platform.issuer
+    base, issuer = platform.base_url, platform.issuer
     ready(base, "/downloads")
     config = httpx.get(f"{base}/config.json", timeout=10).json()
     assert config["oidc"] == {"issuer": issuer.issuer, "client_id": "eolake-web", "scope": "openid"}
@@ -175,21 +168,14 @@ def test_oidc_sign_in_basket_of_two_order_progress_and_verified_downloads(web_pl
     shot(browser, "laptop-basket-signed-in")
 
     browser.execute_script(WATCH_FILE_STATES)
-    browser.find_element(By.ID, "b-order").click()
-    until(browser, "return location.hash.startsWith('#/orders/')", "no order page")
-    until(
-        browser,
-        "return document.getElementById('od-badge').textContent === 'succeeded'",
-        "order did not finish",
-        timeout=240,
-    )
+    order_and_wait(browser)
     order_id = browser.execute_script("return decodeURIComponent(location.hash.split('/')[2])")
     token = {"Authorization": f"Bearer {issuer.issued[-1]}"}
     order = httpx.get(f"{base}/downloads/orders/{order_id}", headers=token, timeout=30).json()
     other = httpx.get(
         f"{base}/downloads/orders/{order_id}",
         timeout=30,
-        headers={"X-API-Key": (web_platform.state / "user.key").read_text().strip()},
+        headers={"X-API-Key": (platform.state / "user.key").read_text().strip()},
     )
     assert other.status_code == 404, "another user sees alice's order"
     assert {f["item"] for f in order["files"]} == {first_id, second_id}
@@ -230,6 +216,18 @@ def test_oidc_sign_in_basket_of_two_order_progress_and_verified_downloads(web_pl
     assert errors == [], errors
 
 
+def order_and_wait(browser) -> None:
+    """Order the basket, and wait on the order's page until it has succeeded."""
+    browser.find_element(By.ID, "b-order").click()
+    until(browser, "return location.hash.startsWith('#/orders/')", "no order page")
+    until(
+        browser,
+        "return document.getElementById('od-badge').textContent === 'succeeded'",
+        "order did not finish",
+        timeout=240,
+    )
+
+
 # Every state the retrieval box took while the page showed it, in the order seen ("gone" once the item is redrawn).
 WATCH_RETRIEVAL = """
 window.retrievalStates = [];
@@ -241,14 +239,14 @@ new MutationObserver(() => {
 """
 
 
-def test_an_offline_item_is_retrieved_from_its_page(web_platform, browser):
+def test_an_offline_item_is_retrieved_from_its_page(platform, browser):
     """An item kept in the slow tier shows "offline" and Retrieve (in the results and on its page) instead of the
     basket and a preview; Retrieve asks an anonymous user to sign in (and a user whose key was refused to sign in
     again), then POSTs the item's retrieve link and follows the retrieval until the item is online, and draws it
     again: basket button, preview, storage:tier online."""
-    base = web_platform.base_url
+    base = platform.base_url
     ready(base, "/downloads")
-    key = (web_platform.state / "user.key").read_text().strip()
+    key = (platform.state / "user.key").read_text().strip()
     first_page = httpx.get(f"{base}/stac/search", params={"collections": "garonne-wse", "limit": 20}, timeout=30).json()
     offline = sorted(f["id"] for f in first_page["features"] if f["properties"].get("storage:tier") == "offline")
     assert offline, "the local stack keeps demo rasters offline (stacks/Pulumi.local.yaml: storage.offline)"

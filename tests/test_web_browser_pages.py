@@ -25,8 +25,8 @@ from web_browser import (
 pytestmark = BROWSER_TESTS
 
 
-def test_search_item_preview_station_chart_and_services(web_platform, browser):
-    base = web_platform.base_url
+def test_search_item_preview_station_chart_and_services(platform, browser):
+    base = platform.base_url
     ready(base, "")
     ready(base, "/stac")
     browser.get_log("browser")  # start clean
@@ -127,10 +127,10 @@ def test_search_item_preview_station_chart_and_services(web_platform, browser):
     assert console_errors(browser) == []
 
 
-def test_collection_counts_pages_and_empty_collections(web_platform, browser):
+def test_collection_counts_pages_and_empty_collections(platform, browser):
     """The collections page states the catalog's own total, marks the collections without items, and shows paging
     buttons only when there is such a page (the federated dataset search has hundreds)."""
-    base = web_platform.base_url
+    base = platform.base_url
     ready(base, "/search")
     browser.get_log("browser")
     local = httpx.get(f"{base}/stac/collections", params={"limit": 100}, timeout=30).json()
@@ -185,8 +185,8 @@ def test_collection_counts_pages_and_empty_collections(web_platform, browser):
     assert console_errors(browser) == []
 
 
-def test_dataset_search_suggests_explains_and_narrows_by_facets(web_platform, browser):
-    base = web_platform.base_url
+def test_dataset_search_suggests_explains_and_narrows_by_facets(platform, browser):
+    base = platform.base_url
     ready(base, "/search")
     ready(base, "/thesaurus")
     open_route(browser, base, "#/collections")
@@ -240,10 +240,10 @@ def test_dataset_search_suggests_explains_and_narrows_by_facets(web_platform, br
     assert not console_errors(browser)
 
 
-def test_datasets_are_browsed_by_facets_without_free_text(web_platform, browser):
+def test_datasets_are_browsed_by_facets_without_free_text(platform, browser):
     """The collections page lists the platform's own collections and offers every provider's datasets by facet
     beside them; a time span chosen lists the federated datasets of that decade, and its facets narrow further."""
-    base = web_platform.base_url
+    base = platform.base_url
     ready(base, "/search")
     open_route(browser, base, "#/collections")
     until(browser, "return !document.getElementById('coll-facets').hidden", "no facets without free text")
@@ -313,12 +313,12 @@ def every_page(base: str, key: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def test_phone_width_every_page_fits(web_platform, browser):
+def test_phone_width_every_page_fits(platform, browser):
     """Every page, at 390 px: nothing wider than the screen and no console error. A section of the navigation that
     this list does not know yet is still visited (loaded: its heading shows)."""
-    base = web_platform.base_url
+    base = platform.base_url
     ready(base, "/downloads")
-    key = (web_platform.state / "user.key").read_text().strip()
+    key = (platform.state / "user.key").read_text().strip()
     pages = every_page(base, key)
     open_route(browser, base, "#/collections")
     browser.execute_script(
@@ -355,8 +355,8 @@ def test_phone_width_every_page_fits(web_platform, browser):
         browser.execute_script("sessionStorage.clear()")
 
 
-def test_phone_width(web_platform, browser):
-    base = web_platform.base_url
+def test_phone_width(platform, browser):
+    base = platform.base_url
     viewport(browser, *PHONE)
     try:
         browser.get_log("browser")
@@ -382,8 +382,8 @@ def test_phone_width(web_platform, browser):
         viewport(browser, *LAPTOP)
 
 
-def test_naip_item_says_no_preview(web_platform, browser):
-    base = web_platform.base_url
+def test_naip_item_says_no_preview(platform, browser):
+    base = platform.base_url
     search = httpx.get(f"{base}/stac/search", params={"collections": "naip", "limit": 1}, timeout=30).json()
     naip = search["features"][0]["id"]
     browser.get_log("browser")
@@ -395,10 +395,10 @@ def test_naip_item_says_no_preview(web_platform, browser):
     assert console_errors(browser) == []
 
 
-def test_every_api_docs_page_renders_offline(web_platform, browser):
+def test_every_api_docs_page_renders_offline(platform, browser):
     """Each service's documentation page (named by its /readyz) draws its operations; nothing leaves the origin but
     the reading of the platform's identity provider's discovery document."""
-    base, issuer = web_platform.base_url, web_platform.issuer.issuer
+    base, issuer = platform.base_url, platform.issuer.issuer
     records = httpx.get(f"{base}/services.json", timeout=30).json()["features"]
     pages = {}
     for record in records:

@@ -2,8 +2,8 @@
 per test run) driven by the system's headless Chromium, and what the test_web_browser_* modules share.
 
 The platform signs its users in at a test OpenID Connect provider on loopback (tests/oidc.py). Screenshots at laptop
-and phone widths are left in results/screenshots/ as test artefacts. Registered as a plugin by tests/conftest.py, so
-that its session fixture is one fixture for every module (a fixture imported into several modules is one per module).
+and phone widths are left in results/screenshots/ as test artefacts. Registered as a plugin by tests/conftest.py: its
+`browser` fixture serves every module without being imported into each.
 """
 
 from __future__ import annotations
@@ -38,13 +38,6 @@ BROWSER_TESTS = [
         reason="needs Debian's chromium and chromium-driver (the bootstrap installs them)",
     ),
 ]
-
-
-@pytest.fixture(scope="session")
-def web_platform(platform):
-    """The platform of every browser module: the session's shared one (conftest), whose users sign in at a test
-    OpenID Connect provider as well as with API keys."""
-    return platform
 
 
 def ready(base: str, prefix: str) -> None:
