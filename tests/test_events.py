@@ -24,7 +24,9 @@ import httpx
 import psycopg
 import pytest
 from eolake_client.events import bind, subscribe
+from eolake_events.relay import Relay as EventsRelay
 from eolake_events.schema import migrate, switch
+from eolake_events.settings import EventsSettings
 from infra_program import Program, render, write_stack
 from psycopg.types.json import Jsonb
 
@@ -373,6 +375,25 @@ def test_no_outbox_while_switched_off(pg, db):
         db.execute("SELECT delete_collection(%s)", (cid,))
     finally:
         switch(db, was_on)
+
+
+def test_relay_waiting_on_a_refusing_broker_goes_on_once_it_listens():
+    """A broker that refused (still starting) is watched during the wait before the next try: the wait ends when its
+    port accepts connections, not after the backoff; with nobody listening it lasts the backoff."""
+    port = free_port()
+    relay = EventsRelay(EventsSettings(amqp_url=f"amqp://u:p@127.0.0.1:{port}/"))
+
+    async def listening_later() -> bool:
+        waiting = asyncio.create_task(relay.until_broker_listens(3600))
+        await asyncio.sleep(0.5)
+        nobody_yet = not waiting.done()
+        server = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", port)
+        async with server:
+            await asyncio.wait_for(waiting, 60)  # not the hour
+        return nobody_yet
+
+    assert asyncio.run(listening_later())
+    asyncio.run(asyncio.wait_for(relay.until_broker_listens(0.3), 60))  # nobody listens: the backoff, then it returns
 
 
 def test_spec_gives_the_relay_its_exchange_and_sources():
