@@ -48,7 +48,8 @@ def install_kit(
     if tracker is not None:
         _stop_on_shutdown(app, tracker)
     install_problem_handlers(app, status_codes)
-    install_database_handlers(app, settings.limits)
+    if settings.manifest is None or settings.manifest.database:  # the others import no driver (a tenth of a second)
+        install_database_handlers(app, settings.limits)
     app.add_exception_handler(QuotaExceeded, lambda request, exc: quota_problem(exc))
     install_offline_docs(app, settings.auth.oidc_issuer)
     app.include_router(health_router)
