@@ -303,6 +303,15 @@ def gateway_routes(platform: Platform, children: list[Child]) -> dict[str, list[
     return routes
 
 
+def first_routes(platform: Platform, children: list[Child]) -> dict[str, list[str]]:
+    """The gateway's routes at start: every instance, whether it answers yet or not (none gets traffic before the
+    platform is ready)."""
+    return {
+        platform.services[name].path: [c.upstream for c in children if c.service == name]
+        for name in platform.enabled_services
+    }
+
+
 def hung_detection_bound(supervision: Supervision) -> float:
     """The longest a hung instance goes on being sent requests before it is killed: up to a period until its next
     probe, then `liveness_failures` probes, each waiting out its timeout, seen at a tick, the next sent at the tick
@@ -474,8 +483,9 @@ class Supervisor:
     def _start(self) -> None:
         """Each component as soon as what it needs is there: the broker and the trace store need nothing and start
         first (the broker is the slowest to answer), then the services that use no database (once the API keys and
-        the thesaurus' index are there), PostgreSQL meanwhile; then the migrations (skipped when nothing changed),
-        the demo data (first start) and the rest."""
+        the thesaurus' index are there); PostgreSQL meanwhile, the migrations (skipped when nothing changed) and the
+        demo data (first start), then the services that use it; the backups' configuration, the gateway and the
+        monitoring last (nothing waits for them, and pgBackRest's check of the cluster takes a while)."""
         try:
             plan = plan_monitoring(self.platform)
         except MonitoringError as exc:
@@ -496,16 +506,15 @@ class Supervisor:
         )
         self._launch(without_database)
         log.info("services without a database started", extra={"phase": "services without a database started"})
-        backup_metrics = self._prepare_database()
+        self._prepare_database()
         with_database = service_children(
             self.platform, self.state, self.cluster.app_dsn(), release=self.release, observers=observers, database=True
         )
+        self._launch(with_database)
+        log.info("services with a database started", extra={"phase": "services with a database started"})
+        backup_metrics = self._prepare_backups()
         services = without_database + with_database
-        for child in services:
-            child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
-        write_routes(self.state, gateway_routes(self.platform, services))
-        for child in without_database:
-            child.state = "starting"  # they run already: ready once `wait_ready` saw them answer
+        write_routes(self.state, first_routes(self.platform, services))
         gateway = gateway_child(self.platform, self.state, self.platform.base_url.port or 80, observers)
         try:
             self.monitoring = monitoring_components(
@@ -523,7 +532,7 @@ class Supervisor:
             Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
             for m in self.monitoring.components
         ]
-        self._launch([*with_database, gateway, *observing])  # stopped in the reverse order of self.children
+        self._launch([gateway, *observing])  # stopped in the reverse order of self.children
         log.info("every child started", extra={"phase": "all children started"})
         self._runtime("starting")
         wait_ready(self.children, time.monotonic() + READY_TIMEOUT)
@@ -537,14 +546,12 @@ class Supervisor:
             child.start(self.limits)
         record_children(self.state, self.children)
 
-    def _prepare_database(self) -> str | None:
-        """PostgreSQL started, migrated when something changed, the demo catalog loaded on the first start; returns
-        the backups' metrics address (None without backups)."""
+    def _prepare_database(self) -> None:
+        """PostgreSQL started, migrated when something changed, the demo catalog loaded on the first start."""
         # port None: the port of last time if free, else a free one
         self.cluster.start(self.platform.database.port, self._database_settings())
         self.database_started = True
         log.info("database started", extra={"phase": "database started"})
-        backup_metrics = self._prepare_backups()
         migrated = self.cluster.migrate_when_changed()
         log.info(
             "migrations applied" if migrated else "migrations unchanged, skipped", extra={"phase": "database migrated"}
@@ -553,7 +560,6 @@ class Supervisor:
         if not self.state.demo_marker.exists():
             load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
         log.info("demo data in place", extra={"phase": "demo data checked"})
-        return backup_metrics
 
     def _database_settings(self) -> dict[str, str] | None:
         return self.backups.archive_settings() if self.backups else None
