@@ -145,10 +145,11 @@ def application_dependencies(app_dir: Path) -> set[str]:
     return {name for found in lists for name in re.findall(r"[a-z][a-z0-9_]*", found)}
 
 
-def link_plugins(target: Path, wanted: list[str]) -> None:
+def link_plugins(target: Path, wanted: list[str], source: Path | None = None) -> None:
     """`target` holds links to the applications in `wanted` and everything they need, from the system's plugins
-    directory, and nothing else; made again when the installed node changed (its links name the old version)."""
-    source = system_plugins_dir()
+    directory (or `source`), and nothing else; made again when the installed node changed (its links name the old
+    version)."""
+    source = source or system_plugins_dir()
     apps = {d.name.rsplit("-", 1)[0]: d for d in source.iterdir() if d.is_dir()}
     needed: dict[str, Path] = {}
     pending = list(wanted)
