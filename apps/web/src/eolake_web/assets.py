@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -40,12 +41,13 @@ MANIFEST = "manifest.json"
 
 def digest(base: Path, skip: Path | None = None) -> str:
     """A digest of every file under `base` (its path and bytes), leaving out `skip` (a folder) and the manifest."""
+    files = []
+    for folder, subfolders, names in os.walk(base):
+        subfolders[:] = [name for name in subfolders if Path(folder, name) != skip]  # not even listed
+        files += [Path(folder, name) for name in names if (folder, name) != (str(base), MANIFEST)]
     found = hashlib.sha256()
-    if base.is_dir():
-        for path in sorted(p for p in base.rglob("*") if p.is_file()):
-            if (path.name == MANIFEST and path.parent == base) or (skip and path.is_relative_to(skip)):
-                continue
-            found.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
+    for path in sorted(files):
+        found.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
     return found.hexdigest()
 
 
