@@ -9,8 +9,7 @@ the Debian package starts on 5672, and the system's epmd (4369) are never used o
 
 Its start is kept cheap, since the whole platform waits for it: its plugins directory holds only what the node and
 its Prometheus plugin need (links into the system's; the node reads and loads every application it finds there,
-about a CPU-second more with all seventy), and its schedulers sleep when idle instead of spinning, which on a small
-machine takes the processor from the services starting beside it.
+about a CPU-second more with all seventy).
 """
 
 from __future__ import annotations
@@ -29,8 +28,6 @@ PACKAGE = "rabbitmq-server"
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # runs the node as the calling user (/usr/sbin's wrapper su's)
 SYSTEM_PLUGINS = Path("/usr/lib/rabbitmq/lib")  # rabbitmq_server-<version>/plugins: the node and every plugin
 PLUGINS = ("rabbitmq_prometheus",)  # enabled: /metrics, the readiness probe and Prometheus' scrape
-# Busy-waiting schedulers off (RabbitMQ's advice for shared hosts): idle, the node sleeps.
-ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1} +sbwt none +sbwtdcpu none +sbwtdio none"
 USER = "eolake"
 # Its own epmd first (on its port, loopback only), so that the node's start finds it and starts no daemon of its own.
 LAUNCH = 'epmd & until epmd -names >/dev/null 2>&1; do sleep 0.05; done; exec "$0"'
@@ -107,7 +104,7 @@ class Broker:
             "RABBITMQ_NODENAME": "eolake@localhost",
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_DIST_PORT": str(ports.distribution),
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": ERL_ARGS,
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
             "RABBITMQ_PLUGINS_DIR": str(self.root / "plugins"),
             "RABBITMQ_MNESIA_BASE": str(node),
             "RABBITMQ_LOG_BASE": str(self.root / "logs"),
