@@ -190,9 +190,11 @@ def merge(
     by_name = {r.name: r for r in runs}
     out: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    head_keys: dict[str, tuple[Any, ...]] = {}  # each item's key computed once, when it reaches its buffer's head
 
     def take(name: str) -> None:
         item = buffers[name].pop(0)
+        head_keys.pop(name, None)
         by_name[name].used += 1
         key = identity(item)
         if key in seen:
@@ -207,7 +209,12 @@ def merge(
     while True:
         if any(not buf and more[name] for name, buf in buffers.items()):
             break  # a provider might still have an earlier item: stop here, resume from the token
-        heads = [(key(buf[0]), name) for name, buf in buffers.items() if buf]
+        heads = []
+        for name, buf in buffers.items():
+            if buf:
+                if name not in head_keys:
+                    head_keys[name] = key(buf[0])
+                heads.append((head_keys[name], name))
         if not heads:
             break
         _, name = min(heads)

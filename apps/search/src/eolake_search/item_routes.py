@@ -34,11 +34,12 @@ POST_BODY = {
 }
 
 
-def items(request: Request) -> FederatedItems:
+# async, though they do not wait: FastAPI runs a plain function's dependency in its thread pool, a hand-off per call
+async def items(request: Request) -> FederatedItems:
     return request.app.state.items
 
 
-def base_url(request: Request) -> str:
+async def base_url(request: Request) -> str:
     return request.app.state.base_url
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cmp_to_key
 from typing import Any
 
+from cachetools import LRUCache
 from pydantic import ValidationError
 from stac_pydantic.api.search import ExtendedSearch
 
@@ -212,10 +213,29 @@ def cql2_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:
             expr = cql2.parse_json(value if isinstance(value, str) else json.dumps(value))
         else:
             expr = cql2.parse_text(str(value))
-        expr.validate()
-        return expr.to_json(), "cql2-json"
+        parsed = expr.to_json()
     except Exception as exc:
         raise BadSearch(f"invalid CQL2 filter: {str(exc).strip()[:500]}") from exc
+    problem = _schema_problem(json.dumps(parsed, sort_keys=True), expr)
+    if problem:
+        raise BadSearch(f"invalid CQL2 filter: {problem}")
+    return parsed, "cql2-json"
+
+
+_CHECKED: LRUCache[str, str] = LRUCache(maxsize=4096)
+
+
+def _schema_problem(canonical: str, expr: Any) -> str:
+    """What is wrong with a parsed filter against the CQL2 schema ('' when nothing), remembered per filter: cql2's
+    `validate` compiles the schema on every call (tens of milliseconds holding the GIL), and a filter comes back
+    with every page of its search and every user of the same form."""
+    if canonical not in _CHECKED:
+        try:
+            expr.validate()
+            _CHECKED[canonical] = ""
+        except Exception as exc:
+            _CHECKED[canonical] = str(exc).strip()[:500] or type(exc).__name__
+    return _CHECKED[canonical]
 
 
 def _unchecked_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:
