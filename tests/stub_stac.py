@@ -112,6 +112,20 @@ def delay_seconds(median_ms: float, spread: float, seed: int, key: str) -> float
     return median_ms * math.exp(spread * NORMAL.inv_cdf(u)) / 1000
 
 
+async def pause(request: Request, seconds: float) -> None:
+    """Wait `seconds`, or less if the caller goes away (a federated search that stopped waiting for this provider
+    closes the connection): no request outlives its caller, so the stub stops at once."""
+    loop = asyncio.get_running_loop()
+    until = loop.time() + seconds
+    while (left := until - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(request.receive(), left)
+        except TimeoutError:
+            return
+        if message["type"] == "http.disconnect":
+            return
+
+
 def create_app(items: list[dict[str, Any]], median_ms: float = 0, spread: float = 0, seed: int = 0) -> Starlette:
     holdings = Holdings(items)
     collection_ids = sorted({i.get("collection") for i in items if i.get("collection")})
@@ -129,7 +143,7 @@ def create_app(items: list[dict[str, Any]], median_ms: float = 0, spread: float 
         page = matched[offset : offset + limit]
         # the same key as the single-item route's when the search finds one item: the same delay either way
         key = f"{offset}|{len(matched)}|{holdings.items[page[0]]['id'] if page else ''}"
-        await asyncio.sleep(delay_seconds(median_ms, spread, seed, key))
+        await pause(request, delay_seconds(median_ms, spread, seed, key))
         base = str(request.base_url).rstrip("/")
         links = [{"rel": "root", "href": f"{base}/", "type": "application/json"}]
         if offset + limit < len(matched):
@@ -160,7 +174,7 @@ def create_app(items: list[dict[str, Any]], median_ms: float = 0, spread: float 
         n = holdings.by_id.get((request.path_params["collection"], request.path_params["item"]))
         if n is None:
             return json({"code": "NotFound", "description": "no such item"}, 404)
-        await asyncio.sleep(delay_seconds(median_ms, spread, seed, f"0|1|{holdings.items[n]['id']}"))
+        await pause(request, delay_seconds(median_ms, spread, seed, f"0|1|{holdings.items[n]['id']}"))
         return Response(holdings.encoded[n], media_type=GEOJSON)
 
     async def landing(request: Request) -> Response:

@@ -33,6 +33,7 @@ from eolake_search.federation import (
     fetch,
     fingerprint,
     first_answering,
+    gather_until,
     merge,
     next_state,
     skip_reason,
@@ -185,11 +186,12 @@ class FederatedItems:
                 continue
             calls[name] = partial(self._fetch, name, provider_body, entry, request)
         in_cascade = [(n, calls.pop(n)) for n in cascade if n in calls]
-        answers = await asyncio.gather(
-            *(call() for call in calls.values()), *([first_answering(in_cascade)] if in_cascade else [])
-        )
-        runs = [r for a in answers for r in (a if isinstance(a, list) else [a]) if isinstance(r, ProviderRun)]
-        return runs, skipped, cascade
+        jobs: list[tuple[list[str], Awaitable[ProviderRun | list[ProviderRun]]]] = [
+            ([name], call()) for name, call in calls.items()
+        ]
+        if in_cascade:
+            jobs.append(([n for n, _ in in_cascade], first_answering(in_cascade)))
+        return await gather_until(jobs, request.deadline), skipped, cascade
 
     def _provider_body(
         self, config: ProviderConfig, body: dict[str, Any], by_collection: list[str]

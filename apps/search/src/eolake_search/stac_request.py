@@ -24,7 +24,19 @@ except ImportError:  # pragma: no cover - exercised by the image build check
     cql2 = None
 
 STAC_KEYS = {"collections", "ids", "bbox", "intersects", "datetime", "limit", "sortby", "fields", "query"}
-EOLAKE_KEYS = {"q", "filter", "filter-lang", "filter_lang", "token", "providers", "expand", "lang", "depth"}
+EOLAKE_KEYS = {
+    "q",
+    "filter",
+    "filter-lang",
+    "filter_lang",
+    "token",
+    "providers",
+    "expand",
+    "lang",
+    "depth",
+    "deadline_ms",
+}
+MAX_DEADLINE_MS = 120_000  # a provider's longest timeout
 JSON_GET_KEYS = ("intersects", "query")
 
 
@@ -46,6 +58,7 @@ class SearchRequest:
     token: str | None = None
     sortby: list[tuple[str, bool]] = field(default_factory=list)  # (item path, descending)
     fields: tuple[set[str] | None, set[str]] | None = None  # (include (None: not given), exclude); None: whole items
+    deadline: float | None = None  # seconds the caller waits for every provider; None: as long as their timeouts
 
 
 def from_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -97,7 +110,17 @@ def parse(params: dict[str, Any], default_limit: int, max_limit: int, default_de
         token=str(params["token"]) if params.get("token") else None,
         sortby=[(item_path(s.field), s.direction.value == "desc") for s in stac.sortby or []],
         fields=_fields(params, stac),
+        deadline=deadline_seconds(params.get("deadline_ms")),
     )
+
+
+def deadline_seconds(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    milliseconds = integer(value, "deadline_ms")
+    if not 1 <= milliseconds <= MAX_DEADLINE_MS:
+        raise BadSearch(f"deadline_ms must be between 1 and {MAX_DEADLINE_MS}")
+    return milliseconds / 1000
 
 
 def _stac_model(params: dict[str, Any]) -> ExtendedSearch:
