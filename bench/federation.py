@@ -202,7 +202,7 @@ def eodag_sequential(work: Path, urls: list[str], runs: int) -> list[float]:
 
     def sequential():
         for i, dag in enumerate(dags):
-            assert len(dag.search(provider=f"p{i}", collection="naip", items_per_page=10)) > 0
+            assert len(dag.search(provider=f"p{i}", collection="naip", limit=10)) > 0
 
     sequential()
     return timed(sequential, runs)

@@ -338,7 +338,7 @@ async def gather_until(
     return runs
 
 
-def _answered(task: asyncio.Future) -> bool:
+def _answered(task: asyncio.Future[ProviderRun | list[ProviderRun]]) -> bool:
     if task.cancelled() or task.exception() is not None:
         return False
     result = task.result()

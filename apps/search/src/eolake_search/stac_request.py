@@ -258,7 +258,8 @@ def _schema_problem(canonical: str, expr: Any) -> str:
             _CHECKED[canonical] = ""
         except Exception as exc:
             _CHECKED[canonical] = str(exc).strip()[:500] or type(exc).__name__
-    return _CHECKED[canonical]
+    problem: str = _CHECKED[canonical]
+    return problem
 
 
 def _unchecked_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:
