@@ -45,7 +45,16 @@ from eolake_search.providers import offline_gateway  # noqa: E402
 from eolake_thesaurus.app import create_app as thesaurus_app  # noqa: E402
 from eolake_thesaurus.demo import load_demo_vocabularies  # noqa: E402
 from eolake_thesaurus.settings import ThesaurusSettings  # noqa: E402
-from load import Target, TargetResult, bench_search, console, percentile, request_mix  # noqa: E402
+from load import (  # noqa: E402
+    COLLECTION,
+    Route,
+    Target,
+    TargetResult,
+    bench_search,
+    console,
+    percentile,
+    request_mix,
+)
 
 from eolake.paths import SHARED_DATA  # noqa: E402
 from servers import served, service_process, stub_stac  # noqa: E402
@@ -96,6 +105,31 @@ def mix(count: int, seed: int) -> list:
     return request_mix(count, [i["id"] for i in items], places, seed)
 
 
+def unique_filters(count: int) -> list[Route]:
+    """CQL2 searches whose filter was never seen before (the mix's filters repeat: their schema check is
+    remembered)."""
+    return [
+        Route(
+            "POST /search unique cql2 filter",
+            "POST",
+            "/search",
+            body={
+                "collections": [COLLECTION],
+                "limit": 10,
+                "filter-lang": "cql2-json",
+                "filter": {
+                    "op": "and",
+                    "args": [
+                        {"op": "=", "args": [{"property": "naip:state"}, "al"]},
+                        {"op": "=", "args": [{"property": "gsd"}, round(0.6 + n / 1e6, 6)]},
+                    ],
+                },
+            },
+        )
+        for n in range(1, count + 1)
+    ]
+
+
 def search_env(urls: list[str], thesaurus: str, work: Path, timeout: float) -> dict[str, str]:
     providers = [
         {"name": f"p{i}", "url": u, "timeout_seconds": timeout, "free_text": "q"} for i, u in enumerate(urls[1:], 1)
@@ -133,6 +167,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--max-seconds", type=float, default=180, help="time budget per target")
+    p.add_argument("--unique-filters", type=int, default=20, help="searches with a never-seen CQL2 filter (0: skip)")
     p.add_argument("--eodag-runs", type=int, default=5, help="EODAG sequential searches (0: skip)")
     p.add_argument("--thesaurus-requests", type=int, default=300, help="0: skip the thesaurus figures")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -181,10 +216,12 @@ def main() -> int:
                     "identity",
                 )
             )
+            unique = unique_filter_figures(targets[:2], args) if args.unique_filters else []
             eodag = eodag_sequential(work, urls, args.eodag_runs)
             thesaurus_lines = thesaurus_figures(search, thesaurus, args, build_s) if args.thesaurus_requests else []
         load_after = os.getloadavg()
         report(command, args, medians, checks, results, eodag, thesaurus_lines, load_before, load_after)
+        report_unique(unique)
         return 0
     finally:
         if args.keep:
@@ -281,6 +318,21 @@ def report(command, args, medians, checks, results, eodag, thesaurus_lines, load
         )
     for line in thesaurus_lines:
         print(line)
+
+
+def unique_filter_figures(targets: list[Target], args: argparse.Namespace) -> list[TargetResult]:
+    reqs = unique_filters(args.unique_filters)
+    return asyncio.run(bench_search(targets, reqs, [], 1, 2, args.max_seconds, "identity"))[1]
+
+
+def report_unique(results: list[TargetResult]) -> None:
+    if not results or not results[0].samples:
+        return
+    ours, slow = (latencies(r) for r in results)
+    print(
+        f"  unique CQL2 filters ({len(ours)} each, concurrency 1): eolake p50 {percentile(ours, 50):.1f} ms, slowest "
+        f"provider p50 {percentile(slow, 50):.1f} ms: {percentile(ours, 50) / percentile(slow, 50):.3f}"
+    )
 
 
 if __name__ == "__main__":
