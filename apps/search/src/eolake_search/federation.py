@@ -317,15 +317,17 @@ async def gather_until(
     page is served from those that answered. Until one has, the search waits on (within the providers' timeouts)."""
     start = time.perf_counter()
     tasks = [asyncio.ensure_future(job) for _, job in jobs]
-    if deadline is None:
-        await asyncio.gather(*tasks)
-    else:
-        _, pending = await asyncio.wait(tasks, timeout=deadline)
-        while pending and not any(_answered(t) for t in tasks if t.done()):
-            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        for task in pending:
+    try:
+        if deadline is None:
+            await asyncio.gather(*tasks)
+        else:
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
+            while pending and not any(_answered(t) for t in tasks if t.done()):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the late ones, or every one when this search itself is cancelled
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
     late_ms = (time.perf_counter() - start) * 1000
     runs: list[ProviderRun] = []
     for (names, _), task in zip(jobs, tasks, strict=True):
