@@ -16,7 +16,7 @@ Targets, interleaved round by round by bench/load.py (same request mix, fixed co
 then EODAG's sequential `search(provider=p)` over the N providers, and (unless --thesaurus-requests 0) thesaurus
 lookup/autocomplete p50/p95 and `q=inondation` with and without expansion through the service.
 
-Usage: python bench/federation.py [--medians-ms 100,120,140,160,300] [--spread 0.15] [--requests 200]
+Usage: python bench/federation.py [--medians-ms 100,120,140,160,300] [--spread 0.15] [--requests 300]
 """
 
 from __future__ import annotations
@@ -162,10 +162,10 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--medians-ms", default="100,120,140,160,300", help="each provider's median delay; last: slow")
     p.add_argument("--spread", type=float, default=0.15, help="sigma of the log-normal delays")
-    p.add_argument("--requests", type=int, default=200, help="measured requests per target")
+    p.add_argument("--requests", type=int, default=300, help="measured requests per target")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--concurrency", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=8, help="the targets take turns this many times")
     p.add_argument("--max-seconds", type=float, default=180, help="time budget per target")
     p.add_argument("--unique-filters", type=int, default=20, help="searches with a never-seen CQL2 filter (0: skip)")
     p.add_argument("--eodag-runs", type=int, default=5, help="EODAG sequential searches (0: skip)")
