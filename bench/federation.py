@@ -311,6 +311,7 @@ def report(command, args, medians, checks, results, eodag, thesaurus_lines, load
             f"bare fan-out / slowest = {percentile(floor, q) / percentile(slow, q):.3f}   "
             f"eolake / bare fan-out = {percentile(ours, q) / percentile(floor, q):.3f}"
         )
+    by_kind(results)
     if eodag:
         print(
             f"  EODAG sequential over all {len(medians)} (collections=naip, 10 items each): median "
@@ -323,6 +324,18 @@ def report(command, args, medians, checks, results, eodag, thesaurus_lines, load
 def unique_filter_figures(targets: list[Target], args: argparse.Namespace) -> list[TargetResult]:
     reqs = unique_filters(args.unique_filters)
     return asyncio.run(bench_search(targets, reqs, [], 1, 2, args.max_seconds, "identity"))[1]
+
+
+def by_kind(results: list[TargetResult]) -> None:
+    """eolake over the slowest provider alone, p50 and p95, for each kind of request of the mix."""
+    ours, slow = results[0], results[1]
+    for kind in dict.fromkeys(s.route for s in ours.samples):
+        a = [s.seconds * 1000 for s in ours.samples if s.route == kind and s.status == 200]
+        b = [s.seconds * 1000 for s in slow.samples if s.route == kind and s.status == 200]
+        print(
+            f"    {kind:28} eolake / slowest: p50 {percentile(a, 50) / percentile(b, 50):.3f}  "
+            f"p95 {percentile(a, 95) / percentile(b, 95):.3f}  ({len(a)} requests)"
+        )
 
 
 def report_unique(results: list[TargetResult]) -> None:
