@@ -4,12 +4,14 @@ What is asserted is the content of the pages (which providers are in them, `part
 
 from __future__ import annotations
 
+import asyncio
 import json
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from eolake_search.app import create_app
+from eolake_search.federation import ProviderRun, gather_until
 from eolake_search.settings import ProviderConfig, SearchSettings
 from fastapi.testclient import TestClient
 from test_search import item, problem
@@ -111,3 +113,39 @@ def test_the_deadline_is_documented(search):
     assert [p["name"] for p in paths["/search"]["get"]["parameters"]] == ["deadline_ms"]
     body = paths["/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["deadline_ms"]["maximum"] == 120_000
+
+
+@pytest.mark.parametrize(
+    ("deadline", "caller_leaves"), [(None, True), (60.0, True), (0.05, False)], ids=["wait", "deadline", "late"]
+)
+def test_provider_calls_end_with_their_search(deadline, caller_leaves):
+    """A search cancelled while it waits (its caller went away), with or without a deadline, cancels the provider
+    calls it started; a deadline that passes cancels the late ones: no call outlives the search that made it."""
+
+    async def scenario() -> None:
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def never_answers() -> ProviderRun:
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            raise AssertionError("unreachable")
+
+        async def answers() -> ProviderRun:
+            await started.wait()
+            return ProviderRun("quick")
+
+        jobs = [(["never"], never_answers()), (["quick"], answers())]
+        search = asyncio.ensure_future(gather_until(jobs, deadline))
+        if caller_leaves:
+            await started.wait()
+            search.cancel()
+        else:
+            runs = await search
+            assert [(r.name, r.status) for r in runs] == [("never", "late"), ("quick", "ok")]
+        await asyncio.wait_for(cancelled.wait(), 30)  # a bound on a hang, not a timing
+
+    asyncio.run(scenario())
