@@ -6,6 +6,7 @@ framework (item_search, stac_request, discovery, federation) → routers (item_r
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -66,6 +67,10 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
             app.state.catalog = await asyncio.to_thread(
                 Catalog, configs, provider_collections, settings.catalog_ttl_seconds
             )
+            # What start-up built lives as long as the process: out of the collector's sight (its garbage collected
+            # first), a full collection walks only what searches allocate (without, one took ~150 ms here).
+            gc.collect()
+            gc.freeze()
             yield
 
     app = FastAPI(
