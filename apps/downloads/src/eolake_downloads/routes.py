@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from eolake_downloads.orders import OrderRequest, Orders, RetrieveRequest
-from eolake_downloads.streaming import local_body, parse_range, s3_body
+from eolake_downloads.streaming import LocalFileResponse, parse_range, s3_body
 from eolake_kit import Principal, problem, require_role
 
 User = Annotated[Principal, Depends(require_role("user"))]
@@ -158,9 +158,7 @@ async def download(order_id: str, file_id: str, who: User, book: Book, request: 
         return Response(status_code=status, headers=headers, media_type=media)
     settings = book.settings
     length = int(headers["Content-Length"])
-    body = (
-        local_body(f["location"], start, length)
-        if settings.storage_kind == "local"
-        else s3_body(settings, f["location"], start, end, length)
-    )
+    if settings.storage_kind == "local":
+        return LocalFileResponse(f["location"], start, length, status_code=status, headers=headers, media_type=media)
+    body = s3_body(settings, f["location"], start, end, length)
     return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
