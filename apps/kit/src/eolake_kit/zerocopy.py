@@ -1,4 +1,5 @@
-"""Zero-copy file bodies: the ASGI "http.response.zerocopysend" extension on uvicorn's h11 protocol.
+"""Zero-copy file bodies: the ASGI "http.response.zerocopysend" extension on uvicorn's h11 protocol, and a response
+that uses it when offered (FileSpanResponse).
 
 uvicorn offers no way to send a file without reading it through Python. Here its request cycle learns one more
 message: `{"type": "http.response.zerocopysend", "file": <binary file>, "offset": int, "count": int}` goes out with
@@ -12,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any
 
 import h11
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import RequestResponseCycle
 
 EXTENSION = "http.response.zerocopysend"
+READ_CHUNK = 256 * 1024  # without zero-copy
 
 
 class FileSpan:
@@ -82,3 +87,40 @@ def offer_zero_copy(cycle: RequestResponseCycle, loop: asyncio.AbstractEventLoop
     if isinstance(loop, asyncio.BaseEventLoop):
         cycle.__class__ = ZeroCopyCycle
         cycle.scope.setdefault("extensions", {})[EXTENSION] = {}  # type: ignore[typeddict-item]
+
+
+class FileSpanResponse(StreamingResponse):
+    """`length` bytes of the file at `path` from `start`: the kernel copies them to the socket when the server
+    offers zero-copy sends, else they are read and streamed in chunks. `sent(n)` is told of the bytes handed on."""
+
+    def __init__(self, path: str, start: int, length: int, *, sent: Callable[[int], None] = lambda n: None, **kwargs):
+        super().__init__(read_span(path, start, length, sent), **kwargs)
+        self.path, self.start, self.length, self.sent = path, start, length, sent
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if EXTENSION not in scope.get("extensions", {}):
+            return await super().__call__(scope, receive, send)
+        await self.body_iterator.aclose()  # not started: nothing to undo
+        f = await asyncio.to_thread(open, self.path, "rb")
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": EXTENSION, "file": f, "offset": self.start, "count": self.length})
+        finally:
+            await asyncio.to_thread(f.close)
+        self.sent(self.length)
+
+
+async def read_span(path: str, start: int, length: int, sent: Callable[[int], None]):
+    f = await asyncio.to_thread(open, path, "rb")
+    try:
+        await asyncio.to_thread(f.seek, start)
+        left = length
+        while left > 0:
+            chunk = await asyncio.to_thread(f.read, min(READ_CHUNK, left))
+            if not chunk:
+                break
+            left -= len(chunk)
+            sent(len(chunk))
+            yield chunk
+    finally:
+        await asyncio.to_thread(f.close)
