@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""Download service benchmark: one run, one 1 GiB file, everything on loopback.
+"""Download service benchmark: one run, one 1 GiB file, everything on loopback, one client (curl) for every target.
 
-    .venv/bin/python bench/downloads.py                    # ~2-3 minutes on 2 cores
-    .venv/bin/python bench/downloads.py --size-mib 256 --orders 40     # a quicker run
+    .venv/bin/python bench/downloads.py                    # ~3-4 minutes on 2 cores; needs nginx and curl
+    .venv/bin/python bench/downloads.py --size-mib 256 --rounds 3 --orders 30     # a quicker run
 
-Figures: (1) download throughput through the service (API key auth, Range-capable streaming) against a raw loopback
-copy of the same file (python's http.server, the stock component, and `cp`); (2) a download interrupted at 50 %
-and resumed transfers only the missing half; (3) orders per second the queue sustains with 1 and 2 workers.
-The file is sparse (deterministic zeros); the cluster, the processes and the temp directory are removed at the end.
+Figures: (1) throughput of the same staged file by curl from nginx (the distribution's, sendfile on, a private
+config, not root), the download service (API key, sendfile), the embedded gateway in front of it (sending the file
+itself once the service authorised the request), the gateway relaying the bytes as it does other answers, nginx
+proxying to the service as the on-premise proxy role does (no buffering), python's http.server, and `cp`; the
+targets interleaved round by round, each round's load average printed, ratios to nginx; (2) a download interrupted
+at 50 % and resumed, by the project's client and by `curl -C -`, direct and via the gateway: the bytes each resume
+moved against the bytes missing; (3) orders per second the queue drains with 1 and 2 workers (interleaved phases;
+orders placed while the workers are stopped, then drained, so placing is not timed as queue work). The file is
+sparse (deterministic zeros); the cluster, the processes and the temp directory are removed at the end.
 """
 
 from __future__ import annotations
@@ -72,9 +77,10 @@ def curl(url: str, headers: dict | None = None, *extra: str, out: str = "/dev/nu
     return int(out[0]), float(out[1])
 
 
-def nginx(binary: str, root: Path, serve: Path, logs: Path, procs: Procs) -> str:
-    """nginx from the distribution as a non-root process with a private config: `serve` with sendfile on."""
-    port = free_port()
+def nginx(binary: str, root: Path, serve: Path, upstream: str, logs: Path, procs: Procs) -> tuple[str, str]:
+    """nginx from the distribution as a non-root process with a private config: `serve` with sendfile on, and on a
+    second port a proxy to `upstream` as the on-premise proxy role sets it (no buffering); the two base URLs."""
+    port, proxy_port = free_port(), free_port()
     conf_dir = root / "nginx"
     (conf_dir / "tmp").mkdir(parents=True)
     temp = " ".join(f"{k}_temp_path {conf_dir / 'tmp'};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -82,13 +88,15 @@ def nginx(binary: str, root: Path, serve: Path, logs: Path, procs: Procs) -> str
         f"daemon off; pid {conf_dir / 'nginx.pid'}; error_log {logs / 'nginx.log'} warn; worker_processes 1;\n"
         "events { worker_connections 64; }\n"
         f"http {{ access_log off; {temp} sendfile on; tcp_nopush on;\n"
-        f"  server {{ listen 127.0.0.1:{port}; root {serve}; }} }}\n"
+        f"  server {{ listen 127.0.0.1:{port}; root {serve}; }}\n"
+        f"  server {{ listen 127.0.0.1:{proxy_port}; proxy_http_version 1.1; proxy_buffering off;\n"
+        f'    proxy_set_header Connection ""; location / {{ proxy_pass {upstream}; }} }} }}\n'
     )
     cmd = [binary, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", str(logs / "nginx.log")]
     procs.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
     base = f"http://127.0.0.1:{port}"
     processes.wait_serving(procs.procs[-1], base + "/", logs / "nginx.log")
-    return base
+    return base, f"http://127.0.0.1:{proxy_port}"
 
 
 def throughput(targets: dict[str, tuple[str, dict]], size: int, rounds: int) -> tuple[dict, list]:
@@ -248,22 +256,35 @@ def drain_rate(http: httpx.Client, dsn: str, pool: list[subprocess.Popen], k: in
     for w in pool:
         os.kill(w.pid, signal.SIGSTOP)
     before, t0 = succeeded(dsn), time.perf_counter()
-    for _ in range(n):
-        http.post("/downloads/orders", json={"items": [{"collection": "bench", "id": "small"}]}).raise_for_status()
+    place(http, n)
     placed = time.perf_counter()
     for w in pool[:k]:
         os.kill(w.pid, signal.SIGCONT)
-    done = 0
-    while time.perf_counter() - placed < timeout and (done := succeeded(dsn) - before) < n:
-        time.sleep(0.02)
+    done = wait_succeeded(dsn, before + n, placed + timeout) - before
     drained = time.perf_counter()
+    # As the earlier bench measured: orders placed while the workers run, timed from the first to the last done.
+    before, t1 = succeeded(dsn), time.perf_counter()
+    place(http, n)
+    together = wait_succeeded(dsn, before + n, time.perf_counter() + timeout) - before
     return {
         "workers": k,
         "drain_orders_per_s": done / (drained - placed),
         "place_orders_per_s": n / (placed - t0),
-        "complete": done >= n,
+        "placed_and_drained_together_per_s": together / (time.perf_counter() - t1),
+        "complete": done >= n and together >= n,
         "load_1m": os.getloadavg()[0],
     }
+
+
+def place(http: httpx.Client, n: int) -> None:
+    for _ in range(n):
+        http.post("/downloads/orders", json={"items": [{"collection": "bench", "id": "small"}]}).raise_for_status()
+
+
+def wait_succeeded(dsn: str, count: int, deadline: float) -> int:
+    while (done := succeeded(dsn)) < count and time.perf_counter() < deadline:
+        time.sleep(0.02)
+    return done
 
 
 def order_big(client: Client) -> tuple[dict, float]:
@@ -347,14 +368,13 @@ def main() -> int:
         stock = stock_server(storage)
         stock_url = f"http://127.0.0.1:{stock.server_address[1]}"
         staged_path = "/" + str(Path(location).relative_to(storage))
+        static, proxy = nginx(args.nginx, root, storage, base, logs, procs)
         targets = {
-            "nginx": (
-                nginx(args.nginx, root, storage, logs, procs) + "/" + str(Path(location).relative_to(storage)),
-                {},
-            ),
+            "nginx": (static + staged_path, {}),
             "service": (href, auth),
             "gateway": (gateways["gateway"] + below, auth),
             "gateway-proxying": (gateways["gateway-proxying"] + below, auth),
+            "nginx-proxy": (proxy + below, auth),
             "http.server": (stock_url + staged_path, {}),
         }
         print(f"throughput by curl ({args.rounds} rounds, interleaved):", flush=True)
@@ -404,11 +424,20 @@ def main() -> int:
         for p in phases:
             print(
                 f"queue, {p['workers']} worker(s): drained {p['drain_orders_per_s']:.1f} orders/s (placed at "
-                f"{p['place_orders_per_s']:.1f}/s; load average {p['load_1m']:.2f})"
+                f"{p['place_orders_per_s']:.1f}/s; placed and drained together, as the earlier bench timed it: "
+                f"{p['placed_and_drained_together_per_s']:.1f}/s; load average {p['load_1m']:.2f})"
                 f"{'' if p['complete'] else '; TRUNCATED by --timeout'}",
                 flush=True,
             )
-        print(f"queue: 2 workers / 1 worker {two / one:.2f} (medians {one:.1f} → {two:.1f} orders/s)")
+        both = {
+            k: statistics.median(p["placed_and_drained_together_per_s"] for p in phases if p["workers"] == k)
+            for k in (1, 2)
+        }
+        results["together"] = both
+        print(
+            f"queue: 2 workers / 1 worker {two / one:.2f} drained (medians {one:.1f} → {two:.1f} orders/s); "
+            f"{both[2] / both[1]:.2f} placed and drained together ({both[1]:.1f} → {both[2]:.1f})"
+        )
         results["load_1m_end"] = os.getloadavg()[0]
         print(f"\n$ {command}\n" + json.dumps(results, indent=2))
         if args.json:
