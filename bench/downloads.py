@@ -79,7 +79,8 @@ def curl(url: str, headers: dict | None = None, *extra: str, out: str = "/dev/nu
 
 def nginx(binary: str, root: Path, serve: Path, upstream: str, logs: Path, procs: Procs) -> tuple[str, str]:
     """nginx from the distribution as a non-root process with a private config: `serve` with sendfile on, and on a
-    second port a proxy to `upstream` as the on-premise proxy role sets it (no buffering); the two base URLs."""
+    second port a proxy to `upstream` as the on-premise proxy role sets it for downloads (unbuffered, 256 KiB reads);
+    the two base URLs."""
     port, proxy_port = free_port(), free_port()
     conf_dir = root / "nginx"
     (conf_dir / "tmp").mkdir(parents=True)
@@ -90,6 +91,7 @@ def nginx(binary: str, root: Path, serve: Path, upstream: str, logs: Path, procs
         f"http {{ access_log off; {temp} sendfile on; tcp_nopush on;\n"
         f"  server {{ listen 127.0.0.1:{port}; root {serve}; }}\n"
         f"  server {{ listen 127.0.0.1:{proxy_port}; proxy_http_version 1.1; proxy_buffering off;\n"
+        "    proxy_buffer_size 256k; proxy_buffers 4 256k; proxy_busy_buffers_size 256k;\n"
         f'    proxy_set_header Connection ""; location / {{ proxy_pass {upstream}; }} }} }}\n'
     )
     cmd = [binary, "-p", str(conf_dir), "-c", str(conf_dir / "nginx.conf"), "-e", str(logs / "nginx.log")]
