@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Download service benchmark: one run, one 1 GiB file, everything on loopback, one client (curl) for every target.
 
-    .venv/bin/python bench/downloads.py                    # ~3-4 minutes on 2 cores; needs nginx and curl
+    .venv/bin/python bench/downloads.py                    # ~4-5 minutes on 2 cores; needs nginx and curl
     .venv/bin/python bench/downloads.py --size-mib 256 --rounds 3 --orders 30     # a quicker run
 
 Figures: (1) throughput of the same staged file by curl from nginx (the distribution's, sendfile on, a private
@@ -323,7 +323,7 @@ def resume(client: Client, key: str, order: dict, dest: Path, size: int) -> dict
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the throughput targets")
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds of the throughput targets")
     ap.add_argument("--orders", type=int, default=60, help="orders per queue phase")
     ap.add_argument("--queue-rounds", type=int, default=2, help="1-worker and 2-worker phases, interleaved")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per queue phase at most")
@@ -332,7 +332,7 @@ def main() -> int:
     args = ap.parse_args()
     for tool in (args.nginx, "curl"):
         if not shutil.which(tool):
-            print(f"{tool} not found: apt-get install nginx-light curl (or --nginx PATH)", file=sys.stderr)
+            print(f"{tool} not found: apt-get install nginx curl (or --nginx PATH)", file=sys.stderr)
             return 2
     command = shlex.join([sys.executable, *sys.argv])
     print(f"$ {command}", flush=True)
@@ -386,12 +386,14 @@ def main() -> int:
         shutil.copyfile(location, root / "copy.bin")
         cp_mb_s = size / (time.perf_counter() - t0) / 1e6
         (root / "copy.bin").unlink()
-        ratios = {name: medians[name] / medians["nginx"] for name in medians}
+        # Each round's ratio pairs figures taken moments apart: the machine's load drifts less within a round.
+        ratios = {name: statistics.median(r["mb_s"][name] / r["mb_s"]["nginx"] for r in runs) for name in medians}
         results |= {"throughput_mb_s": medians, "cp_mb_s": cp_mb_s, "ratio_to_nginx": ratios, "rounds": runs}
         print(
-            "median: "
-            + ", ".join(f"{k} {v:,.0f} MB/s ({ratios[k]:.2f}× nginx)" for k, v in medians.items())
-            + f"; cp {cp_mb_s:,.0f} MB/s",
+            "medians: "
+            + ", ".join(f"{k} {v:,.0f} MB/s" for k, v in medians.items())
+            + f"; cp {cp_mb_s:,.0f} MB/s\nto nginx (median of the rounds' ratios): "
+            + ", ".join(f"{k} {v:.2f}×" for k, v in ratios.items() if k != "nginx"),
             flush=True,
         )
 
