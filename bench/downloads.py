@@ -101,18 +101,32 @@ def nginx(binary: str, root: Path, serve: Path, upstream: str, logs: Path, procs
     return base, f"http://127.0.0.1:{proxy_port}"
 
 
-def throughput(targets: dict[str, tuple[str, dict]], size: int, rounds: int) -> tuple[dict, list]:
-    """MB/s per target by curl, the targets interleaved (each round starts one further along); the median of the
-    rounds, and each round's figures with the load average at its end."""
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes and their children (nginx's worker), from /proc."""
+    return sum(cpu_ticks(pid) for pid in pids) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return int(fields[11]) + int(fields[12]) + sum(cpu_ticks(int(c)) for c in children)  # utime + stime
+
+
+def throughput(targets: dict[str, tuple[str, dict, list[int]]], size: int, rounds: int) -> tuple[dict, list]:
+    """MB/s per target by curl, the targets interleaved (each round starts one further along), and the CPU seconds
+    per GiB the serving processes spent (the load of the machine does not change it much); the medians, and each
+    round's figures with the load average at its end."""
     names, runs = list(targets), []
     for r in range(rounds):
-        figures = {}
+        figures, cpu = {}, {}
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            url, headers = targets[name]
+            url, headers, pids = targets[name]
+            before = cpu_seconds(pids)
             n, seconds = curl(url, headers)
             assert n == size, (name, n)
             figures[name] = size / seconds / 1e6
-        runs.append({"mb_s": figures, "load_1m": os.getloadavg()[0]})
+            cpu[name] = (cpu_seconds(pids) - before) / (size / 2**30)
+        runs.append({"mb_s": figures, "cpu_s_per_gib": cpu, "load_1m": os.getloadavg()[0]})
         print(
             f"  round {r + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()) + " MB/s"
             f" (load average {runs[-1]['load_1m']:.2f})",
@@ -180,9 +194,11 @@ def make_catalog(root: Path, storage: Path, size_mib: int, dsn: str) -> int:
     return size
 
 
-def start_services(procs: Procs, cluster: PostgresCluster, storage: Path, keys: Path, logs: Path) -> tuple[str, dict]:
-    """The catalog and the download service (which names files to a gateway that asks); its base URL and the
-    environment its workers share."""
+def start_services(
+    procs: Procs, cluster: PostgresCluster, storage: Path, keys: Path, logs: Path
+) -> tuple[str, dict, int]:
+    """The catalog and the download service (which names files to a gateway that asks); its base URL, the
+    environment its workers share, and its process id."""
     cport, dport = free_port(), free_port()
     catalog = procs.start(
         "catalog",
@@ -212,10 +228,10 @@ def start_services(procs: Procs, cluster: PostgresCluster, storage: Path, keys: 
     downloads = procs.start("downloads", "eolake_downloads", env)
     processes.wait_serving(catalog, f"http://127.0.0.1:{cport}/healthz", logs / "catalog.log")
     processes.wait_serving(downloads, base + "/healthz", logs / "downloads.log")
-    return base, env
+    return base, env, downloads.pid
 
 
-def start_gateway(procs: Procs, upstream: str, storage: Path | None, log: Path) -> str:
+def start_gateway(procs: Procs, upstream: str, storage: Path | None, log: Path) -> tuple[str, int]:
     """The embedded gateway in front of the download service: sending staged files itself (`storage`: the storage
     it shares), or relaying the bytes as it does for any other answer (None)."""
     port = free_port()
@@ -230,7 +246,7 @@ def start_gateway(procs: Procs, upstream: str, storage: Path | None, log: Path) 
     gateway = procs.start(log.stem, "eolake.embedded.gateway", env)
     url = f"http://127.0.0.1:{port}"
     processes.wait_serving(gateway, url + "/-/healthz", log)
-    return url
+    return url, gateway.pid
 
 
 def stock_server(directory: Path) -> ThreadingHTTPServer:
@@ -349,7 +365,7 @@ def main() -> int:
         storage = root / "storage"
         size = make_catalog(root, storage, args.size_mib, cluster.dsn())
         key = create_api_key(root / "keys.json", "bench", "user")
-        base, env = start_services(procs, cluster, storage, root / "keys.json", logs)
+        base, env, service_pid = start_services(procs, cluster, storage, root / "keys.json", logs)
         gateways = {
             name: start_gateway(procs, base, storage if sends else None, logs / f"{name}.log")
             for name, sends in (("gateway", True), ("gateway-proxying", False))
@@ -371,13 +387,18 @@ def main() -> int:
         stock_url = f"http://127.0.0.1:{stock.server_address[1]}"
         staged_path = "/" + str(Path(location).relative_to(storage))
         static, proxy = nginx(args.nginx, root, storage, base, logs, procs)
+        nginx_pid = procs.procs[-1].pid
         targets = {
-            "nginx": (static + staged_path, {}),
-            "service": (href, auth),
-            "gateway": (gateways["gateway"] + below, auth),
-            "gateway-proxying": (gateways["gateway-proxying"] + below, auth),
-            "nginx-proxy": (proxy + below, auth),
-            "http.server": (stock_url + staged_path, {}),
+            "nginx": (static + staged_path, {}, [nginx_pid]),
+            "service": (href, auth, [service_pid]),
+            "gateway": (gateways["gateway"][0] + below, auth, [gateways["gateway"][1], service_pid]),
+            "gateway-proxying": (
+                gateways["gateway-proxying"][0] + below,
+                auth,
+                [gateways["gateway-proxying"][1], service_pid],
+            ),
+            "nginx-proxy": (proxy + below, auth, [nginx_pid, service_pid]),
+            "http.server": (stock_url + staged_path, {}, [os.getpid()]),
         }
         print(f"throughput by curl ({args.rounds} rounds, interleaved):", flush=True)
         medians, runs = throughput(targets, size, args.rounds)
@@ -388,18 +409,27 @@ def main() -> int:
         (root / "copy.bin").unlink()
         # Each round's ratio pairs figures taken moments apart: the machine's load drifts less within a round.
         ratios = {name: statistics.median(r["mb_s"][name] / r["mb_s"]["nginx"] for r in runs) for name in medians}
-        results |= {"throughput_mb_s": medians, "cp_mb_s": cp_mb_s, "ratio_to_nginx": ratios, "rounds": runs}
+        cpu = {name: statistics.median(r["cpu_s_per_gib"][name] for r in runs) for name in medians}
+        results |= {
+            "throughput_mb_s": medians,
+            "cp_mb_s": cp_mb_s,
+            "ratio_to_nginx": ratios,
+            "cpu_s_per_gib": cpu,
+            "rounds": runs,
+        }
         print(
             "medians: "
             + ", ".join(f"{k} {v:,.0f} MB/s" for k, v in medians.items())
             + f"; cp {cp_mb_s:,.0f} MB/s\nto nginx (median of the rounds' ratios): "
-            + ", ".join(f"{k} {v:.2f}×" for k, v in ratios.items() if k != "nginx"),
+            + ", ".join(f"{k} {v:.2f}×" for k, v in ratios.items() if k != "nginx")
+            + "\nCPU seconds per GiB of the serving processes (median): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()),
             flush=True,
         )
 
         # (2) resume after 50 %, direct and through the gateway.
         results["resume"] = {}
-        for name, url in (("service", base), ("gateway", gateways["gateway"])):
+        for name, url in (("service", base), ("gateway", gateways["gateway"][0])):
             via = {**order, "files": [{**order["files"][0], "href": url + below}]}
             r = results["resume"][name] = resume(Client(url, api_key=key), key, via, root / f"dest-{name}", size)
             print(
