@@ -305,6 +305,32 @@ def wait_succeeded(dsn: str, count: int, deadline: float) -> int:
     return done
 
 
+def queue_scaling(http: httpx.Client, dsn: str, workers: list, n: int, rounds: int, timeout: float) -> dict:
+    """Each round a 1-worker phase then a 2-worker phase; the ratio of each round's pair (moments apart), and its
+    median over the rounds, for the drain and for placing and draining together."""
+    phases = [drain_rate(http, dsn, workers, k, n, timeout) for _ in range(rounds) for k in (1, 2)]
+    for w in workers:
+        os.kill(w.pid, signal.SIGCONT)
+    for p in phases:
+        print(
+            f"queue, {p['workers']} worker(s): drained {p['drain_orders_per_s']:.1f} orders/s (placed at "
+            f"{p['place_orders_per_s']:.1f}/s; placed and drained together, as the earlier bench timed it: "
+            f"{p['placed_and_drained_together_per_s']:.1f}/s; load average {p['load_1m']:.2f})"
+            f"{'' if p['complete'] else '; TRUNCATED by --timeout'}",
+            flush=True,
+        )
+    pairs = list(zip(phases[::2], phases[1::2], strict=True))
+    drain = statistics.median(two["drain_orders_per_s"] / one["drain_orders_per_s"] for one, two in pairs)
+    key = "placed_and_drained_together_per_s"
+    together = statistics.median(two[key] / one[key] for one, two in pairs)
+    print(
+        f"queue, 2 workers / 1 worker (median of the rounds' ratios): {drain:.2f} drained, {together:.2f} placed and "
+        "drained together",
+        flush=True,
+    )
+    return {"queue_phases": phases, "queue_2_over_1_drained": drain, "queue_2_over_1_together": together}
+
+
 def order_big(client: Client) -> tuple[dict, float]:
     t0 = time.perf_counter()
     order = client.order([("bench", "big")])
@@ -341,7 +367,7 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds of the throughput targets")
     ap.add_argument("--orders", type=int, default=60, help="orders per queue phase")
-    ap.add_argument("--queue-rounds", type=int, default=2, help="1-worker and 2-worker phases, interleaved")
+    ap.add_argument("--queue-rounds", type=int, default=3, help="1-worker and 2-worker phases, interleaved")
     ap.add_argument("--timeout", type=float, default=120, help="seconds per queue phase at most")
     ap.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx")
     ap.add_argument("--json", type=Path)
@@ -445,33 +471,7 @@ def main() -> int:
         workers.append(procs.start("worker-2", "eolake_downloads.worker", env))
         processes.wait_until(lambda: worker_count(cluster.dsn()) == 2, 60)
         http = httpx.Client(base_url=base, headers=auth, timeout=60)
-        phases = [
-            drain_rate(http, cluster.dsn(), workers, k, args.orders, args.timeout)
-            for _ in range(args.queue_rounds)
-            for k in (1, 2)
-        ]
-        for w in workers:
-            os.kill(w.pid, signal.SIGCONT)
-        one = statistics.median(p["drain_orders_per_s"] for p in phases if p["workers"] == 1)
-        two = statistics.median(p["drain_orders_per_s"] for p in phases if p["workers"] == 2)
-        results |= {"queue_phases": phases, "drain_1_worker": one, "drain_2_workers": two}
-        for p in phases:
-            print(
-                f"queue, {p['workers']} worker(s): drained {p['drain_orders_per_s']:.1f} orders/s (placed at "
-                f"{p['place_orders_per_s']:.1f}/s; placed and drained together, as the earlier bench timed it: "
-                f"{p['placed_and_drained_together_per_s']:.1f}/s; load average {p['load_1m']:.2f})"
-                f"{'' if p['complete'] else '; TRUNCATED by --timeout'}",
-                flush=True,
-            )
-        both = {
-            k: statistics.median(p["placed_and_drained_together_per_s"] for p in phases if p["workers"] == k)
-            for k in (1, 2)
-        }
-        results["together"] = both
-        print(
-            f"queue: 2 workers / 1 worker {two / one:.2f} drained (medians {one:.1f} → {two:.1f} orders/s); "
-            f"{both[2] / both[1]:.2f} placed and drained together ({both[1]:.1f} → {both[2]:.1f})"
-        )
+        results |= queue_scaling(http, cluster.dsn(), workers, args.orders, args.queue_rounds, args.timeout)
         results["load_1m_end"] = os.getloadavg()[0]
         print(f"\n$ {command}\n" + json.dumps(results, indent=2))
         if args.json:
