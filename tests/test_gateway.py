@@ -203,8 +203,8 @@ def test_open_connections_are_bounded():
 
 
 def naming_app(named: dict[str, str]) -> FastAPI:
-    """An upstream that answers GET /dl/files/<name> with the file it names (X-Sendfile) when the gateway asks for that, and
-    says what it was asked."""
+    """An upstream that answers GET /dl/files/<name> with the file it names (X-Sendfile) when the gateway asks for
+    that, and says what it was asked."""
     app = FastAPI()
 
     @app.get("/dl/files/{name}")  # the gateway forwards paths unchanged
