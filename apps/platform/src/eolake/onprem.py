@@ -142,9 +142,16 @@ def units(platform: Platform, host: Host) -> list[dict]:
 
 
 def routes(platform: Platform) -> list[dict]:
-    """The proxy's locations, longest prefix first; the web view's / last."""
+    """The proxy's locations, longest prefix first; the web view's / last. `large_bodies`: the service sends staged
+    files (the proxy reads its answers in larger pieces)."""
     found = [
-        {"path": s.path, "service": name, "port": manifest(name).port} for name, s in platform.enabled_services.items()
+        {
+            "path": s.path,
+            "service": name,
+            "port": manifest(name).port,
+            "large_bodies": manifest(name).storage == "write",
+        }
+        for name, s in platform.enabled_services.items()
     ]
     return sorted(found, key=lambda r: (-len(r["path"]), r["path"]))
 

@@ -55,6 +55,8 @@ def service_env(
         env[prefix + "DATABASE_URL"] = dsn
     if m.storage == "write" and (offline := platform.storage.offline_dir(state.storage)):
         env[prefix + "OFFLINE_PATH"] = str(offline)
+    if m.storage == "write" and sends_staged_files(platform):
+        env[prefix + "PROXY_SENDS_FILES"] = "true"
     if "amqp" in m.secrets:
         env[prefix + "AMQP_URL"] = amqp_url(platform, state)
     return env
@@ -69,6 +71,13 @@ def amqp_url(platform: Platform, state: StateDir) -> str:
     if not url:
         raise StartError(f"events.broker is external: set {events.amqp_url_env} to the broker's amqp:// URL")
     return url
+
+
+def sends_staged_files(platform: Platform) -> bool:
+    """The gateway sends staged files itself (it shares local storage with the service that writes there)."""
+    return platform.storage.kind == "local" and any(
+        platform.manifest(name).storage == "write" for name in platform.enabled_services
+    )
 
 
 def posted_reads(platform: Platform) -> dict[str, list[str]]:

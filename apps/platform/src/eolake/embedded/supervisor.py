@@ -47,6 +47,7 @@ from eolake.embedded.environment import (
     instance_name,
     otlp_endpoint,
     posted_reads,
+    sends_staged_files,
     service_env,
     write_routes,
 )
@@ -315,6 +316,8 @@ def gateway_child(platform: Platform, state: StateDir, port: int, observers: dic
         "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json(),
         "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform)),
     }
+    if sends_staged_files(platform):
+        env["EOLAKE_GATEWAY_SENDFILE_ROOTS"] = json.dumps([str(state.storage)])
     if endpoint := otlp_endpoint(platform, observers or {}):
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = endpoint
         env["EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO"] = str(platform.observability.trace_sample_ratio)
