@@ -272,6 +272,7 @@ async def replica_reads(app: FastAPI, settings: CatalogSettings):
         replayed=lambda: pool.fetchval(REPLAYED, timeout=ACQUIRE_SECONDS),
     )
     app.state.connections.replicas, app.state.connections.lag = pool, lag
+    await lag.check()  # the first reads already know whether the replica may serve them
     watch = asyncio.create_task(lag.watch())
     try:
         yield

@@ -36,8 +36,8 @@ WROTE = "wrote_at"  # request.state: the primary's WAL position after the reques
 LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 CHECK_SECONDS = 1.0  # how often each worker asks the primary and the replica where they are
 # What the primary and a replica answer: a position as a number (pg_lsn minus 0/0 is its byte offset).
-PRIMARY_POSITION = "SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"
-REPLAYED = "SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn"
+PRIMARY_POSITION = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
+REPLAYED = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint"
 log = logging.getLogger("eolake_kit.replicas")
 
 READS = Counter("eolake_database_reads", "Read requests by the database server they read from", ["service", "server"])
@@ -116,10 +116,10 @@ class ReplicaLag:
         return usable
 
     async def watch(self) -> None:
-        """Check forever (a task of the service's lifespan)."""
+        """Check forever (a task of the service's lifespan, which checks once before serving)."""
         while True:
-            await self.check()
             await asyncio.sleep(CHECK_SECONDS)
+            await self.check()
 
 
 def token_seconds(max_lag: float) -> int:
