@@ -15,9 +15,12 @@ import psycopg
 import pytest
 from test_catalog_cache import collection, item
 
+from eolake.embedded.environment import service_env
 from eolake.embedded.replica import StreamingReplica
+from eolake.embedded.state import StateDir
 from eolake_kit.auth import create_api_key
 from eolake_kit.replicas import COOKIE, HEADER, ReplicaLag, lsn_number, lsn_text
+from eolake_spec import Platform, load_stack
 from servers import service_process, wait_until
 
 PAUSED_FOR_LONG = "300"  # seconds of lag tolerated: a paused replica stays the one read from during a test
@@ -26,15 +29,22 @@ USABLE = 'eolake_database_replica_usable{service="catalog"} 1.0'
 
 
 @pytest.fixture(scope="module")
-def replica(pg):
+def state():
+    """A state directory holding the replica, where the embedded runner keeps it."""
     root = Path(tempfile.mkdtemp(prefix="eolake-test-replica-"))
-    standby = StreamingReplica(root, pg)
+    root.chmod(0o755)  # as root, the replica runs as the postgres user
+    yield StateDir(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def replica(pg, state):
+    standby = StreamingReplica(state.replica, pg)
     try:
         standby.start()
         yield standby
     finally:
         standby.stop(mode="immediate")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +157,22 @@ async def lag_scenario() -> None:
     assert await patient.check()
     patient.failed()
     assert not patient.usable, "a read that could not reach it: the primary serves until the next check"
+
+
+def test_embedded_services_that_can_read_from_the_replica_are_told_where(pg, replica, state):
+    document = load_stack("local").model_dump(mode="json")
+    document["database"]["replica"] = {}
+    platform = Platform.model_validate(document)
+    gateway = "http://127.0.0.1:8080"
+    catalog = service_env(platform, state, pg.app_dsn(), "catalog", gateway, "test")
+    assert catalog["EOLAKE_CATALOG_READ_DATABASE_URL"] == replica.app_dsn() != pg.app_dsn()
+    assert "EOLAKE_DOWNLOADS_READ_DATABASE_URL" not in service_env(
+        platform, state, pg.app_dsn(), "downloads", gateway, "x"
+    )
+    with psycopg.connect(catalog["EOLAKE_CATALOG_READ_DATABASE_URL"], autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery(), current_user").fetchone() == (True, "eolake_app")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("CREATE TABLE nothing_written_here (x int)")
 
 
 # ------------------------------------------------------------------------------------------------ a stale replica

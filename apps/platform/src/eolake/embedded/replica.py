@@ -7,7 +7,16 @@ import os
 import shutil
 from pathlib import Path
 
-from eolake.embedded.postgres import SERVER_OPTIONS, SUPERUSER, PostgresCluster, PostgresError, free_port, port_is_free
+from eolake.embedded.postgres import (
+    APP_USER,
+    DATABASE,
+    SERVER_OPTIONS,
+    SUPERUSER,
+    PostgresCluster,
+    PostgresError,
+    free_port,
+    port_is_free,
+)
 from eolake.embedded.processes import wait_until
 
 CATCH_UP_SECONDS = 60
@@ -48,15 +57,25 @@ class StreamingReplica(PostgresCluster):
             "-R",
         )
 
+    @staticmethod
+    def app_dsn_in(root: Path) -> str:
+        """The application role's DSN of the replica in `root` (started: its port file is written)."""
+        password = (root / "app-password").read_text().strip()
+        return f"postgresql://{APP_USER}:{password}@127.0.0.1:{(root / 'port').read_text().strip()}/{DATABASE}"
+
     def start(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
-        """Start as a hot standby; returns once it is in recovery and has replayed what the primary had written
-        when it started (so a first read finds the migrated database)."""
+        """Start as a hot standby on `port`, else on the port of last time if free, else on a free one; returns once
+        it is in recovery and has replayed what the primary had written when it started (so a first read finds the
+        migrated database)."""
         import psycopg
 
         self.init()
         if not self.running:
-            if port is None or not port_is_free(port):
-                port = free_port() if port is None else _taken(port)
+            if port is None:
+                previous = self.port if self.port_file.exists() else None
+                port = previous if previous and port_is_free(previous) else free_port()
+            elif not port_is_free(port):
+                raise PostgresError(f"port {port} for the read replica (database.replica.port) is already in use")
             self.port_file.write_text(str(port))
             opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c hot_standby=on {SERVER_OPTIONS}"
             for name, value in (settings or {}).items():
@@ -81,7 +100,3 @@ class StreamingReplica(PostgresCluster):
 
             if not wait_until(replayed, timeout, interval=0.05):
                 raise PostgresError(f"the replica in {self.root} has not replayed {position} in {timeout:.0f} s")
-
-
-def _taken(port: int) -> int:
-    raise PostgresError(f"port {port} for the read replica (database.replica.port) is already in use")
