@@ -213,6 +213,14 @@ def test_a_malformed_token_is_refused(catalog):
     assert spoilt.status_code == 200, "a spoilt cookie is ignored: it is the browser's to keep"
 
 
+def test_the_token_is_in_the_openapi_document(catalog):
+    paths = httpx.get(f"{catalog}/api").json()["paths"]
+    write = paths["/collections/{collection_id}/items"]["post"]
+    assert HEADER in write["responses"]["201"]["headers"]
+    for operation in (write, paths["/search"]["get"], paths["/search"]["post"]):
+        assert HEADER in {parameter["name"] for parameter in operation["parameters"]}
+
+
 def test_the_replica_is_read_after_replay_resumes(catalog):
     assert found(httpx.Client(base_url=catalog), "r-1")
 
