@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import httpx
@@ -53,16 +54,17 @@ def admin_key(tmp_path_factory) -> tuple[str, str]:
     return str(path), create_api_key(path, "admin", "admin")
 
 
-def catalog_env(pg, replica, keys_file: str, max_lag: str) -> dict[str, str]:
-    return {
-        "EOLAKE_CATALOG_DATABASE_URL": pg.app_dsn(),
-        "EOLAKE_CATALOG_READ_DATABASE_URL": replica.app_dsn(),
-        "EOLAKE_CATALOG_MAX_REPLICA_LAG_SECONDS": max_lag,
-        "EOLAKE_CATALOG_AUTH__API_KEYS_FILE": keys_file,
+def catalog_env(pg, replica, keys_file: str, max_lag: str, service: str = "catalog") -> dict[str, str]:
+    values = {
+        "DATABASE_URL": pg.app_dsn(),
+        "READ_DATABASE_URL": replica.app_dsn(),
+        "MAX_REPLICA_LAG_SECONDS": max_lag,
+        "AUTH__API_KEYS_FILE": keys_file,
         # Its own prefix, over http: the cookie a write sets (Path=/, not Secure) comes back here as from a browser.
-        "EOLAKE_CATALOG_PUBLIC_URL": "http://eolake.example.org",
-        "EOLAKE_CATALOG_ROOT_PATH": "",
+        "PUBLIC_URL": "http://eolake.example.org",
+        "ROOT_PATH": "",
     }
+    return {f"EOLAKE_{service.upper()}_{key}": value for key, value in values.items()}
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +78,16 @@ def catalog(pg, replica, admin_key, tmp_path_factory) -> str:
         yield url
 
 
-def replica_usable(url: str) -> bool:
-    return USABLE in httpx.get(f"{url}/metrics").text
+def replica_usable(url: str, service: str = "catalog") -> bool:
+    return USABLE.replace("catalog", service) in httpx.get(f"{url}/metrics").text
+
+
+@pytest.fixture(scope="module")
+def tiles(pg, replica, admin_key, tmp_path_factory) -> str:
+    env = catalog_env(pg, replica, admin_key[0], PAUSED_FOR_LONG, service="tiles")
+    with service_process("eolake_tiles", env, tmp_path_factory.mktemp("logs") / "tiles.log", "/readyz") as url:
+        assert wait_until(lambda: replica_usable(url, "tiles"), timeout=30)
+        yield url
 
 
 @pytest.fixture
@@ -202,6 +212,25 @@ def test_the_search_cache_keeps_each_server_s_answer_apart(catalog, admin_key, p
             for _ in range(2):  # the replica's stamp is older: never the primary's newer answer, never a stale one
                 assert searched(anyone) == before
             assert searched(writer) == before | {"r-2"}
+
+
+def test_a_search_just_registered_is_found_by_who_registered_it(tiles, admin_key, paused):
+    body = {"collections": ["t-replica"], "ids": [uuid.uuid4().hex]}  # never registered before: on the primary only
+    with (
+        httpx.Client(base_url=tiles, headers={"X-API-Key": admin_key[1]}) as user,
+        httpx.Client(base_url=tiles) as anyone,
+    ):
+        registered = user.post("/searches/register", json=body)
+        assert registered.status_code == 200, registered.text
+        assert registered.cookies[COOKIE] == registered.headers[HEADER]
+        search = registered.json()["id"]
+        # Asked first: titiler-pgstac keeps a search's info in memory once found.
+        assert anyone.get(f"/searches/{search}/info").status_code == 404, "the paused replica does not have it yet"
+        assert user.get(f"/searches/{search}/info").status_code == 200, "the cookie: read from the primary"
+        empty = {"type": "FeatureCollection", "features": []}
+        statistics = anyone.post("/collections/t-replica/statistics", json=empty)
+        assert HEADER not in statistics.headers, "a read sent over POST answers no position"
+        assert anyone.get("/searches/x/info", headers={HEADER: "nonsense"}).status_code == 400
 
 
 def test_a_malformed_token_is_refused(catalog):
