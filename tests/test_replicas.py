@@ -17,7 +17,7 @@ import pytest
 from test_catalog_cache import collection, item
 
 from eolake.embedded.environment import service_env
-from eolake.embedded.replica import StreamingReplica
+from eolake.embedded.replica import SLOT, StreamingReplica
 from eolake.embedded.state import StateDir
 from eolake_kit.auth import create_api_key
 from eolake_kit.replicas import COOKIE, HEADER, ReplicaLag, lsn_number, lsn_text
@@ -45,7 +45,7 @@ def replica(pg, state):
         standby.start()
         yield standby
     finally:
-        standby.stop(mode="immediate")
+        standby.discard()
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +167,25 @@ async def lag_scenario() -> None:
     assert await patient.check()
     patient.failed()
     assert not patient.usable, "a read that could not reach it: the primary serves until the next check"
+
+
+def test_the_replica_follows_through_a_slot_that_outlives_its_stops(pg, replica):
+    """Stopped while the primary writes and checkpoints (WAL recycled), it catches up once started again."""
+    port = replica.port
+    replica.stop()
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS replica_follows (n int)")
+        for _ in range(3):  # segments the replica has not received, which checkpoints would otherwise remove
+            conn.execute("INSERT INTO replica_follows SELECT generate_series(1, 1000)")
+            conn.execute("SELECT pg_switch_wal()")
+            conn.execute("CHECKPOINT")
+        slot = conn.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (SLOT,)).fetchone()
+        assert slot == (False,), "the slot stays while its replica is stopped"
+    replica.start(port)
+    with psycopg.connect(replica.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM replica_follows").fetchone() == (3000,)
+    with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+        conn.execute("DROP TABLE replica_follows")
 
 
 def test_embedded_services_that_can_read_from_the_replica_are_told_where(pg, replica, state):

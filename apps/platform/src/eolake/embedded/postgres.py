@@ -39,7 +39,8 @@ EXPAND_ONLY_TRIGGERS = {"eolake_expand_only_drop": "sql_drop", "eolake_expand_on
 
 MIGRATION_STAMP = "eolake migrated from "
 # A replica (eolake.embedded.replica) starts with them too: a hot standby needs max_connections ≥ the primary's.
-SERVER_OPTIONS = "-c max_connections=200 -c shared_buffers=128MB -c fsync=on"
+# Its replication slot keeps WAL for it, 1 GB at most: a replica gone for good never fills the disk.
+SERVER_OPTIONS = "-c max_connections=200 -c shared_buffers=128MB -c fsync=on -c max_slot_wal_keep_size=1GB"
 
 
 def migration_inputs() -> str:

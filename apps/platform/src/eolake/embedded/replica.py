@@ -20,6 +20,7 @@ from eolake.embedded.postgres import (
 from eolake.embedded.processes import wait_until
 
 CATCH_UP_SECONDS = 60
+SLOT = "eolake_replica"
 
 
 class StreamingReplica(PostgresCluster):
@@ -30,7 +31,9 @@ class StreamingReplica(PostgresCluster):
         self.primary = primary
 
     def init(self) -> None:
-        """A base backup of the primary, streaming the WAL written meanwhile, set up to follow it (-R)."""
+        """A base backup of the primary, streaming the WAL written meanwhile, set up to follow it (-R) through a
+        replication slot (-C -S): the primary keeps the WAL the replica has not received, also while the replica is
+        stopped and the primary checkpoints (`eolake down` then `up`), up to max_slot_wal_keep_size."""
         if self.initialized:
             return
         self.root.mkdir(parents=True, exist_ok=True)
@@ -44,6 +47,7 @@ class StreamingReplica(PostgresCluster):
         if owner:
             for path in (self.root, self.run_dir):
                 os.chown(path, owner.pw_uid, owner.pw_gid)
+        self._drop_slot()
         primary = f"postgresql://{SUPERUSER}:{self.primary.password}@127.0.0.1:{self.primary.port}/postgres"
         self._run(
             "pg_basebackup",
@@ -55,7 +59,25 @@ class StreamingReplica(PostgresCluster):
             "-c",
             "fast",
             "-R",
+            "-C",
+            "-S",
+            SLOT,
         )
+
+    def discard(self) -> None:
+        """Stopped, its slot dropped on the primary (which keeps no more WAL for it) and its directory removed."""
+        self.stop(mode="immediate")
+        self._drop_slot()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def _drop_slot(self) -> None:
+        """The slot of a replica made before this one (its directory removed): a new base backup starts afresh."""
+        import psycopg
+
+        with psycopg.connect(self.primary.dsn(), autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (SLOT,)
+            )
 
     @staticmethod
     def app_dsn_in(root: Path) -> str:
