@@ -14,15 +14,18 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI, Request
 from test_catalog_cache import collection, item
 
 from eolake.embedded.environment import service_env
 from eolake.embedded.replica import SLOT, StreamingReplica
 from eolake.embedded.state import StateDir
+from eolake_kit import ServiceSettings, install_kit
 from eolake_kit.auth import create_api_key
+from eolake_kit.outbound import async_client
 from eolake_kit.replicas import COOKIE, HEADER, ReplicaLag, lsn_number, lsn_text
 from eolake_spec import Platform, load_stack
-from servers import service_process, wait_until
+from servers import served, service_process, wait_until
 
 PAUSED_FOR_LONG = "300"  # seconds of lag tolerated: a paused replica stays the one read from during a test
 SHORT_LAG = "1"
@@ -202,6 +205,30 @@ def test_embedded_services_that_can_read_from_the_replica_are_told_where(pg, rep
         assert conn.execute("SELECT pg_is_in_recovery(), current_user").fetchone() == (True, "eolake_app")
         with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             conn.execute("CREATE TABLE nothing_written_here (x int)")
+
+
+def test_a_service_sends_the_token_on_to_the_peers_it_calls_never_to_providers():
+    echo = FastAPI()
+
+    @echo.get("/seen")
+    def seen(request: Request) -> dict:
+        return {"token": request.headers.get(HEADER)}
+
+    with served(echo) as peer, served(echo) as provider:
+        caller = FastAPI()
+
+        @caller.get("/call")
+        async def call() -> dict:
+            async with async_client([peer, provider], read_after_to=[peer]) as client:
+                return {
+                    "peer": (await client.get(f"{peer}/seen")).json()["token"],
+                    "provider": (await client.get(f"{provider}/seen")).json()["token"],
+                }
+
+        with served(install_kit(caller, ServiceSettings())) as url:
+            assert httpx.get(f"{url}/call", cookies={COOKIE: "1/A"}).json() == {"peer": "1/A", "provider": None}
+            assert httpx.get(f"{url}/call", headers={HEADER: "2/b"}).json() == {"peer": "2/B", "provider": None}
+            assert httpx.get(f"{url}/call").json() == {"peer": None, "provider": None}
 
 
 # ------------------------------------------------------------------------------------------------ a stale replica

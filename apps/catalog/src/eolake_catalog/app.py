@@ -49,7 +49,7 @@ from eolake_catalog.reads import ACQUIRE_SECONDS, Connections
 from eolake_catalog.schema import index_summaries
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import __version__, install_kit, require_role
-from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, ReadAfterMiddleware, ReplicaLag
+from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, ReplicaLag
 from eolake_kit.stac import select_fields
 
 log = logging.getLogger("eolake_catalog")
@@ -340,14 +340,6 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     app.state.pgstac_search = settings.pgstac
     app.user_middleware.append(Middleware(EtagMiddleware))  # innermost: validators of the uncompressed answer
     app.user_middleware.append(Middleware(SearchBodyMiddleware))
-    app.user_middleware.append(
-        Middleware(
-            ReadAfterMiddleware,
-            root_path=settings.root_path,
-            https=settings.public_url.scheme == "https",
-            max_lag=settings.max_replica_lag_seconds,
-        )
-    )
     # CORS is the kit's, from the spec: stac-fastapi's own (any origin, its header list) would answer first.
     app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
 

@@ -6,9 +6,13 @@ A service with a read replica (READ_DATABASE_URL) sends a read there unless one 
   set) that the replica has not replayed yet.
 
 A request that wrote answers with the primary's WAL position after its write, as that header and as a cookie
-(scoped to the service's prefix): a browser or any client that keeps cookies (httpx, requests sessions) reads its
+(path /: the platform's one origin): a browser or any client that keeps cookies (httpx, requests sessions) reads its
 own writes without doing anything; other clients send the header back. The cookie lives as long as a usable replica
 may lag: once a token is that old, a replica that is not further behind has replayed past it.
+
+Every service reads the token a request carries (the kit installs ReadAfterMiddleware) and sends it on to the
+peers it calls on the request's behalf (eolake_kit.outbound, `read_after_to`): an order placed right after an
+ingest finds the item, a federated search right after a write sees it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from http.cookies import SimpleCookie
 
 from prometheus_client import Counter, Gauge
@@ -32,8 +37,10 @@ from eolake_kit.settings import PostgresUrl
 HEADER = "Eolake-Read-After"
 COOKIE = "eolake_read_after"
 STATE = "read_after"  # request.state: the token the request carried (an int), absent without one
+FORWARDED: ContextVar[str | None] = ContextVar("eolake_read_after", default=None)  # the same, for outbound calls
 WROTE = "wrote_at"  # request.state: the primary's WAL position after the request's last write
 LSN = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
+DEFAULT_MAX_LAG = 5.0  # seconds (the spec's database.max_replica_lag_seconds)
 CHECK_SECONDS = 1.0  # how often each worker asks the primary and the replica where they are
 # What the primary and a replica answer: a position as a number (pg_lsn minus 0/0 is its byte offset).
 PRIMARY_POSITION = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint"
@@ -56,7 +63,7 @@ class ReplicaSettings(BaseModel):
         None, description="a streaming replica for reads (postgresql://…); unset: every read goes to the primary"
     )
     max_replica_lag_seconds: float = Field(
-        5, gt=0, le=300, description="reads go to the primary while the replica is further behind than this"
+        DEFAULT_MAX_LAG, gt=0, le=300, description="reads go to the primary while the replica is further behind"
     )
 
 
@@ -132,12 +139,13 @@ def counted(service: str, server: str) -> None:
 
 
 class ReadAfterMiddleware:
-    """Reads the token a request carries (header first, else the cookie) into request.state; a malformed one is a
-    400. A request that wrote (request.state.wrote_at) answers its position, as the header and the cookie."""
+    """Reads the token a request carries (header first, else the cookie) into request.state and FORWARDED; a
+    malformed header is a 400. A request that wrote (request.state.wrote_at) answers its position, as the header and
+    the cookie."""
 
-    def __init__(self, app: ASGIApp, root_path: str, https: bool, max_lag: float) -> None:
+    def __init__(self, app: ASGIApp, https: bool, max_lag: float) -> None:
         self.app = app
-        self.cookie = f"Path={root_path or '/'}; Max-Age={token_seconds(max_lag)}; HttpOnly; SameSite=Lax"
+        self.cookie = f"Path=/; Max-Age={token_seconds(max_lag)}; HttpOnly; SameSite=Lax"
         self.cookie += "; Secure" if https else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -150,6 +158,7 @@ class ReadAfterMiddleware:
             return await problem(400, str(exc))(scope, receive, send)
         if token is not None:
             state[STATE] = token
+        forwarded = FORWARDED.set(lsn_text(token) if token is not None else None)
 
         async def send_position(message: Message) -> None:
             if message["type"] == "http.response.start" and (wrote := state.get(WROTE)) is not None:
@@ -161,7 +170,10 @@ class ReadAfterMiddleware:
                 ]
             await send(message)
 
-        await self.app(scope, receive, send_position)
+        try:
+            await self.app(scope, receive, send_position)
+        finally:
+            FORWARDED.reset(forwarded)
 
 
 def carried(scope: Scope) -> int | None:

@@ -30,7 +30,7 @@ from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, ad
 from eolake_kit import __version__, install_kit, require_role
 from eolake_kit.bounds import reconnecting, walk
 from eolake_kit.datetimes import check_interval
-from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, ReadAfterMiddleware, ReplicaLag
+from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, ReplicaLag
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
 from eolake_tiles.reads import ReplicaRouting, RoutedPool, fetched
@@ -375,12 +375,6 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
         }
 
     app.add_middleware(ReplicaRouting, pools=pools, lag=lag, timeout=settings.pool_timeout)
-    app.add_middleware(
-        ReadAfterMiddleware,
-        root_path=settings.root_path,
-        https=settings.public_url.scheme == "https",
-        max_lag=settings.max_replica_lag_seconds,
-    )
     app.add_middleware(
         ImageMiddleware,
         max_age=settings.cache_max_age,
