@@ -22,19 +22,27 @@ from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, STATE, WROTE, Replic
 from eolake_tiles.manifest import MANIFEST
 
 ON_REPLICA: ContextVar[bool] = ContextVar("eolake_tiles_on_replica", default=False)
+TOKEN: ContextVar[int | None] = ContextVar("eolake_tiles_read_after", default=None)
 SERVICE = MANIFEST.name
 
 
 class RoutedPool:
-    """The primary's pool, or the replica's in a request ReplicaRouting sent there."""
+    """The primary's pool, or the replica's in a request ReplicaRouting sent there: each connection of the replica
+    handed out has replayed the request's read-after token (behind a pooler, two connections may reach two
+    replicas), else the primary's serves."""
 
     def __init__(self, primary: ConnectionPool, replica: ConnectionPool | None = None) -> None:
         self.primary, self.replica = primary, replica
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[Any]:
-        pool = self.replica if self.replica is not None and ON_REPLICA.get() else self.primary
-        with pool.connection(timeout) as conn:
+        if self.replica is not None and ON_REPLICA.get():
+            with self.replica.connection(timeout) as conn:
+                token = TOKEN.get()
+                if token is None or conn.execute(REPLAYED).fetchone()[0] >= token:
+                    yield conn
+                    return
+        with self.primary.connection(timeout) as conn:
             yield conn
 
     def close(self) -> None:
@@ -58,8 +66,9 @@ def fetched(pool: ConnectionPool, query: str, timeout: float) -> int:
 
 
 class ReplicaRouting:
-    """Per request: a read (`reads`) uses the replica while it is usable and has replayed the request's read-after
-    token; anything else uses the primary, and a successful write answers the primary's position."""
+    """Per request: a read (`reads`) uses the replica while it is usable (RoutedPool checks the request's read-after
+    token on each connection); anything else uses the primary, and a successful write answers the primary's
+    position."""
 
     def __init__(self, app: ASGIApp, pools: RoutedPool, lag: ReplicaLag | None, timeout: float) -> None:
         self.app, self.pools, self.lag, self.timeout = app, pools, lag, timeout
@@ -70,24 +79,14 @@ class ReplicaRouting:
         state = scope.setdefault("state", {})
         if not reads(scope):
             return await self.app(scope, receive, self._answering_position(state, send))
-        on_replica = await self._replica_serves(state.get(STATE))
+        on_replica = self.lag is not None and self.lag.usable
         counted(SERVICE, "replica" if on_replica else "primary")
-        token = ON_REPLICA.set(on_replica)
+        routed, token = ON_REPLICA.set(on_replica), TOKEN.set(state.get(STATE))
         try:
             await self.app(scope, receive, send)
         finally:
-            ON_REPLICA.reset(token)
-
-    async def _replica_serves(self, token: int | None) -> bool:
-        if self.lag is None or not self.lag.usable:
-            return False
-        if token is None:
-            return True
-        try:
-            return await asyncio.to_thread(fetched, self.pools.replica, REPLAYED, self.timeout) >= token
-        except Exception:  # noqa: BLE001 - a replica that cannot answer serves nothing
-            self.lag.failed()
-            return False
+            ON_REPLICA.reset(routed)
+            TOKEN.reset(token)
 
     def _answering_position(self, state: dict, send: Send):
         async def sending(message: Message) -> None:
