@@ -105,7 +105,7 @@ class ReplicaLag:
         try:
             replayed = await self.replayed()
         except Exception as exc:  # noqa: BLE001 - any failure means: not usable
-            log.warning("read replica unusable: %s", exc)
+            (log.warning if self.usable else log.debug)("read replica unusable: %s", exc)  # once, not every second
             return self._set(False)
         while len(self._samples) > 1 and self._samples[1][0] <= now - self.max_lag:
             self._samples.popleft()  # the oldest kept is the newest at least max_lag old
