@@ -156,10 +156,12 @@ SCRAPE_INTERVAL = 1  # seconds, on the fast-monitoring stack
 
 def fast_monitoring(platform: dict) -> None:
     """Scrapes and rule evaluations every second (the monitoring test waits seconds, not minutes), one catalog process
-    (a single process to pause)."""
+    (a single process to pause); and a streaming replica the catalog and the tiles read from
+    (tests/test_replicas_embedded.py: the embedded runner's replica, end to end, at no extra boot)."""
     platform["name"] = "monitoring-e2e"
     platform["services"]["catalog"]["workers"] = 1
     platform.setdefault("observability", {})["scrape_interval_seconds"] = SCRAPE_INTERVAL
+    platform.setdefault("database", {})["replica"] = {}
 
 
 # The stacks of conftest's shared `platform`, by name: edits of the local stack.

@@ -60,7 +60,10 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with async_client(
-            settings.destinations(), follow_redirects=True, timeout=httpx.Timeout(120, connect=5)
+            settings.destinations(),
+            follow_redirects=True,
+            timeout=httpx.Timeout(120, connect=5),
+            read_after_to=[peer.url for peer in settings.peers.values()],  # the platform's catalog, not providers
         ) as client:
             app.state.client = client
             app.state.providers = {c.name: make_provider(c, client, settings.storage_path) for c in configs}

@@ -53,6 +53,8 @@ def service_env(
         env[prefix + "TOKEN_KEY"] = state.signing_key()
     if m.database:
         env[prefix + "DATABASE_URL"] = dsn
+    if platform.reads_from_replica(name):  # the streaming replica the supervisor started (eolake.embedded.replica)
+        env[prefix + "READ_DATABASE_URL"] = replica_dsn(state)
     if m.storage == "write" and (offline := platform.storage.offline_dir(state.storage)):
         env[prefix + "OFFLINE_PATH"] = str(offline)
     if m.storage == "write" and sends_staged_files(platform):
@@ -60,6 +62,12 @@ def service_env(
     if "amqp" in m.secrets:
         env[prefix + "AMQP_URL"] = amqp_url(platform, state)
     return env
+
+
+def replica_dsn(state: StateDir) -> str:
+    from eolake.embedded.replica import StreamingReplica
+
+    return StreamingReplica.app_dsn_in(state.replica)
 
 
 def amqp_url(platform: Platform, state: StateDir) -> str:
