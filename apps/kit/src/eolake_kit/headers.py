@@ -29,6 +29,7 @@ CORS_HEADERS = [
     "If-None-Match",
     "If-Range",
     "X-Request-Id",
+    "Eolake-Read-After",
     "traceparent",
     "tracestate",
 ]
@@ -43,6 +44,7 @@ CORS_EXPOSED = [
     "Digest",
     "Repr-Digest",
     "X-Checksum-SHA256",
+    "Eolake-Read-After",
 ]
 
 

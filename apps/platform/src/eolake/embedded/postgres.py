@@ -38,6 +38,9 @@ EXPAND_ONLY_TRIGGERS = {"eolake_expand_only_drop": "sql_drop", "eolake_expand_on
 
 
 MIGRATION_STAMP = "eolake migrated from "
+# A replica (eolake.embedded.replica) starts with them too: a hot standby needs max_connections ≥ the primary's.
+# Its replication slot keeps WAL for it, 1 GB at most: a replica gone for good never fills the disk.
+SERVER_OPTIONS = "-c max_connections=200 -c shared_buffers=128MB -c fsync=on -c max_slot_wal_keep_size=1GB"
 
 
 def migration_inputs() -> str:
@@ -229,10 +232,7 @@ class PostgresCluster:
                 "cluster: choose another port, or leave database.port unset for a free one"
             )
         portfile.write_text(str(port))
-        opts = (
-            f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-            f"-c shared_buffers=128MB -c fsync=on"
-        )
+        opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 {SERVER_OPTIONS}"
         for name, value in (settings or {}).items():
             opts += f" -c {name}={shlex.quote(value)}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
