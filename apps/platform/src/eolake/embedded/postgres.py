@@ -38,6 +38,16 @@ EXPAND_ONLY_TRIGGERS = {"eolake_expand_only_drop": "sql_drop", "eolake_expand_on
 
 
 MIGRATION_STAMP = "eolake migrated from "
+# PostgreSQL shares this machine with the services, the gateway and the page cache their files need.
+MACHINE_SHARE = 0.5
+DEFAULT_MAX_CONNECTIONS = 200  # the spec's database.max_connections default: clusters started without a spec
+
+
+def machine():
+    """What the embedded cluster may use: this machine's CPUs and its share of the memory, measured."""
+    from eolake_spec.tuning import Machine
+
+    return Machine.measured(share=MACHINE_SHARE)
 
 
 def migration_inputs() -> str:
@@ -211,9 +221,12 @@ class PostgresCluster:
             os.chown(pwfile, 0, 0)
 
     def start(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
-        """Start on `port`, else on the port used last time if free, else on a free port; `settings`: more server
-        settings (name: value)."""
+        """Start on `port`, else on the port used last time if free, else on a free port; `settings`: server
+        settings (name: value) over those tuned for this machine (a platform passes its spec's,
+        `Database.server_settings`)."""
         import psycopg
+
+        from eolake_spec.tuning import postgres_settings
 
         if not self.initialized:
             self.init()
@@ -229,11 +242,8 @@ class PostgresCluster:
                 "cluster: choose another port, or leave database.port unset for a free one"
             )
         portfile.write_text(str(port))
-        opts = (
-            f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-            f"-c shared_buffers=128MB -c fsync=on"
-        )
-        for name, value in (settings or {}).items():
+        opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c fsync=on"
+        for name, value in {**postgres_settings(machine(), DEFAULT_MAX_CONNECTIONS), **(settings or {})}.items():
             opts += f" -c {name}={shlex.quote(value)}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:

@@ -541,8 +541,12 @@ class Supervisor:
         log.info("demo data in place", extra={"phase": "demo data checked"})
         return backup_metrics
 
-    def _database_settings(self) -> dict[str, str] | None:
-        return self.backups.archive_settings() if self.backups else None
+    def _database_settings(self) -> dict[str, str]:
+        """The spec's database settings for this machine's share (eolake_spec.tuning), WAL archiving's if backed up."""
+        from eolake.embedded.postgres import machine
+
+        archive = self.backups.archive_settings() if self.backups else {}
+        return {**self.platform.database.server_settings(machine()), **archive}
 
     def _prepare_backups(self) -> str | None:
         """Configure pgBackRest for this start; returns its metrics address, None without backups."""
