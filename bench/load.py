@@ -102,7 +102,7 @@ class TargetResult:
 
     name: str
     report: Report = field(default_factory=lambda: Report("", None, 0.0, time.time()))
-    cpu_seconds: dict[str, float] = field(default_factory=dict)  # by process group, while this target ran
+    used: dict[str, float] = field(default_factory=dict)  # what the probe counts, while this target ran
 
     @property
     def samples(self):
@@ -148,10 +148,11 @@ async def bench_search(
     rounds: int,
     max_seconds: float,
     accept_encoding: str,
-    cpu: Callable[[str], dict[str, float]] | None = None,
+    probe: Callable[[str], dict[str, float]] | None = None,
 ) -> tuple[list[dict], list[TargetResult]]:
-    """`cpu(target name)`, if given: CPU seconds so far of the process groups that serve the target (its server,
-    the database), read before and after each of its measured runs: the CPU it cost, targets running one at a time."""
+    """`probe(target name)`, if given: counters so far of what serves the target (the CPU seconds of its server and
+    of the database, the database's blocks…), read before and after each of its measured runs: what the target
+    cost, the targets running one at a time."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results = {t.name: TargetResult(t.name) for t in targets}
     async with contextlib.AsyncExitStack() as stack:
@@ -175,12 +176,12 @@ async def bench_search(
                 if left <= 0:
                     report.truncated = True
                     continue
-                before, cpu_before = report.busy_seconds, cpu(target.name) if cpu else {}
+                before, counted = report.busy_seconds, probe(target.name) if probe else {}
                 await run_closed(target.client, part, concurrency=concurrency, seconds=left, report=report)
                 seconds = report.busy_seconds - before
-                for group, used in (cpu(target.name) if cpu else {}).items():
-                    spent = results[target.name].cpu_seconds
-                    spent[group] = spent.get(group, 0.0) + used - cpu_before[group]
+                used = results[target.name].used
+                for name, now in (probe(target.name) if probe else {}).items():
+                    used[name] = used.get(name, 0.0) + now - counted[name]
                 console.print(
                     f"  round {r + 1}/{rounds} {target.name:28} {len(part)} requests in {seconds:5.2f} s "
                     f"({len(part) / seconds:6.1f} req/s; {len(report.samples)} so far)"

@@ -300,7 +300,7 @@ def main() -> int:
                 at: dict = {"bytes": {name: items_bytes(dsn) for name, dsn in dsns.items()}}
                 for mix in args.mixes:
                     console.print(f"  mix: {mix}")
-                    at[mix] = measure(targets, roots, items, args, size, mix)
+                    at[mix] = measure(targets, roots, dsns, items, args, size, mix)
                 figures["sizes"][size] = at
             figures["load_average_after"] = load_average()
             report(figures, args)
@@ -387,18 +387,34 @@ def start_catalog(stack: contextlib.ExitStack, name: str, dsn: str, workdir: Pat
     )
 
 
+def blocks(dsn: str) -> dict[str, float]:
+    """Blocks (8 KiB) the database's queries found in the shared buffers and read from the OS, so far."""
+    row = sql(
+        dsn,
+        "SELECT json_build_object('hit', blks_hit, 'read', blks_read) FROM pg_stat_database "
+        "WHERE datname = current_database()",
+    )
+    return {"blocks hit": float(row["hit"]), "blocks read": float(row["read"])}
+
+
 def measure(
-    targets: list[Target], roots: dict[str, list[int]], items: list, args: argparse.Namespace, size: int, mix: str
+    targets: list[Target],
+    roots: dict[str, list[int]],
+    dsns: dict[str, str],
+    items: list,
+    args: argparse.Namespace,
+    size: int,
+    mix: str,
 ) -> dict:
     reqs = MIXES[mix](args.requests, items, size)
     warmup = MIXES[mix](args.warmup, items, size + 1)
     load_before = load_average()
 
-    def cpu(name: str) -> dict[str, float]:
-        return {"server": cpu_seconds(roots[name]), "database": cpu_seconds(roots["database"])}
+    def probe(name: str) -> dict[str, float]:
+        return {"server": cpu_seconds(roots[name]), "database": cpu_seconds(roots["database"]), **blocks(dsns[name])}
 
     checks, results = asyncio.run(
-        bench_search(targets, reqs, warmup, args.concurrency, args.rounds, args.max_seconds, "gzip, deflate, br", cpu)
+        bench_search(targets, reqs, warmup, args.concurrency, args.rounds, args.max_seconds, "gzip, deflate, br", probe)
     )
     distinct = len({json.dumps([r.method, r.path, r.params, r.body], sort_keys=True) for r in reqs})
     out = {
@@ -420,7 +436,14 @@ def measure(
             "p50_ms": percentile(ok, 50) * 1000,
             "p95_ms": percentile(ok, 95) * 1000,
             "cpu_ms_per_request": {
-                group: 1000 * seconds / len(result.samples) for group, seconds in result.cpu_seconds.items()
+                group: 1000 * spent / len(result.samples)
+                for group, spent in result.used.items()
+                if not group.startswith("blocks")
+            },
+            "blocks_per_request": {
+                group.removeprefix("blocks "): spent / len(result.samples)
+                for group, spent in result.used.items()
+                if group.startswith("blocks")
             },
             "by_kind": {
                 kind: percentile([s.seconds for s in result.samples if s.status == 200 and s.route == kind], 95) * 1000
@@ -467,10 +490,12 @@ def report_mix(figures: dict, mix: str) -> None:
         "p95 vs its 1st size",
         "server CPU ms/req",
         "db CPU ms/req",
+        "db blocks/req (read)",
         *KINDS,
     ):
         table.add_column(col, justify="right")
     first: dict[str, float] = {}
+    nan = float("nan")
     for size, at in figures["sizes"].items():
         rows = at[mix]["targets"]
         ref = rows.get(STOCK) or next(iter(rows.values()))  # stock, else the first target
@@ -489,6 +514,7 @@ def report_mix(figures: dict, mix: str) -> None:
                 f"{row['p95_ms'] / first[name]:.2f}x",
                 f"{cpu.get('server', float('nan')):.1f}",
                 f"{cpu.get('database', float('nan')):.1f}",
+                "{hit:.0f} ({read:.1f})".format(**{"hit": nan, "read": nan, **row["blocks_per_request"]}),
                 *[f"{row['by_kind'].get(k, float('nan')):.0f}" for k in KINDS],
             )
     console.print(table)
