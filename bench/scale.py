@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
 import shutil
 import sys
@@ -47,7 +46,7 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from catalog import begin, console, load_average, start_server
 from generate import collections, generate
-from load import Route, Target, bench_search, percentile
+from load import Route, Target, bench_search, cpu_seconds, percentile
 from loaders import load_stock, sql
 from rich.table import Table
 
@@ -212,27 +211,6 @@ def items_bytes(dsn: str) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------------------------- CPU
-
-
-def cpu_seconds(roots: list[int]) -> float:
-    """CPU seconds (user + system) of the processes `roots` and all their descendants alive now, plus what the
-    roots' children that exited used (the kernel adds it to the root once reaped)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, list[str]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-    children: dict[int, list[int]] = {}
-    for pid, fields in stats.items():
-        children.setdefault(int(fields[1]), []).append(pid)
-    total, todo = 0, list(roots)
-    while todo:
-        pid = todo.pop()
-        if fields := stats.get(pid):
-            total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if pid in roots else 0)
-            todo += children.get(pid, [])
-    return total / tick
 
 
 def postmaster_pid(cluster: PostgresCluster) -> int:
