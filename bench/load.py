@@ -117,6 +117,7 @@ class Target:
     name: str
     base: str  # URL prefix the request paths are appended to
     client: httpx.AsyncClient | None = None
+    transport: httpx.AsyncBaseTransport | None = None  # instead of httpx's own pool of `concurrency` connections
 
 
 @dataclass
@@ -182,7 +183,11 @@ async def bench_search(
         for target in targets:
             target.client = await stack.enter_async_context(
                 httpx.AsyncClient(
-                    base_url=target.base, limits=limits, timeout=30, headers={"accept-encoding": accept_encoding}
+                    base_url=target.base,
+                    limits=limits,
+                    transport=target.transport,
+                    timeout=30,
+                    headers={"accept-encoding": accept_encoding},
                 )
             )
         checks = await sanity(targets, reqs)

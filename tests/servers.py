@@ -90,6 +90,18 @@ def served(app, lifespan: str = "on", **config):
 
 
 @contextmanager
+def stub_stac(items: Path, log: Path, median_ms: float = 0, spread: float = 0, seed: int = 0):
+    """A STAC API stub over `items` (ndjson) in its own process, each search answered after its delay
+    (tests/stub_stac.py); yields its URL, stopped at the end."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, str(Path(__file__).with_name("stub_stac.py")), str(items), "--port", str(port)]
+    command += ["--median-ms", str(median_ms), "--spread", str(spread), "--seed", str(seed)]
+    with processes.serving(command, url, log):
+        yield url
+
+
+@contextmanager
 def moto_server(log: Path):
     """moto's S3 server on a free loopback port; yields its URL, stopped at the end."""
     port = free_port()
@@ -144,10 +156,12 @@ SCRAPE_INTERVAL = 1  # seconds, on the fast-monitoring stack
 
 def fast_monitoring(platform: dict) -> None:
     """Scrapes and rule evaluations every second (the monitoring test waits seconds, not minutes), one catalog process
-    (a single process to pause)."""
+    (a single process to pause); and a streaming replica the catalog and the tiles read from
+    (tests/test_replicas_embedded.py: the embedded runner's replica, end to end, at no extra boot)."""
     platform["name"] = "monitoring-e2e"
     platform["services"]["catalog"]["workers"] = 1
     platform.setdefault("observability", {})["scrape_interval_seconds"] = SCRAPE_INTERVAL
+    platform.setdefault("database", {})["replica"] = {}
 
 
 # The stacks of conftest's shared `platform`, by name: edits of the local stack.

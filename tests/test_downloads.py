@@ -243,6 +243,7 @@ def world():
                     "EOLAKE_DOWNLOADS_OFFLINE_DELAY_SECONDS": "0.2",
                     "EOLAKE_DOWNLOADS_PRIORITIES": json.dumps({COLLECTION: ["mirror", "local"]}),
                     "EOLAKE_DOWNLOADS_LOG_LEVEL": "warning",
+                    "EOLAKE_DOWNLOADS_PROXY_SENDS_FILES": "true",  # when the gateway asks (the `gateway` fixture)
                 }
                 with downloads_service(env, logs / "downloads.log") as url:
                     workers = Workers(env, logs)
@@ -684,12 +685,56 @@ def offline_item(world) -> dict:
 @pytest.fixture(scope="module")
 def gateway(world):
     """One base URL for the catalog and the download service, as a user of the platform has."""
-    from eolake.embedded.gateway import create_gateway
+    from eolake.embedded.gateway import DEFAULT_LIMITS, create_gateway
+    from eolake_kit.server import connection_options
     from servers import served
 
     routes = {"/stac": world["catalog"], "/downloads": world["url"]}
-    with served(create_gateway(routes, public_url="http://127.0.0.1"), proxy_headers=False) as url:
+    app = create_gateway(routes, public_url="http://127.0.0.1", sendfile_roots=[world["storage"]])
+    with served(app, proxy_headers=False, **connection_options(DEFAULT_LIMITS, zero_copy=True)) as url:
         yield url
+
+
+def test_the_gateway_sends_staged_files_itself_once_the_service_authorised_them(world, gateway, tmp_path):
+    world["workers"].ensure()
+    http = api(world)
+    done = wait_final(http, order(http, demo_items(("2023-01-31",)))["id"])
+    f = done["files"][0]
+    direct = http.get(f"/orders/{done['id']}/files/{f['id']}")
+    url = f"/downloads/orders/{done['id']}/files/{f['id']}"
+    via = httpx.Client(base_url=gateway, headers={"X-API-Key": world["keys"]["alice"]}, timeout=30)
+    whole = via.get(url)
+    assert whole.status_code == 200 and whole.content == direct.content and "x-sendfile" not in whole.headers
+    for name in ("content-length", "etag", "digest", "last-modified", "content-disposition", "content-type"):
+        assert whole.headers[name] == direct.headers[name], name
+    size = len(whole.content)
+    for wanted, status, body in (
+        ("bytes=100-199", 206, whole.content[100:200]),
+        ("bytes=-10", 206, whole.content[-10:]),
+        (f"bytes={size - 1}-", 206, whole.content[-1:]),
+        ("bytes=0-1,5-6", 200, whole.content),
+    ):
+        r = via.get(url, headers={"Range": wanted})
+        assert (r.status_code, r.content) == (status, body), wanted
+        assert r.headers["content-length"] == str(len(body)) and "x-sendfile" not in r.headers
+    assert via.get(url, headers={"Range": "bytes=5-", "If-Range": '"other"'}).content == whole.content
+    bad = via.get(url, headers={"Range": f"bytes={size}-"})
+    assert bad.status_code == 416 and bad.headers["content-range"] == f"bytes */{size}"
+    # Authorisation stays with the service: another user, or none, gets no file (nor its path).
+    for headers, status in (({"X-API-Key": world["keys"]["bob"]}, 404), ({"X-API-Key": ""}, 401)):
+        r = httpx.get(gateway + url, headers=headers)
+        assert r.status_code == status and "x-sendfile" not in r.headers and r.headers["content-type"] == PROBLEM
+    # Only a proxy that shares the storage asks for the path: what the gateway forwards, the service honours.
+    named = http.get(f"/orders/{done['id']}/files/{f['id']}", headers={"X-Sendfile-Type": "X-Sendfile"})
+    staged = Path(named.headers["x-sendfile"])
+    assert staged.is_relative_to(world["storage"]) and staged.read_bytes() == whole.content and named.content == b""
+    # A download through the gateway cut at half resumes with only the missing half.
+    doc = {**done, "files": [{**f, "href": gateway + url}]}
+    c = Client(gateway, api_key=world["keys"]["alice"], backoff=0.05)
+    with pytest.raises(Interrupted):
+        c.download(doc, tmp_path, progress=False, max_bytes=size // 2)
+    [resumed] = c.download(doc, tmp_path, progress=False)
+    assert resumed.transferred == size - size // 2 and resumed.path.read_bytes() == whole.content
 
 
 def test_offline_item_is_retrieved_then_downloaded_by_the_client(world, offline_item, gateway, tmp_path):

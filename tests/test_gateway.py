@@ -7,7 +7,7 @@ import time
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 
 from eolake.embedded.gateway import create_gateway
 from eolake.embedded.postgres import free_port
@@ -200,3 +200,56 @@ def test_open_connections_are_bounded():
                 for conn in held:
                     conn.close()
             assert wait_until(lambda: httpx.get(url + "/stac/x").status_code == 200, timeout=10)
+
+
+def naming_app(named: dict[str, str]) -> FastAPI:
+    """An upstream that answers GET /dl/files/<name> with the file it names (X-Sendfile) when the gateway asks for
+    that, and says what it was asked."""
+    app = FastAPI()
+
+    @app.get("/dl/files/{name}")  # the gateway forwards paths unchanged
+    async def file(name: str, request: Request) -> Response:
+        asked = request.headers.get("x-sendfile-type", "")
+        headers = {"X-Asked": asked, "ETag": '"v1"'}
+        if asked != "X-Sendfile":
+            return Response(b"inline", headers=headers)
+        path, _, span = named[name].partition("#")
+        if span:
+            return Response(status_code=206, headers=headers | {"X-Sendfile": path, "Content-Range": span})
+        return Response(headers=headers | {"X-Sendfile": path})
+
+    return app
+
+
+def test_the_gateway_sends_the_files_a_service_names_within_its_storage_only(tmp_path):
+    storage, outside = tmp_path / "storage", tmp_path / "outside.bin"
+    storage.mkdir()
+    (storage / "a.bin").write_bytes(bytes(range(256)) * 40)
+    outside.write_bytes(b"secret")
+    named = {
+        "whole": str(storage / "a.bin"),
+        "part": f"{storage / 'a.bin'}#bytes 10-19/10240",
+        "beyond": f"{storage / 'a.bin'}#bytes 10-99999/10240",
+        "escape": str(storage / ".." / "outside.bin"),
+        "gone": str(storage / "expired.bin"),
+    }
+    with served(naming_app(named)) as upstream:
+        plain = create_gateway({"/dl": upstream}, public_url=PUBLIC)
+        sends = create_gateway({"/dl": upstream}, public_url=PUBLIC, sendfile_roots=[storage])
+        with (
+            served(plain, proxy_headers=False) as plain_url,
+            served(sends, proxy_headers=False, **connection_options(Limits(), zero_copy=True)) as url,
+        ):
+            # a client cannot ask a service to name its files: the header is the gateway's to set
+            spoofed = httpx.get(plain_url + "/dl/files/whole", headers={"X-Sendfile-Type": "X-Sendfile"})
+            assert spoofed.content == b"inline" and spoofed.headers["x-asked"] == ""
+            whole = httpx.get(url + "/dl/files/whole")
+            assert whole.content == (storage / "a.bin").read_bytes() and whole.headers["etag"] == '"v1"'
+            assert whole.headers["content-length"] == "10240" and "x-sendfile" not in whole.headers
+            part = httpx.get(url + "/dl/files/part")
+            assert (part.status_code, part.content) == (206, bytes(range(10, 20)))
+            assert part.headers["content-range"] == "bytes 10-19/10240"
+            for name in ("beyond", "escape", "gone"):
+                refused = httpx.get(url + f"/dl/files/{name}")
+                assert refused.status_code == 502 and refused.headers["content-type"] == "application/problem+json"
+                assert b"secret" not in refused.content and "x-sendfile" not in refused.headers, name

@@ -143,3 +143,19 @@ def test_an_instance_that_failed_its_liveness_probe_gets_no_new_request_while_an
 def test_impossible_supervision_settings_are_refused(bad):
     with pytest.raises(ValidationError):
         Supervision(**bad)
+
+
+def test_the_embedded_gateway_sends_staged_files_only_with_local_storage(tmp_path):
+    from eolake.embedded.environment import service_env
+    from eolake.embedded.state import StateDir
+    from eolake.embedded.supervisor import gateway_child
+
+    local, state = load_stack("local"), StateDir(tmp_path / "state")
+    gateway = gateway_child(local, state, free_port()).env
+    assert json.loads(gateway["EOLAKE_GATEWAY_SENDFILE_ROOTS"]) == [str(state.storage)]
+    downloads = service_env(local, state, "postgresql://x", "downloads", "http://127.0.0.1:1", "r")
+    assert downloads["EOLAKE_DOWNLOADS_PROXY_SENDS_FILES"] == "true"
+    assert "EOLAKE_CATALOG_PROXY_SENDS_FILES" not in service_env(local, state, "x", "catalog", "http://g", "r")
+    on_s3 = local.model_copy(update={"storage": local.storage.model_copy(update={"kind": "s3", "bucket": "b"})})
+    assert "EOLAKE_GATEWAY_SENDFILE_ROOTS" not in gateway_child(on_s3, state, free_port()).env
+    assert "EOLAKE_DOWNLOADS_PROXY_SENDS_FILES" not in service_env(on_s3, state, "x", "downloads", "http://g", "r")

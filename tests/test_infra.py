@@ -177,9 +177,10 @@ def test_network_policies(stack, name):
     assert [
         peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for r in callers for peer in r["from"]
     ] == calling
-    pooler = load_stack(stack).database.host
+    platform = load_stack(stack)
+    poolers = [platform.database.host, *([ctx.read_pooler] if platform.reads_from_replica(name) else [])]
     database = {
-        "to": [{"podSelector": {"matchLabels": {"cnpg.io/poolerName": pooler}}}],
+        "to": [{"podSelector": {"matchLabels": {"cnpg.io/poolerName": pooler}}} for pooler in poolers],
         "ports": [{"protocol": "TCP", "port": 5432}],
     }
     assert (database in policy["egress"]) is ctx.manifest(name).database
@@ -220,9 +221,16 @@ def test_config_map_holds_the_spec_and_no_secret(stack, name):
         == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
     )
     env = container(p.one("Deployment", name))["env"]
-    urls = [e for e in env if e["name"].endswith("_DATABASE_URL")]
-    assert len(urls) == int(p.context.manifest(name).database)
-    assert all("$(EOLAKE_DATABASE_PASSWORD)" in url["value"] for url in urls)
+    urls = {e["name"].removeprefix(f"EOLAKE_{name.upper()}_"): e["value"] for e in env if e["name"].endswith("_URL")}
+    expected = {"DATABASE_URL"} if p.context.manifest(name).database else set()
+    expected |= {"READ_DATABASE_URL"} if load_stack(stack).reads_from_replica(name) else set()
+    assert {key for key in urls if key.endswith("DATABASE_URL")} == expected
+    assert all("$(EOLAKE_DATABASE_PASSWORD)" in urls[key] for key in expected)
+    if "READ_DATABASE_URL" in expected:  # the replicas' pooler, the same database and role
+        assert urls["READ_DATABASE_URL"] == urls["DATABASE_URL"].replace(
+            f"@{p.context.pooler}:", f"@{p.context.read_pooler}:"
+        )
+        assert f"@{p.context.pooler}-ro:5432/" in urls["READ_DATABASE_URL"]
     assert all("value" not in e for e in env if not e["name"].endswith("_DATABASE_URL"))  # secrets by reference
 
 
@@ -278,6 +286,15 @@ def test_database_cluster_pooler_backups(stack, instances):
     assert {"eolake-db-netpol", "eolake-db-pooler-netpol"} <= {
         n["metadata"]["name"] for n in p.of_kind("NetworkPolicy")
     }
+    # With replicas, a second pooler in front of them (CloudNativePG's -ro Service), for the services reading there.
+    poolers = {pooler["metadata"]["name"]: pooler["spec"]["type"] for pooler in p.of_kind("Pooler")}
+    replicas = {"eolake-db-pooler-ro": "ro"} if instances > 1 else {}
+    assert poolers == {"eolake-db-pooler": "rw", **replicas}
+    if replicas:
+        policy = p.one("NetworkPolicy", "eolake-db-pooler-ro-netpol")["spec"]
+        (clients,) = policy["ingress"][0]["from"]
+        readers = clients["podSelector"]["matchExpressions"][0]["values"]
+        assert "catalog" in readers and "downloads" not in readers
 
 
 def test_database_settings_follow_the_instances_limits_and_the_spec_wins():

@@ -44,6 +44,8 @@ def needed(stack: str) -> set[tuple[str, str, int]]:
         edges |= {(name, callee, ctx.manifest(callee).port) for callee in m.calls if callee in ctx.services}
         if m.database:
             edges.add((name, pooler, 5432))
+        if ctx.platform.reads_from_replica(name):
+            edges.add((name, ctx.read_pooler, 5432))
         if m.worker:
             edges |= {(f"{name}-worker", pooler, 5432), ("prometheus", f"{name}-worker", m.worker.metrics_port)}
     return edges
@@ -53,7 +55,7 @@ def allowed(stack: str) -> set[tuple[str, str, int]]:
     """Allowed TCP flows whose source and destination are eolake services, workers, the pooler, the ingress
     controller, Prometheus or a stranger pod."""
     ctx = program(stack).context
-    ours = {*ctx.services, *(f"{n}-worker" for n in ctx.services if ctx.manifest(n).worker), ctx.pooler}
+    ours = {*ctx.services, *(f"{n}-worker" for n in ctx.services if ctx.manifest(n).worker), *ctx.poolers}
     relevant = ours | {"ingress", "neighbour", "prometheus", "stranger"}
     found = netpol.flows(manifests(stack), extra=(*outside(stack), STRANGER))
     return {
@@ -63,8 +65,8 @@ def allowed(stack: str) -> set[tuple[str, str, int]]:
         and src in relevant
         and dst in ours
         and (src in ours or dst in ours)
-        and not (dst == ctx.pooler and port != 5432)
-    }  # the pooler's metrics port: scraped, not needed here
+        and not (dst in ctx.poolers and port != 5432)
+    }  # the poolers' metrics port: scraped, not needed here
 
 
 # The committed stacks, and the variants: prod recovering into a new database cluster (test_infra_recovery.py),
@@ -137,7 +139,7 @@ def workload_name(name: str) -> str:
 def needed_everywhere(stack: str) -> set[tuple[str, str, str, int]]:
     """Every flow a pod of the namespace takes part in, from the spec and the manifests alone."""
     ctx = program(stack).context
-    platform, cluster, pooler = ctx.platform, ctx.cluster, ctx.pooler
+    platform, cluster = ctx.platform, ctx.cluster
     otlp = platform.observability.otlp_endpoint
     bootstrap = f"{cluster}-{'full-recovery' if ctx.k8s.postgres.recovery else 'initdb'}"
     tcp = {(s, d, "TCP", p) for s, d, p in needed(stack)}
@@ -163,20 +165,20 @@ def needed_everywhere(stack: str) -> set[tuple[str, str, str, int]]:
         tcp |= {("web", "prometheus", "TCP", 9090), ("web", "alertmanager", "TCP", 9093)}
     # CloudNativePG: pooler → instances, replication, the bootstrap (join, recovery) Jobs, the operator, metrics,
     # and the Kubernetes API and the backups' object store for the instance managers.
+    tcp |= {(each, cluster, "TCP", 5432) for each in ctx.poolers}
+    tcp |= {("prometheus", each, "TCP", 9127) for each in ctx.poolers}
     tcp |= {
-        (pooler, cluster, "TCP", 5432),
         (cluster, cluster, "TCP", 5432),
         (bootstrap, cluster, "TCP", 5432),
         ("cnpg-operator", cluster, "TCP", 5432),
         ("cnpg-operator", cluster, "TCP", 8000),
         ("prometheus", cluster, "TCP", 9187),
-        ("prometheus", pooler, "TCP", 9127),
         *((job, cluster, "TCP", 5432) for job in jobs),
     }
-    out |= {(pod, port) for pod in (cluster, bootstrap, pooler) for port in (443, 6443)}
+    out |= {(pod, port) for pod in (cluster, bootstrap, *ctx.poolers) for port in (443, 6443)}
     tcp |= {(pod, "outside", "TCP", port) for pod, port in out}
     namespace = {*ctx.services, *(f"{n}-worker" for n in ctx.services if ctx.manifest(n).worker)}
-    namespace |= {cluster, bootstrap, pooler, *jobs}
+    namespace |= {cluster, bootstrap, *ctx.poolers, *jobs}
     dns = {(pod, "kube-dns", protocol, 53) for pod in namespace for protocol in ("TCP", "UDP")}
     return tcp | dns
 

@@ -107,6 +107,21 @@ def test_moving_a_prefix_moves_the_proxy_route_and_the_callers(tmp_path):
     assert json.loads(units["web"]["environment"]["EOLAKE_WEB_SERVICES"])["catalog"] == "/api/catalog"
 
 
+def test_a_read_replica_in_the_stack_reaches_the_services_that_read_from_one(tmp_path):
+    document = yaml.safe_load(STACK.read_text())
+    document["config"]["eolake:platform"]["database"]["replica"] = {"host": "192.0.2.20", "port": 5432}
+    stack = tmp_path / "Pulumi.replica.yaml"
+    stack.write_text(yaml.safe_dump(document))
+    out = render(tmp_path, stack)
+    url = read(out / "group_vars" / "app.yml")["eolake_services_read_database_url"]
+    assert url == "postgresql://eolake_app:{{ eolake_app_database_password }}@192.0.2.20:5432/eolake"
+    units = {u["name"]: u for u in read(out / "host_vars" / "eolake-app1.yml")["eolake_services_units"]}
+    assert units["catalog"]["reads_from_replica"] and units["tiles"]["reads_from_replica"]
+    assert not units["downloads"]["reads_from_replica"], "orders are read where they were written"
+    plain = render(tmp_path / "plain")
+    assert read(plain / "group_vars" / "app.yml")["eolake_services_read_database_url"] == ""
+
+
 def test_scrape_targets_are_labelled_like_the_embedded_target(tmp_path):
     out = render(tmp_path)
     jobs = {j["job"]: j for j in read(out / "group_vars" / "monitoring.yml")["eolake_monitoring_targets"]}

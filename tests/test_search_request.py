@@ -137,3 +137,19 @@ def test_a_provider_that_cannot_sort_is_sorted_per_page_and_says_so():
     assert "sortby" in providers["a"].asked[0] and "sortby" not in providers["b"].asked[0]
     assert page["federation"]["b"]["sorted"] is False and "sorted" not in page["federation"]["a"]
     assert "numberMatched" not in page  # two providers: no total claimed
+
+
+def test_a_filter_the_cql2_schema_refuses_is_refused_each_time_it_comes():
+    """Parsed (the JSON is well formed) but not valid CQL2: `=` with one argument. The schema check's outcome is
+    remembered per filter: the second time answers the same."""
+    bad = {"filter": {"op": "=", "args": [{"property": "gsd"}]}}
+    with pytest.raises(BadSearch, match="invalid CQL2 filter") as first:
+        parsed(bad)
+    with pytest.raises(BadSearch) as again:
+        parsed(bad)
+    assert str(again.value) == str(first.value)
+    text, spelt_as_json = (
+        parsed({"filter": "gsd = 10"}),
+        parsed({"filter": {"op": "=", "args": [{"property": "gsd"}, 10]}}),
+    )
+    assert text.body["filter"] == spelt_as_json.body["filter"] and text.body["filter"]["op"] == "="

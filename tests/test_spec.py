@@ -47,6 +47,23 @@ def test_service_environment_translation():
     assert not any("PASSWORD" in key for key in env)
 
 
+def test_the_services_that_can_read_from_a_replica_do_where_the_target_has_one(monkeypatch):
+    from eolake_catalog.settings import CatalogSettings
+
+    assert not load_stack("local").reads_from_replica("catalog"), "no replica in the local stack"
+    assert load_stack("staging").reads_from_replica("catalog"), "CloudNativePG instances: 2"
+    assert not load_stack("dev").reads_from_replica("catalog"), "one instance: the primary"
+    document = load_stack("local").model_dump(mode="json")
+    document["database"] |= {"replica": {}, "max_replica_lag_seconds": 2.5}
+    platform = type(load_stack("local")).model_validate(document)
+    readers = {name for name in platform.enabled_services if platform.reads_from_replica(name)}
+    assert "catalog" in readers and "downloads" not in readers, "orders are read where they were written"
+    for key, value in platform.service_env("catalog").items():
+        monkeypatch.setenv(key, value)
+    assert CatalogSettings().max_replica_lag_seconds == 2.5
+    assert "EOLAKE_DOWNLOADS_MAX_REPLICA_LAG_SECONDS" not in platform.service_env("downloads")
+
+
 def test_priorities_and_the_offline_tier_reach_search_and_downloads(monkeypatch, tmp_path):
     from eolake_downloads.settings import DownloadsSettings
     from eolake_search.settings import SearchSettings
@@ -123,6 +140,14 @@ services:
             "priorities.c: nowhere not an enabled provider",
         ),
         ("name: x\nbase_url: http://h\nservices: {}\npriorities: {c: [local, local]}", "named twice"),
+        (
+            "name: x\nbase_url: http://h\nservices: {}\ndatabase: {embedded: false, replica: {host: db-ro}}",
+            "database: Value error, database.replica.port: a replica that is not embedded needs its port",
+        ),
+        (
+            "name: x\nbase_url: http://h\nservices: {}\ndatabase: {max_replica_lag_seconds: 0}",
+            "database.max_replica_lag_seconds",
+        ),
     ],
 )
 def test_invalid_specs(tmp_path, body, expected):

@@ -50,6 +50,16 @@ class Context:
         return self.platform.database.host
 
     @property
+    def read_pooler(self) -> str | None:
+        """The PgBouncer in front of the cluster's replicas (CloudNativePG's `-ro` Service), when it has some."""
+        return f"{self.pooler}-ro" if self.k8s.postgres.instances > 1 else None
+
+    @property
+    def poolers(self) -> dict[str, str]:
+        """Each Pooler by name, with its type: `rw` (the primary), `ro` (the replicas)."""
+        return {self.pooler: "rw", **({self.read_pooler: "ro"} if self.read_pooler else {})}
+
+    @property
     def cluster(self) -> str:
         """The CloudNativePG Cluster (kubernetes.postgres.cluster_name); its Services are <name>-rw/-ro/-r."""
         return self.k8s.postgres.cluster_name

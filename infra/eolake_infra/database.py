@@ -45,26 +45,16 @@ class Database(pulumi.ComponentResource):
         # CloudNativePG (1.29.2+) refuses to change a Pooler's cluster: after a recovery it is replaced, under the
         # same name (the Service the services connect to), while the services are scaled down.
         switch = pulumi.ResourceOptions(replace_on_changes=["spec.cluster.name"], delete_before_replace=True)
-        k8s.apiextensions.CustomResource(
-            "database-pooler",
-            api_version="postgresql.cnpg.io/v1",
-            kind="Pooler",
-            metadata=meta(ctx, ctx.pooler),
-            spec={
-                "cluster": {"name": ctx.cluster},
-                "instances": ctx.k8s.pooler.instances,
-                "type": "rw",
-                "pgbouncer": {
-                    "poolMode": "session",
-                    "parameters": {
-                        "max_client_conn": str(ctx.k8s.pooler.max_client_connections),
-                        "default_pool_size": str(max(1, server // ctx.k8s.pooler.instances)),
-                    },
-                },
-                "monitoring": {"enablePodMonitor": False},
-            },
-            opts=pulumi.ResourceOptions.merge(after, switch),
-        )
+        for name, kind in ctx.poolers.items():
+            suffix = "" if kind == "rw" else f"-{kind}"
+            k8s.apiextensions.CustomResource(
+                f"database-pooler{suffix}",
+                api_version="postgresql.cnpg.io/v1",
+                kind="Pooler",
+                metadata=meta(ctx, name),
+                spec=pooler_spec(ctx, kind, server),
+                opts=pulumi.ResourceOptions.merge(after, switch),
+            )
         if pg.backup:
             k8s.apiextensions.CustomResource(
                 "database-backup",
@@ -83,6 +73,24 @@ class Database(pulumi.ComponentResource):
         for name, spec in network_policies(ctx).items():
             k8s.networking.v1.NetworkPolicy(name, metadata=meta(ctx, name), spec=spec, opts=child)
         self.register_outputs({})
+
+
+def pooler_spec(ctx: Context, kind: str, server: int) -> dict:
+    """PgBouncer in session mode in front of the primary (`rw`) or of the replicas (`ro`, CloudNativePG balancing
+    over them); each replica accepts as many connections as the primary."""
+    return {
+        "cluster": {"name": ctx.cluster},
+        "instances": ctx.k8s.pooler.instances,
+        "type": kind,
+        "pgbouncer": {
+            "poolMode": "session",
+            "parameters": {
+                "max_client_conn": str(ctx.k8s.pooler.max_client_connections),
+                "default_pool_size": str(max(1, server // ctx.k8s.pooler.instances)),
+            },
+        },
+        "monitoring": {"enablePodMonitor": False},
+    }
 
 
 def database_nodes(ctx: Context) -> dict:
@@ -183,28 +191,42 @@ def network_policies(ctx: Context) -> dict[str, dict]:
     # Pooler pods carry cnpg.io/cluster too: the database's policy selects its PostgreSQL pods only (instances
     # and the Jobs that create them: initdb, join, full-recovery from the object store).
     database = {"pod_selector": ctx.database_pods}
-    pooler = {"cnpg.io/poolerName": ctx.pooler}
+    poolers = [network.pods({"cnpg.io/poolerName": name}) for name in ctx.poolers]
     api_and_storage = network.outside(443, 6443)  # the Kubernetes API (the instance manager) and S3 backups
     prometheus = network.prometheus(ctx.k8s.monitoring_namespace)
-    clients = network.pods({network.DATABASE_CLIENT: "true"})
-    return {
+    policies = {
         f"{ctx.cluster}-netpol": {
             "pod_selector": ctx.database_pods,
             "policy_types": ["Ingress", "Egress"],
             "ingress": [
-                {"from": [network.pods(pooler), database, network.pods(MIGRATE_LABELS)], "ports": network.tcp(5432)},
+                {"from": [*poolers, database, network.pods(MIGRATE_LABELS)], "ports": network.tcp(5432)},
                 {"from": [OPERATOR], "ports": network.tcp(8000, 5432)},
                 {"from": [prometheus], "ports": network.tcp(9187)},
             ],
             "egress": [{"to": [database], "ports": network.tcp(5432)}, api_and_storage],  # replication
-        },
-        f"{ctx.pooler}-netpol": {
-            "pod_selector": {"match_labels": pooler},
+        }
+    }
+    for name, kind in ctx.poolers.items():
+        policies[f"{name}-netpol"] = {
+            "pod_selector": {"match_labels": {"cnpg.io/poolerName": name}},
             "policy_types": ["Ingress", "Egress"],
             "ingress": [
-                {"from": [clients], "ports": network.tcp(5432)},
+                {"from": [pooler_clients(ctx, kind)], "ports": network.tcp(5432)},
                 {"from": [prometheus], "ports": network.tcp(9127)},
             ],
             "egress": [{"to": [database], "ports": network.tcp(5432)}, api_and_storage],
-        },
+        }
+    return policies
+
+
+def pooler_clients(ctx: Context, kind: str) -> dict:
+    """Every database client reaches the primary's pooler; the replicas' pooler, the services reading there."""
+    if kind == "rw":
+        return network.pods({network.DATABASE_CLIENT: "true"})
+    readers = sorted(name for name in ctx.services if ctx.platform.reads_from_replica(name))
+    return {
+        "pod_selector": {
+            "match_labels": {network.DATABASE_CLIENT: "true"},
+            "match_expressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": readers}],
+        }
     }

@@ -77,7 +77,7 @@ def service_policy(ctx, name: str, labels: dict[str, str]) -> dict:
         if callee in ctx.services
     ]
     if m.database:
-        egress.append(database(ctx))
+        egress.append(database(ctx, reads=ctx.platform.reads_from_replica(name)))
     egress += fixed_egress(ctx, name)
     return {
         "pod_selector": {"match_labels": labels},
@@ -87,8 +87,10 @@ def service_policy(ctx, name: str, labels: dict[str, str]) -> dict:
     }
 
 
-def database(ctx) -> dict:
-    return {"to": [pods({"cnpg.io/poolerName": ctx.pooler})], "ports": tcp(5432)}
+def database(ctx, reads: bool = False) -> dict:
+    """The pooler; `reads`: and the replicas' pooler (a service reading from them)."""
+    poolers = [ctx.pooler, *([ctx.read_pooler] if reads and ctx.read_pooler else [])]
+    return {"to": [pods({"cnpg.io/poolerName": name}) for name in poolers], "ports": tcp(5432)}
 
 
 def fixed_egress(ctx, name: str) -> list[dict]:

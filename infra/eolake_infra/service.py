@@ -138,6 +138,9 @@ class ServiceComponent(pulumi.ComponentResource):
                 _secret("EOLAKE_DATABASE_PASSWORD", secrets.app_database, "password"),
                 {"name": self.env_prefix + "DATABASE_URL", "value": url},
             ]
+            if self.ctx.platform.reads_from_replica(self.name):  # the replicas, through their own pooler
+                read = url.replace(f"@{self.ctx.pooler}:", f"@{self.ctx.read_pooler}:")
+                env.append({"name": self.env_prefix + "READ_DATABASE_URL", "value": read})
         if "signing" in self.manifest.secrets:
             env.append(_secret(self.env_prefix + "TOKEN_KEY", secrets.signing, "signing-key"))
         if "storage" in self.manifest.secrets and secrets.storage:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import attr
 import jsonpatch
 import orjson
@@ -21,9 +23,9 @@ from stac_fastapi.extensions import (
     TransactionExtension,
 )
 from stac_fastapi.pgstac.app import instantiate_api
-from stac_fastapi.pgstac.config import Settings
+from stac_fastapi.pgstac.config import PostgresSettings, Settings
 from stac_fastapi.pgstac.core import CoreCrudClient
-from stac_fastapi.pgstac.db import close_db_connection, connect_to_db
+from stac_fastapi.pgstac.db import close_db_connection, con_init, connect_to_db
 from stac_fastapi.pgstac.models.extensions import Extensions
 from stac_fastapi.pgstac.transactions import BulkTransactionsClient, TransactionsClient
 from starlette.middleware import Middleware
@@ -43,9 +45,11 @@ from eolake_catalog.inputs import (
     writable_geometry,
 )
 from eolake_catalog.queryables import DependentQueryables
+from eolake_catalog.reads import ACQUIRE_SECONDS, Connections
 from eolake_catalog.schema import index_summaries
 from eolake_catalog.settings import CatalogSettings
 from eolake_kit import __version__, install_kit, require_role
+from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, ReplicaLag
 from eolake_kit.stac import select_fields
 
 log = logging.getLogger("eolake_catalog")
@@ -113,12 +117,13 @@ class CatalogClient(CoreCrudClient):
         key = (request.method, str(request.url), search_request.model_dump_json(exclude_none=True, by_alias=True))
         if not cache.asked_before(key):
             return await self._answer(search_request, request)
-        async with request.app.state.get_connection(request, "r") as conn:
+        # The stamp and the answer from one server (eolake_catalog.reads): the answer is never older than its stamp.
+        async with request.app.state.connections.pinned(request) as conn:
             stamp = await cache.stamp(conn, search_request.collections)
-        answer = cache.get(key, stamp)
-        if answer is None:
-            answer = await self._answer(search_request, request)
-            cache.put(key, stamp, answer)
+            answer = cache.get(key, stamp)
+            if answer is None:
+                answer = await self._answer(search_request, request)
+                cache.put(key, stamp, answer)
         return answer
 
     async def _answer(self, search_request: Any, request: Request) -> dict:
@@ -251,6 +256,44 @@ def _with_dependent_queryables(extensions: list) -> list:
     return extensions
 
 
+@asynccontextmanager
+async def replica_reads(app: FastAPI, settings: CatalogSettings):
+    """With a read replica: its pool (the primary's read pool stays, for reads that must see the primary), and the
+    task watching its lag. The primary's connections per worker are what they are without a replica."""
+    if settings.read_database_url is None:
+        yield
+        return
+    replica = settings.postgres(settings.pool_size - settings.write_pool_size, reads=True, replica=True)
+    pool = await create_pool(replica)
+    lag = ReplicaLag(
+        settings.service_name,
+        settings.max_replica_lag_seconds,
+        primary_position=lambda: app.state.readpool.fetchval(PRIMARY_POSITION, timeout=ACQUIRE_SECONDS),
+        replayed=lambda: pool.fetchval(REPLAYED, timeout=ACQUIRE_SECONDS),
+    )
+    app.state.connections.replicas, app.state.connections.lag = pool, lag
+    await lag.check()  # the first reads already know whether the replica may serve them
+    watch = asyncio.create_task(lag.watch())
+    try:
+        yield
+    finally:
+        watch.cancel()
+        await pool.close()
+
+
+async def create_pool(settings: PostgresSettings) -> asyncpg.Pool:
+    """As stac-fastapi-pgstac creates its pools, with a connect timeout: a replica that does not answer is skipped."""
+    return await asyncpg.create_pool(
+        settings.connection_string,
+        min_size=settings.db_min_conn_size,
+        max_size=settings.db_max_conn_size,
+        max_inactive_connection_lifetime=settings.db_max_inactive_conn_lifetime,
+        init=con_init,
+        server_settings=settings.server_settings.model_dump(),
+        timeout=ACQUIRE_SECONDS,
+    )
+
+
 def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     settings = settings or CatalogSettings()
     instrumentor = AsyncPGInstrumentor()  # one per process: queries become child spans of the request's span
@@ -273,8 +316,16 @@ def create_app(settings: CatalogSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # Pools start empty (min size 0): the service starts, and reports not ready, while Postgres is down.
-        await connect_to_db(app, postgres_settings=read, add_write_connection_pool=True, write_postgres_settings=write)
-        yield
+        app.state.connections = Connections()
+        await connect_to_db(
+            app,
+            get_conn=app.state.connections,
+            postgres_settings=read,
+            add_write_connection_pool=True,
+            write_postgres_settings=write,
+        )
+        async with replica_reads(app, settings):
+            yield
         await close_db_connection(app)
 
     api = instantiate_api(

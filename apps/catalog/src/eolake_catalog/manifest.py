@@ -10,6 +10,7 @@ MANIFEST = ServiceManifest(
     port=8081,
     settings="eolake_catalog.settings:CatalogSettings",
     database=True,
+    replica_reads=True,  # searches and reads; writes, and reads after a client's own write, go to the primary
     schema="eolake_catalog.schema",  # indexed queryables from the collections' summaries
     rate_limited=(r"(GET|POST) /search$", r"GET /collections/[^/]+/items$"),
     openapi="/api",

@@ -7,6 +7,7 @@ from stac_fastapi.pgstac.config import PostgresSettings, ServerSettings
 
 from eolake_catalog.manifest import MANIFEST
 from eolake_kit import ServiceSettings
+from eolake_kit.replicas import ReplicaSettings
 from eolake_kit.settings import PostgresUrl
 from eolake_spec import PgstacSearch
 
@@ -16,7 +17,7 @@ from eolake_spec import PgstacSearch
 READS = {"pgstac.readonly": "true", "max_parallel_workers_per_gather": "0"}
 
 
-class CatalogSettings(ServiceSettings):
+class CatalogSettings(ServiceSettings, ReplicaSettings):
     manifest = MANIFEST
 
     database_url: PostgresUrl = Field(
@@ -30,15 +31,17 @@ class CatalogSettings(ServiceSettings):
     title: str = "eolake catalog"
     description: str = "STAC API over the eolake data lake"
 
-    def postgres(self, pool_size: int, reads: bool = False) -> PostgresSettings:
+    def postgres(self, pool_size: int, reads: bool = False, replica: bool = False) -> PostgresSettings:
         """Connection settings; `reads`: the read pool's, whose searches count as the spec says and leave pgstac's
-        search bookkeeping alone (its `readonly` mode: no write, hence no WAL flush, per search)."""
+        search bookkeeping alone (its `readonly` mode: no write, hence no WAL flush, per search, and none on a
+        replica, which refuses writes); `replica`: the read replica's (read_database_url)."""
         session = {
             **self.limits.postgres_options(),
             **(READS if reads else {}),
             **(self.pgstac.session_settings() if reads else {}),
         }
-        parts = urlsplit(self.database_url.get_secret_value())
+        url = self.read_database_url if replica and self.read_database_url else self.database_url
+        parts = urlsplit(url.get_secret_value())
         return PostgresSettings(
             pguser=unquote(parts.username or ""),
             pgpassword=unquote(parts.password or ""),

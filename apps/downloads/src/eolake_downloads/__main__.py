@@ -3,7 +3,7 @@ from eolake_kit import serve
 
 
 def main() -> None:
-    serve("eolake_downloads.app:create_app", DownloadsSettings())
+    serve("eolake_downloads.app:create_app", DownloadsSettings(), zero_copy=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ class Catalog:
     def __init__(self, settings: DownloadsSettings):
         self.peer = settings.catalog
         self.url = self.peer.url
-        self.client = async_client([self.url], timeout=settings.source_timeout)
+        # The caller's read-after token goes along: an item ingested just before the order is found.
+        self.client = async_client([self.url], timeout=settings.source_timeout, read_after_to=[self.url])
 
     async def aclose(self) -> None:
         await self.client.aclose()

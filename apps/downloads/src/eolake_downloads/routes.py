@@ -12,9 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from eolake_downloads import metrics
 from eolake_downloads.orders import OrderRequest, Orders, RetrieveRequest
-from eolake_downloads.streaming import local_body, parse_range, s3_body
+from eolake_downloads.streaming import parse_range, s3_body
 from eolake_kit import Principal, problem, require_role
+from eolake_kit.zerocopy import FileSpanResponse
 
 User = Annotated[Principal, Depends(require_role("user"))]
 
@@ -158,9 +160,17 @@ async def download(order_id: str, file_id: str, who: User, book: Book, request: 
         return Response(status_code=status, headers=headers, media_type=media)
     settings = book.settings
     length = int(headers["Content-Length"])
-    body = (
-        local_body(f["location"], start, length)
-        if settings.storage_kind == "local"
-        else s3_body(settings, f["location"], start, end, length)
+    if settings.storage_kind == "s3":
+        body = s3_body(settings, f["location"], start, end, length)
+        return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
+    if settings.proxy_sends_files and request.headers.get("x-sendfile-type") == "X-Sendfile":
+        served_bytes(length)
+        headers |= {"X-Sendfile": f["location"], "Content-Length": "0"}  # the proxy sends the span (Content-Range)
+        return Response(status_code=status, headers=headers, media_type=media)
+    return FileSpanResponse(
+        f["location"], start, length, sent=served_bytes, status_code=status, headers=headers, media_type=media
     )
-    return StreamingResponse(body, status_code=status, headers=headers, media_type=media)
+
+
+def served_bytes(n: int) -> None:
+    metrics.BYTES_SERVED.labels(metrics.SERVICE).inc(n)

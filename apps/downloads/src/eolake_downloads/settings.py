@@ -26,6 +26,12 @@ class DownloadsSettings(ServiceSettings):
     s3_endpoint: str | None = Field(None, description="S3-compatible endpoint URL; None: AWS")
     s3_region: str | None = None
     s3_prefix: str = "staging/"
+    proxy_sends_files: bool = Field(
+        False,
+        description="the proxy in front shares local storage and sends staged files itself: when a request says so "
+        "(X-Sendfile-Type: X-Sendfile, which the proxy sets and never takes from a client), the answer names the "
+        "file (X-Sendfile) instead of carrying it",
+    )
 
     # Sources: what workers may fetch.
     allowed_paths: list[Path] = Field(

@@ -1,4 +1,5 @@
-"""Serving staged files: one byte range of a local file or an S3 object, streamed in chunks."""
+"""Serving staged files: which byte range, and one of an S3 object streamed in chunks (local files:
+eolake_kit.zerocopy.FileSpanResponse)."""
 
 from __future__ import annotations
 
@@ -33,25 +34,6 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
     if start < 0 or start >= size or end < start:
         return "bad"
     return start, min(end, size - 1)
-
-
-async def local_body(location: str, start: int, length: int):
-    def read(f, n):
-        return f.read(n)
-
-    f = await asyncio.to_thread(open, location, "rb")
-    try:
-        await asyncio.to_thread(f.seek, start)
-        left = length
-        while left > 0:
-            chunk = await asyncio.to_thread(read, f, min(STREAM_CHUNK, left))
-            if not chunk:
-                break
-            left -= len(chunk)
-            metrics.BYTES_SERVED.labels(metrics.SERVICE).inc(len(chunk))
-            yield chunk
-    finally:
-        await asyncio.to_thread(f.close)
 
 
 async def s3_body(settings: DownloadsSettings, key: str, start: int, end: int, length: int):

@@ -23,6 +23,7 @@ from eolake_kit.observe import ObserveMiddleware
 from eolake_kit.problems import install_problem_handlers
 from eolake_kit.publicurl import PublicUrlMiddleware
 from eolake_kit.ratelimit import QuotaExceeded, RateLimitMiddleware, TrustedProxies, quota_problem
+from eolake_kit.replicas import DEFAULT_MAX_LAG, ReadAfterMiddleware
 from eolake_kit.settings import ServiceSettings
 from eolake_kit.tracing import configure_tracing
 from eolake_spec.manifest import ServiceManifest, manifests
@@ -53,6 +54,11 @@ def install_kit(
     install_offline_docs(app, settings.auth.oidc_issuer)
     app.include_router(health_router)
     install_contract(app, settings, responses)
+    app.add_middleware(  # the read-after token (eolake_kit.replicas), inside whatever a service added itself
+        ReadAfterMiddleware,
+        https=settings.public_url.scheme == "https",
+        max_lag=getattr(settings, "max_replica_lag_seconds", DEFAULT_MAX_LAG),
+    )
     app.add_middleware(JsonBodyMiddleware, api=app)  # innermost: bodies reach it already bounded
     _limit_rates(app, settings)
     app.add_middleware(BoundsMiddleware, limits=settings.limits)  # inside: its refusals are observed and logged

@@ -16,6 +16,7 @@ from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import _get_api_route_for_openapi
 
+from eolake_kit import replicas
 from eolake_kit.auth import principal
 from eolake_kit.problems import MEDIA_TYPE
 from eolake_kit.settings import ServiceSettings
@@ -101,6 +102,8 @@ def apply_contract(
                 operation["x-eolake-role"] = role
             elif method in WRITES and own and (public := own.public_route(method, path)):
                 operation["x-eolake-public"] = public.reason
+            if own and own.replica_reads:
+                _document_read_after(operation, writes=role is not None and method in WRITES)
     for unused in ("HTTPValidationError", "ValidationError"):  # only FastAPI's 422 referred to them
         components["schemas"].pop(unused, None)
 
@@ -118,6 +121,28 @@ def _document_errors(
     for key, response in responses.items():
         if key.isdigit() and int(key) >= 400:
             response["content"] = {MEDIA_TYPE: {"schema": PROBLEM_REF}}
+
+
+def _document_read_after(operation: dict[str, Any], writes: bool) -> None:
+    """eolake_kit.replicas: a write answers the primary's position; any request may send it back."""
+    operation.setdefault("parameters", []).append(
+        {
+            "name": replicas.HEADER,
+            "in": "header",
+            "required": False,
+            "description": "a WAL position a write answered (its cookie does the same): this read sees that write",
+            "schema": {"type": "string", "pattern": replicas.LSN.pattern, "example": "0/16B3748"},
+        }
+    )
+    if not writes:
+        return
+    for key, response in operation.get("responses", {}).items():
+        if key.startswith("2"):
+            response.setdefault("headers", {})[replicas.HEADER] = {
+                "description": "the primary's WAL position after this write: send it back (or keep the cookie of "
+                "the same name) and the next reads see the write, even from a replica that lags",
+                "schema": {"type": "string"},
+            }
 
 
 def _declare_path_parameters(path: str, operation: dict[str, Any]) -> None:

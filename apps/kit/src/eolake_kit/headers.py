@@ -25,6 +25,7 @@ CORS_HEADERS = [
     "If-None-Match",
     "If-Range",
     "X-Request-Id",
+    "Eolake-Read-After",
     "traceparent",
     "tracestate",
 ]
@@ -39,6 +40,7 @@ CORS_EXPOSED = [
     "Digest",
     "Repr-Digest",
     "X-Checksum-SHA256",
+    "Eolake-Read-After",
 ]
 
 

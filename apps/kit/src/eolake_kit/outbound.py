@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
+from eolake_kit import replicas
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 ANSWER_BYTES = 32 << 20  # the largest answer an async client reads: STAC pages and API documents are far smaller
 
@@ -102,11 +104,16 @@ def _too_large(request: httpx.Request, max_bytes: int) -> AnswerTooLarge:
 
 
 class _GuardedAsync(httpx.AsyncBaseTransport):
-    def __init__(self, egress: Egress, inner: httpx.AsyncBaseTransport, max_answer_bytes: int | None):
+    def __init__(
+        self, egress: Egress, inner: httpx.AsyncBaseTransport, max_answer_bytes: int | None, read_after_to: Egress
+    ):
         self.egress, self.inner, self.max_answer_bytes = egress, inner, max_answer_bytes
+        self.read_after_to = read_after_to
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.egress.check(request)
+        if (token := replicas.FORWARDED.get()) and self.read_after_to.admits(request.url):
+            request.headers.setdefault(replicas.HEADER, token)  # the caller's own writes, seen by the peer too
         response = await self.inner.handle_async_request(request)
         if self.max_answer_bytes is None:
             return response
@@ -143,15 +150,18 @@ def async_client(
     *,
     limits: httpx.Limits | None = None,
     max_answer_bytes: int | None = ANSWER_BYTES,
+    read_after_to: Iterable[str] = (),
     **kwargs: Any,
 ) -> httpx.AsyncClient:
     """An httpx.AsyncClient restricted to `destinations`, reading answers of at most `max_answer_bytes` (None: no
-    bound, for file transfers), with trace propagation."""
+    bound, for file transfers), with trace propagation; the platform's peers among them (`read_after_to`) also get
+    the read-after token of the request being served (eolake_kit.replicas), never an outside provider."""
     egress = destinations if isinstance(destinations, Egress) else Egress(destinations)
     inner = httpx.AsyncHTTPTransport(limits=limits or httpx.Limits(max_connections=100))
     if max_answer_bytes is not None:
         kwargs["headers"] = {"Accept-Encoding": "identity", **dict(kwargs.get("headers") or {})}
-    client = httpx.AsyncClient(transport=_GuardedAsync(egress, inner, max_answer_bytes), **kwargs)
+    transport = _GuardedAsync(egress, inner, max_answer_bytes, Egress(read_after_to))
+    client = httpx.AsyncClient(transport=transport, **kwargs)
     HTTPXClientInstrumentor.instrument_client(client)
     return client
 

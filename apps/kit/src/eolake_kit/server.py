@@ -15,6 +15,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eolake_kit.logs import configure_logging
 from eolake_kit.settings import ServiceSettings
+from eolake_kit.zerocopy import offer_zero_copy
 from eolake_spec import Limits
 
 KEEP_ALIVE_SECONDS = 5
@@ -22,10 +23,11 @@ MAX_HEAD_BYTES = 256 * 1024
 TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
-def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
+def header_deadline_protocol(seconds: float, zero_copy: bool = False) -> type[H11Protocol]:
     """uvicorn's h11 protocol with a deadline on each request's head: a client that sends its request line and
     headers slower than `seconds` (a byte at a time, "slowloris") gets a 408 and its connection closed. uvicorn
-    itself only times out idle keep-alive connections. (Slow bodies: eolake_kit.bounds, per piece of body.)"""
+    itself only times out idle keep-alive connections. (Slow bodies: eolake_kit.bounds, per piece of body.)
+    `zero_copy`: requests are offered file bodies by sendfile (eolake_kit.zerocopy)."""
 
     class HeaderDeadline(H11Protocol):
         deadline = None
@@ -39,6 +41,12 @@ def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
             super().data_received(data)
             if self.cycle is not cycle:  # a complete head was parsed: a request is under way
                 self._disarm()
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if zero_copy and self.cycle is not cycle:
+                offer_zero_copy(self.cycle, self.loop)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -69,10 +77,12 @@ def header_deadline_protocol(seconds: float) -> type[H11Protocol]:
     return HeaderDeadline
 
 
-def connection_options(limits: Limits) -> dict[str, Any]:
-    """uvicorn options bounding connections: slow heads, idle keep-alives, open connections, head size."""
+def connection_options(limits: Limits, zero_copy: bool = False) -> dict[str, Any]:
+    """uvicorn options bounding connections: slow heads, idle keep-alives, open connections, head size; with
+    `zero_copy`, asyncio's own loop (uvloop has no sendfile) and file bodies by sendfile."""
     return {
-        "http": header_deadline_protocol(limits.header_seconds),
+        "http": header_deadline_protocol(limits.header_seconds, zero_copy),
+        "loop": "asyncio" if zero_copy else "auto",
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
         "limit_concurrency": limits.connections,
         # h11 refuses a larger head outright (a plain 400); below it, the bounds middleware answers 414/431 naming
@@ -83,8 +93,9 @@ def connection_options(limits: Limits) -> dict[str, Any]:
     }
 
 
-def serve(factory: str, settings: ServiceSettings) -> None:
-    """`factory` is the import path of the service's `create_app`, called in each worker process."""
+def serve(factory: str, settings: ServiceSettings, *, zero_copy: bool = False) -> None:
+    """`factory` is the import path of the service's `create_app`, called in each worker process; `zero_copy`: it
+    may send files by sendfile (eolake_kit.zerocopy)."""
     configure_logging(settings.service_name, settings.log_level)
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix=f"eolake-{settings.service_name}-metrics-")
@@ -100,5 +111,5 @@ def serve(factory: str, settings: ServiceSettings) -> None:
         server_header=False,
         timeout_graceful_shutdown=math.ceil(settings.graceful_timeout),
         lifespan="on",
-        **connection_options(settings.limits),
+        **connection_options(settings.limits, zero_copy),
     )

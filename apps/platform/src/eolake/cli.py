@@ -218,13 +218,14 @@ def _stop_leftovers(state: StateDir) -> int:
     from eolake.embedded.postgres import PostgresCluster, PostgresError
 
     stopped = stop_leftovers(state)
-    if state.postgres.exists() and PostgresCluster(state.postgres).postmaster_alive():
-        try:
-            PostgresCluster(state.postgres).stop()
-        except PostgresError as exc:
-            err.print(f"[red]PostgreSQL did not stop[/]: {exc}")
-            return 1
-        stopped.append("PostgreSQL")
+    for root, what in ((state.replica, "its read replica"), (state.postgres, "PostgreSQL")):
+        if root.exists() and PostgresCluster(root).postmaster_alive():
+            try:
+                PostgresCluster(root).stop()
+            except PostgresError as exc:
+                err.print(f"[red]{what} did not stop[/]: {exc}")
+                return 1
+            stopped.append(what)
     console.print(
         f"eolake was not running; stopped what it left: {', '.join(stopped)}" if stopped else "eolake is not running."
     )

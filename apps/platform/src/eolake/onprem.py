@@ -117,6 +117,7 @@ def units(platform: Platform, host: Host) -> list[dict]:
             "memory_max": _memory(spec.resources.memory_limit),
             "prepare": m.prepare,
             "database": m.database,
+            "reads_from_replica": platform.reads_from_replica(name),
             "secrets": list(m.secrets),
             "writes_storage": m.storage == "write",
             "state_dir": f"{STATE_DIR}/{name}" if m.prepare else None,
@@ -142,9 +143,16 @@ def units(platform: Platform, host: Host) -> list[dict]:
 
 
 def routes(platform: Platform) -> list[dict]:
-    """The proxy's locations, longest prefix first; the web view's / last."""
+    """The proxy's locations, longest prefix first; the web view's / last. `large_bodies`: the service sends staged
+    files (the proxy reads its answers in larger pieces)."""
     found = [
-        {"path": s.path, "service": name, "port": manifest(name).port} for name, s in platform.enabled_services.items()
+        {
+            "path": s.path,
+            "service": name,
+            "port": manifest(name).port,
+            "large_bodies": manifest(name).storage == "write",
+        }
+        for name, s in platform.enabled_services.items()
     ]
     return sorted(found, key=lambda r: (-len(r["path"]), r["path"]))
 
@@ -229,6 +237,7 @@ def group_vars(platform: Platform) -> dict[str, dict]:
                 f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@"
                 f"{onprem.database.address}:{DATABASE_PORT}/{db.name}"
             ),
+            "eolake_services_read_database_url": read_database_url(platform),
             "eolake_services_app_role": APP_ROLE,
             "eolake_services_install_dir": INSTALL_DIR,
             "eolake_services_state_dir": STATE_DIR,
@@ -246,6 +255,14 @@ def group_vars(platform: Platform) -> dict[str, dict]:
             "eolake_monitoring_listen_address": onprem.monitoring.address if onprem.monitoring else "",
         },
     }
+
+
+def read_database_url(platform: Platform) -> str:
+    """The spec's read replica (database.replica: a streaming standby of onprem.database, run by you), or ""."""
+    replica, db = platform.database.replica, platform.database
+    if replica is None:
+        return ""
+    return f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@{replica.host}:{replica.port}/{db.name}"
 
 
 def host_vars(platform: Platform) -> dict[str, dict]:

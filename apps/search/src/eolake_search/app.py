@@ -6,6 +6,7 @@ framework (item_search, stac_request, discovery, federation) → routers (item_r
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -59,13 +60,20 @@ def create_app(settings: SearchSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with async_client(
-            settings.destinations(), follow_redirects=True, timeout=httpx.Timeout(120, connect=5)
+            settings.destinations(),
+            follow_redirects=True,
+            timeout=httpx.Timeout(120, connect=5),
+            read_after_to=[peer.url for peer in settings.peers.values()],  # the platform's catalog, not providers
         ) as client:
             app.state.client = client
             app.state.providers = {c.name: make_provider(c, client, settings.storage_path) for c in configs}
             app.state.catalog = await asyncio.to_thread(
                 Catalog, configs, provider_collections, settings.catalog_ttl_seconds
             )
+            # What start-up built lives as long as the process: out of the collector's sight (its garbage collected
+            # first), a full collection walks only what searches allocate (without, one took ~150 ms here).
+            gc.collect()
+            gc.freeze()
             yield
 
     app = FastAPI(

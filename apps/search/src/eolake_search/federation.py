@@ -15,6 +15,11 @@ after the other, the first that answers serves the search (its results, even non
 A provider that fails (an error, no answer in its time) never turns into silence: a page some providers are missing
 from says so (`partial`, `failed_providers`: those that failed now or on an earlier page of the walk), and a search
 that no provider answered is an error (EveryProviderFailed: the service answers 503), never an empty page.
+
+A caller may set a deadline (`deadline_ms`): once it has passed, the page is served from the providers that have
+answered by then (at least one: until then the search waits on), the others reported `late`, and it is partial. A
+late provider is treated as failed for the rest of the walk: resumed on the next page, its items earlier than the
+page's would come out of order, and its copies of items already served would come twice.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ MAX_STATE = 262_144  # bytes of decompressed state
 
 
 FAILED_EARLIER = "failed on an earlier page"
+LATE = "late"  # no answer by the caller's deadline: left out of the page, and of the walk's later pages
 
 
 class BadToken(ValueError):
@@ -190,9 +196,11 @@ def merge(
     by_name = {r.name: r for r in runs}
     out: list[dict[str, Any]] = []
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
+    head_keys: dict[str, tuple[Any, ...]] = {}  # each item's key computed once, when it reaches its buffer's head
 
     def take(name: str) -> None:
         item = buffers[name].pop(0)
+        head_keys.pop(name, None)
         by_name[name].used += 1
         key = identity(item)
         if key in seen:
@@ -207,7 +215,12 @@ def merge(
     while True:
         if any(not buf and more[name] for name, buf in buffers.items()):
             break  # a provider might still have an earlier item: stop here, resume from the token
-        heads = [(key(buf[0]), name) for name, buf in buffers.items() if buf]
+        heads = []
+        for name, buf in buffers.items():
+            if buf:
+                if name not in head_keys:
+                    head_keys[name] = key(buf[0])
+                heads.append((head_keys[name], name))
         if not heads:
             break
         _, name = min(heads)
@@ -294,6 +307,44 @@ async def first_answering(name_calls: list[tuple[str, Callable[[], Awaitable[Pro
         for run in runs:
             run.answered_by = answered if run.name != answered else None
     return runs
+
+
+async def gather_until(
+    jobs: list[tuple[list[str], Awaitable[ProviderRun | list[ProviderRun]]]], deadline: float | None
+) -> list[ProviderRun]:
+    """Every job's runs (a job: one provider, or a cascade of several). With a `deadline` (seconds), the jobs still
+    running once it has passed and some provider has answered are cancelled, their providers reported `late`: the
+    page is served from those that answered. Until one has, the search waits on (within the providers' timeouts)."""
+    start = time.perf_counter()
+    tasks = [asyncio.ensure_future(job) for _, job in jobs]
+    try:
+        if deadline is None:
+            await asyncio.gather(*tasks)
+        else:
+            _, pending = await asyncio.wait(tasks, timeout=deadline)
+            while pending and not any(_answered(t) for t in tasks if t.done()):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the late ones, or every one when this search itself is cancelled
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    late_ms = (time.perf_counter() - start) * 1000
+    runs: list[ProviderRun] = []
+    for (names, _), task in zip(jobs, tasks, strict=True):
+        if task.cancelled():
+            error = f"no answer within the caller's deadline ({deadline * 1000:g} ms)" if deadline else None
+            runs += [ProviderRun(name, status=LATE, ms=late_ms, error=error) for name in names]
+        else:
+            result = task.result()
+            runs += result if isinstance(result, list) else [result]
+    return runs
+
+
+def _answered(task: asyncio.Future[ProviderRun | list[ProviderRun]]) -> bool:
+    if task.cancelled() or task.exception() is not None:
+        return False
+    result = task.result()
+    return any(r.status == "ok" for r in (result if isinstance(result, list) else [result]))
 
 
 def cascade_report(cascade: list[str], runs: list[ProviderRun], previous: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,15 @@ from eolake_search.stac_request import BadSearch
 
 PROVIDERS_RETRY_SECONDS = "5"  # a search no provider answered: try again then (a provider's restart, a blip)
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+DEADLINE = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": stac_request.MAX_DEADLINE_MS,
+    "description": "milliseconds the caller waits for every provider (default: each provider's own timeout). Once "
+    "they have passed, the page is served from the providers that have answered (at least one), marked `partial`; "
+    "the others are reported `late` in `federation` and named in `failed_providers`, on this page and every later "
+    "one (the next-page token carries on without them).",
+}
 POST_BODY = {
     "requestBody": {
         "required": True,
@@ -27,18 +36,21 @@ POST_BODY = {
                     "type": "object",
                     "description": "a STAC item search (collections, bbox, intersects, datetime, sortby, fields, "
                     "query, q, filter…)",
+                    "properties": {"deadline_ms": DEADLINE},
                 }
             }
         },
     }
 }
+DEADLINE_PARAMETER = {"parameters": [{"name": "deadline_ms", "in": "query", "required": False, "schema": DEADLINE}]}
 
 
-def items(request: Request) -> FederatedItems:
+# async, though they do not wait: FastAPI runs a plain function's dependency in its thread pool, a hand-off per call
+async def items(request: Request) -> FederatedItems:
     return request.app.state.items
 
 
-def base_url(request: Request) -> str:
+async def base_url(request: Request) -> str:
     return request.app.state.base_url
 
 
@@ -62,7 +74,12 @@ async def run(core: FederatedItems, params: dict, page: Page) -> dict:
         raise HTTPException(503, str(exc), headers={"Retry-After": PROVIDERS_RETRY_SECONDS}) from exc
 
 
-@router.get("/search", summary="STAC item search over every provider (GET)", response_class=GeoJSONResponse)
+@router.get(
+    "/search",
+    summary="STAC item search over every provider (GET)",
+    openapi_extra=DEADLINE_PARAMETER,
+    response_class=GeoJSONResponse,
+)
 async def search_get(request: Request, core: Items, base: Base):
     params = stac_request.from_query(list(request.query_params.multi_items()))
     return geojson(await run(core, params, Page(base, "/search", "GET", dict(request.query_params))))
@@ -89,6 +106,7 @@ async def search_post(request: Request, core: Items, base: Base):
 @router.get(
     "/collections/{collection_id}/items",
     summary="the items of a collection, from every provider of it",
+    openapi_extra=DEADLINE_PARAMETER,
     response_class=GeoJSONResponse,
 )
 async def collection_items(collection_id: StacId, request: Request, core: Items, base: Base):

@@ -33,6 +33,7 @@ from eolake_search.federation import (
     fetch,
     fingerprint,
     first_answering,
+    gather_until,
     merge,
     next_state,
     skip_reason,
@@ -72,6 +73,7 @@ class FederatedItems:
         self.providers, self.expander, self.token_key, self.limits = providers, expander, token_key, limits
         self.page_max = limits.provider_page_max
         self.searchable = [c.name for c in configs if c.item_search]
+        self.typical_ms: dict[str, float] = {}  # each provider's recent answer time (moving average)
 
     async def gather(
         self, path: str, params: dict[str, Any] | None = None, only: list[str] | None = None
@@ -185,11 +187,23 @@ class FederatedItems:
                 continue
             calls[name] = partial(self._fetch, name, provider_body, entry, request)
         in_cascade = [(n, calls.pop(n)) for n in cascade if n in calls]
-        answers = await asyncio.gather(
-            *(call() for call in calls.values()), *([first_answering(in_cascade)] if in_cascade else [])
-        )
-        runs = [r for a in answers for r in (a if isinstance(a, list) else [a]) if isinstance(r, ProviderRun)]
-        return runs, skipped, cascade
+        # The slowest first: its request leaves before the others are written, and its wait is the search's.
+        slowest_first = sorted(calls.items(), key=lambda nc: -self.typical_ms.get(nc[0], 0.0))
+        jobs: list[tuple[list[str], Awaitable[ProviderRun | list[ProviderRun]]]] = [
+            ([name], call()) for name, call in slowest_first
+        ]
+        if in_cascade:
+            jobs.append(([n for n, _ in in_cascade], first_answering(in_cascade)))
+        runs = await gather_until(jobs, request.deadline)
+        self._learn(runs)
+        rank = {name: i for i, name in enumerate([*calls, *(n for n, _ in in_cascade)])}
+        return sorted(runs, key=lambda r: rank.get(r.name, len(rank))), skipped, cascade  # reported as configured
+
+    def _learn(self, runs: list[ProviderRun]) -> None:
+        for run in runs:
+            if run.status == "ok":
+                before = self.typical_ms.get(run.name, run.ms)
+                self.typical_ms[run.name] = 0.8 * before + 0.2 * run.ms
 
     def _provider_body(
         self, config: ProviderConfig, body: dict[str, Any], by_collection: list[str]

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
+import orjson
 
 from eolake_kit.outbound import AnswerTooLarge, DestinationRefused
 from eolake_kit.settings import Peer
@@ -23,6 +24,7 @@ from eolake_kit.stac import next_link
 from eolake_search.settings import ProviderConfig
 
 log = logging.getLogger(__name__)
+JSON_BODY = {"content-type": "application/json"}
 
 
 class ProviderError(Exception):
@@ -55,6 +57,7 @@ class StacProvider:
         self.config, self.client = config, client
         self.name, self.url = config.name, (config.url or "").rstrip("/")
         self.root = Peer(url=self.url, public_url=config.public_url)
+        self.search_url = httpx.URL(f"{self.url}/search")  # parsed once: httpx's URL parsing is not cheap
 
     async def search(self, body: dict, cursor: dict | None, limit: int) -> Page:
         if cursor and "href" in cursor:
@@ -67,7 +70,9 @@ class StacProvider:
                 payload = (
                     {**payload, **cursor["body"]} if cursor.get("merge", True) else {**cursor["body"], "limit": limit}
                 )
-            response = await self.client.post(self.url + (cursor or {}).get("post", "/search"), json=payload)
+            path = (cursor or {}).get("post", "/search")
+            url = self.search_url if path == "/search" else f"{self.url}{path}"
+            response = await self.client.post(url, content=orjson.dumps(payload), headers=JSON_BODY)
         data = self._json(response)
         return Page(data.get("features") or [], self._next_cursor(data), _matched(data))
 
@@ -98,8 +103,8 @@ class StacProvider:
             )
             raise ProviderError(f"the provider answered HTTP {response.status_code}", response.status_code)
         try:
-            data = response.json()
-        except ValueError as exc:
+            data = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
             raise ProviderError("the provider did not answer JSON") from exc
         if not isinstance(data, dict):
             raise ProviderError("the provider answered JSON that is not an object")

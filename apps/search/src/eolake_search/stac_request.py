@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import cmp_to_key
 from typing import Any
 
+from cachetools import LRUCache
 from pydantic import ValidationError
 from stac_pydantic.api.search import ExtendedSearch
 
@@ -23,7 +24,19 @@ except ImportError:  # pragma: no cover - exercised by the image build check
     cql2 = None
 
 STAC_KEYS = {"collections", "ids", "bbox", "intersects", "datetime", "limit", "sortby", "fields", "query"}
-EOLAKE_KEYS = {"q", "filter", "filter-lang", "filter_lang", "token", "providers", "expand", "lang", "depth"}
+EOLAKE_KEYS = {
+    "q",
+    "filter",
+    "filter-lang",
+    "filter_lang",
+    "token",
+    "providers",
+    "expand",
+    "lang",
+    "depth",
+    "deadline_ms",
+}
+MAX_DEADLINE_MS = 120_000  # a provider's longest timeout
 JSON_GET_KEYS = ("intersects", "query")
 
 
@@ -45,6 +58,7 @@ class SearchRequest:
     token: str | None = None
     sortby: list[tuple[str, bool]] = field(default_factory=list)  # (item path, descending)
     fields: tuple[set[str] | None, set[str]] | None = None  # (include (None: not given), exclude); None: whole items
+    deadline: float | None = None  # seconds the caller waits for every provider; None: as long as their timeouts
 
 
 def from_query(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -96,7 +110,17 @@ def parse(params: dict[str, Any], default_limit: int, max_limit: int, default_de
         token=str(params["token"]) if params.get("token") else None,
         sortby=[(item_path(s.field), s.direction.value == "desc") for s in stac.sortby or []],
         fields=_fields(params, stac),
+        deadline=deadline_seconds(params.get("deadline_ms")),
     )
+
+
+def deadline_seconds(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    milliseconds = integer(value, "deadline_ms")
+    if not 1 <= milliseconds <= MAX_DEADLINE_MS:
+        raise BadSearch(f"deadline_ms must be between 1 and {MAX_DEADLINE_MS}")
+    return milliseconds / 1000
 
 
 def _stac_model(params: dict[str, Any]) -> ExtendedSearch:
@@ -212,10 +236,30 @@ def cql2_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:
             expr = cql2.parse_json(value if isinstance(value, str) else json.dumps(value))
         else:
             expr = cql2.parse_text(str(value))
-        expr.validate()
-        return expr.to_json(), "cql2-json"
+        parsed = expr.to_json()
     except Exception as exc:
         raise BadSearch(f"invalid CQL2 filter: {str(exc).strip()[:500]}") from exc
+    problem = _schema_problem(json.dumps(parsed, sort_keys=True), expr)
+    if problem:
+        raise BadSearch(f"invalid CQL2 filter: {problem}")
+    return parsed, "cql2-json"
+
+
+_CHECKED: LRUCache[str, str] = LRUCache(maxsize=4096)
+
+
+def _schema_problem(canonical: str, expr: Any) -> str:
+    """What is wrong with a parsed filter against the CQL2 schema ('' when nothing), remembered per filter: cql2's
+    `validate` compiles the schema on every call (tens of milliseconds holding the GIL), and a filter comes back
+    with every page of its search and every user of the same form."""
+    if canonical not in _CHECKED:
+        try:
+            expr.validate()
+            _CHECKED[canonical] = ""
+        except Exception as exc:
+            _CHECKED[canonical] = str(exc).strip()[:500] or type(exc).__name__
+    problem: str = _CHECKED[canonical]
+    return problem
 
 
 def _unchecked_json(value: Any, lang: str | None) -> tuple[dict[str, Any], str]:

@@ -58,6 +58,7 @@ class ServiceManifest:
     port: int  # where it listens in a container or on a host
     settings: str  # "module:Class", the service's settings (env prefix EOLAKE_<NAME>_)
     database: bool = False  # holds connections to PostgreSQL (counted in the connection budget)
+    replica_reads: bool = False  # can send its reads to a streaming replica (READ_DATABASE_URL), writes to the primary
     schema: str | None = None  # module whose `python -m` creates the service's own schema, after pgstac's
     worker: Worker | None = None
     prepare: str | None = None  # module run (python -m) before the server, filling its read-only STORAGE_PATH

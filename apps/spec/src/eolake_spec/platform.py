@@ -210,6 +210,14 @@ class PgstacSearch(Strict):
         }
 
 
+class ReadReplica(Strict):
+    """A streaming replica of the database: the services whose manifests say `replica_reads` send their reads
+    there, writes and a client's reads right after its own write go to the primary (eolake_kit.replicas)."""
+
+    host: str = "127.0.0.1"
+    port: int | None = Field(None, ge=1, le=65535, description="None: a free port (embedded only)")
+
+
 class Database(Strict):
     embedded: bool = Field(True, description="a private cluster started by the embedded runner")
     host: str = "127.0.0.1"
@@ -227,6 +235,20 @@ class Database(Strict):
         description="PostgreSQL settings (name: value) that win over those derived from the database's machine "
         "(eolake_spec.tuning), in every target",
     )
+    replica: ReadReplica | None = Field(
+        None,
+        description="embedded: a streaming replica of the private cluster, started beside it; otherwise where one "
+        "listens. None: reads go to the primary (on Kubernetes, the `-ro` service once postgres.instances > 1)",
+    )
+    max_replica_lag_seconds: float = Field(
+        5, gt=0, le=300, description="reads go to the primary while the replica replays more than this far behind"
+    )
+
+    @model_validator(mode="after")
+    def replica_port(self) -> Database:
+        if self.replica and self.replica.port is None and not self.embedded:
+            raise ValueError("database.replica.port: a replica that is not embedded needs its port")
+        return self
 
     def server_settings(self, machine: Machine) -> dict[str, str]:
         """What the server runs with: the settings derived from `machine`, then this spec's own."""
@@ -761,6 +783,12 @@ class Platform(Strict):
     def manifest(self, service: str) -> ServiceManifest:
         return manifest(service)
 
+    def reads_from_replica(self, service: str) -> bool:
+        """Whether the service reads from a replica: it can (its manifest), and the target has one (the spec's
+        `database.replica`, or CloudNativePG's replicas)."""
+        instances = self.kubernetes.postgres.instances if self.kubernetes else 1
+        return manifest(service).replica_reads and (self.database.replica is not None or instances > 1)
+
     def service_env(
         self, service: str, origins: dict[str, str] | None = None, observers: dict[str, str] | None = None
     ) -> dict[str, str]:
@@ -819,6 +847,8 @@ class Platform(Strict):
             }
         if service == "catalog":  # how its searches count matches
             values["PGSTAC"] = self.database.pgstac.model_dump_json()
+        if self.reads_from_replica(service):  # READ_DATABASE_URL, with its password, is set per target
+            values["MAX_REPLICA_LAG_SECONDS"] = self.database.max_replica_lag_seconds
         if service == "web":  # the services it links to and polls: those the platform runs, at their prefixes
             values["SERVICES"] = json.dumps({n: x.path for n, x in self.enabled_services.items() if x.path != "/"})
         if service == "web" and observers:

@@ -30,8 +30,10 @@ from titiler.pgstac.factory import MosaicTilerFactory, add_search_list_route, ad
 from eolake_kit import __version__, install_kit, require_role
 from eolake_kit.bounds import reconnecting, walk
 from eolake_kit.datetimes import check_interval
+from eolake_kit.replicas import PRIMARY_POSITION, REPLAYED, ReplicaLag
 from eolake_tiles.cache import ImageMiddleware, RenderedCache
 from eolake_tiles.guard import AllowList, AssetNotAllowed, configure_gdal, readers
+from eolake_tiles.reads import ReplicaRouting, RoutedPool, fetched
 from eolake_tiles.settings import TilesSettings
 
 EXPRESSION = re.compile(r"[A-Za-z0-9_\s.+\-*/()<>=!&|,;:?^%~\[\]]*")
@@ -220,33 +222,59 @@ def _require(app: FastAPI, path: str, method: str, role: str, extra: list | None
         route.dependencies.append(depends)
 
 
+def database_pool(settings: TilesSettings, conninfo: str, options: str = "") -> ConnectionPool:
+    """Opened by the lifespan; min_size 0: the service starts, and reports not ready, while Postgres is down."""
+    return ConnectionPool(
+        conninfo=conninfo,
+        min_size=0,
+        max_size=settings.pool_size,
+        open=False,
+        timeout=settings.pool_timeout,
+        max_idle=300,
+        **reconnecting(ConnectionPool),
+        kwargs={
+            "options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
+            f"{settings.postgres_options()} {options}".rstrip(),
+            "connect_timeout": 5,
+        },
+    )
+
+
 def create_app(settings: TilesSettings | None = None) -> FastAPI:
     settings = settings or TilesSettings()
     configure_gdal()
     allow = AllowList(settings.storage_path, settings.allowed_prefixes)
     _, item_reader, mosaic_reader = readers(allow)
 
+    pools = RoutedPool(database_pool(settings, settings.conninfo))
+    lag = None
+    if settings.read_database_url is not None:
+        # pgstac's readonly mode: a search on the replica writes no bookkeeping (a hot standby refuses writes).
+        replica = settings.read_database_url.get_secret_value()
+        pools.replica = database_pool(settings, replica, "-c pgstac.readonly=true")
+        lag = ReplicaLag(
+            settings.service_name,
+            settings.max_replica_lag_seconds,
+            primary_position=lambda: asyncio.to_thread(fetched, pools.primary, PRIMARY_POSITION, settings.pool_timeout),
+            replayed=lambda: asyncio.to_thread(fetched, pools.replica, REPLAYED, settings.pool_timeout),
+        )
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        # min_size 0: the service starts, and reports not ready, while Postgres is down.
-        app.state.dbpool = ConnectionPool(
-            conninfo=settings.conninfo,
-            min_size=0,
-            max_size=settings.pool_size,
-            open=True,
-            timeout=settings.pool_timeout,
-            max_idle=300,
-            **reconnecting(ConnectionPool),
-            kwargs={
-                "options": f"-c search_path=pgstac,public -c application_name=eolake-tiles "
-                f"{settings.postgres_options()}",
-                "connect_timeout": 5,
-            },
-        )
+        app.state.dbpool = pools
+        for pool in (pools.primary, pools.replica):
+            if pool is not None:
+                pool.open()
+        watch = None
+        if lag is not None:
+            await lag.check()
+            watch = asyncio.create_task(lag.watch())
         try:
             yield
         finally:
-            app.state.dbpool.close()
+            if watch is not None:
+                watch.cancel()
+            pools.close()
 
     app = FastAPI(
         title="eolake tiles",
@@ -346,6 +374,7 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
             ],
         }
 
+    app.add_middleware(ReplicaRouting, pools=pools, lag=lag, timeout=settings.pool_timeout)
     app.add_middleware(
         ImageMiddleware,
         max_age=settings.cache_max_age,
@@ -353,9 +382,9 @@ def create_app(settings: TilesSettings | None = None) -> FastAPI:
         cache=RenderedCache(settings.tile_cache_mb * 1024 * 1024, settings.tile_cache_ttl),
     )
 
-    async def pgstac() -> None:
+    async def pgstac() -> None:  # the primary: a replica down leaves the reads to it, and the service ready
         def query() -> None:
-            with app.state.dbpool.connection(timeout=settings.readiness_timeout) as conn:
+            with pools.primary.connection(timeout=settings.readiness_timeout) as conn:
                 conn.execute("SELECT pgstac.get_version()")
 
         await asyncio.to_thread(query)

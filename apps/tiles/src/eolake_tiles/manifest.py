@@ -10,6 +10,7 @@ MANIFEST = ServiceManifest(
     port=8082,
     settings="eolake_tiles.settings:TilesSettings",
     database=True,
+    replica_reads=True,  # tiles and searches; a search registration, and tiles right after it, use the primary
     storage="read",
     secrets=("storage",),
     # Everything that reads rasters or the database; a map view asks for dozens of tiles at once.

@@ -9,13 +9,14 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from eolake_kit import ServiceSettings
 from eolake_kit.allowlist import AllowList
+from eolake_kit.replicas import ReplicaSettings
 from eolake_kit.settings import PostgresUrl
 from eolake_tiles.manifest import MANIFEST
 
 REMOTE_SCHEMES = ("s3", "https", "http")  # what the kit's allow-list checks (eolake_kit.allowlist)
 
 
-class TilesSettings(ServiceSettings):
+class TilesSettings(ServiceSettings, ReplicaSettings):
     manifest = MANIFEST
 
     database_url: PostgresUrl = Field(

@@ -53,11 +53,21 @@ def service_env(
         env[prefix + "TOKEN_KEY"] = state.signing_key()
     if m.database:
         env[prefix + "DATABASE_URL"] = dsn
+    if platform.reads_from_replica(name):  # the streaming replica the supervisor started (eolake.embedded.replica)
+        env[prefix + "READ_DATABASE_URL"] = replica_dsn(state)
     if m.storage == "write" and (offline := platform.storage.offline_dir(state.storage)):
         env[prefix + "OFFLINE_PATH"] = str(offline)
+    if m.storage == "write" and sends_staged_files(platform):
+        env[prefix + "PROXY_SENDS_FILES"] = "true"
     if "amqp" in m.secrets:
         env[prefix + "AMQP_URL"] = amqp_url(platform, state)
     return env
+
+
+def replica_dsn(state: StateDir) -> str:
+    from eolake.embedded.replica import StreamingReplica
+
+    return StreamingReplica.app_dsn_in(state.replica)
 
 
 def amqp_url(platform: Platform, state: StateDir) -> str:
@@ -69,6 +79,13 @@ def amqp_url(platform: Platform, state: StateDir) -> str:
     if not url:
         raise StartError(f"events.broker is external: set {events.amqp_url_env} to the broker's amqp:// URL")
     return url
+
+
+def sends_staged_files(platform: Platform) -> bool:
+    """The gateway sends staged files itself (it shares local storage with the service that writes there)."""
+    return platform.storage.kind == "local" and any(
+        platform.manifest(name).storage == "write" for name in platform.enabled_services
+    )
 
 
 def posted_reads(platform: Platform) -> dict[str, list[str]]:

@@ -10,6 +10,12 @@ could not reach an instance (connection refused) goes to the next one; a read (G
 that the manifests declare) also when the instance dropped the connection or answered 502. The supervisor rewrites
 the routes file as instances come and go: an instance taken out gets no new request and finishes those it has
 (draining) before it is stopped.
+
+Staged downloads are sent by the gateway itself, by sendfile, when it is given the storage it shares with the
+download service (`sendfile_roots`): it asks for that (X-Sendfile-Type: X-Sendfile), the service authorises the
+request and answers with its headers and the file's path (X-Sendfile) instead of the bytes, and the gateway sends
+that file's span (Content-Range, else the whole file). A file is one copy by the kernel instead of three hops
+through Python.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from eolake_kit.observe import ObserveMiddleware
 from eolake_kit.problems import problem
 from eolake_kit.server import connection_options
 from eolake_kit.tracing import configure_tracing
+from eolake_kit.zerocopy import FileSpanResponse
 from eolake_spec import Limits
 
 HOP_BY_HOP = {
@@ -56,10 +63,11 @@ HOP_BY_HOP = {
     "upgrade",
     "host",
     "content-length",
+    "x-sendfile-type",  # set by the gateway alone: a client must not make a service name its files
 }
 # Set again by the gateway's own server. An upstream Content-Length is kept: the body is relayed raw (byte for
 # byte), and download clients need the length for progress and resume.
-RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server", "x-request-id"}
+RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server", "x-request-id", "x-sendfile"}
 # The gateway's request id, trace context and client address replace whatever the client sent: it is the edge, so
 # the address it saw is the only one a service may believe (the rate limits key on it).
 REQUEST_DROP = HOP_BY_HOP | {"x-request-id", "traceparent", "tracestate", "x-forwarded-for"}
@@ -129,14 +137,18 @@ def create_gateway(
     routes_file: Path | None = None,
     posted_reads: dict[str, list[str]] | None = None,
     trace_sample_ratio: float = 1.0,
+    sendfile_roots: list[Path] | None = None,
 ) -> Starlette:
     """`routes` maps a path prefix ("/stac", "/" for the web view) to the upstream base URL (or the URLs of its
     instances), `routes_file` the same, kept up to date by the supervisor; `posted_reads` by prefix, the paths below
     it (`*` any characters) whose POST is a read, retried like a GET; `timeout` bounds each upstream read, `limits`
-    what a client may send and how long the answer may take to start."""
+    what a client may send and how long the answer may take to start; `sendfile_roots`: the storage shared with
+    the download service, whose files the gateway sends itself."""
     configure_tracing("gateway", otlp_endpoint, trace_sample_ratio)
     upstreams = Upstreams({p: [u] if isinstance(u, str) else u for p, u in routes.items()}, routes_file)
-    gateway = Gateway(upstreams, public_url=public_url, posted_reads=posted_reads or {})
+    gateway = Gateway(
+        upstreams, public_url=public_url, posted_reads=posted_reads or {}, sendfile_roots=sendfile_roots or []
+    )
     return Starlette(
         routes=gateway.table(),
         lifespan=_client_lifespan(timeout),
@@ -168,12 +180,14 @@ def _raw_path(request: Request) -> str:
     return (request.scope.get("raw_path") or request.url.path.encode()).decode("latin-1")
 
 
-def _upstream_headers(request: Request) -> list[tuple[str, str]]:
+def _upstream_headers(request: Request, sends_files: bool) -> list[tuple[str, str]]:
     """What the client sent, less the hop-by-hop headers and what the edge sets itself: the client address it saw,
-    its request id and the trace context."""
+    its request id, the trace context, and whether it sends staged files itself."""
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in REQUEST_DROP]
     client_ip = request.client.host if request.client else ""
     headers += [("x-forwarded-for", client_ip), ("x-request-id", request_id.get() or "")]
+    if sends_files:
+        headers.append(("x-sendfile-type", "X-Sendfile"))
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return headers + list(carrier.items())
@@ -185,8 +199,16 @@ class Gateway:
 
     METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
-    def __init__(self, upstreams: Upstreams, *, public_url: str, posted_reads: dict[str, list[str]]):
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        *,
+        public_url: str,
+        posted_reads: dict[str, list[str]],
+        sendfile_roots: list[Path],
+    ):
         self.upstreams, self.public_url, self.posted_reads = upstreams, public_url, posted_reads
+        self.sendfile_roots = [Path(os.path.realpath(root)) for root in sendfile_roots]
         self.prefixes = sorted(upstreams.sets, key=len, reverse=True)
 
     def table(self) -> list[Route]:
@@ -237,7 +259,7 @@ class Gateway:
                 f"no instance of the service at {prefix} is ready",
                 headers={"Retry-After": UNAVAILABLE_RETRY_SECONDS},
             )
-        headers = _upstream_headers(request)
+        headers = _upstream_headers(request, bool(self.sendfile_roots))
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = path + (f"?{query}" if query else "")
         has_body = bool(int(request.headers.get("content-length") or 0)) or "transfer-encoding" in request.headers
@@ -252,9 +274,8 @@ class Gateway:
             self.upstreams.failed(upstream)  # refused, so nothing was sent (a streamed body neither); or a read
         return problem(502, f"the service at {prefix} is unavailable")
 
-    @staticmethod
     async def forward(
-        request: Request, prefix: str, upstream: str, target: str, headers, body, retry: bool
+        self, request: Request, prefix: str, upstream: str, target: str, headers, body, retry: bool
     ) -> Response | None:
         """The instance's answer, or None when the request may go to another instance: the connection was refused
         (nothing was sent), or a read's connection dropped or answered 502."""
@@ -277,12 +298,30 @@ class Gateway:
             await response.aclose()
             return None
         out_headers = {k: v for k, v in response.headers.items() if k.lower() not in RESPONSE_DROP}
+        if (named := response.headers.get("x-sendfile")) is not None:
+            await response.aclose()  # an empty body: the file is named instead
+            return self.staged_file(prefix, named, response, out_headers)
         return StreamingResponse(
             response.aiter_raw(),
             status_code=response.status_code,
             headers=out_headers,
             background=BackgroundTask(response.aclose),
         )
+
+    def staged_file(self, prefix: str, named: str, response: httpx.Response, headers: dict[str, str]) -> Response:
+        """The span of the file a service named (after it authorised the request), sent from the shared storage."""
+        path = Path(os.path.realpath(named))
+        if not any(path.is_relative_to(root) for root in self.sendfile_roots):
+            log.error("the service at %s named a file outside the shared storage: %s", prefix, named)
+            return problem(502, f"the service at {prefix} answered with a file the gateway does not serve")
+        try:
+            start, length = file_span(path, response.status_code, response.headers.get("content-range"))
+        except (OSError, ValueError) as exc:  # gone since (expired), or a span the gateway cannot read
+            log.warning("file %s named by the service at %s not sent: %s", named, prefix, exc)
+            return problem(502, f"the service at {prefix} named a file the gateway could not send")
+        headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+        headers["content-length"] = str(length)
+        return FileSpanResponse(str(path), start, length, status_code=response.status_code, headers=headers)
 
     async def alive(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -302,6 +341,19 @@ class Gateway:
         return problem(404, "nothing is served at this path")
 
 
+def file_span(path: Path, status: int, content_range: str | None) -> tuple[int, int]:
+    """(start, length) of the named file to send: the range of a 206 (bytes first-last/size), else all of it."""
+    size = path.stat().st_size
+    if status != 206:
+        return 0, size
+    unit, _, spec = (content_range or "").partition(" ")
+    first, _, last = spec.partition("/")[0].partition("-")
+    start, end = int(first), int(last)
+    if unit != "bytes" or not 0 <= start <= end < size:
+        raise ValueError(f"range {content_range!r} is not in a file of {size} bytes")
+    return start, end - start + 1
+
+
 def main() -> None:
     import uvicorn
 
@@ -314,6 +366,7 @@ def main() -> None:
     )
     routes_file = Path(os.environ["EOLAKE_GATEWAY_ROUTES_FILE"]) if "EOLAKE_GATEWAY_ROUTES_FILE" in os.environ else None
     routes = json.loads(routes_file.read_text() if routes_file else os.environ["EOLAKE_GATEWAY_ROUTES"])
+    sendfile_roots = json.loads(os.environ.get("EOLAKE_GATEWAY_SENDFILE_ROOTS", "[]"))
     app = create_gateway(
         routes,
         public_url=os.environ["EOLAKE_GATEWAY_PUBLIC_URL"],
@@ -323,6 +376,7 @@ def main() -> None:
         routes_file=routes_file,
         posted_reads=json.loads(os.environ.get("EOLAKE_GATEWAY_POSTED_READS", "{}")),
         trace_sample_ratio=float(os.environ.get("EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO", "1")),
+        sendfile_roots=[Path(p) for p in sendfile_roots],
     )
     uvicorn.run(
         app,
@@ -332,7 +386,7 @@ def main() -> None:
         server_header=False,
         proxy_headers=False,
         timeout_graceful_shutdown=20,
-        **connection_options(limits),
+        **connection_options(limits, zero_copy=bool(sendfile_roots)),
     )
 
 

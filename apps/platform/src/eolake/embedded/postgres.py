@@ -41,6 +41,10 @@ MIGRATION_STAMP = "eolake migrated from "
 # PostgreSQL shares this machine with the services, the gateway and the page cache their files need.
 MACHINE_SHARE = 0.5
 DEFAULT_MAX_CONNECTIONS = 200  # the spec's database.max_connections default: clusters started without a spec
+# A replica (eolake.embedded.replica) starts with them too: a hot standby needs max_connections (and the worker
+# settings) ≥ the primary's. Its replication slot keeps WAL for it, 1 GB at most: a replica gone for good never fills
+# the disk.
+BASE_SETTINGS = {"fsync": "on", "max_slot_wal_keep_size": "1GB"}
 
 
 def machine():
@@ -48,6 +52,15 @@ def machine():
     from eolake_spec.tuning import Machine
 
     return Machine.measured(share=MACHINE_SHARE)
+
+
+def server_options(settings: dict[str, str] | None = None) -> str:
+    """The `-c` options of a server here: the settings tuned for this machine (eolake_spec.tuning), the base ones,
+    then `settings` (a platform passes its spec's, `Database.server_settings`)."""
+    from eolake_spec.tuning import postgres_settings
+
+    merged = {**postgres_settings(machine(), DEFAULT_MAX_CONNECTIONS), **BASE_SETTINGS, **(settings or {})}
+    return " ".join(f"-c {name}={shlex.quote(value)}" for name, value in merged.items())
 
 
 def migration_inputs() -> str:
@@ -226,8 +239,6 @@ class PostgresCluster:
         `Database.server_settings`)."""
         import psycopg
 
-        from eolake_spec.tuning import postgres_settings
-
         if not self.initialized:
             self.init()
         if self.running:
@@ -242,9 +253,7 @@ class PostgresCluster:
                 "cluster: choose another port, or leave database.port unset for a free one"
             )
         portfile.write_text(str(port))
-        opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c fsync=on"
-        for name, value in {**postgres_settings(machine(), DEFAULT_MAX_CONNECTIONS), **(settings or {})}.items():
-            opts += f" -c {name}={shlex.quote(value)}"
+        opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 {server_options(settings)}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():

@@ -20,6 +20,11 @@ class StateDir:
         return self.root / "postgres"
 
     @property
+    def replica(self) -> Path:
+        """The streaming replica of `postgres` (the spec's database.replica)."""
+        return self.root / "postgres-replica"
+
+    @property
     def storage(self) -> Path:
         return self.root / "data"
 

@@ -47,6 +47,7 @@ from eolake.embedded.environment import (
     instance_name,
     otlp_endpoint,
     posted_reads,
+    sends_staged_files,
     service_env,
     write_routes,
 )
@@ -61,6 +62,7 @@ from eolake.embedded.monitoring import (
     plan_monitoring,
 )
 from eolake.embedded.postgres import PostgresCluster, PostgresError, free_port
+from eolake.embedded.replica import StreamingReplica
 from eolake.embedded.seed import ensure_api_keys, load_demo, load_thesauri
 from eolake.embedded.state import ROUTES_RELOAD_SECONDS, StateDir
 from eolake_kit.logs import configure_logging
@@ -77,6 +79,7 @@ BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base back
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 WATCH_SECONDS = 0.5
 DATABASE_GRACE_SECONDS = 2.0  # a postmaster stopped that long is not being restarted (pg_ctl restart)
+REPLICA_RETRY_SECONDS = 10.0  # between two starts of a read replica that is gone
 DRAIN_SECONDS = 5 * ROUTES_RELOAD_SECONDS  # the gateway has stopped sending new requests to an instance taken out
 TRACE_STORE = "trace-store"
 BROKER = "rabbitmq"
@@ -315,6 +318,8 @@ def gateway_child(platform: Platform, state: StateDir, port: int, observers: dic
         "EOLAKE_GATEWAY_LIMITS": platform.edge_limits().model_dump_json(),
         "EOLAKE_GATEWAY_POSTED_READS": json.dumps(posted_reads(platform)),
     }
+    if sends_staged_files(platform):
+        env["EOLAKE_GATEWAY_SENDFILE_ROOTS"] = json.dumps([str(state.storage)])
     if endpoint := otlp_endpoint(platform, observers or {}):
         env["EOLAKE_GATEWAY_OTLP_ENDPOINT"] = endpoint
         env["EOLAKE_GATEWAY_TRACE_SAMPLE_RATIO"] = str(platform.observability.trace_sample_ratio)
@@ -357,6 +362,8 @@ class Supervisor:
         self.upgrade_requested = False
         self.children: list[Child] = []
         self.cluster = PostgresCluster(state.postgres)
+        self.replica = StreamingReplica(state.replica, self.cluster) if platform.database.replica else None
+        self.replica_retry_at = 0.0
         self.monitoring = Monitoring()
         self.limits = MemoryLimits()
         self.backups, self.schedule = self._backups()
@@ -533,6 +540,9 @@ class Supervisor:
             "migrations applied" if migrated else "migrations unchanged, skipped", extra={"phase": "database migrated"}
         )
         self.cluster.bound_app_role(self.platform.limits.postgres_options())
+        if self.replica:  # after the migrations: it starts from a base backup of the migrated database
+            self.replica.start(self.platform.database.replica.port, self._replica_settings())
+            log.info("read replica started", extra={"phase": "replica started"})
         ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
             load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
@@ -540,6 +550,13 @@ class Supervisor:
             load_thesauri(self.state)
         log.info("demo data in place", extra={"phase": "demo data checked"})
         return backup_metrics
+
+    def _replica_settings(self) -> dict[str, str]:
+        """The primary's settings without its WAL archiving: a hot standby needs max_connections and the worker
+        settings at least as high as the primary's."""
+        from eolake.embedded.postgres import machine
+
+        return self.platform.database.server_settings(machine())
 
     def _database_settings(self) -> dict[str, str]:
         """The spec's database settings for this machine's share (eolake_spec.tuning), WAL archiving's if backed up."""
@@ -581,6 +598,7 @@ class Supervisor:
 
     def tick(self) -> None:
         self._watch_database()
+        self._watch_replica()
         now = time.monotonic()
         for child in self.children:
             if self.stopping or child.state == "draining":
@@ -660,6 +678,19 @@ class Supervisor:
             prometheus = next((c for c in self.children if c.name == PROMETHEUS and c.running), None)
             if prometheus:
                 prometheus.process.send_signal(signal.SIGHUP)
+
+    def _watch_replica(self) -> None:
+        """The read replica gone: started again on its port (the services read from the primary meanwhile)."""
+        if not self.replica or not self.database_started or self.replica.postmaster() == "running":
+            return
+        if time.monotonic() < self.replica_retry_at:
+            return
+        log.warning("the read replica's postmaster is gone: starting it again")
+        self.replica_retry_at = time.monotonic() + REPLICA_RETRY_SECONDS
+        try:
+            self.replica.start(self.replica.port, self._replica_settings())
+        except PostgresError as exc:
+            log.error("read replica not restarted (tried again in %s s): %s", REPLICA_RETRY_SECONDS, exc)
 
     def _watch_database(self) -> None:
         """PostgreSQL's postmaster killed, or stopped for DATABASE_GRACE_SECONDS (longer than a restart): start it
@@ -752,6 +783,7 @@ class Supervisor:
         steps = [(f"stopping {c.name}", c.stop) for c in reversed(self.children)]
         steps += [
             ("removing the memory cgroups", self.limits.release),
+            *([("stopping the read replica", self.replica.stop)] if self.replica else []),
             ("stopping PostgreSQL", self.cluster.stop),
             ("recording the stop", lambda: self._runtime("stopped")),
         ]
