@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +30,7 @@ __all__ = [
     "TargetResult",
     "bench_search",
     "console",
+    "cpu_seconds",
     "percentile",
     "request_mix",
 ]
@@ -88,6 +91,27 @@ def request_mix(count: int, ids: list[str], places: list[tuple[list[float], int]
     return out
 
 
+def cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds (user + system) of the processes `roots` and all their descendants alive now, plus what the
+    roots' children that exited used (the kernel adds it to the root once reaped)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for pid, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    total, todo = 0, list(roots)
+    while todo:
+        pid = todo.pop()
+        if fields := stats.get(pid):
+            total += int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if pid in roots else 0)
+            todo += children.get(pid, [])
+    return total / tick
+
+
 @dataclass
 class Target:
     name: str
@@ -102,6 +126,7 @@ class TargetResult:
 
     name: str
     report: Report = field(default_factory=lambda: Report("", None, 0.0, time.time()))
+    used: dict[str, float] = field(default_factory=dict)  # what the probe counts, while this target ran
 
     @property
     def samples(self):
@@ -147,7 +172,11 @@ async def bench_search(
     rounds: int,
     max_seconds: float,
     accept_encoding: str,
+    probe: Callable[[str], dict[str, float]] | None = None,
 ) -> tuple[list[dict], list[TargetResult]]:
+    """`probe(target name)`, if given: counters so far of what serves the target (the CPU seconds of its server and
+    of the database, the database's blocks…), read before and after each of its measured runs: what the target
+    cost, the targets running one at a time."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results = {t.name: TargetResult(t.name) for t in targets}
     async with contextlib.AsyncExitStack() as stack:
@@ -175,9 +204,12 @@ async def bench_search(
                 if left <= 0:
                     report.truncated = True
                     continue
-                before = report.busy_seconds
+                before, counted = report.busy_seconds, probe(target.name) if probe else {}
                 await run_closed(target.client, part, concurrency=concurrency, seconds=left, report=report)
                 seconds = report.busy_seconds - before
+                used = results[target.name].used
+                for name, now in (probe(target.name) if probe else {}).items():
+                    used[name] = used.get(name, 0.0) + now - counted[name]
                 console.print(
                     f"  round {r + 1}/{rounds} {target.name:28} {len(part)} requests in {seconds:5.2f} s "
                     f"({len(part) / seconds:6.1f} req/s; {len(report.samples)} so far)"

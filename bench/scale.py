@@ -16,7 +16,17 @@ the figures measure database work, the cache's gain on repeats is measured by be
   `eo:cloud_cover < X AND platform = P` (X random to a hundredth)
 - `GET /collections/C/items/ID` for a random item
 
-Usage: python bench/scale.py --sizes 10000,100000 [--requests 800] [--json out.json]
+A second mix, `repeated`, replays the same kinds but half of its requests are one of 40 popular queries (10 of each
+kind, drawn uniformly; the same pool in the warm-up), the other half new: the search cache's gain next to the
+database work, in the same run, at the same workers.
+
+`--partitions none,year` adds one eolake database per partitioning (`year`, `month`: pgstac's `partition_trunc`
+set on every collection before the load), each behind its own catalog process, measured interleaved with the
+others. `--no-stock` leaves stock out (to compare partitionings only). With every figure: the CPU each target's
+server and the database used per request (from /proc, while that target ran alone) and the bytes per 1,000 items
+of each database's items (table, partitions and indexes).
+
+Usage: python bench/scale.py --sizes 10000,100000 [--requests 800] [--partitions none,year] [--json out.json]
 """
 
 from __future__ import annotations
@@ -36,13 +46,16 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from catalog import begin, console, load_average, start_server
 from generate import collections, generate
-from load import Route, Target, bench_search, percentile
+from load import Route, Target, bench_search, cpu_seconds, percentile
 from loaders import load_stock, sql
 from rich.table import Table
 
 from eolake.embedded.postgres import PostgresCluster, free_port
 
 KINDS = ("GET /search collection+month", "POST /search bbox+datetime", "POST /search cql2 filter", "GET item")
+STOCK = "stock stac-fastapi-pgstac"
+PARTITIONINGS = ("none", "year", "month")
+GENERATE_CHUNK = 250_000  # items generated and loaded at a time: a 1M-item file would be 6 GB
 
 
 def request_mix(count: int, items: list[tuple[str, str, list[float], str]], seed: int = 42) -> list[Route]:
@@ -118,6 +131,17 @@ def _filter(rng: random.Random, cid: str) -> dict:
     }
 
 
+def repeated_mix(count: int, items: list, seed: int, share: float = 0.5, popular: int = 40) -> list[Route]:
+    """`request_mix`'s requests, `share` of them replaced by one of `popular` queries (the same pool for a seed of
+    the same size: the warm-up and the measured run ask the same popular queries)."""
+    pool = request_mix(popular, items, seed=len(items) + 7)
+    rng = random.Random(seed)
+    return [rng.choice(pool) if rng.random() < share else r for r in request_mix(count, items, seed=seed)]
+
+
+MIXES = {"unique": lambda count, items, seed: request_mix(count, items, seed=seed), "repeated": repeated_mix}
+
+
 # --------------------------------------------------------------------------------------------- databases
 
 
@@ -147,19 +171,50 @@ def create_collections(dsn: str, eolake: bool) -> None:
         index_collections(dsn)
 
 
+def partitioned_copy(cluster: PostgresCluster, partition: str) -> str:
+    """A copy of the (still empty) eolake database whose collections are partitioned by `partition` in time."""
+    name = f"eolake_{partition}"
+    with psycopg.connect(cluster.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "eolake"')
+    dsn = cluster.dsn(name)
+    sql(dsn, "UPDATE pgstac.collections SET partition_trunc = %s", (partition,))
+    return dsn
+
+
 def grow(dsns: list[str], have: int, want: int, workdir: Path) -> list[tuple[str, str, list[float], str]]:
-    path = workdir / f"items-{have}-{want}.ndjson"
-    written = generate(want, path, start=have)
+    written: list = []
+    for start in range(have, want, GENERATE_CHUNK):
+        end = min(want, start + GENERATE_CHUNK)
+        path = workdir / f"items-{start}-{end}.ndjson"
+        written += generate(end, path, start=start)
+        for dsn in dsns:
+            started = time.perf_counter()
+            load_stock(path, dsn)
+            console.print(
+                f"  loaded {end - start:,} items into {urlsplit(dsn).path} in "
+                f"{time.perf_counter() - started:.1f} s (pypgstac load)"
+            )
+        path.unlink()
     for dsn in dsns:
-        started = time.perf_counter()
-        load_stock(path, dsn)
         sql(dsn, "VACUUM ANALYZE")
-        console.print(
-            f"  loaded {want - have:,} items into {urlsplit(dsn).path} in "
-            f"{time.perf_counter() - started:.1f} s (pypgstac load + VACUUM ANALYZE)"
-        )
-    path.unlink()
     return written
+
+
+def items_bytes(dsn: str) -> dict[str, int]:
+    """The items' storage: heap and TOAST of every partition, and their indexes (pgstac's and eolake's)."""
+    row = sql(
+        dsn,
+        "SELECT json_build_object('table', sum(pg_table_size(relid)), 'indexes', sum(pg_indexes_size(relid)), "
+        "'partitions', count(*) FILTER (WHERE isleaf)) FROM pg_partition_tree('pgstac.items')",
+    )
+    return {k: int(v) for k, v in row.items()}
+
+
+# --------------------------------------------------------------------------------------------- CPU
+
+
+def postmaster_pid(cluster: PostgresCluster) -> int:
+    return int((cluster.data / "postmaster.pid").read_text().split("\n", 1)[0])
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -175,9 +230,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--max-seconds", type=float, default=150, help="budget per target and size (truncated)")
+    parser.add_argument("--mixes", default="unique,repeated", help=f"of {', '.join(MIXES)}, comma-separated")
+    parser.add_argument(
+        "--partitions",
+        default="none",
+        help=f"eolake databases by time partitioning, of {', '.join(PARTITIONINGS)}, comma-separated",
+    )
+    parser.add_argument("--stock", action=argparse.BooleanOptionalAction, default=True, help="measure stock too")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.sizes = sorted(int(s) for s in args.sizes.split(","))
+    args.mixes = args.mixes.split(",")
+    args.partitions = args.partitions.split(",")
+    for chosen, known in ((args.mixes, MIXES), (args.partitions, PARTITIONINGS)):
+        if unknown := set(chosen) - set(known):
+            parser.error(f"unknown {', '.join(sorted(unknown))} (known: {', '.join(known)})")
+    if "none" not in args.partitions:
+        parser.error("--partitions must include none (the eolake database the others are copied from)")
     return args
 
 
@@ -193,15 +262,24 @@ def main() -> int:
             stack.callback(lambda: cluster.stop("fast") if cluster.initialized else None)
             cluster.start()
             cluster.migrate()
-            ours, stock = cluster.dsn(), stock_database(cluster)
-            create_collections(ours, eolake=True)
-            create_collections(stock, eolake=False)
-            targets = start_targets(stack, ours, stock, workdir)
+            ours = {"none": cluster.dsn()}
+            create_collections(ours["none"], eolake=True)
+            ours |= {p: partitioned_copy(cluster, p) for p in args.partitions if p != "none"}
+            stock = stock_database(cluster) if args.stock else None
+            if stock:
+                create_collections(stock, eolake=False)
+            targets, roots = start_targets(stack, ours, stock, workdir)
+            roots["database"] = [postmaster_pid(cluster)]
             items: list = []
             for size in args.sizes:
                 console.rule(f"{size:,} items")
-                items += grow([ours, stock], len(items), size, workdir)
-                figures["sizes"][size] = measure(targets, items, args, size)
+                dsns = {**{catalog_name(p): dsn for p, dsn in ours.items()}, **({STOCK: stock} if stock else {})}
+                items += grow(list(dsns.values()), len(items), size, workdir)
+                at: dict = {"bytes": {name: items_bytes(dsn) for name, dsn in dsns.items()}}
+                for mix in args.mixes:
+                    console.print(f"  mix: {mix}")
+                    at[mix] = measure(targets, roots, dsns, items, args, size, mix)
+                figures["sizes"][size] = at
             figures["load_average_after"] = load_average()
             report(figures, args)
             if args.json:
@@ -214,12 +292,33 @@ def main() -> int:
     return 0
 
 
-def start_targets(stack: contextlib.ExitStack, ours: str, stock: str, workdir: Path) -> list[Target]:
+def catalog_name(partition: str) -> str:
+    return "eolake catalog" + ("" if partition == "none" else f" ({partition} partitions)")
+
+
+def start_targets(
+    stack: contextlib.ExitStack, ours: dict[str, str], stock: str | None, workdir: Path
+) -> tuple[list[Target], dict[str, list[int]]]:
+    """The servers, and the root process of each (its CPU is read with its descendants')."""
+    targets, roots = [], {}
+    if stock:
+        server = start_stock(stack, stock, workdir)
+        targets.append(Target(STOCK, server.url))
+        roots[STOCK] = [server.proc.pid]
+    for partition, dsn in ours.items():
+        name = catalog_name(partition)
+        server = start_catalog(stack, name, dsn, workdir)
+        targets.append(Target(name, server.url))
+        roots[name] = [server.proc.pid]
+    return targets, roots
+
+
+def start_stock(stack: contextlib.ExitStack, stock: str, workdir: Path):
     parts = urlsplit(stock)
     port = free_port()
-    stock_server = start_server(
+    return start_server(
         stack,
-        "stock stac-fastapi-pgstac",
+        STOCK,
         [
             sys.executable,
             "-m",
@@ -244,13 +343,16 @@ def start_targets(stack: contextlib.ExitStack, ours: str, stock: str, workdir: P
         "/",
         workdir,
     )
+
+
+def start_catalog(stack: contextlib.ExitStack, name: str, dsn: str, workdir: Path):
     port = free_port()
-    catalog = start_server(
+    return start_server(
         stack,
-        "eolake catalog",
+        name,
         [sys.executable, "-m", "eolake_catalog"],
         {
-            "EOLAKE_CATALOG_DATABASE_URL": ours,
+            "EOLAKE_CATALOG_DATABASE_URL": dsn,
             "EOLAKE_CATALOG_PORT": str(port),
             "EOLAKE_CATALOG_HOST": "127.0.0.1",
             "EOLAKE_CATALOG_WORKERS": "1",
@@ -261,15 +363,36 @@ def start_targets(stack: contextlib.ExitStack, ours: str, stock: str, workdir: P
         "/readyz",
         workdir,
     )
-    return [Target("stock stac-fastapi-pgstac", stock_server.url), Target("eolake catalog", catalog.url)]
 
 
-def measure(targets: list[Target], items: list, args: argparse.Namespace, size: int) -> dict:
-    reqs = request_mix(args.requests, items, seed=size)
-    warmup = request_mix(args.warmup, items, seed=size + 1)
+def blocks(dsn: str) -> dict[str, float]:
+    """Blocks (8 KiB) the database's queries found in the shared buffers and read from the OS, so far."""
+    row = sql(
+        dsn,
+        "SELECT json_build_object('hit', blks_hit, 'read', blks_read) FROM pg_stat_database "
+        "WHERE datname = current_database()",
+    )
+    return {"blocks hit": float(row["hit"]), "blocks read": float(row["read"])}
+
+
+def measure(
+    targets: list[Target],
+    roots: dict[str, list[int]],
+    dsns: dict[str, str],
+    items: list,
+    args: argparse.Namespace,
+    size: int,
+    mix: str,
+) -> dict:
+    reqs = MIXES[mix](args.requests, items, size)
+    warmup = MIXES[mix](args.warmup, items, size + 1)
     load_before = load_average()
+
+    def probe(name: str) -> dict[str, float]:
+        return {"server": cpu_seconds(roots[name]), "database": cpu_seconds(roots["database"]), **blocks(dsns[name])}
+
     checks, results = asyncio.run(
-        bench_search(targets, reqs, warmup, args.concurrency, args.rounds, args.max_seconds, "gzip, deflate, br")
+        bench_search(targets, reqs, warmup, args.concurrency, args.rounds, args.max_seconds, "gzip, deflate, br", probe)
     )
     distinct = len({json.dumps([r.method, r.path, r.params, r.body], sort_keys=True) for r in reqs})
     out = {
@@ -290,6 +413,16 @@ def measure(targets: list[Target], items: list, args: argparse.Namespace, size: 
             "req_per_s": len(result.samples) / result.busy_seconds if result.busy_seconds else 0,
             "p50_ms": percentile(ok, 50) * 1000,
             "p95_ms": percentile(ok, 95) * 1000,
+            "cpu_ms_per_request": {
+                group: 1000 * spent / len(result.samples)
+                for group, spent in result.used.items()
+                if not group.startswith("blocks")
+            },
+            "blocks_per_request": {
+                group.removeprefix("blocks "): spent / len(result.samples)
+                for group, spent in result.used.items()
+                if group.startswith("blocks")
+            },
             "by_kind": {
                 kind: percentile([s.seconds for s in result.samples if s.status == 200 and s.route == kind], 95) * 1000
                 for kind in {s.route for s in result.samples}
@@ -299,7 +432,30 @@ def measure(targets: list[Target], items: list, args: argparse.Namespace, size: 
 
 
 def report(figures: dict, args: argparse.Namespace) -> None:
-    table = Table(title="/search mix at scale: p95 ms (p50), req/s; side by side, same requests, interleaved")
+    for mix in args.mixes:
+        report_mix(figures, mix)
+    for size, at in figures["sizes"].items():
+        for mix in args.mixes:
+            m = at[mix]
+            console.print(
+                f"{size:,} items, {mix}: {m['distinct_requests']} distinct of {m['requests']} requests; load "
+                f"average {m['load_average_before']} before, {m['load_average_after']} after; sanity {m['sanity']}"
+            )
+            for name, row in m["targets"].items():
+                for example in row["errors_seen"]:
+                    console.print(f"[red]error[/] {name}: {example}")
+        for name, stored in at["bytes"].items():
+            per_k = (stored["table"] + stored["indexes"]) / (size / 1000)
+            console.print(
+                f"{size:,} items, {name}: items table {stored['table'] / 2**20:,.0f} MiB + indexes "
+                f"{stored['indexes'] / 2**20:,.0f} MiB in {stored['partitions']} partitions = {per_k / 2**20:.2f} "
+                "MiB per 1,000 items"
+            )
+    console.print(f"command: {figures['command']}; load average after: {figures['load_average_after']}")
+
+
+def report_mix(figures: dict, mix: str) -> None:
+    table = Table(title=f"/search mix ({mix}) at scale: p95 ms (p50), req/s; same requests, interleaved")
     for col in (
         "items",
         "target",
@@ -307,16 +463,23 @@ def report(figures: dict, args: argparse.Namespace) -> None:
         "p50 ms",
         "req/s",
         "errors",
-        "p95 vs stock",
+        "req/s vs ref",
+        "p95 vs ref",
         "p95 vs its 1st size",
+        "server CPU ms/req",
+        "db CPU ms/req",
+        "db blocks/req (read)",
         *KINDS,
     ):
         table.add_column(col, justify="right")
     first: dict[str, float] = {}
+    nan = float("nan")
     for size, at in figures["sizes"].items():
-        stock = at["targets"]["stock stac-fastapi-pgstac"]
-        for name, row in at["targets"].items():
+        rows = at[mix]["targets"]
+        ref = rows.get(STOCK) or next(iter(rows.values()))  # stock, else the first target
+        for name, row in rows.items():
             first.setdefault(name, row["p95_ms"])
+            cpu = row["cpu_ms_per_request"]
             table.add_row(
                 f"{size:,}",
                 name + (" (truncated)" if row["truncated"] else ""),
@@ -324,20 +487,16 @@ def report(figures: dict, args: argparse.Namespace) -> None:
                 f"{row['p50_ms']:.0f}",
                 f"{row['req_per_s']:.1f}",
                 str(row["errors"]),
-                f"{row['p95_ms'] / stock['p95_ms']:.2f}x",
+                f"{row['req_per_s'] / ref['req_per_s']:.2f}x",
+                f"{row['p95_ms'] / ref['p95_ms']:.2f}x",
                 f"{row['p95_ms'] / first[name]:.2f}x",
+                f"{cpu.get('server', float('nan')):.1f}",
+                f"{cpu.get('database', float('nan')):.1f}",
+                "{hit:.0f} ({read:.1f})".format(**{"hit": nan, "read": nan, **row["blocks_per_request"]}),
                 *[f"{row['by_kind'].get(k, float('nan')):.0f}" for k in KINDS],
             )
     console.print(table)
-    for size, at in figures["sizes"].items():
-        console.print(
-            f"{size:,} items: {at['distinct_requests']} distinct of {at['requests']} requests; load average "
-            f"{at['load_average_before']} before, {at['load_average_after']} after; sanity {at['sanity']}"
-        )
-        for name, row in at["targets"].items():
-            for example in row["errors_seen"]:
-                console.print(f"[red]error[/] {name}: {example}")
-    console.print(f"command: {figures['command']}; load average after: {figures['load_average_after']}")
+    console.print("ref: stock stac-fastapi-pgstac when measured, else the first target (eolake, no time partitions)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 import morecantile
+from load import cpu_seconds
 
 from eolake.demo import generate_hydrology
 from eolake.embedded import processes
@@ -61,8 +62,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def process(args: list[str], env: dict, log: Path, url: str, probe: str):
-    with processes.serving(args, url, log, probe, {**os.environ, **env}):
+def process(args: list[str], env: dict, log: Path, url: str, probe: str, pids: dict[str, int]):
+    """The server, its pid kept in `pids` under its URL (for its CPU time)."""
+    with processes.serving(args, url, log, probe, {**os.environ, **env}) as proc:
+        pids[url] = proc.pid
         yield url
 
 
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         pool = tiles_over(args.tiles * args.rounds)
         per_round = [pool[r * args.tiles : (r + 1) * args.tiles] for r in range(args.rounds)]
         ours_port, stock_port = free_port(), free_port()
+        pids: dict[str, int] = {}
         ours = stack.enter_context(
             process(
                 [sys.executable, "-m", "eolake_tiles"],
@@ -177,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
                 root / "ours.log",
                 f"http://127.0.0.1:{ours_port}/tiles",
                 "/readyz",
+                pids,
             )
         )
         stock = stack.enter_context(
@@ -195,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
                 root / "stock.log",
                 f"http://127.0.0.1:{stock_port}",
                 "/healthz",
+                pids,
             )
         )
         targets = {
@@ -205,24 +211,33 @@ def main(argv: list[str] | None = None) -> None:
         warm = [(t.z, t.x, t.y) for t in morecantile.tms.get("WebMercatorQuad").tiles(*BOUNDS, zooms=[10, 11])]
         for run in targets.values():
             run(warm)
-        results: dict[str, list] = {name: [[], 0, 0.0] for name in targets}
+        results: dict[str, list] = {name: [[], 0, 0.0, 0.0] for name in targets}
+        servers = {"stock titiler-pgstac": [pids[stock]], "eolake tiles": [pids[ours]], "rio-tiler in-process": []}
+        postmaster = int((cluster.data / "postmaster.pid").read_text().split("\n", 1)[0])
         names = list(targets)
         for r in range(args.rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
+                cpu_before = cpu_seconds([*servers[name], postmaster])
                 lat, err, wall = targets[name](per_round[r])
                 results[name][0] += lat
                 results[name][1] += err
                 results[name][2] += wall
+                results[name][3] += cpu_seconds([*servers[name], postmaster]) - cpu_before
         print(
             f"\n{len(pool)} distinct tiles in {args.rounds} rounds, concurrency {args.concurrency}, "
             f"zooms {sorted({t[0] for t in pool})}, one COG ({Path(cog).name})"
         )
-        print(f"{'target':24} {'tiles/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6}")
+        print(f"{'target':24} {'tiles/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'errors':>6} {'CPU ms/tile':>12}")
         figures = {}
-        for name, (lat, err, wall) in results.items():
+        for name, (lat, err, wall, cpu) in results.items():
             rate = len(lat) / wall if wall else float("nan")
             figures[name] = (rate, percentile(lat, 95) * 1000)
-            print(f"{name:24} {rate:8.1f} {percentile(lat, 50) * 1000:8.1f} {percentile(lat, 95) * 1000:8.1f} {err:6d}")
+            per_tile = f"{1000 * cpu / len(lat):12.1f}" if servers[name] and lat else f"{'-':>12}"
+            print(
+                f"{name:24} {rate:8.1f} {percentile(lat, 50) * 1000:8.1f} {percentile(lat, 95) * 1000:8.1f} "
+                f"{err:6d} {per_tile}"
+            )
+        print("CPU ms/tile: the server's and PostgreSQL's CPU time while that target ran, per tile")
         ours_rate, ours_p95 = figures["eolake tiles"]
         for other in ("stock titiler-pgstac", "rio-tiler in-process"):
             rate, p95 = figures[other]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 
 from eolake_kit.auth import create_api_key
@@ -391,6 +392,29 @@ def test_a_collection_without_a_bounding_box_is_refused_and_nothing_written(load
         assert "extent.spatial.bbox needs at least one" in answer.json()["detail"]
     assert httpx.get(loaded + "/stac/collections/t-nobox").status_code == 404
     assert httpx.get(loaded + "/stac/collections/t-optical").json()["extent"]["spatial"]["bbox"]
+
+
+def test_a_collection_chooses_its_time_partitions_and_an_unknown_choice_is_refused(loaded, keys, cluster):
+    admin = {"X-API-Key": keys["admin"]}
+    monthly = {**collection("t-monthly"), "eolake:partition": "month"}
+    assert httpx.post(loaded + "/stac/collections", json=monthly, headers=admin).status_code == 201
+    first = item("t-monthly", "m-1", 1, 4)
+    answer = httpx.post(loaded + "/stac/collections/t-monthly/items", json=first, headers=admin)
+    assert answer.status_code == 201, answer.text
+    weekly = {**monthly, "eolake:partition": "week"}
+    refused = httpx.put(loaded + "/stac/collections/t-monthly", json=weekly, headers=admin)
+    assert refused.status_code == 400 and refused.headers["content-type"] == PROBLEM
+    assert "eolake:partition must be one of none, year, month, not 'week'" in refused.json()["detail"]
+    with psycopg.connect(cluster.dsn()) as conn:
+        trunc = conn.execute("SELECT partition_trunc FROM pgstac.collections WHERE id = 't-monthly'").fetchone()
+        partitions = conn.execute("SELECT partition FROM pgstac.partitions_view WHERE collection = 't-monthly'")
+        assert trunc == ("month",) and [p for (p,) in partitions] == [partitions_name(conn, "t-monthly", "202303")]
+    assert httpx.get(loaded + "/stac/collections/t-monthly/items/m-1").status_code == 200
+
+
+def partitions_name(conn, collection_id: str, suffix: str) -> str:
+    (key,) = conn.execute("SELECT key FROM pgstac.collections WHERE id = %s", (collection_id,)).fetchone()
+    return f"_items_{key}_{suffix}"
 
 
 def test_duplicate_collection_is_409(loaded, keys):

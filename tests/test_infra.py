@@ -274,7 +274,12 @@ def test_database_cluster_pooler_backups(stack, instances):
     cluster = p.one("Cluster", name)["spec"]
     assert cluster["instances"] == instances
     assert cluster["backup"]["barmanObjectStore"]["destinationPath"].startswith("s3://")
-    assert cluster["postgresql"]["parameters"]["max_connections"] == str(load_stack(stack).database.max_connections)
+    platform = load_stack(stack)
+    database, machine = platform.database, platform.kubernetes.postgres.machine()
+    assert cluster["postgresql"]["parameters"] == database.server_settings(machine)
+    assert cluster["postgresql"]["parameters"]["max_connections"] == str(database.max_connections)
+    limits = platform.kubernetes.postgres.resources
+    assert cluster["resources"]["limits"] == {"cpu": limits.cpu_limit, "memory": limits.memory_limit}
     assert p.one("Pooler", load_stack(stack).database.host)["spec"]["cluster"]["name"] == name
     (backup,) = p.of_kind("ScheduledBackup")
     assert backup["spec"]["cluster"]["name"] == name and backup["spec"]["schedule"]
@@ -290,6 +295,17 @@ def test_database_cluster_pooler_backups(stack, instances):
         (clients,) = policy["ingress"][0]["from"]
         readers = clients["podSelector"]["matchExpressions"][0]["values"]
         assert "catalog" in readers and "downloads" not in readers
+
+
+def test_database_settings_follow_the_instances_limits_and_the_spec_wins():
+    parameters = program("prod").one("Cluster", "eolake-db")["spec"]["postgresql"]["parameters"]
+    # prod: 16Gi and 4 CPUs per instance, 400 connections
+    assert parameters["shared_buffers"] == "4096MB" and parameters["effective_cache_size"] == "11468MB"
+    assert parameters["work_mem"] == "10MB" and parameters["max_parallel_workers"] == "4"
+    assert parameters["jit"] == "off" and parameters["random_page_cost"] == "1.1"
+    assert parameters["log_min_duration_statement"] == "1s"  # the spec's database.settings
+    dev = program("dev").one("Cluster", "eolake-db")["spec"]["postgresql"]["parameters"]
+    assert dev["shared_buffers"] == "512MB"  # the 2Gi default
 
 
 def test_prod_is_highly_available():

@@ -286,6 +286,19 @@ def test_a_collection_without_a_bounding_box_is_rejected_with_its_items(pg, naip
     assert "extent.spatial.bbox needs at least one bounding box" in format_report(report)
 
 
+def test_a_collection_asks_for_time_partitions_and_an_unknown_one_is_rejected(pg, naip_item, tmp_path):
+    by_year, weekly = make_collection(unique("ingest-year")), make_collection(unique("ingest-weekly"))
+    by_year["eolake:partition"], weekly["eolake:partition"] = "year", "week"
+    records = [by_year, weekly, make_item(naip_item, "y1", by_year["id"]), make_item(naip_item, "w1", weekly["id"])]
+    report = ingest([write_ndjson(tmp_path / "partitions.ndjson", records)], pg.dsn())
+    assert report.collections_loaded == 1 and report.items_loaded == 1, report
+    assert "eolake:partition must be one of none, year, month, not 'week'" in format_report(report)
+    assert query(pg, "SELECT partition_trunc FROM pgstac.collections WHERE id = %s", by_year["id"]) == [("year",)]
+    year = naip_item["properties"]["datetime"][:4]
+    partitions = query(pg, "SELECT partition FROM pgstac.partitions_view WHERE collection = %s", by_year["id"])
+    assert len(partitions) == 1 and partitions[0][0].endswith(f"_{year}"), partitions
+
+
 def test_batch_size_zero_is_a_one_line_error(capsys):
     from eolake.cli import main as cli
 

@@ -17,6 +17,8 @@ import psycopg
 import pytest
 from onprem_hosts import test_hosts
 
+from eolake_spec.tuning import Machine, postgres_settings
+
 pytestmark = pytest.mark.timeout(1200)
 ROOT = Path(__file__).resolve().parents[1]
 PLAYBOOKS = ROOT / "playbooks"
@@ -47,8 +49,7 @@ class Deployment:
                     "idle_in_transaction_session_timeout": "3s",
                 }
             ],
-            "eolake_database_shared_buffers": "128MB",
-            "eolake_database_effective_cache_size": "512MB",
+            "eolake_database_settings": {"shared_buffers": "128MB", "effective_cache_size": "512MB"},
             "eolake_database_archive_timeout": "10s",
             "eolake_database_migrate_python": str(ROOT / ".venv/bin/python"),
         }
@@ -189,6 +190,12 @@ def test_settings_archiving_and_backup_timers(deployment):
     assert settings == (
         "archive_mode=on max_connections=200 password_encryption=scram-sha-256 shared_buffers=16384 wal_level=replica"
     )
+    # The rest follows the host's memory and CPUs, by the rule every target uses.
+    memory_kib = int(deployment.db.ssh("awk '/^MemTotal/ {print $2}' /proc/meminfo").stdout)
+    cpus = int(deployment.db.ssh("grep -c ^processor /proc/cpuinfo").stdout)
+    derived = postgres_settings(Machine(memory=memory_kib // 1024 * 2**20, cpus=cpus), 200)
+    shown = {name: deployment.superuser(f"SHOW {name}") for name in ("work_mem", "jit", "max_parallel_workers")}
+    assert shown == {name: derived[name] for name in shown}
     timers = deployment.db.ssh("systemctl is-enabled eolake-backup-full.timer eolake-backup-diff.timer").stdout
     assert timers.split() == ["enabled", "enabled"]
     info = json.loads(deployment.db.ssh("runuser -u postgres -- pgbackrest --stanza=eolake --output=json info").stdout)

@@ -45,6 +45,17 @@ def test_inventory_groups_hold_the_stack_hosts(tmp_path):
     assert list(children["database"]["hosts"]) == [platform.onprem.database.name]
 
 
+def test_database_settings_of_the_spec_reach_the_role(tmp_path):
+    """The role derives the rest from the host's facts (eolake_spec.tuning); the spec's own settings win."""
+    document = yaml.safe_load(STACK.read_text())
+    document["config"]["eolake:platform"]["database"] |= {"disk": "hdd", "settings": {"work_mem": "64MB"}}
+    edited = tmp_path / "Pulumi.tuned.yaml"
+    edited.write_text(yaml.safe_dump(document))
+    database = read(render(tmp_path, edited) / "group_vars" / "database.yml")
+    assert database["eolake_database_settings"] == {"work_mem": "64MB"}
+    assert database["eolake_database_disk"] == "hdd" and database["eolake_database_max_connections"] == 200
+
+
 def test_every_service_and_worker_runs_on_every_app_host_with_its_settings(tmp_path):
     out = render(tmp_path)
     platform = load_stack(STACK)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from eolake_infra import network
+from eolake_infra import network, pods
 from eolake_infra.config import APP_ROLE, DATABASE_LABEL, Context
 
 OPERATOR = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": "cnpg-system"}}}
@@ -114,7 +114,8 @@ def cluster_spec(ctx: Context) -> dict:
         "instances": pg.instances,
         "imageName": pg.image.ref,
         "enableSuperuserAccess": True,  # the migration Job creates extensions and pgstac's roles
-        "postgresql": {"parameters": {"max_connections": str(db.max_connections)}},
+        # Settings from the instances' resource limits (eolake_spec.tuning) and the spec's own database.settings.
+        "postgresql": {"parameters": db.server_settings(pg.machine())},
         "bootstrap": bootstrap(ctx),
         "managed": {
             "roles": [
@@ -130,7 +131,7 @@ def cluster_spec(ctx: Context) -> dict:
         "affinity": {"topologyKey": "kubernetes.io/hostname", "enablePodAntiAffinity": True, **database_nodes(ctx)},
         "primaryUpdateStrategy": "unsupervised",
         "monitoring": {"enablePodMonitor": ctx.k8s.releases.kube_prometheus_stack},
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+        "resources": pods.resources(pg.resources),
     }
     if pg.backup:  # archived under <destination>/<cluster name>/: a recovered cluster never mixes its WAL in
         store = object_store(pg.backup.destination, pg.backup.endpoint, pg.backup.credentials_secret)

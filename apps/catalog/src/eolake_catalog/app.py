@@ -41,7 +41,7 @@ from eolake_catalog.inputs import (
     free_text,
     patched_document,
     query_params_as_filter,
-    spatial_extent,
+    writable_collection,
     writable_geometry,
 )
 from eolake_catalog.queryables import DependentQueryables
@@ -195,13 +195,13 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
     would leave an invalid item or collection (links that are not a list…) is a 400 and nothing is written."""
 
     async def create_collection(self, collection: Any, request: Request, **kwargs: Any):
-        spatial_extent(collection.model_dump(mode="json"))
+        writable_collection(collection.model_dump(mode="json"))
         created = await super().create_collection(collection, request, **kwargs)
         await _index_queryables(request, collection.id)
         return created
 
     async def update_collection(self, collection: Any, request: Request, **kwargs: Any):
-        spatial_extent(collection.model_dump(mode="json"))
+        writable_collection(collection.model_dump(mode="json"))
         updated = await super().update_collection(collection, request, **kwargs)
         await _index_queryables(request, collection.id)
         return updated
@@ -209,7 +209,7 @@ class CatalogTransactions(GeometryChecked, TransactionsClient):
     async def patch_collection(self, collection_id: str, patch: Any, request: Request, **kwargs: Any):
         existing = await _stored(request, "SELECT get_collection($1::text)", collection_id)
         if existing is not None:
-            spatial_extent(patched_document(existing, patch, stac_pydantic.Collection))
+            writable_collection(patched_document(existing, patch, stac_pydantic.Collection))
         patched = await super().patch_collection(collection_id, patch, request, **kwargs)
         await _index_queryables(request, collection_id)
         return patched

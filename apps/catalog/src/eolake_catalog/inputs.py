@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eolake_kit.problems import problem
-from eolake_kit.stac import extent_problem, item_path, query_filter
+from eolake_kit.stac import collection_problem, item_path, query_filter
 
 WORD = re.compile(r"\w+")
 PHRASE_OR_TEXT = re.compile(r'"([^"]*)"|([^"]+)')
@@ -86,9 +86,9 @@ def writable_geometry(geometry: Any) -> None:
                 raise HTTPException(400, "a GeometryCollection cannot hold another GeometryCollection")
 
 
-def spatial_extent(collection: dict[str, Any]) -> None:
-    """A 400 for a collection without a bounding box (eolake_kit.stac.extent_problem)."""
-    if problem := extent_problem(collection):
+def writable_collection(collection: dict[str, Any]) -> None:
+    """A 400 for a collection without a bounding box or with an unknown partitioning (eolake_kit.stac)."""
+    if problem := collection_problem(collection):
         raise HTTPException(400, problem)
 
 

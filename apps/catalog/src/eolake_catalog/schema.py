@@ -76,6 +76,21 @@ BEGIN
     RETURN NULL;
 END $$;
 """
+# A collection's `eolake:partition` (eolake_kit.stac.partition_problem) sets how pgstac partitions its items in time,
+# whoever writes it (the catalog's transactions, eolake ingest, pypgstac's loader): pgstac makes the partitions at
+# its next item write, or moves the items already there when it changes (pgstac's own collections trigger).
+PARTITION_AS_ASKED = r"""
+CREATE OR REPLACE FUNCTION eolake_catalog.partition_as_asked() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+    IF NEW.content ? 'eolake:partition' THEN
+        NEW.partition_trunc := nullif(NEW.content->>'eolake:partition', 'none');
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER eolake_catalog_partition_as_asked BEFORE INSERT OR UPDATE ON pgstac.collections
+FOR EACH ROW EXECUTE FUNCTION eolake_catalog.partition_as_asked();
+"""
 # (table, event, transition table, function): one event per trigger, as transition tables require.
 COUNTING_TRIGGERS = {
     "eolake_catalog_items_inserted": ("items", "INSERT", "NEW", "items_written"),
@@ -212,6 +227,7 @@ async def _migrate(dsn: str, app_role: str) -> None:
             await conn.execute(f"SET LOCAL ROLE {role}")
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext('eolake_catalog.migrate'))")
             await conn.execute(WRITE_COUNTERS)
+            await conn.execute(PARTITION_AS_ASKED)
             for name, (table, event, rows, function) in COUNTING_TRIGGERS.items():
                 await conn.execute(
                     f"CREATE OR REPLACE TRIGGER {name} AFTER {event} ON pgstac.{table} "

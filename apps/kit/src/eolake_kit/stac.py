@@ -55,6 +55,23 @@ def extent_problem(collection: dict[str, Any]) -> str | None:
     return None
 
 
+PARTITION_FIELD = "eolake:partition"
+PARTITIONS = ("none", "year", "month")
+
+
+def partition_problem(collection: dict[str, Any]) -> str | None:
+    """What is wrong with a collection's `eolake:partition` (how pgstac partitions its items in time: none, by year
+    or by month, applied by eolake_catalog.schema), or None when it is right or absent."""
+    if PARTITION_FIELD in collection and collection[PARTITION_FIELD] not in PARTITIONS:
+        return f"{PARTITION_FIELD} must be one of {', '.join(PARTITIONS)}, not {collection[PARTITION_FIELD]!r}"
+    return None
+
+
+def collection_problem(collection: dict[str, Any]) -> str | None:
+    """What makes a collection unfit to store beyond its schema (extent_problem, partition_problem), or None."""
+    return extent_problem(collection) or partition_problem(collection)
+
+
 def item_path(name: str) -> str:
     """A sortby or fields name as a path in the item: `datetime` is `properties.datetime`."""
     top = {"id", "collection", "geometry", "bbox", "type", "links", "assets", "stac_version", "stac_extensions"}

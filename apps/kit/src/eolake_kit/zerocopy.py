@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import h11
@@ -60,7 +60,9 @@ class ZeroCopyCycle(RequestResponseCycle):
             return True
         loop = asyncio.get_running_loop()
         try:
-            for piece in self.conn.send_with_data_passthrough(h11.Data(data=span)):
+            placeholder: Any = span  # h11 only asks its length
+            pieces: list[Any] = self.conn.send_with_data_passthrough(h11.Data(data=placeholder)) or []
+            for piece in pieces:
                 if piece is not span:  # a chunk's size line
                     self.transport.write(piece)
                 elif await loop.sendfile(self.transport, span.file, span.offset, span.count) != span.count:
@@ -73,7 +75,7 @@ class ZeroCopyCycle(RequestResponseCycle):
         return True
 
 
-def span_of(message: dict) -> FileSpan:
+def span_of(message: dict[str, Any]) -> FileSpan:
     file, offset = message["file"], message.get("offset") or 0
     count = message.get("count")
     if count is None:
@@ -86,21 +88,24 @@ def offer_zero_copy(cycle: RequestResponseCycle, loop: asyncio.AbstractEventLoop
     scope, and its `send` is ZeroCopyCycle's. Nothing is offered on a loop without a native sendfile."""
     if isinstance(loop, asyncio.BaseEventLoop):
         cycle.__class__ = ZeroCopyCycle
-        cycle.scope.setdefault("extensions", {})[EXTENSION] = {}  # type: ignore[typeddict-item]
+        cycle.scope.setdefault("extensions", {})[EXTENSION] = {}
 
 
 class FileSpanResponse(StreamingResponse):
     """`length` bytes of the file at `path` from `start`: the kernel copies them to the socket when the server
     offers zero-copy sends, else they are read and streamed in chunks. `sent(n)` is told of the bytes handed on."""
 
-    def __init__(self, path: str, start: int, length: int, *, sent: Callable[[int], None] = lambda n: None, **kwargs):
-        super().__init__(read_span(path, start, length, sent), **kwargs)
+    def __init__(
+        self, path: str, start: int, length: int, *, sent: Callable[[int], None] = lambda n: None, **kwargs: Any
+    ):
+        self.reader = read_span(path, start, length, sent)
+        super().__init__(self.reader, **kwargs)
         self.path, self.start, self.length, self.sent = path, start, length, sent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if EXTENSION not in scope.get("extensions", {}):
             return await super().__call__(scope, receive, send)
-        await self.body_iterator.aclose()  # not started: nothing to undo
+        await self.reader.aclose()  # not started: nothing to undo
         f = await asyncio.to_thread(open, self.path, "rb")
         try:
             await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
@@ -110,7 +115,7 @@ class FileSpanResponse(StreamingResponse):
         self.sent(self.length)
 
 
-async def read_span(path: str, start: int, length: int, sent: Callable[[int], None]):
+async def read_span(path: str, start: int, length: int, sent: Callable[[int], None]) -> AsyncGenerator[bytes]:
     f = await asyncio.to_thread(open, path, "rb")
     try:
         await asyncio.to_thread(f.seek, start)

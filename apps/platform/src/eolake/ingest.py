@@ -65,7 +65,7 @@ from stac_pydantic import Collection, Item
 from stac_pydantic.shared import validate_bbox
 
 from eolake_catalog.schema import index_collections
-from eolake_kit.stac import extent_problem
+from eolake_kit.stac import collection_problem
 
 NDJSON_SUFFIXES = {".ndjson", ".jsonl"}
 # Relations the API builds itself: copies from the source (another API, a static tree) would mislead users.
@@ -317,7 +317,7 @@ def _check(record: _Record, warnings: list[str]) -> str | None:
             if reason := _describe(exc, skip=LOOSE_COLLECTION_ERROR):
                 return f"invalid STAC Collection: {reason}"
             warnings.append(f"{record.reject('').location()}: collection {obj['id']}: {_describe(exc)}")
-        return f"invalid STAC Collection: {problem}" if (problem := extent_problem(obj)) else None
+        return f"invalid STAC Collection: {problem}" if (problem := collection_problem(obj)) else None
     if problem := _item_problem(obj):
         return problem
     if obj.get("geometry") is None:

@@ -226,6 +226,8 @@ def group_vars(platform: Platform) -> dict[str, dict]:
             "eolake_database_listen_address": onprem.database.address,
             "eolake_database_clients": database_clients,
             "eolake_database_max_connections": db.max_connections,
+            "eolake_database_disk": db.disk,
+            "eolake_database_settings": dict(db.settings),
             "eolake_database_owner": OWNER_ROLE,
             "eolake_database_owner_password": _credential(f"database-{OWNER_ROLE}"),
             "eolake_database_roles": [{"name": APP_ROLE, "password": "{{ eolake_app_database_password }}"}],

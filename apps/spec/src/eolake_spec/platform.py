@@ -8,6 +8,7 @@ is (default path, port, database use, calls…) comes from its manifest (eolake_
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from ipaddress import ip_network
@@ -29,6 +30,7 @@ from eolake_spec.events import Events, check_broker_target
 from eolake_spec.manifest import ServiceManifest, manifest, manifests
 from eolake_spec.priorities import Provider, check_priorities
 from eolake_spec.storage import Storage
+from eolake_spec.tuning import Disk, Machine, postgres_settings
 
 QUANTITY = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")
 MIN_MEMORY_LIMIT = 64 * 2**20
@@ -71,10 +73,18 @@ class Resources(Strict):
 
     @property
     def memory_limit_bytes(self) -> int:
-        matched = re.fullmatch(r"([\d.]+)(\D*)", self.memory_limit)
-        assert matched is not None  # the field's pattern admits nothing else
-        number, unit = matched.groups()
-        return int(float(number) * QUANTITY_FACTORS[unit])
+        return int(_quantity(self.memory_limit))
+
+    @property
+    def cpu_limit_cores(self) -> float:
+        return _quantity(self.cpu_limit)
+
+
+def _quantity(value: str) -> float:
+    matched = re.fullmatch(r"([\d.]+)(\D*)", value)
+    assert matched is not None  # the fields' pattern admits nothing else
+    number, unit = matched.groups()
+    return float(number) * QUANTITY_FACTORS[unit]
 
 
 class RateLimit(Strict):
@@ -219,6 +229,12 @@ class Database(Strict):
     reserved_connections: int = Field(10, ge=0, description="kept for migrations, ingest and admins")
     backups: LocalBackups = LocalBackups()
     pgstac: PgstacSearch = PgstacSearch()
+    disk: Disk = Field("ssd", description="the database's storage: the planner's page costs and read-ahead follow it")
+    settings: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)?$")], str] = Field(
+        {},
+        description="PostgreSQL settings (name: value) that win over those derived from the database's machine "
+        "(eolake_spec.tuning), in every target",
+    )
     replica: ReadReplica | None = Field(
         None,
         description="embedded: a streaming replica of the private cluster, started beside it; otherwise where one "
@@ -233,6 +249,10 @@ class Database(Strict):
         if self.replica and self.replica.port is None and not self.embedded:
             raise ValueError("database.replica.port: a replica that is not embedded needs its port")
         return self
+
+    def server_settings(self, machine: Machine) -> dict[str, str]:
+        """What the server runs with: the settings derived from `machine`, then this spec's own."""
+        return {**postgres_settings(machine, self.max_connections, self.disk), **self.settings}
 
 
 class Auth(Strict):
@@ -459,6 +479,10 @@ class Postgres(Strict):
     image: Image = Image(repository="ghcr.io/cloudnative-pg/postgis", tag="16-3.4")
     storage_size: str = Field("10Gi", pattern=QUANTITY.pattern)
     storage_class: str | None = None
+    resources: Resources = Field(
+        Resources(cpu_request="500m", cpu_limit="2", memory_request="1Gi", memory_limit="2Gi"),
+        description="of each PostgreSQL instance; its settings (shared_buffers, work_mem…) follow the limits",
+    )
     backup: Backup | None = None
     recovery: Recovery | None = None
 
@@ -487,6 +511,15 @@ class Postgres(Strict):
             "endpoint": r.endpoint or (b.endpoint if b else None),
             "credentials_secret": r.credentials_secret or (b.credentials_secret if b else None),
         }
+
+    @model_validator(mode="after")
+    def resources_run_postgres(self) -> Postgres:
+        self.machine()  # refuses limits too small for PostgreSQL with pgstac
+        return self
+
+    def machine(self) -> Machine:
+        """What one instance may use, as the tuning reads it: its limits."""
+        return Machine(memory=self.resources.memory_limit_bytes, cpus=max(1, math.ceil(self.resources.cpu_limit_cores)))
 
 
 class Pooler(Strict):

@@ -38,9 +38,29 @@ EXPAND_ONLY_TRIGGERS = {"eolake_expand_only_drop": "sql_drop", "eolake_expand_on
 
 
 MIGRATION_STAMP = "eolake migrated from "
-# A replica (eolake.embedded.replica) starts with them too: a hot standby needs max_connections ≥ the primary's.
-# Its replication slot keeps WAL for it, 1 GB at most: a replica gone for good never fills the disk.
-SERVER_OPTIONS = "-c max_connections=200 -c shared_buffers=128MB -c fsync=on -c max_slot_wal_keep_size=1GB"
+# PostgreSQL shares this machine with the services, the gateway and the page cache their files need.
+MACHINE_SHARE = 0.5
+DEFAULT_MAX_CONNECTIONS = 200  # the spec's database.max_connections default: clusters started without a spec
+# A replica (eolake.embedded.replica) starts with them too: a hot standby needs max_connections (and the worker
+# settings) ≥ the primary's. Its replication slot keeps WAL for it, 1 GB at most: a replica gone for good never fills
+# the disk.
+BASE_SETTINGS = {"fsync": "on", "max_slot_wal_keep_size": "1GB"}
+
+
+def machine():
+    """What the embedded cluster may use: this machine's CPUs and its share of the memory, measured."""
+    from eolake_spec.tuning import Machine
+
+    return Machine.measured(share=MACHINE_SHARE)
+
+
+def server_options(settings: dict[str, str] | None = None) -> str:
+    """The `-c` options of a server here: the settings tuned for this machine (eolake_spec.tuning), the base ones,
+    then `settings` (a platform passes its spec's, `Database.server_settings`)."""
+    from eolake_spec.tuning import postgres_settings
+
+    merged = {**postgres_settings(machine(), DEFAULT_MAX_CONNECTIONS), **BASE_SETTINGS, **(settings or {})}
+    return " ".join(f"-c {name}={shlex.quote(value)}" for name, value in merged.items())
 
 
 def migration_inputs() -> str:
@@ -214,8 +234,9 @@ class PostgresCluster:
             os.chown(pwfile, 0, 0)
 
     def start(self, port: int | None = None, settings: dict[str, str] | None = None) -> None:
-        """Start on `port`, else on the port used last time if free, else on a free port; `settings`: more server
-        settings (name: value)."""
+        """Start on `port`, else on the port used last time if free, else on a free port; `settings`: server
+        settings (name: value) over those tuned for this machine (a platform passes its spec's,
+        `Database.server_settings`)."""
         import psycopg
 
         if not self.initialized:
@@ -232,9 +253,7 @@ class PostgresCluster:
                 "cluster: choose another port, or leave database.port unset for a free one"
             )
         portfile.write_text(str(port))
-        opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 {SERVER_OPTIONS}"
-        for name, value in (settings or {}).items():
-            opts += f" -c {name}={shlex.quote(value)}"
+        opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 {server_options(settings)}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():

@@ -10,12 +10,12 @@ from pathlib import Path
 from eolake.embedded.postgres import (
     APP_USER,
     DATABASE,
-    SERVER_OPTIONS,
     SUPERUSER,
     PostgresCluster,
     PostgresError,
     free_port,
     port_is_free,
+    server_options,
 )
 from eolake.embedded.processes import wait_until
 
@@ -99,9 +99,8 @@ class StreamingReplica(PostgresCluster):
             elif not port_is_free(port):
                 raise PostgresError(f"port {port} for the read replica (database.replica.port) is already in use")
             self.port_file.write_text(str(port))
-            opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c hot_standby=on {SERVER_OPTIONS}"
-            for name, value in (settings or {}).items():
-                opts += f" -c {name}={value}"
+            opts = f"-p {port} -k {self.run_dir} -c listen_addresses=127.0.0.1 -c hot_standby=on "
+            opts += server_options(settings)
             self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w", "-t", "60", "start")
         with psycopg.connect(self.primary.dsn(), autocommit=True) as conn:
             target = conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0]

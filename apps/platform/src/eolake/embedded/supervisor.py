@@ -565,14 +565,25 @@ class Supervisor:
         )
         self.cluster.bound_app_role(self.platform.limits.postgres_options())
         if self.replica:  # after the migrations: it starts from a base backup of the migrated database
-            self.replica.start(self.platform.database.replica.port)
+            self.replica.start(self.platform.database.replica.port, self._replica_settings())
             log.info("read replica started", extra={"phase": "replica started"})
         if not self.state.demo_marker.exists():
             load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
         log.info("demo data in place", extra={"phase": "demo data checked"})
 
-    def _database_settings(self) -> dict[str, str] | None:
-        return self.backups.archive_settings() if self.backups else None
+    def _replica_settings(self) -> dict[str, str]:
+        """The primary's settings without its WAL archiving: a hot standby needs max_connections and the worker
+        settings at least as high as the primary's."""
+        from eolake.embedded.postgres import machine
+
+        return self.platform.database.server_settings(machine())
+
+    def _database_settings(self) -> dict[str, str]:
+        """The spec's database settings for this machine's share (eolake_spec.tuning), WAL archiving's if backed up."""
+        from eolake.embedded.postgres import machine
+
+        archive = self.backups.archive_settings() if self.backups else {}
+        return {**self.platform.database.server_settings(machine()), **archive}
 
     def _prepare_backups(self) -> str | None:
         """Configure pgBackRest for this start; returns its metrics address, None without backups."""
@@ -697,7 +708,7 @@ class Supervisor:
         log.warning("the read replica's postmaster is gone: starting it again")
         self.replica_retry_at = time.monotonic() + REPLICA_RETRY_SECONDS
         try:
-            self.replica.start(self.replica.port)
+            self.replica.start(self.replica.port, self._replica_settings())
         except PostgresError as exc:
             log.error("read replica not restarted (tried again in %s s): %s", REPLICA_RETRY_SECONDS, exc)
 
