@@ -489,10 +489,11 @@ class Supervisor:
 
     def _start(self) -> None:
         """Each component as soon as what it needs is there: the broker and the trace store need nothing and start
-        first (the broker is the slowest to answer), then the services that use no database (once the API keys and
-        the thesaurus' index are there); PostgreSQL meanwhile, the migrations (skipped when nothing changed) and the
-        demo data (first start), then the services that use it; the backups' configuration, the gateway and the
-        monitoring last (nothing waits for them, and pgBackRest's check of the cluster takes a while)."""
+        first (the broker is the slowest to answer), then the services that use no database (once the API keys are
+        there); PostgreSQL meanwhile, the migrations (skipped when nothing changed) and the demo data (first start),
+        then the services that use it and the thesaurus (once its index is there); the backups' configuration, the
+        gateway and the monitoring last (nothing waits for them, and pgBackRest's check of the cluster takes a
+        while)."""
         try:
             plan = plan_monitoring(self.platform)
         except MonitoringError as exc:
@@ -506,18 +507,20 @@ class Supervisor:
         log.info("broker and trace store started", extra={"phase": "independent children started"})
         observers = plan.observers() | ({"traces": traces[0].upstream} if traces else {})
         ensure_api_keys(self.state)
-        if "thesaurus" in self.platform.enabled_services:
-            load_thesauri(self.state)
         without_database = service_children(
             self.platform, self.state, "", release=self.release, observers=observers, database=False
         )
-        self._launch(without_database)
+        # The thesaurus reads an index that a first start fills (GEMET: seconds): it waits, PostgreSQL does not.
+        thesaurus = [c for c in without_database if c.service == "thesaurus"]
+        self._launch([c for c in without_database if c not in thesaurus])
         log.info("services without a database started", extra={"phase": "services without a database started"})
         self._prepare_database()
+        if thesaurus:
+            load_thesauri(self.state)
         with_database = service_children(
             self.platform, self.state, self.cluster.app_dsn(), release=self.release, observers=observers, database=True
         )
-        self._launch(with_database)
+        self._launch([*with_database, *thesaurus])
         log.info("services with a database started", extra={"phase": "services with a database started"})
         backup_metrics = self._prepare_backups()
         services = without_database + with_database
