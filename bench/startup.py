@@ -5,7 +5,9 @@ A measurement, not a test. A private state directory (a temp dir, removed at the
 the others warm. The time is the wall time of the `up` command (it returns when every component answers its
 readiness probe), bootstrap included. After each run, the supervisor's log gives the phases (from the supervisor's
 first line to each phase's line); while `up` runs, each component listed in runtime.json is probed every 0.1 s, which
-gives when each became ready. The load average is recorded with every run.
+gives when each became ready; when `up` returns, each component's CPU-seconds so far (its process and what it
+started, from /proc): on a machine shared with other work they say what the start costs, which the wall time does
+not. The load average is recorded with every run.
 
 Usage: python bench/startup.py [--runs 4] [--state-dir DIR] [--json out.json]
 """
@@ -77,6 +79,29 @@ def watch_ready(state: Path, up: subprocess.Popen, started: float) -> dict[str, 
     return ready
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its descendants (those alive, and those it waited for)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = [
+            int(child)
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime, stime, cutime, cstime
+    return own + sum(cpu_seconds(child) for child in children)
+
+
+def spent(state: Path) -> dict[str, float]:
+    """CPU-seconds of each component runtime.json lists, and of the supervisor itself (its own share)."""
+    runtime = json.loads((state / "runtime.json").read_text())
+    components = {name: round(cpu_seconds(c["pid"]), 2) for name, c in runtime["services"].items() if c["pid"]}
+    components["supervisor"] = round(cpu_seconds(runtime["pid"]) - sum(components.values()), 2)
+    return components
+
+
 def run_once(state: Path, port: int) -> dict:
     log = state / "logs" / "supervisor.log"
     since = log.stat().st_size if log.exists() else 0
@@ -92,10 +117,18 @@ def run_once(state: Path, port: int) -> dict:
         output = up.stdout.read().decode(errors="replace")
     if up.returncode:
         raise RuntimeError(f"eolake up failed ({up.returncode}): {output[-2000:]}")
+    cpu = spent(state)
     down = eolake("down", state=state)
     if down.returncode:
         raise RuntimeError(f"eolake down failed ({down.returncode}): {down.stderr[-2000:]}")
-    return {"cold": cold, "seconds": seconds, "load_average": before, "phases": phases(log, since), "ready": ready}
+    return {
+        "cold": cold,
+        "seconds": seconds,
+        "load_average": before,
+        "phases": phases(log, since),
+        "ready": ready,
+        "cpu_seconds": cpu,
+    }
 
 
 def report(runs: list[dict]) -> None:
@@ -109,6 +142,11 @@ def report(runs: list[dict]) -> None:
         console.print(
             f"  run {n} components ready at (s after `up`): "
             + ", ".join(f"{name} {at}" for name, at in sorted(run["ready"].items(), key=lambda kv: kv[1]))
+        )
+        cpu = run["cpu_seconds"]
+        console.print(
+            f"  run {n} CPU-seconds when `up` returned: {sum(cpu.values()):.1f} in all: "
+            + ", ".join(f"{name} {s}" for name, s in sorted(cpu.items(), key=lambda kv: -kv[1]))
         )
     console.print(table)
     warm = [r["seconds"] for r in runs if not r["cold"]]

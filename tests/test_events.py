@@ -24,12 +24,14 @@ import httpx
 import psycopg
 import pytest
 from eolake_client.events import bind, subscribe
+from eolake_events.relay import Relay as EventsRelay
 from eolake_events.schema import migrate, switch
+from eolake_events.settings import EventsSettings
 from infra_program import Program, render, write_stack
 from psycopg.types.json import Jsonb
 
 from eolake.embedded import processes
-from eolake.embedded.broker import Broker
+from eolake.embedded.broker import Broker, link_plugins
 from eolake.embedded.postgres import free_port
 from eolake.onprem import units
 from eolake_spec import load_stack
@@ -373,6 +375,57 @@ def test_no_outbox_while_switched_off(pg, db):
         db.execute("SELECT delete_collection(%s)", (cid,))
     finally:
         switch(db, was_on)
+
+
+def test_relay_waiting_on_a_refusing_broker_goes_on_once_it_listens():
+    """A broker that refused (still starting) is watched during the wait before the next try: the wait ends when its
+    port accepts connections, not after the backoff; with nobody listening it lasts the backoff."""
+    port = free_port()
+    relay = EventsRelay(EventsSettings(amqp_url=f"amqp://u:p@127.0.0.1:{port}/"))
+
+    async def listening_later() -> bool:
+        waiting = asyncio.create_task(relay.until_broker_listens(3600))
+        await asyncio.sleep(0.5)
+        nobody_yet = not waiting.done()
+        server = await asyncio.start_server(lambda reader, writer: writer.close(), "127.0.0.1", port)
+        async with server:
+            await asyncio.wait_for(waiting, 60)  # not the hour
+        return nobody_yet
+
+    assert asyncio.run(listening_later())
+    asyncio.run(asyncio.wait_for(relay.until_broker_listens(0.3), 60))  # nobody listens: the backoff, then it returns
+
+
+def fake_application(plugins: Path, name: str, version: str, needs: list[str]) -> None:
+    (plugins / f"{name}-{version}" / "ebin").mkdir(parents=True)
+    app = f'{{application, {name}, [{{vsn, "{version}"}}, {{applications, [kernel, stdlib, {", ".join(needs)}]}}]}}.'
+    (plugins / f"{name}-{version}" / "ebin" / f"{name}.app").write_text(app.replace(", ]", "]"))
+
+
+def test_the_broker_gets_only_the_plugins_it_runs_and_new_links_after_an_upgrade(tmp_path):
+    """The node's plugins directory: links to the wanted applications and what they need (from their .app files,
+    Erlang's own applications left out), nothing else; linked again when the installed version changed."""
+    system, target = tmp_path / "system", tmp_path / "plugins"
+    for name, needs in {
+        "rabbit": ["ra", "ranch"],
+        "ra": [],
+        "ranch": [],
+        "prom": ["cowboy"],
+        "cowboy": ["ranch"],
+    }.items():
+        fake_application(system, name, "3.10.8", needs)
+    fake_application(system, "mqtt", "3.10.8", ["rabbit"])  # a plugin nobody enabled
+    link_plugins(target, ["rabbit", "prom"], system)
+    assert sorted(p.name for p in target.iterdir()) == [
+        f"{n}-3.10.8" for n in ("cowboy", "prom", "ra", "rabbit", "ranch")
+    ]
+    assert (target / "ra-3.10.8").resolve() == (system / "ra-3.10.8").resolve()
+
+    upgraded = tmp_path / "upgraded"
+    for name in ("rabbit", "ra", "ranch"):
+        fake_application(upgraded, name, "3.11.0", ["ra", "ranch"] if name == "rabbit" else [])
+    link_plugins(target, ["rabbit"], upgraded)
+    assert sorted(p.name for p in target.iterdir()) == ["ra-3.11.0", "rabbit-3.11.0", "ranch-3.11.0"]
 
 
 def test_spec_gives_the_relay_its_exchange_and_sources():

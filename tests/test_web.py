@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from eolake_web import assets
-from eolake_web.app import create_app
+from eolake_web.app import build_id, create_app
 from eolake_web.settings import WebSettings, default_services
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -268,6 +268,17 @@ def test_assets_build_copies_from_node_modules_and_names_what_is_missing(tmp_pat
     assert index["layers"]["rivers"] == sorted([toulouse, nantes]) and toulouse != nantes
     cell = json.loads((basemap / "rivers" / f"{toulouse}.json").read_text())
     assert cell["geometry"]["coordinates"] == [garonne]
+    # The build id: the page's own files read at start, the libraries' digest recorded by the build.
+    out, static = tmp_path / "out", tmp_path / "static"
+    assert json.loads((out / assets.MANIFEST).read_text())["digest"] == assets.digest(out)
+    (static / "js").mkdir(parents=True)
+    (static / "js" / "app.js").write_text("one")
+    first = build_id(static, out)
+    (modules / "marked" / "lib" / "marked.umd.js").write_text("another release")
+    assets.build(modules, out)
+    rebuilt = build_id(static, out)
+    (static / "js" / "app.js").write_text("two")
+    assert len({first, rebuilt, build_id(static, out)}) == 3
 
 
 def test_lockfile_pins_the_libraries_the_build_copies():

@@ -1,7 +1,9 @@
 """The outbox relay: publishes the outbox's events to the broker, in id order, and deletes each row once the broker
 confirmed it (publisher confirms). At least once: a relay stopped between the confirm and the delete publishes that
 event again at its next start, with the same id. One relay publishes at a time (a PostgreSQL advisory lock held by its
-session): the others wait, ready to take over when its session ends.
+session): the others wait, ready to take over when its session ends. A broker that refused the connection is
+watched while the relay waits to try again: when it listens (it was starting, as beside `eolake up`), the relay
+connects at once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import json
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import aio_pika
 import psycopg
@@ -25,6 +28,7 @@ logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # a refused connection i
 SERVICE = "events"
 RELAY_LOCK = 0x6576656E7473  # "events": the advisory lock of the publishing relay
 MEASURE_SECONDS = 1.0
+LISTEN_PROBE_SECONDS = 0.2  # how often a broker that refused is looked at while the relay waits
 
 DEPTH = Gauge(
     "eolake_events_outbox_depth",
@@ -64,6 +68,7 @@ class Relay:
         time the broker could not even be reached."""
         delay = self.settings.retry_seconds
         while True:
+            refused = False
             try:
                 await self.session()
             except asyncio.CancelledError:
@@ -72,11 +77,27 @@ class Relay:
                 reason = "broker" if isinstance(exc, aio_pika.exceptions.AMQPException | OSError) else "database"
                 FAILURES.labels(SERVICE, reason).inc()
                 self.failure = f"{type(exc).__name__}: {exc}"[:300]
+                refused = isinstance(exc.__cause__ or exc, ConnectionRefusedError)
                 delay = self.settings.retry_seconds if self.broker else min(delay * 2, self.settings.retry_max_seconds)
                 log.warning("relay session ended: %s; next in %.1f s", self.failure, delay)
             finally:
                 await self._disconnect()
-            await asyncio.sleep(delay)
+            await (self.until_broker_listens(delay) if refused else asyncio.sleep(delay))
+
+    async def until_broker_listens(self, seconds: float) -> None:
+        """`seconds`, or less: until the broker's address accepts a connection."""
+        url = urlsplit(self.settings.amqp_url.get_secret_value())
+        host, port = url.hostname or "localhost", url.port or (5671 if url.scheme == "amqps" else 5672)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(LISTEN_PROBE_SECONDS, left))
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), LISTEN_PROBE_SECONDS)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            return
 
     async def session(self) -> None:
         async with await self.connect_database() as conn:

@@ -26,11 +26,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import jwt
-from fastapi import Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 log = logging.getLogger(__name__)
 
@@ -370,10 +371,12 @@ def principal(request: Request) -> Principal:
 
 def require_role(role: str) -> Callable[..., Principal]:
     """Dependency: the caller, who must hold ``role`` (401 when anonymous, 403 when the role is missing)."""
+    from fastapi import Depends  # here: the settings, and the processes without routes, need no FastAPI
+
     if role not in _LEVEL:
         raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
 
-    def dependency(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    def dependency(who: Principal = Depends(principal)) -> Principal:
         if who.has(role):
             return who
         if who.kind == "anonymous":

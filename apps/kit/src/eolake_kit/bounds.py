@@ -16,15 +16,18 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from eolake_kit.problems import problem
 from eolake_spec import Limits
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 log = logging.getLogger("eolake.bounds")
 JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json\b|^application/geo\+json\b", re.I)

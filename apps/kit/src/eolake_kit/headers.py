@@ -7,9 +7,13 @@ never cookies, so no origin needs them.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from typing import TYPE_CHECKING
+
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 HTML_CSP = b"frame-ancestors 'none'"  # the API documentation pages load their scripts; no framing all the same

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from starlette.responses import JSONResponse, Response
 
 from eolake_kit.docs import api_links
+from eolake_kit.observe import metrics_response
 from eolake_kit.problems import problem
 from eolake_kit.version import __version__
 
@@ -66,11 +66,3 @@ async def _run(check: Check, timeout: float) -> dict[str, object]:
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics() -> Response:
     return metrics_response()
-
-
-def metrics_response() -> Response:
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

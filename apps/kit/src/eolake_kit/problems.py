@@ -5,14 +5,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
 from starlette.responses import Response
 
 from eolake_kit.logs import request_id
+
+if TYPE_CHECKING:  # FastAPI is imported by the apps that install the handlers; problem() itself needs none of it
+    from fastapi import FastAPI
+    from fastapi.exceptions import RequestValidationError
 
 MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("eolake.errors")
@@ -39,6 +43,7 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 
 def install_problem_handlers(app: FastAPI, status_codes: dict[type[Exception], int] | None = None) -> None:
     """Turn HTTP errors, validation errors and mapped exceptions into problem+json (crashes: ObserveMiddleware)."""
+    from fastapi.exceptions import RequestValidationError
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)

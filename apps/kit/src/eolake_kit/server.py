@@ -7,16 +7,18 @@ import asyncio
 import math
 import os
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from eolake_kit.logs import configure_logging
-from eolake_kit.settings import ServiceSettings
 from eolake_kit.zerocopy import offer_zero_copy
 from eolake_spec import Limits
+
+if TYPE_CHECKING:  # the gateway uses connection_options: no service settings (nor FastAPI) behind it
+    from eolake_kit.settings import ServiceSettings
 
 KEEP_ALIVE_SECONDS = 5
 MAX_HEAD_BYTES = 256 * 1024

@@ -27,6 +27,7 @@ from eolake.paths import default_state_dir
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # a message stays one line, whatever the terminal width
 START_TIMEOUT = 900.0
+STATUS_POLL_SECONDS = 0.1  # how often `up` reads the supervisor's runtime.json (a small file)
 LOCK_TIMEOUT_MAX = 86400.0  # a day: PostgreSQL's lock_timeout takes at most 2^31-1 ms, and no load waits longer
 
 
@@ -79,7 +80,7 @@ def cmd_up(args: argparse.Namespace, state: StateDir) -> int:
                 err.print(f"[red]eolake did not start[/]: {error}")
                 err.print(_tail(state.logs / "supervisor.log"))
                 return 1
-            time.sleep(0.3)
+            time.sleep(STATUS_POLL_SECONDS)
     print_urls(state)
     return 0
 

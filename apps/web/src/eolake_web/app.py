@@ -26,15 +26,11 @@ SUFFIXES = {".js", ".css", ".svg", ".png", ".json", ".txt", ""}
 NO_STORE_HTML = "no-cache"
 
 
-def build_id(*dirs: Path) -> str:
-    """A digest of every served file: part of the static URLs, so that they can be cached for a year."""
-    digest = hashlib.sha256()
-    for base in dirs:
-        if not base.is_dir():
-            continue
-        for path in sorted(p for p in base.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
+def build_id(static: Path, vendor: Path) -> str:
+    """A digest of every served file: part of the static URLs, so that they can be cached for a year. The npm
+    libraries' part is the one `eolake_web.assets` recorded when it wrote them (50 MB, read at every start else)."""
+    own = assets.digest(static, skip=vendor if vendor.is_relative_to(static) else None)
+    return hashlib.sha256(f"{own} {assets.recorded_digest(vendor)}".encode()).hexdigest()[:12]
 
 
 def content_security_policy(matomo: dict | None, oidc: dict | None = None) -> str:
@@ -71,7 +67,7 @@ def sign_in_config(settings: WebSettings) -> dict | None:
 def create_app(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
     static, vendor = settings.static_path.resolve(), settings.vendor_path.resolve()
-    build = build_id(static, vendor) if static != vendor else build_id(static)
+    build = build_id(static, vendor)
     matomo = page_view_config(settings)
     oidc = sign_in_config(settings)
     csp = content_security_policy(matomo, oidc)

@@ -7,8 +7,10 @@ the package's static/vendor directory, which is not committed. The bootstrap (`.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -35,6 +37,27 @@ WATER_FILE, WATER_LICENSE = "map.geo.json", "LICENSE"
 CELL = 2
 BASEMAP = "basemap"
 MANIFEST = "manifest.json"
+
+
+def digest(base: Path, skip: Path | None = None) -> str:
+    """A digest of every file under `base` (its path and bytes), leaving out `skip` (a folder) and the manifest."""
+    files = []
+    for folder, subfolders, names in os.walk(base):
+        subfolders[:] = [name for name in subfolders if Path(folder, name) != skip]  # not even listed
+        files += [Path(folder, name) for name in names if (folder, name) != (str(base), MANIFEST)]
+    found = hashlib.sha256()
+    for path in sorted(files):
+        found.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
+    return found.hexdigest()
+
+
+def recorded_digest(dest: Path) -> str:
+    """The digest `build` recorded in the manifest (computed when the files were written); computed now when the
+    manifest has none (a folder filled otherwise)."""
+    try:
+        return json.loads((dest / MANIFEST).read_text())["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return digest(dest)
 
 
 def expected_files() -> list[str]:
@@ -97,7 +120,8 @@ def build(node_modules: Path, dest: Path) -> dict[str, str]:
     for package in WATER.values():
         versions[package] = json.loads((node_modules / package / "package.json").read_text())["version"]
     build_basemap(node_modules, dest)
-    (dest / MANIFEST).write_text(json.dumps({"versions": versions, "files": expected_files()}, indent=1) + "\n")
+    manifest = {"versions": versions, "files": expected_files(), "digest": digest(dest)}
+    (dest / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return versions
 
 

@@ -43,9 +43,8 @@ from starlette.routing import Route
 from eolake.embedded.state import ROUTES_RELOAD_SECONDS
 from eolake_kit.bounds import BoundsMiddleware
 from eolake_kit.headers import SecurityHeadersMiddleware
-from eolake_kit.health import metrics_response
 from eolake_kit.logs import configure_logging, request_id
-from eolake_kit.observe import ObserveMiddleware
+from eolake_kit.observe import ObserveMiddleware, metrics_response
 from eolake_kit.problems import problem
 from eolake_kit.server import connection_options
 from eolake_kit.tracing import configure_tracing

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("eolake.supervisor")
 READY_TIMEOUT = 300.0  # a first start on a busy 2-core machine (GDAL, the thesaurus index) can take minutes
 STOP_TIMEOUT = 30.0
+READY_POLL_SECONDS = 0.1  # a refused connection costs next to nothing: the start ends soon after the last is ready
 BACKUP_CHECK_SECONDS = 300.0  # how often the schedule looks whether a base backup is due
 GATEWAY_MEMORY_LIMIT = 512 * 2**20  # the embedded gateway only streams: it holds no body or answer whole
 WATCH_SECONDS = 0.5
@@ -258,15 +259,19 @@ def service_children(
     gateway: str | None = None,
     release: str | None = None,
     observers: dict[str, str] | None = None,
+    database: bool | None = None,
 ) -> list[Child]:
     """Every instance (`replicas`) of every enabled service, and their job workers; `gateway`: its loopback address
     (default: at the base URL's port), `release`: the label they show (default: the installed version),
-    `observers`: where Prometheus, Alertmanager and the trace store run (name → URL)."""
+    `observers`: where Prometheus, Alertmanager and the trace store run (name → URL); `database`: only the services
+    that use the database (True) or only the others (False)."""
     gateway = gateway or f"http://127.0.0.1:{platform.base_url.port or 80}"
     release = release or package_version()
     children = []
     for name, service in platform.enabled_services.items():
         m = platform.manifest(name)
+        if database is not None and m.database != database:
+            continue
         if importlib.util.find_spec(m.module) is None:
             raise StartError(f"service {name!r} is enabled in the stack but its package is not installed")
         children += [
@@ -299,6 +304,15 @@ def gateway_routes(platform: Platform, children: list[Child]) -> dict[str, list[
         answering = [c for c in serving if not c.failures]
         routes[platform.services[name].path] = [c.upstream for c in answering or serving]
     return routes
+
+
+def first_routes(platform: Platform, children: list[Child]) -> dict[str, list[str]]:
+    """The gateway's routes at start: every instance, whether it answers yet or not (none gets traffic before the
+    platform is ready)."""
+    return {
+        platform.services[name].path: [c.upstream for c in children if c.service == name]
+        for name in platform.enabled_services
+    }
 
 
 def hung_detection_bound(supervision: Supervision) -> float:
@@ -346,7 +360,7 @@ def wait_ready(children: list[Child], deadline: float) -> None:
                     del pending[name]
             if pending and time.monotonic() > deadline:
                 raise StartError(f"not ready after {READY_TIMEOUT:.0f} s: {', '.join(pending)}")
-            time.sleep(0.2)
+            time.sleep(READY_POLL_SECONDS)
 
 
 def package_version() -> str:
@@ -475,8 +489,11 @@ class Supervisor:
 
     def _start(self) -> None:
         """Each component as soon as what it needs is there: the broker and the trace store need nothing and start
-        first (the broker is the slowest to answer), PostgreSQL meanwhile; then the migrations (skipped when
-        nothing changed), the demo data (first start) and the rest."""
+        first (the broker is the slowest to answer), then the services that use no database (once the API keys are
+        there); PostgreSQL meanwhile, the migrations (skipped when nothing changed) and the demo data (first start),
+        then the services that use it and the thesaurus (once its index is there); the backups' configuration, the
+        gateway and the monitoring last (nothing waits for them, and pgBackRest's check of the cluster takes a
+        while)."""
         try:
             plan = plan_monitoring(self.platform)
         except MonitoringError as exc:
@@ -488,14 +505,26 @@ class Supervisor:
         log.info("memory bounds by %s", self.limits.mechanism)
         self._launch([*brokers, *traces])
         log.info("broker and trace store started", extra={"phase": "independent children started"})
-        backup_metrics = self._prepare_database()
         observers = plan.observers() | ({"traces": traces[0].upstream} if traces else {})
-        services = service_children(
-            self.platform, self.state, self.cluster.app_dsn(), release=self.release, observers=observers
+        ensure_api_keys(self.state)
+        without_database = service_children(
+            self.platform, self.state, "", release=self.release, observers=observers, database=False
         )
-        for child in services:
-            child.state = "serving"  # the gateway starts with every instance; none gets traffic before `ready`
-        write_routes(self.state, gateway_routes(self.platform, services))
+        # The thesaurus reads an index that a first start fills (GEMET: seconds): it waits, PostgreSQL does not.
+        thesaurus = [c for c in without_database if c.service == "thesaurus"]
+        self._launch([c for c in without_database if c not in thesaurus])
+        log.info("services without a database started", extra={"phase": "services without a database started"})
+        self._prepare_database()
+        if thesaurus:
+            load_thesauri(self.state)
+        with_database = service_children(
+            self.platform, self.state, self.cluster.app_dsn(), release=self.release, observers=observers, database=True
+        )
+        self._launch([*with_database, *thesaurus])
+        log.info("services with a database started", extra={"phase": "services with a database started"})
+        backup_metrics = self._prepare_backups()
+        services = without_database + with_database
+        write_routes(self.state, first_routes(self.platform, services))
         gateway = gateway_child(self.platform, self.state, self.platform.base_url.port or 80, observers)
         try:
             self.monitoring = monitoring_components(
@@ -513,7 +542,7 @@ class Supervisor:
             Child(m.name, m.command, m.env, self.state.logs / f"{m.name}.log", m.url, m.probe)
             for m in self.monitoring.components
         ]
-        self._launch([*services, gateway, *observing])  # stopped in the reverse order of self.children
+        self._launch([gateway, *observing])  # stopped in the reverse order of self.children
         log.info("every child started", extra={"phase": "all children started"})
         self._runtime("starting")
         wait_ready(self.children, time.monotonic() + READY_TIMEOUT)
@@ -527,14 +556,12 @@ class Supervisor:
             child.start(self.limits)
         record_children(self.state, self.children)
 
-    def _prepare_database(self) -> str | None:
-        """PostgreSQL started, migrated when something changed, the demo data loaded on the first start; returns
-        the backups' metrics address (None without backups)."""
+    def _prepare_database(self) -> None:
+        """PostgreSQL started, migrated when something changed, the demo catalog loaded on the first start."""
         # port None: the port of last time if free, else a free one
         self.cluster.start(self.platform.database.port, self._database_settings())
         self.database_started = True
         log.info("database started", extra={"phase": "database started"})
-        backup_metrics = self._prepare_backups()
         migrated = self.cluster.migrate_when_changed()
         log.info(
             "migrations applied" if migrated else "migrations unchanged, skipped", extra={"phase": "database migrated"}
@@ -543,13 +570,9 @@ class Supervisor:
         if self.replica:  # after the migrations: it starts from a base backup of the migrated database
             self.replica.start(self.platform.database.replica.port, self._replica_settings())
             log.info("read replica started", extra={"phase": "replica started"})
-        ensure_api_keys(self.state)
         if not self.state.demo_marker.exists():
             load_demo(self.state.storage, self.cluster.dsn(), self.state.demo_marker, self._offline_demo())
-        if "thesaurus" in self.platform.enabled_services:
-            load_thesauri(self.state)
         log.info("demo data in place", extra={"phase": "demo data checked"})
-        return backup_metrics
 
     def _replica_settings(self) -> dict[str, str]:
         """The primary's settings without its WAL archiving: a hot standby needs max_connections and the worker
