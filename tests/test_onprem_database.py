@@ -167,7 +167,7 @@ def test_the_standby_follows_the_primary_and_the_app_host_reads_there(deployment
     assert refused.returncode != 0 and "read-only transaction" in refused.stderr
     intruder = d.app.ssh(
         f"PGPASSWORD='{d.variables['eolake_database_replication_password']}' "
-        "psql -X 'host=db user=eolake_replication replication=true' -c IDENTIFY_SYSTEM",
+        "psql -X 'host=db user=eolake_replication dbname=replication replication=true' -c IDENTIFY_SYSTEM",
         check=False,
     )
     assert intruder.returncode != 0 and "no pg_hba.conf entry" in intruder.stderr, "only the standby replicates"
@@ -297,7 +297,7 @@ def test_a_cluster_with_data_of_its_own_is_never_replaced_by_a_clone(deployment)
     """The app host's PostgreSQL holds someone's database: named as a standby, the role stops and keeps it."""
     d = deployment
     d.app.ssh(
-        "pg_ctlcluster 15 main start && runuser -u postgres -- psql -X -q -c 'CREATE DATABASE precious' "
+        "pg_createcluster 15 main --start && runuser -u postgres -- psql -X -q -c 'CREATE DATABASE precious' "
         "&& runuser -u postgres -- psql -X -q -d precious -c 'CREATE TABLE kept (n int)'"
     )
     d.write_inventory({"database": ["db"], "database_replica": ["app"], "app": ["app"]})
