@@ -1,7 +1,9 @@
 """The eolake_database role on a real booted host: PostgreSQL + PostGIS + pgstac, least-privilege roles reachable from
-the app host only, idempotent, and backups with pgBackRest that a point-in-time restore brings back (RTO, RPO).
+the app host only, idempotent, a streaming standby the app host reads from, and backups with pgBackRest that a
+point-in-time restore brings back (RTO, RPO).
 
-The module boots its own db and app hosts (tests/onprem_hosts.py) and applies the role once; every check reuses them.
+The module boots its own db, replica and app hosts (tests/onprem_hosts.py) and applies the role once; every check
+reuses them.
 """
 
 from __future__ import annotations
@@ -28,18 +30,25 @@ SITE = """- name: Database only
   become: true
   roles:
     - role: eolake_database
+
+- name: Its standby
+  hosts: database_replica
+  become: true
+  roles:
+    - role: eolake_database
 """
+SLOT = "eolake_replica"
 
 
 class Deployment:
     def __init__(self, hosts, directory: Path):
         self.hosts = hosts
-        self.db, self.app = hosts["db"], hosts["app"]
+        self.db, self.app, self.replica = hosts["db"], hosts["app"], hosts["replica"]
         self.directory = directory
         self.app_password = secrets.token_urlsafe(18)
         self.variables = {
-            "eolake_database_listen_address": self.db.address,
             "eolake_database_clients": [self.app.address],
+            "eolake_database_replication_password": secrets.token_urlsafe(18),
             "eolake_database_owner_password": secrets.token_urlsafe(18),
             "eolake_database_roles": [
                 {
@@ -53,11 +62,26 @@ class Deployment:
             "eolake_database_archive_timeout": "10s",
             "eolake_database_migrate_python": str(ROOT / ".venv/bin/python"),
         }
-        inventory = hosts.inventory({"database": ["db"], "app": ["app"]})
-        (directory / "inventory.json").write_text(json.dumps(inventory))
+        self.write_inventory({"database": ["db"], "database_replica": ["replica"], "app": ["app"]})
         (directory / "site.yml").write_text(SITE)
 
-    def playbook(self, playbook: Path | str, **extra) -> subprocess.CompletedProcess:
+    def write_inventory(self, groups: dict[str, list[str]]) -> None:
+        """The primary and its standbys with their own settings (extra vars would apply to every host)."""
+        inventory = self.hosts.inventory(groups)
+        standbys = [self.hosts[name] for name in groups["database_replica"]]
+        inventory["all"]["hosts"]["db"] |= {
+            "eolake_database_listen_address": self.db.address,
+            "eolake_database_standbys": [{"slot": f"eolake_{h.name}", "address": h.address} for h in standbys],
+        }
+        for standby in standbys:
+            inventory["all"]["hosts"][standby.name] |= {
+                "eolake_database_listen_address": standby.address,
+                "eolake_database_primary_address": self.db.address,
+                "eolake_database_replication_slot": f"eolake_{standby.name}",
+            }
+        (self.directory / "inventory.json").write_text(json.dumps(inventory))
+
+    def playbook(self, playbook: Path | str, limit: str = "all", **extra) -> subprocess.CompletedProcess:
         variables = self.directory / "vars.json"
         variables.write_text(json.dumps({**self.variables, **extra}))
         return subprocess.run(
@@ -67,6 +91,8 @@ class Deployment:
                 str(self.directory / "inventory.json"),
                 "-e",
                 f"@{variables}",
+                "--limit",
+                limit,
                 str(playbook),
             ],
             capture_output=True,
@@ -80,14 +106,14 @@ class Deployment:
             },
         )
 
-    def site(self, **extra) -> subprocess.CompletedProcess:
-        return self.playbook(self.directory / "site.yml", **extra)
+    def site(self, limit: str = "all", **extra) -> subprocess.CompletedProcess:
+        return self.playbook(self.directory / "site.yml", limit, **extra)
 
-    def app_psql(self, sql: str, check: bool = True) -> subprocess.CompletedProcess:
-        """psql on the app host, as the application role, over the network."""
+    def app_psql(self, sql: str, check: bool = True, host: str = "db") -> subprocess.CompletedProcess:
+        """psql on the app host, as the application role, over the network (to the primary, or `host`)."""
         return self.app.ssh(
             f"PGPASSWORD='{self.app_password}' psql -X -At -v ON_ERROR_STOP=1 "
-            f"'host=db dbname=eolake user={APP_ROLE} connect_timeout=10'",
+            f"'host={host} dbname=eolake user={APP_ROLE} connect_timeout=10'",
             input=sql,
             check=check,
         )
@@ -106,7 +132,7 @@ def recap_changed(output: str, host: str) -> int:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory):
-    with test_hosts(("db", "app")) as hosts:
+    with test_hosts(("db", "replica", "app")) as hosts:
         deployment = Deployment(hosts, tmp_path_factory.mktemp("onprem-database"))
         started = time.monotonic()
         result = deployment.site()
@@ -121,6 +147,33 @@ def test_a_second_run_changes_nothing(deployment):
     print(f"\nsecond run: {time.monotonic() - started:.0f} s")
     assert result.returncode == 0, result.stdout[-5000:]
     assert recap_changed(result.stdout, "db") == 0, result.stdout[-5000:]
+    assert recap_changed(result.stdout, "replica") == 0, result.stdout[-5000:]
+
+
+def test_the_standby_follows_the_primary_and_the_app_host_reads_there(deployment):
+    d = deployment
+    assert d.app_psql("SELECT pg_is_in_recovery(), current_user;", host="replica").stdout.strip() == f"t|{APP_ROLE}"
+    slot = d.superuser(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{SLOT}'")
+    assert slot == "t", "the standby streams through its slot"
+    token = secrets.token_hex(8)
+    d.app_psql(f"CREATE TABLE IF NOT EXISTS standby_probe (token text); INSERT INTO standby_probe VALUES ('{token}');")
+    deadline = time.monotonic() + 60
+    while (
+        "t"
+        != d.app_psql(
+            f"SELECT EXISTS (SELECT FROM standby_probe WHERE token = '{token}');", host="replica", check=False
+        ).stdout.strip()
+    ):
+        assert time.monotonic() < deadline, "a row written on the primary never reached the standby"
+        time.sleep(0.2)
+    refused = d.app_psql("INSERT INTO standby_probe VALUES ('on-the-standby');", host="replica", check=False)
+    assert refused.returncode != 0 and "read-only transaction" in refused.stderr
+    intruder = d.app.ssh(
+        f"PGPASSWORD='{d.variables['eolake_database_replication_password']}' "
+        "psql -X 'host=db user=eolake_replication dbname=replication replication=true' -c IDENTIFY_SYSTEM",
+        check=False,
+    )
+    assert intruder.returncode != 0 and "no pg_hba.conf entry" in intruder.stderr, "only the standby replicates"
 
 
 def test_the_app_host_reaches_pgstac_and_postgis_as_the_application_role(deployment):
@@ -247,6 +300,24 @@ def test_after_a_host_restart_the_database_and_the_backup_timers_come_back_by_th
     assert deployment.app_psql("SELECT sum(n) FROM restart_probe;").stdout.strip() == "1"
     timers = deployment.db.ssh("systemctl is-active eolake-backup-full.timer eolake-backup-diff.timer").stdout
     assert timers.split() == ["active", "active"]
+
+
+def test_a_cluster_with_data_of_its_own_is_never_replaced_by_a_clone(deployment):
+    """The app host's PostgreSQL holds someone's database: named as a standby, the role stops and keeps it."""
+    d = deployment
+    d.app.ssh(
+        "pg_createcluster 15 main --start && runuser -u postgres -- psql -X -q -c 'CREATE DATABASE precious' "
+        "&& runuser -u postgres -- psql -X -q -d precious -c 'CREATE TABLE kept (n int)'"
+    )
+    d.write_inventory({"database": ["db"], "database_replica": ["app"], "app": ["app"]})
+    try:
+        result = d.site(limit="app")  # the check comes before anything the primary would have to provide
+    finally:
+        d.write_inventory({"database": ["db"], "database_replica": ["replica"], "app": ["app"]})
+    assert result.returncode != 0 and "is never replaced" in result.stdout, result.stdout[-3000:]
+    kept = d.app.ssh("runuser -u postgres -- psql -X -At -d precious -c 'SELECT count(*) FROM kept'")
+    assert kept.stdout.strip() == "0"
+    assert "standby.signal" not in d.app.ssh("ls /var/lib/postgresql/15/main").stdout
 
 
 def test_missing_passwords_stop_the_role_with_a_message(deployment):

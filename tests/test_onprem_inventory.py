@@ -40,7 +40,8 @@ def test_inventory_groups_hold_the_stack_hosts(tmp_path):
     out = render(tmp_path)
     children = read(out / "inventory.yml")["all"]["children"]
     platform = load_stack(STACK)
-    assert set(children) == {"database", "app", "proxy", "monitoring"}
+    assert set(children) == {"database", "database_replica", "app", "proxy", "monitoring"}
+    assert children["database_replica"]["hosts"] == {}, "no standby in this stack"
     assert children["app"]["hosts"] == {h.name: {"ansible_host": h.address} for h in platform.onprem.app}
     assert list(children["database"]["hosts"]) == [platform.onprem.database.name]
 
@@ -122,6 +123,43 @@ def test_a_read_replica_in_the_stack_reaches_the_services_that_read_from_one(tmp
     assert read(plain / "group_vars" / "app.yml")["eolake_services_read_database_url"] == ""
 
 
+def test_a_standby_host_is_cloned_from_the_primary_and_the_services_read_there(tmp_path):
+    document = yaml.safe_load(STACK.read_text())
+    document["config"]["eolake:platform"]["onprem"]["database_replica"] = {
+        "name": "eolake-db2",
+        "address": "192.0.2.13",
+    }
+    stack = tmp_path / "Pulumi.standby.yaml"
+    stack.write_text(yaml.safe_dump(document))
+    out = render(tmp_path, stack)
+    groups = read(out / "inventory.yml")["all"]["children"]
+    assert groups["database_replica"]["hosts"] == {"eolake-db2": {"ansible_host": "192.0.2.13"}}
+    primary, standby = read(out / "group_vars" / "database.yml"), read(out / "group_vars" / "database_replica.yml")
+    assert primary["eolake_database_standbys"] == [{"slot": "eolake_eolake_db2", "address": "192.0.2.13"}]
+    assert "eolake_database_primary_address" not in primary
+    assert standby["eolake_database_primary_address"] == "192.0.2.10"
+    assert standby["eolake_database_replication_slot"] == "eolake_eolake_db2"
+    assert standby["eolake_database_listen_address"] == "192.0.2.13"
+    same = (
+        "eolake_database_clients",
+        "eolake_database_roles",
+        "eolake_database_max_connections",
+        "eolake_database_name",
+    )
+    assert {k: standby[k] for k in same} == {k: primary[k] for k in same}, "the services reach the standby alike"
+    assert "database-eolake_replication" in read(out / "group_vars" / "all.yml")["eolake_database_replication_password"]
+    url = read(out / "group_vars" / "app.yml")["eolake_services_read_database_url"]
+    assert url == "postgresql://eolake_app:{{ eolake_app_database_password }}@192.0.2.13:5432/eolake"
+    units = {u["name"]: u for u in read(out / "host_vars" / "eolake-app1.yml")["eolake_services_units"]}
+    assert units["catalog"]["reads_from_replica"] and not units["downloads"]["reads_from_replica"]
+    node = next(
+        j for j in read(out / "group_vars" / "monitoring.yml")["eolake_monitoring_targets"] if j["job"] == "node"
+    )
+    assert "192.0.2.13:9100" in node["targets"]
+    plain = read(render(tmp_path / "plain") / "group_vars" / "database.yml")
+    assert plain["eolake_database_standbys"] == []
+
+
 def test_scrape_targets_are_labelled_like_the_embedded_target(tmp_path):
     out = render(tmp_path)
     jobs = {j["job"]: j for j in read(out / "group_vars" / "monitoring.yml")["eolake_monitoring_targets"]}
@@ -168,6 +206,17 @@ def test_no_secret_is_written_and_credentials_survive_a_new_render(tmp_path):
             "onprem: {database: {name: db, address: 10.0.0.1}, app: [{name: a, address: 10.0.0.3}], "
             "proxy: {name: p, address: 10.0.0.2}, tls: {certificate: /x.crt}}",
             "needs both certificate and key",
+        ),
+        (
+            "onprem: {database: {name: db, address: 10.0.0.1}, database_replica: {name: db, address: 10.0.0.1}, "
+            "app: [{name: a, address: 10.0.0.3}], proxy: {name: p, address: 10.0.0.2}}",
+            "database_replica must be another host than onprem.database",
+        ),
+        (
+            "database: {embedded: false, replica: {host: 10.0.0.9, port: 5432}}\n    "
+            "onprem: {database: {name: db, address: 10.0.0.1}, database_replica: {name: db2, address: 10.0.0.4}, "
+            "app: [{name: a, address: 10.0.0.3}], proxy: {name: p, address: 10.0.0.2}}",
+            "give one of them",
         ),
     ],
 )

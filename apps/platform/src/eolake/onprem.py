@@ -23,6 +23,7 @@ import yaml
 from eolake_spec import Host, OnPrem, Platform, manifest
 
 APP_ROLE = "eolake_app"  # the database role the services connect as
+REPLICATION_ROLE = "eolake_replication"  # streams WAL to the standby (onprem.database_replica)
 OWNER_ROLE = "eolake_owner"  # owns the database, runs pgstac's migrations (no superuser)
 DATABASE_PORT = 5432
 INSTALL_DIR = "/opt/eolake"
@@ -180,6 +181,7 @@ def _groups(platform: Platform) -> dict[str, list[Host]]:
     onprem = _onprem(platform)
     return {
         "database": [onprem.database],
+        "database_replica": [onprem.database_replica] if onprem.database_replica else [],
         "app": list(onprem.app),
         "proxy": [onprem.proxy],
         "monitoring": [onprem.monitoring] if onprem.monitoring else [],
@@ -201,15 +203,13 @@ def inventory(platform: Platform) -> dict:
 def group_vars(platform: Platform) -> dict[str, dict]:
     onprem, db = _onprem(platform), platform.database
     base = urlsplit(str(platform.base_url))
-    database_clients = sorted(
-        {h.address for h in onprem.app} | ({onprem.monitoring.address} if onprem.monitoring else set())
-    )
     return {
         "all": {
             "eolake_platform_name": platform.name,
             "eolake_base_url": str(platform.base_url).rstrip("/"),
             "eolake_credentials_dir": "{{ inventory_dir }}/" + onprem.credentials_dir,
             "eolake_app_database_password": _credential(f"database-{APP_ROLE}"),
+            "eolake_database_replication_password": _credential(f"database-{REPLICATION_ROLE}"),
             # The proxy's settings are everyone's: the rolling upgrade drains an app host from the app hosts' play.
             "eolake_proxy_server_name": base.hostname,
             "eolake_proxy_https_port": base.port or 443,
@@ -220,18 +220,8 @@ def group_vars(platform: Platform) -> dict[str, dict]:
             "eolake_proxy_body_size": onprem.body_size,
             "eolake_proxy_timeout_seconds": onprem.proxy_timeout_seconds,
         },
-        "database": {
-            "eolake_database_name": db.name,
-            "eolake_database_port": DATABASE_PORT,
-            "eolake_database_listen_address": onprem.database.address,
-            "eolake_database_clients": database_clients,
-            "eolake_database_max_connections": db.max_connections,
-            "eolake_database_disk": db.disk,
-            "eolake_database_settings": dict(db.settings),
-            "eolake_database_owner": OWNER_ROLE,
-            "eolake_database_owner_password": _credential(f"database-{OWNER_ROLE}"),
-            "eolake_database_roles": [{"name": APP_ROLE, "password": "{{ eolake_app_database_password }}"}],
-        },
+        "database": database_vars(platform, onprem.database),
+        "database_replica": database_vars(platform, onprem.database_replica) if onprem.database_replica else {},
         "app": {
             "eolake_services_database_url": (
                 f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@"
@@ -257,12 +247,50 @@ def group_vars(platform: Platform) -> dict[str, dict]:
     }
 
 
+def replication_slot(standby: Host) -> str:
+    return "eolake_" + standby.name.replace("-", "_")
+
+
+def database_vars(platform: Platform, host: Host) -> dict:
+    """The eolake_database role's settings on the primary or, with `eolake_database_primary_address`, on its standby
+    (the same clients, connections and roles: the services read there with the same password)."""
+    onprem, db = _onprem(platform), platform.database
+    standby = onprem.database_replica
+    clients = {h.address for h in onprem.app} | ({onprem.monitoring.address} if onprem.monitoring else set())
+    values: dict[str, Any] = {
+        "eolake_database_name": db.name,
+        "eolake_database_port": DATABASE_PORT,
+        "eolake_database_listen_address": host.address,
+        "eolake_database_clients": sorted(clients),
+        "eolake_database_max_connections": db.max_connections,
+        "eolake_database_disk": db.disk,
+        "eolake_database_settings": dict(db.settings),
+        "eolake_database_owner": OWNER_ROLE,
+        "eolake_database_owner_password": _credential(f"database-{OWNER_ROLE}"),
+        "eolake_database_roles": [{"name": APP_ROLE, "password": "{{ eolake_app_database_password }}"}],
+        "eolake_database_replication_role": REPLICATION_ROLE,
+    }
+    if host == onprem.database:
+        standbys = [{"slot": replication_slot(standby), "address": standby.address}] if standby else []
+        return values | {"eolake_database_standbys": standbys}
+    return values | {
+        "eolake_database_primary_address": onprem.database.address,
+        "eolake_database_primary_port": DATABASE_PORT,
+        "eolake_database_replication_slot": replication_slot(host),
+    }
+
+
 def read_database_url(platform: Platform) -> str:
-    """The spec's read replica (database.replica: a streaming standby of onprem.database, run by you), or ""."""
-    replica, db = platform.database.replica, platform.database
-    if replica is None:
+    """Where the services that read from a replica read: the standby the playbooks set up (onprem.database_replica),
+    one you run yourself (database.replica), or "" (none)."""
+    standby, db = _onprem(platform).database_replica, platform.database
+    if standby:
+        host, port = standby.address, DATABASE_PORT
+    elif db.replica:
+        host, port = db.replica.host, db.replica.port
+    else:
         return ""
-    return f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@{replica.host}:{replica.port}/{db.name}"
+    return f"postgresql://{APP_ROLE}:{{{{ eolake_app_database_password }}}}@{host}:{port}/{db.name}"
 
 
 def host_vars(platform: Platform) -> dict[str, dict]:

@@ -597,6 +597,11 @@ class OnPrem(Strict):
     """What only the on-premise target (playbooks/, Ansible) needs: which hosts run what."""
 
     database: Host
+    database_replica: Host | None = Field(
+        None,
+        description="a streaming standby of `database` the playbooks set up (replication slot, pg_basebackup); the "
+        "services that read from a replica read there. Unset: none, or one you run yourself (database.replica)",
+    )
     app: list[Host] = Field(min_length=1, description="the hosts running every service; the proxy balances them")
     proxy: Host
     monitoring: Host | None = Field(None, description="Prometheus and Alertmanager; unset: no monitoring")
@@ -620,13 +625,18 @@ class OnPrem(Strict):
         for host in self.hosts():
             if addresses.setdefault(host.name, host.address) != host.address:
                 raise ValueError(f"host {host.name} has two addresses: {addresses[host.name]} and {host.address}")
+        if self.database_replica and self.database_replica.name == self.database.name:
+            raise ValueError(
+                f"onprem.database_replica must be another host than onprem.database ({self.database.name})"
+            )
         names = [h.name for h in self.app]
         if len(set(names)) != len(names):
             raise ValueError(f"app hosts are listed twice: {', '.join(sorted(names))}")
         return self
 
     def hosts(self) -> list[Host]:
-        return [self.database, *self.app, self.proxy, *([self.monitoring] if self.monitoring else [])]
+        optional = [h for h in (self.database_replica, self.monitoring) if h]
+        return [self.database, *self.app, self.proxy, *optional]
 
 
 class Platform(Strict):
@@ -722,6 +732,11 @@ class Platform(Strict):
             return
         if self.database.embedded:
             raise ValueError("onprem runs PostgreSQL on onprem.database: set database.embedded to false")
+        if self.onprem.database_replica and self.database.replica:
+            raise ValueError(
+                "onprem.database_replica is the standby the playbooks set up, database.replica one you run "
+                "yourself: give one of them"
+            )
         if self.storage.kind == "local":
             if not self.storage.path.startswith("/"):
                 raise ValueError(f"onprem: storage.path must be absolute on the app hosts, not {self.storage.path!r}")
@@ -785,9 +800,10 @@ class Platform(Strict):
 
     def reads_from_replica(self, service: str) -> bool:
         """Whether the service reads from a replica: it can (its manifest), and the target has one (the spec's
-        `database.replica`, or CloudNativePG's replicas)."""
+        `database.replica`, CloudNativePG's replicas, or the on-premise standby `onprem.database_replica`)."""
         instances = self.kubernetes.postgres.instances if self.kubernetes else 1
-        return manifest(service).replica_reads and (self.database.replica is not None or instances > 1)
+        standby = self.onprem is not None and self.onprem.database_replica is not None
+        return manifest(service).replica_reads and (self.database.replica is not None or instances > 1 or standby)
 
     def service_env(
         self, service: str, origins: dict[str, str] | None = None, observers: dict[str, str] | None = None
