@@ -134,6 +134,10 @@ def _document_read_after(operation: dict[str, Any], writes: bool) -> None:
             "schema": {"type": "string", "pattern": replicas.LSN.pattern, "example": "0/16B3748"},
         }
     )
+    # A malformed position is refused on every route, the probes' included (eolake_kit.replicas).
+    operation["responses"].setdefault(
+        "400", {"description": REASONS["400"], "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}}}
+    )
     if not writes:
         return
     for key, response in operation.get("responses", {}).items():
