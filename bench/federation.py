@@ -46,12 +46,12 @@ from eolake_thesaurus.app import create_app as thesaurus_app  # noqa: E402
 from eolake_thesaurus.demo import load_demo_vocabularies  # noqa: E402
 from eolake_thesaurus.settings import ThesaurusSettings  # noqa: E402
 from load import (  # noqa: E402
-    COLLECTION,
     Route,
     Target,
     TargetResult,
     bench_search,
     console,
+    cql2_search,
     percentile,
     request_mix,
 )
@@ -108,26 +108,7 @@ def mix(count: int, seed: int) -> list:
 def unique_filters(count: int) -> list[Route]:
     """CQL2 searches whose filter was never seen before (the mix's filters repeat: their schema check is
     remembered)."""
-    return [
-        Route(
-            "POST /search unique cql2 filter",
-            "POST",
-            "/search",
-            body={
-                "collections": [COLLECTION],
-                "limit": 10,
-                "filter-lang": "cql2-json",
-                "filter": {
-                    "op": "and",
-                    "args": [
-                        {"op": "=", "args": [{"property": "naip:state"}, "al"]},
-                        {"op": "=", "args": [{"property": "gsd"}, round(0.6 + n / 1e6, 6)]},
-                    ],
-                },
-            },
-        )
-        for n in range(1, count + 1)
-    ]
+    return [cql2_search("POST /search unique cql2 filter", round(0.6 + n / 1e6, 6)) for n in range(1, count + 1)]
 
 
 def search_env(urls: list[str], thesaurus: str, work: Path, timeout: float) -> dict[str, str]:

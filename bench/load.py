@@ -66,29 +66,27 @@ def request_mix(count: int, ids: list[str], places: list[tuple[list[float], int]
                 )
             )
         elif kind == "POST /search cql2 filter":
-            gsd = rng.choice([0.3, 0.6, 1.0])
-            out.append(
-                Route(
-                    kind,
-                    "POST",
-                    "/search",
-                    body={
-                        "collections": [COLLECTION],
-                        "limit": 10,
-                        "filter-lang": "cql2-json",
-                        "filter": {
-                            "op": "and",
-                            "args": [
-                                {"op": "=", "args": [{"property": "naip:state"}, "al"]},
-                                {"op": "=", "args": [{"property": "gsd"}, gsd]},
-                            ],
-                        },
-                    },
-                )
-            )
+            out.append(cql2_search(kind, rng.choice([0.3, 0.6, 1.0])))
         else:
             out.append(Route(kind, "GET", f"/collections/{COLLECTION}/items/{rng.choice(ids)}"))
     return out
+
+
+def cql2_search(kind: str, gsd: float) -> Route:
+    """NAIP items of one state at one ground sample distance, as a CQL2-JSON filter."""
+    body = {
+        "collections": [COLLECTION],
+        "limit": 10,
+        "filter-lang": "cql2-json",
+        "filter": {
+            "op": "and",
+            "args": [
+                {"op": "=", "args": [{"property": "naip:state"}, "al"]},
+                {"op": "=", "args": [{"property": "gsd"}, gsd]},
+            ],
+        },
+    }
+    return Route(kind, "POST", "/search", body=body)
 
 
 def cpu_seconds(roots: list[int]) -> float:

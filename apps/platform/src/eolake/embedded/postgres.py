@@ -201,13 +201,16 @@ class PostgresCluster:
                     f"the postgres user, which cannot reach {self.root}"
                 )
 
-    def init(self) -> None:
-        if self.initialized:
-            return
+    def _make_root(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         self._check_reachable()
         self.run_dir.mkdir(exist_ok=True)
+
+    def init(self) -> None:
+        if self.initialized:
+            return
+        self._make_root()
         pwfile = self.root / "password"
         pwfile.write_text(secrets.token_urlsafe(24))
         pwfile.chmod(0o644 if self.owner() else 0o600)

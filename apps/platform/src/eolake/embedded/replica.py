@@ -36,10 +36,7 @@ class StreamingReplica(PostgresCluster):
         stopped and the primary checkpoints (`eolake down` then `up`), up to max_slot_wal_keep_size."""
         if self.initialized:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.root.chmod(0o755)
-        self._check_reachable()
-        self.run_dir.mkdir(exist_ok=True)
+        self._make_root()
         for name in ("password", "app-password"):  # the application role's, once the primary is migrated
             if (self.primary.root / name).exists():
                 shutil.copy2(self.primary.root / name, self.root / name)
