@@ -286,6 +286,8 @@ def test_a_malformed_token_is_refused(catalog):
     assert HEADER in response.json()["detail"]
     spoilt = httpx.get(f"{catalog}/collections/t-replica", cookies={COOKIE: "spoilt"})
     assert spoilt.status_code == 200, "a spoilt cookie is ignored: it is the browser's to keep"
+    for probe in ("healthz", "readyz", "metrics"):  # they read nothing a client wrote
+        assert httpx.get(f"{catalog}/{probe}", headers={HEADER: "yesterday"}).status_code == 200, probe
 
 
 def test_the_token_is_in_the_openapi_document(catalog):
@@ -294,6 +296,9 @@ def test_the_token_is_in_the_openapi_document(catalog):
     assert HEADER in write["responses"]["201"]["headers"]
     for operation in (write, paths["/search"]["get"], paths["/search"]["post"]):
         assert HEADER in {parameter["name"] for parameter in operation["parameters"]}
+        assert operation["responses"]["400"]["content"]["application/problem+json"]
+    for probe in ("/healthz", "/readyz"):
+        assert HEADER not in {p["name"] for p in paths[probe]["get"].get("parameters", [])}, probe
 
 
 def test_the_replica_is_read_after_replay_resumes(catalog):

@@ -102,7 +102,7 @@ def apply_contract(
                 operation["x-eolake-role"] = role
             elif method in WRITES and own and (public := own.public_route(method, path)):
                 operation["x-eolake-public"] = public.reason
-            if own and own.replica_reads:
+            if own and own.replica_reads and path not in replicas.PROBES:
                 _document_read_after(operation, writes=role is not None and method in WRITES)
     for unused in ("HTTPValidationError", "ValidationError"):  # only FastAPI's 422 referred to them
         components["schemas"].pop(unused, None)
@@ -134,7 +134,7 @@ def _document_read_after(operation: dict[str, Any], writes: bool) -> None:
             "schema": {"type": "string", "pattern": replicas.LSN.pattern, "example": "0/16B3748"},
         }
     )
-    # A malformed position is refused on every route, the probes' included (eolake_kit.replicas).
+    # A malformed position is refused wherever it is read: every route but the probes (eolake_kit.replicas).
     operation["responses"].setdefault(
         "400", {"description": REASONS["400"], "content": {MEDIA_TYPE: {"schema": PROBLEM_REF}}}
     )

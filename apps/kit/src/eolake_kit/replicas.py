@@ -35,6 +35,7 @@ from eolake_kit.problems import problem
 from eolake_kit.settings import PostgresUrl
 
 HEADER = "Eolake-Read-After"
+PROBES = {"/healthz", "/readyz", "/metrics"}  # they read nothing a client wrote: a token there is not looked at
 COOKIE = "eolake_read_after"
 STATE = "read_after"  # request.state: the token the request carried (an int), absent without one
 FORWARDED: ContextVar[str | None] = ContextVar("eolake_read_after", default=None)  # the same, for outbound calls
@@ -149,7 +150,7 @@ class ReadAfterMiddleware:
         self.cookie += "; Secure" if https else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or _service_path(scope) in PROBES:
             return await self.app(scope, receive, send)
         state = scope.setdefault("state", {})
         try:
@@ -174,6 +175,12 @@ class ReadAfterMiddleware:
             await self.app(scope, receive, send_position)
         finally:
             FORWARDED.reset(forwarded)
+
+
+def _service_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def carried(scope: Scope) -> int | None:
