@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -132,4 +134,6 @@ VARIANTS = {
 def variant(label: str) -> str:
     """The stack file of a variant, written once per test session."""
     stack, edit = VARIANTS[label]
-    return str(write_stack(Path(tempfile.mkdtemp(prefix=f"eolake-{label}-")), stack, edit))
+    directory = Path(tempfile.mkdtemp(prefix=f"eolake-{label}-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return str(write_stack(directory, stack, edit))
