@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,6 +326,23 @@ def begin(script: str, title: str) -> str:
         f"command: {command}\nmachine: {os.cpu_count()} cores, {cpu_model()}; load average before: {load_average()}"
     )
     return command
+
+
+@contextlib.contextmanager
+def private_cluster(name: str) -> Iterator[tuple[Path, PostgresCluster, contextlib.ExitStack]]:
+    """A work directory under /tmp holding a private cluster, started and migrated, and the exit stack the
+    benchmark adds what it starts to: when it ends, they are stopped, then the cluster, then the directory goes."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"eolake-bench-{name}-", dir="/tmp"))
+    workdir.chmod(0o755)  # as root the cluster runs as the postgres user, who must reach it
+    cluster = PostgresCluster(workdir / "pg")
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(lambda: cluster.stop("fast") if cluster.initialized else None)
+            cluster.start()
+            cluster.migrate()
+            yield workdir, cluster, stack
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:

@@ -17,23 +17,18 @@ Usage: python bench/ingest.py [--items 20000] [--runs 3] [--json out.json]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psycopg
-from catalog import begin, console, load_average
+from catalog import begin, console, load_average, private_cluster
 from generate import collections, generate
 from loaders import load_ours, load_stock
 from rich.table import Table
 from scale import create_collections, stock_database
-
-from eolake.embedded.postgres import PostgresCluster
 
 SCENARIOS = ("fresh", "reload")
 
@@ -132,14 +127,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     command = begin("ingest.py", "eolake ingest benchmark")
-    workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-ingest-", dir="/tmp"))
-    workdir.chmod(0o755)
-    cluster = PostgresCluster(workdir / "pg")
     try:
-        with contextlib.ExitStack() as stack:
-            stack.callback(lambda: cluster.stop("fast") if cluster.initialized else None)
-            cluster.start()
-            cluster.migrate()
+        with private_cluster("ingest") as (workdir, cluster, _):
             dsns = {"eolake ingest": cluster.dsn(), "pypgstac load": stock_database(cluster)}
             path = workdir / "items.ndjson"
             generate(args.items, path)
@@ -153,8 +142,6 @@ def main() -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

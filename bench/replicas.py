@@ -22,14 +22,12 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from catalog import begin, console, load_average, start_server
+from catalog import begin, console, load_average, private_cluster, start_server
 from load import Target, TargetResult, percentile, run_closed
 from rich.table import Table
 from scale import create_collections, grow, request_mix
@@ -74,18 +72,12 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     command = begin("replicas.py", "eolake read replicas benchmark")
-    workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-replicas-", dir="/tmp"))
-    workdir.chmod(0o755)
-    primary = PostgresCluster(workdir / "pg")
-    replica = StreamingReplica(workdir / "replica", primary)
     figures: dict = {"command": command, "load_average_before": load_average(), "items": args.items}
     try:
-        with contextlib.ExitStack() as stack:
-            stack.callback(lambda: primary.stop("fast") if primary.initialized else None)
-            primary.start()
-            primary.migrate()
+        with private_cluster("replicas") as (workdir, primary, stack):
             create_collections(primary.dsn(), eolake=True)
             items = grow([primary.dsn()], 0, args.items, workdir)
+            replica = StreamingReplica(workdir / "replica", primary)
             stack.callback(lambda: replica.stop("fast") if replica.initialized else None)
             began = time.perf_counter()
             replica.start()
@@ -99,8 +91,6 @@ def main() -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -36,15 +36,13 @@ import asyncio
 import contextlib
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import psycopg
-from catalog import begin, console, load_average, start_server
+from catalog import begin, console, load_average, private_cluster, start_server
 from generate import collections, generate
 from load import Route, Target, bench_search, cpu_seconds, percentile
 from loaders import load_stock, sql
@@ -253,15 +251,9 @@ def parse_args() -> argparse.Namespace:
 def main() -> int:
     args = parse_args()
     command = begin("scale.py", "eolake scale benchmark")
-    workdir = Path(tempfile.mkdtemp(prefix="eolake-bench-scale-", dir="/tmp"))
-    workdir.chmod(0o755)
-    cluster = PostgresCluster(workdir / "pg")
     figures: dict = {"command": command, "load_average_before": load_average(), "sizes": {}}
     try:
-        with contextlib.ExitStack() as stack:
-            stack.callback(lambda: cluster.stop("fast") if cluster.initialized else None)
-            cluster.start()
-            cluster.migrate()
+        with private_cluster("scale") as (workdir, cluster, stack):
             ours = {"none": cluster.dsn()}
             create_collections(ours["none"], eolake=True)
             ours |= {p: partitioned_copy(cluster, p) for p in args.partitions if p != "none"}
@@ -287,8 +279,6 @@ def main() -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
